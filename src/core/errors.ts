@@ -1,0 +1,43 @@
+/**
+ * The stable error codes of the HTTP contract (API.md). One error type carries a code, the HTTP
+ * status that goes with it and an optional cause; `http/errors.ts` is the one place that turns it
+ * into an answer.
+ */
+export const ERROR_STATUS = {
+  invalid_request: 400,
+  invalid_token: 400,
+  unit_mismatch: 400,
+  mint_not_accepted: 400,
+  insufficient_amount: 400,
+  token_spent: 400,
+  unauthorized: 401,
+  payment_required: 402,
+  not_found: 404,
+  lease_not_running: 409,
+  payload_too_large: 413,
+  rate_limited: 429,
+  no_capacity: 503,
+  start_failed: 503,
+  internal: 500,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+export class AlacarteError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  /** Extra fields for the JSON body, e.g. a refund token on `start_failed`. */
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
+    super(message, { cause: options.cause });
+    this.name = 'AlacarteError';
+    this.code = code;
+    this.status = ERROR_STATUS[code];
+    this.details = options.details ?? {};
+  }
+}
+
+/** An expected failure, returned as a value rather than thrown. */
+export type Failure<C extends string = ErrorCode> = { ok: false; code: C; message: string };
+export type Result<T, C extends string = ErrorCode> = ({ ok: true } & T) | Failure<C>;
