@@ -1,0 +1,40 @@
+#!/usr/bin/env node
+// Runs every benchmark program under bench/ (files named *.bench.mjs), one after another so they do
+// not disturb each other, echoes what they print and collects their Markdown into bench/RESULTS.md.
+import { spawnSync } from 'node:child_process';
+import { readdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import os from 'node:os';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const only = process.argv.slice(2);
+const programs = readdirSync(here)
+  .filter((f) => f.endsWith('.bench.mjs'))
+  .filter((f) => only.length === 0 || only.some((o) => f.includes(o)))
+  .sort();
+
+const sections = [];
+let failed = false;
+for (const program of programs) {
+  console.log(`\n== ${program}`);
+  const run = spawnSync(process.execPath, [join(here, program)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  process.stdout.write(run.stdout ?? '');
+  if (run.status !== 0) {
+    failed = true;
+    sections.push(`## ${program}\n\nFAILED (exit ${run.status})\n`);
+  } else {
+    sections.push(run.stdout.trim());
+  }
+}
+
+const header = [
+  '# Benchmark results',
+  '',
+  `Written by \`npm run bench\` on ${new Date().toISOString()}: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown'}), ` +
+    `${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}. Compare ratios within one run; absolute times are noisy here.`,
+  '',
+].join('\n');
+writeFileSync(join(here, 'RESULTS.md'), `${header}\n${sections.join('\n\n')}\n`);
+console.log('\nwrote bench/RESULTS.md');
+process.exit(failed ? 1 : 0);
