@@ -8,6 +8,22 @@ import { z } from 'zod';
  */
 const port = z.number().int().min(0).max(65_535);
 
+const offerSchema = z
+  .object({
+    id: z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/),
+    vcpu: z.number().positive().max(256),
+    memory_mib: z.number().int().min(16).max(1_048_576),
+    pids: z.number().int().min(8).max(1_000_000),
+    disk_mib: z.number().int().min(1).max(1_048_576),
+    price: z.object({ amount_per_hour: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER), unit: z.literal('sat') }),
+    min_seconds: z.number().int().min(1).default(60),
+    max_seconds: z.number().int().min(1).max(10 * 365 * 24 * 3600).default(30 * 24 * 3600),
+  })
+  .strict()
+  .refine((o) => o.min_seconds <= o.max_seconds, 'min_seconds must not exceed max_seconds');
+
+export type OfferConfig = z.infer<typeof offerSchema>;
+
 export const configSchema = z
   .object({
     host: z.string().min(1).max(255).default('127.0.0.1'),
@@ -25,6 +41,10 @@ export const configSchema = z
       .min(1024)
       .max(16 * 1024 * 1024)
       .default(1024 * 1024),
+    /** What renters can buy; the defaults ship three offers. */
+    offers: z.array(offerSchema).min(1).max(100).optional(),
+    /** Other Cashu mints whose tokens this node accepts (it swaps them at that mint first). */
+    trustedMints: z.array(z.url()).max(50).default([]),
     mint: z
       .object({
         unit: z.literal('sat').default('sat'),

@@ -77,3 +77,42 @@ export function quote(
   }
   return { ok: true, quote: { offer: found, seconds, amount: priceFor(found, seconds) } };
 }
+
+/** The offer as the operator's configuration and the API spell it. */
+export interface OfferJson {
+  id: string;
+  vcpu: number;
+  memory_mib: number;
+  pids: number;
+  disk_mib: number;
+  price: { amount_per_hour: number; unit: string };
+  min_seconds: number;
+  max_seconds: number;
+}
+
+export function offerFromJson(o: OfferJson): Offer {
+  return {
+    id: o.id,
+    vcpu: o.vcpu,
+    memoryMib: o.memory_mib,
+    pids: o.pids,
+    diskMib: o.disk_mib,
+    amountPerHour: BigInt(o.price.amount_per_hour),
+    unit: o.price.unit,
+    minSeconds: o.min_seconds,
+    maxSeconds: o.max_seconds,
+  };
+}
+
+export function offerToJson(o: Offer): OfferJson {
+  return {
+    id: o.id,
+    vcpu: o.vcpu,
+    memory_mib: o.memoryMib,
+    pids: o.pids,
+    disk_mib: o.diskMib,
+    price: { amount_per_hour: Number(o.amountPerHour), unit: o.unit },
+    min_seconds: o.minSeconds,
+    max_seconds: o.maxSeconds,
+  };
+}
