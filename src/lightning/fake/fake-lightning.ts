@@ -141,7 +141,9 @@ export class FakeLightningBackend implements LightningBackend {
     if (this.payFails(request)) {
       payment = { kind: 'failed', reason: 'payment failed (injected)' };
     } else {
-      const own = this.invoices.get(decoded.paymentHash);
+      // Only an invoice we signed is ours: someone else's invoice may reuse one of our payment hashes.
+      const own =
+        decoded.payeeNodeKey === this.nodePubkey ? this.invoices.get(decoded.paymentHash) : undefined;
       if (own !== undefined) own.paidAt ??= now;
       payment = {
         kind: 'paid',

@@ -113,6 +113,16 @@ describe('FakeLightningBackend', () => {
     expect(await backend.paymentState(other.paymentHash)).toEqual(outcome);
   });
 
+  it('does not settle its own invoice for a foreign invoice that copies its payment hash', async () => {
+    const clock = manualClock();
+    const backend = new FakeLightningBackend({ now: clock.now, settleDelayMs: HOUR });
+    const mine = await backend.createInvoice(sat(1000), 'quote');
+    const copy = foreignInvoice({ network: 'bcrt', amountMsat: 1000n, paymentHash: mine.paymentHash });
+    const outcome = await backend.payInvoice(copy.bolt11, sat(0));
+    expect(outcome.state === 'paid' && sha256Hex(outcome.preimage)).not.toBe(mine.paymentHash);
+    expect(await backend.invoiceState(mine.paymentHash)).toBe('unpaid');
+  });
+
   it('keeps a payment pending until payDelayMs has passed', async () => {
     const clock = manualClock();
     const backend = new FakeLightningBackend({ now: clock.now, payDelayMs: 30_000 });

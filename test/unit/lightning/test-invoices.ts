@@ -10,9 +10,11 @@ export function foreignInvoice(options: {
   timestamp?: number;
   expirySeconds?: number;
   description?: string;
+  /** Reuse someone else's payment hash (then `preimage` does not match it). */
+  paymentHash?: string;
 }): { bolt11: string; paymentHash: string; preimage: string } {
   const preimage = randomBytes(32);
-  const paymentHash = createHash('sha256').update(preimage).digest('hex');
+  const paymentHash = options.paymentHash ?? createHash('sha256').update(preimage).digest('hex');
   const unsigned = bolt11.encode({
     network: bolt11NetworkParams(options.network),
     ...(options.amountMsat === undefined ? {} : { millisatoshis: options.amountMsat.toString() }),
