@@ -15,9 +15,17 @@ const offerSchema = z
     memory_mib: z.number().int().min(16).max(1_048_576),
     pids: z.number().int().min(8).max(1_000_000),
     disk_mib: z.number().int().min(1).max(1_048_576),
-    price: z.object({ amount_per_hour: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER), unit: z.literal('sat') }),
+    price: z.object({
+      amount_per_hour: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+      unit: z.literal('sat'),
+    }),
     min_seconds: z.number().int().min(1).default(60),
-    max_seconds: z.number().int().min(1).max(10 * 365 * 24 * 3600).default(30 * 24 * 3600),
+    max_seconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(10 * 365 * 24 * 3600)
+      .default(30 * 24 * 3600),
   })
   .strict()
   .refine((o) => o.min_seconds <= o.max_seconds, 'min_seconds must not exceed max_seconds');

@@ -30,7 +30,11 @@ function stateFromRow(row: LeaseRow): LeaseState {
     case 'pending':
       return { kind: 'pending' };
     case 'running':
-      return { kind: 'running', startedAt: date(row.started_at, 'start'), expiresAt: date(row.expires_at, 'deadline') };
+      return {
+        kind: 'running',
+        startedAt: date(row.started_at, 'start'),
+        expiresAt: date(row.expires_at, 'deadline'),
+      };
     case 'expired':
       return {
         kind: 'expired',
@@ -47,7 +51,12 @@ function stateFromRow(row: LeaseRow): LeaseState {
         refunded,
       };
     case 'failed':
-      return { kind: 'failed', endedAt: date(row.ended_at, 'end'), refunded, reason: row.fail_reason ?? 'unknown' };
+      return {
+        kind: 'failed',
+        endedAt: date(row.ended_at, 'end'),
+        refunded,
+        reason: row.fail_reason ?? 'unknown',
+      };
   }
 }
 
@@ -55,7 +64,14 @@ function stateFromRow(row: LeaseRow): LeaseState {
 export function stateColumns(
   state: LeaseState,
 ): Pick<LeaseRow, 'state' | 'started_at' | 'expires_at' | 'ended_at' | 'refunded' | 'fail_reason'> {
-  const base = { state: state.kind, started_at: null, expires_at: null, ended_at: null, refunded: 0, fail_reason: null };
+  const base = {
+    state: state.kind,
+    started_at: null,
+    expires_at: null,
+    ended_at: null,
+    refunded: 0,
+    fail_reason: null,
+  };
   switch (state.kind) {
     case 'pending':
       return base;

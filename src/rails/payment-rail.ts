@@ -46,5 +46,10 @@ export interface PaymentRail {
    * purpose and subject (change of a payment, refund of a lease), so replays can show it without
    * the store keeping it. `recordIssue` books it once, inside the caller's transaction.
    */
-  payout(source: string, purpose: 'change' | 'refund', subject: string, amount: Amount): Promise<string | null>;
+  payout(
+    source: string,
+    purpose: 'change' | 'refund',
+    subject: string,
+    amount: Amount,
+  ): Promise<string | null>;
 }
