@@ -1,11 +1,13 @@
+import type { Insertable, Selectable } from 'kysely';
 import { Amount } from '../core/amount.js';
 import type { LeaseId } from '../core/ids.js';
 import type { Lease, LeaseState } from '../core/lease.js';
 import { type Offer, type OfferJson, offerFromJson } from '../core/offers.js';
 import type { LeaseTables } from './lease-tables.js';
 
-export type LeaseRow = LeaseTables['leases'];
-export type PaymentRow = LeaseTables['payments'];
+export type LeaseRow = Selectable<LeaseTables['leases']>;
+export type PaymentRow = Selectable<LeaseTables['payments']>;
+export type NewPaymentRow = Insertable<LeaseTables['payments']>;
 
 /** Reads a stored row back into the domain's lease, refusing rows whose facts do not fit their state. */
 export function leaseFromRow(row: LeaseRow): Lease {

@@ -42,14 +42,16 @@ export interface PaymentRail {
     record: (trx: Database) => Promise<void>,
   ): Promise<{ ok: true } | Rejection>;
   /**
-   * A token worth `amount` for the payer, derived again identically on every call with the same
-   * purpose and subject (change of a payment, refund of a lease), so replays can show it without
-   * the store keeping it. `recordIssue` books it once, inside the caller's transaction.
+   * One token for the payer holding every part (change of a payment, refund of a lease), derived
+   * again identically on every call with the same parts, so a replay shows it without the store
+   * keeping it. null when the parts add up to nothing.
    */
-  payout(
-    source: string,
-    purpose: 'change' | 'refund',
-    subject: string,
-    amount: Amount,
-  ): Promise<string | null>;
+  payout(source: string, parts: readonly PayoutPart[]): Promise<string | null>;
+}
+
+export interface PayoutPart {
+  purpose: 'change' | 'refund';
+  /** The payment key (change) or lease id (refund) the part belongs to. */
+  subject: string;
+  amount: Amount;
 }
