@@ -153,8 +153,10 @@ export function signBlindedWithDleq(
   B_: Uint8Array,
   A?: Uint8Array,
 ): { C_: Uint8Array; dleq: Dleq } {
-  const cFull = secp.publicKeyTweakMul(B_, k, false);
-  const dleq = createDleq(k, B_, cFull, undefined, A);
+  // Decompress B_ once; libsecp256k1 would otherwise redo the square root in every call.
+  const bFull = uncompressed(B_);
+  const cFull = secp.publicKeyTweakMul(bFull, k, false);
+  const dleq = createDleq(k, bFull, cFull, undefined, A === undefined ? undefined : uncompressed(A));
   return { C_: secp.publicKeyConvert(cFull, true), dleq };
 }
 
