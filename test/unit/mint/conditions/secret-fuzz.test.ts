@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   checkSpendingConditions,
   DEFAULT_SECRET_LIMITS,
+  mayCarryConditions,
   parseWellKnownSecret,
   parseWitness,
 } from '../../../../src/mint/conditions/index.js';
@@ -116,5 +117,25 @@ describe('checkSpendingConditions on untrusted input', () => {
       }),
       { numRuns: 1000 },
     );
+  });
+});
+
+describe('mayCarryConditions', () => {
+  it('is true for every secret that parses as well-known (so skipping on false is safe)', () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(fc.string({ maxLength: 60 }), nearMiss, fc.json()),
+        fc.constantFrom('', ' ', '\n\t', '\r '),
+        (s, ws) => {
+          const secret = ws + s;
+          const parsed = parseWellKnownSecret(secret);
+          if (!parsed.ok || parsed.secret !== undefined)
+            if (parsed.ok && parsed.secret !== undefined) expect(mayCarryConditions(secret)).toBe(true);
+        },
+      ),
+      { numRuns: 1000 },
+    );
+    expect(mayCarryConditions(' ["P2PK",{"nonce":"n","data":"d"}]')).toBe(true);
+    expect(mayCarryConditions('a1b2')).toBe(false);
   });
 });
