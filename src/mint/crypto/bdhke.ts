@@ -67,7 +67,7 @@ export function publicKeyOf(k: Uint8Array): Uint8Array {
   return secp.publicKeyCreate(k, true);
 }
 
-/** The mint's blind signature C_ = k·B_ (NUT-00 "signing"). */
+/** The mint's blind signature C_ = k·B_ (NUT-00 "signing"). B_ must come from parsePoint; throws otherwise. */
 export function signBlinded(k: Uint8Array, B_: Uint8Array): Uint8Array {
   return secp.publicKeyTweakMul(B_, k, true);
 }
