@@ -195,6 +195,27 @@ export function verifyDleq(
 }
 
 /**
+ * NUT-12 check of a DLEQ carried in a Proof (as a receiver of a token does): rebuilds
+ * B_ = hash_to_curve(secret) + r·G and C_ = C + r·A from the sender's blinding factor r, then
+ * verifies (e, s). Returns false, never throws, for malformed input.
+ */
+export function verifyProofDleq(
+  A: Uint8Array,
+  secret: Uint8Array,
+  C: Uint8Array,
+  dleq: Dleq & { r: Uint8Array },
+): boolean {
+  if (!secp.privateKeyVerify(dleq.r)) return false;
+  try {
+    const B_ = blindMessage(secret, dleq.r);
+    const C_ = secp.publicKeyCombine([C, secp.publicKeyTweakMul(A, dleq.r, true)], true);
+    return verifyDleq(A, B_, C_, dleq.e, dleq.s);
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Wallet side, for tests and tools: B_ = hash_to_curve(secret) + r·G.
  */
 export function blindMessage(secret: Uint8Array, r: Uint8Array): Uint8Array {
