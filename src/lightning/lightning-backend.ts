@@ -1,6 +1,9 @@
 import type { Amount } from '../core/amount.js';
 
-/** State of an invoice this backend issued. */
+/**
+ * State of an invoice this backend issued. A payment hash it does not know answers 'expired': it
+ * can never be paid here.
+ */
 export type InvoiceState = 'unpaid' | 'paid' | 'expired';
 
 export interface CreatedInvoice {
@@ -10,6 +13,7 @@ export interface CreatedInvoice {
   expiresAt: Date;
 }
 
+/** `preimage` is hex; `feePaid` is in sat. */
 export type PaymentOutcome =
   | { state: 'paid'; preimage: string; feePaid: Amount }
   | { state: 'pending' }
@@ -17,17 +21,26 @@ export type PaymentOutcome =
 
 /**
  * The mint's way to Lightning (ARCHITECTURE.md, port LightningBackend). `fake` for demos and
- * tests; LND, CLN and NWC later. Every implementation passes test/unit/lightning/contract.ts.
+ * tests; LND, CLN and NWC later. Every implementation passes the contract suite in
+ * test/unit/lightning/lightning-backend.contract.ts.
  */
 export interface LightningBackend {
   /** Short name shown in /mint/v1/info and the banner, e.g. 'fake'. */
   readonly id: string;
   /** True when no real money moves (the fake backend); surfaced loudly to users. */
   readonly isTestBackend: boolean;
+  /** An invoice for exactly `amount` (unit sat), `memo` as its description (at most 639 bytes). */
   createInvoice(amount: Amount, memo: string): Promise<CreatedInvoice>;
   invoiceState(paymentHash: string): Promise<InvoiceState>;
-  /** Pays an outside invoice, spending at most maxFee in routing fees. */
+  /**
+   * Pays a BOLT11 invoice that carries an amount, spending at most maxFee in routing fees. Bad
+   * input (undecodable, amountless, expired) is a 'failed' outcome, not an exception. Paying a hash
+   * again while an earlier attempt is pending or paid answers that attempt: it never pays twice.
+   */
   payInvoice(bolt11: string, maxFee: Amount): Promise<PaymentOutcome>;
-  /** The state of an earlier payInvoice, e.g. after a restart while pending. */
+  /**
+   * The state of an earlier payInvoice, e.g. after a restart while pending. 'failed' only when the
+   * backend knows nothing was or will be paid for this hash.
+   */
   paymentState(paymentHash: string): Promise<PaymentOutcome>;
 }

@@ -1,0 +1,135 @@
+import { describe, expect, it } from 'vitest';
+import { Amount } from '../../../src/core/amount.js';
+import { type Bolt11Network, decodeBolt11 } from '../../../src/lightning/bolt11.js';
+import type { LightningBackend, PaymentOutcome } from '../../../src/lightning/lightning-backend.js';
+import { foreignInvoice, sha256Hex } from './test-invoices.js';
+
+export interface LightningContractHarness {
+  backend: LightningBackend;
+  /** The network the backend's invoices are for; outside invoices in the suite use it too. */
+  network: Bolt11Network;
+  /** Gets an invoice the backend created paid by an outside payer (fake: let its settle delay pass). */
+  payIncoming(bolt11: string): Promise<void>;
+  /** An invoice the backend can pay and whose preimage proves the payment (regtest: another node's). */
+  invoiceToPay(amount: Amount): Promise<string>;
+}
+
+/** Real backends settle asynchronously: poll a bounded number of times instead of sleeping a fixed while. */
+async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean): Promise<T> {
+  let value = await read();
+  for (let i = 0; i < 50 && !done(value); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    value = await read();
+  }
+  return value;
+}
+
+const sat = (n: bigint | number) => Amount.of(n, 'sat');
+
+/**
+ * The behaviour every LightningBackend owes the mint. `setup` gives a fresh harness per case. Run it
+ * from a `*.test.ts` file; a backend that cannot offer a case must skip it there and say why.
+ */
+export function lightningBackendContract(name: string, setup: () => Promise<LightningContractHarness>): void {
+  describe(`LightningBackend contract: ${name}`, () => {
+    it('issues a BOLT11 invoice for exactly the amount asked, with the memo and its payment hash', async () => {
+      const { backend, network } = await setup();
+      for (const amount of [1n, 21n, 1000n, 123_456_789n, 2n ** 32n + 1n]) {
+        const created = await backend.createInvoice(sat(amount), `quote for ${amount}`);
+        const decoded = decodeBolt11(created.bolt11);
+        expect(decoded).toEqual({
+          amountMsat: amount * 1000n,
+          paymentHash: created.paymentHash,
+          expiresAt: created.expiresAt,
+          network,
+          payeeNodeKey: expect.stringMatching(/^0[23][0-9a-f]{64}$/),
+          description: `quote for ${amount}`,
+        });
+      }
+    });
+
+    it('gives every invoice its own payment hash', async () => {
+      const { backend } = await setup();
+      const created = await Promise.all([1, 2, 3, 4, 5].map(() => backend.createInvoice(sat(100), 'same')));
+      expect(new Set(created.map((c) => c.paymentHash)).size).toBe(5);
+      expect(new Set(created.map((c) => c.bolt11)).size).toBe(5);
+    });
+
+    it('refuses to invoice zero, another unit or an over-long memo', async () => {
+      const { backend } = await setup();
+      await expect(backend.createInvoice(sat(0), 'zero')).rejects.toThrow();
+      await expect(backend.createInvoice(Amount.of(5, 'usd'), 'dollars')).rejects.toThrow();
+      await expect(backend.createInvoice(sat(5), 'x'.repeat(640))).rejects.toThrow();
+      await expect(backend.createInvoice(sat(5), 'x'.repeat(639))).resolves.toBeDefined();
+    });
+
+    it('reports an invoice unpaid until it is paid, then paid', async () => {
+      const h = await setup();
+      const created = await h.backend.createInvoice(sat(42), 'pay me');
+      expect(await h.backend.invoiceState(created.paymentHash)).toBe('unpaid');
+      await h.payIncoming(created.bolt11);
+      const state = await eventually(
+        () => h.backend.invoiceState(created.paymentHash),
+        (s) => s === 'paid',
+      );
+      expect(state).toBe('paid');
+    });
+
+    it('pays an invoice and reveals the preimage of its payment hash', async () => {
+      const h = await setup();
+      const invoice = await h.invoiceToPay(sat(250));
+      const paymentHash = decodeBolt11(invoice)?.paymentHash ?? '';
+      const first = await h.backend.payInvoice(invoice, sat(10));
+      expect(first.state).not.toBe('failed');
+      const settled = await eventually(
+        () => h.backend.paymentState(paymentHash),
+        (o) => o.state !== 'pending',
+      );
+      expect(settled).toEqual({
+        state: 'paid',
+        preimage: expect.stringMatching(/^[0-9a-f]{64}$/),
+        feePaid: expect.anything(),
+      });
+      const paid = settled as Extract<PaymentOutcome, { state: 'paid' }>;
+      expect(sha256Hex(paid.preimage)).toBe(paymentHash);
+      expect(sat(10).gte(paid.feePaid)).toBe(true);
+    });
+
+    it('answers a second payment of the same invoice with the first one', async () => {
+      const h = await setup();
+      const invoice = await h.invoiceToPay(sat(7));
+      const paymentHash = decodeBolt11(invoice)?.paymentHash ?? '';
+      await h.backend.payInvoice(invoice, sat(1));
+      const first = await eventually(
+        () => h.backend.paymentState(paymentHash),
+        (o) => o.state !== 'pending',
+      );
+      expect(first.state).toBe('paid');
+      expect(await h.backend.payInvoice(invoice, sat(1))).toEqual(first);
+    });
+
+    it('answers garbage, amountless and expired invoices with failed, not an exception', async () => {
+      const h = await setup();
+      const good = await h.invoiceToPay(sat(3));
+      const corrupted = `${good.slice(0, 40)}${good[40] === 'q' ? 'p' : 'q'}${good.slice(41)}`;
+      const amountless = foreignInvoice({ network: h.network }).bolt11;
+      const expired = foreignInvoice({
+        network: h.network,
+        amountMsat: 3000n,
+        timestamp: 1_496_314_658,
+        expirySeconds: 60,
+      }).bolt11;
+      for (const bad of ['', 'hello', 'lnbc1', corrupted, 'x'.repeat(100_000), amountless, expired]) {
+        const outcome = await h.backend.payInvoice(bad, sat(1));
+        expect(outcome.state, bad.slice(0, 30)).toBe('failed');
+      }
+    });
+
+    it('says expired for a payment hash it never issued and failed for one it never paid', async () => {
+      const { backend } = await setup();
+      const unknown = 'ab'.repeat(32);
+      expect(await backend.invoiceState(unknown)).toBe('expired');
+      expect((await backend.paymentState(unknown)).state).toBe('failed');
+    });
+  });
+}
