@@ -1,5 +1,5 @@
-import { bytesToHex, hashToCurve, parsePoint, verifyProofY } from './crypto/index.js';
 import { checkSpendingConditions } from './conditions/index.js';
+import { bytesToHex, hashToCurve, parsePoint, verifyProofY } from './crypto/index.js';
 import { invalidRequest, MintError, MintErrorCode } from './errors.js';
 import type { AmountKey, KeysetRegistry } from './keyset-registry.js';
 import type { BlindedMessage, Proof } from './types.js';
@@ -44,7 +44,8 @@ export function checkInputs(
   let total = 0n;
   let ppk = 0;
   for (const proof of proofs) {
-    if (secrets.has(proof.secret)) throw new MintError(MintErrorCode.duplicateInputs, 'duplicate inputs provided');
+    if (secrets.has(proof.secret))
+      throw new MintError(MintErrorCode.duplicateInputs, 'duplicate inputs provided');
     secrets.add(proof.secret);
     const keyset = registry.forInput(proof.id);
     if (unit === undefined) unit = keyset.unit;

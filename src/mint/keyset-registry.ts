@@ -139,7 +139,13 @@ export class KeysetRegistry {
     return [...this.byId.values()];
   }
 
-  private derive(unit: string, index: number, maxOrder: number, inputFeePpk: number, active: boolean): LoadedKeyset {
+  private derive(
+    unit: string,
+    index: number,
+    maxOrder: number,
+    inputFeePpk: number,
+    active: boolean,
+  ): LoadedKeyset {
     const keyset: Keyset = deriveKeyset({ seed: this.seed, unit, index, maxOrder, inputFeePpk, active });
     const keys = new Map<number, AmountKey>();
     for (const [amount, pair] of keyset.keys) {

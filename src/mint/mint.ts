@@ -160,7 +160,12 @@ export class Mint {
 
   /** NUT-01: the active keysets with their public keys. */
   keys(): { keysets: KeysetKeys[] } {
-    return { keysets: this.registry.all().filter((k) => k.active).map((k) => k.published) };
+    return {
+      keysets: this.registry
+        .all()
+        .filter((k) => k.active)
+        .map((k) => k.published),
+    };
   }
 
   /** NUT-02: any keyset's public keys. */
@@ -201,7 +206,9 @@ export class Mint {
     const info: Record<string, unknown> = {
       name: o.name ?? 'alacarte mint',
       version: o.version ?? 'alacarte/0.1.0',
-      description: test ? `${warning} ${o.description ?? ''}`.trim() : (o.description ?? 'alacarte node mint'),
+      description: test
+        ? `${warning} ${o.description ?? ''}`.trim()
+        : (o.description ?? 'alacarte node mint'),
       contact: o.contact ?? [],
       time: this.nowSeconds(),
       nuts: {
@@ -218,7 +225,14 @@ export class Mint {
           disabled: false,
         },
         '5': {
-          methods: [{ method: METHOD, unit: UNIT, min_amount: limits.meltMinAmount, max_amount: limits.meltMaxAmount }],
+          methods: [
+            {
+              method: METHOD,
+              unit: UNIT,
+              min_amount: limits.meltMinAmount,
+              max_amount: limits.meltMaxAmount,
+            },
+          ],
           disabled: false,
         },
         '7': { supported: true },
@@ -269,10 +283,13 @@ export class Mint {
           outputs.outputs.map((o) => o.B_),
           now,
         );
-        if (opts.cacheKey !== undefined) await storeResponse(trx, opts.cacheKey, JSON.stringify(response), now);
+        if (opts.cacheKey !== undefined)
+          await storeResponse(trx, opts.cacheKey, JSON.stringify(response), now);
       });
     } catch (err) {
-      return this.resolveConflict<SwapResponse>(await this.explainConflict(err, verified, outputs.outputs, opts.cacheKey));
+      return this.resolveConflict<SwapResponse>(
+        await this.explainConflict(err, verified, outputs.outputs, opts.cacheKey),
+      );
     }
     this.maybeEvictCache(now);
     return response;
@@ -283,13 +300,20 @@ export class Mint {
   async createMintQuote(request: MintQuoteRequest): Promise<MintQuoteResponse> {
     this.requireUnit(request.unit);
     const amount = request.amount;
-    if (!Number.isSafeInteger(amount) || amount < this.limits.mintMinAmount || amount > this.limits.mintMaxAmount) {
+    if (
+      !Number.isSafeInteger(amount) ||
+      amount < this.limits.mintMinAmount ||
+      amount > this.limits.mintMaxAmount
+    ) {
       throw new MintError(
         MintErrorCode.amountOutOfRange,
         `amount must be within ${this.limits.mintMinAmount}..${this.limits.mintMaxAmount} ${UNIT}`,
       );
     }
-    const invoice = await this.lightning.createInvoice(Amount.of(amount, UNIT), request.description ?? 'alacarte mint');
+    const invoice = await this.lightning.createInvoice(
+      Amount.of(amount, UNIT),
+      request.description ?? 'alacarte mint',
+    );
     const now = this.nowSeconds();
     const row: MintMintQuotesTable = {
       id: this.quoteId(),
@@ -318,9 +342,11 @@ export class Mint {
     const cached = await this.cached<SwapResponse>(opts.cacheKey);
     if (cached !== undefined) return cached;
     const quote = await this.refreshMintQuote(request.quote);
-    if (quote.state === 'ISSUED') throw new MintError(MintErrorCode.quoteIssued, 'quote has already been issued');
+    if (quote.state === 'ISSUED')
+      throw new MintError(MintErrorCode.quoteIssued, 'quote has already been issued');
     if (quote.state === 'UNPAID') {
-      if (Number(quote.expiry) < this.nowSeconds()) throw new MintError(MintErrorCode.quoteExpired, 'quote is expired');
+      if (Number(quote.expiry) < this.nowSeconds())
+        throw new MintError(MintErrorCode.quoteExpired, 'quote is expired');
       throw new MintError(MintErrorCode.quoteNotPaid, 'quote is not paid');
     }
     const outputs = checkOutputs(this.registry, request.outputs, {
@@ -353,10 +379,13 @@ export class Mint {
           outputs.outputs.map((o) => o.B_),
           now,
         );
-        if (opts.cacheKey !== undefined) await storeResponse(trx, opts.cacheKey, JSON.stringify(response), now);
+        if (opts.cacheKey !== undefined)
+          await storeResponse(trx, opts.cacheKey, JSON.stringify(response), now);
       });
     } catch (err) {
-      return this.resolveConflict<SwapResponse>(await this.explainConflict(err, [], outputs.outputs, opts.cacheKey));
+      return this.resolveConflict<SwapResponse>(
+        await this.explainConflict(err, [], outputs.outputs, opts.cacheKey),
+      );
     }
     this.maybeEvictCache(now);
     return response;
@@ -457,10 +486,18 @@ export class Mint {
       this.db,
       blanks.outputs.map((o) => o.B_),
     );
-    if (already.size > 0) throw new MintError(MintErrorCode.outputsAlreadySigned, 'outputs have already been signed');
+    if (already.size > 0)
+      throw new MintError(MintErrorCode.outputsAlreadySigned, 'outputs have already been signed');
 
     if (quote.internal_mint_quote_id !== null) {
-      return this.meltInternally(quote, quote.internal_mint_quote_id, verified, blanks.outputs, net, opts.cacheKey);
+      return this.meltInternally(
+        quote,
+        quote.internal_mint_quote_id,
+        verified,
+        blanks.outputs,
+        net,
+        opts.cacheKey,
+      );
     }
 
     // External payment: inputs PENDING first, so they cannot be spent twice while Lightning works.
@@ -473,7 +510,8 @@ export class Mint {
           .where('id', '=', quote.id)
           .where('state', '=', 'UNPAID')
           .executeTakeFirst();
-        if (Number(updated.numUpdatedRows) !== 1) throw new MintError(MintErrorCode.quotePending, 'quote is pending');
+        if (Number(updated.numUpdatedRows) !== 1)
+          throw new MintError(MintErrorCode.quotePending, 'quote is pending');
         await insertProofs(trx, this.proofRows(verified, 'PENDING', quote.id, now));
       });
     } catch (err) {
@@ -487,7 +525,9 @@ export class Mint {
           throw new MintError(MintErrorCode.quotePending, 'a payment of this invoice is pending or done');
         }
       }
-      return this.resolveConflict<MeltQuoteResponse>(await this.explainConflict(err, verified, [], opts.cacheKey));
+      return this.resolveConflict<MeltQuoteResponse>(
+        await this.explainConflict(err, verified, [], opts.cacheKey),
+      );
     }
     const pending: MintMeltQuotesTable = {
       ...quote,
@@ -528,17 +568,20 @@ export class Mint {
 
   async restore(outputs: readonly BlindedMessage[]): Promise<RestoreResponse> {
     if (outputs.length > this.limits.maxOutputs) {
-      throw new MintError(MintErrorCode.maxOutputsExceeded, `at most ${this.limits.maxOutputs} outputs per request`);
+      throw new MintError(
+        MintErrorCode.maxOutputsExceeded,
+        `at most ${this.limits.maxOutputs} outputs per request`,
+      );
     }
     const B_s = outputs.map((o) => o.B_.toLowerCase());
     const found = await signedOutputs(this.db, [...new Set(B_s)]);
     const response: RestoreResponse = { outputs: [], signatures: [] };
-    outputs.forEach((output, i) => {
-      const signature = found.get(B_s[i]!);
-      if (signature === undefined) return;
-      response.outputs.push({ amount: signature.amount, id: signature.id, B_: B_s[i]! });
+    for (const B_ of B_s) {
+      const signature = found.get(B_);
+      if (signature === undefined) continue;
+      response.outputs.push({ amount: signature.amount, id: signature.id, B_ });
       response.signatures.push(signature);
-    });
+    }
     return response;
   }
 
@@ -574,7 +617,8 @@ export class Mint {
           .where('id', '=', quote.id)
           .where('state', '=', 'UNPAID')
           .executeTakeFirst();
-        if (Number(updated.numUpdatedRows) !== 1) throw new MintError(MintErrorCode.quotePending, 'quote is pending');
+        if (Number(updated.numUpdatedRows) !== 1)
+          throw new MintError(MintErrorCode.quotePending, 'quote is pending');
         const paid = await trx
           .updateTable('mint_mint_quotes')
           .set({ state: 'PAID', paid_at: now, paid_by_melt_quote_id: quote.id })
@@ -595,9 +639,14 @@ export class Mint {
         if (cacheKey !== undefined) await storeResponse(trx, cacheKey, JSON.stringify(response), now);
       });
     } catch (err) {
-      return this.resolveConflict<MeltQuoteResponse>(await this.explainConflict(err, verified, changeOutputs, cacheKey));
+      return this.resolveConflict<MeltQuoteResponse>(
+        await this.explainConflict(err, verified, changeOutputs, cacheKey),
+      );
     }
-    this.log.info({ quote: quote.id, mintQuote: mintQuoteId, amount: quote.amount }, 'melt settled internally');
+    this.log.info(
+      { quote: quote.id, mintQuote: mintQuoteId, amount: quote.amount },
+      'melt settled internally',
+    );
     return response;
   }
 
@@ -631,7 +680,8 @@ export class Mint {
     let changeOutputs: CheckedOutput[] = [];
     if (quote.pending_outputs !== null && quote.pending_inputs_net !== null) {
       const overpaid = BigInt(quote.pending_inputs_net) - BigInt(quote.amount) - feePaid;
-      if (overpaid < 0n) this.log.error({ quote: quote.id, feePaid: String(feePaid) }, 'melt fee exceeded reserve');
+      if (overpaid < 0n)
+        this.log.error({ quote: quote.id, feePaid: String(feePaid) }, 'melt fee exceeded reserve');
       const blanks = JSON.parse(quote.pending_outputs) as BlindedMessage[];
       try {
         const checked = checkOutputs(this.registry, blanks, {
@@ -695,7 +745,10 @@ export class Mint {
     } catch (err) {
       if (!isUniqueViolation(err)) throw err;
       // The wallet reused its blank outputs elsewhere meanwhile; the payment stands, without change.
-      this.log.warn({ quote: quote.id }, 'melt change outputs were signed meanwhile; settling without change');
+      this.log.warn(
+        { quote: quote.id },
+        'melt change outputs were signed meanwhile; settling without change',
+      );
       await settle(false);
     }
     this.log.info({ quote: quote.id, amount: quote.amount, feePaid: String(feePaid) }, 'melt paid');
@@ -788,7 +841,8 @@ export class Mint {
       this.db,
       outputs.map((o) => o.B_),
     );
-    if (signed.size > 0) return new MintError(MintErrorCode.outputsAlreadySigned, 'outputs have already been signed');
+    if (signed.size > 0)
+      return new MintError(MintErrorCode.outputsAlreadySigned, 'outputs have already been signed');
     return err;
   }
 
@@ -896,4 +950,3 @@ function meltQuoteResponse(row: MintMeltQuotesTable, change: BlindSignature[]): 
   if (row.state === 'PAID') response.change = change;
   return response;
 }
-

@@ -63,7 +63,10 @@ export async function proofStates(
   return out;
 }
 
-export async function signedOutputs(db: MintDb, B_s: readonly string[]): Promise<Map<string, BlindSignature>> {
+export async function signedOutputs(
+  db: MintDb,
+  B_s: readonly string[],
+): Promise<Map<string, BlindSignature>> {
   const out = new Map<string, BlindSignature>();
   for (const part of chunks(B_s)) {
     if (part.length === 0) continue;
@@ -80,15 +83,25 @@ export async function signedOutputs(db: MintDb, B_s: readonly string[]): Promise
   return out;
 }
 
-export async function getMintQuote(db: MintDb | MintTrx, id: string): Promise<MintMintQuotesTable | undefined> {
+export async function getMintQuote(
+  db: MintDb | MintTrx,
+  id: string,
+): Promise<MintMintQuotesTable | undefined> {
   return db.selectFrom('mint_mint_quotes').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
-export async function getMeltQuote(db: MintDb | MintTrx, id: string): Promise<MintMeltQuotesTable | undefined> {
+export async function getMeltQuote(
+  db: MintDb | MintTrx,
+  id: string,
+): Promise<MintMeltQuotesTable | undefined> {
   return db.selectFrom('mint_melt_quotes').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
-export async function cachedResponse(db: MintDb, key: string, notBefore: number): Promise<string | undefined> {
+export async function cachedResponse(
+  db: MintDb,
+  key: string,
+  notBefore: number,
+): Promise<string | undefined> {
   const row = await db
     .selectFrom('mint_response_cache')
     .select(['response', 'created_at'])

@@ -84,11 +84,7 @@ export const mintMigration = {
       .addColumn('pending_inputs_net', 'bigint')
       .addColumn('pending_outputs', 'text')
       .execute();
-    await db.schema
-      .createIndex('mint_melt_quotes_state')
-      .on('mint_melt_quotes')
-      .column('state')
-      .execute();
+    await db.schema.createIndex('mint_melt_quotes_state').on('mint_melt_quotes').column('state').execute();
     // At most one melt of the same invoice can be in flight or done: a second one would pay twice.
     await sql`CREATE UNIQUE INDEX mint_melt_quotes_one_payment ON mint_melt_quotes (payment_hash) WHERE state <> 'UNPAID'`.execute(
       db,
