@@ -28,13 +28,20 @@ export class AlacarteError extends Error {
   readonly status: number;
   /** Extra fields for the JSON body, e.g. a refund token on `start_failed`. */
   readonly details: Readonly<Record<string, unknown>>;
+  /** Extra response headers, e.g. the NUT-24 `X-Cashu` challenge of a 402. */
+  readonly headers: Readonly<Record<string, string>>;
 
-  constructor(code: ErrorCode, message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { cause?: unknown; details?: Record<string, unknown>; headers?: Record<string, string> } = {},
+  ) {
     super(message, { cause: options.cause });
     this.name = 'AlacarteError';
     this.code = code;
     this.status = ERROR_STATUS[code];
     this.details = options.details ?? {};
+    this.headers = options.headers ?? {};
   }
 }
 

@@ -1,0 +1,118 @@
+import { Amount } from './amount.js';
+import type { Failure } from './errors.js';
+
+/** What a renter can buy: a sandbox size and its price per hour. From the operator's config. */
+export interface Offer {
+  id: string;
+  vcpu: number;
+  memoryMib: number;
+  pids: number;
+  diskMib: number;
+  /** Price of one hour, in `unit`. */
+  amountPerHour: bigint;
+  unit: string;
+  minSeconds: number;
+  maxSeconds: number;
+}
+
+/** The offers a node ships with when the operator configures none. */
+export const DEFAULT_OFFERS: readonly Offer[] = [
+  offer('small', 1, 512, 256, 1024, 60n),
+  offer('medium', 2, 2048, 1024, 4096, 240n),
+  offer('large', 2, 8192, 4096, 16384, 900n),
+];
+
+function offer(
+  id: string,
+  vcpu: number,
+  memoryMib: number,
+  pids: number,
+  diskMib: number,
+  perHour: bigint,
+): Offer {
+  return {
+    id,
+    vcpu,
+    memoryMib,
+    pids,
+    diskMib,
+    amountPerHour: perHour,
+    unit: 'sat',
+    minSeconds: 60,
+    maxSeconds: 30 * 24 * 3600,
+  };
+}
+
+export interface Quote {
+  offer: Offer;
+  seconds: number;
+  amount: Amount;
+}
+
+/** Price = ceil(amount_per_hour × seconds / 3600): a renter never gets a second for free. */
+export function priceFor(offer: Offer, seconds: number): Amount {
+  const numerator = offer.amountPerHour * BigInt(seconds);
+  return Amount.of((numerator + 3599n) / 3600n, offer.unit);
+}
+
+/** Refund = floor(amount_per_hour × unused whole seconds / 3600): the node never refunds a fraction. */
+export function refundFor(offer: Offer, unusedSeconds: number): Amount {
+  const whole = Math.max(0, Math.floor(unusedSeconds));
+  return Amount.of((offer.amountPerHour * BigInt(whole)) / 3600n, offer.unit);
+}
+
+export function quote(
+  offers: readonly Offer[],
+  offerId: string,
+  seconds: number,
+): { ok: true; quote: Quote } | Failure<'invalid_request'> {
+  const found = offers.find((o) => o.id === offerId);
+  if (!found) return { ok: false, code: 'invalid_request', message: `unknown offer '${offerId}'` };
+  if (!Number.isSafeInteger(seconds) || seconds < found.minSeconds || seconds > found.maxSeconds) {
+    return {
+      ok: false,
+      code: 'invalid_request',
+      message: `seconds must be a whole number from ${found.minSeconds} to ${found.maxSeconds} for offer '${found.id}'`,
+    };
+  }
+  return { ok: true, quote: { offer: found, seconds, amount: priceFor(found, seconds) } };
+}
+
+/** The offer as the operator's configuration and the API spell it. */
+export interface OfferJson {
+  id: string;
+  vcpu: number;
+  memory_mib: number;
+  pids: number;
+  disk_mib: number;
+  price: { amount_per_hour: number; unit: string };
+  min_seconds: number;
+  max_seconds: number;
+}
+
+export function offerFromJson(o: OfferJson): Offer {
+  return {
+    id: o.id,
+    vcpu: o.vcpu,
+    memoryMib: o.memory_mib,
+    pids: o.pids,
+    diskMib: o.disk_mib,
+    amountPerHour: BigInt(o.price.amount_per_hour),
+    unit: o.price.unit,
+    minSeconds: o.min_seconds,
+    maxSeconds: o.max_seconds,
+  };
+}
+
+export function offerToJson(o: Offer): OfferJson {
+  return {
+    id: o.id,
+    vcpu: o.vcpu,
+    memory_mib: o.memoryMib,
+    pids: o.pids,
+    disk_mib: o.diskMib,
+    price: { amount_per_hour: Number(o.amountPerHour), unit: o.unit },
+    min_seconds: o.minSeconds,
+    max_seconds: o.maxSeconds,
+  };
+}

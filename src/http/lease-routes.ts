@@ -1,0 +1,70 @@
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import type { Answer, LeaseService } from '../leases/lease-service.js';
+import {
+  bearerOf,
+  createLeaseBody,
+  execBody,
+  extendBody,
+  idempotencyKeyOf,
+  parseWith,
+  quoteQuery,
+} from './lease-schemas.js';
+
+export interface LeaseRoutesOptions {
+  leases: LeaseService;
+  /** Mints whose tokens this node accepts, its own first. */
+  mints: readonly string[];
+  unit: string;
+}
+
+/** The /v1 lease API of API.md. Errors are thrown and mapped in http/errors.ts. */
+export function leaseRoutes(options: LeaseRoutesOptions): FastifyPluginAsync {
+  const { leases, mints, unit } = options;
+  return async (app) => {
+    app.get('/offers', async () => ({
+      offers: leases.offerList(),
+      images: leases.imageList(),
+      payment: { cashu: { mints, unit } },
+    }));
+
+    app.get('/quote', async (request) => {
+      const q = parseWith(quoteQuery, request.query);
+      return leases.quote(q.offer, q.seconds);
+    });
+
+    app.post('/leases', async (request, reply) => {
+      const body = parseWith(createLeaseBody, request.body);
+      const idem = idempotencyKeyOf(request.headers['idempotency-key']);
+      return send(reply, await leases.create(body, request.headers, idem));
+    });
+
+    app.get<{ Params: { id: string } }>('/leases/:id', async (request, reply) => {
+      return send(reply, await leases.get(request.params.id, bearerOf(request.headers.authorization)));
+    });
+
+    app.post<{ Params: { id: string } }>('/leases/:id/exec', async (request, reply) => {
+      const credential = bearerOf(request.headers.authorization);
+      const body = parseWith(execBody, request.body);
+      const answer = await leases.exec(request.params.id, credential, {
+        command: body.command,
+        stdin: body.stdin,
+        timeoutSeconds: body.timeout_seconds,
+      });
+      return send(reply, answer);
+    });
+
+    app.post<{ Params: { id: string } }>('/leases/:id/extend', async (request, reply) => {
+      const body = parseWith(extendBody, request.body);
+      return send(reply, await leases.extend(request.params.id, body.seconds, request.headers));
+    });
+
+    app.delete<{ Params: { id: string } }>('/leases/:id', async (request, reply) => {
+      return send(reply, await leases.stop(request.params.id, bearerOf(request.headers.authorization)));
+    });
+  };
+}
+
+function send(reply: FastifyReply, answer: Answer): FastifyReply {
+  for (const [name, value] of Object.entries(answer.headers)) reply.header(name, value);
+  return reply.status(answer.status).send(answer.body);
+}

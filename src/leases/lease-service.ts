@@ -1,0 +1,714 @@
+import { createHash } from 'node:crypto';
+import { Amount } from '../core/amount.js';
+import { AlacarteError } from '../core/errors.js';
+import { type BearerSecret, type LeaseId, newLeaseId, type PaymentKey, parseLeaseId } from '../core/ids.js';
+import * as lifecycle from '../core/lease.js';
+import { type Offer, offerToJson, quote as priceQuote } from '../core/offers.js';
+import type { Logger } from '../log.js';
+import type { InspectedPayment, PaymentHeaders, PaymentRail } from '../rails/payment-rail.js';
+import type { Database } from '../store/database.js';
+import { InFlight } from './in-flight.js';
+import type { LeaseDriver } from './lease-driver.js';
+import {
+  type LeaseRow,
+  leaseFromRow,
+  type NewPaymentRow,
+  type PaymentRow,
+  stateColumns,
+} from './lease-record.js';
+import { credentialHash, credentialMatches, type NodeSecret } from './node-secret.js';
+
+export interface CreateLeaseInput {
+  offer: string;
+  seconds: number;
+  image: string;
+  command?: string[];
+  env?: Record<string, string>;
+  ports?: number[];
+}
+
+/** What a route answers: status, extra headers and the JSON body, exactly as API.md spells it. */
+export interface Answer {
+  status: number;
+  headers: Record<string, string>;
+  body: Record<string, unknown>;
+}
+
+export interface LeaseServiceOptions {
+  db: Database;
+  driver: LeaseDriver;
+  rail: PaymentRail;
+  offers: readonly Offer[];
+  images: readonly string[];
+  secret: NodeSecret;
+  clock?: () => Date;
+  logger: Logger;
+  /** Called with each lease-state change, for metrics. */
+  onEvent?: (event: LeaseEvent) => void;
+}
+
+export type LeaseEvent =
+  | {
+      type: 'payment';
+      rail: string;
+      outcome: 'accepted' | 'rejected' | 'replayed';
+      amount: Amount;
+      code?: string;
+    }
+  | { type: 'started'; ms: number }
+  | { type: 'ended'; state: 'expired' | 'stopped' | 'failed' };
+
+// A real-looking hash to compare against when the lease id is unknown, so a probe cannot tell
+// "no such lease" from "wrong credential" by timing.
+const DUMMY_HASH = credentialHash('alacarte/no-such-lease');
+
+/**
+ * The lease service: admission, payment through a rail, start, extend, stop and refund. It holds
+ * the money rules of ARCHITECTURE.md: a rejection takes nothing, a payment ends in a lease or a
+ * refund, a replay never charges twice.
+ */
+export class LeaseService {
+  private readonly db: Database;
+  private readonly driver: LeaseDriver;
+  private readonly rail: PaymentRail;
+  private readonly offers: readonly Offer[];
+  private readonly images: readonly string[];
+  private readonly secret: NodeSecret;
+  private readonly now: () => Date;
+  private readonly log: Logger;
+  private readonly emit: (event: LeaseEvent) => void;
+  private readonly inFlight = new InFlight<Answer>();
+  /** Starts under way per offer: capacity is reserved before any money moves. */
+  private readonly reserved = new Map<string, number>();
+
+  constructor(options: LeaseServiceOptions) {
+    this.db = options.db;
+    this.driver = options.driver;
+    this.rail = options.rail;
+    this.offers = options.offers;
+    this.images = options.images;
+    this.secret = options.secret;
+    this.now = options.clock ?? (() => new Date());
+    this.log = options.logger;
+    this.emit = options.onEvent ?? (() => {});
+  }
+
+  offerList(): Array<Record<string, unknown>> {
+    const capacity = this.driver.capacity(this.offers);
+    return this.offers.map((o) => ({
+      ...offerToJson(o),
+      available: Math.max(0, (capacity.get(o.id) ?? 0) - (this.reserved.get(o.id) ?? 0)),
+    }));
+  }
+
+  imageList(): readonly string[] {
+    return this.images;
+  }
+
+  quote(offerId: string, seconds: number): { offer: string; seconds: number; amount: number; unit: string } {
+    const q = this.price(offerId, seconds);
+    return { offer: q.offer.id, seconds, amount: q.amount.toNumber(), unit: q.amount.unit };
+  }
+
+  // ---- create -------------------------------------------------------------------------------
+
+  async create(input: CreateLeaseInput, headers: PaymentHeaders, idempotencyKey?: string): Promise<Answer> {
+    const { offer, amount: price } = this.price(input.offer, input.seconds);
+    if (!this.images.includes(input.image)) {
+      throw new AlacarteError('invalid_request', `unknown image '${input.image}'; see /v1/offers for images`);
+    }
+    const idemHash = idempotencyKey === undefined ? null : sha256(`idempotency/${idempotencyKey}`);
+    if (idemHash) {
+      const earlier = await this.replayByIdempotency(idemHash);
+      if (earlier) return earlier;
+    }
+    const payment = await this.inspect(headers, price);
+    const keys = [`pay/${payment.key}`, ...(idemHash ? [`idem/${idemHash}`] : [])];
+    return this.inFlight.run(keys, async (joined) => {
+      const replay = await this.replayByPayment(payment.key, 'create');
+      if (replay) {
+        this.emit({ type: 'payment', rail: payment.rail, outcome: 'replayed', amount: payment.amount });
+        return replay;
+      }
+      if (joined && idemHash) {
+        const earlier = await this.replayByIdempotency(idemHash);
+        if (earlier) return earlier;
+      }
+      return this.createPaid(input, offer, price, payment, idemHash);
+    });
+  }
+
+  private async createPaid(
+    input: CreateLeaseInput,
+    offer: Offer,
+    price: Amount,
+    payment: InspectedPayment,
+    idemHash: string | null,
+  ): Promise<Answer> {
+    this.checkEnough(payment, price);
+    const release = this.reserve(offer);
+    try {
+      const id = newLeaseId();
+      const createdAt = this.now();
+      const redeemed = await this.rail.redeem(payment, price, async (trx) => {
+        await trx
+          .insertInto('leases')
+          .values({
+            id,
+            offer_id: offer.id,
+            offer_json: JSON.stringify(offerToJson(offer)),
+            image: input.image,
+            ...stateColumns({ kind: 'pending' }),
+            created_at: createdAt.getTime(),
+            held: price.toNumber(),
+            unit: price.unit,
+            credential_hash: credentialHash(this.secret.credentialFor(id)),
+            ports_json: '{}',
+          })
+          .execute();
+        await trx
+          .insertInto('payments')
+          .values(this.paymentRow(payment, price, id, 'create', input.seconds, idemHash))
+          .execute();
+      });
+      if (!redeemed.ok) {
+        this.emit({
+          type: 'payment',
+          rail: payment.rail,
+          outcome: 'rejected',
+          amount: payment.amount,
+          code: redeemed.code,
+        });
+        throw new AlacarteError(redeemed.code, redeemed.message);
+      }
+      this.emit({ type: 'payment', rail: payment.rail, outcome: 'accepted', amount: payment.amount });
+      await this.startSandbox(id, input, offer);
+      const answer = await this.replayByPayment(payment.key, 'create');
+      if (!answer) throw new Error(`lease ${id} vanished after payment`);
+      return { ...answer, status: answer.status === 200 ? 201 : answer.status };
+    } finally {
+      release();
+    }
+  }
+
+  /** Starts the paid sandbox; on failure the lease is failed and everything paid is refunded. */
+  private async startSandbox(id: LeaseId, input: CreateLeaseInput, offer: Offer): Promise<void> {
+    const startedAt = this.now();
+    const deadline = new Date(startedAt.getTime() + input.seconds * 1000);
+    try {
+      const started = await this.driver.start(
+        { leaseId: id, image: input.image, command: input.command, env: input.env, ports: input.ports ?? [] },
+        { vcpu: offer.vcpu, memoryMib: offer.memoryMib, pids: offer.pids, diskMib: offer.diskMib },
+        deadline,
+      );
+      this.emit({ type: 'started', ms: this.now().getTime() - startedAt.getTime() });
+      const updated = await this.db
+        .updateTable('leases')
+        .set({
+          ...stateColumns({ kind: 'running', startedAt, expiresAt: deadline }),
+          ports_json: JSON.stringify(started.ports),
+        })
+        .where('id', '=', id)
+        .where('state', '=', 'pending')
+        .executeTakeFirst();
+      if (updated.numUpdatedRows !== 1n) await this.driver.stop(id);
+    } catch (err) {
+      this.log.warn({ err: String(err), lease: id }, 'sandbox failed to start; refunding');
+      await this.failPending(id, 'sandbox failed to start');
+    }
+  }
+
+  private async failPending(id: LeaseId, reason: string): Promise<void> {
+    const row = await this.db.selectFrom('leases').selectAll().where('id', '=', id).executeTakeFirst();
+    if (row?.state !== 'pending') return;
+    const lease = leaseFromRow(row);
+    const state = lifecycle.fail(lease, this.now(), reason);
+    await this.db
+      .updateTable('leases')
+      .set(stateColumns(state))
+      .where('id', '=', id)
+      .where('state', '=', 'pending')
+      .execute();
+    this.emit({ type: 'ended', state: 'failed' });
+  }
+
+  // ---- read, exec, attach --------------------------------------------------------------------
+
+  async get(id: string, credential: string | undefined): Promise<Answer> {
+    const row = await this.authorize(id, credential);
+    return { status: 200, headers: {}, body: await this.leaseBody(row) };
+  }
+
+  async exec(
+    id: string,
+    credential: string | undefined,
+    request: { command: string[]; stdin?: string; timeoutSeconds: number },
+  ): Promise<Answer> {
+    const row = await this.authorize(id, credential);
+    this.requireRunning(row);
+    const result = await this.driver.exec(row.id, {
+      command: request.command,
+      stdin: request.stdin,
+      timeoutMs: request.timeoutSeconds * 1000,
+    });
+    return {
+      status: 200,
+      headers: {},
+      body: {
+        exit_code: result.exitCode,
+        stdout: result.stdout,
+        stderr: result.stderr,
+        truncated: result.truncated,
+      },
+    };
+  }
+
+  /** Checks the credential and that the lease runs; the HTTP layer then bridges the WebSocket. */
+  async authorizeAttach(id: string, credential: string | undefined): Promise<LeaseId> {
+    const row = await this.authorize(id, credential);
+    this.requireRunning(row);
+    return row.id as LeaseId;
+  }
+
+  // ---- extend --------------------------------------------------------------------------------
+
+  async extend(id: string, seconds: number, headers: PaymentHeaders): Promise<Answer> {
+    const leaseId = parseLeaseId(id);
+    const row =
+      leaseId &&
+      (await this.db.selectFrom('leases').selectAll().where('id', '=', leaseId).executeTakeFirst());
+    if (!row) throw new AlacarteError('not_found', 'no such lease');
+    const lease = leaseFromRow(row);
+    const { amount: price } = this.price(lease.offer, seconds);
+    const payment = await this.inspect(headers, price);
+    return this.inFlight.run([`pay/${payment.key}`], async () => {
+      const replay = await this.replayExtension(row.id, payment.key);
+      if (replay) return replay;
+      const current = await this.db
+        .selectFrom('leases')
+        .selectAll()
+        .where('id', '=', row.id)
+        .executeTakeFirstOrThrow();
+      this.requireRunning(current);
+      this.checkEnough(payment, price);
+      let newDeadline: Date | undefined;
+      const redeemed = await this.rail
+        .redeem(payment, price, async (trx) => {
+          const fresh = await trx
+            .selectFrom('leases')
+            .selectAll()
+            .where('id', '=', row.id)
+            .executeTakeFirstOrThrow();
+          // Checked again inside the transaction: the reaper or a stop may have won the race.
+          if (fresh.state !== 'running') throw new LeaseEnded();
+          const state = lifecycle.extend(leaseFromRow(fresh).state, this.now(), seconds);
+          if (state.kind !== 'running') throw new Error('extension left the running state');
+          newDeadline = state.expiresAt;
+          await trx
+            .updateTable('leases')
+            .set({ expires_at: state.expiresAt.getTime(), held: Number(fresh.held) + price.toNumber() })
+            .where('id', '=', row.id)
+            .execute();
+          await trx
+            .insertInto('payments')
+            .values(this.paymentRow(payment, price, row.id, 'extend', seconds, null))
+            .execute();
+        })
+        .catch((err: unknown) => {
+          if (err instanceof LeaseEnded)
+            return { ok: false as const, code: 'lease_not_running' as const, message: 'the lease has ended' };
+          throw err;
+        });
+      if (!redeemed.ok) {
+        this.emit({
+          type: 'payment',
+          rail: payment.rail,
+          outcome: 'rejected',
+          amount: payment.amount,
+          code: redeemed.code,
+        });
+        throw new AlacarteError(redeemed.code, redeemed.message);
+      }
+      this.emit({ type: 'payment', rail: payment.rail, outcome: 'accepted', amount: payment.amount });
+      if (newDeadline) await this.driver.setDeadline(row.id, newDeadline);
+      const answer = await this.replayExtension(row.id, payment.key);
+      if (!answer) throw new Error(`extension of ${row.id} vanished after payment`);
+      return answer;
+    });
+  }
+
+  // ---- stop ----------------------------------------------------------------------------------
+
+  async stop(id: string, credential: string | undefined): Promise<Answer> {
+    const row = await this.authorize(id, credential);
+    return this.inFlight.run([`stop/${row.id}`], async () => {
+      const current = await this.db
+        .selectFrom('leases')
+        .selectAll()
+        .where('id', '=', row.id)
+        .executeTakeFirstOrThrow();
+      if (current.state === 'stopped') return this.stoppedAnswer(current);
+      this.requireRunning(current);
+      const lease = leaseFromRow(current);
+      const { state } = lifecycle.stop(lease, this.now());
+      const updated = await this.db
+        .updateTable('leases')
+        .set(stateColumns(state))
+        .where('id', '=', row.id)
+        .where('state', '=', 'running')
+        .executeTakeFirst();
+      if (updated.numUpdatedRows !== 1n) {
+        throw new AlacarteError('lease_not_running', 'the lease has ended');
+      }
+      this.emit({ type: 'ended', state: 'stopped' });
+      await this.driver.stop(row.id);
+      const stopped = await this.db
+        .selectFrom('leases')
+        .selectAll()
+        .where('id', '=', row.id)
+        .executeTakeFirstOrThrow();
+      return this.stoppedAnswer(stopped);
+    });
+  }
+
+  private async stoppedAnswer(row: LeaseRow): Promise<Answer> {
+    const refunded = Amount.of(BigInt(row.refunded), row.unit);
+    const source = await this.firstPaymentSource(row.id);
+    const refund = await this.rail.payout(source, [{ purpose: 'refund', subject: row.id, amount: refunded }]);
+    return {
+      status: 200,
+      headers: {},
+      body: { ...(await this.leaseBody(row)), refund, refunded: refunded.toNumber() },
+    };
+  }
+
+  // ---- expiry and reconciliation -------------------------------------------------------------
+
+  /** Ends every running lease whose deadline has passed. Returns how many it ended. */
+  async reapExpired(): Promise<number> {
+    const now = this.now();
+    const due = await this.db
+      .selectFrom('leases')
+      .selectAll()
+      .where('state', '=', 'running')
+      .where('expires_at', '<=', now.getTime())
+      .execute();
+    let ended = 0;
+    for (const row of due) {
+      const state = lifecycle.expire(leaseFromRow(row).state, now);
+      const updated = await this.db
+        .updateTable('leases')
+        .set(stateColumns(state))
+        .where('id', '=', row.id)
+        .where('state', '=', 'running')
+        .where('expires_at', '<=', now.getTime())
+        .executeTakeFirst();
+      if (updated.numUpdatedRows === 1n) {
+        ended++;
+        this.emit({ type: 'ended', state: 'expired' });
+        await this.driver.stop(row.id).catch((err: unknown) => {
+          this.log.error({ err: String(err), lease: row.id }, 'could not stop an expired sandbox');
+        });
+      }
+    }
+    return ended;
+  }
+
+  /** The next deadline of a running lease, for the reaper's timer. */
+  async nextDeadline(): Promise<Date | undefined> {
+    const row = await this.db
+      .selectFrom('leases')
+      .select(({ fn }) => fn.min('expires_at').as('next'))
+      .where('state', '=', 'running')
+      .executeTakeFirst();
+    return row?.next == null ? undefined : new Date(Number(row.next));
+  }
+
+  /**
+   * After a restart: makes the store and the driver agree. A sandbox nobody paid for is stopped;
+   * a paid lease whose start never finished becomes running (sandbox there) or failed with a full
+   * refund (no sandbox); a running lease whose sandbox vanished is stopped with the unused time
+   * refunded.
+   */
+  async reconcile(): Promise<{
+    stoppedSandboxes: number;
+    failed: number;
+    resumed: number;
+    vanished: number;
+  }> {
+    const sandboxes = new Map((await this.driver.list()).map((s) => [s.leaseId, s]));
+    const live = await this.db
+      .selectFrom('leases')
+      .selectAll()
+      .where('state', 'in', ['pending', 'running'])
+      .execute();
+    const result = { stoppedSandboxes: 0, failed: 0, resumed: 0, vanished: 0 };
+    for (const row of live) {
+      const sandbox = sandboxes.get(row.id);
+      sandboxes.delete(row.id);
+      if (row.state === 'pending') {
+        if (sandbox) {
+          const startedAt = new Date(Number(row.created_at));
+          await this.db
+            .updateTable('leases')
+            .set(stateColumns({ kind: 'running', startedAt, expiresAt: sandbox.deadline }))
+            .where('id', '=', row.id)
+            .where('state', '=', 'pending')
+            .execute();
+          result.resumed++;
+        } else {
+          await this.failPending(row.id as LeaseId, 'node restarted before the sandbox started');
+          result.failed++;
+        }
+      } else if (!sandbox) {
+        const lease = leaseFromRow(row);
+        const { state } = lifecycle.stop(lease, this.now());
+        await this.db
+          .updateTable('leases')
+          .set(stateColumns(state))
+          .where('id', '=', row.id)
+          .where('state', '=', 'running')
+          .execute();
+        this.emit({ type: 'ended', state: 'stopped' });
+        result.vanished++;
+      }
+    }
+    for (const orphan of sandboxes.keys()) {
+      await this.driver.stop(orphan);
+      result.stoppedSandboxes++;
+    }
+    return result;
+  }
+
+  // ---- helpers -------------------------------------------------------------------------------
+
+  private price(offerOrId: string | Offer, seconds: number): { offer: Offer; amount: Amount } {
+    const offers = typeof offerOrId === 'string' ? this.offers : [offerOrId];
+    const id = typeof offerOrId === 'string' ? offerOrId : offerOrId.id;
+    const q = priceQuote(offers, id, seconds);
+    if (!q.ok) throw new AlacarteError(q.code, q.message);
+    return { offer: q.quote.offer, amount: q.quote.amount };
+  }
+
+  private async inspect(headers: PaymentHeaders, price: Amount): Promise<InspectedPayment> {
+    const inspected = await this.rail.inspect(headers);
+    if (inspected === undefined) {
+      const challenge = this.rail.challenge(price);
+      throw new AlacarteError('payment_required', `this costs ${price}; pay in the X-Cashu header`, {
+        details: challenge.body,
+        headers: challenge.headers,
+      });
+    }
+    if (!inspected.ok) throw new AlacarteError(inspected.code, inspected.message);
+    return inspected.payment;
+  }
+
+  private checkEnough(payment: InspectedPayment, price: Amount): void {
+    if (payment.amount.unit !== price.unit) {
+      throw new AlacarteError(
+        'unit_mismatch',
+        `this node prices in ${price.unit}, the token is in ${payment.amount.unit}`,
+      );
+    }
+    const needed = price.add(payment.fee);
+    if (!payment.amount.gte(needed)) {
+      throw new AlacarteError(
+        'insufficient_amount',
+        `the token is worth ${payment.amount} but this costs ${needed}${payment.fee.isZero() ? '' : ` (${payment.fee} input fees)`}`,
+        { details: { amount: needed.toNumber(), unit: needed.unit } },
+      );
+    }
+  }
+
+  private reserve(offer: Offer): () => void {
+    const free = (this.driver.capacity([offer]).get(offer.id) ?? 0) - (this.reserved.get(offer.id) ?? 0);
+    if (free <= 0)
+      throw new AlacarteError('no_capacity', `no room for offer '${offer.id}' right now; try again shortly`);
+    this.reserved.set(offer.id, (this.reserved.get(offer.id) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.reserved.set(offer.id, (this.reserved.get(offer.id) ?? 1) - 1);
+    };
+  }
+
+  private paymentRow(
+    payment: InspectedPayment,
+    price: Amount,
+    leaseId: string,
+    purpose: 'create' | 'extend',
+    seconds: number,
+    idemHash: string | null,
+  ): NewPaymentRow {
+    return {
+      key: payment.key,
+      lease_id: leaseId,
+      purpose,
+      rail: payment.rail,
+      mint_url: payment.source,
+      amount: payment.amount.toNumber(),
+      kept: price.toNumber(),
+      change: payment.amount.sub(price).sub(payment.fee).toNumber(),
+      fee: payment.fee.toNumber(),
+      seconds,
+      idempotency_hash: idemHash,
+      created_at: this.now().getTime(),
+    };
+  }
+
+  private async authorize(id: string, credential: string | undefined): Promise<LeaseRow> {
+    const leaseId = parseLeaseId(id);
+    const row = leaseId
+      ? await this.db.selectFrom('leases').selectAll().where('id', '=', leaseId).executeTakeFirst()
+      : undefined;
+    const ok = credentialMatches(credential ?? '', row?.credential_hash ?? DUMMY_HASH);
+    if (!row || !ok || credential === undefined)
+      throw new AlacarteError('unauthorized', 'missing or wrong lease credential');
+    return row;
+  }
+
+  private requireRunning(row: LeaseRow): void {
+    if (row.state !== 'running' || Number(row.expires_at) <= this.now().getTime()) {
+      throw new AlacarteError(
+        'lease_not_running',
+        `the lease is ${row.state === 'running' ? 'expired' : row.state}`,
+      );
+    }
+  }
+
+  private async firstPaymentSource(leaseId: string): Promise<string> {
+    const p = await this.db
+      .selectFrom('payments')
+      .select('mint_url')
+      .where('lease_id', '=', leaseId)
+      .orderBy('seq')
+      .executeTakeFirstOrThrow();
+    return p.mint_url;
+  }
+
+  private async leaseBody(row: LeaseRow): Promise<Record<string, unknown>> {
+    const payments = await this.db
+      .selectFrom('payments')
+      .select(['amount'])
+      .where('lease_id', '=', row.id)
+      .execute();
+    const now = this.now();
+    const lease = leaseFromRow(row);
+    return {
+      id: row.id,
+      state: row.state,
+      offer: row.offer_id,
+      image: row.image,
+      created_at: iso(row.created_at),
+      expires_at: row.expires_at === null ? null : iso(row.expires_at),
+      paid: payments.reduce((sum, p) => sum + Number(p.amount), 0),
+      unit: row.unit,
+      ports: JSON.parse(row.ports_json) as Record<string, string>,
+      remaining_seconds: lifecycle.remainingSeconds(lease.state, now),
+    };
+  }
+
+  /** The first answer to a paid create, rebuilt from the store and the node secret. */
+  private async replayByPayment(key: PaymentKey, purpose: 'create'): Promise<Answer | undefined> {
+    const payment = await this.db
+      .selectFrom('payments')
+      .selectAll()
+      .where('key', '=', key)
+      .executeTakeFirst();
+    if (!payment) return undefined;
+    if (payment.purpose !== purpose) {
+      throw new AlacarteError('token_spent', 'this token already paid for something else');
+    }
+    return this.createAnswer(payment);
+  }
+
+  private async replayByIdempotency(idemHash: string): Promise<Answer | undefined> {
+    const payment = await this.db
+      .selectFrom('payments')
+      .selectAll()
+      .where('idempotency_hash', '=', idemHash)
+      .executeTakeFirst();
+    return payment ? this.createAnswer(payment) : undefined;
+  }
+
+  private async createAnswer(payment: PaymentRow): Promise<Answer> {
+    const row = await this.db
+      .selectFrom('leases')
+      .selectAll()
+      .where('id', '=', payment.lease_id)
+      .executeTakeFirstOrThrow();
+    const unit = row.unit;
+    const changePart = {
+      purpose: 'change' as const,
+      subject: payment.key,
+      amount: Amount.of(BigInt(payment.change), unit),
+    };
+    if (row.state === 'pending')
+      throw new AlacarteError('rate_limited', 'this payment is still being processed; retry');
+    if (row.state === 'failed') {
+      // A start that failed (or never finished before a crash) gives everything back, change
+      // included, as one token.
+      const refundPart = {
+        purpose: 'refund' as const,
+        subject: row.id,
+        amount: Amount.of(BigInt(row.refunded), unit),
+      };
+      const refund = await this.rail.payout(payment.mint_url, [changePart, refundPart]);
+      throw new AlacarteError('start_failed', 'the sandbox could not start; your payment is refunded', {
+        details: { refund, refunded: changePart.amount.add(refundPart.amount).toNumber() },
+      });
+    }
+    const change = await this.rail.payout(payment.mint_url, [changePart]);
+    const firstDeadline = Number(row.started_at) + payment.seconds * 1000;
+    const body = {
+      id: row.id,
+      token: this.secret.credentialFor(row.id as LeaseId) satisfies BearerSecret,
+      state: 'running',
+      offer: row.offer_id,
+      image: row.image,
+      created_at: iso(row.created_at),
+      expires_at: iso(firstDeadline),
+      paid: Number(payment.amount),
+      unit,
+      change,
+      ports: JSON.parse(row.ports_json) as Record<string, string>,
+    };
+    return { status: 200, headers: change ? { 'x-cashu': change } : {}, body };
+  }
+
+  private async replayExtension(leaseId: string, key: PaymentKey): Promise<Answer | undefined> {
+    const payment = await this.db
+      .selectFrom('payments')
+      .selectAll()
+      .where('key', '=', key)
+      .executeTakeFirst();
+    if (!payment) return undefined;
+    if (payment.lease_id !== leaseId || payment.purpose !== 'extend') {
+      throw new AlacarteError('token_spent', 'this token already paid for something else');
+    }
+    const row = await this.db
+      .selectFrom('leases')
+      .selectAll()
+      .where('id', '=', leaseId)
+      .executeTakeFirstOrThrow();
+    const change = await this.rail.payout(payment.mint_url, [
+      { purpose: 'change', subject: payment.key, amount: Amount.of(BigInt(payment.change), row.unit) },
+    ]);
+    return {
+      status: 200,
+      headers: change ? { 'x-cashu': change } : {},
+      body: { ...(await this.leaseBody(row)), change },
+    };
+  }
+}
+
+class LeaseEnded extends Error {}
+
+function iso(ms: number | bigint): string {
+  return new Date(Number(ms)).toISOString();
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}

@@ -1,0 +1,48 @@
+import type { Generated } from 'kysely';
+
+/**
+ * Lease service tables. Times are Unix milliseconds (bigint-safe in both dialects); amounts are
+ * whole units. No column holds a token, a credential in clear or anything about the client.
+ */
+export interface LeaseTables {
+  leases: {
+    id: string;
+    offer_id: string;
+    /** The offer as sold (prices may change later; this lease keeps its own). */
+    offer_json: string;
+    image: string;
+    state: 'pending' | 'running' | 'expired' | 'stopped' | 'failed';
+    created_at: number;
+    started_at: number | null;
+    expires_at: number | null;
+    ended_at: number | null;
+    /** Net paid for time: prices of the first payment and every extension. */
+    held: number;
+    refunded: number;
+    unit: string;
+    credential_hash: string;
+    fail_reason: string | null;
+    /** Sandbox port → host URL, once started. */
+    ports_json: string;
+  };
+  payments: {
+    /** Idempotency key of the payment itself (Cashu: sha256 over the sorted proof Y points). */
+    key: string;
+    lease_id: string;
+    purpose: 'create' | 'extend';
+    rail: string;
+    mint_url: string;
+    /** What the payment was worth. */
+    amount: number;
+    /** What the node kept for time: the price. */
+    kept: number;
+    /** What came back at once as change (amount − kept − input fees). */
+    change: number;
+    fee: number;
+    seconds: number;
+    /** sha256 of the client's Idempotency-Key header, if it sent one. */
+    idempotency_hash: string | null;
+    created_at: number;
+    seq: Generated<number>;
+  };
+}

@@ -1,0 +1,48 @@
+import { type Logger, type LoggerOptions, pino } from 'pino';
+
+export type { Logger };
+
+/**
+ * Paths pino blanks out wherever they appear in a log object. Ecash tokens, change, refunds,
+ * credentials and key material are bearer money or secrets: they must never reach a log.
+ */
+export const REDACTED_PATHS = [
+  'token',
+  '*.token',
+  'change',
+  '*.change',
+  'refund',
+  '*.refund',
+  'seed',
+  '*.seed',
+  'preimage',
+  '*.preimage',
+  'secret',
+  '*.secret',
+  'proofs',
+  '*.proofs',
+  'authorization',
+  '*.authorization',
+  'headers.authorization',
+  'headers["x-cashu"]',
+  '*.headers.authorization',
+  '*.headers["x-cashu"]',
+  'operatorToken',
+  '*.operatorToken',
+];
+
+export function createLogger(
+  options: { level?: LoggerOptions['level']; destination?: NodeJS.WritableStream } = {},
+): Logger {
+  const opts: LoggerOptions = {
+    level: options.level ?? 'info',
+    redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+    base: undefined,
+  };
+  return options.destination ? pino(opts, options.destination) : pino(opts);
+}
+
+/** The default for libraries and tests: logs nothing. */
+export function silentLogger(): Logger {
+  return pino({ level: 'silent' });
+}

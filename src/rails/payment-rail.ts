@@ -1,0 +1,57 @@
+import type { Amount } from '../core/amount.js';
+import type { ErrorCode } from '../core/errors.js';
+import type { PaymentKey } from '../core/ids.js';
+import type { Database } from '../store/database.js';
+
+/** The request headers a rail reads its payment from (lower-case names). */
+export type PaymentHeaders = Readonly<Record<string, string | string[] | undefined>>;
+
+/** A payment read and checked without moving any money. */
+export interface InspectedPayment {
+  rail: string;
+  /** Same payment, same key: the idempotency key of ARCHITECTURE.md. */
+  key: PaymentKey;
+  /** Total value presented. */
+  amount: Amount;
+  /** Fees the rail's issuer charges to take it (Cashu: input fees). */
+  fee: Amount;
+  /** Where the money comes from (Cashu: the mint URL). */
+  source: string;
+}
+
+export type Rejection = { ok: false; code: ErrorCode; message: string };
+
+export interface Challenge {
+  headers: Record<string, string>;
+  body: Record<string, unknown>;
+}
+
+/**
+ * One way to pay (ARCHITECTURE.md, port PaymentRail). A rejection never consumes money; `redeem`
+ * takes the money and runs `record` in the same store transaction, so a payment is either fully
+ * recorded with what it bought or not taken at all.
+ */
+export interface PaymentRail {
+  readonly id: string;
+  challenge(price: Amount): Challenge;
+  /** undefined when the request carries no payment for this rail. */
+  inspect(headers: PaymentHeaders): Promise<{ ok: true; payment: InspectedPayment } | Rejection | undefined>;
+  redeem(
+    payment: InspectedPayment,
+    price: Amount,
+    record: (trx: Database) => Promise<void>,
+  ): Promise<{ ok: true } | Rejection>;
+  /**
+   * One token for the payer holding every part (change of a payment, refund of a lease), derived
+   * again identically on every call with the same parts, so a replay shows it without the store
+   * keeping it. null when the parts add up to nothing.
+   */
+  payout(source: string, parts: readonly PayoutPart[]): Promise<string | null>;
+}
+
+export interface PayoutPart {
+  purpose: 'change' | 'refund';
+  /** The payment key (change) or lease id (refund) the part belongs to. */
+  subject: string;
+  amount: Amount;
+}

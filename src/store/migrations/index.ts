@@ -1,0 +1,11 @@
+import type { Migration } from 'kysely';
+import * as leases from './0002-leases.js';
+
+/**
+ * Every schema migration, in order. Each domain adds its own files here (`0001-mint.ts`, ...).
+ * Names sort in application order; a migration, once released, is never edited — add a new one.
+ * Keep SQL portable: SQLite now, PostgreSQL later.
+ */
+export const MIGRATIONS: ReadonlyArray<{ name: string; migration: Migration }> = [
+  { name: '0002-leases', migration: leases },
+];

@@ -1,0 +1,34 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, publicUrl } from '../../src/config.js';
+
+describe('loadConfig', () => {
+  it('has working defaults', () => {
+    const c = loadConfig();
+    expect(c.host).toBe('127.0.0.1');
+    expect(c.port).toBe(8402);
+    expect(c.mint.maxInputs).toBe(1000);
+    expect(c.mint.inputFeePpk).toBe(0);
+    expect(c.mint.lightning.backend).toBe('fake');
+    expect(publicUrl(c)).toBe('http://127.0.0.1:8402');
+  });
+
+  it('layers file, then environment, then flags', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'alacarte-config-'));
+    const file = join(dir, 'config.json');
+    writeFileSync(file, JSON.stringify({ port: 9000, host: '0.0.0.0', mint: { inputFeePpk: 100 } }));
+    const c = loadConfig({ file, env: { ALACARTE_PORT: '9100' }, flags: { host: '127.0.0.2' } });
+    expect(c.port).toBe(9100);
+    expect(c.host).toBe('127.0.0.2');
+    expect(c.mint.inputFeePpk).toBe(100);
+    expect(c.mint.maxOutputs).toBe(1000);
+  });
+
+  it('names what is wrong', () => {
+    expect(() => loadConfig({ env: { ALACARTE_PORT: 'eighty' } })).toThrow(/port/);
+    expect(() => loadConfig({ flags: { port: 70_000 } })).toThrow(ConfigError);
+    expect(() => loadConfig({ file: '/nonexistent/alacarte.json' })).toThrow(/cannot read config file/);
+  });
+});
