@@ -116,3 +116,8 @@ function parse<S extends z.ZodType>(schema: S, input: unknown): z.infer<S> {
   const where = issue && issue.path.length > 0 ? `${issue.path.slice(0, 4).join('.')}: ` : '';
   throw invalidRequest(`invalid request: ${where}${issue?.message ?? 'malformed'}`.slice(0, 300));
 }
+
+/** mintRoutes bound to its options, in the form the node's app builder registers plugins. */
+export function mintPlugin(options: MintRoutesOptions): FastifyPluginAsync {
+  return async (app) => mintRoutes(app, options);
+}

@@ -5,6 +5,14 @@ import type { MintMeltQuotesTable, MintMintQuotesTable, MintProofsTable, MintTab
 export type MintDb = Kysely<MintTables>;
 export type MintTrx = Transaction<MintTables>;
 
+/**
+ * The mint's view of the node's store: the same Kysely instance, typed with the mint's tables only
+ * (Kysely's table map is invariant, so a wider store type does not narrow by itself).
+ */
+export function asMintDb<T extends MintTables>(db: Kysely<T>): MintDb {
+  return db as unknown as MintDb;
+}
+
 /** True for a unique/primary-key violation, on SQLite (better-sqlite3) and PostgreSQL alike. */
 export function isUniqueViolation(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;

@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import SQLite from 'better-sqlite3';
-import Fastify, { type FastifyInstance } from 'fastify';
-import { Kysely, SqliteDialect } from 'kysely';
+import type { FastifyInstance } from 'fastify';
+import type { Kysely } from 'kysely';
+import { buildApp } from '../../../src/http/app.js';
 import {
   FakeLightningBackend,
   type FakeLightningOptions,
 } from '../../../src/lightning/fake/fake-lightning.js';
+import { silentLogger } from '../../../src/log.js';
 import {
   blindMessage,
   bytesToHex,
@@ -13,11 +14,12 @@ import {
   parsePoint,
   unblindSignature,
 } from '../../../src/mint/crypto/index.js';
-import { mintRoutes } from '../../../src/mint/http/routes.js';
+import { mintPlugin } from '../../../src/mint/http/routes.js';
 import { Mint, type MintLimits, type MintOptions } from '../../../src/mint/mint.js';
+import { asMintDb } from '../../../src/mint/store/mint-store.js';
 import type { MintTables } from '../../../src/mint/store/tables.js';
 import type { BlindedMessage, BlindSignature, Proof } from '../../../src/mint/types.js';
-import { mintMigration } from '../../../src/store/migrations/0001-mint.js';
+import { openDatabase } from '../../../src/store/database.js';
 
 export interface TestMint {
   mint: Mint;
@@ -37,10 +39,7 @@ export async function createTestMint(
     seed?: Uint8Array;
   } = {},
 ): Promise<TestMint> {
-  const sqlite = new SQLite(opts.path ?? ':memory:');
-  sqlite.pragma('journal_mode = WAL');
-  const db = new Kysely<MintTables>({ dialect: new SqliteDialect({ database: sqlite }) });
-  await mintMigration.up(db as unknown as Kysely<unknown>);
+  const db = asMintDb(await openDatabase(opts.path ?? ':memory:'));
   const clock = { now: Date.now() };
   const lightning = new FakeLightningBackend({ now: () => clock.now, ...opts.lightning });
   const mint = await Mint.create({
@@ -54,10 +53,13 @@ export async function createTestMint(
   return { mint, db, lightning, clock, close: () => db.destroy() };
 }
 
-/** A Fastify app that serves the mint under /mint, as the node does. */
+/** The node's own app (src/http/app.ts) serving the mint under /mint. */
 export async function createTestServer(t: TestMint, bodyLimit?: number): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false });
-  await app.register(mintRoutes, { prefix: '/mint', mint: t.mint, bodyLimit });
+  const app = await buildApp({
+    logger: silentLogger(),
+    bodyLimitBytes: 1024 * 1024,
+    plugins: [{ prefix: '/mint', plugin: mintPlugin({ mint: t.mint, bodyLimit }) }],
+  });
   await app.ready();
   return app;
 }
