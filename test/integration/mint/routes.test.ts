@@ -62,7 +62,9 @@ describe('mint routes over HTTP', () => {
     const keys = await fetch(`${base}/v1/keys/01${'00'.repeat(32)}`);
     expect(keys.status).toBe(400);
     expect(await keys.json()).toMatchObject({ code: 12001 });
-    const huge = await post('/v1/checkstate', { Ys: Array.from({ length: 2000 }, () => `02${'ab'.repeat(32)}`) });
+    const huge = await post('/v1/checkstate', {
+      Ys: Array.from({ length: 2000 }, () => `02${'ab'.repeat(32)}`),
+    });
     expect(huge).toMatchObject({ status: 413, body: { code: 10000 } });
     const quote = await fetch(`${base}/v1/mint/quote/bolt11/not-a-quote`);
     expect(quote.status).toBe(400);
@@ -72,7 +74,10 @@ describe('mint routes over HTTP', () => {
     const proofs = await mintProofs(t, [32, 16, 2]);
     const keyset = t.mint.keys().keysets[0]!;
     const attempts = Array.from({ length: 50 }, () =>
-      post('/v1/swap', { inputs: proofs, outputs: prepareOutputs(keyset.id, [2, 16, 32]).map((p) => p.output) }),
+      post('/v1/swap', {
+        inputs: proofs,
+        outputs: prepareOutputs(keyset.id, [2, 16, 32]).map((p) => p.output),
+      }),
     );
     const results = await Promise.all(attempts);
     const ok = results.filter((r) => r.status === 200);
