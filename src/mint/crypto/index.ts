@@ -2,3 +2,4 @@
 export * from './bdhke.js';
 export * from './hex.js';
 export * from './keysets.js';
+export * from './schnorr.js';
