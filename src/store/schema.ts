@@ -1,7 +1,8 @@
 import type { LeaseTables } from '../leases/lease-tables.js';
+import type { MintTables } from '../mint/store/tables.js';
 
 /**
  * The whole store's table types, one interface per domain, joined here so one Kysely instance
  * serves them all.
  */
-export type Tables = LeaseTables;
+export type Tables = LeaseTables & MintTables;

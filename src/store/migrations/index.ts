@@ -1,4 +1,5 @@
 import type { Migration } from 'kysely';
+import * as mint from './0001-mint.js';
 import * as leases from './0002-leases.js';
 
 /**
@@ -7,5 +8,6 @@ import * as leases from './0002-leases.js';
  * Keep SQL portable: SQLite now, PostgreSQL later.
  */
 export const MIGRATIONS: ReadonlyArray<{ name: string; migration: Migration }> = [
+  { name: '0001-mint', migration: mint },
   { name: '0002-leases', migration: leases },
 ];

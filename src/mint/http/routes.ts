@@ -1,0 +1,123 @@
+import type { FastifyError, FastifyPluginAsync } from 'fastify';
+import type { z } from 'zod';
+import { invalidRequest, MintError, MintErrorCode } from '../errors.js';
+import { type Mint, requestCacheKey } from '../mint.js';
+import {
+  checkStateSchema,
+  keysetParamSchema,
+  meltQuoteSchema,
+  meltSchema,
+  mintQuoteSchema,
+  mintSchema,
+  quoteParamSchema,
+  restoreSchema,
+  swapSchema,
+} from './schemas.js';
+
+export interface MintRoutesOptions {
+  mint: Mint;
+  /** Largest accepted request body in bytes; default 1 MiB (1000 inputs with 64-char secrets fit 4×). */
+  bodyLimit?: number;
+}
+
+export const DEFAULT_MINT_BODY_LIMIT = 1024 * 1024;
+
+/**
+ * The NUT routes of the embedded mint (API.md, "The mint"), relative to the prefix the plugin is
+ * registered under (`/mint`). Every error, including Fastify's own (bad JSON, body too large,
+ * unknown route), answers in the NUT format `{"detail", "code"}` with a 4xx.
+ */
+export const mintRoutes: FastifyPluginAsync<MintRoutesOptions> = async (app, opts) => {
+  const { mint } = opts;
+  const bodyLimit = opts.bodyLimit ?? DEFAULT_MINT_BODY_LIMIT;
+
+  // Browser wallets call mints cross-origin; nothing here depends on cookies or ambient authority.
+  app.addHook('onRequest', async (_request, reply) => {
+    reply.header('access-control-allow-origin', '*');
+  });
+  app.options('/*', async (request, reply) => {
+    const asked = request.headers['access-control-request-headers'];
+    reply
+      .header('access-control-allow-methods', 'GET, POST, OPTIONS')
+      .header(
+        'access-control-allow-headers',
+        typeof asked === 'string' ? asked.slice(0, 512) : 'content-type',
+      )
+      .header('access-control-max-age', '86400')
+      .code(204)
+      .send();
+  });
+
+  app.setErrorHandler((err: FastifyError | MintError | Error, request, reply) => {
+    if (err instanceof MintError) return reply.code(err.status).send(err.toBody());
+    const status = (err as FastifyError).statusCode;
+    if (status === 413) return reply.code(413).send({ detail: 'request body too large', code: 10000 });
+    if (typeof status === 'number' && status >= 400 && status < 500) {
+      return reply.code(status).send({ detail: (err as Error).message.slice(0, 200), code: 10000 });
+    }
+    request.log.error({ err }, 'mint request failed');
+    return reply.code(500).send({ detail: 'internal error', code: 0 });
+  });
+  app.setNotFoundHandler((_request, reply) => {
+    reply.code(404).send({ detail: 'not found', code: 10000 });
+  });
+
+  app.get('/v1/info', async () => mint.info());
+  app.get('/v1/keys', async () => mint.keys());
+  app.get('/v1/keys/:id', async (request) => mint.keysFor(parse(keysetParamSchema, request.params).id));
+  app.get('/v1/keysets', async () => mint.keysets());
+
+  app.post('/v1/swap', { bodyLimit }, async (request) => {
+    const body = parse(swapSchema, request.body);
+    return mint.swap(body, { cacheKey: requestCacheKey('POST', '/v1/swap', body) });
+  });
+
+  app.post('/v1/mint/quote/bolt11', { bodyLimit }, async (request) => {
+    return mint.createMintQuote(parse(mintQuoteSchema, request.body));
+  });
+  app.get('/v1/mint/quote/bolt11/:quote', async (request) => {
+    return mint.getMintQuote(parse(quoteParamSchema, request.params).quote);
+  });
+  app.post('/v1/mint/bolt11', { bodyLimit }, async (request) => {
+    const body = parse(mintSchema, request.body);
+    return mint.mint(body, { cacheKey: requestCacheKey('POST', '/v1/mint/bolt11', body) });
+  });
+
+  app.post('/v1/melt/quote/bolt11', { bodyLimit }, async (request) => {
+    const body = parse(meltQuoteSchema, request.body);
+    if (body.options?.amountless !== undefined) {
+      throw new MintError(MintErrorCode.amountlessInvoice, 'amountless invoices are not supported');
+    }
+    if (body.options?.mpp !== undefined) throw invalidRequest('multi-path payments are not supported');
+    return mint.createMeltQuote(body);
+  });
+  app.get('/v1/melt/quote/bolt11/:quote', async (request) => {
+    return mint.getMeltQuote(parse(quoteParamSchema, request.params).quote);
+  });
+  app.post('/v1/melt/bolt11', { bodyLimit }, async (request) => {
+    const body = parse(meltSchema, request.body);
+    const { prefer_async: _ignored, ...melt } = body;
+    return mint.melt(melt, { cacheKey: requestCacheKey('POST', '/v1/melt/bolt11', melt) });
+  });
+
+  app.post('/v1/checkstate', { bodyLimit }, async (request) =>
+    mint.checkState(parse(checkStateSchema, request.body).Ys),
+  );
+  app.post('/v1/restore', { bodyLimit }, async (request) =>
+    mint.restore(parse(restoreSchema, request.body).outputs),
+  );
+};
+
+/** Validates untrusted input; the first problem becomes the NUT error's detail. */
+function parse<S extends z.ZodType>(schema: S, input: unknown): z.infer<S> {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const where = issue && issue.path.length > 0 ? `${issue.path.slice(0, 4).join('.')}: ` : '';
+  throw invalidRequest(`invalid request: ${where}${issue?.message ?? 'malformed'}`.slice(0, 300));
+}
+
+/** mintRoutes bound to its options, in the form the node's app builder registers plugins. */
+export function mintPlugin(options: MintRoutesOptions): FastifyPluginAsync {
+  return async (app) => mintRoutes(app, options);
+}

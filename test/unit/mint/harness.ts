@@ -1,0 +1,118 @@
+import { randomBytes } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import type { Kysely } from 'kysely';
+import { buildApp } from '../../../src/http/app.js';
+import {
+  FakeLightningBackend,
+  type FakeLightningOptions,
+} from '../../../src/lightning/fake/fake-lightning.js';
+import { silentLogger } from '../../../src/log.js';
+import {
+  blindMessage,
+  bytesToHex,
+  hashToCurve,
+  parsePoint,
+  unblindSignature,
+} from '../../../src/mint/crypto/index.js';
+import { mintPlugin } from '../../../src/mint/http/routes.js';
+import { Mint, type MintLimits, type MintOptions } from '../../../src/mint/mint.js';
+import { asMintDb } from '../../../src/mint/store/mint-store.js';
+import type { MintTables } from '../../../src/mint/store/tables.js';
+import type { BlindedMessage, BlindSignature, Proof } from '../../../src/mint/types.js';
+import { openDatabase } from '../../../src/store/database.js';
+
+export interface TestMint {
+  mint: Mint;
+  db: Kysely<MintTables>;
+  lightning: FakeLightningBackend;
+  clock: { now: number };
+  close(): Promise<void>;
+}
+
+/** A mint over a private in-memory store and a fake Lightning backend. */
+export async function createTestMint(
+  opts: {
+    limits?: Partial<MintLimits>;
+    lightning?: FakeLightningOptions;
+    keysets?: MintOptions['keysets'];
+    path?: string;
+    seed?: Uint8Array;
+  } = {},
+): Promise<TestMint> {
+  const db = asMintDb(await openDatabase(opts.path ?? ':memory:'));
+  const clock = { now: Date.now() };
+  const lightning = new FakeLightningBackend({ now: () => clock.now, ...opts.lightning });
+  const mint = await Mint.create({
+    db,
+    lightning,
+    seed: opts.seed ?? new Uint8Array(randomBytes(32)),
+    clock: () => clock.now,
+    limits: opts.limits,
+    keysets: opts.keysets,
+  });
+  return { mint, db, lightning, clock, close: () => db.destroy() };
+}
+
+/** The node's own app (src/http/app.ts) serving the mint under /mint. */
+export async function createTestServer(t: TestMint, bodyLimit?: number): Promise<FastifyInstance> {
+  const app = await buildApp({
+    logger: silentLogger(),
+    bodyLimitBytes: 1024 * 1024,
+    plugins: [{ prefix: '/mint', plugin: mintPlugin({ mint: t.mint, bodyLimit }) }],
+  });
+  await app.ready();
+  return app;
+}
+
+/** Wallet side: blinded outputs whose secrets and blinding factors we keep. */
+export interface PreparedOutput {
+  output: BlindedMessage;
+  secret: string;
+  r: Uint8Array;
+}
+
+export function prepareOutputs(keysetId: string, amounts: readonly number[]): PreparedOutput[] {
+  return amounts.map((amount) => {
+    const secret = bytesToHex(randomBytes(32));
+    const r = new Uint8Array(randomBytes(32));
+    const B_ = blindMessage(new TextEncoder().encode(secret), r);
+    return { output: { amount, id: keysetId, B_: bytesToHex(B_) }, secret, r };
+  });
+}
+
+export function unblind(
+  prepared: readonly PreparedOutput[],
+  signatures: readonly BlindSignature[],
+  keys: Record<string, string>,
+): Proof[] {
+  return signatures.map((sig, i) => {
+    const p = prepared[i]!;
+    const A = parsePoint(keys[String(sig.amount)]!)!;
+    const C = unblindSignature(parsePoint(sig.C_)!, p.r, A);
+    return { amount: sig.amount, id: sig.id, secret: p.secret, C: bytesToHex(C) };
+  });
+}
+
+export function yOf(secret: string): string {
+  return bytesToHex(hashToCurve(new TextEncoder().encode(secret)));
+}
+
+/** Powers of two summing to `amount`. */
+export function split(amount: number): number[] {
+  const out: number[] = [];
+  for (let bit = 0; bit < 53; bit++) {
+    const v = 2 ** bit;
+    if (Math.floor(amount / v) % 2 === 1) out.push(v);
+  }
+  return out;
+}
+
+/** Mints `amount` sat into proofs, through the in-process API. */
+export async function mintProofs(t: TestMint, amounts: number[]): Promise<Proof[]> {
+  const total = amounts.reduce((a, b) => a + b, 0);
+  const quote = await t.mint.createMintQuote({ amount: total, unit: 'sat' });
+  const keyset = t.mint.keys().keysets[0]!;
+  const prepared = prepareOutputs(keyset.id, amounts);
+  const { signatures } = await t.mint.mint({ quote: quote.quote, outputs: prepared.map((p) => p.output) });
+  return unblind(prepared, signatures, keyset.keys);
+}
