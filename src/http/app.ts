@@ -7,6 +7,8 @@ export interface AppOptions {
   bodyLimitBytes: number;
   /** Route plugins with the prefix they live under, e.g. the mint under '/mint'. */
   plugins?: ReadonlyArray<{ prefix: string; plugin: FastifyPluginAsync }>;
+  /** Serves /metrics and times requests when given. */
+  metrics?: { install(app: FastifyInstance): void };
 }
 
 /**
@@ -36,6 +38,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     );
   });
   app.get('/healthz', async () => ({ ok: true }));
+  options.metrics?.install(app);
   for (const { prefix, plugin } of options.plugins ?? []) {
     await app.register(plugin, { prefix });
   }

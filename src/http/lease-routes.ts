@@ -13,7 +13,7 @@ import {
 export interface LeaseRoutesOptions {
   leases: LeaseService;
   /** Mints whose tokens this node accepts, its own first. */
-  mints: readonly string[];
+  mints: () => readonly string[];
   unit: string;
 }
 
@@ -24,7 +24,7 @@ export function leaseRoutes(options: LeaseRoutesOptions): FastifyPluginAsync {
     app.get('/offers', async () => ({
       offers: leases.offerList(),
       images: leases.imageList(),
-      payment: { cashu: { mints, unit } },
+      payment: { cashu: { mints: mints(), unit } },
     }));
 
     app.get('/quote', async (request) => {

@@ -5,7 +5,7 @@ import { type BearerSecret, type LeaseId, newLeaseId, type PaymentKey, parseLeas
 import * as lifecycle from '../core/lease.js';
 import { type Offer, offerToJson, quote as priceQuote } from '../core/offers.js';
 import type { Logger } from '../log.js';
-import type { InspectedPayment, PaymentHeaders, PaymentRail } from '../rails/payment-rail.js';
+import type { InspectedPayment, PaymentHeaders, PaymentRail, PayoutPart } from '../rails/payment-rail.js';
 import type { Database } from '../store/database.js';
 import { InFlight } from './in-flight.js';
 import type { LeaseDriver } from './lease-driver.js';
@@ -166,10 +166,9 @@ export class LeaseService {
             ports_json: '{}',
           })
           .execute();
-        await trx
-          .insertInto('payments')
-          .values(this.paymentRow(payment, price, id, 'create', input.seconds, idemHash))
-          .execute();
+        const paid = this.paymentRow(payment, price, id, 'create', input.seconds, idemHash);
+        await trx.insertInto('payments').values(paid).execute();
+        await this.rail.book(trx, payment.source, [changePart(payment.key, paid.change, price.unit)]);
       });
       if (!redeemed.ok) {
         this.emit({
@@ -222,14 +221,34 @@ export class LeaseService {
     const row = await this.db.selectFrom('leases').selectAll().where('id', '=', id).executeTakeFirst();
     if (row?.state !== 'pending') return;
     const lease = leaseFromRow(row);
-    const state = lifecycle.fail(lease, this.now(), reason);
-    await this.db
-      .updateTable('leases')
-      .set(stateColumns(state))
-      .where('id', '=', id)
-      .where('state', '=', 'pending')
-      .execute();
-    this.emit({ type: 'ended', state: 'failed' });
+    await this.end(row, lifecycle.fail(lease, this.now(), reason));
+  }
+
+  /**
+   * Moves a lease out of its current state (only if it is still in it) and books its refund in the
+   * same transaction. False when another path (reaper, stop, extension) changed it first.
+   */
+  private async end(row: LeaseRow, state: lifecycle.LeaseState): Promise<boolean> {
+    const refund = state.kind === 'stopped' || state.kind === 'failed' ? state.refunded : undefined;
+    const ended = await this.db.transaction().execute(async (trx) => {
+      const updated = await trx
+        .updateTable('leases')
+        .set(stateColumns(state))
+        .where('id', '=', row.id)
+        .where('state', '=', row.state)
+        .where('expires_at', 'is not distinct from', row.expires_at)
+        .executeTakeFirst();
+      if (updated.numUpdatedRows !== 1n) return false;
+      if (refund && !refund.isZero()) {
+        const source = await this.firstPaymentSource(row.id, trx);
+        await this.rail.book(trx, source, [{ purpose: 'refund', subject: row.id, amount: refund }]);
+      }
+      return true;
+    });
+    if (ended && (state.kind === 'expired' || state.kind === 'stopped' || state.kind === 'failed')) {
+      this.emit({ type: 'ended', state: state.kind });
+    }
+    return ended;
   }
 
   // ---- read, exec, attach --------------------------------------------------------------------
@@ -309,10 +328,9 @@ export class LeaseService {
             .set({ expires_at: state.expiresAt.getTime(), held: Number(fresh.held) + price.toNumber() })
             .where('id', '=', row.id)
             .execute();
-          await trx
-            .insertInto('payments')
-            .values(this.paymentRow(payment, price, row.id, 'extend', seconds, null))
-            .execute();
+          const paid = this.paymentRow(payment, price, row.id, 'extend', seconds, null);
+          await trx.insertInto('payments').values(paid).execute();
+          await this.rail.book(trx, payment.source, [changePart(payment.key, paid.change, price.unit)]);
         })
         .catch((err: unknown) => {
           if (err instanceof LeaseEnded)
@@ -349,18 +367,9 @@ export class LeaseService {
         .executeTakeFirstOrThrow();
       if (current.state === 'stopped') return this.stoppedAnswer(current);
       this.requireRunning(current);
-      const lease = leaseFromRow(current);
-      const { state } = lifecycle.stop(lease, this.now());
-      const updated = await this.db
-        .updateTable('leases')
-        .set(stateColumns(state))
-        .where('id', '=', row.id)
-        .where('state', '=', 'running')
-        .executeTakeFirst();
-      if (updated.numUpdatedRows !== 1n) {
+      const { state } = lifecycle.stop(leaseFromRow(current), this.now());
+      if (!(await this.end(current, state)))
         throw new AlacarteError('lease_not_running', 'the lease has ended');
-      }
-      this.emit({ type: 'ended', state: 'stopped' });
       await this.driver.stop(row.id);
       const stopped = await this.db
         .selectFrom('leases')
@@ -382,6 +391,17 @@ export class LeaseService {
     };
   }
 
+  async countByState(): Promise<Record<string, number>> {
+    const rows = await this.db
+      .selectFrom('leases')
+      .select(['state', ({ fn }) => fn.countAll<number>().as('n')])
+      .groupBy('state')
+      .execute();
+    const counts: Record<string, number> = Object.fromEntries(lifecycle.LEASE_STATES.map((s) => [s, 0]));
+    for (const r of rows) counts[r.state] = Number(r.n);
+    return counts;
+  }
+
   // ---- expiry and reconciliation -------------------------------------------------------------
 
   /** Ends every running lease whose deadline has passed. Returns how many it ended. */
@@ -395,17 +415,8 @@ export class LeaseService {
       .execute();
     let ended = 0;
     for (const row of due) {
-      const state = lifecycle.expire(leaseFromRow(row).state, now);
-      const updated = await this.db
-        .updateTable('leases')
-        .set(stateColumns(state))
-        .where('id', '=', row.id)
-        .where('state', '=', 'running')
-        .where('expires_at', '<=', now.getTime())
-        .executeTakeFirst();
-      if (updated.numUpdatedRows === 1n) {
+      if (await this.end(row, lifecycle.expire(leaseFromRow(row).state, now))) {
         ended++;
-        this.emit({ type: 'ended', state: 'expired' });
         await this.driver.stop(row.id).catch((err: unknown) => {
           this.log.error({ err: String(err), lease: row.id }, 'could not stop an expired sandbox');
         });
@@ -461,15 +472,12 @@ export class LeaseService {
           result.failed++;
         }
       } else if (!sandbox) {
+        // The sandbox is gone (host reboot, OOM of the whole sandbox...): the renter gets the
+        // unused time back; past the deadline it simply expired.
         const lease = leaseFromRow(row);
-        const { state } = lifecycle.stop(lease, this.now());
-        await this.db
-          .updateTable('leases')
-          .set(stateColumns(state))
-          .where('id', '=', row.id)
-          .where('state', '=', 'running')
-          .execute();
-        this.emit({ type: 'ended', state: 'stopped' });
+        const now = this.now();
+        const past = Number(row.expires_at) <= now.getTime();
+        await this.end(row, past ? lifecycle.expire(lease.state, now) : lifecycle.stop(lease, now).state);
         result.vanished++;
       }
     }
@@ -577,8 +585,8 @@ export class LeaseService {
     }
   }
 
-  private async firstPaymentSource(leaseId: string): Promise<string> {
-    const p = await this.db
+  private async firstPaymentSource(leaseId: string, db: Database = this.db): Promise<string> {
+    const p = await db
       .selectFrom('payments')
       .select('mint_url')
       .where('lease_id', '=', leaseId)
@@ -711,4 +719,8 @@ function iso(ms: number | bigint): string {
 
 function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
+}
+
+function changePart(key: PaymentKey, change: number, unit: string): PayoutPart {
+  return { purpose: 'change', subject: key, amount: Amount.of(change, unit) };
 }
