@@ -1,13 +1,13 @@
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { type Config, publicUrl } from './config.js';
 import { DEFAULT_OFFERS, type Offer, offerFromJson } from './core/offers.js';
+import type { ComputeDriver } from './drivers/compute-driver.js';
 import { buildApp } from './http/app.js';
 import { leaseRoutes } from './http/lease-routes.js';
 import { NodeMetrics } from './http/metrics.js';
 import { operatorRoutes } from './http/operator-routes.js';
-import type { LeaseDriver } from './leases/lease-driver.js';
 import { LeaseService } from './leases/lease-service.js';
 import { NodeSecret } from './leases/node-secret.js';
 import { Reaper } from './leases/reaper.js';
@@ -24,7 +24,9 @@ import { type Database, openDatabase } from './store/database.js';
 export interface NodeOptions {
   logger?: Logger;
   /** The compute driver; without one the node serves its mint but rents nothing. */
-  driver?: LeaseDriver & { images(): readonly string[] };
+  driver?: ComputeDriver;
+  /** Image names renters may ask for (the driver's image directory). */
+  images?: readonly string[];
   clock?: () => Date;
 }
 
@@ -48,7 +50,10 @@ export class AlacarteNode {
 
   static async create(config: Config, options: NodeOptions = {}): Promise<AlacarteNode> {
     const logger = options.logger ?? silentLogger();
-    mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+    // Traverse-only for others: sandboxes run as unprivileged host ids and must reach their bundle
+    // below; nothing here can be listed or read by them (files are 0600).
+    mkdirSync(config.dataDir, { recursive: true, mode: 0o711 });
+    chmodSync(config.dataDir, 0o711);
     const db = await openDatabase(join(config.dataDir, 'alacarte.sqlite'));
     try {
       // The URL is known for sure only once listening (port 0 picks one); routes read it late.
@@ -85,7 +90,7 @@ export class AlacarteNode {
           driver,
           rail,
           offers,
-          images: driver.images(),
+          images: options.images ?? ['busybox'],
           secret,
           clock: options.clock,
           logger,
@@ -93,7 +98,7 @@ export class AlacarteNode {
         });
         metrics = new NodeMetrics({
           leasesByState: () => service.countByState(),
-          capacity: () => driver.capacity(offers),
+          capacity: () => service.capacity(),
         });
         leases = service;
         reaper = new Reaper(service, logger);

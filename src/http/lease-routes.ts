@@ -22,7 +22,7 @@ export function leaseRoutes(options: LeaseRoutesOptions): FastifyPluginAsync {
   const { leases, mints, unit } = options;
   return async (app) => {
     app.get('/offers', async () => ({
-      offers: leases.offerList(),
+      offers: await leases.offerList(),
       images: leases.imageList(),
       payment: { cashu: { mints: mints(), unit } },
     }));
