@@ -9,6 +9,7 @@ import { attachRoutes } from './http/attach-routes.js';
 import { leaseRoutes } from './http/lease-routes.js';
 import { NodeMetrics } from './http/metrics.js';
 import { operatorRoutes } from './http/operator-routes.js';
+import { defaultWebDir, webRoutes } from './http/web-routes.js';
 import { LeaseService } from './leases/lease-service.js';
 import { NodeSecret } from './leases/node-secret.js';
 import { Reaper } from './leases/reaper.js';
@@ -29,6 +30,8 @@ export interface NodeOptions {
   /** Image names renters may ask for (the driver's image directory). */
   images?: readonly string[];
   clock?: () => Date;
+  /** The built web page (Vite output); defaults to dist/web. */
+  webDir?: string;
 }
 
 /**
@@ -70,6 +73,7 @@ export class AlacarteNode {
       });
       const plugins: Array<{ prefix: string; plugin: FastifyPluginAsync }> = [
         { prefix: '/mint', plugin: mintPlugin({ mint }) },
+        { prefix: '', plugin: webRoutes({ dir: options.webDir ?? defaultWebDir() }) },
       ];
 
       let leases: LeaseService | undefined;

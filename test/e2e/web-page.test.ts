@@ -1,0 +1,172 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { getDecodedToken } from '@cashu/cashu-ts';
+import type { BrowserContext, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type LeaseTestNode, startLeaseNode } from '../helpers/lease-node.js';
+import { ARTIFACTS, launchChromium } from './browser.js';
+
+// The whole journey of a renter in a real browser against a real node (mint with the fake
+// Lightning backend, crun sandboxes): top up, rent, use the terminal, stop, get the refund.
+
+const STEP = { timeout: 30_000 };
+let t: LeaseTestNode;
+let browser: Awaited<ReturnType<typeof launchChromium>>;
+let context: BrowserContext;
+let page: Page;
+/** Every URL the browser asked for (pages, scripts, fetches, WebSockets). */
+const requested: string[] = [];
+const cspViolations: string[] = [];
+const pageErrors: string[] = [];
+
+beforeAll(async () => {
+  if (!existsSync(join(process.cwd(), 'dist/web/index.html'))) {
+    throw new Error('the web page is not built: run `npm run build` first (npm test does)');
+  }
+  // The invoice stays unpaid for a moment, so the page's wait-then-mint path is what runs.
+  t = await startLeaseNode({ mint: { lightning: { settleDelayMs: 1500 } } });
+  browser = await launchChromium();
+  context = browser.context;
+  context.on('request', (request) => requested.push(request.url()));
+  page = context.pages()[0] ?? (await context.newPage());
+  page.on('websocket', (socket) => requested.push(socket.url()));
+  page.on('console', (message) => {
+    if (/Content.Security.Policy/i.test(message.text())) cspViolations.push(message.text());
+  });
+  page.on('pageerror', (err) => pageErrors.push(String(err)));
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await t?.close();
+});
+
+async function shot(name: string): Promise<void> {
+  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+}
+
+async function balance(): Promise<number> {
+  const text = (await page.locator('#balance').textContent()) ?? '';
+  const match = /^(\d+) sat$/.exec(text.trim());
+  if (!match) throw new Error(`balance shows "${text}"`);
+  return Number(match[1]);
+}
+
+/** What the terminal shows, as text (xterm's DOM renderer keeps one element per row). */
+async function terminalText(): Promise<string> {
+  return (await page.locator('#terminal .xterm-rows').innerText()).replace(/\u00a0/g, ' ');
+}
+
+describe('the web page: rent a sandbox from the browser', () => {
+  it('loads with offers, live prices and an empty wallet', async () => {
+    const response = await page.goto(t.url, { waitUntil: 'load' });
+    expect(response?.status()).toBe(200);
+    expect(response?.headers()['content-security-policy']).toContain("default-src 'none'");
+    await page.getByRole('status').getByText('Ready.').waitFor(STEP);
+    await expect.poll(balance).toBe(0);
+    await page.getByRole('radio', { name: /small/ }).waitFor(STEP);
+    // Default: the first offer (small, 60 sat/hour) for one hour.
+    await expect.poll(() => page.locator('#price').textContent()).toBe('60 sat');
+    const slider = page.getByLabel(/Duration/);
+    await slider.focus();
+    await page.keyboard.press('ArrowRight');
+    await expect.poll(() => page.locator('#duration-label').textContent()).toBe('2 hours');
+    await expect.poll(() => page.locator('#price').textContent()).toBe('120 sat');
+    await page.getByRole('radio', { name: /medium/ }).check();
+    await expect.poll(() => page.locator('#price').textContent()).toBe('480 sat');
+    await page.getByRole('radio', { name: /small/ }).check();
+    await slider.focus();
+    await page.keyboard.press('ArrowLeft');
+    await expect.poll(() => page.locator('#duration-label').textContent()).toBe('1 hour');
+    await expect.poll(() => page.locator('#price').textContent()).toBe('60 sat');
+    await shot('01-open');
+  });
+
+  it('tops up by a Lightning invoice shown as a QR code, minting when it is paid', async () => {
+    await page.getByLabel('Top up (sat)').fill('200');
+    await page.getByRole('button', { name: 'Get Lightning invoice' }).click();
+    const invoice = page.getByLabel('Lightning invoice', { exact: true });
+    await expect.poll(() => invoice.inputValue(), STEP).toMatch(/^lnbc/);
+    await page.getByRole('img', { name: /QR code/ }).waitFor(STEP);
+    await shot('02-invoice');
+    await page.getByText('Paid: +200 sat').waitFor(STEP);
+    await expect.poll(balance, STEP).toBe(200);
+    await shot('03-topped-up');
+  });
+
+  it('rents a sandbox, paying the exact price, and shows a terminal and a countdown', async () => {
+    await page.getByRole('button', { name: 'Rent for 60 sat' }).click();
+    await page.getByRole('status').getByText(/Sandbox lse_\S+ is running\./).waitFor(STEP);
+    await expect.poll(balance, STEP).toBe(140);
+    await expect.poll(() => page.locator('#countdown').textContent(), STEP).toMatch(/^(59:\d\d|1:00:00|01:00:00)$/);
+    await page.getByRole('status').getByText('Terminal connected.').waitFor(STEP);
+    await shot('04-rented');
+  });
+
+  it('runs `uname -a` typed into the terminal and shows its output', async () => {
+    await page.locator('#terminal').click();
+    await page.keyboard.type('uname -a\n', { delay: 20 });
+    await expect.poll(terminalText, STEP).toMatch(/Linux \S+ \d+\.\d+\S* #\d+/);
+    await shot('05-terminal');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.locator('#terminal').scrollIntoViewIfNeeded();
+    await shot('05-terminal-phone');
+    await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
+  it('extends the lease, paying again and moving the deadline', async () => {
+    const before = await page.locator('#countdown').getAttribute('datetime');
+    await page.getByLabel('Extend by').selectOption('900');
+    await page.getByRole('button', { name: 'Extend' }).click();
+    await page.getByRole('status').getByText(/Extended by 15 minutes/).waitFor(STEP);
+    await expect.poll(balance, STEP).toBe(125);
+    const after = await page.locator('#countdown').getAttribute('datetime');
+    expect(Date.parse(after ?? '') - Date.parse(before ?? '')).toBe(900_000);
+  });
+
+  it('stops the sandbox and puts the refund into the wallet', async () => {
+    await page.getByRole('button', { name: 'Stop and refund' }).click();
+    const refundLine = page.getByText(/^Refund: \d+ sat back in your wallet\.$/);
+    await refundLine.waitFor(STEP);
+    const refunded = Number(/(\d+)/.exec((await refundLine.textContent()) ?? '')?.[1]);
+    // 75 minutes bought at 60 sat/hour, stopped within a minute or two: about 74 sat come back.
+    expect(refunded).toBeGreaterThanOrEqual(70);
+    expect(refunded).toBeLessThanOrEqual(75);
+    await expect.poll(balance, STEP).toBe(125 + refunded);
+    expect(await page.locator('#lease').isHidden()).toBe(true);
+    await shot('06-stopped');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot('06-stopped-phone');
+    await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
+  it('backs up the whole wallet as one token in one click', async () => {
+    await page.getByRole('button', { name: 'Back up wallet' }).click();
+    const token = await page.getByLabel(/Backup token/).inputValue();
+    const decoded = getDecodedToken(token, t.node.mint.nodePayments().keysetIds());
+    expect(decoded.mint).toBe(t.mintUrl);
+    const sum = decoded.proofs.reduce((n, p) => n + p.amount.toNumber(), 0);
+    expect(sum).toBe(await balance());
+  });
+
+  it('keeps the wallet across a reload (ecash in localStorage, no cookies)', async () => {
+    const kept = await balance();
+    await page.reload({ waitUntil: 'load' });
+    await page.getByRole('status').getByText('Ready.').waitFor(STEP);
+    await expect.poll(balance, STEP).toBe(kept);
+    expect(await context.cookies()).toEqual([]);
+  });
+
+  it('made no request to any host but the node, and broke no CSP rule', async () => {
+    const node = new URL(t.url);
+    expect(requested.length).toBeGreaterThan(5);
+    expect(requested.some((u) => u.startsWith('ws:'))).toBe(true);
+    const elsewhere = requested.filter((u) => {
+      const url = new URL(u);
+      return url.host !== node.host || !['http:', 'ws:'].includes(url.protocol);
+    });
+    expect(elsewhere).toEqual([]);
+    expect(cspViolations).toEqual([]);
+    expect(pageErrors).toEqual([]);
+  });
+});

@@ -1,0 +1,503 @@
+import './style.css';
+import QRCode from 'qrcode';
+import {
+  ApiError,
+  createLease,
+  extendLease,
+  getLease,
+  getOffers,
+  getQuote,
+  type Lease,
+  type OfferInfo,
+  type Offers,
+  priceOf,
+  stopLease,
+} from './api.js';
+import { attachTerminal, type TerminalSession } from './terminal.js';
+import { formatDuration, formatRemaining } from './time.js';
+import { BrowserWallet, type Invoice, type Pending } from './wallet.js';
+
+/** The lease this browser holds: its id and bearer credential, kept across reloads. */
+interface HeldLease {
+  id: string;
+  bearer: string;
+  offer: string;
+  expires_at: string;
+}
+
+const LEASE_KEY = 'alacarte.lease.v1';
+const DURATIONS = [
+  60, 300, 900, 1800, 3600, 7200, 14400, 28800, 43200, 86400, 172800, 604800, 1209600, 2592000,
+];
+
+function el<T extends HTMLElement = HTMLElement>(id: string): T {
+  const found = document.getElementById(id);
+  if (!found) throw new Error(`page is missing #${id}`);
+  return found as T;
+}
+
+const ui = {
+  balance: el('balance'),
+  status: el('status'),
+  offers: el('offers'),
+  duration: el<HTMLInputElement>('duration'),
+  durationLabel: el<HTMLOutputElement>('duration-label'),
+  image: el<HTMLSelectElement>('image'),
+  price: el<HTMLOutputElement>('price'),
+  rentForm: el<HTMLFormElement>('rent-form'),
+  rentButton: el<HTMLButtonElement>('rent-button'),
+  leaseSection: el('lease'),
+  leaseId: el('lease-id'),
+  leaseOffer: el('lease-offer'),
+  countdown: el<HTMLTimeElement>('countdown'),
+  terminal: el('terminal'),
+  extendForm: el<HTMLFormElement>('extend-form'),
+  extendSeconds: el<HTMLSelectElement>('extend-minutes'),
+  extendButton: el<HTMLButtonElement>('extend'),
+  extendPrice: el('extend-price'),
+  stop: el<HTMLButtonElement>('stop'),
+  topupForm: el<HTMLFormElement>('topup-form'),
+  topupAmount: el<HTMLInputElement>('topup-amount'),
+  topupButton: el<HTMLButtonElement>('topup'),
+  invoice: el('invoice'),
+  invoiceQr: el<HTMLCanvasElement>('invoice-qr'),
+  invoiceText: el<HTMLTextAreaElement>('invoice-text'),
+  invoiceCopy: el<HTMLButtonElement>('invoice-copy'),
+  invoiceStatus: el('invoice-status'),
+  receiveForm: el<HTMLFormElement>('receive-form'),
+  receiveToken: el<HTMLTextAreaElement>('receive-token'),
+  receiveButton: el<HTMLButtonElement>('receive'),
+  backup: el<HTMLButtonElement>('backup'),
+  backupBox: el('backup-box'),
+  backupToken: el<HTMLTextAreaElement>('backup-token'),
+  backupCopy: el<HTMLButtonElement>('backup-copy'),
+  backupDownload: el<HTMLButtonElement>('backup-download'),
+  refundBox: el('refund-box'),
+  refundText: el('refund-text'),
+};
+
+let node: Offers | undefined;
+let wallet: BrowserWallet | undefined;
+let session: TerminalSession | undefined;
+let countdownTimer: number | undefined;
+let invoiceWait: AbortController | undefined;
+let quoteSeq = 0;
+
+function say(text: string, error = false): void {
+  ui.status.textContent = text;
+  ui.status.classList.toggle('error', error);
+}
+
+function messageOf(err: unknown): string {
+  if (err instanceof ApiError) return `${err.message} (${err.code})`;
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
+
+function unit(): string {
+  return node?.unit ?? 'sat';
+}
+
+function showBalance(balance: number): void {
+  ui.balance.textContent = `${balance} ${unit()}`;
+}
+
+/** Runs a user action with its button disabled, reporting failures in the status line. */
+async function busy(button: HTMLButtonElement, action: () => Promise<void>): Promise<void> {
+  button.disabled = true;
+  try {
+    await action();
+  } catch (err) {
+    say(messageOf(err), true);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// ---- offers, duration and price ----
+
+function selectedOffer(): OfferInfo | undefined {
+  const checked = ui.offers.querySelector<HTMLInputElement>('input[name="offer"]:checked');
+  return node?.offers.find((o) => o.id === checked?.value);
+}
+
+function durationsFor(offer: OfferInfo): number[] {
+  const list = DURATIONS.filter((s) => s >= offer.min_seconds && s <= offer.max_seconds);
+  return list.length > 0 ? list : [offer.min_seconds];
+}
+
+function selectedSeconds(): number | undefined {
+  const offer = selectedOffer();
+  if (!offer) return undefined;
+  const list = durationsFor(offer);
+  return list[Math.min(Number(ui.duration.value), list.length - 1)];
+}
+
+function renderOffers(offers: Offers): void {
+  ui.offers.replaceChildren();
+  offers.offers.forEach((offer, i) => {
+    const label = document.createElement('label');
+    label.className = 'offer';
+    const input = document.createElement('input');
+    input.type = 'radio';
+    input.name = 'offer';
+    input.value = offer.id;
+    input.checked = i === 0;
+    input.disabled = offer.available === 0;
+    input.addEventListener('change', () => updateDuration());
+    const name = document.createElement('strong');
+    name.textContent = offer.id;
+    const spec = document.createElement('span');
+    spec.className = 'spec';
+    spec.textContent =
+      `${offer.vcpu} vCPU · ${formatMib(offer.memory_mib)} RAM · ${formatMib(offer.disk_mib)} disk · ` +
+      `${offer.price.amount_per_hour} ${offer.price.unit}/hour · ${offer.available} free`;
+    label.append(input, name, spec);
+    ui.offers.append(label);
+  });
+  ui.image.replaceChildren(
+    ...offers.images.map((image) => {
+      const option = document.createElement('option');
+      option.value = image;
+      option.textContent = image;
+      return option;
+    }),
+  );
+  const first = offers.offers[0];
+  if (first) {
+    // max before value: a range input clamps the value to the max it has at that moment.
+    const list = durationsFor(first);
+    ui.duration.max = String(list.length - 1);
+    ui.duration.value = String(Math.max(0, list.indexOf(3600)));
+  }
+  updateDuration();
+}
+
+function formatMib(mib: number): string {
+  return mib >= 1024 ? `${mib / 1024} GiB` : `${mib} MiB`;
+}
+
+function updateDuration(): void {
+  const offer = selectedOffer();
+  if (!offer) return;
+  const list = durationsFor(offer);
+  ui.duration.max = String(list.length - 1);
+  if (Number(ui.duration.value) > list.length - 1) ui.duration.value = String(list.length - 1);
+  const seconds = selectedSeconds() ?? offer.min_seconds;
+  const label = formatDuration(seconds);
+  ui.durationLabel.textContent = label;
+  ui.duration.setAttribute('aria-valuetext', label);
+  // The price shows at once from the published rate, then the node's quote confirms it.
+  const local = priceOf(offer, seconds);
+  ui.price.textContent = `${local} ${offer.price.unit}`;
+  ui.rentButton.textContent = `Rent for ${local} ${offer.price.unit}`;
+  const seq = ++quoteSeq;
+  getQuote(offer.id, seconds)
+    .then((amount) => {
+      if (seq !== quoteSeq) return;
+      ui.price.textContent = `${amount} ${offer.price.unit}`;
+      ui.rentButton.textContent = `Rent for ${amount} ${offer.price.unit}`;
+    })
+    .catch(() => undefined);
+}
+
+// ---- the lease ----
+
+function heldLease(): HeldLease | undefined {
+  try {
+    const parsed = JSON.parse(localStorage.getItem(LEASE_KEY) ?? 'null') as HeldLease | null;
+    return parsed && typeof parsed.id === 'string' && typeof parsed.bearer === 'string' ? parsed : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function holdLease(held: HeldLease | undefined): void {
+  if (held) localStorage.setItem(LEASE_KEY, JSON.stringify(held));
+  else localStorage.removeItem(LEASE_KEY);
+}
+
+function showLease(held: HeldLease): void {
+  ui.leaseSection.hidden = false;
+  ui.leaseId.textContent = held.id;
+  ui.leaseOffer.textContent = held.offer;
+  ui.refundBox.hidden = true;
+  tickCountdown();
+  window.clearInterval(countdownTimer);
+  countdownTimer = window.setInterval(tickCountdown, 1000);
+  session?.close();
+  session = attachTerminal({
+    container: ui.terminal,
+    leaseId: held.id,
+    bearer: held.bearer,
+    onStatus: (text) => say(text),
+  });
+  updateExtendPrice();
+  ui.leaseSection.scrollIntoView({ block: 'start' });
+}
+
+function hideLease(): void {
+  session?.close();
+  session = undefined;
+  window.clearInterval(countdownTimer);
+  ui.leaseSection.hidden = true;
+  holdLease(undefined);
+}
+
+function tickCountdown(): void {
+  const held = heldLease();
+  if (!held) return;
+  const left = Math.max(0, Math.floor((Date.parse(held.expires_at) - Date.now()) / 1000));
+  ui.countdown.dateTime = held.expires_at;
+  ui.countdown.textContent = left > 0 ? formatRemaining(left) : 'expired';
+  ui.countdown.title = `until ${new Date(held.expires_at).toLocaleString()}`;
+}
+
+function updateExtendPrice(): void {
+  const held = heldLease();
+  const offer = node?.offers.find((o) => o.id === held?.offer);
+  ui.extendPrice.textContent = offer ? `${priceOf(offer, Number(ui.extendSeconds.value))} ${unit()}` : '';
+}
+
+/** Gives a token the node refused back to the wallet; one it kept (spent) is gone. */
+async function takeBack(w: BrowserWallet, token: string, err: unknown): Promise<void> {
+  if (err instanceof ApiError && err.code !== 'token_spent') {
+    await w.receive(token).catch(() => undefined);
+  }
+  w.settle(token);
+}
+
+async function rent(): Promise<void> {
+  const w = needWallet();
+  const offer = selectedOffer();
+  const seconds = selectedSeconds();
+  if (!offer || seconds === undefined) throw new Error('choose a size first');
+  if (heldLease()) throw new Error('stop your current sandbox before renting another');
+  const request = { offer: offer.id, seconds, image: ui.image.value || 'busybox' };
+  const price = await getQuote(offer.id, seconds);
+  if (w.balance() < price) throw new Error(`not enough ecash: ${price} ${unit()} needed, top up first`);
+  say(`Paying ${price} ${unit()}…`);
+  const { token } = await w.pay(price, { kind: 'rent', request });
+  await finishRent(w, token, request);
+}
+
+async function finishRent(
+  w: BrowserWallet,
+  token: string,
+  request: Extract<Pending, { kind: 'rent' }>['request'],
+): Promise<void> {
+  let lease: Lease;
+  try {
+    lease = await createLease(request, token);
+  } catch (err) {
+    if (err instanceof ApiError) await takeBack(w, token, err);
+    throw err;
+  }
+  if (!lease.token) throw new Error('the node did not hand over the lease credential');
+  const held = { id: lease.id, bearer: lease.token, offer: lease.offer, expires_at: lease.expires_at };
+  holdLease(held);
+  w.settle(token);
+  if (lease.change) await w.receive(lease.change, true);
+  say(`Sandbox ${lease.id} is running.`);
+  showLease(held);
+}
+
+async function extend(): Promise<void> {
+  const w = needWallet();
+  const held = heldLease();
+  if (!held) throw new Error('no sandbox to extend');
+  const seconds = Number(ui.extendSeconds.value);
+  const price = await getQuote(held.offer, seconds);
+  say(`Paying ${price} ${unit()} to extend…`);
+  const { token } = await w.pay(price, { kind: 'extend', request: { id: held.id, seconds } });
+  let lease: Lease;
+  try {
+    lease = await extendLease(held.id, seconds, token);
+  } catch (err) {
+    if (err instanceof ApiError) await takeBack(w, token, err);
+    throw err;
+  }
+  w.settle(token);
+  holdLease({ ...held, expires_at: lease.expires_at });
+  tickCountdown();
+  if (lease.change) await w.receive(lease.change, true);
+  say(
+    `Extended by ${formatDuration(seconds)}: now until ${new Date(lease.expires_at).toLocaleTimeString()}.`,
+  );
+}
+
+async function stop(): Promise<void> {
+  const w = needWallet();
+  const held = heldLease();
+  if (!held) throw new Error('no sandbox to stop');
+  say('Stopping…');
+  const lease = await stopLease(held.id, held.bearer);
+  hideLease();
+  const refunded = lease.refunded ?? 0;
+  if (lease.refund) await w.receive(lease.refund, true);
+  ui.refundBox.hidden = false;
+  ui.refundText.textContent = `Refund: ${refunded} ${unit()} back in your wallet.`;
+  say(`Sandbox stopped. Refund of ${refunded} ${unit()} received.`);
+}
+
+/** Finishes whatever a previous visit left half done (see wallet.ts `Pending`). */
+async function recover(w: BrowserWallet): Promise<void> {
+  for (const p of w.pending()) {
+    try {
+      if (p.kind === 'rent') await finishRent(w, p.token, p.request);
+      else await w.receive(p.token, false).then(() => w.settle(p.token));
+    } catch (err) {
+      // A network failure leaves it pending for the next visit; a refusal settles it.
+      if (!(err instanceof TypeError)) w.settle(p.token);
+    }
+  }
+}
+
+async function restoreLease(): Promise<void> {
+  const held = heldLease();
+  if (!held) return;
+  try {
+    const lease = await getLease(held.id, held.bearer);
+    if (lease.state !== 'running') {
+      hideLease();
+      say(`Your sandbox ${held.id} has ended (${lease.state}).`);
+      return;
+    }
+    holdLease({ ...held, expires_at: lease.expires_at });
+    showLease({ ...held, expires_at: lease.expires_at });
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) hideLease();
+    else throw err;
+  }
+}
+
+// ---- the wallet ----
+
+function needWallet(): BrowserWallet {
+  if (!wallet) throw new Error('the wallet is not ready (is the mint reachable?)');
+  return wallet;
+}
+
+async function topUp(): Promise<void> {
+  const w = needWallet();
+  const amount = Number(ui.topupAmount.value);
+  if (!Number.isSafeInteger(amount) || amount < 1) throw new Error('enter a whole number of sat');
+  invoiceWait?.abort();
+  const invoice = await w.invoice(amount);
+  await showInvoice(invoice);
+  const wait = new AbortController();
+  invoiceWait = wait;
+  say(`Pay the invoice of ${amount} ${unit()} with any Lightning wallet.`);
+  // The wait runs on after this action returns: the button is free for another invoice.
+  w.mintWhenPaid(invoice, wait.signal)
+    .then((minted) => {
+      ui.invoiceStatus.textContent = `Paid: +${minted} ${unit()}`;
+      say(`Received ${minted} ${unit()} by Lightning.`);
+    })
+    .catch((err) => {
+      if (!wait.signal.aborted) say(messageOf(err), true);
+    });
+}
+
+async function showInvoice(invoice: Invoice): Promise<void> {
+  ui.invoice.hidden = false;
+  ui.invoiceText.value = invoice.request;
+  ui.invoiceStatus.textContent = 'Waiting for payment…';
+  await QRCode.toCanvas(ui.invoiceQr, `lightning:${invoice.request}`.toUpperCase(), {
+    errorCorrectionLevel: 'M',
+    margin: 1,
+    width: 240,
+  });
+}
+
+async function copy(text: string, field: HTMLTextAreaElement): Promise<void> {
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    // The Clipboard API needs a secure context; plain HTTP on a LAN falls back to selection.
+    field.focus();
+    field.select();
+    document.execCommand('copy');
+  }
+  say('Copied.');
+}
+
+function backup(): void {
+  const w = needWallet();
+  const token = w.backup();
+  ui.backupBox.hidden = false;
+  ui.backupToken.value = token;
+  ui.backupToken.focus();
+  ui.backupToken.select();
+  say(`Backup token of ${w.balance()} ${unit()} ready: copy or download it.`);
+}
+
+/** Saves the backup token as a file, made in the page: nothing leaves the browser. */
+function download(token: string): void {
+  const url = URL.createObjectURL(new Blob([`${token}\n`], { type: 'text/plain' }));
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = `alacarte-wallet-${new Date().toISOString().slice(0, 10)}.txt`;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+// ---- wiring ----
+
+function wire(): void {
+  ui.duration.addEventListener('input', updateDuration);
+  ui.extendSeconds.addEventListener('change', updateExtendPrice);
+  ui.rentForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    void busy(ui.rentButton, rent);
+  });
+  ui.extendForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    void busy(ui.extendButton, extend);
+  });
+  ui.stop.addEventListener('click', () => void busy(ui.stop, stop));
+  ui.topupForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    void busy(ui.topupButton, topUp);
+  });
+  ui.invoiceCopy.addEventListener('click', () => void copy(ui.invoiceText.value, ui.invoiceText));
+  ui.receiveForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    void busy(ui.receiveButton, async () => {
+      const token = ui.receiveToken.value.trim();
+      if (!token) throw new Error('paste a Cashu token first');
+      const amount = await needWallet().receive(token);
+      ui.receiveToken.value = '';
+      say(`Received ${amount} ${unit()}.`);
+    });
+  });
+  ui.backup.addEventListener('click', () => {
+    try {
+      backup();
+    } catch (err) {
+      say(messageOf(err), true);
+    }
+  });
+  ui.backupCopy.addEventListener('click', () => void copy(ui.backupToken.value, ui.backupToken));
+  ui.backupDownload.addEventListener('click', () => download(ui.backupToken.value));
+}
+
+async function start(): Promise<void> {
+  wire();
+  say('Loading…');
+  node = await getOffers();
+  renderOffers(node);
+  wallet = await BrowserWallet.open({
+    mintUrl: node.mint,
+    unit: node.unit,
+    storage: localStorage,
+    origin: location.origin,
+    onChange: showBalance,
+  });
+  showBalance(wallet.balance());
+  await recover(wallet);
+  await restoreLease();
+  if (ui.status.textContent === 'Loading…') say('Ready.');
+}
+
+start().catch((err) => say(`Could not load: ${messageOf(err)}`, true));

@@ -1,0 +1,92 @@
+import { FitAddon } from '@xterm/addon-fit';
+import { Terminal } from '@xterm/xterm';
+import '@xterm/xterm/css/xterm.css';
+
+export interface TerminalSession {
+  close(): void;
+  focus(): void;
+}
+
+/**
+ * An xterm.js terminal on the lease's attach WebSocket (API.md). Browsers cannot set headers on a
+ * WebSocket, so the bearer credential travels as the subprotocol `bearer.<token>`.
+ */
+export function attachTerminal(options: {
+  container: HTMLElement;
+  leaseId: string;
+  bearer: string;
+  onStatus: (text: string) => void;
+}): TerminalSession {
+  const term = new Terminal({
+    cursorBlink: true,
+    convertEol: false,
+    fontFamily: 'ui-monospace, "DejaVu Sans Mono", "Liberation Mono", Menlo, Consolas, monospace',
+    fontSize: 14,
+    scrollback: 2000,
+    screenReaderMode: false,
+    theme: { background: '#0f1419', foreground: '#e6e1cf', cursor: '#ffcc66' },
+  });
+  const fit = new FitAddon();
+  term.loadAddon(fit);
+  options.container.replaceChildren();
+  term.open(options.container);
+  // xterm's own textarea receives the keys: give it a name for screen readers.
+  term.textarea?.setAttribute('aria-label', 'Sandbox terminal input');
+  safeFit(fit);
+
+  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  const url = `${scheme}//${location.host}/v1/leases/${encodeURIComponent(options.leaseId)}/attach`;
+  const socket = new WebSocket(url, [`bearer.${options.bearer}`]);
+  socket.binaryType = 'arraybuffer';
+  const encoder = new TextEncoder();
+  let closedByUs = false;
+
+  const sendResize = () => {
+    if (socket.readyState === WebSocket.OPEN) {
+      socket.send(JSON.stringify({ type: 'resize', cols: term.cols, rows: term.rows }));
+    }
+  };
+  socket.addEventListener('open', () => {
+    options.onStatus('Terminal connected.');
+    sendResize();
+    term.focus();
+  });
+  socket.addEventListener('message', (event: MessageEvent) => {
+    if (event.data instanceof ArrayBuffer) term.write(new Uint8Array(event.data));
+    else if (typeof event.data === 'string') term.write(event.data);
+  });
+  socket.addEventListener('close', (event) => {
+    if (closedByUs) return;
+    term.write(`\r\n[connection closed${event.reason ? `: ${event.reason}` : ''}]\r\n`);
+    options.onStatus('Terminal disconnected.');
+  });
+  const typed = term.onData((data) => {
+    if (socket.readyState === WebSocket.OPEN) socket.send(encoder.encode(data));
+  });
+  const resized = term.onResize(sendResize);
+  const observer = new ResizeObserver(() => safeFit(fit));
+  observer.observe(options.container);
+
+  return {
+    close() {
+      closedByUs = true;
+      observer.disconnect();
+      typed.dispose();
+      resized.dispose();
+      socket.close(1000, 'closed by the page');
+      term.dispose();
+    },
+    focus() {
+      term.focus();
+    },
+  };
+}
+
+function safeFit(fit: FitAddon): void {
+  // Fitting a hidden or zero-sized container throws inside xterm; the observer fits again later.
+  try {
+    fit.fit();
+  } catch {
+    /* not laid out yet */
+  }
+}
