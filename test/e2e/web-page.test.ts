@@ -42,6 +42,8 @@ afterAll(async () => {
 });
 
 async function shot(name: string): Promise<void> {
+  // From the top: a full-page shot of a scrolled page draws the sticky header mid-page.
+  await page.evaluate('window.scrollTo(0, 0)');
   await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
 }
 
@@ -89,7 +91,8 @@ describe('the web page: rent a sandbox from the browser', () => {
     await expect.poll(() => invoice.inputValue(), STEP).toMatch(/^lnbc/);
     await page.getByRole('img', { name: /QR code/ }).waitFor(STEP);
     await shot('02-invoice');
-    await page.getByText('Paid: +200 sat').waitFor(STEP);
+    await page.getByText('Paid: +200 sat by Lightning.').waitFor(STEP);
+    expect(await page.locator('#invoice').isHidden()).toBe(true);
     await expect.poll(balance, STEP).toBe(200);
     await shot('03-topped-up');
   });

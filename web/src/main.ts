@@ -72,8 +72,7 @@ const ui = {
   backupToken: el<HTMLTextAreaElement>('backup-token'),
   backupCopy: el<HTMLButtonElement>('backup-copy'),
   backupDownload: el<HTMLButtonElement>('backup-download'),
-  refundBox: el('refund-box'),
-  refundText: el('refund-text'),
+  walletNews: el('wallet-news'),
 };
 
 let node: Offers | undefined;
@@ -221,7 +220,6 @@ function showLease(held: HeldLease): void {
   ui.leaseSection.hidden = false;
   ui.leaseId.textContent = held.id;
   ui.leaseOffer.textContent = held.offer;
-  ui.refundBox.hidden = true;
   tickCountdown();
   window.clearInterval(countdownTimer);
   countdownTimer = window.setInterval(tickCountdown, 1000);
@@ -335,8 +333,7 @@ async function stop(): Promise<void> {
   hideLease();
   const refunded = lease.refunded ?? 0;
   if (lease.refund) await w.receive(lease.refund, true);
-  ui.refundBox.hidden = false;
-  ui.refundText.textContent = `Refund: ${refunded} ${unit()} back in your wallet.`;
+  ui.walletNews.textContent = `Refund: ${refunded} ${unit()} back in your wallet.`;
   say(`Sandbox stopped. Refund of ${refunded} ${unit()} received.`);
 }
 
@@ -391,7 +388,9 @@ async function topUp(): Promise<void> {
   // The wait runs on after this action returns: the button is free for another invoice.
   w.mintWhenPaid(invoice, wait.signal)
     .then((minted) => {
-      ui.invoiceStatus.textContent = `Paid: +${minted} ${unit()}`;
+      // The invoice is spent: take it off the screen so nobody pays it twice.
+      ui.invoice.hidden = true;
+      ui.walletNews.textContent = `Paid: +${minted} ${unit()} by Lightning.`;
       say(`Received ${minted} ${unit()} by Lightning.`);
     })
     .catch((err) => {

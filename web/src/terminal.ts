@@ -22,6 +22,8 @@ export function attachTerminal(options: {
     convertEol: false,
     fontFamily: 'ui-monospace, "DejaVu Sans Mono", "Liberation Mono", Menlo, Consolas, monospace',
     fontSize: 14,
+    // At 1.0 the DOM renderer clips underscores of common monospace fonts (x86_64 read as x86 64).
+    lineHeight: 1.2,
     scrollback: 2000,
     screenReaderMode: false,
     theme: { background: '#0f1419', foreground: '#e6e1cf', cursor: '#ffcc66' },
