@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # Installs what alacarte needs on a fresh Debian machine, and nothing that is already there.
-# Used by `npm start`, `npm test`, `npm run bench` and CI, so a fresh clone needs no other step.
+# Used by `npm start`, `npm test` (with --test), `npm run bench` and CI, so a fresh clone needs no
+# other step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 debian_packages=(crun busybox-static uidmap iproute2)
+# `--test` (npm test, CI): also what the test suites need but a node does not, such as the
+# browser the web page's end-to-end test drives.
+if [ "${1:-}" = "--test" ]; then
+  debian_packages+=(chromium)
+fi
 missing=()
 for pkg in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")

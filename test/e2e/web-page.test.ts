@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { getDecodedToken } from '@cashu/cashu-ts';
+import { getDecodedToken, getEncodedToken, MintQuoteState, Wallet } from '@cashu/cashu-ts';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LeaseTestNode, startLeaseNode } from '../helpers/lease-node.js';
@@ -56,6 +56,7 @@ async function balance(): Promise<number> {
 
 /** What the terminal shows, as text (xterm's DOM renderer keeps one element per row). */
 async function terminalText(): Promise<string> {
+  // biome-ignore lint/performance/useDomNodeTextContent: only innerText keeps the breaks between rows.
   return (await page.locator('#terminal .xterm-rows').innerText()).replace(/\u00a0/g, ' ');
 }
 
@@ -99,9 +100,14 @@ describe('the web page: rent a sandbox from the browser', () => {
 
   it('rents a sandbox, paying the exact price, and shows a terminal and a countdown', async () => {
     await page.getByRole('button', { name: 'Rent for 60 sat' }).click();
-    await page.getByRole('status').getByText(/Sandbox lse_\S+ is running\./).waitFor(STEP);
+    await page
+      .getByRole('status')
+      .getByText(/Sandbox lse_\S+ is running\./)
+      .waitFor(STEP);
     await expect.poll(balance, STEP).toBe(140);
-    await expect.poll(() => page.locator('#countdown').textContent(), STEP).toMatch(/^(59:\d\d|1:00:00|01:00:00)$/);
+    await expect
+      .poll(() => page.locator('#countdown').textContent(), STEP)
+      .toMatch(/^(59:\d\d|1:00:00|01:00:00)$/);
     await page.getByRole('status').getByText('Terminal connected.').waitFor(STEP);
     await shot('04-rented');
   });
@@ -121,7 +127,10 @@ describe('the web page: rent a sandbox from the browser', () => {
     const before = await page.locator('#countdown').getAttribute('datetime');
     await page.getByLabel('Extend by').selectOption('900');
     await page.getByRole('button', { name: 'Extend' }).click();
-    await page.getByRole('status').getByText(/Extended by 15 minutes/).waitFor(STEP);
+    await page
+      .getByRole('status')
+      .getByText(/Extended by 15 minutes/)
+      .waitFor(STEP);
     await expect.poll(balance, STEP).toBe(125);
     const after = await page.locator('#countdown').getAttribute('datetime');
     expect(Date.parse(after ?? '') - Date.parse(before ?? '')).toBe(900_000);
@@ -141,6 +150,26 @@ describe('the web page: rent a sandbox from the browser', () => {
     await page.setViewportSize({ width: 390, height: 844 });
     await shot('06-stopped-phone');
     await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
+  it('takes a pasted Cashu token into the wallet', async () => {
+    // Someone else's wallet of the node's mint, paid by Lightning (this node settles after 1.5 s).
+    const wallet = new Wallet(t.mintUrl, { unit: 'sat' });
+    await wallet.loadMint();
+    const quote = await wallet.createMintQuoteBolt11(16);
+    await expect
+      .poll(async () => (await wallet.checkMintQuoteBolt11(quote.quote)).state, STEP)
+      .toBe(MintQuoteState.PAID);
+    const proofs = await wallet.mintProofsBolt11(16, quote.quote);
+    const token = getEncodedToken({ mint: t.mintUrl, unit: 'sat', proofs });
+    const before = await balance();
+    await page.getByLabel('Paste a Cashu token').fill(token);
+    await page.getByRole('button', { name: 'Receive', exact: true }).click();
+    await page.getByRole('status').getByText('Received 16 sat.').waitFor(STEP);
+    await expect.poll(balance, STEP).toBe(before + 16);
+    // Swapped at the mint: the sender's copy is spent now.
+    const states = await wallet.checkProofsStates(proofs);
+    expect(states.every((s) => s.state === 'SPENT')).toBe(true);
   });
 
   it('backs up the whole wallet as one token in one click', async () => {
