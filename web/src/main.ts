@@ -1,4 +1,5 @@
 import './style.css';
+import { NetworkError, RateLimitError } from '@cashu/cashu-ts';
 import QRCode from 'qrcode';
 import {
   ApiError,
@@ -276,7 +277,14 @@ async function rent(): Promise<void> {
   if (w.balance() < price) throw new Error(`not enough ecash: ${price} ${unit()} needed, top up first`);
   say(`Paying ${price} ${unit()}…`);
   const { token } = await w.pay(price, { kind: 'rent', request });
-  await finishRent(w, token, request);
+  try {
+    await finishRent(w, token, request);
+  } catch (err) {
+    if (unreachable(err)) {
+      throw new Error('the node did not answer; your payment is kept and retried when you reload the page');
+    }
+    throw err;
+  }
 }
 
 async function finishRent(
@@ -337,6 +345,11 @@ async function stop(): Promise<void> {
   say(`Sandbox stopped. Refund of ${refunded} ${unit()} received.`);
 }
 
+/** fetch's TypeError, cashu-ts's NetworkError or RateLimitError: the other side never said no. */
+function unreachable(err: unknown): boolean {
+  return err instanceof TypeError || err instanceof NetworkError || err instanceof RateLimitError;
+}
+
 /** Finishes whatever a previous visit left half done (see wallet.ts `Pending`). */
 async function recover(w: BrowserWallet): Promise<void> {
   for (const p of w.pending()) {
@@ -344,8 +357,8 @@ async function recover(w: BrowserWallet): Promise<void> {
       if (p.kind === 'rent') await finishRent(w, p.token, p.request);
       else await w.receive(p.token, false).then(() => w.settle(p.token));
     } catch (err) {
-      // A network failure leaves it pending for the next visit; a refusal settles it.
-      if (!(err instanceof TypeError)) w.settle(p.token);
+      // Unreachable node or mint: still pending, tried again next visit. A refusal settles it.
+      if (!unreachable(err)) w.settle(p.token);
     }
   }
 }
