@@ -189,6 +189,33 @@ describe('the web page: rent a sandbox from the browser', () => {
     expect(await context.cookies()).toEqual([]);
   });
 
+  it('replays a paid rent whose answer was lost, on the next visit: one lease, one charge', async () => {
+    const before = await balance();
+    const leasesUrl = `${t.url}/v1/leases`;
+    // The node gets the paid request and creates the lease; the answer never reaches the page.
+    await page.route(leasesUrl, async (route) => {
+      if (route.request().method() !== 'POST') return route.continue();
+      await route.fetch();
+      await route.abort('connectionreset');
+    });
+    await page.getByRole('button', { name: 'Rent for 60 sat' }).click();
+    await page.getByRole('status').getByText(/payment is kept/).waitFor(STEP);
+    await expect.poll(balance, STEP).toBe(before - 60);
+    expect(await page.locator('#lease').isHidden()).toBe(true);
+    await page.unroute(leasesUrl);
+
+    await page.reload({ waitUntil: 'load' });
+    await page.locator('#lease').waitFor({ state: 'visible', ...STEP });
+    await expect.poll(() => page.locator('#countdown').textContent(), STEP).toMatch(/^(59:\d\d|1:00:00|01:00:00)$/);
+    await expect.poll(balance, STEP).toBe(before - 60);
+    expect((await t.node.leases?.countByState())?.running).toBe(1);
+    await shot('07-recovered');
+
+    await page.getByRole('button', { name: 'Stop and refund' }).click();
+    await page.getByText(/^Refund: \d+ sat back in your wallet\.$/).waitFor(STEP);
+    expect((await t.node.leases?.countByState())?.running ?? 0).toBe(0);
+  });
+
   it('made no request to any host but the node, and broke no CSP rule', async () => {
     const node = new URL(t.url);
     expect(requested.length).toBeGreaterThan(5);
