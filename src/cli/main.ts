@@ -7,6 +7,7 @@ import { CrunDriver } from '../drivers/crun/crun-driver.js';
 import { ledger } from '../http/operator-routes.js';
 import { createLogger, silentLogger } from '../log.js';
 import { AlacarteNode } from '../node.js';
+import { RENTER_HELP, runRenterCommand } from './renter/index.js';
 
 const USAGE = `alacarte — rent Linux sandboxes for ecash, no account
 
@@ -49,11 +50,14 @@ async function main(argv: string[]): Promise<number> {
     case 'help':
     case '--help':
     case '-h':
-      process.stdout.write(USAGE);
+      process.stdout.write(`${USAGE}\n${RENTER_HELP.renter}\n`);
       return command === undefined ? 1 : 0;
-    default:
+    default: {
+      const code = await runRenterCommand(command, rest);
+      if (code !== undefined) return code;
       process.stderr.write(`alacarte: unknown command '${command}' — run: alacarte help\n`);
       return 2;
+    }
   }
 }
 
