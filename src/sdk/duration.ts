@@ -32,6 +32,6 @@ export function formatDuration(seconds: number): string {
   const h = Math.floor((s % 86_400) / 3600);
   const m = Math.floor((s % 3600) / 60);
   const parts = [d ? `${d}d` : '', h ? `${h}h` : '', m ? `${m}m` : ''].filter(Boolean);
-  if (!d && !h) parts.push(`${s % 60}s`);
+  if (!d && !h && s % 60) parts.push(`${s % 60}s`);
   return parts.join(' ');
 }
