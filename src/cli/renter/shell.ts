@@ -16,6 +16,11 @@ export async function runShell(sdk: Alacarte, id: string, io: Io): Promise<numbe
     terminal.resize(s.cols, s.rows);
   };
   io.stdout.on('resize', onResize);
+  let exitCode = 0;
+  terminal.once('exit', (_code: number, reason: string) => {
+    const m = /^exit (\d+)$/.exec(reason);
+    if (m) exitCode = Number(m[1]);
+  });
   try {
     await new Promise<void>((resolve, reject) => {
       terminal.on('data', (chunk: Buffer) => io.stdout.write(chunk));
@@ -33,5 +38,5 @@ export async function runShell(sdk: Alacarte, id: string, io: Io): Promise<numbe
     stdin.removeAllListeners('data');
     terminal.destroy();
   }
-  return 0;
+  return exitCode;
 }

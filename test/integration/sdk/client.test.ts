@@ -86,6 +86,30 @@ describe('Alacarte SDK', () => {
     expect(gone).toMatchObject({ name: 'AlacarteApiError', code: 'lease_not_running', status: 409 });
   });
 
+  it('attaches an interactive shell: typed commands run, resize is accepted, exit ends the stream', async () => {
+    const { sdk } = await client(100);
+    const lease = await sdk.rent({ offer: 'small', seconds: 600, image: 'busybox' });
+    const term = await sdk.attach(lease.id, { cols: 100, rows: 30 });
+    let output = '';
+    term.on('data', (b: Buffer) => {
+      output += b.toString();
+    });
+    const ended = new Promise<string>((resolve) =>
+      term.once('exit', (_c: number, reason: string) => resolve(reason)),
+    );
+    term.write('stty size; echo hi-$((40+2))\n');
+    await expect.poll(() => output, { timeout: 10_000 }).toContain('hi-42');
+    expect(output).toContain('30 100');
+    term.resize(120, 40);
+    term.write('stty size\n');
+    await expect.poll(() => output, { timeout: 10_000 }).toContain('40 120');
+    term.write('exit 5\n');
+    expect(await ended).toBe('exit 5');
+    const refused = await sdk.attach(lease.id, { token: 'wrong' }).catch((e: unknown) => e);
+    expect(refused).toMatchObject({ name: 'AlacarteApiError', status: 401 });
+    await sdk.stop(lease.id);
+  });
+
   it('overpays when the price is not a sum of its proofs, and takes the change back', async () => {
     const { sdk, wallet } = await client(128);
     // 128 is one proof; 7200 s cost 120. Either the wallet splits first (exact) or it overpays.
