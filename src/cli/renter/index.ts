@@ -13,7 +13,8 @@ export async function runRenterCommand(command: string, args: string[]): Promise
   try {
     return await runCommand(command, args, io);
   } catch (err) {
-    const { line, hint, code } = describeError(err, command);
+    const name = command === 'wallet' && args[0] && !args[0].startsWith('-') ? `wallet ${args[0]}` : command;
+    const { line, hint, code } = describeError(err, name);
     io.stderr.write(`${line}\n${hint ? `hint: ${hint}\n` : ''}`);
     return code;
   }
