@@ -40,6 +40,8 @@ const topup: Handler = async (ctx, values, positionals) => {
     if (!values['no-qr'])
       qrcode.generate(t.request.toUpperCase(), { small: true }, (qr) => ctx.io.stdout.write(`${qr}\n`));
   }
+  // In --json mode stdout carries one JSON answer at the end; the invoice to pay goes to stderr now.
+  if (ctx.json) ctx.io.stderr.write(`invoice: ${t.request}\n`);
   if (values['no-wait']) {
     ctx.io.stdout.write('not waiting: the next wallet command mints it once it is paid\n');
     return 0;
@@ -52,6 +54,7 @@ const topup: Handler = async (ctx, values, positionals) => {
     balance: Number(wallet.balance().value),
     unit: wallet.unit,
     mint,
+    invoice: t.request,
   });
   return 0;
 };

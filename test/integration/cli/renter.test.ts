@@ -2,6 +2,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Amount } from '../../../src/core/amount.js';
+import { FakeLightningBackend } from '../../../src/lightning/fake/fake-lightning.js';
 import { CLI, type ServedNode, serveNode, tempDir } from '../../helpers/cli.js';
 import { runCli, runJson } from './run-cli.js';
 
@@ -45,6 +47,29 @@ describe('alacarte CLI (renter)', () => {
     const again = await runCli(['wallet', 'receive', token], user());
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(/^alacarte wallet receive: .+/m);
+  });
+
+  it('withdraws to a Lightning invoice, and restores a wallet from its seed phrase elsewhere', async () => {
+    const me = user();
+    await runJson(['wallet', 'topup', '100'], me);
+    const invoice = (await new FakeLightningBackend().createInvoice(Amount.of(25), 'coffee')).bolt11;
+    const paid = await runJson<{ paid: number; fee: number; balance: number }>(
+      ['wallet', 'withdraw', invoice],
+      me,
+    );
+    expect(paid.paid).toBe(25);
+    expect(paid.balance).toBe(75 - paid.fee);
+
+    const seed = await runCli(['wallet', 'seed'], me);
+    expect(seed.stdout.trim().split(' ')).toHaveLength(12);
+    const elsewhere = user();
+    const restored = await runCli(['wallet', 'restore', '--seed-phrase-stdin'], elsewhere, {
+      input: seed.stdout,
+    });
+    expect(restored.code).toBe(0);
+    expect(restored.stdout).toBe(`restored ${paid.balance} sat — balance: ${paid.balance} sat\n`);
+    // The restored wallet spends normally (its counters moved past what the mint has signed).
+    expect((await runCli(['wallet', 'send', '5'], elsewhere)).code).toBe(0);
   });
 
   it('rents, execs `echo hi`, extends, stops, and the balance shows the refund', async () => {
