@@ -231,7 +231,14 @@ export class Alacarte {
       },
     );
     if (!answer) return false;
-    await this.settlePayment(op.id, purpose, answer);
+    try {
+      await this.settlePayment(op.id, purpose, answer);
+    } catch (err) {
+      if (!(err instanceof AlacarteApiError)) throw err;
+      // Refused again although the mint saw the proofs spent: the server kept them, nothing to replay.
+      if (answer.status < 500 && wallet.pendingOps().some((o) => o.id === op.id))
+        await wallet.abandonPayment(op.id);
+    }
     return true;
   }
 

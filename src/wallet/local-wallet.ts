@@ -270,6 +270,14 @@ export class LocalWallet {
     });
   }
 
+  /**
+   * A replayed payment that the server still refuses although the mint says its proofs are spent:
+   * nothing more can be got back, so the record is closed (the ecash is gone).
+   */
+  async abandonPayment(opId: string): Promise<void> {
+    await this.serial(async () => this.dropOp(opId));
+  }
+
   /** Records that a lease is being stopped, so that a refund lost to a crash can be fetched again. */
   beginRefund(serverUrl: string, leaseId: string, mint: string): string {
     return this.newOp({ kind: 'refund', mint, leaseId, serverUrl });

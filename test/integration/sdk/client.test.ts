@@ -193,4 +193,23 @@ describe('Alacarte SDK', () => {
     expect((await sdk2.exec(entry?.id ?? '', ['echo', 'back'])).stdout).toBe('back\n');
     await sdk2.stop(entry?.id ?? '');
   });
+
+  it('closes a payment whose proofs someone else redeemed: the replay is refused, nothing stays pending', async () => {
+    const { sdk, wallet } = await client(64);
+    const body = { offer: 'small', seconds: 600, image: 'busybox' };
+    const purpose = {
+      kind: 'lease.create' as const,
+      url: `${t.url}/v1/leases`,
+      idempotencyKey: 'stolen',
+      body,
+    };
+    const p = await wallet.pay({ mints: [t.mintUrl], amount: Amount.of(10), purpose });
+    const thief = LocalWallet.open({ home: tempDir('thief') });
+    wallets.push(thief);
+    await thief.receive(p.token);
+    expect(await sdk.recover()).toEqual({ settled: 1, pending: 0 });
+    expect(wallet.pendingOps()).toHaveLength(0);
+    expect(sats(wallet.balance())).toBe(54);
+    expect(sdk.leases()).toHaveLength(0);
+  });
 });
