@@ -97,7 +97,7 @@ describe('alacarte CLI (renter)', () => {
 
     const stop = await runJson<{ state: string; refunded: number; balance: number }>(['stop', lease.id], me);
     expect(stop.state).toBe('stopped');
-    expect(stop.refunded).toBeGreaterThanOrEqual(178);
+    expect(stop.refunded).toBeGreaterThanOrEqual(170);
     expect(stop.balance).toBe(320 + stop.refunded);
     expect((await runJson<Balance>(['wallet', 'balance'], me)).balance).toBe(320 + stop.refunded);
 
