@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Amount } from '../core/amount.js';
-import type { LocalWallet } from '../wallet/local-wallet.js';
+import { LocalWallet } from '../wallet/local-wallet.js';
 import type { PaymentPurpose, PendingOp } from '../wallet/wallet-state.js';
 import { attachTerminal, type LeaseTerminal } from './attach.js';
 import { AlacarteApiError, AlacarteNetworkError, UnknownLeaseError } from './errors.js';
@@ -44,7 +44,7 @@ interface Answer {
  * every error answer to an AlacarteApiError with the API's stable code.
  *
  * ```ts
- * const alacarte = new Alacarte({ url, wallet: LocalWallet.open() });
+ * const alacarte = Alacarte.open({ url: 'http://127.0.0.1:8402' });
  * const lease = await alacarte.rent({ offer: 'small', seconds: 600, image: 'busybox' });
  * console.log((await alacarte.exec(lease.id, ['echo', 'hi'])).stdout);
  * ```
@@ -66,6 +66,16 @@ export class Alacarte {
     this.retries = options.retries ?? 3;
     this.retryDelayMs = options.retryDelayMs ?? 500;
     this.progress = options.onProgress ?? (() => undefined);
+  }
+
+  /** A client paying from the wallet in `home` (default $ALACARTE_HOME), created on first use. */
+  static open(options: { url: string; home?: string } & Omit<AlacarteOptions, 'url' | 'wallet'>): Alacarte {
+    return new Alacarte({ ...options, wallet: LocalWallet.open({ home: options.home }) });
+  }
+
+  /** Releases the wallet's lock; the client pays no more afterwards. */
+  close(): void {
+    this.wallet?.close();
   }
 
   async offers(): Promise<OffersResponse> {

@@ -31,6 +31,6 @@ export class StoreCounterSource implements CounterSource {
   }
 
   async snapshot(): Promise<Record<string, number>> {
-    return {};
+    return this.store.counterSnapshot();
   }
 }

@@ -15,6 +15,24 @@ export class WalletBusyError extends Error {
 export class FileLock {
   private constructor(private readonly path: string) {}
 
+  /** Takes the lock, waiting up to `waitMs` for a live holder to let go (a CLI command is short). */
+  static acquireWaiting(
+    path: string,
+    waitMs: number,
+    isAlive: (pid: number) => boolean = processAlive,
+  ): FileLock {
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      try {
+        return FileLock.acquire(path, isAlive);
+      } catch (err) {
+        if (!(err instanceof WalletBusyError) || Date.now() >= deadline) throw err;
+        // Opening a wallet is synchronous; a short blocking pause keeps it so.
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+      }
+    }
+  }
+
   static acquire(path: string, isAlive: (pid: number) => boolean = processAlive): FileLock {
     for (let attempt = 0; attempt < 3; attempt++) {
       try {

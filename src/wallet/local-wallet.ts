@@ -29,6 +29,8 @@ export interface LocalWalletOptions {
   now?: () => number;
   /** Waits between polls of a mint quote. */
   sleep?: (ms: number) => Promise<void>;
+  /** How long `open` waits for another process using the same wallet (default 0). */
+  lockWaitMs?: number;
 }
 
 /** How an operation left after `reconcile`: settled, still waiting at the mint, or needing the server. */
@@ -96,6 +98,7 @@ export class LocalWallet {
     const store = WalletStore.open({
       home,
       newMnemonic: () => options.mnemonic ?? generateMnemonic(wordlist, 128),
+      lockWaitMs: options.lockWaitMs,
     });
     return new LocalWallet(store, options);
   }
@@ -177,6 +180,7 @@ export class LocalWallet {
       }
       options.onWait?.();
       await this.sleep(options.pollMs ?? 1000);
+      options.signal?.throwIfAborted();
     }
     const before = this.balance(op.mint);
     const outcome = await this.serial(() => this.settle(op));

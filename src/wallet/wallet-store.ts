@@ -22,6 +22,8 @@ export interface WalletStoreOptions {
   home: string;
   /** Called once when no wallet file exists yet: the seed phrase of the new wallet. */
   newMnemonic: () => string;
+  /** How long to wait for another process holding the wallet (default 0: fail at once). */
+  lockWaitMs?: number;
 }
 
 /**
@@ -41,7 +43,7 @@ export class WalletStore {
   static open(options: WalletStoreOptions): WalletStore {
     mkdirSync(options.home, { recursive: true, mode: 0o700 });
     const path = join(options.home, 'wallet.json');
-    const lock = FileLock.acquire(join(options.home, 'wallet.lock'));
+    const lock = FileLock.acquireWaiting(join(options.home, 'wallet.lock'), options.lockWaitMs ?? 0);
     try {
       const text = readFileIfExists(path);
       if (text === undefined) {
@@ -89,6 +91,10 @@ export class WalletStore {
 
   nextCounter(keysetId: string): number {
     return this.state.counters[keysetId] ?? 0;
+  }
+
+  counterSnapshot(): Record<string, number> {
+    return { ...this.state.counters };
   }
 
   /** Every secret the wallet holds anywhere (balance or pending), to tell restored proofs we know. */

@@ -42,7 +42,8 @@ export class Context {
   /** The local wallet, created (with a new seed phrase) on first use. */
   wallet(): LocalWallet {
     if (!this.openedWallet) {
-      this.openedWallet = LocalWallet.open({ home: this.home });
+      // Commands of one user often run back to back (scripts): wait briefly for the other to finish.
+      this.openedWallet = LocalWallet.open({ home: this.home, lockWaitMs: 30_000 });
       if (this.openedWallet.isNew && !this.json) {
         this.io.stderr.write(
           `alacarte: created a new wallet in ${this.home} — back up its seed phrase: alacarte wallet seed\n`,

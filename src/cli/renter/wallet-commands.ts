@@ -47,7 +47,23 @@ const topup: Handler = async (ctx, values, positionals) => {
     return 0;
   }
   ctx.progress.start('waiting for the payment');
-  const added = await wallet.completeTopup(t.opId, { pollMs: 1000 });
+  // Ctrl-C stops waiting, not the topup: the invoice stays recorded and is minted once paid.
+  const stopWaiting = new AbortController();
+  const onInterrupt = () => stopWaiting.abort();
+  process.once('SIGINT', onInterrupt);
+  let added: Awaited<ReturnType<typeof wallet.completeTopup>>;
+  try {
+    added = await wallet.completeTopup(t.opId, { pollMs: 1000, signal: stopWaiting.signal });
+  } catch (err) {
+    if (!stopWaiting.signal.aborted) throw err;
+    ctx.progress.stop();
+    ctx.io.stderr.write(
+      'alacarte wallet topup: stopped waiting; once the invoice is paid, any wallet command mints it\n',
+    );
+    return 130;
+  } finally {
+    process.off('SIGINT', onInterrupt);
+  }
   ctx.progress.stop();
   ctx.out(`added ${added.value} ${added.unit} — ${balanceLine(wallet)}`, {
     added: Number(added.value),

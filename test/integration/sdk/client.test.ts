@@ -212,4 +212,18 @@ describe('Alacarte SDK', () => {
     expect(sats(wallet.balance())).toBe(54);
     expect(sdk.leases()).toHaveLength(0);
   });
+
+  it('goes from a funded wallet to a command in a sandbox in three lines', async () => {
+    const { wallet, home } = await client(100);
+    wallet.close();
+    wallets.splice(wallets.indexOf(wallet), 1);
+
+    const alacarte = Alacarte.open({ url: t.url, home });
+    const lease = await alacarte.rent({ offer: 'small', seconds: 60, image: 'busybox' });
+    const { stdout } = await alacarte.exec(lease.id, ['echo', 'hi']);
+
+    expect(stdout).toBe('hi\n');
+    await alacarte.stop(lease.id);
+    alacarte.close();
+  });
 });

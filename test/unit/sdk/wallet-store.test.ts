@@ -106,6 +106,17 @@ describe('WalletStore', () => {
     expect(existsSync(join(home, 'other.lock'))).toBe(false);
   });
 
+  it('waits a while for a live holder, then gives up with WalletBusyError', () => {
+    const home = tempDir('store');
+    const path = join(home, 'w.lock');
+    writeFileSync(path, '1');
+    expect(() => FileLock.acquireWaiting(path, 120, () => true)).toThrow(WalletBusyError);
+    let checks = 0;
+    const lock = FileLock.acquireWaiting(path, 10_000, () => ++checks < 3);
+    expect(checks).toBe(3);
+    lock.release();
+  });
+
   it('persists each counter reservation before handing it out, recorded on the active operation', async () => {
     const home = tempDir('store');
     const s = store(home);
