@@ -661,7 +661,7 @@ export class LocalWallet {
   private cashu(mint: string): Promise<Wallet> {
     let w = this.wallets.get(mint);
     if (!w) {
-      this.seedBytes ??= mnemonicToSeedSync(this.store.mnemonic);
+      this.seedBytes ??= this.store.seed((m) => mnemonicToSeedSync(m));
       const wallet = new Wallet(mint, {
         unit: this.unit,
         bip39seed: this.seedBytes,

@@ -75,6 +75,11 @@ export type OpKind = PendingOp['kind'];
 export const walletFileSchema = z.object({
   version: z.literal(1),
   mnemonic: z.string().min(1),
+  /** The BIP-39 seed of `mnemonic`, kept so that each command skips the slow derivation. */
+  seed: z
+    .string()
+    .regex(/^[0-9a-f]{128}$/)
+    .optional(),
   /** Next unused NUT-13 counter per keyset id. */
   counters: z.record(z.string(), z.number().int().min(0)),
   proofs: z.array(storedProofSchema),

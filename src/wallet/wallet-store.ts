@@ -73,6 +73,16 @@ export class WalletStore {
     return this.state.mnemonic;
   }
 
+  /** The 64-byte BIP-39 seed, derived from the mnemonic once and then kept in the file. */
+  seed(derive: (mnemonic: string) => Uint8Array): Uint8Array {
+    if (this.state.seed) return new Uint8Array(Buffer.from(this.state.seed, 'hex'));
+    const seed = derive(this.state.mnemonic);
+    this.update((s) => {
+      s.seed = Buffer.from(seed).toString('hex');
+    });
+    return seed;
+  }
+
   proofs(filter?: { mint?: string; unit?: string }): readonly StoredProof[] {
     return this.state.proofs.filter(
       (p) =>

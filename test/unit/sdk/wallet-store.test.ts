@@ -46,6 +46,21 @@ describe('WalletStore', () => {
     expect(statSync(join(home, 'wallet.json')).mode & 0o777).toBe(0o600);
   });
 
+  it('derives the seed from the phrase once and keeps it', () => {
+    const home = tempDir('store');
+    const s = store(home);
+    let derived = 0;
+    const derive = () => {
+      derived++;
+      return new Uint8Array(64).fill(7);
+    };
+    expect(s.seed(derive)).toEqual(new Uint8Array(64).fill(7));
+    s.close();
+    open.pop();
+    expect(store(home).seed(derive)).toEqual(new Uint8Array(64).fill(7));
+    expect(derived).toBe(1);
+  });
+
   it('changes nothing, in memory or on disk, when a change fails half-way', () => {
     const home = tempDir('store');
     const s = store(home);
