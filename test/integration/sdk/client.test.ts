@@ -226,4 +226,27 @@ describe('Alacarte SDK', () => {
     await alacarte.stop(lease.id);
     alacarte.close();
   });
+
+  it('fetches a refund whose stop answer was lost, exactly once', async () => {
+    let loseDeletes = true;
+    const lossy: FetchLike = async (input, init) => {
+      const res = await fetch(input, init);
+      if (init?.method === 'DELETE' && loseDeletes) {
+        await res.arrayBuffer();
+        throw new TypeError('fetch failed');
+      }
+      return res;
+    };
+    const { sdk, wallet } = await client(100, { fetch: lossy });
+    const lease = await sdk.rent({ offer: 'small', seconds: 3600, image: 'busybox' });
+    expect(sats(wallet.balance())).toBe(40);
+    await expect(sdk.stop(lease.id)).rejects.toBeInstanceOf(AlacarteNetworkError);
+    expect(wallet.pendingOps().map((o) => o.kind)).toEqual(['refund']);
+    loseDeletes = false;
+    expect(await sdk.recover()).toEqual({ settled: 1, pending: 0 });
+    const refunded = sats(wallet.balance()) - 40;
+    expect(refunded).toBeGreaterThanOrEqual(58);
+    expect(await sdk.recover()).toEqual({ settled: 0, pending: 0 });
+    expect(sats(wallet.balance())).toBe(40 + refunded);
+  });
 });
