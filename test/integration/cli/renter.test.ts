@@ -23,7 +23,8 @@ afterAll(async () => {
 const user = () => ({ home: tempDir('cli-home'), url: node.url });
 type Balance = { balance: number };
 
-describe('alacarte CLI (renter)', () => {
+// Each command is a fresh Node process; on a busy 2-core machine a test may take a while.
+describe('alacarte CLI (renter)', { timeout: 240_000 }, () => {
   it('tops up, shows the balance, sends a token and receives it elsewhere', async () => {
     const alice = user();
     const topup = await runCli(['wallet', 'topup', '200'], alice);
@@ -154,7 +155,7 @@ describe('alacarte CLI (renter)', () => {
     });
     const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
     child.stdin.write('echo hi-$((6*7))\r');
-    await expect.poll(() => out, { timeout: 20_000 }).toContain('hi-42');
+    await expect.poll(() => out, { timeout: 60_000 }).toContain('hi-42');
     child.stdin.write('exit\r');
     expect(await exited).toBe(0);
     child.stdin.end();
@@ -178,7 +179,7 @@ describe('alacarte CLI (renter)', () => {
       });
       const exited = new Promise((resolve) => child.once('close', resolve));
       await expect
-        .poll(() => hasPendingOp(me.home, op) || child.exitCode !== null, { interval: 2, timeout: 20_000 })
+        .poll(() => hasPendingOp(me.home, op) || child.exitCode !== null, { interval: 2, timeout: 60_000 })
         .toBe(true);
       await new Promise((r) => setTimeout(r, delayMs));
       if (child.exitCode === null) killedMidway++;

@@ -38,7 +38,7 @@ async function client(fund: number, options: { fetch?: FetchLike; home?: string 
 
 const sats = (a: Amount) => Number(a.value);
 
-describe('Alacarte SDK', () => {
+describe('Alacarte SDK', { timeout: 120_000 }, () => {
   it('lists offers and quotes prices', async () => {
     const { sdk } = await client(0);
     const offers = await sdk.offers();
@@ -97,12 +97,19 @@ describe('Alacarte SDK', () => {
     const ended = new Promise<string>((resolve) =>
       term.once('exit', (_c: number, reason: string) => resolve(reason)),
     );
-    term.write('stty size; echo hi-$((40+2))\n');
-    await expect.poll(() => output, { timeout: 10_000 }).toContain('hi-42');
-    expect(output).toContain('30 100');
+    term.write('echo hi-$((40+2))\n');
+    await expect.poll(() => output, { timeout: 30_000 }).toContain('hi-42');
+    // Resizes apply asynchronously in the node: ask again until the new size shows.
+    const sizeShows = async (size: string) => {
+      for (let i = 0; i < 60 && !output.includes(size); i++) {
+        term.write('stty size\n');
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      expect(output).toContain(size);
+    };
+    await sizeShows('30 100');
     term.resize(120, 40);
-    term.write('stty size\n');
-    await expect.poll(() => output, { timeout: 10_000 }).toContain('40 120');
+    await sizeShows('40 120');
     term.write('exit 5\n');
     expect(await ended).toBe('exit 5');
     const refused = await sdk.attach(lease.id, { token: 'wrong' }).catch((e: unknown) => e);

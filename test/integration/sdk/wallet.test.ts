@@ -35,7 +35,7 @@ async function funded(amount: number, home?: string): Promise<LocalWallet> {
 
 const sats = (a: Amount) => Number(a.value);
 
-describe('LocalWallet against the node mint', () => {
+describe('LocalWallet against the node mint', { timeout: 120_000 }, () => {
   it('tops up, sends exactly, receives, and keeps its file private', async () => {
     const alice = await funded(100);
     expect(sats(alice.balance())).toBe(100);
