@@ -28,6 +28,8 @@ export interface NodeOptions {
   /** Image names renters may ask for (the driver's image directory). */
   images?: readonly string[];
   clock?: () => Date;
+  /** HTTP towards trusted mints; the global fetch by default. */
+  fetch?: typeof fetch;
 }
 
 /**
@@ -84,6 +86,10 @@ export class AlacarteNode {
           unit: config.mint.unit,
           secret,
           maxProofs: config.mint.maxInputs,
+          trustedMints: config.trustedMints,
+          db,
+          fetch: options.fetch,
+          logger,
         });
         const service = new LeaseService({
           db,
@@ -106,7 +112,7 @@ export class AlacarteNode {
           prefix: '/v1',
           plugin: leaseRoutes({
             leases: service,
-            mints: () => [`${urlRef.url}/mint`],
+            mints: () => rail.mints(),
             unit: config.mint.unit,
           }),
         });

@@ -1,17 +1,13 @@
 import { createHash } from 'node:crypto';
-import {
-  Amount as CashuAmount,
-  type Proof as CashuProof,
-  getDecodedToken,
-  getEncodedToken,
-  getTokenMetadata,
-} from '@cashu/cashu-ts';
+import { Amount as CashuAmount, getDecodedToken, getEncodedToken, getTokenMetadata } from '@cashu/cashu-ts';
 import { Amount } from '../../core/amount.js';
+import { AlacarteError } from '../../core/errors.js';
 import type { PaymentKey } from '../../core/ids.js';
 import type { NodeSecret } from '../../leases/node-secret.js';
+import type { Logger } from '../../log.js';
 import { MintError, MintErrorCode } from '../../mint/errors.js';
 import type { NodePayments, UnblindedItem } from '../../mint/node-payments.js';
-import type { MintTrx } from '../../mint/store/mint-store.js';
+import { isUniqueViolation, type MintTrx } from '../../mint/store/mint-store.js';
 import type { Proof } from '../../mint/types.js';
 import type { Database } from '../../store/database.js';
 import type {
@@ -22,7 +18,13 @@ import type {
   PayoutPart,
   Rejection,
 } from '../payment-rail.js';
+import { denominations } from './derived-outputs.js';
+import { ExternalMint, type ExternalPayment, type KeptPayment } from './external-mint.js';
+import { MintUnavailable } from './mint-client.js';
 import { encodePaymentRequest } from './nut-18.js';
+import { normalizeMintUrl, toMintProofs } from './proofs.js';
+
+export { denominations };
 
 export interface CashuRailOptions {
   /** This node's own mint, used in-process. */
@@ -35,6 +37,19 @@ export interface CashuRailOptions {
   maxTokenBytes?: number;
   /** Most proofs in one payment. */
   maxProofs?: number;
+  /**
+   * Other mints whose tokens are accepted: swapped there over HTTP before anything is granted.
+   * Needs `db` (the swap happens before the store transaction, which the rail then opens).
+   */
+  trustedMints?: readonly string[];
+  db?: Database;
+  /** HTTP for trusted mints (tests inject one); the global fetch by default. */
+  fetch?: typeof fetch;
+  /** Deadline of one HTTP exchange with a trusted mint, default 5 s. */
+  mintTimeoutMs?: number;
+  /** Keep swap answers in memory for the answer that follows (default); off makes every payout restore. */
+  cacheSignatures?: boolean;
+  logger?: Logger;
 }
 
 const TOKEN_PREFIX = /^cashu[AB][A-Za-z0-9_\-+/=]+$/;
@@ -55,6 +70,10 @@ export class CashuRail implements PaymentRail {
   private readonly maxProofs: number;
   /** The decoded proofs of each inspected payment, until it is redeemed or dropped. */
   private readonly proofsOf = new WeakMap<InspectedPayment, Proof[]>();
+  /** Trusted mints by normalised URL. */
+  private readonly external = new Map<string, ExternalMint>();
+  private readonly externalPayments = new WeakMap<InspectedPayment, ExternalPayment>();
+  private readonly db: Database | undefined;
 
   constructor(options: CashuRailOptions) {
     this.mint = options.mint;
@@ -63,6 +82,29 @@ export class CashuRail implements PaymentRail {
     this.secret = options.secret;
     this.maxTokenBytes = options.maxTokenBytes ?? 64 * 1024;
     this.maxProofs = options.maxProofs ?? 1000;
+    this.db = options.db;
+    for (const url of options.trustedMints ?? []) {
+      if (!this.db) throw new Error('trusted mints need the store');
+      const trimmed = url.trim().replace(/\/+$/, '');
+      this.external.set(
+        normalizeMintUrl(trimmed),
+        new ExternalMint({
+          url: trimmed,
+          secret: this.secret,
+          unit: this.unit,
+          fetch: options.fetch,
+          timeoutMs: options.mintTimeoutMs,
+          maxProofs: this.maxProofs,
+          signatureTtlMs: options.cacheSignatures === false ? 0 : undefined,
+          logger: options.logger,
+        }),
+      );
+    }
+  }
+
+  /** Every mint whose tokens are accepted, this node's own first. */
+  mints(): string[] {
+    return [this.mintUrl, ...[...this.external.values()].map((m) => m.url)];
   }
 
   private get mintUrl(): string {
@@ -70,7 +112,7 @@ export class CashuRail implements PaymentRail {
   }
 
   challenge(price: Amount): Challenge {
-    const mints = [this.mintUrl];
+    const mints = this.mints();
     return {
       headers: { 'x-cashu': encodePaymentRequest({ amount: price, mints }) },
       body: { amount: price.toNumber(), unit: price.unit, mints },
@@ -96,14 +138,17 @@ export class CashuRail implements PaymentRail {
     } catch {
       return reject('invalid_token', 'the token cannot be decoded');
     }
-    if (normalizeUrl(mintUrl) !== normalizeUrl(this.mintUrl)) {
+    const own = normalizeMintUrl(mintUrl) === normalizeMintUrl(this.mintUrl);
+    const external = own ? undefined : this.external.get(normalizeMintUrl(mintUrl));
+    if (!own && !external) {
       return reject(
         'mint_not_accepted',
-        `tokens of ${truncate(mintUrl)} are not accepted here; use ${this.mintUrl}`,
+        `tokens of ${truncate(mintUrl)} are not accepted here; use ${this.mints().join(' or ')}`,
       );
     }
     if (unit !== this.unit)
       return reject('unit_mismatch', `this node takes ${this.unit}, not ${truncate(unit)}`);
+    if (external) return this.inspectExternal(external, header);
 
     let proofs: Proof[];
     try {
@@ -131,11 +176,30 @@ export class CashuRail implements PaymentRail {
     return { ok: true, payment };
   }
 
+  private async inspectExternal(
+    mint: ExternalMint,
+    header: string,
+  ): Promise<{ ok: true; payment: InspectedPayment } | Rejection> {
+    const inspected = await mint.inspect(header);
+    if (!inspected.ok) return inspected;
+    const payment: InspectedPayment = {
+      rail: this.id,
+      key: paymentKey(inspected.payment.Ys),
+      amount: Amount.of(inspected.payment.total, this.unit),
+      fee: Amount.of(inspected.payment.fee, this.unit),
+      source: mint.url,
+    };
+    this.externalPayments.set(payment, inspected.payment);
+    return { ok: true, payment };
+  }
+
   async redeem(
     payment: InspectedPayment,
-    _price: Amount,
+    price: Amount,
     record: (trx: Database) => Promise<void>,
   ): Promise<{ ok: true } | Rejection> {
+    const external = this.externalPayments.get(payment);
+    if (external) return this.redeemExternal(payment, external, price, record);
     const proofs = this.proofsOf.get(payment);
     if (!proofs) throw new Error('redeem of a payment this rail did not inspect');
     try {
@@ -153,11 +217,36 @@ export class CashuRail implements PaymentRail {
     }
   }
 
-  async book(trx: Database, _source: string, parts: readonly PayoutPart[]): Promise<void> {
+  /** Swap at the trusted mint first (nothing recorded yet), then the store transaction. */
+  private async redeemExternal(
+    payment: InspectedPayment,
+    external: ExternalPayment,
+    price: Amount,
+    record: (trx: Database) => Promise<void>,
+  ): Promise<{ ok: true } | Rejection> {
+    const mint = this.externalMint(payment.source);
+    const db = this.db;
+    if (!db) throw new Error('trusted mints need the store');
+    try {
+      return await mint.redeem(external, payment.key, price.value, () =>
+        db.transaction().execute((trx) => record(trx)),
+      );
+    } catch (err) {
+      // A concurrent request (another replica) recorded this payment first: its replay answers.
+      if (isUniqueViolation(err)) return reject('token_spent', 'this token has already been spent');
+      throw err;
+    }
+  }
+
+  async book(trx: Database, source: string, parts: readonly PayoutPart[]): Promise<void> {
+    // Payouts at a trusted mint are swaps made when shown (payout), out of what the node holds
+    // there; nothing is issued here.
+    if (!this.isOwn(source)) return;
     await this.mint.issue(trx as unknown as MintTrx, this.unit, this.items(parts));
   }
 
-  async payout(_source: string, parts: readonly PayoutPart[]): Promise<string | null> {
+  async payout(source: string, parts: readonly PayoutPart[]): Promise<string | null> {
+    if (!this.isOwn(source)) return this.payoutExternal(this.externalMint(source), parts);
     const items = this.items(parts);
     if (items.length === 0) return null;
     const proofs = await this.mint.issued(items);
@@ -166,6 +255,66 @@ export class CashuRail implements PaymentRail {
       unit: this.unit,
       proofs: proofs.map((p) => ({ ...p, amount: CashuAmount.from(p.amount) })),
     });
+  }
+
+  private async payoutExternal(mint: ExternalMint, parts: readonly PayoutPart[]): Promise<string | null> {
+    const proofs: Proof[] = [];
+    try {
+      for (const part of parts) {
+        if (part.amount.isZero()) continue;
+        if (part.purpose === 'change') {
+          proofs.push(...(await mint.changeProofs(part.subject, part.amount.value)));
+        } else {
+          proofs.push(
+            ...(await mint.refundProofs(
+              part.subject,
+              part.amount.value,
+              await this.kept(part.subject, mint.url),
+            )),
+          );
+        }
+      }
+    } catch (err) {
+      // The lease and payment are recorded; the same request again shows the token.
+      if (err instanceof MintUnavailable)
+        throw new AlacarteError(
+          'mint_unavailable',
+          `the mint ${mint.url} cannot be reached right now; retry`,
+        );
+      throw err;
+    }
+    if (proofs.length === 0) return null;
+    return getEncodedToken({
+      mint: mint.url,
+      unit: this.unit,
+      proofs: proofs.map((p) => ({ ...p, amount: CashuAmount.from(p.amount) })),
+    });
+  }
+
+  /**
+   * What the node kept of a lease's payments at one mint, oldest first. A lease paid at several
+   * mints is refunded from the mint of its first payment only, up to what was kept there.
+   */
+  private async kept(leaseId: string, mintUrl: string): Promise<KeptPayment[]> {
+    if (!this.db) throw new Error('trusted mints need the store');
+    const rows = await this.db
+      .selectFrom('payments')
+      .select(['key', 'kept'])
+      .where('lease_id', '=', leaseId)
+      .where('mint_url', '=', mintUrl)
+      .orderBy('seq')
+      .execute();
+    return rows.map((r) => ({ key: r.key, kept: BigInt(r.kept) }));
+  }
+
+  private isOwn(source: string): boolean {
+    return normalizeMintUrl(source) === normalizeMintUrl(this.mintUrl);
+  }
+
+  private externalMint(source: string): ExternalMint {
+    const mint = this.external.get(normalizeMintUrl(source));
+    if (!mint) throw new Error('a payment of a mint that is no longer trusted');
+    return mint;
   }
 
   /** The denominations and derived secrets of every part, in a fixed order. */
@@ -188,32 +337,6 @@ export function paymentKey(Ys: readonly string[]): PaymentKey {
   const hash = createHash('sha256');
   for (const Y of [...Ys].sort()) hash.update(Y);
   return hash.digest('hex') as PaymentKey;
-}
-
-/** Powers of two that add up to `amount`, smallest first. */
-export function denominations(amount: bigint): number[] {
-  const out: number[] = [];
-  for (let bit = 0n; amount >> bit > 0n; bit++) {
-    if ((amount >> bit) & 1n) out.push(Number(1n << bit));
-  }
-  return out;
-}
-
-function toMintProofs(proofs: readonly CashuProof[], max: number): Proof[] {
-  if (proofs.length === 0 || proofs.length > max) throw new Error('proof count out of range');
-  return proofs.map((p) => {
-    const amount = p.amount.toNumber();
-    if (!Number.isSafeInteger(amount) || amount <= 0) throw new Error('bad amount');
-    if (typeof p.secret !== 'string' || typeof p.C !== 'string' || typeof p.id !== 'string')
-      throw new Error('bad proof');
-    const proof: Proof = { id: p.id, amount, secret: p.secret, C: p.C };
-    if (p.witness !== undefined) proof.witness = p.witness as Proof['witness'];
-    return proof;
-  });
-}
-
-function normalizeUrl(url: string): string {
-  return url.trim().replace(/\/+$/, '').toLowerCase();
 }
 
 function truncate(text: string): string {
