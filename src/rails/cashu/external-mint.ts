@@ -251,12 +251,13 @@ export class ExternalMint {
       if (maybeOurs.includes(err.code)) {
         const restored = await this.signatures(outputs);
         if (restored.size === outputs.length) return { ok: true };
+        // Some of ours signed, not all: this token was swapped for a request of this payment at
+        // another price (its answer lost). That request, repeated, recovers it.
+        if (restored.size > 0)
+          return reject('token_spent', 'this token was taken for another request; repeat that request');
         if (err.code === MintErrorCode.proofsPending)
           throw new MintUnavailable('the token is pending at its mint; try again shortly');
-        if (err.code === MintErrorCode.proofsSpent)
-          return reject('token_spent', 'this token has already been spent');
-        // Outputs signed but not all of them: another request of this payment with another price.
-        return reject('token_spent', 'this token was taken for another request; repeat that request');
+        return reject('token_spent', 'this token has already been spent');
       }
       return reject('invalid_token', `the mint refused the token (${err.code})`);
     }
