@@ -1,7 +1,14 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CheckStateEnum, decodePaymentRequest, getTokenMetadata, type Proof, Wallet } from '@cashu/cashu-ts';
+import {
+  CheckStateEnum,
+  decodePaymentRequest,
+  getDecodedToken,
+  getTokenMetadata,
+  type Proof,
+  Wallet,
+} from '@cashu/cashu-ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/config.js';
 import { AlacarteNode } from '../../../src/node.js';
@@ -61,6 +68,10 @@ async function walletAt(mintUrl: string): Promise<Wallet> {
   return wallet;
 }
 
+function keysetIds(wallet: Wallet): string[] {
+  return wallet.keyChain.getKeysets().map((k) => k.id);
+}
+
 async function states(wallet: Wallet, proofs: Proof[]): Promise<CheckStateEnum[]> {
   return (await wallet.checkProofsStates(proofs)).map((s) => s.state);
 }
@@ -82,7 +93,7 @@ describe('tokens of a trusted external mint', () => {
 
   it('rents for a token of the trusted mint; change and refund are ecash of that mint', async () => {
     const { wallet, proofs } = await fundedWallet(extMintUrl, 200);
-    const { token, send } = await tokenOf(wallet, extMintUrl, proofs, 128);
+    const { token, send, keep } = await tokenOf(wallet, extMintUrl, proofs, 128);
     const first = await postJson(`${renter.url}/v1/leases`, createBody, { 'x-cashu': token });
     expect(first.status).toBe(201);
     expect(first.body).toMatchObject({ state: 'running', paid: 128, unit: 'sat' });
@@ -112,6 +123,16 @@ describe('tokens of a trusted external mint', () => {
     );
     expect(exec.body).toMatchObject({ exit_code: 0, stdout: 'paid elsewhere\n' });
 
+    // Anyone may extend with the trusted mint's ecash too; its change is that mint's ecash.
+    const topUp = await tokenOf(wallet, extMintUrl, keep, 64);
+    const extend = await postJson(
+      `${renter.url}/v1/leases/${lease.id}/extend`,
+      { seconds: 3600 },
+      { 'x-cashu': topUp.token },
+    );
+    expect(extend.status).toBe(200);
+    expect(sumOf(await other.receive(extend.body.change as string))).toBe(4);
+
     const stop = await postJson(
       `${renter.url}/v1/leases/${lease.id}`,
       undefined,
@@ -120,8 +141,9 @@ describe('tokens of a trusted external mint', () => {
     );
     expect(stop.status).toBe(200);
     expect(stop.body.state).toBe('stopped');
+    // Nearly three paid hours come back, out of what the node kept of both payments.
     const refunded = Number(stop.body.refunded);
-    expect(refunded).toBeGreaterThanOrEqual(118);
+    expect(refunded).toBeGreaterThanOrEqual(178);
     const refund = stop.body.refund as string;
     expect(getTokenMetadata(refund).mint).toBe(extMintUrl);
     const again = await postJson(
@@ -132,6 +154,19 @@ describe('tokens of a trusted external mint', () => {
     );
     expect(again.body).toEqual(stop.body);
     expect(sumOf(await other.receive(refund))).toBe(refunded);
+
+    // The renting node's store holds none of the ecash it took or handed out.
+    const stored = readdirSync(renter.dataDir)
+      .filter((f) => f.startsWith('alacarte.sqlite'))
+      .map((f) => readFileSync(join(renter.dataDir, f)).toString('latin1'))
+      .join('');
+    expect(stored.length).toBeGreaterThan(0);
+    for (const secret of [token, change, refund, topUp.token, String(lease.token)]) {
+      expect(stored.includes(secret)).toBe(false);
+    }
+    for (const p of [...getDecodedToken(change, keysetIds(other)).proofs, ...send]) {
+      expect(stored.includes(p.secret)).toBe(false);
+    }
   });
 
   it('refuses a token of an untrusted mint and leaves it unspent there', async () => {
