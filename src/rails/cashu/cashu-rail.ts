@@ -74,6 +74,7 @@ export class CashuRail implements PaymentRail {
   private readonly external = new Map<string, ExternalMint>();
   private readonly externalPayments = new WeakMap<InspectedPayment, ExternalPayment>();
   private readonly db: Database | undefined;
+  private readonly log: Logger | undefined;
 
   constructor(options: CashuRailOptions) {
     this.mint = options.mint;
@@ -83,6 +84,7 @@ export class CashuRail implements PaymentRail {
     this.maxTokenBytes = options.maxTokenBytes ?? 64 * 1024;
     this.maxProofs = options.maxProofs ?? 1000;
     this.db = options.db;
+    this.log = options.logger;
     for (const url of options.trustedMints ?? []) {
       if (!this.db) throw new Error('trusted mints need the store');
       const trimmed = url.trim().replace(/\/+$/, '');
@@ -234,8 +236,49 @@ export class CashuRail implements PaymentRail {
     } catch (err) {
       // A concurrent request (another replica) recorded this payment first: its replay answers.
       if (isUniqueViolation(err)) return reject('token_spent', 'this token has already been spent');
+      if (isLeaseEnded(err)) throw await this.bounce(mint, payment, external, price, err);
+      // Anything else: nothing recorded, the swap stands; the same request again recovers it.
       throw err;
     }
+  }
+
+  /**
+   * The money was swapped at the mint, but the lease it was to extend ended in the meantime (that
+   * end is final, so a retry would never record it): it goes back to the payer in the answer.
+   */
+  private async bounce(
+    mint: ExternalMint,
+    payment: InspectedPayment,
+    external: ExternalPayment,
+    price: Amount,
+    cause: unknown,
+  ): Promise<unknown> {
+    let proofs: Proof[];
+    try {
+      proofs = await mint.bounce(external, payment.key, price.value);
+    } catch (err) {
+      this.log?.error(
+        { mint: mint.url, reason: String(err) },
+        'could not return a payment for an ended lease',
+      );
+      return cause;
+    }
+    const refund =
+      proofs.length === 0
+        ? null
+        : getEncodedToken({
+            mint: mint.url,
+            unit: this.unit,
+            proofs: proofs.map((p) => ({ ...p, amount: CashuAmount.from(p.amount) })),
+          });
+    return new AlacarteError(
+      'lease_not_running',
+      'the lease ended before this payment arrived; it is returned',
+      {
+        details: { refund, refunded: proofs.reduce((n, p) => n + p.amount, 0) },
+        cause,
+      },
+    );
   }
 
   async book(trx: Database, source: string, parts: readonly PayoutPart[]): Promise<void> {
@@ -337,6 +380,14 @@ export function paymentKey(Ys: readonly string[]): PaymentKey {
   const hash = createHash('sha256');
   for (const Y of [...Ys].sort()) hash.update(Y);
   return hash.digest('hex') as PaymentKey;
+}
+
+/**
+ * The lease service's signal that a lease ended while its extension was being paid (a final
+ * state). Matched by name: the class is private to the service.
+ */
+function isLeaseEnded(err: unknown): boolean {
+  return err instanceof Error && err.constructor.name === 'LeaseEnded';
 }
 
 function truncate(text: string): string {

@@ -173,6 +173,30 @@ export class ExternalMint {
     return { ok: true };
   }
 
+  /**
+   * Gives back a payment that was swapped but could not be recorded for good (the lease it was to
+   * extend ended meanwhile): everything the swap made for it, kept part and change, is swapped
+   * again into outputs derived for the payer, so the node no longer holds any of it. Idempotent.
+   */
+  async bounce(payment: ExternalPayment, key: string, price: bigint): Promise<Proof[]> {
+    const split = splitPayment(payment.total, payment.fee, price);
+    if (!split) return [];
+    const inputs = [
+      ...(await this.restoredProofs(deriveOutputs(this.secret, `keep/${key}`, split.keep))),
+      ...(await this.restoredProofs(deriveOutputs(this.secret, `change/${key}`, split.change))),
+    ];
+    const feePpk = await this.feePpkById();
+    const fee = feeForInputs(inputs.map((i) => feePpk.get(i.id) ?? 0));
+    const total = split.keep + split.change;
+    if (total <= fee) return [];
+    const outputs = deriveOutputs(this.secret, `bounce/${key}`, total - fee);
+    const known = await this.signatures(outputs);
+    if (known.size === outputs.length) return this.unblind(outputs, known);
+    const swapped = await this.swapOrRestore(inputs, outputs);
+    if (!swapped.ok) throw new MintUnavailable(`the mint refused to return a payment: ${swapped.message}`);
+    return this.restoredProofs(outputs);
+  }
+
   /** The payer's change of payment `key` as proofs (from memory or NUT-09 restore). */
   async changeProofs(key: string, amount: bigint): Promise<Proof[]> {
     return this.restoredProofs(deriveOutputs(this.secret, `change/${key}`, amount));

@@ -16,6 +16,25 @@ export class LossyProxy {
   swaps = 0;
   restores = 0;
 
+  private hold: { arrived: () => void; released: Promise<void> } | undefined;
+
+  /**
+   * Holds back the answer of the next swap (which the mint carries out at once) until `release`;
+   * `answered` resolves when the mint has answered it.
+   */
+  holdNextSwap(): { answered: Promise<void>; release: () => void } {
+    let release = () => {};
+    let arrived = () => {};
+    const answered = new Promise<void>((resolve) => {
+      arrived = resolve;
+    });
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    this.hold = { arrived, released };
+    return { answered, release };
+  }
+
   private constructor(
     private readonly server: Server,
     readonly url: string,
@@ -26,8 +45,14 @@ export class LossyProxy {
     let proxy: LossyProxy | undefined;
     const server = createServer((req, res) => {
       void forward(req).then(
-        ({ status, headers, body }) => {
+        async ({ status, headers, body }) => {
           const isSwap = req.method === 'POST' && (req.url ?? '').endsWith('/v1/swap');
+          const hold = isSwap ? proxy?.hold : undefined;
+          if (hold && proxy) {
+            proxy.hold = undefined;
+            hold.arrived();
+            await hold.released;
+          }
           if (isSwap && proxy && proxy.dropSwapAnswers > 0) {
             proxy.dropSwapAnswers--;
             req.socket.destroy();

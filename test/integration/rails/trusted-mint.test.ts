@@ -179,6 +179,46 @@ describe('tokens of a trusted external mint', () => {
     expect(await states(wallet, send)).toEqual(send.map(() => CheckStateEnum.UNSPENT));
   });
 
+  it('returns an extension payment whose lease ended while the mint was swapping it', async () => {
+    const { wallet, proofs } = await fundedWallet(extMintUrl, 200);
+    const paid = await tokenOf(wallet, extMintUrl, proofs, 128);
+    const first = await postJson(`${renter.url}/v1/leases`, createBody, { 'x-cashu': paid.token });
+    expect(first.status).toBe(201);
+    const lease = first.body;
+
+    const topUp = await tokenOf(wallet, extMintUrl, paid.keep, 64);
+    const held = proxy.holdNextSwap();
+    const extending = postJson(
+      `${renter.url}/v1/leases/${lease.id}/extend`,
+      { seconds: 3600 },
+      { 'x-cashu': topUp.token },
+    );
+    await held.answered;
+    const stop = await postJson(
+      `${renter.url}/v1/leases/${lease.id}`,
+      undefined,
+      { authorization: `Bearer ${lease.token}` },
+      'DELETE',
+    );
+    expect(stop.status).toBe(200);
+    held.release();
+    const extend = await extending;
+    expect(extend.status).toBe(409);
+    expect(extend.body.error).toBe('lease_not_running');
+    // The mint took the top-up, and it comes back whole to the payer.
+    expect(await states(wallet, topUp.send)).toEqual(topUp.send.map(() => CheckStateEnum.SPENT));
+    const other = await walletAt(extMintUrl);
+    expect(sumOf(await other.receive(extend.body.refund as string))).toBe(64);
+    expect(extend.body.refunded).toBe(64);
+    // The lease kept only its first payment.
+    const payments = await renter.node.db
+      .selectFrom('payments')
+      .select('purpose')
+      .where('lease_id', '=', String(lease.id))
+      .execute();
+    expect(payments).toEqual([{ purpose: 'create' }]);
+  });
+
   for (const mode of ['answer cached by the mint (NUT-19)', 'mint without NUT-19: restore'] as const) {
     it(`recovers the lease when the swap answer is lost (${mode}), charging once`, async () => {
       const { wallet, proofs } = await fundedWallet(extMintUrl, 200);
