@@ -1,13 +1,10 @@
-import { createHash } from 'node:crypto';
 import { Amount as CashuAmount, getDecodedToken, getEncodedToken, getTokenMetadata } from '@cashu/cashu-ts';
 import { Amount } from '../../core/amount.js';
-import { AlacarteError } from '../../core/errors.js';
-import type { PaymentKey } from '../../core/ids.js';
 import type { NodeSecret } from '../../leases/node-secret.js';
 import type { Logger } from '../../log.js';
 import { MintError, MintErrorCode } from '../../mint/errors.js';
 import type { NodePayments, UnblindedItem } from '../../mint/node-payments.js';
-import { isUniqueViolation, type MintTrx } from '../../mint/store/mint-store.js';
+import type { MintTrx } from '../../mint/store/mint-store.js';
 import type { Proof } from '../../mint/types.js';
 import type { Database } from '../../store/database.js';
 import type {
@@ -19,12 +16,11 @@ import type {
   Rejection,
 } from '../payment-rail.js';
 import { denominations } from './derived-outputs.js';
-import { ExternalMint, type ExternalPayment, type KeptPayment } from './external-mint.js';
-import { MintUnavailable } from './mint-client.js';
 import { encodePaymentRequest } from './nut-18.js';
-import { normalizeMintUrl, toMintProofs } from './proofs.js';
+import { normalizeMintUrl, paymentKey, toMintProofs } from './proofs.js';
+import { TrustedMints } from './trusted-mints.js';
 
-export { denominations };
+export { denominations, paymentKey };
 
 export interface CashuRailOptions {
   /** This node's own mint, used in-process. */
@@ -38,17 +34,15 @@ export interface CashuRailOptions {
   /** Most proofs in one payment. */
   maxProofs?: number;
   /**
-   * Other mints whose tokens are accepted: swapped there over HTTP before anything is granted.
-   * Needs `db` (the swap happens before the store transaction, which the rail then opens).
+   * Other mints whose tokens are accepted (config `trustedMints`): swapped there over HTTP before
+   * anything is granted (see trusted-mints.ts). Needs `db`.
    */
   trustedMints?: readonly string[];
   db?: Database;
-  /** HTTP for trusted mints (tests inject one); the global fetch by default. */
+  /** HTTP towards trusted mints; the global fetch by default. */
   fetch?: typeof fetch;
   /** Deadline of one HTTP exchange with a trusted mint, default 5 s. */
   mintTimeoutMs?: number;
-  /** Keep swap answers in memory for the answer that follows (default); off makes every payout restore. */
-  cacheSignatures?: boolean;
   logger?: Logger;
 }
 
@@ -70,11 +64,7 @@ export class CashuRail implements PaymentRail {
   private readonly maxProofs: number;
   /** The decoded proofs of each inspected payment, until it is redeemed or dropped. */
   private readonly proofsOf = new WeakMap<InspectedPayment, Proof[]>();
-  /** Trusted mints by normalised URL. */
-  private readonly external = new Map<string, ExternalMint>();
-  private readonly externalPayments = new WeakMap<InspectedPayment, ExternalPayment>();
-  private readonly db: Database | undefined;
-  private readonly log: Logger | undefined;
+  private readonly trusted: TrustedMints | undefined;
 
   constructor(options: CashuRailOptions) {
     this.mint = options.mint;
@@ -83,30 +73,25 @@ export class CashuRail implements PaymentRail {
     this.secret = options.secret;
     this.maxTokenBytes = options.maxTokenBytes ?? 64 * 1024;
     this.maxProofs = options.maxProofs ?? 1000;
-    this.db = options.db;
-    this.log = options.logger;
-    for (const url of options.trustedMints ?? []) {
-      if (!this.db) throw new Error('trusted mints need the store');
-      const trimmed = url.trim().replace(/\/+$/, '');
-      this.external.set(
-        normalizeMintUrl(trimmed),
-        new ExternalMint({
-          url: trimmed,
-          secret: this.secret,
-          unit: this.unit,
-          fetch: options.fetch,
-          timeoutMs: options.mintTimeoutMs,
-          maxProofs: this.maxProofs,
-          signatureTtlMs: options.cacheSignatures === false ? 0 : undefined,
-          logger: options.logger,
-        }),
-      );
+    if (options.trustedMints?.length) {
+      if (!options.db) throw new Error('trusted mints need the store');
+      this.trusted = new TrustedMints({
+        urls: options.trustedMints,
+        db: options.db,
+        secret: this.secret,
+        unit: this.unit,
+        railId: this.id,
+        fetch: options.fetch,
+        timeoutMs: options.mintTimeoutMs,
+        maxProofs: this.maxProofs,
+        logger: options.logger,
+      });
     }
   }
 
   /** Every mint whose tokens are accepted, this node's own first. */
   mints(): string[] {
-    return [this.mintUrl, ...[...this.external.values()].map((m) => m.url)];
+    return [this.mintUrl, ...(this.trusted?.urls() ?? [])];
   }
 
   private get mintUrl(): string {
@@ -140,9 +125,8 @@ export class CashuRail implements PaymentRail {
     } catch {
       return reject('invalid_token', 'the token cannot be decoded');
     }
-    const own = normalizeMintUrl(mintUrl) === normalizeMintUrl(this.mintUrl);
-    const external = own ? undefined : this.external.get(normalizeMintUrl(mintUrl));
-    if (!own && !external) {
+    const own = this.isOwn(mintUrl);
+    if (!own && !this.trusted?.has(mintUrl)) {
       return reject(
         'mint_not_accepted',
         `tokens of ${truncate(mintUrl)} are not accepted here; use ${this.mints().join(' or ')}`,
@@ -150,7 +134,7 @@ export class CashuRail implements PaymentRail {
     }
     if (unit !== this.unit)
       return reject('unit_mismatch', `this node takes ${this.unit}, not ${truncate(unit)}`);
-    if (external) return this.inspectExternal(external, header);
+    if (!own && this.trusted) return this.trusted.inspect(mintUrl, header);
 
     let proofs: Proof[];
     try {
@@ -178,30 +162,12 @@ export class CashuRail implements PaymentRail {
     return { ok: true, payment };
   }
 
-  private async inspectExternal(
-    mint: ExternalMint,
-    header: string,
-  ): Promise<{ ok: true; payment: InspectedPayment } | Rejection> {
-    const inspected = await mint.inspect(header);
-    if (!inspected.ok) return inspected;
-    const payment: InspectedPayment = {
-      rail: this.id,
-      key: paymentKey(inspected.payment.Ys),
-      amount: Amount.of(inspected.payment.total, this.unit),
-      fee: Amount.of(inspected.payment.fee, this.unit),
-      source: mint.url,
-    };
-    this.externalPayments.set(payment, inspected.payment);
-    return { ok: true, payment };
-  }
-
   async redeem(
     payment: InspectedPayment,
     price: Amount,
     record: (trx: Database) => Promise<void>,
   ): Promise<{ ok: true } | Rejection> {
-    const external = this.externalPayments.get(payment);
-    if (external) return this.redeemExternal(payment, external, price, record);
+    if (this.trusted?.owns(payment)) return this.trusted.redeem(payment, price, record);
     const proofs = this.proofsOf.get(payment);
     if (!proofs) throw new Error('redeem of a payment this rail did not inspect');
     try {
@@ -219,77 +185,17 @@ export class CashuRail implements PaymentRail {
     }
   }
 
-  /** Swap at the trusted mint first (nothing recorded yet), then the store transaction. */
-  private async redeemExternal(
-    payment: InspectedPayment,
-    external: ExternalPayment,
-    price: Amount,
-    record: (trx: Database) => Promise<void>,
-  ): Promise<{ ok: true } | Rejection> {
-    const mint = this.externalMint(payment.source);
-    const db = this.db;
-    if (!db) throw new Error('trusted mints need the store');
-    try {
-      return await mint.redeem(external, payment.key, price.value, () =>
-        db.transaction().execute((trx) => record(trx)),
-      );
-    } catch (err) {
-      // A concurrent request (another replica) recorded this payment first: its replay answers.
-      if (isUniqueViolation(err)) return reject('token_spent', 'this token has already been spent');
-      if (isLeaseEnded(err)) throw await this.bounce(mint, payment, external, price, err);
-      // Anything else: nothing recorded, the swap stands; the same request again recovers it.
-      throw err;
-    }
-  }
-
-  /**
-   * The money was swapped at the mint, but the lease it was to extend ended in the meantime (that
-   * end is final, so a retry would never record it): it goes back to the payer in the answer.
-   */
-  private async bounce(
-    mint: ExternalMint,
-    payment: InspectedPayment,
-    external: ExternalPayment,
-    price: Amount,
-    cause: unknown,
-  ): Promise<unknown> {
-    let proofs: Proof[];
-    try {
-      proofs = await mint.bounce(external, payment.key, price.value);
-    } catch (err) {
-      this.log?.error(
-        { mint: mint.url, reason: String(err) },
-        'could not return a payment for an ended lease',
-      );
-      return cause;
-    }
-    const refund =
-      proofs.length === 0
-        ? null
-        : getEncodedToken({
-            mint: mint.url,
-            unit: this.unit,
-            proofs: proofs.map((p) => ({ ...p, amount: CashuAmount.from(p.amount) })),
-          });
-    return new AlacarteError(
-      'lease_not_running',
-      'the lease ended before this payment arrived; it is returned',
-      {
-        details: { refund, refunded: proofs.reduce((n, p) => n + p.amount, 0) },
-        cause,
-      },
-    );
-  }
-
   async book(trx: Database, source: string, parts: readonly PayoutPart[]): Promise<void> {
-    // Payouts at a trusted mint are swaps made when shown (payout), out of what the node holds
-    // there; nothing is issued here.
+    // At a trusted mint, payouts are swaps made when shown, out of what the node holds there.
     if (!this.isOwn(source)) return;
     await this.mint.issue(trx as unknown as MintTrx, this.unit, this.items(parts));
   }
 
   async payout(source: string, parts: readonly PayoutPart[]): Promise<string | null> {
-    if (!this.isOwn(source)) return this.payoutExternal(this.externalMint(source), parts);
+    if (!this.isOwn(source)) {
+      if (!this.trusted) throw new Error('a payout at a mint that is not trusted (any more)');
+      return this.trusted.payout(source, parts);
+    }
     const items = this.items(parts);
     if (items.length === 0) return null;
     const proofs = await this.mint.issued(items);
@@ -300,64 +206,8 @@ export class CashuRail implements PaymentRail {
     });
   }
 
-  private async payoutExternal(mint: ExternalMint, parts: readonly PayoutPart[]): Promise<string | null> {
-    const proofs: Proof[] = [];
-    try {
-      for (const part of parts) {
-        if (part.amount.isZero()) continue;
-        if (part.purpose === 'change') {
-          proofs.push(...(await mint.changeProofs(part.subject, part.amount.value)));
-        } else {
-          proofs.push(
-            ...(await mint.refundProofs(
-              part.subject,
-              part.amount.value,
-              await this.kept(part.subject, mint.url),
-            )),
-          );
-        }
-      }
-    } catch (err) {
-      // The lease and payment are recorded; the same request again shows the token.
-      if (err instanceof MintUnavailable)
-        throw new AlacarteError(
-          'mint_unavailable',
-          `the mint ${mint.url} cannot be reached right now; retry`,
-        );
-      throw err;
-    }
-    if (proofs.length === 0) return null;
-    return getEncodedToken({
-      mint: mint.url,
-      unit: this.unit,
-      proofs: proofs.map((p) => ({ ...p, amount: CashuAmount.from(p.amount) })),
-    });
-  }
-
-  /**
-   * What the node kept of a lease's payments at one mint, oldest first. A lease paid at several
-   * mints is refunded from the mint of its first payment only, up to what was kept there.
-   */
-  private async kept(leaseId: string, mintUrl: string): Promise<KeptPayment[]> {
-    if (!this.db) throw new Error('trusted mints need the store');
-    const rows = await this.db
-      .selectFrom('payments')
-      .select(['key', 'kept'])
-      .where('lease_id', '=', leaseId)
-      .where('mint_url', '=', mintUrl)
-      .orderBy('seq')
-      .execute();
-    return rows.map((r) => ({ key: r.key, kept: BigInt(r.kept) }));
-  }
-
-  private isOwn(source: string): boolean {
-    return normalizeMintUrl(source) === normalizeMintUrl(this.mintUrl);
-  }
-
-  private externalMint(source: string): ExternalMint {
-    const mint = this.external.get(normalizeMintUrl(source));
-    if (!mint) throw new Error('a payment of a mint that is no longer trusted');
-    return mint;
+  private isOwn(url: string): boolean {
+    return normalizeMintUrl(url) === normalizeMintUrl(this.mintUrl);
   }
 
   /** The denominations and derived secrets of every part, in a fixed order. */
@@ -373,21 +223,6 @@ export class CashuRail implements PaymentRail {
     }
     return items;
   }
-}
-
-/** The payment's idempotency key: sha256 over its proofs' sorted Y points. */
-export function paymentKey(Ys: readonly string[]): PaymentKey {
-  const hash = createHash('sha256');
-  for (const Y of [...Ys].sort()) hash.update(Y);
-  return hash.digest('hex') as PaymentKey;
-}
-
-/**
- * The lease service's signal that a lease ended while its extension was being paid (a final
- * state). Matched by name: the class is private to the service.
- */
-function isLeaseEnded(err: unknown): boolean {
-  return err instanceof Error && err.constructor.name === 'LeaseEnded';
 }
 
 function truncate(text: string): string {

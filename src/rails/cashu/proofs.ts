@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import type { Proof as CashuProof } from '@cashu/cashu-ts';
+import type { PaymentKey } from '../../core/ids.js';
 import type { Proof } from '../../mint/types.js';
 
 /** cashu-ts proofs of a decoded token as the mint's wire proofs, bounded in count and checked in shape. */
@@ -18,4 +20,11 @@ export function toMintProofs(proofs: readonly CashuProof[], max: number): Proof[
 /** A mint URL as compared and stored: trimmed, no trailing slash, lower-case. */
 export function normalizeMintUrl(url: string): string {
   return url.trim().replace(/\/+$/, '').toLowerCase();
+}
+
+/** The payment's idempotency key: sha256 over its proofs' sorted Y points. */
+export function paymentKey(Ys: readonly string[]): PaymentKey {
+  const hash = createHash('sha256');
+  for (const Y of [...Ys].sort()) hash.update(Y);
+  return hash.digest('hex') as PaymentKey;
 }
