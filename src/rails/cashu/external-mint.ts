@@ -203,42 +203,43 @@ export class ExternalMint {
   }
 
   /**
-   * The refund of lease `leaseId`, taken out of what the node kept of the lease's payments at this
-   * mint: their kept proofs (derived, restored) are swapped into refund outputs plus a remainder for
-   * the node, both derived from the lease id, so a repeat finds the refund by restore. Capped at
-   * what was kept there, less the swap's input fee.
+   * The refund of lease `leaseId`, out of what the node kept of the lease's payments at this mint
+   * (their kept proofs, derived and restored). Usually those are swapped into refund outputs plus
+   * a remainder for the node, both derived from the lease id, so a repeat finds the refund by
+   * restore and the node pays the swap's input fee out of its remainder. When the remainder cannot
+   * carry the fee (a refund of nearly everything, e.g. a failed start), the kept proofs themselves
+   * are handed over: the payer gets at least the refund, never less for a fee. A lease paid at
+   * several mints gets at most what was kept at this one.
    */
   async refundProofs(leaseId: string, amount: bigint, payments: readonly KeptPayment[]): Promise<Proof[]> {
     if (amount === 0n) return [];
+    const refundOutputs = deriveOutputs(this.secret, `refund/${leaseId}`, amount);
+    // A repeat finds the refund already signed: one restore, no swap.
+    const known = await this.signatures(refundOutputs);
+    if (known.size === refundOutputs.length) return this.unblind(refundOutputs, known);
+
     const inputs: Proof[] = [];
     let total = 0n;
-    let fee = 0n;
-    const feePpk = await this.feePpkById();
     for (const p of payments) {
+      if (total >= amount) break;
       if (p.kept <= 0n) continue;
       inputs.push(...(await this.restoredProofs(deriveOutputs(this.secret, `keep/${p.key}`, p.kept))));
       total += p.kept;
-      fee = feeForInputs(inputs.map((i) => feePpk.get(i.id) ?? 0));
-      if (total - fee >= amount) break;
     }
-    const available = total > fee ? total - fee : 0n;
-    const refund = amount < available ? amount : available;
-    if (refund < amount) {
-      this.log?.warn(
-        { lease: leaseId, owed: String(amount), available: String(available), mint: this.url },
-        'refund capped at what the lease kept at this mint',
-      );
+    const feePpk = await this.feePpkById();
+    const fee = feeForInputs(inputs.map((i) => feePpk.get(i.id) ?? 0));
+    if (total - fee < amount) {
+      if (total < amount) {
+        this.log?.warn(
+          { lease: leaseId, owed: String(amount), kept: String(total), mint: this.url },
+          'refund capped at what the lease kept at this mint',
+        );
+      }
+      return inputs;
     }
-    if (refund === 0n) return [];
-    const refundOutputs = deriveOutputs(this.secret, `refund/${leaseId}`, refund);
-    // A replay finds the refund already signed: one restore, no swap.
-    const known = await this.signatures(refundOutputs);
-    if (known.size === refundOutputs.length) return this.unblind(refundOutputs, known);
-    const rest = deriveOutputs(this.secret, `rest/${leaseId}`, available - refund);
+    const rest = deriveOutputs(this.secret, `rest/${leaseId}`, total - fee - amount);
     const swapped = await this.swapOrRestore(inputs, [...refundOutputs, ...rest]);
-    if (!swapped.ok) {
-      throw new MintUnavailable(`the refund swap was refused: ${swapped.message}`);
-    }
+    if (!swapped.ok) throw new MintUnavailable(`the refund swap was refused: ${swapped.message}`);
     return this.restoredProofs(refundOutputs);
   }
 

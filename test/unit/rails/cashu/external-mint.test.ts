@@ -166,14 +166,30 @@ describe('ExternalMint.refundProofs', () => {
     expect(sum(refund)).toBe(50);
   });
 
-  it('caps the refund at what the lease kept there, less the swap fee', async () => {
+  it('hands over the kept proofs when the swap fee would eat into the refund', async () => {
     const { mint, ext } = setup({ inputFeePpk: 1000 });
     const { token } = mint.token([128, 4]);
     const payment = await inspected(ext, token); // fee 2
     await ext.redeem(payment, 'key6', 120n, async () => {});
-    // 120 kept as 8+16+32+64: four inputs, fee 4.
-    const refund = await ext.refundProofs('lse_3', 120n, [{ key: 'key6', kept: 120n }]);
-    expect(sum(refund)).toBe(116);
+    const swaps = mint.calls.filter((c) => c === '/v1/swap').length;
+    // 120 kept as 8+16+32+64: a swap would cost 4, so 118 owed comes as the 120 kept, unswapped.
+    const refund = await ext.refundProofs('lse_3', 118n, [{ key: 'key6', kept: 120n }]);
+    expect(sum(refund)).toBe(120);
+    expect(refund.every((p) => mint.valid(p))).toBe(true);
+    expect(mint.calls.filter((c) => c === '/v1/swap').length).toBe(swaps);
+    // With room for the fee, the node pays it from its remainder and the refund is exact.
+    const { token: token2 } = mint.token([128, 64], 'q');
+    await ext.redeem(await inspected(ext, token2), 'key7', 180n, async () => {});
+    const exact = await ext.refundProofs('lse_4', 100n, [{ key: 'key7', kept: 180n }]);
+    expect(sum(exact)).toBe(100);
+  });
+
+  it('refunds at most what the lease kept at this mint', async () => {
+    const { mint, ext } = setup();
+    const { token } = mint.token([64]);
+    await ext.redeem(await inspected(ext, token), 'key8', 60n, async () => {});
+    const refund = await ext.refundProofs('lse_5', 90n, [{ key: 'key8', kept: 60n }]);
+    expect(sum(refund)).toBe(60);
   });
 });
 
