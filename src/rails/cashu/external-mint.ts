@@ -61,6 +61,8 @@ const encoder = new TextEncoder();
 /** A token names few keysets; more is a malformed or hostile token. */
 const MAX_KEYSETS_PER_TOKEN = 8;
 const MAX_CACHED_SIGNATURES = 20_000;
+/** An unknown keyset id refreshes the cached keyset list at most this often. */
+const MIN_KEYSET_REFRESH_MS = 5_000;
 
 /**
  * A Cashu mint the operator trusts, reached over HTTP. Its tokens are swapped there (NUT-03)
@@ -103,20 +105,18 @@ export class ExternalMint {
 
   /** Decodes and checks a token of this mint (keysets, unit, denominations, duplicates); no money moves. */
   async inspect(token: string): Promise<Outcome<{ payment: ExternalPayment }>> {
-    const keysets = await this.keysets();
+    let keysets = await this.keysets();
     if (!keysets.ok) return keysets;
-    let proofs: Proof[];
-    try {
-      proofs = toMintProofs(
-        getDecodedToken(
-          token,
-          keysets.keysets.map((k) => k.id),
-        ).proofs,
-        this.maxProofs,
-      );
-    } catch {
-      return reject('invalid_token', 'the token cannot be decoded or holds malformed proofs');
+    let proofs = decode(token, keysets.keysets, this.maxProofs);
+    const known = (ks: readonly KeysetView[]) => proofs?.every((p) => ks.some((k) => k.id === p.id));
+    if (!known(keysets.keysets) && this.keysetsOlderThan(MIN_KEYSET_REFRESH_MS)) {
+      // Perhaps the mint rotated its keys since they were cached: ask once more (rate-limited, so
+      // a stream of bogus tokens cannot make this node hammer the mint).
+      keysets = await this.keysets(true);
+      if (!keysets.ok) return keysets;
+      proofs = decode(token, keysets.keysets, this.maxProofs);
     }
+    if (!proofs) return reject('invalid_token', 'the token cannot be decoded or holds malformed proofs');
     const byId = new Map(keysets.keysets.map((k) => [k.id, k]));
     const used = [...new Set(proofs.map((p) => p.id))];
     if (used.length > MAX_KEYSETS_PER_TOKEN)
@@ -360,9 +360,13 @@ export class ExternalMint {
     });
   }
 
-  private async keysets(): Promise<Outcome<{ keysets: KeysetView[] }>> {
+  private keysetsOlderThan(ms: number): boolean {
+    return !this.keysetCache || this.now() - this.keysetCache.at >= ms;
+  }
+
+  private async keysets(refresh = false): Promise<Outcome<{ keysets: KeysetView[] }>> {
     const now = this.now();
-    if (this.keysetCache && now - this.keysetCache.at < this.keysetTtlMs)
+    if (!refresh && this.keysetCache && now - this.keysetCache.at < this.keysetTtlMs)
       return { ok: true, keysets: this.keysetCache.keysets };
     try {
       const keysets = (await this.client.keysets()).map((k) => ({
@@ -431,6 +435,21 @@ export class ExternalMint {
     }
     if (err instanceof MintRefused) return new MintUnavailable(`the mint refused: ${err.code}`);
     throw err;
+  }
+}
+
+/** The token's proofs (short V4 keyset ids resolved against `keysets`), or undefined. */
+function decode(token: string, keysets: readonly KeysetView[], maxProofs: number): Proof[] | undefined {
+  try {
+    return toMintProofs(
+      getDecodedToken(
+        token,
+        keysets.map((k) => k.id),
+      ).proofs,
+      maxProofs,
+    );
+  } catch {
+    return undefined;
   }
 }
 

@@ -38,6 +38,21 @@ describe('ExternalMint.inspect', () => {
     expect(await ext.inspect(token)).toMatchObject({ ok: false, code: 'invalid_token' });
   });
 
+  it('learns a keyset the mint added after its list was cached, without asking on every token', async () => {
+    let now = 1_000_000;
+    const mint = new FakeMint();
+    const ext = new ExternalMint({ url: mint.url, secret, unit: 'sat', fetch: mint.fetch, clock: () => now });
+    expect((await ext.inspect(mint.token([64]).token)).ok).toBe(true);
+    const rotated = mint.rotate();
+    const token = mint.token([64], 'r').token;
+    // Within a few seconds of the last fetch, an unknown keyset is simply unknown.
+    expect(await ext.inspect(token)).toMatchObject({ ok: false, code: 'invalid_token' });
+    now += 6_000;
+    const payment = await inspected(ext, token);
+    expect(payment.proofs[0]?.id).toBe(rotated);
+    expect(mint.calls.filter((c) => c === '/v1/keysets')).toHaveLength(2);
+  });
+
   it('answers mint_unavailable while the mint cannot be reached', async () => {
     const { mint, ext } = setup();
     const { token } = mint.token([64]);

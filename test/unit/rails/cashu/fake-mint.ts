@@ -19,7 +19,8 @@ const encoder = new TextEncoder();
  */
 export class FakeMint {
   readonly url = 'http://127.0.0.1:9/mint';
-  readonly keyset: Keyset;
+  keyset: Keyset;
+  private readonly retired: Keyset[] = [];
   readonly spent = new Set<string>();
   readonly signed = new Map<string, { amount: number; id: string; C_: string }>();
   readonly calls: string[] = [];
@@ -34,6 +35,19 @@ export class FakeMint {
       maxOrder: 20,
       inputFeePpk: options.inputFeePpk ?? 0,
     });
+  }
+
+  /** Replaces the active keyset with a new one (the old one still redeems); returns the new id. */
+  rotate(): string {
+    this.retired.push({ ...this.keyset, active: false });
+    this.keyset = deriveKeyset({
+      seed: new Uint8Array(32).fill(3),
+      unit: 'sat',
+      index: this.retired.length,
+      maxOrder: 20,
+      inputFeePpk: this.keyset.inputFeePpk,
+    });
+    return this.keyset.id;
   }
 
   /** Fresh proofs worth the given denominations, as a cashuB token of this mint. */
@@ -56,7 +70,8 @@ export class FakeMint {
 
   /** Whether a proof is one this mint signed. */
   valid(p: Proof): boolean {
-    const key = this.keyset.keys.get(BigInt(p.amount));
+    const keyset = [this.keyset, ...this.retired].find((k) => k.id === p.id);
+    const key = keyset?.keys.get(BigInt(p.amount));
     const C = hexToBytes(p.C);
     return !!key && !!C && verifyProof(key.privateKey, encoder.encode(p.secret), C);
   }
@@ -81,13 +96,15 @@ export class FakeMint {
 
   private handle(path: string, body: Record<string, unknown>): Response {
     const ks = this.keyset;
+    const all = [...this.retired, ks];
     if (path === '/v1/keysets')
       return json(200, {
-        keysets: [{ id: ks.id, unit: 'sat', active: true, input_fee_ppk: ks.inputFeePpk }],
+        keysets: all.map((k) => ({ id: k.id, unit: 'sat', active: k.active, input_fee_ppk: k.inputFeePpk })),
       });
-    if (path === `/v1/keys/${ks.id}`) {
-      const keys = Object.fromEntries([...ks.keys].map(([a, k]) => [String(a), bytesToHex(k.publicKey)]));
-      return json(200, { keysets: [{ id: ks.id, unit: 'sat', keys }] });
+    const keyset = all.find((k) => path === `/v1/keys/${k.id}`);
+    if (keyset) {
+      const keys = Object.fromEntries([...keyset.keys].map(([a, k]) => [String(a), bytesToHex(k.publicKey)]));
+      return json(200, { keysets: [{ id: keyset.id, unit: 'sat', keys }] });
     }
     if (path === '/v1/restore') {
       const outputs = body.outputs as BlindedMessage[];
