@@ -156,10 +156,8 @@ export class ExternalMint {
   ): Promise<Outcome<object>> {
     const split = splitPayment(payment.total, payment.fee, price);
     if (!split) return reject('insufficient_amount', 'the token does not cover price and input fees');
-    const outputs = [
-      ...deriveOutputs(this.secret, `keep/${key}`, split.keep),
-      ...deriveOutputs(this.secret, `change/${key}`, split.change),
-    ];
+    const kept = deriveOutputs(this.secret, `keep/${key}`, split.keep);
+    const outputs = [...kept, ...deriveOutputs(this.secret, `change/${key}`, split.change)];
     let swapped: Outcome<object>;
     try {
       swapped = await this.swapOrRestore(payment.proofs, outputs);
@@ -169,8 +167,30 @@ export class ExternalMint {
       throw err;
     }
     if (!swapped.ok) return swapped;
+    // A swap that is done is not always fresh: a retry gets the first answer (NUT-19 or restore),
+    // and the same token may have paid an extension that was handed back (bounce), which spent
+    // the kept part. The kept proofs must still be there, or the payer would get both.
+    try {
+      if (!(await this.unspent(kept)))
+        return reject('token_spent', 'this token has already been spent (its payment was returned)');
+    } catch (err) {
+      if (err instanceof MintUnavailable) return unavailableRejection(err);
+      throw err;
+    }
     await commit();
     return { ok: true };
+  }
+
+  /** Whether the proofs of `outputs` (signed already) are all unspent at the mint. */
+  private async unspent(outputs: readonly DerivedOutput[]): Promise<boolean> {
+    const Ys = outputs.map((o) => bytesToHex(hashToCurve(encoder.encode(o.secret))));
+    let states: Map<string, string>;
+    try {
+      states = await this.client.checkState(Ys);
+    } catch (err) {
+      throw this.unavailable(err);
+    }
+    return Ys.every((Y) => states.get(Y) === 'UNSPENT');
   }
 
   /**

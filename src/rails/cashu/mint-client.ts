@@ -78,6 +78,10 @@ const restoreSchema = z.object({
   promises: z.array(signatureSchema).max(10_000).optional(),
 });
 
+const checkStateSchema = z.object({
+  states: z.array(z.object({ Y: point, state: z.enum(['UNSPENT', 'PENDING', 'SPENT']) }).loose()).max(10_000),
+});
+
 const errorSchema = z.object({ code: z.number().int(), detail: z.string().max(2000).optional() });
 
 export type KeysetsAnswer = z.infer<typeof keysetsSchema>['keysets'];
@@ -127,6 +131,12 @@ export class MintClient {
       if (signature && asked.has(B_)) found.set(B_, signature);
     });
     return found;
+  }
+
+  /** NUT-07: the state of each proof, by Y (lower-case); a Y the mint left out is not in the map. */
+  async checkState(Ys: readonly string[]): Promise<Map<string, 'UNSPENT' | 'PENDING' | 'SPENT'>> {
+    const answer = await this.call('POST', '/v1/checkstate', { Ys }, checkStateSchema);
+    return new Map(answer.states.map((s) => [s.Y.toLowerCase(), s.state]));
   }
 
   private async call<T>(

@@ -217,6 +217,15 @@ describe('tokens of a trusted external mint', () => {
       .where('lease_id', '=', String(lease.id))
       .execute();
     expect(payments).toEqual([{ purpose: 'create' }]);
+
+    // The returned token cannot buy anything any more, even at the very same price.
+    const reuse = await postJson(
+      `${renter.url}/v1/leases`,
+      { ...createBody, seconds: 3600 },
+      { 'x-cashu': topUp.token },
+    );
+    expect(reuse.status).toBe(400);
+    expect(reuse.body.error).toBe('token_spent');
   });
 
   for (const mode of ['answer cached by the mint (NUT-19)', 'mint without NUT-19: restore'] as const) {

@@ -154,6 +154,30 @@ describe('ExternalMint.redeem', () => {
   });
 });
 
+describe('ExternalMint.bounce', () => {
+  it('returns a swapped payment whole, and the token can never pay again', async () => {
+    const { mint, ext } = setup();
+    const { token } = mint.token([64]);
+    const payment = await inspected(ext, token);
+    await ext
+      .redeem(payment, 'key9', 60n, async () => {
+        throw new Error('the lease ended');
+      })
+      .catch(() => undefined);
+    const returned = await ext.bounce(payment, 'key9', 60n);
+    expect(sum(returned)).toBe(64);
+    expect(returned.every((p) => mint.valid(p))).toBe(true);
+    expect(await ext.bounce(payment, 'key9', 60n)).toEqual(returned);
+    // The same token for another purchase at the same price: the mint says the swap is done, but
+    // what the node kept of it is gone, so nothing is granted.
+    let commits = 0;
+    expect(await ext.redeem(payment, 'key9', 60n, async () => void commits++)).toMatchObject({
+      code: 'token_spent',
+    });
+    expect(commits).toBe(0);
+  });
+});
+
 describe('ExternalMint.refundProofs', () => {
   it('swaps the kept proofs into a refund once; a repeat restores the same refund', async () => {
     const { mint, ext } = setup();

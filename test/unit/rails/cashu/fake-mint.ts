@@ -106,6 +106,12 @@ export class FakeMint {
       const keys = Object.fromEntries([...keyset.keys].map(([a, k]) => [String(a), bytesToHex(k.publicKey)]));
       return json(200, { keysets: [{ id: keyset.id, unit: 'sat', keys }] });
     }
+    if (path === '/v1/checkstate') {
+      const Ys = body.Ys as string[];
+      return json(200, {
+        states: Ys.map((Y) => ({ Y, state: this.spent.has(Y) ? 'SPENT' : 'UNSPENT', witness: null })),
+      });
+    }
     if (path === '/v1/restore') {
       const outputs = body.outputs as BlindedMessage[];
       const found = outputs.filter((o) => this.signed.has(o.B_));
