@@ -125,7 +125,7 @@ export class CashuRail implements PaymentRail {
     } catch {
       return reject('invalid_token', 'the token cannot be decoded');
     }
-    const own = this.isOwn(mintUrl);
+    const own = normalizeMintUrl(mintUrl) === normalizeMintUrl(this.mintUrl);
     if (!own && !this.trusted?.has(mintUrl)) {
       return reject(
         'mint_not_accepted',
@@ -187,15 +187,12 @@ export class CashuRail implements PaymentRail {
 
   async book(trx: Database, source: string, parts: readonly PayoutPart[]): Promise<void> {
     // At a trusted mint, payouts are swaps made when shown, out of what the node holds there.
-    if (!this.isOwn(source)) return;
+    if (this.isTrusted(source)) return;
     await this.mint.issue(trx as unknown as MintTrx, this.unit, this.items(parts));
   }
 
   async payout(source: string, parts: readonly PayoutPart[]): Promise<string | null> {
-    if (!this.isOwn(source)) {
-      if (!this.trusted) throw new Error('a payout at a mint that is not trusted (any more)');
-      return this.trusted.payout(source, parts);
-    }
+    if (this.trusted && this.isTrusted(source)) return this.trusted.payout(source, parts);
     const items = this.items(parts);
     if (items.length === 0) return null;
     const proofs = await this.mint.issued(items);
@@ -206,8 +203,14 @@ export class CashuRail implements PaymentRail {
     });
   }
 
-  private isOwn(url: string): boolean {
-    return normalizeMintUrl(url) === normalizeMintUrl(this.mintUrl);
+  /**
+   * Whether a payout source is a trusted mint. Anything else is this node's own mint, also under
+   * an address it had before (its port or public URL may change between runs). A mint removed
+   * from the trusted list is no longer told apart: refunds booked after that are this node's
+   * ecash, and change of its payments can no longer be shown again.
+   */
+  private isTrusted(source: string): boolean {
+    return this.trusted?.has(source) === true && normalizeMintUrl(source) !== normalizeMintUrl(this.mintUrl);
   }
 
   /** The denominations and derived secrets of every part, in a fixed order. */

@@ -33,6 +33,7 @@ export interface TrustedMintsOptions {
  */
 export class TrustedMints {
   private readonly mints = new Map<string, ExternalMint>();
+
   private readonly payments = new WeakMap<InspectedPayment, ExternalPayment>();
   private readonly db: Database;
   private readonly unit: string;
@@ -198,7 +199,7 @@ export class TrustedMints {
 
   private mint(url: string): ExternalMint {
     const mint = this.mints.get(normalizeMintUrl(url));
-    if (!mint) throw new Error('a payment of a mint that is not trusted (any more)');
+    if (!mint) throw new Error('a payment at a mint that is not trusted');
     return mint;
   }
 }
