@@ -47,6 +47,7 @@ export class TrustedMints {
     this.log = options.logger;
     for (const url of options.urls) {
       const trimmed = url.trim().replace(/\/+$/, '');
+      if (!/^https?:\/\//i.test(trimmed)) throw new Error(`trusted mint ${trimmed} must be an http(s) URL`);
       this.mints.set(
         normalizeMintUrl(trimmed),
         new ExternalMint({
