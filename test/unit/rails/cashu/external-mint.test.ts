@@ -7,9 +7,15 @@ import { FakeMint } from './fake-mint.js';
 const secret = NodeSecret.fromBytes(new Uint8Array(32).fill(9));
 const sum = (ps: ReadonlyArray<{ amount: number }>) => ps.reduce((n, p) => n + p.amount, 0);
 
-function setup(options: { inputFeePpk?: number } = {}) {
+function setup(options: { inputFeePpk?: number; timeoutMs?: number } = {}) {
   const mint = new FakeMint(options);
-  const ext = new ExternalMint({ url: mint.url, secret, unit: 'sat', fetch: mint.fetch, timeoutMs: 200 });
+  const ext = new ExternalMint({
+    url: mint.url,
+    secret,
+    unit: 'sat',
+    fetch: mint.fetch,
+    timeoutMs: options.timeoutMs ?? 5000,
+  });
   return { mint, ext };
 }
 
@@ -77,7 +83,7 @@ describe('ExternalMint.redeem', () => {
   });
 
   it('commits nothing when the mint refuses, and maps the refusal', async () => {
-    const { mint, ext } = setup();
+    const { mint, ext } = setup({ timeoutMs: 100 });
     const { token } = mint.token([128]);
     const payment = await inspected(ext, token);
     const never = async () => {
