@@ -181,12 +181,14 @@ export class TrustedMints {
   private async kept(leaseId: string, mintUrl: string): Promise<KeptPayment[]> {
     const rows = await this.db
       .selectFrom('payments')
-      .select(['key', 'kept'])
+      .select(['key', 'kept', 'mint_url'])
       .where('lease_id', '=', leaseId)
-      .where('mint_url', '=', mintUrl)
       .orderBy('seq')
       .execute();
-    return rows.map((r) => ({ key: r.key, kept: BigInt(r.kept) }));
+    const mint = normalizeMintUrl(mintUrl);
+    return rows
+      .filter((r) => normalizeMintUrl(r.mint_url) === mint)
+      .map((r) => ({ key: r.key, kept: BigInt(r.kept) }));
   }
 
   private encode(mint: ExternalMint, proofs: readonly Proof[]): string | null {

@@ -98,6 +98,7 @@ describe('tokens of a trusted external mint', () => {
     expect(first.status).toBe(201);
     expect(first.body).toMatchObject({ state: 'running', paid: 128, unit: 'sat' });
     const change = first.body.change as string;
+    expect(change).toMatch(/^cashuB/);
     expect(getTokenMetadata(change).mint).toBe(extMintUrl);
     expect(first.headers.get('x-cashu')).toBe(change);
 
@@ -145,6 +146,7 @@ describe('tokens of a trusted external mint', () => {
     const refunded = Number(stop.body.refunded);
     expect(refunded).toBeGreaterThanOrEqual(178);
     const refund = stop.body.refund as string;
+    expect(refund).toMatch(/^cashuB/);
     expect(getTokenMetadata(refund).mint).toBe(extMintUrl);
     const again = await postJson(
       `${renter.url}/v1/leases/${lease.id}`,
