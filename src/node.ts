@@ -29,6 +29,8 @@ export interface NodeOptions {
   /** Image names renters may ask for (the driver's image directory). */
   images?: readonly string[];
   clock?: () => Date;
+  /** HTTP towards trusted mints; the global fetch by default. */
+  fetch?: typeof fetch;
 }
 
 /**
@@ -85,6 +87,10 @@ export class AlacarteNode {
           unit: config.mint.unit,
           secret,
           maxProofs: config.mint.maxInputs,
+          trustedMints: config.trustedMints,
+          db,
+          fetch: options.fetch,
+          logger,
         });
         const service = new LeaseService({
           db,
@@ -107,7 +113,7 @@ export class AlacarteNode {
           prefix: '/v1',
           plugin: leaseRoutes({
             leases: service,
-            mints: () => [`${urlRef.url}/mint`],
+            mints: () => rail.mints(),
             unit: config.mint.unit,
           }),
         });
