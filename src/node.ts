@@ -32,6 +32,8 @@ export interface NodeOptions {
   clock?: () => Date;
   /** The built web page (Vite output); defaults to dist/web. */
   webDir?: string;
+  /** HTTP towards trusted mints; the global fetch by default. */
+  fetch?: typeof fetch;
 }
 
 /**
@@ -89,6 +91,10 @@ export class AlacarteNode {
           unit: config.mint.unit,
           secret,
           maxProofs: config.mint.maxInputs,
+          trustedMints: config.trustedMints,
+          db,
+          fetch: options.fetch,
+          logger,
         });
         const service = new LeaseService({
           db,
@@ -111,7 +117,7 @@ export class AlacarteNode {
           prefix: '/v1',
           plugin: leaseRoutes({
             leases: service,
-            mints: () => [`${urlRef.url}/mint`],
+            mints: () => rail.mints(),
             unit: config.mint.unit,
           }),
         });
