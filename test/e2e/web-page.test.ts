@@ -199,14 +199,19 @@ describe('the web page: rent a sandbox from the browser', () => {
       await route.abort('connectionreset');
     });
     await page.getByRole('button', { name: 'Rent for 60 sat' }).click();
-    await page.getByRole('status').getByText(/payment is kept/).waitFor(STEP);
+    await page
+      .getByRole('status')
+      .getByText(/payment is kept/)
+      .waitFor(STEP);
     await expect.poll(balance, STEP).toBe(before - 60);
     expect(await page.locator('#lease').isHidden()).toBe(true);
     await page.unroute(leasesUrl);
 
     await page.reload({ waitUntil: 'load' });
     await page.locator('#lease').waitFor({ state: 'visible', ...STEP });
-    await expect.poll(() => page.locator('#countdown').textContent(), STEP).toMatch(/^(59:\d\d|1:00:00|01:00:00)$/);
+    await expect
+      .poll(() => page.locator('#countdown').textContent(), STEP)
+      .toMatch(/^(59:\d\d|1:00:00|01:00:00)$/);
     await expect.poll(balance, STEP).toBe(before - 60);
     expect((await t.node.leases?.countByState())?.running).toBe(1);
     await shot('07-recovered');
