@@ -115,7 +115,7 @@ function pageHeaders(reply: FastifyReply, request: FastifyRequest): void {
   reply.header('referrer-policy', 'no-referrer');
   reply.header('x-frame-options', 'DENY');
   reply.header('cross-origin-opener-policy', 'same-origin');
-  reply.header('permissions-policy', 'camera=(), microphone=(), geolocation=(), interest-cohort=()');
+  reply.header('permissions-policy', 'camera=(), microphone=(), geolocation=()');
 }
 
 function commonHeaders(reply: FastifyReply): void {
