@@ -460,8 +460,9 @@ export class LeaseService {
 
   /**
    * Removes the sandboxes of ended leases, a few at a time (each is a runtime delete and unmounts,
-   * tens of milliseconds). Their processes are gone already: init ends a sandbox at its deadline.
-   * Never rejects; a sandbox that cannot be removed is logged and left to the next reconciliation.
+   * tens of milliseconds). This is cleanup: init ends a sandbox's processes at its deadline on its
+   * own. Never rejects; a sandbox that cannot be removed is logged and left to the next
+   * reconciliation.
    */
   async removeSandboxes(ids: readonly LeaseId[], concurrency = 4): Promise<void> {
     let next = 0;
