@@ -1,4 +1,10 @@
 #!/usr/bin/env node
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { Worker } from 'node:worker_threads';
+import SQLite from 'better-sqlite3';
 // Paid leases on a real node (store, in-process mint, crun sandboxes, HTTP on loopback), paid with
 // cashu-ts tokens of the node's own mint prepared beforehand:
 //  1. a paid POST /v1/leases until the sandbox answers (201; and 201 + one exec), beside the raw
@@ -6,12 +12,7 @@
 //  2. leases created per second with 1 and with 8 concurrent clients;
 //  3. the reaper's lateness when 200 leases expire within the same second.
 // Prints one Markdown section; figures are printed whether or not the targets are met.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { Worker } from 'node:worker_threads';
-import SQLite from 'better-sqlite3';
+import { childTimes, resetChildTimes } from './lib/child-timing.mjs';
 import {
   createLease,
   execIn,
@@ -143,6 +144,7 @@ async function sequentialCase(t, tokens, bundle) {
   await execIn(t.url, warm, ['true']);
   await stopLease(t.url, warm);
   for (const list of Object.values(profile)) list.length = 0;
+  resetChildTimes();
   await new Promise((r) => setTimeout(r, 300));
 
   const raw = [];
@@ -161,8 +163,9 @@ async function sequentialCase(t, tokens, bundle) {
     await new Promise((r) => setTimeout(r, 50));
   }
   for (const r of restore) r();
+  const children = new Map([...childTimes].map(([k, v]) => [k, { spawn: [...v.spawn], exit: [...v.exit] }]));
   await stopAll(t.url, leases);
-  return { raw, to201, toExec, profile };
+  return { raw, to201, toExec, profile, children };
 }
 
 async function throughputCase(t, tokens, clients) {
@@ -250,6 +253,22 @@ async function reaperCase(t, tokens, perSecond) {
   };
 }
 
+/** Rows for the child processes started during the paid sequence: the runtime's own share. */
+function childRows(children) {
+  const rows = [];
+  const detach = children.get('crun run --detach');
+  if (detach) {
+    rows.push(
+      `| ↳ of which the \`crun run --detach\` process, spawn to exit | ${ms(percentile(detach.exit, 50))} | ${ms(percentile(detach.exit, 99))} | ${detach.exit.length} |`,
+    );
+  }
+  const all = [...children.values()].flatMap((c) => c.spawn);
+  rows.push(
+    `| spawn() holding the node's thread (fork + exec), any child | ${ms(percentile(all, 50))} | ${ms(percentile(all, 99))} | ${all.length} |`,
+  );
+  return rows;
+}
+
 async function main() {
   const loadBefore = loadavg()[0];
   const t = await startPaidNode({ offers: [BENCH_OFFER, TINY_OFFER] });
@@ -289,6 +308,7 @@ async function main() {
       `| ↳ token inspect (decode, keyset, amounts) | ${p(seq.profile.inspect, 50)} | ${p(seq.profile.inspect, 99)} | ${seq.profile.inspect.length} |`,
       `| ↳ redeem (verify proofs + store transaction) | ${p(seq.profile.redeem, 50)} | ${p(seq.profile.redeem, 99)} | ${seq.profile.redeem.length} |`,
       `| ↳ driver start (crun run --detach + files) | ${p(seq.profile.start, 50)} | ${p(seq.profile.start, 99)} | ${seq.profile.start.length} |`,
+      ...childRows(seq.children),
       `| one SQLite commit (WAL, synchronous=FULL) on this disk | ${ms(fsyncMs)} | | 40 |`,
       '',
       '| throughput | leases/s |',
