@@ -459,12 +459,13 @@ export class LeaseService {
   }
 
   /**
-   * Removes the sandboxes of ended leases, a few at a time (each is a runtime delete and unmounts,
-   * tens of milliseconds). This is cleanup: init ends a sandbox's processes at its deadline on its
-   * own. Never rejects; a sandbox that cannot be removed is logged and left to the next
-   * reconciliation.
+   * Removes the sandboxes of ended leases, two at a time (each is a runtime delete and unmounts,
+   * tens of milliseconds, much of it spawning on this thread; more at once only slows the reaper's
+   * next passes and the HTTP answers). This is cleanup: init ends a sandbox's processes at its
+   * deadline on its own. Never rejects; a sandbox that cannot be removed is logged and left to the
+   * next reconciliation.
    */
-  async removeSandboxes(ids: readonly LeaseId[], concurrency = 4): Promise<void> {
+  async removeSandboxes(ids: readonly LeaseId[], concurrency = 2): Promise<void> {
     let next = 0;
     const worker = async () => {
       while (next < ids.length) {
