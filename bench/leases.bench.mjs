@@ -1,17 +1,18 @@
 #!/usr/bin/env node
+// Paid leases on a real node (store, in-process mint, crun sandboxes, HTTP on loopback), paid with
+// cashu-ts tokens of the node's own mint prepared beforehand:
+//  1. a paid POST /v1/leases until the sandbox answers (201; and 201 + one exec), beside the raw
+//     `crun run` of the same busybox image doing `true`, interleaved so both see the same load;
+//  2. leases created per second with 1 and with 8 concurrent clients;
+//  3. the reaper's lateness when 200 leases expire together (aimed at one second).
+// Prints one Markdown section; figures are printed whether or not the targets are met.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import SQLite from 'better-sqlite3';
-// Paid leases on a real node (store, in-process mint, crun sandboxes, HTTP on loopback), paid with
-// cashu-ts tokens of the node's own mint prepared beforehand:
-//  1. a paid POST /v1/leases until the sandbox answers (201; and 201 + one exec), beside the raw
-//     `crun run` of the same busybox image doing `true`, interleaved so both see the same load;
-//  2. leases created per second with 1 and with 8 concurrent clients;
-//  3. the reaper's lateness when 200 leases expire within the same second.
-// Prints one Markdown section; figures are printed whether or not the targets are met.
+// Imported before the built code binds child_process.spawn, so that the node's children are timed.
 import { childTimes, resetChildTimes } from './lib/child-timing.mjs';
 import {
   createLease,
@@ -295,7 +296,9 @@ async function main() {
       `Real node in-process (SQLite WAL synchronous=FULL, in-process mint, crun driver), HTTP on loopback. ` +
         `Paid requests carry a token prepared beforehand that pays the exact price (4 proofs, no change). ` +
         `Raw crun = \`crun run\` of a minimal OCI bundle (\`crun spec --rootless\`, user namespace, root = the node's busybox image) doing \`/bin/true\`, end to end; ` +
-        `it alternates with the paid requests so both see the same machine load.`,
+        `it alternates with the paid requests so both see the same machine load. ` +
+        `Reaper: ${EXPIRING} leases created by ${CLIENTS} clients with lengths aimed at one deadline (whole seconds, so the deadlines spread over about a second); ` +
+        `a worker thread with its own store connection notes when each leaves \`running\` and when its sandbox directory is gone.`,
       '',
       `Machine load (1-min average, ${availableParallelism()} cores) at start ${loadBefore.toFixed(1)}, at end ${loadavg()[0].toFixed(1)}: other work on the host shifts these figures.`,
       '',
