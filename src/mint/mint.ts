@@ -1,13 +1,12 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { Amount } from '../core/amount.js';
 import { decodeBolt11 } from '../lightning/bolt11.js';
 import type { LightningBackend, PaymentOutcome } from '../lightning/lightning-backend.js';
 import { invalidRequest, MintError, MintErrorCode } from './errors.js';
-import { checkInputs, type VerifiedInput, verifyInputs } from './inputs.js';
+import { checkInputs, type VerifiedInput, verifyInputs, yOfSecret } from './inputs.js';
 import { KeysetRegistry, type KeysetSettings } from './keyset-registry.js';
 import { type CheckedOutput, checkOutputs, imprintChange, signOutputs } from './outputs.js';
 import {
-  cachedResponse,
   getMeltQuote,
   getMintQuote,
   insertProofs,
@@ -16,7 +15,6 @@ import {
   type MintDb,
   proofStates,
   signedOutputs,
-  storeResponse,
 } from './store/mint-store.js';
 import type { MintMeltQuotesTable, MintMintQuotesTable, MintProofsTable } from './store/tables.js';
 import type {
@@ -31,6 +29,7 @@ import type {
   MintQuoteRequest,
   MintQuoteResponse,
   MintRequest,
+  Proof,
   RestoreResponse,
   SwapRequest,
   SwapResponse,
@@ -59,8 +58,6 @@ export interface MintLimits {
   mintQuoteTtlSeconds: number;
   /** life of a melt quote, seconds (never past the invoice's own expiry) */
   meltQuoteTtlSeconds: number;
-  /** NUT-19: how long a mint/swap/melt answer is kept for retries, seconds */
-  cacheTtlSeconds: number;
 }
 
 export const DEFAULT_MINT_LIMITS: MintLimits = {
@@ -73,7 +70,6 @@ export const DEFAULT_MINT_LIMITS: MintLimits = {
   meltMaxAmount: 100_000_000,
   mintQuoteTtlSeconds: 3600,
   meltQuoteTtlSeconds: 600,
-  cacheTtlSeconds: 7 * 24 * 3600,
 };
 
 export interface MintInfoOptions {
@@ -132,7 +128,6 @@ export class Mint {
   private readonly infoOptions: MintInfoOptions;
   private readonly random: (n: number) => Uint8Array;
   private readonly registry: KeysetRegistry;
-  private lastCacheEviction = 0;
   private lastKeysetReload = 0;
 
   private constructor(options: MintOptions) {
@@ -241,7 +236,8 @@ export class Mint {
         '10': { supported: true },
         '11': { supported: true },
         '12': { supported: true },
-        '19': { ttl: limits.cacheTtlSeconds, cached_endpoints: CACHED_ENDPOINTS },
+        // Answers are derived from the ledger itself, so they never expire.
+        '19': { ttl: null, cached_endpoints: CACHED_ENDPOINTS },
       },
     };
     if (o.descriptionLong !== undefined) info.description_long = o.descriptionLong;
@@ -254,11 +250,10 @@ export class Mint {
   // ---------------------------------------------------------------- NUT-03
 
   /**
-   * NUT-03 swap. `cacheKey` (NUT-19) makes a retry of the same request return the first answer.
+   * NUT-03 swap. A retry of a swap that committed (NUT-19) gets the same signatures again: they
+   * are read back from the ledger (every B_ is kept, as NUT-09 restore needs anyway).
    */
-  async swap(request: SwapRequest, opts: { cacheKey?: string } = {}): Promise<SwapResponse> {
-    const cached = await this.cached<SwapResponse>(opts.cacheKey);
-    if (cached !== undefined) return cached;
+  async swap(request: SwapRequest): Promise<SwapResponse> {
     const inputs = checkInputs(this.registry, request.inputs, this.limits.maxInputs);
     const outputs = checkOutputs(this.registry, request.outputs, {
       maxOutputs: this.limits.maxOutputs,
@@ -283,15 +278,12 @@ export class Mint {
           outputs.outputs.map((o) => o.B_),
           now,
         );
-        if (opts.cacheKey !== undefined)
-          await storeResponse(trx, opts.cacheKey, JSON.stringify(response), now);
       });
     } catch (err) {
-      return this.resolveConflict<SwapResponse>(
-        await this.explainConflict(err, verified, outputs.outputs, opts.cacheKey),
-      );
+      const replay = isUniqueViolation(err) ? await this.replaySwap(verified, outputs.outputs) : undefined;
+      if (replay !== undefined) return replay;
+      throw await this.explainConflict(err, verified, outputs.outputs);
     }
-    this.maybeEvictCache(now);
     return response;
   }
 
@@ -338,12 +330,14 @@ export class Mint {
     return mintQuoteResponse(await this.refreshMintQuote(id));
   }
 
-  async mint(request: MintRequest, opts: { cacheKey?: string } = {}): Promise<SwapResponse> {
-    const cached = await this.cached<SwapResponse>(opts.cacheKey);
-    if (cached !== undefined) return cached;
+  /** NUT-04 mint. A retry of a mint that committed (NUT-19) gets the same signatures again. */
+  async mint(request: MintRequest): Promise<SwapResponse> {
     const quote = await this.refreshMintQuote(request.quote);
-    if (quote.state === 'ISSUED')
+    if (quote.state === 'ISSUED') {
+      const replay = await this.replayOutputs(request.outputs);
+      if (replay !== undefined) return replay;
       throw new MintError(MintErrorCode.quoteIssued, 'quote has already been issued');
+    }
     if (quote.state === 'UNPAID') {
       if (Number(quote.expiry) < this.nowSeconds())
         throw new MintError(MintErrorCode.quoteExpired, 'quote is expired');
@@ -379,15 +373,12 @@ export class Mint {
           outputs.outputs.map((o) => o.B_),
           now,
         );
-        if (opts.cacheKey !== undefined)
-          await storeResponse(trx, opts.cacheKey, JSON.stringify(response), now);
       });
     } catch (err) {
-      return this.resolveConflict<SwapResponse>(
-        await this.explainConflict(err, [], outputs.outputs, opts.cacheKey),
-      );
+      const replay = await this.replayOutputs(request.outputs);
+      if (replay !== undefined) return replay;
+      throw await this.explainConflict(err, [], outputs.outputs);
     }
-    this.maybeEvictCache(now);
     return response;
   }
 
@@ -454,13 +445,18 @@ export class Mint {
     return this.meltResponse(quote);
   }
 
-  async melt(request: MeltRequest, opts: { cacheKey?: string } = {}): Promise<MeltQuoteResponse> {
-    const cached = await this.cached<MeltQuoteResponse>(opts.cacheKey);
-    if (cached !== undefined) return cached;
+  /**
+   * NUT-05 melt (synchronous). A retry of a melt that was paid (NUT-19) gets the paid quote with its
+   * change again, provided its inputs are the ones that paid it.
+   */
+  async melt(request: MeltRequest): Promise<MeltQuoteResponse> {
     const quote = await getMeltQuote(this.db, request.quote);
     if (quote === undefined) throw invalidRequest('unknown quote', 404);
     if (quote.state === 'PENDING') throw new MintError(MintErrorCode.quotePending, 'quote is pending');
-    if (quote.state === 'PAID') throw new MintError(MintErrorCode.invoiceAlreadyPaid, 'invoice already paid');
+    if (quote.state === 'PAID') {
+      if (await this.paidBy(quote.id, request.inputs)) return this.meltResponse(quote);
+      throw new MintError(MintErrorCode.invoiceAlreadyPaid, 'invoice already paid');
+    }
     const now = this.nowSeconds();
     if (Number(quote.expiry) < now) throw new MintError(MintErrorCode.quoteExpired, 'quote is expired');
 
@@ -490,14 +486,7 @@ export class Mint {
       throw new MintError(MintErrorCode.outputsAlreadySigned, 'outputs have already been signed');
 
     if (quote.internal_mint_quote_id !== null) {
-      return this.meltInternally(
-        quote,
-        quote.internal_mint_quote_id,
-        verified,
-        blanks.outputs,
-        net,
-        opts.cacheKey,
-      );
+      return this.meltInternally(quote, quote.internal_mint_quote_id, verified, blanks.outputs, net);
     }
 
     // External payment: inputs PENDING first, so they cannot be spent twice while Lightning works.
@@ -525,9 +514,7 @@ export class Mint {
           throw new MintError(MintErrorCode.quotePending, 'a payment of this invoice is pending or done');
         }
       }
-      return this.resolveConflict<MeltQuoteResponse>(
-        await this.explainConflict(err, verified, [], opts.cacheKey),
-      );
+      throw await this.explainConflict(err, verified, []);
     }
     const pending: MintMeltQuotesTable = {
       ...quote,
@@ -542,7 +529,7 @@ export class Mint {
       this.log.warn({ err, quote: quote.id }, 'melt: payInvoice threw; asking for the payment state');
       outcome = await this.askPayment(quote);
     }
-    const finished = await this.finishMelt(pending, outcome, opts.cacheKey);
+    const finished = await this.finishMelt(pending, outcome);
     if (finished.state === 'UNPAID') {
       const reason = outcome.state === 'failed' ? outcome.reason : 'payment failed';
       throw new MintError(MintErrorCode.lightningPaymentFailed, `Lightning payment failed: ${reason}`);
@@ -593,7 +580,6 @@ export class Mint {
     verified: VerifiedInput[],
     blanks: CheckedOutput[],
     net: bigint,
-    cacheKey: string | undefined,
   ): Promise<MeltQuoteResponse> {
     const mintQuote = await getMintQuote(this.db, mintQuoteId);
     if (mintQuote === undefined || mintQuote.state !== 'UNPAID') {
@@ -636,12 +622,9 @@ export class Mint {
           now,
           quote.id,
         );
-        if (cacheKey !== undefined) await storeResponse(trx, cacheKey, JSON.stringify(response), now);
       });
     } catch (err) {
-      return this.resolveConflict<MeltQuoteResponse>(
-        await this.explainConflict(err, verified, changeOutputs, cacheKey),
-      );
+      throw await this.explainConflict(err, verified, changeOutputs);
     }
     this.log.info(
       { quote: quote.id, mintQuote: mintQuoteId, amount: quote.amount },
@@ -654,7 +637,6 @@ export class Mint {
   private async finishMelt(
     quote: MintMeltQuotesTable,
     outcome: PaymentOutcome,
-    cacheKey?: string,
   ): Promise<MintMeltQuotesTable> {
     const now = this.nowSeconds();
     if (outcome.state === 'pending') return quote;
@@ -736,7 +718,6 @@ export class Mint {
           fee_paid: Number(feePaid),
         };
         response = meltQuoteResponse(settled, withChange ? change : []);
-        if (cacheKey !== undefined) await storeResponse(trx, cacheKey, JSON.stringify(response), now);
       });
       return response;
     };
@@ -812,22 +793,13 @@ export class Mint {
       .execute();
   }
 
-  /**
-   * Turns a failed spend transaction into the NUT error the wallet should see: a retry of a
-   * request that did commit gets its cached answer; otherwise which proof or output was taken.
-   */
+  /** Turns a failed spend transaction into the NUT error the wallet should see. */
   private async explainConflict(
     err: unknown,
     verified: readonly VerifiedInput[],
     outputs: readonly CheckedOutput[],
-    cacheKey: string | undefined,
   ): Promise<unknown> {
-    if (!(err instanceof MintError) && !isUniqueViolation(err)) return err;
-    if (cacheKey !== undefined) {
-      const cached = await cachedResponse(this.db, cacheKey, 0);
-      if (cached !== undefined) return new CachedAnswer(cached);
-    }
-    if (err instanceof MintError) return err;
+    if (!isUniqueViolation(err)) return err;
     const states = await proofStates(
       this.db,
       verified.map((v) => v.Y),
@@ -841,30 +813,55 @@ export class Mint {
       this.db,
       outputs.map((o) => o.B_),
     );
-    if (signed.size > 0)
+    if (signed.size > 0) {
       return new MintError(MintErrorCode.outputsAlreadySigned, 'outputs have already been signed');
+    }
     return err;
   }
 
-  private resolveConflict<T>(outcome: unknown): T {
-    if (outcome instanceof CachedAnswer) return JSON.parse(outcome.json) as T;
-    throw outcome;
+  /**
+   * NUT-19 for swaps: the retry of a swap that committed finds all its inputs SPENT and all its
+   * outputs signed, and gets those signatures again. (Whoever knows the B_s may read their
+   * signatures through NUT-09 restore anyway, so this reveals nothing new.)
+   */
+  private async replaySwap(
+    verified: readonly VerifiedInput[],
+    outputs: readonly CheckedOutput[],
+  ): Promise<SwapResponse | undefined> {
+    const states = await proofStates(
+      this.db,
+      verified.map((v) => v.Y),
+    );
+    if (states.size !== verified.length || [...states.values()].some((s) => s.state !== 'SPENT'))
+      return undefined;
+    return this.replayOutputs(outputs);
   }
 
-  private async cached<T>(cacheKey: string | undefined): Promise<T | undefined> {
-    if (cacheKey === undefined) return undefined;
-    const text = await cachedResponse(this.db, cacheKey, this.nowSeconds() - this.limits.cacheTtlSeconds);
-    return text === undefined ? undefined : (JSON.parse(text) as T);
+  /** The stored signatures of these outputs, in their order, if every one of them was signed. */
+  private async replayOutputs(outputs: readonly { B_: string }[]): Promise<SwapResponse | undefined> {
+    if (outputs.length === 0) return undefined;
+    const B_s = outputs.map((o) => o.B_.toLowerCase());
+    const signed = await signedOutputs(this.db, B_s);
+    const signatures: BlindSignature[] = [];
+    for (const B_ of B_s) {
+      const signature = signed.get(B_);
+      if (signature === undefined) return undefined;
+      signatures.push(signature);
+    }
+    return { signatures };
   }
 
-  private maybeEvictCache(now: number): void {
-    if (now - this.lastCacheEviction < 3600) return;
-    this.lastCacheEviction = now;
-    this.db
-      .deleteFrom('mint_response_cache')
-      .where('created_at', '<', now - this.limits.cacheTtlSeconds)
-      .execute()
-      .catch((err: unknown) => this.log.warn({ err }, 'mint response cache eviction failed'));
+  /** True when every one of these inputs was spent by this melt quote. */
+  private async paidBy(quoteId: string, inputs: readonly Proof[]): Promise<boolean> {
+    if (inputs.length === 0 || inputs.length > this.limits.maxInputs) return false;
+    const ys = inputs.map((p) => yOfSecret(p.secret));
+    const rows = await this.db
+      .selectFrom('mint_proofs')
+      .select(['y', 'state', 'melt_quote_id'])
+      .where('y', 'in', [...new Set(ys)])
+      .execute();
+    const byY = new Map(rows.map((r) => [r.y, r]));
+    return ys.every((y) => byY.get(y)?.state === 'SPENT' && byY.get(y)?.melt_quote_id === quoteId);
   }
 
   private async reloadKeysetsFor(id: string) {
@@ -913,16 +910,6 @@ export class Mint {
   private nowSeconds(): number {
     return Math.floor(this.clock() / 1000);
   }
-}
-
-/** A request turned out to be the retry of one that committed: the first answer (NUT-19), as JSON. */
-class CachedAnswer {
-  constructor(readonly json: string) {}
-}
-
-/** NUT-19 cache key of a request: method, path and body. */
-export function requestCacheKey(method: string, path: string, body: unknown): string {
-  return createHash('sha256').update(`${method} ${path}\n`).update(JSON.stringify(body)).digest('hex');
 }
 
 function mintQuoteResponse(row: MintMintQuotesTable): MintQuoteResponse {

@@ -1,7 +1,7 @@
 import type { FastifyError, FastifyPluginAsync } from 'fastify';
 import type { z } from 'zod';
 import { invalidRequest, MintError, MintErrorCode } from '../errors.js';
-import { type Mint, requestCacheKey } from '../mint.js';
+import type { Mint } from '../mint.js';
 import {
   checkStateSchema,
   keysetParamSchema,
@@ -68,8 +68,7 @@ export const mintRoutes: FastifyPluginAsync<MintRoutesOptions> = async (app, opt
   app.get('/v1/keysets', async () => mint.keysets());
 
   app.post('/v1/swap', { bodyLimit }, async (request) => {
-    const body = parse(swapSchema, request.body);
-    return mint.swap(body, { cacheKey: requestCacheKey('POST', '/v1/swap', body) });
+    return mint.swap(parse(swapSchema, request.body));
   });
 
   app.post('/v1/mint/quote/bolt11', { bodyLimit }, async (request) => {
@@ -79,8 +78,7 @@ export const mintRoutes: FastifyPluginAsync<MintRoutesOptions> = async (app, opt
     return mint.getMintQuote(parse(quoteParamSchema, request.params).quote);
   });
   app.post('/v1/mint/bolt11', { bodyLimit }, async (request) => {
-    const body = parse(mintSchema, request.body);
-    return mint.mint(body, { cacheKey: requestCacheKey('POST', '/v1/mint/bolt11', body) });
+    return mint.mint(parse(mintSchema, request.body));
   });
 
   app.post('/v1/melt/quote/bolt11', { bodyLimit }, async (request) => {
@@ -97,7 +95,7 @@ export const mintRoutes: FastifyPluginAsync<MintRoutesOptions> = async (app, opt
   app.post('/v1/melt/bolt11', { bodyLimit }, async (request) => {
     const body = parse(meltSchema, request.body);
     const { prefer_async: _ignored, ...melt } = body;
-    return mint.melt(melt, { cacheKey: requestCacheKey('POST', '/v1/melt/bolt11', melt) });
+    return mint.melt(melt);
   });
 
   app.post('/v1/checkstate', { bodyLimit }, async (request) =>

@@ -104,24 +104,3 @@ export async function getMeltQuote(
 ): Promise<MintMeltQuotesTable | undefined> {
   return db.selectFrom('mint_melt_quotes').selectAll().where('id', '=', id).executeTakeFirst();
 }
-
-export async function cachedResponse(
-  db: MintDb,
-  key: string,
-  notBefore: number,
-): Promise<string | undefined> {
-  const row = await db
-    .selectFrom('mint_response_cache')
-    .select(['response', 'created_at'])
-    .where('key', '=', key)
-    .executeTakeFirst();
-  return row !== undefined && Number(row.created_at) >= notBefore ? row.response : undefined;
-}
-
-export async function storeResponse(trx: MintTrx, key: string, response: string, now: number): Promise<void> {
-  await trx
-    .insertInto('mint_response_cache')
-    .values({ key, response, created_at: now })
-    .onConflict((oc) => oc.column('key').doUpdateSet({ response, created_at: now }))
-    .execute();
-}

@@ -78,7 +78,11 @@ describe('melt (NUT-05/08/23)', () => {
     ).toEqual(['SPENT', 'SPENT', 'SPENT']);
     const again = await t.mint.getMeltQuote(quote.quote);
     expect(again).toMatchObject({ state: 'PAID', change: paid.change });
-    await expectCode(t.mint.melt({ quote: quote.quote, inputs: proofs }), 20006);
+    // A retry with the same inputs gets the same answer (NUT-19); other inputs cannot pay it again.
+    expect(await t.mint.melt({ quote: quote.quote, inputs: proofs, outputs: blanks })).toEqual(paid);
+    const others = await mintProofs(t, [64, 32, 8]);
+    await expectCode(t.mint.melt({ quote: quote.quote, inputs: others }), 20006);
+    expect(await states(t, others.map((p) => p.secret))).toEqual(['UNSPENT', 'UNSPENT', 'UNSPENT']);
   });
 
   it('refuses too little input, and spends nothing', async () => {
