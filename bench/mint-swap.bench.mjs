@@ -56,7 +56,9 @@ async function main() {
   const child = fork(fileURLToPath(import.meta.url), ['server', dir], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     // MINT_BENCH_PROFILE=dir writes a CPU profile of the server there.
-    execArgv: process.env.MINT_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.MINT_BENCH_PROFILE}`] : [],
+    execArgv: process.env.MINT_BENCH_PROFILE
+      ? ['--cpu-prof', `--cpu-prof-dir=${process.env.MINT_BENCH_PROFILE}`]
+      : [],
   });
   const { port } = await new Promise((resolve, reject) => {
     child.once('message', resolve);
@@ -194,7 +196,11 @@ async function getJson(url) {
 }
 
 async function postJson(url, body) {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
   if (!res.ok) throw new Error(`${url}: ${res.status} ${await res.text()}`);
   return res.json();
 }

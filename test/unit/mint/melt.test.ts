@@ -82,7 +82,12 @@ describe('melt (NUT-05/08/23)', () => {
     expect(await t.mint.melt({ quote: quote.quote, inputs: proofs, outputs: blanks })).toEqual(paid);
     const others = await mintProofs(t, [64, 32, 8]);
     await expectCode(t.mint.melt({ quote: quote.quote, inputs: others }), 20006);
-    expect(await states(t, others.map((p) => p.secret))).toEqual(['UNSPENT', 'UNSPENT', 'UNSPENT']);
+    expect(
+      await states(
+        t,
+        others.map((p) => p.secret),
+      ),
+    ).toEqual(['UNSPENT', 'UNSPENT', 'UNSPENT']);
   });
 
   it('refuses too little input, and spends nothing', async () => {
