@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type SQLite from 'better-sqlite3';
 import { Amount } from '../core/amount.js';
 import { decodeBolt11 } from '../lightning/bolt11.js';
 import type { LightningBackend, PaymentOutcome } from '../lightning/lightning-backend.js';
@@ -10,12 +11,15 @@ import {
   getMeltQuote,
   getMintQuote,
   insertProofs,
+  insertSignatureRows,
   insertSignatures,
   isUniqueViolation,
   type MintDb,
   proofStates,
+  signatureRows,
   signedOutputs,
 } from './store/mint-store.js';
+import { SqliteSpendWriter } from './store/sqlite-spend.js';
 import type { MintMeltQuotesTable, MintMintQuotesTable, MintProofsTable } from './store/tables.js';
 import type {
   BlindedMessage,
@@ -85,6 +89,11 @@ export interface MintInfoOptions {
 
 export interface MintOptions {
   db: MintDb;
+  /**
+   * The better-sqlite3 connection under `db` (openStore), if the store is SQLite: swaps then commit
+   * through prepared statements synchronously. Without it every commit goes through Kysely.
+   */
+  sqlite?: SQLite.Database;
   lightning: LightningBackend;
   /** master seed (loadOrCreateSeed) */
   seed: Uint8Array;
@@ -128,6 +137,7 @@ export class Mint {
   private readonly infoOptions: MintInfoOptions;
   private readonly random: (n: number) => Uint8Array;
   private readonly registry: KeysetRegistry;
+  private readonly fastSpend: SqliteSpendWriter | undefined;
   private lastKeysetReload = 0;
 
   private constructor(options: MintOptions) {
@@ -141,6 +151,7 @@ export class Mint {
     this.infoOptions = options.info ?? {};
     this.random = options.random ?? randomBytes;
     this.registry = new KeysetRegistry(this.db, options.seed, () => this.nowSeconds());
+    this.fastSpend = options.sqlite === undefined ? undefined : new SqliteSpendWriter(options.sqlite);
   }
 
   /** Loads (or creates) the keysets and settles melts left PENDING by a previous run. */
@@ -270,15 +281,19 @@ export class Mint {
     const response: SwapResponse = { signatures };
     const now = this.nowSeconds();
     try {
-      await this.db.transaction().execute(async (trx) => {
-        await insertProofs(trx, this.proofRows(verified, 'SPENT', null, now));
-        await insertSignatures(
-          trx,
-          signatures,
-          outputs.outputs.map((o) => o.B_),
-          now,
-        );
-      });
+      const proofs = this.proofRows(verified, 'SPENT', null, now);
+      const signed = signatureRows(
+        signatures,
+        outputs.outputs.map((o) => o.B_),
+        now,
+      );
+      // The inputs' Ys and the outputs' B_s, in one transaction: the spend happens once or not at all.
+      if (this.fastSpend === undefined || !this.fastSpend.tryCommit(proofs, signed)) {
+        await this.db.transaction().execute(async (trx) => {
+          await insertProofs(trx, proofs);
+          await insertSignatureRows(trx, signed);
+        });
+      }
     } catch (err) {
       const replay = isUniqueViolation(err) ? await this.replaySwap(verified, outputs.outputs) : undefined;
       if (replay !== undefined) return replay;

@@ -1,6 +1,12 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { BlindSignature } from '../types.js';
-import type { MintMeltQuotesTable, MintMintQuotesTable, MintProofsTable, MintTables } from './tables.js';
+import type {
+  MintMeltQuotesTable,
+  MintMintQuotesTable,
+  MintProofsTable,
+  MintSignaturesTable,
+  MintTables,
+} from './tables.js';
 
 export type MintDb = Kysely<MintTables>;
 export type MintTrx = Transaction<MintTables>;
@@ -32,15 +38,13 @@ export async function insertProofs(trx: MintTrx, rows: readonly MintProofsTable[
   for (const part of chunks(rows)) await trx.insertInto('mint_proofs').values(part).execute();
 }
 
-export async function insertSignatures(
-  trx: MintTrx,
+export function signatureRows(
   signatures: readonly BlindSignature[],
   B_s: readonly string[],
   now: number,
   meltQuoteId: string | null = null,
-): Promise<void> {
-  if (signatures.length === 0) return;
-  const rows = signatures.map((s, i) => ({
+): MintSignaturesTable[] {
+  return signatures.map((s, i) => ({
     b_: B_s[i]!,
     keyset_id: s.id,
     amount: s.amount,
@@ -50,6 +54,19 @@ export async function insertSignatures(
     melt_quote_id: meltQuoteId,
     created_at: now,
   }));
+}
+
+export async function insertSignatures(
+  trx: MintTrx,
+  signatures: readonly BlindSignature[],
+  B_s: readonly string[],
+  now: number,
+  meltQuoteId: string | null = null,
+): Promise<void> {
+  await insertSignatureRows(trx, signatureRows(signatures, B_s, now, meltQuoteId));
+}
+
+export async function insertSignatureRows(trx: MintTrx, rows: readonly MintSignaturesTable[]): Promise<void> {
   for (const part of chunks(rows)) await trx.insertInto('mint_signatures').values(part).execute();
 }
 
