@@ -288,7 +288,9 @@ export class Mint {
         now,
       );
       // The inputs' Ys and the outputs' B_s, in one transaction: the spend happens once or not at all.
-      if (this.fastSpend === undefined || !this.fastSpend.tryCommit(proofs, signed)) {
+      if (this.fastSpend !== undefined) {
+        await this.fastSpend.commit(proofs, signed);
+      } else {
         await this.db.transaction().execute(async (trx) => {
           await insertProofs(trx, proofs);
           await insertSignatureRows(trx, signed);
