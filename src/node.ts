@@ -1,13 +1,33 @@
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { type Config, publicUrl } from './config.js';
+import { DEFAULT_OFFERS, type Offer, offerFromJson } from './core/offers.js';
+import type { ComputeDriver } from './drivers/compute-driver.js';
 import { buildApp } from './http/app.js';
+import { leaseRoutes } from './http/lease-routes.js';
+import { NodeMetrics } from './http/metrics.js';
+import { operatorRoutes } from './http/operator-routes.js';
+import { LeaseService } from './leases/lease-service.js';
+import { NodeSecret } from './leases/node-secret.js';
+import { Reaper } from './leases/reaper.js';
+import { FakeLightningBackend } from './lightning/fake/fake-lightning.js';
+import type { LightningBackend } from './lightning/lightning-backend.js';
 import { type Logger, silentLogger } from './log.js';
+import { mintPlugin } from './mint/http/routes.js';
+import { Mint } from './mint/mint.js';
+import { loadOrCreateSeed } from './mint/seed.js';
+import { asMintDb } from './mint/store/mint-store.js';
+import { CashuRail } from './rails/cashu/cashu-rail.js';
 import { type Database, openDatabase } from './store/database.js';
 
 export interface NodeOptions {
   logger?: Logger;
+  /** The compute driver; without one the node serves its mint but rents nothing. */
+  driver?: ComputeDriver;
+  /** Image names renters may ask for (the driver's image directory). */
+  images?: readonly string[];
+  clock?: () => Date;
 }
 
 /**
@@ -19,32 +39,113 @@ export class AlacarteNode {
     readonly config: Config,
     readonly app: FastifyInstance,
     readonly db: Database,
+    readonly mint: Mint,
+    readonly lightning: LightningBackend,
+    readonly leases: LeaseService | undefined,
+    private readonly reaper: Reaper | undefined,
     private readonly logger: Logger,
+    /** The base URL clients use; final once listening. */
+    private readonly urlRef: { url: string },
   ) {}
 
   static async create(config: Config, options: NodeOptions = {}): Promise<AlacarteNode> {
     const logger = options.logger ?? silentLogger();
-    mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+    // Traverse-only for others: sandboxes run as unprivileged host ids and must reach their bundle
+    // below; nothing here can be listed or read by them (files are 0600).
+    mkdirSync(config.dataDir, { recursive: true, mode: 0o711 });
+    chmodSync(config.dataDir, 0o711);
     const db = await openDatabase(join(config.dataDir, 'alacarte.sqlite'));
     try {
-      const app = await buildApp({ logger, bodyLimitBytes: config.bodyLimitBytes });
-      return new AlacarteNode(config, app, db, logger);
+      // The URL is known for sure only once listening (port 0 picks one); routes read it late.
+      const urlRef = { url: publicUrl(config) };
+      const lightning = new FakeLightningBackend({ settleDelayMs: config.mint.lightning.settleDelayMs });
+      const mint = await Mint.create({
+        db: asMintDb(db),
+        lightning,
+        seed: loadOrCreateSeed(join(config.dataDir, 'mint.seed')),
+        logger,
+        limits: { maxInputs: config.mint.maxInputs, maxOutputs: config.mint.maxOutputs },
+        keysets: { inputFeePpk: config.mint.inputFeePpk },
+      });
+      const plugins: Array<{ prefix: string; plugin: FastifyPluginAsync }> = [
+        { prefix: '/mint', plugin: mintPlugin({ mint }) },
+      ];
+
+      let leases: LeaseService | undefined;
+      let reaper: Reaper | undefined;
+      let metrics: NodeMetrics | undefined;
+      const driver = options.driver;
+      if (driver) {
+        const offers: Offer[] = config.offers ? config.offers.map(offerFromJson) : [...DEFAULT_OFFERS];
+        const secret = NodeSecret.loadOrCreate(join(config.dataDir, 'node.key'));
+        const rail = new CashuRail({
+          mint: mint.nodePayments(),
+          mintUrl: () => `${urlRef.url}/mint`,
+          unit: config.mint.unit,
+          secret,
+          maxProofs: config.mint.maxInputs,
+        });
+        const service = new LeaseService({
+          db,
+          driver,
+          rail,
+          offers,
+          images: options.images ?? ['busybox'],
+          secret,
+          clock: options.clock,
+          logger,
+          onEvent: (event) => metrics?.observe(event),
+        });
+        metrics = new NodeMetrics({
+          leasesByState: () => service.countByState(),
+          capacity: () => service.capacity(),
+        });
+        leases = service;
+        reaper = new Reaper(service, logger);
+        plugins.push({
+          prefix: '/v1',
+          plugin: leaseRoutes({
+            leases: service,
+            mints: () => [`${urlRef.url}/mint`],
+            unit: config.mint.unit,
+          }),
+        });
+        if (config.operatorToken) {
+          plugins.push({
+            prefix: '/v1/operator',
+            plugin: operatorRoutes({ db, token: config.operatorToken, unit: config.mint.unit }),
+          });
+        }
+      }
+      const app = await buildApp({ logger, bodyLimitBytes: config.bodyLimitBytes, plugins, metrics });
+      return new AlacarteNode(config, app, db, mint, lightning, leases, reaper, logger, urlRef);
     } catch (err) {
       await db.destroy();
       throw err;
     }
   }
 
-  /** Starts listening; resolves with the base URL clients use. */
+  get url(): string {
+    return this.urlRef.url;
+  }
+
+  /** Reconciles leases with the driver, starts the reaper, then listens; resolves with the URLs. */
   async listen(): Promise<{ url: string; mintUrl: string }> {
+    if (this.leases) {
+      const outcome = await this.leases.reconcile();
+      if (Object.values(outcome).some((n) => n > 0))
+        this.logger.warn(outcome, 'reconciled leases after a restart');
+    }
     await this.app.listen({ host: this.config.host, port: this.config.port });
     const address = this.app.server.address();
     const port = typeof address === 'object' && address ? address.port : this.config.port;
-    const url = publicUrl(this.config, port);
-    return { url, mintUrl: `${url}/mint` };
+    this.urlRef.url = publicUrl(this.config, port);
+    this.reaper?.start();
+    return { url: this.url, mintUrl: `${this.url}/mint` };
   }
 
   async close(): Promise<void> {
+    this.reaper?.stop();
     await this.app.close();
     await this.db.destroy();
     this.logger.debug('node closed');

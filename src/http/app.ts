@@ -1,4 +1,9 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyPluginAsync,
+  LogController,
+} from 'fastify';
 import type { Logger } from '../log.js';
 import { installErrorHandling } from './errors.js';
 
@@ -7,6 +12,8 @@ export interface AppOptions {
   bodyLimitBytes: number;
   /** Route plugins with the prefix they live under, e.g. the mint under '/mint'. */
   plugins?: ReadonlyArray<{ prefix: string; plugin: FastifyPluginAsync }>;
+  /** Serves /metrics and times requests when given. */
+  metrics?: { install(app: FastifyInstance): void };
 }
 
 /**
@@ -17,13 +24,20 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     // pino's Logger is a FastifyBaseLogger; the cast keeps the instance type the default one.
     loggerInstance: options.logger as FastifyBaseLogger,
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimitBytes,
     trustProxy: false,
     return503OnClosing: true,
     forceCloseConnections: true,
   });
   installErrorHandling(app);
+  // An empty JSON body (a DELETE sent with a JSON content type) means "no body", not an error;
+  // anything else goes through Fastify's own parser, which refuses prototype poisoning.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (body === '') return done(null, undefined);
+    parseJson(request, body as string, done);
+  });
   app.addHook('onResponse', async (request, reply) => {
     request.log.debug(
       {
@@ -36,6 +50,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     );
   });
   app.get('/healthz', async () => ({ ok: true }));
+  options.metrics?.install(app);
   for (const { prefix, plugin } of options.plugins ?? []) {
     await app.register(plugin, { prefix });
   }

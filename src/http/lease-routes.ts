@@ -13,7 +13,7 @@ import {
 export interface LeaseRoutesOptions {
   leases: LeaseService;
   /** Mints whose tokens this node accepts, its own first. */
-  mints: readonly string[];
+  mints: () => readonly string[];
   unit: string;
 }
 
@@ -22,9 +22,9 @@ export function leaseRoutes(options: LeaseRoutesOptions): FastifyPluginAsync {
   const { leases, mints, unit } = options;
   return async (app) => {
     app.get('/offers', async () => ({
-      offers: leases.offerList(),
+      offers: await leases.offerList(),
       images: leases.imageList(),
-      payment: { cashu: { mints, unit } },
+      payment: { cashu: { mints: mints(), unit } },
     }));
 
     app.get('/quote', async (request) => {

@@ -42,7 +42,7 @@ export class NodeMetrics {
 
   constructor(sources: {
     leasesByState: () => Promise<Record<string, number>>;
-    capacity: () => Map<string, number>;
+    capacity: () => Promise<Map<string, number>>;
   }) {
     new Gauge({
       name: 'alacarte_leases',
@@ -58,8 +58,8 @@ export class NodeMetrics {
       help: 'How many more sandboxes of each offer fit right now',
       labelNames: ['offer'] as const,
       registers: [this.registry],
-      collect() {
-        for (const [offer, n] of sources.capacity()) this.set({ offer }, n);
+      async collect() {
+        for (const [offer, n] of await sources.capacity()) this.set({ offer }, n);
       },
     });
   }

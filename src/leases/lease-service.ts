@@ -4,11 +4,12 @@ import { AlacarteError } from '../core/errors.js';
 import { type BearerSecret, type LeaseId, newLeaseId, type PaymentKey, parseLeaseId } from '../core/ids.js';
 import * as lifecycle from '../core/lease.js';
 import { type Offer, offerToJson, quote as priceQuote } from '../core/offers.js';
+import type { ComputeDriver, DriverCapacity } from '../drivers/compute-driver.js';
 import type { Logger } from '../log.js';
-import type { InspectedPayment, PaymentHeaders, PaymentRail } from '../rails/payment-rail.js';
+import type { InspectedPayment, PaymentHeaders, PaymentRail, PayoutPart } from '../rails/payment-rail.js';
 import type { Database } from '../store/database.js';
+import { fits, offersThatFit, without } from './capacity.js';
 import { InFlight } from './in-flight.js';
-import type { LeaseDriver } from './lease-driver.js';
 import {
   type LeaseRow,
   leaseFromRow,
@@ -36,13 +37,15 @@ export interface Answer {
 
 export interface LeaseServiceOptions {
   db: Database;
-  driver: LeaseDriver;
+  driver: ComputeDriver;
   rail: PaymentRail;
   offers: readonly Offer[];
   images: readonly string[];
   secret: NodeSecret;
   clock?: () => Date;
   logger: Logger;
+  /** Cap of exec's stdout and of its stderr, each (API.md: 1 MiB by default). */
+  maxOutputBytes?: number;
   /** Called with each lease-state change, for metrics. */
   onEvent?: (event: LeaseEvent) => void;
 }
@@ -69,7 +72,7 @@ const DUMMY_HASH = credentialHash('alacarte/no-such-lease');
  */
 export class LeaseService {
   private readonly db: Database;
-  private readonly driver: LeaseDriver;
+  private readonly driver: ComputeDriver;
   private readonly rail: PaymentRail;
   private readonly offers: readonly Offer[];
   private readonly images: readonly string[];
@@ -78,8 +81,9 @@ export class LeaseService {
   private readonly log: Logger;
   private readonly emit: (event: LeaseEvent) => void;
   private readonly inFlight = new InFlight<Answer>();
-  /** Starts under way per offer: capacity is reserved before any money moves. */
-  private readonly reserved = new Map<string, number>();
+  private readonly maxOutputBytes: number;
+  /** Starts under way: capacity is reserved before any money moves. */
+  private readonly reserved = new Set<{ offer: Offer }>();
 
   constructor(options: LeaseServiceOptions) {
     this.db = options.db;
@@ -91,14 +95,17 @@ export class LeaseService {
     this.now = options.clock ?? (() => new Date());
     this.log = options.logger;
     this.emit = options.onEvent ?? (() => {});
+    this.maxOutputBytes = options.maxOutputBytes ?? 1024 * 1024;
   }
 
-  offerList(): Array<Record<string, unknown>> {
-    const capacity = this.driver.capacity(this.offers);
-    return this.offers.map((o) => ({
-      ...offerToJson(o),
-      available: Math.max(0, (capacity.get(o.id) ?? 0) - (this.reserved.get(o.id) ?? 0)),
-    }));
+  async offerList(): Promise<Array<Record<string, unknown>>> {
+    const capacity = await this.capacity();
+    return this.offers.map((o) => ({ ...offerToJson(o), available: capacity.get(o.id) ?? 0 }));
+  }
+
+  /** How many more sandboxes of each offer fit right now (for metrics). */
+  async capacity(): Promise<Map<string, number>> {
+    return offersThatFit(this.unreserved(await this.driver.capacity()), this.offers);
   }
 
   imageList(): readonly string[] {
@@ -146,7 +153,7 @@ export class LeaseService {
     idemHash: string | null,
   ): Promise<Answer> {
     this.checkEnough(payment, price);
-    const release = this.reserve(offer);
+    const release = await this.reserve(offer);
     try {
       const id = newLeaseId();
       const createdAt = this.now();
@@ -166,10 +173,9 @@ export class LeaseService {
             ports_json: '{}',
           })
           .execute();
-        await trx
-          .insertInto('payments')
-          .values(this.paymentRow(payment, price, id, 'create', input.seconds, idemHash))
-          .execute();
+        const paid = this.paymentRow(payment, price, id, 'create', input.seconds, idemHash);
+        await trx.insertInto('payments').values(paid).execute();
+        await this.rail.book(trx, payment.source, [changePart(payment.key, paid.change, price.unit)]);
       });
       if (!redeemed.ok) {
         this.emit({
@@ -197,7 +203,7 @@ export class LeaseService {
     const deadline = new Date(startedAt.getTime() + input.seconds * 1000);
     try {
       const started = await this.driver.start(
-        { leaseId: id, image: input.image, command: input.command, env: input.env, ports: input.ports ?? [] },
+        { leaseId: id, image: input.image, command: input.command, env: input.env, ports: input.ports },
         { vcpu: offer.vcpu, memoryMib: offer.memoryMib, pids: offer.pids, diskMib: offer.diskMib },
         deadline,
       );
@@ -211,9 +217,12 @@ export class LeaseService {
         .where('id', '=', id)
         .where('state', '=', 'pending')
         .executeTakeFirst();
-      if (updated.numUpdatedRows !== 1n) await this.driver.stop(id);
+      if (updated.numUpdatedRows !== 1n) await this.driver.stop({ leaseId: id });
     } catch (err) {
-      this.log.warn({ err: String(err), lease: id }, 'sandbox failed to start; refunding');
+      this.log.warn(
+        { err: String(err), cause: String((err as Error).cause ?? ''), lease: id },
+        'sandbox failed to start; refunding',
+      );
       await this.failPending(id, 'sandbox failed to start');
     }
   }
@@ -222,14 +231,34 @@ export class LeaseService {
     const row = await this.db.selectFrom('leases').selectAll().where('id', '=', id).executeTakeFirst();
     if (row?.state !== 'pending') return;
     const lease = leaseFromRow(row);
-    const state = lifecycle.fail(lease, this.now(), reason);
-    await this.db
-      .updateTable('leases')
-      .set(stateColumns(state))
-      .where('id', '=', id)
-      .where('state', '=', 'pending')
-      .execute();
-    this.emit({ type: 'ended', state: 'failed' });
+    await this.end(row, lifecycle.fail(lease, this.now(), reason));
+  }
+
+  /**
+   * Moves a lease out of its current state (only if it is still in it) and books its refund in the
+   * same transaction. False when another path (reaper, stop, extension) changed it first.
+   */
+  private async end(row: LeaseRow, state: lifecycle.LeaseState): Promise<boolean> {
+    const refund = state.kind === 'stopped' || state.kind === 'failed' ? state.refunded : undefined;
+    const ended = await this.db.transaction().execute(async (trx) => {
+      const updated = await trx
+        .updateTable('leases')
+        .set(stateColumns(state))
+        .where('id', '=', row.id)
+        .where('state', '=', row.state)
+        .where('expires_at', 'is not distinct from', row.expires_at)
+        .executeTakeFirst();
+      if (updated.numUpdatedRows !== 1n) return false;
+      if (refund && !refund.isZero()) {
+        const source = await this.firstPaymentSource(row.id, trx);
+        await this.rail.book(trx, source, [{ purpose: 'refund', subject: row.id, amount: refund }]);
+      }
+      return true;
+    });
+    if (ended && (state.kind === 'expired' || state.kind === 'stopped' || state.kind === 'failed')) {
+      this.emit({ type: 'ended', state: state.kind });
+    }
+    return ended;
   }
 
   // ---- read, exec, attach --------------------------------------------------------------------
@@ -246,18 +275,22 @@ export class LeaseService {
   ): Promise<Answer> {
     const row = await this.authorize(id, credential);
     this.requireRunning(row);
-    const result = await this.driver.exec(row.id, {
-      command: request.command,
-      stdin: request.stdin,
-      timeoutMs: request.timeoutSeconds * 1000,
-    });
+    const result = await this.driver.exec(
+      { leaseId: row.id },
+      {
+        command: request.command,
+        stdin: request.stdin,
+        timeoutMs: request.timeoutSeconds * 1000,
+        maxOutputBytes: this.maxOutputBytes,
+      },
+    );
     return {
       status: 200,
       headers: {},
       body: {
         exit_code: result.exitCode,
-        stdout: result.stdout,
-        stderr: result.stderr,
+        stdout: result.stdout.toString('utf8'),
+        stderr: result.stderr.toString('utf8'),
         truncated: result.truncated,
       },
     };
@@ -309,10 +342,9 @@ export class LeaseService {
             .set({ expires_at: state.expiresAt.getTime(), held: Number(fresh.held) + price.toNumber() })
             .where('id', '=', row.id)
             .execute();
-          await trx
-            .insertInto('payments')
-            .values(this.paymentRow(payment, price, row.id, 'extend', seconds, null))
-            .execute();
+          const paid = this.paymentRow(payment, price, row.id, 'extend', seconds, null);
+          await trx.insertInto('payments').values(paid).execute();
+          await this.rail.book(trx, payment.source, [changePart(payment.key, paid.change, price.unit)]);
         })
         .catch((err: unknown) => {
           if (err instanceof LeaseEnded)
@@ -330,7 +362,7 @@ export class LeaseService {
         throw new AlacarteError(redeemed.code, redeemed.message);
       }
       this.emit({ type: 'payment', rail: payment.rail, outcome: 'accepted', amount: payment.amount });
-      if (newDeadline) await this.driver.setDeadline(row.id, newDeadline);
+      if (newDeadline) await this.driver.setDeadline({ leaseId: row.id }, newDeadline);
       const answer = await this.replayExtension(row.id, payment.key);
       if (!answer) throw new Error(`extension of ${row.id} vanished after payment`);
       return answer;
@@ -349,19 +381,10 @@ export class LeaseService {
         .executeTakeFirstOrThrow();
       if (current.state === 'stopped') return this.stoppedAnswer(current);
       this.requireRunning(current);
-      const lease = leaseFromRow(current);
-      const { state } = lifecycle.stop(lease, this.now());
-      const updated = await this.db
-        .updateTable('leases')
-        .set(stateColumns(state))
-        .where('id', '=', row.id)
-        .where('state', '=', 'running')
-        .executeTakeFirst();
-      if (updated.numUpdatedRows !== 1n) {
+      const { state } = lifecycle.stop(leaseFromRow(current), this.now());
+      if (!(await this.end(current, state)))
         throw new AlacarteError('lease_not_running', 'the lease has ended');
-      }
-      this.emit({ type: 'ended', state: 'stopped' });
-      await this.driver.stop(row.id);
+      await this.driver.stop({ leaseId: row.id });
       const stopped = await this.db
         .selectFrom('leases')
         .selectAll()
@@ -382,6 +405,17 @@ export class LeaseService {
     };
   }
 
+  async countByState(): Promise<Record<string, number>> {
+    const rows = await this.db
+      .selectFrom('leases')
+      .select(['state', ({ fn }) => fn.countAll<number>().as('n')])
+      .groupBy('state')
+      .execute();
+    const counts: Record<string, number> = Object.fromEntries(lifecycle.LEASE_STATES.map((s) => [s, 0]));
+    for (const r of rows) counts[r.state] = Number(r.n);
+    return counts;
+  }
+
   // ---- expiry and reconciliation -------------------------------------------------------------
 
   /** Ends every running lease whose deadline has passed. Returns how many it ended. */
@@ -395,18 +429,9 @@ export class LeaseService {
       .execute();
     let ended = 0;
     for (const row of due) {
-      const state = lifecycle.expire(leaseFromRow(row).state, now);
-      const updated = await this.db
-        .updateTable('leases')
-        .set(stateColumns(state))
-        .where('id', '=', row.id)
-        .where('state', '=', 'running')
-        .where('expires_at', '<=', now.getTime())
-        .executeTakeFirst();
-      if (updated.numUpdatedRows === 1n) {
+      if (await this.end(row, lifecycle.expire(leaseFromRow(row).state, now))) {
         ended++;
-        this.emit({ type: 'ended', state: 'expired' });
-        await this.driver.stop(row.id).catch((err: unknown) => {
+        await this.driver.stop({ leaseId: row.id }).catch((err: unknown) => {
           this.log.error({ err: String(err), lease: row.id }, 'could not stop an expired sandbox');
         });
       }
@@ -461,20 +486,17 @@ export class LeaseService {
           result.failed++;
         }
       } else if (!sandbox) {
+        // The sandbox is gone (host reboot, OOM of the whole sandbox...): the renter gets the
+        // unused time back; past the deadline it simply expired.
         const lease = leaseFromRow(row);
-        const { state } = lifecycle.stop(lease, this.now());
-        await this.db
-          .updateTable('leases')
-          .set(stateColumns(state))
-          .where('id', '=', row.id)
-          .where('state', '=', 'running')
-          .execute();
-        this.emit({ type: 'ended', state: 'stopped' });
+        const now = this.now();
+        const past = Number(row.expires_at) <= now.getTime();
+        await this.end(row, past ? lifecycle.expire(lease.state, now) : lifecycle.stop(lease, now).state);
         result.vanished++;
       }
     }
     for (const orphan of sandboxes.keys()) {
-      await this.driver.stop(orphan);
+      await this.driver.stop({ leaseId: orphan });
       result.stoppedSandboxes++;
     }
     return result;
@@ -520,17 +542,21 @@ export class LeaseService {
     }
   }
 
-  private reserve(offer: Offer): () => void {
-    const free = (this.driver.capacity([offer]).get(offer.id) ?? 0) - (this.reserved.get(offer.id) ?? 0);
-    if (free <= 0)
+  private async reserve(offer: Offer): Promise<() => void> {
+    const free = this.unreserved(await this.driver.capacity());
+    if (fits(free, offer) < 1) {
       throw new AlacarteError('no_capacity', `no room for offer '${offer.id}' right now; try again shortly`);
-    this.reserved.set(offer.id, (this.reserved.get(offer.id) ?? 0) + 1);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      this.reserved.set(offer.id, (this.reserved.get(offer.id) ?? 1) - 1);
-    };
+    }
+    const reservation = { offer };
+    this.reserved.add(reservation);
+    return () => this.reserved.delete(reservation);
+  }
+
+  private unreserved(free: DriverCapacity): DriverCapacity {
+    return without(
+      free,
+      [...this.reserved].map((r) => r.offer),
+    );
   }
 
   private paymentRow(
@@ -577,8 +603,8 @@ export class LeaseService {
     }
   }
 
-  private async firstPaymentSource(leaseId: string): Promise<string> {
-    const p = await this.db
+  private async firstPaymentSource(leaseId: string, db: Database = this.db): Promise<string> {
+    const p = await db
       .selectFrom('payments')
       .select('mint_url')
       .where('lease_id', '=', leaseId)
@@ -711,4 +737,8 @@ function iso(ms: number | bigint): string {
 
 function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
+}
+
+function changePart(key: PaymentKey, change: number, unit: string): PayoutPart {
+  return { purpose: 'change', subject: key, amount: Amount.of(change, unit) };
 }

@@ -6,6 +6,7 @@ import type { LightningBackend, PaymentOutcome } from '../lightning/lightning-ba
 import { invalidRequest, MintError, MintErrorCode } from './errors.js';
 import { checkInputs, type VerifiedInput, verifyInputs, yOfSecret } from './inputs.js';
 import { KeysetRegistry, type KeysetSettings } from './keyset-registry.js';
+import { NodePayments } from './node-payments.js';
 import { type CheckedOutput, checkOutputs, imprintChange, signOutputs } from './outputs.js';
 import {
   getMeltQuote,
@@ -199,6 +200,11 @@ export class Mint {
   /** Re-reads keysets from the store (e.g. after `alacarte mint rotate` in another process). */
   async reloadKeysets(): Promise<void> {
     await this.registry.reload();
+  }
+
+  /** The mint as the node's own lease service uses it, in-process (node-payments.ts). */
+  nodePayments(): NodePayments {
+    return new NodePayments(this.db, this.registry, this.limits.maxInputs, () => this.nowSeconds());
   }
 
   // ---------------------------------------------------------------- NUT-06

@@ -41,6 +41,8 @@ export interface PaymentRail {
     price: Amount,
     record: (trx: Database) => Promise<void>,
   ): Promise<{ ok: true } | Rejection>;
+  /** Books a payout (change, refund) as issued, inside the caller's transaction; `payout` shows it. */
+  book(trx: Database, source: string, parts: readonly PayoutPart[]): Promise<void>;
   /**
    * One token for the payer holding every part (change of a payment, refund of a lease), derived
    * again identically on every call with the same parts, so a replay shows it without the store

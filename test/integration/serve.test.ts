@@ -37,7 +37,8 @@ describe('alacarte serve', () => {
   });
 
   it('keeps its store private to the operator', () => {
-    expect(statSync(node.dataDir).mode & 0o077).toBe(0);
+    // Others may traverse (sandboxes reach their bundles) but never list or read.
+    expect(statSync(node.dataDir).mode & 0o066).toBe(0);
     expect(statSync(join(node.dataDir, 'alacarte.sqlite')).mode & 0o077).toBe(0);
   });
 

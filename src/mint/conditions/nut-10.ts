@@ -31,6 +31,15 @@ export interface SecretLimits {
 
 export const DEFAULT_SECRET_LIMITS: SecretLimits = { maxSecretLength: 16_384, maxTags: 64, maxTagValues: 64 };
 
+/**
+ * Cheap pre-filter: false means the secret is certainly plain (no conditions to check). JSON allows
+ * whitespace before the opening bracket, and so does this; callers that skip
+ * checkSpendingConditions for plain secrets must use this test rather than look at the first char.
+ */
+export function mayCarryConditions(secret: string): boolean {
+  return /^[ \t\n\r]*\[/.test(secret);
+}
+
 /** Parses Proof.secret as a NUT-10 well-known secret, bounded by `limits`. Never throws. */
 export function parseWellKnownSecret(
   secret: string,
@@ -38,8 +47,7 @@ export function parseWellKnownSecret(
 ): SecretParseResult {
   if (typeof secret !== 'string') return { ok: false, detail: 'secret must be a string' };
   if (secret.length > limits.maxSecretLength) return { ok: false, detail: 'secret too long' };
-  // Cheap exit for the usual random hex secret.
-  if (!/^\s*\[/.test(secret)) return { ok: true, secret: undefined };
+  if (!mayCarryConditions(secret)) return { ok: true, secret: undefined };
   let json: unknown;
   try {
     json = JSON.parse(secret);

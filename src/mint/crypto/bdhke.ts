@@ -67,7 +67,7 @@ export function publicKeyOf(k: Uint8Array): Uint8Array {
   return secp.publicKeyCreate(k, true);
 }
 
-/** The mint's blind signature C_ = k·B_ (NUT-00 "signing"). */
+/** The mint's blind signature C_ = k·B_ (NUT-00 "signing"). B_ must come from parsePoint; throws otherwise. */
 export function signBlinded(k: Uint8Array, B_: Uint8Array): Uint8Array {
   return secp.publicKeyTweakMul(B_, k, true);
 }
@@ -153,8 +153,10 @@ export function signBlindedWithDleq(
   B_: Uint8Array,
   A?: Uint8Array,
 ): { C_: Uint8Array; dleq: Dleq } {
-  const cFull = secp.publicKeyTweakMul(B_, k, false);
-  const dleq = createDleq(k, B_, cFull, undefined, A);
+  // Decompress B_ once; libsecp256k1 would otherwise redo the square root in every call.
+  const bFull = uncompressed(B_);
+  const cFull = secp.publicKeyTweakMul(bFull, k, false);
+  const dleq = createDleq(k, bFull, cFull, undefined, A === undefined ? undefined : uncompressed(A));
   return { C_: secp.publicKeyConvert(cFull, true), dleq };
 }
 
@@ -188,6 +190,27 @@ export function verifyDleq(
     return timingSafeEqual(hashE([R1, R2, A, C_]), e);
   } catch {
     // An unparsable point or a sum at infinity: not a valid proof.
+    return false;
+  }
+}
+
+/**
+ * NUT-12 check of a DLEQ carried in a Proof (as a receiver of a token does): rebuilds
+ * B_ = hash_to_curve(secret) + r·G and C_ = C + r·A from the sender's blinding factor r, then
+ * verifies (e, s). Returns false, never throws, for malformed input.
+ */
+export function verifyProofDleq(
+  A: Uint8Array,
+  secret: Uint8Array,
+  C: Uint8Array,
+  dleq: Dleq & { r: Uint8Array },
+): boolean {
+  if (!secp.privateKeyVerify(dleq.r)) return false;
+  try {
+    const B_ = blindMessage(secret, dleq.r);
+    const C_ = secp.publicKeyCombine([C, secp.publicKeyTweakMul(A, dleq.r, true)], true);
+    return verifyDleq(A, B_, C_, dleq.e, dleq.s);
+  } catch {
     return false;
   }
 }

@@ -1,8 +1,10 @@
 import { deriveKeysetId } from '@cashu/cashu-ts';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   bytesToHex,
   deriveKeyset,
+  feeForInputs,
   keysetIdV1,
   keysetIdV2,
   keysToJson,
@@ -137,5 +139,41 @@ describe('keyset derivation', () => {
     expect(() => deriveKeyset({ seed, unit: 'SAT|x', index: 0 })).toThrow(RangeError);
     expect(() => deriveKeyset({ seed, unit: 'sat', index: -1 })).toThrow(RangeError);
     expect(() => deriveKeyset({ seed, unit: 'sat', index: 0, inputFeePpk: 1.5 })).toThrow(RangeError);
+  });
+});
+
+describe('NUT-02 fees', () => {
+  it('charges ceil(sum of input_fee_ppk / 1000), as in the spec example', () => {
+    expect(feeForInputs([100, 100, 100])).toBe(1n);
+    expect(feeForInputs(Array(10).fill(100))).toBe(1n);
+    expect(feeForInputs(Array(11).fill(100))).toBe(2n);
+    expect(feeForInputs([0, 0])).toBe(0n);
+    expect(feeForInputs([])).toBe(0n);
+    expect(feeForInputs([1000, 1])).toBe(2n);
+  });
+});
+
+describe('parseKeysetKeys on untrusted input', () => {
+  it('never throws, and whatever it accepts round-trips', () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(fc.anything(), fc.dictionary(fc.string({ maxLength: 22 }), fc.string({ maxLength: 70 }))),
+        (v) => {
+          const keys = parseKeysetKeys(v);
+          if (keys !== undefined) expect(keysToJson(keys)).toEqual(v);
+        },
+      ),
+      { numRuns: 1000 },
+    );
+    expect(parseKeysetKeys({ '18446744073709551616': '02'.padEnd(66, '0') })).toBeUndefined();
+    expect(
+      parseKeysetKeys({
+        '01': bytesToHex(
+          deriveKeyset({ seed: new Uint8Array(32), unit: 'sat', index: 0, maxOrder: 1 }).keys.get(1n)
+            ?.publicKey ?? new Uint8Array(),
+        ),
+      }),
+    ).toBeUndefined();
+    expect(parseKeysetKeys({})).toBeUndefined();
   });
 });

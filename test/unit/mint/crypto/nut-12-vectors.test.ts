@@ -10,6 +10,7 @@ import {
   publicKeyOf,
   signBlinded,
   verifyDleq,
+  verifyProofDleq,
 } from '../../../../src/mint/crypto/index.js';
 import { secp } from '../../../../src/mint/crypto/native.js';
 import { codeBlocks, keyValues, readVectorFile } from './vectors.js';
@@ -89,5 +90,11 @@ describe('NUT-12 vectors', () => {
     expect(verifyDleq(A, B_, C_, hex(proof.dleq.e), hex(proof.dleq.s))).toBe(true);
     const wrongSecret = blindMessage(new TextEncoder().encode(`${proof.secret}x`), r);
     expect(verifyDleq(A, wrongSecret, C_, hex(proof.dleq.e), hex(proof.dleq.s))).toBe(false);
+    const dleq = { e: hex(proof.dleq.e), s: hex(proof.dleq.s), r };
+    const secretBytes = new TextEncoder().encode(proof.secret);
+    expect(verifyProofDleq(A, secretBytes, point(proof.C), dleq)).toBe(true);
+    expect(verifyProofDleq(A, secretBytes, point(proof.C), { ...dleq, r: flip(r) })).toBe(false);
+    expect(verifyProofDleq(A, secretBytes, point(proof.C), { ...dleq, r: new Uint8Array(32) })).toBe(false);
+    expect(verifyProofDleq(A, new TextEncoder().encode('other'), point(proof.C), dleq)).toBe(false);
   });
 });

@@ -1,0 +1,118 @@
+import type { Duplex } from 'node:stream';
+
+/**
+ * The port every compute backend implements (ARCHITECTURE.md, port ComputeDriver): crun sandboxes
+ * on one machine by default, gVisor and Kubernetes later. Every implementation passes the shared
+ * contract suite in test/integration/drivers/compute-driver.contract.ts.
+ *
+ * Paid time is decided by the lease service, never here; a driver only enforces the deadline it is
+ * given, on its own, so that a dead control plane cannot leave free compute running.
+ */
+export interface ComputeDriver {
+  /** Short name for logs and metrics, e.g. 'crun'. */
+  readonly id: string;
+  /** What is left on this host after the sandboxes already running, under the operator's overcommit. */
+  capacity(): Promise<DriverCapacity>;
+  /**
+   * Starts a sandbox for a lease and returns once it answers `exec`. Throws AlacarteError
+   * `start_failed` (or `invalid_request` for a bad spec, `no_capacity` when it does not fit).
+   */
+  start(spec: SandboxSpec, limits: SandboxLimits, deadline: Date): Promise<SandboxHandle>;
+  /** Runs a command inside; throws AlacarteError `lease_not_running` when the sandbox is gone. */
+  exec(sandbox: SandboxRef, request: ExecRequest): Promise<ExecResult>;
+  /** An interactive shell on a real terminal inside the sandbox. */
+  attach(sandbox: SandboxRef, size: TerminalSize): Promise<AttachSession>;
+  /** Moves the deadline (later or earlier): rewrites /run/alacarte/lease.json and the self-enforced end. */
+  setDeadline(sandbox: SandboxRef, deadline: Date): Promise<void>;
+  /** Ends the sandbox and removes everything it held. Idempotent: stopping a gone sandbox is fine. */
+  stop(sandbox: SandboxRef): Promise<void>;
+  /**
+   * Every sandbox this driver owns that is still running, read from the host (not from memory), so a
+   * restarted node can reconcile its store. Leftovers of sandboxes that ended on their own are
+   * cleaned up on the way.
+   */
+  list(): Promise<SandboxInfo[]>;
+  /** Releases what the driver holds in this process (listeners, warm layers). Sandboxes keep running. */
+  close(): Promise<void>;
+}
+
+/** A lease id such as `lse_3kT...`: letters, digits, `_` and `-`, at most 64 characters. */
+export type SandboxId = string;
+
+export interface SandboxSpec {
+  leaseId: SandboxId;
+  /** Name of an image the driver knows, e.g. 'busybox'. */
+  image: string;
+  /** A long-running program started with the sandbox (its output is discarded); none by default. */
+  command?: string[];
+  env?: Record<string, string>;
+  /** TCP ports inside the sandbox to make reachable from the host's loopback. */
+  ports?: number[];
+}
+
+/** What an offer grants (API.md offers: vcpu, memory_mib, pids, disk_mib). */
+export interface SandboxLimits {
+  /** CPU time as a number of cores, fractions allowed (0.5 = half a core). */
+  vcpu: number;
+  memoryMib: number;
+  pids: number;
+  diskMib: number;
+}
+
+/** Identifies a sandbox to the driver; a handle, a list() entry or just `{ leaseId }` all do. */
+export interface SandboxRef {
+  leaseId: SandboxId;
+}
+
+export interface SandboxHandle extends SandboxRef {
+  deadline: Date;
+  /** Sandbox port -> URL on the host's loopback, e.g. 8080 -> 'http://127.0.0.1:40123'. */
+  ports: Record<number, string>;
+}
+
+export type SandboxInfo = SandboxHandle;
+
+export interface ExecRequest {
+  command: string[];
+  stdin?: string | Uint8Array;
+  /** The command is killed after this long; the result then says `timedOut`. */
+  timeoutMs: number;
+  /** Cap for stdout and for stderr each; what comes beyond is dropped and `truncated` set. */
+  maxOutputBytes: number;
+  env?: Record<string, string>;
+}
+
+export interface ExecResult {
+  /** The command's exit status; 128 + signal number when killed (137 after a timeout). */
+  exitCode: number;
+  stdout: Buffer;
+  stderr: Buffer;
+  truncated: boolean;
+  timedOut: boolean;
+}
+
+export interface TerminalSize {
+  cols: number;
+  rows: number;
+}
+
+export interface AttachSession {
+  /** Terminal bytes both ways: write keystrokes, read what the terminal shows. */
+  stream: Duplex;
+  resize(size: TerminalSize): Promise<void>;
+  /** Resolves with the shell's exit code when the session ends (shell exited, sandbox gone or close()). */
+  exited: Promise<number>;
+  close(): void;
+}
+
+/** Free resources, after overcommit, and how many sandboxes may still start. */
+export interface DriverCapacity {
+  vcpu: number;
+  memoryMib: number;
+  diskMib: number;
+  sandboxes: number;
+}
+
+/** Bounds every driver applies before touching the host; outside data must not pick paths or ids. */
+export const SANDBOX_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+export const IMAGE_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;

@@ -1,0 +1,569 @@
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { availableParallelism, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+import { AlacarteError } from '../../core/errors.js';
+import {
+  availableCapacity,
+  defaultOvercommit,
+  type HostResources,
+  type OvercommitSettings,
+} from '../capacity.js';
+import {
+  type AttachSession,
+  type ComputeDriver,
+  type DriverCapacity,
+  type ExecRequest,
+  type ExecResult,
+  IMAGE_NAME_PATTERN,
+  SANDBOX_ID_PATTERN,
+  type SandboxHandle,
+  type SandboxInfo,
+  type SandboxLimits,
+  type SandboxRef,
+  type SandboxSpec,
+  type TerminalSize,
+} from '../compute-driver.js';
+import { attachInSandbox, validSize } from './attach.js';
+import { type CrunDriverOptions, type DriverLogger, silentLogger } from './crun-options.js';
+import { execInSandbox } from './exec.js';
+import { deadlineFile, initScript, leaseFile } from './init-script.js';
+import { destroyDir, LayerPool } from './layer-pool.js';
+import { DEFAULT_PATH, ociSpec } from './oci-spec.js';
+import { PortProxy } from './port-proxy.js';
+import {
+  type CgroupLayout,
+  checkCgroups,
+  DriverPreflightError,
+  ensureBusyboxImage,
+  ensureImageOwnership,
+  findRuntime,
+  type RuntimeInfo,
+  requireProgram,
+  requireStaticBusybox,
+} from './preflight.js';
+import { runProcess } from './run-process.js';
+
+/** What the driver keeps on disk per sandbox, so a restarted node finds its sandboxes again. */
+interface SandboxMeta {
+  leaseId: string;
+  image: string;
+  deadline: string;
+  limits: SandboxLimits;
+  env: Record<string, string>;
+  /** sandbox port -> host port */
+  ports: Record<string, number>;
+}
+
+interface Live {
+  proxies: PortProxy[];
+}
+
+const MAX_PORTS = 16;
+const MAX_COMMAND_BYTES = 64 * 1024;
+const MAX_ENV = 128;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+
+/**
+ * ComputeDriver on crun (or runc): one OCI container per lease, started detached so that no
+ * per-sandbox process of ours stays behind. See src/drivers/crun/README.md for the layout on disk.
+ */
+export class CrunDriver implements ComputeDriver {
+  readonly id = 'crun';
+  private readonly live = new Map<string, Live>();
+  private readonly starting = new Set<string>();
+  private readonly limitsById = new Map<string, SandboxLimits>();
+  private readonly knownImages = new Set<string>();
+  private readonly pool: LayerPool;
+
+  private constructor(
+    private readonly runtime: RuntimeInfo,
+    private readonly cgroups: CgroupLayout,
+    private readonly paths: {
+      runtimeDir: string;
+      imagesDir: string;
+      stateDir: string;
+      libDir: string;
+      busybox: string;
+      script: string;
+    },
+    private readonly instance: string,
+    private readonly idBase: number,
+    private readonly idCount: number,
+    private readonly cgroupParent: string,
+    private readonly host: HostResources,
+    private readonly overcommit: OvercommitSettings,
+    private readonly log: DriverLogger,
+    warmLayers: number,
+  ) {
+    this.pool = new LayerPool({
+      warmDir: join(paths.runtimeDir, '.warm'),
+      imagesDir: paths.imagesDir,
+      busybox: paths.busybox,
+      idBase,
+      size: warmLayers,
+      logger: log,
+    });
+  }
+
+  /**
+   * Checks the host (runtime, cgroups, busybox, images) and fixes what it may, then returns a driver
+   * that already knows the sandboxes a previous process left running. Throws DriverPreflightError
+   * with one message saying what to install or change.
+   */
+  static async create(options: CrunDriverOptions): Promise<CrunDriver> {
+    const log = options.logger ?? silentLogger;
+    const isRoot = process.getuid?.() === 0;
+    if (!isRoot)
+      throw new DriverPreflightError(
+        'the crun driver needs root (user namespaces with a host id range, cgroups, mounts)',
+      );
+    const runtime = findRuntime(options.runtimePath);
+    const cgroups = checkCgroups(log, isRoot);
+    const busybox = options.busyboxPath ?? '/bin/busybox';
+    requireStaticBusybox(busybox);
+    const script = requireProgram('script', 'bsdutils (util-linux)');
+    const runtimeDir = resolve(options.runtimeDir);
+    const imagesDir = resolve(options.imagesDir);
+    for (const p of [runtimeDir, imagesDir]) {
+      // overlayfs options are comma and colon separated.
+      if (/[,:\s'"\\]/.test(p))
+        throw new DriverPreflightError(`${p}: paths with , : quotes or spaces are not supported`);
+    }
+    const instance =
+      options.instance ?? `a${createHash('sha256').update(runtimeDir).digest('hex').slice(0, 8)}`;
+    if (!/^[a-z0-9]{1,16}$/.test(instance))
+      throw new DriverPreflightError('instance must be 1-16 lower-case letters or digits');
+    const stateDir = options.stateDir ?? `/run/alacarte-${instance}`;
+    const idBase = options.idBase ?? 1_000_000;
+    const idCount = options.idCount ?? 65_536;
+    mkdirSync(runtimeDir, { recursive: true, mode: 0o711 });
+    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    const libDir = join(runtimeDir, '.lib');
+    mkdirSync(libDir, { recursive: true, mode: 0o755 });
+    // Every sandbox's init runs the host's static busybox: copied, so an upgrade never swaps it under a sandbox.
+    writeIfChanged(join(libDir, 'busybox'), readFileSync(busybox), 0o755);
+    writeIfChanged(join(libDir, 'init.sh'), Buffer.from(initScript()), 0o644);
+    ensureBusyboxImage(imagesDir, busybox, idBase, log);
+    const host = { cpus: availableParallelism(), memoryMib: Math.floor(totalmem() / 2 ** 20) };
+    const driver = new CrunDriver(
+      runtime,
+      cgroups,
+      { runtimeDir, imagesDir, stateDir, libDir, busybox, script },
+      instance,
+      idBase,
+      idCount,
+      options.cgroupParent ?? '/alacarte',
+      host,
+      { ...defaultOvercommit(host), ...options.overcommit },
+      log,
+      options.warmLayers ?? 2,
+    );
+    await driver.pool.sweep();
+    await driver.list();
+    log.info(
+      `alacarte: ${runtime.name} driver ready (${runtime.version}, cgroups ${cgroups.mode}, state ${stateDir}, sandboxes in ${runtimeDir})`,
+    );
+    return driver;
+  }
+
+  async capacity(): Promise<DriverCapacity> {
+    return availableCapacity(this.host, this.overcommit, [...this.limitsById.values()]);
+  }
+
+  async start(spec: SandboxSpec, limits: SandboxLimits, deadline: Date): Promise<SandboxHandle> {
+    validateSpec(spec);
+    validateLimits(limits);
+    if (Number.isNaN(deadline.getTime()))
+      throw new AlacarteError('invalid_request', 'deadline is not a date');
+    const id = spec.leaseId;
+    const dir = this.dir(id);
+    if (this.starting.has(id) || existsSync(dir)) {
+      throw new AlacarteError('invalid_request', `a sandbox for ${id} exists already`);
+    }
+    this.ensureImage(spec.image);
+    this.starting.add(id);
+    const live: Live = { proxies: [] };
+    try {
+      const prepared = await this.pool.take(spec.image, limits.diskMib);
+      renameSync(prepared, dir);
+      this.writeDeadline(dir, id, deadline);
+      const ports: Record<string, number> = {};
+      for (const port of spec.ports ?? []) {
+        const proxy = new PortProxy(port, () => this.initPid(id), this.paths.busybox);
+        live.proxies.push(proxy);
+        ports[port] = await proxy.listen();
+      }
+      const meta: SandboxMeta = {
+        leaseId: id,
+        image: spec.image,
+        deadline: deadline.toISOString(),
+        limits,
+        env: spec.env ?? {},
+        ports,
+      };
+      writeFileSync(join(dir, 'meta.json'), JSON.stringify(meta));
+      const config = ociSpec({
+        hostname: 'sandbox',
+        rootfs: join(dir, 'rootfs'),
+        runDir: join(dir, 'run'),
+        libDir: this.paths.libDir,
+        command: spec.command ?? [],
+        env: spec.env ?? {},
+        limits,
+        idBase: this.idBase,
+        idCount: this.idCount,
+        cgroupsPath: this.cgroupPath(id),
+        swapAccounting: this.cgroups.swapAccounting,
+      });
+      writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+      const logFile = join(dir, 'runtime.log');
+      const code = await runDetached(this.runtime.path, [
+        `--log=${logFile}`,
+        '--root',
+        this.paths.stateDir,
+        'run',
+        '--detach',
+        '--pid-file',
+        join(dir, 'init.pid'),
+        '--bundle',
+        dir,
+        this.containerId(id),
+      ]);
+      if (code !== 0) {
+        let why = '';
+        try {
+          why = readFileSync(logFile, 'utf8').trim().slice(-500);
+        } catch {
+          // no log written
+        }
+        throw new Error(`${this.runtime.name} run exited ${code}: ${why}`);
+      }
+      this.live.set(id, live);
+      this.limitsById.set(id, limits);
+      return { leaseId: id, deadline, ports: urls(ports) };
+    } catch (e) {
+      await Promise.all(live.proxies.map((p) => p.close()));
+      await this.removeContainer(id).catch(() => {});
+      await destroyDir(dir, this.paths.busybox).catch(() => {});
+      if (e instanceof AlacarteError) throw e;
+      throw new AlacarteError('start_failed', 'the sandbox did not start', { cause: e });
+    } finally {
+      this.starting.delete(id);
+    }
+  }
+
+  async exec(sandbox: SandboxRef, request: ExecRequest): Promise<ExecResult> {
+    const id = this.requireRunning(sandbox);
+    validateCommand(request.command, 'command');
+    if (!(request.timeoutMs > 0) || !(request.maxOutputBytes >= 0)) {
+      throw new AlacarteError(
+        'invalid_request',
+        'timeoutMs must be positive and maxOutputBytes not negative',
+      );
+    }
+    const meta = this.meta(id);
+    const result = await execInSandbox(
+      {
+        runtime: this.runtime.path,
+        stateDir: this.paths.stateDir,
+        containerId: this.containerId(id),
+        pidFile: join(this.dir(id), `exec-${randomBytes(6).toString('hex')}.pid`),
+        env: this.envFor(meta, request.env),
+      },
+      request,
+    );
+    // A failure may mean the sandbox ended meanwhile; say so rather than return the runtime's message.
+    if (result.exitCode !== 0 && this.initPid(id) === undefined) {
+      throw new AlacarteError('lease_not_running', 'the sandbox has ended');
+    }
+    return result;
+  }
+
+  async attach(sandbox: SandboxRef, size: TerminalSize): Promise<AttachSession> {
+    const id = this.requireRunning(sandbox);
+    if (!validSize(size)) throw new AlacarteError('invalid_request', 'terminal size must be 1 to 1000');
+    const meta = this.meta(id);
+    return attachInSandbox(
+      {
+        runtime: this.runtime.path,
+        stateDir: this.paths.stateDir,
+        containerId: this.containerId(id),
+        pidFile: join(this.dir(id), `attach-${randomBytes(6).toString('hex')}.pid`),
+        env: [...this.envFor(meta), 'TERM=xterm-256color'],
+        busybox: this.paths.busybox,
+        script: this.paths.script,
+        shell: '/bin/sh',
+      },
+      size,
+    );
+  }
+
+  async setDeadline(sandbox: SandboxRef, deadline: Date): Promise<void> {
+    const id = this.requireRunning(sandbox);
+    if (Number.isNaN(deadline.getTime()))
+      throw new AlacarteError('invalid_request', 'deadline is not a date');
+    const dir = this.dir(id);
+    this.writeDeadline(dir, id, deadline);
+    const meta = this.meta(id);
+    writeAtomic(join(dir, 'meta.json'), JSON.stringify({ ...meta, deadline: deadline.toISOString() }));
+    // Wake init so that a deadline moved earlier takes effect now, not at its next check.
+    const pid = this.initPid(id);
+    if (pid !== undefined) process.kill(pid, 'SIGUSR1');
+  }
+
+  async stop(sandbox: SandboxRef): Promise<void> {
+    const id = sandbox.leaseId;
+    if (!SANDBOX_ID_PATTERN.test(id)) return;
+    const live = this.live.get(id);
+    this.live.delete(id);
+    if (live) await Promise.all(live.proxies.map((p) => p.close()));
+    await this.removeContainer(id);
+    if (existsSync(this.dir(id))) await destroyDir(this.dir(id), this.paths.busybox);
+    this.limitsById.delete(id);
+  }
+
+  async list(): Promise<SandboxInfo[]> {
+    const containers = await this.containers();
+    const out: SandboxInfo[] = [];
+    const seen = new Set<string>();
+    for (const c of containers) {
+      const id = c.leaseId;
+      seen.add(id);
+      if (this.starting.has(id)) continue;
+      let meta: SandboxMeta | undefined;
+      try {
+        meta = this.meta(id);
+      } catch {
+        meta = undefined;
+      }
+      // Belt and braces: init ends the sandbox at its deadline; anything past it by 5 s goes now.
+      const overdue = meta !== undefined && Date.parse(meta.deadline) + 5000 < Date.now();
+      if (c.status !== 'running' || meta === undefined || overdue || this.initPid(id) === undefined) {
+        this.log.info(
+          `alacarte: cleaning up sandbox ${id} (${c.status}${overdue ? ', past its deadline' : ''})`,
+        );
+        await this.stop({ leaseId: id });
+        continue;
+      }
+      this.limitsById.set(id, meta.limits);
+      if (!this.live.has(id)) await this.reopenPorts(id, meta);
+      out.push({ leaseId: id, deadline: new Date(meta.deadline), ports: urls(meta.ports) });
+    }
+    // Directories without a container: a start that crashed half-way.
+    for (const name of readdirSync(this.paths.runtimeDir)) {
+      if (name.startsWith('.') || seen.has(name) || this.starting.has(name) || !SANDBOX_ID_PATTERN.test(name))
+        continue;
+      this.log.info(`alacarte: removing the remains of sandbox ${name}`);
+      await this.stop({ leaseId: name });
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close();
+    for (const live of this.live.values()) await Promise.all(live.proxies.map((p) => p.close()));
+    this.live.clear();
+  }
+
+  /** The host pid of a sandbox's init, only while it is alive and really ours (pids get reused). */
+  initPid(leaseId: string): number | undefined {
+    let pid: number;
+    try {
+      pid = Number.parseInt(readFileSync(join(this.dir(leaseId), 'init.pid'), 'utf8'), 10);
+      if (!(pid > 1)) return undefined;
+      const cgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+      if (!cgroup.includes(`:${this.cgroupPath(leaseId)}\n`)) return undefined;
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (/\) Z /.test(stat)) return undefined;
+    } catch {
+      return undefined;
+    }
+    return pid;
+  }
+
+  /** For tests and benchmarks: where a sandbox's processes are accounted. */
+  cgroupPath(leaseId: string): string {
+    return `${this.cgroupParent}/${this.instance}/${leaseId}`;
+  }
+
+  private containerId(leaseId: string): string {
+    return `${this.instance}-${leaseId}`;
+  }
+
+  private dir(leaseId: string): string {
+    return join(this.paths.runtimeDir, leaseId);
+  }
+
+  private meta(leaseId: string): SandboxMeta {
+    return JSON.parse(readFileSync(join(this.dir(leaseId), 'meta.json'), 'utf8')) as SandboxMeta;
+  }
+
+  private envFor(meta: SandboxMeta, extra: Record<string, string> = {}): string[] {
+    validateEnv(extra);
+    const env = { ...meta.env, ...extra };
+    return [DEFAULT_PATH, 'HOME=/root', ...Object.entries(env).map(([k, v]) => `${k}=${v}`)];
+  }
+
+  private requireRunning(sandbox: SandboxRef): string {
+    const id = sandbox.leaseId;
+    if (!SANDBOX_ID_PATTERN.test(id) || this.initPid(id) === undefined) {
+      throw new AlacarteError('lease_not_running', 'no running sandbox for this lease');
+    }
+    return id;
+  }
+
+  private ensureImage(image: string): void {
+    if (this.knownImages.has(image)) return;
+    const dir = join(this.paths.imagesDir, image);
+    if (!existsSync(dir)) throw new AlacarteError('invalid_request', `unknown image ${image}`);
+    ensureImageOwnership(dir, this.idBase, this.log);
+    this.knownImages.add(image);
+  }
+
+  private writeDeadline(dir: string, leaseId: string, deadline: Date): void {
+    writeAtomic(join(dir, 'run', 'lease.json'), leaseFile(leaseId, deadline));
+    writeAtomic(join(dir, 'run', 'deadline'), deadlineFile(deadline));
+  }
+
+  private async reopenPorts(leaseId: string, meta: SandboxMeta): Promise<void> {
+    const live: Live = { proxies: [] };
+    this.live.set(leaseId, live);
+    for (const [inside, hostPort] of Object.entries(meta.ports)) {
+      const proxy = new PortProxy(Number(inside), () => this.initPid(leaseId), this.paths.busybox);
+      live.proxies.push(proxy);
+      try {
+        await proxy.listen(hostPort);
+      } catch (e) {
+        this.log.warn(`alacarte: port ${hostPort} of sandbox ${leaseId} could not be reopened: ${String(e)}`);
+      }
+    }
+  }
+
+  private async containers(): Promise<{ leaseId: string; status: string }[]> {
+    const r = await runProcess(this.runtime.path, [
+      '--root',
+      this.paths.stateDir,
+      'list',
+      '--format',
+      'json',
+    ]);
+    if (r.code !== 0) throw new Error(`${this.runtime.name} list failed: ${r.stderr.trim()}`);
+    const parsed: unknown = JSON.parse(r.stdout.trim() || '[]');
+    if (!Array.isArray(parsed)) return [];
+    const prefix = `${this.instance}-`;
+    const out: { leaseId: string; status: string }[] = [];
+    for (const entry of parsed as unknown[]) {
+      if (typeof entry !== 'object' || entry === null) continue;
+      const { id, status } = entry as { id?: unknown; status?: unknown };
+      if (typeof id !== 'string' || !id.startsWith(prefix) || typeof status !== 'string') continue;
+      const leaseId = id.slice(prefix.length);
+      if (SANDBOX_ID_PATTERN.test(leaseId)) out.push({ leaseId, status });
+    }
+    return out;
+  }
+
+  private async removeContainer(leaseId: string): Promise<void> {
+    const r = await runProcess(this.runtime.path, [
+      '--root',
+      this.paths.stateDir,
+      'delete',
+      '--force',
+      this.containerId(leaseId),
+    ]);
+    if (r.code !== 0 && !/does not exist|not exist|no such/i.test(r.stderr)) {
+      throw new Error(`${this.runtime.name} delete failed: ${r.stderr.trim()}`);
+    }
+  }
+}
+
+function urls(ports: Record<string, number>): Record<number, string> {
+  const out: Record<number, string> = {};
+  for (const [inside, hostPort] of Object.entries(ports))
+    out[Number(inside)] = `http://127.0.0.1:${hostPort}`;
+  return out;
+}
+
+function writeAtomic(path: string, content: string): void {
+  const tmp = `${path}.${randomBytes(4).toString('hex')}.tmp`;
+  writeFileSync(tmp, content);
+  renameSync(tmp, path);
+}
+
+function writeIfChanged(path: string, content: Buffer, mode: number): void {
+  try {
+    if (readFileSync(path).equals(content)) return;
+  } catch {
+    // missing
+  }
+  const tmp = `${path}.tmp`;
+  writeFileSync(tmp, content, { mode });
+  renameSync(tmp, path);
+}
+
+/** `crun run --detach` leaves the container holding whatever stdio it got, so give it none to hold. */
+function runDetached(file: string, args: string[]): Promise<number> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(file, args, { stdio: 'ignore' });
+    child.on('error', reject);
+    child.on('exit', (code) => resolvePromise(code ?? 255));
+  });
+}
+
+function validateCommand(command: unknown, what: string): void {
+  if (!Array.isArray(command) || command.length === 0) {
+    throw new AlacarteError('invalid_request', `${what} must be a non-empty list of strings`);
+  }
+  let bytes = 0;
+  for (const part of command) {
+    if (typeof part !== 'string' || part.includes('\0')) {
+      throw new AlacarteError('invalid_request', `${what} must be strings without NUL`);
+    }
+    bytes += Buffer.byteLength(part);
+  }
+  if (bytes > MAX_COMMAND_BYTES) throw new AlacarteError('invalid_request', `${what} is too long`);
+}
+
+function validateEnv(env: unknown): void {
+  if (typeof env !== 'object' || env === null)
+    throw new AlacarteError('invalid_request', 'env must be an object');
+  const entries = Object.entries(env);
+  if (entries.length > MAX_ENV) throw new AlacarteError('invalid_request', 'too many env variables');
+  for (const [k, v] of entries) {
+    if (!ENV_NAME.test(k) || typeof v !== 'string' || v.includes('\0') || v.length > 8192) {
+      throw new AlacarteError('invalid_request', `bad env variable ${k.slice(0, 64)}`);
+    }
+  }
+}
+
+export function validateSpec(spec: SandboxSpec): void {
+  if (!SANDBOX_ID_PATTERN.test(spec.leaseId)) throw new AlacarteError('invalid_request', 'bad lease id');
+  if (!IMAGE_NAME_PATTERN.test(spec.image)) throw new AlacarteError('invalid_request', 'bad image name');
+  if (spec.command !== undefined) validateCommand(spec.command, 'command');
+  if (spec.env !== undefined) validateEnv(spec.env);
+  const ports = spec.ports ?? [];
+  if (!Array.isArray(ports) || ports.length > MAX_PORTS) {
+    throw new AlacarteError('invalid_request', `at most ${MAX_PORTS} ports`);
+  }
+  if (
+    new Set(ports).size !== ports.length ||
+    !ports.every((p) => Number.isInteger(p) && p >= 1 && p <= 65535)
+  ) {
+    throw new AlacarteError('invalid_request', 'ports must be distinct whole numbers from 1 to 65535');
+  }
+}
+
+export function validateLimits(limits: SandboxLimits): void {
+  const ok =
+    Number.isFinite(limits.vcpu) &&
+    limits.vcpu >= 0.01 &&
+    limits.vcpu <= 1024 &&
+    Number.isInteger(limits.memoryMib) &&
+    limits.memoryMib >= 16 &&
+    Number.isInteger(limits.pids) &&
+    limits.pids >= 8 &&
+    Number.isInteger(limits.diskMib) &&
+    limits.diskMib >= 1;
+  if (!ok) throw new AlacarteError('invalid_request', 'limits out of range');
+}

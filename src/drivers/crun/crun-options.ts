@@ -1,0 +1,36 @@
+import type { OvercommitSettings } from '../capacity.js';
+
+/** The subset of pino's logger the driver uses; silent by default. */
+export interface DriverLogger {
+  info(message: string): void;
+  warn(message: string): void;
+}
+
+export const silentLogger: DriverLogger = { info: () => {}, warn: () => {} };
+
+export interface CrunDriverOptions {
+  /** Bundles, writable layers and per-sandbox files live here (default: <dataDir>/sandboxes). */
+  runtimeDir: string;
+  /** Read-only root filesystems by name; `busybox` is built here when missing. */
+  imagesDir: string;
+  /** crun's --root; default /run/alacarte-<instance>. Must be on a tmpfs that empties at boot. */
+  stateDir?: string;
+  /**
+   * Names this driver's containers (`<instance>-<leaseId>`) and cgroups; default derived from
+   * runtimeDir so that two drivers with different directories never see each other's sandboxes.
+   */
+  instance?: string;
+  /** Path of crun or runc; found on PATH when absent. */
+  runtimePath?: string;
+  /** Static busybox on the host, used for the image and as every sandbox's init. */
+  busyboxPath?: string;
+  /** Root inside maps to this host uid/gid; the sandbox gets idCount ids from here. */
+  idBase?: number;
+  idCount?: number;
+  /** Parent of the per-sandbox cgroups (absolute, so sandboxes sit outside the node's own cgroup). */
+  cgroupParent?: string;
+  /** Writable layers prepared ahead per (image, disk size), to keep mounts off start()'s path. */
+  warmLayers?: number;
+  overcommit?: Partial<OvercommitSettings>;
+  logger?: DriverLogger;
+}

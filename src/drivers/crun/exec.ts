@@ -1,0 +1,95 @@
+import { spawn } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
+import type { ExecRequest, ExecResult } from '../compute-driver.js';
+import { signalNumber } from './run-process.js';
+
+export interface ExecTarget {
+  runtime: string;
+  stateDir: string;
+  containerId: string;
+  /** Where the runtime writes the host pid of the command, so a timeout can kill it. */
+  pidFile: string;
+  /** The whole environment: the runtime replaces, not extends, the sandbox's when given any. */
+  env: string[];
+}
+
+/** Collects a stream up to a cap and keeps draining past it, so the writer never blocks. */
+class CappedBuffer {
+  private readonly chunks: Buffer[] = [];
+  private length = 0;
+  truncated = false;
+
+  constructor(private readonly cap: number) {}
+
+  push(chunk: Buffer): void {
+    const room = this.cap - this.length;
+    if (room <= 0) {
+      this.truncated = true;
+      return;
+    }
+    const part = chunk.length > room ? chunk.subarray(0, room) : chunk;
+    if (part.length < chunk.length) this.truncated = true;
+    this.chunks.push(part);
+    this.length += part.length;
+  }
+
+  value(): Buffer {
+    return Buffer.concat(this.chunks, this.length);
+  }
+}
+
+function readPid(file: string): number | undefined {
+  try {
+    const pid = Number.parseInt(readFileSync(file, 'utf8'), 10);
+    return Number.isSafeInteger(pid) && pid > 1 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Runs one command in a running sandbox through `crun exec`. */
+export function execInSandbox(target: ExecTarget, request: ExecRequest): Promise<ExecResult> {
+  const args = ['--root', target.stateDir, 'exec', '--pid-file', target.pidFile];
+  for (const e of target.env) args.push('--env', e);
+  args.push(target.containerId, ...request.command);
+  const child = spawn(target.runtime, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  const stdout = new CappedBuffer(request.maxOutputBytes);
+  const stderr = new CappedBuffer(request.maxOutputBytes);
+  child.stdout.on('data', (b: Buffer) => stdout.push(b));
+  child.stderr.on('data', (b: Buffer) => stderr.push(b));
+  // The command sees end-of-file right after the given input (or at once without one).
+  child.stdin.on('error', () => {});
+  child.stdin.end(request.stdin);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    // Killing the runtime alone would leave the command running inside; kill the command itself.
+    const pid = readPid(target.pidFile);
+    if (pid !== undefined) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    // If the command never started (or the runtime hangs), do not wait for it either.
+    setTimeout(() => child.kill('SIGKILL'), 1000).unref();
+  }, request.timeoutMs);
+  return new Promise((resolve, reject) => {
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      rmSync(target.pidFile, { force: true });
+      resolve({
+        exitCode: code ?? 128 + signalNumber(signal),
+        stdout: stdout.value(),
+        stderr: stderr.value(),
+        truncated: stdout.truncated || stderr.truncated,
+        timedOut,
+      });
+    });
+  });
+}

@@ -1,0 +1,202 @@
+import type { SandboxLimits } from '../compute-driver.js';
+import { type SeccompProfile, seccompProfile } from './seccomp.js';
+
+/** Where things sit inside every sandbox. */
+export const IN_SANDBOX = {
+  runDir: '/run/alacarte',
+  binDir: '/run/alacarte/bin',
+  busybox: '/run/alacarte/bin/busybox',
+  init: '/run/alacarte/bin/init.sh',
+} as const;
+
+export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** The per-sandbox facts the OCI config is made of; everything here is already validated. */
+export interface OciSpecInput {
+  hostname: string;
+  /** Host path of the merged (overlay) root filesystem. */
+  rootfs: string;
+  /** Host directory shown read-only at /run/alacarte (lease.json, deadline). */
+  runDir: string;
+  /** Host directory with the static busybox and init.sh, shown read-only at /run/alacarte/bin. */
+  libDir: string;
+  /** The lease's own long-running command, started by init; may be empty. */
+  command: readonly string[];
+  env: Readonly<Record<string, string>>;
+  limits: SandboxLimits;
+  /** Root inside is this host uid/gid, and the next 65535 ids follow. */
+  idBase: number;
+  idCount: number;
+  /** Absolute cgroup path, outside the node's own cgroup. */
+  cgroupsPath: string;
+  /** The host has memory+swap accounting, so swap can be capped too. */
+  swapAccounting: boolean;
+  arch?: string;
+}
+
+export interface OciMount {
+  destination: string;
+  type: string;
+  source: string;
+  options?: string[];
+}
+
+export interface OciSpec {
+  ociVersion: string;
+  process: {
+    terminal: boolean;
+    user: { uid: number; gid: number };
+    args: string[];
+    env: string[];
+    cwd: string;
+    capabilities: Record<'bounding' | 'effective' | 'permitted' | 'inheritable' | 'ambient', string[]>;
+    rlimits: { type: string; hard: number; soft: number }[];
+    noNewPrivileges: boolean;
+    oomScoreAdj: number;
+  };
+  root: { path: string; readonly: boolean };
+  hostname: string;
+  mounts: OciMount[];
+  linux: {
+    uidMappings: { containerID: number; hostID: number; size: number }[];
+    gidMappings: { containerID: number; hostID: number; size: number }[];
+    namespaces: { type: string }[];
+    cgroupsPath: string;
+    resources: {
+      memory: { limit: number; swap?: number };
+      cpu: { quota: number; period: number };
+      pids: { limit: number };
+      devices: { allow: boolean; type?: string; major?: number; minor?: number; access: string }[];
+    };
+    seccomp: SeccompProfile;
+    maskedPaths: string[];
+    readonlyPaths: string[];
+  };
+}
+
+/**
+ * What root inside may do: enough to own its files, switch users and bind low ports, nothing that
+ * reaches the kernel (no SYS_ADMIN, NET_ADMIN, NET_RAW, SYS_PTRACE, MKNOD, SYS_CHROOT, AUDIT_*).
+ */
+export const CAPABILITIES: readonly string[] = [
+  'CAP_CHOWN',
+  'CAP_DAC_OVERRIDE',
+  'CAP_FOWNER',
+  'CAP_FSETID',
+  'CAP_KILL',
+  'CAP_SETGID',
+  'CAP_SETUID',
+  'CAP_NET_BIND_SERVICE',
+];
+
+export const CPU_PERIOD_US = 100_000;
+const MIB = 1024 * 1024;
+
+export function cpuQuotaUs(vcpu: number): number {
+  // The kernel refuses quotas under 1 ms.
+  return Math.max(1000, Math.round(vcpu * CPU_PERIOD_US));
+}
+
+export function ociSpec(input: OciSpecInput): OciSpec {
+  const memory = input.limits.memoryMib * MIB;
+  const caps = [...CAPABILITIES];
+  const env = [DEFAULT_PATH, 'HOME=/root', ...Object.entries(input.env).map(([k, v]) => `${k}=${v}`)];
+  // /dev/shm is memory too; it is charged to the sandbox, capping it only keeps one tmpfs from eating all.
+  const shmKib = Math.max(1024, Math.floor((input.limits.memoryMib * 1024) / 2));
+  return {
+    ociVersion: '1.0.2',
+    process: {
+      terminal: false,
+      user: { uid: 0, gid: 0 },
+      args: [IN_SANDBOX.busybox, 'sh', IN_SANDBOX.init, ...input.command],
+      env,
+      cwd: '/',
+      capabilities: { bounding: caps, effective: caps, permitted: caps, inheritable: [], ambient: [] },
+      rlimits: [{ type: 'RLIMIT_NOFILE', hard: 4096, soft: 1024 }],
+      noNewPrivileges: true,
+      // When the host runs short, the kernel should pick a tenant, not the node.
+      oomScoreAdj: 500,
+    },
+    root: { path: input.rootfs, readonly: false },
+    hostname: input.hostname,
+    mounts: [
+      { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
+      {
+        destination: '/dev',
+        type: 'tmpfs',
+        source: 'tmpfs',
+        options: ['nosuid', 'strictatime', 'mode=755', 'size=64k'],
+      },
+      {
+        destination: '/dev/pts',
+        type: 'devpts',
+        source: 'devpts',
+        options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'],
+      },
+      {
+        destination: '/dev/shm',
+        type: 'tmpfs',
+        source: 'shm',
+        options: ['nosuid', 'noexec', 'nodev', 'mode=1777', `size=${shmKib}k`],
+      },
+      {
+        destination: '/dev/mqueue',
+        type: 'mqueue',
+        source: 'mqueue',
+        options: ['nosuid', 'noexec', 'nodev'],
+      },
+      { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+      {
+        destination: IN_SANDBOX.runDir,
+        type: 'bind',
+        source: input.runDir,
+        options: ['rbind', 'ro', 'nosuid', 'nodev'],
+      },
+      {
+        destination: IN_SANDBOX.binDir,
+        type: 'bind',
+        source: input.libDir,
+        options: ['rbind', 'ro', 'nosuid', 'nodev'],
+      },
+    ],
+    linux: {
+      uidMappings: [{ containerID: 0, hostID: input.idBase, size: input.idCount }],
+      gidMappings: [{ containerID: 0, hostID: input.idBase, size: input.idCount }],
+      namespaces: ['pid', 'network', 'ipc', 'uts', 'mount', 'user', 'cgroup'].map((type) => ({ type })),
+      cgroupsPath: input.cgroupsPath,
+      resources: {
+        memory: input.swapAccounting ? { limit: memory, swap: memory } : { limit: memory },
+        cpu: { quota: cpuQuotaUs(input.limits.vcpu), period: CPU_PERIOD_US },
+        pids: { limit: input.limits.pids },
+        devices: [
+          { allow: false, access: 'rwm' },
+          ...[
+            [1, 3],
+            [1, 5],
+            [1, 7],
+            [1, 8],
+            [1, 9],
+            [5, 0],
+            [5, 2],
+          ].map(([major, minor]) => ({ allow: true, type: 'c', major, minor, access: 'rwm' })),
+          { allow: true, type: 'c', major: 136, access: 'rwm' },
+        ],
+      },
+      seccomp: seccompProfile(input.arch),
+      maskedPaths: [
+        '/proc/acpi',
+        '/proc/asound',
+        '/proc/kcore',
+        '/proc/keys',
+        '/proc/latency_stats',
+        '/proc/timer_list',
+        '/proc/timer_stats',
+        '/proc/sched_debug',
+        '/proc/scsi',
+        '/sys/firmware',
+        '/sys/devices/virtual/powercap',
+      ],
+      readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
+    },
+  };
+}

@@ -1,0 +1,65 @@
+import { spawn } from 'node:child_process';
+import { createServer, type Server, type Socket } from 'node:net';
+
+/**
+ * Makes one TCP port inside a sandbox reachable at 127.0.0.1:<host port>. The sandbox has only
+ * loopback, so each connection gets a relay started in the sandbox's network namespace (busybox
+ * `nsenter` + `nc`), connected to the host socket through pipes. An idle port costs one listening
+ * socket in this process and nothing else; a connection costs one small static process.
+ */
+export class PortProxy {
+  private server: Server | undefined;
+  private readonly sockets = new Set<Socket>();
+
+  constructor(
+    private readonly sandboxPort: number,
+    /** The host pid whose network namespace to enter, or undefined once the sandbox is gone. */
+    private readonly netnsPid: () => number | undefined,
+    private readonly busybox: string,
+  ) {}
+
+  /** Listens on 127.0.0.1 (a given port, e.g. after a restart, or any free one) and returns the port. */
+  listen(hostPort = 0): Promise<number> {
+    const server = createServer({ allowHalfOpen: true }, (socket) => this.relay(socket));
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: '127.0.0.1', port: hostPort, exclusive: true }, () => {
+        server.off('error', reject);
+        const address = server.address();
+        resolve(typeof address === 'object' && address ? address.port : hostPort);
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    const server = this.server;
+    this.server = undefined;
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  private relay(socket: Socket): void {
+    const pid = this.netnsPid();
+    if (pid === undefined) {
+      socket.destroy();
+      return;
+    }
+    this.sockets.add(socket);
+    const child = spawn(
+      this.busybox,
+      ['nsenter', `--net=/proc/${pid}/ns/net`, this.busybox, 'nc', '127.0.0.1', String(this.sandboxPort)],
+      { stdio: ['pipe', 'pipe', 'ignore'] },
+    );
+    // The client may half-close after its request; the answer must still flow back.
+    socket.pipe(child.stdin, { end: false });
+    child.stdout.pipe(socket);
+    child.stdin.on('error', () => {});
+    socket.on('error', () => {});
+    child.on('error', () => socket.destroy());
+    socket.on('close', () => {
+      this.sockets.delete(socket);
+      child.kill('SIGKILL');
+    });
+  }
+}

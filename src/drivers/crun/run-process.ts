@@ -1,0 +1,47 @@
+import { spawn } from 'node:child_process';
+import { constants } from 'node:os';
+
+export interface ProcessResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs a host program to completion. stdin is closed; output is kept up to a small cap, since it is
+ * only ever read for error messages and short JSON answers.
+ */
+export function runProcess(
+  file: string,
+  args: readonly string[],
+  maxOutput = 1 << 20,
+): Promise<ProcessResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let outLen = 0;
+    let errLen = 0;
+    child.stdout.on('data', (b: Buffer) => {
+      if (outLen < maxOutput) out.push(b);
+      outLen += b.length;
+    });
+    child.stderr.on('data', (b: Buffer) => {
+      if (errLen < maxOutput) err.push(b);
+      errLen += b.length;
+    });
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      resolve({
+        code: code ?? 128 + signalNumber(signal),
+        stdout: Buffer.concat(out).toString('utf8'),
+        stderr: Buffer.concat(err).toString('utf8'),
+      });
+    });
+  });
+}
+
+/** 128 + n is how shells report a death by signal n. */
+export function signalNumber(signal: NodeJS.Signals | null): number {
+  return signal ? (constants.signals[signal] ?? 1) : 0;
+}

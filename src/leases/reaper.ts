@@ -1,0 +1,51 @@
+import type { Logger } from '../log.js';
+import type { LeaseService } from './lease-service.js';
+
+/**
+ * Ends leases at their deadline. It sleeps until the next deadline (never longer than a short
+ * poll, so extensions and new leases are seen) and is never more than one poll late.
+ */
+export class Reaper {
+  private timer: NodeJS.Timeout | undefined;
+  private running = false;
+  private stopped = true;
+
+  constructor(
+    private readonly leases: LeaseService,
+    private readonly log: Logger,
+    private readonly pollMs = 200,
+  ) {}
+
+  start(): void {
+    this.stopped = false;
+    this.schedule(0);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => void this.tick(), Math.max(0, delayMs));
+    this.timer.unref();
+  }
+
+  private async tick(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    let delay = this.pollMs;
+    try {
+      await this.leases.reapExpired();
+      const next = await this.leases.nextDeadline();
+      if (next) delay = Math.min(this.pollMs, next.getTime() - Date.now());
+    } catch (err) {
+      this.log.error({ err: String(err) }, 'reaper pass failed');
+    } finally {
+      this.running = false;
+      this.schedule(delay);
+    }
+  }
+}

@@ -1,0 +1,48 @@
+import { sql } from 'kysely';
+import type { MintDb } from './store/mint-store.js';
+
+export interface MintBooks {
+  /** Value of every signature ever given out (minted, swapped, change, node payouts). */
+  issued: number;
+  /** Value of every proof spent (swaps, melts, lease payments). */
+  redeemed: number;
+  /** Ecash in circulation: issued − redeemed. */
+  outstanding: number;
+  /** Invoices paid into the mint over Lightning (internal settlements excluded: no Lightning moved). */
+  lightning_in: number;
+  /** Paid out over Lightning, routing fees included. */
+  lightning_out: number;
+}
+
+/** The mint's books, straight from its tables. */
+export async function mintBooks(db: MintDb): Promise<MintBooks> {
+  const issued = await db
+    .selectFrom('mint_signatures')
+    .select(sql<number>`coalesce(sum(amount), 0)`.as('n'))
+    .executeTakeFirstOrThrow();
+  const redeemed = await db
+    .selectFrom('mint_proofs')
+    .select(sql<number>`coalesce(sum(amount), 0)`.as('n'))
+    .where('state', '=', 'SPENT')
+    .executeTakeFirstOrThrow();
+  const lightningIn = await db
+    .selectFrom('mint_mint_quotes')
+    .select(sql<number>`coalesce(sum(amount), 0)`.as('n'))
+    .where('state', 'in', ['PAID', 'ISSUED'])
+    .where('paid_by_melt_quote_id', 'is', null)
+    .executeTakeFirstOrThrow();
+  const lightningOut = await db
+    .selectFrom('mint_melt_quotes')
+    .select(sql<number>`coalesce(sum(amount + coalesce(fee_paid, 0)), 0)`.as('n'))
+    .where('state', '=', 'PAID')
+    .where('internal_mint_quote_id', 'is', null)
+    .executeTakeFirstOrThrow();
+  const n = (r: { n: number }) => Number(r.n);
+  return {
+    issued: n(issued),
+    redeemed: n(redeemed),
+    outstanding: n(issued) - n(redeemed),
+    lightning_in: n(lightningIn),
+    lightning_out: n(lightningOut),
+  };
+}
