@@ -325,10 +325,11 @@ export class Mint {
         `amount must be within ${this.limits.mintMinAmount}..${this.limits.mintMaxAmount} ${UNIT}`,
       );
     }
-    const invoice = await this.lightning.createInvoice(
-      Amount.of(amount, UNIT),
-      request.description ?? 'alacarte mint',
-    );
+    const description = request.description ?? 'alacarte mint';
+    // BOLT11 counts the description in bytes, not characters.
+    if (Buffer.byteLength(description, 'utf8') > 639)
+      throw invalidRequest('description longer than 639 bytes');
+    const invoice = await this.lightning.createInvoice(Amount.of(amount, UNIT), description);
     const now = this.nowSeconds();
     const row: MintMintQuotesTable = {
       id: this.quoteId(),
@@ -430,7 +431,7 @@ export class Mint {
       .select(['id', 'state', 'unit'])
       .where('payment_hash', '=', invoice.paymentHash)
       .executeTakeFirst();
-    if (own !== undefined && own.state !== 'UNPAID') {
+    if (own !== undefined && (await this.refreshMintQuote(own.id)).state !== 'UNPAID') {
       throw new MintError(MintErrorCode.invoiceAlreadyPaid, 'invoice already paid');
     }
     const feeReserve =
@@ -801,7 +802,14 @@ export class Mint {
     const quote = await getMintQuote(this.db, id);
     if (quote === undefined) throw invalidRequest('unknown quote', 404);
     if (quote.state !== 'UNPAID') return quote;
-    const state = await this.lightning.invoiceState(quote.payment_hash);
+    let state: string;
+    try {
+      state = await this.lightning.invoiceState(quote.payment_hash);
+    } catch (err) {
+      // Lightning unreachable: the quote simply stays UNPAID for now.
+      this.log.warn({ err, quote: id }, 'mint quote: invoice state unknown');
+      return quote;
+    }
     if (state !== 'paid') return quote;
     await this.markMintQuotePaid(quote.id);
     return (await getMintQuote(this.db, id)) ?? quote;

@@ -50,7 +50,8 @@ export const mintRoutes: FastifyPluginAsync<MintRoutesOptions> = async (app, opt
 
   app.setErrorHandler((err: FastifyError | MintError | Error, request, reply) => {
     if (err instanceof MintError) return reply.code(err.status).send(err.toBody());
-    const status = (err as FastifyError).statusCode;
+    // Fastify's own errors carry statusCode; the node's AlacarteError carries status.
+    const status = (err as FastifyError).statusCode ?? (err as { status?: unknown }).status;
     if (status === 413) return reply.code(413).send({ detail: 'request body too large', code: 10000 });
     if (typeof status === 'number' && status >= 400 && status < 500) {
       return reply.code(status).send({ detail: (err as Error).message.slice(0, 200), code: 10000 });

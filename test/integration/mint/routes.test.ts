@@ -70,6 +70,19 @@ describe('mint routes over HTTP', () => {
     expect(quote.status).toBe(400);
   });
 
+  it('refuses a description longer than BOLT11 allows (in bytes), and a melt of its own paid invoice', async () => {
+    const long = await post('/v1/mint/quote/bolt11', {
+      amount: 5,
+      unit: 'sat',
+      description: 'é'.repeat(400),
+    });
+    expect(long).toMatchObject({ status: 400, body: { code: 10000 } });
+    // The fake backend settles this mint's invoices at once: nothing left to settle internally.
+    const quote = await post('/v1/mint/quote/bolt11', { amount: 5, unit: 'sat' });
+    const melt = await post('/v1/melt/quote/bolt11', { request: quote.body.request, unit: 'sat' });
+    expect(melt).toMatchObject({ status: 400, body: { code: 20006 } });
+  });
+
   it('lets exactly one of 50 concurrent swaps of the same proofs through; the rest get 11001', async () => {
     const proofs = await mintProofs(t, [32, 16, 2]);
     const keyset = t.mint.keys().keysets[0]!;
