@@ -253,6 +253,8 @@ export class Mint {
         '10': { supported: true },
         '11': { supported: true },
         '12': { supported: true },
+        // HTLC secrets are enforced by the same conditions check as P2PK (conditions/).
+        '14': { supported: true },
         // Answers are derived from the ledger itself, so they never expire.
         '19': { ttl: null, cached_endpoints: CACHED_ENDPOINTS },
       },
@@ -610,7 +612,11 @@ export class Mint {
       throw new MintError(MintErrorCode.invoiceAlreadyPaid, 'invoice already paid');
     }
     // Someone may have paid the invoice over Lightning meanwhile: then it is not ours to settle.
-    if ((await this.lightning.invoiceState(mintQuote.payment_hash)) === 'paid') {
+    const state = await this.lightning.invoiceState(mintQuote.payment_hash).catch((err: unknown) => {
+      this.log.warn({ err, quote: quote.id }, 'melt: invoice state unknown');
+      throw new MintError(MintErrorCode.lightningPaymentFailed, 'invoice state unknown, try again');
+    });
+    if (state === 'paid') {
       await this.markMintQuotePaid(mintQuote.id);
       throw new MintError(MintErrorCode.invoiceAlreadyPaid, 'invoice already paid');
     }

@@ -41,7 +41,7 @@ describe('mint routes over HTTP', () => {
     const info = (await res.json()) as { description: string; motd: string; nuts: Record<string, unknown> };
     expect(info.description).toMatch(/TEST MINT.*No real money moves/);
     expect(info.motd).toMatch(/No real money moves/);
-    expect(Object.keys(info.nuts).sort()).toEqual(['10', '11', '12', '19', '4', '5', '7', '8', '9']);
+    expect(Object.keys(info.nuts).sort()).toEqual(['10', '11', '12', '14', '19', '4', '5', '7', '8', '9']);
   });
 
   it('answers CORS preflight requests', async () => {

@@ -75,9 +75,13 @@ export interface PreparedOutput {
   r: Uint8Array;
 }
 
-export function prepareOutputs(keysetId: string, amounts: readonly number[]): PreparedOutput[] {
-  return amounts.map((amount) => {
-    const secret = bytesToHex(randomBytes(32));
+export function prepareOutputs(
+  keysetId: string,
+  amounts: readonly number[],
+  secretOf: (i: number) => string = () => bytesToHex(randomBytes(32)),
+): PreparedOutput[] {
+  return amounts.map((amount, i) => {
+    const secret = secretOf(i);
     const r = new Uint8Array(randomBytes(32));
     const B_ = blindMessage(new TextEncoder().encode(secret), r);
     return { output: { amount, id: keysetId, B_: bytesToHex(B_) }, secret, r };
