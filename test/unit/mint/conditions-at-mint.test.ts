@@ -43,7 +43,7 @@ describe('spending conditions enforced by the mint on swap inputs', () => {
     await expect(
       t.mint.swap({ inputs: [{ ...proof!, witness: right }], outputs: out() }),
     ).resolves.toBeDefined();
-    const state = await t.mint.checkState([(await import('./harness.js')).yOf(secret)]);
+    const state = await t.mint.checkState([yOf(secret)]);
     expect(state.states[0]).toMatchObject({ state: 'SPENT', witness: right });
   });
 
