@@ -15,7 +15,9 @@ interface PendingSpend {
  * that swap alone), but the durable COMMIT — an fsync, the dominant cost of a swap on a real
  * disk — is shared. Every caller hears back only after the COMMIT returned.
  *
- * Same rows and constraints as the Kysely path, which stays the portable one.
+ * Same rows and constraints as the Kysely path, which stays the portable one. While a Kysely
+ * transaction is open on the connection the flush waits for it, so never await a swap from inside
+ * such a transaction.
  */
 export class SqliteSpendWriter {
   private queue: PendingSpend[] = [];
