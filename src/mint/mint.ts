@@ -199,7 +199,17 @@ export class Mint {
 
   /** Re-reads keysets from the store (e.g. after `alacarte mint rotate` in another process). */
   async reloadKeysets(): Promise<void> {
+    this.lastKeysetReload = this.clock();
     await this.registry.reload();
+  }
+
+  /**
+   * Re-reads keysets if the last read is older than `maxAgeMs`: wallets learn of keysets through
+   * /v1/keys and /v1/keysets, so a rotation done by another process shows there within seconds.
+   */
+  async refreshKeysets(maxAgeMs = 5000): Promise<void> {
+    if (this.clock() - this.lastKeysetReload < maxAgeMs) return;
+    await this.reloadKeysets();
   }
 
   /** The mint as the node's own lease service uses it, in-process (node-payments.ts). */
@@ -903,10 +913,7 @@ export class Mint {
 
   private async reloadKeysetsFor(id: string) {
     // Bounded: an unknown id from the outside triggers at most one reload per second.
-    const now = this.clock();
-    if (now - this.lastKeysetReload < 1000) return undefined;
-    this.lastKeysetReload = now;
-    await this.registry.reload();
+    await this.refreshKeysets(1000);
     return this.registry.get(id);
   }
 

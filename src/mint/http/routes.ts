@@ -64,9 +64,15 @@ export const mintRoutes: FastifyPluginAsync<MintRoutesOptions> = async (app, opt
   });
 
   app.get('/v1/info', async () => mint.info());
-  app.get('/v1/keys', async () => mint.keys());
+  app.get('/v1/keys', async () => {
+    await mint.refreshKeysets();
+    return mint.keys();
+  });
   app.get('/v1/keys/:id', async (request) => mint.keysFor(parse(keysetParamSchema, request.params).id));
-  app.get('/v1/keysets', async () => mint.keysets());
+  app.get('/v1/keysets', async () => {
+    await mint.refreshKeysets();
+    return mint.keysets();
+  });
 
   app.post('/v1/swap', { bodyLimit }, async (request) => {
     return mint.swap(parse(swapSchema, request.body));

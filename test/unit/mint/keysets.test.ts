@@ -75,6 +75,18 @@ describe('keyset rotation (NUT-02)', () => {
     t = undefined;
     await expect(createTestMint({ path, seed: new Uint8Array(32).fill(8) })).rejects.toThrow(/wrong seed/);
   });
+
+  it('sees a rotation done by another process on the same store', async () => {
+    const path = join(tempDir(), 'store.sqlite');
+    const seed = new Uint8Array(32).fill(9);
+    t = await createTestMint({ path, seed });
+    const operator = await createTestMint({ path, seed });
+    const fresh = await operator.mint.rotate('sat');
+    await operator.close();
+    t.clock.now += 10_000;
+    await t.mint.refreshKeysets();
+    expect(t.mint.keys().keysets.map((k) => k.id)).toEqual([fresh]);
+  });
 });
 
 describe('group commit', () => {
