@@ -5,6 +5,7 @@ import { type Config, publicUrl } from './config.js';
 import { DEFAULT_OFFERS, type Offer, offerFromJson } from './core/offers.js';
 import type { ComputeDriver } from './drivers/compute-driver.js';
 import { buildApp } from './http/app.js';
+import { attachRoutes } from './http/attach-routes.js';
 import { leaseRoutes } from './http/lease-routes.js';
 import { NodeMetrics } from './http/metrics.js';
 import { operatorRoutes } from './http/operator-routes.js';
@@ -112,6 +113,7 @@ export class AlacarteNode {
             unit: config.mint.unit,
           }),
         });
+        plugins.push({ prefix: '/v1', plugin: attachRoutes(service) });
         if (config.operatorToken) {
           plugins.push({
             prefix: '/v1/operator',

@@ -4,7 +4,12 @@ import { AlacarteError } from '../core/errors.js';
 import { type BearerSecret, type LeaseId, newLeaseId, type PaymentKey, parseLeaseId } from '../core/ids.js';
 import * as lifecycle from '../core/lease.js';
 import { type Offer, offerToJson, quote as priceQuote } from '../core/offers.js';
-import type { ComputeDriver, DriverCapacity } from '../drivers/compute-driver.js';
+import type {
+  AttachSession,
+  ComputeDriver,
+  DriverCapacity,
+  TerminalSize,
+} from '../drivers/compute-driver.js';
 import type { Logger } from '../log.js';
 import type { InspectedPayment, PaymentHeaders, PaymentRail, PayoutPart } from '../rails/payment-rail.js';
 import type { Database } from '../store/database.js';
@@ -296,11 +301,16 @@ export class LeaseService {
     };
   }
 
-  /** Checks the credential and that the lease runs; the HTTP layer then bridges the WebSocket. */
+  /** Checks the credential and that the lease runs, before a WebSocket is accepted. */
   async authorizeAttach(id: string, credential: string | undefined): Promise<LeaseId> {
     const row = await this.authorize(id, credential);
     this.requireRunning(row);
     return row.id as LeaseId;
+  }
+
+  /** An interactive shell on a terminal in the lease's sandbox (call authorizeAttach first). */
+  async attach(leaseId: LeaseId, size: TerminalSize): Promise<AttachSession> {
+    return this.driver.attach({ leaseId }, size);
   }
 
   // ---- extend --------------------------------------------------------------------------------
