@@ -863,7 +863,9 @@ export class Mint {
     if (signed.size > 0) {
       return new MintError(MintErrorCode.outputsAlreadySigned, 'outputs have already been signed');
     }
-    return err;
+    // Another unique key: a concurrent melt of the same invoice (one payment per payment hash).
+    // The transaction rolled back, nothing moved.
+    return new MintError(MintErrorCode.quotePending, 'a conflicting payment of this invoice is pending or done');
   }
 
   /**
