@@ -241,6 +241,13 @@ describe('fuzzing every mint route with malformed requests', () => {
     });
   }
 
+  it('answers deeply nested JSON with a 4xx', async () => {
+    for (const route of Object.keys(SCHEMAS)) {
+      const payload = `{"inputs":${'['.repeat(200_000)}${']'.repeat(200_000)},"outputs":[],"Ys":[],"quote":1}`;
+      await expectNutAnswer('POST', `/mint${route}`, payload, 'application/json');
+    }
+  });
+
   it('keeps serving after all that', async () => {
     const res = await app.inject({ method: 'GET', url: '/mint/v1/info' });
     expect(res.statusCode).toBe(200);
