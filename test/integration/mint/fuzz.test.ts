@@ -243,8 +243,8 @@ describe('fuzzing every mint route with malformed requests', () => {
 
   it('answers deeply nested JSON with a 4xx', async () => {
     for (const route of Object.keys(SCHEMAS)) {
-      const payload = `{"inputs":${'['.repeat(200_000)}${']'.repeat(200_000)},"outputs":[],"Ys":[],"quote":1}`;
-      await expectNutAnswer('POST', `/mint${route}`, payload, 'application/json');
+      const payload = `{"inputs":${'['.repeat(100_000)}${']'.repeat(100_000)},"outputs":[],"Ys":[],"quote":1}`;
+      expect(await expectNutAnswer('POST', `/mint${route}`, payload, 'application/json')).toBe(400);
     }
   });
 
