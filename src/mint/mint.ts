@@ -865,7 +865,10 @@ export class Mint {
     }
     // Another unique key: a concurrent melt of the same invoice (one payment per payment hash).
     // The transaction rolled back, nothing moved.
-    return new MintError(MintErrorCode.quotePending, 'a conflicting payment of this invoice is pending or done');
+    return new MintError(
+      MintErrorCode.quotePending,
+      'a conflicting payment of this invoice is pending or done',
+    );
   }
 
   /**
