@@ -79,18 +79,10 @@ export interface MintMeltQuotesTable {
   pending_outputs: string | null;
 }
 
-/** NUT-19: responses of mint/swap/melt by request key, so that a retry gets the same answer. */
-export interface MintResponseCacheTable {
-  key: string;
-  response: string;
-  created_at: number;
-}
-
 export interface MintTables {
   mint_keysets: MintKeysetsTable;
   mint_proofs: MintProofsTable;
   mint_signatures: MintSignaturesTable;
   mint_mint_quotes: MintMintQuotesTable;
   mint_melt_quotes: MintMeltQuotesTable;
-  mint_response_cache: MintResponseCacheTable;
 }

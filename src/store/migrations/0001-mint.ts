@@ -29,7 +29,13 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('melt_quote_id', 'text')
     .addColumn('created_at', 'bigint', (c) => c.notNull())
     .execute();
-  await db.schema.createIndex('mint_proofs_melt_quote').on('mint_proofs').column('melt_quote_id').execute();
+  // Partial: swaps (NULL) leave the index alone, which keeps the hot path's writes small.
+  await db.schema
+    .createIndex('mint_proofs_melt_quote')
+    .on('mint_proofs')
+    .column('melt_quote_id')
+    .where(sql.ref('melt_quote_id'), 'is not', null)
+    .execute();
 
   await db.schema
     .createTable('mint_signatures')
@@ -46,6 +52,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .createIndex('mint_signatures_melt_quote')
     .on('mint_signatures')
     .column('melt_quote_id')
+    .where(sql.ref('melt_quote_id'), 'is not', null)
     .execute();
 
   await db.schema
@@ -88,16 +95,4 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`CREATE UNIQUE INDEX mint_melt_quotes_one_payment ON mint_melt_quotes (payment_hash) WHERE state <> 'UNPAID'`.execute(
     db,
   );
-
-  await db.schema
-    .createTable('mint_response_cache')
-    .addColumn('key', 'text', (c) => c.primaryKey())
-    .addColumn('response', 'text', (c) => c.notNull())
-    .addColumn('created_at', 'bigint', (c) => c.notNull())
-    .execute();
-  await db.schema
-    .createIndex('mint_response_cache_created')
-    .on('mint_response_cache')
-    .column('created_at')
-    .execute();
 }
