@@ -93,8 +93,6 @@ export class MintCore {
       y: v.Y,
       keyset_id: v.keysetId,
       amount: v.proof.amount,
-      secret: v.proof.secret,
-      c: v.proof.C,
       witness: v.witness,
       state,
       melt_quote_id: meltQuoteId,

@@ -26,7 +26,7 @@ export class SqliteSpendWriter {
 
   constructor(private readonly sqlite: SQLite.Database) {
     const insertProof = sqlite.prepare(
-      'INSERT INTO mint_proofs (y, keyset_id, amount, secret, c, witness, state, melt_quote_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      'INSERT INTO mint_proofs (y, keyset_id, amount, witness, state, melt_quote_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
     );
     const insertSignature = sqlite.prepare(
       'INSERT INTO mint_signatures (b_, keyset_id, amount, c_, dleq_e, dleq_s, melt_quote_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
@@ -35,17 +35,7 @@ export class SqliteSpendWriter {
     // back to it when it throws.
     this.spendOne = sqlite.transaction((spend: PendingSpend) => {
       for (const p of spend.proofs) {
-        insertProof.run(
-          p.y,
-          p.keyset_id,
-          p.amount,
-          p.secret,
-          p.c,
-          p.witness,
-          p.state,
-          p.melt_quote_id,
-          p.created_at,
-        );
+        insertProof.run(p.y, p.keyset_id, p.amount, p.witness, p.state, p.melt_quote_id, p.created_at);
       }
       for (const s of spend.signatures) {
         insertSignature.run(

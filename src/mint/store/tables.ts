@@ -15,13 +15,14 @@ export interface MintKeysetsTable {
   created_at: number;
 }
 
-/** Every proof ever seen as input. Y is the primary key: one spend per proof, across requests. */
+/**
+ * Every proof ever seen as input. Y is the primary key: one spend per proof, across requests.
+ * Neither the secret nor C is kept: a stolen store must not yield a spendable proof.
+ */
 export interface MintProofsTable {
   y: string;
   keyset_id: string;
   amount: number;
-  secret: string;
-  c: string;
   witness: string | null;
   state: 'PENDING' | 'SPENT';
   /** the melt that holds it PENDING (or spent it) */

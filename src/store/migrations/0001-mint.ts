@@ -22,8 +22,6 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('y', 'text', (c) => c.primaryKey())
     .addColumn('keyset_id', 'text', (c) => c.notNull())
     .addColumn('amount', 'bigint', (c) => c.notNull())
-    .addColumn('secret', 'text', (c) => c.notNull())
-    .addColumn('c', 'text', (c) => c.notNull())
     .addColumn('witness', 'text')
     .addColumn('state', 'text', (c) => c.notNull())
     .addColumn('melt_quote_id', 'text')
