@@ -21,7 +21,7 @@ import { Mint } from './mint/mint.js';
 import { loadOrCreateSeed } from './mint/seed.js';
 import { asMintDb } from './mint/store/mint-store.js';
 import { CashuRail } from './rails/cashu/cashu-rail.js';
-import { type Database, openDatabase } from './store/database.js';
+import { type Database, openStore } from './store/database.js';
 
 export interface NodeOptions {
   logger?: Logger;
@@ -60,13 +60,15 @@ export class AlacarteNode {
     // below; nothing here can be listed or read by them (files are 0600).
     mkdirSync(config.dataDir, { recursive: true, mode: 0o711 });
     chmodSync(config.dataDir, 0o711);
-    const db = await openDatabase(join(config.dataDir, 'alacarte.sqlite'));
+    const { db, sqlite } = await openStore(join(config.dataDir, 'alacarte.sqlite'));
     try {
       // The URL is known for sure only once listening (port 0 picks one); routes read it late.
       const urlRef = { url: publicUrl(config) };
       const lightning = new FakeLightningBackend({ settleDelayMs: config.mint.lightning.settleDelayMs });
       const mint = await Mint.create({
         db: asMintDb(db),
+        // Swaps commit on the connection itself (prepared statements, group commit).
+        sqlite,
         lightning,
         seed: loadOrCreateSeed(join(config.dataDir, 'mint.seed')),
         logger,

@@ -1,13 +1,7 @@
+import type { OfferJson } from '../core/offers.js';
+
 /** Shapes of the alacarte HTTP API, version 1 (API.md), as the SDK returns them. */
-export interface Offer {
-  id: string;
-  vcpu: number;
-  memory_mib: number;
-  pids: number;
-  disk_mib: number;
-  price: { amount_per_hour: number; unit: string };
-  min_seconds: number;
-  max_seconds: number;
+export interface Offer extends OfferJson {
   available: number;
 }
 

@@ -18,8 +18,7 @@ export interface MintFixture {
 }
 
 export async function startMint(): Promise<MintFixture> {
-  // A short NUT-19 window: cashu-ts retries lost answers of cached routes until it ends.
-  const mint = await createTestMint({ limits: { cacheTtlSeconds: 1 } });
+  const mint = await createTestMint();
   const app: FastifyInstance = await createTestServer(mint);
   await app.listen({ host: '127.0.0.1', port: 0 });
   const target = (app.server.address() as AddressInfo).port;
