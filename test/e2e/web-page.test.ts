@@ -108,7 +108,7 @@ describe('the web page: rent a sandbox from the browser', () => {
     await expect
       .poll(() => page.locator('#countdown').textContent(), STEP)
       .toMatch(/^(59:\d\d|1:00:00|01:00:00)$/);
-    await page.getByRole('status').getByText('Terminal connected.').waitFor(STEP);
+    await expect.poll(() => page.locator('#terminal-state').textContent(), STEP).toBe('connected');
     await shot('04-rented');
   });
 

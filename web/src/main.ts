@@ -51,6 +51,7 @@ const ui = {
   leaseId: el('lease-id'),
   leaseOffer: el('lease-offer'),
   countdown: el<HTMLTimeElement>('countdown'),
+  terminalState: el('terminal-state'),
   terminal: el('terminal'),
   extendForm: el<HTMLFormElement>('extend-form'),
   extendSeconds: el<HTMLSelectElement>('extend-minutes'),
@@ -225,11 +226,15 @@ function showLease(held: HeldLease): void {
   window.clearInterval(countdownTimer);
   countdownTimer = window.setInterval(tickCountdown, 1000);
   session?.close();
+  ui.terminalState.textContent = 'connecting…';
   session = attachTerminal({
     container: ui.terminal,
     leaseId: held.id,
     bearer: held.bearer,
-    onStatus: (text) => say(text),
+    // Its own line, so the connection's news never hides what the last action said.
+    onStatus: (text) => {
+      ui.terminalState.textContent = text;
+    },
   });
   updateExtendPrice();
   ui.leaseSection.scrollIntoView({ block: 'start' });

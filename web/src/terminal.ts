@@ -49,7 +49,7 @@ export function attachTerminal(options: {
     }
   };
   socket.addEventListener('open', () => {
-    options.onStatus('Terminal connected.');
+    options.onStatus('connected');
     sendResize();
     term.focus();
   });
@@ -60,7 +60,7 @@ export function attachTerminal(options: {
   socket.addEventListener('close', (event) => {
     if (closedByUs) return;
     term.write(`\r\n[connection closed${event.reason ? `: ${event.reason}` : ''}]\r\n`);
-    options.onStatus('Terminal disconnected.');
+    options.onStatus('disconnected');
   });
   const typed = term.onData((data) => {
     if (socket.readyState === WebSocket.OPEN) socket.send(encoder.encode(data));
