@@ -1,0 +1,64 @@
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { deadlineFile, initScript, leaseFile } from '../../../../src/drivers/crun/init-script.js';
+import { IN_SANDBOX } from '../../../../src/drivers/crun/oci-spec.js';
+
+const busybox = '/bin/busybox';
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+/** Runs the init script on the host with its sandbox paths pointed at a temporary directory. */
+function runInit(deadlineEpoch: number) {
+  const dir = mkdtempSync(join(tmpdir(), 'alacarte-init-'));
+  dirs.push(dir);
+  writeFileSync(join(dir, 'deadline'), `${deadlineEpoch}\n`);
+  const script = initScript().replaceAll(IN_SANDBOX.busybox, busybox).replaceAll(IN_SANDBOX.runDir, dir);
+  const child = spawn(busybox, ['sh', '-c', script, 'init'], { stdio: 'ignore' });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { dir, child, exited };
+}
+
+describe('the sandbox init', () => {
+  it.skipIf(!existsSync(busybox))('exits at once when the deadline has passed', async () => {
+    const { exited } = runInit(Math.floor(Date.now() / 1000) - 1);
+    expect(await exited).toBe(0);
+  });
+
+  it.skipIf(!existsSync(busybox))(
+    'keeps running before the deadline and re-reads it on SIGUSR1',
+    async () => {
+      const { dir, child, exited } = runInit(Math.floor(Date.now() / 1000) + 3600);
+      let ended = false;
+      void exited.then(() => {
+        ended = true;
+      });
+      await new Promise((r) => setTimeout(r, 300));
+      expect(ended).toBe(false);
+      writeFileSync(join(dir, 'deadline'), `${Math.floor(Date.now() / 1000) - 1}\n`);
+      child.kill('SIGUSR1');
+      expect(await exited).toBe(0);
+    },
+  );
+
+  it.skipIf(!existsSync(busybox))('ends when the deadline file is gone (fails closed)', async () => {
+    const { dir, child, exited } = runInit(Math.floor(Date.now() / 1000) + 3600);
+    await new Promise((r) => setTimeout(r, 200));
+    rmSync(join(dir, 'deadline'));
+    child.kill('SIGUSR1');
+    expect(await exited).toBe(0);
+  });
+
+  it('writes whole seconds rounded up and the lease file of the API', () => {
+    expect(deadlineFile(new Date(1_700_000_000_001))).toBe('1700000001\n');
+    expect(deadlineFile(new Date(1_700_000_000_000))).toBe('1700000000\n');
+    expect(JSON.parse(leaseFile('lse_x', new Date(1_700_000_000_000)))).toEqual({
+      id: 'lse_x',
+      expires_at: '2023-11-14T22:13:20.000Z',
+    });
+  });
+});
