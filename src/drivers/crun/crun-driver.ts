@@ -1,6 +1,14 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  writeFileSync,
+} from 'node:fs';
 import { availableParallelism, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { AlacarteError } from '../../core/errors.js';
@@ -42,6 +50,7 @@ import {
   type RuntimeInfo,
   requireProgram,
   requireStaticBusybox,
+  requireTraversable,
 } from './preflight.js';
 import { runProcess } from './run-process.js';
 
@@ -139,6 +148,10 @@ export class CrunDriver implements ComputeDriver {
     const idBase = options.idBase ?? 1_000_000;
     const idCount = options.idCount ?? 65_536;
     mkdirSync(runtimeDir, { recursive: true, mode: 0o711 });
+    mkdirSync(imagesDir, { recursive: true, mode: 0o755 });
+    chmodSync(runtimeDir, 0o711);
+    requireTraversable(runtimeDir);
+    requireTraversable(imagesDir);
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     const libDir = join(runtimeDir, '.lib');
     mkdirSync(libDir, { recursive: true, mode: 0o755 });

@@ -38,6 +38,12 @@ class CappedBuffer {
   }
 }
 
+function ended(stream: NodeJS.ReadableStream & { readableEnded: boolean }): Promise<void> {
+  return stream.readableEnded
+    ? Promise.resolve()
+    : new Promise((r) => stream.once('end', () => r()).once('close', () => r()));
+}
+
 function readPid(file: string): number | undefined {
   try {
     const pid = Number.parseInt(readFileSync(file, 'utf8'), 10);
@@ -80,16 +86,25 @@ export function execInSandbox(target: ExecTarget, request: ExecRequest): Promise
       clearTimeout(timer);
       reject(e);
     });
-    child.on('close', (code, signal) => {
+    // Resolve when the command exits, not when its output pipes close: a process it left running in
+    // the background may hold them open for as long as the sandbox lives.
+    child.on('exit', (code, signal) => {
       clearTimeout(timer);
-      rmSync(target.pidFile, { force: true });
-      resolve({
-        exitCode: code ?? 128 + signalNumber(signal),
-        stdout: stdout.value(),
-        stderr: stderr.value(),
-        truncated: stdout.truncated || stderr.truncated,
-        timedOut,
-      });
+      const finish = () => {
+        child.stdout.destroy();
+        child.stderr.destroy();
+        rmSync(target.pidFile, { force: true });
+        resolve({
+          exitCode: code ?? 128 + signalNumber(signal),
+          stdout: stdout.value(),
+          stderr: stderr.value(),
+          truncated: stdout.truncated || stderr.truncated,
+          timedOut,
+        });
+      };
+      const drained = Promise.all([ended(child.stdout), ended(child.stderr)]);
+      const grace = new Promise((r) => setTimeout(r, 100).unref());
+      void Promise.race([drained, grace]).then(finish);
     });
   });
 }

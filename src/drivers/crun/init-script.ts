@@ -6,16 +6,18 @@ import { IN_SANDBOX } from './oci-spec.js';
  * else in the pid namespace, so no control-plane process has to be alive for the deadline to hold.
  *
  * The deadline (epoch seconds) is read from a read-only bind of a host directory; the host replaces
- * the file atomically and sends SIGUSR1 to re-read it at once. Without that signal the file is still
- * re-read every 30 s at the latest, and a missing or unreadable file ends the sandbox (fail closed).
- * Waiting on `sleep` also reaps orphans reparented to PID 1, so zombies never pile up.
+ * the file atomically and sends SIGUSR1, which cuts the wait short so the new deadline applies at
+ * once. A missing or unreadable file ends the sandbox (fail closed).
+ *
+ * After starting the lease's command, init never forks: it waits with `read -t` on a FIFO nobody
+ * writes to, instead of running `sleep`. A fork could fail once a tenant's processes fill the pids
+ * limit, and in ash a failed fork is fatal. ash reaps orphaned children on SIGCHLD by itself.
  */
 export function initScript(): string {
   return `# alacarte sandbox init
-B=${IN_SANDBOX.busybox}
 D=${IN_SANDBOX.runDir}/deadline
-s=
-trap 'if [ -n "$s" ]; then kill $s 2>/dev/null; fi' USR1
+exec 3<>${IN_SANDBOX.runDir}/wake || exit 0
+trap : USR1
 if [ $# -gt 0 ]; then "$@" </dev/null >/dev/null 2>&1 & fi
 while :; do
   d=0
@@ -23,9 +25,7 @@ while :; do
   r=$((d - EPOCHSECONDS))
   [ "$r" -gt 0 ] || exit 0
   [ "$r" -gt 30 ] && r=30
-  $B sleep $r & s=$!
-  wait $s
-  s=
+  read -t $r x <&3
 done
 `;
 }

@@ -88,6 +88,9 @@ export class LayerPool {
       `mount -t tmpfs -o size=${diskMib}m,nr_inodes=${inodes},mode=0755 tmpfs "$1/layer"`,
       'mkdir -m 0755 "$1/layer/upper" "$1/layer/work"',
       `chown ${idBase}:${idBase} "$1/layer/upper"`,
+      // init waits on this FIFO (see init-script.ts); owned by root inside so that it may open it.
+      'mkfifo -m 0600 "$1/run/wake"',
+      `chown ${idBase}:${idBase} "$1/run/wake"`,
       `mount -t overlay overlay -o "lowerdir=$2,upperdir=$1/layer/upper,workdir=$1/layer/work" "$1/rootfs"`,
     ].join('\n');
     const r = await runProcess(busybox, ['sh', '-c', script, 'sh', dir, join(imagesDir, image)]);

@@ -19,7 +19,7 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 import type { DriverLogger } from './crun-options.js';
 
 /** Start-up failures: one message that says what to install or change. */
@@ -267,4 +267,19 @@ function shiftOwnership(root: string, idBase: number): void {
     if (st.isDirectory()) for (const e of readdirSync(path)) walk(join(path, e));
   };
   walk(root);
+}
+
+/**
+ * Mounting happens after the runtime has entered the sandbox's user namespace, as an unprivileged
+ * host id, so every directory above the sandboxes and images must be searchable by others.
+ */
+export function requireTraversable(path: string): void {
+  for (let p = path; ; p = dirname(p)) {
+    if ((statSync(p).mode & 0o001) === 0) {
+      throw new DriverPreflightError(
+        `${p} must be searchable by other users (sandboxes mount through it as an unprivileged id): chmod o+x ${p}`,
+      );
+    }
+    if (p === dirname(p)) return;
+  }
 }

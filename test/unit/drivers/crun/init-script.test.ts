@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,7 +17,8 @@ function runInit(deadlineEpoch: number) {
   const dir = mkdtempSync(join(tmpdir(), 'alacarte-init-'));
   dirs.push(dir);
   writeFileSync(join(dir, 'deadline'), `${deadlineEpoch}\n`);
-  const script = initScript().replaceAll(IN_SANDBOX.busybox, busybox).replaceAll(IN_SANDBOX.runDir, dir);
+  spawnSync(busybox, ['mkfifo', join(dir, 'wake')]);
+  const script = initScript().replaceAll(IN_SANDBOX.runDir, dir);
   const child = spawn(busybox, ['sh', '-c', script, 'init'], { stdio: 'ignore' });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   return { dir, child, exited };
