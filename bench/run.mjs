@@ -3,9 +3,9 @@
 // not disturb each other, echoes what they print and collects their Markdown into bench/RESULTS.md.
 import { spawnSync } from 'node:child_process';
 import { readdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import os from 'node:os';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const only = process.argv.slice(2);
@@ -18,7 +18,10 @@ const sections = [];
 let failed = false;
 for (const program of programs) {
   console.log(`\n== ${program}`);
-  const run = spawnSync(process.execPath, [join(here, program)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const run = spawnSync(process.execPath, [join(here, program)], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   process.stdout.write(run.stdout ?? '');
   if (run.status !== 0) {
     failed = true;

@@ -38,7 +38,7 @@ import { type CrunDriverOptions, type DriverLogger, silentLogger } from './crun-
 import { execInSandbox } from './exec.js';
 import { deadlineFile, initScript, leaseFile } from './init-script.js';
 import { destroyDir, LayerPool } from './layer-pool.js';
-import { DEFAULT_PATH, ociSpec } from './oci-spec.js';
+import { DEFAULT_PATH, IN_SANDBOX, ociSpec } from './oci-spec.js';
 import { PortProxy } from './port-proxy.js';
 import {
   type CgroupLayout,
@@ -253,6 +253,7 @@ export class CrunDriver implements ComputeDriver {
         }
         throw new Error(`${this.runtime.name} run exited ${code}: ${why}`);
       }
+      await this.untilInitRuns(id);
       this.live.set(id, live);
       this.limitsById.set(id, limits);
       return { leaseId: id, deadline, ports: urls(ports) };
@@ -264,6 +265,7 @@ export class CrunDriver implements ComputeDriver {
       throw new AlacarteError('start_failed', 'the sandbox did not start', { cause: e });
     } finally {
       this.starting.delete(id);
+      this.pool.replenish(spec.image, limits.diskMib);
     }
   }
 
@@ -394,6 +396,26 @@ export class CrunDriver implements ComputeDriver {
       return undefined;
     }
     return pid;
+  }
+
+  /**
+   * `run --detach` returns once the container is told to start, which can be just before its first
+   * process has replaced the runtime's code with init; joining it in that instant fails. Wait for init.
+   */
+  private async untilInitRuns(leaseId: string): Promise<void> {
+    const pid = Number.parseInt(readFileSync(join(this.dir(leaseId), 'init.pid'), 'utf8'), 10);
+    for (let i = 0; i < 2000; i++) {
+      let cmdline: string;
+      try {
+        cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      } catch {
+        throw new Error('init exited right after start');
+      }
+      if (cmdline.includes(IN_SANDBOX.init)) return;
+      // Usually a matter of microseconds: yield without a timer first.
+      await new Promise((r) => (i < 20 ? setImmediate(r) : setTimeout(r, 1)));
+    }
+    throw new Error('init did not start within 2 s');
   }
 
   /** For tests and benchmarks: where a sandbox's processes are accounted. */

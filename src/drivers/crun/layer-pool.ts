@@ -30,12 +30,12 @@ export class LayerPool {
 
   constructor(private readonly options: LayerPoolOptions) {}
 
-  /** A prepared directory, from the pool when one waits, else made now; the pool refills behind. */
+  /**
+   * A prepared directory, from the pool when one waits, else made now. The caller calls replenish()
+   * once its start is done, so that refilling never competes with the start it serves.
+   */
   async take(image: string, diskMib: number): Promise<string> {
-    const key = `${image}-${diskMib}`;
-    const dir = this.ready.get(key)?.shift() ?? (await this.prepare(image, diskMib));
-    this.refill(image, diskMib);
-    return dir;
+    return this.ready.get(`${image}-${diskMib}`)?.shift() ?? (await this.prepare(image, diskMib));
   }
 
   /** Drops every prepared layer; sandboxes already started are not touched. */
@@ -58,7 +58,8 @@ export class LayerPool {
     await Promise.all(names.map((n) => destroyDir(join(this.options.warmDir, n), this.options.busybox)));
   }
 
-  private refill(image: string, diskMib: number): void {
+  /** Prepares layers in the background until the pool for (image, disk size) is full again. */
+  replenish(image: string, diskMib: number): void {
     const key = `${image}-${diskMib}`;
     if (this.closed || this.options.size === 0 || this.filling.has(key)) return;
     const run = async () => {
