@@ -148,7 +148,11 @@ export function computeDriverContract(name: string, makeTarget: () => Promise<Co
 
     it('exec returns when the command exits, even if it left a process holding its output', async () => {
       const handle = await start();
-      expect(await sh(driver, handle, 'sleep 100 & echo started')).toEqual({ code: 0, out: 'started\n', err: '' });
+      expect(await sh(driver, handle, 'sleep 100 & echo started')).toEqual({
+        code: 0,
+        out: 'started\n',
+        err: '',
+      });
       expect((await sh(driver, handle, 'ps -o args | grep -c "^sleep 100"')).out).toBe('1\n');
     });
 
