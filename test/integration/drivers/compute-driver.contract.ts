@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it as vitestIt } from 'vitest';
 import { AlacarteError } from '../../../src/core/errors.js';
 import type {
   ComputeDriver,
@@ -57,7 +57,17 @@ export interface ContractTarget {
  * The behaviour every ComputeDriver must show (crun today, gVisor and Kubernetes later). The target
  * must offer the `busybox` image. Every sandbox started here is stopped in afterAll, even on failure.
  */
-export function computeDriverContract(name: string, makeTarget: () => Promise<ContractTarget>): void {
+export function computeDriverContract(
+  name: string,
+  makeTarget: () => Promise<ContractTarget>,
+  /** Cases this target cannot pass, by title, each with the reason (shown in the test name). */
+  known: Record<string, string> = {},
+): void {
+  const it = (title: string, fn: () => Promise<void>) => {
+    const reason = known[title];
+    if (reason) vitestIt.skip(`${title} (skipped: ${reason})`, fn);
+    else vitestIt(title, fn);
+  };
   describe(`ComputeDriver contract: ${name}`, () => {
     let target: ContractTarget;
     let driver: ComputeDriver;

@@ -7,8 +7,14 @@ import type { CrunDriverOptions } from '../../../src/drivers/crun/crun-options.j
 import { destroyDir } from '../../../src/drivers/crun/layer-pool.js';
 import { mountsUnder } from '../../../src/drivers/crun/mounts.js';
 
+export function findOnPath(name: string): string | undefined {
+  return ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin']
+    .map((d) => join(d, name))
+    .find((p) => existsSync(p));
+}
+
 function onPath(name: string): boolean {
-  return ['/usr/local/bin', '/usr/bin', '/usr/sbin', '/bin', '/sbin'].some((d) => existsSync(join(d, name)));
+  return findOnPath(name) !== undefined;
 }
 
 /** Why the crun suites cannot run here, or undefined when they can. */
@@ -75,9 +81,9 @@ export function tempBase(): string {
   return base;
 }
 
-export async function makeCrunTarget(): Promise<CrunTarget> {
+export async function makeCrunTarget(overrides: Partial<CrunDriverOptions> = {}): Promise<CrunTarget> {
   const base = tempBase();
-  const options = tempDriverOptions(base);
+  const options = { ...tempDriverOptions(base), ...overrides };
   const driver = await CrunDriver.create(options);
   return {
     driver,
