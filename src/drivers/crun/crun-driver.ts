@@ -82,6 +82,7 @@ export class CrunDriver implements ComputeDriver {
   readonly id = 'crun';
   private readonly live = new Map<string, Live>();
   private readonly starting = new Set<string>();
+  private readonly stopping = new Map<string, Promise<void>>();
   private readonly limitsById = new Map<string, SandboxLimits>();
   private readonly knownImages = new Set<string>();
   private readonly pool: LayerPool;
@@ -182,7 +183,11 @@ export class CrunDriver implements ComputeDriver {
   }
 
   async capacity(): Promise<DriverCapacity> {
-    return availableCapacity(this.host, this.overcommit, [...this.limitsById.values()]);
+    const running: SandboxLimits[] = [];
+    for (const [id, limits] of this.limitsById) {
+      if (this.starting.has(id) || this.initPid(id) !== undefined) running.push(limits);
+    }
+    return availableCapacity(this.host, this.overcommit, running);
   }
 
   async start(spec: SandboxSpec, limits: SandboxLimits, deadline: Date): Promise<SandboxHandle> {
@@ -266,6 +271,7 @@ export class CrunDriver implements ComputeDriver {
     } finally {
       this.starting.delete(id);
       this.pool.replenish(spec.image, limits.diskMib);
+      setImmediate(() => void this.reapEnded());
     }
   }
 
@@ -331,6 +337,15 @@ export class CrunDriver implements ComputeDriver {
   async stop(sandbox: SandboxRef): Promise<void> {
     const id = sandbox.leaseId;
     if (!SANDBOX_ID_PATTERN.test(id)) return;
+    // Concurrent stops of one sandbox (the lease service, the reaper) share one removal.
+    const pending = this.stopping.get(id);
+    if (pending) return pending;
+    const removal = this.remove(id).finally(() => this.stopping.delete(id));
+    this.stopping.set(id, removal);
+    return removal;
+  }
+
+  private async remove(id: string): Promise<void> {
     const live = this.live.get(id);
     this.live.delete(id);
     if (live) await Promise.all(live.proxies.map((p) => p.close()));
@@ -380,6 +395,19 @@ export class CrunDriver implements ComputeDriver {
     await this.pool.close();
     for (const live of this.live.values()) await Promise.all(live.proxies.map((p) => p.close()));
     this.live.clear();
+  }
+
+  /**
+   * Removes what sandboxes that ended on their own (deadline) still hold: their writable layer is
+   * memory. Runs after starts, off their path; list() does the same for sandboxes of earlier processes.
+   */
+  private async reapEnded(): Promise<void> {
+    for (const id of [...this.live.keys()]) {
+      if (this.starting.has(id) || this.initPid(id) !== undefined) continue;
+      await this.stop({ leaseId: id }).catch((e: unknown) =>
+        this.log.warn(`alacarte: cleaning up ended sandbox ${id} failed: ${String(e)}`),
+      );
+    }
   }
 
   /** The host pid of a sandbox's init, only while it is alive and really ours (pids get reused). */

@@ -238,7 +238,7 @@ export function computeDriverContract(
 
     it('stops idempotently and then refuses exec, attach and deadline moves', async () => {
       const handle = await start({ ports: [9000] });
-      await driver.stop(handle);
+      await Promise.all([driver.stop(handle), driver.stop(handle)]);
       await driver.stop(handle);
       await driver.stop({ leaseId: newLeaseId() });
       expect((await driver.list()).some((s) => s.leaseId === handle.leaseId)).toBe(false);
