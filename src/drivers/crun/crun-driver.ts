@@ -3,10 +3,14 @@ import { createHash, randomBytes } from 'node:crypto';
 import {
   chmodSync,
   existsSync,
+  lstatSync,
   mkdirSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   renameSync,
+  rmSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { availableParallelism, totalmem } from 'node:os';
@@ -34,10 +38,11 @@ import {
   type TerminalSize,
 } from '../compute-driver.js';
 import { attachInSandbox, validSize } from './attach.js';
+import { applyLimits, limitWrites } from './cgroup-limits.js';
 import { type CrunDriverOptions, type DriverLogger, silentLogger } from './crun-options.js';
 import { execInSandbox } from './exec.js';
-import { deadlineFile, initScript, leaseFile } from './init-script.js';
-import { destroyDir, LayerPool } from './layer-pool.js';
+import { commandFile, deadlineFile, initScript, leaseFile } from './init-script.js';
+import { destroyDir, LayerPool, type WarmSandbox } from './layer-pool.js';
 import { DEFAULT_PATH, IN_SANDBOX, ociSpec } from './oci-spec.js';
 import { PortProxy } from './port-proxy.js';
 import {
@@ -63,7 +68,12 @@ interface SandboxMeta {
   env: Record<string, string>;
   /** sandbox port -> host port */
   ports: Record<string, number>;
+  /** The container (made ahead, before the lease was known) and last part of its cgroup path. */
+  container: string;
 }
+
+/** Limits a sandbox is created with while it waits in the pool; start() writes the offer's. */
+const PLACEHOLDER_LIMITS = { vcpu: 1, memoryMib: 256, pids: 64 };
 
 interface Live {
   proxies: PortProxy[];
@@ -82,6 +92,8 @@ export class CrunDriver implements ComputeDriver {
   readonly id = 'crun';
   private readonly live = new Map<string, Live>();
   private readonly starting = new Set<string>();
+  /** lease id -> container name, for sandboxes this process knows. */
+  private readonly names = new Map<string, string>();
   private readonly stopping = new Map<string, Promise<void>>();
   private readonly limitsById = new Map<string, SandboxLimits>();
   private readonly knownImages = new Set<string>();
@@ -108,12 +120,14 @@ export class CrunDriver implements ComputeDriver {
     warmLayers: number,
   ) {
     this.pool = new LayerPool({
-      warmDir: join(paths.runtimeDir, '.warm'),
+      runtimeDir: paths.runtimeDir,
       imagesDir: paths.imagesDir,
       busybox: paths.busybox,
       idBase,
       size: warmLayers,
       logger: log,
+      create: (warm, _image, diskMib) => this.createContainer(warm, diskMib),
+      discard: (warm) => this.removeContainer(warm.name),
     });
   }
 
@@ -174,7 +188,6 @@ export class CrunDriver implements ComputeDriver {
       log,
       options.warmLayers ?? 2,
     );
-    await driver.pool.sweep();
     await driver.list();
     log.info(
       `alacarte: ${runtime.name} driver ready (${runtime.version}, cgroups ${cgroups.mode}, state ${stateDir}, sandboxes in ${runtimeDir})`,
@@ -196,17 +209,22 @@ export class CrunDriver implements ComputeDriver {
     if (Number.isNaN(deadline.getTime()))
       throw new AlacarteError('invalid_request', 'deadline is not a date');
     const id = spec.leaseId;
-    const dir = this.dir(id);
-    if (this.starting.has(id) || existsSync(dir)) {
+    const link = join(this.paths.runtimeDir, id);
+    if (this.starting.has(id) || this.stopping.has(id) || existsLink(link)) {
       throw new AlacarteError('invalid_request', `a sandbox for ${id} exists already`);
     }
     this.ensureImage(spec.image);
     this.starting.add(id);
     const live: Live = { proxies: [] };
     try {
-      const prepared = await this.pool.take(spec.image, limits.diskMib);
-      renameSync(prepared, dir);
+      const warm = await this.pool.take(spec.image, limits.diskMib);
+      this.names.set(id, warm.name);
+      // The sandbox keeps its directory (runc needs the bundle where it was created); the lease id
+      // is a link to it, made atomically, so two starts of one lease cannot both succeed.
+      symlinkSync(warm.name, link);
+      const dir = warm.dir;
       this.writeDeadline(dir, id, deadline);
+      writeFileSync(join(dir, 'run', 'command.sh'), commandFile(spec.command ?? [], spec.env ?? {}));
       const ports: Record<string, number> = {};
       for (const port of spec.ports ?? []) {
         const proxy = new PortProxy(port, () => this.initPid(id), this.paths.busybox);
@@ -220,52 +238,34 @@ export class CrunDriver implements ComputeDriver {
         limits,
         env: spec.env ?? {},
         ports,
+        container: warm.name,
       };
       writeFileSync(join(dir, 'meta.json'), JSON.stringify(meta));
-      const config = ociSpec({
-        hostname: 'sandbox',
-        rootfs: join(dir, 'rootfs'),
-        runDir: join(dir, 'run'),
-        libDir: this.paths.libDir,
-        command: spec.command ?? [],
-        env: spec.env ?? {},
-        limits,
-        idBase: this.idBase,
-        idCount: this.idCount,
-        cgroupsPath: this.cgroupPath(id),
-        swapAccounting: this.cgroups.swapAccounting,
-      });
-      writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+      applyLimits(
+        limitWrites(this.cgroups.mode, this.cgroupOf(warm.name), limits, this.cgroups.swapAccounting),
+      );
       const logFile = join(dir, 'runtime.log');
       const code = await runDetached(this.runtime.path, [
         `--log=${logFile}`,
         '--root',
         this.paths.stateDir,
-        'run',
-        '--detach',
-        '--pid-file',
-        join(dir, 'init.pid'),
-        '--bundle',
-        dir,
-        this.containerId(id),
+        'start',
+        this.containerId(warm.name),
       ]);
-      if (code !== 0) {
-        let why = '';
-        try {
-          why = readFileSync(logFile, 'utf8').trim().slice(-500);
-        } catch {
-          // no log written
-        }
-        throw new Error(`${this.runtime.name} run exited ${code}: ${why}`);
-      }
+      if (code !== 0) throw new Error(`${this.runtime.name} start exited ${code}: ${tail(logFile)}`);
       await this.untilInitRuns(id);
       this.live.set(id, live);
       this.limitsById.set(id, limits);
       return { leaseId: id, deadline, ports: urls(ports) };
     } catch (e) {
       await Promise.all(live.proxies.map((p) => p.close()));
-      await this.removeContainer(id).catch(() => {});
-      await destroyDir(dir, this.paths.busybox).catch(() => {});
+      const name = this.names.get(id);
+      this.names.delete(id);
+      if (name) {
+        await this.removeContainer(name).catch(() => {});
+        await destroyDir(join(this.paths.runtimeDir, name), this.paths.busybox).catch(() => {});
+        if (readLink(link) === name) rmSync(link, { force: true });
+      }
       if (e instanceof AlacarteError) throw e;
       throw new AlacarteError('start_failed', 'the sandbox did not start', { cause: e });
     } finally {
@@ -289,7 +289,7 @@ export class CrunDriver implements ComputeDriver {
       {
         runtime: this.runtime.path,
         stateDir: this.paths.stateDir,
-        containerId: this.containerId(id),
+        containerId: this.containerId(meta.container),
         pidFile: join(this.dir(id), `exec-${randomBytes(6).toString('hex')}.pid`),
         env: this.envFor(meta, request.env),
       },
@@ -310,7 +310,7 @@ export class CrunDriver implements ComputeDriver {
       {
         runtime: this.runtime.path,
         stateDir: this.paths.stateDir,
-        containerId: this.containerId(id),
+        containerId: this.containerId(meta.container),
         pidFile: join(this.dir(id), `attach-${randomBytes(6).toString('hex')}.pid`),
         env: [...this.envFor(meta), 'TERM=xterm-256color'],
         busybox: this.paths.busybox,
@@ -349,18 +349,41 @@ export class CrunDriver implements ComputeDriver {
     const live = this.live.get(id);
     this.live.delete(id);
     if (live) await Promise.all(live.proxies.map((p) => p.close()));
-    await this.removeContainer(id);
-    if (existsSync(this.dir(id))) await destroyDir(this.dir(id), this.paths.busybox);
+    const name = this.containerName(id);
+    if (name) {
+      await this.removeContainer(name);
+      await destroyDir(join(this.paths.runtimeDir, name), this.paths.busybox);
+    }
+    rmSync(join(this.paths.runtimeDir, id), { force: true });
     this.limitsById.delete(id);
+    this.names.delete(id);
   }
 
   async list(): Promise<SandboxInfo[]> {
     const containers = await this.containers();
+    // Lease links name the sandboxes; every other sandbox directory is waiting in the pool or left over.
+    const leaseOf = new Map<string, string>();
+    const entries = readdirSync(this.paths.runtimeDir);
+    for (const entry of entries) {
+      if (!SANDBOX_ID_PATTERN.test(entry) || LayerPool.isPoolName(entry)) continue;
+      const name = this.containerName(entry);
+      if (name) leaseOf.set(name, entry);
+    }
+    const busy = (name: string) =>
+      this.pool.holds(name) || [...this.starting].some((s) => this.names.get(s) === name);
     const out: SandboxInfo[] = [];
-    const seen = new Set<string>();
+    const handled = new Set<string>();
     for (const c of containers) {
-      const id = c.leaseId;
-      seen.add(id);
+      handled.add(c.name);
+      const id = leaseOf.get(c.name);
+      if (id === undefined) {
+        if (busy(c.name)) continue;
+        this.log.info(`alacarte: removing leftover container ${c.name} (${c.status})`);
+        await this.removeContainer(c.name).catch(() => {});
+        await destroyDir(join(this.paths.runtimeDir, c.name), this.paths.busybox).catch(() => {});
+        continue;
+      }
+      handled.add(id);
       if (this.starting.has(id)) continue;
       let meta: SandboxMeta | undefined;
       try {
@@ -381,12 +404,17 @@ export class CrunDriver implements ComputeDriver {
       if (!this.live.has(id)) await this.reopenPorts(id, meta);
       out.push({ leaseId: id, deadline: new Date(meta.deadline), ports: urls(meta.ports) });
     }
-    // Directories without a container: a start that crashed half-way.
-    for (const name of readdirSync(this.paths.runtimeDir)) {
-      if (name.startsWith('.') || seen.has(name) || this.starting.has(name) || !SANDBOX_ID_PATTERN.test(name))
-        continue;
-      this.log.info(`alacarte: removing the remains of sandbox ${name}`);
-      await this.stop({ leaseId: name });
+    // Remains without a container: a start or a preparation that crashed half-way.
+    for (const entry of entries) {
+      if (!SANDBOX_ID_PATTERN.test(entry) || handled.has(entry) || this.starting.has(entry)) continue;
+      if (LayerPool.isPoolName(entry)) {
+        if (busy(entry)) continue;
+        this.log.info(`alacarte: removing the remains of sandbox directory ${entry}`);
+        await destroyDir(join(this.paths.runtimeDir, entry), this.paths.busybox).catch(() => {});
+      } else {
+        this.log.info(`alacarte: removing the remains of sandbox ${entry}`);
+        await this.stop({ leaseId: entry });
+      }
     }
     return out;
   }
@@ -417,7 +445,8 @@ export class CrunDriver implements ComputeDriver {
       pid = Number.parseInt(readFileSync(join(this.dir(leaseId), 'init.pid'), 'utf8'), 10);
       if (!(pid > 1)) return undefined;
       const cgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
-      if (!cgroup.includes(`:${this.cgroupPath(leaseId)}\n`)) return undefined;
+      const path = this.knownCgroupPath(leaseId);
+      if (path === undefined || !cgroup.includes(`:${path}\n`)) return undefined;
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
       if (/\) Z /.test(stat)) return undefined;
     } catch {
@@ -448,11 +477,63 @@ export class CrunDriver implements ComputeDriver {
 
   /** For tests and benchmarks: where a sandbox's processes are accounted. */
   cgroupPath(leaseId: string): string {
-    return `${this.cgroupParent}/${this.instance}/${leaseId}`;
+    const path = this.knownCgroupPath(leaseId);
+    if (path === undefined) throw new AlacarteError('lease_not_running', 'no sandbox for this lease');
+    return path;
   }
 
-  private containerId(leaseId: string): string {
-    return `${this.instance}-${leaseId}`;
+  private knownCgroupPath(leaseId: string): string | undefined {
+    const name = this.containerName(leaseId);
+    return name === undefined ? undefined : this.cgroupOf(name);
+  }
+
+  private cgroupOf(name: string): string {
+    return `${this.cgroupParent}/${this.instance}/${name}`;
+  }
+
+  private containerId(name: string): string {
+    return `${this.instance}-${name}`;
+  }
+
+  /** The container behind a lease, from memory or, after a restart, from its meta.json. */
+  private containerName(leaseId: string): string | undefined {
+    const known = this.names.get(leaseId);
+    if (known) return known;
+    const name = readLink(join(this.paths.runtimeDir, leaseId));
+    if (name === undefined || !LayerPool.isPoolName(name)) return undefined;
+    this.names.set(leaseId, name);
+    return name;
+  }
+
+  /** Writes the bundle of a sandbox made ahead and has the runtime create it (not start it). */
+  private async createContainer(warm: WarmSandbox, diskMib: number): Promise<void> {
+    const config = ociSpec({
+      hostname: 'sandbox',
+      rootfs: join(warm.dir, 'rootfs'),
+      runDir: join(warm.dir, 'run'),
+      libDir: this.paths.libDir,
+      command: [],
+      env: {},
+      limits: { ...PLACEHOLDER_LIMITS, diskMib },
+      idBase: this.idBase,
+      idCount: this.idCount,
+      cgroupsPath: this.cgroupOf(warm.name),
+      swapAccounting: this.cgroups.swapAccounting,
+    });
+    writeFileSync(join(warm.dir, 'config.json'), JSON.stringify(config));
+    const logFile = join(warm.dir, 'runtime.log');
+    const code = await runDetached(this.runtime.path, [
+      `--log=${logFile}`,
+      '--root',
+      this.paths.stateDir,
+      'create',
+      '--pid-file',
+      join(warm.dir, 'init.pid'),
+      '--bundle',
+      warm.dir,
+      this.containerId(warm.name),
+    ]);
+    if (code !== 0) throw new Error(`${this.runtime.name} create exited ${code}: ${tail(logFile)}`);
   }
 
   private dir(leaseId: string): string {
@@ -504,7 +585,7 @@ export class CrunDriver implements ComputeDriver {
     }
   }
 
-  private async containers(): Promise<{ leaseId: string; status: string }[]> {
+  private async containers(): Promise<{ name: string; status: string }[]> {
     const r = await runProcess(this.runtime.path, [
       '--root',
       this.paths.stateDir,
@@ -516,24 +597,24 @@ export class CrunDriver implements ComputeDriver {
     const parsed: unknown = JSON.parse(r.stdout.trim() || '[]');
     if (!Array.isArray(parsed)) return [];
     const prefix = `${this.instance}-`;
-    const out: { leaseId: string; status: string }[] = [];
+    const out: { name: string; status: string }[] = [];
     for (const entry of parsed as unknown[]) {
       if (typeof entry !== 'object' || entry === null) continue;
       const { id, status } = entry as { id?: unknown; status?: unknown };
       if (typeof id !== 'string' || !id.startsWith(prefix) || typeof status !== 'string') continue;
-      const leaseId = id.slice(prefix.length);
-      if (SANDBOX_ID_PATTERN.test(leaseId)) out.push({ leaseId, status });
+      const name = id.slice(prefix.length);
+      if (LayerPool.isPoolName(name)) out.push({ name, status });
     }
     return out;
   }
 
-  private async removeContainer(leaseId: string): Promise<void> {
+  private async removeContainer(name: string): Promise<void> {
     const r = await runProcess(this.runtime.path, [
       '--root',
       this.paths.stateDir,
       'delete',
       '--force',
-      this.containerId(leaseId),
+      this.containerId(name),
     ]);
     if (r.code !== 0 && !/does not exist|not exist|no such/i.test(r.stderr)) {
       throw new Error(`${this.runtime.name} delete failed: ${r.stderr.trim()}`);
@@ -629,4 +710,29 @@ export function validateLimits(limits: SandboxLimits): void {
     Number.isInteger(limits.diskMib) &&
     limits.diskMib >= 1;
   if (!ok) throw new AlacarteError('invalid_request', 'limits out of range');
+}
+
+function tail(logFile: string): string {
+  try {
+    return readFileSync(logFile, 'utf8').trim().slice(-500);
+  } catch {
+    return '';
+  }
+}
+
+function readLink(path: string): string | undefined {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+function existsLink(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }

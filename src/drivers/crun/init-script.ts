@@ -12,12 +12,17 @@ import { IN_SANDBOX } from './oci-spec.js';
  * After starting the lease's command, init never forks: it waits with `read -t` on a FIFO nobody
  * writes to, instead of running `sleep`. A fork could fail once a tenant's processes fill the pids
  * limit, and in ash a failed fork is fatal. ash reaps orphaned children on SIGCHLD by itself.
+ *
+ * The lease's command and environment come from /run/alacarte/command.sh (see commandFile), since
+ * the sandbox was created before its lease was known.
  */
 export function initScript(): string {
   return `# alacarte sandbox init
-D=${IN_SANDBOX.runDir}/deadline
-exec 3<>${IN_SANDBOX.runDir}/wake || exit 0
+R=${IN_SANDBOX.runDir}
+D=$R/deadline
+exec 3<>$R/wake || exit 0
 trap : USR1
+if [ -f $R/command.sh ]; then . $R/command.sh; fi
 if [ $# -gt 0 ]; then "$@" </dev/null >/dev/null 2>&1 & fi
 while :; do
   d=0
@@ -38,4 +43,16 @@ export function deadlineFile(deadline: Date): string {
 /** /run/alacarte/lease.json as API.md describes it. */
 export function leaseFile(leaseId: string, deadline: Date): string {
   return `${JSON.stringify({ id: leaseId, expires_at: deadline.toISOString() })}\n`;
+}
+
+const shellQuote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+
+/**
+ * /run/alacarte/command.sh, sourced by init: exports the lease's environment and sets the command
+ * as init's arguments. Every value is single-quoted; names are checked by the driver.
+ */
+export function commandFile(command: readonly string[], env: Readonly<Record<string, string>>): string {
+  const lines = Object.entries(env).map(([k, v]) => `export ${k}=${shellQuote(v)}`);
+  lines.push(`set -- ${command.map(shellQuote).join(' ')}`);
+  return `${lines.join('\n')}\n`;
 }

@@ -1,64 +1,79 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DriverLogger } from './crun-options.js';
 import { mountsUnder } from './mounts.js';
 import { runProcess } from './run-process.js';
 
+/** A sandbox made ahead: its directory (layer mounted) and, once created, its container. */
+export interface WarmSandbox {
+  dir: string;
+  /** Name of the created (not yet started) container; also the last part of its cgroup path. */
+  name: string;
+}
+
 export interface LayerPoolOptions {
-  /** Prepared layers wait here until a start() takes one. */
-  warmDir: string;
+  /** Sandbox directories live here, named after their container (a start only links its lease to one). */
+  runtimeDir: string;
   imagesDir: string;
   busybox: string;
   /** Owner of the writable layer's root, i.e. root inside the sandbox. */
   idBase: number;
-  /** How many prepared layers to keep per (image, disk size); 0 prepares on demand only. */
+  /** How many to keep ready per (image, disk size); 0 prepares on demand only. */
   size: number;
+  /** Turns a directory with its layer mounted into a created container (bundle + runtime create). */
+  create: (warm: WarmSandbox, image: string, diskMib: number) => Promise<void>;
+  /** Deletes a created container that will not be used. */
+  discard: (warm: WarmSandbox) => Promise<void>;
   logger: DriverLogger;
 }
 
 /**
- * A sandbox directory in the making: `layer/` is a tmpfs of the disk size holding the overlay's
+ * Sandboxes prepared ahead of start(): `layer/` is a tmpfs of the disk size holding the overlay's
  * upper and work dirs, `rootfs/` the overlay of the read-only image, `run/` what the sandbox sees at
- * /run/alacarte. Mounting costs a few milliseconds of process spawns, so layers are prepared ahead
- * and start() only renames one into place (mounts follow their directory on rename).
+ * /run/alacarte, and the container is created (namespaces, mounts, cgroup made, its first process
+ * waiting to exec init). All that costs several process spawns; start() then only renames the
+ * directory, writes the lease's files and limits, and tells the runtime to start.
  */
 export class LayerPool {
-  private readonly ready = new Map<string, string[]>();
+  private readonly ready = new Map<string, WarmSandbox[]>();
   private readonly filling = new Map<string, Promise<void>>();
+  /** Names being prepared right now. */
+  private readonly making = new Set<string>();
   private closed = false;
 
   constructor(private readonly options: LayerPoolOptions) {}
 
   /**
-   * A prepared directory, from the pool when one waits, else made now. The caller calls replenish()
+   * A prepared sandbox, from the pool when one waits, else made now. The caller calls replenish()
    * once its start is done, so that refilling never competes with the start it serves.
    */
-  async take(image: string, diskMib: number): Promise<string> {
+  async take(image: string, diskMib: number): Promise<WarmSandbox> {
     return this.ready.get(`${image}-${diskMib}`)?.shift() ?? (await this.prepare(image, diskMib));
   }
 
-  /** Drops every prepared layer; sandboxes already started are not touched. */
+  /** True for a container name this pool holds right now (so list() leaves it alone). */
+  holds(name: string): boolean {
+    if (this.making.has(name)) return true;
+    for (const list of this.ready.values()) if (list.some((w) => w.name === name)) return true;
+    return false;
+  }
+
+  /** Names of pool containers: `w` and random hex, never a lease id (those start with letters and `_`). */
+  static isPoolName(name: string): boolean {
+    return /^w[0-9a-f]{12}$/.test(name);
+  }
+
+  /** Drops every prepared sandbox; started ones are not touched. */
   async close(): Promise<void> {
     this.closed = true;
     await Promise.allSettled([...this.filling.values()]);
-    const dirs = [...this.ready.values()].flat();
+    const all = [...this.ready.values()].flat();
     this.ready.clear();
-    await Promise.all(dirs.map((d) => destroyDir(d, this.options.busybox)));
+    await Promise.all(all.map((w) => this.destroy(w)));
   }
 
-  /** Removes prepared layers a previous process left behind. */
-  async sweep(): Promise<void> {
-    let names: string[] = [];
-    try {
-      names = readdirSync(this.options.warmDir);
-    } catch {
-      return;
-    }
-    await Promise.all(names.map((n) => destroyDir(join(this.options.warmDir, n), this.options.busybox)));
-  }
-
-  /** Prepares layers in the background until the pool for (image, disk size) is full again. */
+  /** Prepares in the background until the pool for (image, disk size) is full again. */
   replenish(image: string, diskMib: number): void {
     const key = `${image}-${diskMib}`;
     if (this.closed || this.options.size === 0 || this.filling.has(key)) return;
@@ -66,20 +81,37 @@ export class LayerPool {
       const list = this.ready.get(key) ?? [];
       this.ready.set(key, list);
       while (!this.closed && list.length < this.options.size) {
-        list.push(await this.prepare(image, diskMib));
+        const warm = await this.prepare(image, diskMib);
+        if (this.closed) await this.destroy(warm);
+        else list.push(warm);
       }
     };
     const p = run()
       .catch((e: unknown) =>
-        this.options.logger.warn(`alacarte: preparing a ${key} layer failed: ${String(e)}`),
+        this.options.logger.warn(`alacarte: preparing a ${key} sandbox failed: ${String(e)}`),
       )
       .finally(() => this.filling.delete(key));
     this.filling.set(key, p);
   }
 
-  private async prepare(image: string, diskMib: number): Promise<string> {
-    const { warmDir, imagesDir, busybox, idBase } = this.options;
-    const dir = join(warmDir, `${image}-${diskMib}-${randomBytes(6).toString('hex')}`);
+  private async destroy(warm: WarmSandbox): Promise<void> {
+    await this.options.discard(warm).catch(() => {});
+    await destroyDir(warm.dir, this.options.busybox).catch(() => {});
+  }
+
+  private async prepare(image: string, diskMib: number): Promise<WarmSandbox> {
+    const { runtimeDir } = this.options;
+    const name = `w${randomBytes(6).toString('hex')}`;
+    this.making.add(name);
+    try {
+      return await this.make(name, join(runtimeDir, name), image, diskMib);
+    } finally {
+      this.making.delete(name);
+    }
+  }
+
+  private async make(name: string, dir: string, image: string, diskMib: number): Promise<WarmSandbox> {
+    const { imagesDir, busybox, idBase } = this.options;
     for (const sub of ['layer', 'rootfs', 'run/bin'])
       mkdirSync(join(dir, sub), { recursive: true, mode: 0o755 });
     // A tmpfs inode costs kernel memory; cap the count in proportion to the disk size.
@@ -95,11 +127,18 @@ export class LayerPool {
       `mount -t overlay overlay -o "lowerdir=$2,upperdir=$1/layer/upper,workdir=$1/layer/work" "$1/rootfs"`,
     ].join('\n');
     const r = await runProcess(busybox, ['sh', '-c', script, 'sh', dir, join(imagesDir, image)]);
+    const warm = { dir, name };
     if (r.code !== 0) {
       await destroyDir(dir, busybox);
       throw new Error(`mounting the writable layer failed: ${r.stderr.trim()}`);
     }
-    return dir;
+    try {
+      await this.options.create(warm, image, diskMib);
+    } catch (e) {
+      await this.destroy(warm);
+      throw e;
+    }
+    return warm;
   }
 }
 
