@@ -1,9 +1,14 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { deadlineFile, initScript, leaseFile } from '../../../../src/drivers/crun/init-script.js';
+import {
+  commandFile,
+  deadlineFile,
+  initScript,
+  leaseFile,
+} from '../../../../src/drivers/crun/init-script.js';
 import { IN_SANDBOX } from '../../../../src/drivers/crun/oci-spec.js';
 
 const busybox = '/bin/busybox';
@@ -13,9 +18,10 @@ afterEach(() => {
 });
 
 /** Runs the init script on the host with its sandbox paths pointed at a temporary directory. */
-function runInit(deadlineEpoch: number) {
+function runInit(deadlineEpoch: number, setup?: (dir: string) => void) {
   const dir = mkdtempSync(join(tmpdir(), 'alacarte-init-'));
   dirs.push(dir);
+  setup?.(dir);
   writeFileSync(join(dir, 'deadline'), `${deadlineEpoch}\n`);
   spawnSync(busybox, ['mkfifo', join(dir, 'wake')]);
   const script = initScript().replaceAll(IN_SANDBOX.runDir, dir);
@@ -53,6 +59,27 @@ describe('the sandbox init', () => {
     child.kill('SIGUSR1');
     expect(await exited).toBe(0);
   });
+
+  it.skipIf(!existsSync(busybox))(
+    'starts the lease command with its environment, quoting kept intact',
+    async () => {
+      const { dir, child, exited } = runInit(Math.floor(Date.now() / 1000) + 3600, (d) => {
+        const tricky = `it's "quoted" $HOME \`x\` ; rm -rf /`;
+        writeFileSync(
+          join(d, 'command.sh'),
+          commandFile(['sh', '-c', 'printf "%s|%s" "$GREETING" "$1" > "$OUT"', 'sh', tricky], {
+            GREETING: 'hi there',
+            OUT: join(d, 'out'),
+          }),
+        );
+      });
+      const out = join(dir, 'out');
+      for (let i = 0; i < 50 && !existsSync(out); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(readFileSync(out, 'utf8')).toBe(`hi there|it's "quoted" $HOME \`x\` ; rm -rf /`);
+      child.kill('SIGKILL');
+      await exited;
+    },
+  );
 
   it('writes whole seconds rounded up and the lease file of the API', () => {
     expect(deadlineFile(new Date(1_700_000_000_001))).toBe('1700000001\n');
