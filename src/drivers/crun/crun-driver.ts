@@ -195,6 +195,15 @@ export class CrunDriver implements ComputeDriver {
     return driver;
   }
 
+  /**
+   * Makes sandboxes for an image and disk size ahead of the first start (for the offers the node
+   * sells), so that even the first paid start is fast. Returns at once; the work runs behind.
+   */
+  prewarm(image: string, diskMib: number): void {
+    this.ensureImage(image);
+    this.pool.replenish(image, diskMib);
+  }
+
   async capacity(): Promise<DriverCapacity> {
     const running: SandboxLimits[] = [];
     for (const [id, limits] of this.limitsById) {

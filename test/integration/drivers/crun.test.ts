@@ -198,6 +198,46 @@ if (crunSkipReason) {
     });
   });
 
+  describe('crun driver after a restart of the node', () => {
+    it('finds running sandboxes again, with their deadline and ports, and drives them', async () => {
+      const first = await makeCrunTarget();
+      const leaseId = newLeaseId();
+      let second: CrunDriver | undefined;
+      try {
+        first.driver.prewarm('busybox', TEST_LIMITS.diskMib);
+        const deadline = new Date(Date.now() + 120_000);
+        const h = await first.driver.start(
+          { leaseId, image: 'busybox', ports: [8080], command: ['httpd', '-f', '-p', '8080', '-h', '/etc'] },
+          TEST_LIMITS,
+          deadline,
+        );
+        // The node goes away (its listeners with it); the sandbox stays.
+        await first.driver.close();
+        second = await CrunDriver.create(first.options);
+        const listed = await second.list();
+        expect(listed).toEqual([{ leaseId, deadline, ports: h.ports }]);
+        expect((await sh(second, h, 'cat /run/alacarte/lease.json')).out).toContain(leaseId);
+        let body = '';
+        await waitFor(async () => {
+          try {
+            const res = await fetch(`${h.ports[8080]}/group`);
+            body = await res.text();
+            return res.ok;
+          } catch {
+            return false;
+          }
+        }, 5000);
+        expect(body).toMatch(/^root:x:0:/);
+        await second.stop(h);
+        expect(await second.list()).toEqual([]);
+      } finally {
+        await second?.stop({ leaseId }).catch(() => {});
+        await second?.close();
+        await first.dispose();
+      }
+    });
+  });
+
   describe('crun deadline with the control plane killed -9', () => {
     let compiled: string;
     beforeAll(() => {
