@@ -2,16 +2,21 @@ import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   chmodSync,
+  closeSync,
   existsSync,
+  constants as fsConstants,
   lstatSync,
   mkdirSync,
+  openSync,
   readdirSync,
   readFileSync,
   readlinkSync,
   renameSync,
   rmSync,
   symlinkSync,
+  unlinkSync,
   writeFileSync,
+  writeSync,
 } from 'node:fs';
 import { availableParallelism, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -253,15 +258,7 @@ export class CrunDriver implements ComputeDriver {
       applyLimits(
         limitWrites(this.cgroups.mode, this.cgroupOf(warm.name), limits, this.cgroups.swapAccounting),
       );
-      const logFile = join(dir, 'runtime.log');
-      const code = await runDetached(this.runtime.path, [
-        `--log=${logFile}`,
-        '--root',
-        this.paths.stateDir,
-        'start',
-        this.containerId(warm.name),
-      ]);
-      if (code !== 0) throw new Error(`${this.runtime.name} start exited ${code}: ${tail(logFile)}`);
+      await this.startContainer(warm.name, join(dir, 'runtime.log'));
       await this.untilInitRuns(id);
       this.live.set(id, live);
       this.limitsById.set(id, limits);
@@ -512,6 +509,39 @@ export class CrunDriver implements ComputeDriver {
     if (name === undefined || !LayerPool.isPoolName(name)) return undefined;
     this.names.set(leaseId, name);
     return name;
+  }
+
+  /**
+   * Lets a created container run. With crun this is what `crun start` does (libcrun status.c:
+   * open the state's exec.fifo for writing, unlink it, write one byte), minus a process spawn on
+   * the paid path; if the FIFO is not as expected (another runtime or version), the CLI does it.
+   */
+  private async startContainer(name: string, logFile: string): Promise<void> {
+    if (this.runtime.name === 'crun') {
+      const fifo = join(this.paths.stateDir, this.containerId(name), 'exec.fifo');
+      let fd: number | undefined;
+      try {
+        if (lstatSync(fifo).isFIFO()) {
+          // Non-blocking: fails at once (ENXIO) unless the container's first process is waiting on it.
+          fd = openSync(fifo, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
+          unlinkSync(fifo);
+          writeSync(fd, Buffer.alloc(1));
+          return;
+        }
+      } catch {
+        // fall back to the CLI below
+      } finally {
+        if (fd !== undefined) closeSync(fd);
+      }
+    }
+    const code = await runDetached(this.runtime.path, [
+      `--log=${logFile}`,
+      '--root',
+      this.paths.stateDir,
+      'start',
+      this.containerId(name),
+    ]);
+    if (code !== 0) throw new Error(`${this.runtime.name} start exited ${code}: ${tail(logFile)}`);
   }
 
   /** Writes the bundle of a sandbox made ahead and has the runtime create it (not start it). */
