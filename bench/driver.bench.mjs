@@ -13,7 +13,7 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CrunDriver } from '../dist/drivers/crun/crun-driver.js';
@@ -225,7 +225,9 @@ try {
   const lines = [
     '## Sandbox driver (crun)',
     '',
-    `${ROUNDS} rounds, busybox image, offer ${JSON.stringify(limits)}, warm layers 4.`,
+    `${ROUNDS} rounds, busybox image, offer ${JSON.stringify(limits)}, warm layers 4; load average at the end ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')} (other programs running distort every time here; compare the rows of one run).`,
     '',
     '| measure | median (ms) | p99 (ms) |',
     '| --- | ---: | ---: |',
