@@ -12,6 +12,7 @@ import {
   readFileSync,
   readlinkSync,
   renameSync,
+  rmdirSync,
   rmSync,
   symlinkSync,
   unlinkSync,
@@ -429,6 +430,28 @@ export class CrunDriver implements ComputeDriver {
     await this.pool.close();
     for (const live of this.live.values()) await Promise.all(live.proxies.map((p) => p.close()));
     this.live.clear();
+    // With no sandbox left, leave no empty state or cgroup directories either (best effort: these
+    // fail while anything is still in them, which is what should happen).
+    for (const dir of [this.paths.stateDir, ...this.cgroupParents()]) {
+      try {
+        rmdirSync(dir);
+      } catch {
+        // still in use, or gone
+      }
+    }
+  }
+
+  private cgroupParents(): string[] {
+    const root = '/sys/fs/cgroup';
+    const path = `${this.cgroupParent}/${this.instance}`;
+    if (this.cgroups.mode === 'v2') return [join(root, path)];
+    try {
+      return readdirSync(root)
+        .filter((h) => h !== 'unified')
+        .map((h) => join(root, h, path));
+    } catch {
+      return [];
+    }
   }
 
   /**
