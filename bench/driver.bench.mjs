@@ -215,7 +215,8 @@ try {
     estimates.push((after.MemAvailable - during.MemAvailable - charged) / IDLE);
     kernelDeltas.push({ before, during });
   }
-  const perSandbox = quantile(estimates, 0.5) / 2 ** 20;
+  const sorted = [...estimates].sort((a, b) => a - b);
+  const perSandbox = (sorted[1] + sorted[2]) / 2 / 2 ** 20;
   const { before, during } = kernelDeltas[0];
   const kernel = (k) => ((during[k] - before[k]) / IDLE / 2 ** 10).toFixed(0);
 
@@ -240,7 +241,7 @@ try {
     `- start-to-ready / raw crun run: **${ratio.toFixed(2)}x** (target <= 1.5x): ${ratio <= 1.5 ? 'met' : 'NOT met'}; ` +
       `the floor (run --detach + exec) alone is ${(quantile(floor, 0.5) / rawMedian).toFixed(2)}x, the driver adds ${ms(readyMedian - quantile(floor, 0.5))} ms to it`,
     `- ${IDLE} idle sandboxes (their cgroups are charged ${(charged / 2 ** 20).toFixed(0)} MiB in all; estimates per sandbox, MiB: ${estimates.map((e) => (e / 2 ** 20).toFixed(2)).join(', ')}):`,
-    `  host memory outside the tenants' own processes: **${perSandbox.toFixed(2)} MiB per sandbox** (target <= 5 MiB): ${perSandbox <= 5 ? 'met' : 'NOT met'}`,
+    `  host memory outside the tenants' own processes (median of the four): **${perSandbox.toFixed(2)} MiB per sandbox** (target <= 5 MiB): ${perSandbox <= 5 ? 'met' : 'NOT met'}`,
     `  (per sandbox, KiB: Slab ${kernel('Slab')}, KernelStack ${kernel('KernelStack')}, PageTables ${kernel('PageTables')}, Shmem ${kernel('Shmem')}; no per-sandbox host process stays running)`,
   ];
   console.log(lines.join('\n'));
