@@ -232,8 +232,7 @@ export class CrunDriver implements ComputeDriver {
     this.starting.add(id);
     const live: Live = { proxies: [] };
     try {
-      const warm = await this.pool.take(spec.image, limits.diskMib);
-      this.names.set(id, warm.name);
+      const warm = await this.pool.take(spec.image, limits.diskMib, (w) => this.names.set(id, w.name));
       // The sandbox keeps its directory (runc needs the bundle where it was created); the lease id
       // is a link to it, made atomically, so two starts of one lease cannot both succeed.
       symlinkSync(warm.name, link);

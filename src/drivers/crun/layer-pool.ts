@@ -45,11 +45,17 @@ export class LayerPool {
   constructor(private readonly options: LayerPoolOptions) {}
 
   /**
-   * A prepared sandbox, from the pool when one waits, else made now. The caller calls replenish()
-   * once its start is done, so that refilling never competes with the start it serves.
+   * A prepared sandbox, from the pool when one waits, else made now. `claim` runs at the very moment
+   * it leaves the pool, so that no list() in between takes it for a leftover. The caller calls
+   * replenish() once its start is done, so that refilling never competes with the start it serves.
    */
-  async take(image: string, diskMib: number): Promise<WarmSandbox> {
-    return this.ready.get(`${image}-${diskMib}`)?.shift() ?? (await this.prepare(image, diskMib));
+  async take(image: string, diskMib: number, claim: (warm: WarmSandbox) => void): Promise<WarmSandbox> {
+    const ready = this.ready.get(`${image}-${diskMib}`)?.shift();
+    if (ready) {
+      claim(ready);
+      return ready;
+    }
+    return this.prepare(image, diskMib, claim);
   }
 
   /** True for a container name this pool holds right now (so list() leaves it alone). */
@@ -81,9 +87,9 @@ export class LayerPool {
       const list = this.ready.get(key) ?? [];
       this.ready.set(key, list);
       while (!this.closed && list.length < this.options.size) {
-        const warm = await this.prepare(image, diskMib);
-        if (this.closed) await this.destroy(warm);
-        else list.push(warm);
+        // Into the pool in the same instant it stops being "in the making" (see holds()); close()
+        // waits for this loop, then removes everything in the pool.
+        await this.prepare(image, diskMib, (warm) => list.push(warm));
       }
     };
     const p = run()
@@ -99,12 +105,18 @@ export class LayerPool {
     await destroyDir(warm.dir, this.options.busybox).catch(() => {});
   }
 
-  private async prepare(image: string, diskMib: number): Promise<WarmSandbox> {
+  private async prepare(
+    image: string,
+    diskMib: number,
+    claim: (warm: WarmSandbox) => void,
+  ): Promise<WarmSandbox> {
     const { runtimeDir } = this.options;
     const name = `w${randomBytes(6).toString('hex')}`;
     this.making.add(name);
     try {
-      return await this.make(name, join(runtimeDir, name), image, diskMib);
+      const warm = await this.make(name, join(runtimeDir, name), image, diskMib);
+      claim(warm);
+      return warm;
     } finally {
       this.making.delete(name);
     }

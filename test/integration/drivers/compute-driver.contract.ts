@@ -249,6 +249,15 @@ export function computeDriverContract(
       await expect(fetch(`http://127.0.0.1:${port}/`)).rejects.toThrow();
     });
 
+    it('starts several sandboxes at once while list() runs alongside, each its own', async () => {
+      const [a, b, c] = await Promise.all([start(), start(), start(), driver.list(), driver.list()]);
+      const handles = [a, b, c] as SandboxHandle[];
+      const seen = await Promise.all(handles.map((h) => sh(driver, h, 'cat /run/alacarte/lease.json')));
+      expect(seen.map((r) => JSON.parse(r.out).id)).toEqual(handles.map((h) => h.leaseId));
+      const listed = (await driver.list()).map((s) => s.leaseId);
+      for (const h of handles) expect(listed).toContain(h.leaseId);
+    });
+
     it('reports capacity that shrinks while a sandbox runs', async () => {
       const before = await driver.capacity();
       const handle: SandboxHandle = await start();
