@@ -196,6 +196,19 @@ if (crunSkipReason) {
       expect(tries.out).toMatch(/sysrq=[1-9]/);
       expect(tries.out).toMatch(/mknod=[1-9]/);
     });
+
+    it("cannot reach into init's memory, which holds the deadline", async () => {
+      const a = await start();
+      // Static busybox maps its code at 4 MiB: unmasked, these reads and writes would reach it.
+      const r = await sh(
+        t.driver,
+        a,
+        'for f in /proc/1/mem /proc/1/task/1/mem; do dd if=$f bs=1 skip=4194304 count=4 2>/dev/null | wc -c; done; kill -STOP 1; kill -KILL 1; sleep 0.2; ps -o pid,stat | grep -c "^ *1 "',
+      );
+      expect(r.out).toBe('0\n0\n1\n');
+      expect((await sh(t.driver, a, 'echo alive')).out).toBe('alive\n');
+      expect(t.driver.initPid(a.leaseId)).toBeDefined();
+    });
   });
 
   describe('crun driver after a restart of the node', () => {

@@ -85,6 +85,7 @@ describe('OCI spec', () => {
 
   it('masks the kernel files tenants must not read', () => {
     expect(spec.linux.maskedPaths).toContain('/proc/kcore');
+    expect(spec.linux.maskedPaths).toContain('/proc/1/mem');
     expect(spec.linux.readonlyPaths).toContain('/proc/sysrq-trigger');
   });
 });
