@@ -366,31 +366,34 @@ export class CrunDriver implements ComputeDriver {
   }
 
   async list(): Promise<SandboxInfo[]> {
-    const containers = await this.containers();
-    // Lease links name the sandboxes; every other sandbox directory is waiting in the pool or left over.
-    const leaseOf = new Map<string, string>();
+    // Directory first, runtime second: a lease linked in this snapshot that was not starting then
+    // had finished starting before the runtime was asked, so the runtime's status for it is current.
     const entries = readdirSync(this.paths.runtimeDir);
+    const startingThen = new Set(this.starting);
+    const containers = await this.containers();
+    const leaseOf = new Map<string, string>();
     for (const entry of entries) {
       if (!SANDBOX_ID_PATTERN.test(entry) || LayerPool.isPoolName(entry)) continue;
       const name = this.containerName(entry);
       if (name) leaseOf.set(name, entry);
     }
-    const busy = (name: string) =>
-      this.pool.holds(name) || [...this.starting].some((s) => this.names.get(s) === name);
+    // Waiting in the pool, being made, or given to a lease by this process: never a leftover.
+    const ours = (name: string) => this.pool.holds(name) || [...this.names.values()].includes(name);
+    const starting = (id: string) => startingThen.has(id) || this.starting.has(id);
     const out: SandboxInfo[] = [];
     const handled = new Set<string>();
     for (const c of containers) {
       handled.add(c.name);
       const id = leaseOf.get(c.name);
       if (id === undefined) {
-        if (busy(c.name)) continue;
+        if (ours(c.name)) continue;
         this.log.info(`alacarte: removing leftover container ${c.name} (${c.status})`);
         await this.removeContainer(c.name).catch(() => {});
         await destroyDir(join(this.paths.runtimeDir, c.name), this.paths.busybox).catch(() => {});
         continue;
       }
       handled.add(id);
-      if (this.starting.has(id)) continue;
+      if (starting(id) || this.stopping.has(id)) continue;
       let meta: SandboxMeta | undefined;
       try {
         meta = this.meta(id);
@@ -412,12 +415,12 @@ export class CrunDriver implements ComputeDriver {
     }
     // Remains without a container: a start or a preparation that crashed half-way.
     for (const entry of entries) {
-      if (!SANDBOX_ID_PATTERN.test(entry) || handled.has(entry) || this.starting.has(entry)) continue;
+      if (!SANDBOX_ID_PATTERN.test(entry) || handled.has(entry)) continue;
       if (LayerPool.isPoolName(entry)) {
-        if (busy(entry)) continue;
+        if (ours(entry) || leaseOf.has(entry)) continue;
         this.log.info(`alacarte: removing the remains of sandbox directory ${entry}`);
         await destroyDir(join(this.paths.runtimeDir, entry), this.paths.busybox).catch(() => {});
-      } else {
+      } else if (!starting(entry) && !this.stopping.has(entry)) {
         this.log.info(`alacarte: removing the remains of sandbox ${entry}`);
         await this.stop({ leaseId: entry });
       }
