@@ -66,8 +66,7 @@ export class Amount {
 
   /** For JSON bodies. Every amount the API shows stays far below 2^53 in practice; refuse otherwise. */
   toNumber(): number {
-    if (this.value > BigInt(Number.MAX_SAFE_INTEGER))
-      throw new RangeError('amount too large for JSON number');
+    if (this.value > BigInt(Number.MAX_SAFE_INTEGER)) throw new RangeError('amount too large for JSON number');
     return Number(this.value);
   }
 

@@ -29,11 +29,7 @@ export class AlacarteError extends Error {
   /** Extra fields for the JSON body, e.g. a refund token on `start_failed`. */
   readonly details: Readonly<Record<string, unknown>>;
 
-  constructor(
-    code: ErrorCode,
-    message: string,
-    options: { cause?: unknown; details?: Record<string, unknown> } = {},
-  ) {
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
     super(message, { cause: options.cause });
     this.name = 'AlacarteError';
     this.code = code;
