@@ -5,6 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   chmodSync,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -202,7 +203,9 @@ try {
     const during = meminfo();
     charged = 0;
     for (const id of ids) {
-      const path = join('/sys/fs/cgroup/memory', driver.cgroupPath(id), 'memory.usage_in_bytes');
+      const path = existsSync('/sys/fs/cgroup/cgroup.controllers')
+        ? join('/sys/fs/cgroup', driver.cgroupPath(id), 'memory.current')
+        : join('/sys/fs/cgroup/memory', driver.cgroupPath(id), 'memory.usage_in_bytes');
       charged += Number(readFileSync(path, 'utf8'));
     }
     for (const id of ids) {

@@ -41,5 +41,13 @@ export function limitWrites(
 }
 
 export function applyLimits(writes: readonly [string, string][]): void {
-  for (const [file, value] of writes) writeFileSync(file, value);
+  for (const [file, value] of writes) {
+    try {
+      writeFileSync(file, value);
+    } catch (e) {
+      // Kernels without swap accounting have no swap files; there is no swap to cap then.
+      const optional = file.endsWith('memory.swap.max') || file.endsWith('memory.memsw.limit_in_bytes');
+      if (!(optional && (e as NodeJS.ErrnoException).code === 'ENOENT')) throw e;
+    }
+  }
 }

@@ -44,6 +44,22 @@ export function readCgroup(controller: string, path: string, file: string): stri
   return readFileSync(cgroupFile(controller, path, file), 'utf8');
 }
 
+const isV2 = () => existsSync('/sys/fs/cgroup/cgroup.controllers');
+
+/** How often the kernel's OOM killer struck inside a sandbox's cgroup. */
+export function oomKills(path: string): number {
+  const text = isV2()
+    ? readCgroup('', path, 'memory.events')
+    : readCgroup('memory', path, 'memory.oom_control');
+  return Number(/oom_kill (\d+)/.exec(text)?.[1] ?? '0');
+}
+
+/** CPU time a sandbox's cgroup has used, in nanoseconds. */
+export function cpuUsageNs(path: string): number {
+  if (isV2()) return Number(/usage_usec (\d+)/.exec(readCgroup('', path, 'cpu.stat'))?.[1] ?? '0') * 1000;
+  return Number(readCgroup('cpuacct', path, 'cpuacct.usage'));
+}
+
 /** Options for a driver that lives in its own temporary directories, apart from any other. */
 export function tempDriverOptions(base = tempBase()): CrunDriverOptions {
   const instance = `t${randomBytes(5).toString('hex')}`;
