@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -256,7 +256,10 @@ if (crunSkipReason) {
     let compiled: string;
     beforeAll(() => {
       // The child is a plain node process, so it runs the driver compiled to JavaScript.
-      compiled = mkdtempSync(join(tmpdir(), 'alacarte-driver-js-'));
+      // Inside the project, so that the compiled code resolves packages from node_modules.
+      const cache = resolve('node_modules/.cache');
+      mkdirSync(cache, { recursive: true });
+      compiled = mkdtempSync(join(cache, 'alacarte-driver-js-'));
       const tsc = spawnSync(
         process.execPath,
         [
