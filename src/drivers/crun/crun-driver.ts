@@ -610,8 +610,10 @@ export class CrunDriver implements ComputeDriver {
 
   private envFor(meta: SandboxMeta, extra: Record<string, string> = {}): string[] {
     validateEnv(extra);
-    const env = { ...meta.env, ...extra };
-    return [DEFAULT_PATH, 'HOME=/root', ...Object.entries(env).map(([k, v]) => `${k}=${v}`)];
+    // One entry per name, later ones winning: with duplicates, most programs would see the first.
+    const [pathName, pathValue] = DEFAULT_PATH.split(/=(.*)/s) as [string, string];
+    const env = { [pathName]: pathValue, HOME: '/root', ...meta.env, ...extra };
+    return Object.entries(env).map(([k, v]) => `${k}=${v}`);
   }
 
   private requireRunning(sandbox: SandboxRef): string {

@@ -99,10 +99,10 @@ export function computeDriverContract(
     }
 
     it('starts a sandbox that answers exec at once and shows up in list()', async () => {
-      const handle = await start({ env: { GREETING: 'hello' } });
+      const handle = await start({ env: { GREETING: 'hello', HOME: '/tmp' } });
       expect(handle.leaseId).toMatch(/^lse_/);
-      const r = await sh(driver, handle, 'echo "$GREETING from $(id -u)"');
-      expect(r).toEqual({ code: 0, out: 'hello from 0\n', err: '' });
+      const r = await sh(driver, handle, 'echo "$GREETING from $(id -u) in $HOME"');
+      expect(r).toEqual({ code: 0, out: 'hello from 0 in /tmp\n', err: '' });
       const listed = await driver.list();
       const entry = listed.find((s) => s.leaseId === handle.leaseId);
       expect(entry?.deadline.getTime()).toBe(handle.deadline.getTime());
