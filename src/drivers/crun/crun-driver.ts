@@ -78,6 +78,9 @@ interface SandboxMeta {
   container: string;
 }
 
+/** How long a made-ahead sandbox may wait for a lease before its own init ends it. */
+const WARM_LIFETIME_MS = 3_600_000;
+
 /** Limits a sandbox is created with while it waits in the pool; start() writes the offer's. */
 const PLACEHOLDER_LIMITS = { vcpu: 1, memoryMib: 256, pids: 64 };
 
@@ -232,13 +235,18 @@ export class CrunDriver implements ComputeDriver {
     this.starting.add(id);
     const live: Live = { proxies: [] };
     try {
-      const warm = await this.pool.take(spec.image, limits.diskMib, (w) => this.names.set(id, w.name));
+      const warm = await this.takeAlive(spec.image, limits.diskMib, (w) => this.names.set(id, w.name));
       // The sandbox keeps its directory (runc needs the bundle where it was created); the lease id
       // is a link to it, made atomically, so two starts of one lease cannot both succeed.
       symlinkSync(warm.name, link);
       const dir = warm.dir;
+      // Limits before anything of the lease's runs, then its deadline, then (atomically, as init
+      // may look at any moment) the command that init starts.
+      applyLimits(
+        limitWrites(this.cgroups.mode, this.cgroupOf(warm.name), limits, this.cgroups.swapAccounting),
+      );
       this.writeDeadline(dir, id, deadline);
-      writeFileSync(join(dir, 'run', 'command.sh'), commandFile(spec.command ?? [], spec.env ?? {}));
+      writeAtomic(join(dir, 'run', 'command.sh'), commandFile(spec.command ?? [], spec.env ?? {}));
       const ports: Record<string, number> = {};
       for (const port of spec.ports ?? []) {
         const proxy = new PortProxy(port, () => this.initPid(id), this.paths.busybox);
@@ -255,11 +263,8 @@ export class CrunDriver implements ComputeDriver {
         container: warm.name,
       };
       writeFileSync(join(dir, 'meta.json'), JSON.stringify(meta));
-      applyLimits(
-        limitWrites(this.cgroups.mode, this.cgroupOf(warm.name), limits, this.cgroups.swapAccounting),
-      );
-      await this.startContainer(warm.name, join(dir, 'runtime.log'));
-      await this.untilInitRuns(id);
+      // init has been running since the sandbox was made; wake it to read the lease's files.
+      wakeInit(dir);
       this.live.set(id, live);
       this.limitsById.set(id, limits);
       return { leaseId: id, deadline, ports: urls(ports) };
@@ -336,8 +341,7 @@ export class CrunDriver implements ComputeDriver {
     const meta = this.meta(id);
     writeAtomic(join(dir, 'meta.json'), JSON.stringify({ ...meta, deadline: deadline.toISOString() }));
     // Wake init so that a deadline moved earlier takes effect now, not at its next check.
-    const pid = this.initPid(id);
-    if (pid !== undefined) process.kill(pid, 'SIGUSR1');
+    wakeInit(dir);
   }
 
   async stop(sandbox: SandboxRef): Promise<void> {
@@ -490,8 +494,8 @@ export class CrunDriver implements ComputeDriver {
    * `run --detach` returns once the container is told to start, which can be just before its first
    * process has replaced the runtime's code with init; joining it in that instant fails. Wait for init.
    */
-  private async untilInitRuns(leaseId: string): Promise<void> {
-    const pid = Number.parseInt(readFileSync(join(this.dir(leaseId), 'init.pid'), 'utf8'), 10);
+  private async untilInitRuns(dir: string): Promise<void> {
+    const pid = Number.parseInt(readFileSync(join(dir, 'init.pid'), 'utf8'), 10);
     for (let i = 0; i < 2000; i++) {
       let cmdline: string;
       try {
@@ -585,6 +589,8 @@ export class CrunDriver implements ComputeDriver {
       swapAccounting: this.cgroups.swapAccounting,
     });
     writeFileSync(join(warm.dir, 'config.json'), JSON.stringify(config));
+    // Until a lease takes it, a made-ahead sandbox ends by itself after a while, like any other.
+    writeAtomic(join(warm.dir, 'run', 'deadline'), deadlineFile(new Date(Date.now() + WARM_LIFETIME_MS)));
     const logFile = join(warm.dir, 'runtime.log');
     const code = await runDetached(this.runtime.path, [
       `--log=${logFile}`,
@@ -598,6 +604,41 @@ export class CrunDriver implements ComputeDriver {
       this.containerId(warm.name),
     ]);
     if (code !== 0) throw new Error(`${this.runtime.name} create exited ${code}: ${tail(logFile)}`);
+    await this.startContainer(warm.name, logFile);
+    await this.untilInitRuns(warm.dir);
+    // The first exec into a fresh sandbox costs the runtime about twice a later one; pay it here.
+    await runProcess(this.runtime.path, [
+      '--root',
+      this.paths.stateDir,
+      'exec',
+      this.containerId(warm.name),
+      IN_SANDBOX.busybox,
+      'true',
+    ]);
+  }
+
+  /** A made-ahead sandbox whose init still runs (one waiting too long has ended at its provisional deadline). */
+  private async takeAlive(
+    image: string,
+    diskMib: number,
+    claim: (warm: WarmSandbox) => void,
+  ): Promise<WarmSandbox> {
+    for (let i = 0; ; i++) {
+      const warm = await this.pool.take(image, diskMib, claim);
+      if (i >= 3 || this.poolInitAlive(warm)) return warm;
+      this.log.warn(`alacarte: a waiting sandbox ${warm.name} had ended; taking another`);
+      await this.removeContainer(warm.name).catch(() => {});
+      await destroyDir(warm.dir, this.paths.busybox).catch(() => {});
+    }
+  }
+
+  private poolInitAlive(warm: WarmSandbox): boolean {
+    try {
+      const pid = Number.parseInt(readFileSync(join(warm.dir, 'init.pid'), 'utf8'), 10);
+      return readFileSync(`/proc/${pid}/cgroup`, 'utf8').includes(`:${this.cgroupOf(warm.name)}\n`);
+    } catch {
+      return false;
+    }
   }
 
   private dir(leaseId: string): string {
@@ -800,5 +841,22 @@ function existsLink(path: string): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/**
+ * Wakes a sandbox's init: a line into the FIFO it waits on. The byte stays in the pipe until init
+ * reads it, so a wake-up sent while init is busy is never lost (a signal could be). Nobody reading
+ * (init gone) is fine: there is nothing left to wake.
+ */
+function wakeInit(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(join(dir, 'run', 'wake'), fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
+    writeSync(fd, '\n');
+  } catch {
+    // init has ended, or its pipe is full of wake-ups already
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }

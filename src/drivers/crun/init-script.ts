@@ -6,15 +6,17 @@ import { IN_SANDBOX } from './oci-spec.js';
  * else in the pid namespace, so no control-plane process has to be alive for the deadline to hold.
  *
  * The deadline (epoch seconds) is read from a read-only bind of a host directory; the host replaces
- * the file atomically and sends SIGUSR1, which cuts the wait short so the new deadline applies at
- * once. A missing or unreadable file ends the sandbox (fail closed).
+ * the file atomically and writes a line into the FIFO init waits on, which cuts the wait short so
+ * the new deadline applies at once (SIGUSR1 does too). A missing or unreadable file ends the sandbox
+ * (fail closed).
  *
  * After starting the lease's command, init never forks: it waits with `read -t` on a FIFO nobody
  * writes to, instead of running `sleep`. A fork could fail once a tenant's processes fill the pids
  * limit, and in ash a failed fork is fatal. ash reaps orphaned children on SIGCHLD by itself.
  *
- * The lease's command and environment come from /run/alacarte/command.sh (see commandFile), since
- * the sandbox was created before its lease was known.
+ * Sandboxes are made and started before their lease is known (see layer-pool.ts): init waits with
+ * a provisional deadline until the lease's /run/alacarte/command.sh appears (see commandFile), then
+ * sources it once and starts the command.
  */
 export function initScript(): string {
   return `# alacarte sandbox init
@@ -22,9 +24,13 @@ R=${IN_SANDBOX.runDir}
 D=$R/deadline
 exec 3<>$R/wake || exit 0
 trap : USR1
-if [ -f $R/command.sh ]; then . $R/command.sh; fi
-if [ $# -gt 0 ]; then "$@" </dev/null >/dev/null 2>&1 & fi
+started=
 while :; do
+  if [ -z "$started" ] && [ -f $R/command.sh ]; then
+    started=1
+    . $R/command.sh
+    if [ $# -gt 0 ]; then "$@" </dev/null >/dev/null 2>&1 & fi
+  fi
   d=0
   read -r d < $D || exit 0
   r=$((d - EPOCHSECONDS))

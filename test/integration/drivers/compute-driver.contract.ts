@@ -211,7 +211,7 @@ export function computeDriverContract(
         screen += b.toString('utf8');
       });
       session.stream.write('tty; stty size\n');
-      expect(await waitFor(() => /\/dev\/pts\/\d+\r?\n30 100/.test(screen), 5000)).toBe(true);
+      expect(await waitFor(() => /\/dev\/pts\/\d+\r?\n30 100/.test(screen), 15_000)).toBe(true);
       await session.resize({ cols: 132, rows: 43 });
       session.stream.write('stty size; exit 4\n');
       expect(await session.exited).toBe(4);

@@ -1,5 +1,15 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -49,6 +59,22 @@ describe('the sandbox init', () => {
       writeFileSync(join(dir, 'deadline'), `${Math.floor(Date.now() / 1000) - 1}\n`);
       child.kill('SIGUSR1');
       expect(await exited).toBe(0);
+    },
+  );
+
+  it.skipIf(!existsSync(busybox))(
+    'wakes on a line in its FIFO, even one written while it was busy',
+    async () => {
+      const { dir, exited } = runInit(Math.floor(Date.now() / 1000) + 3600);
+      await new Promise((r) => setTimeout(r, 200));
+      writeFileSync(join(dir, 'deadline'), `${Math.floor(Date.now() / 1000) - 1}\n`);
+      // O_RDWR on our side too, so the open never blocks; the line waits in the pipe for init.
+      const fd = openSync(join(dir, 'wake'), constants.O_RDWR | constants.O_NONBLOCK);
+      writeSync(fd, '\n');
+      closeSync(fd);
+      // Without the wake-up init would sleep its full 30 s.
+      const tooLate = new Promise((r) => setTimeout(() => r('still waiting'), 10_000));
+      expect(await Promise.race([exited, tooLate])).toBe(0);
     },
   );
 
