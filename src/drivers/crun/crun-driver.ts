@@ -94,8 +94,8 @@ const MAX_ENV = 128;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 
 /**
- * ComputeDriver on crun (or runc): one OCI container per lease, started detached so that no
- * per-sandbox process of ours stays behind. See src/drivers/crun/README.md for the layout on disk.
+ * ComputeDriver on crun (or runc): one OCI container per lease, made and started ahead, detached,
+ * so that no per-sandbox process of ours stays behind. See src/drivers/crun/README.md.
  */
 export class CrunDriver implements ComputeDriver {
   readonly id = 'crun';
@@ -491,8 +491,8 @@ export class CrunDriver implements ComputeDriver {
   }
 
   /**
-   * `run --detach` returns once the container is told to start, which can be just before its first
-   * process has replaced the runtime's code with init; joining it in that instant fails. Wait for init.
+   * Starting returns once the container is told to run, which can be just before its first process
+   * has replaced the runtime's code with init; joining it in that instant fails. Wait for init.
    */
   private async untilInitRuns(dir: string): Promise<void> {
     const pid = Number.parseInt(readFileSync(join(dir, 'init.pid'), 'utf8'), 10);
@@ -753,7 +753,7 @@ function writeIfChanged(path: string, content: Buffer, mode: number): void {
   renameSync(tmp, path);
 }
 
-/** `crun run --detach` leaves the container holding whatever stdio it got, so give it none to hold. */
+/** A created container keeps whatever stdio the runtime got, so give it none to hold. */
 function runDetached(file: string, args: string[]): Promise<number> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(file, args, { stdio: 'ignore' });

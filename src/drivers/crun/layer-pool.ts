@@ -31,9 +31,9 @@ export interface LayerPoolOptions {
 /**
  * Sandboxes prepared ahead of start(): `layer/` is a tmpfs of the disk size holding the overlay's
  * upper and work dirs, `rootfs/` the overlay of the read-only image, `run/` what the sandbox sees at
- * /run/alacarte, and the container is created (namespaces, mounts, cgroup made, its first process
- * waiting to exec init). All that costs several process spawns; start() then only renames the
- * directory, writes the lease's files and limits, and tells the runtime to start.
+ * /run/alacarte, and the container is created and started (its init waiting for a lease, see
+ * init-script.ts). All that costs several process spawns; start() then only links the lease to the
+ * directory, writes the lease's files and limits, and wakes init.
  */
 export class LayerPool {
   private readonly ready = new Map<string, WarmSandbox[]>();
