@@ -5,11 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debian_packages=(crun busybox-static uidmap iproute2)
-# `--test` (npm test, CI): also what the test suites need but a node does not, such as the
-# browser the web page's end-to-end test drives.
+# bsdutils gives `script`, the terminal behind attach.
+debian_packages=(crun busybox-static uidmap iproute2 bsdutils)
+# `--test` (npm test, CI): also what the test suites need but a node does not: runc, against
+# which the driver contract suite runs too, and the browser the web page's end-to-end test drives.
 if [ "${1:-}" = "--test" ]; then
-  debian_packages+=(chromium)
+  debian_packages+=(runc chromium)
 fi
 missing=()
 for pkg in "${debian_packages[@]}"; do

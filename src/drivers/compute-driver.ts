@@ -15,7 +15,7 @@ export interface ComputeDriver {
   capacity(): Promise<DriverCapacity>;
   /**
    * Starts a sandbox for a lease and returns once it answers `exec`. Throws AlacarteError
-   * `start_failed` (or `invalid_request` for a bad spec, `no_capacity` when it does not fit).
+   * `start_failed`, or `invalid_request` for a bad spec. Admission is the caller's: ask capacity().
    */
   start(spec: SandboxSpec, limits: SandboxLimits, deadline: Date): Promise<SandboxHandle>;
   /** Runs a command inside; throws AlacarteError `lease_not_running` when the sandbox is gone. */

@@ -1,6 +1,24 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  constants as fsConstants,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { availableParallelism, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { AlacarteError } from '../../core/errors.js';
@@ -26,11 +44,12 @@ import {
   type TerminalSize,
 } from '../compute-driver.js';
 import { attachInSandbox, validSize } from './attach.js';
+import { applyLimits, limitWrites } from './cgroup-limits.js';
 import { type CrunDriverOptions, type DriverLogger, silentLogger } from './crun-options.js';
 import { execInSandbox } from './exec.js';
-import { deadlineFile, initScript, leaseFile } from './init-script.js';
-import { destroyDir, LayerPool } from './layer-pool.js';
-import { DEFAULT_PATH, ociSpec } from './oci-spec.js';
+import { commandFile, deadlineFile, initScript, leaseFile } from './init-script.js';
+import { destroyDir, LayerPool, type WarmSandbox } from './layer-pool.js';
+import { DEFAULT_PATH, IN_SANDBOX, ociSpec } from './oci-spec.js';
 import { PortProxy } from './port-proxy.js';
 import {
   type CgroupLayout,
@@ -42,6 +61,7 @@ import {
   type RuntimeInfo,
   requireProgram,
   requireStaticBusybox,
+  requireTraversable,
 } from './preflight.js';
 import { runProcess } from './run-process.js';
 
@@ -54,7 +74,15 @@ interface SandboxMeta {
   env: Record<string, string>;
   /** sandbox port -> host port */
   ports: Record<string, number>;
+  /** The container (made ahead, before the lease was known) and last part of its cgroup path. */
+  container: string;
 }
+
+/** How long a made-ahead sandbox may wait for a lease before its own init ends it. */
+const WARM_LIFETIME_MS = 3_600_000;
+
+/** Limits a sandbox is created with while it waits in the pool; start() writes the offer's. */
+const PLACEHOLDER_LIMITS = { vcpu: 1, memoryMib: 256, pids: 64 };
 
 interface Live {
   proxies: PortProxy[];
@@ -66,13 +94,16 @@ const MAX_ENV = 128;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 
 /**
- * ComputeDriver on crun (or runc): one OCI container per lease, started detached so that no
- * per-sandbox process of ours stays behind. See src/drivers/crun/README.md for the layout on disk.
+ * ComputeDriver on crun (or runc): one OCI container per lease, made and started ahead, detached,
+ * so that no per-sandbox process of ours stays behind. See src/drivers/crun/README.md.
  */
 export class CrunDriver implements ComputeDriver {
   readonly id = 'crun';
   private readonly live = new Map<string, Live>();
   private readonly starting = new Set<string>();
+  /** lease id -> container name, for sandboxes this process knows. */
+  private readonly names = new Map<string, string>();
+  private readonly stopping = new Map<string, Promise<void>>();
   private readonly limitsById = new Map<string, SandboxLimits>();
   private readonly knownImages = new Set<string>();
   private readonly pool: LayerPool;
@@ -98,12 +129,14 @@ export class CrunDriver implements ComputeDriver {
     warmLayers: number,
   ) {
     this.pool = new LayerPool({
-      warmDir: join(paths.runtimeDir, '.warm'),
+      runtimeDir: paths.runtimeDir,
       imagesDir: paths.imagesDir,
       busybox: paths.busybox,
       idBase,
       size: warmLayers,
       logger: log,
+      create: (warm, _image, diskMib) => this.createContainer(warm, diskMib),
+      discard: (warm) => this.removeContainer(warm.name),
     });
   }
 
@@ -139,6 +172,10 @@ export class CrunDriver implements ComputeDriver {
     const idBase = options.idBase ?? 1_000_000;
     const idCount = options.idCount ?? 65_536;
     mkdirSync(runtimeDir, { recursive: true, mode: 0o711 });
+    mkdirSync(imagesDir, { recursive: true, mode: 0o755 });
+    chmodSync(runtimeDir, 0o711);
+    requireTraversable(runtimeDir);
+    requireTraversable(imagesDir);
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     const libDir = join(runtimeDir, '.lib');
     mkdirSync(libDir, { recursive: true, mode: 0o755 });
@@ -160,7 +197,6 @@ export class CrunDriver implements ComputeDriver {
       log,
       options.warmLayers ?? 2,
     );
-    await driver.pool.sweep();
     await driver.list();
     log.info(
       `alacarte: ${runtime.name} driver ready (${runtime.version}, cgroups ${cgroups.mode}, state ${stateDir}, sandboxes in ${runtimeDir})`,
@@ -168,8 +204,21 @@ export class CrunDriver implements ComputeDriver {
     return driver;
   }
 
+  /**
+   * Makes sandboxes for an image and disk size ahead of the first start (for the offers the node
+   * sells), so that even the first paid start is fast. Returns at once; the work runs behind.
+   */
+  prewarm(image: string, diskMib: number): void {
+    this.ensureImage(image);
+    this.pool.replenish(image, diskMib);
+  }
+
   async capacity(): Promise<DriverCapacity> {
-    return availableCapacity(this.host, this.overcommit, [...this.limitsById.values()]);
+    const running: SandboxLimits[] = [];
+    for (const [id, limits] of this.limitsById) {
+      if (this.starting.has(id) || this.initPid(id) !== undefined) running.push(limits);
+    }
+    return availableCapacity(this.host, this.overcommit, running);
   }
 
   async start(spec: SandboxSpec, limits: SandboxLimits, deadline: Date): Promise<SandboxHandle> {
@@ -178,17 +227,26 @@ export class CrunDriver implements ComputeDriver {
     if (Number.isNaN(deadline.getTime()))
       throw new AlacarteError('invalid_request', 'deadline is not a date');
     const id = spec.leaseId;
-    const dir = this.dir(id);
-    if (this.starting.has(id) || existsSync(dir)) {
+    const link = join(this.paths.runtimeDir, id);
+    if (this.starting.has(id) || this.stopping.has(id) || existsLink(link)) {
       throw new AlacarteError('invalid_request', `a sandbox for ${id} exists already`);
     }
     this.ensureImage(spec.image);
     this.starting.add(id);
     const live: Live = { proxies: [] };
     try {
-      const prepared = await this.pool.take(spec.image, limits.diskMib);
-      renameSync(prepared, dir);
+      const warm = await this.takeAlive(spec.image, limits.diskMib, (w) => this.names.set(id, w.name));
+      // The sandbox keeps its directory (runc needs the bundle where it was created); the lease id
+      // is a link to it, made atomically, so two starts of one lease cannot both succeed.
+      symlinkSync(warm.name, link);
+      const dir = warm.dir;
+      // Limits before anything of the lease's runs, then its deadline, then (atomically, as init
+      // may look at any moment) the command that init starts.
+      applyLimits(
+        limitWrites(this.cgroups.mode, this.cgroupOf(warm.name), limits, this.cgroups.swapAccounting),
+      );
       this.writeDeadline(dir, id, deadline);
+      writeAtomic(join(dir, 'run', 'command.sh'), commandFile(spec.command ?? [], spec.env ?? {}));
       const ports: Record<string, number> = {};
       for (const port of spec.ports ?? []) {
         const proxy = new PortProxy(port, () => this.initPid(id), this.paths.busybox);
@@ -202,55 +260,29 @@ export class CrunDriver implements ComputeDriver {
         limits,
         env: spec.env ?? {},
         ports,
+        container: warm.name,
       };
       writeFileSync(join(dir, 'meta.json'), JSON.stringify(meta));
-      const config = ociSpec({
-        hostname: 'sandbox',
-        rootfs: join(dir, 'rootfs'),
-        runDir: join(dir, 'run'),
-        libDir: this.paths.libDir,
-        command: spec.command ?? [],
-        env: spec.env ?? {},
-        limits,
-        idBase: this.idBase,
-        idCount: this.idCount,
-        cgroupsPath: this.cgroupPath(id),
-        swapAccounting: this.cgroups.swapAccounting,
-      });
-      writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
-      const logFile = join(dir, 'runtime.log');
-      const code = await runDetached(this.runtime.path, [
-        `--log=${logFile}`,
-        '--root',
-        this.paths.stateDir,
-        'run',
-        '--detach',
-        '--pid-file',
-        join(dir, 'init.pid'),
-        '--bundle',
-        dir,
-        this.containerId(id),
-      ]);
-      if (code !== 0) {
-        let why = '';
-        try {
-          why = readFileSync(logFile, 'utf8').trim().slice(-500);
-        } catch {
-          // no log written
-        }
-        throw new Error(`${this.runtime.name} run exited ${code}: ${why}`);
-      }
+      // init has been running since the sandbox was made; wake it to read the lease's files.
+      wakeInit(dir);
       this.live.set(id, live);
       this.limitsById.set(id, limits);
       return { leaseId: id, deadline, ports: urls(ports) };
     } catch (e) {
       await Promise.all(live.proxies.map((p) => p.close()));
-      await this.removeContainer(id).catch(() => {});
-      await destroyDir(dir, this.paths.busybox).catch(() => {});
+      const name = this.names.get(id);
+      this.names.delete(id);
+      if (name) {
+        await this.removeContainer(name).catch(() => {});
+        await destroyDir(join(this.paths.runtimeDir, name), this.paths.busybox).catch(() => {});
+        if (readLink(link) === name) rmSync(link, { force: true });
+      }
       if (e instanceof AlacarteError) throw e;
       throw new AlacarteError('start_failed', 'the sandbox did not start', { cause: e });
     } finally {
       this.starting.delete(id);
+      this.pool.replenish(spec.image, limits.diskMib);
+      setImmediate(() => void this.reapEnded());
     }
   }
 
@@ -268,7 +300,7 @@ export class CrunDriver implements ComputeDriver {
       {
         runtime: this.runtime.path,
         stateDir: this.paths.stateDir,
-        containerId: this.containerId(id),
+        containerId: this.containerId(meta.container),
         pidFile: join(this.dir(id), `exec-${randomBytes(6).toString('hex')}.pid`),
         env: this.envFor(meta, request.env),
       },
@@ -289,7 +321,7 @@ export class CrunDriver implements ComputeDriver {
       {
         runtime: this.runtime.path,
         stateDir: this.paths.stateDir,
-        containerId: this.containerId(id),
+        containerId: this.containerId(meta.container),
         pidFile: join(this.dir(id), `attach-${randomBytes(6).toString('hex')}.pid`),
         env: [...this.envFor(meta), 'TERM=xterm-256color'],
         busybox: this.paths.busybox,
@@ -309,29 +341,63 @@ export class CrunDriver implements ComputeDriver {
     const meta = this.meta(id);
     writeAtomic(join(dir, 'meta.json'), JSON.stringify({ ...meta, deadline: deadline.toISOString() }));
     // Wake init so that a deadline moved earlier takes effect now, not at its next check.
-    const pid = this.initPid(id);
-    if (pid !== undefined) process.kill(pid, 'SIGUSR1');
+    wakeInit(dir);
   }
 
   async stop(sandbox: SandboxRef): Promise<void> {
     const id = sandbox.leaseId;
     if (!SANDBOX_ID_PATTERN.test(id)) return;
+    // Concurrent stops of one sandbox (the lease service, the reaper) share one removal.
+    const pending = this.stopping.get(id);
+    if (pending) return pending;
+    const removal = this.remove(id).finally(() => this.stopping.delete(id));
+    this.stopping.set(id, removal);
+    return removal;
+  }
+
+  private async remove(id: string): Promise<void> {
     const live = this.live.get(id);
     this.live.delete(id);
     if (live) await Promise.all(live.proxies.map((p) => p.close()));
-    await this.removeContainer(id);
-    if (existsSync(this.dir(id))) await destroyDir(this.dir(id), this.paths.busybox);
+    const name = this.containerName(id);
+    if (name) {
+      await this.removeContainer(name);
+      await destroyDir(join(this.paths.runtimeDir, name), this.paths.busybox);
+    }
+    rmSync(join(this.paths.runtimeDir, id), { force: true });
     this.limitsById.delete(id);
+    this.names.delete(id);
   }
 
   async list(): Promise<SandboxInfo[]> {
+    // Directory first, runtime second: a lease linked in this snapshot that was not starting then
+    // had finished starting before the runtime was asked, so the runtime's status for it is current.
+    const entries = readdirSync(this.paths.runtimeDir);
+    const startingThen = new Set(this.starting);
     const containers = await this.containers();
+    const leaseOf = new Map<string, string>();
+    for (const entry of entries) {
+      if (!SANDBOX_ID_PATTERN.test(entry) || LayerPool.isPoolName(entry)) continue;
+      const name = this.containerName(entry);
+      if (name) leaseOf.set(name, entry);
+    }
+    // Waiting in the pool, being made, or given to a lease by this process: never a leftover.
+    const ours = (name: string) => this.pool.holds(name) || [...this.names.values()].includes(name);
+    const starting = (id: string) => startingThen.has(id) || this.starting.has(id);
     const out: SandboxInfo[] = [];
-    const seen = new Set<string>();
+    const handled = new Set<string>();
     for (const c of containers) {
-      const id = c.leaseId;
-      seen.add(id);
-      if (this.starting.has(id)) continue;
+      handled.add(c.name);
+      const id = leaseOf.get(c.name);
+      if (id === undefined) {
+        if (ours(c.name)) continue;
+        this.log.info(`alacarte: removing leftover container ${c.name} (${c.status})`);
+        await this.removeContainer(c.name).catch(() => {});
+        await destroyDir(join(this.paths.runtimeDir, c.name), this.paths.busybox).catch(() => {});
+        continue;
+      }
+      handled.add(id);
+      if (starting(id) || this.stopping.has(id)) continue;
       let meta: SandboxMeta | undefined;
       try {
         meta = this.meta(id);
@@ -351,12 +417,17 @@ export class CrunDriver implements ComputeDriver {
       if (!this.live.has(id)) await this.reopenPorts(id, meta);
       out.push({ leaseId: id, deadline: new Date(meta.deadline), ports: urls(meta.ports) });
     }
-    // Directories without a container: a start that crashed half-way.
-    for (const name of readdirSync(this.paths.runtimeDir)) {
-      if (name.startsWith('.') || seen.has(name) || this.starting.has(name) || !SANDBOX_ID_PATTERN.test(name))
-        continue;
-      this.log.info(`alacarte: removing the remains of sandbox ${name}`);
-      await this.stop({ leaseId: name });
+    // Remains without a container: a start or a preparation that crashed half-way.
+    for (const entry of entries) {
+      if (!SANDBOX_ID_PATTERN.test(entry) || handled.has(entry)) continue;
+      if (LayerPool.isPoolName(entry)) {
+        if (ours(entry) || leaseOf.has(entry)) continue;
+        this.log.info(`alacarte: removing the remains of sandbox directory ${entry}`);
+        await destroyDir(join(this.paths.runtimeDir, entry), this.paths.busybox).catch(() => {});
+      } else if (!starting(entry) && !this.stopping.has(entry)) {
+        this.log.info(`alacarte: removing the remains of sandbox ${entry}`);
+        await this.stop({ leaseId: entry });
+      }
     }
     return out;
   }
@@ -365,6 +436,41 @@ export class CrunDriver implements ComputeDriver {
     await this.pool.close();
     for (const live of this.live.values()) await Promise.all(live.proxies.map((p) => p.close()));
     this.live.clear();
+    // With no sandbox left, leave no empty state or cgroup directories either (best effort: these
+    // fail while anything is still in them, which is what should happen).
+    for (const dir of [this.paths.stateDir, ...this.cgroupParents()]) {
+      try {
+        rmdirSync(dir);
+      } catch {
+        // still in use, or gone
+      }
+    }
+  }
+
+  private cgroupParents(): string[] {
+    const root = '/sys/fs/cgroup';
+    const path = `${this.cgroupParent}/${this.instance}`;
+    if (this.cgroups.mode === 'v2') return [join(root, path)];
+    try {
+      return readdirSync(root)
+        .filter((h) => h !== 'unified')
+        .map((h) => join(root, h, path));
+    } catch {
+      return [];
+    }
+  }
+
+  /**
+   * Removes what sandboxes that ended on their own (deadline) still hold: their writable layer is
+   * memory. Runs after starts, off their path; list() does the same for sandboxes of earlier processes.
+   */
+  private async reapEnded(): Promise<void> {
+    for (const id of [...this.live.keys()]) {
+      if (this.starting.has(id) || this.initPid(id) !== undefined) continue;
+      await this.stop({ leaseId: id }).catch((e: unknown) =>
+        this.log.warn(`alacarte: cleaning up ended sandbox ${id} failed: ${String(e)}`),
+      );
+    }
   }
 
   /** The host pid of a sandbox's init, only while it is alive and really ours (pids get reused). */
@@ -374,7 +480,8 @@ export class CrunDriver implements ComputeDriver {
       pid = Number.parseInt(readFileSync(join(this.dir(leaseId), 'init.pid'), 'utf8'), 10);
       if (!(pid > 1)) return undefined;
       const cgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
-      if (!cgroup.includes(`:${this.cgroupPath(leaseId)}\n`)) return undefined;
+      const path = this.knownCgroupPath(leaseId);
+      if (path === undefined || !cgroup.includes(`:${path}\n`)) return undefined;
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
       if (/\) Z /.test(stat)) return undefined;
     } catch {
@@ -383,13 +490,155 @@ export class CrunDriver implements ComputeDriver {
     return pid;
   }
 
-  /** For tests and benchmarks: where a sandbox's processes are accounted. */
-  cgroupPath(leaseId: string): string {
-    return `${this.cgroupParent}/${this.instance}/${leaseId}`;
+  /**
+   * Starting returns once the container is told to run, which can be just before its first process
+   * has replaced the runtime's code with init; joining it in that instant fails. Wait for init.
+   */
+  private async untilInitRuns(dir: string): Promise<void> {
+    const pid = Number.parseInt(readFileSync(join(dir, 'init.pid'), 'utf8'), 10);
+    for (let i = 0; i < 2000; i++) {
+      let cmdline: string;
+      try {
+        cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      } catch {
+        throw new Error('init exited right after start');
+      }
+      if (cmdline.includes(IN_SANDBOX.init)) return;
+      // Usually a matter of microseconds: yield without a timer first.
+      await new Promise((r) => (i < 20 ? setImmediate(r) : setTimeout(r, 1)));
+    }
+    throw new Error('init did not start within 2 s');
   }
 
-  private containerId(leaseId: string): string {
-    return `${this.instance}-${leaseId}`;
+  /** For tests and benchmarks: where a sandbox's processes are accounted. */
+  cgroupPath(leaseId: string): string {
+    const path = this.knownCgroupPath(leaseId);
+    if (path === undefined) throw new AlacarteError('lease_not_running', 'no sandbox for this lease');
+    return path;
+  }
+
+  private knownCgroupPath(leaseId: string): string | undefined {
+    const name = this.containerName(leaseId);
+    return name === undefined ? undefined : this.cgroupOf(name);
+  }
+
+  private cgroupOf(name: string): string {
+    return `${this.cgroupParent}/${this.instance}/${name}`;
+  }
+
+  private containerId(name: string): string {
+    return `${this.instance}-${name}`;
+  }
+
+  /** The container behind a lease, from memory or, after a restart, from its meta.json. */
+  private containerName(leaseId: string): string | undefined {
+    const known = this.names.get(leaseId);
+    if (known) return known;
+    const name = readLink(join(this.paths.runtimeDir, leaseId));
+    if (name === undefined || !LayerPool.isPoolName(name)) return undefined;
+    this.names.set(leaseId, name);
+    return name;
+  }
+
+  /**
+   * Lets a created container run. With crun this is what `crun start` does (libcrun status.c:
+   * open the state's exec.fifo for writing, unlink it, write one byte), minus a process spawn on
+   * the paid path; if the FIFO is not as expected (another runtime or version), the CLI does it.
+   */
+  private async startContainer(name: string, logFile: string): Promise<void> {
+    if (this.runtime.name === 'crun') {
+      const fifo = join(this.paths.stateDir, this.containerId(name), 'exec.fifo');
+      let fd: number | undefined;
+      try {
+        if (lstatSync(fifo).isFIFO()) {
+          // Non-blocking: fails at once (ENXIO) unless the container's first process is waiting on it.
+          fd = openSync(fifo, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
+          unlinkSync(fifo);
+          writeSync(fd, Buffer.alloc(1));
+          return;
+        }
+      } catch {
+        // fall back to the CLI below
+      } finally {
+        if (fd !== undefined) closeSync(fd);
+      }
+    }
+    const code = await runDetached(this.runtime.path, [
+      `--log=${logFile}`,
+      '--root',
+      this.paths.stateDir,
+      'start',
+      this.containerId(name),
+    ]);
+    if (code !== 0) throw new Error(`${this.runtime.name} start exited ${code}: ${tail(logFile)}`);
+  }
+
+  /** Writes the bundle of a sandbox made ahead and has the runtime create it (not start it). */
+  private async createContainer(warm: WarmSandbox, diskMib: number): Promise<void> {
+    const config = ociSpec({
+      hostname: 'sandbox',
+      rootfs: join(warm.dir, 'rootfs'),
+      runDir: join(warm.dir, 'run'),
+      libDir: this.paths.libDir,
+      command: [],
+      env: {},
+      limits: { ...PLACEHOLDER_LIMITS, diskMib },
+      idBase: this.idBase,
+      idCount: this.idCount,
+      cgroupsPath: this.cgroupOf(warm.name),
+      swapAccounting: this.cgroups.swapAccounting,
+    });
+    writeFileSync(join(warm.dir, 'config.json'), JSON.stringify(config));
+    // Until a lease takes it, a made-ahead sandbox ends by itself after a while, like any other.
+    writeAtomic(join(warm.dir, 'run', 'deadline'), deadlineFile(new Date(Date.now() + WARM_LIFETIME_MS)));
+    const logFile = join(warm.dir, 'runtime.log');
+    const code = await runDetached(this.runtime.path, [
+      `--log=${logFile}`,
+      '--root',
+      this.paths.stateDir,
+      'create',
+      '--pid-file',
+      join(warm.dir, 'init.pid'),
+      '--bundle',
+      warm.dir,
+      this.containerId(warm.name),
+    ]);
+    if (code !== 0) throw new Error(`${this.runtime.name} create exited ${code}: ${tail(logFile)}`);
+    await this.startContainer(warm.name, logFile);
+    await this.untilInitRuns(warm.dir);
+    // The first exec into a fresh sandbox costs the runtime about twice a later one; pay it here.
+    await runProcess(this.runtime.path, [
+      '--root',
+      this.paths.stateDir,
+      'exec',
+      this.containerId(warm.name),
+      IN_SANDBOX.busybox,
+      'true',
+    ]);
+  }
+
+  /** A made-ahead sandbox whose init still runs (one waiting too long has ended at its provisional deadline). */
+  private async takeAlive(
+    image: string,
+    diskMib: number,
+    claim: (warm: WarmSandbox) => void,
+  ): Promise<WarmSandbox> {
+    for (let i = 0; ; i++) {
+      const warm = await this.pool.take(image, diskMib, claim);
+      if (i >= 3 || this.poolInitAlive(warm)) return warm;
+      this.log.warn(`alacarte: a waiting sandbox ${warm.name} had ended; taking another`);
+      await this.removeContainer(warm.name).catch(() => {});
+      await destroyDir(warm.dir, this.paths.busybox).catch(() => {});
+    }
+  }
+
+  private poolInitAlive(warm: WarmSandbox): boolean {
+    try {
+      const pid = Number.parseInt(readFileSync(join(warm.dir, 'init.pid'), 'utf8'), 10);
+      return readFileSync(`/proc/${pid}/cgroup`, 'utf8').includes(`:${this.cgroupOf(warm.name)}\n`);
+    } catch {
+      return false;
+    }
   }
 
   private dir(leaseId: string): string {
@@ -402,8 +651,10 @@ export class CrunDriver implements ComputeDriver {
 
   private envFor(meta: SandboxMeta, extra: Record<string, string> = {}): string[] {
     validateEnv(extra);
-    const env = { ...meta.env, ...extra };
-    return [DEFAULT_PATH, 'HOME=/root', ...Object.entries(env).map(([k, v]) => `${k}=${v}`)];
+    // One entry per name, later ones winning: with duplicates, most programs would see the first.
+    const [pathName, pathValue] = DEFAULT_PATH.split(/=(.*)/s) as [string, string];
+    const env = { [pathName]: pathValue, HOME: '/root', ...meta.env, ...extra };
+    return Object.entries(env).map(([k, v]) => `${k}=${v}`);
   }
 
   private requireRunning(sandbox: SandboxRef): string {
@@ -441,7 +692,7 @@ export class CrunDriver implements ComputeDriver {
     }
   }
 
-  private async containers(): Promise<{ leaseId: string; status: string }[]> {
+  private async containers(): Promise<{ name: string; status: string }[]> {
     const r = await runProcess(this.runtime.path, [
       '--root',
       this.paths.stateDir,
@@ -453,24 +704,24 @@ export class CrunDriver implements ComputeDriver {
     const parsed: unknown = JSON.parse(r.stdout.trim() || '[]');
     if (!Array.isArray(parsed)) return [];
     const prefix = `${this.instance}-`;
-    const out: { leaseId: string; status: string }[] = [];
+    const out: { name: string; status: string }[] = [];
     for (const entry of parsed as unknown[]) {
       if (typeof entry !== 'object' || entry === null) continue;
       const { id, status } = entry as { id?: unknown; status?: unknown };
       if (typeof id !== 'string' || !id.startsWith(prefix) || typeof status !== 'string') continue;
-      const leaseId = id.slice(prefix.length);
-      if (SANDBOX_ID_PATTERN.test(leaseId)) out.push({ leaseId, status });
+      const name = id.slice(prefix.length);
+      if (LayerPool.isPoolName(name)) out.push({ name, status });
     }
     return out;
   }
 
-  private async removeContainer(leaseId: string): Promise<void> {
+  private async removeContainer(name: string): Promise<void> {
     const r = await runProcess(this.runtime.path, [
       '--root',
       this.paths.stateDir,
       'delete',
       '--force',
-      this.containerId(leaseId),
+      this.containerId(name),
     ]);
     if (r.code !== 0 && !/does not exist|not exist|no such/i.test(r.stderr)) {
       throw new Error(`${this.runtime.name} delete failed: ${r.stderr.trim()}`);
@@ -502,7 +753,7 @@ function writeIfChanged(path: string, content: Buffer, mode: number): void {
   renameSync(tmp, path);
 }
 
-/** `crun run --detach` leaves the container holding whatever stdio it got, so give it none to hold. */
+/** A created container keeps whatever stdio the runtime got, so give it none to hold. */
 function runDetached(file: string, args: string[]): Promise<number> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(file, args, { stdio: 'ignore' });
@@ -566,4 +817,46 @@ export function validateLimits(limits: SandboxLimits): void {
     Number.isInteger(limits.diskMib) &&
     limits.diskMib >= 1;
   if (!ok) throw new AlacarteError('invalid_request', 'limits out of range');
+}
+
+function tail(logFile: string): string {
+  try {
+    return readFileSync(logFile, 'utf8').trim().slice(-500);
+  } catch {
+    return '';
+  }
+}
+
+function readLink(path: string): string | undefined {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+function existsLink(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Wakes a sandbox's init: a line into the FIFO it waits on. The byte stays in the pipe until init
+ * reads it, so a wake-up sent while init is busy is never lost (a signal could be). Nobody reading
+ * (init gone) is fine: there is nothing left to wake.
+ */
+function wakeInit(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(join(dir, 'run', 'wake'), fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
+    writeSync(fd, '\n');
+  } catch {
+    // init has ended, or its pipe is full of wake-ups already
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
 }

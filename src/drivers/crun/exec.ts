@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { ExecRequest, ExecResult } from '../compute-driver.js';
 import { signalNumber } from './run-process.js';
 
@@ -38,6 +39,12 @@ class CappedBuffer {
   }
 }
 
+function ended(stream: NodeJS.ReadableStream & { readableEnded: boolean }): Promise<void> {
+  return stream.readableEnded
+    ? Promise.resolve()
+    : new Promise((r) => stream.once('end', () => r()).once('close', () => r()));
+}
+
 function readPid(file: string): number | undefined {
   try {
     const pid = Number.parseInt(readFileSync(file, 'utf8'), 10);
@@ -47,8 +54,25 @@ function readPid(file: string): number | undefined {
   }
 }
 
+/**
+ * crun 1.8 sometimes fails to join a sandbox that has only just started (`setns(...): Operation not
+ * permitted`, `fail startup`), before the command exists. Only then, with no pid written for the
+ * command, is it safe to simply try again.
+ */
+const NOT_STARTED = /^(?:(?:setns\(.*\): Operation not permitted|fail startup)\s*)+$/;
+
 /** Runs one command in a running sandbox through `crun exec`. */
-export function execInSandbox(target: ExecTarget, request: ExecRequest): Promise<ExecResult> {
+export async function execInSandbox(target: ExecTarget, request: ExecRequest): Promise<ExecResult> {
+  for (let attempt = 0; ; attempt++) {
+    const result = await execOnce(target, request);
+    const neverStarted = !existsSync(target.pidFile) && NOT_STARTED.test(result.stderr.toString('utf8'));
+    rmSync(target.pidFile, { force: true });
+    if (!neverStarted || attempt >= 4 || result.exitCode === 0) return result;
+    await sleep(5 * (attempt + 1));
+  }
+}
+
+function execOnce(target: ExecTarget, request: ExecRequest): Promise<ExecResult> {
   const args = ['--root', target.stateDir, 'exec', '--pid-file', target.pidFile];
   for (const e of target.env) args.push('--env', e);
   args.push(target.containerId, ...request.command);
@@ -80,16 +104,24 @@ export function execInSandbox(target: ExecTarget, request: ExecRequest): Promise
       clearTimeout(timer);
       reject(e);
     });
-    child.on('close', (code, signal) => {
+    // Resolve when the command exits, not when its output pipes close: a process it left running in
+    // the background may hold them open for as long as the sandbox lives.
+    child.on('exit', (code, signal) => {
       clearTimeout(timer);
-      rmSync(target.pidFile, { force: true });
-      resolve({
-        exitCode: code ?? 128 + signalNumber(signal),
-        stdout: stdout.value(),
-        stderr: stderr.value(),
-        truncated: stdout.truncated || stderr.truncated,
-        timedOut,
-      });
+      const finish = () => {
+        child.stdout.destroy();
+        child.stderr.destroy();
+        resolve({
+          exitCode: code ?? 128 + signalNumber(signal),
+          stdout: stdout.value(),
+          stderr: stderr.value(),
+          truncated: stdout.truncated || stderr.truncated,
+          timedOut,
+        });
+      };
+      const drained = Promise.all([ended(child.stdout), ended(child.stderr)]);
+      const grace = new Promise((r) => setTimeout(r, 100).unref());
+      void Promise.race([drained, grace]).then(finish);
     });
   });
 }

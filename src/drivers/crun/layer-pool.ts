@@ -1,84 +1,129 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DriverLogger } from './crun-options.js';
 import { mountsUnder } from './mounts.js';
 import { runProcess } from './run-process.js';
 
+/** A sandbox made ahead: its directory (layer mounted) and, once created, its container. */
+export interface WarmSandbox {
+  dir: string;
+  /** Name of the created (not yet started) container; also the last part of its cgroup path. */
+  name: string;
+}
+
 export interface LayerPoolOptions {
-  /** Prepared layers wait here until a start() takes one. */
-  warmDir: string;
+  /** Sandbox directories live here, named after their container (a start only links its lease to one). */
+  runtimeDir: string;
   imagesDir: string;
   busybox: string;
   /** Owner of the writable layer's root, i.e. root inside the sandbox. */
   idBase: number;
-  /** How many prepared layers to keep per (image, disk size); 0 prepares on demand only. */
+  /** How many to keep ready per (image, disk size); 0 prepares on demand only. */
   size: number;
+  /** Turns a directory with its layer mounted into a created container (bundle + runtime create). */
+  create: (warm: WarmSandbox, image: string, diskMib: number) => Promise<void>;
+  /** Deletes a created container that will not be used. */
+  discard: (warm: WarmSandbox) => Promise<void>;
   logger: DriverLogger;
 }
 
 /**
- * A sandbox directory in the making: `layer/` is a tmpfs of the disk size holding the overlay's
+ * Sandboxes prepared ahead of start(): `layer/` is a tmpfs of the disk size holding the overlay's
  * upper and work dirs, `rootfs/` the overlay of the read-only image, `run/` what the sandbox sees at
- * /run/alacarte. Mounting costs a few milliseconds of process spawns, so layers are prepared ahead
- * and start() only renames one into place (mounts follow their directory on rename).
+ * /run/alacarte, and the container is created and started (its init waiting for a lease, see
+ * init-script.ts). All that costs several process spawns; start() then only links the lease to the
+ * directory, writes the lease's files and limits, and wakes init.
  */
 export class LayerPool {
-  private readonly ready = new Map<string, string[]>();
+  private readonly ready = new Map<string, WarmSandbox[]>();
   private readonly filling = new Map<string, Promise<void>>();
+  /** Names being prepared right now. */
+  private readonly making = new Set<string>();
   private closed = false;
 
   constructor(private readonly options: LayerPoolOptions) {}
 
-  /** A prepared directory, from the pool when one waits, else made now; the pool refills behind. */
-  async take(image: string, diskMib: number): Promise<string> {
-    const key = `${image}-${diskMib}`;
-    const dir = this.ready.get(key)?.shift() ?? (await this.prepare(image, diskMib));
-    this.refill(image, diskMib);
-    return dir;
+  /**
+   * A prepared sandbox, from the pool when one waits, else made now. `claim` runs at the very moment
+   * it leaves the pool, so that no list() in between takes it for a leftover. The caller calls
+   * replenish() once its start is done, so that refilling never competes with the start it serves.
+   */
+  async take(image: string, diskMib: number, claim: (warm: WarmSandbox) => void): Promise<WarmSandbox> {
+    const ready = this.ready.get(`${image}-${diskMib}`)?.shift();
+    if (ready) {
+      claim(ready);
+      return ready;
+    }
+    return this.prepare(image, diskMib, claim);
   }
 
-  /** Drops every prepared layer; sandboxes already started are not touched. */
+  /** True for a container name this pool holds right now (so list() leaves it alone). */
+  holds(name: string): boolean {
+    if (this.making.has(name)) return true;
+    for (const list of this.ready.values()) if (list.some((w) => w.name === name)) return true;
+    return false;
+  }
+
+  /** Names of pool containers: `w` and random hex, never a lease id (those start with letters and `_`). */
+  static isPoolName(name: string): boolean {
+    return /^w[0-9a-f]{12}$/.test(name);
+  }
+
+  /** Drops every prepared sandbox; started ones are not touched. */
   async close(): Promise<void> {
     this.closed = true;
     await Promise.allSettled([...this.filling.values()]);
-    const dirs = [...this.ready.values()].flat();
+    const all = [...this.ready.values()].flat();
     this.ready.clear();
-    await Promise.all(dirs.map((d) => destroyDir(d, this.options.busybox)));
+    await Promise.all(all.map((w) => this.destroy(w)));
   }
 
-  /** Removes prepared layers a previous process left behind. */
-  async sweep(): Promise<void> {
-    let names: string[] = [];
-    try {
-      names = readdirSync(this.options.warmDir);
-    } catch {
-      return;
-    }
-    await Promise.all(names.map((n) => destroyDir(join(this.options.warmDir, n), this.options.busybox)));
-  }
-
-  private refill(image: string, diskMib: number): void {
+  /** Prepares in the background until the pool for (image, disk size) is full again. */
+  replenish(image: string, diskMib: number): void {
     const key = `${image}-${diskMib}`;
     if (this.closed || this.options.size === 0 || this.filling.has(key)) return;
     const run = async () => {
       const list = this.ready.get(key) ?? [];
       this.ready.set(key, list);
       while (!this.closed && list.length < this.options.size) {
-        list.push(await this.prepare(image, diskMib));
+        // Into the pool in the same instant it stops being "in the making" (see holds()); close()
+        // waits for this loop, then removes everything in the pool.
+        await this.prepare(image, diskMib, (warm) => list.push(warm));
       }
     };
     const p = run()
       .catch((e: unknown) =>
-        this.options.logger.warn(`alacarte: preparing a ${key} layer failed: ${String(e)}`),
+        this.options.logger.warn(`alacarte: preparing a ${key} sandbox failed: ${String(e)}`),
       )
       .finally(() => this.filling.delete(key));
     this.filling.set(key, p);
   }
 
-  private async prepare(image: string, diskMib: number): Promise<string> {
-    const { warmDir, imagesDir, busybox, idBase } = this.options;
-    const dir = join(warmDir, `${image}-${diskMib}-${randomBytes(6).toString('hex')}`);
+  private async destroy(warm: WarmSandbox): Promise<void> {
+    await this.options.discard(warm).catch(() => {});
+    await destroyDir(warm.dir, this.options.busybox).catch(() => {});
+  }
+
+  private async prepare(
+    image: string,
+    diskMib: number,
+    claim: (warm: WarmSandbox) => void,
+  ): Promise<WarmSandbox> {
+    const { runtimeDir } = this.options;
+    const name = `w${randomBytes(6).toString('hex')}`;
+    this.making.add(name);
+    try {
+      const warm = await this.make(name, join(runtimeDir, name), image, diskMib);
+      claim(warm);
+      return warm;
+    } finally {
+      this.making.delete(name);
+    }
+  }
+
+  private async make(name: string, dir: string, image: string, diskMib: number): Promise<WarmSandbox> {
+    const { imagesDir, busybox, idBase } = this.options;
     for (const sub of ['layer', 'rootfs', 'run/bin'])
       mkdirSync(join(dir, sub), { recursive: true, mode: 0o755 });
     // A tmpfs inode costs kernel memory; cap the count in proportion to the disk size.
@@ -88,14 +133,24 @@ export class LayerPool {
       `mount -t tmpfs -o size=${diskMib}m,nr_inodes=${inodes},mode=0755 tmpfs "$1/layer"`,
       'mkdir -m 0755 "$1/layer/upper" "$1/layer/work"',
       `chown ${idBase}:${idBase} "$1/layer/upper"`,
+      // init waits on this FIFO (see init-script.ts); owned by root inside so that it may open it.
+      'mkfifo -m 0600 "$1/run/wake"',
+      `chown ${idBase}:${idBase} "$1/run/wake"`,
       `mount -t overlay overlay -o "lowerdir=$2,upperdir=$1/layer/upper,workdir=$1/layer/work" "$1/rootfs"`,
     ].join('\n');
     const r = await runProcess(busybox, ['sh', '-c', script, 'sh', dir, join(imagesDir, image)]);
+    const warm = { dir, name };
     if (r.code !== 0) {
       await destroyDir(dir, busybox);
       throw new Error(`mounting the writable layer failed: ${r.stderr.trim()}`);
     }
-    return dir;
+    try {
+      await this.options.create(warm, image, diskMib);
+    } catch (e) {
+      await this.destroy(warm);
+      throw e;
+    }
+    return warm;
   }
 }
 

@@ -195,6 +195,10 @@ export function ociSpec(input: OciSpecInput): OciSpec {
         '/proc/scsi',
         '/sys/firmware',
         '/sys/devices/virtual/powercap',
+        // init is PID 1 and holds the deadline: its memory is not the tenant's to rewrite (ptrace and
+        // process_vm_writev are denied by seccomp; these are the remaining way in).
+        '/proc/1/mem',
+        '/proc/1/task/1/mem',
       ],
       readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
     },

@@ -19,7 +19,7 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { basename, delimiter, dirname, join } from 'node:path';
 import type { DriverLogger } from './crun-options.js';
 
 /** Start-up failures: one message that says what to install or change. */
@@ -228,13 +228,15 @@ export function ensureBusyboxImage(
   writeFileSync(join(tmp, 'etc/group'), 'root:x:0:\nnogroup:x:65534:\n');
   writeFileSync(join(tmp, 'etc/hosts'), '127.0.0.1 localhost\n::1 localhost\n');
   shiftOwnership(tmp, idBase);
-  writeFileSync(join(tmp, SHIFT_MARK), `${idBase}\n`);
   renameSync(tmp, target);
+  writeFileSync(shiftMark(target), `${idBase}\n`);
   log.info(`alacarte: built the busybox image at ${target}`);
 }
 
-/** Marks an image whose owners were moved into the sandboxes' id range. */
-export const SHIFT_MARK = '.alacarte-ids';
+/** Marks an image whose owners were moved into the sandboxes' id range; kept beside it, not in it. */
+export function shiftMark(imageDir: string): string {
+  return join(dirname(imageDir), `.${basename(imageDir)}.alacarte-ids`);
+}
 
 /**
  * Root inside a sandbox is host uid idBase, so an image must be owned by the shifted ids for root
@@ -242,7 +244,7 @@ export const SHIFT_MARK = '.alacarte-ids';
  * shifted on first use, and marked).
  */
 export function ensureImageOwnership(imageDir: string, idBase: number, log: DriverLogger): void {
-  const mark = join(imageDir, SHIFT_MARK);
+  const mark = shiftMark(imageDir);
   if (existsSync(mark)) {
     if (readFileSync(mark, 'utf8').trim() === String(idBase)) return;
     throw new DriverPreflightError(
@@ -267,4 +269,19 @@ function shiftOwnership(root: string, idBase: number): void {
     if (st.isDirectory()) for (const e of readdirSync(path)) walk(join(path, e));
   };
   walk(root);
+}
+
+/**
+ * Mounting happens after the runtime has entered the sandbox's user namespace, as an unprivileged
+ * host id, so every directory above the sandboxes and images must be searchable by others.
+ */
+export function requireTraversable(path: string): void {
+  for (let p = path; ; p = dirname(p)) {
+    if ((statSync(p).mode & 0o001) === 0) {
+      throw new DriverPreflightError(
+        `${p} must be searchable by other users (sandboxes mount through it as an unprivileged id): chmod o+x ${p}`,
+      );
+    }
+    if (p === dirname(p)) return;
+  }
 }

@@ -1,0 +1,271 @@
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it as vitestIt } from 'vitest';
+import { AlacarteError } from '../../../src/core/errors.js';
+import type {
+  ComputeDriver,
+  SandboxHandle,
+  SandboxLimits,
+  SandboxRef,
+} from '../../../src/drivers/compute-driver.js';
+
+/** The small offer every contract case runs with. */
+export const TEST_LIMITS: SandboxLimits = { vcpu: 0.5, memoryMib: 64, pids: 64, diskMib: 16 };
+
+export function newLeaseId(): string {
+  return `lse_${randomBytes(8).toString('hex')}`;
+}
+
+export async function sh(driver: ComputeDriver, sandbox: SandboxRef, script: string, stdin?: string) {
+  const r = await driver.exec(sandbox, {
+    command: ['sh', '-c', script],
+    stdin,
+    timeoutMs: 20_000,
+    maxOutputBytes: 1 << 20,
+  });
+  return { code: r.exitCode, out: r.stdout.toString('utf8'), err: r.stderr.toString('utf8') };
+}
+
+export async function waitFor(
+  condition: () => Promise<boolean> | boolean,
+  timeoutMs: number,
+): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await condition()) return true;
+    await sleep(100);
+  }
+  return condition();
+}
+
+async function expectCode(promise: Promise<unknown>, code: string): Promise<void> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(AlacarteError);
+  expect((error as AlacarteError).code).toBe(code);
+}
+
+export interface ContractTarget {
+  driver: ComputeDriver;
+  /** Removes whatever the target made beyond the sandboxes (temporary directories...). */
+  dispose(): Promise<void>;
+}
+
+/**
+ * The behaviour every ComputeDriver must show (crun today, gVisor and Kubernetes later). The target
+ * must offer the `busybox` image. Every sandbox started here is stopped in afterAll, even on failure.
+ */
+export function computeDriverContract(
+  name: string,
+  makeTarget: () => Promise<ContractTarget>,
+  /** Cases this target cannot pass, by title, each with the reason (shown in the test name). */
+  known: Record<string, string> = {},
+): void {
+  const it = (title: string, fn: () => Promise<void>) => {
+    const reason = known[title];
+    if (reason) vitestIt.skip(`${title} (skipped: ${reason})`, fn);
+    else vitestIt(title, fn);
+  };
+  describe(`ComputeDriver contract: ${name}`, () => {
+    let target: ContractTarget;
+    let driver: ComputeDriver;
+    const started: string[] = [];
+
+    beforeAll(async () => {
+      target = await makeTarget();
+      driver = target.driver;
+    });
+
+    afterAll(async () => {
+      if (!target) return;
+      await Promise.allSettled(started.map((leaseId) => driver.stop({ leaseId })));
+      await driver.close();
+      await target.dispose();
+    });
+
+    async function start(
+      extra: { ports?: number[]; command?: string[]; env?: Record<string, string> } = {},
+      seconds = 120,
+    ) {
+      const leaseId = newLeaseId();
+      started.push(leaseId);
+      return driver.start(
+        { leaseId, image: 'busybox', ...extra },
+        TEST_LIMITS,
+        new Date(Date.now() + seconds * 1000),
+      );
+    }
+
+    it('starts a sandbox that answers exec at once and shows up in list()', async () => {
+      const handle = await start({ env: { GREETING: 'hello', HOME: '/tmp' } });
+      expect(handle.leaseId).toMatch(/^lse_/);
+      const r = await sh(driver, handle, 'echo "$GREETING from $(id -u) in $HOME"');
+      expect(r).toEqual({ code: 0, out: 'hello from 0 in /tmp\n', err: '' });
+      const listed = await driver.list();
+      const entry = listed.find((s) => s.leaseId === handle.leaseId);
+      expect(entry?.deadline.getTime()).toBe(handle.deadline.getTime());
+    });
+
+    it('refuses a second sandbox for the same lease and a bad spec, starting nothing', async () => {
+      const handle = await start();
+      await expectCode(
+        driver.start({ leaseId: handle.leaseId, image: 'busybox' }, TEST_LIMITS, new Date()),
+        'invalid_request',
+      );
+      await expectCode(
+        driver.start({ leaseId: '../etc', image: 'busybox' }, TEST_LIMITS, new Date()),
+        'invalid_request',
+      );
+      await expectCode(
+        driver.start({ leaseId: newLeaseId(), image: 'no-such-image' }, TEST_LIMITS, new Date()),
+        'invalid_request',
+      );
+      await expectCode(
+        driver.start({ leaseId: newLeaseId(), image: 'busybox', ports: [0] }, TEST_LIMITS, new Date()),
+        'invalid_request',
+      );
+      expect((await sh(driver, handle, 'echo still')).out).toBe('still\n');
+    });
+
+    it('exec passes stdin, keeps stdout and stderr apart and returns the exit code', async () => {
+      const handle = await start();
+      const r = await sh(driver, handle, 'read line; echo "got $line"; echo oops >&2; exit 3', 'abc\n');
+      expect(r).toEqual({ code: 3, out: 'got abc\n', err: 'oops\n' });
+    });
+
+    it('exec caps output and says so', async () => {
+      const handle = await start();
+      const r = await driver.exec(handle, {
+        command: ['sh', '-c', 'yes | head -c 100000'],
+        timeoutMs: 20_000,
+        maxOutputBytes: 1000,
+      });
+      expect(r.stdout.length).toBe(1000);
+      expect(r.truncated).toBe(true);
+      expect(r.exitCode).toBe(0);
+    });
+
+    it('exec kills a command that outlives its timeout', async () => {
+      const handle = await start();
+      const r = await driver.exec(handle, { command: ['sleep', '30'], timeoutMs: 300, maxOutputBytes: 100 });
+      expect(r.timedOut).toBe(true);
+      expect(r.exitCode).toBe(137);
+      // The sleep is gone inside, not just our side of it.
+      expect((await sh(driver, handle, 'ps | grep -c "[s]leep 31" || true')).out.trim()).toBe('0');
+    });
+
+    it('exec returns when the command exits, even if it left a process holding its output', async () => {
+      const handle = await start();
+      expect(await sh(driver, handle, 'sleep 100 & echo started')).toEqual({
+        code: 0,
+        out: 'started\n',
+        err: '',
+      });
+      expect((await sh(driver, handle, 'ps -o args | grep -c "^sleep 100"')).out).toBe('1\n');
+    });
+
+    it('shows the lease id and deadline in /run/alacarte/lease.json, read-only', async () => {
+      const handle = await start();
+      const r = await sh(driver, handle, 'cat /run/alacarte/lease.json');
+      expect(JSON.parse(r.out)).toEqual({ id: handle.leaseId, expires_at: handle.deadline.toISOString() });
+      expect((await sh(driver, handle, 'echo x > /run/alacarte/lease.json')).code).not.toBe(0);
+    });
+
+    it('moves the deadline later and earlier, rewriting lease.json', async () => {
+      const handle = await start({}, 2);
+      const later = new Date(Date.now() + 120_000);
+      await driver.setDeadline(handle, later);
+      const r = await sh(driver, handle, 'cat /run/alacarte/lease.json');
+      expect(JSON.parse(r.out).expires_at).toBe(later.toISOString());
+      expect((await driver.list()).find((s) => s.leaseId === handle.leaseId)?.deadline.getTime()).toBe(
+        later.getTime(),
+      );
+      await sleep(3000);
+      // Past the first deadline, still running.
+      expect((await sh(driver, handle, 'echo alive')).out).toBe('alive\n');
+      await driver.setDeadline(handle, new Date(Date.now() - 1000));
+      const gone = await waitFor(
+        async () => !(await driver.list()).some((s) => s.leaseId === handle.leaseId),
+        8000,
+      );
+      expect(gone).toBe(true);
+      await expectCode(sh(driver, handle, 'true'), 'lease_not_running');
+    });
+
+    it('ends a sandbox at its deadline on its own', async () => {
+      const handle = await start({}, 1);
+      const gone = await waitFor(
+        async () => !(await driver.list()).some((s) => s.leaseId === handle.leaseId),
+        8000,
+      );
+      expect(gone).toBe(true);
+    });
+
+    it('attaches an interactive shell on a real terminal that can be resized', async () => {
+      const handle = await start();
+      const session = await driver.attach(handle, { cols: 100, rows: 30 });
+      let screen = '';
+      session.stream.on('data', (b: Buffer) => {
+        screen += b.toString('utf8');
+      });
+      session.stream.write('tty; stty size\n');
+      expect(await waitFor(() => /\/dev\/pts\/\d+\r?\n30 100/.test(screen), 15_000)).toBe(true);
+      await session.resize({ cols: 132, rows: 43 });
+      session.stream.write('stty size; exit 4\n');
+      expect(await session.exited).toBe(4);
+      expect(screen).toMatch(/43 132/);
+    });
+
+    it('makes declared ports reachable from the host loopback, and only those', async () => {
+      const handle = await start({ ports: [8080], command: ['httpd', '-f', '-p', '8080', '-h', '/etc'] });
+      const url = handle.ports[8080];
+      expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      expect(Object.keys(handle.ports)).toEqual(['8080']);
+      let body = '';
+      await waitFor(async () => {
+        try {
+          const res = await fetch(`${url}/passwd`);
+          body = await res.text();
+          return res.ok;
+        } catch {
+          return false;
+        }
+      }, 5000);
+      expect(body).toMatch(/^root:x:0:0:/);
+    });
+
+    it('stops idempotently and then refuses exec, attach and deadline moves', async () => {
+      const handle = await start({ ports: [9000] });
+      await Promise.all([driver.stop(handle), driver.stop(handle)]);
+      await driver.stop(handle);
+      await driver.stop({ leaseId: newLeaseId() });
+      expect((await driver.list()).some((s) => s.leaseId === handle.leaseId)).toBe(false);
+      await expectCode(sh(driver, handle, 'true'), 'lease_not_running');
+      await expectCode(driver.attach(handle, { cols: 80, rows: 24 }), 'lease_not_running');
+      await expectCode(driver.setDeadline(handle, new Date(Date.now() + 60_000)), 'lease_not_running');
+      const port = Number(new URL(handle.ports[9000] ?? 'http://127.0.0.1:1').port);
+      await expect(fetch(`http://127.0.0.1:${port}/`)).rejects.toThrow();
+    });
+
+    it('starts several sandboxes at once while list() runs alongside, each its own', async () => {
+      const [a, b, c] = await Promise.all([start(), start(), start(), driver.list(), driver.list()]);
+      const handles = [a, b, c] as SandboxHandle[];
+      const seen = await Promise.all(handles.map((h) => sh(driver, h, 'cat /run/alacarte/lease.json')));
+      expect(seen.map((r) => JSON.parse(r.out).id)).toEqual(handles.map((h) => h.leaseId));
+      const listed = (await driver.list()).map((s) => s.leaseId);
+      for (const h of handles) expect(listed).toContain(h.leaseId);
+    });
+
+    it('reports capacity that shrinks while a sandbox runs', async () => {
+      const before = await driver.capacity();
+      const handle: SandboxHandle = await start();
+      const during = await driver.capacity();
+      expect(during.memoryMib).toBe(before.memoryMib - TEST_LIMITS.memoryMib);
+      expect(during.sandboxes).toBe(before.sandboxes - 1);
+      await driver.stop(handle);
+      expect((await driver.capacity()).memoryMib).toBe(before.memoryMib);
+    });
+  });
+}

@@ -1,0 +1,349 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SandboxHandle, SandboxLimits } from '../../../src/drivers/compute-driver.js';
+import { CrunDriver } from '../../../src/drivers/crun/crun-driver.js';
+import { mountsUnder } from '../../../src/drivers/crun/mounts.js';
+import { computeDriverContract, newLeaseId, sh, TEST_LIMITS, waitFor } from './compute-driver.contract.js';
+import {
+  type CrunTarget,
+  cpuUsageNs,
+  crunSkipReason,
+  makeCrunTarget,
+  oomKills,
+  readCgroup,
+  removeDriverFiles,
+  tempBase,
+  tempDriverOptions,
+} from './crun-target.js';
+
+if (crunSkipReason) {
+  describe.skip(`crun driver: skipped, ${crunSkipReason}`, () => {
+    it('runs only as root with crun and busybox-static', () => {});
+  });
+} else {
+  computeDriverContract('crun', makeCrunTarget);
+
+  describe('crun sandbox isolation (each checked from inside a real sandbox)', () => {
+    let t: CrunTarget;
+    const started: string[] = [];
+
+    beforeAll(async () => {
+      t = await makeCrunTarget();
+    });
+    afterAll(async () => {
+      if (!t) return;
+      await Promise.allSettled(started.map((leaseId) => t.driver.stop({ leaseId })));
+      await t.dispose();
+    });
+
+    async function start(limits: Partial<SandboxLimits> = {}, command?: string[]): Promise<SandboxHandle> {
+      const leaseId = newLeaseId();
+      started.push(leaseId);
+      return t.driver.start(
+        { leaseId, image: 'busybox', command },
+        { ...TEST_LIMITS, ...limits },
+        new Date(Date.now() + 300_000),
+      );
+    }
+
+    it('sees only its own processes', async () => {
+      const neighbour = await start({}, ['sleep', '4321']);
+      const a = await start();
+      const r = await sh(t.driver, a, 'ps -o pid,args');
+      const lines = r.out.trim().split('\n').slice(1);
+      expect(lines.length).toBeLessThanOrEqual(4);
+      expect(r.out).toMatch(/^\s*1 .*init\.sh/m);
+      expect(r.out).not.toMatch(/node|crun|vitest|4321/);
+      expect((await sh(t.driver, neighbour, 'ps -o args')).out).toMatch(/sleep 4321/);
+    });
+
+    it("sees none of the host's files nor another sandbox's", async () => {
+      const marker = `alacarte-host-marker-${randomBytes(4).toString('hex')}`;
+      writeFileSync(join(tmpdir(), marker), 'host secret');
+      try {
+        const a = await start();
+        const b = await start();
+        await sh(t.driver, a, 'echo a-secret > /root/secret-a; echo a > /tmp/secret-a2');
+        const r = await sh(
+          t.driver,
+          b,
+          `ls -a /tmp; find / -xdev -name 'secret-*' -o -name '${marker}'; cat /etc/passwd`,
+        );
+        expect(r.out).not.toMatch(/secret-a|alacarte-host-marker/);
+        // Its /etc is the image's, not the host's (which has many more accounts).
+        expect(r.out).toMatch(/^root:x:0:0:root:\/root:\/bin\/sh\nnobody:/m);
+        expect(readFileSync('/etc/passwd', 'utf8').split('\n').length).toBeGreaterThan(2);
+        expect((await sh(t.driver, b, 'ls /work /home/*; ls /proc/1/root/root')).out).not.toMatch(/secret/);
+      } finally {
+        rmSync(join(tmpdir(), marker), { force: true });
+      }
+    });
+
+    it("cannot reach a TCP server on the host's loopback and has only its own loopback interface", async () => {
+      let connections = 0;
+      const server: Server = createServer((s) => {
+        connections++;
+        s.end('hello from the host\n');
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const port = (server.address() as { port: number }).port;
+      try {
+        const a = await start();
+        const r = await sh(t.driver, a, `nc -w 2 127.0.0.1 ${port} </dev/null; echo "nc=$?"`);
+        expect(r.out).not.toMatch(/hello from the host/);
+        expect(r.out).toMatch(/nc=[1-9]/);
+        expect(connections).toBe(0);
+        expect((await sh(t.driver, a, 'ls /sys/class/net')).out.trim()).toBe('lo');
+        expect((await sh(t.driver, a, 'ip -o link | wc -l; ip route')).out).toBe('1\n');
+      } finally {
+        server.close();
+      }
+    });
+
+    it('OOM-kills a memory hog inside its own sandbox while a neighbour keeps running', async () => {
+      const hog = await start({ memoryMib: 32 });
+      const neighbour = await start();
+      // One process that needs 128 MiB at once in a 32 MiB sandbox: the OOM killer takes it (SIGKILL).
+      const r = await t.driver.exec(hog, {
+        command: ['dd', 'if=/dev/zero', 'of=/dev/null', 'bs=128M', 'count=1'],
+        timeoutMs: 20_000,
+        maxOutputBytes: 4096,
+      });
+      expect(r.exitCode).toBe(137);
+      expect(oomKills(t.driver.cgroupPath(hog.leaseId))).toBeGreaterThan(0);
+      expect((await sh(t.driver, neighbour, 'echo fine')).out).toBe('fine\n');
+      // The hog's sandbox itself lives on: only the greedy process died (its memory is freed a
+      // moment after the kill, so give the next command that moment).
+      expect(await waitFor(async () => (await sh(t.driver, hog, 'echo back')).out === 'back\n', 5000)).toBe(
+        true,
+      );
+    });
+
+    it('stops a fork bomb at the pids limit while the host and a neighbour stay responsive', async () => {
+      const bomb = await start({ pids: 32 });
+      const neighbour = await start();
+      const path = t.driver.cgroupPath(bomb.leaseId);
+      // Every bomb process keeps a child alive, so the count climbs to the limit and stays there.
+      const running = t.driver.exec(bomb, {
+        command: ['sh', '-c', 'b() { sleep 100 & b & b & wait; }; b'],
+        timeoutMs: 3000,
+        maxOutputBytes: 4096,
+      });
+      let peak = 0;
+      for (let i = 0; i < 10; i++) {
+        await sleep(200);
+        peak = Math.max(peak, Number(readCgroup('pids', path, 'pids.current')));
+      }
+      expect(peak).toBeGreaterThan(8);
+      expect(peak).toBeLessThanOrEqual(32);
+      // Forks were refused at the limit.
+      expect(Number(/max (\d+)/.exec(readCgroup('pids', path, 'pids.events'))?.[1] ?? '0')).toBeGreaterThan(
+        0,
+      );
+      expect(spawnSync('true').status).toBe(0);
+      expect((await sh(t.driver, neighbour, 'echo calm')).out).toBe('calm\n');
+      await running;
+      // The sandbox's init does not fork, so it survives its tenant's bomb and still holds the deadline.
+      expect(t.driver.initPid(bomb.leaseId)).toBeDefined();
+      await t.driver.stop(bomb);
+      expect(existsSync(join(t.options.runtimeDir, bomb.leaseId))).toBe(false);
+    });
+
+    it('gives a CPU burner no more than its quota', async () => {
+      const burner = await start({ vcpu: 0.25 }, ['sh', '-c', 'while :; do :; done']);
+      const path = t.driver.cgroupPath(burner.leaseId);
+      const usage = () => cpuUsageNs(path);
+      await sleep(500);
+      const u0 = usage();
+      const t0 = process.hrtime.bigint();
+      await sleep(2000);
+      const share = (usage() - u0) / Number(process.hrtime.bigint() - t0);
+      // Quota 25 ms per 100 ms; one period of slack for the window's edges.
+      expect(share).toBeLessThanOrEqual(0.25 * 1.1 + 0.05);
+      expect(share).toBeGreaterThan(0.03);
+    });
+
+    it('keeps writes out of the image and out of the next sandbox, within the disk cap', async () => {
+      const a = await start({ diskMib: 8 });
+      const r = await sh(t.driver, a, 'echo leak > /etc/leak && rm /bin/ls && echo written');
+      expect(r.out).toBe('written\n');
+      const full = await sh(t.driver, a, 'dd if=/dev/zero of=/root/big bs=1M count=64 2>&1; du -m /root/big');
+      expect(full.out).toMatch(/No space left/);
+      expect(Number(full.out.trim().split('\n').at(-1)?.split(/\s/)[0])).toBeLessThanOrEqual(8);
+      await t.driver.stop(a);
+      const image = join(t.options.imagesDir, 'busybox');
+      expect(existsSync(join(image, 'etc/leak'))).toBe(false);
+      expect(existsSync(join(image, 'bin/ls'))).toBe(true);
+      const b = await start();
+      expect((await sh(t.driver, b, 'test -e /etc/leak; echo $?; ls / | grep -c bin')).out).toBe('1\n2\n');
+    });
+
+    it('is root inside but an unprivileged id outside, without mount or namespace powers', async () => {
+      const a = await start();
+      const pid = t.driver.initPid(a.leaseId);
+      expect(pid).toBeGreaterThan(1);
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]);
+      expect(uid).toBeGreaterThanOrEqual(100_000);
+      expect((await sh(t.driver, a, 'id -u; cat /proc/self/uid_map')).out).toMatch(
+        new RegExp(`^0\\n\\s*0\\s+${uid}\\s+\\d+`),
+      );
+      const tries = await sh(
+        t.driver,
+        a,
+        'mount -t tmpfs x /mnt 2>&1; echo "mount=$?"; unshare -U true 2>&1; echo "unshare=$?"; echo b > /proc/sysrq-trigger 2>&1; echo "sysrq=$?"; mknod /root/sda b 8 0 2>&1; echo "mknod=$?"',
+      );
+      expect(tries.out).toMatch(/mount=[1-9]/);
+      expect(tries.out).toMatch(/unshare=[1-9]/);
+      expect(tries.out).toMatch(/sysrq=[1-9]/);
+      expect(tries.out).toMatch(/mknod=[1-9]/);
+    });
+
+    it("cannot reach into init's memory, which holds the deadline", async () => {
+      const a = await start();
+      // Static busybox maps its code at 4 MiB: unmasked, these reads and writes would reach it.
+      const r = await sh(
+        t.driver,
+        a,
+        'for f in /proc/1/mem /proc/1/task/1/mem; do dd if=$f bs=1 skip=4194304 count=4 2>/dev/null | wc -c; done; kill -STOP 1; kill -KILL 1; sleep 0.2; ps -o pid,stat | grep -c "^ *1 "',
+      );
+      expect(r.out).toBe('0\n0\n1\n');
+      expect((await sh(t.driver, a, 'echo alive')).out).toBe('alive\n');
+      expect(t.driver.initPid(a.leaseId)).toBeDefined();
+    });
+  });
+
+  describe('crun driver after a restart of the node', () => {
+    it('finds running sandboxes again, with their deadline and ports, and drives them', async () => {
+      const first = await makeCrunTarget();
+      const leaseId = newLeaseId();
+      let second: CrunDriver | undefined;
+      try {
+        first.driver.prewarm('busybox', TEST_LIMITS.diskMib);
+        const deadline = new Date(Date.now() + 120_000);
+        const h = await first.driver.start(
+          { leaseId, image: 'busybox', ports: [8080], command: ['httpd', '-f', '-p', '8080', '-h', '/etc'] },
+          TEST_LIMITS,
+          deadline,
+        );
+        // The node goes away (its listeners with it); the sandbox stays.
+        await first.driver.close();
+        second = await CrunDriver.create(first.options);
+        const listed = await second.list();
+        expect(listed).toEqual([{ leaseId, deadline, ports: h.ports }]);
+        expect((await sh(second, h, 'cat /run/alacarte/lease.json')).out).toContain(leaseId);
+        let body = '';
+        await waitFor(async () => {
+          try {
+            const res = await fetch(`${h.ports[8080]}/group`);
+            body = await res.text();
+            return res.ok;
+          } catch {
+            return false;
+          }
+        }, 5000);
+        expect(body).toMatch(/^root:x:0:/);
+        await second.stop(h);
+        expect(await second.list()).toEqual([]);
+      } finally {
+        await second?.stop({ leaseId }).catch(() => {});
+        await second?.close();
+        await first.dispose();
+      }
+    });
+  });
+
+  describe('crun deadline with the control plane killed -9', () => {
+    let compiled: string;
+    beforeAll(() => {
+      // The child is a plain node process, so it runs the driver compiled to JavaScript.
+      // Inside the project, so that the compiled code resolves packages from node_modules.
+      const cache = resolve('node_modules/.cache');
+      mkdirSync(cache, { recursive: true });
+      compiled = mkdtempSync(join(cache, 'alacarte-driver-js-'));
+      const tsc = spawnSync(
+        process.execPath,
+        [
+          resolve('node_modules/typescript/bin/tsc'),
+          '-p',
+          'tsconfig.build.json',
+          '--outDir',
+          compiled,
+          '--declaration',
+          'false',
+          '--sourceMap',
+          'false',
+        ],
+        { encoding: 'utf8' },
+      );
+      if (tsc.status !== 0) throw new Error(`tsc failed: ${tsc.stdout}${tsc.stderr}`);
+    });
+    afterAll(() => {
+      if (compiled) rmSync(compiled, { recursive: true, force: true });
+    });
+
+    it('ends the sandbox within 5 s of its deadline, and the next driver cleans up', async () => {
+      const base = tempBase();
+      const options = tempDriverOptions(base);
+      const leaseId = newLeaseId();
+      const deadline = Date.now() + 4000;
+      const childCode = `
+        const { CrunDriver } = await import(${JSON.stringify(join(compiled, 'drivers/crun/crun-driver.js'))});
+        const d = await CrunDriver.create(${JSON.stringify(options)});
+        await d.start({ leaseId: ${JSON.stringify(leaseId)}, image: 'busybox', ports: [8080] },
+          ${JSON.stringify(TEST_LIMITS)}, new Date(${deadline}));
+        process.stdout.write(JSON.stringify({ pid: d.initPid(${JSON.stringify(leaseId)}) }) + '\\n');
+        setInterval(() => {}, 1000);
+      `;
+      const child = spawn(process.execPath, ['--input-type=module', '-e', childCode], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      let driver: CrunDriver | undefined;
+      try {
+        const line = await new Promise<string>((resolveLine, reject) => {
+          let buf = '';
+          child.stdout.on('data', (b: Buffer) => {
+            buf += b.toString();
+            if (buf.includes('\n')) resolveLine(buf);
+          });
+          child.on('exit', (code) => reject(new Error(`child exited ${code}`)));
+        });
+        const pid = (JSON.parse(line) as { pid: number }).pid;
+        expect(pid).toBeGreaterThan(1);
+        child.kill('SIGKILL');
+        await new Promise((r) => child.once('exit', r));
+        // The control plane is dead; the sandbox is not, until its deadline.
+        expect(existsSync(`/proc/${pid}`)).toBe(true);
+        const alive = () => {
+          try {
+            return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+          } catch {
+            return false;
+          }
+        };
+        const gone = await waitFor(() => !alive(), deadline + 5000 - Date.now());
+        expect(gone).toBe(true);
+
+        // A node that comes back finds nothing running and leaves nothing behind.
+        driver = await CrunDriver.create(options);
+        expect(await driver.list()).toEqual([]);
+        expect(mountsUnder(options.runtimeDir)).toEqual([]);
+        expect(existsSync(join(options.runtimeDir, leaseId))).toBe(false);
+      } finally {
+        child.kill('SIGKILL');
+        if (!driver) driver = await CrunDriver.create(options).catch(() => undefined);
+        if (driver) {
+          await driver.stop({ leaseId });
+          await driver.close();
+        }
+        await removeDriverFiles(options, base);
+      }
+    });
+  });
+}
