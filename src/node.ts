@@ -37,6 +37,15 @@ export interface NodeOptions {
 }
 
 /**
+ * Creates the data directory, traverse-only for others: sandboxes run as unprivileged host ids and
+ * must reach their bundles below it; nothing here can be listed or read by them (files are 0600).
+ */
+export function prepareDataDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o711 });
+  chmodSync(dir, 0o711);
+}
+
+/**
  * One alacarte node: store, mint, lease service and HTTP front, wired together. Everything it
  * holds is per instance, so tests may run several nodes in one process.
  */
@@ -56,10 +65,7 @@ export class AlacarteNode {
 
   static async create(config: Config, options: NodeOptions = {}): Promise<AlacarteNode> {
     const logger = options.logger ?? silentLogger();
-    // Traverse-only for others: sandboxes run as unprivileged host ids and must reach their bundle
-    // below; nothing here can be listed or read by them (files are 0600).
-    mkdirSync(config.dataDir, { recursive: true, mode: 0o711 });
-    chmodSync(config.dataDir, 0o711);
+    prepareDataDir(config.dataDir);
     const { db, sqlite } = await openStore(join(config.dataDir, 'alacarte.sqlite'));
     try {
       // The URL is known for sure only once listening (port 0 picks one); routes read it late.

@@ -5,7 +5,7 @@ import { type ConfigInput, loadConfig } from '../config.js';
 import { CrunDriver } from '../drivers/crun/crun-driver.js';
 import { ledger } from '../http/operator-routes.js';
 import { createLogger, silentLogger } from '../log.js';
-import { AlacarteNode } from '../node.js';
+import { AlacarteNode, prepareDataDir } from '../node.js';
 
 /** The operator's side of the command: run a node, rotate the mint's keys, read the books. */
 export async function runOperatorCommand(
@@ -43,6 +43,7 @@ async function serve(args: string[], usage: string): Promise<number> {
   if (values.port !== undefined) flags.port = Number(values.port);
   const config = loadConfig({ file: values.config, env: process.env, flags });
   const logger = createLogger({ level: config.logLevel });
+  prepareDataDir(config.dataDir);
   const imagesDir = join(config.dataDir, 'images');
   const driver = await CrunDriver.create({
     runtimeDir: join(config.dataDir, 'sandboxes'),
