@@ -126,6 +126,9 @@ export class LeaseService {
     }
     const idemHash = idempotencyKey === undefined ? null : sha256(`idempotency/${idempotencyKey}`);
     if (idemHash) {
+      // A request with this key may be under way (paid, sandbox starting): wait for its answer
+      // rather than read its half-finished lease.
+      await this.inFlight.settled([`idem/${idemHash}`]);
       const earlier = await this.replayByIdempotency(idemHash);
       if (earlier) return earlier;
     }
