@@ -1,0 +1,163 @@
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { type Proof, Wallet } from '@cashu/cashu-ts';
+import { afterAll, describe, expect, it } from 'vitest';
+import { CrunDriver } from '../../../src/drivers/crun/crun-driver.js';
+import { CLI, type ServedNode, serveNode, tempDir } from '../../helpers/cli.js';
+import { expectBalanced, ledgerOf, postJson, statesOf, sumOf, tokens } from '../../helpers/lease-node.js';
+
+/**
+ * Rule 5: the built server (`node dist/cli/main.js serve`) is killed with SIGKILL in the middle of
+ * a burst of paid requests and started again on the same data directory and port. Every token it
+ * took must map to a running lease or a refund, tokens it did not take stay unspent, the books
+ * balance, and no sandbox runs that nobody paid for.
+ */
+const OPERATOR = 'operator-token-for-crash-tests-0123';
+const BURST = 20;
+const body = { offer: 'small', seconds: 7200, image: 'busybox' };
+const dataDir = tempDir('crash');
+const runtimeDir = join(dataDir, 'sandboxes');
+let server: ServedNode | undefined;
+
+afterAll(async () => {
+  await server?.stop('SIGKILL');
+  // Whatever happened, leave no sandbox behind: a driver on the same directory stops them all.
+  if (existsSync(runtimeDir)) {
+    const driver = await CrunDriver.create({ runtimeDir, imagesDir: join(dataDir, 'images'), warmLayers: 0 });
+    for (const s of await driver.list()) await driver.stop(s);
+    await driver.close();
+  }
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const address = s.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Lease ids of the containers crun runs for this data directory, read from crun itself. */
+function crunSandboxes(): string[] {
+  // The driver names its instance after its runtime directory (see CrunDriverOptions.instance).
+  const instance = `a${createHash('sha256').update(runtimeDir).digest('hex').slice(0, 8)}`;
+  const out = execFileSync('crun', ['--root', `/run/alacarte-${instance}`, 'list', '--format', 'json'], {
+    encoding: 'utf8',
+  });
+  const list = JSON.parse(out.trim() || '[]') as Array<{ id: string; status: string }>;
+  return list.filter((c) => c.id.startsWith(`${instance}-`)).map((c) => c.id.slice(instance.length + 1));
+}
+
+async function start(port: number): Promise<ServedNode> {
+  return serveNode({
+    dataDir,
+    args: ['--port', String(port)],
+    env: { ALACARTE_OPERATOR_TOKEN: OPERATOR },
+  });
+}
+
+describe('kill -9 in the middle of paid requests', () => {
+  it('loses no money and leaves no unpaid sandbox after a restart', async () => {
+    expect(existsSync(CLI), 'run `npm run build` first (npm test does)').toBe(true);
+    const port = await freePort();
+    server = await start(port);
+    const { wallet, tokens: pool } = await tokens(server.mintUrl, BURST, 128);
+
+    // The burst: each request its own token. Kill the server once a few have been answered, while
+    // the rest are somewhere between inspection, payment and sandbox start.
+    const first = server;
+    let answered = 0;
+    const killed = new Promise<void>((resolve) => {
+      first.process.once('exit', () => resolve());
+    });
+    const results = pool.map((p) =>
+      postJson(`${first.url}/v1/leases`, body, { 'x-cashu': p.token }).then(
+        (r) => {
+          answered++;
+          if (answered === 3) first.process.kill('SIGKILL');
+          return r.status;
+        },
+        () => 'connection lost' as const,
+      ),
+    );
+    const outcomes = await Promise.all(results);
+    await killed;
+    expect(outcomes.filter((o) => o === 201).length).toBeGreaterThanOrEqual(3);
+
+    // Restart on the same data directory and port: the mint URL in the tokens is the same.
+    server = await start(port);
+    const url = server.url;
+    const receiver = new Wallet(server.mintUrl, { unit: 'sat' });
+    await receiver.loadMint();
+
+    const running = new Map<string, string>(); // lease id → credential
+    let taken = 0;
+    let refundedTokens = 0;
+    for (const [i, p] of pool.entries()) {
+      const states = await statesOf(wallet, p.send);
+      expect(new Set(states).size, `token ${i} is partly spent: ${states}`).toBe(1);
+      if (states[0] === 'UNSPENT') {
+        expect(outcomes[i], `token ${i} was answered 201 yet is unspent`).not.toBe(201);
+        continue;
+      }
+      expect(states[0]).toBe('SPENT');
+      taken++;
+      // Taken: the replay shows the lease, or the refund of a start the crash cut short.
+      const replay = await postJson(`${url}/v1/leases`, body, { 'x-cashu': p.token });
+      if (replay.status === 200) {
+        expect(replay.body).toMatchObject({ state: 'running', paid: 128 });
+        running.set(String(replay.body.id), String(replay.body.token));
+        const change = await receiver.receive(String(replay.body.change));
+        expect(sumOf(change)).toBe(8);
+      } else {
+        expect(replay.status, JSON.stringify(replay.body)).toBe(503);
+        expect(replay.body).toMatchObject({ error: 'start_failed', refunded: 128 });
+        const refund: Proof[] = await receiver.receive(String(replay.body.refund));
+        expect(sumOf(refund)).toBe(128);
+        refundedTokens++;
+      }
+    }
+    expect(taken).toBeGreaterThanOrEqual(3);
+
+    // No sandbox without a paid, running lease, and no running lease without its sandbox.
+    expect(new Set(crunSandboxes())).toEqual(new Set(running.keys()));
+    for (const [id, credential] of running) {
+      const exec = await postJson(
+        `${url}/v1/leases/${id}/exec`,
+        { command: ['cat', '/run/alacarte/lease.json'] },
+        { authorization: `Bearer ${credential}` },
+      );
+      expect(exec.status).toBe(200);
+      expect(String(exec.body.stdout)).toContain(id);
+    }
+
+    const books = await ledgerOf(url, OPERATOR);
+    expect(expectBalanced(books)).toEqual([]);
+    expect(books.received).toBe(120 * taken);
+    expect(books.leases.running).toBe(running.size);
+    expect(books.leases.failed).toBe(refundedTokens);
+    expect(books.refunded).toBe(120 * refundedTokens);
+
+    // Stop what runs; the books still balance and nothing is left in crun.
+    for (const [id, credential] of running) {
+      const stop = await postJson(
+        `${url}/v1/leases/${id}`,
+        undefined,
+        { authorization: `Bearer ${credential}` },
+        'DELETE',
+      );
+      expect(stop.status).toBe(200);
+    }
+    expect(crunSandboxes()).toEqual([]);
+    expect(expectBalanced(await ledgerOf(url, OPERATOR))).toEqual([]);
+    expect(await server.stop('SIGTERM')).toBe(0);
+  });
+});
