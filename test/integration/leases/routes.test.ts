@@ -135,6 +135,17 @@ describe('service routes', () => {
       expect(res.status, path).toBe(404);
       expect(JSON.parse(res.text)).toMatchObject({ error: 'not_found' });
     }
+    // URLs Fastify refuses before routing still answer in the API's error format.
+    const badUrl = await get('/v1/leases/%ZZ');
+    expect(badUrl.status).toBe(400);
+    expect(JSON.parse(badUrl.text)).toMatchObject({ error: 'invalid_request' });
+    const longId = await get(`/v1/leases/${'a'.repeat(3000)}`);
+    expect(longId.status).toBeGreaterThanOrEqual(400);
+    expect(longId.status).toBeLessThan(500);
+    expect(JSON.parse(longId.text)).toMatchObject({ error: 'invalid_request' });
+    const badMintUrl = await get('/mint/v1/keys/%ZZ');
+    expect(badMintUrl.status).toBe(400);
+    expect(JSON.parse(badMintUrl.text)).toMatchObject({ detail: expect.any(String), code: 10000 });
     const big = await postJson(`${t.url}/v1/leases`, {
       offer: 'small',
       seconds: 7200,
