@@ -459,6 +459,40 @@ describe('rules 2 and 3: one payment, one lease', () => {
   });
 });
 
+describe('races between paying and ending', () => {
+  it('extensions racing a stop: each is taken and refunded in full, or refused and left unspent', async () => {
+    const lease = await newLease();
+    const { wallet, tokens: pool } = await tokens(t.mintUrl, 12, 64);
+    const extend = (token: string) =>
+      postJson(`${leases()}/${lease.id}/extend`, { seconds: 3600 }, { 'x-cashu': token });
+    const stop = () => postJson(`${leases()}/${lease.id}`, undefined, auth(lease.token), 'DELETE');
+    const half = pool.slice(0, 6).map((p) => extend(p.token));
+    const stopped = stop();
+    const rest = pool.slice(6).map((p) => extend(p.token));
+    const extensions = await Promise.all([...half, ...rest]);
+    const stopAnswer = await stopped;
+    // A running lease is stopped on the first DELETE, however many payments race it.
+    expect(stopAnswer.status, JSON.stringify(stopAnswer.body)).toBe(200);
+    let taken = 0;
+    for (const [i, e] of extensions.entries()) {
+      const states = await statesOf(wallet, pool[i]!.send);
+      if (e.status === 200) {
+        taken++;
+        expect(states.every((s) => s === 'SPENT')).toBe(true);
+      } else {
+        expect(e.status, JSON.stringify(e.body)).toBe(409);
+        expect(states.every((s) => s === 'UNSPENT')).toBe(true);
+      }
+    }
+    // No time passed on the node's clock: every sat held for this lease comes back.
+    expect(stopAnswer.body.refunded).toBe(120 + 60 * taken);
+    expect((await stop()).body).toEqual(stopAnswer.body);
+    expected.received += 60 * taken;
+    expected.refunded += stopAnswer.body.refunded as number;
+    expect(expectBalanced(await ledgerOf(t.url, OPERATOR))).toEqual([]);
+  });
+});
+
 describe('rule 4: money moves exactly as priced, and the books balance', () => {
   it('create, extend and stop move exactly the quoted amounts', async () => {
     // small: 60 sat/h. 7200 s cost 120, paid with 128 → change 8.
