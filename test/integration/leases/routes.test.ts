@@ -397,6 +397,41 @@ describe('a lease over its whole life', () => {
     expect(expectBalanced(books)).toEqual([]);
   });
 
+  it('a V3 cashuA token pays too, and its replay is the same lease', async () => {
+    const paid = nextToken();
+    const v3 = `cashuA${Buffer.from(
+      JSON.stringify({
+        token: [
+          {
+            mint: t.mintUrl,
+            proofs: paid.send.map((p) => ({ id: p.id, amount: sumOf([p]), secret: p.secret, C: p.C })),
+          },
+        ],
+        unit: 'sat',
+      }),
+    ).toString('base64url')}`;
+    const created = await postJson(`${t.url}/v1/leases`, body, { 'x-cashu': v3 });
+    expect(created.status).toBe(201);
+    expect(created.body).toMatchObject({ paid: 128, state: 'running' });
+    expect(await allSpent(wallet, paid.send)).toBe(true);
+    // The same proofs as a V4 token are the same payment: a replay, not a second charge.
+    const replay = await postJson(`${t.url}/v1/leases`, body, { 'x-cashu': paid.token });
+    expect(replay.status).toBe(200);
+    expect(replay.body).toEqual(created.body);
+    // Ten concurrent stops: one refund, ten identical answers.
+    const stops = await Promise.all(
+      Array.from({ length: 10 }, () =>
+        postJson(`${t.url}/v1/leases/${created.body.id}`, undefined, auth(created.body.token), 'DELETE'),
+      ),
+    );
+    for (const s of stops) {
+      expect(s.status).toBe(200);
+      expect(s.body).toEqual(stops[0]!.body);
+    }
+    const books = await ledgerOf(t.url, OPERATOR);
+    expect(expectBalanced(books)).toEqual([]);
+  });
+
   it('a ports request comes back as loopback URLs in the answer', async () => {
     const paid = nextToken();
     const created = await postJson(
