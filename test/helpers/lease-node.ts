@@ -1,4 +1,5 @@
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CheckStateEnum, getEncodedToken, type Proof, Wallet } from '@cashu/cashu-ts';
@@ -15,7 +16,8 @@ export interface LeaseTestNode {
   url: string;
   mintUrl: string;
   dataDir: string;
-  close(): Promise<void>;
+  /** Stops every sandbox (unless `keepSandboxes`, to simulate a node going down) and the node. */
+  close(options?: { keepSandboxes?: boolean }): Promise<void>;
 }
 
 /** What a test may change beyond the config: image list, logger, clock, driver knobs. */
@@ -57,9 +59,9 @@ export async function startLeaseNode(
     url,
     mintUrl,
     dataDir: dir,
-    async close() {
+    async close(options = {}) {
       // Leave no sandbox behind, whatever the test did.
-      for (const s of await driver.list()) await driver.stop(s);
+      if (!options.keepSandboxes) for (const s of await driver.list()) await driver.stop(s);
       await node.close();
       await driver.close();
       if (!dataDir) rmSync(dir, { recursive: true, force: true });
@@ -111,6 +113,19 @@ export async function postJson(
     headers: res.headers,
     body: text ? (JSON.parse(text) as Record<string, unknown>) : {},
   };
+}
+
+/** A free loopback port, for a node that must come back on the same URL (its mint URL). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const address = s.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
 }
 
 /** A node that only runs its mint (no driver, no leases): a source of real foreign ecash. */

@@ -1,13 +1,20 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { type Proof, Wallet } from '@cashu/cashu-ts';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CrunDriver } from '../../../src/drivers/crun/crun-driver.js';
 import { CLI, type ServedNode, serveNode, tempDir } from '../../helpers/cli.js';
-import { expectBalanced, ledgerOf, postJson, statesOf, sumOf, tokens } from '../../helpers/lease-node.js';
+import {
+  expectBalanced,
+  freePort,
+  ledgerOf,
+  postJson,
+  statesOf,
+  sumOf,
+  tokens,
+} from '../../helpers/lease-node.js';
 
 /**
  * Rule 5: the built server (`node dist/cli/main.js serve`) is killed with SIGKILL in the middle of
@@ -32,18 +39,6 @@ afterAll(async () => {
   }
   rmSync(dataDir, { recursive: true, force: true });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const address = s.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Lease ids of the containers crun runs for this data directory, read from crun itself. */
 function crunSandboxes(): string[] {
