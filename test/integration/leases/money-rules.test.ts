@@ -453,6 +453,11 @@ describe('rules 2 and 3: one payment, one lease', () => {
     }
     const running = new Set((await t.driver.list()).map((s) => s.leaseId));
     expect(new Set(created.map((c) => String(c.body.id)))).toEqual(running);
+    // Full up, a paid request still replays: the lease is found before any capacity is needed.
+    const firstCreated = answers.findIndex((a) => a.status === 201);
+    const replay = await postJson(leases(), pair, { 'x-cashu': pool[firstCreated]!.token });
+    expect(replay.status).toBe(200);
+    expect(replay.body).toEqual(answers[firstCreated]!.body);
     expected.received += 120 * created.length;
     for (const c of created) await stopLease(c.body);
     expect(await t.driver.list()).toEqual([]);

@@ -458,3 +458,19 @@ async function offersAvailable(): Promise<Record<string, number>> {
   const body = JSON.parse(res.text) as { offers: Array<{ id: string; available: number }> };
   return Object.fromEntries(body.offers.map((o) => [o.id, o.available]));
 }
+
+describe('metrics after the workload', () => {
+  it('/metrics counts payments by outcome and leases by state', async () => {
+    const text = await (await fetch(`${t.url}/metrics`)).text();
+    const value = (name: string, labels: string) => {
+      const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(labels));
+      return line === undefined ? undefined : Number(line.split(' ').pop());
+    };
+    // Paid and accepted above: the lifecycle lease, its extension, the failed start, the V3 lease,
+    // the ports lease.
+    expect(value('alacarte_payments_total', 'outcome="accepted"')).toBe(5);
+    expect(value('alacarte_leases', 'state="failed"')).toBe(1);
+    expect(value('alacarte_leases', 'state="stopped"')).toBe(3);
+    expect(value('alacarte_leases', 'state="running"')).toBe(0);
+  });
+});
