@@ -1,4 +1,5 @@
 import { connect } from 'node:net';
+import { getEncodedToken } from '@cashu/cashu-ts';
 import fc from 'fast-check';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,6 +21,8 @@ let t: LeaseTestNode;
 let realId = '';
 let realToken = '';
 let validToken = '';
+/** The real token relabelled: another unit, another mint. */
+const relabelled = { usd: '', foreign: '' };
 let counts: { leases: number; payments: number };
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
@@ -37,6 +40,12 @@ beforeAll(async () => {
   realToken = String(created.body.token);
   // A real, unspent token: the fuzzer mutates it, and sends it where a payment cannot succeed.
   validToken = pool[1]!.token;
+  relabelled.usd = getEncodedToken({ mint: t.mintUrl, unit: 'usd', proofs: pool[1]!.send });
+  relabelled.foreign = getEncodedToken({
+    mint: 'http://127.0.0.1:1/mint',
+    unit: 'sat',
+    proofs: pool[1]!.send,
+  });
   counts = await storeCounts();
 });
 afterAll(async () => {
@@ -108,6 +117,15 @@ function cashuHeader(): fc.Arbitrary<string | string[] | undefined> {
     v3,
     mutated,
     fc.constantFrom('cashuA', 'cashuB', 'cashuB=', `cashuB${'A'.repeat(70_000)}`, 'creqA', ' ', '\t'),
+    // Found by this fuzzer: a V3 token whose mint or unit is not a string (was a 500).
+    fc.constantFrom(
+      `cashuA${b64('{"token":[{"mint":0,"proofs":[]}],"unit":[]}')}`,
+      `cashuA${b64('{"token":[{"mint":{},"proofs":[]}],"unit":"sat"}')}`,
+      `cashuA${b64(JSON.stringify({ token: [{ mint: t.mintUrl, proofs: [] }], unit: 7 }))}`,
+      `cashuA${b64(JSON.stringify({ token: [{ mint: t.mintUrl, proofs: [] }], unit: 'usd' }))}`,
+      relabelled.usd,
+      relabelled.foreign,
+    ),
     fc.nat({ max: 200_000 }).map((n) => `cashuB${'x'.repeat(n)}`),
     fc.array(fc.oneof(fc.string(), fc.constant(validToken)), { minLength: 2, maxLength: 3 }),
   );
