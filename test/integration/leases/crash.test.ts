@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Proof, Wallet } from '@cashu/cashu-ts';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -24,7 +24,9 @@ import {
  */
 const OPERATOR = 'operator-token-for-crash-tests-0123';
 const BURST = 20;
-const body = { offer: 'small', seconds: 7200, image: 'busybox' };
+// A quarter-core offer: all of the burst fits (8 vCPUs of capacity), so no request is refused
+// for capacity and the kill lands among paid starts.
+const body = { offer: 'quarter', seconds: 7200, image: 'busybox' }; // 60 sat/h → 120 sat
 const dataDir = tempDir('crash');
 const runtimeDir = join(dataDir, 'sandboxes');
 let server: ServedNode | undefined;
@@ -51,10 +53,27 @@ function crunSandboxes(): string[] {
   return list.filter((c) => c.id.startsWith(`${instance}-`)).map((c) => c.id.slice(instance.length + 1));
 }
 
+const configFile = join(dataDir, 'test-config.json');
+writeFileSync(
+  configFile,
+  JSON.stringify({
+    offers: [
+      {
+        id: 'quarter',
+        vcpu: 0.25,
+        memory_mib: 64,
+        pids: 64,
+        disk_mib: 16,
+        price: { amount_per_hour: 60, unit: 'sat' },
+      },
+    ],
+  }),
+);
+
 async function start(port: number): Promise<ServedNode> {
   return serveNode({
     dataDir,
-    args: ['--port', String(port)],
+    args: ['--port', String(port), '--config', configFile],
     env: { ALACARTE_OPERATOR_TOKEN: OPERATOR },
   });
 }
@@ -69,21 +88,24 @@ describe('kill -9 in the middle of paid requests', () => {
     // The burst: each request its own token. Kill the server once a few have been answered, while
     // the rest are somewhere between inspection, payment and sandbox start.
     const first = server;
-    let answered = 0;
+    let created = 0;
     const killed = new Promise<void>((resolve) => {
       first.process.once('exit', () => resolve());
     });
     const results = pool.map((p) =>
       postJson(`${first.url}/v1/leases`, body, { 'x-cashu': p.token }).then(
         (r) => {
-          answered++;
-          if (answered === 3) first.process.kill('SIGKILL');
+          if (r.status === 201) created++;
+          if (created === 3) first.process.kill('SIGKILL');
           return r.status;
         },
         () => 'connection lost' as const,
       ),
     );
     const outcomes = await Promise.all(results);
+    // Every answer before the kill was a paid lease; the rest were cut off.
+    for (const o of outcomes) expect([201, 'connection lost']).toContain(o);
+    if (first.process.exitCode === null && first.process.signalCode === null) first.process.kill('SIGKILL');
     await killed;
     expect(outcomes.filter((o) => o === 201).length).toBeGreaterThanOrEqual(3);
 

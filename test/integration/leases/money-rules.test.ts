@@ -563,7 +563,7 @@ describe('rule 4: money moves exactly as priced, and the books balance', () => {
     const expiring = await newLease({ ...small, seconds: 600 });
     now += 600_000;
     // The reaper polls at least every 200 ms; wait until it has ended the lease.
-    for (let i = 0; i < 100; i++) {
+    for (let i = 0; i < 400; i++) {
       const res = await fetch(`${leases()}/${expiring.id}`, { headers: auth(expiring.token) });
       if (((await res.json()) as { state: string }).state === 'expired') break;
       await new Promise((r) => setTimeout(r, 50));
