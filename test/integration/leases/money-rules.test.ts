@@ -54,7 +54,7 @@ beforeAll(async () => {
       offers: [offer('small', 1, 60), offer('odd', 0.5, 7), offer('pair', 2, 60), offer('huge', 256, 60)],
     },
     undefined,
-    { clock: () => new Date(now) },
+    { clock: () => new Date(now), images: ['busybox', 'ghost'] },
   );
   foreign = await startMintNode();
 });
@@ -558,8 +558,16 @@ describe('rule 4: money moves exactly as priced, and the books balance', () => {
   });
 
   it('the ledger balances and matches the mint after a mixed workload, including a melt', async () => {
-    // One lease left running (held), one failed start is in the routes suite; here one more expires.
+    // One lease left running (held), one that expires (charged in full), one failed start (refunded).
     const running = await newLease();
+    const { wallet: failWallet, tokens: failPool } = await tokens(t.mintUrl, 1, 128);
+    const failed = await postJson(leases(), { ...small, image: 'ghost' }, { 'x-cashu': failPool[0]!.token });
+    expect(failed.status).toBe(503);
+    expect(failed.body).toMatchObject({ error: 'start_failed', refunded: 128 });
+    expect(await allSpent(failWallet, failPool[0]!.send)).toBe(true);
+    expect(sumOf(await receive(failed.body.refund))).toBe(128);
+    expected.received += 120;
+    expected.refunded += 120;
     const expiring = await newLease({ ...small, seconds: 600 });
     now += 600_000;
     // The reaper polls at least every 200 ms; wait until it has ended the lease.
@@ -590,6 +598,7 @@ describe('rule 4: money moves exactly as priced, and the books balance', () => {
     expect(books.held).toBe(120);
     expect(books.leases.running).toBe(1);
     expect(books.leases.expired).toBe(1);
+    expect(books.leases.failed).toBe(1);
     expect(books.mint.lightning_out).toBeGreaterThanOrEqual(30);
     await stopLease(running);
     expect(expectBalanced(await ledgerOf(t.url, OPERATOR))).toEqual([]);
