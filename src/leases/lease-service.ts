@@ -327,6 +327,7 @@ export class LeaseService {
         .executeTakeFirstOrThrow();
       this.requireRunning(current);
       this.checkEnough(payment, price);
+      await this.requireSandbox(current);
       let newDeadline: Date | undefined;
       const redeemed = await this.rail
         .redeem(payment, price, async (trx) => {
@@ -365,11 +366,42 @@ export class LeaseService {
         throw new AlacarteError(redeemed.code, redeemed.message);
       }
       this.emit({ type: 'payment', rail: payment.rail, outcome: 'accepted', amount: payment.amount });
-      if (newDeadline) await this.driver.setDeadline({ leaseId: row.id }, newDeadline);
+      if (newDeadline) await this.moveDeadline(row.id as LeaseId, newDeadline);
       const answer = await this.replayExtension(row.id, payment.key);
       if (!answer) throw new Error(`extension of ${row.id} vanished after payment`);
       return answer;
     });
+  }
+
+  /**
+   * A lease whose sandbox died under a running node (killed from outside, host trouble) is ended
+   * here with its unused time refunded, before anyone pays to extend it: the payer gets 409 with
+   * the token untouched rather than an extension of nothing. Rewriting the current deadline is
+   * the driver's cheap liveness check.
+   */
+  private async requireSandbox(row: LeaseRow): Promise<void> {
+    try {
+      await this.driver.setDeadline({ leaseId: row.id }, new Date(Number(row.expires_at)));
+    } catch (err) {
+      if (!(err instanceof AlacarteError && err.code === 'lease_not_running')) throw err;
+      await this.end(row, lifecycle.stop(leaseFromRow(row), this.now()).state);
+      throw err;
+    }
+  }
+
+  /**
+   * After an extension is paid. Should the sandbox have died in between, the lease ends now with
+   * the unused time (the extension included) refunded to its holder, as a vanished sandbox is at
+   * start-up; the payment's answer then shows the stopped lease.
+   */
+  private async moveDeadline(id: LeaseId, deadline: Date): Promise<void> {
+    try {
+      await this.driver.setDeadline({ leaseId: id }, deadline);
+    } catch (err) {
+      if (!(err instanceof AlacarteError && err.code === 'lease_not_running')) throw err;
+      const row = await this.db.selectFrom('leases').selectAll().where('id', '=', id).executeTakeFirst();
+      if (row?.state === 'running') await this.end(row, lifecycle.stop(leaseFromRow(row), this.now()).state);
+    }
   }
 
   // ---- stop ----------------------------------------------------------------------------------
