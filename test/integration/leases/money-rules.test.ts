@@ -334,6 +334,25 @@ describe('rule 1: a rejected request takes no money', () => {
     expect(await allUnspent(wallet, [...tooSmall.send, ...late.send])).toBe(true);
   });
 
+  it('extending a lease whose sandbox died takes nothing; the lease ends with its time refunded', async () => {
+    const lease = await newLease();
+    const { wallet, tokens: pool } = await tokens(t.mintUrl, 1, 64);
+    // The sandbox dies under the running node (killed from outside, host trouble).
+    await t.driver.stop({ leaseId: lease.id });
+    const ext = await postJson(
+      `${leases()}/${lease.id}/extend`,
+      { seconds: 3600 },
+      { 'x-cashu': pool[0]!.token },
+    );
+    expect(ext.status).toBe(409);
+    expect(ext.body).toMatchObject({ error: 'lease_not_running' });
+    expect(await allUnspent(wallet, pool[0]!.send)).toBe(true);
+    const status = await fetch(`${leases()}/${lease.id}`, { headers: auth(lease.token) });
+    expect(((await status.json()) as { state: string }).state).toBe('stopped');
+    // The holder gets the unused time back (all of it: the node's clock stood still).
+    expect(await stopLease(lease)).toBe(120);
+  });
+
   it('a token spent elsewhere gets token_spent and takes nothing', async () => {
     const { wallet, tokens: pool } = await tokens(t.mintUrl, 1, 128);
     const spent = pool[0]!;
