@@ -407,6 +407,37 @@ describe('rules 2 and 3: one payment, one lease', () => {
     await stopLease(first.body);
   });
 
+  it('an Idempotency-Key binds only to a request that paid: after a rejection it is still free', async () => {
+    const { wallet, tokens: pool } = await tokens(t.mintUrl, 3, 128);
+    const key = `free-${randomBytes(8).toString('hex')}`;
+    const rejected = await postJson(
+      leases(),
+      { ...small, seconds: 14_400 },
+      { 'x-cashu': pool[0]!.token, 'idempotency-key': key },
+    );
+    expect(rejected.status).toBe(400);
+    const created = await postJson(leases(), small, { 'x-cashu': pool[1]!.token, 'idempotency-key': key });
+    expect(created.status).toBe(201);
+    expected.received += 120;
+    expect(await allUnspent(wallet, pool[0]!.send)).toBe(true);
+    await stopLease(created.body);
+  });
+
+  it('an Idempotency-Key whose start failed replays the refund and leaves a second token unspent', async () => {
+    const { wallet, tokens: pool } = await tokens(t.mintUrl, 2, 128);
+    const key = `failed-${randomBytes(8).toString('hex')}`;
+    const ghost = { ...small, image: 'ghost' };
+    const first = await postJson(leases(), ghost, { 'x-cashu': pool[0]!.token, 'idempotency-key': key });
+    expect(first.status).toBe(503);
+    expected.received += 120;
+    expected.refunded += 120;
+    const second = await postJson(leases(), ghost, { 'x-cashu': pool[1]!.token, 'idempotency-key': key });
+    expect(second.status).toBe(503);
+    expect(second.body).toEqual(first.body);
+    expect(await allSpent(wallet, pool[0]!.send)).toBe(true);
+    expect(await allUnspent(wallet, pool[1]!.send)).toBe(true);
+  });
+
   it('50 concurrent requests with one token create exactly one lease', async () => {
     const { wallet, tokens: pool } = await tokens(t.mintUrl, 1, 128);
     const before = await storeCounts();
@@ -617,7 +648,7 @@ describe('rule 4: money moves exactly as priced, and the books balance', () => {
     expect(books.held).toBe(120);
     expect(books.leases.running).toBe(1);
     expect(books.leases.expired).toBe(1);
-    expect(books.leases.failed).toBe(1);
+    expect(books.leases.failed).toBe(2);
     expect(books.mint.lightning_out).toBeGreaterThanOrEqual(30);
     await stopLease(running);
     expect(expectBalanced(await ledgerOf(t.url, OPERATOR))).toEqual([]);
