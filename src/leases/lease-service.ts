@@ -278,15 +278,20 @@ export class LeaseService {
   ): Promise<Answer> {
     const row = await this.authorize(id, credential);
     this.requireRunning(row);
-    const result = await this.driver.exec(
-      { leaseId: row.id },
-      {
-        command: request.command,
-        stdin: request.stdin,
-        timeoutMs: request.timeoutSeconds * 1000,
-        maxOutputBytes: this.maxOutputBytes,
-      },
-    );
+    const result = await this.driver
+      .exec(
+        { leaseId: row.id },
+        {
+          command: request.command,
+          stdin: request.stdin,
+          timeoutMs: request.timeoutSeconds * 1000,
+          maxOutputBytes: this.maxOutputBytes,
+        },
+      )
+      .catch(async (err: unknown) => {
+        if (isGone(err)) await this.endVanished(row.id);
+        throw err;
+      });
     return {
       status: 200,
       headers: {},
@@ -383,8 +388,7 @@ export class LeaseService {
     try {
       await this.driver.setDeadline({ leaseId: row.id }, new Date(Number(row.expires_at)));
     } catch (err) {
-      if (!(err instanceof AlacarteError && err.code === 'lease_not_running')) throw err;
-      await this.end(row, lifecycle.stop(leaseFromRow(row), this.now()).state);
+      if (isGone(err)) await this.endVanished(row.id);
       throw err;
     }
   }
@@ -398,10 +402,23 @@ export class LeaseService {
     try {
       await this.driver.setDeadline({ leaseId: id }, deadline);
     } catch (err) {
-      if (!(err instanceof AlacarteError && err.code === 'lease_not_running')) throw err;
-      const row = await this.db.selectFrom('leases').selectAll().where('id', '=', id).executeTakeFirst();
-      if (row?.state === 'running') await this.end(row, lifecycle.stop(leaseFromRow(row), this.now()).state);
+      if (!isGone(err)) throw err;
+      await this.endVanished(id);
     }
+  }
+
+  /**
+   * Ends a running lease whose sandbox is gone, as reconciliation does at start-up: the unused
+   * time is refunded to the lease's holder (DELETE shows the refund), rather than charged in full
+   * when the reaper comes by.
+   */
+  private async endVanished(id: string): Promise<void> {
+    const row = await this.db.selectFrom('leases').selectAll().where('id', '=', id).executeTakeFirst();
+    if (row?.state !== 'running') return;
+    const lease = leaseFromRow(row);
+    const now = this.now();
+    const past = Number(row.expires_at) <= now.getTime();
+    await this.end(row, past ? lifecycle.expire(lease.state, now) : lifecycle.stop(lease, now).state);
   }
 
   // ---- stop ----------------------------------------------------------------------------------
@@ -765,6 +782,11 @@ export class LeaseService {
 }
 
 class LeaseEnded extends Error {}
+
+/** The driver's word that a sandbox is not there (any more). */
+function isGone(err: unknown): boolean {
+  return err instanceof AlacarteError && err.code === 'lease_not_running';
+}
 
 function iso(ms: number | bigint): string {
   return new Date(Number(ms)).toISOString();
