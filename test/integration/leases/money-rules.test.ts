@@ -334,7 +334,7 @@ describe('rule 1: a rejected request takes no money', () => {
     expect(await allUnspent(wallet, [...tooSmall.send, ...late.send])).toBe(true);
   });
 
-  it('extending a lease whose sandbox died takes nothing; the lease ends with its time refunded', async () => {
+  it('a lease whose sandbox died: an extension takes nothing, exec or extend end it with its time refunded', async () => {
     const lease = await newLease();
     const { wallet, tokens: pool } = await tokens(t.mintUrl, 1, 64);
     // The sandbox dies under the running node (killed from outside, host trouble).
@@ -351,6 +351,15 @@ describe('rule 1: a rejected request takes no money', () => {
     expect(((await status.json()) as { state: string }).state).toBe('stopped');
     // The holder gets the unused time back (all of it: the node's clock stood still).
     expect(await stopLease(lease)).toBe(120);
+
+    // The holder finds out first, by exec: same outcome, the lease is not charged for dead time.
+    const other = await newLease();
+    await t.driver.stop({ leaseId: other.id });
+    const exec = await postJson(`${leases()}/${other.id}/exec`, { command: ['true'] }, auth(other.token));
+    expect(exec.status).toBe(409);
+    const otherStatus = await fetch(`${leases()}/${other.id}`, { headers: auth(other.token) });
+    expect(((await otherStatus.json()) as { state: string }).state).toBe('stopped');
+    expect(await stopLease(other)).toBe(120);
   });
 
   it('a token spent elsewhere gets token_spent and takes nothing', async () => {
