@@ -5,6 +5,7 @@ import { type Config, publicUrl } from './config.js';
 import { DEFAULT_OFFERS, type Offer, offerFromJson } from './core/offers.js';
 import type { ComputeDriver } from './drivers/compute-driver.js';
 import { buildApp } from './http/app.js';
+import { attachRoutes } from './http/attach-routes.js';
 import { leaseRoutes } from './http/lease-routes.js';
 import { NodeMetrics } from './http/metrics.js';
 import { operatorRoutes } from './http/operator-routes.js';
@@ -19,7 +20,7 @@ import { Mint } from './mint/mint.js';
 import { loadOrCreateSeed } from './mint/seed.js';
 import { asMintDb } from './mint/store/mint-store.js';
 import { CashuRail } from './rails/cashu/cashu-rail.js';
-import { type Database, openDatabase } from './store/database.js';
+import { type Database, openStore } from './store/database.js';
 
 export interface NodeOptions {
   logger?: Logger;
@@ -28,6 +29,8 @@ export interface NodeOptions {
   /** Image names renters may ask for (the driver's image directory). */
   images?: readonly string[];
   clock?: () => Date;
+  /** HTTP towards trusted mints; the global fetch by default. */
+  fetch?: typeof fetch;
 }
 
 /**
@@ -54,13 +57,15 @@ export class AlacarteNode {
     // below; nothing here can be listed or read by them (files are 0600).
     mkdirSync(config.dataDir, { recursive: true, mode: 0o711 });
     chmodSync(config.dataDir, 0o711);
-    const db = await openDatabase(join(config.dataDir, 'alacarte.sqlite'));
+    const { db, sqlite } = await openStore(join(config.dataDir, 'alacarte.sqlite'));
     try {
       // The URL is known for sure only once listening (port 0 picks one); routes read it late.
       const urlRef = { url: publicUrl(config) };
       const lightning = new FakeLightningBackend({ settleDelayMs: config.mint.lightning.settleDelayMs });
       const mint = await Mint.create({
         db: asMintDb(db),
+        // Swaps commit on the connection itself (prepared statements, group commit).
+        sqlite,
         lightning,
         seed: loadOrCreateSeed(join(config.dataDir, 'mint.seed')),
         logger,
@@ -84,6 +89,10 @@ export class AlacarteNode {
           unit: config.mint.unit,
           secret,
           maxProofs: config.mint.maxInputs,
+          trustedMints: config.trustedMints,
+          db,
+          fetch: options.fetch,
+          logger,
         });
         const service = new LeaseService({
           db,
@@ -106,10 +115,11 @@ export class AlacarteNode {
           prefix: '/v1',
           plugin: leaseRoutes({
             leases: service,
-            mints: () => [`${urlRef.url}/mint`],
+            mints: () => rail.mints(),
             unit: config.mint.unit,
           }),
         });
+        plugins.push({ prefix: '/v1', plugin: attachRoutes(service) });
         if (config.operatorToken) {
           plugins.push({
             prefix: '/v1/operator',

@@ -1,12 +1,9 @@
 #!/usr/bin/env node
-import { readdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { parseArgs } from 'node:util';
-import { ConfigError, type ConfigInput, loadConfig } from '../config.js';
-import { CrunDriver } from '../drivers/crun/crun-driver.js';
-import { ledger } from '../http/operator-routes.js';
-import { createLogger, silentLogger } from '../log.js';
-import { AlacarteNode } from '../node.js';
+import { ConfigError } from '../config.js';
+
+// The server side loads only when asked for, so renter commands start quickly.
+const operator = () => import('./operator-commands.js');
+const renter = () => import('./renter/index.js');
 
 const USAGE = `alacarte — rent Linux sandboxes for ecash, no account
 
@@ -36,127 +33,27 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'serve':
-      return serve(rest);
+    case 'ledger':
+      return (await operator()).runOperatorCommand(command, rest, USAGE);
     case 'mint':
       if (rest[0] !== 'rotate') {
         process.stderr.write('alacarte: usage: alacarte mint rotate [--data DIR]\n');
         return 2;
       }
-      return operatorCommand(rest.slice(1), rotateKeyset);
-    case 'ledger':
-      return operatorCommand(rest, printLedger);
+      return (await operator()).runOperatorCommand('mint rotate', rest.slice(1), USAGE);
     case undefined:
     case 'help':
     case '--help':
     case '-h':
-      process.stdout.write(USAGE);
+      process.stdout.write(`${USAGE}\n${(await renter()).RENTER_HELP.renter}\n`);
       return command === undefined ? 1 : 0;
-    default:
+    default: {
+      const code = await (await renter()).runRenterCommand(command, rest);
+      if (code !== undefined) return code;
       process.stderr.write(`alacarte: unknown command '${command}' — run: alacarte help\n`);
       return 2;
+    }
   }
-}
-
-async function serve(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      host: { type: 'string' },
-      port: { type: 'string' },
-      data: { type: 'string' },
-      config: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    strict: true,
-  });
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  const flags: ConfigInput = { host: values.host, dataDir: values.data };
-  if (values.port !== undefined) flags.port = Number(values.port);
-  const config = loadConfig({ file: values.config, env: process.env, flags });
-  const logger = createLogger({ level: config.logLevel });
-  const imagesDir = join(config.dataDir, 'images');
-  const driver = await CrunDriver.create({
-    runtimeDir: join(config.dataDir, 'sandboxes'),
-    imagesDir,
-    logger,
-  });
-  const node = await AlacarteNode.create(config, { logger, driver, images: listImages(imagesDir) });
-  const { url, mintUrl } = await node.listen();
-  process.stdout.write(`alacarte listening on ${url}\nmint: ${mintUrl}\ndata: ${config.dataDir}\n`);
-  if (node.lightning.isTestBackend) {
-    process.stdout.write(
-      `WARNING: Lightning backend '${node.lightning.id}' is a TEST backend: invoices pay themselves, no real money moves.\n`,
-    );
-  }
-
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      process.stdout.write(`alacarte: ${signal}, stopping\n`);
-      resolve();
-    };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-  });
-  await node.close();
-  await driver.close();
-  process.stdout.write('alacarte: stopped\n');
-  return 0;
-}
-
-/** Runs an operator command against the data directory's store, without starting the server. */
-async function operatorCommand(
-  args: string[],
-  run: (node: AlacarteNode, json: boolean) => Promise<void>,
-): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: { data: { type: 'string' }, config: { type: 'string' }, json: { type: 'boolean' } },
-    strict: true,
-  });
-  const config = loadConfig({ file: values.config, env: process.env, flags: { dataDir: values.data } });
-  const node = await AlacarteNode.create(config, { logger: silentLogger() });
-  try {
-    await run(node, values.json === true);
-  } finally {
-    await node.close();
-  }
-  return 0;
-}
-
-async function rotateKeyset(node: AlacarteNode): Promise<void> {
-  const id = await node.mint.rotate();
-  process.stdout.write(
-    `new active keyset: ${id}\n(older keysets keep redeeming; a running node picks it up on its next keyset reload)\n`,
-  );
-}
-
-async function printLedger(node: AlacarteNode, json: boolean): Promise<void> {
-  const books = await ledger(node.db, node.config.mint.unit);
-  if (json) {
-    process.stdout.write(`${JSON.stringify(books)}\n`);
-    return;
-  }
-  const u = books.unit;
-  const balanced = books.received === books.charged + books.refunded + books.held;
-  process.stdout.write(
-    [
-      `received ${books.received} ${u} = charged ${books.charged} + refunded ${books.refunded} + held ${books.held}  ${balanced ? '(balanced)' : '(NOT BALANCED)'}`,
-      `mint: issued ${books.mint.issued}, redeemed ${books.mint.redeemed}, outstanding ${books.mint.outstanding}, lightning in ${books.mint.lightning_in}, out ${books.mint.lightning_out}`,
-      `leases: ${Object.entries(books.leases)
-        .map(([k, v]) => `${v} ${k}`)
-        .join(', ')}`,
-    ].join('\n') + '\n',
-  );
-}
-
-function listImages(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true })
-    .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
-    .map((e) => e.name)
-    .sort();
 }
 
 main(process.argv.slice(2)).then(

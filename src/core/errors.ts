@@ -18,6 +18,7 @@ export const ERROR_STATUS = {
   rate_limited: 429,
   no_capacity: 503,
   start_failed: 503,
+  mint_unavailable: 503,
   internal: 500,
 } as const;
 

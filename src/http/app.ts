@@ -1,3 +1,4 @@
+import websocket from '@fastify/websocket';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
@@ -49,6 +50,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       },
       'request',
     );
+  });
+  await app.register(websocket, {
+    options: {
+      maxPayload: 64 * 1024,
+      // Answer a browser's `bearer.<token>` subprotocol (or any other offered) so it accepts the socket.
+      handleProtocols: (protocols) => protocols.values().next().value ?? false,
+    },
   });
   app.get('/healthz', async () => ({ ok: true }));
   options.metrics?.install(app);

@@ -48,7 +48,8 @@ export function toErrorAnswer(err: unknown): {
 } {
   if (err instanceof AlacarteError) {
     const headers: Record<string, string> = { ...err.headers };
-    if (err.code === 'no_capacity' || err.code === 'rate_limited') headers['retry-after'] ??= '5';
+    if (err.code === 'no_capacity' || err.code === 'rate_limited' || err.code === 'mint_unavailable')
+      headers['retry-after'] ??= '5';
     return { status: err.status, body: { error: err.code, message: err.message, ...err.details }, headers };
   }
   const fe = err as Partial<FastifyError>;

@@ -4,7 +4,12 @@ import { AlacarteError } from '../core/errors.js';
 import { type BearerSecret, type LeaseId, newLeaseId, type PaymentKey, parseLeaseId } from '../core/ids.js';
 import * as lifecycle from '../core/lease.js';
 import { type Offer, offerToJson, quote as priceQuote } from '../core/offers.js';
-import type { ComputeDriver, DriverCapacity } from '../drivers/compute-driver.js';
+import type {
+  AttachSession,
+  ComputeDriver,
+  DriverCapacity,
+  TerminalSize,
+} from '../drivers/compute-driver.js';
 import type { Logger } from '../log.js';
 import type { InspectedPayment, PaymentHeaders, PaymentRail, PayoutPart } from '../rails/payment-rail.js';
 import type { Database } from '../store/database.js';
@@ -242,26 +247,33 @@ export class LeaseService {
    * same transaction. False when another path (reaper, stop, extension) changed it first.
    */
   private async end(row: LeaseRow, state: lifecycle.LeaseState): Promise<boolean> {
+    const ended = await this.db.transaction().execute((trx) => this.endIn(trx, row, state));
+    if (ended) this.emitEnded(state);
+    return ended;
+  }
+
+  /** end() inside a transaction the caller holds. */
+  private async endIn(trx: Database, row: LeaseRow, state: lifecycle.LeaseState): Promise<boolean> {
     const refund = state.kind === 'stopped' || state.kind === 'failed' ? state.refunded : undefined;
-    const ended = await this.db.transaction().execute(async (trx) => {
-      const updated = await trx
-        .updateTable('leases')
-        .set(stateColumns(state))
-        .where('id', '=', row.id)
-        .where('state', '=', row.state)
-        .where('expires_at', 'is not distinct from', row.expires_at)
-        .executeTakeFirst();
-      if (updated.numUpdatedRows !== 1n) return false;
-      if (refund && !refund.isZero()) {
-        const source = await this.firstPaymentSource(row.id, trx);
-        await this.rail.book(trx, source, [{ purpose: 'refund', subject: row.id, amount: refund }]);
-      }
-      return true;
-    });
-    if (ended && (state.kind === 'expired' || state.kind === 'stopped' || state.kind === 'failed')) {
+    const updated = await trx
+      .updateTable('leases')
+      .set(stateColumns(state))
+      .where('id', '=', row.id)
+      .where('state', '=', row.state)
+      .where('expires_at', 'is not distinct from', row.expires_at)
+      .executeTakeFirst();
+    if (updated.numUpdatedRows !== 1n) return false;
+    if (refund && !refund.isZero()) {
+      const source = await this.firstPaymentSource(row.id, trx);
+      await this.rail.book(trx, source, [{ purpose: 'refund', subject: row.id, amount: refund }]);
+    }
+    return true;
+  }
+
+  private emitEnded(state: lifecycle.LeaseState): void {
+    if (state.kind === 'expired' || state.kind === 'stopped' || state.kind === 'failed') {
       this.emit({ type: 'ended', state: state.kind });
     }
-    return ended;
   }
 
   // ---- read, exec, attach --------------------------------------------------------------------
@@ -304,11 +316,16 @@ export class LeaseService {
     };
   }
 
-  /** Checks the credential and that the lease runs; the HTTP layer then bridges the WebSocket. */
+  /** Checks the credential and that the lease runs, before a WebSocket is accepted. */
   async authorizeAttach(id: string, credential: string | undefined): Promise<LeaseId> {
     const row = await this.authorize(id, credential);
     this.requireRunning(row);
     return row.id as LeaseId;
+  }
+
+  /** An interactive shell on a terminal in the lease's sandbox (call authorizeAttach first). */
+  async attach(leaseId: LeaseId, size: TerminalSize): Promise<AttachSession> {
+    return this.driver.attach({ leaseId }, size);
   }
 
   // ---- extend --------------------------------------------------------------------------------
@@ -470,8 +487,19 @@ export class LeaseService {
 
   // ---- expiry and reconciliation -------------------------------------------------------------
 
-  /** Ends every running lease whose deadline has passed. Returns how many it ended. */
+  /** Ends every running lease whose deadline has passed and removes their sandboxes; returns how many. */
   async reapExpired(): Promise<number> {
+    const ended = await this.expireDue();
+    await this.removeSandboxes(ended);
+    return ended.length;
+  }
+
+  /**
+   * Marks every running lease whose deadline has passed as expired, all in one transaction: when
+   * many leases end together, one durable commit instead of one each keeps the last of them on
+   * time. Returns the leases it ended; their sandboxes are still to be removed (removeSandboxes).
+   */
+  async expireDue(): Promise<LeaseId[]> {
     const now = this.now();
     const due = await this.db
       .selectFrom('leases')
@@ -479,16 +507,37 @@ export class LeaseService {
       .where('state', '=', 'running')
       .where('expires_at', '<=', now.getTime())
       .execute();
-    let ended = 0;
-    for (const row of due) {
-      if (await this.end(row, lifecycle.expire(leaseFromRow(row).state, now))) {
-        ended++;
-        await this.driver.stop({ leaseId: row.id }).catch((err: unknown) => {
-          this.log.error({ err: String(err), lease: row.id }, 'could not stop an expired sandbox');
+    if (due.length === 0) return [];
+    const ended = await this.db.transaction().execute(async (trx) => {
+      const done: LeaseId[] = [];
+      for (const row of due) {
+        if (await this.endIn(trx, row, lifecycle.expire(leaseFromRow(row).state, now)))
+          done.push(row.id as LeaseId);
+      }
+      return done;
+    });
+    for (const _ of ended) this.emit({ type: 'ended', state: 'expired' });
+    return ended;
+  }
+
+  /**
+   * Removes the sandboxes of ended leases, two at a time (each is a runtime delete and unmounts,
+   * tens of milliseconds, much of it spawning on this thread; more at once only slows the reaper's
+   * next passes and the HTTP answers). This is cleanup: init ends a sandbox's processes at its
+   * deadline on its own. Never rejects; a sandbox that cannot be removed is logged and left to the
+   * next reconciliation.
+   */
+  async removeSandboxes(ids: readonly LeaseId[], concurrency = 2): Promise<void> {
+    let next = 0;
+    const worker = async () => {
+      while (next < ids.length) {
+        const id = ids[next++] as LeaseId;
+        await this.driver.stop({ leaseId: id }).catch((err: unknown) => {
+          this.log.error({ err: String(err), lease: id }, 'could not stop an expired sandbox');
         });
       }
-    }
-    return ended;
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, ids.length) }, worker));
   }
 
   /** The next deadline of a running lease, for the reaper's timer. */

@@ -98,6 +98,11 @@ export function verifyInputs(
   return verified;
 }
 
+/** Y = hash_to_curve(secret) as lowercase hex: the key of a spent proof. */
+export function yOfSecret(secret: string): string {
+  return bytesToHex(hashToCurve(encoder.encode(secret)));
+}
+
 function witnessString(witness: Proof['witness']): string | null {
   if (witness === undefined || witness === null) return null;
   return typeof witness === 'string' ? witness : JSON.stringify(witness);

@@ -1,25 +1,33 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import type SQLite from 'better-sqlite3';
 import { Amount } from '../core/amount.js';
-import { decodeBolt11 } from '../lightning/bolt11.js';
-import type { LightningBackend, PaymentOutcome } from '../lightning/lightning-backend.js';
+import type { LightningBackend } from '../lightning/lightning-backend.js';
 import { invalidRequest, MintError, MintErrorCode } from './errors.js';
 import { checkInputs, type VerifiedInput, verifyInputs } from './inputs.js';
 import { KeysetRegistry, type KeysetSettings } from './keyset-registry.js';
-import { NodePayments } from './node-payments.js';
-import { type CheckedOutput, checkOutputs, imprintChange, signOutputs } from './outputs.js';
 import {
-  cachedResponse,
-  getMeltQuote,
-  getMintQuote,
+  DEFAULT_MINT_LIMITS,
+  METHOD,
+  MintCore,
+  type MintLimits,
+  type MintLogger,
+  UNIT,
+} from './mint-core.js';
+import { NodePayments } from './node-payments.js';
+import { MeltService } from './nut-05-melt.js';
+import { type CheckedOutput, checkOutputs, signOutputs } from './outputs.js';
+import {
   insertProofs,
+  insertSignatureRows,
   insertSignatures,
   isUniqueViolation,
   type MintDb,
   proofStates,
+  signatureRows,
   signedOutputs,
-  storeResponse,
 } from './store/mint-store.js';
-import type { MintMeltQuotesTable, MintMintQuotesTable, MintProofsTable } from './store/tables.js';
+import { SqliteSpendWriter } from './store/sqlite-spend.js';
+import type { MintMintQuotesTable } from './store/tables.js';
 import type {
   BlindedMessage,
   BlindSignature,
@@ -37,45 +45,7 @@ import type {
   SwapResponse,
 } from './types.js';
 
-/** What the mint logs through; pino's Logger fits. */
-export interface MintLogger {
-  debug(obj: object, msg?: string): void;
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
-
-export interface MintLimits {
-  /** most inputs per swap or melt (NUT code 11014 beyond) */
-  maxInputs: number;
-  /** most outputs per swap, mint, melt or restore (11015 beyond) */
-  maxOutputs: number;
-  /** most Ys per checkstate */
-  maxCheckstate: number;
-  mintMinAmount: number;
-  mintMaxAmount: number;
-  meltMinAmount: number;
-  meltMaxAmount: number;
-  /** life of a mint quote's invoice, seconds */
-  mintQuoteTtlSeconds: number;
-  /** life of a melt quote, seconds (never past the invoice's own expiry) */
-  meltQuoteTtlSeconds: number;
-  /** NUT-19: how long a mint/swap/melt answer is kept for retries, seconds */
-  cacheTtlSeconds: number;
-}
-
-export const DEFAULT_MINT_LIMITS: MintLimits = {
-  maxInputs: 1000,
-  maxOutputs: 1000,
-  maxCheckstate: 1000,
-  mintMinAmount: 1,
-  mintMaxAmount: 100_000_000,
-  meltMinAmount: 1,
-  meltMaxAmount: 100_000_000,
-  mintQuoteTtlSeconds: 3600,
-  meltQuoteTtlSeconds: 600,
-  cacheTtlSeconds: 7 * 24 * 3600,
-};
+export { DEFAULT_MINT_LIMITS, type MintLimits, type MintLogger };
 
 export interface MintInfoOptions {
   name?: string;
@@ -90,6 +60,11 @@ export interface MintInfoOptions {
 
 export interface MintOptions {
   db: MintDb;
+  /**
+   * The better-sqlite3 connection under `db` (openStore), if the store is SQLite: swaps then commit
+   * through prepared statements, grouped (sqlite-spend.ts). Without it every commit goes through Kysely.
+   */
+  sqlite?: SQLite.Database;
   lightning: LightningBackend;
   /** master seed (loadOrCreateSeed) */
   seed: Uint8Array;
@@ -105,8 +80,6 @@ export interface MintOptions {
   random?: (n: number) => Uint8Array;
 }
 
-const UNIT = 'sat';
-const METHOD = 'bolt11';
 const SILENT: MintLogger = { debug() {}, info() {}, warn() {}, error() {} };
 const CACHED_ENDPOINTS = [
   { method: 'POST', path: '/v1/mint/bolt11' },
@@ -115,8 +88,9 @@ const CACHED_ENDPOINTS = [
 ];
 
 /**
- * The embedded Cashu mint (NUT-00..12, 19, 23). Every method is callable in-process with typed
- * input; the HTTP routes (http/routes.ts) only validate shapes and call these.
+ * The embedded Cashu mint (NUT-00..12, 14, 19, 23). Every method is callable in-process with typed
+ * input; the HTTP routes (http/routes.ts) only validate shapes and call these. Melting lives in
+ * nut-05-melt.ts, what the handlers share in mint-core.ts.
  *
  * Money rules: every input's Y is the primary key of `mint_proofs`, inserted in the same
  * transaction as the signatures it pays for, after all verification is done; every B_ is the
@@ -124,36 +98,37 @@ const CACHED_ENDPOINTS = [
  */
 export class Mint {
   readonly limits: MintLimits;
-  private readonly db: MintDb;
-  private readonly lightning: LightningBackend;
-  private readonly clock: () => number;
-  private readonly log: MintLogger;
+  private readonly core: MintCore;
+  private readonly melts: MeltService;
   private readonly keysetSettings: KeysetSettings;
-  private readonly feeReserve: { ppk: number; min: number };
   private readonly infoOptions: MintInfoOptions;
-  private readonly random: (n: number) => Uint8Array;
-  private readonly registry: KeysetRegistry;
-  private lastCacheEviction = 0;
+  private readonly fastSpend: SqliteSpendWriter | undefined;
   private lastKeysetReload = 0;
 
   private constructor(options: MintOptions) {
-    this.db = options.db;
-    this.lightning = options.lightning;
-    this.clock = options.clock ?? Date.now;
-    this.log = options.logger ?? SILENT;
+    const clock = options.clock ?? Date.now;
     this.limits = { ...DEFAULT_MINT_LIMITS, ...options.limits };
+    const registry = new KeysetRegistry(options.db, options.seed, () => Math.floor(clock() / 1000));
+    this.core = new MintCore(
+      options.db,
+      options.lightning,
+      registry,
+      this.limits,
+      options.logger ?? SILENT,
+      clock,
+      options.random ?? randomBytes,
+    );
+    this.melts = new MeltService(this.core, options.feeReserve ?? { ppk: 10, min: 2 });
     this.keysetSettings = { maxOrder: 32, inputFeePpk: 0, ...options.keysets };
-    this.feeReserve = options.feeReserve ?? { ppk: 10, min: 2 };
     this.infoOptions = options.info ?? {};
-    this.random = options.random ?? randomBytes;
-    this.registry = new KeysetRegistry(this.db, options.seed, () => this.nowSeconds());
+    this.fastSpend = options.sqlite === undefined ? undefined : new SqliteSpendWriter(options.sqlite);
   }
 
   /** Loads (or creates) the keysets and settles melts left PENDING by a previous run. */
   static async create(options: MintOptions): Promise<Mint> {
     const mint = new Mint(options);
-    await mint.registry.load([UNIT], mint.keysetSettings);
-    await mint.recoverPendingMelts();
+    await mint.core.registry.load([UNIT], mint.keysetSettings);
+    await mint.melts.recoverPendingMelts();
     return mint;
   }
 
@@ -162,7 +137,7 @@ export class Mint {
   /** NUT-01: the active keysets with their public keys. */
   keys(): { keysets: KeysetKeys[] } {
     return {
-      keysets: this.registry
+      keysets: this.core.registry
         .all()
         .filter((k) => k.active)
         .map((k) => k.published),
@@ -171,14 +146,14 @@ export class Mint {
 
   /** NUT-02: any keyset's public keys. */
   async keysFor(id: string): Promise<{ keysets: KeysetKeys[] }> {
-    const keyset = this.registry.get(id) ?? (await this.reloadKeysetsFor(id));
+    const keyset = this.core.registry.get(id) ?? (await this.reloadKeysetsFor(id));
     if (keyset === undefined) throw new MintError(MintErrorCode.keysetUnknown, `keyset ${id} is not known`);
     return { keysets: [keyset.published] };
   }
 
   /** NUT-02: every keyset, active or not. */
   keysets(): { keysets: KeysetInfo[] } {
-    return { keysets: this.registry.all().map((k) => k.info) };
+    return { keysets: this.core.registry.all().map((k) => k.info) };
   }
 
   /**
@@ -186,29 +161,41 @@ export class Mint {
    * Another process serving this store picks it up on its next keyset reload.
    */
   async rotate(unit: string = UNIT, settings: Partial<KeysetSettings> = {}): Promise<string> {
-    const id = await this.registry.rotate(unit, { ...this.keysetSettings, ...settings });
-    this.log.info({ unit, keyset: id }, 'mint keyset rotated');
+    const id = await this.core.registry.rotate(unit, { ...this.keysetSettings, ...settings });
+    this.core.log.info({ unit, keyset: id }, 'mint keyset rotated');
     return id;
   }
 
   /** Re-reads keysets from the store (e.g. after `alacarte mint rotate` in another process). */
   async reloadKeysets(): Promise<void> {
-    await this.registry.reload();
+    this.lastKeysetReload = this.core.clock();
+    await this.core.registry.reload();
+  }
+
+  /**
+   * Re-reads keysets if the last read is older than `maxAgeMs`: wallets learn of keysets through
+   * /v1/keys and /v1/keysets, so a rotation done by another process shows there within seconds.
+   */
+  async refreshKeysets(maxAgeMs = 5000): Promise<void> {
+    if (this.core.clock() - this.lastKeysetReload < maxAgeMs) return;
+    await this.reloadKeysets();
   }
 
   /** The mint as the node's own lease service uses it, in-process (node-payments.ts). */
   nodePayments(): NodePayments {
-    return new NodePayments(this.db, this.registry, this.limits.maxInputs, () => this.nowSeconds());
+    return new NodePayments(this.core.db, this.core.registry, this.core.limits.maxInputs, () =>
+      this.core.nowSeconds(),
+    );
   }
 
   // ---------------------------------------------------------------- NUT-06
 
   info(): Record<string, unknown> {
-    const test = this.lightning.isTestBackend;
+    const test = this.core.lightning.isTestBackend;
     const warning =
       'TEST MINT: its Lightning backend is a fake test backend. No real money moves; this ecash is worth nothing.';
     const o = this.infoOptions;
-    const limits = this.limits;
+    const limits = this.core.limits;
     const info: Record<string, unknown> = {
       name: o.name ?? 'alacarte mint',
       version: o.version ?? 'alacarte/0.1.0',
@@ -216,7 +203,7 @@ export class Mint {
         ? `${warning} ${o.description ?? ''}`.trim()
         : (o.description ?? 'alacarte node mint'),
       contact: o.contact ?? [],
-      time: this.nowSeconds(),
+      time: this.core.nowSeconds(),
       nuts: {
         '4': {
           methods: [
@@ -247,7 +234,10 @@ export class Mint {
         '10': { supported: true },
         '11': { supported: true },
         '12': { supported: true },
-        '19': { ttl: limits.cacheTtlSeconds, cached_endpoints: CACHED_ENDPOINTS },
+        // HTLC secrets are enforced by the same conditions check as P2PK (conditions/).
+        '14': { supported: true },
+        // Answers are derived from the ledger itself, so they never expire.
+        '19': { ttl: null, cached_endpoints: CACHED_ENDPOINTS },
       },
     };
     if (o.descriptionLong !== undefined) info.description_long = o.descriptionLong;
@@ -260,14 +250,13 @@ export class Mint {
   // ---------------------------------------------------------------- NUT-03
 
   /**
-   * NUT-03 swap. `cacheKey` (NUT-19) makes a retry of the same request return the first answer.
+   * NUT-03 swap. A retry of a swap that committed (NUT-19) gets the same signatures again: they
+   * are read back from the ledger (every B_ is kept, as NUT-09 restore needs anyway).
    */
-  async swap(request: SwapRequest, opts: { cacheKey?: string } = {}): Promise<SwapResponse> {
-    const cached = await this.cached<SwapResponse>(opts.cacheKey);
-    if (cached !== undefined) return cached;
-    const inputs = checkInputs(this.registry, request.inputs, this.limits.maxInputs);
-    const outputs = checkOutputs(this.registry, request.outputs, {
-      maxOutputs: this.limits.maxOutputs,
+  async swap(request: SwapRequest): Promise<SwapResponse> {
+    const inputs = checkInputs(this.core.registry, request.inputs, this.core.limits.maxInputs);
+    const outputs = checkOutputs(this.core.registry, request.outputs, {
+      maxOutputs: this.core.limits.maxOutputs,
       unit: inputs.unit,
     });
     if (inputs.total - inputs.fee !== outputs.total) {
@@ -276,53 +265,57 @@ export class Mint {
         `inputs (${inputs.total}) - fee (${inputs.fee}) != outputs (${outputs.total})`,
       );
     }
-    const verified = verifyInputs(inputs.inputs, { outputs: request.outputs, now: this.nowSeconds() });
+    const verified = verifyInputs(inputs.inputs, { outputs: request.outputs, now: this.core.nowSeconds() });
     const signatures = signOutputs(outputs.outputs);
     const response: SwapResponse = { signatures };
-    const now = this.nowSeconds();
+    const now = this.core.nowSeconds();
     try {
-      await this.db.transaction().execute(async (trx) => {
-        await insertProofs(trx, this.proofRows(verified, 'SPENT', null, now));
-        await insertSignatures(
-          trx,
-          signatures,
-          outputs.outputs.map((o) => o.B_),
-          now,
-        );
-        if (opts.cacheKey !== undefined)
-          await storeResponse(trx, opts.cacheKey, JSON.stringify(response), now);
-      });
-    } catch (err) {
-      return this.resolveConflict<SwapResponse>(
-        await this.explainConflict(err, verified, outputs.outputs, opts.cacheKey),
+      const proofs = this.core.proofRows(verified, 'SPENT', null, now);
+      const signed = signatureRows(
+        signatures,
+        outputs.outputs.map((o) => o.B_),
+        now,
       );
+      // The inputs' Ys and the outputs' B_s, in one transaction: the spend happens once or not at all.
+      if (this.fastSpend !== undefined) {
+        await this.fastSpend.commit(proofs, signed);
+      } else {
+        await this.core.db.transaction().execute(async (trx) => {
+          await insertProofs(trx, proofs);
+          await insertSignatureRows(trx, signed);
+        });
+      }
+    } catch (err) {
+      const replay = isUniqueViolation(err) ? await this.replaySwap(verified, outputs.outputs) : undefined;
+      if (replay !== undefined) return replay;
+      throw await this.core.explainConflict(err, verified, outputs.outputs);
     }
-    this.maybeEvictCache(now);
     return response;
   }
 
   // ---------------------------------------------------------------- NUT-04, NUT-23 (mint)
 
   async createMintQuote(request: MintQuoteRequest): Promise<MintQuoteResponse> {
-    this.requireUnit(request.unit);
+    this.core.requireUnit(request.unit);
     const amount = request.amount;
     if (
       !Number.isSafeInteger(amount) ||
-      amount < this.limits.mintMinAmount ||
-      amount > this.limits.mintMaxAmount
+      amount < this.core.limits.mintMinAmount ||
+      amount > this.core.limits.mintMaxAmount
     ) {
       throw new MintError(
         MintErrorCode.amountOutOfRange,
-        `amount must be within ${this.limits.mintMinAmount}..${this.limits.mintMaxAmount} ${UNIT}`,
+        `amount must be within ${this.core.limits.mintMinAmount}..${this.core.limits.mintMaxAmount} ${UNIT}`,
       );
     }
-    const invoice = await this.lightning.createInvoice(
-      Amount.of(amount, UNIT),
-      request.description ?? 'alacarte mint',
-    );
-    const now = this.nowSeconds();
+    const description = request.description ?? 'alacarte mint';
+    // BOLT11 counts the description in bytes, not characters.
+    if (Buffer.byteLength(description, 'utf8') > 639)
+      throw invalidRequest('description longer than 639 bytes');
+    const invoice = await this.core.lightning.createInvoice(Amount.of(amount, UNIT), description);
+    const now = this.core.nowSeconds();
     const row: MintMintQuotesTable = {
-      id: this.quoteId(),
+      id: this.core.quoteId(),
       method: METHOD,
       unit: UNIT,
       amount,
@@ -335,28 +328,30 @@ export class Mint {
       issued_at: null,
       paid_by_melt_quote_id: null,
     };
-    await this.db.insertInto('mint_mint_quotes').values(row).execute();
+    await this.core.db.insertInto('mint_mint_quotes').values(row).execute();
     return mintQuoteResponse(row);
   }
 
   /** NUT-04 quote state; an UNPAID quote asks the Lightning backend whether its invoice got paid. */
   async getMintQuote(id: string): Promise<MintQuoteResponse> {
-    return mintQuoteResponse(await this.refreshMintQuote(id));
+    return mintQuoteResponse(await this.core.refreshMintQuote(id));
   }
 
-  async mint(request: MintRequest, opts: { cacheKey?: string } = {}): Promise<SwapResponse> {
-    const cached = await this.cached<SwapResponse>(opts.cacheKey);
-    if (cached !== undefined) return cached;
-    const quote = await this.refreshMintQuote(request.quote);
-    if (quote.state === 'ISSUED')
+  /** NUT-04 mint. A retry of a mint that committed (NUT-19) gets the same signatures again. */
+  async mint(request: MintRequest): Promise<SwapResponse> {
+    const quote = await this.core.refreshMintQuote(request.quote);
+    if (quote.state === 'ISSUED') {
+      const replay = await this.replayOutputs(request.outputs);
+      if (replay !== undefined) return replay;
       throw new MintError(MintErrorCode.quoteIssued, 'quote has already been issued');
+    }
     if (quote.state === 'UNPAID') {
-      if (Number(quote.expiry) < this.nowSeconds())
+      if (Number(quote.expiry) < this.core.nowSeconds())
         throw new MintError(MintErrorCode.quoteExpired, 'quote is expired');
       throw new MintError(MintErrorCode.quoteNotPaid, 'quote is not paid');
     }
-    const outputs = checkOutputs(this.registry, request.outputs, {
-      maxOutputs: this.limits.maxOutputs,
+    const outputs = checkOutputs(this.core.registry, request.outputs, {
+      maxOutputs: this.core.limits.maxOutputs,
       unit: quote.unit,
     });
     if (outputs.total !== BigInt(quote.amount)) {
@@ -367,9 +362,9 @@ export class Mint {
     }
     const signatures = signOutputs(outputs.outputs);
     const response: SwapResponse = { signatures };
-    const now = this.nowSeconds();
+    const now = this.core.nowSeconds();
     try {
-      await this.db.transaction().execute(async (trx) => {
+      await this.core.db.transaction().execute(async (trx) => {
         const updated = await trx
           .updateTable('mint_mint_quotes')
           .set({ state: 'ISSUED', issued_at: now })
@@ -385,185 +380,45 @@ export class Mint {
           outputs.outputs.map((o) => o.B_),
           now,
         );
-        if (opts.cacheKey !== undefined)
-          await storeResponse(trx, opts.cacheKey, JSON.stringify(response), now);
       });
     } catch (err) {
-      return this.resolveConflict<SwapResponse>(
-        await this.explainConflict(err, [], outputs.outputs, opts.cacheKey),
-      );
+      const replay = await this.replayOutputs(request.outputs);
+      if (replay !== undefined) return replay;
+      throw await this.core.explainConflict(err, [], outputs.outputs);
     }
-    this.maybeEvictCache(now);
     return response;
   }
 
   // ---------------------------------------------------------------- NUT-05, NUT-08, NUT-23 (melt)
 
-  async createMeltQuote(request: MeltQuoteRequest & { options?: unknown }): Promise<MeltQuoteResponse> {
-    this.requireUnit(request.unit);
-    const invoice = decodeBolt11(request.request);
-    if (invoice === undefined) throw invalidRequest('request is not a valid BOLT11 invoice');
-    if (invoice.amountMsat === undefined || invoice.amountMsat === 0n) {
-      throw new MintError(MintErrorCode.amountlessInvoice, 'amountless invoices are not supported');
-    }
-    const now = this.nowSeconds();
-    const invoiceExpiry = Math.floor(invoice.expiresAt.getTime() / 1000);
-    if (invoiceExpiry <= now) throw invalidRequest('invoice has expired');
-    const amountBig = (invoice.amountMsat + 999n) / 1000n;
-    if (amountBig < BigInt(this.limits.meltMinAmount) || amountBig > BigInt(this.limits.meltMaxAmount)) {
-      throw new MintError(
-        MintErrorCode.amountOutOfRange,
-        `amount must be within ${this.limits.meltMinAmount}..${this.limits.meltMaxAmount} ${UNIT}`,
-      );
-    }
-    const amount = Number(amountBig);
-    const own = await this.db
-      .selectFrom('mint_mint_quotes')
-      .select(['id', 'state', 'unit'])
-      .where('payment_hash', '=', invoice.paymentHash)
-      .executeTakeFirst();
-    if (own !== undefined && own.state !== 'UNPAID') {
-      throw new MintError(MintErrorCode.invoiceAlreadyPaid, 'invoice already paid');
-    }
-    const feeReserve =
-      own !== undefined ? 0 : Math.max(this.feeReserve.min, Math.ceil((amount * this.feeReserve.ppk) / 1000));
-    const row: MintMeltQuotesTable = {
-      id: this.quoteId(),
-      method: METHOD,
-      unit: UNIT,
-      request: request.request,
-      payment_hash: invoice.paymentHash,
-      amount,
-      fee_reserve: feeReserve,
-      state: 'UNPAID',
-      expiry: Math.min(invoiceExpiry, now + this.limits.meltQuoteTtlSeconds),
-      created_at: now,
-      paid_at: null,
-      payment_preimage: null,
-      fee_paid: null,
-      internal_mint_quote_id: own?.id ?? null,
-      pending_inputs_net: null,
-      pending_outputs: null,
-    };
-    await this.db.insertInto('mint_melt_quotes').values(row).execute();
-    return meltQuoteResponse(row, []);
+  /** NUT-05 melt quote for a BOLT11 invoice; an invoice of this mint gets no fee reserve. */
+  createMeltQuote(request: MeltQuoteRequest): Promise<MeltQuoteResponse> {
+    return this.melts.createMeltQuote(request);
   }
 
   /** NUT-05 quote state; a PENDING quote asks the Lightning backend how its payment went. */
-  async getMeltQuote(id: string): Promise<MeltQuoteResponse> {
-    let quote = await getMeltQuote(this.db, id);
-    if (quote === undefined) throw invalidRequest('unknown quote', 404);
-    if (quote.state === 'PENDING' && quote.internal_mint_quote_id === null) {
-      const outcome = await this.askPayment(quote);
-      quote = await this.finishMelt(quote, outcome);
-    }
-    return this.meltResponse(quote);
+  getMeltQuote(id: string): Promise<MeltQuoteResponse> {
+    return this.melts.getMeltQuote(id);
   }
 
-  async melt(request: MeltRequest, opts: { cacheKey?: string } = {}): Promise<MeltQuoteResponse> {
-    const cached = await this.cached<MeltQuoteResponse>(opts.cacheKey);
-    if (cached !== undefined) return cached;
-    const quote = await getMeltQuote(this.db, request.quote);
-    if (quote === undefined) throw invalidRequest('unknown quote', 404);
-    if (quote.state === 'PENDING') throw new MintError(MintErrorCode.quotePending, 'quote is pending');
-    if (quote.state === 'PAID') throw new MintError(MintErrorCode.invoiceAlreadyPaid, 'invoice already paid');
-    const now = this.nowSeconds();
-    if (Number(quote.expiry) < now) throw new MintError(MintErrorCode.quoteExpired, 'quote is expired');
+  /** NUT-05 melt (synchronous), NUT-08 change; a retry of a paid melt gets its answer again. */
+  melt(request: MeltRequest): Promise<MeltQuoteResponse> {
+    return this.melts.melt(request);
+  }
 
-    const inputs = checkInputs(this.registry, request.inputs, this.limits.maxInputs);
-    if (inputs.unit !== quote.unit) {
-      throw new MintError(MintErrorCode.unitMismatch, `inputs must be in ${quote.unit}`);
-    }
-    const blanks = checkOutputs(this.registry, request.outputs ?? [], {
-      maxOutputs: this.limits.maxOutputs,
-      unit: quote.unit,
-      blank: true,
-    });
-    const net = inputs.total - inputs.fee;
-    const needed = BigInt(quote.amount) + BigInt(quote.fee_reserve);
-    if (net < needed) {
-      throw new MintError(
-        MintErrorCode.unbalanced,
-        `inputs (${inputs.total}) - fee (${inputs.fee}) do not cover amount + fee_reserve (${needed})`,
-      );
-    }
-    const verified = verifyInputs(inputs.inputs, { outputs: request.outputs ?? [], now, quoteId: quote.id });
-    const already = await signedOutputs(
-      this.db,
-      blanks.outputs.map((o) => o.B_),
-    );
-    if (already.size > 0)
-      throw new MintError(MintErrorCode.outputsAlreadySigned, 'outputs have already been signed');
-
-    if (quote.internal_mint_quote_id !== null) {
-      return this.meltInternally(
-        quote,
-        quote.internal_mint_quote_id,
-        verified,
-        blanks.outputs,
-        net,
-        opts.cacheKey,
-      );
-    }
-
-    // External payment: inputs PENDING first, so they cannot be spent twice while Lightning works.
-    const pendingOutputs = JSON.stringify(request.outputs ?? []);
-    try {
-      await this.db.transaction().execute(async (trx) => {
-        const updated = await trx
-          .updateTable('mint_melt_quotes')
-          .set({ state: 'PENDING', pending_inputs_net: Number(net), pending_outputs: pendingOutputs })
-          .where('id', '=', quote.id)
-          .where('state', '=', 'UNPAID')
-          .executeTakeFirst();
-        if (Number(updated.numUpdatedRows) !== 1)
-          throw new MintError(MintErrorCode.quotePending, 'quote is pending');
-        await insertProofs(trx, this.proofRows(verified, 'PENDING', quote.id, now));
-      });
-    } catch (err) {
-      if (isUniqueViolation(err)) {
-        const states = await proofStates(
-          this.db,
-          verified.map((v) => v.Y),
-        );
-        if (states.size === 0) {
-          // The partial index on payment_hash: another quote for this invoice is being paid or was paid.
-          throw new MintError(MintErrorCode.quotePending, 'a payment of this invoice is pending or done');
-        }
-      }
-      return this.resolveConflict<MeltQuoteResponse>(
-        await this.explainConflict(err, verified, [], opts.cacheKey),
-      );
-    }
-    const pending: MintMeltQuotesTable = {
-      ...quote,
-      state: 'PENDING',
-      pending_inputs_net: Number(net),
-      pending_outputs: pendingOutputs,
-    };
-    let outcome: PaymentOutcome;
-    try {
-      outcome = await this.lightning.payInvoice(quote.request, Amount.of(quote.fee_reserve, quote.unit));
-    } catch (err) {
-      this.log.warn({ err, quote: quote.id }, 'melt: payInvoice threw; asking for the payment state');
-      outcome = await this.askPayment(quote);
-    }
-    const finished = await this.finishMelt(pending, outcome, opts.cacheKey);
-    if (finished.state === 'UNPAID') {
-      const reason = outcome.state === 'failed' ? outcome.reason : 'payment failed';
-      throw new MintError(MintErrorCode.lightningPaymentFailed, `Lightning payment failed: ${reason}`);
-    }
-    return this.meltResponse(finished);
+  /** Settles or releases melts a previous run left PENDING (done by create()). */
+  recoverPendingMelts(): Promise<void> {
+    return this.melts.recoverPendingMelts();
   }
 
   // ---------------------------------------------------------------- NUT-07, NUT-09
 
   async checkState(Ys: readonly string[]): Promise<CheckStateResponse> {
-    if (Ys.length > this.limits.maxCheckstate) {
-      throw invalidRequest(`at most ${this.limits.maxCheckstate} Ys per request`);
+    if (Ys.length > this.core.limits.maxCheckstate) {
+      throw invalidRequest(`at most ${this.core.limits.maxCheckstate} Ys per request`);
     }
     const lower = Ys.map((y) => y.toLowerCase());
-    const states = await proofStates(this.db, [...new Set(lower)]);
+    const states = await proofStates(this.core.db, [...new Set(lower)]);
     return {
       states: lower.map((Y) => {
         const s = states.get(Y);
@@ -573,14 +428,14 @@ export class Mint {
   }
 
   async restore(outputs: readonly BlindedMessage[]): Promise<RestoreResponse> {
-    if (outputs.length > this.limits.maxOutputs) {
+    if (outputs.length > this.core.limits.maxOutputs) {
       throw new MintError(
         MintErrorCode.maxOutputsExceeded,
-        `at most ${this.limits.maxOutputs} outputs per request`,
+        `at most ${this.core.limits.maxOutputs} outputs per request`,
       );
     }
     const B_s = outputs.map((o) => o.B_.toLowerCase());
-    const found = await signedOutputs(this.db, [...new Set(B_s)]);
+    const found = await signedOutputs(this.core.db, [...new Set(B_s)]);
     const response: RestoreResponse = { outputs: [], signatures: [] };
     for (const B_ of B_s) {
       const signature = found.get(B_);
@@ -593,342 +448,43 @@ export class Mint {
 
   // ---------------------------------------------------------------- internals
 
-  private async meltInternally(
-    quote: MintMeltQuotesTable,
-    mintQuoteId: string,
-    verified: VerifiedInput[],
-    blanks: CheckedOutput[],
-    net: bigint,
-    cacheKey: string | undefined,
-  ): Promise<MeltQuoteResponse> {
-    const mintQuote = await getMintQuote(this.db, mintQuoteId);
-    if (mintQuote === undefined || mintQuote.state !== 'UNPAID') {
-      throw new MintError(MintErrorCode.invoiceAlreadyPaid, 'invoice already paid');
-    }
-    // Someone may have paid the invoice over Lightning meanwhile: then it is not ours to settle.
-    if ((await this.lightning.invoiceState(mintQuote.payment_hash)) === 'paid') {
-      await this.markMintQuotePaid(mintQuote.id);
-      throw new MintError(MintErrorCode.invoiceAlreadyPaid, 'invoice already paid');
-    }
-    const changeOutputs = imprintChange(blanks, net - BigInt(quote.amount));
-    const change = signOutputs(changeOutputs);
-    const now = this.nowSeconds();
-    const settled: MintMeltQuotesTable = { ...quote, state: 'PAID', paid_at: now, fee_paid: 0 };
-    const response = meltQuoteResponse(settled, change);
-    try {
-      await this.db.transaction().execute(async (trx) => {
-        const updated = await trx
-          .updateTable('mint_melt_quotes')
-          .set({ state: 'PAID', paid_at: now, fee_paid: 0 })
-          .where('id', '=', quote.id)
-          .where('state', '=', 'UNPAID')
-          .executeTakeFirst();
-        if (Number(updated.numUpdatedRows) !== 1)
-          throw new MintError(MintErrorCode.quotePending, 'quote is pending');
-        const paid = await trx
-          .updateTable('mint_mint_quotes')
-          .set({ state: 'PAID', paid_at: now, paid_by_melt_quote_id: quote.id })
-          .where('id', '=', mintQuoteId)
-          .where('state', '=', 'UNPAID')
-          .executeTakeFirst();
-        if (Number(paid.numUpdatedRows) !== 1) {
-          throw new MintError(MintErrorCode.invoiceAlreadyPaid, 'invoice already paid');
-        }
-        await insertProofs(trx, this.proofRows(verified, 'SPENT', quote.id, now));
-        await insertSignatures(
-          trx,
-          change,
-          changeOutputs.map((o) => o.B_),
-          now,
-          quote.id,
-        );
-        if (cacheKey !== undefined) await storeResponse(trx, cacheKey, JSON.stringify(response), now);
-      });
-    } catch (err) {
-      return this.resolveConflict<MeltQuoteResponse>(
-        await this.explainConflict(err, verified, changeOutputs, cacheKey),
-      );
-    }
-    this.log.info(
-      { quote: quote.id, mintQuote: mintQuoteId, amount: quote.amount },
-      'melt settled internally',
-    );
-    return response;
-  }
-
-  /** Settles (paid), releases (failed) or keeps (pending) a PENDING external melt. */
-  private async finishMelt(
-    quote: MintMeltQuotesTable,
-    outcome: PaymentOutcome,
-    cacheKey?: string,
-  ): Promise<MintMeltQuotesTable> {
-    const now = this.nowSeconds();
-    if (outcome.state === 'pending') return quote;
-    if (outcome.state === 'failed') {
-      await this.db.transaction().execute(async (trx) => {
-        const updated = await trx
-          .updateTable('mint_melt_quotes')
-          .set({ state: 'UNPAID', pending_inputs_net: null, pending_outputs: null })
-          .where('id', '=', quote.id)
-          .where('state', '=', 'PENDING')
-          .executeTakeFirst();
-        if (Number(updated.numUpdatedRows) !== 1) return;
-        await trx
-          .deleteFrom('mint_proofs')
-          .where('melt_quote_id', '=', quote.id)
-          .where('state', '=', 'PENDING')
-          .execute();
-      });
-      this.log.warn({ quote: quote.id, reason: outcome.reason }, 'melt payment failed; inputs released');
-      return (await getMeltQuote(this.db, quote.id)) ?? quote;
-    }
-    const feePaid = outcome.feePaid.value;
-    let changeOutputs: CheckedOutput[] = [];
-    if (quote.pending_outputs !== null && quote.pending_inputs_net !== null) {
-      const overpaid = BigInt(quote.pending_inputs_net) - BigInt(quote.amount) - feePaid;
-      if (overpaid < 0n)
-        this.log.error({ quote: quote.id, feePaid: String(feePaid) }, 'melt fee exceeded reserve');
-      const blanks = JSON.parse(quote.pending_outputs) as BlindedMessage[];
-      try {
-        const checked = checkOutputs(this.registry, blanks, {
-          maxOutputs: this.limits.maxOutputs,
-          unit: quote.unit,
-          blank: true,
-        });
-        changeOutputs = imprintChange(checked.outputs, overpaid);
-      } catch (err) {
-        // A keyset deactivated while the payment was in flight: the change cannot be signed.
-        this.log.warn({ err, quote: quote.id }, 'melt change outputs no longer valid');
-      }
-    }
-    const change = signOutputs(changeOutputs);
-    const settle = async (withChange: boolean) => {
-      let response: MeltQuoteResponse | undefined;
-      await this.db.transaction().execute(async (trx) => {
-        const updated = await trx
-          .updateTable('mint_melt_quotes')
-          .set({
-            state: 'PAID',
-            paid_at: now,
-            payment_preimage: outcome.preimage,
-            fee_paid: Number(feePaid),
-            pending_inputs_net: null,
-            pending_outputs: null,
-          })
-          .where('id', '=', quote.id)
-          .where('state', '=', 'PENDING')
-          .executeTakeFirst();
-        if (Number(updated.numUpdatedRows) !== 1) return;
-        await trx
-          .updateTable('mint_proofs')
-          .set({ state: 'SPENT' })
-          .where('melt_quote_id', '=', quote.id)
-          .where('state', '=', 'PENDING')
-          .execute();
-        if (withChange) {
-          await insertSignatures(
-            trx,
-            change,
-            changeOutputs.map((o) => o.B_),
-            now,
-            quote.id,
-          );
-        }
-        const settled: MintMeltQuotesTable = {
-          ...quote,
-          state: 'PAID',
-          paid_at: now,
-          payment_preimage: outcome.preimage,
-          fee_paid: Number(feePaid),
-        };
-        response = meltQuoteResponse(settled, withChange ? change : []);
-        if (cacheKey !== undefined) await storeResponse(trx, cacheKey, JSON.stringify(response), now);
-      });
-      return response;
-    };
-    try {
-      await settle(true);
-    } catch (err) {
-      if (!isUniqueViolation(err)) throw err;
-      // The wallet reused its blank outputs elsewhere meanwhile; the payment stands, without change.
-      this.log.warn(
-        { quote: quote.id },
-        'melt change outputs were signed meanwhile; settling without change',
-      );
-      await settle(false);
-    }
-    this.log.info({ quote: quote.id, amount: quote.amount, feePaid: String(feePaid) }, 'melt paid');
-    return (await getMeltQuote(this.db, quote.id)) ?? quote;
-  }
-
-  private async askPayment(quote: MintMeltQuotesTable): Promise<PaymentOutcome> {
-    try {
-      return await this.lightning.paymentState(quote.payment_hash);
-    } catch (err) {
-      this.log.warn({ err, quote: quote.id }, 'melt: payment state unknown; keeping it pending');
-      return { state: 'pending' };
-    }
-  }
-
-  /** At start: every melt a previous run left PENDING is settled or released as Lightning says. */
-  async recoverPendingMelts(): Promise<void> {
-    const pending = await this.db
-      .selectFrom('mint_melt_quotes')
-      .selectAll()
-      .where('state', '=', 'PENDING')
-      .execute();
-    for (const quote of pending) {
-      await this.finishMelt(quote, await this.askPayment(quote));
-    }
-  }
-
-  private async meltResponse(quote: MintMeltQuotesTable): Promise<MeltQuoteResponse> {
-    if (quote.state !== 'PAID') return meltQuoteResponse(quote, []);
-    const rows = await this.db
-      .selectFrom('mint_signatures')
-      .selectAll()
-      .where('melt_quote_id', '=', quote.id)
-      .orderBy('amount')
-      .execute();
-    const change = rows.map((row) => ({
-      amount: Number(row.amount),
-      id: row.keyset_id,
-      C_: row.c_,
-      dleq: { e: row.dleq_e, s: row.dleq_s },
-    }));
-    return meltQuoteResponse(quote, change);
-  }
-
-  private async refreshMintQuote(id: string): Promise<MintMintQuotesTable> {
-    const quote = await getMintQuote(this.db, id);
-    if (quote === undefined) throw invalidRequest('unknown quote', 404);
-    if (quote.state !== 'UNPAID') return quote;
-    const state = await this.lightning.invoiceState(quote.payment_hash);
-    if (state !== 'paid') return quote;
-    await this.markMintQuotePaid(quote.id);
-    return (await getMintQuote(this.db, id)) ?? quote;
-  }
-
-  private async markMintQuotePaid(id: string): Promise<void> {
-    await this.db
-      .updateTable('mint_mint_quotes')
-      .set({ state: 'PAID', paid_at: this.nowSeconds() })
-      .where('id', '=', id)
-      .where('state', '=', 'UNPAID')
-      .execute();
-  }
-
   /**
-   * Turns a failed spend transaction into the NUT error the wallet should see: a retry of a
-   * request that did commit gets its cached answer; otherwise which proof or output was taken.
+   * NUT-19 for swaps: the retry of a swap that committed finds all its inputs SPENT and all its
+   * outputs signed, and gets those signatures again. (Whoever knows the B_s may read their
+   * signatures through NUT-09 restore anyway, so this reveals nothing new.)
    */
-  private async explainConflict(
-    err: unknown,
+  private async replaySwap(
     verified: readonly VerifiedInput[],
     outputs: readonly CheckedOutput[],
-    cacheKey: string | undefined,
-  ): Promise<unknown> {
-    if (!(err instanceof MintError) && !isUniqueViolation(err)) return err;
-    if (cacheKey !== undefined) {
-      const cached = await cachedResponse(this.db, cacheKey, 0);
-      if (cached !== undefined) return new CachedAnswer(cached);
-    }
-    if (err instanceof MintError) return err;
+  ): Promise<SwapResponse | undefined> {
     const states = await proofStates(
-      this.db,
+      this.core.db,
       verified.map((v) => v.Y),
     );
-    const values = [...states.values()];
-    if (values.some((s) => s.state === 'PENDING')) {
-      return new MintError(MintErrorCode.proofsPending, 'proofs are pending');
+    if (states.size !== verified.length || [...states.values()].some((s) => s.state !== 'SPENT'))
+      return undefined;
+    return this.replayOutputs(outputs);
+  }
+
+  /** The stored signatures of these outputs, in their order, if every one of them was signed. */
+  private async replayOutputs(outputs: readonly { B_: string }[]): Promise<SwapResponse | undefined> {
+    if (outputs.length === 0) return undefined;
+    const B_s = outputs.map((o) => o.B_.toLowerCase());
+    const signed = await signedOutputs(this.core.db, B_s);
+    const signatures: BlindSignature[] = [];
+    for (const B_ of B_s) {
+      const signature = signed.get(B_);
+      if (signature === undefined) return undefined;
+      signatures.push(signature);
     }
-    if (values.length > 0) return new MintError(MintErrorCode.proofsSpent, 'proofs already spent');
-    const signed = await signedOutputs(
-      this.db,
-      outputs.map((o) => o.B_),
-    );
-    if (signed.size > 0)
-      return new MintError(MintErrorCode.outputsAlreadySigned, 'outputs have already been signed');
-    return err;
-  }
-
-  private resolveConflict<T>(outcome: unknown): T {
-    if (outcome instanceof CachedAnswer) return JSON.parse(outcome.json) as T;
-    throw outcome;
-  }
-
-  private async cached<T>(cacheKey: string | undefined): Promise<T | undefined> {
-    if (cacheKey === undefined) return undefined;
-    const text = await cachedResponse(this.db, cacheKey, this.nowSeconds() - this.limits.cacheTtlSeconds);
-    return text === undefined ? undefined : (JSON.parse(text) as T);
-  }
-
-  private maybeEvictCache(now: number): void {
-    if (now - this.lastCacheEviction < 3600) return;
-    this.lastCacheEviction = now;
-    this.db
-      .deleteFrom('mint_response_cache')
-      .where('created_at', '<', now - this.limits.cacheTtlSeconds)
-      .execute()
-      .catch((err: unknown) => this.log.warn({ err }, 'mint response cache eviction failed'));
+    return { signatures };
   }
 
   private async reloadKeysetsFor(id: string) {
     // Bounded: an unknown id from the outside triggers at most one reload per second.
-    const now = this.clock();
-    if (now - this.lastKeysetReload < 1000) return undefined;
-    this.lastKeysetReload = now;
-    await this.registry.reload();
-    return this.registry.get(id);
+    await this.refreshKeysets(1000);
+    return this.core.registry.get(id);
   }
-
-  private proofRows(
-    verified: readonly VerifiedInput[],
-    state: MintProofsTable['state'],
-    meltQuoteId: string | null,
-    now: number,
-  ): MintProofsTable[] {
-    return verified.map((v) => ({
-      y: v.Y,
-      keyset_id: v.keysetId,
-      amount: v.proof.amount,
-      secret: v.proof.secret,
-      c: v.proof.C,
-      witness: v.witness,
-      state,
-      melt_quote_id: meltQuoteId,
-      created_at: now,
-    }));
-  }
-
-  private requireUnit(unit: string): void {
-    if (unit !== UNIT) throw new MintError(MintErrorCode.unitUnsupported, `unit ${unit} is not supported`);
-  }
-
-  /** UUID v7 (NUT-04/05): 48 bits of milliseconds, then 74 random bits from the CSPRNG. */
-  private quoteId(): string {
-    const b = Buffer.from(this.random(16));
-    const ms = this.clock();
-    b.writeUIntBE(Math.floor(ms), 0, 6);
-    b[6] = (b[6]! & 0x0f) | 0x70;
-    b[8] = (b[8]! & 0x3f) | 0x80;
-    const h = b.toString('hex');
-    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-  }
-
-  private nowSeconds(): number {
-    return Math.floor(this.clock() / 1000);
-  }
-}
-
-/** A request turned out to be the retry of one that committed: the first answer (NUT-19), as JSON. */
-class CachedAnswer {
-  constructor(readonly json: string) {}
-}
-
-/** NUT-19 cache key of a request: method, path and body. */
-export function requestCacheKey(method: string, path: string, body: unknown): string {
-  return createHash('sha256').update(`${method} ${path}\n`).update(JSON.stringify(body)).digest('hex');
 }
 
 function mintQuoteResponse(row: MintMintQuotesTable): MintQuoteResponse {
@@ -940,19 +496,4 @@ function mintQuoteResponse(row: MintMintQuotesTable): MintQuoteResponse {
     state: row.state,
     expiry: Number(row.expiry),
   };
-}
-
-function meltQuoteResponse(row: MintMeltQuotesTable, change: BlindSignature[]): MeltQuoteResponse {
-  const response: MeltQuoteResponse = {
-    quote: row.id,
-    request: row.request,
-    amount: Number(row.amount),
-    unit: row.unit,
-    fee_reserve: Number(row.fee_reserve),
-    state: row.state,
-    expiry: Number(row.expiry),
-    payment_preimage: row.payment_preimage,
-  };
-  if (row.state === 'PAID') response.change = change;
-  return response;
 }

@@ -59,8 +59,6 @@ export class NodePayments {
             y: v.Y,
             keyset_id: v.keysetId,
             amount: v.proof.amount,
-            secret: '',
-            c: '',
             witness: null,
             state: 'SPENT' as const,
             melt_quote_id: null,

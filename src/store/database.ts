@@ -12,6 +12,14 @@ export type Database = Kysely<Tables>;
  * `:memory:` gives a private in-memory store for tests.
  */
 export async function openDatabase(path: string): Promise<Database> {
+  return (await openStore(path)).db;
+}
+
+/**
+ * Same as openDatabase, also handing out the underlying better-sqlite3 connection: the mint's swap
+ * commits through it synchronously (prepared statements, no query building), its one hot path.
+ */
+export async function openStore(path: string): Promise<{ db: Database; sqlite: SQLite.Database }> {
   if (path !== ':memory:') {
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   }
@@ -29,7 +37,7 @@ export async function openDatabase(path: string): Promise<Database> {
     await db.destroy();
     throw err;
   }
-  return db;
+  return { db, sqlite };
 }
 
 export async function migrate(db: Kysely<Tables>): Promise<void> {

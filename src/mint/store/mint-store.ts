@@ -1,6 +1,12 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { BlindSignature } from '../types.js';
-import type { MintMeltQuotesTable, MintMintQuotesTable, MintProofsTable, MintTables } from './tables.js';
+import type {
+  MintMeltQuotesTable,
+  MintMintQuotesTable,
+  MintProofsTable,
+  MintSignaturesTable,
+  MintTables,
+} from './tables.js';
 
 export type MintDb = Kysely<MintTables>;
 export type MintTrx = Transaction<MintTables>;
@@ -32,15 +38,13 @@ export async function insertProofs(trx: MintTrx, rows: readonly MintProofsTable[
   for (const part of chunks(rows)) await trx.insertInto('mint_proofs').values(part).execute();
 }
 
-export async function insertSignatures(
-  trx: MintTrx,
+export function signatureRows(
   signatures: readonly BlindSignature[],
   B_s: readonly string[],
   now: number,
   meltQuoteId: string | null = null,
-): Promise<void> {
-  if (signatures.length === 0) return;
-  const rows = signatures.map((s, i) => ({
+): MintSignaturesTable[] {
+  return signatures.map((s, i) => ({
     b_: B_s[i]!,
     keyset_id: s.id,
     amount: s.amount,
@@ -50,6 +54,19 @@ export async function insertSignatures(
     melt_quote_id: meltQuoteId,
     created_at: now,
   }));
+}
+
+export async function insertSignatures(
+  trx: MintTrx,
+  signatures: readonly BlindSignature[],
+  B_s: readonly string[],
+  now: number,
+  meltQuoteId: string | null = null,
+): Promise<void> {
+  await insertSignatureRows(trx, signatureRows(signatures, B_s, now, meltQuoteId));
+}
+
+export async function insertSignatureRows(trx: MintTrx, rows: readonly MintSignaturesTable[]): Promise<void> {
   for (const part of chunks(rows)) await trx.insertInto('mint_signatures').values(part).execute();
 }
 
@@ -103,25 +120,4 @@ export async function getMeltQuote(
   id: string,
 ): Promise<MintMeltQuotesTable | undefined> {
   return db.selectFrom('mint_melt_quotes').selectAll().where('id', '=', id).executeTakeFirst();
-}
-
-export async function cachedResponse(
-  db: MintDb,
-  key: string,
-  notBefore: number,
-): Promise<string | undefined> {
-  const row = await db
-    .selectFrom('mint_response_cache')
-    .select(['response', 'created_at'])
-    .where('key', '=', key)
-    .executeTakeFirst();
-  return row !== undefined && Number(row.created_at) >= notBefore ? row.response : undefined;
-}
-
-export async function storeResponse(trx: MintTrx, key: string, response: string, now: number): Promise<void> {
-  await trx
-    .insertInto('mint_response_cache')
-    .values({ key, response, created_at: now })
-    .onConflict((oc) => oc.column('key').doUpdateSet({ response, created_at: now }))
-    .execute();
 }

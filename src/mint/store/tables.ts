@@ -15,13 +15,14 @@ export interface MintKeysetsTable {
   created_at: number;
 }
 
-/** Every proof ever seen as input. Y is the primary key: one spend per proof, across requests. */
+/**
+ * Every proof ever seen as input. Y is the primary key: one spend per proof, across requests.
+ * Neither the secret nor C is kept: a stolen store must not yield a spendable proof.
+ */
 export interface MintProofsTable {
   y: string;
   keyset_id: string;
   amount: number;
-  secret: string;
-  c: string;
   witness: string | null;
   state: 'PENDING' | 'SPENT';
   /** the melt that holds it PENDING (or spent it) */
@@ -79,18 +80,10 @@ export interface MintMeltQuotesTable {
   pending_outputs: string | null;
 }
 
-/** NUT-19: responses of mint/swap/melt by request key, so that a retry gets the same answer. */
-export interface MintResponseCacheTable {
-  key: string;
-  response: string;
-  created_at: number;
-}
-
 export interface MintTables {
   mint_keysets: MintKeysetsTable;
   mint_proofs: MintProofsTable;
   mint_signatures: MintSignaturesTable;
   mint_mint_quotes: MintMintQuotesTable;
   mint_melt_quotes: MintMeltQuotesTable;
-  mint_response_cache: MintResponseCacheTable;
 }

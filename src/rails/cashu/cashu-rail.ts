@@ -1,14 +1,7 @@
-import { createHash } from 'node:crypto';
-import {
-  Amount as CashuAmount,
-  type Proof as CashuProof,
-  getDecodedToken,
-  getEncodedToken,
-  getTokenMetadata,
-} from '@cashu/cashu-ts';
+import { Amount as CashuAmount, getDecodedToken, getEncodedToken, getTokenMetadata } from '@cashu/cashu-ts';
 import { Amount } from '../../core/amount.js';
-import type { PaymentKey } from '../../core/ids.js';
 import type { NodeSecret } from '../../leases/node-secret.js';
+import type { Logger } from '../../log.js';
 import { MintError, MintErrorCode } from '../../mint/errors.js';
 import type { NodePayments, UnblindedItem } from '../../mint/node-payments.js';
 import type { MintTrx } from '../../mint/store/mint-store.js';
@@ -22,7 +15,12 @@ import type {
   PayoutPart,
   Rejection,
 } from '../payment-rail.js';
+import { denominations } from './derived-outputs.js';
 import { encodePaymentRequest } from './nut-18.js';
+import { normalizeMintUrl, paymentKey, toMintProofs } from './proofs.js';
+import { TrustedMints } from './trusted-mints.js';
+
+export { denominations, paymentKey };
 
 export interface CashuRailOptions {
   /** This node's own mint, used in-process. */
@@ -35,6 +33,17 @@ export interface CashuRailOptions {
   maxTokenBytes?: number;
   /** Most proofs in one payment. */
   maxProofs?: number;
+  /**
+   * Other mints whose tokens are accepted (config `trustedMints`): swapped there over HTTP before
+   * anything is granted (see trusted-mints.ts). Needs `db`.
+   */
+  trustedMints?: readonly string[];
+  db?: Database;
+  /** HTTP towards trusted mints; the global fetch by default. */
+  fetch?: typeof fetch;
+  /** Deadline of one HTTP exchange with a trusted mint, default 5 s. */
+  mintTimeoutMs?: number;
+  logger?: Logger;
 }
 
 const TOKEN_PREFIX = /^cashu[AB][A-Za-z0-9_\-+/=]+$/;
@@ -55,6 +64,7 @@ export class CashuRail implements PaymentRail {
   private readonly maxProofs: number;
   /** The decoded proofs of each inspected payment, until it is redeemed or dropped. */
   private readonly proofsOf = new WeakMap<InspectedPayment, Proof[]>();
+  private readonly trusted: TrustedMints | undefined;
 
   constructor(options: CashuRailOptions) {
     this.mint = options.mint;
@@ -63,6 +73,25 @@ export class CashuRail implements PaymentRail {
     this.secret = options.secret;
     this.maxTokenBytes = options.maxTokenBytes ?? 64 * 1024;
     this.maxProofs = options.maxProofs ?? 1000;
+    if (options.trustedMints?.length) {
+      if (!options.db) throw new Error('trusted mints need the store');
+      this.trusted = new TrustedMints({
+        urls: options.trustedMints,
+        db: options.db,
+        secret: this.secret,
+        unit: this.unit,
+        railId: this.id,
+        fetch: options.fetch,
+        timeoutMs: options.mintTimeoutMs,
+        maxProofs: this.maxProofs,
+        logger: options.logger,
+      });
+    }
+  }
+
+  /** Every mint whose tokens are accepted, this node's own first. */
+  mints(): string[] {
+    return [this.mintUrl, ...(this.trusted?.urls() ?? [])];
   }
 
   private get mintUrl(): string {
@@ -70,7 +99,7 @@ export class CashuRail implements PaymentRail {
   }
 
   challenge(price: Amount): Challenge {
-    const mints = [this.mintUrl];
+    const mints = this.mints();
     return {
       headers: { 'x-cashu': encodePaymentRequest({ amount: price, mints }) },
       body: { amount: price.toNumber(), unit: price.unit, mints },
@@ -99,14 +128,16 @@ export class CashuRail implements PaymentRail {
     } catch {
       return reject('invalid_token', 'the token cannot be decoded');
     }
-    if (normalizeUrl(mintUrl) !== normalizeUrl(this.mintUrl)) {
+    const own = normalizeMintUrl(mintUrl) === normalizeMintUrl(this.mintUrl);
+    if (!own && !this.trusted?.has(mintUrl)) {
       return reject(
         'mint_not_accepted',
-        `tokens of ${truncate(mintUrl)} are not accepted here; use ${this.mintUrl}`,
+        `tokens of ${truncate(mintUrl)} are not accepted here; use ${this.mints().join(' or ')}`,
       );
     }
     if (unit !== this.unit)
       return reject('unit_mismatch', `this node takes ${this.unit}, not ${truncate(unit)}`);
+    if (!own && this.trusted) return this.trusted.inspect(mintUrl, header);
 
     let proofs: Proof[];
     try {
@@ -136,9 +167,10 @@ export class CashuRail implements PaymentRail {
 
   async redeem(
     payment: InspectedPayment,
-    _price: Amount,
+    price: Amount,
     record: (trx: Database) => Promise<void>,
   ): Promise<{ ok: true } | Rejection> {
+    if (this.trusted?.owns(payment)) return this.trusted.redeem(payment, price, record);
     const proofs = this.proofsOf.get(payment);
     if (!proofs) throw new Error('redeem of a payment this rail did not inspect');
     try {
@@ -156,11 +188,14 @@ export class CashuRail implements PaymentRail {
     }
   }
 
-  async book(trx: Database, _source: string, parts: readonly PayoutPart[]): Promise<void> {
+  async book(trx: Database, source: string, parts: readonly PayoutPart[]): Promise<void> {
+    // At a trusted mint, payouts are swaps made when shown, out of what the node holds there.
+    if (this.isTrusted(source)) return;
     await this.mint.issue(trx as unknown as MintTrx, this.unit, this.items(parts));
   }
 
-  async payout(_source: string, parts: readonly PayoutPart[]): Promise<string | null> {
+  async payout(source: string, parts: readonly PayoutPart[]): Promise<string | null> {
+    if (this.trusted && this.isTrusted(source)) return this.trusted.payout(source, parts);
     const items = this.items(parts);
     if (items.length === 0) return null;
     const proofs = await this.mint.issued(items);
@@ -169,6 +204,16 @@ export class CashuRail implements PaymentRail {
       unit: this.unit,
       proofs: proofs.map((p) => ({ ...p, amount: CashuAmount.from(p.amount) })),
     });
+  }
+
+  /**
+   * Whether a payout source is a trusted mint. Anything else is this node's own mint, also under
+   * an address it had before (its port or public URL may change between runs). A mint removed
+   * from the trusted list is no longer told apart: refunds booked after that are this node's
+   * ecash, and change of its payments can no longer be shown again.
+   */
+  private isTrusted(source: string): boolean {
+    return this.trusted?.has(source) === true && normalizeMintUrl(source) !== normalizeMintUrl(this.mintUrl);
   }
 
   /** The denominations and derived secrets of every part, in a fixed order. */
@@ -184,39 +229,6 @@ export class CashuRail implements PaymentRail {
     }
     return items;
   }
-}
-
-/** The payment's idempotency key: sha256 over its proofs' sorted Y points. */
-export function paymentKey(Ys: readonly string[]): PaymentKey {
-  const hash = createHash('sha256');
-  for (const Y of [...Ys].sort()) hash.update(Y);
-  return hash.digest('hex') as PaymentKey;
-}
-
-/** Powers of two that add up to `amount`, smallest first. */
-export function denominations(amount: bigint): number[] {
-  const out: number[] = [];
-  for (let bit = 0n; amount >> bit > 0n; bit++) {
-    if ((amount >> bit) & 1n) out.push(Number(1n << bit));
-  }
-  return out;
-}
-
-function toMintProofs(proofs: readonly CashuProof[], max: number): Proof[] {
-  if (proofs.length === 0 || proofs.length > max) throw new Error('proof count out of range');
-  return proofs.map((p) => {
-    const amount = p.amount.toNumber();
-    if (!Number.isSafeInteger(amount) || amount <= 0) throw new Error('bad amount');
-    if (typeof p.secret !== 'string' || typeof p.C !== 'string' || typeof p.id !== 'string')
-      throw new Error('bad proof');
-    const proof: Proof = { id: p.id, amount, secret: p.secret, C: p.C };
-    if (p.witness !== undefined) proof.witness = p.witness as Proof['witness'];
-    return proof;
-  });
-}
-
-function normalizeUrl(url: string): string {
-  return url.trim().replace(/\/+$/, '').toLowerCase();
 }
 
 function truncate(text: string): string {

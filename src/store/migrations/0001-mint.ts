@@ -22,14 +22,18 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('y', 'text', (c) => c.primaryKey())
     .addColumn('keyset_id', 'text', (c) => c.notNull())
     .addColumn('amount', 'bigint', (c) => c.notNull())
-    .addColumn('secret', 'text', (c) => c.notNull())
-    .addColumn('c', 'text', (c) => c.notNull())
     .addColumn('witness', 'text')
     .addColumn('state', 'text', (c) => c.notNull())
     .addColumn('melt_quote_id', 'text')
     .addColumn('created_at', 'bigint', (c) => c.notNull())
     .execute();
-  await db.schema.createIndex('mint_proofs_melt_quote').on('mint_proofs').column('melt_quote_id').execute();
+  // Partial: swaps (NULL) leave the index alone, which keeps the hot path's writes small.
+  await db.schema
+    .createIndex('mint_proofs_melt_quote')
+    .on('mint_proofs')
+    .column('melt_quote_id')
+    .where(sql.ref('melt_quote_id'), 'is not', null)
+    .execute();
 
   await db.schema
     .createTable('mint_signatures')
@@ -46,6 +50,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .createIndex('mint_signatures_melt_quote')
     .on('mint_signatures')
     .column('melt_quote_id')
+    .where(sql.ref('melt_quote_id'), 'is not', null)
     .execute();
 
   await db.schema
@@ -88,16 +93,4 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`CREATE UNIQUE INDEX mint_melt_quotes_one_payment ON mint_melt_quotes (payment_hash) WHERE state <> 'UNPAID'`.execute(
     db,
   );
-
-  await db.schema
-    .createTable('mint_response_cache')
-    .addColumn('key', 'text', (c) => c.primaryKey())
-    .addColumn('response', 'text', (c) => c.notNull())
-    .addColumn('created_at', 'bigint', (c) => c.notNull())
-    .execute();
-  await db.schema
-    .createIndex('mint_response_cache_created')
-    .on('mint_response_cache')
-    .column('created_at')
-    .execute();
 }

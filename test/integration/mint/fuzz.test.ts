@@ -2,6 +2,8 @@ import fc from 'fast-check';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { z } from 'zod';
+import { Amount } from '../../../src/core/amount.js';
+import { FakeLightningBackend } from '../../../src/lightning/fake/fake-lightning.js';
 import {
   checkStateSchema,
   meltQuoteSchema,
@@ -41,11 +43,12 @@ beforeAll(async () => {
   const proofs = await mintProofs(t, [8, 4]);
   const outputs = prepareOutputs(keyset.id, [8, 4]).map((p) => p.output);
   const mintQuote = await t.mint.createMintQuote({ amount: 12, unit: 'sat' });
-  const meltQuote = await t.mint.createMeltQuote({ request: mintQuote.request, unit: 'sat' });
+  const outside = await new FakeLightningBackend().createInvoice(Amount.of(10), 'outside');
+  const meltQuote = await t.mint.createMeltQuote({ request: outside.bolt11, unit: 'sat' });
   templates['/v1/swap'] = { inputs: proofs, outputs };
   templates['/v1/mint/quote/bolt11'] = { amount: 12, unit: 'sat', description: 'x' };
   templates['/v1/mint/bolt11'] = { quote: mintQuote.quote, outputs };
-  templates['/v1/melt/quote/bolt11'] = { request: mintQuote.request, unit: 'sat' };
+  templates['/v1/melt/quote/bolt11'] = { request: outside.bolt11, unit: 'sat' };
   templates['/v1/melt/bolt11'] = { quote: meltQuote.quote, inputs: proofs, outputs };
   templates['/v1/checkstate'] = { Ys: proofs.map((p) => yOf(p.secret)) };
   templates['/v1/restore'] = { outputs };
@@ -237,6 +240,15 @@ describe('fuzzing every mint route with malformed requests', () => {
       );
     });
   }
+
+  it('answers deeply nested JSON with a 4xx', async () => {
+    for (const route of Object.keys(SCHEMAS)) {
+      const payload = `{"inputs":${'['.repeat(100_000)}${']'.repeat(100_000)},"outputs":[],"Ys":[],"quote":1}`;
+      // checkstate's `Ys: []` and restore's `outputs: []` are valid; elsewhere the nesting is malformed.
+      const status = await expectNutAnswer('POST', `/mint${route}`, payload, 'application/json');
+      expect(status).toBe(route === '/v1/checkstate' || route === '/v1/restore' ? 200 : 400);
+    }
+  });
 
   it('keeps serving after all that', async () => {
     const res = await app.inject({ method: 'GET', url: '/mint/v1/info' });

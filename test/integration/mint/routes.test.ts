@@ -41,7 +41,7 @@ describe('mint routes over HTTP', () => {
     const info = (await res.json()) as { description: string; motd: string; nuts: Record<string, unknown> };
     expect(info.description).toMatch(/TEST MINT.*No real money moves/);
     expect(info.motd).toMatch(/No real money moves/);
-    expect(Object.keys(info.nuts).sort()).toEqual(['10', '11', '12', '19', '4', '5', '7', '8', '9']);
+    expect(Object.keys(info.nuts).sort()).toEqual(['10', '11', '12', '14', '19', '4', '5', '7', '8', '9']);
   });
 
   it('answers CORS preflight requests', async () => {
@@ -68,6 +68,19 @@ describe('mint routes over HTTP', () => {
     expect(huge).toMatchObject({ status: 413, body: { code: 10000 } });
     const quote = await fetch(`${base}/v1/mint/quote/bolt11/not-a-quote`);
     expect(quote.status).toBe(400);
+  });
+
+  it('refuses a description longer than BOLT11 allows (in bytes), and a melt of its own paid invoice', async () => {
+    const long = await post('/v1/mint/quote/bolt11', {
+      amount: 5,
+      unit: 'sat',
+      description: 'é'.repeat(400),
+    });
+    expect(long).toMatchObject({ status: 400, body: { code: 10000 } });
+    // The fake backend settles this mint's invoices at once: nothing left to settle internally.
+    const quote = await post('/v1/mint/quote/bolt11', { amount: 5, unit: 'sat' });
+    const melt = await post('/v1/melt/quote/bolt11', { request: quote.body.request, unit: 'sat' });
+    expect(melt).toMatchObject({ status: 400, body: { code: 20006 } });
   });
 
   it('lets exactly one of 50 concurrent swaps of the same proofs through; the rest get 11001', async () => {

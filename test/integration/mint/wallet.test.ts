@@ -131,4 +131,22 @@ describe('a cashu-ts 4.x wallet against the mint over HTTP', () => {
     const unlocked = await dave.receive(lockedToken, { privkey: bytesToHex(privkey) });
     expect(sum(unlocked)).toBe(8);
   });
+
+  it('honours P2PK with SIG_ALL: the signature covers inputs and outputs, so only the key holder swaps', async () => {
+    const alice = new Wallet(mintUrl, { unit: 'sat' });
+    await alice.loadMint();
+    const quote = await alice.createMintQuoteBolt11(16);
+    const proofs = await alice.mintProofsBolt11(16, quote.quote);
+    const privkey = new Uint8Array(randomBytes(32));
+    const pubkey = bytesToHex(publicKeyOf(privkey));
+    const locked = await alice.ops.send(10, proofs).asP2PK({ pubkey, sigFlag: 'SIG_ALL' }).run();
+    expect(locked.send.every((p) => p.secret.includes('SIG_ALL'))).toBe(true);
+    const token = getEncodedToken({ mint: mintUrl, proofs: locked.send, unit: 'sat' });
+    const bob = new Wallet(mintUrl, { unit: 'sat' });
+    await bob.loadMint();
+    const received = await bob.receive(token, { privkey: bytesToHex(privkey) });
+    expect(sum(received)).toBe(10);
+    const states = await bob.checkProofsStates(locked.send);
+    expect(states.map((s) => s.state)).toEqual(locked.send.map(() => CheckStateEnum.SPENT));
+  });
 });

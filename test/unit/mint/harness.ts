@@ -19,7 +19,7 @@ import { Mint, type MintLimits, type MintOptions } from '../../../src/mint/mint.
 import { asMintDb } from '../../../src/mint/store/mint-store.js';
 import type { MintTables } from '../../../src/mint/store/tables.js';
 import type { BlindedMessage, BlindSignature, Proof } from '../../../src/mint/types.js';
-import { openDatabase } from '../../../src/store/database.js';
+import { openStore } from '../../../src/store/database.js';
 
 export interface TestMint {
   mint: Mint;
@@ -37,9 +37,12 @@ export async function createTestMint(
     keysets?: MintOptions['keysets'];
     path?: string;
     seed?: Uint8Array;
+    /** commit swaps through the synchronous SQLite path (default) or through Kysely only */
+    sqliteFastPath?: boolean;
   } = {},
 ): Promise<TestMint> {
-  const db = asMintDb(await openDatabase(opts.path ?? ':memory:'));
+  const store = await openStore(opts.path ?? ':memory:');
+  const db = asMintDb(store.db);
   const clock = { now: Date.now() };
   const lightning = new FakeLightningBackend({ now: () => clock.now, ...opts.lightning });
   const mint = await Mint.create({
@@ -49,6 +52,7 @@ export async function createTestMint(
     clock: () => clock.now,
     limits: opts.limits,
     keysets: opts.keysets,
+    ...(opts.sqliteFastPath === false ? {} : { sqlite: store.sqlite }),
   });
   return { mint, db, lightning, clock, close: () => db.destroy() };
 }
@@ -71,9 +75,13 @@ export interface PreparedOutput {
   r: Uint8Array;
 }
 
-export function prepareOutputs(keysetId: string, amounts: readonly number[]): PreparedOutput[] {
-  return amounts.map((amount) => {
-    const secret = bytesToHex(randomBytes(32));
+export function prepareOutputs(
+  keysetId: string,
+  amounts: readonly number[],
+  secretOf: (i: number) => string = () => bytesToHex(randomBytes(32)),
+): PreparedOutput[] {
+  return amounts.map((amount, i) => {
+    const secret = secretOf(i);
     const r = new Uint8Array(randomBytes(32));
     const B_ = blindMessage(new TextEncoder().encode(secret), r);
     return { output: { amount, id: keysetId, B_: bytesToHex(B_) }, secret, r };

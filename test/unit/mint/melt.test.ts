@@ -78,7 +78,16 @@ describe('melt (NUT-05/08/23)', () => {
     ).toEqual(['SPENT', 'SPENT', 'SPENT']);
     const again = await t.mint.getMeltQuote(quote.quote);
     expect(again).toMatchObject({ state: 'PAID', change: paid.change });
-    await expectCode(t.mint.melt({ quote: quote.quote, inputs: proofs }), 20006);
+    // A retry with the same inputs gets the same answer (NUT-19); other inputs cannot pay it again.
+    expect(await t.mint.melt({ quote: quote.quote, inputs: proofs, outputs: blanks })).toEqual(paid);
+    const others = await mintProofs(t, [64, 32, 8]);
+    await expectCode(t.mint.melt({ quote: quote.quote, inputs: others }), 20006);
+    expect(
+      await states(
+        t,
+        others.map((p) => p.secret),
+      ),
+    ).toEqual(['UNSPENT', 'UNSPENT', 'UNSPENT']);
   });
 
   it('refuses too little input, and spends nothing', async () => {
@@ -172,5 +181,61 @@ describe('melt (NUT-05/08/23)', () => {
     await expect(t.mint.mint({ quote: target.quote, outputs: out })).resolves.toBeDefined();
     // A second melt of the same invoice cannot happen.
     await expectCode(t.mint.createMeltQuote({ request: target.request, unit: 'sat' }), 20006);
+  });
+
+  it('pays an invoice once when two quotes for it are melted at the same time', async () => {
+    t = await createTestMint({ lightning: { payDelayMs: 0 } });
+    const invoice = await outsideInvoice(t, 10);
+    const [q1, q2] = [
+      await t.mint.createMeltQuote({ request: invoice, unit: 'sat' }),
+      await t.mint.createMeltQuote({ request: invoice, unit: 'sat' }),
+    ];
+    const [p1, p2] = [await mintProofs(t, [8, 4]), await mintProofs(t, [8, 4])];
+    const results = await Promise.allSettled([
+      t.mint.melt({ quote: q1.quote, inputs: p1 }),
+      t.mint.melt({ quote: q2.quote, inputs: p2 }),
+    ]);
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    const failed = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+    expect([20005, 20006]).toContain((failed.reason as MintError).code);
+    const loser = results[0]!.status === 'rejected' ? p1 : p2;
+    expect(
+      await states(
+        t,
+        loser.map((p) => p.secret),
+      ),
+    ).toEqual(['UNSPENT', 'UNSPENT']);
+  });
+
+  it('settles an own invoice once when two quotes for it are melted at the same time', async () => {
+    t = await createTestMint({ lightning: { settleDelayMs: 3_600_000 - 1 } });
+    const keyset = t.mint.keys().keysets[0]!;
+    const fund = async () => {
+      const q = await t.mint.createMintQuote({ amount: 12, unit: 'sat' });
+      await t.lightning.payInvoice(q.request, Amount.zero());
+      const prepared = prepareOutputs(keyset.id, [8, 4]);
+      const { signatures } = await t.mint.mint({ quote: q.quote, outputs: prepared.map((p) => p.output) });
+      return unblind(prepared, signatures, keyset.keys);
+    };
+    const [p1, p2] = [await fund(), await fund()];
+    const target = await t.mint.createMintQuote({ amount: 10, unit: 'sat' });
+    const [q1, q2] = [
+      await t.mint.createMeltQuote({ request: target.request, unit: 'sat' }),
+      await t.mint.createMeltQuote({ request: target.request, unit: 'sat' }),
+    ];
+    const results = await Promise.allSettled([
+      t.mint.melt({ quote: q1.quote, inputs: p1 }),
+      t.mint.melt({ quote: q2.quote, inputs: p2 }),
+    ]);
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    const failed = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+    expect([20005, 20006]).toContain((failed.reason as MintError).code);
+    const loser = results[0]!.status === 'rejected' ? p1 : p2;
+    expect(
+      await states(
+        t,
+        loser.map((p) => p.secret),
+      ),
+    ).toEqual(['UNSPENT', 'UNSPENT']);
   });
 });

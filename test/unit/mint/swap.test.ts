@@ -13,9 +13,12 @@ async function expectCode(p: Promise<unknown>, code: number): Promise<void> {
   await p.catch((err: MintError) => expect({ code: err.code, detail: err.message }).toMatchObject({ code }));
 }
 
-describe('Mint.swap', () => {
+describe.each([
+  { path: 'SQLite fast path', sqliteFastPath: true },
+  { path: 'Kysely only', sqliteFastPath: false },
+])('Mint.swap ($path)', ({ sqliteFastPath }) => {
   it('swaps proofs for new signatures with valid DLEQ proofs, once', async () => {
-    t = await createTestMint();
+    t = await createTestMint({ sqliteFastPath });
     const proofs = await mintProofs(t, [8, 4]);
     const keyset = t.mint.keys().keysets[0]!;
     const prepared = prepareOutputs(keyset.id, [1, 1, 2, 8]);
@@ -46,7 +49,7 @@ describe('Mint.swap', () => {
   });
 
   it('rejects unbalanced, duplicate, foreign and forged requests without spending anything', async () => {
-    t = await createTestMint();
+    t = await createTestMint({ sqliteFastPath });
     const proofs = await mintProofs(t, [8, 4]);
     const keyset = t.mint.keys().keysets[0]!;
     const out = (amounts: number[]) => prepareOutputs(keyset.id, amounts).map((p) => p.output);
@@ -78,7 +81,7 @@ describe('Mint.swap', () => {
   });
 
   it('refuses an output B_ that was signed before (11003) and keeps the inputs unspent', async () => {
-    t = await createTestMint();
+    t = await createTestMint({ sqliteFastPath });
     const [a, b] = [await mintProofs(t, [4]), await mintProofs(t, [4])];
     const keyset = t.mint.keys().keysets[0]!;
     const outputs = prepareOutputs(keyset.id, [4]).map((p) => p.output);
@@ -89,7 +92,7 @@ describe('Mint.swap', () => {
   });
 
   it('enforces the input and output count limits', async () => {
-    t = await createTestMint({ limits: { maxInputs: 2, maxOutputs: 3 } });
+    t = await createTestMint({ sqliteFastPath, limits: { maxInputs: 2, maxOutputs: 3 } });
     const proofs = [...(await mintProofs(t, [1, 1])), ...(await mintProofs(t, [1, 1]))];
     const keyset = t.mint.keys().keysets[0]!;
     const out = (amounts: number[]) => prepareOutputs(keyset.id, amounts).map((p) => p.output);
@@ -98,16 +101,19 @@ describe('Mint.swap', () => {
     await expect(t.mint.swap({ inputs: proofs.slice(0, 2), outputs: out([2]) })).resolves.toBeDefined();
   });
 
-  it('returns the cached answer to a retried request (NUT-19)', async () => {
-    t = await createTestMint();
+  it('answers a retried swap with the first answer (NUT-19), and nothing else with it', async () => {
+    t = await createTestMint({ sqliteFastPath });
     const proofs = await mintProofs(t, [2]);
     const keyset = t.mint.keys().keysets[0]!;
     const request = { inputs: proofs, outputs: prepareOutputs(keyset.id, [1, 1]).map((p) => p.output) };
-    const first = await t.mint.swap(request, { cacheKey: 'k1' });
-    const second = await t.mint.swap(request, { cacheKey: 'k1' });
+    const first = await t.mint.swap(request);
+    const second = await t.mint.swap(request);
     expect(second).toEqual(first);
-    // Without the key it is a second spend of the same proofs.
-    await expectCode(t.mint.swap(request), 11001);
+    // The same inputs with other outputs: a double spend.
+    await expectCode(
+      t.mint.swap({ inputs: proofs, outputs: prepareOutputs(keyset.id, [1, 1]).map((p) => p.output) }),
+      11001,
+    );
   });
 });
 

@@ -1,0 +1,176 @@
+// Shared by the lease benchmarks: a real node (store, mint, crun sandboxes, HTTP on loopback) in
+// this process, ecash of its own mint prepared ahead, and the figures' arithmetic.
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { getEncodedToken, Wallet } from '@cashu/cashu-ts';
+import { loadConfig } from '../../dist/config.js';
+import { CrunDriver } from '../../dist/drivers/crun/crun-driver.js';
+import { AlacarteNode } from '../../dist/node.js';
+
+/** Starts a node with `config` (config-file keys) in a fresh data directory; close() removes it all. */
+export async function startPaidNode(config = {}, driverOptions = {}) {
+  const dataDir = mkdtempSync(join(tmpdir(), 'alacarte-bench-'));
+  // mkdtemp makes it 0700; the sandboxes' unprivileged ids must traverse it, as the node arranges.
+  chmodSync(dataDir, 0o711);
+  const cfg = loadConfig({ flags: { port: 0, dataDir, logLevel: 'silent', ...config } });
+  // The runtime's state on a tmpfs of our own, so that nothing of this run stays in /run.
+  const stateDir = mkdtempSync('/run/alacarte-bench-');
+  const driver = await CrunDriver.create({
+    runtimeDir: join(dataDir, 'sandboxes'),
+    imagesDir: join(dataDir, 'images'),
+    stateDir,
+    ...driverOptions,
+  });
+  const node = await AlacarteNode.create(cfg, { driver, images: ['busybox'] });
+  const { url, mintUrl } = await node.listen();
+  let closed = false;
+  return {
+    node,
+    driver,
+    url,
+    mintUrl,
+    dataDir,
+    async close() {
+      if (closed) return;
+      closed = true;
+      // Leave no sandbox behind, whatever happened.
+      for (const s of await driver.list()) await driver.stop(s).catch(() => {});
+      await node.close();
+      await driver.close();
+      rmSync(dataDir, { recursive: true, force: true });
+      rmSync(stateDir, { recursive: true, force: true });
+      removeEmptyCgroups(dirname(driver.cgroupPath('x')));
+    },
+  };
+}
+
+/** Removes the driver's per-instance cgroup directories once its sandboxes' own are gone (rmdir removes only empty ones). */
+function removeEmptyCgroups(instancePath) {
+  const root = '/sys/fs/cgroup';
+  const candidates = [join(root, instancePath)];
+  try {
+    for (const controller of readdirSync(root)) candidates.push(join(root, controller, instancePath));
+  } catch {
+    return;
+  }
+  // Only this instance's own directory: the parent is shared with every other node on the host.
+  for (const dir of candidates) {
+    try {
+      rmdirSync(dir);
+    } catch {
+      // missing, not a cgroup hierarchy, or not empty: leave it
+    }
+  }
+}
+
+/**
+ * `count` tokens of the node's mint, each made of exactly the proofs `denominations` (so a token
+ * pays an exact price and the node gives no change). Minted through the fake Lightning backend in
+ * a few large batches, before anything is timed.
+ */
+export async function prepareTokens(mintUrl, count, denominations, maxOutputs = 800) {
+  const wallet = new Wallet(mintUrl, { unit: 'sat' });
+  await wallet.loadMint();
+  const perToken = denominations.reduce((a, b) => a + b, 0);
+  const tokensPerBatch = Math.max(1, Math.floor(maxOutputs / denominations.length));
+  const tokens = [];
+  while (tokens.length < count) {
+    const n = Math.min(tokensPerBatch, count - tokens.length);
+    const outputs = Array.from({ length: n }, () => denominations).flat();
+    const quote = await wallet.createMintQuoteBolt11(perToken * n);
+    const proofs = await wallet.mintProofsBolt11(perToken * n, quote.quote, undefined, {
+      type: 'random',
+      denominations: outputs,
+    });
+    const byAmount = new Map();
+    for (const p of proofs) {
+      const a = Number(p.amount.toBigInt());
+      if (!byAmount.has(a)) byAmount.set(a, []);
+      byAmount.get(a).push(p);
+    }
+    for (let i = 0; i < n; i++) {
+      const send = denominations.map((d) => {
+        const p = byAmount.get(d)?.pop();
+        if (!p) throw new Error(`the mint returned no proof of ${d}`);
+        return p;
+      });
+      tokens.push(getEncodedToken({ mint: mintUrl, proofs: send, unit: 'sat' }));
+    }
+  }
+  return tokens;
+}
+
+/** POSTs a lease with a prepared token; returns status, body and the milliseconds to the answer. */
+export async function createLease(url, body, token) {
+  const t0 = performance.now();
+  const res = await fetch(`${url}/v1/leases`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-cashu': token },
+    body: JSON.stringify(body),
+  });
+  const json = await res.json();
+  return { status: res.status, body: json, ms: performance.now() - t0, t0 };
+}
+
+export async function execIn(url, lease, command) {
+  const res = await fetch(`${url}/v1/leases/${lease.id}/exec`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${lease.token}` },
+    body: JSON.stringify({ command }),
+  });
+  const json = await res.json();
+  if (res.status !== 200 || json.exit_code !== 0)
+    throw new Error(`exec answered ${res.status} ${JSON.stringify(json).slice(0, 300)}`);
+  return json;
+}
+
+export async function stopLease(url, lease) {
+  const res = await fetch(`${url}/v1/leases/${lease.id}`, {
+    method: 'DELETE',
+    headers: { authorization: `Bearer ${lease.token}` },
+  });
+  await res.arrayBuffer();
+  if (res.status !== 200) throw new Error(`stop of ${lease.id} answered ${res.status}`);
+}
+
+/** Runs `work(item)` over items with at most `concurrency` at a time. */
+export async function pool(items, concurrency, work) {
+  const results = new Array(items.length);
+  let next = 0;
+  const runners = Array.from({ length: Math.min(concurrency, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await work(items[i], i);
+    }
+  });
+  await Promise.all(runners);
+  return results;
+}
+
+/** Nearest-rank percentile of a list of numbers (p in 0..100). */
+export function percentile(values, p) {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = Math.min(sorted.length, Math.max(1, Math.ceil((p / 100) * sorted.length)));
+  return sorted[rank - 1];
+}
+
+export function ms(value) {
+  return Number.isFinite(value) ? `${value.toFixed(1)} ms` : 'n/a';
+}
+
+/** Runs a program to its end with no stdio; resolves with exit code, stderr and milliseconds. */
+export function timeProgram(file, args) {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn(file, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (b) => {
+      stderr += b;
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stderr, ms: performance.now() - t0 }));
+  });
+}

@@ -1,0 +1,126 @@
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { type ConfigInput, loadConfig } from '../config.js';
+import { CrunDriver } from '../drivers/crun/crun-driver.js';
+import { ledger } from '../http/operator-routes.js';
+import { createLogger, silentLogger } from '../log.js';
+import { AlacarteNode } from '../node.js';
+
+/** The operator's side of the command: run a node, rotate the mint's keys, read the books. */
+export async function runOperatorCommand(
+  command: 'serve' | 'mint rotate' | 'ledger',
+  args: string[],
+  usage: string,
+): Promise<number> {
+  switch (command) {
+    case 'serve':
+      return serve(args, usage);
+    case 'mint rotate':
+      return operatorCommand(args, rotateKeyset);
+    case 'ledger':
+      return operatorCommand(args, printLedger);
+  }
+}
+
+async function serve(args: string[], usage: string): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      host: { type: 'string' },
+      port: { type: 'string' },
+      data: { type: 'string' },
+      config: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(usage);
+    return 0;
+  }
+  const flags: ConfigInput = { host: values.host, dataDir: values.data };
+  if (values.port !== undefined) flags.port = Number(values.port);
+  const config = loadConfig({ file: values.config, env: process.env, flags });
+  const logger = createLogger({ level: config.logLevel });
+  const imagesDir = join(config.dataDir, 'images');
+  const driver = await CrunDriver.create({
+    runtimeDir: join(config.dataDir, 'sandboxes'),
+    imagesDir,
+    logger,
+  });
+  const node = await AlacarteNode.create(config, { logger, driver, images: listImages(imagesDir) });
+  const { url, mintUrl } = await node.listen();
+  process.stdout.write(`alacarte listening on ${url}\nmint: ${mintUrl}\ndata: ${config.dataDir}\n`);
+  if (node.lightning.isTestBackend) {
+    process.stdout.write(
+      `WARNING: Lightning backend '${node.lightning.id}' is a TEST backend: invoices pay themselves, no real money moves.\n`,
+    );
+  }
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      process.stdout.write(`alacarte: ${signal}, stopping\n`);
+      resolve();
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+  await node.close();
+  await driver.close();
+  process.stdout.write('alacarte: stopped\n');
+  return 0;
+}
+
+/** Runs an operator command against the data directory's store, without starting the server. */
+async function operatorCommand(
+  args: string[],
+  run: (node: AlacarteNode, json: boolean) => Promise<void>,
+): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: { data: { type: 'string' }, config: { type: 'string' }, json: { type: 'boolean' } },
+    strict: true,
+  });
+  const config = loadConfig({ file: values.config, env: process.env, flags: { dataDir: values.data } });
+  const node = await AlacarteNode.create(config, { logger: silentLogger() });
+  try {
+    await run(node, values.json === true);
+  } finally {
+    await node.close();
+  }
+  return 0;
+}
+
+async function rotateKeyset(node: AlacarteNode): Promise<void> {
+  const id = await node.mint.rotate();
+  process.stdout.write(
+    `new active keyset: ${id}\n(older keysets keep redeeming; a running node picks it up on its next keyset reload)\n`,
+  );
+}
+
+async function printLedger(node: AlacarteNode, json: boolean): Promise<void> {
+  const books = await ledger(node.db, node.config.mint.unit);
+  if (json) {
+    process.stdout.write(`${JSON.stringify(books)}\n`);
+    return;
+  }
+  const u = books.unit;
+  const balanced = books.received === books.charged + books.refunded + books.held;
+  process.stdout.write(
+    [
+      `received ${books.received} ${u} = charged ${books.charged} + refunded ${books.refunded} + held ${books.held}  ${balanced ? '(balanced)' : '(NOT BALANCED)'}`,
+      `mint: issued ${books.mint.issued}, redeemed ${books.mint.redeemed}, outstanding ${books.mint.outstanding}, lightning in ${books.mint.lightning_in}, out ${books.mint.lightning_out}`,
+      `leases: ${Object.entries(books.leases)
+        .map(([k, v]) => `${v} ${k}`)
+        .join(', ')}`,
+    ].join('\n') + '\n',
+  );
+}
+
+function listImages(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true })
+    .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
+    .map((e) => e.name)
+    .sort();
+}

@@ -1,0 +1,416 @@
+import { readFileSync } from 'node:fs';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
+import { Amount } from '../../core/amount.js';
+import { Alacarte } from '../../sdk/client.js';
+import { formatDuration, parseDuration } from '../../sdk/duration.js';
+import { LeaseBook } from '../../sdk/lease-book.js';
+import type { Lease } from '../../sdk/types.js';
+import { defaultHome, LocalWallet } from '../../wallet/local-wallet.js';
+import { HELP } from './help.js';
+import { runShell } from './shell.js';
+import { formatWhen, type Io, Progress, table, UsageError } from './ui.js';
+import { walletCommand } from './wallet-commands.js';
+
+export const DEFAULT_URL = 'http://127.0.0.1:8402';
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+const COMMON: Options = {
+  url: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+/** What every renter command works with; the wallet is opened (and locked) only when needed. */
+export class Context {
+  readonly home: string;
+  readonly url: string;
+  readonly json: boolean;
+  readonly progress: Progress;
+  private openedWallet: LocalWallet | undefined;
+
+  constructor(
+    readonly io: Io,
+    values: { url?: string; json?: boolean },
+  ) {
+    this.home = defaultHome(io.env);
+    this.url = (values.url ?? io.env.ALACARTE_URL ?? DEFAULT_URL).replace(/\/+$/, '');
+    if (!/^https?:\/\/[^/]+/.test(this.url)) throw new UsageError(`not an http(s) URL: ${this.url}`, 'help');
+    this.json = values.json === true;
+    this.progress = new Progress(io.stderr, this.json);
+  }
+
+  /** The local wallet, created (with a new seed phrase) on first use. */
+  wallet(): LocalWallet {
+    if (!this.openedWallet) {
+      // Commands of one user often run back to back (scripts): wait briefly for the other to finish.
+      this.openedWallet = LocalWallet.open({ home: this.home, lockWaitMs: 30_000 });
+      if (this.openedWallet.isNew && !this.json) {
+        this.io.stderr.write(
+          `alacarte: created a new wallet in ${this.home} — back up its seed phrase: alacarte wallet seed\n`,
+        );
+      }
+    }
+    return this.openedWallet;
+  }
+
+  sdk(options: { wallet: boolean }): Alacarte {
+    return new Alacarte({
+      url: this.url,
+      wallet: options.wallet ? this.wallet() : undefined,
+      leases: new LeaseBook(this.home),
+      onProgress: (step) => this.progress.start(PROGRESS_TEXT[step] ?? step),
+    });
+  }
+
+  /** Settles what an interrupted command left (best effort: an unreachable node just leaves it for later). */
+  async recover(): Promise<void> {
+    const sdk = this.sdk({ wallet: true });
+    if (!this.wallet().pendingOps().length) return;
+    this.progress.start('settling an interrupted payment');
+    try {
+      await sdk.recover();
+    } catch {
+      // left pending; the next command tries again
+    } finally {
+      this.progress.stop();
+    }
+  }
+
+  out(human: string, json: unknown): void {
+    this.io.stdout.write(this.json ? `${JSON.stringify(json, null, 2)}\n` : `${human}\n`);
+  }
+
+  /** Forgets the open wallet (after its file was replaced); the next `wallet()` opens it again. */
+  resetWallet(): void {
+    this.openedWallet = undefined;
+  }
+
+  close(): void {
+    this.progress.stop();
+    this.openedWallet?.close();
+  }
+}
+
+const PROGRESS_TEXT: Record<string, string> = {
+  quote: 'asking the node for the price',
+  pay: 'preparing the ecash',
+  send: 'paying and starting the sandbox',
+  change: 'taking the change back',
+};
+
+export const RENTER_COMMANDS = new Set([
+  'offers',
+  'quote',
+  'rent',
+  'leases',
+  'exec',
+  'shell',
+  'extend',
+  'stop',
+  'wallet',
+]);
+
+/** Runs a renter command; resolves with the exit code. */
+export async function runCommand(command: string, args: string[], io: Io): Promise<number> {
+  switch (command) {
+    case 'offers':
+      return withContext(command, args, {}, io, offers);
+    case 'quote':
+      return withContext(command, args, { offer: { type: 'string' }, for: { type: 'string' } }, io, quote);
+    case 'rent':
+      return withContext(
+        command,
+        args,
+        {
+          offer: { type: 'string' },
+          for: { type: 'string' },
+          image: { type: 'string' },
+          port: { type: 'string', multiple: true },
+          env: { type: 'string', multiple: true },
+        },
+        io,
+        rent,
+      );
+    case 'leases':
+      return withContext(command, args, {}, io, leases);
+    case 'exec':
+      return withContext(
+        command,
+        args,
+        { timeout: { type: 'string' }, stdin: { type: 'boolean' } },
+        io,
+        exec,
+      );
+    case 'shell':
+      return withContext(command, args, {}, io, async (ctx, _values, positionals) =>
+        runShell(ctx.sdk({ wallet: false }), leaseId(positionals, 'shell'), ctx.io),
+      );
+    case 'extend':
+      return withContext(command, args, { for: { type: 'string' } }, io, extend);
+    case 'stop':
+      return withContext(command, args, {}, io, stop);
+    case 'wallet': {
+      const [sub, ...rest] = args;
+      if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') {
+        io.stdout.write(`${HELP.wallet}\n`);
+        return sub === undefined ? 2 : 0;
+      }
+      const spec = walletCommand(sub);
+      if (!spec) throw new UsageError(`unknown wallet command '${sub}'`, 'wallet');
+      return withContext(`wallet ${sub}`, rest, spec.options, io, spec.run);
+    }
+    default:
+      throw new UsageError(`unknown command '${command}'`, 'help');
+  }
+}
+
+export type Values = Record<string, string | boolean | Array<string | boolean> | undefined>;
+export type Handler = (
+  ctx: Context,
+  values: Values,
+  positionals: string[],
+  rest: string[],
+) => Promise<number>;
+
+async function withContext(
+  command: string,
+  argv: string[],
+  options: Options,
+  io: Io,
+  run: Handler,
+): Promise<number> {
+  // Everything after `--` is the sandbox's command line, never our options.
+  const dash = argv.indexOf('--');
+  const own = dash >= 0 ? argv.slice(0, dash) : argv;
+  const rest = dash >= 0 ? argv.slice(dash + 1) : [];
+  const { values, positionals } = parseArgs({
+    args: own,
+    options: { ...COMMON, ...options },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (values.help) {
+    io.stdout.write(`${HELP[command] ?? HELP.renter}\n`);
+    return 0;
+  }
+  const ctx = new Context(io, {
+    url: values.url as string | undefined,
+    json: values.json as boolean | undefined,
+  });
+  try {
+    return await run(ctx, values, positionals, rest);
+  } finally {
+    ctx.close();
+  }
+}
+
+function leaseId(positionals: string[], command: string): string {
+  const [id, extra] = positionals;
+  if (!id) throw new UsageError('which lease? give its id (see: alacarte leases)', command);
+  if (extra !== undefined)
+    throw new UsageError(`unexpected argument '${extra}' (put the command after --)`, command);
+  return id;
+}
+
+function duration(value: unknown, command: string): number {
+  if (typeof value !== 'string') throw new UsageError('how long? give --for, e.g. --for 2h', command);
+  const seconds = parseDuration(value);
+  if (seconds === undefined)
+    throw new UsageError(`not a duration: '${value}' (try 600s, 90m, 2h, 1d, 1h30m)`, command);
+  return seconds;
+}
+
+function noPositionals(positionals: string[], command: string): void {
+  if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`, command);
+}
+
+// ---- commands ----
+
+const offers: Handler = async (ctx, _values, positionals) => {
+  noPositionals(positionals, 'offers');
+  const res = await ctx.sdk({ wallet: false }).offers();
+  const rows = [['OFFER', 'VCPU', 'MEMORY', 'DISK', 'PRICE', 'AVAILABLE']];
+  for (const o of res.offers) {
+    rows.push([
+      o.id,
+      String(o.vcpu),
+      `${o.memory_mib} MiB`,
+      `${o.disk_mib} MiB`,
+      `${o.price.amount_per_hour} ${o.price.unit}/h`,
+      String(o.available),
+    ]);
+  }
+  const human = [
+    table(rows),
+    '',
+    `images: ${res.images.join(', ')}`,
+    `pays with Cashu ecash (${res.payment.cashu.unit}) of: ${res.payment.cashu.mints.join(', ')}`,
+  ].join('\n');
+  ctx.out(human, res);
+  return 0;
+};
+
+const quote: Handler = async (ctx, values, positionals) => {
+  const offer = (values.offer as string | undefined) ?? positionals[0];
+  if (!offer) throw new UsageError('which offer? give --offer ID (see: alacarte offers)', 'quote');
+  const seconds = duration(values.for ?? positionals[1], 'quote');
+  const q = await ctx.sdk({ wallet: false }).quote(offer, seconds);
+  ctx.out(`${q.offer} for ${formatDuration(q.seconds)}: ${q.amount} ${q.unit}`, q);
+  return 0;
+};
+
+const rent: Handler = async (ctx, values, positionals, rest) => {
+  noPositionals(positionals, 'rent');
+  const offer = values.offer as string | undefined;
+  if (!offer) throw new UsageError('which offer? give --offer ID (see: alacarte offers)', 'rent');
+  const seconds = duration(values.for, 'rent');
+  const ports = ((values.port as string[] | undefined) ?? []).map((p) => {
+    const n = Number(p);
+    if (!Number.isInteger(n) || n < 1 || n > 65_535) throw new UsageError(`not a port: '${p}'`, 'rent');
+    return n;
+  });
+  const env: Record<string, string> = {};
+  for (const kv of (values.env as string[] | undefined) ?? []) {
+    const i = kv.indexOf('=');
+    if (i <= 0) throw new UsageError(`--env wants KEY=VALUE, got '${kv}'`, 'rent');
+    env[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  await ctx.recover();
+  const sdk = ctx.sdk({ wallet: true });
+  const lease = await sdk.rent({
+    offer,
+    seconds,
+    image: (values.image as string | undefined) ?? 'busybox',
+    ports,
+    env: Object.keys(env).length ? env : undefined,
+    command: rest.length ? rest : undefined,
+  });
+  ctx.progress.stop();
+  const { token: _token, change: _change, ...shown } = lease;
+  const lines = [
+    `lease ${lease.id} ${lease.state}: ${lease.offer}, ${lease.image}, paid ${lease.paid} ${lease.unit}, until ${formatWhen(lease.expires_at)} (${formatDuration(seconds)})`,
+    ...Object.entries(lease.ports ?? {}).map(([port, url]) => `port ${port}: ${url}`),
+    `balance: ${ctx.wallet().balance().value} ${ctx.wallet().unit}`,
+    `next: alacarte exec ${lease.id} -- uname -a | alacarte shell ${lease.id} | alacarte stop ${lease.id}`,
+  ];
+  ctx.out(lines.join('\n'), { ...shown, balance: Number(ctx.wallet().balance().value) });
+  return 0;
+};
+
+const leases: Handler = async (ctx, _values, positionals) => {
+  noPositionals(positionals, 'leases');
+  const sdk = ctx.sdk({ wallet: false });
+  const entries = sdk.leases();
+  ctx.progress.start('asking the node');
+  const now = Date.now();
+  const fresh = await Promise.all(
+    entries.map(async (e) => {
+      if (e.state !== 'running') return { entry: e, lease: undefined };
+      const lease: Lease | undefined = await sdk.status(e.id).catch(() => undefined);
+      return { entry: e, lease };
+    }),
+  );
+  ctx.progress.stop();
+  const list = fresh.map(({ entry, lease }) => {
+    const state =
+      lease?.state ??
+      (entry.state === 'running' && Date.parse(entry.expires_at) < now ? 'expired' : entry.state);
+    const left =
+      state === 'running'
+        ? (lease?.remaining_seconds ?? Math.max(0, Math.floor((Date.parse(entry.expires_at) - now) / 1000)))
+        : 0;
+    return {
+      id: entry.id,
+      state,
+      offer: entry.offer,
+      image: entry.image,
+      expires_at: lease?.expires_at ?? entry.expires_at,
+      remaining_seconds: left,
+      url: entry.url,
+      ports: entry.ports,
+    };
+  });
+  const rows = [['LEASE', 'STATE', 'OFFER', 'IMAGE', 'LEFT', 'NODE']];
+  for (const l of list)
+    rows.push([
+      l.id,
+      l.state,
+      l.offer,
+      l.image,
+      l.state === 'running' ? formatDuration(l.remaining_seconds) : '-',
+      l.url,
+    ]);
+  ctx.out(
+    list.length
+      ? table(rows)
+      : 'no leases rented from this machine yet — try: alacarte rent --offer small --for 1h',
+    {
+      leases: list,
+    },
+  );
+  return 0;
+};
+
+const exec: Handler = async (ctx, values, positionals, rest) => {
+  const id = leaseId(positionals, 'exec');
+  if (!rest.length)
+    throw new UsageError('which command? put it after --, e.g. alacarte exec ID -- uname -a', 'exec');
+  const timeout = values.timeout === undefined ? undefined : Number(values.timeout);
+  if (timeout !== undefined && (!Number.isInteger(timeout) || timeout < 1 || timeout > 3600)) {
+    throw new UsageError('--timeout wants whole seconds from 1 to 3600', 'exec');
+  }
+  const stdin = values.stdin ? readFileSync(0, 'utf8') : undefined;
+  ctx.progress.start('running');
+  const result = await ctx.sdk({ wallet: false }).exec(id, rest, { stdin, timeoutSeconds: timeout });
+  ctx.progress.stop();
+  if (ctx.json) {
+    ctx.out('', result);
+  } else {
+    ctx.io.stdout.write(result.stdout);
+    ctx.io.stderr.write(result.stderr);
+    if (result.truncated) ctx.io.stderr.write('alacarte exec: output truncated by the node\n');
+  }
+  return result.exit_code;
+};
+
+const extend: Handler = async (ctx, values, positionals) => {
+  const id = leaseId(positionals, 'extend');
+  const seconds = duration(values.for, 'extend');
+  await ctx.recover();
+  const lease = await ctx.sdk({ wallet: true }).extend(id, seconds);
+  ctx.progress.stop();
+  const balance = ctx.wallet().balance();
+  ctx.out(
+    `lease ${lease.id} extended by ${formatDuration(seconds)}: now until ${formatWhen(lease.expires_at)}\nbalance: ${balance.value} ${balance.unit}`,
+    {
+      ...lease,
+      change: undefined,
+      balance: Number(balance.value),
+    },
+  );
+  return 0;
+};
+
+const stop: Handler = async (ctx, _values, positionals) => {
+  const id = leaseId(positionals, 'stop');
+  await ctx.recover();
+  ctx.progress.start('stopping');
+  const stopped = await ctx.sdk({ wallet: true }).stop(id);
+  ctx.progress.stop();
+  const balance = ctx.wallet().balance();
+  const { refund: _refund, ...shown } = stopped;
+  ctx.out(
+    `lease ${stopped.id} ${stopped.state}; refunded ${stopped.refunded} ${stopped.unit}\nbalance: ${balance.value} ${balance.unit}`,
+    {
+      ...shown,
+      balance: Number(balance.value),
+    },
+  );
+  return 0;
+};
+
+export function amountArg(value: string | undefined, command: string, unit = 'sat'): Amount {
+  const a = value === undefined ? undefined : Amount.parse(value, unit);
+  if (!a || a.isZero()) throw new UsageError(`how much? give a whole number of ${unit}, e.g. 100`, command);
+  return a;
+}

@@ -1,0 +1,152 @@
+import { ConfigError } from '../../config.js';
+import { AlacarteApiError, AlacarteNetworkError, UnknownLeaseError } from '../../sdk/errors.js';
+import { InsufficientFundsError, WalletOperationError } from '../../wallet/errors.js';
+import { WalletBusyError } from '../../wallet/file-lock.js';
+import { WalletFileError } from '../../wallet/wallet-store.js';
+
+/** A mistake in the command line itself: exit code 2 and a pointer to the command's help. */
+export class UsageError extends Error {
+  constructor(
+    message: string,
+    readonly command: string,
+  ) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export interface Io {
+  stdout: NodeJS.WriteStream;
+  stderr: NodeJS.WriteStream;
+  env: NodeJS.ProcessEnv;
+}
+
+export const processIo = (): Io => ({ stdout: process.stdout, stderr: process.stderr, env: process.env });
+
+/** Progress on stderr, only when a person watches it (stderr is a terminal) and not in --json mode. */
+export class Progress {
+  private timer: NodeJS.Timeout | undefined;
+  private frame = 0;
+  private text = '';
+  private readonly enabled: boolean;
+
+  constructor(
+    private readonly stderr: NodeJS.WriteStream,
+    quiet: boolean,
+  ) {
+    this.enabled = !quiet && stderr.isTTY === true;
+  }
+
+  start(text: string): void {
+    this.text = text;
+    if (!this.enabled) return;
+    if (!this.timer) {
+      this.timer = setInterval(() => this.draw(), 100);
+      this.timer.unref();
+    }
+    this.draw();
+  }
+
+  stop(): void {
+    if (!this.enabled) return;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.stderr.write('\r\x1b[2K');
+  }
+
+  private draw(): void {
+    const frames = '⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏';
+    this.frame = (this.frame + 1) % frames.length;
+    this.stderr.write(`\r\x1b[2K${frames[this.frame]} ${this.text}`);
+  }
+}
+
+/** One clear line (and a hint) for every error a renter can meet; the exit code goes with it. */
+export function describeError(err: unknown, command: string): { line: string; hint?: string; code: number } {
+  if (err instanceof UsageError) {
+    return {
+      line: `alacarte ${err.command}: ${err.message}`,
+      hint: `see: alacarte ${err.command} --help`,
+      code: 2,
+    };
+  }
+  if (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS')) {
+    return { line: `alacarte ${command}: ${err.message}`, hint: `see: alacarte ${command} --help`, code: 2 };
+  }
+  if (err instanceof InsufficientFundsError) {
+    const unit = err.needed.unit;
+    const topup = Math.max(100, Math.ceil(Number(err.missing.value) / 100) * 100);
+    return {
+      line: `not enough ecash: need ${err.needed.value} ${unit}, have ${err.available.value} ${unit} — run: alacarte wallet topup ${topup}`,
+      code: 1,
+    };
+  }
+  if (err instanceof AlacarteApiError) {
+    return { line: `alacarte ${command}: ${err.message} (${err.code})`, hint: apiHint(err), code: 1 };
+  }
+  if (err instanceof AlacarteNetworkError) {
+    return {
+      line: `alacarte ${command}: ${err.message}`,
+      hint: 'is the node running? start one with: alacarte serve — or point to one with --url or ALACARTE_URL',
+      code: 1,
+    };
+  }
+  if (err instanceof UnknownLeaseError) {
+    return { line: `alacarte ${command}: ${err.message}`, hint: 'see your leases: alacarte leases', code: 1 };
+  }
+  if (err instanceof WalletBusyError) {
+    return {
+      line: `alacarte ${command}: ${err.message}`,
+      hint: 'wait for it to finish, then run the command again',
+      code: 1,
+    };
+  }
+  if (err instanceof WalletOperationError || err instanceof WalletFileError || err instanceof ConfigError) {
+    return { line: `alacarte ${command}: ${err.message}`, code: 1 };
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return { line: `alacarte ${command}: ${message}`, code: 1 };
+}
+
+function apiHint(err: AlacarteApiError): string | undefined {
+  switch (err.code) {
+    case 'no_capacity':
+      return `the node is full${err.retryAfter ? `; try again in ${err.retryAfter}s` : ''} or pick another offer: alacarte offers`;
+    case 'unauthorized':
+      return 'this machine holds no valid credential for that lease: alacarte leases';
+    case 'lease_not_running':
+      return 'the lease has ended; rent a new one: alacarte rent --offer small --for 1h';
+    case 'invalid_request':
+      return 'see the offers and images: alacarte offers';
+    case 'mint_not_accepted':
+    case 'unit_mismatch':
+      return "the wallet's ecash is not from a mint this node accepts: alacarte wallet balance";
+    case 'start_failed':
+      return 'your payment was refunded into the wallet';
+    default:
+      return undefined;
+  }
+}
+
+export function formatWhen(iso: string): string {
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? iso : d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+/** Left-aligned columns, for tables a person reads. */
+export function table(rows: string[][]): string {
+  const widths: number[] = [];
+  for (const row of rows) {
+    row.forEach((cell, i) => {
+      widths[i] = Math.max(widths[i] ?? 0, cell.length);
+    });
+  }
+  return rows
+    .map((row) =>
+      row
+        .map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}

@@ -1,0 +1,97 @@
+import type SQLite from 'better-sqlite3';
+import type { MintProofsTable, MintSignaturesTable } from './tables.js';
+
+interface PendingSpend {
+  proofs: readonly MintProofsTable[];
+  signatures: readonly MintSignaturesTable[];
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * The swap's commit on SQLite without the query builder, with group commit: swaps that finish
+ * their crypto in the same event-loop turn are written in one transaction, each inside its own
+ * savepoint. So each swap is still all-or-nothing (a spent proof or a signed output rolls back
+ * that swap alone), but the durable COMMIT — an fsync, the dominant cost of a swap on a real
+ * disk — is shared. Every caller hears back only after the COMMIT returned.
+ *
+ * Same rows and constraints as the Kysely path, which stays the portable one. While a Kysely
+ * transaction is open on the connection the flush waits for it, so never await a swap from inside
+ * such a transaction.
+ */
+export class SqliteSpendWriter {
+  private queue: PendingSpend[] = [];
+  private readonly spendOne: (spend: PendingSpend) => void;
+  private readonly commitBatch: (batch: readonly PendingSpend[], outcomes: unknown[]) => void;
+
+  constructor(private readonly sqlite: SQLite.Database) {
+    const insertProof = sqlite.prepare(
+      'INSERT INTO mint_proofs (y, keyset_id, amount, witness, state, melt_quote_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    );
+    const insertSignature = sqlite.prepare(
+      'INSERT INTO mint_signatures (b_, keyset_id, amount, c_, dleq_e, dleq_s, melt_quote_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+    );
+    // Called inside commitBatch, a better-sqlite3 transaction function runs as a SAVEPOINT and rolls
+    // back to it when it throws.
+    this.spendOne = sqlite.transaction((spend: PendingSpend) => {
+      for (const p of spend.proofs) {
+        insertProof.run(p.y, p.keyset_id, p.amount, p.witness, p.state, p.melt_quote_id, p.created_at);
+      }
+      for (const s of spend.signatures) {
+        insertSignature.run(
+          s.b_,
+          s.keyset_id,
+          s.amount,
+          s.c_,
+          s.dleq_e,
+          s.dleq_s,
+          s.melt_quote_id,
+          s.created_at,
+        );
+      }
+    });
+    this.commitBatch = sqlite.transaction((batch: readonly PendingSpend[], outcomes: unknown[]) => {
+      for (const spend of batch) {
+        try {
+          this.spendOne(spend);
+          outcomes.push(undefined);
+        } catch (err) {
+          outcomes.push(err ?? new Error('spend failed'));
+        }
+      }
+    });
+  }
+
+  /** Resolves once the spend is durably committed; rejects with the database's error otherwise. */
+  commit(proofs: readonly MintProofsTable[], signatures: readonly MintSignaturesTable[]): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ proofs, signatures, resolve, reject });
+      if (this.queue.length === 1) setImmediate(() => this.flush());
+    });
+  }
+
+  private flush(): void {
+    if (this.queue.length === 0) return;
+    // A Kysely transaction is open on this connection (it awaits between statements): joining it
+    // would make these spends depend on its outcome. Wait for it to end.
+    if (this.sqlite.inTransaction) {
+      setTimeout(() => this.flush(), 1);
+      return;
+    }
+    const batch = this.queue;
+    this.queue = [];
+    const outcomes: unknown[] = [];
+    try {
+      this.commitBatch(batch, outcomes);
+    } catch (err) {
+      // The COMMIT itself failed (I/O, disk full): nothing of this batch is stored.
+      for (const spend of batch) spend.reject(err);
+      return;
+    }
+    batch.forEach((spend, i) => {
+      const outcome = outcomes[i];
+      if (outcome === undefined) spend.resolve();
+      else spend.reject(outcome);
+    });
+  }
+}

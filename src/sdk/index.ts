@@ -1,0 +1,14 @@
+export { Amount } from '../core/amount.js';
+export { defaultHome, LocalWallet, type LocalWalletOptions } from '../wallet/local-wallet.js';
+export { LeaseTerminal } from './attach.js';
+export { Alacarte, type AlacarteOptions, type FetchLike } from './client.js';
+export { formatDuration, parseDuration } from './duration.js';
+export {
+  AlacarteApiError,
+  AlacarteNetworkError,
+  InsufficientFundsError,
+  UnknownLeaseError,
+  WalletOperationError,
+} from './errors.js';
+export { LeaseBook, type LeaseBookEntry } from './lease-book.js';
+export type * from './types.js';

@@ -1,0 +1,62 @@
+import type { OfferJson } from '../core/offers.js';
+
+/** Shapes of the alacarte HTTP API, version 1 (API.md), as the SDK returns them. */
+export interface Offer extends OfferJson {
+  available: number;
+}
+
+export interface OffersResponse {
+  offers: Offer[];
+  images: string[];
+  payment: { cashu: { mints: string[]; unit: string } };
+}
+
+export interface Quote {
+  offer: string;
+  seconds: number;
+  amount: number;
+  unit: string;
+}
+
+export type LeaseState = 'pending' | 'running' | 'expired' | 'stopped' | 'failed';
+
+export interface Lease {
+  id: string;
+  state: LeaseState;
+  offer: string;
+  image: string;
+  created_at: string;
+  expires_at: string;
+  paid: number;
+  unit: string;
+  ports: Record<string, string>;
+  remaining_seconds?: number;
+  [extra: string]: unknown;
+}
+
+/** The answer to a paid creation: the lease plus its bearer credential. */
+export interface RentedLease extends Lease {
+  token: string;
+  change: string | null;
+}
+
+export interface StoppedLease extends Lease {
+  refund: string | null;
+  refunded: number;
+}
+
+export interface ExecResult {
+  exit_code: number;
+  stdout: string;
+  stderr: string;
+  truncated: boolean;
+}
+
+export interface RentRequest {
+  offer: string;
+  seconds: number;
+  image: string;
+  command?: string[];
+  env?: Record<string, string>;
+  ports?: number[];
+}

@@ -1,0 +1,214 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Amount } from '../../../src/core/amount.js';
+import { FakeLightningBackend } from '../../../src/lightning/fake/fake-lightning.js';
+import { CLI, type ServedNode, serveNode, tempDir } from '../../helpers/cli.js';
+import { runCli, runJson } from './run-cli.js';
+
+/**
+ * The built `alacarte` CLI as a subprocess against a real node (`alacarte serve`, crun sandboxes,
+ * its mint with the fake Lightning backend that pays its own invoices). Needs `npm run build`.
+ */
+let node: ServedNode;
+beforeAll(async () => {
+  const dataDir = tempDir('cli-node');
+  node = await serveNode({ dataDir });
+}, 120_000);
+afterAll(async () => {
+  await node?.stop();
+});
+
+const user = () => ({ home: tempDir('cli-home'), url: node.url });
+type Balance = { balance: number };
+
+// Each command is a fresh Node process; on a busy 2-core machine a test may take a while.
+describe('alacarte CLI (renter)', { timeout: 240_000 }, () => {
+  it('tops up, shows the balance, sends a token and receives it elsewhere', async () => {
+    const alice = user();
+    const topup = await runCli(['wallet', 'topup', '200'], alice);
+    expect(topup.code).toBe(0);
+    expect(topup.stdout).toMatch(/lnbcrt2u1\w+/);
+    expect(topup.stdout).toContain('added 200 sat — balance: 200 sat');
+    expect(topup.stderr).toContain('alacarte wallet seed');
+
+    const balance = await runCli(['wallet', 'balance'], alice);
+    expect(balance).toMatchObject({ code: 0, stdout: '200 sat\n' });
+
+    const send = await runCli(['wallet', 'send', '21'], alice);
+    expect(send.code).toBe(0);
+    const token = send.stdout.trim();
+    expect(token).toMatch(/^cashuB[A-Za-z0-9_-]+$/);
+    expect((await runJson<Balance>(['wallet', 'balance'], alice)).balance).toBe(179);
+
+    const bob = user();
+    const received = await runCli(['wallet', 'receive', '-'], bob, { input: `${token}\n` });
+    expect(received).toMatchObject({ code: 0, stdout: 'received 21 sat — balance: 21 sat\n' });
+    const again = await runCli(['wallet', 'receive', token], user());
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/^alacarte wallet receive: .+/m);
+  });
+
+  it('withdraws to a Lightning invoice, and restores a wallet from its seed phrase elsewhere', async () => {
+    const me = user();
+    await runJson(['wallet', 'topup', '100'], me);
+    const invoice = (await new FakeLightningBackend().createInvoice(Amount.of(25), 'coffee')).bolt11;
+    const paid = await runJson<{ paid: number; fee: number; balance: number }>(
+      ['wallet', 'withdraw', invoice],
+      me,
+    );
+    expect(paid.paid).toBe(25);
+    expect(paid.balance).toBe(75 - paid.fee);
+
+    const seed = await runCli(['wallet', 'seed'], me);
+    expect(seed.stdout.trim().split(' ')).toHaveLength(12);
+    const elsewhere = user();
+    const restored = await runCli(['wallet', 'restore', '--seed-phrase-stdin'], elsewhere, {
+      input: seed.stdout,
+    });
+    expect(restored.code).toBe(0);
+    expect(restored.stdout).toBe(`restored ${paid.balance} sat — balance: ${paid.balance} sat\n`);
+    // The restored wallet spends normally (its counters moved past what the mint has signed).
+    expect((await runCli(['wallet', 'send', '5'], elsewhere)).code).toBe(0);
+  });
+
+  it('rents, execs `echo hi`, extends, stops, and the balance shows the refund', async () => {
+    const me = user();
+    await runJson(['wallet', 'topup', '500'], me);
+    const lease = await runJson<{ id: string; paid: number; state: string; balance: number }>(
+      ['rent', '--offer', 'small', '--for', '2h'],
+      me,
+    );
+    expect(lease).toMatchObject({ state: 'running', paid: 120, balance: 380 });
+    expect(JSON.stringify(lease)).not.toContain('cashu');
+
+    const exec = await runCli(['exec', lease.id, '--', 'echo', 'hi'], me);
+    expect(exec).toMatchObject({ code: 0, stdout: 'hi\n' });
+    const failing = await runCli(['exec', lease.id, '--', 'sh', '-c', 'echo oops >&2; exit 3'], me);
+    expect(failing).toMatchObject({ code: 3, stderr: 'oops\n' });
+
+    const listed = await runCli(['leases'], me);
+    expect(listed.stdout).toMatch(new RegExp(`${lease.id}\\s+running\\s+small\\s+busybox\\s+1h 59m`));
+
+    const extend = await runCli(['extend', lease.id, '--for', '1h'], me);
+    expect(extend.code).toBe(0);
+    expect(extend.stdout).toContain(`lease ${lease.id} extended by 1h`);
+    expect(extend.stdout).toContain('balance: 320 sat');
+
+    const stop = await runJson<{ state: string; refunded: number; balance: number }>(['stop', lease.id], me);
+    expect(stop.state).toBe('stopped');
+    expect(stop.refunded).toBeGreaterThanOrEqual(170);
+    expect(stop.balance).toBe(320 + stop.refunded);
+    expect((await runJson<Balance>(['wallet', 'balance'], me)).balance).toBe(320 + stop.refunded);
+
+    const after = await runCli(['exec', lease.id, '--', 'true'], me);
+    expect(after.code).toBe(1);
+    expect(after.stderr).toContain('(lease_not_running)');
+    const mode = (name: string) => statSync(join(me.home, name)).mode & 0o777;
+    expect(mode('leases.json')).toBe(0o600);
+    expect(mode('wallet.json')).toBe(0o600);
+  });
+
+  it('explains what is wrong in one line with a hint, and exits non-zero', async () => {
+    const me = user();
+    const poor = await runCli(['rent', '--offer', 'small', '--for', '2h'], me);
+    expect(poor.code).toBe(1);
+    expect(poor.stderr).toContain(
+      'not enough ecash: need 120 sat, have 0 sat — run: alacarte wallet topup 200',
+    );
+    const usage = await runCli(['rent', '--offer', 'small', '--for', 'soon'], me);
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toContain("not a duration: 'soon'");
+    expect(usage.stderr).toContain('hint: see: alacarte rent --help');
+    const unknown = await runCli(['exec', 'lse_nope', '--', 'true'], me);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('hint: see your leases: alacarte leases');
+    const offline = await runCli(['offers'], { home: me.home, url: 'http://127.0.0.1:9' });
+    expect(offline.code).toBe(1);
+    expect(offline.stderr).toContain('is the node running?');
+    for (const cmd of [
+      ['offers'],
+      ['rent'],
+      ['exec'],
+      ['shell'],
+      ['wallet', 'topup'],
+      ['wallet', 'restore'],
+    ]) {
+      const help = await runCli([...cmd, '--help'], me);
+      expect(help.code).toBe(0);
+      expect(help.stdout).toContain('Examples:');
+    }
+  });
+
+  it('drives `shell` through a pseudo-terminal: typed `echo hi` shows hi, `exit` returns', async () => {
+    const me = user();
+    await runJson(['wallet', 'topup', '100'], me);
+    const lease = await runJson<{ id: string }>(['rent', '--offer', 'small', '--for', '10m'], me);
+    // script(1) gives the CLI a real terminal, as a person at a keyboard would have.
+    const child = spawn('script', ['-qfec', `${process.execPath} ${CLI} shell ${lease.id}`, '/dev/null'], {
+      env: { ...process.env, ALACARTE_HOME: me.home, ALACARTE_URL: node.url, TERM: 'xterm' },
+    });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => {
+      out += b.toString();
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
+    child.stdin.write('echo hi-$((6*7))\r');
+    await expect.poll(() => out, { timeout: 60_000 }).toContain('hi-42');
+    child.stdin.write('exit\r');
+    expect(await exited).toBe(0);
+    child.stdin.end();
+    await runCli(['stop', lease.id], me);
+  });
+
+  it('loses no ecash when killed -9 in the middle of `rent`', async () => {
+    // Kill points: during the swap that splits 300 sat to the price, right after the payment is
+    // recorded (the token is leaving), and while the node starts the sandbox.
+    const points = [
+      { op: 'swap', delayMs: 0 },
+      { op: 'payment', delayMs: 0 },
+      { op: 'payment', delayMs: 150 },
+    ];
+    let killedMidway = 0;
+    for (const { op, delayMs } of points) {
+      const me = user();
+      const start = (await runJson<Balance>(['wallet', 'topup', '300'], me)).balance;
+      const child = spawn(process.execPath, [CLI, 'rent', '--offer', 'small', '--for', '2h'], {
+        env: { ...process.env, ALACARTE_HOME: me.home, ALACARTE_URL: node.url },
+      });
+      const exited = new Promise((resolve) => child.once('close', resolve));
+      await expect
+        .poll(() => hasPendingOp(me.home, op) || child.exitCode !== null, { interval: 2, timeout: 60_000 })
+        .toBe(true);
+      await new Promise((r) => setTimeout(r, delayMs));
+      if (child.exitCode === null) killedMidway++;
+      kill9(child);
+      await exited;
+      // The next command settles: the lease exists (its request replayed with the same token, so
+      // the credential and change come back) or it was never bought.
+      const after = await runJson<Balance & { pending: unknown[] }>(['wallet', 'balance'], me);
+      const leases = (await runJson<{ leases: Array<{ id: string }> }>(['leases'], me)).leases;
+      expect(leases.length).toBeLessThanOrEqual(1);
+      expect(after.pending).toEqual([]);
+      expect(after.balance).toBe(start - leases.length * 120);
+      for (const l of leases) await runCli(['stop', l.id], me);
+    }
+    expect(killedMidway).toBeGreaterThan(0);
+  });
+});
+
+function hasPendingOp(home: string, kind: string): boolean {
+  try {
+    const state = JSON.parse(readFileSync(join(home, 'wallet.json'), 'utf8')) as {
+      ops: Array<{ kind: string }>;
+    };
+    return state.ops.some((o) => o.kind === kind);
+  } catch {
+    return false;
+  }
+}
+
+function kill9(child: ChildProcess): void {
+  if (child.exitCode === null) child.kill('SIGKILL');
+}

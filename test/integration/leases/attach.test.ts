@@ -1,0 +1,97 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import {
+  fundedWallet,
+  type LeaseTestNode,
+  postJson,
+  startLeaseNode,
+  tokenOf,
+} from '../../helpers/lease-node.js';
+
+let t: LeaseTestNode;
+let lease: { id: string; token: string };
+
+beforeAll(async () => {
+  t = await startLeaseNode();
+  const { wallet, proofs } = await fundedWallet(t.mintUrl, 64);
+  const { token } = await tokenOf(wallet, t.mintUrl, proofs, 10);
+  const res = await postJson(
+    `${t.url}/v1/leases`,
+    { offer: 'small', seconds: 600, image: 'busybox' },
+    { 'x-cashu': token },
+  );
+  expect(res.status).toBe(201);
+  lease = res.body as { id: string; token: string };
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+/** Collects what the terminal shows until `pattern` appears. */
+function waitFor(output: { text: string }, socket: WebSocket, pattern: RegExp): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`timed out waiting for ${pattern}; saw: ${output.text}`)),
+      15_000,
+    );
+    const check = () => {
+      if (pattern.test(output.text)) {
+        clearTimeout(timer);
+        socket.off('message', check);
+        resolve(output.text);
+      }
+    };
+    socket.on('message', check);
+    check();
+  });
+}
+
+function open(protocols: string[], headers: Record<string, string> = {}): Promise<WebSocket> {
+  const ws = new WebSocket(`${t.url.replace('http', 'ws')}/v1/leases/${lease.id}/attach`, protocols, {
+    headers,
+  });
+  return new Promise((resolve, reject) => {
+    ws.once('open', () => resolve(ws));
+    ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+    ws.once('error', reject);
+  });
+}
+
+describe('attach: an interactive shell over a WebSocket', () => {
+  it('runs commands on a real terminal, resizes, and ends when the shell exits', async () => {
+    const ws = await open([`bearer.${lease.token}`]);
+    expect(ws.protocol).toBe(`bearer.${lease.token}`);
+    const output = { text: '' };
+    ws.on('message', (data: Buffer) => {
+      output.text += data.toString('utf8');
+    });
+    const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+
+    ws.send(Buffer.from('echo "sum=$((40+2))"; tty\n'), { binary: true });
+    await waitFor(output, ws, /sum=42/);
+    await waitFor(output, ws, /\/dev\/pts\/\d+/);
+
+    ws.send(JSON.stringify({ type: 'resize', cols: 123, rows: 45 }));
+    ws.send(Buffer.from('stty size\n'), { binary: true });
+    await waitFor(output, ws, /45 123/);
+
+    ws.send(Buffer.from('exit\n'), { binary: true });
+    expect(await closed).toBe(1000);
+  });
+
+  it('takes the credential from the Authorization header too', async () => {
+    const ws = await open([], { authorization: `Bearer ${lease.token}` });
+    const output = { text: '' };
+    ws.on('message', (data: Buffer) => {
+      output.text += data.toString('utf8');
+    });
+    ws.send(Buffer.from('echo attached-$((6*7))\n'), { binary: true });
+    await waitFor(output, ws, /attached-42/);
+    ws.close();
+  });
+
+  it('refuses a wrong or missing credential before the upgrade', async () => {
+    await expect(open([`bearer.${lease.token}x`])).rejects.toThrow('HTTP 401');
+    await expect(open([])).rejects.toThrow('HTTP 401');
+  });
+});
