@@ -1,5 +1,6 @@
 import { decodePaymentRequest, getDecodedToken, Wallet } from '@cashu/cashu-ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import {
   allSpent,
   allUnspent,
@@ -432,6 +433,39 @@ describe('a lease over its whole life', () => {
     expect(expectBalanced(books)).toEqual([]);
   });
 
+  it('attach: 401 without the credential, 409 once the lease has ended (before any upgrade)', async () => {
+    const paid = nextToken();
+    const created = await postJson(
+      `${t.url}/v1/leases`,
+      { offer: 'small', seconds: 600, image: 'busybox' },
+      {
+        'x-cashu': paid.token,
+      },
+    );
+    expect(created.status).toBe(201);
+    const upgrade = (id: unknown, protocols: string[]) =>
+      new Promise<number>((resolve, reject) => {
+        const ws = new WebSocket(`${t.url.replace('http', 'ws')}/v1/leases/${String(id)}/attach`, protocols);
+        ws.once('open', () => {
+          ws.close();
+          resolve(101);
+        });
+        ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+        ws.once('error', reject);
+      });
+    expect(await upgrade(created.body.id, [`bearer.${created.body.token}`])).toBe(101);
+    expect(await upgrade(created.body.id, ['bearer.wrong'])).toBe(401);
+    expect(await upgrade('lse_00000000000000000000000000', [`bearer.${created.body.token}`])).toBe(401);
+    const stop = await postJson(
+      `${t.url}/v1/leases/${created.body.id}`,
+      undefined,
+      auth(created.body.token),
+      'DELETE',
+    );
+    expect(stop.status).toBe(200);
+    expect(await upgrade(created.body.id, [`bearer.${created.body.token}`])).toBe(409);
+  });
+
   it('a ports request comes back as loopback URLs in the answer', async () => {
     const paid = nextToken();
     const created = await postJson(
@@ -467,10 +501,10 @@ describe('metrics after the workload', () => {
       return line === undefined ? undefined : Number(line.split(' ').pop());
     };
     // Paid and accepted above: the lifecycle lease, its extension, the failed start, the V3 lease,
-    // the ports lease.
-    expect(value('alacarte_payments_total', 'outcome="accepted"')).toBe(5);
+    // the attach lease, the ports lease.
+    expect(value('alacarte_payments_total', 'outcome="accepted"')).toBe(6);
     expect(value('alacarte_leases', 'state="failed"')).toBe(1);
-    expect(value('alacarte_leases', 'state="stopped"')).toBe(3);
+    expect(value('alacarte_leases', 'state="stopped"')).toBe(4);
     expect(value('alacarte_leases', 'state="running"')).toBe(0);
   });
 });
