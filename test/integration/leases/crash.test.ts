@@ -38,14 +38,18 @@ afterAll(async () => {
     const driver = await CrunDriver.create({ runtimeDir, imagesDir: join(dataDir, 'images'), warmLayers: 0 });
     for (const s of await driver.list()) await driver.stop(s);
     await driver.close();
+    // The runtime's state directory of this instance, once nothing is left in it.
+    const stateDir = `/run/alacarte-${instance}`;
+    if (crunSandboxes().length === 0) rmSync(stateDir, { recursive: true, force: true });
   }
   rmSync(dataDir, { recursive: true, force: true });
 });
 
+// The serve command's driver names its instance after its runtime directory (CrunDriverOptions.instance).
+const instance = `a${createHash('sha256').update(runtimeDir).digest('hex').slice(0, 8)}`;
+
 /** Lease ids of the containers crun runs for this data directory, read from crun itself. */
 function crunSandboxes(): string[] {
-  // The driver names its instance after its runtime directory (see CrunDriverOptions.instance).
-  const instance = `a${createHash('sha256').update(runtimeDir).digest('hex').slice(0, 8)}`;
   const out = execFileSync('crun', ['--root', `/run/alacarte-${instance}`, 'list', '--format', 'json'], {
     encoding: 'utf8',
   });
