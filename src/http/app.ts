@@ -6,7 +6,7 @@ import Fastify, {
   LogController,
 } from 'fastify';
 import type { Logger } from '../log.js';
-import { installErrorHandling } from './errors.js';
+import { frameworkError, installErrorHandling } from './errors.js';
 
 export interface AppOptions {
   logger: Logger;
@@ -30,6 +30,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     trustProxy: false,
     return503OnClosing: true,
     forceCloseConnections: true,
+    frameworkErrors: frameworkError,
   });
   installErrorHandling(app);
   // An empty JSON body (a DELETE sent with a JSON content type) means "no body", not an error;

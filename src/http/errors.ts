@@ -26,6 +26,21 @@ export function installErrorHandling(app: FastifyInstance): void {
   });
 }
 
+/**
+ * Errors Fastify raises before any route or error handler runs (a URL that does not decode, a
+ * path parameter over the length limit). Without this they would answer in Fastify's own shape;
+ * the mint's routes answer in the NUT format, everything else in the API's.
+ */
+export function frameworkError(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const { status, body } = toErrorAnswer(err);
+  const path = request.raw.url ?? '';
+  if (path === '/mint' || path.startsWith('/mint/')) {
+    void reply.status(status).send({ detail: body.message, code: 10000 });
+    return;
+  }
+  void reply.status(status).send(body);
+}
+
 export function toErrorAnswer(err: unknown): {
   status: number;
   body: ErrorBody;

@@ -6,6 +6,15 @@
 export class InFlight<T> {
   private readonly running = new Map<string, Promise<unknown>>();
 
+  /** Resolves once no work holds any of `keys` (whatever its outcome). */
+  async settled(keys: readonly string[]): Promise<void> {
+    for (;;) {
+      const busy = keys.map((k) => this.running.get(k)).find((p) => p !== undefined);
+      if (!busy) return;
+      await busy.catch(() => undefined);
+    }
+  }
+
   async run(keys: readonly string[], work: (joined: boolean) => Promise<T>): Promise<T> {
     let joined = false;
     for (;;) {

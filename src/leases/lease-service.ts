@@ -131,6 +131,9 @@ export class LeaseService {
     }
     const idemHash = idempotencyKey === undefined ? null : sha256(`idempotency/${idempotencyKey}`);
     if (idemHash) {
+      // A request with this key may be under way (paid, sandbox starting): wait for its answer
+      // rather than read its half-finished lease.
+      await this.inFlight.settled([`idem/${idemHash}`]);
       const earlier = await this.replayByIdempotency(idemHash);
       if (earlier) return earlier;
     }
@@ -287,15 +290,20 @@ export class LeaseService {
   ): Promise<Answer> {
     const row = await this.authorize(id, credential);
     this.requireRunning(row);
-    const result = await this.driver.exec(
-      { leaseId: row.id },
-      {
-        command: request.command,
-        stdin: request.stdin,
-        timeoutMs: request.timeoutSeconds * 1000,
-        maxOutputBytes: this.maxOutputBytes,
-      },
-    );
+    const result = await this.driver
+      .exec(
+        { leaseId: row.id },
+        {
+          command: request.command,
+          stdin: request.stdin,
+          timeoutMs: request.timeoutSeconds * 1000,
+          maxOutputBytes: this.maxOutputBytes,
+        },
+      )
+      .catch(async (err: unknown) => {
+        if (isGone(err)) await this.endVanished(row.id);
+        throw err;
+      });
     return {
       status: 200,
       headers: {},
@@ -341,6 +349,7 @@ export class LeaseService {
         .executeTakeFirstOrThrow();
       this.requireRunning(current);
       this.checkEnough(payment, price);
+      await this.requireSandbox(current);
       let newDeadline: Date | undefined;
       const redeemed = await this.rail
         .redeem(payment, price, async (trx) => {
@@ -379,11 +388,54 @@ export class LeaseService {
         throw new AlacarteError(redeemed.code, redeemed.message);
       }
       this.emit({ type: 'payment', rail: payment.rail, outcome: 'accepted', amount: payment.amount });
-      if (newDeadline) await this.driver.setDeadline({ leaseId: row.id }, newDeadline);
+      if (newDeadline) await this.moveDeadline(row.id as LeaseId, newDeadline);
       const answer = await this.replayExtension(row.id, payment.key);
       if (!answer) throw new Error(`extension of ${row.id} vanished after payment`);
       return answer;
     });
+  }
+
+  /**
+   * A lease whose sandbox died under a running node (killed from outside, host trouble) is ended
+   * here with its unused time refunded, before anyone pays to extend it: the payer gets 409 with
+   * the token untouched rather than an extension of nothing. Rewriting the current deadline is
+   * the driver's cheap liveness check.
+   */
+  private async requireSandbox(row: LeaseRow): Promise<void> {
+    try {
+      await this.driver.setDeadline({ leaseId: row.id }, new Date(Number(row.expires_at)));
+    } catch (err) {
+      if (isGone(err)) await this.endVanished(row.id);
+      throw err;
+    }
+  }
+
+  /**
+   * After an extension is paid. Should the sandbox have died in between, the lease ends now with
+   * the unused time (the extension included) refunded to its holder, as a vanished sandbox is at
+   * start-up; the payment's answer then shows the stopped lease.
+   */
+  private async moveDeadline(id: LeaseId, deadline: Date): Promise<void> {
+    try {
+      await this.driver.setDeadline({ leaseId: id }, deadline);
+    } catch (err) {
+      if (!isGone(err)) throw err;
+      await this.endVanished(id);
+    }
+  }
+
+  /**
+   * Ends a running lease whose sandbox is gone, as reconciliation does at start-up: the unused
+   * time is refunded to the lease's holder (DELETE shows the refund), rather than charged in full
+   * when the reaper comes by.
+   */
+  private async endVanished(id: string): Promise<void> {
+    const row = await this.db.selectFrom('leases').selectAll().where('id', '=', id).executeTakeFirst();
+    if (row?.state !== 'running') return;
+    const lease = leaseFromRow(row);
+    const now = this.now();
+    const past = Number(row.expires_at) <= now.getTime();
+    await this.end(row, past ? lifecycle.expire(lease.state, now) : lifecycle.stop(lease, now).state);
   }
 
   // ---- stop ----------------------------------------------------------------------------------
@@ -779,6 +831,11 @@ export class LeaseService {
 }
 
 class LeaseEnded extends Error {}
+
+/** The driver's word that a sandbox is not there (any more). */
+function isGone(err: unknown): boolean {
+  return err instanceof AlacarteError && err.code === 'lease_not_running';
+}
 
 function iso(ms: number | bigint): string {
   return new Date(Number(ms)).toISOString();

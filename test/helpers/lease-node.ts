@@ -1,10 +1,13 @@
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { chmodSync, mkdtempSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { getEncodedToken, type Proof, Wallet } from '@cashu/cashu-ts';
+import { dirname, join } from 'node:path';
+import { CheckStateEnum, getEncodedToken, type Proof, Wallet } from '@cashu/cashu-ts';
 import { type ConfigInput, loadConfig } from '../../src/config.js';
 import { CrunDriver } from '../../src/drivers/crun/crun-driver.js';
-import { createLogger } from '../../src/log.js';
+import type { CrunDriverOptions } from '../../src/drivers/crun/crun-options.js';
+import { createLogger, type Logger } from '../../src/log.js';
 import { AlacarteNode } from '../../src/node.js';
 
 /** A real node (store, mint, crun sandboxes, HTTP on loopback) in this process, for lease tests. */
@@ -14,21 +17,48 @@ export interface LeaseTestNode {
   url: string;
   mintUrl: string;
   dataDir: string;
-  close(): Promise<void>;
+  /** Stops every sandbox (unless `keepSandboxes`, to simulate a node going down) and the node. */
+  close(options?: { keepSandboxes?: boolean }): Promise<void>;
 }
 
-export async function startLeaseNode(config: ConfigInput = {}, dataDir?: string): Promise<LeaseTestNode> {
+/** What a test may change beyond the config: image list, logger, clock, driver knobs. */
+export interface LeaseNodeExtras {
+  /** Image names the node offers (default ['busybox']); names absent from the images dir fail to start. */
+  images?: string[];
+  logger?: Logger;
+  clock?: () => Date;
+  driver?: Partial<Pick<CrunDriverOptions, 'overcommit' | 'warmLayers'>>;
+}
+
+export async function startLeaseNode(
+  config: ConfigInput = {},
+  dataDir?: string,
+  extras: LeaseNodeExtras = {},
+): Promise<LeaseTestNode> {
   const dir = dataDir ?? mkdtempSync(join(tmpdir(), 'alacarte-lease-'));
   // mkdtemp makes it 0700; the sandboxes' unprivileged ids must traverse it, as the node arranges.
   chmodSync(dir, 0o711);
   const cfg = loadConfig({ flags: { port: 0, dataDir: dir, logLevel: 'silent', ...config } });
-  const logger = process.env.ALACARTE_TEST_LOG ? createLogger({ level: 'debug' }) : undefined;
+  const logger =
+    extras.logger ?? (process.env.ALACARTE_TEST_LOG ? createLogger({ level: 'debug' }) : undefined);
+  // Named after the data directory (a restarted node finds its sandboxes), with runtime state in
+  // a directory of its own that close() removes again.
+  const instance = `t${createHash('sha256').update(dir).digest('hex').slice(0, 10)}`;
+  const stateDir = `/run/alacarte-${instance}`;
   const driver = await CrunDriver.create({
     runtimeDir: join(dir, 'sandboxes'),
     imagesDir: join(dir, 'images'),
+    instance,
+    stateDir,
     warmLayers: 2,
+    ...extras.driver,
   });
-  const node = await AlacarteNode.create(cfg, { driver, images: ['busybox'], logger });
+  const node = await AlacarteNode.create(cfg, {
+    driver,
+    images: extras.images ?? ['busybox'],
+    logger,
+    clock: extras.clock,
+  });
   const { url, mintUrl } = await node.listen();
   return {
     node,
@@ -36,14 +66,47 @@ export async function startLeaseNode(config: ConfigInput = {}, dataDir?: string)
     url,
     mintUrl,
     dataDir: dir,
-    async close() {
+    async close(options = {}) {
       // Leave no sandbox behind, whatever the test did.
-      for (const s of await driver.list()) await driver.stop(s);
+      if (!options.keepSandboxes) for (const s of await driver.list()) await driver.stop(s);
       await node.close();
       await driver.close();
+      if (options.keepSandboxes) return;
       if (!dataDir) rmSync(dir, { recursive: true, force: true });
+      removeEmptyDirs([...childDirs(stateDir), stateDir, ...cgroupDirs(dirname(driver.cgroupPath('x')))]);
     },
   };
+}
+
+/** This instance's own cgroup directories, in every hierarchy (v1 controllers or the v2 root). */
+function cgroupDirs(instancePath: string): string[] {
+  const root = '/sys/fs/cgroup';
+  const dirs = [join(root, instancePath)];
+  try {
+    for (const controller of readdirSync(root)) dirs.push(join(root, controller, instancePath));
+  } catch {
+    // no cgroup file system
+  }
+  return dirs;
+}
+
+function childDirs(dir: string): string[] {
+  try {
+    return readdirSync(dir).map((name) => join(dir, name));
+  } catch {
+    return [];
+  }
+}
+
+/** rmdir: removes a directory only when it is empty (cgroups: only when no sandbox is left in it). */
+function removeEmptyDirs(dirs: readonly string[]): void {
+  for (const d of dirs) {
+    try {
+      rmdirSync(d);
+    } catch {
+      // missing or not empty: leave it
+    }
+  }
 }
 
 /** A cashu-ts wallet of the node's mint, funded through the fake Lightning backend. */
@@ -90,4 +153,110 @@ export async function postJson(
     headers: res.headers,
     body: text ? (JSON.parse(text) as Record<string, unknown>) : {},
   };
+}
+
+/** A free loopback port, for a node that must come back on the same URL (its mint URL). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const address = s.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** A node that only runs its mint (no driver, no leases): a source of real foreign ecash. */
+export async function startMintNode(): Promise<{ url: string; mintUrl: string; close(): Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'alacarte-mint-'));
+  const cfg = loadConfig({ flags: { port: 0, dataDir: dir, logLevel: 'silent' } });
+  const node = await AlacarteNode.create(cfg);
+  const { url, mintUrl } = await node.listen();
+  return {
+    url,
+    mintUrl,
+    async close() {
+      await node.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The state at the mint of each proof: 'UNSPENT', 'PENDING' or 'SPENT'. */
+export async function statesOf(wallet: Wallet, proofs: readonly Proof[]): Promise<string[]> {
+  const states = await wallet.checkProofsStates([...proofs]);
+  return states.map((s) => s.state);
+}
+
+/** True when every proof is still unspent at its mint: the money was not taken. */
+export async function allUnspent(wallet: Wallet, proofs: readonly Proof[]): Promise<boolean> {
+  return (await statesOf(wallet, proofs)).every((s) => s === CheckStateEnum.UNSPENT);
+}
+
+export async function allSpent(wallet: Wallet, proofs: readonly Proof[]): Promise<boolean> {
+  return (await statesOf(wallet, proofs)).every((s) => s === CheckStateEnum.SPENT);
+}
+
+/** Many tokens of one amount each, from one funded wallet. */
+export async function tokens(
+  mintUrl: string,
+  count: number,
+  amount: number,
+): Promise<{ wallet: Wallet; tokens: Array<{ token: string; send: Proof[] }> }> {
+  const { wallet, proofs } = await fundedWallet(mintUrl, count * amount);
+  let rest = proofs;
+  const out: Array<{ token: string; send: Proof[] }> = [];
+  for (let i = 0; i < count; i++) {
+    const t = await tokenOf(wallet, mintUrl, rest, amount);
+    rest = t.keep;
+    out.push({ token: t.token, send: t.send });
+  }
+  return { wallet, tokens: out };
+}
+
+export interface OperatorLedger {
+  unit: string;
+  received: number;
+  charged: number;
+  refunded: number;
+  held: number;
+  mint: {
+    issued: number;
+    redeemed: number;
+    outstanding: number;
+    lightning_in: number;
+    lightning_out: number;
+  };
+  leases: { running: number; expired: number; stopped: number; failed: number };
+}
+
+export async function ledgerOf(url: string, operatorToken: string): Promise<OperatorLedger> {
+  const res = await fetch(`${url}/v1/operator/ledger`, {
+    headers: { authorization: `Bearer ${operatorToken}` },
+  });
+  if (res.status !== 200) throw new Error(`ledger answered ${res.status}`);
+  return (await res.json()) as OperatorLedger;
+}
+
+/**
+ * The money identities of ARCHITECTURE.md: the lease books split what was received, and the mint's
+ * outstanding ecash is what came in over Lightning, less what went out, less what the node kept
+ * (charged for time used plus held for running leases; refunds and change went back out as ecash).
+ */
+export function expectBalanced(books: OperatorLedger): string[] {
+  const problems: string[] = [];
+  if (books.received !== books.charged + books.refunded + books.held)
+    problems.push(
+      `received ${books.received} != charged ${books.charged} + refunded ${books.refunded} + held ${books.held}`,
+    );
+  if (books.mint.outstanding !== books.mint.issued - books.mint.redeemed)
+    problems.push('mint outstanding != issued - redeemed');
+  const kept = books.charged + books.held;
+  if (books.mint.outstanding !== books.mint.lightning_in - books.mint.lightning_out - kept)
+    problems.push(
+      `mint outstanding ${books.mint.outstanding} != lightning_in ${books.mint.lightning_in} - lightning_out ${books.mint.lightning_out} - kept ${kept}`,
+    );
+  return problems;
 }

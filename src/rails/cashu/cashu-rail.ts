@@ -120,6 +120,9 @@ export class CashuRail implements PaymentRail {
     let unit: string;
     try {
       const meta = getTokenMetadata(header);
+      // The decoder checks no types: a V3 (JSON) token may name a number or a list as its mint.
+      if (typeof meta.mint !== 'string' || (meta.unit !== undefined && typeof meta.unit !== 'string'))
+        return reject('invalid_token', 'the token names no mint or unit');
       mintUrl = meta.mint;
       unit = meta.unit ?? 'sat';
     } catch {

@@ -1,0 +1,184 @@
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { type Proof, Wallet } from '@cashu/cashu-ts';
+import { afterAll, describe, expect, it } from 'vitest';
+import { CrunDriver } from '../../../src/drivers/crun/crun-driver.js';
+import { CLI, type ServedNode, serveNode, tempDir } from '../../helpers/cli.js';
+import {
+  expectBalanced,
+  freePort,
+  ledgerOf,
+  postJson,
+  statesOf,
+  sumOf,
+  tokens,
+} from '../../helpers/lease-node.js';
+
+/**
+ * Rule 5: the built server (`node dist/cli/main.js serve`) is killed with SIGKILL in the middle of
+ * a burst of paid requests and started again on the same data directory and port. Every token it
+ * took must map to a running lease or a refund, tokens it did not take stay unspent, the books
+ * balance, and no sandbox runs that nobody paid for.
+ */
+const OPERATOR = 'operator-token-for-crash-tests-0123';
+const BURST = 20;
+// A quarter-core offer: all of the burst fits (8 vCPUs of capacity), so no request is refused
+// for capacity and the kill lands among paid starts.
+const body = { offer: 'quarter', seconds: 7200, image: 'busybox' }; // 60 sat/h → 120 sat
+const dataDir = tempDir('crash');
+const runtimeDir = join(dataDir, 'sandboxes');
+let server: ServedNode | undefined;
+
+afterAll(async () => {
+  await server?.stop('SIGKILL');
+  // Whatever happened, leave no sandbox behind: a driver on the same directory stops them all.
+  if (existsSync(runtimeDir)) {
+    const driver = await CrunDriver.create({ runtimeDir, imagesDir: join(dataDir, 'images'), warmLayers: 0 });
+    for (const s of await driver.list()) await driver.stop(s);
+    await driver.close();
+    // The runtime's state directory of this instance, once nothing is left in it.
+    const stateDir = `/run/alacarte-${instance}`;
+    if (crunSandboxes().length === 0) rmSync(stateDir, { recursive: true, force: true });
+  }
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+// The serve command's driver names its instance after its runtime directory (CrunDriverOptions.instance).
+const instance = `a${createHash('sha256').update(runtimeDir).digest('hex').slice(0, 8)}`;
+
+/** Lease ids of the containers crun runs for this data directory, read from crun itself. */
+function crunSandboxes(): string[] {
+  const out = execFileSync('crun', ['--root', `/run/alacarte-${instance}`, 'list', '--format', 'json'], {
+    encoding: 'utf8',
+  });
+  const list = JSON.parse(out.trim() || '[]') as Array<{ id: string; status: string }>;
+  return list.filter((c) => c.id.startsWith(`${instance}-`)).map((c) => c.id.slice(instance.length + 1));
+}
+
+const configFile = join(dataDir, 'test-config.json');
+writeFileSync(
+  configFile,
+  JSON.stringify({
+    offers: [
+      {
+        id: 'quarter',
+        vcpu: 0.25,
+        memory_mib: 64,
+        pids: 64,
+        disk_mib: 16,
+        price: { amount_per_hour: 60, unit: 'sat' },
+      },
+    ],
+  }),
+);
+
+async function start(port: number): Promise<ServedNode> {
+  return serveNode({
+    dataDir,
+    args: ['--port', String(port), '--config', configFile],
+    env: { ALACARTE_OPERATOR_TOKEN: OPERATOR },
+  });
+}
+
+describe('kill -9 in the middle of paid requests', () => {
+  it('loses no money and leaves no unpaid sandbox after a restart', async () => {
+    expect(existsSync(CLI), 'run `npm run build` first (npm test does)').toBe(true);
+    const port = await freePort();
+    server = await start(port);
+    const { wallet, tokens: pool } = await tokens(server.mintUrl, BURST, 128);
+
+    // The burst: each request its own token. Kill the server once a few have been answered, while
+    // the rest are somewhere between inspection, payment and sandbox start.
+    const first = server;
+    let created = 0;
+    const killed = new Promise<void>((resolve) => {
+      first.process.once('exit', () => resolve());
+    });
+    const results = pool.map((p) =>
+      postJson(`${first.url}/v1/leases`, body, { 'x-cashu': p.token }).then(
+        (r) => {
+          if (r.status === 201) created++;
+          if (created === 3) first.process.kill('SIGKILL');
+          return r.status;
+        },
+        () => 'connection lost' as const,
+      ),
+    );
+    const outcomes = await Promise.all(results);
+    // Every answer before the kill was a paid lease; the rest were cut off.
+    for (const o of outcomes) expect([201, 'connection lost']).toContain(o);
+    if (first.process.exitCode === null && first.process.signalCode === null) first.process.kill('SIGKILL');
+    await killed;
+    expect(outcomes.filter((o) => o === 201).length).toBeGreaterThanOrEqual(3);
+
+    // Restart on the same data directory and port: the mint URL in the tokens is the same.
+    server = await start(port);
+    const url = server.url;
+    const receiver = new Wallet(server.mintUrl, { unit: 'sat' });
+    await receiver.loadMint();
+
+    const running = new Map<string, string>(); // lease id → credential
+    let taken = 0;
+    let refundedTokens = 0;
+    for (const [i, p] of pool.entries()) {
+      const states = await statesOf(wallet, p.send);
+      expect(new Set(states).size, `token ${i} is partly spent: ${states}`).toBe(1);
+      if (states[0] === 'UNSPENT') {
+        expect(outcomes[i], `token ${i} was answered 201 yet is unspent`).not.toBe(201);
+        continue;
+      }
+      expect(states[0]).toBe('SPENT');
+      taken++;
+      // Taken: the replay shows the lease, or the refund of a start the crash cut short.
+      const replay = await postJson(`${url}/v1/leases`, body, { 'x-cashu': p.token });
+      if (replay.status === 200) {
+        expect(replay.body).toMatchObject({ state: 'running', paid: 128 });
+        running.set(String(replay.body.id), String(replay.body.token));
+        const change = await receiver.receive(String(replay.body.change));
+        expect(sumOf(change)).toBe(8);
+      } else {
+        expect(replay.status, JSON.stringify(replay.body)).toBe(503);
+        expect(replay.body).toMatchObject({ error: 'start_failed', refunded: 128 });
+        const refund: Proof[] = await receiver.receive(String(replay.body.refund));
+        expect(sumOf(refund)).toBe(128);
+        refundedTokens++;
+      }
+    }
+    expect(taken).toBeGreaterThanOrEqual(3);
+
+    // No sandbox without a paid, running lease, and no running lease without its sandbox.
+    expect(new Set(crunSandboxes())).toEqual(new Set(running.keys()));
+    for (const [id, credential] of running) {
+      const exec = await postJson(
+        `${url}/v1/leases/${id}/exec`,
+        { command: ['cat', '/run/alacarte/lease.json'] },
+        { authorization: `Bearer ${credential}` },
+      );
+      expect(exec.status).toBe(200);
+      expect(String(exec.body.stdout)).toContain(id);
+    }
+
+    const books = await ledgerOf(url, OPERATOR);
+    expect(expectBalanced(books)).toEqual([]);
+    expect(books.received).toBe(120 * taken);
+    expect(books.leases.running).toBe(running.size);
+    expect(books.leases.failed).toBe(refundedTokens);
+    expect(books.refunded).toBe(120 * refundedTokens);
+
+    // Stop what runs; the books still balance and nothing is left in crun.
+    for (const [id, credential] of running) {
+      const stop = await postJson(
+        `${url}/v1/leases/${id}`,
+        undefined,
+        { authorization: `Bearer ${credential}` },
+        'DELETE',
+      );
+      expect(stop.status).toBe(200);
+    }
+    expect(crunSandboxes()).toEqual([]);
+    expect(expectBalanced(await ledgerOf(url, OPERATOR))).toEqual([]);
+    expect(await server.stop('SIGTERM')).toBe(0);
+  });
+});
