@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdtempSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { CheckStateEnum, getEncodedToken, type Proof, Wallet } from '@cashu/cashu-ts';
 import { type ConfigInput, loadConfig } from '../../src/config.js';
 import { CrunDriver } from '../../src/drivers/crun/crun-driver.js';
@@ -73,40 +73,8 @@ export async function startLeaseNode(
       await driver.close();
       if (options.keepSandboxes) return;
       if (!dataDir) rmSync(dir, { recursive: true, force: true });
-      removeEmptyDirs([...childDirs(stateDir), stateDir, ...cgroupDirs(dirname(driver.cgroupPath('x')))]);
     },
   };
-}
-
-/** This instance's own cgroup directories, in every hierarchy (v1 controllers or the v2 root). */
-function cgroupDirs(instancePath: string): string[] {
-  const root = '/sys/fs/cgroup';
-  const dirs = [join(root, instancePath)];
-  try {
-    for (const controller of readdirSync(root)) dirs.push(join(root, controller, instancePath));
-  } catch {
-    // no cgroup file system
-  }
-  return dirs;
-}
-
-function childDirs(dir: string): string[] {
-  try {
-    return readdirSync(dir).map((name) => join(dir, name));
-  } catch {
-    return [];
-  }
-}
-
-/** rmdir: removes a directory only when it is empty (cgroups: only when no sandbox is left in it). */
-function removeEmptyDirs(dirs: readonly string[]): void {
-  for (const d of dirs) {
-    try {
-      rmdirSync(d);
-    } catch {
-      // missing or not empty: leave it
-    }
-  }
 }
 
 /** A cashu-ts wallet of the node's mint, funded through the fake Lightning backend. */
