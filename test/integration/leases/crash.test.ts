@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Proof, Wallet } from '@cashu/cashu-ts';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -49,12 +49,20 @@ afterAll(async () => {
 const instance = `a${createHash('sha256').update(runtimeDir).digest('hex').slice(0, 8)}`;
 
 /** Lease ids of the containers crun runs for this data directory, read from crun itself. */
+/**
+ * Lease ids whose sandbox crun really runs. The driver starts sandboxes ahead in a pool and links
+ * each lease id (in its runtime dir) to the container it got; unlinked pool containers run no
+ * tenant code.
+ */
 function crunSandboxes(): string[] {
   const out = execFileSync('crun', ['--root', `/run/alacarte-${instance}`, 'list', '--format', 'json'], {
     encoding: 'utf8',
   });
   const list = JSON.parse(out.trim() || '[]') as Array<{ id: string; status: string }>;
-  return list.filter((c) => c.id.startsWith(`${instance}-`)).map((c) => c.id.slice(instance.length + 1));
+  const running = new Set(list.filter((c) => c.status === 'running').map((c) => c.id));
+  return readdirSync(runtimeDir, { withFileTypes: true })
+    .filter((e) => e.isSymbolicLink() && running.has(`${instance}-${readlinkSync(join(runtimeDir, e.name))}`))
+    .map((e) => e.name);
 }
 
 const configFile = join(dataDir, 'test-config.json');
