@@ -1,9 +1,9 @@
 // Shared by the lease benchmarks: a real node (store, mint, crun sandboxes, HTTP on loopback) in
 // this process, ecash of its own mint prepared ahead, and the figures' arithmetic.
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { getEncodedToken, Wallet } from '@cashu/cashu-ts';
 import { loadConfig } from '../../dist/config.js';
 import { CrunDriver } from '../../dist/drivers/crun/crun-driver.js';
@@ -41,28 +41,8 @@ export async function startPaidNode(config = {}, driverOptions = {}) {
       await driver.close();
       rmSync(dataDir, { recursive: true, force: true });
       rmSync(stateDir, { recursive: true, force: true });
-      removeEmptyCgroups(dirname(driver.cgroupPath('x')));
     },
   };
-}
-
-/** Removes the driver's per-instance cgroup directories once its sandboxes' own are gone (rmdir removes only empty ones). */
-function removeEmptyCgroups(instancePath) {
-  const root = '/sys/fs/cgroup';
-  const candidates = [join(root, instancePath)];
-  try {
-    for (const controller of readdirSync(root)) candidates.push(join(root, controller, instancePath));
-  } catch {
-    return;
-  }
-  // Only this instance's own directory: the parent is shared with every other node on the host.
-  for (const dir of candidates) {
-    try {
-      rmdirSync(dir);
-    } catch {
-      // missing, not a cgroup hierarchy, or not empty: leave it
-    }
-  }
 }
 
 /**
