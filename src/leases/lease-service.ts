@@ -11,7 +11,13 @@ import type {
   TerminalSize,
 } from '../drivers/compute-driver.js';
 import type { Logger } from '../log.js';
-import type { InspectedPayment, PaymentHeaders, PaymentRail, PayoutPart } from '../rails/payment-rail.js';
+import type {
+  InspectedPayment,
+  PaymentHeaders,
+  PaymentRail,
+  PayoutPart,
+  Rejection,
+} from '../rails/payment-rail.js';
 import type { Database } from '../store/database.js';
 import { fits, offersThatFit, without } from './capacity.js';
 import { InFlight } from './in-flight.js';
@@ -185,17 +191,7 @@ export class LeaseService {
         await trx.insertInto('payments').values(paid).execute();
         await this.rail.book(trx, payment.source, [changePart(payment.key, paid.change, price.unit)]);
       });
-      if (!redeemed.ok) {
-        this.emit({
-          type: 'payment',
-          rail: payment.rail,
-          outcome: 'rejected',
-          amount: payment.amount,
-          code: redeemed.code,
-        });
-        throw new AlacarteError(redeemed.code, redeemed.message);
-      }
-      this.emit({ type: 'payment', rail: payment.rail, outcome: 'accepted', amount: payment.amount });
+      this.settled(payment, redeemed);
       await this.startSandbox(id, input, offer);
       const answer = await this.replayByPayment(payment.key, 'create');
       if (!answer) throw new Error(`lease ${id} vanished after payment`);
@@ -377,17 +373,7 @@ export class LeaseService {
             return { ok: false as const, code: 'lease_not_running' as const, message: 'the lease has ended' };
           throw err;
         });
-      if (!redeemed.ok) {
-        this.emit({
-          type: 'payment',
-          rail: payment.rail,
-          outcome: 'rejected',
-          amount: payment.amount,
-          code: redeemed.code,
-        });
-        throw new AlacarteError(redeemed.code, redeemed.message);
-      }
-      this.emit({ type: 'payment', rail: payment.rail, outcome: 'accepted', amount: payment.amount });
+      this.settled(payment, redeemed);
       if (newDeadline) await this.moveDeadline(row.id as LeaseId, newDeadline);
       const answer = await this.replayExtension(row.id, payment.key);
       if (!answer) throw new Error(`extension of ${row.id} vanished after payment`);
@@ -624,6 +610,16 @@ export class LeaseService {
     }
     if (!inspected.ok) throw new AlacarteError(inspected.code, inspected.message);
     return inspected.payment;
+  }
+
+  /** Counts the payment's outcome; a rejection becomes the error the client sees. */
+  private settled(payment: InspectedPayment, redeemed: { ok: true } | Rejection): void {
+    const base = { type: 'payment', rail: payment.rail, amount: payment.amount } as const;
+    if (!redeemed.ok) {
+      this.emit({ ...base, outcome: 'rejected', code: redeemed.code });
+      throw new AlacarteError(redeemed.code, redeemed.message);
+    }
+    this.emit({ ...base, outcome: 'accepted' });
   }
 
   private checkEnough(payment: InspectedPayment, price: Amount): void {
