@@ -108,15 +108,14 @@ async function printLedger(node: AlacarteNode, json: boolean): Promise<void> {
   }
   const u = books.unit;
   const balanced = books.received === books.charged + books.refunded + books.held;
-  process.stdout.write(
-    [
-      `received ${books.received} ${u} = charged ${books.charged} + refunded ${books.refunded} + held ${books.held}  ${balanced ? '(balanced)' : '(NOT BALANCED)'}`,
-      `mint: issued ${books.mint.issued}, redeemed ${books.mint.redeemed}, outstanding ${books.mint.outstanding}, lightning in ${books.mint.lightning_in}, out ${books.mint.lightning_out}`,
-      `leases: ${Object.entries(books.leases)
-        .map(([k, v]) => `${v} ${k}`)
-        .join(', ')}`,
-    ].join('\n') + '\n',
-  );
+  const lines = [
+    `received ${books.received} ${u} = charged ${books.charged} + refunded ${books.refunded} + held ${books.held}  ${balanced ? '(balanced)' : '(NOT BALANCED)'}`,
+    `mint: issued ${books.mint.issued}, redeemed ${books.mint.redeemed}, outstanding ${books.mint.outstanding}, lightning in ${books.mint.lightning_in}, out ${books.mint.lightning_out}`,
+    `leases: ${Object.entries(books.leases)
+      .map(([k, v]) => `${v} ${k}`)
+      .join(', ')}`,
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
 }
 
 function listImages(dir: string): string[] {
