@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { RawData, WebSocket } from 'ws';
 import { z } from 'zod';
+import { AlacarteError } from '../core/errors.js';
 import type { LeaseId } from '../core/ids.js';
 import type { LeaseService } from '../leases/lease-service.js';
 import { bearerOf } from './lease-schemas.js';
@@ -70,6 +71,10 @@ async function bridge(
   try {
     session = await leases.attach(leaseId, { cols: 80, rows: 24 });
   } catch (err) {
+    if (err instanceof AlacarteError && err.code === 'rate_limited') {
+      socket.close(1013, err.message); // "try again later"
+      return;
+    }
     request.log.warn({ err: String(err), lease: leaseId }, 'attach failed');
     socket.close(1011, 'the sandbox shell could not start');
     return;

@@ -29,6 +29,7 @@ import {
   stateColumns,
 } from './lease-record.js';
 import { credentialHash, credentialMatches, type NodeSecret } from './node-secret.js';
+import { PerLeaseLimit } from './per-lease-limit.js';
 
 export interface CreateLeaseInput {
   offer: string;
@@ -92,6 +93,8 @@ export class LeaseService {
   private readonly log: Logger;
   private readonly emit: (event: LeaseEvent) => void;
   private readonly inFlight = new InFlight<Answer>();
+  private readonly execs = new PerLeaseLimit(8, 'commands');
+  private readonly terminals = new PerLeaseLimit(4, 'terminals');
   private readonly maxOutputBytes: number;
   /** Starts under way: capacity is reserved before any money moves. */
   private readonly reserved = new Set<{ offer: Offer }>();
@@ -286,6 +289,7 @@ export class LeaseService {
   ): Promise<Answer> {
     const row = await this.authorize(id, credential);
     this.requireRunning(row);
+    const release = this.execs.take(row.id);
     const result = await this.driver
       .exec(
         { leaseId: row.id },
@@ -299,7 +303,8 @@ export class LeaseService {
       .catch(async (err: unknown) => {
         if (isGone(err)) await this.endVanished(row.id);
         throw err;
-      });
+      })
+      .finally(release);
     return {
       status: 200,
       headers: {},
@@ -321,7 +326,15 @@ export class LeaseService {
 
   /** An interactive shell on a terminal in the lease's sandbox (call authorizeAttach first). */
   async attach(leaseId: LeaseId, size: TerminalSize): Promise<AttachSession> {
-    return this.driver.attach({ leaseId }, size);
+    const release = this.terminals.take(leaseId);
+    try {
+      const session = await this.driver.attach({ leaseId }, size);
+      session.exited.finally(release).catch(() => undefined);
+      return session;
+    } catch (err) {
+      release();
+      throw err;
+    }
   }
 
   // ---- extend --------------------------------------------------------------------------------

@@ -95,3 +95,34 @@ describe('attach: an interactive shell over a WebSocket', () => {
     await expect(open([])).rejects.toThrow('HTTP 401');
   });
 });
+
+describe('bounds per lease', () => {
+  it('runs at most 8 commands at once per lease; the rest get 429 rate_limited and nothing runs for them', async () => {
+    const auth = { authorization: `Bearer ${lease.token}` };
+    const answers = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        postJson(
+          `${t.url}/v1/leases/${lease.id}/exec`,
+          { command: ['sh', '-c', `touch /tmp/ran-${i}; sleep 1`] },
+          auth,
+        ),
+      ),
+    );
+    const ok = answers.filter((a) => a.status === 200);
+    const limited = answers.filter((a) => a.status === 429);
+    expect(ok.length).toBe(8);
+    expect(limited.length).toBe(4);
+    for (const a of limited) {
+      expect(a.body.error).toBe('rate_limited');
+      expect(a.headers.get('retry-after')).toBe('1');
+    }
+    // The slots come back once the commands end.
+    const after = await postJson(
+      `${t.url}/v1/leases/${lease.id}/exec`,
+      { command: ['sh', '-c', 'ls /tmp | grep -c ^ran-'] },
+      auth,
+    );
+    expect(after.status).toBe(200);
+    expect(after.body.stdout).toBe('8\n');
+  });
+});
