@@ -120,7 +120,12 @@ export function checkCgroups(log: DriverLogger, isRoot: boolean): CgroupLayout {
     }
     for (const c of held) {
       mkdirSync(join(CGROUP, c), { recursive: true });
-      execFileSync('mount', ['-t', 'cgroup', '-o', c, 'cgroup', join(CGROUP, c)], { stdio: 'ignore' });
+      try {
+        execFileSync('mount', ['-t', 'cgroup', '-o', c, 'cgroup', join(CGROUP, c)], { stdio: 'ignore' });
+      } catch {
+        // Another driver (a second node, a parallel test worker) may have moved it at the same
+        // moment; whether it is off the v2 tree now is checked just below.
+      }
       log.warn(
         `alacarte: moved cgroup controller ${c} off the v2 tree (${unified}) to ${CGROUP}/${c} so crun can run`,
       );
