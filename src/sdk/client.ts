@@ -3,7 +3,7 @@ import { Amount } from '../core/amount.js';
 import { LocalWallet } from '../wallet/local-wallet.js';
 import type { PaymentPurpose, PendingOp } from '../wallet/wallet-state.js';
 import { attachTerminal, type LeaseTerminal } from './attach.js';
-import { AlacarteApiError, AlacarteNetworkError, UnknownLeaseError } from './errors.js';
+import { AlacarteApiError, AlacarteNetworkError, PriceLimitError, UnknownLeaseError } from './errors.js';
 import { LeaseBook, type LeaseBookEntry } from './lease-book.js';
 import type {
   ExecResult,
@@ -102,25 +102,24 @@ export class Alacarte {
     if (request.env) body.env = request.env;
     if (request.ports?.length) body.ports = request.ports;
     const url = `${this.url}/v1/leases`;
-    const answer = await this.paid(url, body, (idempotencyKey) => ({
-      kind: 'lease.create',
+    const answer = await this.paid(
       url,
-      idempotencyKey,
       body,
-    }));
+      (idempotencyKey) => ({ kind: 'lease.create', url, idempotencyKey, body }),
+      request.maxAmount,
+    );
     return answer as unknown as RentedLease;
   }
 
   /** Buys more time; anyone who knows the id may, no credential needed. */
-  async extend(id: string, seconds: number): Promise<Lease> {
+  async extend(id: string, seconds: number, options: { maxAmount?: number } = {}): Promise<Lease> {
     const url = `${this.url}/v1/leases/${encodeURIComponent(id)}/extend`;
-    const answer = await this.paid(url, { seconds }, (idempotencyKey) => ({
-      kind: 'lease.extend',
+    const answer = await this.paid(
       url,
-      idempotencyKey,
-      leaseId: id,
-      seconds,
-    }));
+      { seconds },
+      (idempotencyKey) => ({ kind: 'lease.extend', url, idempotencyKey, leaseId: id, seconds }),
+      options.maxAmount,
+    );
     return answer as unknown as Lease;
   }
 
@@ -257,6 +256,7 @@ export class Alacarte {
     url: string,
     body: Record<string, unknown>,
     purposeOf: (idempotencyKey: string) => PaymentPurpose,
+    maxAmount?: number,
   ): Promise<Record<string, unknown>> {
     const wallet = this.wallet;
     this.progress('quote');
@@ -286,6 +286,9 @@ export class Alacarte {
         402,
         `the server asks for ${amount.unit}, the wallet holds ${wallet.unit}`,
       );
+    }
+    if (maxAmount !== undefined && amount.value > BigInt(maxAmount)) {
+      throw new PriceLimitError(amount.toNumber(), maxAmount, amount.unit);
     }
     const idempotencyKey = randomUUID();
     const purpose = purposeOf(idempotencyKey);

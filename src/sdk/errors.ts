@@ -16,6 +16,18 @@ export class AlacarteApiError extends Error {
   }
 }
 
+/** The server asked more than the caller allowed (`maxAmount`); nothing was paid. */
+export class PriceLimitError extends Error {
+  constructor(
+    readonly asked: number,
+    readonly limit: number,
+    readonly unit: string,
+  ) {
+    super(`the server asks ${asked} ${unit}, more than the ${limit} ${unit} allowed`);
+    this.name = 'PriceLimitError';
+  }
+}
+
 /** The server could not be reached (or the connection broke) even after retrying. */
 export class AlacarteNetworkError extends Error {
   constructor(

@@ -7,6 +7,7 @@ export {
   AlacarteApiError,
   AlacarteNetworkError,
   InsufficientFundsError,
+  PriceLimitError,
   UnknownLeaseError,
   WalletOperationError,
 } from './errors.js';

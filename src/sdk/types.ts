@@ -59,4 +59,6 @@ export interface RentRequest {
   command?: string[];
   env?: Record<string, string>;
   ports?: number[];
+  /** The most the wallet may pay; a 402 asking more is refused before anything is paid. */
+  maxAmount?: number;
 }

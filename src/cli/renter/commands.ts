@@ -127,6 +127,7 @@ export async function runCommand(command: string, args: string[], io: Io): Promi
           image: { type: 'string' },
           port: { type: 'string', multiple: true },
           env: { type: 'string', multiple: true },
+          max: { type: 'string' },
         },
         io,
         rent,
@@ -146,7 +147,7 @@ export async function runCommand(command: string, args: string[], io: Io): Promi
         runShell(ctx.sdk({ wallet: false }), leaseId(positionals, 'shell'), ctx.io),
       );
     case 'extend':
-      return withContext(command, args, { for: { type: 'string' } }, io, extend);
+      return withContext(command, args, { for: { type: 'string' }, max: { type: 'string' } }, io, extend);
     case 'stop':
       return withContext(command, args, {}, io, stop);
     case 'wallet': {
@@ -259,6 +260,16 @@ const quote: Handler = async (ctx, values, positionals) => {
   return 0;
 };
 
+/** `--max N`: the most the command may pay, whatever the server asks. */
+function maxAmount(value: unknown, command: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (typeof value !== 'string' || !/^[0-9]{1,15}$/.test(value) || !Number.isSafeInteger(n)) {
+    throw new UsageError(`--max wants a whole amount, got '${String(value)}'`, command);
+  }
+  return n;
+}
+
 const rent: Handler = async (ctx, values, positionals, rest) => {
   noPositionals(positionals, 'rent');
   const offer = values.offer as string | undefined;
@@ -284,6 +295,7 @@ const rent: Handler = async (ctx, values, positionals, rest) => {
     ports,
     env: Object.keys(env).length ? env : undefined,
     command: rest.length ? rest : undefined,
+    maxAmount: maxAmount(values.max, 'rent'),
   });
   ctx.progress.stop();
   const { token: _token, change: _change, ...shown } = lease;
@@ -377,7 +389,9 @@ const extend: Handler = async (ctx, values, positionals) => {
   const id = leaseId(positionals, 'extend');
   const seconds = duration(values.for, 'extend');
   await ctx.recover();
-  const lease = await ctx.sdk({ wallet: true }).extend(id, seconds);
+  const lease = await ctx
+    .sdk({ wallet: true })
+    .extend(id, seconds, { maxAmount: maxAmount(values.max, 'extend') });
   ctx.progress.stop();
   const balance = ctx.wallet().balance();
   ctx.out(

@@ -37,7 +37,7 @@ Examples:
   alacarte quote --offer large --for 1d --json
 ${COMMON}`,
   rent: `Usage: alacarte rent --offer ID --for DURATION [--image IMAGE] [--port PORT]... [--env K=V]...
-                     [--url URL] [--json] [-- COMMAND ...]
+                     [--max N] [--url URL] [--json] [-- COMMAND ...]
 
 Rents a sandbox and pays for it from the wallet: exactly the price when the wallet can split its
 ecash to it, otherwise a little more, with the change coming straight back. The lease's
@@ -49,6 +49,7 @@ Options:
   --image IMAGE      default busybox
   --port PORT        expose a port of the sandbox through the node (repeatable)
   --env K=V          environment variable (repeatable)
+  --max N            pay at most N (sat), whatever the node asks
   -- COMMAND ...     the sandbox's main command (default: the image's)
 
 Examples:
@@ -82,7 +83,7 @@ with 'exit' or Ctrl-D.
 Examples:
   alacarte shell lse_123
 ${COMMON}`,
-  extend: `Usage: alacarte extend ID --for DURATION [--url URL] [--json]
+  extend: `Usage: alacarte extend ID --for DURATION [--max N] [--url URL] [--json]
 
 Buys more time for a lease, paid from the wallet. Anyone who knows a lease's id may extend it.
 

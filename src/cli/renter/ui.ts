@@ -1,5 +1,10 @@
 import { ConfigError } from '../../config.js';
-import { AlacarteApiError, AlacarteNetworkError, UnknownLeaseError } from '../../sdk/errors.js';
+import {
+  AlacarteApiError,
+  AlacarteNetworkError,
+  PriceLimitError,
+  UnknownLeaseError,
+} from '../../sdk/errors.js';
 import { InsufficientFundsError, WalletOperationError } from '../../wallet/errors.js';
 import { WalletBusyError } from '../../wallet/file-lock.js';
 import { WalletFileError } from '../../wallet/wallet-store.js';
@@ -78,6 +83,13 @@ export function describeError(err: unknown, command: string): { line: string; hi
     const topup = Math.max(100, Math.ceil(Number(err.missing.value) / 100) * 100);
     return {
       line: `not enough ecash: need ${err.needed.value} ${unit}, have ${err.available.value} ${unit} — run: alacarte wallet topup ${topup}`,
+      code: 1,
+    };
+  }
+  if (err instanceof PriceLimitError) {
+    return {
+      line: `alacarte ${command}: ${err.message}; nothing was paid`,
+      hint: `check the price: alacarte quote — or raise --max`,
       code: 1,
     };
   }

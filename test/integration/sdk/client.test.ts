@@ -5,6 +5,7 @@ import {
   AlacarteApiError,
   AlacarteNetworkError,
   InsufficientFundsError,
+  PriceLimitError,
   UnknownLeaseError,
 } from '../../../src/sdk/errors.js';
 import { LocalWallet } from '../../../src/wallet/local-wallet.js';
@@ -133,6 +134,22 @@ describe('Alacarte SDK', { timeout: 120_000 }, () => {
     const e = err as InsufficientFundsError;
     expect([sats(e.needed), sats(e.available), sats(e.missing)]).toEqual([120, 40, 80]);
     expect(sats(wallet.balance())).toBe(40);
+  });
+
+  it('refuses to pay more than maxAmount, before anything is paid', async () => {
+    const { sdk, wallet } = await client(200);
+    const err = await sdk
+      .rent({ offer: 'small', seconds: 7200, image: 'busybox', maxAmount: 100 })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PriceLimitError);
+    expect(err).toMatchObject({ asked: 120, limit: 100, unit: 'sat' });
+    expect(sats(wallet.balance())).toBe(200);
+    expect(wallet.pendingOps()).toHaveLength(0);
+    const lease = await sdk.rent({ offer: 'small', seconds: 7200, image: 'busybox', maxAmount: 120 });
+    expect(lease.state).toBe('running');
+    await expect(sdk.extend(lease.id, 3600, { maxAmount: 59 })).rejects.toBeInstanceOf(PriceLimitError);
+    expect(sats(wallet.balance())).toBe(80);
+    await sdk.stop(lease.id);
   });
 
   it('gives rejected payments back (unknown image) and maps error codes', async () => {
