@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { extname, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 
 /** What the page may load: everything from the node itself, nothing from anywhere else. */
@@ -24,6 +25,8 @@ const MAX_TOTAL_BYTES = 32 * 1024 * 1024;
 
 interface WebFile {
   body: Buffer;
+  /** The body gzipped once at start-up, when that makes it smaller (text: the JS bundle, CSS, HTML). */
+  gzipped?: Buffer;
   type: string;
   etag: string;
 }
@@ -126,8 +129,22 @@ function commonHeaders(reply: FastifyReply): void {
 function sendFile(request: FastifyRequest, reply: FastifyReply, file: WebFile): FastifyReply {
   reply.header('content-type', file.type);
   reply.header('etag', file.etag);
+  reply.header('vary', 'accept-encoding');
   if (request.headers['if-none-match'] === file.etag) return reply.status(304).send();
+  if (file.gzipped && acceptsGzip(request.headers['accept-encoding'])) {
+    reply.header('content-encoding', 'gzip');
+    return reply.send(file.gzipped);
+  }
   return reply.send(file.body);
+}
+
+function acceptsGzip(header: string | undefined): boolean {
+  if (typeof header !== 'string' || header.length > 1024) return false;
+  return header.split(',').some((part) => {
+    const [name, ...params] = part.split(';').map((p) => p.trim().toLowerCase());
+    const q = params.find((p) => p.startsWith('q='));
+    return (name === 'gzip' || name === '*') && (q === undefined || Number(q.slice(2)) > 0);
+  });
 }
 
 function loadFiles(root: string): Map<string, WebFile> {
@@ -148,7 +165,13 @@ function loadFiles(root: string): Map<string, WebFile> {
       }
       const body = readFileSync(path);
       const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`;
-      files.set(relative(root, path).split(sep).join('/'), { body, type, etag });
+      const gzipped = gzipSync(body, { level: 9 });
+      files.set(relative(root, path).split(sep).join('/'), {
+        body,
+        type,
+        etag,
+        ...(gzipped.length < body.length * 0.9 ? { gzipped } : {}),
+      });
     }
   };
   walk(root);
