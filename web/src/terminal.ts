@@ -35,6 +35,21 @@ export function attachTerminal(options: {
   // xterm's own textarea receives the keys: give it a name for screen readers.
   term.textarea?.setAttribute('aria-label', 'Sandbox terminal input');
   safeFit(fit);
+  // The shell needs Tab, so the terminal keeps it; Escape then Tab (within a second) leaves the
+  // terminal for the next control, so keyboard users are never trapped in it.
+  let escapedAt = 0;
+  term.attachCustomKeyEventHandler((event) => {
+    if (event.type !== 'keydown') return true;
+    if (event.key === 'Tab' && Date.now() - escapedAt < 1000) {
+      event.preventDefault();
+      escapedAt = 0;
+      term.blur();
+      options.container.parentElement?.querySelector<HTMLElement>('#extend-minutes')?.focus();
+      return false;
+    }
+    escapedAt = event.key === 'Escape' ? Date.now() : 0;
+    return true;
+  });
 
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
   const url = `${scheme}//${location.host}/v1/leases/${encodeURIComponent(options.leaseId)}/attach`;
