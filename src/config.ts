@@ -11,7 +11,12 @@ const port = z.number().int().min(0).max(65_535);
 const offerSchema = z
   .object({
     id: z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/),
-    vcpu: z.number().positive().max(256),
+    // What a driver applies (core/lease-request.ts): a hundredth of a core at least, in thousandths.
+    vcpu: z
+      .number()
+      .min(0.01)
+      .max(256)
+      .refine((v) => Math.abs(v * 1000 - Math.round(v * 1000)) < 1e-6, 'vcpu is counted in thousandths'),
     memory_mib: z.number().int().min(16).max(1_048_576),
     pids: z.number().int().min(8).max(1_000_000),
     disk_mib: z.number().int().min(1).max(1_048_576),

@@ -29,38 +29,75 @@ export function defaultOvercommit(host: HostResources): OvercommitSettings {
   };
 }
 
+/**
+ * vCPUs as whole thousandths of a core. Capacity is counted in these integers: in floating point,
+ * 0.7 / 0.1 is 6.999… and seven tenths of a core would show room for six.
+ */
+export function milliVcpu(vcpu: number): number {
+  return Math.round(vcpu * 1000);
+}
+
+/** A ratio such as 1.5 as an exact fraction of 1000 (overcommit is configured in decimals). */
+const permille = (ratio: number) => BigInt(Math.round(ratio * 1000));
+
 /** Free capacity once `running` sandboxes are accounted; never negative. */
 export function availableCapacity(
   host: HostResources,
   settings: OvercommitSettings,
   running: readonly SandboxLimits[],
 ): DriverCapacity {
-  let vcpu = host.cpus * settings.cpuRatio;
-  let memoryMib = Math.max(0, host.memoryMib - settings.reservedMemoryMib) * settings.memoryRatio;
-  let diskMib = settings.diskBudgetMib;
+  // Integers throughout (milli-vCPUs, MiB), so sums and ratios are exact.
+  let vcpu = BigInt(Math.floor(host.cpus)) * permille(settings.cpuRatio);
+  let memoryMib =
+    (BigInt(Math.max(0, Math.floor(host.memoryMib - settings.reservedMemoryMib))) *
+      permille(settings.memoryRatio)) /
+    1000n;
+  let diskMib = BigInt(Math.floor(settings.diskBudgetMib));
   for (const r of running) {
-    vcpu -= r.vcpu;
-    memoryMib -= r.memoryMib;
-    diskMib -= r.diskMib;
+    vcpu -= BigInt(milliVcpu(r.vcpu));
+    memoryMib -= BigInt(r.memoryMib);
+    diskMib -= BigInt(r.diskMib);
   }
+  const atLeastZero = (n: bigint) => Number(n > 0n ? n : 0n);
   return {
-    // Rounded to a thousandth of a core so that 0.1 + 0.2 sums do not refuse an exact fit.
-    vcpu: Math.max(0, Math.round(vcpu * 1000) / 1000),
-    memoryMib: Math.max(0, Math.floor(memoryMib)),
-    diskMib: Math.max(0, Math.floor(diskMib)),
+    vcpu: atLeastZero(vcpu) / 1000,
+    memoryMib: atLeastZero(memoryMib),
+    diskMib: atLeastZero(diskMib),
     sandboxes: Math.max(0, settings.maxSandboxes - running.length),
   };
 }
 
-/** How many more sandboxes of an offer fit into what is free. */
-export function howManyFit(free: DriverCapacity, limits: SandboxLimits): number {
+/**
+ * How many more sandboxes of an offer fit into what is free, the scarcest resource deciding.
+ * Counted in milli-vCPUs and whole MiB, so an exact fit is never refused.
+ */
+export function howManyFit(
+  free: DriverCapacity,
+  limits: Pick<SandboxLimits, 'vcpu' | 'memoryMib' | 'diskMib'>,
+): number {
   const per = (have: number, need: number) =>
-    need > 0 ? Math.floor(have / need + 1e-9) : Number.POSITIVE_INFINITY;
+    need > 0 ? Math.floor(Math.max(0, have) / need) : Number.POSITIVE_INFINITY;
   const n = Math.min(
-    per(free.vcpu, limits.vcpu),
-    per(free.memoryMib, limits.memoryMib),
-    per(free.diskMib, limits.diskMib),
+    per(milliVcpu(free.vcpu), milliVcpu(limits.vcpu)),
+    per(Math.floor(free.memoryMib), limits.memoryMib),
+    per(Math.floor(free.diskMib), limits.diskMib),
     free.sandboxes,
   );
   return Math.max(0, n);
+}
+
+/** What is left once sandboxes of these limits (starts under way) are taken out; may go negative. */
+export function capacityWithout(
+  free: DriverCapacity,
+  taken: Iterable<Pick<SandboxLimits, 'vcpu' | 'memoryMib' | 'diskMib'>>,
+): DriverCapacity {
+  let vcpu = milliVcpu(free.vcpu);
+  const left = { ...free };
+  for (const t of taken) {
+    vcpu -= milliVcpu(t.vcpu);
+    left.memoryMib -= t.memoryMib;
+    left.diskMib -= t.diskMib;
+    left.sandboxes -= 1;
+  }
+  return { ...left, vcpu: vcpu / 1000 };
 }

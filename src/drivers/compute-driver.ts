@@ -113,6 +113,9 @@ export interface DriverCapacity {
   sandboxes: number;
 }
 
-/** Bounds every driver applies before touching the host; outside data must not pick paths or ids. */
-export const SANDBOX_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
-export const IMAGE_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+/**
+ * Bounds every driver applies before touching the host; outside data must not pick paths or ids.
+ * They live with the lease request's schema (core/lease-request.ts), which the HTTP layer applies
+ * before payment, so a driver never refuses what was paid for.
+ */
+export { IMAGE_NAME_PATTERN, SANDBOX_ID_PATTERN } from '../core/lease-request.js';

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { AlacarteError } from '../core/errors.js';
+import { commandSchema, envSchema, imageNameSchema, portsSchema } from '../core/lease-request.js';
 
 /** Request shapes of the lease API, each bounded: outside data drives no unbounded work. */
 const seconds = z
@@ -8,27 +9,25 @@ const seconds = z
   .min(1)
   .max(10 * 365 * 24 * 3600);
 
+/**
+ * POST /v1/leases. Command, env, ports and image are the shared lease-request schemas that every
+ * driver checks too (core/lease-request.ts): what passes here, a driver does not refuse later,
+ * after the payment.
+ */
 export const createLeaseBody = z
   .object({
     offer: z.string().min(1).max(32),
     seconds,
-    image: z.string().min(1).max(64),
-    command: z.array(z.string().max(4096)).min(1).max(256).optional(),
-    env: z
-      .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/), z.string().max(4096))
-      .refine((e) => Object.keys(e).length <= 128, 'at most 128 environment variables')
-      .optional(),
-    ports: z
-      .array(z.number().int().min(1).max(65_535))
-      .max(16)
-      .refine((p) => new Set(p).size === p.length, 'ports must be unique')
-      .optional(),
+    image: imageNameSchema,
+    command: commandSchema.optional(),
+    env: envSchema.optional(),
+    ports: portsSchema.optional(),
   })
   .strict();
 
 export const execBody = z
   .object({
-    command: z.array(z.string().max(65_536)).min(1).max(1024),
+    command: commandSchema,
     stdin: z
       .string()
       .max(1024 * 1024)

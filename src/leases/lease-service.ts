@@ -30,6 +30,7 @@ import {
 } from './lease-record.js';
 import { credentialHash, credentialMatches, type NodeSecret } from './node-secret.js';
 import { PerLeaseLimit } from './per-lease-limit.js';
+import { requireDeadlineAllowed, requireSellableOffers, sellableImages } from './request-checks.js';
 
 export interface CreateLeaseInput {
   offer: string;
@@ -103,8 +104,9 @@ export class LeaseService {
     this.db = options.db;
     this.driver = options.driver;
     this.rail = options.rail;
+    requireSellableOffers(options.offers);
     this.offers = options.offers;
-    this.images = options.images;
+    this.images = sellableImages(options.images, options.logger);
     this.secret = options.secret;
     this.now = options.clock ?? (() => new Date());
     this.log = options.logger;
@@ -138,6 +140,7 @@ export class LeaseService {
     if (!this.images.includes(input.image)) {
       throw new AlacarteError('invalid_request', `unknown image '${input.image}'; see /v1/offers for images`);
     }
+    requireDeadlineAllowed(this.now(), input.seconds);
     const idemHash = idempotencyKey === undefined ? null : sha256(`idempotency/${idempotencyKey}`);
     if (idemHash) {
       // A request with this key may be under way (paid, sandbox starting): wait for its answer
@@ -347,6 +350,12 @@ export class LeaseService {
     if (!row) throw new AlacarteError('not_found', 'no such lease');
     const lease = leaseFromRow(row);
     const { amount: price } = this.price(lease.offer, seconds);
+    if (lease.state.kind === 'running') {
+      requireDeadlineAllowed(
+        new Date(Math.max(lease.state.expiresAt.getTime(), this.now().getTime())),
+        seconds,
+      );
+    }
     const payment = await this.inspect(headers, price);
     return this.inFlight.run([`pay/${payment.key}`], async () => {
       const replay = await this.replayExtension(row.id, payment.key);

@@ -23,6 +23,14 @@ import { availableParallelism, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { AlacarteError } from '../../core/errors.js';
 import {
+  commandSchema,
+  deadlineAllowed,
+  envSchema,
+  parseLeaseInput,
+  sandboxLimitsSchema,
+  sandboxRequestSchema,
+} from '../../core/lease-request.js';
+import {
   availableCapacity,
   defaultOvercommit,
   type HostResources,
@@ -34,7 +42,6 @@ import {
   type DriverCapacity,
   type ExecRequest,
   type ExecResult,
-  IMAGE_NAME_PATTERN,
   SANDBOX_ID_PATTERN,
   type SandboxHandle,
   type SandboxInfo,
@@ -87,11 +94,6 @@ const PLACEHOLDER_LIMITS = { vcpu: 1, memoryMib: 256, pids: 64 };
 interface Live {
   proxies: PortProxy[];
 }
-
-const MAX_PORTS = 16;
-const MAX_COMMAND_BYTES = 64 * 1024;
-const MAX_ENV = 128;
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 
 /**
  * ComputeDriver on crun (or runc): one OCI container per lease, made and started ahead, detached,
@@ -224,8 +226,8 @@ export class CrunDriver implements ComputeDriver {
   async start(spec: SandboxSpec, limits: SandboxLimits, deadline: Date): Promise<SandboxHandle> {
     validateSpec(spec);
     validateLimits(limits);
-    if (Number.isNaN(deadline.getTime()))
-      throw new AlacarteError('invalid_request', 'deadline is not a date');
+    if (!deadlineAllowed(deadline))
+      throw new AlacarteError('invalid_request', 'deadline is not a date up to year 9999');
     const id = spec.leaseId;
     const link = join(this.paths.runtimeDir, id);
     if (this.starting.has(id) || this.stopping.has(id) || existsLink(link)) {
@@ -288,7 +290,7 @@ export class CrunDriver implements ComputeDriver {
 
   async exec(sandbox: SandboxRef, request: ExecRequest): Promise<ExecResult> {
     const id = this.requireRunning(sandbox);
-    validateCommand(request.command, 'command');
+    parseLeaseInput(commandSchema, request.command);
     if (!(request.timeoutMs > 0) || !(request.maxOutputBytes >= 0)) {
       throw new AlacarteError(
         'invalid_request',
@@ -334,8 +336,8 @@ export class CrunDriver implements ComputeDriver {
 
   async setDeadline(sandbox: SandboxRef, deadline: Date): Promise<void> {
     const id = this.requireRunning(sandbox);
-    if (Number.isNaN(deadline.getTime()))
-      throw new AlacarteError('invalid_request', 'deadline is not a date');
+    if (!deadlineAllowed(deadline))
+      throw new AlacarteError('invalid_request', 'deadline is not a date up to year 9999');
     const dir = this.dir(id);
     this.writeDeadline(dir, id, deadline);
     const meta = this.meta(id);
@@ -650,7 +652,7 @@ export class CrunDriver implements ComputeDriver {
   }
 
   private envFor(meta: SandboxMeta, extra: Record<string, string> = {}): string[] {
-    validateEnv(extra);
+    parseLeaseInput(envSchema, extra);
     // One entry per name, later ones winning: with duplicates, most programs would see the first.
     const [pathName, pathValue] = DEFAULT_PATH.split(/=(.*)/s) as [string, string];
     const env = { [pathName]: pathValue, HOME: '/root', ...meta.env, ...extra };
@@ -762,61 +764,16 @@ function runDetached(file: string, args: string[]): Promise<number> {
   });
 }
 
-function validateCommand(command: unknown, what: string): void {
-  if (!Array.isArray(command) || command.length === 0) {
-    throw new AlacarteError('invalid_request', `${what} must be a non-empty list of strings`);
-  }
-  let bytes = 0;
-  for (const part of command) {
-    if (typeof part !== 'string' || part.includes('\0')) {
-      throw new AlacarteError('invalid_request', `${what} must be strings without NUL`);
-    }
-    bytes += Buffer.byteLength(part);
-  }
-  if (bytes > MAX_COMMAND_BYTES) throw new AlacarteError('invalid_request', `${what} is too long`);
-}
-
-function validateEnv(env: unknown): void {
-  if (typeof env !== 'object' || env === null)
-    throw new AlacarteError('invalid_request', 'env must be an object');
-  const entries = Object.entries(env);
-  if (entries.length > MAX_ENV) throw new AlacarteError('invalid_request', 'too many env variables');
-  for (const [k, v] of entries) {
-    if (!ENV_NAME.test(k) || typeof v !== 'string' || v.includes('\0') || v.length > 8192) {
-      throw new AlacarteError('invalid_request', `bad env variable ${k.slice(0, 64)}`);
-    }
-  }
-}
-
+/**
+ * The shared lease-request checks (core/lease-request.ts), applied again here as a driver must not
+ * trust its caller: the HTTP layer already refused all of this before any payment.
+ */
 export function validateSpec(spec: SandboxSpec): void {
-  if (!SANDBOX_ID_PATTERN.test(spec.leaseId)) throw new AlacarteError('invalid_request', 'bad lease id');
-  if (!IMAGE_NAME_PATTERN.test(spec.image)) throw new AlacarteError('invalid_request', 'bad image name');
-  if (spec.command !== undefined) validateCommand(spec.command, 'command');
-  if (spec.env !== undefined) validateEnv(spec.env);
-  const ports = spec.ports ?? [];
-  if (!Array.isArray(ports) || ports.length > MAX_PORTS) {
-    throw new AlacarteError('invalid_request', `at most ${MAX_PORTS} ports`);
-  }
-  if (
-    new Set(ports).size !== ports.length ||
-    !ports.every((p) => Number.isInteger(p) && p >= 1 && p <= 65535)
-  ) {
-    throw new AlacarteError('invalid_request', 'ports must be distinct whole numbers from 1 to 65535');
-  }
+  parseLeaseInput(sandboxRequestSchema, spec);
 }
 
 export function validateLimits(limits: SandboxLimits): void {
-  const ok =
-    Number.isFinite(limits.vcpu) &&
-    limits.vcpu >= 0.01 &&
-    limits.vcpu <= 1024 &&
-    Number.isInteger(limits.memoryMib) &&
-    limits.memoryMib >= 16 &&
-    Number.isInteger(limits.pids) &&
-    limits.pids >= 8 &&
-    Number.isInteger(limits.diskMib) &&
-    limits.diskMib >= 1;
-  if (!ok) throw new AlacarteError('invalid_request', 'limits out of range');
+  parseLeaseInput(sandboxLimitsSchema, limits);
 }
 
 function tail(logFile: string): string {
