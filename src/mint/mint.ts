@@ -16,6 +16,7 @@ import {
 import { NodePayments } from './node-payments.js';
 import { MeltService } from './nut-05-melt.js';
 import { type CheckedOutput, checkOutputs, signOutputs } from './outputs.js';
+import { requirePoint } from './points.js';
 import {
   insertProofs,
   insertSignatureRows,
@@ -341,7 +342,8 @@ export class Mint {
   async mint(request: MintRequest): Promise<SwapResponse> {
     const quote = await this.core.refreshMintQuote(request.quote);
     if (quote.state === 'ISSUED') {
-      const replay = await this.replayOutputs(request.outputs);
+      for (const o of request.outputs) requirePoint(o.B_, 'B_');
+      const replay = await this.replayOutputs(request.outputs, { mintQuoteId: quote.id });
       if (replay !== undefined) return replay;
       throw new MintError(MintErrorCode.quoteIssued, 'quote has already been issued');
     }
@@ -379,10 +381,14 @@ export class Mint {
           signatures,
           outputs.outputs.map((o) => o.B_),
           now,
+          null,
+          quote.id,
         );
       });
     } catch (err) {
-      const replay = await this.replayOutputs(request.outputs);
+      // Only signatures issued for this quote answer a retry; outputs signed for anything else
+      // are 11003 (explainConflict), not someone else's signatures.
+      const replay = await this.replayOutputs(request.outputs, { mintQuoteId: quote.id });
       if (replay !== undefined) return replay;
       throw await this.core.explainConflict(err, [], outputs.outputs);
     }
@@ -417,7 +423,7 @@ export class Mint {
     if (Ys.length > this.core.limits.maxCheckstate) {
       throw invalidRequest(`at most ${this.core.limits.maxCheckstate} Ys per request`);
     }
-    const lower = Ys.map((y) => y.toLowerCase());
+    const lower = Ys.map((y) => requirePoint(y, 'Y'));
     const states = await proofStates(this.core.db, [...new Set(lower)]);
     return {
       states: lower.map((Y) => {
@@ -434,7 +440,7 @@ export class Mint {
         `at most ${this.core.limits.maxOutputs} outputs per request`,
       );
     }
-    const B_s = outputs.map((o) => o.B_.toLowerCase());
+    const B_s = outputs.map((o) => requirePoint(o.B_, 'B_'));
     const found = await signedOutputs(this.core.db, [...new Set(B_s)]);
     const response: RestoreResponse = { outputs: [], signatures: [] };
     for (const B_ of B_s) {
@@ -463,14 +469,21 @@ export class Mint {
     );
     if (states.size !== verified.length || [...states.values()].some((s) => s.state !== 'SPENT'))
       return undefined;
-    return this.replayOutputs(outputs);
+    return this.replayOutputs(outputs, 'swap');
   }
 
-  /** The stored signatures of these outputs, in their order, if every one of them was signed. */
-  private async replayOutputs(outputs: readonly { B_: string }[]): Promise<SwapResponse | undefined> {
+  /**
+   * The stored signatures of these outputs, in their order, if every one of them was signed by the
+   * same kind of request (a mint's retry must name the quote they were issued for; a swap's gets
+   * no outputs of a mint or melt).
+   */
+  private async replayOutputs(
+    outputs: readonly { B_: string }[],
+    issuedBy: { mintQuoteId: string } | 'swap',
+  ): Promise<SwapResponse | undefined> {
     if (outputs.length === 0) return undefined;
     const B_s = outputs.map((o) => o.B_.toLowerCase());
-    const signed = await signedOutputs(this.core.db, B_s);
+    const signed = await signedOutputs(this.core.db, B_s, issuedBy);
     const signatures: BlindSignature[] = [];
     for (const B_ of B_s) {
       const signature = signed.get(B_);

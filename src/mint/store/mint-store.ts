@@ -43,6 +43,7 @@ export function signatureRows(
   B_s: readonly string[],
   now: number,
   meltQuoteId: string | null = null,
+  mintQuoteId: string | null = null,
 ): MintSignaturesTable[] {
   return signatures.map((s, i) => ({
     b_: B_s[i]!,
@@ -52,6 +53,7 @@ export function signatureRows(
     dleq_e: s.dleq.e,
     dleq_s: s.dleq.s,
     melt_quote_id: meltQuoteId,
+    mint_quote_id: mintQuoteId,
     created_at: now,
   }));
 }
@@ -62,8 +64,9 @@ export async function insertSignatures(
   B_s: readonly string[],
   now: number,
   meltQuoteId: string | null = null,
+  mintQuoteId: string | null = null,
 ): Promise<void> {
-  await insertSignatureRows(trx, signatureRows(signatures, B_s, now, meltQuoteId));
+  await insertSignatureRows(trx, signatureRows(signatures, B_s, now, meltQuoteId, mintQuoteId));
 }
 
 export async function insertSignatureRows(trx: MintTrx, rows: readonly MintSignaturesTable[]): Promise<void> {
@@ -88,14 +91,24 @@ export async function proofStates(
   return out;
 }
 
+/**
+ * The stored signatures of these B_s (absent = never signed). With `issuedBy`, only those issued
+ * by that request: a mint of the given quote, or a swap (neither a mint nor a melt) — what a
+ * NUT-19 retry of that request may get back.
+ */
 export async function signedOutputs(
   db: MintDb,
   B_s: readonly string[],
+  issuedBy?: { mintQuoteId: string } | 'swap',
 ): Promise<Map<string, BlindSignature>> {
   const out = new Map<string, BlindSignature>();
   for (const part of chunks(B_s)) {
     if (part.length === 0) continue;
-    const rows = await db.selectFrom('mint_signatures').selectAll().where('b_', 'in', part).execute();
+    let query = db.selectFrom('mint_signatures').selectAll().where('b_', 'in', part);
+    if (issuedBy === 'swap')
+      query = query.where('mint_quote_id', 'is', null).where('melt_quote_id', 'is', null);
+    else if (issuedBy !== undefined) query = query.where('mint_quote_id', '=', issuedBy.mintQuoteId);
+    const rows = await query.execute();
     for (const row of rows) {
       out.set(row.b_, {
         amount: Number(row.amount),

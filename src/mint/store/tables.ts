@@ -40,6 +40,8 @@ export interface MintSignaturesTable {
   dleq_s: string;
   /** NUT-08 change of this melt quote */
   melt_quote_id: string | null;
+  /** NUT-04: issued for this mint quote (a replay must name the same quote); migration 0006 */
+  mint_quote_id: string | null;
   created_at: number;
 }
 
