@@ -21,6 +21,7 @@ import { Mint } from './mint/mint.js';
 import { loadOrCreateSeed } from './mint/seed.js';
 import { asMintDb } from './mint/store/mint-store.js';
 import { CashuRail } from './rails/cashu/cashu-rail.js';
+import { requireTrustedMintNuts } from './rails/cashu/nut-06-requirements.js';
 import { type Database, openStore } from './store/database.js';
 
 export interface NodeOptions {
@@ -65,6 +66,8 @@ export class AlacarteNode {
 
   static async create(config: Config, options: NodeOptions = {}): Promise<AlacarteNode> {
     const logger = options.logger ?? silentLogger();
+    // Before anything is opened: a trusted mint the node cannot rely on stops the start-up here.
+    await requireTrustedMintNuts(config.trustedMints, { fetch: options.fetch });
     prepareDataDir(config.dataDir);
     const { db, sqlite } = await openStore(join(config.dataDir, 'alacarte.sqlite'));
     try {

@@ -82,6 +82,11 @@ const checkStateSchema = z.object({
   states: z.array(z.object({ Y: point, state: z.enum(['UNSPENT', 'PENDING', 'SPENT']) }).loose()).max(10_000),
 });
 
+/** NUT-06 info: only what the node reads (`nuts`), each NUT's settings an object. */
+const infoSchema = z.object({
+  nuts: z.record(z.string().max(8), z.object({ supported: z.unknown().optional() }).loose()).optional(),
+});
+
 const errorSchema = z.object({ code: z.number().int(), detail: z.string().max(2000).optional() });
 
 export type KeysetsAnswer = z.infer<typeof keysetsSchema>['keysets'];
@@ -99,6 +104,11 @@ export class MintClient {
     this.fetchFn = options.fetch ?? fetch;
     this.timeoutMs = options.timeoutMs ?? 5000;
     this.maxResponseBytes = options.maxResponseBytes ?? 1024 * 1024;
+  }
+
+  /** NUT-06: the mint's `nuts` (settings by NUT number; absent when the mint names none). */
+  async info(): Promise<Record<string, { supported?: unknown }>> {
+    return (await this.call('GET', '/v1/info', undefined, infoSchema)).nuts ?? {};
   }
 
   async keysets(): Promise<KeysetsAnswer> {
