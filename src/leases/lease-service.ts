@@ -350,12 +350,6 @@ export class LeaseService {
     if (!row) throw new AlacarteError('not_found', 'no such lease');
     const lease = leaseFromRow(row);
     const { amount: price } = this.price(lease.offer, seconds);
-    if (lease.state.kind === 'running') {
-      requireDeadlineAllowed(
-        new Date(Math.max(lease.state.expiresAt.getTime(), this.now().getTime())),
-        seconds,
-      );
-    }
     const payment = await this.inspect(headers, price);
     return this.inFlight.run([`pay/${payment.key}`], async () => {
       const replay = await this.replayExtension(row.id, payment.key);
@@ -366,6 +360,8 @@ export class LeaseService {
         .where('id', '=', row.id)
         .executeTakeFirstOrThrow();
       this.requireRunning(current);
+      // After the replay check (a retry gets its answer), before any money moves.
+      requireDeadlineAllowed(new Date(Math.max(Number(current.expires_at), this.now().getTime())), seconds);
       this.checkEnough(payment, price);
       await this.requireSandbox(current);
       let newDeadline: Date | undefined;

@@ -144,6 +144,18 @@ describe('deadlines past what a lease can have are refused before payment', () =
     expect(ext.status).toBe(400);
     expect(ext.body).toMatchObject({ error: 'invalid_request' });
     expect(await allUnspent(wallet, pool[1]!.send)).toBe(true);
+
+    // Up to the last minute of 9999 is fine, and its retry is the same answer, not a refusal.
+    const toLastMinute = { seconds: 24 * 3600 - 60 };
+    const ok = await postJson(`${leases()}/${lease.body.id}/extend`, toLastMinute, {
+      'x-cashu': pool[1]!.token,
+    });
+    expect(ok.status).toBe(200);
+    expect(ok.body.expires_at).toBe('9999-12-31T23:59:00.000Z');
+    const again = await postJson(`${leases()}/${lease.body.id}/extend`, toLastMinute, {
+      'x-cashu': pool[1]!.token,
+    });
+    expect(again).toMatchObject({ status: 200, body: ok.body });
   });
 });
 
