@@ -34,6 +34,15 @@ const inputs: Array<Record<string, unknown>> = [
   { image: 'Bad_Image' },
   { image: '../etc' },
   { image: 'debian-12.2' },
+  { env: [] },
+  { env: ['A=b'] },
+  { env: null },
+  { env: { A: 1 } },
+  { command: 'sh' },
+  { command: [1] },
+  { ports: [80.5] },
+  { ports: '80' },
+  { image: 7 },
 ];
 
 describe('the HTTP schema and the driver agree on every lease request', () => {
