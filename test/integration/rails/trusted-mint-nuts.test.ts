@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/config.js';
 import { AlacarteNode } from '../../../src/node.js';
+import { serveNode } from '../../helpers/cli.js';
 import { startMintNode } from '../../helpers/lease-node.js';
 
 /**
@@ -81,5 +82,24 @@ describe('trusted mints are checked at start-up', () => {
     } finally {
       await other.close();
     }
+  });
+
+  it('`alacarte serve` exits with the message instead of listening (needs npm run build)', async () => {
+    const url = fakeMint('cli', base4);
+    const dir = mkdtempSync(join(tmpdir(), 'alacarte-nuts-cli-'));
+    dirs.push(dir);
+    // The driver's preflight wants the data directory's parent traversable by the sandboxes' ids.
+    chmodSync(dir, 0o711);
+    const file = join(dir, 'config.json');
+    writeFileSync(file, JSON.stringify({ trustedMints: [url] }));
+    const err = await serveNode({ args: ['--config', file], dataDir: join(dir, 'data') }).then(
+      async (node) => {
+        await node.stop();
+        return undefined;
+      },
+      (e: unknown) => e as Error,
+    );
+    expect(err?.message).toMatch(/exited before listening/);
+    expect(err?.message).toContain(`${url} does not support NUT-07 (checkstate) and NUT-09 (restore)`);
   });
 });
