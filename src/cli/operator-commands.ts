@@ -6,6 +6,7 @@ import { CrunDriver } from '../drivers/crun/crun-driver.js';
 import { ledger } from '../http/operator-routes.js';
 import { createLogger, silentLogger } from '../log.js';
 import { AlacarteNode, prepareDataDir } from '../node.js';
+import { requireTrustedMintNuts } from '../rails/cashu/nut-06-requirements.js';
 
 /** The operator's side of the command: run a node, rotate the mint's keys, read the books. */
 export async function runOperatorCommand(
@@ -43,6 +44,8 @@ async function serve(args: string[], usage: string): Promise<number> {
   if (values.port !== undefined) flags.port = Number(values.port);
   const config = loadConfig({ file: values.config, env: process.env, flags });
   const logger = createLogger({ level: config.logLevel });
+  // Before the driver sets anything up on the host: the node would refuse these mints anyway.
+  await requireTrustedMintNuts(config.trustedMints);
   prepareDataDir(config.dataDir);
   const imagesDir = join(config.dataDir, 'images');
   const driver = await CrunDriver.create({
