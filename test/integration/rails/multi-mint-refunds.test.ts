@@ -3,6 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CheckStateEnum, getTokenMetadata, Wallet } from '@cashu/cashu-ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Alacarte } from '../../../src/sdk/client.js';
+import { LocalWallet } from '../../../src/wallet/local-wallet.js';
+import { tempDir } from '../../helpers/cli.js';
 import {
   expectBalanced,
   freePort,
@@ -264,6 +267,31 @@ describe('a lease paid at several mints', () => {
     expect(await wallet.checkProofsStates(topUp.send)).toEqual(
       topUp.send.map(() => expect.objectContaining({ state: CheckStateEnum.UNSPENT })),
     );
+  });
+});
+
+describe('the SDK stopping a lease paid at several mints', () => {
+  it("takes every mint's refund into the wallet", async () => {
+    const ext = await fundedWallet(extMintUrl, 200);
+    const paid = await tokenOf(ext.wallet, extMintUrl, ext.proofs, 120);
+    const first = await postJson(`${renter.url}/v1/leases`, body, { 'x-cashu': paid.token });
+    const own = await fundedWallet(renter.mintUrl, 100);
+    const topUp = await tokenOf(own.wallet, renter.mintUrl, own.proofs, 60);
+    const extend = await postJson(
+      `${renter.url}/v1/leases/${first.body.id}/extend`,
+      { seconds: 3600 },
+      { 'x-cashu': topUp.token },
+    );
+    expect([first.status, extend.status]).toEqual([201, 200]);
+
+    const wallet = LocalWallet.open({ home: tempDir('multi-mint-sdk') });
+    cleanup.push(async () => wallet.close());
+    const sdk = new Alacarte({ url: renter.url, wallet, retryDelayMs: 10 });
+    const stopped = await sdk.stop(String(first.body.id), { token: String(first.body.token) });
+    expect(stopped.refunded).toBeGreaterThanOrEqual(178);
+    expect(Number(wallet.balance(renter.mintUrl).value)).toBe(60);
+    expect(Number(wallet.balance(extMintUrl).value)).toBe(stopped.refunded - 60);
+    expect(wallet.pendingOps()).toEqual([]);
   });
 });
 
