@@ -163,9 +163,12 @@ describe('a lease paid at several mints', () => {
     expect(stopped.body.refund).toBe(refunds[0]?.token);
     expect(await redeemAll(refunds)).toEqual([60, refunded - 60]);
 
-    // The own mint's outstanding ecash still matches its Lightning (expectBalanced checks it).
+    // The own mint's outstanding ecash still matches its Lightning (expectBalanced checks it): 200
+    // came in by Lightning, the node kept 120 of it, and paid back only its own share.
     const books = await ledgerOf(renter.url, OPERATOR);
     expect(expectBalanced(books)).toEqual([]);
+    expect(books.mint.lightning_in - before.mint.lightning_in).toBe(200);
+    expect(books.mint.outstanding - before.mint.outstanding).toBe(200 - 120 + (refunded - 60));
     expect(books.by_mint.own.refunded - before.by_mint.own.refunded).toBe(refunded - 60);
     expect(figures(books, extMintUrl).refunded - figures(before, extMintUrl).refunded).toBe(60);
   });
