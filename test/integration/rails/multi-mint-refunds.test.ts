@@ -253,6 +253,34 @@ describe('a lease paid at several mints', () => {
     expect(figures(books, extMintUrl).received - figures(before, extMintUrl).received).toBe(120);
   });
 
+  it('an extension whose swap answer was lost, retried after the lease ended, gets its money back', async () => {
+    const { wallet, proofs } = await fundedWallet(extMintUrl, 200);
+    const paid = await tokenOf(wallet, extMintUrl, proofs, 120);
+    const first = await postJson(`${renter.url}/v1/leases`, body, { 'x-cashu': paid.token });
+    expect(first.status).toBe(201);
+    const topUp = await tokenOf(wallet, extMintUrl, paid.keep, 64);
+    proxy.dropSwapAnswers = 1;
+    const lost = await postJson(
+      `${renter.url}/v1/leases/${first.body.id}/extend`,
+      { seconds: 3600 },
+      { 'x-cashu': topUp.token },
+    );
+    expect(lost.status).toBe(503);
+    // The mint did swap: the payer's proofs are gone there, and nothing was recorded.
+    expect(await wallet.checkProofsStates(topUp.send)).toEqual(
+      topUp.send.map(() => expect.objectContaining({ state: CheckStateEnum.SPENT })),
+    );
+    expect((await stop(renter, first.body)).status).toBe(200);
+    const retry = await postJson(
+      `${renter.url}/v1/leases/${first.body.id}/extend`,
+      { seconds: 3600 },
+      { 'x-cashu': topUp.token },
+    );
+    expect(retry.status).toBe(409);
+    expect(retry.body).toMatchObject({ error: 'lease_not_running', refunded: 64 });
+    expect(sumOf(await (await walletAt(extMintUrl)).receive(String(retry.body.refund)))).toBe(64);
+  });
+
   it('an extension of an ended lease with a fresh token of a trusted mint takes nothing', async () => {
     const { wallet, proofs } = await fundedWallet(extMintUrl, 200);
     const paid = await tokenOf(wallet, extMintUrl, proofs, 120);
