@@ -16,7 +16,7 @@ export interface MintRefund {
 
 /** The refund fields of an answer (DELETE, start_failed, a returned extension). */
 export interface RefundFields {
-  /** The first token of `refunds` (null when nothing is paid back): what clients read first. */
+  /** The first token of `refunds` (null when nothing is paid back): what older clients read. */
   refund: string | null;
   /** The total paid back, over every mint. */
   refunded: number;
@@ -190,5 +190,6 @@ function refundPart(leaseId: string, amount: number, unit: string): PayoutPart {
 }
 
 function fields(refunds: MintRefund[], refunded: number): RefundFields {
-  return { refund: refunds[0]?.token ?? null, refunded, refunds };
+  // A mint whose fees left nothing has no token: `refund` is the first there is.
+  return { refund: refunds.find((r) => r.token !== null)?.token ?? null, refunded, refunds };
 }
