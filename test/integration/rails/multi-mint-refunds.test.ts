@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CheckStateEnum, getTokenMetadata, Wallet } from '@cashu/cashu-ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Amount } from '../../../src/core/amount.js';
 import { Alacarte } from '../../../src/sdk/client.js';
 import { LocalWallet } from '../../../src/wallet/local-wallet.js';
 import { tempDir } from '../../helpers/cli.js';
@@ -322,6 +323,34 @@ describe('the SDK stopping a lease paid at several mints', () => {
     expect(stopped.refunded).toBeGreaterThanOrEqual(178);
     expect(Number(wallet.balance(renter.mintUrl).value)).toBe(60);
     expect(Number(wallet.balance(extMintUrl).value)).toBe(stopped.refunded - 60);
+    expect(wallet.pendingOps()).toEqual([]);
+  });
+});
+
+describe('the SDK paying an extension a mint took while the lease ended', () => {
+  it('settles the payment with the money handed back, nothing left pending', async () => {
+    const own = await fundedWallet(renter.mintUrl, 120);
+    const paid = await tokenOf(own.wallet, renter.mintUrl, own.proofs, 120);
+    const first = await postJson(`${renter.url}/v1/leases`, body, { 'x-cashu': paid.token });
+    expect(first.status).toBe(201);
+
+    const wallet = LocalWallet.open({ home: tempDir('multi-mint-sdk-bounce') });
+    cleanup.push(async () => wallet.close());
+    // Exactly the price: the wallet pays without a swap of its own, so the next swap the mint
+    // sees is the node's.
+    const topup = await wallet.createTopup(extMintUrl, Amount.of(60));
+    await wallet.completeTopup(topup.opId);
+    expect(Number(wallet.balance(extMintUrl).value)).toBe(60);
+    const sdk = new Alacarte({ url: renter.url, wallet, retryDelayMs: 10 });
+
+    const held = proxy.holdNextSwap();
+    const extending = sdk.extend(String(first.body.id), 3600).catch((err: unknown) => err);
+    await held.answered;
+    expect((await stop(renter, first.body)).status).toBe(200);
+    held.release();
+    expect(await extending).toMatchObject({ code: 'lease_not_running' });
+    // The 60 paid came back whole (no fees at that mint): the wallet holds all of it again.
+    expect(Number(wallet.balance(extMintUrl).value)).toBe(60);
     expect(wallet.pendingOps()).toEqual([]);
   });
 });
