@@ -13,6 +13,9 @@ export const REDACTED_PATHS = [
   '*.change',
   'refund',
   '*.refund',
+  // One refund token per mint.
+  'refunds',
+  '*.refunds',
   'seed',
   '*.seed',
   'preimage',

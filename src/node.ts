@@ -136,7 +136,12 @@ export class AlacarteNode {
         if (config.operatorToken) {
           plugins.push({
             prefix: '/v1/operator',
-            plugin: operatorRoutes({ db, token: config.operatorToken, unit: config.mint.unit }),
+            plugin: operatorRoutes({
+              db,
+              token: config.operatorToken,
+              unit: config.mint.unit,
+              trustedMints: config.trustedMints,
+            }),
           });
         }
       }

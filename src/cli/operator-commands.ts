@@ -104,7 +104,7 @@ async function rotateKeyset(node: AlacarteNode): Promise<void> {
 }
 
 async function printLedger(node: AlacarteNode, json: boolean): Promise<void> {
-  const books = await ledger(node.db, node.config.mint.unit);
+  const books = await ledger(node.db, node.config.mint.unit, node.config.trustedMints);
   if (json) {
     process.stdout.write(`${JSON.stringify(books)}\n`);
     return;
@@ -113,6 +113,10 @@ async function printLedger(node: AlacarteNode, json: boolean): Promise<void> {
   const balanced = books.received === books.charged + books.refunded + books.held;
   const lines = [
     `received ${books.received} ${u} = charged ${books.charged} + refunded ${books.refunded} + held ${books.held}  ${balanced ? '(balanced)' : '(NOT BALANCED)'}`,
+    ...[{ mint: 'own mint', ...books.by_mint.own }, ...books.by_mint.trusted].map(
+      (m) =>
+        `  at ${m.mint}: received ${m.received} = charged ${m.charged} + refunded ${m.refunded} + held ${m.held}${m.bounced ? `; returned ${m.bounced}` : ''}`,
+    ),
     `mint: issued ${books.mint.issued}, redeemed ${books.mint.redeemed}, outstanding ${books.mint.outstanding}, lightning in ${books.mint.lightning_in}, out ${books.mint.lightning_out}`,
     `leases: ${Object.entries(books.leases)
       .map(([k, v]) => `${v} ${k}`)

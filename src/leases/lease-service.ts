@@ -30,6 +30,7 @@ import {
 } from './lease-record.js';
 import { credentialHash, credentialMatches, type NodeSecret } from './node-secret.js';
 import { PerLeaseLimit } from './per-lease-limit.js';
+import { Refunds } from './refunds.js';
 import { requireDeadlineAllowed, requireSellableOffers, sellableImages } from './request-checks.js';
 
 export interface CreateLeaseInput {
@@ -99,6 +100,8 @@ export class LeaseService {
   private readonly maxOutputBytes: number;
   /** Starts under way: capacity is reserved before any money moves. */
   private readonly reserved = new Set<{ offer: Offer }>();
+  /** Refunds and returned payments, paid from the mints that were paid. */
+  private readonly refunds: Refunds;
 
   constructor(options: LeaseServiceOptions) {
     this.db = options.db;
@@ -112,6 +115,7 @@ export class LeaseService {
     this.log = options.logger;
     this.emit = options.onEvent ?? (() => {});
     this.maxOutputBytes = options.maxOutputBytes ?? 1024 * 1024;
+    this.refunds = new Refunds({ db: this.db, rail: this.rail, clock: this.now });
   }
 
   async offerList(): Promise<Array<Record<string, unknown>>> {
@@ -265,10 +269,7 @@ export class LeaseService {
       .where('expires_at', 'is not distinct from', row.expires_at)
       .executeTakeFirst();
     if (updated.numUpdatedRows !== 1n) return false;
-    if (refund && !refund.isZero()) {
-      const source = await this.firstPaymentSource(row.id, trx);
-      await this.rail.book(trx, source, [{ purpose: 'refund', subject: row.id, amount: refund }]);
-    }
+    if (refund) await this.refunds.book(trx, row.id, refund);
     return true;
   }
 
@@ -359,7 +360,13 @@ export class LeaseService {
         .selectAll()
         .where('id', '=', row.id)
         .executeTakeFirstOrThrow();
-      this.requireRunning(current);
+      try {
+        this.requireRunning(current);
+      } catch (err) {
+        // A retry of a payment a mint took while the lease was ending gets it back again.
+        if (err instanceof AlacarteError) throw await this.refunds.bounced(payment, price, row.id, err);
+        throw err;
+      }
       // After the replay check (a retry gets its answer), before any money moves.
       requireDeadlineAllowed(new Date(Math.max(Number(current.expires_at), this.now().getTime())), seconds);
       this.checkEnough(payment, price);
@@ -386,10 +393,12 @@ export class LeaseService {
           await trx.insertInto('payments').values(paid).execute();
           await this.rail.book(trx, payment.source, [changePart(payment.key, paid.change, price.unit)]);
         })
-        .catch((err: unknown) => {
-          if (err instanceof LeaseEnded)
-            return { ok: false as const, code: 'lease_not_running' as const, message: 'the lease has ended' };
-          throw err;
+        .catch(async (err: unknown) => {
+          if (!(err instanceof LeaseEnded)) throw err;
+          // Whatever a mint took for this payment goes back to the payer (nothing, at this node's
+          // own mint: the transaction that spent the proofs rolled back).
+          const ended = new AlacarteError('lease_not_running', 'the lease has ended');
+          throw await this.refunds.bounced(payment, price, row.id, ended);
         });
       this.settled(payment, redeemed);
       if (newDeadline) await this.moveDeadline(row.id as LeaseId, newDeadline);
@@ -468,14 +477,8 @@ export class LeaseService {
   }
 
   private async stoppedAnswer(row: LeaseRow): Promise<Answer> {
-    const refunded = Amount.of(BigInt(row.refunded), row.unit);
-    const source = await this.firstPaymentSource(row.id);
-    const refund = await this.rail.payout(source, [{ purpose: 'refund', subject: row.id, amount: refunded }]);
-    return {
-      status: 200,
-      headers: {},
-      body: { ...(await this.leaseBody(row)), refund, refunded: refunded.toNumber() },
-    };
+    const refund = await this.refunds.show(row);
+    return { status: 200, headers: {}, body: { ...(await this.leaseBody(row)), ...refund } };
   }
 
   async countByState(): Promise<Record<string, number>> {
@@ -718,16 +721,6 @@ export class LeaseService {
     }
   }
 
-  private async firstPaymentSource(leaseId: string, db: Database = this.db): Promise<string> {
-    const p = await db
-      .selectFrom('payments')
-      .select('mint_url')
-      .where('lease_id', '=', leaseId)
-      .orderBy('seq')
-      .executeTakeFirstOrThrow();
-    return p.mint_url;
-  }
-
   private async leaseBody(row: LeaseRow): Promise<Record<string, unknown>> {
     const payments = await this.db
       .selectFrom('payments')
@@ -789,15 +782,10 @@ export class LeaseService {
       throw new AlacarteError('rate_limited', 'this payment is still being processed; retry');
     if (row.state === 'failed') {
       // A start that failed (or never finished before a crash) gives everything back, change
-      // included, as one token.
-      const refundPart = {
-        purpose: 'refund' as const,
-        subject: row.id,
-        amount: Amount.of(BigInt(row.refunded), unit),
-      };
-      const refund = await this.rail.payout(payment.mint_url, [changePart, refundPart]);
+      // included, from the mint it was paid at.
+      const refund = await this.refunds.showFailedStart(payment, row);
       throw new AlacarteError('start_failed', 'the sandbox could not start; your payment is refunded', {
-        details: { refund, refunded: changePart.amount.add(refundPart.amount).toNumber() },
+        details: { ...refund },
       });
     }
     const change = await this.rail.payout(payment.mint_url, [changePart]);

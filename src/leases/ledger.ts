@@ -1,5 +1,17 @@
 import { sql } from 'kysely';
+import { normalizeMintUrl } from '../rails/cashu/proofs.js';
 import type { Database } from '../store/database.js';
+
+/** One mint's share of the books; received = charged + refunded + held holds for each. */
+export interface MintFigures {
+  /** Kept for time of the payments taken at this mint (change excluded). */
+  received: number;
+  charged: number;
+  refunded: number;
+  held: number;
+  /** Payments this mint took that bought nothing and were handed back (outside `received`). */
+  bounced: number;
+}
 
 export interface LeaseBooks {
   unit: string;
@@ -8,15 +20,28 @@ export interface LeaseBooks {
   charged: number;
   refunded: number;
   held: number;
+  /** Payments handed back whole (an extension of a lease that had ended), over every mint. */
+  bounced: number;
+  /**
+   * The same figures per mint: this node's own mint (backed by its Lightning) apart from each
+   * trusted mint (ecash the node holds at another operator's mint).
+   */
+  byMint: { own: MintFigures; trusted: Array<{ mint: string } & MintFigures> };
   leases: { running: number; expired: number; stopped: number; failed: number; pending: number };
 }
 
 /**
  * The lease side of the operator ledger, from the store. `received` comes from the payments table
  * and the split from the leases table, so the identity received = charged + refunded + held is a
- * real check that the two were always written together.
+ * real check that the two were always written together. Per mint, `refunded` comes from the
+ * refund split (lease_refunds). `trustedMints` (config) tells which mints are not this node's own:
+ * any other payment source is the own mint, under whatever address it had then.
  */
-export async function leaseBooks(db: Database, unit = 'sat'): Promise<LeaseBooks> {
+export async function leaseBooks(
+  db: Database,
+  unit = 'sat',
+  trustedMints: readonly string[] = [],
+): Promise<LeaseBooks> {
   const received = await db
     .selectFrom('payments')
     .select(sql<number>`coalesce(sum(kept), 0)`.as('n'))
@@ -37,6 +62,8 @@ export async function leaseBooks(db: Database, unit = 'sat'): Promise<LeaseBooks
     charged: 0,
     refunded: 0,
     held: 0,
+    bounced: 0,
+    byMint: await mintFigures(db, trustedMints),
     leases: { running: 0, expired: 0, stopped: 0, failed: 0, pending: 0 },
   };
   for (const r of rows) {
@@ -50,5 +77,50 @@ export async function leaseBooks(db: Database, unit = 'sat'): Promise<LeaseBooks
       books.charged += held - refunded;
     }
   }
+  for (const m of [books.byMint.own, ...books.byMint.trusted]) books.bounced += m.bounced;
   return books;
+}
+
+async function mintFigures(db: Database, trustedMints: readonly string[]): Promise<LeaseBooks['byMint']> {
+  const zero = (): MintFigures => ({ received: 0, charged: 0, refunded: 0, held: 0, bounced: 0 });
+  const own = zero();
+  const trusted = new Map(
+    trustedMints.map((url) => [normalizeMintUrl(url), { mint: url.trim().replace(/\/+$/, ''), ...zero() }]),
+  );
+  const at = (url: string): MintFigures => trusted.get(normalizeMintUrl(url)) ?? own;
+
+  const kept = await db
+    .selectFrom('payments')
+    .innerJoin('leases', 'leases.id', 'payments.lease_id')
+    .select([
+      'payments.mint_url as mint',
+      sql<number>`case when leases.state in ('pending', 'running') then 1 else 0 end`.as('live'),
+      sql<number>`coalesce(sum(payments.kept), 0)`.as('n'),
+    ])
+    .groupBy(['payments.mint_url', 'live'])
+    .execute();
+  for (const r of kept) {
+    const m = at(r.mint);
+    m.received += Number(r.n);
+    if (Number(r.live) === 1) m.held += Number(r.n);
+    else m.charged += Number(r.n);
+  }
+  // Refunds are booked only as a lease ends: all of them belong to ended leases.
+  const refunded = await db
+    .selectFrom('lease_refunds')
+    .select(['mint_url as mint', sql<number>`coalesce(sum(amount), 0)`.as('n')])
+    .groupBy('mint_url')
+    .execute();
+  for (const r of refunded) {
+    const m = at(r.mint);
+    m.refunded += Number(r.n);
+    m.charged -= Number(r.n);
+  }
+  const bounced = await db
+    .selectFrom('bounced_payments')
+    .select(['mint_url as mint', sql<number>`coalesce(sum(returned), 0)`.as('n')])
+    .groupBy('mint_url')
+    .execute();
+  for (const r of bounced) at(r.mint).bounced += Number(r.n);
+  return { own, trusted: [...trusted.values()] };
 }

@@ -44,6 +44,22 @@ export interface PaymentRail {
   /** Books a payout (change, refund) as issued, inside the caller's transaction; `payout` shows it. */
   book(trx: Database, source: string, parts: readonly PayoutPart[]): Promise<void>;
   /**
+   * The source payouts of a stored payment source come from now, one name per mint: a mint known
+   * under several addresses (this node's own, after its port or public URL changed) gets one name,
+   * so a lease's refund is split per mint, never twice over the same one.
+   */
+  payoutSource(source: string): string;
+  /**
+   * Hands back a payment that was taken but bought nothing (the lease it was to extend ended while
+   * it was being redeemed, or before a retry of it): the same token again on every call. null when
+   * none of it was taken (nothing to give back: the payer's token is untouched). `amount` is what
+   * the token is worth (the issuer's fees for taking and returning it are off).
+   */
+  giveBack(
+    payment: InspectedPayment,
+    price: Amount,
+  ): Promise<{ token: string | null; amount: Amount } | null>;
+  /**
    * One token for the payer holding every part (change of a payment, refund of a lease), derived
    * again identically on every call with the same parts, so a replay shows it without the store
    * keeping it. null when the parts add up to nothing.

@@ -173,7 +173,7 @@ export class Alacarte {
       throw err;
     }
     const stopped = answer.body as unknown as StoppedLease;
-    if (wallet && opId) await wallet.refundReceived(opId, stopped.refund);
+    if (wallet && opId) await wallet.refundReceived(opId, refundTokens(stopped));
     this.book?.update(id, { state: stopped.state, expires_at: stopped.expires_at });
     return stopped;
   }
@@ -222,7 +222,7 @@ export class Alacarte {
           token: entry.token,
           base: entry.url,
         });
-        await wallet.refundReceived(op.id, (res.body as { refund?: string | null }).refund);
+        await wallet.refundReceived(op.id, refundTokens(res.body));
         this.book?.update(op.leaseId, { state: 'stopped' });
       } catch (err) {
         if (!(err instanceof AlacarteApiError)) throw err;
@@ -332,9 +332,11 @@ export class Alacarte {
       return answer.body;
     }
     const err = apiError(answer);
-    if (err.code === 'start_failed') {
-      // Money was taken and given back in the same answer.
-      await wallet.paymentAccepted(opId, typeof err.body.refund === 'string' ? err.body.refund : null);
+    const returned = refundTokens(err.body);
+    if (err.code === 'start_failed' || returned.length > 0) {
+      // Money was taken and given back in the same answer (a failed start, or an extension of a
+      // lease that ended meanwhile): one token per mint it was paid at.
+      await wallet.paymentAccepted(opId, returned);
     } else if (answer.status < 500 || err.code === 'no_capacity') {
       await wallet.paymentRejected(opId);
     }
@@ -427,4 +429,18 @@ function apiError(answer: Answer): AlacarteApiError {
 
 function homeOf(wallet: LocalWallet): string {
   return wallet.path.replace(/\/wallet\.json$/, '');
+}
+
+/**
+ * Every token an answer gives back: `refunds` (one per mint that was paid), else `refund` alone
+ * (servers from before several mints).
+ */
+function refundTokens(body: unknown): string[] {
+  const b = (body ?? {}) as { refund?: unknown; refunds?: unknown };
+  if (Array.isArray(b.refunds)) {
+    return b.refunds
+      .map((r) => (r as { token?: unknown } | null)?.token)
+      .filter((t): t is string => typeof t === 'string' && t.length > 0);
+  }
+  return typeof b.refund === 'string' && b.refund.length > 0 ? [b.refund] : [];
 }

@@ -41,8 +41,19 @@ export interface RentedLease extends Lease {
 }
 
 export interface StoppedLease extends Lease {
+  /** The first token of `refunds`. */
   refund: string | null;
+  /** The total paid back, over every mint. */
   refunded: number;
+  /** One token per mint the lease was paid at, in the order the refund drew on them. */
+  refunds?: MintRefund[];
+}
+
+/** The part of a refund one mint pays back. */
+export interface MintRefund {
+  mint: string;
+  token: string | null;
+  amount: number;
 }
 
 export interface ExecResult {

@@ -1,8 +1,9 @@
 import type { LeaseTables } from '../leases/lease-tables.js';
+import type { RefundTables } from '../leases/refund-tables.js';
 import type { MintTables } from '../mint/store/tables.js';
 
 /**
  * The whole store's table types, one interface per domain, joined here so one Kysely instance
  * serves them all.
  */
-export type Tables = LeaseTables & MintTables;
+export type Tables = LeaseTables & RefundTables & MintTables;

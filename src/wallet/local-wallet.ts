@@ -254,8 +254,14 @@ export class LocalWallet {
     });
   }
 
-  /** The server took the payment; change (a token of the same mint), if any, is redeemed. */
-  async paymentAccepted(opId: string, change: string | null | undefined): Promise<Amount> {
+  /**
+   * The server took the payment; change (a token of the same mint), if any, is redeemed — or the
+   * tokens it gave back (a refund, one per mint it was paid from).
+   */
+  async paymentAccepted(
+    opId: string,
+    change: string | readonly string[] | null | undefined,
+  ): Promise<Amount> {
     return this.serial(async () => this.acceptToken(opId, change));
   }
 
@@ -287,8 +293,8 @@ export class LocalWallet {
     return this.newOp({ kind: 'refund', mint, leaseId, serverUrl });
   }
 
-  /** A stop answered: redeems the refund token (if any) and closes the record. */
-  async refundReceived(opId: string, refund: string | null | undefined): Promise<Amount> {
+  /** A stop answered: redeems the refund tokens (one per mint that was paid, if any) and closes the record. */
+  async refundReceived(opId: string, refund: string | readonly string[] | null | undefined): Promise<Amount> {
     return this.serial(async () => this.acceptToken(opId, refund));
   }
 
@@ -381,32 +387,43 @@ export class LocalWallet {
 
   // ---- internals ----
 
-  private async acceptToken(opId: string, token: string | null | undefined): Promise<Amount> {
+  private async acceptToken(
+    opId: string,
+    token: string | readonly string[] | null | undefined,
+  ): Promise<Amount> {
     const op = this.store.op(opId);
     if (!op) return Amount.zero(this.unit);
-    if (!token) {
+    const tokens = (typeof token === 'string' ? [token] : (token ?? [])).filter((t) => t.length > 0);
+    if (tokens.length === 0) {
       this.dropOp(opId);
       return Amount.zero(this.unit);
     }
-    let mint = op.mint;
-    try {
-      mint = getTokenMetadata(token).mint;
-    } catch {
-      // malformed: the receive below fails definitively and the record is dropped
-    }
-    // One write swaps the settled record for the receive of the returned token.
-    const receiveId = randomUUID();
+    const receives = tokens.map((t) => {
+      let mint = op.mint;
+      try {
+        mint = getTokenMetadata(t).mint;
+      } catch {
+        // malformed: the receive below fails definitively and the record is dropped
+      }
+      return { id: randomUUID(), mint, token: t };
+    });
+    // One write swaps the settled record for the receives of the returned tokens.
     this.store.update((s) => {
       s.ops = s.ops.filter((o) => o.id !== opId);
-      s.ops.push(this.opRecord({ id: receiveId, kind: 'receive', mint, token }));
+      for (const r of receives)
+        s.ops.push(this.opRecord({ id: r.id, kind: 'receive', mint: r.mint, token: r.token }));
     });
-    const before = this.balance(mint);
-    try {
-      await this.settle(this.requireOp(receiveId, 'receive'));
-    } catch {
-      // stays pending: the next reconcile redeems it
+    let received = Amount.zero(this.unit);
+    for (const r of receives) {
+      const before = this.balance(r.mint);
+      try {
+        await this.settle(this.requireOp(r.id, 'receive'));
+      } catch {
+        // stays pending: the next reconcile redeems it
+      }
+      received = received.add(this.balance(r.mint).sub(before));
     }
-    return this.balance(mint).sub(before);
+    return received;
   }
 
   /** Settles one pending operation from the mint's view. Callers hold the queue. */

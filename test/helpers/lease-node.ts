@@ -198,6 +198,17 @@ export interface OperatorLedger {
     lightning_out: number;
   };
   leases: { running: number; expired: number; stopped: number; failed: number };
+  /** Payments handed back whole, over every mint. */
+  bounced: number;
+  by_mint: { own: MintFigures; trusted: Array<{ mint: string } & MintFigures> };
+}
+
+export interface MintFigures {
+  received: number;
+  charged: number;
+  refunded: number;
+  held: number;
+  bounced: number;
 }
 
 export async function ledgerOf(url: string, operatorToken: string): Promise<OperatorLedger> {
@@ -211,7 +222,8 @@ export async function ledgerOf(url: string, operatorToken: string): Promise<Oper
 /**
  * The money identities of ARCHITECTURE.md: the lease books split what was received, and the mint's
  * outstanding ecash is what came in over Lightning, less what went out, less what the node kept
- * (charged for time used plus held for running leases; refunds and change went back out as ecash).
+ * (charged for time used plus held for running leases; refunds and change went back out as ecash)
+ * at this mint; each mint's figures balance on their own and add up to the totals.
  */
 export function expectBalanced(books: OperatorLedger): string[] {
   const problems: string[] = [];
@@ -221,7 +233,18 @@ export function expectBalanced(books: OperatorLedger): string[] {
     );
   if (books.mint.outstanding !== books.mint.issued - books.mint.redeemed)
     problems.push('mint outstanding != issued - redeemed');
-  const kept = books.charged + books.held;
+  for (const m of [books.by_mint.own, ...books.by_mint.trusted]) {
+    if (m.received !== m.charged + m.refunded + m.held)
+      problems.push(`at a mint: received ${m.received} != charged + refunded + held (${JSON.stringify(m)})`);
+  }
+  const sum = (k: keyof MintFigures) =>
+    [books.by_mint.own, ...books.by_mint.trusted].reduce((n, m) => n + m[k], 0);
+  for (const k of ['received', 'charged', 'refunded', 'held', 'bounced'] as const) {
+    if (sum(k) !== books[k]) problems.push(`${k} ${books[k]} != the sum over mints ${sum(k)}`);
+  }
+  // Only what the node kept at its own mint is out of that mint's circulation; what it holds at
+  // trusted mints is their ecash.
+  const kept = books.by_mint.own.charged + books.by_mint.own.held;
   if (books.mint.outstanding !== books.mint.lightning_in - books.mint.lightning_out - kept)
     problems.push(
       `mint outstanding ${books.mint.outstanding} != lightning_in ${books.mint.lightning_in} - lightning_out ${books.mint.lightning_out} - kept ${kept}`,

@@ -29,7 +29,16 @@ export interface Lease {
   change?: string | null;
   refund?: string | null;
   refunded?: number;
+  /** One refund token per mint the lease was paid at (a stop of a lease extended elsewhere). */
+  refunds?: MintRefund[];
   paid?: number;
+}
+
+/** The part of a refund one mint pays back. */
+export interface MintRefund {
+  mint: string;
+  token: string;
+  amount: number;
 }
 
 /** An answer the node refused, with its stable code (API.md "Errors"). */
@@ -127,8 +136,21 @@ function toLease(body: unknown): Lease {
     change: opt(body.change, 'change'),
     refund: opt(body.refund, 'refund'),
     refunded: typeof body.refunded === 'number' ? num(body.refunded, 'refunded') : undefined,
+    refunds: Array.isArray(body.refunds) ? body.refunds.flatMap(toMintRefund) : undefined,
     paid: typeof body.paid === 'number' ? num(body.paid, 'paid') : undefined,
   };
+}
+
+/** A `refunds` entry with a token, checked; entries without one (nothing left after fees) drop out. */
+function toMintRefund(entry: unknown): MintRefund[] {
+  if (!isObject(entry) || entry.token === null || entry.token === undefined) return [];
+  return [
+    {
+      mint: str(entry.mint, 'refund mint'),
+      token: str(entry.token, 'refund'),
+      amount: num(entry.amount, 'refund'),
+    },
+  ];
 }
 
 const json = { 'content-type': 'application/json' };

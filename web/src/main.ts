@@ -345,8 +345,23 @@ async function stop(): Promise<void> {
   const lease = await stopLease(held.id, held.bearer);
   hideLease();
   const refunded = lease.refunded ?? 0;
-  if (lease.refund) await w.receive(lease.refund, true);
-  ui.walletNews.textContent = `Refund: ${refunded} ${unit()} back in your wallet.`;
+  // One token per mint the lease was paid at; this wallet holds only this node's mint's ecash.
+  const refunds =
+    lease.refunds ?? (lease.refund ? [{ mint: w.mintUrl, token: lease.refund, amount: refunded }] : []);
+  const same = (a: string, b: string) => a.replace(/\/+$/, '') === b.replace(/\/+$/, '');
+  const here = refunds.filter((r) => same(r.mint, w.mintUrl));
+  const elsewhere = refunds.filter((r) => !same(r.mint, w.mintUrl));
+  let received = 0;
+  for (const r of here) {
+    await w.receive(r.token, true);
+    received += r.amount;
+  }
+  ui.walletNews.textContent = `Refund: ${received} ${unit()} back in your wallet.`;
+  // Someone extended the lease with another mint's ecash: that part comes back as that mint's
+  // token, for a wallet of that mint.
+  for (const r of elsewhere) {
+    ui.walletNews.textContent += ` ${r.amount} ${unit()} came back from ${r.mint}, as this token for a wallet of that mint: ${r.token}`;
+  }
   say(`Sandbox stopped. Refund of ${refunded} ${unit()} received.`);
 }
 

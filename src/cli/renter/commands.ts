@@ -412,11 +412,13 @@ const stop: Handler = async (ctx, _values, positionals) => {
   const stopped = await ctx.sdk({ wallet: true }).stop(id);
   ctx.progress.stop();
   const balance = ctx.wallet().balance();
-  const { refund: _refund, ...shown } = stopped;
+  // The tokens went into the wallet; only their mints and amounts are shown.
+  const { refund: _refund, refunds, ...shown } = stopped;
   ctx.out(
     `lease ${stopped.id} ${stopped.state}; refunded ${stopped.refunded} ${stopped.unit}\nbalance: ${balance.value} ${balance.unit}`,
     {
       ...shown,
+      ...(refunds ? { refunds: refunds.map(({ mint, amount }) => ({ mint, amount })) } : {}),
       balance: Number(balance.value),
     },
   );

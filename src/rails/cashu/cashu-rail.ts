@@ -188,6 +188,20 @@ export class CashuRail implements PaymentRail {
     }
   }
 
+  payoutSource(source: string): string {
+    return this.trusted && this.isTrusted(source) ? this.trusted.urlOf(source) : this.mintUrl;
+  }
+
+  async giveBack(
+    payment: InspectedPayment,
+    price: Amount,
+  ): Promise<{ token: string | null; amount: Amount } | null> {
+    if (this.trusted?.owns(payment)) return this.trusted.giveBack(payment, price);
+    // This node's own mint spends proofs in the very transaction that records what they buy: a
+    // payment that bought nothing was never taken.
+    return null;
+  }
+
   async book(trx: Database, source: string, parts: readonly PayoutPart[]): Promise<void> {
     // At a trusted mint, payouts are swaps made when shown, out of what the node holds there.
     if (this.isTrusted(source)) return;

@@ -196,15 +196,22 @@ export class ExternalMint {
   /**
    * Gives back a payment that was swapped but could not be recorded for good (the lease it was to
    * extend ended meanwhile): everything the swap made for it, kept part and change, is swapped
-   * again into outputs derived for the payer, so the node no longer holds any of it. Idempotent.
+   * again into outputs derived for the payer, so the node no longer holds any of it. Idempotent:
+   * a repeat restores the same proofs. null when this payment was never swapped at `price` (the
+   * mint signed none of its outputs): nothing was taken. [] when the mint's fees eat it all.
    */
-  async bounce(payment: ExternalPayment, key: string, price: bigint): Promise<Proof[]> {
+  async bounce(payment: ExternalPayment, key: string, price: bigint): Promise<Proof[] | null> {
     const split = splitPayment(payment.total, payment.fee, price);
-    if (!split) return [];
-    const inputs = [
-      ...(await this.restoredProofs(deriveOutputs(this.secret, `keep/${key}`, split.keep))),
-      ...(await this.restoredProofs(deriveOutputs(this.secret, `change/${key}`, split.change))),
+    if (!split) return null;
+    const made = [
+      ...deriveOutputs(this.secret, `keep/${key}`, split.keep),
+      ...deriveOutputs(this.secret, `change/${key}`, split.change),
     ];
+    const signed = await this.signatures(made);
+    // None (never swapped) or only some (swapped for a request at another price, whose repeat
+    // recovers it): not this request's money.
+    if (signed.size !== made.length || made.length === 0) return null;
+    const inputs = await this.unblind(made, signed);
     const feePpk = await this.feePpkById();
     const fee = feeForInputs(inputs.map((i) => feePpk.get(i.id) ?? 0));
     const total = split.keep + split.change;

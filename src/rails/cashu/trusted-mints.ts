@@ -73,6 +73,11 @@ export class TrustedMints {
     return this.mints.has(normalizeMintUrl(url));
   }
 
+  /** The trusted mint `url` (any spelling) as configured. */
+  urlOf(url: string): string {
+    return this.mint(url).url;
+  }
+
   /** Checks a token of the trusted mint `url` (the caller checked it is trusted); no money moves. */
   async inspect(url: string, token: string): Promise<{ ok: true; payment: InspectedPayment } | Rejection> {
     const mint = this.mint(url);
@@ -111,8 +116,8 @@ export class TrustedMints {
       // A concurrent request (another replica) recorded this payment first: its replay answers.
       if (isUniqueViolation(err))
         return { ok: false, code: 'token_spent', message: 'this token has already been spent' };
-      if (isLeaseEnded(err)) throw await this.bounce(mint, payment, external, price, err);
-      // Anything else: nothing recorded, the swap stands; the same request again recovers it.
+      // Anything else: nothing recorded, the swap stands; the same request again recovers it, or
+      // (the lease ended meanwhile) gets it back through giveBack.
       throw err;
     }
   }
@@ -145,38 +150,42 @@ export class TrustedMints {
 
   /**
    * The money was swapped at the mint, but the lease it was to extend ended in the meantime (that
-   * end is final, so a retry would never record it): it goes back to the payer in the answer.
+   * end is final, so a retry would never record it): what the swap made for the payment goes back
+   * to the payer, as the same token on every call. null when this payment (at this price) was
+   * never swapped here.
    */
-  private async bounce(
-    mint: ExternalMint,
+  async giveBack(
     payment: InspectedPayment,
-    external: ExternalPayment,
     price: Amount,
-    cause: unknown,
-  ): Promise<unknown> {
-    let proofs: Proof[];
+  ): Promise<{ token: string | null; amount: Amount } | null> {
+    const external = this.payments.get(payment);
+    if (!external) throw new Error('giveBack of a payment this rail did not inspect');
+    const mint = this.mint(payment.source);
+    let proofs: Proof[] | null;
     try {
       proofs = await mint.bounce(external, payment.key, price.value);
     } catch (err) {
-      this.log?.error(
-        { mint: mint.url, reason: String(err) },
-        'could not return a payment for an ended lease',
-      );
-      return cause;
+      if (err instanceof MintUnavailable) {
+        this.log?.error(
+          { mint: mint.url, reason: err.message },
+          'could not return a payment for an ended lease',
+        );
+        throw new AlacarteError(
+          'mint_unavailable',
+          `the mint ${mint.url} cannot be reached to return this payment right now; retry`,
+          { cause: err },
+        );
+      }
+      throw err;
     }
-    return new AlacarteError(
-      'lease_not_running',
-      'the lease ended before this payment arrived; it is returned',
-      {
-        details: { refund: this.encode(mint, proofs), refunded: proofs.reduce((n, p) => n + p.amount, 0) },
-        cause,
-      },
-    );
+    if (proofs === null) return null;
+    const value = proofs.reduce((n, p) => n + BigInt(p.amount), 0n);
+    return { token: this.encode(mint, proofs), amount: Amount.of(value, this.unit) };
   }
 
   /**
-   * What the node kept of a lease's payments at one mint, oldest first. A lease paid at several
-   * mints is refunded from the mint of its first payment only, up to what was kept there.
+   * What the node kept of a lease's payments at one mint, oldest first: the lease service splits a
+   * refund over mints (never more from one than was kept there), this mint pays its share.
    */
   private async kept(leaseId: string, mintUrl: string): Promise<KeptPayment[]> {
     const rows = await this.db
@@ -205,12 +214,4 @@ export class TrustedMints {
     if (!mint) throw new Error('a payment at a mint that is not trusted');
     return mint;
   }
-}
-
-/**
- * The lease service's signal that a lease ended while its extension was being paid (a final
- * state). Matched by name: the class is private to the service.
- */
-function isLeaseEnded(err: unknown): boolean {
-  return err instanceof Error && err.constructor.name === 'LeaseEnded';
 }

@@ -381,6 +381,7 @@ describe('a lease over its whole life', () => {
       message: expect.any(String),
       refund: expect.stringMatching(/^cashuB/),
       refunded: 128,
+      refunds: [{ mint: t.mintUrl, token: first.body.refund, amount: 128 }],
     });
     expect(await allSpent(wallet, paid.send)).toBe(true);
     const refund = getDecodedToken(

@@ -170,7 +170,7 @@ describe('ExternalMint.bounce', () => {
         throw new Error('the lease ended');
       })
       .catch(() => undefined);
-    const returned = await ext.bounce(payment, 'key9', 60n);
+    const returned = (await ext.bounce(payment, 'key9', 60n)) ?? [];
     expect(sum(returned)).toBe(64);
     expect(returned.every((p) => mint.valid(p))).toBe(true);
     expect(await ext.bounce(payment, 'key9', 60n)).toEqual(returned);
@@ -181,6 +181,22 @@ describe('ExternalMint.bounce', () => {
       code: 'token_spent',
     });
     expect(commits).toBe(0);
+  });
+
+  it("returns nothing for a payment it never swapped (or swapped at another price): the token stays the payer's", async () => {
+    const { mint, ext } = setup();
+    const { token } = mint.token([64]);
+    const payment = await inspected(ext, token);
+    const swaps = mint.calls.filter((c) => c === '/v1/swap').length;
+    expect(await ext.bounce(payment, 'key10', 60n)).toBeNull();
+    expect(mint.calls.filter((c) => c === '/v1/swap').length).toBe(swaps);
+    await ext
+      .redeem(payment, 'key10', 60n, async () => {
+        throw new Error('the lease ended');
+      })
+      .catch(() => undefined);
+    expect(await ext.bounce(payment, 'key10', 50n)).toBeNull();
+    expect(sum((await ext.bounce(payment, 'key10', 60n)) ?? [])).toBe(64);
   });
 });
 

@@ -1,0 +1,195 @@
+import { Amount } from '../core/amount.js';
+import { AlacarteError } from '../core/errors.js';
+import type { InspectedPayment, PaymentRail, PayoutPart } from '../rails/payment-rail.js';
+import type { Database } from '../store/database.js';
+import type { LeaseRow, PaymentRow } from './lease-record.js';
+
+/** One refund token of the `refunds` array in an answer: the part paid back by one mint. */
+export interface MintRefund {
+  /** The mint that issued `token` (the token names it too). */
+  mint: string;
+  /** A Cashu token of that mint; null only when the mint's fees left nothing to give. */
+  token: string | null;
+  /** What is paid back from this mint, in the lease's unit. */
+  amount: number;
+}
+
+/** The refund fields of an answer (DELETE, start_failed, a returned extension). */
+export interface RefundFields {
+  /** The first token of `refunds` (null when nothing is paid back): what older clients read. */
+  refund: string | null;
+  /** The total paid back, over every mint. */
+  refunded: number;
+  /** One token per mint, in the order the refund drew on the mints. */
+  refunds: MintRefund[];
+}
+
+/** A payment of a lease as the split sees it: where it was paid and what the node kept of it. */
+export interface KeptAt {
+  source: string;
+  kept: bigint;
+}
+
+/**
+ * Splits a lease's refund over the mints its payments were kept at: newest payment first (the
+ * unused time is the time bought last, so it goes back where that was paid), never more from a
+ * mint than the node kept there. `payments` oldest first; the shares come in the order they were
+ * drawn, one per mint. Throws when the refund exceeds everything kept (a broken invariant: a
+ * refund is at most what was paid for time).
+ */
+export function splitRefund(
+  payments: readonly KeptAt[],
+  refund: bigint,
+): Array<{ source: string; amount: bigint }> {
+  const shares = new Map<string, bigint>();
+  let owed = refund;
+  for (let i = payments.length - 1; i >= 0 && owed > 0n; i--) {
+    const p = payments[i] as KeptAt;
+    if (p.kept <= 0n) continue;
+    // bigint: no Math.min.
+    let take = owed;
+    if (p.kept < take) take = p.kept;
+    shares.set(p.source, (shares.get(p.source) ?? 0n) + take);
+    owed -= take;
+  }
+  if (owed > 0n) throw new Error(`a refund of ${refund} exceeds what the lease's payments kept`);
+  return [...shares].map(([source, amount]) => ({ source, amount }));
+}
+
+/**
+ * Refunds paid from the mints that were paid. `book` splits an ended lease's refund over mints
+ * (splitRefund) and books each share inside the lease's own transaction; `show` derives the
+ * tokens again on every call, so the store never holds one. `bounced` hands back a payment a mint
+ * took for an extension of a lease that had ended, the same token on every retry.
+ */
+export class Refunds {
+  private readonly db: Database;
+  private readonly rail: PaymentRail;
+  private readonly now: () => Date;
+
+  constructor(options: { db: Database; rail: PaymentRail; clock: () => Date }) {
+    this.db = options.db;
+    this.rail = options.rail;
+    this.now = options.clock;
+  }
+
+  /** Books `refund` of lease `leaseId` per mint, in the caller's transaction (the one ending it). */
+  async book(trx: Database, leaseId: string, refund: Amount): Promise<void> {
+    if (refund.isZero()) return;
+    const payments = await trx
+      .selectFrom('payments')
+      .select(['mint_url', 'kept'])
+      .where('lease_id', '=', leaseId)
+      .orderBy('seq')
+      .execute();
+    const shares = splitRefund(
+      payments.map((p) => ({ source: this.rail.payoutSource(p.mint_url), kept: BigInt(p.kept) })),
+      refund.value,
+    );
+    for (const [position, share] of shares.entries()) {
+      await trx
+        .insertInto('lease_refunds')
+        .values({ lease_id: leaseId, mint_url: share.source, position, amount: Number(share.amount) })
+        .execute();
+      await this.rail.book(trx, share.source, [
+        { purpose: 'refund', subject: leaseId, amount: Amount.of(share.amount, refund.unit) },
+      ]);
+    }
+  }
+
+  /** The refund of an ended lease as its answer shows it, the same on every call. */
+  async show(row: LeaseRow): Promise<RefundFields> {
+    const refunds: MintRefund[] = [];
+    for (const share of await this.shares(row.id)) {
+      const part = refundPart(row.id, share.amount, row.unit);
+      refunds.push(await this.token(share.mint_url, [part], share.amount));
+    }
+    return fields(refunds, Number(row.refunded));
+  }
+
+  /**
+   * Everything a failed start gives back: the change of the payment that bought the lease and the
+   * refund, the create payment's mint first in one token (as it always was), any other mint after.
+   */
+  async showFailedStart(payment: PaymentRow, row: LeaseRow): Promise<RefundFields> {
+    const home = this.rail.payoutSource(payment.mint_url);
+    const change = Number(payment.change);
+    const shares = await this.shares(row.id);
+    const atHome = shares.find((s) => s.mint_url === home)?.amount ?? 0;
+    const first: PayoutPart[] = [
+      { purpose: 'change', subject: payment.key, amount: Amount.of(change, row.unit) },
+      refundPart(row.id, atHome, row.unit),
+    ];
+    const refunds: MintRefund[] = [];
+    if (change + atHome > 0) refunds.push(await this.token(payment.mint_url, first, change + atHome));
+    for (const share of shares) {
+      if (share.mint_url === home) continue;
+      refunds.push(
+        await this.token(share.mint_url, [refundPart(row.id, share.amount, row.unit)], share.amount),
+      );
+    }
+    return fields(refunds, change + Number(row.refunded));
+  }
+
+  /**
+   * The error a payment for lease `leaseId` gets when the lease is not running (`ended`): as it
+   * is when none of the payment was taken (the payer's token is untouched); else with the payment
+   * handed back (`refund`, `refunded`, `refunds`), recorded once in the ledger, and the same again
+   * on every retry with the same token.
+   */
+  async bounced(
+    payment: InspectedPayment,
+    price: Amount,
+    leaseId: string,
+    ended: AlacarteError,
+  ): Promise<AlacarteError> {
+    const back = await this.rail.giveBack(payment, price);
+    if (!back) return ended;
+    const mint = this.rail.payoutSource(payment.source);
+    await this.db
+      .insertInto('bounced_payments')
+      .values({
+        key: payment.key,
+        lease_id: leaseId,
+        mint_url: mint,
+        amount: payment.amount.toNumber(),
+        returned: back.amount.toNumber(),
+        created_at: this.now().getTime(),
+      })
+      .onConflict((oc) => oc.column('key').doNothing())
+      .execute();
+    const refunds = back.amount.isZero() ? [] : [{ mint, token: back.token, amount: back.amount.toNumber() }];
+    return new AlacarteError(
+      'lease_not_running',
+      'the lease ended before this payment arrived; it is returned',
+      {
+        details: { ...fields(refunds, back.amount.toNumber()) },
+        cause: ended,
+      },
+    );
+  }
+
+  private async shares(leaseId: string): Promise<Array<{ mint_url: string; amount: number }>> {
+    const rows = await this.db
+      .selectFrom('lease_refunds')
+      .select(['mint_url', 'amount'])
+      .where('lease_id', '=', leaseId)
+      .orderBy('position')
+      .execute();
+    return rows.map((r) => ({ mint_url: r.mint_url, amount: Number(r.amount) }));
+  }
+
+  private async token(source: string, parts: readonly PayoutPart[], amount: number): Promise<MintRefund> {
+    const token = await this.rail.payout(source, parts);
+    return { mint: this.rail.payoutSource(source), token, amount };
+  }
+}
+
+function refundPart(leaseId: string, amount: number, unit: string): PayoutPart {
+  return { purpose: 'refund', subject: leaseId, amount: Amount.of(amount, unit) };
+}
+
+function fields(refunds: MintRefund[], refunded: number): RefundFields {
+  // A mint whose fees left nothing has no token: `refund` is the first there is.
+  return { refund: refunds.find((r) => r.token !== null)?.token ?? null, refunded, refunds };
+}
