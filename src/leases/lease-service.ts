@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Amount } from '../core/amount.js';
 import { AlacarteError } from '../core/errors.js';
-import { type BearerSecret, type LeaseId, newLeaseId, type PaymentKey, parseLeaseId } from '../core/ids.js';
+import { type LeaseId, newLeaseId, type PaymentKey, parseLeaseId } from '../core/ids.js';
 import * as lifecycle from '../core/lease.js';
 import { type Offer, offerToJson, quote as priceQuote } from '../core/offers.js';
 import type {
@@ -11,6 +11,7 @@ import type {
   TerminalSize,
 } from '../drivers/compute-driver.js';
 import type { Logger } from '../log.js';
+import { isUniqueViolation } from '../mint/store/mint-store.js';
 import type {
   InspectedPayment,
   PaymentHeaders,
@@ -21,15 +22,10 @@ import type {
 import type { Database } from '../store/database.js';
 import { fits, offersThatFit, without } from './capacity.js';
 import { InFlight } from './in-flight.js';
-import {
-  type LeaseRow,
-  leaseFromRow,
-  type NewPaymentRow,
-  type PaymentRow,
-  stateColumns,
-} from './lease-record.js';
+import { type LeaseRow, leaseFromRow, type NewPaymentRow, stateColumns } from './lease-record.js';
 import { credentialHash, credentialMatches, type NodeSecret } from './node-secret.js';
 import { PerLeaseLimit } from './per-lease-limit.js';
+import { Replays } from './replays.js';
 
 export interface CreateLeaseInput {
   offer: string;
@@ -98,6 +94,8 @@ export class LeaseService {
   private readonly maxOutputBytes: number;
   /** Starts under way: capacity is reserved before any money moves. */
   private readonly reserved = new Set<{ offer: Offer }>();
+  /** Answers to paid requests shown again, only to their own payment. */
+  private readonly replays: Replays;
 
   constructor(options: LeaseServiceOptions) {
     this.db = options.db;
@@ -110,6 +108,12 @@ export class LeaseService {
     this.log = options.logger;
     this.emit = options.onEvent ?? (() => {});
     this.maxOutputBytes = options.maxOutputBytes ?? 1024 * 1024;
+    this.replays = new Replays({
+      db: this.db,
+      rail: this.rail,
+      secret: this.secret,
+      leaseBody: (row) => this.leaseBody(row),
+    });
   }
 
   async offerList(): Promise<Array<Record<string, unknown>>> {
@@ -138,27 +142,27 @@ export class LeaseService {
     if (!this.images.includes(input.image)) {
       throw new AlacarteError('invalid_request', `unknown image '${input.image}'; see /v1/offers for images`);
     }
+    const requestHash = this.replays.requestHash(input);
     const idemHash = idempotencyKey === undefined ? null : sha256(`idempotency/${idempotencyKey}`);
+    // Read without moving money: a key bound to another payment must be refused (409) before the
+    // missing or other payment is answered with a 402 or a rejection.
+    const inspected = await this.rail.inspect(headers);
     if (idemHash) {
-      // A request with this key may be under way (paid, sandbox starting): wait for its answer
-      // rather than read its half-finished lease.
+      // A request with this key may be under way: its outcome decides what the key is bound to.
       await this.inFlight.settled([`idem/${idemHash}`]);
-      const earlier = await this.replayByIdempotency(idemHash);
-      if (earlier) return earlier;
+      await this.replays.checkKey(idemHash, inspected?.ok ? inspected.payment.key : undefined);
     }
-    const payment = await this.inspect(headers, price);
+    const payment = this.paymentOf(inspected, price);
     const keys = [`pay/${payment.key}`, ...(idemHash ? [`idem/${idemHash}`] : [])];
-    return this.inFlight.run(keys, async (joined) => {
-      const replay = await this.replayByPayment(payment.key, 'create');
+    return this.inFlight.run(keys, async () => {
+      const replay = await this.replays.ofCreate(payment.key, requestHash);
       if (replay) {
         this.emit({ type: 'payment', rail: payment.rail, outcome: 'replayed', amount: payment.amount });
         return replay;
       }
-      if (joined && idemHash) {
-        const earlier = await this.replayByIdempotency(idemHash);
-        if (earlier) return earlier;
-      }
-      return this.createPaid(input, offer, price, payment, idemHash);
+      // Another payment may have bound the key while this one waited its turn.
+      if (idemHash) await this.replays.checkKey(idemHash, payment.key);
+      return this.createPaid(input, offer, price, payment, idemHash, requestHash);
     });
   }
 
@@ -168,13 +172,14 @@ export class LeaseService {
     price: Amount,
     payment: InspectedPayment,
     idemHash: string | null,
+    requestHash: string,
   ): Promise<Answer> {
     this.checkEnough(payment, price);
     const release = await this.reserve(offer);
     try {
       const id = newLeaseId();
       const createdAt = this.now();
-      const redeemed = await this.rail.redeem(payment, price, async (trx) => {
+      const redeemed = await this.redeemCreate(payment, price, idemHash, async (trx) => {
         await trx
           .insertInto('leases')
           .values({
@@ -190,17 +195,37 @@ export class LeaseService {
             ports_json: '{}',
           })
           .execute();
-        const paid = this.paymentRow(payment, price, id, 'create', input.seconds, idemHash);
+        const paid = this.paymentRow(payment, price, id, 'create', input.seconds, idemHash, requestHash);
         await trx.insertInto('payments').values(paid).execute();
         await this.rail.book(trx, payment.source, [changePart(payment.key, paid.change, price.unit)]);
       });
       this.settled(payment, redeemed);
       await this.startSandbox(id, input, offer);
-      const answer = await this.replayByPayment(payment.key, 'create');
+      const answer = await this.replays.ofCreate(payment.key, requestHash);
       if (!answer) throw new Error(`lease ${id} vanished after payment`);
       return { ...answer, status: answer.status === 200 ? 201 : answer.status };
     } finally {
       release();
+    }
+  }
+
+  /**
+   * The rail's redeem for a create. Should another node replica have bound the same
+   * Idempotency-Key to another payment meanwhile, the store's unique constraint refuses this
+   * record, the transaction (and with it the spend at this node's mint) rolls back, and the payer
+   * gets the conflict with the token untouched.
+   */
+  private async redeemCreate(
+    payment: InspectedPayment,
+    price: Amount,
+    idemHash: string | null,
+    record: (trx: Database) => Promise<void>,
+  ): Promise<{ ok: true } | Rejection> {
+    try {
+      return await this.rail.redeem(payment, price, record);
+    } catch (err) {
+      if (idemHash && isUniqueViolation(err)) await this.replays.checkKey(idemHash, payment.key);
+      throw err;
     }
   }
 
@@ -349,7 +374,7 @@ export class LeaseService {
     const { amount: price } = this.price(lease.offer, seconds);
     const payment = await this.inspect(headers, price);
     return this.inFlight.run([`pay/${payment.key}`], async () => {
-      const replay = await this.replayExtension(row.id, payment.key);
+      const replay = await this.replays.ofExtension(row.id, payment.key, seconds);
       if (replay) return replay;
       const current = await this.db
         .selectFrom('leases')
@@ -388,7 +413,7 @@ export class LeaseService {
         });
       this.settled(payment, redeemed);
       if (newDeadline) await this.moveDeadline(row.id as LeaseId, newDeadline);
-      const answer = await this.replayExtension(row.id, payment.key);
+      const answer = await this.replays.ofExtension(row.id, payment.key, seconds);
       if (!answer) throw new Error(`extension of ${row.id} vanished after payment`);
       return answer;
     });
@@ -613,7 +638,11 @@ export class LeaseService {
   }
 
   private async inspect(headers: PaymentHeaders, price: Amount): Promise<InspectedPayment> {
-    const inspected = await this.rail.inspect(headers);
+    return this.paymentOf(await this.rail.inspect(headers), price);
+  }
+
+  /** The inspected payment, or the 402 challenge when there is none, or the rail's rejection. */
+  private paymentOf(inspected: Awaited<ReturnType<PaymentRail['inspect']>>, price: Amount): InspectedPayment {
     if (inspected === undefined) {
       const challenge = this.rail.challenge(price);
       throw new AlacarteError('payment_required', `this costs ${price}; pay in the X-Cashu header`, {
@@ -676,6 +705,7 @@ export class LeaseService {
     purpose: 'create' | 'extend',
     seconds: number,
     idemHash: string | null,
+    requestHash: string | null = null,
   ): NewPaymentRow {
     return {
       key: payment.key,
@@ -689,6 +719,7 @@ export class LeaseService {
       fee: payment.fee.toNumber(),
       seconds,
       idempotency_hash: idemHash,
+      request_hash: requestHash,
       created_at: this.now().getTime(),
     };
   }
@@ -742,99 +773,6 @@ export class LeaseService {
       unit: row.unit,
       ports: JSON.parse(row.ports_json) as Record<string, string>,
       remaining_seconds: lifecycle.remainingSeconds(lease.state, now),
-    };
-  }
-
-  /** The first answer to a paid create, rebuilt from the store and the node secret. */
-  private async replayByPayment(key: PaymentKey, purpose: 'create'): Promise<Answer | undefined> {
-    const payment = await this.db
-      .selectFrom('payments')
-      .selectAll()
-      .where('key', '=', key)
-      .executeTakeFirst();
-    if (!payment) return undefined;
-    if (payment.purpose !== purpose) {
-      throw new AlacarteError('token_spent', 'this token already paid for something else');
-    }
-    return this.createAnswer(payment);
-  }
-
-  private async replayByIdempotency(idemHash: string): Promise<Answer | undefined> {
-    const payment = await this.db
-      .selectFrom('payments')
-      .selectAll()
-      .where('idempotency_hash', '=', idemHash)
-      .executeTakeFirst();
-    return payment ? this.createAnswer(payment) : undefined;
-  }
-
-  private async createAnswer(payment: PaymentRow): Promise<Answer> {
-    const row = await this.db
-      .selectFrom('leases')
-      .selectAll()
-      .where('id', '=', payment.lease_id)
-      .executeTakeFirstOrThrow();
-    const unit = row.unit;
-    const changePart = {
-      purpose: 'change' as const,
-      subject: payment.key,
-      amount: Amount.of(BigInt(payment.change), unit),
-    };
-    if (row.state === 'pending')
-      throw new AlacarteError('rate_limited', 'this payment is still being processed; retry');
-    if (row.state === 'failed') {
-      // A start that failed (or never finished before a crash) gives everything back, change
-      // included, as one token.
-      const refundPart = {
-        purpose: 'refund' as const,
-        subject: row.id,
-        amount: Amount.of(BigInt(row.refunded), unit),
-      };
-      const refund = await this.rail.payout(payment.mint_url, [changePart, refundPart]);
-      throw new AlacarteError('start_failed', 'the sandbox could not start; your payment is refunded', {
-        details: { refund, refunded: changePart.amount.add(refundPart.amount).toNumber() },
-      });
-    }
-    const change = await this.rail.payout(payment.mint_url, [changePart]);
-    const firstDeadline = Number(row.started_at) + payment.seconds * 1000;
-    const body = {
-      id: row.id,
-      token: this.secret.credentialFor(row.id as LeaseId) satisfies BearerSecret,
-      state: 'running',
-      offer: row.offer_id,
-      image: row.image,
-      created_at: iso(row.created_at),
-      expires_at: iso(firstDeadline),
-      paid: Number(payment.amount),
-      unit,
-      change,
-      ports: JSON.parse(row.ports_json) as Record<string, string>,
-    };
-    return { status: 200, headers: change ? { 'x-cashu': change } : {}, body };
-  }
-
-  private async replayExtension(leaseId: string, key: PaymentKey): Promise<Answer | undefined> {
-    const payment = await this.db
-      .selectFrom('payments')
-      .selectAll()
-      .where('key', '=', key)
-      .executeTakeFirst();
-    if (!payment) return undefined;
-    if (payment.lease_id !== leaseId || payment.purpose !== 'extend') {
-      throw new AlacarteError('token_spent', 'this token already paid for something else');
-    }
-    const row = await this.db
-      .selectFrom('leases')
-      .selectAll()
-      .where('id', '=', leaseId)
-      .executeTakeFirstOrThrow();
-    const change = await this.rail.payout(payment.mint_url, [
-      { purpose: 'change', subject: payment.key, amount: Amount.of(BigInt(payment.change), row.unit) },
-    ]);
-    return {
-      status: 200,
-      headers: change ? { 'x-cashu': change } : {},
-      body: { ...(await this.leaseBody(row)), change },
     };
   }
 }

@@ -42,6 +42,11 @@ export interface LeaseTables {
     seconds: number;
     /** sha256 of the client's Idempotency-Key header, if it sent one. */
     idempotency_hash: string | null;
+    /**
+     * Keyed digest (node secret) of the request this payment paid for: a replay must carry the same
+     * request. null on rows written before it existed.
+     */
+    request_hash: string | null;
     created_at: number;
     seq: Generated<number>;
   };

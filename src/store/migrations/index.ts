@@ -1,6 +1,7 @@
 import type { Migration } from 'kysely';
 import * as mint from './0001-mint.js';
 import * as leases from './0002-leases.js';
+import * as requestHash from './0003-request-hash.js';
 
 /**
  * Every schema migration, in order. Each domain adds its own files here (`0001-mint.ts`, ...).
@@ -10,4 +11,5 @@ import * as leases from './0002-leases.js';
 export const MIGRATIONS: ReadonlyArray<{ name: string; migration: Migration }> = [
   { name: '0001-mint', migration: mint },
   { name: '0002-leases', migration: leases },
+  { name: '0003-request-hash', migration: requestHash },
 ];
