@@ -235,7 +235,7 @@ describe('rule 1: a rejected request takes no money', () => {
     expect(await allUnspent(wallet, [...spare.send, ...last.send])).toBe(true);
 
     // A real token of an untrusted mint: mint_not_accepted, unspent at that mint. Relabelled as
-    // ours, its proofs belong to a keyset this mint does not know: invalid_token, unspent too.
+    // ours, its proofs belong to a keyset this mint does not know: still mint_not_accepted.
     const other = await fundedWallet(foreign.mintUrl, 200);
     const foreignToken = await tokenOf(other.wallet, foreign.mintUrl, other.proofs, 128);
     const untrusted = await postJson(leases(), small, { 'x-cashu': foreignToken.token });
@@ -244,7 +244,7 @@ describe('rule 1: a rejected request takes no money', () => {
     const disguised = getEncodedToken({ mint: t.mintUrl, unit: 'sat', proofs: foreignToken.send });
     const disguisedRes = await postJson(leases(), small, { 'x-cashu': disguised });
     expect(disguisedRes.status).toBe(400);
-    expect(disguisedRes.body).toMatchObject({ error: 'invalid_token' });
+    expect(disguisedRes.body).toMatchObject({ error: 'mint_not_accepted' });
     expect(await allUnspent(other.wallet, foreignToken.send)).toBe(true);
 
     // P2PK-locked to someone's key, sent without a signature: refused, still unspent.
