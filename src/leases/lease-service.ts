@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { Amount } from '../core/amount.js';
 import { AlacarteError } from '../core/errors.js';
 import { type LeaseId, newLeaseId, type PaymentKey, parseLeaseId } from '../core/ids.js';
+import { settle } from '../core/input-fees.js';
 import * as lifecycle from '../core/lease.js';
 import { type Offer, offerToJson, quote as priceQuote } from '../core/offers.js';
 import type {
@@ -664,6 +665,11 @@ export class LeaseService {
     this.emit({ ...base, outcome: 'accepted' });
   }
 
+  /**
+   * A token worth the price is enough (NUT-24: at least the 402's amount, which is the price);
+   * input fees come out of what it holds above the price, the node bears the rest
+   * (core/input-fees.ts).
+   */
   private checkEnough(payment: InspectedPayment, price: Amount): void {
     if (payment.amount.unit !== price.unit) {
       throw new AlacarteError(
@@ -671,12 +677,20 @@ export class LeaseService {
         `this node prices in ${price.unit}, the token is in ${payment.amount.unit}`,
       );
     }
-    const needed = price.add(payment.fee);
-    if (!payment.amount.gte(needed)) {
+    if (!payment.amount.gte(price)) {
       throw new AlacarteError(
         'insufficient_amount',
-        `the token is worth ${payment.amount} but this costs ${needed}${payment.fee.isZero() ? '' : ` (${payment.fee} input fees)`}`,
-        { details: { amount: needed.toNumber(), unit: needed.unit } },
+        `the token is worth ${payment.amount} but this costs ${price}`,
+        {
+          details: { amount: price.toNumber(), unit: price.unit },
+        },
+      );
+    }
+    if (!settle(payment.amount.value, payment.fee.value, price.value)) {
+      throw new AlacarteError(
+        'insufficient_amount',
+        `the token's input fees (${payment.fee}) exceed its value; send it in fewer, larger proofs`,
+        { details: { amount: price.toNumber(), unit: price.unit } },
       );
     }
   }
@@ -715,7 +729,7 @@ export class LeaseService {
       mint_url: payment.source,
       amount: payment.amount.toNumber(),
       kept: price.toNumber(),
-      change: payment.amount.sub(price).sub(payment.fee).toNumber(),
+      change: Number(settle(payment.amount.value, payment.fee.value, price.value)?.change ?? 0n),
       fee: payment.fee.toNumber(),
       seconds,
       idempotency_hash: idemHash,

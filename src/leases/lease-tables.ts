@@ -36,7 +36,10 @@ export interface LeaseTables {
     amount: number;
     /** What the node kept for time: the price. */
     kept: number;
-    /** What came back at once as change (amount − kept − input fees). */
+    /**
+     * What came back at once as change: amount − kept − the input fees the overpayment covers
+     * (core/input-fees.ts); the node bears the rest of the fees.
+     */
     change: number;
     fee: number;
     seconds: number;

@@ -167,7 +167,7 @@ export class ExternalMint {
     commit: () => Promise<void>,
   ): Promise<Outcome<object>> {
     const split = splitPayment(payment.total, payment.fee, price);
-    if (!split) return reject('insufficient_amount', 'the token does not cover price and input fees');
+    if (!split) return reject('insufficient_amount', 'the token does not cover the price');
     const kept = deriveOutputs(this.secret, `keep/${key}`, split.keep);
     const outputs = [...kept, ...deriveOutputs(this.secret, `change/${key}`, split.change)];
     let swapped: Outcome<object>;
