@@ -190,7 +190,7 @@ export class LeaseService {
             image: input.image,
             ...stateColumns({ kind: 'pending' }),
             created_at: createdAt.getTime(),
-            held: price.toNumber(),
+            held: this.keptOf(payment, price),
             unit: price.unit,
             credential_hash: credentialHash(this.secret.credentialFor(id)),
             ports_json: '{}',
@@ -400,7 +400,7 @@ export class LeaseService {
           newDeadline = state.expiresAt;
           await trx
             .updateTable('leases')
-            .set({ expires_at: state.expiresAt.getTime(), held: Number(fresh.held) + price.toNumber() })
+            .set({ expires_at: state.expiresAt.getTime(), held: Number(fresh.held) + this.keptOf(payment, price) })
             .where('id', '=', row.id)
             .execute();
           const paid = this.paymentRow(payment, price, row.id, 'extend', seconds, null);
@@ -695,6 +695,15 @@ export class LeaseService {
     }
   }
 
+  /**
+   * What a payment leaves the node for time: the price, less any input fee the node bore
+   * (core/input-fees.ts). Held and refunded from there, so a refund never promises more than the
+   * payment is worth at its mint.
+   */
+  private keptOf(payment: InspectedPayment, price: Amount): number {
+    return Number(settle(payment.amount.value, payment.fee.value, price.value)?.keep ?? price.value);
+  }
+
   private async reserve(offer: Offer): Promise<() => void> {
     const free = this.unreserved(await this.driver.capacity());
     if (fits(free, offer) < 1) {
@@ -728,7 +737,7 @@ export class LeaseService {
       rail: payment.rail,
       mint_url: payment.source,
       amount: payment.amount.toNumber(),
-      kept: price.toNumber(),
+      kept: this.keptOf(payment, price),
       change: Number(settle(payment.amount.value, payment.fee.value, price.value)?.change ?? 0n),
       fee: payment.fee.toNumber(),
       seconds,

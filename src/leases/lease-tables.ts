@@ -16,7 +16,7 @@ export interface LeaseTables {
     started_at: number | null;
     expires_at: number | null;
     ended_at: number | null;
-    /** Net paid for time: prices of the first payment and every extension. */
+    /** Net paid for time: what the first payment and every extension kept (their `kept`). */
     held: number;
     refunded: number;
     unit: string;
@@ -34,7 +34,7 @@ export interface LeaseTables {
     mint_url: string;
     /** What the payment was worth. */
     amount: number;
-    /** What the node kept for time: the price. */
+    /** What the node kept for time: the price, less any input fee it bore (core/input-fees.ts). */
     kept: number;
     /**
      * What came back at once as change: amount − kept − the input fees the overpayment covers

@@ -17,8 +17,9 @@ import {
  * With input fees set by the operator (input_fee_ppk), what the 402 asks and what the node takes
  * agree (NUT-24: a token worth at least the 402's amount pays; API.md: that amount is the price).
  * A token worth exactly the amount pays, whatever its input fee: the fee comes out of what a token
- * holds above the price, and the node bears the rest. Change is paid − price − the fee so covered;
- * a token worth less than the amount is refused untouched.
+ * holds above the price, and the node bears the rest (the lease then holds the price less that
+ * fee). Change is paid − price − the fee so covered; a token worth less than the amount is refused
+ * untouched.
  */
 const OPERATOR = 'operator-token-for-fee-tests-012345';
 const PPK = 400;
@@ -80,8 +81,9 @@ describe('input fees', () => {
       'DELETE',
     );
     expect(stop.status).toBe(200);
+    // What the node bore of the fees is not income: the lease kept the price less that fee.
     const books = await ledgerOf(t.url, OPERATOR);
-    expect(books.received).toBe(180);
+    expect(books.received).toBe(180 - feeOf(exact.token) - feeOf(extToken.token));
     expect(books.received).toBe(books.charged + books.refunded + books.held);
   });
 
