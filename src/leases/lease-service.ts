@@ -400,7 +400,10 @@ export class LeaseService {
           newDeadline = state.expiresAt;
           await trx
             .updateTable('leases')
-            .set({ expires_at: state.expiresAt.getTime(), held: Number(fresh.held) + this.keptOf(payment, price) })
+            .set({
+              expires_at: state.expiresAt.getTime(),
+              held: Number(fresh.held) + this.keptOf(payment, price),
+            })
             .where('id', '=', row.id)
             .execute();
           const paid = this.paymentRow(payment, price, row.id, 'extend', seconds, null);
