@@ -190,6 +190,30 @@ describe('a payment is bound to the request it paid for', () => {
     expect(fresh.body).toEqual(first.body);
   });
 
+  it('one payment sent at once with two bodies: one lease; its own body replays, the other gets 409', async () => {
+    const { wallet, tokens: pool } = await tokens(t.mintUrl, 1, 128);
+    const token = pool[0]!.token;
+    const other = { ...small, offer: 'other' };
+    const answers = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => postJson(leases(), i % 2 ? small : other, { 'x-cashu': token })),
+    );
+    const winner = answers.find((a) => a.status === 201);
+    expect(winner).toBeDefined();
+    const winnerOffer = winner!.body.offer;
+    for (const [i, a] of answers.entries()) {
+      if (a === winner) continue;
+      const sameBody = (i % 2 ? 'small' : 'other') === winnerOffer;
+      if (sameBody) {
+        expect(a.status).toBe(200);
+        expect(a.body).toEqual(winner!.body);
+      } else {
+        expectConflict(a, winner!.body);
+      }
+    }
+    expect(await allSpent(wallet, pool[0]!.send)).toBe(true);
+    expect((await t.driver.list()).map((s) => s.leaseId)).toEqual([winner!.body.id]);
+  });
+
   it('a key bound to another payment is refused even with a payment that bought a lease', async () => {
     const { tokens: pool } = await tokens(t.mintUrl, 2, 128);
     const keyA = newKey();
