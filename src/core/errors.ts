@@ -14,6 +14,7 @@ export const ERROR_STATUS = {
   payment_required: 402,
   not_found: 404,
   lease_not_running: 409,
+  idempotency_conflict: 409,
   payload_too_large: 413,
   rate_limited: 429,
   no_capacity: 503,

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { Amount } from '../core/amount.js';
 import { AlacarteError } from '../core/errors.js';
-import { type BearerSecret, type LeaseId, newLeaseId, type PaymentKey, parseLeaseId } from '../core/ids.js';
+import { type LeaseId, newLeaseId, type PaymentKey, parseLeaseId } from '../core/ids.js';
+import { settle } from '../core/input-fees.js';
 import * as lifecycle from '../core/lease.js';
 import { type Offer, offerToJson, quote as priceQuote } from '../core/offers.js';
 import type {
@@ -11,6 +12,7 @@ import type {
   TerminalSize,
 } from '../drivers/compute-driver.js';
 import type { Logger } from '../log.js';
+import { isUniqueViolation } from '../mint/store/mint-store.js';
 import type {
   InspectedPayment,
   PaymentHeaders,
@@ -21,16 +23,11 @@ import type {
 import type { Database } from '../store/database.js';
 import { fits, offersThatFit, without } from './capacity.js';
 import { InFlight } from './in-flight.js';
-import {
-  type LeaseRow,
-  leaseFromRow,
-  type NewPaymentRow,
-  type PaymentRow,
-  stateColumns,
-} from './lease-record.js';
+import { type LeaseRow, leaseFromRow, type NewPaymentRow, stateColumns } from './lease-record.js';
 import { credentialHash, credentialMatches, type NodeSecret } from './node-secret.js';
 import { PerLeaseLimit } from './per-lease-limit.js';
 import { Refunds } from './refunds.js';
+import { Replays } from './replays.js';
 import { requireDeadlineAllowed, requireSellableOffers, sellableImages } from './request-checks.js';
 
 export interface CreateLeaseInput {
@@ -102,6 +99,8 @@ export class LeaseService {
   private readonly reserved = new Set<{ offer: Offer }>();
   /** Refunds and returned payments, paid from the mints that were paid. */
   private readonly refunds: Refunds;
+  /** Answers to paid requests shown again, only to their own payment. */
+  private readonly replays: Replays;
 
   constructor(options: LeaseServiceOptions) {
     this.db = options.db;
@@ -116,6 +115,13 @@ export class LeaseService {
     this.emit = options.onEvent ?? (() => {});
     this.maxOutputBytes = options.maxOutputBytes ?? 1024 * 1024;
     this.refunds = new Refunds({ db: this.db, rail: this.rail, clock: this.now });
+    this.replays = new Replays({
+      db: this.db,
+      rail: this.rail,
+      secret: this.secret,
+      refunds: this.refunds,
+      leaseBody: (row) => this.leaseBody(row),
+    });
   }
 
   async offerList(): Promise<Array<Record<string, unknown>>> {
@@ -145,27 +151,27 @@ export class LeaseService {
       throw new AlacarteError('invalid_request', `unknown image '${input.image}'; see /v1/offers for images`);
     }
     requireDeadlineAllowed(this.now(), input.seconds);
+    const requestHash = this.replays.requestHash(input);
     const idemHash = idempotencyKey === undefined ? null : sha256(`idempotency/${idempotencyKey}`);
+    // Read without moving money: a key bound to another payment must be refused (409) before the
+    // missing or other payment is answered with a 402 or a rejection.
+    const inspected = await this.rail.inspect(headers);
     if (idemHash) {
-      // A request with this key may be under way (paid, sandbox starting): wait for its answer
-      // rather than read its half-finished lease.
+      // A request with this key may be under way: its outcome decides what the key is bound to.
       await this.inFlight.settled([`idem/${idemHash}`]);
-      const earlier = await this.replayByIdempotency(idemHash);
-      if (earlier) return earlier;
+      await this.replays.checkKey(idemHash, inspected?.ok ? inspected.payment.key : undefined);
     }
-    const payment = await this.inspect(headers, price);
+    const payment = this.paymentOf(inspected, price);
     const keys = [`pay/${payment.key}`, ...(idemHash ? [`idem/${idemHash}`] : [])];
-    return this.inFlight.run(keys, async (joined) => {
-      const replay = await this.replayByPayment(payment.key, 'create');
+    return this.inFlight.run(keys, async () => {
+      const replay = await this.replays.ofCreate(payment.key, requestHash);
       if (replay) {
         this.emit({ type: 'payment', rail: payment.rail, outcome: 'replayed', amount: payment.amount });
         return replay;
       }
-      if (joined && idemHash) {
-        const earlier = await this.replayByIdempotency(idemHash);
-        if (earlier) return earlier;
-      }
-      return this.createPaid(input, offer, price, payment, idemHash);
+      // Another payment may have bound the key while this one waited its turn.
+      if (idemHash) await this.replays.checkKey(idemHash, payment.key);
+      return this.createPaid(input, offer, price, payment, idemHash, requestHash);
     });
   }
 
@@ -175,13 +181,14 @@ export class LeaseService {
     price: Amount,
     payment: InspectedPayment,
     idemHash: string | null,
+    requestHash: string,
   ): Promise<Answer> {
     this.checkEnough(payment, price);
     const release = await this.reserve(offer);
     try {
       const id = newLeaseId();
       const createdAt = this.now();
-      const redeemed = await this.rail.redeem(payment, price, async (trx) => {
+      const redeemed = await this.redeemCreate(payment, price, idemHash, async (trx) => {
         await trx
           .insertInto('leases')
           .values({
@@ -191,23 +198,43 @@ export class LeaseService {
             image: input.image,
             ...stateColumns({ kind: 'pending' }),
             created_at: createdAt.getTime(),
-            held: price.toNumber(),
+            held: this.keptOf(payment, price),
             unit: price.unit,
             credential_hash: credentialHash(this.secret.credentialFor(id)),
             ports_json: '{}',
           })
           .execute();
-        const paid = this.paymentRow(payment, price, id, 'create', input.seconds, idemHash);
+        const paid = this.paymentRow(payment, price, id, 'create', input.seconds, idemHash, requestHash);
         await trx.insertInto('payments').values(paid).execute();
         await this.rail.book(trx, payment.source, [changePart(payment.key, paid.change, price.unit)]);
       });
       this.settled(payment, redeemed);
       await this.startSandbox(id, input, offer);
-      const answer = await this.replayByPayment(payment.key, 'create');
+      const answer = await this.replays.ofCreate(payment.key, requestHash);
       if (!answer) throw new Error(`lease ${id} vanished after payment`);
       return { ...answer, status: answer.status === 200 ? 201 : answer.status };
     } finally {
       release();
+    }
+  }
+
+  /**
+   * The rail's redeem for a create. Should another node replica have bound the same
+   * Idempotency-Key to another payment meanwhile, the store's unique constraint refuses this
+   * record, the transaction (and with it the spend at this node's mint) rolls back, and the payer
+   * gets the conflict with the token untouched.
+   */
+  private async redeemCreate(
+    payment: InspectedPayment,
+    price: Amount,
+    idemHash: string | null,
+    record: (trx: Database) => Promise<void>,
+  ): Promise<{ ok: true } | Rejection> {
+    try {
+      return await this.rail.redeem(payment, price, record);
+    } catch (err) {
+      if (idemHash && isUniqueViolation(err)) await this.replays.checkKey(idemHash, payment.key);
+      throw err;
     }
   }
 
@@ -353,7 +380,7 @@ export class LeaseService {
     const { amount: price } = this.price(lease.offer, seconds);
     const payment = await this.inspect(headers, price);
     return this.inFlight.run([`pay/${payment.key}`], async () => {
-      const replay = await this.replayExtension(row.id, payment.key);
+      const replay = await this.replays.ofExtension(row.id, payment.key, seconds);
       if (replay) return replay;
       const current = await this.db
         .selectFrom('leases')
@@ -386,7 +413,10 @@ export class LeaseService {
           newDeadline = state.expiresAt;
           await trx
             .updateTable('leases')
-            .set({ expires_at: state.expiresAt.getTime(), held: Number(fresh.held) + price.toNumber() })
+            .set({
+              expires_at: state.expiresAt.getTime(),
+              held: Number(fresh.held) + this.keptOf(payment, price),
+            })
             .where('id', '=', row.id)
             .execute();
           const paid = this.paymentRow(payment, price, row.id, 'extend', seconds, null);
@@ -402,7 +432,7 @@ export class LeaseService {
         });
       this.settled(payment, redeemed);
       if (newDeadline) await this.moveDeadline(row.id as LeaseId, newDeadline);
-      const answer = await this.replayExtension(row.id, payment.key);
+      const answer = await this.replays.ofExtension(row.id, payment.key, seconds);
       if (!answer) throw new Error(`extension of ${row.id} vanished after payment`);
       return answer;
     });
@@ -621,7 +651,11 @@ export class LeaseService {
   }
 
   private async inspect(headers: PaymentHeaders, price: Amount): Promise<InspectedPayment> {
-    const inspected = await this.rail.inspect(headers);
+    return this.paymentOf(await this.rail.inspect(headers), price);
+  }
+
+  /** The inspected payment, or the 402 challenge when there is none, or the rail's rejection. */
+  private paymentOf(inspected: Awaited<ReturnType<PaymentRail['inspect']>>, price: Amount): InspectedPayment {
     if (inspected === undefined) {
       const challenge = this.rail.challenge(price);
       throw new AlacarteError('payment_required', `this costs ${price}; pay in the X-Cashu header`, {
@@ -643,6 +677,11 @@ export class LeaseService {
     this.emit({ ...base, outcome: 'accepted' });
   }
 
+  /**
+   * A token worth the price is enough (NUT-24: at least the 402's amount, which is the price);
+   * input fees come out of what it holds above the price, the node bears the rest
+   * (core/input-fees.ts).
+   */
   private checkEnough(payment: InspectedPayment, price: Amount): void {
     if (payment.amount.unit !== price.unit) {
       throw new AlacarteError(
@@ -650,14 +689,31 @@ export class LeaseService {
         `this node prices in ${price.unit}, the token is in ${payment.amount.unit}`,
       );
     }
-    const needed = price.add(payment.fee);
-    if (!payment.amount.gte(needed)) {
+    if (!payment.amount.gte(price)) {
       throw new AlacarteError(
         'insufficient_amount',
-        `the token is worth ${payment.amount} but this costs ${needed}${payment.fee.isZero() ? '' : ` (${payment.fee} input fees)`}`,
-        { details: { amount: needed.toNumber(), unit: needed.unit } },
+        `the token is worth ${payment.amount} but this costs ${price}`,
+        {
+          details: { amount: price.toNumber(), unit: price.unit },
+        },
       );
     }
+    if (!settle(payment.amount.value, payment.fee.value, price.value)) {
+      throw new AlacarteError(
+        'insufficient_amount',
+        `the token's input fees (${payment.fee}) exceed its value; send it in fewer, larger proofs`,
+        { details: { amount: price.toNumber(), unit: price.unit } },
+      );
+    }
+  }
+
+  /**
+   * What a payment leaves the node for time: the price, less any input fee the node bore
+   * (core/input-fees.ts). Held and refunded from there, so a refund never promises more than the
+   * payment is worth at its mint.
+   */
+  private keptOf(payment: InspectedPayment, price: Amount): number {
+    return Number(settle(payment.amount.value, payment.fee.value, price.value)?.keep ?? price.value);
   }
 
   private async reserve(offer: Offer): Promise<() => void> {
@@ -684,6 +740,7 @@ export class LeaseService {
     purpose: 'create' | 'extend',
     seconds: number,
     idemHash: string | null,
+    requestHash: string | null = null,
   ): NewPaymentRow {
     return {
       key: payment.key,
@@ -692,11 +749,12 @@ export class LeaseService {
       rail: payment.rail,
       mint_url: payment.source,
       amount: payment.amount.toNumber(),
-      kept: price.toNumber(),
-      change: payment.amount.sub(price).sub(payment.fee).toNumber(),
+      kept: this.keptOf(payment, price),
+      change: Number(settle(payment.amount.value, payment.fee.value, price.value)?.change ?? 0n),
       fee: payment.fee.toNumber(),
       seconds,
       idempotency_hash: idemHash,
+      request_hash: requestHash,
       created_at: this.now().getTime(),
     };
   }
@@ -740,94 +798,6 @@ export class LeaseService {
       unit: row.unit,
       ports: JSON.parse(row.ports_json) as Record<string, string>,
       remaining_seconds: lifecycle.remainingSeconds(lease.state, now),
-    };
-  }
-
-  /** The first answer to a paid create, rebuilt from the store and the node secret. */
-  private async replayByPayment(key: PaymentKey, purpose: 'create'): Promise<Answer | undefined> {
-    const payment = await this.db
-      .selectFrom('payments')
-      .selectAll()
-      .where('key', '=', key)
-      .executeTakeFirst();
-    if (!payment) return undefined;
-    if (payment.purpose !== purpose) {
-      throw new AlacarteError('token_spent', 'this token already paid for something else');
-    }
-    return this.createAnswer(payment);
-  }
-
-  private async replayByIdempotency(idemHash: string): Promise<Answer | undefined> {
-    const payment = await this.db
-      .selectFrom('payments')
-      .selectAll()
-      .where('idempotency_hash', '=', idemHash)
-      .executeTakeFirst();
-    return payment ? this.createAnswer(payment) : undefined;
-  }
-
-  private async createAnswer(payment: PaymentRow): Promise<Answer> {
-    const row = await this.db
-      .selectFrom('leases')
-      .selectAll()
-      .where('id', '=', payment.lease_id)
-      .executeTakeFirstOrThrow();
-    const unit = row.unit;
-    const changePart = {
-      purpose: 'change' as const,
-      subject: payment.key,
-      amount: Amount.of(BigInt(payment.change), unit),
-    };
-    if (row.state === 'pending')
-      throw new AlacarteError('rate_limited', 'this payment is still being processed; retry');
-    if (row.state === 'failed') {
-      // A start that failed (or never finished before a crash) gives everything back, change
-      // included, from the mint it was paid at.
-      const refund = await this.refunds.showFailedStart(payment, row);
-      throw new AlacarteError('start_failed', 'the sandbox could not start; your payment is refunded', {
-        details: { ...refund },
-      });
-    }
-    const change = await this.rail.payout(payment.mint_url, [changePart]);
-    const firstDeadline = Number(row.started_at) + payment.seconds * 1000;
-    const body = {
-      id: row.id,
-      token: this.secret.credentialFor(row.id as LeaseId) satisfies BearerSecret,
-      state: 'running',
-      offer: row.offer_id,
-      image: row.image,
-      created_at: iso(row.created_at),
-      expires_at: iso(firstDeadline),
-      paid: Number(payment.amount),
-      unit,
-      change,
-      ports: JSON.parse(row.ports_json) as Record<string, string>,
-    };
-    return { status: 200, headers: change ? { 'x-cashu': change } : {}, body };
-  }
-
-  private async replayExtension(leaseId: string, key: PaymentKey): Promise<Answer | undefined> {
-    const payment = await this.db
-      .selectFrom('payments')
-      .selectAll()
-      .where('key', '=', key)
-      .executeTakeFirst();
-    if (!payment) return undefined;
-    if (payment.lease_id !== leaseId || payment.purpose !== 'extend') {
-      throw new AlacarteError('token_spent', 'this token already paid for something else');
-    }
-    const row = await this.db
-      .selectFrom('leases')
-      .selectAll()
-      .where('id', '=', leaseId)
-      .executeTakeFirstOrThrow();
-    const change = await this.rail.payout(payment.mint_url, [
-      { purpose: 'change', subject: payment.key, amount: Amount.of(BigInt(payment.change), row.unit) },
-    ]);
-    return {
-      status: 200,
-      headers: change ? { 'x-cashu': change } : {},
-      body: { ...(await this.leaseBody(row)), change },
     };
   }
 }

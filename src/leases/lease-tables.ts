@@ -16,7 +16,7 @@ export interface LeaseTables {
     started_at: number | null;
     expires_at: number | null;
     ended_at: number | null;
-    /** Net paid for time: prices of the first payment and every extension. */
+    /** Net paid for time: what the first payment and every extension kept (their `kept`). */
     held: number;
     refunded: number;
     unit: string;
@@ -34,14 +34,22 @@ export interface LeaseTables {
     mint_url: string;
     /** What the payment was worth. */
     amount: number;
-    /** What the node kept for time: the price. */
+    /** What the node kept for time: the price, less any input fee it bore (core/input-fees.ts). */
     kept: number;
-    /** What came back at once as change (amount − kept − input fees). */
+    /**
+     * What came back at once as change: amount − kept − the input fees the overpayment covers
+     * (core/input-fees.ts); the node bears the rest of the fees.
+     */
     change: number;
     fee: number;
     seconds: number;
     /** sha256 of the client's Idempotency-Key header, if it sent one. */
     idempotency_hash: string | null;
+    /**
+     * Keyed digest (node secret) of the request this payment paid for: a replay must carry the same
+     * request. null on rows written before it existed.
+     */
+    request_hash: string | null;
     created_at: number;
     seq: Generated<number>;
   };

@@ -135,6 +135,8 @@ function apiHint(err: AlacarteApiError): string | undefined {
       return "the wallet's ecash is not from a mint this node accepts: alacarte wallet balance";
     case 'start_failed':
       return 'your payment was refunded into the wallet';
+    case 'idempotency_conflict':
+      return 'that payment already bought something else; nothing more was taken: try again';
     default:
       return undefined;
   }

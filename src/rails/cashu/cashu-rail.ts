@@ -1,4 +1,4 @@
-import { Amount as CashuAmount, getDecodedToken, getEncodedToken, getTokenMetadata } from '@cashu/cashu-ts';
+import { Amount as CashuAmount, getEncodedToken, getTokenMetadata } from '@cashu/cashu-ts';
 import { Amount } from '../../core/amount.js';
 import type { NodeSecret } from '../../leases/node-secret.js';
 import type { Logger } from '../../log.js';
@@ -18,6 +18,7 @@ import type {
 import { denominations } from './derived-outputs.js';
 import { encodePaymentRequest } from './nut-18.js';
 import { normalizeMintUrl, paymentKey, toMintProofs } from './proofs.js';
+import { decodeForMint, singleMint } from './token-mints.js';
 import { TrustedMints } from './trusted-mints.js';
 
 export { denominations, paymentKey };
@@ -94,6 +95,11 @@ export class CashuRail implements PaymentRail {
     return [this.mintUrl, ...(this.trusted?.urls() ?? [])];
   }
 
+  /** Whether tokens of `url` are taken: this node's own mint or a trusted one. */
+  private accepts(url: string): boolean {
+    return normalizeMintUrl(url) === normalizeMintUrl(this.mintUrl) || this.trusted?.has(url) === true;
+  }
+
   private get mintUrl(): string {
     return this.mintUrlOf();
   }
@@ -116,10 +122,21 @@ export class CashuRail implements PaymentRail {
     if (!TOKEN_PREFIX.test(header))
       return reject('invalid_token', 'X-Cashu must hold a cashuA or cashuB token');
 
+    const single = singleMint(header);
+    if ('mints' in single) {
+      const foreign = single.mints.find((m) => !this.accepts(m));
+      return reject(
+        'mint_not_accepted',
+        foreign === undefined
+          ? `one token must hold the proofs of one mint; send one token of ${this.mints().join(' or ')}`
+          : `tokens of ${truncate(foreign)} are not accepted here; use ${this.mints().join(' or ')}`,
+      );
+    }
+    const token = single.token;
     let mintUrl: string;
     let unit: string;
     try {
-      const meta = getTokenMetadata(header);
+      const meta = getTokenMetadata(token);
       // The decoder checks no types: a V3 (JSON) token may name a number or a list as its mint.
       if (typeof meta.mint !== 'string' || (meta.unit !== undefined && typeof meta.unit !== 'string'))
         return reject('invalid_token', 'the token names no mint or unit');
@@ -129,7 +146,7 @@ export class CashuRail implements PaymentRail {
       return reject('invalid_token', 'the token cannot be decoded');
     }
     const own = normalizeMintUrl(mintUrl) === normalizeMintUrl(this.mintUrl);
-    if (!own && !this.trusted?.has(mintUrl)) {
+    if (!this.accepts(mintUrl)) {
       return reject(
         'mint_not_accepted',
         `tokens of ${truncate(mintUrl)} are not accepted here; use ${this.mints().join(' or ')}`,
@@ -137,11 +154,17 @@ export class CashuRail implements PaymentRail {
     }
     if (unit !== this.unit)
       return reject('unit_mismatch', `this node takes ${this.unit}, not ${truncate(unit)}`);
-    if (!own && this.trusted) return this.trusted.inspect(mintUrl, header);
+    if (!own && this.trusted) return this.trusted.inspect(mintUrl, token);
 
+    const decoded = decodeForMint(token, this.mint.keysetIds());
+    if (!decoded.ok) {
+      return decoded.reason === 'foreign'
+        ? reject('mint_not_accepted', `the token holds proofs that ${truncate(mintUrl)} did not sign`)
+        : reject('invalid_token', 'the token cannot be decoded');
+    }
     let proofs: Proof[];
     try {
-      proofs = toMintProofs(getDecodedToken(header, this.mint.keysetIds()).proofs, this.maxProofs);
+      proofs = toMintProofs(decoded.token.proofs, this.maxProofs);
     } catch {
       return reject('invalid_token', 'the token cannot be decoded or holds malformed proofs');
     }

@@ -1,3 +1,4 @@
+import { settle } from '../../core/input-fees.js';
 import type { NodeSecret } from '../../leases/node-secret.js';
 import { blindMessage, bytesToHex, parseScalar } from '../../mint/crypto/index.js';
 import type { BlindedMessage } from '../../mint/types.js';
@@ -53,16 +54,17 @@ export function blindedMessages(outputs: readonly DerivedOutput[], keysetId: str
 }
 
 /**
- * How a payment of `amount` splits: the node keeps `price`, the mint keeps `fee`, the payer gets
- * the rest back. undefined when it does not cover price and fee.
+ * How a payment of `amount` splits at its mint (core/input-fees.ts): the node keeps `keep` (the
+ * price, less any input fee the overpayment could not cover), the mint keeps `fee`, the payer gets
+ * `change` back. undefined when it is worth less than the price.
  */
 export function splitPayment(
   amount: bigint,
   fee: bigint,
   price: bigint,
 ): { keep: bigint; change: bigint } | undefined {
-  if (amount < 0n || fee < 0n || price < 0n || amount < price + fee) return undefined;
-  return { keep: price, change: amount - fee - price };
+  const settled = settle(amount, fee, price);
+  return settled && { keep: settled.keep, change: settled.change };
 }
 
 function blindingFactor(secret: NodeSecret, subject: string): Uint8Array {

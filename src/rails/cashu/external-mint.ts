@@ -1,4 +1,3 @@
-import { getDecodedToken } from '@cashu/cashu-ts';
 import type { NodeSecret } from '../../leases/node-secret.js';
 import type { Logger } from '../../log.js';
 import {
@@ -15,6 +14,7 @@ import type { Rejection } from '../payment-rail.js';
 import { blindedMessages, type DerivedOutput, deriveOutputs, splitPayment } from './derived-outputs.js';
 import { MintClient, MintRefused, MintUnavailable, type SignatureAnswer } from './mint-client.js';
 import { toMintProofs } from './proofs.js';
+import { decodeForMint } from './token-mints.js';
 
 export interface ExternalMintOptions {
   /** The mint URL as the operator trusts it (normalised, no trailing slash). */
@@ -107,23 +107,35 @@ export class ExternalMint {
   async inspect(token: string): Promise<Outcome<{ payment: ExternalPayment }>> {
     let keysets = await this.keysets();
     if (!keysets.ok) return keysets;
-    let proofs = decode(token, keysets.keysets, this.maxProofs);
-    const known = (ks: readonly KeysetView[]) => proofs?.every((p) => ks.some((k) => k.id === p.id));
-    if (!known(keysets.keysets) && this.keysetsOlderThan(MIN_KEYSET_REFRESH_MS)) {
+    const ids = (ks: readonly KeysetView[]) => ks.map((k) => k.id);
+    let decoded = decodeForMint(token, ids(keysets.keysets));
+    if (!decoded.ok && decoded.reason === 'foreign' && this.keysetsOlderThan(MIN_KEYSET_REFRESH_MS)) {
       // Perhaps the mint rotated its keys since they were cached: ask once more (rate-limited, so
       // a stream of bogus tokens cannot make this node hammer the mint).
       keysets = await this.keysets(true);
       if (!keysets.ok) return keysets;
-      proofs = decode(token, keysets.keysets, this.maxProofs);
+      decoded = decodeForMint(token, ids(keysets.keysets));
     }
-    if (!proofs) return reject('invalid_token', 'the token cannot be decoded or holds malformed proofs');
+    if (!decoded.ok) {
+      // Proofs of keysets this mint does not list were signed elsewhere (or nowhere): the money
+      // is not of an accepted mint, whatever the token says.
+      return decoded.reason === 'foreign'
+        ? reject('mint_not_accepted', `the token holds proofs that ${this.url} did not sign`)
+        : reject('invalid_token', 'the token cannot be decoded');
+    }
+    let proofs: Proof[];
+    try {
+      proofs = toMintProofs(decoded.token.proofs, this.maxProofs);
+    } catch {
+      return reject('invalid_token', 'the token cannot be decoded or holds malformed proofs');
+    }
     const byId = new Map(keysets.keysets.map((k) => [k.id, k]));
     const used = [...new Set(proofs.map((p) => p.id))];
     if (used.length > MAX_KEYSETS_PER_TOKEN)
       return reject('invalid_token', 'the token names too many keysets');
     for (const id of used) {
       const keyset = byId.get(id);
-      if (!keyset) return reject('invalid_token', 'the token names a keyset its mint does not know');
+      if (!keyset) return reject('mint_not_accepted', `the token holds proofs that ${this.url} did not sign`);
       if (keyset.unit !== this.unit) return reject('unit_mismatch', `this node takes ${this.unit}`);
       const keys = await this.keysOf(id);
       if (!keys.ok) return keys;
@@ -155,7 +167,7 @@ export class ExternalMint {
     commit: () => Promise<void>,
   ): Promise<Outcome<object>> {
     const split = splitPayment(payment.total, payment.fee, price);
-    if (!split) return reject('insufficient_amount', 'the token does not cover price and input fees');
+    if (!split) return reject('insufficient_amount', 'the token does not cover the price');
     const kept = deriveOutputs(this.secret, `keep/${key}`, split.keep);
     const outputs = [...kept, ...deriveOutputs(this.secret, `change/${key}`, split.change)];
     let swapped: Outcome<object>;
@@ -462,21 +474,6 @@ export class ExternalMint {
     }
     if (err instanceof MintRefused) return new MintUnavailable(`the mint refused: ${err.code}`);
     throw err;
-  }
-}
-
-/** The token's proofs (short V4 keyset ids resolved against `keysets`), or undefined. */
-function decode(token: string, keysets: readonly KeysetView[], maxProofs: number): Proof[] | undefined {
-  try {
-    return toMintProofs(
-      getDecodedToken(
-        token,
-        keysets.map((k) => k.id),
-      ).proofs,
-      maxProofs,
-    );
-  } catch {
-    return undefined;
   }
 }
 

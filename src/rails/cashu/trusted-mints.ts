@@ -190,14 +190,16 @@ export class TrustedMints {
   private async kept(leaseId: string, mintUrl: string): Promise<KeptPayment[]> {
     const rows = await this.db
       .selectFrom('payments')
-      .select(['key', 'kept', 'mint_url'])
+      .select(['key', 'amount', 'fee', 'change', 'mint_url'])
       .where('lease_id', '=', leaseId)
       .orderBy('seq')
       .execute();
     const mint = normalizeMintUrl(mintUrl);
+    // What the swap made for the node: the price, less any input fee the node bore
+    // (core/input-fees.ts), which is what its kept outputs were derived for.
     return rows
       .filter((r) => normalizeMintUrl(r.mint_url) === mint)
-      .map((r) => ({ key: r.key, kept: BigInt(r.kept) }));
+      .map((r) => ({ key: r.key, kept: BigInt(r.amount) - BigInt(r.fee) - BigInt(r.change) }));
   }
 
   private encode(mint: ExternalMint, proofs: readonly Proof[]): string | null {

@@ -1,6 +1,7 @@
 import type { Migration } from 'kysely';
 import * as mint from './0001-mint.js';
 import * as leases from './0002-leases.js';
+import * as requestHash from './0003-request-hash.js';
 import * as refunds from './0004-refunds.js';
 import * as mintSignatureQuote from './0006-mint-signature-quote.js';
 
@@ -12,6 +13,7 @@ import * as mintSignatureQuote from './0006-mint-signature-quote.js';
 export const MIGRATIONS: ReadonlyArray<{ name: string; migration: Migration }> = [
   { name: '0001-mint', migration: mint },
   { name: '0002-leases', migration: leases },
+  { name: '0003-request-hash', migration: requestHash },
   { name: '0004-refunds', migration: refunds },
   { name: '0006-mint-signature-quote', migration: mintSignatureQuote },
 ];

@@ -235,7 +235,7 @@ describe('rule 1: a rejected request takes no money', () => {
     expect(await allUnspent(wallet, [...spare.send, ...last.send])).toBe(true);
 
     // A real token of an untrusted mint: mint_not_accepted, unspent at that mint. Relabelled as
-    // ours, its proofs belong to a keyset this mint does not know: invalid_token, unspent too.
+    // ours, its proofs belong to a keyset this mint does not know: still mint_not_accepted.
     const other = await fundedWallet(foreign.mintUrl, 200);
     const foreignToken = await tokenOf(other.wallet, foreign.mintUrl, other.proofs, 128);
     const untrusted = await postJson(leases(), small, { 'x-cashu': foreignToken.token });
@@ -244,7 +244,7 @@ describe('rule 1: a rejected request takes no money', () => {
     const disguised = getEncodedToken({ mint: t.mintUrl, unit: 'sat', proofs: foreignToken.send });
     const disguisedRes = await postJson(leases(), small, { 'x-cashu': disguised });
     expect(disguisedRes.status).toBe(400);
-    expect(disguisedRes.body).toMatchObject({ error: 'invalid_token' });
+    expect(disguisedRes.body).toMatchObject({ error: 'mint_not_accepted' });
     expect(await allUnspent(other.wallet, foreignToken.send)).toBe(true);
 
     // P2PK-locked to someone's key, sent without a signature: refused, still unspent.
@@ -310,8 +310,8 @@ describe('rule 1: a rejected request takes no money', () => {
       { seconds: 3600 },
       { 'x-cashu': lease.paidWith },
     );
-    expect(reused.status).toBe(400);
-    expect(reused.body).toMatchObject({ error: 'token_spent' });
+    expect(reused.status).toBe(409);
+    expect(reused.body).toEqual({ error: 'idempotency_conflict', message: expect.any(String) });
 
     const ext = await postJson(
       `${leases()}/${lease.id}/extend`,
@@ -322,8 +322,8 @@ describe('rule 1: a rejected request takes no money', () => {
     expected.received += 60;
     // The extension's token used for a create is not a create payment either.
     const asCreate = await postJson(leases(), small, { 'x-cashu': okay.token });
-    expect(asCreate.status).toBe(400);
-    expect(asCreate.body).toMatchObject({ error: 'token_spent' });
+    expect(asCreate.status).toBe(409);
+    expect(asCreate.body).toEqual({ error: 'idempotency_conflict', message: expect.any(String) });
     await stopLease(lease);
     const ended = await postJson(
       `${leases()}/${lease.id}/extend`,
@@ -392,19 +392,23 @@ describe('rules 2 and 3: one payment, one lease', () => {
     await stopLease(lease);
   });
 
-  it('the same Idempotency-Key with another token returns the first lease; the second token stays unspent', async () => {
+  it('the same Idempotency-Key with another token, or alone, is a conflict; the second token stays unspent', async () => {
     const { wallet, tokens: pool } = await tokens(t.mintUrl, 3, 128);
     const key = `idem-${randomBytes(8).toString('hex')}`;
     const first = await postJson(leases(), small, { 'x-cashu': pool[0]!.token, 'idempotency-key': key });
     expect(first.status).toBe(201);
     expected.received += 120;
     const second = await postJson(leases(), small, { 'x-cashu': pool[1]!.token, 'idempotency-key': key });
-    expect(second.status).toBe(200);
-    expect(second.body).toEqual(first.body);
-    // Even without any payment header, the key alone finds the answer.
+    expect(second.status).toBe(409);
+    expect(second.body).toEqual({ error: 'idempotency_conflict', message: expect.any(String) });
+    // Without any payment header, the key alone unlocks nothing either.
     const third = await postJson(leases(), small, { 'idempotency-key': key });
-    expect(third.status).toBe(200);
-    expect(third.body).toEqual(first.body);
+    expect(third.status).toBe(409);
+    expect(third.body).toEqual({ error: 'idempotency_conflict', message: expect.any(String) });
+    // The payment that bought it, with its key, replays.
+    const replay = await postJson(leases(), small, { 'x-cashu': pool[0]!.token, 'idempotency-key': key });
+    expect(replay.status).toBe(200);
+    expect(replay.body).toEqual(first.body);
     expect(await allSpent(wallet, pool[0]!.send)).toBe(true);
     expect(await allUnspent(wallet, [...pool[1]!.send, ...pool[2]!.send])).toBe(true);
     const junk = await postJson(leases(), small, {
@@ -432,7 +436,7 @@ describe('rules 2 and 3: one payment, one lease', () => {
     await stopLease(created.body);
   });
 
-  it('an Idempotency-Key whose start failed replays the refund and leaves a second token unspent', async () => {
+  it('an Idempotency-Key whose start failed replays the refund to its payment only; a second token is refused unspent', async () => {
     const { wallet, tokens: pool } = await tokens(t.mintUrl, 2, 128);
     const key = `failed-${randomBytes(8).toString('hex')}`;
     const ghost = { ...small, image: 'ghost' };
@@ -441,8 +445,11 @@ describe('rules 2 and 3: one payment, one lease', () => {
     expected.received += 120;
     expected.refunded += 120;
     const second = await postJson(leases(), ghost, { 'x-cashu': pool[1]!.token, 'idempotency-key': key });
-    expect(second.status).toBe(503);
-    expect(second.body).toEqual(first.body);
+    expect(second.status).toBe(409);
+    expect(second.body).toEqual({ error: 'idempotency_conflict', message: expect.any(String) });
+    const replay = await postJson(leases(), ghost, { 'x-cashu': pool[0]!.token, 'idempotency-key': key });
+    expect(replay.status).toBe(503);
+    expect(replay.body).toEqual(first.body);
     expect(await allSpent(wallet, pool[0]!.send)).toBe(true);
     expect(await allUnspent(wallet, pool[1]!.send)).toBe(true);
   });
@@ -466,15 +473,16 @@ describe('rules 2 and 3: one payment, one lease', () => {
     await stopLease(answers[0]!.body);
   });
 
-  it('50 concurrent requests with one Idempotency-Key and 50 tokens create one lease and take one token', async () => {
+  it('50 concurrent requests with one Idempotency-Key and 50 tokens: one lease, one token taken, 49 conflicts', async () => {
     const { wallet, tokens: pool } = await tokens(t.mintUrl, 50, 128);
     const before = await storeCounts();
     const key = `race-${randomBytes(8).toString('hex')}`;
     const answers = await Promise.all(
       pool.map((p) => postJson(leases(), small, { 'x-cashu': p.token, 'idempotency-key': key })),
     );
-    expect(answers.map((a) => a.status).sort((a, b) => a - b)).toEqual([...Array<number>(49).fill(200), 201]);
-    expect(new Set(answers.map((a) => a.body.id)).size).toBe(1);
+    expect(answers.map((a) => a.status).sort((a, b) => a - b)).toEqual([201, ...Array<number>(49).fill(409)]);
+    for (const a of answers) if (a.status === 409) expect(a.body.error).toBe('idempotency_conflict');
+    const winner = answers.find((a) => a.status === 201)!;
     expect(await storeCounts()).toEqual({ leases: before.leases + 1, payments: before.payments + 1 });
     const spent: typeof pool = [];
     for (const p of pool) if (await allSpent(wallet, p.send)) spent.push(p);
@@ -487,7 +495,7 @@ describe('rules 2 and 3: one payment, one lease', () => {
       ),
     ).toBe(true);
     expected.received += 120;
-    await stopLease(answers[0]!.body);
+    await stopLease(winner.body);
   });
 
   it('50 concurrent requests with 50 tokens beyond capacity: each a lease or a clean no_capacity, no token lost', async () => {

@@ -66,6 +66,51 @@ describe('a trusted mint that charges input fees', () => {
     await wallet.receive(refund);
   });
 
+  it('takes a token worth exactly what the 402 asks (NUT-24), the node bearing the input fee', async () => {
+    const challenge = await postJson(`${renter.url}/v1/leases`, createBody);
+    expect(challenge.status).toBe(402);
+    expect(challenge.body.amount).toBe(120);
+    const { wallet, proofs } = await fundedWallet(feeMint.mintUrl, 300);
+    const { token, send } = await tokenOf(wallet, feeMint.mintUrl, proofs, 120);
+    expect(Math.ceil((send.length * 100) / 1000)).toBeGreaterThan(0);
+    const res = await postJson(`${renter.url}/v1/leases`, createBody, { 'x-cashu': token });
+    expect(res.status).toBe(201);
+    expect(res.body).toMatchObject({ paid: 120, change: null });
+    expect((await wallet.checkProofsStates(send)).map((s) => s.state)).toEqual(
+      send.map(() => CheckStateEnum.SPENT),
+    );
+    // Its replay is the same answer: the swap's outputs derive from the same split.
+    const replay = await postJson(`${renter.url}/v1/leases`, createBody, { 'x-cashu': token });
+    expect(replay.status).toBe(200);
+    expect(replay.body).toEqual(res.body);
+    // Stopped at once: the refund is what the lease holds there, and the token is worth it.
+    const stop = await postJson(
+      `${renter.url}/v1/leases/${res.body.id}`,
+      undefined,
+      { authorization: `Bearer ${res.body.token}` },
+      'DELETE',
+    );
+    expect(stop.status).toBe(200);
+    expect(stop.body.refunded).toBeLessThanOrEqual(120 - Math.ceil((send.length * 100) / 1000));
+    expect(value(stop.body.refund as string, wallet)).toBe(stop.body.refunded);
+    await wallet.receive(stop.body.refund as string);
+  });
+
+  it('a failed start paid with exactly the price gives back a token worth what it says', async () => {
+    const { wallet, proofs } = await fundedWallet(feeMint.mintUrl, 300);
+    const { token, send } = await tokenOf(wallet, feeMint.mintUrl, proofs, 120);
+    const fee = Math.ceil((send.length * 100) / 1000);
+    const res = await postJson(
+      `${renter.url}/v1/leases`,
+      { ...createBody, image: 'ghost' },
+      { 'x-cashu': token },
+    );
+    expect(res.status).toBe(503);
+    expect(res.body.refunded).toBe(120 - fee);
+    expect(value(res.body.refund as string, wallet)).toBe(120 - fee);
+    await wallet.receive(res.body.refund as string);
+  });
+
   it('gives everything back, less only the mint fee, when the sandbox fails to start', async () => {
     const { wallet, proofs } = await fundedWallet(feeMint.mintUrl, 300);
     const { token, send } = await tokenOf(wallet, feeMint.mintUrl, proofs, 130);

@@ -47,8 +47,12 @@ describe('splitPayment', () => {
     expect(splitPayment(122n, 2n, 120n)).toEqual({ keep: 120n, change: 0n });
   });
 
-  it('refuses a payment that does not cover price and fee', () => {
-    expect(splitPayment(121n, 2n, 120n)).toBeUndefined();
+  it('takes a token worth the price (NUT-24): the node bears the fee the overpayment does not cover', () => {
+    expect(splitPayment(121n, 2n, 120n)).toEqual({ keep: 119n, change: 0n });
+    expect(splitPayment(120n, 2n, 120n)).toEqual({ keep: 118n, change: 0n });
+  });
+
+  it('refuses a payment worth less than the price', () => {
     expect(splitPayment(119n, 0n, 120n)).toBeUndefined();
   });
 
@@ -60,8 +64,11 @@ describe('splitPayment', () => {
         fc.bigInt({ min: 1n, max: 1n << 60n }),
         (amount, fee, price) => {
           const split = splitPayment(amount, fee, price);
-          if (amount < price + fee) expect(split).toBeUndefined();
-          else expect(split && split.keep + split.change + fee).toBe(amount);
+          if (amount < price || fee > amount) expect(split).toBeUndefined();
+          else {
+            expect(split && split.keep + split.change + fee).toBe(amount);
+            expect(split && split.keep <= price && split.keep >= 0n && split.change >= 0n).toBe(true);
+          }
         },
       ),
     );
