@@ -431,7 +431,8 @@ export class LeaseService {
       const { state } = lifecycle.stop(leaseFromRow(current), this.now());
       if (!(await this.end(current, state)))
         throw new AlacarteError('lease_not_running', 'the lease has ended');
-      await this.driver.stop({ leaseId: row.id });
+      // The refund is booked: the sandbox goes now, or the reconciler retries until it has gone.
+      await this.reconciler.removeSandbox(row.id as LeaseId);
       const stopped = await this.db
         .selectFrom('leases')
         .selectAll()

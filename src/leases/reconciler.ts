@@ -57,7 +57,7 @@ export class Reconciler {
   private readonly retryMs: number;
   /** Running leases whose sandbox may not have the store's deadline (its last write failed). */
   private readonly unsynced = new Set<LeaseId>();
-  /** Sandboxes of failed starts whose removal failed: nothing of theirs may keep running. */
+  /** Sandboxes of ended or failed leases whose removal failed: nothing of theirs may keep running. */
   private readonly unremoved = new Set<LeaseId>();
   /** Deadline writes per lease, one after the other, so an older deadline never lands last. */
   private readonly writes = new Map<LeaseId, Promise<unknown>>();
@@ -121,7 +121,7 @@ export class Reconciler {
     this.retrying = true;
     try {
       for (const id of [...this.unsynced]) await this.syncDeadline(id);
-      for (const id of [...this.unremoved]) await this.removeFailedStart(id);
+      for (const id of [...this.unremoved]) await this.removeSandbox(id, true);
     } catch (err) {
       this.log.error({ err: String(err) }, 'reconciliation retry failed');
     } finally {
@@ -208,16 +208,27 @@ export class Reconciler {
    * checks with list() that it is gone. On failure it is retried every retryMs (and at the next
    * start-up, where a sandbox without a running lease is stopped). Never throws.
    */
-  async removeFailedStart(id: LeaseId): Promise<void> {
+  removeFailedStart(id: LeaseId): Promise<boolean> {
+    return this.removeSandbox(id, true);
+  }
+
+  /**
+   * Removes the sandbox of a lease the store has ended (stopped, expired, failed). A removal that
+   * fails is retried every retryMs, so a refunded lease's sandbox does not run on to its old
+   * deadline. With `verify`, list() must no longer show it. True once it is gone; never throws.
+   */
+  async removeSandbox(id: LeaseId, verify = false): Promise<boolean> {
     try {
       await this.driver.stop({ leaseId: id });
-      if ((await this.driver.list()).some((s) => s.leaseId === id))
+      if (verify && (await this.driver.list()).some((s) => s.leaseId === id))
         throw new Error('the sandbox is still listed after stop');
       this.unremoved.delete(id);
+      return true;
     } catch (err) {
       if (!this.unremoved.has(id))
-        this.log.error({ err: String(err), lease: id }, 'could not remove the sandbox of a failed start');
+        this.log.error({ err: String(err), lease: id }, 'could not remove the sandbox of an ended lease');
       this.unremoved.add(id);
+      return false;
     }
   }
 
@@ -260,18 +271,12 @@ export class Reconciler {
    * Removes the sandboxes of ended leases, two at a time (each is a runtime delete and unmounts,
    * tens of milliseconds, much of it spawning on this thread; more at once only slows the reaper's
    * next passes and the HTTP answers). This is cleanup: init ends a sandbox's processes at its
-   * deadline on its own. Never rejects; a sandbox that cannot be removed is logged and left to the
-   * next reconciliation.
+   * deadline on its own. Never rejects; a sandbox that cannot be removed is logged and retried.
    */
   async removeSandboxes(ids: readonly LeaseId[], concurrency = 2): Promise<void> {
     let next = 0;
     const worker = async () => {
-      while (next < ids.length) {
-        const id = ids[next++] as LeaseId;
-        await this.driver.stop({ leaseId: id }).catch((err: unknown) => {
-          this.log.error({ err: String(err), lease: id }, 'could not stop an ended sandbox');
-        });
-      }
+      while (next < ids.length) await this.removeSandbox(ids[next++] as LeaseId);
     };
     await Promise.all(Array.from({ length: Math.min(concurrency, ids.length) }, worker));
   }
@@ -337,7 +342,8 @@ export class Reconciler {
       }
     }
     for (const orphan of sandboxes.keys()) {
-      await this.driver.stop({ leaseId: orphan });
+      // Retried every retryMs should it fail, rather than keep the node from starting.
+      await this.removeSandbox(orphan as LeaseId, true);
       result.stoppedSandboxes++;
     }
     return result;

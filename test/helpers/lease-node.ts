@@ -80,6 +80,24 @@ export async function startLeaseNode(
   };
 }
 
+/** The real driver with some of its calls replaced, for LeaseNodeExtras.wrapDriver. */
+export function aroundDriver(real: CrunDriver, overrides: Partial<ComputeDriver>): ComputeDriver {
+  return {
+    id: real.id,
+    capacity: () => real.capacity(),
+    start: (spec, limits, deadline) => real.start(spec, limits, deadline),
+    exec: (sandbox, request) => real.exec(sandbox, request),
+    attach: (sandbox, size) => real.attach(sandbox, size),
+    setDeadline: (sandbox, deadline) => real.setDeadline(sandbox, deadline),
+    isRunning: (sandbox) => real.isRunning(sandbox),
+    watch: (onExit) => real.watch(onExit),
+    stop: (sandbox) => real.stop(sandbox),
+    list: () => real.list(),
+    close: () => real.close(),
+    ...overrides,
+  };
+}
+
 /** A cashu-ts wallet of the node's mint, funded through the fake Lightning backend. */
 export async function fundedWallet(
   mintUrl: string,

@@ -6,6 +6,7 @@ import { AlacarteError } from '../../../src/core/errors.js';
 import type { ComputeDriver } from '../../../src/drivers/compute-driver.js';
 import type { CrunDriver } from '../../../src/drivers/crun/crun-driver.js';
 import {
+  aroundDriver,
   expectBalanced,
   type LeaseTestNode,
   ledgerOf,
@@ -27,24 +28,6 @@ const nodes: LeaseTestNode[] = [];
 afterAll(async () => {
   for (const n of nodes) await n.close().catch(() => {});
 });
-
-/** The real driver, with some of its calls replaced. */
-function around(real: CrunDriver, overrides: Partial<ComputeDriver>): ComputeDriver {
-  return {
-    id: real.id,
-    capacity: () => real.capacity(),
-    start: (spec, limits, deadline) => real.start(spec, limits, deadline),
-    exec: (sandbox, request) => real.exec(sandbox, request),
-    attach: (sandbox, size) => real.attach(sandbox, size),
-    setDeadline: (sandbox, deadline) => real.setDeadline(sandbox, deadline),
-    isRunning: (sandbox) => real.isRunning(sandbox),
-    watch: (onExit) => real.watch(onExit),
-    stop: (sandbox) => real.stop(sandbox),
-    list: () => real.list(),
-    close: () => real.close(),
-    ...overrides,
-  };
-}
 
 /** What the sandbox of the one start a test makes was: its lease id and cgroup. */
 interface Started {
@@ -102,7 +85,7 @@ describe('a failed start', () => {
   it('stops a sandbox that driver.start() started before it failed', async () => {
     const seen: Started = {};
     const node = await startLeaseNode({ operatorToken: OPERATOR }, undefined, {
-      wrapDriver: (real) => around(real, recordingStart(real, seen, true)),
+      wrapDriver: (real) => aroundDriver(real, recordingStart(real, seen, true)),
     });
     nodes.push(node);
     const { tokens: pool } = await tokens(node.mintUrl, 1, 128);
@@ -113,7 +96,7 @@ describe('a failed start', () => {
   it('stops the sandbox when the store fails right after the sandbox started', async () => {
     const seen: Started = {};
     const node = await startLeaseNode({ operatorToken: OPERATOR }, undefined, {
-      wrapDriver: (real) => around(real, recordingStart(real, seen, false)),
+      wrapDriver: (real) => aroundDriver(real, recordingStart(real, seen, false)),
     });
     nodes.push(node);
     const { tokens: pool } = await tokens(node.mintUrl, 1, 128);
