@@ -113,6 +113,12 @@ export class Reconciler {
     if (await this.endVanished(id)) {
       this.log.warn({ lease: id }, 'sandbox ended before its lease; lease ended');
       await this.removeSandboxes([id]);
+      return;
+    }
+    // Died between driver.start() and the store's `running`: look again once the start has settled.
+    const row = await this.db.selectFrom('leases').select('state').where('id', '=', id).executeTakeFirst();
+    if (row?.state === 'pending' && this.unwatch) {
+      setTimeout(() => this.track(this.sandboxExited(id)), this.retryMs).unref();
     }
   }
 
