@@ -118,7 +118,9 @@ export class Reconciler {
     // Died between driver.start() and the store's `running`: look again once the start has settled.
     const row = await this.db.selectFrom('leases').select('state').where('id', '=', id).executeTakeFirst();
     if (row?.state === 'pending' && this.unwatch) {
-      setTimeout(() => this.track(this.sandboxExited(id)), this.retryMs).unref();
+      setTimeout(() => {
+        if (this.unwatch) this.track(this.sandboxExited(id));
+      }, this.retryMs).unref();
     }
   }
 
