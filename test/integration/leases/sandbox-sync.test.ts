@@ -78,6 +78,15 @@ writeFileSync(
         disk_mib: 16,
         price: { amount_per_hour: 60, unit: 'sat' },
       },
+      {
+        id: 'brief',
+        vcpu: 0.25,
+        memory_mib: 64,
+        pids: 64,
+        disk_mib: 16,
+        min_seconds: 1,
+        price: { amount_per_hour: 3600, unit: 'sat' }, // 1 sat a second
+      },
     ],
   }),
 );
@@ -233,6 +242,46 @@ describe('store and sandbox agree', () => {
     expect(replay.status, JSON.stringify(replay.body)).toBe(200);
     expect(Date.parse(String(replay.body.expires_at))).toBe(extended);
     await postJson(`${node.url}/v1/leases/${lease.id}`, undefined, auth(lease.credential), 'DELETE');
+  });
+
+  it('a deadline write that never lands: the sandbox ends at its old deadline, the lease ends refunded', async () => {
+    const node = server ?? (await start());
+    const { tokens: pool } = await tokens(node.mintUrl, 1, 4);
+    const created = await postJson(
+      `${node.url}/v1/leases`,
+      { offer: 'brief', seconds: 4, image: 'busybox' },
+      { 'x-cashu': pool[0]!.token },
+    );
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    const id = String(created.body.id);
+    const credential = String(created.body.token);
+    const ext = await tokens(node.mintUrl, 1, 60);
+    const extend = () =>
+      postJson(`${node.url}/v1/leases/${id}/extend`, { seconds: 60 }, { 'x-cashu': ext.tokens[0]!.token });
+    const leaseFile = join(runtimeDir, id, 'run', 'lease.json');
+    rmSync(leaseFile);
+    mkdirSync(leaseFile);
+    expect((await extend()).status).toBe(429);
+    // The sandbox ends at its first deadline (4 s); the store said 64 s: the lease ends early, and
+    // the time it did not get comes back.
+    const ended = await waitFor(
+      async () => (await leaseOf(node, id, credential)).state !== 'running',
+      20_000,
+    );
+    expect(ended).toBe(true);
+    expect((await leaseOf(node, id, credential)).state).toBe('stopped');
+    const replay = await extend();
+    expect(replay.status, JSON.stringify(replay.body)).toBe(200);
+    expect(replay.body.state).toBe('stopped');
+    const stop = await postJson(`${node.url}/v1/leases/${id}`, undefined, auth(credential), 'DELETE');
+    expect(stop.status, JSON.stringify(stop.body)).toBe(200);
+    const refunded = Number(stop.body.refunded);
+    expect(refunded).toBeGreaterThanOrEqual(45); // most of the 60 paid seconds, at 1 sat a second
+    expect(refunded).toBeLessThanOrEqual(64);
+    const w = new Wallet(node.mintUrl, { unit: 'sat' });
+    await w.loadMint();
+    expect(sumOf(await w.receive(String(stop.body.refund)))).toBe(refunded);
+    expect(expectBalanced(await ledgerOf(node.url, OPERATOR))).toEqual([]);
   });
 
   it('a sandbox killed from the host while the node runs: the lease ends within seconds, unused time refunded', async () => {
