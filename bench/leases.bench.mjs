@@ -191,7 +191,8 @@ async function reaperCase(t, tokens, perSecond) {
   const ids = leases.map((l) => l.id);
   // Each reaper pass (state changes only, where the node has that step on its own), timed.
   const passes = [];
-  const service = t.node.leases;
+  // The reaper's passes live in the lease service's reconciler (src/leases/reconciler.ts).
+  const service = t.node.leases.reconciler ?? t.node.leases;
   const passFn = typeof service.expireDue === 'function' ? 'expireDue' : 'reapExpired';
   const original = service[passFn].bind(service);
   service[passFn] = async (...args) => {

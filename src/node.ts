@@ -123,7 +123,7 @@ export class AlacarteNode {
           capacity: () => service.capacity(),
         });
         leases = service;
-        reaper = new Reaper(service, logger);
+        reaper = new Reaper(service.reconciler, logger);
         plugins.push({
           prefix: '/v1',
           plugin: leaseRoutes({
@@ -163,6 +163,8 @@ export class AlacarteNode {
       const outcome = await this.leases.reconcile();
       if (Object.values(outcome).some((n) => n > 0))
         this.logger.warn(outcome, 'reconciled leases after a restart');
+      // From now on a sandbox that ends early ends its lease within seconds (reconciler.ts).
+      this.leases.reconciler.start();
     }
     await this.app.listen({ host: this.config.host, port: this.config.port });
     const address = this.app.server.address();
@@ -174,6 +176,7 @@ export class AlacarteNode {
 
   async close(): Promise<void> {
     this.reaper?.stop();
+    await this.leases?.reconciler.close();
     await this.app.close();
     await this.db.destroy();
     this.logger.debug('node closed');

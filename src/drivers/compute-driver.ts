@@ -24,6 +24,20 @@ export interface ComputeDriver {
   attach(sandbox: SandboxRef, size: TerminalSize): Promise<AttachSession>;
   /** Moves the deadline (later or earlier): rewrites /run/alacarte/lease.json and the self-enforced end. */
   setDeadline(sandbox: SandboxRef, deadline: Date): Promise<void>;
+  /**
+   * Whether the sandbox's init still runs, read from the host; cheap (no process spawned). False for
+   * an unknown, stopped or ended sandbox.
+   */
+  isRunning(sandbox: SandboxRef): Promise<boolean>;
+  /**
+   * Calls `onExit(leaseId)` within about a second after a sandbox's init has ended, whatever ended
+   * it: its deadline, a crash, the OOM killer, a kill from the host, stop(). Covers every sandbox
+   * this process started or found in list(). A lease id may be reported after stop() too, and a
+   * sandbox may already be removed when it is reported: the caller checks its own records. Returns
+   * a function that stops this watch. This is how the lease service learns that a sandbox died
+   * early, so that the lease ends within seconds instead of at its deadline.
+   */
+  watch(onExit: (leaseId: SandboxId) => void): () => void;
   /** Ends the sandbox and removes everything it held. Idempotent: stopping a gone sandbox is fine. */
   stop(sandbox: SandboxRef): Promise<void>;
   /**

@@ -26,6 +26,7 @@ import { InFlight } from './in-flight.js';
 import { type LeaseRow, leaseFromRow, type NewPaymentRow, stateColumns } from './lease-record.js';
 import { credentialHash, credentialMatches, type NodeSecret } from './node-secret.js';
 import { PerLeaseLimit } from './per-lease-limit.js';
+import { isGone, type ReconcileOutcome, Reconciler } from './reconciler.js';
 import { Refunds } from './refunds.js';
 import { Replays } from './replays.js';
 import { requireDeadlineAllowed, requireSellableOffers, sellableImages } from './request-checks.js';
@@ -101,6 +102,8 @@ export class LeaseService {
   private readonly refunds: Refunds;
   /** Answers to paid requests shown again, only to their own payment. */
   private readonly replays: Replays;
+  /** Store and driver in agreement: start-up, sandbox exits, deadline writes, the reaper's passes. */
+  readonly reconciler: Reconciler;
 
   constructor(options: LeaseServiceOptions) {
     this.db = options.db;
@@ -121,6 +124,16 @@ export class LeaseService {
       secret: this.secret,
       refunds: this.refunds,
       leaseBody: (row) => this.leaseBody(row),
+      confirmDeadline: (id) => this.reconciler.confirmDeadline(id),
+    });
+    this.reconciler = new Reconciler({
+      db: this.db,
+      driver: this.driver,
+      now: this.now,
+      log: this.log,
+      end: (row, state) => this.end(row, state),
+      endIn: (trx, row, state) => this.endIn(trx, row, state),
+      onExpired: () => this.emit({ type: 'ended', state: 'expired' }),
     });
   }
 
@@ -258,21 +271,17 @@ export class LeaseService {
         .where('id', '=', id)
         .where('state', '=', 'pending')
         .executeTakeFirst();
-      if (updated.numUpdatedRows !== 1n) await this.driver.stop({ leaseId: id });
+      if (updated.numUpdatedRows !== 1n) await this.reconciler.removeFailedStart(id);
     } catch (err) {
       this.log.warn(
         { err: String(err), cause: String((err as Error).cause ?? ''), lease: id },
         'sandbox failed to start; refunding',
       );
-      await this.failPending(id, 'sandbox failed to start');
+      // driver.start may have started the sandbox (and the command) before it failed, or the store
+      // failed after it: nothing of a refunded lease may keep running.
+      await this.reconciler.removeFailedStart(id);
+      await this.reconciler.failPending(id, 'sandbox failed to start');
     }
-  }
-
-  private async failPending(id: LeaseId, reason: string): Promise<void> {
-    const row = await this.db.selectFrom('leases').selectAll().where('id', '=', id).executeTakeFirst();
-    if (row?.state !== 'pending') return;
-    const lease = leaseFromRow(row);
-    await this.end(row, lifecycle.fail(lease, this.now(), reason));
   }
 
   /**
@@ -332,7 +341,7 @@ export class LeaseService {
         },
       )
       .catch(async (err: unknown) => {
-        if (isGone(err)) await this.endVanished(row.id);
+        if (isGone(err)) await this.reconciler.endVanished(row.id);
         throw err;
       })
       .finally(release);
@@ -431,7 +440,9 @@ export class LeaseService {
           throw await this.refunds.bounced(payment, price, row.id, ended);
         });
       this.settled(payment, redeemed);
-      if (newDeadline) await this.moveDeadline(row.id as LeaseId, newDeadline);
+      // The sandbox's deadline follows the store's; should the write fail, the replay answers
+      // rate_limited (retry) and the reconciler retries it (README.md in this directory).
+      if (newDeadline) await this.reconciler.syncDeadline(row.id as LeaseId);
       const answer = await this.replays.ofExtension(row.id, payment.key, seconds);
       if (!answer) throw new Error(`extension of ${row.id} vanished after payment`);
       return answer;
@@ -441,44 +452,13 @@ export class LeaseService {
   /**
    * A lease whose sandbox died under a running node (killed from outside, host trouble) is ended
    * here with its unused time refunded, before anyone pays to extend it: the payer gets 409 with
-   * the token untouched rather than an extension of nothing. Rewriting the current deadline is
-   * the driver's cheap liveness check.
+   * the token untouched rather than an extension of nothing. (The reconciler's watch ends it within
+   * a second anyway; this closes the gap.)
    */
   private async requireSandbox(row: LeaseRow): Promise<void> {
-    try {
-      await this.driver.setDeadline({ leaseId: row.id }, new Date(Number(row.expires_at)));
-    } catch (err) {
-      if (isGone(err)) await this.endVanished(row.id);
-      throw err;
-    }
-  }
-
-  /**
-   * After an extension is paid. Should the sandbox have died in between, the lease ends now with
-   * the unused time (the extension included) refunded to its holder, as a vanished sandbox is at
-   * start-up; the payment's answer then shows the stopped lease.
-   */
-  private async moveDeadline(id: LeaseId, deadline: Date): Promise<void> {
-    try {
-      await this.driver.setDeadline({ leaseId: id }, deadline);
-    } catch (err) {
-      if (!isGone(err)) throw err;
-      await this.endVanished(id);
-    }
-  }
-
-  /**
-   * Ends a running lease whose sandbox is gone, as reconciliation does at start-up: the unused
-   * time is refunded to the lease's holder (DELETE shows the refund), rather than charged in full
-   * when the reaper comes by.
-   */
-  private async endVanished(id: string): Promise<void> {
-    const row = await this.db.selectFrom('leases').selectAll().where('id', '=', id).executeTakeFirst();
-    if (row?.state !== 'running') return;
-    const lease = leaseFromRow(row);
-    const now = this.now();
-    const past = Number(row.expires_at) <= now.getTime();
-    await this.end(row, past ? lifecycle.expire(lease.state, now) : lifecycle.stop(lease, now).state);
+    if (await this.driver.isRunning({ leaseId: row.id })) return;
+    await this.reconciler.endVanished(row.id);
+    throw new AlacarteError('lease_not_running', 'the sandbox has ended');
   }
 
   // ---- stop ----------------------------------------------------------------------------------
@@ -496,7 +476,8 @@ export class LeaseService {
       const { state } = lifecycle.stop(leaseFromRow(current), this.now());
       if (!(await this.end(current, state)))
         throw new AlacarteError('lease_not_running', 'the lease has ended');
-      await this.driver.stop({ leaseId: row.id });
+      // The refund is booked: the sandbox goes now, or the reconciler retries until it has gone.
+      await this.reconciler.removeSandbox(row.id as LeaseId);
       const stopped = await this.db
         .selectFrom('leases')
         .selectAll()
@@ -522,122 +503,16 @@ export class LeaseService {
     return counts;
   }
 
-  // ---- expiry and reconciliation -------------------------------------------------------------
+  // ---- expiry and reconciliation (src/leases/reconciler.ts) --------------------------------------
+
+  /** Reconciles the store with the driver after a (re)start; see Reconciler.reconcile. */
+  reconcile(): Promise<ReconcileOutcome> {
+    return this.reconciler.reconcile();
+  }
 
   /** Ends every running lease whose deadline has passed and removes their sandboxes; returns how many. */
-  async reapExpired(): Promise<number> {
-    const ended = await this.expireDue();
-    await this.removeSandboxes(ended);
-    return ended.length;
-  }
-
-  /**
-   * Marks every running lease whose deadline has passed as expired, all in one transaction: when
-   * many leases end together, one durable commit instead of one each keeps the last of them on
-   * time. Returns the leases it ended; their sandboxes are still to be removed (removeSandboxes).
-   */
-  async expireDue(): Promise<LeaseId[]> {
-    const now = this.now();
-    const due = await this.db
-      .selectFrom('leases')
-      .selectAll()
-      .where('state', '=', 'running')
-      .where('expires_at', '<=', now.getTime())
-      .execute();
-    if (due.length === 0) return [];
-    const ended = await this.db.transaction().execute(async (trx) => {
-      const done: LeaseId[] = [];
-      for (const row of due) {
-        if (await this.endIn(trx, row, lifecycle.expire(leaseFromRow(row).state, now)))
-          done.push(row.id as LeaseId);
-      }
-      return done;
-    });
-    for (const _ of ended) this.emit({ type: 'ended', state: 'expired' });
-    return ended;
-  }
-
-  /**
-   * Removes the sandboxes of ended leases, two at a time (each is a runtime delete and unmounts,
-   * tens of milliseconds, much of it spawning on this thread; more at once only slows the reaper's
-   * next passes and the HTTP answers). This is cleanup: init ends a sandbox's processes at its
-   * deadline on its own. Never rejects; a sandbox that cannot be removed is logged and left to the
-   * next reconciliation.
-   */
-  async removeSandboxes(ids: readonly LeaseId[], concurrency = 2): Promise<void> {
-    let next = 0;
-    const worker = async () => {
-      while (next < ids.length) {
-        const id = ids[next++] as LeaseId;
-        await this.driver.stop({ leaseId: id }).catch((err: unknown) => {
-          this.log.error({ err: String(err), lease: id }, 'could not stop an expired sandbox');
-        });
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(concurrency, ids.length) }, worker));
-  }
-
-  /** The next deadline of a running lease, for the reaper's timer. */
-  async nextDeadline(): Promise<Date | undefined> {
-    const row = await this.db
-      .selectFrom('leases')
-      .select(({ fn }) => fn.min('expires_at').as('next'))
-      .where('state', '=', 'running')
-      .executeTakeFirst();
-    return row?.next == null ? undefined : new Date(Number(row.next));
-  }
-
-  /**
-   * After a restart: makes the store and the driver agree. A sandbox nobody paid for is stopped;
-   * a paid lease whose start never finished becomes running (sandbox there) or failed with a full
-   * refund (no sandbox); a running lease whose sandbox vanished is stopped with the unused time
-   * refunded.
-   */
-  async reconcile(): Promise<{
-    stoppedSandboxes: number;
-    failed: number;
-    resumed: number;
-    vanished: number;
-  }> {
-    const sandboxes = new Map((await this.driver.list()).map((s) => [s.leaseId, s]));
-    const live = await this.db
-      .selectFrom('leases')
-      .selectAll()
-      .where('state', 'in', ['pending', 'running'])
-      .execute();
-    const result = { stoppedSandboxes: 0, failed: 0, resumed: 0, vanished: 0 };
-    for (const row of live) {
-      const sandbox = sandboxes.get(row.id);
-      sandboxes.delete(row.id);
-      if (row.state === 'pending') {
-        if (sandbox) {
-          const startedAt = new Date(Number(row.created_at));
-          await this.db
-            .updateTable('leases')
-            .set(stateColumns({ kind: 'running', startedAt, expiresAt: sandbox.deadline }))
-            .where('id', '=', row.id)
-            .where('state', '=', 'pending')
-            .execute();
-          result.resumed++;
-        } else {
-          await this.failPending(row.id as LeaseId, 'node restarted before the sandbox started');
-          result.failed++;
-        }
-      } else if (!sandbox) {
-        // The sandbox is gone (host reboot, OOM of the whole sandbox...): the renter gets the
-        // unused time back; past the deadline it simply expired.
-        const lease = leaseFromRow(row);
-        const now = this.now();
-        const past = Number(row.expires_at) <= now.getTime();
-        await this.end(row, past ? lifecycle.expire(lease.state, now) : lifecycle.stop(lease, now).state);
-        result.vanished++;
-      }
-    }
-    for (const orphan of sandboxes.keys()) {
-      await this.driver.stop({ leaseId: orphan });
-      result.stoppedSandboxes++;
-    }
-    return result;
+  reapExpired(): Promise<number> {
+    return this.reconciler.reapExpired();
   }
 
   // ---- helpers -------------------------------------------------------------------------------
@@ -803,11 +678,6 @@ export class LeaseService {
 }
 
 class LeaseEnded extends Error {}
-
-/** The driver's word that a sandbox is not there (any more). */
-function isGone(err: unknown): boolean {
-  return err instanceof AlacarteError && err.code === 'lease_not_running';
-}
 
 function iso(ms: number | bigint): string {
   return new Date(Number(ms)).toISOString();

@@ -1,5 +1,5 @@
 import type { Logger } from '../log.js';
-import type { LeaseService } from './lease-service.js';
+import type { Reconciler } from './reconciler.js';
 
 /**
  * Ends leases at their deadline. It sleeps until the next deadline (never longer than a short
@@ -14,7 +14,7 @@ export class Reaper {
   private readonly removals = new Set<Promise<void>>();
 
   constructor(
-    private readonly leases: LeaseService,
+    private readonly leases: Pick<Reconciler, 'expireDue' | 'removeSandboxes' | 'nextDeadline'>,
     private readonly log: Logger,
     private readonly pollMs = 200,
   ) {}

@@ -20,6 +20,8 @@ export interface ReplaysOptions {
   secret: NodeSecret;
   /** A failed start's refund comes from the mints that were paid. */
   refunds: Refunds;
+  /** Resolves once the sandbox has the deadline the store shows (or the lease has ended); else throws. */
+  confirmDeadline: (leaseId: LeaseId) => Promise<void>;
   /** The public view of a lease (GET's body), shared with the service. */
   leaseBody: (row: LeaseRow) => Promise<Record<string, unknown>>;
 }
@@ -42,6 +44,7 @@ export class Replays {
   private readonly secret: NodeSecret;
   private readonly refunds: Refunds;
   private readonly leaseBody: ReplaysOptions['leaseBody'];
+  private readonly confirmDeadline: ReplaysOptions['confirmDeadline'];
 
   constructor(options: ReplaysOptions) {
     this.db = options.db;
@@ -49,6 +52,7 @@ export class Replays {
     this.secret = options.secret;
     this.refunds = options.refunds;
     this.leaseBody = options.leaseBody;
+    this.confirmDeadline = options.confirmDeadline;
   }
 
   /**
@@ -102,6 +106,8 @@ export class Replays {
     if (!payment) return undefined;
     if (payment.purpose !== 'extend' || payment.lease_id !== leaseId || Number(payment.seconds) !== seconds)
       throw conflict('this payment already paid for another request');
+    // Never 200 unless the sandbox has the deadline the answer shows (or the lease has ended).
+    await this.confirmDeadline(leaseId as LeaseId);
     const row = await this.db
       .selectFrom('leases')
       .selectAll()

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CheckStateEnum, getEncodedToken, type Proof, Wallet } from '@cashu/cashu-ts';
 import { type ConfigInput, loadConfig } from '../../src/config.js';
+import type { ComputeDriver } from '../../src/drivers/compute-driver.js';
 import { CrunDriver } from '../../src/drivers/crun/crun-driver.js';
 import type { CrunDriverOptions } from '../../src/drivers/crun/crun-options.js';
 import { createLogger, type Logger } from '../../src/log.js';
@@ -28,6 +29,8 @@ export interface LeaseNodeExtras {
   logger?: Logger;
   clock?: () => Date;
   driver?: Partial<Pick<CrunDriverOptions, 'overcommit' | 'warmLayers'>>;
+  /** What the node gets as its driver, around the real one (to make a driver call fail for real). */
+  wrapDriver?: (driver: CrunDriver) => ComputeDriver;
 }
 
 export async function startLeaseNode(
@@ -54,7 +57,7 @@ export async function startLeaseNode(
     ...extras.driver,
   });
   const node = await AlacarteNode.create(cfg, {
-    driver,
+    driver: extras.wrapDriver ? extras.wrapDriver(driver) : driver,
     images: extras.images ?? ['busybox'],
     logger,
     clock: extras.clock,
@@ -74,6 +77,24 @@ export async function startLeaseNode(
       if (options.keepSandboxes) return;
       if (!dataDir) rmSync(dir, { recursive: true, force: true });
     },
+  };
+}
+
+/** The real driver with some of its calls replaced, for LeaseNodeExtras.wrapDriver. */
+export function aroundDriver(real: CrunDriver, overrides: Partial<ComputeDriver>): ComputeDriver {
+  return {
+    id: real.id,
+    capacity: () => real.capacity(),
+    start: (spec, limits, deadline) => real.start(spec, limits, deadline),
+    exec: (sandbox, request) => real.exec(sandbox, request),
+    attach: (sandbox, size) => real.attach(sandbox, size),
+    setDeadline: (sandbox, deadline) => real.setDeadline(sandbox, deadline),
+    isRunning: (sandbox) => real.isRunning(sandbox),
+    watch: (onExit) => real.watch(onExit),
+    stop: (sandbox) => real.stop(sandbox),
+    list: () => real.list(),
+    close: () => real.close(),
+    ...overrides,
   };
 }
 

@@ -95,6 +95,9 @@ interface Live {
   proxies: PortProxy[];
 }
 
+/** How often watch() looks whether the inits of the watched sandboxes still run (a few /proc reads each). */
+const EXIT_POLL_MS = 500;
+
 /**
  * ComputeDriver on crun (or runc): one OCI container per lease, made and started ahead, detached,
  * so that no per-sandbox process of ours stays behind. See src/drivers/crun/README.md.
@@ -109,6 +112,10 @@ export class CrunDriver implements ComputeDriver {
   private readonly limitsById = new Map<string, SandboxLimits>();
   private readonly knownImages = new Set<string>();
   private readonly pool: LayerPool;
+  /** Sandboxes whose init's end watch() reports: started by this process or found by list(). */
+  private readonly watched = new Set<string>();
+  private readonly exitListeners = new Set<(leaseId: string) => void>();
+  private exitTimer: NodeJS.Timeout | undefined;
 
   private constructor(
     private readonly runtime: RuntimeInfo,
@@ -269,6 +276,7 @@ export class CrunDriver implements ComputeDriver {
       wakeInit(dir);
       this.live.set(id, live);
       this.limitsById.set(id, limits);
+      this.watched.add(id);
       return { leaseId: id, deadline, ports: urls(ports) };
     } catch (e) {
       await Promise.all(live.proxies.map((p) => p.close()));
@@ -346,6 +354,45 @@ export class CrunDriver implements ComputeDriver {
     wakeInit(dir);
   }
 
+  async isRunning(sandbox: SandboxRef): Promise<boolean> {
+    return SANDBOX_ID_PATTERN.test(sandbox.leaseId) && this.initPid(sandbox.leaseId) !== undefined;
+  }
+
+  /**
+   * Polls the inits of the watched sandboxes (EXIT_POLL_MS): Node offers no pidfd, and an init is
+   * not our child (the runtime detaches it), so nothing would tell us of its end otherwise. A
+   * sandbox stays watched until its end is reported, even when stop() or the clean-up after starts
+   * removed it first, so no death goes unreported.
+   */
+  watch(onExit: (leaseId: string) => void): () => void {
+    this.exitListeners.add(onExit);
+    if (this.exitTimer === undefined) {
+      this.exitTimer = setInterval(() => this.reportExits(), EXIT_POLL_MS);
+      this.exitTimer.unref();
+    }
+    return () => {
+      this.exitListeners.delete(onExit);
+      if (this.exitListeners.size === 0 && this.exitTimer !== undefined) {
+        clearInterval(this.exitTimer);
+        this.exitTimer = undefined;
+      }
+    };
+  }
+
+  private reportExits(): void {
+    for (const id of [...this.watched]) {
+      if (this.starting.has(id) || this.initPid(id) !== undefined) continue;
+      this.watched.delete(id);
+      for (const listener of this.exitListeners) {
+        try {
+          listener(id);
+        } catch (e) {
+          this.log.warn(`alacarte: an exit listener failed for ${id}: ${String(e)}`);
+        }
+      }
+    }
+  }
+
   async stop(sandbox: SandboxRef): Promise<void> {
     const id = sandbox.leaseId;
     if (!SANDBOX_ID_PATTERN.test(id)) return;
@@ -416,6 +463,7 @@ export class CrunDriver implements ComputeDriver {
         continue;
       }
       this.limitsById.set(id, meta.limits);
+      this.watched.add(id);
       if (!this.live.has(id)) await this.reopenPorts(id, meta);
       out.push({ leaseId: id, deadline: new Date(meta.deadline), ports: urls(meta.ports) });
     }
@@ -435,6 +483,9 @@ export class CrunDriver implements ComputeDriver {
   }
 
   async close(): Promise<void> {
+    if (this.exitTimer !== undefined) clearInterval(this.exitTimer);
+    this.exitTimer = undefined;
+    this.exitListeners.clear();
     await this.pool.close();
     for (const live of this.live.values()) await Promise.all(live.proxies.map((p) => p.close()));
     this.live.clear();

@@ -203,6 +203,25 @@ export function computeDriverContract(
       expect(gone).toBe(true);
     });
 
+    it('reports through watch() a sandbox whose init has ended, and isRunning() follows', async () => {
+      const exited: string[] = [];
+      const unwatch = driver.watch((leaseId) => exited.push(leaseId));
+      try {
+        const ending = await start({}, 120);
+        const staying = await start({}, 120);
+        expect(await driver.isRunning(ending)).toBe(true);
+        // Moved into the past: init ends the sandbox at once, on its own.
+        await driver.setDeadline(ending, new Date(Date.now() - 1000));
+        expect(await waitFor(() => exited.includes(ending.leaseId), 8000)).toBe(true);
+        expect(await driver.isRunning(ending)).toBe(false);
+        expect(exited).not.toContain(staying.leaseId);
+        expect(await driver.isRunning(staying)).toBe(true);
+        expect(await driver.isRunning({ leaseId: newLeaseId() })).toBe(false);
+      } finally {
+        unwatch();
+      }
+    });
+
     it('attaches an interactive shell on a real terminal that can be resized', async () => {
       const handle = await start();
       const session = await driver.attach(handle, { cols: 100, rows: 30 });

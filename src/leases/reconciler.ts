@@ -1,0 +1,371 @@
+import { AlacarteError } from '../core/errors.js';
+import type { LeaseId } from '../core/ids.js';
+import * as lifecycle from '../core/lease.js';
+import type { ComputeDriver } from '../drivers/compute-driver.js';
+import type { Logger } from '../log.js';
+import type { Database } from '../store/database.js';
+import { type LeaseRow, leaseFromRow, stateColumns } from './lease-record.js';
+
+/**
+ * How the reconciler changes a lease's state: the lease service's end(), which moves the lease out
+ * of `row.state` (only if it is still in it) and books its refund in the same transaction.
+ */
+export type EndLease = (row: LeaseRow, state: lifecycle.LeaseState) => Promise<boolean>;
+/** end() inside a transaction the caller holds (for many leases in one commit). */
+export type EndLeaseIn = (trx: Database, row: LeaseRow, state: lifecycle.LeaseState) => Promise<boolean>;
+
+export interface ReconcilerOptions {
+  db: Database;
+  driver: ComputeDriver;
+  now: () => Date;
+  log: Logger;
+  end: EndLease;
+  endIn: EndLeaseIn;
+  /** Called once per lease that expired here, for metrics. */
+  onExpired: () => void;
+  /** How often deadline writes and removals that failed are tried again, in ms (default 1000). */
+  retryMs?: number;
+}
+
+export interface ReconcileOutcome {
+  /** Sandboxes nobody paid for (or whose lease ended), stopped. */
+  stoppedSandboxes: number;
+  /** Paid leases whose start never finished and whose sandbox is not there: failed, refunded. */
+  failed: number;
+  /** Paid leases whose start had finished in the driver but not in the store: now running. */
+  resumed: number;
+  /** Running leases whose sandbox is gone: ended, unused time refunded. */
+  vanished: number;
+  /** Running sandboxes whose deadline differed from the store's and was rewritten (or is being retried). */
+  deadlines: number;
+}
+
+/**
+ * Keeps the store and the driver in agreement (src/leases/README.md has the table): at start-up
+ * (reconcile), continuously (sandbox exits reported by the driver's watch(); deadline writes and
+ * removals that failed are retried), and for the reaper (expireDue, removeSandboxes). The store is
+ * the truth about money and deadlines; the driver is the truth about what runs.
+ */
+export class Reconciler {
+  private readonly db: Database;
+  private readonly driver: ComputeDriver;
+  private readonly now: () => Date;
+  private readonly log: Logger;
+  private readonly end: EndLease;
+  private readonly endIn: EndLeaseIn;
+  private readonly onExpired: () => void;
+  private readonly retryMs: number;
+  /** Running leases whose sandbox may not have the store's deadline (its last write failed). */
+  private readonly unsynced = new Set<LeaseId>();
+  /** Sandboxes of ended or failed leases whose removal failed: nothing of theirs may keep running. */
+  private readonly unremoved = new Set<LeaseId>();
+  /** Deadline writes per lease, one after the other, so an older deadline never lands last. */
+  private readonly writes = new Map<LeaseId, Promise<unknown>>();
+  private readonly pending = new Set<Promise<unknown>>();
+  private unwatch: (() => void) | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private retrying = false;
+
+  constructor(options: ReconcilerOptions) {
+    this.db = options.db;
+    this.driver = options.driver;
+    this.now = options.now;
+    this.log = options.log;
+    this.end = options.end;
+    this.endIn = options.endIn;
+    this.onExpired = options.onExpired;
+    this.retryMs = options.retryMs ?? 1000;
+  }
+
+  // ---- continuous ------------------------------------------------------------------------------
+
+  /** Starts watching sandbox exits and retrying failed deadline writes and removals. */
+  start(): void {
+    if (this.unwatch) return;
+    this.unwatch = this.driver.watch((leaseId) => {
+      this.track(this.sandboxExited(leaseId as LeaseId));
+    });
+    this.timer = setInterval(() => void this.retry(), this.retryMs);
+    this.timer.unref();
+  }
+
+  /** Stops watching and waits for what the watch started. Sandboxes keep running. */
+  async close(): Promise<void> {
+    this.unwatch?.();
+    this.unwatch = undefined;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await Promise.all([...this.pending]);
+  }
+
+  private track(work: Promise<unknown>): void {
+    const guarded = work.catch((err: unknown) =>
+      this.log.error({ err: String(err) }, 'reconciliation failed'),
+    );
+    this.pending.add(guarded);
+    void guarded.finally(() => this.pending.delete(guarded));
+  }
+
+  /** A sandbox's init ended: a lease still running in the store ends now, unused time refundable. */
+  private async sandboxExited(id: LeaseId): Promise<void> {
+    // The driver may report a lease id after a stop, or (ids are never reused) nothing: check.
+    if (await this.driver.isRunning({ leaseId: id })) return;
+    if (await this.endVanished(id)) {
+      this.log.warn({ lease: id }, 'sandbox ended before its lease; lease ended');
+      await this.removeSandboxes([id]);
+      return;
+    }
+    // Died between driver.start() and the store's `running`: look again once the start has settled.
+    const row = await this.db.selectFrom('leases').select('state').where('id', '=', id).executeTakeFirst();
+    if (row?.state === 'pending' && this.unwatch) {
+      setTimeout(() => {
+        if (this.unwatch) this.track(this.sandboxExited(id));
+      }, this.retryMs).unref();
+    }
+  }
+
+  private async retry(): Promise<void> {
+    if (this.retrying) return;
+    this.retrying = true;
+    try {
+      for (const id of [...this.unsynced]) await this.syncDeadline(id);
+      for (const id of [...this.unremoved]) await this.removeSandbox(id, true);
+    } catch (err) {
+      this.log.error({ err: String(err) }, 'reconciliation retry failed');
+    } finally {
+      this.retrying = false;
+    }
+  }
+
+  // ---- deadlines -------------------------------------------------------------------------------
+
+  /**
+   * Writes the store's current deadline of a running lease into its sandbox. Returns 'synced', or
+   * 'ended' when the lease is not running (any more: a gone sandbox ends it here, unused time
+   * refunded), or 'failed' when the write failed: the lease is then retried every retryMs until it
+   * succeeds or the sandbox ends at its old deadline (then it ends early and is refunded, as any
+   * sandbox that dies). Never throws for a driver failure.
+   */
+  async syncDeadline(id: LeaseId): Promise<'synced' | 'ended' | 'failed'> {
+    const before = this.writes.get(id) ?? Promise.resolve();
+    const write = before.then(() => this.writeDeadline(id));
+    const settled = write.catch(() => undefined);
+    this.writes.set(id, settled);
+    void settled.finally(() => {
+      if (this.writes.get(id) === settled) this.writes.delete(id);
+    });
+    return write;
+  }
+
+  private async writeDeadline(id: LeaseId): Promise<'synced' | 'ended' | 'failed'> {
+    // Read inside the queue: the newest deadline is what this write puts down.
+    const row = await this.db.selectFrom('leases').selectAll().where('id', '=', id).executeTakeFirst();
+    if (row?.state !== 'running') {
+      this.unsynced.delete(id);
+      return 'ended';
+    }
+    try {
+      await this.driver.setDeadline({ leaseId: id }, new Date(Number(row.expires_at)));
+      this.unsynced.delete(id);
+      return 'synced';
+    } catch (err) {
+      if (isGone(err)) {
+        this.unsynced.delete(id);
+        await this.endVanished(id);
+        return 'ended';
+      }
+      if (!this.unsynced.has(id))
+        this.log.error({ err: String(err), lease: id }, 'could not write a deadline');
+      this.unsynced.add(id);
+      return 'failed';
+    }
+  }
+
+  /**
+   * For an answer that shows the store's deadline (an extension and its replays): the sandbox must
+   * have it too. Tries again a write that failed; throws `rate_limited` (retry with the same payment)
+   * while it still fails. A lease that ended meanwhile passes: its answer shows the end.
+   */
+  async confirmDeadline(id: LeaseId): Promise<void> {
+    if (!this.unsynced.has(id)) return;
+    if ((await this.syncDeadline(id)) === 'failed') {
+      throw new AlacarteError(
+        'rate_limited',
+        'the extension is paid but the sandbox has not taken its new deadline yet; retry with the same token',
+      );
+    }
+  }
+
+  // ---- ends ------------------------------------------------------------------------------------
+
+  /**
+   * Ends a running lease whose sandbox is gone: the unused time is refunded to its holder (DELETE
+   * shows the refund); past its deadline it simply expired. True when this call ended it.
+   */
+  async endVanished(id: string): Promise<boolean> {
+    const row = await this.db.selectFrom('leases').selectAll().where('id', '=', id).executeTakeFirst();
+    if (row?.state !== 'running') return false;
+    const lease = leaseFromRow(row);
+    const now = this.now();
+    const past = Number(row.expires_at) <= now.getTime();
+    return this.end(row, past ? lifecycle.expire(lease.state, now) : lifecycle.stop(lease, now).state);
+  }
+
+  /**
+   * Removes the sandbox of a start that failed, whatever driver.start() did before failing, and
+   * checks with list() that it is gone. On failure it is retried every retryMs (and at the next
+   * start-up, where a sandbox without a running lease is stopped). Never throws.
+   */
+  removeFailedStart(id: LeaseId): Promise<boolean> {
+    return this.removeSandbox(id, true);
+  }
+
+  /**
+   * Removes the sandbox of a lease the store has ended (stopped, expired, failed). A removal that
+   * fails is retried every retryMs, so a refunded lease's sandbox does not run on to its old
+   * deadline. With `verify`, list() must no longer show it. True once it is gone; never throws.
+   */
+  async removeSandbox(id: LeaseId, verify = false): Promise<boolean> {
+    try {
+      await this.driver.stop({ leaseId: id });
+      if (verify && (await this.driver.list()).some((s) => s.leaseId === id))
+        throw new Error('the sandbox is still listed after stop');
+      this.unremoved.delete(id);
+      return true;
+    } catch (err) {
+      if (!this.unremoved.has(id))
+        this.log.error({ err: String(err), lease: id }, 'could not remove the sandbox of an ended lease');
+      this.unremoved.add(id);
+      return false;
+    }
+  }
+
+  // ---- the reaper's passes ---------------------------------------------------------------------
+
+  /** Ends every running lease whose deadline has passed and removes their sandboxes; returns how many. */
+  async reapExpired(): Promise<number> {
+    const ended = await this.expireDue();
+    await this.removeSandboxes(ended);
+    return ended.length;
+  }
+
+  /**
+   * Marks every running lease whose deadline has passed as expired, all in one transaction: when
+   * many leases end together, one durable commit instead of one each keeps the last of them on
+   * time. Returns the leases it ended; their sandboxes are still to be removed (removeSandboxes).
+   */
+  async expireDue(): Promise<LeaseId[]> {
+    const now = this.now();
+    const due = await this.db
+      .selectFrom('leases')
+      .selectAll()
+      .where('state', '=', 'running')
+      .where('expires_at', '<=', now.getTime())
+      .execute();
+    if (due.length === 0) return [];
+    const ended = await this.db.transaction().execute(async (trx) => {
+      const done: LeaseId[] = [];
+      for (const row of due) {
+        if (await this.endIn(trx, row, lifecycle.expire(leaseFromRow(row).state, now)))
+          done.push(row.id as LeaseId);
+      }
+      return done;
+    });
+    for (const _ of ended) this.onExpired();
+    return ended;
+  }
+
+  /**
+   * Removes the sandboxes of ended leases, two at a time (each is a runtime delete and unmounts,
+   * tens of milliseconds, much of it spawning on this thread; more at once only slows the reaper's
+   * next passes and the HTTP answers). This is cleanup: init ends a sandbox's processes at its
+   * deadline on its own. Never rejects; a sandbox that cannot be removed is logged and retried.
+   */
+  async removeSandboxes(ids: readonly LeaseId[], concurrency = 2): Promise<void> {
+    let next = 0;
+    const worker = async () => {
+      while (next < ids.length) await this.removeSandbox(ids[next++] as LeaseId);
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, ids.length) }, worker));
+  }
+
+  /** The next deadline of a running lease, for the reaper's timer. */
+  async nextDeadline(): Promise<Date | undefined> {
+    const row = await this.db
+      .selectFrom('leases')
+      .select(({ fn }) => fn.min('expires_at').as('next'))
+      .where('state', '=', 'running')
+      .executeTakeFirst();
+    return row?.next == null ? undefined : new Date(Number(row.next));
+  }
+
+  // ---- start-up --------------------------------------------------------------------------------
+
+  /**
+   * After a restart: makes the store and the driver agree. A sandbox nobody paid for is stopped;
+   * a paid lease whose start never finished becomes running (sandbox there) or failed with a full
+   * refund (no sandbox); a running lease whose sandbox vanished is stopped with the unused time
+   * refunded; a running sandbox whose deadline differs from the store's (an extension committed
+   * before its deadline write, or whose write failed) gets the store's.
+   */
+  async reconcile(): Promise<ReconcileOutcome> {
+    const sandboxes = new Map((await this.driver.list()).map((s) => [s.leaseId, s]));
+    const live = await this.db
+      .selectFrom('leases')
+      .selectAll()
+      .where('state', 'in', ['pending', 'running'])
+      .execute();
+    const result: ReconcileOutcome = {
+      stoppedSandboxes: 0,
+      failed: 0,
+      resumed: 0,
+      vanished: 0,
+      deadlines: 0,
+    };
+    for (const row of live) {
+      const sandbox = sandboxes.get(row.id);
+      sandboxes.delete(row.id);
+      if (row.state === 'pending') {
+        if (sandbox) {
+          const startedAt = new Date(Number(row.created_at));
+          await this.db
+            .updateTable('leases')
+            .set(stateColumns({ kind: 'running', startedAt, expiresAt: sandbox.deadline }))
+            .where('id', '=', row.id)
+            .where('state', '=', 'pending')
+            .execute();
+          result.resumed++;
+        } else {
+          await this.failPending(row.id, 'node restarted before the sandbox started');
+          result.failed++;
+        }
+      } else if (!sandbox) {
+        // The sandbox is gone (host reboot, OOM of the whole sandbox...): the renter gets the
+        // unused time back; past the deadline it simply expired.
+        await this.endVanished(row.id);
+        result.vanished++;
+      } else if (sandbox.deadline.getTime() !== Number(row.expires_at)) {
+        await this.syncDeadline(row.id as LeaseId);
+        result.deadlines++;
+      }
+    }
+    for (const orphan of sandboxes.keys()) {
+      // Retried every retryMs should it fail, rather than keep the node from starting.
+      await this.removeSandbox(orphan as LeaseId, true);
+      result.stoppedSandboxes++;
+    }
+    return result;
+  }
+
+  /** A paid lease that never ran: failed, everything paid refunded. */
+  async failPending(id: string, reason: string): Promise<void> {
+    const fresh = await this.db.selectFrom('leases').selectAll().where('id', '=', id).executeTakeFirst();
+    if (fresh?.state !== 'pending') return;
+    await this.end(fresh, lifecycle.fail(leaseFromRow(fresh), this.now(), reason));
+  }
+}
+
+/** The driver's word that a sandbox is not there (any more). */
+export function isGone(err: unknown): boolean {
+  return err instanceof AlacarteError && err.code === 'lease_not_running';
+}
