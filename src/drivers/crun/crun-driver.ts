@@ -44,7 +44,7 @@ import {
   type TerminalSize,
 } from '../compute-driver.js';
 import { attachInSandbox, validSize } from './attach.js';
-import { applyLimits, limitWrites } from './cgroup-limits.js';
+import { applyLimits, limitWrites, procsFile } from './cgroup-limits.js';
 import { type CrunDriverOptions, type DriverLogger, silentLogger } from './crun-options.js';
 import { execInSandbox } from './exec.js';
 import { commandFile, deadlineFile, initScript, leaseFile } from './init-script.js';
@@ -303,6 +303,7 @@ export class CrunDriver implements ComputeDriver {
         containerId: this.containerId(meta.container),
         pidFile: join(this.dir(id), `exec-${randomBytes(6).toString('hex')}.pid`),
         env: this.envFor(meta, request.env),
+        procsFile: procsFile(this.cgroups.mode, this.cgroupOf(meta.container)),
       },
       request,
     );
@@ -580,8 +581,6 @@ export class CrunDriver implements ComputeDriver {
       rootfs: join(warm.dir, 'rootfs'),
       runDir: join(warm.dir, 'run'),
       libDir: this.paths.libDir,
-      command: [],
-      env: {},
       limits: { ...PLACEHOLDER_LIMITS, diskMib },
       idBase: this.idBase,
       idCount: this.idCount,

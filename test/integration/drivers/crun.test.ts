@@ -22,6 +22,15 @@ import {
   tempDriverOptions,
 } from './crun-target.js';
 
+/** True while a host process exists and has not exited (a zombie has). */
+function processAlive(pid: number): boolean {
+  try {
+    return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
 if (crunSkipReason) {
   describe.skip(`crun driver: skipped, ${crunSkipReason}`, () => {
     it('runs only as root with crun and busybox-static', () => {});
@@ -203,6 +212,65 @@ if (crunSkipReason) {
       expect(tries.out).toMatch(/unshare=[1-9]/);
       expect(tries.out).toMatch(/sysrq=[1-9]/);
       expect(tries.out).toMatch(/mknod=[1-9]/);
+    });
+
+    it('kills every process of an exec that times out, so repeated timeouts never fill the pids limit', async () => {
+      const a = await start({ pids: 16 });
+      // Each run leaves 4 sleeps behind if only its first process is killed: 5 runs would need 20.
+      for (let i = 0; i < 5; i++) {
+        const r = await t.driver.exec(a, {
+          command: [
+            'sh',
+            '-c',
+            'sleep 300 & (sleep 300 &); setsid sleep 300 & sh -c "sleep 300" & sleep 300',
+          ],
+          timeoutMs: 500,
+          maxOutputBytes: 100,
+        });
+        expect(r.timedOut).toBe(true);
+      }
+      const left = await sh(t.driver, a, 'ps -o args | grep -c "^sleep 300" || true');
+      expect(left.out.trim()).toBe('0');
+      // What an exec leaves in the background on purpose, without timing out, stays.
+      await sh(t.driver, a, 'sleep 400 & echo');
+      expect((await sh(t.driver, a, 'ps -o args | grep -c "^sleep 400"')).out).toBe('1\n');
+    });
+
+    it("ends at its deadline whatever names the lease's environment uses, and the command gets them all", async () => {
+      // Names init's own script uses, and ones that change how a shell behaves.
+      const env = {
+        D: '/dev/zero',
+        R: '/nonexistent',
+        d: '99999999999',
+        r: '3600',
+        x: 'x',
+        started: '',
+        PATH: '/dev/zero',
+        IFS: '0123456789',
+        ENV: '/dev/zero',
+        HOME: '/dev/zero',
+      };
+      const leaseId = newLeaseId();
+      started.push(leaseId);
+      const deadline = Date.now() + 3000;
+      const h = await t.driver.start(
+        { leaseId, image: 'busybox', env, command: ['/bin/sleep', '1000'] },
+        TEST_LIMITS,
+        new Date(deadline),
+      );
+      const pid = t.driver.initPid(leaseId);
+      expect(pid).toBeGreaterThan(1);
+      const seen = await t.driver.exec(h, {
+        command: ['/bin/sh', '-c', 'tr "\\0" "\\n" < /proc/$(/bin/pidof sleep)/environ'],
+        timeoutMs: 5000,
+        maxOutputBytes: 1 << 16,
+      });
+      for (const [k, v] of Object.entries(env))
+        expect(seen.stdout.toString().split('\n')).toContain(`${k}=${v}`);
+      // No list(), no stop(): the sandbox's own init ends it.
+      const gone = await waitFor(() => !processAlive(pid ?? 0), deadline + 5000 - Date.now());
+      expect(gone).toBe(true);
+      expect(t.driver.initPid(leaseId)).toBeUndefined();
     });
 
     it("cannot reach into init's memory, which holds the deadline", async () => {
