@@ -318,16 +318,31 @@ export class CrunDriver implements ComputeDriver {
     const id = this.requireRunning(sandbox);
     if (!validSize(size)) throw new AlacarteError('invalid_request', 'terminal size must be 1 to 1000');
     const meta = this.meta(id);
+    const containerId = this.containerId(meta.container);
+    const procs = procsFile(this.cgroups.mode, this.cgroupOf(meta.container));
     return attachInSandbox(
       {
         runtime: this.runtime.path,
         stateDir: this.paths.stateDir,
-        containerId: this.containerId(meta.container),
+        containerId,
         pidFile: join(this.dir(id), `attach-${randomBytes(6).toString('hex')}.pid`),
         env: [...this.envFor(meta), 'TERM=xterm-256color'],
         busybox: this.paths.busybox,
         script: this.paths.script,
         shell: '/bin/sh',
+        procsFile: procs,
+        execInside: (command, timeoutMs) =>
+          execInSandbox(
+            {
+              runtime: this.runtime.path,
+              stateDir: this.paths.stateDir,
+              containerId,
+              pidFile: join(this.dir(id), `exec-${randomBytes(6).toString('hex')}.pid`),
+              env: [DEFAULT_PATH],
+              procsFile: procs,
+            },
+            { command, timeoutMs, maxOutputBytes: 4096 },
+          ),
       },
       size,
     );

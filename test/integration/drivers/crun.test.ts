@@ -273,6 +273,44 @@ if (crunSkipReason) {
       expect(t.driver.initPid(leaseId)).toBeUndefined();
     });
 
+    it('resizes inside the sandbox: a shell whose fd 0 is a FIFO gets an answer, not a hung node', async () => {
+      const a = await start();
+      const session = await t.driver.attach(a, { cols: 80, rows: 24 });
+      let screen = '';
+      session.stream.on('data', (b: Buffer) => {
+        screen += b.toString('utf8');
+      });
+      // The shell's stdin becomes a FIFO whose only writer is gone.
+      session.stream.write('mkfifo /tmp/f; (sleep 1 > /tmp/f &); echo fifo-ready; exec 0</tmp/f\n');
+      expect(await waitFor(() => /fifo-ready\r?\n/.test(screen), 15_000)).toBe(true);
+      await sleep(1500);
+      const outcome = await Promise.race([
+        session.resize({ cols: 90, rows: 20 }).then(
+          () => 'resolved',
+          (e: Error) => e.message,
+        ),
+        sleep(20_000).then(() => 'still pending'),
+      ]);
+      expect(outcome).not.toBe('still pending');
+      // Many resizes at once cost one process in the sandbox at a time, and all settle.
+      const many = await Promise.allSettled(
+        Array.from({ length: 20 }, (_, i) => session.resize({ cols: 50 + i, rows: 20 })),
+      );
+      expect(many).toHaveLength(20);
+      session.close();
+      await session.exited;
+      // The sandbox is unharmed: a new session works and resizes.
+      const again = await t.driver.attach(a, { cols: 100, rows: 30 });
+      let text = '';
+      again.stream.on('data', (b: Buffer) => {
+        text += b.toString('utf8');
+      });
+      await again.resize({ cols: 132, rows: 43 });
+      again.stream.write('stty size; exit\n');
+      await again.exited;
+      expect(text).toMatch(/43 132/);
+    });
+
     it("cannot reach into init's memory, which holds the deadline", async () => {
       const a = await start();
       // Static busybox maps its code at 4 MiB: unmasked, these reads and writes would reach it.
