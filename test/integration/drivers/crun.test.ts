@@ -451,5 +451,120 @@ if (crunSkipReason) {
         await removeDriverFiles(options, base);
       }
     });
+
+    /** Runs the compiled driver in a node process of its own; resolves with its first output line. */
+    function driverChild(code: string, underTerminal = false) {
+      const file = join(compiled, `child-${randomBytes(4).toString('hex')}.mjs`);
+      writeFileSync(
+        file,
+        `const { CrunDriver } = await import(${JSON.stringify(join(compiled, 'drivers/crun/crun-driver.js'))});\n${code}`,
+      );
+      // Under `script`, the child has a controlling terminal of its own (size 0x0 until set).
+      const child = underTerminal
+        ? spawn('script', ['-qfec', `${process.execPath} ${file}`, '/dev/null'], {
+            stdio: ['pipe', 'pipe', 'inherit'],
+          })
+        : spawn(process.execPath, [file], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const line = new Promise<string>((resolveLine, reject) => {
+        let buf = '';
+        child.stdout?.on('data', (b: Buffer) => {
+          buf += b.toString();
+          const m = /^RESULT (.*)$/m.exec(buf);
+          if (m?.[1]) resolveLine(m[1].trim());
+        });
+        child.on('exit', (code) => reject(new Error(`child exited ${code}: ${buf}`)));
+      });
+      return { child, line };
+    }
+
+    it("ends every sandbox at its deadline with the node killed -9, whatever the leases' env names", async () => {
+      const base = tempBase();
+      const options = tempDriverOptions(base);
+      const hostile: Record<string, string>[] = [
+        { D: '/dev/zero' },
+        { R: '/nonexistent', d: '99999999999', r: '3600', x: 'x', started: '' },
+        { PATH: '/dev/zero', IFS: '0123456789', ENV: '/dev/zero', HOME: '/dev/zero' },
+      ];
+      const leases = hostile.map((env, i) => ({
+        leaseId: newLeaseId(),
+        env,
+        deadline: Date.now() + 4000 + i * 1000,
+      }));
+      const { child, line } = driverChild(`
+        const d = await CrunDriver.create(${JSON.stringify(options)});
+        const pids = [];
+        for (const l of ${JSON.stringify(leases)}) {
+          await d.start({ leaseId: l.leaseId, image: 'busybox', env: l.env, command: ['/bin/sleep', '1000'] },
+            ${JSON.stringify(TEST_LIMITS)}, new Date(l.deadline));
+          pids.push(d.initPid(l.leaseId));
+        }
+        process.stdout.write('RESULT ' + JSON.stringify(pids) + '\\n');
+        setInterval(() => {}, 1000);
+      `);
+      let driver: CrunDriver | undefined;
+      try {
+        const pids = JSON.parse(await line) as number[];
+        child.kill('SIGKILL');
+        await new Promise((r) => child.once('exit', r));
+        for (const [i, pid] of pids.entries()) {
+          expect(pid).toBeGreaterThan(1);
+          const deadline = leases[i]?.deadline ?? 0;
+          // Alive until its deadline (it is ended by nobody else)...
+          if (Date.now() < deadline - 500) expect(processAlive(pid)).toBe(true);
+          // ...and gone within 5 s of it, with no node to end it.
+          const gone = await waitFor(() => !processAlive(pid), deadline + 5000 - Date.now());
+          expect(gone, `sandbox ${i} (env ${JSON.stringify(hostile[i])}) outlived its deadline`).toBe(true);
+        }
+      } finally {
+        child.kill('SIGKILL');
+        driver = await CrunDriver.create(options).catch(() => undefined);
+        if (driver) {
+          for (const l of leases) await driver.stop({ leaseId: l.leaseId });
+          await driver.close();
+        }
+        await removeDriverFiles(options, base);
+      }
+    });
+
+    it("resizes a shell whose fd 0 is /dev/tty without touching the node's own terminal", async () => {
+      const base = tempBase();
+      const options = tempDriverOptions(base);
+      const leaseId = newLeaseId();
+      const { child, line } = driverChild(
+        `
+        const d = await CrunDriver.create(${JSON.stringify(options)});
+        const h = await d.start({ leaseId: ${JSON.stringify(leaseId)}, image: 'busybox' },
+          ${JSON.stringify(TEST_LIMITS)}, new Date(Date.now() + 60000));
+        const before = process.stdout.getWindowSize();
+        const s = await d.attach(h, { cols: 80, rows: 24 });
+        let screen = '';
+        s.stream.on('data', (b) => { screen += b.toString(); });
+        // /dev/tty inside is the shell's own terminal; opened by another process it is that one's.
+        s.stream.write('exec 0</dev/tty; echo swapped\\n');
+        for (let i = 0; i < 100 && !/swapped\\r?\\n/.test(screen); i++) await new Promise((r) => setTimeout(r, 50));
+        const resized = await s.resize({ cols: 77, rows: 11 }).then(() => 'ok', (e) => String(e));
+        const after = process.stdout.getWindowSize();
+        s.close();
+        await d.stop(h);
+        await d.close();
+        process.stdout.write('RESULT ' + JSON.stringify({ before, after, resized }) + '\\n');
+        process.exit(0);
+      `,
+        true,
+      );
+      try {
+        const result = JSON.parse(await line) as { before: number[]; after: number[]; resized: string };
+        expect(result.after).toEqual(result.before);
+        expect(result.after).not.toEqual([77, 11]);
+      } finally {
+        child.kill('SIGKILL');
+        const driver = await CrunDriver.create(options).catch(() => undefined);
+        if (driver) {
+          await driver.stop({ leaseId });
+          await driver.close();
+        }
+        await removeDriverFiles(options, base);
+      }
+    });
   });
 }
