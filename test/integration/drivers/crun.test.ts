@@ -1,7 +1,15 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -309,6 +317,63 @@ if (crunSkipReason) {
       again.stream.write('stty size; exit\n');
       await again.exited;
       expect(text).toMatch(/43 132/);
+    });
+
+    it("relays a port with a process that is neither root nor the sandboxes' id on the host", async () => {
+      const leaseId = newLeaseId();
+      started.push(leaseId);
+      const a = await t.driver.start(
+        {
+          leaseId,
+          image: 'busybox',
+          ports: [8080],
+          command: ['sh', '-c', 'while :; do nc -l -p 8080 -e cat; done'],
+        },
+        TEST_LIMITS,
+        new Date(Date.now() + 300_000),
+      );
+      const port = Number(new URL(a.ports[8080] ?? '').port);
+      const relays = () =>
+        readdirSync('/proc')
+          .filter((p) => /^\d+$/.test(p))
+          .filter((p) => {
+            try {
+              const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+              return cmd.includes('nc') && cmd.includes('8080') && cmd.includes('127.0.0.1');
+            } catch {
+              return false;
+            }
+          })
+          // Ours (not another test process's): our child, or the child of our child.
+          .filter((p) => {
+            const parent = (pid: string) =>
+              /^PPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? '';
+            try {
+              const up = parent(p);
+              return up === String(process.pid) || parent(up) === String(process.pid);
+            } catch {
+              return false;
+            }
+          });
+      let socket: Socket | undefined;
+      let relay: string | undefined;
+      await waitFor(async () => {
+        socket?.destroy();
+        socket = connect(port, '127.0.0.1');
+        socket.on('error', () => {});
+        await sleep(200);
+        relay = relays()[0];
+        return relay !== undefined;
+      }, 10_000);
+      try {
+        expect(relay).toBeDefined();
+        const status = readFileSync(`/proc/${relay}/status`, 'utf8');
+        expect(status).toMatch(/^Uid:\s+65534\s+65534\s+65534\s+65534$/m);
+        expect(status).toMatch(/^Gid:\s+65534\s+65534\s+65534\s+65534$/m);
+        expect(status).toMatch(/^CapEff:\s+0+$/m);
+      } finally {
+        socket?.destroy();
+      }
     });
 
     it("cannot reach into init's memory, which holds the deadline", async () => {
