@@ -376,6 +376,19 @@ if (crunSkipReason) {
       }
     });
 
+    it("passes a command that looks like the runtime's options to the sandbox as the command's own", async () => {
+      const a = await start();
+      const r = await t.driver.exec(a, {
+        command: ['sh', '-c', 'grep CapEff /proc/self/status; pwd', '--cap=CAP_SYS_ADMIN', '--cwd=/etc'],
+        timeoutMs: 10_000,
+        maxOutputBytes: 4096,
+      });
+      const eff = BigInt(`0x${/CapEff:\s+([0-9a-f]+)/.exec(r.stdout.toString())?.[1] ?? '0'}`);
+      expect(eff).toBeGreaterThan(0n);
+      expect(eff & (1n << 21n)).toBe(0n); // CAP_SYS_ADMIN
+      expect(r.stdout.toString()).toMatch(/^\/$/m);
+    });
+
     it("cannot reach into init's memory, which holds the deadline", async () => {
       const a = await start();
       // Static busybox maps its code at 4 MiB: unmasked, these reads and writes would reach it.
