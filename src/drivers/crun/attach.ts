@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
-import { Duplex } from 'node:stream';
+import { Duplex, Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AttachSession, ExecResult, TerminalSize } from '../compute-driver.js';
 import { IN_SANDBOX } from './oci-spec.js';
@@ -156,7 +156,7 @@ export async function attachInSandbox(target: AttachTarget, size: TerminalSize):
     return running;
   };
 
-  const stream = Duplex.from({ readable: child.stdout, writable: child.stdin });
+  const stream = Duplex.from({ readable: child.stdout, writable: afterResizes(child.stdin, () => running) });
   stream.on('error', () => {});
   return {
     stream,
@@ -174,4 +174,38 @@ export async function attachInSandbox(target: AttachTarget, size: TerminalSize):
       child.kill('SIGKILL');
     },
   };
+}
+
+/**
+ * The shell's input, held back while a resize is being applied: a resize takes a `crun exec`, and
+ * what a client types after resizing (`stty size`, a full-screen program) must see the new size.
+ * Back-pressure passes through: a write completes when the shell's input has taken it.
+ */
+function afterResizes(input: NodeJS.WritableStream, inFlight: () => Promise<void> | undefined): Writable {
+  return new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      const forward = () => {
+        if (input.write(chunk)) return callback();
+        const done = () => {
+          input.off('drain', done);
+          input.off('close', done);
+          callback();
+        };
+        input.on('drain', done);
+        input.on('close', done);
+      };
+      const pending = inFlight();
+      if (pending) pending.then(forward, forward);
+      else forward();
+    },
+    final(callback) {
+      const pending = inFlight();
+      const end = () => {
+        input.end();
+        callback();
+      };
+      if (pending) pending.then(end, end);
+      else end();
+    },
+  });
 }
