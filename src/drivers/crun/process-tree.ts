@@ -61,14 +61,16 @@ export function killExecTree(leader: number, procsFile: string): number {
   if (!inCgroup(leader, procsFile)) return 0;
   const first = procStat(leader);
   if (!first) return 0;
-  const session = first.session;
+  // With a runtime that gave the exec no session of its own (it shares ours), the session says
+  // nothing about which exec a process came from: descendants alone then.
+  const session = first.session === procStat(process.pid)?.session ? undefined : first.session;
   let killed = 0;
   for (let sweep = 0; sweep < 50; sweep++) {
     const stats = cgroupPids(procsFile)
       .map(procStat)
       .filter((s): s is ProcStat => s !== undefined);
     const victims = new Set<number>([leader]);
-    for (const s of stats) if (s.session === session) victims.add(s.pid);
+    if (session !== undefined) for (const s of stats) if (s.session === session) victims.add(s.pid);
     // Descendants, to any depth, of what is already marked.
     for (let grew = true; grew; ) {
       grew = false;
