@@ -389,6 +389,27 @@ if (crunSkipReason) {
       expect(r.stdout.toString()).toMatch(/^\/$/m);
     });
 
+    it("hands the lease's env to an attached shell intact, with nothing of it run on the host", async () => {
+      const marker = join(tmpdir(), `alacarte-attach-marker-${randomBytes(4).toString('hex')}`);
+      const tricky = `it's "$(touch ${marker})" \`touch ${marker}\` ; touch ${marker} $HOME`;
+      const leaseId = newLeaseId();
+      started.push(leaseId);
+      const a = await t.driver.start(
+        { leaseId, image: 'busybox', env: { Q: tricky } },
+        TEST_LIMITS,
+        new Date(Date.now() + 300_000),
+      );
+      const session = await t.driver.attach(a, { cols: 200, rows: 30 });
+      let screen = '';
+      session.stream.on('data', (b: Buffer) => {
+        screen += b.toString('utf8');
+      });
+      session.stream.write('printf "<%s>\\n" "$Q"; exit\n');
+      await session.exited;
+      expect(screen).toContain(`<${tricky}>`);
+      expect(existsSync(marker)).toBe(false);
+    });
+
     it("cannot reach into init's memory, which holds the deadline", async () => {
       const a = await start();
       // Static busybox maps its code at 4 MiB: unmasked, these reads and writes would reach it.
