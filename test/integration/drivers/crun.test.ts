@@ -410,6 +410,26 @@ if (crunSkipReason) {
       expect(existsSync(marker)).toBe(false);
     });
 
+    it("removes a sandbox without following its tenant's symlinks to host paths", async () => {
+      const victim = mkdtempSync(join(tmpdir(), 'alacarte-host-victim-'));
+      writeFileSync(join(victim, 'keep'), 'host data');
+      try {
+        const a = await start();
+        // Links with the host's absolute paths, in the writable layer and in the image's directories.
+        await sh(
+          t.driver,
+          a,
+          `ln -s ${victim} /root/escape; ln -s ${victim}/keep /tmp/keep; mkdir -p /run/x; ln -s / /bin/root-link; echo done`,
+        );
+        await t.driver.stop(a);
+        expect(readFileSync(join(victim, 'keep'), 'utf8')).toBe('host data');
+        expect(existsSync(join(t.options.runtimeDir, a.leaseId))).toBe(false);
+        expect(existsSync('/bin/busybox')).toBe(true);
+      } finally {
+        rmSync(victim, { recursive: true, force: true });
+      }
+    });
+
     it("cannot reach into init's memory, which holds the deadline", async () => {
       const a = await start();
       // Static busybox maps its code at 4 MiB: unmasked, these reads and writes would reach it.
