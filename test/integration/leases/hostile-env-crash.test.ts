@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -22,6 +23,9 @@ afterAll(async () => {
     const driver = await CrunDriver.create({ runtimeDir, imagesDir: join(dataDir, 'images'), warmLayers: 0 });
     for (const s of await driver.list()) await driver.stop(s);
     await driver.close();
+    // The runtime's state directory of this instance (named after the runtime dir, as serve does).
+    const instance = `a${createHash('sha256').update(runtimeDir).digest('hex').slice(0, 8)}`;
+    rmSync(`/run/alacarte-${instance}`, { recursive: true, force: true });
   }
   rmSync(dataDir, { recursive: true, force: true });
 });
