@@ -40,6 +40,17 @@ export function limitWrites(
   return writes;
 }
 
+/**
+ * The cgroup.procs file listing a sandbox's processes (host pids): the v2 tree's, or on v1 the pids
+ * hierarchy's. Nothing inside a sandbox can move itself out (no cgroupfs is mounted there and mounting is
+ * denied), so this is the one list of what belongs to it.
+ */
+export function procsFile(mode: 'v1' | 'hybrid' | 'v2', cgroupPath: string, root = '/sys/fs/cgroup'): string {
+  return mode === 'v2'
+    ? join(root, cgroupPath, 'cgroup.procs')
+    : join(root, 'pids', cgroupPath, 'cgroup.procs');
+}
+
 export function applyLimits(writes: readonly [string, string][]): void {
   for (const [file, value] of writes) {
     try {

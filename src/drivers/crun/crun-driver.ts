@@ -51,7 +51,7 @@ import {
   type TerminalSize,
 } from '../compute-driver.js';
 import { attachInSandbox, validSize } from './attach.js';
-import { applyLimits, limitWrites } from './cgroup-limits.js';
+import { applyLimits, limitWrites, procsFile } from './cgroup-limits.js';
 import { type CrunDriverOptions, type DriverLogger, silentLogger } from './crun-options.js';
 import { execInSandbox } from './exec.js';
 import { commandFile, deadlineFile, initScript, leaseFile } from './init-script.js';
@@ -313,6 +313,7 @@ export class CrunDriver implements ComputeDriver {
         containerId: this.containerId(meta.container),
         pidFile: join(this.dir(id), `exec-${randomBytes(6).toString('hex')}.pid`),
         env: this.envFor(meta, request.env),
+        procsFile: procsFile(this.cgroups.mode, this.cgroupOf(meta.container)),
       },
       request,
     );
@@ -327,16 +328,31 @@ export class CrunDriver implements ComputeDriver {
     const id = this.requireRunning(sandbox);
     if (!validSize(size)) throw new AlacarteError('invalid_request', 'terminal size must be 1 to 1000');
     const meta = this.meta(id);
+    const containerId = this.containerId(meta.container);
+    const procs = procsFile(this.cgroups.mode, this.cgroupOf(meta.container));
     return attachInSandbox(
       {
         runtime: this.runtime.path,
         stateDir: this.paths.stateDir,
-        containerId: this.containerId(meta.container),
+        containerId,
         pidFile: join(this.dir(id), `attach-${randomBytes(6).toString('hex')}.pid`),
         env: [...this.envFor(meta), 'TERM=xterm-256color'],
         busybox: this.paths.busybox,
         script: this.paths.script,
         shell: '/bin/sh',
+        procsFile: procs,
+        execInside: (command, timeoutMs) =>
+          execInSandbox(
+            {
+              runtime: this.runtime.path,
+              stateDir: this.paths.stateDir,
+              containerId,
+              pidFile: join(this.dir(id), `exec-${randomBytes(6).toString('hex')}.pid`),
+              env: [DEFAULT_PATH],
+              procsFile: procs,
+            },
+            { command, timeoutMs, maxOutputBytes: 4096 },
+          ),
       },
       size,
     );
@@ -633,8 +649,6 @@ export class CrunDriver implements ComputeDriver {
       rootfs: join(warm.dir, 'rootfs'),
       runDir: join(warm.dir, 'run'),
       libDir: this.paths.libDir,
-      command: [],
-      env: {},
       limits: { ...PLACEHOLDER_LIMITS, diskMib },
       idBase: this.idBase,
       idCount: this.idCount,

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ExecRequest, ExecResult } from '../compute-driver.js';
+import { killExecTree } from './process-tree.js';
 import { signalNumber } from './run-process.js';
 
 export interface ExecTarget {
@@ -12,6 +13,8 @@ export interface ExecTarget {
   pidFile: string;
   /** The whole environment: the runtime replaces, not extends, the sandbox's when given any. */
   env: string[];
+  /** The sandbox's cgroup.procs (see cgroup-limits.ts): a timeout kills the command's processes among these. */
+  procsFile: string;
 }
 
 /** Collects a stream up to a cap and keeps draining past it, so the writer never blocks. */
@@ -85,17 +88,15 @@ function execOnce(target: ExecTarget, request: ExecRequest): Promise<ExecResult>
   child.stdin.on('error', () => {});
   child.stdin.end(request.stdin);
   let timedOut = false;
+  // Killing the runtime alone would leave the command running inside, and killing the command alone
+  // its children (`sh -c 'sleep 300 & sleep 300'`): kill every process it started (process-tree.ts).
+  const killTree = () => {
+    const pid = readPid(target.pidFile);
+    if (pid !== undefined) killExecTree(pid, target.procsFile);
+  };
   const timer = setTimeout(() => {
     timedOut = true;
-    // Killing the runtime alone would leave the command running inside; kill the command itself.
-    const pid = readPid(target.pidFile);
-    if (pid !== undefined) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
+    killTree();
     // If the command never started (or the runtime hangs), do not wait for it either.
     setTimeout(() => child.kill('SIGKILL'), 1000).unref();
   }, request.timeoutMs);
@@ -108,6 +109,8 @@ function execOnce(target: ExecTarget, request: ExecRequest): Promise<ExecResult>
     // the background may hold them open for as long as the sandbox lives.
     child.on('exit', (code, signal) => {
       clearTimeout(timer);
+      // The runtime may have written the command's pid only after the first sweep.
+      if (timedOut) killTree();
       const finish = () => {
         child.stdout.destroy();
         child.stderr.destroy();

@@ -12,24 +12,28 @@ import { IN_SANDBOX } from './oci-spec.js';
  *
  * After starting the lease's command, init never forks: it waits with `read -t` on a FIFO nobody
  * writes to, instead of running `sleep`. A fork could fail once a tenant's processes fill the pids
- * limit, and in ash a failed fork is fatal. ash reaps orphaned children on SIGCHLD by itself.
+ * limit, and in ash a failed fork is fatal. Orphans are reparented to init: ash reaps them only
+ * between commands, so SIGCHLD (trapped) cuts the wait short too; otherwise the zombies of killed
+ * or finished background processes would hold the pids limit for up to 30 s.
  *
  * Sandboxes are made and started before their lease is known (see layer-pool.ts): init waits with
  * a provisional deadline until the lease's /run/alacarte/command.sh appears (see commandFile), then
- * sources it once and starts the command.
+ * starts it once, in a new shell of its own. Init itself never reads the lease's command or
+ * environment: its variables (R, D, d, r, x, started, PATH, IFS...) come from this script and from
+ * the OCI spec's fixed environment alone, so no request can change how it reads its deadline. The
+ * new shell gets neither the wake FIFO (fd 3) nor init's signal handlers.
  */
 export function initScript(): string {
   return `# alacarte sandbox init
 R=${IN_SANDBOX.runDir}
 D=$R/deadline
 exec 3<>$R/wake || exit 0
-trap : USR1
+trap : USR1 CHLD
 started=
 while :; do
   if [ -z "$started" ] && [ -f $R/command.sh ]; then
     started=1
-    . $R/command.sh
-    if [ $# -gt 0 ]; then "$@" </dev/null >/dev/null 2>&1 & fi
+    if [ -s $R/command.sh ]; then ${IN_SANDBOX.busybox} sh $R/command.sh </dev/null >/dev/null 2>&1 3<&- & fi
   fi
   d=0
   read -r d < $D || exit 0
@@ -54,11 +58,15 @@ export function leaseFile(leaseId: string, deadline: Date): string {
 const shellQuote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
 
 /**
- * /run/alacarte/command.sh, sourced by init: exports the lease's environment and sets the command
- * as init's arguments. Every value is single-quoted; names are checked by the driver.
+ * /run/alacarte/command.sh: the lease's environment and command, run by a shell of the lease's own
+ * (init starts `busybox sh command.sh` as a new process and never reads the file itself), which
+ * exports the environment and replaces itself with the command. Every value is single-quoted (the
+ * driver refuses NUL, the one byte that cannot be), names are checked by the driver, and `exec --`
+ * takes a command starting with `-` as a program name. No command: an empty file (nothing to run).
  */
 export function commandFile(command: readonly string[], env: Readonly<Record<string, string>>): string {
+  if (command.length === 0) return '';
   const lines = Object.entries(env).map(([k, v]) => `export ${k}=${shellQuote(v)}`);
-  lines.push(`set -- ${command.map(shellQuote).join(' ')}`);
+  lines.push(`exec -- ${command.map(shellQuote).join(' ')}`);
   return `${lines.join('\n')}\n`;
 }

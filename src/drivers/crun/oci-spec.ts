@@ -20,9 +20,6 @@ export interface OciSpecInput {
   runDir: string;
   /** Host directory with the static busybox and init.sh, shown read-only at /run/alacarte/bin. */
   libDir: string;
-  /** The lease's own long-running command, started by init; may be empty. */
-  command: readonly string[];
-  env: Readonly<Record<string, string>>;
   limits: SandboxLimits;
   /** Root inside is this host uid/gid, and the next 65535 ids follow. */
   idBase: number;
@@ -100,7 +97,8 @@ export function cpuQuotaUs(vcpu: number): number {
 export function ociSpec(input: OciSpecInput): OciSpec {
   const memory = input.limits.memoryMib * MIB;
   const caps = [...CAPABILITIES];
-  const env = [DEFAULT_PATH, 'HOME=/root', ...Object.entries(input.env).map(([k, v]) => `${k}=${v}`)];
+  // init's environment is fixed: the lease's own reaches only its command (see init-script.ts).
+  const env = [DEFAULT_PATH, 'HOME=/root'];
   // /dev/shm is memory too; it is charged to the sandbox, capping it only keeps one tmpfs from eating all.
   const shmKib = Math.max(1024, Math.floor((input.limits.memoryMib * 1024) / 2));
   return {
@@ -108,7 +106,7 @@ export function ociSpec(input: OciSpecInput): OciSpec {
     process: {
       terminal: false,
       user: { uid: 0, gid: 0 },
-      args: [IN_SANDBOX.busybox, 'sh', IN_SANDBOX.init, ...input.command],
+      args: [IN_SANDBOX.busybox, 'sh', IN_SANDBOX.init],
       env,
       cwd: '/',
       capabilities: { bounding: caps, effective: caps, permitted: caps, inheritable: [], ambient: [] },

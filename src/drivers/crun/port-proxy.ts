@@ -2,10 +2,18 @@ import { spawn } from 'node:child_process';
 import { createServer, type Server, type Socket } from 'node:net';
 
 /**
+ * The host uid and gid a relay runs as once inside the sandbox's network namespace: nobody, with no
+ * groups and no capabilities. The relay handles the tenant's bytes and lives in the host's mount and
+ * pid namespaces, so it must not be root there (nor the sandboxes' id, which owns the shared images).
+ */
+export const RELAY_ID = 65534;
+
+/**
  * Makes one TCP port inside a sandbox reachable at 127.0.0.1:<host port>. The sandbox has only
  * loopback, so each connection gets a relay started in the sandbox's network namespace (busybox
  * `nsenter` + `nc`), connected to the host socket through pipes. An idle port costs one listening
- * socket in this process and nothing else; a connection costs one small static process.
+ * socket in this process and nothing else; a connection costs one small static process. Entering
+ * the namespace needs root; nsenter drops to RELAY_ID right after, before `nc` runs.
  */
 export class PortProxy {
   private server: Server | undefined;
@@ -48,7 +56,21 @@ export class PortProxy {
     this.sockets.add(socket);
     const child = spawn(
       this.busybox,
-      ['nsenter', `--net=/proc/${pid}/ns/net`, this.busybox, 'nc', '127.0.0.1', String(this.sandboxPort)],
+      [
+        'nsenter',
+        // -F: exec nc in place (no fork is needed for a network namespace), so killing the child
+        // on close kills the relay itself, not a parent that would leave nc behind.
+        '-F',
+        `--net=/proc/${pid}/ns/net`,
+        '-S',
+        String(RELAY_ID),
+        '-G',
+        String(RELAY_ID),
+        this.busybox,
+        'nc',
+        '127.0.0.1',
+        String(this.sandboxPort),
+      ],
       { stdio: ['pipe', 'pipe', 'ignore'] },
     );
     // The client may half-close after its request; the answer must still flow back.

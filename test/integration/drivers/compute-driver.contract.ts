@@ -156,6 +156,17 @@ export function computeDriverContract(
       expect((await sh(driver, handle, 'ps | grep -c "[s]leep 31" || true')).out.trim()).toBe('0');
     });
 
+    it('exec that times out kills every process it started, not only the first', async () => {
+      const handle = await start();
+      const r = await driver.exec(handle, {
+        command: ['sh', '-c', 'sleep 301 & (sleep 301 &); sleep 301'],
+        timeoutMs: 500,
+        maxOutputBytes: 100,
+      });
+      expect(r.timedOut).toBe(true);
+      expect((await sh(driver, handle, 'ps -o args | grep -c "^sleep 301" || true')).out.trim()).toBe('0');
+    });
+
     it('exec returns when the command exits, even if it left a process holding its output', async () => {
       const handle = await start();
       expect(await sh(driver, handle, 'sleep 100 & echo started')).toEqual({

@@ -1,7 +1,15 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -21,6 +29,15 @@ import {
   tempBase,
   tempDriverOptions,
 } from './crun-target.js';
+
+/** True while a host process exists and has not exited (a zombie has). */
+function processAlive(pid: number): boolean {
+  try {
+    return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
 
 if (crunSkipReason) {
   describe.skip(`crun driver: skipped, ${crunSkipReason}`, () => {
@@ -205,6 +222,214 @@ if (crunSkipReason) {
       expect(tries.out).toMatch(/mknod=[1-9]/);
     });
 
+    it('kills every process of an exec that times out, so repeated timeouts never fill the pids limit', async () => {
+      const a = await start({ pids: 16 });
+      // Each run leaves 4 sleeps behind if only its first process is killed: 5 runs would need 20.
+      for (let i = 0; i < 5; i++) {
+        const r = await t.driver.exec(a, {
+          command: [
+            'sh',
+            '-c',
+            'sleep 300 & (sleep 300 &); setsid sleep 300 & sh -c "sleep 300" & sleep 300',
+          ],
+          timeoutMs: 500,
+          maxOutputBytes: 100,
+        });
+        expect(r.timedOut).toBe(true);
+      }
+      const left = await sh(t.driver, a, 'ps -o args | grep -c "^sleep 300" || true');
+      expect(left.out.trim()).toBe('0');
+      // What an exec leaves in the background on purpose, without timing out, stays.
+      await sh(t.driver, a, 'sleep 400 & echo');
+      expect((await sh(t.driver, a, 'ps -o args | grep -c "^sleep 400"')).out).toBe('1\n');
+    });
+
+    it("ends at its deadline whatever names the lease's environment uses, and the command gets them all", async () => {
+      // Names init's own script uses, and ones that change how a shell behaves.
+      const env = {
+        D: '/dev/zero',
+        R: '/nonexistent',
+        d: '99999999999',
+        r: '3600',
+        x: 'x',
+        started: '',
+        PATH: '/dev/zero',
+        IFS: '0123456789',
+        ENV: '/dev/zero',
+        HOME: '/dev/zero',
+      };
+      const leaseId = newLeaseId();
+      started.push(leaseId);
+      const deadline = Date.now() + 3000;
+      const h = await t.driver.start(
+        { leaseId, image: 'busybox', env, command: ['/bin/sleep', '1000'] },
+        TEST_LIMITS,
+        new Date(deadline),
+      );
+      const pid = t.driver.initPid(leaseId);
+      expect(pid).toBeGreaterThan(1);
+      const seen = await t.driver.exec(h, {
+        command: ['/bin/sh', '-c', 'tr "\\0" "\\n" < /proc/$(/bin/pidof sleep)/environ'],
+        timeoutMs: 5000,
+        maxOutputBytes: 1 << 16,
+      });
+      for (const [k, v] of Object.entries(env))
+        expect(seen.stdout.toString().split('\n')).toContain(`${k}=${v}`);
+      // No list(), no stop(): the sandbox's own init ends it.
+      const gone = await waitFor(() => !processAlive(pid ?? 0), deadline + 5000 - Date.now());
+      expect(gone).toBe(true);
+      expect(t.driver.initPid(leaseId)).toBeUndefined();
+    });
+
+    it('resizes inside the sandbox: a shell whose fd 0 is a FIFO gets an answer, not a hung node', async () => {
+      const a = await start();
+      const session = await t.driver.attach(a, { cols: 80, rows: 24 });
+      let screen = '';
+      session.stream.on('data', (b: Buffer) => {
+        screen += b.toString('utf8');
+      });
+      // The shell's stdin becomes a FIFO whose only writer is gone.
+      session.stream.write('mkfifo /tmp/f; (sleep 1 > /tmp/f &); echo fifo-ready; exec 0</tmp/f\n');
+      expect(await waitFor(() => /fifo-ready\r?\n/.test(screen), 15_000)).toBe(true);
+      await sleep(1500);
+      const outcome = await Promise.race([
+        session.resize({ cols: 90, rows: 20 }).then(
+          () => 'resolved',
+          (e: Error) => e.message,
+        ),
+        sleep(20_000).then(() => 'still pending'),
+      ]);
+      expect(outcome).not.toBe('still pending');
+      // Many resizes at once cost one process in the sandbox at a time, and all settle.
+      const many = await Promise.allSettled(
+        Array.from({ length: 20 }, (_, i) => session.resize({ cols: 50 + i, rows: 20 })),
+      );
+      expect(many).toHaveLength(20);
+      session.close();
+      await session.exited;
+      // The sandbox is unharmed: a new session works and resizes.
+      const again = await t.driver.attach(a, { cols: 100, rows: 30 });
+      let text = '';
+      again.stream.on('data', (b: Buffer) => {
+        text += b.toString('utf8');
+      });
+      await again.resize({ cols: 132, rows: 43 });
+      again.stream.write('stty size; exit\n');
+      await again.exited;
+      expect(text).toMatch(/43 132/);
+    });
+
+    it("relays a port with a process that is neither root nor the sandboxes' id on the host", async () => {
+      const leaseId = newLeaseId();
+      started.push(leaseId);
+      const a = await t.driver.start(
+        {
+          leaseId,
+          image: 'busybox',
+          ports: [8080],
+          command: ['sh', '-c', 'while :; do nc -l -p 8080 -e cat; done'],
+        },
+        TEST_LIMITS,
+        new Date(Date.now() + 300_000),
+      );
+      const port = Number(new URL(a.ports[8080] ?? '').port);
+      const relays = () =>
+        readdirSync('/proc')
+          .filter((p) => /^\d+$/.test(p))
+          .filter((p) => {
+            try {
+              const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+              return cmd.includes('nc') && cmd.includes('8080') && cmd.includes('127.0.0.1');
+            } catch {
+              return false;
+            }
+          })
+          // Ours (not another test process's): our child, or the child of our child.
+          .filter((p) => {
+            const parent = (pid: string) =>
+              /^PPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? '';
+            try {
+              const up = parent(p);
+              return up === String(process.pid) || parent(up) === String(process.pid);
+            } catch {
+              return false;
+            }
+          });
+      let socket: Socket | undefined;
+      let relay: string | undefined;
+      await waitFor(async () => {
+        socket?.destroy();
+        socket = connect(port, '127.0.0.1');
+        socket.on('error', () => {});
+        await sleep(200);
+        relay = relays()[0];
+        return relay !== undefined;
+      }, 10_000);
+      try {
+        expect(relay).toBeDefined();
+        const status = readFileSync(`/proc/${relay}/status`, 'utf8');
+        expect(status).toMatch(/^Uid:\s+65534\s+65534\s+65534\s+65534$/m);
+        expect(status).toMatch(/^Gid:\s+65534\s+65534\s+65534\s+65534$/m);
+        expect(status).toMatch(/^CapEff:\s+0+$/m);
+      } finally {
+        socket?.destroy();
+      }
+    });
+
+    it("passes a command that looks like the runtime's options to the sandbox as the command's own", async () => {
+      const a = await start();
+      const r = await t.driver.exec(a, {
+        command: ['sh', '-c', 'grep CapEff /proc/self/status; pwd', '--cap=CAP_SYS_ADMIN', '--cwd=/etc'],
+        timeoutMs: 10_000,
+        maxOutputBytes: 4096,
+      });
+      const eff = BigInt(`0x${/CapEff:\s+([0-9a-f]+)/.exec(r.stdout.toString())?.[1] ?? '0'}`);
+      expect(eff).toBeGreaterThan(0n);
+      expect(eff & (1n << 21n)).toBe(0n); // CAP_SYS_ADMIN
+      expect(r.stdout.toString()).toMatch(/^\/$/m);
+    });
+
+    it("hands the lease's env to an attached shell intact, with nothing of it run on the host", async () => {
+      const marker = join(tmpdir(), `alacarte-attach-marker-${randomBytes(4).toString('hex')}`);
+      const tricky = `it's "$(touch ${marker})" \`touch ${marker}\` ; touch ${marker} $HOME`;
+      const leaseId = newLeaseId();
+      started.push(leaseId);
+      const a = await t.driver.start(
+        { leaseId, image: 'busybox', env: { Q: tricky } },
+        TEST_LIMITS,
+        new Date(Date.now() + 300_000),
+      );
+      const session = await t.driver.attach(a, { cols: 200, rows: 30 });
+      let screen = '';
+      session.stream.on('data', (b: Buffer) => {
+        screen += b.toString('utf8');
+      });
+      session.stream.write('printf "<%s>\\n" "$Q"; exit\n');
+      await session.exited;
+      expect(screen).toContain(`<${tricky}>`);
+      expect(existsSync(marker)).toBe(false);
+    });
+
+    it("removes a sandbox without following its tenant's symlinks to host paths", async () => {
+      const victim = mkdtempSync(join(tmpdir(), 'alacarte-host-victim-'));
+      writeFileSync(join(victim, 'keep'), 'host data');
+      try {
+        const a = await start();
+        // Links with the host's absolute paths, in the writable layer and in the image's directories.
+        await sh(
+          t.driver,
+          a,
+          `ln -s ${victim} /root/escape; ln -s ${victim}/keep /tmp/keep; mkdir -p /run/x; ln -s / /bin/root-link; echo done`,
+        );
+        await t.driver.stop(a);
+        expect(readFileSync(join(victim, 'keep'), 'utf8')).toBe('host data');
+        expect(existsSync(join(t.options.runtimeDir, a.leaseId))).toBe(false);
+        expect(existsSync('/bin/busybox')).toBe(true);
+      } finally {
+        rmSync(victim, { recursive: true, force: true });
+      }
+    });
+
     it("cannot reach into init's memory, which holds the deadline", async () => {
       const a = await start();
       // Static busybox maps its code at 4 MiB: unmasked, these reads and writes would reach it.
@@ -338,6 +563,121 @@ if (crunSkipReason) {
       } finally {
         child.kill('SIGKILL');
         if (!driver) driver = await CrunDriver.create(options).catch(() => undefined);
+        if (driver) {
+          await driver.stop({ leaseId });
+          await driver.close();
+        }
+        await removeDriverFiles(options, base);
+      }
+    });
+
+    /** Runs the compiled driver in a node process of its own; resolves with its first output line. */
+    function driverChild(code: string, underTerminal = false) {
+      const file = join(compiled, `child-${randomBytes(4).toString('hex')}.mjs`);
+      writeFileSync(
+        file,
+        `const { CrunDriver } = await import(${JSON.stringify(join(compiled, 'drivers/crun/crun-driver.js'))});\n${code}`,
+      );
+      // Under `script`, the child has a controlling terminal of its own (size 0x0 until set).
+      const child = underTerminal
+        ? spawn('script', ['-qfec', `${process.execPath} ${file}`, '/dev/null'], {
+            stdio: ['pipe', 'pipe', 'inherit'],
+          })
+        : spawn(process.execPath, [file], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const line = new Promise<string>((resolveLine, reject) => {
+        let buf = '';
+        child.stdout?.on('data', (b: Buffer) => {
+          buf += b.toString();
+          const m = /^RESULT (.*)$/m.exec(buf);
+          if (m?.[1]) resolveLine(m[1].trim());
+        });
+        child.on('exit', (code) => reject(new Error(`child exited ${code}: ${buf}`)));
+      });
+      return { child, line };
+    }
+
+    it("ends every sandbox at its deadline with the node killed -9, whatever the leases' env names", async () => {
+      const base = tempBase();
+      const options = tempDriverOptions(base);
+      const hostile: Record<string, string>[] = [
+        { D: '/dev/zero' },
+        { R: '/nonexistent', d: '99999999999', r: '3600', x: 'x', started: '' },
+        { PATH: '/dev/zero', IFS: '0123456789', ENV: '/dev/zero', HOME: '/dev/zero' },
+      ];
+      const leases = hostile.map((env, i) => ({
+        leaseId: newLeaseId(),
+        env,
+        deadline: Date.now() + 4000 + i * 1000,
+      }));
+      const { child, line } = driverChild(`
+        const d = await CrunDriver.create(${JSON.stringify(options)});
+        const pids = [];
+        for (const l of ${JSON.stringify(leases)}) {
+          await d.start({ leaseId: l.leaseId, image: 'busybox', env: l.env, command: ['/bin/sleep', '1000'] },
+            ${JSON.stringify(TEST_LIMITS)}, new Date(l.deadline));
+          pids.push(d.initPid(l.leaseId));
+        }
+        process.stdout.write('RESULT ' + JSON.stringify(pids) + '\\n');
+        setInterval(() => {}, 1000);
+      `);
+      let driver: CrunDriver | undefined;
+      try {
+        const pids = JSON.parse(await line) as number[];
+        child.kill('SIGKILL');
+        await new Promise((r) => child.once('exit', r));
+        for (const [i, pid] of pids.entries()) {
+          expect(pid).toBeGreaterThan(1);
+          const deadline = leases[i]?.deadline ?? 0;
+          // Alive until its deadline (it is ended by nobody else)...
+          if (Date.now() < deadline - 500) expect(processAlive(pid)).toBe(true);
+          // ...and gone within 5 s of it, with no node to end it.
+          const gone = await waitFor(() => !processAlive(pid), deadline + 5000 - Date.now());
+          expect(gone, `sandbox ${i} (env ${JSON.stringify(hostile[i])}) outlived its deadline`).toBe(true);
+        }
+      } finally {
+        child.kill('SIGKILL');
+        driver = await CrunDriver.create(options).catch(() => undefined);
+        if (driver) {
+          for (const l of leases) await driver.stop({ leaseId: l.leaseId });
+          await driver.close();
+        }
+        await removeDriverFiles(options, base);
+      }
+    });
+
+    it("resizes a shell whose fd 0 is /dev/tty without touching the node's own terminal", async () => {
+      const base = tempBase();
+      const options = tempDriverOptions(base);
+      const leaseId = newLeaseId();
+      const { child, line } = driverChild(
+        `
+        const d = await CrunDriver.create(${JSON.stringify(options)});
+        const h = await d.start({ leaseId: ${JSON.stringify(leaseId)}, image: 'busybox' },
+          ${JSON.stringify(TEST_LIMITS)}, new Date(Date.now() + 60000));
+        const before = process.stdout.getWindowSize();
+        const s = await d.attach(h, { cols: 80, rows: 24 });
+        let screen = '';
+        s.stream.on('data', (b) => { screen += b.toString(); });
+        // /dev/tty inside is the shell's own terminal; opened by another process it is that one's.
+        s.stream.write('exec 0</dev/tty; echo swapped\\n');
+        for (let i = 0; i < 100 && !/swapped\\r?\\n/.test(screen); i++) await new Promise((r) => setTimeout(r, 50));
+        const resized = await s.resize({ cols: 77, rows: 11 }).then(() => 'ok', (e) => String(e));
+        const after = process.stdout.getWindowSize();
+        s.close();
+        await d.stop(h);
+        await d.close();
+        process.stdout.write('RESULT ' + JSON.stringify({ before, after, resized }) + '\\n');
+        process.exit(0);
+      `,
+        true,
+      );
+      try {
+        const result = JSON.parse(await line) as { before: number[]; after: number[]; resized: string };
+        expect(result.after).toEqual(result.before);
+        expect(result.after).not.toEqual([77, 11]);
+      } finally {
+        child.kill('SIGKILL');
+        const driver = await CrunDriver.create(options).catch(() => undefined);
         if (driver) {
           await driver.stop({ leaseId });
           await driver.close();

@@ -3,10 +3,14 @@ import {
   closeSync,
   constants,
   existsSync,
+  mkdirSync,
   mkdtempSync,
   openSync,
+  readdirSync,
   readFileSync,
+  readlinkSync,
   rmSync,
+  symlinkSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
@@ -34,6 +38,9 @@ function runInit(deadlineEpoch: number, setup?: (dir: string) => void) {
   setup?.(dir);
   writeFileSync(join(dir, 'deadline'), `${deadlineEpoch}\n`);
   spawnSync(busybox, ['mkfifo', join(dir, 'wake')]);
+  // init starts the lease's command with the sandbox's busybox, at <run dir>/bin.
+  mkdirSync(join(dir, 'bin'));
+  symlinkSync(busybox, join(dir, 'bin', 'busybox'));
   const script = initScript().replaceAll(IN_SANDBOX.runDir, dir);
   const child = spawn(busybox, ['sh', '-c', script, 'init'], { stdio: 'ignore' });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
@@ -106,6 +113,63 @@ describe('the sandbox init', () => {
       await exited;
     },
   );
+
+  it.skipIf(!existsSync(busybox))(
+    "keeps its deadline whatever the lease's environment names, which reaches only the command",
+    async () => {
+      // Each of these is a variable of init's own script or one that changes how a shell works:
+      // sourced into init, D=/dev/zero alone made it read forever and never end the sandbox.
+      const hostile: Record<string, string> = {
+        D: '/dev/zero',
+        R: '/nonexistent',
+        d: '99999999999',
+        r: '3600',
+        x: 'x',
+        started: '',
+        PATH: '/dev/zero',
+        IFS: '0123456789',
+        ENV: '/dev/zero',
+        EPOCHSECONDS: '1',
+        HOME: '/dev/zero',
+      };
+      const deadline = Math.floor(Date.now() / 1000) + 2;
+      const { dir, child, exited } = runInit(deadline, (d) => {
+        writeFileSync(
+          join(d, 'command.sh'),
+          commandFile(
+            [
+              '/bin/busybox',
+              'sh',
+              '-c',
+              'tr "\\0" "\\n" < /proc/$$/environ > "$1.tmp"; echo $$ > "$1.pid"; mv "$1.tmp" "$1"; exec /bin/busybox sleep 60',
+              'sh',
+              join(d, 'env'),
+            ],
+            hostile,
+          ),
+        );
+      });
+      const out = join(dir, 'env');
+      for (let i = 0; i < 100 && !existsSync(out); i++) await new Promise((r) => setTimeout(r, 20));
+      const seen = readFileSync(out, 'utf8').split('\n');
+      for (const [k, v] of Object.entries(hostile)) expect(seen).toContain(`${k}=${v}`);
+      // The command does not hold init's wake FIFO (init's fd 3).
+      const pid = readFileSync(join(dir, 'env.pid'), 'utf8').trim();
+      const fds = readdirSync(`/proc/${pid}/fd`).map((fd) => readlinkSync(`/proc/${pid}/fd/${fd}`));
+      expect(fds.length).toBeGreaterThanOrEqual(3);
+      expect(fds).not.toContain(join(dir, 'wake'));
+      // init ends at the deadline on its own (its 30 s wait is cut at the deadline).
+      const tooLate = new Promise((r) => setTimeout(() => r('still running'), 8000));
+      expect(await Promise.race([exited, tooLate])).toBe(0);
+      expect(Date.now() / 1000).toBeGreaterThanOrEqual(deadline);
+      child.kill('SIGKILL');
+    },
+  );
+
+  it('writes nothing to run for an empty command, and a command starting with - as a program', () => {
+    expect(commandFile([], { A: 'b' })).toBe('');
+    expect(commandFile(['-x', "it's"], { A: 'b c' })).toBe("export A='b c'\nexec -- '-x' 'it'\\''s'\n");
+  });
 
   it('writes whole seconds rounded up and the lease file of the API', () => {
     expect(deadlineFile(new Date(1_700_000_000_001))).toBe('1700000001\n');
