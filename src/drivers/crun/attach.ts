@@ -17,6 +17,9 @@ export interface AttachTarget {
   shell: string;
 }
 
+/** The data segment `script` may use, in KiB: what it queues for a shell that does not read. */
+const RELAY_DATA_KIB = 16 * 1024;
+
 const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
 
 export function validSize(size: TerminalSize): boolean {
@@ -47,8 +50,23 @@ export async function attachInSandbox(target: AttachTarget, size: TerminalSize):
   ]
     .map(quote)
     .join(' ');
-  const inner = `${quote(target.busybox)} stty raw -echo && exec ${runtimeCmd}`;
-  const child = spawn(target.script, ['-qfec', inner, '/dev/null'], { stdio: ['pipe', 'pipe', 'ignore'] });
+  // `script` queues in its own memory, without bound, whatever the shell does not read yet: its
+  // data segment is capped (past it, it ends the session) and the shell it starts gets the
+  // sandbox's usual limits back before the runtime runs.
+  const inner = `ulimit -S -d unlimited && ${quote(target.busybox)} stty raw -echo && exec ${runtimeCmd}`;
+  const child = spawn(
+    target.busybox,
+    [
+      'sh',
+      '-c',
+      `ulimit -S -d ${RELAY_DATA_KIB} && exec "$0" "$@"`,
+      target.script,
+      '-qfec',
+      inner,
+      '/dev/null',
+    ],
+    { stdio: ['pipe', 'pipe', 'ignore'] },
+  );
   child.stdin.on('error', () => {});
   const exited = new Promise<number>((resolve) => {
     child.on('close', (code, signal) => {

@@ -96,6 +96,65 @@ describe('attach: an interactive shell over a WebSocket', () => {
   });
 });
 
+describe('attach: what a client sends is bounded and only binary frames are typed', () => {
+  it('drops a text frame that is not a resize instead of typing it, before and after the shell starts', async () => {
+    const ws = await open([], { authorization: `Bearer ${lease.token}` });
+    const output = { text: '' };
+    ws.on('message', (data: Buffer) => {
+      output.text += data.toString('utf8');
+    });
+    // Sent at once, so it arrives while the shell still starts; then again once it runs.
+    ws.send('echo PW""NED-$((40+2))\n');
+    ws.send(Buffer.from('echo first-$((1+2))\n'), { binary: true });
+    await waitFor(output, ws, /first-3/);
+    ws.send('echo PW""NED-$((40+2))\n');
+    ws.send('{"type":"resize","cols":100,"rows":30,"x":"; echo PW""NED-$((40+2))"}\n');
+    ws.send(Buffer.from('echo second-$((2+2))\n'), { binary: true });
+    await waitFor(output, ws, /second-4/);
+    expect(output.text).not.toContain('PWNED-42');
+    ws.close();
+  });
+
+  it('closes with 1009 when a client sends more than the cap before the shell runs', async () => {
+    const ws = await open([], { authorization: `Bearer ${lease.token}` });
+    const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+      ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })),
+    );
+    // 4 MiB at once: far beyond the early-input cap, and here long before a shell can start.
+    const frame = Buffer.alloc(60 * 1024, 0x61);
+    for (let i = 0; i < 70; i++) ws.send(frame, { binary: true });
+    expect(await closed).toEqual({ code: 1009, reason: 'too much input before the shell started' });
+  });
+
+  it('gives back the terminal of a client that leaves while its shell starts', async () => {
+    for (let i = 0; i < 6; i++) {
+      const ws = await open([], { authorization: `Bearer ${lease.token}` });
+      ws.close();
+      await new Promise((resolve) => ws.once('close', resolve));
+    }
+    // Each of the six took one of the lease's four terminal slots while its shell started; once
+    // those shells run they must end, as nobody is there. Until then a new terminal may be refused.
+    const until = Date.now() + 20_000;
+    for (;;) {
+      const ws = await open([], { authorization: `Bearer ${lease.token}` });
+      const out = { text: '' };
+      ws.on('message', (data: Buffer) => {
+        out.text += data.toString('utf8');
+      });
+      const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+      ws.send(Buffer.from('echo still-$((3+4))\n'), { binary: true });
+      const outcome = await Promise.race([waitFor(out, ws, /still-7/).then(() => 'ran'), closed]);
+      if (outcome === 'ran') {
+        ws.close();
+        return;
+      }
+      expect(outcome).toBe(1013); // rate_limited: the slots are still taken
+      expect(Date.now(), 'the terminals of clients that left were never given back').toBeLessThan(until);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  });
+});
+
 describe('bounds per lease', () => {
   it('runs at most 8 commands at once per lease; the rest get 429 rate_limited and nothing runs for them', async () => {
     const auth = { authorization: `Bearer ${lease.token}` };
