@@ -6,7 +6,20 @@ import Fastify, {
   LogController,
 } from 'fastify';
 import type { Logger } from '../log.js';
-import { frameworkError, installErrorHandling } from './errors.js';
+import { answerClientError, frameworkError, installErrorHandling } from './errors.js';
+
+/**
+ * The largest payment header the API takes (`X-Cashu`), in bytes: a token of a few hundred
+ * proofs. Larger ones get `413 payload_too_large` from the payment rail.
+ */
+export const MAX_PAYMENT_HEADER_BYTES = 64 * 1024;
+
+/**
+ * Bound of a request's whole head (request line and all headers), in bytes: a largest payment
+ * header plus room for everything else. Node's own default (16 KiB) is too small for such a
+ * token; a head over this bound is answered `413 payload_too_large` before any route runs.
+ */
+export const MAX_HEADER_BYTES = MAX_PAYMENT_HEADER_BYTES + 32 * 1024;
 
 export interface AppOptions {
   logger: Logger;
@@ -31,6 +44,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     return503OnClosing: true,
     forceCloseConnections: true,
     frameworkErrors: frameworkError,
+    http: { maxHeaderSize: MAX_HEADER_BYTES },
+    clientErrorHandler: answerClientError,
   });
   installErrorHandling(app);
   // An empty JSON body (a DELETE sent with a JSON content type) means "no body", not an error;
