@@ -1,11 +1,38 @@
 import { spawn } from 'node:child_process';
 import { createServer, type Server, type Socket } from 'node:net';
 
+/** Connections one lease's ports relay at once, all its ports together. */
+export const MAX_CONNECTIONS_PER_LEASE = 32;
+
+/**
+ * How many relayed connections a lease may hold at once, shared by all its ports: each costs the
+ * host a process outside the tenant's cgroup, and whoever reaches the port (not only the renter)
+ * opens them. Past the bound a new connection is closed at once.
+ */
+export class ConnectionBudget {
+  private open = 0;
+
+  constructor(private readonly max: number = MAX_CONNECTIONS_PER_LEASE) {}
+
+  /** Takes a slot, or answers false when all are taken. */
+  take(): boolean {
+    if (this.open >= this.max) return false;
+    this.open++;
+    return true;
+  }
+
+  release(): void {
+    this.open = Math.max(0, this.open - 1);
+  }
+}
+
 /**
  * Makes one TCP port inside a sandbox reachable at 127.0.0.1:<host port>. The sandbox has only
  * loopback, so each connection gets a relay started in the sandbox's network namespace (busybox
  * `nsenter` + `nc`), connected to the host socket through pipes. An idle port costs one listening
- * socket in this process and nothing else; a connection costs one small static process.
+ * socket in this process and nothing else; a connection costs one small static process, so the
+ * lease's connections are bounded (ConnectionBudget). Data flows through pipes both ways, so a
+ * peer that stops reading stops the other side instead of filling this process.
  */
 export class PortProxy {
   private server: Server | undefined;
@@ -16,6 +43,8 @@ export class PortProxy {
     /** The host pid whose network namespace to enter, or undefined once the sandbox is gone. */
     private readonly netnsPid: () => number | undefined,
     private readonly busybox: string,
+    /** Shared by all the ports of one lease. */
+    private readonly budget: ConnectionBudget = new ConnectionBudget(),
   ) {}
 
   /** Listens on 127.0.0.1 (a given port, e.g. after a restart, or any free one) and returns the port. */
@@ -41,7 +70,7 @@ export class PortProxy {
 
   private relay(socket: Socket): void {
     const pid = this.netnsPid();
-    if (pid === undefined) {
+    if (pid === undefined || !this.budget.take()) {
       socket.destroy();
       return;
     }
@@ -59,6 +88,7 @@ export class PortProxy {
     child.on('error', () => socket.destroy());
     socket.on('close', () => {
       this.sockets.delete(socket);
+      this.budget.release();
       child.kill('SIGKILL');
     });
   }
