@@ -50,11 +50,8 @@ function rssOf(pid: number): number {
   }
 }
 
-/**
- * The node's resident memory plus that of every process it started (the terminal's relays and
- * whatever runs under them): a buffer moved out of the node into a helper process still counts.
- */
-function treeRss(root: number): number {
+/** The node and every process it started, directly or not. */
+function descendants(root: number): number[] {
   const children = new Map<number, number[]>();
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
@@ -66,13 +63,21 @@ function treeRss(root: number): number {
       // gone meanwhile
     }
   }
-  let total = 0;
+  const out: number[] = [];
   const todo = [root];
   for (let pid = todo.pop(); pid !== undefined; pid = todo.pop()) {
-    total += rssOf(pid);
+    out.push(pid);
     todo.push(...(children.get(pid) ?? []));
   }
-  return total;
+  return out;
+}
+
+/**
+ * The node's resident memory plus that of every process it started (the terminal's relays and
+ * whatever runs under them): a buffer moved out of the node into a helper process still counts.
+ */
+function treeRss(root: number): number {
+  return descendants(root).reduce((sum, pid) => sum + rssOf(pid), 0);
 }
 
 async function attach(): Promise<{ ws: WebSocket; output: { text: string } }> {
@@ -165,4 +170,37 @@ describe('a client that floods a terminal cannot grow the node', () => {
     );
     ws.terminate();
   }, 120_000);
+
+  it('a client that leaves in the middle of a flood leaves no relay process behind', async () => {
+    const pid = server.process.pid ?? 0;
+    const { ws, output } = await attach();
+    ws.send(Buffer.from('yes\n'), { binary: true });
+    await waitFor(output, /y\r?\ny\r?\ny/);
+    ws.pause();
+    await sleep(3000);
+    ws.terminate();
+    // The shell, its terminal relay and the runtime's exec process all go.
+    const relays = () => descendants(pid).filter((p) => /\bscript\b|\bexec\b -t/.test(commandOf(p)));
+    const until = Date.now() + 15_000;
+    while (relays().length > 0 && Date.now() < until) await sleep(200);
+    expect(relays().map(commandOf)).toEqual([]);
+    expect(leftoverExecs()).toEqual([]);
+  }, 60_000);
 });
+
+function commandOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
+  } catch {
+    return '';
+  }
+}
+
+/** Runtime exec processes of this node's sandboxes that lost their parent (reparented to init). */
+function leftoverExecs(): string[] {
+  return readdirSync('/proc')
+    .filter((e) => /^\d+$/.test(e))
+    .map(Number)
+    .map(commandOf)
+    .filter((c) => c.includes(' exec -t ') && c.includes(server.dataDir));
+}
