@@ -21,11 +21,19 @@ export const MAX_PAYMENT_HEADER_BYTES = 64 * 1024;
  */
 export const MAX_HEADER_BYTES = MAX_PAYMENT_HEADER_BYTES + 32 * 1024;
 
+/** Default of AppOptions.maxConnections: about 100 MiB of request heads at most. */
+export const DEFAULT_MAX_CONNECTIONS = 1024;
+
 export interface AppOptions {
   logger: Logger;
   bodyLimitBytes: number;
   /** Route plugins with the prefix they live under, e.g. the mint under '/mint'. */
   plugins?: ReadonlyArray<{ prefix: string; plugin: FastifyPluginAsync }>;
+  /**
+   * Connections held open at once (HTTP and WebSocket); more are closed as they arrive. Each may
+   * hold a request head of up to MAX_HEADER_BYTES while it arrives, so this bounds that memory.
+   */
+  maxConnections?: number;
   /** Serves /metrics and times requests when given. */
   metrics?: { install(app: FastifyInstance): void };
 }
@@ -47,6 +55,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     http: { maxHeaderSize: MAX_HEADER_BYTES },
     clientErrorHandler: answerClientError,
   });
+  app.server.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   installErrorHandling(app);
   // An empty JSON body (a DELETE sent with a JSON content type) means "no body", not an error;
   // anything else goes through Fastify's own parser, which refuses prototype poisoning.
