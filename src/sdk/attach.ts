@@ -12,6 +12,9 @@ import { AlacarteApiError, AlacarteNetworkError } from './errors.js';
 export class LeaseTerminal extends Duplex {
   constructor(private readonly ws: WebSocket) {
     super();
+    // Nothing is taken off the socket before the consumer reads: what arrives (or fails) right
+    // after the upgrade then reaches listeners that exist, rather than an unhandled 'error'.
+    ws.pause();
     ws.on('message', (data: WebSocket.RawData, isBinary: boolean) => {
       if (!isBinary) {
         this.emit('control', data.toString());
