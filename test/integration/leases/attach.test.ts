@@ -1,3 +1,4 @@
+import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import {
@@ -115,6 +116,30 @@ describe('attach: what a client sends is bounded and only binary frames are type
     ws.close();
   });
 
+  it('applies a storm of resizes one at a time, in order with the keys typed after them', async () => {
+    const ws = await open([], { authorization: `Bearer ${lease.token}` });
+    const output = { text: '' };
+    ws.on('message', (data: Buffer) => {
+      output.text += data.toString('utf8');
+    });
+    ws.send(Buffer.from('echo ready-$((1+1))\n'), { binary: true });
+    await waitFor(output, ws, /ready-2/);
+    const baseline = childCount();
+    let peak = 0;
+    const sampler = setInterval(() => {
+      peak = Math.max(peak, childCount() - baseline);
+    }, 5);
+    for (let i = 0; i < 200; i++)
+      ws.send(JSON.stringify({ type: 'resize', cols: 50 + (i % 50), rows: 20 + (i % 10) }));
+    ws.send(JSON.stringify({ type: 'resize', cols: 131, rows: 41 }));
+    ws.send(Buffer.from('stty size\n'), { binary: true });
+    await waitFor(output, ws, /41 131/);
+    clearInterval(sampler);
+    // Each resize may cost the host a process: never more than one at a time per terminal.
+    expect(peak).toBeLessThanOrEqual(1);
+    ws.close();
+  });
+
   it('closes with 1009 when a client sends more than the cap before the shell runs', async () => {
     const ws = await open([], { authorization: `Bearer ${lease.token}` });
     const closed = new Promise<{ code: number; reason: string }>((resolve) =>
@@ -185,3 +210,18 @@ describe('bounds per lease', () => {
     expect(after.body.stdout).toBe('8\n');
   });
 });
+
+/** Processes this test process has started and that still run. */
+function childCount(): number {
+  let n = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === process.pid) n++;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return n;
+}
