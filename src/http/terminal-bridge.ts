@@ -45,7 +45,7 @@ export type TerminalInput =
  */
 export function terminalInput(data: RawData, isBinary: boolean): TerminalInput {
   const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
-  if (isBinary) return { kind: 'bytes', bytes };
+  if (isBinary) return bytes.length > 0 ? { kind: 'bytes', bytes } : { kind: 'ignored' };
   const size = parseResize(bytes.toString('utf8'));
   return size ? { kind: 'resize', size } : { kind: 'ignored' };
 }
@@ -101,6 +101,11 @@ export async function relayTerminal(
   limits: TerminalBridgeLimits = DEFAULT_TERMINAL_LIMITS,
 ): Promise<number> {
   const { stream } = session;
+  if (socket.readyState !== socket.OPEN) {
+    // The client left (or was cut off) while the shell started: nothing to relay.
+    session.close();
+    return session.exited;
+  }
 
   // The socket is read only while the shell takes input and no resize is under way.
   let inputBlocked = false;
@@ -143,8 +148,14 @@ export async function relayTerminal(
   const receive = (input: TerminalInput) => {
     if (input.kind === 'ignored') return;
     if (!resizing) return deliver(input);
+    // Only the latest of consecutive resizes matters.
+    const last = held[held.length - 1];
+    if (input.kind === 'resize' && last?.kind === 'resize') {
+      held[held.length - 1] = input;
+      return;
+    }
     heldBytes += input.kind === 'bytes' ? input.bytes.length : 0;
-    if (heldBytes > limits.earlyInputBytes || held.length > 1024) {
+    if (heldBytes > limits.earlyInputBytes) {
       socket.close(CLOSE_TOO_BIG, 'too much input while the terminal was resized');
       return;
     }
@@ -171,8 +182,6 @@ export async function relayTerminal(
 
   socket.on('close', () => session.close());
   socket.on('error', () => session.close());
-  // The socket may have gone while the shell started: its close event is then already past.
-  if (socket.readyState !== socket.OPEN) session.close();
   const code = await session.exited;
   if (socket.readyState === socket.OPEN) socket.close(1000, `exit ${code}`);
   return code;
