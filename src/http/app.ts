@@ -6,13 +6,34 @@ import Fastify, {
   LogController,
 } from 'fastify';
 import type { Logger } from '../log.js';
-import { frameworkError, installErrorHandling } from './errors.js';
+import { answerClientError, frameworkError, installErrorHandling } from './errors.js';
+
+/**
+ * The largest payment header the API takes (`X-Cashu`), in bytes: a token of a few hundred
+ * proofs. Larger ones get `413 payload_too_large` from the payment rail.
+ */
+export const MAX_PAYMENT_HEADER_BYTES = 64 * 1024;
+
+/**
+ * Bound of a request's whole head (request line and all headers), in bytes: a largest payment
+ * header plus room for everything else. Node's own default (16 KiB) is too small for such a
+ * token; a head over this bound is answered `413 payload_too_large` before any route runs.
+ */
+export const MAX_HEADER_BYTES = MAX_PAYMENT_HEADER_BYTES + 32 * 1024;
+
+/** Default of AppOptions.maxConnections: about 100 MiB of request heads at most. */
+export const DEFAULT_MAX_CONNECTIONS = 1024;
 
 export interface AppOptions {
   logger: Logger;
   bodyLimitBytes: number;
   /** Route plugins with the prefix they live under, e.g. the mint under '/mint'. */
   plugins?: ReadonlyArray<{ prefix: string; plugin: FastifyPluginAsync }>;
+  /**
+   * Connections held open at once (HTTP and WebSocket); more are closed as they arrive. Each may
+   * hold a request head of up to MAX_HEADER_BYTES while it arrives, so this bounds that memory.
+   */
+  maxConnections?: number;
   /** Serves /metrics and times requests when given. */
   metrics?: { install(app: FastifyInstance): void };
 }
@@ -31,7 +52,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     return503OnClosing: true,
     forceCloseConnections: true,
     frameworkErrors: frameworkError,
+    http: { maxHeaderSize: MAX_HEADER_BYTES },
+    clientErrorHandler: answerClientError,
   });
+  app.server.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   installErrorHandling(app);
   // An empty JSON body (a DELETE sent with a JSON content type) means "no body", not an error;
   // anything else goes through Fastify's own parser, which refuses prototype poisoning.

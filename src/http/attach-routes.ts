@@ -1,21 +1,20 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { RawData, WebSocket } from 'ws';
-import { z } from 'zod';
 import { AlacarteError } from '../core/errors.js';
 import type { LeaseId } from '../core/ids.js';
+import type { AttachSession } from '../drivers/compute-driver.js';
 import type { LeaseService } from '../leases/lease-service.js';
 import { bearerOf } from './lease-schemas.js';
+import {
+  CLOSE_TOO_BIG,
+  DEFAULT_TERMINAL_LIMITS,
+  EarlyInput,
+  relayTerminal,
+  terminalInput,
+} from './terminal-bridge.js';
 
 /** Browsers cannot set headers on a WebSocket: they send the credential as a subprotocol. */
 export const BEARER_PROTOCOL_PREFIX = 'bearer.';
-
-const resizeMessage = z
-  .object({
-    type: z.literal('resize'),
-    cols: z.number().int().min(1).max(1000),
-    rows: z.number().int().min(1).max(1000),
-  })
-  .strict();
 
 /** The credential from `Authorization: Bearer` or from a `bearer.<token>` subprotocol. */
 export function attachCredential(request: Pick<FastifyRequest, 'headers'>): string | undefined {
@@ -30,8 +29,9 @@ export function attachCredential(request: Pick<FastifyRequest, 'headers'>): stri
 
 /**
  * GET /v1/leases/{id}/attach: a WebSocket to an interactive shell. Binary frames carry terminal
- * bytes both ways; a text frame `{"type":"resize","cols","rows"}` resizes, other text is typed.
- * The credential is checked before the upgrade, so a refusal is an ordinary 401/409 answer.
+ * bytes both ways; a text frame `{"type":"resize","cols","rows"}` resizes, any other text is
+ * dropped. Every buffer between socket and shell is bounded (terminal-bridge.ts). The credential
+ * is checked before the upgrade, so a refusal is an ordinary 401/409 answer.
  */
 export function attachRoutes(leases: LeaseService): FastifyPluginAsync {
   return async (app) => {
@@ -63,11 +63,16 @@ async function bridge(
   leaseId: LeaseId,
   request: FastifyRequest,
 ): Promise<void> {
-  // Messages that arrive while the shell starts are kept, in order, and replayed once it runs.
-  const early: Array<[RawData, boolean]> = [];
-  const buffer = (data: RawData, isBinary: boolean) => early.push([data, isBinary]);
+  // What arrives while the shell starts is kept, in order and up to a byte cap, and replayed once
+  // it runs; a client that sends more is cut off rather than buffered without end.
+  const early = new EarlyInput(DEFAULT_TERMINAL_LIMITS.earlyInputBytes);
+  const buffer = (data: RawData, isBinary: boolean) => {
+    if (!early.add(terminalInput(data, isBinary)) && socket.readyState === socket.OPEN) {
+      socket.close(CLOSE_TOO_BIG, 'too much input before the shell started');
+    }
+  };
   socket.on('message', buffer);
-  let session: Awaited<ReturnType<LeaseService['attach']>>;
+  let session: AttachSession;
   try {
     session = await leases.attach(leaseId, { cols: 80, rows: 24 });
   } catch (err) {
@@ -78,36 +83,8 @@ async function bridge(
     request.log.warn({ err: String(err), lease: leaseId }, 'attach failed');
     socket.close(1011, 'the sandbox shell could not start');
     return;
+  } finally {
+    socket.off('message', buffer);
   }
-  const onMessage = (data: RawData, isBinary: boolean) => {
-    const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
-    if (!isBinary) {
-      const resize = parseResize(bytes.toString('utf8'));
-      if (resize) {
-        session.resize(resize).catch(() => undefined);
-        return;
-      }
-    }
-    session.stream.write(bytes);
-  };
-  socket.off('message', buffer);
-  for (const [data, isBinary] of early) onMessage(data, isBinary);
-  socket.on('message', onMessage);
-  session.stream.on('data', (chunk: Buffer) => {
-    if (socket.readyState === socket.OPEN) socket.send(chunk, { binary: true });
-  });
-  socket.on('close', () => session.close());
-  socket.on('error', () => session.close());
-  const code = await session.exited;
-  if (socket.readyState === socket.OPEN) socket.close(1000, `exit ${code}`);
-}
-
-function parseResize(text: string): { cols: number; rows: number } | undefined {
-  if (!text.startsWith('{') || text.length > 200) return undefined;
-  try {
-    const parsed = resizeMessage.safeParse(JSON.parse(text));
-    return parsed.success ? { cols: parsed.data.cols, rows: parsed.data.rows } : undefined;
-  } catch {
-    return undefined;
-  }
+  await relayTerminal(socket, session, early.take());
 }

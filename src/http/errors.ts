@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AlacarteError, type ErrorCode } from '../core/errors.js';
 
@@ -40,6 +41,41 @@ export function frameworkError(err: FastifyError, request: FastifyRequest, reply
   }
   void reply.status(status).send(body);
 }
+
+/**
+ * Requests Node's HTTP parser refuses before Fastify sees them: a head over the header bound
+ * (`HPE_HEADER_OVERFLOW`, which Node would answer `431` in its own shape), a head that arrives too
+ * slowly, malformed framing. They answer in the API's error shape too, then the connection
+ * closes (the parser cannot resynchronise). The path is unknown here, so mint routes get it too.
+ */
+export function answerClientError(err: Error & { code?: string }, socket: Socket): void {
+  // Node may report more errors of a request already answered: the first answer stands.
+  if (err.code === 'ECONNRESET' || socket.destroyed || socket.writableEnded) return;
+  let status = 400;
+  let body: ErrorBody = { error: 'invalid_request', message: 'malformed HTTP request' };
+  if (err.code === 'HPE_HEADER_OVERFLOW') {
+    status = 413;
+    body = { error: 'payload_too_large', message: 'the request headers are too large' };
+  } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    status = 408;
+    body = { error: 'invalid_request', message: 'the request took too long to arrive' };
+  }
+  const text = JSON.stringify(body);
+  // end(), not destroy(): the answer must reach a client that is still sending its head; what
+  // it sends meanwhile is read and dropped until the connection closes (at most a few seconds).
+  socket.on('data', () => undefined);
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\ncontent-type: application/json; charset=utf-8\r\n` +
+      `content-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
+  );
+  setTimeout(() => socket.destroy(), 5000).unref();
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  408: 'Request Timeout',
+  413: 'Payload Too Large',
+};
 
 export function toErrorAnswer(err: unknown): {
   status: number;

@@ -5,11 +5,16 @@ import { AlacarteApiError, AlacarteNetworkError } from './errors.js';
 /**
  * An interactive terminal in a sandbox over the attach WebSocket: bytes written go to the shell's
  * input (binary frames), bytes read are its output. `resize` sends the API's resize message. The
- * stream ends when the shell exits or the connection closes.
+ * stream ends when the shell exits or the connection closes. Reading is flow-controlled: while the
+ * consumer does not read, the socket is paused and the node is pushed back on (it then pauses the
+ * shell), so a flood of output is never held here.
  */
 export class LeaseTerminal extends Duplex {
   constructor(private readonly ws: WebSocket) {
     super();
+    // Nothing is taken off the socket before the consumer reads: what arrives (or fails) right
+    // after the upgrade then reaches listeners that exist, rather than an unhandled 'error'.
+    ws.pause();
     ws.on('message', (data: WebSocket.RawData, isBinary: boolean) => {
       if (!isBinary) {
         this.emit('control', data.toString());
@@ -54,13 +59,23 @@ export class LeaseTerminal extends Duplex {
   }
 }
 
+/**
+ * Largest WebSocket message the client takes from a node, in bytes. A node sends terminal output
+ * in pipe-sized pieces (64 KiB at most); a larger message would be held whole in memory before
+ * anything is shown, so the connection is closed (1009) instead.
+ */
+export const MAX_TERMINAL_MESSAGE_BYTES = 1024 * 1024;
+
 export function attachTerminal(
   url: string,
   token: string,
   size: { cols?: number; rows?: number },
 ): Promise<LeaseTerminal> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` } });
+    const ws = new WebSocket(url, {
+      headers: { authorization: `Bearer ${token}` },
+      maxPayload: MAX_TERMINAL_MESSAGE_BYTES,
+    });
     ws.once('unexpected-response', (_req, res) => {
       let text = '';
       res.on('data', (c: Buffer) => {

@@ -2,6 +2,9 @@ import { FitAddon } from '@xterm/addon-fit';
 import { Terminal } from '@xterm/xterm';
 import '@xterm/xterm/css/xterm.css';
 
+/** Output received but not yet drawn, in bytes, past which more is dropped. */
+const MAX_PENDING_OUTPUT = 4 * 1024 * 1024;
+
 export interface TerminalSession {
   close(): void;
   focus(): void;
@@ -68,9 +71,28 @@ export function attachTerminal(options: {
     sendResize();
     term.focus();
   });
+  // A browser cannot stop reading a WebSocket, and the node sends as fast as the network takes
+  // it: output the terminal has not drawn yet is bounded here. Past the bound it is dropped (and
+  // said so once drawing caught up) rather than held, which xterm would refuse past 50 MB anyway.
+  let pending = 0;
+  let skipped = 0;
+  const show = (data: Uint8Array | string) => {
+    if (pending > MAX_PENDING_OUTPUT) {
+      skipped += data.length;
+      return;
+    }
+    if (skipped > 0) {
+      term.write(`\r\n[${skipped} bytes of output skipped: the page could not keep up]\r\n`);
+      skipped = 0;
+    }
+    pending += data.length;
+    term.write(data, () => {
+      pending -= data.length;
+    });
+  };
   socket.addEventListener('message', (event: MessageEvent) => {
-    if (event.data instanceof ArrayBuffer) term.write(new Uint8Array(event.data));
-    else if (typeof event.data === 'string') term.write(event.data);
+    if (event.data instanceof ArrayBuffer) show(new Uint8Array(event.data));
+    else if (typeof event.data === 'string') show(event.data);
   });
   socket.addEventListener('close', (event) => {
     if (closedByUs) return;

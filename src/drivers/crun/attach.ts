@@ -23,6 +23,9 @@ export interface AttachTarget {
   execInside: (command: string[], timeoutMs: number) => Promise<ExecResult>;
 }
 
+/** The data segment `script` may use, in KiB: what it queues for a shell that does not read. */
+const RELAY_DATA_KIB = 16 * 1024;
+
 export function validSize(size: TerminalSize): boolean {
   const ok = (n: number) => Number.isInteger(n) && n >= 1 && n <= 1000;
   return ok(size.cols) && ok(size.rows);
@@ -66,14 +69,26 @@ export async function attachInSandbox(target: AttachTarget, size: TerminalSize):
   runtimeArgs.forEach((a, i) => {
     env[`ALACARTE_A${i}`] = a;
   });
-  // Sizes are validated whole numbers; everything else is a variable reference.
-  const inner = `"$ALACARTE_BUSYBOX" stty raw -echo rows ${size.rows} cols ${size.cols} && exec ${runtimeArgs
+  // Sizes are validated whole numbers; everything else is a variable reference. `script` queues in
+  // its own memory, without bound, whatever the shell does not read yet: its data segment is capped
+  // (past it, it ends the session) and the shell it starts gets the usual limits back before the
+  // runtime runs.
+  const inner = `ulimit -S -d unlimited && "$ALACARTE_BUSYBOX" stty raw -echo rows ${size.rows} cols ${size.cols} && exec ${runtimeArgs
     .map((_, i) => `"$ALACARTE_A${i}"`)
     .join(' ')}`;
-  const child = spawn(target.script, ['-qfec', inner, '/dev/null'], {
-    stdio: ['pipe', 'pipe', 'ignore'],
-    env,
-  });
+  const child = spawn(
+    target.busybox,
+    [
+      'sh',
+      '-c',
+      `ulimit -S -d ${RELAY_DATA_KIB} && exec "$0" "$@"`,
+      target.script,
+      '-qfec',
+      inner,
+      '/dev/null',
+    ],
+    { stdio: ['pipe', 'pipe', 'ignore'], env },
+  );
   child.stdin.on('error', () => {});
   const exited = new Promise<number>((resolve) => {
     child.on('close', (code, signal) => {

@@ -57,7 +57,7 @@ import { execInSandbox } from './exec.js';
 import { commandFile, deadlineFile, initScript, leaseFile } from './init-script.js';
 import { destroyDir, LayerPool, type WarmSandbox } from './layer-pool.js';
 import { DEFAULT_PATH, IN_SANDBOX, ociSpec } from './oci-spec.js';
-import { PortProxy } from './port-proxy.js';
+import { ConnectionBudget, PortProxy } from './port-proxy.js';
 import {
   type CgroupLayout,
   checkCgroups,
@@ -257,8 +257,9 @@ export class CrunDriver implements ComputeDriver {
       this.writeDeadline(dir, id, deadline);
       writeAtomic(join(dir, 'run', 'command.sh'), commandFile(spec.command ?? [], spec.env ?? {}));
       const ports: Record<string, number> = {};
+      const budget = new ConnectionBudget();
       for (const port of spec.ports ?? []) {
-        const proxy = new PortProxy(port, () => this.initPid(id), this.paths.busybox);
+        const proxy = new PortProxy(port, () => this.initPid(id), this.paths.busybox, budget);
         live.proxies.push(proxy);
         ports[port] = await proxy.listen();
       }
@@ -748,8 +749,9 @@ export class CrunDriver implements ComputeDriver {
   private async reopenPorts(leaseId: string, meta: SandboxMeta): Promise<void> {
     const live: Live = { proxies: [] };
     this.live.set(leaseId, live);
+    const budget = new ConnectionBudget();
     for (const [inside, hostPort] of Object.entries(meta.ports)) {
-      const proxy = new PortProxy(Number(inside), () => this.initPid(leaseId), this.paths.busybox);
+      const proxy = new PortProxy(Number(inside), () => this.initPid(leaseId), this.paths.busybox, budget);
       live.proxies.push(proxy);
       try {
         await proxy.listen(hostPort);

@@ -1,6 +1,31 @@
 import { spawn } from 'node:child_process';
 import { createServer, type Server, type Socket } from 'node:net';
 
+/** Connections one lease's ports relay at once, all its ports together. */
+export const MAX_CONNECTIONS_PER_LEASE = 32;
+
+/**
+ * How many relayed connections a lease may hold at once, shared by all its ports: each costs the
+ * host a process outside the tenant's cgroup, and whoever reaches the port (not only the renter)
+ * opens them. Past the bound a new connection is closed at once.
+ */
+export class ConnectionBudget {
+  private open = 0;
+
+  constructor(private readonly max: number = MAX_CONNECTIONS_PER_LEASE) {}
+
+  /** Takes a slot, or answers false when all are taken. */
+  take(): boolean {
+    if (this.open >= this.max) return false;
+    this.open++;
+    return true;
+  }
+
+  release(): void {
+    this.open = Math.max(0, this.open - 1);
+  }
+}
+
 /**
  * The host uid and gid a relay runs as once inside the sandbox's network namespace: nobody, with no
  * groups and no capabilities. The relay handles the tenant's bytes and lives in the host's mount and
@@ -12,8 +37,10 @@ export const RELAY_ID = 65534;
  * Makes one TCP port inside a sandbox reachable at 127.0.0.1:<host port>. The sandbox has only
  * loopback, so each connection gets a relay started in the sandbox's network namespace (busybox
  * `nsenter` + `nc`), connected to the host socket through pipes. An idle port costs one listening
- * socket in this process and nothing else; a connection costs one small static process. Entering
- * the namespace needs root; nsenter drops to RELAY_ID right after, before `nc` runs.
+ * socket in this process and nothing else; a connection costs one small static process, so the
+ * lease's connections are bounded (ConnectionBudget). Data flows through pipes both ways, so a
+ * peer that stops reading stops the other side instead of filling this process. Entering the
+ * namespace needs root; nsenter drops to RELAY_ID right after, before `nc` runs.
  */
 export class PortProxy {
   private server: Server | undefined;
@@ -24,6 +51,8 @@ export class PortProxy {
     /** The host pid whose network namespace to enter, or undefined once the sandbox is gone. */
     private readonly netnsPid: () => number | undefined,
     private readonly busybox: string,
+    /** Shared by all the ports of one lease. */
+    private readonly budget: ConnectionBudget = new ConnectionBudget(),
   ) {}
 
   /** Listens on 127.0.0.1 (a given port, e.g. after a restart, or any free one) and returns the port. */
@@ -49,7 +78,7 @@ export class PortProxy {
 
   private relay(socket: Socket): void {
     const pid = this.netnsPid();
-    if (pid === undefined) {
+    if (pid === undefined || !this.budget.take()) {
       socket.destroy();
       return;
     }
@@ -81,6 +110,7 @@ export class PortProxy {
     child.on('error', () => socket.destroy());
     socket.on('close', () => {
       this.sockets.delete(socket);
+      this.budget.release();
       child.kill('SIGKILL');
     });
   }

@@ -118,7 +118,8 @@ export class CashuRail implements PaymentRail {
     const header = headers['x-cashu'];
     if (header === undefined || header === '') return undefined;
     if (typeof header !== 'string') return reject('invalid_token', 'send exactly one X-Cashu header');
-    if (header.length > this.maxTokenBytes) return reject('invalid_token', 'the token is too large');
+    if (header.length > this.maxTokenBytes)
+      return reject('payload_too_large', `the token is larger than ${this.maxTokenBytes} bytes`);
     if (!TOKEN_PREFIX.test(header))
       return reject('invalid_token', 'X-Cashu must hold a cashuA or cashuB token');
 

@@ -1,3 +1,4 @@
+import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import {
@@ -96,6 +97,90 @@ describe('attach: an interactive shell over a WebSocket', () => {
   });
 });
 
+describe('attach: what a client sends is bounded and only binary frames are typed', () => {
+  it('drops a text frame that is not a resize instead of typing it, before and after the shell starts', async () => {
+    const ws = await open([], { authorization: `Bearer ${lease.token}` });
+    const output = { text: '' };
+    ws.on('message', (data: Buffer) => {
+      output.text += data.toString('utf8');
+    });
+    // Sent at once, so it arrives while the shell still starts; then again once it runs.
+    ws.send('echo PW""NED-$((40+2))\n');
+    ws.send(Buffer.from('echo first-$((1+2))\n'), { binary: true });
+    await waitFor(output, ws, /first-3/);
+    ws.send('echo PW""NED-$((40+2))\n');
+    ws.send('{"type":"resize","cols":100,"rows":30,"x":"; echo PW""NED-$((40+2))"}\n');
+    ws.send(Buffer.from('echo second-$((2+2))\n'), { binary: true });
+    await waitFor(output, ws, /second-4/);
+    expect(output.text).not.toContain('PWNED-42');
+    ws.close();
+  });
+
+  it('applies a storm of resizes one at a time, in order with the keys typed after them', async () => {
+    const ws = await open([], { authorization: `Bearer ${lease.token}` });
+    const output = { text: '' };
+    ws.on('message', (data: Buffer) => {
+      output.text += data.toString('utf8');
+    });
+    ws.send(Buffer.from('echo ready-$((1+1))\n'), { binary: true });
+    await waitFor(output, ws, /ready-2/);
+    const baseline = childCount();
+    let peak = 0;
+    const sampler = setInterval(() => {
+      peak = Math.max(peak, childCount() - baseline);
+    }, 5);
+    for (let i = 0; i < 200; i++)
+      ws.send(JSON.stringify({ type: 'resize', cols: 50 + (i % 50), rows: 20 + (i % 10) }));
+    ws.send(JSON.stringify({ type: 'resize', cols: 131, rows: 41 }));
+    ws.send(Buffer.from('stty size\n'), { binary: true });
+    await waitFor(output, ws, /41 131/);
+    clearInterval(sampler);
+    // Each resize may cost the host a process: never more than one at a time per terminal.
+    expect(peak).toBeLessThanOrEqual(1);
+    ws.close();
+  });
+
+  it('closes with 1009 when a client sends more than the cap before the shell runs', async () => {
+    const ws = await open([], { authorization: `Bearer ${lease.token}` });
+    const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+      ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })),
+    );
+    // 240 KiB at once, past the 128 KiB early-input cap: it arrives within a few reads, long
+    // before a shell can start (that takes processes: script, the runtime, stty).
+    const frame = Buffer.alloc(60 * 1024, 0x61);
+    for (let i = 0; i < 4; i++) ws.send(frame, { binary: true });
+    expect(await closed).toEqual({ code: 1009, reason: 'too much input before the shell started' });
+  });
+
+  it('gives back the terminal of a client that leaves while its shell starts', async () => {
+    for (let i = 0; i < 6; i++) {
+      const ws = await open([], { authorization: `Bearer ${lease.token}` });
+      ws.close();
+      await new Promise((resolve) => ws.once('close', resolve));
+    }
+    // Each of the six took one of the lease's four terminal slots while its shell started; once
+    // those shells run they must end, as nobody is there. Until then a new terminal may be refused.
+    const until = Date.now() + 20_000;
+    for (;;) {
+      const ws = await open([], { authorization: `Bearer ${lease.token}` });
+      const out = { text: '' };
+      ws.on('message', (data: Buffer) => {
+        out.text += data.toString('utf8');
+      });
+      const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+      ws.send(Buffer.from('echo still-$((3+4))\n'), { binary: true });
+      const outcome = await Promise.race([waitFor(out, ws, /still-7/).then(() => 'ran'), closed]);
+      if (outcome === 'ran') {
+        ws.close();
+        return;
+      }
+      expect(outcome).toBe(1013); // rate_limited: the slots are still taken
+      expect(Date.now(), 'the terminals of clients that left were never given back').toBeLessThan(until);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  });
+});
+
 describe('bounds per lease', () => {
   it('runs at most 8 commands at once per lease; the rest get 429 rate_limited and nothing runs for them', async () => {
     const auth = { authorization: `Bearer ${lease.token}` };
@@ -126,3 +211,18 @@ describe('bounds per lease', () => {
     expect(after.body.stdout).toBe('8\n');
   });
 });
+
+/** Processes this test process has started and that still run. */
+function childCount(): number {
+  let n = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === process.pid) n++;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return n;
+}

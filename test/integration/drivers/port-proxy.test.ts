@@ -1,0 +1,107 @@
+import { connect, type Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MAX_CONNECTIONS_PER_LEASE } from '../../../src/drivers/crun/port-proxy.js';
+import { newLeaseId, TEST_LIMITS, waitFor } from './compute-driver.contract.js';
+import { type CrunTarget, crunSkipReason, makeCrunTarget } from './crun-target.js';
+
+/**
+ * Issue 9, section 3: each connection to a lease's port costs the host a relay process outside
+ * the tenant's cgroup, and anyone who reaches the port can open them: a lease holds a bounded
+ * number at once, over all its ports.
+ */
+describe.skipIf(crunSkipReason)('port proxy bounds', () => {
+  let t: CrunTarget;
+  const leaseId = newLeaseId();
+  let urls: Record<number, string>;
+
+  beforeAll(async () => {
+    t = await makeCrunTarget();
+    const handle = await t.driver.start(
+      {
+        leaseId,
+        image: 'busybox',
+        ports: [8080, 8081],
+        command: ['sh', '-c', 'httpd -p 8081 -h /etc; exec httpd -f -p 8080 -h /etc'],
+      },
+      { ...TEST_LIMITS, pids: 256 },
+      new Date(Date.now() + 300_000),
+    );
+    urls = handle.ports;
+    for (const port of [8080, 8081]) {
+      const up = await waitFor(
+        async () => (await fetch(`${urls[port]}/passwd`).catch(() => undefined))?.status === 200,
+        15_000,
+      );
+      expect(up).toBe(true);
+    }
+  });
+  afterAll(async () => {
+    await t?.driver.stop({ leaseId });
+    await t?.dispose();
+  });
+
+  function open(url: string): Promise<{ socket: Socket; closed: () => boolean }> {
+    const { hostname, port } = new URL(url);
+    return new Promise((resolve, reject) => {
+      const socket = connect(Number(port), hostname);
+      let closed = false;
+      socket.on('close', () => {
+        closed = true;
+      });
+      socket.on('error', () => undefined);
+      socket.once('connect', () => resolve({ socket, closed: () => closed }));
+      socket.once('error', reject);
+    });
+  }
+
+  it(`relays at most ${MAX_CONNECTIONS_PER_LEASE} connections at once over all of a lease's ports`, async () => {
+    const extra = 8;
+    const conns = [];
+    for (let i = 0; i < MAX_CONNECTIONS_PER_LEASE + extra; i++) {
+      conns.push(await open(urls[i % 2 === 0 ? 8080 : 8081] ?? ''));
+    }
+    await sleep(1000);
+    const refused = conns.filter((c) => c.closed());
+    expect(refused.length).toBe(extra);
+    // The ones taken in are relayed: a request on one of them is answered.
+    const kept = conns.find((c) => !c.closed());
+    const answer = new Promise<string>((resolve) => {
+      let text = '';
+      kept?.socket.on('data', (b: Buffer) => {
+        text += b.toString();
+        if (text.includes('root:')) resolve(text);
+      });
+    });
+    kept?.socket.write('GET /passwd HTTP/1.0\r\n\r\n');
+    expect(await answer).toContain('200 OK');
+
+    // Slots come back as connections end: each kept one asks for a page, which the server
+    // answers and closes.
+    const kepts = conns.filter((c) => !c.closed() && c !== kept);
+    for (const c of kepts) c.socket.resume(); // read the answer, so the close that follows is seen
+    for (const c of kepts) c.socket.write('GET /passwd HTTP/1.0\r\n\r\n');
+    expect(await waitFor(() => kepts.every((c) => c.closed()), 30_000)).toBe(true);
+    expect(await waitFor(() => kept?.closed() ?? false, 10_000), 'the answered connection was closed').toBe(
+      true,
+    );
+    // The node sees each close a moment after the client: until then a new one may be refused.
+    const allTaken = async () => {
+      const again = await Promise.all(
+        Array.from({ length: MAX_CONNECTIONS_PER_LEASE }, (_, i) =>
+          open(urls[i % 2 === 0 ? 8080 : 8081] ?? ''),
+        ),
+      );
+      await sleep(500);
+      const refusedNow = again.filter((c) => c.closed()).length;
+      // Each asks for a page and half-closes: answered, then closed by the server, slot given back.
+      for (const c of again) {
+        c.socket.resume();
+        c.socket.end('GET /passwd HTTP/1.0\r\n\r\n');
+      }
+      if (refusedNow > 0) await sleep(1000);
+      return refusedNow === 0;
+    };
+    expect(await waitFor(allTaken, 15_000)).toBe(true);
+  });
+});
