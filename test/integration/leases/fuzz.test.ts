@@ -427,7 +427,11 @@ describe(`fuzzing every lease route (${RUNS} cases each)`, () => {
         payload: body({ seconds: 3600 }),
       }),
     );
-    expect(seen.get(402)).toBeGreaterThan(0);
+    // Only a few random cases in a thousand reach the payment check (a found lease, a valid body,
+    // no token), sometimes none: that path is asked once on purpose, so every run covers it.
+    expect([...seen.keys()].every((status) => status < 500)).toBe(true);
+    const unpaid = await postJson(`${t.url}/v1/leases/${realId}/extend`, { seconds: 3600 });
+    expect(unpaid.status).toBe(402);
   });
 
   it('DELETE /v1/leases/{id}', async () => {
