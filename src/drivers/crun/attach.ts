@@ -187,6 +187,9 @@ export async function attachInSandbox(target: AttachTarget, size: TerminalSize):
         }
       }
       child.kill('SIGKILL');
+      // Output nobody will read: a paused stream would never reach its end, and `exited` (which
+      // waits for it) would never resolve, keeping the lease's terminal slot taken.
+      child.stdout.destroy();
     },
   };
 }
