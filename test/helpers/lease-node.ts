@@ -8,6 +8,7 @@ import { type ConfigInput, loadConfig } from '../../src/config.js';
 import type { ComputeDriver } from '../../src/drivers/compute-driver.js';
 import { CrunDriver } from '../../src/drivers/crun/crun-driver.js';
 import type { CrunDriverOptions } from '../../src/drivers/crun/crun-options.js';
+import type { MintFigures } from '../../src/leases/ledger.js';
 import { createLogger, type Logger } from '../../src/log.js';
 import { AlacarteNode } from '../../src/node.js';
 
@@ -222,14 +223,6 @@ export interface OperatorLedger {
   /** Payments handed back whole, over every mint. */
   bounced: number;
   by_mint: { own: MintFigures; trusted: Array<{ mint: string } & MintFigures> };
-}
-
-export interface MintFigures {
-  received: number;
-  charged: number;
-  refunded: number;
-  held: number;
-  bounced: number;
 }
 
 export async function ledgerOf(url: string, operatorToken: string): Promise<OperatorLedger> {
