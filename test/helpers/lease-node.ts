@@ -34,6 +34,21 @@ export interface LeaseNodeExtras {
   wrapDriver?: (driver: CrunDriver) => ComputeDriver;
 }
 
+/**
+ * A config offer of `vcpu` vCPUs (64 MiB, 64 pids, 16 MiB disk) at `perHour` sat an hour, sold
+ * from 60 s to 30 days.
+ */
+export const satOffer = (id: string, vcpu: number, perHour: number) => ({
+  id,
+  vcpu,
+  memory_mib: 64,
+  pids: 64,
+  disk_mib: 16,
+  price: { amount_per_hour: perHour, unit: 'sat' as const },
+  min_seconds: 60,
+  max_seconds: 30 * 24 * 3600,
+});
+
 export async function startLeaseNode(
   config: ConfigInput = {},
   dataDir?: string,
