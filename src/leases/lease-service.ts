@@ -21,6 +21,7 @@ import type {
   Rejection,
 } from '../rails/payment-rail.js';
 import type { Database } from '../store/database.js';
+import type { Answer } from './answer.js';
 import { fits, offersThatFit, without } from './capacity.js';
 import { InFlight } from './in-flight.js';
 import { type LeaseRow, leaseFromRow, type NewPaymentRow, stateColumns } from './lease-record.js';
@@ -31,6 +32,8 @@ import { Refunds } from './refunds.js';
 import { Replays } from './replays.js';
 import { requireDeadlineAllowed, requireSellableOffers, sellableImages } from './request-checks.js';
 
+export type { Answer } from './answer.js';
+
 export interface CreateLeaseInput {
   offer: string;
   seconds: number;
@@ -38,13 +41,6 @@ export interface CreateLeaseInput {
   command?: string[];
   env?: Record<string, string>;
   ports?: number[];
-}
-
-/** What a route answers: status, extra headers and the JSON body, exactly as API.md spells it. */
-export interface Answer {
-  status: number;
-  headers: Record<string, string>;
-  body: Record<string, unknown>;
 }
 
 export interface LeaseServiceOptions {

@@ -3,16 +3,10 @@ import { AlacarteError } from '../core/errors.js';
 import type { BearerSecret, LeaseId, PaymentKey } from '../core/ids.js';
 import type { PaymentRail } from '../rails/payment-rail.js';
 import type { Database } from '../store/database.js';
+import type { Answer } from './answer.js';
 import type { LeaseRow, PaymentRow } from './lease-record.js';
 import type { NodeSecret } from './node-secret.js';
 import type { Refunds } from './refunds.js';
-
-/** The answer type of the lease service (kept structural here to avoid an import cycle). */
-export interface ReplayAnswer {
-  status: number;
-  headers: Record<string, string>;
-  body: Record<string, unknown>;
-}
 
 export interface ReplaysOptions {
   db: Database;
@@ -87,7 +81,7 @@ export class Replays {
    * The first answer to the create that payment `key` paid, if it paid one; `idempotency_conflict`
    * when it paid for another request (an extension, or a create with another body).
    */
-  async ofCreate(key: PaymentKey, requestHash: string): Promise<ReplayAnswer | undefined> {
+  async ofCreate(key: PaymentKey, requestHash: string): Promise<Answer | undefined> {
     const payment = await this.byKey(key);
     if (!payment) return undefined;
     if (payment.purpose !== 'create') throw conflict('this payment already paid for another request');
@@ -101,7 +95,7 @@ export class Replays {
    * The answer to the extension of `leaseId` by `seconds` that payment `key` paid, if it paid one;
    * `idempotency_conflict` when it paid for anything else (another lease, other seconds, a create).
    */
-  async ofExtension(leaseId: string, key: PaymentKey, seconds: number): Promise<ReplayAnswer | undefined> {
+  async ofExtension(leaseId: string, key: PaymentKey, seconds: number): Promise<Answer | undefined> {
     const payment = await this.byKey(key);
     if (!payment) return undefined;
     if (payment.purpose !== 'extend' || payment.lease_id !== leaseId || Number(payment.seconds) !== seconds)
@@ -124,7 +118,7 @@ export class Replays {
   }
 
   /** The first answer to a paid create, rebuilt from the store and the node secret. */
-  private async createAnswer(payment: PaymentRow): Promise<ReplayAnswer> {
+  private async createAnswer(payment: PaymentRow): Promise<Answer> {
     const row = await this.db
       .selectFrom('leases')
       .selectAll()

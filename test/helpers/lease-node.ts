@@ -8,6 +8,7 @@ import { type ConfigInput, loadConfig } from '../../src/config.js';
 import type { ComputeDriver } from '../../src/drivers/compute-driver.js';
 import { CrunDriver } from '../../src/drivers/crun/crun-driver.js';
 import type { CrunDriverOptions } from '../../src/drivers/crun/crun-options.js';
+import type { MintFigures } from '../../src/leases/ledger.js';
 import { createLogger, type Logger } from '../../src/log.js';
 import { AlacarteNode } from '../../src/node.js';
 
@@ -32,6 +33,21 @@ export interface LeaseNodeExtras {
   /** What the node gets as its driver, around the real one (to make a driver call fail for real). */
   wrapDriver?: (driver: CrunDriver) => ComputeDriver;
 }
+
+/**
+ * A config offer of `vcpu` vCPUs (64 MiB, 64 pids, 16 MiB disk) at `perHour` sat an hour, sold
+ * from 60 s to 30 days.
+ */
+export const satOffer = (id: string, vcpu: number, perHour: number) => ({
+  id,
+  vcpu,
+  memory_mib: 64,
+  pids: 64,
+  disk_mib: 16,
+  price: { amount_per_hour: perHour, unit: 'sat' as const },
+  min_seconds: 60,
+  max_seconds: 30 * 24 * 3600,
+});
 
 export async function startLeaseNode(
   config: ConfigInput = {},
@@ -222,14 +238,6 @@ export interface OperatorLedger {
   /** Payments handed back whole, over every mint. */
   bounced: number;
   by_mint: { own: MintFigures; trusted: Array<{ mint: string } & MintFigures> };
-}
-
-export interface MintFigures {
-  received: number;
-  charged: number;
-  refunded: number;
-  held: number;
-  bounced: number;
 }
 
 export async function ledgerOf(url: string, operatorToken: string): Promise<OperatorLedger> {

@@ -17,8 +17,8 @@ import type {
 } from '../payment-rail.js';
 import { denominations } from './derived-outputs.js';
 import { encodePaymentRequest } from './nut-18.js';
-import { normalizeMintUrl, paymentKey, toMintProofs } from './proofs.js';
-import { decodeForMint, singleMint } from './token-mints.js';
+import { normalizeMintUrl, paymentKey } from './proofs.js';
+import { decodeForMint, proofsForMint, singleMint } from './token-mints.js';
 import { TrustedMints } from './trusted-mints.js';
 
 export { denominations, paymentKey };
@@ -158,17 +158,9 @@ export class CashuRail implements PaymentRail {
     if (!own && this.trusted) return this.trusted.inspect(mintUrl, token);
 
     const decoded = decodeForMint(token, this.mint.keysetIds());
-    if (!decoded.ok) {
-      return decoded.reason === 'foreign'
-        ? reject('mint_not_accepted', `the token holds proofs that ${truncate(mintUrl)} did not sign`)
-        : reject('invalid_token', 'the token cannot be decoded');
-    }
-    let proofs: Proof[];
-    try {
-      proofs = toMintProofs(decoded.token.proofs, this.maxProofs);
-    } catch {
-      return reject('invalid_token', 'the token cannot be decoded or holds malformed proofs');
-    }
+    const taken = proofsForMint(decoded, truncate(mintUrl), this.maxProofs);
+    if (!taken.ok) return taken;
+    const proofs = taken.proofs;
     let inspected: ReturnType<NodePayments['inspect']>;
     try {
       inspected = this.mint.inspect(proofs);

@@ -13,8 +13,7 @@ import type { Proof } from '../../mint/types.js';
 import type { Rejection } from '../payment-rail.js';
 import { blindedMessages, type DerivedOutput, deriveOutputs, splitPayment } from './derived-outputs.js';
 import { MintClient, MintRefused, MintUnavailable, type SignatureAnswer } from './mint-client.js';
-import { toMintProofs } from './proofs.js';
-import { decodeForMint } from './token-mints.js';
+import { decodeForMint, proofsForMint } from './token-mints.js';
 
 export interface ExternalMintOptions {
   /** The mint URL as the operator trusts it (normalised, no trailing slash). */
@@ -116,19 +115,9 @@ export class ExternalMint {
       if (!keysets.ok) return keysets;
       decoded = decodeForMint(token, ids(keysets.keysets));
     }
-    if (!decoded.ok) {
-      // Proofs of keysets this mint does not list were signed elsewhere (or nowhere): the money
-      // is not of an accepted mint, whatever the token says.
-      return decoded.reason === 'foreign'
-        ? reject('mint_not_accepted', `the token holds proofs that ${this.url} did not sign`)
-        : reject('invalid_token', 'the token cannot be decoded');
-    }
-    let proofs: Proof[];
-    try {
-      proofs = toMintProofs(decoded.token.proofs, this.maxProofs);
-    } catch {
-      return reject('invalid_token', 'the token cannot be decoded or holds malformed proofs');
-    }
+    const taken = proofsForMint(decoded, this.url, this.maxProofs);
+    if (!taken.ok) return taken;
+    const proofs = taken.proofs;
     const byId = new Map(keysets.keysets.map((k) => [k.id, k]));
     const used = [...new Set(proofs.map((p) => p.id))];
     if (used.length > MAX_KEYSETS_PER_TOKEN)

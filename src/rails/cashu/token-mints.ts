@@ -1,5 +1,7 @@
 import { getDecodedToken, getTokenMetadata, type Token } from '@cashu/cashu-ts';
-import { normalizeMintUrl } from './proofs.js';
+import type { Proof } from '../../mint/types.js';
+import type { Rejection } from '../payment-rail.js';
+import { normalizeMintUrl, toMintProofs } from './proofs.js';
 
 /** Most entries a V3 token may name before it is refused unread. */
 const MAX_V3_ENTRIES = 16;
@@ -68,4 +70,32 @@ export function decodeForMint(
   if (decoded.proofs.some((p) => typeof p.id !== 'string' || !known.has(p.id.toLowerCase())))
     return { ok: false, reason: 'foreign' };
   return { ok: true, token: decoded };
+}
+
+/**
+ * The proofs of a `decodeForMint` result in the mint's form, or the rejection the payer sees.
+ * Proofs of keysets the mint does not list were signed elsewhere (or nowhere): the money is not of
+ * an accepted mint, whatever the token says, so `foreign` is `mint_not_accepted` (naming
+ * `mintLabel`, already fit to show). A token that does not decode, holds malformed proofs or more
+ * than `maxProofs` proofs is `invalid_token`.
+ */
+export function proofsForMint(
+  decoded: ReturnType<typeof decodeForMint>,
+  mintLabel: string,
+  maxProofs: number,
+): { ok: true; proofs: Proof[] } | Rejection {
+  if (!decoded.ok) {
+    return decoded.reason === 'foreign'
+      ? reject('mint_not_accepted', `the token holds proofs that ${mintLabel} did not sign`)
+      : reject('invalid_token', 'the token cannot be decoded');
+  }
+  try {
+    return { ok: true, proofs: toMintProofs(decoded.token.proofs, maxProofs) };
+  } catch {
+    return reject('invalid_token', 'the token cannot be decoded or holds malformed proofs');
+  }
+}
+
+function reject(code: Rejection['code'], message: string): Rejection {
+  return { ok: false, code, message };
 }

@@ -1,7 +1,7 @@
-import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_CONNECTIONS_PER_LEASE } from '../../../src/drivers/crun/port-proxy.js';
+import { openSocket, type WatchedSocket } from '../../helpers/sockets.js';
 import { newLeaseId, TEST_LIMITS, waitFor } from './compute-driver.contract.js';
 import { type CrunTarget, crunSkipReason, makeCrunTarget } from './crun-target.js';
 
@@ -41,18 +41,9 @@ describe.skipIf(crunSkipReason)('port proxy bounds', () => {
     await t?.dispose();
   });
 
-  function open(url: string): Promise<{ socket: Socket; closed: () => boolean }> {
+  function open(url: string): Promise<WatchedSocket> {
     const { hostname, port } = new URL(url);
-    return new Promise((resolve, reject) => {
-      const socket = connect(Number(port), hostname);
-      let closed = false;
-      socket.on('close', () => {
-        closed = true;
-      });
-      socket.on('error', () => undefined);
-      socket.once('connect', () => resolve({ socket, closed: () => closed }));
-      socket.once('error', reject);
-    });
+    return openSocket(Number(port), hostname);
   }
 
   it(`relays at most ${MAX_CONNECTIONS_PER_LEASE} connections at once over all of a lease's ports`, async () => {

@@ -1,20 +1,9 @@
-import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { type Proof, Wallet } from '@cashu/cashu-ts';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CrunDriver } from '../../../src/drivers/crun/crun-driver.js';
-import { CLI, type ServedNode, serveNode, tempDir } from '../../helpers/cli.js';
-import {
-  expectBalanced,
-  freePort,
-  ledgerOf,
-  postJson,
-  statesOf,
-  sumOf,
-  tokens,
-} from '../../helpers/lease-node.js';
+import { CLI } from '../../helpers/cli.js';
+import { expectBalanced, ledgerOf, postJson, statesOf, sumOf, tokens } from '../../helpers/lease-node.js';
+import { NodeProcess } from '../../helpers/node-process.js';
 
 /**
  * Rule 5: the built server (`node dist/cli/main.js serve`) is killed with SIGKILL in the middle of
@@ -27,48 +16,9 @@ const BURST = 20;
 // A quarter-core offer: all of the burst fits (8 vCPUs of capacity), so no request is refused
 // for capacity and the kill lands among paid starts.
 const body = { offer: 'quarter', seconds: 7200, image: 'busybox' }; // 60 sat/h → 120 sat
-const dataDir = tempDir('crash');
-const runtimeDir = join(dataDir, 'sandboxes');
-let server: ServedNode | undefined;
-
-afterAll(async () => {
-  await server?.stop('SIGKILL');
-  // Whatever happened, leave no sandbox behind: a driver on the same directory stops them all.
-  if (existsSync(runtimeDir)) {
-    const driver = await CrunDriver.create({ runtimeDir, imagesDir: join(dataDir, 'images'), warmLayers: 0 });
-    for (const s of await driver.list()) await driver.stop(s);
-    await driver.close();
-    // The runtime's state directory of this instance, once nothing is left in it.
-    const stateDir = `/run/alacarte-${instance}`;
-    if (crunSandboxes().length === 0) rmSync(stateDir, { recursive: true, force: true });
-  }
-  rmSync(dataDir, { recursive: true, force: true });
-});
-
-// The serve command's driver names its instance after its runtime directory (CrunDriverOptions.instance).
-const instance = `a${createHash('sha256').update(runtimeDir).digest('hex').slice(0, 8)}`;
-
-/** Lease ids of the containers crun runs for this data directory, read from crun itself. */
-/**
- * Lease ids whose sandbox crun really runs. The driver starts sandboxes ahead in a pool and links
- * each lease id (in its runtime dir) to the container it got; unlinked pool containers run no
- * tenant code.
- */
-function crunSandboxes(): string[] {
-  const out = execFileSync('crun', ['--root', `/run/alacarte-${instance}`, 'list', '--format', 'json'], {
-    encoding: 'utf8',
-  });
-  const list = JSON.parse(out.trim() || '[]') as Array<{ id: string; status: string }>;
-  const running = new Set(list.filter((c) => c.status === 'running').map((c) => c.id));
-  return readdirSync(runtimeDir, { withFileTypes: true })
-    .filter((e) => e.isSymbolicLink() && running.has(`${instance}-${readlinkSync(join(runtimeDir, e.name))}`))
-    .map((e) => e.name);
-}
-
-const configFile = join(dataDir, 'test-config.json');
-writeFileSync(
-  configFile,
-  JSON.stringify({
+const nodeProcess = new NodeProcess({
+  prefix: 'crash',
+  config: {
     offers: [
       {
         id: 'quarter',
@@ -79,22 +29,16 @@ writeFileSync(
         price: { amount_per_hour: 60, unit: 'sat' },
       },
     ],
-  }),
-);
+  },
+  env: { ALACARTE_OPERATOR_TOKEN: OPERATOR },
+});
 
-async function start(port: number): Promise<ServedNode> {
-  return serveNode({
-    dataDir,
-    args: ['--port', String(port), '--config', configFile],
-    env: { ALACARTE_OPERATOR_TOKEN: OPERATOR },
-  });
-}
+afterAll(() => nodeProcess.cleanup());
 
 describe('kill -9 in the middle of paid requests', () => {
   it('loses no money and leaves no unpaid sandbox after a restart', async () => {
     expect(existsSync(CLI), 'run `npm run build` first (npm test does)').toBe(true);
-    const port = await freePort();
-    server = await start(port);
+    let server = await nodeProcess.start();
     const { wallet, tokens: pool } = await tokens(server.mintUrl, BURST, 128);
 
     // The burst: each request its own token. Kill the server once a few have been answered, while
@@ -122,7 +66,7 @@ describe('kill -9 in the middle of paid requests', () => {
     expect(outcomes.filter((o) => o === 201).length).toBeGreaterThanOrEqual(3);
 
     // Restart on the same data directory and port: the mint URL in the tokens is the same.
-    server = await start(port);
+    server = await nodeProcess.start();
     const url = server.url;
     const receiver = new Wallet(server.mintUrl, { unit: 'sat' });
     await receiver.loadMint();
@@ -157,7 +101,7 @@ describe('kill -9 in the middle of paid requests', () => {
     expect(taken).toBeGreaterThanOrEqual(3);
 
     // No sandbox without a paid, running lease, and no running lease without its sandbox.
-    expect(new Set(crunSandboxes())).toEqual(new Set(running.keys()));
+    expect(new Set(nodeProcess.runningSandboxes())).toEqual(new Set(running.keys()));
     for (const [id, credential] of running) {
       const exec = await postJson(
         `${url}/v1/leases/${id}/exec`,
@@ -185,7 +129,7 @@ describe('kill -9 in the middle of paid requests', () => {
       );
       expect(stop.status).toBe(200);
     }
-    expect(crunSandboxes()).toEqual([]);
+    expect(nodeProcess.runningSandboxes()).toEqual([]);
     expect(expectBalanced(await ledgerOf(url, OPERATOR))).toEqual([]);
     expect(await server.stop('SIGTERM')).toBe(0);
   });

@@ -1,11 +1,10 @@
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CrunDriver } from '../../../src/drivers/crun/crun-driver.js';
-import { CLI, type ServedNode, serveNode, tempDir } from '../../helpers/cli.js';
+import { CLI } from '../../helpers/cli.js';
 import { postJson, tokens } from '../../helpers/lease-node.js';
+import { NodeProcess } from '../../helpers/node-process.js';
 
 /**
  * Issue 9, part 2: a lease's `env` used to be sourced into the sandbox init's own shell, so
@@ -13,27 +12,9 @@ import { postJson, tokens } from '../../helpers/lease-node.js';
  * its deadline on its own. Here the built server runs leases with such environments and is killed
  * with SIGKILL: with no node left, each sandbox must still end at its deadline.
  */
-const dataDir = tempDir('hostile-env');
-const runtimeDir = join(dataDir, 'sandboxes');
-let server: ServedNode | undefined;
-
-afterAll(async () => {
-  await server?.stop('SIGKILL');
-  if (existsSync(runtimeDir)) {
-    const driver = await CrunDriver.create({ runtimeDir, imagesDir: join(dataDir, 'images'), warmLayers: 0 });
-    for (const s of await driver.list()) await driver.stop(s);
-    await driver.close();
-    // The runtime's state directory of this instance (named after the runtime dir, as serve does).
-    const instance = `a${createHash('sha256').update(runtimeDir).digest('hex').slice(0, 8)}`;
-    rmSync(`/run/alacarte-${instance}`, { recursive: true, force: true });
-  }
-  rmSync(dataDir, { recursive: true, force: true });
-});
-
-const configFile = join(dataDir, 'test-config.json');
-writeFileSync(
-  configFile,
-  JSON.stringify({
+const nodeProcess = new NodeProcess({
+  prefix: 'hostile-env',
+  config: {
     offers: [
       {
         id: 'short',
@@ -45,8 +26,12 @@ writeFileSync(
         price: { amount_per_hour: 60, unit: 'sat' },
       },
     ],
-  }),
-);
+  },
+  env: { ALACARTE_OPERATOR_TOKEN: 'operator-token-for-hostile-env-0123' },
+});
+const runtimeDir = nodeProcess.runtimeDir;
+
+afterAll(() => nodeProcess.cleanup());
 
 /** The host pid of a lease's sandbox init, read from the driver's files (see crun README, layout). */
 function initPidOf(leaseId: string): number {
@@ -65,11 +50,7 @@ function alive(pid: number): boolean {
 describe('the node killed -9 with hostile env in running leases', () => {
   it('each sandbox ends at its deadline on its own', async () => {
     expect(existsSync(CLI), 'run `npm run build` first (npm test does)').toBe(true);
-    server = await serveNode({
-      dataDir,
-      args: ['--config', configFile],
-      env: { ALACARTE_OPERATOR_TOKEN: 'operator-token-for-hostile-env-0123' },
-    });
+    const server = await nodeProcess.start();
     const hostile: Record<string, string>[] = [
       { D: '/dev/zero' },
       { R: '/nonexistent', d: '99999999999', r: '3600', x: 'x', started: '' },
@@ -87,8 +68,7 @@ describe('the node killed -9 with hostile env in running leases', () => {
       const id = String(res.body.id);
       leases.push({ id, pid: initPidOf(id), expiresAt: Date.parse(String(res.body.expires_at)) });
     }
-    await server.stop('SIGKILL');
-    server = undefined;
+    await nodeProcess.kill();
 
     for (const [i, l] of leases.entries()) {
       expect(l.pid).toBeGreaterThan(1);

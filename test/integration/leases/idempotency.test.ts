@@ -6,6 +6,7 @@ import {
   allSpent,
   allUnspent,
   type LeaseTestNode,
+  satOffer as offer,
   postJson,
   startLeaseNode,
   tokens,
@@ -18,16 +19,6 @@ import {
  * `409 idempotency_conflict` with no lease data, and the new token stays unspent at the mint.
  * Real node, real crun sandboxes, a real cashu-ts wallet checking proof states.
  */
-const offer = (id: string, vcpu: number, perHour: number) => ({
-  id,
-  vcpu,
-  memory_mib: 64,
-  pids: 64,
-  disk_mib: 16,
-  price: { amount_per_hour: perHour, unit: 'sat' as const },
-  min_seconds: 60,
-  max_seconds: 30 * 24 * 3600,
-});
 let t: LeaseTestNode;
 
 beforeAll(async () => {

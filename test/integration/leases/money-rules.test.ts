@@ -12,6 +12,7 @@ import {
   fundedWallet,
   type LeaseTestNode,
   ledgerOf,
+  satOffer as offer,
   postJson,
   startLeaseNode,
   startMintNode,
@@ -30,16 +31,6 @@ import {
  * checked to the sat; leases are long enough that the sandboxes' own real-time deadlines never hit.
  */
 const OPERATOR = 'operator-token-for-money-tests-012';
-const offer = (id: string, vcpu: number, perHour: number) => ({
-  id,
-  vcpu,
-  memory_mib: 64,
-  pids: 64,
-  disk_mib: 16,
-  price: { amount_per_hour: perHour, unit: 'sat' as const },
-  min_seconds: 60,
-  max_seconds: 30 * 24 * 3600,
-});
 let t: LeaseTestNode;
 let now = Date.now();
 let foreign: Awaited<ReturnType<typeof startMintNode>>;

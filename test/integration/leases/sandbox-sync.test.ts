@@ -1,29 +1,10 @@
-import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import {
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  readlinkSync,
-  rmdirSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Wallet } from '@cashu/cashu-ts';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CrunDriver } from '../../../src/drivers/crun/crun-driver.js';
-import { CLI, type ServedNode, serveNode, tempDir } from '../../helpers/cli.js';
-import {
-  allSpent,
-  expectBalanced,
-  freePort,
-  ledgerOf,
-  postJson,
-  sumOf,
-  tokens,
-} from '../../helpers/lease-node.js';
+import { CLI, type ServedNode } from '../../helpers/cli.js';
+import { allSpent, expectBalanced, ledgerOf, postJson, sumOf, tokens } from '../../helpers/lease-node.js';
+import { NodeProcess } from '../../helpers/node-process.js';
 import { waitFor } from '../drivers/compute-driver.contract.js';
 
 /**
@@ -37,38 +18,9 @@ import { waitFor } from '../drivers/compute-driver.contract.js';
  */
 const OPERATOR = 'operator-token-for-sandbox-sync-tests';
 const body = { offer: 'quarter', seconds: 7200, image: 'busybox', command: ['sleep', '7200'] }; // 120 sat
-const dataDir = tempDir('sandbox-sync');
-const runtimeDir = join(dataDir, 'sandboxes');
-const instance = `a${createHash('sha256').update(runtimeDir).digest('hex').slice(0, 8)}`;
-let server: ServedNode | undefined;
-
-afterAll(async () => {
-  await server?.stop('SIGKILL');
-  if (existsSync(runtimeDir)) {
-    const driver = await CrunDriver.create({ runtimeDir, imagesDir: join(dataDir, 'images'), warmLayers: 0 });
-    for (const s of await driver.list()) await driver.stop(s);
-    await driver.close();
-    if (crunSandboxes().length === 0) rmSync(`/run/alacarte-${instance}`, { recursive: true, force: true });
-  }
-  rmSync(dataDir, { recursive: true, force: true });
-});
-
-/** Lease ids whose sandbox crun really runs (see crash.test.ts). */
-function crunSandboxes(): string[] {
-  const out = execFileSync('crun', ['--root', `/run/alacarte-${instance}`, 'list', '--format', 'json'], {
-    encoding: 'utf8',
-  });
-  const list = JSON.parse(out.trim() || '[]') as Array<{ id: string; status: string }>;
-  const running = new Set(list.filter((c) => c.status === 'running').map((c) => c.id));
-  return readdirSync(runtimeDir, { withFileTypes: true })
-    .filter((e) => e.isSymbolicLink() && running.has(`${instance}-${readlinkSync(join(runtimeDir, e.name))}`))
-    .map((e) => e.name);
-}
-
-const configFile = join(dataDir, 'test-config.json');
-writeFileSync(
-  configFile,
-  JSON.stringify({
+const nodeProcess = new NodeProcess({
+  prefix: 'sandbox-sync',
+  config: {
     offers: [
       {
         id: 'quarter',
@@ -88,24 +40,12 @@ writeFileSync(
         price: { amount_per_hour: 3600, unit: 'sat' }, // 1 sat a second
       },
     ],
-  }),
-);
+  },
+  env: { ALACARTE_OPERATOR_TOKEN: OPERATOR },
+});
+const runtimeDir = nodeProcess.runtimeDir;
 
-let port = 0;
-async function start(): Promise<ServedNode> {
-  if (port === 0) port = await freePort();
-  server = await serveNode({
-    dataDir,
-    args: ['--port', String(port), '--config', configFile],
-    env: { ALACARTE_OPERATOR_TOKEN: OPERATOR },
-  });
-  return server;
-}
-
-async function killNode(): Promise<void> {
-  await server?.stop('SIGKILL');
-  server = undefined;
-}
+afterAll(() => nodeProcess.cleanup());
 
 const auth = (credential: string) => ({ authorization: `Bearer ${credential}` });
 
@@ -145,14 +85,14 @@ async function expectUnusedTimeRefunded(node: ServedNode, id: string, credential
   const w = new Wallet(node.mintUrl, { unit: 'sat' });
   await w.loadMint();
   expect(sumOf(await w.receive(String(stop.body.refund)))).toBe(refunded);
-  expect(crunSandboxes()).not.toContain(id);
+  expect(nodeProcess.runningSandboxes()).not.toContain(id);
   expect(expectBalanced(await ledgerOf(node.url, OPERATOR))).toEqual([]);
 }
 
 describe('store and sandbox agree', () => {
   it('an extension whose deadline write fails: never 200 before the sandbox has it; fixed after kill -9', async () => {
     expect(existsSync(CLI), 'run `npm run build` first (npm test does)').toBe(true);
-    let node = await start();
+    let node = await nodeProcess.start();
     const lease = await rent(node);
     const ext = await tokens(node.mintUrl, 1, 64); // 3600 s cost 60 sat: change 4
     const extend = (n: ServedNode) =>
@@ -177,9 +117,9 @@ describe('store and sandbox agree', () => {
     const retry = await extend(node);
     expect(retry.status, JSON.stringify(retry.body)).toBe(429);
 
-    await killNode();
+    await nodeProcess.kill();
     rmdirSync(leaseFile); // the fault is gone; the sandbox still has its old deadline
-    node = await start();
+    node = await nodeProcess.start();
 
     const extended = lease.expiresAt + 3600_000;
     expect(Date.parse(String((await leaseOf(node, lease.id, lease.credential)).expires_at))).toBe(extended);
@@ -215,7 +155,7 @@ describe('store and sandbox agree', () => {
   });
 
   it('a deadline write that failed is retried while the node runs', async () => {
-    const node = server ?? (await start());
+    const node = nodeProcess.server ?? (await nodeProcess.start());
     const lease = await rent(node);
     const ext = await tokens(node.mintUrl, 1, 64);
     const extend = () =>
@@ -245,7 +185,7 @@ describe('store and sandbox agree', () => {
   });
 
   it('a deadline write that never lands: the sandbox ends at its old deadline, the lease ends refunded', async () => {
-    const node = server ?? (await start());
+    const node = nodeProcess.server ?? (await nodeProcess.start());
     const { tokens: pool } = await tokens(node.mintUrl, 1, 4);
     const created = await postJson(
       `${node.url}/v1/leases`,
@@ -285,7 +225,7 @@ describe('store and sandbox agree', () => {
   });
 
   it('a sandbox killed from the host while the node runs: the lease ends within seconds, unused time refunded', async () => {
-    const node = server ?? (await start());
+    const node = nodeProcess.server ?? (await nodeProcess.start());
     const lease = await rent(node);
     killInit(lease.id);
     const ended = await waitFor(
@@ -298,14 +238,14 @@ describe('store and sandbox agree', () => {
   });
 
   it('a sandbox killed from the host while the node is down: ended at restart, unused time refunded', async () => {
-    let node = server ?? (await start());
+    let node = nodeProcess.server ?? (await nodeProcess.start());
     const lease = await rent(node);
-    await killNode();
+    await nodeProcess.kill();
     killInit(lease.id);
-    node = await start();
+    node = await nodeProcess.start();
     expect((await leaseOf(node, lease.id, lease.credential)).state).toBe('stopped');
     await expectUnusedTimeRefunded(node, lease.id, lease.credential);
     expect(await node.stop('SIGTERM')).toBe(0);
-    server = undefined;
+    nodeProcess.server = undefined;
   });
 });

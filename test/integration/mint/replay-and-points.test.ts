@@ -7,6 +7,7 @@ import { parsePoint } from '../../../src/mint/crypto/index.js';
 import {
   createTestMint,
   createTestServer,
+  listenMint,
   mintProofs,
   prepareOutputs,
   type TestMint,
@@ -25,9 +26,7 @@ let base: string;
 beforeAll(async () => {
   t = await createTestMint();
   app = await createTestServer(t);
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const address = app.server.address();
-  base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}/mint`;
+  base = await listenMint(app);
 });
 afterAll(async () => {
   await app.close();

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createTestMint,
   createTestServer,
+  listenMint,
   mintProofs,
   prepareOutputs,
   type TestMint,
@@ -16,9 +17,7 @@ let base: string;
 beforeAll(async () => {
   t = await createTestMint();
   app = await createTestServer(t, 64 * 1024);
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const address = app.server.address();
-  base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}/mint`;
+  base = await listenMint(app);
 });
 afterAll(async () => {
   await app.close();

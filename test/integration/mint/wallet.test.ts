@@ -15,6 +15,7 @@ import { bytesToHex, publicKeyOf } from '../../../src/mint/crypto/index.js';
 import {
   createTestMint,
   createTestServer,
+  listenMint,
   prepareOutputs,
   split,
   type TestMint,
@@ -31,9 +32,7 @@ let mintUrl: string;
 beforeAll(async () => {
   t = await createTestMint();
   app = await createTestServer(t);
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const address = app.server.address();
-  mintUrl = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}/mint`;
+  mintUrl = await listenMint(app);
 });
 afterAll(async () => {
   await app?.close();

@@ -1,9 +1,9 @@
-import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildApp, DEFAULT_MAX_CONNECTIONS, MAX_HEADER_BYTES } from '../../../src/http/app.js';
 import { silentLogger } from '../../../src/log.js';
+import { openSocket } from '../../helpers/sockets.js';
 
 /**
  * Issue 9, section 3: what a client can make the HTTP front hold is bounded — the connections it
@@ -22,26 +22,13 @@ async function serve(maxConnections?: number): Promise<number> {
   return typeof address === 'object' && address ? address.port : 0;
 }
 
-function open(port: number): Promise<{ socket: Socket; closed: () => boolean }> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
-    let closed = false;
-    socket.on('close', () => {
-      closed = true;
-    });
-    socket.on('error', () => undefined);
-    socket.once('connect', () => resolve({ socket, closed: () => closed }));
-    socket.once('error', reject);
-  });
-}
-
 describe('HTTP front bounds', () => {
   it('holds a bounded number of connections; the rest are closed as they arrive', async () => {
     const port = await serve(4);
     // Slow clients: each sends part of a head and then nothing.
     const conns = [];
     for (let i = 0; i < 6; i++) {
-      const c = await open(port);
+      const c = await openSocket(port);
       c.socket.write(`GET /healthz HTTP/1.1\r\nhost: x\r\nx-slow: ${'a'.repeat(1000)}`);
       conns.push(c);
     }

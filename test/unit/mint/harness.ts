@@ -68,6 +68,13 @@ export async function createTestServer(t: TestMint, bodyLimit?: number): Promise
   return app;
 }
 
+/** Listens `app` on a free loopback port; answers the mint's base URL, `http://127.0.0.1:<port>/mint`. */
+export async function listenMint(app: FastifyInstance): Promise<string> {
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const address = app.server.address();
+  return `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}/mint`;
+}
+
 /** Wallet side: blinded outputs whose secrets and blinding factors we keep. */
 export interface PreparedOutput {
   output: BlindedMessage;

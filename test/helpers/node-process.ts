@@ -1,0 +1,106 @@
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CrunDriver } from '../../src/drivers/crun/crun-driver.js';
+import { type ServedNode, serveNode, tempDir } from './cli.js';
+import { freePort } from './lease-node.js';
+
+export interface NodeProcessOptions {
+  /** Prefix of the temporary data directory's name. */
+  prefix: string;
+  /** The node's config file (`--config`), written into the data directory as JSON. */
+  config: Record<string, unknown>;
+  /** Extra environment of the node's process (e.g. ALACARTE_OPERATOR_TOKEN). */
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * The built node (`node dist/cli/main.js serve`) on crun as a child process, with a data directory
+ * that outlives the process: tests kill it with SIGKILL and start it again on the same data
+ * directory and port (so the mint URL in tokens stays the same), then check what crun really runs.
+ */
+export class NodeProcess {
+  readonly dataDir: string;
+  /** The crun driver's runtime directory (lease id links → sandbox directories). */
+  readonly runtimeDir: string;
+  /** The serve command's driver names its instance after its runtime directory (CrunDriverOptions.instance). */
+  readonly instance: string;
+  readonly configFile: string;
+  /** The process started last, until `kill` (or a test) clears it. */
+  server: ServedNode | undefined;
+  private readonly env: NodeJS.ProcessEnv;
+  private port = 0;
+
+  constructor(options: NodeProcessOptions) {
+    this.dataDir = tempDir(options.prefix);
+    this.runtimeDir = join(this.dataDir, 'sandboxes');
+    this.instance = `a${createHash('sha256').update(this.runtimeDir).digest('hex').slice(0, 8)}`;
+    this.configFile = join(this.dataDir, 'test-config.json');
+    this.env = options.env ?? {};
+    writeFileSync(this.configFile, JSON.stringify(options.config));
+  }
+
+  /** Starts the node and waits for its banner; the port is picked on the first start and kept. */
+  async start(): Promise<ServedNode> {
+    if (this.port === 0) this.port = await freePort();
+    this.server = await serveNode({
+      dataDir: this.dataDir,
+      args: ['--port', String(this.port), '--config', this.configFile],
+      env: this.env,
+    });
+    return this.server;
+  }
+
+  /** kill -9 of the running node (if any), resolved once it has exited. */
+  async kill(): Promise<void> {
+    await this.server?.stop('SIGKILL');
+    this.server = undefined;
+  }
+
+  /**
+   * Lease ids whose sandbox crun really runs, read from crun itself. The driver starts sandboxes
+   * ahead in a pool and links each lease id (in its runtime dir) to the container it got; unlinked
+   * pool containers run no tenant code.
+   */
+  runningSandboxes(): string[] {
+    const out = execFileSync(
+      'crun',
+      ['--root', `/run/alacarte-${this.instance}`, 'list', '--format', 'json'],
+      {
+        encoding: 'utf8',
+      },
+    );
+    const list = JSON.parse(out.trim() || '[]') as Array<{ id: string; status: string }>;
+    const running = new Set(list.filter((c) => c.status === 'running').map((c) => c.id));
+    return readdirSync(this.runtimeDir, { withFileTypes: true })
+      .filter(
+        (e) =>
+          e.isSymbolicLink() &&
+          running.has(`${this.instance}-${readlinkSync(join(this.runtimeDir, e.name))}`),
+      )
+      .map((e) => e.name);
+  }
+
+  /**
+   * For afterAll: kills the node, stops every sandbox left on its runtime directory (a driver on the
+   * same directory stops them all), removes the runtime's state directory of this instance once
+   * nothing runs in it, and removes the data directory.
+   */
+  async cleanup(): Promise<void> {
+    await this.kill();
+    if (existsSync(this.runtimeDir)) {
+      const driver = await CrunDriver.create({
+        runtimeDir: this.runtimeDir,
+        imagesDir: join(this.dataDir, 'images'),
+        warmLayers: 0,
+      });
+      for (const s of await driver.list()) await driver.stop(s);
+      await driver.close();
+      if (this.runningSandboxes().length === 0) {
+        rmSync(`/run/alacarte-${this.instance}`, { recursive: true, force: true });
+      }
+    }
+    rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}
