@@ -45,11 +45,12 @@ export function leaseRoutes(options: LeaseRoutesOptions): FastifyPluginAsync {
     app.post<{ Params: { id: string } }>('/leases/:id/exec', async (request, reply) => {
       const credential = bearerOf(request.headers.authorization);
       const body = parseWith(execBody, request.body);
-      const answer = await leases.exec(request.params.id, credential, {
-        command: body.command,
-        stdin: body.stdin,
-        timeoutSeconds: body.timeout_seconds,
-      });
+      const answer = await leases.exec(
+        request.params.id,
+        credential,
+        { command: body.command, stdin: body.stdin, timeoutSeconds: body.timeout_seconds },
+        deliveredOf(reply),
+      );
       return send(reply, answer);
     });
 
@@ -67,4 +68,15 @@ export function leaseRoutes(options: LeaseRoutesOptions): FastifyPluginAsync {
 function send(reply: FastifyReply, answer: Answer): FastifyReply {
   for (const [name, value] of Object.entries(answer.headers)) reply.header(name, value);
   return reply.status(answer.status).send(answer.body);
+}
+
+/**
+ * Settles once the answer has been handed to the operating system in full ('finish') or the
+ * connection is gone ('close'): until then the answer is held in the node's memory.
+ */
+function deliveredOf(reply: FastifyReply): Promise<void> {
+  return new Promise((resolve) => {
+    reply.raw.once('finish', resolve);
+    reply.raw.once('close', resolve);
+  });
 }

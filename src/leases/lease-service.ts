@@ -322,6 +322,7 @@ export class LeaseService {
     id: string,
     credential: string | undefined,
     request: { command: string[]; stdin?: string; timeoutSeconds: number },
+    delivered?: Promise<unknown>,
   ): Promise<Answer> {
     const row = await this.authorize(id, credential);
     this.requireRunning(row);
@@ -337,10 +338,15 @@ export class LeaseService {
         },
       )
       .catch(async (err: unknown) => {
+        release();
         if (isGone(err)) await this.reconciler.endVanished(row.id);
         throw err;
-      })
-      .finally(release);
+      });
+    // The answer (up to twice maxOutputBytes, several times that as JSON) stays in the node's memory
+    // until its client has read it: the slot is held until then, so a client that never reads holds
+    // at most the per-lease number of answers, instead of one more per request (issue 9, section 3).
+    if (delivered) void delivered.then(release, release);
+    else release();
     return {
       status: 200,
       headers: {},
