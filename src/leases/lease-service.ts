@@ -575,10 +575,10 @@ export class LeaseService {
         },
       );
     }
-    if (!settle(payment.amount.value, payment.fee.value, price.value)) {
+    if (!settle(payment.amount.value, payment.fee.value, price.value, payment.inputs)) {
       throw new AlacarteError(
         'insufficient_amount',
-        `the token's input fees (${payment.fee}) exceed its value; send it in fewer, larger proofs`,
+        `the token's input fees (${payment.fee}) are more than a token of this price in its fewest proofs would cost; send fewer, larger proofs or add the fee`,
         { details: { amount: price.toNumber(), unit: price.unit } },
       );
     }
@@ -590,7 +590,9 @@ export class LeaseService {
    * payment is worth at its mint.
    */
   private keptOf(payment: InspectedPayment, price: Amount): number {
-    return Number(settle(payment.amount.value, payment.fee.value, price.value)?.keep ?? price.value);
+    return Number(
+      settle(payment.amount.value, payment.fee.value, price.value, payment.inputs)?.keep ?? price.value,
+    );
   }
 
   private async reserve(offer: Offer): Promise<() => void> {
@@ -627,7 +629,9 @@ export class LeaseService {
       mint_url: payment.source,
       amount: payment.amount.toNumber(),
       kept: this.keptOf(payment, price),
-      change: Number(settle(payment.amount.value, payment.fee.value, price.value)?.change ?? 0n),
+      change: Number(
+        settle(payment.amount.value, payment.fee.value, price.value, payment.inputs)?.change ?? 0n,
+      ),
       fee: payment.fee.toNumber(),
       seconds,
       idempotency_hash: idemHash,

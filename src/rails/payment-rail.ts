@@ -15,6 +15,12 @@ export interface InspectedPayment {
   amount: Amount;
   /** Fees the rail's issuer charges to take it (Cashu: input fees). */
   fee: Amount;
+  /**
+   * How many inputs (Cashu: proofs) the payment holds, when its fee goes to someone else (a trusted
+   * mint): it bounds the fee the node bears (core/input-fees.ts). Unset at the node's own mint,
+   * whose fee is the operator's own revenue.
+   */
+  inputs?: number;
   /** Where the money comes from (Cashu: the mint URL). */
   source: string;
 }

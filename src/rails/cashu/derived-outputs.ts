@@ -56,14 +56,16 @@ export function blindedMessages(outputs: readonly DerivedOutput[], keysetId: str
 /**
  * How a payment of `amount` splits at its mint (core/input-fees.ts): the node keeps `keep` (the
  * price, less any input fee the overpayment could not cover), the mint keeps `fee`, the payer gets
- * `change` back. undefined when it is worth less than the price.
+ * `change` back (`inputs`: how many proofs). undefined when it is worth less than the price or
+ * leaves the node more fee than it bears.
  */
 export function splitPayment(
   amount: bigint,
   fee: bigint,
   price: bigint,
+  inputs: number,
 ): { keep: bigint; change: bigint } | undefined {
-  const settled = settle(amount, fee, price);
+  const settled = settle(amount, fee, price, inputs);
   return settled && { keep: settled.keep, change: settled.change };
 }
 

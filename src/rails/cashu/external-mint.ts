@@ -155,7 +155,7 @@ export class ExternalMint {
     price: bigint,
     commit: () => Promise<void>,
   ): Promise<Outcome<object>> {
-    const split = splitPayment(payment.total, payment.fee, price);
+    const split = splitPayment(payment.total, payment.fee, price, payment.proofs.length);
     if (!split) return reject('insufficient_amount', 'the token does not cover the price');
     const kept = deriveOutputs(this.secret, `keep/${key}`, split.keep);
     const outputs = [...kept, ...deriveOutputs(this.secret, `change/${key}`, split.change)];
@@ -202,7 +202,7 @@ export class ExternalMint {
    * mint signed none of its outputs): nothing was taken. [] when the mint's fees eat it all.
    */
   async bounce(payment: ExternalPayment, key: string, price: bigint): Promise<Proof[] | null> {
-    const split = splitPayment(payment.total, payment.fee, price);
+    const split = splitPayment(payment.total, payment.fee, price, payment.proofs.length);
     if (!split) return null;
     const made = [
       ...deriveOutputs(this.secret, `keep/${key}`, split.keep),

@@ -88,6 +88,7 @@ export class TrustedMints {
       key: paymentKey(inspected.payment.Ys),
       amount: Amount.of(inspected.payment.total, this.unit),
       fee: Amount.of(inspected.payment.fee, this.unit),
+      inputs: inspected.payment.proofs.length,
       source: mint.url,
     };
     this.payments.set(payment, inspected.payment);

@@ -1,4 +1,4 @@
-import { CheckStateEnum, getDecodedToken, getTokenMetadata, type Wallet } from '@cashu/cashu-ts';
+import { CheckStateEnum, getDecodedToken, getEncodedToken, getTokenMetadata, Wallet } from '@cashu/cashu-ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   fundedWallet,
@@ -94,6 +94,26 @@ describe('a trusted mint that charges input fees', () => {
     expect(stop.body.refunded).toBeLessThanOrEqual(120 - Math.ceil((send.length * 100) / 1000));
     expect(value(stop.body.refund as string, wallet)).toBe(stop.body.refunded);
     await wallet.receive(stop.body.refund as string);
+  });
+
+  it('refuses a token of many tiny proofs worth the price whose fee would eat what it buys; the token stays unspent', async () => {
+    // 120 proofs of 1 sat at 100 ppk: a 12 sat fee. The node bears at most the fee of the price in
+    // its fewest proofs (120 = 64 + 32 + 16 + 8: 4 proofs, 1 sat); the rest is the payer's to add.
+    const wallet = new Wallet(feeMint.mintUrl, { unit: 'sat' });
+    await wallet.loadMint();
+    const quote = await wallet.createMintQuoteBolt11(120);
+    const ones = await wallet.mintProofsBolt11(120, quote.quote, undefined, {
+      type: 'random',
+      denominations: Array.from({ length: 120 }, () => 1),
+    });
+    expect(ones).toHaveLength(120);
+    const token = getEncodedToken({ mint: feeMint.mintUrl, proofs: ones, unit: 'sat' });
+    const res = await postJson(`${renter.url}/v1/leases`, createBody, { 'x-cashu': token });
+    expect(res.status).toBe(400);
+    expect(res.body.error).toBe('insufficient_amount');
+    expect((await wallet.checkProofsStates(ones)).map((s) => s.state)).toEqual(
+      ones.map(() => CheckStateEnum.UNSPENT),
+    );
   });
 
   it('a failed start paid with exactly the price gives back a token worth what it says', async () => {

@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { bearableFee } from '../../../../src/core/input-fees.js';
 import { NodeSecret } from '../../../../src/leases/node-secret.js';
 import {
   blindMessage,
@@ -42,18 +43,18 @@ describe('denominations', () => {
 
 describe('splitPayment', () => {
   it('keeps the price, leaves the fee to the mint and returns the rest', () => {
-    expect(splitPayment(128n, 0n, 120n)).toEqual({ keep: 120n, change: 8n });
-    expect(splitPayment(130n, 2n, 120n)).toEqual({ keep: 120n, change: 8n });
-    expect(splitPayment(122n, 2n, 120n)).toEqual({ keep: 120n, change: 0n });
+    expect(splitPayment(128n, 0n, 120n, 4)).toEqual({ keep: 120n, change: 8n });
+    expect(splitPayment(130n, 2n, 120n, 4)).toEqual({ keep: 120n, change: 8n });
+    expect(splitPayment(122n, 2n, 120n, 4)).toEqual({ keep: 120n, change: 0n });
   });
 
   it('takes a token worth the price (NUT-24): the node bears the fee the overpayment does not cover', () => {
-    expect(splitPayment(121n, 2n, 120n)).toEqual({ keep: 119n, change: 0n });
-    expect(splitPayment(120n, 2n, 120n)).toEqual({ keep: 118n, change: 0n });
+    expect(splitPayment(121n, 2n, 120n, 4)).toEqual({ keep: 119n, change: 0n });
+    expect(splitPayment(120n, 2n, 120n, 4)).toEqual({ keep: 118n, change: 0n });
   });
 
   it('refuses a payment worth less than the price', () => {
-    expect(splitPayment(119n, 0n, 120n)).toBeUndefined();
+    expect(splitPayment(119n, 0n, 120n, 4)).toBeUndefined();
   });
 
   it('always adds up', () => {
@@ -62,9 +63,12 @@ describe('splitPayment', () => {
         fc.bigInt({ min: 0n, max: 1n << 60n }),
         fc.bigInt({ min: 0n, max: 1000n }),
         fc.bigInt({ min: 1n, max: 1n << 60n }),
-        (amount, fee, price) => {
-          const split = splitPayment(amount, fee, price);
-          if (amount < price || fee > amount) expect(split).toBeUndefined();
+        fc.integer({ min: 1, max: 1000 }),
+        (amount, fee, price, inputs) => {
+          const split = splitPayment(amount, fee, price, inputs);
+          const absorbed = fee > amount - price ? fee - (amount - price) : 0n;
+          if (amount < price || fee > amount || absorbed > bearableFee(fee, price, inputs))
+            expect(split).toBeUndefined();
           else {
             expect(split && split.keep + split.change + fee).toBe(amount);
             expect(split && split.keep <= price && split.keep >= 0n && split.change >= 0n).toBe(true);
