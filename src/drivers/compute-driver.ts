@@ -1,4 +1,4 @@
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable, Writable } from 'node:stream';
 
 /**
  * The port every compute backend implements (ARCHITECTURE.md, port ComputeDriver): crun sandboxes
@@ -20,6 +20,14 @@ export interface ComputeDriver {
   start(spec: SandboxSpec, limits: SandboxLimits, deadline: Date): Promise<SandboxHandle>;
   /** Runs a command inside; throws AlacarteError `lease_not_running` when the sandbox is gone. */
   exec(sandbox: SandboxRef, request: ExecRequest): Promise<ExecResult>;
+  /**
+   * Starts a process inside the sandbox with its stdin, stdout and stderr as streams, for what is too
+   * large or too long for exec(): file transfer (a tar or cat streamed through), SSH commands and
+   * subsystems. It runs as the sandbox's root, in the sandbox's namespaces and cgroup, so paths and
+   * data are interpreted there and never by the host. Output is back-pressured: a consumer that does
+   * not read pauses the process. Throws AlacarteError `lease_not_running` or `invalid_request`.
+   */
+  spawn(sandbox: SandboxRef, request: SpawnRequest): Promise<SandboxProcess>;
   /** An interactive shell on a real terminal inside the sandbox. */
   attach(sandbox: SandboxRef, size: TerminalSize): Promise<AttachSession>;
   /** Moves the deadline (later or earlier): rewrites /run/alacarte/lease.json and the self-enforced end. */
@@ -94,6 +102,27 @@ export interface ExecRequest {
   /** Cap for stdout and for stderr each; what comes beyond is dropped and `truncated` set. */
   maxOutputBytes: number;
   env?: Record<string, string>;
+}
+
+/** A command for spawn(): the same bounds as an exec's command and environment. */
+export interface SpawnRequest {
+  command: string[];
+  env?: Record<string, string>;
+}
+
+/** A process started by spawn(). */
+export interface SandboxProcess {
+  stdin: Writable;
+  stdout: Readable;
+  stderr: Readable;
+  /**
+   * The exit status (128 + signal number when killed) once the process has exited and its output has
+   * been read to the end, or has been silent with nothing unread for a moment (a background process
+   * it left behind may hold the pipes open; they are then closed).
+   */
+  exited: Promise<number>;
+  /** SIGKILLs the process and everything it started (its session and descendants). Idempotent. */
+  kill(): void;
 }
 
 export interface ExecResult {

@@ -103,6 +103,7 @@ export function aroundDriver(real: CrunDriver, overrides: Partial<ComputeDriver>
     capacity: () => real.capacity(),
     start: (spec, limits, deadline) => real.start(spec, limits, deadline),
     exec: (sandbox, request) => real.exec(sandbox, request),
+    spawn: (sandbox, request) => real.spawn(sandbox, request),
     attach: (sandbox, size) => real.attach(sandbox, size),
     setDeadline: (sandbox, deadline) => real.setDeadline(sandbox, deadline),
     isRunning: (sandbox) => real.isRunning(sandbox),

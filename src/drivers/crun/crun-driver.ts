@@ -46,8 +46,10 @@ import {
   type SandboxHandle,
   type SandboxInfo,
   type SandboxLimits,
+  type SandboxProcess,
   type SandboxRef,
   type SandboxSpec,
+  type SpawnRequest,
   type TerminalSize,
 } from '../compute-driver.js';
 import { attachInSandbox, validSize } from './attach.js';
@@ -71,6 +73,7 @@ import {
   requireTraversable,
 } from './preflight.js';
 import { runProcess } from './run-process.js';
+import { spawnInSandbox } from './spawn.js';
 
 /** What the driver keeps on disk per sandbox, so a restarted node finds its sandboxes again. */
 interface SandboxMeta {
@@ -323,6 +326,23 @@ export class CrunDriver implements ComputeDriver {
       throw new AlacarteError('lease_not_running', 'the sandbox has ended');
     }
     return result;
+  }
+
+  async spawn(sandbox: SandboxRef, request: SpawnRequest): Promise<SandboxProcess> {
+    const id = this.requireRunning(sandbox);
+    parseLeaseInput(commandSchema, request.command);
+    const meta = this.meta(id);
+    return spawnInSandbox(
+      {
+        runtime: this.runtime.path,
+        stateDir: this.paths.stateDir,
+        containerId: this.containerId(meta.container),
+        pidFile: join(this.dir(id), `spawn-${randomBytes(6).toString('hex')}.pid`),
+        env: this.envFor(meta, request.env),
+        procsFile: procsFile(this.cgroups.mode, this.cgroupOf(meta.container)),
+      },
+      request.command,
+    );
   }
 
   async attach(sandbox: SandboxRef, size: TerminalSize): Promise<AttachSession> {

@@ -177,6 +177,58 @@ export function computeDriverContract(
       expect((await sh(driver, handle, 'ps -o args | grep -c "^sleep 100"')).out).toBe('1\n');
     });
 
+    it('spawn streams megabytes both ways, byte for byte, and returns the exit code', async () => {
+      const handle = await start();
+      const data = randomBytes(3 << 20);
+      const proc = await driver.spawn(handle, { command: ['sh', '-c', 'cat; echo done >&2; exit 5'] });
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      proc.stdout.on('data', (b: Buffer) => out.push(b));
+      proc.stderr.on('data', (b: Buffer) => err.push(b));
+      proc.stdin.end(data);
+      expect(await proc.exited).toBe(5);
+      expect(Buffer.concat(out).equals(data)).toBe(true);
+      expect(Buffer.concat(err).toString()).toBe('done\n');
+    });
+
+    it('spawn waits for a slow reader: output is never cut short', async () => {
+      const handle = await start();
+      const proc = await driver.spawn(handle, { command: ['sh', '-c', 'head -c 2000000 /dev/zero'] });
+      proc.stdin.end();
+      // Nobody reads for a while after the command has exited with its last bytes still unread.
+      await sleep(800);
+      let n = 0;
+      proc.stdout.on('data', (b: Buffer) => {
+        n += b.length;
+      });
+      proc.stderr.resume();
+      expect(await proc.exited).toBe(0);
+      expect(n).toBe(2_000_000);
+    });
+
+    it('spawn kill() ends the process and everything it started', async () => {
+      const handle = await start();
+      const proc = await driver.spawn(handle, { command: ['sh', '-c', 'sleep 302 & sleep 302'] });
+      proc.stdout.resume();
+      proc.stderr.resume();
+      expect(
+        await waitFor(
+          async () => (await sh(driver, handle, 'ps -o args | grep -c "^sleep 302"')).out === '2\n',
+          5000,
+        ),
+      ).toBe(true);
+      proc.kill();
+      expect(await proc.exited).toBe(137);
+      expect(
+        await waitFor(
+          async () => (await sh(driver, handle, 'ps -o args | grep -c "^sleep 302" || true')).out === '0\n',
+          5000,
+        ),
+      ).toBe(true);
+      await expectCode(driver.spawn({ leaseId: newLeaseId() }, { command: ['true'] }), 'lease_not_running');
+      await expectCode(driver.spawn(handle, { command: [] }), 'invalid_request');
+    });
+
     it('shows the lease id and deadline in /run/alacarte/lease.json, read-only', async () => {
       const handle = await start();
       const r = await sh(driver, handle, 'cat /run/alacarte/lease.json');
