@@ -52,10 +52,12 @@ import {
 } from '../compute-driver.js';
 import { attachInSandbox, validSize } from './attach.js';
 import { applyLimits, limitWrites, procsFile } from './cgroup-limits.js';
+import { cpusetFile, hostCpus, pickCpus } from './cpuset.js';
 import { type CrunDriverOptions, type DriverLogger, silentLogger } from './crun-options.js';
 import { execInSandbox } from './exec.js';
 import { commandFile, deadlineFile, initScript, leaseFile } from './init-script.js';
 import { destroyDir, LayerPool, type WarmSandbox } from './layer-pool.js';
+import { DEFAULT_LXCFS_DIR, ensureLxcfs, lxcfsAnswers } from './lxcfs.js';
 import { DEFAULT_PATH, IN_SANDBOX, ociSpec } from './oci-spec.js';
 import { ConnectionBudget, PortProxy } from './port-proxy.js';
 import {
@@ -116,6 +118,11 @@ export class CrunDriver implements ComputeDriver {
   private readonly watched = new Set<string>();
   private readonly exitListeners = new Set<(leaseId: string) => void>();
   private exitTimer: NodeJS.Timeout | undefined;
+  /** The CPUs sandboxes are placed on, and where the next one's cpuset begins (round-robin). */
+  private readonly cpus: number[];
+  private nextCpu = 0;
+  /** Set while a dead lxcfs is being replaced, so one replacement runs at a time. */
+  private lxcfsRestart: Promise<void> | undefined;
 
   private constructor(
     private readonly runtime: RuntimeInfo,
@@ -136,7 +143,10 @@ export class CrunDriver implements ComputeDriver {
     private readonly overcommit: OvercommitSettings,
     private readonly log: DriverLogger,
     warmLayers: number,
+    /** Mount point of the lxcfs sandboxes bind its proc files from (lxcfs.ts), if one runs. */
+    private lxcfs: { dir: string | undefined; start: string | undefined },
   ) {
+    this.cpus = hostCpus(cgroups.mode);
     this.pool = new LayerPool({
       runtimeDir: paths.runtimeDir,
       imagesDir: paths.imagesDir,
@@ -192,6 +202,9 @@ export class CrunDriver implements ComputeDriver {
     writeIfChanged(join(libDir, 'busybox'), readFileSync(busybox), 0o755);
     writeIfChanged(join(libDir, 'init.sh'), Buffer.from(initScript()), 0o644);
     ensureBusyboxImage(imagesDir, busybox, idBase, log);
+    const lxcfsStart =
+      options.lxcfsDir === false ? undefined : resolve(options.lxcfsDir ?? DEFAULT_LXCFS_DIR);
+    const lxcfsDir = lxcfsStart ? await ensureLxcfs({ dir: lxcfsStart, logger: log }) : undefined;
     const host = { cpus: availableParallelism(), memoryMib: Math.floor(totalmem() / 2 ** 20) };
     const driver = new CrunDriver(
       runtime,
@@ -205,6 +218,8 @@ export class CrunDriver implements ComputeDriver {
       { ...defaultOvercommit(host), ...options.overcommit },
       log,
       options.warmLayers ?? 2,
+      // Where lxcfs cannot run at all, trying again for every sandbox would only slow each down.
+      { dir: lxcfsDir, start: lxcfsDir ? lxcfsStart : undefined },
     );
     await driver.list();
     log.info(
@@ -251,9 +266,11 @@ export class CrunDriver implements ComputeDriver {
       const dir = warm.dir;
       // Limits before anything of the lease's runs, then its deadline, then (atomically, as init
       // may look at any moment) the command that init starts.
-      applyLimits(
-        limitWrites(this.cgroups.mode, this.cgroupOf(warm.name), limits, this.cgroups.swapAccounting),
-      );
+      const cgroup = this.cgroupOf(warm.name);
+      applyLimits([
+        ...limitWrites(this.cgroups.mode, cgroup, limits, this.cgroups.swapAccounting),
+        [cpusetFile(this.cgroups.mode, cgroup), this.pickCpus(limits.vcpu)],
+      ]);
       this.writeDeadline(dir, id, deadline);
       writeAtomic(join(dir, 'run', 'command.sh'), commandFile(spec.command ?? [], spec.env ?? {}));
       const ports: Record<string, number> = {};
@@ -655,6 +672,7 @@ export class CrunDriver implements ComputeDriver {
       idCount: this.idCount,
       cgroupsPath: this.cgroupOf(warm.name),
       swapAccounting: this.cgroups.swapAccounting,
+      lxcfsDir: await this.lxcfsDir(),
     });
     writeFileSync(join(warm.dir, 'config.json'), JSON.stringify(config));
     // Until a lease takes it, a made-ahead sandbox ends by itself after a while, like any other.
@@ -693,7 +711,7 @@ export class CrunDriver implements ComputeDriver {
   ): Promise<WarmSandbox> {
     for (let i = 0; ; i++) {
       const warm = await this.pool.take(image, diskMib, claim);
-      if (i >= 3 || this.poolInitAlive(warm)) return warm;
+      if (i >= 3 || (this.poolInitAlive(warm) && this.lxcfsAnswersIn(warm))) return warm;
       this.log.warn(`alacarte: a waiting sandbox ${warm.name} had ended; taking another`);
       await this.removeContainer(warm.name).catch(() => {});
       await destroyDir(warm.dir, this.paths.busybox).catch(() => {});
@@ -707,6 +725,45 @@ export class CrunDriver implements ComputeDriver {
     } catch {
       return false;
     }
+  }
+
+  /**
+   * The sandbox's lxcfs files still answer: one that mounted an lxcfs since killed would show its
+   * tenant `free: Transport endpoint is not connected`. One stat through the sandbox's root, made
+   * before any tenant had it.
+   */
+  private lxcfsAnswersIn(warm: WarmSandbox): boolean {
+    if (!this.lxcfs.dir) return true;
+    try {
+      const pid = Number.parseInt(readFileSync(join(warm.dir, 'init.pid'), 'utf8'), 10);
+      return lxcfsAnswers(`/proc/${pid}/root`);
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * The lxcfs for a sandbox about to be made: the one found at create(), or, if that one died, a
+   * new one (off start()'s path: only sandboxes made ahead get here).
+   */
+  private async lxcfsDir(): Promise<string | undefined> {
+    const { dir, start } = this.lxcfs;
+    if (!start || (dir && lxcfsAnswers(dir))) return dir;
+    this.lxcfsRestart ??= (async () => {
+      this.log.warn('alacarte: lxcfs stopped answering; starting another for new sandboxes');
+      this.lxcfs.dir = await ensureLxcfs({ dir: start, logger: this.log });
+    })().finally(() => {
+      this.lxcfsRestart = undefined;
+    });
+    await this.lxcfsRestart;
+    return this.lxcfs.dir;
+  }
+
+  /** The next ceil(vcpu) CPUs, round-robin over the host's. */
+  private pickCpus(vcpu: number): string {
+    const list = pickCpus(vcpu, this.cpus, this.nextCpu);
+    this.nextCpu = (this.nextCpu + Math.ceil(vcpu)) % this.cpus.length;
+    return list;
   }
 
   private dir(leaseId: string): string {
