@@ -712,7 +712,7 @@ export class CrunDriver implements ComputeDriver {
     for (let i = 0; ; i++) {
       const warm = await this.pool.take(image, diskMib, claim);
       if (i >= 3 || (this.poolInitAlive(warm) && this.lxcfsAnswersIn(warm))) return warm;
-      this.log.warn(`alacarte: a waiting sandbox ${warm.name} had ended; taking another`);
+      this.log.warn(`alacarte: a waiting sandbox ${warm.name} had ended or lost its lxcfs; taking another`);
       await this.removeContainer(warm.name).catch(() => {});
       await destroyDir(warm.dir, this.paths.busybox).catch(() => {});
     }

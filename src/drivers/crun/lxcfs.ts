@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { DriverLogger } from './crun-options.js';
 import type { OciMount } from './oci-spec.js';
@@ -53,11 +53,13 @@ export function lxcfsMountPoints(mountinfo = readFileSync('/proc/self/mountinfo'
 
 /**
  * The lxcfs at `dir` answers: a FUSE mount whose daemon died answers every call with ENOTCONN.
- * One stat, no process spawned.
+ * An open and a close, no process spawned (a stat may be answered from the kernel's attribute
+ * cache without asking the daemon).
  */
 export function lxcfsAnswers(dir: string): boolean {
   try {
-    return statSync(`${dir}/proc/meminfo`).isFile();
+    closeSync(openSync(`${dir}/proc/meminfo`, 'r'));
+    return true;
   } catch {
     return false;
   }
@@ -86,16 +88,19 @@ export interface LxcfsOptions {
 }
 
 /**
- * Makes sure an lxcfs answers and returns its mount point, or undefined (with a warning saying
+ * Makes sure an lxcfs answers and returns its mount point (the one at `dir` if it runs, else any
+ * other running one, else a new one started at `dir`), or undefined (with a warning saying
  * why) when it cannot run: sandboxes then start without it and show the host's figures.
  * A dead mount at the chosen directory (its daemon killed) is lazily unmounted and replaced;
  * sandboxes that mounted the dead one keep failing reads of those files (ENOTCONN) until they end.
  */
 export async function ensureLxcfs(options: LxcfsOptions): Promise<string | undefined> {
   const log = options.logger;
-  const running = lxcfsMountPoints().find(lxcfsAnswers);
-  if (running) return running;
   const dir = options.dir ?? DEFAULT_LXCFS_DIR;
+  // The configured one first, then any other that answers.
+  const points = lxcfsMountPoints();
+  const running = [dir, ...points].find((p) => points.includes(p) && lxcfsAnswers(p));
+  if (running) return running;
   let program: string;
   try {
     program = requireProgram('lxcfs', 'lxcfs');

@@ -1,7 +1,12 @@
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SandboxLimits, SandboxRef } from '../../../src/drivers/compute-driver.js';
-import { lxcfsMountPoints } from '../../../src/drivers/crun/lxcfs.js';
-import { newLeaseId, sh } from './compute-driver.contract.js';
+import { lxcfsAnswers, lxcfsMountPoints } from '../../../src/drivers/crun/lxcfs.js';
+import { runProcess } from '../../../src/drivers/crun/run-process.js';
+import { newLeaseId, sh, waitFor } from './compute-driver.contract.js';
 import { type CrunTarget, crunSkipReason, makeCrunTarget } from './crun-target.js';
 
 /** What `free -m`, /proc/meminfo, `nproc`, /proc/cpuinfo and `df -m /` say inside a sandbox. */
@@ -19,6 +24,7 @@ async function seen(t: CrunTarget, sandbox: SandboxRef) {
     timeoutMs: 20_000,
     maxOutputBytes: 1 << 20,
   });
+  expect(freeRun.stderr.toString()).toBe('');
   expect(freeRun.exitCode).toBe(0);
   const free = freeRun.stdout.toString();
   const meminfo = await run('grep ^MemTotal: /proc/meminfo');
@@ -89,6 +95,59 @@ if (crunSkipReason) {
         cpuinfoProcessors: cpus,
       });
       expect(b.dfTotalMib).toBe(200);
+    });
+
+    it('an lxcfs that dies: its sandboxes read ENOTCONN from those files, sandboxes started later see their limits', async () => {
+      // A private lxcfs of this test (own mount point and pid file), so killing it touches no one
+      // else's sandboxes; the machine's shared one (started by the driver above) takes over.
+      const dir = mkdtempSync(join(tmpdir(), 'alacarte-lxcfs-'));
+      const mount = join(dir, 'm');
+      mkdirSync(mount);
+      const lxcfs = spawn('lxcfs', ['--foreground', '-p', join(dir, 'pid'), mount], { stdio: 'ignore' });
+      const exited = new Promise((r) => lxcfs.once('exit', r));
+      let own: CrunTarget | undefined;
+      const mine: string[] = [];
+      try {
+        expect(await waitFor(() => lxcfsAnswers(mount), 5000)).toBe(true);
+        own = await makeCrunTarget({ lxcfsDir: mount });
+        const startOwn = async (memoryMib: number) => {
+          const leaseId = newLeaseId();
+          mine.push(leaseId);
+          await own?.driver.start(
+            { leaseId, image: 'busybox' },
+            { vcpu: 1, memoryMib, pids: 64, diskMib: 32 },
+            new Date(Date.now() + 600_000),
+          );
+          return { leaseId };
+        };
+        const before = await startOwn(160);
+        expect((await seen(own, before)).memTotalKib).toBe(160 * 1024);
+
+        lxcfs.kill('SIGKILL');
+        await exited;
+        const broken = await sh(own.driver, before, 'cat /proc/meminfo');
+        expect(broken.code).not.toBe(0);
+        expect(broken.err).toMatch(/not connected/i);
+        // The sandbox itself lives on: everything else works.
+        expect((await sh(own.driver, before, 'echo alive')).out).toBe('alive\n');
+
+        expect(
+          lxcfsMountPoints()
+            .filter((p) => p !== mount)
+            .some(lxcfsAnswers),
+        ).toBe(true);
+        const after = await startOwn(224);
+        const v = await seen(own, after);
+        expect(v).toMatchObject({ memTotalKib: 224 * 1024, freeTotalMib: 224, nproc: 1 });
+      } finally {
+        if (own) {
+          await Promise.allSettled(mine.map((leaseId) => own?.driver.stop({ leaseId })));
+          await own.dispose();
+        }
+        lxcfs.kill('SIGKILL');
+        await runProcess('umount', ['-l', mount]);
+        rmSync(dir, { recursive: true, force: true });
+      }
     });
   });
 }
