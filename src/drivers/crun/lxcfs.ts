@@ -113,7 +113,12 @@ export async function ensureLxcfs(options: LxcfsOptions): Promise<string | undef
     mkdirSync(dir, { recursive: true, mode: 0o755 });
     // In the foreground (so its pid is this child's), detached in a session of its own: it must
     // outlive this node, as its sandboxes do.
-    const child = spawn(program, ['--foreground', dir], { detached: true, stdio: 'ignore' });
+    // --enable-loadavg: /proc/loadavg counts the sandbox's own tasks (a thread of lxcfs samples
+    // them every 5 s, only for cgroups whose loadavg was read).
+    const child = spawn(program, ['--foreground', '--enable-loadavg', dir], {
+      detached: true,
+      stdio: 'ignore',
+    });
     child.on('error', () => {});
     child.unref();
     const until = Date.now() + (options.waitMs ?? 5000);

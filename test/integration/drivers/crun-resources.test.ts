@@ -36,6 +36,7 @@ async function seen(t: CrunTarget, sandbox: SandboxRef) {
     nproc: Number((await run('nproc')).trim()),
     cpuinfoProcessors: Number((await run('grep -c ^processor /proc/cpuinfo')).trim()),
     online: (await run('cat /sys/devices/system/cpu/online')).trim(),
+    uptimeSeconds: Number((await run('cat /proc/uptime')).split(' ')[0]),
     // df -m /: "overlay  <1M-blocks> <used> <available> <use%> /"
     dfTotalMib: Number(/\n\S+\s+(\d+)\s/.exec(df)?.[1]),
   };
@@ -75,6 +76,8 @@ if (crunSkipReason) {
       expect(v.cpuinfoProcessors).toBe(1);
       expect(v.online).toMatch(/^\d+$/);
       expect(v.dfTotalMib).toBe(300);
+      // Since the sandbox started (moments ago, made ahead by this test's driver), not the host.
+      expect(v.uptimeSeconds).toBeLessThan(600);
       // The lease's own file is still there beside the virtualized ones.
       const lease = await sh(t.driver, s, 'cat /run/alacarte/lease.json');
       expect(JSON.parse(lease.out).id).toBe(s.leaseId);
