@@ -85,6 +85,9 @@ export interface LxcfsOptions {
   logger: DriverLogger;
   /** How long to wait for a started lxcfs to mount, in ms (default 5000). */
   waitMs?: number;
+  /** The lxcfs program (default: found on PATH) and this mount namespace's mountinfo; for tests. */
+  program?: string;
+  mountinfo?: () => string;
 }
 
 /**
@@ -97,19 +100,20 @@ export interface LxcfsOptions {
 export async function ensureLxcfs(options: LxcfsOptions): Promise<string | undefined> {
   const log = options.logger;
   const dir = options.dir ?? DEFAULT_LXCFS_DIR;
+  const mounted = () => lxcfsMountPoints(options.mountinfo?.());
   // The configured one first, then any other that answers.
-  const points = lxcfsMountPoints();
+  const points = mounted();
   const running = [dir, ...points].find((p) => points.includes(p) && lxcfsAnswers(p));
   if (running) return running;
   let program: string;
   try {
-    program = requireProgram('lxcfs', 'lxcfs');
+    program = options.program ?? requireProgram('lxcfs', 'lxcfs');
   } catch (e) {
     log.warn(`alacarte: ${(e as Error).message}; sandboxes will show the host's memory and CPUs`);
     return undefined;
   }
   try {
-    if (lxcfsMountPoints().includes(dir)) await runProcess('umount', ['-l', dir]);
+    if (points.includes(dir)) await runProcess('umount', ['-l', dir]);
     mkdirSync(dir, { recursive: true, mode: 0o755 });
     // In the foreground (so its pid is this child's), detached in a session of its own: it must
     // outlive this node, as its sandboxes do.
@@ -128,7 +132,7 @@ export async function ensureLxcfs(options: LxcfsOptions): Promise<string | undef
         return dir;
       }
       // Another driver may have won the pid-file lock and mounted elsewhere.
-      const other = lxcfsMountPoints().find(lxcfsAnswers);
+      const other = mounted().find(lxcfsAnswers);
       if (other) return other;
       await sleep(50);
     }

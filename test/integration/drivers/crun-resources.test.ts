@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SandboxLimits, SandboxRef } from '../../../src/drivers/compute-driver.js';
@@ -98,6 +98,24 @@ if (crunSkipReason) {
         cpuinfoProcessors: cpus,
       });
       expect(b.dfTotalMib).toBe(200);
+    });
+
+    it('without lxcfs (lxcfsDir: false) a sandbox still starts, and shows the host', async () => {
+      const plain = await makeCrunTarget({ lxcfsDir: false });
+      const leaseId = newLeaseId();
+      try {
+        await plain.driver.start(
+          { leaseId, image: 'busybox' },
+          { vcpu: 1, memoryMib: 96, pids: 64, diskMib: 32 },
+          new Date(Date.now() + 600_000),
+        );
+        const v = await seen(plain, { leaseId });
+        expect(v.memTotalKib).toBe(Math.floor(totalmem() / 1024));
+        expect(v.nproc).toBe(1); // the cpuset needs no lxcfs
+      } finally {
+        await plain.driver.stop({ leaseId }).catch(() => {});
+        await plain.dispose();
+      }
     });
 
     it('an lxcfs that dies: its sandboxes read ENOTCONN from those files, sandboxes started later see their limits', async () => {
