@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Amount } from '../../../src/core/amount.js';
@@ -121,6 +121,36 @@ describe('exec passes bytes unchanged', { timeout: 120_000 }, () => {
     expect(toErr.code).toBe(7);
     expect(toErr.stdout.length).toBe(0);
     expect(toErr.stderr.equals(bytes)).toBe(true);
+    // The same as a shell user types it.
+    const piped = spawnSync(
+      'bash',
+      [
+        '-o',
+        'pipefail',
+        '-c',
+        `head -c 100000 /dev/urandom | tee "$HOME_DIR/in.bin" | "$NODE" "$CLI" exec ${mine.id} -- cat | cmp - "$HOME_DIR/in.bin" && echo same`,
+      ],
+      {
+        env: {
+          ...process.env,
+          ALACARTE_HOME: home,
+          ALACARTE_URL: node.url,
+          HOME_DIR: home,
+          NODE: process.execPath,
+          CLI,
+        },
+        encoding: 'utf8',
+      },
+    );
+    expect(piped.stderr).toBe('');
+    expect(piped.stdout).toBe('same\n');
+    // What a renter sees of the lease through the node: the offer's memory, not the host's.
+    const offers = (await (await fetch(`${node.url}/v1/offers`)).json()) as {
+      offers: Array<{ id: string; memory_mib: number }>;
+    };
+    const small = offers.offers.find((o) => o.id === 'small');
+    const free = await run(['exec', mine.id, '--', 'free', '-m'], Buffer.alloc(0));
+    expect(free.stdout.toString()).toMatch(new RegExp(`^Mem:\\s+${small?.memory_mib}\\s`, 'm'));
     // --no-stdin: the command sees end-of-file at once.
     const none = await run(['exec', mine.id, '--no-stdin', '--', 'wc', '-c'], bytes);
     expect(none.stdout.toString().trim()).toBe('0');
