@@ -56,3 +56,17 @@ export function cpusetFile(
     ? join(root, cgroupPath, 'cpuset.cpus')
     : join(root, 'cpuset', cgroupPath, 'cpuset.cpus');
 }
+
+/** Hands out cpusets round-robin over the host's CPUs, so that small sandboxes spread out. */
+export class CpuPicker {
+  private next = 0;
+
+  constructor(private readonly cpus: readonly number[]) {}
+
+  /** ceil(vcpu) CPUs as a kernel CPU list, e.g. "1" or "0,1". */
+  pick(vcpu: number): string {
+    const list = pickCpus(vcpu, this.cpus, this.next);
+    this.next = (this.next + Math.ceil(vcpu)) % this.cpus.length;
+    return list;
+  }
+}

@@ -52,12 +52,12 @@ import {
 } from '../compute-driver.js';
 import { attachInSandbox, validSize } from './attach.js';
 import { applyLimits, limitWrites, procsFile } from './cgroup-limits.js';
-import { cpusetFile, hostCpus, pickCpus } from './cpuset.js';
+import { CpuPicker, cpusetFile, hostCpus } from './cpuset.js';
 import { type CrunDriverOptions, type DriverLogger, silentLogger } from './crun-options.js';
 import { execInSandbox } from './exec.js';
 import { commandFile, deadlineFile, initScript, leaseFile } from './init-script.js';
 import { destroyDir, LayerPool, type WarmSandbox } from './layer-pool.js';
-import { DEFAULT_LXCFS_DIR, ensureLxcfs, lxcfsAnswers } from './lxcfs.js';
+import { DriverLxcfs } from './lxcfs.js';
 import { DEFAULT_PATH, IN_SANDBOX, ociSpec } from './oci-spec.js';
 import { ConnectionBudget, PortProxy } from './port-proxy.js';
 import {
@@ -118,11 +118,7 @@ export class CrunDriver implements ComputeDriver {
   private readonly watched = new Set<string>();
   private readonly exitListeners = new Set<(leaseId: string) => void>();
   private exitTimer: NodeJS.Timeout | undefined;
-  /** The CPUs sandboxes are placed on, and where the next one's cpuset begins (round-robin). */
-  private readonly cpus: number[];
-  private nextCpu = 0;
-  /** Set while a dead lxcfs is being replaced, so one replacement runs at a time. */
-  private lxcfsRestart: Promise<void> | undefined;
+  private readonly cpus: CpuPicker;
 
   private constructor(
     private readonly runtime: RuntimeInfo,
@@ -143,10 +139,10 @@ export class CrunDriver implements ComputeDriver {
     private readonly overcommit: OvercommitSettings,
     private readonly log: DriverLogger,
     warmLayers: number,
-    /** Mount point of the lxcfs sandboxes bind its proc files from (lxcfs.ts), if one runs. */
-    private lxcfs: { dir: string | undefined; start: string | undefined },
+    /** The lxcfs whose proc files sandboxes bind (lxcfs.ts). */
+    private readonly lxcfs: DriverLxcfs,
   ) {
-    this.cpus = hostCpus(cgroups.mode);
+    this.cpus = new CpuPicker(hostCpus(cgroups.mode));
     this.pool = new LayerPool({
       runtimeDir: paths.runtimeDir,
       imagesDir: paths.imagesDir,
@@ -202,9 +198,10 @@ export class CrunDriver implements ComputeDriver {
     writeIfChanged(join(libDir, 'busybox'), readFileSync(busybox), 0o755);
     writeIfChanged(join(libDir, 'init.sh'), Buffer.from(initScript()), 0o644);
     ensureBusyboxImage(imagesDir, busybox, idBase, log);
-    const lxcfsStart =
-      options.lxcfsDir === false ? undefined : resolve(options.lxcfsDir ?? DEFAULT_LXCFS_DIR);
-    const lxcfsDir = lxcfsStart ? await ensureLxcfs({ dir: lxcfsStart, logger: log }) : undefined;
+    const lxcfs = await DriverLxcfs.open(
+      typeof options.lxcfsDir === 'string' ? resolve(options.lxcfsDir) : options.lxcfsDir,
+      log,
+    );
     const host = { cpus: availableParallelism(), memoryMib: Math.floor(totalmem() / 2 ** 20) };
     const driver = new CrunDriver(
       runtime,
@@ -218,8 +215,7 @@ export class CrunDriver implements ComputeDriver {
       { ...defaultOvercommit(host), ...options.overcommit },
       log,
       options.warmLayers ?? 2,
-      // Where lxcfs cannot run at all, trying again for every sandbox would only slow each down.
-      { dir: lxcfsDir, start: lxcfsDir ? lxcfsStart : undefined },
+      lxcfs,
     );
     await driver.list();
     log.info(
@@ -269,7 +265,7 @@ export class CrunDriver implements ComputeDriver {
       const cgroup = this.cgroupOf(warm.name);
       applyLimits([
         ...limitWrites(this.cgroups.mode, cgroup, limits, this.cgroups.swapAccounting),
-        [cpusetFile(this.cgroups.mode, cgroup), this.pickCpus(limits.vcpu)],
+        [cpusetFile(this.cgroups.mode, cgroup), this.cpus.pick(limits.vcpu)],
       ]);
       this.writeDeadline(dir, id, deadline);
       writeAtomic(join(dir, 'run', 'command.sh'), commandFile(spec.command ?? [], spec.env ?? {}));
@@ -672,7 +668,7 @@ export class CrunDriver implements ComputeDriver {
       idCount: this.idCount,
       cgroupsPath: this.cgroupOf(warm.name),
       swapAccounting: this.cgroups.swapAccounting,
-      lxcfsDir: await this.lxcfsDir(),
+      lxcfsDir: await this.lxcfs.forNewSandbox(),
     });
     writeFileSync(join(warm.dir, 'config.json'), JSON.stringify(config));
     // Until a lease takes it, a made-ahead sandbox ends by itself after a while, like any other.
@@ -711,59 +707,22 @@ export class CrunDriver implements ComputeDriver {
   ): Promise<WarmSandbox> {
     for (let i = 0; ; i++) {
       const warm = await this.pool.take(image, diskMib, claim);
-      if (i >= 3 || (this.poolInitAlive(warm) && this.lxcfsAnswersIn(warm))) return warm;
+      if (i >= 3 || this.poolInitAlive(warm)) return warm;
       this.log.warn(`alacarte: a waiting sandbox ${warm.name} had ended or lost its lxcfs; taking another`);
       await this.removeContainer(warm.name).catch(() => {});
       await destroyDir(warm.dir, this.paths.busybox).catch(() => {});
     }
   }
 
+  /** Its init runs, and the lxcfs files it bound still answer (a killed lxcfs leaves them dead). */
   private poolInitAlive(warm: WarmSandbox): boolean {
     try {
       const pid = Number.parseInt(readFileSync(join(warm.dir, 'init.pid'), 'utf8'), 10);
-      return readFileSync(`/proc/${pid}/cgroup`, 'utf8').includes(`:${this.cgroupOf(warm.name)}\n`);
+      const alive = readFileSync(`/proc/${pid}/cgroup`, 'utf8').includes(`:${this.cgroupOf(warm.name)}\n`);
+      return alive && this.lxcfs.answersIn(pid);
     } catch {
       return false;
     }
-  }
-
-  /**
-   * The sandbox's lxcfs files still answer: one that mounted an lxcfs since killed would show its
-   * tenant `free: Transport endpoint is not connected`. One stat through the sandbox's root, made
-   * before any tenant had it.
-   */
-  private lxcfsAnswersIn(warm: WarmSandbox): boolean {
-    if (!this.lxcfs.dir) return true;
-    try {
-      const pid = Number.parseInt(readFileSync(join(warm.dir, 'init.pid'), 'utf8'), 10);
-      return lxcfsAnswers(`/proc/${pid}/root`);
-    } catch {
-      return false;
-    }
-  }
-
-  /**
-   * The lxcfs for a sandbox about to be made: the one found at create(), or, if that one died, a
-   * new one (off start()'s path: only sandboxes made ahead get here).
-   */
-  private async lxcfsDir(): Promise<string | undefined> {
-    const { dir, start } = this.lxcfs;
-    if (!start || (dir && lxcfsAnswers(dir))) return dir;
-    this.lxcfsRestart ??= (async () => {
-      this.log.warn('alacarte: lxcfs stopped answering; starting another for new sandboxes');
-      this.lxcfs.dir = await ensureLxcfs({ dir: start, logger: this.log });
-    })().finally(() => {
-      this.lxcfsRestart = undefined;
-    });
-    await this.lxcfsRestart;
-    return this.lxcfs.dir;
-  }
-
-  /** The next ceil(vcpu) CPUs, round-robin over the host's. */
-  private pickCpus(vcpu: number): string {
-    const list = pickCpus(vcpu, this.cpus, this.nextCpu);
-    this.nextCpu = (this.nextCpu + Math.ceil(vcpu)) % this.cpus.length;
-    return list;
   }
 
   private dir(leaseId: string): string {

@@ -145,3 +145,50 @@ export async function ensureLxcfs(options: LxcfsOptions): Promise<string | undef
   );
   return undefined;
 }
+
+/**
+ * The lxcfs one driver binds into its sandboxes: found or started once (`open`), replaced when it
+ * stops answering (`forNewSandbox`, called only where sandboxes are made ahead, off start()'s path).
+ * Where lxcfs cannot run at all it is not tried again: that would only slow every sandbox down.
+ */
+export class DriverLxcfs {
+  private replacing: Promise<void> | undefined;
+
+  private constructor(
+    private dir: string | undefined,
+    /** Where to start one again; undefined when lxcfs is off or could not run. */
+    private readonly startAt: string | undefined,
+    private readonly log: DriverLogger,
+  ) {}
+
+  /** `dir` false: no lxcfs (sandboxes show the host's figures). */
+  static async open(dir: string | false | undefined, log: DriverLogger): Promise<DriverLxcfs> {
+    if (dir === false) return new DriverLxcfs(undefined, undefined, log);
+    const startAt = dir ?? DEFAULT_LXCFS_DIR;
+    const found = await ensureLxcfs({ dir: startAt, logger: log });
+    return new DriverLxcfs(found, found ? startAt : undefined, log);
+  }
+
+  /** The mount point to bind from in a sandbox about to be made, after replacing a dead lxcfs. */
+  async forNewSandbox(): Promise<string | undefined> {
+    const { dir, startAt } = this;
+    if (!startAt || (dir && lxcfsAnswers(dir))) return dir;
+    this.replacing ??= (async () => {
+      this.log.warn('alacarte: lxcfs stopped answering; using or starting another for new sandboxes');
+      this.dir = await ensureLxcfs({ dir: startAt, logger: this.log });
+    })().finally(() => {
+      this.replacing = undefined;
+    });
+    await this.replacing;
+    return this.dir;
+  }
+
+  /**
+   * The lxcfs files of the sandbox whose init has host pid `initPid` still answer (true when this
+   * driver binds none). One open through the sandbox's root: only for sandboxes made ahead, before
+   * any tenant had them.
+   */
+  answersIn(initPid: number): boolean {
+    return this.dir === undefined || lxcfsAnswers(`/proc/${initPid}/root`);
+  }
+}
