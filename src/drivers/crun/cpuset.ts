@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 /**
  * A lease's CPUs as the sandbox sees them. The CPU quota (cgroup-limits.ts) bounds how much CPU time
@@ -57,16 +57,35 @@ export function cpusetFile(
     : join(root, 'cpuset', cgroupPath, 'cpuset.cpus');
 }
 
-/** Hands out cpusets round-robin over the host's CPUs, so that small sandboxes spread out. */
+/**
+ * The CPUs a sandbox's cpuset may hold: its parent cgroup's (an operator may have narrowed
+ * `/alacarte`), else the host's. One file read.
+ */
+export function parentCpus(
+  mode: 'v1' | 'hybrid' | 'v2',
+  cgroupPath: string,
+  root = '/sys/fs/cgroup',
+): number[] {
+  const parent = dirname(dirname(cpusetFile(mode, cgroupPath, root)));
+  try {
+    const cpus = parseCpuList(
+      readFileSync(join(parent, mode === 'v2' ? 'cpuset.cpus.effective' : 'cpuset.effective_cpus'), 'utf8'),
+    );
+    if (cpus.length > 0) return cpus;
+  } catch {
+    // no such controller there: fall through
+  }
+  return hostCpus(mode, root);
+}
+
+/** Hands out cpusets round-robin over the CPUs given, so that small sandboxes spread out. */
 export class CpuPicker {
   private next = 0;
 
-  constructor(private readonly cpus: readonly number[]) {}
-
-  /** ceil(vcpu) CPUs as a kernel CPU list, e.g. "1" or "0,1". */
-  pick(vcpu: number): string {
-    const list = pickCpus(vcpu, this.cpus, this.next);
-    this.next = (this.next + Math.ceil(vcpu)) % this.cpus.length;
+  /** ceil(vcpu) of `cpus` as a kernel CPU list, e.g. "1" or "0,1". */
+  pick(vcpu: number, cpus: readonly number[]): string {
+    const list = pickCpus(vcpu, cpus, this.next % cpus.length);
+    this.next = (this.next + Math.ceil(vcpu)) % cpus.length;
     return list;
   }
 }

@@ -52,7 +52,7 @@ import {
 } from '../compute-driver.js';
 import { attachInSandbox, validSize } from './attach.js';
 import { applyLimits, limitWrites, procsFile } from './cgroup-limits.js';
-import { CpuPicker, cpusetFile, hostCpus } from './cpuset.js';
+import { CpuPicker, cpusetFile, parentCpus } from './cpuset.js';
 import { type CrunDriverOptions, type DriverLogger, silentLogger } from './crun-options.js';
 import { execInSandbox } from './exec.js';
 import { commandFile, deadlineFile, initScript, leaseFile } from './init-script.js';
@@ -118,7 +118,7 @@ export class CrunDriver implements ComputeDriver {
   private readonly watched = new Set<string>();
   private readonly exitListeners = new Set<(leaseId: string) => void>();
   private exitTimer: NodeJS.Timeout | undefined;
-  private readonly cpus: CpuPicker;
+  private readonly cpus = new CpuPicker();
 
   private constructor(
     private readonly runtime: RuntimeInfo,
@@ -142,7 +142,6 @@ export class CrunDriver implements ComputeDriver {
     /** The lxcfs whose proc files sandboxes bind (lxcfs.ts). */
     private readonly lxcfs: DriverLxcfs,
   ) {
-    this.cpus = new CpuPicker(hostCpus(cgroups.mode));
     this.pool = new LayerPool({
       runtimeDir: paths.runtimeDir,
       imagesDir: paths.imagesDir,
@@ -265,7 +264,10 @@ export class CrunDriver implements ComputeDriver {
       const cgroup = this.cgroupOf(warm.name);
       applyLimits([
         ...limitWrites(this.cgroups.mode, cgroup, limits, this.cgroups.swapAccounting),
-        [cpusetFile(this.cgroups.mode, cgroup), this.cpus.pick(limits.vcpu)],
+        [
+          cpusetFile(this.cgroups.mode, cgroup),
+          this.cpus.pick(limits.vcpu, parentCpus(this.cgroups.mode, cgroup)),
+        ],
       ]);
       this.writeDeadline(dir, id, deadline);
       writeAtomic(join(dir, 'run', 'command.sh'), commandFile(spec.command ?? [], spec.env ?? {}));

@@ -1,5 +1,14 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cpusetFile, parseCpuList, pickCpus } from '../../../../src/drivers/crun/cpuset.js';
+import {
+  CpuPicker,
+  cpusetFile,
+  parentCpus,
+  parseCpuList,
+  pickCpus,
+} from '../../../../src/drivers/crun/cpuset.js';
 import { lxcfsMountPoints } from '../../../../src/drivers/crun/lxcfs.js';
 import { ociSpec } from '../../../../src/drivers/crun/oci-spec.js';
 
@@ -68,5 +77,26 @@ describe('cpuset', () => {
   it('writes cpuset.cpus in the cpuset hierarchy on v1, in the sandbox cgroup on v2', () => {
     expect(cpusetFile('hybrid', '/alacarte/i/w1', '/cg')).toBe('/cg/cpuset/alacarte/i/w1/cpuset.cpus');
     expect(cpusetFile('v2', '/alacarte/i/w1', '/cg')).toBe('/cg/alacarte/i/w1/cpuset.cpus');
+  });
+});
+
+describe('cpuset placement', () => {
+  it("takes the parent cgroup's CPUs (an operator may narrow them), round-robin", () => {
+    const root = mkdtempSync(join(tmpdir(), 'alacarte-cg-'));
+    try {
+      mkdirSync(join(root, 'cpuset', 'alacarte', 'i', 'w1'), { recursive: true });
+      writeFileSync(join(root, 'cpuset', 'alacarte', 'i', 'cpuset.effective_cpus'), '2-3\n');
+      const cpus = parentCpus('hybrid', '/alacarte/i/w1', root);
+      expect(cpus).toEqual([2, 3]);
+      const picker = new CpuPicker();
+      expect([
+        picker.pick(1, cpus),
+        picker.pick(1, cpus),
+        picker.pick(2, cpus),
+        picker.pick(1, cpus),
+      ]).toEqual(['2', '3', '2,3', '2']);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
