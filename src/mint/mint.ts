@@ -153,10 +153,11 @@ export class Mint {
     return mint;
   }
 
-  /** Stops listening to the Lightning backend. The store is the caller's to close. */
+  /** Stops listening to the Lightning backend and following pending melts. The store is the caller's to close. */
   close(): void {
     this.stopSettlements?.();
     this.stopSettlements = undefined;
+    this.melts.close();
   }
 
   // ---------------------------------------------------------------- NUT-01, NUT-02

@@ -5,6 +5,7 @@ import { invalidRequest, MintError, MintErrorCode } from './errors.js';
 import { checkInputs, type VerifiedInput, verifyInputs, yOfSecret } from './inputs.js';
 import { METHOD, type MintCore, UNIT } from './mint-core.js';
 import { type CheckedOutput, checkOutputs, imprintChange, signOutputs } from './outputs.js';
+import { PendingMelts } from './pending-melts.js';
 import {
   getMeltQuote,
   getMintQuote,
@@ -31,11 +32,24 @@ import type {
  * (no Lightning payment: its mint quote becomes PAID).
  */
 export class MeltService {
+  /** melts whose payment is in flight, re-checked until they end */
+  private readonly pending: PendingMelts;
+
   constructor(
     private readonly core: MintCore,
     /** Lightning fee reserve of external melts: max(min, ceil(amount * ppk / 1000)) */
     private readonly feeReserve: { ppk: number; min: number },
-  ) {}
+  ) {
+    this.pending = new PendingMelts(
+      async (id) => (await this.getMeltQuote(id)).state === 'PENDING',
+      core.log,
+    );
+  }
+
+  /** Stops following pending melts (they are picked up again at the next start). */
+  close(): void {
+    this.pending.close();
+  }
 
   async createMeltQuote(request: MeltQuoteRequest & { options?: unknown }): Promise<MeltQuoteResponse> {
     this.core.requireUnit(request.unit);
@@ -201,6 +215,7 @@ export class MeltService {
       const reason = outcome.state === 'failed' ? outcome.reason : 'payment failed';
       throw new MintError(MintErrorCode.lightningPaymentFailed, `Lightning payment failed: ${reason}`);
     }
+    if (finished.state === 'PENDING') this.pending.watch(finished.id);
     return this.meltResponse(finished);
   }
 
@@ -212,7 +227,8 @@ export class MeltService {
       .where('state', '=', 'PENDING')
       .execute();
     for (const quote of pending) {
-      await this.finishMelt(quote, await this.askPayment(quote));
+      const finished = await this.finishMelt(quote, await this.askPayment(quote));
+      if (finished.state === 'PENDING') this.pending.watch(finished.id);
     }
   }
 

@@ -18,7 +18,7 @@ import { FakeLightningBackend } from '../../../src/lightning/fake/fake-lightning
 import { silentLogger } from '../../../src/log.js';
 import { bytesToHex, publicKeyOf } from '../../../src/mint/crypto/index.js';
 import { mintPlugin } from '../../../src/mint/http/routes.js';
-import { createTestMint, listenMint, type TestMint, yOf } from '../../unit/mint/harness.js';
+import { createTestMint, createTestServer, listenMint, type TestMint, yOf } from '../../unit/mint/harness.js';
 
 /**
  * NUT-17 WebSocket subscriptions and NUT-20 locked quotes, tried as a wallet developer would: with
@@ -253,6 +253,46 @@ describe('NUT-17 with cashu-ts', () => {
     expect(proofStates).toEqual(send.map(() => ['UNSPENT', 'PENDING', 'SPENT']));
     cancelQuote();
     cancelProofs();
+  });
+});
+
+describe('NUT-17 for a melt whose payment takes time', () => {
+  it('tells the wallet when the payment completes, with nobody asking the mint', async () => {
+    const slow = await createTestMint({ lightning: { now: Date.now, payDelayMs: 1500 } });
+    const slowApp = await createTestServer(slow);
+    try {
+      const url = await listenMint(slowApp);
+      const w = new Wallet(url, { unit: 'sat' });
+      await w.loadMint();
+      const quote = await w.createMintQuoteBolt11(32);
+      const proofs = await w.mintProofsBolt11(32, quote.quote);
+      const outside = new FakeLightningBackend();
+      const invoice = (await outside.createInvoice(Amount.of(16), 'slow coffee')).bolt11;
+      const meltQuote = await w.createMeltQuoteBolt11(invoice);
+      const states: string[] = [];
+      const cancel = await w.on.meltQuoteUpdates(
+        [meltQuote.quote],
+        (q) => states.push(q.state),
+        () => {},
+      );
+      const { send } = await w.send(meltQuote.amount.add(meltQuote.fee_reserve), proofs, {
+        includeFees: true,
+      });
+      const melted = await w.meltProofsBolt11(meltQuote, send);
+      expect(melted.quote.state).toBe(MeltQuoteState.PENDING);
+      const paid = await w.on.onceMeltPaid(meltQuote.quote, { timeoutMs: 10_000 });
+      expect(paid.state).toBe(MeltQuoteState.PAID);
+      expect(
+        await eventually(
+          () => states,
+          (s) => s.includes('PAID'),
+        ),
+      ).toEqual(['UNPAID', 'PENDING', 'PAID']);
+      cancel();
+    } finally {
+      await slowApp.close();
+      await slow.close();
+    }
   });
 });
 
