@@ -35,7 +35,8 @@ export class NodePayments {
     private readonly registry: KeysetRegistry,
     private readonly maxInputs: number,
     private readonly nowSeconds: () => number,
-    private readonly events?: MintEvents,
+    /** told of the proofs it takes (NUT-17 proof_state) */
+    private readonly events: MintEvents,
   ) {}
 
   /** Structural checks only (keysets, denominations, duplicates, count); no money moves. */
@@ -81,7 +82,7 @@ export class NodePayments {
       if (states.size > 0) throw new MintError(MintErrorCode.proofsSpent, 'proofs already spent');
       throw err;
     }
-    this.events?.emit({
+    this.events.emit({
       kind: 'proof_state',
       states: verified.map((v) => ({ Y: v.Y, state: 'SPENT' as const, witness: null })),
     });

@@ -307,8 +307,8 @@ class RawClient {
     });
   }
 
-  static async open(): Promise<RawClient> {
-    const ws = new WebSocket(`${mintUrl.replace('http', 'ws')}/v1/ws`);
+  static async open(url = mintUrl): Promise<RawClient> {
+    const ws = new WebSocket(`${url.replace('http', 'ws')}/v1/ws`);
     await new Promise((resolve, reject) => {
       ws.once('open', resolve);
       ws.once('error', reject);
@@ -436,5 +436,59 @@ describe('NUT-17 against hostile input', () => {
       )?.code,
     ).toBe(1009);
     expect((await fetch(`${mintUrl}/v1/info`)).status).toBe(200);
+  });
+});
+
+describe('NUT-17 connection bounds', () => {
+  it('turns away connections beyond the limit (1013) and cuts off a client that floods requests (1008)', async () => {
+    const small = await buildApp({
+      logger: silentLogger(),
+      bodyLimitBytes: 1024 * 1024,
+      plugins: [
+        { prefix: '/mint', plugin: mintPlugin({ mint: t.mint, nut17: { maxConnections: 1, maxQueued: 3 } }) },
+      ],
+    });
+    try {
+      const url = await listenMint(small);
+      const first = await RawClient.open(url);
+      const second = await RawClient.open(url);
+      expect(
+        (
+          await eventually(
+            () => second.closed,
+            (x) => x !== undefined,
+          )
+        )?.code,
+      ).toBe(1013);
+      // A burst of requests the mint cannot answer as fast as they come: the queue bound closes it.
+      const quote = await t.mint.createMintQuote({ amount: 1, unit: 'sat' });
+      for (let i = 0; i < 50; i++) {
+        first.ws.send(
+          JSON.stringify({
+            jsonrpc: '2.0',
+            id: i,
+            method: 'subscribe',
+            params: { kind: 'bolt11_mint_quote', subId: `s${i}`, filters: [quote.quote] },
+          }),
+        );
+      }
+      expect(
+        (
+          await eventually(
+            () => first.closed,
+            (x) => x !== undefined,
+          )
+        )?.code,
+      ).toBe(1008);
+      // Both gone: a new connection is welcome again.
+      await new Promise((r) => setTimeout(r, 100));
+      const third = await RawClient.open(url);
+      expect(await third.subscribe(1, 'ok', 'bolt11_mint_quote', [quote.quote])).toMatchObject({
+        result: { status: 'OK' },
+      });
+      third.close();
+    } finally {
+      await small.close();
+    }
   });
 });
