@@ -174,21 +174,31 @@ export class Nut17Hub {
   private onEvent(event: MintEvent): void {
     if (this.index.size === 0) return;
     if (event.kind === 'proof_state') {
+      // One task per subscription, not per proof: a swap of many watched proofs is one batch.
+      const bySub = new Map<Subscription, Array<[string, object]>>();
       for (const state of event.states) {
         for (const sub of this.index.get(`proof_state:${state.Y}`) ?? []) {
-          sub.connection.notify(sub, state.Y, async () => state);
+          let batch = bySub.get(sub);
+          if (batch === undefined) {
+            batch = [];
+            bySub.set(sub, batch);
+          }
+          batch.push([state.Y, state]);
         }
       }
+      for (const [sub, batch] of bySub) sub.connection.notify(sub, async () => batch);
       return;
     }
     const kind: Nut17Kind = event.kind === 'mint_quote' ? 'bolt11_mint_quote' : 'bolt11_melt_quote';
     for (const sub of this.index.get(`${kind}:${event.id}`) ?? []) {
       // Read when its turn comes: the state sent is the store's latest, never an older one.
-      sub.connection.notify(sub, event.id, () =>
-        kind === 'bolt11_mint_quote'
-          ? this.source.storedMintQuote(event.id)
-          : this.source.storedMeltQuote(event.id),
-      );
+      sub.connection.notify(sub, async () => {
+        const payload =
+          kind === 'bolt11_mint_quote'
+            ? await this.source.storedMintQuote(event.id)
+            : await this.source.storedMeltQuote(event.id);
+        return payload === undefined ? [] : [[event.id, payload]];
+      });
     }
   }
 }
@@ -224,12 +234,11 @@ export class Nut17Connection {
     this.hub.forget(this);
   }
 
-  /** @internal A change of `filter` that `sub` watches; `read` gives the payload (undefined: none). */
-  notify(sub: Subscription, filter: string, read: () => Promise<object | undefined>): void {
+  /** @internal A change of what `sub` watches; `read` gives the [filter, payload] pairs to send. */
+  notify(sub: Subscription, read: () => Promise<Array<[string, object]>>): void {
     this.enqueue(async () => {
       if (this.subscriptions.get(sub.subId) !== sub) return; // unsubscribed meanwhile
-      const payload = await read();
-      if (payload !== undefined) this.sendState(sub, filter, payload);
+      for (const [filter, payload] of await read()) this.sendState(sub, filter, payload);
     });
   }
 
