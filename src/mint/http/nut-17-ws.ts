@@ -11,30 +11,40 @@ const MAX_BUFFERED_BYTES = 1024 * 1024;
  * is registered (http/app.ts). A wallet that stops reading is closed rather than buffered for.
  */
 export function registerNut17(app: FastifyInstance, hub: Nut17Hub): void {
-  app.get('/v1/ws', { websocket: true }, (socket) => {
-    const connection = hub.connect({
-      send: (text) => {
-        if (socket.readyState !== socket.OPEN) return;
-        if (socket.bufferedAmount > MAX_BUFFERED_BYTES) {
-          socket.close(1008, 'notifications are not being read');
-          return;
-        }
-        socket.send(text);
-      },
-      close: (code, reason) => socket.close(code, reason),
-    });
-    if (connection === undefined) {
-      socket.close(1013, 'too many connections; try again later');
-      return;
-    }
-    socket.on('message', (data: RawData, isBinary: boolean) => {
-      if (isBinary) return connection.receiveBinary();
-      connection.receive(
-        Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(toBuffers(data)).toString('utf8'),
-      );
-    });
-    socket.on('close', () => connection.closed());
-    socket.on('error', () => connection.closed());
+  app.route({
+    method: 'GET',
+    url: '/v1/ws',
+    // A plain GET gets the mint's error format, not an empty 404.
+    handler: async (_request, reply) =>
+      reply
+        .code(426)
+        .header('upgrade', 'websocket')
+        .send({ detail: 'NUT-17: open a WebSocket here', code: 10000 }),
+    wsHandler: (socket) => {
+      const connection = hub.connect({
+        send: (text) => {
+          if (socket.readyState !== socket.OPEN) return;
+          if (socket.bufferedAmount > MAX_BUFFERED_BYTES) {
+            socket.close(1008, 'notifications are not being read');
+            return;
+          }
+          socket.send(text);
+        },
+        close: (code, reason) => socket.close(code, reason),
+      });
+      if (connection === undefined) {
+        socket.close(1013, 'too many connections; try again later');
+        return;
+      }
+      socket.on('message', (data: RawData, isBinary: boolean) => {
+        if (isBinary) return connection.receiveBinary();
+        connection.receive(
+          Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(toBuffers(data)).toString('utf8'),
+        );
+      });
+      socket.on('close', () => connection.closed());
+      socket.on('error', () => connection.closed());
+    },
   });
 }
 

@@ -393,6 +393,10 @@ describe('NUT-17 against hostile input', () => {
     ).toEqual({ jsonrpc: '2.0', result: { status: 'OK', subId: 'good' }, id: '13' });
     c.close();
     expect((await fetch(`${mintUrl}/v1/info`)).status).toBe(200);
+    // Plain HTTP on the WebSocket's path: the mint's error format, not a bare 404.
+    const plain = await fetch(`${mintUrl}/v1/ws`);
+    expect(plain.status).toBe(426);
+    expect(await plain.json()).toEqual({ detail: expect.stringContaining('WebSocket'), code: 10000 });
   });
 
   it('bounds filters, subscriptions per connection and in total, and frame size', async () => {
