@@ -178,6 +178,7 @@ export class AlacarteNode {
     this.reaper?.stop();
     await this.leases?.reconciler.close();
     await this.app.close();
+    this.mint.close();
     await this.db.destroy();
     this.logger.debug('node closed');
   }

@@ -13,6 +13,9 @@ export interface CreatedInvoice {
   expiresAt: Date;
 }
 
+/** Called with the hex payment hash of an invoice that just settled. */
+export type SettlementListener = (paymentHash: string) => void;
+
 /** `preimage` is hex; `feePaid` is in sat. */
 export type PaymentOutcome =
   | { state: 'paid'; preimage: string; feePaid: Amount }
@@ -32,6 +35,13 @@ export interface LightningBackend {
   /** An invoice for exactly `amount` (unit sat), `memo` as its description (at most 639 bytes). */
   createInvoice(amount: Amount, memo: string): Promise<CreatedInvoice>;
   invoiceState(paymentHash: string): Promise<InvoiceState>;
+  /**
+   * Incoming payments as they happen: `listener` gets the payment hash of each invoice of this
+   * backend that settles while subscribed (at least once — a listener must be idempotent, and must
+   * not throw). Returns the function that unsubscribes. Payments that settle while nobody listens
+   * are still seen through `invoiceState`, which the mint asks on every lookup of an unpaid quote.
+   */
+  onSettlement(listener: SettlementListener): () => void;
   /**
    * Pays a BOLT11 invoice that carries an amount, spending at most maxFee in routing fees. Bad
    * input (undecodable, amountless, expired) is a 'failed' outcome, not an exception. Paying a hash

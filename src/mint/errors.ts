@@ -29,6 +29,10 @@ export const MintErrorCode = {
   quotePending: 20005,
   invoiceAlreadyPaid: 20006,
   quoteExpired: 20007,
+  /** NUT-20: a locked quote's mint request lacks a valid signature */
+  signatureInvalid: 20008,
+  /** NUT-20: the quote request's pubkey is missing or invalid */
+  pubkeyRequired: 20009,
 } as const;
 
 export type MintErrorCode = (typeof MintErrorCode)[keyof typeof MintErrorCode];

@@ -1,5 +1,6 @@
 import type { LightningBackend } from '../lightning/lightning-backend.js';
 import { invalidRequest, MintError, MintErrorCode } from './errors.js';
+import type { MintEvents } from './events.js';
 import type { VerifiedInput } from './inputs.js';
 import type { KeysetRegistry } from './keyset-registry.js';
 import type { CheckedOutput } from './outputs.js';
@@ -62,6 +63,8 @@ export class MintCore {
     readonly log: MintLogger,
     readonly clock: () => number,
     private readonly random: (n: number) => Uint8Array,
+    /** committed state changes, for NUT-17 subscribers */
+    readonly events: MintEvents,
   ) {}
 
   nowSeconds(): number {
@@ -149,11 +152,34 @@ export class MintCore {
   }
 
   async markMintQuotePaid(id: string): Promise<void> {
-    await this.db
+    const updated = await this.db
       .updateTable('mint_mint_quotes')
       .set({ state: 'PAID', paid_at: this.nowSeconds() })
       .where('id', '=', id)
       .where('state', '=', 'UNPAID')
-      .execute();
+      .executeTakeFirst();
+    if (Number(updated.numUpdatedRows) === 1) this.events.emit({ kind: 'mint_quote', id });
+  }
+
+  /**
+   * An incoming Lightning payment (LightningBackend.onSettlement): the UNPAID mint quote of this
+   * invoice, if any, becomes PAID — after asking the backend, so a bogus announcement moves nothing.
+   */
+  async settleIncoming(paymentHash: string): Promise<void> {
+    const quote = await this.db
+      .selectFrom('mint_mint_quotes')
+      .select(['id', 'state'])
+      .where('payment_hash', '=', paymentHash)
+      .executeTakeFirst();
+    if (quote === undefined || quote.state !== 'UNPAID') return;
+    await this.refreshMintQuote(quote.id);
+  }
+
+  /** A NUT-07 change of these verified inputs, told to subscribers. */
+  proofsChanged(verified: readonly VerifiedInput[], state: 'PENDING' | 'SPENT'): void {
+    this.events.emit({
+      kind: 'proof_state',
+      states: verified.map((v) => ({ Y: v.Y, state, witness: v.witness })),
+    });
   }
 }

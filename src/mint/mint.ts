@@ -3,6 +3,7 @@ import type SQLite from 'better-sqlite3';
 import { Amount } from '../core/amount.js';
 import type { LightningBackend } from '../lightning/lightning-backend.js';
 import { invalidRequest, MintError, MintErrorCode } from './errors.js';
+import { MintEvents } from './events.js';
 import { checkInputs, type VerifiedInput, verifyInputs } from './inputs.js';
 import { KeysetRegistry, type KeysetSettings } from './keyset-registry.js';
 import {
@@ -15,9 +16,11 @@ import {
 } from './mint-core.js';
 import { NodePayments } from './node-payments.js';
 import { MeltService } from './nut-05-melt.js';
+import { requireMintSignature, requireQuotePubkey } from './nut-20.js';
 import { type CheckedOutput, checkOutputs, signOutputs } from './outputs.js';
 import { requirePoint } from './points.js';
 import {
+  getMintQuote,
   insertProofs,
   insertSignatureRows,
   insertSignatures,
@@ -81,6 +84,9 @@ export interface MintOptions {
   random?: (n: number) => Uint8Array;
 }
 
+/** NUT-17 subscription kinds this mint notifies about. */
+export const NUT17_COMMANDS = ['bolt11_mint_quote', 'bolt11_melt_quote', 'proof_state'] as const;
+
 const SILENT: MintLogger = { debug() {}, info() {}, warn() {}, error() {} };
 const CACHED_ENDPOINTS = [
   { method: 'POST', path: '/v1/mint/bolt11' },
@@ -89,7 +95,7 @@ const CACHED_ENDPOINTS = [
 ];
 
 /**
- * The embedded Cashu mint (NUT-00..12, 14, 19, 23). Every method is callable in-process with typed
+ * The embedded Cashu mint (NUT-00..12, 14, 17, 19, 20, 23). Every method is callable in-process with typed
  * input; the HTTP routes (http/routes.ts) only validate shapes and call these. Melting lives in
  * nut-05-melt.ts, what the handlers share in mint-core.ts.
  *
@@ -105,19 +111,25 @@ export class Mint {
   private readonly infoOptions: MintInfoOptions;
   private readonly fastSpend: SqliteSpendWriter | undefined;
   private lastKeysetReload = 0;
+  private stopSettlements: (() => void) | undefined;
+  /** Committed state changes of quotes and proofs (NUT-17 subscriptions listen here). */
+  readonly events: MintEvents;
 
   private constructor(options: MintOptions) {
     const clock = options.clock ?? Date.now;
     this.limits = { ...DEFAULT_MINT_LIMITS, ...options.limits };
     const registry = new KeysetRegistry(options.db, options.seed, () => Math.floor(clock() / 1000));
+    const log = options.logger ?? SILENT;
+    this.events = new MintEvents(log);
     this.core = new MintCore(
       options.db,
       options.lightning,
       registry,
       this.limits,
-      options.logger ?? SILENT,
+      log,
       clock,
       options.random ?? randomBytes,
+      this.events,
     );
     this.melts = new MeltService(this.core, options.feeReserve ?? { ppk: 10, min: 2 });
     this.keysetSettings = { maxOrder: 32, inputFeePpk: 0, ...options.keysets };
@@ -125,12 +137,27 @@ export class Mint {
     this.fastSpend = options.sqlite === undefined ? undefined : new SqliteSpendWriter(options.sqlite);
   }
 
-  /** Loads (or creates) the keysets and settles melts left PENDING by a previous run. */
+  /**
+   * Loads (or creates) the keysets, settles melts left PENDING by a previous run, and listens to
+   * the Lightning backend's incoming payments (close() stops listening).
+   */
   static async create(options: MintOptions): Promise<Mint> {
     const mint = new Mint(options);
     await mint.core.registry.load([UNIT], mint.keysetSettings);
     await mint.melts.recoverPendingMelts();
+    mint.stopSettlements = mint.core.lightning.onSettlement((paymentHash) => {
+      mint.core.settleIncoming(paymentHash).catch((err: unknown) => {
+        mint.core.log.warn({ err }, 'mint: an incoming payment could not be booked yet');
+      });
+    });
     return mint;
+  }
+
+  /** Stops listening to the Lightning backend and following pending melts. The store is the caller's to close. */
+  close(): void {
+    this.stopSettlements?.();
+    this.stopSettlements = undefined;
+    this.melts.close();
   }
 
   // ---------------------------------------------------------------- NUT-01, NUT-02
@@ -184,8 +211,12 @@ export class Mint {
 
   /** The mint as the node's own lease service uses it, in-process (node-payments.ts). */
   nodePayments(): NodePayments {
-    return new NodePayments(this.core.db, this.core.registry, this.core.limits.maxInputs, () =>
-      this.core.nowSeconds(),
+    return new NodePayments(
+      this.core.db,
+      this.core.registry,
+      this.core.limits.maxInputs,
+      () => this.core.nowSeconds(),
+      this.events,
     );
   }
 
@@ -239,6 +270,9 @@ export class Mint {
         '14': { supported: true },
         // Answers are derived from the ledger itself, so they never expire.
         '19': { ttl: null, cached_endpoints: CACHED_ENDPOINTS },
+        // WebSocket subscriptions at /v1/ws (http/nut-17-ws.ts).
+        '17': { supported: [{ method: METHOD, unit: UNIT, commands: [...NUT17_COMMANDS] }] },
+        '20': { supported: true },
       },
     };
     if (o.descriptionLong !== undefined) info.description_long = o.descriptionLong;
@@ -291,6 +325,7 @@ export class Mint {
       if (replay !== undefined) return replay;
       throw await this.core.explainConflict(err, verified, outputs.outputs);
     }
+    this.core.proofsChanged(verified, 'SPENT');
     return response;
   }
 
@@ -313,6 +348,8 @@ export class Mint {
     // BOLT11 counts the description in bytes, not characters.
     if (Buffer.byteLength(description, 'utf8') > 639)
       throw invalidRequest('description longer than 639 bytes');
+    const pubkey =
+      request.pubkey === undefined || request.pubkey === null ? null : requireQuotePubkey(request.pubkey);
     const invoice = await this.core.lightning.createInvoice(Amount.of(amount, UNIT), description);
     const now = this.core.nowSeconds();
     const row: MintMintQuotesTable = {
@@ -328,6 +365,7 @@ export class Mint {
       paid_at: null,
       issued_at: null,
       paid_by_melt_quote_id: null,
+      pubkey,
     };
     await this.core.db.insertInto('mint_mint_quotes').values(row).execute();
     return mintQuoteResponse(row);
@@ -338,9 +376,30 @@ export class Mint {
     return mintQuoteResponse(await this.core.refreshMintQuote(id));
   }
 
-  /** NUT-04 mint. A retry of a mint that committed (NUT-19) gets the same signatures again. */
+  /** A mint quote's state as stored, without asking Lightning; undefined when unknown. */
+  async storedMintQuote(id: string): Promise<MintQuoteResponse | undefined> {
+    const row = await getMintQuote(this.core.db, id);
+    return row === undefined ? undefined : mintQuoteResponse(row);
+  }
+
+  /**
+   * NUT-04 mint. A retry of a mint that committed (NUT-19) gets the same signatures again. A quote
+   * locked to a key (NUT-20) needs the key's signature over the quote id and these outputs (20008),
+   * checked first, so that nothing about the quote is told to whoever lacks the key. A signature on
+   * an unlocked quote is checked for its shape only: NUT-20 leaves such a quote to anyone who knows
+   * its id, so there is no key to check it against and refusing it would protect nothing.
+   */
   async mint(request: MintRequest): Promise<SwapResponse> {
     const quote = await this.core.refreshMintQuote(request.quote);
+    if (quote.pubkey !== null) {
+      requireMintSignature(quote.pubkey, quote.id, request.outputs, request.signature);
+    } else if (
+      request.signature !== undefined &&
+      request.signature !== null &&
+      !/^[0-9a-fA-F]{128}$/.test(request.signature)
+    ) {
+      throw new MintError(MintErrorCode.signatureInvalid, 'signature must be 64 bytes of hex');
+    }
     if (quote.state === 'ISSUED') {
       for (const o of request.outputs) requirePoint(o.B_, 'B_');
       const replay = await this.replayOutputs(request.outputs, { mintQuoteId: quote.id });
@@ -392,6 +451,7 @@ export class Mint {
       if (replay !== undefined) return replay;
       throw await this.core.explainConflict(err, [], outputs.outputs);
     }
+    this.events.emit({ kind: 'mint_quote', id: quote.id });
     return response;
   }
 
@@ -405,6 +465,11 @@ export class Mint {
   /** NUT-05 quote state; a PENDING quote asks the Lightning backend how its payment went. */
   getMeltQuote(id: string): Promise<MeltQuoteResponse> {
     return this.melts.getMeltQuote(id);
+  }
+
+  /** A melt quote's state as stored (with its change once PAID), without asking Lightning. */
+  storedMeltQuote(id: string): Promise<MeltQuoteResponse | undefined> {
+    return this.melts.storedMeltQuote(id);
   }
 
   /** NUT-05 melt (synchronous), NUT-08 change; a retry of a paid melt gets its answer again. */
@@ -501,7 +566,7 @@ export class Mint {
 }
 
 function mintQuoteResponse(row: MintMintQuotesTable): MintQuoteResponse {
-  return {
+  const response: MintQuoteResponse = {
     quote: row.id,
     request: row.request,
     amount: Number(row.amount),
@@ -509,4 +574,6 @@ function mintQuoteResponse(row: MintMintQuotesTable): MintQuoteResponse {
     state: row.state,
     expiry: Number(row.expiry),
   };
+  if (row.pubkey !== null) response.pubkey = row.pubkey;
+  return response;
 }

@@ -1,5 +1,6 @@
 import { bytesToHex, hashToCurve, signBlinded } from './crypto/index.js';
 import { MintError, MintErrorCode } from './errors.js';
+import type { MintEvents } from './events.js';
 import { checkInputs, verifyInputs } from './inputs.js';
 import type { KeysetRegistry } from './keyset-registry.js';
 import {
@@ -34,6 +35,8 @@ export class NodePayments {
     private readonly registry: KeysetRegistry,
     private readonly maxInputs: number,
     private readonly nowSeconds: () => number,
+    /** told of the proofs it takes (NUT-17 proof_state) */
+    private readonly events: MintEvents,
   ) {}
 
   /** Structural checks only (keysets, denominations, duplicates, count); no money moves. */
@@ -79,6 +82,10 @@ export class NodePayments {
       if (states.size > 0) throw new MintError(MintErrorCode.proofsSpent, 'proofs already spent');
       throw err;
     }
+    this.events.emit({
+      kind: 'proof_state',
+      states: verified.map((v) => ({ Y: v.Y, state: 'SPENT' as const, witness: null })),
+    });
   }
 
   /** Signs and books proofs for `items` with the active keyset, inside the caller's transaction. */

@@ -5,12 +5,14 @@ import { invalidRequest, MintError, MintErrorCode } from './errors.js';
 import { checkInputs, type VerifiedInput, verifyInputs, yOfSecret } from './inputs.js';
 import { METHOD, type MintCore, UNIT } from './mint-core.js';
 import { type CheckedOutput, checkOutputs, imprintChange, signOutputs } from './outputs.js';
+import { PendingMelts } from './pending-melts.js';
 import {
   getMeltQuote,
   getMintQuote,
   insertProofs,
   insertSignatures,
   isUniqueViolation,
+  type MintTrx,
   proofStates,
   signedOutputs,
 } from './store/mint-store.js';
@@ -30,11 +32,24 @@ import type {
  * (no Lightning payment: its mint quote becomes PAID).
  */
 export class MeltService {
+  /** melts whose payment is in flight, re-checked until they end */
+  private readonly pending: PendingMelts;
+
   constructor(
     private readonly core: MintCore,
     /** Lightning fee reserve of external melts: max(min, ceil(amount * ppk / 1000)) */
     private readonly feeReserve: { ppk: number; min: number },
-  ) {}
+  ) {
+    this.pending = new PendingMelts(
+      async (id) => (await this.getMeltQuote(id)).state === 'PENDING',
+      core.log,
+    );
+  }
+
+  /** Stops following pending melts (they are picked up again at the next start). */
+  close(): void {
+    this.pending.close();
+  }
 
   async createMeltQuote(request: MeltQuoteRequest & { options?: unknown }): Promise<MeltQuoteResponse> {
     this.core.requireUnit(request.unit);
@@ -64,6 +79,15 @@ export class MeltService {
       .executeTakeFirst();
     if (own !== undefined && (await this.core.refreshMintQuote(own.id)).state !== 'UNPAID') {
       throw new MintError(MintErrorCode.invoiceAlreadyPaid, 'invoice already paid');
+    }
+    if (own === undefined) {
+      const paid = await this.core.db
+        .selectFrom('mint_melt_quotes')
+        .select('id')
+        .where('payment_hash', '=', invoice.paymentHash)
+        .where('state', '=', 'PAID')
+        .executeTakeFirst();
+      if (paid !== undefined) throw new MintError(MintErrorCode.invoiceAlreadyPaid, 'invoice already paid');
     }
     const feeReserve =
       own !== undefined ? 0 : Math.max(this.feeReserve.min, Math.ceil((amount * this.feeReserve.ppk) / 1000));
@@ -166,11 +190,13 @@ export class MeltService {
         );
         if (states.size === 0) {
           // The partial index on payment_hash: another quote for this invoice is being paid or was paid.
-          throw new MintError(MintErrorCode.quotePending, 'a payment of this invoice is pending or done');
+          throw await this.otherPaymentOf(quote);
         }
       }
       throw await this.core.explainConflict(err, verified, []);
     }
+    this.core.events.emit({ kind: 'melt_quote', id: quote.id });
+    this.core.proofsChanged(verified, 'PENDING');
     const pending: MintMeltQuotesTable = {
       ...quote,
       state: 'PENDING',
@@ -189,6 +215,7 @@ export class MeltService {
       const reason = outcome.state === 'failed' ? outcome.reason : 'payment failed';
       throw new MintError(MintErrorCode.lightningPaymentFailed, `Lightning payment failed: ${reason}`);
     }
+    if (finished.state === 'PENDING') this.pending.watch(finished.id);
     return this.meltResponse(finished);
   }
 
@@ -200,7 +227,8 @@ export class MeltService {
       .where('state', '=', 'PENDING')
       .execute();
     for (const quote of pending) {
-      await this.finishMelt(quote, await this.askPayment(quote));
+      const finished = await this.finishMelt(quote, await this.askPayment(quote));
+      if (finished.state === 'PENDING') this.pending.watch(finished.id);
     }
   }
 
@@ -258,8 +286,15 @@ export class MeltService {
         );
       });
     } catch (err) {
-      throw await this.core.explainConflict(err, verified, changeOutputs);
+      const explained = await this.core.explainConflict(err, verified, changeOutputs);
+      // No proof or output conflicts: the one-payment index refused a second settlement of the invoice.
+      if (explained instanceof MintError && explained.code === MintErrorCode.quotePending)
+        throw await this.otherPaymentOf(quote);
+      throw explained;
     }
+    this.core.events.emit({ kind: 'mint_quote', id: mintQuoteId });
+    this.core.events.emit({ kind: 'melt_quote', id: quote.id });
+    this.core.proofsChanged(verified, 'SPENT');
     this.core.log.info(
       { quote: quote.id, mintQuote: mintQuoteId, amount: quote.amount },
       'melt settled internally',
@@ -275,20 +310,29 @@ export class MeltService {
     const now = this.core.nowSeconds();
     if (outcome.state === 'pending') return quote;
     if (outcome.state === 'failed') {
-      await this.core.db.transaction().execute(async (trx) => {
+      const released = await this.core.db.transaction().execute(async (trx) => {
         const updated = await trx
           .updateTable('mint_melt_quotes')
           .set({ state: 'UNPAID', pending_inputs_net: null, pending_outputs: null })
           .where('id', '=', quote.id)
           .where('state', '=', 'PENDING')
           .executeTakeFirst();
-        if (Number(updated.numUpdatedRows) !== 1) return;
+        if (Number(updated.numUpdatedRows) !== 1) return undefined;
+        const held = await heldInputs(trx, quote.id);
         await trx
           .deleteFrom('mint_proofs')
           .where('melt_quote_id', '=', quote.id)
           .where('state', '=', 'PENDING')
           .execute();
+        return held;
       });
+      if (released !== undefined) {
+        this.core.events.emit({ kind: 'melt_quote', id: quote.id });
+        this.core.events.emit({
+          kind: 'proof_state',
+          states: released.map((r) => ({ Y: r.y, state: 'UNSPENT' as const, witness: null })),
+        });
+      }
       this.core.log.warn({ quote: quote.id, reason: outcome.reason }, 'melt payment failed; inputs released');
       return (await getMeltQuote(this.core.db, quote.id)) ?? quote;
     }
@@ -312,6 +356,7 @@ export class MeltService {
       }
     }
     const change = signOutputs(changeOutputs);
+    let spent: Array<{ y: string; witness: string | null }> = [];
     const settle = async (withChange: boolean) => {
       let response: MeltQuoteResponse | undefined;
       await this.core.db.transaction().execute(async (trx) => {
@@ -329,6 +374,7 @@ export class MeltService {
           .where('state', '=', 'PENDING')
           .executeTakeFirst();
         if (Number(updated.numUpdatedRows) !== 1) return;
+        spent = await heldInputs(trx, quote.id);
         await trx
           .updateTable('mint_proofs')
           .set({ state: 'SPENT' })
@@ -366,8 +412,38 @@ export class MeltService {
       );
       await settle(false);
     }
+    if (spent.length > 0) {
+      this.core.events.emit({ kind: 'melt_quote', id: quote.id });
+      this.core.events.emit({
+        kind: 'proof_state',
+        states: spent.map((r) => ({ Y: r.y, state: 'SPENT' as const, witness: r.witness })),
+      });
+    }
     this.core.log.info({ quote: quote.id, amount: quote.amount, feePaid: String(feePaid) }, 'melt paid');
     return (await getMeltQuote(this.core.db, quote.id)) ?? quote;
+  }
+
+  /**
+   * Why this quote's invoice cannot be paid now: another quote for it holds the one payment the
+   * partial unique index allows — 20006 when that payment is done, 20005 while it is in flight.
+   */
+  private async otherPaymentOf(quote: MintMeltQuotesTable): Promise<MintError> {
+    const other = await this.core.db
+      .selectFrom('mint_melt_quotes')
+      .select('state')
+      .where('payment_hash', '=', quote.payment_hash)
+      .where('id', '!=', quote.id)
+      .where('state', '!=', 'UNPAID')
+      .executeTakeFirst();
+    if (other?.state === 'PAID')
+      return new MintError(MintErrorCode.invoiceAlreadyPaid, 'invoice already paid');
+    return new MintError(MintErrorCode.quotePending, 'a payment of this invoice is pending');
+  }
+
+  /** The current state of a melt quote as NUT-05 answers it, read from the store without asking Lightning. */
+  async storedMeltQuote(id: string): Promise<MeltQuoteResponse | undefined> {
+    const quote = await getMeltQuote(this.core.db, id);
+    return quote === undefined ? undefined : this.meltResponse(quote);
   }
 
   private async askPayment(quote: MintMeltQuotesTable): Promise<PaymentOutcome> {
@@ -408,6 +484,19 @@ export class MeltService {
     const byY = new Map(rows.map((r) => [r.y, r]));
     return ys.every((y) => byY.get(y)?.state === 'SPENT' && byY.get(y)?.melt_quote_id === quoteId);
   }
+}
+
+/** The inputs a melt holds (PENDING) or spent, for NUT-07 notifications. */
+async function heldInputs(
+  trx: MintTrx,
+  meltQuoteId: string,
+): Promise<Array<{ y: string; witness: string | null }>> {
+  return trx
+    .selectFrom('mint_proofs')
+    .select(['y', 'witness'])
+    .where('melt_quote_id', '=', meltQuoteId)
+    .where('state', '=', 'PENDING')
+    .execute();
 }
 
 export function meltQuoteResponse(row: MintMeltQuotesTable, change: BlindSignature[]): MeltQuoteResponse {

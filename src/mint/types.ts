@@ -53,6 +53,8 @@ export interface MintQuoteRequest {
   amount: number;
   unit: string;
   description?: string | undefined;
+  /** NUT-20: compressed secp256k1 key (hex) whose signature minting this quote will need */
+  pubkey?: string | null | undefined;
 }
 
 export interface MintQuoteResponse {
@@ -62,11 +64,15 @@ export interface MintQuoteResponse {
   unit: string;
   state: MintQuoteState;
   expiry: number | null;
+  /** NUT-20: present when the quote is locked to this key */
+  pubkey?: string;
 }
 
 export interface MintRequest {
   quote: string;
   outputs: BlindedMessage[];
+  /** NUT-20: BIP-340 signature (hex) by the quote's key, needed when the quote has one */
+  signature?: string | null | undefined;
 }
 
 export interface MeltQuoteRequest {

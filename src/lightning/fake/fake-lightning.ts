@@ -4,7 +4,13 @@ import secp256k1 from 'secp256k1';
 import { Amount } from '../../core/amount.js';
 import { AlacarteError } from '../../core/errors.js';
 import { type Bolt11Network, bolt11NetworkParams, decodeBolt11 } from '../bolt11.js';
-import type { CreatedInvoice, InvoiceState, LightningBackend, PaymentOutcome } from '../lightning-backend.js';
+import type {
+  CreatedInvoice,
+  InvoiceState,
+  LightningBackend,
+  PaymentOutcome,
+  SettlementListener,
+} from '../lightning-backend.js';
 
 export interface FakeLightningOptions {
   /** 32-byte secp256k1 private key that signs the invoices; generated from `randomBytes` when absent. */
@@ -25,6 +31,11 @@ export interface FakeLightningOptions {
   payFails?: (bolt11: string) => boolean;
   /** Invoices and payments each kept in memory, oldest forgotten first (default 100,000). */
   maxEntries?: number;
+  /**
+   * How often settlement listeners are told of invoices whose settle delay has passed, in ms
+   * (default 100). Only runs while someone listens, on an unref'd timer.
+   */
+  settlementTickMs?: number;
 }
 
 interface IssuedInvoice {
@@ -66,6 +77,14 @@ export class FakeLightningBackend implements LightningBackend {
   private readonly maxEntries: number;
   private readonly invoices = new Map<string, IssuedInvoice>();
   private readonly payments = new Map<string, Payment>();
+  private readonly settlementTickMs: number;
+  private readonly listeners = new Set<SettlementListener>();
+  /**
+   * Invoices not yet announced to settlement listeners, in creation order — which is settle order,
+   * since every invoice settles `settleDelayMs` after its creation. Bounded like `invoices`.
+   */
+  private readonly unannounced: Array<{ paymentHash: string; settlesAt: number }> = [];
+  private ticker: NodeJS.Timeout | undefined;
 
   constructor(options: FakeLightningOptions = {}) {
     this.randomBytes = options.randomBytes ?? randomBytes;
@@ -76,6 +95,7 @@ export class FakeLightningBackend implements LightningBackend {
     this.payDelayMs = nonNegative(options.payDelayMs ?? 0, 'payDelayMs');
     this.payFails = options.payFails ?? (() => false);
     this.maxEntries = positiveInteger(options.maxEntries ?? 100_000, 'maxEntries');
+    this.settlementTickMs = positiveInteger(options.settlementTickMs ?? 100, 'settlementTickMs');
     this.nodeKey = options.nodeKey ? Buffer.from(options.nodeKey) : this.generateKey();
     if (this.nodeKey.length !== 32 || !secp256k1.privateKeyVerify(this.nodeKey)) {
       throw new RangeError('nodeKey must be a valid 32-byte secp256k1 private key');
@@ -112,6 +132,11 @@ export class FakeLightningBackend implements LightningBackend {
     // Expiry counts from the invoice's own (whole-second) timestamp, as every decoder sees it.
     const expiresAt = (timestamp + this.expirySeconds) * 1000;
     this.remember(this.invoices, paymentHash, { preimage, createdAt, expiresAt, paidAt: undefined });
+    const settlesAt = createdAt + this.settleDelayMs;
+    if (settlesAt < expiresAt) {
+      this.unannounced.push({ paymentHash, settlesAt });
+      if (this.unannounced.length > this.maxEntries) this.unannounced.shift();
+    }
     return { bolt11: signed.paymentRequest, paymentHash, expiresAt: new Date(expiresAt) };
   }
 
@@ -144,7 +169,10 @@ export class FakeLightningBackend implements LightningBackend {
       // Only an invoice we signed is ours: someone else's invoice may reuse one of our payment hashes.
       const own =
         decoded.payeeNodeKey === this.nodePubkey ? this.invoices.get(decoded.paymentHash) : undefined;
-      if (own !== undefined) own.paidAt ??= now;
+      if (own !== undefined && own.paidAt === undefined) {
+        own.paidAt = now;
+        this.announce(decoded.paymentHash);
+      }
       payment = {
         kind: 'paid',
         preimage: own?.preimage ?? this.random32(),
@@ -160,6 +188,46 @@ export class FakeLightningBackend implements LightningBackend {
     const payment = this.payments.get(paymentHash);
     if (payment === undefined) return { state: 'failed', reason: 'unknown payment' };
     return this.outcome(payment);
+  }
+
+  /**
+   * Settlements as they happen: an invoice paid by this node itself at once, one settled by its
+   * delay within `settlementTickMs` of settling (checked against `now`, so a manual clock works).
+   */
+  onSettlement(listener: SettlementListener): () => void {
+    this.listeners.add(listener);
+    if (this.ticker === undefined) {
+      this.ticker = setInterval(() => this.announceDue(), this.settlementTickMs);
+      this.ticker.unref();
+    }
+    return () => {
+      this.listeners.delete(listener);
+      if (this.listeners.size === 0 && this.ticker !== undefined) {
+        clearInterval(this.ticker);
+        this.ticker = undefined;
+      }
+    };
+  }
+
+  private announceDue(): void {
+    const now = this.now();
+    while (this.unannounced.length > 0 && this.unannounced[0]!.settlesAt <= now) {
+      const { paymentHash } = this.unannounced.shift()!;
+      const invoice = this.invoices.get(paymentHash);
+      // Forgotten, or already announced when this node paid it itself.
+      if (invoice === undefined || invoice.paidAt !== undefined) continue;
+      this.announce(paymentHash);
+    }
+  }
+
+  private announce(paymentHash: string): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(paymentHash);
+      } catch {
+        // A listener's fault is its own; the others still hear of the payment.
+      }
+    }
   }
 
   private outcome(payment: Payment): PaymentOutcome {

@@ -2,6 +2,8 @@ import type { FastifyError, FastifyPluginAsync } from 'fastify';
 import type { z } from 'zod';
 import { invalidRequest, MintError, MintErrorCode } from '../errors.js';
 import type { Mint } from '../mint.js';
+import { Nut17Hub, type Nut17Limits } from '../nut-17.js';
+import { registerNut17 } from './nut-17-ws.js';
 import {
   checkStateSchema,
   keysetParamSchema,
@@ -18,6 +20,8 @@ export interface MintRoutesOptions {
   mint: Mint;
   /** Largest accepted request body in bytes; default 1 MiB (a swap of 1000 plain inputs and 1000 outputs is ~350 KB). */
   bodyLimit?: number;
+  /** Bounds of NUT-17 WebSocket subscriptions (nut-17.ts DEFAULT_NUT17_LIMITS). */
+  nut17?: Partial<Nut17Limits>;
 }
 
 export const DEFAULT_MINT_BODY_LIMIT = 1024 * 1024;
@@ -25,7 +29,8 @@ export const DEFAULT_MINT_BODY_LIMIT = 1024 * 1024;
 /**
  * The NUT routes of the embedded mint (API.md, "The mint"), relative to the prefix the plugin is
  * registered under (`/mint`). Every error, including Fastify's own (bad JSON, body too large,
- * unknown route), answers in the NUT format `{"detail", "code"}` with a 4xx.
+ * unknown route), answers in the NUT format `{"detail", "code"}` with a 4xx. NUT-17 subscriptions
+ * are served at `/v1/ws` (nut-17-ws.ts).
  */
 export const mintRoutes: FastifyPluginAsync<MintRoutesOptions> = async (app, opts) => {
   const { mint } = opts;
@@ -62,6 +67,10 @@ export const mintRoutes: FastifyPluginAsync<MintRoutesOptions> = async (app, opt
   app.setNotFoundHandler((_request, reply) => {
     reply.code(404).send({ detail: 'not found', code: 10000 });
   });
+
+  const hub = new Nut17Hub(mint, opts.nut17, app.log);
+  app.addHook('onClose', async () => hub.close());
+  registerNut17(app, hub);
 
   app.get('/v1/info', async () => mint.info());
   app.get('/v1/keys', async () => {

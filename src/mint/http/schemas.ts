@@ -48,13 +48,15 @@ export const mintQuoteSchema = z.object({
   amount: amount.positive(),
   unit,
   description: z.string().max(639).optional(),
-  // NUT-20 locks are not supported: a wallet asking for one must not believe it got one.
-  pubkey: z.undefined({ error: 'NUT-20 quote locks are not supported by this mint' }).optional(),
+  // NUT-20: whether it is a point on the curve is the Mint's check (error 20009), not a shape one.
+  pubkey: z.string().max(256).nullable().optional(),
 });
 
 export const mintSchema = z.object({
   quote: quoteId,
   outputs: z.array(blindedMessageSchema),
+  // NUT-20: checked by the Mint against the quote's key (error 20008).
+  signature: z.string().max(256).nullable().optional(),
 });
 
 export const meltQuoteSchema = z.object({

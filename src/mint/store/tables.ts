@@ -59,6 +59,8 @@ export interface MintMintQuotesTable {
   issued_at: number | null;
   /** set when a melt of this mint settled the invoice without Lightning */
   paid_by_melt_quote_id: string | null;
+  /** NUT-20: the key minting this quote needs a signature of (compressed, hex); migration 0008 */
+  pubkey: string | null;
 }
 
 export interface MintMeltQuotesTable {

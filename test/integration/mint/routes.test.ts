@@ -40,7 +40,30 @@ describe('mint routes over HTTP', () => {
     const info = (await res.json()) as { description: string; motd: string; nuts: Record<string, unknown> };
     expect(info.description).toMatch(/TEST MINT.*No real money moves/);
     expect(info.motd).toMatch(/No real money moves/);
-    expect(Object.keys(info.nuts).sort()).toEqual(['10', '11', '12', '14', '19', '4', '5', '7', '8', '9']);
+    expect(Object.keys(info.nuts).sort()).toEqual([
+      '10',
+      '11',
+      '12',
+      '14',
+      '17',
+      '19',
+      '20',
+      '4',
+      '5',
+      '7',
+      '8',
+      '9',
+    ]);
+    expect(info.nuts['17']).toEqual({
+      supported: [
+        {
+          method: 'bolt11',
+          unit: 'sat',
+          commands: ['bolt11_mint_quote', 'bolt11_melt_quote', 'proof_state'],
+        },
+      ],
+    });
+    expect(info.nuts['20']).toEqual({ supported: true });
   });
 
   it('answers CORS preflight requests', async () => {

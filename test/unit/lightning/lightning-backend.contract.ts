@@ -75,6 +75,32 @@ export function lightningBackendContract(name: string, setup: () => Promise<Ligh
       expect(state).toBe('paid');
     });
 
+    it('tells its settlement listeners of an incoming payment, and stops when unsubscribed', async () => {
+      const h = await setup();
+      const heard: string[] = [];
+      const unsubscribe = h.backend.onSettlement((hash) => heard.push(hash));
+      try {
+        const paid = await h.backend.createInvoice(sat(7), 'heard');
+        expect(heard).toEqual([]);
+        await h.payIncoming(paid.bolt11);
+        await eventually(
+          async () => heard,
+          (list) => list.includes(paid.paymentHash),
+        );
+        expect(heard).toContain(paid.paymentHash);
+        const unpaid = await h.backend.createInvoice(sat(8), 'never paid');
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        expect(heard).not.toContain(unpaid.paymentHash);
+      } finally {
+        unsubscribe();
+      }
+      const after = await h.backend.createInvoice(sat(9), 'after unsubscribing');
+      const count = heard.length;
+      await h.payIncoming(after.bolt11);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(heard).toHaveLength(count);
+    });
+
     it('pays an invoice and reveals the preimage of its payment hash', async () => {
       const h = await setup();
       const invoice = await h.invoiceToPay(sat(250));

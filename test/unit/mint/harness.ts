@@ -54,7 +54,16 @@ export async function createTestMint(
     keysets: opts.keysets,
     ...(opts.sqliteFastPath === false ? {} : { sqlite: store.sqlite }),
   });
-  return { mint, db, lightning, clock, close: () => db.destroy() };
+  return {
+    mint,
+    db,
+    lightning,
+    clock,
+    close: () => {
+      mint.close();
+      return db.destroy();
+    },
+  };
 }
 
 /** The node's own app (src/http/app.ts) serving the mint under /mint. */

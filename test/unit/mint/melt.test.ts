@@ -183,6 +183,38 @@ describe('melt (NUT-05/08/23)', () => {
     await expectCode(t.mint.createMeltQuote({ request: target.request, unit: 'sat' }), 20006);
   });
 
+  it('answers 20006 (invoice already paid), not 20005, for an invoice another quote has paid', async () => {
+    t = await createTestMint({ lightning: { payDelayMs: 0 } });
+    const invoice = await outsideInvoice(t, 10);
+    const [q1, q2] = [
+      await t.mint.createMeltQuote({ request: invoice, unit: 'sat' }),
+      await t.mint.createMeltQuote({ request: invoice, unit: 'sat' }),
+    ];
+    const [p1, p2] = [await mintProofs(t, [8, 4]), await mintProofs(t, [8, 4])];
+    expect((await t.mint.melt({ quote: q1.quote, inputs: p1 })).state).toBe('PAID');
+    await expectCode(t.mint.melt({ quote: q2.quote, inputs: p2 }), 20006);
+    expect(
+      await states(
+        t,
+        p2.map((p) => p.secret),
+      ),
+    ).toEqual(['UNSPENT', 'UNSPENT']);
+    // A new quote for it is refused up front.
+    await expectCode(t.mint.createMeltQuote({ request: invoice, unit: 'sat' }), 20006);
+  });
+
+  it("answers 20005 while another quote's payment of the invoice is in flight", async () => {
+    t = await createTestMint({ lightning: { payDelayMs: 30_000 } });
+    const invoice = await outsideInvoice(t, 10);
+    const [q1, q2] = [
+      await t.mint.createMeltQuote({ request: invoice, unit: 'sat' }),
+      await t.mint.createMeltQuote({ request: invoice, unit: 'sat' }),
+    ];
+    const [p1, p2] = [await mintProofs(t, [8, 4]), await mintProofs(t, [8, 4])];
+    expect((await t.mint.melt({ quote: q1.quote, inputs: p1 })).state).toBe('PENDING');
+    await expectCode(t.mint.melt({ quote: q2.quote, inputs: p2 }), 20005);
+  });
+
   it('pays an invoice once when two quotes for it are melted at the same time', async () => {
     t = await createTestMint({ lightning: { payDelayMs: 0 } });
     const invoice = await outsideInvoice(t, 10);
