@@ -48,7 +48,12 @@ export function leaseRoutes(options: LeaseRoutesOptions): FastifyPluginAsync {
       const answer = await leases.exec(
         request.params.id,
         credential,
-        { command: body.command, stdin: body.stdin, timeoutSeconds: body.timeout_seconds },
+        {
+          command: body.command,
+          stdin: body.stdin,
+          timeoutSeconds: body.timeout_seconds,
+          background: body.background,
+        },
         deliveredOf(reply),
       );
       return send(reply, answer);

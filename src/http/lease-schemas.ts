@@ -33,8 +33,14 @@ export const execBody = z
       .max(1024 * 1024)
       .optional(),
     timeout_seconds: z.number().int().min(1).max(3600).default(30),
+    /** Start detached and answer at once (`202 {"started": true, "pid": n}`); output discarded. */
+    background: z.boolean().default(false),
   })
-  .strict();
+  .strict()
+  .refine((b) => !(b.background && b.stdin !== undefined), {
+    message: 'a background command gets no stdin',
+    path: ['stdin'],
+  });
 
 export const extendBody = z.object({ seconds }).strict();
 

@@ -321,7 +321,7 @@ export class LeaseService {
   async exec(
     id: string,
     credential: string | undefined,
-    request: { command: string[]; stdin?: string; timeoutSeconds: number },
+    request: { command: string[]; stdin?: string; timeoutSeconds: number; background?: boolean },
     delivered?: Promise<unknown>,
   ): Promise<Answer> {
     const row = await this.authorize(id, credential);
@@ -335,6 +335,7 @@ export class LeaseService {
           stdin: request.stdin,
           timeoutMs: request.timeoutSeconds * 1000,
           maxOutputBytes: this.maxOutputBytes,
+          background: request.background,
         },
       )
       .catch(async (err: unknown) => {
@@ -347,6 +348,9 @@ export class LeaseService {
     // at most the per-lease number of answers, instead of one more per request (issue 9, section 3).
     if (delivered) void delivered.then(release, release);
     else release();
+    if (request.background && result.pid !== undefined) {
+      return { status: 202, headers: {}, body: { started: true, pid: result.pid } };
+    }
     return {
       status: 200,
       headers: {},
@@ -355,6 +359,8 @@ export class LeaseService {
         stdout: result.stdout.toString('utf8'),
         stderr: result.stderr.toString('utf8'),
         truncated: result.truncated,
+        // A background command that could not start answers like a finished exec, saying so.
+        ...(request.background ? { started: false } : {}),
       },
     };
   }

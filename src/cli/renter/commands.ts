@@ -138,7 +138,7 @@ export async function runCommand(command: string, args: string[], io: Io): Promi
       return withContext(
         command,
         args,
-        { timeout: { type: 'string' }, stdin: { type: 'boolean' } },
+        { timeout: { type: 'string' }, stdin: { type: 'boolean' }, background: { type: 'boolean' } },
         io,
         exec,
       );
@@ -371,6 +371,7 @@ const exec: Handler = async (ctx, values, positionals, rest) => {
   if (timeout !== undefined && (!Number.isInteger(timeout) || timeout < 1 || timeout > 3600)) {
     throw new UsageError('--timeout wants whole seconds from 1 to 3600', 'exec');
   }
+  if (values.background) return execBackground(ctx, id, rest, values.stdin === true);
   const stdin = values.stdin ? readFileSync(0, 'utf8') : undefined;
   ctx.progress.start('running');
   const result = await ctx.sdk({ wallet: false }).exec(id, rest, { stdin, timeoutSeconds: timeout });
@@ -384,6 +385,21 @@ const exec: Handler = async (ctx, values, positionals, rest) => {
   }
   return result.exit_code;
 };
+
+/** `exec --background`: starts the command detached and prints its pid inside the sandbox. */
+async function execBackground(ctx: Context, id: string, command: string[], stdin: boolean): Promise<number> {
+  if (stdin) throw new UsageError('--background runs without input: drop --stdin', 'exec');
+  ctx.progress.start('starting');
+  const result = await ctx.sdk({ wallet: false }).execBackground(id, command);
+  ctx.progress.stop();
+  if (result.started) {
+    ctx.out(`started in the background: pid ${result.pid} (output discarded)`, result);
+    return 0;
+  }
+  if (ctx.json) ctx.out('', result);
+  else ctx.io.stderr.write(result.stderr);
+  return result.exit_code;
+}
 
 const extend: Handler = async (ctx, values, positionals) => {
   const id = leaseId(positionals, 'extend');

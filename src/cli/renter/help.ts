@@ -65,15 +65,19 @@ Examples:
   alacarte leases
   alacarte leases --json
 ${COMMON}`,
-  exec: `Usage: alacarte exec ID [--timeout SECONDS] [--stdin] [--json] -- COMMAND [ARG ...]
+  exec: `Usage: alacarte exec ID [--timeout SECONDS] [--stdin | --background] [--json] -- COMMAND [ARG ...]
 
 Runs a command in the sandbox and prints its output; exits with the command's exit code.
 --stdin passes this process's standard input to the command.
+--background starts it detached and returns at once, printing its pid; it runs until it exits or
+the lease ends, its output discarded (redirect it inside: sh -c 'cmd > /tmp/log 2>&1').
+What a command starts in the background itself (cmd &) outlives the exec too.
 
 Examples:
   alacarte exec lse_123 -- uname -a
   alacarte exec lse_123 -- sh -c 'echo hi > /tmp/x; cat /tmp/x'
   echo data | alacarte exec lse_123 --stdin -- wc -c
+  alacarte exec lse_123 --background -- httpd -f -p 8080
 ${COMMON}`,
   shell: `Usage: alacarte shell ID [--url URL]
 
