@@ -9,6 +9,7 @@ import { attachRoutes } from './http/attach-routes.js';
 import { leaseRoutes } from './http/lease-routes.js';
 import { NodeMetrics } from './http/metrics.js';
 import { operatorRoutes } from './http/operator-routes.js';
+import { portPath, portRoutes } from './http/port-routes.js';
 import { defaultWebDir, webRoutes } from './http/web-routes.js';
 import { LeaseService } from './leases/lease-service.js';
 import { NodeSecret } from './leases/node-secret.js';
@@ -117,6 +118,7 @@ export class AlacarteNode {
           clock: options.clock,
           logger,
           onEvent: (event) => metrics?.observe(event),
+          portUrl: (leaseId, port) => `${urlRef.url}${portPath(leaseId, port)}`,
         });
         metrics = new NodeMetrics({
           leasesByState: () => service.countByState(),
@@ -133,6 +135,7 @@ export class AlacarteNode {
           }),
         });
         plugins.push({ prefix: '/v1', plugin: attachRoutes(service) });
+        plugins.push({ prefix: '', plugin: portRoutes(service) });
         if (config.operatorToken) {
           plugins.push({
             prefix: '/v1/operator',

@@ -21,6 +21,8 @@ export const ERROR_STATUS = {
   start_failed: 503,
   mint_unavailable: 503,
   internal: 500,
+  /** A lease's port URL while nothing in the sandbox answers on that port. */
+  bad_gateway: 502,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

@@ -56,6 +56,11 @@ export interface LeaseServiceOptions {
   maxOutputBytes?: number;
   /** Called with each lease-state change, for metrics. */
   onEvent?: (event: LeaseEvent) => void;
+  /**
+   * The public URL of a lease's declared port, shown in the `ports` map of lease answers (see
+   * http/port-routes.ts); without it the driver's own (loopback) URLs are shown.
+   */
+  portUrl?: (leaseId: LeaseId, port: number) => string;
 }
 
 export type LeaseEvent =
@@ -92,6 +97,7 @@ export class LeaseService {
   private readonly execs = new PerLeaseLimit(8, 'commands');
   private readonly terminals = new PerLeaseLimit(4, 'terminals');
   private readonly maxOutputBytes: number;
+  private readonly portUrl: ((leaseId: LeaseId, port: number) => string) | undefined;
   /** Starts under way: capacity is reserved before any money moves. */
   private readonly reserved = new Set<{ offer: Offer }>();
   /** Refunds and returned payments, paid from the mints that were paid. */
@@ -113,6 +119,7 @@ export class LeaseService {
     this.log = options.logger;
     this.emit = options.onEvent ?? (() => {});
     this.maxOutputBytes = options.maxOutputBytes ?? 1024 * 1024;
+    this.portUrl = options.portUrl;
     this.refunds = new Refunds({ db: this.db, rail: this.rail, clock: this.now });
     this.replays = new Replays({
       db: this.db,
@@ -120,6 +127,7 @@ export class LeaseService {
       secret: this.secret,
       refunds: this.refunds,
       leaseBody: (row) => this.leaseBody(row),
+      ports: (row) => this.publicPorts(row),
       confirmDeadline: (id) => this.reconciler.confirmDeadline(id),
     });
     this.reconciler = new Reconciler({
@@ -666,6 +674,33 @@ export class LeaseService {
     }
   }
 
+  /** The `ports` map of a lease answer: port -> public URL (API.md keeps its shape). */
+  private publicPorts(row: LeaseRow): Record<string, string> {
+    const stored = JSON.parse(row.ports_json) as Record<string, string>;
+    if (!this.portUrl) return stored;
+    const out: Record<string, string> = {};
+    for (const port of Object.keys(stored)) out[port] = this.portUrl(row.id as LeaseId, Number(port));
+    return out;
+  }
+
+  /**
+   * Where the node relays a lease's declared port: the driver's URL of it (on the node's loopback).
+   * No credential: a lease's ports are public, like a server's (README, "Port URLs"). Throws
+   * `not_found` for an unknown lease or a port it did not declare, `lease_not_running` once it
+   * has ended.
+   */
+  async portTarget(id: string, port: number): Promise<string> {
+    const leaseId = parseLeaseId(id);
+    const row = leaseId
+      ? await this.db.selectFrom('leases').selectAll().where('id', '=', leaseId).executeTakeFirst()
+      : undefined;
+    if (!row) throw new AlacarteError('not_found', 'no such lease');
+    this.requireRunning(row);
+    const target = (JSON.parse(row.ports_json) as Record<string, string>)[String(port)];
+    if (!target) throw new AlacarteError('not_found', `the lease does not expose port ${port}`);
+    return target;
+  }
+
   private async leaseBody(row: LeaseRow): Promise<Record<string, unknown>> {
     const payments = await this.db
       .selectFrom('payments')
@@ -683,7 +718,7 @@ export class LeaseService {
       expires_at: row.expires_at === null ? null : iso(row.expires_at),
       paid: payments.reduce((sum, p) => sum + Number(p.amount), 0),
       unit: row.unit,
-      ports: JSON.parse(row.ports_json) as Record<string, string>,
+      ports: this.publicPorts(row),
       remaining_seconds: lifecycle.remainingSeconds(lease.state, now),
     };
   }

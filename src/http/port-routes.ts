@@ -1,0 +1,175 @@
+import { type IncomingMessage, STATUS_CODES } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import httpProxy, { type FastifyHttpProxyOptions } from '@fastify/http-proxy';
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { AlacarteError } from '../core/errors.js';
+import { toErrorAnswer } from './errors.js';
+
+/**
+ * Path of a lease's port on the node's own listener; the public URL of port 8080 of lease `lse_x`
+ * is `<public URL>/v1/leases/lse_x/ports/8080/`, and everything below it reaches the server in the
+ * sandbox with this prefix stripped (`…/ports/8080/a?b` → `/a?b`).
+ */
+export function portPath(leaseId: string, port: number): string {
+  return `/v1/leases/${leaseId}/ports/${port}/`;
+}
+
+/** What the routes need of the lease service: where a lease's declared port is relayed. */
+export interface PortTargets {
+  /** The loopback URL (`http://127.0.0.1:N`) relaying the port; throws AlacarteError 4xx. */
+  portTarget(leaseId: string, port: number): Promise<string>;
+}
+
+const PORT_PATH = /^\/v1\/leases\/([^/?#]{1,128})\/ports\/([^/?#]{1,16})(\/[^#]*|\?[^#]*)?$/;
+
+/** Parses a port as it appears in a path; throws `invalid_request` for anything but 1..65535. */
+export function parsePort(text: string): number {
+  const port = /^[0-9]{1,5}$/.test(text) ? Number(text) : 0;
+  if (port < 1 || port > 65_535)
+    throw new AlacarteError('invalid_request', 'a port is a number from 1 to 65535');
+  return port;
+}
+
+type PortRequest = FastifyRequest<{ Params: { id: string; port: string } }> & { portUpstream?: string };
+
+/**
+ * Serves every lease's declared ports through the node's own listener (API.md addition, README
+ * "Port URLs"): `/v1/leases/{id}/ports/{port}/…`, HTTP and WebSockets, streamed both ways, to
+ * the driver's loopback relay of that port. No credential: like a server's ports, they are for
+ * anyone the renter gives the URL to (a browser included); a lease exposes only the ports it
+ * declared. Hostile paths get a 4xx: a port that is not one (400 invalid_request), an unknown lease
+ * or an undeclared port (404 not_found), an ended lease (409 lease_not_running). A port nothing
+ * answers on is `502 bad_gateway`.
+ *
+ * HTTP goes through @fastify/http-proxy. A WebSocket (any upgrade) is spliced as bytes after its
+ * request head, so subprotocols, extensions and frames reach the sandbox untouched; the upgrade
+ * listener is installed ahead of @fastify/websocket's and hands it everything else.
+ */
+export function portRoutes(targets: PortTargets): FastifyPluginAsync {
+  return async (app) => {
+    // Bodies go to the sandbox as streams, unparsed: the proxy brings its own pass-through parsers.
+    await app.register(async (proxied) => {
+      proxied.removeAllContentTypeParsers();
+      await proxied.register(httpProxy, proxyOptions(targets));
+    });
+    installUpgrades(app.server, targets, app);
+  };
+}
+
+function proxyOptions(targets: PortTargets): FastifyHttpProxyOptions {
+  return {
+    prefix: '/v1/leases/:id/ports/:port',
+    // Filled per request by getUpstream; a placeholder so that the plugin accepts no fixed one.
+    upstream: '',
+    rewritePrefix: '',
+    preHandler: async (request: FastifyRequest, reply: FastifyReply) => {
+      const r = request as PortRequest;
+      const port = parsePort(r.params.port);
+      const upstream = await targets.portTarget(r.params.id, port);
+      const path = request.url.split('?', 1)[0] ?? '';
+      // A page's relative links resolve against its directory: `…/ports/8080` → `…/ports/8080/`.
+      if (!path.endsWith('/') && path.split('/').length === 6) {
+        const query = request.url.slice(path.length);
+        return reply.redirect(`${path}/${query}`, 308);
+      }
+      r.portUpstream = upstream;
+    },
+    replyOptions: {
+      getUpstream: (request) => (request as PortRequest).portUpstream ?? 'http://127.0.0.1:9',
+      onError: (reply, { error }) => {
+        const refused = new AlacarteError('bad_gateway', 'nothing answers on this port in the lease', {
+          cause: error,
+        });
+        const { status, body } = toErrorAnswer(refused);
+        void reply.status(status).send(body);
+      },
+    },
+  };
+}
+
+/** Upgrades (WebSockets) to port paths are spliced to the port; the rest go to the other listeners. */
+function installUpgrades(
+  server: FastifyInstance['server'],
+  targets: PortTargets,
+  app: Parameters<FastifyPluginAsync>[0],
+): void {
+  const open = new Set<Duplex>();
+  app.addHook('onReady', async () => {
+    const others = server.listeners('upgrade') as Array<(req: IncomingMessage, s: Duplex, h: Buffer) => void>;
+    server.removeAllListeners('upgrade');
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      const match = PORT_PATH.exec(req.url ?? '');
+      if (!match) {
+        for (const l of others) l.call(server, req, socket, head);
+        return;
+      }
+      socket.on('error', () => socket.destroy());
+      open.add(socket);
+      socket.once('close', () => open.delete(socket));
+      void splice(targets, req, socket, head, match).catch((err: unknown) => refuse(socket, err));
+    });
+  });
+  app.addHook('onClose', async () => {
+    for (const s of open) s.destroy();
+  });
+}
+
+async function splice(
+  targets: PortTargets,
+  req: IncomingMessage,
+  client: Duplex,
+  head: Buffer,
+  match: RegExpExecArray,
+): Promise<void> {
+  const port = parsePort(match[2] ?? '');
+  const target = new URL(await targets.portTarget(decodeURIComponent(match[1] ?? ''), port));
+  if (client.destroyed) return;
+  const rest = match[3] ?? '/';
+  const path = rest.startsWith('?') ? `/${rest}` : rest;
+  const upstream: Socket = connect({ host: target.hostname, port: Number(target.port) });
+  let answered = false;
+  upstream.once('error', (err) => {
+    if (!answered)
+      refuse(
+        client,
+        new AlacarteError('bad_gateway', 'nothing answers on this port in the lease', { cause: err }),
+      );
+    else client.destroy();
+  });
+  upstream.once('connect', () => {
+    // The client's request head as it came, its path without the prefix; then bytes both ways.
+    const lines = [`${req.method ?? 'GET'} ${path} HTTP/${req.httpVersion}`];
+    for (let i = 0; i + 1 < req.rawHeaders.length; i += 2)
+      lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+    upstream.write(`${lines.join('\r\n')}\r\n\r\n`);
+    if (head.length) upstream.write(head);
+    upstream.once('data', () => {
+      answered = true;
+    });
+    client.pipe(upstream);
+    upstream.pipe(client, { end: false });
+    client.once('close', () => upstream.destroy());
+    upstream.once('close', () => {
+      // A relay that closes before any byte: nothing listens in the sandbox.
+      if (!answered)
+        refuse(client, new AlacarteError('bad_gateway', 'nothing answers on this port in the lease'));
+      else client.end();
+    });
+  });
+}
+
+/** Answers a refused upgrade with the API's JSON error, then closes. */
+function refuse(socket: Duplex, err: unknown): void {
+  if (socket.destroyed || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const { status, body } = toErrorAnswer(err);
+  const text = JSON.stringify(body);
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: application/json; charset=utf-8\r\n` +
+      `content-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
+  );
+  setTimeout(() => socket.destroy(), 5000).unref();
+}
