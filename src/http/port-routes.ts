@@ -31,6 +31,15 @@ export function parsePort(text: string): number {
   return port;
 }
 
+/**
+ * Sent with every answer from a lease's port. The port's pages are served from the node's own
+ * origin, where the node's web page keeps a renter's wallet and lease credentials (localStorage):
+ * as a sandbox without `allow-same-origin` a page runs in an opaque origin of its own and cannot
+ * read them, nor set cookies or register a service worker there. Scripts, forms and popups work.
+ */
+export const PORT_CONTENT_POLICY =
+  'sandbox allow-scripts allow-forms allow-popups allow-popups-to-escape-sandbox allow-modals allow-downloads';
+
 type PortRequest = FastifyRequest<{ Params: { id: string; port: string } }> & { portUpstream?: string };
 
 /**
@@ -76,6 +85,12 @@ function proxyOptions(targets: PortTargets): FastifyHttpProxyOptions {
       r.portUpstream = upstream;
     },
     replyOptions: {
+      rewriteHeaders: (headers) => {
+        // The page's own policy, if any, still applies: browsers enforce every policy sent.
+        const own = headers['content-security-policy'];
+        const policies = own === undefined ? [] : Array.isArray(own) ? own : [String(own)];
+        return { ...headers, 'content-security-policy': [...policies, PORT_CONTENT_POLICY] };
+      },
       getUpstream: (request) => (request as PortRequest).portUpstream ?? 'http://127.0.0.1:9',
       onError: (reply, { error }) => {
         const refused = new AlacarteError('bad_gateway', 'nothing answers on this port in the lease', {

@@ -113,7 +113,12 @@ describe.skipIf(crunSkipReason)("a lease's ports through the node's own listener
     await sleep(500);
     const ps = await exec({ command: ['sh', '-c', `cat /proc/${r.body.pid}/cmdline | tr '\\0' ' '`] });
     expect(ps.body.stdout).toBe('httpd -f -p 8082 -h /etc ');
-    expect((await fetch(`${lease.ports['8082']}passwd`)).status).toBe(200);
+    const page = await fetch(`${lease.ports['8082']}passwd`);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toMatch(/^root:/);
+    // Its pages run in an origin of their own, away from the node page's wallet (localStorage).
+    expect(page.headers.get('content-security-policy')).toMatch(/^sandbox allow-scripts/);
+    expect(page.headers.get('content-security-policy')).not.toContain('allow-same-origin');
     const missing = await exec({ command: ['no-such-server'], background: true });
     expect(missing.status).toBe(200);
     expect(missing.body).toMatchObject({ started: false, exit_code: 127 });
