@@ -36,6 +36,8 @@ export interface NodeOptions {
   webDir?: string;
   /** HTTP towards trusted mints; the global fetch by default. */
   fetch?: typeof fetch;
+  /** When open terminals are told that their lease ends, in ms before it (5 and 1 minute by default). */
+  deadlineNoticeOffsetsMs?: readonly number[];
 }
 
 /**
@@ -118,6 +120,7 @@ export class AlacarteNode {
           clock: options.clock,
           logger,
           onEvent: (event) => metrics?.observe(event),
+          deadlineNoticeOffsetsMs: options.deadlineNoticeOffsetsMs,
           portUrl: (leaseId, port) => `${urlRef.url}${portPath(leaseId, port)}`,
         });
         metrics = new NodeMetrics({

@@ -23,6 +23,7 @@ import type {
 import type { Database } from '../store/database.js';
 import type { Answer } from './answer.js';
 import { fits, offersThatFit, without } from './capacity.js';
+import { DeadlineNotices } from './deadline-notices.js';
 import { InFlight } from './in-flight.js';
 import { type LeaseRow, leaseFromRow, type NewPaymentRow, stateColumns } from './lease-record.js';
 import { credentialHash, credentialMatches, type NodeSecret } from './node-secret.js';
@@ -61,6 +62,8 @@ export interface LeaseServiceOptions {
    * http/port-routes.ts); without it the driver's own (loopback) URLs are shown.
    */
   portUrl?: (leaseId: LeaseId, port: number) => string;
+  /** When terminals are told that their lease is ending, before its deadline (ms); 5 and 1 minute by default. */
+  deadlineNoticeOffsetsMs?: readonly number[];
 }
 
 export type LeaseEvent =
@@ -106,6 +109,8 @@ export class LeaseService {
   private readonly replays: Replays;
   /** Store and driver in agreement: start-up, sandbox exits, deadline writes, the reaper's passes. */
   readonly reconciler: Reconciler;
+  /** Tells a lease's open terminals (attach, SSH) that it is about to end (deadline-notices.ts). */
+  readonly deadlineNotices: DeadlineNotices;
 
   constructor(options: LeaseServiceOptions) {
     this.db = options.db;
@@ -120,6 +125,12 @@ export class LeaseService {
     this.emit = options.onEvent ?? (() => {});
     this.maxOutputBytes = options.maxOutputBytes ?? 1024 * 1024;
     this.portUrl = options.portUrl;
+    this.deadlineNotices = new DeadlineNotices({
+      deadlineOf: (id) => this.runningDeadline(id),
+      clock: this.now,
+      offsetsMs: options.deadlineNoticeOffsetsMs,
+      onError: (err) => this.log.warn({ err: String(err) }, 'deadline notice failed'),
+    });
     this.refunds = new Refunds({ db: this.db, rail: this.rail, clock: this.now });
     this.replays = new Replays({
       db: this.db,
@@ -458,7 +469,10 @@ export class LeaseService {
       this.settled(payment, redeemed);
       // The sandbox's deadline follows the store's; should the write fail, the replay answers
       // rate_limited (retry) and the reconciler retries it (README.md in this directory).
-      if (newDeadline) await this.reconciler.syncDeadline(row.id as LeaseId);
+      if (newDeadline) {
+        await this.reconciler.syncDeadline(row.id as LeaseId);
+        this.deadlineNotices.deadlineChanged(row.id, newDeadline);
+      }
       const answer = await this.replays.ofExtension(row.id, payment.key, seconds);
       if (!answer) throw new Error(`extension of ${row.id} vanished after payment`);
       return answer;
@@ -672,6 +686,13 @@ export class LeaseService {
         `the lease is ${row.state === 'running' ? 'expired' : row.state}`,
       );
     }
+  }
+
+  /** A running lease's deadline, for its notices; undefined once it has ended. */
+  private async runningDeadline(id: string): Promise<Date | undefined> {
+    const row = await this.db.selectFrom('leases').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row || row.state !== 'running' || row.expires_at === null) return undefined;
+    return new Date(Number(row.expires_at));
   }
 
   /** The `ports` map of a lease answer: port -> public URL (API.md keeps its shape). */
