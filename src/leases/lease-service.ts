@@ -691,7 +691,7 @@ export class LeaseService {
   /** A running lease's deadline, for its notices; undefined once it has ended. */
   private async runningDeadline(id: string): Promise<Date | undefined> {
     const row = await this.db.selectFrom('leases').selectAll().where('id', '=', id).executeTakeFirst();
-    if (!row || row.state !== 'running' || row.expires_at === null) return undefined;
+    if (row?.state !== 'running' || row.expires_at === null) return undefined;
     return new Date(Number(row.expires_at));
   }
 
