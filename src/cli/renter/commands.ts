@@ -339,7 +339,7 @@ const leases: Handler = async (ctx, _values, positionals) => {
       expires_at: lease?.expires_at ?? entry.expires_at,
       remaining_seconds: left,
       url: entry.url,
-      ports: entry.ports,
+      ports: lease?.ports ?? entry.ports,
     };
   });
   const rows = [['LEASE', 'STATE', 'OFFER', 'IMAGE', 'LEFT', 'NODE']];
@@ -352,9 +352,13 @@ const leases: Handler = async (ctx, _values, positionals) => {
       l.state === 'running' ? formatDuration(l.remaining_seconds) : '-',
       l.url,
     ]);
+  // Published ports of running leases, under the table: URLs are too long for a column.
+  const portLines = list
+    .filter((l) => l.state === 'running')
+    .flatMap((l) => Object.entries(l.ports ?? {}).map(([port, url]) => `${l.id} port ${port}: ${url}`));
   ctx.out(
     list.length
-      ? table(rows)
+      ? [table(rows), ...portLines].join('\n')
       : 'no leases rented from this machine yet — try: alacarte rent --offer small --for 1h',
     {
       leases: list,

@@ -47,7 +47,8 @@ Options:
   --offer ID         one of: alacarte offers
   --for DURATION     600s, 90m, 2h, 1d, 1h30m
   --image IMAGE      default busybox
-  --port PORT        expose a port of the sandbox through the node (repeatable)
+  --port PORT        publish a port of the sandbox at a URL on the node, for anyone who has
+                     the URL (repeatable); shown by rent and leases
   --env K=V          environment variable (repeatable)
   --max N            pay at most N (sat), whatever the node asks
   -- COMMAND ...     the sandbox's main command (default: the image's)
