@@ -9,7 +9,7 @@ import { attachRoutes } from './http/attach-routes.js';
 import { leaseRoutes } from './http/lease-routes.js';
 import { NodeMetrics } from './http/metrics.js';
 import { operatorRoutes } from './http/operator-routes.js';
-import { portPath, portRoutes } from './http/port-routes.js';
+import { portHost, portPath, portRoutes } from './http/port-routes.js';
 import { defaultWebDir, webRoutes } from './http/web-routes.js';
 import { LeaseService } from './leases/lease-service.js';
 import { NodeSecret } from './leases/node-secret.js';
@@ -47,6 +47,13 @@ export interface NodeOptions {
 export function prepareDataDir(dir: string): void {
   mkdirSync(dir, { recursive: true, mode: 0o711 });
   chmodSync(dir, 0o711);
+}
+
+/** A lease's public port URL: a host name of its own under `portsDomain`, else a path on the node. */
+function portUrl(base: string, leaseId: string, port: number, portsDomain: string | undefined): string {
+  if (!portsDomain) return `${base}${portPath(leaseId, port)}`;
+  const u = new URL(base);
+  return `${u.protocol}//${portHost(leaseId, port, portsDomain)}${u.port ? `:${u.port}` : ''}/`;
 }
 
 /**
@@ -121,7 +128,7 @@ export class AlacarteNode {
           logger,
           onEvent: (event) => metrics?.observe(event),
           deadlineNoticeOffsetsMs: options.deadlineNoticeOffsetsMs,
-          portUrl: (leaseId, port) => `${urlRef.url}${portPath(leaseId, port)}`,
+          portUrl: (leaseId, port) => portUrl(urlRef.url, leaseId, port, config.portsDomain),
         });
         metrics = new NodeMetrics({
           leasesByState: () => service.countByState(),
@@ -138,7 +145,7 @@ export class AlacarteNode {
           }),
         });
         plugins.push({ prefix: '/v1', plugin: attachRoutes(service) });
-        plugins.push({ prefix: '', plugin: portRoutes(service) });
+        plugins.push({ prefix: '', plugin: portRoutes(service, { portsDomain: config.portsDomain }) });
         if (config.operatorToken) {
           plugins.push({
             prefix: '/v1/operator',

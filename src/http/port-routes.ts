@@ -15,6 +15,31 @@ export function portPath(leaseId: string, port: number): string {
   return `/v1/leases/${leaseId}/ports/${port}/`;
 }
 
+/**
+ * Host name of a lease's port under the operator's ports domain (`portsDomain`), one origin per
+ * lease and port: `8080-lse-<26 base36>.<domain>` for port 8080 of `lse_<26 base36>` (DNS labels
+ * have no `_`). Everything on that host reaches the port with its path unchanged.
+ */
+export function portHost(leaseId: string, port: number, domain: string): string {
+  return `${port}-${leaseId.replace(/^lse_/, 'lse-')}.${domain}`;
+}
+
+/** The lease id and port a Host header names under `domain`, or undefined. */
+export function parsePortHost(host: string, domain: string): { leaseId: string; port: string } | undefined {
+  const lower = host.toLowerCase().replace(/:[0-9]{1,5}$/, '');
+  if (!lower.endsWith(`.${domain}`)) return undefined;
+  const m = /^([0-9]{1,5})-lse-([0-9a-z]{26})$/.exec(lower.slice(0, -domain.length - 1));
+  return m ? { port: m[1] ?? '', leaseId: `lse_${m[2]}` } : undefined;
+}
+
+export interface PortRoutesOptions {
+  /**
+   * Also serve each port on a host name of its own (portHost) under this domain, whose wildcard
+   * DNS points at the node. Such a page has an origin of its own, so it is not sandboxed.
+   */
+  portsDomain?: string;
+}
+
 /** What the routes need of the lease service: where a lease's declared port is relayed. */
 export interface PortTargets {
   /** The loopback URL (`http://127.0.0.1:N`) relaying the port; throws AlacarteError 4xx. */
@@ -42,6 +67,9 @@ export const PORT_CONTENT_POLICY =
 
 type PortRequest = FastifyRequest<{ Params: { id: string; port: string } }> & { portUpstream?: string };
 
+/** Requests that came by a port's own host name (see PortRoutesOptions.portsDomain). */
+const byHost = new WeakSet<IncomingMessage>();
+
 /**
  * Serves every lease's declared ports through the node's own listener (API.md addition, README
  * "Port URLs"): `/v1/leases/{id}/ports/{port}/…`, HTTP and WebSockets, streamed both ways, to
@@ -55,14 +83,14 @@ type PortRequest = FastifyRequest<{ Params: { id: string; port: string } }> & { 
  * request head, so subprotocols, extensions and frames reach the sandbox untouched; the upgrade
  * listener is installed ahead of @fastify/websocket's and hands it everything else.
  */
-export function portRoutes(targets: PortTargets): FastifyPluginAsync {
+export function portRoutes(targets: PortTargets, options: PortRoutesOptions = {}): FastifyPluginAsync {
   return async (app) => {
     // Bodies go to the sandbox as streams, unparsed: the proxy brings its own pass-through parsers.
     await app.register(async (proxied) => {
       proxied.removeAllContentTypeParsers();
       await proxied.register(httpProxy, proxyOptions(targets));
     });
-    installUpgrades(app.server, targets, app);
+    installListeners(app.server, targets, app, options.portsDomain?.toLowerCase());
   };
 }
 
@@ -72,24 +100,34 @@ function proxyOptions(targets: PortTargets): FastifyHttpProxyOptions {
     // Filled per request by getUpstream; a placeholder so that the plugin accepts no fixed one.
     upstream: '',
     rewritePrefix: '',
+    // Done in rewriteHeaders: the plugin would put the literal `:id/:port` of the prefix there.
+    internalRewriteLocationHeader: false,
     preHandler: async (request: FastifyRequest, reply: FastifyReply) => {
       const r = request as PortRequest;
       const port = parsePort(r.params.port);
       const upstream = await targets.portTarget(r.params.id, port);
       const path = request.url.split('?', 1)[0] ?? '';
       // A page's relative links resolve against its directory: `…/ports/8080` → `…/ports/8080/`.
-      if (!path.endsWith('/') && path.split('/').length === 6) {
+      if (!byHost.has(request.raw) && !path.endsWith('/') && path.split('/').length === 6) {
         const query = request.url.slice(path.length);
         return reply.redirect(`${path}/${query}`, 308);
       }
       r.portUpstream = upstream;
     },
     replyOptions: {
-      rewriteHeaders: (headers) => {
+      rewriteHeaders: (headers, request) => {
+        const r = request as PortRequest | undefined;
+        if (!r || byHost.has(r.raw)) return headers;
+        // A redirect to a path of the server (`/login`) stays under the port's prefix.
+        const location = headers.location;
+        const rewritten =
+          typeof location === 'string' && /^\/(?!\/)/.test(location)
+            ? { location: `${portPath(r.params.id, Number(r.params.port)).slice(0, -1)}${location}` }
+            : {};
         // The page's own policy, if any, still applies: browsers enforce every policy sent.
         const own = headers['content-security-policy'];
         const policies = own === undefined ? [] : Array.isArray(own) ? own : [String(own)];
-        return { ...headers, 'content-security-policy': [...policies, PORT_CONTENT_POLICY] };
+        return { ...headers, ...rewritten, 'content-security-policy': [...policies, PORT_CONTENT_POLICY] };
       },
       getUpstream: (request) => (request as PortRequest).portUpstream ?? 'http://127.0.0.1:9',
       onError: (reply, { error }) => {
@@ -103,20 +141,41 @@ function proxyOptions(targets: PortTargets): FastifyHttpProxyOptions {
   };
 }
 
-/** Upgrades (WebSockets) to port paths are spliced to the port; the rest go to the other listeners. */
-function installUpgrades(
+/**
+ * Requests by a port's host name are given the port's path before Fastify routes them; upgrades
+ * (WebSockets) to a port are spliced to it, the rest go to the other listeners (@fastify/websocket).
+ */
+function installListeners(
   server: FastifyInstance['server'],
   targets: PortTargets,
   app: Parameters<FastifyPluginAsync>[0],
+  domain: string | undefined,
 ): void {
   const open = new Set<Duplex>();
+  const toPortPath = (req: IncomingMessage): void => {
+    if (!domain || typeof req.headers.host !== 'string') return;
+    const named = parsePortHost(req.headers.host, domain);
+    if (!named) return;
+    byHost.add(req);
+    const url = req.url ?? '/';
+    req.url = `/v1/leases/${named.leaseId}/ports/${named.port}${url.startsWith('/') ? url : `/${url}`}`;
+  };
   app.addHook('onReady', async () => {
-    const others = server.listeners('upgrade') as Array<(req: IncomingMessage, s: Duplex, h: Buffer) => void>;
+    const requests = server.listeners('request') as Array<(req: IncomingMessage, res: unknown) => void>;
+    server.removeAllListeners('request');
+    server.on('request', (req: IncomingMessage, res: unknown) => {
+      toPortPath(req);
+      for (const l of requests) l.call(server, req, res);
+    });
+    const upgrades = server.listeners('upgrade') as Array<
+      (req: IncomingMessage, s: Duplex, h: Buffer) => void
+    >;
     server.removeAllListeners('upgrade');
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      toPortPath(req);
       const match = PORT_PATH.exec(req.url ?? '');
       if (!match) {
-        for (const l of others) l.call(server, req, socket, head);
+        for (const l of upgrades) l.call(server, req, socket, head);
         return;
       }
       socket.on('error', () => socket.destroy());
