@@ -102,6 +102,9 @@ function proxyOptions(targets: PortTargets): FastifyHttpProxyOptions {
     rewritePrefix: '',
     // Done in rewriteHeaders: the plugin would put the literal `:id/:port` of the prefix there.
     internalRewriteLocationHeader: false,
+    // A stream (server-sent events, a long download) may pause for as long as it likes; the client
+    // ends it by going away. Its connection counts against the lease's 32.
+    undici: { bodyTimeout: 0 },
     preHandler: async (request: FastifyRequest, reply: FastifyReply) => {
       const r = request as PortRequest;
       const port = parsePort(r.params.port);
@@ -131,9 +134,12 @@ function proxyOptions(targets: PortTargets): FastifyHttpProxyOptions {
       },
       getUpstream: (request) => (request as PortRequest).portUpstream ?? 'http://127.0.0.1:9',
       onError: (reply, { error }) => {
-        const refused = new AlacarteError('bad_gateway', 'nothing answers on this port in the lease', {
-          cause: error,
-        });
+        const late = (error as { statusCode?: number }).statusCode === 504;
+        const refused = late
+          ? new AlacarteError('gateway_timeout', 'the server on this port did not answer in time', {
+              cause: error,
+            })
+          : new AlacarteError('bad_gateway', 'nothing answers on this port in the lease', { cause: error });
         const { status, body } = toErrorAnswer(refused);
         void reply.status(status).send(body);
       },
