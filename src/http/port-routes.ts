@@ -203,7 +203,8 @@ async function splice(
   match: RegExpExecArray,
 ): Promise<void> {
   const port = parsePort(match[2] ?? '');
-  const target = new URL(await targets.portTarget(decodeURIComponent(match[1] ?? ''), port));
+  // Not decoded: a lease id has no character that needs it, and a stray `%` must stay a 404.
+  const target = new URL(await targets.portTarget(match[1] ?? '', port));
   if (client.destroyed) return;
   const rest = match[3] ?? '/';
   const path = rest.startsWith('?') ? `/${rest}` : rest;

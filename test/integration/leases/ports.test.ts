@@ -156,6 +156,8 @@ describe.skipIf(crunSkipReason)("a lease's ports through the node's own listener
     const undeclared = await get(`${lease.id}/ports/9999/`);
     expect(undeclared.status).toBe(404);
     expect(((await undeclared.json()) as { error: string }).error).toBe('not_found');
+    // A path that does not decode is the router's 400.
+    expect((await get('%E0%A4%A/ports/8080/')).status).toBe(400);
     for (const unknown of ['lse_nosuchlease', '..', '%2e%2e', 'x'.repeat(100)]) {
       const r = await get(`${unknown}/ports/8080/`);
       expect(r.status, unknown).toBe(404);
@@ -184,6 +186,7 @@ describe.skipIf(crunSkipReason)("a lease's ports through the node's own listener
     expect(await upgradeStatus(`${otherUrl.replace(/^http/, 'ws')}`)).toBe(409);
     expect(await upgradeStatus(`${base.replace(/^http/, 'ws')}/v1/leases/${lease.id}/ports/9999/`)).toBe(404);
     expect(await upgradeStatus(`${base.replace(/^http/, 'ws')}/v1/leases/${lease.id}/ports/x/`)).toBe(400);
+    expect(await upgradeStatus(`${base.replace(/^http/, 'ws')}/v1/leases/%E0%A4%A/ports/8080/`)).toBe(404);
   });
 
   it("keeps the driver's relay itself off the public address", async () => {
