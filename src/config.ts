@@ -44,6 +44,19 @@ export const configSchema = z
     dataDir: z.string().min(1).default('./data'),
     /** Base URL clients reach this node at; defaults to http://host:port. Mint URL = publicUrl + '/mint'. */
     publicUrl: z.url().optional(),
+    /**
+     * A DNS domain whose every subdomain reaches this node (wildcard DNS): each lease's port is
+     * then also served at `<port>-lse-<id>.<domain>`, an origin of its own, and lease answers give
+     * those URLs (scheme and port of the public URL). Unset: port URLs are paths on the public URL.
+     */
+    portsDomain: z
+      .string()
+      .max(200)
+      .regex(
+        /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/,
+        'not a DNS domain',
+      )
+      .optional(),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     /** Bearer token for /v1/operator/*; the routes are off when unset. */
     operatorToken: z.string().min(16).max(512).optional(),
@@ -90,6 +103,7 @@ const ENV_KEYS = {
   ALACARTE_PORT: (v: string) => ({ port: Number(v) }),
   ALACARTE_DATA: (v: string) => ({ dataDir: v }),
   ALACARTE_PUBLIC_URL: (v: string) => ({ publicUrl: v }),
+  ALACARTE_PORTS_DOMAIN: (v: string) => ({ portsDomain: v }),
   ALACARTE_LOG_LEVEL: (v: string) => ({ logLevel: v }),
   ALACARTE_OPERATOR_TOKEN: (v: string) => ({ operatorToken: v }),
 } as const;

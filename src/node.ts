@@ -9,6 +9,7 @@ import { attachRoutes } from './http/attach-routes.js';
 import { leaseRoutes } from './http/lease-routes.js';
 import { NodeMetrics } from './http/metrics.js';
 import { operatorRoutes } from './http/operator-routes.js';
+import { portHost, portPath, portRoutes } from './http/port-routes.js';
 import { defaultWebDir, webRoutes } from './http/web-routes.js';
 import { LeaseService } from './leases/lease-service.js';
 import { NodeSecret } from './leases/node-secret.js';
@@ -35,6 +36,8 @@ export interface NodeOptions {
   webDir?: string;
   /** HTTP towards trusted mints; the global fetch by default. */
   fetch?: typeof fetch;
+  /** When open terminals are told that their lease ends, in ms before it (5 and 1 minute by default). */
+  deadlineNoticeOffsetsMs?: readonly number[];
 }
 
 /**
@@ -44,6 +47,13 @@ export interface NodeOptions {
 export function prepareDataDir(dir: string): void {
   mkdirSync(dir, { recursive: true, mode: 0o711 });
   chmodSync(dir, 0o711);
+}
+
+/** A lease's public port URL: a host name of its own under `portsDomain`, else a path on the node. */
+function portUrl(base: string, leaseId: string, port: number, portsDomain: string | undefined): string {
+  if (!portsDomain) return `${base}${portPath(leaseId, port)}`;
+  const u = new URL(base);
+  return `${u.protocol}//${portHost(leaseId, port, portsDomain)}${u.port ? `:${u.port}` : ''}/`;
 }
 
 /**
@@ -117,6 +127,8 @@ export class AlacarteNode {
           clock: options.clock,
           logger,
           onEvent: (event) => metrics?.observe(event),
+          deadlineNoticeOffsetsMs: options.deadlineNoticeOffsetsMs,
+          portUrl: (leaseId, port) => portUrl(urlRef.url, leaseId, port, config.portsDomain),
         });
         metrics = new NodeMetrics({
           leasesByState: () => service.countByState(),
@@ -133,6 +145,7 @@ export class AlacarteNode {
           }),
         });
         plugins.push({ prefix: '/v1', plugin: attachRoutes(service) });
+        plugins.push({ prefix: '', plugin: portRoutes(service, { portsDomain: config.portsDomain }) });
         if (config.operatorToken) {
           plugins.push({
             prefix: '/v1/operator',

@@ -21,6 +21,10 @@ export const ERROR_STATUS = {
   start_failed: 503,
   mint_unavailable: 503,
   internal: 500,
+  /** A lease's port URL while nothing in the sandbox answers on that port. */
+  bad_gateway: 502,
+  /** A lease's port URL whose server sent no answer in time (5 minutes for the head). */
+  gateway_timeout: 504,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

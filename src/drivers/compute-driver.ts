@@ -102,6 +102,13 @@ export interface ExecRequest {
   /** Cap for stdout and for stderr each; what comes beyond is dropped and `truncated` set. */
   maxOutputBytes: number;
   env?: Record<string, string>;
+  /**
+   * Start the command detached and return at once: it runs until it exits or the lease ends, its
+   * input, output and errors on /dev/null; `timeoutMs` then bounds only the start. The result
+   * then has `pid` (empty output) or, when the command could not be started, no `pid` and the
+   * reason in `exitCode` (127: not found) and `stderr`.
+   */
+  background?: boolean;
 }
 
 /** A command for spawn(): the same bounds as an exec's command and environment. */
@@ -132,6 +139,8 @@ export interface ExecResult {
   stderr: Buffer;
   truncated: boolean;
   timedOut: boolean;
+  /** With `background`: the started command's pid, as the sandbox numbers it. */
+  pid?: number;
 }
 
 export interface TerminalSize {

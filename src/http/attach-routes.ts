@@ -86,5 +86,14 @@ async function bridge(
   } finally {
     socket.off('message', buffer);
   }
-  await relayTerminal(socket, session, early.take());
+  // A line on the terminal 5 and 1 minute before the lease ends (after an extension, again).
+  const unsubscribe = leases.deadlineNotices.subscribe(leaseId, (notice) => {
+    if (socket.readyState === socket.OPEN) socket.send(Buffer.from(notice.text, 'utf8'), { binary: true });
+  });
+  socket.once('close', unsubscribe);
+  try {
+    await relayTerminal(socket, session, early.take());
+  } finally {
+    unsubscribe();
+  }
 }

@@ -54,6 +54,7 @@ export function leaseRoutes(options: LeaseRoutesOptions): FastifyPluginAsync {
           stdin: execStdin(body),
           encoding: body.encoding,
           timeoutSeconds: body.timeout_seconds,
+          background: body.background,
         },
         deliveredOf(reply),
       );

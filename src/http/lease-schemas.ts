@@ -52,6 +52,8 @@ export const execBody = z
       .optional(),
     encoding: z.enum(['utf8', 'base64']).default('utf8'),
     timeout_seconds: z.number().int().min(1).max(3600).default(30),
+    /** Start detached and answer at once (`202 {"started": true, "pid": n}`); output discarded. */
+    background: z.boolean().default(false),
   })
   .strict()
   .superRefine((body, ctx) => {
@@ -61,6 +63,9 @@ export const execBody = z
     }
     if (body.encoding === 'base64' && !isBase64(body.stdin)) {
       ctx.addIssue({ code: 'custom', path: ['stdin'], message: 'not valid base64 (RFC 4648, padded)' });
+    }
+    if (body.background && body.stdin !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['stdin'], message: 'a background command gets no stdin' });
     }
   });
 

@@ -23,6 +23,7 @@ import type {
 import type { Database } from '../store/database.js';
 import type { Answer } from './answer.js';
 import { fits, offersThatFit, without } from './capacity.js';
+import { DeadlineNotices } from './deadline-notices.js';
 import { InFlight } from './in-flight.js';
 import { type LeaseRow, leaseFromRow, type NewPaymentRow, stateColumns } from './lease-record.js';
 import { credentialHash, credentialMatches, type NodeSecret } from './node-secret.js';
@@ -56,6 +57,13 @@ export interface LeaseServiceOptions {
   maxOutputBytes?: number;
   /** Called with each lease-state change, for metrics. */
   onEvent?: (event: LeaseEvent) => void;
+  /**
+   * The public URL of a lease's declared port, shown in the `ports` map of lease answers (see
+   * http/port-routes.ts); without it the driver's own (loopback) URLs are shown.
+   */
+  portUrl?: (leaseId: LeaseId, port: number) => string;
+  /** When terminals are told that their lease is ending, before its deadline (ms); 5 and 1 minute by default. */
+  deadlineNoticeOffsetsMs?: readonly number[];
 }
 
 export type LeaseEvent =
@@ -92,6 +100,7 @@ export class LeaseService {
   private readonly execs = new PerLeaseLimit(8, 'commands');
   private readonly terminals = new PerLeaseLimit(4, 'terminals');
   private readonly maxOutputBytes: number;
+  private readonly portUrl: ((leaseId: LeaseId, port: number) => string) | undefined;
   /** Starts under way: capacity is reserved before any money moves. */
   private readonly reserved = new Set<{ offer: Offer }>();
   /** Refunds and returned payments, paid from the mints that were paid. */
@@ -100,6 +109,8 @@ export class LeaseService {
   private readonly replays: Replays;
   /** Store and driver in agreement: start-up, sandbox exits, deadline writes, the reaper's passes. */
   readonly reconciler: Reconciler;
+  /** Tells a lease's open terminals (attach, SSH) that it is about to end (deadline-notices.ts). */
+  readonly deadlineNotices: DeadlineNotices;
 
   constructor(options: LeaseServiceOptions) {
     this.db = options.db;
@@ -113,6 +124,13 @@ export class LeaseService {
     this.log = options.logger;
     this.emit = options.onEvent ?? (() => {});
     this.maxOutputBytes = options.maxOutputBytes ?? 1024 * 1024;
+    this.portUrl = options.portUrl;
+    this.deadlineNotices = new DeadlineNotices({
+      deadlineOf: (id) => this.runningDeadline(id),
+      clock: this.now,
+      offsetsMs: options.deadlineNoticeOffsetsMs,
+      onError: (err) => this.log.warn({ err: String(err) }, 'deadline notice failed'),
+    });
     this.refunds = new Refunds({ db: this.db, rail: this.rail, clock: this.now });
     this.replays = new Replays({
       db: this.db,
@@ -120,6 +138,7 @@ export class LeaseService {
       secret: this.secret,
       refunds: this.refunds,
       leaseBody: (row) => this.leaseBody(row),
+      ports: (row) => this.publicPorts(row),
       confirmDeadline: (id) => this.reconciler.confirmDeadline(id),
     });
     this.reconciler = new Reconciler({
@@ -328,6 +347,8 @@ export class LeaseService {
       /** How stdout and stderr are answered: text, or the bytes unchanged as base64. */
       encoding?: 'utf8' | 'base64';
       timeoutSeconds: number;
+      /** Start detached and answer at once; output discarded. */
+      background?: boolean;
     },
     delivered?: Promise<unknown>,
   ): Promise<Answer> {
@@ -343,6 +364,7 @@ export class LeaseService {
           stdin: request.stdin,
           timeoutMs: request.timeoutSeconds * 1000,
           maxOutputBytes: this.maxOutputBytes,
+          background: request.background,
         },
       )
       .catch(async (err: unknown) => {
@@ -355,6 +377,9 @@ export class LeaseService {
     // at most the per-lease number of answers, instead of one more per request (issue 9, section 3).
     if (delivered) void delivered.then(release, release);
     else release();
+    if (request.background && result.pid !== undefined) {
+      return { status: 202, headers: {}, body: { started: true, pid: result.pid } };
+    }
     return {
       status: 200,
       headers: {},
@@ -365,6 +390,8 @@ export class LeaseService {
         truncated: result.truncated,
         // Said only when asked for, so that utf8 answers stay as they were.
         ...(encoding === 'base64' ? { encoding } : {}),
+        // A background command that could not start answers like a finished exec, saying so.
+        ...(request.background ? { started: false } : {}),
       },
     };
   }
@@ -454,7 +481,10 @@ export class LeaseService {
       this.settled(payment, redeemed);
       // The sandbox's deadline follows the store's; should the write fail, the replay answers
       // rate_limited (retry) and the reconciler retries it (README.md in this directory).
-      if (newDeadline) await this.reconciler.syncDeadline(row.id as LeaseId);
+      if (newDeadline) {
+        await this.reconciler.syncDeadline(row.id as LeaseId);
+        this.deadlineNotices.deadlineChanged(row.id, newDeadline);
+      }
       const answer = await this.replays.ofExtension(row.id, payment.key, seconds);
       if (!answer) throw new Error(`extension of ${row.id} vanished after payment`);
       return answer;
@@ -670,6 +700,40 @@ export class LeaseService {
     }
   }
 
+  /** A running lease's deadline, for its notices; undefined once it has ended. */
+  private async runningDeadline(id: string): Promise<Date | undefined> {
+    const row = await this.db.selectFrom('leases').selectAll().where('id', '=', id).executeTakeFirst();
+    if (row?.state !== 'running' || row.expires_at === null) return undefined;
+    return new Date(Number(row.expires_at));
+  }
+
+  /** The `ports` map of a lease answer: port -> public URL (API.md keeps its shape). */
+  private publicPorts(row: LeaseRow): Record<string, string> {
+    const stored = JSON.parse(row.ports_json) as Record<string, string>;
+    if (!this.portUrl) return stored;
+    const out: Record<string, string> = {};
+    for (const port of Object.keys(stored)) out[port] = this.portUrl(row.id as LeaseId, Number(port));
+    return out;
+  }
+
+  /**
+   * Where the node relays a lease's declared port: the driver's URL of it (on the node's loopback).
+   * No credential: a lease's ports are public, like a server's (README, "Port URLs"). Throws
+   * `not_found` for an unknown lease or a port it did not declare, `lease_not_running` once it
+   * has ended.
+   */
+  async portTarget(id: string, port: number): Promise<string> {
+    const leaseId = parseLeaseId(id);
+    const row = leaseId
+      ? await this.db.selectFrom('leases').selectAll().where('id', '=', leaseId).executeTakeFirst()
+      : undefined;
+    if (!row) throw new AlacarteError('not_found', 'no such lease');
+    this.requireRunning(row);
+    const target = (JSON.parse(row.ports_json) as Record<string, string>)[String(port)];
+    if (!target) throw new AlacarteError('not_found', `the lease does not expose port ${port}`);
+    return target;
+  }
+
   private async leaseBody(row: LeaseRow): Promise<Record<string, unknown>> {
     const payments = await this.db
       .selectFrom('payments')
@@ -687,7 +751,7 @@ export class LeaseService {
       expires_at: row.expires_at === null ? null : iso(row.expires_at),
       paid: payments.reduce((sum, p) => sum + Number(p.amount), 0),
       unit: row.unit,
-      ports: JSON.parse(row.ports_json) as Record<string, string>,
+      ports: this.publicPorts(row),
       remaining_seconds: lifecycle.remainingSeconds(lease.state, now),
     };
   }

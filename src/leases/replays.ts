@@ -18,6 +18,8 @@ export interface ReplaysOptions {
   confirmDeadline: (leaseId: LeaseId) => Promise<void>;
   /** The public view of a lease (GET's body), shared with the service. */
   leaseBody: (row: LeaseRow) => Promise<Record<string, unknown>>;
+  /** A lease answer's `ports` map (public URLs) for a row. */
+  ports: (row: LeaseRow) => Record<string, string>;
 }
 
 /**
@@ -38,6 +40,7 @@ export class Replays {
   private readonly secret: NodeSecret;
   private readonly refunds: Refunds;
   private readonly leaseBody: ReplaysOptions['leaseBody'];
+  private readonly ports: ReplaysOptions['ports'];
   private readonly confirmDeadline: ReplaysOptions['confirmDeadline'];
 
   constructor(options: ReplaysOptions) {
@@ -46,6 +49,7 @@ export class Replays {
     this.secret = options.secret;
     this.refunds = options.refunds;
     this.leaseBody = options.leaseBody;
+    this.ports = options.ports;
     this.confirmDeadline = options.confirmDeadline;
   }
 
@@ -153,7 +157,7 @@ export class Replays {
       paid: Number(payment.amount),
       unit,
       change,
-      ports: JSON.parse(row.ports_json) as Record<string, string>,
+      ports: this.ports(row),
     };
     return { status: 200, headers: change ? { 'x-cashu': change } : {}, body };
   }

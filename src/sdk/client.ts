@@ -6,6 +6,7 @@ import { attachTerminal, type LeaseTerminal } from './attach.js';
 import { AlacarteApiError, AlacarteNetworkError, PriceLimitError, UnknownLeaseError } from './errors.js';
 import { LeaseBook, type LeaseBookEntry } from './lease-book.js';
 import type {
+  BackgroundExec,
   ExecBytesResult,
   ExecEncoding,
   ExecResult,
@@ -184,6 +185,25 @@ export class Alacarte {
       stderr: Buffer.from(r.stderr, 'base64'),
       truncated: r.truncated,
     };
+  }
+
+  /**
+   * Starts a command detached in the sandbox and returns at once: it runs until it exits or the
+   * lease ends, its output discarded (redirect it to a file inside: `sh -c 'cmd > /tmp/log 2>&1'`).
+   */
+  async execBackground(
+    id: string,
+    command: string[],
+    options: { token?: string } = {},
+  ): Promise<BackgroundExec> {
+    const { url, token } = this.credential(id, options.token);
+    const answer = await this.call(
+      'POST',
+      `/v1/leases/${encodeURIComponent(id)}/exec`,
+      { command, background: true },
+      { token, base: url },
+    );
+    return answer.body as unknown as BackgroundExec;
   }
 
   /** An interactive TTY in the sandbox, as a duplex byte stream (see LeaseTerminal). */

@@ -78,6 +78,13 @@ export interface ExecBytesResult {
   truncated: boolean;
 }
 
+/**
+ * The answer to a background exec (`"background": true`): `202 {"started": true, "pid": n}`, pid as
+ * the sandbox numbers it; or, when the command could not be started (not found), the finished
+ * launcher's result with `started: false` (exit code 127 and the reason in stderr).
+ */
+export type BackgroundExec = { started: true; pid: number } | ({ started: false } & ExecResult);
+
 export interface RentRequest {
   offer: string;
   seconds: number;

@@ -30,6 +30,8 @@ export interface LeaseNodeExtras {
   logger?: Logger;
   clock?: () => Date;
   driver?: Partial<Pick<CrunDriverOptions, 'overcommit' | 'warmLayers'>>;
+  /** When terminals are told that their lease ends (ms before it). */
+  deadlineNoticeOffsetsMs?: readonly number[];
   /** What the node gets as its driver, around the real one (to make a driver call fail for real). */
   wrapDriver?: (driver: CrunDriver) => ComputeDriver;
 }
@@ -77,6 +79,7 @@ export async function startLeaseNode(
     images: extras.images ?? ['busybox'],
     logger,
     clock: extras.clock,
+    deadlineNoticeOffsetsMs: extras.deadlineNoticeOffsetsMs,
   });
   const { url, mintUrl } = await node.listen();
   return {

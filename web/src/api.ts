@@ -32,6 +32,8 @@ export interface Lease {
   /** One refund token per mint the lease was paid at (a stop of a lease extended elsewhere). */
   refunds?: MintRefund[];
   paid?: number;
+  /** Port inside the sandbox -> its public URL on the node (a page, an API, a WebSocket). */
+  ports?: Record<string, string>;
 }
 
 /** The part of a refund one mint pays back. */
@@ -138,7 +140,18 @@ function toLease(body: unknown): Lease {
     refunded: typeof body.refunded === 'number' ? num(body.refunded, 'refunded') : undefined,
     refunds: Array.isArray(body.refunds) ? body.refunds.flatMap(toMintRefund) : undefined,
     paid: typeof body.paid === 'number' ? num(body.paid, 'paid') : undefined,
+    ports: toPorts(body.ports),
   };
+}
+
+/** The `ports` map, checked: port numbers to http(s) URLs only (they become links on the page). */
+function toPorts(value: unknown): Record<string, string> | undefined {
+  if (!isObject(value)) return undefined;
+  const out: Record<string, string> = {};
+  for (const [port, url] of Object.entries(value)) {
+    if (/^[0-9]{1,5}$/.test(port) && typeof url === 'string' && /^https?:\/\//.test(url)) out[port] = url;
+  }
+  return out;
 }
 
 /** A `refunds` entry with a token, checked; entries without one (nothing left after fees) drop out. */
@@ -156,7 +169,7 @@ function toMintRefund(entry: unknown): MintRefund[] {
 const json = { 'content-type': 'application/json' };
 
 export async function createLease(
-  request: { offer: string; seconds: number; image: string },
+  request: { offer: string; seconds: number; image: string; ports?: number[] },
   token: string,
 ): Promise<Lease> {
   const body = await call('/v1/leases', {

@@ -24,6 +24,8 @@ interface HeldLease {
   bearer: string;
   offer: string;
   expires_at: string;
+  /** Port -> public URL, as the node answered. */
+  ports?: Record<string, string>;
 }
 
 const LEASE_KEY = 'alacarte.lease.v1';
@@ -44,6 +46,8 @@ const ui = {
   duration: el<HTMLInputElement>('duration'),
   durationLabel: el<HTMLOutputElement>('duration-label'),
   image: el<HTMLSelectElement>('image'),
+  ports: el<HTMLInputElement>('ports'),
+  leasePorts: el('lease-ports'),
   price: el<HTMLOutputElement>('price'),
   rentForm: el<HTMLFormElement>('rent-form'),
   rentButton: el<HTMLButtonElement>('rent-button'),
@@ -222,6 +226,7 @@ function showLease(held: HeldLease): void {
   ui.leaseSection.hidden = false;
   ui.leaseId.textContent = held.id;
   ui.leaseOffer.textContent = held.offer;
+  showPorts(held.ports ?? {});
   tickCountdown();
   window.clearInterval(countdownTimer);
   countdownTimer = window.setInterval(tickCountdown, 1000);
@@ -238,6 +243,36 @@ function showLease(held: HeldLease): void {
   });
   updateExtendPrice();
   ui.leaseSection.scrollIntoView({ block: 'start' });
+}
+
+/** Links to the lease's published ports: what a server in the sandbox serves, for anyone. */
+function showPorts(ports: Record<string, string>): void {
+  const entries = Object.entries(ports);
+  ui.leasePorts.hidden = entries.length === 0;
+  ui.leasePorts.replaceChildren();
+  if (!entries.length) return;
+  ui.leasePorts.append('Published ports: ');
+  entries.forEach(([port, url], i) => {
+    const a = document.createElement('a');
+    a.href = url;
+    a.target = '_blank';
+    a.rel = 'noopener noreferrer';
+    a.textContent = `${port} → ${url}`;
+    if (i > 0) ui.leasePorts.append(' · ');
+    ui.leasePorts.append(a);
+  });
+}
+
+/** The ports field: "8080, 3000" → [8080, 3000]; a clear error for anything else. */
+function requestedPorts(): number[] | undefined {
+  const text = ui.ports.value.trim();
+  if (!text) return undefined;
+  const ports = text.split(/[\s,]+/).map((p) => (/^[0-9]{1,5}$/.test(p) ? Number(p) : 0));
+  if (ports.some((p) => p < 1 || p > 65_535))
+    throw new Error('ports are numbers from 1 to 65535, e.g. 8080, 3000');
+  if (new Set(ports).size !== ports.length) throw new Error('each port once, please');
+  if (ports.length > 16) throw new Error('at most 16 ports');
+  return ports;
 }
 
 function hideLease(): void {
@@ -277,7 +312,13 @@ async function rent(): Promise<void> {
   const seconds = selectedSeconds();
   if (!offer || seconds === undefined) throw new Error('choose a size first');
   if (heldLease()) throw new Error('stop your current sandbox before renting another');
-  const request = { offer: offer.id, seconds, image: ui.image.value || 'busybox' };
+  const ports = requestedPorts();
+  const request = {
+    offer: offer.id,
+    seconds,
+    image: ui.image.value || 'busybox',
+    ...(ports ? { ports } : {}),
+  };
   const price = await getQuote(offer.id, seconds);
   if (w.balance() < price) throw new Error(`not enough ecash: ${price} ${unit()} needed, top up first`);
   say(`Paying ${price} ${unit()}…`);
@@ -305,7 +346,13 @@ async function finishRent(
     throw err;
   }
   if (!lease.token) throw new Error('the node did not hand over the lease credential');
-  const held = { id: lease.id, bearer: lease.token, offer: lease.offer, expires_at: lease.expires_at };
+  const held = {
+    id: lease.id,
+    bearer: lease.token,
+    offer: lease.offer,
+    expires_at: lease.expires_at,
+    ports: lease.ports,
+  };
   holdLease(held);
   w.settle(token);
   if (lease.change) await w.receive(lease.change, true);

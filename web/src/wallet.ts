@@ -15,7 +15,11 @@ type StoredProof = Omit<Proof, 'amount'> & { amount: string };
 /** Tokens handed to the node whose answer is not in yet: what the page must recover after a crash. */
 export type Pending =
   /** Creation is idempotent per token (API.md): replaying it gets the lease, or the token back. */
-  | { kind: 'rent'; token: string; request: { offer: string; seconds: number; image: string } }
+  | {
+      kind: 'rent';
+      token: string;
+      request: { offer: string; seconds: number; image: string; ports?: number[] };
+    }
   | { kind: 'extend'; token: string; request: { id: string; seconds: number } }
   /** Change or a refund from the node, kept until it is swapped into the wallet. */
   | { kind: 'receive'; token: string };

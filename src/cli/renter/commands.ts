@@ -137,7 +137,12 @@ export async function runCommand(command: string, args: string[], io: Io): Promi
       return withContext(
         command,
         args,
-        { timeout: { type: 'string' }, stdin: { type: 'boolean' }, 'no-stdin': { type: 'boolean' } },
+        {
+          timeout: { type: 'string' },
+          stdin: { type: 'boolean' },
+          'no-stdin': { type: 'boolean' },
+          background: { type: 'boolean' },
+        },
         io,
         exec,
       );
@@ -338,7 +343,7 @@ const leases: Handler = async (ctx, _values, positionals) => {
       expires_at: lease?.expires_at ?? entry.expires_at,
       remaining_seconds: left,
       url: entry.url,
-      ports: entry.ports,
+      ports: lease?.ports ?? entry.ports,
     };
   });
   const rows = [['LEASE', 'STATE', 'OFFER', 'IMAGE', 'LEFT', 'NODE']];
@@ -351,9 +356,13 @@ const leases: Handler = async (ctx, _values, positionals) => {
       l.state === 'running' ? formatDuration(l.remaining_seconds) : '-',
       l.url,
     ]);
+  // Published ports of running leases, under the table: URLs are too long for a column.
+  const portLines = list
+    .filter((l) => l.state === 'running')
+    .flatMap((l) => Object.entries(l.ports ?? {}).map(([port, url]) => `${l.id} port ${port}: ${url}`));
   ctx.out(
     list.length
-      ? table(rows)
+      ? [table(rows), ...portLines].join('\n')
       : 'no leases rented from this machine yet — try: alacarte rent --offer small --for 1h',
     {
       leases: list,
@@ -370,6 +379,7 @@ const exec: Handler = async (ctx, values, positionals, rest) => {
   if (timeout !== undefined && (!Number.isInteger(timeout) || timeout < 1 || timeout > 3600)) {
     throw new UsageError('--timeout wants whole seconds from 1 to 3600', 'exec');
   }
+  if (values.background) return execBackground(ctx, id, rest, values.stdin === true);
   // As ssh does: what is piped in goes to the command; a terminal is not read unless asked (--stdin).
   const readIn = !values['no-stdin'] && (values.stdin === true || process.stdin.isTTY !== true);
   const stdin = readIn ? await readStdin(EXEC_STDIN_MAX) : undefined;
@@ -414,6 +424,21 @@ async function readStdin(max: number): Promise<Buffer> {
     chunks.push(chunk);
   }
   return Buffer.concat(chunks, length);
+}
+
+/** `exec --background`: starts the command detached and prints its pid inside the sandbox. */
+async function execBackground(ctx: Context, id: string, command: string[], stdin: boolean): Promise<number> {
+  if (stdin) throw new UsageError('--background runs without input: drop --stdin', 'exec');
+  ctx.progress.start('starting');
+  const result = await ctx.sdk({ wallet: false }).execBackground(id, command);
+  ctx.progress.stop();
+  if (result.started) {
+    ctx.out(`started in the background: pid ${result.pid} (output discarded)`, result);
+    return 0;
+  }
+  if (ctx.json) ctx.out('', result);
+  else ctx.io.stderr.write(result.stderr);
+  return result.exit_code;
 }
 
 const extend: Handler = async (ctx, values, positionals) => {

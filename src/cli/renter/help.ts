@@ -47,7 +47,8 @@ Options:
   --offer ID         one of: alacarte offers
   --for DURATION     600s, 90m, 2h, 1d, 1h30m
   --image IMAGE      default busybox
-  --port PORT        expose a port of the sandbox through the node (repeatable)
+  --port PORT        publish a port of the sandbox at a URL on the node, for anyone who has
+                     the URL (repeatable); shown by rent and leases
   --env K=V          environment variable (repeatable)
   --max N            pay at most N (sat), whatever the node asks
   -- COMMAND ...     the sandbox's main command (default: the image's)
@@ -65,17 +66,21 @@ Examples:
   alacarte leases
   alacarte leases --json
 ${COMMON}`,
-  exec: `Usage: alacarte exec ID [--timeout SECONDS] [--stdin | --no-stdin] [--json] -- COMMAND [ARG ...]
+  exec: `Usage: alacarte exec ID [--timeout SECONDS] [--stdin | --no-stdin | --background] [--json] -- COMMAND [ARG ...]
 
 Runs a command in the sandbox and writes its output; exits with the command's exit code.
 Bytes pass through unchanged both ways. Standard input that is not a terminal (a pipe, a file;
 at most 1 MiB) goes to the command; --stdin reads a terminal too, --no-stdin reads nothing.
+--background starts it detached and returns at once, printing its pid; it runs until it exits or
+the lease ends, its output discarded (redirect it inside: sh -c 'cmd > /tmp/log 2>&1').
+What a command starts in the background itself (cmd &) outlives the exec too.
 
 Examples:
   alacarte exec lse_123 -- uname -a
   alacarte exec lse_123 -- sh -c 'echo hi > /tmp/x; cat /tmp/x'
   echo data | alacarte exec lse_123 -- wc -c
   alacarte exec lse_123 -- gzip -c /etc/passwd > passwd.gz
+  alacarte exec lse_123 --background -- httpd -f -p 8080
 ${COMMON}`,
   shell: `Usage: alacarte shell ID [--url URL]
 

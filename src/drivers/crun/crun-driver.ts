@@ -53,6 +53,7 @@ import {
   type TerminalSize,
 } from '../compute-driver.js';
 import { attachInSandbox, validSize } from './attach.js';
+import { backgroundCommand, backgroundPid } from './background.js';
 import { applyLimits, limitWrites, procsFile } from './cgroup-limits.js';
 import { CpuPicker, cpusetFile, parentCpus } from './cpuset.js';
 import { type CrunDriverOptions, type DriverLogger, silentLogger } from './crun-options.js';
@@ -61,6 +62,7 @@ import { commandFile, deadlineFile, initScript, leaseFile } from './init-script.
 import { destroyDir, LayerPool, type WarmSandbox } from './layer-pool.js';
 import { DriverLxcfs } from './lxcfs.js';
 import { DEFAULT_PATH, IN_SANDBOX, ociSpec } from './oci-spec.js';
+import { OutputDrain } from './output-drain.js';
 import { ConnectionBudget, PortProxy } from './port-proxy.js';
 import {
   type CgroupLayout,
@@ -110,6 +112,8 @@ const EXIT_POLL_MS = 500;
 export class CrunDriver implements ComputeDriver {
   readonly id = 'crun';
   private readonly live = new Map<string, Live>();
+  /** Output pipes of returned execs still held by their background jobs, per lease (output-drain.ts). */
+  private readonly drains = new Map<string, OutputDrain>();
   private readonly starting = new Set<string>();
   /** lease id -> container name, for sandboxes this process knows. */
   private readonly names = new Map<string, string>();
@@ -325,6 +329,9 @@ export class CrunDriver implements ComputeDriver {
       );
     }
     const meta = this.meta(id);
+    const command = request.background ? backgroundCommand(request.command) : request.command;
+    const drain = this.drains.get(id) ?? new OutputDrain();
+    this.drains.set(id, drain);
     const result = await execInSandbox(
       {
         runtime: this.runtime.path,
@@ -333,14 +340,17 @@ export class CrunDriver implements ComputeDriver {
         pidFile: join(this.dir(id), `exec-${randomBytes(6).toString('hex')}.pid`),
         env: this.envFor(meta, request.env),
         procsFile: procsFile(this.cgroups.mode, this.cgroupOf(meta.container)),
+        drain,
       },
-      request,
+      { ...request, command },
     );
     // A failure may mean the sandbox ended meanwhile; say so rather than return the runtime's message.
     if (result.exitCode !== 0 && this.initPid(id) === undefined) {
       throw new AlacarteError('lease_not_running', 'the sandbox has ended');
     }
-    return result;
+    if (!request.background) return result;
+    const pid = backgroundPid(result);
+    return pid === undefined ? result : { ...result, stdout: Buffer.alloc(0), pid };
   }
 
   async spawn(sandbox: SandboxRef, request: SpawnRequest): Promise<SandboxProcess> {
@@ -459,6 +469,8 @@ export class CrunDriver implements ComputeDriver {
   private async remove(id: string): Promise<void> {
     const live = this.live.get(id);
     this.live.delete(id);
+    this.drains.get(id)?.close();
+    this.drains.delete(id);
     if (live) await Promise.all(live.proxies.map((p) => p.close()));
     const name = this.containerName(id);
     if (name) {

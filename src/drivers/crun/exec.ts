@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ExecRequest, ExecResult } from '../compute-driver.js';
+import type { OutputDrain } from './output-drain.js';
 import { killExecTree } from './process-tree.js';
 import { signalNumber } from './run-process.js';
 
@@ -15,6 +16,11 @@ export interface ExecTarget {
   env: string[];
   /** The sandbox's cgroup.procs (see cgroup-limits.ts): a timeout kills the command's processes among these. */
   procsFile: string;
+  /**
+   * Takes the output pipes once the command has exited, so that what it left in the background
+   * keeps a reader (output-drain.ts). Without one they are closed.
+   */
+  drain?: OutputDrain;
 }
 
 /** Collects a stream up to a cap and keeps draining past it, so the writer never blocks. */
@@ -112,8 +118,11 @@ function execOnce(target: ExecTarget, request: ExecRequest): Promise<ExecResult>
       // The runtime may have written the command's pid only after the first sweep.
       if (timedOut) killTree();
       const finish = () => {
-        child.stdout.destroy();
-        child.stderr.destroy();
+        // Closing the pipes would kill a background job with SIGPIPE at its next write.
+        for (const stream of [child.stdout, child.stderr]) {
+          if (target.drain) target.drain.keep(stream);
+          else stream.destroy();
+        }
         resolve({
           exitCode: code ?? 128 + signalNumber(signal),
           stdout: stdout.value(),

@@ -1,0 +1,256 @@
+import { type IncomingMessage, STATUS_CODES } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import httpProxy, { type FastifyHttpProxyOptions } from '@fastify/http-proxy';
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { AlacarteError } from '../core/errors.js';
+import { toErrorAnswer } from './errors.js';
+
+/**
+ * Path of a lease's port on the node's own listener; the public URL of port 8080 of lease `lse_x`
+ * is `<public URL>/v1/leases/lse_x/ports/8080/`, and everything below it reaches the server in the
+ * sandbox with this prefix stripped (`…/ports/8080/a?b` → `/a?b`).
+ */
+export function portPath(leaseId: string, port: number): string {
+  return `/v1/leases/${leaseId}/ports/${port}/`;
+}
+
+/**
+ * Host name of a lease's port under the operator's ports domain (`portsDomain`), one origin per
+ * lease and port: `8080-lse-<26 base36>.<domain>` for port 8080 of `lse_<26 base36>` (DNS labels
+ * have no `_`). Everything on that host reaches the port with its path unchanged.
+ */
+export function portHost(leaseId: string, port: number, domain: string): string {
+  return `${port}-${leaseId.replace(/^lse_/, 'lse-')}.${domain}`;
+}
+
+/** The lease id and port a Host header names under `domain`, or undefined. */
+export function parsePortHost(host: string, domain: string): { leaseId: string; port: string } | undefined {
+  const lower = host.toLowerCase().replace(/:[0-9]{1,5}$/, '');
+  if (!lower.endsWith(`.${domain}`)) return undefined;
+  const m = /^([0-9]{1,5})-lse-([0-9a-z]{26})$/.exec(lower.slice(0, -domain.length - 1));
+  return m ? { port: m[1] ?? '', leaseId: `lse_${m[2]}` } : undefined;
+}
+
+export interface PortRoutesOptions {
+  /**
+   * Also serve each port on a host name of its own (portHost) under this domain, whose wildcard
+   * DNS points at the node. Such a page has an origin of its own, so it is not sandboxed.
+   */
+  portsDomain?: string;
+}
+
+/** What the routes need of the lease service: where a lease's declared port is relayed. */
+export interface PortTargets {
+  /** The loopback URL (`http://127.0.0.1:N`) relaying the port; throws AlacarteError 4xx. */
+  portTarget(leaseId: string, port: number): Promise<string>;
+}
+
+const PORT_PATH = /^\/v1\/leases\/([^/?#]{1,128})\/ports\/([^/?#]{1,16})(\/[^#]*|\?[^#]*)?$/;
+
+/** Parses a port as it appears in a path; throws `invalid_request` for anything but 1..65535. */
+export function parsePort(text: string): number {
+  const port = /^[0-9]{1,5}$/.test(text) ? Number(text) : 0;
+  if (port < 1 || port > 65_535)
+    throw new AlacarteError('invalid_request', 'a port is a number from 1 to 65535');
+  return port;
+}
+
+/**
+ * Sent with every answer from a lease's port. The port's pages are served from the node's own
+ * origin, where the node's web page keeps a renter's wallet and lease credentials (localStorage):
+ * as a sandbox without `allow-same-origin` a page runs in an opaque origin of its own and cannot
+ * read them, nor set cookies or register a service worker there. Scripts, forms and popups work.
+ */
+export const PORT_CONTENT_POLICY =
+  'sandbox allow-scripts allow-forms allow-popups allow-popups-to-escape-sandbox allow-modals allow-downloads';
+
+type PortRequest = FastifyRequest<{ Params: { id: string; port: string } }> & { portUpstream?: string };
+
+/** Requests that came by a port's own host name (see PortRoutesOptions.portsDomain). */
+const byHost = new WeakSet<IncomingMessage>();
+
+/**
+ * Serves every lease's declared ports through the node's own listener (API.md addition, README
+ * "Port URLs"): `/v1/leases/{id}/ports/{port}/…`, HTTP and WebSockets, streamed both ways, to
+ * the driver's loopback relay of that port. No credential: like a server's ports, they are for
+ * anyone the renter gives the URL to (a browser included); a lease exposes only the ports it
+ * declared. Hostile paths get a 4xx: a port that is not one (400 invalid_request), an unknown lease
+ * or an undeclared port (404 not_found), an ended lease (409 lease_not_running). A port nothing
+ * answers on is `502 bad_gateway`.
+ *
+ * HTTP goes through @fastify/http-proxy. A WebSocket (any upgrade) is spliced as bytes after its
+ * request head, so subprotocols, extensions and frames reach the sandbox untouched; the upgrade
+ * listener is installed ahead of @fastify/websocket's and hands it everything else.
+ */
+export function portRoutes(targets: PortTargets, options: PortRoutesOptions = {}): FastifyPluginAsync {
+  return async (app) => {
+    // Bodies go to the sandbox as streams, unparsed: the proxy brings its own pass-through parsers.
+    await app.register(async (proxied) => {
+      proxied.removeAllContentTypeParsers();
+      await proxied.register(httpProxy, proxyOptions(targets));
+    });
+    installListeners(app.server, targets, app, options.portsDomain?.toLowerCase());
+  };
+}
+
+function proxyOptions(targets: PortTargets): FastifyHttpProxyOptions {
+  return {
+    prefix: '/v1/leases/:id/ports/:port',
+    // Filled per request by getUpstream; a placeholder so that the plugin accepts no fixed one.
+    upstream: '',
+    rewritePrefix: '',
+    // Done in rewriteHeaders: the plugin would put the literal `:id/:port` of the prefix there.
+    internalRewriteLocationHeader: false,
+    // A stream (server-sent events, a long download) may pause for as long as it likes; the client
+    // ends it by going away. Its connection counts against the lease's 32.
+    undici: { bodyTimeout: 0 },
+    preHandler: async (request: FastifyRequest, reply: FastifyReply) => {
+      const r = request as PortRequest;
+      const port = parsePort(r.params.port);
+      const upstream = await targets.portTarget(r.params.id, port);
+      const path = request.url.split('?', 1)[0] ?? '';
+      // A page's relative links resolve against its directory: `…/ports/8080` → `…/ports/8080/`.
+      if (!byHost.has(request.raw) && !path.endsWith('/') && path.split('/').length === 6) {
+        const query = request.url.slice(path.length);
+        return reply.redirect(`${path}/${query}`, 308);
+      }
+      r.portUpstream = upstream;
+    },
+    replyOptions: {
+      rewriteHeaders: (headers, request) => {
+        const r = request as PortRequest | undefined;
+        if (!r || byHost.has(r.raw)) return headers;
+        // A redirect to a path of the server (`/login`) stays under the port's prefix.
+        const location = headers.location;
+        const rewritten =
+          typeof location === 'string' && /^\/(?!\/)/.test(location)
+            ? { location: `${portPath(r.params.id, Number(r.params.port)).slice(0, -1)}${location}` }
+            : {};
+        // The page's own policy, if any, still applies: browsers enforce every policy sent.
+        const own = headers['content-security-policy'];
+        const policies = own === undefined ? [] : Array.isArray(own) ? own : [String(own)];
+        return { ...headers, ...rewritten, 'content-security-policy': [...policies, PORT_CONTENT_POLICY] };
+      },
+      getUpstream: (request) => (request as PortRequest).portUpstream ?? 'http://127.0.0.1:9',
+      onError: (reply, { error }) => {
+        const late = (error as { statusCode?: number }).statusCode === 504;
+        const refused = late
+          ? new AlacarteError('gateway_timeout', 'the server on this port did not answer in time', {
+              cause: error,
+            })
+          : new AlacarteError('bad_gateway', 'nothing answers on this port in the lease', { cause: error });
+        const { status, body } = toErrorAnswer(refused);
+        void reply.status(status).send(body);
+      },
+    },
+  };
+}
+
+/**
+ * Requests by a port's host name are given the port's path before Fastify routes them; upgrades
+ * (WebSockets) to a port are spliced to it, the rest go to the other listeners (@fastify/websocket).
+ */
+function installListeners(
+  server: FastifyInstance['server'],
+  targets: PortTargets,
+  app: Parameters<FastifyPluginAsync>[0],
+  domain: string | undefined,
+): void {
+  const open = new Set<Duplex>();
+  const toPortPath = (req: IncomingMessage): void => {
+    if (!domain || typeof req.headers.host !== 'string') return;
+    const named = parsePortHost(req.headers.host, domain);
+    if (!named) return;
+    byHost.add(req);
+    const url = req.url ?? '/';
+    req.url = `/v1/leases/${named.leaseId}/ports/${named.port}${url.startsWith('/') ? url : `/${url}`}`;
+  };
+  app.addHook('onReady', async () => {
+    const requests = server.listeners('request') as Array<(req: IncomingMessage, res: unknown) => void>;
+    server.removeAllListeners('request');
+    server.on('request', (req: IncomingMessage, res: unknown) => {
+      toPortPath(req);
+      for (const l of requests) l.call(server, req, res);
+    });
+    const upgrades = server.listeners('upgrade') as Array<
+      (req: IncomingMessage, s: Duplex, h: Buffer) => void
+    >;
+    server.removeAllListeners('upgrade');
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      toPortPath(req);
+      const match = PORT_PATH.exec(req.url ?? '');
+      if (!match) {
+        for (const l of upgrades) l.call(server, req, socket, head);
+        return;
+      }
+      socket.on('error', () => socket.destroy());
+      open.add(socket);
+      socket.once('close', () => open.delete(socket));
+      void splice(targets, req, socket, head, match).catch((err: unknown) => refuse(socket, err));
+    });
+  });
+  app.addHook('onClose', async () => {
+    for (const s of open) s.destroy();
+  });
+}
+
+async function splice(
+  targets: PortTargets,
+  req: IncomingMessage,
+  client: Duplex,
+  head: Buffer,
+  match: RegExpExecArray,
+): Promise<void> {
+  const port = parsePort(match[2] ?? '');
+  // Not decoded: a lease id has no character that needs it, and a stray `%` must stay a 404.
+  const target = new URL(await targets.portTarget(match[1] ?? '', port));
+  if (client.destroyed) return;
+  const rest = match[3] ?? '/';
+  const path = rest.startsWith('?') ? `/${rest}` : rest;
+  const upstream: Socket = connect({ host: target.hostname, port: Number(target.port) });
+  let answered = false;
+  upstream.once('error', (err) => {
+    if (!answered)
+      refuse(
+        client,
+        new AlacarteError('bad_gateway', 'nothing answers on this port in the lease', { cause: err }),
+      );
+    else client.destroy();
+  });
+  upstream.once('connect', () => {
+    // The client's request head as it came, its path without the prefix; then bytes both ways.
+    const lines = [`${req.method ?? 'GET'} ${path} HTTP/${req.httpVersion}`];
+    for (let i = 0; i + 1 < req.rawHeaders.length; i += 2)
+      lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+    upstream.write(`${lines.join('\r\n')}\r\n\r\n`);
+    if (head.length) upstream.write(head);
+    upstream.once('data', () => {
+      answered = true;
+    });
+    client.pipe(upstream);
+    upstream.pipe(client, { end: false });
+    client.once('close', () => upstream.destroy());
+    upstream.once('close', () => {
+      // A relay that closes before any byte: nothing listens in the sandbox.
+      if (!answered)
+        refuse(client, new AlacarteError('bad_gateway', 'nothing answers on this port in the lease'));
+      else client.end();
+    });
+  });
+}
+
+/** Answers a refused upgrade with the API's JSON error, then closes. */
+function refuse(socket: Duplex, err: unknown): void {
+  if (socket.destroyed || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const { status, body } = toErrorAnswer(err);
+  const text = JSON.stringify(body);
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: application/json; charset=utf-8\r\n` +
+      `content-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
+  );
+  setTimeout(() => socket.destroy(), 5000).unref();
+}
