@@ -241,6 +241,9 @@ export class Mint {
         '19': { ttl: null, cached_endpoints: CACHED_ENDPOINTS },
       },
     };
+    // Not a NUT field (wallets ignore unknown ones): lets this node's page and CLI warn their user
+    // plainly while the Lightning backend is a test one, instead of parsing the motd.
+    info.lightning = { backend: this.core.lightning.id, test: test };
     if (o.descriptionLong !== undefined) info.description_long = o.descriptionLong;
     if (test || o.motd !== undefined) info.motd = test ? `${warning}${o.motd ? ` ${o.motd}` : ''}` : o.motd;
     if (o.urls !== undefined) info.urls = o.urls;

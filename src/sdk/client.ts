@@ -178,6 +178,32 @@ export class Alacarte {
     return stopped;
   }
 
+  /**
+   * Collects the refunds of leases the node ended before their time. A lease whose sandbox died
+   * (out of memory, say) is stopped by the node with its unused time refunded; the refund is
+   * handed over by DELETE, which answers a stopped lease the same way every time. Every lease the
+   * book holds as running is asked about (GET); the stopped ones are stopped here (DELETE) and
+   * their refunds go into the wallet. Leases whose node does not answer are left for next time.
+   * Resolves with the leases collected and what each refunded, in the lease's unit.
+   */
+  async collectRefunds(): Promise<Array<{ id: string; refunded: number; unit: string }>> {
+    if (!this.wallet || !this.book) return [];
+    const collected: Array<{ id: string; refunded: number; unit: string }> = [];
+    for (const entry of this.book.list()) {
+      if (entry.state !== 'running') continue;
+      let lease: Lease;
+      try {
+        lease = await this.status(entry.id);
+      } catch {
+        continue; // node unreachable or the lease forgotten: asked again next time
+      }
+      if (lease.state !== 'stopped') continue;
+      const stopped = await this.stop(entry.id).catch(() => undefined);
+      if (stopped) collected.push({ id: entry.id, refunded: stopped.refunded, unit: stopped.unit });
+    }
+    return collected;
+  }
+
   /** The leases rented from this machine (with their credentials). */
   leases(): LeaseBookEntry[] {
     return this.book?.list() ?? [];
