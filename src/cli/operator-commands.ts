@@ -56,6 +56,8 @@ async function serve(args: string[], usage: string): Promise<number> {
       `alacarte: images and sandboxes of ${config.dataDir} live in ${placed} (reachable for sandboxes)`,
     );
   const imagesDir = join(config.dataDir, 'images');
+  // The first start builds the busybox image and warm sandboxes: a few seconds that say so.
+  process.stderr.write('alacarte: checking the host and preparing images…\n');
   const driver = await CrunDriver.create({
     runtimeDir: join(config.dataDir, 'sandboxes'),
     imagesDir,
