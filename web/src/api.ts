@@ -1,6 +1,8 @@
 /** The node's HTTP API (API.md), as the page uses it: same origin, JSON, checked at the boundary. */
 
-import { Sentence } from './sentence.js';
+import { ApiError, Sentence } from './error-types.js';
+
+export { ApiError };
 
 export interface OfferInfo {
   id: string;
@@ -41,18 +43,6 @@ export interface MintRefund {
   mint: string;
   token: string;
   amount: number;
-}
-
-/** An answer the node refused, with its stable code (API.md "Errors"). */
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'ApiError';
-  }
 }
 
 async function call(path: string, init: RequestInit = {}): Promise<unknown> {

@@ -1,11 +1,10 @@
 import { HttpResponseError, MintOperationError, NetworkError, RateLimitError } from '@cashu/cashu-ts';
-import { ApiError } from './api.js';
-import { Sentence } from './sentence.js';
+import { ApiError, Sentence } from './error-types.js';
 
 export { Sentence };
 
 /** The node's stable error codes (API.md "Errors"), as a renter reads them. */
-const NODE_CODES: Readonly<Record<string, string>> = {
+export const NODE_CODES: Readonly<Record<string, string>> = {
   invalid_request: 'The node did not accept this request: refresh the page and try again.',
   invalid_token: 'The node could not read the ecash token; nothing was spent.',
   unit_mismatch: 'The ecash is in another unit than this node prices in; nothing was spent.',
@@ -21,6 +20,9 @@ const NODE_CODES: Readonly<Record<string, string>> = {
   start_failed: 'The sandbox could not start; the payment came back to your wallet.',
   payload_too_large: 'That is too large for the node to take.',
   rate_limited: 'The node is busy; wait a few seconds and try again.',
+  mint_unavailable:
+    'The mint that issued this ecash did not answer the node; nothing was spent. Try again later.',
+  internal: 'The node ran into a problem of its own; try again, and tell its operator if it persists.',
   idempotency_conflict: 'The node is still busy with an earlier request; reload the page.',
 };
 

@@ -5,3 +5,15 @@
 export class Sentence extends Error {
   override readonly name = 'Sentence';
 }
+
+/** An answer the node refused, with its stable code (API.md "Errors"). */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
