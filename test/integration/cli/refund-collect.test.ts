@@ -1,4 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Amount } from '../../../src/core/amount.js';
+import { Alacarte } from '../../../src/sdk/client.js';
+import { LocalWallet } from '../../../src/wallet/local-wallet.js';
 import { tempDir } from '../../helpers/cli.js';
 import { type LeaseTestNode, startLeaseNode } from '../../helpers/lease-node.js';
 import { runCli, runJson } from './run-cli.js';
@@ -65,5 +68,30 @@ describe('alacarte CLI: refunds of leases the node ended', { timeout: 240_000 },
       new RegExp(`lease ${lease.id} was stopped by the node .+refunded 5\\d sat`),
     );
     expect(balance.stdout).toMatch(/^(19\d|200) sat\n$/);
+  });
+
+  it('the SDK: status() of a lease the node stopped collects its refund, once', async () => {
+    const wallet = LocalWallet.open({ home: tempDir('sdk-refund') });
+    try {
+      const topup = await wallet.createTopup(t.mintUrl, Amount.of(100));
+      await wallet.completeTopup(topup.opId);
+      const sdk = new Alacarte({ url: t.url, wallet });
+      const lease = await sdk.rent({ offer: 'small', seconds: 3600, image: 'busybox' });
+      expect(Number(wallet.balance().value)).toBe(40);
+      await t.driver.stop({ leaseId: lease.id });
+      await expect
+        .poll(async () => (await t.node.leases?.countByState())?.stopped, { timeout: 20_000 })
+        .toBe(3);
+      const seen = await sdk.status(lease.id);
+      expect(seen.state).toBe('stopped');
+      expect(seen.refunded).toBeGreaterThanOrEqual(58);
+      expect(Number(wallet.balance().value)).toBe(40 + (seen.refunded as number));
+      // Already collected: nothing more comes back, and the list has nothing left to collect.
+      expect(await sdk.collectRefunds()).toEqual([]);
+      expect((await sdk.status(lease.id)).refunded).toBeUndefined();
+      expect(Number(wallet.balance().value)).toBe(40 + (seen.refunded as number));
+    } finally {
+      wallet.close();
+    }
   });
 });
