@@ -36,12 +36,49 @@ export interface ApiOperation {
   params?: z.ZodObject;
   /** Status code → what it means. */
   responses: Record<string, string>;
+  /** The shape of a success (2xx JSON) answer, for clients; the node does not parse its own answers. */
+  answer?: z.ZodType;
   /** The answer's media type when it is not JSON. */
   produces?: string;
 }
 
 const leaseId = z.object({ id: z.string().max(64).describe('the lease id, `lse_…`') });
 const filePath = z.object({ path: z.string().describe('a file of the built page') });
+
+// Answers, as API.md describes them (documentation: these shapes are what clients may rely on).
+const leaseAnswer = z.object({
+  id: z.string(),
+  state: z.enum(['pending', 'running', 'expired', 'stopped', 'failed']),
+  offer: z.string(),
+  image: z.string(),
+  created_at: z.string().describe('RFC 3339 UTC'),
+  expires_at: z.string().nullable(),
+  paid: z.number().int().describe('in `unit`'),
+  unit: z.string(),
+  ports: z.record(z.string(), z.string()).describe('port → URL'),
+  remaining_seconds: z.number().int().optional(),
+});
+const rentedAnswer = leaseAnswer.extend({
+  token: z.string().describe('the bearer credential of the lease: only in the answer to its payment'),
+  change: z.string().nullable(),
+});
+const stoppedAnswer = leaseAnswer.extend({
+  refund: z.string().nullable().describe('the first token of `refunds`'),
+  refunded: z.number().int(),
+  refunds: z.array(z.object({ mint: z.string(), token: z.string().nullable(), amount: z.number().int() })),
+});
+const execAnswer = z.object({
+  exit_code: z.number().int(),
+  stdout: z.string(),
+  stderr: z.string(),
+  truncated: z.boolean(),
+});
+const quoteAnswer = z.object({
+  offer: z.string(),
+  seconds: z.number().int(),
+  amount: z.number().int(),
+  unit: z.string(),
+});
 
 const ERRORS = 'Error answers: `{"error": "<code>", "message": "<text>"}` with a stable code.';
 
@@ -95,6 +132,7 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
     summary: 'The price of an offer for a duration',
     description: 'Price = ceil(amount_per_hour × seconds / 3600).',
     query: quoteQuery,
+    answer: quoteAnswer,
     responses: {
       200: '`{"offer", "seconds", "amount", "unit"}`',
       400: 'unknown offer or seconds out of range',
@@ -113,6 +151,7 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
     paid: true,
     idempotent: true,
     body: createLeaseBody,
+    answer: rentedAnswer,
     responses: {
       201: 'the lease, with its bearer credential `token` (only here) and `change`',
       200: 'the same lease again (a replay of the same payment)',
@@ -133,6 +172,7 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
       'over by `DELETE`, which answers a stopped lease the same way every time.',
     auth: 'lease',
     params: leaseId,
+    answer: leaseAnswer,
     responses: { 200: 'the lease, with `remaining_seconds`', 401: 'unauthorized (also for an unknown id)' },
   },
   {
@@ -142,6 +182,7 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
     summary: 'Stop a lease; unused whole seconds come back as ecash',
     auth: 'lease',
     params: leaseId,
+    answer: stoppedAnswer,
     responses: {
       200: 'the lease with `state: "stopped"`, `refund`, `refunded` and `refunds` (one token per mint paid)',
       401: 'unauthorized',
@@ -156,6 +197,7 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
     auth: 'lease',
     params: leaseId,
     body: execBody,
+    answer: execAnswer,
     responses: {
       200: '`{"exit_code", "stdout", "stderr", "truncated"}`',
       401: 'unauthorized',
@@ -171,6 +213,7 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
     idempotent: true,
     params: leaseId,
     body: extendBody,
+    answer: leaseAnswer.extend({ change: z.string().nullable() }),
     responses: {
       200: 'the lease with the new `expires_at` and `change`',
       402: 'payment_required',
@@ -273,11 +316,11 @@ function mintOperations(): ApiOperation[] {
   ];
 }
 
-/** A zod schema as JSON Schema 2020-12 (OpenAPI 3.1's dialect), as a client must send it. */
-export function jsonSchemaOf(schema: z.ZodType): Record<string, unknown> {
+/** A zod schema as JSON Schema 2020-12 (OpenAPI 3.1's dialect): as a client must send it (`input`), or gets it. */
+export function jsonSchemaOf(schema: z.ZodType, io: 'input' | 'output' = 'input'): Record<string, unknown> {
   const { $schema: _dialect, ...rest } = z.toJSONSchema(schema, {
     target: 'draft-2020-12',
-    io: 'input',
+    io,
     unrepresentable: 'any',
   }) as Record<string, unknown>;
   return rest;
@@ -339,13 +382,17 @@ export function openApiDocument(options: { serverUrl: string; version: string })
   for (const op of API_OPERATIONS) {
     const responses: Record<string, unknown> = {};
     for (const [status, description] of Object.entries(op.responses)) {
-      const error = Number(status) >= 400 && op.tag !== 'mint' && op.tag !== 'page';
+      const code = Number(status);
+      const error = code >= 400 && op.tag !== 'mint' && op.tag !== 'page';
       const type = op.produces ?? 'application/json';
+      const schema = error
+        ? { $ref: '#/components/schemas/Error' }
+        : code < 300 && op.answer
+          ? jsonSchemaOf(op.answer, 'output')
+          : undefined;
       responses[status] = {
         description,
-        ...(Number(status) === 101 || Number(status) === 204
-          ? {}
-          : { content: { [type]: error ? { schema: { $ref: '#/components/schemas/Error' } } : {} } }),
+        ...(code === 101 || code === 204 ? {} : { content: { [type]: schema ? { schema } : {} } }),
       };
     }
     const security =

@@ -1,7 +1,13 @@
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registeredRoutes } from '../../src/http/app.js';
-import { type LeaseTestNode, startLeaseNode } from '../helpers/lease-node.js';
+import {
+  fundedWallet,
+  type LeaseTestNode,
+  postJson,
+  startLeaseNode,
+  tokenOf,
+} from '../helpers/lease-node.js';
 
 /**
  * The node publishes its own HTTP contract: /openapi.json lists every route the app registers,
@@ -18,6 +24,7 @@ type Doc = {
       {
         parameters: Array<{ name: string; in: string }>;
         requestBody?: { content: { 'application/json': { schema: object } } };
+        responses: Record<string, { content?: Record<string, { schema?: object }> }>;
       }
     >
   >;
@@ -122,6 +129,38 @@ describe('the published HTTP contract', () => {
     expect(quote?.sort()).toEqual(['query:offer', 'query:seconds']);
     const paid = doc.paths['/v1/leases']?.post?.parameters.map((p) => `${p.in}:${p.name}`);
     expect(paid).toContain('header:X-Cashu');
+  });
+
+  it('describes the answers the node really gives: rent, status, exec, stop', async () => {
+    const ajv = new Ajv2020({ strict: false });
+    const answer = (path: string, method: string, status: string) => {
+      const schema = doc.paths[path]?.[method]?.responses[status]?.content?.['application/json']?.schema;
+      if (!schema) throw new Error(`no answer schema for ${method} ${path} ${status}`);
+      return ajv.compile(schema);
+    };
+    const { wallet, proofs } = await fundedWallet(t.mintUrl, 64);
+    const { token } = await tokenOf(wallet, t.mintUrl, proofs, 60);
+    const leases = `${t.url}/v1/leases`;
+    const rented = await postJson(
+      leases,
+      { offer: 'small', seconds: 3600, image: 'busybox' },
+      { 'x-cashu': token },
+    );
+    expect(rented.status).toBe(201);
+    const check = (validate: ReturnType<typeof answer>, body: unknown) => {
+      expect(validate(body), JSON.stringify(validate.errors)).toBe(true);
+    };
+    check(answer('/v1/leases', 'post', '201'), rented.body);
+    const auth = { authorization: `Bearer ${rented.body.token as string}` };
+    const id = rented.body.id as string;
+    const status = await fetch(`${leases}/${id}`, { headers: auth });
+    check(answer('/v1/leases/{id}', 'get', '200'), await status.json());
+    const exec = await postJson(`${leases}/${id}/exec`, { command: ['echo', 'hi'] }, auth);
+    check(answer('/v1/leases/{id}/exec', 'post', '200'), exec.body);
+    const stopped = await postJson(`${leases}/${id}`, undefined, auth, 'DELETE');
+    check(answer('/v1/leases/{id}', 'delete', '200'), stopped.body);
+    // The schemas are not empty shells: a stop answer is not a rent answer.
+    expect(answer('/v1/leases', 'post', '201')(stopped.body)).toBe(false);
   });
 
   it('the node answers what the document says: a body the schema refuses is a 400', async () => {
