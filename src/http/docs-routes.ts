@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
-import { API_OPERATIONS, type ApiOperation, jsonSchemaOf, openApiDocument } from './openapi.js';
+import { API_OPERATIONS, type ApiOperation } from './api-operations.js';
+import { jsonSchemaOf, openApiDocument } from './openapi.js';
 
 /** The HTTP contract's version (API.md "version 1"); additions keep it. */
 const API_VERSION = '1';
