@@ -26,18 +26,24 @@ export const NODE_CODES: Readonly<Record<string, string>> = {
   idempotency_conflict: 'The node is still busy with an earlier request; reload the page.',
 };
 
-/** NUT error codes (cashu error_codes.md) a renter can run into at the mint. */
-const MINT_CODES: Readonly<Record<number, string>> = {
-  10002: 'The mint refused the wallet’s request (outputs already signed); reload the page and try again.',
-  10003: 'The mint could not verify this ecash: it is not valid.',
+/** NUT error codes (cashu error_codes.md, as src/mint/errors.ts) a renter can run into at the mint. */
+export const MINT_CODES: Readonly<Record<number, string>> = {
+  10000: 'The mint did not accept the wallet’s request; reload the page and try again.',
+  10001: 'The mint could not verify this ecash: it is not valid.',
   11001: 'This ecash was already spent: it was received before, maybe by another wallet.',
-  11002: 'The mint refused an unbalanced transaction; reload the page and try again.',
-  11005: 'The mint does not support this unit.',
-  11006: 'That amount is outside what the mint allows for one top-up.',
+  11002: 'This ecash is being spent right now elsewhere; try again in a moment.',
+  11003: 'The mint has signed this wallet’s outputs before; reload the page and try again.',
+  11005: 'The mint refused an unbalanced transaction; reload the page and try again.',
+  11006: 'That amount is outside what the mint allows at once: try a smaller one.',
+  11010: 'This ecash is in another unit than the mint expects.',
+  11013: 'The mint does not support this unit.',
+  11014:
+    'This token holds too many pieces for the mint to take at once: receive it in a wallet and send it again in larger pieces.',
   12001: 'This ecash is from a keyset this mint does not know: it is probably another mint’s token.',
   12002: 'This ecash is from a keyset the mint no longer accepts.',
   20001: 'The invoice is not paid yet.',
   20002: 'This invoice’s ecash was already issued.',
+  20005: 'The invoice’s payment is still under way; wait a moment.',
   20007: 'The invoice expired before it was paid: ask for a new one.',
 };
 

@@ -1,8 +1,9 @@
 import { getEncodedToken, getTokenMetadata, MintOperationError, NetworkError } from '@cashu/cashu-ts';
 import { describe, expect, it } from 'vitest';
 import { ERROR_STATUS } from '../../../src/core/errors.js';
+import { MintErrorCode } from '../../../src/mint/errors.js';
 import { ApiError } from '../../../web/src/error-types.js';
-import { checkPastedToken, explain, NODE_CODES, Sentence } from '../../../web/src/errors.js';
+import { checkPastedToken, explain, MINT_CODES, NODE_CODES, Sentence } from '../../../web/src/errors.js';
 
 /** The page's status line never shows a library's wording: every error becomes a sentence. */
 describe('the web page explains errors', () => {
@@ -16,6 +17,21 @@ describe('the web page explains errors', () => {
       explain(new ApiError(400, 'insufficient_amount', 'the token is worth 5 sat but this costs 60 sat')),
     ).toBe(
       'The ecash was worth less than the price; nothing was spent. Top up and try again. (the token is worth 5 sat but this costs 60 sat)',
+    );
+  });
+
+  it("reads mint error codes as the node's mint numbers them", () => {
+    const known = new Set<number>(Object.values(MintErrorCode));
+    expect(
+      Object.keys(MINT_CODES)
+        .map(Number)
+        .filter((code) => !known.has(code)),
+    ).toEqual([]);
+    expect(explain(new MintOperationError(MintErrorCode.amountOutOfRange, 'too much'))).toMatch(
+      /smaller one/,
+    );
+    expect(explain(new MintOperationError(MintErrorCode.maxInputsExceeded, 'too many'))).toMatch(
+      /too many pieces/,
     );
   });
 
