@@ -36,6 +36,8 @@ describe('a node whose data directory is in a private directory', { timeout: 180
     const port = await freePort();
     node = await serveNode({ dataDir, args: ['--port', String(port)] });
     expect(node.output()).not.toContain('must be searchable');
+    // The first start says what it prepares rather than sitting silent.
+    expect(node.output()).toContain('alacarte: checking the host and preparing images…');
 
     // What sandboxes mount lives where they can reach it, linked from the data directory.
     for (const name of ['images', 'sandboxes']) {
