@@ -301,7 +301,7 @@ function followLease(): Promise<void> {
   return following;
 }
 
-/** refreshLease's work, inside a leaseTurn. Shows the running lease or settles its end. */
+/** Asks the node about the held lease, inside a leaseTurn: shows it running, or settles its end. */
 async function refreshLease(): Promise<void> {
   const held = heldLease();
   if (!held) return;
