@@ -1,36 +1,79 @@
 #!/usr/bin/env bash
 # Installs what alacarte needs on a fresh Debian machine, and nothing that is already there.
-# Used by `npm start`, `npm test` (with --test), `npm run bench` and CI, so a fresh clone needs no
-# other step.
+# Used by `npm start` (with --build), `npm test` (with --test), `npm run bench` and CI, so a fresh
+# clone needs no other step. Each step says what it does and how long it took: the first run
+# takes a couple of minutes and must not look stuck.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+test_too=
+build=
+for arg in "$@"; do
+  case "$arg" in
+    --test) test_too=1 ;;
+    --build) build=1 ;;
+    *) echo "alacarte setup: unknown option $arg (use --test, --build)" >&2; exit 2 ;;
+  esac
+done
+steps=2
+[ -n "$build" ] && steps=3
+
+step_started=0
+# step N "what": announces a step; done_step closes it with its time.
+step() {
+  step_started=$SECONDS
+  printf 'alacarte setup [%s/%s] %s\n' "$1" "$steps" "$2" >&2
+}
+done_step() {
+  printf 'alacarte setup       %s (%ss)\n' "${1:-done}" "$((SECONDS - step_started))" >&2
+}
 
 # bsdutils gives `script`, the terminal behind attach; lxcfs shows each sandbox its own memory and
 # CPUs in /proc (the driver reuses a running one, such as Debian's service, or starts one).
 debian_packages=(crun busybox-static uidmap iproute2 bsdutils lxcfs)
 # `--test` (npm test, CI): also what the test suites need but a node does not: runc, against
 # which the driver contract suite runs too, and the browser the web page's end-to-end test drives.
-if [ "${1:-}" = "--test" ]; then
+if [ -n "$test_too" ]; then
   debian_packages+=(runc chromium)
 fi
 missing=()
 for pkg in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
 done
+step 1 "Debian packages: ${debian_packages[*]}"
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
     echo "alacarte setup: please install these Debian packages: ${missing[*]}" >&2
     exit 1
   fi
-  echo "alacarte setup: installing ${missing[*]}" >&2
+  echo "alacarte setup       installing ${missing[*]} with apt-get (a minute or two the first time)" >&2
+  echo "alacarte setup       apt-get update…" >&2
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  # One line per package as it is set up, instead of apt's screenfuls (or nothing at all).
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -o Dpkg::Use-Pty=0 "${missing[@]}" 2>&1 |
+    { grep --line-buffered -E '^(Need to get|Setting up) ' || true; } |
+    sed -u 's/^/alacarte setup         /' >&2
+  done_step 'installed'
+else
+  done_step 'all there'
 fi
 
 # npm ci only when the lock file changed since the last install: keeps `npm start` quick.
 stamp=node_modules/.alacarte-lock-stamp
+step 2 'npm packages'
 if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
-  echo "alacarte setup: installing npm packages" >&2
+  echo "alacarte setup       npm ci (about a minute the first time)…" >&2
   npm ci --no-audit --no-fund --loglevel=error
   cp package-lock.json "$stamp"
+  done_step 'installed'
+else
+  done_step 'up to date'
+fi
+
+# `--build` (npm start): the TypeScript and the web page, said as a step of its own.
+if [ -n "$build" ]; then
+  step 3 'building: TypeScript to dist/, then the web page (half a minute or so)'
+  npm run --silent build
+  done_step 'built'
+  echo "alacarte setup       starting the node (the first start also prepares the busybox image)" >&2
 fi

@@ -6,6 +6,7 @@ import { DEFAULT_OFFERS, type Offer, offerFromJson } from './core/offers.js';
 import type { ComputeDriver } from './drivers/compute-driver.js';
 import { buildApp } from './http/app.js';
 import { attachRoutes } from './http/attach-routes.js';
+import { docsRoutes } from './http/docs-routes.js';
 import { leaseRoutes } from './http/lease-routes.js';
 import { NodeMetrics } from './http/metrics.js';
 import { operatorRoutes } from './http/operator-routes.js';
@@ -97,6 +98,7 @@ export class AlacarteNode {
       const plugins: Array<{ prefix: string; plugin: FastifyPluginAsync }> = [
         { prefix: '/mint', plugin: mintPlugin({ mint }) },
         { prefix: '', plugin: webRoutes({ dir: options.webDir ?? defaultWebDir() }) },
+        { prefix: '', plugin: docsRoutes({ publicUrl: () => urlRef.url }) },
       ];
 
       let leases: LeaseService | undefined;

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type ConfigInput, loadConfig } from '../config.js';
 import { CrunDriver } from '../drivers/crun/crun-driver.js';
+import { placeMountedDirs } from '../drivers/crun/host-dirs.js';
 import { ledger } from '../http/operator-routes.js';
 import { createLogger, silentLogger } from '../log.js';
 import { AlacarteNode, prepareDataDir } from '../node.js';
@@ -47,7 +48,16 @@ async function serve(args: string[], usage: string): Promise<number> {
   // Before the driver sets anything up on the host: the node would refuse these mints anyway.
   await requireTrustedMintNuts(config.trustedMints);
   prepareDataDir(config.dataDir);
+  // A data directory in a private place (a clone in root's home, mktemp -d): what sandboxes mount
+  // moves where they can reach it, linked from the data directory.
+  const placed = placeMountedDirs(config.dataDir);
+  if (placed)
+    logger.info(
+      `alacarte: images and sandboxes of ${config.dataDir} live in ${placed} (reachable for sandboxes)`,
+    );
   const imagesDir = join(config.dataDir, 'images');
+  // The first start builds the busybox image and warm sandboxes: a few seconds that say so.
+  process.stderr.write('alacarte: checking the host and preparing images…\n');
   const driver = await CrunDriver.create({
     runtimeDir: join(config.dataDir, 'sandboxes'),
     imagesDir,

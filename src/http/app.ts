@@ -38,6 +38,19 @@ export interface AppOptions {
   metrics?: { install(app: FastifyInstance): void };
 }
 
+/** A route as Fastify registered it: `GET`, `/v1/leases/:id`. */
+export interface RegisteredRoute {
+  method: string;
+  url: string;
+}
+
+const REGISTERED = new WeakMap<FastifyInstance, RegisteredRoute[]>();
+
+/** Every route `app` (made by buildApp) registered, HEAD routes Fastify adds for GET included. */
+export function registeredRoutes(app: FastifyInstance): readonly RegisteredRoute[] {
+  return REGISTERED.get(app) ?? [];
+}
+
 /**
  * The HTTP front of a node. Request logging is our own (method, route, status, time): Fastify's
  * default would log client addresses, which the privacy model forbids.
@@ -56,6 +69,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     clientErrorHandler: answerClientError,
   });
   app.server.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  // Before any route: the published contract (http/openapi.ts) is checked against this list.
+  const routes: RegisteredRoute[] = [];
+  REGISTERED.set(app, routes);
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) routes.push({ method, url: route.url });
+  });
   installErrorHandling(app);
   // An empty JSON body (a DELETE sent with a JSON content type) means "no body", not an error;
   // anything else goes through Fastify's own parser, which refuses prototype poisoning.

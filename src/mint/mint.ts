@@ -275,6 +275,9 @@ export class Mint {
         '20': { supported: true },
       },
     };
+    // Not a NUT field (wallets ignore unknown ones): lets this node's page and CLI warn their user
+    // plainly while the Lightning backend is a test one, instead of parsing the motd.
+    info.lightning = { backend: this.core.lightning.id, test: test };
     if (o.descriptionLong !== undefined) info.description_long = o.descriptionLong;
     if (test || o.motd !== undefined) info.motd = test ? `${warning}${o.motd ? ` ${o.motd}` : ''}` : o.motd;
     if (o.urls !== undefined) info.urls = o.urls;

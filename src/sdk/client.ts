@@ -126,12 +126,23 @@ export class Alacarte {
     return answer as unknown as Lease;
   }
 
-  async status(id: string, options: { token?: string } = {}): Promise<Lease> {
+  /**
+   * The lease as the node sees it. A lease of the book that the node stopped before its time (its
+   * sandbox died) has its refund collected here, into the wallet: the answer is then the stopped
+   * lease with `refunded` (see collectRefunds).
+   */
+  async status(id: string, options: { token?: string } = {}): Promise<Lease | StoppedLease> {
     const { url, token } = this.credential(id, options.token);
     const lease = (
       await this.call('GET', `/v1/leases/${encodeURIComponent(id)}`, undefined, { token, base: url })
     ).body as unknown as Lease;
-    this.book?.get(id) && this.book.update(id, { state: lease.state, expires_at: lease.expires_at });
+    const entry = this.book?.get(id);
+    if (entry?.state === 'running' && lease.state === 'stopped' && this.wallet) {
+      // Stopped by the node, not from here: DELETE hands over its refund (the same answer every
+      // time). Until that worked the book keeps it as running, so the next call tries again.
+      return (await this.stop(id).catch(() => undefined)) ?? lease;
+    }
+    if (entry) this.book?.update(id, { state: lease.state, expires_at: lease.expires_at });
     return lease;
   }
 
@@ -234,6 +245,32 @@ export class Alacarte {
     if (wallet && opId) await wallet.refundReceived(opId, refundTokens(stopped));
     this.book?.update(id, { state: stopped.state, expires_at: stopped.expires_at });
     return stopped;
+  }
+
+  /**
+   * Collects the refunds of leases the node ended before their time. A lease whose sandbox died
+   * (out of memory, say) is stopped by the node with its unused time refunded; the refund is
+   * handed over by DELETE, which answers a stopped lease the same way every time. Every lease the
+   * book holds as running is asked about (status, which collects the refund of a stopped one into
+   * the wallet). Leases whose node does not answer are left for next time.
+   * Resolves with the leases collected and what each refunded, in the lease's unit.
+   */
+  async collectRefunds(): Promise<Array<{ id: string; refunded: number; unit: string }>> {
+    if (!this.wallet || !this.book) return [];
+    const collected: Array<{ id: string; refunded: number; unit: string }> = [];
+    for (const entry of this.book.list()) {
+      if (entry.state !== 'running') continue;
+      let lease: Lease | StoppedLease;
+      try {
+        lease = await this.status(entry.id);
+      } catch {
+        continue; // node unreachable or the lease forgotten: asked again next time
+      }
+      // status() collected it when the book now holds it as stopped and the answer names a refund.
+      if (typeof lease.refunded === 'number' && this.book.get(entry.id)?.state === 'stopped')
+        collected.push({ id: entry.id, refunded: lease.refunded, unit: lease.unit });
+    }
+    return collected;
   }
 
   /** The leases rented from this machine (with their credentials). */

@@ -1,5 +1,9 @@
 /** The node's HTTP API (API.md), as the page uses it: same origin, JSON, checked at the boundary. */
 
+import { ApiError, Sentence } from './error-types.js';
+
+export { ApiError };
+
 export interface OfferInfo {
   id: string;
   vcpu: number;
@@ -43,18 +47,6 @@ export interface MintRefund {
   amount: number;
 }
 
-/** An answer the node refused, with its stable code (API.md "Errors"). */
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'ApiError';
-  }
-}
-
 async function call(path: string, init: RequestInit = {}): Promise<unknown> {
   const res = await fetch(path, {
     ...init,
@@ -82,25 +74,37 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** An answer the page cannot use: said as such, never as the check that failed. */
+function bad(what: string): Sentence {
+  return new Sentence(
+    `The node sent an answer this page does not understand (its ${what}); reload the page.`,
+  );
+}
+
 function num(v: unknown, what: string): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
-    throw new Error(`bad ${what} from the node`);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw bad(what);
+  return v;
+}
+
+/** A fractional figure (an offer's vcpu may be 0.25). */
+function fraction(v: unknown, what: string): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw bad(what);
   return v;
 }
 
 function str(v: unknown, what: string): string {
-  if (typeof v !== 'string' || v.length > 100_000) throw new Error(`bad ${what} from the node`);
+  if (typeof v !== 'string' || v.length > 100_000) throw bad(what);
   return v;
 }
 
 export async function getOffers(): Promise<Offers> {
   const body = await call('/v1/offers');
-  if (!isObject(body) || !Array.isArray(body.offers)) throw new Error('bad offers from the node');
+  if (!isObject(body) || !Array.isArray(body.offers)) throw bad('offers');
   const offers = body.offers.slice(0, 50).map((o): OfferInfo => {
-    if (!isObject(o) || !isObject(o.price)) throw new Error('bad offer from the node');
+    if (!isObject(o) || !isObject(o.price)) throw bad('offer');
     return {
       id: str(o.id, 'offer id'),
-      vcpu: num(o.vcpu, 'vcpu'),
+      vcpu: fraction(o.vcpu, 'vcpu'),
       memory_mib: num(o.memory_mib, 'memory'),
       disk_mib: num(o.disk_mib, 'disk'),
       price: {
@@ -121,12 +125,24 @@ export async function getOffers(): Promise<Offers> {
 export async function getQuote(offer: string, seconds: number): Promise<number> {
   const q = new URLSearchParams({ offer, seconds: String(seconds) });
   const body = await call(`/v1/quote?${q}`);
-  if (!isObject(body)) throw new Error('bad quote from the node');
+  if (!isObject(body)) throw bad('quote');
   return num(body.amount, 'quote');
 }
 
+/**
+ * The test Lightning backend the node's mint runs, if any (`lightning` in its /v1/info, added by
+ * alacarte): its invoices pay themselves and its ecash is worth nothing. Asked on this origin,
+ * at the mint's path, as the wallet does.
+ */
+export async function testBackendOf(mintUrl: string): Promise<string | undefined> {
+  const path = new URL(mintUrl).pathname.replace(/\/+$/, '');
+  const body = await call(`${path}/v1/info`);
+  if (!isObject(body) || !isObject(body.lightning) || body.lightning.test !== true) return undefined;
+  return typeof body.lightning.backend === 'string' ? body.lightning.backend.slice(0, 32) : 'test';
+}
+
 function toLease(body: unknown): Lease {
-  if (!isObject(body)) throw new Error('bad lease from the node');
+  if (!isObject(body)) throw bad('lease');
   const opt = (v: unknown, what: string) => (v === undefined || v === null ? v : str(v, what));
   return {
     id: str(body.id, 'lease id'),

@@ -1,5 +1,5 @@
 import './style.css';
-import { NetworkError, RateLimitError } from '@cashu/cashu-ts';
+import { MintOperationError, NetworkError, RateLimitError } from '@cashu/cashu-ts';
 import QRCode from 'qrcode';
 import {
   ApiError,
@@ -13,7 +13,9 @@ import {
   type Offers,
   priceOf,
   stopLease,
+  testBackendOf,
 } from './api.js';
+import { explain, Sentence } from './errors.js';
 import { attachTerminal, type TerminalSession } from './terminal.js';
 import { formatDuration, formatRemaining } from './time.js';
 import { BrowserWallet, type Invoice, type Pending } from './wallet.js';
@@ -42,6 +44,7 @@ function el<T extends HTMLElement = HTMLElement>(id: string): T {
 const ui = {
   balance: el('balance'),
   status: el('status'),
+  testMoney: el('test-money'),
   offers: el('offers'),
   duration: el<HTMLInputElement>('duration'),
   durationLabel: el<HTMLOutputElement>('duration-label'),
@@ -85,6 +88,9 @@ let node: Offers | undefined;
 let wallet: BrowserWallet | undefined;
 let session: TerminalSession | undefined;
 let countdownTimer: number | undefined;
+let leaseTimer: number | undefined;
+let leaseQueue: Promise<unknown> = Promise.resolve();
+let following: Promise<void> | undefined;
 let invoiceWait: AbortController | undefined;
 let quoteSeq = 0;
 
@@ -94,9 +100,7 @@ function say(text: string, error = false): void {
 }
 
 function messageOf(err: unknown): string {
-  if (err instanceof ApiError) return `${err.message} (${err.code})`;
-  if (err instanceof Error) return err.message;
-  return String(err);
+  return explain(err);
 }
 
 function unit(): string {
@@ -222,6 +226,12 @@ function holdLease(held: HeldLease | undefined): void {
   else localStorage.removeItem(LEASE_KEY);
 }
 
+/**
+ * How often the page asks the node about the lease it shows: the node ends leases on its own (at
+ * the deadline, or when the sandbox died) and the page follows without a reload.
+ */
+const LEASE_POLL_MS = 5000;
+
 function showLease(held: HeldLease): void {
   ui.leaseSection.hidden = false;
   ui.leaseId.textContent = held.id;
@@ -230,6 +240,8 @@ function showLease(held: HeldLease): void {
   tickCountdown();
   window.clearInterval(countdownTimer);
   countdownTimer = window.setInterval(tickCountdown, 1000);
+  window.clearInterval(leaseTimer);
+  leaseTimer = window.setInterval(() => void followLease(), LEASE_POLL_MS);
   session?.close();
   ui.terminalState.textContent = 'connecting…';
   session = attachTerminal({
@@ -239,6 +251,8 @@ function showLease(held: HeldLease): void {
     // Its own line, so the connection's news never hides what the last action said.
     onStatus: (text) => {
       ui.terminalState.textContent = text;
+      // The node closes the terminal when the lease ends: look at once rather than at the next poll.
+      if (text === 'disconnected') void followLease();
     },
   });
   updateExtendPrice();
@@ -269,9 +283,9 @@ function requestedPorts(): number[] | undefined {
   if (!text) return undefined;
   const ports = text.split(/[\s,]+/).map((p) => (/^[0-9]{1,5}$/.test(p) ? Number(p) : 0));
   if (ports.some((p) => p < 1 || p > 65_535))
-    throw new Error('ports are numbers from 1 to 65535, e.g. 8080, 3000');
-  if (new Set(ports).size !== ports.length) throw new Error('each port once, please');
-  if (ports.length > 16) throw new Error('at most 16 ports');
+    throw new Sentence('Ports are numbers from 1 to 65535, e.g. 8080, 3000.');
+  if (new Set(ports).size !== ports.length) throw new Sentence('Name each port once.');
+  if (ports.length > 16) throw new Sentence('At most 16 ports.');
   return ports;
 }
 
@@ -279,6 +293,7 @@ function hideLease(): void {
   session?.close();
   session = undefined;
   window.clearInterval(countdownTimer);
+  window.clearInterval(leaseTimer);
   ui.leaseSection.hidden = true;
   holdLease(undefined);
 }
@@ -290,12 +305,85 @@ function tickCountdown(): void {
   ui.countdown.dateTime = held.expires_at;
   ui.countdown.textContent = left > 0 ? formatRemaining(left) : 'expired';
   ui.countdown.title = `until ${new Date(held.expires_at).toLocaleString()}`;
+  // The deadline passed here: ask the node (which ends the lease within a second or two).
+  if (left === 0) void followLease();
 }
 
 function updateExtendPrice(): void {
   const held = heldLease();
   const offer = node?.offers.find((o) => o.id === held?.offer);
   ui.extendPrice.textContent = offer ? `${priceOf(offer, Number(ui.extendSeconds.value))} ${unit()}` : '';
+}
+
+/**
+ * Runs actions on the held lease one at a time (the user's Stop and Extend, the page's polling), so
+ * a refund is never fetched twice and no action works on a lease another one just ended.
+ */
+function leaseTurn<T>(action: () => Promise<T>): Promise<T> {
+  const run = leaseQueue.then(action, action);
+  leaseQueue = run.catch(() => undefined);
+  return run;
+}
+
+/** Asks the node about the held lease and follows it: a new deadline, or its end. */
+function followLease(): Promise<void> {
+  if (following) return following;
+  following = leaseTurn(refreshLease)
+    .catch(() => undefined) // unreachable: asked again at the next poll
+    .finally(() => {
+      following = undefined;
+    });
+  return following;
+}
+
+/** Asks the node about the held lease, inside a leaseTurn: shows it running, or settles its end. */
+async function refreshLease(): Promise<void> {
+  const held = heldLease();
+  if (!held) return;
+  let lease: Lease;
+  try {
+    lease = await getLease(held.id, held.bearer);
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) {
+      hideLease();
+      say(`Your sandbox ${held.id} is no longer known to this node.`);
+      return;
+    }
+    throw err;
+  }
+  if (lease.state === 'running') {
+    if (lease.expires_at !== held.expires_at) holdLease({ ...held, expires_at: lease.expires_at });
+    if (ui.leaseSection.hidden) showLease({ ...held, expires_at: lease.expires_at });
+    else tickCountdown();
+    return;
+  }
+  await leaseEnded(held, lease);
+}
+
+/** The node ended the held lease: the page says how, and takes any refund into the wallet. */
+async function leaseEnded(held: HeldLease, lease: Lease): Promise<void> {
+  if (lease.state !== 'stopped') {
+    hideLease();
+    if (lease.state === 'expired') {
+      const at = new Date(lease.expires_at).toLocaleTimeString();
+      say(
+        `Your sandbox ${held.id} expired at ${at}: its time was used up. Rent another one when you need it.`,
+      );
+    } else {
+      say(`Your sandbox ${held.id} has ended (${lease.state}).`);
+    }
+    return;
+  }
+  // Stopped by the node before its time (its sandbox died, e.g. out of memory): the unused time
+  // was refunded, and DELETE hands the refund over (the same answer on every call). Until that
+  // answer is in, the lease stays held so the next poll tries again.
+  const stopped = await stopLease(held.id, held.bearer);
+  hideLease();
+  const { received } = await takeRefund(stopped);
+  say(
+    `Your sandbox ${held.id} stopped before its time (its processes ended, e.g. out of memory); ` +
+      `${received} ${unit()} for the unused time came back to your wallet.`,
+  );
 }
 
 /** Gives a token the node refused back to the wallet; one it kept (spent) is gone. */
@@ -310,8 +398,10 @@ async function rent(): Promise<void> {
   const w = needWallet();
   const offer = selectedOffer();
   const seconds = selectedSeconds();
-  if (!offer || seconds === undefined) throw new Error('choose a size first');
-  if (heldLease()) throw new Error('stop your current sandbox before renting another');
+  if (!offer || seconds === undefined) throw new Sentence('Choose a size first.');
+  // A lease the node ended since the last poll no longer stands in the way.
+  if (heldLease()) await followLease();
+  if (heldLease()) throw new Sentence('Stop your current sandbox before renting another.');
   const ports = requestedPorts();
   const request = {
     offer: offer.id,
@@ -320,14 +410,16 @@ async function rent(): Promise<void> {
     ...(ports ? { ports } : {}),
   };
   const price = await getQuote(offer.id, seconds);
-  if (w.balance() < price) throw new Error(`not enough ecash: ${price} ${unit()} needed, top up first`);
+  if (w.balance() < price) throw new Sentence(`Not enough ecash: ${price} ${unit()} needed. Top up first.`);
   say(`Paying ${price} ${unit()}…`);
   const { token } = await w.pay(price, { kind: 'rent', request });
   try {
     await finishRent(w, token, request);
   } catch (err) {
     if (unreachable(err)) {
-      throw new Error('the node did not answer; your payment is kept and retried when you reload the page');
+      throw new Sentence(
+        'The node did not answer; your payment is kept and retried when you reload the page.',
+      );
     }
     throw err;
   }
@@ -345,7 +437,7 @@ async function finishRent(
     if (err instanceof ApiError) await takeBack(w, token, err);
     throw err;
   }
-  if (!lease.token) throw new Error('the node did not hand over the lease credential');
+  if (!lease.token) throw new Sentence('The node did not hand over the lease credential.');
   const held = {
     id: lease.id,
     bearer: lease.token,
@@ -360,37 +452,62 @@ async function finishRent(
   showLease(held);
 }
 
-async function extend(): Promise<void> {
-  const w = needWallet();
-  const held = heldLease();
-  if (!held) throw new Error('no sandbox to extend');
-  const seconds = Number(ui.extendSeconds.value);
-  const price = await getQuote(held.offer, seconds);
-  say(`Paying ${price} ${unit()} to extend…`);
-  const { token } = await w.pay(price, { kind: 'extend', request: { id: held.id, seconds } });
-  let lease: Lease;
-  try {
-    lease = await extendLease(held.id, seconds, token);
-  } catch (err) {
-    if (err instanceof ApiError) await takeBack(w, token, err);
-    throw err;
-  }
-  w.settle(token);
-  holdLease({ ...held, expires_at: lease.expires_at });
-  tickCountdown();
-  if (lease.change) await w.receive(lease.change, true);
-  say(
-    `Extended by ${formatDuration(seconds)}: now until ${new Date(lease.expires_at).toLocaleTimeString()}.`,
-  );
+function extend(): Promise<void> {
+  return leaseTurn(async () => {
+    const w = needWallet();
+    const held = heldLease();
+    if (!held) throw new Sentence('There is no sandbox to extend.');
+    const seconds = Number(ui.extendSeconds.value);
+    const price = await getQuote(held.offer, seconds);
+    say(`Paying ${price} ${unit()} to extend…`);
+    const { token } = await w.pay(price, { kind: 'extend', request: { id: held.id, seconds } });
+    let lease: Lease;
+    try {
+      lease = await extendLease(held.id, seconds, token);
+    } catch (err) {
+      if (err instanceof ApiError) await takeBack(w, token, err);
+      // The lease ended meanwhile (the token came back whole): show how.
+      if (err instanceof ApiError && err.code === 'lease_not_running') return refreshLease();
+      throw err;
+    }
+    w.settle(token);
+    holdLease({ ...held, expires_at: lease.expires_at });
+    tickCountdown();
+    if (lease.change) await w.receive(lease.change, true);
+    say(
+      `Extended by ${formatDuration(seconds)}: now until ${new Date(lease.expires_at).toLocaleTimeString()}.`,
+    );
+  });
 }
 
-async function stop(): Promise<void> {
+function stop(): Promise<void> {
+  return leaseTurn(async () => {
+    needWallet();
+    const held = heldLease();
+    // Ended by the node a moment ago (the status line says how): nothing left to stop.
+    if (!held) return;
+    say('Stopping…');
+    let lease: Lease;
+    try {
+      lease = await stopLease(held.id, held.bearer);
+    } catch (err) {
+      // It had already ended (expired, say): show that instead of an error.
+      if (err instanceof ApiError && (err.code === 'lease_not_running' || err.status === 401))
+        return refreshLease();
+      throw err;
+    }
+    hideLease();
+    const { refunded } = await takeRefund(lease);
+    say(`Sandbox stopped. Refund of ${refunded} ${unit()} received.`);
+  });
+}
+
+/**
+ * Takes a stopped lease's refund into the wallet: the tokens of this node's mint are received,
+ * others (the lease was extended with another mint's ecash) are shown for a wallet of that mint.
+ */
+async function takeRefund(lease: Lease): Promise<{ refunded: number; received: number }> {
   const w = needWallet();
-  const held = heldLease();
-  if (!held) throw new Error('no sandbox to stop');
-  say('Stopping…');
-  const lease = await stopLease(held.id, held.bearer);
-  hideLease();
   const refunded = lease.refunded ?? 0;
   // One token per mint the lease was paid at; this wallet holds only this node's mint's ecash.
   const refunds =
@@ -399,17 +516,24 @@ async function stop(): Promise<void> {
   const here = refunds.filter((r) => same(r.mint, w.mintUrl));
   const elsewhere = refunds.filter((r) => !same(r.mint, w.mintUrl));
   let received = 0;
+  let taken = '';
   for (const r of here) {
-    await w.receive(r.token, true);
-    received += r.amount;
+    try {
+      await w.receive(r.token, true);
+      received += r.amount;
+    } catch (err) {
+      // Already spent: another wallet holding this lease's credential collected it first.
+      if (!(err instanceof MintOperationError && err.code === 11001)) throw err;
+      taken = ` ${r.amount} ${unit()} of it had already been collected elsewhere.`;
+    }
   }
-  ui.walletNews.textContent = `Refund: ${received} ${unit()} back in your wallet.`;
+  ui.walletNews.textContent = `Refund: ${received} ${unit()} back in your wallet.${taken}`;
   // Someone extended the lease with another mint's ecash: that part comes back as that mint's
   // token, for a wallet of that mint.
   for (const r of elsewhere) {
     ui.walletNews.textContent += ` ${r.amount} ${unit()} came back from ${r.mint}, as this token for a wallet of that mint: ${r.token}`;
   }
-  say(`Sandbox stopped. Refund of ${refunded} ${unit()} received.`);
+  return { refunded, received };
 }
 
 /** fetch's TypeError, cashu-ts's NetworkError or RateLimitError: the other side never said no. */
@@ -430,35 +554,25 @@ async function recover(w: BrowserWallet): Promise<void> {
   }
 }
 
+/** On load: shows the held lease if it still runs, else how it ended (collecting its refund). */
 async function restoreLease(): Promise<void> {
-  const held = heldLease();
-  if (!held) return;
-  try {
-    const lease = await getLease(held.id, held.bearer);
-    if (lease.state !== 'running') {
-      hideLease();
-      say(`Your sandbox ${held.id} has ended (${lease.state}).`);
-      return;
-    }
-    holdLease({ ...held, expires_at: lease.expires_at });
-    showLease({ ...held, expires_at: lease.expires_at });
-  } catch (err) {
-    if (err instanceof ApiError && err.status === 401) hideLease();
-    else throw err;
-  }
+  if (!heldLease()) return;
+  await leaseTurn(refreshLease);
 }
 
 // ---- the wallet ----
 
 function needWallet(): BrowserWallet {
-  if (!wallet) throw new Error('the wallet is not ready (is the mint reachable?)');
+  if (!wallet)
+    throw new Sentence('The wallet is not ready: the node’s mint did not answer. Reload the page.');
   return wallet;
 }
 
 async function topUp(): Promise<void> {
   const w = needWallet();
   const amount = Number(ui.topupAmount.value);
-  if (!Number.isSafeInteger(amount) || amount < 1) throw new Error('enter a whole number of sat');
+  if (!Number.isSafeInteger(amount) || amount < 1)
+    throw new Sentence(`Enter a whole number of ${unit()}, 1 or more.`);
   invoiceWait?.abort();
   const invoice = await w.invoice(amount);
   await showInvoice(invoice);
@@ -544,7 +658,7 @@ function wire(): void {
     e.preventDefault();
     void busy(ui.receiveButton, async () => {
       const token = ui.receiveToken.value.trim();
-      if (!token) throw new Error('paste a Cashu token first');
+      if (!token) throw new Sentence('Paste a Cashu token first.');
       const amount = await needWallet().receive(token);
       ui.receiveToken.value = '';
       say(`Received ${amount} ${unit()}.`);
@@ -566,6 +680,8 @@ async function start(): Promise<void> {
   say('Loading…');
   node = await getOffers();
   renderOffers(node);
+  // Said before anyone pays: with a test backend, nothing here is worth money.
+  ui.testMoney.hidden = (await testBackendOf(node.mint).catch(() => undefined)) === undefined;
   wallet = await BrowserWallet.open({
     mintUrl: node.mint,
     unit: node.unit,

@@ -2,12 +2,14 @@ import {
   Amount,
   getDecodedToken,
   getEncodedToken,
+  getTokenMetadata,
   Mint,
   MintQuoteState,
   type Proof,
   type ProofLike,
   Wallet,
 } from '@cashu/cashu-ts';
+import { checkPastedToken, Sentence } from './errors.js';
 
 /** A proof as kept in localStorage: JSON has no bigint, so the amount is a decimal string. */
 type StoredProof = Omit<Proof, 'amount'> & { amount: string };
@@ -108,10 +110,10 @@ export class BrowserWallet {
   /** Polls the mint until the invoice is paid, then mints its ecash into the wallet. */
   async mintWhenPaid(invoice: Invoice, signal: AbortSignal, intervalMs = 1000): Promise<number> {
     for (;;) {
-      if (signal.aborted) throw new Error('stopped waiting for the payment');
+      if (signal.aborted) throw new Sentence('Stopped waiting for the payment.');
       const q = await this.wallet.checkMintQuoteBolt11(invoice.quote);
       if (q.state === MintQuoteState.PAID) break;
-      if (q.state === MintQuoteState.ISSUED) throw new Error('this invoice was already redeemed');
+      if (q.state === MintQuoteState.ISSUED) throw new Sentence('This invoice was already redeemed.');
       await new Promise((r) => setTimeout(r, intervalMs));
     }
     return this.exclusive(async () => {
@@ -129,11 +131,16 @@ export class BrowserWallet {
   receive(token: string, keep = false): Promise<number> {
     if (keep) this.setPending([...this.pending(), { kind: 'receive', token }]);
     return this.exclusive(async () => {
-      const decoded = getDecodedToken(token.trim(), this.wallet.keyChain.getAllKeysetIds());
-      if ((decoded.unit ?? 'sat') !== this.unit)
-        throw new Error(`this token is in ${decoded.unit}, not ${this.unit}`);
-      if (decoded.mint.replace(/\/+$/, '') !== this.mintUrl.replace(/\/+$/, '')) {
-        throw new Error(`this token is from another mint (${decoded.mint})`);
+      // Mint and unit first, from the token alone: decoding the proofs needs the mint's keysets,
+      // and another mint's token would fail there with a library message.
+      checkPastedToken(token.trim(), { mint: this.mintUrl, unit: this.unit }, getTokenMetadata);
+      let decoded: ReturnType<typeof getDecodedToken>;
+      try {
+        decoded = getDecodedToken(token.trim(), this.wallet.keyChain.getAllKeysetIds());
+      } catch {
+        throw new Sentence(
+          'That token names this mint but holds ecash of keysets the mint does not know: it was not made by this mint.',
+        );
       }
       const proofs = await this.wallet.receive(decoded.proofs);
       this.add(proofs);
@@ -153,7 +160,8 @@ export class BrowserWallet {
   ): Promise<{ token: string; value: number }> {
     return this.exclusive(async () => {
       const proofs = this.proofs();
-      if (this.balance() < amount) throw new Error(`not enough ecash: ${amount} ${this.unit} needed`);
+      if (this.balance() < amount)
+        throw new Sentence(`Not enough ecash: ${amount} ${this.unit} needed. Top up first.`);
       let send: ReadonlyArray<Proof | ProofLike | StoredProof>;
       let keep: ReadonlyArray<Proof | ProofLike | StoredProof>;
       try {

@@ -61,17 +61,41 @@ export class Context {
     });
   }
 
-  /** Settles what an interrupted command left (best effort: an unreachable node just leaves it for later). */
+  /**
+   * Settles what an interrupted command left, and collects the refunds of leases the node ended
+   * before their time (best effort: an unreachable node just leaves it for later).
+   */
   async recover(): Promise<void> {
     const sdk = this.sdk({ wallet: true });
-    if (!this.wallet().pendingOps().length) return;
-    this.progress.start('settling an interrupted payment');
+    if (this.wallet().pendingOps().length) {
+      this.progress.start('settling an interrupted payment');
+      try {
+        await sdk.recover();
+      } catch {
+        // left pending; the next command tries again
+      } finally {
+        this.progress.stop();
+      }
+    }
+    await this.collectRefunds(sdk);
+  }
+
+  /** Refunds of leases the node stopped (their sandbox died), into the wallet, each said on stderr. */
+  private async collectRefunds(sdk: Alacarte): Promise<void> {
+    if (!sdk.leases().some((l) => l.state === 'running')) return;
+    this.progress.start('asking the node about your leases');
+    let collected: Awaited<ReturnType<Alacarte['collectRefunds']>> = [];
     try {
-      await sdk.recover();
+      collected = await sdk.collectRefunds();
     } catch {
-      // left pending; the next command tries again
+      // the wallet could not take a refund now: its pending record is redeemed next time
     } finally {
       this.progress.stop();
+    }
+    for (const c of collected) {
+      this.io.stderr.write(
+        `alacarte: lease ${c.id} was stopped by the node before its time (its sandbox ended, e.g. out of memory); refunded ${c.refunded} ${c.unit} into the wallet\n`,
+      );
     }
   }
 
@@ -316,6 +340,8 @@ const rent: Handler = async (ctx, values, positionals, rest) => {
 const leases: Handler = async (ctx, _values, positionals) => {
   noPositionals(positionals, 'leases');
   const sdk = ctx.sdk({ wallet: false });
+  // A lease the node stopped gets its refund collected first (which needs the wallet).
+  if (sdk.leases().some((l) => l.state === 'running')) await ctx.recover();
   const entries = sdk.leases();
   ctx.progress.start('asking the node');
   const now = Date.now();

@@ -60,7 +60,9 @@ Examples:
 ${COMMON}`,
   leases: `Usage: alacarte leases [--url URL] [--json]
 
-Lists the leases rented from this machine, with their state and time left.
+Lists the leases rented from this machine, with their state and time left. A lease the node
+stopped before its time (its sandbox died) has its refund collected into the wallet first (any
+wallet command does that too).
 
 Examples:
   alacarte leases

@@ -18,6 +18,27 @@ async function mintOf(ctx: Context, values: Record<string, unknown>): Promise<st
   return mint;
 }
 
+/**
+ * The warning to show when `mint` runs a test Lightning backend (its /v1/info says
+ * `lightning.test`), else undefined. Best effort: a mint that does not answer gets no warning
+ * here, and the topup itself reports it.
+ */
+export async function testMintWarning(mint: string): Promise<string | undefined> {
+  try {
+    const res = await fetch(`${mint}/v1/info`, { signal: AbortSignal.timeout(5000) });
+    if (!res.ok) return undefined;
+    const text = await res.text();
+    if (text.length > 256 * 1024) return undefined;
+    const info = JSON.parse(text) as { lightning?: { test?: unknown; backend?: unknown } };
+    if (info.lightning?.test !== true) return undefined;
+    const backend =
+      typeof info.lightning.backend === 'string' ? ` '${info.lightning.backend.slice(0, 32)}'` : '';
+    return `WARNING: this mint's Lightning backend${backend} is a test backend: the invoice pays itself, no real money moves, and this ecash is worth nothing.`;
+  } catch {
+    return undefined;
+  }
+}
+
 function balanceLine(wallet: LocalWallet): string {
   const b = wallet.balance();
   return `balance: ${b.value} ${b.unit}`;
@@ -29,6 +50,9 @@ const topup: Handler = async (ctx, values, positionals) => {
   const wallet = ctx.wallet();
   const mint = await mintOf(ctx, values);
   const t = await wallet.createTopup(mint, amount);
+  const warning = await testMintWarning(mint);
+  // Beside the invoice it is about; with --json, stdout carries only the answer.
+  if (warning) (ctx.json ? ctx.io.stderr : ctx.io.stdout).write(`${warning}\n`);
   if (ctx.json && values['no-wait']) {
     ctx.out('', { quote: t.quote, invoice: t.request, amount: Number(amount.value), mint, expiry: t.expiry });
     return 0;

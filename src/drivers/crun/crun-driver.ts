@@ -11,6 +11,7 @@ import {
   readdirSync,
   readFileSync,
   readlinkSync,
+  realpathSync,
   renameSync,
   rmdirSync,
   rmSync,
@@ -178,15 +179,20 @@ export class CrunDriver implements ComputeDriver {
     const busybox = options.busyboxPath ?? '/bin/busybox';
     requireStaticBusybox(busybox);
     const script = requireProgram('script', 'bsdutils (util-linux)');
-    const runtimeDir = resolve(options.runtimeDir);
-    const imagesDir = resolve(options.imagesDir);
+    const givenRuntimeDir = resolve(options.runtimeDir);
+    mkdirSync(givenRuntimeDir, { recursive: true, mode: 0o711 });
+    mkdirSync(options.imagesDir, { recursive: true, mode: 0o755 });
+    // Mounts use the real paths: a data directory in a private place links these two to where
+    // sandboxes can reach them (host-dirs.ts).
+    const runtimeDir = realpathSync(givenRuntimeDir);
+    const imagesDir = realpathSync(options.imagesDir);
     for (const p of [runtimeDir, imagesDir]) {
       // overlayfs options are comma and colon separated.
       if (/[,:\s'"\\]/.test(p))
         throw new DriverPreflightError(`${p}: paths with , : quotes or spaces are not supported`);
     }
     const instance =
-      options.instance ?? `a${createHash('sha256').update(runtimeDir).digest('hex').slice(0, 8)}`;
+      options.instance ?? `a${createHash('sha256').update(givenRuntimeDir).digest('hex').slice(0, 8)}`;
     if (!/^[a-z0-9]{1,16}$/.test(instance))
       throw new DriverPreflightError('instance must be 1-16 lower-case letters or digits');
     const stateDir = options.stateDir ?? `/run/alacarte-${instance}`;

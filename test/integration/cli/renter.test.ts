@@ -30,6 +30,9 @@ describe('alacarte CLI (renter)', { timeout: 240_000 }, () => {
     const topup = await runCli(['wallet', 'topup', '200'], alice);
     expect(topup.code).toBe(0);
     expect(topup.stdout).toMatch(/lnbcrt2u1\w+/);
+    // The node runs the fake Lightning backend: the renter is told before paying anything.
+    expect(topup.stdout).toContain("WARNING: this mint's Lightning backend 'fake' is a test backend");
+    expect(topup.stdout).toContain('no real money moves');
     expect(topup.stdout).toContain('added 200 sat — balance: 200 sat');
     expect(topup.stderr).toContain('alacarte wallet seed');
 

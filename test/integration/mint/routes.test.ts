@@ -37,8 +37,14 @@ describe('mint routes over HTTP', () => {
   it('serves info that says loudly it is a test mint, and lists the NUTs it supports', async () => {
     const res = await fetch(`${base}/v1/info`);
     expect(res.headers.get('access-control-allow-origin')).toBe('*');
-    const info = (await res.json()) as { description: string; motd: string; nuts: Record<string, unknown> };
+    const info = (await res.json()) as {
+      description: string;
+      motd: string;
+      nuts: Record<string, unknown>;
+      lightning: unknown;
+    };
     expect(info.description).toMatch(/TEST MINT.*No real money moves/);
+    expect(info.lightning).toEqual({ backend: 'fake', test: true });
     expect(info.motd).toMatch(/No real money moves/);
     expect(Object.keys(info.nuts).sort()).toEqual([
       '10',

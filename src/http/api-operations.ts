@@ -1,0 +1,315 @@
+import { z } from 'zod';
+import {
+  checkStateSchema,
+  keysetParamSchema,
+  meltQuoteSchema,
+  meltSchema,
+  mintQuoteSchema,
+  mintSchema,
+  quoteParamSchema,
+  restoreSchema,
+  swapSchema,
+} from '../mint/http/schemas.js';
+import { createLeaseBody, execBody, extendBody, quoteQuery } from './lease-schemas.js';
+
+/** Who may call an operation: anyone, the holder of a lease's credential, or the operator. */
+type Auth = 'none' | 'lease' | 'operator';
+
+/**
+ * One operation of the HTTP contract. Request bodies, query strings and path parameters are the
+ * very zod schemas the routes parse with, so the published document cannot drift from what the
+ * node accepts.
+ */
+export interface ApiOperation {
+  method: 'get' | 'post' | 'put' | 'delete' | 'options';
+  /** OpenAPI path template, e.g. `/v1/leases/{id}`. */
+  path: string;
+  tag: 'service' | 'leases' | 'mint' | 'operator' | 'page';
+  summary: string;
+  description?: string;
+  auth?: Auth;
+  /** Takes a Cashu token in `X-Cashu` (NUT-24): answers 402 with a NUT-18 request without one. */
+  paid?: boolean;
+  idempotent?: boolean;
+  body?: z.ZodType;
+  query?: z.ZodObject;
+  params?: z.ZodObject;
+  /** Status code → what it means. */
+  responses: Record<string, string>;
+  /** The shape of a success (2xx JSON) answer, for clients; the node does not parse its own answers. */
+  answer?: z.ZodType;
+  /** The answer's media type when it is not JSON. */
+  produces?: string;
+}
+
+const leaseId = z.object({ id: z.string().max(64).describe('the lease id, `lse_…`') });
+const filePath = z.object({ path: z.string().describe('a file of the built page') });
+
+// Answers, as API.md describes them (documentation: these shapes are what clients may rely on).
+const leaseAnswer = z.object({
+  id: z.string(),
+  state: z.enum(['pending', 'running', 'expired', 'stopped', 'failed']),
+  offer: z.string(),
+  image: z.string(),
+  created_at: z.string().describe('RFC 3339 UTC'),
+  expires_at: z.string().nullable(),
+  paid: z.number().int().describe('in `unit`'),
+  unit: z.string(),
+  ports: z.record(z.string(), z.string()).describe('port → URL'),
+  remaining_seconds: z.number().int().optional(),
+});
+const rentedAnswer = leaseAnswer.extend({
+  token: z.string().describe('the bearer credential of the lease: only in the answer to its payment'),
+  change: z.string().nullable(),
+});
+const stoppedAnswer = leaseAnswer.extend({
+  refund: z.string().nullable().describe('the first token of `refunds`'),
+  refunded: z.number().int(),
+  refunds: z.array(z.object({ mint: z.string(), token: z.string().nullable(), amount: z.number().int() })),
+});
+const execAnswer = z.object({
+  exit_code: z.number().int(),
+  stdout: z.string(),
+  stderr: z.string(),
+  truncated: z.boolean(),
+});
+const quoteAnswer = z.object({
+  offer: z.string(),
+  seconds: z.number().int(),
+  amount: z.number().int(),
+  unit: z.string(),
+});
+
+/** Every route the node serves (a test holds this list to the routes the app registers). */
+export const API_OPERATIONS: readonly ApiOperation[] = [
+  // ---- service
+  {
+    method: 'get',
+    path: '/healthz',
+    tag: 'service',
+    summary: 'Liveness',
+    responses: { 200: '`{"ok": true}`' },
+  },
+  {
+    method: 'get',
+    path: '/metrics',
+    tag: 'service',
+    summary: 'Prometheus metrics',
+    produces: 'text/plain',
+    responses: { 200: 'Prometheus text format' },
+  },
+  {
+    method: 'get',
+    path: '/openapi.json',
+    tag: 'service',
+    summary: 'This contract as an OpenAPI 3.1 document',
+    responses: { 200: 'the document' },
+  },
+  {
+    method: 'get',
+    path: '/docs',
+    tag: 'service',
+    summary: 'This contract as a readable page',
+    produces: 'text/html',
+    responses: { 200: 'HTML' },
+  },
+  // ---- leases
+  {
+    method: 'get',
+    path: '/v1/offers',
+    tag: 'leases',
+    summary: 'Offers, prices, images and accepted mints',
+    responses: {
+      200: '`{"offers": [...], "images": [...], "payment": {"cashu": {"mints": [...], "unit": "sat"}}}`',
+    },
+  },
+  {
+    method: 'get',
+    path: '/v1/quote',
+    tag: 'leases',
+    summary: 'The price of an offer for a duration',
+    description: 'Price = ceil(amount_per_hour × seconds / 3600).',
+    query: quoteQuery,
+    answer: quoteAnswer,
+    responses: {
+      200: '`{"offer", "seconds", "amount", "unit"}`',
+      400: 'unknown offer or seconds out of range',
+    },
+  },
+  {
+    method: 'post',
+    path: '/v1/leases',
+    tag: 'leases',
+    summary: 'Rent a sandbox, paying in the same request',
+    description:
+      'Pay with a Cashu token of an accepted mint in `X-Cashu` (get one with `alacarte wallet send <amount>`, ' +
+      'or from any Cashu wallet of the node’s mint). Without it the answer is `402` with a NUT-18 payment ' +
+      'request. The same token sent again returns the same lease, never a second charge. A rejected ' +
+      'request takes nothing: the token stays unspent.',
+    paid: true,
+    idempotent: true,
+    body: createLeaseBody,
+    answer: rentedAnswer,
+    responses: {
+      201: 'the lease, with its bearer credential `token` (only here) and `change`',
+      200: 'the same lease again (a replay of the same payment)',
+      400: 'invalid_request, invalid_token, unit_mismatch, mint_not_accepted, insufficient_amount, token_spent',
+      402: 'payment_required: NUT-18 payment request in the `X-Cashu` header',
+      409: 'idempotency_conflict',
+      413: 'payload_too_large',
+      503: 'no_capacity (token untouched) or start_failed (with a `refund` token)',
+    },
+  },
+  {
+    method: 'get',
+    path: '/v1/leases/{id}',
+    tag: 'leases',
+    summary: 'A lease’s state',
+    description:
+      'A lease the node stopped before its time (its sandbox died) is `stopped`: its refund is handed ' +
+      'over by `DELETE`, which answers a stopped lease the same way every time.',
+    auth: 'lease',
+    params: leaseId,
+    answer: leaseAnswer,
+    responses: { 200: 'the lease, with `remaining_seconds`', 401: 'unauthorized (also for an unknown id)' },
+  },
+  {
+    method: 'delete',
+    path: '/v1/leases/{id}',
+    tag: 'leases',
+    summary: 'Stop a lease; unused whole seconds come back as ecash',
+    auth: 'lease',
+    params: leaseId,
+    answer: stoppedAnswer,
+    responses: {
+      200: 'the lease with `state: "stopped"`, `refund`, `refunded` and `refunds` (one token per mint paid)',
+      401: 'unauthorized',
+      409: 'lease_not_running (it expired)',
+    },
+  },
+  {
+    method: 'post',
+    path: '/v1/leases/{id}/exec',
+    tag: 'leases',
+    summary: 'Run a command in the sandbox and wait for it',
+    auth: 'lease',
+    params: leaseId,
+    body: execBody,
+    answer: execAnswer,
+    responses: {
+      200: '`{"exit_code", "stdout", "stderr", "truncated"}`',
+      401: 'unauthorized',
+      409: 'lease_not_running',
+    },
+  },
+  {
+    method: 'post',
+    path: '/v1/leases/{id}/extend',
+    tag: 'leases',
+    summary: 'Buy more time; anyone who knows the id may',
+    paid: true,
+    idempotent: true,
+    params: leaseId,
+    body: extendBody,
+    answer: leaseAnswer.extend({ change: z.string().nullable() }),
+    responses: {
+      200: 'the lease with the new `expires_at` and `change`',
+      402: 'payment_required',
+      409: 'lease_not_running (token untouched, or handed back as `refund`)',
+    },
+  },
+  {
+    method: 'get',
+    path: '/v1/leases/{id}/attach',
+    tag: 'leases',
+    summary: 'WebSocket: an interactive terminal in the sandbox',
+    description:
+      'Upgrade to a WebSocket. Credential as `Authorization: Bearer` or, from a browser, the subprotocol ' +
+      '`bearer.<token>`. Binary frames carry terminal bytes; a text frame ' +
+      '`{"type": "resize", "cols": 120, "rows": 40}` resizes.',
+    auth: 'lease',
+    params: leaseId,
+    responses: { 101: 'switching to the WebSocket', 401: 'unauthorized', 409: 'lease_not_running' },
+  },
+  // ---- operator
+  {
+    method: 'get',
+    path: '/v1/operator/ledger',
+    tag: 'operator',
+    summary: 'The books (only when an operator token is configured)',
+    auth: 'operator',
+    responses: { 200: 'received = charged + refunded + held, and the mint’s figures', 401: 'unauthorized' },
+  },
+  // ---- the mint (Cashu NUTs)
+  ...mintOperations(),
+  // ---- the page
+  {
+    method: 'get',
+    path: '/',
+    tag: 'page',
+    summary: 'The web page: rent a sandbox from a browser',
+    produces: 'text/html',
+    responses: { 200: 'HTML', 404: 'the page is not built on this node' },
+  },
+  {
+    method: 'get',
+    path: '/assets/{path}',
+    tag: 'page',
+    summary: 'The page’s scripts and styles',
+    params: filePath,
+    produces: '*/*',
+    responses: { 200: 'the file', 404: 'no such asset' },
+  },
+  {
+    method: 'get',
+    path: '/{path}',
+    tag: 'page',
+    summary: 'The page’s other files (its icon)',
+    params: filePath,
+    produces: '*/*',
+    responses: { 200: 'the file' },
+  },
+];
+
+function mintOperations(): ApiOperation[] {
+  const nut = (n: string) => `https://github.com/cashubtc/nuts/blob/main/${n}.md`;
+  const op = (
+    method: 'get' | 'post',
+    path: string,
+    summary: string,
+    spec: string,
+    extra: Partial<ApiOperation> = {},
+  ): ApiOperation => ({
+    method,
+    path: `/mint${path}`,
+    tag: 'mint',
+    summary,
+    description: `Cashu ${spec} (${nut(spec)}). Errors: \`{"detail", "code"}\`.`,
+    responses: { 200: `as ${spec} says`, 400: 'a NUT error' },
+    ...extra,
+  });
+  const quote = { params: quoteParamSchema };
+  return [
+    op('get', '/v1/info', 'Mint information', '06'),
+    op('get', '/v1/keys', 'Public keys of the active keysets', '01'),
+    op('get', '/v1/keys/{id}', 'Public keys of one keyset', '01', { params: keysetParamSchema }),
+    op('get', '/v1/keysets', 'All keysets', '02'),
+    op('post', '/v1/swap', 'Swap proofs for new ones', '03', { body: swapSchema }),
+    op('post', '/v1/mint/quote/bolt11', 'A Lightning invoice to buy ecash', '04', { body: mintQuoteSchema }),
+    op('get', '/v1/mint/quote/bolt11/{quote}', 'State of a mint quote', '04', quote),
+    op('post', '/v1/mint/bolt11', 'Mint the ecash of a paid quote', '04', { body: mintSchema }),
+    op('post', '/v1/melt/quote/bolt11', 'Quote paying a Lightning invoice', '05', { body: meltQuoteSchema }),
+    op('get', '/v1/melt/quote/bolt11/{quote}', 'State of a melt quote', '05', quote),
+    op('post', '/v1/melt/bolt11', 'Pay a Lightning invoice with ecash', '05', { body: meltSchema }),
+    op('post', '/v1/checkstate', 'Are these proofs spent?', '07', { body: checkStateSchema }),
+    op('post', '/v1/restore', 'Restore signatures from a seed (NUT-09)', '09', { body: restoreSchema }),
+    {
+      method: 'options',
+      path: '/mint/{path}',
+      tag: 'mint',
+      summary: 'CORS preflight: browser wallets of any origin may use the mint',
+      params: filePath,
+      responses: { 204: 'allowed' },
+    },
+  ];
+}

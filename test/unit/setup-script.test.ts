@@ -1,0 +1,92 @@
+import { spawnSync } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { REPO_ROOT } from '../helpers/cli.js';
+
+/**
+ * scripts/setup.sh on a "fresh machine": a copy of the script in an empty checkout, with apt-get,
+ * dpkg-query and npm replaced by stand-ins on PATH (nothing is installed for real), to see what a
+ * user sees during the first `npm start`: every step announced, apt's progress one line a package,
+ * and each step's time.
+ */
+const root = mkdtempSync(join(tmpdir(), 'alacarte-setup-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+function fakeMachine(installed: string[]): { dir: string; bin: string; log: string } {
+  const dir = mkdtempSync(join(root, 'clone-'));
+  const bin = join(dir, 'fake-bin');
+  const log = join(dir, 'calls.log');
+  mkdirSync(join(dir, 'scripts'));
+  mkdirSync(bin);
+  copyFileSync(join(REPO_ROOT, 'scripts', 'setup.sh'), join(dir, 'scripts', 'setup.sh'));
+  writeFileSync(join(dir, 'package-lock.json'), '{"lockfileVersion": 3}\n');
+  const tool = (name: string, body: string) => {
+    writeFileSync(join(bin, name), `#!/bin/bash\necho "${name} $*" >> ${log}\n${body}\n`);
+    chmodSync(join(bin, name), 0o755);
+  };
+  tool(
+    'dpkg-query',
+    `case " ${installed.join(' ')} " in *" \${@: -1} "*) echo -n 'install ok installed';; *) exit 1;; esac`,
+  );
+  tool(
+    'apt-get',
+    `[ "$1" = install ] || exit 0
+echo 'Reading package lists...'
+echo 'Need to get 1234 kB of archives.'
+for p in "\${@:5}"; do echo "Unpacking $p (1.0) ..."; echo "Setting up $p (1.0) ..."; done`,
+  );
+  tool(
+    'npm',
+    `if [ "$1" = ci ]; then mkdir -p node_modules; elif [ "$1" = run ]; then echo "built by npm $*"; fi`,
+  );
+  return { dir, bin, log };
+}
+
+function run(machine: { dir: string; bin: string }, args: string[]) {
+  return spawnSync('bash', [join(machine.dir, 'scripts', 'setup.sh'), ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, PATH: `${machine.bin}:${process.env.PATH ?? ''}` },
+  });
+}
+
+describe('scripts/setup.sh shows its progress', () => {
+  it('announces each step of a first `npm start`, with apt one line a package and the times', () => {
+    const machine = fakeMachine(['iproute2', 'bsdutils']);
+    const first = run(machine, ['--build']);
+    expect(first.status, first.stderr).toBe(0);
+    const lines = first.stderr.trim().split('\n');
+    expect(lines).toEqual([
+      'alacarte setup [1/3] Debian packages: crun busybox-static uidmap iproute2 bsdutils',
+      'alacarte setup       installing crun busybox-static uidmap with apt-get (a minute or two the first time)',
+      'alacarte setup       apt-get update…',
+      'alacarte setup         Need to get 1234 kB of archives.',
+      'alacarte setup         Setting up crun (1.0) ...',
+      'alacarte setup         Setting up busybox-static (1.0) ...',
+      'alacarte setup         Setting up uidmap (1.0) ...',
+      expect.stringMatching(/^alacarte setup {7}installed \(\d+s\)$/),
+      'alacarte setup [2/3] npm packages',
+      'alacarte setup       npm ci (about a minute the first time)…',
+      expect.stringMatching(/^alacarte setup {7}installed \(\d+s\)$/),
+      'alacarte setup [3/3] building: TypeScript to dist/, then the web page (half a minute or so)',
+      expect.stringMatching(/^alacarte setup {7}built \(\d+s\)$/),
+      'alacarte setup       starting the node (the first start also prepares the busybox image)',
+    ]);
+    expect(first.stdout).toContain('built by npm run --silent build');
+    expect(existsSync(join(machine.dir, 'node_modules', '.alacarte-lock-stamp'))).toBe(true);
+  });
+
+  it('says quickly that everything is there on the next start, and installs nothing', () => {
+    const machine = fakeMachine(['crun', 'busybox-static', 'uidmap', 'iproute2', 'bsdutils']);
+    expect(run(machine, []).status).toBe(0);
+    writeFileSync(machine.log, '');
+    const again = run(machine, []);
+    expect(again.status).toBe(0);
+    expect(again.stderr).toMatch(
+      /^alacarte setup \[1\/2\] Debian packages: .+\nalacarte setup {7}all there \(\d+s\)\nalacarte setup \[2\/2\] npm packages\nalacarte setup {7}up to date \(\d+s\)\n$/,
+    );
+    const calls = spawnSync('cat', [machine.log], { encoding: 'utf8' }).stdout;
+    expect(calls).not.toMatch(/apt-get|npm ci/);
+  });
+});
