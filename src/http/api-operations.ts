@@ -21,7 +21,7 @@ type Auth = 'none' | 'lease' | 'operator';
  * node accepts.
  */
 export interface ApiOperation {
-  method: 'get' | 'post' | 'put' | 'delete' | 'options';
+  method: 'get' | 'post' | 'put' | 'patch' | 'delete' | 'options';
   /** OpenAPI path template, e.g. `/v1/leases/{id}`. */
   path: string;
   tag: 'service' | 'leases' | 'mint' | 'operator' | 'page';
@@ -231,6 +231,7 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
     params: leaseId,
     responses: { 101: 'switching to the WebSocket', 401: 'unauthorized', 409: 'lease_not_running' },
   },
+  ...portOperations(),
   // ---- operator
   {
     method: 'get',
@@ -271,6 +272,37 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
   },
 ];
 
+/** A lease's declared ports through the node's listener: every method, to the sandbox's server. */
+function portOperations(): ApiOperation[] {
+  const params = leaseId.extend({ port: z.string().describe('a port the lease declared, 1 to 65535') });
+  const methods = ['get', 'post', 'put', 'patch', 'delete', 'options'] as const;
+  return ['/v1/leases/{id}/ports/{port}', '/v1/leases/{id}/ports/{port}/{path}'].flatMap((path) =>
+    methods.map(
+      (method): ApiOperation => ({
+        method,
+        path,
+        tag: 'leases',
+        summary: 'A request (or WebSocket) to the server the lease runs on a declared port',
+        description:
+          'No credential: the renter shares the URL. The prefix is stripped; the answer is the ' +
+          'sandbox server’s own, under `Content-Security-Policy: sandbox`.',
+        params: path.endsWith('{path}')
+          ? params.extend({ path: z.string().describe('the path on the sandbox’s server') })
+          : params,
+        produces: '*/*',
+        responses: {
+          200: 'the server’s answer',
+          400: 'invalid_request',
+          404: 'not_found (no such lease or port not declared)',
+          409: 'lease_not_running',
+          502: 'bad_gateway (nothing listens on that port)',
+          504: 'gateway_timeout',
+        },
+      }),
+    ),
+  );
+}
+
 function mintOperations(): ApiOperation[] {
   const nut = (n: string) => `https://github.com/cashubtc/nuts/blob/main/${n}.md`;
   const op = (
@@ -291,6 +323,9 @@ function mintOperations(): ApiOperation[] {
   const quote = { params: quoteParamSchema };
   return [
     op('get', '/v1/info', 'Mint information', '06'),
+    op('get', '/v1/ws', 'WebSocket: JSON-RPC subscriptions to quote and proof states', '17', {
+      responses: { 101: 'switching to the WebSocket', 426: 'not a WebSocket request' },
+    }),
     op('get', '/v1/keys', 'Public keys of the active keysets', '01'),
     op('get', '/v1/keys/{id}', 'Public keys of one keyset', '01', { params: keysetParamSchema }),
     op('get', '/v1/keysets', 'All keysets', '02'),

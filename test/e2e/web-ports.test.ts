@@ -48,7 +48,7 @@ describe('the web page: published ports', () => {
     await page.getByRole('button', { name: /^Rent/ }).click();
     await page
       .getByRole('status')
-      .getByText(/ports are numbers from 1 to 65535/)
+      .getByText(/Ports are numbers from 1 to 65535/)
       .waitFor(STEP);
 
     await page.getByLabel(/Ports to publish/).fill('8080');
