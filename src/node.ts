@@ -4,8 +4,10 @@ import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { type Config, publicUrl } from './config.js';
 import { DEFAULT_OFFERS, type Offer, offerFromJson } from './core/offers.js';
 import type { ComputeDriver } from './drivers/compute-driver.js';
+import { LeaseFiles } from './files/lease-files.js';
 import { buildApp } from './http/app.js';
 import { attachRoutes } from './http/attach-routes.js';
+import { fileRoutes } from './http/file-routes.js';
 import { leaseRoutes } from './http/lease-routes.js';
 import { NodeMetrics } from './http/metrics.js';
 import { operatorRoutes } from './http/operator-routes.js';
@@ -133,6 +135,7 @@ export class AlacarteNode {
           }),
         });
         plugins.push({ prefix: '/v1', plugin: attachRoutes(service) });
+        plugins.push({ prefix: '/v1', plugin: fileRoutes(new LeaseFiles(service)) });
         if (config.operatorToken) {
           plugins.push({
             prefix: '/v1/operator',
