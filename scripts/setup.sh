@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# bsdutils gives `script`, the terminal behind attach.
-debian_packages=(crun busybox-static uidmap iproute2 bsdutils)
+# bsdutils gives `script`, the terminal behind attach. curl: the files benchmark's HTTP client
+# (npm run bench runs this without --test), and the README's examples.
+debian_packages=(crun busybox-static uidmap iproute2 bsdutils curl)
 # `--test` (npm test, CI): also what the test suites need but a node does not: runc, against
 # which the driver contract suite runs too, and the browser the web page's end-to-end test drives.
 if [ "${1:-}" = "--test" ]; then
