@@ -83,7 +83,8 @@ Copies a file or a directory (with everything in it, as scp -r does) into a leas
 out of it, streamed. A destination ending in / (or an existing local directory) receives the
 source under its own name. A relative path in the sandbox is under /root. LOCAL may be - for
 standard input or output (a file only). Files in the sandbox belong to its root; a file keeps its
-permission bits. Directories travel as tar archives (this machine's tar must be installed).
+permission bits. Directories travel as tar archives (this machine's tar must be installed). A
+local name with a colon in it is written ./name.
 
 Examples:
   alacarte cp data.csv lse_123:/root/

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -255,6 +256,36 @@ describe('files: PUT and GET /v1/leases/{id}/files', () => {
     expect(readdirSync(t.dataDir).sort()).toEqual(before);
     // ...while inside the sandbox these paths exist: the writes happened, in the sandbox.
     expect((await sh(`cat ${secret}; ls ${hostDir}`)).stdout).toContain('tenant bytes');
+  });
+
+  it('keeps no partial file when the client goes away mid-upload, and ends the reader of a dropped download', async () => {
+    expect((await put('/tmp/kept', 'old content')).status).toBe(201);
+    // Announces 4 MiB, sends 1 MiB, then the connection drops.
+    const { hostname, port } = new URL(t.url);
+    await new Promise<void>((resolve) => {
+      const req = request({
+        host: hostname,
+        port,
+        method: 'PUT',
+        path: `/v1/leases/${lease.id}/files?path=/tmp/kept`,
+        headers: { ...auth(), 'content-length': String(4 * MiB) },
+      });
+      req.on('error', () => resolve());
+      req.write(randomBytes(MiB), () => setTimeout(() => req.destroy(), 300));
+      req.on('close', () => resolve());
+    });
+    await waitFor(async () => !(await sh('ls -a /tmp')).stdout.includes('.alacarte-upload'));
+    expect((await get('/tmp/kept')).body.toString()).toBe('old content');
+
+    expect((await put('/tmp/big', randomBytes(8 * MiB))).status).toBe(201);
+    const controller = new AbortController();
+    const res = await fetch(filesUrl('/tmp/big'), { headers: auth(), signal: controller.signal });
+    const reader = res.body?.getReader();
+    await reader?.read();
+    controller.abort();
+    // The `cat` behind the download is killed, not left blocked on a pipe nobody reads.
+    await waitFor(async () => !(await sh('ps -o args')).stdout.includes('cat /tmp/big'));
+    await sh('rm /tmp/big');
   });
 
   it('answers 409 once the lease has ended', async () => {
