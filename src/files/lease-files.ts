@@ -57,6 +57,11 @@ export class LeaseFiles {
   async write(request: WriteRequest): Promise<{ path: string; size: number }> {
     const path = parseSandboxPath(request.path);
     const mode = parseFileMode(request.mode);
+    if (request.tar && mode !== undefined)
+      throw new AlacarteError(
+        'invalid_request',
+        'mode applies to a file; a tar archive carries its own modes',
+      );
     if (!request.tar && path.endsWith('/'))
       throw new AlacarteError(
         'invalid_request',

@@ -36,6 +36,8 @@ export function fileRoutes(files: LeaseFiles): FastifyPluginAsync {
 
     app.get<{ Params: { id: string }; Querystring: Record<string, unknown> }>(
       '/leases/:id/files',
+      // A HEAD would run the read in the sandbox and drop its bytes: not offered.
+      { exposeHeadRoute: false },
       async (request, reply) => {
         const download = await files.read({
           leaseId: request.params.id,
@@ -47,6 +49,7 @@ export function fileRoutes(files: LeaseFiles): FastifyPluginAsync {
           download.kind === 'directory' ? TAR_CONTENT_TYPE : 'application/octet-stream',
         );
         reply.header('cache-control', 'no-store');
+        reply.header('x-content-type-options', 'nosniff');
         return reply.status(200).send(download.stream);
       },
     );

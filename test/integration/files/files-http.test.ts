@@ -151,6 +151,10 @@ describe('files: PUT and GET /v1/leases/{id}/files', () => {
     expect((await put('/tmp/garbage', 'not a tar', { 'content-type': 'application/x-tar' })).status).toBe(
       400,
     );
+    const tarWithMode = await put('/tmp/t', tarOf([]), { 'content-type': 'application/x-tar' }, '&mode=0644');
+    expect(tarWithMode.status).toBe(400);
+    // HEAD would read the file in the sandbox for nothing: there is no such route.
+    expect((await fetch(filesUrl('/etc/passwd'), { method: 'HEAD', headers: auth() })).status).toBe(404);
   });
 
   it('answers 401 without or with a wrong credential', async () => {
