@@ -34,7 +34,10 @@ const B = `b=${SANDBOX_BUSYBOX}`;
  * renamed over `$1` once all of them are written and, when the client announced a length `$4`, only
  * if that many arrived. A transfer that fails (disk full, client gone: the host kills the process
  * before closing its stdin, and then runs removeUploadCommand) leaves the old file, or none, never a
- * partial one. A symlink at `$1` is replaced, not written through.
+ * partial one. (One gap: a chunked upload cut off before the runtime has written the process's pid
+ * file cannot be killed in time; the runtime is killed instead, its stdin closes, and what arrived
+ * is kept. With `$4` the size check catches that too.) A symlink at `$1` is replaced, not written
+ * through.
  */
 const WRITE_FILE = `${B}
 p=$1
