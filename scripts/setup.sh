@@ -30,7 +30,8 @@ done_step() {
 
 # bsdutils gives `script`, the terminal behind attach; lxcfs shows each sandbox its own memory and
 # CPUs in /proc (the driver reuses a running one, such as Debian's service, or starts one).
-debian_packages=(crun busybox-static uidmap iproute2 bsdutils lxcfs)
+# curl: the files benchmark's HTTP client (npm run bench runs this without --test), and the README's examples.
+debian_packages=(crun busybox-static uidmap iproute2 bsdutils lxcfs curl)
 # `--test` (npm test, CI): also what the test suites need but a node does not: runc, against
 # which the driver contract suite runs too, and the browser the web page's end-to-end test drives.
 if [ -n "$test_too" ]; then

@@ -4,9 +4,11 @@ import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { type Config, publicUrl } from './config.js';
 import { DEFAULT_OFFERS, type Offer, offerFromJson } from './core/offers.js';
 import type { ComputeDriver } from './drivers/compute-driver.js';
+import { LeaseFiles } from './files/lease-files.js';
 import { buildApp } from './http/app.js';
 import { attachRoutes } from './http/attach-routes.js';
 import { docsRoutes } from './http/docs-routes.js';
+import { fileRoutes } from './http/file-routes.js';
 import { leaseRoutes } from './http/lease-routes.js';
 import { NodeMetrics } from './http/metrics.js';
 import { operatorRoutes } from './http/operator-routes.js';
@@ -148,6 +150,7 @@ export class AlacarteNode {
         });
         plugins.push({ prefix: '/v1', plugin: attachRoutes(service) });
         plugins.push({ prefix: '', plugin: portRoutes(service, { portsDomain: config.portsDomain }) });
+        plugins.push({ prefix: '/v1', plugin: fileRoutes(new LeaseFiles(service)) });
         if (config.operatorToken) {
           plugins.push({
             prefix: '/v1/operator',

@@ -32,6 +32,7 @@ export async function startPaidNode(config = {}, driverOptions = {}) {
     url,
     mintUrl,
     dataDir,
+    stateDir,
     async close() {
       if (closed) return;
       closed = true;

@@ -9,6 +9,7 @@ import type {
   AttachSession,
   ComputeDriver,
   DriverCapacity,
+  SandboxProcess,
   TerminalSize,
 } from '../drivers/compute-driver.js';
 import type { Logger } from '../log.js';
@@ -99,6 +100,7 @@ export class LeaseService {
   private readonly inFlight = new InFlight<Answer>();
   private readonly execs = new PerLeaseLimit(8, 'commands');
   private readonly terminals = new PerLeaseLimit(4, 'terminals');
+  private readonly transfers = new PerLeaseLimit(4, 'file transfers');
   private readonly maxOutputBytes: number;
   private readonly portUrl: ((leaseId: LeaseId, port: number) => string) | undefined;
   /** Starts under way: capacity is reserved before any money moves. */
@@ -414,6 +416,44 @@ export class LeaseService {
       release();
       throw err;
     }
+  }
+
+  /**
+   * Checks the credential and that the lease runs, for the files API (src/files/); returns the
+   * lease's disk (its offer's disk_mib), which bounds a transfer.
+   */
+  async authorizeFiles(
+    id: string,
+    credential: string | undefined,
+  ): Promise<{ leaseId: LeaseId; diskMib: number }> {
+    const row = await this.authorize(id, credential);
+    this.requireRunning(row);
+    const offer = this.offers.find((o) => o.id === row.offer_id);
+    // An offer the operator has since removed: the largest disk any offer sells.
+    const diskMib = offer?.diskMib ?? Math.max(...this.offers.map((o) => o.diskMib));
+    return { leaseId: row.id as LeaseId, diskMib };
+  }
+
+  /**
+   * A process in the lease's sandbox for a file transfer (call authorizeFiles first); at most 4 at
+   * once per lease, each released when its process has exited.
+   */
+  async spawnForFiles(leaseId: LeaseId, command: string[]): Promise<SandboxProcess> {
+    const release = this.transfers.take(leaseId);
+    try {
+      const process = await this.driver.spawn({ leaseId }, { command });
+      process.exited.finally(release).catch(() => undefined);
+      return process;
+    } catch (err) {
+      release();
+      if (isGone(err)) await this.reconciler.endVanished(leaseId);
+      throw err;
+    }
+  }
+
+  /** Whether the lease's sandbox still runs (read from the host, cheap). */
+  sandboxRunning(leaseId: LeaseId): Promise<boolean> {
+    return this.driver.isRunning({ leaseId });
   }
 
   // ---- extend --------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ import { LocalWallet } from '../wallet/local-wallet.js';
 import type { PaymentPurpose, PendingOp } from '../wallet/wallet-state.js';
 import { attachTerminal, type LeaseTerminal } from './attach.js';
 import { AlacarteApiError, AlacarteNetworkError, PriceLimitError, UnknownLeaseError } from './errors.js';
+import { LeaseFilesClient } from './files.js';
 import { LeaseBook, type LeaseBookEntry } from './lease-book.js';
 import type {
   BackgroundExec,
@@ -60,6 +61,8 @@ export class Alacarte {
   private readonly retries: number;
   private readonly retryDelayMs: number;
   private readonly progress: (step: string) => void;
+  /** Files in a lease's sandbox: `files.write(id, path, data, {mode})`, `files.read(id, path)`. */
+  readonly files: LeaseFilesClient;
 
   constructor(options: AlacarteOptions) {
     this.url = options.url.replace(/\/+$/, '');
@@ -69,6 +72,7 @@ export class Alacarte {
     this.retries = options.retries ?? 3;
     this.retryDelayMs = options.retryDelayMs ?? 500;
     this.progress = options.onProgress ?? (() => undefined);
+    this.files = new LeaseFilesClient((id, token) => this.credential(id, token), this.fetchImpl);
   }
 
   /** A client paying from the wallet in `home` (default $ALACARTE_HOME), created on first use. */

@@ -11,5 +11,6 @@ export {
   UnknownLeaseError,
   WalletOperationError,
 } from './errors.js';
+export { type FileData, type FileDownload, LeaseFilesClient, type WriteFileOptions } from './files.js';
 export { LeaseBook, type LeaseBookEntry } from './lease-book.js';
 export type * from './types.js';

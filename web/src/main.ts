@@ -16,6 +16,7 @@ import {
   testBackendOf,
 } from './api.js';
 import { explain, Sentence } from './errors.js';
+import { setupFiles } from './files.js';
 import { attachTerminal, type TerminalSession } from './terminal.js';
 import { formatDuration, formatRemaining } from './time.js';
 import { BrowserWallet, type Invoice, type Pending } from './wallet.js';
@@ -649,6 +650,16 @@ function wire(): void {
     void busy(ui.extendButton, extend);
   });
   ui.stop.addEventListener('click', () => void busy(ui.stop, stop));
+  setupFiles(
+    {
+      path: el<HTMLInputElement>('files-path'),
+      pick: el<HTMLInputElement>('files-pick'),
+      upload: el<HTMLButtonElement>('files-upload'),
+      download: el<HTMLButtonElement>('files-download'),
+      status: el('files-status'),
+    },
+    heldLease,
+  );
   ui.topupForm.addEventListener('submit', (e) => {
     e.preventDefault();
     void busy(ui.topupButton, topUp);

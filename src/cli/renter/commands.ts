@@ -5,6 +5,7 @@ import { formatDuration, parseDuration } from '../../sdk/duration.js';
 import { LeaseBook } from '../../sdk/lease-book.js';
 import type { Lease } from '../../sdk/types.js';
 import { defaultHome, LocalWallet } from '../../wallet/local-wallet.js';
+import { copy } from './copy.js';
 import { HELP } from './help.js';
 import { runShell } from './shell.js';
 import { formatWhen, type Io, Progress, table, UsageError } from './ui.js';
@@ -127,6 +128,7 @@ export const RENTER_COMMANDS = new Set([
   'rent',
   'leases',
   'exec',
+  'cp',
   'shell',
   'extend',
   'stop',
@@ -170,6 +172,8 @@ export async function runCommand(command: string, args: string[], io: Io): Promi
         io,
         exec,
       );
+    case 'cp':
+      return withContext(command, args, {}, io, cp);
     case 'shell':
       return withContext(command, args, {}, io, async (ctx, _values, positionals) =>
         runShell(ctx.sdk({ wallet: false }), leaseId(positionals, 'shell'), ctx.io),
@@ -254,6 +258,16 @@ function noPositionals(positionals: string[], command: string): void {
 }
 
 // ---- commands ----
+
+const cp: Handler = async (ctx, _values, positionals) => {
+  const [from, to, extra] = positionals;
+  if (from === undefined || to === undefined)
+    throw new UsageError('copy what where? alacarte cp LOCAL ID:/path, or ID:/path LOCAL', 'cp');
+  if (extra !== undefined) throw new UsageError(`unexpected argument '${extra}'`, 'cp');
+  const copied = await copy(ctx.sdk({ wallet: false }), ctx.io, from, to);
+  if (copied.human !== undefined) ctx.out(copied.human, copied.json);
+  return 0;
+};
 
 const offers: Handler = async (ctx, _values, positionals) => {
   noPositionals(positionals, 'offers');

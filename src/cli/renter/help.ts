@@ -15,6 +15,7 @@ export const HELP: Record<string, string> = {
   alacarte rent --offer ID --for 2h        rent a sandbox, paid from the wallet
   alacarte leases                          the leases rented from this machine
   alacarte exec ID -- CMD ...              run a command in a sandbox
+  alacarte cp LOCAL ID:/path               copy a file or directory into a sandbox (and back)
   alacarte shell ID                        an interactive shell in a sandbox
   alacarte extend ID --for 1h              buy more time
   alacarte stop ID                         stop early; unused time is refunded
@@ -83,6 +84,23 @@ Examples:
   echo data | alacarte exec lse_123 -- wc -c
   alacarte exec lse_123 -- gzip -c /etc/passwd > passwd.gz
   alacarte exec lse_123 --background -- httpd -f -p 8080
+${COMMON}`,
+  cp: `Usage: alacarte cp LOCAL ID:/path [--url URL] [--json]
+       alacarte cp ID:/path LOCAL
+
+Copies a file or a directory (with everything in it, as scp -r does) into a lease's sandbox or
+out of it, streamed. A destination ending in / (or an existing local directory) receives the
+source under its own name. A relative path in the sandbox is under /root. LOCAL may be - for
+standard input or output (a file only). Files in the sandbox belong to its root; a file keeps its
+permission bits. Directories travel as tar archives (this machine's tar must be installed). A
+local name with a colon in it is written ./name.
+
+Examples:
+  alacarte cp data.csv lse_123:/root/
+  alacarte cp ./site lse_123:/srv/www
+  alacarte cp lse_123:/root/results.json .
+  alacarte cp lse_123:/var/log ./logs
+  alacarte exec lse_123 -- sh -c 'tar -czf /tmp/out.tgz /work' && alacarte cp lse_123:/tmp/out.tgz -
 ${COMMON}`,
   shell: `Usage: alacarte shell ID [--url URL]
 

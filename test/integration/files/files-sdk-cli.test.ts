@@ -1,0 +1,142 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Amount } from '../../../src/core/amount.js';
+import { Alacarte } from '../../../src/sdk/client.js';
+import { AlacarteApiError } from '../../../src/sdk/errors.js';
+import { LocalWallet } from '../../../src/wallet/local-wallet.js';
+import { CLI, tempDir } from '../../helpers/cli.js';
+import { type LeaseTestNode, startLeaseNode } from '../../helpers/lease-node.js';
+import { tarMembers, tarOf } from '../../helpers/tar.js';
+import { runCli } from '../cli/run-cli.js';
+
+const MiB = 1024 * 1024;
+// Room for the 64 MiB transfer: the writable layer is a tmpfs held in the sandbox's memory.
+const offer = {
+  id: 'roomy',
+  vcpu: 1,
+  memory_mib: 256,
+  pids: 64,
+  disk_mib: 128,
+  price: { amount_per_hour: 60, unit: 'sat' as const },
+};
+
+let t: LeaseTestNode;
+let wallet: LocalWallet;
+let sdk: Alacarte;
+let home: string;
+let leaseId: string;
+
+beforeAll(async () => {
+  t = await startLeaseNode({ offers: [offer] });
+  home = tempDir('files-home');
+  wallet = LocalWallet.open({ home });
+  const topup = await wallet.createTopup(t.mintUrl, Amount.of(100));
+  await wallet.completeTopup(topup.opId);
+  sdk = new Alacarte({ url: t.url, wallet });
+  leaseId = (await sdk.rent({ offer: 'roomy', seconds: 900, image: 'busybox' })).id;
+}, 90_000);
+afterAll(async () => {
+  wallet?.close();
+  await t?.close();
+});
+
+function* repeat(chunk: Buffer, times: number): Generator<Buffer> {
+  for (let i = 0; i < times; i++) yield chunk;
+}
+
+const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+describe('files through the SDK', () => {
+  it('writes 1 MiB of random bytes and reads them back byte for byte', async () => {
+    const data = randomBytes(MiB);
+    expect(await sdk.files.write(leaseId, '/root/sdk.bin', data, { mode: '0600' })).toEqual({
+      path: '/root/sdk.bin',
+      size: MiB,
+    });
+    const read = await sdk.files.read(leaseId, '/root/sdk.bin');
+    expect(read.kind).toBe('file');
+    expect((await read.bytes()).equals(data)).toBe(true);
+    const stat = await sdk.exec(leaseId, ['stat', '-c', '%a %U', '/root/sdk.bin']);
+    expect(stat.stdout).toBe('600 root\n');
+    // A Node stream with its length.
+    const streamed = await sdk.files.write(leaseId, '/root/streamed.bin', Readable.from([data]), {
+      size: data.length,
+    });
+    expect(streamed.size).toBe(MiB);
+    expect(sha(await (await sdk.files.read(leaseId, '/root/streamed.bin')).bytes())).toBe(sha(data));
+  });
+
+  it('sends a directory as tar and gets it back as tar; errors carry the API codes', async () => {
+    await sdk.files.write(leaseId, '/opt/app', tarOf([{ name: 'bin/tool', content: 'T', mode: 0o755 }]), {
+      tar: true,
+    });
+    const read = await sdk.files.read(leaseId, '/opt/app');
+    expect(read.kind).toBe('directory');
+    const members = tarMembers(await read.bytes()).map((m) => m.name);
+    expect(members).toContain('./bin/tool');
+    const missing = await sdk.files.read(leaseId, '/nope').catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(AlacarteApiError);
+    expect(missing).toMatchObject({ code: 'not_found', status: 404 });
+    const tooBig = await sdk.files
+      .write(leaseId, '/root/big', Readable.from(repeat(Buffer.alloc(MiB), 129)), { size: 129 * MiB })
+      .catch((e: unknown) => e);
+    expect(tooBig).toMatchObject({ code: 'payload_too_large', status: 413 });
+  });
+});
+
+describe('alacarte cp', { timeout: 120_000 }, () => {
+  const env = () => ({ home, url: t.url });
+
+  it('copies a 1 MiB random file into the sandbox and back, byte for byte', async () => {
+    expect(existsSync(CLI), 'run `npm run build` first').toBe(true);
+    const dir = tempDir('cp');
+    const data = randomBytes(MiB);
+    writeFileSync(join(dir, 'up.bin'), data);
+    chmodSync(join(dir, 'up.bin'), 0o750);
+    const up = await runCli(['cp', join(dir, 'up.bin'), `${leaseId}:/root/incoming/`], env());
+    expect(up).toMatchObject({
+      code: 0,
+      stdout: `copied ${MiB} bytes to ${leaseId}:/root/incoming/up.bin\n`,
+    });
+    expect((await sdk.exec(leaseId, ['stat', '-c', '%a', '/root/incoming/up.bin'])).stdout).toBe('750\n');
+    const down = await runCli(['cp', `${leaseId}:/root/incoming/up.bin`, join(dir, 'down.bin')], env());
+    expect(down.code, down.stderr).toBe(0);
+    expect(readFileSync(join(dir, 'down.bin')).equals(data)).toBe(true);
+    // Into an existing directory: under the source's name. To stdout with `-`.
+    expect((await runCli(['cp', `${leaseId}:/root/incoming/up.bin`, dir], env())).code).toBe(0);
+    expect(readFileSync(join(dir, 'up.bin')).equals(data)).toBe(true);
+    await sdk.files.write(leaseId, '/root/hello.txt', 'hello from the sandbox\n');
+    const out = await runCli(['cp', `${leaseId}:hello.txt`, '-'], env());
+    expect(out).toMatchObject({ code: 0, stdout: 'hello from the sandbox\n' });
+  });
+
+  it('copies a directory tree both ways (like scp -r), and says what went wrong', async () => {
+    const dir = tempDir('cp-tree');
+    mkdirSync(join(dir, 'site/css'), { recursive: true });
+    writeFileSync(join(dir, 'site/index.html'), '<h1>hi</h1>');
+    writeFileSync(join(dir, 'site/css/a.css'), 'body{}');
+    writeFileSync(join(dir, 'site/run.sh'), '#!/bin/sh\necho served\n', { mode: 0o755 });
+    const up = await runCli(['cp', join(dir, 'site'), `${leaseId}:/srv/www`], env());
+    expect(up.code, up.stderr).toBe(0);
+    expect((await sdk.exec(leaseId, ['sh', '-c', 'cat /srv/www/css/a.css; /srv/www/run.sh'])).stdout).toBe(
+      'body{}served\n',
+    );
+    const back = join(dir, 'back');
+    mkdirSync(back);
+    const down = await runCli(['cp', `${leaseId}:/srv/www`, back], env());
+    expect(down.code, down.stderr).toBe(0);
+    expect(readFileSync(join(back, 'www/index.html'), 'utf8')).toBe('<h1>hi</h1>');
+    expect(readFileSync(join(back, 'www/css/a.css'), 'utf8')).toBe('body{}');
+    expect(statSync(join(back, 'www/run.sh')).mode & 0o777).toBe(0o755);
+
+    const missing = await runCli(['cp', `${leaseId}:/no/such`, join(dir, 'x')], env());
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/does not exist \(not_found\)/);
+    expect(existsSync(join(dir, 'x'))).toBe(false);
+    const usage = await runCli(['cp', join(dir, 'site'), join(dir, 'other')], env());
+    expect(usage.code).toBe(2);
+  });
+});
