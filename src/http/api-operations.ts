@@ -43,6 +43,9 @@ export interface ApiOperation {
 }
 
 const leaseId = z.object({ id: z.string().max(64).describe('the lease id, `lse_…`') });
+const filesQuery = z.object({
+  path: z.string().max(4096).describe('an absolute path inside the sandbox'),
+});
 const filePath = z.object({ path: z.string().describe('a file of the built page') });
 
 // Answers, as API.md describes them (documentation: these shapes are what clients may rely on).
@@ -230,6 +233,48 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
     auth: 'lease',
     params: leaseId,
     responses: { 101: 'switching to the WebSocket', 401: 'unauthorized', 409: 'lease_not_running' },
+  },
+  {
+    method: 'put',
+    path: '/v1/leases/{id}/files',
+    tag: 'leases',
+    summary: 'Write a file into the sandbox (raw body), or unpack a tar archive into a directory',
+    description:
+      'The body is the file’s bytes, streamed (any content type); with `content-type: application/x-tar` ' +
+      'it is a tar archive unpacked into the directory `path`. Parent directories are made; the file ' +
+      'is written beside its destination and renamed once complete. Owned by the sandbox’s root; ' +
+      'a path never leaves the sandbox’s filesystem (symlinks included).',
+    auth: 'lease',
+    params: leaseId,
+    query: filesQuery.extend({
+      mode: z.string().optional().describe('octal permission bits, e.g. 0644 (not with a tar)'),
+    }),
+    responses: {
+      201: '`{"path", "size"}`',
+      400: 'invalid_request (relative path, NUL, over 4096 bytes, bad mode, not a tar)',
+      401: 'unauthorized',
+      409: 'lease_not_running',
+      413: 'payload_too_large (more than the lease’s disk)',
+    },
+    answer: z.object({ path: z.string(), size: z.number().int().describe('bytes') }),
+  },
+  {
+    method: 'get',
+    path: '/v1/leases/{id}/files',
+    tag: 'leases',
+    summary: 'Read a file from the sandbox, or a directory as a tar archive',
+    auth: 'lease',
+    params: leaseId,
+    query: filesQuery,
+    produces: 'application/octet-stream',
+    responses: {
+      200: 'the file’s bytes, or for a directory a tar archive (`application/x-tar`)',
+      400: 'invalid_request',
+      401: 'unauthorized',
+      404: 'not_found',
+      409: 'lease_not_running',
+      413: 'payload_too_large (more than the lease’s disk)',
+    },
   },
   ...portOperations(),
   // ---- operator
