@@ -5,12 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# bsdutils gives `script`, the terminal behind attach.
-debian_packages=(crun busybox-static uidmap iproute2 bsdutils)
+# bsdutils gives `script`, the terminal behind attach. mmdebstrap builds the debian image; skopeo
+# and umoci pull and unpack OCI images (alacarte image pull).
+debian_packages=(crun busybox-static uidmap iproute2 bsdutils mmdebstrap skopeo umoci)
 # `--test` (npm test, CI): also what the test suites need but a node does not: runc, against
-# which the driver contract suite runs too, and the browser the web page's end-to-end test drives.
+# which the driver contract suite runs too, the browser the web page's end-to-end test drives, and
+# the registry the image tests pull from.
 if [ "${1:-}" = "--test" ]; then
-  debian_packages+=(runc chromium)
+  debian_packages+=(runc chromium docker-registry)
 fi
 missing=()
 for pkg in "${debian_packages[@]}"; do
@@ -24,6 +26,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "alacarte setup: installing ${missing[*]}" >&2
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  # Where systemd runs, the package starts a registry on :5000 of its own; the tests start theirs.
+  if [[ " ${missing[*]} " == *" docker-registry "* ]] && command -v systemctl >/dev/null; then
+    systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  fi
 fi
 
 # npm ci only when the lock file changed since the last install: keeps `npm start` quick.

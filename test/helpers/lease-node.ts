@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CheckStateEnum, getEncodedToken, type Proof, Wallet } from '@cashu/cashu-ts';
 import { type ConfigInput, loadConfig } from '../../src/config.js';
-import type { ComputeDriver } from '../../src/drivers/compute-driver.js';
+import type { ComputeDriver, ImageDetail } from '../../src/drivers/compute-driver.js';
 import { CrunDriver } from '../../src/drivers/crun/crun-driver.js';
 import type { CrunDriverOptions } from '../../src/drivers/crun/crun-options.js';
 import type { MintFigures } from '../../src/leases/ledger.js';
@@ -25,8 +25,11 @@ export interface LeaseTestNode {
 
 /** What a test may change beyond the config: image list, logger, clock, driver knobs. */
 export interface LeaseNodeExtras {
-  /** Image names the node offers (default ['busybox']); names absent from the images dir fail to start. */
-  images?: string[];
+  /**
+   * Image names the node offers (default ['busybox']); names absent from the images dir fail to
+   * start. Or a function read on each request, as `serve` passes its images directory.
+   */
+  images?: string[] | (() => readonly ImageDetail[]);
   logger?: Logger;
   clock?: () => Date;
   driver?: Partial<Pick<CrunDriverOptions, 'overcommit' | 'warmLayers'>>;
