@@ -31,9 +31,10 @@ export const TEST_IMAGE = {
 /**
  * Builds a small OCI image with umoci, as an image author would: busybox with its applets, a
  * passwd, a file in the working directory, a hard link and a set-uid file, and a config with Env,
- * WorkingDir, Entrypoint and Cmd. Returns the layout directory; the image's tag is `test`.
+ * WorkingDir, Entrypoint and Cmd (without an entrypoint when `entrypoint` is false: a lease's command
+ * then runs as given). Returns the layout directory; the image's tag is `test`.
  */
-export function buildTestLayout(dir: string): string {
+export function buildTestLayout(dir: string, options: { entrypoint?: boolean } = {}): string {
   const layout = join(dir, 'layout');
   const bundle = join(dir, 'bundle');
   const umoci = (...args: string[]) => execFileSync('umoci', args, { stdio: 'pipe' });
@@ -63,7 +64,7 @@ export function buildTestLayout(dir: string): string {
   const config = [
     ...Object.entries(TEST_IMAGE.env).map(([k, v]) => `--config.env=${k}=${v}`),
     `--config.workingdir=${TEST_IMAGE.workingDir}`,
-    ...TEST_IMAGE.entrypoint.map((e) => `--config.entrypoint=${e}`),
+    ...(options.entrypoint === false ? [] : TEST_IMAGE.entrypoint.map((e) => `--config.entrypoint=${e}`)),
     ...TEST_IMAGE.cmd.map((c) => `--config.cmd=${c}`),
   ];
   umoci('config', '--image', `${layout}:test`, ...config);
@@ -119,13 +120,13 @@ export function pushToRegistry(layout: string, ref: string): void {
 }
 
 /**
- * An images directory holding `pulled`: the test image, pulled from a local OCI layout with
- * `pullImage` (skopeo + umoci), for suites that need a pulled image but no registry.
+ * An images directory holding `pulled`: the test image without its entrypoint, pulled from a local
+ * OCI layout with `pullImage` (skopeo + umoci), for suites that need a pulled image but no registry.
  */
 export async function pulledImagesDir(base: string): Promise<string> {
   const work = mkdtempSync(join(tmpdir(), 'alacarte-oci-'));
   try {
-    const layout = buildTestLayout(work);
+    const layout = buildTestLayout(work, { entrypoint: false });
     const imagesDir = join(base, 'pulled-images');
     mkdirSync(imagesDir, { recursive: true, mode: 0o755 });
     const store = new ImageStore(imagesDir, join(base, 'rt'));

@@ -8,13 +8,16 @@ import { type ProgressSink, requireTool, runTool } from './image-tools.js';
 /** What the `debian` image holds beyond Debian's essential packages and apt. */
 export const DEBIAN_PACKAGES = ['python3', 'python3-pip', 'python3-venv', 'curl', 'git', 'ca-certificates'];
 
+/** Bump with every change to finishTree(). */
+const FINISH_VERSION = 1;
+
 /**
- * Names what the build makes: changes whenever the packages or the way the tree is finished do,
+ * Names what the build makes: changes whenever the packages or the way the tree is finished do
  * so a cache of built images (the tests') can tell a stale one from a current one.
  */
 export function debianRecipe(): string {
   return createHash('sha256')
-    .update(JSON.stringify({ v: 1, DEBIAN_PACKAGES, DPKG_EXCLUDES, finish: finishTree.toString() }))
+    .update(JSON.stringify({ finishTree: FINISH_VERSION, DEBIAN_PACKAGES, DPKG_EXCLUDES }))
     .digest('hex')
     .slice(0, 12);
 }
@@ -128,16 +131,11 @@ async function build(store: ImageStore, name: string, options: DebianBuildOption
 
 /**
  * What a sandbox's root needs beyond the packages: the build copies the host's resolver and name,
- * which are not the sandbox's business; apt is told to stay root when it fetches (its `_apt` user
- * is an ordinary id inside the sandbox's user namespace, but a lease's files, e.g. a local
- * repository uploaded by the renter, need not be readable by it).
+ * which are not the sandbox's business. apt needs nothing: its download sandbox (`_apt`, uid 42)
+ * is one of the ids mapped into every sandbox's user namespace, so it drops to it as on any host.
  */
 function finishTree(rootfs: string): void {
   writeFileSync(join(rootfs, 'etc/hostname'), 'sandbox\n');
   writeFileSync(join(rootfs, 'etc/hosts'), '127.0.0.1 localhost\n::1 localhost\n127.0.1.1 sandbox\n');
   writeFileSync(join(rootfs, 'etc/resolv.conf'), '');
-  writeFileSync(
-    join(rootfs, 'etc/apt/apt.conf.d/99alacarte-sandbox'),
-    '// Sandboxes run in a user namespace where dropping to _apt buys nothing.\nAPT::Sandbox::User "root";\n',
-  );
 }
