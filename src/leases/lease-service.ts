@@ -164,7 +164,11 @@ export class LeaseService {
           this.log,
         ),
       );
-      this.sellable = { from, images: from.filter((i) => names.has(i.name)) };
+      // Exactly API.md's fields, whatever else the source knows of an image.
+      const images = from
+        .filter((i) => names.has(i.name))
+        .map(({ name, description, size_mib }) => ({ name, description, size_mib }));
+      this.sellable = { from, images };
     }
     return this.sellable.images;
   }

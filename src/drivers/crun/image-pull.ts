@@ -26,9 +26,14 @@ export interface ParsedRef {
   defaultName: string;
 }
 
-// registry[:port]/path[:tag][@algo:hex]: the characters a distribution reference may hold.
-const DOCKER_REF =
-  /^[a-z0-9][a-z0-9._-]*(?::[0-9]{1,5})?(?:\/[a-z0-9._-]+)*(?::[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?(?:@[a-z0-9]+:[a-f0-9]{32,128})?$/;
+// A distribution reference (distribution/reference's grammar): [domain[:port]/]path[:tag][@digest],
+// path components lower-case alphanumerics joined by one separator, so no `..` or empty parts.
+const DOMAIN_PART = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])';
+const PATH_PART = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
+const DOCKER_REF = new RegExp(
+  `^(?:${DOMAIN_PART}(?:\\.${DOMAIN_PART})*(?::[0-9]{1,5})?/)?${PATH_PART}(?:/${PATH_PART})*` +
+    '(?::[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,128})?$',
+);
 
 /**
  * Checks a reference the way `alacarte image pull` takes it. Throws ImageError with a sentence for

@@ -118,7 +118,8 @@ export class ImageStore {
   stagingDir(): string {
     mkdirSync(this.imagesDir, { recursive: true, mode: 0o755 });
     const dir = join(this.imagesDir, `.staging-${randomBytes(6).toString('hex')}`);
-    mkdirSync(dir, { mode: 0o700 });
+    // Traversable, so that apt's _apt user can reach the tree mmdebstrap builds in it.
+    mkdirSync(dir, { mode: 0o711 });
     return dir;
   }
 

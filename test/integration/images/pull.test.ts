@@ -93,6 +93,7 @@ if (skipReason) {
       const after = await offers();
       expect(after.images).toContain('img-1');
       const detail = after.image_details.find((i) => i.name === 'img-1');
+      expect(Object.keys(detail ?? {}).sort()).toEqual(['description', 'name', 'size_mib']);
       expect(detail?.size_mib).toBeGreaterThanOrEqual(1);
       expect(detail?.description).toContain('/test/img:1');
       const listed = image('list');
