@@ -5,7 +5,7 @@
 // the debian image is built once into the same cache the tests use.
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -77,7 +77,8 @@ async function measure(d, pause, command = ['true'], images = IMAGES) {
       const h = await d.driver.start({ leaseId: id, image }, limits, new Date(Date.now() + 600_000));
       const r = await d.driver.exec(h, { command, timeoutMs: 30_000, maxOutputBytes: 4096 });
       const elapsed = performance.now() - t;
-      if (r.exitCode !== 0) throw new Error(`${image}: ${command.join(' ')} exited ${r.exitCode}: ${r.stderr}`);
+      if (r.exitCode !== 0)
+        throw new Error(`${image}: ${command.join(' ')} exited ${r.exitCode}: ${r.stderr}`);
       await d.driver.stop(h);
       d.started.delete(id);
       if (i >= 2) out[image].push(elapsed);
