@@ -47,7 +47,7 @@ export async function runImageCommand(args: string[]): Promise<number> {
     strict: true,
   });
   if (values.help || sub === undefined || sub === 'help') {
-    process.stdout.write(IMAGE_USAGE);
+    (sub === undefined ? process.stderr : process.stdout).write(IMAGE_USAGE);
     return sub === undefined ? 2 : 0;
   }
   const config = loadConfig({ file: values.config, env: process.env, flags: { dataDir: values.data } });

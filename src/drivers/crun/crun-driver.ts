@@ -115,8 +115,11 @@ export class CrunDriver implements ComputeDriver {
   private readonly names = new Map<string, string>();
   private readonly stopping = new Map<string, Promise<void>>();
   private readonly limitsById = new Map<string, SandboxLimits>();
-  /** Images in use, by name: the inode of their root (a new one means the image was replaced) and config. */
-  private readonly knownImages = new Map<string, { ino: number; config: ImageConfig }>();
+  /**
+   * Images in use, by name: their root's identity (inode and change time, as inode numbers are
+   * reused: a new one means the image was replaced) and config.
+   */
+  private readonly knownImages = new Map<string, { identity: string; config: ImageConfig }>();
   private readonly pool: LayerPool;
   /** Sandboxes whose init's end watch() reports: started by this process or found by list(). */
   private readonly watched = new Set<string>();
@@ -754,18 +757,23 @@ export class CrunDriver implements ComputeDriver {
    */
   private ensureImage(image: string): ImageConfig {
     const dir = join(this.paths.imagesDir, image);
-    let ino: number;
+    const identity = () => {
+      const st = statSync(dir);
+      return `${st.ino}:${st.ctimeMs}`;
+    };
+    let seen: string;
     try {
-      ino = statSync(dir).ino;
+      seen = identity();
     } catch {
       throw new AlacarteError('invalid_request', `unknown image ${image}`);
     }
     const known = this.knownImages.get(image);
-    if (known?.ino === ino) return known.config;
+    if (known?.identity === seen) return known.config;
     if (known) this.pool.forget(image);
     ensureImageOwnership(dir, this.idBase, this.log);
     const config = readImageConfig(dir);
-    this.knownImages.set(image, { ino, config });
+    // After the shift, which changes the root's change time.
+    this.knownImages.set(image, { identity: identity(), config });
     return config;
   }
 
