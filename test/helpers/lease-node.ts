@@ -32,7 +32,7 @@ export interface LeaseNodeExtras {
   images?: string[] | (() => readonly ImageDetail[]);
   logger?: Logger;
   clock?: () => Date;
-  driver?: Partial<Pick<CrunDriverOptions, 'overcommit' | 'warmLayers'>>;
+  driver?: Partial<Pick<CrunDriverOptions, 'overcommit' | 'warmLayers' | 'imagesDir'>>;
   /** What the node gets as its driver, around the real one (to make a driver call fail for real). */
   wrapDriver?: (driver: CrunDriver) => ComputeDriver;
 }
