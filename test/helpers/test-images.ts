@@ -60,6 +60,8 @@ export function buildTestLayout(dir: string, options: { entrypoint?: boolean } =
   writeFileSync(join(root, 'usr/bin/suid-marker'), '#!/bin/sh\n');
   execFileSync('chown', ['1000:1000', join(root, 'usr/bin/suid-marker')]);
   chmodSync(join(root, 'usr/bin/suid-marker'), 0o4755);
+  // A node for a host disk, which an installed image must not keep.
+  execFileSync('mknod', [join(root, 'root/sda'), 'b', '8', '0']);
   umoci('repack', '--image', `${layout}:test`, bundle);
   const config = [
     ...Object.entries(TEST_IMAGE.env).map(([k, v]) => `--config.env=${k}=${v}`),

@@ -124,8 +124,9 @@ export class ImageStore {
   }
 
   /**
-   * Makes `rootfs` (a directory from stagingDir) the image `name`: shifts its owners by idBase
-   * (driver README), records its size and config, and renames it into place. Refuses a name in use.
+   * Makes `rootfs` (a directory from stagingDir) the image `name`: removes its device nodes,
+   * shifts its owners by idBase (driver README), records its size and config, and renames it into
+   * place. Refuses a name in use.
    */
   install(name: string, rootfs: string, config: ImageConfig, idBase: number): ImageListing {
     if (!IMAGE_NAME_PATTERN.test(name))
@@ -133,6 +134,7 @@ export class ImageStore {
     const target = join(this.imagesDir, name);
     if (existsSync(target))
       throw new ImageError(`image ${name} exists already: remove it first (alacarte image rm ${name})`);
+    removeDeviceNodes(rootfs);
     shiftOwnership(rootfs, idBase);
     const sized = { ...config, size_mib: treeMib(rootfs) };
     // Config and mark first: the image appears (rename) only once all of it is there.
@@ -196,6 +198,20 @@ export class ImageStore {
       this.sizes.set(key, mib);
     }
     return mib;
+  }
+}
+
+/**
+ * Removes block and character devices from a staged tree. A sandbox's /dev is its own tmpfs and
+ * its device cgroup refuses other devices anyway; an image has no business shipping a node for a
+ * host disk elsewhere in its tree.
+ */
+function removeDeviceNodes(root: string): void {
+  const stack = [root];
+  for (let path = stack.pop(); path !== undefined; path = stack.pop()) {
+    const st = lstatSync(path);
+    if (st.isBlockDevice() || st.isCharacterDevice()) rmSync(path);
+    else if (st.isDirectory()) for (const e of readdirSync(path)) stack.push(join(path, e));
   }
 }
 

@@ -123,6 +123,7 @@ if (skipReason) {
         'stat -c "%u:%g %a" /app/hello.txt /usr/bin/suid-marker; stat -c %i /app/hello.txt /app/hello-link.txt | uniq | wc -l',
       );
       expect(st.out).toBe('0:0 644\n1000:1000 4755\n1\n');
+      expect(existsSync(join(t.dataDir, 'images/img-1/root/sda'))).toBe(false);
       // An interactive terminal starts there too, with the same environment.
       const session = await t.driver.attach(a, { cols: 100, rows: 30 });
       let screen = '';
