@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ImageError, type ImageListing, type ImageStore } from './image-store.js';
@@ -60,13 +60,15 @@ export async function ensureDebianImage(
     if (store.has(name)) return undefined;
     try {
       mkdirSync(lock);
+      writeFileSync(join(lock, 'pid'), `${process.pid}\n`);
       break;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }
-    // A build killed half-way leaves its lock: one older than the longest build is stale.
-    if (Date.now() - statSync(lock).mtimeMs > 20 * 60_000) {
-      rmdirSync(lock);
+    // A build killed half-way leaves its lock: stale once its process is gone (or, without a pid
+    // written yet, after longer than any build takes).
+    if (lockIsStale(lock)) {
+      rmSync(lock, { recursive: true, force: true });
       continue;
     }
     if (!waited) options.progress(`another process is building the ${name} image; waiting for it`);
@@ -76,7 +78,26 @@ export async function ensureDebianImage(
     if (store.has(name)) return undefined;
     return await build(store, name, options);
   } finally {
-    rmdirSync(lock);
+    rmSync(lock, { recursive: true, force: true });
+  }
+}
+
+function lockIsStale(lock: string): boolean {
+  let pid: number;
+  try {
+    pid = Number.parseInt(readFileSync(join(lock, 'pid'), 'utf8'), 10);
+  } catch {
+    try {
+      return Date.now() - statSync(lock).mtimeMs > 20 * 60_000;
+    } catch {
+      return false;
+    }
+  }
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ESRCH';
   }
 }
 
