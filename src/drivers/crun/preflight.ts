@@ -275,7 +275,8 @@ export function ensureImageOwnership(imageDir: string, idBase: number, log: Driv
 /**
  * Moves every owner in a tree up by idBase (uid 0 becomes idBase...). lchown never follows a link;
  * an inode reached twice (hard links) is shifted once; chown clears set-id bits, which are put
- * back. Ids at or past idCount have no owner inside the sandbox (they show as nobody): a tree with
+ * back (file capabilities are cleared too, and stay so: under no_new_privs they grant nothing on
+ * exec anyway). Ids at or past idCount have no owner inside the sandbox (they show as nobody): a tree with
  * such ids is refused rather than shifted outside the sandboxes' range onto another host id.
  * Iterative, so a deep tree cannot overflow the stack.
  */
