@@ -155,6 +155,9 @@ export async function debianImagesDir(): Promise<string> {
   chmodSync(dir, 0o755);
   const store = new ImageStore(dir, join(dir, '.no-sandboxes'));
   if (!existsSync(join(dir, 'debian'))) {
+    process.stderr.write(
+      `building the debian image once for the tests, into ${dir} (a few minutes at most)\n`,
+    );
     await ensureDebianImage(store, {
       idBase: 1_000_000,
       progress: (line) => process.env.ALACARTE_TEST_LOG && process.stderr.write(`${line}\n`),
