@@ -30,12 +30,14 @@ done_step() {
 
 # bsdutils gives `script`, the terminal behind attach; lxcfs shows each sandbox its own memory and
 # CPUs in /proc (the driver reuses a running one, such as Debian's service, or starts one).
-# curl: the files benchmark's HTTP client (npm run bench runs this without --test), and the README's examples.
-debian_packages=(crun busybox-static uidmap iproute2 bsdutils lxcfs curl)
+# curl: the files benchmark's HTTP client (npm run bench runs this without --test), and the README's
+# examples. mmdebstrap builds the debian image; skopeo and umoci pull and unpack OCI images.
+debian_packages=(crun busybox-static uidmap iproute2 bsdutils lxcfs curl mmdebstrap skopeo umoci)
 # `--test` (npm test, CI): also what the test suites need but a node does not: runc, against
-# which the driver contract suite runs too, and the browser the web page's end-to-end test drives.
+# which the driver contract suite runs too, the browser the web page's end-to-end test drives, and
+# the registry the image tests pull from.
 if [ -n "$test_too" ]; then
-  debian_packages+=(runc chromium)
+  debian_packages+=(runc chromium docker-registry)
 fi
 missing=()
 for pkg in "${debian_packages[@]}"; do
@@ -54,6 +56,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -o Dpkg::Use-Pty=0 "${missing[@]}" 2>&1 |
     { grep --line-buffered -E '^(Need to get|Setting up) ' || true; } |
     sed -u 's/^/alacarte setup         /' >&2
+  # Where systemd runs, the package starts a registry on :5000 of its own; the tests start theirs.
+  if [[ " ${missing[*]} " == *" docker-registry "* ]] && command -v systemctl >/dev/null; then
+    systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  fi
   done_step 'installed'
 else
   done_step 'all there'

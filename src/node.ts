@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { type Config, publicUrl } from './config.js';
 import { DEFAULT_OFFERS, type Offer, offerFromJson } from './core/offers.js';
-import type { ComputeDriver } from './drivers/compute-driver.js';
+import type { ComputeDriver, ImageDetail } from './drivers/compute-driver.js';
 import { LeaseFiles } from './files/lease-files.js';
 import { buildApp } from './http/app.js';
 import { attachRoutes } from './http/attach-routes.js';
@@ -32,8 +32,11 @@ export interface NodeOptions {
   logger?: Logger;
   /** The compute driver; without one the node serves its mint but rents nothing. */
   driver?: ComputeDriver;
-  /** Image names renters may ask for (the driver's image directory). */
-  images?: readonly string[];
+  /**
+   * Images renters may ask for: names, or a function read on each request (the driver's images
+   * directory, so images pulled while the node runs are offered at once).
+   */
+  images?: readonly string[] | (() => readonly ImageDetail[]);
   clock?: () => Date;
   /** The built web page (Vite output); defaults to dist/web. */
   webDir?: string;

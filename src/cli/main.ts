@@ -4,6 +4,7 @@ import { ConfigError } from '../config.js';
 // The server side loads only when asked for, so renter commands start quickly.
 const operator = () => import('./operator-commands.js');
 const renter = () => import('./renter/index.js');
+const images = () => import('./image-commands.js');
 
 const USAGE = `alacarte — rent Linux sandboxes for ecash, no account
 
@@ -11,6 +12,7 @@ Usage:
   alacarte serve [--host H] [--port P] [--data DIR] [--config FILE]
   alacarte mint rotate [--data DIR] [--config FILE]
   alacarte ledger [--data DIR] [--config FILE] [--json]
+  alacarte image build debian | pull REF | list | rm NAME   (alacarte image help)
   alacarte help
 
 serve options:
@@ -22,6 +24,7 @@ serve options:
 operator commands:
   mint rotate     start a new mint keyset; old keysets keep redeeming
   ledger          print the books (as GET /v1/operator/ledger) from the store
+  image           build the debian image, pull any OCI image, list and remove images
 
 Examples:
   alacarte serve
@@ -35,6 +38,8 @@ async function main(argv: string[]): Promise<number> {
     case 'serve':
     case 'ledger':
       return (await operator()).runOperatorCommand(command, rest, USAGE);
+    case 'image':
+      return (await images()).runImageCommand(rest);
     case 'mint':
       if (rest[0] !== 'rotate') {
         process.stderr.write('alacarte: usage: alacarte mint rotate [--data DIR]\n');

@@ -1,9 +1,9 @@
-import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type ConfigInput, loadConfig } from '../config.js';
 import { CrunDriver } from '../drivers/crun/crun-driver.js';
 import { placeMountedDirs } from '../drivers/crun/host-dirs.js';
+import { ImageStore } from '../drivers/crun/image-store.js';
 import { ledger } from '../http/operator-routes.js';
 import { createLogger, silentLogger } from '../log.js';
 import { AlacarteNode, prepareDataDir } from '../node.js';
@@ -56,14 +56,14 @@ async function serve(args: string[], usage: string): Promise<number> {
       `alacarte: images and sandboxes of ${config.dataDir} live in ${placed} (reachable for sandboxes)`,
     );
   const imagesDir = join(config.dataDir, 'images');
+  const runtimeDir = join(config.dataDir, 'sandboxes');
   // The first start builds the busybox image and warm sandboxes: a few seconds that say so.
   process.stderr.write('alacarte: checking the host and preparing images…\n');
-  const driver = await CrunDriver.create({
-    runtimeDir: join(config.dataDir, 'sandboxes'),
-    imagesDir,
-    logger,
-  });
-  const node = await AlacarteNode.create(config, { logger, driver, images: listImages(imagesDir) });
+  const driver = await CrunDriver.create({ runtimeDir, imagesDir, logger });
+  const images = new ImageStore(imagesDir, runtimeDir);
+  if (!images.has('debian'))
+    process.stdout.write('image debian is not built yet: alacarte image build debian (npm start does)\n');
+  const node = await AlacarteNode.create(config, { logger, driver, images: () => images.list() });
   const { url, mintUrl } = await node.listen();
   process.stdout.write(`alacarte listening on ${url}\nmint: ${mintUrl}\ndata: ${config.dataDir}\n`);
   if (node.lightning.isTestBackend) {
@@ -133,11 +133,4 @@ async function printLedger(node: AlacarteNode, json: boolean): Promise<void> {
       .join(', ')}`,
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
-}
-
-function listImages(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true })
-    .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
-    .map((e) => e.name)
-    .sort();
 }

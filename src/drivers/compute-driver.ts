@@ -157,6 +157,15 @@ export interface AttachSession {
   close(): void;
 }
 
+/** An image renters may ask for, as GET /v1/offers shows it in `image_details` (API.md). */
+export interface ImageDetail {
+  name: string;
+  /** One line, e.g. "Debian 12 with python3, pip, curl, git". */
+  description: string;
+  /** Size of its root filesystem, MiB. */
+  size_mib: number;
+}
+
 /** Free resources, after overcommit, and how many sandboxes may still start. */
 export interface DriverCapacity {
   vcpu: number;

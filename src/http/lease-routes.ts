@@ -25,6 +25,7 @@ export function leaseRoutes(options: LeaseRoutesOptions): FastifyPluginAsync {
     app.get('/offers', async () => ({
       offers: await leases.offerList(),
       images: leases.imageList(),
+      image_details: leases.imageDetails(),
       payment: { cashu: { mints: mints(), unit } },
     }));
 

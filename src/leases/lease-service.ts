@@ -9,6 +9,7 @@ import type {
   AttachSession,
   ComputeDriver,
   DriverCapacity,
+  ImageDetail,
   SandboxProcess,
   TerminalSize,
 } from '../drivers/compute-driver.js';
@@ -50,7 +51,11 @@ export interface LeaseServiceOptions {
   driver: ComputeDriver;
   rail: PaymentRail;
   offers: readonly Offer[];
-  images: readonly string[];
+  /**
+   * The images renters may ask for: names, or a function read on every request (the driver's
+   * images directory, which `alacarte image pull` and `rm` change while the node runs).
+   */
+  images: readonly string[] | (() => readonly ImageDetail[]);
   secret: NodeSecret;
   clock?: () => Date;
   logger: Logger;
@@ -92,7 +97,8 @@ export class LeaseService {
   private readonly driver: ComputeDriver;
   private readonly rail: PaymentRail;
   private readonly offers: readonly Offer[];
-  private readonly images: readonly string[];
+  private readonly imageSource: () => readonly ImageDetail[];
+  private sellable: { from: readonly ImageDetail[]; images: ImageDetail[] } | undefined;
   private readonly secret: NodeSecret;
   private readonly now: () => Date;
   private readonly log: Logger;
@@ -120,7 +126,12 @@ export class LeaseService {
     this.rail = options.rail;
     requireSellableOffers(options.offers);
     this.offers = options.offers;
-    this.images = sellableImages(options.images, options.logger);
+    const images = options.images;
+    if (typeof images === 'function') this.imageSource = images;
+    else {
+      const fixed = images.map((name) => ({ name, description: '', size_mib: 0 }));
+      this.imageSource = () => fixed;
+    }
     this.secret = options.secret;
     this.now = options.clock ?? (() => new Date());
     this.log = options.logger;
@@ -164,8 +175,27 @@ export class LeaseService {
     return offersThatFit(this.unreserved(await this.driver.capacity()), this.offers);
   }
 
+  /** The images on sale (GET /v1/offers `image_details`): the source's, minus names no driver takes. */
+  imageDetails(): readonly ImageDetail[] {
+    const from = this.imageSource();
+    if (this.sellable?.from !== from) {
+      const names = new Set(
+        sellableImages(
+          from.map((i) => i.name),
+          this.log,
+        ),
+      );
+      // Exactly API.md's fields, whatever else the source knows of an image.
+      const images = from
+        .filter((i) => names.has(i.name))
+        .map(({ name, description, size_mib }) => ({ name, description, size_mib }));
+      this.sellable = { from, images };
+    }
+    return this.sellable.images;
+  }
+
   imageList(): readonly string[] {
-    return this.images;
+    return this.imageDetails().map((i) => i.name);
   }
 
   quote(offerId: string, seconds: number): { offer: string; seconds: number; amount: number; unit: string } {
@@ -177,7 +207,7 @@ export class LeaseService {
 
   async create(input: CreateLeaseInput, headers: PaymentHeaders, idempotencyKey?: string): Promise<Answer> {
     const { offer, amount: price } = this.price(input.offer, input.seconds);
-    if (!this.images.includes(input.image)) {
+    if (!this.imageList().includes(input.image)) {
       throw new AlacarteError('invalid_request', `unknown image '${input.image}'; see /v1/offers for images`);
     }
     requireDeadlineAllowed(this.now(), input.seconds);

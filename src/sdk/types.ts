@@ -8,6 +8,8 @@ export interface Offer extends OfferJson {
 export interface OffersResponse {
   offers: Offer[];
   images: string[];
+  /** One entry per image in `images` (API.md, second wave); absent from older nodes. */
+  image_details?: { name: string; description: string; size_mib: number }[];
   payment: { cashu: { mints: string[]; unit: string } };
 }
 

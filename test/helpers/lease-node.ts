@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CheckStateEnum, getEncodedToken, type Proof, Wallet } from '@cashu/cashu-ts';
 import { type ConfigInput, loadConfig } from '../../src/config.js';
-import type { ComputeDriver } from '../../src/drivers/compute-driver.js';
+import type { ComputeDriver, ImageDetail } from '../../src/drivers/compute-driver.js';
 import { CrunDriver } from '../../src/drivers/crun/crun-driver.js';
 import type { CrunDriverOptions } from '../../src/drivers/crun/crun-options.js';
 import type { MintFigures } from '../../src/leases/ledger.js';
@@ -25,11 +25,14 @@ export interface LeaseTestNode {
 
 /** What a test may change beyond the config: image list, logger, clock, driver knobs. */
 export interface LeaseNodeExtras {
-  /** Image names the node offers (default ['busybox']); names absent from the images dir fail to start. */
-  images?: string[];
+  /**
+   * Image names the node offers (default ['busybox']); names absent from the images dir fail to
+   * start. Or a function read on each request, as `serve` passes its images directory.
+   */
+  images?: string[] | (() => readonly ImageDetail[]);
   logger?: Logger;
   clock?: () => Date;
-  driver?: Partial<Pick<CrunDriverOptions, 'overcommit' | 'warmLayers'>>;
+  driver?: Partial<Pick<CrunDriverOptions, 'overcommit' | 'warmLayers' | 'imagesDir'>>;
   /** When terminals are told that their lease ends (ms before it). */
   deadlineNoticeOffsetsMs?: readonly number[];
   /** What the node gets as its driver, around the real one (to make a driver call fail for real). */

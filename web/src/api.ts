@@ -18,6 +18,8 @@ export interface OfferInfo {
 export interface Offers {
   offers: OfferInfo[];
   images: string[];
+  /** What the node says of each image (`image_details`): a line for the image picker. */
+  imageLabels: Record<string, string>;
   mint: string;
   unit: string;
 }
@@ -119,7 +121,20 @@ export async function getOffers(): Promise<Offers> {
   const images = Array.isArray(body.images) ? body.images.slice(0, 50).map((i) => str(i, 'image')) : [];
   const payment = isObject(body.payment) && isObject(body.payment.cashu) ? body.payment.cashu : {};
   const mints = Array.isArray(payment.mints) ? payment.mints : [];
-  return { offers, images, mint: str(mints[0], 'mint'), unit: str(payment.unit ?? 'sat', 'unit') };
+  const imageLabels: Record<string, string> = {};
+  for (const d of Array.isArray(body.image_details) ? body.image_details.slice(0, 50) : []) {
+    if (!isObject(d) || typeof d.name !== 'string' || !images.includes(d.name)) continue;
+    const about = typeof d.description === 'string' ? d.description.slice(0, 120) : '';
+    const size = typeof d.size_mib === 'number' && d.size_mib > 0 ? ` (${Math.round(d.size_mib)} MiB)` : '';
+    imageLabels[d.name] = about ? `${d.name} — ${about}${size}` : `${d.name}${size}`;
+  }
+  return {
+    offers,
+    images,
+    imageLabels,
+    mint: str(mints[0], 'mint'),
+    unit: str(payment.unit ?? 'sat', 'unit'),
+  };
 }
 
 export async function getQuote(offer: string, seconds: number): Promise<number> {

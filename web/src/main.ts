@@ -169,10 +169,12 @@ function renderOffers(offers: Offers): void {
     ...offers.images.map((image) => {
       const option = document.createElement('option');
       option.value = image;
-      option.textContent = image;
+      option.textContent = offers.imageLabels[image] ?? image;
       return option;
     }),
   );
+  // A real distribution first, when the node has one: what a newcomer expects to type into.
+  if (offers.images.includes('debian')) ui.image.value = 'debian';
   const first = offers.offers[0];
   if (first) {
     // max before value: a range input clamps the value to the max it has at that moment.

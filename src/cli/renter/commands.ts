@@ -286,7 +286,14 @@ const offers: Handler = async (ctx, _values, positionals) => {
   const human = [
     table(rows),
     '',
-    `images: ${res.images.join(', ')}`,
+    ...(res.image_details?.length
+      ? [
+          'images:',
+          ...res.image_details.map(
+            (i) => `  ${i.name} (${i.size_mib} MiB)${i.description ? `: ${i.description}` : ''}`,
+          ),
+        ]
+      : [`images: ${res.images.join(', ')}`]),
     `pays with Cashu ecash (${res.payment.cashu.unit}) of: ${res.payment.cashu.mints.join(', ')}`,
   ].join('\n');
   ctx.out(human, res);

@@ -13,6 +13,8 @@ export interface AttachTarget {
   containerId: string;
   pidFile: string;
   env: string[];
+  /** Working directory of the shell (the image's); / when absent. */
+  cwd?: string;
   busybox: string;
   /** `script` from util-linux. */
   script: string;
@@ -58,6 +60,7 @@ export async function attachInSandbox(target: AttachTarget, size: TerminalSize):
     '--pid-file',
     target.pidFile,
     ...target.env.flatMap((e) => ['--env', e]),
+    ...(target.cwd === undefined ? [] : ['--cwd', target.cwd]),
     target.containerId,
     target.shell,
   ];

@@ -3,7 +3,6 @@ import { createHash, randomBytes } from 'node:crypto';
 import {
   chmodSync,
   closeSync,
-  existsSync,
   constants as fsConstants,
   lstatSync,
   mkdirSync,
@@ -15,6 +14,7 @@ import {
   renameSync,
   rmdirSync,
   rmSync,
+  statSync,
   symlinkSync,
   unlinkSync,
   writeFileSync,
@@ -59,6 +59,7 @@ import { applyLimits, limitWrites, procsFile } from './cgroup-limits.js';
 import { CpuPicker, cpusetFile, parentCpus } from './cpuset.js';
 import { type CrunDriverOptions, type DriverLogger, silentLogger } from './crun-options.js';
 import { execInSandbox } from './exec.js';
+import { type ImageConfig, leaseArgv, readImageConfig } from './image-config.js';
 import { commandFile, deadlineFile, initScript, leaseFile } from './init-script.js';
 import { destroyDir, LayerPool, type WarmSandbox } from './layer-pool.js';
 import { DriverLxcfs } from './lxcfs.js';
@@ -87,6 +88,10 @@ interface SandboxMeta {
   deadline: string;
   limits: SandboxLimits;
   env: Record<string, string>;
+  /** The image's environment, working directory and shell (image-config.ts), as at the start. */
+  image_env?: Record<string, string>;
+  working_dir?: string;
+  shell?: string;
   /** sandbox port -> host port */
   ports: Record<string, number>;
   /** The container (made ahead, before the lease was known) and last part of its cgroup path. */
@@ -120,7 +125,11 @@ export class CrunDriver implements ComputeDriver {
   private readonly names = new Map<string, string>();
   private readonly stopping = new Map<string, Promise<void>>();
   private readonly limitsById = new Map<string, SandboxLimits>();
-  private readonly knownImages = new Set<string>();
+  /**
+   * Images in use, by name: their root's identity (inode and change time, as inode numbers are
+   * reused: a new one means the image was replaced) and config.
+   */
+  private readonly knownImages = new Map<string, { identity: string; config: ImageConfig }>();
   private readonly pool: LayerPool;
   /** Sandboxes whose init's end watch() reports: started by this process or found by list(). */
   private readonly watched = new Set<string>();
@@ -263,7 +272,7 @@ export class CrunDriver implements ComputeDriver {
     if (this.starting.has(id) || this.stopping.has(id) || existsLink(link)) {
       throw new AlacarteError('invalid_request', `a sandbox for ${id} exists already`);
     }
-    this.ensureImage(spec.image);
+    const image = this.ensureImage(spec.image);
     this.starting.add(id);
     const live: Live = { proxies: [] };
     try {
@@ -283,7 +292,10 @@ export class CrunDriver implements ComputeDriver {
         ],
       ]);
       this.writeDeadline(dir, id, deadline);
-      writeAtomic(join(dir, 'run', 'command.sh'), commandFile(spec.command ?? [], spec.env ?? {}));
+      writeAtomic(
+        join(dir, 'run', 'command.sh'),
+        commandFile(leaseArgv(image, spec.command), { ...image.env, ...spec.env }, image.working_dir),
+      );
       const ports: Record<string, number> = {};
       const budget = new ConnectionBudget();
       for (const port of spec.ports ?? []) {
@@ -297,6 +309,9 @@ export class CrunDriver implements ComputeDriver {
         deadline: deadline.toISOString(),
         limits,
         env: spec.env ?? {},
+        image_env: image.env,
+        working_dir: image.working_dir,
+        shell: image.shell,
         ports,
         container: warm.name,
       };
@@ -345,6 +360,7 @@ export class CrunDriver implements ComputeDriver {
         containerId: this.containerId(meta.container),
         pidFile: join(this.dir(id), `exec-${randomBytes(6).toString('hex')}.pid`),
         env: this.envFor(meta, request.env),
+        cwd: meta.working_dir,
         procsFile: procsFile(this.cgroups.mode, this.cgroupOf(meta.container)),
         drain,
       },
@@ -389,9 +405,10 @@ export class CrunDriver implements ComputeDriver {
         containerId,
         pidFile: join(this.dir(id), `attach-${randomBytes(6).toString('hex')}.pid`),
         env: [...this.envFor(meta), 'TERM=xterm-256color'],
+        cwd: meta.working_dir,
         busybox: this.paths.busybox,
         script: this.paths.script,
-        shell: '/bin/sh',
+        shell: meta.shell ?? '/bin/sh',
         procsFile: procs,
         execInside: (command, timeoutMs) =>
           execInSandbox(
@@ -777,7 +794,7 @@ export class CrunDriver implements ComputeDriver {
     parseLeaseInput(envSchema, extra);
     // One entry per name, later ones winning: with duplicates, most programs would see the first.
     const [pathName, pathValue] = DEFAULT_PATH.split(/=(.*)/s) as [string, string];
-    const env = { [pathName]: pathValue, HOME: '/root', ...meta.env, ...extra };
+    const env = { [pathName]: pathValue, HOME: '/root', ...meta.image_env, ...meta.env, ...extra };
     return Object.entries(env).map(([k, v]) => `${k}=${v}`);
   }
 
@@ -789,12 +806,31 @@ export class CrunDriver implements ComputeDriver {
     return id;
   }
 
-  private ensureImage(image: string): void {
-    if (this.knownImages.has(image)) return;
+  /**
+   * The image's config, once its owners are shifted. An image removed or replaced under the same
+   * name (alacarte image rm/pull while the node runs) has a new root inode: its sandboxes made
+   * ahead show the old tree, so they are dropped.
+   */
+  private ensureImage(image: string): ImageConfig {
     const dir = join(this.paths.imagesDir, image);
-    if (!existsSync(dir)) throw new AlacarteError('invalid_request', `unknown image ${image}`);
+    const identity = () => {
+      const st = statSync(dir);
+      return `${st.ino}:${st.ctimeMs}`;
+    };
+    let seen: string;
+    try {
+      seen = identity();
+    } catch {
+      throw new AlacarteError('invalid_request', `unknown image ${image}`);
+    }
+    const known = this.knownImages.get(image);
+    if (known?.identity === seen) return known.config;
+    if (known) this.pool.forget(image);
     ensureImageOwnership(dir, this.idBase, this.log);
-    this.knownImages.add(image);
+    const config = readImageConfig(dir);
+    // After the shift, which changes the root's change time.
+    this.knownImages.set(image, { identity: identity(), config });
+    return config;
   }
 
   private writeDeadline(dir: string, leaseId: string, deadline: Date): void {

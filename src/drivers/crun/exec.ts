@@ -14,6 +14,8 @@ export interface ExecTarget {
   pidFile: string;
   /** The whole environment: the runtime replaces, not extends, the sandbox's when given any. */
   env: string[];
+  /** Working directory inside (the image's); the runtime's default, /, when absent. */
+  cwd?: string;
   /** The sandbox's cgroup.procs (see cgroup-limits.ts): a timeout kills the command's processes among these. */
   procsFile: string;
   /**
@@ -84,6 +86,7 @@ export async function execInSandbox(target: ExecTarget, request: ExecRequest): P
 function execOnce(target: ExecTarget, request: ExecRequest): Promise<ExecResult> {
   const args = ['--root', target.stateDir, 'exec', '--pid-file', target.pidFile];
   for (const e of target.env) args.push('--env', e);
+  if (target.cwd !== undefined) args.push('--cwd', target.cwd);
   args.push(target.containerId, ...request.command);
   const child = spawn(target.runtime, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   const stdout = new CappedBuffer(request.maxOutputBytes);

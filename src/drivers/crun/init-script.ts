@@ -64,9 +64,15 @@ const shellQuote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
  * driver refuses NUL, the one byte that cannot be), names are checked by the driver, and `exec --`
  * takes a command starting with `-` as a program name. No command: an empty file (nothing to run).
  */
-export function commandFile(command: readonly string[], env: Readonly<Record<string, string>>): string {
+export function commandFile(
+  command: readonly string[],
+  env: Readonly<Record<string, string>>,
+  /** The image's working directory (image-config.ts); the command does not run without it. */
+  cwd = '/',
+): string {
   if (command.length === 0) return '';
   const lines = Object.entries(env).map(([k, v]) => `export ${k}=${shellQuote(v)}`);
+  if (cwd !== '/') lines.push(`cd -- ${shellQuote(cwd)} || exit 1`);
   lines.push(`exec -- ${command.map(shellQuote).join(' ')}`);
   return `${lines.join('\n')}\n`;
 }

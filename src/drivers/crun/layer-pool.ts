@@ -79,6 +79,18 @@ export class LayerPool {
     await Promise.all(all.map((w) => this.destroy(w)));
   }
 
+  /**
+   * Drops the sandboxes prepared for an image (every disk size): the image was replaced or removed,
+   * and their root shows the old tree.
+   */
+  forget(image: string): void {
+    for (const [key, list] of this.ready) {
+      if (!key.startsWith(`${image}-`) || !/^\d+$/.test(key.slice(image.length + 1))) continue;
+      const stale = list.splice(0);
+      for (const warm of stale) void this.destroy(warm);
+    }
+  }
+
   /** Prepares in the background until the pool for (image, disk size) is full again. */
   replenish(image: string, diskMib: number): void {
     const key = `${image}-${diskMib}`;

@@ -235,7 +235,14 @@ export function ensureBusyboxImage(
   writeFileSync(join(tmp, 'etc/group'), 'root:x:0:\nnogroup:x:65534:\n');
   writeFileSync(join(tmp, 'etc/hosts'), '127.0.0.1 localhost\n::1 localhost\n');
   shiftOwnership(tmp, idBase);
-  renameSync(tmp, target);
+  try {
+    renameSync(tmp, target);
+  } catch (e) {
+    // Another driver on the same images directory built it in the meantime.
+    rmSync(tmp, { recursive: true, force: true });
+    if (existsSync(target)) return;
+    throw e;
+  }
   writeFileSync(shiftMark(target), `${idBase}\n`);
   log.info(`alacarte: built the busybox image at ${target}`);
 }
@@ -267,15 +274,37 @@ export function ensureImageOwnership(imageDir: string, idBase: number, log: Driv
   log.info(`alacarte: shifted file owners of image ${imageDir} by ${idBase} for user namespaces`);
 }
 
-function shiftOwnership(root: string, idBase: number): void {
-  const walk = (path: string) => {
-    const st = lstatSync(path);
-    lchownSync(path, st.uid + idBase, st.gid + idBase);
-    // chown clears set-id bits; put them back (chmod does not follow symlinks' targets here).
-    if (!st.isSymbolicLink() && st.mode & 0o6000) chmodSync(path, st.mode & 0o7777);
-    if (st.isDirectory()) for (const e of readdirSync(path)) walk(join(path, e));
-  };
-  walk(root);
+/**
+ * Moves every owner in a tree up by idBase (uid 0 becomes idBase...). lchown never follows a link;
+ * an inode reached twice (hard links) is shifted once; chown clears set-id bits, which are put
+ * back (file capabilities are cleared too, and stay so: under no_new_privs they grant nothing on
+ * exec anyway). Ids at or past idCount have no owner inside the sandbox (they show as nobody): a tree with
+ * such ids is refused rather than shifted outside the sandboxes' range onto another host id.
+ * Iterative, so a deep tree cannot overflow the stack.
+ */
+export function shiftOwnership(root: string, idBase: number, idCount = 65_536): void {
+  const seen = new Set<string>();
+  const stack = [root];
+  for (let path = stack.pop(); path !== undefined; path = stack.pop()) {
+    const st = lstatSync(path, { bigint: true });
+    const isDir = st.isDirectory();
+    const key = `${st.dev}:${st.ino}`;
+    if (!isDir && st.nlink > 1n) {
+      if (seen.has(key)) continue;
+      seen.add(key);
+    }
+    const uid = Number(st.uid);
+    const gid = Number(st.gid);
+    if (uid >= idCount || gid >= idCount) {
+      throw new DriverPreflightError(
+        `${path} is owned by ${uid}:${gid}, outside the sandboxes' ${idCount} ids; the image cannot be used`,
+      );
+    }
+    lchownSync(path, uid + idBase, gid + idBase);
+    // chmod does not follow a link's target here: links are skipped.
+    if (!st.isSymbolicLink() && Number(st.mode) & 0o6000) chmodSync(path, Number(st.mode) & 0o7777);
+    if (isDir) for (const e of readdirSync(path)) stack.push(join(path, e));
+  }
 }
 
 /**

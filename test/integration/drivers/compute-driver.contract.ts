@@ -16,9 +16,16 @@ export function newLeaseId(): string {
   return `lse_${randomBytes(8).toString('hex')}`;
 }
 
-export async function sh(driver: ComputeDriver, sandbox: SandboxRef, script: string, stdin?: string) {
+export async function sh(
+  driver: ComputeDriver,
+  sandbox: SandboxRef,
+  script: string,
+  stdin?: string,
+  /** The shell to run the script with (an image's own `sh` by default). */
+  shell: readonly string[] = ['sh', '-c'],
+) {
   const r = await driver.exec(sandbox, {
-    command: ['sh', '-c', script],
+    command: [...shell, script],
     stdin,
     timeoutMs: 20_000,
     maxOutputBytes: 1 << 20,

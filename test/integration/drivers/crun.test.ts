@@ -14,10 +14,24 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SandboxHandle, SandboxLimits } from '../../../src/drivers/compute-driver.js';
+import type {
+  ComputeDriver,
+  SandboxHandle,
+  SandboxLimits,
+  SandboxRef,
+} from '../../../src/drivers/compute-driver.js';
 import { CrunDriver } from '../../../src/drivers/crun/crun-driver.js';
 import { mountsUnder } from '../../../src/drivers/crun/mounts.js';
-import { computeDriverContract, newLeaseId, sh, TEST_LIMITS, waitFor } from './compute-driver.contract.js';
+import { IN_SANDBOX } from '../../../src/drivers/crun/oci-spec.js';
+import { debianImagesDir, pulledImagesDir } from '../../helpers/test-images.js';
+import {
+  computeDriverContract,
+  sh as contractSh,
+  newLeaseId,
+  sh,
+  TEST_LIMITS,
+  waitFor,
+} from './compute-driver.contract.js';
 import {
   type CrunTarget,
   cpuUsageNs,
@@ -39,6 +53,34 @@ function processAlive(pid: number): boolean {
   }
 }
 
+interface PreparedImage {
+  /** An images directory holding the image; the target's own (busybox is built there) when absent. */
+  imagesDir?: string;
+  cleanup(): void;
+}
+
+/** The images the isolation cases run on, with the working directory each starts in. */
+const ISOLATION_IMAGES: { name: string; workingDir: string; prepare(): Promise<PreparedImage> }[] = [
+  { name: 'busybox', workingDir: '/', prepare: async () => ({ cleanup: () => {} }) },
+  // Built once per machine (scripts/setup.sh installs mmdebstrap); shared by every run after.
+  {
+    name: 'debian',
+    workingDir: '/root',
+    prepare: async () => ({ imagesDir: await debianImagesDir(), cleanup: () => {} }),
+  },
+  {
+    name: 'pulled',
+    workingDir: '/app',
+    prepare: async () => {
+      const base = tempBase();
+      return {
+        imagesDir: await pulledImagesDir(base),
+        cleanup: () => rmSync(base, { recursive: true, force: true }),
+      };
+    },
+  },
+];
+
 if (crunSkipReason) {
   describe.skip(`crun driver: skipped, ${crunSkipReason}`, () => {
     it('runs only as root with crun and busybox-static', () => {});
@@ -46,24 +88,51 @@ if (crunSkipReason) {
 } else {
   computeDriverContract('crun', makeCrunTarget);
 
-  describe('crun sandbox isolation (each checked from inside a real sandbox)', () => {
+  // On every kind of image: the built-in busybox, debian (a distribution: set-uid files, merged
+  // /usr, its own shell and tools) and an OCI image pulled with skopeo and umoci.
+  describe.each(ISOLATION_IMAGES)('crun sandbox isolation on $name (checked from inside)', (image) => {
     let t: CrunTarget;
+    let prepared: PreparedImage;
     const started: string[] = [];
 
     beforeAll(async () => {
-      t = await makeCrunTarget();
-    });
+      prepared = await image.prepare();
+      t = await makeCrunTarget(prepared.imagesDir ? { imagesDir: prepared.imagesDir } : {});
+    }, 600_000);
     afterAll(async () => {
       if (!t) return;
       await Promise.allSettled(started.map((leaseId) => t.driver.stop({ leaseId })));
       await t.dispose();
+      prepared?.cleanup();
     });
+
+    /**
+     * The image's own program when it has it, else the sandbox's busybox applet: these cases use
+     * busybox tools (ps, nc, ip) that not every image has; every sandbox has /run/alacarte/bin/busybox.
+     * Scripts run with busybox's shell for the same reason.
+     */
+    const tool = (argv: readonly string[]): string[] => {
+      if (image.name === 'busybox') return [...argv];
+      const [program = '', ...rest] = argv;
+      const name = program.slice(program.lastIndexOf('/') + 1);
+      const root = join(t.options.imagesDir, image.name);
+      const own =
+        name !== 'sh' &&
+        (program.startsWith('/')
+          ? existsSync(join(root, program))
+          : ['/usr/local/bin', '/usr/bin', '/bin', '/usr/sbin', '/sbin'].some((d) =>
+              existsSync(join(root, d, name)),
+            ));
+      return own ? [...argv] : [IN_SANDBOX.busybox, name, ...rest];
+    };
+    const sh = (driver: ComputeDriver, sandbox: SandboxRef, script: string) =>
+      contractSh(driver, sandbox, script, undefined, tool(['sh', '-c']));
 
     async function start(limits: Partial<SandboxLimits> = {}, command?: string[]): Promise<SandboxHandle> {
       const leaseId = newLeaseId();
       started.push(leaseId);
       return t.driver.start(
-        { leaseId, image: 'busybox', command },
+        { leaseId, image: image.name, command: command && tool(command) },
         { ...TEST_LIMITS, ...limits },
         new Date(Date.now() + 300_000),
       );
@@ -94,7 +163,7 @@ if (crunSkipReason) {
         );
         expect(r.out).not.toMatch(/secret-a|alacarte-host-marker/);
         // Its /etc is the image's, not the host's (which has many more accounts).
-        expect(r.out).toMatch(/^root:x:0:0:root:\/root:\/bin\/sh\nnobody:/m);
+        expect(r.out).toContain(readFileSync(join(t.options.imagesDir, image.name, 'etc/passwd'), 'utf8'));
         expect(readFileSync('/etc/passwd', 'utf8').split('\n').length).toBeGreaterThan(2);
         expect((await sh(t.driver, b, 'ls /work /home/*; ls /proc/1/root/root')).out).not.toMatch(/secret/);
       } finally {
@@ -128,7 +197,7 @@ if (crunSkipReason) {
       const neighbour = await start();
       // One process that needs 128 MiB at once in a 32 MiB sandbox: the OOM killer takes it (SIGKILL).
       const r = await t.driver.exec(hog, {
-        command: ['dd', 'if=/dev/zero', 'of=/dev/null', 'bs=128M', 'count=1'],
+        command: tool(['dd', 'if=/dev/zero', 'of=/dev/null', 'bs=128M', 'count=1']),
         timeoutMs: 20_000,
         maxOutputBytes: 4096,
       });
@@ -148,7 +217,7 @@ if (crunSkipReason) {
       const path = t.driver.cgroupPath(bomb.leaseId);
       // Every bomb process keeps a child alive, so the count climbs to the limit and stays there.
       const running = t.driver.exec(bomb, {
-        command: ['sh', '-c', 'b() { sleep 100 & b & b & wait; }; b'],
+        command: tool(['sh', '-c', 'b() { sleep 100 & b & b & wait; }; b']),
         timeoutMs: 3000,
         maxOutputBytes: 4096,
       });
@@ -194,9 +263,9 @@ if (crunSkipReason) {
       expect(full.out).toMatch(/No space left/);
       expect(Number(full.out.trim().split('\n').at(-1)?.split(/\s/)[0])).toBeLessThanOrEqual(8);
       await t.driver.stop(a);
-      const image = join(t.options.imagesDir, 'busybox');
-      expect(existsSync(join(image, 'etc/leak'))).toBe(false);
-      expect(existsSync(join(image, 'bin/ls'))).toBe(true);
+      const tree = join(t.options.imagesDir, image.name);
+      expect(existsSync(join(tree, 'etc/leak'))).toBe(false);
+      expect(existsSync(join(tree, 'bin/ls'))).toBe(true);
       const b = await start();
       expect((await sh(t.driver, b, 'test -e /etc/leak; echo $?; ls / | grep -c bin')).out).toBe('1\n2\n');
     });
@@ -227,11 +296,11 @@ if (crunSkipReason) {
       // Each run leaves 4 sleeps behind if only its first process is killed: 5 runs would need 20.
       for (let i = 0; i < 5; i++) {
         const r = await t.driver.exec(a, {
-          command: [
+          command: tool([
             'sh',
             '-c',
             'sleep 300 & (sleep 300 &); setsid sleep 300 & sh -c "sleep 300" & sleep 300',
-          ],
+          ]),
           timeoutMs: 500,
           maxOutputBytes: 100,
         });
@@ -262,14 +331,14 @@ if (crunSkipReason) {
       started.push(leaseId);
       const deadline = Date.now() + 3000;
       const h = await t.driver.start(
-        { leaseId, image: 'busybox', env, command: ['/bin/sleep', '1000'] },
+        { leaseId, image: image.name, env, command: tool(['/bin/sleep', '1000']) },
         TEST_LIMITS,
         new Date(deadline),
       );
       const pid = t.driver.initPid(leaseId);
       expect(pid).toBeGreaterThan(1);
       const seen = await t.driver.exec(h, {
-        command: ['/bin/sh', '-c', 'tr "\\0" "\\n" < /proc/$(/bin/pidof sleep)/environ'],
+        command: tool(['/bin/sh', '-c', 'tr "\\0" "\\n" < /proc/$(/bin/pidof sleep)/environ']),
         timeoutMs: 5000,
         maxOutputBytes: 1 << 16,
       });
@@ -325,9 +394,9 @@ if (crunSkipReason) {
       const a = await t.driver.start(
         {
           leaseId,
-          image: 'busybox',
+          image: image.name,
           ports: [8080],
-          command: ['sh', '-c', 'while :; do nc -l -p 8080 -e cat; done'],
+          command: tool(['sh', '-c', 'while :; do nc -l -p 8080 -e cat; done']),
         },
         TEST_LIMITS,
         new Date(Date.now() + 300_000),
@@ -379,14 +448,21 @@ if (crunSkipReason) {
     it("passes a command that looks like the runtime's options to the sandbox as the command's own", async () => {
       const a = await start();
       const r = await t.driver.exec(a, {
-        command: ['sh', '-c', 'grep CapEff /proc/self/status; pwd', '--cap=CAP_SYS_ADMIN', '--cwd=/etc'],
+        command: tool([
+          'sh',
+          '-c',
+          'grep CapEff /proc/self/status; pwd',
+          '--cap=CAP_SYS_ADMIN',
+          '--cwd=/etc',
+        ]),
         timeoutMs: 10_000,
         maxOutputBytes: 4096,
       });
       const eff = BigInt(`0x${/CapEff:\s+([0-9a-f]+)/.exec(r.stdout.toString())?.[1] ?? '0'}`);
       expect(eff).toBeGreaterThan(0n);
       expect(eff & (1n << 21n)).toBe(0n); // CAP_SYS_ADMIN
-      expect(r.stdout.toString()).toMatch(/^\/$/m);
+      // The image's working directory, not the one the runtime option in the command names.
+      expect(r.stdout.toString()).toMatch(new RegExp(`^${image.workingDir}$`, 'm'));
     });
 
     it("hands the lease's env to an attached shell intact, with nothing of it run on the host", async () => {
@@ -395,7 +471,7 @@ if (crunSkipReason) {
       const leaseId = newLeaseId();
       started.push(leaseId);
       const a = await t.driver.start(
-        { leaseId, image: 'busybox', env: { Q: tricky } },
+        { leaseId, image: image.name, env: { Q: tricky } },
         TEST_LIMITS,
         new Date(Date.now() + 300_000),
       );
