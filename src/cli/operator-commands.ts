@@ -1,7 +1,7 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { type ConfigInput, loadConfig } from '../config.js';
+import { type ConfigInput, loadConfig, sshPortSetting } from '../config.js';
 import { CrunDriver } from '../drivers/crun/crun-driver.js';
 import { ledger } from '../http/operator-routes.js';
 import { createLogger, silentLogger } from '../log.js';
@@ -30,6 +30,7 @@ async function serve(args: string[], usage: string): Promise<number> {
     options: {
       host: { type: 'string' },
       port: { type: 'string' },
+      'ssh-port': { type: 'string' },
       data: { type: 'string' },
       config: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -42,6 +43,7 @@ async function serve(args: string[], usage: string): Promise<number> {
   }
   const flags: ConfigInput = { host: values.host, dataDir: values.data };
   if (values.port !== undefined) flags.port = Number(values.port);
+  if (values['ssh-port'] !== undefined) flags.ssh = sshPortSetting(values['ssh-port']);
   const config = loadConfig({ file: values.config, env: process.env, flags });
   const logger = createLogger({ level: config.logLevel });
   // Before the driver sets anything up on the host: the node would refuse these mints anyway.
@@ -54,8 +56,9 @@ async function serve(args: string[], usage: string): Promise<number> {
     logger,
   });
   const node = await AlacarteNode.create(config, { logger, driver, images: listImages(imagesDir) });
-  const { url, mintUrl } = await node.listen();
+  const { url, mintUrl, ssh } = await node.listen();
   process.stdout.write(`alacarte listening on ${url}\nmint: ${mintUrl}\ndata: ${config.dataDir}\n`);
+  if (ssh) process.stdout.write(`ssh: port ${ssh.port}, host key ${ssh.hostKeySha256}\n`);
   if (node.lightning.isTestBackend) {
     process.stdout.write(
       `WARNING: Lightning backend '${node.lightning.id}' is a TEST backend: invoices pay themselves, no real money moves.\n`,

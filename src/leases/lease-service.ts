@@ -41,6 +41,14 @@ export interface CreateLeaseInput {
   command?: string[];
   env?: Record<string, string>;
   ports?: number[];
+  /** OpenSSH public key lines that may log in over SSH (checked by core/ssh-keys.ts). */
+  ssh_keys?: string[];
+}
+
+/** Where a lease's SSH login is, for its answers: API.md `"ssh": {"host", "port", "user"}`. */
+export interface SshEndpoint {
+  host: string;
+  port: number;
 }
 
 export interface LeaseServiceOptions {
@@ -56,6 +64,8 @@ export interface LeaseServiceOptions {
   maxOutputBytes?: number;
   /** Called with each lease-state change, for metrics. */
   onEvent?: (event: LeaseEvent) => void;
+  /** The node's SSH server, once known (it may listen after the service is made); none: no SSH. */
+  ssh?: () => SshEndpoint | undefined;
 }
 
 export type LeaseEvent =
@@ -88,6 +98,7 @@ export class LeaseService {
   private readonly now: () => Date;
   private readonly log: Logger;
   private readonly emit: (event: LeaseEvent) => void;
+  private readonly ssh: () => SshEndpoint | undefined;
   private readonly inFlight = new InFlight<Answer>();
   private readonly execs = new PerLeaseLimit(8, 'commands');
   private readonly terminals = new PerLeaseLimit(4, 'terminals');
@@ -112,6 +123,7 @@ export class LeaseService {
     this.now = options.clock ?? (() => new Date());
     this.log = options.logger;
     this.emit = options.onEvent ?? (() => {});
+    this.ssh = options.ssh ?? (() => undefined);
     this.maxOutputBytes = options.maxOutputBytes ?? 1024 * 1024;
     this.refunds = new Refunds({ db: this.db, rail: this.rail, clock: this.now });
     this.replays = new Replays({
@@ -120,6 +132,7 @@ export class LeaseService {
       secret: this.secret,
       refunds: this.refunds,
       leaseBody: (row) => this.leaseBody(row),
+      extraFields: (id) => this.sshBody(id),
       confirmDeadline: (id) => this.reconciler.confirmDeadline(id),
     });
     this.reconciler = new Reconciler({
@@ -211,6 +224,7 @@ export class LeaseService {
             unit: price.unit,
             credential_hash: credentialHash(this.secret.credentialFor(id)),
             ports_json: '{}',
+            ssh_keys_json: JSON.stringify(input.ssh_keys ?? []),
           })
           .execute();
         const paid = this.paymentRow(payment, price, id, 'create', input.seconds, idemHash, requestHash);
@@ -679,7 +693,13 @@ export class LeaseService {
       unit: row.unit,
       ports: JSON.parse(row.ports_json) as Record<string, string>,
       remaining_seconds: lifecycle.remainingSeconds(lease.state, now),
+      ...this.sshBody(row.id),
     };
+  }
+
+  private sshBody(id: string): { ssh?: { host: string; port: number; user: string } } {
+    const endpoint = this.ssh();
+    return endpoint ? { ssh: { host: endpoint.host, port: endpoint.port, user: id } } : {};
   }
 }
 

@@ -18,6 +18,8 @@ export interface ReplaysOptions {
   confirmDeadline: (leaseId: LeaseId) => Promise<void>;
   /** The public view of a lease (GET's body), shared with the service. */
   leaseBody: (row: LeaseRow) => Promise<Record<string, unknown>>;
+  /** Fields every lease answer carries beside the stored ones (the SSH login, when served). */
+  extraFields?: (leaseId: string) => Record<string, unknown>;
 }
 
 /**
@@ -39,6 +41,7 @@ export class Replays {
   private readonly refunds: Refunds;
   private readonly leaseBody: ReplaysOptions['leaseBody'];
   private readonly confirmDeadline: ReplaysOptions['confirmDeadline'];
+  private readonly extraFields: NonNullable<ReplaysOptions['extraFields']>;
 
   constructor(options: ReplaysOptions) {
     this.db = options.db;
@@ -47,6 +50,7 @@ export class Replays {
     this.refunds = options.refunds;
     this.leaseBody = options.leaseBody;
     this.confirmDeadline = options.confirmDeadline;
+    this.extraFields = options.extraFields ?? (() => ({}));
   }
 
   /**
@@ -154,6 +158,7 @@ export class Replays {
       unit,
       change,
       ports: JSON.parse(row.ports_json) as Record<string, string>,
+      ...this.extraFields(row.id),
     };
     return { status: 200, headers: change ? { 'x-cashu': change } : {}, body };
   }

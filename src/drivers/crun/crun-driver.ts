@@ -21,12 +21,14 @@ import {
 } from 'node:fs';
 import { availableParallelism, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
+import type { Duplex } from 'node:stream';
 import { AlacarteError } from '../../core/errors.js';
 import {
   commandSchema,
   deadlineAllowed,
   envSchema,
   parseLeaseInput,
+  portsSchema,
   sandboxLimitsSchema,
   sandboxRequestSchema,
 } from '../../core/lease-request.js';
@@ -54,6 +56,7 @@ import {
 } from '../compute-driver.js';
 import { attachInSandbox, validSize } from './attach.js';
 import { applyLimits, limitWrites, procsFile } from './cgroup-limits.js';
+import { connectInSandbox } from './connect.js';
 import { type CrunDriverOptions, type DriverLogger, silentLogger } from './crun-options.js';
 import { execInSandbox } from './exec.js';
 import { commandFile, deadlineFile, initScript, leaseFile } from './init-script.js';
@@ -73,6 +76,7 @@ import {
   requireTraversable,
 } from './preflight.js';
 import { runProcess } from './run-process.js';
+import { installSftpServer } from './sftp-server.js';
 import { spawnInSandbox } from './spawn.js';
 
 /** What the driver keeps on disk per sandbox, so a restarted node finds its sandboxes again. */
@@ -96,6 +100,8 @@ const PLACEHOLDER_LIMITS = { vcpu: 1, memoryMib: 256, pids: 64 };
 
 interface Live {
   proxies: PortProxy[];
+  /** Relayed connections of the lease: its published ports and connect() together. */
+  budget: ConnectionBudget;
 }
 
 /** How often watch() looks whether the inits of the watched sandboxes still run (a few /proc reads each). */
@@ -139,6 +145,8 @@ export class CrunDriver implements ComputeDriver {
     private readonly overcommit: OvercommitSettings,
     private readonly log: DriverLogger,
     warmLayers: number,
+    /** How sftp() runs OpenSSH's sftp-server inside (sftp-server.ts), or why it cannot. */
+    private readonly sftpServer: { command: string[] } | { missing: string },
   ) {
     this.pool = new LayerPool({
       runtimeDir: paths.runtimeDir,
@@ -195,6 +203,8 @@ export class CrunDriver implements ComputeDriver {
     writeIfChanged(join(libDir, 'busybox'), readFileSync(busybox), 0o755);
     writeIfChanged(join(libDir, 'init.sh'), Buffer.from(initScript()), 0o644);
     ensureBusyboxImage(imagesDir, busybox, idBase, log);
+    const sftpServer = installSftpServer(libDir);
+    if ('missing' in sftpServer) log.warn(`alacarte: no SFTP in sandboxes: ${sftpServer.missing}`);
     const host = { cpus: availableParallelism(), memoryMib: Math.floor(totalmem() / 2 ** 20) };
     const driver = new CrunDriver(
       runtime,
@@ -208,6 +218,7 @@ export class CrunDriver implements ComputeDriver {
       { ...defaultOvercommit(host), ...options.overcommit },
       log,
       options.warmLayers ?? 2,
+      sftpServer,
     );
     await driver.list();
     log.info(
@@ -245,7 +256,7 @@ export class CrunDriver implements ComputeDriver {
     }
     this.ensureImage(spec.image);
     this.starting.add(id);
-    const live: Live = { proxies: [] };
+    const live: Live = { proxies: [], budget: new ConnectionBudget() };
     try {
       const warm = await this.takeAlive(spec.image, limits.diskMib, (w) => this.names.set(id, w.name));
       // The sandbox keeps its directory (runc needs the bundle where it was created); the lease id
@@ -260,9 +271,8 @@ export class CrunDriver implements ComputeDriver {
       this.writeDeadline(dir, id, deadline);
       writeAtomic(join(dir, 'run', 'command.sh'), commandFile(spec.command ?? [], spec.env ?? {}));
       const ports: Record<string, number> = {};
-      const budget = new ConnectionBudget();
       for (const port of spec.ports ?? []) {
-        const proxy = new PortProxy(port, () => this.initPid(id), this.paths.busybox, budget);
+        const proxy = new PortProxy(port, () => this.initPid(id), this.paths.busybox, live.budget);
         live.proxies.push(proxy);
         ports[port] = await proxy.listen();
       }
@@ -343,6 +353,23 @@ export class CrunDriver implements ComputeDriver {
       },
       request.command,
     );
+  }
+
+  async sftp(sandbox: SandboxRef): Promise<SandboxProcess> {
+    if (!('command' in this.sftpServer))
+      throw new AlacarteError('not_found', 'this node offers no SFTP (no sftp-server on the host)');
+    return this.spawn(sandbox, { command: this.sftpServer.command });
+  }
+
+  async connect(sandbox: SandboxRef, port: number): Promise<Duplex> {
+    const id = this.requireRunning(sandbox);
+    parseLeaseInput(portsSchema, [port]);
+    const pid = this.initPid(id);
+    const live = this.live.get(id);
+    if (pid === undefined || !live) throw new AlacarteError('lease_not_running', 'the sandbox has ended');
+    const stream = connectInSandbox(pid, port, this.paths.busybox, live.budget);
+    if (!stream) throw new AlacarteError('rate_limited', 'the lease holds its most connections already');
+    return stream;
   }
 
   async attach(sandbox: SandboxRef, size: TerminalSize): Promise<AttachSession> {
@@ -767,11 +794,15 @@ export class CrunDriver implements ComputeDriver {
   }
 
   private async reopenPorts(leaseId: string, meta: SandboxMeta): Promise<void> {
-    const live: Live = { proxies: [] };
+    const live: Live = { proxies: [], budget: new ConnectionBudget() };
     this.live.set(leaseId, live);
-    const budget = new ConnectionBudget();
     for (const [inside, hostPort] of Object.entries(meta.ports)) {
-      const proxy = new PortProxy(Number(inside), () => this.initPid(leaseId), this.paths.busybox, budget);
+      const proxy = new PortProxy(
+        Number(inside),
+        () => this.initPid(leaseId),
+        this.paths.busybox,
+        live.budget,
+      );
       live.proxies.push(proxy);
       try {
         await proxy.listen(hostPort);
