@@ -5,7 +5,7 @@ import type { Logger } from '../log.js';
 import type { HostKey } from './host-key.js';
 import { authenticate, type LoginDirectory } from './ssh-auth.js';
 import { forward } from './ssh-forward.js';
-import { type SessionDriver, SshSession } from './ssh-session.js';
+import { leaseEndedLine, type SessionDriver, SshSession } from './ssh-session.js';
 
 /** Bounds of the SSH server; every one is a count or a time in milliseconds. */
 export interface SshLimits {
@@ -185,6 +185,7 @@ export class SshServer {
             client.sessions.delete(session);
             this.releaseChannel(client);
           },
+          async () => !(await this.options.leases.running([leaseId])).has(leaseId),
         );
         client.sessions.add(session);
       });
@@ -258,7 +259,7 @@ export class SshServer {
       for (const client of this.clients) {
         if (client.leaseId && !running.has(client.leaseId)) {
           this.options.logger.info({ lease: client.leaseId }, 'ssh: lease ended; closing its connection');
-          this.drop(client, `alacarte: lease ${client.leaseId} has ended; closing the connection.`);
+          this.drop(client, leaseEndedLine(client.leaseId));
           client.leaseId = undefined;
         }
       }

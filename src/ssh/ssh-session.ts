@@ -45,6 +45,8 @@ export class SshSession {
     private readonly log: Logger,
     /** Called once when the session's channel has closed, whoever closed it. */
     onClose: () => void,
+    /** Whether the lease has ended: asked when what ran ends, to tell the user why. */
+    private readonly leaseEnded: () => Promise<boolean> = async () => false,
   ) {
     session.on('pty', (accept, reject, info) => {
       const size = { cols: info.cols || 80, rows: info.rows || 24 };
@@ -148,13 +150,29 @@ export class SshSession {
     else this.bindProcess(channel, started, options.stderr !== false);
   }
 
+  /**
+   * Sends the exit status and ends the channel; when the lease ended (the sandbox went with it,
+   * killing what ran), the user reads why first.
+   */
+  private async finish(channel: ServerChannel, code: number): Promise<void> {
+    const ended = await this.leaseEnded().catch(() => false);
+    if (ended && !this.closed) {
+      try {
+        channel.stderr.write(`\r\n${leaseEndedLine(this.leaseId)}\r\n`);
+      } catch {
+        // The client went first.
+      }
+    }
+    finish(channel, code);
+  }
+
   private bindTerminal(channel: ServerChannel, terminal: AttachSession): void {
     this.terminal = terminal;
     channel.pipe(terminal.stream);
     terminal.stream.pipe(channel, { end: false });
     terminal.stream.on('error', () => undefined);
     channel.once('close', () => terminal.close());
-    void terminal.exited.then((code) => finish(channel, code));
+    void terminal.exited.then((code) => this.finish(channel, code));
   }
 
   private bindProcess(channel: ServerChannel, proc: SandboxProcess, stderr: boolean): void {
@@ -164,8 +182,13 @@ export class SshSession {
     if (stderr) proc.stderr.pipe(channel.stderr, { end: false });
     else proc.stderr.resume();
     channel.once('close', () => proc.kill());
-    void proc.exited.then((code) => finish(channel, code));
+    void proc.exited.then((code) => this.finish(channel, code));
   }
+}
+
+/** The lines a session shows when its lease ends under it. */
+export function leaseEndedLine(leaseId: string): string {
+  return `alacarte: lease ${leaseId} has ended; closing the connection.`;
 }
 
 function finish(channel: ServerChannel, code: number): void {
