@@ -5,12 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# bsdutils gives `script`, the terminal behind attach.
-debian_packages=(crun busybox-static uidmap iproute2 bsdutils)
+# bsdutils gives `script`, the terminal behind attach; openssh-sftp-server the sftp-server that SSH
+# leases run inside their sandboxes (sftp, scp).
+debian_packages=(crun busybox-static uidmap iproute2 bsdutils openssh-sftp-server)
 # `--test` (npm test, CI): also what the test suites need but a node does not: runc, against
-# which the driver contract suite runs too, and the browser the web page's end-to-end test drives.
+# which the driver contract suite runs too, the browser the web page's end-to-end test drives, and
+# the stock OpenSSH client (ssh, scp, sftp) the SSH tests log in with.
 if [ "${1:-}" = "--test" ]; then
-  debian_packages+=(runc chromium)
+  debian_packages+=(runc chromium openssh-client)
 fi
 missing=()
 for pkg in "${debian_packages[@]}"; do
