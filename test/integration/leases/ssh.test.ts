@@ -194,6 +194,35 @@ describe('SSH into a lease with the stock OpenSSH client', () => {
     expect(r.code).toBe(0);
   });
 
+  it('bounds wrong passwords: the connection closes after 6 refusals', async () => {
+    const count = join(dir, 'asked');
+    const askpass = join(dir, 'wrong-askpass.sh');
+    writeFileSync(askpass, `#!/bin/sh\necho x >> '${count}'\necho wrong-password\n`);
+    chmodSync(askpass, 0o700);
+    const r = await run(
+      'ssh',
+      [
+        ...common(null),
+        '-o',
+        'PreferredAuthentications=password',
+        '-o',
+        'PubkeyAuthentication=no',
+        '-o',
+        'NumberOfPasswordPrompts=20',
+        '-p',
+        String(sshPort),
+        `${lease.id}@127.0.0.1`,
+        '--',
+        'true',
+      ],
+      { env: { SSH_ASKPASS: askpass, SSH_ASKPASS_REQUIRE: 'force', DISPLAY: ':0' } },
+    );
+    expect(r.code).toBe(255);
+    const asked = readFileSync(count, 'utf8').split('\n').filter(Boolean).length;
+    expect(asked).toBeGreaterThanOrEqual(6);
+    expect(asked).toBeLessThanOrEqual(7);
+  });
+
   it('opens a shell on a real terminal (PTY)', async () => {
     const r = await run('ssh', ['-tt', ...common(), '-p', String(sshPort), `${lease.id}@127.0.0.1`], {
       input: 'tty; stty size; exit 3\n',
