@@ -1,4 +1,9 @@
-import { type ParsedKey, utils } from 'ssh2';
+import type { ParsedKey } from 'ssh2';
+import ssh2 from 'ssh2';
+
+// ssh2 is CommonJS: Node gives ESM only its default export.
+const { utils } = ssh2;
+
 import { z } from 'zod';
 
 /** At most this many keys per lease (API.md, SSH). */

@@ -1,6 +1,10 @@
 import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { type ParsedKey, utils } from 'ssh2';
+import type { ParsedKey } from 'ssh2';
+import ssh2 from 'ssh2';
+
+// ssh2 is CommonJS: Node gives ESM only its default export.
+const { utils } = ssh2;
 
 /** The node's SSH host key: private key (OpenSSH format) and its public fingerprint. */
 export interface HostKey {

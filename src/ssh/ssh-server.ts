@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
-import { type Connection, Server } from 'ssh2';
+import type { Connection } from 'ssh2';
+import ssh2 from 'ssh2';
 import type { ComputeDriver } from '../drivers/compute-driver.js';
 import type { Logger } from '../log.js';
 import type { HostKey } from './host-key.js';
@@ -77,7 +78,7 @@ interface Client {
  * no password, no key, no user name that is not a logged-in lease id.
  */
 export class SshServer {
-  private readonly server: Server;
+  private readonly server: ssh2.Server;
   private readonly limits: SshLimits;
   private readonly clients = new Set<Client>();
   private unauthenticated = 0;
@@ -86,7 +87,8 @@ export class SshServer {
 
   constructor(private readonly options: SshServerOptions) {
     this.limits = { ...DEFAULT_SSH_LIMITS, ...options.limits };
-    this.server = new Server(
+    // ssh2 is CommonJS: Node gives ESM only its default export.
+    this.server = new ssh2.Server(
       {
         hostKeys: [options.hostKey.privateKey],
         ident: 'alacarte',
