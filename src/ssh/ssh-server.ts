@@ -1,4 +1,4 @@
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, createServer, type Server as NetServer, type Socket } from 'node:net';
 import type { Connection } from 'ssh2';
 import ssh2 from 'ssh2';
 import type { ComputeDriver } from '../drivers/compute-driver.js';
@@ -81,7 +81,9 @@ export class SshServer {
   private readonly server: ssh2.Server;
   private readonly limits: SshLimits;
   private readonly clients = new Set<Client>();
-  private unauthenticated = 0;
+  /** TCP connections not logged in yet, by remote address and port: each one's "logged in" call. */
+  private readonly pending = new Map<string, () => void>();
+  private readonly listener: NetServer;
   private checkTimer: NodeJS.Timeout | undefined;
   private checking = false;
 
@@ -95,20 +97,23 @@ export class SshServer {
         keepaliveInterval: this.limits.keepaliveIntervalMs,
         keepaliveCountMax: this.limits.keepaliveCountMax,
       },
-      (connection) => this.accept(connection),
+      (connection, info) => this.accept(connection, `${info.ip}|${info.port}`),
     );
     this.server.maxConnections = this.limits.connections;
+    // Our own listener hands ssh2 the sockets: the login bounds then hold from the first byte on,
+    // before a client has even sent its SSH identification.
+    this.listener = createServer((socket) => this.admit(socket));
   }
 
   /** Listens on `host:port` (0 picks a free port) and answers the port. */
   listen(host: string, port: number): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
+      this.listener.once('error', reject);
+      this.listener.listen(port, host, () => {
+        this.listener.off('error', reject);
         this.checkTimer = setInterval(() => void this.checkLeases(), this.limits.leaseCheckMs);
         this.checkTimer.unref();
-        resolve((this.server.address() as AddressInfo).port);
+        resolve((this.listener.address() as AddressInfo).port);
       });
     });
   }
@@ -117,7 +122,7 @@ export class SshServer {
   async close(): Promise<void> {
     clearInterval(this.checkTimer);
     for (const client of this.clients) this.drop(client);
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await new Promise<void>((resolve) => this.listener.close(() => resolve()));
   }
 
   /** Connections open now, for tests and metrics. */
@@ -125,7 +130,28 @@ export class SshServer {
     return this.clients.size;
   }
 
-  private accept(connection: Connection): void {
+  /**
+   * A new TCP connection: refused when too many are still logging in, cut when it has not logged in
+   * within the grace time (whether or not it ever spoke SSH), else handed to ssh2.
+   */
+  private admit(socket: Socket): void {
+    socket.on('error', () => undefined);
+    if (this.pending.size >= this.limits.unauthenticated) {
+      socket.destroy();
+      return;
+    }
+    const key = `${socket.remoteAddress}|${socket.remotePort}`;
+    const grace = setTimeout(() => socket.destroy(), this.limits.loginGraceMs);
+    const loggedIn = () => {
+      clearTimeout(grace);
+      if (this.pending.get(key) === loggedIn) this.pending.delete(key);
+    };
+    this.pending.set(key, loggedIn);
+    socket.once('close', loggedIn);
+    this.server.injectSocket(socket);
+  }
+
+  private accept(connection: Connection, key: string): void {
     const client: Client = {
       connection,
       leaseId: undefined,
@@ -136,19 +162,7 @@ export class SshServer {
       idleTimer: undefined,
     };
     connection.on('error', () => undefined);
-    if (this.unauthenticated >= this.limits.unauthenticated) {
-      connection.end();
-      return;
-    }
-    this.unauthenticated++;
     this.clients.add(client);
-    const grace = setTimeout(() => connection.end(), this.limits.loginGraceMs);
-    let counted = true;
-    const uncount = () => {
-      if (counted) this.unauthenticated--;
-      counted = false;
-      clearTimeout(grace);
-    };
     connection.on('authentication', (ctx) => {
       const onLogin = (leaseId: string) => {
         client.leaseId = leaseId;
@@ -168,7 +182,7 @@ export class SshServer {
       );
     });
     connection.on('ready', () => {
-      uncount();
+      this.pending.get(key)?.();
       const leaseId = client.leaseId;
       if (leaseId === undefined || this.countOf(leaseId) > this.limits.perLease) {
         connection.end();
@@ -206,7 +220,6 @@ export class SshServer {
       });
     });
     connection.once('close', () => {
-      uncount();
       this.drop(client);
       this.clients.delete(client);
     });
