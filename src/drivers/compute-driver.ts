@@ -42,8 +42,12 @@ export interface ComputeDriver {
    * lease holds its most connections already.
    */
   connect(sandbox: SandboxRef, port: number): Promise<Duplex>;
-  /** An interactive shell on a real terminal inside the sandbox. */
-  attach(sandbox: SandboxRef, size: TerminalSize): Promise<AttachSession>;
+  /**
+   * An interactive shell on a real terminal inside the sandbox, or `command` on that terminal
+   * (`ssh -t host -- top`); the session's exit code is the program's. Throws AlacarteError
+   * `lease_not_running`, or `invalid_request` for a bad size or command.
+   */
+  attach(sandbox: SandboxRef, size: TerminalSize, command?: string[]): Promise<AttachSession>;
   /** Moves the deadline (later or earlier): rewrites /run/alacarte/lease.json and the self-enforced end. */
   setDeadline(sandbox: SandboxRef, deadline: Date): Promise<void>;
   /**

@@ -25,8 +25,9 @@ interface Running {
 /**
  * One SSH session channel of a logged-in lease (RFC 4254 section 6): an optional PTY request and
  * environment, then one of a shell (on a real terminal through the driver's attach() when a PTY
- * was asked for, a plain `sh` through spawn() otherwise), a command (`sh -c "<command>"` through
- * spawn(), its stdout, stderr and exit status sent back) or the `sftp` subsystem (OpenSSH's
+ * was asked for, a plain `sh` through spawn() otherwise), a command (`sh -c "<command>"`, on a
+ * terminal with a PTY, else through spawn() with its stdout and stderr apart; the exit status sent
+ * back) or the `sftp` subsystem (OpenSSH's
  * sftp-server inside the sandbox, driver.sftp()). Everything runs inside the sandbox as its root;
  * bytes go both ways back-pressured (pipes), never gathered in this process.
  */
@@ -84,7 +85,13 @@ export class SshSession {
       // The tenant's own command, run by a shell inside its own sandbox, like sshd runs it.
       const command = ['/bin/sh', '-c', info.command];
       if (!commandSchema.safeParse(command).success) return reject();
-      void this.start(accept, reject, () => this.driver.spawn({ leaseId }, { command, env: this.env }));
+      // With a PTY (`ssh -t`), on a terminal like a shell; otherwise with plain pipes.
+      const pty = this.pty;
+      void this.start(accept, reject, () =>
+        pty
+          ? this.driver.attach({ leaseId }, pty, command)
+          : this.driver.spawn({ leaseId }, { command, env: this.env }),
+      );
     });
     session.on('subsystem', (accept, reject, info) => {
       if (info.name !== 'sftp') return reject();

@@ -109,7 +109,7 @@ export function aroundDriver(real: CrunDriver, overrides: Partial<ComputeDriver>
     spawn: (sandbox, request) => real.spawn(sandbox, request),
     sftp: (sandbox) => real.sftp(sandbox),
     connect: (sandbox, port) => real.connect(sandbox, port),
-    attach: (sandbox, size) => real.attach(sandbox, size),
+    attach: (sandbox, size, command) => real.attach(sandbox, size, command),
     setDeadline: (sandbox, deadline) => real.setDeadline(sandbox, deadline),
     isRunning: (sandbox) => real.isRunning(sandbox),
     watch: (onExit) => real.watch(onExit),

@@ -372,9 +372,10 @@ export class CrunDriver implements ComputeDriver {
     return stream;
   }
 
-  async attach(sandbox: SandboxRef, size: TerminalSize): Promise<AttachSession> {
+  async attach(sandbox: SandboxRef, size: TerminalSize, command?: string[]): Promise<AttachSession> {
     const id = this.requireRunning(sandbox);
     if (!validSize(size)) throw new AlacarteError('invalid_request', 'terminal size must be 1 to 1000');
+    if (command) parseLeaseInput(commandSchema, command);
     const meta = this.meta(id);
     const containerId = this.containerId(meta.container);
     const procs = procsFile(this.cgroups.mode, this.cgroupOf(meta.container));
@@ -387,7 +388,7 @@ export class CrunDriver implements ComputeDriver {
         env: [...this.envFor(meta), 'TERM=xterm-256color'],
         busybox: this.paths.busybox,
         script: this.paths.script,
-        shell: '/bin/sh',
+        command: command ?? ['/bin/sh'],
         procsFile: procs,
         execInside: (command, timeoutMs) =>
           execInSandbox(

@@ -231,6 +231,20 @@ describe('SSH into a lease with the stock OpenSSH client', () => {
     expect(r.code).toBe(3);
   });
 
+  it('runs a command on a terminal when asked (ssh -t)', async () => {
+    const r = await run('ssh', [
+      '-tt',
+      ...common(),
+      '-p',
+      String(sshPort),
+      `${lease.id}@127.0.0.1`,
+      '--',
+      'tty; exit 5',
+    ]);
+    expect(r.stdout).toMatch(/^\/dev\/pts\/\d+\r?\n/);
+    expect(r.code).toBe(5);
+  });
+
   it('copies 1 MiB up and back with scp, byte for byte', async () => {
     const data = randomBytes(1024 * 1024);
     writeFileSync(join(dir, 'up.bin'), data);
