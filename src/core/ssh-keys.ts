@@ -46,8 +46,9 @@ export function parseSshPublicKey(
 }
 
 /**
- * The `ssh_keys` of a lease request: 1 to 8 distinct OpenSSH public key lines, each checked with
- * ssh2's parser before any payment. Stored as given (trimmed), so a lease answer can echo them.
+ * The `ssh_keys` of a lease request: at most 8 OpenSSH public key lines, each checked with ssh2's
+ * parser before any payment. (No transform, so the schema stays expressible as JSON Schema; the
+ * lease service stores the lines trimmed.)
  */
 export const sshKeysSchema = z
   .array(z.string().max(MAX_SSH_KEY_CHARS))
@@ -57,5 +58,4 @@ export const sshKeysSchema = z
       const parsed = parseSshPublicKey(line);
       if (!parsed.ok) ctx.addIssue({ code: 'custom', message: parsed.message, path: [i] });
     });
-  })
-  .transform((keys) => keys.map((k) => k.trim()));
+  });

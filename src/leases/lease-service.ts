@@ -224,7 +224,7 @@ export class LeaseService {
             unit: price.unit,
             credential_hash: credentialHash(this.secret.credentialFor(id)),
             ports_json: '{}',
-            ssh_keys_json: JSON.stringify(input.ssh_keys ?? []),
+            ssh_keys_json: JSON.stringify((input.ssh_keys ?? []).map((k) => k.trim())),
           })
           .execute();
         const paid = this.paymentRow(payment, price, id, 'create', input.seconds, idemHash, requestHash);
