@@ -89,7 +89,7 @@ export class SshSession {
       const pty = this.pty;
       void this.start(accept, reject, () =>
         pty
-          ? this.driver.attach({ leaseId }, pty, command)
+          ? this.driver.attach({ leaseId }, pty, onTerminal(info.command))
           : this.driver.spawn({ leaseId }, { command, env: this.env }),
       );
     });
@@ -175,7 +175,9 @@ export class SshSession {
 
   private bindTerminal(channel: ServerChannel, terminal: AttachSession): void {
     this.terminal = terminal;
-    channel.pipe(terminal.stream);
+    // A terminal has no end of input (sshd does not pass a client's EOF to a pty either): ending
+    // the relay's stdin would end the session early and garble what the program still prints.
+    channel.pipe(terminal.stream, { end: false });
     terminal.stream.pipe(channel, { end: false });
     terminal.stream.on('error', () => undefined);
     channel.once('close', () => terminal.close());
@@ -191,6 +193,16 @@ export class SshSession {
     channel.once('close', () => proc.kill());
     void proc.exited.then((code) => this.finish(channel, code));
   }
+}
+
+/**
+ * A command for a terminal (`ssh -t host -- CMD`). It starts a tenth of a second late: crun's
+ * `exec -t` takes whatever a program prints before crun relays the terminal for an error of its
+ * own, and shows it wrapped in a red, time-stamped log line (a shell prints its prompt later than
+ * that; a quick `tty` does not).
+ */
+function onTerminal(command: string): string[] {
+  return ['/bin/sh', '-c', 'sleep 0.1; exec /bin/sh -c "$1"', 'sh', command];
 }
 
 /** The lines a session shows when its lease ends under it. */
