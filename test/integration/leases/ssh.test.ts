@@ -345,6 +345,20 @@ describe('SSH into a lease with the stock OpenSSH client', () => {
     ]);
     expect(other.code).not.toBe(0);
     expect(other.stderr).toMatch(/stdio forwarding failed/);
+    // Remote forwarding (a listener on the node for the tenant) is refused too.
+    const remote = await run('ssh', [
+      ...common(),
+      '-N',
+      '-o',
+      'ExitOnForwardFailure=yes',
+      '-R',
+      '0:localhost:8080',
+      '-p',
+      String(sshPort),
+      `${lease.id}@127.0.0.1`,
+    ]);
+    expect(remote.code).toBe(255);
+    expect(remote.stderr).toMatch(/remote port forwarding failed/);
   });
 
   it('refuses a key that is not the lease’s, another lease and a user that is no lease', async () => {
