@@ -19,17 +19,17 @@ const METHODS: Array<'publickey' | 'password'> = ['publickey', 'password'];
  * the lease's bearer credential. Unknown, ended and expired leases, wrong keys and wrong passwords
  * are all the same plain refusal with the same methods left, so an attempt learns nothing.
  * Answers the lease id once authenticated, undefined otherwise (the context is answered either
- * way); `onLogin` hears of the lease just before the acceptance goes out (ssh2 is ready at once).
+ * way); `onLogin` hears of the lease just before the acceptance goes out (ssh2 is ready at once)
+ * and may still refuse it (false), e.g. when the lease holds its most connections already.
  */
 export async function authenticate(
   ctx: AuthContext,
   logins: LoginDirectory,
-  onLogin: (leaseId: string) => void,
+  onLogin: (leaseId: string) => boolean,
 ): Promise<string | undefined> {
   if (ctx.method === 'password') {
     const ok = await logins.passwordMatches(ctx.username, ctx.password);
-    if (!ok) return refuse(ctx);
-    onLogin(ctx.username);
+    if (!ok || !onLogin(ctx.username)) return refuse(ctx);
     ctx.accept();
     return ctx.username;
   }
@@ -43,7 +43,7 @@ export async function authenticate(
       return undefined;
     }
     if (key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true) return refuse(ctx);
-    onLogin(lease.leaseId);
+    if (!onLogin(lease.leaseId)) return refuse(ctx);
     ctx.accept();
     return lease.leaseId;
   }

@@ -164,8 +164,11 @@ export class SshServer {
     connection.on('error', () => undefined);
     this.clients.add(client);
     connection.on('authentication', (ctx) => {
+      // A lease's connections are counted at login: one too many is refused like a wrong key.
       const onLogin = (leaseId: string) => {
+        if (this.countOf(leaseId) >= this.limits.perLease) return false;
         client.leaseId = leaseId;
+        return true;
       };
       void authenticate(ctx, this.options.leases, onLogin).then(
         (leaseId) => {
@@ -184,7 +187,7 @@ export class SshServer {
     connection.on('ready', () => {
       this.pending.get(key)?.();
       const leaseId = client.leaseId;
-      if (leaseId === undefined || this.countOf(leaseId) > this.limits.perLease) {
+      if (leaseId === undefined) {
         connection.end();
         return;
       }
