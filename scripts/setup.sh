@@ -31,13 +31,14 @@ done_step() {
 # bsdutils gives `script`, the terminal behind attach; lxcfs shows each sandbox its own memory and
 # CPUs in /proc (the driver reuses a running one, such as Debian's service, or starts one).
 # curl: the files benchmark's HTTP client (npm run bench runs this without --test), and the README's
-# examples. mmdebstrap builds the debian image; skopeo and umoci pull and unpack OCI images.
-debian_packages=(crun busybox-static uidmap iproute2 bsdutils lxcfs curl mmdebstrap skopeo umoci)
+# examples. mmdebstrap builds the debian image; skopeo and umoci pull and unpack OCI images;
+# openssh-sftp-server is the sftp-server SSH leases run inside their sandboxes (sftp, scp).
+debian_packages=(crun busybox-static uidmap iproute2 bsdutils lxcfs curl mmdebstrap skopeo umoci openssh-sftp-server)
 # `--test` (npm test, CI): also what the test suites need but a node does not: runc, against
 # which the driver contract suite runs too, the browser the web page's end-to-end test drives, and
-# the registry the image tests pull from.
+# the registry the image tests pull from, and the stock OpenSSH client the SSH tests log in with.
 if [ -n "$test_too" ]; then
-  debian_packages+=(runc chromium docker-registry)
+  debian_packages+=(runc chromium docker-registry openssh-client)
 fi
 missing=()
 for pkg in "${debian_packages[@]}"; do

@@ -69,6 +69,15 @@ export const configSchema = z
       .default(1024 * 1024),
     /** What renters can buy; the defaults ship three offers. */
     offers: z.array(offerSchema).min(1).max(100).optional(),
+    /** The SSH server (API.md, SSH): on by default at port 2222, beside the HTTP listener's host. */
+    ssh: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** 0 picks a free port (tests). */
+        port: port.default(2222),
+      })
+      .strict()
+      .prefault({}),
     /** Other Cashu mints whose tokens this node accepts (it swaps them at that mint first). */
     trustedMints: z.array(z.url()).max(50).default([]),
     mint: z
@@ -106,7 +115,13 @@ const ENV_KEYS = {
   ALACARTE_PORTS_DOMAIN: (v: string) => ({ portsDomain: v }),
   ALACARTE_LOG_LEVEL: (v: string) => ({ logLevel: v }),
   ALACARTE_OPERATOR_TOKEN: (v: string) => ({ operatorToken: v }),
+  ALACARTE_SSH_PORT: (v: string) => ({ ssh: sshPortSetting(v) }),
 } as const;
+
+/** `--ssh-port` / ALACARTE_SSH_PORT: a port number, or `off` to serve no SSH. */
+export function sshPortSetting(value: string): { enabled: boolean; port?: number } {
+  return value === 'off' ? { enabled: false } : { enabled: true, port: Number(value) };
+}
 
 export class ConfigError extends Error {
   override name = 'ConfigError';

@@ -17,6 +17,7 @@ import { defaultWebDir, webRoutes } from './http/web-routes.js';
 import { LeaseService } from './leases/lease-service.js';
 import { NodeSecret } from './leases/node-secret.js';
 import { Reaper } from './leases/reaper.js';
+import { SshLogins } from './leases/ssh-logins.js';
 import { FakeLightningBackend } from './lightning/fake/fake-lightning.js';
 import type { LightningBackend } from './lightning/lightning-backend.js';
 import { type Logger, silentLogger } from './log.js';
@@ -26,6 +27,8 @@ import { loadOrCreateSeed } from './mint/seed.js';
 import { asMintDb } from './mint/store/mint-store.js';
 import { CashuRail } from './rails/cashu/cashu-rail.js';
 import { requireTrustedMintNuts } from './rails/cashu/nut-06-requirements.js';
+import { loadOrCreateHostKey } from './ssh/host-key.js';
+import { SshServer } from './ssh/ssh-server.js';
 import { type Database, openStore } from './store/database.js';
 
 export interface NodeOptions {
@@ -78,6 +81,8 @@ export class AlacarteNode {
     private readonly logger: Logger,
     /** The base URL clients use; final once listening. */
     private readonly urlRef: { url: string },
+    /** The SSH server (none without a driver or with SSH off) and, once listening, its port. */
+    private readonly sshRef: SshRef,
   ) {}
 
   static async create(config: Config, options: NodeOptions = {}): Promise<AlacarteNode> {
@@ -106,6 +111,7 @@ export class AlacarteNode {
         { prefix: '', plugin: docsRoutes({ publicUrl: () => urlRef.url }) },
       ];
 
+      const sshRef: SshRef = {};
       let leases: LeaseService | undefined;
       let reaper: Reaper | undefined;
       let metrics: NodeMetrics | undefined;
@@ -136,7 +142,19 @@ export class AlacarteNode {
           onEvent: (event) => metrics?.observe(event),
           deadlineNoticeOffsetsMs: options.deadlineNoticeOffsetsMs,
           portUrl: (leaseId, port) => portUrl(urlRef.url, leaseId, port, config.portsDomain),
+          ssh: () =>
+            sshRef.port === undefined ? undefined : { host: hostOf(urlRef.url), port: sshRef.port },
         });
+        if (config.ssh.enabled) {
+          const hostKey = loadOrCreateHostKey(join(config.dataDir, 'ssh_host_ed25519_key'));
+          sshRef.hostKey = hostKey.fingerprint;
+          sshRef.server = new SshServer({
+            hostKey,
+            leases: new SshLogins(db, options.clock),
+            driver,
+            logger,
+          });
+        }
         metrics = new NodeMetrics({
           leasesByState: () => service.countByState(),
           capacity: () => service.capacity(),
@@ -149,6 +167,10 @@ export class AlacarteNode {
             leases: service,
             mints: () => rail.mints(),
             unit: config.mint.unit,
+            ssh: () =>
+              sshRef.port === undefined || sshRef.hostKey === undefined
+                ? undefined
+                : { port: sshRef.port, host_key_sha256: sshRef.hostKey },
           }),
         });
         plugins.push({ prefix: '/v1', plugin: attachRoutes(service) });
@@ -167,7 +189,7 @@ export class AlacarteNode {
         }
       }
       const app = await buildApp({ logger, bodyLimitBytes: config.bodyLimitBytes, plugins, metrics });
-      return new AlacarteNode(config, app, db, mint, lightning, leases, reaper, logger, urlRef);
+      return new AlacarteNode(config, app, db, mint, lightning, leases, reaper, logger, urlRef, sshRef);
     } catch (err) {
       await db.destroy();
       throw err;
@@ -178,8 +200,11 @@ export class AlacarteNode {
     return this.urlRef.url;
   }
 
-  /** Reconciles leases with the driver, starts the reaper, then listens; resolves with the URLs. */
-  async listen(): Promise<{ url: string; mintUrl: string }> {
+  /**
+   * Reconciles leases with the driver, starts the reaper, then listens (HTTP, and SSH when on);
+   * resolves with the URLs and the SSH port and host key fingerprint.
+   */
+  async listen(): Promise<{ url: string; mintUrl: string; ssh?: { port: number; hostKeySha256: string } }> {
     if (this.leases) {
       const outcome = await this.leases.reconcile();
       if (Object.values(outcome).some((n) => n > 0))
@@ -191,16 +216,38 @@ export class AlacarteNode {
     const address = this.app.server.address();
     const port = typeof address === 'object' && address ? address.port : this.config.port;
     this.urlRef.url = publicUrl(this.config, port);
+    const ssh = this.sshRef;
+    if (ssh.server) ssh.port = await ssh.server.listen(this.config.host, this.config.ssh.port);
     this.reaper?.start();
-    return { url: this.url, mintUrl: `${this.url}/mint` };
+    return {
+      url: this.url,
+      mintUrl: `${this.url}/mint`,
+      ...(ssh.port !== undefined && ssh.hostKey
+        ? { ssh: { port: ssh.port, hostKeySha256: ssh.hostKey } }
+        : {}),
+    };
   }
 
   async close(): Promise<void> {
     this.reaper?.stop();
+    if (this.sshRef.port !== undefined) await this.sshRef.server?.close();
     await this.leases?.reconciler.close();
     await this.app.close();
     this.mint.close();
     await this.db.destroy();
     this.logger.debug('node closed');
   }
+}
+
+interface SshRef {
+  server?: SshServer;
+  /** SHA256 fingerprint of the host key. */
+  hostKey?: string;
+  /** Set once listening. */
+  port?: number;
+}
+
+/** The host name of a URL, without IPv6 brackets: what `ssh` takes. */
+function hostOf(url: string): string {
+  return new URL(url).hostname.replace(/^\[(.*)\]$/, '$1');
 }

@@ -9,7 +9,7 @@ const images = () => import('./image-commands.js');
 const USAGE = `alacarte — rent Linux sandboxes for ecash, no account
 
 Usage:
-  alacarte serve [--host H] [--port P] [--data DIR] [--config FILE]
+  alacarte serve [--host H] [--port P] [--ssh-port P|off] [--data DIR] [--config FILE]
   alacarte mint rotate [--data DIR] [--config FILE]
   alacarte ledger [--data DIR] [--config FILE] [--json]
   alacarte image build debian | pull REF | list | rm NAME   (alacarte image help)
@@ -18,6 +18,7 @@ Usage:
 serve options:
   --host H        address to listen on (default 127.0.0.1, env ALACARTE_HOST)
   --port P        port to listen on (default 8402, env ALACARTE_PORT)
+  --ssh-port P    SSH port for leases (default 2222, env ALACARTE_SSH_PORT; off: no SSH)
   --data DIR      data directory: store, mint seed, sandboxes (default ./data, env ALACARTE_DATA)
   --config FILE   JSON configuration file (see README)
 

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { type ConfigInput, loadConfig } from '../config.js';
+import { type ConfigInput, loadConfig, sshPortSetting } from '../config.js';
 import { CrunDriver } from '../drivers/crun/crun-driver.js';
 import { placeMountedDirs } from '../drivers/crun/host-dirs.js';
 import { ImageStore } from '../drivers/crun/image-store.js';
@@ -31,6 +31,7 @@ async function serve(args: string[], usage: string): Promise<number> {
     options: {
       host: { type: 'string' },
       port: { type: 'string' },
+      'ssh-port': { type: 'string' },
       data: { type: 'string' },
       config: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -43,6 +44,7 @@ async function serve(args: string[], usage: string): Promise<number> {
   }
   const flags: ConfigInput = { host: values.host, dataDir: values.data };
   if (values.port !== undefined) flags.port = Number(values.port);
+  if (values['ssh-port'] !== undefined) flags.ssh = sshPortSetting(values['ssh-port']);
   const config = loadConfig({ file: values.config, env: process.env, flags });
   const logger = createLogger({ level: config.logLevel });
   // Before the driver sets anything up on the host: the node would refuse these mints anyway.
@@ -64,8 +66,9 @@ async function serve(args: string[], usage: string): Promise<number> {
   if (!images.has('debian'))
     process.stdout.write('image debian is not built yet: alacarte image build debian (npm start does)\n');
   const node = await AlacarteNode.create(config, { logger, driver, images: () => images.list() });
-  const { url, mintUrl } = await node.listen();
+  const { url, mintUrl, ssh } = await node.listen();
   process.stdout.write(`alacarte listening on ${url}\nmint: ${mintUrl}\ndata: ${config.dataDir}\n`);
+  if (ssh) process.stdout.write(`ssh: port ${ssh.port}, host key ${ssh.hostKeySha256}\n`);
   if (node.lightning.isTestBackend) {
     process.stdout.write(
       `WARNING: Lightning backend '${node.lightning.id}' is a TEST backend: invoices pay themselves, no real money moves.\n`,

@@ -107,6 +107,9 @@ export const portsSchema = z
   .max(LEASE_REQUEST_BOUNDS.ports)
   .refine((p) => new Set(p).size === p.length, 'ports must be unique');
 
+/** A lease's SSH public keys (API.md, SSH), checked with ssh2's key parser: see core/ssh-keys.ts. */
+export { MAX_SSH_KEYS, sshKeysSchema } from './ssh-keys.js';
+
 export const imageNameSchema = z.string().regex(IMAGE_NAME_PATTERN, 'not an image name');
 
 /** What a sandbox runs: the part of a lease request a driver receives (SandboxSpec). */

@@ -28,8 +28,26 @@ export interface ComputeDriver {
    * not read pauses the process. Throws AlacarteError `lease_not_running` or `invalid_request`.
    */
   spawn(sandbox: SandboxRef, request: SpawnRequest): Promise<SandboxProcess>;
-  /** An interactive shell on a real terminal inside the sandbox. */
-  attach(sandbox: SandboxRef, size: TerminalSize): Promise<AttachSession>;
+  /**
+   * OpenSSH's sftp-server running inside the sandbox as its root, the SFTP protocol on its stdin and
+   * stdout (for SSH's `sftp` subsystem, and `scp`): the tenant's files are interpreted there, never
+   * by the host. Throws AlacarteError `lease_not_running`, or `not_found` when this node has no SFTP.
+   */
+  sftp(sandbox: SandboxRef): Promise<SandboxProcess>;
+  /**
+   * A TCP connection to `127.0.0.1:<port>` inside the sandbox (SSH's local port forwarding), bytes
+   * both ways, back-pressured; it ends when the port closes its side (at once when nothing listens
+   * there) and destroy() cuts it. It counts against the lease's bound of relayed connections.
+   * Throws AlacarteError `lease_not_running`, `invalid_request` (port), or `rate_limited` when the
+   * lease holds its most connections already.
+   */
+  connect(sandbox: SandboxRef, port: number): Promise<Duplex>;
+  /**
+   * An interactive shell on a real terminal inside the sandbox, or `command` on that terminal
+   * (`ssh -t host -- top`); the session's exit code is the program's. Throws AlacarteError
+   * `lease_not_running`, or `invalid_request` for a bad size or command.
+   */
+  attach(sandbox: SandboxRef, size: TerminalSize, command?: string[]): Promise<AttachSession>;
   /** Moves the deadline (later or earlier): rewrites /run/alacarte/lease.json and the self-enforced end. */
   setDeadline(sandbox: SandboxRef, deadline: Date): Promise<void>;
   /**

@@ -16,17 +16,21 @@ export interface LeaseRoutesOptions {
   /** Mints whose tokens this node accepts, its own first. */
   mints: () => readonly string[];
   unit: string;
+  /** The node's SSH server for /v1/offers (API.md, SSH), once listening; undefined: no SSH. */
+  ssh?: () => { port: number; host_key_sha256: string } | undefined;
 }
 
 /** The /v1 lease API of API.md. Errors are thrown and mapped in http/errors.ts. */
 export function leaseRoutes(options: LeaseRoutesOptions): FastifyPluginAsync {
   const { leases, mints, unit } = options;
+  const ssh = options.ssh ?? (() => undefined);
   return async (app) => {
     app.get('/offers', async () => ({
       offers: await leases.offerList(),
       images: leases.imageList(),
       image_details: leases.imageDetails(),
       payment: { cashu: { mints: mints(), unit } },
+      ...(ssh() ? { ssh: ssh() } : {}),
     }));
 
     app.get('/quote', async (request) => {

@@ -1,6 +1,12 @@
 import { z } from 'zod';
 import { AlacarteError } from '../core/errors.js';
-import { commandSchema, envSchema, imageNameSchema, portsSchema } from '../core/lease-request.js';
+import {
+  commandSchema,
+  envSchema,
+  imageNameSchema,
+  portsSchema,
+  sshKeysSchema,
+} from '../core/lease-request.js';
 
 /** Request shapes of the lease API, each bounded: outside data drives no unbounded work. */
 const seconds = z
@@ -10,7 +16,7 @@ const seconds = z
   .max(10 * 365 * 24 * 3600);
 
 /**
- * POST /v1/leases. Command, env, ports and image are the shared lease-request schemas that every
+ * POST /v1/leases. Command, env, ports, image and ssh_keys are the shared lease-request schemas that every
  * driver checks too (core/lease-request.ts): what passes here, a driver does not refuse later,
  * after the payment.
  */
@@ -22,6 +28,7 @@ export const createLeaseBody = z
     command: commandSchema.optional(),
     env: envSchema.optional(),
     ports: portsSchema.optional(),
+    ssh_keys: sshKeysSchema.optional(),
   })
   .strict();
 

@@ -44,6 +44,14 @@ export interface CreateLeaseInput {
   command?: string[];
   env?: Record<string, string>;
   ports?: number[];
+  /** OpenSSH public key lines that may log in over SSH (checked by core/ssh-keys.ts). */
+  ssh_keys?: string[];
+}
+
+/** Where a lease's SSH login is, for its answers: API.md `"ssh": {"host", "port", "user"}`. */
+export interface SshEndpoint {
+  host: string;
+  port: number;
 }
 
 export interface LeaseServiceOptions {
@@ -70,6 +78,8 @@ export interface LeaseServiceOptions {
   portUrl?: (leaseId: LeaseId, port: number) => string;
   /** When terminals are told that their lease is ending, before its deadline (ms); 5 and 1 minute by default. */
   deadlineNoticeOffsetsMs?: readonly number[];
+  /** The node's SSH server, once known (it may listen after the service is made); none: no SSH. */
+  ssh?: () => SshEndpoint | undefined;
 }
 
 export type LeaseEvent =
@@ -103,6 +113,7 @@ export class LeaseService {
   private readonly now: () => Date;
   private readonly log: Logger;
   private readonly emit: (event: LeaseEvent) => void;
+  private readonly ssh: () => SshEndpoint | undefined;
   private readonly inFlight = new InFlight<Answer>();
   private readonly execs = new PerLeaseLimit(8, 'commands');
   private readonly terminals = new PerLeaseLimit(4, 'terminals');
@@ -136,6 +147,7 @@ export class LeaseService {
     this.now = options.clock ?? (() => new Date());
     this.log = options.logger;
     this.emit = options.onEvent ?? (() => {});
+    this.ssh = options.ssh ?? (() => undefined);
     this.maxOutputBytes = options.maxOutputBytes ?? 1024 * 1024;
     this.portUrl = options.portUrl;
     this.deadlineNotices = new DeadlineNotices({
@@ -152,6 +164,7 @@ export class LeaseService {
       refunds: this.refunds,
       leaseBody: (row) => this.leaseBody(row),
       ports: (row) => this.publicPorts(row),
+      extraFields: (id) => this.sshBody(id),
       confirmDeadline: (id) => this.reconciler.confirmDeadline(id),
     });
     this.reconciler = new Reconciler({
@@ -262,6 +275,7 @@ export class LeaseService {
             unit: price.unit,
             credential_hash: credentialHash(this.secret.credentialFor(id)),
             ports_json: '{}',
+            ssh_keys_json: JSON.stringify((input.ssh_keys ?? []).map((k) => k.trim())),
           })
           .execute();
         const paid = this.paymentRow(payment, price, id, 'create', input.seconds, idemHash, requestHash);
@@ -823,7 +837,13 @@ export class LeaseService {
       unit: row.unit,
       ports: this.publicPorts(row),
       remaining_seconds: lifecycle.remainingSeconds(lease.state, now),
+      ...this.sshBody(row.id),
     };
+  }
+
+  private sshBody(id: string): { ssh?: { host: string; port: number; user: string } } {
+    const endpoint = this.ssh();
+    return endpoint ? { ssh: { host: endpoint.host, port: endpoint.port, user: id } } : {};
   }
 }
 

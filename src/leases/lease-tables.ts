@@ -24,6 +24,8 @@ export interface LeaseTables {
     fail_reason: string | null;
     /** Sandbox port → host URL, once started. */
     ports_json: string;
+    /** The request's SSH public keys (OpenSSH lines), a JSON array; '[]' when none. */
+    ssh_keys_json: Generated<string>;
   };
   payments: {
     /** Idempotency key of the payment itself (Cashu: sha256 over the sorted proof Y points). */

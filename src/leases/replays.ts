@@ -20,6 +20,8 @@ export interface ReplaysOptions {
   leaseBody: (row: LeaseRow) => Promise<Record<string, unknown>>;
   /** A lease answer's `ports` map (public URLs) for a row. */
   ports: (row: LeaseRow) => Record<string, string>;
+  /** Fields every lease answer carries beside the stored ones (the SSH login, when served). */
+  extraFields?: (leaseId: string) => Record<string, unknown>;
 }
 
 /**
@@ -42,6 +44,7 @@ export class Replays {
   private readonly leaseBody: ReplaysOptions['leaseBody'];
   private readonly ports: ReplaysOptions['ports'];
   private readonly confirmDeadline: ReplaysOptions['confirmDeadline'];
+  private readonly extraFields: NonNullable<ReplaysOptions['extraFields']>;
 
   constructor(options: ReplaysOptions) {
     this.db = options.db;
@@ -51,6 +54,7 @@ export class Replays {
     this.leaseBody = options.leaseBody;
     this.ports = options.ports;
     this.confirmDeadline = options.confirmDeadline;
+    this.extraFields = options.extraFields ?? (() => ({}));
   }
 
   /**
@@ -158,6 +162,7 @@ export class Replays {
       unit,
       change,
       ports: this.ports(row),
+      ...this.extraFields(row.id),
     };
     return { status: 200, headers: change ? { 'x-cashu': change } : {}, body };
   }

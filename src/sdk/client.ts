@@ -108,6 +108,7 @@ export class Alacarte {
     if (request.command) body.command = request.command;
     if (request.env) body.env = request.env;
     if (request.ports?.length) body.ports = request.ports;
+    if (request.sshKeys?.length) body.ssh_keys = request.sshKeys;
     const url = `${this.url}/v1/leases`;
     const answer = await this.paid(
       url,

@@ -33,6 +33,8 @@ export interface Lease {
   unit: string;
   ports: Record<string, string>;
   remaining_seconds?: number;
+  /** Where to log in over SSH when the node serves it: `ssh -p PORT USER@HOST`. */
+  ssh?: { host: string; port: number; user: string };
   [extra: string]: unknown;
 }
 
@@ -94,6 +96,8 @@ export interface RentRequest {
   command?: string[];
   env?: Record<string, string>;
   ports?: number[];
+  /** OpenSSH public key lines (`ssh-ed25519 AAAA… comment`) that may log in over SSH; at most 8. */
+  sshKeys?: string[];
   /** The most the wallet may pay; a 402 asking more is refused before anything is paid. */
   maxAmount?: number;
 }

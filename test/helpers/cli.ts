@@ -26,7 +26,7 @@ export async function serveNode(
   const dataDir = options.dataDir ?? tempDir('data');
   const child = spawn(
     process.execPath,
-    [CLI, 'serve', '--port', '0', '--data', dataDir, ...(options.args ?? [])],
+    [CLI, 'serve', '--port', '0', '--ssh-port', '0', '--data', dataDir, ...(options.args ?? [])],
     {
       env: { ...process.env, ALACARTE_LOG_LEVEL: 'warn', ...options.env },
     },

@@ -62,7 +62,10 @@ export async function startLeaseNode(
   const dir = dataDir ?? mkdtempSync(join(tmpdir(), 'alacarte-lease-'));
   // mkdtemp makes it 0700; the sandboxes' unprivileged ids must traverse it, as the node arranges.
   chmodSync(dir, 0o711);
-  const cfg = loadConfig({ flags: { port: 0, dataDir: dir, logLevel: 'silent', ...config } });
+  // SSH on a free port: test nodes run side by side.
+  const cfg = loadConfig({
+    flags: { port: 0, dataDir: dir, logLevel: 'silent', ssh: { port: 0 }, ...config },
+  });
   const logger =
     extras.logger ?? (process.env.ALACARTE_TEST_LOG ? createLogger({ level: 'debug' }) : undefined);
   // Named after the data directory (a restarted node finds its sandboxes), with runtime state in
@@ -110,7 +113,9 @@ export function aroundDriver(real: CrunDriver, overrides: Partial<ComputeDriver>
     start: (spec, limits, deadline) => real.start(spec, limits, deadline),
     exec: (sandbox, request) => real.exec(sandbox, request),
     spawn: (sandbox, request) => real.spawn(sandbox, request),
-    attach: (sandbox, size) => real.attach(sandbox, size),
+    sftp: (sandbox) => real.sftp(sandbox),
+    connect: (sandbox, port) => real.connect(sandbox, port),
+    attach: (sandbox, size, command) => real.attach(sandbox, size, command),
     setDeadline: (sandbox, deadline) => real.setDeadline(sandbox, deadline),
     isRunning: (sandbox) => real.isRunning(sandbox),
     watch: (onExit) => real.watch(onExit),

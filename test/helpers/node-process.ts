@@ -31,6 +31,7 @@ export class NodeProcess {
   server: ServedNode | undefined;
   private readonly env: NodeJS.ProcessEnv;
   private port = 0;
+  private sshPort = 0;
 
   constructor(options: NodeProcessOptions) {
     this.dataDir = tempDir(options.prefix);
@@ -41,12 +42,13 @@ export class NodeProcess {
     writeFileSync(this.configFile, JSON.stringify(options.config));
   }
 
-  /** Starts the node and waits for its banner; the port is picked on the first start and kept. */
+  /** Starts the node and waits for its banner; the ports are picked on the first start and kept. */
   async start(): Promise<ServedNode> {
     if (this.port === 0) this.port = await freePort();
+    if (this.sshPort === 0) this.sshPort = await freePort();
     this.server = await serveNode({
       dataDir: this.dataDir,
-      args: ['--port', String(this.port), '--config', this.configFile],
+      args: ['--port', String(this.port), '--ssh-port', String(this.sshPort), '--config', this.configFile],
       env: this.env,
     });
     return this.server;

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, publicUrl } from '../../src/config.js';
+import { ConfigError, loadConfig, publicUrl, sshPortSetting } from '../../src/config.js';
 
 describe('loadConfig', () => {
   it('has working defaults', () => {
@@ -30,5 +30,17 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ env: { ALACARTE_PORT: 'eighty' } })).toThrow(/port/);
     expect(() => loadConfig({ flags: { port: 70_000 } })).toThrow(ConfigError);
     expect(() => loadConfig({ file: '/nonexistent/alacarte.json' })).toThrow(/cannot read config file/);
+  });
+
+  it('serves SSH on 2222 by default; the port is set by file, env or flag, and `off` turns it off', () => {
+    expect(loadConfig().ssh).toEqual({ enabled: true, port: 2222 });
+    const dir = mkdtempSync(join(tmpdir(), 'alacarte-config-'));
+    const file = join(dir, 'config.json');
+    writeFileSync(file, JSON.stringify({ ssh: { port: 2022 } }));
+    expect(loadConfig({ file }).ssh).toEqual({ enabled: true, port: 2022 });
+    expect(loadConfig({ env: { ALACARTE_SSH_PORT: '2200' } }).ssh).toEqual({ enabled: true, port: 2200 });
+    expect(loadConfig({ env: { ALACARTE_SSH_PORT: 'off' } }).ssh.enabled).toBe(false);
+    expect(loadConfig({ flags: { ssh: sshPortSetting('0') } }).ssh.port).toBe(0);
+    expect(() => loadConfig({ env: { ALACARTE_SSH_PORT: 'twenty-two' } })).toThrow(/ssh.port/);
   });
 });

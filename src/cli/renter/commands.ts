@@ -1,5 +1,9 @@
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { Amount } from '../../core/amount.js';
+import { parseSshPublicKey } from '../../core/ssh-keys.js';
 import { Alacarte } from '../../sdk/client.js';
 import { formatDuration, parseDuration } from '../../sdk/duration.js';
 import { LeaseBook } from '../../sdk/lease-book.js';
@@ -152,6 +156,7 @@ export async function runCommand(command: string, args: string[], io: Io): Promi
           image: { type: 'string' },
           port: { type: 'string', multiple: true },
           env: { type: 'string', multiple: true },
+          'ssh-key': { type: 'string', multiple: true },
           max: { type: 'string' },
         },
         io,
@@ -335,6 +340,7 @@ const rent: Handler = async (ctx, values, positionals, rest) => {
     if (i <= 0) throw new UsageError(`--env wants KEY=VALUE, got '${kv}'`, 'rent');
     env[kv.slice(0, i)] = kv.slice(i + 1);
   }
+  const sshKeys = sshKeysFor(values['ssh-key'] as string[] | undefined);
   await ctx.recover();
   const sdk = ctx.sdk({ wallet: true });
   const lease = await sdk.rent({
@@ -344,6 +350,7 @@ const rent: Handler = async (ctx, values, positionals, rest) => {
     ports,
     env: Object.keys(env).length ? env : undefined,
     command: rest.length ? rest : undefined,
+    sshKeys,
     maxAmount: maxAmount(values.max, 'rent'),
   });
   ctx.progress.stop();
@@ -351,12 +358,54 @@ const rent: Handler = async (ctx, values, positionals, rest) => {
   const lines = [
     `lease ${lease.id} ${lease.state}: ${lease.offer}, ${lease.image}, paid ${lease.paid} ${lease.unit}, until ${formatWhen(lease.expires_at)} (${formatDuration(seconds)})`,
     ...Object.entries(lease.ports ?? {}).map(([port, url]) => `port ${port}: ${url}`),
+    ...(lease.ssh ? [sshLine(lease.ssh, sshKeys.length > 0)] : []),
     `balance: ${ctx.wallet().balance().value} ${ctx.wallet().unit}`,
     `next: alacarte exec ${lease.id} -- uname -a | alacarte shell ${lease.id} | alacarte stop ${lease.id}`,
   ];
   ctx.out(lines.join('\n'), { ...shown, balance: Number(ctx.wallet().balance().value) });
   return 0;
 };
+
+/** Public key files ssh-copy-id would send when none is named: the user's usual ones. */
+const DEFAULT_KEY_FILES = ['id_ed25519.pub', 'id_ecdsa.pub', 'id_rsa.pub'];
+
+/**
+ * The public keys a lease is rented with: the `--ssh-key` files (each must hold a valid key), or
+ * else whichever of ~/.ssh/id_{ed25519,ecdsa,rsa}.pub exist and parse. Public keys only.
+ */
+function sshKeysFor(files: string[] | undefined): string[] {
+  if (files?.length) {
+    return files.map((file) => {
+      let line: string;
+      try {
+        line = readFileSync(file, 'utf8').trim();
+      } catch {
+        throw new UsageError(`--ssh-key: cannot read ${file}`, 'rent');
+      }
+      const parsed = parseSshPublicKey(line);
+      if (!parsed.ok) throw new UsageError(`--ssh-key ${file}: ${parsed.message}`, 'rent');
+      return line;
+    });
+  }
+  const keys: string[] = [];
+  for (const name of DEFAULT_KEY_FILES) {
+    try {
+      const line = readFileSync(join(homedir(), '.ssh', name), 'utf8').trim();
+      if (parseSshPublicKey(line).ok) keys.push(line);
+    } catch {
+      // No such key: fine.
+    }
+  }
+  return keys;
+}
+
+/** How to log in to a lease over SSH, as the rent output shows it. */
+function sshLine(ssh: { host: string; port: number; user: string }, withKey: boolean): string {
+  const command = `ssh -p ${ssh.port} ${ssh.user}@${ssh.host}`;
+  return withKey
+    ? `ssh: ${command}`
+    : `ssh: ${command}  (no SSH key sent: rent with --ssh-key FILE.pub, or log in with the lease's credential as password)`;
+}
 
 const leases: Handler = async (ctx, _values, positionals) => {
   noPositionals(positionals, 'leases');

@@ -38,7 +38,7 @@ Examples:
   alacarte quote --offer large --for 1d --json
 ${COMMON}`,
   rent: `Usage: alacarte rent --offer ID --for DURATION [--image IMAGE] [--port PORT]... [--env K=V]...
-                     [--max N] [--url URL] [--json] [-- COMMAND ...]
+                     [--ssh-key FILE.pub]... [--max N] [--url URL] [--json] [-- COMMAND ...]
 
 Rents a sandbox and pays for it from the wallet: exactly the price when the wallet can split its
 ecash to it, otherwise a little more, with the change coming straight back. The lease's
@@ -51,12 +51,15 @@ Options:
   --port PORT        publish a port of the sandbox at a URL on the node, for anyone who has
                      the URL (repeatable); shown by rent and leases
   --env K=V          environment variable (repeatable)
+  --ssh-key FILE     a public key that may log in over SSH (repeatable, at most 8); default:
+                     whichever of ~/.ssh/id_ed25519.pub, id_ecdsa.pub, id_rsa.pub exist
   --max N            pay at most N (sat), whatever the node asks
   -- COMMAND ...     the sandbox's main command (default: the image's)
 
 Examples:
   alacarte rent --offer small --for 2h
   alacarte rent --offer small --for 90m --port 8080 -- httpd -f -p 8080
+  alacarte rent --offer small --for 1h --ssh-key ~/.ssh/id_ed25519.pub   # then: ssh -p 2222 lse_…@host
   ID=$(alacarte rent --offer small --for 10m --json | jq -r .id)
 ${COMMON}`,
   leases: `Usage: alacarte leases [--url URL] [--json]

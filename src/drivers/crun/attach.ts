@@ -18,7 +18,8 @@ export interface AttachTarget {
   busybox: string;
   /** `script` from util-linux. */
   script: string;
-  shell: string;
+  /** What runs on the terminal: a login shell, or a command (`ssh -t host -- top`). */
+  command: string[];
   /** The sandbox's cgroup.procs: a pid read from the pid file is acted on only while it is in there. */
   procsFile: string;
   /** Runs a command of ours inside the sandbox, as its root, with a timeout (used for resizing). */
@@ -62,7 +63,7 @@ export async function attachInSandbox(target: AttachTarget, size: TerminalSize):
     ...target.env.flatMap((e) => ['--env', e]),
     ...(target.cwd === undefined ? [] : ['--cwd', target.cwd]),
     target.containerId,
-    target.shell,
+    ...target.command,
   ];
   const env: Record<string, string> = {
     PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',

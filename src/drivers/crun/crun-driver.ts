@@ -22,12 +22,14 @@ import {
 } from 'node:fs';
 import { availableParallelism, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
+import type { Duplex } from 'node:stream';
 import { AlacarteError } from '../../core/errors.js';
 import {
   commandSchema,
   deadlineAllowed,
   envSchema,
   parseLeaseInput,
+  portsSchema,
   sandboxLimitsSchema,
   sandboxRequestSchema,
 } from '../../core/lease-request.js';
@@ -56,6 +58,7 @@ import {
 import { attachInSandbox, validSize } from './attach.js';
 import { backgroundCommand, backgroundPid } from './background.js';
 import { applyLimits, limitWrites, procsFile } from './cgroup-limits.js';
+import { connectInSandbox } from './connect.js';
 import { CpuPicker, cpusetFile, parentCpus } from './cpuset.js';
 import { type CrunDriverOptions, type DriverLogger, silentLogger } from './crun-options.js';
 import { execInSandbox } from './exec.js';
@@ -79,6 +82,7 @@ import {
   requireTraversable,
 } from './preflight.js';
 import { runProcess } from './run-process.js';
+import { installSftpServer } from './sftp-server.js';
 import { spawnInSandbox } from './spawn.js';
 
 /** What the driver keeps on disk per sandbox, so a restarted node finds its sandboxes again. */
@@ -106,6 +110,8 @@ const PLACEHOLDER_LIMITS = { vcpu: 1, memoryMib: 256, pids: 64 };
 
 interface Live {
   proxies: PortProxy[];
+  /** Relayed connections of the lease: its published ports and connect() together. */
+  budget: ConnectionBudget;
 }
 
 /** How often watch() looks whether the inits of the watched sandboxes still run (a few /proc reads each). */
@@ -158,6 +164,8 @@ export class CrunDriver implements ComputeDriver {
     warmLayers: number,
     /** The lxcfs whose proc files sandboxes bind (lxcfs.ts). */
     private readonly lxcfs: DriverLxcfs,
+    /** How sftp() runs OpenSSH's sftp-server inside (sftp-server.ts), or why it cannot. */
+    private readonly sftpServer: { command: string[] } | { missing: string },
   ) {
     this.pool = new LayerPool({
       runtimeDir: paths.runtimeDir,
@@ -223,6 +231,8 @@ export class CrunDriver implements ComputeDriver {
       typeof options.lxcfsDir === 'string' ? resolve(options.lxcfsDir) : options.lxcfsDir,
       log,
     );
+    const sftpServer = installSftpServer(libDir);
+    if ('missing' in sftpServer) log.warn(`alacarte: no SFTP in sandboxes: ${sftpServer.missing}`);
     const host = { cpus: availableParallelism(), memoryMib: Math.floor(totalmem() / 2 ** 20) };
     const driver = new CrunDriver(
       runtime,
@@ -237,6 +247,7 @@ export class CrunDriver implements ComputeDriver {
       log,
       options.warmLayers ?? 2,
       lxcfs,
+      sftpServer,
     );
     await driver.list();
     log.info(
@@ -274,7 +285,7 @@ export class CrunDriver implements ComputeDriver {
     }
     const image = this.ensureImage(spec.image);
     this.starting.add(id);
-    const live: Live = { proxies: [] };
+    const live: Live = { proxies: [], budget: new ConnectionBudget() };
     try {
       const warm = await this.takeAlive(spec.image, limits.diskMib, (w) => this.names.set(id, w.name));
       // The sandbox keeps its directory (runc needs the bundle where it was created); the lease id
@@ -297,9 +308,8 @@ export class CrunDriver implements ComputeDriver {
         commandFile(leaseArgv(image, spec.command), { ...image.env, ...spec.env }, image.working_dir),
       );
       const ports: Record<string, number> = {};
-      const budget = new ConnectionBudget();
       for (const port of spec.ports ?? []) {
-        const proxy = new PortProxy(port, () => this.initPid(id), this.paths.busybox, budget);
+        const proxy = new PortProxy(port, () => this.initPid(id), this.paths.busybox, live.budget);
         live.proxies.push(proxy);
         ports[port] = await proxy.listen();
       }
@@ -392,9 +402,27 @@ export class CrunDriver implements ComputeDriver {
     );
   }
 
-  async attach(sandbox: SandboxRef, size: TerminalSize): Promise<AttachSession> {
+  async sftp(sandbox: SandboxRef): Promise<SandboxProcess> {
+    if (!('command' in this.sftpServer))
+      throw new AlacarteError('not_found', 'this node offers no SFTP (no sftp-server on the host)');
+    return this.spawn(sandbox, { command: this.sftpServer.command });
+  }
+
+  async connect(sandbox: SandboxRef, port: number): Promise<Duplex> {
+    const id = this.requireRunning(sandbox);
+    parseLeaseInput(portsSchema, [port]);
+    const pid = this.initPid(id);
+    const live = this.live.get(id);
+    if (pid === undefined || !live) throw new AlacarteError('lease_not_running', 'the sandbox has ended');
+    const stream = connectInSandbox(pid, port, this.paths.busybox, live.budget);
+    if (!stream) throw new AlacarteError('rate_limited', 'the lease holds its most connections already');
+    return stream;
+  }
+
+  async attach(sandbox: SandboxRef, size: TerminalSize, command?: string[]): Promise<AttachSession> {
     const id = this.requireRunning(sandbox);
     if (!validSize(size)) throw new AlacarteError('invalid_request', 'terminal size must be 1 to 1000');
+    if (command) parseLeaseInput(commandSchema, command);
     const meta = this.meta(id);
     const containerId = this.containerId(meta.container);
     const procs = procsFile(this.cgroups.mode, this.cgroupOf(meta.container));
@@ -408,7 +436,7 @@ export class CrunDriver implements ComputeDriver {
         cwd: meta.working_dir,
         busybox: this.paths.busybox,
         script: this.paths.script,
-        shell: meta.shell ?? '/bin/sh',
+        command: command ?? [meta.shell ?? '/bin/sh'],
         procsFile: procs,
         execInside: (command, timeoutMs) =>
           execInSandbox(
@@ -839,11 +867,15 @@ export class CrunDriver implements ComputeDriver {
   }
 
   private async reopenPorts(leaseId: string, meta: SandboxMeta): Promise<void> {
-    const live: Live = { proxies: [] };
+    const live: Live = { proxies: [], budget: new ConnectionBudget() };
     this.live.set(leaseId, live);
-    const budget = new ConnectionBudget();
     for (const [inside, hostPort] of Object.entries(meta.ports)) {
-      const proxy = new PortProxy(Number(inside), () => this.initPid(leaseId), this.paths.busybox, budget);
+      const proxy = new PortProxy(
+        Number(inside),
+        () => this.initPid(leaseId),
+        this.paths.busybox,
+        live.budget,
+      );
       live.proxies.push(proxy);
       try {
         await proxy.listen(hostPort);

@@ -1,5 +1,6 @@
-import { spawn } from 'node:child_process';
+import { type ChildProcessByStdio, spawn } from 'node:child_process';
 import { createServer, type Server, type Socket } from 'node:net';
+import type { Readable, Writable } from 'node:stream';
 
 /** Connections one lease's ports relay at once, all its ports together. */
 export const MAX_CONNECTIONS_PER_LEASE = 32;
@@ -83,25 +84,7 @@ export class PortProxy {
       return;
     }
     this.sockets.add(socket);
-    const child = spawn(
-      this.busybox,
-      [
-        'nsenter',
-        // -F: exec nc in place (no fork is needed for a network namespace), so killing the child
-        // on close kills the relay itself, not a parent that would leave nc behind.
-        '-F',
-        `--net=/proc/${pid}/ns/net`,
-        '-S',
-        String(RELAY_ID),
-        '-G',
-        String(RELAY_ID),
-        this.busybox,
-        'nc',
-        '127.0.0.1',
-        String(this.sandboxPort),
-      ],
-      { stdio: ['pipe', 'pipe', 'ignore'] },
-    );
+    const child = openRelay(pid, this.sandboxPort, this.busybox);
     // The client may half-close after its request; the answer must still flow back.
     socket.pipe(child.stdin, { end: false });
     child.stdout.pipe(socket);
@@ -114,4 +97,36 @@ export class PortProxy {
       child.kill('SIGKILL');
     });
   }
+}
+
+/**
+ * Starts one relay to `127.0.0.1:<sandboxPort>` inside the network namespace of host pid `pid`:
+ * busybox `nsenter` into that namespace only, dropping to RELAY_ID, then `nc`. Bytes written to its
+ * stdin reach the port, what the port answers comes out of its stdout; it exits when either side
+ * closes (or at once when nothing listens). Kill it to cut the connection.
+ */
+export function openRelay(
+  pid: number,
+  sandboxPort: number,
+  busybox: string,
+): ChildProcessByStdio<Writable, Readable, null> {
+  return spawn(
+    busybox,
+    [
+      'nsenter',
+      // -F: exec nc in place (no fork is needed for a network namespace), so killing the child
+      // on close kills the relay itself, not a parent that would leave nc behind.
+      '-F',
+      `--net=/proc/${pid}/ns/net`,
+      '-S',
+      String(RELAY_ID),
+      '-G',
+      String(RELAY_ID),
+      busybox,
+      'nc',
+      '127.0.0.1',
+      String(sandboxPort),
+    ],
+    { stdio: ['pipe', 'pipe', 'ignore'] },
+  );
 }

@@ -4,6 +4,7 @@ import * as leases from './0002-leases.js';
 import * as requestHash from './0003-request-hash.js';
 import * as refunds from './0004-refunds.js';
 import * as mintSignatureQuote from './0006-mint-signature-quote.js';
+import * as leaseSshKeys from './0007-lease-ssh-keys.js';
 import * as mintQuotePubkey from './0008-mint-quote-pubkey.js';
 
 /**
@@ -17,5 +18,6 @@ export const MIGRATIONS: ReadonlyArray<{ name: string; migration: Migration }> =
   { name: '0003-request-hash', migration: requestHash },
   { name: '0004-refunds', migration: refunds },
   { name: '0006-mint-signature-quote', migration: mintSignatureQuote },
+  { name: '0007-lease-ssh-keys', migration: leaseSshKeys },
   { name: '0008-mint-quote-pubkey', migration: mintQuotePubkey },
 ];

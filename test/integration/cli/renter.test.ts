@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -74,6 +74,31 @@ describe('alacarte CLI (renter)', { timeout: 240_000 }, () => {
     expect(restored.stdout).toBe(`restored ${paid.balance} sat — balance: ${paid.balance} sat\n`);
     // The restored wallet spends normally (its counters moved past what the mint has signed).
     expect((await runCli(['wallet', 'send', '5'], elsewhere)).code).toBe(0);
+  });
+
+  it('rents with an SSH key and shows the ssh command, which logs in', async () => {
+    const me = user();
+    await runJson(['wallet', 'topup', '100'], me);
+    const key = join(me.home, 'id_test');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
+    const rent = await runCli(['rent', '--offer', 'small', '--for', '10m', '--ssh-key', `${key}.pub`], me);
+    expect(rent.code).toBe(0);
+    const m = /^ssh: ssh -p (\d+) (lse_\w+)@(\S+)$/m.exec(rent.stdout);
+    expect(m, rent.stdout).not.toBeNull();
+    const [, port, login, host] = m as unknown as [string, string, string, string];
+    const ssh = spawnSync(
+      'ssh',
+      [
+        ...['-F', '/dev/null', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-i', key],
+        ...['-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR'],
+        ...['-p', port, `${login}@${host}`, '--', 'echo via-ssh'],
+      ],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
+    expect(ssh.stdout).toBe('via-ssh\n');
+    const bad = await runCli(['rent', '--offer', 'small', '--for', '10m', '--ssh-key', key], me);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--ssh-key');
   });
 
   it('rents, execs `echo hi`, extends, stops, and the balance shows the refund', async () => {

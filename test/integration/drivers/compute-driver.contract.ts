@@ -236,6 +236,57 @@ export function computeDriverContract(
       await expectCode(driver.spawn(handle, { command: [] }), 'invalid_request');
     });
 
+    it('sftp runs an SFTP server inside the sandbox, whatever the image holds', async () => {
+      const handle = await start();
+      const proc = await driver.sftp(handle);
+      const out: Buffer[] = [];
+      proc.stdout.on('data', (b: Buffer) => out.push(b));
+      proc.stderr.resume();
+      // SSH_FXP_INIT, version 3 (draft-ietf-secsh-filexfer-02): length 5, type 1, version 3.
+      proc.stdin.write(Buffer.from([0, 0, 0, 5, 1, 0, 0, 0, 3]));
+      expect(await waitFor(() => Buffer.concat(out).length >= 9, 10_000)).toBe(true);
+      const answer = Buffer.concat(out);
+      // SSH_FXP_VERSION (2) with version 3.
+      expect(answer[4]).toBe(2);
+      expect(answer.readUInt32BE(5)).toBe(3);
+      proc.stdin.end();
+      expect(await proc.exited).toBe(0);
+      await expectCode(driver.sftp({ leaseId: newLeaseId() }), 'lease_not_running');
+    });
+
+    it('connect reaches a port on the sandbox loopback, and ends at once when nothing listens', async () => {
+      const handle = await start({ command: ['sh', '-c', 'while true; do echo pong | nc -l -p 7777; done'] });
+      let answer = '';
+      expect(
+        await waitFor(async () => {
+          const stream = await driver.connect(handle, 7777);
+          answer = await new Promise<string>((resolve) => {
+            let text = '';
+            stream.on('data', (b: Buffer) => {
+              text += b.toString();
+            });
+            stream.once('end', () => resolve(text));
+            stream.once('error', () => resolve(text));
+            setTimeout(() => {
+              stream.destroy();
+              resolve(text);
+            }, 3000);
+          });
+          return answer === 'pong\n';
+        }, 10_000),
+      ).toBe(true);
+      const nothing = await driver.connect(handle, 7778);
+      const ended = await new Promise<boolean>((resolve) => {
+        nothing.resume();
+        nothing.once('end', () => resolve(true));
+        setTimeout(() => resolve(false), 5000);
+      });
+      expect(ended).toBe(true);
+      nothing.destroy();
+      await expectCode(driver.connect(handle, 0), 'invalid_request');
+      await expectCode(driver.connect({ leaseId: newLeaseId() }, 7777), 'lease_not_running');
+    });
+
     it('shows the lease id and deadline in /run/alacarte/lease.json, read-only', async () => {
       const handle = await start();
       const r = await sh(driver, handle, 'cat /run/alacarte/lease.json');

@@ -38,7 +38,8 @@ const auth = (token: unknown) => ({ authorization: `Bearer ${String(token)}` });
 describe('restart reconciliation', () => {
   it('keeps paid sandboxes, stops unpaid ones, refunds leases whose sandbox vanished', async () => {
     const port = await freePort();
-    const config = { operatorToken: OPERATOR, port };
+    // Fixed ports (HTTP and SSH), so that the restarted node answers with the same URLs.
+    const config = { operatorToken: OPERATOR, port, ssh: { port: await freePort() } };
     const first = await startLeaseNode(config, dataDir, { clock: () => new Date(now) });
     nodes.push(first);
     const { tokens: pool } = await tokens(first.mintUrl, 2, 128);

@@ -206,6 +206,7 @@ describe('a lease over its whole life', () => {
       unit: 'sat',
       change: expect.stringMatching(/^cashuB/),
       ports: {},
+      ssh: { host: '127.0.0.1', port: expect.any(Number), user: expect.stringMatching(/^lse_/) },
     });
     expect(
       Date.parse(String(lease.expires_at)) - Date.parse(String(lease.created_at)),
@@ -237,6 +238,7 @@ describe('a lease over its whole life', () => {
       unit: 'sat',
       ports: {},
       remaining_seconds: expect.any(Number),
+      ssh: lease.ssh,
     });
     expect(shown.remaining_seconds as number).toBeGreaterThan(7000);
     expect(shown.remaining_seconds as number).toBeLessThanOrEqual(7200);

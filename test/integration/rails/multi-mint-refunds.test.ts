@@ -360,7 +360,12 @@ describe('a lease paid at several mints whose sandbox vanished while the node wa
     const dataDir = mkdtempSync(join(tmpdir(), 'alacarte-multimint-'));
     chmodSync(dataDir, 0o711);
     cleanup.push(async () => rmSync(dataDir, { recursive: true, force: true }));
-    const config = { trustedMints: [extMintUrl], operatorToken: OPERATOR, port: await freePort() };
+    const config = {
+      trustedMints: [extMintUrl],
+      operatorToken: OPERATOR,
+      port: await freePort(),
+      ssh: { port: await freePort() },
+    };
     const first = await startLeaseNode(config, dataDir);
     let closed = false;
     cleanup.push(async () => {
