@@ -60,6 +60,10 @@ const leaseAnswer = z.object({
   unit: z.string(),
   ports: z.record(z.string(), z.string()).describe('port → URL'),
   remaining_seconds: z.number().int().optional(),
+  ssh: z
+    .object({ host: z.string(), port: z.number().int(), user: z.string().describe('the lease id') })
+    .optional()
+    .describe('the SSH login, when the node serves SSH'),
 });
 const rentedAnswer = leaseAnswer.extend({
   token: z.string().describe('the bearer credential of the lease: only in the answer to its payment'),
@@ -75,6 +79,8 @@ const execAnswer = z.object({
   stdout: z.string(),
   stderr: z.string(),
   truncated: z.boolean(),
+  encoding: z.literal('base64').optional().describe('stdout and stderr are base64 (asked for)'),
+  started: z.literal(false).optional().describe('a background command that could not start'),
 });
 const quoteAnswer = z.object({
   offer: z.string(),

@@ -24,6 +24,8 @@ export const NODE_CODES: Readonly<Record<string, string>> = {
     'The mint that issued this ecash did not answer the node; nothing was spent. Try again later.',
   internal: 'The node ran into a problem of its own; try again, and tell its operator if it persists.',
   idempotency_conflict: 'The node is still busy with an earlier request; reload the page.',
+  bad_gateway: 'Nothing in the sandbox answers on that port yet: start a server on it and try again.',
+  gateway_timeout: 'The server in the sandbox did not answer in time.',
 };
 
 /** NUT error codes (cashu error_codes.md, as src/mint/errors.ts) a renter can run into at the mint. */
