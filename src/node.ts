@@ -153,6 +153,7 @@ export class AlacarteNode {
             leases: new SshLogins(db, options.clock),
             driver,
             logger,
+            deadlineNotices: service.deadlineNotices,
           });
         }
         metrics = new NodeMetrics({

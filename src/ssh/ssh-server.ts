@@ -55,6 +55,11 @@ export interface SshServerOptions {
   driver: SessionDriver & Pick<ComputeDriver, 'connect'>;
   logger: Logger;
   limits?: Partial<SshLimits>;
+  /**
+   * Lines to tell open sessions before their lease ends (5 and 1 minute before, as terminals are
+   * told: leases/deadline-notices.ts). Returns the unsubscribe function.
+   */
+  deadlineNotices?: { subscribe(leaseId: string, onNotice: (notice: { text: string }) => void): () => void };
 }
 
 /** One client connection and what it holds. */
@@ -195,18 +200,23 @@ export class SshServer {
       this.idle(client);
       connection.on('session', (acceptSession, reject) => {
         if (!this.takeChannel(client)) return reject();
+        let unsubscribe: (() => void) | undefined;
         const session: SshSession = new SshSession(
           acceptSession(),
           leaseId,
           this.options.driver,
           this.options.logger,
           () => {
+            unsubscribe?.();
             client.sessions.delete(session);
             this.releaseChannel(client);
           },
           async () => !(await this.options.leases.running([leaseId])).has(leaseId),
         );
         client.sessions.add(session);
+        unsubscribe = this.options.deadlineNotices?.subscribe(leaseId, (notice) =>
+          session.notify(notice.text),
+        );
       });
       connection.on('tcpip', (acceptForward, reject, info) => {
         if (!this.takeChannel(client)) return reject();

@@ -20,6 +20,10 @@ const MAX_ENV_VALUE_BYTES = 1024;
 interface Running {
   channel: ServerChannel;
   kill(): void;
+  /** On a terminal (attach) rather than plain pipes. */
+  terminal: boolean;
+  /** Whether lines for the user may be written (not into an sftp stream). */
+  tellable: boolean;
 }
 
 /**
@@ -117,6 +121,21 @@ export class SshSession {
     running.kill();
   }
 
+  /**
+   * A line for the user (the lease is about to end): on the terminal of a shell, on stderr of a
+   * command; never into an sftp stream, whose stdout is a protocol.
+   */
+  notify(text: string): void {
+    const running = this.running;
+    if (!running?.tellable) return;
+    try {
+      if (running.terminal) running.channel.write(text);
+      else running.channel.stderr.write(text);
+    } catch {
+      // The channel is gone already.
+    }
+  }
+
   private close(): void {
     this.closed = true;
     this.running?.kill();
@@ -152,7 +171,12 @@ export class SshSession {
     }
     const stop = 'stream' in started ? () => started.close() : () => started.kill();
     if (this.closed) return stop();
-    this.running = { channel, kill: stop };
+    this.running = {
+      channel,
+      kill: stop,
+      terminal: 'stream' in started,
+      tellable: options.stderr !== false,
+    };
     if ('stream' in started) this.bindTerminal(channel, started);
     else this.bindProcess(channel, started, options.stderr !== false);
   }

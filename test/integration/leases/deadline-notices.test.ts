@@ -1,3 +1,7 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import {
@@ -71,5 +75,49 @@ describe.skipIf(crunSkipReason)('deadline notices in an attach session', () => {
     await waitFor(new RegExp(`this lease ends in 2 minutes \\(${newAt} UTC\\)`), 20_000);
     expect(screen.match(/\[alacarte\]/g)).toHaveLength(2);
     ws.close();
+  }, 60_000);
+
+  it('tells an open SSH session too, on its stderr', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'alacarte-notice-ssh-'));
+    try {
+      const key = join(dir, 'id');
+      execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
+      const { wallet, proofs } = await fundedWallet(t.mintUrl, 64);
+      const paid = await tokenOf(wallet, t.mintUrl, proofs, 10);
+      const res = await postJson(
+        `${t.url}/v1/leases`,
+        {
+          offer: 'small',
+          seconds: 60,
+          image: 'busybox',
+          ssh_keys: [readFileSync(`${key}.pub`, 'utf8').trim()],
+        },
+        { 'x-cashu': paid.token },
+      );
+      expect(res.status).toBe(201);
+      const lease = res.body as { id: string; ssh: { port: number } };
+      // The host key's check is the SSH suite's; here only the notice matters.
+      const client = spawn('ssh', [
+        ...['-F', '/dev/null', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null'],
+        ...['-o', 'LogLevel=ERROR', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-i', key],
+        ...['-p', String(lease.ssh.port), `${lease.id}@127.0.0.1`, '--', 'echo started; sleep 15; echo done'],
+      ]);
+      let stdout = '';
+      let stderr = '';
+      client.stdout.on('data', (b: Buffer) => {
+        stdout += b.toString();
+      });
+      client.stderr.on('data', (b: Buffer) => {
+        stderr += b.toString();
+      });
+      const code = await new Promise<number | null>((resolve) => client.once('close', resolve));
+      expect(code).toBe(0);
+      expect(stdout).toBe('started\ndone\n');
+      expect(stderr).toMatch(
+        new RegExp(`\\[alacarte\\] this lease ends in 5\\d seconds .*alacarte extend ${lease.id}`),
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   }, 60_000);
 });
