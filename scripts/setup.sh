@@ -5,12 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# bsdutils gives `script`, the terminal behind attach.
-debian_packages=(crun busybox-static uidmap iproute2 bsdutils)
+# bsdutils gives `script`, the terminal behind attach; passt (pasta) and nftables the egress network.
+debian_packages=(crun busybox-static uidmap iproute2 bsdutils passt nftables)
 # `--test` (npm test, CI): also what the test suites need but a node does not: runc, against
-# which the driver contract suite runs too, and the browser the web page's end-to-end test drives.
+# which the driver contract suite runs too, the browser the web page's end-to-end test drives, and
+# dnsmasq-base, the DNS server of the egress tests' stand-in internet.
 if [ "${1:-}" = "--test" ]; then
-  debian_packages+=(runc chromium)
+  debian_packages+=(runc chromium dnsmasq-base)
 fi
 missing=()
 for pkg in "${debian_packages[@]}"; do

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { DEFAULT_BANDWIDTH_MBIT } from './core/offers.js';
 
 /**
  * The node's configuration: defaults, then the config file (JSON), then environment variables,
@@ -20,6 +21,10 @@ const offerSchema = z
     memory_mib: z.number().int().min(16).max(1_048_576),
     pids: z.number().int().min(8).max(1_000_000),
     disk_mib: z.number().int().min(1).max(1_048_576),
+    /** `egress`: outbound internet through a user-mode network, host and private ranges refused. */
+    network: z.enum(['none', 'egress']).default('none'),
+    /** Egress cap per lease, megabits per second each direction. */
+    bandwidth_mbit: z.number().int().min(1).max(100_000).default(DEFAULT_BANDWIDTH_MBIT),
     price: z.object({
       amount_per_hour: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
       unit: z.literal('sat'),
@@ -56,6 +61,11 @@ export const configSchema = z
       .default(1024 * 1024),
     /** What renters can buy; the defaults ship three offers. */
     offers: z.array(offerSchema).min(1).max(100).optional(),
+    /**
+     * Egress offers: `dns` is the resolver sandboxes use (IPv4; the only DNS server they may reach).
+     * Default: the host's own resolvers, through the user-mode network's forwarder.
+     */
+    egress: z.object({ dns: z.ipv4().optional() }).strict().prefault({}),
     /** Other Cashu mints whose tokens this node accepts (it swaps them at that mint first). */
     trustedMints: z.array(z.url()).max(50).default([]),
     mint: z

@@ -52,6 +52,7 @@ async function serve(args: string[], usage: string): Promise<number> {
     runtimeDir: join(config.dataDir, 'sandboxes'),
     imagesDir,
     logger,
+    egress: config.egress,
   });
   const node = await AlacarteNode.create(config, { logger, driver, images: listImages(imagesDir) });
   const { url, mintUrl } = await node.listen();

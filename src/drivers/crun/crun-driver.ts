@@ -53,6 +53,7 @@ import {
 import { attachInSandbox, validSize } from './attach.js';
 import { applyLimits, limitWrites, procsFile } from './cgroup-limits.js';
 import { type CrunDriverOptions, type DriverLogger, silentLogger } from './crun-options.js';
+import { EgressNetwork } from './egress.js';
 import { execInSandbox } from './exec.js';
 import { commandFile, deadlineFile, initScript, leaseFile } from './init-script.js';
 import { destroyDir, LayerPool, type WarmSandbox } from './layer-pool.js';
@@ -136,6 +137,7 @@ export class CrunDriver implements ComputeDriver {
     private readonly overcommit: OvercommitSettings,
     private readonly log: DriverLogger,
     warmLayers: number,
+    private readonly egress: EgressNetwork,
   ) {
     this.pool = new LayerPool({
       runtimeDir: paths.runtimeDir,
@@ -205,6 +207,7 @@ export class CrunDriver implements ComputeDriver {
       { ...defaultOvercommit(host), ...options.overcommit },
       log,
       options.warmLayers ?? 2,
+      new EgressNetwork({ instance, logger: log, ...options.egress }),
     );
     await driver.list();
     log.info(
@@ -256,6 +259,7 @@ export class CrunDriver implements ComputeDriver {
       );
       this.writeDeadline(dir, id, deadline);
       writeAtomic(join(dir, 'run', 'command.sh'), commandFile(spec.command ?? [], spec.env ?? {}));
+      if (limits.network === 'egress') await this.egress.attach(this.egressTarget(id, warm.name, limits));
       const ports: Record<string, number> = {};
       const budget = new ConnectionBudget();
       for (const port of spec.ports ?? []) {
@@ -284,6 +288,7 @@ export class CrunDriver implements ComputeDriver {
       const name = this.names.get(id);
       this.names.delete(id);
       if (name) {
+        await this.egress.detach(join(this.paths.runtimeDir, name), name).catch(() => {});
         await this.removeContainer(name).catch(() => {});
         await destroyDir(join(this.paths.runtimeDir, name), this.paths.busybox).catch(() => {});
         if (readLink(link) === name) rmSync(link, { force: true });
@@ -427,6 +432,9 @@ export class CrunDriver implements ComputeDriver {
     if (live) await Promise.all(live.proxies.map((p) => p.close()));
     const name = this.containerName(id);
     if (name) {
+      await this.egress
+        .detach(join(this.paths.runtimeDir, name), name)
+        .catch((e: unknown) => this.log.warn(`alacarte: removing the egress of ${id} failed: ${String(e)}`));
       await this.removeContainer(name);
       await destroyDir(join(this.paths.runtimeDir, name), this.paths.busybox);
     }
@@ -452,6 +460,8 @@ export class CrunDriver implements ComputeDriver {
     const starting = (id: string) => startingThen.has(id) || this.starting.has(id);
     const out: SandboxInfo[] = [];
     const handled = new Set<string>();
+    // Egress networks to keep: those of live sandboxes and of starts under way (theirs or a pool's).
+    const withEgress = new Set<string>([...this.names.values()]);
     for (const c of containers) {
       handled.add(c.name);
       const id = leaseOf.get(c.name);
@@ -482,6 +492,10 @@ export class CrunDriver implements ComputeDriver {
       this.limitsById.set(id, meta.limits);
       this.watched.add(id);
       if (!this.live.has(id)) await this.reopenPorts(id, meta);
+      if (meta.limits.network === 'egress') {
+        withEgress.add(c.name);
+        await this.egress.restore(this.egressTarget(id, c.name, meta.limits));
+      }
       out.push({ leaseId: id, deadline: new Date(meta.deadline), ports: urls(meta.ports) });
     }
     // Remains without a container: a start or a preparation that crashed half-way.
@@ -496,6 +510,7 @@ export class CrunDriver implements ComputeDriver {
         await this.stop({ leaseId: entry });
       }
     }
+    await this.egress.sweep(withEgress);
     return out;
   }
 
@@ -506,6 +521,7 @@ export class CrunDriver implements ComputeDriver {
     await this.pool.close();
     for (const live of this.live.values()) await Promise.all(live.proxies.map((p) => p.close()));
     this.live.clear();
+    await this.egress.close();
     // With no sandbox left, leave no empty state or cgroup directories either (best effort: these
     // fail while anything is still in them, which is what should happen).
     for (const dir of [this.paths.stateDir, ...this.cgroupParents()]) {
@@ -515,6 +531,23 @@ export class CrunDriver implements ComputeDriver {
         // still in use, or gone
       }
     }
+  }
+
+  private egressTarget(leaseId: string, name: string, limits: SandboxLimits) {
+    const initPid = this.initPid(leaseId);
+    if (initPid === undefined) throw new Error('the sandbox has ended');
+    const cgroup = this.cgroupOf(name);
+    const procsFiles =
+      this.cgroups.mode === 'v2'
+        ? [join('/sys/fs/cgroup', cgroup, 'cgroup.procs')]
+        : this.cgroupParents().map((parent) => join(parent, name, 'cgroup.procs'));
+    return {
+      dir: join(this.paths.runtimeDir, name),
+      name,
+      initPid,
+      bandwidthMbit: limits.bandwidthMbit ?? 50,
+      procsFiles,
+    };
   }
 
   private cgroupParents(): string[] {
@@ -674,14 +707,19 @@ export class CrunDriver implements ComputeDriver {
     if (code !== 0) throw new Error(`${this.runtime.name} create exited ${code}: ${tail(logFile)}`);
     await this.startContainer(warm.name, logFile);
     await this.untilInitRuns(warm.dir);
-    // The first exec into a fresh sandbox costs the runtime about twice a later one; pay it here.
+    // The first exec into a fresh sandbox costs the runtime about twice a later one; pay it here,
+    // writing the resolv.conf an egress lease needs (done inside, as the sandbox's root).
     await runProcess(this.runtime.path, [
       '--root',
       this.paths.stateDir,
       'exec',
       this.containerId(warm.name),
       IN_SANDBOX.busybox,
-      'true',
+      'sh',
+      '-c',
+      'mkdir -p /etc && rm -f /etc/resolv.conf && printf %s "$1" > /etc/resolv.conf',
+      'sh',
+      this.egress.resolvConf(),
     ]);
   }
 

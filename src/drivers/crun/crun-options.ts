@@ -32,5 +32,11 @@ export interface CrunDriverOptions {
   /** Writable layers prepared ahead per (image, disk size), to keep mounts off start()'s path. */
   warmLayers?: number;
   overcommit?: Partial<OvercommitSettings>;
+  /**
+   * Egress leases (limits.network 'egress'): `dns` is the resolver sandboxes use (IPv4; default the
+   * host's, through pasta's forwarder); `uidBase` the first of 65 536 host uids for their networks
+   * (default 1 200 000; must not overlap idBase's range).
+   */
+  egress?: { dns?: string; uidBase?: number };
   logger?: DriverLogger;
 }
