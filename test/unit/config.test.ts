@@ -31,4 +31,32 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ flags: { port: 70_000 } })).toThrow(ConfigError);
     expect(() => loadConfig({ file: '/nonexistent/alacarte.json' })).toThrow(/cannot read config file/);
   });
+
+  it("reads an offer's network and bandwidth cap, and the egress resolver", () => {
+    const offer = {
+      id: 'net',
+      vcpu: 1,
+      memory_mib: 256,
+      pids: 64,
+      disk_mib: 256,
+      price: { amount_per_hour: 10, unit: 'sat' as const },
+    };
+    const c = loadConfig({
+      flags: {
+        offers: [
+          { ...offer, network: 'egress', bandwidth_mbit: 20 },
+          { ...offer, id: 'plain' },
+        ],
+        egress: { dns: '192.0.2.53' },
+      },
+    });
+    expect(c.offers?.[0]).toMatchObject({ network: 'egress', bandwidth_mbit: 20 });
+    expect(c.offers?.[1]).toMatchObject({ network: 'none' });
+    expect(c.egress.dns).toBe('192.0.2.53');
+    expect(loadConfig().egress.dns).toBeUndefined();
+    expect(() => loadConfig({ flags: { offers: [{ ...offer, network: 'full' as 'none' }] } })).toThrow(
+      /network/,
+    );
+    expect(() => loadConfig({ flags: { egress: { dns: 'dns.example' } } })).toThrow(/egress\.dns/);
+  });
 });
