@@ -70,6 +70,7 @@ export async function startLeaseNode(
     instance,
     stateDir,
     warmLayers: 2,
+    egress: cfg.egress,
     ...extras.driver,
   });
   const node = await AlacarteNode.create(cfg, {
