@@ -179,6 +179,23 @@ if (skipReason) {
       expect(seconds).toBeGreaterThanOrEqual((inet.bulkBytes - rate) / rate);
     });
 
+    it('caps the upload too', async () => {
+      const mbit = 8;
+      const s = await start({ ...EGRESS, bandwidthMbit: mbit });
+      const t0 = performance.now();
+      // Through a FIFO held open: nc's input never ends, so no half-close (see the driver README).
+      const r = await run(
+        t,
+        s,
+        `mkfifo /tmp/up; exec 3<>/tmp/up; head -c ${BULK_BYTES} /dev/zero >&3 & nc -w 10 ${inet.server} 9001 <&3`,
+        60_000,
+      );
+      const seconds = (performance.now() - t0) / 1000;
+      expect(Number(r.out.trim())).toBe(BULK_BYTES);
+      const rate = mbit * 125_000;
+      expect(seconds).toBeGreaterThanOrEqual((BULK_BYTES - rate) / rate);
+    });
+
     it('removes pasta and the rules with the sandbox; a restarted driver brings a dead pasta back', async () => {
       const s = await start(EGRESS);
       const name = containerName(t, s.leaseId);

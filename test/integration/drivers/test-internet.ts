@@ -8,8 +8,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 /**
  * A network namespace that plays "the internet" for egress tests, routed from the host over a veth
- * pair: a TCP server answering on every address of the namespace (ports 80 and 25, and a bulk
- * sender on 9000) and a DNS server (Debian's dnsmasq). Besides public documentation addresses
+ * pair: a TCP server answering on every address of the namespace (ports 80 and 25, a bulk sender
+ * on 9000 and a byte counter on 9001) and a DNS server (Debian's dnsmasq). Besides public documentation addresses
  * (198.51.100.0/24, 203.0.113.0/24), the namespace also holds one address of each range an egress
  * sandbox must not reach, routed from the host too, so that a refusal there is a real refusal and
  * not a missing route. Only /32 routes are added to the host, with a random last octet, so the
@@ -36,6 +36,13 @@ const serve = (port, answer) => net.createServer((c) => { c.on('error', () => {}
 serve(80, 'hello from the internet\\n');
 serve(25, '220 smtp ready\\n');
 serve(9000, bulk);
+// Counts what it is sent and answers the count once as many bytes as the bulk sender sends have
+// come (not at the client's end of input: pasta 2023-03 mishandles a half-close, see the README).
+net.createServer((c) => {
+  let n = 0;
+  c.on('error', () => {});
+  c.on('data', (b) => { n += b.length; if (n >= bulk.length) c.end(n + '\\n'); });
+}).listen(9001, '0.0.0.0');
 process.stdout.write('ready\\n');
 setInterval(() => {}, 1 << 30);
 `;
