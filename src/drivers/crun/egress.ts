@@ -157,16 +157,16 @@ export class EgressNetwork {
   /** Ends pasta and removes the sandbox's rules and uid; a sandbox that never had egress is fine. */
   async detach(dir: string, name: string): Promise<void> {
     const record = readRecord(dir);
-    if (record) {
-      if (this.pastaAlive(record)) {
-        process.kill(record.pid, 'SIGKILL');
-        // The uid is handed out again only once nothing runs as it any more.
-        for (let i = 0; i < 200 && this.pastaAlive(record); i++) await sleep(10);
-      }
-      rmSync(join(dir, 'egress.json'), { force: true });
-    }
-    if (this.tableReady || record) await this.removeRules([name]);
-    this.releaseUid(name, record?.uid);
+    // A crash may have left the claim without the record (or the other way round).
+    const uid = record?.uid ?? this.claimedUid(name);
+    if (uid === undefined) return;
+    if (record && this.pastaAlive(record)) process.kill(record.pid, 'SIGKILL');
+    else if (!record) killUid(uid);
+    // The uid is handed out again only once nothing runs as it any more.
+    for (let i = 0; i < 200 && runsAs(uid, record?.pid); i++) await sleep(10);
+    await this.removeRules([name]);
+    rmSync(join(dir, 'egress.json'), { force: true });
+    this.releaseUid(name, uid);
   }
 
   /**
@@ -180,6 +180,7 @@ export class EgressNetwork {
     for (const claim of this.ownClaims()) {
       if (live.has(claim.name)) continue;
       killUid(claim.uid);
+      for (let i = 0; i < 200 && runsAs(claim.uid); i++) await sleep(10);
       rmSync(join(UID_CLAIMS, String(claim.uid)), { force: true });
     }
   }
@@ -438,6 +439,12 @@ function uidOf(pid: number): number | undefined {
   if (/^State:\s+Z/m.test(status)) return undefined;
   const m = /^Uid:\s+(\d+)/m.exec(status);
   return m?.[1] ? Number(m[1]) : undefined;
+}
+
+/** Whether `pid` (or, without one, any process) still runs as `uid`. */
+function runsAs(uid: number, pid?: number): boolean {
+  if (pid !== undefined) return uidOf(pid) === uid;
+  return readdirSync('/proc').some((entry) => /^\d+$/.test(entry) && uidOf(Number(entry)) === uid);
 }
 
 /** Kills every process running as `uid` (a pasta whose sandbox went away while the node was down). */

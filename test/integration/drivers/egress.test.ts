@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, readlinkSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
@@ -224,6 +224,32 @@ if (skipReason) {
         expect(existsSync(`/run/alacarte-egress-uids/${again.uid}`)).toBe(false);
         expect(nftChains(`alacarte_${t.options.instance}`)).toContain('chain refuse');
         expect(nftChains(`alacarte_${t.options.instance}`)).not.toContain(name);
+      } finally {
+        await second.close();
+      }
+    });
+
+    it('a crash leaves nothing behind: the next driver removes pasta, rules and uid of a sandbox that died', async () => {
+      const s = await start(EGRESS);
+      const name = containerName(t, s.leaseId);
+      const dir = join(t.base, 'rt', name);
+      const record = JSON.parse(readFileSync(join(dir, 'egress.json'), 'utf8')) as {
+        uid: number;
+        pid: number;
+      };
+      // The worst moment: the driver died before it recorded pasta; then the sandbox ended.
+      rmSync(join(dir, 'egress.json'));
+      process.kill(Number(readFileSync(join(dir, 'init.pid'), 'utf8')), 'SIGKILL');
+      const second = await CrunDriver.create(t.options);
+      try {
+        expect(statusUid(record.pid)).not.toBe(record.uid);
+        expect(existsSync(`/run/alacarte-egress-uids/${record.uid}`)).toBe(false);
+        expect(nftChains(`alacarte_${t.options.instance}`)).not.toContain(name);
+        // And egress starts as before.
+        const again = await start(EGRESS);
+        expect(await reach(t, again, [`${inet.server}:80`])).toEqual({
+          [`${inet.server}:80`]: 'hello from the internet',
+        });
       } finally {
         await second.close();
       }
