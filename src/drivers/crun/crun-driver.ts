@@ -53,7 +53,7 @@ import {
 import { attachInSandbox, validSize } from './attach.js';
 import { applyLimits, limitWrites, procsFile } from './cgroup-limits.js';
 import { type CrunDriverOptions, type DriverLogger, silentLogger } from './crun-options.js';
-import { EgressNetwork } from './egress.js';
+import { DEFAULT_EGRESS_UID_BASE, EGRESS_UID_COUNT, EgressNetwork } from './egress.js';
 import { execInSandbox } from './exec.js';
 import { commandFile, deadlineFile, initScript, leaseFile } from './init-script.js';
 import { destroyDir, LayerPool, type WarmSandbox } from './layer-pool.js';
@@ -195,6 +195,11 @@ export class CrunDriver implements ComputeDriver {
     writeIfChanged(join(libDir, 'init.sh'), Buffer.from(initScript()), 0o644);
     ensureBusyboxImage(imagesDir, busybox, idBase, log);
     const host = { cpus: availableParallelism(), memoryMib: Math.floor(totalmem() / 2 ** 20) };
+    const egress = new EgressNetwork({ instance, logger: log, ...options.egress });
+    const uidBase = options.egress?.uidBase ?? DEFAULT_EGRESS_UID_BASE;
+    if (uidBase < idBase + idCount && idBase < uidBase + EGRESS_UID_COUNT)
+      throw new DriverPreflightError("egress.uidBase must not overlap the sandboxes' ids (idBase, idCount)");
+    if (egress.unavailable) log.warn(`alacarte: ${egress.unavailable}; egress offers will fail to start`);
     const driver = new CrunDriver(
       runtime,
       cgroups,
@@ -207,7 +212,7 @@ export class CrunDriver implements ComputeDriver {
       { ...defaultOvercommit(host), ...options.overcommit },
       log,
       options.warmLayers ?? 2,
-      new EgressNetwork({ instance, logger: log, ...options.egress }),
+      egress,
     );
     await driver.list();
     log.info(
