@@ -32,7 +32,7 @@ export const DEFAULT_OFFERS: readonly Offer[] = [
   offer('small', 1, 512, 256, 1024, 60n),
   offer('medium', 2, 2048, 1024, 4096, 240n),
   offer('large', 2, 8192, 4096, 16384, 900n),
-  { ...offer('small-net', 1, 512, 256, 1024, 80n), network: 'egress' },
+  { ...offer('online', 1, 512, 256, 1024, 80n), network: 'egress' },
 ];
 
 function offer(

@@ -44,12 +44,12 @@ describe.skipIf(skipReason !== undefined)('leases of the default egress offer', 
     };
   }
 
-  it('reaches the internet on small-net and nothing on small', async () => {
+  it('reaches the internet on the 'online' offer and nothing on 'small'', async () => {
     const offers = (await (await fetch(`${node.url}/v1/offers`)).json()) as { offers: unknown[] };
-    expect(offers.offers).toContainEqual(expect.objectContaining({ id: 'small-net', network: 'egress' }));
+    expect(offers.offers).toContainEqual(expect.objectContaining({ id: 'online', network: 'egress' }));
     const { tokens: pool } = await tokens(node.mintUrl, 2, 8);
     const fetchHello = `mkfifo /tmp/in; exec 3<>/tmp/in; nc -w 3 ${inet.server} 80 <&3; nslookup internet.test`;
-    const egress = await rent('small-net', pool[0]!.token);
+    const egress = await rent('online', pool[0]!.token);
     const out = await egress(fetchHello);
     expect(out).toContain('hello from the internet');
     expect(out).toMatch(new RegExp(`Address:\\s+${inet.server.replace(/\./g, '\\.')}`));

@@ -90,7 +90,7 @@ describe('service routes', () => {
       expect(o.available as number).toBeGreaterThan(0);
     }
     // The defaults ship an egress offer beside loopback-only ones.
-    expect(body.offers.find((o) => o.id === 'small-net')).toMatchObject({
+    expect(body.offers.find((o) => o.id === 'online')).toMatchObject({
       network: 'egress',
       bandwidth_mbit: 50,
     });
