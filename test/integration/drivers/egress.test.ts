@@ -101,6 +101,11 @@ if (skipReason) {
       expect(await reach(t, s, [`${inet.server}:80`])).toEqual({
         [`${inet.server}:80`]: 'hello from the internet',
       });
+      // pasta publishes nothing of the sandbox on the host: no listening socket of its uid.
+      const { uid } = JSON.parse(
+        readFileSync(join(t.base, 'rt', containerName(t, s.leaseId), 'egress.json'), 'utf8'),
+      ) as { uid: number };
+      expect(listeningUids()).not.toContain(uid);
       const dns = await run(t, s, 'cat /etc/resolv.conf; nslookup internet.test');
       expect(dns.out).toContain(`nameserver ${inet.dns}`);
       expect(dns.out).toMatch(new RegExp(`Address:\\s+${inet.server.replace(/\./g, '\\.')}`));
@@ -301,4 +306,16 @@ function nftChains(table: string): string {
   } catch {
     return '';
   }
+}
+
+/** The uids owning a listening TCP socket on the host (/proc/net/tcp and tcp6, state 0A). */
+function listeningUids(): number[] {
+  const uids: number[] = [];
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    for (const line of readFileSync(file, 'utf8').split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols[3] === '0A' && cols[7] !== undefined) uids.push(Number(cols[7]));
+    }
+  }
+  return uids;
 }

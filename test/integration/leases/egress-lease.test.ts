@@ -44,7 +44,7 @@ describe.skipIf(skipReason !== undefined)('leases of the default egress offer', 
     };
   }
 
-  it('reaches the internet on the 'online' offer and nothing on 'small'', async () => {
+  it('reaches the internet on the "online" offer and nothing on "small"', async () => {
     const offers = (await (await fetch(`${node.url}/v1/offers`)).json()) as { offers: unknown[] };
     expect(offers.offers).toContainEqual(expect.objectContaining({ id: 'online', network: 'egress' }));
     const { tokens: pool } = await tokens(node.mintUrl, 2, 8);
