@@ -65,7 +65,19 @@ export const configSchema = z
      * Egress offers: `dns` is the resolver sandboxes use (IPv4; the only DNS server they may reach).
      * Default: the host's own resolvers, through the user-mode network's forwarder.
      */
-    egress: z.object({ dns: z.ipv4().optional() }).strict().prefault({}),
+    egress: z
+      .object({
+        // Named in the sandboxes' resolv.conf, so it must be reachable from there: not loopback.
+        dns: z
+          .ipv4()
+          .refine(
+            (a) => !a.startsWith('127.'),
+            "egress.dns must not be loopback (unset: the host's resolvers)",
+          )
+          .optional(),
+      })
+      .strict()
+      .prefault({}),
     /** Other Cashu mints whose tokens this node accepts (it swaps them at that mint first). */
     trustedMints: z.array(z.url()).max(50).default([]),
     mint: z

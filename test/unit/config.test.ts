@@ -58,5 +58,6 @@ describe('loadConfig', () => {
       /network/,
     );
     expect(() => loadConfig({ flags: { egress: { dns: 'dns.example' } } })).toThrow(/egress\.dns/);
+    expect(() => loadConfig({ flags: { egress: { dns: '127.0.0.53' } } })).toThrow(/loopback/);
   });
 });
