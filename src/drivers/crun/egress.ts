@@ -119,16 +119,25 @@ export class EgressNetwork {
   }
 
   /**
-   * Gives a sandbox its network: its rules and pasta, both in place before the lease's command runs. Throws with pasta's or nft's message when either fails; the caller removes the sandbox.
+   * Gives a sandbox its network: its rules and pasta, both in place before the lease's command
+   * runs. Throws with pasta's or nft's message when either fails; the caller then calls detach()
+   * (start() does, removing the sandbox).
    */
   async attach(target: EgressTarget): Promise<void> {
     if (this.unavailable) throw new Error(this.unavailable);
     await this.ensureTable();
     const uid = this.claimUid(target.name);
     // Side by side: pasta opens no socket of its own before the tenant sends something, and the
-    // tenant's command starts only once both are done.
-    const [, pid] = await Promise.all([this.applySandboxRules(target, uid), this.startPasta(target, uid)]);
+    // tenant's command starts only once both are done. Whatever fails, pasta is recorded once it
+    // runs, so that the caller's detach() ends it: it never runs on without its rules.
+    const [rules, pasta] = await Promise.allSettled([
+      this.applySandboxRules(target, uid),
+      this.startPasta(target, uid),
+    ]);
+    if (pasta.status === 'rejected') throw pasta.reason;
+    const pid = pasta.value;
     writeAtomic(join(target.dir, 'egress.json'), JSON.stringify({ uid, pid } satisfies EgressRecord));
+    if (rules.status === 'rejected') throw rules.reason;
     // pasta is a host process working for the tenant: its CPU time counts against the lease's quota.
     for (const file of target.procsFiles) {
       try {
