@@ -159,6 +159,29 @@ if (skipReason) {
       });
     });
 
+    it("a neighbour is out of reach: another sandbox's published port answers the host, not an egress sandbox", async () => {
+      const leaseId = newLeaseId();
+      started.push(leaseId);
+      const neighbour = await t.driver.start(
+        {
+          leaseId,
+          image: 'busybox',
+          command: ['nc', '-ll', '-p', '8080', '-e', 'echo', 'neighbour'],
+          ports: [8080],
+        },
+        EGRESS,
+        new Date(Date.now() + 600_000),
+      );
+      const hostPortOfNeighbour = Number(new URL(neighbour.ports[8080] ?? '').port);
+      expect(await readFromHost('127.0.0.1', hostPortOfNeighbour)).toContain('neighbour');
+      const s = await start(EGRESS);
+      const targets = [...hostIPv4Addresses(), '10.0.2.2', inet.hostEnd].map(
+        (a) => `${a}:${hostPortOfNeighbour}`,
+      );
+      const seen = await reach(t, s, targets);
+      for (const target of targets) expect({ target, read: seen[target] }).toEqual({ target, read: '' });
+    });
+
     it('a sandbox of a plain offer reaches nothing', async () => {
       const s = await start(TEST_LIMITS);
       const seen = await reach(t, s, [`${inet.server}:80`, `${inet.hostEnd}:${hostPort}`]);
