@@ -30,6 +30,7 @@ import {
   sandboxLimitsSchema,
   sandboxRequestSchema,
 } from '../../core/lease-request.js';
+import { DEFAULT_BANDWIDTH_MBIT } from '../../core/offers.js';
 import {
   availableCapacity,
   defaultOvercommit,
@@ -499,7 +500,12 @@ export class CrunDriver implements ComputeDriver {
       if (!this.live.has(id)) await this.reopenPorts(id, meta);
       if (meta.limits.network === 'egress') {
         withEgress.add(c.name);
-        await this.egress.restore(this.egressTarget(id, c.name, meta.limits));
+        // Failing closed: without its pasta the sandbox has no network, which is no reason to fail list().
+        try {
+          await this.egress.restore(this.egressTarget(id, c.name, meta.limits));
+        } catch (e) {
+          this.log.warn(`alacarte: the egress of ${id} could not be restored: ${String(e)}`);
+        }
       }
       out.push({ leaseId: id, deadline: new Date(meta.deadline), ports: urls(meta.ports) });
     }
@@ -550,7 +556,7 @@ export class CrunDriver implements ComputeDriver {
       dir: join(this.paths.runtimeDir, name),
       name,
       initPid,
-      bandwidthMbit: limits.bandwidthMbit ?? 50,
+      bandwidthMbit: limits.bandwidthMbit ?? DEFAULT_BANDWIDTH_MBIT,
       procsFiles,
     };
   }
