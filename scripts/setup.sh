@@ -32,13 +32,16 @@ done_step() {
 # CPUs in /proc (the driver reuses a running one, such as Debian's service, or starts one).
 # curl: the files benchmark's HTTP client (npm run bench runs this without --test), and the README's
 # examples. mmdebstrap builds the debian image; skopeo and umoci pull and unpack OCI images;
-# openssh-sftp-server is the sftp-server SSH leases run inside their sandboxes (sftp, scp).
-debian_packages=(crun busybox-static uidmap iproute2 bsdutils lxcfs curl mmdebstrap skopeo umoci openssh-sftp-server)
+# openssh-sftp-server is the sftp-server SSH leases run inside their sandboxes (sftp, scp); passt
+# (pasta) and nftables the egress network.
+debian_packages=(crun busybox-static uidmap iproute2 bsdutils lxcfs curl mmdebstrap skopeo umoci
+  openssh-sftp-server passt nftables)
 # `--test` (npm test, CI): also what the test suites need but a node does not: runc, against
 # which the driver contract suite runs too, the browser the web page's end-to-end test drives, and
-# the registry the image tests pull from, and the stock OpenSSH client the SSH tests log in with.
+# the registry the image tests pull from, the stock OpenSSH client the SSH tests log in with, and
+# dnsmasq-base, the DNS server of the egress tests' stand-in internet.
 if [ -n "$test_too" ]; then
-  debian_packages+=(runc chromium docker-registry openssh-client)
+  debian_packages+=(runc chromium docker-registry openssh-client dnsmasq-base)
 fi
 missing=()
 for pkg in "${debian_packages[@]}"; do

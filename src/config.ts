@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { DEFAULT_BANDWIDTH_MBIT } from './core/offers.js';
 
 /**
  * The node's configuration: defaults, then the config file (JSON), then environment variables,
@@ -20,6 +21,10 @@ const offerSchema = z
     memory_mib: z.number().int().min(16).max(1_048_576),
     pids: z.number().int().min(8).max(1_000_000),
     disk_mib: z.number().int().min(1).max(1_048_576),
+    /** `egress`: outbound internet through a user-mode network, host and private ranges refused. */
+    network: z.enum(['none', 'egress']).default('none'),
+    /** Egress cap per lease, megabits per second each direction. */
+    bandwidth_mbit: z.number().int().min(1).max(100_000).default(DEFAULT_BANDWIDTH_MBIT),
     price: z.object({
       amount_per_hour: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
       unit: z.literal('sat'),
@@ -75,6 +80,23 @@ export const configSchema = z
         enabled: z.boolean().default(true),
         /** 0 picks a free port (tests). */
         port: port.default(2222),
+      })
+      .strict()
+      .prefault({}),
+    /**
+     * Egress offers: `dns` is the resolver sandboxes use (IPv4; the only DNS server they may reach).
+     * Default: the host's own resolvers, through the user-mode network's forwarder.
+     */
+    egress: z
+      .object({
+        // Named in the sandboxes' resolv.conf, so it must be reachable from there: not loopback.
+        dns: z
+          .ipv4()
+          .refine(
+            (a) => !a.startsWith('127.'),
+            "egress.dns must not be loopback (unset: the host's resolvers)",
+          )
+          .optional(),
       })
       .strict()
       .prefault({}),

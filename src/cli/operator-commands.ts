@@ -61,7 +61,7 @@ async function serve(args: string[], usage: string): Promise<number> {
   const runtimeDir = join(config.dataDir, 'sandboxes');
   // The first start builds the busybox image and warm sandboxes: a few seconds that say so.
   process.stderr.write('alacarte: checking the host and preparing images…\n');
-  const driver = await CrunDriver.create({ runtimeDir, imagesDir, logger });
+  const driver = await CrunDriver.create({ runtimeDir, imagesDir, logger, egress: config.egress });
   const images = new ImageStore(imagesDir, runtimeDir);
   if (!images.has('debian'))
     process.stdout.write('image debian is not built yet: alacarte image build debian (npm start does)\n');

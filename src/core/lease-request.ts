@@ -126,16 +126,20 @@ export const sandboxRequestSchema = z.object({
  * (capacity is counted in milli-vCPUs, exactly), at least a hundredth; memory and pids above what
  * a sandbox's own init needs. The operator's configuration is checked with this at start-up.
  */
-export const sandboxLimitsSchema = z.object({
-  vcpu: z
-    .number()
-    .min(0.01)
-    .max(1024)
-    .refine((v) => Math.abs(v * 1000 - Math.round(v * 1000)) < 1e-6, 'vcpu is counted in thousandths'),
-  memoryMib: z.number().int().min(16).max(1_048_576),
-  pids: z.number().int().min(8).max(1_000_000),
-  diskMib: z.number().int().min(1).max(1_048_576),
-});
+export const sandboxLimitsSchema = z
+  .object({
+    vcpu: z
+      .number()
+      .min(0.01)
+      .max(1024)
+      .refine((v) => Math.abs(v * 1000 - Math.round(v * 1000)) < 1e-6, 'vcpu is counted in thousandths'),
+    memoryMib: z.number().int().min(16).max(1_048_576),
+    pids: z.number().int().min(8).max(1_000_000),
+    diskMib: z.number().int().min(1).max(1_048_576),
+    network: z.enum(['none', 'egress']).optional(),
+    bandwidthMbit: z.number().int().min(1).max(100_000).optional(),
+  })
+  .refine((l) => l.network !== 'egress' || l.bandwidthMbit !== undefined, 'egress needs bandwidthMbit');
 
 /** Whether a lease may end at `deadline`: a real date, not past LATEST_DEADLINE_MS. */
 export function deadlineAllowed(deadline: Date): boolean {

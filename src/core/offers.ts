@@ -1,6 +1,15 @@
 import { Amount } from './amount.js';
 import type { Failure } from './errors.js';
 
+/**
+ * A sandbox's network (API.md "Images and network in offers"): `none` is loopback only; `egress` adds
+ * outbound connections to the internet (never to the host, private or link-local ranges, nor port 25).
+ */
+export type OfferNetwork = 'none' | 'egress';
+
+/** The bandwidth cap of an egress offer that names none, in megabits per second, each direction. */
+export const DEFAULT_BANDWIDTH_MBIT = 50;
+
 /** What a renter can buy: a sandbox size and its price per hour. From the operator's config. */
 export interface Offer {
   id: string;
@@ -8,6 +17,9 @@ export interface Offer {
   memoryMib: number;
   pids: number;
   diskMib: number;
+  network: OfferNetwork;
+  /** Egress cap in megabits per second, each direction (upload and download); only for egress. */
+  bandwidthMbit: number;
   /** Price of one hour, in `unit`. */
   amountPerHour: bigint;
   unit: string;
@@ -20,6 +32,7 @@ export const DEFAULT_OFFERS: readonly Offer[] = [
   offer('small', 1, 512, 256, 1024, 60n),
   offer('medium', 2, 2048, 1024, 4096, 240n),
   offer('large', 2, 8192, 4096, 16384, 900n),
+  { ...offer('online', 1, 512, 256, 1024, 80n), network: 'egress' },
 ];
 
 function offer(
@@ -36,6 +49,8 @@ function offer(
     memoryMib,
     pids,
     diskMib,
+    network: 'none',
+    bandwidthMbit: DEFAULT_BANDWIDTH_MBIT,
     amountPerHour: perHour,
     unit: 'sat',
     minSeconds: 60,
@@ -85,6 +100,10 @@ export interface OfferJson {
   memory_mib: number;
   pids: number;
   disk_mib: number;
+  /** Absent in leases recorded before offers had a network: those had none. */
+  network?: OfferNetwork;
+  /** Megabits per second, each direction; shown for egress offers only. */
+  bandwidth_mbit?: number;
   price: { amount_per_hour: number; unit: string };
   min_seconds: number;
   max_seconds: number;
@@ -97,6 +116,8 @@ export function offerFromJson(o: OfferJson): Offer {
     memoryMib: o.memory_mib,
     pids: o.pids,
     diskMib: o.disk_mib,
+    network: o.network ?? 'none',
+    bandwidthMbit: o.bandwidth_mbit ?? DEFAULT_BANDWIDTH_MBIT,
     amountPerHour: BigInt(o.price.amount_per_hour),
     unit: o.price.unit,
     minSeconds: o.min_seconds,
@@ -111,6 +132,8 @@ export function offerToJson(o: Offer): OfferJson {
     memory_mib: o.memoryMib,
     pids: o.pids,
     disk_mib: o.diskMib,
+    network: o.network,
+    ...(o.network === 'egress' ? { bandwidth_mbit: o.bandwidthMbit } : {}),
     price: { amount_per_hour: Number(o.amountPerHour), unit: o.unit },
     min_seconds: o.minSeconds,
     max_seconds: o.maxSeconds,

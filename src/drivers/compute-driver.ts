@@ -90,13 +90,21 @@ export interface SandboxSpec {
   ports?: number[];
 }
 
-/** What an offer grants (API.md offers: vcpu, memory_mib, pids, disk_mib). */
+/** What an offer grants (API.md offers: vcpu, memory_mib, pids, disk_mib, network, bandwidth_mbit). */
 export interface SandboxLimits {
   /** CPU time as a number of cores, fractions allowed (0.5 = half a core). */
   vcpu: number;
   memoryMib: number;
   pids: number;
   diskMib: number;
+  /**
+   * `egress`: outbound internet through a user-mode network, with the host, private and link-local
+   * ranges and port 25 refused on the host side (API.md "Images and network in offers"). Absent or
+   * `none`: loopback only.
+   */
+  network?: 'none' | 'egress';
+  /** Egress bandwidth cap, megabits per second in each direction; required with `egress`. */
+  bandwidthMbit?: number;
 }
 
 /** Identifies a sandbox to the driver; a handle, a list() entry or just `{ leaseId }` all do. */

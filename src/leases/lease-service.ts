@@ -319,7 +319,13 @@ export class LeaseService {
     try {
       const started = await this.driver.start(
         { leaseId: id, image: input.image, command: input.command, env: input.env, ports: input.ports },
-        { vcpu: offer.vcpu, memoryMib: offer.memoryMib, pids: offer.pids, diskMib: offer.diskMib },
+        {
+          vcpu: offer.vcpu,
+          memoryMib: offer.memoryMib,
+          pids: offer.pids,
+          diskMib: offer.diskMib,
+          ...(offer.network === 'egress' ? { network: 'egress', bandwidthMbit: offer.bandwidthMbit } : {}),
+        },
         deadline,
       );
       this.emit({ type: 'started', ms: this.now().getTime() - startedAt.getTime() });

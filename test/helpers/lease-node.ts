@@ -78,6 +78,7 @@ export async function startLeaseNode(
     instance,
     stateDir,
     warmLayers: 2,
+    egress: cfg.egress,
     ...extras.driver,
   });
   const node = await AlacarteNode.create(cfg, {

@@ -43,4 +43,33 @@ describe('loadConfig', () => {
     expect(loadConfig({ flags: { ssh: sshPortSetting('0') } }).ssh.port).toBe(0);
     expect(() => loadConfig({ env: { ALACARTE_SSH_PORT: 'twenty-two' } })).toThrow(/ssh.port/);
   });
+
+  it("reads an offer's network and bandwidth cap, and the egress resolver", () => {
+    const offer = {
+      id: 'net',
+      vcpu: 1,
+      memory_mib: 256,
+      pids: 64,
+      disk_mib: 256,
+      price: { amount_per_hour: 10, unit: 'sat' as const },
+    };
+    const c = loadConfig({
+      flags: {
+        offers: [
+          { ...offer, network: 'egress', bandwidth_mbit: 20 },
+          { ...offer, id: 'plain' },
+        ],
+        egress: { dns: '192.0.2.53' },
+      },
+    });
+    expect(c.offers?.[0]).toMatchObject({ network: 'egress', bandwidth_mbit: 20 });
+    expect(c.offers?.[1]).toMatchObject({ network: 'none' });
+    expect(c.egress.dns).toBe('192.0.2.53');
+    expect(loadConfig().egress.dns).toBeUndefined();
+    expect(() => loadConfig({ flags: { offers: [{ ...offer, network: 'full' as 'none' }] } })).toThrow(
+      /network/,
+    );
+    expect(() => loadConfig({ flags: { egress: { dns: 'dns.example' } } })).toThrow(/egress\.dns/);
+    expect(() => loadConfig({ flags: { egress: { dns: '127.0.0.53' } } })).toThrow(/loopback/);
+  });
 });

@@ -65,7 +65,7 @@ const NODE_PACKAGES = (
   /^debian_packages=\(([^)]*)\)$/m.exec(readFileSync(join(REPO_ROOT, 'scripts', 'setup.sh'), 'utf8'))?.[1] ??
   ''
 )
-  .split(' ')
+  .split(/\s+/)
   .filter(Boolean);
 const FRESH = ['crun', 'busybox-static', 'uidmap'];
 

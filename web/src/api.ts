@@ -9,6 +9,9 @@ export interface OfferInfo {
   vcpu: number;
   memory_mib: number;
   disk_mib: number;
+  /** 'egress': the sandbox reaches the internet (capped at bandwidth_mbit); 'none': loopback only. */
+  network: 'none' | 'egress';
+  bandwidth_mbit?: number;
   price: { amount_per_hour: number; unit: string };
   min_seconds: number;
   max_seconds: number;
@@ -109,6 +112,8 @@ export async function getOffers(): Promise<Offers> {
       vcpu: fraction(o.vcpu, 'vcpu'),
       memory_mib: num(o.memory_mib, 'memory'),
       disk_mib: num(o.disk_mib, 'disk'),
+      network: o.network === 'egress' ? 'egress' : 'none',
+      ...(o.bandwidth_mbit === undefined ? {} : { bandwidth_mbit: num(o.bandwidth_mbit, 'bandwidth') }),
       price: {
         amount_per_hour: num(o.price.amount_per_hour, 'price'),
         unit: str(o.price.unit, 'unit'),

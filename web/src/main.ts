@@ -161,6 +161,7 @@ function renderOffers(offers: Offers): void {
     spec.className = 'spec';
     spec.textContent =
       `${offer.vcpu} vCPU · ${formatMib(offer.memory_mib)} RAM · ${formatMib(offer.disk_mib)} disk · ` +
+      (offer.network === 'egress' ? `internet ${offer.bandwidth_mbit ?? '?'} Mbit/s · ` : 'no network · ') +
       `${offer.price.amount_per_hour} ${offer.price.unit}/hour · ${offer.available} free`;
     label.append(input, name, spec);
     ui.offers.append(label);

@@ -277,13 +277,14 @@ const cp: Handler = async (ctx, _values, positionals) => {
 const offers: Handler = async (ctx, _values, positionals) => {
   noPositionals(positionals, 'offers');
   const res = await ctx.sdk({ wallet: false }).offers();
-  const rows = [['OFFER', 'VCPU', 'MEMORY', 'DISK', 'PRICE', 'AVAILABLE']];
+  const rows = [['OFFER', 'VCPU', 'MEMORY', 'DISK', 'NETWORK', 'PRICE', 'AVAILABLE']];
   for (const o of res.offers) {
     rows.push([
       o.id,
       String(o.vcpu),
       `${o.memory_mib} MiB`,
       `${o.disk_mib} MiB`,
+      o.network === 'egress' ? `egress ${o.bandwidth_mbit ?? '?'} Mbit/s` : 'none',
       `${o.price.amount_per_hour} ${o.price.unit}/h`,
       String(o.available),
     ]);

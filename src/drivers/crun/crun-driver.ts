@@ -33,6 +33,7 @@ import {
   sandboxLimitsSchema,
   sandboxRequestSchema,
 } from '../../core/lease-request.js';
+import { DEFAULT_BANDWIDTH_MBIT } from '../../core/offers.js';
 import {
   availableCapacity,
   defaultOvercommit,
@@ -61,6 +62,7 @@ import { applyLimits, limitWrites, procsFile } from './cgroup-limits.js';
 import { connectInSandbox } from './connect.js';
 import { CpuPicker, cpusetFile, parentCpus } from './cpuset.js';
 import { type CrunDriverOptions, type DriverLogger, silentLogger } from './crun-options.js';
+import { DEFAULT_EGRESS_UID_BASE, EGRESS_UID_COUNT, EgressNetwork } from './egress.js';
 import { execInSandbox } from './exec.js';
 import { type ImageConfig, leaseArgv, readImageConfig } from './image-config.js';
 import { commandFile, deadlineFile, initScript, leaseFile } from './init-script.js';
@@ -166,6 +168,7 @@ export class CrunDriver implements ComputeDriver {
     private readonly lxcfs: DriverLxcfs,
     /** How sftp() runs OpenSSH's sftp-server inside (sftp-server.ts), or why it cannot. */
     private readonly sftpServer: { command: string[] } | { missing: string },
+    private readonly egress: EgressNetwork,
   ) {
     this.pool = new LayerPool({
       runtimeDir: paths.runtimeDir,
@@ -234,6 +237,11 @@ export class CrunDriver implements ComputeDriver {
     const sftpServer = installSftpServer(libDir);
     if ('missing' in sftpServer) log.warn(`alacarte: no SFTP in sandboxes: ${sftpServer.missing}`);
     const host = { cpus: availableParallelism(), memoryMib: Math.floor(totalmem() / 2 ** 20) };
+    const egress = new EgressNetwork({ instance, logger: log, ...options.egress });
+    const uidBase = options.egress?.uidBase ?? DEFAULT_EGRESS_UID_BASE;
+    if (uidBase < idBase + idCount && idBase < uidBase + EGRESS_UID_COUNT)
+      throw new DriverPreflightError("egress.uidBase must not overlap the sandboxes' ids (idBase, idCount)");
+    if (egress.unavailable) log.warn(`alacarte: ${egress.unavailable}; egress offers will fail to start`);
     const driver = new CrunDriver(
       runtime,
       cgroups,
@@ -248,6 +256,7 @@ export class CrunDriver implements ComputeDriver {
       options.warmLayers ?? 2,
       lxcfs,
       sftpServer,
+      egress,
     );
     await driver.list();
     log.info(
@@ -307,6 +316,7 @@ export class CrunDriver implements ComputeDriver {
         join(dir, 'run', 'command.sh'),
         commandFile(leaseArgv(image, spec.command), { ...image.env, ...spec.env }, image.working_dir),
       );
+      if (limits.network === 'egress') await this.egress.attach(this.egressTarget(id, warm.name, limits));
       const ports: Record<string, number> = {};
       for (const port of spec.ports ?? []) {
         const proxy = new PortProxy(port, () => this.initPid(id), this.paths.busybox, live.budget);
@@ -337,6 +347,7 @@ export class CrunDriver implements ComputeDriver {
       const name = this.names.get(id);
       this.names.delete(id);
       if (name) {
+        await this.egress.detach(join(this.paths.runtimeDir, name), name).catch(() => {});
         await this.removeContainer(name).catch(() => {});
         await destroyDir(join(this.paths.runtimeDir, name), this.paths.busybox).catch(() => {});
         if (readLink(link) === name) rmSync(link, { force: true });
@@ -525,6 +536,9 @@ export class CrunDriver implements ComputeDriver {
     if (live) await Promise.all(live.proxies.map((p) => p.close()));
     const name = this.containerName(id);
     if (name) {
+      await this.egress
+        .detach(join(this.paths.runtimeDir, name), name)
+        .catch((e: unknown) => this.log.warn(`alacarte: removing the egress of ${id} failed: ${String(e)}`));
       await this.removeContainer(name);
       await destroyDir(join(this.paths.runtimeDir, name), this.paths.busybox);
     }
@@ -550,6 +564,8 @@ export class CrunDriver implements ComputeDriver {
     const starting = (id: string) => startingThen.has(id) || this.starting.has(id);
     const out: SandboxInfo[] = [];
     const handled = new Set<string>();
+    // Egress networks to keep: those of live sandboxes and of starts under way (theirs or a pool's).
+    const withEgress = new Set<string>([...this.names.values()]);
     for (const c of containers) {
       handled.add(c.name);
       const id = leaseOf.get(c.name);
@@ -580,6 +596,15 @@ export class CrunDriver implements ComputeDriver {
       this.limitsById.set(id, meta.limits);
       this.watched.add(id);
       if (!this.live.has(id)) await this.reopenPorts(id, meta);
+      if (meta.limits.network === 'egress') {
+        withEgress.add(c.name);
+        // Failing closed: without its pasta the sandbox has no network, which is no reason to fail list().
+        try {
+          await this.egress.restore(this.egressTarget(id, c.name, meta.limits));
+        } catch (e) {
+          this.log.warn(`alacarte: the egress of ${id} could not be restored: ${String(e)}`);
+        }
+      }
       out.push({ leaseId: id, deadline: new Date(meta.deadline), ports: urls(meta.ports) });
     }
     // Remains without a container: a start or a preparation that crashed half-way.
@@ -594,6 +619,7 @@ export class CrunDriver implements ComputeDriver {
         await this.stop({ leaseId: entry });
       }
     }
+    await this.egress.sweep(withEgress);
     return out;
   }
 
@@ -604,6 +630,7 @@ export class CrunDriver implements ComputeDriver {
     await this.pool.close();
     for (const live of this.live.values()) await Promise.all(live.proxies.map((p) => p.close()));
     this.live.clear();
+    await this.egress.close();
     // With no sandbox left, leave no empty state or cgroup directories either (best effort: these
     // fail while anything is still in them, which is what should happen).
     for (const dir of [this.paths.stateDir, ...this.cgroupParents()]) {
@@ -613,6 +640,23 @@ export class CrunDriver implements ComputeDriver {
         // still in use, or gone
       }
     }
+  }
+
+  private egressTarget(leaseId: string, name: string, limits: SandboxLimits) {
+    const initPid = this.initPid(leaseId);
+    if (initPid === undefined) throw new Error('the sandbox has ended');
+    const cgroup = this.cgroupOf(name);
+    const procsFiles =
+      this.cgroups.mode === 'v2'
+        ? [join('/sys/fs/cgroup', cgroup, 'cgroup.procs')]
+        : this.cgroupParents().map((parent) => join(parent, name, 'cgroup.procs'));
+    return {
+      dir: join(this.paths.runtimeDir, name),
+      name,
+      initPid,
+      bandwidthMbit: limits.bandwidthMbit ?? DEFAULT_BANDWIDTH_MBIT,
+      procsFiles,
+    };
   }
 
   private cgroupParents(): string[] {
@@ -773,14 +817,19 @@ export class CrunDriver implements ComputeDriver {
     if (code !== 0) throw new Error(`${this.runtime.name} create exited ${code}: ${tail(logFile)}`);
     await this.startContainer(warm.name, logFile);
     await this.untilInitRuns(warm.dir);
-    // The first exec into a fresh sandbox costs the runtime about twice a later one; pay it here.
+    // The first exec into a fresh sandbox costs the runtime about twice a later one; pay it here,
+    // writing the resolv.conf an egress lease needs (done inside, as the sandbox's root).
     await runProcess(this.runtime.path, [
       '--root',
       this.paths.stateDir,
       'exec',
       this.containerId(warm.name),
       IN_SANDBOX.busybox,
-      'true',
+      'sh',
+      '-c',
+      'mkdir -p /etc && rm -f /etc/resolv.conf && printf %s "$1" > /etc/resolv.conf',
+      'sh',
+      this.egress.resolvConf(),
     ]);
   }
 

@@ -37,5 +37,11 @@ export interface CrunDriverOptions {
    * host's /proc files. A running lxcfs is reused wherever it is mounted (lxcfs.ts).
    */
   lxcfsDir?: string | false;
+  /**
+   * Egress leases (limits.network 'egress'): `dns` is the resolver sandboxes use (IPv4; default the
+   * host's, through pasta's forwarder); `uidBase` the first of 65 536 host uids for their networks
+   * (default 1 200 000; must not overlap idBase's range).
+   */
+  egress?: { dns?: string; uidBase?: number };
   logger?: DriverLogger;
 }

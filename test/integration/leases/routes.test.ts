@@ -84,10 +84,18 @@ describe('service routes', () => {
         min_seconds: expect.any(Number),
         max_seconds: expect.any(Number),
       });
+      expect(['none', 'egress']).toContain(o.network);
+      expect(o.bandwidth_mbit === undefined).toBe(o.network === 'none');
       expect(Number.isInteger(o.available)).toBe(true);
       expect(o.available as number).toBeGreaterThan(0);
     }
+    // The defaults ship an egress offer beside loopback-only ones.
+    expect(body.offers.find((o) => o.id === 'online')).toMatchObject({
+      network: 'egress',
+      bandwidth_mbit: 50,
+    });
     expect(body.offers.find((o) => o.id === 'small')).toMatchObject({
+      network: 'none',
       price: { amount_per_hour: 60, unit: 'sat' },
       min_seconds: 60,
       max_seconds: 2_592_000,
