@@ -6,7 +6,16 @@ import { ImageError, type ImageListing, type ImageStore } from './image-store.js
 import { type ProgressSink, requireTool, runTool } from './image-tools.js';
 
 /** What the `debian` image holds beyond Debian's essential packages and apt. */
-export const DEBIAN_PACKAGES = ['python3', 'python3-pip', 'python3-venv', 'curl', 'git', 'ca-certificates'];
+export const DEBIAN_PACKAGES = [
+  'python3',
+  'python3-pip',
+  'python3-venv',
+  'curl',
+  'git',
+  'ca-certificates',
+  // free, ps, top, uptime: what a renter types first to see their server.
+  'procps',
+];
 
 /** Bump with every change to finishTree(). */
 const FINISH_VERSION = 1;

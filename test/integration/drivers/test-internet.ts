@@ -10,7 +10,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
  * A network namespace that plays "the internet" for egress tests, routed from the host over a veth
  * pair: a TCP server answering on every address of the namespace (ports 80 and 25, a bulk sender
  * on 9000 and a byte counter on 9001) and a DNS server (Debian's dnsmasq). Besides public documentation addresses
- * (198.51.100.0/24, 203.0.113.0/24), the namespace also holds one address of each range an egress
+ * (198.51.100.0/24 only: this machine's own way out — its package mirror and registry — may sit on
+ * another documentation range, and a route of ours over it cut every download of a concurrent test),
+ * the namespace also holds one address of each range an egress
  * sandbox must not reach, routed from the host too, so that a refusal there is a real refusal and
  * not a missing route. Only /32 routes are added to the host, with a random last octet, so the
  * host's own networks (and a concurrent run) are left alone.
@@ -26,6 +28,8 @@ export interface TestInternet {
   hostEnd: string;
   /** Bytes the server on port 9000 sends to each connection. */
   bulkBytes: number;
+  /** The network namespace's name, to run more servers "on the internet" (`ip netns exec`). */
+  namespace: string;
   dispose(): Promise<void>;
 }
 
@@ -56,13 +60,14 @@ export async function makeTestInternet(bulkBytes: number): Promise<TestInternet>
   const ns = `alacarte-inet-${tag}`;
   const hostIf = `aih${tag}`;
   const nsIf = `ain${tag}`;
-  const k = randomInt(2, 250);
-  // A /30 of 203.0.113.0/24 for the link, chosen at random too.
-  const link = 4 * randomInt(0, 64);
-  const hostEnd = `203.0.113.${link + 1}`;
-  const nsEnd = `203.0.113.${link + 2}`;
+  // Servers in the lower half of 198.51.100.0/24, the link a /30 of its upper half, at random so
+  // that concurrent runs do not meet.
+  const k = randomInt(2, 126);
+  const link = 128 + 4 * randomInt(0, 32);
+  const hostEnd = `198.51.100.${link + 1}`;
+  const nsEnd = `198.51.100.${link + 2}`;
   const server = `198.51.100.${k}`;
-  const dns = `198.51.100.${k === 249 ? 2 : k + 1}`;
+  const dns = `198.51.100.${k + 1}`;
   const forbidden = {
     '10/8': `10.213.77.${k}`,
     '172.16/12': `172.31.213.${k}`,
@@ -134,7 +139,7 @@ export async function makeTestInternet(bulkBytes: number): Promise<TestInternet>
     children.push(dnsmasq);
     await untilListening(dns, 53);
     for (const a of [server, ...Object.values(forbidden)]) await untilListening(a, 80);
-    return { server, dns, forbidden, hostEnd, bulkBytes, dispose: cleanup };
+    return { server, dns, forbidden, hostEnd, bulkBytes, namespace: ns, dispose: cleanup };
   } catch (e) {
     await cleanup();
     throw e;
