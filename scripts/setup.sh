@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# bsdutils gives `script`, the terminal behind attach.
-debian_packages=(crun busybox-static uidmap iproute2 bsdutils)
+# bsdutils gives `script`, the terminal behind attach; lxcfs shows each sandbox its own memory and
+# CPUs in /proc (the driver reuses a running one, such as Debian's service, or starts one).
+debian_packages=(crun busybox-static uidmap iproute2 bsdutils lxcfs)
 # `--test` (npm test, CI): also what the test suites need but a node does not: runc, against
 # which the driver contract suite runs too, and the browser the web page's end-to-end test drives.
 if [ "${1:-}" = "--test" ]; then

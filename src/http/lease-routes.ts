@@ -4,6 +4,7 @@ import {
   bearerOf,
   createLeaseBody,
   execBody,
+  execStdin,
   extendBody,
   idempotencyKeyOf,
   parseWith,
@@ -48,7 +49,12 @@ export function leaseRoutes(options: LeaseRoutesOptions): FastifyPluginAsync {
       const answer = await leases.exec(
         request.params.id,
         credential,
-        { command: body.command, stdin: body.stdin, timeoutSeconds: body.timeout_seconds },
+        {
+          command: body.command,
+          stdin: execStdin(body),
+          encoding: body.encoding,
+          timeoutSeconds: body.timeout_seconds,
+        },
         deliveredOf(reply),
       );
       return send(reply, answer);

@@ -321,9 +321,17 @@ export class LeaseService {
   async exec(
     id: string,
     credential: string | undefined,
-    request: { command: string[]; stdin?: string; timeoutSeconds: number },
+    request: {
+      command: string[];
+      /** Text (sent as UTF-8) or bytes. */
+      stdin?: string | Uint8Array;
+      /** How stdout and stderr are answered: text, or the bytes unchanged as base64. */
+      encoding?: 'utf8' | 'base64';
+      timeoutSeconds: number;
+    },
     delivered?: Promise<unknown>,
   ): Promise<Answer> {
+    const encoding = request.encoding ?? 'utf8';
     const row = await this.authorize(id, credential);
     this.requireRunning(row);
     const release = this.execs.take(row.id);
@@ -352,9 +360,11 @@ export class LeaseService {
       headers: {},
       body: {
         exit_code: result.exitCode,
-        stdout: result.stdout.toString('utf8'),
-        stderr: result.stderr.toString('utf8'),
+        stdout: result.stdout.toString(encoding),
+        stderr: result.stderr.toString(encoding),
         truncated: result.truncated,
+        // Said only when asked for, so that utf8 answers stay as they were.
+        ...(encoding === 'base64' ? { encoding } : {}),
       },
     };
   }

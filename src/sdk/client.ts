@@ -6,6 +6,8 @@ import { attachTerminal, type LeaseTerminal } from './attach.js';
 import { AlacarteApiError, AlacarteNetworkError, PriceLimitError, UnknownLeaseError } from './errors.js';
 import { LeaseBook, type LeaseBookEntry } from './lease-book.js';
 import type {
+  ExecBytesResult,
+  ExecEncoding,
   ExecResult,
   Lease,
   OffersResponse,
@@ -132,20 +134,56 @@ export class Alacarte {
     return lease;
   }
 
+  /**
+   * Runs a command in the lease's sandbox. With `encoding: 'base64'`, `stdin` is sent as base64
+   * (given as bytes, or as a string that is base64 already) and stdout/stderr come back as base64;
+   * see execBytes for bytes both ways. Errors: AlacarteApiError (`invalid_request`,
+   * `unauthorized`, `lease_not_running`, ...).
+   */
   async exec(
     id: string,
     command: string[],
-    options: { stdin?: string; timeoutSeconds?: number; token?: string } = {},
+    options: {
+      stdin?: string | Uint8Array;
+      encoding?: ExecEncoding;
+      timeoutSeconds?: number;
+      token?: string;
+    } = {},
   ): Promise<ExecResult> {
     const { url, token } = this.credential(id, options.token);
     const body: Record<string, unknown> = { command };
-    if (options.stdin !== undefined) body.stdin = options.stdin;
+    // Bytes can only travel as base64; a string is sent as given, in the encoding asked for.
+    const encoding = options.stdin instanceof Uint8Array ? 'base64' : options.encoding;
+    if (options.stdin !== undefined) {
+      body.stdin =
+        options.stdin instanceof Uint8Array ? Buffer.from(options.stdin).toString('base64') : options.stdin;
+    }
+    if (encoding !== undefined) body.encoding = encoding;
     if (options.timeoutSeconds !== undefined) body.timeout_seconds = options.timeoutSeconds;
     const answer = await this.call('POST', `/v1/leases/${encodeURIComponent(id)}/exec`, body, {
       token,
       base: url,
     });
     return answer.body as unknown as ExecResult;
+  }
+
+  /**
+   * exec with bytes both ways: stdin as given, stdout and stderr exactly as the command wrote them
+   * (up to the node's cap, `truncated` then set). Travels as base64.
+   */
+  async execBytes(
+    id: string,
+    command: string[],
+    options: { stdin?: Uint8Array | string; timeoutSeconds?: number; token?: string } = {},
+  ): Promise<ExecBytesResult> {
+    const stdin = typeof options.stdin === 'string' ? Buffer.from(options.stdin, 'utf8') : options.stdin;
+    const r = await this.exec(id, command, { ...options, stdin, encoding: 'base64' });
+    return {
+      exit_code: r.exit_code,
+      stdout: Buffer.from(r.stdout, 'base64'),
+      stderr: Buffer.from(r.stderr, 'base64'),
+      truncated: r.truncated,
+    };
   }
 
   /** An interactive TTY in the sandbox, as a duplex byte stream (see LeaseTerminal). */

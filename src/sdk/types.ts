@@ -56,10 +56,25 @@ export interface MintRefund {
   amount: number;
 }
 
+/** How an exec's stdin is sent and its stdout/stderr answered (API.md, exec). */
+export type ExecEncoding = 'utf8' | 'base64';
+
 export interface ExecResult {
   exit_code: number;
+  /** Text, or base64 of the bytes when the exec asked for `encoding: 'base64'`. */
   stdout: string;
   stderr: string;
+  /** stdout or stderr went beyond the node's cap (1 MiB each by default) and was cut there. */
+  truncated: boolean;
+  /** Present when the output is base64. */
+  encoding?: 'base64';
+}
+
+/** An exec's answer as bytes, unchanged (Alacarte.execBytes). */
+export interface ExecBytesResult {
+  exit_code: number;
+  stdout: Uint8Array;
+  stderr: Uint8Array;
   truncated: boolean;
 }
 

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { Amount } from '../../core/amount.js';
 import { Alacarte } from '../../sdk/client.js';
@@ -138,7 +137,7 @@ export async function runCommand(command: string, args: string[], io: Io): Promi
       return withContext(
         command,
         args,
-        { timeout: { type: 'string' }, stdin: { type: 'boolean' } },
+        { timeout: { type: 'string' }, stdin: { type: 'boolean' }, 'no-stdin': { type: 'boolean' } },
         io,
         exec,
       );
@@ -371,12 +370,23 @@ const exec: Handler = async (ctx, values, positionals, rest) => {
   if (timeout !== undefined && (!Number.isInteger(timeout) || timeout < 1 || timeout > 3600)) {
     throw new UsageError('--timeout wants whole seconds from 1 to 3600', 'exec');
   }
-  const stdin = values.stdin ? readFileSync(0, 'utf8') : undefined;
+  // As ssh does: what is piped in goes to the command; a terminal is not read unless asked (--stdin).
+  const readIn = !values['no-stdin'] && (values.stdin === true || process.stdin.isTTY !== true);
+  const stdin = readIn ? await readStdin(EXEC_STDIN_MAX) : undefined;
   ctx.progress.start('running');
-  const result = await ctx.sdk({ wallet: false }).exec(id, rest, { stdin, timeoutSeconds: timeout });
+  // Bytes both ways: the command's input and output pass through unchanged.
+  const result = await ctx.sdk({ wallet: false }).execBytes(id, rest, {
+    stdin: stdin?.length ? stdin : undefined,
+    timeoutSeconds: timeout,
+  });
   ctx.progress.stop();
   if (ctx.json) {
-    ctx.out('', result);
+    ctx.out('', {
+      exit_code: result.exit_code,
+      stdout: Buffer.from(result.stdout).toString('utf8'),
+      stderr: Buffer.from(result.stderr).toString('utf8'),
+      truncated: result.truncated,
+    });
   } else {
     ctx.io.stdout.write(result.stdout);
     ctx.io.stderr.write(result.stderr);
@@ -384,6 +394,27 @@ const exec: Handler = async (ctx, values, positionals, rest) => {
   }
   return result.exit_code;
 };
+
+/** The most stdin `exec` sends, in bytes: the node takes no more (and its body limit may take less). */
+const EXEC_STDIN_MAX = 1024 * 1024;
+
+/** All of this process's stdin, refusing more than `max` bytes rather than holding it. */
+async function readStdin(max: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
+    length += chunk.length;
+    if (length > max) {
+      process.stdin.destroy();
+      throw new UsageError(
+        `stdin is over ${max} bytes; send large files with a file transfer instead`,
+        'exec',
+      );
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, length);
+}
 
 const extend: Handler = async (ctx, values, positionals) => {
   const id = leaseId(positionals, 'extend');

@@ -65,15 +65,17 @@ Examples:
   alacarte leases
   alacarte leases --json
 ${COMMON}`,
-  exec: `Usage: alacarte exec ID [--timeout SECONDS] [--stdin] [--json] -- COMMAND [ARG ...]
+  exec: `Usage: alacarte exec ID [--timeout SECONDS] [--stdin | --no-stdin] [--json] -- COMMAND [ARG ...]
 
-Runs a command in the sandbox and prints its output; exits with the command's exit code.
---stdin passes this process's standard input to the command.
+Runs a command in the sandbox and writes its output; exits with the command's exit code.
+Bytes pass through unchanged both ways. Standard input that is not a terminal (a pipe, a file;
+at most 1 MiB) goes to the command; --stdin reads a terminal too, --no-stdin reads nothing.
 
 Examples:
   alacarte exec lse_123 -- uname -a
   alacarte exec lse_123 -- sh -c 'echo hi > /tmp/x; cat /tmp/x'
-  echo data | alacarte exec lse_123 --stdin -- wc -c
+  echo data | alacarte exec lse_123 -- wc -c
+  alacarte exec lse_123 -- gzip -c /etc/passwd > passwd.gz
 ${COMMON}`,
   shell: `Usage: alacarte shell ID [--url URL]
 

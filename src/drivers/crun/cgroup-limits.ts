@@ -56,8 +56,12 @@ export function applyLimits(writes: readonly [string, string][]): void {
     try {
       writeFileSync(file, value);
     } catch (e) {
-      // Kernels without swap accounting have no swap files; there is no swap to cap then.
-      const optional = file.endsWith('memory.swap.max') || file.endsWith('memory.memsw.limit_in_bytes');
+      // Kernels without swap accounting have no swap files; there is no swap to cap then. A v2 tree
+      // without the cpuset controller has no cpuset.cpus: the quota still bounds CPU time.
+      const optional =
+        file.endsWith('memory.swap.max') ||
+        file.endsWith('memory.memsw.limit_in_bytes') ||
+        file.endsWith('cpuset.cpus');
       if (!(optional && (e as NodeJS.ErrnoException).code === 'ENOENT')) throw e;
     }
   }

@@ -54,10 +54,12 @@ import {
 } from '../compute-driver.js';
 import { attachInSandbox, validSize } from './attach.js';
 import { applyLimits, limitWrites, procsFile } from './cgroup-limits.js';
+import { CpuPicker, cpusetFile, parentCpus } from './cpuset.js';
 import { type CrunDriverOptions, type DriverLogger, silentLogger } from './crun-options.js';
 import { execInSandbox } from './exec.js';
 import { commandFile, deadlineFile, initScript, leaseFile } from './init-script.js';
 import { destroyDir, LayerPool, type WarmSandbox } from './layer-pool.js';
+import { DriverLxcfs } from './lxcfs.js';
 import { DEFAULT_PATH, IN_SANDBOX, ociSpec } from './oci-spec.js';
 import { ConnectionBudget, PortProxy } from './port-proxy.js';
 import {
@@ -119,6 +121,7 @@ export class CrunDriver implements ComputeDriver {
   private readonly watched = new Set<string>();
   private readonly exitListeners = new Set<(leaseId: string) => void>();
   private exitTimer: NodeJS.Timeout | undefined;
+  private readonly cpus = new CpuPicker();
 
   private constructor(
     private readonly runtime: RuntimeInfo,
@@ -139,6 +142,8 @@ export class CrunDriver implements ComputeDriver {
     private readonly overcommit: OvercommitSettings,
     private readonly log: DriverLogger,
     warmLayers: number,
+    /** The lxcfs whose proc files sandboxes bind (lxcfs.ts). */
+    private readonly lxcfs: DriverLxcfs,
   ) {
     this.pool = new LayerPool({
       runtimeDir: paths.runtimeDir,
@@ -195,6 +200,10 @@ export class CrunDriver implements ComputeDriver {
     writeIfChanged(join(libDir, 'busybox'), readFileSync(busybox), 0o755);
     writeIfChanged(join(libDir, 'init.sh'), Buffer.from(initScript()), 0o644);
     ensureBusyboxImage(imagesDir, busybox, idBase, log);
+    const lxcfs = await DriverLxcfs.open(
+      typeof options.lxcfsDir === 'string' ? resolve(options.lxcfsDir) : options.lxcfsDir,
+      log,
+    );
     const host = { cpus: availableParallelism(), memoryMib: Math.floor(totalmem() / 2 ** 20) };
     const driver = new CrunDriver(
       runtime,
@@ -208,6 +217,7 @@ export class CrunDriver implements ComputeDriver {
       { ...defaultOvercommit(host), ...options.overcommit },
       log,
       options.warmLayers ?? 2,
+      lxcfs,
     );
     await driver.list();
     log.info(
@@ -254,9 +264,14 @@ export class CrunDriver implements ComputeDriver {
       const dir = warm.dir;
       // Limits before anything of the lease's runs, then its deadline, then (atomically, as init
       // may look at any moment) the command that init starts.
-      applyLimits(
-        limitWrites(this.cgroups.mode, this.cgroupOf(warm.name), limits, this.cgroups.swapAccounting),
-      );
+      const cgroup = this.cgroupOf(warm.name);
+      applyLimits([
+        ...limitWrites(this.cgroups.mode, cgroup, limits, this.cgroups.swapAccounting),
+        [
+          cpusetFile(this.cgroups.mode, cgroup),
+          this.cpus.pick(limits.vcpu, parentCpus(this.cgroups.mode, cgroup)),
+        ],
+      ]);
       this.writeDeadline(dir, id, deadline);
       writeAtomic(join(dir, 'run', 'command.sh'), commandFile(spec.command ?? [], spec.env ?? {}));
       const ports: Record<string, number> = {};
@@ -675,6 +690,7 @@ export class CrunDriver implements ComputeDriver {
       idCount: this.idCount,
       cgroupsPath: this.cgroupOf(warm.name),
       swapAccounting: this.cgroups.swapAccounting,
+      lxcfsDir: await this.lxcfs.forNewSandbox(),
     });
     writeFileSync(join(warm.dir, 'config.json'), JSON.stringify(config));
     // Until a lease takes it, a made-ahead sandbox ends by itself after a while, like any other.
@@ -714,16 +730,18 @@ export class CrunDriver implements ComputeDriver {
     for (let i = 0; ; i++) {
       const warm = await this.pool.take(image, diskMib, claim);
       if (i >= 3 || this.poolInitAlive(warm)) return warm;
-      this.log.warn(`alacarte: a waiting sandbox ${warm.name} had ended; taking another`);
+      this.log.warn(`alacarte: a waiting sandbox ${warm.name} had ended or lost its lxcfs; taking another`);
       await this.removeContainer(warm.name).catch(() => {});
       await destroyDir(warm.dir, this.paths.busybox).catch(() => {});
     }
   }
 
+  /** Its init runs, and the lxcfs files it bound still answer (a killed lxcfs leaves them dead). */
   private poolInitAlive(warm: WarmSandbox): boolean {
     try {
       const pid = Number.parseInt(readFileSync(join(warm.dir, 'init.pid'), 'utf8'), 10);
-      return readFileSync(`/proc/${pid}/cgroup`, 'utf8').includes(`:${this.cgroupOf(warm.name)}\n`);
+      const alive = readFileSync(`/proc/${pid}/cgroup`, 'utf8').includes(`:${this.cgroupOf(warm.name)}\n`);
+      return alive && this.lxcfs.answersIn(pid);
     } catch {
       return false;
     }

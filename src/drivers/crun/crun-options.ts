@@ -32,5 +32,10 @@ export interface CrunDriverOptions {
   /** Writable layers prepared ahead per (image, disk size), to keep mounts off start()'s path. */
   warmLayers?: number;
   overcommit?: Partial<OvercommitSettings>;
+  /**
+   * Where to start lxcfs when none runs (default /var/lib/lxcfs), or false to show sandboxes the
+   * host's /proc files. A running lxcfs is reused wherever it is mounted (lxcfs.ts).
+   */
+  lxcfsDir?: string | false;
   logger?: DriverLogger;
 }

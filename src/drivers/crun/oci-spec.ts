@@ -1,4 +1,5 @@
 import type { SandboxLimits } from '../compute-driver.js';
+import { lxcfsMounts } from './lxcfs.js';
 import { type SeccompProfile, seccompProfile } from './seccomp.js';
 
 /** Where things sit inside every sandbox. */
@@ -28,6 +29,8 @@ export interface OciSpecInput {
   cgroupsPath: string;
   /** The host has memory+swap accounting, so swap can be capped too. */
   swapAccounting: boolean;
+  /** Mount point of a running lxcfs whose proc files are bound over the sandbox's (lxcfs.ts), if any. */
+  lxcfsDir?: string;
   arch?: string;
 }
 
@@ -156,6 +159,8 @@ export function ociSpec(input: OciSpecInput): OciSpec {
         source: input.libDir,
         options: ['rbind', 'ro', 'nosuid', 'nodev'],
       },
+      // After /proc and /sys: the lease's own memory, CPUs and uptime (lxcfs.ts).
+      ...(input.lxcfsDir ? lxcfsMounts(input.lxcfsDir) : []),
     ],
     linux: {
       uidMappings: [{ containerID: 0, hostID: input.idBase, size: input.idCount }],

@@ -20,6 +20,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { basename, delimiter, dirname, join } from 'node:path';
+import { BUSYBOX_FREE } from './busybox-free.js';
 import type { DriverLogger } from './crun-options.js';
 
 /** Start-up failures: one message that says what to install or change. */
@@ -225,7 +226,8 @@ export function ensureBusyboxImage(
   chmodSync(join(tmp, 'root'), 0o700);
   copyFileSync(busybox, join(tmp, 'bin/busybox'));
   chmodSync(join(tmp, 'bin/busybox'), 0o755);
-  for (const a of applets(busybox)) symlinkSync('busybox', join(tmp, 'bin', a));
+  for (const a of applets(busybox)) if (a !== 'free') symlinkSync('busybox', join(tmp, 'bin', a));
+  writeFileSync(join(tmp, 'bin/free'), BUSYBOX_FREE, { mode: 0o755 });
   writeFileSync(
     join(tmp, 'etc/passwd'),
     'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n',

@@ -1,0 +1,174 @@
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SandboxLimits, SandboxRef } from '../../../src/drivers/compute-driver.js';
+import { lxcfsAnswers, lxcfsMountPoints } from '../../../src/drivers/crun/lxcfs.js';
+import { runProcess } from '../../../src/drivers/crun/run-process.js';
+import { newLeaseId, sh, waitFor } from './compute-driver.contract.js';
+import { type CrunTarget, crunSkipReason, makeCrunTarget } from './crun-target.js';
+
+/** What `free -m`, /proc/meminfo, `nproc`, /proc/cpuinfo and `df -m /` say inside a sandbox. */
+async function seen(t: CrunTarget, sandbox: SandboxRef) {
+  const run = async (script: string) => {
+    const r = await sh(t.driver, sandbox, script);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    return r.out;
+  };
+  // As a command, not from busybox's shell: that shell runs its own applets first, and busybox's
+  // `free` asks sysinfo(2), which only knows the host (README: what a sandbox shows).
+  const freeRun = await t.driver.exec(sandbox, {
+    command: ['free', '-m'],
+    timeoutMs: 20_000,
+    maxOutputBytes: 1 << 20,
+  });
+  expect(freeRun.stderr.toString()).toBe('');
+  expect(freeRun.exitCode).toBe(0);
+  const free = freeRun.stdout.toString();
+  const meminfo = await run('grep ^MemTotal: /proc/meminfo');
+  const df = await run('df -m /');
+  return {
+    // free -m: "Mem:  total used free ..."
+    freeTotalMib: Number(/^Mem:\s+(\d+)/m.exec(free)?.[1]),
+    memTotalKib: Number(/MemTotal:\s+(\d+) kB/.exec(meminfo)?.[1]),
+    nproc: Number((await run('nproc')).trim()),
+    cpuinfoProcessors: Number((await run('grep -c ^processor /proc/cpuinfo')).trim()),
+    online: (await run('cat /sys/devices/system/cpu/online')).trim(),
+    uptimeSeconds: Number((await run('cat /proc/uptime')).split(' ')[0]),
+    // df -m /: "overlay  <1M-blocks> <used> <available> <use%> /"
+    dfTotalMib: Number(/\n\S+\s+(\d+)\s/.exec(df)?.[1]),
+  };
+}
+
+if (crunSkipReason) {
+  describe.skip(`crun resources: skipped, ${crunSkipReason}`, () => {
+    it('runs only as root with crun and busybox-static', () => {});
+  });
+} else {
+  describe('crun: a sandbox sees its lease own memory, CPUs and disk (lxcfs, cpuset)', () => {
+    let t: CrunTarget;
+    const started: string[] = [];
+    const start = async (limits: SandboxLimits) => {
+      const leaseId = newLeaseId();
+      started.push(leaseId);
+      await t.driver.start({ leaseId, image: 'busybox' }, limits, new Date(Date.now() + 600_000));
+      return { leaseId };
+    };
+
+    beforeAll(async () => {
+      t = await makeCrunTarget();
+    });
+    afterAll(async () => {
+      if (!t) return;
+      await Promise.allSettled(started.map((leaseId) => t.driver.stop({ leaseId })));
+      await t.dispose();
+    });
+
+    it('memory 256 MiB, vcpu 1, disk 300 MiB: free, meminfo, nproc, cpuinfo and df say so', async () => {
+      expect(lxcfsMountPoints().length).toBeGreaterThan(0);
+      const s = await start({ vcpu: 1, memoryMib: 256, pids: 64, diskMib: 300 });
+      const v = await seen(t, s);
+      expect(v.freeTotalMib).toBe(256);
+      expect(v.memTotalKib).toBe(256 * 1024);
+      expect(v.nproc).toBe(1);
+      expect(v.cpuinfoProcessors).toBe(1);
+      expect(v.online).toMatch(/^\d+$/);
+      expect(v.dfTotalMib).toBe(300);
+      // Since the sandbox started (moments ago, made ahead by this test's driver), not the host.
+      expect(v.uptimeSeconds).toBeLessThan(600);
+      // The lease's own file is still there beside the virtualized ones.
+      const lease = await sh(t.driver, s, 'cat /run/alacarte/lease.json');
+      expect(JSON.parse(lease.out).id).toBe(s.leaseId);
+    });
+
+    it('two sandboxes with different limits each see their own', async () => {
+      const small = await start({ vcpu: 0.5, memoryMib: 128, pids: 64, diskMib: 64 });
+      const large = await start({ vcpu: 2, memoryMib: 384, pids: 64, diskMib: 200 });
+      const [a, b] = await Promise.all([seen(t, small), seen(t, large)]);
+      expect(a).toMatchObject({ freeTotalMib: 128, memTotalKib: 128 * 1024, nproc: 1, cpuinfoProcessors: 1 });
+      expect(a.dfTotalMib).toBe(64);
+      // A 2-vcpu lease sees 2 CPUs on this host if it has 2; never more than the host has.
+      const cpus = Math.min(2, (await import('node:os')).availableParallelism());
+      expect(b).toMatchObject({
+        freeTotalMib: 384,
+        memTotalKib: 384 * 1024,
+        nproc: cpus,
+        cpuinfoProcessors: cpus,
+      });
+      expect(b.dfTotalMib).toBe(200);
+    });
+
+    it('without lxcfs (lxcfsDir: false) a sandbox still starts, and shows the host', async () => {
+      const plain = await makeCrunTarget({ lxcfsDir: false });
+      const leaseId = newLeaseId();
+      try {
+        await plain.driver.start(
+          { leaseId, image: 'busybox' },
+          { vcpu: 1, memoryMib: 96, pids: 64, diskMib: 32 },
+          new Date(Date.now() + 600_000),
+        );
+        const v = await seen(plain, { leaseId });
+        expect(v.memTotalKib).toBe(Math.floor(totalmem() / 1024));
+        expect(v.nproc).toBe(1); // the cpuset needs no lxcfs
+      } finally {
+        await plain.driver.stop({ leaseId }).catch(() => {});
+        await plain.dispose();
+      }
+    });
+
+    it('an lxcfs that dies: its sandboxes read ENOTCONN from those files, sandboxes started later see their limits', async () => {
+      // A private lxcfs of this test (own mount point and pid file), so killing it touches no one
+      // else's sandboxes; the machine's shared one (started by the driver above) takes over.
+      const dir = mkdtempSync(join(tmpdir(), 'alacarte-lxcfs-'));
+      const mount = join(dir, 'm');
+      mkdirSync(mount);
+      const lxcfs = spawn('lxcfs', ['--foreground', '-p', join(dir, 'pid'), mount], { stdio: 'ignore' });
+      const exited = new Promise((r) => lxcfs.once('exit', r));
+      let own: CrunTarget | undefined;
+      const mine: string[] = [];
+      try {
+        expect(await waitFor(() => lxcfsAnswers(mount), 5000)).toBe(true);
+        own = await makeCrunTarget({ lxcfsDir: mount });
+        const startOwn = async (memoryMib: number) => {
+          const leaseId = newLeaseId();
+          mine.push(leaseId);
+          await own?.driver.start(
+            { leaseId, image: 'busybox' },
+            { vcpu: 1, memoryMib, pids: 64, diskMib: 32 },
+            new Date(Date.now() + 600_000),
+          );
+          return { leaseId };
+        };
+        const before = await startOwn(160);
+        expect((await seen(own, before)).memTotalKib).toBe(160 * 1024);
+
+        lxcfs.kill('SIGKILL');
+        await exited;
+        const broken = await sh(own.driver, before, 'cat /proc/meminfo');
+        expect(broken.code).not.toBe(0);
+        expect(broken.err).toMatch(/not connected/i);
+        // The sandbox itself lives on: everything else works.
+        expect((await sh(own.driver, before, 'echo alive')).out).toBe('alive\n');
+
+        expect(
+          lxcfsMountPoints()
+            .filter((p) => p !== mount)
+            .some(lxcfsAnswers),
+        ).toBe(true);
+        const after = await startOwn(224);
+        const v = await seen(own, after);
+        expect(v).toMatchObject({ memTotalKib: 224 * 1024, freeTotalMib: 224, nproc: 1 });
+      } finally {
+        if (own) {
+          await Promise.allSettled(mine.map((leaseId) => own?.driver.stop({ leaseId })));
+          await own.dispose();
+        }
+        lxcfs.kill('SIGKILL');
+        await runProcess('umount', ['-l', mount]);
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  });
+}
