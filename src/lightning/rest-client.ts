@@ -58,8 +58,10 @@ export class RestClient {
     path: string,
     body?: unknown,
     timeoutMs?: number,
+    abort?: AbortSignal,
   ): Promise<RestAnswer> {
-    const signal = AbortSignal.timeout(timeoutMs ?? this.timeoutMs);
+    const timeout = AbortSignal.timeout(timeoutMs ?? this.timeoutMs);
+    const signal = abort ? AbortSignal.any([timeout, abort]) : timeout;
     let text = '';
     const res = await this.open(method, path, body, signal);
     try {
