@@ -56,6 +56,7 @@ async function serve(args: string[], usage: string): Promise<number> {
   const node = await AlacarteNode.create(config, { logger, driver, images: listImages(imagesDir) });
   const { url, mintUrl } = await node.listen();
   process.stdout.write(`alacarte listening on ${url}\nmint: ${mintUrl}\ndata: ${config.dataDir}\n`);
+  process.stdout.write(`lightning: ${node.lightning.id}\n`);
   if (node.lightning.isTestBackend) {
     process.stdout.write(
       `WARNING: Lightning backend '${node.lightning.id}' is a TEST backend: invoices pay themselves, no real money moves.\n`,
