@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 # CPUs in /proc (the driver reuses a running one, such as Debian's service, or starts one).
 debian_packages=(crun busybox-static uidmap iproute2 bsdutils lxcfs)
 # `--test` (npm test, CI): also what the test suites need but a node does not: runc, against
-# which the driver contract suite runs too, and the browser the web page's end-to-end test drives.
+# which the driver contract suite runs too, the browser the web page's end-to-end test drives, and
+# openssl, which makes the simulated Lightning nodes' self-signed certificates.
 if [ "${1:-}" = "--test" ]; then
-  debian_packages+=(runc chromium)
+  debian_packages+=(runc chromium openssl)
 fi
 missing=()
 for pkg in "${debian_packages[@]}"; do
