@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 
@@ -148,11 +147,6 @@ export class RestClient {
       req.end(payload);
     });
   }
-}
-
-/** A secret from a file (trailing newline trimmed) or, failing that, the value itself. */
-export function readSecretFile(path: string): string {
-  return readFileSync(path, 'utf8').trim();
 }
 
 function parseJson(text: string): unknown {
