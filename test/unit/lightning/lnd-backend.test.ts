@@ -79,6 +79,29 @@ describe('LndBackend against the simulated LND REST', () => {
     expect(sim.node.payments.size).toBe(0);
   });
 
+  it('treats an oversized, garbled or lying answer as the node being unavailable, and a payment as pending', async () => {
+    const { sim, make } = await simulatedLnd();
+    const backend = make();
+    const invoice = sim.node.remoteInvoice(5000n);
+    for (const raw of [
+      'x'.repeat(5 * 1024 * 1024),
+      '{"r_hash": 12, "payment_request": []}',
+      'not json',
+      JSON.stringify({ r_hash: Buffer.alloc(32).toString('base64'), payment_request: invoice }),
+    ]) {
+      sim.rawAnswer = raw;
+      await expect(backend.createInvoice(sat(5), 'x'), raw.slice(0, 20)).rejects.toMatchObject({
+        code: 'mint_unavailable',
+      });
+      // Never 'paid' on a garbled answer: unpaid, or unavailable (the mint then keeps the quote UNPAID).
+      const state = await backend.invoiceState('ab'.repeat(32)).catch((err: { code: string }) => err.code);
+      expect(['unpaid', 'mint_unavailable']).toContain(state);
+      expect((await backend.payInvoice(invoice, sat(1))).state).toBe('pending');
+    }
+    sim.rawAnswer = undefined;
+    expect((await backend.payInvoice(invoice, sat(1))).state).toBe('paid');
+  });
+
   it('sends the macaroon; a wrong one gets nothing', async () => {
     const { url, sim } = await simulatedLnd();
     const backend = new LndBackend({

@@ -13,6 +13,8 @@ import { type SimInvoice, type SimPayment, SimulatedNode } from './simulated-nod
  */
 export class SimulatedLnd {
   readonly node = new SimulatedNode();
+  /** A hostile or broken node: when set, every call is answered with this raw body (status 200). */
+  rawAnswer: string | undefined;
   /** Open invoice-subscription streams. */
   subscriptions = 0;
   private server: Server | undefined;
@@ -48,6 +50,11 @@ export class SimulatedLnd {
         code: 2,
         message: 'verification failed: signature mismatch after caveat verification',
       });
+    }
+    if (this.rawAnswer !== undefined) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(this.rawAnswer);
+      return;
     }
     const url = new URL(req.url ?? '/', 'https://lnd');
     let body: Record<string, unknown> = {};
