@@ -72,11 +72,11 @@ export const configSchema = z
             settleDelayMs: z.number().int().min(0).max(3_600_000).default(0),
             /** Lifetime of the mint's invoices, in seconds (real backends). */
             invoiceExpirySeconds: z.number().int().min(60).max(604_800).default(3600),
-            /** LND REST: the macaroon (a file, sent as hex) and LND's tls.cert (pinned). */
+            /** LND REST: the macaroon (a file, or hex in ALACARTE_LND_MACAROON) and LND's tls.cert (pinned). */
             lnd: z
               .object({
                 url: z.url({ protocol: /^https$/ }),
-                macaroonPath: z.string().min(1),
+                macaroonPath: z.string().min(1).optional(),
                 tlsCertPath: z.string().min(1),
               })
               .strict()

@@ -21,7 +21,7 @@ export class LightningConfigError extends Error {
 
 /**
  * The Lightning backend `mint.lightning` names. Secrets come from files (LND macaroon, CLN rune, NWC
- * URL) or the environment (ALACARTE_CLN_RUNE, ALACARTE_NWC_URL) and are never logged. Subscription
+ * URL) or the environment (ALACARTE_LND_MACAROON, ALACARTE_CLN_RUNE, ALACARTE_NWC_URL) and are never logged. Subscription
  * cursors live in `<dataDir>/lightning/`.
  */
 export function createLightningBackend(
@@ -38,9 +38,17 @@ export function createLightningBackend(
     }
     case 'lnd': {
       const lnd = required(settings.lnd, 'mint.lightning.lnd');
+      const macaroonHex = lnd.macaroonPath
+        ? readBytes(lnd.macaroonPath, 'LND macaroon').toString('hex')
+        : env.ALACARTE_LND_MACAROON?.trim();
+      if (!macaroonHex || !/^([0-9a-fA-F]{2})+$/.test(macaroonHex)) {
+        throw new LightningConfigError(
+          'LND needs a macaroon: mint.lightning.lnd.macaroonPath or ALACARTE_LND_MACAROON (hex)',
+        );
+      }
       const backend = new LndBackend({
         url: lnd.url,
-        macaroonHex: readBytes(lnd.macaroonPath, 'LND macaroon').toString('hex'),
+        macaroonHex,
         tlsCertPem: readText(lnd.tlsCertPath, 'LND tls.cert'),
         cursor: cursor('lnd.settle_index'),
         expirySeconds,

@@ -42,7 +42,7 @@ describe('mint.lightning configuration', () => {
     ).toThrow(/lnd\.url/);
   });
 
-  it('reads secrets from files or the environment and never puts them in its errors', () => {
+  it('reads secrets from files or the environment and never puts them in its errors', async () => {
     const dir = tempDir();
     const nwcSecret = `nostr+walletconnect://${'a'.repeat(64)}?relay=wss%3A%2F%2Frelay&secret=${'b'.repeat(64)}`;
     writeFileSync(join(dir, 'nwc'), `${nwcSecret}\n`);
@@ -94,6 +94,23 @@ describe('mint.lightning configuration', () => {
       },
     });
     expect(() => createLightningBackend(lnd.mint.lightning, dir, {})).toThrow(/cannot read the LND macaroon/);
+    writeFileSync(join(dir, 'tls.cert'), selfSignedCert().cert);
+    const lndEnv = loadConfig({
+      flags: {
+        mint: {
+          lightning: {
+            backend: 'lnd',
+            lnd: { url: 'https://127.0.0.1:8080', tlsCertPath: join(dir, 'tls.cert') },
+          },
+        },
+      },
+    });
+    expect(() =>
+      createLightningBackend(lndEnv.mint.lightning, dir, { ALACARTE_LND_MACAROON: 'not-hex-secret' }),
+    ).toThrow(expect.objectContaining({ message: expect.not.stringContaining('not-hex-secret') }));
+    const running = createLightningBackend(lndEnv.mint.lightning, dir, { ALACARTE_LND_MACAROON: '0201abcd' });
+    expect(running.backend.id).toBe('lnd');
+    await running.close();
   });
 });
 
