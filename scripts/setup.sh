@@ -39,9 +39,10 @@ debian_packages=(crun busybox-static uidmap iproute2 bsdutils lxcfs curl mmdebst
 # `--test` (npm test, CI): also what the test suites need but a node does not: runc, against
 # which the driver contract suite runs too, the browser the web page's end-to-end test drives, and
 # the registry the image tests pull from, the stock OpenSSH client the SSH tests log in with, and
-# dnsmasq-base, the DNS server of the egress tests' stand-in internet.
+# dnsmasq-base, the DNS server of the egress tests' stand-in internet, and openssl, which makes the
+# simulated Lightning nodes' self-signed certificates.
 if [ -n "$test_too" ]; then
-  debian_packages+=(runc chromium docker-registry openssh-client dnsmasq-base)
+  debian_packages+=(runc chromium docker-registry openssh-client dnsmasq-base openssl)
 fi
 missing=()
 for pkg in "${debian_packages[@]}"; do

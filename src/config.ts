@@ -110,9 +110,42 @@ export const configSchema = z
         maxOutputs: z.number().int().min(1).max(100_000).default(1000),
         lightning: z
           .object({
-            backend: z.literal('fake').default('fake'),
+            /** Which Lightning backend the mint uses (src/lightning/<backend>/). */
+            backend: z.enum(['fake', 'lnd', 'cln', 'nwc']).default('fake'),
             /** The fake backend settles its own invoices after this many milliseconds. */
             settleDelayMs: z.number().int().min(0).max(3_600_000).default(0),
+            /** Lifetime of the mint's invoices, in seconds (real backends). */
+            invoiceExpirySeconds: z.number().int().min(60).max(604_800).default(3600),
+            /** LND REST: the macaroon (a file, or hex in ALACARTE_LND_MACAROON) and LND's tls.cert (pinned). */
+            lnd: z
+              .object({
+                url: z.url({ protocol: /^https$/ }),
+                macaroonPath: z.string().min(1).optional(),
+                tlsCertPath: z.string().min(1),
+              })
+              .strict()
+              .optional(),
+            /** CLN clnrest: the rune from `runePath` or ALACARTE_CLN_RUNE; clnrest's certificate pinned when given. */
+            cln: z
+              .object({
+                url: z.url({ protocol: /^https?$/ }),
+                runePath: z.string().min(1).optional(),
+                tlsCertPath: z.string().min(1).optional(),
+              })
+              .strict()
+              .optional(),
+            /** NWC: the nostr+walletconnect:// URL (a secret) from `urlPath` or ALACARTE_NWC_URL. */
+            nwc: z
+              .object({ urlPath: z.string().min(1).optional() })
+              .strict()
+              .optional(),
+          })
+          .strict()
+          .superRefine((l, ctx) => {
+            if (l.backend === 'lnd' && !l.lnd)
+              ctx.addIssue({ code: 'custom', message: "backend 'lnd' needs lnd settings" });
+            if (l.backend === 'cln' && !l.cln)
+              ctx.addIssue({ code: 'custom', message: "backend 'cln' needs cln settings" });
           })
           .prefault({}),
       })

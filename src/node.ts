@@ -18,7 +18,7 @@ import { LeaseService } from './leases/lease-service.js';
 import { NodeSecret } from './leases/node-secret.js';
 import { Reaper } from './leases/reaper.js';
 import { SshLogins } from './leases/ssh-logins.js';
-import { FakeLightningBackend } from './lightning/fake/fake-lightning.js';
+import { createLightningBackend, type RunningLightning } from './lightning/create-backend.js';
 import type { LightningBackend } from './lightning/lightning-backend.js';
 import { type Logger, silentLogger } from './log.js';
 import { mintPlugin } from './mint/http/routes.js';
@@ -91,10 +91,12 @@ export class AlacarteNode {
     await requireTrustedMintNuts(config.trustedMints, { fetch: options.fetch });
     prepareDataDir(config.dataDir);
     const { db, sqlite } = await openStore(join(config.dataDir, 'alacarte.sqlite'));
+    let running: RunningLightning | undefined;
     try {
       // The URL is known for sure only once listening (port 0 picks one); routes read it late.
       const urlRef = { url: publicUrl(config) };
-      const lightning = new FakeLightningBackend({ settleDelayMs: config.mint.lightning.settleDelayMs });
+      running = createLightningBackend(config.mint.lightning, config.dataDir);
+      const lightning = running.backend;
       const mint = await Mint.create({
         db: asMintDb(db),
         // Swaps commit on the connection itself (prepared statements, group commit).
@@ -190,12 +192,18 @@ export class AlacarteNode {
         }
       }
       const app = await buildApp({ logger, bodyLimitBytes: config.bodyLimitBytes, plugins, metrics });
-      return new AlacarteNode(config, app, db, mint, lightning, leases, reaper, logger, urlRef, sshRef);
+      const node = new AlacarteNode(config, app, db, mint, lightning, leases, reaper, logger, urlRef, sshRef);
+      node.closeLightning = running.close;
+      return node;
     } catch (err) {
+      await running?.close();
       await db.destroy();
       throw err;
     }
   }
+
+  /** Stops the Lightning backend's connections and subscriptions (after the mint stopped listening). */
+  private closeLightning: () => Promise<void> = async () => {};
 
   get url(): string {
     return this.urlRef.url;
@@ -235,6 +243,7 @@ export class AlacarteNode {
     await this.leases?.reconciler.close();
     await this.app.close();
     this.mint.close();
+    await this.closeLightning();
     await this.db.destroy();
     this.logger.debug('node closed');
   }

@@ -69,6 +69,7 @@ async function serve(args: string[], usage: string): Promise<number> {
   const { url, mintUrl, ssh } = await node.listen();
   process.stdout.write(`alacarte listening on ${url}\nmint: ${mintUrl}\ndata: ${config.dataDir}\n`);
   if (ssh) process.stdout.write(`ssh: port ${ssh.port}, host key ${ssh.hostKeySha256}\n`);
+  process.stdout.write(`lightning: ${node.lightning.id}\n`);
   if (node.lightning.isTestBackend) {
     process.stdout.write(
       `WARNING: Lightning backend '${node.lightning.id}' is a TEST backend: invoices pay themselves, no real money moves.\n`,

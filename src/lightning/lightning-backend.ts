@@ -23,8 +23,9 @@ export type PaymentOutcome =
   | { state: 'failed'; reason: string };
 
 /**
- * The mint's way to Lightning (ARCHITECTURE.md, port LightningBackend). `fake` for demos and
- * tests; LND, CLN and NWC later. Every implementation passes the contract suite in
+ * The mint's way to Lightning (ARCHITECTURE.md, port LightningBackend): `fake` (demos and tests),
+ * `lnd` (LND REST), `cln` (clnrest) and `nwc` (NIP-47), chosen by `mint.lightning.backend`
+ * (create-backend.ts). Every implementation passes the contract suite in
  * test/unit/lightning/lightning-backend.contract.ts.
  */
 export interface LightningBackend {

@@ -224,8 +224,8 @@ export class Mint {
 
   info(): Record<string, unknown> {
     const test = this.core.lightning.isTestBackend;
-    const warning =
-      'TEST MINT: its Lightning backend is a fake test backend. No real money moves; this ecash is worth nothing.';
+    const backend = this.core.lightning.id;
+    const warning = `TEST MINT: its Lightning backend '${backend}' is a test backend. No real money moves; this ecash is worth nothing.`;
     const o = this.infoOptions;
     const limits = this.core.limits;
     const info: Record<string, unknown> = {
@@ -233,7 +233,7 @@ export class Mint {
       version: o.version ?? 'alacarte/0.1.0',
       description: test
         ? `${warning} ${o.description ?? ''}`.trim()
-        : (o.description ?? 'alacarte node mint'),
+        : `${o.description ?? 'alacarte node mint'} (Lightning: ${backend})`,
       contact: o.contact ?? [],
       time: this.core.nowSeconds(),
       nuts: {

@@ -12,6 +12,23 @@ export interface LightningContractHarness {
   payIncoming(bolt11: string): Promise<void>;
   /** An invoice the backend can pay and whose preimage proves the payment (regtest: another node's). */
   invoiceToPay(amount: Amount): Promise<string>;
+  /**
+   * A new backend instance with the same configuration and persisted cursor, as after a restart of
+   * the node. Absent: the backend keeps nothing across restarts (say why at the skip).
+   */
+  restart?: () => Promise<LightningBackend>;
+  /**
+   * Holds new outgoing payments in flight at the node (longer than payInvoice waits) until
+   * `resolve`. Absent when the node cannot be told to (a real node).
+   */
+  holdPayments?: {
+    hold(): void;
+    resolve(paymentHash: string, result: 'paid' | 'failed'): Promise<void>;
+  };
+  /** How many times the node really paid this hash (simulated nodes only). */
+  timesPaid?: (paymentHash: string) => number;
+  /** Why a case is skipped for this backend, by the harness member it lacks. */
+  skipReasons?: { restart?: string; holdPayments?: string };
 }
 
 /** Real backends settle asynchronously: poll a bounded number of times instead of sleeping a fixed while. */
@@ -132,6 +149,7 @@ export function lightningBackendContract(name: string, setup: () => Promise<Ligh
       );
       expect(first.state).toBe('paid');
       expect(await h.backend.payInvoice(invoice, sat(1))).toEqual(first);
+      if (h.timesPaid) expect(h.timesPaid(paymentHash)).toBe(1);
     });
 
     it('answers garbage, amountless and expired invoices with failed, not an exception', async () => {
@@ -150,6 +168,67 @@ export function lightningBackendContract(name: string, setup: () => Promise<Ligh
         expect(outcome.state, bad.slice(0, 30)).toBe('failed');
       }
     });
+
+    it('picks up a settlement that happened while it was down, from its persisted cursor', async (ctx) => {
+      const h = await setup();
+      if (!h.restart) return ctx.skip(h.skipReasons?.restart ?? 'no restart in this harness');
+      const heard: string[] = [];
+      const unsubscribe = h.backend.onSettlement((hash) => heard.push(hash));
+      const before = await h.backend.createInvoice(sat(11), 'before the restart');
+      await h.payIncoming(before.bolt11);
+      await eventually(
+        async () => heard,
+        (list) => list.includes(before.paymentHash),
+      );
+      expect(heard).toContain(before.paymentHash);
+      unsubscribe();
+      // Down: nobody listens while this one is paid.
+      const during = await h.backend.createInvoice(sat(12), 'while down');
+      await h.payIncoming(during.bolt11);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(heard).not.toContain(during.paymentHash);
+      const restarted = await h.restart();
+      const heardAfter: string[] = [];
+      const stop = restarted.onSettlement((hash) => heardAfter.push(hash));
+      try {
+        await eventually(
+          async () => heardAfter,
+          (list) => list.includes(during.paymentHash),
+        );
+        expect(heardAfter).toContain(during.paymentHash);
+      } finally {
+        stop();
+      }
+    });
+
+    for (const result of ['paid', 'failed'] as const) {
+      it(`keeps a payment that outlasts its wait pending until it ends (${result}), and never pays it twice`, async (ctx) => {
+        const h = await setup();
+        if (!h.holdPayments) return ctx.skip(h.skipReasons?.holdPayments ?? 'the node cannot hold payments');
+        const invoice = await h.invoiceToPay(sat(30));
+        const paymentHash = decodeBolt11(invoice)?.paymentHash ?? '';
+        h.holdPayments.hold();
+        // Two payments at once (both pass the "paid already?" check): the node's own refusal merges them.
+        expect(
+          await Promise.all([h.backend.payInvoice(invoice, sat(5)), h.backend.payInvoice(invoice, sat(5))]),
+        ).toEqual([{ state: 'pending' }, { state: 'pending' }]);
+        expect(await h.backend.paymentState(paymentHash)).toEqual({ state: 'pending' });
+        // Paying again while in flight answers the attempt in flight.
+        expect(await h.backend.payInvoice(invoice, sat(5))).toEqual({ state: 'pending' });
+        await h.holdPayments.resolve(paymentHash, result);
+        const ended = await eventually(
+          () => h.backend.paymentState(paymentHash),
+          (o) => o.state !== 'pending',
+        );
+        expect(ended.state).toBe(result);
+        if (result === 'paid') {
+          const paid = ended as Extract<PaymentOutcome, { state: 'paid' }>;
+          expect(sha256Hex(paid.preimage)).toBe(paymentHash);
+          expect(await h.backend.payInvoice(invoice, sat(5))).toEqual(ended);
+        }
+        if (h.timesPaid) expect(h.timesPaid(paymentHash)).toBe(result === 'paid' ? 1 : 0);
+      });
+    }
 
     it('says expired for a payment hash it never issued and failed for one it never paid', async () => {
       const { backend } = await setup();
