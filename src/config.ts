@@ -69,6 +69,8 @@ export const configSchema = z
             backend: z.literal('fake').default('fake'),
             /** The fake backend settles its own invoices after this many milliseconds. */
             settleDelayMs: z.number().int().min(0).max(3_600_000).default(0),
+            /** The fake backend's outgoing payments stay pending this many milliseconds (tests of payouts). */
+            payDelayMs: z.number().int().min(0).max(3_600_000).default(0),
           })
           .prefault({}),
       })

@@ -20,6 +20,8 @@ import { mintPlugin } from './mint/http/routes.js';
 import { Mint } from './mint/mint.js';
 import { loadOrCreateSeed } from './mint/seed.js';
 import { asMintDb } from './mint/store/mint-store.js';
+import { createPayouts } from './payouts/create-payouts.js';
+import type { PayoutService } from './payouts/payout-service.js';
 import { CashuRail } from './rails/cashu/cashu-rail.js';
 import { requireTrustedMintNuts } from './rails/cashu/nut-06-requirements.js';
 import { type Database, openStore } from './store/database.js';
@@ -58,6 +60,8 @@ export class AlacarteNode {
     readonly mint: Mint,
     readonly lightning: LightningBackend,
     readonly leases: LeaseService | undefined,
+    /** Pays the operator's earnings out over Lightning (src/payouts/). */
+    readonly payouts: PayoutService,
     private readonly reaper: Reaper | undefined,
     private readonly logger: Logger,
     /** The base URL clients use; final once listening. */
@@ -73,7 +77,10 @@ export class AlacarteNode {
     try {
       // The URL is known for sure only once listening (port 0 picks one); routes read it late.
       const urlRef = { url: publicUrl(config) };
-      const lightning = new FakeLightningBackend({ settleDelayMs: config.mint.lightning.settleDelayMs });
+      const lightning = new FakeLightningBackend({
+        settleDelayMs: config.mint.lightning.settleDelayMs,
+        payDelayMs: config.mint.lightning.payDelayMs,
+      });
       const mint = await Mint.create({
         db: asMintDb(db),
         // Swaps commit on the connection itself (prepared statements, group commit).
@@ -89,13 +96,15 @@ export class AlacarteNode {
         { prefix: '', plugin: webRoutes({ dir: options.webDir ?? defaultWebDir() }) },
       ];
 
+      const secret = NodeSecret.loadOrCreate(join(config.dataDir, 'node.key'));
+      const payouts = createPayouts(config, { db, lightning, secret, fetch: options.fetch, logger });
+
       let leases: LeaseService | undefined;
       let reaper: Reaper | undefined;
       let metrics: NodeMetrics | undefined;
       const driver = options.driver;
       if (driver) {
         const offers: Offer[] = config.offers ? config.offers.map(offerFromJson) : [...DEFAULT_OFFERS];
-        const secret = NodeSecret.loadOrCreate(join(config.dataDir, 'node.key'));
         const rail = new CashuRail({
           mint: mint.nodePayments(),
           mintUrl: () => `${urlRef.url}/mint`,
@@ -141,12 +150,13 @@ export class AlacarteNode {
               token: config.operatorToken,
               unit: config.mint.unit,
               trustedMints: config.trustedMints,
+              payouts,
             }),
           });
         }
       }
       const app = await buildApp({ logger, bodyLimitBytes: config.bodyLimitBytes, plugins, metrics });
-      return new AlacarteNode(config, app, db, mint, lightning, leases, reaper, logger, urlRef);
+      return new AlacarteNode(config, app, db, mint, lightning, leases, payouts, reaper, logger, urlRef);
     } catch (err) {
       await db.destroy();
       throw err;
@@ -166,6 +176,10 @@ export class AlacarteNode {
       // From now on a sandbox that ends early ends its lease within seconds (reconciler.ts).
       this.leases.reconciler.start();
     }
+    // A payout a crash left pending is settled as its payer says (it is also retried before the next payout).
+    await this.payouts.resolvePending().catch((err: unknown) => {
+      this.logger.warn({ err }, 'pending payouts could not be resolved yet');
+    });
     await this.app.listen({ host: this.config.host, port: this.config.port });
     const address = this.app.server.address();
     const port = typeof address === 'object' && address ? address.port : this.config.port;

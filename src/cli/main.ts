@@ -11,6 +11,7 @@ Usage:
   alacarte serve [--host H] [--port P] [--data DIR] [--config FILE]
   alacarte mint rotate [--data DIR] [--config FILE]
   alacarte ledger [--data DIR] [--config FILE] [--json]
+  alacarte payout --to BOLT11 [--from own|MINT_URL] [--data DIR] [--config FILE] [--json]
   alacarte help
 
 serve options:
@@ -22,6 +23,9 @@ serve options:
 operator commands:
   mint rotate     start a new mint keyset; old keysets keep redeeming
   ledger          print the books (as GET /v1/operator/ledger) from the store
+  payout          pay earnings out to a Lightning invoice (as POST /v1/operator/payout): from the
+                  own mint's Lightning, or by melting the ecash held at a trusted mint (--from;
+                  default: the own mint if its earnings cover it, else the trusted mint with most)
 
 Examples:
   alacarte serve
@@ -34,6 +38,7 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'serve':
     case 'ledger':
+    case 'payout':
       return (await operator()).runOperatorCommand(command, rest, USAGE);
     case 'mint':
       if (rest[0] !== 'rotate') {
