@@ -41,7 +41,9 @@ const PAY_DELAY_MS = 1500;
 /** Another operator's mint (a node serving only its mint), with its store at hand for its books. */
 async function startTrustedMint() {
   const dir = mkdtempSync(join(tmpdir(), 'alacarte-payout-mint-'));
-  const node = await AlacarteNode.create(loadConfig({ flags: { port: 0, dataDir: dir, logLevel: 'silent' } }));
+  const node = await AlacarteNode.create(
+    loadConfig({ flags: { port: 0, dataDir: dir, logLevel: 'silent' } }),
+  );
   const { mintUrl } = await node.listen();
   return {
     mintUrl,
