@@ -1,9 +1,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import bolt11 from 'bolt11';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/config.js';
 import { Amount } from '../../../src/core/amount.js';
+import { bolt11NetworkParams } from '../../../src/lightning/bolt11.js';
 import { FakeLightningBackend } from '../../../src/lightning/fake/fake-lightning.js';
 import { type MintBooks, mintBooks } from '../../../src/mint/books.js';
 import { AlacarteNode } from '../../../src/node.js';
@@ -78,6 +80,21 @@ const ledger = () => ledgerOf(renter.url, OPERATOR);
 const invoice = async (sat: number) => (await operatorWallet.createInvoice(Amount.of(sat), 'payout')).bolt11;
 const payout = (body: Record<string, unknown>) =>
   postJson(`${renter.url}/v1/operator/payout`, body, { authorization: `Bearer ${OPERATOR}` });
+/** A signed BOLT11 invoice without an amount ("pay what you like"). */
+function amountlessInvoice(): string {
+  const unsigned = bolt11.encode({
+    network: bolt11NetworkParams('bcrt'),
+    timestamp: Math.floor(Date.now() / 1000),
+    tags: [
+      { tagName: 'payment_hash', data: '11'.repeat(32) },
+      { tagName: 'payment_secret', data: '22'.repeat(32) },
+      { tagName: 'description', data: 'payout' },
+    ],
+  });
+  const signed = bolt11.sign(unsigned, Buffer.from('33'.repeat(32), 'hex')).paymentRequest;
+  if (!signed) throw new Error('signing failed');
+  return signed;
+}
 const trustedFigures = (books: OperatorLedger) => books.by_mint.trusted[0]!;
 
 /** A 3 s lease paid at `mintUrl`, waited out: 300 sat earned there. */
@@ -118,6 +135,13 @@ describe('operator payouts', () => {
   it('refuses bad requests with stable codes and pays nothing', async () => {
     expect((await payout({ to: 'lnbc1nonsense' })).body.error).toBe('invalid_invoice');
     expect((await payout({})).body.error).toBe('invalid_request');
+    expect((await payout({ to: 123 })).body.error).toBe('invalid_request');
+    expect((await payout({ to: 'x'.repeat(5000) })).body.error).toBe('invalid_request');
+    const elsewhere = await payout({ to: await invoice(10), from: 'https://untrusted.example/mint' });
+    expect([elsewhere.status, elsewhere.body.error]).toEqual([400, 'invalid_request']);
+    // An amountless invoice is refused: the operator asks for an invoice of the amount to take.
+    const amountless = await payout({ to: amountlessInvoice() });
+    expect([amountless.status, amountless.body.error]).toEqual([400, 'amountless_invoice']);
     const noToken = await postJson(`${renter.url}/v1/operator/payout`, { to: await invoice(1) });
     expect(noToken.status).toBe(401); // no operator token
     const tooMuch = await payout({ to: await invoice(601) });
