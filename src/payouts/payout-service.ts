@@ -208,6 +208,16 @@ export class PayoutService {
       if (isUniqueViolation(err)) throw pendingError();
       throw err;
     }
+    // Another process (the CLI beside the server) may have paid out between the check and the
+    // insert. Now that this row holds the only pending slot, the ledger is final: it must still
+    // fit, its own reservation included.
+    const after = (await this.sources(false)).find(
+      (s) => normalizeMintUrl(s.name) === normalizeMintUrl(row.source),
+    );
+    if (after === undefined || after.unpaid < 0n) {
+      await this.settle(row.id, { state: 'failed', reason: 'more than was unpaid when booked' });
+      throw tooLarge('another payout took the earnings meanwhile', 0n);
+    }
     return row;
   }
 
@@ -252,9 +262,9 @@ export class PayoutService {
   }
 
   /** Unpaid earnings per source, from the ledger. */
-  private async sources(): Promise<Array<{ name: string; unpaid: bigint }>> {
+  private async sources(clamp = true): Promise<Array<{ name: string; unpaid: bigint }>> {
     const books = await leaseBooks(this.db, this.options.unit, this.options.trustedMints);
-    const of = (m: MintFigures) => BigInt(Math.max(0, m.unpaid));
+    const of = (m: MintFigures) => BigInt(clamp ? Math.max(0, m.unpaid) : m.unpaid);
     return [
       { name: 'own', unpaid: of(books.byMint.own) },
       ...books.byMint.trusted.map((m) => ({ name: m.mint, unpaid: of(m) })),
