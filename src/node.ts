@@ -180,6 +180,7 @@ export class AlacarteNode {
     await this.payouts.resolvePending().catch((err: unknown) => {
       this.logger.warn({ err }, 'pending payouts could not be resolved yet');
     });
+    if (await this.payouts.hasPending().catch(() => true)) this.payouts.follow();
     await this.app.listen({ host: this.config.host, port: this.config.port });
     const address = this.app.server.address();
     const port = typeof address === 'object' && address ? address.port : this.config.port;
@@ -190,6 +191,7 @@ export class AlacarteNode {
 
   async close(): Promise<void> {
     this.reaper?.stop();
+    this.payouts.close();
     await this.leases?.reconciler.close();
     await this.app.close();
     this.mint.close();

@@ -56,6 +56,9 @@ export class PayoutService {
   private readonly log: Logger | undefined;
   /** One payout at a time in this process (the store's unique index covers other processes). */
   private busy = false;
+  /** Re-asks the payer about a pending payout, with backoff, until it resolves (`follow`). */
+  private follower: NodeJS.Timeout | undefined;
+  private closed = false;
 
   constructor(private readonly options: PayoutServiceOptions) {
     this.db = options.db;
@@ -85,7 +88,7 @@ export class PayoutService {
     this.busy = true;
     try {
       await this.resolvePending();
-      if (await this.pendingRow()) throw pendingError();
+      if (await this.hasPending()) throw pendingError();
       const earlier = await this.db
         .selectFrom('payouts')
         .select('id')
@@ -95,15 +98,60 @@ export class PayoutService {
       if (earlier) throw new AlacarteError('invoice_already_paid', 'this invoice was paid out already');
       const sources = await this.sources();
       const source = this.choose(sources, amount, from);
-      if (source.name === 'own') return await this.payOwn(to, invoice.paymentHash, amount, source.unpaid);
-      const payer = this.options.trusted.find(
-        (p) => normalizeMintUrl(p.url) === normalizeMintUrl(source.name),
-      );
-      if (!payer) throw new Error('a trusted source without its payer');
-      return await this.payTrusted(payer, to, invoice.paymentHash, amount, source.unpaid);
+      let answer: PayoutAnswer;
+      if (source.name === 'own') {
+        answer = await this.payOwn(to, invoice.paymentHash, amount, source.unpaid);
+      } else {
+        const payer = this.options.trusted.find(
+          (p) => normalizeMintUrl(p.url) === normalizeMintUrl(source.name),
+        );
+        if (!payer) throw new Error('a trusted source without its payer');
+        answer = await this.payTrusted(payer, to, invoice.paymentHash, amount, source.unpaid);
+      }
+      if (answer.state === 'pending') this.follow();
+      return answer;
     } finally {
       this.busy = false;
     }
+  }
+
+  /**
+   * Keeps asking about pending payouts (first after `delayMs`, then twice as long each time, at
+   * most a minute apart) until none is left, so the ledger shows the outcome without a new payout
+   * or restart. The timer is unref'd: it never keeps the process alive.
+   */
+  follow(delayMs = 500): void {
+    if (this.closed || this.follower !== undefined) return;
+    this.follower = setTimeout(() => {
+      this.follower = undefined;
+      const next = Math.min(delayMs * 2, 60_000);
+      if (this.busy) {
+        this.follow(next);
+        return;
+      }
+      this.busy = true;
+      this.resolvePending()
+        .then(() => this.hasPending())
+        .then(
+          (stillPending) => {
+            this.busy = false;
+            if (stillPending) this.follow(next);
+          },
+          (err: unknown) => {
+            this.busy = false;
+            this.log?.warn({ err }, 'payout: re-check failed; trying again later');
+            this.follow(next);
+          },
+        );
+    }, delayMs);
+    this.follower.unref();
+  }
+
+  /** Stops following pending payouts (the next start picks them up). */
+  close(): void {
+    this.closed = true;
+    if (this.follower !== undefined) clearTimeout(this.follower);
+    this.follower = undefined;
   }
 
   /** Resolves every pending payout from its payer's state (at start, and before each payout). */
@@ -252,7 +300,8 @@ export class PayoutService {
     };
   }
 
-  private async pendingRow(): Promise<boolean> {
+  /** Whether a payout is pending (in any process). */
+  async hasPending(): Promise<boolean> {
     const row = await this.db
       .selectFrom('payouts')
       .select('id')

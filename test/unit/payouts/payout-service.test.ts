@@ -20,14 +20,18 @@ let clock: number;
 const payee = new FakeLightningBackend();
 const invoice = async (sat: number) => (await payee.createInvoice(Amount.of(sat), 'payout')).bolt11;
 
+const services: PayoutService[] = [];
+
 function service(lightning: FakeLightningBackend): PayoutService {
-  return new PayoutService({
+  const created = new PayoutService({
     db,
     unit: 'sat',
     trustedMints: [],
     own: new OwnMintPayer(lightning, 'sat'),
     trusted: [],
   });
+  services.push(created);
+  return created;
 }
 
 async function own() {
@@ -76,6 +80,7 @@ beforeEach(async () => {
     .execute();
 });
 afterEach(async () => {
+  for (const s of services.splice(0)) s.close();
   await db.destroy();
 });
 
