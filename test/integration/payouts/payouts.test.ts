@@ -219,4 +219,41 @@ describe('operator payouts', () => {
     expect(theirs.lightning_out).toBe(trustedStart.lightning_out + 298);
     expect(theirs.outstanding).toBe(theirs.lightning_in - theirs.lightning_out);
   });
+
+  it('pays out what a lease stopped early left at the trusted mint, and its refund still redeems', async () => {
+    const { wallet, proofs } = await fundedWallet(trusted.mintUrl, 3100);
+    const paid = await tokenOf(wallet, trusted.mintUrl, proofs, 3000);
+    const created = await postJson(
+      `${renter.url}/v1/leases`,
+      { offer: 'burst', seconds: 30, image: 'busybox' },
+      { 'x-cashu': paid.token },
+    );
+    expect(created.status).toBe(201);
+    await new Promise((r) => setTimeout(r, 1200));
+    const stopped = await postJson(
+      `${renter.url}/v1/leases/${created.body.id}`,
+      undefined,
+      { authorization: `Bearer ${String(created.body.token)}` },
+      'DELETE',
+    );
+    expect(stopped.status).toBe(200);
+    const refunded = Number(stopped.body.refunded);
+    expect(refunded).toBeGreaterThan(0);
+    const before = trustedFigures(await ledger());
+    expect(before.unpaid).toBe(2 + 3000 - refunded);
+
+    // All of it but the fee reserve: the refund swap's remainder and the earlier change pay it.
+    const amount = before.unpaid - Math.max(2, Math.ceil((before.unpaid - 2) / 100));
+    const out = await payout({ to: await invoice(amount), from: trusted.mintUrl });
+    expect(out.body).toMatchObject({ paid: amount, state: 'paid' });
+    const books = await ledger();
+    expect(expectBalanced(books)).toEqual([]);
+    expect(trustedFigures(books).paid_out).toBe(before.paid_out + amount + Number(out.body.fee));
+    // The renter's refund was not touched by the payout: it redeems in full.
+    const back = await wallet.receive(String(stopped.body.refund));
+    expect(back.reduce((n, p) => n + Number(p.amount.toBigInt()), 0)).toBe(refunded);
+    const theirs = await trusted.books();
+    expect(theirs.lightning_out).toBe(trustedStart.lightning_out + 298 + amount);
+    expect(theirs.outstanding).toBe(theirs.lightning_in - theirs.lightning_out);
+  });
 });
