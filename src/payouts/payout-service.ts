@@ -79,6 +79,7 @@ export class PayoutService {
         'amountless_invoice',
         'the invoice names no amount: ask for an invoice of the amount to pay out (the ledger shows `unpaid`)',
       );
+    if (invoice.amountMsat <= 0n) throw new AlacarteError('invalid_invoice', 'the invoice asks for nothing');
     if (invoice.amountMsat % 1000n !== 0n)
       throw new AlacarteError('invalid_invoice', 'the invoice asks for a fraction of a sat');
     if (invoice.expiresAt.getTime() <= Date.now())
