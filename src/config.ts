@@ -114,6 +114,8 @@ export const configSchema = z
             backend: z.enum(['fake', 'lnd', 'cln', 'nwc']).default('fake'),
             /** The fake backend settles its own invoices after this many milliseconds. */
             settleDelayMs: z.number().int().min(0).max(3_600_000).default(0),
+            /** The fake backend's outgoing payments stay pending this many milliseconds (tests of payouts). */
+            payDelayMs: z.number().int().min(0).max(3_600_000).default(0),
             /** Lifetime of the mint's invoices, in seconds (real backends). */
             invoiceExpirySeconds: z.number().int().min(60).max(604_800).default(3600),
             /** LND REST: the macaroon (a file, or hex in ALACARTE_LND_MACAROON) and LND's tls.cert (pinned). */

@@ -25,6 +25,8 @@ import { mintPlugin } from './mint/http/routes.js';
 import { Mint } from './mint/mint.js';
 import { loadOrCreateSeed } from './mint/seed.js';
 import { asMintDb } from './mint/store/mint-store.js';
+import { createPayouts } from './payouts/create-payouts.js';
+import type { PayoutService } from './payouts/payout-service.js';
 import { CashuRail } from './rails/cashu/cashu-rail.js';
 import { requireTrustedMintNuts } from './rails/cashu/nut-06-requirements.js';
 import { loadOrCreateHostKey } from './ssh/host-key.js';
@@ -77,6 +79,8 @@ export class AlacarteNode {
     readonly mint: Mint,
     readonly lightning: LightningBackend,
     readonly leases: LeaseService | undefined,
+    /** Pays the operator's earnings out over Lightning (src/payouts/). */
+    readonly payouts: PayoutService,
     private readonly reaper: Reaper | undefined,
     private readonly logger: Logger,
     /** The base URL clients use; final once listening. */
@@ -114,13 +118,15 @@ export class AlacarteNode {
       ];
 
       const sshRef: SshRef = {};
+      const secret = NodeSecret.loadOrCreate(join(config.dataDir, 'node.key'));
+      const payouts = createPayouts(config, { db, lightning, secret, fetch: options.fetch, logger });
+
       let leases: LeaseService | undefined;
       let reaper: Reaper | undefined;
       let metrics: NodeMetrics | undefined;
       const driver = options.driver;
       if (driver) {
         const offers: Offer[] = config.offers ? config.offers.map(offerFromJson) : [...DEFAULT_OFFERS];
-        const secret = NodeSecret.loadOrCreate(join(config.dataDir, 'node.key'));
         const rail = new CashuRail({
           mint: mint.nodePayments(),
           mintUrl: () => `${urlRef.url}/mint`,
@@ -187,12 +193,25 @@ export class AlacarteNode {
               token: config.operatorToken,
               unit: config.mint.unit,
               trustedMints: config.trustedMints,
+              payouts,
             }),
           });
         }
       }
       const app = await buildApp({ logger, bodyLimitBytes: config.bodyLimitBytes, plugins, metrics });
-      const node = new AlacarteNode(config, app, db, mint, lightning, leases, reaper, logger, urlRef, sshRef);
+      const node = new AlacarteNode(
+        config,
+        app,
+        db,
+        mint,
+        lightning,
+        leases,
+        payouts,
+        reaper,
+        logger,
+        urlRef,
+        sshRef,
+      );
       node.closeLightning = running.close;
       return node;
     } catch (err) {
@@ -221,6 +240,11 @@ export class AlacarteNode {
       // From now on a sandbox that ends early ends its lease within seconds (reconciler.ts).
       this.leases.reconciler.start();
     }
+    // A payout a crash left pending is settled as its payer says (it is also retried before the next payout).
+    await this.payouts.resolvePending().catch((err: unknown) => {
+      this.logger.warn({ err }, 'pending payouts could not be resolved yet');
+    });
+    if (await this.payouts.hasPending().catch(() => true)) this.payouts.follow();
     await this.app.listen({ host: this.config.host, port: this.config.port });
     const address = this.app.server.address();
     const port = typeof address === 'object' && address ? address.port : this.config.port;
@@ -240,6 +264,7 @@ export class AlacarteNode {
   async close(): Promise<void> {
     this.reaper?.stop();
     if (this.sshRef.port !== undefined) await this.sshRef.server?.close();
+    this.payouts.close();
     await this.leases?.reconciler.close();
     await this.app.close();
     this.mint.close();

@@ -13,6 +13,7 @@ Usage:
   alacarte mint rotate [--data DIR] [--config FILE]
   alacarte ledger [--data DIR] [--config FILE] [--json]
   alacarte image build debian | pull REF | list | rm NAME   (alacarte image help)
+  alacarte payout --to BOLT11 [--from own|MINT_URL] [--data DIR] [--config FILE] [--json]
   alacarte help
 
 serve options:
@@ -26,6 +27,9 @@ operator commands:
   mint rotate     start a new mint keyset; old keysets keep redeeming
   ledger          print the books (as GET /v1/operator/ledger) from the store
   image           build the debian image, pull any OCI image, list and remove images
+  payout          pay earnings out to a Lightning invoice (as POST /v1/operator/payout): from the
+                  own mint's Lightning, or by melting the ecash held at a trusted mint (--from;
+                  default: the own mint if its earnings cover it, else the trusted mint with most)
 
 Examples:
   alacarte serve
@@ -38,6 +42,7 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'serve':
     case 'ledger':
+    case 'payout':
       return (await operator()).runOperatorCommand(command, rest, USAGE);
     case 'image':
       return (await images()).runImageCommand(rest);

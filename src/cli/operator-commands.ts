@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type ConfigInput, loadConfig, sshPortSetting } from '../config.js';
+import { AlacarteError } from '../core/errors.js';
 import { CrunDriver } from '../drivers/crun/crun-driver.js';
 import { placeMountedDirs } from '../drivers/crun/host-dirs.js';
 import { ImageStore } from '../drivers/crun/image-store.js';
@@ -11,7 +12,7 @@ import { requireTrustedMintNuts } from '../rails/cashu/nut-06-requirements.js';
 
 /** The operator's side of the command: run a node, rotate the mint's keys, read the books. */
 export async function runOperatorCommand(
-  command: 'serve' | 'mint rotate' | 'ledger',
+  command: 'serve' | 'mint rotate' | 'ledger' | 'payout',
   args: string[],
   usage: string,
 ): Promise<number> {
@@ -22,6 +23,8 @@ export async function runOperatorCommand(
       return operatorCommand(args, rotateKeyset);
     case 'ledger':
       return operatorCommand(args, printLedger);
+    case 'payout':
+      return payout(args);
   }
 }
 
@@ -110,6 +113,50 @@ async function operatorCommand(
   return 0;
 }
 
+/**
+ * Pays earnings out from the data directory's store, with this process's view of the node (its
+ * Lightning backend, its trusted mints). Exit 0 when paid or pending, 1 when refused or failed.
+ */
+async function payout(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      to: { type: 'string' },
+      from: { type: 'string' },
+      data: { type: 'string' },
+      config: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    strict: true,
+  });
+  if (values.to === undefined) {
+    process.stderr.write('alacarte: usage: alacarte payout --to BOLT11 [--from own|MINT_URL] [--data DIR]\n');
+    return 2;
+  }
+  const config = loadConfig({ file: values.config, env: process.env, flags: { dataDir: values.data } });
+  const node = await AlacarteNode.create(config, { logger: silentLogger() });
+  try {
+    const answer = await node.payouts.payout(values.to, values.from);
+    if (values.json) {
+      process.stdout.write(`${JSON.stringify(answer)}\n`);
+    } else {
+      const from = answer.source === 'own' ? 'the own mint' : answer.source;
+      const what =
+        answer.state === 'paid'
+          ? `paid ${answer.paid} ${config.mint.unit} (fee ${answer.fee} ${config.mint.unit}) from ${from}`
+          : `payout of ${answer.paid} ${config.mint.unit} from ${from} is PENDING: it is resolved at the next start or payout`;
+      process.stdout.write(`${what}\npayout ${answer.id}\n`);
+    }
+    return 0;
+  } catch (err) {
+    if (!(err instanceof AlacarteError)) throw err;
+    process.stderr.write(`alacarte: payout refused (${err.code}): ${err.message}\n`);
+    return 1;
+  } finally {
+    await node.close();
+  }
+}
+
 async function rotateKeyset(node: AlacarteNode): Promise<void> {
   const id = await node.mint.rotate();
   process.stdout.write(
@@ -124,14 +171,20 @@ async function printLedger(node: AlacarteNode, json: boolean): Promise<void> {
     return;
   }
   const u = books.unit;
-  const balanced = books.received === books.charged + books.refunded + books.held;
+  const balanced =
+    books.received === books.charged + books.refunded + books.held &&
+    books.charged === books.paid_out + books.payout_pending + books.unpaid;
   const lines = [
     `received ${books.received} ${u} = charged ${books.charged} + refunded ${books.refunded} + held ${books.held}  ${balanced ? '(balanced)' : '(NOT BALANCED)'}`,
+    `charged ${books.charged} ${u} = paid out ${books.paid_out} + payout pending ${books.payout_pending} + unpaid ${books.unpaid}`,
     ...[{ mint: 'own mint', ...books.by_mint.own }, ...books.by_mint.trusted].map(
       (m) =>
-        `  at ${m.mint}: received ${m.received} = charged ${m.charged} + refunded ${m.refunded} + held ${m.held}${m.bounced ? `; returned ${m.bounced}` : ''}`,
+        `  at ${m.mint}: received ${m.received} = charged ${m.charged} + refunded ${m.refunded} + held ${m.held}${m.bounced ? `; returned ${m.bounced}` : ''}; paid out ${m.paid_out}, unpaid ${m.unpaid}`,
     ),
     `mint: issued ${books.mint.issued}, redeemed ${books.mint.redeemed}, outstanding ${books.mint.outstanding}, lightning in ${books.mint.lightning_in}, out ${books.mint.lightning_out}`,
+    ...books.payouts.map(
+      (p) => `payout ${p.id}: ${p.amount} ${u} + fee ${p.fee ?? '?'} from ${p.source}: ${p.state}`,
+    ),
     `leases: ${Object.entries(books.leases)
       .map(([k, v]) => `${v} ${k}`)
       .join(', ')}`,

@@ -2,7 +2,11 @@ import { sql } from 'kysely';
 import { normalizeMintUrl } from '../rails/cashu/proofs.js';
 import type { Database } from '../store/database.js';
 
-/** One mint's share of the books; received = charged + refunded + held holds for each. */
+/**
+ * One mint's share of the books; received = charged + refunded + held holds for each, and what
+ * was charged splits again as charged = paid_out + payout_pending + unpaid (payouts are paid out
+ * of earnings: a payout moves money from `unpaid` to `paid_out`, never out of `held`).
+ */
 export interface MintFigures {
   /** Kept for time of the payments taken at this mint (change excluded). */
   received: number;
@@ -11,6 +15,12 @@ export interface MintFigures {
   held: number;
   /** Payments this mint took that bought nothing and were handed back (outside `received`). */
   bounced: number;
+  /** Paid out over Lightning from this source, fees included (src/payouts/). */
+  paid_out: number;
+  /** A payout in flight from this source: its amount and the most it may cost on top. */
+  payout_pending: number;
+  /** Earned and still at the node: what a payout from this source may take. */
+  unpaid: number;
 }
 
 export interface LeaseBooks {
@@ -22,6 +32,10 @@ export interface LeaseBooks {
   held: number;
   /** Payments handed back whole (an extension of a lease that had ended), over every mint. */
   bounced: number;
+  /** Over every mint: charged = paid_out + payout_pending + unpaid. */
+  paid_out: number;
+  payout_pending: number;
+  unpaid: number;
   /**
    * The same figures per mint: this node's own mint (backed by its Lightning) apart from each
    * trusted mint (ecash the node holds at another operator's mint).
@@ -63,6 +77,9 @@ export async function leaseBooks(
     refunded: 0,
     held: 0,
     bounced: 0,
+    paid_out: 0,
+    payout_pending: 0,
+    unpaid: 0,
     byMint: await mintFigures(db, trustedMints),
     leases: { running: 0, expired: 0, stopped: 0, failed: 0, pending: 0 },
   };
@@ -77,12 +94,26 @@ export async function leaseBooks(
       books.charged += held - refunded;
     }
   }
-  for (const m of [books.byMint.own, ...books.byMint.trusted]) books.bounced += m.bounced;
+  for (const m of [books.byMint.own, ...books.byMint.trusted]) {
+    books.bounced += m.bounced;
+    books.paid_out += m.paid_out;
+    books.payout_pending += m.payout_pending;
+    books.unpaid += m.unpaid;
+  }
   return books;
 }
 
 async function mintFigures(db: Database, trustedMints: readonly string[]): Promise<LeaseBooks['byMint']> {
-  const zero = (): MintFigures => ({ received: 0, charged: 0, refunded: 0, held: 0, bounced: 0 });
+  const zero = (): MintFigures => ({
+    received: 0,
+    charged: 0,
+    refunded: 0,
+    held: 0,
+    bounced: 0,
+    paid_out: 0,
+    payout_pending: 0,
+    unpaid: 0,
+  });
   const own = zero();
   const trusted = new Map(
     trustedMints.map((url) => [normalizeMintUrl(url), { mint: url.trim().replace(/\/+$/, ''), ...zero() }]),
@@ -122,5 +153,23 @@ async function mintFigures(db: Database, trustedMints: readonly string[]): Promi
     .groupBy('mint_url')
     .execute();
   for (const r of bounced) at(r.mint).bounced += Number(r.n);
+  // Payouts name their source 'own' or the trusted mint's URL; 'own' is no trusted mint.
+  const payouts = await db
+    .selectFrom('payouts')
+    .select([
+      'source',
+      'state',
+      sql<number>`coalesce(sum(amount + coalesce(fee, 0)), 0)`.as('paid'),
+      sql<number>`coalesce(sum(amount + fee_reserve), 0)`.as('reserved'),
+    ])
+    .where('state', 'in', ['paid', 'pending'])
+    .groupBy(['source', 'state'])
+    .execute();
+  for (const r of payouts) {
+    const m = at(r.source);
+    if (r.state === 'paid') m.paid_out += Number(r.paid);
+    else m.payout_pending += Number(r.reserved);
+  }
+  for (const m of [own, ...trusted.values()]) m.unpaid = m.charged - m.paid_out - m.payout_pending;
   return { own, trusted: [...trusted.values()] };
 }

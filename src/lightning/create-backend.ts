@@ -33,7 +33,10 @@ export function createLightningBackend(
   const expirySeconds = settings.invoiceExpirySeconds;
   switch (settings.backend) {
     case 'fake': {
-      const backend = new FakeLightningBackend({ settleDelayMs: settings.settleDelayMs });
+      const backend = new FakeLightningBackend({
+        settleDelayMs: settings.settleDelayMs,
+        payDelayMs: settings.payDelayMs,
+      });
       return { backend, close: async () => {} };
     }
     case 'lnd': {

@@ -1,5 +1,7 @@
+import type { Kysely } from 'kysely';
 import { sql } from 'kysely';
-import type { MintDb } from './store/mint-store.js';
+import type { PayoutTables } from '../payouts/payout-tables.js';
+import type { MintTables } from './store/tables.js';
 
 export interface MintBooks {
   /** Value of every signature ever given out (minted, swapped, change, node payouts). */
@@ -10,12 +12,17 @@ export interface MintBooks {
   outstanding: number;
   /** Invoices paid into the mint over Lightning (internal settlements excluded: no Lightning moved). */
   lightning_in: number;
-  /** Paid out over Lightning, routing fees included. */
+  /**
+   * Paid out over Lightning, routing fees included: melts, and the node's payouts of its earnings
+   * from this mint (src/payouts/), which its Lightning backend pays too.
+   */
   lightning_out: number;
 }
 
-/** The mint's books, straight from its tables. */
-export async function mintBooks(db: MintDb): Promise<MintBooks> {
+/** The mint's books, straight from its tables (and the node's payouts, paid by its Lightning). */
+export async function mintBooks<T extends MintTables & PayoutTables>(store: Kysely<T>): Promise<MintBooks> {
+  // Kysely's table map is invariant: view the store through exactly the tables read here.
+  const db = store as unknown as Kysely<MintTables & PayoutTables>;
   const issued = await db
     .selectFrom('mint_signatures')
     .select(sql<number>`coalesce(sum(amount), 0)`.as('n'))
@@ -37,12 +44,18 @@ export async function mintBooks(db: MintDb): Promise<MintBooks> {
     .where('state', '=', 'PAID')
     .where('internal_mint_quote_id', 'is', null)
     .executeTakeFirstOrThrow();
+  const payouts = await db
+    .selectFrom('payouts')
+    .select(sql<number>`coalesce(sum(amount + coalesce(fee, 0)), 0)`.as('n'))
+    .where('source', '=', 'own')
+    .where('state', '=', 'paid')
+    .executeTakeFirstOrThrow();
   const n = (r: { n: number }) => Number(r.n);
   return {
     issued: n(issued),
     redeemed: n(redeemed),
     outstanding: n(issued) - n(redeemed),
     lightning_in: n(lightningIn),
-    lightning_out: n(lightningOut),
+    lightning_out: n(lightningOut) + n(payouts),
   };
 }

@@ -250,6 +250,11 @@ export interface OperatorLedger {
   leases: { running: number; expired: number; stopped: number; failed: number };
   /** Payments handed back whole, over every mint. */
   bounced: number;
+  /** Payouts (src/payouts/): charged = paid_out + payout_pending + unpaid. */
+  paid_out: number;
+  payout_pending: number;
+  unpaid: number;
+  payouts: Array<{ id: string; source: string; amount: number; fee: number | null; state: string }>;
   by_mint: { own: MintFigures; trusted: Array<{ mint: string } & MintFigures> };
 }
 
@@ -275,18 +280,22 @@ export function expectBalanced(books: OperatorLedger): string[] {
     );
   if (books.mint.outstanding !== books.mint.issued - books.mint.redeemed)
     problems.push('mint outstanding != issued - redeemed');
+  if (books.charged !== books.paid_out + books.payout_pending + books.unpaid)
+    problems.push(`charged ${books.charged} != paid_out + payout_pending + unpaid`);
   for (const m of [books.by_mint.own, ...books.by_mint.trusted]) {
     if (m.received !== m.charged + m.refunded + m.held)
       problems.push(`at a mint: received ${m.received} != charged + refunded + held (${JSON.stringify(m)})`);
+    if (m.charged !== m.paid_out + m.payout_pending + m.unpaid)
+      problems.push(`at a mint: charged != paid_out + payout_pending + unpaid (${JSON.stringify(m)})`);
   }
   const sum = (k: keyof MintFigures) =>
     [books.by_mint.own, ...books.by_mint.trusted].reduce((n, m) => n + m[k], 0);
-  for (const k of ['received', 'charged', 'refunded', 'held', 'bounced'] as const) {
+  for (const k of ['received', 'charged', 'refunded', 'held', 'bounced', 'paid_out', 'unpaid'] as const) {
     if (sum(k) !== books[k]) problems.push(`${k} ${books[k]} != the sum over mints ${sum(k)}`);
   }
   // Only what the node kept at its own mint is out of that mint's circulation; what it holds at
-  // trusted mints is their ecash.
-  const kept = books.by_mint.own.charged + books.by_mint.own.held;
+  // trusted mints is their ecash. What it paid out of its earnings left over Lightning (lightning_out).
+  const kept = books.by_mint.own.charged - books.by_mint.own.paid_out + books.by_mint.own.held;
   if (books.mint.outstanding !== books.mint.lightning_in - books.mint.lightning_out - kept)
     problems.push(
       `mint outstanding ${books.mint.outstanding} != lightning_in ${books.mint.lightning_in} - lightning_out ${books.mint.lightning_out} - kept ${kept}`,

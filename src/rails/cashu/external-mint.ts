@@ -47,6 +47,13 @@ export interface KeptPayment {
   kept: bigint;
 }
 
+/** An ended lease's share at this mint: its payments kept here and the refund paid from here. */
+export interface EndedLeaseAtMint {
+  leaseId: string;
+  refund: bigint;
+  payments: KeptPayment[];
+}
+
 interface KeysetView {
   id: string;
   unit: string;
@@ -62,6 +69,8 @@ const MAX_KEYSETS_PER_TOKEN = 8;
 const MAX_CACHED_SIGNATURES = 20_000;
 /** An unknown keyset id refreshes the cached keyset list at most this often. */
 const MIN_KEYSET_REFRESH_MS = 5_000;
+/** Outputs named in one restore or state check while collecting held proofs. */
+const HELD_SLICE = 100;
 
 /**
  * A Cashu mint the operator trusts, reached over HTTP. Its tokens are swapped there (NUT-03)
@@ -269,6 +278,56 @@ export class ExternalMint {
     const swapped = await this.swapOrRestore(inputs, [...refundOutputs, ...rest]);
     if (!swapped.ok) throw new MintUnavailable(`the refund swap was refused: ${swapped.message}`);
     return this.restoredProofs(refundOutputs);
+  }
+
+  /**
+   * The proofs of this mint the node holds from ended leases and can spend for a payout: the kept
+   * part of each payment (`keep/<key>`) and what a refund swap left the node (`rest/<lease>`),
+   * less what a refund handed over whole, and only those the mint says are unspent (a payout, a
+   * refund or a bounce spent the others). Each lease's refund is made sure of first (idempotent:
+   * it restores a swap done before), so a payout never spends proofs a refund still needs.
+   * Running leases are not for the caller to pass: their proofs may still be refunded.
+   */
+  async heldProofs(leases: readonly EndedLeaseAtMint[]): Promise<Proof[]> {
+    const handedOver = new Set<string>();
+    const candidates: DerivedOutput[] = [];
+    for (const lease of leases) {
+      let kept = 0n;
+      for (const p of lease.payments) {
+        if (p.kept <= 0n) continue;
+        candidates.push(...deriveOutputs(this.secret, `keep/${p.key}`, p.kept));
+        kept += p.kept;
+      }
+      if (lease.refund > 0n) {
+        for (const proof of await this.refundProofs(lease.leaseId, lease.refund, lease.payments))
+          handedOver.add(proof.secret);
+        // The remainder is less than what was kept: every denomination below it is a candidate.
+        const all = (1n << BigInt(kept.toString(2).length)) - 1n;
+        candidates.push(...deriveOutputs(this.secret, `rest/${lease.leaseId}`, all));
+      }
+    }
+    // In slices: a mint bounds how many outputs one restore or state check may name.
+    const held: Proof[] = [];
+    for (let i = 0; i < candidates.length; i += HELD_SLICE) {
+      const slice = candidates.slice(i, i + HELD_SLICE);
+      const signed = await this.signatures(slice);
+      const proofs = (
+        await this.unblind(
+          slice.filter((o) => signed.has(o.B_)),
+          signed,
+        )
+      ).filter((p) => !handedOver.has(p.secret));
+      if (proofs.length === 0) continue;
+      const Ys = proofs.map((p) => bytesToHex(hashToCurve(encoder.encode(p.secret))));
+      let states: Map<string, string>;
+      try {
+        states = await this.client.checkState(Ys);
+      } catch (err) {
+        throw this.unavailable(err);
+      }
+      held.push(...proofs.filter((_, j) => states.get(Ys[j]!) === 'UNSPENT'));
+    }
+    return held;
   }
 
   // ---- internals -----------------------------------------------------------------------------

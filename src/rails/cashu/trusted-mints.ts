@@ -7,7 +7,12 @@ import { isUniqueViolation } from '../../mint/store/mint-store.js';
 import type { Proof } from '../../mint/types.js';
 import type { Database } from '../../store/database.js';
 import type { InspectedPayment, PayoutPart, Rejection } from '../payment-rail.js';
-import { ExternalMint, type ExternalPayment, type KeptPayment } from './external-mint.js';
+import {
+  type EndedLeaseAtMint,
+  ExternalMint,
+  type ExternalPayment,
+  type KeptPayment,
+} from './external-mint.js';
 import { MintUnavailable } from './mint-client.js';
 import { normalizeMintUrl, paymentKey } from './proofs.js';
 
@@ -182,6 +187,45 @@ export class TrustedMints {
     if (proofs === null) return null;
     const value = proofs.reduce((n, p) => n + BigInt(p.amount), 0n);
     return { token: this.encode(mint, proofs), amount: Amount.of(value, this.unit) };
+  }
+
+  /**
+   * The unspent proofs the node holds at trusted mint `url` from ended leases (kept parts and
+   * refund remainders; ExternalMint.heldProofs), for a payout. Throws MintUnavailable.
+   */
+  async held(url: string): Promise<Proof[]> {
+    const mint = this.mint(url);
+    const here = normalizeMintUrl(mint.url);
+    const payments = await this.db
+      .selectFrom('payments')
+      .innerJoin('leases', 'leases.id', 'payments.lease_id')
+      .select([
+        'payments.lease_id',
+        'payments.key',
+        'payments.amount',
+        'payments.fee',
+        'payments.change',
+        'payments.mint_url',
+      ])
+      .where('leases.state', 'in', ['expired', 'stopped', 'failed'])
+      .orderBy('payments.seq')
+      .execute();
+    const leases = new Map<string, EndedLeaseAtMint>();
+    for (const r of payments) {
+      if (normalizeMintUrl(r.mint_url) !== here) continue;
+      const lease = leases.get(r.lease_id) ?? { leaseId: r.lease_id, refund: 0n, payments: [] };
+      lease.payments.push({ key: r.key, kept: BigInt(r.amount) - BigInt(r.fee) - BigInt(r.change) });
+      leases.set(r.lease_id, lease);
+    }
+    const refunds = await this.db
+      .selectFrom('lease_refunds')
+      .select(['lease_id', 'mint_url', 'amount'])
+      .execute();
+    for (const r of refunds) {
+      const lease = leases.get(r.lease_id);
+      if (lease && normalizeMintUrl(r.mint_url) === here) lease.refund += BigInt(r.amount);
+    }
+    return mint.heldProofs([...leases.values()]);
   }
 
   /**

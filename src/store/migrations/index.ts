@@ -6,6 +6,7 @@ import * as refunds from './0004-refunds.js';
 import * as mintSignatureQuote from './0006-mint-signature-quote.js';
 import * as leaseSshKeys from './0007-lease-ssh-keys.js';
 import * as mintQuotePubkey from './0008-mint-quote-pubkey.js';
+import * as payouts from './0010-payouts.js';
 
 /**
  * Every schema migration, in order. Each domain adds its own files here (`0001-mint.ts`, ...).
@@ -20,4 +21,5 @@ export const MIGRATIONS: ReadonlyArray<{ name: string; migration: Migration }> =
   { name: '0006-mint-signature-quote', migration: mintSignatureQuote },
   { name: '0007-lease-ssh-keys', migration: leaseSshKeys },
   { name: '0008-mint-quote-pubkey', migration: mintQuotePubkey },
+  { name: '0010-payouts', migration: payouts },
 ];
