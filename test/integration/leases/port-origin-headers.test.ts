@@ -50,6 +50,10 @@ printf '\\201\\002hi'
 exec cat > /dev/null
 `;
 
+/** An answer whose header value holds a control character (\\001), as printf's format. */
+const BROKEN_ANSWER =
+  'HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nX-Bad: a\\001b\\r\\nX-Kept: yes\\r\\nConnection: close\\r\\n\\r\\nok';
+
 describe.skipIf(crunSkipReason)("headers that speak for the node's origin, from a port URL", () => {
   let t: LeaseTestNode;
   let lease: { id: string; token: string; ports: Record<string, string> };
@@ -60,7 +64,7 @@ describe.skipIf(crunSkipReason)("headers that speak for the node's origin, from 
     const { token } = await tokenOf(wallet, t.mintUrl, proofs, 10);
     const res = await postJson(
       `${t.url}/v1/leases`,
-      { offer: 'small', seconds: 300, image: 'busybox', ports: [8080, 8081] },
+      { offer: 'small', seconds: 300, image: 'busybox', ports: [8080, 8081, 8082] },
       { 'x-cashu': token },
     );
     expect(res.status).toBe(201);
@@ -81,6 +85,16 @@ describe.skipIf(crunSkipReason)("headers that speak for the node's origin, from 
       auth,
     );
     expect(ws.status).toBe(202);
+    // A header value with a control character (a malformed answer).
+    const broken = await postJson(
+      `${t.url}/v1/leases/${lease.id}/exec`,
+      {
+        command: ['sh', '-c', `nc -ll -p 8082 -e sh -c "sleep 0.2; printf '${BROKEN_ANSWER}'"`],
+        background: true,
+      },
+      auth,
+    );
+    expect(broken.status).toBe(202);
     await sleep(300);
   }, 60_000);
   afterAll(async () => {
@@ -127,5 +141,11 @@ describe.skipIf(crunSkipReason)("headers that speak for the node's origin, from 
       { authorization: `Bearer ${lease.token}` },
     );
     expect(seen.body.stdout).toBe('');
+  });
+
+  it("answers a port's malformed header with 502 bad_gateway, never a 500", async () => {
+    const res = await fetch(lease.ports['8082'] ?? '');
+    expect(res.status).toBe(502);
+    expect(((await res.json()) as { error: string }).error).toBe('bad_gateway');
   });
 });
