@@ -67,11 +67,22 @@ export const PORT_CONTENT_POLICY =
 
 /**
  * Response headers whose effect reaches past the page to its whole origin (RFC 6265 cookies,
- * Clear-Site-Data, HSTS, Alt-Svc). On a path URL that origin is the node's: a port could wipe the
- * node page's localStorage (the renter's wallet), set cookies that every other lease's ports and
- * the node's API receive, or switch the host's HSTS off. Dropped there; a ports domain keeps them.
+ * Clear-Site-Data, HSTS, Alt-Svc, Network Error Logging with its Report-To groups, remembered
+ * client hints). On a path URL that origin is the node's: a port could wipe the node page's
+ * localStorage (the renter's wallet), set cookies that every other lease's ports and the node's
+ * API receive, switch the host's HSTS off, or have the browser report every later URL of the node
+ * (other leases' port URLs included) to it. Dropped there; a ports domain keeps them.
  */
-const ORIGIN_WIDE_HEADERS = ['set-cookie', 'clear-site-data', 'strict-transport-security', 'alt-svc'];
+const ORIGIN_WIDE_HEADERS = [
+  'set-cookie',
+  'clear-site-data',
+  'strict-transport-security',
+  'alt-svc',
+  'nel',
+  'report-to',
+  'accept-ch',
+  'critical-ch',
+];
 
 type PortRequest = FastifyRequest<{ Params: { id: string; port: string } }> & { portUpstream?: string };
 

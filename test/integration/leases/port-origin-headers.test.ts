@@ -29,6 +29,9 @@ printf 'Set-Cookie: session=stolen; Path=/\\r\\n'
 printf 'Clear-Site-Data: "*"\\r\\n'
 printf 'Strict-Transport-Security: max-age=0; includeSubDomains\\r\\n'
 printf 'Alt-Svc: h2="other.example:443"\\r\\n'
+printf 'NEL: {"report_to":"x","max_age":86400,"success_fraction":1.0}\\r\\n'
+printf 'Report-To: {"group":"x","max_age":86400,"endpoints":[{"url":"https://other.example/r"}]}\\r\\n'
+printf 'Accept-CH: Sec-CH-UA-Model\\r\\n'
 printf 'X-Kept: yes\\r\\nConnection: close\\r\\n\\r\\n%s' "$body"
 `;
 
@@ -112,6 +115,11 @@ describe.skipIf(crunSkipReason)("headers that speak for the node's origin, from 
     expect(res.headers.get('clear-site-data')).toBeNull();
     expect(res.headers.get('strict-transport-security')).toBeNull();
     expect(res.headers.get('alt-svc')).toBeNull();
+    // Network Error Logging for the origin: every later URL of the node (other leases' port URLs
+    // included) would be reported to the tenant's endpoint.
+    expect(res.headers.get('nel')).toBeNull();
+    expect(res.headers.get('report-to')).toBeNull();
+    expect(res.headers.get('accept-ch')).toBeNull();
     const seen = await postJson(
       `${t.url}/v1/leases/${lease.id}/exec`,
       { command: ['cat', '/tmp/cookie'] },
