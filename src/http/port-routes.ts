@@ -65,6 +65,25 @@ export function parsePort(text: string): number {
 export const PORT_CONTENT_POLICY =
   'sandbox allow-scripts allow-forms allow-popups allow-popups-to-escape-sandbox allow-modals allow-downloads';
 
+/**
+ * Response headers whose effect reaches past the page to its whole origin (RFC 6265 cookies,
+ * Clear-Site-Data, HSTS, Alt-Svc, Network Error Logging with its Report-To groups, remembered
+ * client hints). On a path URL that origin is the node's: a port could wipe the node page's
+ * localStorage (the renter's wallet), set cookies that every other lease's ports and the node's
+ * API receive, switch the host's HSTS off, or have the browser report every later URL of the node
+ * (other leases' port URLs included) to it. Dropped there; a ports domain keeps them.
+ */
+const ORIGIN_WIDE_HEADERS = [
+  'set-cookie',
+  'clear-site-data',
+  'strict-transport-security',
+  'alt-svc',
+  'nel',
+  'report-to',
+  'accept-ch',
+  'critical-ch',
+];
+
 type PortRequest = FastifyRequest<{ Params: { id: string; port: string } }> & { portUpstream?: string };
 
 /** Requests that came by a port's own host name (see PortRoutesOptions.portsDomain). */
@@ -120,7 +139,9 @@ function proxyOptions(targets: PortTargets): FastifyHttpProxyOptions {
     replyOptions: {
       rewriteHeaders: (headers, request) => {
         const r = request as PortRequest | undefined;
-        if (!r || byHost.has(r.raw)) return headers;
+        if (r && byHost.has(r.raw)) return headers;
+        for (const name of ORIGIN_WIDE_HEADERS) delete headers[name];
+        if (!r) return headers;
         // A redirect to a path of the server (`/login`) stays under the port's prefix.
         const location = headers.location;
         const rewritten =
@@ -131,6 +152,12 @@ function proxyOptions(targets: PortTargets): FastifyHttpProxyOptions {
         const own = headers['content-security-policy'];
         const policies = own === undefined ? [] : Array.isArray(own) ? own : [String(own)];
         return { ...headers, ...rewritten, 'content-security-policy': [...policies, PORT_CONTENT_POLICY] };
+      },
+      // The node's host name's cookies (a visitor's, whatever set them) are not the port's to read.
+      rewriteRequestHeaders: (request, headers) => {
+        if (byHost.has(request.raw as IncomingMessage)) return headers;
+        const { cookie: _cookie, ...rest } = headers;
+        return rest;
       },
       getUpstream: (request) => (request as PortRequest).portUpstream ?? 'http://127.0.0.1:9',
       onError: (reply, { error }) => {
@@ -220,16 +247,20 @@ async function splice(
   });
   upstream.once('connect', () => {
     // The client's request head as it came, its path without the prefix; then bytes both ways.
+    // On a path URL the node's cookies stay out, and origin-wide headers out of the answer's head.
+    const shared = !byHost.has(req);
     const lines = [`${req.method ?? 'GET'} ${path} HTTP/${req.httpVersion}`];
     for (let i = 0; i + 1 < req.rawHeaders.length; i += 2)
-      lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+      if (!(shared && req.rawHeaders[i]?.toLowerCase() === 'cookie'))
+        lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
     upstream.write(`${lines.join('\r\n')}\r\n\r\n`);
     if (head.length) upstream.write(head);
     upstream.once('data', () => {
       answered = true;
     });
     client.pipe(upstream);
-    upstream.pipe(client, { end: false });
+    if (shared) pipeFilteringHead(upstream, client);
+    else upstream.pipe(client, { end: false });
     client.once('close', () => upstream.destroy());
     upstream.once('close', () => {
       // A relay that closes before any byte: nothing listens in the sandbox.
@@ -238,6 +269,39 @@ async function splice(
       else client.end();
     });
   });
+}
+
+/** Longest answer head a port's upgrade may send on a path URL; longer cuts the connection. */
+const MAX_UPGRADE_HEAD_BYTES = 64 * 1024;
+
+/**
+ * Pipes an upgrade's answer to the client with the ORIGIN_WIDE_HEADERS lines of its head removed
+ * (a browser stores a handshake's cookies like any other's); what follows the head is untouched.
+ */
+function pipeFilteringHead(upstream: Socket, client: Duplex): void {
+  let pending = Buffer.alloc(0);
+  const onData = (chunk: Buffer) => {
+    pending = Buffer.concat([pending, chunk]);
+    const end = pending.indexOf('\r\n\r\n');
+    if (end < 0) {
+      if (pending.length > MAX_UPGRADE_HEAD_BYTES) {
+        upstream.destroy();
+        client.destroy();
+      }
+      return;
+    }
+    upstream.off('data', onData);
+    const kept = pending
+      .subarray(0, end)
+      .toString('latin1')
+      .split('\r\n')
+      .filter((line) => !ORIGIN_WIDE_HEADERS.includes(line.split(':', 1)[0]?.trim().toLowerCase() ?? ''));
+    upstream.pause();
+    client.write(Buffer.from(`${kept.join('\r\n')}\r\n\r\n`, 'latin1'));
+    client.write(pending.subarray(end + 4));
+    upstream.pipe(client, { end: false });
+  };
+  upstream.on('data', onData);
 }
 
 /** Answers a refused upgrade with the API's JSON error, then closes. */

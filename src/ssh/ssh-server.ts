@@ -14,6 +14,11 @@ export interface SshLimits {
   connections: number;
   /** Connections not yet logged in at once (a login takes a few round trips). */
   unauthenticated: number;
+  /**
+   * Of those, from one client address (an IPv6 one counted by its /64, what one host gets): so
+   * that one client holding silent connections cannot take every slot and keep all renters out.
+   */
+  unauthenticatedPerAddress: number;
   /** Logged-in connections of one lease at once. */
   perLease: number;
   /** Channels (sessions and forwards) open at once on one connection. */
@@ -34,6 +39,7 @@ export interface SshLimits {
 export const DEFAULT_SSH_LIMITS: SshLimits = {
   connections: 256,
   unauthenticated: 64,
+  unauthenticatedPerAddress: 8,
   perLease: 8,
   channelsPerConnection: 10,
   authTries: 6,
@@ -102,7 +108,7 @@ export class SshServer {
         keepaliveInterval: this.limits.keepaliveIntervalMs,
         keepaliveCountMax: this.limits.keepaliveCountMax,
       },
-      (connection, info) => this.accept(connection, `${info.ip}|${info.port}`),
+      (connection, info) => this.accept(connection, `${sourceOf(info.ip)}|${info.ip}|${info.port}`),
     );
     this.server.maxConnections = this.limits.connections;
     // Our own listener hands ssh2 the sockets: the login bounds then hold from the first byte on,
@@ -145,7 +151,14 @@ export class SshServer {
       socket.destroy();
       return;
     }
-    const key = `${socket.remoteAddress}|${socket.remotePort}`;
+    const source = sourceOf(socket.remoteAddress);
+    let fromSource = 0;
+    for (const k of this.pending.keys()) if (k.startsWith(`${source}|`)) fromSource++;
+    if (fromSource >= this.limits.unauthenticatedPerAddress) {
+      socket.destroy();
+      return;
+    }
+    const key = `${source}|${socket.remoteAddress}|${socket.remotePort}`;
     const grace = setTimeout(() => socket.destroy(), this.limits.loginGraceMs);
     const loggedIn = () => {
       clearTimeout(grace);
@@ -297,4 +310,25 @@ export class SshServer {
       this.checking = false;
     }
   }
+}
+
+/**
+ * Who a connection counts against for unauthenticated slots: its IPv4 address (an IPv4-mapped IPv6
+ * one too), or the /64 of an IPv6 address, since one host commonly holds a whole /64.
+ */
+export function sourceOf(address: string | undefined): string {
+  if (!address) return '?';
+  const mapped = /^::ffff:([0-9.]+)$/i.exec(address);
+  if (mapped?.[1]) return mapped[1];
+  if (!address.includes(':')) return address;
+  const [head = '', tail = ''] = address.toLowerCase().split('%', 1)[0]?.split('::') ?? [];
+  const left = head ? head.split(':') : [];
+  const right = address.includes('::') && tail ? tail.split(':') : [];
+  const groups = address.includes('::')
+    ? [...left, ...Array(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right]
+    : left;
+  return `${groups
+    .slice(0, 4)
+    .map((g) => Number.parseInt(g || '0', 16).toString(16))
+    .join(':')}::/64`;
 }

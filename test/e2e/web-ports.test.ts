@@ -80,6 +80,24 @@ describe('the web page: published ports', () => {
     );
     expect(reach).toBe('SecurityError');
     expect(await site.evaluate('window.origin')).toBe('null');
+
+    // A hostile server on the port answers with headers that would clear the whole origin's
+    // storage and set its cookies: the node page's wallet and cookies stay as they were.
+    const stored = await page.evaluate('localStorage.length');
+    expect(stored).toBeGreaterThan(0);
+    await page.locator('#terminal').click();
+    await page.keyboard.type(
+      'killall httpd; printf \'HTTP/1.1 200 OK\\r\\nClear-Site-Data: "*"\\r\\nSet-Cookie: t=1; Path=/\\r\\n' +
+        "Content-Type: text/html\\r\\nContent-Length: 13\\r\\nConnection: close\\r\\n\\r\\n<p id=x>x</p>' > /r; " +
+        'nc -ll -p 8080 -e cat /r &\n',
+      { delay: 10 },
+    );
+    await expect
+      .poll(async () => (await site.goto(href).catch(() => undefined))?.headers()['content-length'], STEP)
+      .toBe('13');
+    await page.reload({ waitUntil: 'load' });
+    expect(await page.evaluate('localStorage.length')).toBe(stored);
+    expect(await browser.context.cookies()).toEqual([]);
     await site.close();
   });
 });

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SandboxProcess } from '../../../src/drivers/compute-driver.js';
 import { silentLogger } from '../../../src/log.js';
 import { loadOrCreateHostKey } from '../../../src/ssh/host-key.js';
-import { SshServer } from '../../../src/ssh/ssh-server.js';
+import { SshServer, sourceOf } from '../../../src/ssh/ssh-server.js';
 
 const { Client } = ssh2;
 
@@ -35,7 +35,13 @@ beforeAll(async () => {
       connect: () => Promise.reject(new Error('no')),
     },
     logger: silentLogger(),
-    limits: { loginGraceMs: 600, unauthenticated: 2, perLease: 2, leaseCheckMs: 100 },
+    limits: {
+      loginGraceMs: 600,
+      unauthenticated: 3,
+      unauthenticatedPerAddress: 2,
+      perLease: 2,
+      leaseCheckMs: 100,
+    },
   });
   port = await server.listen('127.0.0.1', 0);
 });
@@ -45,9 +51,9 @@ afterAll(async () => {
 });
 
 /** A raw TCP connection that says nothing; resolves with the ms until the server closed it. */
-function silent(): { socket: Socket; closed: Promise<number> } {
+function silent(from = '127.0.0.1'): { socket: Socket; closed: Promise<number> } {
   const started = Date.now();
-  const socket = connect(port, '127.0.0.1');
+  const socket = connect({ port, host: '127.0.0.1', localAddress: from });
   socket.on('error', () => undefined);
   socket.resume();
   return {
@@ -65,24 +71,36 @@ describe('SSH server bounds before login', () => {
   });
 
   it('refuses connections beyond the number allowed to be logging in at once', async () => {
-    const a = silent();
-    const b = silent();
+    const held = ['127.0.0.1', '127.0.0.2', '127.0.0.3'].map((from) => silent(from));
     await new Promise((r) => setTimeout(r, 100));
-    const c = silent();
+    const c = silent('127.0.0.4');
     expect(await c.closed).toBeLessThan(300);
-    await Promise.all([a.closed, b.closed]);
+    await Promise.all(held.map((h) => h.closed));
+  });
+
+  it('keeps one address from holding every login slot: another address still logs in', async () => {
+    live.add(LEASE);
+    const held = [silent(), silent()];
+    await new Promise((r) => setTimeout(r, 100));
+    const third = silent();
+    expect(await third.closed).toBeLessThan(300);
+    const other = login(LEASE, 'right', '127.0.0.2');
+    expect(await other.outcome).toBe('ready');
+    other.client.end();
+    await Promise.all([other.closed, ...held.map((h) => h.closed)]);
   });
 });
 
 /** Logs in with ssh2's client; resolves 'ready' or the error, and with when it closed. */
-function login(user: string, password: string) {
+function login(user: string, password: string, from = '127.0.0.1') {
   const client = new Client();
   const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
   const outcome = new Promise<string>((resolve) => {
     client.once('ready', () => resolve('ready'));
     client.once('error', (err) => resolve(String(err.message)));
   });
-  client.connect({ host: '127.0.0.1', port, username: user, password, readyTimeout: 5000 });
+  const sock = connect({ port, host: '127.0.0.1', localAddress: from });
+  client.connect({ sock, username: user, password, readyTimeout: 5000 });
   return { client, outcome, closed };
 }
 
@@ -122,5 +140,19 @@ describe('SSH server bounds after login', () => {
     const started = Date.now();
     await a.closed;
     expect(Date.now() - started).toBeLessThan(3000);
+  });
+});
+
+describe('sourceOf', () => {
+  it('counts an IPv4 client by its address and an IPv6 client by its /64', () => {
+    expect(sourceOf('127.0.0.1')).toBe('127.0.0.1');
+    expect(sourceOf('::ffff:10.1.2.3')).toBe('10.1.2.3');
+    expect(sourceOf('2001:db8::1')).toBe('2001:db8:0:0::/64');
+    expect(sourceOf('2001:0db8:0000:0000:ffff::')).toBe('2001:db8:0:0::/64');
+    expect(sourceOf('2001:db8:0:0:1::5')).toBe('2001:db8:0:0::/64');
+    expect(sourceOf('2001:db8:1:2:3:4:5:6')).toBe('2001:db8:1:2::/64');
+    expect(sourceOf('::1')).toBe('0:0:0:0::/64');
+    expect(sourceOf('fe80::1%eth0')).toBe('fe80:0:0:0::/64');
+    expect(sourceOf(undefined)).toBe('?');
   });
 });
