@@ -22,8 +22,6 @@ import type {
 } from '../../../src/drivers/compute-driver.js';
 import { CrunDriver } from '../../../src/drivers/crun/crun-driver.js';
 import { mountsUnder } from '../../../src/drivers/crun/mounts.js';
-import { IN_SANDBOX } from '../../../src/drivers/crun/oci-spec.js';
-import { debianImagesDir, pulledImagesDir } from '../../helpers/test-images.js';
 import {
   computeDriverContract,
   sh as contractSh,
@@ -43,6 +41,7 @@ import {
   tempBase,
   tempDriverOptions,
 } from './crun-target.js';
+import { ISOLATION_IMAGES, imageTool, type PreparedImage } from './isolation-images.js';
 
 /** True while a host process exists and has not exited (a zombie has). */
 function processAlive(pid: number): boolean {
@@ -52,34 +51,6 @@ function processAlive(pid: number): boolean {
     return false;
   }
 }
-
-interface PreparedImage {
-  /** An images directory holding the image; the target's own (busybox is built there) when absent. */
-  imagesDir?: string;
-  cleanup(): void;
-}
-
-/** The images the isolation cases run on, with the working directory each starts in. */
-const ISOLATION_IMAGES: { name: string; workingDir: string; prepare(): Promise<PreparedImage> }[] = [
-  { name: 'busybox', workingDir: '/', prepare: async () => ({ cleanup: () => {} }) },
-  // Built once per machine (scripts/setup.sh installs mmdebstrap); shared by every run after.
-  {
-    name: 'debian',
-    workingDir: '/root',
-    prepare: async () => ({ imagesDir: await debianImagesDir(), cleanup: () => {} }),
-  },
-  {
-    name: 'pulled',
-    workingDir: '/app',
-    prepare: async () => {
-      const base = tempBase();
-      return {
-        imagesDir: await pulledImagesDir(base),
-        cleanup: () => rmSync(base, { recursive: true, force: true }),
-      };
-    },
-  },
-];
 
 if (crunSkipReason) {
   describe.skip(`crun driver: skipped, ${crunSkipReason}`, () => {
@@ -106,25 +77,7 @@ if (crunSkipReason) {
       prepared?.cleanup();
     });
 
-    /**
-     * The image's own program when it has it, else the sandbox's busybox applet: these cases use
-     * busybox tools (ps, nc, ip) that not every image has; every sandbox has /run/alacarte/bin/busybox.
-     * Scripts run with busybox's shell for the same reason.
-     */
-    const tool = (argv: readonly string[]): string[] => {
-      if (image.name === 'busybox') return [...argv];
-      const [program = '', ...rest] = argv;
-      const name = program.slice(program.lastIndexOf('/') + 1);
-      const root = join(t.options.imagesDir, image.name);
-      const own =
-        name !== 'sh' &&
-        (program.startsWith('/')
-          ? existsSync(join(root, program))
-          : ['/usr/local/bin', '/usr/bin', '/bin', '/usr/sbin', '/sbin'].some((d) =>
-              existsSync(join(root, d, name)),
-            ));
-      return own ? [...argv] : [IN_SANDBOX.busybox, name, ...rest];
-    };
+    const tool = (argv: readonly string[]): string[] => imageTool(t.options.imagesDir, image.name)(argv);
     const sh = (driver: ComputeDriver, sandbox: SandboxRef, script: string) =>
       contractSh(driver, sandbox, script, undefined, tool(['sh', '-c']));
 
