@@ -11,6 +11,7 @@ import {
   swapSchema,
 } from '../mint/http/schemas.js';
 import { createLeaseBody, execBody, extendBody, quoteQuery } from './lease-schemas.js';
+import { payoutBody } from './operator-routes.js';
 
 /** Who may call an operation: anyone, the holder of a lease's credential, or the operator. */
 type Auth = 'none' | 'lease' | 'operator';
@@ -291,6 +292,25 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
     summary: 'The books (only when an operator token is configured)',
     auth: 'operator',
     responses: { 200: 'received = charged + refunded + held, and the mint’s figures', 401: 'unauthorized' },
+  },
+  {
+    method: 'post',
+    path: '/v1/operator/payout',
+    tag: 'operator',
+    summary: 'Pay the node’s earnings out to a Lightning invoice (only with an operator token)',
+    description:
+      'From the own mint’s Lightning (`from: "own"`) or by melting the ecash held at a trusted mint ' +
+      '(`from: "<mint url>"`); by default the own mint if its earnings cover the invoice, else the ' +
+      'trusted mint holding the most. Never more than the ledger’s `unpaid`.',
+    auth: 'operator',
+    body: payoutBody,
+    responses: {
+      200: '`{"paid", "fee", "state": "paid" | "pending", "id", "source"}`',
+      400: 'invalid_request, invalid_invoice, amountless_invoice',
+      401: 'unauthorized',
+      409: 'payout_too_large (with `unpaid`), payout_pending, invoice_already_paid',
+      502: 'payout_failed',
+    },
   },
   // ---- the mint (Cashu NUTs)
   ...mintOperations(),

@@ -44,7 +44,7 @@ export function operatorRoutes(options: {
   };
 }
 
-const payoutBody = z
+export const payoutBody = z
   .object({
     to: z.string().min(1).max(MAX_BOLT11_LENGTH),
     /** 'own' or a trusted mint's URL; the default is chosen (PayoutService). */

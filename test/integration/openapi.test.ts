@@ -113,6 +113,7 @@ describe('the published HTTP contract', () => {
         'post /mint/v1/melt/bolt11',
         'post /mint/v1/checkstate',
         'post /mint/v1/restore',
+        'post /v1/operator/payout',
       ].sort(),
     );
     const create = ajv.compile(bodies['post /v1/leases'] as object);

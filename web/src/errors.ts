@@ -26,6 +26,13 @@ export const NODE_CODES: Readonly<Record<string, string>> = {
   idempotency_conflict: 'The node is still busy with an earlier request; reload the page.',
   bad_gateway: 'Nothing in the sandbox answers on that port yet: start a server on it and try again.',
   gateway_timeout: 'The server in the sandbox did not answer in time.',
+  // Payouts are the operator's, never the page's; a sentence each all the same.
+  invalid_invoice: 'That is not a Lightning invoice the node can read.',
+  amountless_invoice: 'The invoice must name an amount.',
+  payout_too_large: 'That is more than the node has earned and not yet paid out.',
+  payout_pending: 'An earlier payout is still on its way; try again once it has settled.',
+  invoice_already_paid: 'That invoice is paid already.',
+  payout_failed: 'The Lightning payment failed; nothing was paid.',
 };
 
 /** NUT error codes (cashu error_codes.md, as src/mint/errors.ts) a renter can run into at the mint. */
