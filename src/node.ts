@@ -24,6 +24,8 @@ import { loadOrCreateSeed } from './mint/seed.js';
 import { asMintDb } from './mint/store/mint-store.js';
 import { CashuRail } from './rails/cashu/cashu-rail.js';
 import { requireTrustedMintNuts } from './rails/cashu/nut-06-requirements.js';
+import { L402Rail } from './rails/l402/l402-rail.js';
+import { Rails } from './rails/rails.js';
 import { type Database, openStore } from './store/database.js';
 
 export interface NodeOptions {
@@ -108,7 +110,7 @@ export class AlacarteNode {
       if (driver) {
         const offers: Offer[] = config.offers ? config.offers.map(offerFromJson) : [...DEFAULT_OFFERS];
         const secret = NodeSecret.loadOrCreate(join(config.dataDir, 'node.key'));
-        const rail = new CashuRail({
+        const cashu = new CashuRail({
           mint: mint.nodePayments(),
           mintUrl: () => `${urlRef.url}/mint`,
           unit: config.mint.unit,
@@ -119,6 +121,18 @@ export class AlacarteNode {
           fetch: options.fetch,
           logger,
         });
+        // Lightning (L402) beside Cashu: invoices of the own mint's backend, paid back in its ecash.
+        const l402 = new L402Rail({
+          db,
+          secret,
+          lightning,
+          payouts: cashu,
+          mintUrl: () => `${urlRef.url}/mint`,
+          unit: config.mint.unit,
+          clock: options.clock,
+          logger,
+        });
+        const rail = new Rails({ rails: [cashu, l402], payouts: cashu, logger });
         const service = new LeaseService({
           db,
           driver,
@@ -142,7 +156,7 @@ export class AlacarteNode {
           prefix: '/v1',
           plugin: leaseRoutes({
             leases: service,
-            mints: () => rail.mints(),
+            mints: () => cashu.mints(),
             unit: config.mint.unit,
           }),
         });

@@ -17,6 +17,7 @@ import type {
   InspectedPayment,
   PaymentHeaders,
   PaymentRail,
+  PaymentSubject,
   PayoutPart,
   Rejection,
 } from '../rails/payment-rail.js';
@@ -183,13 +184,19 @@ export class LeaseService {
     const idemHash = idempotencyKey === undefined ? null : sha256(`idempotency/${idempotencyKey}`);
     // Read without moving money: a key bound to another payment must be refused (409) before the
     // missing or other payment is answered with a 402 or a rejection.
-    const inspected = await this.rail.inspect(headers);
+    const subject: PaymentSubject = {
+      kind: 'create',
+      offer: offer.id,
+      seconds: input.seconds,
+      image: input.image,
+    };
+    const inspected = await this.rail.inspect(headers, subject);
     if (idemHash) {
       // A request with this key may be under way: its outcome decides what the key is bound to.
       await this.inFlight.settled([`idem/${idemHash}`]);
       await this.replays.checkKey(idemHash, inspected?.ok ? inspected.payment.key : undefined);
     }
-    const payment = this.paymentOf(inspected, price);
+    const payment = await this.paymentOf(inspected, price, subject);
     const keys = [`pay/${payment.key}`, ...(idemHash ? [`idem/${idemHash}`] : [])];
     return this.inFlight.run(keys, async () => {
       const replay = await this.replays.ofCreate(payment.key, requestHash);
@@ -426,7 +433,8 @@ export class LeaseService {
     if (!row) throw new AlacarteError('not_found', 'no such lease');
     const lease = leaseFromRow(row);
     const { amount: price } = this.price(lease.offer, seconds);
-    const payment = await this.inspect(headers, price);
+    const subject: PaymentSubject = { kind: 'extend', leaseId: row.id, seconds };
+    const payment = await this.paymentOf(await this.rail.inspect(headers, subject), price, subject);
     return this.inFlight.run([`pay/${payment.key}`], async () => {
       const replay = await this.replays.ofExtension(row.id, payment.key, seconds);
       if (replay) return replay;
@@ -567,15 +575,15 @@ export class LeaseService {
     return { offer: q.quote.offer, amount: q.quote.amount };
   }
 
-  private async inspect(headers: PaymentHeaders, price: Amount): Promise<InspectedPayment> {
-    return this.paymentOf(await this.rail.inspect(headers), price);
-  }
-
   /** The inspected payment, or the 402 challenge when there is none, or the rail's rejection. */
-  private paymentOf(inspected: Awaited<ReturnType<PaymentRail['inspect']>>, price: Amount): InspectedPayment {
+  private async paymentOf(
+    inspected: Awaited<ReturnType<PaymentRail['inspect']>>,
+    price: Amount,
+    subject: PaymentSubject,
+  ): Promise<InspectedPayment> {
     if (inspected === undefined) {
-      const challenge = this.rail.challenge(price);
-      throw new AlacarteError('payment_required', `this costs ${price}; pay in the X-Cashu header`, {
+      const challenge = await this.rail.challenge(price, subject);
+      throw new AlacarteError('payment_required', `this costs ${price}; ${challenge.instructions}`, {
         details: challenge.body,
         headers: challenge.headers,
       });

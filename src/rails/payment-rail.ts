@@ -27,8 +27,19 @@ export interface InspectedPayment {
 
 export type Rejection = { ok: false; code: ErrorCode; message: string };
 
+/**
+ * What a payment is for: a new lease (its offer, seconds and image) or the extension of one. A
+ * rail whose credential is issued per request (L402) binds it to this; Cashu ignores it.
+ */
+export type PaymentSubject =
+  | { kind: 'create'; offer: string; seconds: number; image: string }
+  | { kind: 'extend'; leaseId: string; seconds: number };
+
 export interface Challenge {
-  headers: Record<string, string>;
+  /** How to pay, for the 402's message, e.g. "pay in the X-Cashu header". */
+  instructions: string;
+  /** Header values; a name may carry several challenges (WWW-Authenticate: L402 and LSAT). */
+  headers: Record<string, string | string[]>;
   body: Record<string, unknown>;
 }
 
@@ -39,9 +50,16 @@ export interface Challenge {
  */
 export interface PaymentRail {
   readonly id: string;
-  challenge(price: Amount): Challenge;
-  /** undefined when the request carries no payment for this rail. */
-  inspect(headers: PaymentHeaders): Promise<{ ok: true; payment: InspectedPayment } | Rejection | undefined>;
+  /** The 402's headers and body fields asking for `price` for `subject`. */
+  challenge(price: Amount, subject: PaymentSubject): Promise<Challenge>;
+  /**
+   * undefined when the request carries no payment for this rail. A payment bound to another
+   * subject is an `idempotency_conflict` rejection.
+   */
+  inspect(
+    headers: PaymentHeaders,
+    subject: PaymentSubject,
+  ): Promise<{ ok: true; payment: InspectedPayment } | Rejection | undefined>;
   redeem(
     payment: InspectedPayment,
     price: Amount,

@@ -12,6 +12,7 @@ import type {
   InspectedPayment,
   PaymentHeaders,
   PaymentRail,
+  PaymentSubject,
   PayoutPart,
   Rejection,
 } from '../payment-rail.js';
@@ -104,9 +105,10 @@ export class CashuRail implements PaymentRail {
     return this.mintUrlOf();
   }
 
-  challenge(price: Amount): Challenge {
+  async challenge(price: Amount, _subject?: PaymentSubject): Promise<Challenge> {
     const mints = this.mints();
     return {
+      instructions: 'pay in the X-Cashu header',
       headers: { 'x-cashu': encodePaymentRequest({ amount: price, mints }) },
       body: { amount: price.toNumber(), unit: price.unit, mints },
     };
@@ -114,6 +116,7 @@ export class CashuRail implements PaymentRail {
 
   async inspect(
     headers: PaymentHeaders,
+    _subject?: PaymentSubject,
   ): Promise<{ ok: true; payment: InspectedPayment } | Rejection | undefined> {
     const header = headers['x-cashu'];
     if (header === undefined || header === '') return undefined;

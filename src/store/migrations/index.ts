@@ -5,6 +5,7 @@ import * as requestHash from './0003-request-hash.js';
 import * as refunds from './0004-refunds.js';
 import * as mintSignatureQuote from './0006-mint-signature-quote.js';
 import * as mintQuotePubkey from './0008-mint-quote-pubkey.js';
+import * as l402Payments from './0011-l402-payments.js';
 
 /**
  * Every schema migration, in order. Each domain adds its own files here (`0001-mint.ts`, ...).
@@ -18,4 +19,5 @@ export const MIGRATIONS: ReadonlyArray<{ name: string; migration: Migration }> =
   { name: '0004-refunds', migration: refunds },
   { name: '0006-mint-signature-quote', migration: mintSignatureQuote },
   { name: '0008-mint-quote-pubkey', migration: mintQuotePubkey },
+  { name: '0011-l402-payments', migration: l402Payments },
 ];
