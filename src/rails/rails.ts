@@ -7,6 +7,8 @@ import type {
   PaymentRail,
   PaymentSubject,
   PayoutPart,
+  RecordPayment,
+  Redeemed,
   Rejection,
 } from './payment-rail.js';
 
@@ -62,11 +64,7 @@ export class Rails implements PaymentRail {
     return undefined;
   }
 
-  redeem(
-    payment: InspectedPayment,
-    price: Amount,
-    record: Parameters<PaymentRail['redeem']>[2],
-  ): Promise<{ ok: true } | Rejection> {
+  redeem(payment: InspectedPayment, price: Amount, record: RecordPayment): Promise<Redeemed | Rejection> {
     return this.railOf(payment).redeem(payment, price, record);
   }
 

@@ -14,8 +14,11 @@ import type {
   PaymentRail,
   PaymentSubject,
   PayoutPart,
+  RecordPayment,
+  Redeemed,
   Rejection,
 } from '../payment-rail.js';
+import { changeOf, redeemedOf } from '../payment-rail.js';
 import { MAX_MACAROON_CHARS, mintMacaroon, paymentHashOf, verifyMacaroon } from './macaroons.js';
 
 /** Aperture's service name and tier for this node's caveats (`services=alacarte:0`). */
@@ -153,18 +156,21 @@ export class L402Rail implements PaymentRail {
 
   async redeem(
     payment: InspectedPayment,
-    _price: Amount,
-    record: (trx: Database) => Promise<void>,
-  ): Promise<{ ok: true } | Rejection> {
+    price: Amount,
+    record: RecordPayment,
+  ): Promise<Redeemed | Rejection> {
     const l402 = this.of(payment);
+    const redeemed = redeemedOf(payment, price);
+    if (!redeemed) return reject('insufficient_amount', `the L402 invoice does not pay ${price}`);
     const unpaid = await this.unpaid(l402);
     if (unpaid) return unpaid;
     try {
       await this.db.transaction().execute(async (trx) => {
         await this.claim(trx, payment, l402, 'claimed');
-        await record(trx);
+        await this.payouts.book(trx, this.payouts.payoutSource(payment.source), [changeOf(redeemed)]);
+        await record(trx, redeemed);
       });
-      return { ok: true };
+      return redeemed;
     } catch (err) {
       // Another replica claimed it first: its answer is the replay's.
       if (isUniqueViolation(err) && (await this.claimed(l402)))

@@ -1,7 +1,12 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Amount } from '../../../src/core/amount.js';
-import type { PaymentHeaders, PaymentRail, PaymentSubject } from '../../../src/rails/payment-rail.js';
+import type {
+  PaymentHeaders,
+  PaymentRail,
+  PaymentSubject,
+  Redeemed,
+} from '../../../src/rails/payment-rail.js';
 import type { Database } from '../../../src/store/database.js';
 
 /** One rail under test, wired to a real node's store and mint. */
@@ -67,7 +72,19 @@ export function paymentRailContract(name: string, setup: () => Promise<RailFixtu
       const again = await f.rail.inspect(headers, subject);
       if (!again?.ok) throw new Error('inspect again');
       expect(again.payment.key).toBe(payment.key);
-      expect(await f.rail.redeem(again.payment, price, record(payment.key))).toEqual({ ok: true });
+      let seen: Redeemed | undefined;
+      const redeemed = await f.rail.redeem(again.payment, price, async (trx, r) => {
+        seen = r;
+        await record(payment.key)(trx);
+      });
+      // One answer names the key, the amount taken and the change, as the record saw them.
+      if (!redeemed.ok) throw new Error(`redeem: ${redeemed.message}`);
+      expect(redeemed).toBe(seen);
+      expect(redeemed.key).toBe(payment.key);
+      expect(redeemed.rail).toBe(f.rail.id);
+      expect(redeemed.taken.add(redeemed.change).add(redeemed.fee).gte(price)).toBe(true);
+      expect(redeemed.taken.toString()).toBe(price.toString());
+      expect(redeemed.change.toString()).toBe(payment.amount.sub(price).toString());
       expect(await records(payment.key)).toBe(1);
 
       // Presented again it is the same payment (same key), and it never pays a second time: the
