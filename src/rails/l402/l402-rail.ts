@@ -97,8 +97,8 @@ export class L402Rail implements PaymentRail {
     if (!this.accepts(price.unit)) return { instructions: '', headers: {}, body: {} };
     const invoice = await this.lightning.createInvoice(price, describe(subject));
     const validUntil = Math.floor(invoice.expiresAt.getTime() / 1000) + this.graceSeconds;
-    // Three caveats: the macaroon library's binary encoder cannot write more than three (its buffer
-    // doubles on every append), so the request and price share one.
+    // Three caveats, the request and price sharing one: few and short (macaroons.ts on the
+    // library's binary encoder, which this node does not use).
     const macaroon = mintMacaroon(this.secret, SERVICE, invoice.paymentHash, {
       services: `${SERVICE}:0`,
       [REQUEST]: requestCondition(subject, price),

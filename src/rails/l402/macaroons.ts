@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { importMacaroons, newMacaroon } from 'macaroon';
+import { importMacaroons, type Macaroon, newMacaroon } from 'macaroon';
 import type { NodeSecret } from '../../leases/node-secret.js';
 
 /**
@@ -41,10 +41,43 @@ export function mintMacaroon(
     version: 2,
   });
   for (const [key, value] of Object.entries(conditions)) macaroon.addFirstPartyCaveat(`${key}=${value}`);
-  return {
-    base64: Buffer.from(macaroon.exportBinary()).toString('base64'),
-    tokenId: tokenId.toString('hex'),
+  return { base64: binaryV2(macaroon).toString('base64'), tokenId: tokenId.toString('hex') };
+}
+
+/**
+ * The macaroon's binary V2 form (libmacaroons' format: version 2, then fields of type ‖ uvarint
+ * length ‖ bytes, EOS 0 ending the header, each caveat and the caveat list, then the signature).
+ * Written here because the library's `exportBinary` doubles its buffer on every append (3.0.4:
+ * `_grow` compares with an undefined capacity): hundreds of MB for three caveats, a RangeError
+ * for four. Read back (importMacaroons) and verified by the library itself.
+ */
+function binaryV2(macaroon: Macaroon): Buffer {
+  const out: number[] = [2];
+  const field = (type: number, data: Uint8Array) => {
+    out.push(type, ...uvarint(data.length), ...data);
   };
+  if (macaroon.location) field(1, new TextEncoder().encode(macaroon.location));
+  field(2, macaroon.identifier);
+  out.push(0);
+  for (const caveat of macaroon.caveats) {
+    // First-party caveats only: this node adds no others.
+    field(2, caveat.identifier);
+    out.push(0);
+  }
+  out.push(0);
+  field(6, macaroon.signature);
+  return Buffer.from(out);
+}
+
+function uvarint(n: number): number[] {
+  const bytes: number[] = [];
+  let x = n;
+  while (x >= 0x80) {
+    bytes.push((x & 0x7f) | 0x80);
+    x >>>= 7;
+  }
+  bytes.push(x);
+  return bytes;
 }
 
 /** A verified macaroon: its payment hash (hex), token id (hex) and caveat conditions. */
