@@ -29,6 +29,8 @@ import { createPayouts } from './payouts/create-payouts.js';
 import type { PayoutService } from './payouts/payout-service.js';
 import { CashuRail } from './rails/cashu/cashu-rail.js';
 import { requireTrustedMintNuts } from './rails/cashu/nut-06-requirements.js';
+import { L402Rail } from './rails/l402/l402-rail.js';
+import { Rails } from './rails/rails.js';
 import { loadOrCreateHostKey } from './ssh/host-key.js';
 import { SshServer } from './ssh/ssh-server.js';
 import { type Database, openStore } from './store/database.js';
@@ -127,7 +129,7 @@ export class AlacarteNode {
       const driver = options.driver;
       if (driver) {
         const offers: Offer[] = config.offers ? config.offers.map(offerFromJson) : [...DEFAULT_OFFERS];
-        const rail = new CashuRail({
+        const cashu = new CashuRail({
           mint: mint.nodePayments(),
           mintUrl: () => `${urlRef.url}/mint`,
           unit: config.mint.unit,
@@ -138,6 +140,18 @@ export class AlacarteNode {
           fetch: options.fetch,
           logger,
         });
+        // Lightning (L402) beside Cashu: invoices of the own mint's backend, paid back in its ecash.
+        const l402 = new L402Rail({
+          db,
+          secret,
+          lightning,
+          payouts: cashu,
+          mintUrl: () => `${urlRef.url}/mint`,
+          unit: config.mint.unit,
+          clock: options.clock,
+          logger,
+        });
+        const rail = new Rails({ rails: [cashu, l402], payouts: cashu, logger });
         const service = new LeaseService({
           db,
           driver,
@@ -174,7 +188,7 @@ export class AlacarteNode {
           prefix: '/v1',
           plugin: leaseRoutes({
             leases: service,
-            mints: () => rail.mints(),
+            mints: () => cashu.mints(),
             unit: config.mint.unit,
             ssh: () =>
               sshRef.port === undefined || sshRef.hostKey === undefined

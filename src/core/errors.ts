@@ -13,6 +13,8 @@ export const ERROR_STATUS = {
   invalid_invoice: 400,
   amountless_invoice: 400,
   unauthorized: 401,
+  /** An L402 credential this node did not issue, tampered with, or with the wrong preimage. */
+  l402_invalid: 401,
   payment_required: 402,
   not_found: 404,
   lease_not_running: 409,
@@ -41,12 +43,16 @@ export class AlacarteError extends Error {
   /** Extra fields for the JSON body, e.g. a refund token on `start_failed`. */
   readonly details: Readonly<Record<string, unknown>>;
   /** Extra response headers, e.g. the NUT-24 `X-Cashu` challenge of a 402. */
-  readonly headers: Readonly<Record<string, string>>;
+  readonly headers: Readonly<Record<string, string | string[]>>;
 
   constructor(
     code: ErrorCode,
     message: string,
-    options: { cause?: unknown; details?: Record<string, unknown>; headers?: Record<string, string> } = {},
+    options: {
+      cause?: unknown;
+      details?: Record<string, unknown>;
+      headers?: Record<string, string | string[]>;
+    } = {},
   ) {
     super(message, { cause: options.cause });
     this.name = 'AlacarteError';

@@ -80,10 +80,10 @@ const STATUS_TEXT: Record<number, string> = {
 export function toErrorAnswer(err: unknown): {
   status: number;
   body: ErrorBody;
-  headers: Record<string, string>;
+  headers: Record<string, string | string[]>;
 } {
   if (err instanceof AlacarteError) {
-    const headers: Record<string, string> = { ...err.headers };
+    const headers: Record<string, string | string[]> = { ...err.headers };
     if (err.code === 'no_capacity' || err.code === 'rate_limited' || err.code === 'mint_unavailable')
       headers['retry-after'] ??= '5';
     return { status: err.status, body: { error: err.code, message: err.message, ...err.details }, headers };

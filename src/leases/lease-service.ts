@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { Amount } from '../core/amount.js';
+import type { Amount } from '../core/amount.js';
 import { AlacarteError } from '../core/errors.js';
-import { type LeaseId, newLeaseId, type PaymentKey, parseLeaseId } from '../core/ids.js';
+import { type LeaseId, newLeaseId, parseLeaseId } from '../core/ids.js';
 import { settle } from '../core/input-fees.js';
 import * as lifecycle from '../core/lease.js';
 import { type Offer, offerToJson, quote as priceQuote } from '../core/offers.js';
@@ -19,7 +19,9 @@ import type {
   InspectedPayment,
   PaymentHeaders,
   PaymentRail,
-  PayoutPart,
+  PaymentSubject,
+  RecordPayment,
+  Redeemed,
   Rejection,
 } from '../rails/payment-rail.js';
 import type { Database } from '../store/database.js';
@@ -228,13 +230,19 @@ export class LeaseService {
     const idemHash = idempotencyKey === undefined ? null : sha256(`idempotency/${idempotencyKey}`);
     // Read without moving money: a key bound to another payment must be refused (409) before the
     // missing or other payment is answered with a 402 or a rejection.
-    const inspected = await this.rail.inspect(headers);
+    const subject: PaymentSubject = {
+      kind: 'create',
+      offer: offer.id,
+      seconds: input.seconds,
+      image: input.image,
+    };
+    const inspected = await this.rail.inspect(headers, subject);
     if (idemHash) {
       // A request with this key may be under way: its outcome decides what the key is bound to.
       await this.inFlight.settled([`idem/${idemHash}`]);
       await this.replays.checkKey(idemHash, inspected?.ok ? inspected.payment.key : undefined);
     }
-    const payment = this.paymentOf(inspected, price);
+    const payment = await this.paymentOf(inspected, price, subject);
     const keys = [`pay/${payment.key}`, ...(idemHash ? [`idem/${idemHash}`] : [])];
     return this.inFlight.run(keys, async () => {
       const replay = await this.replays.ofCreate(payment.key, requestHash);
@@ -261,7 +269,7 @@ export class LeaseService {
     try {
       const id = newLeaseId();
       const createdAt = this.now();
-      const redeemed = await this.redeemCreate(payment, price, idemHash, async (trx) => {
+      const redeemed = await this.redeemCreate(payment, price, idemHash, async (trx, taken) => {
         await trx
           .insertInto('leases')
           .values({
@@ -271,16 +279,15 @@ export class LeaseService {
             image: input.image,
             ...stateColumns({ kind: 'pending' }),
             created_at: createdAt.getTime(),
-            held: this.keptOf(payment, price),
+            held: taken.taken.toNumber(),
             unit: price.unit,
             credential_hash: credentialHash(this.secret.credentialFor(id)),
             ports_json: '{}',
             ssh_keys_json: JSON.stringify((input.ssh_keys ?? []).map((k) => k.trim())),
           })
           .execute();
-        const paid = this.paymentRow(payment, price, id, 'create', input.seconds, idemHash, requestHash);
+        const paid = this.paymentRow(taken, id, 'create', input.seconds, idemHash, requestHash);
         await trx.insertInto('payments').values(paid).execute();
-        await this.rail.book(trx, payment.source, [changePart(payment.key, paid.change, price.unit)]);
       });
       this.settled(payment, redeemed);
       await this.startSandbox(id, input, offer);
@@ -302,8 +309,8 @@ export class LeaseService {
     payment: InspectedPayment,
     price: Amount,
     idemHash: string | null,
-    record: (trx: Database) => Promise<void>,
-  ): Promise<{ ok: true } | Rejection> {
+    record: RecordPayment,
+  ): Promise<Redeemed | Rejection> {
     try {
       return await this.rail.redeem(payment, price, record);
     } catch (err) {
@@ -516,7 +523,8 @@ export class LeaseService {
     if (!row) throw new AlacarteError('not_found', 'no such lease');
     const lease = leaseFromRow(row);
     const { amount: price } = this.price(lease.offer, seconds);
-    const payment = await this.inspect(headers, price);
+    const subject: PaymentSubject = { kind: 'extend', leaseId: row.id, seconds };
+    const payment = await this.paymentOf(await this.rail.inspect(headers, subject), price, subject);
     return this.inFlight.run([`pay/${payment.key}`], async () => {
       const replay = await this.replays.ofExtension(row.id, payment.key, seconds);
       if (replay) return replay;
@@ -538,7 +546,7 @@ export class LeaseService {
       await this.requireSandbox(current);
       let newDeadline: Date | undefined;
       const redeemed = await this.rail
-        .redeem(payment, price, async (trx) => {
+        .redeem(payment, price, async (trx, taken) => {
           const fresh = await trx
             .selectFrom('leases')
             .selectAll()
@@ -553,13 +561,12 @@ export class LeaseService {
             .updateTable('leases')
             .set({
               expires_at: state.expiresAt.getTime(),
-              held: Number(fresh.held) + this.keptOf(payment, price),
+              held: Number(fresh.held) + taken.taken.toNumber(),
             })
             .where('id', '=', row.id)
             .execute();
-          const paid = this.paymentRow(payment, price, row.id, 'extend', seconds, null);
+          const paid = this.paymentRow(taken, row.id, 'extend', seconds, null);
           await trx.insertInto('payments').values(paid).execute();
-          await this.rail.book(trx, payment.source, [changePart(payment.key, paid.change, price.unit)]);
         })
         .catch(async (err: unknown) => {
           if (!(err instanceof LeaseEnded)) throw err;
@@ -657,15 +664,15 @@ export class LeaseService {
     return { offer: q.quote.offer, amount: q.quote.amount };
   }
 
-  private async inspect(headers: PaymentHeaders, price: Amount): Promise<InspectedPayment> {
-    return this.paymentOf(await this.rail.inspect(headers), price);
-  }
-
   /** The inspected payment, or the 402 challenge when there is none, or the rail's rejection. */
-  private paymentOf(inspected: Awaited<ReturnType<PaymentRail['inspect']>>, price: Amount): InspectedPayment {
+  private async paymentOf(
+    inspected: Awaited<ReturnType<PaymentRail['inspect']>>,
+    price: Amount,
+    subject: PaymentSubject,
+  ): Promise<InspectedPayment> {
     if (inspected === undefined) {
-      const challenge = this.rail.challenge(price);
-      throw new AlacarteError('payment_required', `this costs ${price}; pay in the X-Cashu header`, {
+      const challenge = await this.rail.challenge(price, subject);
+      throw new AlacarteError('payment_required', `this costs ${price}; ${challenge.instructions}`, {
         details: challenge.body,
         headers: challenge.headers,
       });
@@ -675,7 +682,7 @@ export class LeaseService {
   }
 
   /** Counts the payment's outcome; a rejection becomes the error the client sees. */
-  private settled(payment: InspectedPayment, redeemed: { ok: true } | Rejection): void {
+  private settled(payment: InspectedPayment, redeemed: Redeemed | Rejection): void {
     const base = { type: 'payment', rail: payment.rail, amount: payment.amount } as const;
     if (!redeemed.ok) {
       this.emit({ ...base, outcome: 'rejected', code: redeemed.code });
@@ -714,17 +721,6 @@ export class LeaseService {
     }
   }
 
-  /**
-   * What a payment leaves the node for time: the price, less any input fee the node bore
-   * (core/input-fees.ts). Held and refunded from there, so a refund never promises more than the
-   * payment is worth at its mint.
-   */
-  private keptOf(payment: InspectedPayment, price: Amount): number {
-    return Number(
-      settle(payment.amount.value, payment.fee.value, price.value, payment.inputs)?.keep ?? price.value,
-    );
-  }
-
   private async reserve(offer: Offer): Promise<() => void> {
     const free = this.unreserved(await this.driver.capacity());
     if (fits(free, offer) < 1) {
@@ -742,9 +738,9 @@ export class LeaseService {
     );
   }
 
+  /** The payments row of a redeemed payment (amounts as whole units of its unit). */
   private paymentRow(
-    payment: InspectedPayment,
-    price: Amount,
+    redeemed: Redeemed,
     leaseId: string,
     purpose: 'create' | 'extend',
     seconds: number,
@@ -752,17 +748,15 @@ export class LeaseService {
     requestHash: string | null = null,
   ): NewPaymentRow {
     return {
-      key: payment.key,
+      key: redeemed.key,
       lease_id: leaseId,
       purpose,
-      rail: payment.rail,
-      mint_url: payment.source,
-      amount: payment.amount.toNumber(),
-      kept: this.keptOf(payment, price),
-      change: Number(
-        settle(payment.amount.value, payment.fee.value, price.value, payment.inputs)?.change ?? 0n,
-      ),
-      fee: payment.fee.toNumber(),
+      rail: redeemed.rail,
+      mint_url: redeemed.source,
+      amount: redeemed.amount.toNumber(),
+      kept: redeemed.taken.toNumber(),
+      change: redeemed.change.toNumber(),
+      fee: redeemed.fee.toNumber(),
       seconds,
       idempotency_hash: idemHash,
       request_hash: requestHash,
@@ -861,8 +855,4 @@ function iso(ms: number | bigint): string {
 
 function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
-}
-
-function changePart(key: PaymentKey, change: number, unit: string): PayoutPart {
-  return { purpose: 'change', subject: key, amount: Amount.of(change, unit) };
 }

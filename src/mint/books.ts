@@ -10,7 +10,11 @@ export interface MintBooks {
   redeemed: number;
   /** Ecash in circulation: issued − redeemed. */
   outstanding: number;
-  /** Invoices paid into the mint over Lightning (internal settlements excluded: no Lightning moved). */
+  /**
+   * Invoices paid into the mint over Lightning (internal settlements excluded: no Lightning moved),
+   * and the L402 invoices of its backend that paid for leases (rails/l402): Lightning that backs the
+   * node's takings like any other, and its refunds and change in this mint's ecash.
+   */
   lightning_in: number;
   /**
    * Paid out over Lightning, routing fees included: melts, and the node's payouts of its earnings
@@ -50,12 +54,14 @@ export async function mintBooks<T extends MintTables & PayoutTables>(store: Kyse
     .where('source', '=', 'own')
     .where('state', '=', 'paid')
     .executeTakeFirstOrThrow();
+  // The L402 rail's table, by name: the mint's own schema does not know it.
+  const l402 = await sql<{ n: number }>`select coalesce(sum(amount), 0) as n from l402_payments`.execute(db);
   const n = (r: { n: number }) => Number(r.n);
   return {
     issued: n(issued),
     redeemed: n(redeemed),
     outstanding: n(issued) - n(redeemed),
-    lightning_in: n(lightningIn),
+    lightning_in: n(lightningIn) + Number(l402.rows[0]?.n ?? 0),
     lightning_out: n(lightningOut) + n(payouts),
   };
 }

@@ -1,6 +1,7 @@
-import type { Amount } from '../core/amount.js';
+import { Amount } from '../core/amount.js';
 import type { ErrorCode } from '../core/errors.js';
 import type { PaymentKey } from '../core/ids.js';
+import { settle } from '../core/input-fees.js';
 import type { Database } from '../store/database.js';
 
 /** The request headers a rail reads its payment from (lower-case names). */
@@ -27,26 +28,93 @@ export interface InspectedPayment {
 
 export type Rejection = { ok: false; code: ErrorCode; message: string };
 
+/**
+ * A payment taken (ARCHITECTURE.md: Redeemed): its idempotency key, what was presented, what the
+ * node keeps for time (the price, less any fee the node bore), the change owed to the payer and
+ * the issuer's fee, all in the price's unit.
+ */
+export interface Redeemed {
+  ok: true;
+  rail: string;
+  key: PaymentKey;
+  /** Where the money is held, and what change and refunds are paid from (payoutSource). */
+  source: string;
+  /** Total value presented. */
+  amount: Amount;
+  /** Kept for time: held by the lease, charged or refunded from there. */
+  taken: Amount;
+  /** Owed back to the payer now, booked by the rail in the same transaction. */
+  change: Amount;
+  /** The issuer's fee for taking it (Cashu: input fees). */
+  fee: Amount;
+}
+
+/**
+ * How a payment worth at least `price` splits (core/input-fees.ts), or undefined when it does not
+ * pay (too little, or fees beyond what the node bears).
+ */
+export function redeemedOf(payment: InspectedPayment, price: Amount): Redeemed | undefined {
+  const split = settle(payment.amount.value, payment.fee.value, price.value, payment.inputs);
+  if (!split || payment.amount.unit !== price.unit) return undefined;
+  return {
+    ok: true,
+    rail: payment.rail,
+    key: payment.key,
+    source: payment.source,
+    amount: payment.amount,
+    taken: Amount.of(split.keep, price.unit),
+    change: Amount.of(split.change, price.unit),
+    fee: payment.fee,
+  };
+}
+
+/** The change of a redeemed payment as the part its payout books and derives. */
+export function changeOf(redeemed: Redeemed): PayoutPart {
+  return { purpose: 'change', subject: redeemed.key, amount: redeemed.change };
+}
+
+/**
+ * Records what a payment bought, in the store transaction that takes the money. The one store
+ * handle that crosses the port: at this node's own mint taking the money is inserting the proofs'
+ * Y points, and only the same transaction makes "spent" and "recorded" one fact.
+ */
+export type RecordPayment = (trx: Database, redeemed: Redeemed) => Promise<void>;
+
+/**
+ * What a payment is for: a new lease (its offer, seconds and image) or the extension of one. A
+ * rail whose credential is issued per request (L402) binds it to this; Cashu ignores it.
+ */
+export type PaymentSubject =
+  | { kind: 'create'; offer: string; seconds: number; image: string }
+  | { kind: 'extend'; leaseId: string; seconds: number };
+
 export interface Challenge {
-  headers: Record<string, string>;
+  /** How to pay, for the 402's message, e.g. "pay in the X-Cashu header". */
+  instructions: string;
+  /** Header values; a name may carry several challenges (WWW-Authenticate: L402 and LSAT). */
+  headers: Record<string, string | string[]>;
   body: Record<string, unknown>;
 }
 
 /**
  * One way to pay (ARCHITECTURE.md, port PaymentRail). A rejection never consumes money; `redeem`
- * takes the money and runs `record` in the same store transaction, so a payment is either fully
- * recorded with what it bought or not taken at all.
+ * takes the money, books its change and runs `record` in the same store transaction, so a payment
+ * is either fully recorded with what it bought or not taken at all; it answers Redeemed (key,
+ * amount taken, change) or a Rejection.
  */
 export interface PaymentRail {
   readonly id: string;
-  challenge(price: Amount): Challenge;
-  /** undefined when the request carries no payment for this rail. */
-  inspect(headers: PaymentHeaders): Promise<{ ok: true; payment: InspectedPayment } | Rejection | undefined>;
-  redeem(
-    payment: InspectedPayment,
-    price: Amount,
-    record: (trx: Database) => Promise<void>,
-  ): Promise<{ ok: true } | Rejection>;
+  /** The 402's headers and body fields asking for `price` for `subject`. */
+  challenge(price: Amount, subject: PaymentSubject): Promise<Challenge>;
+  /**
+   * undefined when the request carries no payment for this rail. A payment bound to another
+   * subject is an `idempotency_conflict` rejection.
+   */
+  inspect(
+    headers: PaymentHeaders,
+    subject: PaymentSubject,
+  ): Promise<{ ok: true; payment: InspectedPayment } | Rejection | undefined>;
+  redeem(payment: InspectedPayment, price: Amount, record: RecordPayment): Promise<Redeemed | Rejection>;
   /** Books a payout (change, refund) as issued, inside the caller's transaction; `payout` shows it. */
   book(trx: Database, source: string, parts: readonly PayoutPart[]): Promise<void>;
   /**

@@ -13,6 +13,7 @@ export const NODE_CODES: Readonly<Record<string, string>> = {
   token_spent: 'That ecash was already spent elsewhere (another tab or wallet?).',
   payment_required: 'The node asked for a payment the page did not send; try again.',
   unauthorized: 'The node no longer knows this sandbox.',
+  l402_invalid: 'The Lightning payment proof was not accepted; pay the invoice and try again.',
   not_found: 'The node does not have that.',
   lease_not_running: 'The sandbox has already ended.',
   no_capacity:

@@ -12,9 +12,13 @@ import type {
   InspectedPayment,
   PaymentHeaders,
   PaymentRail,
+  PaymentSubject,
   PayoutPart,
+  RecordPayment,
+  Redeemed,
   Rejection,
 } from '../payment-rail.js';
+import { changeOf, redeemedOf } from '../payment-rail.js';
 import { denominations } from './derived-outputs.js';
 import { encodePaymentRequest } from './nut-18.js';
 import { normalizeMintUrl, paymentKey } from './proofs.js';
@@ -104,9 +108,10 @@ export class CashuRail implements PaymentRail {
     return this.mintUrlOf();
   }
 
-  challenge(price: Amount): Challenge {
+  async challenge(price: Amount, _subject?: PaymentSubject): Promise<Challenge> {
     const mints = this.mints();
     return {
+      instructions: 'pay in the X-Cashu header',
       headers: { 'x-cashu': encodePaymentRequest({ amount: price, mints }) },
       body: { amount: price.toNumber(), unit: price.unit, mints },
     };
@@ -114,6 +119,7 @@ export class CashuRail implements PaymentRail {
 
   async inspect(
     headers: PaymentHeaders,
+    _subject?: PaymentSubject,
   ): Promise<{ ok: true; payment: InspectedPayment } | Rejection | undefined> {
     const header = headers['x-cashu'];
     if (header === undefined || header === '') return undefined;
@@ -184,15 +190,25 @@ export class CashuRail implements PaymentRail {
   async redeem(
     payment: InspectedPayment,
     price: Amount,
-    record: (trx: Database) => Promise<void>,
-  ): Promise<{ ok: true } | Rejection> {
-    if (this.trusted?.owns(payment)) return this.trusted.redeem(payment, price, record);
+    record: RecordPayment,
+  ): Promise<Redeemed | Rejection> {
+    const redeemed = redeemedOf(payment, price);
+    if (!redeemed) return reject('insufficient_amount', `the token does not pay ${price}`);
+    if (this.trusted?.owns(payment)) {
+      // Change at a trusted mint is a swap made when shown (payout): nothing to book here.
+      const taken = await this.trusted.redeem(payment, price, (trx) => record(trx, redeemed));
+      return taken.ok ? redeemed : taken;
+    }
     const proofs = this.proofsOf.get(payment);
     if (!proofs) throw new Error('redeem of a payment this rail did not inspect');
     try {
       // One Kysely instance serves every domain's tables; the transaction is the same object.
-      await this.mint.take(proofs, (trx: MintTrx) => record(trx as unknown as Database));
-      return { ok: true };
+      await this.mint.take(proofs, async (mintTrx: MintTrx) => {
+        const trx = mintTrx as unknown as Database;
+        await this.book(trx, payment.source, [changeOf(redeemed)]);
+        await record(trx, redeemed);
+      });
+      return redeemed;
     } catch (err) {
       if (err instanceof MintError) {
         if (err.code === MintErrorCode.proofsSpent || err.code === MintErrorCode.proofsPending) {

@@ -1,5 +1,5 @@
+import { PaymentRequest } from '@cashu/cashu-ts';
 import type { Amount } from '../../core/amount.js';
-import { type CborValue, encodeCbor } from './cbor.js';
 
 /** A NUT-18 payment request as alacarte issues it: amount, unit, accepted mints, no transport (in-band). */
 export interface PaymentRequestFields {
@@ -10,14 +10,18 @@ export interface PaymentRequestFields {
   singleUse?: boolean;
 }
 
-/** Encodes `creqA` + base64url(CBOR(request)), the form NUT-24's `X-Cashu` challenge carries. */
+/**
+ * Encodes `creqA` + base64url(CBOR(request)), the form NUT-24's `X-Cashu` challenge carries, with
+ * the wallet library's own encoder (the one wallets decode it with).
+ */
 export function encodePaymentRequest(fields: PaymentRequestFields): string {
-  const raw: { [key: string]: CborValue } = {};
-  if (fields.id !== undefined) raw.i = fields.id;
-  raw.a = fields.amount.value;
-  raw.u = fields.amount.unit;
-  if (fields.singleUse !== undefined) raw.s = fields.singleUse;
-  raw.m = [...fields.mints];
-  if (fields.description !== undefined) raw.d = fields.description;
-  return `creqA${Buffer.from(encodeCbor(raw)).toString('base64url')}`;
+  return new PaymentRequest(
+    undefined,
+    fields.id,
+    fields.amount.value,
+    fields.amount.unit,
+    [...fields.mints],
+    fields.description,
+    fields.singleUse,
+  ).toEncodedCreqA();
 }

@@ -279,7 +279,20 @@ describe('the other paths that show a credential, change or refund', () => {
     const body = { ...small, env: { API_TOKEN: secretValue } };
     const challenge = await postJson(leases(), body, {});
     expect(challenge.status).toBe(402);
-    expect(Object.keys(challenge.body).sort()).toEqual(['amount', 'error', 'message', 'mints', 'unit']);
+    expect(Object.keys(challenge.body).sort()).toEqual([
+      'amount',
+      'error',
+      'l402',
+      'message',
+      'mints',
+      'unit',
+    ]);
+    // The L402 macaroon binds the offer, seconds and image, never the env.
+    const macaroon = (challenge.body.l402 as { macaroon: string }).macaroon;
+    expect(Buffer.from(macaroon, 'base64').includes(secretValue)).toBe(false);
+    expect(JSON.stringify(challenge.body) + JSON.stringify([...challenge.headers])).not.toContain(
+      secretValue,
+    );
     const created = await postJson(leases(), body, {
       'x-cashu': pool[0]!.token,
       'idempotency-key': newKey(),

@@ -188,6 +188,7 @@ describe('a lease over its whole life', () => {
       amount: 120,
       unit: 'sat',
       mints: [t.mintUrl],
+      l402: { invoice: expect.stringMatching(/^lnbc/), macaroon: expect.any(String) },
     });
     const pr = decodePaymentRequest(unpaid.headers.get('x-cashu') ?? '');
     expect(Number(pr.amount)).toBe(120);

@@ -1,0 +1,92 @@
+import type { Amount } from '../core/amount.js';
+import type { Logger } from '../log.js';
+import type {
+  Challenge,
+  InspectedPayment,
+  PaymentHeaders,
+  PaymentRail,
+  PaymentSubject,
+  PayoutPart,
+  RecordPayment,
+  Redeemed,
+  Rejection,
+} from './payment-rail.js';
+
+/**
+ * Several rails as one: a 402 offers every rail's way to pay (their headers and body fields side
+ * by side), a payment goes to the first rail that finds one in the request, and redeeming it or
+ * giving it back goes to the rail that read it. Payouts (change, refunds) go to `payouts`, the
+ * rail whose tokens pay everyone back (Cashu).
+ */
+export class Rails implements PaymentRail {
+  readonly id: string;
+  private readonly rails: readonly PaymentRail[];
+  private readonly payouts: PaymentRail;
+  private readonly log: Logger | undefined;
+
+  constructor(options: { rails: readonly PaymentRail[]; payouts: PaymentRail; logger?: Logger }) {
+    this.rails = options.rails;
+    this.payouts = options.payouts;
+    this.log = options.logger;
+    this.id = this.rails.map((r) => r.id).join('+');
+  }
+
+  /** Every rail's challenge; a rail that cannot make one now (its Lightning is down) is left out. */
+  async challenge(price: Amount, subject: PaymentSubject): Promise<Challenge> {
+    const merged: Challenge = { instructions: '', headers: {}, body: {} };
+    const outcomes = await Promise.allSettled(this.rails.map((r) => r.challenge(price, subject)));
+    for (const [i, outcome] of outcomes.entries()) {
+      if (outcome.status === 'rejected') {
+        this.log?.warn(
+          { rail: this.rails[i]?.id, err: String((outcome.reason as Error)?.stack ?? outcome.reason) },
+          'no challenge from a rail',
+        );
+        continue;
+      }
+      const c = outcome.value;
+      if (c.instructions)
+        merged.instructions = [merged.instructions, c.instructions].filter(Boolean).join(' ');
+      Object.assign(merged.headers, c.headers);
+      Object.assign(merged.body, c.body);
+    }
+    if (Object.keys(merged.headers).length === 0) throw new Error('no payment rail could make a challenge');
+    return merged;
+  }
+
+  async inspect(
+    headers: PaymentHeaders,
+    subject: PaymentSubject,
+  ): Promise<{ ok: true; payment: InspectedPayment } | Rejection | undefined> {
+    for (const rail of this.rails) {
+      const found = await rail.inspect(headers, subject);
+      if (found !== undefined) return found;
+    }
+    return undefined;
+  }
+
+  redeem(payment: InspectedPayment, price: Amount, record: RecordPayment): Promise<Redeemed | Rejection> {
+    return this.railOf(payment).redeem(payment, price, record);
+  }
+
+  giveBack(payment: InspectedPayment, price: Amount): ReturnType<PaymentRail['giveBack']> {
+    return this.railOf(payment).giveBack(payment, price);
+  }
+
+  book(trx: Parameters<PaymentRail['book']>[0], source: string, parts: readonly PayoutPart[]): Promise<void> {
+    return this.payouts.book(trx, source, parts);
+  }
+
+  payout(source: string, parts: readonly PayoutPart[]): Promise<string | null> {
+    return this.payouts.payout(source, parts);
+  }
+
+  payoutSource(source: string): string {
+    return this.payouts.payoutSource(source);
+  }
+
+  private railOf(payment: InspectedPayment): PaymentRail {
+    const rail = this.rails.find((r) => r.id === payment.rail);
+    if (!rail) throw new Error(`no rail ${payment.rail}`);
+    return rail;
+  }
+}
