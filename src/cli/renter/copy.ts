@@ -1,6 +1,14 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { type Stats, createReadStream, createWriteStream, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import {
+  createReadStream,
+  createWriteStream,
+  mkdirSync,
+  renameSync,
+  rmSync,
+  type Stats,
+  statSync,
+} from 'node:fs';
 import { basename, dirname, join, posix } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -123,7 +131,8 @@ function localStat(path: string): Stats {
     return statSync(path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') throw new UsageError(`${path}: no such local file or directory`, 'cp');
+    if (code === 'ENOENT' || code === 'ENOTDIR')
+      throw new UsageError(`${path}: no such local file or directory`, 'cp');
     if (code === 'EACCES') throw new UsageError(`${path}: permission denied`, 'cp');
     throw err;
   }

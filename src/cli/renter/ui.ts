@@ -94,7 +94,11 @@ export function describeError(err: unknown, command: string): { line: string; hi
     };
   }
   if (err instanceof AlacarteApiError) {
-    return { line: `alacarte ${command}: ${err.message} (${err.code})`, hint: apiHint(err, command), code: 1 };
+    return {
+      line: `alacarte ${command}: ${err.message} (${err.code})`,
+      hint: apiHint(err, command),
+      code: 1,
+    };
   }
   if (err instanceof AlacarteNetworkError) {
     return {
@@ -130,7 +134,9 @@ function apiHint(err: AlacarteApiError, command: string): string | undefined {
       return 'the lease has ended; rent a new one: alacarte rent --offer small --for 1h';
     case 'invalid_request':
       // Only an offer, image or duration is what `alacarte offers` answers; a bad path of cp is not.
-      return ['rent', 'quote', 'extend'].includes(command) ? 'see the offers and images: alacarte offers' : undefined;
+      return ['rent', 'quote', 'extend'].includes(command)
+        ? 'see the offers and images: alacarte offers'
+        : undefined;
     case 'mint_not_accepted':
     case 'unit_mismatch':
       return "the wallet's ecash is not from a mint this node accepts: alacarte wallet balance";
