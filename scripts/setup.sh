@@ -74,7 +74,7 @@ fi
 stamp=node_modules/.alacarte-lock-stamp
 step 2 'npm packages'
 if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
-  echo "alacarte setup       npm ci (about a minute the first time)…" >&2
+  echo "alacarte setup       npm ci (one to three minutes the first time: it compiles native modules; quiet until done)…" >&2
   npm ci --no-audit --no-fund --loglevel=error
   cp package-lock.json "$stamp"
   done_step 'installed'
@@ -87,5 +87,5 @@ if [ -n "$build" ]; then
   step 3 'building: TypeScript to dist/, then the web page (half a minute or so)'
   npm run --silent build
   done_step 'built'
-  echo "alacarte setup       starting the node (the first start also prepares the busybox image)" >&2
+  echo "alacarte setup       next: the debian image if it is missing (first start only, its progress shown), then the node" >&2
 fi

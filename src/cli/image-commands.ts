@@ -2,8 +2,10 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config.js';
 import { ensureDebianImage } from '../drivers/crun/debian-image.js';
+import { placeMountedDirs } from '../drivers/crun/host-dirs.js';
 import { pullImage } from '../drivers/crun/image-pull.js';
 import { ImageError, ImageStore } from '../drivers/crun/image-store.js';
+import { prepareDataDir } from '../node.js';
 
 /** Root inside every sandbox is this host id: the crun driver's default (crun-options.ts). */
 const ID_BASE = 1_000_000;
@@ -56,6 +58,10 @@ export async function runImageCommand(args: string[]): Promise<number> {
   const needRoot = () => {
     if (process.getuid?.() !== 0)
       throw new ImageError('image commands need root: image files are owned by the sandboxes’ host ids');
+    // As `serve` does, and before building: in a private data directory (a clone under mktemp -d)
+    // the images then go straight where sandboxes, and apt's _apt user, can reach them.
+    prepareDataDir(config.dataDir);
+    placeMountedDirs(config.dataDir);
   };
   try {
     switch (sub) {

@@ -68,6 +68,12 @@ describe('the web page: rent a sandbox from the browser', () => {
     await page.getByRole('status').getByText('Ready.').waitFor(STEP);
     await expect.poll(balance).toBe(0);
     await page.getByRole('radio', { name: /small/ }).waitFor(STEP);
+    // An image with a long description (debian's is ~100 characters) keeps the form inside its card.
+    const long = `debian — ${'Debian 12 with python3, pip, venv, curl, git '.repeat(4)}(239 MiB)`;
+    await page.evaluate(`document.querySelector('#image option').textContent = ${JSON.stringify(long)}`);
+    const card = await page.locator('#rent').boundingBox();
+    const select = await page.locator('#image').boundingBox();
+    expect(select && card && select.x + select.width <= card.x + card.width).toBe(true);
     // Default: the first offer (small, 60 sat/hour) for one hour.
     await expect.poll(() => page.locator('#price').textContent()).toBe('60 sat');
     const slider = page.getByLabel(/Duration/);

@@ -86,11 +86,12 @@ describe('scripts/setup.sh shows its progress', () => {
       'alacarte setup         Setting up uidmap (1.0) ...',
       expect.stringMatching(/^alacarte setup {7}installed \(\d+s\)$/),
       'alacarte setup [2/3] npm packages',
-      'alacarte setup       npm ci (about a minute the first time)…',
+      'alacarte setup       npm ci (one to three minutes the first time: it compiles native modules; quiet until done)…',
       expect.stringMatching(/^alacarte setup {7}installed \(\d+s\)$/),
       'alacarte setup [3/3] building: TypeScript to dist/, then the web page (half a minute or so)',
       expect.stringMatching(/^alacarte setup {7}built \(\d+s\)$/),
-      'alacarte setup       starting the node (the first start also prepares the busybox image)',
+      // Said before the debian image's build, which `npm start` runs next: so it must not say "starting".
+      'alacarte setup       next: the debian image if it is missing (first start only, its progress shown), then the node',
     ]);
     expect(first.stdout).toContain('built by npm run --silent build');
     expect(existsSync(join(machine.dir, 'node_modules', '.alacarte-lock-stamp'))).toBe(true);

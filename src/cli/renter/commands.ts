@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { Amount } from '../../core/amount.js';
 import { parseSshPublicKey } from '../../core/ssh-keys.js';
@@ -359,7 +359,7 @@ const rent: Handler = async (ctx, values, positionals, rest) => {
   const lines = [
     `lease ${lease.id} ${lease.state}: ${lease.offer}, ${lease.image}, paid ${lease.paid} ${lease.unit}, until ${formatWhen(lease.expires_at)} (${formatDuration(seconds)})`,
     ...Object.entries(lease.ports ?? {}).map(([port, url]) => `port ${port}: ${url}`),
-    ...(lease.ssh ? [sshLine(lease.ssh, sshKeys.length > 0)] : []),
+    ...(lease.ssh ? [sshLine(lease.ssh, sshKeys.length > 0, identityFor(values['ssh-key']), ctx.home)] : []),
     `balance: ${ctx.wallet().balance().value} ${ctx.wallet().unit}`,
     `next: alacarte exec ${lease.id} -- uname -a | alacarte shell ${lease.id} | alacarte stop ${lease.id}`,
   ];
@@ -400,12 +400,31 @@ function sshKeysFor(files: string[] | undefined): string[] {
   return keys;
 }
 
+/**
+ * The private key beside a single `--ssh-key FILE.pub` (FILE), when it is not one ssh offers by
+ * itself (`~/.ssh/id_*`): the printed command then names it with `-i`, so it works as shown.
+ */
+function identityFor(files: unknown): string | undefined {
+  if (!Array.isArray(files) || files.length !== 1 || typeof files[0] !== 'string') return undefined;
+  const file = files[0];
+  if (!file.endsWith('.pub')) return undefined;
+  const identity = file.slice(0, -'.pub'.length);
+  if (!existsSync(identity)) return undefined;
+  const usual = DEFAULT_KEY_FILES.map((name) => join(homedir(), '.ssh', name.slice(0, -'.pub'.length)));
+  return usual.includes(resolve(identity)) ? undefined : identity;
+}
+
 /** How to log in to a lease over SSH, as the rent output shows it. */
-function sshLine(ssh: { host: string; port: number; user: string }, withKey: boolean): string {
-  const command = `ssh -p ${ssh.port} ${ssh.user}@${ssh.host}`;
+function sshLine(
+  ssh: { host: string; port: number; user: string },
+  withKey: boolean,
+  identity: string | undefined,
+  home: string,
+): string {
+  const command = `ssh ${identity ? `-i ${identity} ` : ''}-p ${ssh.port} ${ssh.user}@${ssh.host}`;
   return withKey
     ? `ssh: ${command}`
-    : `ssh: ${command}  (no SSH key sent: rent with --ssh-key FILE.pub, or log in with the lease's credential as password)`;
+    : `ssh: ${command}  (no SSH key sent: rent with --ssh-key FILE.pub, or log in with the lease's credential as password: its "token" in ${join(home, 'leases.json')})`;
 }
 
 const leases: Handler = async (ctx, _values, positionals) => {

@@ -1,6 +1,14 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import {
+  createReadStream,
+  createWriteStream,
+  mkdirSync,
+  renameSync,
+  rmSync,
+  type Stats,
+  statSync,
+} from 'node:fs';
 import { basename, dirname, join, posix } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -50,7 +58,7 @@ async function upload(sdk: Alacarte, local: string, dst: { lease: string; path: 
     const r = await sdk.files.write(dst.lease, dst.path, process.stdin as Readable);
     return done(r.size, `${dst.lease}:${r.path}`, r);
   }
-  const stat = statSync(local); // throws ENOENT with the path: describeError says it
+  const stat = localStat(local);
   const name = basename(local.replace(/\/+$/, '')) || 'root';
   const target = dst.path.endsWith('/') ? posix.join(dst.path, name) : dst.path;
   if (stat.isDirectory()) {
@@ -100,6 +108,11 @@ async function download(
     await failed;
     return done(size, `${target}/`, { path: target, size, kind: 'directory' });
   }
+  // Checked before the transfer, so the error names the user's path, not the temporary file.
+  if (!isDirectory(dirname(target))) {
+    got.stream.destroy();
+    throw new UsageError(`${dirname(target)}: no such local directory`, 'cp');
+  }
   // Written beside, then renamed: a transfer cut off leaves the old file, not half a new one.
   const temp = join(dirname(target), `.${basename(target)}.${randomBytes(4).toString('hex')}.part`);
   try {
@@ -110,6 +123,19 @@ async function download(
     throw err;
   }
   return done(size, target, { path: target, size, kind: 'file' });
+}
+
+/** `statSync` with a message that names the path as the user typed it (not Node's `ENOENT: …, stat '…'`). */
+function localStat(path: string): Stats {
+  try {
+    return statSync(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR')
+      throw new UsageError(`${path}: no such local file or directory`, 'cp');
+    if (code === 'EACCES') throw new UsageError(`${path}: permission denied`, 'cp');
+    throw err;
+  }
 }
 
 function isDirectory(path: string): boolean {

@@ -94,7 +94,11 @@ export function describeError(err: unknown, command: string): { line: string; hi
     };
   }
   if (err instanceof AlacarteApiError) {
-    return { line: `alacarte ${command}: ${err.message} (${err.code})`, hint: apiHint(err), code: 1 };
+    return {
+      line: `alacarte ${command}: ${err.message} (${err.code})`,
+      hint: apiHint(err, command),
+      code: 1,
+    };
   }
   if (err instanceof AlacarteNetworkError) {
     return {
@@ -120,7 +124,7 @@ export function describeError(err: unknown, command: string): { line: string; hi
   return { line: `alacarte ${command}: ${message}`, code: 1 };
 }
 
-function apiHint(err: AlacarteApiError): string | undefined {
+function apiHint(err: AlacarteApiError, command: string): string | undefined {
   switch (err.code) {
     case 'no_capacity':
       return `the node is full${err.retryAfter ? `; try again in ${err.retryAfter}s` : ''} or pick another offer: alacarte offers`;
@@ -129,7 +133,10 @@ function apiHint(err: AlacarteApiError): string | undefined {
     case 'lease_not_running':
       return 'the lease has ended; rent a new one: alacarte rent --offer small --for 1h';
     case 'invalid_request':
-      return 'see the offers and images: alacarte offers';
+      // Only an offer, image or duration is what `alacarte offers` answers; a bad path of cp is not.
+      return ['rent', 'quote', 'extend'].includes(command)
+        ? 'see the offers and images: alacarte offers'
+        : undefined;
     case 'mint_not_accepted':
     case 'unit_mismatch':
       return "the wallet's ecash is not from a mint this node accepts: alacarte wallet balance";

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ImageError, type ImageListing, type ImageStore } from './image-store.js';
@@ -114,7 +114,9 @@ async function build(store: ImageStore, name: string, options: DebianBuildOption
   const mmdebstrap = requireTool('mmdebstrap', 'mmdebstrap');
   const mirror = options.mirror ?? 'http://deb.debian.org/debian';
   const security = options.securityMirror ?? 'http://deb.debian.org/debian-security';
-  const staging = store.stagingDir();
+  // Its real path: reached through a data directory's link (a clone in a private directory), apt's
+  // _apt user could not traverse the way and apt would download unsandboxed, as root.
+  const staging = realpathSync(store.stagingDir());
   const rootfs = join(staging, 'rootfs');
   try {
     options.progress(`building the ${name} image with mmdebstrap (Debian 12: ${DEBIAN_PACKAGES.join(', ')})`);

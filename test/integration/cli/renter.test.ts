@@ -83,19 +83,28 @@ describe('alacarte CLI (renter)', { timeout: 240_000 }, () => {
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
     const rent = await runCli(['rent', '--offer', 'small', '--for', '10m', '--ssh-key', `${key}.pub`], me);
     expect(rent.code).toBe(0);
-    const m = /^ssh: ssh -p (\d+) (lse_\w+)@(\S+)$/m.exec(rent.stdout);
+    // The key is not one ssh offers by itself: the command shown names it, so it works as printed.
+    const m = /^ssh: ssh -i (\S+) -p (\d+) (lse_\w+)@(\S+)$/m.exec(rent.stdout);
     expect(m, rent.stdout).not.toBeNull();
-    const [, port, login, host] = m as unknown as [string, string, string, string];
+    const [, identity, port, login, host] = m as unknown as [string, string, string, string, string];
+    expect(identity).toBe(key);
     const ssh = spawnSync(
       'ssh',
       [
-        ...['-F', '/dev/null', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-i', key],
+        ...['-F', '/dev/null', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-i', identity],
         ...['-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR'],
         ...['-p', port, `${login}@${host}`, '--', 'echo via-ssh'],
       ],
       { encoding: 'utf8', timeout: 30_000 },
     );
     expect(ssh.stdout).toBe('via-ssh\n');
+    // Without any key (a HOME with no ~/.ssh), the line says where the password is.
+    const keyless = await runCli(['rent', '--offer', 'small', '--for', '1m'], me, { env: { HOME: me.home } });
+    expect(keyless.code, keyless.stderr).toBe(0);
+    expect(keyless.stdout).toMatch(
+      /^ssh: ssh -p \d+ lse_\w+@\S+ {2}\(no SSH key sent: .+ as password: its "token" in .+\/leases\.json\)$/m,
+    );
+    expect(keyless.stdout).toContain(join(me.home, 'leases.json'));
     const bad = await runCli(['rent', '--offer', 'small', '--for', '10m', '--ssh-key', key], me);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('--ssh-key');

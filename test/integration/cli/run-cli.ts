@@ -11,11 +11,11 @@ export interface CliResult {
 export function runCli(
   args: string[],
   env: { home: string; url: string },
-  options: { input?: string } = {},
+  options: { input?: string; env?: Record<string, string> } = {},
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], {
-      env: { ...process.env, ALACARTE_HOME: env.home, ALACARTE_URL: env.url },
+      env: { ...process.env, ALACARTE_HOME: env.home, ALACARTE_URL: env.url, ...options.env },
     });
     let stdout = '';
     let stderr = '';

@@ -138,5 +138,25 @@ describe('alacarte cp', { timeout: 120_000 }, () => {
     expect(existsSync(join(dir, 'x'))).toBe(false);
     const usage = await runCli(['cp', join(dir, 'site'), join(dir, 'other')], env());
     expect(usage.code).toBe(2);
+
+    // Local mistakes name the path as typed, not Node's "ENOENT: …, stat '…'" nor a temporary file.
+    const noLocal = await runCli(['cp', join(dir, 'nope.txt'), `${leaseId}:/root/`], env());
+    expect(noLocal.code).toBe(2);
+    expect(noLocal.stderr).toContain(
+      `alacarte cp: ${join(dir, 'nope.txt')}: no such local file or directory`,
+    );
+    expect(noLocal.stderr).not.toMatch(/ENOENT/);
+    const noDir = await runCli(['cp', `${leaseId}:/srv/www/index.html`, join(dir, 'no/such/x')], env());
+    expect(noDir.code).toBe(2);
+    expect(noDir.stderr).toContain(`alacarte cp: ${join(dir, 'no/such')}: no such local directory`);
+    expect(noDir.stderr).not.toMatch(/ENOENT|\.part/);
+    // A path the sandbox refuses gets no hint about offers and images.
+    const refused = await runCli(
+      ['cp', join(dir, 'site/index.html'), `${leaseId}:/srv/www/index.html/x`],
+      env(),
+    );
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/^alacarte cp: .+\(invalid_request\)$/m);
+    expect(refused.stderr).not.toContain('alacarte offers');
   });
 });

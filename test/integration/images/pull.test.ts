@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AlacarteError } from '../../../src/core/errors.js';
 import type { SandboxHandle } from '../../../src/drivers/compute-driver.js';
@@ -80,6 +80,28 @@ if (skipReason) {
       expect(r.err).toMatch(/^alacarte: pulling .* failed/m);
       expect(r.err).toMatch(/--tls-verify=false/);
       expect(existsSync(join(t.dataDir, 'images', 'img-1'))).toBe(false);
+    });
+
+    it('pulls into a private data directory (a clone under mktemp -d) where sandboxes can reach it', () => {
+      const privateDir = join(work, 'private');
+      mkdirSync(privateDir, { mode: 0o700 });
+      const dataDir = join(privateDir, 'data');
+      const r = spawnSync(
+        process.execPath,
+        [CLI, 'image', 'pull', ref, '--tls-verify=false', '--name', 'priv', '--data', dataDir],
+        { encoding: 'utf8', timeout: 120_000 },
+      );
+      expect(r.status, r.stderr).toBe(0);
+      // As `serve` would place it, before the pull: no move later, and no tool works under 0700.
+      const images = join(dataDir, 'images');
+      expect(lstatSync(images).isSymbolicLink()).toBe(true);
+      const placed = readlinkSync(images);
+      try {
+        expect(placed).toMatch(/^\/var\/lib\/alacarte\/[0-9a-f]{16}\/images$/);
+        expect(existsSync(join(placed, 'priv'))).toBe(true);
+      } finally {
+        rmSync(dirname(placed), { recursive: true, force: true });
+      }
     });
 
     it('pulls the image the test pushed, and the running node offers it at once', async () => {
