@@ -110,3 +110,36 @@ describe('scripts/setup.sh shows its progress', () => {
     expect(calls).not.toMatch(/apt-get|npm ci/);
   });
 });
+
+describe('scripts/start.sh (npm start)', () => {
+  it('builds the debian image where the node given --data or --config looks, then serves with every flag', () => {
+    const dir = mkdtempSync(join(root, 'start-'));
+    const bin = join(dir, 'fake-bin');
+    const log = join(dir, 'calls.log');
+    mkdirSync(join(dir, 'scripts'));
+    mkdirSync(bin);
+    copyFileSync(join(REPO_ROOT, 'scripts', 'start.sh'), join(dir, 'scripts', 'start.sh'));
+    writeFileSync(join(dir, 'scripts', 'setup.sh'), `echo "setup $*" >> ${log}\n`);
+    writeFileSync(join(bin, 'node'), `#!/bin/bash\necho "node $*" >> ${log}\n`);
+    chmodSync(join(bin, 'node'), 0o755);
+    const run = (args: string[]) => {
+      writeFileSync(log, '');
+      const r = spawnSync('bash', [join(dir, 'scripts', 'start.sh'), ...args], {
+        encoding: 'utf8',
+        env: { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}` },
+      });
+      expect(r.status, r.stderr).toBe(0);
+      return readFileSync(log, 'utf8').trim().split('\n');
+    };
+    expect(run(['--data', '/srv/node', '--port', '9000', '--config=/etc/a.json'])).toEqual([
+      'setup --build',
+      'node dist/cli/main.js image build debian --if-missing --data /srv/node --config=/etc/a.json',
+      'node dist/cli/main.js serve --data /srv/node --port 9000 --config=/etc/a.json',
+    ]);
+    expect(run([])).toEqual([
+      'setup --build',
+      'node dist/cli/main.js image build debian --if-missing',
+      'node dist/cli/main.js serve',
+    ]);
+  });
+});
