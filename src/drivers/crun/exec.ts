@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ExecRequest, ExecResult } from '../compute-driver.js';
 import type { OutputDrain } from './output-drain.js';
-import { killExecTree } from './process-tree.js';
+import { killExecTree, readPid } from './process-tree.js';
 import { signalNumber } from './run-process.js';
 
 export interface ExecTarget {
@@ -54,15 +54,6 @@ function ended(stream: NodeJS.ReadableStream & { readableEnded: boolean }): Prom
   return stream.readableEnded
     ? Promise.resolve()
     : new Promise((r) => stream.once('end', () => r()).once('close', () => r()));
-}
-
-function readPid(file: string): number | undefined {
-  try {
-    const pid = Number.parseInt(readFileSync(file, 'utf8'), 10);
-    return Number.isSafeInteger(pid) && pid > 1 ? pid : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /**

@@ -28,6 +28,16 @@ export function procStat(pid: number): ProcStat | undefined {
   return { pid, state: rest[0] ?? '', ppid, pgrp, session };
 }
 
+/** The pid a runtime wrote into a pid file (`--pid-file`), or undefined while none is there. */
+export function readPid(file: string): number | undefined {
+  try {
+    const pid = Number.parseInt(readFileSync(file, 'utf8'), 10);
+    return Number.isSafeInteger(pid) && pid > 1 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The processes (host pids) in a cgroup, from its cgroup.procs file; empty once it is gone. */
 export function cgroupPids(procsFile: string): number[] {
   try {

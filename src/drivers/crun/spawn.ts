@@ -1,22 +1,13 @@
 import { spawn as spawnChild } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import type { SandboxProcess } from '../compute-driver.js';
 import type { ExecTarget } from './exec.js';
-import { killExecTree } from './process-tree.js';
+import { killExecTree, readPid } from './process-tree.js';
 import { signalNumber } from './run-process.js';
 
 /** How long output may stay silent after the command exited before a holder of its pipe is cut off. */
 const QUIET_AFTER_EXIT_MS = 150;
-
-function readPid(file: string): number | undefined {
-  try {
-    const pid = Number.parseInt(readFileSync(file, 'utf8'), 10);
-    return Number.isSafeInteger(pid) && pid > 1 ? pid : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * Resolves once `stream` has ended, or has been quiet with nothing buffered for QUIET_AFTER_EXIT_MS

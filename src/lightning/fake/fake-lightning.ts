@@ -3,6 +3,7 @@ import bolt11 from 'bolt11';
 import secp256k1 from 'secp256k1';
 import { Amount } from '../../core/amount.js';
 import { AlacarteError } from '../../core/errors.js';
+import { checkInvoiceRequest } from '../backend-common.js';
 import { type Bolt11Network, bolt11NetworkParams, decodeBolt11 } from '../bolt11.js';
 import type {
   CreatedInvoice,
@@ -47,11 +48,6 @@ interface IssuedInvoice {
 }
 
 type Payment = { kind: 'paid'; preimage: string; settlesAt: number } | { kind: 'failed'; reason: string };
-
-/** BOLT11 descriptions are at most 639 bytes (1023 five-bit words). */
-const MAX_MEMO_BYTES = 639;
-/** What BOLT11 can express: 21 million BTC in msat. */
-const MAX_INVOICE_SAT = 2_100_000_000_000_000n;
 
 /**
  * A Lightning backend in which no money moves, for demos and tests. Its invoices are real signed
@@ -104,14 +100,7 @@ export class FakeLightningBackend implements LightningBackend {
   }
 
   async createInvoice(amount: Amount, memo: string): Promise<CreatedInvoice> {
-    if (amount.unit !== 'sat')
-      throw new AlacarteError('unit_mismatch', `invoices are in sat, not ${amount.unit}`);
-    if (amount.isZero() || amount.value > MAX_INVOICE_SAT) {
-      throw new AlacarteError('invalid_request', `invoice amount out of range: ${amount}`);
-    }
-    if (Buffer.byteLength(memo, 'utf8') > MAX_MEMO_BYTES) {
-      throw new AlacarteError('invalid_request', `invoice description longer than ${MAX_MEMO_BYTES} bytes`);
-    }
+    checkInvoiceRequest(amount, memo);
     const preimage = this.random32();
     const paymentHash = sha256Hex(preimage);
     const createdAt = this.now();
