@@ -73,8 +73,9 @@ export function availableCapacity(
  */
 export function howManyFit(
   free: DriverCapacity,
-  limits: Pick<SandboxLimits, 'vcpu' | 'memoryMib' | 'diskMib'>,
+  limits: Pick<SandboxLimits, 'vcpu' | 'memoryMib' | 'diskMib' | 'network'>,
 ): number {
+  if (limits.network === 'egress' && free.egress === false) return 0;
   const per = (have: number, need: number) =>
     need > 0 ? Math.floor(Math.max(0, have) / need) : Number.POSITIVE_INFINITY;
   const n = Math.min(

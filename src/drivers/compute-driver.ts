@@ -198,6 +198,12 @@ export interface DriverCapacity {
   memoryMib: number;
   diskMib: number;
   sandboxes: number;
+  /**
+   * False when this host cannot start `egress` sandboxes (no user-mode network or firewall): egress
+   * offers then fit nowhere, so they are refused before payment instead of refunded after it.
+   * Absent: it can.
+   */
+  egress?: boolean;
 }
 
 /**

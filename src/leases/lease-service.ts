@@ -724,7 +724,11 @@ export class LeaseService {
   private async reserve(offer: Offer): Promise<() => void> {
     const free = this.unreserved(await this.driver.capacity());
     if (fits(free, offer) < 1) {
-      throw new AlacarteError('no_capacity', `no room for offer '${offer.id}' right now; try again shortly`);
+      const why =
+        offer.network === 'egress' && free.egress === false
+          ? `offer '${offer.id}' needs a network this node cannot give right now; choose another`
+          : `no room for offer '${offer.id}' right now; try again shortly`;
+      throw new AlacarteError('no_capacity', why);
     }
     const reservation = { offer };
     this.reserved.add(reservation);

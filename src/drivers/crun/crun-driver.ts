@@ -279,7 +279,10 @@ export class CrunDriver implements ComputeDriver {
     for (const [id, limits] of this.limitsById) {
       if (this.starting.has(id) || this.initPid(id) !== undefined) running.push(limits);
     }
-    return availableCapacity(this.host, this.overcommit, running);
+    return {
+      ...availableCapacity(this.host, this.overcommit, running),
+      egress: this.egress.unavailable === undefined,
+    };
   }
 
   async start(spec: SandboxSpec, limits: SandboxLimits, deadline: Date): Promise<SandboxHandle> {

@@ -45,6 +45,15 @@ describe('capacity arithmetic', () => {
     expect(howManyFit({ ...free, memoryMib: 100_000, sandboxes: 2 }, small)).toBe(2);
   });
 
+  it('fits no egress sandbox on a host that cannot start one, and plain ones as before', () => {
+    const free = { vcpu: 8, memoryMib: 100_000, diskMib: 100_000, sandboxes: 100 };
+    const online = { ...small, network: 'egress' as const };
+    expect(howManyFit({ ...free, egress: false }, online)).toBe(0);
+    expect(howManyFit({ ...free, egress: false }, small)).toBe(8);
+    expect(howManyFit({ ...free, egress: true }, online)).toBe(8);
+    expect(howManyFit(free, online)).toBe(8);
+  });
+
   it('treats fractional vCPUs exactly enough that ten tenths fill one core', () => {
     const settings = {
       cpuRatio: 1,
