@@ -24,9 +24,8 @@ export interface HostKey {
  */
 export function loadOrCreateHostKey(path: string): HostKey {
   if (!existsSync(path)) {
-    const pair = utils.generateKeyPairSync('ed25519', { comment: 'alacarte host key' });
     try {
-      writeFileSync(path, pair.private, { mode: 0o600, flag: 'wx' });
+      writeFileSync(path, newHostKey(), { mode: 0o600, flag: 'wx' });
     } catch (err) {
       // Another process made it first: use theirs.
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
@@ -34,16 +33,34 @@ export function loadOrCreateHostKey(path: string): HostKey {
   }
   chmodSync(path, 0o600);
   const privateKey = readFileSync(path, 'utf8');
-  const parsed = utils.parseKey(privateKey);
-  const key: ParsedKey | Error | undefined = Array.isArray(parsed) ? parsed[0] : parsed;
-  if (!key || key instanceof Error || !key.isPrivateKey())
-    throw new Error(`${path} does not hold an SSH private key`);
+  const key = privateKeyOf(privateKey);
+  if (!key) throw new Error(`${path} does not hold an SSH private key`);
   const blob = key.getPublicSSH();
   return {
     privateKey,
     fingerprint: fingerprintOf(blob),
     publicKey: `${key.type} ${blob.toString('base64')}`,
   };
+}
+
+/** The private key in OpenSSH text, or undefined when ssh2 cannot read one there. */
+function privateKeyOf(text: string): ParsedKey | undefined {
+  const parsed = utils.parseKey(text);
+  const key: ParsedKey | Error | undefined = Array.isArray(parsed) ? parsed[0] : parsed;
+  return key && !(key instanceof Error) && key.isPrivateKey() ? key : undefined;
+}
+
+/**
+ * A new ed25519 host key in OpenSSH text. ssh2 1.17's generateKeyPairSync drops a leading zero byte
+ * of the public key (about 1 key in 300 comes out 31 bytes long, which ssh2 itself then refuses as
+ * malformed), so a key is only taken once it reads back.
+ */
+function newHostKey(): string {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const pair = utils.generateKeyPairSync('ed25519', { comment: 'alacarte host key' });
+    if (privateKeyOf(pair.private)) return pair.private;
+  }
+  throw new Error('could not make an SSH host key');
 }
 
 /** OpenSSH's SHA256 fingerprint of a public key blob (the wire encoding). */
