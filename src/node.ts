@@ -190,6 +190,7 @@ export class AlacarteNode {
             leases: service,
             mints: () => cashu.mints(),
             unit: config.mint.unit,
+            l402: () => l402.accepts(config.mint.unit),
             ssh: () =>
               sshRef.port === undefined || sshRef.hostKey === undefined
                 ? undefined

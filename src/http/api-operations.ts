@@ -129,8 +129,11 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
     path: '/v1/offers',
     tag: 'leases',
     summary: 'Offers, prices, images and accepted mints',
+    description:
+      '`payment` has one key per accepted way to pay: `cashu` (its mints and unit) and, when the node ' +
+      'takes Lightning too, `l402` (`{"unit": "sat"}`: the 402 then carries an L402 challenge).',
     responses: {
-      200: '`{"offers": [...], "images": [...], "payment": {"cashu": {"mints": [...], "unit": "sat"}}}`',
+      200: '`{"offers": [...], "images": [...], "payment": {"cashu": {"mints": [...], "unit": "sat"}, "l402": {"unit": "sat"}}}`',
     },
   },
   {

@@ -16,6 +16,11 @@ export interface LeaseRoutesOptions {
   /** Mints whose tokens this node accepts, its own first. */
   mints: () => readonly string[];
   unit: string;
+  /**
+   * Whether Lightning (L402) pays here too (API.md, "Lightning (L402) as a second payment rail"):
+   * `/v1/offers` then says so under `payment.l402`, beside `payment.cashu`.
+   */
+  l402?: () => boolean;
   /** The node's SSH server for /v1/offers (API.md, SSH), once listening; undefined: no SSH. */
   ssh?: () => { port: number; host_key_sha256: string } | undefined;
 }
@@ -24,12 +29,14 @@ export interface LeaseRoutesOptions {
 export function leaseRoutes(options: LeaseRoutesOptions): FastifyPluginAsync {
   const { leases, mints, unit } = options;
   const ssh = options.ssh ?? (() => undefined);
+  const l402 = options.l402 ?? (() => false);
   return async (app) => {
     app.get('/offers', async () => ({
       offers: await leases.offerList(),
       images: leases.imageList(),
       image_details: leases.imageDetails(),
-      payment: { cashu: { mints: mints(), unit } },
+      // One key per accepted rail: `cashu` as API.md has it, `l402` added when Lightning pays too.
+      payment: { cashu: { mints: mints(), unit }, ...(l402() ? { l402: { unit } } : {}) },
       ...(ssh() ? { ssh: ssh() } : {}),
     }));
 

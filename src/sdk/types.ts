@@ -10,7 +10,8 @@ export interface OffersResponse {
   images: string[];
   /** One entry per image in `images` (API.md, second wave); absent from older nodes. */
   image_details?: { name: string; description: string; size_mib: number }[];
-  payment: { cashu: { mints: string[]; unit: string } };
+  /** One key per accepted rail; `l402` is there when Lightning (L402) pays too. */
+  payment: { cashu: { mints: string[]; unit: string }; l402?: { unit: string } };
 }
 
 export interface Quote {

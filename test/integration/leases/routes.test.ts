@@ -101,7 +101,8 @@ describe('service routes', () => {
       max_seconds: 2_592_000,
     });
     expect(body.images).toEqual(['busybox', 'ghost']);
-    expect(body.payment).toEqual({ cashu: { mints: [t.mintUrl], unit: 'sat' } });
+    // Every accepted rail: Cashu as API.md has it, and Lightning (L402), added beside it.
+    expect(body.payment).toEqual({ cashu: { mints: [t.mintUrl], unit: 'sat' }, l402: { unit: 'sat' } });
   });
 
   it('GET /v1/quote prices ceil(amount_per_hour × seconds / 3600) and refuses what is out of range', async () => {

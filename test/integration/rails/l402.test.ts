@@ -81,6 +81,15 @@ describe('L402 (Lightning) as a second payment rail', () => {
     expect(new Invoice({ pr: l402.invoice }).satoshi).toBe(120);
   });
 
+  it('says in /v1/offers that Lightning (L402) pays here, beside the Cashu mints', async () => {
+    const res = await fetch(`${t.url}/v1/offers`);
+    const offers = (await res.json()) as { payment: Record<string, unknown> };
+    expect(offers.payment).toEqual({
+      cashu: { mints: [t.mintUrl], unit: 'sat' },
+      l402: { unit: 'sat' },
+    });
+  });
+
   it('rents, extends and stops a lease paid over Lightning with the stock client', async () => {
     const payer = await ecashWebln(1000);
     const created = await l402Fetch(`${t.url}/v1/leases`, createBody, payer.webln);
