@@ -100,6 +100,20 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /**
+     * Bounds on the Lightning invoices unpaid 402s make (rails/l402/invoice-limits.ts): per client
+     * address a bucket of `invoiceBurst` refilled at `invoicesPerMinute`, and at most
+     * `maxUnpaidInvoices` outstanding over all clients. Beyond them a 402 carries no fresh invoice
+     * (the Cashu challenge still) and says when to retry (`Retry-After`).
+     */
+    l402: z
+      .object({
+        invoicesPerMinute: z.number().int().min(1).max(100_000).default(20),
+        invoiceBurst: z.number().int().min(1).max(100_000).default(20),
+        maxUnpaidInvoices: z.number().int().min(1).max(1_000_000).default(1000),
+      })
+      .strict()
+      .prefault({}),
     /** Other Cashu mints whose tokens this node accepts (it swaps them at that mint first). */
     trustedMints: z.array(z.url()).max(50).default([]),
     mint: z

@@ -29,6 +29,7 @@ import { createPayouts } from './payouts/create-payouts.js';
 import type { PayoutService } from './payouts/payout-service.js';
 import { CashuRail } from './rails/cashu/cashu-rail.js';
 import { requireTrustedMintNuts } from './rails/cashu/nut-06-requirements.js';
+import { InvoiceLimits } from './rails/l402/invoice-limits.js';
 import { L402Rail } from './rails/l402/l402-rail.js';
 import { Rails } from './rails/rails.js';
 import { loadOrCreateHostKey } from './ssh/host-key.js';
@@ -148,6 +149,11 @@ export class AlacarteNode {
           payouts: cashu,
           mintUrl: () => `${urlRef.url}/mint`,
           unit: config.mint.unit,
+          limits: new InvoiceLimits({
+            perMinute: config.l402.invoicesPerMinute,
+            burst: config.l402.invoiceBurst,
+            maxUnpaid: config.l402.maxUnpaidInvoices,
+          }),
           clock: options.clock,
           logger,
         });

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import type { Answer, LeaseService } from '../leases/lease-service.js';
+import { sourceOf } from '../ssh/ssh-server.js';
 import {
   bearerOf,
   createLeaseBody,
@@ -48,7 +49,7 @@ export function leaseRoutes(options: LeaseRoutesOptions): FastifyPluginAsync {
     app.post('/leases', async (request, reply) => {
       const body = parseWith(createLeaseBody, request.body);
       const idem = idempotencyKeyOf(request.headers['idempotency-key']);
-      return send(reply, await leases.create(body, request.headers, idem));
+      return send(reply, await leases.create(body, request.headers, idem, sourceOf(request.ip)));
     });
 
     app.get<{ Params: { id: string } }>('/leases/:id', async (request, reply) => {
@@ -75,7 +76,10 @@ export function leaseRoutes(options: LeaseRoutesOptions): FastifyPluginAsync {
 
     app.post<{ Params: { id: string } }>('/leases/:id/extend', async (request, reply) => {
       const body = parseWith(extendBody, request.body);
-      return send(reply, await leases.extend(request.params.id, body.seconds, request.headers));
+      return send(
+        reply,
+        await leases.extend(request.params.id, body.seconds, request.headers, sourceOf(request.ip)),
+      );
     });
 
     app.delete<{ Params: { id: string } }>('/leases/:id', async (request, reply) => {

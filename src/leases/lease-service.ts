@@ -220,7 +220,16 @@ export class LeaseService {
 
   // ---- create -------------------------------------------------------------------------------
 
-  async create(input: CreateLeaseInput, headers: PaymentHeaders, idempotencyKey?: string): Promise<Answer> {
+  /**
+   * POST /v1/leases. `client` names who asks (their address, an IPv6 one by its /64), for the
+   * rails' bounds on what an unpaid 402 may cost (PaymentRail.challenge); never stored or logged.
+   */
+  async create(
+    input: CreateLeaseInput,
+    headers: PaymentHeaders,
+    idempotencyKey?: string,
+    client?: string,
+  ): Promise<Answer> {
     const { offer, amount: price } = this.price(input.offer, input.seconds);
     if (!this.imageList().includes(input.image)) {
       throw new AlacarteError('invalid_request', `unknown image '${input.image}'; see /v1/offers for images`);
@@ -242,7 +251,7 @@ export class LeaseService {
       await this.inFlight.settled([`idem/${idemHash}`]);
       await this.replays.checkKey(idemHash, inspected?.ok ? inspected.payment.key : undefined);
     }
-    const payment = await this.paymentOf(inspected, price, subject);
+    const payment = await this.paymentOf(inspected, price, subject, client);
     const keys = [`pay/${payment.key}`, ...(idemHash ? [`idem/${idemHash}`] : [])];
     return this.inFlight.run(keys, async () => {
       const replay = await this.replays.ofCreate(payment.key, requestHash);
@@ -515,7 +524,8 @@ export class LeaseService {
 
   // ---- extend --------------------------------------------------------------------------------
 
-  async extend(id: string, seconds: number, headers: PaymentHeaders): Promise<Answer> {
+  /** POST /v1/leases/{id}/extend; `client` as for create. */
+  async extend(id: string, seconds: number, headers: PaymentHeaders, client?: string): Promise<Answer> {
     const leaseId = parseLeaseId(id);
     const row =
       leaseId &&
@@ -524,7 +534,7 @@ export class LeaseService {
     const lease = leaseFromRow(row);
     const { amount: price } = this.price(lease.offer, seconds);
     const subject: PaymentSubject = { kind: 'extend', leaseId: row.id, seconds };
-    const payment = await this.paymentOf(await this.rail.inspect(headers, subject), price, subject);
+    const payment = await this.paymentOf(await this.rail.inspect(headers, subject), price, subject, client);
     return this.inFlight.run([`pay/${payment.key}`], async () => {
       const replay = await this.replays.ofExtension(row.id, payment.key, seconds);
       if (replay) return replay;
@@ -669,9 +679,10 @@ export class LeaseService {
     inspected: Awaited<ReturnType<PaymentRail['inspect']>>,
     price: Amount,
     subject: PaymentSubject,
+    client: string | undefined,
   ): Promise<InspectedPayment> {
     if (inspected === undefined) {
-      const challenge = await this.rail.challenge(price, subject);
+      const challenge = await this.rail.challenge(price, subject, client);
       throw new AlacarteError('payment_required', `this costs ${price}; ${challenge.instructions}`, {
         details: challenge.body,
         headers: challenge.headers,

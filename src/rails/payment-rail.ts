@@ -104,8 +104,12 @@ export interface Challenge {
  */
 export interface PaymentRail {
   readonly id: string;
-  /** The 402's headers and body fields asking for `price` for `subject`. */
-  challenge(price: Amount, subject: PaymentSubject): Promise<Challenge>;
+  /**
+   * The 402's headers and body fields asking for `price` for `subject`. `client` names who asks (its
+   * address; an IPv6 one by its /64), for a rail that bounds the work an unpaid request costs it
+   * (L402: an invoice); it is never stored or logged.
+   */
+  challenge(price: Amount, subject: PaymentSubject, client?: string): Promise<Challenge>;
   /**
    * undefined when the request carries no payment for this rail. A payment bound to another
    * subject is an `idempotency_conflict` rejection.

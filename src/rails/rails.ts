@@ -32,9 +32,9 @@ export class Rails implements PaymentRail {
   }
 
   /** Every rail's challenge; a rail that cannot make one now (its Lightning is down) is left out. */
-  async challenge(price: Amount, subject: PaymentSubject): Promise<Challenge> {
+  async challenge(price: Amount, subject: PaymentSubject, client?: string): Promise<Challenge> {
     const merged: Challenge = { instructions: '', headers: {}, body: {} };
-    const outcomes = await Promise.allSettled(this.rails.map((r) => r.challenge(price, subject)));
+    const outcomes = await Promise.allSettled(this.rails.map((r) => r.challenge(price, subject, client)));
     for (const [i, outcome] of outcomes.entries()) {
       if (outcome.status === 'rejected') {
         this.log?.warn(

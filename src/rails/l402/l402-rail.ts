@@ -19,6 +19,7 @@ import type {
   Rejection,
 } from '../payment-rail.js';
 import { changeOf, redeemedOf } from '../payment-rail.js';
+import type { InvoiceLimits } from './invoice-limits.js';
 import { MAX_MACAROON_CHARS, mintMacaroon, paymentHashOf, verifyMacaroon } from './macaroons.js';
 
 /** Aperture's service name and tier for this node's caveats (`services=alacarte:0`). */
@@ -44,6 +45,11 @@ export interface L402RailOptions {
   mintUrl: () => string;
   /** The unit invoices are priced in; only `sat` can be paid over Lightning. */
   unit: string;
+  /**
+   * Bounds on the invoices unpaid 402s make (per client address, and outstanding overall); none:
+   * unbounded (tests of other things).
+   */
+  limits?: InvoiceLimits;
   /** How long a macaroon may be presented after its invoice expires (a payment made just in time). */
   graceSeconds?: number;
   clock?: () => Date;
@@ -76,6 +82,7 @@ export class L402Rail implements PaymentRail {
   private readonly graceSeconds: number;
   private readonly now: () => Date;
   private readonly inspected = new WeakMap<InspectedPayment, L402Payment>();
+  private readonly limits: InvoiceLimits | undefined;
 
   constructor(options: L402RailOptions) {
     this.db = options.db;
@@ -86,6 +93,12 @@ export class L402Rail implements PaymentRail {
     this.unit = options.unit;
     this.graceSeconds = options.graceSeconds ?? 3600;
     this.now = options.clock ?? (() => new Date());
+    this.limits = options.limits;
+    // A paid invoice no longer counts against the cap on unpaid ones.
+    if (this.limits) {
+      const limits = this.limits;
+      this.lightning.onSettlement((hash) => limits.paid(hash));
+    }
   }
 
   /** Whether prices in `unit` can be asked for over Lightning (sat only). */
@@ -93,9 +106,24 @@ export class L402Rail implements PaymentRail {
     return unit === 'sat' && this.unit === 'sat';
   }
 
-  async challenge(price: Amount, subject: PaymentSubject): Promise<Challenge> {
+  /**
+   * The L402 challenge: a fresh invoice for the price and a macaroon bound to it and `subject`. Over
+   * the invoice limits of `client` (or of every client) it makes no invoice: the 402 then carries
+   * the other rails' challenges and `Retry-After`, the seconds until an invoice may be asked again.
+   */
+  async challenge(price: Amount, subject: PaymentSubject, client?: string): Promise<Challenge> {
     if (!this.accepts(price.unit)) return { instructions: '', headers: {}, body: {} };
+    const allowance = this.limits?.take(client) ?? { ok: true };
+    if (!allowance.ok) {
+      const wait = allowance.retryAfterSeconds;
+      return {
+        instructions: `(no Lightning invoice now: too many asked for; retry in ${wait} s for one)`,
+        headers: { 'retry-after': String(wait) },
+        body: {},
+      };
+    }
     const invoice = await this.lightning.createInvoice(price, describe(subject));
+    this.limits?.issued(invoice.paymentHash, invoice.expiresAt);
     const validUntil = Math.floor(invoice.expiresAt.getTime() / 1000) + this.graceSeconds;
     // Three caveats, the request and price sharing one: few and short (macaroons.ts on the
     // library's binary encoder, which this node does not use).
@@ -170,6 +198,7 @@ export class L402Rail implements PaymentRail {
         await this.payouts.book(trx, this.payouts.payoutSource(payment.source), [changeOf(redeemed)]);
         await record(trx, redeemed);
       });
+      this.limits?.paid(l402.paymentHash);
       return redeemed;
     } catch (err) {
       // Another replica claimed it first: its answer is the replay's.
