@@ -1,6 +1,6 @@
 import { Amount } from '../core/amount.js';
 import { AlacarteError } from '../core/errors.js';
-import type { InspectedPayment, PaymentRail, PayoutPart } from '../rails/payment-rail.js';
+import type { GivenBack, InspectedPayment, OwedPart, PaymentRail } from '../rails/payment-rail.js';
 import type { Database } from '../store/database.js';
 import type { LeaseRow, PaymentRow } from './lease-record.js';
 
@@ -57,10 +57,11 @@ export function splitRefund(
 }
 
 /**
- * Refunds paid from the mints that were paid. `book` splits an ended lease's refund over mints
- * (splitRefund) and books each share inside the lease's own transaction; `show` derives the
- * tokens again on every call, so the store never holds one. `bounced` hands back a payment a mint
- * took for an extension of a lease that had ended, the same token on every retry.
+ * Refunds paid from the mints that were paid, each through the rail's one call out
+ * (PaymentRail.giveBack). `book` splits an ended lease's refund over its payments (splitRefund)
+ * and books it inside the lease's own transaction, one share per mint; `show` has the tokens
+ * derived again on every call, so the store never holds one. `bounced` hands back a payment a
+ * mint took for an extension of a lease that had ended, the same token on every retry.
  */
 export class Refunds {
   private readonly db: Database;
@@ -82,29 +83,34 @@ export class Refunds {
       .where('lease_id', '=', leaseId)
       .orderBy('seq')
       .execute();
-    const shares = splitRefund(
-      payments.map((p) => ({ source: this.rail.payoutSource(p.mint_url), kept: BigInt(p.kept) })),
+    // Drawn per payment source; the rail adds up the draws on one mint (whatever address each
+    // payment named it by) into that mint's share.
+    const draws = splitRefund(
+      payments.map((p) => ({ source: p.mint_url, kept: BigInt(p.kept) })),
       refund.value,
+    );
+    const shares = await this.rail.giveBack(
+      {
+        kind: 'parts',
+        parts: draws.map((d) => refundPart(leaseId, Amount.of(d.amount, refund.unit), d.source)),
+      },
+      trx,
     );
     for (const [position, share] of shares.entries()) {
       await trx
         .insertInto('lease_refunds')
-        .values({ lease_id: leaseId, mint_url: share.source, position, amount: Number(share.amount) })
+        .values({ lease_id: leaseId, mint_url: share.mint, position, amount: share.amount.toNumber() })
         .execute();
-      await this.rail.book(trx, share.source, [
-        { purpose: 'refund', subject: leaseId, amount: Amount.of(share.amount, refund.unit) },
-      ]);
     }
   }
 
   /** The refund of an ended lease as its answer shows it, the same on every call. */
   async show(row: LeaseRow): Promise<RefundFields> {
-    const refunds: MintRefund[] = [];
-    for (const share of await this.shares(row.id)) {
-      const part = refundPart(row.id, share.amount, row.unit);
-      refunds.push(await this.token(share.mint_url, [part], share.amount));
-    }
-    return fields(refunds, Number(row.refunded));
+    const parts = (await this.shares(row.id)).map((share) =>
+      refundPart(row.id, Amount.of(share.amount, row.unit), share.mint_url),
+    );
+    const given = parts.length === 0 ? [] : await this.rail.giveBack({ kind: 'parts', parts });
+    return fields(given.map(mintRefund), Number(row.refunded));
   }
 
   /**
@@ -112,23 +118,16 @@ export class Refunds {
    * refund, the create payment's mint first in one token (as it always was), any other mint after.
    */
   async showFailedStart(payment: PaymentRow, row: LeaseRow): Promise<RefundFields> {
-    const home = this.rail.payoutSource(payment.mint_url);
-    const change = Number(payment.change);
-    const shares = await this.shares(row.id);
-    const atHome = shares.find((s) => s.mint_url === home)?.amount ?? 0;
-    const first: PayoutPart[] = [
-      { purpose: 'change', subject: payment.key, amount: Amount.of(change, row.unit) },
-      refundPart(row.id, atHome, row.unit),
+    const change = Amount.of(BigInt(payment.change), row.unit);
+    const parts: OwedPart[] = [
+      // First: its mint comes first, with the refund drawn there in the same token.
+      { purpose: 'change', subject: payment.key, amount: change, source: payment.mint_url },
+      ...(await this.shares(row.id)).map((share) =>
+        refundPart(row.id, Amount.of(share.amount, row.unit), share.mint_url),
+      ),
     ];
-    const refunds: MintRefund[] = [];
-    if (change + atHome > 0) refunds.push(await this.token(payment.mint_url, first, change + atHome));
-    for (const share of shares) {
-      if (share.mint_url === home) continue;
-      refunds.push(
-        await this.token(share.mint_url, [refundPart(row.id, share.amount, row.unit)], share.amount),
-      );
-    }
-    return fields(refunds, change + Number(row.refunded));
+    const given = await this.rail.giveBack({ kind: 'parts', parts });
+    return fields(given.map(mintRefund), change.toNumber() + Number(row.refunded));
   }
 
   /**
@@ -143,22 +142,21 @@ export class Refunds {
     leaseId: string,
     ended: AlacarteError,
   ): Promise<AlacarteError> {
-    const back = await this.rail.giveBack(payment, price);
+    const [back] = await this.rail.giveBack({ kind: 'unused', payment, price });
     if (!back) return ended;
-    const mint = this.rail.payoutSource(payment.source);
     await this.db
       .insertInto('bounced_payments')
       .values({
         key: payment.key,
         lease_id: leaseId,
-        mint_url: mint,
+        mint_url: back.mint,
         amount: payment.amount.toNumber(),
         returned: back.amount.toNumber(),
         created_at: this.now().getTime(),
       })
       .onConflict((oc) => oc.column('key').doNothing())
       .execute();
-    const refunds = back.amount.isZero() ? [] : [{ mint, token: back.token, amount: back.amount.toNumber() }];
+    const refunds = back.amount.isZero() ? [] : [mintRefund(back)];
     return new AlacarteError(
       'lease_not_running',
       'the lease ended before this payment arrived; it is returned',
@@ -169,24 +167,24 @@ export class Refunds {
     );
   }
 
-  private async shares(leaseId: string): Promise<Array<{ mint_url: string; amount: number }>> {
+  private async shares(leaseId: string): Promise<Array<{ mint_url: string; amount: bigint }>> {
     const rows = await this.db
       .selectFrom('lease_refunds')
       .select(['mint_url', 'amount'])
       .where('lease_id', '=', leaseId)
       .orderBy('position')
       .execute();
-    return rows.map((r) => ({ mint_url: r.mint_url, amount: Number(r.amount) }));
-  }
-
-  private async token(source: string, parts: readonly PayoutPart[], amount: number): Promise<MintRefund> {
-    const token = await this.rail.payout(source, parts);
-    return { mint: this.rail.payoutSource(source), token, amount };
+    return rows.map((r) => ({ mint_url: r.mint_url, amount: BigInt(r.amount) }));
   }
 }
 
-function refundPart(leaseId: string, amount: number, unit: string): PayoutPart {
-  return { purpose: 'refund', subject: leaseId, amount: Amount.of(amount, unit) };
+function refundPart(leaseId: string, amount: Amount, source: string): OwedPart {
+  return { purpose: 'refund', subject: leaseId, amount, source };
+}
+
+/** A mint's share as the answer's `refunds` entry shows it (whole units). */
+function mintRefund(given: GivenBack): MintRefund {
+  return { mint: given.mint, token: given.token, amount: given.amount.toNumber() };
 }
 
 function fields(refunds: MintRefund[], refunded: number): RefundFields {

@@ -115,9 +115,7 @@ export class Replays {
       .selectAll()
       .where('id', '=', leaseId)
       .executeTakeFirstOrThrow();
-    const change = await this.rail.payout(payment.mint_url, [
-      { purpose: 'change', subject: payment.key, amount: Amount.of(BigInt(payment.change), row.unit) },
-    ]);
+    const change = await this.change(payment, row.unit);
     return {
       status: 200,
       headers: change ? { 'x-cashu': change } : {},
@@ -133,11 +131,6 @@ export class Replays {
       .where('id', '=', payment.lease_id)
       .executeTakeFirstOrThrow();
     const unit = row.unit;
-    const changePart = {
-      purpose: 'change' as const,
-      subject: payment.key,
-      amount: Amount.of(BigInt(payment.change), unit),
-    };
     if (row.state === 'pending')
       throw new AlacarteError('rate_limited', 'this payment is still being processed; retry');
     if (row.state === 'failed') {
@@ -148,7 +141,7 @@ export class Replays {
         details: { ...refund },
       });
     }
-    const change = await this.rail.payout(payment.mint_url, [changePart]);
+    const change = await this.change(payment, unit);
     const firstDeadline = Number(row.started_at) + Number(payment.seconds) * 1000;
     const body = {
       id: row.id,
@@ -165,6 +158,22 @@ export class Replays {
       ...this.extraFields(row.id),
     };
     return { status: 200, headers: change ? { 'x-cashu': change } : {}, body };
+  }
+
+  /** The change of a payment as its token (null: none), the same on every call. */
+  private async change(payment: PaymentRow, unit: string): Promise<string | null> {
+    const [given] = await this.rail.giveBack({
+      kind: 'parts',
+      parts: [
+        {
+          purpose: 'change',
+          subject: payment.key,
+          amount: Amount.of(BigInt(payment.change), unit),
+          source: payment.mint_url,
+        },
+      ],
+    });
+    return given?.token ?? null;
   }
 
   private async byKey(key: PaymentKey): Promise<PaymentRow | undefined> {

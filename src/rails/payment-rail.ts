@@ -68,9 +68,9 @@ export function redeemedOf(payment: InspectedPayment, price: Amount): Redeemed |
   };
 }
 
-/** The change of a redeemed payment as the part its payout books and derives. */
-export function changeOf(redeemed: Redeemed): PayoutPart {
-  return { purpose: 'change', subject: redeemed.key, amount: redeemed.change };
+/** The change of a redeemed payment, as owed back where it was paid (booked by `redeem`). */
+export function changeOf(redeemed: Redeemed): OwedPart {
+  return { purpose: 'change', subject: redeemed.key, amount: redeemed.change, source: redeemed.source };
 }
 
 /**
@@ -119,35 +119,83 @@ export interface PaymentRail {
     subject: PaymentSubject,
   ): Promise<{ ok: true; payment: InspectedPayment } | Rejection | undefined>;
   redeem(payment: InspectedPayment, price: Amount, record: RecordPayment): Promise<Redeemed | Rejection>;
-  /** Books a payout (change, refund) as issued, inside the caller's transaction; `payout` shows it. */
-  book(trx: Database, source: string, parts: readonly PayoutPart[]): Promise<void>;
   /**
-   * The source payouts of a stored payment source come from now, one name per mint: a mint known
-   * under several addresses (this node's own, after its port or public URL changed) gets one name,
-   * so a lease's refund is split per mint, never twice over the same one.
+   * The one call out: money the node owes a payer, as tokens of the mints it was paid at (Cashu;
+   * L402-paid money comes back as the node's own mint's ecash). Answers one GivenBack per mint, in
+   * the order the parts first name them (a mint known under several addresses is one mint); parts
+   * that add up to nothing at a mint give nothing there.
+   *
+   * - `parts` owed (change of a payment, a lease's refund): with `trx` — the store transaction that
+   *   makes them owed (the one ending the lease; `redeem` does this for change itself) — they are
+   *   booked there, once, and no token is shown yet (`token` null). Without `trx` the tokens of
+   *   parts booked earlier are shown, the same on every call (derived again, never stored), so a
+   *   replay shows them again.
+   * - an `unused` payment (taken, but what it was for ended meanwhile): handed back whole, booked
+   *   once on the first call, the same token on every call; no entry when none of it was taken
+   *   (the payer's token is untouched). Never with `trx`.
+   *
+   * Throws AlacarteError `mint_unavailable` when a mint cannot be reached to make the token (retry).
    */
-  payoutSource(source: string): string;
-  /**
-   * Hands back a payment that was taken but bought nothing (the lease it was to extend ended while
-   * it was being redeemed, or before a retry of it): the same token again on every call. null when
-   * none of it was taken (nothing to give back: the payer's token is untouched). `amount` is what
-   * the token is worth (the issuer's fees for taking and returning it are off).
-   */
-  giveBack(
-    payment: InspectedPayment,
-    price: Amount,
-  ): Promise<{ token: string | null; amount: Amount } | null>;
-  /**
-   * One token for the payer holding every part (change of a payment, refund of a lease), derived
-   * again identically on every call with the same parts, so a replay shows it without the store
-   * keeping it. null when the parts add up to nothing.
-   */
-  payout(source: string, parts: readonly PayoutPart[]): Promise<string | null>;
+  giveBack(owed: Owed, trx?: Database): Promise<GivenBack[]>;
 }
 
+/** One thing owed back, as the rail derives its token: the same part always gives the same ecash. */
 export interface PayoutPart {
   purpose: 'change' | 'refund';
   /** The payment key (change) or lease id (refund) the part belongs to. */
   subject: string;
   amount: Amount;
+}
+
+/** A part owed back, and where the money it comes from was paid (a payment's `source`, as stored). */
+export interface OwedPart extends PayoutPart {
+  source: string;
+}
+
+/** What `giveBack` is asked for. */
+export type Owed =
+  | { kind: 'parts'; parts: readonly OwedPart[] }
+  | { kind: 'unused'; payment: InspectedPayment; price: Amount };
+
+/** What one mint gives back. */
+export interface GivenBack {
+  /** The mint the token is of, by the one name the node knows it by. */
+  mint: string;
+  /** What is given back at this mint (the parts' sum; a returned payment: what its token is worth). */
+  amount: Amount;
+  /** A Cashu token of `mint`; null when booked in a transaction (not shown yet) or fees left nothing. */
+  token: string | null;
+}
+
+/**
+ * Parts grouped by mint (`mintOf` names the mint of a payment source), in the order the parts first
+ * name each mint, parts of the same purpose and subject added up (a lease's refund drawn from two
+ * payments at one mint is one refund there), and mints whose parts add up to nothing left out.
+ */
+export function byMint(
+  parts: readonly OwedPart[],
+  mintOf: (source: string) => string,
+): Array<{ mint: string; parts: PayoutPart[]; amount: Amount }> {
+  const groups = new Map<string, Map<string, PayoutPart>>();
+  for (const part of parts) {
+    const mint = mintOf(part.source);
+    const group = groups.get(mint) ?? new Map<string, PayoutPart>();
+    groups.set(mint, group);
+    const id = `${part.purpose}/${part.subject}`;
+    const earlier = group.get(id);
+    group.set(id, {
+      purpose: part.purpose,
+      subject: part.subject,
+      amount: earlier ? earlier.amount.add(part.amount) : part.amount,
+    });
+  }
+  const out: Array<{ mint: string; parts: PayoutPart[]; amount: Amount }> = [];
+  for (const [mint, group] of groups) {
+    const merged = [...group.values()].filter((p) => !p.amount.isZero());
+    const first = merged[0];
+    if (!first) continue;
+    const amount = merged.slice(1).reduce((sum, p) => sum.add(p.amount), first.amount);
+    out.push({ mint, parts: merged, amount });
+  }
+  return out;
 }

@@ -1,12 +1,14 @@
 import type { Amount } from '../core/amount.js';
 import type { Logger } from '../log.js';
+import type { Database } from '../store/database.js';
 import type {
   Challenge,
+  GivenBack,
   InspectedPayment,
+  Owed,
   PaymentHeaders,
   PaymentRail,
   PaymentSubject,
-  PayoutPart,
   RecordPayment,
   Redeemed,
   Rejection,
@@ -15,7 +17,7 @@ import type {
 /**
  * Several rails as one: a 402 offers every rail's way to pay (their headers and body fields side
  * by side), a payment goes to the first rail that finds one in the request, and redeeming it or
- * giving it back goes to the rail that read it. Payouts (change, refunds) go to `payouts`, the
+ * handing it back unused goes to the rail that read it. Change and refunds go to `payouts`, the
  * rail whose tokens pay everyone back (Cashu).
  */
 export class Rails implements PaymentRail {
@@ -68,20 +70,11 @@ export class Rails implements PaymentRail {
     return this.railOf(payment).redeem(payment, price, record);
   }
 
-  giveBack(payment: InspectedPayment, price: Amount): ReturnType<PaymentRail['giveBack']> {
-    return this.railOf(payment).giveBack(payment, price);
-  }
-
-  book(trx: Parameters<PaymentRail['book']>[0], source: string, parts: readonly PayoutPart[]): Promise<void> {
-    return this.payouts.book(trx, source, parts);
-  }
-
-  payout(source: string, parts: readonly PayoutPart[]): Promise<string | null> {
-    return this.payouts.payout(source, parts);
-  }
-
-  payoutSource(source: string): string {
-    return this.payouts.payoutSource(source);
+  /** Payouts go to `payouts`; an unused payment goes back through the rail that read it. */
+  giveBack(owed: Owed, trx?: Database): Promise<GivenBack[]> {
+    return owed.kind === 'unused'
+      ? this.railOf(owed.payment).giveBack(owed, trx)
+      : this.payouts.giveBack(owed, trx);
   }
 
   private railOf(payment: InspectedPayment): PaymentRail {

@@ -9,7 +9,9 @@ import type { Proof } from '../../mint/types.js';
 import type { Database } from '../../store/database.js';
 import type {
   Challenge,
+  GivenBack,
   InspectedPayment,
+  Owed,
   PaymentHeaders,
   PaymentRail,
   PaymentSubject,
@@ -18,7 +20,7 @@ import type {
   Redeemed,
   Rejection,
 } from '../payment-rail.js';
-import { changeOf, redeemedOf } from '../payment-rail.js';
+import { byMint, changeOf, redeemedOf } from '../payment-rail.js';
 import { denominations } from './derived-outputs.js';
 import { encodePaymentRequest } from './nut-18.js';
 import { normalizeMintUrl, paymentKey } from './proofs.js';
@@ -205,7 +207,7 @@ export class CashuRail implements PaymentRail {
       // One Kysely instance serves every domain's tables; the transaction is the same object.
       await this.mint.take(proofs, async (mintTrx: MintTrx) => {
         const trx = mintTrx as unknown as Database;
-        await this.book(trx, payment.source, [changeOf(redeemed)]);
+        await this.giveBack({ kind: 'parts', parts: [changeOf(redeemed)] }, trx);
         await record(trx, redeemed);
       });
       return redeemed;
@@ -220,28 +222,42 @@ export class CashuRail implements PaymentRail {
     }
   }
 
-  payoutSource(source: string): string {
+  /**
+   * PaymentRail.giveBack: change and refunds in ecash of the mint that was paid. At this node's
+   * own mint they are signed and booked as issued in the caller's transaction, and shown later
+   * from the booked signatures; at a trusted mint they are swaps made when shown, out of what the
+   * node holds there (nothing to book). An unused payment at the own mint was never taken (its
+   * proofs are spent in the very transaction that records what they buy).
+   */
+  async giveBack(owed: Owed, trx?: Database): Promise<GivenBack[]> {
+    if (owed.kind === 'unused') {
+      if (trx) throw new Error('an unused payment is given back on its own, not in a transaction');
+      if (!this.trusted?.owns(owed.payment)) return [];
+      const back = await this.trusted.giveBack(owed.payment, owed.price);
+      return back ? [{ mint: this.payoutSource(owed.payment.source), ...back }] : [];
+    }
+    const groups = byMint(owed.parts, (source) => this.payoutSource(source));
+    const given: GivenBack[] = [];
+    for (const group of groups) {
+      const trusted = this.trusted && this.isTrusted(group.mint) ? this.trusted : undefined;
+      let token: string | null = null;
+      if (trx) {
+        if (!trusted) await this.mint.issue(trx as unknown as MintTrx, this.unit, this.items(group.parts));
+      } else {
+        token = trusted ? await trusted.payout(group.mint, group.parts) : await this.ownToken(group.parts);
+      }
+      given.push({ mint: group.mint, amount: group.amount, token });
+    }
+    return given;
+  }
+
+  /** The one name of the mint a payment source (a mint URL, as stored) is. */
+  private payoutSource(source: string): string {
     return this.trusted && this.isTrusted(source) ? this.trusted.urlOf(source) : this.mintUrl;
   }
 
-  async giveBack(
-    payment: InspectedPayment,
-    price: Amount,
-  ): Promise<{ token: string | null; amount: Amount } | null> {
-    if (this.trusted?.owns(payment)) return this.trusted.giveBack(payment, price);
-    // This node's own mint spends proofs in the very transaction that records what they buy: a
-    // payment that bought nothing was never taken.
-    return null;
-  }
-
-  async book(trx: Database, source: string, parts: readonly PayoutPart[]): Promise<void> {
-    // At a trusted mint, payouts are swaps made when shown, out of what the node holds there.
-    if (this.isTrusted(source)) return;
-    await this.mint.issue(trx as unknown as MintTrx, this.unit, this.items(parts));
-  }
-
-  async payout(source: string, parts: readonly PayoutPart[]): Promise<string | null> {
-    if (this.trusted && this.isTrusted(source)) return this.trusted.payout(source, parts);
+  /** The own mint's token of parts booked earlier: the same proofs on every call. */
+  private async ownToken(parts: readonly PayoutPart[]): Promise<string | null> {
     const items = this.items(parts);
     if (items.length === 0) return null;
     const proofs = await this.mint.issued(items);

@@ -9,11 +9,13 @@ import { isUniqueViolation } from '../../mint/store/mint-store.js';
 import type { Database } from '../../store/database.js';
 import type {
   Challenge,
+  GivenBack,
   InspectedPayment,
+  Owed,
+  OwedPart,
   PaymentHeaders,
   PaymentRail,
   PaymentSubject,
-  PayoutPart,
   RecordPayment,
   Redeemed,
   Rejection,
@@ -32,7 +34,7 @@ const VALID_UNTIL = `${SERVICE}_valid_until`;
  * How Lightning-paid leases are paid back (change, refunds, a returned payment): Cashu tokens of
  * the node's own mint. The Cashu rail does that; this is the part of it the L402 rail uses.
  */
-export type OwnMintPayouts = Pick<PaymentRail, 'book' | 'payout' | 'payoutSource'>;
+export type OwnMintPayouts = Pick<PaymentRail, 'giveBack'>;
 
 export interface L402RailOptions {
   db: Database;
@@ -195,7 +197,7 @@ export class L402Rail implements PaymentRail {
     try {
       await this.db.transaction().execute(async (trx) => {
         await this.claim(trx, payment, l402, 'claimed');
-        await this.payouts.book(trx, this.payouts.payoutSource(payment.source), [changeOf(redeemed)]);
+        await this.payouts.giveBack({ kind: 'parts', parts: [changeOf(redeemed)] }, trx);
         await record(trx, redeemed);
       });
       this.limits?.paid(l402.paymentHash);
@@ -209,41 +211,33 @@ export class L402Rail implements PaymentRail {
   }
 
   /**
-   * A paid invoice whose extension found the lease ended: handed back as ecash of the own mint,
-   * booked once (the claim's primary key), the same token on every retry. null when unpaid.
+   * PaymentRail.giveBack. Parts owed (change, refunds) are ecash of the own mint (`payouts`). An
+   * unused payment — a paid invoice whose extension found the lease ended — is handed back whole
+   * as ecash of the own mint, booked once (the claim's primary key), the same token on every retry;
+   * nothing while the invoice is unpaid.
    */
-  async giveBack(
-    payment: InspectedPayment,
-    _price: Amount,
-  ): Promise<{ token: string | null; amount: Amount } | null> {
+  async giveBack(owed: Owed, trx?: Database): Promise<GivenBack[]> {
+    if (owed.kind === 'parts') return this.payouts.giveBack(owed, trx);
+    if (trx) throw new Error('an unused payment is given back on its own, not in a transaction');
+    const payment = owed.payment;
     const l402 = this.of(payment);
-    if ((await this.lightning.invoiceState(l402.paymentHash)) !== 'paid') return null;
-    const parts: PayoutPart[] = [{ purpose: 'change', subject: payment.key, amount: payment.amount }];
-    const source = this.payouts.payoutSource(payment.source);
+    if ((await this.lightning.invoiceState(l402.paymentHash)) !== 'paid') return [];
+    const parts: OwedPart[] = [
+      { purpose: 'change', subject: payment.key, amount: payment.amount, source: payment.source },
+    ];
     try {
       await this.db.transaction().execute(async (trx) => {
         await this.claim(trx, payment, l402, 'returned');
-        await this.payouts.book(trx, source, parts);
+        await this.payouts.giveBack({ kind: 'parts', parts }, trx);
       });
     } catch (err) {
       if (!isUniqueViolation(err)) throw err;
       const row = await this.claimed(l402);
       // Claimed by a lease meanwhile: nothing to hand back (its replay answers).
-      if (row?.outcome !== 'returned') return null;
+      if (row?.outcome !== 'returned') return [];
     }
-    return { token: await this.payouts.payout(source, parts), amount: payment.amount };
-  }
-
-  book(trx: Database, source: string, parts: readonly PayoutPart[]): Promise<void> {
-    return this.payouts.book(trx, source, parts);
-  }
-
-  payout(source: string, parts: readonly PayoutPart[]): Promise<string | null> {
-    return this.payouts.payout(source, parts);
-  }
-
-  payoutSource(source: string): string {
-    return this.payouts.payoutSource(source);
+    this.limits?.paid(l402.paymentHash);
+    return this.payouts.giveBack({ kind: 'parts', parts });
   }
 
   private of(payment: InspectedPayment): L402Payment {

@@ -1,11 +1,15 @@
+import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Amount } from '../../../src/core/amount.js';
-import type {
-  PaymentHeaders,
-  PaymentRail,
-  PaymentSubject,
-  Redeemed,
+import { stateColumns } from '../../../src/leases/lease-record.js';
+import {
+  changeOf,
+  type Owed,
+  type PaymentHeaders,
+  type PaymentRail,
+  type PaymentSubject,
+  type Redeemed,
 } from '../../../src/rails/payment-rail.js';
 import type { Database } from '../../../src/store/database.js';
 
@@ -15,6 +19,14 @@ export interface RailFixture {
   db: Database;
   /** Request headers carrying a fresh payment of `price` for `subject`, as a payer would send them. */
   pay(price: Amount, subject: PaymentSubject): Promise<PaymentHeaders>;
+  /**
+   * What a payment whose record failed has become: `untouched` (the rail takes money only with its
+   * record: the payer's token still pays) or `returned` (the rail took it first — a swap at a
+   * trusted mint, a paid invoice — and `giveBack` hands it back).
+   */
+  unused: 'untouched' | 'returned';
+  /** Receives a token the rail gave back into a wallet of its mint (a swap there); what it was worth. */
+  receive(token: string): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -24,7 +36,9 @@ const subject: PaymentSubject = { kind: 'create', offer: 'small', seconds: 3600,
  * The PaymentRail contract (ARCHITECTURE.md, port PaymentRail) every rail passes: a request without
  * a payment gets a challenge; a payment is read without moving money; redeeming runs `record` once
  * with the money taken, or takes nothing when `record` fails; the same payment never pays twice
- * and keeps its idempotency key.
+ * and keeps its idempotency key. Out again in one call (`giveBack`): the change `redeem` booked, a
+ * refund booked in the transaction that owes it, a payment that bought nothing — each a token a
+ * wallet takes at the rail's mint, the same on every call.
  */
 export function paymentRailContract(name: string, setup: () => Promise<RailFixture>): void {
   describe(`PaymentRail contract: ${name}`, () => {
@@ -101,5 +115,108 @@ export function paymentRailContract(name: string, setup: () => Promise<RailFixtu
       }
       expect(await records(payment.key)).toBe(1);
     });
+
+    it('gives back, one call each, the change and a refund of what it took, and a payment that bought nothing', async () => {
+      // Paid 5 over the price: 5 come back as change.
+      const headers = await f.pay(price.add(Amount.of(5)), subject);
+      const found = await f.rail.inspect(headers, subject);
+      if (!found?.ok) throw new Error(`inspect: ${JSON.stringify(found)}`);
+      const leaseId = `lse_contract${randomBytes(6).toString('hex')}`;
+      const redeemed = await f.rail.redeem(found.payment, price, (trx, r) => recordLease(trx, leaseId, r));
+      if (!redeemed.ok) throw new Error(`redeem: ${redeemed.message}`);
+      expect(redeemed.change.toNumber()).toBe(5);
+
+      // The change, booked by redeem, shown on demand: the same token on every call.
+      const change: Owed = { kind: 'parts', parts: [changeOf(redeemed)] };
+      const [shown, ...none] = await f.rail.giveBack(change);
+      expect(none).toEqual([]);
+      if (!shown?.token) throw new Error('no change token');
+      expect(shown.amount.toNumber()).toBe(5);
+      expect((await f.rail.giveBack(change))[0]?.token).toBe(shown.token);
+      expect(await f.receive(shown.token)).toBe(5);
+
+      // A refund of 20: booked in the transaction that makes it owed (no token yet), then shown.
+      const refund: Owed = {
+        kind: 'parts',
+        parts: [{ purpose: 'refund', subject: leaseId, amount: Amount.of(20), source: redeemed.source }],
+      };
+      const booked = await f.db.transaction().execute((trx) => f.rail.giveBack(refund, trx));
+      expect(booked.map((b) => ({ mint: b.mint, amount: b.amount.toNumber(), token: b.token }))).toEqual([
+        { mint: shown.mint, amount: 20, token: null },
+      ]);
+      const [refunded] = await f.rail.giveBack(refund);
+      if (!refunded?.token) throw new Error('no refund token');
+      expect(refunded.mint).toBe(shown.mint);
+      expect((await f.rail.giveBack(refund))[0]?.token).toBe(refunded.token);
+      expect(await f.receive(refunded.token)).toBe(20);
+
+      // Nothing owed, nothing given.
+      expect(await f.rail.giveBack({ kind: 'parts', parts: [] })).toEqual([]);
+
+      // A payment whose record failed (what it was for ended meanwhile): none of it was taken (its
+      // payer's token still pays), or it comes back whole as a token, the same on every call.
+      const unusedHeaders = await f.pay(price, subject);
+      const unused = await f.rail.inspect(unusedHeaders, subject);
+      if (!unused?.ok) throw new Error('inspect the unused payment');
+      const failed = await f.rail
+        .redeem(unused.payment, price, async () => {
+          throw new Error('the lease ended meanwhile');
+        })
+        .catch((err: Error) => err);
+      expect(failed).toBeInstanceOf(Error);
+      const back = await f.rail.giveBack({ kind: 'unused', payment: unused.payment, price });
+      expect(back.length === 0 ? 'untouched' : 'returned').toBe(f.unused);
+      if (back.length === 0) {
+        const retry = await f.rail.inspect(unusedHeaders, subject);
+        if (!retry?.ok) throw new Error('inspect again');
+        const paid = await f.rail.redeem(retry.payment, price, record(retry.payment.key));
+        expect(paid.ok).toBe(true);
+      } else {
+        expect(back).toHaveLength(1);
+        const [given] = back;
+        if (!given?.token) throw new Error('no token for the unused payment');
+        expect(given.amount.toNumber()).toBe(price.toNumber());
+        const again = await f.rail.giveBack({ kind: 'unused', payment: unused.payment, price });
+        expect(again[0]?.token).toBe(given.token);
+        expect(await f.receive(given.token)).toBe(price.toNumber());
+      }
+    });
   });
+}
+
+/** What the lease service records for a paid create: a pending lease and its payment row. */
+async function recordLease(trx: Database, leaseId: string, redeemed: Redeemed): Promise<void> {
+  await trx
+    .insertInto('leases')
+    .values({
+      id: leaseId,
+      offer_id: 'small',
+      offer_json: '{}',
+      image: 'busybox',
+      ...stateColumns({ kind: 'pending' }),
+      created_at: Date.now(),
+      held: redeemed.taken.toNumber(),
+      unit: redeemed.taken.unit,
+      credential_hash: 'contract',
+      ports_json: '{}',
+    })
+    .execute();
+  await trx
+    .insertInto('payments')
+    .values({
+      key: redeemed.key,
+      lease_id: leaseId,
+      purpose: 'create',
+      rail: redeemed.rail,
+      mint_url: redeemed.source,
+      amount: redeemed.amount.toNumber(),
+      kept: redeemed.taken.toNumber(),
+      change: redeemed.change.toNumber(),
+      fee: redeemed.fee.toNumber(),
+      seconds: 3600,
+      idempotency_hash: null,
+      request_hash: null,
+      created_at: Date.now(),
+    })
+    .execute();
 }

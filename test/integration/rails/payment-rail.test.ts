@@ -1,13 +1,21 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Wallet } from '@cashu/cashu-ts';
 import { loadConfig } from '../../../src/config.js';
 import { NodeSecret } from '../../../src/leases/node-secret.js';
 import { AlacarteNode } from '../../../src/node.js';
 import { CashuRail } from '../../../src/rails/cashu/cashu-rail.js';
 import { L402Rail } from '../../../src/rails/l402/l402-rail.js';
-import { fundedWallet, startMintNode, tokenOf } from '../../helpers/lease-node.js';
+import { fundedWallet, startMintNode, sumOf, tokenOf } from '../../helpers/lease-node.js';
 import { paymentRailContract, type RailFixture } from './payment-rail.contract.js';
+
+/** A wallet of `mintUrl` takes `token` (a swap at that mint); what it was worth. */
+async function receiveAt(mintUrl: string, token: string): Promise<number> {
+  const wallet = new Wallet(mintUrl, { unit: 'sat' });
+  await wallet.loadMint();
+  return sumOf(await wallet.receive(token));
+}
 
 /** A node serving its mint (no driver), with the rails built on its store, mint and Lightning. */
 async function ownNode() {
@@ -45,6 +53,8 @@ paymentRailContract('Cashu, the node’s own mint', async (): Promise<RailFixtur
       const { token } = await tokenOf(wallet, own.mintUrl, proofs, price.toNumber());
       return { 'x-cashu': token };
     },
+    unused: 'untouched',
+    receive: (token) => receiveAt(own.mintUrl, token),
     close: () => own.close(),
   };
 });
@@ -68,6 +78,8 @@ paymentRailContract('Cashu, a trusted mint', async (): Promise<RailFixture> => {
       const { token } = await tokenOf(wallet, trusted.mintUrl, proofs, price.toNumber());
       return { 'x-cashu': token };
     },
+    unused: 'returned',
+    receive: (token) => receiveAt(trusted.mintUrl, token),
     async close() {
       await own.close();
       await trusted.close();
@@ -104,6 +116,8 @@ paymentRailContract('L402 (Lightning)', async (): Promise<RailFixture> => {
       const melted = await wallet.meltProofsBolt11(quote, proofs);
       return { authorization: `L402 ${macaroon}:${melted.quote.payment_preimage}` };
     },
+    unused: 'returned',
+    receive: (token) => receiveAt(own.mintUrl, token),
     close: () => own.close(),
   };
 });
