@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto';
 import type { Amount } from '../core/amount.js';
 import { AlacarteError } from '../core/errors.js';
 import { type LeaseId, newLeaseId, parseLeaseId } from '../core/ids.js';
-import { settle } from '../core/input-fees.js';
 import * as lifecycle from '../core/lease.js';
 import { type Offer, offerToJson, quote as priceQuote } from '../core/offers.js';
 import type {
@@ -28,14 +27,21 @@ import type { Database } from '../store/database.js';
 import type { Answer } from './answer.js';
 import { fits, offersThatFit, without } from './capacity.js';
 import { DeadlineNotices } from './deadline-notices.js';
+import { Extensions } from './extensions.js';
 import { InFlight } from './in-flight.js';
-import { type LeaseRow, leaseFromRow, type NewPaymentRow, stateColumns } from './lease-record.js';
+import { checkEnough, LeasePayments } from './lease-payments.js';
+import { type LeaseRow, leaseFromRow, stateColumns } from './lease-record.js';
 import { credentialHash, credentialMatches, type NodeSecret } from './node-secret.js';
 import { PerLeaseLimit } from './per-lease-limit.js';
 import { isGone, type ReconcileOutcome, Reconciler } from './reconciler.js';
 import { Refunds } from './refunds.js';
 import { Replays } from './replays.js';
-import { requireDeadlineAllowed, requireSellableOffers, sellableImages } from './request-checks.js';
+import {
+  requireDeadlineAllowed,
+  requireRunning,
+  requireSellableOffers,
+  sellableImages,
+} from './request-checks.js';
 
 export type { Answer } from './answer.js';
 
@@ -128,6 +134,10 @@ export class LeaseService {
   private readonly refunds: Refunds;
   /** Answers to paid requests shown again, only to their own payment. */
   private readonly replays: Replays;
+  /** A lease's payments: the 402 or the payment, its outcome, its row. */
+  private readonly payments: LeasePayments;
+  /** Paid extensions of running leases. */
+  private readonly extensions: Extensions;
   /** Store and driver in agreement: start-up, sandbox exits, deadline writes, the reaper's passes. */
   readonly reconciler: Reconciler;
   /** Tells a lease's open terminals (attach, SSH) that it is about to end (deadline-notices.ts). */
@@ -168,6 +178,20 @@ export class LeaseService {
       ports: (row) => this.publicPorts(row),
       extraFields: (id) => this.sshBody(id),
       confirmDeadline: (id) => this.reconciler.confirmDeadline(id),
+    });
+    this.payments = new LeasePayments({ rail: this.rail, clock: this.now, emit: (e) => this.emit(e) });
+    this.extensions = new Extensions({
+      db: this.db,
+      rail: this.rail,
+      clock: this.now,
+      inFlight: this.inFlight,
+      payments: this.payments,
+      replays: this.replays,
+      refunds: this.refunds,
+      reconciler: () => this.reconciler,
+      deadlineNotices: this.deadlineNotices,
+      sandboxRunning: (id) => this.driver.isRunning({ leaseId: id }),
+      price: (offer, seconds) => this.price(offer, seconds).amount,
     });
     this.reconciler = new Reconciler({
       db: this.db,
@@ -251,7 +275,7 @@ export class LeaseService {
       await this.inFlight.settled([`idem/${idemHash}`]);
       await this.replays.checkKey(idemHash, inspected?.ok ? inspected.payment.key : undefined);
     }
-    const payment = await this.paymentOf(inspected, price, subject, client);
+    const payment = await this.payments.required(inspected, price, subject, client);
     const keys = [`pay/${payment.key}`, ...(idemHash ? [`idem/${idemHash}`] : [])];
     return this.inFlight.run(keys, async () => {
       const replay = await this.replays.ofCreate(payment.key, requestHash);
@@ -273,7 +297,7 @@ export class LeaseService {
     idemHash: string | null,
     requestHash: string,
   ): Promise<Answer> {
-    this.checkEnough(payment, price);
+    checkEnough(payment, price);
     const release = await this.reserve(offer);
     try {
       const id = newLeaseId();
@@ -295,10 +319,10 @@ export class LeaseService {
             ssh_keys_json: JSON.stringify((input.ssh_keys ?? []).map((k) => k.trim())),
           })
           .execute();
-        const paid = this.paymentRow(taken, id, 'create', input.seconds, idemHash, requestHash);
+        const paid = this.payments.row(taken, id, 'create', input.seconds, idemHash, requestHash);
         await trx.insertInto('payments').values(paid).execute();
       });
-      this.settled(payment, redeemed);
+      this.payments.settled(payment, redeemed);
       await this.startSandbox(id, input, offer);
       const answer = await this.replays.ofCreate(payment.key, requestHash);
       if (!answer) throw new Error(`lease ${id} vanished after payment`);
@@ -522,92 +546,11 @@ export class LeaseService {
     return this.driver.isRunning({ leaseId });
   }
 
-  // ---- extend --------------------------------------------------------------------------------
+  // ---- extend (extensions.ts) ----------------------------------------------------------------
 
   /** POST /v1/leases/{id}/extend; `client` as for create. */
-  async extend(id: string, seconds: number, headers: PaymentHeaders, client?: string): Promise<Answer> {
-    const leaseId = parseLeaseId(id);
-    const row =
-      leaseId &&
-      (await this.db.selectFrom('leases').selectAll().where('id', '=', leaseId).executeTakeFirst());
-    if (!row) throw new AlacarteError('not_found', 'no such lease');
-    const lease = leaseFromRow(row);
-    const { amount: price } = this.price(lease.offer, seconds);
-    const subject: PaymentSubject = { kind: 'extend', leaseId: row.id, seconds };
-    const payment = await this.paymentOf(await this.rail.inspect(headers, subject), price, subject, client);
-    return this.inFlight.run([`pay/${payment.key}`], async () => {
-      const replay = await this.replays.ofExtension(row.id, payment.key, seconds);
-      if (replay) return replay;
-      const current = await this.db
-        .selectFrom('leases')
-        .selectAll()
-        .where('id', '=', row.id)
-        .executeTakeFirstOrThrow();
-      try {
-        this.requireRunning(current);
-      } catch (err) {
-        // A retry of a payment a mint took while the lease was ending gets it back again.
-        if (err instanceof AlacarteError) throw await this.refunds.bounced(payment, price, row.id, err);
-        throw err;
-      }
-      // After the replay check (a retry gets its answer), before any money moves.
-      requireDeadlineAllowed(new Date(Math.max(Number(current.expires_at), this.now().getTime())), seconds);
-      this.checkEnough(payment, price);
-      await this.requireSandbox(current);
-      let newDeadline: Date | undefined;
-      const redeemed = await this.rail
-        .redeem(payment, price, async (trx, taken) => {
-          const fresh = await trx
-            .selectFrom('leases')
-            .selectAll()
-            .where('id', '=', row.id)
-            .executeTakeFirstOrThrow();
-          // Checked again inside the transaction: the reaper or a stop may have won the race.
-          if (fresh.state !== 'running') throw new LeaseEnded();
-          const state = lifecycle.extend(leaseFromRow(fresh).state, this.now(), seconds);
-          if (state.kind !== 'running') throw new Error('extension left the running state');
-          newDeadline = state.expiresAt;
-          await trx
-            .updateTable('leases')
-            .set({
-              expires_at: state.expiresAt.getTime(),
-              held: Number(fresh.held) + taken.taken.toNumber(),
-            })
-            .where('id', '=', row.id)
-            .execute();
-          const paid = this.paymentRow(taken, row.id, 'extend', seconds, null);
-          await trx.insertInto('payments').values(paid).execute();
-        })
-        .catch(async (err: unknown) => {
-          if (!(err instanceof LeaseEnded)) throw err;
-          // Whatever a mint took for this payment goes back to the payer (nothing, at this node's
-          // own mint: the transaction that spent the proofs rolled back).
-          const ended = new AlacarteError('lease_not_running', 'the lease has ended');
-          throw await this.refunds.bounced(payment, price, row.id, ended);
-        });
-      this.settled(payment, redeemed);
-      // The sandbox's deadline follows the store's; should the write fail, the replay answers
-      // rate_limited (retry) and the reconciler retries it (README.md in this directory).
-      if (newDeadline) {
-        await this.reconciler.syncDeadline(row.id as LeaseId);
-        this.deadlineNotices.deadlineChanged(row.id, newDeadline);
-      }
-      const answer = await this.replays.ofExtension(row.id, payment.key, seconds);
-      if (!answer) throw new Error(`extension of ${row.id} vanished after payment`);
-      return answer;
-    });
-  }
-
-  /**
-   * A lease whose sandbox died under a running node (killed from outside, host trouble) is ended
-   * here with its unused time refunded, before anyone pays to extend it: the payer gets 409 with
-   * the token untouched rather than an extension of nothing. (The reconciler's watch ends it within
-   * a second anyway; this closes the gap.)
-   */
-  private async requireSandbox(row: LeaseRow): Promise<void> {
-    if (await this.driver.isRunning({ leaseId: row.id })) return;
-    await this.reconciler.endVanished(row.id);
-    throw new AlacarteError('lease_not_running', 'the sandbox has ended');
+  extend(id: string, seconds: number, headers: PaymentHeaders, client?: string): Promise<Answer> {
+    return this.extensions.extend(id, seconds, headers, client);
   }
 
   // ---- stop ----------------------------------------------------------------------------------
@@ -674,64 +617,6 @@ export class LeaseService {
     return { offer: q.quote.offer, amount: q.quote.amount };
   }
 
-  /** The inspected payment, or the 402 challenge when there is none, or the rail's rejection. */
-  private async paymentOf(
-    inspected: Awaited<ReturnType<PaymentRail['inspect']>>,
-    price: Amount,
-    subject: PaymentSubject,
-    client: string | undefined,
-  ): Promise<InspectedPayment> {
-    if (inspected === undefined) {
-      const challenge = await this.rail.challenge(price, subject, client);
-      throw new AlacarteError('payment_required', `this costs ${price}; ${challenge.instructions}`, {
-        details: challenge.body,
-        headers: challenge.headers,
-      });
-    }
-    if (!inspected.ok) throw new AlacarteError(inspected.code, inspected.message);
-    return inspected.payment;
-  }
-
-  /** Counts the payment's outcome; a rejection becomes the error the client sees. */
-  private settled(payment: InspectedPayment, redeemed: Redeemed | Rejection): void {
-    const base = { type: 'payment', rail: payment.rail, amount: payment.amount } as const;
-    if (!redeemed.ok) {
-      this.emit({ ...base, outcome: 'rejected', code: redeemed.code });
-      throw new AlacarteError(redeemed.code, redeemed.message);
-    }
-    this.emit({ ...base, outcome: 'accepted' });
-  }
-
-  /**
-   * A token worth the price is enough (NUT-24: at least the 402's amount, which is the price);
-   * input fees come out of what it holds above the price, the node bears the rest
-   * (core/input-fees.ts).
-   */
-  private checkEnough(payment: InspectedPayment, price: Amount): void {
-    if (payment.amount.unit !== price.unit) {
-      throw new AlacarteError(
-        'unit_mismatch',
-        `this node prices in ${price.unit}, the token is in ${payment.amount.unit}`,
-      );
-    }
-    if (!payment.amount.gte(price)) {
-      throw new AlacarteError(
-        'insufficient_amount',
-        `the token is worth ${payment.amount} but this costs ${price}`,
-        {
-          details: { amount: price.toNumber(), unit: price.unit },
-        },
-      );
-    }
-    if (!settle(payment.amount.value, payment.fee.value, price.value, payment.inputs)) {
-      throw new AlacarteError(
-        'insufficient_amount',
-        `the token's input fees (${payment.fee}) are more than a token of this price in its fewest proofs would cost; send fewer, larger proofs or add the fee`,
-        { details: { amount: price.toNumber(), unit: price.unit } },
-      );
-    }
-  }
-
   private async reserve(offer: Offer): Promise<() => void> {
     const free = this.unreserved(await this.driver.capacity());
     if (fits(free, offer) < 1) {
@@ -753,32 +638,6 @@ export class LeaseService {
     );
   }
 
-  /** The payments row of a redeemed payment (amounts as whole units of its unit). */
-  private paymentRow(
-    redeemed: Redeemed,
-    leaseId: string,
-    purpose: 'create' | 'extend',
-    seconds: number,
-    idemHash: string | null,
-    requestHash: string | null = null,
-  ): NewPaymentRow {
-    return {
-      key: redeemed.key,
-      lease_id: leaseId,
-      purpose,
-      rail: redeemed.rail,
-      mint_url: redeemed.source,
-      amount: redeemed.amount.toNumber(),
-      kept: redeemed.taken.toNumber(),
-      change: redeemed.change.toNumber(),
-      fee: redeemed.fee.toNumber(),
-      seconds,
-      idempotency_hash: idemHash,
-      request_hash: requestHash,
-      created_at: this.now().getTime(),
-    };
-  }
-
   private async authorize(id: string, credential: string | undefined): Promise<LeaseRow> {
     const leaseId = parseLeaseId(id);
     const row = leaseId
@@ -791,12 +650,7 @@ export class LeaseService {
   }
 
   private requireRunning(row: LeaseRow): void {
-    if (row.state !== 'running' || Number(row.expires_at) <= this.now().getTime()) {
-      throw new AlacarteError(
-        'lease_not_running',
-        `the lease is ${row.state === 'running' ? 'expired' : row.state}`,
-      );
-    }
+    requireRunning(row, this.now());
   }
 
   /** A running lease's deadline, for its notices; undefined once it has ended. */
@@ -861,8 +715,6 @@ export class LeaseService {
     return endpoint ? { ssh: { host: endpoint.host, port: endpoint.port, user: id } } : {};
   }
 }
-
-class LeaseEnded extends Error {}
 
 function iso(ms: number | bigint): string {
   return new Date(Number(ms)).toISOString();

@@ -53,3 +53,13 @@ export function requireDeadlineAllowed(from: Date, seconds: number): void {
     throw new AlacarteError('invalid_request', 'a lease cannot run past the end of year 9999');
   }
 }
+
+/** Throws `lease_not_running` unless the lease runs and its deadline is still ahead of `now`. */
+export function requireRunning(row: { state: string; expires_at: number | bigint | null }, now: Date): void {
+  if (row.state !== 'running' || Number(row.expires_at) <= now.getTime()) {
+    throw new AlacarteError(
+      'lease_not_running',
+      `the lease is ${row.state === 'running' ? 'expired' : row.state}`,
+    );
+  }
+}

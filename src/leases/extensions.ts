@@ -1,0 +1,160 @@
+import type { Amount } from '../core/amount.js';
+import { AlacarteError } from '../core/errors.js';
+import { type LeaseId, parseLeaseId } from '../core/ids.js';
+import * as lifecycle from '../core/lease.js';
+import type { PaymentHeaders, PaymentRail, PaymentSubject } from '../rails/payment-rail.js';
+import type { Database } from '../store/database.js';
+import type { Answer } from './answer.js';
+import type { DeadlineNotices } from './deadline-notices.js';
+import type { InFlight } from './in-flight.js';
+import { checkEnough, type LeasePayments } from './lease-payments.js';
+import { type LeaseRow, leaseFromRow } from './lease-record.js';
+import type { Reconciler } from './reconciler.js';
+import type { Refunds } from './refunds.js';
+import type { Replays } from './replays.js';
+import { requireDeadlineAllowed, requireRunning } from './request-checks.js';
+
+export interface ExtensionsOptions {
+  db: Database;
+  rail: PaymentRail;
+  clock: () => Date;
+  /** The service's requests in flight: one payment is handled once at a time. */
+  inFlight: InFlight<Answer>;
+  payments: LeasePayments;
+  replays: Replays;
+  refunds: Refunds;
+  /** The service's reconciler (read late: it is made after this). */
+  reconciler: () => Reconciler;
+  deadlineNotices: DeadlineNotices;
+  /** Whether a lease's sandbox still runs (the driver's, cheap). */
+  sandboxRunning: (leaseId: LeaseId) => Promise<boolean>;
+  /** The price of `seconds` more of an offer (the lease's own offer, as sold). */
+  price: (offer: lifecycle.Lease['offer'], seconds: number) => Amount;
+}
+
+/**
+ * Paid extensions of a running lease (POST /v1/leases/{id}/extend): anyone who knows the id may
+ * pay; the deadline moves in the transaction that takes the money; a payment that a mint took
+ * while the lease was ending goes back to its payer (Refunds.bounced), the same on every retry.
+ */
+export class Extensions {
+  private readonly db: Database;
+  private readonly rail: PaymentRail;
+  private readonly now: () => Date;
+  private readonly inFlight: InFlight<Answer>;
+  private readonly payments: LeasePayments;
+  private readonly replays: Replays;
+  private readonly refunds: Refunds;
+  private readonly reconciler: () => Reconciler;
+  private readonly deadlineNotices: DeadlineNotices;
+  private readonly sandboxRunning: (leaseId: LeaseId) => Promise<boolean>;
+  private readonly price: ExtensionsOptions['price'];
+
+  constructor(options: ExtensionsOptions) {
+    this.db = options.db;
+    this.rail = options.rail;
+    this.now = options.clock;
+    this.inFlight = options.inFlight;
+    this.payments = options.payments;
+    this.replays = options.replays;
+    this.refunds = options.refunds;
+    this.reconciler = options.reconciler;
+    this.deadlineNotices = options.deadlineNotices;
+    this.sandboxRunning = options.sandboxRunning;
+    this.price = options.price;
+  }
+
+  /** POST /v1/leases/{id}/extend; `client` as for LeaseService.create. */
+  async extend(id: string, seconds: number, headers: PaymentHeaders, client?: string): Promise<Answer> {
+    const leaseId = parseLeaseId(id);
+    const row =
+      leaseId &&
+      (await this.db.selectFrom('leases').selectAll().where('id', '=', leaseId).executeTakeFirst());
+    if (!row) throw new AlacarteError('not_found', 'no such lease');
+    const lease = leaseFromRow(row);
+    const price = this.price(lease.offer, seconds);
+    const subject: PaymentSubject = { kind: 'extend', leaseId: row.id, seconds };
+    const payment = await this.payments.required(
+      await this.rail.inspect(headers, subject),
+      price,
+      subject,
+      client,
+    );
+    return this.inFlight.run([`pay/${payment.key}`], async () => {
+      const replay = await this.replays.ofExtension(row.id, payment.key, seconds);
+      if (replay) return replay;
+      const current = await this.db
+        .selectFrom('leases')
+        .selectAll()
+        .where('id', '=', row.id)
+        .executeTakeFirstOrThrow();
+      try {
+        requireRunning(current, this.now());
+      } catch (err) {
+        // A retry of a payment a mint took while the lease was ending gets it back again.
+        if (err instanceof AlacarteError) throw await this.refunds.bounced(payment, price, row.id, err);
+        throw err;
+      }
+      // After the replay check (a retry gets its answer), before any money moves.
+      requireDeadlineAllowed(new Date(Math.max(Number(current.expires_at), this.now().getTime())), seconds);
+      checkEnough(payment, price);
+      await this.requireSandbox(current);
+      let newDeadline: Date | undefined;
+      const redeemed = await this.rail
+        .redeem(payment, price, async (trx, taken) => {
+          const fresh = await trx
+            .selectFrom('leases')
+            .selectAll()
+            .where('id', '=', row.id)
+            .executeTakeFirstOrThrow();
+          // Checked again inside the transaction: the reaper or a stop may have won the race.
+          if (fresh.state !== 'running') throw new LeaseEnded();
+          const state = lifecycle.extend(leaseFromRow(fresh).state, this.now(), seconds);
+          if (state.kind !== 'running') throw new Error('extension left the running state');
+          newDeadline = state.expiresAt;
+          await trx
+            .updateTable('leases')
+            .set({
+              expires_at: state.expiresAt.getTime(),
+              held: Number(fresh.held) + taken.taken.toNumber(),
+            })
+            .where('id', '=', row.id)
+            .execute();
+          const paid = this.payments.row(taken, row.id, 'extend', seconds, null);
+          await trx.insertInto('payments').values(paid).execute();
+        })
+        .catch(async (err: unknown) => {
+          if (!(err instanceof LeaseEnded)) throw err;
+          // Whatever a mint took for this payment goes back to the payer (nothing, at this node's
+          // own mint: the transaction that spent the proofs rolled back).
+          const ended = new AlacarteError('lease_not_running', 'the lease has ended');
+          throw await this.refunds.bounced(payment, price, row.id, ended);
+        });
+      this.payments.settled(payment, redeemed);
+      // The sandbox's deadline follows the store's; should the write fail, the replay answers
+      // rate_limited (retry) and the reconciler retries it (README.md in this directory).
+      if (newDeadline) {
+        await this.reconciler().syncDeadline(row.id as LeaseId);
+        this.deadlineNotices.deadlineChanged(row.id, newDeadline);
+      }
+      const answer = await this.replays.ofExtension(row.id, payment.key, seconds);
+      if (!answer) throw new Error(`extension of ${row.id} vanished after payment`);
+      return answer;
+    });
+  }
+
+  /**
+   * A lease whose sandbox died under a running node (killed from outside, host trouble) is ended
+   * here with its unused time refunded, before anyone pays to extend it: the payer gets 409 with
+   * the token untouched rather than an extension of nothing. (The reconciler's watch ends it within
+   * a second anyway; this closes the gap.)
+   */
+  private async requireSandbox(row: LeaseRow): Promise<void> {
+    if (await this.sandboxRunning(row.id as LeaseId)) return;
+    await this.reconciler().endVanished(row.id);
+    throw new AlacarteError('lease_not_running', 'the sandbox has ended');
+  }
+}
+
+/** The lease ended between the checks and the transaction that would have extended it. */
+class LeaseEnded extends Error {}
