@@ -1,8 +1,11 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import secp256k1 from 'secp256k1';
 import type { Config } from '../config.js';
 import { ClnBackend } from './cln/cln-backend.js';
 import { CursorFile } from './cursor-file.js';
+import { FakeJournal } from './fake/fake-journal.js';
 import { FakeLightningBackend } from './fake/fake-lightning.js';
 import type { LightningBackend } from './lightning-backend.js';
 import { LndBackend } from './lnd/lnd-backend.js';
@@ -33,9 +36,12 @@ export function createLightningBackend(
   const expirySeconds = settings.invoiceExpirySeconds;
   switch (settings.backend) {
     case 'fake': {
+      // Its key and invoices in the data directory: invoices paid before a restart stay paid.
       const backend = new FakeLightningBackend({
         settleDelayMs: settings.settleDelayMs,
         payDelayMs: settings.payDelayMs,
+        nodeKey: fakeNodeKey(join(dataDir, 'lightning', 'fake-node.key')),
+        journal: new FakeJournal(join(dataDir, 'lightning', 'fake-invoices.jsonl'), FAKE_MAX_INVOICES),
       });
       return { backend, close: async () => {} };
     }
@@ -106,4 +112,22 @@ function readText(path: string, what: string): string {
       `cannot read the ${what} at ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
     );
   }
+}
+
+/** Invoices the fake backend remembers (and keeps on disk). */
+const FAKE_MAX_INVOICES = 100_000;
+
+/** The fake backend's node key (hex in a 0600 file), made on first use. */
+function fakeNodeKey(path: string): Uint8Array {
+  try {
+    const key = Buffer.from(readFileSync(path, 'utf8').trim(), 'hex');
+    if (key.length === 32 && secp256k1.privateKeyVerify(key)) return key;
+  } catch {
+    // None yet.
+  }
+  let key = randomBytes(32);
+  while (!secp256k1.privateKeyVerify(key)) key = randomBytes(32);
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, `${key.toString('hex')}\n`, { mode: 0o600 });
+  return key;
 }

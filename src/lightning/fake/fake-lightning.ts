@@ -12,6 +12,7 @@ import type {
   PaymentOutcome,
   SettlementListener,
 } from '../lightning-backend.js';
+import type { FakeJournal } from './fake-journal.js';
 
 export interface FakeLightningOptions {
   /** 32-byte secp256k1 private key that signs the invoices; generated from `randomBytes` when absent. */
@@ -32,6 +33,10 @@ export interface FakeLightningOptions {
   payFails?: (bolt11: string) => boolean;
   /** Invoices and payments each kept in memory, oldest forgotten first (default 100,000). */
   maxEntries?: number;
+  /**
+   * Where invoices are kept across restarts (the node's data directory); none: memory only.
+   */
+  journal?: FakeJournal;
   /**
    * How often settlement listeners are told of invoices whose settle delay has passed, in ms
    * (default 100). Only runs while someone listens, on an unref'd timer.
@@ -54,7 +59,8 @@ type Payment = { kind: 'paid'; preimage: string; settlesAt: number } | { kind: '
  * BOLT11 strings whose payment hash is the sha256 of a preimage it keeps, and they settle by
  * themselves. It pays any invoice: for one it issued itself the preimage is the real one (internal
  * settlement); for any other the preimage is random and does NOT hash to the invoice's payment
- * hash, since nobody really paid it. State lives in memory only and is lost on restart.
+ * hash, since nobody really paid it. Outgoing payments live in memory only; issued invoices too,
+ * unless a `journal` keeps them across restarts (as the node does, in its data directory).
  */
 export class FakeLightningBackend implements LightningBackend {
   readonly id = 'fake';
@@ -81,6 +87,7 @@ export class FakeLightningBackend implements LightningBackend {
    */
   private readonly unannounced: Array<{ paymentHash: string; settlesAt: number }> = [];
   private ticker: NodeJS.Timeout | undefined;
+  private readonly journal: FakeJournal | undefined;
 
   constructor(options: FakeLightningOptions = {}) {
     this.randomBytes = options.randomBytes ?? randomBytes;
@@ -97,6 +104,20 @@ export class FakeLightningBackend implements LightningBackend {
       throw new RangeError('nodeKey must be a valid 32-byte secp256k1 private key');
     }
     this.nodePubkey = Buffer.from(secp256k1.publicKeyCreate(this.nodeKey, true)).toString('hex');
+    this.journal = options.journal;
+    if (this.journal) {
+      const now = this.now();
+      for (const [hash, invoice] of this.journal.load()) {
+        this.remember(this.invoices, hash, invoice);
+        // Settled while the node was down, or about to: announced again (listeners are
+        // idempotent; an invoice heard of before the restart may be heard of twice).
+        const settlesAt = invoice.createdAt + this.settleDelayMs;
+        if (invoice.paidAt === undefined && settlesAt < invoice.expiresAt && invoice.expiresAt > now) {
+          this.unannounced.push({ paymentHash: hash, settlesAt });
+          if (this.unannounced.length > this.maxEntries) this.unannounced.shift();
+        }
+      }
+    }
   }
 
   async createInvoice(amount: Amount, memo: string): Promise<CreatedInvoice> {
@@ -120,7 +141,10 @@ export class FakeLightningBackend implements LightningBackend {
     if (signed.paymentRequest === undefined) throw new AlacarteError('internal', 'bolt11 signing failed');
     // Expiry counts from the invoice's own (whole-second) timestamp, as every decoder sees it.
     const expiresAt = (timestamp + this.expirySeconds) * 1000;
-    this.remember(this.invoices, paymentHash, { preimage, createdAt, expiresAt, paidAt: undefined });
+    const issued = { preimage, createdAt, expiresAt, paidAt: undefined };
+    this.remember(this.invoices, paymentHash, issued);
+    this.journal?.issued(paymentHash, issued);
+    if (this.journal?.tooLong) this.journal.rewrite(this.invoices);
     const settlesAt = createdAt + this.settleDelayMs;
     if (settlesAt < expiresAt) {
       this.unannounced.push({ paymentHash, settlesAt });
@@ -160,6 +184,7 @@ export class FakeLightningBackend implements LightningBackend {
         decoded.payeeNodeKey === this.nodePubkey ? this.invoices.get(decoded.paymentHash) : undefined;
       if (own !== undefined && own.paidAt === undefined) {
         own.paidAt = now;
+        this.journal?.paid(decoded.paymentHash, now);
         this.announce(decoded.paymentHash);
       }
       payment = {

@@ -1,9 +1,13 @@
+import { appendFileSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as cashu from '@cashu/cashu-ts';
 import fc from 'fast-check';
 import secp256k1 from 'secp256k1';
 import { describe, expect, it } from 'vitest';
 import { Amount } from '../../../src/core/amount.js';
 import { decodeBolt11 } from '../../../src/lightning/bolt11.js';
+import { FakeJournal } from '../../../src/lightning/fake/fake-journal.js';
 import { FakeLightningBackend } from '../../../src/lightning/fake/fake-lightning.js';
 import { lightningBackendContract } from './lightning-backend.contract.js';
 import { foreignInvoice, manualClock, seededRandom, sha256Hex } from './test-invoices.js';
@@ -14,18 +18,68 @@ const HOUR = 3_600_000;
 // Outside payers are simulated by the settle delay: the harness lets it pass on the manual clock.
 lightningBackendContract('fake (settle delay, manual clock)', async () => {
   const clock = manualClock();
-  const backend = new FakeLightningBackend({ now: clock.now, settleDelayMs: 60_000 });
+  // As the node runs it: its key and a journal of its invoices in the data directory.
+  const dir = mkdtempSync(join(tmpdir(), 'alacarte-fake-ln-'));
+  const nodeKey = seededRandom('fake contract')(32);
+  const make = () =>
+    new FakeLightningBackend({
+      now: clock.now,
+      settleDelayMs: 60_000,
+      nodeKey,
+      journal: new FakeJournal(join(dir, 'fake-invoices.jsonl'), 1000),
+    });
+  const backend = make();
   return {
     backend,
     network: 'bcrt',
     payIncoming: async () => clock.advance(60_000),
     // A foreign invoice would get a made-up preimage; the fake's own ones settle internally with the real one.
     invoiceToPay: async (amount) => (await backend.createInvoice(amount, 'melt')).bolt11,
+    restart: async () => make(),
     skipReasons: {
-      restart: 'the fake keeps its invoices in memory only: there is nothing to resume after a restart',
       holdPayments: "the fake's payments end by its clock (payDelayMs), tested in its own cases below",
     },
   };
+});
+
+describe('the fake backend across a restart (its journal)', () => {
+  it('still knows the invoices it issued and which it paid itself; a torn last line is skipped', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'alacarte-fake-ln-'));
+    const path = join(dir, 'fake-invoices.jsonl');
+    const nodeKey = seededRandom('fake journal')(32);
+    // Invoices never settle by themselves here: only paying them does.
+    const make = () =>
+      new FakeLightningBackend({ nodeKey, settleDelayMs: 3_600_000, journal: new FakeJournal(path, 1000) });
+    const first = make();
+    const paid = await first.createInvoice(sat(21), 'paid before the crash');
+    const unpaid = await first.createInvoice(sat(22), 'never paid');
+    const outcome = await first.payInvoice(paid.bolt11, sat(0));
+    expect(outcome.state).toBe('paid');
+    appendFileSync(path, '{"h": "torn');
+
+    const second = make();
+    expect(await second.invoiceState(paid.paymentHash)).toBe('paid');
+    expect(await second.invoiceState(unpaid.paymentHash)).toBe('unpaid');
+    expect(await second.invoiceState('0'.repeat(64))).toBe('expired');
+    // The same key: its old invoices are still its own, paid internally with the real preimage.
+    const later = await second.payInvoice(unpaid.bolt11, sat(0));
+    if (later.state !== 'paid') throw new Error(`paid: ${JSON.stringify(later)}`);
+    expect(sha256Hex(later.preimage)).toBe(unpaid.paymentHash);
+    expect(await make().invoiceState(unpaid.paymentHash)).toBe('paid');
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+  });
+
+  it('rewrites its file once it holds more than twice the invoices it keeps', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'alacarte-fake-ln-'));
+    const path = join(dir, 'fake-invoices.jsonl');
+    const backend = new FakeLightningBackend({ maxEntries: 5, journal: new FakeJournal(path, 5) });
+    const created = [];
+    for (let i = 0; i < 30; i++) created.push(await backend.createInvoice(sat(1 + i), `n${i}`));
+    const lines = readFileSync(path, 'utf8').trim().split('\n');
+    expect(lines.length).toBeLessThanOrEqual(11);
+    const reloaded = new FakeJournal(path, 5).load();
+    expect([...reloaded.keys()]).toEqual(created.slice(-5).map((c) => c.paymentHash));
+  });
 });
 
 describe('FakeLightningBackend', () => {
