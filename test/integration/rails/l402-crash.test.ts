@@ -1,0 +1,159 @@
+import { existsSync } from 'node:fs';
+import { type Proof, Wallet } from '@cashu/cashu-ts';
+import { afterAll, describe, expect, it } from 'vitest';
+import { CLI } from '../../helpers/cli.js';
+import { expectBalanced, fundedWallet, ledgerOf, postJson, sumOf } from '../../helpers/lease-node.js';
+import { NodeProcess } from '../../helpers/node-process.js';
+
+/**
+ * Rule 5 for Lightning (L402): the built server is killed with SIGKILL while paid L402 requests are
+ * between the paid invoice being accepted and the lease answer, then started again on the same data
+ * directory and port. The same `Authorization: L402 <macaroon>:<preimage>` again returns the same
+ * lease (200), a lease for the first time (the crash came before the claim was recorded) or the
+ * refund of a start the crash cut short — never a second lease, never a paid invoice that bought
+ * nothing; no sandbox runs unpaid and the books balance.
+ */
+const OPERATOR = 'operator-token-for-l402-crash-01234';
+const BURST = 12;
+const PRICE = 120; // 60 sat/h × 2 h
+const body = { offer: 'quarter', seconds: 7200, image: 'busybox' };
+const nodeProcess = new NodeProcess({
+  prefix: 'l402-crash',
+  config: {
+    offers: [
+      {
+        id: 'quarter',
+        vcpu: 0.25,
+        memory_mib: 64,
+        pids: 64,
+        disk_mib: 16,
+        price: { amount_per_hour: 60, unit: 'sat' },
+      },
+    ],
+  },
+  env: { ALACARTE_OPERATOR_TOKEN: OPERATOR },
+});
+
+afterAll(() => nodeProcess.cleanup());
+
+/** The 402's invoice paid by melting ecash at the node's own mint, as a Cashu wallet pays any invoice. */
+async function paidCredential(url: string, wallet: Wallet, purse: { proofs: Proof[] }): Promise<string> {
+  const challenge = await postJson(`${url}/v1/leases`, body);
+  expect(challenge.status).toBe(402);
+  const l402 = challenge.body.l402 as { invoice: string; macaroon: string };
+  const quote = await wallet.createMeltQuoteBolt11(l402.invoice);
+  const need = Number(quote.amount) + Number(quote.fee_reserve);
+  const { keep, send } = await wallet.send(need, purse.proofs, { includeFees: true });
+  const melted = await wallet.meltProofsBolt11(quote, send);
+  purse.proofs = [...keep, ...melted.change];
+  const preimage = melted.quote.payment_preimage;
+  if (!preimage) throw new Error('the melt gave no preimage');
+  return `L402 ${l402.macaroon}:${preimage}`;
+}
+
+describe('kill -9 in the middle of L402-paid requests', () => {
+  it('answers every paid credential after a restart with its one lease or its refund, and the books balance', async () => {
+    expect(existsSync(CLI), 'run `npm run build` first (npm test does)').toBe(true);
+    let server = await nodeProcess.start();
+    const { wallet, proofs } = await fundedWallet(server.mintUrl, BURST * (PRICE + 10));
+    const purse = { proofs };
+    const credentials: string[] = [];
+    for (let i = 0; i < BURST; i++) credentials.push(await paidCredential(server.url, wallet, purse));
+
+    // Every invoice is paid; now the paid requests, all at once. Kill the server once a few have
+    // been answered, while the rest are between the invoice's check, the claim and the start.
+    const first = server;
+    let created = 0;
+    const killed = new Promise<void>((resolve) => {
+      first.process.once('exit', () => resolve());
+    });
+    const before = await Promise.all(
+      credentials.map((authorization) =>
+        postJson(`${first.url}/v1/leases`, body, { authorization }).then(
+          (r) => {
+            if (r.status === 201) created++;
+            if (created === 3) first.process.kill('SIGKILL');
+            return r;
+          },
+          () => 'connection lost' as const,
+        ),
+      ),
+    );
+    if (first.process.exitCode === null && first.process.signalCode === null) first.process.kill('SIGKILL');
+    await killed;
+    for (const r of before) if (r !== 'connection lost') expect(r.status).toBe(201);
+    const answered = before.filter((r) => r !== 'connection lost');
+    expect(answered.length).toBeGreaterThanOrEqual(3);
+    // The kill cut requests off mid-way (else this proves nothing about a crash).
+    expect(answered.length).toBeLessThan(BURST);
+
+    server = await nodeProcess.start();
+    const url = server.url;
+    const receiver = new Wallet(server.mintUrl, { unit: 'sat' });
+    await receiver.loadMint();
+
+    const running = new Map<string, string>(); // lease id → credential
+    let refunded = 0;
+    // Cut off by the kill, then: recorded before it (200, 503) or not at all (201).
+    const cutOff = { recorded: 0, unrecorded: 0 };
+    for (const [i, authorization] of credentials.entries()) {
+      const earlier = before[i];
+      if (earlier === undefined) throw new Error('no outcome');
+      const retry = await postJson(`${url}/v1/leases`, body, { authorization });
+      if (retry.status === 200 || retry.status === 201) {
+        expect(retry.body).toMatchObject({ state: 'running', paid: PRICE, change: null });
+        // A lease answered before the crash is the same lease now.
+        if (earlier !== 'connection lost') {
+          expect(retry.status).toBe(200);
+          expect(retry.body.id).toBe(earlier.body.id);
+        }
+        expect(running.has(String(retry.body.id))).toBe(false);
+        running.set(String(retry.body.id), String(retry.body.token));
+      } else {
+        // Paid, recorded, and the start cut short by the crash: everything back as own-mint ecash.
+        expect(retry.status, JSON.stringify(retry.body)).toBe(503);
+        expect(earlier).toBe('connection lost');
+        expect(retry.body).toMatchObject({ error: 'start_failed', refunded: PRICE });
+        expect(sumOf(await receiver.receive(String(retry.body.refund)))).toBe(PRICE);
+        refunded++;
+      }
+      if (earlier === 'connection lost') cutOff[retry.status === 201 ? 'unrecorded' : 'recorded']++;
+      // And again: the same answer, never a second lease.
+      const again = await postJson(`${url}/v1/leases`, body, { authorization });
+      if (retry.status === 503) expect(again.status).toBe(503);
+      else {
+        expect(again.status).toBe(200);
+        expect(again.body.id).toBe(retry.body.id);
+      }
+    }
+    expect(running.size + refunded).toBe(BURST);
+    // The kill landed between a paid invoice being accepted (its claim recorded) and the lease
+    // answer for some; those cut off before the claim are granted now, their invoices still paid.
+    expect(cutOff.recorded).toBeGreaterThanOrEqual(1);
+    expect(cutOff.recorded + cutOff.unrecorded).toBe(BURST - answered.length);
+
+    // No sandbox without a paid, running lease, and no running lease without its sandbox.
+    expect(new Set(nodeProcess.runningSandboxes())).toEqual(new Set(running.keys()));
+    const books = await ledgerOf(url, OPERATOR);
+    expect(expectBalanced(books)).toEqual([]);
+    // Every paid invoice bought exactly one lease.
+    expect(books.received).toBe(PRICE * BURST);
+    expect(books.leases).toMatchObject({ running: running.size, failed: refunded });
+    expect(books.refunded).toBe(PRICE * refunded);
+    // Lightning in: the L402 invoices, claimed once each, beside the ecash minted for the payer.
+    expect(books.mint.lightning_in).toBe(BURST * (PRICE + 10) + PRICE * BURST);
+
+    for (const [id, credential] of running) {
+      const stop = await postJson(
+        `${url}/v1/leases/${id}`,
+        undefined,
+        { authorization: `Bearer ${credential}` },
+        'DELETE',
+      );
+      expect(stop.status).toBe(200);
+    }
+    expect(nodeProcess.runningSandboxes()).toEqual([]);
+    expect(expectBalanced(await ledgerOf(url, OPERATOR))).toEqual([]);
+    expect(await server.stop('SIGTERM')).toBe(0);
+  });
+});
