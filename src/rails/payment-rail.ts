@@ -37,7 +37,7 @@ export interface Redeemed {
   ok: true;
   rail: string;
   key: PaymentKey;
-  /** Where the money is held, and what change and refunds are paid from (payoutSource). */
+  /** Where the money is held (Cashu: the mint URL), and so where change and refunds come from (giveBack). */
   source: string;
   /** Total value presented. */
   amount: Amount;
@@ -100,7 +100,8 @@ export interface Challenge {
  * One way to pay (ARCHITECTURE.md, port PaymentRail). A rejection never consumes money; `redeem`
  * takes the money, books its change and runs `record` in the same store transaction, so a payment
  * is either fully recorded with what it bought or not taken at all; it answers Redeemed (key,
- * amount taken, change) or a Rejection.
+ * amount taken, change) or a Rejection. Money goes back out by one call too, `giveBack`. Every
+ * amount crossing the port is an `Amount`.
  */
 export interface PaymentRail {
   readonly id: string;
