@@ -167,7 +167,10 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
       201: 'the lease, with its bearer credential `token` (only here) and `change`',
       200: 'the same lease again (a replay of the same payment)',
       400: 'invalid_request, invalid_token, unit_mismatch, mint_not_accepted, insufficient_amount, token_spent',
-      402: 'payment_required: NUT-18 payment request in the `X-Cashu` header',
+      402:
+        'payment_required: NUT-18 payment request in the `X-Cashu` header and, beside it, ' +
+        '`WWW-Authenticate: L402 macaroon="…", invoice="…"` (body `l402`); over the per-client invoice ' +
+        'limits no fresh invoice, and `Retry-After` says when to ask for one again',
       409: 'idempotency_conflict',
       413: 'payload_too_large',
       503: 'no_capacity (token untouched) or start_failed (with a `refund` token)',
@@ -227,7 +230,7 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
     answer: leaseAnswer.extend({ change: z.string().nullable() }),
     responses: {
       200: 'the lease with the new `expires_at` and `change`',
-      402: 'payment_required',
+      402: 'payment_required (as for POST /v1/leases: Cashu and L402 challenges)',
       409: 'lease_not_running (token untouched, or handed back as `refund`)',
     },
   },
