@@ -153,6 +153,7 @@ export class AlacarteNode {
             perMinute: config.l402.invoicesPerMinute,
             burst: config.l402.invoiceBurst,
             maxUnpaid: config.l402.maxUnpaidInvoices,
+            now: () => (options.clock ? options.clock().getTime() : Date.now()),
           }),
           clock: options.clock,
           logger,
