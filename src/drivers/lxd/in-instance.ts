@@ -17,12 +17,14 @@ export const IN_INSTANCE = {
  * (setDeadline), so a moved deadline applies within a second; a missing file ends the instance
  * (fail closed). It never forks: it waits with `read -t` on a FIFO nobody writes to, since a fork
  * fails once a tenant fills the pids limit and a failed fork is fatal in ash. SIGCHLD cuts the wait
- * short so reparented orphans are reaped at once.
+ * short so reparented orphans are reaped at once. Without a NIC, LXC leaves the instance's loopback
+ * down: init brings it up, so that its programs can talk to each other over 127.0.0.1.
  */
 export function instanceInit(): string {
   return `# alacarte LXD instance init
 R=${IN_INSTANCE.runDir}
 exec 3<>$R/bin/wait || exit 0
+$R/bin/busybox ip link set lo up
 trap : CHLD
 while :; do
   d=0

@@ -110,13 +110,16 @@ export class LxdClient {
     return this.wait(op.id, timeoutSec);
   }
 
-  /** Waits for an operation to end (GET /1.0/operations/<id>/wait); throws LxdError if it failed. */
-  async wait(id: string, timeoutSec: number): Promise<LxdOperation> {
+  /**
+   * Waits for an operation to end (GET /1.0/operations/<id>/wait), up to `timeoutSec` or for as
+   * long as it runs (an exec's command); throws LxdError if it failed.
+   */
+  async wait(id: string, timeoutSec?: number): Promise<LxdOperation> {
     const answer = await this.call(
       'GET',
-      `/1.0/operations/${encodeURIComponent(id)}/wait?timeout=${Math.ceil(timeoutSec)}`,
+      `/1.0/operations/${encodeURIComponent(id)}/wait?timeout=${timeoutSec === undefined ? -1 : Math.ceil(timeoutSec)}`,
       undefined,
-      timeoutSec * 1000 + 10_000,
+      timeoutSec === undefined ? 0 : timeoutSec * 1000 + 10_000,
     );
     const op = operationSchema.parse(answer.metadata);
     if (op.status_code >= 400) throw new LxdError(op.err || op.status, op.status_code);

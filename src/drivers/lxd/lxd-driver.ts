@@ -11,7 +11,7 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer } from 'node:net';
+import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { Duplex } from 'node:stream';
 import { z } from 'zod';
@@ -146,6 +146,8 @@ export class LxdDriver implements ComputeDriver {
   private readonly budgets = new Map<string, ConnectionBudget>();
   private readonly watchers = new Set<(leaseId: string) => void>();
   private readonly known = new Set<string>();
+  /** Host loopback servers of each lease's published ports (see publish()). */
+  private readonly published = new Map<string, Server[]>();
   private watchTimer: NodeJS.Timeout | undefined;
   private totals: { at: number; cpus: number; memoryMib: number; diskMib: number } | undefined;
 
@@ -256,16 +258,8 @@ export class LxdDriver implements ComputeDriver {
         },
       };
       for (const port of spec.ports ?? []) {
-        const hostPort = await freePort();
+        const hostPort = await this.publish(spec.leaseId, port);
         ports[port] = `http://127.0.0.1:${hostPort}`;
-        // LXD's proxy device listens on the host and connects inside the instance's own network
-        // namespace: no NIC needed.
-        devices[`port${port}`] = {
-          type: 'proxy',
-          listen: `tcp:127.0.0.1:${hostPort}`,
-          connect: `tcp:127.0.0.1:${port}`,
-          bind: 'host',
-        };
       }
       const cpus = Math.max(1, Math.ceil(limits.vcpu));
       const config: Record<string, string> = {
@@ -343,6 +337,40 @@ export class LxdDriver implements ComputeDriver {
     // init's one-second wait short.
     execFileSync('mkfifo', ['-m', '0666', join(dir, 'bin', 'wait')]);
     this.writeDeadline(leaseId, deadline);
+  }
+
+  /**
+   * Serves a sandbox port on the host's loopback (at `hostPort`, or a free one): each connection
+   * is relayed through connect() (the exec API, `nc` inside), so it works without a NIC and on any
+   * cluster member. LXD's proxy device would do it inside LXD, but it needs the member's host to
+   * be the node's. Resolves with the port listened on.
+   */
+  private publish(leaseId: string, port: number, hostPort = 0): Promise<number> {
+    const server = createServer({ allowHalfOpen: true }, (socket) => {
+      socket.on('error', () => {});
+      this.connect({ leaseId }, port).then(
+        (inside) => {
+          inside.on('error', () => socket.destroy());
+          socket.pipe(inside);
+          inside.pipe(socket);
+          socket.once('close', () => inside.destroy());
+          inside.once('close', () => socket.destroy());
+        },
+        () => socket.destroy(),
+      );
+    });
+    const servers = this.published.get(leaseId) ?? [];
+    servers.push(server);
+    this.published.set(leaseId, servers);
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(hostPort, '127.0.0.1', () => resolve((server.address() as { port: number }).port));
+    });
+  }
+
+  private unpublish(leaseId: string): void {
+    for (const server of this.published.get(leaseId) ?? []) server.close();
+    this.published.delete(leaseId);
   }
 
   private writeDeadline(leaseId: string, deadline: Date): void {
@@ -636,6 +664,7 @@ export class LxdDriver implements ComputeDriver {
         if (!(e instanceof LxdError)) throw e;
       }
     }
+    this.unpublish(leaseId);
     rmSync(this.leaseDir(leaseId), { recursive: true, force: true });
     this.budgets.delete(leaseId);
   }
@@ -649,11 +678,14 @@ export class LxdDriver implements ComputeDriver {
       seen.add(leaseId);
       if (i.status === 'Running') {
         this.known.add(leaseId);
-        out.push({
-          leaseId,
-          deadline: new Date(i.config[KEY.deadline] ?? 0),
-          ports: parsePorts(i.config[KEY.ports]),
-        });
+        const ports = parsePorts(i.config[KEY.ports]);
+        // A restarted node serves the ports again, on the host ports its answers already gave.
+        if (!this.published.has(leaseId) && !this.starting.has(leaseId))
+          for (const [port, url] of Object.entries(ports))
+            await this.publish(leaseId, Number(port), Number(new URL(url).port)).catch((e: Error) =>
+              this.logger.warn(`alacarte: port ${port} of ${leaseId} not served again: ${e.message}`),
+            );
+        out.push({ leaseId, deadline: new Date(i.config[KEY.deadline] ?? 0), ports });
       } else if (!this.starting.has(leaseId) && !recent(i.created_at)) {
         await this.remove(leaseId);
       }
@@ -670,6 +702,7 @@ export class LxdDriver implements ComputeDriver {
   }
 
   async close(): Promise<void> {
+    for (const leaseId of [...this.published.keys()]) this.unpublish(leaseId);
     if (this.watchTimer) clearInterval(this.watchTimer);
     this.watchTimer = undefined;
     this.watchers.clear();
@@ -740,16 +773,4 @@ function linkTree(from: string, to: string): void {
       }
     }
   }
-}
-
-/** A TCP port free on the host's loopback now (LXD's proxy device then listens on it). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-  });
 }

@@ -61,37 +61,38 @@ export async function lxdExec(
     height: options.terminal?.rows ?? 0,
   });
   const op = execOperation.parse(answer.metadata);
-  const names = options.terminal ? ['0', 'control'] : ['0', '1', '2', 'control'];
-  const sockets = new Map<string, WebSocket>();
+  const names = options.terminal ? ['0'] : ['0', '1', '2'];
+  const secret = (name: string) => {
+    const value = op.metadata.fds[name];
+    if (!value) throw new Error(`LXD exec gave no websocket for fd ${name}`);
+    return value;
+  };
+  // The control channel first: LXD may start the command once the others are open, and a command
+  // that ends at once would end the operation before a late control channel could join it.
+  const control = client.websocket(op.id, secret('control'));
+  control.on('error', () => {});
+  await opened(control);
+  const sockets: WebSocket[] = [];
   const streams = new Map<string, Duplex>();
   for (const name of names) {
-    const secret = op.metadata.fds[name];
-    if (!secret) throw new Error(`LXD exec gave no websocket for fd ${name}`);
-    const ws = client.websocket(op.id, secret);
-    sockets.set(name, ws);
-    // The stream listens at once: LXD may start the command, and send its output, before the last
-    // websocket (control) is open.
-    if (name !== 'control') {
-      const s = createWebSocketStream(ws);
-      s.on('error', () => {});
-      streams.set(name, s);
-    }
+    const ws = client.websocket(op.id, secret(name));
+    sockets.push(ws);
+    // The stream listens at once, before the other channels are open and output flows.
+    const s = createWebSocketStream(ws);
+    s.on('error', () => {});
+    streams.set(name, s);
+    // An empty text message is LXD's end of output; with a terminal the session is then over,
+    // and LXD ends the operation once the client closes its side.
+    if (options.terminal)
+      ws.on('message', (data: Buffer, binary: boolean) => {
+        if (!binary && data.length === 0) ws.close();
+      });
   }
-  await Promise.all(
-    [...sockets.values()].map(
-      (ws) =>
-        new Promise<void>((resolve, reject) => {
-          if (ws.readyState === WebSocket.OPEN) resolve();
-          ws.once('open', () => resolve());
-          ws.once('error', reject);
-        }),
-    ),
-  );
-  const control = sockets.get('control') as WebSocket;
+  await Promise.all(sockets.map(opened));
   control.on('error', () => {});
   control.on('message', () => {});
   const stream = (name: string) => streams.get(name) as Duplex;
-  const exited = client.wait(op.id, 30 * 24 * 3600).then(
+  const exited = client.wait(op.id).then(
     (done) => {
       const parsed = execReturn.safeParse(done.metadata);
       return parsed.success ? parsed.data.return : 255;
@@ -107,6 +108,14 @@ export async function lxdExec(
     control,
     exited,
   };
+}
+
+function opened(ws: WebSocket): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (ws.readyState === WebSocket.OPEN) resolve();
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
 }
 
 /** Sends a signal to the exec'd process itself (its children are the caller's to kill). */
