@@ -35,7 +35,7 @@ import type {
 } from '../compute-driver.js';
 import { backgroundCommand, backgroundPid } from '../crun/background.js';
 import { type DriverLogger, silentLogger } from '../crun/crun-options.js';
-import { deadlineFile, leaseFile } from '../crun/init-script.js';
+import { commandFile, deadlineFile, leaseFile } from '../crun/init-script.js';
 import { ConnectionBudget } from '../crun/port-proxy.js';
 import { ensureBusyboxImage } from '../crun/preflight.js';
 import { installSftpServer } from '../crun/sftp-server.js';
@@ -107,6 +107,7 @@ const KEY = {
   limits: 'user.alacarte.limits',
   ports: 'user.alacarte.ports',
   shell: 'user.alacarte.shell',
+  env: 'user.alacarte.env',
 } as const;
 
 /** The id base of the node's image store (the crun driver's default), for the built-in image. */
@@ -286,7 +287,9 @@ export class LxdDriver implements ComputeDriver {
         // init with an empty environment: no lease variable can change how it reads its deadline.
         'raw.lxc': `lxc.init.cmd = ${IN_INSTANCE.busybox} env -i ${IN_INSTANCE.busybox} sh ${IN_INSTANCE.init}`,
       };
-      for (const [k, v] of Object.entries(spec.env ?? {})) config[`environment.${k}`] = v;
+      // Kept as data and handed to each exec, not as LXD's `environment.*` keys: LXC applies those
+      // to its own start too, where names such as PATH or IFS could break it.
+      config[KEY.env] = JSON.stringify(spec.env ?? {});
       const client = this.options.client;
       try {
         await client.run('POST', '/1.0/instances', {
@@ -304,7 +307,9 @@ export class LxdDriver implements ComputeDriver {
           const r = await this.exec(
             { leaseId: spec.leaseId },
             {
-              command: spec.command,
+              // Through a script that exports the environment itself: a shell in between would drop
+              // names such as IFS that it keeps to itself (crun's command.sh, init-script.ts).
+              command: [IN_INSTANCE.busybox, 'sh', '-c', commandFile(spec.command, spec.env ?? {})],
               background: true,
               timeoutMs: 30_000,
               maxOutputBytes: 4096,
@@ -424,9 +429,13 @@ export class LxdDriver implements ComputeDriver {
     for (const [k, v] of Object.entries(env))
       if (!ENV_NAME_PATTERN.test(k) || v.includes('\0'))
         throw new AlacarteError('invalid_request', `bad env ${k}`);
-    await this.running(leaseId);
+    const i = await this.running(leaseId);
     try {
-      return await lxdExec(this.options.client, this.instanceName(leaseId), { command, env, terminal });
+      return await lxdExec(this.options.client, this.instanceName(leaseId), {
+        command,
+        env: { ...leaseEnv(i), ...env },
+        terminal,
+      });
     } catch (e) {
       if (!(await this.isRunning({ leaseId }))) throw notRunning(leaseId);
       throw new AlacarteError('internal', `LXD exec failed: ${(e as Error).message}`, { cause: e });
@@ -461,13 +470,16 @@ export class LxdDriver implements ComputeDriver {
     p.stderr?.on('data', (b: Buffer) => stderr.push(b));
     p.stdin.end(stdin);
     let timedOut = false;
+    let killing: Promise<void> | undefined;
     const timer = setTimeout(() => {
       timedOut = true;
       sendSignal(p.control, 9);
-      void this.killTag(sandbox.leaseId, p.tag);
+      killing = this.killTag(sandbox.leaseId, p.tag);
     }, request.timeoutMs);
     try {
       const [code] = await Promise.all([p.exited, ended(p.stdout), ended(p.stderr)]);
+      // A timed-out exec returns once all it started is gone, not while its processes still count.
+      await killing;
       const result: ExecResult = {
         exitCode: timedOut ? 137 : code,
         stdout: stdout.value(),
@@ -604,6 +616,23 @@ export class LxdDriver implements ComputeDriver {
     return i?.status === 'Running';
   }
 
+  /**
+   * The host pid of an instance's init (LXD's instance state), or undefined when it does not run
+   * here; for checks from the host (the isolation tests), meaningful on the local daemon only.
+   */
+  async initPid(leaseId: string): Promise<number | undefined> {
+    if (!(await this.isRunning({ leaseId }))) return undefined;
+    const state = await this.options.client
+      .get(`/1.0/instances/${this.instanceName(leaseId)}/state`, z.object({ pid: z.number().int() }).loose())
+      .catch(() => undefined);
+    return state && state.pid > 0 ? state.pid : undefined;
+  }
+
+  /** The instance's cgroup below each controller's root (LXC's naming), for checks from the host. */
+  cgroupPath(leaseId: string): string {
+    return `lxc.payload.${this.instanceName(leaseId)}`;
+  }
+
   watch(onExit: (leaseId: string) => void): () => void {
     this.watchers.add(onExit);
     if (!this.watchTimer) {
@@ -714,6 +743,17 @@ function limitsOf(i: Instance): SandboxLimits | undefined {
     return limitsSchema.parse(JSON.parse(i.config[KEY.limits] ?? ''));
   } catch {
     return undefined;
+  }
+}
+
+/** The lease's environment (start's spec.env), as recorded on its instance. */
+function leaseEnv(i: Instance): Record<string, string> {
+  try {
+    return z
+      .record(z.string().regex(ENV_NAME_PATTERN), z.string())
+      .parse(JSON.parse(i.config[KEY.env] ?? '{}'));
+  } catch {
+    return {};
   }
 }
 

@@ -104,7 +104,7 @@ async function buildTarball(dir: string, name: string, work: string, tarball: st
   }
   const { uids, gids } = treeIds(dir);
   const map = (ids: Set<number>) =>
-    [...ids].map((id) => `+${id} alacarte:${id >= idBase ? id - idBase : id}`).join('\n') + '\n';
+    `${[...ids].map((id) => `+${id} alacarte:${id >= idBase ? id - idBase : id}`).join('\n')}\n`;
   writeFileSync(join(work, 'owners'), map(uids));
   writeFileSync(join(work, 'groups'), map(gids));
   writeFileSync(
