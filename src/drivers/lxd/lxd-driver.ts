@@ -14,6 +14,7 @@ import {
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { Duplex } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { AlacarteError } from '../../core/errors.js';
 import { ENV_NAME_PATTERN, IMAGE_NAME_PATTERN, SANDBOX_ID_PATTERN } from '../../core/lease-request.js';
@@ -118,6 +119,8 @@ const WATCH_INTERVAL_MS = 500;
 const STARTING_GRACE_MS = 120_000;
 /** Host totals (cluster members' CPU and memory) are read again after this long. */
 const RESOURCES_TTL_MS = 30_000;
+/** Rounds of stop-or-delete in remove() (about 200 ms apart) before it gives up. */
+const REMOVE_ATTEMPTS = 50;
 /** Largest stdin an exec takes. */
 const MAX_STDIN_BYTES = 16 << 20;
 
@@ -187,7 +190,11 @@ export class LxdDriver implements ComputeDriver {
 
   async capacity(): Promise<DriverCapacity> {
     const totals = await this.readTotals();
-    const running = (await this.instances()).map((i) => limitsOf(i)).filter((l) => l !== undefined);
+    // What leases hold: running instances and those being started (a stopped one is on its way out).
+    const running = (await this.instances())
+      .filter((i) => i.status !== 'Stopped' || this.starting.has(i.config[KEY.lease] ?? ''))
+      .map((i) => limitsOf(i))
+      .filter((l) => l !== undefined);
     const settings = {
       ...defaultOvercommit({ cpus: totals.cpus, memoryMib: totals.memoryMib }),
       diskBudgetMib: totals.diskMib,
@@ -282,10 +289,18 @@ export class LxdDriver implements ComputeDriver {
         'limits.memory.swap': 'false',
         'limits.processes': String(limits.pids),
         'security.nesting': 'false',
+        // No new namespaces from inside (unshare(2), setns(2)): as under crun's seccomp profile.
+        // clone(2) with namespace flags is not filtered by this list.
+        'security.syscalls.deny': 'unshare\nsetns',
         'security.privileged': 'false',
         'boot.autostart': 'false',
         // init with an empty environment: no lease variable can change how it reads its deadline.
-        'raw.lxc': `lxc.init.cmd = ${IN_INSTANCE.busybox} env -i ${IN_INSTANCE.busybox} sh ${IN_INSTANCE.init}`,
+        // A sandbox, not a system to administer: without CAP_SYS_ADMIN (mounts, namespaces) and
+        // the other host-facing capabilities, for init and every exec alike.
+        'raw.lxc': [
+          `lxc.init.cmd = ${IN_INSTANCE.busybox} env -i ${IN_INSTANCE.busybox} sh ${IN_INSTANCE.init}`,
+          'lxc.cap.drop = sys_admin sys_module sys_rawio sys_time',
+        ].join('\n'),
       };
       // Kept as data and handed to each exec, not as LXD's `environment.*` keys: LXC applies those
       // to its own start too, where names such as PATH or IFS could break it.
@@ -677,9 +692,14 @@ export class LxdDriver implements ComputeDriver {
   private async remove(leaseId: string): Promise<void> {
     const client = this.options.client;
     const name = this.instanceName(leaseId);
-    for (let attempt = 0; attempt < 5; attempt++) {
+    // Bounded: LXD deletes an ephemeral instance itself right after it stops, so a DELETE of ours
+    // may meet that one; the host directory goes only once the instance is gone.
+    let gone = false;
+    for (let attempt = 0; attempt < REMOVE_ATTEMPTS && !gone; attempt++) {
       const i = await this.instance(name);
+      gone = i === undefined;
       if (!i) break;
+      if (attempt > 0) await sleep(200);
       try {
         if (i.status === 'Running' || i.status === 'Frozen')
           await client.run('PUT', `/1.0/instances/${name}/state`, {
@@ -694,8 +714,11 @@ export class LxdDriver implements ComputeDriver {
       }
     }
     this.unpublish(leaseId);
-    rmSync(this.leaseDir(leaseId), { recursive: true, force: true });
     this.budgets.delete(leaseId);
+    // Still there (LXD busy): its directory stays for a later list() to clean up with it.
+    if (gone || !(await this.instance(name)))
+      rmSync(this.leaseDir(leaseId), { recursive: true, force: true });
+    else this.logger.warn(`alacarte: LXD instance of ${leaseId} not removed yet; list() retries`);
   }
 
   async list(): Promise<SandboxInfo[]> {

@@ -187,9 +187,10 @@ if (lxdSkipReason) {
       );
       const tries = await sh(
         a,
-        'mount -t tmpfs x /mnt 2>&1; echo "mount=$?"; echo b > /proc/sysrq-trigger 2>&1; echo "sysrq=$?"; mknod /root/sda b 8 0 2>&1; echo "mknod=$?"',
+        'mkdir -p /mnt; mount -t tmpfs x /mnt 2>&1; echo "mount=$?"; unshare -U true 2>&1; echo "unshare=$?"; echo b > /proc/sysrq-trigger 2>&1; echo "sysrq=$?"; mknod /root/sda b 8 0 2>&1; echo "mknod=$?"',
       );
       expect(tries.out).toMatch(/mount=[1-9]/);
+      expect(tries.out).toMatch(/unshare=[1-9]/);
       expect(tries.out).toMatch(/sysrq=[1-9]/);
       expect(tries.out).toMatch(/mknod=[1-9]/);
     });
@@ -224,7 +225,8 @@ if (lxdSkipReason) {
       };
       const leaseId = newLeaseId();
       started.push(leaseId);
-      const deadline = Date.now() + 4000;
+      // Time for a start on a busy machine (a debian root filesystem is copied per instance).
+      const deadline = Date.now() + 15_000;
       const h = await t.driver.start(
         { leaseId, image: image.name, env, command: tool(['/bin/sleep', '1000']) },
         TEST_LIMITS,
