@@ -21,6 +21,8 @@ export const lxdSkipReason: string | undefined =
 export interface LxdDaemon {
   socketPath: string;
   base: string;
+  /** The daemon's host pid (a test may kill it). */
+  pid: number;
   /** Shuts the daemon down (its instances with it) and removes its state directory. */
   stop(): Promise<void>;
 }
@@ -76,7 +78,7 @@ storage_pools:
     await stop();
     throw new Error(`lxd init failed: ${init.stderr}`);
   }
-  return { socketPath: join(state, 'unix.socket'), base, stop };
+  return { socketPath: join(state, 'unix.socket'), base, pid: daemon.pid ?? 0, stop };
 }
 
 export interface LxdTarget {
