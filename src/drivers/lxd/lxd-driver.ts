@@ -745,7 +745,8 @@ export class LxdDriver implements ComputeDriver {
     // Host directories of instances that are gone (ended at their deadline while no node ran).
     for (const entry of safeReaddir(this.options.runtimeDir)) {
       if (SANDBOX_ID_PATTERN.test(entry) && !seen.has(entry) && !this.starting.has(entry)) {
-        const age = Date.now() - statSync(join(this.options.runtimeDir, entry)).mtimeMs;
+        // A directory being made by a start elsewhere is young; one removed meanwhile counts as young.
+        const age = Date.now() - mtimeMs(join(this.options.runtimeDir, entry));
         if (age > STARTING_GRACE_MS)
           rmSync(join(this.options.runtimeDir, entry), { recursive: true, force: true });
       }
@@ -810,6 +811,14 @@ function validSize(size: TerminalSize): boolean {
 function ended(stream: Duplex | undefined): Promise<void> {
   if (!stream || stream.readableEnded || stream.destroyed) return Promise.resolve();
   return new Promise((r) => stream.once('end', () => r()).once('close', () => r()));
+}
+
+function mtimeMs(path: string): number {
+  try {
+    return statSync(path).mtimeMs;
+  } catch {
+    return Date.now();
+  }
 }
 
 function safeReaddir(dir: string): string[] {
