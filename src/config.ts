@@ -114,6 +114,36 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /**
+     * The compute driver: `crun` (default: sandboxes on this machine) or `lxd` (instances of an
+     * LXD daemon or cluster, placed by LXD). For lxd: `socket` (default $LXD_DIR/unix.socket or
+     * /var/lib/lxd/unix.socket), or `url` of a remote cluster member with the client certificate
+     * and key the cluster trusts and the cluster's certificate (pinned); `storagePool` for root
+     * disks (default `default`).
+     */
+    driver: z
+      .discriminatedUnion('kind', [
+        z.object({ kind: z.literal('crun') }).strict(),
+        z
+          .object({
+            kind: z.literal('lxd'),
+            socket: z.string().min(1).max(4096).optional(),
+            url: z.url({ protocol: /^https$/ }).optional(),
+            clientCertPath: z.string().min(1).optional(),
+            clientKeyPath: z.string().min(1).optional(),
+            serverCertPath: z.string().min(1).optional(),
+            storagePool: z
+              .string()
+              .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/)
+              .default('default'),
+          })
+          .strict()
+          .refine(
+            (d) => !d.url || (d.clientCertPath && d.clientKeyPath && d.serverCertPath),
+            'driver.url needs clientCertPath, clientKeyPath and serverCertPath',
+          ),
+      ])
+      .default({ kind: 'crun' }),
     /** Other Cashu mints whose tokens this node accepts (it swaps them at that mint first). */
     trustedMints: z.array(z.url()).max(50).default([]),
     mint: z
@@ -187,6 +217,7 @@ const ENV_KEYS = {
   ALACARTE_LOG_LEVEL: (v: string) => ({ logLevel: v }),
   ALACARTE_OPERATOR_TOKEN: (v: string) => ({ operatorToken: v }),
   ALACARTE_SSH_PORT: (v: string) => ({ ssh: sshPortSetting(v) }),
+  ALACARTE_DRIVER: (v: string) => ({ driver: { kind: v } }),
 } as const;
 
 /** `--ssh-port` / ALACARTE_SSH_PORT: a port number, or `off` to serve no SSH. */
@@ -216,7 +247,15 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     const value = env[key];
     if (value !== undefined && value !== '') Object.assign(fromEnv, apply(value));
   }
-  const merged = { ...(fromFile as object), ...fromEnv, ...stripUndefined(sources.flags ?? {}) };
+  const merged: Record<string, unknown> = {
+    ...(fromFile as object),
+    ...fromEnv,
+    ...stripUndefined(sources.flags ?? {}),
+  };
+  // ALACARTE_DRIVER names a kind; the file's settings of that same kind (socket, url...) stay.
+  const fileDriver = (fromFile as { driver?: { kind?: unknown } }).driver;
+  if (fromEnv.driver && fileDriver?.kind === (fromEnv.driver as { kind: string }).kind)
+    merged.driver = fileDriver;
   const parsed = configSchema.safeParse(merged);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);

@@ -21,7 +21,8 @@ serve options:
   --port P        port to listen on (default 8402, env ALACARTE_PORT)
   --ssh-port P    SSH port for leases (default 2222, env ALACARTE_SSH_PORT; off: no SSH)
   --data DIR      data directory: store, mint seed, sandboxes (default ./data, env ALACARTE_DATA)
-  --config FILE   JSON configuration file (see README)
+  --config FILE   JSON configuration file (see README; driver: {"kind": "lxd"} or env
+                  ALACARTE_DRIVER=lxd runs sandboxes as LXD instances, crun by default)
 
 operator commands:
   mint rotate     start a new mint keyset; old keysets keep redeeming

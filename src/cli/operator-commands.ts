@@ -2,9 +2,11 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type ConfigInput, loadConfig, sshPortSetting } from '../config.js';
 import { AlacarteError } from '../core/errors.js';
+import type { ComputeDriver } from '../drivers/compute-driver.js';
 import { CrunDriver } from '../drivers/crun/crun-driver.js';
 import { placeMountedDirs } from '../drivers/crun/host-dirs.js';
 import { ImageStore } from '../drivers/crun/image-store.js';
+import { describeEndpoint, lxdDriverFromConfig } from '../drivers/lxd/lxd-from-config.js';
 import { ledger } from '../http/operator-routes.js';
 import { createLogger, silentLogger } from '../log.js';
 import { AlacarteNode, prepareDataDir } from '../node.js';
@@ -64,13 +66,24 @@ async function serve(args: string[], usage: string): Promise<number> {
   const runtimeDir = join(config.dataDir, 'sandboxes');
   // The first start builds the busybox image and warm sandboxes: a few seconds that say so.
   process.stderr.write('alacarte: checking the host and preparing images…\n');
-  const driver = await CrunDriver.create({ runtimeDir, imagesDir, logger, egress: config.egress });
+  let driver: ComputeDriver;
+  let driverLine: string;
+  if (config.driver.kind === 'lxd') {
+    const lxd = await lxdDriverFromConfig(config, logger);
+    driver = lxd.driver;
+    driverLine = `driver: lxd (${describeEndpoint(lxd.endpoint)}; placement by LXD, no egress)`;
+  } else {
+    driver = await CrunDriver.create({ runtimeDir, imagesDir, logger, egress: config.egress });
+    driverLine = 'driver: crun (sandboxes on this machine)';
+  }
   const images = new ImageStore(imagesDir, runtimeDir);
   if (!images.has('debian'))
     process.stdout.write('image debian is not built yet: alacarte image build debian (npm start does)\n');
   const node = await AlacarteNode.create(config, { logger, driver, images: () => images.list() });
   const { url, mintUrl, ssh } = await node.listen();
-  process.stdout.write(`alacarte listening on ${url}\nmint: ${mintUrl}\ndata: ${config.dataDir}\n`);
+  process.stdout.write(
+    `alacarte listening on ${url}\nmint: ${mintUrl}\ndata: ${config.dataDir}\n${driverLine}\n`,
+  );
   if (ssh) process.stdout.write(`ssh: port ${ssh.port}, host key ${ssh.hostKeySha256}\n`);
   process.stdout.write(`lightning: ${node.lightning.id}\n`);
   if (node.lightning.isTestBackend) {

@@ -44,6 +44,29 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ env: { ALACARTE_SSH_PORT: 'twenty-two' } })).toThrow(/ssh.port/);
   });
 
+  it('runs crun by default; ALACARTE_DRIVER=lxd picks LXD and keeps the file settings of that kind', () => {
+    expect(loadConfig().driver).toEqual({ kind: 'crun' });
+    expect(loadConfig({ env: { ALACARTE_DRIVER: 'lxd' } }).driver).toEqual({
+      kind: 'lxd',
+      storagePool: 'default',
+    });
+    const dir = mkdtempSync(join(tmpdir(), 'alacarte-config-'));
+    const file = join(dir, 'config.json');
+    writeFileSync(
+      file,
+      JSON.stringify({ driver: { kind: 'lxd', socket: '/run/lxd.sock', storagePool: 'fast' } }),
+    );
+    const lxd = { kind: 'lxd', socket: '/run/lxd.sock', storagePool: 'fast' };
+    expect(loadConfig({ file }).driver).toEqual(lxd);
+    expect(loadConfig({ file, env: { ALACARTE_DRIVER: 'lxd' } }).driver).toEqual(lxd);
+    expect(loadConfig({ file, env: { ALACARTE_DRIVER: 'crun' } }).driver).toEqual({ kind: 'crun' });
+    expect(() => loadConfig({ env: { ALACARTE_DRIVER: 'docker' } })).toThrow(/driver/);
+    // A remote cluster needs the client certificate, its key and the pinned server certificate.
+    expect(() =>
+      loadConfig({ flags: { driver: { kind: 'lxd', url: 'https://lxd1.example:8443' } } }),
+    ).toThrow(/clientCertPath/);
+  });
+
   it("reads an offer's network and bandwidth cap, and the egress resolver", () => {
     const offer = {
       id: 'net',

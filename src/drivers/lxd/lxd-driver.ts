@@ -1,0 +1,848 @@
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import {
+  copyFileSync,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import { Duplex } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { z } from 'zod';
+import { AlacarteError } from '../../core/errors.js';
+import { ENV_NAME_PATTERN, IMAGE_NAME_PATTERN, SANDBOX_ID_PATTERN } from '../../core/lease-request.js';
+import { availableCapacity, defaultOvercommit, type OvercommitSettings } from '../capacity.js';
+import type {
+  AttachSession,
+  ComputeDriver,
+  DriverCapacity,
+  ExecRequest,
+  ExecResult,
+  SandboxHandle,
+  SandboxInfo,
+  SandboxLimits,
+  SandboxProcess,
+  SandboxRef,
+  SandboxSpec,
+  SpawnRequest,
+  TerminalSize,
+} from '../compute-driver.js';
+import { backgroundCommand, backgroundPid } from '../crun/background.js';
+import { type DriverLogger, silentLogger } from '../crun/crun-options.js';
+import { commandFile, deadlineFile, leaseFile } from '../crun/init-script.js';
+import { ConnectionBudget } from '../crun/port-proxy.js';
+import { ensureBusyboxImage } from '../crun/preflight.js';
+import { installSftpServer } from '../crun/sftp-server.js';
+import { IN_INSTANCE, instanceInit, killTagScript } from './in-instance.js';
+import { type LxdClient, LxdError } from './lxd-client.js';
+import { CappedBuffer, type LxdExecProcess, lxdExec, sendSignal, sendWindowSize } from './lxd-exec.js';
+import { ensureLxdImage } from './lxd-image.js';
+
+/** Settings of the LXD driver (config `driver: {kind: "lxd"}`). */
+export interface LxdDriverOptions {
+  client: LxdClient;
+  /** The node's image store (crun's `<dataDir>/images`): root filesystems imported as LXD images. */
+  imagesDir: string;
+  /**
+   * A host directory for each instance's /run/alacarte (lease.json, deadline, the static busybox),
+   * mounted read-only into it. It must be reachable at the same path on every cluster member.
+   */
+  runtimeDir: string;
+  /** Tags this node's instances (config `user.alacarte.owner`), so list() sees only its own. */
+  owner?: string;
+  /** The storage pool of instances' root disks. */
+  storagePool?: string;
+  overcommit?: Partial<OvercommitSettings>;
+  /** The host's static busybox, copied into every instance's /run/alacarte/bin. */
+  busybox?: string;
+  logger?: DriverLogger;
+}
+
+const INSTANCE_STATUS = z
+  .enum(['Running', 'Stopped', 'Frozen', 'Error', 'Starting', 'Stopping', 'Ready'])
+  .or(z.string());
+
+/** The fields of GET /1.0/instances?recursion=1 the driver reads. */
+const instanceSchema = z
+  .object({
+    name: z.string().max(63),
+    status: INSTANCE_STATUS,
+    created_at: z.string().optional(),
+    config: z.record(z.string(), z.string()),
+  })
+  .loose();
+type Instance = z.infer<typeof instanceSchema>;
+
+const limitsSchema = z.object({
+  vcpu: z.number(),
+  memoryMib: z.number(),
+  pids: z.number(),
+  diskMib: z.number(),
+});
+
+const resourcesSchema = z
+  .object({
+    cpu: z.object({ total: z.number().int() }).loose(),
+    memory: z.object({ total: z.number() }).loose(),
+  })
+  .loose();
+const poolResourcesSchema = z
+  .object({ space: z.object({ total: z.number(), used: z.number().optional() }).loose() })
+  .loose();
+const clusterSchema = z.object({ enabled: z.boolean() }).loose();
+const membersSchema = z
+  .array(z.object({ server_name: z.string().max(63), status: z.string() }).loose())
+  .max(1000);
+
+const KEY = {
+  owner: 'user.alacarte.owner',
+  lease: 'user.alacarte.lease',
+  deadline: 'user.alacarte.deadline',
+  limits: 'user.alacarte.limits',
+  ports: 'user.alacarte.ports',
+  shell: 'user.alacarte.shell',
+  env: 'user.alacarte.env',
+} as const;
+
+/** The id base of the node's image store (the crun driver's default), for the built-in image. */
+const STORE_ID_BASE = 1_000_000;
+/** How often watch() compares what runs with what ran; onExit follows an end within this long. */
+const WATCH_INTERVAL_MS = 500;
+/** A stopped instance younger than this may be one being started (by this node or another replica). */
+const STARTING_GRACE_MS = 120_000;
+/** Host totals (cluster members' CPU and memory) are read again after this long. */
+const RESOURCES_TTL_MS = 30_000;
+/** Rounds of stop-or-delete in remove() (about 200 ms apart) before it gives up. */
+const REMOVE_ATTEMPTS = 50;
+/** Largest stdin an exec takes. */
+const MAX_STDIN_BYTES = 16 << 20;
+
+const notRunning = (leaseId: string) =>
+  new AlacarteError('lease_not_running', `sandbox ${leaseId} is not running`);
+
+/**
+ * The ComputeDriver on LXD (issue 12): one unprivileged, ephemeral system container per lease,
+ * placed by LXD (on a cluster, by its scheduler: no `target`), with `limits.cpu`,
+ * `limits.cpu.allowance`, `limits.memory`, `limits.processes`, a root disk size, no NIC (loopback
+ * only: egress offers are reported as not available) and `security.nesting=false`. Its PID 1 is a
+ * small init that ends it at its deadline on its own (in-instance.ts), so a dead control plane
+ * cannot leave free compute running. Exec, spawn, attach and connect go through LXD's exec API.
+ *
+ * On LXD's `dir` storage pool the root disk size is recorded but not enforced (dir has no quotas
+ * without project quotas on the host's file system): use a zfs, btrfs or lvm pool where disk caps
+ * matter.
+ */
+export class LxdDriver implements ComputeDriver {
+  readonly id = 'lxd';
+  private readonly owner: string;
+  private readonly pool: string;
+  private readonly logger: DriverLogger;
+  private readonly libDir: string;
+  private readonly sftpCommand: string[] | undefined;
+  private readonly starting = new Set<string>();
+  private readonly budgets = new Map<string, ConnectionBudget>();
+  private readonly watchers = new Set<(leaseId: string) => void>();
+  private readonly known = new Set<string>();
+  /** Host loopback servers of each lease's published ports (see publish()). */
+  private readonly published = new Map<string, Server[]>();
+  private watchTimer: NodeJS.Timeout | undefined;
+  private totals: { at: number; cpus: number; memoryMib: number; diskMib: number } | undefined;
+
+  private constructor(private readonly options: LxdDriverOptions) {
+    this.owner = options.owner ?? 'alacarte';
+    this.pool = options.storagePool ?? 'default';
+    this.logger = options.logger ?? silentLogger;
+    this.libDir = join(options.runtimeDir, '.lib');
+    mkdirSync(this.libDir, { recursive: true, mode: 0o755 });
+    copyFileSync(options.busybox ?? '/bin/busybox', join(this.libDir, 'busybox'));
+    writeFileSync(join(this.libDir, 'init.sh'), instanceInit(), { mode: 0o644 });
+    writeFileSync(join(this.libDir, 'kill-tag.sh'), killTagScript(), { mode: 0o644 });
+    const sftp = installSftpServer(this.libDir);
+    this.sftpCommand = 'command' in sftp ? sftp.command : undefined;
+    if ('missing' in sftp) this.logger.warn(`alacarte: no SFTP in LXD sandboxes: ${sftp.missing}`);
+  }
+
+  /** Checks that LXD answers and that the storage pool exists; throws with the reason otherwise. */
+  static async create(options: LxdDriverOptions): Promise<LxdDriver> {
+    const driver = new LxdDriver(options);
+    // The built-in image, as the crun driver builds it (owners shifted by its id base, which the
+    // import into LXD undoes).
+    ensureBusyboxImage(options.imagesDir, options.busybox ?? '/bin/busybox', STORE_ID_BASE, driver.logger);
+    await options.client.get(`/1.0/storage-pools/${encodeURIComponent(driver.pool)}`, z.unknown());
+    return driver;
+  }
+
+  /** The instance name for a lease: LXD names are host names, lease ids are not. */
+  instanceName(leaseId: string): string {
+    return `alc-${createHash('sha256').update(`${this.owner}\0${leaseId}`).digest('hex').slice(0, 24)}`;
+  }
+
+  private leaseDir(leaseId: string): string {
+    return join(this.options.runtimeDir, leaseId);
+  }
+
+  async capacity(): Promise<DriverCapacity> {
+    const totals = await this.readTotals();
+    // What leases hold: running instances and those being started (a stopped one is on its way out).
+    const running = (await this.instances())
+      .filter((i) => i.status !== 'Stopped' || this.starting.has(i.config[KEY.lease] ?? ''))
+      .map((i) => limitsOf(i))
+      .filter((l) => l !== undefined);
+    const settings = {
+      ...defaultOvercommit({ cpus: totals.cpus, memoryMib: totals.memoryMib }),
+      diskBudgetMib: totals.diskMib,
+      ...this.options.overcommit,
+    };
+    // No NIC: egress offers cannot run on LXD instances (issue 12 allows "no NIC").
+    return { ...availableCapacity(totals, settings, running), egress: false };
+  }
+
+  /** CPU and memory of every cluster member (or of the one daemon), and the pool's size. */
+  private async readTotals() {
+    if (this.totals && Date.now() - this.totals.at < RESOURCES_TTL_MS) return this.totals;
+    const client = this.options.client;
+    const cluster = await client.get('/1.0/cluster', clusterSchema).catch(() => ({ enabled: false }));
+    const targets = cluster.enabled
+      ? (await client.get('/1.0/cluster/members?recursion=1', membersSchema))
+          .filter((m) => m.status === 'Online')
+          .map((m) => `?target=${encodeURIComponent(m.server_name)}`)
+      : [''];
+    let cpus = 0;
+    let memoryMib = 0;
+    for (const target of targets) {
+      const r = await client.get(`/1.0/resources${target}`, resourcesSchema);
+      cpus += r.cpu.total;
+      memoryMib += Math.floor(r.memory.total / 2 ** 20);
+    }
+    const pool = await client.get(
+      `/1.0/storage-pools/${encodeURIComponent(this.pool)}/resources`,
+      poolResourcesSchema,
+    );
+    this.totals = { at: Date.now(), cpus, memoryMib, diskMib: Math.floor(pool.space.total / 2 ** 20) };
+    return this.totals;
+  }
+
+  async start(spec: SandboxSpec, limits: SandboxLimits, deadline: Date): Promise<SandboxHandle> {
+    if (!SANDBOX_ID_PATTERN.test(spec.leaseId)) throw new AlacarteError('invalid_request', 'bad lease id');
+    if (!IMAGE_NAME_PATTERN.test(spec.image) || !existsSync(join(this.options.imagesDir, spec.image)))
+      throw new AlacarteError('invalid_request', `no image ${spec.image}`);
+    for (const p of spec.ports ?? [])
+      if (!Number.isInteger(p) || p < 1 || p > 65_535)
+        throw new AlacarteError('invalid_request', `bad port ${p}`);
+    for (const [k, v] of Object.entries(spec.env ?? {}))
+      if (!ENV_NAME_PATTERN.test(k) || v.includes('\0'))
+        throw new AlacarteError('invalid_request', `bad env ${k}`);
+    if (limits.network === 'egress')
+      throw new AlacarteError('invalid_request', 'egress is not available on the LXD driver (no NIC)');
+    const name = this.instanceName(spec.leaseId);
+    if (this.starting.has(spec.leaseId) || (await this.instance(name)))
+      throw new AlacarteError('invalid_request', `a sandbox for ${spec.leaseId} exists already`);
+    this.starting.add(spec.leaseId);
+    try {
+      let fingerprint: string;
+      try {
+        fingerprint = await ensureLxdImage(this.options.client, this.options.imagesDir, spec.image);
+      } catch (e) {
+        throw new AlacarteError('start_failed', `image ${spec.image} could not be imported into LXD`, {
+          cause: e,
+        });
+      }
+      this.writeLeaseDir(spec.leaseId, deadline);
+      const ports: Record<number, string> = {};
+      const devices: Record<string, Record<string, string>> = {
+        root: { type: 'disk', path: '/', pool: this.pool, size: `${limits.diskMib}MiB` },
+        run: {
+          type: 'disk',
+          source: this.leaseDir(spec.leaseId),
+          path: IN_INSTANCE.runDir,
+          readonly: 'true',
+        },
+      };
+      for (const port of spec.ports ?? []) {
+        const hostPort = await this.publish(spec.leaseId, port);
+        ports[port] = `http://127.0.0.1:${hostPort}`;
+      }
+      const cpus = Math.max(1, Math.ceil(limits.vcpu));
+      const config: Record<string, string> = {
+        [KEY.owner]: this.owner,
+        [KEY.lease]: spec.leaseId,
+        [KEY.deadline]: deadline.toISOString(),
+        [KEY.limits]: JSON.stringify({
+          vcpu: limits.vcpu,
+          memoryMib: limits.memoryMib,
+          pids: limits.pids,
+          diskMib: limits.diskMib,
+        }),
+        [KEY.ports]: JSON.stringify(ports),
+        'limits.cpu': String(cpus),
+        // CPU time per period: 0.5 vCPU = 500 ms each second.
+        'limits.cpu.allowance': `${Math.max(10, Math.round(limits.vcpu * 1000))}ms/1000ms`,
+        'limits.memory': `${limits.memoryMib}MiB`,
+        'limits.memory.enforce': 'hard',
+        'limits.memory.swap': 'false',
+        'limits.processes': String(limits.pids),
+        'security.nesting': 'false',
+        // No new namespaces from inside (unshare(2), setns(2)): as under crun's seccomp profile.
+        // clone(2) with namespace flags is not filtered by this list.
+        'security.syscalls.deny': 'unshare\nsetns',
+        'security.privileged': 'false',
+        'boot.autostart': 'false',
+        // init with an empty environment: no lease variable can change how it reads its deadline.
+        // A sandbox, not a system to administer: without CAP_SYS_ADMIN (mounts, namespaces) and
+        // the other host-facing capabilities, for init and every exec alike.
+        'raw.lxc': [
+          `lxc.init.cmd = ${IN_INSTANCE.busybox} env -i ${IN_INSTANCE.busybox} sh ${IN_INSTANCE.init}`,
+          'lxc.cap.drop = sys_admin sys_module sys_rawio sys_time',
+        ].join('\n'),
+      };
+      // Kept as data and handed to each exec, not as LXD's `environment.*` keys: LXC applies those
+      // to its own start too, where names such as PATH or IFS could break it.
+      config[KEY.env] = JSON.stringify(spec.env ?? {});
+      const client = this.options.client;
+      try {
+        await client.run('POST', '/1.0/instances', {
+          name,
+          type: 'container',
+          ephemeral: true,
+          // No profile: an operator's default profile may carry a NIC.
+          profiles: [],
+          config,
+          devices,
+          source: { type: 'image', fingerprint },
+        });
+        await client.run('PUT', `/1.0/instances/${name}/state`, { action: 'start', timeout: 30 });
+        if (spec.command && spec.command.length > 0) {
+          const r = await this.exec(
+            { leaseId: spec.leaseId },
+            {
+              // Through a script that exports the environment itself: a shell in between would drop
+              // names such as IFS that it keeps to itself (crun's command.sh, init-script.ts).
+              command: [IN_INSTANCE.busybox, 'sh', '-c', commandFile(spec.command, spec.env ?? {})],
+              background: true,
+              timeoutMs: 30_000,
+              maxOutputBytes: 4096,
+            },
+          );
+          if (r.pid === undefined)
+            throw new Error(`command did not start: ${r.stderr.toString().slice(0, 200)}`);
+        }
+      } catch (e) {
+        await this.remove(spec.leaseId);
+        if (e instanceof AlacarteError) throw e;
+        throw new AlacarteError('start_failed', `LXD could not start the sandbox: ${(e as Error).message}`, {
+          cause: e,
+        });
+      }
+      this.known.add(spec.leaseId);
+      return { leaseId: spec.leaseId, deadline, ports };
+    } finally {
+      this.starting.delete(spec.leaseId);
+    }
+  }
+
+  /** /run/alacarte on the host: deadline, lease.json and bin/ (hard links to the shared copies). */
+  private writeLeaseDir(leaseId: string, deadline: Date): void {
+    const dir = this.leaseDir(leaseId);
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(join(dir, 'bin'), { recursive: true, mode: 0o755 });
+    linkTree(this.libDir, join(dir, 'bin'));
+    // Writable for init to open it read-write (no blocking open); a tenant writing to it only cuts
+    // init's one-second wait short.
+    execFileSync('mkfifo', ['-m', '0666', join(dir, 'bin', 'wait')]);
+    this.writeDeadline(leaseId, deadline);
+  }
+
+  /**
+   * Serves a sandbox port on the host's loopback (at `hostPort`, or a free one): each connection
+   * is relayed through connect() (the exec API, `nc` inside), so it works without a NIC and on any
+   * cluster member. LXD's proxy device would do it inside LXD, but it needs the member's host to
+   * be the node's. Resolves with the port listened on.
+   */
+  private publish(leaseId: string, port: number, hostPort = 0): Promise<number> {
+    const server = createServer({ allowHalfOpen: true }, (socket) => {
+      socket.on('error', () => {});
+      this.connect({ leaseId }, port).then(
+        (inside) => {
+          inside.on('error', () => socket.destroy());
+          socket.pipe(inside);
+          inside.pipe(socket);
+          socket.once('close', () => inside.destroy());
+          inside.once('close', () => socket.destroy());
+        },
+        () => socket.destroy(),
+      );
+    });
+    const servers = this.published.get(leaseId) ?? [];
+    servers.push(server);
+    this.published.set(leaseId, servers);
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(hostPort, '127.0.0.1', () => resolve((server.address() as { port: number }).port));
+    });
+  }
+
+  private unpublish(leaseId: string): void {
+    for (const server of this.published.get(leaseId) ?? []) server.close();
+    this.published.delete(leaseId);
+  }
+
+  private writeDeadline(leaseId: string, deadline: Date): void {
+    const dir = this.leaseDir(leaseId);
+    // Renamed into place, so init never reads half a file.
+    for (const [file, text] of [
+      ['deadline', deadlineFile(deadline)],
+      ['lease.json', leaseFile(leaseId, deadline)],
+    ] as const) {
+      writeFileSync(join(dir, `.${file}.tmp`), text, { mode: 0o644 });
+      renameSync(join(dir, `.${file}.tmp`), join(dir, file));
+    }
+  }
+
+  /** The instance of a name when it is this node's, or undefined. */
+  private async instance(name: string): Promise<Instance | undefined> {
+    try {
+      const i = await this.options.client.get(`/1.0/instances/${name}`, instanceSchema);
+      return i.config[KEY.owner] === this.owner ? i : undefined;
+    } catch (e) {
+      if (e instanceof LxdError && e.status === 404) return undefined;
+      throw e;
+    }
+  }
+
+  /** This node's instances, read from LXD. */
+  private async instances(): Promise<Instance[]> {
+    const all = await this.options.client.get(
+      '/1.0/instances?recursion=1',
+      z.array(instanceSchema).max(100_000),
+    );
+    return all.filter((i) => i.config[KEY.owner] === this.owner);
+  }
+
+  private async running(leaseId: string): Promise<Instance> {
+    if (!SANDBOX_ID_PATTERN.test(leaseId)) throw notRunning(leaseId);
+    const i = await this.instance(this.instanceName(leaseId));
+    if (i?.status !== 'Running') throw notRunning(leaseId);
+    return i;
+  }
+
+  /** Starts a process through the exec API, as lease_not_running when the instance is gone. */
+  private async startProcess(
+    leaseId: string,
+    command: string[],
+    env: Record<string, string> = {},
+    terminal?: TerminalSize,
+  ): Promise<LxdExecProcess> {
+    if (command.length === 0 || command.some((a) => a.includes('\0')))
+      throw new AlacarteError('invalid_request', 'bad command');
+    for (const [k, v] of Object.entries(env))
+      if (!ENV_NAME_PATTERN.test(k) || v.includes('\0'))
+        throw new AlacarteError('invalid_request', `bad env ${k}`);
+    const i = await this.running(leaseId);
+    try {
+      return await lxdExec(this.options.client, this.instanceName(leaseId), {
+        command,
+        env: { ...leaseEnv(i), ...env },
+        terminal,
+      });
+    } catch (e) {
+      if (!(await this.isRunning({ leaseId }))) throw notRunning(leaseId);
+      throw new AlacarteError('internal', `LXD exec failed: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  /** Kills everything an exec started (in-instance.ts); best effort, the instance may be gone. */
+  private async killTag(leaseId: string, tag: string): Promise<void> {
+    try {
+      const p = await lxdExec(this.options.client, this.instanceName(leaseId), {
+        command: [IN_INSTANCE.busybox, 'sh', IN_INSTANCE.kill, tag],
+        env: {},
+      });
+      p.stdin.end();
+      p.stdout?.resume();
+      p.stderr?.resume();
+      await p.exited;
+    } catch {
+      // gone already
+    }
+  }
+
+  async exec(sandbox: SandboxRef, request: ExecRequest): Promise<ExecResult> {
+    const command = request.background ? backgroundCommand(request.command) : request.command;
+    const stdin = request.stdin === undefined ? undefined : Buffer.from(request.stdin);
+    if (stdin && stdin.length > MAX_STDIN_BYTES)
+      throw new AlacarteError('invalid_request', 'stdin too large');
+    const p = await this.startProcess(sandbox.leaseId, command, request.env);
+    const stdout = new CappedBuffer(request.maxOutputBytes);
+    const stderr = new CappedBuffer(request.maxOutputBytes);
+    p.stdout?.on('data', (b: Buffer) => stdout.push(b));
+    p.stderr?.on('data', (b: Buffer) => stderr.push(b));
+    p.stdin.end(stdin);
+    let timedOut = false;
+    let killing: Promise<void> | undefined;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      sendSignal(p.control, 9);
+      killing = this.killTag(sandbox.leaseId, p.tag);
+    }, request.timeoutMs);
+    try {
+      const [code] = await Promise.all([p.exited, ended(p.stdout), ended(p.stderr)]);
+      // A timed-out exec returns once all it started is gone, not while its processes still count.
+      await killing;
+      const result: ExecResult = {
+        exitCode: timedOut ? 137 : code,
+        stdout: stdout.value(),
+        stderr: stderr.value(),
+        truncated: stdout.truncated || stderr.truncated,
+        timedOut,
+      };
+      if (request.background) {
+        const pid = backgroundPid(result);
+        return pid === undefined ? result : { ...result, stdout: Buffer.alloc(0), pid };
+      }
+      return result;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async spawn(sandbox: SandboxRef, request: SpawnRequest): Promise<SandboxProcess> {
+    const p = await this.startProcess(sandbox.leaseId, request.command, request.env);
+    const stdout = p.stdout as Duplex;
+    const stderr = p.stderr as Duplex;
+    let killed = false;
+    const exited = Promise.all([p.exited, ended(stdout), ended(stderr)]).then(([code]) =>
+      killed ? 137 : code,
+    );
+    return {
+      stdin: p.stdin,
+      stdout,
+      stderr,
+      exited,
+      kill: () => {
+        if (killed) return;
+        killed = true;
+        sendSignal(p.control, 9);
+        void this.killTag(sandbox.leaseId, p.tag);
+      },
+    };
+  }
+
+  async sftp(sandbox: SandboxRef): Promise<SandboxProcess> {
+    await this.running(sandbox.leaseId);
+    if (!this.sftpCommand) throw new AlacarteError('not_found', 'this node has no SFTP server');
+    return this.spawn(sandbox, { command: this.sftpCommand });
+  }
+
+  async connect(sandbox: SandboxRef, port: number): Promise<Duplex> {
+    if (!Number.isInteger(port) || port < 1 || port > 65_535)
+      throw new AlacarteError('invalid_request', `bad port ${port}`);
+    await this.running(sandbox.leaseId);
+    let budget = this.budgets.get(sandbox.leaseId);
+    if (!budget) {
+      budget = new ConnectionBudget();
+      this.budgets.set(sandbox.leaseId, budget);
+    }
+    if (!budget.take()) throw new AlacarteError('rate_limited', 'too many connections to this lease');
+    let p: SandboxProcess;
+    try {
+      p = await this.spawn(sandbox, { command: [IN_INSTANCE.busybox, 'nc', '127.0.0.1', String(port)] });
+    } catch (e) {
+      budget.release();
+      throw e;
+    }
+    p.stderr.resume();
+    const out = p.stdout;
+    const stream = new Duplex({
+      read() {
+        out.resume();
+      },
+      write(chunk: Buffer, _encoding, callback) {
+        if (p.stdin.write(chunk)) callback();
+        else p.stdin.once('drain', () => callback());
+      },
+      // The end of input is not passed on: nc would quit before the answer.
+      final(callback) {
+        callback();
+      },
+      destroy(err, callback) {
+        p.kill();
+        callback(err);
+      },
+    });
+    out.on('data', (chunk: Buffer) => {
+      if (!stream.push(chunk)) out.pause();
+    });
+    out.once('end', () => stream.push(null));
+    let released = false;
+    stream.once('close', () => {
+      if (!released) budget.release();
+      released = true;
+      p.kill();
+    });
+    return stream;
+  }
+
+  async attach(sandbox: SandboxRef, size: TerminalSize, command?: string[]): Promise<AttachSession> {
+    if (!validSize(size)) throw new AlacarteError('invalid_request', 'bad terminal size');
+    const i = await this.running(sandbox.leaseId);
+    const p = await this.startProcess(
+      sandbox.leaseId,
+      command ?? [i.config[KEY.shell] ?? '/bin/sh'],
+      { TERM: 'xterm-256color' },
+      size,
+    );
+    let closed = false;
+    return {
+      stream: p.stdin,
+      resize: async (next) => {
+        if (!validSize(next)) throw new AlacarteError('invalid_request', 'bad terminal size');
+        sendWindowSize(p.control, next.cols, next.rows);
+      },
+      exited: p.exited.then((code) => (closed ? 137 : code)),
+      close: () => {
+        if (closed) return;
+        closed = true;
+        sendSignal(p.control, 9);
+        void this.killTag(sandbox.leaseId, p.tag);
+        p.stdin.destroy();
+      },
+    };
+  }
+
+  async setDeadline(sandbox: SandboxRef, deadline: Date): Promise<void> {
+    await this.running(sandbox.leaseId);
+    // The file first: init reads it, and it is what holds without a control plane.
+    this.writeDeadline(sandbox.leaseId, deadline);
+    await this.options.client.call('PATCH', `/1.0/instances/${this.instanceName(sandbox.leaseId)}`, {
+      config: { [KEY.deadline]: deadline.toISOString() },
+    });
+  }
+
+  async isRunning(sandbox: SandboxRef): Promise<boolean> {
+    if (!SANDBOX_ID_PATTERN.test(sandbox.leaseId)) return false;
+    const i = await this.instance(this.instanceName(sandbox.leaseId)).catch(() => undefined);
+    return i?.status === 'Running';
+  }
+
+  /**
+   * The host pid of an instance's init (LXD's instance state), or undefined when it does not run
+   * here; for checks from the host (the isolation tests), meaningful on the local daemon only.
+   */
+  async initPid(leaseId: string): Promise<number | undefined> {
+    if (!(await this.isRunning({ leaseId }))) return undefined;
+    const state = await this.options.client
+      .get(`/1.0/instances/${this.instanceName(leaseId)}/state`, z.object({ pid: z.number().int() }).loose())
+      .catch(() => undefined);
+    return state && state.pid > 0 ? state.pid : undefined;
+  }
+
+  /** The instance's cgroup below each controller's root (LXC's naming), for checks from the host. */
+  cgroupPath(leaseId: string): string {
+    return `lxc.payload.${this.instanceName(leaseId)}`;
+  }
+
+  watch(onExit: (leaseId: string) => void): () => void {
+    this.watchers.add(onExit);
+    if (!this.watchTimer) {
+      this.watchTimer = setInterval(() => void this.poll(), WATCH_INTERVAL_MS);
+      this.watchTimer.unref();
+    }
+    return () => {
+      this.watchers.delete(onExit);
+      if (this.watchers.size === 0 && this.watchTimer) {
+        clearInterval(this.watchTimer);
+        this.watchTimer = undefined;
+      }
+    };
+  }
+
+  private polling = false;
+  private async poll(): Promise<void> {
+    if (this.polling || this.known.size === 0) return;
+    this.polling = true;
+    try {
+      const running = new Set(
+        (await this.instances()).filter((i) => i.status === 'Running').map((i) => i.config[KEY.lease]),
+      );
+      for (const leaseId of [...this.known]) {
+        if (running.has(leaseId) || this.starting.has(leaseId)) continue;
+        this.known.delete(leaseId);
+        for (const w of this.watchers) w(leaseId);
+      }
+    } catch (e) {
+      this.logger.warn(`alacarte: LXD watch could not list instances: ${(e as Error).message}`);
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  async stop(sandbox: SandboxRef): Promise<void> {
+    if (!SANDBOX_ID_PATTERN.test(sandbox.leaseId)) return;
+    await this.remove(sandbox.leaseId);
+  }
+
+  /** Stops and deletes the instance (ephemeral: stopping deletes it), then its host directory. */
+  private async remove(leaseId: string): Promise<void> {
+    const client = this.options.client;
+    const name = this.instanceName(leaseId);
+    // Bounded: LXD deletes an ephemeral instance itself right after it stops, so a DELETE of ours
+    // may meet that one; the host directory goes only once the instance is gone.
+    let gone = false;
+    for (let attempt = 0; attempt < REMOVE_ATTEMPTS && !gone; attempt++) {
+      const i = await this.instance(name);
+      gone = i === undefined;
+      if (!i) break;
+      if (attempt > 0) await sleep(200);
+      try {
+        if (i.status === 'Running' || i.status === 'Frozen')
+          await client.run('PUT', `/1.0/instances/${name}/state`, {
+            action: 'stop',
+            force: true,
+            timeout: 30,
+          });
+        else await client.run('DELETE', `/1.0/instances/${name}`, undefined);
+      } catch (e) {
+        // Gone meanwhile (a concurrent stop, or LXD deleting the ephemeral instance): check again.
+        if (!(e instanceof LxdError)) throw e;
+      }
+    }
+    this.unpublish(leaseId);
+    this.budgets.delete(leaseId);
+    // Still there (LXD busy): its directory stays for a later list() to clean up with it.
+    if (gone || !(await this.instance(name)))
+      rmSync(this.leaseDir(leaseId), { recursive: true, force: true });
+    else this.logger.warn(`alacarte: LXD instance of ${leaseId} not removed yet; list() retries`);
+  }
+
+  async list(): Promise<SandboxInfo[]> {
+    const out: SandboxInfo[] = [];
+    const seen = new Set<string>();
+    for (const i of await this.instances()) {
+      const leaseId = i.config[KEY.lease] ?? '';
+      if (!SANDBOX_ID_PATTERN.test(leaseId)) continue;
+      seen.add(leaseId);
+      if (i.status === 'Running') {
+        this.known.add(leaseId);
+        const ports = parsePorts(i.config[KEY.ports]);
+        // A restarted node serves the ports again, on the host ports its answers already gave.
+        if (!this.published.has(leaseId) && !this.starting.has(leaseId))
+          for (const [port, url] of Object.entries(ports))
+            await this.publish(leaseId, Number(port), Number(new URL(url).port)).catch((e: Error) =>
+              this.logger.warn(`alacarte: port ${port} of ${leaseId} not served again: ${e.message}`),
+            );
+        out.push({ leaseId, deadline: new Date(i.config[KEY.deadline] ?? 0), ports });
+      } else if (!this.starting.has(leaseId) && !recent(i.created_at)) {
+        await this.remove(leaseId);
+      }
+    }
+    // Host directories of instances that are gone (ended at their deadline while no node ran).
+    for (const entry of safeReaddir(this.options.runtimeDir)) {
+      if (SANDBOX_ID_PATTERN.test(entry) && !seen.has(entry) && !this.starting.has(entry)) {
+        // A directory being made by a start elsewhere is young; one removed meanwhile counts as young.
+        const age = Date.now() - mtimeMs(join(this.options.runtimeDir, entry));
+        if (age > STARTING_GRACE_MS)
+          rmSync(join(this.options.runtimeDir, entry), { recursive: true, force: true });
+      }
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    for (const leaseId of [...this.published.keys()]) this.unpublish(leaseId);
+    if (this.watchTimer) clearInterval(this.watchTimer);
+    this.watchTimer = undefined;
+    this.watchers.clear();
+  }
+}
+
+function limitsOf(i: Instance): SandboxLimits | undefined {
+  try {
+    return limitsSchema.parse(JSON.parse(i.config[KEY.limits] ?? ''));
+  } catch {
+    return undefined;
+  }
+}
+
+/** The lease's environment (start's spec.env), as recorded on its instance. */
+function leaseEnv(i: Instance): Record<string, string> {
+  try {
+    return z
+      .record(z.string().regex(ENV_NAME_PATTERN), z.string())
+      .parse(JSON.parse(i.config[KEY.env] ?? '{}'));
+  } catch {
+    return {};
+  }
+}
+
+function parsePorts(text: string | undefined): Record<number, string> {
+  try {
+    const parsed = z
+      .record(z.string().regex(/^\d{1,5}$/), z.string().max(64))
+      .parse(JSON.parse(text ?? '{}'));
+    return Object.fromEntries(Object.entries(parsed).map(([k, v]) => [Number(k), v]));
+  } catch {
+    return {};
+  }
+}
+
+function recent(createdAt: string | undefined): boolean {
+  const t = createdAt ? Date.parse(createdAt) : Number.NaN;
+  return Number.isFinite(t) && Date.now() - t < STARTING_GRACE_MS;
+}
+
+function validSize(size: TerminalSize): boolean {
+  return (
+    Number.isInteger(size.cols) &&
+    Number.isInteger(size.rows) &&
+    size.cols > 0 &&
+    size.rows > 0 &&
+    size.cols <= 1000 &&
+    size.rows <= 1000
+  );
+}
+
+function ended(stream: Duplex | undefined): Promise<void> {
+  if (!stream || stream.readableEnded || stream.destroyed) return Promise.resolve();
+  return new Promise((r) => stream.once('end', () => r()).once('close', () => r()));
+}
+
+function mtimeMs(path: string): number {
+  try {
+    return statSync(path).mtimeMs;
+  } catch {
+    return Date.now();
+  }
+}
+
+function safeReaddir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+/** Hard links (copies across file systems) of every file of `from` in `to`, directories recreated. */
+function linkTree(from: string, to: string): void {
+  for (const entry of readdirSync(from, { withFileTypes: true })) {
+    const src = join(from, entry.name);
+    const dst = join(to, entry.name);
+    if (entry.isDirectory()) {
+      mkdirSync(dst, { mode: 0o755 });
+      linkTree(src, dst);
+    } else {
+      try {
+        linkSync(src, dst);
+      } catch {
+        copyFileSync(src, dst);
+      }
+    }
+  }
+}

@@ -1,0 +1,157 @@
+import { randomBytes } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import WebSocket, { createWebSocketStream } from 'ws';
+import { z } from 'zod';
+import type { LxdClient } from './lxd-client.js';
+
+/** The secrets of an exec operation's websockets (doc: rest-api "instances/{name}/exec"). */
+const execOperation = z.object({
+  id: z.string().max(64),
+  metadata: z.object({
+    fds: z.record(z.string(), z.string().max(256)),
+  }),
+});
+
+/** The finished exec operation: its exit status in `return`. */
+const execReturn = z.object({ return: z.number().int() }).loose();
+
+/** The environment variable each exec carries, so a timeout or kill() can find all it started. */
+export const EXEC_TAG = 'ALACARTE_EXEC';
+
+export interface LxdExecOptions {
+  command: string[];
+  env: Record<string, string>;
+  /** A terminal of this size (one websocket carries both directions); pipes otherwise. */
+  terminal?: { cols: number; rows: number };
+}
+
+/** A command running through LXD's exec API, its channels as streams. */
+export interface LxdExecProcess {
+  /** Random tag in the command's environment (EXEC_TAG), inherited by what it starts. */
+  tag: string;
+  /** stdin (and, with a terminal, the terminal's output). */
+  stdin: Duplex;
+  /** stdout and stderr; absent with a terminal. */
+  stdout?: Duplex;
+  stderr?: Duplex;
+  /** The control channel: signals and window size. */
+  control: WebSocket;
+  /** The exit status (128 + signal when killed), once LXD's operation has ended. */
+  exited: Promise<number>;
+}
+
+/**
+ * Starts `command` in an instance (POST /1.0/instances/<name>/exec with wait-for-websocket) and
+ * connects its websockets; the command starts once they are all open. Output is back-pressured:
+ * createWebSocketStream pauses the socket while the reader lags.
+ */
+export async function lxdExec(
+  client: LxdClient,
+  instance: string,
+  options: LxdExecOptions,
+): Promise<LxdExecProcess> {
+  const tag = randomBytes(12).toString('hex');
+  const answer = await client.call('POST', `/1.0/instances/${instance}/exec`, {
+    command: options.command,
+    environment: { ...options.env, [EXEC_TAG]: tag },
+    'wait-for-websocket': true,
+    'record-output': false,
+    interactive: options.terminal !== undefined,
+    width: options.terminal?.cols ?? 0,
+    height: options.terminal?.rows ?? 0,
+  });
+  const op = execOperation.parse(answer.metadata);
+  const names = options.terminal ? ['0'] : ['0', '1', '2'];
+  const secret = (name: string) => {
+    const value = op.metadata.fds[name];
+    if (!value) throw new Error(`LXD exec gave no websocket for fd ${name}`);
+    return value;
+  };
+  // The control channel first: LXD may start the command once the others are open, and a command
+  // that ends at once would end the operation before a late control channel could join it.
+  const control = client.websocket(op.id, secret('control'));
+  control.on('error', () => {});
+  await opened(control);
+  const sockets: WebSocket[] = [];
+  const streams = new Map<string, Duplex>();
+  for (const name of names) {
+    const ws = client.websocket(op.id, secret(name));
+    sockets.push(ws);
+    // The stream listens at once, before the other channels are open and output flows.
+    const s = createWebSocketStream(ws);
+    s.on('error', () => {});
+    streams.set(name, s);
+    // An empty text message is LXD's end of output; with a terminal the session is then over,
+    // and LXD ends the operation once the client closes its side.
+    if (options.terminal)
+      ws.on('message', (data: Buffer, binary: boolean) => {
+        if (!binary && data.length === 0) ws.close();
+      });
+  }
+  await Promise.all(sockets.map(opened));
+  control.on('error', () => {});
+  control.on('message', () => {});
+  const stream = (name: string) => streams.get(name) as Duplex;
+  const exited = client.wait(op.id).then(
+    (done) => {
+      const parsed = execReturn.safeParse(done.metadata);
+      return parsed.success ? parsed.data.return : 255;
+    },
+    () => 255,
+  );
+  void exited.finally(() => control.close());
+  return {
+    tag,
+    stdin: stream('0'),
+    stdout: options.terminal ? undefined : stream('1'),
+    stderr: options.terminal ? undefined : stream('2'),
+    control,
+    exited,
+  };
+}
+
+function opened(ws: WebSocket): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (ws.readyState === WebSocket.OPEN) resolve();
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+}
+
+/** Sends a signal to the exec'd process itself (its children are the caller's to kill). */
+export function sendSignal(control: WebSocket, signal: number): void {
+  if (control.readyState === WebSocket.OPEN) control.send(JSON.stringify({ command: 'signal', signal }));
+}
+
+/** Tells the exec'd terminal its new size. */
+export function sendWindowSize(control: WebSocket, cols: number, rows: number): void {
+  if (control.readyState === WebSocket.OPEN)
+    control.send(
+      JSON.stringify({ command: 'window-resize', args: { width: String(cols), height: String(rows) } }),
+    );
+}
+
+/** Collects a stream up to a cap and keeps draining past it, so the writer never blocks. */
+export class CappedBuffer {
+  private readonly chunks: Buffer[] = [];
+  private length = 0;
+  truncated = false;
+
+  constructor(private readonly cap: number) {}
+
+  push(chunk: Buffer): void {
+    const room = this.cap - this.length;
+    if (room <= 0) {
+      if (chunk.length > 0) this.truncated = true;
+      return;
+    }
+    const part = chunk.length > room ? chunk.subarray(0, room) : chunk;
+    if (part.length < chunk.length) this.truncated = true;
+    this.chunks.push(part);
+    this.length += part.length;
+  }
+
+  value(): Buffer {
+    return Buffer.concat(this.chunks, this.length);
+  }
+}

@@ -1,0 +1,14 @@
+import { describe, it } from 'vitest';
+import { computeDriverContract } from './compute-driver.contract.js';
+import { lxdSkipReason, makeLxdTarget } from './lxd-target.js';
+
+if (lxdSkipReason) {
+  describe.skip(`LXD driver: skipped, ${lxdSkipReason}`, () => {
+    it('runs only as root with lxd and busybox-static', () => {});
+  });
+} else {
+  computeDriverContract('lxd', makeLxdTarget, {
+    'exec returns when the command exits, even if it left a process holding its output':
+      "LXD's exec API ends its operation only once every process holding the command's output has closed it",
+  });
+}

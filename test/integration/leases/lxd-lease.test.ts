@@ -1,0 +1,117 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { getDecodedToken, Wallet } from '@cashu/cashu-ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../../src/config.js';
+import { LxdClient } from '../../../src/drivers/lxd/lxd-client.js';
+import { LxdDriver } from '../../../src/drivers/lxd/lxd-driver.js';
+import { AlacarteNode } from '../../../src/node.js';
+import {
+  expectBalanced,
+  fundedWallet,
+  ledgerOf,
+  postJson,
+  sumOf,
+  tokenOf,
+} from '../../helpers/lease-node.js';
+import { type LxdDaemon, lxdSkipReason, startLxd } from '../drivers/lxd-target.js';
+
+const OPERATOR = 'operator-token-for-tests-0123456789';
+
+if (lxdSkipReason) {
+  describe.skip(`paid lease on LXD: skipped, ${lxdSkipReason}`, () => {
+    it('runs only as root with lxd', () => {});
+  });
+} else {
+  describe('a paid lease end to end on the LXD driver', () => {
+    let daemon: LxdDaemon;
+    let driver: LxdDriver;
+    let node: AlacarteNode;
+    let url: string;
+    let mintUrl: string;
+    let dataDir: string;
+
+    beforeAll(async () => {
+      daemon = await startLxd();
+      dataDir = mkdtempSync(join(tmpdir(), 'alacarte-lxd-lease-'));
+      const config = loadConfig({
+        flags: { port: 0, dataDir, logLevel: 'silent', ssh: { enabled: false }, operatorToken: OPERATOR },
+      });
+      driver = await LxdDriver.create({
+        client: new LxdClient({ socketPath: daemon.socketPath }),
+        imagesDir: join(dataDir, 'images'),
+        runtimeDir: join(dataDir, 'lxd-sandboxes'),
+      });
+      node = await AlacarteNode.create(config, { driver, images: ['busybox'] });
+      ({ url, mintUrl } = await node.listen());
+    }, 120_000);
+
+    afterAll(async () => {
+      if (driver) for (const s of await driver.list().catch(() => [])) await driver.stop(s);
+      await node?.close();
+      await driver?.close();
+      await daemon?.stop();
+      if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+    });
+
+    it('offers no egress (no NIC) and rents, runs, stops and refunds a busybox lease', async () => {
+      const offers = await fetch(`${url}/v1/offers`).then(
+        (r) => r.json() as Promise<{ offers: Array<{ id: string; network: string; available: number }> }>,
+      );
+      const egress = offers.offers.filter((o) => o.network === 'egress');
+      expect(egress.length).toBeGreaterThan(0);
+      for (const o of egress) expect(o.available).toBe(0);
+      expect(offers.offers.find((o) => o.id === 'small')?.available).toBeGreaterThan(0);
+
+      const { wallet, proofs } = await fundedWallet(mintUrl, 200);
+      const { token } = await tokenOf(wallet, mintUrl, proofs, 120);
+      const created = await postJson(
+        `${url}/v1/leases`,
+        { offer: 'small', seconds: 7200, image: 'busybox' },
+        { 'x-cashu': token },
+      );
+      expect(created.status).toBe(201);
+      const lease = created.body;
+      expect(lease).toMatchObject({ state: 'running', offer: 'small', image: 'busybox', paid: 120 });
+      const auth = { authorization: `Bearer ${lease.token}` };
+
+      // It runs as an LXD instance of this node's.
+      const listed = await driver.list();
+      expect(listed.map((s) => s.leaseId)).toContain(lease.id);
+
+      const exec = await postJson(
+        `${url}/v1/leases/${lease.id}/exec`,
+        { command: ['sh', '-c', 'echo hi from lxd; cat /run/alacarte/lease.json; ls /sys/class/net'] },
+        auth,
+      );
+      expect(exec.status).toBe(200);
+      expect(exec.body.exit_code).toBe(0);
+      expect(String(exec.body.stdout)).toBe(
+        `hi from lxd\n${JSON.stringify({ id: lease.id, expires_at: lease.expires_at })}\nlo\n`,
+      );
+
+      const stop = await postJson(`${url}/v1/leases/${lease.id}`, undefined, auth, 'DELETE');
+      expect(stop.status).toBe(200);
+      expect(stop.body.state).toBe('stopped');
+      // Two hours paid, seconds used: nearly all of it comes back.
+      expect(Number(stop.body.refunded)).toBeGreaterThanOrEqual(118);
+      const other = new Wallet(mintUrl, { unit: 'sat' });
+      await other.loadMint();
+      const refund = getDecodedToken(
+        stop.body.refund as string,
+        other.keyChain.getKeysets().map((k) => k.id),
+      );
+      expect(sumOf(refund.proofs)).toBe(stop.body.refunded);
+      expect(sumOf(await other.receive(stop.body.refund as string))).toBe(stop.body.refunded);
+
+      // The instance is gone from LXD, and the lease refuses work.
+      expect((await driver.list()).map((s) => s.leaseId)).not.toContain(lease.id);
+      const gone = await postJson(`${url}/v1/leases/${lease.id}/exec`, { command: ['true'] }, auth);
+      expect(gone.status).toBe(409);
+      expect(gone.body.error).toBe('lease_not_running');
+
+      expect(expectBalanced(await ledgerOf(url, OPERATOR))).toEqual([]);
+    });
+  });
+}
