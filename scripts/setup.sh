@@ -40,9 +40,10 @@ debian_packages=(crun busybox-static uidmap iproute2 bsdutils lxcfs curl mmdebst
 # which the driver contract suite runs too, the browser the web page's end-to-end test drives, and
 # the registry the image tests pull from, the stock OpenSSH client the SSH tests log in with, and
 # dnsmasq-base, the DNS server of the egress tests' stand-in internet, and openssl, which makes the
-# simulated Lightning nodes' self-signed certificates.
+# simulated Lightning nodes' self-signed certificates; postgresql-15, the server the store tests
+# start on their own (initdb in a temp dir; its systemd unit, where there is one, is not needed).
 if [ -n "$test_too" ]; then
-  debian_packages+=(runc chromium docker-registry openssh-client dnsmasq-base openssl)
+  debian_packages+=(runc chromium docker-registry openssh-client dnsmasq-base openssl postgresql-15)
 fi
 missing=()
 for pkg in "${debian_packages[@]}"; do
