@@ -25,6 +25,7 @@ import type {
   Rejection,
 } from '../rails/payment-rail.js';
 import type { Database } from '../store/database.js';
+import { isPostgres } from '../store/dialect.js';
 import type { Answer } from './answer.js';
 import { fits, offersThatFit, without } from './capacity.js';
 import { DeadlineNotices } from './deadline-notices.js';
@@ -547,10 +548,14 @@ export class LeaseService {
       let newDeadline: Date | undefined;
       const redeemed = await this.rail
         .redeem(payment, price, async (trx, taken) => {
+          // Locked until commit on PostgreSQL (SQLite has one writer at a time already): a stop
+          // or the reaper ending the lease now waits, then finds the new deadline and held sum,
+          // instead of booking a refund this extension's payment is missing from.
           const fresh = await trx
             .selectFrom('leases')
             .selectAll()
             .where('id', '=', row.id)
+            .$if(isPostgres(trx), (q) => q.forUpdate())
             .executeTakeFirstOrThrow();
           // Checked again inside the transaction: the reaper or a stop may have won the race.
           if (fresh.state !== 'running') throw new LeaseEnded();
