@@ -29,7 +29,9 @@ describe('store location', () => {
     expect(redactStoreUrl('postgresql://u@h/db?password=s3cret&sslmode=require')).toBe(
       'postgresql://u@h/db?password=***&sslmode=require',
     );
-    expect(redactStoreUrl('postgres://u@/db?host=/run/postgresql')).toBe('postgres://u@/db?host=/run/postgresql');
+    expect(redactStoreUrl('postgres://u@/db?host=/run/postgresql')).toBe(
+      'postgres://u@/db?host=/run/postgresql',
+    );
   });
 
   it('names the store but never its password when PostgreSQL cannot be reached', async () => {
