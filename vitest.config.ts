@@ -8,7 +8,11 @@ import { defineConfig } from 'vitest/config';
  */
 const ON_POSTGRES = [
   'test/integration/store/*.test.ts',
+  'test/unit/mint/*.test.ts',
   'test/integration/mint/*.test.ts',
+  'test/integration/sdk/*.test.ts',
+  'test/integration/rails/*.test.ts',
+  'test/integration/payouts/*.test.ts',
   'test/integration/leases/money-rules.test.ts',
   'test/integration/leases/idempotency.test.ts',
   'test/integration/leases/fees.test.ts',
