@@ -21,7 +21,10 @@ if (process.argv[2] === 'server') {
   await main();
 }
 
-/** Child: a node-like mint server over a SQLite file (WAL, synchronous=FULL as in production). */
+/**
+ * Child: a node-like mint server over a SQLite file (WAL, synchronous=FULL as in production), or
+ * the PostgreSQL database ALACARTE_BENCH_STORE_URL names (an empty one: the bench mints its own).
+ */
 async function serve() {
   const { openStore } = await import(new URL('store/database.js', dist).href);
   const { buildApp } = await import(new URL('http/app.js', dist).href);
@@ -30,10 +33,14 @@ async function serve() {
   const { mintPlugin } = await import(new URL('mint/http/routes.js', dist).href);
   const { asMintDb } = await import(new URL('mint/store/mint-store.js', dist).href);
   const { FakeLightningBackend } = await import(new URL('lightning/fake/fake-lightning.js', dist).href);
-  const { db, sqlite } = await openStore(join(process.argv[3], 'bench.sqlite'));
+  // ALACARTE_BENCH_STORE_URL=postgres://…: the same swaps on PostgreSQL (its one-statement commit).
+  const { db, sqlite, postgres } = await openStore(
+    process.env.ALACARTE_BENCH_STORE_URL ?? join(process.argv[3], 'bench.sqlite'),
+  );
   const mint = await Mint.create({
     db: asMintDb(db),
     sqlite,
+    postgres,
     lightning: new FakeLightningBackend(),
     seed: new Uint8Array(randomBytes(32)),
     limits: { mintMaxAmount: 1_000_000 },
