@@ -140,8 +140,15 @@ async function main() {
       '',
       `HTTP at 10 proofs/swap reaches ${(ratio * 100).toFixed(0)}% of the raw native rate (target >= 50%): ${ratio >= 0.5 ? 'met' : 'NOT met'}.`,
       `Per CPU-second of the server process (insensitive to other load on the machine, blind to fsync waits): ${((ten.cpuRate / rawPerCpu) * 100).toFixed(0)}% of raw.`,
-      'Server: its own process, SQLite file in WAL mode with synchronous=FULL; swaps commit through prepared statements,',
-      'those finishing in the same event-loop turn in one transaction (a savepoint each). Client: fetch from another',
+      ...(process.env.ALACARTE_BENCH_STORE_URL
+        ? [
+            'Server: its own process, on PostgreSQL (ALACARTE_BENCH_STORE_URL); each swap commits in one statement',
+            '(proofs and signatures together). Client: fetch from another',
+          ]
+        : [
+            'Server: its own process, SQLite file in WAL mode with synchronous=FULL; swaps commit through prepared statements,',
+            'those finishing in the same event-loop turn in one transaction (a savepoint each). Client: fetch from another',
+          ]),
       'process, inputs and outputs prepared beforehand. The machine is shared: compare the ratios within one run.',
     ];
     console.log(lines.join('\n'));
