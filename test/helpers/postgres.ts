@@ -94,6 +94,21 @@ export async function startPostgres(): Promise<PostgresServer> {
   server.stdout?.on('data', keep);
   server.stderr?.on('data', keep);
   const exited = new Promise<void>((r) => server.once('exit', () => r()));
+  // Should this process die without its teardown (killed, a closed pipe), the server and its
+  // directory go too: a watchdog polls this process and stops the server once it is gone.
+  const watchdog = spawn(
+    'sh',
+    [
+      '-c',
+      'while kill -0 "$1" 2>/dev/null && kill -0 "$2" 2>/dev/null; do sleep 1; done; kill -INT "$2" 2>/dev/null; sleep 2; rm -rf "$3"',
+      'watchdog',
+      String(process.pid),
+      String(server.pid),
+      dir,
+    ],
+    { detached: true, stdio: 'ignore' },
+  );
+  watchdog.unref();
   const baseUrl = `postgres://postgres@127.0.0.1:${port}`;
   const stop = async () => {
     if (server.exitCode === null && server.signalCode === null) {
