@@ -72,6 +72,22 @@ export const configSchema = z
       .min(1024)
       .max(16 * 1024 * 1024)
       .default(1024 * 1024),
+    /**
+     * Where the store lives. Unset (the default): SQLite at `<dataDir>/alacarte.sqlite`, for one
+     * machine. `url: "postgres://user:password@host:5432/db"` (libpq form; `?host=/run/postgresql`
+     * for a unix socket): a PostgreSQL database that several replicas may share. The URL may hold
+     * a password: it is never logged.
+     */
+    store: z
+      .object({
+        url: z
+          .string()
+          .max(2048)
+          .regex(/^postgres(?:ql)?:\/\/.+/i, 'must be a postgres:// URL')
+          .optional(),
+      })
+      .strict()
+      .prefault({}),
     /** What renters can buy; the defaults ship three offers. */
     offers: z.array(offerSchema).min(1).max(100).optional(),
     /** The SSH server (API.md, SSH): on by default at port 2222, beside the HTTP listener's host. */
@@ -218,6 +234,7 @@ const ENV_KEYS = {
   ALACARTE_OPERATOR_TOKEN: (v: string) => ({ operatorToken: v }),
   ALACARTE_SSH_PORT: (v: string) => ({ ssh: sshPortSetting(v) }),
   ALACARTE_DRIVER: (v: string) => ({ driver: { kind: v } }),
+  ALACARTE_STORE_URL: (v: string) => ({ store: { url: v } }),
 } as const;
 
 /** `--ssh-port` / ALACARTE_SSH_PORT: a port number, or `off` to serve no SSH. */

@@ -97,7 +97,9 @@ export class AlacarteNode {
     // Before anything is opened: a trusted mint the node cannot rely on stops the start-up here.
     await requireTrustedMintNuts(config.trustedMints, { fetch: options.fetch });
     prepareDataDir(config.dataDir);
-    const { db, sqlite } = await openStore(join(config.dataDir, 'alacarte.sqlite'));
+    const { db, sqlite, postgres } = await openStore(
+      config.store.url ?? join(config.dataDir, 'alacarte.sqlite'),
+    );
     let running: RunningLightning | undefined;
     try {
       // The URL is known for sure only once listening (port 0 picks one); routes read it late.
@@ -106,8 +108,10 @@ export class AlacarteNode {
       const lightning = running.backend;
       const mint = await Mint.create({
         db: asMintDb(db),
-        // Swaps commit on the connection itself (prepared statements, group commit).
+        // Swaps commit on the connection itself (SQLite: prepared statements, group commit;
+        // PostgreSQL: one statement).
         sqlite,
+        postgres,
         lightning,
         seed: loadOrCreateSeed(join(config.dataDir, 'mint.seed')),
         logger,

@@ -4,6 +4,7 @@ import { type LeaseId, parseLeaseId } from '../core/ids.js';
 import * as lifecycle from '../core/lease.js';
 import type { PaymentHeaders, PaymentRail, PaymentSubject } from '../rails/payment-rail.js';
 import type { Database } from '../store/database.js';
+import { isPostgres } from '../store/dialect.js';
 import type { Answer } from './answer.js';
 import type { DeadlineNotices } from './deadline-notices.js';
 import type { InFlight } from './in-flight.js';
@@ -106,6 +107,10 @@ export class Extensions {
             .selectFrom('leases')
             .selectAll()
             .where('id', '=', row.id)
+            // Locked until commit on PostgreSQL (SQLite has one writer at a time already): a stop
+            // or the reaper ending the lease now waits, then finds the new deadline and held sum,
+            // instead of booking a refund this extension's payment is missing from.
+            .$if(isPostgres(trx), (q) => q.forUpdate())
             .executeTakeFirstOrThrow();
           // Checked again inside the transaction: the reaper or a stop may have won the race.
           if (fresh.state !== 'running') throw new LeaseEnded();

@@ -4,6 +4,7 @@ import * as lifecycle from '../core/lease.js';
 import type { ComputeDriver } from '../drivers/compute-driver.js';
 import type { Logger } from '../log.js';
 import type { Database } from '../store/database.js';
+import { isPostgres } from '../store/dialect.js';
 import { type LeaseRow, leaseFromRow, stateColumns } from './lease-record.js';
 
 /**
@@ -256,16 +257,23 @@ export class Reconciler {
    */
   async expireDue(): Promise<LeaseId[]> {
     const now = this.now();
-    const due = await this.db
-      .selectFrom('leases')
-      .selectAll()
-      .where('state', '=', 'running')
-      .where('expires_at', '<=', now.getTime())
-      .execute();
+    const dueIn = (db: Database) =>
+      db
+        .selectFrom('leases')
+        .selectAll()
+        .where('state', '=', 'running')
+        .where('expires_at', '<=', now.getTime())
+        .orderBy('id');
+    const due = await dueIn(this.db).execute();
     if (due.length === 0) return [];
+    const postgres = isPostgres(this.db);
     const ended = await this.db.transaction().execute(async (trx) => {
+      // Replicas sharing a PostgreSQL store each run a reaper, with no leader: each takes the due
+      // rows no other one holds (SKIP LOCKED) and ends them under its lock, so every lease is
+      // ended once, and a busy replica's rows never make another wait. (SQLite: one process.)
+      const rows = postgres ? await dueIn(trx).forUpdate().skipLocked().execute() : due;
       const done: LeaseId[] = [];
-      for (const row of due) {
+      for (const row of rows) {
         if (await this.endIn(trx, row, lifecycle.expire(leaseFromRow(row).state, now)))
           done.push(row.id as LeaseId);
       }

@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import { bytesToHex, deriveKeyset, type Keyset, keysToJson } from './crypto/index.js';
 import { secp } from './crypto/native.js';
 import { MintError, MintErrorCode } from './errors.js';
+import { isUniqueViolation } from './store/mint-store.js';
 import type { MintTables } from './store/tables.js';
 import type { KeysetInfo, KeysetKeys } from './types.js';
 
@@ -52,7 +53,15 @@ export class KeysetRegistry {
   async load(units: readonly string[], settings: KeysetSettings): Promise<void> {
     await this.reload();
     for (const unit of units) {
-      if (!this.activeByUnit.has(unit)) await this.rotate(unit, settings);
+      if (this.activeByUnit.has(unit)) continue;
+      try {
+        await this.rotate(unit, settings);
+      } catch (err) {
+        // Another replica on the same store created it first (same seed, same index, same id).
+        if (!isUniqueViolation(err)) throw err;
+        await this.reload();
+        if (!this.activeByUnit.has(unit)) throw err;
+      }
     }
   }
 

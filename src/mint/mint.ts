@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type SQLite from 'better-sqlite3';
+import type pg from 'pg';
 import { Amount } from '../core/amount.js';
 import type { LightningBackend } from '../lightning/lightning-backend.js';
 import { invalidRequest, MintError, MintErrorCode } from './errors.js';
@@ -30,6 +31,7 @@ import {
   signatureRows,
   signedOutputs,
 } from './store/mint-store.js';
+import { PostgresSpendWriter, type SpendWriter } from './store/postgres-spend.js';
 import { SqliteSpendWriter } from './store/sqlite-spend.js';
 import type { MintMintQuotesTable } from './store/tables.js';
 import type {
@@ -69,6 +71,11 @@ export interface MintOptions {
    * through prepared statements, grouped (sqlite-spend.ts). Without it every commit goes through Kysely.
    */
   sqlite?: SQLite.Database;
+  /**
+   * The `pg` pool under `db` (openStore), if the store is PostgreSQL: swaps then commit in one
+   * statement (postgres-spend.ts). Without either every commit goes through Kysely.
+   */
+  postgres?: pg.Pool;
   lightning: LightningBackend;
   /** master seed (loadOrCreateSeed) */
   seed: Uint8Array;
@@ -109,7 +116,7 @@ export class Mint {
   private readonly melts: MeltService;
   private readonly keysetSettings: KeysetSettings;
   private readonly infoOptions: MintInfoOptions;
-  private readonly fastSpend: SqliteSpendWriter | undefined;
+  private readonly fastSpend: SpendWriter | undefined;
   private lastKeysetReload = 0;
   private stopSettlements: (() => void) | undefined;
   /** Committed state changes of quotes and proofs (NUT-17 subscriptions listen here). */
@@ -134,7 +141,12 @@ export class Mint {
     this.melts = new MeltService(this.core, options.feeReserve ?? { ppk: 10, min: 2 });
     this.keysetSettings = { maxOrder: 32, inputFeePpk: 0, ...options.keysets };
     this.infoOptions = options.info ?? {};
-    this.fastSpend = options.sqlite === undefined ? undefined : new SqliteSpendWriter(options.sqlite);
+    this.fastSpend =
+      options.sqlite !== undefined
+        ? new SqliteSpendWriter(options.sqlite)
+        : options.postgres !== undefined
+          ? new PostgresSpendWriter(options.postgres)
+          : undefined;
   }
 
   /**

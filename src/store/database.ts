@@ -1,25 +1,67 @@
 import { chmodSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
-import { Kysely, Migrator, SqliteDialect } from 'kysely';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
+import pg from 'pg';
+import { IntegersPlugin, parseInteger } from './integers.js';
 import { MIGRATIONS } from './migrations/index.js';
 import type { Tables } from './schema.js';
 
 export type Database = Kysely<Tables>;
 
+/** Which engine holds the store: embedded SQLite (one machine, the default) or a PostgreSQL server. */
+export type StoreDialect = 'sqlite' | 'postgres';
+
 /**
- * Opens (creating if needed) the SQLite store at `path` and brings its schema up to date.
- * `:memory:` gives a private in-memory store for tests.
+ * An open store. `sqlite` (better-sqlite3) or `postgres` (a `pg` pool) is the connection under
+ * `db`, for the mint's swap, which commits on it directly (its one hot path).
  */
-export async function openDatabase(path: string): Promise<Database> {
-  return (await openStore(path)).db;
+export interface Store {
+  db: Database;
+  dialect: StoreDialect;
+  sqlite?: SQLite.Database;
+  postgres?: pg.Pool;
+}
+
+/** Connections one process keeps to PostgreSQL (requests wait for a free one beyond that). */
+const POSTGRES_POOL_SIZE = 10;
+
+/** True for a `postgres://` or `postgresql://` URL: such a location is a PostgreSQL store. */
+export function isPostgresUrl(location: string): boolean {
+  return /^postgres(?:ql)?:\/\//i.test(location);
 }
 
 /**
- * Same as openDatabase, also handing out the underlying better-sqlite3 connection: the mint's swap
- * commits through it synchronously (prepared statements, no query building), its one hot path.
+ * The URL with its password (and any `password=` parameter) replaced by `***`: the form that may
+ * appear in logs and errors.
  */
-export async function openStore(path: string): Promise<{ db: Database; sqlite: SQLite.Database }> {
+export function redactStoreUrl(url: string): string {
+  return url
+    .replace(/^(postgres(?:ql)?:\/\/[^:/@]*):[^@/]*@/i, '$1:***@')
+    .replace(/(password=)[^&]*/gi, '$1***');
+}
+
+/**
+ * Opens (creating if needed) the SQLite store at `path` and brings its schema up to date.
+ * `:memory:` gives a private in-memory store for tests; a `postgres://` URL opens PostgreSQL.
+ */
+export async function openDatabase(location: string): Promise<Database> {
+  return (await openStore(location)).db;
+}
+
+/**
+ * Opens the store at `location` and brings its schema up to date: a `postgres://…` URL
+ * (libpq-style, e.g. `postgres://user:pass@host:5432/db` or `postgres://user@/db?host=/run/pg`)
+ * opens PostgreSQL through a pool; anything else is the path of a SQLite file (`:memory:` for tests).
+ *
+ * Integers come back as numbers where they fit in 2^53 and as exact bigints beyond, in both
+ * dialects (integers.ts). Errors: the migration's, with the URL's password never in the message.
+ */
+export async function openStore(location: string): Promise<Store> {
+  return isPostgresUrl(location) ? openPostgres(location) : openSqlite(location);
+}
+
+async function openSqlite(path: string): Promise<Store> {
   if (path !== ':memory:') {
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   }
@@ -30,16 +72,53 @@ export async function openStore(path: string): Promise<{ db: Database; sqlite: S
   sqlite.pragma('synchronous = FULL');
   sqlite.pragma('foreign_keys = ON');
   sqlite.pragma('busy_timeout = 5000');
-  const db = new Kysely<Tables>({ dialect: new SqliteDialect({ database: sqlite }) });
+  // Integers are read exactly (bigint) and narrowed to numbers where safe (IntegersPlugin): an
+  // amount beyond 2^53 comes back whole instead of rounded.
+  sqlite.defaultSafeIntegers(true);
+  const db = new Kysely<Tables>({
+    dialect: new SqliteDialect({ database: sqlite }),
+    plugins: [new IntegersPlugin()],
+  });
+  await migrateOrClose(db, undefined);
+  return { db, dialect: 'sqlite', sqlite };
+}
+
+async function openPostgres(url: string): Promise<Store> {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: POSTGRES_POOL_SIZE,
+    // int8 (count, bigint columns) and numeric (sum) arrive as text: parsed here, at the boundary.
+    types: {
+      getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+        oid === pg.types.builtins.INT8 || oid === pg.types.builtins.NUMERIC
+          ? parseInteger
+          : pg.types.getTypeParser(oid, format ?? 'text')) as typeof pg.types.getTypeParser,
+    },
+  });
+  // An idle client's connection dropping (server restart) must not take the process down; the
+  // pool replaces it and the next query reports any lasting failure.
+  pool.on('error', () => {});
+  const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) });
+  await migrateOrClose(db, url);
+  return { db, dialect: 'postgres', postgres: pool };
+}
+
+async function migrateOrClose(db: Kysely<Tables>, url: string | undefined): Promise<void> {
   try {
     await migrate(db);
   } catch (err) {
     await db.destroy();
+    if (url !== undefined) {
+      const why =
+        err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
+      // pg's own messages name host and user at most; the URL itself is shown redacted.
+      throw new Error(`cannot open the store at ${redactStoreUrl(url)}: ${why}`);
+    }
     throw err;
   }
-  return { db, sqlite };
 }
 
+/** Applies every migration not yet applied (src/store/migrations), in order. Safe to race: Kysely locks. */
 export async function migrate(db: Kysely<Tables>): Promise<void> {
   const migrator = new Migrator({
     db,

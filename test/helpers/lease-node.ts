@@ -11,6 +11,7 @@ import type { CrunDriverOptions } from '../../src/drivers/crun/crun-options.js';
 import type { MintFigures } from '../../src/leases/ledger.js';
 import { createLogger, type Logger } from '../../src/log.js';
 import { AlacarteNode } from '../../src/node.js';
+import { testDatabase, testStoreIsPostgres } from './postgres.js';
 
 /** A real node (store, mint, crun sandboxes, HTTP on loopback) in this process, for lease tests. */
 export interface LeaseTestNode {
@@ -63,8 +64,11 @@ export async function startLeaseNode(
   // mkdtemp makes it 0700; the sandboxes' unprivileged ids must traverse it, as the node arranges.
   chmodSync(dir, 0o711);
   // SSH on a free port: test nodes run side by side.
+  // In the `postgres` test project the store is a database of the run's server, one per data dir
+  // (a node restarted on its data dir finds its store again).
+  const store = testStoreIsPostgres() && !config.store ? { store: { url: await testDatabase(dir) } } : {};
   const cfg = loadConfig({
-    flags: { port: 0, dataDir: dir, logLevel: 'silent', ssh: { port: 0 }, ...config },
+    flags: { port: 0, dataDir: dir, logLevel: 'silent', ssh: { port: 0 }, ...store, ...config },
   });
   const logger =
     extras.logger ?? (process.env.ALACARTE_TEST_LOG ? createLogger({ level: 'debug' }) : undefined);
@@ -189,7 +193,8 @@ export function freePort(): Promise<number> {
 /** A node that only runs its mint (no driver, no leases): a source of real foreign ecash. */
 export async function startMintNode(): Promise<{ url: string; mintUrl: string; close(): Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'alacarte-mint-'));
-  const cfg = loadConfig({ flags: { port: 0, dataDir: dir, logLevel: 'silent' } });
+  const store = testStoreIsPostgres() ? { store: { url: await testDatabase(dir) } } : {};
+  const cfg = loadConfig({ flags: { port: 0, dataDir: dir, logLevel: 'silent', ...store } });
   const node = await AlacarteNode.create(cfg);
   const { url, mintUrl } = await node.listen();
   return {

@@ -13,6 +13,8 @@ export interface NodeProcessOptions {
   config: Record<string, unknown>;
   /** Extra environment of the node's process (e.g. ALACARTE_OPERATOR_TOKEN). */
   env?: NodeJS.ProcessEnv;
+  /** The HTTP port (default: a free one, picked on the first start). */
+  port?: number;
 }
 
 /**
@@ -39,6 +41,7 @@ export class NodeProcess {
     this.instance = `a${createHash('sha256').update(this.runtimeDir).digest('hex').slice(0, 8)}`;
     this.configFile = join(this.dataDir, 'test-config.json');
     this.env = options.env ?? {};
+    this.port = options.port ?? 0;
     writeFileSync(this.configFile, JSON.stringify(options.config));
   }
 

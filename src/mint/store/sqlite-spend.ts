@@ -1,4 +1,5 @@
 import type SQLite from 'better-sqlite3';
+import type { SpendWriter } from './postgres-spend.js';
 import type { MintProofsTable, MintSignaturesTable } from './tables.js';
 
 interface PendingSpend {
@@ -19,7 +20,7 @@ interface PendingSpend {
  * transaction is open on the connection the flush waits for it, so never await a swap from inside
  * such a transaction.
  */
-export class SqliteSpendWriter {
+export class SqliteSpendWriter implements SpendWriter {
   private queue: PendingSpend[] = [];
   private readonly spendOne: (spend: PendingSpend) => void;
   private readonly commitBatch: (batch: readonly PendingSpend[], outcomes: unknown[]) => void;

@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { isPostgres } from '../dialect.js';
 
 export async function up(db: Kysely<unknown>): Promise<void> {
   await db.schema
@@ -23,7 +24,10 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
   await db.schema
     .createTable('payments')
-    .addColumn('seq', 'integer', (c) => c.primaryKey().autoIncrement())
+    // The same rising key in both: PostgreSQL spells auto-increment as a serial type.
+    .addColumn('seq', isPostgres(db) ? 'serial' : 'integer', (c) =>
+      isPostgres(db) ? c.primaryKey() : c.primaryKey().autoIncrement(),
+    )
     .addColumn('key', 'text', (c) => c.notNull().unique())
     .addColumn('lease_id', 'text', (c) => c.notNull().references('leases.id'))
     .addColumn('purpose', 'text', (c) => c.notNull())

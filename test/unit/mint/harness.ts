@@ -20,6 +20,7 @@ import { asMintDb } from '../../../src/mint/store/mint-store.js';
 import type { MintTables } from '../../../src/mint/store/tables.js';
 import type { BlindedMessage, BlindSignature, Proof } from '../../../src/mint/types.js';
 import { openStore } from '../../../src/store/database.js';
+import { testDatabase, testStoreIsPostgres } from '../../helpers/postgres.js';
 
 export interface TestMint {
   mint: Mint;
@@ -29,7 +30,11 @@ export interface TestMint {
   close(): Promise<void>;
 }
 
-/** A mint over a private in-memory store and a fake Lightning backend. */
+/**
+ * A mint over a private in-memory store and a fake Lightning backend; in the `postgres` test
+ * project (vitest.config.ts) over a database of its own on the run's PostgreSQL server instead
+ * (`path` then names the database: the same path, the same store).
+ */
 export async function createTestMint(
   opts: {
     limits?: Partial<MintLimits>;
@@ -37,11 +42,13 @@ export async function createTestMint(
     keysets?: MintOptions['keysets'];
     path?: string;
     seed?: Uint8Array;
-    /** commit swaps through the synchronous SQLite path (default) or through Kysely only */
+    /** commit swaps through the dialect's own fast path (default) or through Kysely only */
     sqliteFastPath?: boolean;
   } = {},
 ): Promise<TestMint> {
-  const store = await openStore(opts.path ?? ':memory:');
+  const store = await openStore(
+    testStoreIsPostgres() ? await testDatabase(opts.path) : (opts.path ?? ':memory:'),
+  );
   const db = asMintDb(store.db);
   const clock = { now: Date.now() };
   const lightning = new FakeLightningBackend({ now: () => clock.now, ...opts.lightning });
@@ -52,7 +59,7 @@ export async function createTestMint(
     clock: () => clock.now,
     limits: opts.limits,
     keysets: opts.keysets,
-    ...(opts.sqliteFastPath === false ? {} : { sqlite: store.sqlite }),
+    ...(opts.sqliteFastPath === false ? {} : { sqlite: store.sqlite, postgres: store.postgres }),
   });
   return {
     mint,
