@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   chmodSync,
@@ -83,7 +82,7 @@ import {
   requireStaticBusybox,
   requireTraversable,
 } from './preflight.js';
-import { runProcess } from './run-process.js';
+import { runDetached, runProcess, useSpawnerShell } from './run-process.js';
 import { installSftpServer } from './sftp-server.js';
 import { spawnInSandbox } from './spawn.js';
 
@@ -164,6 +163,7 @@ export class CrunDriver implements ComputeDriver {
     private readonly overcommit: OvercommitSettings,
     private readonly log: DriverLogger,
     warmLayers: number,
+    warmLayersMax: number,
     /** The lxcfs whose proc files sandboxes bind (lxcfs.ts). */
     private readonly lxcfs: DriverLxcfs,
     /** How sftp() runs OpenSSH's sftp-server inside (sftp-server.ts), or why it cannot. */
@@ -176,6 +176,7 @@ export class CrunDriver implements ComputeDriver {
       busybox: paths.busybox,
       idBase,
       size: warmLayers,
+      maxSize: warmLayers === 0 ? 0 : warmLayersMax,
       logger: log,
       create: (warm, _image, diskMib) => this.createContainer(warm, diskMib),
       discard: (warm) => this.removeContainer(warm.name),
@@ -198,6 +199,7 @@ export class CrunDriver implements ComputeDriver {
     const cgroups = checkCgroups(log, isRoot);
     const busybox = options.busyboxPath ?? '/bin/busybox';
     requireStaticBusybox(busybox);
+    useSpawnerShell(busybox);
     const script = requireProgram('script', 'bsdutils (util-linux)');
     const givenRuntimeDir = resolve(options.runtimeDir);
     mkdirSync(givenRuntimeDir, { recursive: true, mode: 0o711 });
@@ -254,6 +256,7 @@ export class CrunDriver implements ComputeDriver {
       { ...defaultOvercommit(host), ...options.overcommit },
       log,
       options.warmLayers ?? 2,
+      options.warmLayersMax ?? 128,
       lxcfs,
       sftpServer,
       egress,
@@ -529,6 +532,38 @@ export class CrunDriver implements ComputeDriver {
     const removal = this.remove(id).finally(() => this.stopping.delete(id));
     this.stopping.set(id, removal);
     return removal;
+  }
+
+  async halt(sandbox: SandboxRef): Promise<void> {
+    const id = sandbox.leaseId;
+    if (!SANDBOX_ID_PATTERN.test(id)) return;
+    const name = this.containerName(id);
+    if (name === undefined) return;
+    const live = this.live.get(id);
+    this.live.delete(id);
+    this.drains.get(id)?.close();
+    this.drains.delete(id);
+    if (live) await Promise.all(live.proxies.map((p) => p.close()));
+    // init is the sandbox's pid namespace's first process: once it dies the kernel kills every
+    // other process of the namespace, and no new one can enter it. Everything in its cgroup is
+    // killed too, for what joined the cgroup but not the namespace. No process spawn: a few
+    // /proc and cgroup reads, then kill(2).
+    const procs = procsFile(this.cgroups.mode, this.cgroupOf(name));
+    for (let i = 0; i < 400; i++) {
+      const pids = livePids(procs);
+      const init = this.initPid(id);
+      if (init !== undefined) pids.push(init);
+      if (pids.length === 0) return;
+      for (const pid of pids) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // gone meanwhile
+        }
+      }
+      await new Promise((r) => (i < 20 ? setImmediate(r) : setTimeout(r, 5)));
+    }
+    throw new Error(`the processes of sandbox ${id} did not end`);
   }
 
   private async remove(id: string): Promise<void> {
@@ -998,15 +1033,6 @@ function writeIfChanged(path: string, content: Buffer, mode: number): void {
   renameSync(tmp, path);
 }
 
-/** A created container keeps whatever stdio the runtime got, so give it none to hold. */
-function runDetached(file: string, args: string[]): Promise<number> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(file, args, { stdio: 'ignore' });
-    child.on('error', reject);
-    child.on('exit', (code) => resolvePromise(code ?? 255));
-  });
-}
-
 /**
  * The shared lease-request checks (core/lease-request.ts), applied again here as a driver must not
  * trust its caller: the HTTP layer already refused all of this before any payment.
@@ -1042,6 +1068,27 @@ function existsLink(path: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** The processes listed in a cgroup.procs file that have not exited (zombies are done). */
+function livePids(procs: string): number[] {
+  let text: string;
+  try {
+    text = readFileSync(procs, 'utf8');
+  } catch {
+    return [];
+  }
+  const out: number[] = [];
+  for (const line of text.split('\n')) {
+    const pid = Number.parseInt(line, 10);
+    if (!(pid > 1)) continue;
+    try {
+      if (!/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))) out.push(pid);
+    } catch {
+      // exited
+    }
+  }
+  return out;
 }
 
 /**

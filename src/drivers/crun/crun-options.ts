@@ -31,6 +31,12 @@ export interface CrunDriverOptions {
   cgroupParent?: string;
   /** Writable layers prepared ahead per (image, disk size), to keep mounts off start()'s path. */
   warmLayers?: number;
+  /**
+   * Most sandboxes made ahead per (image, disk size) when demand is high: the pool holds as many as
+   * were taken in the last 30 s, between warmLayers and this (default 128; each waiting sandbox
+   * costs well under 1 MiB of host memory and no CPU).
+   */
+  warmLayersMax?: number;
   overcommit?: Partial<OvercommitSettings>;
   /**
    * Where to start lxcfs when none runs (default /var/lib/lxcfs), or false to show sandboxes the
