@@ -199,7 +199,7 @@ export class CrunDriver implements ComputeDriver {
     const cgroups = checkCgroups(log, isRoot);
     const busybox = options.busyboxPath ?? '/bin/busybox';
     requireStaticBusybox(busybox);
-    useSpawnerShell(busybox);
+    if (options.spawnerShell !== false) useSpawnerShell(busybox);
     const script = requireProgram('script', 'bsdutils (util-linux)');
     const givenRuntimeDir = resolve(options.runtimeDir);
     mkdirSync(givenRuntimeDir, { recursive: true, mode: 0o711 });

@@ -37,6 +37,12 @@ export interface CrunDriverOptions {
    * costs well under 1 MiB of host memory and no CPU).
    */
   warmLayersMax?: number;
+  /**
+   * Runs host programs (runtime create/delete, mounts) through one long-lived busybox shell rather
+   * than spawning each from Node, whose fork holds the event loop (spawner.ts). Default true; false
+   * is the old way, kept for comparison in bench/load.bench.mjs.
+   */
+  spawnerShell?: boolean;
   overcommit?: Partial<OvercommitSettings>;
   /**
    * Where to start lxcfs when none runs (default /var/lib/lxcfs), or false to show sandboxes the
