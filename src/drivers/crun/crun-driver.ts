@@ -132,6 +132,8 @@ export class CrunDriver implements ComputeDriver {
   private readonly names = new Map<string, string>();
   private readonly stopping = new Map<string, Promise<void>>();
   private readonly limitsById = new Map<string, SandboxLimits>();
+  /** lease id -> its init as last seen alive (pid, start time in clock ticks since boot). */
+  private readonly inits = new Map<string, { pid: number; start: string }>();
   /**
    * Images in use, by name: their root's identity (inode and change time, as inode numbers are
    * reused: a new one means the image was replaced) and config.
@@ -279,8 +281,10 @@ export class CrunDriver implements ComputeDriver {
 
   async capacity(): Promise<DriverCapacity> {
     const running: SandboxLimits[] = [];
+    // No /proc read per sandbox here (GET /v1/offers asks this, with a thousand sandboxes running):
+    // a sandbox counts until watch()'s poll has seen its init end, or it was halted or stopped.
     for (const [id, limits] of this.limitsById) {
-      if (this.starting.has(id) || this.initPid(id) !== undefined) running.push(limits);
+      if (this.starting.has(id) || this.watched.has(id)) running.push(limits);
     }
     return {
       ...availableCapacity(this.host, this.overcommit, running),
@@ -543,6 +547,8 @@ export class CrunDriver implements ComputeDriver {
     this.live.delete(id);
     this.drains.get(id)?.close();
     this.drains.delete(id);
+    // Its resources are free for the next lease from now on (capacity()).
+    this.limitsById.delete(id);
     if (live) await Promise.all(live.proxies.map((p) => p.close()));
     // init is the sandbox's pid namespace's first process: once it dies the kernel kills every
     // other process of the namespace, and no new one can enter it. Everything in its cgroup is
@@ -582,6 +588,7 @@ export class CrunDriver implements ComputeDriver {
     }
     rmSync(join(this.paths.runtimeDir, id), { force: true });
     this.limitsById.delete(id);
+    this.inits.delete(id);
     this.names.delete(id);
   }
 
@@ -725,6 +732,15 @@ export class CrunDriver implements ComputeDriver {
 
   /** The host pid of a sandbox's init, only while it is alive and really ours (pids get reused). */
   initPid(leaseId: string): number | undefined {
+    // Once found, an init is recognised by its pid and start time (pids get reused): one /proc
+    // read instead of three, for watch()'s poll over every sandbox.
+    const known = this.inits.get(leaseId);
+    if (known) {
+      const stat = procStat(known.pid);
+      if (stat?.start === known.start) return stat.zombie ? undefined : known.pid;
+      this.inits.delete(leaseId);
+      return undefined;
+    }
     let pid: number;
     try {
       pid = Number.parseInt(readFileSync(join(this.dir(leaseId), 'init.pid'), 'utf8'), 10);
@@ -732,8 +748,9 @@ export class CrunDriver implements ComputeDriver {
       const cgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
       const path = this.knownCgroupPath(leaseId);
       if (path === undefined || !cgroup.includes(`:${path}\n`)) return undefined;
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      if (/\) Z /.test(stat)) return undefined;
+      const stat = procStat(pid);
+      if (stat === undefined || stat.zombie) return undefined;
+      this.inits.set(leaseId, { pid, start: stat.start });
     } catch {
       return undefined;
     }
@@ -1067,6 +1084,18 @@ function existsLink(path: string): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/** A process's state (zombie or not) and start time, from /proc/<pid>/stat; undefined once it is gone. */
+function procStat(pid: number): { zombie: boolean; start: string } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // After the command name (in parentheses, which may hold anything): state is field 3, starttime 22.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { zombie: fields[0] === 'Z', start: fields[19] ?? '' };
+  } catch {
+    return undefined;
   }
 }
 
