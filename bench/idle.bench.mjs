@@ -115,6 +115,12 @@ async function main() {
     const sandboxes = cg.count;
     const perSandbox = (before.MemAvailable - during.MemAvailable - cg.bytes) / sandboxes;
     const kernel = (k) => ((during[k] - before[k]) / sandboxes / 2 ** 10).toFixed(0);
+    // The kernel's own share, less disturbed by other programs than MemAvailable: slab (dentries,
+    // inodes, namespaces, cgroups), page tables, kernel stacks, shared memory.
+    const kernelBytes =
+      ['Slab', 'PageTables', 'KernelStack', 'Shmem'].reduce((n, k) => n + (during[k] - before[k]), 0) /
+      sandboxes;
+    const hostPer = Math.max(perSandbox, kernelBytes);
     await pool(leases, 8, (l) => stopLease(t.url, l));
     await sleep(1000);
     const p99 = percentile(busyOffers, 99);
@@ -134,13 +140,14 @@ async function main() {
       `| leases running / refused / sandboxes on the host (incl. made ahead) | ${counts.running ?? leases.length} / ${refused} / ${sandboxes} |`,
       `| time to create them (8 clients) | ${createSeconds.toFixed(1)} s (${(leases.length / createSeconds).toFixed(1)} leases/s) |`,
       `| their cgroups are charged, in all | ${(cg.bytes / 2 ** 20).toFixed(0)} MiB |`,
-      `| **host memory per sandbox outside the tenants' processes** | **${(perSandbox / 2 ** 20).toFixed(2)} MiB** (Slab ${kernel('Slab')} KiB, PageTables ${kernel('PageTables')} KiB, KernelStack ${kernel('KernelStack')} KiB) |`,
+      `| host memory per sandbox outside the tenants' processes, from MemAvailable | ${(perSandbox / 2 ** 20).toFixed(2)} MiB |`,
+      `| … from the kernel's counters (Slab ${kernel('Slab')} KiB, PageTables ${kernel('PageTables')} KiB, KernelStack ${kernel('KernelStack')} KiB, Shmem ${kernel('Shmem')} KiB) | ${(kernelBytes / 2 ** 20).toFixed(2)} MiB |`,
       `| node RSS (this process: node, mint, clients) before / with them all running | ${(rssBefore / 2 ** 20).toFixed(0)} / ${(rssDuring / 2 ** 20).toFixed(0)} MiB |`,
       `| \`GET /v1/offers\` p50 / p99, no lease running | ${ms(percentile(idleOffers, 50))} / ${ms(percentile(idleOffers, 99))} |`,
       `| \`GET /v1/offers\` p50 / p99, all of them running | ${ms(percentile(busyOffers, 50))} / ${ms(p99)} |`,
       '',
       `- Target ${WANTED} idle sandboxes: ${leases.length}${leases.length < WANTED ? ` (only these were made within ${CREATE_BUDGET_MS / 1000} s on this shared host, or refused: ${refused})` : ''}: ${leases.length >= WANTED ? 'MET' : 'NOT MET'}`,
-      `- Target host memory per sandbox ≤ 5 MiB: ${(perSandbox / 2 ** 20).toFixed(2)} MiB: ${perSandbox <= 5 * 2 ** 20 ? 'MET' : 'NOT MET'}`,
+      `- Target host memory per sandbox ≤ 5 MiB: ${(hostPer / 2 ** 20).toFixed(2)} MiB (the larger estimate): ${hostPer <= 5 * 2 ** 20 ? 'MET' : 'NOT MET'}`,
       `- Target \`GET /v1/offers\` p99 ≤ 50 ms while they run: ${ms(p99)}: ${p99 <= 50 ? 'MET' : 'NOT MET'}`,
     ];
     console.log(out.join('\n'));

@@ -19,7 +19,7 @@ import { ms, percentile, prepareTokens, startPaidNode } from './lib/paid-node.mj
 
 const SEQUENTIAL = 30;
 const SINGLE_CYCLES = 40;
-const CYCLES = 240;
+const CYCLES = 160;
 const CLIENTS = 8;
 const BURST = 100;
 
@@ -270,6 +270,13 @@ async function measure(variant) {
   }
 }
 
+/** The mean of two runs' figures, field by field (text fields from the first). */
+function mean(a, b) {
+  if (typeof a === 'number') return (a + b) / 2;
+  if (a === null || typeof a !== 'object') return a;
+  return Object.fromEntries(Object.entries(a).map(([k, v]) => [k, mean(v, b[k])]));
+}
+
 /** Runs this program once per variant, alternating, each in its own process (a driver's spawner is per process). */
 function runVariant(variant) {
   const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url)], {
@@ -284,8 +291,13 @@ function runVariant(variant) {
 
 async function main() {
   const loadBefore = loadavg()[0];
-  const was = runVariant('before');
-  const now = runVariant('after');
+  // before, after, after, before: a load that drifts during the run weighs on both alike.
+  const a1 = runVariant('before');
+  const b1 = runVariant('after');
+  const b2 = runVariant('after');
+  const a2 = runVariant('before');
+  const was = mean(a1, a2);
+  const now = mean(b1, b2);
   const met = (ok) => (ok ? 'MET' : 'NOT MET');
   const ratio = (a, b) => `${(a / b).toFixed(2)}×`;
   const cols = (f) => `${f(was.one)} | ${f(was.eight)} | ${f(now.one)} | ${f(now.eight)}`;
@@ -298,7 +310,7 @@ async function main() {
       `a stop refunds the unused time (the mint signs the refund). **before** = the node as it was before issue 13, run in the same bench run ` +
       `(sandbox removal inside the stop's answer, every host program forked from Node, a fixed pool of 2 made ahead); **after** = now ` +
       `(stop kills the sandbox and answers, removal queued; host programs through one busybox shell; the pool follows demand). ` +
-      `Each variant runs in its own process, one after the other. Machine load (1-min average) at start ${loadBefore.toFixed(1)}, at end ${loadavg()[0].toFixed(1)}: the host is shared, compare within this run.`,
+      `Each variant runs in its own process, in the order before, after, after, before; each figure is the mean of its variant's two runs. Machine load (1-min average) at start ${loadBefore.toFixed(1)}, at end ${loadavg()[0].toFixed(1)}: the host is shared, compare within this run.`,
     '',
     '| create → first command answered | before p50 / p95 | after p50 / p95 | after ÷ before (p50) |',
     '| --- | --- | --- | --- |',
@@ -329,6 +341,11 @@ async function main() {
     '',
     `- processes forked from the node per lease, before (${CLIENTS} renters): ${was.eight.byVerb}`,
     `- after (${CLIENTS} renters): ${now.eight.byVerb} (the runtime's create/delete and the mounts now go through the spawner shell)`,
+    ...[was, now].map((v) => {
+      const x = v.eight;
+      const rest = x.busyPerLease - x.spawnMsPerLease - x.sqlitePerLease;
+      return `- node thread per lease at ${CLIENTS} renters, ${v.variant}: ${x.busyPerLease.toFixed(1)} ms = forks ${x.spawnMsPerLease.toFixed(1)} + SQLite ${x.sqlitePerLease.toFixed(1)} + the rest ${rest.toFixed(1)} (HTTP, JSON, the mint's crypto, lease logic, and time the thread was runnable but not running on this shared host)`;
+    }),
     `- ${CLIENTS}-renter cycles/s, after ÷ before: ${ratio(now.eight.cyclesPerS, was.eight.cyclesPerS)}; rent p99: ${ratio(now.eight.rentP99, was.eight.rentP99)}`,
     `- Target ≥ 50 cycles/s at ${CLIENTS} renters: ${now.eight.cyclesPerS.toFixed(1)}: ${met(now.eight.cyclesPerS >= 50)}`,
     `- Target rent p99 at ${CLIENTS} renters ≤ 3× the single-renter p50: ${ms(now.eight.rentP99)} vs 3 × ${ms(now.one.rentP50)} (${rentRatio.toFixed(1)}×): ${met(rentRatio <= 3)}`,

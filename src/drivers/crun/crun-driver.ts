@@ -990,13 +990,14 @@ export class CrunDriver implements ComputeDriver {
   }
 
   private async containers(): Promise<{ name: string; status: string }[]> {
-    const r = await runProcess(this.runtime.path, [
-      '--root',
-      this.paths.stateDir,
-      'list',
-      '--format',
-      'json',
-    ]);
+    const args = ['--root', this.paths.stateDir, 'list', '--format', 'json'];
+    let r = await runProcess(this.runtime.path, args);
+    // A container being created or deleted meanwhile (the pool refills behind) can make the
+    // runtime's listing fail on a state file that is just appearing or going: ask again.
+    for (let i = 0; r.code !== 0 && /No such file/i.test(r.stderr) && i < 5; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10 * (i + 1)));
+      r = await runProcess(this.runtime.path, args);
+    }
     if (r.code !== 0) throw new Error(`${this.runtime.name} list failed: ${r.stderr.trim()}`);
     const parsed: unknown = JSON.parse(r.stdout.trim() || '[]');
     if (!Array.isArray(parsed)) return [];

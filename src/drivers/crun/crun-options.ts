@@ -33,7 +33,7 @@ export interface CrunDriverOptions {
   warmLayers?: number;
   /**
    * Most sandboxes made ahead per (image, disk size) when demand is high: the pool holds as many as
-   * were taken in the last 30 s, between warmLayers and this (default 128; each waiting sandbox
+   * were taken in the last 5 s, between warmLayers and this (default 128; each waiting sandbox
    * costs well under 1 MiB of host memory and no CPU).
    */
   warmLayersMax?: number;

@@ -5,8 +5,12 @@ import type { DriverLogger } from './crun-options.js';
 import { mountsUnder } from './mounts.js';
 import { runProcess } from './run-process.js';
 
-/** How far back takes count as the demand the pool is sized to (LayerPoolOptions.maxSize). */
-const DEMAND_WINDOW_MS = 30_000;
+/**
+ * How far back takes count as the demand the pool is sized to (LayerPoolOptions.maxSize): about
+ * the time a refill takes on a busy host, so that the pool covers what is taken meanwhile without
+ * making (on a 2-core host, expensively) sandboxes that nobody takes.
+ */
+const DEMAND_WINDOW_MS = 5_000;
 
 /** A sandbox made ahead: its directory (layer mounted) and, once created, its container. */
 export interface WarmSandbox {
