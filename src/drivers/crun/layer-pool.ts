@@ -126,8 +126,9 @@ export class LayerPool {
   }
 
   /**
-   * Prepares in the background until the pool for (image, disk size) holds its target again: two
-   * at a time while more than one is missing (each is mostly waiting on the runtime's processes).
+   * Prepares in the background until the pool for (image, disk size) holds its target again, one
+   * at a time: on a small host a second at once only takes CPU from the starts and execs under way
+   * (measured: bench/load.bench.mjs).
    */
   replenish(image: string, diskMib: number): void {
     const key = `${image}-${diskMib}`;
@@ -149,7 +150,7 @@ export class LayerPool {
           }
         }
       };
-      await Promise.all([worker(), missing() > 1 ? worker() : undefined]);
+      await worker();
     };
     const p = run()
       .catch((e: unknown) =>
