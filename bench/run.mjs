@@ -46,7 +46,12 @@ if (only.length > 0 && existsSync(resultsFile)) {
     else parts.push(`${section}\n\n`);
   }
   const stamp = `Sections of ${programs.join(', ')} rerun on ${new Date().toISOString()} (\`node bench/run.mjs ${only.join(' ')}\`).`;
-  parts[0] = `${parts[0].trimEnd()}\n${stamp}\n\n`;
+  // One note of the last subset run, not one per run.
+  const top = parts[0]
+    .split('\n')
+    .filter((line) => !line.startsWith('Sections of '))
+    .join('\n');
+  parts[0] = `${top.trimEnd()}\n${stamp}\n\n`;
   writeFileSync(resultsFile, `${parts.join('').trimEnd()}\n`);
   console.log('\nupdated bench/RESULTS.md');
   process.exit(failed ? 1 : 0);
