@@ -67,6 +67,15 @@ export interface ComputeDriver {
   /** Ends the sandbox and removes everything it held. Idempotent: stopping a gone sandbox is fine. */
   stop(sandbox: SandboxRef): Promise<void>;
   /**
+   * Optional: ends every process of the sandbox now (SIGKILL) without removing what it holds (layers,
+   * runtime state), so that a refunded lease uses no compute while its removal, stop(), runs later,
+   * off the request path (src/leases/teardown-queue.ts). Resolves once nothing of the sandbox runs:
+   * isRunning() is then false and its ports relay nothing. Idempotent; a gone sandbox is fine.
+   * Rejects when its processes could not be ended (the caller then waits for stop()). A driver
+   * without it is stopped with stop() before the answer.
+   */
+  halt?(sandbox: SandboxRef): Promise<void>;
+  /**
    * Every sandbox this driver owns that is still running, read from the host (not from memory), so a
    * restarted node can reconcile its store. Leftovers of sandboxes that ended on their own are
    * cleaned up on the way.

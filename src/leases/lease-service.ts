@@ -568,8 +568,9 @@ export class LeaseService {
       const { state } = lifecycle.stop(leaseFromRow(current), this.now());
       if (!(await this.end(current, state)))
         throw new AlacarteError('lease_not_running', 'the lease has ended');
-      // The refund is booked: the sandbox goes now, or the reconciler retries until it has gone.
-      await this.reconciler.removeSandbox(row.id as LeaseId);
+      // The refund is booked: the sandbox's processes end now, before the answer; its removal
+      // follows off this path, retried by the reconciler until it has gone (teardown-queue.ts).
+      await this.reconciler.endSandbox(row.id as LeaseId);
       const stopped = await this.db
         .selectFrom('leases')
         .selectAll()

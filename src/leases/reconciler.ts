@@ -6,6 +6,7 @@ import type { Logger } from '../log.js';
 import type { Database } from '../store/database.js';
 import { isPostgres } from '../store/dialect.js';
 import { type LeaseRow, leaseFromRow, stateColumns } from './lease-record.js';
+import { TeardownQueue } from './teardown-queue.js';
 
 /**
  * How the reconciler changes a lease's state: the lease service's end(), which moves the lease out
@@ -63,6 +64,8 @@ export class Reconciler {
   /** Deadline writes per lease, one after the other, so an older deadline never lands last. */
   private readonly writes = new Map<LeaseId, Promise<unknown>>();
   private readonly pending = new Set<Promise<unknown>>();
+  /** Stopped leases' sandboxes: halted before the answer, removed after it (teardown-queue.ts). */
+  private readonly teardown: TeardownQueue;
   private unwatch: (() => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
   private retrying = false;
@@ -76,6 +79,11 @@ export class Reconciler {
     this.endIn = options.endIn;
     this.onExpired = options.onExpired;
     this.retryMs = options.retryMs ?? 1000;
+    this.teardown = new TeardownQueue({
+      driver: this.driver,
+      remove: (id) => this.removeSandbox(id),
+      log: this.log,
+    });
   }
 
   // ---- continuous ------------------------------------------------------------------------------
@@ -97,6 +105,7 @@ export class Reconciler {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     await Promise.all([...this.pending]);
+    await this.teardown.drained();
   }
 
   private track(work: Promise<unknown>): void {
@@ -219,6 +228,15 @@ export class Reconciler {
    */
   removeFailedStart(id: LeaseId): Promise<boolean> {
     return this.removeSandbox(id, true);
+  }
+
+  /**
+   * For a lease the store has just ended (its refund booked): nothing of its sandbox runs once this
+   * resolves, and its removal follows off the request path (teardown-queue.ts); a removal that
+   * fails is retried as removeSandbox's. Never throws.
+   */
+  endSandbox(id: LeaseId): Promise<void> {
+    return this.teardown.end(id);
   }
 
   /**

@@ -125,6 +125,7 @@ export function aroundDriver(real: CrunDriver, overrides: Partial<ComputeDriver>
     isRunning: (sandbox) => real.isRunning(sandbox),
     watch: (onExit) => real.watch(onExit),
     stop: (sandbox) => real.stop(sandbox),
+    halt: (sandbox) => real.halt(sandbox),
     list: () => real.list(),
     close: () => real.close(),
     ...overrides,

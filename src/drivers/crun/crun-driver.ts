@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   chmodSync,
@@ -83,7 +82,7 @@ import {
   requireStaticBusybox,
   requireTraversable,
 } from './preflight.js';
-import { runProcess } from './run-process.js';
+import { runDetached, runProcess, useSpawnerShell } from './run-process.js';
 import { installSftpServer } from './sftp-server.js';
 import { spawnInSandbox } from './spawn.js';
 
@@ -133,6 +132,8 @@ export class CrunDriver implements ComputeDriver {
   private readonly names = new Map<string, string>();
   private readonly stopping = new Map<string, Promise<void>>();
   private readonly limitsById = new Map<string, SandboxLimits>();
+  /** lease id -> its init as last seen alive (pid, start time in clock ticks since boot). */
+  private readonly inits = new Map<string, { pid: number; start: string }>();
   /**
    * Images in use, by name: their root's identity (inode and change time, as inode numbers are
    * reused: a new one means the image was replaced) and config.
@@ -164,6 +165,7 @@ export class CrunDriver implements ComputeDriver {
     private readonly overcommit: OvercommitSettings,
     private readonly log: DriverLogger,
     warmLayers: number,
+    warmLayersMax: number,
     /** The lxcfs whose proc files sandboxes bind (lxcfs.ts). */
     private readonly lxcfs: DriverLxcfs,
     /** How sftp() runs OpenSSH's sftp-server inside (sftp-server.ts), or why it cannot. */
@@ -176,6 +178,7 @@ export class CrunDriver implements ComputeDriver {
       busybox: paths.busybox,
       idBase,
       size: warmLayers,
+      maxSize: warmLayers === 0 ? 0 : warmLayersMax,
       logger: log,
       create: (warm, _image, diskMib) => this.createContainer(warm, diskMib),
       discard: (warm) => this.removeContainer(warm.name),
@@ -198,6 +201,7 @@ export class CrunDriver implements ComputeDriver {
     const cgroups = checkCgroups(log, isRoot);
     const busybox = options.busyboxPath ?? '/bin/busybox';
     requireStaticBusybox(busybox);
+    if (options.spawnerShell !== false) useSpawnerShell(busybox);
     const script = requireProgram('script', 'bsdutils (util-linux)');
     const givenRuntimeDir = resolve(options.runtimeDir);
     mkdirSync(givenRuntimeDir, { recursive: true, mode: 0o711 });
@@ -254,6 +258,7 @@ export class CrunDriver implements ComputeDriver {
       { ...defaultOvercommit(host), ...options.overcommit },
       log,
       options.warmLayers ?? 2,
+      options.warmLayersMax ?? 128,
       lxcfs,
       sftpServer,
       egress,
@@ -276,8 +281,10 @@ export class CrunDriver implements ComputeDriver {
 
   async capacity(): Promise<DriverCapacity> {
     const running: SandboxLimits[] = [];
+    // No /proc read per sandbox here (GET /v1/offers asks this, with a thousand sandboxes running):
+    // a sandbox counts until watch()'s poll has seen its init end, or it was halted or stopped.
     for (const [id, limits] of this.limitsById) {
-      if (this.starting.has(id) || this.initPid(id) !== undefined) running.push(limits);
+      if (this.starting.has(id) || this.watched.has(id)) running.push(limits);
     }
     return {
       ...availableCapacity(this.host, this.overcommit, running),
@@ -531,6 +538,40 @@ export class CrunDriver implements ComputeDriver {
     return removal;
   }
 
+  async halt(sandbox: SandboxRef): Promise<void> {
+    const id = sandbox.leaseId;
+    if (!SANDBOX_ID_PATTERN.test(id)) return;
+    const name = this.containerName(id);
+    if (name === undefined) return;
+    const live = this.live.get(id);
+    this.live.delete(id);
+    this.drains.get(id)?.close();
+    this.drains.delete(id);
+    // Its resources are free for the next lease from now on (capacity()).
+    this.limitsById.delete(id);
+    if (live) await Promise.all(live.proxies.map((p) => p.close()));
+    // init is the sandbox's pid namespace's first process: once it dies the kernel kills every
+    // other process of the namespace, and no new one can enter it. Everything in its cgroup is
+    // killed too, for what joined the cgroup but not the namespace. No process spawn: a few
+    // /proc and cgroup reads, then kill(2).
+    const procs = procsFile(this.cgroups.mode, this.cgroupOf(name));
+    for (let i = 0; i < 400; i++) {
+      const pids = livePids(procs);
+      const init = this.initPid(id);
+      if (init !== undefined) pids.push(init);
+      if (pids.length === 0) return;
+      for (const pid of pids) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // gone meanwhile
+        }
+      }
+      await new Promise((r) => (i < 20 ? setImmediate(r) : setTimeout(r, 5)));
+    }
+    throw new Error(`the processes of sandbox ${id} did not end`);
+  }
+
   private async remove(id: string): Promise<void> {
     const live = this.live.get(id);
     this.live.delete(id);
@@ -547,6 +588,7 @@ export class CrunDriver implements ComputeDriver {
     }
     rmSync(join(this.paths.runtimeDir, id), { force: true });
     this.limitsById.delete(id);
+    this.inits.delete(id);
     this.names.delete(id);
   }
 
@@ -690,6 +732,15 @@ export class CrunDriver implements ComputeDriver {
 
   /** The host pid of a sandbox's init, only while it is alive and really ours (pids get reused). */
   initPid(leaseId: string): number | undefined {
+    // Once found, an init is recognised by its pid and start time (pids get reused): one /proc
+    // read instead of three, for watch()'s poll over every sandbox.
+    const known = this.inits.get(leaseId);
+    if (known) {
+      const stat = procStat(known.pid);
+      if (stat?.start === known.start) return stat.zombie ? undefined : known.pid;
+      this.inits.delete(leaseId);
+      return undefined;
+    }
     let pid: number;
     try {
       pid = Number.parseInt(readFileSync(join(this.dir(leaseId), 'init.pid'), 'utf8'), 10);
@@ -697,8 +748,9 @@ export class CrunDriver implements ComputeDriver {
       const cgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
       const path = this.knownCgroupPath(leaseId);
       if (path === undefined || !cgroup.includes(`:${path}\n`)) return undefined;
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      if (/\) Z /.test(stat)) return undefined;
+      const stat = procStat(pid);
+      if (stat === undefined || stat.zombie) return undefined;
+      this.inits.set(leaseId, { pid, start: stat.start });
     } catch {
       return undefined;
     }
@@ -938,13 +990,14 @@ export class CrunDriver implements ComputeDriver {
   }
 
   private async containers(): Promise<{ name: string; status: string }[]> {
-    const r = await runProcess(this.runtime.path, [
-      '--root',
-      this.paths.stateDir,
-      'list',
-      '--format',
-      'json',
-    ]);
+    const args = ['--root', this.paths.stateDir, 'list', '--format', 'json'];
+    let r = await runProcess(this.runtime.path, args);
+    // A container being created or deleted meanwhile (the pool refills behind) can make the
+    // runtime's listing fail on a state file that is just appearing or going: ask again.
+    for (let i = 0; r.code !== 0 && /No such file/i.test(r.stderr) && i < 5; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10 * (i + 1)));
+      r = await runProcess(this.runtime.path, args);
+    }
     if (r.code !== 0) throw new Error(`${this.runtime.name} list failed: ${r.stderr.trim()}`);
     const parsed: unknown = JSON.parse(r.stdout.trim() || '[]');
     if (!Array.isArray(parsed)) return [];
@@ -998,15 +1051,6 @@ function writeIfChanged(path: string, content: Buffer, mode: number): void {
   renameSync(tmp, path);
 }
 
-/** A created container keeps whatever stdio the runtime got, so give it none to hold. */
-function runDetached(file: string, args: string[]): Promise<number> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(file, args, { stdio: 'ignore' });
-    child.on('error', reject);
-    child.on('exit', (code) => resolvePromise(code ?? 255));
-  });
-}
-
 /**
  * The shared lease-request checks (core/lease-request.ts), applied again here as a driver must not
  * trust its caller: the HTTP layer already refused all of this before any payment.
@@ -1042,6 +1086,39 @@ function existsLink(path: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** A process's state (zombie or not) and start time, from /proc/<pid>/stat; undefined once it is gone. */
+function procStat(pid: number): { zombie: boolean; start: string } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // After the command name (in parentheses, which may hold anything): state is field 3, starttime 22.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { zombie: fields[0] === 'Z', start: fields[19] ?? '' };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The processes listed in a cgroup.procs file that have not exited (zombies are done). */
+function livePids(procs: string): number[] {
+  let text: string;
+  try {
+    text = readFileSync(procs, 'utf8');
+  } catch {
+    return [];
+  }
+  const out: number[] = [];
+  for (const line of text.split('\n')) {
+    const pid = Number.parseInt(line, 10);
+    if (!(pid > 1)) continue;
+    try {
+      if (!/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))) out.push(pid);
+    } catch {
+      // exited
+    }
+  }
+  return out;
 }
 
 /**

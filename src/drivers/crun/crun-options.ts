@@ -31,6 +31,18 @@ export interface CrunDriverOptions {
   cgroupParent?: string;
   /** Writable layers prepared ahead per (image, disk size), to keep mounts off start()'s path. */
   warmLayers?: number;
+  /**
+   * Most sandboxes made ahead per (image, disk size) when demand is high: the pool holds as many as
+   * were taken in the last 5 s, between warmLayers and this (default 128; each waiting sandbox
+   * costs well under 1 MiB of host memory and no CPU).
+   */
+  warmLayersMax?: number;
+  /**
+   * Runs host programs (runtime create/delete, mounts) through one long-lived busybox shell rather
+   * than spawning each from Node, whose fork holds the event loop (spawner.ts). Default true; false
+   * is the old way, kept for comparison in bench/load.bench.mjs.
+   */
+  spawnerShell?: boolean;
   overcommit?: Partial<OvercommitSettings>;
   /**
    * Where to start lxcfs when none runs (default /var/lib/lxcfs), or false to show sandboxes the

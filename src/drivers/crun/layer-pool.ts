@@ -5,6 +5,13 @@ import type { DriverLogger } from './crun-options.js';
 import { mountsUnder } from './mounts.js';
 import { runProcess } from './run-process.js';
 
+/**
+ * How far back takes count as the demand the pool is sized to (LayerPoolOptions.maxSize): about
+ * the time a refill takes on a busy host, so that the pool covers what is taken meanwhile without
+ * making (on a 2-core host, expensively) sandboxes that nobody takes.
+ */
+const DEMAND_WINDOW_MS = 5_000;
+
 /** A sandbox made ahead: its directory (layer mounted) and, once created, its container. */
 export interface WarmSandbox {
   dir: string;
@@ -19,8 +26,13 @@ export interface LayerPoolOptions {
   busybox: string;
   /** Owner of the writable layer's root, i.e. root inside the sandbox. */
   idBase: number;
-  /** How many to keep ready per (image, disk size); 0 prepares on demand only. */
+  /** How many to keep ready per (image, disk size) at least; 0 prepares on demand only. */
   size: number;
+  /**
+   * How many at most: the pool keeps as many ready as were taken in the last DEMAND_WINDOW_MS
+   * (a burst or a busy spell), between `size` and this (default: `size`, a fixed pool).
+   */
+  maxSize?: number;
   /** Turns a directory with its layer mounted into a created container (bundle + runtime create). */
   create: (warm: WarmSandbox, image: string, diskMib: number) => Promise<void>;
   /** Deletes a created container that will not be used. */
@@ -37,6 +49,8 @@ export interface LayerPoolOptions {
  */
 export class LayerPool {
   private readonly ready = new Map<string, WarmSandbox[]>();
+  /** When sandboxes were taken, per (image, disk size): the last maxSize takes at most. */
+  private readonly taken = new Map<string, number[]>();
   private readonly filling = new Map<string, Promise<void>>();
   /** Names being prepared right now. */
   private readonly making = new Set<string>();
@@ -50,6 +64,7 @@ export class LayerPool {
    * replenish() once its start is done, so that refilling never competes with the start it serves.
    */
   async take(image: string, diskMib: number, claim: (warm: WarmSandbox) => void): Promise<WarmSandbox> {
+    this.noteTake(`${image}-${diskMib}`);
     const ready = this.ready.get(`${image}-${diskMib}`)?.shift();
     if (ready) {
       claim(ready);
@@ -91,18 +106,51 @@ export class LayerPool {
     }
   }
 
-  /** Prepares in the background until the pool for (image, disk size) is full again. */
+  /** How many sandboxes of (image, disk size) the pool aims to hold ready now (see maxSize). */
+  target(key: string): number {
+    const { size } = this.options;
+    const max = Math.max(size, this.options.maxSize ?? size);
+    if (size === 0 || max === size) return size;
+    const since = Date.now() - DEMAND_WINDOW_MS;
+    const recent = (this.taken.get(key) ?? []).filter((t) => t >= since).length;
+    return Math.min(max, Math.max(size, recent));
+  }
+
+  private noteTake(key: string): void {
+    const max = this.options.maxSize ?? this.options.size;
+    if (max <= this.options.size) return;
+    const list = this.taken.get(key) ?? [];
+    list.push(Date.now());
+    if (list.length > max) list.splice(0, list.length - max);
+    this.taken.set(key, list);
+  }
+
+  /**
+   * Prepares in the background until the pool for (image, disk size) holds its target again, one
+   * at a time: on a small host a second at once only takes CPU from the starts and execs under way
+   * (measured: bench/load.bench.mjs).
+   */
   replenish(image: string, diskMib: number): void {
     const key = `${image}-${diskMib}`;
     if (this.closed || this.options.size === 0 || this.filling.has(key)) return;
     const run = async () => {
       const list = this.ready.get(key) ?? [];
       this.ready.set(key, list);
-      while (!this.closed && list.length < this.options.size) {
-        // Into the pool in the same instant it stops being "in the making" (see holds()); close()
-        // waits for this loop, then removes everything in the pool.
-        await this.prepare(image, diskMib, (warm) => list.push(warm));
-      }
+      let making = 0;
+      const missing = () => this.target(key) - list.length - making;
+      const worker = async () => {
+        while (!this.closed && missing() > 0) {
+          making++;
+          try {
+            // Into the pool in the same instant it stops being "in the making" (see holds());
+            // close() waits for this loop, then removes everything in the pool.
+            await this.prepare(image, diskMib, (warm) => list.push(warm));
+          } finally {
+            making--;
+          }
+        }
+      };
+      await worker();
     };
     const p = run()
       .catch((e: unknown) =>

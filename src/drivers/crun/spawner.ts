@@ -1,0 +1,163 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { closeSync, fstatSync, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ProcessResult } from './run-process.js';
+
+/** Calls under way at once; more wait their turn (the shell runs each in the background). */
+const MAX_RUNNING = 64;
+
+interface Call {
+  n: number;
+  resolve: (result: ProcessResult) => void;
+  reject: (err: Error) => void;
+  maxOutput: number;
+  detached: boolean;
+}
+
+/**
+ * Runs host programs through one long-lived static busybox shell instead of spawning them from
+ * Node. spawn() forks the node process on its own thread (libuv, synchronously): with the page
+ * tables of a large process that holds the event loop for 2 to 15 ms per child, which under load
+ * was a third of the node's thread per lease (bench/RESULTS.md, issue 13). The shell is small, so
+ * its fork costs microseconds, and it forks on its own CPU time.
+ *
+ * Protocol: one command per line on the shell's stdin, run in the background with stdin from
+ * /dev/null and stdout, stderr into files of a private temporary directory; the shell answers
+ * `<n> <exit status>` on its stdout (one write, atomic on a pipe) once the program has exited.
+ * Arguments are single-quoted, so no word of them is interpreted. Output is read up to a cap, then
+ * the files are removed. Should the shell die, its calls under way fail and the next call starts a
+ * new shell.
+ */
+export class Spawner {
+  private shell: ChildProcess | undefined;
+  private readonly calls = new Map<number, Call>();
+  private readonly queued: { line: string; call: Call }[] = [];
+  private next = 0;
+  private buffered = '';
+  private readonly dir: string;
+
+  constructor(private readonly busybox: string) {
+    this.dir = mkdtempSync(join(tmpdir(), 'alacarte-spawner-'));
+    process.once('exit', () => rmSync(this.dir, { recursive: true, force: true }));
+  }
+
+  /**
+   * Runs `file args` to its end; resolves with its exit status (128 + n for a death by signal n) and
+   * its output up to `maxOutput` bytes each. `detached`: no output is kept (a created container
+   * keeps whatever stdio the runtime got). Rejects only when the shell itself failed.
+   */
+  run(file: string, args: readonly string[], maxOutput: number, detached = false): Promise<ProcessResult> {
+    return new Promise((resolve, reject) => {
+      const n = this.next++;
+      const call: Call = { n, resolve, reject, maxOutput, detached };
+      const words = [file, ...args].map(quote).join(' ');
+      const out = detached ? '/dev/null' : quote(join(this.dir, `${n}.out`));
+      const err = detached ? '/dev/null' : quote(join(this.dir, `${n}.err`));
+      const line = `(${words} </dev/null >${out} 2>${err}; echo "${n} $?") &\n`;
+      if (this.calls.size < MAX_RUNNING) this.send(line, call);
+      else this.queued.push({ line, call });
+    });
+  }
+
+  /** Ends the shell (programs it started run to their end) and removes its directory. */
+  close(): void {
+    this.shell?.stdin?.end();
+    this.shell = undefined;
+    for (const call of this.calls.values()) call.reject(new Error('the spawner was closed'));
+    this.calls.clear();
+    for (const { call } of this.queued.splice(0)) call.reject(new Error('the spawner was closed'));
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private send(line: string, call: Call): void {
+    const shell = this.ensureShell();
+    // Calls under way keep the process alive, an idle shell does not.
+    if (this.calls.size === 0) refOf(shell.stdout)?.ref();
+    this.calls.set(call.n, call);
+    shell.stdin?.write(line);
+  }
+
+  private ensureShell(): ChildProcess {
+    if (this.shell) return this.shell;
+    const shell = spawn(this.busybox, ['sh', '-s'], { stdio: ['pipe', 'pipe', 'ignore'] });
+    shell.stdout?.setEncoding('utf8');
+    shell.stdout?.on('data', (text: string) => this.answers(text));
+    const failed = (why: string) => {
+      if (this.shell !== shell) return;
+      this.shell = undefined;
+      this.buffered = '';
+      for (const call of this.calls.values()) call.reject(new Error(why));
+      this.calls.clear();
+    };
+    shell.on('error', (e) => failed(`the spawner shell failed: ${String(e)}`));
+    shell.on('exit', (code) => failed(`the spawner shell exited (${code})`));
+    shell.stdin?.on('error', () => {});
+    // It must not keep the node alive on its own (send() refs it while calls are under way).
+    shell.unref();
+    refOf(shell.stdin)?.unref();
+    refOf(shell.stdout)?.unref();
+    this.shell = shell;
+    return shell;
+  }
+
+  private answers(text: string): void {
+    this.buffered += text;
+    let at = this.buffered.indexOf('\n');
+    while (at >= 0) {
+      const line = this.buffered.slice(0, at);
+      this.buffered = this.buffered.slice(at + 1);
+      at = this.buffered.indexOf('\n');
+      const m = /^(\d+) (\d+)$/.exec(line);
+      if (!m) continue;
+      const call = this.calls.get(Number(m[1]));
+      if (!call) continue;
+      this.calls.delete(call.n);
+      const next = this.queued.shift();
+      if (next) this.send(next.line, next.call);
+      if (this.calls.size === 0 && this.shell) refOf(this.shell.stdout)?.unref();
+      call.resolve({
+        code: Number(m[2]),
+        stdout: call.detached ? '' : this.take(`${call.n}.out`, call.maxOutput),
+        stderr: call.detached ? '' : this.take(`${call.n}.err`, call.maxOutput),
+      });
+    }
+    // A line is a few digits: anything longer is not ours.
+    if (this.buffered.length > 1024) this.buffered = '';
+  }
+
+  /** Reads a call's output file up to max bytes, then removes it. */
+  private take(name: string, cap: number): string {
+    let max = cap;
+    const path = join(this.dir, name);
+    try {
+      const fd = openSync(path, 'r');
+      try {
+        const buf = Buffer.alloc(Math.min(max, fstatSync(fd).size));
+        max = buf.length;
+        let len = 0;
+        while (len < max) {
+          const got = readSync(fd, buf, len, max - len, null);
+          if (got === 0) break;
+          len += got;
+        }
+        return buf.subarray(0, len).toString('utf8');
+      } finally {
+        closeSync(fd);
+        rmSync(path, { force: true });
+      }
+    } catch {
+      return '';
+    }
+  }
+}
+
+function quote(word: string): string {
+  return `'${word.replaceAll("'", `'\\''`)}'`;
+}
+
+/** The ref()/unref() of a child's pipe (a net.Socket underneath; not in the stream types). */
+function refOf(stream: unknown): { ref: () => void; unref: () => void } | undefined {
+  const s = stream as { ref?: () => void; unref?: () => void } | null;
+  return s?.ref && s.unref ? (s as { ref: () => void; unref: () => void }) : undefined;
+}
