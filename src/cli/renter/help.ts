@@ -182,9 +182,12 @@ ${COMMON}`;
 HELP['wallet withdraw'] = `Usage: alacarte wallet withdraw BOLT11 [--mint URL] [--url URL] [--json]
 
 Pays a Lightning invoice with ecash from the wallet (a NUT-05 melt); unused fee reserve comes back.
+Prints the payment's preimage (the proof of payment) when the mint reports it: an L402 402's
+invoice paid this way is redeemed with Authorization: L402 <macaroon>:<preimage>.
 
 Examples:
   alacarte wallet withdraw lnbc10u1p...
+  alacarte wallet withdraw lnbc10u1p... --json | jq -r .preimage
 ${COMMON}`;
 HELP['wallet restore'] =
   `Usage: alacarte wallet restore [--seed-phrase-stdin] [--mint URL] [--url URL] [--json]
