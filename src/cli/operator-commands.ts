@@ -141,7 +141,11 @@ async function serve(args: string[], usage: string): Promise<number> {
   if (!images.has('debian'))
     process.stdout.write('image debian is not built yet: alacarte image build debian (npm start does)\n');
   const node = await AlacarteNode.create(config, { logger, driver, images: () => images.list() });
-  const { url, mintUrl, ssh } = await node.listen();
+  const { url, mintUrl, ssh } = await node.listen().catch(async (err: unknown) => {
+    await node.close().catch(() => undefined);
+    await driver.close().catch(() => undefined);
+    throw inUse(err, config.port) ?? err;
+  });
   process.stdout.write(
     `alacarte listening on ${url}\nmint: ${mintUrl}\ndata: ${config.dataDir}\n${driverLine}\n`,
   );
@@ -165,6 +169,16 @@ async function serve(args: string[], usage: string): Promise<number> {
   await driver.close();
   process.stdout.write('alacarte: stopped\n');
   return 0;
+}
+
+/** A listen error for an address that is taken, as a message with the next step; else undefined. */
+function inUse(err: unknown, httpPort: number): ConfigError | undefined {
+  const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+  if (e?.code !== 'EADDRINUSE') return undefined;
+  const flag = e.port === httpPort ? '--port' : '--ssh-port';
+  return new ConfigError(
+    `${e.address ?? 'the address'}:${e.port ?? '?'} is in use (another alacarte node?): stop it, or choose another ${flag}`,
+  );
 }
 
 /** Runs an operator command against the data directory's store, without starting the server. */

@@ -43,12 +43,15 @@ export class Context {
     this.progress = new Progress(io.stderr, this.json);
   }
 
-  /** The local wallet, created (with a new seed phrase) on first use. */
-  wallet(): LocalWallet {
+  /**
+   * The local wallet, created (with a new seed phrase) on first use, which is announced unless
+   * `announceNew` is false (a restore replaces that new wallet at once: its seed is not the user's).
+   */
+  wallet(options: { announceNew?: boolean } = {}): LocalWallet {
     if (!this.openedWallet) {
       // Commands of one user often run back to back (scripts): wait briefly for the other to finish.
       this.openedWallet = LocalWallet.open({ home: this.home, lockWaitMs: 30_000 });
-      if (this.openedWallet.isNew && !this.json) {
+      if (this.openedWallet.isNew && !this.json && options.announceNew !== false) {
         this.io.stderr.write(
           `alacarte: created a new wallet in ${this.home} — back up its seed phrase: alacarte wallet seed\n`,
         );

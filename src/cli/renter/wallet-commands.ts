@@ -191,7 +191,7 @@ const restore: Handler = async (ctx, values, positionals) => {
     );
   if (values['seed-phrase-stdin']) {
     const phrase = readFileSync(0, 'utf8').trim().split(/\s+/).join(' ');
-    const current = ctx.wallet();
+    const current = ctx.wallet({ announceNew: false });
     if (current.mnemonic !== phrase) {
       if (!current.balance().isZero() || current.pendingOps().length) {
         throw new WalletOperationError(

@@ -72,6 +72,8 @@ describe('alacarte CLI (renter)', { timeout: 240_000 }, () => {
     });
     expect(restored.code).toBe(0);
     expect(restored.stdout).toBe(`restored ${paid.balance} sat — balance: ${paid.balance} sat\n`);
+    // Not "created a new wallet — back up its seed phrase": the seed is the one just given.
+    expect(restored.stderr).not.toContain('created a new wallet');
     // The restored wallet spends normally (its counters moved past what the mint has signed).
     expect((await runCli(['wallet', 'send', '5'], elsewhere)).code).toBe(0);
   });
