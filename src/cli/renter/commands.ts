@@ -503,6 +503,7 @@ const exec: Handler = async (ctx, values, positionals, rest) => {
   const readIn = !values['no-stdin'] && (values.stdin === true || process.stdin.isTTY !== true);
   const stdin = readIn ? await readStdin(EXEC_STDIN_MAX) : undefined;
   ctx.progress.start('running');
+  const started = Date.now();
   // Bytes both ways: the command's input and output pass through unchanged.
   const result = await ctx.sdk({ wallet: false }).execBytes(id, rest, {
     stdin: stdin?.length ? stdin : undefined,
@@ -520,9 +521,19 @@ const exec: Handler = async (ctx, values, positionals, rest) => {
     ctx.io.stdout.write(result.stdout);
     ctx.io.stderr.write(result.stderr);
     if (result.truncated) ctx.io.stderr.write('alacarte exec: output truncated by the node\n');
+    // The node kills a command at its timeout (SIGKILL: 137) and its answer does not say why; a
+    // bare 137 after that long is that, and the way out is a flag the user may not know.
+    const limit = timeout ?? EXEC_DEFAULT_TIMEOUT;
+    if (result.exit_code === 137 && Date.now() - started >= limit * 1000)
+      ctx.io.stderr.write(
+        `alacarte exec: killed after ${limit} s, the exec's time limit; allow longer with --timeout SECONDS (at most 3600), or run it with --background\n`,
+      );
   }
   return result.exit_code;
 };
+
+/** The node's exec time limit when none is asked for, in seconds (POST /v1/leases/{id}/exec). */
+const EXEC_DEFAULT_TIMEOUT = 30;
 
 /** The most stdin `exec` sends, in bytes: the node takes no more (and its body limit may take less). */
 const EXEC_STDIN_MAX = 1024 * 1024;

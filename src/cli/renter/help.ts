@@ -75,7 +75,8 @@ ${COMMON}`,
   exec: `Usage: alacarte exec ID [--timeout SECONDS] [--stdin | --no-stdin | --background] [--json] -- COMMAND [ARG ...]
 
 Runs a command in the sandbox and writes its output; exits with the command's exit code.
-Bytes pass through unchanged both ways. Standard input that is not a terminal (a pipe, a file;
+The command is killed after --timeout SECONDS (default 30, at most 3600; exit code 137): give
+long jobs more, or start them with --background. Bytes pass through unchanged both ways. Standard input that is not a terminal (a pipe, a file;
 at most 1 MiB) goes to the command; --stdin reads a terminal too, --no-stdin reads nothing.
 --background starts it detached and returns at once, printing its pid; it runs until it exits or
 the lease ends, its output discarded (redirect it inside: sh -c 'cmd > /tmp/log 2>&1').
