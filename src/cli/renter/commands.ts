@@ -304,6 +304,9 @@ const offers: Handler = async (ctx, _values, positionals) => {
         ]
       : [`images: ${res.images.join(', ')}`]),
     `pays with Cashu ecash (${res.payment.cashu.unit}) of: ${res.payment.cashu.mints.join(', ')}`,
+    ...(res.payment.l402
+      ? [`and with Lightning (L402, ${res.payment.l402.unit}): see the 402 of a request`]
+      : []),
   ].join('\n');
   ctx.out(human, res);
   return 0;

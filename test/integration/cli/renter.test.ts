@@ -53,6 +53,13 @@ describe('alacarte CLI (renter)', { timeout: 240_000 }, () => {
     expect(again.stderr).toMatch(/^alacarte wallet receive: .+/m);
   });
 
+  it('offers names both ways to pay: the Cashu mint and, as this node takes it, Lightning (L402)', async () => {
+    const offers = await runCli(['offers'], user());
+    expect(offers.code).toBe(0);
+    expect(offers.stdout).toContain(`pays with Cashu ecash (sat) of: ${node.url}/mint\n`);
+    expect(offers.stdout).toContain('and with Lightning (L402, sat): see the 402 of a request\n');
+  });
+
   it('withdraws to a Lightning invoice, and restores a wallet from its seed phrase elsewhere', async () => {
     const me = user();
     await runJson(['wallet', 'topup', '100'], me);
