@@ -109,10 +109,13 @@ ${COMMON}`,
   shell: `Usage: alacarte shell ID [--url URL]
 
 Opens an interactive shell in the sandbox (raw terminal, window size follows yours). Leave it
-with 'exit' or Ctrl-D.
+with 'exit' or Ctrl-D; the command exits with the shell's status. Input piped in is typed into
+the shell (prompts and echo included) and ends it as Ctrl-D does; for a script's output alone,
+use alacarte exec ID -- sh -s < script.sh.
 
 Examples:
   alacarte shell lse_123
+  printf 'cd /tmp\nls\n' | alacarte shell lse_123
 ${COMMON}`,
   extend: `Usage: alacarte extend ID --for DURATION [--max N] [--url URL] [--json]
 

@@ -187,6 +187,19 @@ describe('alacarte CLI (renter)', { timeout: 240_000 }, () => {
     }
   });
 
+  it('runs what is piped into `shell`, shows its output and exits with the shell’s status', async () => {
+    const me = user();
+    await runJson(['wallet', 'topup', '100'], me);
+    const lease = await runJson<{ id: string }>(['rent', '--offer', 'small', '--for', '10m'], me);
+    const piped = await runCli(['shell', lease.id], me, { input: 'echo piped-$((6*7))\nexit 3\n' });
+    expect(piped.stdout).toContain('piped-42');
+    expect(piped.code).toBe(3);
+    // Input that ends without an exit ends the shell as Ctrl-D does: status 0, output kept.
+    const ended = await runCli(['shell', lease.id], me, { input: 'echo ended-$((2*3))\n' });
+    expect(ended.stdout).toContain('ended-6');
+    expect(ended.code).toBe(0);
+  });
+
   it('drives `shell` through a pseudo-terminal: typed `echo hi` shows hi, `exit` returns', async () => {
     const me = user();
     await runJson(['wallet', 'topup', '100'], me);
