@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import type { Server } from 'node:net';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Config, ConfigError, type ConfigInput, loadConfig, sshPortSetting } from '../config.js';
@@ -146,8 +147,10 @@ async function serve(args: string[], usage: string): Promise<number> {
     await driver.close().catch(() => undefined);
     throw inUse(err, config.port) ?? err;
   });
+  // Where this process answers; the public URL (behind a proxy, say) is what clients are told.
+  const local = listenUrl(node.app.server.address(), config.host);
   process.stdout.write(
-    `alacarte listening on ${url}\nmint: ${mintUrl}\ndata: ${config.dataDir}\n${driverLine}\n`,
+    `alacarte listening on ${local}\n${local === url ? '' : `public URL: ${url}\n`}mint: ${mintUrl}\ndata: ${config.dataDir}\n${driverLine}\n`,
   );
   if (ssh) process.stdout.write(`ssh: port ${ssh.port}, host key ${ssh.hostKeySha256}\n`);
   process.stdout.write(`lightning: ${node.lightning.id}\n`);
@@ -169,6 +172,12 @@ async function serve(args: string[], usage: string): Promise<number> {
   await driver.close();
   process.stdout.write('alacarte: stopped\n');
   return 0;
+}
+
+/** http://host:port of a listening server (IPv6 in brackets). */
+function listenUrl(address: ReturnType<Server['address']>, host: string): string {
+  const port = typeof address === 'object' && address ? address.port : 0;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
 /** A listen error for an address that is taken, as a message with the next step; else undefined. */

@@ -73,3 +73,18 @@ describe('alacarte serve on a port that is taken', () => {
     }
   });
 });
+
+describe('alacarte serve behind a public URL', () => {
+  it('says where it listens and, apart, the public URL clients are given', async () => {
+    const node = await serveNode({ env: { ALACARTE_PUBLIC_URL: 'https://alacarte.example.com' } });
+    try {
+      expect(node.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      expect((await fetch(`${node.url}/healthz`)).status).toBe(200);
+      expect(node.output()).toContain(
+        'public URL: https://alacarte.example.com\nmint: https://alacarte.example.com/mint\n',
+      );
+    } finally {
+      await node.stop();
+    }
+  });
+});
