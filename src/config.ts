@@ -27,7 +27,8 @@ const offerSchema = z
     bandwidth_mbit: z.number().int().min(1).max(100_000).default(DEFAULT_BANDWIDTH_MBIT),
     price: z.object({
       amount_per_hour: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
-      unit: z.literal('sat'),
+      // The mint's one unit: an operator may leave it out, as the README's list of keys does.
+      unit: z.literal('sat').default('sat'),
     }),
     min_seconds: z.number().int().min(1).default(60),
     max_seconds: z
@@ -273,7 +274,9 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   const fileDriver = (fromFile as { driver?: { kind?: unknown } }).driver;
   if (fromEnv.driver && fileDriver?.kind === (fromEnv.driver as { kind: string }).kind)
     merged.driver = fileDriver;
-  const parsed = configSchema.safeParse(merged);
+  const parsed = configSchema.safeParse(merged, {
+    error: (issue) => (issue.code === 'invalid_type' && issue.input === undefined ? 'required' : undefined),
+  });
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
     throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);

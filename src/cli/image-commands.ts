@@ -1,4 +1,5 @@
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config.js';
 import { ensureDebianImage } from '../drivers/crun/debian-image.js';
@@ -17,8 +18,8 @@ export const IMAGE_USAGE = `Usage:
   alacarte image rm NAME [--data DIR] [--config FILE]
 
   build debian    Debian 12 with python3, pip, venv, curl, git, ca-certificates and apt, from
-                  Debian's own packages (mmdebstrap; about half a minute). --if-missing: nothing
-                  to do when it is there.
+                  Debian's own packages (mmdebstrap; one to three minutes, its progress shown).
+                  --if-missing: nothing to do when it is there.
   pull REF        any OCI image: a registry reference (docker.io/library/python:3.12-slim,
                   127.0.0.1:5000/team/tool:1, docker://…) or a local OCI layout (oci:DIR[:TAG]).
                   Its Env, WorkingDir, Entrypoint and Cmd are honoured. --name: the name renters
@@ -48,7 +49,7 @@ export async function runImageCommand(args: string[]): Promise<number> {
     allowPositionals: true,
     strict: true,
   });
-  if (values.help || sub === undefined || sub === 'help') {
+  if (values.help || sub === undefined || sub === 'help' || sub === '--help' || sub === '-h') {
     (sub === undefined ? process.stderr : process.stdout).write(IMAGE_USAGE);
     return sub === undefined ? 2 : 0;
   }
@@ -99,6 +100,11 @@ export async function runImageCommand(args: string[]): Promise<number> {
       }
       case 'list': {
         const images = store.list();
+        // An empty list from the wrong directory reads as "no images": say where it looked.
+        if (!existsSync(store.imagesDir))
+          throw new ImageError(
+            `no images in ${resolve(store.imagesDir)}: give the data directory alacarte serve uses (--data DIR or ALACARTE_DATA)`,
+          );
         if (values.json) {
           process.stdout.write(`${JSON.stringify({ images })}\n`);
           return 0;

@@ -1,6 +1,8 @@
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import type { Server } from 'node:net';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { type ConfigInput, loadConfig, sshPortSetting } from '../config.js';
+import { type Config, ConfigError, type ConfigInput, loadConfig, sshPortSetting } from '../config.js';
 import { AlacarteError } from '../core/errors.js';
 import type { ComputeDriver } from '../drivers/compute-driver.js';
 import { CrunDriver } from '../drivers/crun/crun-driver.js';
@@ -22,12 +24,72 @@ export async function runOperatorCommand(
     case 'serve':
       return serve(args, usage);
     case 'mint rotate':
-      return operatorCommand(args, rotateKeyset);
+      return operatorCommand(args, rotateKeyset, MINT_ROTATE_USAGE);
     case 'ledger':
-      return operatorCommand(args, printLedger);
+      return operatorCommand(args, printLedger, LEDGER_USAGE);
     case 'payout':
       return payout(args);
   }
+}
+
+const DATA_OPTIONS = `  --data DIR      the node's data directory (default ./data, env ALACARTE_DATA): the one
+                  alacarte serve was given
+  --config FILE   the node's JSON configuration file, if it has one
+  -h, --help      this help`;
+
+export const LEDGER_USAGE = `Usage: alacarte ledger [--data DIR] [--config FILE] [--json]
+
+Prints the node's books from its store (as GET /v1/operator/ledger): received = charged +
+refunded + held, charged = paid out + payout pending + unpaid, per mint, and the mint's totals.
+Works while the node runs.
+
+${DATA_OPTIONS}
+  --json          the books as JSON
+
+Examples:
+  alacarte ledger --data /var/lib/alacarte
+  alacarte ledger --data /var/lib/alacarte --json | jq .unpaid
+`;
+
+export const MINT_ROTATE_USAGE = `Usage: alacarte mint rotate [--data DIR] [--config FILE]
+
+Starts a new active keyset of the node's mint; older keysets keep redeeming. A running node picks
+it up within seconds.
+
+${DATA_OPTIONS}
+
+Examples:
+  alacarte mint rotate --data /var/lib/alacarte
+`;
+
+export const PAYOUT_USAGE = `Usage: alacarte payout --to BOLT11 [--from own|MINT_URL] [--data DIR] [--config FILE] [--json]
+
+Pays what the node earned (charged by ended leases, less what was paid out) to a Lightning
+invoice of yours, as POST /v1/operator/payout does. The invoice must carry an amount, at most
+what the source has unpaid (alacarte ledger shows it).
+
+  --to BOLT11     the invoice to pay
+  --from SOURCE   own: the own mint's Lightning backend; a trusted mint's URL: melt the ecash
+                  held there. Default: the own mint if its unpaid covers the invoice, else the
+                  trusted mint with the most unpaid
+${DATA_OPTIONS}
+  --json          the payout as JSON
+
+Examples:
+  alacarte ledger --data /var/lib/alacarte          # see what is unpaid
+  alacarte payout --to lnbc2u1p... --data /var/lib/alacarte
+`;
+
+/**
+ * The data directory of an existing node, or a ConfigError naming the one looked at: an operator
+ * command run from the wrong directory must not quietly create a new node (new mint seed, empty
+ * books) and report on that.
+ */
+function requireNodeData(config: Config): void {
+  if (existsSync(join(config.dataDir, 'mint.seed'))) return;
+  throw new ConfigError(
+    `no node's data in ${resolve(config.dataDir)} (no mint.seed there): give the data directory alacarte serve uses, with --data DIR or ALACARTE_DATA`,
+  );
 }
 
 async function serve(args: string[], usage: string): Promise<number> {
@@ -80,9 +142,15 @@ async function serve(args: string[], usage: string): Promise<number> {
   if (!images.has('debian'))
     process.stdout.write('image debian is not built yet: alacarte image build debian (npm start does)\n');
   const node = await AlacarteNode.create(config, { logger, driver, images: () => images.list() });
-  const { url, mintUrl, ssh } = await node.listen();
+  const { url, mintUrl, ssh } = await node.listen().catch(async (err: unknown) => {
+    await node.close().catch(() => undefined);
+    await driver.close().catch(() => undefined);
+    throw inUse(err, config.port) ?? err;
+  });
+  // Where this process answers; the public URL (behind a proxy, say) is what clients are told.
+  const local = listenUrl(node.app.server.address(), config.host);
   process.stdout.write(
-    `alacarte listening on ${url}\nmint: ${mintUrl}\ndata: ${config.dataDir}\n${driverLine}\n`,
+    `alacarte listening on ${local}\n${local === url ? '' : `public URL: ${url}\n`}mint: ${mintUrl}\ndata: ${config.dataDir}\n${driverLine}\n`,
   );
   if (ssh) process.stdout.write(`ssh: port ${ssh.port}, host key ${ssh.hostKeySha256}\n`);
   process.stdout.write(`lightning: ${node.lightning.id}\n`);
@@ -106,17 +174,44 @@ async function serve(args: string[], usage: string): Promise<number> {
   return 0;
 }
 
+/** http://host:port of a listening server (IPv6 in brackets). */
+function listenUrl(address: ReturnType<Server['address']>, host: string): string {
+  const port = typeof address === 'object' && address ? address.port : 0;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+/** A listen error for an address that is taken, as a message with the next step; else undefined. */
+function inUse(err: unknown, httpPort: number): ConfigError | undefined {
+  const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+  if (e?.code !== 'EADDRINUSE') return undefined;
+  const flag = e.port === httpPort ? '--port' : '--ssh-port';
+  return new ConfigError(
+    `${e.address ?? 'the address'}:${e.port ?? '?'} is in use (another alacarte node?): stop it, or choose another ${flag}`,
+  );
+}
+
 /** Runs an operator command against the data directory's store, without starting the server. */
 async function operatorCommand(
   args: string[],
   run: (node: AlacarteNode, json: boolean) => Promise<void>,
+  usage: string,
 ): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: { data: { type: 'string' }, config: { type: 'string' }, json: { type: 'boolean' } },
+    options: {
+      data: { type: 'string' },
+      config: { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
     strict: true,
   });
+  if (values.help) {
+    process.stdout.write(usage);
+    return 0;
+  }
   const config = loadConfig({ file: values.config, env: process.env, flags: { dataDir: values.data } });
+  requireNodeData(config);
   const node = await AlacarteNode.create(config, { logger: silentLogger() });
   try {
     await run(node, values.json === true);
@@ -139,14 +234,20 @@ async function payout(args: string[]): Promise<number> {
       data: { type: 'string' },
       config: { type: 'string' },
       json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
     },
     strict: true,
   });
+  if (values.help) {
+    process.stdout.write(PAYOUT_USAGE);
+    return 0;
+  }
   if (values.to === undefined) {
-    process.stderr.write('alacarte: usage: alacarte payout --to BOLT11 [--from own|MINT_URL] [--data DIR]\n');
+    process.stderr.write(`alacarte payout: which invoice? --to BOLT11\n\n${PAYOUT_USAGE}`);
     return 2;
   }
   const config = loadConfig({ file: values.config, env: process.env, flags: { dataDir: values.data } });
+  requireNodeData(config);
   const node = await AlacarteNode.create(config, { logger: silentLogger() });
   try {
     const answer = await node.payouts.payout(values.to, values.from);
@@ -164,6 +265,11 @@ async function payout(args: string[]): Promise<number> {
   } catch (err) {
     if (!(err instanceof AlacarteError)) throw err;
     process.stderr.write(`alacarte: payout refused (${err.code}): ${err.message}\n`);
+    const unpaid = err.details.unpaid;
+    if (err.code === 'payout_too_large' && typeof unpaid === 'number')
+      process.stderr.write(
+        `unpaid: ${unpaid} ${config.mint.unit}; ask your wallet for an invoice of at most that (alacarte ledger shows it per mint)\n`,
+      );
     return 1;
   } finally {
     await node.close();

@@ -87,7 +87,7 @@ export function quote(
     return {
       ok: false,
       code: 'invalid_request',
-      message: `seconds must be a whole number from ${found.minSeconds} to ${found.maxSeconds} for offer '${found.id}'`,
+      message: `seconds must be a whole number from ${found.minSeconds} (${spoken(found.minSeconds)}) to ${found.maxSeconds} (${spoken(found.maxSeconds)}) for offer '${found.id}'`,
     };
   }
   return { ok: true, quote: { offer: found, seconds, amount: priceFor(found, seconds) } };
@@ -138,4 +138,25 @@ export function offerToJson(o: Offer): OfferJson {
     min_seconds: o.minSeconds,
     max_seconds: o.maxSeconds,
   };
+}
+
+/**
+ * Seconds as the CLI's durations read (`30d`, `1h30m`, `90s`): an offer's bounds in an error are
+ * then legible to whoever typed `--for 5s`, not only to a program.
+ */
+function spoken(seconds: number): string {
+  const parts: string[] = [];
+  let left = seconds;
+  for (const [unit, size] of [
+    ['d', 86_400],
+    ['h', 3600],
+    ['m', 60],
+    ['s', 1],
+  ] as const) {
+    if (left >= size) {
+      parts.push(`${Math.floor(left / size)}${unit}`);
+      left %= size;
+    }
+  }
+  return parts.join('') || '0s';
 }

@@ -89,14 +89,18 @@ export const quoteQuery = z
     offer: z.string().min(1).max(32),
     seconds: z
       .string()
-      .regex(/^[0-9]{1,9}$/, 'seconds must be a whole number')
+      .regex(/^[0-9]{1,9}$/, 'a whole number of seconds, e.g. 3600')
       .transform(Number),
   })
   .strict();
 
 /** Validates with a schema or throws the API's `invalid_request`. */
 export function parseWith<S extends z.ZodType>(schema: S, input: unknown): z.infer<S> {
-  const result = schema.safeParse(input ?? {});
+  // Zod's own words for a missing field ("Invalid input: expected string, received undefined")
+  // read as a type error to someone who simply left the field out.
+  const result = schema.safeParse(input ?? {}, {
+    error: (issue) => (issue.code === 'invalid_type' && issue.input === undefined ? 'required' : undefined),
+  });
   if (!result.success) {
     const issue = result.error.issues[0];
     const where = issue?.path.length ? `${issue.path.join('.')}: ` : '';

@@ -300,7 +300,10 @@ export class LocalWallet {
 
   // ---- withdraw (NUT-05) ----
 
-  async withdraw(invoice: string, mint: string): Promise<{ amount: Amount; fee: Amount }> {
+  async withdraw(
+    invoice: string,
+    mint: string,
+  ): Promise<{ amount: Amount; fee: Amount; preimage: string | null }> {
     return this.serial(async () => {
       const w = await this.cashu(mint);
       const q = await w.createMeltQuoteBolt11(invoice.trim());
@@ -323,7 +326,12 @@ export class LocalWallet {
         });
         const spent = sumOf(inputs) - sumOf(change);
         const paid = q.amount.toNumber();
-        return { amount: Amount.of(paid, this.unit), fee: Amount.of(Math.max(0, spent - paid), this.unit) };
+        return {
+          amount: Amount.of(paid, this.unit),
+          fee: Amount.of(Math.max(0, spent - paid), this.unit),
+          // The proof of payment an L402 server asks for; null when the mint's backend gives none.
+          preimage: res.quote.payment_preimage ?? null,
+        };
       } catch (err) {
         await this.settle(this.requireOp(opId, 'melt')).catch(() => undefined);
         throw toWalletError(err, 'withdrawal failed');

@@ -1,8 +1,54 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, type ServedNode, serveNode } from '../helpers/cli.js';
+import { CLI, type ServedNode, serveNode, tempDir } from '../helpers/cli.js';
 
 const OPERATOR = 'operator-token-for-cli-tests-0123456789';
+
+/** Runs the built CLI and keeps what a user sees: exit code, stdout and stderr. */
+function run(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env } });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('operator commands without a node', () => {
+  it('answer --help with their usage on stdout, exit 0, for every operator command', () => {
+    for (const [args, usage] of [
+      [['ledger', '--help'], 'Usage: alacarte ledger'],
+      [['payout', '--help'], 'Usage: alacarte payout --to BOLT11'],
+      [['mint', 'rotate', '--help'], 'Usage: alacarte mint rotate'],
+      [['image', '--help'], 'alacarte image build debian'],
+      [['serve', '--help'], 'alacarte serve [--host H]'],
+    ] as const) {
+      const r = run([...args]);
+      expect({ args, status: r.status, stderr: r.stderr }).toEqual({ args, status: 0, stderr: '' });
+      expect(r.stdout).toContain(usage);
+    }
+  });
+
+  it('refuse a directory that holds no node, saying which one and what to give, and create nothing there', () => {
+    const empty = join(tempDir('not-a-node'), 'data');
+    for (const args of [
+      ['ledger', '--data', empty],
+      ['mint', 'rotate', '--data', empty],
+      ['payout', '--to', 'lnbcrt10n1x', '--data', empty],
+    ]) {
+      const r = run(args);
+      expect({ args, status: r.status, stdout: r.stdout }).toEqual({ args, status: 1, stdout: '' });
+      expect(r.stderr).toContain(`no node's data in ${empty}`);
+      expect(r.stderr).toContain('--data DIR');
+    }
+    expect(existsSync(empty)).toBe(false);
+  });
+
+  it('image list says where it looked when that directory has no images', () => {
+    const empty = join(tempDir('not-a-node'), 'data');
+    const r = run(['image', 'list', '--data', empty]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(`no images in ${join(empty, 'images')}`);
+  });
+});
 
 function alacarte(args: string[]): string {
   return execFileSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env } });
@@ -60,5 +106,21 @@ describe('operator commands', () => {
     }
     expect(after.keysets.find((k) => k.id === newId)?.active).toBe(true);
     expect(after.keysets.find((k) => k.id === oldActive)?.active).toBe(false);
+  });
+
+  it('alacarte payout of more than is unpaid says how much is unpaid, and pays nothing', async () => {
+    const quote = (await fetch(`${node.mintUrl}/v1/mint/quote/bolt11`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ amount: 5, unit: 'sat' }),
+    }).then((r) => r.json())) as { request: string };
+    const r = run(['payout', '--to', quote.request, '--data', node.dataDir]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('payout refused (payout_too_large)');
+    expect(r.stderr).toContain('unpaid: 0 sat; ask your wallet for an invoice of at most that');
+    const books = JSON.parse(alacarte(['ledger', '--data', node.dataDir, '--json'])) as {
+      payouts: unknown[];
+    };
+    expect(books.payouts).toEqual([]);
   });
 });

@@ -1,7 +1,9 @@
+import { spawnSync } from 'node:child_process';
 import { statSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ServedNode, serveNode } from '../helpers/cli.js';
+import { CLI, type ServedNode, serveNode, tempDir } from '../helpers/cli.js';
 
 describe('alacarte serve', () => {
   let node: ServedNode;
@@ -46,5 +48,43 @@ describe('alacarte serve', () => {
     const code = await node.stop('SIGTERM');
     expect(code).toBe(0);
     expect(node.output()).toContain('stopped');
+  });
+});
+
+describe('alacarte serve on a port that is taken', () => {
+  it('says which address is in use and which flag picks another, and exits 1', async () => {
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    const port = (taken.address() as { port: number }).port;
+    try {
+      const args = ['serve', '--port', String(port), '--ssh-port', 'off', '--data', tempDir('data')];
+      const r = spawnSync(process.execPath, [CLI, ...args], {
+        encoding: 'utf8',
+        env: { ...process.env, ALACARTE_LOG_LEVEL: 'warn' },
+        timeout: 60_000,
+      });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain(
+        `alacarte: 127.0.0.1:${port} is in use (another alacarte node?): stop it, or choose another --port`,
+      );
+      expect(r.stderr).not.toContain('EADDRINUSE');
+    } finally {
+      taken.close();
+    }
+  });
+});
+
+describe('alacarte serve behind a public URL', () => {
+  it('says where it listens and, apart, the public URL clients are given', async () => {
+    const node = await serveNode({ env: { ALACARTE_PUBLIC_URL: 'https://alacarte.example.com' } });
+    try {
+      expect(node.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      expect((await fetch(`${node.url}/healthz`)).status).toBe(200);
+      expect(node.output()).toContain(
+        'public URL: https://alacarte.example.com\nmint: https://alacarte.example.com/mint\n',
+      );
+    } finally {
+      await node.stop();
+    }
   });
 });

@@ -32,6 +32,24 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ file: '/nonexistent/alacarte.json' })).toThrow(/cannot read config file/);
   });
 
+  it('takes an offer written with the keys the README lists (price without its unit), and names a missing one as required', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'alacarte-config-'));
+    const file = join(dir, 'config.json');
+    const tiny = {
+      id: 'tiny',
+      vcpu: 0.5,
+      memory_mib: 128,
+      pids: 64,
+      disk_mib: 64,
+      price: { amount_per_hour: 6 },
+    };
+    writeFileSync(file, JSON.stringify({ offers: [tiny] }));
+    expect(loadConfig({ file }).offers?.[0]?.price).toEqual({ amount_per_hour: 6, unit: 'sat' });
+    const { pids: _pids, ...noPids } = tiny;
+    writeFileSync(file, JSON.stringify({ offers: [noPids] }));
+    expect(() => loadConfig({ file })).toThrow('invalid configuration: offers.0.pids: required');
+  });
+
   it('serves SSH on 2222 by default; the port is set by file, env or flag, and `off` turns it off', () => {
     expect(loadConfig().ssh).toEqual({ enabled: true, port: 2222 });
     const dir = mkdtempSync(join(tmpdir(), 'alacarte-config-'));

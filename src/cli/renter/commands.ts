@@ -43,12 +43,15 @@ export class Context {
     this.progress = new Progress(io.stderr, this.json);
   }
 
-  /** The local wallet, created (with a new seed phrase) on first use. */
-  wallet(): LocalWallet {
+  /**
+   * The local wallet, created (with a new seed phrase) on first use, which is announced unless
+   * `announceNew` is false (a restore replaces that new wallet at once: its seed is not the user's).
+   */
+  wallet(options: { announceNew?: boolean } = {}): LocalWallet {
     if (!this.openedWallet) {
       // Commands of one user often run back to back (scripts): wait briefly for the other to finish.
       this.openedWallet = LocalWallet.open({ home: this.home, lockWaitMs: 30_000 });
-      if (this.openedWallet.isNew && !this.json) {
+      if (this.openedWallet.isNew && !this.json && options.announceNew !== false) {
         this.io.stderr.write(
           `alacarte: created a new wallet in ${this.home} — back up its seed phrase: alacarte wallet seed\n`,
         );
@@ -301,6 +304,9 @@ const offers: Handler = async (ctx, _values, positionals) => {
         ]
       : [`images: ${res.images.join(', ')}`]),
     `pays with Cashu ecash (${res.payment.cashu.unit}) of: ${res.payment.cashu.mints.join(', ')}`,
+    ...(res.payment.l402
+      ? [`and with Lightning (L402, ${res.payment.l402.unit}): see the 402 of a request`]
+      : []),
   ].join('\n');
   ctx.out(human, res);
   return 0;
@@ -500,6 +506,7 @@ const exec: Handler = async (ctx, values, positionals, rest) => {
   const readIn = !values['no-stdin'] && (values.stdin === true || process.stdin.isTTY !== true);
   const stdin = readIn ? await readStdin(EXEC_STDIN_MAX) : undefined;
   ctx.progress.start('running');
+  const started = Date.now();
   // Bytes both ways: the command's input and output pass through unchanged.
   const result = await ctx.sdk({ wallet: false }).execBytes(id, rest, {
     stdin: stdin?.length ? stdin : undefined,
@@ -517,9 +524,19 @@ const exec: Handler = async (ctx, values, positionals, rest) => {
     ctx.io.stdout.write(result.stdout);
     ctx.io.stderr.write(result.stderr);
     if (result.truncated) ctx.io.stderr.write('alacarte exec: output truncated by the node\n');
+    // The node kills a command at its timeout (SIGKILL: 137) and its answer does not say why; a
+    // bare 137 after that long is that, and the way out is a flag the user may not know.
+    const limit = timeout ?? EXEC_DEFAULT_TIMEOUT;
+    if (result.exit_code === 137 && Date.now() - started >= limit * 1000)
+      ctx.io.stderr.write(
+        `alacarte exec: killed after ${limit} s, the exec's time limit; allow longer with --timeout SECONDS (at most 3600), or run it with --background\n`,
+      );
   }
   return result.exit_code;
 };
+
+/** The node's exec time limit when none is asked for, in seconds (POST /v1/leases/{id}/exec). */
+const EXEC_DEFAULT_TIMEOUT = 30;
 
 /** The most stdin `exec` sends, in bytes: the node takes no more (and its body limit may take less). */
 const EXEC_STDIN_MAX = 1024 * 1024;

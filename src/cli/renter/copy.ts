@@ -66,7 +66,7 @@ async function upload(sdk: Alacarte, local: string, dst: { lease: string; path: 
     const failed = localTool(tar, 'tar -c');
     const r = await sdk.files.write(dst.lease, target, tar.stdout, { tar: true });
     await failed;
-    return done(r.size, `${dst.lease}:${r.path}/`, r);
+    return done(r.size, `${dst.lease}:${r.path}/`, r, 'directory');
   }
   if (!stat.isFile()) throw new UsageError(`${local} is not a file or a directory`, 'cp');
   const mode = (stat.mode & 0o7777).toString(8).padStart(4, '0');
@@ -106,7 +106,7 @@ async function download(
     const failed = localTool(tar, 'tar -x');
     await pipeline(got.stream, count, tar.stdin);
     await failed;
-    return done(size, `${target}/`, { path: target, size, kind: 'directory' });
+    return done(size, `${target}/`, { path: target, size, kind: 'directory' }, 'directory');
   }
   // Checked before the transfer, so the error names the user's path, not the temporary file.
   if (!isDirectory(dirname(target))) {
@@ -161,6 +161,8 @@ function localTool(child: ReturnType<typeof spawn>, what: string): Promise<void>
   });
 }
 
-function done(size: number, where: string, json: Record<string, unknown>): Copied {
-  return { human: `copied ${size} bytes to ${where}`, json };
+/** The line a copy prints: a directory's size is its tar archive's, which the line says. */
+function done(size: number, where: string, json: Record<string, unknown>, kind?: 'directory'): Copied {
+  const what = kind === 'directory' ? `a directory (a tar archive of ${size} bytes)` : `${size} bytes`;
+  return { human: `copied ${what} to ${where}`, json };
 }

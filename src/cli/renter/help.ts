@@ -75,7 +75,8 @@ ${COMMON}`,
   exec: `Usage: alacarte exec ID [--timeout SECONDS] [--stdin | --no-stdin | --background] [--json] -- COMMAND [ARG ...]
 
 Runs a command in the sandbox and writes its output; exits with the command's exit code.
-Bytes pass through unchanged both ways. Standard input that is not a terminal (a pipe, a file;
+The command is killed after --timeout SECONDS (default 30, at most 3600; exit code 137): give
+long jobs more, or start them with --background. Bytes pass through unchanged both ways. Standard input that is not a terminal (a pipe, a file;
 at most 1 MiB) goes to the command; --stdin reads a terminal too, --no-stdin reads nothing.
 --background starts it detached and returns at once, printing its pid; it runs until it exits or
 the lease ends, its output discarded (redirect it inside: sh -c 'cmd > /tmp/log 2>&1').
@@ -108,10 +109,13 @@ ${COMMON}`,
   shell: `Usage: alacarte shell ID [--url URL]
 
 Opens an interactive shell in the sandbox (raw terminal, window size follows yours). Leave it
-with 'exit' or Ctrl-D.
+with 'exit' or Ctrl-D; the command exits with the shell's status. Input piped in is typed into
+the shell (prompts and echo included) and ends it as Ctrl-D does; for a script's output alone,
+use alacarte exec ID -- sh -s < script.sh.
 
 Examples:
   alacarte shell lse_123
+  printf 'cd /tmp\nls\n' | alacarte shell lse_123
 ${COMMON}`,
   extend: `Usage: alacarte extend ID --for DURATION [--max N] [--url URL] [--json]
 
@@ -182,9 +186,12 @@ ${COMMON}`;
 HELP['wallet withdraw'] = `Usage: alacarte wallet withdraw BOLT11 [--mint URL] [--url URL] [--json]
 
 Pays a Lightning invoice with ecash from the wallet (a NUT-05 melt); unused fee reserve comes back.
+Prints the payment's preimage (the proof of payment) when the mint reports it: an L402 402's
+invoice paid this way is redeemed with Authorization: L402 <macaroon>:<preimage>.
 
 Examples:
   alacarte wallet withdraw lnbc10u1p...
+  alacarte wallet withdraw lnbc10u1p... --json | jq -r .preimage
 ${COMMON}`;
 HELP['wallet restore'] =
   `Usage: alacarte wallet restore [--seed-phrase-stdin] [--mint URL] [--url URL] [--json]

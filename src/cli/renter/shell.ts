@@ -5,6 +5,9 @@ import type { Io } from './ui.js';
  * An interactive shell in a sandbox: the local terminal goes raw (every key goes to the sandbox,
  * Ctrl-C included), the window size follows, and the terminal is restored however it ends.
  */
+/** Ctrl-D: on a terminal at the start of a line, the end of the shell's input. */
+const END_OF_INPUT = Buffer.from([0x04]);
+
 export async function runShell(sdk: Alacarte, id: string, io: Io): Promise<number> {
   const stdin = process.stdin;
   const size = () => ({ cols: io.stdout.columns || 80, rows: io.stdout.rows || 24 });
@@ -28,7 +31,10 @@ export async function runShell(sdk: Alacarte, id: string, io: Io): Promise<numbe
       terminal.once('close', resolve);
       terminal.once('error', reject);
       stdin.on('data', (chunk: Buffer) => terminal.write(chunk));
-      stdin.once('end', () => terminal.end());
+      // The attach socket has no half-close: ending it ends the shell, output and all. Input piped in
+      // (`alacarte shell ID < script`) ends as a typed Ctrl-D does, so the shell reads it all, runs
+      // it and exits with its own status, as `ssh host < script` does.
+      stdin.once('end', () => (raw ? terminal.end() : terminal.write(END_OF_INPUT)));
       stdin.resume();
     });
   } finally {

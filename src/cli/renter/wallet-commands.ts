@@ -171,12 +171,13 @@ const withdraw: Handler = async (ctx, values, positionals) => {
   const paid = await wallet.withdraw(invoice, mint);
   ctx.progress.stop();
   ctx.out(
-    `paid ${paid.amount.value} ${paid.amount.unit} (fee ${paid.fee.value} ${paid.fee.unit}) — ${balanceLine(wallet)}`,
+    `paid ${paid.amount.value} ${paid.amount.unit} (fee ${paid.fee.value} ${paid.fee.unit}) — ${balanceLine(wallet)}${paid.preimage ? `\npreimage: ${paid.preimage}` : ''}`,
     {
       paid: Number(paid.amount.value),
       fee: Number(paid.fee.value),
       balance: Number(wallet.balance().value),
       unit: wallet.unit,
+      preimage: paid.preimage,
     },
   );
   return 0;
@@ -190,7 +191,7 @@ const restore: Handler = async (ctx, values, positionals) => {
     );
   if (values['seed-phrase-stdin']) {
     const phrase = readFileSync(0, 'utf8').trim().split(/\s+/).join(' ');
-    const current = ctx.wallet();
+    const current = ctx.wallet({ announceNew: false });
     if (current.mnemonic !== phrase) {
       if (!current.balance().isZero() || current.pendingOps().length) {
         throw new WalletOperationError(

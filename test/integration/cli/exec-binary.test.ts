@@ -158,5 +158,14 @@ describe('exec passes bytes unchanged', { timeout: 120_000 }, () => {
     const big = await run(['exec', mine.id, '--', 'wc', '-c'], randomBytes(1024 * 1024 + 1));
     expect(big.code).not.toBe(0);
     expect(big.stderr.toString()).toContain('stdin is over');
+    // A command killed at its time limit says so and how to allow more, not a bare exit 137.
+    const slow = await run(['exec', mine.id, '--timeout', '1', '--', 'sleep', '30'], Buffer.alloc(0));
+    expect(slow.code).toBe(137);
+    expect(slow.stderr.toString()).toBe(
+      "alacarte exec: killed after 1 s, the exec's time limit; allow longer with --timeout SECONDS (at most 3600), or run it with --background\n",
+    );
+    const killed = await run(['exec', mine.id, '--', 'sh', '-c', 'kill -9 $$'], Buffer.alloc(0));
+    expect(killed.code).toBe(137);
+    expect(killed.stderr.toString()).toBe('');
   });
 });

@@ -53,6 +53,13 @@ describe('alacarte CLI (renter)', { timeout: 240_000 }, () => {
     expect(again.stderr).toMatch(/^alacarte wallet receive: .+/m);
   });
 
+  it('offers names both ways to pay: the Cashu mint and, as this node takes it, Lightning (L402)', async () => {
+    const offers = await runCli(['offers'], user());
+    expect(offers.code).toBe(0);
+    expect(offers.stdout).toContain(`pays with Cashu ecash (sat) of: ${node.url}/mint\n`);
+    expect(offers.stdout).toContain('and with Lightning (L402, sat): see the 402 of a request\n');
+  });
+
   it('withdraws to a Lightning invoice, and restores a wallet from its seed phrase elsewhere', async () => {
     const me = user();
     await runJson(['wallet', 'topup', '100'], me);
@@ -72,6 +79,8 @@ describe('alacarte CLI (renter)', { timeout: 240_000 }, () => {
     });
     expect(restored.code).toBe(0);
     expect(restored.stdout).toBe(`restored ${paid.balance} sat — balance: ${paid.balance} sat\n`);
+    // Not "created a new wallet — back up its seed phrase": the seed is the one just given.
+    expect(restored.stderr).not.toContain('created a new wallet');
     // The restored wallet spends normally (its counters moved past what the mint has signed).
     expect((await runCli(['wallet', 'send', '5'], elsewhere)).code).toBe(0);
   });
@@ -176,6 +185,19 @@ describe('alacarte CLI (renter)', { timeout: 240_000 }, () => {
       expect(help.code).toBe(0);
       expect(help.stdout).toContain('Examples:');
     }
+  });
+
+  it('runs what is piped into `shell`, shows its output and exits with the shell’s status', async () => {
+    const me = user();
+    await runJson(['wallet', 'topup', '100'], me);
+    const lease = await runJson<{ id: string }>(['rent', '--offer', 'small', '--for', '10m'], me);
+    const piped = await runCli(['shell', lease.id], me, { input: 'echo piped-$((6*7))\nexit 3\n' });
+    expect(piped.stdout).toContain('piped-42');
+    expect(piped.code).toBe(3);
+    // Input that ends without an exit ends the shell as Ctrl-D does: status 0, output kept.
+    const ended = await runCli(['shell', lease.id], me, { input: 'echo ended-$((2*3))\n' });
+    expect(ended.stdout).toContain('ended-6');
+    expect(ended.code).toBe(0);
   });
 
   it('drives `shell` through a pseudo-terminal: typed `echo hi` shows hi, `exit` returns', async () => {

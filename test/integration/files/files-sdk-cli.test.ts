@@ -121,6 +121,10 @@ describe('alacarte cp', { timeout: 120_000 }, () => {
     writeFileSync(join(dir, 'site/run.sh'), '#!/bin/sh\necho served\n', { mode: 0o755 });
     const up = await runCli(['cp', join(dir, 'site'), `${leaseId}:/srv/www`], env());
     expect(up.code, up.stderr).toBe(0);
+    // Its size is the archive's, not the files' (29 bytes here): the line says which it is.
+    expect(up.stdout).toMatch(
+      new RegExp(`^copied a directory \\(a tar archive of \\d+ bytes\\) to ${leaseId}:/srv/www/\n$`),
+    );
     expect((await sdk.exec(leaseId, ['sh', '-c', 'cat /srv/www/css/a.css; /srv/www/run.sh'])).stdout).toBe(
       'body{}served\n',
     );
@@ -128,6 +132,7 @@ describe('alacarte cp', { timeout: 120_000 }, () => {
     mkdirSync(back);
     const down = await runCli(['cp', `${leaseId}:/srv/www`, back], env());
     expect(down.code, down.stderr).toBe(0);
+    expect(down.stdout).toMatch(/^copied a directory \(a tar archive of \d+ bytes\) to .+\/www\/\n$/);
     expect(readFileSync(join(back, 'www/index.html'), 'utf8')).toBe('<h1>hi</h1>');
     expect(readFileSync(join(back, 'www/css/a.css'), 'utf8')).toBe('body{}');
     expect(statSync(join(back, 'www/run.sh')).mode & 0o777).toBe(0o755);

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Amount } from '../../../src/core/amount.js';
@@ -179,5 +180,18 @@ describe('LocalWallet against the node mint', { timeout: 120_000 }, () => {
     expect(sats(out.amount)).toBe(25);
     expect(sats(w.balance())).toBe(75 - sats(out.fee));
     expect(w.pendingOps()).toHaveLength(0);
+  });
+
+  it("answers a withdrawal with the payment's preimage, the proof an L402 server asks for", async () => {
+    const w = await funded(100);
+    // An invoice of the mint's own Lightning backend, as the node's L402 challenges carry.
+    const invoice = await m.mint.lightning.createInvoice(Amount.of(12), 'l402');
+    const out = await w.withdraw(invoice.bolt11, m.mintUrl);
+    expect(sats(out.amount)).toBe(12);
+    expect(out.preimage).toMatch(/^[0-9a-f]{64}$/);
+    const hashed = createHash('sha256')
+      .update(Buffer.from(out.preimage ?? '', 'hex'))
+      .digest('hex');
+    expect(hashed).toBe(invoice.paymentHash);
   });
 });
