@@ -141,6 +141,10 @@ const notRunning = (leaseId: string) =>
  */
 export class LxdDriver implements ComputeDriver {
   readonly id = 'lxd';
+  /** Every replica reaches the same daemon or cluster: its instances, by owner tag. */
+  get sharedTarget(): string {
+    return `lxd:${this.owner}`;
+  }
   private readonly owner: string;
   private readonly pool: string;
   private readonly logger: DriverLogger;
