@@ -130,6 +130,25 @@ describe.skipIf(skip !== undefined)(`3 replicas on one PostgreSQL and one LXD ${
     expect(back).toBeGreaterThan(2 * PRICE - 5);
     expect(back).toBeLessThan(2 * PRICE);
 
+    // Another lease, bought through A; B restarts (kill -9): its reconcile of the shared target
+    // leaves A's healthy lease running.
+    const [more] = (await tokens(`${url(0)}/mint`, 1, PRICE)).tokens;
+    const second = await postJson(
+      `${url(0)}/v1/leases`,
+      { offer: 'quarter', seconds: 3600, image: 'busybox' },
+      { 'x-cashu': more!.token },
+    );
+    expect(second.status, JSON.stringify(second.body)).toBe(201);
+    const kept = second.body as { id: string; token: string };
+    await replicas[1]!.kill();
+    await replicas[1]!.start();
+    const still = await postJson(
+      `${url(1)}/v1/leases/${kept.id}/exec`,
+      { command: ['echo', 'still'] },
+      { authorization: `Bearer ${kept.token}` },
+    );
+    expect(still.body.stdout).toBe('still\n');
+
     const after = await postJson(
       `${url(0)}/v1/leases/${lease.id}/exec`,
       { command: ['true'] },
@@ -139,9 +158,9 @@ describe.skipIf(skip !== undefined)(`3 replicas on one PostgreSQL and one LXD ${
     for (const i of [0, 1, 2]) {
       const books = await ledgerOf(url(i), OPERATOR);
       expect(expectBalanced(books)).toEqual([]);
-      expect(books.received).toBe(2 * PRICE);
+      expect(books.received).toBe(3 * PRICE);
       expect(books.refunded).toBe(back);
-      expect(books.leases.running).toBe(0);
+      expect(books.leases.running).toBe(1);
     }
   });
 });
