@@ -6,6 +6,19 @@ import { CrunDriver } from '../../src/drivers/crun/crun-driver.js';
 import { type ServedNode, serveNode, tempDir } from './cli.js';
 import { freePort } from './lease-node.js';
 
+/**
+ * The offer the crash and replica tests sell (config-file form): a quarter core, 60 sat an hour
+ * (1 sat a minute), so a price and a refund are easy to read.
+ */
+export const QUARTER_OFFER = {
+  id: 'quarter',
+  vcpu: 0.25,
+  memory_mib: 64,
+  pids: 64,
+  disk_mib: 16,
+  price: { amount_per_hour: 60, unit: 'sat' },
+} as const;
+
 export interface NodeProcessOptions {
   /** Prefix of the temporary data directory's name. */
   prefix: string;

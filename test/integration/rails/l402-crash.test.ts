@@ -3,7 +3,7 @@ import { type Proof, Wallet } from '@cashu/cashu-ts';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CLI } from '../../helpers/cli.js';
 import { expectBalanced, fundedWallet, ledgerOf, postJson, sumOf } from '../../helpers/lease-node.js';
-import { NodeProcess } from '../../helpers/node-process.js';
+import { NodeProcess, QUARTER_OFFER } from '../../helpers/node-process.js';
 
 /**
  * Rule 5 for Lightning (L402): the built server is killed with SIGKILL while paid L402 requests are
@@ -20,16 +20,7 @@ const body = { offer: 'quarter', seconds: 7200, image: 'busybox' };
 const nodeProcess = new NodeProcess({
   prefix: 'l402-crash',
   config: {
-    offers: [
-      {
-        id: 'quarter',
-        vcpu: 0.25,
-        memory_mib: 64,
-        pids: 64,
-        disk_mib: 16,
-        price: { amount_per_hour: 60, unit: 'sat' },
-      },
-    ],
+    offers: [QUARTER_OFFER],
   },
   env: { ALACARTE_OPERATOR_TOKEN: OPERATOR },
 });

@@ -1,7 +1,7 @@
 import { Wallet } from '@cashu/cashu-ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectBalanced, ledgerOf, postJson, sumOf, tokens } from '../../helpers/lease-node.js';
-import { type NodeProcess, startReplicas } from '../../helpers/node-process.js';
+import { type NodeProcess, QUARTER_OFFER, startReplicas } from '../../helpers/node-process.js';
 import { testDatabase, testPostgresUnavailable } from '../../helpers/postgres.js';
 
 /**
@@ -27,16 +27,7 @@ beforeAll(async () => {
     count: 3,
     storeUrl: await testDatabase(),
     config: {
-      offers: [
-        {
-          id: 'quarter',
-          vcpu: 0.25,
-          memory_mib: 64,
-          pids: 64,
-          disk_mib: 16,
-          price: { amount_per_hour: 60, unit: 'sat' },
-        },
-      ],
+      offers: [QUARTER_OFFER],
     },
     env: { ALACARTE_OPERATOR_TOKEN: OPERATOR },
   });

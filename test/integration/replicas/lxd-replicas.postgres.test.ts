@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { expectBalanced, ledgerOf, postJson, sumOf, tokens } from '../../helpers/lease-node.js';
-import { type NodeProcess, startReplicas } from '../../helpers/node-process.js';
+import { type NodeProcess, QUARTER_OFFER, startReplicas } from '../../helpers/node-process.js';
 import { testDatabase, testPostgresUnavailable } from '../../helpers/postgres.js';
 import { type LxdDaemon, lxdSkipReason, startLxd } from '../drivers/lxd-target.js';
 
@@ -35,16 +35,7 @@ beforeAll(async () => {
     storeUrl,
     config: {
       driver: { kind: 'lxd', socket: daemon.socketPath, runtimeDir },
-      offers: [
-        {
-          id: 'quarter',
-          vcpu: 0.25,
-          memory_mib: 64,
-          pids: 64,
-          disk_mib: 16,
-          price: { amount_per_hour: 60, unit: 'sat' },
-        },
-      ],
+      offers: [QUARTER_OFFER],
     },
     env: { ALACARTE_OPERATOR_TOKEN: OPERATOR },
   });

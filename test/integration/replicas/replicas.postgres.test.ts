@@ -3,7 +3,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI } from '../../helpers/cli.js';
 import { allUnspent, expectBalanced, ledgerOf, postJson, tokens } from '../../helpers/lease-node.js';
-import { type NodeProcess, startReplicas } from '../../helpers/node-process.js';
+import { type NodeProcess, QUARTER_OFFER, startReplicas } from '../../helpers/node-process.js';
 import { testDatabase, testPostgresUnavailable } from '../../helpers/postgres.js';
 
 /**
@@ -31,16 +31,7 @@ beforeAll(async () => {
     count: REPLICAS,
     storeUrl,
     config: {
-      offers: [
-        {
-          id: 'quarter',
-          vcpu: 0.25,
-          memory_mib: 64,
-          pids: 64,
-          disk_mib: 16,
-          price: { amount_per_hour: 60, unit: 'sat' },
-        },
-      ],
+      offers: [QUARTER_OFFER],
     },
     env: { ALACARTE_OPERATOR_TOKEN: OPERATOR },
   });
