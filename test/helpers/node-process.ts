@@ -4,7 +4,7 @@ import { copyFileSync, existsSync, readdirSync, readlinkSync, rmSync, writeFileS
 import { join } from 'node:path';
 import { CrunDriver } from '../../src/drivers/crun/crun-driver.js';
 import { type ServedNode, serveNode, tempDir } from './cli.js';
-import { freePort } from './lease-node.js';
+import { freePort, type postJson } from './lease-node.js';
 
 /**
  * The offer the crash and replica tests sell (config-file form): a quarter core, 60 sat an hour
@@ -176,4 +176,40 @@ export async function startReplicas(options: ReplicasOptions): Promise<NodeProce
   for (const replica of rest) replica.shareKeysWith(first);
   await Promise.all(rest.map((r) => r.start()));
   return replicas;
+}
+
+/** An answer of postJson, or the connection cut by a kill. */
+export type BurstOutcome = Awaited<ReturnType<typeof postJson>> | 'connection lost';
+
+/**
+ * Sends every request at once and kills `victim` with SIGKILL as soon as `killNow(answers)` holds
+ * (it sees the answers so far), or once all have settled; resolves, after the process has exited,
+ * with each request's answer or `'connection lost'`. The crash tests' burst: some answered, the
+ * rest cut off somewhere between payment and answer.
+ */
+export async function killMidBurst(
+  victim: NodeProcess,
+  requests: ReadonlyArray<() => Promise<Awaited<ReturnType<typeof postJson>>>>,
+  killNow: (answered: ReadonlyArray<Awaited<ReturnType<typeof postJson>>>, index: number) => boolean,
+): Promise<BurstOutcome[]> {
+  const child = victim.server?.process;
+  if (!child) throw new Error('the victim is not running');
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const answered: Array<Awaited<ReturnType<typeof postJson>>> = [];
+  const outcomes = await Promise.all(
+    requests.map((send, i) =>
+      send().then(
+        (r) => {
+          answered.push(r);
+          if (killNow(answered, i)) child.kill('SIGKILL');
+          return r;
+        },
+        () => 'connection lost' as const,
+      ),
+    ),
+  );
+  if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  await exited;
+  victim.server = undefined;
+  return outcomes;
 }

@@ -1,7 +1,7 @@
 import { Wallet } from '@cashu/cashu-ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectBalanced, ledgerOf, postJson, sumOf, tokens } from '../../helpers/lease-node.js';
-import { type NodeProcess, QUARTER_OFFER, startReplicas } from '../../helpers/node-process.js';
+import { killMidBurst, type NodeProcess, QUARTER_OFFER, startReplicas } from '../../helpers/node-process.js';
 import { testDatabase, testPostgresUnavailable } from '../../helpers/postgres.js';
 
 /**
@@ -39,7 +39,6 @@ afterAll(async () => {
 
 /** Replica i by its own address (the banner shows the public URL they share). */
 const url = (i: number) => replicas[i]!.localUrl;
-type Outcome = Awaited<ReturnType<typeof postJson>> | 'connection lost';
 
 describe.skipIf(unavailable !== undefined)(
   `kill -9 of 1 of 3 replicas mid-burst ${unavailable ?? ''}`,
@@ -47,24 +46,15 @@ describe.skipIf(unavailable !== undefined)(
     it('loses no paid token, and the other replicas carry on', async () => {
       const { tokens: pool } = await tokens(`${url(0)}/mint`, BURST + 1, PRICE);
       const victim = replicas[2]!;
-      const victimProcess = victim.server!.process;
-      const killed = new Promise<void>((resolve) => victimProcess.once('exit', () => resolve()));
       // Token i goes to replica i % 3; the third replica is killed as its first lease is answered,
       // with the rest of its requests between payment and answer.
-      const before: Outcome[] = await Promise.all(
-        pool.slice(0, BURST).map((t, i) =>
-          postJson(`${url(i % 3)}/v1/leases`, body, { 'x-cashu': t.token }).then(
-            (r) => {
-              if (i % 3 === 2 && r.status === 201) victimProcess.kill('SIGKILL');
-              return r;
-            },
-            () => 'connection lost' as const,
-          ),
-        ),
+      const before = await killMidBurst(
+        victim,
+        pool
+          .slice(0, BURST)
+          .map((t, i) => () => postJson(`${url(i % 3)}/v1/leases`, body, { 'x-cashu': t.token })),
+        (answered, i) => i % 3 === 2 && answered.at(-1)?.status === 201,
       );
-      if (victimProcess.exitCode === null && victimProcess.signalCode === null) victimProcess.kill('SIGKILL');
-      await killed;
-      victim.server = undefined;
       for (const [i, r] of before.entries()) {
         if (i % 3 !== 2) {
           expect(r, `request ${i} to a surviving replica`).not.toBe('connection lost');
