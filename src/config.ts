@@ -136,7 +136,7 @@ export const configSchema = z
      * LXD daemon or cluster, placed by LXD). For lxd: `socket` (default $LXD_DIR/unix.socket or
      * /var/lib/lxd/unix.socket), or `url` of a remote cluster member with the client certificate
      * and key the cluster trusts and the cluster's certificate (pinned); `storagePool` for root
-     * disks (default `default`).
+     * disks (default `default`); `runtimeDir`, shared by replicas of one LXD.
      */
     driver: z
       .discriminatedUnion('kind', [
@@ -153,6 +153,12 @@ export const configSchema = z
               .string()
               .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/)
               .default('default'),
+            /**
+             * The host directory of each instance's /run/alacarte (default <dataDir>/lxd-sandboxes).
+             * Replicas sharing one LXD (README "Scaling out") all set the same path, reachable at it on
+             * every replica and cluster member: any replica then moves any lease's deadline.
+             */
+            runtimeDir: z.string().min(1).max(4096).optional(),
           })
           .strict()
           .refine(

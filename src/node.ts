@@ -14,6 +14,7 @@ import { NodeMetrics } from './http/metrics.js';
 import { operatorRoutes } from './http/operator-routes.js';
 import { portHost, portPath, portRoutes } from './http/port-routes.js';
 import { defaultWebDir, webRoutes } from './http/web-routes.js';
+import { computeTarget, loadOrCreateReplicaId } from './leases/compute-target.js';
 import { LeaseService } from './leases/lease-service.js';
 import { NodeSecret } from './leases/node-secret.js';
 import { Reaper } from './leases/reaper.js';
@@ -23,6 +24,7 @@ import type { LightningBackend } from './lightning/lightning-backend.js';
 import { type Logger, silentLogger } from './log.js';
 import { mintPlugin } from './mint/http/routes.js';
 import { Mint } from './mint/mint.js';
+import { shareMintEvents } from './mint/replica-events.js';
 import { loadOrCreateSeed } from './mint/seed.js';
 import { asMintDb } from './mint/store/mint-store.js';
 import { createPayouts } from './payouts/create-payouts.js';
@@ -35,6 +37,7 @@ import { Rails } from './rails/rails.js';
 import { loadOrCreateHostKey } from './ssh/host-key.js';
 import { SshServer } from './ssh/ssh-server.js';
 import { type Database, openStore } from './store/database.js';
+import { type ReplicaNotices, replicaNotices } from './store/replica-notices.js';
 
 export interface NodeOptions {
   logger?: Logger;
@@ -90,6 +93,8 @@ export class AlacarteNode {
     private readonly urlRef: { url: string },
     /** The SSH server (none without a driver or with SSH off) and, once listening, its port. */
     private readonly sshRef: SshRef,
+    /** Lease and mint changes told to and by the other replicas sharing the store. */
+    readonly notices: ReplicaNotices,
   ) {}
 
   static async create(config: Config, options: NodeOptions = {}): Promise<AlacarteNode> {
@@ -101,6 +106,9 @@ export class AlacarteNode {
       config.store.url ?? join(config.dataDir, 'alacarte.sqlite'),
     );
     let running: RunningLightning | undefined;
+    // Replicas sharing a PostgreSQL store tell each other of lease and mint changes (LISTEN/NOTIFY).
+    const notices = replicaNotices(postgres, (message) => logger.warn(message));
+    let rotated: () => void = () => {};
     try {
       // The URL is known for sure only once listening (port 0 picks one); routes read it late.
       const urlRef = { url: publicUrl(config) };
@@ -117,7 +125,11 @@ export class AlacarteNode {
         logger,
         limits: { maxInputs: config.mint.maxInputs, maxOutputs: config.mint.maxOutputs },
         keysets: { inputFeePpk: config.mint.inputFeePpk },
+        onRotated: () => rotated(),
       });
+      // NUT-17 notifications and keyset rotations across replicas (PostgreSQL; nothing on SQLite).
+      const shared = shareMintEvents(mint, notices, logger);
+      rotated = shared.rotated;
       const plugins: Array<{ prefix: string; plugin: FastifyPluginAsync }> = [
         { prefix: '/mint', plugin: mintPlugin({ mint }) },
         { prefix: '', plugin: webRoutes({ dir: options.webDir ?? defaultWebDir() }) },
@@ -177,13 +189,15 @@ export class AlacarteNode {
           portUrl: (leaseId, port) => portUrl(urlRef.url, leaseId, port, config.portsDomain),
           ssh: () =>
             sshRef.port === undefined ? undefined : { host: hostOf(urlRef.url), port: sshRef.port },
+          target: computeTarget(driver, loadOrCreateReplicaId(join(config.dataDir, 'replica.id'))),
+          notices,
         });
         if (config.ssh.enabled) {
           const hostKey = loadOrCreateHostKey(join(config.dataDir, 'ssh_host_ed25519_key'));
           sshRef.hostKey = hostKey.fingerprint;
           sshRef.server = new SshServer({
             hostKey,
-            leases: new SshLogins(db, options.clock),
+            leases: new SshLogins(db, options.clock, (row) => service.reconciler.holds(row)),
             driver,
             logger,
             deadlineNotices: service.deadlineNotices,
@@ -237,11 +251,13 @@ export class AlacarteNode {
         logger,
         urlRef,
         sshRef,
+        notices,
       );
       node.closeLightning = running.close;
       return node;
     } catch (err) {
       await running?.close();
+      await notices.close();
       await db.destroy();
       throw err;
     }
@@ -266,6 +282,8 @@ export class AlacarteNode {
       // From now on a sandbox that ends early ends its lease within seconds (reconciler.ts).
       this.leases.reconciler.start();
     }
+    // Listening to the other replicas before serving: a wallet's subscription hears what follows.
+    await this.notices.ready();
     // A payout a crash left pending is settled as its payer says (it is also retried before the next payout).
     await this.payouts.resolvePending().catch((err: unknown) => {
       this.logger.warn({ err }, 'pending payouts could not be resolved yet');
@@ -295,6 +313,7 @@ export class AlacarteNode {
     await this.app.close();
     this.mint.close();
     await this.closeLightning();
+    await this.notices.close();
     await this.db.destroy();
     this.logger.debug('node closed');
   }

@@ -18,6 +18,8 @@ export const ERROR_STATUS = {
   payment_required: 402,
   not_found: 404,
   lease_not_running: 409,
+  /** The lease's sandbox is held by another replica, which alone serves exec, attach, files and ports. */
+  lease_elsewhere: 421,
   idempotency_conflict: 409,
   payout_too_large: 409,
   payout_pending: 409,

@@ -11,6 +11,12 @@ import type { Duplex, Readable, Writable } from 'node:stream';
 export interface ComputeDriver {
   /** Short name for logs and metrics, e.g. 'crun'. */
   readonly id: string;
+  /**
+   * Optional: names the compute target when every replica sharing the store reaches this driver's
+   * sandboxes (LXD: `lxd:<owner>`, one daemon or cluster). Absent: the sandboxes are this machine's
+   * own, reachable only through the replica that started them (src/leases/compute-target.ts).
+   */
+  readonly sharedTarget?: string;
   /** What is left on this host after the sandboxes already running, under the operator's overcommit. */
   capacity(): Promise<DriverCapacity>;
   /**

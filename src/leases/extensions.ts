@@ -28,7 +28,7 @@ export interface ExtensionsOptions {
   reconciler: () => Reconciler;
   deadlineNotices: DeadlineNotices;
   /** Whether a lease's sandbox still runs (the driver's, cheap). */
-  sandboxRunning: (leaseId: LeaseId) => Promise<boolean>;
+  sandboxRunning: (row: LeaseRow) => Promise<boolean>;
   /** The price of `seconds` more of an offer (the lease's own offer, as sold). */
   price: (offer: lifecycle.Lease['offer'], seconds: number) => Amount;
 }
@@ -48,7 +48,7 @@ export class Extensions {
   private readonly refunds: Refunds;
   private readonly reconciler: () => Reconciler;
   private readonly deadlineNotices: DeadlineNotices;
-  private readonly sandboxRunning: (leaseId: LeaseId) => Promise<boolean>;
+  private readonly sandboxRunning: (row: LeaseRow) => Promise<boolean>;
   private readonly price: ExtensionsOptions['price'];
 
   constructor(options: ExtensionsOptions) {
@@ -155,7 +155,7 @@ export class Extensions {
    * a second anyway; this closes the gap.)
    */
   private async requireSandbox(row: LeaseRow): Promise<void> {
-    if (await this.sandboxRunning(row.id as LeaseId)) return;
+    if (await this.sandboxRunning(row)) return;
     await this.reconciler().endVanished(row.id);
     throw new AlacarteError('lease_not_running', 'the sandbox has ended');
   }

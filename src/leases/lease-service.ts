@@ -24,8 +24,10 @@ import type {
   Rejection,
 } from '../rails/payment-rail.js';
 import type { Database } from '../store/database.js';
+import type { ReplicaNotices } from '../store/replica-notices.js';
 import type { Answer } from './answer.js';
 import { fits, offersThatFit, without } from './capacity.js';
+import { type ComputeTarget, localTarget } from './compute-target.js';
 import { DeadlineNotices } from './deadline-notices.js';
 import { Extensions } from './extensions.js';
 import { InFlight } from './in-flight.js';
@@ -88,6 +90,13 @@ export interface LeaseServiceOptions {
   deadlineNoticeOffsetsMs?: readonly number[];
   /** The node's SSH server, once known (it may listen after the service is made); none: no SSH. */
   ssh?: () => SshEndpoint | undefined;
+  /**
+   * Where this replica's sandboxes are (compute-target.ts); default: the driver's, as one node.
+   * Replicas sharing a store each have their own unless the driver's target is shared.
+   */
+  target?: ComputeTarget;
+  /** How replicas sharing the store tell each other of lease changes (default: none, one node). */
+  notices?: ReplicaNotices;
 }
 
 export type LeaseEvent =
@@ -127,6 +136,7 @@ export class LeaseService {
   private readonly terminals = new PerLeaseLimit(4, 'terminals');
   private readonly transfers = new PerLeaseLimit(4, 'file transfers');
   private readonly maxOutputBytes: number;
+  private readonly target: ComputeTarget;
   private readonly portUrl: ((leaseId: LeaseId, port: number) => string) | undefined;
   /** Starts under way: capacity is reserved before any money moves. */
   private readonly reserved = new Set<{ offer: Offer }>();
@@ -161,6 +171,7 @@ export class LeaseService {
     this.emit = options.onEvent ?? (() => {});
     this.ssh = options.ssh ?? (() => undefined);
     this.maxOutputBytes = options.maxOutputBytes ?? 1024 * 1024;
+    this.target = options.target ?? localTarget(options.driver);
     this.portUrl = options.portUrl;
     this.deadlineNotices = new DeadlineNotices({
       deadlineOf: (id) => this.runningDeadline(id),
@@ -190,7 +201,9 @@ export class LeaseService {
       refunds: this.refunds,
       reconciler: () => this.reconciler,
       deadlineNotices: this.deadlineNotices,
-      sandboxRunning: (id) => this.driver.isRunning({ leaseId: id }),
+      // Another replica's sandbox cannot be seen from here; its holder ends it should it be gone.
+      sandboxRunning: (row) =>
+        this.reconciler.holds(row) ? this.driver.isRunning({ leaseId: row.id }) : Promise.resolve(true),
       price: (offer, seconds) => this.price(offer, seconds).amount,
     });
     this.reconciler = new Reconciler({
@@ -201,6 +214,8 @@ export class LeaseService {
       end: (row, state) => this.end(row, state),
       endIn: (trx, row, state) => this.endIn(trx, row, state),
       onExpired: () => this.emit({ type: 'ended', state: 'expired' }),
+      target: this.target,
+      notices: options.notices,
     });
   }
 
@@ -317,6 +332,8 @@ export class LeaseService {
             credential_hash: credentialHash(this.secret.credentialFor(id)),
             ports_json: '{}',
             ssh_keys_json: JSON.stringify((input.ssh_keys ?? []).map((k) => k.trim())),
+            target: this.target.id,
+            replica: this.target.replica,
           })
           .execute();
         const paid = this.payments.row(taken, id, 'create', input.seconds, idemHash, requestHash);
@@ -447,6 +464,7 @@ export class LeaseService {
     const encoding = request.encoding ?? 'utf8';
     const row = await this.authorize(id, credential);
     this.requireRunning(row);
+    this.requireHere(row);
     const release = this.execs.take(row.id);
     const result = await this.driver
       .exec(
@@ -492,6 +510,7 @@ export class LeaseService {
   async authorizeAttach(id: string, credential: string | undefined): Promise<LeaseId> {
     const row = await this.authorize(id, credential);
     this.requireRunning(row);
+    this.requireHere(row);
     return row.id as LeaseId;
   }
 
@@ -518,6 +537,7 @@ export class LeaseService {
   ): Promise<{ leaseId: LeaseId; diskMib: number }> {
     const row = await this.authorize(id, credential);
     this.requireRunning(row);
+    this.requireHere(row);
     const offer = this.offers.find((o) => o.id === row.offer_id);
     // An offer the operator has since removed: the largest disk any offer sells.
     const diskMib = offer?.diskMib ?? Math.max(...this.offers.map((o) => o.diskMib));
@@ -654,6 +674,19 @@ export class LeaseService {
     requireRunning(row, this.now());
   }
 
+  /**
+   * The lease's sandbox must be reachable from this replica: with sandboxes local to each replica
+   * (crun), exec, attach, files and ports are served only by the replica holding it. Elsewhere:
+   * 421 `lease_elsewhere` (RFC 9110 "Misdirected Request"), nothing touched; README "Scaling out".
+   */
+  private requireHere(row: LeaseRow): void {
+    if (this.reconciler.holds(row)) return;
+    throw new AlacarteError(
+      'lease_elsewhere',
+      'this lease runs on another replica of this node, which serves its commands, terminals, files and ports; extend and stop work through any',
+    );
+  }
+
   /** A running lease's deadline, for its notices; undefined once it has ended. */
   private async runningDeadline(id: string): Promise<Date | undefined> {
     const row = await this.db.selectFrom('leases').selectAll().where('id', '=', id).executeTakeFirst();
@@ -683,6 +716,7 @@ export class LeaseService {
       : undefined;
     if (!row) throw new AlacarteError('not_found', 'no such lease');
     this.requireRunning(row);
+    this.requireHere(row);
     const target = (JSON.parse(row.ports_json) as Record<string, string>)[String(port)];
     if (!target) throw new AlacarteError('not_found', `the lease does not expose port ${port}`);
     return target;

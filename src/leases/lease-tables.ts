@@ -26,6 +26,10 @@ export interface LeaseTables {
     ports_json: string;
     /** The request's SSH public keys (OpenSSH lines), a JSON array; '[]' when none. */
     ssh_keys_json: Generated<string>;
+    /** The compute target holding the sandbox (compute-target.ts); '' for leases from before. */
+    target: Generated<string>;
+    /** The replica that started the sandbox; '' for leases from before. */
+    replica: Generated<string>;
   };
   payments: {
     /** Idempotency key of the payment itself (Cashu: sha256 over the sorted proof Y points). */

@@ -5,6 +5,8 @@ import type { ComputeDriver } from '../drivers/compute-driver.js';
 import type { Logger } from '../log.js';
 import type { Database } from '../store/database.js';
 import { isPostgres } from '../store/dialect.js';
+import { LOCAL_NOTICES, type ReplicaNotices } from '../store/replica-notices.js';
+import { type ComputeTarget, holds, localTarget } from './compute-target.js';
 import { type LeaseRow, leaseFromRow, stateColumns } from './lease-record.js';
 import { TeardownQueue } from './teardown-queue.js';
 
@@ -27,7 +29,19 @@ export interface ReconcilerOptions {
   onExpired: () => void;
   /** How often deadline writes and removals that failed are tried again, in ms (default 1000). */
   retryMs?: number;
+  /** The compute target whose leases this replica reconciles (default: the driver's, one node). */
+  target?: ComputeTarget;
+  /** How replicas sharing the store tell a sandbox's holder that its lease changed (default: none). */
+  notices?: ReplicaNotices;
 }
+
+/**
+ * A pending lease another replica started on a shared target is left to it this long (its start is
+ * under way there); past it, its start is taken to have died with that replica.
+ */
+const FOREIGN_PENDING_GRACE_MS = 10 * 60_000;
+/** How often a replica on a shared store looks for its own sandboxes' changes it may have missed. */
+const SWEEP_MS = 30_000;
 
 export interface ReconcileOutcome {
   /** Sandboxes nobody paid for (or whose lease ended), stopped. */
@@ -57,6 +71,10 @@ export class Reconciler {
   private readonly endIn: EndLeaseIn;
   private readonly onExpired: () => void;
   private readonly retryMs: number;
+  private readonly target: ComputeTarget;
+  private readonly notices: ReplicaNotices;
+  private unlisten: (() => void) | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
   /** Running leases whose sandbox may not have the store's deadline (its last write failed). */
   private readonly unsynced = new Set<LeaseId>();
   /** Sandboxes of ended or failed leases whose removal failed: nothing of theirs may keep running. */
@@ -79,6 +97,8 @@ export class Reconciler {
     this.endIn = options.endIn;
     this.onExpired = options.onExpired;
     this.retryMs = options.retryMs ?? 1000;
+    this.target = options.target ?? localTarget(options.driver);
+    this.notices = options.notices ?? LOCAL_NOTICES;
     this.teardown = new TeardownQueue({
       driver: this.driver,
       remove: (id) => this.removeSandbox(id),
@@ -96,12 +116,80 @@ export class Reconciler {
     });
     this.timer = setInterval(() => void this.retry(), this.retryMs);
     this.timer.unref();
+    if (this.notices.shared) {
+      // Another replica stopped or extended a lease whose sandbox is here: carry it out. A notice
+      // missed (connection down) is found by the sweep after reconnecting, and every SWEEP_MS.
+      this.unlisten = this.notices.listen(
+        'alacarte_leases',
+        (id) => this.track(this.heldChanged(id)),
+        () => this.track(this.sweep()),
+      );
+      this.sweepTimer = setInterval(() => this.track(this.sweep()), SWEEP_MS);
+      this.sweepTimer.unref();
+    }
+  }
+
+  /** Whether this replica holds the lease's sandbox (or reaches it: a shared target). */
+  holds(row: { target: string }): boolean {
+    return holds(this.target, row);
+  }
+
+  /**
+   * Tells the replica holding a lease's sandbox that the store changed the lease (ended it, or moved
+   * its deadline), when that is another replica. Never throws: a lost notice is found by its sweep.
+   */
+  private async tellHolder(id: string): Promise<void> {
+    await this.notices.publish('alacarte_leases', id).catch((err: unknown) => {
+      this.log.warn({ err: String(err), lease: id }, 'could not tell the replica holding the lease');
+    });
+  }
+
+  /** A lease of this replica's target changed elsewhere: its sandbox follows the store. */
+  private async heldChanged(id: string): Promise<void> {
+    const row = await this.db
+      .selectFrom('leases')
+      .select(['id', 'state', 'target'])
+      .where('id', '=', id)
+      .executeTakeFirst();
+    if (!row || !this.holds(row)) return;
+    if (row.state === 'running') await this.syncDeadline(row.id as LeaseId);
+    else if (row.state !== 'pending') await this.endSandbox(row.id as LeaseId);
+  }
+
+  /**
+   * Every sandbox of this target against the store: ended leases' sandboxes end, running ones get
+   * the store's deadline where it differs (what notices say, should one have been missed).
+   */
+  private async sweep(): Promise<void> {
+    const sandboxes = await this.driver.list();
+    if (sandboxes.length === 0) return;
+    const rows = await this.db
+      .selectFrom('leases')
+      .select(['id', 'state', 'target', 'expires_at'])
+      .where(
+        'id',
+        'in',
+        sandboxes.map((s) => s.leaseId),
+      )
+      .execute();
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    for (const sandbox of sandboxes) {
+      const row = byId.get(sandbox.leaseId);
+      if (!row || !this.holds(row) || row.state === 'pending') continue;
+      if (row.state !== 'running') await this.endSandbox(row.id as LeaseId);
+      else if (Number(row.expires_at) !== sandbox.deadline.getTime())
+        await this.syncDeadline(row.id as LeaseId);
+    }
   }
 
   /** Stops watching and waits for what the watch started. Sandboxes keep running. */
   async close(): Promise<void> {
     this.unwatch?.();
     this.unwatch = undefined;
+    this.unlisten?.();
+    this.unlisten = undefined;
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     await Promise.all([...this.pending]);
@@ -120,6 +208,8 @@ export class Reconciler {
   private async sandboxExited(id: LeaseId): Promise<void> {
     // The driver may report a lease id after a stop, or (ids are never reused) nothing: check.
     if (await this.driver.isRunning({ leaseId: id })) return;
+    const held = await this.db.selectFrom('leases').select('target').where('id', '=', id).executeTakeFirst();
+    if (held && !this.holds(held)) return;
     if (await this.endVanished(id)) {
       this.log.warn({ lease: id }, 'sandbox ended before its lease; lease ended');
       await this.removeSandboxes([id]);
@@ -174,6 +264,11 @@ export class Reconciler {
       this.unsynced.delete(id);
       return 'ended';
     }
+    if (!this.holds(row)) {
+      // The sandbox is another replica's: it writes the deadline when told (or at its sweep).
+      await this.tellHolder(id);
+      return 'synced';
+    }
     try {
       await this.driver.setDeadline({ leaseId: id }, new Date(Number(row.expires_at)));
       this.unsynced.delete(id);
@@ -215,6 +310,8 @@ export class Reconciler {
   async endVanished(id: string): Promise<boolean> {
     const row = await this.db.selectFrom('leases').selectAll().where('id', '=', id).executeTakeFirst();
     if (row?.state !== 'running') return false;
+    // Another replica's sandbox is not visible from here: gone here says nothing about it.
+    if (!this.holds(row)) return false;
     const lease = leaseFromRow(row);
     const now = this.now();
     const past = Number(row.expires_at) <= now.getTime();
@@ -235,7 +332,11 @@ export class Reconciler {
    * resolves, and its removal follows off the request path (teardown-queue.ts); a removal that
    * fails is retried as removeSandbox's. Never throws.
    */
-  endSandbox(id: LeaseId): Promise<void> {
+  async endSandbox(id: LeaseId): Promise<void> {
+    if (this.notices.shared) {
+      const row = await this.db.selectFrom('leases').select('target').where('id', '=', id).executeTakeFirst();
+      if (row && !this.holds(row)) return this.tellHolder(id);
+    }
     return this.teardown.end(id);
   }
 
@@ -271,7 +372,9 @@ export class Reconciler {
   /**
    * Marks every running lease whose deadline has passed as expired, all in one transaction: when
    * many leases end together, one durable commit instead of one each keeps the last of them on
-   * time. Returns the leases it ended; their sandboxes are still to be removed (removeSandboxes).
+   * time. Returns the leases it ended whose sandboxes are this replica's, still to be removed
+   * (removeSandboxes); the holders of the others are told (each sandbox also ends at its deadline
+   * on its own).
    */
   async expireDue(): Promise<LeaseId[]> {
     const now = this.now();
@@ -290,15 +393,15 @@ export class Reconciler {
       // rows no other one holds (SKIP LOCKED) and ends them under its lock, so every lease is
       // ended once, and a busy replica's rows never make another wait. (SQLite: one process.)
       const rows = postgres ? await dueIn(trx).forUpdate().skipLocked().execute() : due;
-      const done: LeaseId[] = [];
+      const done: LeaseRow[] = [];
       for (const row of rows) {
-        if (await this.endIn(trx, row, lifecycle.expire(leaseFromRow(row).state, now)))
-          done.push(row.id as LeaseId);
+        if (await this.endIn(trx, row, lifecycle.expire(leaseFromRow(row).state, now))) done.push(row);
       }
       return done;
     });
     for (const _ of ended) this.onExpired();
-    return ended;
+    for (const row of ended) if (!this.holds(row)) await this.tellHolder(row.id);
+    return ended.filter((row) => this.holds(row)).map((row) => row.id as LeaseId);
   }
 
   /**
@@ -333,14 +436,23 @@ export class Reconciler {
    * refund (no sandbox); a running lease whose sandbox vanished is stopped with the unused time
    * refunded; a running sandbox whose deadline differs from the store's (an extension committed
    * before its deadline write, or whose write failed) gets the store's.
+   *
+   * Only this replica's compute target counts (compute-target.ts): other replicas' leases are
+   * theirs to reconcile. On a shared target (LXD), a pending lease another replica started less
+   * than FOREIGN_PENDING_GRACE_MS ago is being started there and left alone, and a sandbox with no
+   * lease row at all is left to its own deadline rather than removed (it may be another store's).
    */
   async reconcile(): Promise<ReconcileOutcome> {
     const sandboxes = new Map((await this.driver.list()).map((s) => [s.leaseId, s]));
-    const live = await this.db
-      .selectFrom('leases')
-      .selectAll()
-      .where('state', 'in', ['pending', 'running'])
-      .execute();
+    // Read after list(): a sandbox listed has its row (rows are committed before starts) in here.
+    const live = (
+      await this.db
+        .selectFrom('leases')
+        .selectAll()
+        .where('state', 'in', ['pending', 'running'])
+        .where('target', 'in', [this.target.id, ''])
+        .execute()
+    ).filter((row) => !this.startingElsewhere(row));
     const result: ReconcileOutcome = {
       stoppedSandboxes: 0,
       failed: 0,
@@ -375,12 +487,41 @@ export class Reconciler {
         result.deadlines++;
       }
     }
+    const known = await this.knownLeases([...sandboxes.keys()]);
     for (const orphan of sandboxes.keys()) {
+      const row = known.get(orphan);
+      // Left alone: a pending lease another replica is starting on the shared target, or (shared)
+      // a sandbox of no lease here at all.
+      if (row ? row.state === 'pending' || row.state === 'running' : this.target.shared) continue;
       // Retried every retryMs should it fail, rather than keep the node from starting.
       await this.removeSandbox(orphan as LeaseId, true);
       result.stoppedSandboxes++;
     }
     return result;
+  }
+
+  /** A pending lease of another replica on the shared target whose start may still be under way. */
+  private startingElsewhere(row: LeaseRow): boolean {
+    return (
+      row.state === 'pending' &&
+      row.replica !== '' &&
+      row.replica !== this.target.replica &&
+      this.now().getTime() - Number(row.created_at) < FOREIGN_PENDING_GRACE_MS
+    );
+  }
+
+  /** The rows of these lease ids that exist, by id (any state, any target). */
+  private async knownLeases(ids: string[]): Promise<Map<string, { state: string }>> {
+    const out = new Map<string, { state: string }>();
+    for (let i = 0; i < ids.length; i += 500) {
+      const rows = await this.db
+        .selectFrom('leases')
+        .select(['id', 'state'])
+        .where('id', 'in', ids.slice(i, i + 500))
+        .execute();
+      for (const r of rows) out.set(r.id, r);
+    }
+    return out;
   }
 
   /** A paid lease that never ran: failed, everything paid refunded. */

@@ -18,6 +18,11 @@ export class SshLogins {
   constructor(
     private readonly db: Database,
     private readonly now: () => Date = () => new Date(),
+    /**
+     * Whether this replica holds a lease's sandbox (compute-target.ts): a lease another replica
+     * holds with crun cannot be logged into here, and looks like no lease.
+     */
+    private readonly here: (row: { target: string }) => boolean = () => true,
   ) {}
 
   /** The running lease named by an SSH user name, or undefined. */
@@ -26,7 +31,7 @@ export class SshLogins {
     if (!id) return undefined;
     const row = await this.db
       .selectFrom('leases')
-      .select(['id', 'state', 'expires_at', 'ssh_keys_json'])
+      .select(['id', 'state', 'expires_at', 'ssh_keys_json', 'target'])
       .where('id', '=', id)
       .executeTakeFirst();
     if (!row || !this.live(row)) return undefined;
@@ -42,7 +47,7 @@ export class SshLogins {
     const row = id
       ? await this.db
           .selectFrom('leases')
-          .select(['state', 'expires_at', 'credential_hash'])
+          .select(['state', 'expires_at', 'credential_hash', 'target'])
           .where('id', '=', id)
           .executeTakeFirst()
       : undefined;
@@ -56,14 +61,14 @@ export class SshLogins {
     if (ids.length === 0) return new Set();
     const rows = await this.db
       .selectFrom('leases')
-      .select(['id', 'state', 'expires_at'])
+      .select(['id', 'state', 'expires_at', 'target'])
       .where('id', 'in', ids.slice(0, 1000))
       .execute();
     return new Set(rows.filter((r) => this.live(r)).map((r) => r.id));
   }
 
-  private live(row: { state: string; expires_at: number | null }): boolean {
-    return row.state === 'running' && Number(row.expires_at) > this.now().getTime();
+  private live(row: { state: string; expires_at: number | null; target: string }): boolean {
+    return row.state === 'running' && Number(row.expires_at) > this.now().getTime() && this.here(row);
   }
 }
 

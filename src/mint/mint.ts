@@ -89,6 +89,8 @@ export interface MintOptions {
   feeReserve?: { ppk: number; min: number };
   info?: MintInfoOptions;
   random?: (n: number) => Uint8Array;
+  /** Called after rotate() made a new keyset, e.g. to tell other replicas (replica-events.ts). */
+  onRotated?: (keysetId: string) => void;
 }
 
 /** NUT-17 subscription kinds this mint notifies about. */
@@ -118,6 +120,7 @@ export class Mint {
   private readonly infoOptions: MintInfoOptions;
   private readonly fastSpend: SpendWriter | undefined;
   private lastKeysetReload = 0;
+  private readonly onRotated: (keysetId: string) => void;
   private stopSettlements: (() => void) | undefined;
   /** Committed state changes of quotes and proofs (NUT-17 subscriptions listen here). */
   readonly events: MintEvents;
@@ -141,6 +144,7 @@ export class Mint {
     this.melts = new MeltService(this.core, options.feeReserve ?? { ppk: 10, min: 2 });
     this.keysetSettings = { maxOrder: 32, inputFeePpk: 0, ...options.keysets };
     this.infoOptions = options.info ?? {};
+    this.onRotated = options.onRotated ?? (() => {});
     this.fastSpend =
       options.sqlite !== undefined
         ? new SqliteSpendWriter(options.sqlite)
@@ -203,6 +207,7 @@ export class Mint {
   async rotate(unit: string = UNIT, settings: Partial<KeysetSettings> = {}): Promise<string> {
     const id = await this.core.registry.rotate(unit, { ...this.keysetSettings, ...settings });
     this.core.log.info({ unit, keyset: id }, 'mint keyset rotated');
+    this.onRotated(id);
     return id;
   }
 

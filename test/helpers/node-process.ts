@@ -1,10 +1,23 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CrunDriver } from '../../src/drivers/crun/crun-driver.js';
 import { type ServedNode, serveNode, tempDir } from './cli.js';
-import { freePort } from './lease-node.js';
+import { freePort, type postJson } from './lease-node.js';
+
+/**
+ * The offer the crash and replica tests sell (config-file form): a quarter core, 60 sat an hour
+ * (1 sat a minute), so a price and a refund are easy to read.
+ */
+export const QUARTER_OFFER = {
+  id: 'quarter',
+  vcpu: 0.25,
+  memory_mib: 64,
+  pids: 64,
+  disk_mib: 16,
+  price: { amount_per_hour: 60, unit: 'sat' },
+} as const;
 
 export interface NodeProcessOptions {
   /** Prefix of the temporary data directory's name. */
@@ -45,6 +58,15 @@ export class NodeProcess {
     writeFileSync(this.configFile, JSON.stringify(options.config));
   }
 
+  /**
+   * This process's own address (the banner shows the public URL, which replicas behind one load
+   * balancer share): what a test uses to reach this very replica.
+   */
+  get localUrl(): string {
+    if (this.port === 0) throw new Error('not started yet');
+    return `http://127.0.0.1:${this.port}`;
+  }
+
   /** Starts the node and waits for its banner; the ports are picked on the first start and kept. */
   async start(): Promise<ServedNode> {
     if (this.port === 0) this.port = await freePort();
@@ -55,6 +77,15 @@ export class NodeProcess {
       env: this.env,
     });
     return this.server;
+  }
+
+  /**
+   * Copies what replicas share as files from another node's data directory (README "Scaling out"):
+   * the node key and the mint seed. Call before this one's first start.
+   */
+  shareKeysWith(first: NodeProcess): void {
+    for (const file of ['node.key', 'mint.seed'])
+      copyFileSync(join(first.dataDir, file), join(this.dataDir, file));
   }
 
   /** kill -9 of the running node (if any), resolved once it has exited. */
@@ -108,4 +139,77 @@ export class NodeProcess {
     }
     rmSync(this.dataDir, { recursive: true, force: true });
   }
+}
+
+export interface ReplicasOptions extends Omit<NodeProcessOptions, 'port'> {
+  count: number;
+  /** The shared store (`ALACARTE_STORE_URL`). */
+  storeUrl: string;
+  /** Gets every replica as soon as it is made, so afterAll cleans up after a failed start too. */
+  into?: NodeProcess[];
+}
+
+/**
+ * `count` replicas of one node on one store, as behind a load balancer: one public URL (the first
+ * replica's; the mint URL in tokens), the node key and the mint seed copied from the first
+ * replica's data directory, each with its own data directory and sandboxes. Started in order (the
+ * first makes the keys); resolves once all answer.
+ */
+export async function startReplicas(options: ReplicasOptions): Promise<NodeProcess[]> {
+  const firstPort = await freePort();
+  const config = { publicUrl: `http://127.0.0.1:${firstPort}`, ...options.config };
+  const env = { ...options.env, ALACARTE_STORE_URL: options.storeUrl };
+  const replicas = Array.from(
+    { length: options.count },
+    (_, i) =>
+      new NodeProcess({
+        prefix: `${options.prefix}${i}`,
+        config,
+        env,
+        ...(i === 0 ? { port: firstPort } : {}),
+      }),
+  );
+  options.into?.push(...replicas);
+  const [first, ...rest] = replicas;
+  if (!first) return replicas;
+  await first.start();
+  for (const replica of rest) replica.shareKeysWith(first);
+  await Promise.all(rest.map((r) => r.start()));
+  return replicas;
+}
+
+/** An answer of postJson, or the connection cut by a kill. */
+export type BurstOutcome = Awaited<ReturnType<typeof postJson>> | 'connection lost';
+
+/**
+ * Sends every request at once and kills `victim` with SIGKILL as soon as `killNow(answers)` holds
+ * (it sees the answers so far), or once all have settled; resolves, after the process has exited,
+ * with each request's answer or `'connection lost'`. The crash tests' burst: some answered, the
+ * rest cut off somewhere between payment and answer.
+ */
+export async function killMidBurst(
+  victim: NodeProcess,
+  requests: ReadonlyArray<() => Promise<Awaited<ReturnType<typeof postJson>>>>,
+  killNow: (answered: ReadonlyArray<Awaited<ReturnType<typeof postJson>>>, index: number) => boolean,
+): Promise<BurstOutcome[]> {
+  const child = victim.server?.process;
+  if (!child) throw new Error('the victim is not running');
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const answered: Array<Awaited<ReturnType<typeof postJson>>> = [];
+  const outcomes = await Promise.all(
+    requests.map((send, i) =>
+      send().then(
+        (r) => {
+          answered.push(r);
+          if (killNow(answered, i)) child.kill('SIGKILL');
+          return r;
+        },
+        () => 'connection lost' as const,
+      ),
+    ),
+  );
+  if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  await exited;
+  victim.server = undefined;
+  return outcomes;
 }

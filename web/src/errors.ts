@@ -16,6 +16,8 @@ export const NODE_CODES: Readonly<Record<string, string>> = {
   l402_invalid: 'The Lightning payment proof was not accepted; pay the invoice and try again.',
   not_found: 'The node does not have that.',
   lease_not_running: 'The sandbox has already ended.',
+  lease_elsewhere:
+    'This lease runs on another server of this node; commands, terminals and files reach it only there. Extend and stop work anywhere.',
   no_capacity:
     'The node has no room for this size right now; nothing was spent. Try a smaller size or again in a minute.',
   start_failed: 'The sandbox could not start; the payment came back to your wallet.',

@@ -132,6 +132,8 @@ function apiHint(err: AlacarteApiError, command: string): string | undefined {
       return 'this machine holds no valid credential for that lease: alacarte leases';
     case 'lease_not_running':
       return 'the lease has ended; rent a new one: alacarte rent --offer small --for 1h';
+    case 'lease_elsewhere':
+      return 'the node runs several servers and this lease is on another one; try again (extend and stop work anywhere)';
     case 'invalid_request':
       // Only an offer, image or duration is what `alacarte offers` answers; a bad path of cp is not.
       return ['rent', 'quote', 'extend'].includes(command)

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   copyFileSync,
   existsSync,
@@ -141,6 +141,10 @@ const notRunning = (leaseId: string) =>
  */
 export class LxdDriver implements ComputeDriver {
   readonly id = 'lxd';
+  /** Every replica reaches the same daemon or cluster: its instances, by owner tag. */
+  get sharedTarget(): string {
+    return `lxd:${this.owner}`;
+  }
   private readonly owner: string;
   private readonly pool: string;
   private readonly logger: DriverLogger;
@@ -161,9 +165,16 @@ export class LxdDriver implements ComputeDriver {
     this.logger = options.logger ?? silentLogger;
     this.libDir = join(options.runtimeDir, '.lib');
     mkdirSync(this.libDir, { recursive: true, mode: 0o755 });
-    copyFileSync(options.busybox ?? '/bin/busybox', join(this.libDir, 'busybox'));
-    writeFileSync(join(this.libDir, 'init.sh'), instanceInit(), { mode: 0o644 });
-    writeFileSync(join(this.libDir, 'kill-tag.sh'), killTagScript(), { mode: 0o644 });
+    // Replaced, not rewritten: running instances hold hard links to these (a busybox being run
+    // cannot be written: ETXTBSY), and replicas sharing the directory may write them at once.
+    const replace = (file: string, write: (tmp: string) => void) => {
+      const tmp = join(this.libDir, `.${file}.${process.pid}.${randomBytes(4).toString('hex')}`);
+      write(tmp);
+      renameSync(tmp, join(this.libDir, file));
+    };
+    replace('busybox', (tmp) => copyFileSync(options.busybox ?? '/bin/busybox', tmp));
+    replace('init.sh', (tmp) => writeFileSync(tmp, instanceInit(), { mode: 0o644 }));
+    replace('kill-tag.sh', (tmp) => writeFileSync(tmp, killTagScript(), { mode: 0o644 }));
     const sftp = installSftpServer(this.libDir);
     this.sftpCommand = 'command' in sftp ? sftp.command : undefined;
     if ('missing' in sftp) this.logger.warn(`alacarte: no SFTP in LXD sandboxes: ${sftp.missing}`);

@@ -32,7 +32,7 @@ export function describeEndpoint(endpoint: LxdEndpoint): string {
 
 /**
  * The LXD driver of a node's configuration: images from `<dataDir>/images` (the node's image
- * store), each lease's /run/alacarte under `<dataDir>/lxd-sandboxes`. Throws with the reason when
+ * store), each lease's /run/alacarte under `driver.runtimeDir` (default `<dataDir>/lxd-sandboxes`). Throws with the reason when
  * LXD does not answer or the storage pool is missing.
  */
 export async function lxdDriverFromConfig(
@@ -44,7 +44,7 @@ export async function lxdDriverFromConfig(
   const driver = await LxdDriver.create({
     client: new LxdClient(endpoint),
     imagesDir: join(config.dataDir, 'images'),
-    runtimeDir: join(config.dataDir, 'lxd-sandboxes'),
+    runtimeDir: config.driver.runtimeDir ?? join(config.dataDir, 'lxd-sandboxes'),
     storagePool: config.driver.storagePool,
     logger,
   });

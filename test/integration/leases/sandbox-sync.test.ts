@@ -4,7 +4,7 @@ import { Wallet } from '@cashu/cashu-ts';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CLI, type ServedNode } from '../../helpers/cli.js';
 import { allSpent, expectBalanced, ledgerOf, postJson, sumOf, tokens } from '../../helpers/lease-node.js';
-import { NodeProcess } from '../../helpers/node-process.js';
+import { NodeProcess, QUARTER_OFFER } from '../../helpers/node-process.js';
 import { waitFor } from '../drivers/compute-driver.contract.js';
 
 /**
@@ -22,14 +22,7 @@ const nodeProcess = new NodeProcess({
   prefix: 'sandbox-sync',
   config: {
     offers: [
-      {
-        id: 'quarter',
-        vcpu: 0.25,
-        memory_mib: 64,
-        pids: 64,
-        disk_mib: 16,
-        price: { amount_per_hour: 60, unit: 'sat' },
-      },
+      QUARTER_OFFER,
       {
         id: 'brief',
         vcpu: 0.25,

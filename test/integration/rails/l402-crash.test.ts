@@ -3,7 +3,7 @@ import { type Proof, Wallet } from '@cashu/cashu-ts';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CLI } from '../../helpers/cli.js';
 import { expectBalanced, fundedWallet, ledgerOf, postJson, sumOf } from '../../helpers/lease-node.js';
-import { NodeProcess } from '../../helpers/node-process.js';
+import { killMidBurst, NodeProcess, QUARTER_OFFER } from '../../helpers/node-process.js';
 
 /**
  * Rule 5 for Lightning (L402): the built server is killed with SIGKILL while paid L402 requests are
@@ -20,16 +20,7 @@ const body = { offer: 'quarter', seconds: 7200, image: 'busybox' };
 const nodeProcess = new NodeProcess({
   prefix: 'l402-crash',
   config: {
-    offers: [
-      {
-        id: 'quarter',
-        vcpu: 0.25,
-        memory_mib: 64,
-        pids: 64,
-        disk_mib: 16,
-        price: { amount_per_hour: 60, unit: 'sat' },
-      },
-    ],
+    offers: [QUARTER_OFFER],
   },
   env: { ALACARTE_OPERATOR_TOKEN: OPERATOR },
 });
@@ -63,24 +54,11 @@ describe('kill -9 in the middle of L402-paid requests', () => {
     // Every invoice is paid; now the paid requests, all at once. Kill the server once a few have
     // been answered, while the rest are between the invoice's check, the claim and the start.
     const first = server;
-    let created = 0;
-    const killed = new Promise<void>((resolve) => {
-      first.process.once('exit', () => resolve());
-    });
-    const before = await Promise.all(
-      credentials.map((authorization) =>
-        postJson(`${first.url}/v1/leases`, body, { authorization }).then(
-          (r) => {
-            if (r.status === 201) created++;
-            if (created === 3) first.process.kill('SIGKILL');
-            return r;
-          },
-          () => 'connection lost' as const,
-        ),
-      ),
+    const before = await killMidBurst(
+      nodeProcess,
+      credentials.map((authorization) => () => postJson(`${first.url}/v1/leases`, body, { authorization })),
+      (answered) => answered.filter((r) => r.status === 201).length === 3,
     );
-    if (first.process.exitCode === null && first.process.signalCode === null) first.process.kill('SIGKILL');
-    await killed;
     for (const r of before) if (r !== 'connection lost') expect(r.status).toBe(201);
     const answered = before.filter((r) => r !== 'connection lost');
     expect(answered.length).toBeGreaterThanOrEqual(3);

@@ -1,0 +1,184 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+
+/**
+ * The channels replicas tell each other on. `alacarte_leases`: a lease id whose state or deadline
+ * changed on another replica (its sandbox's holder acts on it); `alacarte_mint`: a mint change
+ * (NUT-17 notifications, keyset rotation; src/mint/replica-events.ts).
+ */
+export type NoticeChannel = 'alacarte_leases' | 'alacarte_mint';
+
+/** PostgreSQL refuses NOTIFY payloads of 8000 bytes or more; ours stay well below, sender id included. */
+export const MAX_NOTICE_BYTES = 7000;
+
+/**
+ * Short messages between the replicas sharing a store: PostgreSQL LISTEN/NOTIFY. A notice is a
+ * hint to re-read the store, never the truth itself (a replica that was down or disconnected
+ * misses it; `onReconnect` tells the listener to look again). SQLite, one process: no replicas, so
+ * publishing does nothing.
+ */
+export interface ReplicaNotices {
+  /** Whether other replicas can hear anything (false on SQLite). */
+  readonly shared: boolean;
+  /** Sends `payload` (at most MAX_NOTICE_BYTES) to every other replica listening on `channel`. */
+  publish(channel: NoticeChannel, payload: string): Promise<void>;
+  /**
+   * Calls `onNotice` with each payload other replicas publish on `channel`, and `onReconnect` after
+   * the listening connection came back (notices may have been missed meanwhile). Returns the
+   * function that stops it.
+   */
+  listen(channel: NoticeChannel, onNotice: (payload: string) => void, onReconnect?: () => void): () => void;
+  /** Resolves once the listening connection is up, or its first attempt failed (then retried). */
+  ready(): Promise<void>;
+  /** Stops listening and closes the listening connection. */
+  close(): Promise<void>;
+}
+
+/** For a store no other process shares (SQLite). */
+export const LOCAL_NOTICES: ReplicaNotices = {
+  shared: false,
+  publish: async () => {},
+  listen: () => () => {},
+  ready: async () => {},
+  close: async () => {},
+};
+
+interface Listener {
+  onNotice: (payload: string) => void;
+  onReconnect?: () => void;
+}
+
+/** Reconnect delays of the listening connection, ms: doubled from the first to the last. */
+const RECONNECT_MS = { first: 250, last: 10_000 };
+
+/**
+ * ReplicaNotices over PostgreSQL: NOTIFY through the store's pool, LISTEN on one connection of its
+ * own (a pooled connection would lose its LISTEN when given back), reconnected with a bounded
+ * backoff when it drops. Each payload carries this process's random sender id, so a replica does
+ * not act on its own notices.
+ */
+export class PostgresNotices implements ReplicaNotices {
+  readonly shared = true;
+  private readonly sender = randomBytes(8).toString('hex');
+  private readonly listeners = new Map<NoticeChannel, Set<Listener>>();
+  private client: pg.Client | undefined;
+  private connecting: Promise<void> | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private delay = RECONNECT_MS.first;
+  private closed = false;
+
+  /**
+   * @param pool the store's pool (NOTIFY goes through it)
+   * @param connect a fresh connection to the same database, for LISTEN
+   * @param onError told (without the URL) when the listening connection fails; it is retried
+   */
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly connect: () => pg.Client,
+    private readonly onError: (message: string) => void = () => {},
+  ) {}
+
+  async publish(channel: NoticeChannel, payload: string): Promise<void> {
+    const text = `${this.sender} ${payload}`;
+    if (Buffer.byteLength(text) > MAX_NOTICE_BYTES) throw new Error(`notice of ${text.length} bytes`);
+    await this.pool.query('select pg_notify($1, $2)', [channel, text]);
+  }
+
+  listen(channel: NoticeChannel, onNotice: (payload: string) => void, onReconnect?: () => void): () => void {
+    let set = this.listeners.get(channel);
+    if (!set) {
+      set = new Set();
+      this.listeners.set(channel, set);
+      if (this.client) void this.client.query(`LISTEN ${channel}`).catch(() => this.reconnect());
+    }
+    const listener: Listener = { onNotice, ...(onReconnect ? { onReconnect } : {}) };
+    set.add(listener);
+    if (!this.client && !this.connecting) this.connecting = this.open(false);
+    return () => {
+      set.delete(listener);
+    };
+  }
+
+  async ready(): Promise<void> {
+    await this.connecting;
+  }
+
+  private async open(again: boolean): Promise<void> {
+    const client = this.connect();
+    client.on('error', (err) => {
+      this.onError(`replica notices: ${err.message}`);
+      this.reconnect();
+    });
+    client.on('end', () => this.reconnect());
+    client.on('notification', (msg) => {
+      const set = this.listeners.get(msg.channel as NoticeChannel);
+      const text = msg.payload ?? '';
+      const space = text.indexOf(' ');
+      if (!set || space < 0 || text.slice(0, space) === this.sender) return;
+      const payload = text.slice(space + 1);
+      for (const l of set) l.onNotice(payload);
+    });
+    try {
+      await client.connect();
+      if (this.closed) {
+        await client.end().catch(() => {});
+        return;
+      }
+      // Set first: a channel added from now on is listened to by listen() itself (twice is harmless).
+      this.client = client;
+      for (const channel of [...this.listeners.keys()]) await client.query(`LISTEN ${channel}`);
+      this.delay = RECONNECT_MS.first;
+      if (again) for (const set of this.listeners.values()) for (const l of set) l.onReconnect?.();
+    } catch (err) {
+      this.onError(`replica notices: ${(err as Error).message}`);
+      if (this.client === client) this.client = undefined;
+      client.removeAllListeners('end');
+      await client.end().catch(() => {});
+      this.schedule();
+    } finally {
+      this.connecting = undefined;
+    }
+  }
+
+  private reconnect(): void {
+    if (this.closed || !this.client) return;
+    const old = this.client;
+    this.client = undefined;
+    old.removeAllListeners('end');
+    void old.end().catch(() => {});
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.closed || this.retryTimer) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      if (!this.closed && !this.client && !this.connecting) this.connecting = this.open(true);
+    }, this.delay);
+    this.retryTimer.unref();
+    this.delay = Math.min(this.delay * 2, RECONNECT_MS.last);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    await this.connecting;
+    const client = this.client;
+    this.client = undefined;
+    if (client) {
+      client.removeAllListeners('end');
+      await client.end().catch(() => {});
+    }
+  }
+}
+
+/** The notices of an open store: PostgreSQL's when it has a pool, else none (SQLite). */
+export function replicaNotices(postgres: pg.Pool | undefined, onError?: (m: string) => void): ReplicaNotices {
+  if (!postgres) return LOCAL_NOTICES;
+  const options = postgres.options;
+  return new PostgresNotices(
+    postgres,
+    () => new pg.Client({ connectionString: options.connectionString }),
+    onError,
+  );
+}

@@ -1,0 +1,140 @@
+import { existsSync } from 'node:fs';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI } from '../../helpers/cli.js';
+import { expectBalanced, ledgerOf, postJson, tokens } from '../../helpers/lease-node.js';
+import { type NodeProcess, QUARTER_OFFER, startReplicas } from '../../helpers/node-process.js';
+import { testDatabase, testPostgresUnavailable } from '../../helpers/postgres.js';
+
+/**
+ * Two `alacarte serve` replicas on one PostgreSQL, each with crun and its own sandboxes directory
+ * (compute target `crun:<replica id>`). Each reconciles only its own leases: restarting one never
+ * ends the other's healthy leases. A command for a lease the other replica holds is refused with
+ * 421 `lease_elsewhere` (nothing touched); extend and stop work through either replica, and the
+ * holder carries out the new deadline and the kill.
+ */
+const OPERATOR = 'operator-token-for-crun-replicas-0123';
+const PRICE = 60; // 60 sat/h × 1 h
+const body = { offer: 'quarter', seconds: 3600, image: 'busybox' };
+const unavailable = testPostgresUnavailable();
+const replicas: NodeProcess[] = [];
+let storeUrl = '';
+
+beforeAll(async () => {
+  if (unavailable !== undefined) return;
+  storeUrl = await testDatabase();
+  await startReplicas({
+    into: replicas,
+    prefix: 'crun-replica',
+    count: 2,
+    storeUrl,
+    config: {
+      offers: [QUARTER_OFFER],
+    },
+    env: { ALACARTE_OPERATOR_TOKEN: OPERATOR },
+  });
+});
+
+afterAll(async () => {
+  for (const replica of replicas) await replica.cleanup();
+});
+
+/** Replica i's own address (the banner shows the public URL they share). */
+const url = (i: number) => replicas[i]!.localUrl;
+
+async function exec(i: number, lease: { id: string; token: string }, command: string[]) {
+  return postJson(
+    `${url(i)}/v1/leases/${lease.id}/exec`,
+    { command },
+    { authorization: `Bearer ${lease.token}` },
+  );
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined): Promise<T> {
+  const give = Date.now() + 30_000;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > give) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe.skipIf(unavailable !== undefined)(`2 crun replicas on one PostgreSQL ${unavailable ?? ''}`, () => {
+  it('keeps each replica to its own sandboxes, and extends and stops through either', async () => {
+    expect(existsSync(CLI), 'run `npm run build` first (npm test does)').toBe(true);
+    const { wallet, tokens: pool } = await tokens(`${url(0)}/mint`, 5, PRICE);
+    const created = [];
+    for (const [i, t] of [0, 1, 0].entries()) {
+      const res = await postJson(`${url(t)}/v1/leases`, body, { 'x-cashu': pool[i]!.token });
+      expect(res.status, JSON.stringify(res.body)).toBe(201);
+      created.push(res.body as { id: string; token: string });
+    }
+    const [onA, onB, onA2] = created as [
+      { id: string; token: string },
+      { id: string; token: string },
+      { id: string; token: string },
+    ];
+    expect(replicas[0]!.runningSandboxes().sort()).toEqual([onA.id, onA2.id].sort());
+    expect(replicas[1]!.runningSandboxes()).toEqual([onB.id]);
+
+    // A command for A's lease reaching B: refused with a stable code, the lease untouched.
+    const misdirected = await exec(1, onA, ['echo', 'hi']);
+    expect(misdirected.status).toBe(421);
+    expect(misdirected.body.error).toBe('lease_elsewhere');
+    expect((await exec(0, onA, ['echo', 'hi'])).body.stdout).toBe('hi\n');
+
+    // B restarts (kill -9): A's leases keep running and answering; B's own comes back.
+    await replicas[1]!.kill();
+    await replicas[1]!.start();
+    const client = new pg.Client({ connectionString: storeUrl });
+    await client.connect();
+    try {
+      const states = await client.query('select id, state from leases order by id');
+      expect(states.rows.map((r) => r.state)).toEqual(['running', 'running', 'running']);
+    } finally {
+      await client.end();
+    }
+    expect((await exec(0, onA, ['echo', 'still'])).body.stdout).toBe('still\n');
+    expect((await exec(1, onB, ['echo', 'mine'])).body.stdout).toBe('mine\n');
+    expect(replicas[0]!.runningSandboxes().sort()).toEqual([onA.id, onA2.id].sort());
+
+    // Extended through B: A's sandbox takes the new deadline (told over LISTEN/NOTIFY).
+    const extended = await postJson(
+      `${url(1)}/v1/leases/${onA.id}/extend`,
+      { seconds: 3600 },
+      { 'x-cashu': pool[3]!.token },
+    );
+    expect(extended.status, JSON.stringify(extended.body)).toBe(200);
+    const deadline = Date.parse(extended.body.expires_at as string);
+    await until('the new deadline inside the sandbox', async () => {
+      const r = await exec(0, onA, ['cat', '/run/alacarte/lease.json']);
+      const inside = JSON.parse(String(r.body.stdout)) as { expires_at: string };
+      return Date.parse(inside.expires_at) === deadline ? true : undefined;
+    });
+
+    // Stopped through B: the refund is in B's answer, and A ends the sandbox.
+    const stopped = await fetch(`${url(1)}/v1/leases/${onA.id}`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${onA.token}` },
+    });
+    const stoppedBody = (await stopped.json()) as { state: string; refund?: string };
+    expect(stopped.status).toBe(200);
+    expect(stoppedBody.state).toBe('stopped');
+    expect(stoppedBody.refund).toBeTypeOf('string');
+    const refund = await wallet.receive(stoppedBody.refund!);
+    expect(refund.reduce((s, p) => s + Number(p.amount), 0)).toBeGreaterThan(0);
+    await until('A to end the stopped lease', () =>
+      replicas[0]!.runningSandboxes().includes(onA.id) ? undefined : true,
+    );
+    expect(replicas[0]!.runningSandboxes()).toEqual([onA2.id]);
+    expect((await exec(0, onA2, ['echo', 'other'])).body.stdout).toBe('other\n');
+
+    for (const i of [0, 1]) {
+      const books = await ledgerOf(url(i), OPERATOR);
+      expect(expectBalanced(books)).toEqual([]);
+      expect(books.received).toBe(4 * PRICE);
+      expect(books.leases.running).toBe(2);
+    }
+  });
+});
