@@ -168,6 +168,14 @@ export const configSchema = z
         inputFeePpk: z.number().int().min(0).max(100_000).default(0),
         maxInputs: z.number().int().min(1).max(100_000).default(1000),
         maxOutputs: z.number().int().min(1).max(100_000).default(1000),
+        /**
+         * Bounds on the Lightning invoices NUT-04 mint quotes make (as `l402.*` for 402s): per
+         * client address a bucket of `quoteBurst` refilled at `quotesPerMinute`, and at most
+         * `maxUnpaidQuotes` unpaid over all clients. Beyond them a quote request answers 429.
+         */
+        quotesPerMinute: z.number().int().min(1).max(100_000).default(60),
+        quoteBurst: z.number().int().min(1).max(100_000).default(60),
+        maxUnpaidQuotes: z.number().int().min(1).max(1_000_000).default(10_000),
         lightning: z
           .object({
             /** Which Lightning backend the mint uses (src/lightning/<backend>/). */

@@ -33,7 +33,7 @@ import { InvoiceLimits } from './rails/l402/invoice-limits.js';
 import { L402Rail } from './rails/l402/l402-rail.js';
 import { Rails } from './rails/rails.js';
 import { loadOrCreateHostKey } from './ssh/host-key.js';
-import { SshServer } from './ssh/ssh-server.js';
+import { SshServer, sourceOf } from './ssh/ssh-server.js';
 import { type Database, openStore } from './store/database.js';
 
 export interface NodeOptions {
@@ -119,7 +119,19 @@ export class AlacarteNode {
         keysets: { inputFeePpk: config.mint.inputFeePpk },
       });
       const plugins: Array<{ prefix: string; plugin: FastifyPluginAsync }> = [
-        { prefix: '/mint', plugin: mintPlugin({ mint }) },
+        {
+          prefix: '/mint',
+          plugin: mintPlugin({
+            mint,
+            quoteLimits: new InvoiceLimits({
+              perMinute: config.mint.quotesPerMinute,
+              burst: config.mint.quoteBurst,
+              maxUnpaid: config.mint.maxUnpaidQuotes,
+              now: () => (options.clock ? options.clock().getTime() : Date.now()),
+            }),
+            clientOf: sourceOf,
+          }),
+        },
         { prefix: '', plugin: webRoutes({ dir: options.webDir ?? defaultWebDir() }) },
         { prefix: '', plugin: docsRoutes({ publicUrl: () => urlRef.url }) },
       ];

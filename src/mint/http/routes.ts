@@ -22,6 +22,24 @@ export interface MintRoutesOptions {
   bodyLimit?: number;
   /** Bounds of NUT-17 WebSocket subscriptions (nut-17.ts DEFAULT_NUT17_LIMITS). */
   nut17?: Partial<Nut17Limits>;
+  /**
+   * Bounds on the Lightning invoices NUT-04 mint quotes make, per client address and unpaid over
+   * all (the L402 rail's InvoiceLimits fits); none: unbounded (tests of other things). Beyond them
+   * a quote request answers 429 with `Retry-After` and no invoice is made.
+   */
+  quoteLimits?: QuoteLimits;
+  /** The address a client's quotes are counted under (default: the peer address as it is). */
+  clientOf?: (ip: string) => string;
+}
+
+/** What the mint-quote bound needs (rails/l402/invoice-limits.ts InvoiceLimits implements it). */
+export interface QuoteLimits {
+  /** Takes one invoice from `client`'s allowance, or says how many seconds until one is free. */
+  take(client: string | undefined): { ok: true } | { ok: false; retryAfterSeconds: number };
+  /** Counts an invoice made after `take` allowed it, until `paid` or its expiry. */
+  issued(key: string, expiresAt: Date): void;
+  /** The invoice was paid: it no longer counts. */
+  paid(key: string): void;
 }
 
 export const DEFAULT_MINT_BODY_LIMIT = 1024 * 1024;
@@ -87,8 +105,32 @@ export const mintRoutes: FastifyPluginAsync<MintRoutesOptions> = async (app, opt
     return mint.swap(parse(swapSchema, request.body));
   });
 
-  app.post('/v1/mint/quote/bolt11', { bodyLimit }, async (request) => {
-    return mint.createMintQuote(parse(mintQuoteSchema, request.body));
+  const limits = opts.quoteLimits;
+  if (limits) {
+    // A paid (or issued) quote's invoice no longer counts against the unpaid ones.
+    const stop = mint.events.listen((event) => {
+      if (event.kind === 'mint_quote') limits.paid(event.id);
+    });
+    app.addHook('onClose', async () => stop());
+  }
+  app.post('/v1/mint/quote/bolt11', { bodyLimit }, async (request, reply) => {
+    const body = parse(mintQuoteSchema, request.body);
+    // Every quote is an invoice at the operator's Lightning node and a row in the store: bounded
+    // per address like the L402 rail's invoices, checked after the body (a bad one costs nothing).
+    const allowance = limits?.take(opts.clientOf ? opts.clientOf(request.ip) : request.ip);
+    if (allowance && !allowance.ok) {
+      return reply
+        .code(429)
+        .header('retry-after', String(allowance.retryAfterSeconds))
+        .send({
+          detail: `too many mint quotes asked for; retry in ${allowance.retryAfterSeconds} s`,
+          code: 10000,
+        });
+    }
+    const quote = await mint.createMintQuote(body);
+    const expiry = quote.expiry ?? Math.floor(Date.now() / 1000) + 3600;
+    limits?.issued(quote.quote, new Date(expiry * 1000));
+    return quote;
   });
   app.get('/v1/mint/quote/bolt11/:quote', async (request) => {
     return mint.getMintQuote(parse(quoteParamSchema, request.params).quote);

@@ -1,0 +1,98 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Wallet } from '@cashu/cashu-ts';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type ConfigInput, loadConfig } from '../../../src/config.js';
+import { AlacarteNode } from '../../../src/node.js';
+import { testDatabase, testStoreIsPostgres } from '../../helpers/postgres.js';
+
+/**
+ * Every NUT-04 mint quote is an invoice at the operator's Lightning node and a row in the store,
+ * asked for by anyone with no payment: the node bounds them per client address and unpaid over
+ * all clients (config mint.quotesPerMinute, quoteBurst, maxUnpaidQuotes), as it bounds the
+ * invoices of L402 challenges. Beyond the bound: 429 in the NUT error format, `Retry-After`, and
+ * no invoice made.
+ */
+
+const nodes: Array<{ node: AlacarteNode; dir: string }> = [];
+afterEach(async () => {
+  for (const { node, dir } of nodes.splice(0)) {
+    await node.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+async function mintNode(mint: ConfigInput['mint']): Promise<{ node: AlacarteNode; mintUrl: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'alacarte-quotes-'));
+  const store = testStoreIsPostgres() ? { store: { url: await testDatabase(dir) } } : {};
+  const config = loadConfig({ flags: { port: 0, dataDir: dir, logLevel: 'silent', mint, ...store } });
+  const node = await AlacarteNode.create(config);
+  nodes.push({ node, dir });
+  const { mintUrl } = await node.listen();
+  return { node, mintUrl };
+}
+
+async function askQuote(mintUrl: string, amount = 10) {
+  const res = await fetch(`${mintUrl}/v1/mint/quote/bolt11`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ amount, unit: 'sat' }),
+  });
+  const body = (await res.json()) as { quote: string; detail?: string; code?: number };
+  return { status: res.status, retryAfter: res.headers.get('retry-after'), body };
+}
+
+async function quotesStored(node: AlacarteNode): Promise<number> {
+  const row = await node.db
+    .selectFrom('mint_mint_quotes')
+    .select(({ fn }) => fn.countAll().as('n'))
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
+}
+
+describe('mint quotes are bounded like any invoice the node makes for nothing', () => {
+  it('one address gets its burst, then 429 with Retry-After and no invoice', async () => {
+    const { node, mintUrl } = await mintNode({ quoteBurst: 3, quotesPerMinute: 1 });
+    for (let i = 0; i < 3; i++) expect((await askQuote(mintUrl)).status).toBe(200);
+    const refused = await askQuote(mintUrl);
+    expect(refused.status).toBe(429);
+    expect(refused.body).toEqual({ detail: expect.stringMatching(/too many mint quotes/), code: 10000 });
+    expect(Number(refused.retryAfter)).toBeGreaterThanOrEqual(1);
+    expect(await quotesStored(node)).toBe(3);
+    // A malformed request is still a 400 of its own, and costs the client nothing.
+    const bad = await fetch(`${mintUrl}/v1/mint/quote/bolt11`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ amount: -1, unit: 'sat' }),
+    });
+    expect(bad.status).toBe(400);
+  });
+
+  it('unpaid quotes over all clients are capped', async () => {
+    // Invoices that settle in an hour: every quote stays unpaid.
+    const { node, mintUrl } = await mintNode({
+      quoteBurst: 100,
+      maxUnpaidQuotes: 2,
+      lightning: { settleDelayMs: 3_600_000 },
+    });
+    expect([(await askQuote(mintUrl)).status, (await askQuote(mintUrl)).status]).toEqual([200, 200]);
+    const refused = await askQuote(mintUrl);
+    expect(refused.status).toBe(429);
+    expect(Number(refused.retryAfter)).toBeGreaterThanOrEqual(1);
+    expect(await quotesStored(node)).toBe(2);
+  });
+
+  it('a paid quote no longer counts against the unpaid ones', async () => {
+    // settleDelayMs 0: the fake backend settles each invoice at once and the mint books it.
+    const { mintUrl } = await mintNode({ quoteBurst: 100, maxUnpaidQuotes: 2 });
+    const wallet = new Wallet(mintUrl, { unit: 'sat' });
+    await wallet.loadMint();
+    for (let i = 0; i < 5; i++) {
+      const quote = await askQuote(mintUrl);
+      expect(quote.status).toBe(200);
+      const proofs = await wallet.mintProofsBolt11(10, quote.body.quote);
+      expect(proofs.length).toBeGreaterThan(0);
+    }
+  });
+});
