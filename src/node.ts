@@ -118,6 +118,7 @@ export class AlacarteNode {
         limits: { maxInputs: config.mint.maxInputs, maxOutputs: config.mint.maxOutputs },
         keysets: { inputFeePpk: config.mint.inputFeePpk },
       });
+      const now = () => (options.clock ? options.clock().getTime() : Date.now());
       const plugins: Array<{ prefix: string; plugin: FastifyPluginAsync }> = [
         {
           prefix: '/mint',
@@ -127,7 +128,14 @@ export class AlacarteNode {
               perMinute: config.mint.quotesPerMinute,
               burst: config.mint.quoteBurst,
               maxUnpaid: config.mint.maxUnpaidQuotes,
-              now: () => (options.clock ? options.clock().getTime() : Date.now()),
+              now,
+            }),
+            // Its own buckets: no invoice, so never counted as unpaid (only per address).
+            meltQuoteLimits: new InvoiceLimits({
+              perMinute: config.mint.quotesPerMinute,
+              burst: config.mint.quoteBurst,
+              maxUnpaid: 1,
+              now,
             }),
             clientOf: sourceOf,
           }),

@@ -1,4 +1,4 @@
-import type { FastifyError, FastifyPluginAsync } from 'fastify';
+import type { FastifyError, FastifyPluginAsync, FastifyReply } from 'fastify';
 import type { z } from 'zod';
 import { invalidRequest, MintError, MintErrorCode } from '../errors.js';
 import type { Mint } from '../mint.js';
@@ -28,6 +28,11 @@ export interface MintRoutesOptions {
    * a quote request answers 429 with `Retry-After` and no invoice is made.
    */
   quoteLimits?: QuoteLimits;
+  /**
+   * The allowance per client address for NUT-05 melt quotes (a stored row each, no invoice: only
+   * `take` is called, so a cap on unpaid invoices never refuses them); none: unbounded.
+   */
+  meltQuoteLimits?: Pick<QuoteLimits, 'take'>;
   /** The address a client's quotes are counted under (default: the peer address as it is). */
   clientOf?: (ip: string) => string;
 }
@@ -106,6 +111,17 @@ export const mintRoutes: FastifyPluginAsync<MintRoutesOptions> = async (app, opt
   });
 
   const limits = opts.quoteLimits;
+  /** The 429 answer when `ip` has used up its quotes of `kind` (sent on `reply`), else undefined. */
+  const tooMany = (ip: string, reply: FastifyReply, kind: 'mint' | 'melt') => {
+    const bound = kind === 'mint' ? limits : opts.meltQuoteLimits;
+    const allowance = bound?.take(opts.clientOf ? opts.clientOf(ip) : ip);
+    if (allowance === undefined || allowance.ok) return undefined;
+    const wait = allowance.retryAfterSeconds;
+    return reply
+      .code(429)
+      .header('retry-after', String(wait))
+      .send({ detail: `too many ${kind} quotes asked for; retry in ${wait} s`, code: 10000 });
+  };
   if (limits) {
     // A paid (or issued) quote's invoice no longer counts against the unpaid ones.
     const stop = mint.events.listen((event) => {
@@ -117,16 +133,8 @@ export const mintRoutes: FastifyPluginAsync<MintRoutesOptions> = async (app, opt
     const body = parse(mintQuoteSchema, request.body);
     // Every quote is an invoice at the operator's Lightning node and a row in the store: bounded
     // per address like the L402 rail's invoices, checked after the body (a bad one costs nothing).
-    const allowance = limits?.take(opts.clientOf ? opts.clientOf(request.ip) : request.ip);
-    if (allowance && !allowance.ok) {
-      return reply
-        .code(429)
-        .header('retry-after', String(allowance.retryAfterSeconds))
-        .send({
-          detail: `too many mint quotes asked for; retry in ${allowance.retryAfterSeconds} s`,
-          code: 10000,
-        });
-    }
+    const refused = tooMany(request.ip, reply, 'mint');
+    if (refused) return refused;
     const quote = await mint.createMintQuote(body);
     const expiry = quote.expiry ?? Math.floor(Date.now() / 1000) + 3600;
     limits?.issued(quote.quote, new Date(expiry * 1000));
@@ -139,12 +147,15 @@ export const mintRoutes: FastifyPluginAsync<MintRoutesOptions> = async (app, opt
     return mint.mint(parse(mintSchema, request.body));
   });
 
-  app.post('/v1/melt/quote/bolt11', { bodyLimit }, async (request) => {
+  app.post('/v1/melt/quote/bolt11', { bodyLimit }, async (request, reply) => {
     const body = parse(meltQuoteSchema, request.body);
     if (body.options?.amountless !== undefined) {
       throw new MintError(MintErrorCode.amountlessInvoice, 'amountless invoices are not supported');
     }
     if (body.options?.mpp !== undefined) throw invalidRequest('multi-path payments are not supported');
+    // No invoice, but a stored row each, asked for by anyone: the same allowance per address.
+    const refused = tooMany(request.ip, reply, 'melt');
+    if (refused) return refused;
     return mint.createMeltQuote(body);
   });
   app.get('/v1/melt/quote/bolt11/:quote', async (request) => {

@@ -39,7 +39,7 @@ async function askQuote(mintUrl: string, amount = 10) {
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ amount, unit: 'sat' }),
   });
-  const body = (await res.json()) as { quote: string; detail?: string; code?: number };
+  const body = (await res.json()) as { quote: string; request: string; detail?: string; code?: number };
   return { status: res.status, retryAfter: res.headers.get('retry-after'), body };
 }
 
@@ -81,6 +81,36 @@ describe('mint quotes are bounded like any invoice the node makes for nothing', 
     expect(refused.status).toBe(429);
     expect(Number(refused.retryAfter)).toBeGreaterThanOrEqual(1);
     expect(await quotesStored(node)).toBe(2);
+  });
+
+  it('melt quotes (a stored row each) have the same allowance per address, apart from the invoices', async () => {
+    // One unpaid mint quote fills the cap on unpaid invoices; melting is not refused for that.
+    const { node, mintUrl } = await mintNode({
+      quoteBurst: 2,
+      quotesPerMinute: 1,
+      maxUnpaidQuotes: 1,
+      lightning: { settleDelayMs: 3_600_000 },
+    });
+    const invoice = (await askQuote(mintUrl)).body;
+    const askMelt = () =>
+      fetch(`${mintUrl}/v1/melt/quote/bolt11`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ request: invoice.request, unit: 'sat' }),
+      });
+    expect([(await askMelt()).status, (await askMelt()).status]).toEqual([200, 200]);
+    const refused = await askMelt();
+    expect(refused.status).toBe(429);
+    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect(await refused.json()).toEqual({
+      detail: expect.stringMatching(/too many melt quotes/),
+      code: 10000,
+    });
+    const rows = await node.db
+      .selectFrom('mint_melt_quotes')
+      .select(({ fn }) => fn.countAll().as('n'))
+      .executeTakeFirstOrThrow();
+    expect(Number(rows.n)).toBe(2);
   });
 
   it('a paid quote no longer counts against the unpaid ones', async () => {
