@@ -63,6 +63,16 @@ export const configSchema = z
       )
       .optional(),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /**
+     * Reverse proxies in front of the node (addresses or CIDR ranges) whose `X-Forwarded-For` is
+     * believed: behind them the per-client bounds apply per client, not to the proxy as a whole.
+     */
+    trustProxy: z
+      .array(z.union([z.ipv4(), z.ipv6(), z.cidrv4(), z.cidrv6()]))
+      .max(64)
+      .default([]),
+    /** HTTP connections one client address (IPv6: its /64) may hold at once; 0: no bound. */
+    maxConnectionsPerAddress: z.number().int().min(0).max(100_000).default(64),
     /** Bearer token for /v1/operator/*; the routes are off when unset. */
     operatorToken: z.string().min(16).max(512).optional(),
     /** Largest request body accepted anywhere, in bytes. */

@@ -244,7 +244,14 @@ export class AlacarteNode {
           });
         }
       }
-      const app = await buildApp({ logger, bodyLimitBytes: config.bodyLimitBytes, plugins, metrics });
+      const app = await buildApp({
+        logger,
+        bodyLimitBytes: config.bodyLimitBytes,
+        plugins,
+        metrics,
+        trustProxy: config.trustProxy,
+        maxConnectionsPerAddress: config.maxConnectionsPerAddress,
+      });
       const node = new AlacarteNode(
         config,
         app,

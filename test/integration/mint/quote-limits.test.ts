@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Wallet } from '@cashu/cashu-ts';
@@ -23,10 +24,15 @@ afterEach(async () => {
   }
 });
 
-async function mintNode(mint: ConfigInput['mint']): Promise<{ node: AlacarteNode; mintUrl: string }> {
+async function mintNode(
+  mint: ConfigInput['mint'],
+  more: Pick<ConfigInput, 'trustProxy'> = {},
+): Promise<{ node: AlacarteNode; mintUrl: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'alacarte-quotes-'));
   const store = testStoreIsPostgres() ? { store: { url: await testDatabase(dir) } } : {};
-  const config = loadConfig({ flags: { port: 0, dataDir: dir, logLevel: 'silent', mint, ...store } });
+  const config = loadConfig({
+    flags: { port: 0, dataDir: dir, logLevel: 'silent', mint, ...more, ...store },
+  });
   const node = await AlacarteNode.create(config);
   nodes.push({ node, dir });
   const { mintUrl } = await node.listen();
@@ -124,5 +130,33 @@ describe('mint quotes are bounded like any invoice the node makes for nothing', 
       const proofs = await wallet.mintProofsBolt11(10, quote.body.quote);
       expect(proofs.length).toBeGreaterThan(0);
     }
+  });
+
+  it('behind a proxy named in trustProxy, each client behind it has its own allowance', async () => {
+    const { mintUrl } = await mintNode({ quoteBurst: 1 }, { trustProxy: ['127.0.0.2'] });
+    // The proxy (127.0.0.2) forwards two clients; each gets its one quote, then 429.
+    const viaProxy = (client: string) =>
+      new Promise<number>((resolve, reject) => {
+        const url = new URL(`${mintUrl}/v1/mint/quote/bolt11`);
+        const req = request(
+          {
+            host: url.hostname,
+            port: url.port,
+            path: url.pathname,
+            method: 'POST',
+            localAddress: '127.0.0.2',
+            headers: { 'content-type': 'application/json', 'x-forwarded-for': client },
+          },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        );
+        req.on('error', reject);
+        req.end(JSON.stringify({ amount: 10, unit: 'sat' }));
+      });
+    expect(await viaProxy('198.51.100.7')).toBe(200);
+    expect(await viaProxy('198.51.100.8')).toBe(200);
+    expect(await viaProxy('198.51.100.7')).toBe(429);
   });
 });
