@@ -179,12 +179,12 @@ export const configSchema = z
         maxInputs: z.number().int().min(1).max(100_000).default(1000),
         maxOutputs: z.number().int().min(1).max(100_000).default(1000),
         /**
-         * Bounds on the Lightning invoices NUT-04 mint quotes make (as `l402.*` for 402s): per
-         * client address a bucket of `quoteBurst` refilled at `quotesPerMinute`, and at most
-         * `maxUnpaidQuotes` unpaid over all clients. Beyond them a quote request answers 429.
+         * Bounds on the quotes made for nothing (NUT-04 mint quotes: an invoice and a row each;
+         * NUT-05 melt quotes: a row each), counted apart for the two kinds: at most
+         * `unpaidQuotesPerAddress` unpaid per client address and `maxUnpaidQuotes` over all.
+         * Beyond them a quote request answers 429; a wallet that pays its quotes never meets them.
          */
-        quotesPerMinute: z.number().int().min(1).max(100_000).default(60),
-        quoteBurst: z.number().int().min(1).max(100_000).default(60),
+        unpaidQuotesPerAddress: z.number().int().min(1).max(100_000).default(20),
         maxUnpaidQuotes: z.number().int().min(1).max(1_000_000).default(10_000),
         lightning: z
           .object({

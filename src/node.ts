@@ -23,6 +23,7 @@ import type { LightningBackend } from './lightning/lightning-backend.js';
 import { type Logger, silentLogger } from './log.js';
 import { mintPlugin } from './mint/http/routes.js';
 import { Mint } from './mint/mint.js';
+import { QuoteLimits } from './mint/quote-limits.js';
 import { loadOrCreateSeed } from './mint/seed.js';
 import { asMintDb } from './mint/store/mint-store.js';
 import { createPayouts } from './payouts/create-payouts.js';
@@ -119,24 +120,20 @@ export class AlacarteNode {
         keysets: { inputFeePpk: config.mint.inputFeePpk },
       });
       const now = () => (options.clock ? options.clock().getTime() : Date.now());
+      const quoteBounds = {
+        perClient: config.mint.unpaidQuotesPerAddress,
+        maxUnpaid: config.mint.maxUnpaidQuotes,
+      };
       const plugins: Array<{ prefix: string; plugin: FastifyPluginAsync }> = [
         {
           prefix: '/mint',
           plugin: mintPlugin({
             mint,
-            quoteLimits: new InvoiceLimits({
-              perMinute: config.mint.quotesPerMinute,
-              burst: config.mint.quoteBurst,
-              maxUnpaid: config.mint.maxUnpaidQuotes,
-              now,
-            }),
-            // Its own buckets: no invoice, so never counted as unpaid (only per address).
-            meltQuoteLimits: new InvoiceLimits({
-              perMinute: config.mint.quotesPerMinute,
-              burst: config.mint.quoteBurst,
-              maxUnpaid: 1,
-              now,
-            }),
+            // One count each: unpaid mint quotes must not keep wallets from melting.
+            quoteLimits: {
+              mint: new QuoteLimits({ ...quoteBounds, now }),
+              melt: new QuoteLimits({ ...quoteBounds, now }),
+            },
             clientOf: sourceOf,
           }),
         },

@@ -412,7 +412,7 @@ function mintOperations(): ApiOperation[] {
       responses: {
         200: 'as 04 says',
         400: 'a NUT error',
-        429: 'too many quotes from this address, or unpaid over all (config mint.quotesPerMinute, quoteBurst, maxUnpaidQuotes); Retry-After says when to ask again',
+        429: 'too many unpaid quotes from this address, or over all (config mint.unpaidQuotesPerAddress, maxUnpaidQuotes); Retry-After says when to ask again',
       },
     }),
     op('get', '/v1/mint/quote/bolt11/{quote}', 'State of a mint quote', '04', quote),
@@ -422,7 +422,7 @@ function mintOperations(): ApiOperation[] {
       responses: {
         200: 'as 05 says',
         400: 'a NUT error',
-        429: 'too many quotes from this address (config mint.quotesPerMinute, quoteBurst); Retry-After says when to ask again',
+        429: 'too many unpaid melt quotes from this address, or over all (config mint.unpaidQuotesPerAddress, maxUnpaidQuotes); Retry-After says when to ask again',
       },
     }),
     op('get', '/v1/melt/quote/bolt11/{quote}', 'State of a melt quote', '05', quote),

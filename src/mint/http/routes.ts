@@ -3,6 +3,7 @@ import type { z } from 'zod';
 import { invalidRequest, MintError, MintErrorCode } from '../errors.js';
 import type { Mint } from '../mint.js';
 import { Nut17Hub, type Nut17Limits } from '../nut-17.js';
+import type { QuoteLimits } from '../quote-limits.js';
 import { registerNut17 } from './nut-17-ws.js';
 import {
   checkStateSchema,
@@ -23,28 +24,14 @@ export interface MintRoutesOptions {
   /** Bounds of NUT-17 WebSocket subscriptions (nut-17.ts DEFAULT_NUT17_LIMITS). */
   nut17?: Partial<Nut17Limits>;
   /**
-   * Bounds on the Lightning invoices NUT-04 mint quotes make, per client address and unpaid over
-   * all (the L402 rail's InvoiceLimits fits); none: unbounded (tests of other things). Beyond them
-   * a quote request answers 429 with `Retry-After` and no invoice is made.
+   * Bounds on the quotes made for nothing: NUT-04 mint quotes (an invoice at the Lightning node and
+   * a row each) and NUT-05 melt quotes (a row each), unpaid per client address and over all
+   * (quote-limits.ts; one instance each). None: unbounded (tests of other things). Beyond them a
+   * quote request answers 429 with `Retry-After` and nothing is made.
    */
-  quoteLimits?: QuoteLimits;
-  /**
-   * The allowance per client address for NUT-05 melt quotes (a stored row each, no invoice: only
-   * `take` is called, so a cap on unpaid invoices never refuses them); none: unbounded.
-   */
-  meltQuoteLimits?: Pick<QuoteLimits, 'take'>;
+  quoteLimits?: { mint: QuoteLimits; melt: QuoteLimits };
   /** The address a client's quotes are counted under (default: the peer address as it is). */
   clientOf?: (ip: string) => string;
-}
-
-/** What the mint-quote bound needs (rails/l402/invoice-limits.ts InvoiceLimits implements it). */
-export interface QuoteLimits {
-  /** Takes one invoice from `client`'s allowance, or says how many seconds until one is free. */
-  take(client: string | undefined): { ok: true } | { ok: false; retryAfterSeconds: number };
-  /** Counts an invoice made after `take` allowed it, until `paid` or its expiry. */
-  issued(key: string, expiresAt: Date): void;
-  /** The invoice was paid: it no longer counts. */
-  paid(key: string): void;
 }
 
 export const DEFAULT_MINT_BODY_LIMIT = 1024 * 1024;
@@ -111,21 +98,22 @@ export const mintRoutes: FastifyPluginAsync<MintRoutesOptions> = async (app, opt
   });
 
   const limits = opts.quoteLimits;
-  /** The 429 answer when `ip` has used up its quotes of `kind` (sent on `reply`), else undefined. */
+  const clientOf = (ip: string) => (opts.clientOf ? opts.clientOf(ip) : ip);
+  /** The 429 answer when `ip` holds too many unpaid quotes of `kind` (sent on `reply`), else undefined. */
   const tooMany = (ip: string, reply: FastifyReply, kind: 'mint' | 'melt') => {
-    const bound = kind === 'mint' ? limits : opts.meltQuoteLimits;
-    const allowance = bound?.take(opts.clientOf ? opts.clientOf(ip) : ip);
+    const allowance = limits?.[kind].take(clientOf(ip));
     if (allowance === undefined || allowance.ok) return undefined;
     const wait = allowance.retryAfterSeconds;
     return reply
       .code(429)
       .header('retry-after', String(wait))
-      .send({ detail: `too many ${kind} quotes asked for; retry in ${wait} s`, code: 10000 });
+      .send({ detail: `too many unpaid ${kind} quotes; pay one, or retry in ${wait} s`, code: 10000 });
   };
   if (limits) {
-    // A paid (or issued) quote's invoice no longer counts against the unpaid ones.
+    // A quote that is paid, issued or melted no longer counts.
     const stop = mint.events.listen((event) => {
-      if (event.kind === 'mint_quote') limits.paid(event.id);
+      if (event.kind === 'mint_quote') limits.mint.paid(event.id);
+      else if (event.kind === 'melt_quote') limits.melt.paid(event.id);
     });
     app.addHook('onClose', async () => stop());
   }
@@ -136,8 +124,7 @@ export const mintRoutes: FastifyPluginAsync<MintRoutesOptions> = async (app, opt
     const refused = tooMany(request.ip, reply, 'mint');
     if (refused) return refused;
     const quote = await mint.createMintQuote(body);
-    const expiry = quote.expiry ?? Math.floor(Date.now() / 1000) + 3600;
-    limits?.issued(quote.quote, new Date(expiry * 1000));
+    limits?.mint.issued(clientOf(request.ip), quote.quote, expiryOf(quote.expiry));
     return quote;
   });
   app.get('/v1/mint/quote/bolt11/:quote', async (request) => {
@@ -156,7 +143,9 @@ export const mintRoutes: FastifyPluginAsync<MintRoutesOptions> = async (app, opt
     // No invoice, but a stored row each, asked for by anyone: the same allowance per address.
     const refused = tooMany(request.ip, reply, 'melt');
     if (refused) return refused;
-    return mint.createMeltQuote(body);
+    const quote = await mint.createMeltQuote(body);
+    limits?.melt.issued(clientOf(request.ip), quote.quote, expiryOf(quote.expiry));
+    return quote;
   });
   app.get('/v1/melt/quote/bolt11/:quote', async (request) => {
     return mint.getMeltQuote(parse(quoteParamSchema, request.params).quote);
@@ -174,6 +163,11 @@ export const mintRoutes: FastifyPluginAsync<MintRoutesOptions> = async (app, opt
     mint.restore(parse(restoreSchema, request.body).outputs),
   );
 };
+
+/** A quote's expiry (seconds since the epoch; none: an hour from now) as a Date. */
+function expiryOf(expiry: number | null | undefined): Date {
+  return new Date((expiry ?? Math.floor(Date.now() / 1000) + 3600) * 1000);
+}
 
 /** Validates untrusted input; the first problem becomes the NUT error's detail. */
 function parse<S extends z.ZodType>(schema: S, input: unknown): z.infer<S> {

@@ -10,10 +10,10 @@ import { testDatabase, testStoreIsPostgres } from '../../helpers/postgres.js';
 
 /**
  * Every NUT-04 mint quote is an invoice at the operator's Lightning node and a row in the store,
- * asked for by anyone with no payment: the node bounds them per client address and unpaid over
- * all clients (config mint.quotesPerMinute, quoteBurst, maxUnpaidQuotes), as it bounds the
- * invoices of L402 challenges. Beyond the bound: 429 in the NUT error format, `Retry-After`, and
- * no invoice made.
+ * and every NUT-05 melt quote a row, asked for by anyone with no payment: the node bounds how many
+ * may be unpaid per client address and over all (config mint.unpaidQuotesPerAddress,
+ * maxUnpaidQuotes; mint and melt quotes counted apart). Beyond the bound: 429 in the NUT error
+ * format, `Retry-After`, and nothing made. A wallet that pays its quotes never meets the bound.
  */
 
 const nodes: Array<{ node: AlacarteNode; dir: string }> = [];
@@ -49,24 +49,31 @@ async function askQuote(mintUrl: string, amount = 10) {
   return { status: res.status, retryAfter: res.headers.get('retry-after'), body };
 }
 
-async function quotesStored(node: AlacarteNode): Promise<number> {
+async function countOf(node: AlacarteNode, table: 'mint_mint_quotes' | 'mint_melt_quotes'): Promise<number> {
   const row = await node.db
-    .selectFrom('mint_mint_quotes')
+    .selectFrom(table)
     .select(({ fn }) => fn.countAll().as('n'))
     .executeTakeFirstOrThrow();
   return Number(row.n);
 }
 
-describe('mint quotes are bounded like any invoice the node makes for nothing', () => {
-  it('one address gets its burst, then 429 with Retry-After and no invoice', async () => {
-    const { node, mintUrl } = await mintNode({ quoteBurst: 3, quotesPerMinute: 1 });
+/** Invoices that settle in an hour: every quote stays unpaid. */
+const UNPAID = { lightning: { settleDelayMs: 3_600_000 } };
+
+describe('quotes made for nothing are bounded; paying ones are not', () => {
+  it('one address gets its unpaid quotes, then 429 with Retry-After and no invoice', async () => {
+    const { node, mintUrl } = await mintNode({ ...UNPAID, unpaidQuotesPerAddress: 3 });
     for (let i = 0; i < 3; i++) expect((await askQuote(mintUrl)).status).toBe(200);
     const refused = await askQuote(mintUrl);
     expect(refused.status).toBe(429);
-    expect(refused.body).toEqual({ detail: expect.stringMatching(/too many mint quotes/), code: 10000 });
-    expect(Number(refused.retryAfter)).toBeGreaterThanOrEqual(1);
-    expect(await quotesStored(node)).toBe(3);
-    // A malformed request is still a 400 of its own, and costs the client nothing.
+    expect(refused.body).toEqual({
+      detail: expect.stringMatching(/too many unpaid mint quotes/),
+      code: 10000,
+    });
+    // Until the oldest of them expires (the mint's invoices live an hour).
+    expect(Number(refused.retryAfter)).toBeGreaterThan(3000);
+    expect(await countOf(node, 'mint_mint_quotes')).toBe(3);
+    // A malformed request is still a 400 of its own.
     const bad = await fetch(`${mintUrl}/v1/mint/quote/bolt11`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -76,64 +83,54 @@ describe('mint quotes are bounded like any invoice the node makes for nothing', 
   });
 
   it('unpaid quotes over all clients are capped', async () => {
-    // Invoices that settle in an hour: every quote stays unpaid.
-    const { node, mintUrl } = await mintNode({
-      quoteBurst: 100,
-      maxUnpaidQuotes: 2,
-      lightning: { settleDelayMs: 3_600_000 },
-    });
+    const { node, mintUrl } = await mintNode({ ...UNPAID, maxUnpaidQuotes: 2 });
     expect([(await askQuote(mintUrl)).status, (await askQuote(mintUrl)).status]).toEqual([200, 200]);
     const refused = await askQuote(mintUrl);
     expect(refused.status).toBe(429);
     expect(Number(refused.retryAfter)).toBeGreaterThanOrEqual(1);
-    expect(await quotesStored(node)).toBe(2);
+    expect(await countOf(node, 'mint_mint_quotes')).toBe(2);
   });
 
-  it('melt quotes (a stored row each) have the same allowance per address, apart from the invoices', async () => {
-    // One unpaid mint quote fills the cap on unpaid invoices; melting is not refused for that.
-    const { node, mintUrl } = await mintNode({
-      quoteBurst: 2,
-      quotesPerMinute: 1,
-      maxUnpaidQuotes: 1,
-      lightning: { settleDelayMs: 3_600_000 },
-    });
+  it('a wallet that pays and mints its quotes is never held back', async () => {
+    // settleDelayMs 0: the fake backend settles each invoice at once and the mint books it.
+    const { mintUrl } = await mintNode({ unpaidQuotesPerAddress: 2, maxUnpaidQuotes: 2 });
+    const wallet = new Wallet(mintUrl, { unit: 'sat' });
+    await wallet.loadMint();
+    for (let i = 0; i < 8; i++) {
+      const quote = await askQuote(mintUrl);
+      expect(quote.status).toBe(200);
+      expect((await wallet.mintProofsBolt11(10, quote.body.quote)).length).toBeGreaterThan(0);
+    }
+  });
+
+  it('melt quotes (a row each) are bounded per address too, counted apart from mint quotes', async () => {
+    // Unpaid mint quotes fill the cap over all; asking to melt is not refused for that.
+    const { node, mintUrl } = await mintNode({ ...UNPAID, unpaidQuotesPerAddress: 2, maxUnpaidQuotes: 1 });
     const invoice = (await askQuote(mintUrl)).body;
+    expect((await askQuote(mintUrl)).status).toBe(429);
     const askMelt = () =>
       fetch(`${mintUrl}/v1/melt/quote/bolt11`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ request: invoice.request, unit: 'sat' }),
       });
-    expect([(await askMelt()).status, (await askMelt()).status]).toEqual([200, 200]);
+    expect((await askMelt()).status).toBe(200);
     const refused = await askMelt();
+    // maxUnpaidQuotes 1 for melt quotes too: the second unpaid one is refused.
     expect(refused.status).toBe(429);
     expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     expect(await refused.json()).toEqual({
-      detail: expect.stringMatching(/too many melt quotes/),
+      detail: expect.stringMatching(/too many unpaid melt quotes/),
       code: 10000,
     });
-    const rows = await node.db
-      .selectFrom('mint_melt_quotes')
-      .select(({ fn }) => fn.countAll().as('n'))
-      .executeTakeFirstOrThrow();
-    expect(Number(rows.n)).toBe(2);
+    expect(await countOf(node, 'mint_melt_quotes')).toBe(1);
   });
 
-  it('a paid quote no longer counts against the unpaid ones', async () => {
-    // settleDelayMs 0: the fake backend settles each invoice at once and the mint books it.
-    const { mintUrl } = await mintNode({ quoteBurst: 100, maxUnpaidQuotes: 2 });
-    const wallet = new Wallet(mintUrl, { unit: 'sat' });
-    await wallet.loadMint();
-    for (let i = 0; i < 5; i++) {
-      const quote = await askQuote(mintUrl);
-      expect(quote.status).toBe(200);
-      const proofs = await wallet.mintProofsBolt11(10, quote.body.quote);
-      expect(proofs.length).toBeGreaterThan(0);
-    }
-  });
-
-  it('behind a proxy named in trustProxy, each client behind it has its own allowance', async () => {
-    const { mintUrl } = await mintNode({ quoteBurst: 1 }, { trustProxy: ['127.0.0.2'] });
+  it('behind a proxy named in trustProxy, each client behind it is counted on its own', async () => {
+    const { mintUrl } = await mintNode(
+      { ...UNPAID, unpaidQuotesPerAddress: 1 },
+      { trustProxy: ['127.0.0.2'] },
+    );
     // The proxy (127.0.0.2) forwards two clients; each gets its one quote, then 429.
     const viaProxy = (client: string) =>
       new Promise<number>((resolve, reject) => {
