@@ -64,6 +64,16 @@ export const configSchema = z
       )
       .optional(),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /**
+     * Reverse proxies in front of the node (addresses or CIDR ranges) whose `X-Forwarded-For` is
+     * believed: behind them the per-client bounds apply per client, not to the proxy as a whole.
+     */
+    trustProxy: z
+      .array(z.union([z.ipv4(), z.ipv6(), z.cidrv4(), z.cidrv6()]))
+      .max(64)
+      .default([]),
+    /** HTTP connections one client address (IPv6: its /64) may hold at once; 0: no bound. */
+    maxConnectionsPerAddress: z.number().int().min(0).max(100_000).default(64),
     /** Bearer token for /v1/operator/*; the routes are off when unset. */
     operatorToken: z.string().min(16).max(512).optional(),
     /** Largest request body accepted anywhere, in bytes. */
@@ -175,6 +185,14 @@ export const configSchema = z
         inputFeePpk: z.number().int().min(0).max(100_000).default(0),
         maxInputs: z.number().int().min(1).max(100_000).default(1000),
         maxOutputs: z.number().int().min(1).max(100_000).default(1000),
+        /**
+         * Bounds on the quotes made for nothing (NUT-04 mint quotes: an invoice and a row each;
+         * NUT-05 melt quotes: a row each), counted apart for the two kinds: at most
+         * `unpaidQuotesPerAddress` unpaid per client address and `maxUnpaidQuotes` over all.
+         * Beyond them a quote request answers 429; a wallet that pays its quotes never meets them.
+         */
+        unpaidQuotesPerAddress: z.number().int().min(1).max(100_000).default(20),
+        maxUnpaidQuotes: z.number().int().min(1).max(1_000_000).default(10_000),
         lightning: z
           .object({
             /** Which Lightning backend the mint uses (src/lightning/<backend>/). */

@@ -24,6 +24,7 @@ import type { LightningBackend } from './lightning/lightning-backend.js';
 import { type Logger, silentLogger } from './log.js';
 import { mintPlugin } from './mint/http/routes.js';
 import { Mint } from './mint/mint.js';
+import { QuoteLimits } from './mint/quote-limits.js';
 import { shareMintEvents } from './mint/replica-events.js';
 import { loadOrCreateSeed } from './mint/seed.js';
 import { asMintDb } from './mint/store/mint-store.js';
@@ -35,7 +36,7 @@ import { InvoiceLimits } from './rails/l402/invoice-limits.js';
 import { L402Rail } from './rails/l402/l402-rail.js';
 import { Rails } from './rails/rails.js';
 import { loadOrCreateHostKey } from './ssh/host-key.js';
-import { SshServer } from './ssh/ssh-server.js';
+import { SshServer, sourceOf } from './ssh/ssh-server.js';
 import { type Database, openStore } from './store/database.js';
 import { type ReplicaNotices, replicaNotices } from './store/replica-notices.js';
 
@@ -130,8 +131,24 @@ export class AlacarteNode {
       // NUT-17 notifications and keyset rotations across replicas (PostgreSQL; nothing on SQLite).
       const shared = shareMintEvents(mint, notices, logger);
       rotated = shared.rotated;
+      const now = () => (options.clock ? options.clock().getTime() : Date.now());
+      const quoteBounds = {
+        perClient: config.mint.unpaidQuotesPerAddress,
+        maxUnpaid: config.mint.maxUnpaidQuotes,
+      };
       const plugins: Array<{ prefix: string; plugin: FastifyPluginAsync }> = [
-        { prefix: '/mint', plugin: mintPlugin({ mint }) },
+        {
+          prefix: '/mint',
+          plugin: mintPlugin({
+            mint,
+            // One count each: unpaid mint quotes must not keep wallets from melting.
+            quoteLimits: {
+              mint: new QuoteLimits({ ...quoteBounds, now }),
+              melt: new QuoteLimits({ ...quoteBounds, now }),
+            },
+            clientOf: sourceOf,
+          }),
+        },
         { prefix: '', plugin: webRoutes({ dir: options.webDir ?? defaultWebDir() }) },
         { prefix: '', plugin: docsRoutes({ publicUrl: () => urlRef.url }) },
       ];
@@ -238,7 +255,14 @@ export class AlacarteNode {
           });
         }
       }
-      const app = await buildApp({ logger, bodyLimitBytes: config.bodyLimitBytes, plugins, metrics });
+      const app = await buildApp({
+        logger,
+        bodyLimitBytes: config.bodyLimitBytes,
+        plugins,
+        metrics,
+        trustProxy: config.trustProxy,
+        maxConnectionsPerAddress: config.maxConnectionsPerAddress,
+      });
       const node = new AlacarteNode(
         config,
         app,

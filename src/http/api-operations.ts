@@ -416,10 +416,24 @@ function mintOperations(): ApiOperation[] {
     op('get', '/v1/keys/{id}', 'Public keys of one keyset', '01', { params: keysetParamSchema }),
     op('get', '/v1/keysets', 'All keysets', '02'),
     op('post', '/v1/swap', 'Swap proofs for new ones', '03', { body: swapSchema }),
-    op('post', '/v1/mint/quote/bolt11', 'A Lightning invoice to buy ecash', '04', { body: mintQuoteSchema }),
+    op('post', '/v1/mint/quote/bolt11', 'A Lightning invoice to buy ecash', '04', {
+      body: mintQuoteSchema,
+      responses: {
+        200: 'as 04 says',
+        400: 'a NUT error',
+        429: 'too many unpaid quotes from this address, or over all (config mint.unpaidQuotesPerAddress, maxUnpaidQuotes); Retry-After says when to ask again',
+      },
+    }),
     op('get', '/v1/mint/quote/bolt11/{quote}', 'State of a mint quote', '04', quote),
     op('post', '/v1/mint/bolt11', 'Mint the ecash of a paid quote', '04', { body: mintSchema }),
-    op('post', '/v1/melt/quote/bolt11', 'Quote paying a Lightning invoice', '05', { body: meltQuoteSchema }),
+    op('post', '/v1/melt/quote/bolt11', 'Quote paying a Lightning invoice', '05', {
+      body: meltQuoteSchema,
+      responses: {
+        200: 'as 05 says',
+        400: 'a NUT error',
+        429: 'too many unpaid melt quotes from this address, or over all (config mint.unpaidQuotesPerAddress, maxUnpaidQuotes); Retry-After says when to ask again',
+      },
+    }),
     op('get', '/v1/melt/quote/bolt11/{quote}', 'State of a melt quote', '05', quote),
     op('post', '/v1/melt/bolt11', 'Pay a Lightning invoice with ecash', '05', { body: meltSchema }),
     op('post', '/v1/checkstate', 'Are these proofs spent?', '07', { body: checkStateSchema }),

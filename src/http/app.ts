@@ -1,3 +1,5 @@
+import type { Server } from 'node:http';
+import { BlockList, isIPv6, type Socket } from 'node:net';
 import websocket from '@fastify/websocket';
 import Fastify, {
   type FastifyBaseLogger,
@@ -6,6 +8,7 @@ import Fastify, {
   LogController,
 } from 'fastify';
 import type { Logger } from '../log.js';
+import { sourceOf } from '../ssh/ssh-server.js';
 import { answerClientError, frameworkError, installErrorHandling } from './errors.js';
 
 /**
@@ -23,6 +26,8 @@ export const MAX_HEADER_BYTES = MAX_PAYMENT_HEADER_BYTES + 32 * 1024;
 
 /** Default of AppOptions.maxConnections: about 100 MiB of request heads at most. */
 export const DEFAULT_MAX_CONNECTIONS = 1024;
+/** Default of AppOptions.maxConnectionsPerAddress: a sixteenth of all. */
+export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 64;
 
 export interface AppOptions {
   logger: Logger;
@@ -34,6 +39,20 @@ export interface AppOptions {
    * hold a request head of up to MAX_HEADER_BYTES while it arrives, so this bounds that memory.
    */
   maxConnections?: number;
+  /**
+   * Connections one client address (an IPv6 one by its /64) may hold once the server holds half
+   * of `maxConnections`; beyond it a new one is closed as it arrives, so that one client cannot
+   * take them all and lock everyone else out (DEFAULT_MAX_CONNECTIONS_PER_ADDRESS; 0: no such
+   * bound). The proxies named in `trustProxy` are exempt: every client behind them shares their
+   * address.
+   */
+  maxConnectionsPerAddress?: number;
+  /**
+   * Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is believed: behind them
+   * `request.ip` is the client's, so per-client bounds (L402 and mint-quote invoices) apply per
+   * client. Default none: the peer's own address.
+   */
+  trustProxy?: readonly string[];
   /** Serves /metrics and times requests when given. */
   metrics?: { install(app: FastifyInstance): void };
 }
@@ -61,7 +80,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     loggerInstance: options.logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimitBytes,
-    trustProxy: false,
+    trustProxy: options.trustProxy && options.trustProxy.length > 0 ? [...options.trustProxy] : false,
     return503OnClosing: true,
     forceCloseConnections: true,
     frameworkErrors: frameworkError,
@@ -69,6 +88,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     clientErrorHandler: answerClientError,
   });
   app.server.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  boundConnectionsPerAddress(
+    app.server,
+    options.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+    app.server.maxConnections,
+    options.trustProxy ?? [],
+  );
   // Before any route: the published contract (http/openapi.ts) is checked against this list.
   const routes: RegisteredRoute[] = [];
   REGISTERED.set(app, routes);
@@ -107,4 +132,50 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     await app.register(plugin, { prefix });
   }
   return app;
+}
+
+/**
+ * Closes a new connection from a client address (sourceOf: an IPv6 one by its /64) that holds
+ * `max` already while the server holds at least half of `limit`: one client may use many
+ * connections while there is room, but never crowd out the rest. Connections from the `exempt`
+ * proxies are not counted. Counts live in memory only, by address, and go with the address's last
+ * connection: nothing is stored or logged.
+ */
+function boundConnectionsPerAddress(
+  server: Server,
+  max: number,
+  limit: number,
+  exempt: readonly string[],
+): void {
+  if (max <= 0) return;
+  const proxies = new BlockList();
+  for (const entry of exempt) {
+    const [address = '', prefix] = entry.split('/');
+    const family = isIPv6(address) ? 'ipv6' : 'ipv4';
+    if (prefix === undefined) proxies.addAddress(address, family);
+    else proxies.addSubnet(address, Number(prefix), family);
+  }
+  const open = new Map<string, number>();
+  let total = 0;
+  server.on('connection', (socket: Socket) => {
+    const remote = socket.remoteAddress;
+    if (remote === undefined) return;
+    // An IPv4 client of a dual-stack listener arrives as ::ffff:a.b.c.d.
+    const peer = /^::ffff:([0-9.]+)$/i.exec(remote)?.[1] ?? remote;
+    if (exempt.length > 0 && proxies.check(peer, isIPv6(peer) ? 'ipv6' : 'ipv4')) return;
+    const key = sourceOf(peer);
+    const held = open.get(key) ?? 0;
+    if (held >= max && total >= limit / 2) {
+      socket.destroy();
+      return;
+    }
+    open.set(key, held + 1);
+    total++;
+    socket.once('close', () => {
+      total--;
+      const left = (open.get(key) ?? 1) - 1;
+      if (left <= 0) open.delete(key);
+      else open.set(key, left);
+    });
+  });
 }

@@ -36,9 +36,13 @@ export function isPostgresUrl(location: string): boolean {
  * appear in logs and errors.
  */
 export function redactStoreUrl(url: string): string {
-  return url
-    .replace(/^(postgres(?:ql)?:\/\/[^:/@]*):[^@/]*@/i, '$1:***@')
-    .replace(/(password=)[^&]*/gi, '$1***');
+  return (
+    url
+      // Up to the LAST `@`: pg takes a raw `@` in a password, and a raw `/`, `?` or `#` there makes
+      // the URL invalid, yet it is still named in the error. (An `@` in the query only hides more.)
+      .replace(/^(postgres(?:ql)?:\/\/[^:/@?#]*):.*@/i, '$1:***@')
+      .replace(/(password=)[^&]*/gi, '$1***')
+  );
 }
 
 /**

@@ -1,8 +1,9 @@
-import type { FastifyError, FastifyPluginAsync } from 'fastify';
+import type { FastifyError, FastifyPluginAsync, FastifyReply } from 'fastify';
 import type { z } from 'zod';
 import { invalidRequest, MintError, MintErrorCode } from '../errors.js';
 import type { Mint } from '../mint.js';
 import { Nut17Hub, type Nut17Limits } from '../nut-17.js';
+import type { QuoteLimits } from '../quote-limits.js';
 import { registerNut17 } from './nut-17-ws.js';
 import {
   checkStateSchema,
@@ -22,6 +23,15 @@ export interface MintRoutesOptions {
   bodyLimit?: number;
   /** Bounds of NUT-17 WebSocket subscriptions (nut-17.ts DEFAULT_NUT17_LIMITS). */
   nut17?: Partial<Nut17Limits>;
+  /**
+   * Bounds on the quotes made for nothing: NUT-04 mint quotes (an invoice at the Lightning node and
+   * a row each) and NUT-05 melt quotes (a row each), unpaid per client address and over all
+   * (quote-limits.ts; one instance each). None: unbounded (tests of other things). Beyond them a
+   * quote request answers 429 with `Retry-After` and nothing is made.
+   */
+  quoteLimits?: { mint: QuoteLimits; melt: QuoteLimits };
+  /** The address a client's quotes are counted under (default: the peer address as it is). */
+  clientOf?: (ip: string) => string;
 }
 
 export const DEFAULT_MINT_BODY_LIMIT = 1024 * 1024;
@@ -87,8 +97,35 @@ export const mintRoutes: FastifyPluginAsync<MintRoutesOptions> = async (app, opt
     return mint.swap(parse(swapSchema, request.body));
   });
 
-  app.post('/v1/mint/quote/bolt11', { bodyLimit }, async (request) => {
-    return mint.createMintQuote(parse(mintQuoteSchema, request.body));
+  const limits = opts.quoteLimits;
+  const clientOf = (ip: string) => (opts.clientOf ? opts.clientOf(ip) : ip);
+  /** The 429 answer when `ip` holds too many unpaid quotes of `kind` (sent on `reply`), else undefined. */
+  const tooMany = (ip: string, reply: FastifyReply, kind: 'mint' | 'melt') => {
+    const allowance = limits?.[kind].take(clientOf(ip));
+    if (allowance === undefined || allowance.ok) return undefined;
+    const wait = allowance.retryAfterSeconds;
+    return reply
+      .code(429)
+      .header('retry-after', String(wait))
+      .send({ detail: `too many unpaid ${kind} quotes; pay one, or retry in ${wait} s`, code: 10000 });
+  };
+  if (limits) {
+    // A quote that is paid, issued or melted no longer counts.
+    const stop = mint.events.listen((event) => {
+      if (event.kind === 'mint_quote') limits.mint.paid(event.id);
+      else if (event.kind === 'melt_quote') limits.melt.paid(event.id);
+    });
+    app.addHook('onClose', async () => stop());
+  }
+  app.post('/v1/mint/quote/bolt11', { bodyLimit }, async (request, reply) => {
+    const body = parse(mintQuoteSchema, request.body);
+    // Every quote is an invoice at the operator's Lightning node and a row in the store: bounded
+    // per address like the L402 rail's invoices, checked after the body (a bad one costs nothing).
+    const refused = tooMany(request.ip, reply, 'mint');
+    if (refused) return refused;
+    const quote = await mint.createMintQuote(body);
+    limits?.mint.issued(clientOf(request.ip), quote.quote, expiryOf(quote.expiry));
+    return quote;
   });
   app.get('/v1/mint/quote/bolt11/:quote', async (request) => {
     return mint.getMintQuote(parse(quoteParamSchema, request.params).quote);
@@ -97,13 +134,18 @@ export const mintRoutes: FastifyPluginAsync<MintRoutesOptions> = async (app, opt
     return mint.mint(parse(mintSchema, request.body));
   });
 
-  app.post('/v1/melt/quote/bolt11', { bodyLimit }, async (request) => {
+  app.post('/v1/melt/quote/bolt11', { bodyLimit }, async (request, reply) => {
     const body = parse(meltQuoteSchema, request.body);
     if (body.options?.amountless !== undefined) {
       throw new MintError(MintErrorCode.amountlessInvoice, 'amountless invoices are not supported');
     }
     if (body.options?.mpp !== undefined) throw invalidRequest('multi-path payments are not supported');
-    return mint.createMeltQuote(body);
+    // No invoice, but a stored row each, asked for by anyone: the same allowance per address.
+    const refused = tooMany(request.ip, reply, 'melt');
+    if (refused) return refused;
+    const quote = await mint.createMeltQuote(body);
+    limits?.melt.issued(clientOf(request.ip), quote.quote, expiryOf(quote.expiry));
+    return quote;
   });
   app.get('/v1/melt/quote/bolt11/:quote', async (request) => {
     return mint.getMeltQuote(parse(quoteParamSchema, request.params).quote);
@@ -121,6 +163,11 @@ export const mintRoutes: FastifyPluginAsync<MintRoutesOptions> = async (app, opt
     mint.restore(parse(restoreSchema, request.body).outputs),
   );
 };
+
+/** A quote's expiry (seconds since the epoch; none: an hour from now) as a Date. */
+function expiryOf(expiry: number | null | undefined): Date {
+  return new Date((expiry ?? Math.floor(Date.now() / 1000) + 3600) * 1000);
+}
 
 /** Validates untrusted input; the first problem becomes the NUT error's detail. */
 function parse<S extends z.ZodType>(schema: S, input: unknown): z.infer<S> {

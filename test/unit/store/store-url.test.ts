@@ -34,6 +34,25 @@ describe('store location', () => {
     );
   });
 
+  it('masks the whole of a password holding @, / , ? or # (pg takes a raw @; the others make the URL invalid)', () => {
+    for (const password of ['p@ss@word', 'pa/ss', 'sec?ret', 'sec#ret', 'a@b/c']) {
+      const shown = redactStoreUrl(`postgres://alacarte:${password}@db:5432/a`);
+      expect(shown).toBe('postgres://alacarte:***@db:5432/a');
+    }
+  });
+
+  it('never names any part of such a password when the store cannot be opened', async () => {
+    // Port 1 on loopback refuses at once; the `/` makes the URL invalid before any connection.
+    for (const password of ['xyzzy@plugh', 'xyzzy/plugh']) {
+      const error = await openStore(`postgres://alacarte:${password}@127.0.0.1:1/alacarte`).then(
+        () => undefined,
+        (err: Error) => err,
+      );
+      expect(error?.message).toContain('postgres://alacarte:***@');
+      expect(error?.message).not.toMatch(/xyzzy|plugh/);
+    }
+  });
+
   it('names the store but never its password when PostgreSQL cannot be reached', async () => {
     // Port 1 on loopback: nothing listens there, the connection is refused at once.
     const error = await openStore('postgres://alacarte:s3cret@127.0.0.1:1/alacarte').then(
