@@ -176,8 +176,10 @@ export class Extensions {
       // instead of booking a refund this extension's payment is missing from.
       .$if(isPostgres(trx), (q) => q.forUpdate())
       .executeTakeFirstOrThrow();
-    // Checked again inside the transaction: the reaper or a stop may have won the race.
-    if (fresh.state !== 'running') throw new LeaseEnded();
+    // Checked again inside the transaction: the reaper or a stop may have won the race, or the
+    // deadline passed since the checks (the reaper not there yet). Paid time never restarts from
+    // "now" after a gap: the sandbox's own init ends it at its deadline.
+    if (fresh.state !== 'running' || Number(fresh.expires_at) <= this.now().getTime()) throw new LeaseEnded();
     const state = lifecycle.extend(leaseFromRow(fresh).state, this.now(), seconds);
     if (state.kind !== 'running') throw new Error('extension left the running state');
     await trx

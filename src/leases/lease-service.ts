@@ -579,16 +579,23 @@ export class LeaseService {
   async stop(id: string, credential: string | undefined): Promise<Answer> {
     const row = await this.authorize(id, credential);
     return this.inFlight.run([`stop/${row.id}`], async () => {
-      const current = await this.db
-        .selectFrom('leases')
-        .selectAll()
-        .where('id', '=', row.id)
-        .executeTakeFirstOrThrow();
-      if (current.state === 'stopped') return this.stoppedAnswer(current);
-      this.requireRunning(current);
-      const { state } = lifecycle.stop(leaseFromRow(current), this.now());
-      if (!(await this.end(current, state)))
-        throw new AlacarteError('lease_not_running', 'the lease has ended');
+      for (let attempt = 1; ; attempt++) {
+        const current = await this.db
+          .selectFrom('leases')
+          .selectAll()
+          .where('id', '=', row.id)
+          .executeTakeFirstOrThrow();
+        if (current.state === 'stopped') return this.stoppedAnswer(current);
+        this.requireRunning(current);
+        const { state } = lifecycle.stop(leaseFromRow(current), this.now());
+        if (await this.end(current, state)) break;
+        // Another path changed the lease between the read and the update: the reaper or a failure
+        // ended it (read again, it answers 409), or a paid extension moved its deadline — then it
+        // still runs, and is stopped as it is now, with that payment in its refund. Bounded: each
+        // retry needs another extension committed meanwhile.
+        if (attempt === 10)
+          throw new AlacarteError('rate_limited', 'the lease is being extended right now; retry the stop');
+      }
       // The refund is booked: the sandbox's processes end now, before the answer; its removal
       // follows off this path, retried by the reconciler until it has gone (teardown-queue.ts).
       await this.reconciler.endSandbox(row.id as LeaseId);
