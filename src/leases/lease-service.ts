@@ -24,6 +24,7 @@ import type {
   Rejection,
 } from '../rails/payment-rail.js';
 import type { Database } from '../store/database.js';
+import { isPostgres } from '../store/dialect.js';
 import type { Answer } from './answer.js';
 import { fits, offersThatFit, without } from './capacity.js';
 import { DeadlineNotices } from './deadline-notices.js';
@@ -579,23 +580,25 @@ export class LeaseService {
   async stop(id: string, credential: string | undefined): Promise<Answer> {
     const row = await this.authorize(id, credential);
     return this.inFlight.run([`stop/${row.id}`], async () => {
-      for (let attempt = 1; ; attempt++) {
-        const current = await this.db
+      // Read, checked and ended in one transaction, the row locked on PostgreSQL (SQLite has one
+      // writer at a time already): an extension committing meanwhile is waited for and its new
+      // deadline and payment seen (stopped with it in the refund), never a stale "expired".
+      const ended = await this.db.transaction().execute(async (trx) => {
+        const current = await trx
           .selectFrom('leases')
           .selectAll()
           .where('id', '=', row.id)
+          .$if(isPostgres(trx), (q) => q.forUpdate())
           .executeTakeFirstOrThrow();
-        if (current.state === 'stopped') return this.stoppedAnswer(current);
+        if (current.state === 'stopped') return { stopped: true as const, row: current };
         this.requireRunning(current);
         const { state } = lifecycle.stop(leaseFromRow(current), this.now());
-        if (await this.end(current, state)) break;
-        // Another path changed the lease between the read and the update: the reaper or a failure
-        // ended it (read again, it answers 409), or a paid extension moved its deadline — then it
-        // still runs, and is stopped as it is now, with that payment in its refund. Bounded: each
-        // retry needs another extension committed meanwhile.
-        if (attempt === 10)
-          throw new AlacarteError('rate_limited', 'the lease is being extended right now; retry the stop');
-      }
+        if (!(await this.endIn(trx, current, state)))
+          throw new AlacarteError('lease_not_running', 'the lease has ended');
+        return { stopped: false as const, state };
+      });
+      if (ended.stopped) return this.stoppedAnswer(ended.row);
+      this.emitEnded(ended.state);
       // The refund is booked: the sandbox's processes end now, before the answer; its removal
       // follows off this path, retried by the reconciler until it has gone (teardown-queue.ts).
       await this.reconciler.endSandbox(row.id as LeaseId);
