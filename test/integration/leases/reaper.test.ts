@@ -45,18 +45,21 @@ describe('the reaper', () => {
     const funded = await fundedWallet(t.mintUrl, n);
     const wallet = funded.wallet;
     let proofs = funded.proofs;
-    const leases: Array<{ id: string; token: string }> = [];
+    const paid: string[] = [];
     for (let i = 0; i < n; i++) {
       const split = await tokenOf(wallet, t.mintUrl, proofs, 1);
       proofs = split.keep;
-      const res = await postJson(
-        `${t.url}/v1/leases`,
-        { offer: 'tiny', seconds: 2, image: 'busybox' },
-        { 'x-cashu': split.token },
-      );
-      expect(res.status).toBe(201);
-      leases.push(res.body as { id: string; token: string });
+      paid.push(split.token);
     }
+    // Rented at once, so they expire together; long enough to outlive their creation on a loaded
+    // machine (every sandbox must be seen running before the deadline).
+    const created = await Promise.all(
+      paid.map((token) =>
+        postJson(`${t.url}/v1/leases`, { offer: 'tiny', seconds: 5, image: 'busybox' }, { 'x-cashu': token }),
+      ),
+    );
+    for (const res of created) expect(res.status).toBe(201);
+    const leases = created.map((res) => res.body as { id: string; token: string });
     expect((await t.driver.list()).length).toBe(n);
 
     const states = await until('every lease to end', async () => {
