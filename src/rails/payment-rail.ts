@@ -7,7 +7,10 @@ import type { Database } from '../store/database.js';
 /** The request headers a rail reads its payment from (lower-case names). */
 export type PaymentHeaders = Readonly<Record<string, string | string[] | undefined>>;
 
-/** A payment read and checked without moving any money. */
+/**
+ * A payment a rail has read and checked without moving any money: what `PaymentRequest.admit`
+ * is shown, and what `giveBack({kind: 'unused'})` takes back should its record fail.
+ */
 export interface InspectedPayment {
   rail: string;
   /** Same payment, same key: the idempotency key of ARCHITECTURE.md. */
@@ -34,12 +37,12 @@ export interface InspectedPayment {
 export type Rejection = { ok: false; code: ErrorCode; message: string; absent?: true };
 
 /** The rejection of a request that carries no payment for a rail. */
-export const NO_PAYMENT: Rejection = {
+export const NO_PAYMENT: Rejection = Object.freeze({
   ok: false,
   code: 'payment_required',
   message: 'the request carries no payment',
   absent: true,
-};
+} as const);
 
 export interface Redeemed {
   ok: true;
