@@ -18,6 +18,7 @@ const ON_POSTGRES = [
   'test/integration/leases/fees.test.ts',
   'test/integration/leases/reaper.test.ts',
   'test/integration/leases/validate-before-money.test.ts',
+  'test/integration/leases/ending-races.test.ts',
   'test/integration/replicas/*.postgres.test.ts',
 ];
 // Without the server binaries only the store contract runs there, and skips saying why.

@@ -131,11 +131,10 @@ async function stopAll(url, leases) {
 }
 
 async function sequentialCase(t, tokens, bundle) {
-  const profile = { create: [], inspect: [], redeem: [], start: [] };
+  const profile = { create: [], redeem: [], start: [] };
   const service = t.node.leases;
   const restore = [
     timeCalls(service, 'create', profile.create),
-    timeCalls(service.rail, 'inspect', profile.inspect),
     timeCalls(service.rail, 'redeem', profile.redeem),
     timeCalls(t.driver, 'start', profile.start),
   ];
@@ -309,8 +308,7 @@ async function main() {
       `| paid \`POST /v1/leases\` → 201 (sandbox answers exec) | ${p(seq.to201, 50)} | ${p(seq.to201, 99)} | ${seq.to201.length} |`,
       `| paid \`POST /v1/leases\` → 201 + one \`exec true\` | ${p(seq.toExec, 50)} | ${p(seq.toExec, 99)} | ${seq.toExec.length} |`,
       `| ↳ in the node: lease service create | ${p(seq.profile.create, 50)} | ${p(seq.profile.create, 99)} | ${seq.profile.create.length} |`,
-      `| ↳ token inspect (decode, keyset, amounts) | ${p(seq.profile.inspect, 50)} | ${p(seq.profile.inspect, 99)} | ${seq.profile.inspect.length} |`,
-      `| ↳ redeem (verify proofs + store transaction) | ${p(seq.profile.redeem, 50)} | ${p(seq.profile.redeem, 99)} | ${seq.profile.redeem.length} |`,
+      `| ↳ redeem (read token, admit: replay check + capacity, verify proofs + store transaction) | ${p(seq.profile.redeem, 50)} | ${p(seq.profile.redeem, 99)} | ${seq.profile.redeem.length} |`,
       `| ↳ driver start (crun run --detach + files) | ${p(seq.profile.start, 50)} | ${p(seq.profile.start, 99)} | ${seq.profile.start.length} |`,
       ...childRows(seq.children),
       `| one SQLite commit (WAL, synchronous=FULL) on this disk | ${ms(fsyncMs)} | | 40 |`,

@@ -151,7 +151,6 @@ function profile(run, pool, n) {
     stopP50: percentile(run.stop, 50),
     cycleP50: percentile(run.cycle, 50),
     create: p50('create'),
-    inspect: p50('inspect'),
     redeem: p50('redeem'),
     start: p50('start'),
     exec: p50('exec'),
@@ -219,7 +218,6 @@ async function measure(variant) {
     const service = t.node.leases;
     timeCalls(service, 'create', 'create');
     timeCalls(service, 'stop', 'stop');
-    timeCalls(service.rail, 'inspect', 'inspect');
     timeCalls(service.rail, 'redeem', 'redeem');
     timeCalls(t.driver, 'start', 'start');
     timeCalls(t.driver, 'exec', 'exec');
@@ -332,7 +330,7 @@ async function main() {
     `| processes forked from the node / ms they hold its thread | ${cols((x) => `${x.spawnsPerLease.toFixed(1)} / ${x.spawnMsPerLease.toFixed(1)}`)} |`,
     `| SQLite on the thread: all statements / commits (n) | ${cols((x) => `${x.sqlitePerLease.toFixed(1)} / ${x.commitMsPerLease.toFixed(1)} ms (${x.commitsPerLease.toFixed(1)})`)} |`,
     `| lease service create p50 | ${cols((x) => ms(x.create))} |`,
-    `| ↳ token inspect / redeem (verify + store) p50 | ${cols((x) => `${ms(x.inspect)} / ${ms(x.redeem)}`)} |`,
+    `| ↳ token redeem (read, admit, verify + store) p50 | ${cols((x) => ms(x.redeem))} |`,
     `| ↳ driver start p50 | ${cols((x) => ms(x.start))} |`,
     `| ↳ starts that found the made-ahead pool empty | ${cols((x) => `${(x.dry * 100).toFixed(0)}%`)} |`,
     `| driver exec p50 | ${cols((x) => ms(x.exec))} |`,

@@ -2,11 +2,12 @@ import { timingSafeEqual } from 'node:crypto';
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
 import { AlacarteError } from '../core/errors.js';
-import { leaseBooks } from '../leases/ledger.js';
+import { leaseBooksIn } from '../leases/ledger.js';
 import { MAX_BOLT11_LENGTH } from '../lightning/bolt11.js';
 import { mintBooks } from '../mint/books.js';
 import type { PayoutService } from '../payouts/payout-service.js';
 import type { Database } from '../store/database.js';
+import { readSnapshot } from '../store/dialect.js';
 import { bearerOf } from './lease-schemas.js';
 
 /** The operator's view of the books; mounted only when an operator token is configured. */
@@ -61,8 +62,11 @@ export const payoutBody = z
  * payout_pending + unpaid (a payout is paid out of what was charged; fees count as paid out).
  */
 export async function ledger(db: Database, unit: string, trustedMints: readonly string[] = []) {
-  const books = await leaseBooks(db, unit, trustedMints);
-  const mint = await mintBooks(db);
+  // One snapshot: the lease books and the mint's must describe the same moment to agree.
+  const { books, mint } = await readSnapshot(db, async (snapshot) => ({
+    books: await leaseBooksIn(snapshot, unit, trustedMints),
+    mint: await mintBooks(snapshot),
+  }));
   return {
     unit,
     received: books.received,

@@ -2,7 +2,13 @@ import type { Amount } from '../core/amount.js';
 import { AlacarteError } from '../core/errors.js';
 import { type LeaseId, parseLeaseId } from '../core/ids.js';
 import * as lifecycle from '../core/lease.js';
-import type { PaymentHeaders, PaymentRail, PaymentSubject } from '../rails/payment-rail.js';
+import type {
+  InspectedPayment,
+  PaymentHeaders,
+  PaymentRail,
+  PaymentSubject,
+  Redeemed,
+} from '../rails/payment-rail.js';
 import type { Database } from '../store/database.js';
 import { isPostgres } from '../store/dialect.js';
 import type { Answer } from './answer.js';
@@ -12,7 +18,7 @@ import { checkEnough, type LeasePayments } from './lease-payments.js';
 import { type LeaseRow, leaseFromRow } from './lease-record.js';
 import type { Reconciler } from './reconciler.js';
 import type { Refunds } from './refunds.js';
-import type { Replays } from './replays.js';
+import { Replayed, type Replays } from './replays.js';
 import { requireDeadlineAllowed, requireRunning } from './request-checks.js';
 
 export interface ExtensionsOptions {
@@ -75,77 +81,118 @@ export class Extensions {
     const lease = leaseFromRow(row);
     const price = this.price(lease.offer, seconds);
     const subject: PaymentSubject = { kind: 'extend', leaseId: row.id, seconds };
-    const payment = await this.payments.required(
-      await this.rail.inspect(headers, subject),
-      price,
-      subject,
-      client,
-    );
-    return this.inFlight.run([`pay/${payment.key}`], async () => {
-      const replay = await this.replays.ofExtension(row.id, payment.key, seconds);
-      if (replay) return replay;
-      const current = await this.db
-        .selectFrom('leases')
-        .selectAll()
-        .where('id', '=', row.id)
-        .executeTakeFirstOrThrow();
-      try {
-        requireRunning(current, this.now());
-      } catch (err) {
-        // A retry of a payment a mint took while the lease was ending gets it back again.
-        if (err instanceof AlacarteError) throw await this.refunds.bounced(payment, price, row.id, err);
-        throw err;
-      }
-      // After the replay check (a retry gets its answer), before any money moves.
-      requireDeadlineAllowed(new Date(Math.max(Number(current.expires_at), this.now().getTime())), seconds);
-      checkEnough(payment, price);
-      await this.requireSandbox(current);
-      let newDeadline: Date | undefined;
-      const redeemed = await this.rail
-        .redeem(payment, price, async (trx, taken) => {
-          const fresh = await trx
-            .selectFrom('leases')
-            .selectAll()
-            .where('id', '=', row.id)
-            // Locked until commit on PostgreSQL (SQLite has one writer at a time already): a stop
-            // or the reaper ending the lease now waits, then finds the new deadline and held sum,
-            // instead of booking a refund this extension's payment is missing from.
-            .$if(isPostgres(trx), (q) => q.forUpdate())
-            .executeTakeFirstOrThrow();
-          // Checked again inside the transaction: the reaper or a stop may have won the race.
-          if (fresh.state !== 'running') throw new LeaseEnded();
-          const state = lifecycle.extend(leaseFromRow(fresh).state, this.now(), seconds);
-          if (state.kind !== 'running') throw new Error('extension left the running state');
-          newDeadline = state.expiresAt;
-          await trx
-            .updateTable('leases')
-            .set({
-              expires_at: state.expiresAt.getTime(),
-              held: Number(fresh.held) + taken.taken.toNumber(),
-            })
-            .where('id', '=', row.id)
-            .execute();
-          const paid = this.payments.row(taken, row.id, 'extend', seconds, null);
-          await trx.insertInto('payments').values(paid).execute();
-        })
+    /** The payment as the rail read it, once admitted. */
+    let seen: InspectedPayment | undefined;
+    /** The payment's key held in flight until the request is answered. */
+    const held: Array<() => void> = [];
+    let newDeadline: Date | undefined;
+    try {
+      const outcome = await this.rail
+        .redeem(
+          {
+            headers,
+            subject,
+            // Before any money moves: a replay gets its answer, a lease that cannot be extended 409.
+            admit: async (payment) => {
+              seen = payment;
+              held.push(await this.inFlight.hold([`pay/${payment.key}`]));
+              await this.admit(row.id, payment, price, seconds);
+            },
+            record: async (trx, taken) => {
+              newDeadline = await this.record(trx, row.id, taken, seconds);
+            },
+          },
+          price,
+        )
         .catch(async (err: unknown) => {
-          if (!(err instanceof LeaseEnded)) throw err;
+          if (!(err instanceof LeaseEnded) || !seen) throw err;
           // Whatever a mint took for this payment goes back to the payer (nothing, at this node's
           // own mint: the transaction that spent the proofs rolled back).
           const ended = new AlacarteError('lease_not_running', 'the lease has ended');
-          throw await this.refunds.bounced(payment, price, row.id, ended);
+          throw await this.refunds.bounced(seen, price, row.id, ended);
         });
-      this.payments.settled(payment, redeemed);
+      if (!outcome.ok) throw await this.payments.refused(outcome, price, subject, client, seen);
+      this.payments.accepted(outcome);
       // The sandbox's deadline follows the store's; should the write fail, the replay answers
       // rate_limited (retry) and the reconciler retries it (README.md in this directory).
       if (newDeadline) {
         await this.reconciler().syncDeadline(row.id as LeaseId);
         this.deadlineNotices.deadlineChanged(row.id, newDeadline);
       }
-      const answer = await this.replays.ofExtension(row.id, payment.key, seconds);
+      const answer = await this.replays.ofExtension(row.id, outcome.key, seconds);
       if (!answer) throw new Error(`extension of ${row.id} vanished after payment`);
       return answer;
-    });
+    } catch (err) {
+      if (err instanceof Replayed) return err.answer;
+      throw err;
+    } finally {
+      for (const release of held) release();
+    }
+  }
+
+  /**
+   * The checks of an extension's payment, before any money moves: its replay answers (thrown as
+   * Replayed); a lease that is not running refuses it (a payment a mint took while the lease was
+   * ending goes back again); the new deadline must be allowed, the payment enough, the sandbox
+   * alive.
+   */
+  private async admit(
+    leaseId: string,
+    payment: InspectedPayment,
+    price: Amount,
+    seconds: number,
+  ): Promise<void> {
+    const replay = await this.replays.ofExtension(leaseId, payment.key, seconds);
+    if (replay) throw new Replayed(replay);
+    const current = await this.db
+      .selectFrom('leases')
+      .selectAll()
+      .where('id', '=', leaseId)
+      .executeTakeFirstOrThrow();
+    try {
+      requireRunning(current, this.now());
+    } catch (err) {
+      // A retry of a payment a mint took while the lease was ending gets it back again.
+      if (err instanceof AlacarteError) throw await this.refunds.bounced(payment, price, leaseId, err);
+      throw err;
+    }
+    requireDeadlineAllowed(new Date(Math.max(Number(current.expires_at), this.now().getTime())), seconds);
+    checkEnough(payment, price);
+    await this.requireSandbox(current);
+  }
+
+  /**
+   * Records a taken extension in the transaction that took it: the deadline moved, the held sum
+   * grown, the payment row. Throws LeaseEnded when the lease ended meanwhile (the transaction, and
+   * with it any spend at this node's mint, rolls back). Returns the new deadline.
+   */
+  private async record(trx: Database, leaseId: string, taken: Redeemed, seconds: number): Promise<Date> {
+    const fresh = await trx
+      .selectFrom('leases')
+      .selectAll()
+      .where('id', '=', leaseId)
+      // Locked until commit on PostgreSQL (SQLite has one writer at a time already): a stop
+      // or the reaper ending the lease now waits, then finds the new deadline and held sum,
+      // instead of booking a refund this extension's payment is missing from.
+      .$if(isPostgres(trx), (q) => q.forUpdate())
+      .executeTakeFirstOrThrow();
+    // Checked again inside the transaction: the reaper or a stop may have won the race, or the
+    // deadline passed since the checks (the reaper not there yet). Paid time never restarts from
+    // "now" after a gap: the sandbox's own init ends it at its deadline.
+    if (fresh.state !== 'running' || Number(fresh.expires_at) <= this.now().getTime()) throw new LeaseEnded();
+    const state = lifecycle.extend(leaseFromRow(fresh).state, this.now(), seconds);
+    if (state.kind !== 'running') throw new Error('extension left the running state');
+    await trx
+      .updateTable('leases')
+      .set({
+        expires_at: state.expiresAt.getTime(),
+        held: Number(fresh.held) + taken.taken.toNumber(),
+      })
+      .where('id', '=', leaseId)
+      .execute();
+    const paid = this.payments.row(taken, leaseId, 'extend', seconds, null);
+    await trx.insertInto('payments').values(paid).execute();
+    return state.expiresAt;
   }
 
   /**

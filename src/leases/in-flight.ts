@@ -15,20 +15,37 @@ export class InFlight<T> {
     }
   }
 
-  async run(keys: readonly string[], work: (joined: boolean) => Promise<T>): Promise<T> {
-    let joined = false;
+  /**
+   * Waits until no work holds any of `keys`, then holds them until the returned function is
+   * called (call it exactly once, in a `finally`): for work whose keys are learnt midway (a
+   * payment's key, known once the rail has read it).
+   */
+  async hold(keys: readonly string[]): Promise<() => void> {
+    // Checked and taken with no await in between (not through settled(), whose own await would
+    // let a second caller pass the same check).
     for (;;) {
       const busy = keys.map((k) => this.running.get(k)).find((p) => p !== undefined);
       if (!busy) break;
-      joined = true;
       await busy.catch(() => undefined);
     }
-    const promise = work(joined);
-    for (const k of keys) this.running.set(k, promise);
+    let release = (): void => undefined;
+    const done = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    for (const k of keys) this.running.set(k, done);
+    return () => {
+      release();
+      for (const k of keys) if (this.running.get(k) === done) this.running.delete(k);
+    };
+  }
+
+  /** Runs `work` holding `keys` (see hold). */
+  async run(keys: readonly string[], work: () => Promise<T>): Promise<T> {
+    const release = await this.hold(keys);
     try {
-      return await promise;
+      return await work();
     } finally {
-      for (const k of keys) if (this.running.get(k) === promise) this.running.delete(k);
+      release();
     }
   }
 }

@@ -12,8 +12,9 @@ import type { NewPaymentRow } from './lease-record.js';
 import type { LeaseEvent } from './lease-service.js';
 
 /**
- * A lease's payments as the lease service sees them: a request's payment or the 402 that asks for
- * one, the outcome of redeeming it (counted for metrics), and the payments row that records it.
+ * A lease's payments as the lease service sees them: the 402 that asks for one or the error a
+ * rejection becomes, the outcome of redeeming it (counted for metrics), and the payments row that
+ * records it.
  */
 export class LeasePayments {
   private readonly rail: PaymentRail;
@@ -27,34 +28,39 @@ export class LeasePayments {
   }
 
   /**
-   * The inspected payment, or the 402 challenge when there is none (`client` as for
-   * PaymentRail.challenge), or the rail's rejection, thrown as the error the client sees.
+   * The error a rail's rejection becomes, as the client sees it: the 402 challenge when the
+   * request carried no payment (`client` as for PaymentRail.challenge), else the rejection itself
+   * — counted for metrics when the payment had been read (`payment`, as `admit` saw it).
    */
-  async required(
-    inspected: Awaited<ReturnType<PaymentRail['inspect']>>,
+  async refused(
+    rejection: Rejection,
     price: Amount,
     subject: PaymentSubject,
     client: string | undefined,
-  ): Promise<InspectedPayment> {
-    if (inspected === undefined) {
+    payment?: InspectedPayment,
+  ): Promise<AlacarteError> {
+    if (rejection.absent) {
       const challenge = await this.rail.challenge(price, subject, client);
-      throw new AlacarteError('payment_required', `this costs ${price}; ${challenge.instructions}`, {
+      return new AlacarteError('payment_required', `this costs ${price}; ${challenge.instructions}`, {
         details: challenge.body,
         headers: challenge.headers,
       });
     }
-    if (!inspected.ok) throw new AlacarteError(inspected.code, inspected.message);
-    return inspected.payment;
+    if (payment) {
+      const event = { type: 'payment', rail: payment.rail, amount: payment.amount } as const;
+      this.emit({ ...event, outcome: 'rejected', code: rejection.code });
+    }
+    return new AlacarteError(rejection.code, rejection.message);
   }
 
-  /** Counts the payment's outcome; a rejection becomes the error the client sees. */
-  settled(payment: InspectedPayment, redeemed: Redeemed | Rejection): void {
-    const base = { type: 'payment', rail: payment.rail, amount: payment.amount } as const;
-    if (!redeemed.ok) {
-      this.emit({ ...base, outcome: 'rejected', code: redeemed.code });
-      throw new AlacarteError(redeemed.code, redeemed.message);
-    }
-    this.emit({ ...base, outcome: 'accepted' });
+  /** Counts a payment taken. */
+  accepted(redeemed: Redeemed): void {
+    this.emit({ type: 'payment', rail: redeemed.rail, amount: redeemed.amount, outcome: 'accepted' });
+  }
+
+  /** Counts a payment answered again (a replay): nothing taken. */
+  replayed(payment: InspectedPayment): void {
+    this.emit({ type: 'payment', rail: payment.rail, amount: payment.amount, outcome: 'replayed' });
   }
 
   /** The payments row of a redeemed payment (amounts as whole units of its unit). */

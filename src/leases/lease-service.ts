@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Amount } from '../core/amount.js';
 import { AlacarteError } from '../core/errors.js';
-import { type LeaseId, newLeaseId, parseLeaseId } from '../core/ids.js';
+import { type LeaseId, newLeaseId, type PaymentKey, parseLeaseId } from '../core/ids.js';
 import * as lifecycle from '../core/lease.js';
 import { type Offer, offerToJson, quote as priceQuote } from '../core/offers.js';
 import type {
@@ -18,12 +18,13 @@ import type {
   InspectedPayment,
   PaymentHeaders,
   PaymentRail,
+  PaymentRequest,
   PaymentSubject,
-  RecordPayment,
   Redeemed,
   Rejection,
 } from '../rails/payment-rail.js';
 import type { Database } from '../store/database.js';
+import { isPostgres } from '../store/dialect.js';
 import type { ReplicaNotices } from '../store/replica-notices.js';
 import type { Answer } from './answer.js';
 import { fits, offersThatFit, without } from './capacity.js';
@@ -37,7 +38,7 @@ import { credentialHash, credentialMatches, type NodeSecret } from './node-secre
 import { PerLeaseLimit } from './per-lease-limit.js';
 import { isGone, type ReconcileOutcome, Reconciler } from './reconciler.js';
 import { Refunds } from './refunds.js';
-import { Replays } from './replays.js';
+import { Replayed, Replays } from './replays.js';
 import {
   requireDeadlineAllowed,
   requireRunning,
@@ -276,95 +277,116 @@ export class LeaseService {
     requireDeadlineAllowed(this.now(), input.seconds);
     const requestHash = this.replays.requestHash(input);
     const idemHash = idempotencyKey === undefined ? null : sha256(`idempotency/${idempotencyKey}`);
-    // Read without moving money: a key bound to another payment must be refused (409) before the
-    // missing or other payment is answered with a 402 or a rejection.
     const subject: PaymentSubject = {
       kind: 'create',
       offer: offer.id,
       seconds: input.seconds,
       image: input.image,
     };
-    const inspected = await this.rail.inspect(headers, subject);
-    if (idemHash) {
-      // A request with this key may be under way: its outcome decides what the key is bound to.
-      await this.inFlight.settled([`idem/${idemHash}`]);
-      await this.replays.checkKey(idemHash, inspected?.ok ? inspected.payment.key : undefined);
-    }
-    const payment = await this.payments.required(inspected, price, subject, client);
-    const keys = [`pay/${payment.key}`, ...(idemHash ? [`idem/${idemHash}`] : [])];
-    return this.inFlight.run(keys, async () => {
-      const replay = await this.replays.ofCreate(payment.key, requestHash);
-      if (replay) {
-        this.emit({ type: 'payment', rail: payment.rail, outcome: 'replayed', amount: payment.amount });
-        return replay;
-      }
-      // Another payment may have bound the key while this one waited its turn.
-      if (idemHash) await this.replays.checkKey(idemHash, payment.key);
-      return this.createPaid(input, offer, price, payment, idemHash, requestHash);
-    });
-  }
-
-  private async createPaid(
-    input: CreateLeaseInput,
-    offer: Offer,
-    price: Amount,
-    payment: InspectedPayment,
-    idemHash: string | null,
-    requestHash: string,
-  ): Promise<Answer> {
-    checkEnough(payment, price);
-    const release = await this.reserve(offer);
+    const id = newLeaseId();
+    const createdAt = this.now();
+    /** The payment as the rail read it, once admitted. */
+    let seen: InspectedPayment | undefined;
+    /** What admit holds until the request is answered: its keys in flight, the capacity reserved. */
+    const held: Array<() => void> = [];
     try {
-      const id = newLeaseId();
-      const createdAt = this.now();
-      const redeemed = await this.redeemCreate(payment, price, idemHash, async (trx, taken) => {
-        await trx
-          .insertInto('leases')
-          .values({
-            id,
-            offer_id: offer.id,
-            offer_json: JSON.stringify(offerToJson(offer)),
-            image: input.image,
-            ...stateColumns({ kind: 'pending' }),
-            created_at: createdAt.getTime(),
-            held: taken.taken.toNumber(),
-            unit: price.unit,
-            credential_hash: credentialHash(this.secret.credentialFor(id)),
-            ports_json: '{}',
-            ssh_keys_json: JSON.stringify((input.ssh_keys ?? []).map((k) => k.trim())),
-            target: this.target.id,
-            replica: this.target.replica,
-          })
-          .execute();
-        const paid = this.payments.row(taken, id, 'create', input.seconds, idemHash, requestHash);
-        await trx.insertInto('payments').values(paid).execute();
-      });
-      this.payments.settled(payment, redeemed);
+      const outcome = await this.redeemCreate(
+        idemHash,
+        {
+          headers,
+          subject,
+          // Before any money moves: the payment's key decides whether this is a replay.
+          admit: async (payment) => {
+            seen = payment;
+            const idemKeys = idemHash ? [`idem/${idemHash}`] : [];
+            if (idemHash) {
+              // A request with this key may be under way: its outcome decides what the key is bound to.
+              await this.inFlight.settled(idemKeys);
+              await this.replays.checkKey(idemHash, payment.key);
+            }
+            held.push(await this.inFlight.hold([`pay/${payment.key}`, ...idemKeys]));
+            const replay = await this.replays.ofCreate(payment.key, requestHash);
+            if (replay) {
+              this.payments.replayed(payment);
+              throw new Replayed(replay);
+            }
+            // Another payment may have bound the key while this one waited its turn.
+            if (idemHash) await this.replays.checkKey(idemHash, payment.key);
+            checkEnough(payment, price);
+            held.push(await this.reserve(offer));
+          },
+          record: async (trx, taken) => {
+            await trx
+              .insertInto('leases')
+              .values({
+                id,
+                offer_id: offer.id,
+                offer_json: JSON.stringify(offerToJson(offer)),
+                image: input.image,
+                ...stateColumns({ kind: 'pending' }),
+                created_at: createdAt.getTime(),
+                held: taken.taken.toNumber(),
+                unit: price.unit,
+                credential_hash: credentialHash(this.secret.credentialFor(id)),
+                ports_json: '{}',
+                ssh_keys_json: JSON.stringify((input.ssh_keys ?? []).map((k) => k.trim())),
+                target: this.target.id,
+                replica: this.target.replica,
+              })
+              .execute();
+            const paid = this.payments.row(taken, id, 'create', input.seconds, idemHash, requestHash);
+            await trx.insertInto('payments').values(paid).execute();
+          },
+        },
+        price,
+      );
+      if (!outcome.ok) {
+        // A key bound to another payment is refused (409) before the missing or refused payment
+        // is answered with a 402 or the rejection (an admitted payment's key was checked there).
+        if (idemHash && !seen) {
+          await this.inFlight.settled([`idem/${idemHash}`]);
+          await this.replays.checkKey(idemHash, undefined);
+        }
+        throw await this.payments.refused(outcome, price, subject, client, seen);
+      }
+      this.payments.accepted(outcome);
       await this.startSandbox(id, input, offer);
-      const answer = await this.replays.ofCreate(payment.key, requestHash);
+      const answer = await this.replays.ofCreate(outcome.key, requestHash);
       if (!answer) throw new Error(`lease ${id} vanished after payment`);
       return { ...answer, status: answer.status === 200 ? 201 : answer.status };
+    } catch (err) {
+      if (err instanceof Replayed) return err.answer;
+      throw err;
     } finally {
-      release();
+      for (const release of held.reverse()) release();
     }
   }
 
   /**
    * The rail's redeem for a create. Should another node replica have bound the same
-   * Idempotency-Key to another payment meanwhile, the store's unique constraint refuses this
+   * Idempotency-Key to another payment meanwhile, the store's unique constraint refuses the
    * record, the transaction (and with it the spend at this node's mint) rolls back, and the payer
    * gets the conflict with the token untouched.
    */
   private async redeemCreate(
-    payment: InspectedPayment,
-    price: Amount,
     idemHash: string | null,
-    record: RecordPayment,
+    request: PaymentRequest,
+    price: Amount,
   ): Promise<Redeemed | Rejection> {
+    let key: PaymentKey | undefined;
     try {
-      return await this.rail.redeem(payment, price, record);
+      return await this.rail.redeem(
+        {
+          ...request,
+          admit: async (payment) => {
+            key = payment.key;
+            await request.admit?.(payment);
+          },
+        },
+        price,
+      );
     } catch (err) {
-      if (idemHash && isUniqueViolation(err)) await this.replays.checkKey(idemHash, payment.key);
+      if (idemHash && key && isUniqueViolation(err)) await this.replays.checkKey(idemHash, key);
       throw err;
     }
   }
@@ -578,16 +600,25 @@ export class LeaseService {
   async stop(id: string, credential: string | undefined): Promise<Answer> {
     const row = await this.authorize(id, credential);
     return this.inFlight.run([`stop/${row.id}`], async () => {
-      const current = await this.db
-        .selectFrom('leases')
-        .selectAll()
-        .where('id', '=', row.id)
-        .executeTakeFirstOrThrow();
-      if (current.state === 'stopped') return this.stoppedAnswer(current);
-      this.requireRunning(current);
-      const { state } = lifecycle.stop(leaseFromRow(current), this.now());
-      if (!(await this.end(current, state)))
-        throw new AlacarteError('lease_not_running', 'the lease has ended');
+      // Read, checked and ended in one transaction, the row locked on PostgreSQL (SQLite has one
+      // writer at a time already): an extension committing meanwhile is waited for and its new
+      // deadline and payment seen (stopped with it in the refund), never a stale "expired".
+      const ended = await this.db.transaction().execute(async (trx) => {
+        const current = await trx
+          .selectFrom('leases')
+          .selectAll()
+          .where('id', '=', row.id)
+          .$if(isPostgres(trx), (q) => q.forUpdate())
+          .executeTakeFirstOrThrow();
+        if (current.state === 'stopped') return { stopped: true as const, row: current };
+        this.requireRunning(current);
+        const { state } = lifecycle.stop(leaseFromRow(current), this.now());
+        if (!(await this.endIn(trx, current, state)))
+          throw new AlacarteError('lease_not_running', 'the lease has ended');
+        return { stopped: false as const, state };
+      });
+      if (ended.stopped) return this.stoppedAnswer(ended.row);
+      this.emitEnded(ended.state);
       // The refund is booked: the sandbox's processes end now, before the answer; its removal
       // follows off this path, retried by the reconciler until it has gone (teardown-queue.ts).
       await this.reconciler.endSandbox(row.id as LeaseId);

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { normalizeMintUrl } from '../rails/cashu/proofs.js';
 import type { Database } from '../store/database.js';
+import { readSnapshot } from '../store/dialect.js';
 
 /**
  * One mint's share of the books; received = charged + refunded + held holds for each, and what
@@ -51,7 +52,19 @@ export interface LeaseBooks {
  * refund split (lease_refunds). `trustedMints` (config) tells which mints are not this node's own:
  * any other payment source is the own mint, under whatever address it had then.
  */
-export async function leaseBooks(
+export function leaseBooks(
+  db: Database,
+  unit = 'sat',
+  trustedMints: readonly string[] = [],
+): Promise<LeaseBooks> {
+  return readSnapshot(db, (snapshot) => leaseBooksIn(snapshot, unit, trustedMints));
+}
+
+/**
+ * leaseBooks read through `db` as it is: inside a snapshot the caller holds (readSnapshot), to
+ * read other books (the mint's) from the same one.
+ */
+export async function leaseBooksIn(
   db: Database,
   unit = 'sat',
   trustedMints: readonly string[] = [],

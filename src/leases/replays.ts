@@ -181,6 +181,16 @@ export class Replays {
   }
 }
 
+/**
+ * Thrown from a rail's `admit` when the payment paid before: the rail stops with nothing taken,
+ * and the request gets `answer`, its first answer again.
+ */
+export class Replayed extends Error {
+  constructor(readonly answer: Answer) {
+    super('a payment answered again');
+  }
+}
+
 /** The answer to a request that reuses a payment or an Idempotency-Key for something else. */
 export function conflict(message: string): AlacarteError {
   return new AlacarteError(

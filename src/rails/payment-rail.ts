@@ -7,7 +7,10 @@ import type { Database } from '../store/database.js';
 /** The request headers a rail reads its payment from (lower-case names). */
 export type PaymentHeaders = Readonly<Record<string, string | string[] | undefined>>;
 
-/** A payment read and checked without moving any money. */
+/**
+ * A payment a rail has read and checked without moving any money: what `PaymentRequest.admit`
+ * is shown, and what `giveBack({kind: 'unused'})` takes back should its record fail.
+ */
 export interface InspectedPayment {
   rail: string;
   /** Same payment, same key: the idempotency key of ARCHITECTURE.md. */
@@ -26,13 +29,21 @@ export interface InspectedPayment {
   source: string;
 }
 
-export type Rejection = { ok: false; code: ErrorCode; message: string };
-
 /**
- * A payment taken (ARCHITECTURE.md: Redeemed): its idempotency key, what was presented, what the
- * node keeps for time (the price, less any fee the node bore), the change owed to the payer and
- * the issuer's fee, all in the price's unit.
+ * A payment refused, with no money taken (ARCHITECTURE.md: a rejection never consumes money).
+ * `absent`: the request carries no payment for this rail at all (code `payment_required`): the
+ * caller answers with the 402 challenge, or asks the next rail.
  */
+export type Rejection = { ok: false; code: ErrorCode; message: string; absent?: true };
+
+/** The rejection of a request that carries no payment for a rail. */
+export const NO_PAYMENT: Rejection = Object.freeze({
+  ok: false,
+  code: 'payment_required',
+  message: 'the request carries no payment',
+  absent: true,
+} as const);
+
 export interface Redeemed {
   ok: true;
   rail: string;
@@ -74,11 +85,42 @@ export function changeOf(redeemed: Redeemed): OwedPart {
 }
 
 /**
- * Records what a payment bought, in the store transaction that takes the money. The one store
- * handle that crosses the port: at this node's own mint taking the money is inserting the proofs'
- * Y points, and only the same transaction makes "spent" and "recorded" one fact.
+ * Records what a payment bought, in the store transaction that takes the money (`trx`).
+ *
+ * Why a transaction still crosses the port: at this node's own mint, taking the money *is*
+ * inserting the proofs' Y points into the store the lease lives in. Recorded in that same
+ * transaction, "spent" and "bought a lease" are one fact: a record that fails (the lease ended
+ * while the payment was on its way, another replica bound the Idempotency-Key first) rolls the
+ * spend back and the payer's token still pays — no money taken for a rejection, nothing to hand
+ * back, nothing to recover after a crash. Were the rail to commit the spend on its own and the
+ * caller claim it afterwards, each of those cases would become "taken, then returned" and every
+ * crash between the two commits a payment to find and pay back later. Rails whose money moves
+ * outside the store (a swap at a trusted mint, a paid Lightning invoice) open the transaction
+ * themselves, record their claim in it (so the payment is taken once) and hand back a payment
+ * whose record failed through `giveBack({kind: 'unused'})`.
  */
 export type RecordPayment = (trx: Database, redeemed: Redeemed) => Promise<void>;
+
+/**
+ * A request's payment as `redeem` takes it: where it is (`headers`), what it pays for
+ * (`subject`), the caller's check once the payment is known (`admit`) and its record (`record`).
+ */
+export interface PaymentRequest {
+  /** The request's headers (lower-case names): X-Cashu, Authorization: L402 … */
+  headers: PaymentHeaders;
+  /** What the payment is for; a rail whose credential is bound to it (L402) checks it. */
+  subject: PaymentSubject;
+  /**
+   * Called once the payment is read and checked (its idempotency key known, its value and fee
+   * read) and before any money moves, outside any store transaction. Here the caller recognises a
+   * replay (the same key paid before: it answers that again) and refuses what it cannot sell
+   * (lease ended, too little): it throws, `redeem` throws the same, and nothing is taken. The
+   * object it receives is the payment `giveBack({kind: 'unused'})` takes.
+   */
+  admit?: (payment: InspectedPayment) => Promise<void>;
+  /** Run once, in the transaction that takes the money; throwing takes nothing (see RecordPayment). */
+  record: RecordPayment;
+}
 
 /**
  * What a payment is for: a new lease (its offer, seconds and image) or the extension of one. A
@@ -97,11 +139,19 @@ export interface Challenge {
 }
 
 /**
- * One way to pay (ARCHITECTURE.md, port PaymentRail). A rejection never consumes money; `redeem`
- * takes the money, books its change and runs `record` in the same store transaction, so a payment
- * is either fully recorded with what it bought or not taken at all; it answers Redeemed (key,
- * amount taken, change) or a Rejection. Money goes back out by one call too, `giveBack`. Every
- * amount crossing the port is an `Amount`.
+ * One way to pay (ARCHITECTURE.md, port PaymentRail): one call in, one call out, every amount an
+ * `Amount`.
+ *
+ * In: `redeem(request, price)` reads the request's payment, lets the caller `admit` it by its
+ * idempotency key before any money moves (a replay is recognised there and answered again, never
+ * paid twice), then takes at most `price` (plus the issuer's fee) of it, books the change and runs
+ * `record` in the same store transaction: a payment is fully recorded with what it bought, or not
+ * taken at all. It answers Redeemed (the key, the amount taken, the change) or a Rejection, which
+ * never consumes money. The same payment presented again is recognised by its key in `admit`;
+ * should a caller still let it through, it is refused (`token_spent`) or its record is (the
+ * payment key is unique where it is recorded) — never taken twice.
+ *
+ * Out: `giveBack(owed)`.
  */
 export interface PaymentRail {
   readonly id: string;
@@ -112,14 +162,15 @@ export interface PaymentRail {
    */
   challenge(price: Amount, subject: PaymentSubject, client?: string): Promise<Challenge>;
   /**
-   * undefined when the request carries no payment for this rail. A payment bound to another
-   * subject is an `idempotency_conflict` rejection.
+   * Takes the request's payment for `price` (see the interface). Rejections: `absent` (no payment
+   * for this rail in the request), `invalid_token`, `mint_not_accepted`, `unit_mismatch`,
+   * `insufficient_amount`, `token_spent`, `payload_too_large`, `l402_invalid`,
+   * `idempotency_conflict` (a credential bound to another subject), `payment_required` (an L402
+   * invoice not paid). Throws what `admit` or `record` throw (nothing taken, or — money moved
+   * outside the store — handed back by `giveBack({kind: 'unused'})`), and AlacarteError
+   * `mint_unavailable` when a mint or the Lightning backend cannot be asked.
    */
-  inspect(
-    headers: PaymentHeaders,
-    subject: PaymentSubject,
-  ): Promise<{ ok: true; payment: InspectedPayment } | Rejection | undefined>;
-  redeem(payment: InspectedPayment, price: Amount, record: RecordPayment): Promise<Redeemed | Rejection>;
+  redeem(request: PaymentRequest, price: Amount): Promise<Redeemed | Rejection>;
   /**
    * The one call out: money the node owes a payer, as tokens of the mints it was paid at (Cashu;
    * L402-paid money comes back as the node's own mint's ecash). Answers one GivenBack per mint, in

@@ -6,18 +6,18 @@ import type {
   GivenBack,
   InspectedPayment,
   Owed,
-  PaymentHeaders,
   PaymentRail,
+  PaymentRequest,
   PaymentSubject,
-  RecordPayment,
   Redeemed,
   Rejection,
 } from './payment-rail.js';
+import { NO_PAYMENT } from './payment-rail.js';
 
 /**
  * Several rails as one: a 402 offers every rail's way to pay (their headers and body fields side
- * by side), a payment goes to the first rail that finds one in the request, and redeeming it or
- * handing it back unused goes to the rail that read it. Change and refunds go to `payouts`, the
+ * by side), a payment goes to the first rail that finds one in the request, and handing it back
+ * unused goes to the rail that read it. Change and refunds go to `payouts`, the
  * rail whose tokens pay everyone back (Cashu).
  */
 export class Rails implements PaymentRail {
@@ -55,19 +55,16 @@ export class Rails implements PaymentRail {
     return merged;
   }
 
-  async inspect(
-    headers: PaymentHeaders,
-    subject: PaymentSubject,
-  ): Promise<{ ok: true; payment: InspectedPayment } | Rejection | undefined> {
+  /**
+   * The first rail that finds a payment in the request redeems it; `absent` when none does. A
+   * rail refusing a payment it found answers for the request: no other rail is asked.
+   */
+  async redeem(request: PaymentRequest, price: Amount): Promise<Redeemed | Rejection> {
     for (const rail of this.rails) {
-      const found = await rail.inspect(headers, subject);
-      if (found !== undefined) return found;
+      const outcome = await rail.redeem(request, price);
+      if (outcome.ok || !outcome.absent) return outcome;
     }
-    return undefined;
-  }
-
-  redeem(payment: InspectedPayment, price: Amount, record: RecordPayment): Promise<Redeemed | Rejection> {
-    return this.railOf(payment).redeem(payment, price, record);
+    return NO_PAYMENT;
   }
 
   /** Payouts go to `payouts`; an unused payment goes back through the rail that read it. */

@@ -14,13 +14,14 @@ import type {
   Owed,
   PaymentHeaders,
   PaymentRail,
+  PaymentRequest,
   PaymentSubject,
   PayoutPart,
   RecordPayment,
   Redeemed,
   Rejection,
 } from '../payment-rail.js';
-import { byMint, changeOf, redeemedOf } from '../payment-rail.js';
+import { byMint, changeOf, NO_PAYMENT, redeemedOf } from '../payment-rail.js';
 import { denominations } from './derived-outputs.js';
 import { encodePaymentRequest } from './nut-18.js';
 import { normalizeMintUrl, paymentKey } from './proofs.js';
@@ -57,7 +58,8 @@ const TOKEN_PREFIX = /^cashu[AB][A-Za-z0-9_\-+/=]+$/;
 
 /**
  * NUT-24 over this node's own mint: a 402 carries a NUT-18 request; a token in `X-Cashu` is
- * checked without moving money, then redeemed in-process in the lease's own store transaction.
+ * checked without moving money, admitted by the caller by its key, then redeemed in-process in the
+ * lease's own store transaction (one `redeem` call).
  * Change and refunds are fresh ecash of the same mint whose secrets derive from the node secret,
  * so a replay shows the same tokens without the store keeping them.
  */
@@ -69,7 +71,7 @@ export class CashuRail implements PaymentRail {
   private readonly secret: NodeSecret;
   private readonly maxTokenBytes: number;
   private readonly maxProofs: number;
-  /** The decoded proofs of each inspected payment, until it is redeemed or dropped. */
+  /** The decoded proofs of each payment read, until it is taken or dropped. */
   private readonly proofsOf = new WeakMap<InspectedPayment, Proof[]>();
   private readonly trusted: TrustedMints | undefined;
 
@@ -119,12 +121,24 @@ export class CashuRail implements PaymentRail {
     };
   }
 
-  async inspect(
-    headers: PaymentHeaders,
-    _subject?: PaymentSubject,
-  ): Promise<{ ok: true; payment: InspectedPayment } | Rejection | undefined> {
+  /**
+   * PaymentRail.redeem: the token in X-Cashu read and checked (`read`, no money moves), admitted by
+   * the caller, then taken (`take`).
+   */
+  async redeem(request: PaymentRequest, price: Amount): Promise<Redeemed | Rejection> {
+    const read = await this.read(request.headers);
+    if (!read.ok) return read;
+    await request.admit?.(read.payment);
+    return this.take(read.payment, price, request.record);
+  }
+
+  /**
+   * The token in X-Cashu, decoded and checked without moving money: one header, bounded, one mint
+   * that is accepted, the node's unit, proofs this node's mint (or the trusted mint) can verify.
+   */
+  private async read(headers: PaymentHeaders): Promise<{ ok: true; payment: InspectedPayment } | Rejection> {
     const header = headers['x-cashu'];
-    if (header === undefined || header === '') return undefined;
+    if (header === undefined || header === '') return NO_PAYMENT;
     if (typeof header !== 'string') return reject('invalid_token', 'send exactly one X-Cashu header');
     if (header.length > this.maxTokenBytes)
       return reject('payload_too_large', `the token is larger than ${this.maxTokenBytes} bytes`);
@@ -189,7 +203,11 @@ export class CashuRail implements PaymentRail {
     return { ok: true, payment };
   }
 
-  async redeem(
+  /**
+   * Takes a read payment: at a trusted mint a swap there, then the store transaction; at this
+   * node's own mint the proofs spent, the change booked and `record` run in one transaction.
+   */
+  private async take(
     payment: InspectedPayment,
     price: Amount,
     record: RecordPayment,
@@ -202,7 +220,7 @@ export class CashuRail implements PaymentRail {
       return taken.ok ? redeemed : taken;
     }
     const proofs = this.proofsOf.get(payment);
-    if (!proofs) throw new Error('redeem of a payment this rail did not inspect');
+    if (!proofs) throw new Error('redeem of a payment this rail did not read');
     try {
       // One Kysely instance serves every domain's tables; the transaction is the same object.
       await this.mint.take(proofs, async (mintTrx: MintTrx) => {

@@ -100,7 +100,7 @@ export class TrustedMints {
     return { ok: true, payment };
   }
 
-  /** Whether `payment` was inspected here (then `redeem` takes it). */
+  /** Whether `payment` was read here (then `redeem` takes it). */
   owns(payment: InspectedPayment): boolean {
     return this.payments.has(payment);
   }
@@ -112,7 +112,7 @@ export class TrustedMints {
     record: (trx: Database) => Promise<void>,
   ): Promise<{ ok: true } | Rejection> {
     const external = this.payments.get(payment);
-    if (!external) throw new Error('redeem of a payment this rail did not inspect');
+    if (!external) throw new Error('redeem of a payment this rail did not read');
     const mint = this.mint(payment.source);
     try {
       return await mint.redeem(external, payment.key, price.value, () =>
@@ -165,7 +165,7 @@ export class TrustedMints {
     price: Amount,
   ): Promise<{ token: string | null; amount: Amount } | null> {
     const external = this.payments.get(payment);
-    if (!external) throw new Error('giveBack of a payment this rail did not inspect');
+    if (!external) throw new Error('giveBack of a payment this rail did not read');
     const mint = this.mint(payment.source);
     let proofs: Proof[] | null;
     try {

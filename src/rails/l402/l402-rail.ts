@@ -15,12 +15,13 @@ import type {
   OwedPart,
   PaymentHeaders,
   PaymentRail,
+  PaymentRequest,
   PaymentSubject,
   RecordPayment,
   Redeemed,
   Rejection,
 } from '../payment-rail.js';
-import { changeOf, redeemedOf } from '../payment-rail.js';
+import { changeOf, NO_PAYMENT, redeemedOf } from '../payment-rail.js';
 import type { InvoiceLimits } from './invoice-limits.js';
 import { MAX_MACAROON_CHARS, mintMacaroon, paymentHashOf, verifyMacaroon } from './macaroons.js';
 
@@ -58,7 +59,7 @@ export interface L402RailOptions {
   logger?: Logger;
 }
 
-/** What inspect learnt of a payment, kept for redeem and giveBack. */
+/** What `read` learnt of a payment, kept for `take` and giveBack. */
 interface L402Payment {
   paymentHash: string;
   validUntil: number;
@@ -83,7 +84,7 @@ export class L402Rail implements PaymentRail {
   private readonly unit: string;
   private readonly graceSeconds: number;
   private readonly now: () => Date;
-  private readonly inspected = new WeakMap<InspectedPayment, L402Payment>();
+  private readonly readPayments = new WeakMap<InspectedPayment, L402Payment>();
   private readonly limits: InvoiceLimits | undefined;
 
   constructor(options: L402RailOptions) {
@@ -142,14 +143,28 @@ export class L402Rail implements PaymentRail {
     };
   }
 
-  async inspect(
+  /**
+   * PaymentRail.redeem: the credential in `Authorization: L402` read and checked (`read`: the
+   * macaroon is this node's, the preimage its invoice's, the request the one it was issued for),
+   * admitted by the caller, then claimed (`take`: the invoice settled, the claim recorded with what
+   * it bought).
+   */
+  async redeem(request: PaymentRequest, price: Amount): Promise<Redeemed | Rejection> {
+    const read = this.read(request.headers, request.subject);
+    if (!read.ok) return read;
+    await request.admit?.(read.payment);
+    return this.take(read.payment, price, request.record);
+  }
+
+  /** The L402 credential of `headers`, checked without asking the backend; no money moves. */
+  private read(
     headers: PaymentHeaders,
     subject: PaymentSubject,
-  ): Promise<{ ok: true; payment: InspectedPayment } | Rejection | undefined> {
+  ): { ok: true; payment: InspectedPayment } | Rejection {
     const header = headers.authorization;
-    if (typeof header !== 'string') return undefined;
+    if (typeof header !== 'string') return NO_PAYMENT;
     const match = /^(?:L402|LSAT)\s+(\S+)$/i.exec(header.trim());
-    if (!match?.[1]) return undefined;
+    if (!match?.[1]) return NO_PAYMENT;
     const credential = match[1];
     const colon = credential.lastIndexOf(':');
     if (colon <= 0 || credential.length > MAX_MACAROON_CHARS + 65)
@@ -180,11 +195,12 @@ export class L402Rail implements PaymentRail {
       fee: Amount.zero(this.unit),
       source: this.mintUrl(),
     };
-    this.inspected.set(payment, { paymentHash: macaroon.paymentHash, validUntil });
+    this.readPayments.set(payment, { paymentHash: macaroon.paymentHash, validUntil });
     return { ok: true, payment };
   }
 
-  async redeem(
+  /** Claims a read credential whose invoice settled, in one transaction with its change and record. */
+  private async take(
     payment: InspectedPayment,
     price: Amount,
     record: RecordPayment,
@@ -241,8 +257,8 @@ export class L402Rail implements PaymentRail {
   }
 
   private of(payment: InspectedPayment): L402Payment {
-    const l402 = this.inspected.get(payment);
-    if (!l402) throw new Error('redeem of a payment this rail did not inspect');
+    const l402 = this.readPayments.get(payment);
+    if (!l402) throw new Error('a payment this rail did not read');
     return l402;
   }
 

@@ -13,24 +13,44 @@ function gate<T>(): { promise: Promise<T>; open: (v: T) => void; fail: (e: unkno
 }
 
 describe('InFlight', () => {
-  it('runs work on the same key one at a time and tells the later one it joined', async () => {
+  it('runs work on the same key one at a time', async () => {
     const f = new InFlight<string>();
     const g = gate<string>();
     const order: string[] = [];
-    const first = f.run(['a'], async (joined) => {
-      order.push(`first joined=${joined}`);
+    const first = f.run(['a'], async () => {
+      order.push('first');
       return g.promise;
     });
-    const second = f.run(['b', 'a'], async (joined) => {
-      order.push(`second joined=${joined}`);
+    const second = f.run(['b', 'a'], async () => {
+      order.push('second');
       return 'second';
     });
-    await Promise.resolve();
-    expect(order).toEqual(['first joined=false']);
+    await new Promise((r) => setImmediate(r));
+    expect(order).toEqual(['first']);
     g.open('first');
     expect(await first).toBe('first');
     expect(await second).toBe('second');
-    expect(order).toEqual(['first joined=false', 'second joined=true']);
+    expect(order).toEqual(['first', 'second']);
+  });
+
+  it('hold() started together by many callers lets one at a time hold a key until it is released', async () => {
+    const f = new InFlight<string>();
+    let holding = 0;
+    let most = 0;
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        const release = await f.hold(['pay/k']);
+        holding++;
+        most = Math.max(most, holding);
+        await new Promise((r) => setImmediate(r));
+        holding--;
+        release();
+      }),
+    );
+    expect(most).toBe(1);
+    // Released: free again at once.
+    await f.settled(['pay/k']);
+    (await f.hold(['pay/k']))();
   });
 
   it('settled() waits for work holding any of the keys, even when it fails, and not for others', async () => {

@@ -16,13 +16,18 @@ describe('L402 macaroons (Aperture format)', () => {
     });
   });
 
-  it('encode in the binary V2 form the library reads, with many caveats, quickly', async () => {
+  // What minting and verifying cost is measured in bench/macaroons.bench.mjs, not asserted here.
+  it('encode in the binary V2 form the library reads, with many caveats', async () => {
     const { importMacaroons, newMacaroon } = await import('macaroon');
     const conditions = Object.fromEntries(Array.from({ length: 12 }, (_, i) => [`k${i}`, `v${i}`]));
-    const t0 = performance.now();
     const m = mintMacaroon(secret, 'alacarte', hash, conditions);
-    expect(performance.now() - t0).toBeLessThan(20);
+    // Every caveat read back, in order, and the library itself reads the same twelve.
     expect(verifyMacaroon(secret, m.base64)?.conditions).toEqual(conditions);
+    expect(Object.keys(verifyMacaroon(secret, m.base64)?.conditions ?? {})).toEqual(Object.keys(conditions));
+    const [read] = importMacaroons(m.base64);
+    expect(read?.caveats.map((c) => Buffer.from(c.identifier).toString())).toEqual(
+      Object.entries(conditions).map(([k, v]) => `${k}=${v}`),
+    );
     // Byte for byte what the library writes where its encoder works (three caveats or fewer).
     const fixed = () => Buffer.alloc(32, 1);
     const ours = mintMacaroon(secret, 'alacarte', hash, { a: '1', b: '2' }, fixed);
