@@ -42,7 +42,7 @@ import { ensureBusyboxImage } from '../crun/preflight.js';
 import { installSftpServer } from '../crun/sftp-server.js';
 import { IN_INSTANCE, instanceInit, killTagScript } from './in-instance.js';
 import { type LxdClient, LxdError } from './lxd-client.js';
-import { CappedBuffer, type LxdExecProcess, lxdExec, sendSignal, sendWindowSize } from './lxd-exec.js';
+import { CappedBuffer, type LxdExecProcess, lxdExec, resizeTerminal, sendSignal } from './lxd-exec.js';
 import { ensureLxdImage } from './lxd-image.js';
 
 /** Settings of the LXD driver (config `driver: {kind: "lxd"}`). */
@@ -603,7 +603,7 @@ export class LxdDriver implements ComputeDriver {
       stream: p.stdin,
       resize: async (next) => {
         if (!validSize(next)) throw new AlacarteError('invalid_request', 'bad terminal size');
-        sendWindowSize(p.control, next.cols, next.rows);
+        await resizeTerminal(p.control, next.cols, next.rows);
       },
       exited: p.exited.then((code) => (closed ? 137 : code)),
       close: () => {

@@ -123,12 +123,38 @@ export function sendSignal(control: WebSocket, signal: number): void {
   if (control.readyState === WebSocket.OPEN) control.send(JSON.stringify({ command: 'signal', signal }));
 }
 
-/** Tells the exec'd terminal its new size. */
-export function sendWindowSize(control: WebSocket, cols: number, rows: number): void {
-  if (control.readyState === WebSocket.OPEN)
-    control.send(
-      JSON.stringify({ command: 'window-resize', args: { width: String(cols), height: String(rows) } }),
-    );
+/** How long resizeTerminal waits for LXD to confirm it has read the resize. */
+const RESIZE_ACK_MS = 10_000;
+
+/**
+ * Tells the exec'd terminal its new size, and resolves once LXD has applied it: the control
+ * channel's handler (LXD's lxd/instance_exec.go) reads one message at a time and sets the size
+ * before it reads the next frame, so the pong to a ping sent after the resize comes back only
+ * once the size is set. Without that wait, input sent next on the terminal's own websocket could
+ * reach the shell first (a `stty size` seeing the old size). Resolves anyway when the channel
+ * closes or after RESIZE_ACK_MS (a proxy in between may answer pings itself).
+ */
+export function resizeTerminal(control: WebSocket, cols: number, rows: number): Promise<void> {
+  if (control.readyState !== WebSocket.OPEN) return Promise.resolve();
+  control.send(
+    JSON.stringify({ command: 'window-resize', args: { width: String(cols), height: String(rows) } }),
+  );
+  const token = randomBytes(8);
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      control.off('pong', onPong);
+      control.off('close', done);
+      resolve();
+    };
+    const onPong = (data: Buffer) => {
+      if (data.equals(token)) done();
+    };
+    const timer = setTimeout(done, RESIZE_ACK_MS);
+    control.on('pong', onPong);
+    control.once('close', done);
+    control.ping(token);
+  });
 }
 
 /** Collects a stream up to a cap and keeps draining past it, so the writer never blocks. */
