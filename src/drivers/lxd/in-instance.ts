@@ -1,6 +1,7 @@
 /**
- * What runs inside every LXD instance, from a read-only host directory mounted at /run/alacarte
- * (bin/ holds the host's static busybox), so that it works whatever the image holds.
+ * What runs inside every LXD instance from /run/alacarte (bin/ holds the host's static busybox), so
+ * that it works whatever the image holds: a read-only host directory, or files pushed through LXD's
+ * file API (lxd-driver.ts, `delivery`).
  */
 export const IN_INSTANCE = {
   runDir: '/run/alacarte',
@@ -23,6 +24,7 @@ export const IN_INSTANCE = {
 export function instanceInit(): string {
   return `# alacarte LXD instance init
 R=${IN_INSTANCE.runDir}
+[ -p $R/bin/wait ] || $R/bin/busybox mkfifo -m 0600 $R/bin/wait
 exec 3<>$R/bin/wait || exit 0
 $R/bin/busybox ip link set lo up
 trap : CHLD
@@ -53,4 +55,28 @@ for round in 1 2 3 4 5; do
   [ $n = 0 ] && exit 0
 done
 `;
+}
+
+/**
+ * Rewrites /run/alacarte/deadline (`$1`) and lease.json (`$2`) inside an instance whose files were
+ * pushed: each written beside and renamed over the old one (rename(2) is atomic), so a reader (init
+ * every second, or the tenant) sees the old file or the new one, never a part. Shell built-ins and
+ * the static busybox only.
+ */
+export function rewriteScript(): string {
+  return `R=${IN_INSTANCE.runDir}
+printf %s "$1" > $R/.deadline.tmp && $R/bin/busybox mv -f $R/.deadline.tmp $R/deadline || exit 1
+printf %s "$2" > $R/.lease.json.tmp && $R/bin/busybox mv -f $R/.lease.json.tmp $R/lease.json || exit 1
+`;
+}
+
+/**
+ * An attach's command, run under a small shell that keeps the terminal open half a second after
+ * the command ends, then exits with its status. LXD stops reading the terminal once the process it
+ * started has exited, so what a shell wrote just before `exit` was sometimes lost (1 in 15 here);
+ * while this shell still holds the terminal, LXD reads everything out first.
+ */
+export function attachCommand(command: readonly string[]): string[] {
+  const b = IN_INSTANCE.busybox;
+  return [b, 'sh', '-c', `"$@"; s=$?; ${b} sleep 0.5; exit $s`, 'alacarte-attach', ...command];
 }

@@ -429,6 +429,7 @@ echo "reads $n"`,
       const [a, b, c] = await Promise.all([start(), start(), start(), driver.list(), driver.list()]);
       const handles = [a, b, c] as SandboxHandle[];
       const seen = await Promise.all(handles.map((h) => sh(driver, h, 'cat /run/alacarte/lease.json')));
+      expect(seen.map((r) => [r.code, r.err])).toEqual(handles.map(() => [0, '']));
       expect(seen.map((r) => JSON.parse(r.out).id)).toEqual(handles.map((h) => h.leaseId));
       const listed = (await driver.list()).map((s) => s.leaseId);
       for (const h of handles) expect(listed).toContain(h.leaseId);

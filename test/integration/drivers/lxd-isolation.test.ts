@@ -20,6 +20,17 @@ function processAlive(pid: number): boolean {
   }
 }
 
+/**
+ * clone(2) with each namespace flag (CLONE_NEWNS ... CLONE_NEWNET, CLONE_NEWCGROUP) and SIGCHLD,
+ * through perl's raw syscall (56 on x86_64): prints the errno of each refusal, and that a plain
+ * clone still works. A child that was made exits at once.
+ */
+const CLONE_PROBE =
+  'for my $f (0, 0x20000, 0x2000000, 0x4000000, 0x8000000, 0x10000000, 0x20000000, 0x40000000) { my $r = syscall(56, $f | 17, 0, 0, 0, 0); exit 0 if $r == 0; print $r > 0 ? "$f=made\\n" : sprintf("%d=%d\\n", $f, $!+0); waitpid($r, 0) if $r > 0 }';
+const CLONE_EXPECTED = [0, 0x20000, 0x2000000, 0x4000000, 0x8000000, 0x10000000, 0x20000000, 0x40000000]
+  .map((f) => (f === 0 ? '0=made\n' : `${f}=1\n`))
+  .join('');
+
 /** Cases of the crun isolation suite the LXD driver cannot meet, with the reason. */
 const DIR_POOL_DISK =
   "LXD's dir storage pool records the root disk size but cannot enforce it (no quotas on this file system); a zfs, btrfs or lvm pool does";
@@ -193,6 +204,19 @@ if (lxdSkipReason) {
       expect(tries.out).toMatch(/unshare=[1-9]/);
       expect(tries.out).toMatch(/sysrq=[1-9]/);
       expect(tries.out).toMatch(/mknod=[1-9]/);
+    });
+
+    it('refuses clone() with any namespace flag, and runs in a uid range no other instance has', async () => {
+      const [a, b] = [await start(), await start()];
+      const perl = await sh(a, 'command -v perl');
+      const clones = perl.code !== 0 ? undefined : await sh(a, `perl -e '${CLONE_PROBE}'`);
+      if (clones) expect(clones.out).toBe(CLONE_EXPECTED);
+      else expect(image.name).not.toBe('debian');
+      const maps = await Promise.all([a, b].map((h) => sh(h, 'cat /proc/self/uid_map')));
+      const [first, second] = maps.map((m) => Number(m.out.trim().split(/\s+/)[1]));
+      expect(first).toBeGreaterThanOrEqual(100_000);
+      expect(second).toBeGreaterThanOrEqual(100_000);
+      expect(first).not.toBe(second);
     });
 
     it('kills every process of an exec that times out, so repeated timeouts never fill the pids limit', async () => {
