@@ -14,11 +14,12 @@ export const IN_INSTANCE = {
  * PID 1 of every instance (LXC's `lxc.init.cmd`, started with an empty environment): it ends the
  * instance at its deadline on its own, so that no control plane has to be alive for the deadline to
  * hold. When PID 1 exits the container stops, and LXD deletes it (the instance is ephemeral). The
- * deadline (epoch seconds) is read again every second from the read-only mount the host rewrites
- * (setDeadline), so a moved deadline applies within a second; a missing file ends the instance
- * (fail closed). It never forks: it waits with `read -t` on a FIFO nobody writes to, since a fork
+ * deadline (epoch seconds) is read again every second from /run/alacarte/deadline, which
+ * setDeadline replaces whole (renamed over), so a moved deadline applies within a second; a missing
+ * file ends the instance (fail closed). It never forks: it waits with `read -t` on a FIFO nobody writes to, since a fork
  * fails once a tenant fills the pids limit and a failed fork is fatal in ash. SIGCHLD cuts the wait
- * short so reparented orphans are reaped at once. Without a NIC, LXC leaves the instance's loopback
+ * short so reparented orphans are reaped at once. Its FIFO is made here when the files were
+ * pushed (LXD's file API makes no FIFOs). Without a NIC, LXC leaves the instance's loopback
  * down: init brings it up, so that its programs can talk to each other over 127.0.0.1.
  */
 export function instanceInit(): string {
@@ -70,13 +71,51 @@ printf %s "$2" > $R/.lease.json.tmp && $R/bin/busybox mv -f $R/.lease.json.tmp $
 `;
 }
 
+/** The environment LXD gives an exec that names none of these (lxd/instance_exec.go). */
+export const LXD_EXEC_DEFAULTS: Readonly<Record<string, string>> = {
+  PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+  HOME: '/root',
+  USER: 'root',
+  LANG: 'C.UTF-8',
+};
+
 /**
- * An attach's command, run under a small shell that keeps the terminal open half a second after
- * the command ends, then exits with its status. LXD stops reading the terminal once the process it
- * started has exited, so what a shell wrote just before `exit` was sometimes lost (1 in 15 here);
- * while this shell still holds the terminal, LXD reads everything out first.
+ * Runs `$3...` (the first `$1` of them `NAME=value` pairs, the rest the command) with exactly that
+ * environment, then lingers LINGER_SECONDS before it exits with the command's status. LXD 5.0 stops
+ * reading a command's output as soon as the process it started has exited, before the pipe hangs up,
+ * and dropped output the command wrote last (a loaded machine lost whole answers; a terminal lost a
+ * shell's last lines): while this shell lingers, LXD reads everything out. The environment goes
+ * through `env -i`, not through this shell's own, which would reset IFS and add PWD and SHLVL; a
+ * bare command name is looked up on the command's PATH here, since busybox would otherwise run its
+ * own applet of that name instead of the image's program.
  */
-export function attachCommand(command: readonly string[]): string[] {
-  const b = IN_INSTANCE.busybox;
-  return [b, 'sh', '-c', `"$@"; s=$?; ${b} sleep 0.5; exit $s`, 'alacarte-attach', ...command];
+const LINGER_SECONDS = '0.2';
+const EXEC_SCRIPT = `n=$1; shift
+P=; i=0
+for a; do [ $i -lt $n ] || break; case $a in PATH=*) P=\${a#PATH=};; esac; i=$((i+1)); done
+eval "c=\\\${$((n + 1))}"
+case $c in
+*/*) r=$c ;;
+*) r=$c; IFS=:; for d in $P; do if [ -f "$d/$c" ] && [ -x "$d/$c" ]; then r=$d/$c; break; fi; done; unset IFS ;;
+esac
+i=0
+for a; do shift; if [ $i = $n ]; then set -- "$@" "$r"; else set -- "$@" "$a"; fi; i=$((i+1)); done
+${IN_INSTANCE.busybox} env -i "$@"; s=$?
+${IN_INSTANCE.busybox} sleep ${LINGER_SECONDS}
+exit "$s"
+`;
+
+/** The argv LXD runs for `command` with the environment `env` (see EXEC_SCRIPT). */
+export function execCommand(env: Readonly<Record<string, string>>, command: readonly string[]): string[] {
+  const pairs = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+  return [
+    IN_INSTANCE.busybox,
+    'sh',
+    '-c',
+    EXEC_SCRIPT,
+    'alacarte-exec',
+    String(pairs.length),
+    ...pairs,
+    ...command,
+  ];
 }

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import WebSocket, { createWebSocketStream } from 'ws';
 import { z } from 'zod';
+import { execCommand } from './in-instance.js';
 import type { LxdClient } from './lxd-client.js';
 
 /** The secrets of an exec operation's websockets (doc: rest-api "instances/{name}/exec"). */
@@ -20,6 +21,7 @@ export const EXEC_TAG = 'ALACARTE_EXEC';
 
 export interface LxdExecOptions {
   command: string[];
+  /** The command's whole environment (LXD adds nothing to it). */
   env: Record<string, string>;
   /** A terminal of this size (one websocket carries both directions); pipes otherwise. */
   terminal?: { cols: number; rows: number };
@@ -52,8 +54,9 @@ export async function lxdExec(
 ): Promise<LxdExecProcess> {
   const tag = randomBytes(12).toString('hex');
   const answer = await client.call('POST', `/1.0/instances/${instance}/exec`, {
-    command: options.command,
-    environment: { ...options.env, [EXEC_TAG]: tag },
+    // Exactly this environment, and LXD reading all the output before the end (execCommand).
+    command: execCommand({ ...options.env, [EXEC_TAG]: tag }, options.command),
+    environment: { [EXEC_TAG]: tag },
     'wait-for-websocket': true,
     'record-output': false,
     interactive: options.terminal !== undefined,
@@ -155,29 +158,4 @@ export function resizeTerminal(control: WebSocket, cols: number, rows: number): 
     control.once('close', done);
     control.ping(token);
   });
-}
-
-/** Collects a stream up to a cap and keeps draining past it, so the writer never blocks. */
-export class CappedBuffer {
-  private readonly chunks: Buffer[] = [];
-  private length = 0;
-  truncated = false;
-
-  constructor(private readonly cap: number) {}
-
-  push(chunk: Buffer): void {
-    const room = this.cap - this.length;
-    if (room <= 0) {
-      if (chunk.length > 0) this.truncated = true;
-      return;
-    }
-    const part = chunk.length > room ? chunk.subarray(0, room) : chunk;
-    if (part.length < chunk.length) this.truncated = true;
-    this.chunks.push(part);
-    this.length += part.length;
-  }
-
-  value(): Buffer {
-    return Buffer.concat(this.chunks, this.length);
-  }
 }
