@@ -13,6 +13,7 @@ import {
 } from './file-transfer.js';
 import {
   readPathCommand,
+  removeUnpackCommand,
   removeUploadCommand,
   unpackTarCommand,
   writeFileCommand,
@@ -77,7 +78,7 @@ export class LeaseFiles {
     }
     const upload = randomBytes(8).toString('hex');
     const command = request.tar
-      ? unpackTarCommand(path)
+      ? unpackTarCommand(path, upload)
       : writeFileCommand(path, { mode, upload, size: request.contentLength });
     const process = await this.host.spawnForFiles(leaseId, command);
     try {
@@ -85,8 +86,11 @@ export class LeaseFiles {
       return { path, size };
     } catch (err) {
       // A killed writer could not remove its temporary file itself.
-      if (!request.tar && !(err instanceof AlacarteError && err.code === 'lease_not_running')) {
-        void this.removeUpload(leaseId, path, upload);
+      if (!(err instanceof AlacarteError && err.code === 'lease_not_running')) {
+        void this.removeUpload(
+          leaseId,
+          request.tar ? removeUnpackCommand(path, upload) : removeUploadCommand(path, upload),
+        );
       }
       throw err;
     }
@@ -105,9 +109,9 @@ export class LeaseFiles {
     return { process, maxBytes, isRunning: () => this.host.sandboxRunning(leaseId) };
   }
 
-  private async removeUpload(leaseId: LeaseId, path: string, upload: string): Promise<void> {
+  private async removeUpload(leaseId: LeaseId, command: string[]): Promise<void> {
     try {
-      const process = await this.host.spawnForFiles(leaseId, removeUploadCommand(path, upload));
+      const process = await this.host.spawnForFiles(leaseId, command);
       process.stdin.end();
       process.stdout.resume();
       process.stderr.resume();

@@ -63,10 +63,34 @@ $b rm -f "\${d}/.alacarte-upload-$2"
 /**
  * Unpacks the tar archive on stdin into the directory `$1` (made if missing). busybox tar strips
  * leading `/` and `../` from member names and makes files owned by the sandbox's root (`-o`).
+ * busybox tar rewrites an existing file in place (same inode, truncated first), so a program
+ * reading it meanwhile could see it empty or half written: the archive is unpacked into a
+ * directory beside (`$1/.alacarte-unpack-$2`) and each member then renamed over its target, so a
+ * reader sees the old file or the new one. A new directory moves whole; an existing one stays and
+ * takes the archive's mode (as tar would do); a failed unpack (disk full, bad archive) changes
+ * nothing in `$1`.
  */
 const UNPACK_TAR = `${B}
 $b mkdir -p "$1" || exit 1
-exec $b tar -x -o -f - -C "$1"
+s=$1/.alacarte-unpack-$2
+trap '$b rm -rf "$s"' EXIT
+$b mkdir -m 0700 "$s" || exit 1
+$b tar -x -o -f - -C "$s" || exit 1
+cd "$s" || exit 1
+$b find . -mindepth 1 -print0 | while IFS= read -r -d "" e; do
+  [ -e "$e" ] || [ -L "$e" ] || continue
+  t=$1/\${e#./}
+  if [ -d "$e" ] && [ ! -L "$e" ] && [ -d "$t" ]; then
+    [ -L "$t" ] || $b chmod "$($b stat -c %a "$e")" "$t" || exit 1
+  else
+    $b mv -f -T "$e" "$t" || exit 1
+  fi
+done || exit 1
+`;
+
+/** Removes the staging directory of an UNPACK_TAR that was killed (`$1` the target, `$2` its suffix). */
+const REMOVE_UNPACK = `${B}
+$b rm -rf "$1/.alacarte-unpack-$2"
 `;
 
 /**
@@ -121,9 +145,17 @@ export function removeUploadCommand(path: string, upload: string): string[] {
   return [SANDBOX_BUSYBOX, 'sh', '-c', REMOVE_UPLOAD, 'alacarte-clean', path, upload];
 }
 
-/** The spawn command that unpacks a tar archive on stdin into the directory `path`. */
-export function unpackTarCommand(path: string): string[] {
-  return [SANDBOX_BUSYBOX, 'sh', '-c', UNPACK_TAR, 'alacarte-put', path];
+/**
+ * The spawn command that unpacks a tar archive on stdin into the directory `path`; `upload` names
+ * its staging directory (letters and digits).
+ */
+export function unpackTarCommand(path: string, upload: string): string[] {
+  return [SANDBOX_BUSYBOX, 'sh', '-c', UNPACK_TAR, 'alacarte-put', path, upload];
+}
+
+/** The spawn command that removes what a killed unpackTarCommand(path, upload) left. */
+export function removeUnpackCommand(path: string, upload: string): string[] {
+  return [SANDBOX_BUSYBOX, 'sh', '-c', REMOVE_UNPACK, 'alacarte-clean', path, upload];
 }
 
 /** The spawn command that reads `path`: a mark, then the file or a tar of the directory. */

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { CappedBuffer, streamEnded as ended } from '../capped-output.js';
 import type { ExecRequest, ExecResult } from '../compute-driver.js';
 import type { OutputDrain } from './output-drain.js';
 import { killExecTree, readPid } from './process-tree.js';
@@ -23,37 +24,6 @@ export interface ExecTarget {
    * keeps a reader (output-drain.ts). Without one they are closed.
    */
   drain?: OutputDrain;
-}
-
-/** Collects a stream up to a cap and keeps draining past it, so the writer never blocks. */
-class CappedBuffer {
-  private readonly chunks: Buffer[] = [];
-  private length = 0;
-  truncated = false;
-
-  constructor(private readonly cap: number) {}
-
-  push(chunk: Buffer): void {
-    const room = this.cap - this.length;
-    if (room <= 0) {
-      this.truncated = true;
-      return;
-    }
-    const part = chunk.length > room ? chunk.subarray(0, room) : chunk;
-    if (part.length < chunk.length) this.truncated = true;
-    this.chunks.push(part);
-    this.length += part.length;
-  }
-
-  value(): Buffer {
-    return Buffer.concat(this.chunks, this.length);
-  }
-}
-
-function ended(stream: NodeJS.ReadableStream & { readableEnded: boolean }): Promise<void> {
-  return stream.readableEnded
-    ? Promise.resolve()
-    : new Promise((r) => stream.once('end', () => r()).once('close', () => r()));
 }
 
 /**

@@ -1,6 +1,7 @@
 /**
- * What runs inside every LXD instance, from a read-only host directory mounted at /run/alacarte
- * (bin/ holds the host's static busybox), so that it works whatever the image holds.
+ * What runs inside every LXD instance from /run/alacarte (bin/ holds the host's static busybox), so
+ * that it works whatever the image holds: a read-only host directory, or files pushed through LXD's
+ * file API (lxd-driver.ts, `delivery`).
  */
 export const IN_INSTANCE = {
   runDir: '/run/alacarte',
@@ -13,16 +14,18 @@ export const IN_INSTANCE = {
  * PID 1 of every instance (LXC's `lxc.init.cmd`, started with an empty environment): it ends the
  * instance at its deadline on its own, so that no control plane has to be alive for the deadline to
  * hold. When PID 1 exits the container stops, and LXD deletes it (the instance is ephemeral). The
- * deadline (epoch seconds) is read again every second from the read-only mount the host rewrites
- * (setDeadline), so a moved deadline applies within a second; a missing file ends the instance
- * (fail closed). It never forks: it waits with `read -t` on a FIFO nobody writes to, since a fork
+ * deadline (epoch seconds) is read again every second from /run/alacarte/deadline, which
+ * setDeadline replaces whole (renamed over), so a moved deadline applies within a second; a missing
+ * file ends the instance (fail closed). It never forks: it waits with `read -t` on a FIFO nobody writes to, since a fork
  * fails once a tenant fills the pids limit and a failed fork is fatal in ash. SIGCHLD cuts the wait
- * short so reparented orphans are reaped at once. Without a NIC, LXC leaves the instance's loopback
+ * short so reparented orphans are reaped at once. Its FIFO is made here when the files were
+ * pushed (LXD's file API makes no FIFOs). Without a NIC, LXC leaves the instance's loopback
  * down: init brings it up, so that its programs can talk to each other over 127.0.0.1.
  */
 export function instanceInit(): string {
   return `# alacarte LXD instance init
 R=${IN_INSTANCE.runDir}
+[ -p $R/bin/wait ] || $R/bin/busybox mkfifo -m 0600 $R/bin/wait
 exec 3<>$R/bin/wait || exit 0
 $R/bin/busybox ip link set lo up
 trap : CHLD
@@ -53,4 +56,66 @@ for round in 1 2 3 4 5; do
   [ $n = 0 ] && exit 0
 done
 `;
+}
+
+/**
+ * Rewrites /run/alacarte/deadline (`$1`) and lease.json (`$2`) inside an instance whose files were
+ * pushed: each written beside and renamed over the old one (rename(2) is atomic), so a reader (init
+ * every second, or the tenant) sees the old file or the new one, never a part. Shell built-ins and
+ * the static busybox only.
+ */
+export function rewriteScript(): string {
+  return `R=${IN_INSTANCE.runDir}
+printf %s "$1" > $R/.deadline.tmp && $R/bin/busybox mv -f $R/.deadline.tmp $R/deadline || exit 1
+printf %s "$2" > $R/.lease.json.tmp && $R/bin/busybox mv -f $R/.lease.json.tmp $R/lease.json || exit 1
+`;
+}
+
+/** The environment LXD gives an exec that names none of these (lxd/instance_exec.go). */
+export const LXD_EXEC_DEFAULTS: Readonly<Record<string, string>> = {
+  PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+  HOME: '/root',
+  USER: 'root',
+  LANG: 'C.UTF-8',
+};
+
+/**
+ * Runs `$3...` (the first `$1` of them `NAME=value` pairs, the rest the command) with exactly that
+ * environment, then lingers LINGER_SECONDS before it exits with the command's status. LXD 5.0 stops
+ * reading a command's output as soon as the process it started has exited, before the pipe hangs up,
+ * and dropped output the command wrote last (a loaded machine lost whole answers; a terminal lost a
+ * shell's last lines): while this shell lingers, LXD reads everything out. The environment goes
+ * through `env -i`, not through this shell's own, which would reset IFS and add PWD and SHLVL; a
+ * bare command name is looked up on the command's PATH here, since busybox would otherwise run its
+ * own applet of that name instead of the image's program.
+ */
+const LINGER_SECONDS = '0.2';
+const EXEC_SCRIPT = `n=$1; shift
+P=; i=0
+for a; do [ $i -lt $n ] || break; case $a in PATH=*) P=\${a#PATH=};; esac; i=$((i+1)); done
+eval "c=\\\${$((n + 1))}"
+case $c in
+*/*) r=$c ;;
+*) r=$c; IFS=:; for d in $P; do if [ -f "$d/$c" ] && [ -x "$d/$c" ]; then r=$d/$c; break; fi; done; unset IFS ;;
+esac
+i=0
+for a; do shift; if [ $i = $n ]; then set -- "$@" "$r"; else set -- "$@" "$a"; fi; i=$((i+1)); done
+${IN_INSTANCE.busybox} env -i "$@"; s=$?
+${IN_INSTANCE.busybox} sleep ${LINGER_SECONDS}
+exit "$s"
+`;
+
+/** The argv LXD runs for `command` with the environment `env` (see EXEC_SCRIPT). */
+export function execCommand(env: Readonly<Record<string, string>>, command: readonly string[]): string[] {
+  const pairs = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+  return [
+    IN_INSTANCE.busybox,
+    'sh',
+    '-c',
+    EXEC_SCRIPT,
+    'alacarte-exec',
+    String(pairs.length),
+    ...pairs,
+    ...command,
+  ];
 }

@@ -6,6 +6,7 @@ import {
   linkSync,
   mkdirSync,
   readdirSync,
+  readFileSync,
   renameSync,
   rmSync,
   statSync,
@@ -13,12 +14,13 @@ import {
 } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import { Duplex } from 'node:stream';
+import { Duplex, Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { AlacarteError } from '../../core/errors.js';
 import { ENV_NAME_PATTERN, IMAGE_NAME_PATTERN, SANDBOX_ID_PATTERN } from '../../core/lease-request.js';
 import { availableCapacity, defaultOvercommit, type OvercommitSettings } from '../capacity.js';
+import { CappedBuffer, streamEnded as ended } from '../capped-output.js';
 import type {
   AttachSession,
   ComputeDriver,
@@ -40,10 +42,11 @@ import { commandFile, deadlineFile, leaseFile } from '../crun/init-script.js';
 import { ConnectionBudget } from '../crun/port-proxy.js';
 import { ensureBusyboxImage } from '../crun/preflight.js';
 import { installSftpServer } from '../crun/sftp-server.js';
-import { IN_INSTANCE, instanceInit, killTagScript } from './in-instance.js';
+import { IN_INSTANCE, instanceInit, killTagScript, LXD_EXEC_DEFAULTS, rewriteScript } from './in-instance.js';
 import { type LxdClient, LxdError } from './lxd-client.js';
-import { CappedBuffer, type LxdExecProcess, lxdExec, sendSignal, sendWindowSize } from './lxd-exec.js';
+import { type LxdExecProcess, lxdExec, resizeTerminal, sendSignal } from './lxd-exec.js';
 import { ensureLxdImage } from './lxd-image.js';
+import { lxdSeccompPolicy } from './lxd-seccomp.js';
 
 /** Settings of the LXD driver (config `driver: {kind: "lxd"}`). */
 export interface LxdDriverOptions {
@@ -51,10 +54,20 @@ export interface LxdDriverOptions {
   /** The node's image store (crun's `<dataDir>/images`): root filesystems imported as LXD images. */
   imagesDir: string;
   /**
-   * A host directory for each instance's /run/alacarte (lease.json, deadline, the static busybox),
-   * mounted read-only into it. It must be reachable at the same path on every cluster member.
+   * A host directory of the node: the programs every instance gets in /run/alacarte/bin (static
+   * busybox, init, kill script, sftp-server) and, with `delivery: "bind"`, each instance's
+   * /run/alacarte (lease.json, deadline, bin/), mounted read-only into it.
    */
   runtimeDir: string;
+  /**
+   * How /run/alacarte reaches an instance. `bind`: a read-only disk device of
+   * `<runtimeDir>/<lease>`, which needs the instance on this machine (the tenant cannot change it).
+   * `push`: the files are written into the instance through LXD's file API before it starts and
+   * rewritten through exec, so the instance can be on any cluster member (the tenant's root can
+   * change its own copy; the node's reaper still ends the lease on time). Default: `bind` on a
+   * local daemon that is not clustered, `push` otherwise.
+   */
+  delivery?: 'bind' | 'push';
   /** Tags this node's instances (config `user.alacarte.owner`), so list() sees only its own. */
   owner?: string;
   /** The storage pool of instances' root disks. */
@@ -121,6 +134,8 @@ const STARTING_GRACE_MS = 120_000;
 const RESOURCES_TTL_MS = 30_000;
 /** Rounds of stop-or-delete in remove() (about 200 ms apart) before it gives up. */
 const REMOVE_ATTEMPTS = 50;
+/** How long an attach's end waits for the terminal's last output to arrive. */
+const OUTPUT_DRAIN_MS = 5000;
 /** Largest stdin an exec takes. */
 const MAX_STDIN_BYTES = 16 << 20;
 
@@ -157,6 +172,10 @@ export class LxdDriver implements ComputeDriver {
   /** Host loopback servers of each lease's published ports (see publish()). */
   private readonly published = new Map<string, Server[]>();
   private watchTimer: NodeJS.Timeout | undefined;
+  /** The last instance start asked of LXD (see start()). */
+  private startChain: Promise<void> = Promise.resolve();
+  /** See LxdDriverOptions.delivery; settled by create(). */
+  private delivery: 'bind' | 'push' = 'bind';
   private totals: { at: number; cpus: number; memoryMib: number; diskMib: number } | undefined;
 
   private constructor(private readonly options: LxdDriverOptions) {
@@ -187,6 +206,11 @@ export class LxdDriver implements ComputeDriver {
     // import into LXD undoes).
     ensureBusyboxImage(options.imagesDir, options.busybox ?? '/bin/busybox', STORE_ID_BASE, driver.logger);
     await options.client.get(`/1.0/storage-pools/${encodeURIComponent(driver.pool)}`, z.unknown());
+    const clustered = await options.client
+      .get('/1.0/cluster', clusterSchema)
+      .then((c) => c.enabled)
+      .catch(() => false);
+    driver.delivery = options.delivery ?? (options.client.local && !clustered ? 'bind' : 'push');
     return driver;
   }
 
@@ -265,17 +289,19 @@ export class LxdDriver implements ComputeDriver {
           cause: e,
         });
       }
-      this.writeLeaseDir(spec.leaseId, deadline);
       const ports: Record<number, string> = {};
       const devices: Record<string, Record<string, string>> = {
         root: { type: 'disk', path: '/', pool: this.pool, size: `${limits.diskMib}MiB` },
-        run: {
+      };
+      if (this.delivery === 'bind') {
+        this.writeLeaseDir(spec.leaseId, deadline);
+        devices.run = {
           type: 'disk',
           source: this.leaseDir(spec.leaseId),
           path: IN_INSTANCE.runDir,
           readonly: 'true',
-        },
-      };
+        };
+      }
       for (const port of spec.ports ?? []) {
         const hostPort = await this.publish(spec.leaseId, port);
         ports[port] = `http://127.0.0.1:${hostPort}`;
@@ -300,10 +326,12 @@ export class LxdDriver implements ComputeDriver {
         'limits.memory.swap': 'false',
         'limits.processes': String(limits.pids),
         'security.nesting': 'false',
-        // No new namespaces from inside (unshare(2), setns(2)): as under crun's seccomp profile.
-        // clone(2) with namespace flags is not filtered by this list.
-        'security.syscalls.deny': 'unshare\nsetns',
+        // crun's seccomp deny list, and no new namespaces from inside: unshare(2), setns(2) and
+        // clone(2) with namespace flags refused (lxd-seccomp.ts).
+        'raw.seccomp': lxdSeccompPolicy(),
         'security.privileged': 'false',
+        // Each instance its own range of host uids and gids: root of one is nobody in another.
+        'security.idmap.isolated': 'true',
         'boot.autostart': 'false',
         // init with an empty environment: no lease variable can change how it reads its deadline.
         // A sandbox, not a system to administer: without CAP_SYS_ADMIN (mounts, namespaces) and
@@ -318,17 +346,28 @@ export class LxdDriver implements ComputeDriver {
       config[KEY.env] = JSON.stringify(spec.env ?? {});
       const client = this.options.client;
       try {
-        await client.run('POST', '/1.0/instances', {
-          name,
-          type: 'container',
-          ephemeral: true,
-          // No profile: an operator's default profile may carry a NIC.
-          profiles: [],
-          config,
-          devices,
-          source: { type: 'image', fingerprint },
+        // One instance made and started at a time: LXD 5.0 gives an isolated instance its id range
+        // when it is made, and instances made at the same moment failed to start ("forkstart ...
+        // exit status 1") once some twenty ran; one after another they never did.
+        const made = this.startChain.then(async () => {
+          await client.run('POST', '/1.0/instances', {
+            name,
+            type: 'container',
+            ephemeral: true,
+            // No profile: an operator's default profile may carry a NIC.
+            profiles: [],
+            config,
+            devices,
+            source: { type: 'image', fingerprint },
+          });
+          if (this.delivery === 'push') await this.pushRunDir(name, spec.leaseId, deadline);
+          await client.run('PUT', `/1.0/instances/${name}/state`, { action: 'start', timeout: 30 });
         });
-        await client.run('PUT', `/1.0/instances/${name}/state`, { action: 'start', timeout: 30 });
+        this.startChain = made.then(
+          () => undefined,
+          () => undefined,
+        );
+        await made;
         if (spec.command && spec.command.length > 0) {
           const r = await this.exec(
             { leaseId: spec.leaseId },
@@ -368,6 +407,47 @@ export class LxdDriver implements ComputeDriver {
     // init's one-second wait short.
     execFileSync('mkfifo', ['-m', '0666', join(dir, 'bin', 'wait')]);
     this.writeDeadline(leaseId, deadline);
+  }
+
+  /**
+   * /run/alacarte written into a created, not yet started instance through LXD's file API, on
+   * whichever member holds it: bin/ (the shared copies, their modes kept), deadline and lease.json.
+   * Its FIFO is made by init itself (the file API makes no FIFOs).
+   */
+  private async pushRunDir(name: string, leaseId: string, deadline: Date): Promise<void> {
+    await this.push(name, IN_INSTANCE.runDir, undefined, 0o755);
+    const walk = async (from: string, to: string): Promise<void> => {
+      await this.push(name, to, undefined, 0o755);
+      for (const entry of readdirSync(from, { withFileTypes: true })) {
+        const src = join(from, entry.name);
+        if (entry.isDirectory()) await walk(src, `${to}/${entry.name}`);
+        else await this.push(name, `${to}/${entry.name}`, readFileSync(src), statSync(src).mode & 0o755);
+      }
+    };
+    await walk(this.libDir, `${IN_INSTANCE.runDir}/bin`);
+    await this.push(name, `${IN_INSTANCE.runDir}/deadline`, Buffer.from(deadlineFile(deadline)), 0o644);
+    await this.push(
+      name,
+      `${IN_INSTANCE.runDir}/lease.json`,
+      Buffer.from(leaseFile(leaseId, deadline)),
+      0o644,
+    );
+  }
+
+  /** One file (or, without content, a directory) into an instance, owned by its root. */
+  private async push(name: string, path: string, content: Buffer | undefined, mode: number): Promise<void> {
+    await this.options.client.upload(
+      `/1.0/instances/${name}/files?path=${encodeURIComponent(path)}`,
+      Readable.from(content ? [content] : []),
+      {
+        'content-type': 'application/octet-stream',
+        'x-lxd-type': content ? 'file' : 'directory',
+        'x-lxd-uid': '0',
+        'x-lxd-gid': '0',
+        'x-lxd-mode': mode.toString(8).padStart(4, '0'),
+        'x-lxd-write': 'overwrite',
+      },
+    );
   }
 
   /**
@@ -459,12 +539,43 @@ export class LxdDriver implements ComputeDriver {
     try {
       return await lxdExec(this.options.client, this.instanceName(leaseId), {
         command,
-        env: { ...leaseEnv(i), ...env },
+        env: { ...LXD_EXEC_DEFAULTS, ...leaseEnv(i), ...env },
         terminal,
       });
     } catch (e) {
       if (!(await this.isRunning({ leaseId }))) throw notRunning(leaseId);
       throw new AlacarteError('internal', `LXD exec failed: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  /**
+   * deadline and lease.json rewritten inside the instance (delivery `push`): each written beside and
+   * renamed over the old one, so init and the tenant read a whole file, old or new.
+   */
+  private async rewriteInside(leaseId: string, deadline: Date): Promise<void> {
+    const p = await lxdExec(this.options.client, this.instanceName(leaseId), {
+      command: [
+        IN_INSTANCE.busybox,
+        'sh',
+        '-c',
+        rewriteScript(),
+        'alacarte-deadline',
+        deadlineFile(deadline),
+        leaseFile(leaseId, deadline),
+      ],
+      env: {},
+    });
+    p.stdin.end();
+    p.stdout?.resume();
+    const stderr = new CappedBuffer(1024);
+    p.stderr?.on('data', (b: Buffer) => stderr.push(b));
+    const code = await p.exited;
+    if (code !== 0) {
+      if (!(await this.isRunning({ leaseId }))) throw notRunning(leaseId);
+      throw new AlacarteError(
+        'internal',
+        `deadline not rewritten in ${leaseId}: ${stderr.value().toString()}`,
+      );
     }
   }
 
@@ -614,9 +725,14 @@ export class LxdDriver implements ComputeDriver {
       stream: p.stdin,
       resize: async (next) => {
         if (!validSize(next)) throw new AlacarteError('invalid_request', 'bad terminal size');
-        sendWindowSize(p.control, next.cols, next.rows);
+        await resizeTerminal(p.control, next.cols, next.rows);
       },
-      exited: p.exited.then((code) => (closed ? 137 : code)),
+      // Once the terminal's last output is through too: LXD may answer the operation's end before
+      // its websocket has delivered what the shell wrote last. Bounded, as nobody may be reading.
+      exited: p.exited.then(async (code) => {
+        await Promise.race([ended(p.stdin), sleep(OUTPUT_DRAIN_MS)]);
+        return closed ? 137 : code;
+      }),
       close: () => {
         if (closed) return;
         closed = true;
@@ -630,10 +746,19 @@ export class LxdDriver implements ComputeDriver {
   async setDeadline(sandbox: SandboxRef, deadline: Date): Promise<void> {
     await this.running(sandbox.leaseId);
     // The file first: init reads it, and it is what holds without a control plane.
-    this.writeDeadline(sandbox.leaseId, deadline);
-    await this.options.client.call('PATCH', `/1.0/instances/${this.instanceName(sandbox.leaseId)}`, {
-      config: { [KEY.deadline]: deadline.toISOString() },
-    });
+    try {
+      if (this.delivery === 'bind') this.writeDeadline(sandbox.leaseId, deadline);
+      else await this.rewriteInside(sandbox.leaseId, deadline);
+      await this.options.client.call('PATCH', `/1.0/instances/${this.instanceName(sandbox.leaseId)}`, {
+        config: { [KEY.deadline]: deadline.toISOString() },
+      });
+    } catch (e) {
+      // A deadline already past ends the instance at once (its init reads the file within a
+      // second), possibly before the rewrite's exec or the record could finish: that end is the
+      // move taking effect.
+      if (deadline.getTime() <= Date.now() && !(await this.isRunning(sandbox))) return;
+      throw e;
+    }
   }
 
   async isRunning(sandbox: SandboxRef): Promise<boolean> {
@@ -817,11 +942,6 @@ function validSize(size: TerminalSize): boolean {
     size.cols <= 1000 &&
     size.rows <= 1000
   );
-}
-
-function ended(stream: Duplex | undefined): Promise<void> {
-  if (!stream || stream.readableEnded || stream.destroyed) return Promise.resolve();
-  return new Promise((r) => stream.once('end', () => r()).once('close', () => r()));
 }
 
 function mtimeMs(path: string): number {

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import WebSocket, { createWebSocketStream } from 'ws';
 import { z } from 'zod';
+import { execCommand } from './in-instance.js';
 import type { LxdClient } from './lxd-client.js';
 
 /** The secrets of an exec operation's websockets (doc: rest-api "instances/{name}/exec"). */
@@ -20,6 +21,7 @@ export const EXEC_TAG = 'ALACARTE_EXEC';
 
 export interface LxdExecOptions {
   command: string[];
+  /** The command's whole environment (LXD adds nothing to it). */
   env: Record<string, string>;
   /** A terminal of this size (one websocket carries both directions); pipes otherwise. */
   terminal?: { cols: number; rows: number };
@@ -52,8 +54,9 @@ export async function lxdExec(
 ): Promise<LxdExecProcess> {
   const tag = randomBytes(12).toString('hex');
   const answer = await client.call('POST', `/1.0/instances/${instance}/exec`, {
-    command: options.command,
-    environment: { ...options.env, [EXEC_TAG]: tag },
+    // Exactly this environment, and LXD reading all the output before the end (execCommand).
+    command: execCommand({ ...options.env, [EXEC_TAG]: tag }, options.command),
+    environment: { [EXEC_TAG]: tag },
     'wait-for-websocket': true,
     'record-output': false,
     interactive: options.terminal !== undefined,
@@ -123,35 +126,36 @@ export function sendSignal(control: WebSocket, signal: number): void {
   if (control.readyState === WebSocket.OPEN) control.send(JSON.stringify({ command: 'signal', signal }));
 }
 
-/** Tells the exec'd terminal its new size. */
-export function sendWindowSize(control: WebSocket, cols: number, rows: number): void {
-  if (control.readyState === WebSocket.OPEN)
-    control.send(
-      JSON.stringify({ command: 'window-resize', args: { width: String(cols), height: String(rows) } }),
-    );
-}
+/** How long resizeTerminal waits for LXD to confirm it has read the resize. */
+const RESIZE_ACK_MS = 10_000;
 
-/** Collects a stream up to a cap and keeps draining past it, so the writer never blocks. */
-export class CappedBuffer {
-  private readonly chunks: Buffer[] = [];
-  private length = 0;
-  truncated = false;
-
-  constructor(private readonly cap: number) {}
-
-  push(chunk: Buffer): void {
-    const room = this.cap - this.length;
-    if (room <= 0) {
-      if (chunk.length > 0) this.truncated = true;
-      return;
-    }
-    const part = chunk.length > room ? chunk.subarray(0, room) : chunk;
-    if (part.length < chunk.length) this.truncated = true;
-    this.chunks.push(part);
-    this.length += part.length;
-  }
-
-  value(): Buffer {
-    return Buffer.concat(this.chunks, this.length);
-  }
+/**
+ * Tells the exec'd terminal its new size, and resolves once LXD has applied it: the control
+ * channel's handler (LXD's lxd/instance_exec.go) reads one message at a time and sets the size
+ * before it reads the next frame, so the pong to a ping sent after the resize comes back only
+ * once the size is set. Without that wait, input sent next on the terminal's own websocket could
+ * reach the shell first (a `stty size` seeing the old size). Resolves anyway when the channel
+ * closes or after RESIZE_ACK_MS (a proxy in between may answer pings itself).
+ */
+export function resizeTerminal(control: WebSocket, cols: number, rows: number): Promise<void> {
+  if (control.readyState !== WebSocket.OPEN) return Promise.resolve();
+  control.send(
+    JSON.stringify({ command: 'window-resize', args: { width: String(cols), height: String(rows) } }),
+  );
+  const token = randomBytes(8);
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      control.off('pong', onPong);
+      control.off('close', done);
+      resolve();
+    };
+    const onPong = (data: Buffer) => {
+      if (data.equals(token)) done();
+    };
+    const timer = setTimeout(done, RESIZE_ACK_MS);
+    control.on('pong', onPong);
+    control.once('close', done);
+    control.ping(token);
+  });
 }

@@ -32,7 +32,8 @@ export function describeEndpoint(endpoint: LxdEndpoint): string {
 
 /**
  * The LXD driver of a node's configuration: images from `<dataDir>/images` (the node's image
- * store), each lease's /run/alacarte under `driver.runtimeDir` (default `<dataDir>/lxd-sandboxes`). Throws with the reason when
+ * store), the programs of /run/alacarte (and, delivered by bind, each lease's) under
+ * `driver.runtimeDir` (default `<dataDir>/lxd-sandboxes`). Throws with the reason when
  * LXD does not answer or the storage pool is missing.
  */
 export async function lxdDriverFromConfig(

@@ -295,7 +295,11 @@ export function computeDriverContract(
     });
 
     it('moves the deadline later and earlier, rewriting lease.json', async () => {
-      const handle = await start({}, 2);
+      // The short deadline is set once the sandbox runs, not at start: a start slower than it (a
+      // loaded machine) would otherwise end the sandbox before the move could be tried.
+      const handle = await start();
+      const soon = new Date(Date.now() + 6000);
+      await driver.setDeadline(handle, soon);
       const later = new Date(Date.now() + 120_000);
       await driver.setDeadline(handle, later);
       const r = await sh(driver, handle, 'cat /run/alacarte/lease.json');
@@ -303,8 +307,8 @@ export function computeDriverContract(
       expect((await driver.list()).find((s) => s.leaseId === handle.leaseId)?.deadline.getTime()).toBe(
         later.getTime(),
       );
-      await sleep(3000);
-      // Past the first deadline, still running.
+      await sleep(Math.max(0, soon.getTime() + 2000 - Date.now()));
+      // Past the earlier deadline, still running.
       expect((await sh(driver, handle, 'echo alive')).out).toBe('alive\n');
       await driver.setDeadline(handle, new Date(Date.now() - 1000));
       const gone = await waitFor(
@@ -313,6 +317,38 @@ export function computeDriverContract(
       );
       expect(gone).toBe(true);
       await expectCode(sh(driver, handle, 'true'), 'lease_not_running');
+    });
+
+    it('rewrites lease.json and the deadline file whole: a reader inside never sees a torn file', async () => {
+      const handle = await start();
+      // Reads both files as fast as a shell can (no fork per read) until told to stop, bounded.
+      const reader = await driver.spawn(handle, {
+        command: [
+          'sh',
+          '-c',
+          `n=0
+while [ ! -e /tmp/stop-reader ] && [ $n -lt 500000 ]; do
+  l=; IFS= read -r l < /run/alacarte/lease.json
+  case $l in '{"id":"${handle.leaseId}","expires_at":"'*'"}') ;; *) echo "torn lease.json: [$l]";; esac
+  d=; read -r d < /run/alacarte/deadline
+  case $d in ''|*[!0-9]*) echo "torn deadline: [$d]";; esac
+  n=$((n+1))
+done
+echo "reads $n"`,
+        ],
+      });
+      let out = '';
+      reader.stdout.on('data', (b: Buffer) => {
+        out += b.toString('utf8');
+      });
+      reader.stderr.resume();
+      reader.stdin.end();
+      for (let i = 0; i < 60; i++)
+        await driver.setDeadline(handle, new Date(Date.now() + 120_000 + (i % 7) * 997_001));
+      expect((await sh(driver, handle, 'touch /tmp/stop-reader')).code).toBe(0);
+      expect(await reader.exited).toBe(0);
+      expect(out).not.toMatch(/torn/);
+      expect(Number(/reads (\d+)/.exec(out)?.[1])).toBeGreaterThan(60);
     });
 
     it('ends a sandbox at its deadline on its own', async () => {
@@ -393,6 +429,7 @@ export function computeDriverContract(
       const [a, b, c] = await Promise.all([start(), start(), start(), driver.list(), driver.list()]);
       const handles = [a, b, c] as SandboxHandle[];
       const seen = await Promise.all(handles.map((h) => sh(driver, h, 'cat /run/alacarte/lease.json')));
+      expect(seen.map((r) => [r.code, r.err])).toEqual(handles.map(() => [0, '']));
       expect(seen.map((r) => JSON.parse(r.out).id)).toEqual(handles.map((h) => h.leaseId));
       const listed = (await driver.list()).map((s) => s.leaseId);
       for (const h of handles) expect(listed).toContain(h.leaseId);

@@ -7,40 +7,11 @@ import { LxdClient } from '../../../src/drivers/lxd/lxd-client.js';
 import { LxdDriver } from '../../../src/drivers/lxd/lxd-driver.js';
 import { freePort } from '../../helpers/lease-node.js';
 import { newLeaseId, sh, TEST_LIMITS } from './compute-driver.contract.js';
-import { type LxdDaemon, lxdSkipReason, startLxd } from './lxd-target.js';
+import { clientCertificate, type LxdDaemon, lxdSkipReason, startLxd } from './lxd-target.js';
 
 const skipReason =
   lxdSkipReason ??
   (spawnSync('openssl', ['version']).status === 0 ? undefined : 'no openssl to make a client certificate');
-
-/** A self-signed client certificate and key (PEM), as an operator makes one for `lxc config trust add`. */
-function clientCertificate(dir: string, name: string): { cert: string; key: string; certPath: string } {
-  const certPath = join(dir, `${name}.crt`);
-  const keyPath = join(dir, `${name}.key`);
-  const r = spawnSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:secp384r1',
-      '-nodes',
-      '-days',
-      '2',
-      '-subj',
-      `/CN=${name}`,
-      '-keyout',
-      keyPath,
-      '-out',
-      certPath,
-    ],
-    { encoding: 'utf8' },
-  );
-  if (r.status !== 0) throw new Error(`openssl failed: ${r.stderr}`);
-  return { cert: readFileSync(certPath, 'utf8'), key: readFileSync(keyPath, 'utf8'), certPath };
-}
 
 if (skipReason) {
   describe.skip(`LXD over TLS: skipped, ${skipReason}`, () => {

@@ -10,10 +10,12 @@ if (lxdSkipReason) {
   computeDriverContract('lxd', makeLxdTarget, {
     'exec returns when the command exits, even if it left a process holding its output':
       "LXD's exec API ends its operation only once every process holding the command's output has closed it",
-    // Both failed in CI under load (they passed in the branch): open defects, see the session note.
-    'moves the deadline later and earlier, rewriting lease.json':
-      'KNOWN DEFECT: a reader can see lease.json empty while the LXD driver rewrites it (not atomic)',
-    'attaches an interactive shell on a real terminal that can be resized':
-      'KNOWN DEFECT: under load the resize can reach the LXD attach before the shell applies it',
+  });
+  // /run/alacarte written through LXD's file API, as on a cluster (lxd-cluster.test.ts).
+  computeDriverContract('lxd, files pushed', () => makeLxdTarget({ delivery: 'push' }), {
+    'exec returns when the command exits, even if it left a process holding its output':
+      "LXD's exec API ends its operation only once every process holding the command's output has closed it",
+    'shows the lease id and deadline in /run/alacarte/lease.json, read-only':
+      "pushed files are the instance's own: its root can write them (delivery bind keeps them read-only)",
   });
 }

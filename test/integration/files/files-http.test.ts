@@ -292,6 +292,28 @@ describe('files: PUT and GET /v1/leases/{id}/files', () => {
     await sh('rm /tmp/big');
   });
 
+  it('replaces a file whole, by PUT or by tar: a reader inside never sees it torn', async () => {
+    const version = (i: number) => Buffer.alloc(MiB, 65 + (i % 26));
+    expect((await put('/srv/torn/f', version(0))).status).toBe(201);
+    // A reader in the sandbox checks the file's size as fast as it can, until told to stop (bounded).
+    await sh(`(n=0; while [ ! -e /tmp/stop-reader ] && [ $n -lt 100000 ]; do
+  s=$(wc -c < /srv/torn/f); [ "$s" = ${MiB} ] || echo "torn: $s"; n=$((n+1))
+done; echo "reads $n") > /tmp/reader.out 2>&1 &`);
+    for (let i = 1; i <= 24; i++) {
+      const body = i % 2 ? version(i) : tarOf([{ name: 'f', content: version(i) }]);
+      const headers: Record<string, string> = i % 2 ? {} : { 'content-type': 'application/x-tar' };
+      expect((await put(i % 2 ? '/srv/torn/f' : '/srv/torn', body, headers)).status).toBe(201);
+    }
+    await sh('touch /tmp/stop-reader');
+    await waitFor(async () => (await sh('cat /tmp/reader.out')).stdout.includes('reads'), 20_000);
+    const seen = (await sh('cat /tmp/reader.out')).stdout;
+    expect(seen).not.toMatch(/torn/);
+    expect(Number(/reads (\d+)/.exec(seen)?.[1])).toBeGreaterThan(24);
+    expect((await get('/srv/torn/f')).body.equals(version(24))).toBe(true);
+    // Nothing of the staging directories is left.
+    expect((await sh('ls -a /srv/torn')).stdout).toBe('.\n..\nf\n');
+  });
+
   it('answers 409 once the lease has ended', async () => {
     const res = await fetch(`${t.url}/v1/leases/${lease.id}`, { method: 'DELETE', headers: auth() });
     expect(res.status).toBe(200);
