@@ -276,6 +276,7 @@ export class CrunDriver implements ComputeDriver {
    */
   prewarm(image: string, diskMib: number): void {
     this.ensureImage(image);
+    this.pool.want(image, diskMib);
     this.pool.replenish(image, diskMib);
   }
 
