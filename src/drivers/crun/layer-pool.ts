@@ -17,6 +17,13 @@ export const DEMAND_WINDOW_MS = 5_000;
  */
 export const IDLE_KEY_MS = 600_000;
 
+/**
+ * Ready sandboxes beyond the takes of this long are reaped (trim()): longer than the sizing window,
+ * so that the next burst of a busy spell still finds them, short enough that a burst's surplus does
+ * not hold memory for the hour a made-ahead sandbox may wait.
+ */
+export const REAP_AFTER_MS = 60_000;
+
 /** A sandbox made ahead: its directory (layer mounted) and, once created, its container. */
 export interface WarmSandbox {
   dir: string;
@@ -143,14 +150,15 @@ export class LayerPool {
   }
 
   /**
-   * Removes, one at a time and oldest first, the ready sandboxes beyond each pool's target: those a
-   * burst left once its demand has passed, and every one of a pool nobody takes from any more.
+   * Removes, one at a time and oldest first, the ready sandboxes beyond each pool's target over the
+   * last REAP_AFTER_MS: those a burst left once its demand has passed, and every one of a pool
+   * nobody takes from any more.
    * Runs every DEMAND_WINDOW_MS, off any start's path.
    */
   trim(): Promise<void> {
     this.trimming ??= (async () => {
       for (const [key, list] of this.ready) {
-        const surplus = list.length - this.target(key);
+        const surplus = list.length - this.target(key, REAP_AFTER_MS);
         // Oldest first: they are the nearest to ending at their provisional deadline.
         for (const warm of list.splice(0, Math.max(0, surplus))) {
           if (this.closed) list.push(warm);
@@ -163,14 +171,17 @@ export class LayerPool {
     return this.trimming;
   }
 
-  /** How many sandboxes of (image, disk size) the pool aims to hold ready now (see maxSize). */
-  target(key: string): number {
+  /**
+   * How many sandboxes of (image, disk size) the pool aims to hold ready now (see maxSize): as many
+   * as were taken in the last `windowMs`.
+   */
+  target(key: string, windowMs = DEMAND_WINDOW_MS): number {
     const last = this.lastTake.get(key);
     if (!this.wanted.has(key) && (last === undefined || this.now() - last > IDLE_KEY_MS)) return 0;
     const { size } = this.options;
     const max = Math.max(size, this.options.maxSize ?? size);
     if (size === 0 || max === size) return size;
-    const since = this.now() - DEMAND_WINDOW_MS;
+    const since = this.now() - windowMs;
     const recent = (this.taken.get(key) ?? []).filter((t) => t >= since).length;
     return Math.min(max, Math.max(size, recent));
   }

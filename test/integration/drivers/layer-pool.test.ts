@@ -3,10 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  DEMAND_WINDOW_MS,
   destroyDir,
   IDLE_KEY_MS,
   LayerPool,
+  REAP_AFTER_MS,
   type WarmSandbox,
 } from '../../../src/drivers/crun/layer-pool.js';
 import { mountsUnder } from '../../../src/drivers/crun/mounts.js';
@@ -60,7 +60,7 @@ describe.skipIf(!isRoot)('made-ahead sandbox pool: sized by demand, surplus reap
     expect(sandboxDirs()).toHaveLength(8);
 
     // The burst is over: all but the pool's floor (size 1) go, their mounts and directories too.
-    clock += DEMAND_WINDOW_MS + 1;
+    clock += REAP_AFTER_MS + 1;
     await pool.trim();
     expect(pool.waiting('img', 1)).toBe(1);
     expect(discarded).toHaveLength(3);
