@@ -104,17 +104,14 @@ export class Spawner {
    * mkfifo (Node cannot make a FIFO itself). The caller removes them once opened by both sides.
    */
   async fifos(count: number): Promise<string[]> {
-    for (let i = 0; this.fifoStock.length < count; i++) {
-      if (i >= 3) throw new Error('could not make FIFOs');
-      this.fifoRefill ??= this.makeFifos().finally(() => {
-        this.fifoRefill = undefined;
-      });
-      await this.fifoRefill;
-    }
-    const taken = this.fifoStock.splice(0, count);
-    // Refill ahead, off the caller's path.
+    // Short of stock (a burst of execs): make this caller's own, and more for the stock behind.
+    const taken =
+      this.fifoStock.length >= count ? this.fifoStock.splice(0, count) : await this.makeFifos(count);
     if (this.fifoStock.length < FIFO_BATCH / 2 && this.fifoRefill === undefined) {
-      this.fifoRefill = this.makeFifos()
+      this.fifoRefill = this.makeFifos(FIFO_BATCH)
+        .then((paths) => {
+          this.fifoStock.push(...paths);
+        })
         .catch(() => {})
         .finally(() => {
           this.fifoRefill = undefined;
@@ -128,11 +125,11 @@ export class Spawner {
     return join(this.dir, name);
   }
 
-  private async makeFifos(): Promise<void> {
-    const paths = Array.from({ length: FIFO_BATCH }, () => join(this.dir, `f${this.fifoCount++}`));
+  private async makeFifos(count: number): Promise<string[]> {
+    const paths = Array.from({ length: count }, () => join(this.dir, `f${this.fifoCount++}`));
     const r = await this.run(this.busybox, ['mkfifo', '-m', '0600', ...paths], 4096);
     if (r.code !== 0) throw new Error(`mkfifo failed: ${r.stderr.trim()}`);
-    this.fifoStock.push(...paths);
+    return paths;
   }
 
   /** Ends the shell (programs it started run to their end) and removes its directory. */
