@@ -69,11 +69,19 @@ export async function prepareTokens(mintUrl, count, denominations, maxOutputs = 
   while (tokens.length < count) {
     const n = Math.min(tokensPerBatch, count - tokens.length);
     const outputs = Array.from({ length: n }, () => denominations).flat();
-    const quote = await wallet.createMintQuoteBolt11(perToken * n);
-    const proofs = await wallet.mintProofsBolt11(perToken * n, quote.quote, undefined, {
-      type: 'random',
-      denominations: outputs,
-    });
+    // A loaded host can reset a kept-alive connection between two requests: try a batch again.
+    let proofs;
+    for (let attempt = 1; proofs === undefined; attempt++) {
+      try {
+        const quote = await wallet.createMintQuoteBolt11(perToken * n);
+        proofs = await wallet.mintProofsBolt11(perToken * n, quote.quote, undefined, {
+          type: 'random',
+          denominations: outputs,
+        });
+      } catch (e) {
+        if (attempt >= 3) throw e;
+      }
+    }
     const byAmount = new Map();
     for (const p of proofs) {
       const a = Number(p.amount.toBigInt());
