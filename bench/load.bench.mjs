@@ -391,7 +391,7 @@ async function main() {
     `| ↳ sandbox removal (runtime delete, unmounts) p50, in the answer before, queued after | ${cols((x) => ms(x.remove))} |`,
     '',
     `- processes forked from the node per lease, before (${CLIENTS} renters): ${was.eight.byVerb}`,
-    `- after (${CLIENTS} renters): ${now.eight.byVerb} (the runtime's create/delete and the mounts now go through the spawner shell)`,
+    `- after (${CLIENTS} renters): ${now.eight.byVerb || 'none'} (host programs, \`crun exec\` included, go through the spawner shell)`,
     ...[was, now].map((v) => {
       const x = v.eight;
       const rest = x.busyPerLease - x.spawnMsPerLease - x.sqlitePerLease;
