@@ -189,8 +189,15 @@ function cpuTotal(t) {
   const hz = 100;
   const usage = process.cpuUsage();
   let ms = (usage.user + usage.system) / 1000 + (ticks(process.pid).children * 1000) / hz;
+  const childrenOf = (task) => {
+    try {
+      return readFileSync(`/proc/self/task/${task}/children`, 'utf8').split(' ').filter(Boolean);
+    } catch {
+      return []; // the thread ended meanwhile
+    }
+  };
   for (const task of readdirSync('/proc/self/task')) {
-    for (const pid of readFileSync(`/proc/self/task/${task}/children`, 'utf8').split(' ').filter(Boolean)) {
+    for (const pid of childrenOf(task)) {
       const c = ticks(pid);
       ms += ((c.self + c.children) * 1000) / hz;
     }
