@@ -6,9 +6,10 @@
 //  3. where the time goes in 2 (per lease, at 1 and 8 renters): the node thread's busy share and
 //     delay, the paid path's parts, process spawns holding the thread, SQLite, the pool running dry.
 // Prints one Markdown section; `node bench/run.mjs load` runs only this.
-import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
-import { availableParallelism, loadavg } from 'node:os';
+import { execSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -187,8 +188,15 @@ function cpuTotal(t) {
   const hz = 100;
   const usage = process.cpuUsage();
   let ms = (usage.user + usage.system) / 1000 + (ticks(process.pid).children * 1000) / hz;
+  const childrenOf = (task) => {
+    try {
+      return readFileSync(`/proc/self/task/${task}/children`, 'utf8').split(' ').filter(Boolean);
+    } catch {
+      return []; // the thread ended meanwhile
+    }
+  };
   for (const task of readdirSync('/proc/self/task')) {
-    for (const pid of readFileSync(`/proc/self/task/${task}/children`, 'utf8').split(' ').filter(Boolean)) {
+    for (const pid of childrenOf(task)) {
       const c = ticks(pid);
       ms += ((c.self + c.children) * 1000) / hz;
     }
@@ -210,7 +218,8 @@ function cpuTotal(t) {
 
 /** One variant's figures, as JSON on stdout. */
 async function measure(variant) {
-  const before = variant === 'before';
+  // With LOAD_BASE, "before" is that commit's build as it was (ALACARTE_BENCH_DIST), not an emulation.
+  const before = variant === 'before' && !process.env.ALACARTE_BENCH_DIST;
   const t = await startPaidNode({ offers: [TINY] }, before ? { spawnerShell: false, warmLayersMax: 2 } : {});
   try {
     // Before issue 13: the sandbox of a stopped lease was removed before the answer.
@@ -268,6 +277,28 @@ async function measure(variant) {
   }
 }
 
+/**
+ * The burst again on a node whose operator expects bursts: the pool's floor (warmLayers) set to the
+ * burst's size, and every one of them made before the burst is sent.
+ */
+async function measureWarmBurst(variant) {
+  const t = await startPaidNode({ offers: [TINY] }, { warmLayers: BURST, warmLayersMax: BURST });
+  try {
+    if (variant === 'before' && !process.env.ALACARTE_BENCH_DIST) t.driver.halt = undefined;
+    const tokens = await prepareTokens(t.mintUrl, BURST + 4, DENOMINATIONS);
+    await renters(t, 'cycles', tokens.splice(-4), 1); // warm-up; the pool then fills to its floor
+    const key = `busybox-${TINY.disk_mib}`;
+    const readyNow = () => t.driver.pool.ready.get(key)?.length ?? 0;
+    for (let i = 0; i < 1200 && readyNow() < BURST; i++) await new Promise((r) => setTimeout(r, 100));
+    const poolReady = readyNow();
+    await new Promise((r) => setTimeout(r, 1000));
+    const burst = await renters(t, 'first', tokens.splice(-BURST), BURST);
+    return { p50: percentile(burst.toFirst, 50), p95: percentile(burst.toFirst, 95), poolReady };
+  } finally {
+    await t.close();
+  }
+}
+
 /** The mean of two runs' figures, field by field (text fields from the first). */
 function mean(a, b) {
   if (typeof a === 'number') return (a + b) / 2;
@@ -275,11 +306,33 @@ function mean(a, b) {
   return Object.fromEntries(Object.entries(a).map(([k, v]) => [k, mean(v, b[k])]));
 }
 
+/**
+ * Builds the node as it was at `commit` (git archive, this checkout's node_modules, tsc) in a
+ * temporary directory; returns its dist directory.
+ */
+function buildBase(commit) {
+  const repo = fileURLToPath(new URL('..', import.meta.url));
+  const dir = mkdtempSync(join(tmpdir(), 'alacarte-bench-base-'));
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  execSync(`git archive ${JSON.stringify(commit)} | tar -x -C ${JSON.stringify(dir)}`, { cwd: repo });
+  symlinkSync(realpathSync(join(repo, 'node_modules')), join(dir, 'node_modules'));
+  execSync('npx tsc -p tsconfig.build.json', { cwd: dir, stdio: 'ignore' });
+  return join(dir, 'dist');
+}
+
+const BASE = process.env.LOAD_BASE;
+let baseDist;
+
 /** Runs this program once per variant, alternating, each in its own process (a driver's spawner is per process). */
 function runVariant(variant) {
+  if (BASE && variant === 'before') baseDist ??= buildBase(BASE);
   const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url)], {
     encoding: 'utf8',
-    env: { ...process.env, LOAD_VARIANT: variant },
+    env: {
+      ...process.env,
+      LOAD_VARIANT: variant,
+      ...(variant === 'before' && baseDist ? { ALACARTE_BENCH_DIST: baseDist } : {}),
+    },
     stdio: ['ignore', 'pipe', 'inherit'],
     maxBuffer: 1 << 24,
   });
@@ -305,15 +358,20 @@ async function main() {
     '',
     `Real node in-process (SQLite WAL synchronous=FULL, in-process mint, crun driver), HTTP on loopback; the renters run in a worker thread ` +
       `(their own event loop, the same ${availableParallelism()} cores). Tiny offer (0.01 vCPU, 16 MiB, 1 MiB disk, busybox), each lease paid exactly with 4 proofs; ` +
-      `a stop refunds the unused time (the mint signs the refund). **before** = the node as it was before issue 13, run in the same bench run ` +
-      `(sandbox removal inside the stop's answer, every host program forked from Node, a fixed pool of 2 made ahead); **after** = now ` +
-      `(stop kills the sandbox and answers, removal queued; host programs through one busybox shell; the pool follows demand). ` +
+      `a stop refunds the unused time (the mint signs the refund). ` +
+      (BASE
+        ? `**before** = the node as built from commit \`${BASE}\` (LOAD_BASE), run in the same bench run; **after** = this checkout. `
+        : `**before** = the node as it was before issue 13, run in the same bench run ` +
+          `(sandbox removal inside the stop's answer, every host program forked from Node, a fixed pool of 2 made ahead); **after** = now ` +
+          `(stop kills the sandbox and answers, removal queued; host programs through one busybox shell; the pool follows demand). `) +
+      `The renters use node:http with keep-alive connections. ` +
       `Each variant runs in its own process, in the order before, after, after, before; each figure is the mean of its variant's two runs. Machine load (1-min average) at start ${loadBefore.toFixed(1)}, at end ${loadavg()[0].toFixed(1)}: the host is shared, compare within this run.`,
     '',
     '| create → first command answered | before p50 / p95 | after p50 / p95 | after ÷ before (p50) |',
     '| --- | --- | --- | --- |',
     `| sequential (one renter, ${SEQUENTIAL}) | ${ms(was.seqP50)} / ${ms(was.seqP95)} | ${ms(now.seqP50)} / ${ms(now.seqP95)} | ${ratio(now.seqP50, was.seqP50)} |`,
     `| ${BURST} sent at once (sandboxes made ahead and waiting when sent: before ${was.poolReady}, after ${now.poolReady}) | ${ms(was.burstP50)} / ${ms(was.burstP95)} | ${ms(now.burstP50)} / ${ms(now.burstP95)} | ${ratio(now.burstP50, was.burstP50)} |`,
+    `| ${BURST} sent at once, the pool's floor set to ${BURST} (warmLayers; waiting when sent: before ${was.warmBurst.poolReady}, after ${now.warmBurst.poolReady}) | ${ms(was.warmBurst.p50)} / ${ms(was.warmBurst.p95)} | ${ms(now.warmBurst.p50)} / ${ms(now.warmBurst.p95)} | ${ratio(now.warmBurst.p50, was.warmBurst.p50)} |`,
     '',
     `| rent → \`exec true\` → stop, cycling (1 renter: ${SINGLE_CYCLES} cycles, ${CLIENTS}: ${CYCLES}) | before, 1 | before, ${CLIENTS} | after, 1 | after, ${CLIENTS} |`,
     '| --- | --- | --- | --- | --- |',
@@ -338,7 +396,7 @@ async function main() {
     `| ↳ sandbox removal (runtime delete, unmounts) p50, in the answer before, queued after | ${cols((x) => ms(x.remove))} |`,
     '',
     `- processes forked from the node per lease, before (${CLIENTS} renters): ${was.eight.byVerb}`,
-    `- after (${CLIENTS} renters): ${now.eight.byVerb} (the runtime's create/delete and the mounts now go through the spawner shell)`,
+    `- after (${CLIENTS} renters): ${now.eight.byVerb || 'none'} (host programs, \`crun exec\` included, go through the spawner shell)`,
     ...[was, now].map((v) => {
       const x = v.eight;
       const rest = x.busyPerLease - x.spawnMsPerLease - x.sqlitePerLease;
@@ -347,12 +405,13 @@ async function main() {
     `- ${CLIENTS}-renter cycles/s, after ÷ before: ${ratio(now.eight.cyclesPerS, was.eight.cyclesPerS)}; rent p99: ${ratio(now.eight.rentP99, was.eight.rentP99)}`,
     `- Target ≥ 50 cycles/s at ${CLIENTS} renters: ${now.eight.cyclesPerS.toFixed(1)}: ${met(now.eight.cyclesPerS >= 50)}`,
     `- Target rent p99 at ${CLIENTS} renters ≤ 3× the single-renter p50: ${ms(now.eight.rentP99)} vs 3 × ${ms(now.one.rentP50)} (${rentRatio.toFixed(1)}×): ${met(rentRatio <= 3)}`,
-    `- Target ${BURST} at once p50 ≤ 100 ms, p95 ≤ 250 ms: ${ms(now.burstP50)} / ${ms(now.burstP95)}: ${met(now.burstP50 <= 100 && now.burstP95 <= 250)}`,
+    `- Target ${BURST} at once p50 ≤ 100 ms, p95 ≤ 250 ms: pool sized by demand ${ms(now.burstP50)} / ${ms(now.burstP95)}: ${met(now.burstP50 <= 100 && now.burstP95 <= 250)}; pool floor ${BURST}: ${ms(now.warmBurst.p50)} / ${ms(now.warmBurst.p95)}: ${met(now.warmBurst.p50 <= 100 && now.warmBurst.p95 <= 250)}`,
     `- Target sequential p50 ≤ 40 ms: ${ms(now.seqP50)}: ${met(now.seqP50 <= 40)}`,
     '',
     '| create → first command, ms | sequential p50 | 100 at once p50 | 100 at once p95 |',
     '| --- | ---: | ---: | ---: |',
     `| **alacarte** after (this run, ${availableParallelism()}-core shared host) | **${now.seqP50.toFixed(0)}** | **${now.burstP50.toFixed(0)}** | **${now.burstP95.toFixed(0)}** |`,
+    `| **alacarte** after, pool floor ${BURST} | | **${now.warmBurst.p50.toFixed(0)}** | **${now.warmBurst.p95.toFixed(0)}** |`,
     `| alacarte before (same run) | ${was.seqP50.toFixed(0)} | ${was.burstP50.toFixed(0)} | ${was.burstP95.toFixed(0)} |`,
     '| Daytona ¹ | 186 | 367 | |',
     '| E2B ¹ | 491 | 822 | |',
@@ -364,5 +423,8 @@ async function main() {
   console.log(out.join('\n'));
 }
 
-if (process.env.LOAD_VARIANT) console.log(JSON.stringify(await measure(process.env.LOAD_VARIANT)));
-else await main();
+if (process.env.LOAD_VARIANT) {
+  const result = await measure(process.env.LOAD_VARIANT);
+  result.warmBurst = await measureWarmBurst(process.env.LOAD_VARIANT);
+  console.log(JSON.stringify(result));
+} else await main();

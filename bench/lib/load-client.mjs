@@ -2,7 +2,7 @@
 // node's thread does is the node's work only (their CPU still shares the machine's cores).
 // workerData: { url, mode, tokens, clients, body }; posts back the timings, in ms.
 import { parentPort, workerData } from 'node:worker_threads';
-import { createLease, execIn, pool, stopLease } from './renter.mjs';
+import { closeConnections, createLease, execIn, pool, stopLease } from './renter.mjs';
 
 const { url, mode, tokens, clients, body } = workerData;
 
@@ -61,4 +61,6 @@ try {
   parentPort.postMessage({ ok: true, result });
 } catch (err) {
   parentPort.postMessage({ ok: false, error: String(err?.stack ?? err) });
+} finally {
+  closeConnections();
 }

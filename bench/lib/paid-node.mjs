@@ -4,10 +4,17 @@ import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { getEncodedToken, Wallet } from '@cashu/cashu-ts';
-import { loadConfig } from '../../dist/config.js';
-import { CrunDriver } from '../../dist/drivers/crun/crun-driver.js';
-import { AlacarteNode } from '../../dist/node.js';
+
+// The built node to measure: this checkout's dist/, or another build's (ALACARTE_BENCH_DIST, e.g. an
+// earlier commit's, so that load.bench.mjs can put both in one run).
+const dist = process.env.ALACARTE_BENCH_DIST
+  ? pathToFileURL(`${process.env.ALACARTE_BENCH_DIST}/`)
+  : new URL('../../dist/', import.meta.url);
+const { loadConfig } = await import(new URL('config.js', dist).href);
+const { CrunDriver } = await import(new URL('drivers/crun/crun-driver.js', dist).href);
+const { AlacarteNode } = await import(new URL('node.js', dist).href);
 
 export { createLease, execIn, pool, stopLease } from './renter.mjs';
 
@@ -62,11 +69,19 @@ export async function prepareTokens(mintUrl, count, denominations, maxOutputs = 
   while (tokens.length < count) {
     const n = Math.min(tokensPerBatch, count - tokens.length);
     const outputs = Array.from({ length: n }, () => denominations).flat();
-    const quote = await wallet.createMintQuoteBolt11(perToken * n);
-    const proofs = await wallet.mintProofsBolt11(perToken * n, quote.quote, undefined, {
-      type: 'random',
-      denominations: outputs,
-    });
+    // A loaded host can reset a kept-alive connection between two requests: try a batch again.
+    let proofs;
+    for (let attempt = 1; proofs === undefined; attempt++) {
+      try {
+        const quote = await wallet.createMintQuoteBolt11(perToken * n);
+        proofs = await wallet.mintProofsBolt11(perToken * n, quote.quote, undefined, {
+          type: 'random',
+          denominations: outputs,
+        });
+      } catch (e) {
+        if (attempt >= 3) throw e;
+      }
+    }
     const byAmount = new Map();
     for (const p of proofs) {
       const a = Number(p.amount.toBigInt());

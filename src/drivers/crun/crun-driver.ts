@@ -276,6 +276,7 @@ export class CrunDriver implements ComputeDriver {
    */
   prewarm(image: string, diskMib: number): void {
     this.ensureImage(image);
+    this.pool.want(image, diskMib);
     this.pool.replenish(image, diskMib);
   }
 
@@ -896,7 +897,7 @@ export class CrunDriver implements ComputeDriver {
   ): Promise<WarmSandbox> {
     for (let i = 0; ; i++) {
       const warm = await this.pool.take(image, diskMib, claim);
-      if (i >= 3 || this.poolInitAlive(warm)) return warm;
+      if (i >= 3 || (await this.poolInitAlive(warm))) return warm;
       this.log.warn(`alacarte: a waiting sandbox ${warm.name} had ended or lost its lxcfs; taking another`);
       await this.removeContainer(warm.name).catch(() => {});
       await destroyDir(warm.dir, this.paths.busybox).catch(() => {});
@@ -904,14 +905,16 @@ export class CrunDriver implements ComputeDriver {
   }
 
   /** Its init runs, and the lxcfs files it bound still answer (a killed lxcfs leaves them dead). */
-  private poolInitAlive(warm: WarmSandbox): boolean {
+  private async poolInitAlive(warm: WarmSandbox): Promise<boolean> {
+    let pid: number;
     try {
-      const pid = Number.parseInt(readFileSync(join(warm.dir, 'init.pid'), 'utf8'), 10);
-      const alive = readFileSync(`/proc/${pid}/cgroup`, 'utf8').includes(`:${this.cgroupOf(warm.name)}\n`);
-      return alive && this.lxcfs.answersIn(pid);
+      pid = Number.parseInt(readFileSync(join(warm.dir, 'init.pid'), 'utf8'), 10);
+      if (!readFileSync(`/proc/${pid}/cgroup`, 'utf8').includes(`:${this.cgroupOf(warm.name)}\n`))
+        return false;
     } catch {
       return false;
     }
+    return this.lxcfs.answersIn(pid);
   }
 
   private dir(leaseId: string): string {

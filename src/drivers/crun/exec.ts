@@ -1,11 +1,15 @@
 import { spawn } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, constants as fs, openSync, rmSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CappedBuffer, streamEnded as ended } from '../capped-output.js';
 import type { ExecRequest, ExecResult } from '../compute-driver.js';
 import type { OutputDrain } from './output-drain.js';
 import { killExecTree, readPid } from './process-tree.js';
-import { signalNumber } from './run-process.js';
+import { signalNumber, spawnerShell } from './run-process.js';
+import type { Spawner } from './spawner.js';
 
 export interface ExecTarget {
   runtime: string;
@@ -44,12 +48,18 @@ export async function execInSandbox(target: ExecTarget, request: ExecRequest): P
   }
 }
 
-function execOnce(target: ExecTarget, request: ExecRequest): Promise<ExecResult> {
+function runtimeArgs(target: ExecTarget, request: ExecRequest): string[] {
   const args = ['--root', target.stateDir, 'exec', '--pid-file', target.pidFile];
   for (const e of target.env) args.push('--env', e);
   if (target.cwd !== undefined) args.push('--cwd', target.cwd);
   args.push(target.containerId, ...request.command);
-  const child = spawn(target.runtime, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  return args;
+}
+
+function execOnce(target: ExecTarget, request: ExecRequest): Promise<ExecResult> {
+  const spawner = spawnerShell();
+  if (spawner) return execPiped(spawner, target, request);
+  const child = spawn(target.runtime, runtimeArgs(target, request), { stdio: ['pipe', 'pipe', 'pipe'] });
   const stdout = new CappedBuffer(request.maxOutputBytes);
   const stderr = new CappedBuffer(request.maxOutputBytes);
   child.stdout.on('data', (b: Buffer) => stdout.push(b));
@@ -100,4 +110,109 @@ function execOnce(target: ExecTarget, request: ExecRequest): Promise<ExecResult>
       void Promise.race([drained, grace]).then(finish);
     });
   });
+}
+
+/** How long after a timeout the runtime itself may take to end before it is killed too. */
+const RUNTIME_GRACE_MS = 1000;
+
+/**
+ * The same `crun exec`, started by the spawner shell (spawner.ts) instead of a fork of the node,
+ * which under load held the node's thread 15 to 25 ms per exec (bench/RESULTS.md). Its output comes
+ * through two FIFOs the node reads without blocking; its input (bounded by the API) from a file.
+ *
+ * A FIFO's reader sees end-of-file whenever no writer holds it, including before the runtime has
+ * opened it: the node holds a write end of its own until the runtime has exited (its redirections
+ * were open by then), so end-of-file means that the command and whatever it left running have
+ * closed their output.
+ */
+async function execPiped(spawner: Spawner, target: ExecTarget, request: ExecRequest): Promise<ExecResult> {
+  const [outPath, errPath] = (await spawner.fifos(2)) as [string, string];
+  const input =
+    request.stdin === undefined || request.stdin.length === 0
+      ? undefined
+      : spawner.path(`in-${randomBytes(6).toString('hex')}`);
+  const keepers: number[] = [];
+  const streams: Socket[] = [];
+  const stdout = new CappedBuffer(request.maxOutputBytes);
+  const stderr = new CappedBuffer(request.maxOutputBytes);
+  const cleanUp = () => {
+    for (const fd of keepers.splice(0)) closeSync(fd);
+    rmSync(outPath, { force: true });
+    rmSync(errPath, { force: true });
+    if (input) rmSync(input, { force: true });
+  };
+  try {
+    if (input !== undefined && request.stdin !== undefined)
+      await writeFile(input, request.stdin, { mode: 0o600 });
+    for (const [path, into] of [
+      [outPath, stdout],
+      [errPath, stderr],
+    ] as const) {
+      const fd = openSync(path, fs.O_RDONLY | fs.O_NONBLOCK);
+      const stream = new Socket({ fd, readable: true, writable: false });
+      streams.push(stream);
+      stream.on('data', (b: Buffer) => into.push(b));
+      stream.on('error', () => {});
+      keepers.push(openSync(path, fs.O_WRONLY | fs.O_NONBLOCK));
+    }
+  } catch (e) {
+    for (const s of streams) s.destroy();
+    cleanUp();
+    throw e;
+  }
+  let timedOut = false;
+  let runtimePid: number | undefined;
+  let exited = false;
+  const killTree = () => {
+    const pid = readPid(target.pidFile);
+    if (pid !== undefined) killExecTree(pid, target.procsFile);
+  };
+  const timer = setTimeout(() => {
+    timedOut = true;
+    killTree();
+    // If the command never started (or the runtime hangs), do not wait for it either.
+    setTimeout(() => {
+      if (!exited && runtimePid !== undefined) {
+        try {
+          process.kill(runtimePid, 'SIGKILL');
+        } catch {
+          // ended meanwhile
+        }
+      }
+    }, RUNTIME_GRACE_MS).unref();
+  }, request.timeoutMs);
+  let code: number;
+  try {
+    code = await spawner.runPiped(
+      target.runtime,
+      runtimeArgs(target, request),
+      { stdin: input, stdout: outPath, stderr: errPath },
+      (pid) => {
+        runtimePid = pid;
+      },
+    );
+  } catch (e) {
+    for (const s of streams) s.destroy();
+    throw e;
+  } finally {
+    exited = true;
+    clearTimeout(timer);
+    cleanUp();
+  }
+  // The runtime may have written the command's pid only after the first sweep.
+  if (timedOut) killTree();
+  const [out, err] = streams as [Socket, Socket];
+  await Promise.race([Promise.all([ended(out), ended(err)]), new Promise((r) => setTimeout(r, 100).unref())]);
+  // Closing the pipes would kill a background job with SIGPIPE at its next write.
+  for (const stream of streams) {
+    if (target.drain) target.drain.keep(stream);
+    else stream.destroy();
+  }
+  return {
+    exitCode: code,
+    stdout: stdout.value(),
+    stderr: stderr.value(),
+    truncated: stdout.truncated || stderr.truncated,
+    timedOut,
+  };
 }

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { DriverLogger } from './crun-options.js';
 import type { OciMount } from './oci-spec.js';
@@ -59,6 +60,19 @@ export function lxcfsMountPoints(mountinfo = readFileSync('/proc/self/mountinfo'
 export function lxcfsAnswers(dir: string): boolean {
   try {
     closeSync(openSync(`${dir}/proc/meminfo`, 'r'));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * lxcfsAnswers through the thread pool: the open goes to the lxcfs daemon (FUSE) and waits for its
+ * answer, a few milliseconds under load that the node's thread would otherwise spend waiting.
+ */
+export async function lxcfsAnswersSoon(dir: string): Promise<boolean> {
+  try {
+    await (await open(`${dir}/proc/meminfo`, 'r')).close();
     return true;
   } catch {
     return false;
@@ -172,7 +186,7 @@ export class DriverLxcfs {
   /** The mount point to bind from in a sandbox about to be made, after replacing a dead lxcfs. */
   async forNewSandbox(): Promise<string | undefined> {
     const { dir, startAt } = this;
-    if (!startAt || (dir && lxcfsAnswers(dir))) return dir;
+    if (!startAt || (dir && (await lxcfsAnswersSoon(dir)))) return dir;
     this.replacing ??= (async () => {
       this.log.warn('alacarte: lxcfs stopped answering; using or starting another for new sandboxes');
       this.dir = await ensureLxcfs({ dir: startAt, logger: this.log });
@@ -188,7 +202,7 @@ export class DriverLxcfs {
    * driver binds none). One open through the sandbox's root: only for sandboxes made ahead, before
    * any tenant had them.
    */
-  answersIn(initPid: number): boolean {
-    return this.dir === undefined || lxcfsAnswers(`/proc/${initPid}/root`);
+  async answersIn(initPid: number): Promise<boolean> {
+    return this.dir === undefined || lxcfsAnswersSoon(`/proc/${initPid}/root`);
   }
 }

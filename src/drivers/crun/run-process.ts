@@ -19,6 +19,11 @@ export function useSpawnerShell(busybox: string): void {
   shared ??= new Spawner(busybox);
 }
 
+/** The spawner shell of this process, once useSpawnerShell was called. */
+export function spawnerShell(): Spawner | undefined {
+  return shared;
+}
+
 /**
  * Runs a host program to completion. stdin is closed; output is kept up to a small cap, since it is
  * only ever read for error messages and short JSON answers.

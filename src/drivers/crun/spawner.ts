@@ -7,12 +7,25 @@ import type { ProcessResult } from './run-process.js';
 /** Calls under way at once; more wait their turn (the shell runs each in the background). */
 const MAX_RUNNING = 64;
 
+/** FIFOs made at once when the stock runs low (one mkfifo for them all). */
+const FIFO_BATCH = 32;
+
 interface Call {
   n: number;
   resolve: (result: ProcessResult) => void;
   reject: (err: Error) => void;
   maxOutput: number;
+  /** No output files: the program's stdio went to /dev/null or to paths the caller gave. */
   detached: boolean;
+  /** For runPiped: told the program's host pid as soon as it has started. */
+  onPid?: (pid: number) => void;
+}
+
+/** Where runPiped connects a program's standard streams: paths (FIFOs, files), stdin absent = /dev/null. */
+export interface PipedIo {
+  stdin?: string;
+  stdout: string;
+  stderr: string;
 }
 
 /**
@@ -36,6 +49,9 @@ export class Spawner {
   private next = 0;
   private buffered = '';
   private readonly dir: string;
+  private readonly fifoStock: string[] = [];
+  private fifoRefill: Promise<void> | undefined;
+  private fifoCount = 0;
 
   constructor(private readonly busybox: string) {
     this.dir = mkdtempSync(join(tmpdir(), 'alacarte-spawner-'));
@@ -58,6 +74,62 @@ export class Spawner {
       if (this.calls.size < MAX_RUNNING) this.send(line, call);
       else this.queued.push({ line, call });
     });
+  }
+
+  /**
+   * Runs `file args` with its standard streams on the given paths (FIFOs the caller reads, so that
+   * output streams as it comes), to its end: resolves with its exit status (128 + n for a death by
+   * signal n). `onPid` is told its host pid once it has started (to kill a program that hangs).
+   * Rejects only when the shell itself failed.
+   */
+  runPiped(
+    file: string,
+    args: readonly string[],
+    io: PipedIo,
+    onPid?: (pid: number) => void,
+  ): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const n = this.next++;
+      const call: Call = { n, resolve: (r) => resolve(r.code), reject, maxOutput: 0, detached: true, onPid };
+      const words = [file, ...args].map(quote).join(' ');
+      const stdin = io.stdin === undefined ? '/dev/null' : quote(io.stdin);
+      const line = `(${words} <${stdin} >${quote(io.stdout)} 2>${quote(io.stderr)} & echo "${n} p $!"; wait $!; echo "${n} $?") &\n`;
+      if (this.calls.size < MAX_RUNNING) this.send(line, call);
+      else this.queued.push({ line, call });
+    });
+  }
+
+  /**
+   * `count` fresh FIFOs (mode 0600) in this spawner's private directory, made ahead in batches by one
+   * mkfifo (Node cannot make a FIFO itself). The caller removes them once opened by both sides.
+   */
+  async fifos(count: number): Promise<string[]> {
+    // Short of stock (a burst of execs): make this caller's own, and more for the stock behind.
+    const taken =
+      this.fifoStock.length >= count ? this.fifoStock.splice(0, count) : await this.makeFifos(count);
+    if (this.fifoStock.length < FIFO_BATCH / 2 && this.fifoRefill === undefined) {
+      this.fifoRefill = this.makeFifos(FIFO_BATCH)
+        .then((paths) => {
+          this.fifoStock.push(...paths);
+        })
+        .catch(() => {})
+        .finally(() => {
+          this.fifoRefill = undefined;
+        });
+    }
+    return taken;
+  }
+
+  /** A path in this spawner's private directory (for a caller's temporary file). */
+  path(name: string): string {
+    return join(this.dir, name);
+  }
+
+  private async makeFifos(count: number): Promise<string[]> {
+    const paths = Array.from({ length: count }, () => join(this.dir, `f${this.fifoCount++}`));
+    const r = await this.run(this.busybox, ['mkfifo', '-m', '0600', ...paths], 4096);
+    if (r.code !== 0) throw new Error(`mkfifo failed: ${r.stderr.trim()}`);
+    return paths;
   }
 
   /** Ends the shell (programs it started run to their end) and removes its directory. */
@@ -108,6 +180,11 @@ export class Spawner {
       const line = this.buffered.slice(0, at);
       this.buffered = this.buffered.slice(at + 1);
       at = this.buffered.indexOf('\n');
+      const started = /^(\d+) p (\d+)$/.exec(line);
+      if (started) {
+        this.calls.get(Number(started[1]))?.onPid?.(Number(started[2]));
+        continue;
+      }
       const m = /^(\d+) (\d+)$/.exec(line);
       if (!m) continue;
       const call = this.calls.get(Number(m[1]));

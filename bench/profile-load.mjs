@@ -1,0 +1,74 @@
+#!/usr/bin/env node
+// Where the node's thread goes while 8 renters cycle rent → `exec true` → stop (issue 13): a V8 CPU
+// profile of the node's thread (the renters run in a worker thread, not profiled) over 160 cycles,
+// written to ./load.cpuprofile (open it in Chrome DevTools), and the functions holding the thread
+// longest printed with their callers. Not a *.bench.mjs: `npm run bench` does not run it.
+// The profiler samples the thread whether it runs or waits to run, so on a loaded host a system
+// call that wakes another process (a pipe write, a socket write) is charged the wait as well.
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { Worker } from 'node:worker_threads';
+import { percentile, prepareTokens, startPaidNode } from './lib/paid-node.mjs';
+
+const CYCLES = Number(process.env.CYCLES ?? 160);
+const CLIENTS = Number(process.env.CLIENTS ?? 8);
+const TINY = {
+  id: 'tiny',
+  vcpu: 0.01,
+  memory_mib: 16,
+  pids: 32,
+  disk_mib: 1,
+  price: { amount_per_hour: 3600, unit: 'sat' },
+  min_seconds: 1,
+  max_seconds: 86_400,
+};
+const body = { offer: 'tiny', seconds: 3600, image: 'busybox' };
+
+const t = await startPaidNode({ offers: [TINY] });
+try {
+  const tokens = await prepareTokens(t.mintUrl, CYCLES + 20, [2048, 1024, 512, 16]);
+  const run = (list, clients) =>
+    new Promise((resolve, reject) => {
+      const worker = new Worker(new URL('./lib/load-client.mjs', import.meta.url), {
+        workerData: { url: t.url, mode: 'cycles', tokens: list, clients, body },
+      });
+      worker.once('message', (m) => (m.ok ? resolve(m.result) : reject(new Error(m.error))));
+      worker.once('error', reject);
+    });
+  await run(tokens.splice(-20), 2); // warm-up: JIT, the pool made
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  const r = await run(tokens.splice(-CYCLES), CLIENTS);
+  const { profile } = await session.post('Profiler.stop');
+  writeFileSync('load.cpuprofile', JSON.stringify(profile));
+  console.log(
+    `${CYCLES} cycles, ${CLIENTS} renters: ${(CYCLES / r.seconds).toFixed(1)} cycles/s, rent p50 ${percentile(r.rent, 50).toFixed(1)} ms`,
+  );
+  printTop(profile, 25);
+} finally {
+  await t.close();
+}
+
+/** Self time per function (with its caller chain, 3 deep), largest first, in ms per cycle. */
+function printTop(profile, n) {
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const parent = new Map();
+  for (const node of profile.nodes) for (const c of node.children ?? []) parent.set(c, node.id);
+  const self = new Map();
+  for (const [i, id] of profile.samples.entries())
+    self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0));
+  const name = (f) =>
+    `${f.functionName || '(anonymous)'} ${f.url.split('/').slice(-2).join('/')}:${f.lineNumber + 1}`;
+  const rows = new Map();
+  for (const [id, us] of self) {
+    const chain = [];
+    for (let p = id, d = 0; p !== undefined && d < 4; p = parent.get(p), d++)
+      chain.push(name(byId.get(p).callFrame));
+    const key = chain.join(' < ');
+    rows.set(key, (rows.get(key) ?? 0) + us);
+  }
+  for (const [key, us] of [...rows].sort((a, b) => b[1] - a[1]).slice(0, n))
+    console.log(`${(us / 1000 / CYCLES).toFixed(2).padStart(7)} ms  ${key}`);
+}

@@ -1,0 +1,90 @@
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  destroyDir,
+  IDLE_KEY_MS,
+  LayerPool,
+  REAP_AFTER_MS,
+  type WarmSandbox,
+} from '../../../src/drivers/crun/layer-pool.js';
+import { mountsUnder } from '../../../src/drivers/crun/mounts.js';
+
+const isRoot = process.getuid?.() === 0;
+
+// The pool's own bookkeeping with real mounts (tmpfs layer, overlay root) but no container: `create`
+// and `discard` stand in for the runtime, which the driver contract suite covers.
+describe.skipIf(!isRoot)('made-ahead sandbox pool: sized by demand, surplus reaped', () => {
+  let base: string;
+  let clock = 0;
+  const discarded: string[] = [];
+  const taken: WarmSandbox[] = [];
+  let pool: LayerPool;
+
+  beforeAll(() => {
+    base = mkdtempSync(join(tmpdir(), 'alacarte-pool-'));
+    mkdirSync(join(base, 'images', 'img'), { recursive: true });
+    mkdirSync(join(base, 'sandboxes'));
+    clock = 1_000_000;
+    pool = new LayerPool({
+      runtimeDir: join(base, 'sandboxes'),
+      imagesDir: join(base, 'images'),
+      busybox: '/bin/busybox',
+      idBase: 1_000_000,
+      size: 1,
+      maxSize: 8,
+      create: async () => {},
+      discard: async (warm: WarmSandbox) => {
+        discarded.push(warm.name);
+      },
+      logger: { info: () => {}, warn: () => {} },
+      now: () => clock,
+    });
+  });
+
+  afterAll(async () => {
+    await pool?.close();
+    for (const warm of taken) await destroyDir(warm.dir, '/bin/busybox');
+    if (base && mountsUnder(base).length === 0) rmSync(base, { recursive: true, force: true });
+  });
+
+  const sandboxDirs = () => readdirSync(join(base, 'sandboxes')).filter((n) => LayerPool.isPoolName(n));
+
+  it('refills to the recent demand, then reaps what a burst left and, once nobody rents, the rest', async () => {
+    await Promise.all([1, 2, 3, 4].map(async () => taken.push(await pool.take('img', 1, () => {}))));
+    pool.replenish('img', 1);
+    await pool.settled();
+    // Four taken within the demand window: four made ahead for the next burst.
+    expect(pool.waiting('img', 1)).toBe(4);
+    expect(sandboxDirs()).toHaveLength(8);
+
+    // The burst is over: all but the pool's floor (size 1) go, their mounts and directories too.
+    clock += REAP_AFTER_MS + 1;
+    await pool.trim();
+    expect(pool.waiting('img', 1)).toBe(1);
+    expect(discarded).toHaveLength(3);
+    expect(sandboxDirs()).toHaveLength(5);
+    for (const name of discarded) expect(existsSync(join(base, 'sandboxes', name))).toBe(false);
+    // The taken ones are the leases' and are never touched by the pool.
+    for (const warm of taken) expect(existsSync(warm.dir)).toBe(true);
+
+    // Nobody has rented this (image, disk size) for a long while and no offer asked for it: none wait.
+    clock += IDLE_KEY_MS + 1;
+    await pool.trim();
+    expect(pool.waiting('img', 1)).toBe(0);
+    expect(discarded).toHaveLength(4);
+    expect(
+      mountsUnder(join(base, 'sandboxes')).filter((p) => !taken.some((w) => p.startsWith(w.dir))),
+    ).toEqual([]);
+  });
+
+  it('keeps the floor of an (image, disk size) an offer asked for, rented or not', async () => {
+    pool.want('img', 2);
+    pool.replenish('img', 2);
+    await pool.settled();
+    clock += IDLE_KEY_MS + 1;
+    await pool.trim();
+    expect(pool.waiting('img', 2)).toBe(1);
+  });
+});
