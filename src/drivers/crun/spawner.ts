@@ -7,6 +7,22 @@ import type { ProcessResult } from './run-process.js';
 /** Calls under way at once; more wait their turn (the shell runs each in the background). */
 const MAX_RUNNING = 64;
 
+/**
+ * Longest a host program run by run() may take (a runtime call into a wedged sandbox, an unmount
+ * that hangs): it is then killed (SIGKILL, from here: busybox `timeout` would leave a watcher
+ * process for init to reap) and answers 137, so that hung calls cannot hold every one of the
+ * MAX_RUNNING places for ever. Exec (runPiped) has its own time limit, enforced by its caller.
+ */
+const MAX_SECONDS = 600;
+
+/**
+ * Written after every call: `jobs` makes busybox ash reap its finished background jobs (waitpid)
+ * and free them from its job table. Without it ash reaps only while it waits for a foreground job,
+ * which the spawner never runs: every call stayed a zombie, and about 5,000 leases (6 calls each)
+ * filled the host's pid space (review 5, finding 1).
+ */
+const REAP = 'jobs >/dev/null\n';
+
 /** FIFOs made at once when the stock runs low (one mkfifo for them all). */
 const FIFO_BATCH = 32;
 
@@ -17,8 +33,10 @@ interface Call {
   maxOutput: number;
   /** No output files: the program's stdio went to /dev/null or to paths the caller gave. */
   detached: boolean;
-  /** For runPiped: told the program's host pid as soon as it has started. */
+  /** Told the program's host pid as soon as it has started. */
   onPid?: (pid: number) => void;
+  /** run(): kills the program once it has taken maxSeconds. */
+  timer?: NodeJS.Timeout;
 }
 
 /** Where runPiped connects a program's standard streams: paths (FIFOs, files), stdin absent = /dev/null. */
@@ -53,7 +71,11 @@ export class Spawner {
   private fifoRefill: Promise<void> | undefined;
   private fifoCount = 0;
 
-  constructor(private readonly busybox: string) {
+  /** `maxSeconds`: see MAX_SECONDS (tests make it short). */
+  constructor(
+    private readonly busybox: string,
+    private readonly maxSeconds = MAX_SECONDS,
+  ) {
     this.dir = mkdtempSync(join(tmpdir(), 'alacarte-spawner-'));
     process.once('exit', () => rmSync(this.dir, { recursive: true, force: true }));
   }
@@ -70,7 +92,12 @@ export class Spawner {
       const words = [file, ...args].map(quote).join(' ');
       const out = detached ? '/dev/null' : quote(join(this.dir, `${n}.out`));
       const err = detached ? '/dev/null' : quote(join(this.dir, `${n}.err`));
-      const line = `(${words} </dev/null >${out} 2>${err}; echo "${n} $?") &\n`;
+      // Its pid is told first, so that one that hangs can be killed after maxSeconds.
+      const line = `(${words} </dev/null >${out} 2>${err} & echo "${n} p $!"; wait $!; echo "${n} $?") &\n${REAP}`;
+      call.onPid = (pid) => {
+        call.timer = setTimeout(() => killQuietly(pid), this.maxSeconds * 1000);
+        call.timer.unref();
+      };
       if (this.calls.size < MAX_RUNNING) this.send(line, call);
       else this.queued.push({ line, call });
     });
@@ -93,7 +120,7 @@ export class Spawner {
       const call: Call = { n, resolve: (r) => resolve(r.code), reject, maxOutput: 0, detached: true, onPid };
       const words = [file, ...args].map(quote).join(' ');
       const stdin = io.stdin === undefined ? '/dev/null' : quote(io.stdin);
-      const line = `(${words} <${stdin} >${quote(io.stdout)} 2>${quote(io.stderr)} & echo "${n} p $!"; wait $!; echo "${n} $?") &\n`;
+      const line = `(${words} <${stdin} >${quote(io.stdout)} 2>${quote(io.stderr)} & echo "${n} p $!"; wait $!; echo "${n} $?") &\n${REAP}`;
       if (this.calls.size < MAX_RUNNING) this.send(line, call);
       else this.queued.push({ line, call });
     });
@@ -136,7 +163,10 @@ export class Spawner {
   close(): void {
     this.shell?.stdin?.end();
     this.shell = undefined;
-    for (const call of this.calls.values()) call.reject(new Error('the spawner was closed'));
+    for (const call of this.calls.values()) {
+      clearTimeout(call.timer);
+      call.reject(new Error('the spawner was closed'));
+    }
     this.calls.clear();
     for (const { call } of this.queued.splice(0)) call.reject(new Error('the spawner was closed'));
     rmSync(this.dir, { recursive: true, force: true });
@@ -159,7 +189,10 @@ export class Spawner {
       if (this.shell !== shell) return;
       this.shell = undefined;
       this.buffered = '';
-      for (const call of this.calls.values()) call.reject(new Error(why));
+      for (const call of this.calls.values()) {
+        clearTimeout(call.timer);
+        call.reject(new Error(why));
+      }
       this.calls.clear();
     };
     shell.on('error', (e) => failed(`the spawner shell failed: ${String(e)}`));
@@ -190,6 +223,7 @@ export class Spawner {
       const call = this.calls.get(Number(m[1]));
       if (!call) continue;
       this.calls.delete(call.n);
+      clearTimeout(call.timer);
       const next = this.queued.shift();
       if (next) this.send(next.line, next.call);
       if (this.calls.size === 0 && this.shell) refOf(this.shell.stdout)?.unref();
@@ -226,6 +260,14 @@ export class Spawner {
     } catch {
       return '';
     }
+  }
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // Gone already.
   }
 }
 
