@@ -15,7 +15,9 @@ import SQLite from 'better-sqlite3';
 // Imported before the built code binds child_process.spawn, so that the node's children are timed.
 import { childTimes, resetChildTimes } from './lib/child-timing.mjs';
 import {
+  BENCH_OFFER,
   createLease,
+  EXACT_HOUR,
   execIn,
   ms,
   percentile,
@@ -32,21 +34,9 @@ const CLIENTS = 8;
 const EXPIRING = 200;
 const LATE_MS = 1000;
 
-// A small sandbox so that 80 fit the default overcommit of this 2-core host (4 vCPU per core).
-// 3600 sat for an hour is paid with exactly the proofs 2048 + 1024 + 512 + 16: no change.
-const BENCH_OFFER = {
-  id: 'bench',
-  vcpu: 0.1,
-  memory_mib: 128,
-  pids: 128,
-  disk_mib: 64,
-  price: { amount_per_hour: 3600, unit: 'sat' },
-  min_seconds: 1,
-  max_seconds: 86_400,
-};
-const BENCH_DENOMINATIONS = [2048, 1024, 512, 16];
+const BENCH_DENOMINATIONS = EXACT_HOUR;
 // The reaper case: 1 sat for anything up to an hour, so a prepared 1-sat token pays any length exactly.
-const TINY_OFFER = {
+const REAPER_OFFER = {
   id: 'tiny',
   vcpu: 0.01,
   memory_mib: 16,
@@ -272,7 +262,7 @@ function childRows(children) {
 
 async function main() {
   const loadBefore = loadavg()[0];
-  const t = await startPaidNode({ offers: [BENCH_OFFER, TINY_OFFER] });
+  const t = await startPaidNode({ offers: [BENCH_OFFER, REAPER_OFFER] });
   let bundle;
   try {
     bundle = await rawBundle(join(t.dataDir, 'images', 'busybox'), 1_000_000);

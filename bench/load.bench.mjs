@@ -16,7 +16,7 @@ import { Worker } from 'node:worker_threads';
 import SQLite from 'better-sqlite3';
 // Before the built code binds child_process.spawn, so that the node's children are timed.
 import { childTimes, resetChildTimes } from './lib/child-timing.mjs';
-import { ms, percentile, prepareTokens, startPaidNode } from './lib/paid-node.mjs';
+import { EXACT_HOUR, ms, percentile, prepareTokens, startPaidNode, TINY_OFFER } from './lib/paid-node.mjs';
 
 const SEQUENTIAL = 30;
 const SINGLE_CYCLES = 40;
@@ -24,19 +24,8 @@ const CYCLES = 160;
 const CLIENTS = 8;
 const BURST = 100;
 
-// 0.01 vCPU, 16 MiB: a hundred and more fit this 2-core host. 3600 sat an hour is paid exactly by
-// 2048 + 1024 + 512 + 16, and a stop refunds most of it (the mint signs the refund: real work).
-const TINY = {
-  id: 'tiny',
-  vcpu: 0.01,
-  memory_mib: 16,
-  pids: 32,
-  disk_mib: 1,
-  price: { amount_per_hour: 3600, unit: 'sat' },
-  min_seconds: 1,
-  max_seconds: 86_400,
-};
-const DENOMINATIONS = [2048, 1024, 512, 16];
+const TINY = TINY_OFFER;
+const DENOMINATIONS = EXACT_HOUR;
 const body = { offer: 'tiny', seconds: 3600, image: 'busybox' };
 
 // ---- the profile: what the node's thread does per lease -------------------------------------------

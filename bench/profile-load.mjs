@@ -8,20 +8,11 @@
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { Worker } from 'node:worker_threads';
-import { percentile, prepareTokens, startPaidNode } from './lib/paid-node.mjs';
+import { percentile, prepareTokens, startPaidNode, TINY_OFFER } from './lib/paid-node.mjs';
 
 const CYCLES = Number(process.env.CYCLES ?? 160);
 const CLIENTS = Number(process.env.CLIENTS ?? 8);
-const TINY = {
-  id: 'tiny',
-  vcpu: 0.01,
-  memory_mib: 16,
-  pids: 32,
-  disk_mib: 1,
-  price: { amount_per_hour: 3600, unit: 'sat' },
-  min_seconds: 1,
-  max_seconds: 86_400,
-};
+const TINY = TINY_OFFER;
 const body = { offer: 'tiny', seconds: 3600, image: 'busybox' };
 
 const t = await startPaidNode({ offers: [TINY] });

@@ -9,24 +9,14 @@ import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLease, pool, prepareTokens, stopLease } from './lib/paid-node.mjs';
+import { BENCH_OFFER, createLease, EXACT_HOUR, pool, prepareTokens, stopLease } from './lib/paid-node.mjs';
 import { postgresUnavailable, startPostgres } from './lib/postgres.mjs';
 
 const LEASES = 48;
 const CLIENTS = 6;
 const CLI = new URL('../dist/cli/main.js', import.meta.url).pathname;
-// Paid with exactly the proofs 2048 + 1024 + 512 + 16 (no change), as in leases.bench.mjs.
-const OFFER = {
-  id: 'bench',
-  vcpu: 0.1,
-  memory_mib: 128,
-  pids: 128,
-  disk_mib: 64,
-  price: { amount_per_hour: 3600, unit: 'sat' },
-  min_seconds: 1,
-  max_seconds: 86_400,
-};
-const DENOMINATIONS = [2048, 1024, 512, 16];
+const OFFER = BENCH_OFFER;
+const DENOMINATIONS = EXACT_HOUR;
 const body = { offer: 'bench', seconds: 3600, image: 'busybox' };
 
 /** One `alacarte serve` on its own data directory; resolves once it listens. */

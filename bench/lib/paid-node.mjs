@@ -18,6 +18,15 @@ const { AlacarteNode } = await import(new URL('node.js', dist).href);
 
 export { createLease, execIn, pool, stopLease } from './renter.mjs';
 
+/** 3600 sat an hour: an hour is paid with exactly the proofs of EXACT_HOUR (no change). */
+const HOURLY = { price: { amount_per_hour: 3600, unit: 'sat' }, min_seconds: 1, max_seconds: 86_400 };
+/** The proofs that pay one hour of BENCH_OFFER or TINY_OFFER exactly. */
+export const EXACT_HOUR = [2048, 1024, 512, 16];
+/** A small sandbox: 80 fit the default overcommit of a 2-core host (4 vCPU per core). */
+export const BENCH_OFFER = { id: 'bench', vcpu: 0.1, memory_mib: 128, pids: 128, disk_mib: 64, ...HOURLY };
+/** 0.01 vCPU, 16 MiB: a hundred and more fit a 2-core host. */
+export const TINY_OFFER = { id: 'tiny', vcpu: 0.01, memory_mib: 16, pids: 32, disk_mib: 1, ...HOURLY };
+
 /** Starts a node with `config` (config-file keys) in a fresh data directory; close() removes it all. */
 export async function startPaidNode(config = {}, driverOptions = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), 'alacarte-bench-'));
