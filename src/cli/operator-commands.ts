@@ -13,6 +13,7 @@ import { ledger } from '../http/operator-routes.js';
 import { createLogger, silentLogger } from '../log.js';
 import { AlacarteNode, prepareDataDir } from '../node.js';
 import { requireTrustedMintNuts } from '../rails/cashu/nut-06-requirements.js';
+import { lockDataDir } from './data-dir-lock.js';
 
 /** The operator's side of the command: run a node, rotate the mint's keys, read the books. */
 export async function runOperatorCommand(
@@ -113,10 +114,22 @@ async function serve(args: string[], usage: string): Promise<number> {
   if (values.port !== undefined) flags.port = Number(values.port);
   if (values['ssh-port'] !== undefined) flags.ssh = sshPortSetting(values['ssh-port']);
   const config = loadConfig({ file: values.config, env: process.env, flags });
-  const logger = createLogger({ level: config.logLevel });
   // Before the driver sets anything up on the host: the node would refuse these mints anyway.
   await requireTrustedMintNuts(config.trustedMints);
   prepareDataDir(config.dataDir);
+  // Before anything in the directory is touched: a second node there would share its store, seed and
+  // sandboxes. Released on every way out below; after a kill -9 the next start takes it over.
+  const lock = lockDataDir(config.dataDir);
+  try {
+    return await serveLocked(config);
+  } finally {
+    lock.release();
+  }
+}
+
+/** serve() once the data directory is this process's alone. */
+async function serveLocked(config: Config): Promise<number> {
+  const logger = createLogger({ level: config.logLevel });
   // A data directory in a private place (a clone in root's home, mktemp -d): what sandboxes mount
   // moves where they can reach it, linked from the data directory.
   const placed = placeMountedDirs(config.dataDir);

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -48,6 +48,50 @@ describe('alacarte serve', () => {
     const code = await node.stop('SIGTERM');
     expect(code).toBe(0);
     expect(node.output()).toContain('stopped');
+    // The data directory is free again: its lock went with the node.
+    expect(existsSync(join(node.dataDir, 'serve.lock'))).toBe(false);
+  });
+});
+
+describe('alacarte serve on a data directory another node uses', () => {
+  let first: ServedNode | undefined;
+  let after: ServedNode | undefined;
+  afterAll(async () => {
+    await after?.stop();
+    await first?.stop('SIGKILL');
+  });
+
+  it('refuses the second node, naming the directory, the pid and --data; the first keeps answering', async () => {
+    first = await serveNode();
+    const r = spawnSync(
+      process.execPath,
+      [CLI, 'serve', '--port', '0', '--ssh-port', 'off', '--data', first.dataDir],
+      { encoding: 'utf8', env: { ...process.env, ALACARTE_LOG_LEVEL: 'warn' }, timeout: 60_000 },
+    );
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(
+      `alacarte: data directory ${first.dataDir} is in use by another alacarte node (pid ${first.process.pid},`,
+    );
+    expect(r.stderr).toContain('give this one its own directory with --data DIR');
+    expect(r.stdout).not.toContain('listening on');
+    const res = await fetch(`${first.url}/healthz`);
+    expect(res.status).toBe(200);
+    // The refused start left the first node's lock alone.
+    expect(readFileSync(join(first.dataDir, 'serve.lock'), 'utf8')).toMatch(
+      new RegExp(`^${first.process.pid} `),
+    );
+  });
+
+  it('starts on the directory after the first was killed with SIGKILL (its lock is stale)', async () => {
+    if (!first) throw new Error('the first node did not start');
+    await first.stop('SIGKILL');
+    expect(existsSync(join(first.dataDir, 'serve.lock'))).toBe(true);
+    after = await serveNode({ dataDir: first.dataDir });
+    const res = await fetch(`${after.url}/healthz`);
+    expect(res.status).toBe(200);
+    expect(readFileSync(join(after.dataDir, 'serve.lock'), 'utf8')).toMatch(
+      new RegExp(`^${after.process.pid} `),
+    );
   });
 });
 
