@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Config, ConfigError, type ConfigInput, loadConfig, sshPortSetting } from '../config.js';
 import { AlacarteError } from '../core/errors.js';
+import { diskFitsMemory, offerFromJson } from '../core/offers.js';
 import type { ComputeDriver } from '../drivers/compute-driver.js';
 import { CrunDriver } from '../drivers/crun/crun-driver.js';
 import { placeMountedDirs } from '../drivers/crun/host-dirs.js';
@@ -150,6 +151,10 @@ async function serveLocked(config: Config): Promise<number> {
   } else {
     driver = await CrunDriver.create({ runtimeDir, imagesDir, logger, egress: config.egress });
     driverLine = 'driver: crun (sandboxes on this machine)';
+    for (const o of (config.offers ?? []).map(offerFromJson).filter((o) => !diskFitsMemory(o)))
+      process.stderr.write(
+        `alacarte: warning: offer ${o.id} has disk_mib ${o.diskMib} over half its memory_mib ${o.memoryMib}; crun holds the disk in the sandbox's memory, so a tenant filling it is killed for memory instead of seeing "No space left on device": lower disk_mib to ${Math.floor(o.memoryMib / 2)} or raise memory_mib\n`,
+      );
   }
   const images = new ImageStore(imagesDir, runtimeDir);
   if (!images.has('debian'))
