@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -127,6 +127,35 @@ describe('alacarte serve behind a public URL', () => {
       expect(node.output()).toContain(
         'public URL: https://alacarte.example.com\nmint: https://alacarte.example.com/mint\n',
       );
+    } finally {
+      await node.stop();
+    }
+  });
+});
+
+describe('alacarte serve with an offer whose disk does not fit its memory (crun)', () => {
+  it('warns, naming the offer and the disk_mib that fits', async () => {
+    const dataDir = tempDir('data');
+    const configFile = join(dataDir, 'test-config.json');
+    const offer = (id: string, memory_mib: number, disk_mib: number) => ({
+      id,
+      vcpu: 1,
+      memory_mib,
+      pids: 64,
+      disk_mib,
+      price: { amount_per_hour: 60, unit: 'sat' },
+    });
+    writeFileSync(
+      configFile,
+      JSON.stringify({ offers: [offer('roomy', 512, 1024), offer('fits', 512, 256)] }),
+    );
+    const node = await serveNode({ dataDir, args: ['--config', configFile] });
+    try {
+      expect(node.output()).toContain(
+        "alacarte: warning: offer roomy has disk_mib 1024 over half its memory_mib 512; crun holds the disk in the sandbox's memory",
+      );
+      expect(node.output()).toContain('lower disk_mib to 256 or raise memory_mib');
+      expect(node.output()).not.toContain('offer fits');
     } finally {
       await node.stop();
     }
