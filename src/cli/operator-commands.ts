@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Config, ConfigError, type ConfigInput, loadConfig, sshPortSetting } from '../config.js';
 import { AlacarteError } from '../core/errors.js';
+import { diskFitsMemory, offerFromJson } from '../core/offers.js';
 import type { ComputeDriver } from '../drivers/compute-driver.js';
 import { CrunDriver } from '../drivers/crun/crun-driver.js';
 import { placeMountedDirs } from '../drivers/crun/host-dirs.js';
@@ -13,6 +14,7 @@ import { ledger } from '../http/operator-routes.js';
 import { createLogger, silentLogger } from '../log.js';
 import { AlacarteNode, prepareDataDir } from '../node.js';
 import { requireTrustedMintNuts } from '../rails/cashu/nut-06-requirements.js';
+import { lockDataDir } from './data-dir-lock.js';
 
 /** The operator's side of the command: run a node, rotate the mint's keys, read the books. */
 export async function runOperatorCommand(
@@ -113,10 +115,22 @@ async function serve(args: string[], usage: string): Promise<number> {
   if (values.port !== undefined) flags.port = Number(values.port);
   if (values['ssh-port'] !== undefined) flags.ssh = sshPortSetting(values['ssh-port']);
   const config = loadConfig({ file: values.config, env: process.env, flags });
-  const logger = createLogger({ level: config.logLevel });
   // Before the driver sets anything up on the host: the node would refuse these mints anyway.
   await requireTrustedMintNuts(config.trustedMints);
   prepareDataDir(config.dataDir);
+  // Before anything in the directory is touched: a second node there would share its store, seed and
+  // sandboxes. Released on every way out below; after a kill -9 the next start takes it over.
+  const lock = lockDataDir(config.dataDir);
+  try {
+    return await serveLocked(config);
+  } finally {
+    lock.release();
+  }
+}
+
+/** serve() once the data directory is this process's alone. */
+async function serveLocked(config: Config): Promise<number> {
+  const logger = createLogger({ level: config.logLevel });
   // A data directory in a private place (a clone in root's home, mktemp -d): what sandboxes mount
   // moves where they can reach it, linked from the data directory.
   const placed = placeMountedDirs(config.dataDir);
@@ -137,6 +151,10 @@ async function serve(args: string[], usage: string): Promise<number> {
   } else {
     driver = await CrunDriver.create({ runtimeDir, imagesDir, logger, egress: config.egress });
     driverLine = 'driver: crun (sandboxes on this machine)';
+    for (const o of (config.offers ?? []).map(offerFromJson).filter((o) => !diskFitsMemory(o)))
+      process.stderr.write(
+        `alacarte: warning: offer ${o.id} has disk_mib ${o.diskMib} over half its memory_mib ${o.memoryMib}; crun holds the disk in the sandbox's memory, so a tenant filling it is killed for memory instead of seeing "No space left on device": lower disk_mib to ${Math.floor(o.memoryMib / 2)} or raise memory_mib\n`,
+      );
   }
   const images = new ImageStore(imagesDir, runtimeDir);
   if (!images.has('debian'))

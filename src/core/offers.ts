@@ -27,13 +27,29 @@ export interface Offer {
   maxSeconds: number;
 }
 
-/** The offers a node ships with when the operator configures none. */
+/**
+ * The offers a node ships with when the operator configures none. With the crun driver the writable
+ * disk is a tmpfs charged to the sandbox's memory, so each disk is half the memory: a full disk ends
+ * in "No space left on device" with half the memory still there for processes, never in the
+ * sandbox being killed for memory (see diskFitsMemory).
+ */
 export const DEFAULT_OFFERS: readonly Offer[] = [
-  offer('small', 1, 512, 256, 1024, 60n),
-  offer('medium', 2, 2048, 1024, 4096, 240n),
-  offer('large', 2, 8192, 4096, 16384, 900n),
-  { ...offer('online', 1, 512, 256, 1024, 80n), network: 'egress' },
+  offer('small', 1, 512, 256, 256, 60n),
+  offer('medium', 2, 2048, 1024, 1024, 240n),
+  offer('large', 2, 8192, 4096, 4096, 900n),
+  { ...offer('online', 1, 512, 256, 256, 80n), network: 'egress' },
 ];
+
+/**
+ * Whether an offer's disk fits its memory on a node whose writable disks are held in memory (crun:
+ * a tmpfs counted in the sandbox's memory cgroup): files may take at most half of `memory_mib`, so
+ * a tenant filling the disk sees ENOSPC and keeps memory for its processes. Offers that fail this
+ * still work, but a sandbox that writes more than its memory is killed for memory and its lease
+ * ends instead of a write failing.
+ */
+export function diskFitsMemory(o: Pick<Offer, 'memoryMib' | 'diskMib'>): boolean {
+  return o.diskMib * 2 <= o.memoryMib;
+}
 
 function offer(
   id: string,

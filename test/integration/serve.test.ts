@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -48,6 +48,50 @@ describe('alacarte serve', () => {
     const code = await node.stop('SIGTERM');
     expect(code).toBe(0);
     expect(node.output()).toContain('stopped');
+    // The data directory is free again: its lock went with the node.
+    expect(existsSync(join(node.dataDir, 'serve.lock'))).toBe(false);
+  });
+});
+
+describe('alacarte serve on a data directory another node uses', () => {
+  let first: ServedNode | undefined;
+  let after: ServedNode | undefined;
+  afterAll(async () => {
+    await after?.stop();
+    await first?.stop('SIGKILL');
+  });
+
+  it('refuses the second node, naming the directory, the pid and --data; the first keeps answering', async () => {
+    first = await serveNode();
+    const r = spawnSync(
+      process.execPath,
+      [CLI, 'serve', '--port', '0', '--ssh-port', 'off', '--data', first.dataDir],
+      { encoding: 'utf8', env: { ...process.env, ALACARTE_LOG_LEVEL: 'warn' }, timeout: 60_000 },
+    );
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(
+      `alacarte: data directory ${first.dataDir} is in use by another alacarte node (pid ${first.process.pid},`,
+    );
+    expect(r.stderr).toContain('give this one its own directory with --data DIR');
+    expect(r.stdout).not.toContain('listening on');
+    const res = await fetch(`${first.url}/healthz`);
+    expect(res.status).toBe(200);
+    // The refused start left the first node's lock alone.
+    expect(readFileSync(join(first.dataDir, 'serve.lock'), 'utf8')).toMatch(
+      new RegExp(`^${first.process.pid} `),
+    );
+  });
+
+  it('starts on the directory after the first was killed with SIGKILL (its lock is stale)', async () => {
+    if (!first) throw new Error('the first node did not start');
+    await first.stop('SIGKILL');
+    expect(existsSync(join(first.dataDir, 'serve.lock'))).toBe(true);
+    after = await serveNode({ dataDir: first.dataDir });
+    const res = await fetch(`${after.url}/healthz`);
+    expect(res.status).toBe(200);
+    expect(readFileSync(join(after.dataDir, 'serve.lock'), 'utf8')).toMatch(
+      new RegExp(`^${after.process.pid} `),
+    );
   });
 });
 
@@ -83,6 +127,35 @@ describe('alacarte serve behind a public URL', () => {
       expect(node.output()).toContain(
         'public URL: https://alacarte.example.com\nmint: https://alacarte.example.com/mint\n',
       );
+    } finally {
+      await node.stop();
+    }
+  });
+});
+
+describe('alacarte serve with an offer whose disk does not fit its memory (crun)', () => {
+  it('warns, naming the offer and the disk_mib that fits', async () => {
+    const dataDir = tempDir('data');
+    const configFile = join(dataDir, 'test-config.json');
+    const offer = (id: string, memory_mib: number, disk_mib: number) => ({
+      id,
+      vcpu: 1,
+      memory_mib,
+      pids: 64,
+      disk_mib,
+      price: { amount_per_hour: 60, unit: 'sat' },
+    });
+    writeFileSync(
+      configFile,
+      JSON.stringify({ offers: [offer('roomy', 512, 1024), offer('fits', 512, 256)] }),
+    );
+    const node = await serveNode({ dataDir, args: ['--config', configFile] });
+    try {
+      expect(node.output()).toContain(
+        "alacarte: warning: offer roomy has disk_mib 1024 over half its memory_mib 512; crun holds the disk in the sandbox's memory",
+      );
+      expect(node.output()).toContain('lower disk_mib to 256 or raise memory_mib');
+      expect(node.output()).not.toContain('offer fits');
     } finally {
       await node.stop();
     }

@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_OFFERS, diskFitsMemory } from '../../../src/core/offers.js';
 import type { SandboxLimits, SandboxRef } from '../../../src/drivers/compute-driver.js';
 import { lxcfsAnswers, lxcfsMountPoints } from '../../../src/drivers/crun/lxcfs.js';
 import { runProcess } from '../../../src/drivers/crun/run-process.js';
@@ -81,6 +82,37 @@ if (crunSkipReason) {
       // The lease's own file is still there beside the virtualized ones.
       const lease = await sh(t.driver, s, 'cat /run/alacarte/lease.json');
       expect(JSON.parse(lease.out).id).toBe(s.leaseId);
+    });
+
+    it('the default small offer: writing past its disk gives "No space left", the sandbox keeps running', async () => {
+      const small = DEFAULT_OFFERS.find((o) => o.id === 'small');
+      if (!small) throw new Error('no default offer "small"');
+      expect(diskFitsMemory(small)).toBe(true);
+      const limits = {
+        vcpu: small.vcpu,
+        memoryMib: small.memoryMib,
+        pids: small.pids,
+        diskMib: small.diskMib,
+      };
+      const s = await start(limits);
+      // 700 MiB: more than the disk and more than the memory (the disk is a tmpfs in that memory).
+      const full = await sh(
+        t.driver,
+        s,
+        'dd if=/dev/zero of=/root/big bs=1M count=700 2>&1; echo "dd exit $?"',
+      );
+      expect(full.out).toMatch(/No space left on device/);
+      expect(full.out).not.toMatch(/dd exit 0\n/);
+      expect(full.out).toMatch(/dd exit [1-9]\d*\n/);
+      expect(await t.driver.isRunning(s)).toBe(true);
+      expect((await sh(t.driver, s, 'du -m /root/big; echo alive')).out).toMatch(
+        /^(\d+)\s+\/root\/big\nalive\n$/,
+      );
+      const v = await seen(t, s);
+      expect(v.freeTotalMib).toBe(small.memoryMib);
+      expect(v.dfTotalMib).toBe(small.diskMib);
+      // The freed disk is writable again.
+      expect((await sh(t.driver, s, 'rm /root/big && echo ok > /root/x && cat /root/x')).out).toBe('ok\n');
     });
 
     it('two sandboxes with different limits each see their own', async () => {

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_OFFERS, priceFor, quote, refundFor } from '../../../src/core/offers.js';
+import { DEFAULT_OFFERS, diskFitsMemory, priceFor, quote, refundFor } from '../../../src/core/offers.js';
 
 const small = DEFAULT_OFFERS.find((o) => o.id === 'small')!;
 
@@ -50,5 +50,17 @@ describe('pricing', () => {
 
   it('ships at least three offers', () => {
     expect(DEFAULT_OFFERS.length).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe('disk held in memory (crun)', () => {
+  it('every default offer gives at most half its memory as disk', () => {
+    for (const o of DEFAULT_OFFERS) expect(diskFitsMemory(o), o.id).toBe(true);
+  });
+
+  it('an offer with more disk than half its memory does not fit', () => {
+    expect(diskFitsMemory({ memoryMib: 512, diskMib: 256 })).toBe(true);
+    expect(diskFitsMemory({ memoryMib: 512, diskMib: 257 })).toBe(false);
+    expect(diskFitsMemory({ memoryMib: 512, diskMib: 1024 })).toBe(false);
   });
 });
