@@ -356,6 +356,9 @@ export class LeaseService {
       return { ...answer, status: answer.status === 200 ? 201 : answer.status };
     } catch (err) {
       if (err instanceof Replayed) return err.answer;
+      // A payment made before the request (a paid L402 invoice) that can never buy this lease
+      // goes back to its payer with the refusal (the money rule: a lease or a refund).
+      if (seen && err instanceof AlacarteError) throw await this.refunds.returned(seen, price, err);
       throw err;
     } finally {
       for (const release of held.reverse()) release();
