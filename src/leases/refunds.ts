@@ -173,9 +173,15 @@ export class Refunds {
    * too little after a price change, the credential expired): the payment handed back whole
    * (`refund`, `refunded`, `refunds` beside the error's own fields), booked once by the rail, the
    * same token on every retry. Unchanged for any other payment or error, and when nothing was paid.
+   * `final`: the caller knows the refusal is for good whatever its code (the offer or image gone).
    */
-  async returned(payment: InspectedPayment, price: Amount, refused: AlacarteError): Promise<AlacarteError> {
-    if (!payment.prepaid || !RETURNED_ON.has(refused.code)) return refused;
+  async returned(
+    payment: InspectedPayment,
+    price: Amount,
+    refused: AlacarteError,
+    final = RETURNED_ON.has(refused.code),
+  ): Promise<AlacarteError> {
+    if (!payment.prepaid || !final) return refused;
     const [back] = await this.rail.giveBack({ kind: 'unused', payment, price });
     if (!back) return refused;
     const refunds = back.amount.isZero() ? [] : [mintRefund(back)];

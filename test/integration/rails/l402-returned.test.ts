@@ -94,6 +94,31 @@ describe('a paid L402 credential that can no longer buy its lease', () => {
     expect(expectBalanced(ledger)).toEqual([]);
   });
 
+  it('is refused once its offer is gone, with the payment returned', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'alacarte-l402-returned-'));
+    dirs.push(dir);
+    const before = await start({ offers: [satOffer('small', 1, 60), satOffer('large', 2, 120)] }, dir);
+    const auth = await paidCredential(before);
+    await before.close();
+    opened.splice(opened.indexOf(before), 1);
+    // The operator stops selling the offer the credential was issued for.
+    const t = await start({ offers: [satOffer('large', 2, 120)] }, dir);
+    const refused = await postJson(`${t.url}/v1/leases`, createBody, auth);
+    expect(refused.status).toBe(400);
+    expect(refused.body).toMatchObject({ error: 'invalid_request', refunded: 60 });
+    const again = await postJson(`${t.url}/v1/leases`, createBody, auth);
+    expect(again.body.refund).toBe(refused.body.refund);
+    expect(await received(t, refused.body.refund as string)).toBe(60);
+    // A hostile request for the gone offer with a credential of another request gets nothing.
+    const forged = await postJson(`${t.url}/v1/leases`, { ...createBody, seconds: 7200 }, auth);
+    expect(forged.status).toBe(400);
+    expect(forged.body.refund).toBeUndefined();
+    const ledger = await ledgerOf(t.url, OPERATOR);
+    expect(ledger.received).toBe(0);
+    expect(ledger.bounced).toBe(60);
+    expect(expectBalanced(ledger)).toEqual([]);
+  });
+
   it('is refused once expired if its invoice was paid, with the payment returned', async () => {
     let offset = 0;
     const t = await start({}, undefined, () => new Date(Date.now() + offset));
