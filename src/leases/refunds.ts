@@ -206,13 +206,16 @@ export class Refunds {
 /**
  * Refusals a prepaid payment cannot cure by being sent again: the price it was issued at is no
  * longer enough, its unit is not the node's, its credential expired (`payment_required` on a
- * payment that was read; an unpaid invoice gives nothing back). A full node (`no_capacity`) or a
+ * payment that was read; an unpaid invoice gives nothing back), it was returned before
+ * (`token_spent`). A full node (`no_capacity`) or a
  * request it was not issued for (`idempotency_conflict`) may still be cured: it stays paid.
  */
 const RETURNED_ON: ReadonlySet<string> = new Set([
   'insufficient_amount',
   'unit_mismatch',
   'payment_required',
+  // Claimed already: a payment returned earlier shows its token again (a lease's claim gives nothing).
+  'token_spent',
 ]);
 
 function refundPart(leaseId: string, amount: Amount, source: string): OwedPart {

@@ -224,9 +224,12 @@ export class L402Rail implements PaymentRail {
       this.limits?.paid(l402.paymentHash);
       return redeemed;
     } catch (err) {
-      // Another replica claimed it first: its answer is the replay's.
-      if (isUniqueViolation(err) && (await this.claimed(l402)))
-        return reject('token_spent', 'this L402 credential has already bought a lease or extension');
+      // Another replica claimed it first: its answer is the replay's. Handed back earlier (the
+      // price had risen): refused, and the caller shows the same returned token again.
+      const row = isUniqueViolation(err) ? await this.claimed(l402) : undefined;
+      if (row?.outcome === 'returned')
+        return reject('token_spent', "this L402 credential's payment was returned to its payer");
+      if (row) return reject('token_spent', 'this L402 credential has already bought a lease or extension');
       throw err;
     }
   }

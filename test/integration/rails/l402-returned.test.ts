@@ -86,8 +86,20 @@ describe('a paid L402 credential that can no longer buy its lease', () => {
     await other.loadMint();
     await expect(other.receive(third.body.refund as string)).rejects.toThrow();
 
-    expect(await t.driver.list()).toHaveLength(0);
-    const ledger = await ledgerOf(t.url, OPERATOR);
+    // The price back where it was: the returned payment buys nothing now; its token shows again.
+    await t.close();
+    opened.splice(opened.indexOf(t), 1);
+    const cheaper = await start({ offers: [satOffer('small', 1, 60)] }, dir);
+    const spent = await postJson(`${cheaper.url}/v1/leases`, createBody, auth);
+    expect(spent.status).toBe(400);
+    expect(spent.body).toMatchObject({ error: 'token_spent', refunded: 60 });
+    // The same proofs, spent already (a second token would be receivable).
+    const wallet = new Wallet(cheaper.mintUrl, { unit: 'sat' });
+    await wallet.loadMint();
+    await expect(wallet.receive(String(spent.body.refund))).rejects.toThrow();
+
+    expect(await cheaper.driver.list()).toHaveLength(0);
+    const ledger = await ledgerOf(cheaper.url, OPERATOR);
     expect(ledger.leases.running).toBe(0);
     expect(ledger.received).toBe(0);
     expect(ledger.bounced).toBe(60);
