@@ -106,6 +106,45 @@ describe('a paid L402 credential that can no longer buy its lease', () => {
     expect(expectBalanced(ledger)).toEqual([]);
   });
 
+  it('takes a paid extension after the price rose: the lease keeps the price it was bought at', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'alacarte-l402-returned-'));
+    dirs.push(dir);
+    const before = await start({ offers: [satOffer('small', 1, 60)] }, dir);
+    const { wallet, proofs } = await fundedWallet(before.mintUrl, 200);
+    const { send } = await wallet.send(60, proofs, { includeFees: true });
+    const { getEncodedToken } = await import('@cashu/cashu-ts');
+    const created = await postJson(`${before.url}/v1/leases`, createBody, {
+      'x-cashu': getEncodedToken({ mint: before.mintUrl, unit: 'sat', proofs: send }),
+    });
+    expect(created.status).toBe(201);
+    const extendUrl = (t: LeaseTestNode) => `${t.url}/v1/leases/${created.body.id}/extend`;
+    const challenge = await postJson(extendUrl(before), { seconds: 3600 });
+    expect(challenge.status).toBe(402);
+    const l402 = challenge.body.l402 as { invoice: string; macaroon: string };
+    const melt = await fundedWallet(before.mintUrl, 200);
+    const quote = await melt.wallet.createMeltQuoteBolt11(l402.invoice);
+    const paid = await melt.wallet.send(Number(quote.amount) + Number(quote.fee_reserve), melt.proofs, {
+      includeFees: true,
+    });
+    const melted = await melt.wallet.meltProofsBolt11(quote, paid.send);
+    const auth = { authorization: `L402 ${l402.macaroon}:${melted.quote.payment_preimage}` };
+    await before.close({ keepSandboxes: true });
+    opened.splice(opened.indexOf(before), 1);
+    const t = await start({ offers: [satOffer('small', 1, 61)] }, dir);
+
+    // An extension is priced at the lease's own offer, as bought: the credential still pays.
+    const extended = await postJson(extendUrl(t), { seconds: 3600 }, auth);
+    expect(extended.status).toBe(200);
+    expect(extended.body.refund).toBeUndefined();
+    const again = await postJson(extendUrl(t), { seconds: 3600 }, auth);
+    expect(again.status).toBe(200);
+    expect(again.body.expires_at).toBe(extended.body.expires_at);
+    const ledger = await ledgerOf(t.url, OPERATOR);
+    expect(ledger.received).toBe(120);
+    expect(ledger.bounced).toBe(0);
+    expect(expectBalanced(ledger)).toEqual([]);
+  });
+
   it('is refused once its offer is gone, with the payment returned', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'alacarte-l402-returned-'));
     dirs.push(dir);
