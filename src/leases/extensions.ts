@@ -124,6 +124,8 @@ export class Extensions {
       return answer;
     } catch (err) {
       if (err instanceof Replayed) return err.answer;
+      // A paid L402 invoice that can never buy this extension goes back to its payer.
+      if (seen && err instanceof AlacarteError) throw await this.refunds.returned(seen, price, err);
       throw err;
     } finally {
       for (const release of held) release();

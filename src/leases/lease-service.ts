@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Amount } from '../core/amount.js';
+import { Amount } from '../core/amount.js';
 import { AlacarteError } from '../core/errors.js';
 import { type LeaseId, newLeaseId, type PaymentKey, parseLeaseId } from '../core/ids.js';
 import * as lifecycle from '../core/lease.js';
@@ -270,19 +270,29 @@ export class LeaseService {
     idempotencyKey?: string,
     client?: string,
   ): Promise<Answer> {
-    const { offer, amount: price } = this.price(input.offer, input.seconds);
-    if (!this.imageList().includes(input.image)) {
-      throw new AlacarteError('invalid_request', `unknown image '${input.image}'; see /v1/offers for images`);
-    }
-    requireDeadlineAllowed(this.now(), input.seconds);
-    const requestHash = this.replays.requestHash(input);
-    const idemHash = idempotencyKey === undefined ? null : sha256(`idempotency/${idempotencyKey}`);
     const subject: PaymentSubject = {
       kind: 'create',
-      offer: offer.id,
+      offer: input.offer,
       seconds: input.seconds,
       image: input.image,
     };
+    let quote: { offer: Offer; amount: Amount };
+    try {
+      quote = this.price(input.offer, input.seconds);
+      if (!this.imageList().includes(input.image)) {
+        throw new AlacarteError(
+          'invalid_request',
+          `unknown image '${input.image}'; see /v1/offers for images`,
+        );
+      }
+      requireDeadlineAllowed(this.now(), input.seconds);
+    } catch (err) {
+      if (!(err instanceof AlacarteError)) throw err;
+      throw await this.refusedUnsold(headers, subject, err);
+    }
+    const { offer, amount: price } = quote;
+    const requestHash = this.replays.requestHash(input);
+    const idemHash = idempotencyKey === undefined ? null : sha256(`idempotency/${idempotencyKey}`);
     const id = newLeaseId();
     const createdAt = this.now();
     /** The payment as the rail read it, once admitted. */
@@ -356,10 +366,53 @@ export class LeaseService {
       return { ...answer, status: answer.status === 200 ? 201 : answer.status };
     } catch (err) {
       if (err instanceof Replayed) return err.answer;
+      // A payment made before the request (a paid L402 invoice) that can never buy this lease
+      // goes back to its payer with the refusal (the money rule: a lease or a refund).
+      if (seen && err instanceof AlacarteError) throw await this.refunds.returned(seen, price, err);
       throw err;
     } finally {
       for (const release of held.reverse()) release();
     }
+  }
+
+  /**
+   * The error `refused` of a create that cannot be sold (its offer or image gone, its seconds no
+   * longer allowed) as its payment gets it: a payment made before the request (a paid L402
+   * invoice, which names this very request, so it can never buy anything else) is read, never
+   * taken, and handed back with the refusal (Refunds.returned); any other payment is left as it
+   * is, and so is the error.
+   */
+  private async refusedUnsold(
+    headers: PaymentHeaders,
+    subject: PaymentSubject,
+    refused: AlacarteError,
+  ): Promise<AlacarteError> {
+    // A payment made before the request travels as a credential in Authorization (L402); a token
+    // (X-Cashu) is never taken by a refusal, so it is not even read (no mint asked for nothing).
+    if (typeof headers.authorization !== 'string') return refused;
+    let seen: InspectedPayment | undefined;
+    const unit = this.offers[0]?.unit ?? 'sat';
+    const nothing = Amount.zero(unit);
+    try {
+      await this.rail.redeem(
+        {
+          headers: { authorization: headers.authorization },
+          subject,
+          // Read only: stopped before any money moves.
+          admit: async (payment) => {
+            seen = payment;
+            throw refused;
+          },
+          record: async () => {
+            throw refused;
+          },
+        },
+        nothing,
+      );
+    } catch (err) {
+      if (err !== refused) return refused;
+    }
+    return seen ? this.refunds.returned(seen, nothing, refused, true) : refused;
   }
 
   /**

@@ -166,6 +166,15 @@ async function mintFigures(db: Database, trustedMints: readonly string[]): Promi
     .groupBy('mint_url')
     .execute();
   for (const r of bounced) at(r.mint).bounced += Number(r.n);
+  // Paid L402 invoices handed back without a lease to name (a create refused after the price rose
+  // or the credential expired): the own mint's ecash, outside `received` like any bounced payment.
+  const returned = await db
+    .selectFrom('l402_payments')
+    .select(sql<number>`coalesce(sum(amount), 0)`.as('n'))
+    .where('outcome', '=', 'returned')
+    .where('key', 'not in', db.selectFrom('bounced_payments').select('key'))
+    .executeTakeFirst();
+  own.bounced += Number(returned?.n ?? 0);
   // Payouts name their source 'own' or the trusted mint's URL; 'own' is no trusted mint.
   const payouts = await db
     .selectFrom('payouts')

@@ -167,6 +167,31 @@ export class Refunds {
     );
   }
 
+  /**
+   * The error `refused` as a payment paid before the request arrived (`prepaid`: a settled L402
+   * invoice) gets it when it can never buy what it was issued for with the same payment (RETURNED_ON:
+   * too little after a price change, the credential expired): the payment handed back whole
+   * (`refund`, `refunded`, `refunds` beside the error's own fields), booked once by the rail, the
+   * same token on every retry. Unchanged for any other payment or error, and when nothing was paid.
+   * `final`: the caller knows the refusal is for good whatever its code (the offer or image gone).
+   */
+  async returned(
+    payment: InspectedPayment,
+    price: Amount,
+    refused: AlacarteError,
+    final = RETURNED_ON.has(refused.code),
+  ): Promise<AlacarteError> {
+    if (!payment.prepaid || !final) return refused;
+    const [back] = await this.rail.giveBack({ kind: 'unused', payment, price });
+    if (!back) return refused;
+    const refunds = back.amount.isZero() ? [] : [mintRefund(back)];
+    return new AlacarteError(refused.code, `${refused.message}; the payment is returned as ecash`, {
+      details: { ...refused.details, ...fields(refunds, back.amount.toNumber()) },
+      headers: { ...refused.headers },
+      cause: refused,
+    });
+  }
+
   private async shares(leaseId: string): Promise<Array<{ mint_url: string; amount: bigint }>> {
     const rows = await this.db
       .selectFrom('lease_refunds')
@@ -177,6 +202,21 @@ export class Refunds {
     return rows.map((r) => ({ mint_url: r.mint_url, amount: BigInt(r.amount) }));
   }
 }
+
+/**
+ * Refusals a prepaid payment cannot cure by being sent again: the price it was issued at is no
+ * longer enough, its unit is not the node's, its credential expired (`payment_required` on a
+ * payment that was read; an unpaid invoice gives nothing back), it was returned before
+ * (`token_spent`). A full node (`no_capacity`) or a
+ * request it was not issued for (`idempotency_conflict`) may still be cured: it stays paid.
+ */
+const RETURNED_ON: ReadonlySet<string> = new Set([
+  'insufficient_amount',
+  'unit_mismatch',
+  'payment_required',
+  // Claimed already: a payment returned earlier shows its token again (a lease's claim gives nothing).
+  'token_spent',
+]);
 
 function refundPart(leaseId: string, amount: Amount, source: string): OwedPart {
   return { purpose: 'refund', subject: leaseId, amount, source };

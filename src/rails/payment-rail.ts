@@ -27,6 +27,12 @@ export interface InspectedPayment {
   inputs?: number;
   /** Where the money comes from (Cashu: the mint URL). */
   source: string;
+  /**
+   * Paid before the request arrived (L402: a settled invoice), so a refusal the payer cannot cure
+   * with the same payment (too little after a price change, an expired credential) hands it back
+   * through `giveBack({kind: 'unused'})`. Unset where a refusal takes nothing (Cashu).
+   */
+  prepaid?: true;
 }
 
 /**

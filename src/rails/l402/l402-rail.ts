@@ -194,6 +194,7 @@ export class L402Rail implements PaymentRail {
       amount,
       fee: Amount.zero(this.unit),
       source: this.mintUrl(),
+      prepaid: true,
     };
     this.readPayments.set(payment, { paymentHash: macaroon.paymentHash, validUntil });
     return { ok: true, payment };
@@ -206,10 +207,14 @@ export class L402Rail implements PaymentRail {
     record: RecordPayment,
   ): Promise<Redeemed | Rejection> {
     const l402 = this.of(payment);
-    const redeemed = redeemedOf(payment, price);
-    if (!redeemed) return reject('insufficient_amount', `the L402 invoice does not pay ${price}`);
+    // Paid first: a paid credential refused here is handed back by the caller (prepaid), an
+    // unpaid one asks for payment whatever else is wrong with it.
     const unpaid = await this.unpaid(l402);
     if (unpaid) return unpaid;
+    if (this.now().getTime() / 1000 > l402.validUntil)
+      return reject('payment_required', 'this L402 credential has expired');
+    const redeemed = redeemedOf(payment, price);
+    if (!redeemed) return reject('insufficient_amount', `the L402 invoice does not pay ${price}`);
     try {
       await this.db.transaction().execute(async (trx) => {
         await this.claim(trx, payment, l402, 'claimed');
@@ -219,16 +224,20 @@ export class L402Rail implements PaymentRail {
       this.limits?.paid(l402.paymentHash);
       return redeemed;
     } catch (err) {
-      // Another replica claimed it first: its answer is the replay's.
-      if (isUniqueViolation(err) && (await this.claimed(l402)))
-        return reject('token_spent', 'this L402 credential has already bought a lease or extension');
+      // Another replica claimed it first: its answer is the replay's. Handed back earlier (the
+      // price had risen): refused, and the caller shows the same returned token again.
+      const row = isUniqueViolation(err) ? await this.claimed(l402) : undefined;
+      if (row?.outcome === 'returned')
+        return reject('token_spent', "this L402 credential's payment was returned to its payer");
+      if (row) return reject('token_spent', 'this L402 credential has already bought a lease or extension');
       throw err;
     }
   }
 
   /**
    * PaymentRail.giveBack. Parts owed (change, refunds) are ecash of the own mint (`payouts`). An
-   * unused payment — a paid invoice whose extension found the lease ended — is handed back whole
+   * unused payment — a paid invoice whose extension found the lease ended, or that can no longer
+   * buy what it was issued for (the price rose, the credential expired) — is handed back whole
    * as ecash of the own mint, booked once (the claim's primary key), the same token on every retry;
    * nothing while the invoice is unpaid.
    */
@@ -262,10 +271,12 @@ export class L402Rail implements PaymentRail {
     return l402;
   }
 
-  /** The rejection of a macaroon whose invoice is not (or no longer) payable, else undefined. */
+  /**
+   * The rejection of a macaroon whose invoice is not paid, else undefined. The backend is asked
+   * before the macaroon's expiry is looked at: an expired credential whose invoice was paid is
+   * money to hand back, not a payment to ask for again.
+   */
   private async unpaid(l402: L402Payment): Promise<Rejection | undefined> {
-    if (this.now().getTime() / 1000 > l402.validUntil)
-      return reject('payment_required', 'this L402 credential has expired; ask for a new one');
     let state: Awaited<ReturnType<LightningBackend['invoiceState']>>;
     try {
       state = await this.lightning.invoiceState(l402.paymentHash);
@@ -275,6 +286,8 @@ export class L402Rail implements PaymentRail {
       });
     }
     if (state === 'paid') return undefined;
+    if (state === 'unpaid' && this.now().getTime() / 1000 > l402.validUntil)
+      return reject('payment_required', 'this L402 credential has expired; ask for a new one');
     return reject(
       'payment_required',
       state === 'unpaid' ? 'the L402 invoice is not paid yet' : 'the L402 invoice expired unpaid',
