@@ -1,6 +1,15 @@
 #!/usr/bin/env node
 import { ConfigError } from '../config.js';
 
+// A reader that stops early (`| head`, `| cmp`) closes the pipe: end as Unix tools do on SIGPIPE
+// (status 141), not with an unhandled 'error' event and a stack trace on the terminal.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(141);
+    throw e;
+  });
+}
+
 // The server side loads only when asked for, so renter commands start quickly.
 const operator = () => import('./operator-commands.js');
 const renter = () => import('./renter/index.js');

@@ -128,7 +128,8 @@ describe('exec passes bytes unchanged', { timeout: 120_000 }, () => {
         '-o',
         'pipefail',
         '-c',
-        `head -c 100000 /dev/urandom | tee "$HOME_DIR/in.bin" | "$NODE" "$CLI" exec ${mine.id} -- cat | cmp - "$HOME_DIR/in.bin" && echo same`,
+        // The input file is written first: cmp may open it before a tee in the pipe had made it.
+        `head -c 100000 /dev/urandom >"$HOME_DIR/in.bin" && "$NODE" "$CLI" exec ${mine.id} -- cat <"$HOME_DIR/in.bin" | cmp - "$HOME_DIR/in.bin" && echo same`,
       ],
       {
         env: {
@@ -144,6 +145,27 @@ describe('exec passes bytes unchanged', { timeout: 120_000 }, () => {
     );
     expect(piped.stderr).toBe('');
     expect(piped.stdout).toBe('same\n');
+    // A reader that stops early: the CLI ends as Unix tools do on SIGPIPE (141), no stack trace.
+    const early = spawnSync(
+      'bash',
+      [
+        '-c',
+        `"$NODE" "$CLI" exec ${mine.id} -- cat <"$HOME_DIR/in.bin" | head -c 10 >/dev/null; echo "\${PIPESTATUS[0]}"`,
+      ],
+      {
+        env: {
+          ...process.env,
+          ALACARTE_HOME: home,
+          ALACARTE_URL: node.url,
+          HOME_DIR: home,
+          NODE: process.execPath,
+          CLI,
+        },
+        encoding: 'utf8',
+      },
+    );
+    expect(early.stderr).toBe('');
+    expect(early.stdout).toBe('141\n');
     // What a renter sees of the lease through the node: the offer's memory, not the host's.
     const offers = (await (await fetch(`${node.url}/v1/offers`)).json()) as {
       offers: Array<{ id: string; memory_mib: number }>;

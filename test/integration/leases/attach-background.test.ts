@@ -46,8 +46,13 @@ describe.skipIf(crunSkipReason)('background jobs started from an attach shell', 
     expect(screen).toMatch(/ready\r?\n/);
     ws.close();
     await new Promise((resolve) => ws.once('close', resolve));
+    // The server keeps answering once its terminal is gone; a loaded machine may be slow to show it.
     await sleep(3000);
-    const page = await fetch(`${lease.ports['8080']}passwd`);
+    let page = await fetch(`${lease.ports['8080']}passwd`);
+    for (let i = 0; i < 20 && page.status !== 200; i++) {
+      await sleep(500);
+      page = await fetch(`${lease.ports['8080']}passwd`);
+    }
     expect(page.status).toBe(200);
     const ps = await postJson(
       `${t.url}/v1/leases/${lease.id}/exec`,
