@@ -186,7 +186,8 @@ describe('a client that floods a terminal cannot grow the node', () => {
     // The shell, its terminal relay and the runtime's exec process all go.
     const relays = () => descendants(pid).filter((p) => /\bscript\b|\bexec\b -t/.test(commandOf(p)));
     const until = Date.now() + 15_000;
-    while (relays().length > 0 && Date.now() < until) await sleep(200);
+    // A runtime exec whose relay has gone may be reparented and take a moment more to end.
+    while ((relays().length > 0 || leftoverExecs().length > 0) && Date.now() < until) await sleep(200);
     expect(relays().map(commandOf)).toEqual([]);
     expect(leftoverExecs()).toEqual([]);
   }, 60_000);
