@@ -305,10 +305,13 @@ d=$1
 umount "$d/rootfs" 2>/dev/null
 umount "$d/layer" 2>/dev/null
 under() { awk -v d="$d" '$5 == d || index($5, d "/") == 1 { print length($5), $5 }' /proc/self/mountinfo; }
-p=$(stat -c %d "$d/..") || exit 1
-if [ -d "$d" ] && [ ! -L "$d" ] && [ -n "$(find "$d" -type d -exec stat -c %d {} + | grep -vx "$p")" ]; then
+# The parent, not "$d/..": another remover (a second driver reconciling the same directory after a
+# crash) may take "$d" away at any moment, and then there is nothing left to do.
+p=$(stat -c %d "$(dirname "$d")") || exit 1
+if [ -d "$d" ] && [ ! -L "$d" ] && [ -n "$(find "$d" -type d -exec stat -c %d {} + 2>/dev/null | grep -vx "$p")" ]; then
   for m in $(under | sort -rn | cut -d" " -f2); do umount "$m" 2>/dev/null || umount -l "$m"; done
   if [ -n "$(under)" ]; then echo "could not unmount everything under $d" >&2; exit 1; fi
 fi
-rm -rf "$d"
+# busybox rm fails on entries a concurrent remover took first: done if "$d" is gone, else once more.
+rm -rf "$d" 2>/dev/null || { [ ! -e "$d" ] && [ ! -L "$d" ]; } || rm -rf "$d"
 `;

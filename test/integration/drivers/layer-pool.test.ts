@@ -87,4 +87,17 @@ describe.skipIf(!isRoot)('made-ahead sandbox pool: sized by demand, surplus reap
     await pool.trim();
     expect(pool.waiting('img', 2)).toBe(1);
   });
+
+  it('removes a sandbox directory that another remover takes away at the same moment (two drivers over one runtime directory after a crash)', async () => {
+    const made = await Promise.all(Array.from({ length: 12 }, () => pool.take('img', 1, () => {})));
+    // Each directory removed twice at once: both must succeed, whichever finishes first.
+    const results = await Promise.allSettled(
+      made.flatMap((warm) => [destroyDir(warm.dir, '/bin/busybox'), destroyDir(warm.dir, '/bin/busybox')]),
+    );
+    expect(results.filter((r) => r.status === 'rejected')).toEqual([]);
+    for (const warm of made) expect(existsSync(warm.dir)).toBe(false);
+    expect(mountsUnder(join(base, 'sandboxes')).filter((p) => made.some((w) => p.startsWith(w.dir)))).toEqual(
+      [],
+    );
+  });
 });
