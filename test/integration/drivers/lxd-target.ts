@@ -17,6 +17,57 @@ export const lxdSkipReason: string | undefined =
         ? 'no /bin/busybox (scripts/setup.sh installs busybox-static)'
         : undefined;
 
+/**
+ * Why the test daemons' storage pool cannot enforce disk sizes here (so it is `dir`), or undefined
+ * when it is `btrfs` on a loop file LXD makes itself: btrfs-progs to make the file system, btrfs in
+ * the kernel, and a free loop device (`losetup -f`) to mount the file.
+ */
+export const lxdQuotaPoolSkipReason: string | undefined = !findOnPath('mkfs.btrfs')
+  ? 'no mkfs.btrfs (Debian package btrfs-progs; scripts/setup.sh --test installs it)'
+  : !/\tbtrfs$/m.test(readFileOr('/proc/filesystems'))
+    ? 'no btrfs in this kernel (/proc/filesystems)'
+    : spawnSync('losetup', ['-f'], { encoding: 'utf8' }).status !== 0
+      ? 'no free loop device (losetup -f) to mount a btrfs pool file'
+      : undefined;
+
+/** The storage pool driver of the test daemons: one that enforces root disk sizes where it can. */
+export const lxdPoolDriver: 'btrfs' | 'dir' = lxdQuotaPoolSkipReason ? 'dir' : 'btrfs';
+
+/**
+ * Size of a test daemon's btrfs pool file (sparse: only what instances write takes room). Holds
+ * the images of a suite (debian's unpacked root is the largest) and its instances' writes.
+ */
+const POOL_SIZE = '6GiB';
+
+function readFileOr(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * The `storage_pools` entry of a preseed: btrfs on a loop file (LXD makes `<state>/disks/<name>.img`
+ * and mounts it; `lxd shutdown` unmounts it and frees the loop device) where it can be made, else
+ * `dir` in `dirSource`.
+ */
+function poolPreseed(dirSource: string): string {
+  return lxdPoolDriver === 'btrfs'
+    ? `storage_pools:
+- name: default
+  driver: btrfs
+  config:
+    size: ${POOL_SIZE}
+`
+    : `storage_pools:
+- name: default
+  driver: dir
+  config:
+    source: ${dirSource}
+`;
+}
+
 /** A running LXD daemon of a test's own, in a temporary state directory. */
 export interface LxdDaemon {
   socketPath: string;
@@ -80,7 +131,8 @@ function lxdInit(env: NodeJS.ProcessEnv, preseed: string): void {
 
 /**
  * Starts an LXD daemon of the test's own in a temporary state directory and initialises it with a
- * `dir` storage pool in that directory and no network at all (no bridge: instances get no NIC).
+ * storage pool there (btrfs on a loop file, which enforces root disk sizes, or `dir` where that
+ * cannot be made: see lxdQuotaPoolSkipReason) and no network at all (no bridge: instances get no NIC).
  * Throws with LXD's own words when it cannot start.
  */
 export async function startLxd(): Promise<LxdDaemon> {
@@ -102,12 +154,7 @@ export async function startLxd(): Promise<LxdDaemon> {
   };
   const preseed = `config:
   images.auto_update_interval: "0"
-storage_pools:
-- name: default
-  driver: dir
-  config:
-    source: ${join(base, 'pool')}
-`;
+${poolPreseed(join(base, 'pool'))}`;
   writeFileSync(join(base, 'preseed.yaml'), preseed);
   try {
     lxdInit(daemon.env, preseed);
