@@ -52,8 +52,8 @@ function readFileOr(path: string): string {
  * and mounts it; `lxd shutdown` unmounts it and frees the loop device) where it can be made, else
  * `dir` in `dirSource`.
  */
-function poolPreseed(dirSource: string): string {
-  return lxdPoolDriver === 'btrfs'
+function poolPreseed(dirSource: string, pool: 'btrfs' | 'dir'): string {
+  return pool === 'btrfs'
     ? `storage_pools:
 - name: default
   driver: btrfs
@@ -132,10 +132,11 @@ function lxdInit(env: NodeJS.ProcessEnv, preseed: string): void {
 /**
  * Starts an LXD daemon of the test's own in a temporary state directory and initialises it with a
  * storage pool there (btrfs on a loop file, which enforces root disk sizes, or `dir` where that
- * cannot be made: see lxdQuotaPoolSkipReason) and no network at all (no bridge: instances get no NIC).
+ * cannot be made: see lxdQuotaPoolSkipReason; `pool` chooses) and no network at all (no bridge:
+ * instances get no NIC).
  * Throws with LXD's own words when it cannot start.
  */
-export async function startLxd(): Promise<LxdDaemon> {
+export async function startLxd(pool: 'btrfs' | 'dir' = lxdPoolDriver): Promise<LxdDaemon> {
   const base = mkdtempSync(join(tmpdir(), 'alacarte-lxd-'));
   chmodSync(base, 0o711);
   const state = join(base, 'state');
@@ -154,7 +155,7 @@ export async function startLxd(): Promise<LxdDaemon> {
   };
   const preseed = `config:
   images.auto_update_interval: "0"
-${poolPreseed(join(base, 'pool'))}`;
+${poolPreseed(join(base, 'pool'), pool)}`;
   writeFileSync(join(base, 'preseed.yaml'), preseed);
   try {
     lxdInit(daemon.env, preseed);
@@ -302,9 +303,15 @@ export interface LxdTarget {
   dispose(): Promise<void>;
 }
 
-/** An LXD driver on a fresh daemon, its images and sandbox directories temporary too. */
-export async function makeLxdTarget(overrides: Partial<LxdDriverOptions> = {}): Promise<LxdTarget> {
-  const daemon = await startLxd();
+/**
+ * An LXD driver on a fresh daemon (its storage pool `pool`, by default the one that enforces disk
+ * sizes where it can be made), its images and sandbox directories temporary too.
+ */
+export async function makeLxdTarget(
+  overrides: Partial<LxdDriverOptions> = {},
+  pool: 'btrfs' | 'dir' = lxdPoolDriver,
+): Promise<LxdTarget> {
+  const daemon = await startLxd(pool);
   const options: LxdDriverOptions = {
     client: new LxdClient({ socketPath: daemon.socketPath }),
     imagesDir: join(daemon.base, 'images'),
