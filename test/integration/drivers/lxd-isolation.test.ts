@@ -10,7 +10,7 @@ if (lxdSkipReason) {
   isolationContract('LXD', (imagesDir) => makeLxdTarget(imagesDir ? { imagesDir } : {}), {
     // limits.cpu.allowance is per 1000 ms: a longer window, a period of slack.
     cpu: { warmupMs: 1500, windowMs: 3000, slack: 0.1 },
-    // A debian root filesystem is copied (and its owners shifted) per instance.
+    // A debian root filesystem is copied (dir pool) or snapshotted (btrfs), and its owners shifted, per instance.
     startMs: 15_000,
     // The test daemon's pool is btrfs on a loop file, which enforces the root disk size; where it
     // cannot be made the pool is `dir`, which records the size but cannot enforce it.
