@@ -1,5 +1,14 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mountsUnder } from '../../../src/drivers/crun/mounts.js';
@@ -20,15 +29,33 @@ export const lxdSkipReason: string | undefined =
 /**
  * Why the test daemons' storage pool cannot enforce disk sizes here (so it is `dir`), or undefined
  * when it is `btrfs` on a loop file LXD makes itself: btrfs-progs to make the file system, btrfs in
- * the kernel, and a free loop device (`losetup -f`) to mount the file.
+ * the kernel, and a loop device this process may attach (tried on a 1 MiB file, as a container
+ * without loop devices refuses it).
  */
-export const lxdQuotaPoolSkipReason: string | undefined = !findOnPath('mkfs.btrfs')
-  ? 'no mkfs.btrfs (Debian package btrfs-progs; scripts/setup.sh --test installs it)'
-  : !/\tbtrfs$/m.test(readFileOr('/proc/filesystems'))
-    ? 'no btrfs in this kernel (/proc/filesystems)'
-    : spawnSync('losetup', ['-f'], { encoding: 'utf8' }).status !== 0
-      ? 'no free loop device (losetup -f) to mount a btrfs pool file'
-      : undefined;
+export const lxdQuotaPoolSkipReason: string | undefined = lxdSkipReason
+  ? lxdSkipReason
+  : !findOnPath('mkfs.btrfs')
+    ? 'no mkfs.btrfs (Debian package btrfs-progs; scripts/setup.sh --test installs it)'
+    : !/\tbtrfs$/m.test(readFileOr('/proc/filesystems'))
+      ? 'no btrfs in this kernel (/proc/filesystems)'
+      : loopDeviceRefusal();
+
+/** Why no loop device can be attached here (losetup's words), or undefined when one can. */
+function loopDeviceRefusal(): string | undefined {
+  const dir = mkdtempSync(join(tmpdir(), 'alacarte-loop-probe-'));
+  try {
+    const file = join(dir, 'probe.img');
+    writeFileSync(file, '');
+    truncateSync(file, 2 ** 20);
+    const r = spawnSync('losetup', ['--find', '--show', file], { encoding: 'utf8', timeout: 10_000 });
+    if (r.status !== 0)
+      return `no loop device to mount a btrfs pool file on (losetup: ${(r.stderr || r.error?.message || '').trim().slice(0, 200)})`;
+    spawnSync('losetup', ['--detach', r.stdout.trim()], { timeout: 10_000 });
+    return undefined;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 /** The storage pool driver of the test daemons: one that enforces root disk sizes where it can. */
 export const lxdPoolDriver: 'btrfs' | 'dir' = lxdQuotaPoolSkipReason ? 'dir' : 'btrfs';
