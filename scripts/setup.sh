@@ -41,10 +41,13 @@ debian_packages=(crun busybox-static uidmap iproute2 bsdutils lxcfs curl mmdebst
 # the registry the image tests pull from, the stock OpenSSH client the SSH tests log in with, and
 # dnsmasq-base, the DNS server of the egress tests' stand-in internet, and openssl, which makes the
 # simulated Lightning nodes' self-signed certificates; lxd, the daemon the LXD driver's suites
-# start in a state directory of their own (never initialised with a network bridge); postgresql-15,
-# the server the store tests start on their own (initdb in a temp dir; no systemd unit needed).
+# start in a state directory of their own (never initialised with a network bridge), and
+# btrfs-progs, with which LXD makes their storage pool a btrfs file on a loop device (a pool that
+# enforces each instance's disk size, where `dir` cannot); postgresql-15, the server the store tests
+# start on their own (initdb in a temp dir; no systemd unit needed).
 if [ -n "$test_too" ]; then
-  debian_packages+=(runc chromium docker-registry openssh-client dnsmasq-base openssl lxd postgresql-15)
+  debian_packages+=(runc chromium docker-registry openssh-client dnsmasq-base openssl lxd btrfs-progs
+    postgresql-15)
 fi
 missing=()
 for pkg in "${debian_packages[@]}"; do

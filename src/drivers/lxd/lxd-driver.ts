@@ -47,6 +47,7 @@ import { type LxdClient, LxdError } from './lxd-client.js';
 import { type LxdExecProcess, lxdExec, resizeTerminal, sendSignal } from './lxd-exec.js';
 import { ensureLxdImage } from './lxd-image.js';
 import { lxdSeccompPolicy } from './lxd-seccomp.js';
+import { type RootSizeKind, rootDiskSize, rootSizeKind } from './root-disk.js';
 
 /** Settings of the LXD driver (config `driver: {kind: "lxd"}`). */
 export interface LxdDriverOptions {
@@ -109,6 +110,7 @@ const resourcesSchema = z
 const poolResourcesSchema = z
   .object({ space: z.object({ total: z.number(), used: z.number().optional() }).loose() })
   .loose();
+const poolSchema = z.object({ driver: z.string().max(64) }).loose();
 const clusterSchema = z.object({ enabled: z.boolean() }).loose();
 const membersSchema = z
   .array(z.object({ server_name: z.string().max(63), status: z.string() }).loose())
@@ -150,9 +152,10 @@ const notRunning = (leaseId: string) =>
  * small init that ends it at its deadline on its own (in-instance.ts), so a dead control plane
  * cannot leave free compute running. Exec, spawn, attach and connect go through LXD's exec API.
  *
- * On LXD's `dir` storage pool the root disk size is recorded but not enforced (dir has no quotas
- * without project quotas on the host's file system): use a zfs, btrfs or lvm pool where disk caps
- * matter.
+ * The root disk size caps a lease's writes on a btrfs, zfs or lvm pool (on btrfs and lvm it covers
+ * the image too, so the driver adds the image's footprint: root-disk.ts). LXD's `dir` pool records
+ * the size but cannot enforce it (no quotas without project quotas on the host's file system):
+ * create() warns when the pool is `dir`.
  */
 export class LxdDriver implements ComputeDriver {
   readonly id = 'lxd';
@@ -177,6 +180,10 @@ export class LxdDriver implements ComputeDriver {
   /** See LxdDriverOptions.delivery; settled by create(). */
   private delivery: 'bind' | 'push' = 'bind';
   private totals: { at: number; cpus: number; memoryMib: number; diskMib: number } | undefined;
+  /** How the pool treats a root disk size; settled by create(). */
+  private rootSize: RootSizeKind = 'whole';
+  /** Image trees' footprints on the pool (see rootDiskSize), by path, inode and change time. */
+  private readonly footprints = new Map<string, number>();
 
   private constructor(private readonly options: LxdDriverOptions) {
     this.owner = options.owner ?? 'alacarte';
@@ -199,13 +206,24 @@ export class LxdDriver implements ComputeDriver {
     if ('missing' in sftp) this.logger.warn(`alacarte: no SFTP in LXD sandboxes: ${sftp.missing}`);
   }
 
-  /** Checks that LXD answers and that the storage pool exists; throws with the reason otherwise. */
+  /**
+   * Checks that LXD answers and that the storage pool exists; throws with the reason otherwise.
+   * Warns (logger) when the pool cannot enforce disk sizes (`dir`): a lease could fill it.
+   */
   static async create(options: LxdDriverOptions): Promise<LxdDriver> {
     const driver = new LxdDriver(options);
     // The built-in image, as the crun driver builds it (owners shifted by its id base, which the
     // import into LXD undoes).
     ensureBusyboxImage(options.imagesDir, options.busybox ?? '/bin/busybox', STORE_ID_BASE, driver.logger);
-    await options.client.get(`/1.0/storage-pools/${encodeURIComponent(driver.pool)}`, z.unknown());
+    const pool = await options.client.get(
+      `/1.0/storage-pools/${encodeURIComponent(driver.pool)}`,
+      poolSchema,
+    );
+    driver.rootSize = rootSizeKind(pool.driver);
+    if (driver.rootSize === 'unenforced')
+      driver.logger.warn(
+        `alacarte: LXD storage pool "${driver.pool}" is ${pool.driver}, which does not enforce disk sizes: a lease can write past its offer's disk until the pool's file system is full. Use a btrfs, zfs or lvm pool (src/drivers/lxd/README.md).`,
+      );
     const clustered = await options.client
       .get('/1.0/cluster', clusterSchema)
       .then((c) => c.enabled)
@@ -291,7 +309,17 @@ export class LxdDriver implements ComputeDriver {
       }
       const ports: Record<number, string> = {};
       const devices: Record<string, Record<string, string>> = {
-        root: { type: 'disk', path: '/', pool: this.pool, size: `${limits.diskMib}MiB` },
+        root: {
+          type: 'disk',
+          path: '/',
+          pool: this.pool,
+          size: rootDiskSize(
+            this.rootSize,
+            join(this.options.imagesDir, spec.image),
+            limits.diskMib,
+            this.footprints,
+          ),
+        },
       };
       if (this.delivery === 'bind') {
         this.writeLeaseDir(spec.leaseId, deadline);

@@ -1,5 +1,14 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mountsUnder } from '../../../src/drivers/crun/mounts.js';
@@ -16,6 +25,75 @@ export const lxdSkipReason: string | undefined =
       : !existsSync('/bin/busybox')
         ? 'no /bin/busybox (scripts/setup.sh installs busybox-static)'
         : undefined;
+
+/**
+ * Why the test daemons' storage pool cannot enforce disk sizes here (so it is `dir`), or undefined
+ * when it is `btrfs` on a loop file LXD makes itself: btrfs-progs to make the file system, btrfs in
+ * the kernel, and a loop device this process may attach (tried on a 1 MiB file, as a container
+ * without loop devices refuses it).
+ */
+export const lxdQuotaPoolSkipReason: string | undefined = lxdSkipReason
+  ? lxdSkipReason
+  : !findOnPath('mkfs.btrfs')
+    ? 'no mkfs.btrfs (Debian package btrfs-progs; scripts/setup.sh --test installs it)'
+    : !/\tbtrfs$/m.test(readFileOr('/proc/filesystems'))
+      ? 'no btrfs in this kernel (/proc/filesystems)'
+      : loopDeviceRefusal();
+
+/** Why no loop device can be attached here (losetup's words), or undefined when one can. */
+function loopDeviceRefusal(): string | undefined {
+  const dir = mkdtempSync(join(tmpdir(), 'alacarte-loop-probe-'));
+  try {
+    const file = join(dir, 'probe.img');
+    writeFileSync(file, '');
+    truncateSync(file, 2 ** 20);
+    const r = spawnSync('losetup', ['--find', '--show', file], { encoding: 'utf8', timeout: 10_000 });
+    if (r.status !== 0)
+      return `no loop device to mount a btrfs pool file on (losetup: ${(r.stderr || r.error?.message || '').trim().slice(0, 200)})`;
+    spawnSync('losetup', ['--detach', r.stdout.trim()], { timeout: 10_000 });
+    return undefined;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The storage pool driver of the test daemons: one that enforces root disk sizes where it can. */
+export const lxdPoolDriver: 'btrfs' | 'dir' = lxdQuotaPoolSkipReason ? 'dir' : 'btrfs';
+
+/**
+ * Size of a test daemon's btrfs pool file (sparse: only what instances write takes room). Holds
+ * the images of a suite (debian's unpacked root is the largest) and its instances' writes.
+ */
+const POOL_SIZE = '6GiB';
+
+function readFileOr(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * The `storage_pools` entry of a preseed: btrfs on a loop file (LXD makes `<state>/disks/<name>.img`
+ * and mounts it; `lxd shutdown` unmounts it and frees the loop device) where it can be made, else
+ * `dir` in `dirSource`.
+ */
+function poolPreseed(dirSource: string, pool: 'btrfs' | 'dir'): string {
+  return pool === 'btrfs'
+    ? `storage_pools:
+- name: default
+  driver: btrfs
+  config:
+    size: ${POOL_SIZE}
+`
+    : `storage_pools:
+- name: default
+  driver: dir
+  config:
+    source: ${dirSource}
+`;
+}
 
 /** A running LXD daemon of a test's own, in a temporary state directory. */
 export interface LxdDaemon {
@@ -80,10 +158,12 @@ function lxdInit(env: NodeJS.ProcessEnv, preseed: string): void {
 
 /**
  * Starts an LXD daemon of the test's own in a temporary state directory and initialises it with a
- * `dir` storage pool in that directory and no network at all (no bridge: instances get no NIC).
+ * storage pool there (btrfs on a loop file, which enforces root disk sizes, or `dir` where that
+ * cannot be made: see lxdQuotaPoolSkipReason; `pool` chooses) and no network at all (no bridge:
+ * instances get no NIC).
  * Throws with LXD's own words when it cannot start.
  */
-export async function startLxd(): Promise<LxdDaemon> {
+export async function startLxd(pool: 'btrfs' | 'dir' = lxdPoolDriver): Promise<LxdDaemon> {
   const base = mkdtempSync(join(tmpdir(), 'alacarte-lxd-'));
   chmodSync(base, 0o711);
   const state = join(base, 'state');
@@ -102,12 +182,7 @@ export async function startLxd(): Promise<LxdDaemon> {
   };
   const preseed = `config:
   images.auto_update_interval: "0"
-storage_pools:
-- name: default
-  driver: dir
-  config:
-    source: ${join(base, 'pool')}
-`;
+${poolPreseed(join(base, 'pool'), pool)}`;
   writeFileSync(join(base, 'preseed.yaml'), preseed);
   try {
     lxdInit(daemon.env, preseed);
@@ -255,9 +330,15 @@ export interface LxdTarget {
   dispose(): Promise<void>;
 }
 
-/** An LXD driver on a fresh daemon, its images and sandbox directories temporary too. */
-export async function makeLxdTarget(overrides: Partial<LxdDriverOptions> = {}): Promise<LxdTarget> {
-  const daemon = await startLxd();
+/**
+ * An LXD driver on a fresh daemon (its storage pool `pool`, by default the one that enforces disk
+ * sizes where it can be made), its images and sandbox directories temporary too.
+ */
+export async function makeLxdTarget(
+  overrides: Partial<LxdDriverOptions> = {},
+  pool: 'btrfs' | 'dir' = lxdPoolDriver,
+): Promise<LxdTarget> {
+  const daemon = await startLxd(pool);
   const options: LxdDriverOptions = {
     client: new LxdClient({ socketPath: daemon.socketPath }),
     imagesDir: join(daemon.base, 'images'),
