@@ -25,6 +25,11 @@ export interface LxdExecOptions {
   env: Record<string, string>;
   /** A terminal of this size (one websocket carries both directions); pipes otherwise. */
   terminal?: { cols: number; rows: number };
+  /**
+   * End the exec when the command exits, even if a process it started still holds its output,
+   * which is then drained inside the instance (execCommand's `relayOutput`). Pipes only.
+   */
+  relayOutput?: boolean;
 }
 
 /** A command running through LXD's exec API, its channels as streams. */
@@ -55,7 +60,11 @@ export async function lxdExec(
   const tag = randomBytes(12).toString('hex');
   const answer = await client.call('POST', `/1.0/instances/${instance}/exec`, {
     // Exactly this environment, and LXD reading all the output before the end (execCommand).
-    command: execCommand({ ...options.env, [EXEC_TAG]: tag }, options.command),
+    command: execCommand(
+      { ...options.env, [EXEC_TAG]: tag },
+      options.command,
+      options.relayOutput === true && options.terminal === undefined,
+    ),
     environment: { [EXEC_TAG]: tag },
     'wait-for-websocket': true,
     'record-output': false,
