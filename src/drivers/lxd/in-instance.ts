@@ -106,33 +106,43 @@ ${IN_INSTANCE.busybox} sleep ${LINGER_SECONDS}
 exit "$s"
 `;
 
-/**
- * How long (in rounds of RELAY_ROUND_SECONDS) a relay may sit idle on an empty pipe after the command
- * exited before the rest of that pipe is left to a drain: 5 x 0.02 s, the 100 ms crun's exec waits
- * for its pipes to end (crun/exec.ts).
- */
+/** Rounds (of RELAY_ROUND_SECONDS) a relay may sit idle once the command exited: crun's 100 ms. */
 const RELAY_QUIET_ROUNDS = 5;
 const RELAY_ROUND_SECONDS = '0.02';
+/**
+ * The most a pipe holds (and what a relay reads at once): Linux's default of 16 pages, 64 KiB with
+ * 4 KiB pages, 1 MiB with 64 KiB ones, which is also pipe-max-size, the most a tenant may set.
+ */
+const PIPE_BYTES = 1 << 20;
 
 /**
- * EXEC_SCRIPT for a command whose exec must end when the command does (ComputeDriver.exec), like
- * crun's: LXD 5.0 ends an exec only once every holder of its stdout and stderr has closed them, and
- * a background job (`server &`) inherits them. Here the command writes to two pipes of this shell's
- * own instead (FIFOs made in /dev, the container's own tmpfs, and removed once open), which `dd`
- * relays to LXD's pipes, so only this shell and the relays hold LXD's. Once the command has exited,
- * a relay that reaches end-of-file (nothing was left behind) has relayed everything; one whose pipe
- * a background job still holds has relayed everything the command wrote once it has read as much as
- * it wrote (/proc/<pid>/io rchar = wchar: not blocked handing a chunk to LXD, however slow the
- * reader) with nothing new read for RELAY_QUIET_ROUNDS. Those counters start at zero only without
- * an exec (an exec counts the binary it reads): hence busybox's own `dd` applet, which its shell
- * runs in the forked child; a busybox that would exec it instead never looks idle, and the exec
- * then ends once the background job closes its output, as before. A settled relay is replaced by a `cat` into
- * /dev/null, started before the relay is killed so the pipe never lacks a reader: the background
- * job keeps writing without meeting SIGPIPE or a full pipe, as with crun's drain (output-drain.ts),
- * until it closes its output. Everything here carries the exec's tag (kill-tag.sh ends it on a
- * timeout). Fd 9 is a FIFO nobody writes to: `read -t` on it waits without a fork, and SIGCHLD
- * (trapped) cuts that wait short when a relay ends. Where no FIFO can be made, the command runs as
- * EXEC_SCRIPT runs it.
+ * EXEC_SCRIPT for a command whose exec must end when the command does (ComputeDriver.exec), as
+ * crun's does: LXD 5.0 ends an exec only once every holder of its stdout and stderr has closed
+ * them, and a background job (`server &`) inherits them. Here the command writes to two pipes of
+ * this shell's own instead (FIFOs made in /dev, the container's own tmpfs, removed once open),
+ * relayed to LXD's pipes by `dd`, so that only this shell and the relays hold LXD's.
+ *
+ * Once the command has exited, a relay is done with what it wrote when:
+ * - it ended (end-of-file: nothing was left holding the pipe);
+ * - it wrote PIPE_BYTES more than it had read when the command exited (a pipe is first in, first
+ *   out, and held no more than that): a job writing without pause;
+ * - it was seen between two chunks (/proc/<pid>/io rchar = wchar: nothing read is still unwritten,
+ *   however slow LXD's reader) twice, having read more in between: that later read took all the
+ *   pipe held, the command's last bytes with it;
+ * - or it was seen so and idle for RELAY_QUIET_ROUNDS (the pipe is empty).
+ * A relay still running then is replaced by a `cat` into /dev/null, started before the relay is
+ * killed so that the pipe never lacks a reader: the job keeps writing, never meeting SIGPIPE or a
+ * full pipe, as with crun's drain (output-drain.ts), until it closes its output. What the job wrote
+ * before that may reach the exec's output, as with crun.
+ *
+ * rchar and wchar count only the pipes when the relay did not exec (an exec counts the binary it
+ * read): hence busybox's own `dd` applet, which its shell runs in the forked child. A busybox that
+ * would exec it never looks idle, and ends a relay only at end-of-file or past PIPE_BYTES; without
+ * /proc/<pid>/io a relay is given RELAY_QUIET_ROUNDS. Everything here carries the exec's tag
+ * (kill-tag.sh ends it on a timeout). Fd 9 is a FIFO nobody writes to: `read -t` on it waits without
+ * a fork, and SIGCHLD (trapped) cuts the wait short when a relay ends. This shell's own messages
+ * (ash reports a job killed by a signal) go to /dev/null, as crun prints none; fd 4 keeps LXD's
+ * stderr open. Where no FIFO can be made, the command runs as EXEC_SCRIPT runs it.
  */
 const RELAYED_EXEC_SCRIPT = `${RESOLVE_COMMAND}B=${IN_INSTANCE.busybox}
 f=/dev/.alacarte-exec-$$
@@ -144,39 +154,49 @@ fi
 exec 3<>$f.o 4<>$f.e 9<>$f.w 5<$f.o 6>$f.o 7<$f.e 8>$f.e 3>&- 4>&-
 $B rm -f $f.o $f.e $f.w
 D="$B dd"; PATH=/nonexistent command -v dd >/dev/null && D=dd
-$D bs=65536 <&5 2>/dev/null 5<&- 6>&- 7<&- 8>&- 9<&- &
+$D bs=${PIPE_BYTES} <&5 2>/dev/null 5<&- 6>&- 7<&- 8>&- 9<&- &
 o=$!
-$D bs=65536 <&7 >&2 2>/dev/null 5<&- 6>&- 7<&- 8>&- 9<&- &
+$D bs=${PIPE_BYTES} <&7 >&2 2>/dev/null 5<&- 6>&- 7<&- 8>&- 9<&- &
 e=$!
 exec 4>&2 2>/dev/null
 (exec $B env -i "$@" >&6 2>&8 4>&- 5<&- 6>&- 7<&- 8>&- 9<&-); s=$?
 exec 6>&- 8>&-
-alive() { { read -r x x t u x < /proc/$1/stat; } 2>/dev/null && [ "$u" = $$ ] && [ "$t" != Z ]; }
+alive() { { read -r v v t u v < /proc/$1/stat; } 2>/dev/null && [ "$u" = $$ ] && [ "$t" != Z ]; }
 trap : CHLD
-q=; k=0
+oz= oq= ok=0 od=0 ez= eq= ek=0 ed=0
 while :; do
-  a=; b=0
-  for p in $o $e; do
-    alive $p || continue
+  n=0
+  for x in o e; do
+    eval "p=\\$$x z=\\$\${x}z q=\\$\${x}q k=\\$\${x}k d=\\$\${x}d"
+    [ $d = 1 ] && continue
+    alive $p || { eval "\${x}d=1"; continue; }
     r=-; w=-
-    { { read -r x r; read -r x w; } < /proc/$p/io; } 2>/dev/null
-    [ "$r" = "$w" ] || b=1
-    a="$a $p:$r"
+    { { read -r v r; read -r v w; } < /proc/$p/io; } 2>/dev/null
+    case "$r$w" in *[!0-9]*) r=0 w=0 ;; esac
+    [ -n "$z" ] || z=$r
+    if [ $w -ge $((z + ${PIPE_BYTES})) ]; then d=1
+    elif [ $r != $w ]; then q= k=0
+    elif [ -z "$q" ]; then q=$r k=0
+    elif [ $r != $q ]; then d=1
+    else k=$((k + 1)); [ $k -lt ${RELAY_QUIET_ROUNDS} ] || d=1
+    fi
+    eval "\${x}z=$z \${x}q=$q \${x}k=$k \${x}d=$d"
+    [ $d = 1 ] || n=$((n + 1))
   done
-  [ -n "$a" ] || break
-  if [ $b = 1 ] || [ "$a" != "$q" ]; then q=$a; k=0; else k=$((k + 1)); [ $k -lt ${RELAY_QUIET_ROUNDS} ] || break; fi
-  read -t ${RELAY_ROUND_SECONDS} x <&9
+  [ $n = 0 ] && break
+  read -t ${RELAY_ROUND_SECONDS} v <&9
 done
 trap - CHLD
-for p in $o $e; do
+for x in o e; do
+  eval "p=\\$$x"
   alive $p || continue
-  if [ $p = $o ]; then $B cat <&5 >/dev/null 4>&- 5<&- 7<&- 9<&- &
+  if [ $x = o ]; then $B cat <&5 >/dev/null 4>&- 5<&- 7<&- 9<&- &
   else $B cat <&7 >/dev/null 4>&- 5<&- 7<&- 9<&- &
   fi
   kill -9 $p
 done
 wait $o $e
-read -t ${LINGER_SECONDS} x <&9
+read -t ${LINGER_SECONDS} v <&9
 exit "$s"
 `;
 

@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import WebSocket, { createWebSocketStream } from 'ws';
 import { z } from 'zod';
 import { execCommand } from './in-instance.js';
-import type { LxdClient } from './lxd-client.js';
+import { type LxdClient, LxdError, type LxdOperation } from './lxd-client.js';
 
 /** The secrets of an exec operation's websockets (doc: rest-api "instances/{name}/exec"). */
 const execOperation = z.object({
@@ -104,13 +104,15 @@ export async function lxdExec(
   control.on('error', () => {});
   control.on('message', () => {});
   const stream = (name: string) => streams.get(name) as Duplex;
-  const exited = client.wait(op.id).then(
-    (done) => {
-      const parsed = execReturn.safeParse(done.metadata);
-      return parsed.success ? parsed.data.return : 255;
-    },
-    () => 255,
-  );
+  const status = (done: LxdOperation | undefined) => {
+    const parsed = execReturn.safeParse(done?.metadata);
+    return parsed.success ? parsed.data.return : 255;
+  };
+  // LXD fails the operation of a command that exits 126 or 127 ("Command not found", lxd/instance/
+  // drivers/driver_lxc_cmd.go), its status still in the metadata: that status, as crun gives it.
+  const exited = client
+    .wait(op.id)
+    .then(status, (e: unknown) => status(e instanceof LxdError ? e.operation : undefined));
   void exited.finally(() => control.close());
   return {
     tag,
