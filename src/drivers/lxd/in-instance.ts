@@ -127,8 +127,9 @@ const PIPE_BYTES = 1 << 20;
  * - it wrote PIPE_BYTES more than it had read when the command exited (a pipe is first in, first
  *   out, and held no more than that): a job writing without pause;
  * - it was seen between two chunks (/proc/<pid>/io rchar = wchar: nothing read is still unwritten,
- *   however slow LXD's reader) twice, having read more in between: that later read took all the
- *   pipe held, the command's last bytes with it;
+ *   however slow LXD's reader) twice from the second look on, having read more in between: that
+ *   later read, begun after the command had exited, took all the pipe held, the command's last
+ *   bytes with it;
  * - or it was seen so and idle for RELAY_QUIET_ROUNDS (the pipe is empty).
  * A relay still running then is replaced by a `cat` into /dev/null, started before the relay is
  * killed so that the pipe never lacks a reader: the job keeps writing, never meeting SIGPIPE or a
@@ -173,8 +174,8 @@ while :; do
     r=-; w=-
     { { read -r v r; read -r v w; } < /proc/$p/io; } 2>/dev/null
     case "$r$w" in *[!0-9]*) r=0 w=0 ;; esac
-    [ -n "$z" ] || z=$r
-    if [ $w -ge $((z + ${PIPE_BYTES})) ]; then d=1
+    if [ -z "$z" ]; then z=$r
+    elif [ $w -ge $((z + ${PIPE_BYTES})) ]; then d=1
     elif [ $r != $w ]; then q= k=0
     elif [ -z "$q" ]; then q=$r k=0
     elif [ $r != $q ]; then d=1
