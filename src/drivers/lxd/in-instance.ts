@@ -90,7 +90,7 @@ export const LXD_EXEC_DEFAULTS: Readonly<Record<string, string>> = {
  * own applet of that name instead of the image's program.
  */
 const LINGER_SECONDS = '0.2';
-const EXEC_SCRIPT = `n=$1; shift
+const RESOLVE_COMMAND = `n=$1; shift
 P=; i=0
 for a; do [ $i -lt $n ] || break; case $a in PATH=*) P=\${a#PATH=};; esac; i=$((i+1)); done
 eval "c=\\\${$((n + 1))}"
@@ -100,19 +100,123 @@ case $c in
 esac
 i=0
 for a; do shift; if [ $i = $n ]; then set -- "$@" "$r"; else set -- "$@" "$a"; fi; i=$((i+1)); done
-${IN_INSTANCE.busybox} env -i "$@"; s=$?
+`;
+const EXEC_SCRIPT = `${RESOLVE_COMMAND}${IN_INSTANCE.busybox} env -i "$@"; s=$?
 ${IN_INSTANCE.busybox} sleep ${LINGER_SECONDS}
 exit "$s"
 `;
 
-/** The argv LXD runs for `command` with the environment `env` (see EXEC_SCRIPT). */
-export function execCommand(env: Readonly<Record<string, string>>, command: readonly string[]): string[] {
+/** Rounds (of RELAY_ROUND_SECONDS) a relay may sit idle once the command exited: crun's 100 ms. */
+const RELAY_QUIET_ROUNDS = 5;
+const RELAY_ROUND_SECONDS = '0.02';
+/**
+ * The most a pipe holds (and what a relay reads at once): Linux's default of 16 pages, 64 KiB with
+ * 4 KiB pages, 1 MiB with 64 KiB ones, which is also pipe-max-size, the most a tenant may set.
+ */
+const PIPE_BYTES = 1 << 20;
+
+/**
+ * EXEC_SCRIPT for a command whose exec must end when the command does (ComputeDriver.exec), as
+ * crun's does: LXD 5.0 ends an exec only once every holder of its stdout and stderr has closed
+ * them, and a background job (`server &`) inherits them. Here the command writes to two pipes of
+ * this shell's own instead (FIFOs made in /dev, the container's own tmpfs, removed once open),
+ * relayed to LXD's pipes by `dd`, so that only this shell and the relays hold LXD's.
+ *
+ * Once the command has exited, a relay is done with what it wrote when:
+ * - it ended (end-of-file: nothing was left holding the pipe);
+ * - it wrote PIPE_BYTES more than it had read when the command exited (a pipe is first in, first
+ *   out, and held no more than that): a job writing without pause;
+ * - it was seen between two chunks (/proc/<pid>/io rchar = wchar: nothing read is still unwritten,
+ *   however slow LXD's reader) twice from the second look on, having read more in between: that
+ *   later read, begun after the command had exited, took all the pipe held, the command's last
+ *   bytes with it;
+ * - or it was seen so and idle for RELAY_QUIET_ROUNDS (the pipe is empty).
+ * A relay still running then is replaced by a `cat` into /dev/null, started before the relay is
+ * killed so that the pipe never lacks a reader: the job keeps writing, never meeting SIGPIPE or a
+ * full pipe, as with crun's drain (output-drain.ts), until it closes its output. What the job wrote
+ * before that may reach the exec's output, as with crun.
+ *
+ * rchar and wchar count only the pipes when the relay did not exec (an exec counts the binary it
+ * read): hence busybox's own `dd` applet, which its shell runs in the forked child. A busybox that
+ * would exec it never looks idle, and ends a relay only at end-of-file or past PIPE_BYTES; without
+ * /proc/<pid>/io a relay is given RELAY_QUIET_ROUNDS. Everything here carries the exec's tag
+ * (kill-tag.sh ends it on a timeout). Fd 9 is a FIFO nobody writes to: `read -t` on it waits without
+ * a fork, and SIGCHLD (trapped) cuts the wait short when a relay ends. This shell's own messages
+ * (ash reports a job killed by a signal) go to /dev/null, as crun prints none; fd 4 keeps LXD's
+ * stderr open. Where no FIFO can be made, the command runs as EXEC_SCRIPT runs it.
+ */
+const RELAYED_EXEC_SCRIPT = `${RESOLVE_COMMAND}B=${IN_INSTANCE.busybox}
+f=/dev/.alacarte-exec-$$
+if ! $B mkfifo -m 0600 $f.o $f.e $f.w 2>/dev/null; then
+  $B env -i "$@"; s=$?
+  $B sleep ${LINGER_SECONDS}
+  exit "$s"
+fi
+exec 3<>$f.o 4<>$f.e 9<>$f.w 5<$f.o 6>$f.o 7<$f.e 8>$f.e 3>&- 4>&-
+$B rm -f $f.o $f.e $f.w
+D="$B dd"; PATH=/nonexistent command -v dd >/dev/null && D=dd
+$D bs=${PIPE_BYTES} <&5 2>/dev/null 5<&- 6>&- 7<&- 8>&- 9<&- &
+o=$!
+$D bs=${PIPE_BYTES} <&7 >&2 2>/dev/null 5<&- 6>&- 7<&- 8>&- 9<&- &
+e=$!
+exec 4>&2 2>/dev/null
+(exec $B env -i "$@" >&6 2>&8 4>&- 5<&- 6>&- 7<&- 8>&- 9<&-); s=$?
+exec 6>&- 8>&-
+alive() { { read -r v v t u v < /proc/$1/stat; } 2>/dev/null && [ "$u" = $$ ] && [ "$t" != Z ]; }
+trap : CHLD
+oz= oq= ok=0 od=0 ez= eq= ek=0 ed=0
+while :; do
+  n=0
+  for x in o e; do
+    eval "p=\\$$x z=\\$\${x}z q=\\$\${x}q k=\\$\${x}k d=\\$\${x}d"
+    [ $d = 1 ] && continue
+    alive $p || { eval "\${x}d=1"; continue; }
+    r=-; w=-
+    { { read -r v r; read -r v w; } < /proc/$p/io; } 2>/dev/null
+    case "$r$w" in *[!0-9]*) r=0 w=0 ;; esac
+    if [ -z "$z" ]; then z=$r
+    elif [ $w -ge $((z + ${PIPE_BYTES})) ]; then d=1
+    elif [ $r != $w ]; then q= k=0
+    elif [ -z "$q" ]; then q=$r k=0
+    elif [ $r != $q ]; then d=1
+    else k=$((k + 1)); [ $k -lt ${RELAY_QUIET_ROUNDS} ] || d=1
+    fi
+    eval "\${x}z=$z \${x}q=$q \${x}k=$k \${x}d=$d"
+    [ $d = 1 ] || n=$((n + 1))
+  done
+  [ $n = 0 ] && break
+  read -t ${RELAY_ROUND_SECONDS} v <&9
+done
+trap - CHLD
+for x in o e; do
+  eval "p=\\$$x"
+  alive $p || continue
+  if [ $x = o ]; then $B cat <&5 >/dev/null 4>&- 5<&- 7<&- 9<&- &
+  else $B cat <&7 >/dev/null 4>&- 5<&- 7<&- 9<&- &
+  fi
+  kill -9 $p
+done
+wait $o $e
+read -t ${LINGER_SECONDS} v <&9
+exit "$s"
+`;
+
+/**
+ * The argv LXD runs for `command` with the environment `env` (see EXEC_SCRIPT); with
+ * `relayOutput`, the exec ends when the command does, whatever it left holding its output (see
+ * RELAYED_EXEC_SCRIPT).
+ */
+export function execCommand(
+  env: Readonly<Record<string, string>>,
+  command: readonly string[],
+  relayOutput = false,
+): string[] {
   const pairs = Object.entries(env).map(([k, v]) => `${k}=${v}`);
   return [
     IN_INSTANCE.busybox,
     'sh',
     '-c',
-    EXEC_SCRIPT,
+    relayOutput ? RELAYED_EXEC_SCRIPT : EXEC_SCRIPT,
     'alacarte-exec',
     String(pairs.length),
     ...pairs,

@@ -30,6 +30,8 @@ export class LxdError extends Error {
     message: string,
     /** HTTP status (404: no such object). */
     readonly status: number,
+    /** The operation that failed, when it was one (an exec's still holds its exit status). */
+    readonly operation?: LxdOperation,
   ) {
     super(message);
   }
@@ -122,7 +124,7 @@ export class LxdClient {
       timeoutSec === undefined ? 0 : timeoutSec * 1000 + 10_000,
     );
     const op = operationSchema.parse(answer.metadata);
-    if (op.status_code >= 400) throw new LxdError(op.err || op.status, op.status_code);
+    if (op.status_code >= 400) throw new LxdError(op.err || op.status, op.status_code, op);
     return op;
   }
 

@@ -557,6 +557,7 @@ export class LxdDriver implements ComputeDriver {
     command: string[],
     env: Record<string, string> = {},
     terminal?: TerminalSize,
+    relayOutput = false,
   ): Promise<LxdExecProcess> {
     if (command.length === 0 || command.some((a) => a.includes('\0')))
       throw new AlacarteError('invalid_request', 'bad command');
@@ -569,6 +570,7 @@ export class LxdDriver implements ComputeDriver {
         command,
         env: { ...LXD_EXEC_DEFAULTS, ...leaseEnv(i), ...env },
         terminal,
+        relayOutput,
       });
     } catch (e) {
       if (!(await this.isRunning({ leaseId }))) throw notRunning(leaseId);
@@ -628,7 +630,8 @@ export class LxdDriver implements ComputeDriver {
     const stdin = request.stdin === undefined ? undefined : Buffer.from(request.stdin);
     if (stdin && stdin.length > MAX_STDIN_BYTES)
       throw new AlacarteError('invalid_request', 'stdin too large');
-    const p = await this.startProcess(sandbox.leaseId, command, request.env);
+    // Ends when the command does, as crun's: what it left running keeps its output (drained inside).
+    const p = await this.startProcess(sandbox.leaseId, command, request.env, undefined, true);
     const stdout = new CappedBuffer(request.maxOutputBytes);
     const stderr = new CappedBuffer(request.maxOutputBytes);
     p.stdout?.on('data', (b: Buffer) => stdout.push(b));

@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import WebSocket, { createWebSocketStream } from 'ws';
 import { z } from 'zod';
 import { execCommand } from './in-instance.js';
-import type { LxdClient } from './lxd-client.js';
+import { type LxdClient, LxdError, type LxdOperation } from './lxd-client.js';
 
 /** The secrets of an exec operation's websockets (doc: rest-api "instances/{name}/exec"). */
 const execOperation = z.object({
@@ -25,6 +25,11 @@ export interface LxdExecOptions {
   env: Record<string, string>;
   /** A terminal of this size (one websocket carries both directions); pipes otherwise. */
   terminal?: { cols: number; rows: number };
+  /**
+   * End the exec when the command exits, even if a process it started still holds its output,
+   * which is then drained inside the instance (execCommand's `relayOutput`). Pipes only.
+   */
+  relayOutput?: boolean;
 }
 
 /** A command running through LXD's exec API, its channels as streams. */
@@ -55,7 +60,11 @@ export async function lxdExec(
   const tag = randomBytes(12).toString('hex');
   const answer = await client.call('POST', `/1.0/instances/${instance}/exec`, {
     // Exactly this environment, and LXD reading all the output before the end (execCommand).
-    command: execCommand({ ...options.env, [EXEC_TAG]: tag }, options.command),
+    command: execCommand(
+      { ...options.env, [EXEC_TAG]: tag },
+      options.command,
+      options.relayOutput === true && options.terminal === undefined,
+    ),
     environment: { [EXEC_TAG]: tag },
     'wait-for-websocket': true,
     'record-output': false,
@@ -95,13 +104,15 @@ export async function lxdExec(
   control.on('error', () => {});
   control.on('message', () => {});
   const stream = (name: string) => streams.get(name) as Duplex;
-  const exited = client.wait(op.id).then(
-    (done) => {
-      const parsed = execReturn.safeParse(done.metadata);
-      return parsed.success ? parsed.data.return : 255;
-    },
-    () => 255,
-  );
+  const status = (done: LxdOperation | undefined) => {
+    const parsed = execReturn.safeParse(done?.metadata);
+    return parsed.success ? parsed.data.return : 255;
+  };
+  // LXD fails the operation of a command that exits 126 or 127 ("Command not found", lxd/instance/
+  // drivers/driver_lxc_cmd.go), its status still in the metadata: that status, as crun gives it.
+  const exited = client
+    .wait(op.id)
+    .then(status, (e: unknown) => status(e instanceof LxdError ? e.operation : undefined));
   void exited.finally(() => control.close());
   return {
     tag,

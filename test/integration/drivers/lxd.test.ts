@@ -7,14 +7,9 @@ if (lxdSkipReason) {
     it('runs only as root with lxd and busybox-static', () => {});
   });
 } else {
-  computeDriverContract('lxd', makeLxdTarget, {
-    'exec returns when the command exits, even if it left a process holding its output':
-      "LXD's exec API ends its operation only once every process holding the command's output has closed it",
-  });
+  computeDriverContract('lxd', makeLxdTarget);
   // /run/alacarte written through LXD's file API, as on a cluster (lxd-cluster.test.ts).
   computeDriverContract('lxd, files pushed', () => makeLxdTarget({ delivery: 'push' }), {
-    'exec returns when the command exits, even if it left a process holding its output':
-      "LXD's exec API ends its operation only once every process holding the command's output has closed it",
     'shows the lease id and deadline in /run/alacarte/lease.json, read-only':
       "pushed files are the instance's own: its root can write them (delivery bind keeps them read-only)",
   });
