@@ -160,6 +160,9 @@ export async function ensureLxcfs(options: LxcfsOptions): Promise<string | undef
   return undefined;
 }
 
+/** How long one answeringDevice() check stands for later calls, in ms. */
+const SHARE_CHECK_MS = 100;
+
 /**
  * The lxcfs one driver binds into its sandboxes: found or started once (`open`), replaced when it
  * stops answering (`forNewSandbox`, called only where sandboxes are made ahead, off start()'s path).
@@ -167,6 +170,8 @@ export async function ensureLxcfs(options: LxcfsOptions): Promise<string | undef
  */
 export class DriverLxcfs {
   private replacing: Promise<void> | undefined;
+  /** The last answeringDevice() check: shared by the calls while it runs and SHARE_CHECK_MS after. */
+  private check: { done?: number; device: Promise<number | undefined> } | undefined;
 
   private constructor(
     private dir: string | undefined,
@@ -204,5 +209,35 @@ export class DriverLxcfs {
    */
   async answersIn(initPid: number): Promise<boolean> {
     return this.dir === undefined || lxcfsAnswersSoon(`/proc/${initPid}/root`);
+  }
+
+  /**
+   * The device number of the lxcfs that new sandboxes bind, if it answers now (undefined: it does
+   * not, or none is bound). A sandbox made while the same device answered binds that very FUSE
+   * mount (a restarted lxcfs mounts with another device), so this one open stands for the
+   * answersIn() of every such sandbox: a burst's takes share one check instead of queueing an
+   * open each in the thread pool. Calls while a check runs, and for SHARE_CHECK_MS after it, share it.
+   */
+  answeringDevice(): Promise<number | undefined> {
+    const dir = this.dir;
+    if (dir === undefined) return Promise.resolve(undefined);
+    const last = this.check;
+    if (last && (last.done === undefined || Date.now() - last.done < SHARE_CHECK_MS)) return last.device;
+    const check: { done?: number; device: Promise<number | undefined> } = {
+      device: (async () => {
+        const file = await open(`${dir}/proc/meminfo`, 'r');
+        try {
+          return (await file.stat()).dev;
+        } finally {
+          await file.close();
+        }
+      })()
+        .catch(() => undefined)
+        .finally(() => {
+          check.done = Date.now();
+        }),
+    };
+    this.check = check;
+    return check.device;
   }
 }
