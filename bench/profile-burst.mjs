@@ -120,6 +120,9 @@ export async function profileBurst(driverOptions = {}, config = {}) {
       },
       'taken',
     );
+    // Private: whether a made-ahead sandbox's init and lxcfs files still answer (absent in older builds).
+    if (typeof t.driver.poolInitAlive === 'function')
+      wrap(t.driver, 'poolInitAlive', () => als.getStore(), 'alive');
     wrap(
       t.driver,
       'exec',
@@ -188,7 +191,8 @@ const STAGES = [
   ['→ redeemed (COMMIT, its fsync)', 'recorded', 'redeemed'],
   ['→ driver start called', 'redeemed', 'start'],
   ['→ pool take returned (made ahead, or made now)', 'take', 'taken'],
-  ['→ driver start returned (limits, lease files, wake init)', 'taken', 'started'],
+  ['→ made-ahead sandbox checked (init alive, lxcfs answers)', 'taken', 'alive'],
+  ['→ driver start returned (limits, lease files, wake init)', 'alive', 'started'],
   ['→ create returned (state running written, answer read back)', 'started', 'created'],
   ['→ 201 written', 'created', 'answered'],
   ['→ 201 received by the renter', 'answered', 'createdClient'],
