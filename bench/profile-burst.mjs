@@ -237,15 +237,16 @@ export function table(result, title) {
   return [
     `${title} (pool waiting when sent: ${result.poolReady}; takes that found it empty: ${result.dry}; load average ${result.load.toFixed(1)})`,
     '',
-    '| stage (each request) | p50 ms | p95 ms | max ms |',
-    '| --- | ---: | ---: | ---: |',
-    ...result.rows.map((r) => `| ${r.label} | ${f(r.p50)} | ${f(r.p95)} | ${f(r.max)} |`),
+    '| stage (each request) | p50 ms | p95 ms | max ms | n |',
+    '| --- | ---: | ---: | ---: | ---: |',
+    ...result.rows.map((r) => `| ${r.label} | ${f(r.p50)} | ${f(r.p95)} | ${f(r.max)} | ${r.n} |`),
   ].join('\n');
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const r = await profileBurst();
   console.log(table(r, `${BURST} paid creates sent at once`));
+  if (process.env.JSON_OUT) writeFileSync(process.env.JSON_OUT, JSON.stringify(r));
 }
 
 /** Self time per function (with its callers, 3 deep), largest first, in ms over the burst. */

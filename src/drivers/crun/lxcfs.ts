@@ -160,9 +160,6 @@ export async function ensureLxcfs(options: LxcfsOptions): Promise<string | undef
   return undefined;
 }
 
-/** How long one answeringDevice() check stands for later calls, in ms. */
-const SHARE_CHECK_MS = 100;
-
 /**
  * The lxcfs one driver binds into its sandboxes: found or started once (`open`), replaced when it
  * stops answering (`forNewSandbox`, called only where sandboxes are made ahead, off start()'s path).
@@ -170,8 +167,8 @@ const SHARE_CHECK_MS = 100;
  */
 export class DriverLxcfs {
   private replacing: Promise<void> | undefined;
-  /** The last answeringDevice() check: shared by the calls while it runs and SHARE_CHECK_MS after. */
-  private check: { done?: number; device: Promise<number | undefined> } | undefined;
+  /** The answeringDevice() check under way. */
+  private checking: Promise<number | undefined> | undefined;
 
   private constructor(
     private dir: string | undefined,
@@ -214,30 +211,26 @@ export class DriverLxcfs {
   /**
    * The device number of the lxcfs that new sandboxes bind, if it answers now (undefined: it does
    * not, or none is bound). A sandbox made while the same device answered binds that very FUSE
-   * mount (a restarted lxcfs mounts with another device), so this one open stands for the
-   * answersIn() of every such sandbox: a burst's takes share one check instead of queueing an
-   * open each in the thread pool. Calls while a check runs, and for SHARE_CHECK_MS after it, share it.
+   * mount (a restarted lxcfs mounts with another device), so this one check stands for the
+   * answersIn() of every such sandbox: the takes of a burst that arrive while a check runs share it
+   * instead of queueing an open each in the thread pool. A finished check is never reused: a take
+   * always hears of an lxcfs that died before it asked.
    */
   answeringDevice(): Promise<number | undefined> {
     const dir = this.dir;
     if (dir === undefined) return Promise.resolve(undefined);
-    const last = this.check;
-    if (last && (last.done === undefined || Date.now() - last.done < SHARE_CHECK_MS)) return last.device;
-    const check: { done?: number; device: Promise<number | undefined> } = {
-      device: (async () => {
-        const file = await open(`${dir}/proc/meminfo`, 'r');
-        try {
-          return (await file.stat()).dev;
-        } finally {
-          await file.close();
-        }
-      })()
-        .catch(() => undefined)
-        .finally(() => {
-          check.done = Date.now();
-        }),
-    };
-    this.check = check;
-    return check.device;
+    this.checking ??= (async () => {
+      const file = await open(`${dir}/proc/meminfo`, 'r');
+      try {
+        return (await file.stat()).dev;
+      } finally {
+        await file.close();
+      }
+    })()
+      .catch(() => undefined)
+      .finally(() => {
+        this.checking = undefined;
+      });
+    return this.checking;
   }
 }
