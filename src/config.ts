@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { imageNameSchema } from './core/lease-request.js';
 import { DEFAULT_BANDWIDTH_MBIT } from './core/offers.js';
 
 /**
@@ -177,6 +178,24 @@ export const configSchema = z
           ),
       ])
       .default({ kind: 'crun' }),
+    /**
+     * Sandboxes made ahead (crun driver): per (image, offer's disk size) at least `size` wait ready,
+     * made when the node starts and refilled behind each take; the pool grows with demand (as many
+     * as were taken in the last 5 s) up to `max`. `concurrency` are made at once over all of them,
+     * each after a moment without paid starts (1 fits a 2-core host: a making is several runtime
+     * processes). `images`: which images are made ahead from the start (default: every image on
+     * sale when the node starts; others are made ahead once rented). A waiting sandbox costs well
+     * under 1 MiB of host memory and no CPU.
+     */
+    pool: z
+      .object({
+        size: z.number().int().min(0).max(10_000).default(2),
+        max: z.number().int().min(0).max(10_000).default(128),
+        concurrency: z.number().int().min(1).max(64).default(1),
+        images: z.array(imageNameSchema).max(100).optional(),
+      })
+      .strict()
+      .prefault({}),
     /** Other Cashu mints whose tokens this node accepts (it swaps them at that mint first). */
     trustedMints: z.array(z.url()).max(50).default([]),
     mint: z

@@ -158,11 +158,13 @@ export class AlacarteNode {
       const payouts = createPayouts(config, { db, lightning, secret, fetch: options.fetch, logger });
 
       let leases: LeaseService | undefined;
+      let soldOffers: readonly Offer[] = [];
       let reaper: Reaper | undefined;
       let metrics: NodeMetrics | undefined;
       const driver = options.driver;
       if (driver) {
         const offers: Offer[] = config.offers ? config.offers.map(offerFromJson) : [...DEFAULT_OFFERS];
+        soldOffers = offers;
         const cashu = new CashuRail({
           mint: mint.nodePayments(),
           mintUrl: () => `${urlRef.url}/mint`,
@@ -278,6 +280,7 @@ export class AlacarteNode {
         notices,
       );
       node.closeLightning = running.close;
+      if (driver && leases) node.sold = { driver, offers: soldOffers };
       return node;
     } catch (err) {
       await running?.close();
@@ -286,6 +289,31 @@ export class AlacarteNode {
       throw err;
     }
   }
+
+  /**
+   * Has the driver make sandboxes ahead for every offer's disk size and each image of
+   * `pool.images` (default: every image on sale now), so that the first paid starts, a burst's
+   * included, take sandboxes made ahead. Returns at once; an image that cannot be prepared is
+   * logged and skipped.
+   */
+  private prewarm(leases: LeaseService): void {
+    const { driver, offers } = this.sold ?? {};
+    if (!driver?.prewarm || !offers) return;
+    const images = this.config.pool.images ?? leases.imageList();
+    const disks = [...new Set(offers.map((o) => o.diskMib))];
+    for (const image of images) {
+      for (const diskMib of disks) {
+        try {
+          driver.prewarm?.(image, diskMib);
+        } catch (err) {
+          this.logger.warn({ err: String(err), image }, 'sandboxes of an image could not be made ahead');
+        }
+      }
+    }
+  }
+
+  /** The driver and the offers on sale, for prewarm(); none without a driver. */
+  private sold: { driver: ComputeDriver; offers: readonly Offer[] } | undefined;
 
   /** Stops the Lightning backend's connections and subscriptions (after the mint stopped listening). */
   private closeLightning: () => Promise<void> = async () => {};
@@ -305,6 +333,7 @@ export class AlacarteNode {
         this.logger.warn(outcome, 'reconciled leases after a restart');
       // From now on a sandbox that ends early ends its lease within seconds (reconciler.ts).
       this.leases.reconciler.start();
+      this.prewarm(this.leases);
     }
     // Listening to the other replicas before serving: a wallet's subscription hears what follows.
     await this.notices.ready();

@@ -43,17 +43,23 @@ async function cycles() {
 async function firstCommand() {
   const toFirst = [];
   const leases = [];
+  /** Per lease, milliseconds since the epoch (comparable with the node's thread): sent, 201, exec answered. */
+  const marks = [];
+  const epoch = (t) => performance.timeOrigin + t;
   const t0 = performance.now();
   await pool(tokens, clients, async (token) => {
     const r = await createLease(url, body, token);
     const lease = created(r);
+    const answered = performance.now();
     await execIn(url, lease, ['true']);
-    toFirst.push(performance.now() - r.t0);
+    const done = performance.now();
+    toFirst.push(done - r.t0);
+    marks.push({ lease: lease.id, sent: epoch(r.t0), created: epoch(answered), done: epoch(done) });
     leases.push(lease);
   });
   const seconds = (performance.now() - t0) / 1000;
   await pool(leases, 8, (l) => stopLease(url, l));
-  return { seconds, toFirst };
+  return { seconds, toFirst, marks };
 }
 
 try {

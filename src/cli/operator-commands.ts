@@ -149,7 +149,15 @@ async function serveLocked(config: Config): Promise<number> {
     driver = lxd.driver;
     driverLine = `driver: lxd (${describeEndpoint(lxd.endpoint)}; placement by LXD, no egress)`;
   } else {
-    driver = await CrunDriver.create({ runtimeDir, imagesDir, logger, egress: config.egress });
+    driver = await CrunDriver.create({
+      runtimeDir,
+      imagesDir,
+      logger,
+      egress: config.egress,
+      warmLayers: config.pool.size,
+      warmLayersMax: Math.max(config.pool.size, config.pool.max),
+      warmConcurrency: config.pool.concurrency,
+    });
     driverLine = 'driver: crun (sandboxes on this machine)';
     for (const o of (config.offers ?? []).map(offerFromJson).filter((o) => !diskFitsMemory(o)))
       process.stderr.write(

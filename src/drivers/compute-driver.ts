@@ -20,6 +20,13 @@ export interface ComputeDriver {
   /** What is left on this host after the sandboxes already running, under the operator's overcommit. */
   capacity(): Promise<DriverCapacity>;
   /**
+   * Optional: makes sandboxes of `image` with a writable disk of `diskMib` ahead of the first
+   * start (the node calls it for its offers when it starts), so that even the first paid start of
+   * a burst takes one made ahead. Returns at once; the work runs behind, off any request's path.
+   * Throws AlacarteError `invalid_request` for an unknown image.
+   */
+  prewarm?(image: string, diskMib: number): void;
+  /**
    * Starts a sandbox for a lease and returns once it answers `exec`. Throws AlacarteError
    * `start_failed`, or `invalid_request` for a bad spec. Admission is the caller's: ask capacity().
    */

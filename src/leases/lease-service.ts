@@ -45,6 +45,7 @@ import {
   requireSellableOffers,
   sellableImages,
 } from './request-checks.js';
+import { RunningMarks } from './running-marks.js';
 
 export type { Answer } from './answer.js';
 
@@ -133,6 +134,7 @@ export class LeaseService {
   private readonly emit: (event: LeaseEvent) => void;
   private readonly ssh: () => SshEndpoint | undefined;
   private readonly inFlight = new InFlight<Answer>();
+  private readonly runningMarks: RunningMarks;
   private readonly execs = new PerLeaseLimit(8, 'commands');
   private readonly terminals = new PerLeaseLimit(4, 'terminals');
   private readonly transfers = new PerLeaseLimit(4, 'file transfers');
@@ -156,6 +158,7 @@ export class LeaseService {
 
   constructor(options: LeaseServiceOptions) {
     this.db = options.db;
+    this.runningMarks = new RunningMarks(options.db);
     this.driver = options.driver;
     this.rail = options.rail;
     requireSellableOffers(options.offers);
@@ -461,16 +464,9 @@ export class LeaseService {
         deadline,
       );
       this.emit({ type: 'started', ms: this.now().getTime() - startedAt.getTime() });
-      const updated = await this.db
-        .updateTable('leases')
-        .set({
-          ...stateColumns({ kind: 'running', startedAt, expiresAt: deadline }),
-          ports_json: JSON.stringify(started.ports),
-        })
-        .where('id', '=', id)
-        .where('state', '=', 'pending')
-        .executeTakeFirst();
-      if (updated.numUpdatedRows !== 1n) await this.reconciler.removeFailedStart(id);
+      // One commit for the starts that finish in the same event-loop turn (running-marks.ts).
+      const marked = await this.runningMarks.mark(id, startedAt, deadline, started.ports);
+      if (!marked) await this.reconciler.removeFailedStart(id);
     } catch (err) {
       this.log.warn(
         { err: String(err), cause: String((err as Error).cause ?? ''), lease: id },

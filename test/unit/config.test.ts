@@ -26,6 +26,14 @@ describe('loadConfig', () => {
     expect(c.mint.maxOutputs).toBe(1000);
   });
 
+  it('makes sandboxes ahead by default (2 per image and disk size, up to 128 by demand, 1 at a time), as configured', () => {
+    expect(loadConfig().pool).toEqual({ size: 2, max: 128, concurrency: 1 });
+    const c = loadConfig({ flags: { pool: { size: 100, images: ['busybox'] } } });
+    expect(c.pool).toEqual({ size: 100, max: 128, concurrency: 1, images: ['busybox'] });
+    expect(() => loadConfig({ flags: { pool: { concurrency: 0 } } })).toThrow(/pool\.concurrency/);
+    expect(() => loadConfig({ flags: { pool: { images: ['../etc'] } } })).toThrow(/pool\.images/);
+  });
+
   it('names what is wrong', () => {
     expect(() => loadConfig({ env: { ALACARTE_PORT: 'eighty' } })).toThrow(/port/);
     expect(() => loadConfig({ flags: { port: 70_000 } })).toThrow(ConfigError);

@@ -145,6 +145,8 @@ export class CrunDriver implements ComputeDriver {
   private readonly exitListeners = new Set<(leaseId: string) => void>();
   private exitTimer: NodeJS.Timeout | undefined;
   private readonly cpus = new CpuPicker();
+  /** Made-ahead sandbox name -> device of the lxcfs it binds, as seen answering when it was made. */
+  private readonly lxcfsDevices = new Map<string, number>();
 
   private constructor(
     private readonly runtime: RuntimeInfo,
@@ -166,6 +168,7 @@ export class CrunDriver implements ComputeDriver {
     private readonly log: DriverLogger,
     warmLayers: number,
     warmLayersMax: number,
+    warmConcurrency: number,
     /** The lxcfs whose proc files sandboxes bind (lxcfs.ts). */
     private readonly lxcfs: DriverLxcfs,
     /** How sftp() runs OpenSSH's sftp-server inside (sftp-server.ts), or why it cannot. */
@@ -179,9 +182,15 @@ export class CrunDriver implements ComputeDriver {
       idBase,
       size: warmLayers,
       maxSize: warmLayers === 0 ? 0 : warmLayersMax,
+      concurrency: warmConcurrency,
+      // Refills wait for a moment without starts, so that a burst's own takes do not slow it down.
+      busy: () => this.starting.size > 0,
       logger: log,
       create: (warm, _image, diskMib) => this.createContainer(warm, diskMib),
-      discard: (warm) => this.removeContainer(warm.name),
+      discard: (warm) => {
+        this.lxcfsDevices.delete(warm.name);
+        return this.removeContainer(warm.name);
+      },
     });
   }
 
@@ -259,6 +268,7 @@ export class CrunDriver implements ComputeDriver {
       log,
       options.warmLayers ?? 2,
       options.warmLayersMax ?? 128,
+      options.warmConcurrency ?? 1,
       lxcfs,
       sftpServer,
       egress,
@@ -778,6 +788,17 @@ export class CrunDriver implements ComputeDriver {
     throw new Error('init did not start within 2 s');
   }
 
+  /**
+   * For tests and benchmarks: sandboxes of (image, disk size) waiting made ahead, and how many
+   * starts found none waiting and had one made on their path.
+   */
+  madeAhead(image: string, diskMib: number): { waiting: number; madeOnDemand: number } {
+    return {
+      waiting: this.pool.waiting(image, diskMib),
+      madeOnDemand: this.pool.madeOnDemand(image, diskMib),
+    };
+  }
+
   /** For tests and benchmarks: where a sandbox's processes are accounted. */
   cgroupPath(leaseId: string): string {
     const path = this.knownCgroupPath(leaseId);
@@ -843,6 +864,9 @@ export class CrunDriver implements ComputeDriver {
 
   /** Writes the bundle of a sandbox made ahead and has the runtime create it (not start it). */
   private async createContainer(warm: WarmSandbox, diskMib: number): Promise<void> {
+    const lxcfsDir = await this.lxcfs.forNewSandbox();
+    const lxcfsDevice = lxcfsDir === undefined ? undefined : await this.lxcfs.answeringDevice();
+    if (lxcfsDevice !== undefined) this.lxcfsDevices.set(warm.name, lxcfsDevice);
     const config = ociSpec({
       hostname: 'sandbox',
       rootfs: join(warm.dir, 'rootfs'),
@@ -853,7 +877,7 @@ export class CrunDriver implements ComputeDriver {
       idCount: this.idCount,
       cgroupsPath: this.cgroupOf(warm.name),
       swapAccounting: this.cgroups.swapAccounting,
-      lxcfsDir: await this.lxcfs.forNewSandbox(),
+      lxcfsDir,
     });
     writeFileSync(join(warm.dir, 'config.json'), JSON.stringify(config));
     // Until a lease takes it, a made-ahead sandbox ends by itself after a while, like any other.
@@ -904,8 +928,14 @@ export class CrunDriver implements ComputeDriver {
     }
   }
 
-  /** Its init runs, and the lxcfs files it bound still answer (a killed lxcfs leaves them dead). */
+  /**
+   * Its init runs, and the lxcfs files it bound still answer (a killed lxcfs leaves them dead):
+   * one check of the lxcfs shared by every take when it is the mount the sandbox bound, else an
+   * open through the sandbox's own root.
+   */
   private async poolInitAlive(warm: WarmSandbox): Promise<boolean> {
+    const bound = this.lxcfsDevices.get(warm.name);
+    this.lxcfsDevices.delete(warm.name);
     let pid: number;
     try {
       pid = Number.parseInt(readFileSync(join(warm.dir, 'init.pid'), 'utf8'), 10);
@@ -914,6 +944,7 @@ export class CrunDriver implements ComputeDriver {
     } catch {
       return false;
     }
+    if (bound !== undefined && (await this.lxcfs.answeringDevice()) === bound) return true;
     return this.lxcfs.answersIn(pid);
   }
 

@@ -38,6 +38,13 @@ export interface CrunDriverOptions {
    */
   warmLayersMax?: number;
   /**
+   * How many sandboxes are made ahead at once, over every (image, disk size) (default 1: each
+   * making is several runtime and mount processes, and on a 2-core host a second at once only
+   * takes CPU from paid starts and execs). Refills also wait (up to 1 s) for a moment without
+   * starts under way.
+   */
+  warmConcurrency?: number;
+  /**
    * Runs host programs (runtime create/delete, mounts) through one long-lived busybox shell rather
    * than spawning each from Node, whose fork holds the event loop (spawner.ts). Default true; false
    * is the old way, kept for comparison in bench/load.bench.mjs.

@@ -52,7 +52,25 @@ export interface LayerPoolOptions {
   logger: DriverLogger;
   /** Milliseconds since the epoch (default Date.now); demand is measured with it. */
   now?: () => number;
+  /**
+   * How many sandboxes are made ahead at once, over every (image, disk size) (default 1): each
+   * making is a few runtime and mount processes, and on a small host more at once only take CPU
+   * from the starts and execs of paid requests (bench/load.bench.mjs).
+   */
+  concurrency?: number;
+  /**
+   * True while paid starts are under way (default never): a refill waits for a moment when none
+   * is, for at most QUIET_WAIT_MS per sandbox, so that a burst's requests are not starved by the
+   * refill their own takes set off.
+   */
+  busy?: () => boolean;
 }
+
+/**
+ * Longest a refill waits for a moment without starts under way before making its next sandbox
+ * anyway: a steady stream of starts never leaves the pool unrefilled for longer than this.
+ */
+export const QUIET_WAIT_MS = 1_000;
 
 /**
  * Sandboxes prepared ahead of start(): `layer/` is a tmpfs of the disk size holding the overlay's
@@ -70,11 +88,16 @@ export class LayerPool {
   private readonly making = new Set<string>();
   /** (image, disk size) pairs asked for ahead of any take (the node's offers). */
   private readonly wanted = new Set<string>();
+  /** Takes that found none waiting, per (image, disk size) (madeOnDemand()). */
+  private readonly onDemand = new Map<string, number>();
   /** When each (image, disk size) was last taken from. */
   private readonly lastTake = new Map<string, number>();
   private readonly trimTimer: NodeJS.Timeout;
   private trimming: Promise<void> | undefined;
   private closed = false;
+  /** Sandboxes being made ahead right now (over every key), and refills waiting for their turn. */
+  private slotsUsed = 0;
+  private readonly slotQueue: Array<() => void> = [];
 
   private readonly now: () => number;
 
@@ -97,7 +120,14 @@ export class LayerPool {
       claim(ready);
       return ready;
     }
+    const key = `${image}-${diskMib}`;
+    this.onDemand.set(key, (this.onDemand.get(key) ?? 0) + 1);
     return this.prepare(image, diskMib, claim);
+  }
+
+  /** How many takes of (image, disk size) found none waiting and had one made on their path. */
+  madeOnDemand(image: string, diskMib: number): number {
+    return this.onDemand.get(`${image}-${diskMib}`) ?? 0;
   }
 
   /** How many sandboxes of (image, disk size) wait ready now. */
@@ -196,9 +226,10 @@ export class LayerPool {
   }
 
   /**
-   * Prepares in the background until the pool for (image, disk size) holds its target again, one
-   * at a time: on a small host a second at once only takes CPU from the starts and execs under way
-   * (measured: bench/load.bench.mjs).
+   * Prepares in the background until the pool for (image, disk size) holds its target again,
+   * `concurrency` at a time over every key and each after a moment without starts under way (see
+   * slot()): on a small host more at once only take CPU from the starts and execs of paid requests
+   * (measured: bench/load.bench.mjs, bench/profile-burst.mjs).
    */
   replenish(image: string, diskMib: number): void {
     const key = `${image}-${diskMib}`;
@@ -210,13 +241,15 @@ export class LayerPool {
       const missing = () => this.target(key) - list.length - making;
       const worker = async () => {
         while (!this.closed && missing() > 0) {
-          making++;
+          await this.slot();
           try {
+            if (this.closed || missing() <= 0) break;
+            making++;
             // Into the pool in the same instant it stops being "in the making" (see holds());
             // close() waits for this loop, then removes everything in the pool.
-            await this.prepare(image, diskMib, (warm) => list.push(warm));
+            await this.prepare(image, diskMib, (warm) => list.push(warm)).finally(() => making--);
           } finally {
-            making--;
+            this.releaseSlot();
           }
         }
       };
@@ -228,6 +261,29 @@ export class LayerPool {
       )
       .finally(() => this.filling.delete(key));
     this.filling.set(key, p);
+  }
+
+  /**
+   * Waits for a moment without paid starts under way (QUIET_WAIT_MS at most), then for one of the
+   * `concurrency` places to make a sandbox ahead.
+   */
+  private async slot(): Promise<void> {
+    const busy = this.options.busy;
+    // The real clock: `now` may be a test's, standing still.
+    for (const since = Date.now(); busy?.() && !this.closed && Date.now() - since < QUIET_WAIT_MS; )
+      await new Promise((r) => setTimeout(r, 10));
+    if (this.slotsUsed < Math.max(1, this.options.concurrency ?? 1)) {
+      this.slotsUsed++;
+      return;
+    }
+    // The place is handed over by releaseSlot(), the count unchanged.
+    await new Promise<void>((r) => this.slotQueue.push(r));
+  }
+
+  private releaseSlot(): void {
+    const next = this.slotQueue.shift();
+    if (next) next();
+    else this.slotsUsed--;
   }
 
   private async destroy(warm: WarmSandbox): Promise<void> {

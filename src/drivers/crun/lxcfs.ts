@@ -167,6 +167,8 @@ export async function ensureLxcfs(options: LxcfsOptions): Promise<string | undef
  */
 export class DriverLxcfs {
   private replacing: Promise<void> | undefined;
+  /** The answeringDevice() check under way. */
+  private checking: Promise<number | undefined> | undefined;
 
   private constructor(
     private dir: string | undefined,
@@ -204,5 +206,31 @@ export class DriverLxcfs {
    */
   async answersIn(initPid: number): Promise<boolean> {
     return this.dir === undefined || lxcfsAnswersSoon(`/proc/${initPid}/root`);
+  }
+
+  /**
+   * The device number of the lxcfs that new sandboxes bind, if it answers now (undefined: it does
+   * not, or none is bound). A sandbox made while the same device answered binds that very FUSE
+   * mount (a restarted lxcfs mounts with another device), so this one check stands for the
+   * answersIn() of every such sandbox: the takes of a burst that arrive while a check runs share it
+   * instead of queueing an open each in the thread pool. A finished check is never reused: a take
+   * always hears of an lxcfs that died before it asked.
+   */
+  answeringDevice(): Promise<number | undefined> {
+    const dir = this.dir;
+    if (dir === undefined) return Promise.resolve(undefined);
+    this.checking ??= (async () => {
+      const file = await open(`${dir}/proc/meminfo`, 'r');
+      try {
+        return (await file.stat()).dev;
+      } finally {
+        await file.close();
+      }
+    })()
+      .catch(() => undefined)
+      .finally(() => {
+        this.checking = undefined;
+      });
+    return this.checking;
   }
 }

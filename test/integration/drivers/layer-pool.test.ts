@@ -101,3 +101,58 @@ describe.skipIf(!isRoot)('made-ahead sandbox pool: sized by demand, surplus reap
     );
   });
 });
+
+// Refills over several (image, disk size) pairs share `concurrency` places, and wait for a moment
+// without paid starts: a burst's requests are not slowed by the refill their takes set off.
+describe.skipIf(!isRoot)('made-ahead sandbox pool: refills bounded and behind paid starts', () => {
+  let base: string;
+  let pool: LayerPool;
+  let busy = true;
+  let making = 0;
+  let mostAtOnce = 0;
+  let madeWhileBusy = 0;
+
+  beforeAll(() => {
+    base = mkdtempSync(join(tmpdir(), 'alacarte-pool-'));
+    mkdirSync(join(base, 'images', 'img'), { recursive: true });
+    mkdirSync(join(base, 'sandboxes'));
+    pool = new LayerPool({
+      runtimeDir: join(base, 'sandboxes'),
+      imagesDir: join(base, 'images'),
+      busybox: '/bin/busybox',
+      idBase: 1_000_000,
+      size: 3,
+      concurrency: 2,
+      busy: () => busy,
+      create: async () => {
+        if (busy) madeWhileBusy++;
+        making++;
+        mostAtOnce = Math.max(mostAtOnce, making);
+        await new Promise((r) => setTimeout(r, 30));
+        making--;
+      },
+      discard: async () => {},
+      logger: { info: () => {}, warn: () => {} },
+    });
+  });
+
+  afterAll(async () => {
+    await pool?.close();
+    if (base && mountsUnder(base).length === 0) rmSync(base, { recursive: true, force: true });
+  });
+
+  it('makes nothing while starts are under way, then fills every pool, at most `concurrency` at once', async () => {
+    for (const disk of [1, 2, 3]) {
+      pool.want('img', disk);
+      pool.replenish('img', disk);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    expect(pool.waiting('img', 1) + pool.waiting('img', 2) + pool.waiting('img', 3)).toBe(0);
+    busy = false;
+    await pool.settled();
+    expect([1, 2, 3].map((disk) => pool.waiting('img', disk))).toEqual([3, 3, 3]);
+    expect(madeWhileBusy).toBe(0);
+    expect(mostAtOnce).toBeLessThanOrEqual(2);
+    expect(mostAtOnce).toBeGreaterThan(0);
+  });
+});

@@ -1,0 +1,272 @@
+#!/usr/bin/env node
+// Where each of 100 paid creates sent at once waits (issue 13): a real node in this process (store,
+// in-process mint, crun, HTTP on loopback), the renters in a worker thread, a tiny offer, the
+// made-ahead pool holding BURST sandboxes when the burst is sent. Every request is stamped (ms since
+// the epoch, the renters' and the node's clocks alike) at each stage of its path: sent, HTTP request
+// parsed, lease service create, token read, admitted (replay checks, capacity reserved), the store
+// transaction's record, redeemed (commit), driver start (pool take, lease files, wake), the 201
+// written, the exec request parsed, the runtime's exec, the exec answered. Prints one Markdown
+// table: per stage, how long the requests spent in it (p50 / p95 / max). Not a *.bench.mjs.
+//   node bench/profile-burst.mjs            (BURST=100, POOL=100 by default)
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { loadavg } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { Worker } from 'node:worker_threads';
+import { percentile, prepareTokens, startPaidNode, TINY_OFFER } from './lib/paid-node.mjs';
+
+const BURST = Number(process.env.BURST ?? 100);
+const POOL = Number(process.env.POOL ?? BURST);
+const body = { offer: 'tiny', seconds: 3600, image: 'busybox' };
+const now = () => performance.timeOrigin + performance.now();
+
+/** Per request (keyed by its token while it has no lease id): stage name -> ms since the epoch. */
+const byToken = new Map();
+const byLease = new Map();
+const als = new AsyncLocalStorage();
+const stamp = (rec, name) => {
+  if (rec && rec[name] === undefined) rec[name] = now();
+};
+
+export async function profileBurst(driverOptions = {}, config = {}) {
+  const t = await startPaidNode(
+    { offers: [TINY_OFFER], ...config },
+    { warmLayers: POOL, warmLayersMax: Math.max(POOL, 128), ...driverOptions },
+  );
+  try {
+    const service = t.node.leases;
+    const server = t.node.app.server;
+    server.prependListener('request', (req, res) => {
+      let rec;
+      if (req.method === 'POST' && req.url === '/v1/leases') {
+        rec = {};
+        byToken.set(req.headers['x-cashu'], rec);
+        stamp(rec, 'http');
+      } else {
+        const m = /^\/v1\/leases\/([^/]+)\/exec$/.exec(req.url ?? '');
+        rec = m ? byLease.get(m[1]) : undefined;
+        stamp(rec, 'execHttp');
+      }
+      if (rec) res.once('finish', () => stamp(rec, rec.execHttp ? 'execAnswered' : 'answered'));
+    });
+    const wrap = (obj, name, before, after) => {
+      const original = obj[name];
+      obj[name] = async function wrapped(...args) {
+        const rec = before(args);
+        try {
+          return await original.apply(this, args);
+        } finally {
+          if (rec && after) stamp(rec, after);
+        }
+      };
+    };
+    const origCreate = service.create;
+    service.create = function create(input, headers, ...rest) {
+      const rec = byToken.get(headers['x-cashu']);
+      stamp(rec, 'create');
+      return als
+        .run(rec, () => origCreate.call(this, input, headers, ...rest))
+        .finally(() => stamp(rec, 'created'));
+    };
+    const origRedeem = service.rail.redeem;
+    service.rail.redeem = function redeem(request, price) {
+      const rec = als.getStore();
+      stamp(rec, 'redeem');
+      const admit = request.admit;
+      const record = request.record;
+      return origRedeem
+        .call(
+          this,
+          {
+            ...request,
+            admit: async (payment) => {
+              stamp(rec, 'admit');
+              await admit?.(payment);
+              stamp(rec, 'admitted');
+            },
+            record: async (trx, taken) => {
+              stamp(rec, 'record');
+              await record(trx, taken);
+              stamp(rec, 'recorded');
+            },
+          },
+          price,
+        )
+        .finally(() => stamp(rec, 'redeemed'));
+    };
+    wrap(
+      t.driver,
+      'start',
+      ([spec]) => {
+        const rec = als.getStore();
+        if (rec) byLease.set(spec.leaseId, rec);
+        stamp(rec, 'start');
+        return rec;
+      },
+      'started',
+    );
+    const pool = t.driver.pool;
+    const key = `busybox-${TINY_OFFER.disk_mib}`;
+    let dry = 0;
+    wrap(
+      pool,
+      'take',
+      () => {
+        const rec = als.getStore();
+        if (!(pool.ready.get(key)?.length > 0)) dry++;
+        stamp(rec, 'take');
+        return rec;
+      },
+      'taken',
+    );
+    // Private: whether a made-ahead sandbox's init and lxcfs files still answer (absent in older builds).
+    if (typeof t.driver.poolInitAlive === 'function')
+      wrap(t.driver, 'poolInitAlive', () => als.getStore(), 'alive');
+    wrap(
+      t.driver,
+      'exec',
+      ([ref]) => {
+        const rec = byLease.get(ref.leaseId);
+        stamp(rec, 'exec');
+        return rec;
+      },
+      'executed',
+    );
+
+    const tokens = await prepareTokens(t.mintUrl, BURST + 4, [2048, 1024, 512, 16]);
+    await run(t, 'cycles', tokens.splice(-4), 1);
+    const readyNow = () => pool.ready.get(key)?.length ?? 0;
+    for (let i = 0; i < 1200 && readyNow() < Math.min(POOL, BURST); i++) await sleep(100);
+    const poolReady = readyNow();
+    await sleep(1000);
+    byToken.clear();
+    byLease.clear();
+    dry = 0;
+    const load = loadavg()[0];
+    const session = process.env.CPUPROFILE ? new Session() : undefined;
+    if (session) {
+      session.connect();
+      await session.post('Profiler.enable');
+      await session.post('Profiler.start');
+    }
+    const burst = await run(t, 'first', tokens.splice(-BURST), BURST);
+    if (session) {
+      const { profile } = await session.post('Profiler.stop');
+      writeFileSync(process.env.CPUPROFILE, JSON.stringify(profile));
+      printTop(profile, 30);
+    }
+    return { rows: stages(burst.marks), poolReady, dry, load, toFirst: burst.toFirst };
+  } finally {
+    await t.close();
+  }
+}
+
+function sleep(ms) {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function run(t, mode, tokens, clients) {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(new URL('./lib/load-client.mjs', import.meta.url), {
+      workerData: { url: t.url, mode, tokens, clients, body },
+    });
+    worker.once('message', (m) => (m.ok ? resolve(m.result) : reject(new Error(m.error))));
+    worker.once('error', reject);
+  });
+}
+
+/** The stages, in path order: [label, from stamp, to stamp]. */
+const STAGES = [
+  ['sent → HTTP request parsed (accept, read, event-loop queue)', 'sent', 'http'],
+  ['→ lease service create (routing, body validation)', 'http', 'create'],
+  ['→ token read (decode, keyset, amounts)', 'create', 'admit'],
+  ['→ admitted (in-flight keys, replay lookup, capacity reserved)', 'admit', 'admitted'],
+  [
+    '→ record in the store transaction (proofs verified, transaction begun: waits for the connection)',
+    'admitted',
+    'record',
+  ],
+  ['→ lease and payment rows written', 'record', 'recorded'],
+  ['→ redeemed (COMMIT, its fsync)', 'recorded', 'redeemed'],
+  ['→ driver start called', 'redeemed', 'start'],
+  ['→ pool take returned (made ahead, or made now)', 'take', 'taken'],
+  ['→ made-ahead sandbox checked (init alive, lxcfs answers)', 'taken', 'alive'],
+  ['→ driver start returned (limits, lease files, wake init)', 'alive', 'started'],
+  ['→ create returned (state running written, answer read back)', 'started', 'created'],
+  ['→ 201 written', 'created', 'answered'],
+  ['→ 201 received by the renter', 'answered', 'createdClient'],
+  ['→ exec request parsed', 'createdClient', 'execHttp'],
+  ['→ driver exec called (authorize)', 'execHttp', 'exec'],
+  ['→ driver exec returned (the runtime runs `true`)', 'exec', 'executed'],
+  ['→ exec answer received by the renter', 'executed', 'done'],
+];
+
+function stages(marks) {
+  const recs = marks.map((m) => ({
+    ...byLease.get(m.lease),
+    sent: m.sent,
+    createdClient: m.created,
+    done: m.done,
+  }));
+  const rows = STAGES.map(([label, from, to]) => {
+    const d = recs.filter((r) => r[from] !== undefined && r[to] !== undefined).map((r) => r[to] - r[from]);
+    return { label, p50: percentile(d, 50), p95: percentile(d, 95), max: Math.max(...d), n: d.length };
+  });
+  const total = recs.map((r) => r.done - r.sent);
+  rows.push({
+    label: 'sent → first command answered',
+    p50: percentile(total, 50),
+    p95: percentile(total, 95),
+    max: Math.max(...total),
+    n: total.length,
+  });
+  const toCreated = recs.map((r) => r.createdClient - r.sent);
+  rows.push({
+    label: 'sent → 201 received',
+    p50: percentile(toCreated, 50),
+    p95: percentile(toCreated, 95),
+    max: Math.max(...toCreated),
+    n: toCreated.length,
+  });
+  return rows;
+}
+
+export function table(result, title) {
+  const f = (x) => (Number.isFinite(x) ? x.toFixed(1) : 'n/a');
+  return [
+    `${title} (pool waiting when sent: ${result.poolReady}; takes that found it empty: ${result.dry}; load average ${result.load.toFixed(1)})`,
+    '',
+    '| stage (each request) | p50 ms | p95 ms | max ms | n |',
+    '| --- | ---: | ---: | ---: | ---: |',
+    ...result.rows.map((r) => `| ${r.label} | ${f(r.p50)} | ${f(r.p95)} | ${f(r.max)} | ${r.n} |`),
+  ].join('\n');
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const r = await profileBurst();
+  console.log(table(r, `${BURST} paid creates sent at once`));
+  if (process.env.JSON_OUT) writeFileSync(process.env.JSON_OUT, JSON.stringify(r));
+}
+
+/** Self time per function (with its callers, 3 deep), largest first, in ms over the burst. */
+function printTop(profile, n) {
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const parent = new Map();
+  for (const node of profile.nodes) for (const c of node.children ?? []) parent.set(c, node.id);
+  const self = new Map();
+  for (const [i, id] of profile.samples.entries())
+    self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0));
+  const name = (f) =>
+    `${f.functionName || '(anonymous)'} ${f.url.split('/').slice(-2).join('/')}:${f.lineNumber + 1}`;
+  const rows = new Map();
+  for (const [id, us] of self) {
+    const chain = [];
+    for (let p = id, d = 0; p !== undefined && d < 4; p = parent.get(p), d++)
+      chain.push(name(byId.get(p).callFrame));
+    const key = chain.join(' < ');
+    rows.set(key, (rows.get(key) ?? 0) + us);
+  }
+  for (const [key, us] of [...rows].sort((a, b) => b[1] - a[1]).slice(0, n))
+    console.error(`${(us / 1000).toFixed(1).padStart(8)} ms  ${key}`);
+}
