@@ -3,7 +3,7 @@
 // per swap, several connections), beside the raw native crypto rate of the same per-proof work
 // (hash_to_curve + verify k·Y + sign k·B_ + DLEQ) in a loop, in the same run. The server runs in a
 // child process (its own core); the client's crypto (blinding, unblinding) happens before timing.
-// Target: HTTP swaps at 10 proofs/swap reach >= 50% of the raw native rate.
+// Target (issue 13): HTTP swaps at 10 proofs/swap reach >= 80% of the raw native rate.
 import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -138,16 +138,17 @@ async function main() {
           `| HTTP swap, ${r.perSwap} proof${r.perSwap > 1 ? 's' : ''}/swap, ${r.connections} connections | ${r.rate.toFixed(0)} | ${(r.rate / r.perSwap).toFixed(0)} | ${fmt(r.all)} | ${r.cpuRate.toFixed(0)} (server) |`,
       ),
       '',
-      `HTTP at 10 proofs/swap reaches ${(ratio * 100).toFixed(0)}% of the raw native rate (target >= 50%): ${ratio >= 0.5 ? 'met' : 'NOT met'}.`,
-      `Per CPU-second of the server process (insensitive to other load on the machine, blind to fsync waits): ${((ten.cpuRate / rawPerCpu) * 100).toFixed(0)}% of raw.`,
+      `HTTP at 10 proofs/swap reaches ${(ratio * 100).toFixed(0)}% of the raw native rate (target >= 80%): ${ratio >= 0.8 ? 'met' : 'NOT met'}.`,
+      `Per CPU-second of the server process, all its threads (less sensitive to other load on the machine, blind to fsync waits): ${((ten.cpuRate / rawPerCpu) * 100).toFixed(0)}% of raw.`,
       ...(process.env.ALACARTE_BENCH_STORE_URL
         ? [
             'Server: its own process, on PostgreSQL (ALACARTE_BENCH_STORE_URL); each swap commits in one statement',
             '(proofs and signatures together). Client: fetch from another',
           ]
         : [
-            'Server: its own process, SQLite file in WAL mode with synchronous=FULL; swaps commit through prepared statements,',
-            'those finishing in the same event-loop turn in one transaction (a savepoint each). Client: fetch from another',
+            'Server: its own process, SQLite file in WAL mode with synchronous=FULL; swaps commit in a worker thread with its',
+            'own connection (prepared statements), those arriving while a commit is in flight in the next one transaction',
+            '(a savepoint each), so the event loop verifies and signs while the fsync runs. Client: fetch from another',
           ]),
       'process, inputs and outputs prepared beforehand. The machine is shared: compare the ratios within one run.',
     ];

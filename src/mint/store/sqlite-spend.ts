@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import type SQLite from 'better-sqlite3';
 import type { SpendWriter } from './postgres-spend.js';
 import { type ConnectionHolder, SqliteWorkerSpendWriter } from './sqlite-spend-worker.js';
@@ -106,5 +107,6 @@ export class SqliteSpendWriter implements SpendWriter {
 export function sqliteSpendWriter(db: ConnectionHolder, sqlite: SQLite.Database): SpendWriter {
   const inThread = new SqliteSpendWriter(sqlite);
   if (sqlite.memory || sqlite.name === '' || sqlite.readonly) return inThread;
-  return new SqliteWorkerSpendWriter(db, sqlite.name, inThread);
+  // Absolute: the worker opens it later, whatever the working directory is by then.
+  return new SqliteWorkerSpendWriter(db, resolve(sqlite.name), inThread);
 }
