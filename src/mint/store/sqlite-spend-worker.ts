@@ -11,11 +11,12 @@ export interface ConnectionHolder {
   connection(): { execute<R>(callback: (connection: unknown) => Promise<R>): Promise<R> };
 }
 
-/** A spend as it crosses to the worker: rows as positional arrays, in the INSERTs' column order. */
-interface WireSpend {
-  proofs: unknown[][];
-  signatures: unknown[][];
-}
+/**
+ * A spend as it crosses to the worker: JSON of `{ proofs, signatures }`, rows as positional arrays
+ * in the INSERTs' column order. One string per batch crosses: JSON is several times cheaper to make
+ * than a structured clone of the many small arrays (which took a seventh of the event loop).
+ */
+type WireSpend = string;
 
 interface PendingSpend {
   spend: WireSpend;
@@ -72,15 +73,15 @@ const commitBatch = db.transaction((spends, outcomes) => {
 function wire(err) {
   return { code: err && err.code, message: String((err && err.message) || err) };
 }
-parentPort.on('message', (spends) => {
-  if (spends === 'close') {
+parentPort.on('message', (message) => {
+  if (message === 'close') {
     db.close();
     parentPort.close();
     return;
   }
   const outcomes = [];
   try {
-    commitBatch.immediate(spends, outcomes);
+    commitBatch.immediate(JSON.parse(message), outcomes);
     parentPort.postMessage({ outcomes });
   } catch (err) {
     parentPort.postMessage({ error: wire(err) });
@@ -130,7 +131,7 @@ export class SqliteWorkerSpendWriter implements SpendWriter {
     // The worker died (its file vanished, it crashed): swaps go on, committed on the event loop.
     if (this.failed !== undefined) return this.fallback.commit(proofs, signatures);
     if (this.closing) return Promise.reject(new Error('the mint is closing'));
-    const spend: WireSpend = {
+    const spend: WireSpend = JSON.stringify({
       proofs: proofs.map((p) => [
         p.y,
         p.keyset_id,
@@ -150,7 +151,7 @@ export class SqliteWorkerSpendWriter implements SpendWriter {
         s.melt_quote_id,
         s.created_at,
       ]),
-    };
+    });
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ spend, resolve, reject });
       if (!this.flushing) void this.flush();
@@ -181,7 +182,7 @@ export class SqliteWorkerSpendWriter implements SpendWriter {
           const batch = this.queue.splice(0, MAX_BATCH);
           let reply: WorkerReply;
           try {
-            reply = await this.send(batch.map((p) => p.spend));
+            reply = await this.send(`[${batch.map((p) => p.spend).join(',')}]`);
           } catch (err) {
             for (const p of batch) p.reject(err);
             return;
@@ -208,7 +209,7 @@ export class SqliteWorkerSpendWriter implements SpendWriter {
   }
 
   /** One batch to the worker and its reply; rejects if the worker dies meanwhile. */
-  private send(spends: WireSpend[]): Promise<WorkerReply> {
+  private send(spends: string): Promise<WorkerReply> {
     const worker = this.started();
     return new Promise<WorkerReply>((resolve) => {
       this.waiting = resolve;
