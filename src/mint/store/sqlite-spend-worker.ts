@@ -19,6 +19,8 @@ export interface ConnectionHolder {
 type WireSpend = string;
 
 interface PendingSpend {
+  proofs: readonly MintProofsTable[];
+  signatures: readonly MintSignaturesTable[];
   spend: WireSpend;
   resolve: () => void;
   reject: (err: unknown) => void;
@@ -153,7 +155,7 @@ export class SqliteWorkerSpendWriter implements SpendWriter {
       ]),
     });
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ spend, resolve, reject });
+      this.queue.push({ proofs, signatures, spend, resolve, reject });
       if (!this.flushing) void this.flush();
     });
   }
@@ -177,6 +179,12 @@ export class SqliteWorkerSpendWriter implements SpendWriter {
     this.flushing = true;
     try {
       while (this.queue.length > 0) {
+        if (this.failed !== undefined) {
+          // The worker died with these queued: they were never sent, the fallback commits them.
+          for (const p of this.queue.splice(0))
+            this.fallback.commit(p.proofs, p.signatures).then(p.resolve, p.reject);
+          break;
+        }
         await this.db.connection().execute(async () => {
           // Taken once the connection is ours: what arrived while waiting for it joins this batch.
           const batch = this.queue.splice(0, MAX_BATCH);
