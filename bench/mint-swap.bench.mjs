@@ -3,10 +3,10 @@
 // per swap, several connections), beside the raw native crypto rate of the same per-proof work
 // (hash_to_curve + verify k·Y + sign k·B_ + DLEQ) in a loop, in the same run. The server runs in a
 // child process (its own core); the client's crypto (blinding, unblinding) happens before timing.
-// Target: HTTP swaps at 10 proofs/swap reach >= 50% of the raw native rate.
+// Target (issue 13): HTTP swaps at 10 proofs/swap reach >= 80% of the raw native rate.
 import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -55,7 +55,7 @@ async function serve() {
   process.on('message', async (msg) => {
     if (msg === 'cpu') {
       const { user, system } = process.cpuUsage();
-      process.send({ cpu: user + system });
+      process.send({ cpu: user + system, main: mainThreadCpu() });
       return;
     }
     await app.close();
@@ -93,9 +93,10 @@ async function main() {
     const rawCpu = [];
     const rates = scenarios.map(() => []);
     const cpuRates = scenarios.map(() => []);
+    const mainRates = scenarios.map(() => []);
     const serverCpu = () =>
       new Promise((resolve) => {
-        child.once('message', (m) => resolve(m.cpu));
+        child.once('message', (m) => resolve(m));
         child.send('cpu');
       });
     for (let round = 0; round < rounds; round++) {
@@ -111,9 +112,10 @@ async function main() {
         }
         const cpu0 = await serverCpu();
         const seconds = await run(base, bodies, s.connections);
-        const cpuSeconds = ((await serverCpu()) - cpu0) / 1e6;
+        const cpu1 = await serverCpu();
         rates[i].push((s.perSwap * s.swaps) / seconds);
-        cpuRates[i].push((s.perSwap * s.swaps) / cpuSeconds);
+        cpuRates[i].push((s.perSwap * s.swaps) / ((cpu1.cpu - cpu0.cpu) / 1e6));
+        mainRates[i].push((s.perSwap * s.swaps) / ((cpu1.main - cpu0.main) / 1e6));
       }
     }
     const raw = median(raws);
@@ -122,6 +124,7 @@ async function main() {
       rate: median(rates[i]),
       all: rates[i],
       cpuRate: median(cpuRates[i]),
+      mainRate: median(mainRates[i]),
     }));
     const rawPerCpu = median(rawCpu);
     const ten = results.find((r) => r.perSwap === 10);
@@ -130,24 +133,26 @@ async function main() {
     const lines = [
       '## Mint swap throughput (HTTP on loopback vs raw native crypto)',
       '',
-      '| what | proofs/s (median, wall clock) | swaps/s | rounds | proofs per CPU-second |',
-      '| --- | ---: | ---: | --- | ---: |',
-      `| raw native: hash_to_curve + verify + sign + DLEQ per proof, one core | ${raw.toFixed(0)} | | ${fmt(raws)} | ${rawPerCpu.toFixed(0)} |`,
+      '| what | proofs/s (median, wall clock) | swaps/s | rounds | proofs per CPU-second (all threads) | proofs per CPU-second of the event loop |',
+      '| --- | ---: | ---: | --- | ---: | ---: |',
+      `| raw native: hash_to_curve + verify + sign + DLEQ per proof, one core | ${raw.toFixed(0)} | | ${fmt(raws)} | ${rawPerCpu.toFixed(0)} | ${rawPerCpu.toFixed(0)} |`,
       ...results.map(
         (r) =>
-          `| HTTP swap, ${r.perSwap} proof${r.perSwap > 1 ? 's' : ''}/swap, ${r.connections} connections | ${r.rate.toFixed(0)} | ${(r.rate / r.perSwap).toFixed(0)} | ${fmt(r.all)} | ${r.cpuRate.toFixed(0)} (server) |`,
+          `| HTTP swap, ${r.perSwap} proof${r.perSwap > 1 ? 's' : ''}/swap, ${r.connections} connections | ${r.rate.toFixed(0)} | ${(r.rate / r.perSwap).toFixed(0)} | ${fmt(r.all)} | ${r.cpuRate.toFixed(0)} (server) | ${r.mainRate.toFixed(0)} (server) |`,
       ),
       '',
-      `HTTP at 10 proofs/swap reaches ${(ratio * 100).toFixed(0)}% of the raw native rate (target >= 50%): ${ratio >= 0.5 ? 'met' : 'NOT met'}.`,
-      `Per CPU-second of the server process (insensitive to other load on the machine, blind to fsync waits): ${((ten.cpuRate / rawPerCpu) * 100).toFixed(0)}% of raw.`,
+      `HTTP at 10 proofs/swap reaches ${(ratio * 100).toFixed(0)}% of the raw native rate (target >= 80%): ${ratio >= 0.8 ? 'met' : 'NOT met'}.`,
+      `Per CPU-second of the server process, all its threads (less sensitive to other load on the machine, blind to fsync waits): ${((ten.cpuRate / rawPerCpu) * 100).toFixed(0)}% of raw.`,
+      `Per CPU-second of the server's event loop alone (what one core running it would sustain; the spend worker's SQLite work and fsync are on another thread): ${((ten.mainRate / rawPerCpu) * 100).toFixed(0)}% of raw.`,
       ...(process.env.ALACARTE_BENCH_STORE_URL
         ? [
             'Server: its own process, on PostgreSQL (ALACARTE_BENCH_STORE_URL); each swap commits in one statement',
             '(proofs and signatures together). Client: fetch from another',
           ]
         : [
-            'Server: its own process, SQLite file in WAL mode with synchronous=FULL; swaps commit through prepared statements,',
-            'those finishing in the same event-loop turn in one transaction (a savepoint each). Client: fetch from another',
+            'Server: its own process, SQLite file in WAL mode with synchronous=FULL; swaps commit in a worker thread with its',
+            'own connection (prepared statements), those arriving while a commit is in flight in the next one transaction',
+            '(a savepoint each), so the event loop verifies and signs while the fsync runs. Client: fetch from another',
           ]),
       'process, inputs and outputs prepared beforehand. The machine is shared: compare the ratios within one run.',
     ];
@@ -157,6 +162,17 @@ async function main() {
     await new Promise((r) => child.once('exit', r));
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * CPU time of this process's main thread alone (the event loop: HTTP, JSON, verifying, signing), in
+ * microseconds, from /proc (utime + stime in clock ticks of 10 ms); without the spend worker's.
+ */
+function mainThreadCpu() {
+  const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+  // Fields after the command name (in parentheses, which may hold spaces): utime is the 12th, stime the 13th.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
 }
 
 /** The mint's per-proof work, natively, in a loop: proofs per second. */

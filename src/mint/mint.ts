@@ -32,7 +32,7 @@ import {
   signedOutputs,
 } from './store/mint-store.js';
 import { PostgresSpendWriter, type SpendWriter } from './store/postgres-spend.js';
-import { SqliteSpendWriter } from './store/sqlite-spend.js';
+import { sqliteSpendWriter } from './store/sqlite-spend.js';
 import type { MintMintQuotesTable } from './store/tables.js';
 import type {
   BlindedMessage,
@@ -68,7 +68,8 @@ export interface MintOptions {
   db: MintDb;
   /**
    * The better-sqlite3 connection under `db` (openStore), if the store is SQLite: swaps then commit
-   * through prepared statements, grouped (sqlite-spend.ts). Without it every commit goes through Kysely.
+   * through prepared statements, grouped, in a worker thread with its own connection when the store
+   * is a file (sqlite-spend.ts, sqlite-spend-worker.ts). Without it every commit goes through Kysely.
    */
   sqlite?: SQLite.Database;
   /**
@@ -147,7 +148,7 @@ export class Mint {
     this.onRotated = options.onRotated ?? (() => {});
     this.fastSpend =
       options.sqlite !== undefined
-        ? new SqliteSpendWriter(options.sqlite)
+        ? sqliteSpendWriter(options.db, options.sqlite)
         : options.postgres !== undefined
           ? new PostgresSpendWriter(options.postgres)
           : undefined;
@@ -174,6 +175,10 @@ export class Mint {
     this.stopSettlements?.();
     this.stopSettlements = undefined;
     this.melts.close();
+    // The swaps under way still commit; the store is closed after this by its owner.
+    this.fastSpend?.close?.().catch((err: unknown) => {
+      this.core.log.warn({ err }, 'mint: the spend writer did not close cleanly');
+    });
   }
 
   // ---------------------------------------------------------------- NUT-01, NUT-02

@@ -1,4 +1,4 @@
-import { bytesToHex, parsePoint, signBlindedWithDleq } from './crypto/index.js';
+import { bytesToHex, parsePointUncompressed, signBlindedWithDleq } from './crypto/index.js';
 import { invalidRequest, MintError, MintErrorCode } from './errors.js';
 import type { KeysetRegistry, LoadedKeyset } from './keyset-registry.js';
 import type { BlindedMessage, BlindSignature } from './types.js';
@@ -7,8 +7,9 @@ import type { BlindedMessage, BlindSignature } from './types.js';
 export interface CheckedOutput {
   keyset: LoadedKeyset;
   amount: number;
-  /** canonical lowercase hex */
+  /** canonical lowercase hex (compressed) */
   B_: string;
+  /** B_ uncompressed (65 bytes), as the signing multiplies it */
   point: Uint8Array;
 }
 
@@ -36,9 +37,10 @@ export function checkOutputs(
     if (!opts.blank && !keyset.keys.has(output.amount)) {
       throw invalidRequest(`output amount ${output.amount} is not a denomination of keyset ${keyset.id}`);
     }
-    const point = typeof output.B_ === 'string' ? parsePoint(output.B_) : undefined;
+    const point = typeof output.B_ === 'string' ? parsePointUncompressed(output.B_) : undefined;
     if (point === undefined) throw invalidRequest('B_ is not a point on the curve');
-    const B_ = bytesToHex(point);
+    // A valid compressed point's hex, lowercased, is its canonical form.
+    const B_ = output.B_.toLowerCase();
     if (seen.has(B_)) throw new MintError(MintErrorCode.duplicateOutputs, 'duplicate outputs provided');
     seen.add(B_);
     if (!opts.blank) total += BigInt(output.amount);

@@ -54,6 +54,22 @@ export function parsePoint(hex: string): Uint8Array | undefined {
   return secp.publicKeyVerify(bytes) ? bytes : undefined;
 }
 
+/**
+ * Same checks as parsePoint, but returns the point uncompressed (65 bytes): one square root in all
+ * for a point that will be multiplied next, where parsePoint then a conversion take two.
+ */
+export function parsePointUncompressed(hex: string): Uint8Array | undefined {
+  if (typeof hex !== 'string' || hex.length !== 66) return undefined;
+  const bytes = hexToBytes(hex);
+  if (bytes === undefined || (bytes[0] !== 0x02 && bytes[0] !== 0x03)) return undefined;
+  try {
+    return secp.publicKeyConvert(bytes, false);
+  } catch {
+    // x is not on the curve (or not below p).
+    return undefined;
+  }
+}
+
 /** Parses an untrusted hex scalar: 64 hex characters, 0 < value < n. Returns undefined otherwise. */
 export function parseScalar(hex: string): Uint8Array | undefined {
   if (typeof hex !== 'string' || hex.length !== 64) return undefined;

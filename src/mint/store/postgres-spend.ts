@@ -7,6 +7,8 @@ import type { MintProofsTable, MintSignaturesTable } from './tables.js';
  */
 export interface SpendWriter {
   commit(proofs: readonly MintProofsTable[], signatures: readonly MintSignaturesTable[]): Promise<void>;
+  /** Ends what the writer runs of its own (a worker thread), after the commits under way. */
+  close?(): Promise<void>;
 }
 
 // One statement is one transaction in PostgreSQL: the data-modifying CTE and the outer insert

@@ -1,5 +1,7 @@
+import { resolve } from 'node:path';
 import type SQLite from 'better-sqlite3';
 import type { SpendWriter } from './postgres-spend.js';
+import { type ConnectionHolder, SqliteWorkerSpendWriter } from './sqlite-spend-worker.js';
 import type { MintProofsTable, MintSignaturesTable } from './tables.js';
 
 interface PendingSpend {
@@ -95,4 +97,16 @@ export class SqliteSpendWriter implements SpendWriter {
       else spend.reject(outcome);
     });
   }
+}
+
+/**
+ * The swap's commit for the SQLite store under `db`: on a file, in a worker thread with a
+ * connection of its own (sqlite-spend-worker.ts: the fsync off the event loop); in memory, where no
+ * second connection sees the same store, on `sqlite` itself (SqliteSpendWriter).
+ */
+export function sqliteSpendWriter(db: ConnectionHolder, sqlite: SQLite.Database): SpendWriter {
+  const inThread = new SqliteSpendWriter(sqlite);
+  if (sqlite.memory || sqlite.name === '' || sqlite.readonly) return inThread;
+  // Absolute: the worker opens it later, whatever the working directory is by then.
+  return new SqliteWorkerSpendWriter(db, resolve(sqlite.name), inThread);
 }

@@ -3,7 +3,7 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isUniqueViolation } from '../../../src/mint/store/mint-store.js';
 import { PostgresSpendWriter, type SpendWriter } from '../../../src/mint/store/postgres-spend.js';
-import { SqliteSpendWriter } from '../../../src/mint/store/sqlite-spend.js';
+import { sqliteSpendWriter } from '../../../src/mint/store/sqlite-spend.js';
 import type { MintProofsTable, MintSignaturesTable } from '../../../src/mint/store/tables.js';
 import type { Database, Store } from '../../../src/store/database.js';
 import { migrate } from '../../../src/store/database.js';
@@ -85,7 +85,7 @@ function payment(leaseId: string, key: string, idempotencyHash: string | null = 
 
 /** The swap's fast commit of each dialect, as the mint builds it (mint.ts). */
 function spendWriter(store: Store): SpendWriter {
-  if (store.sqlite) return new SqliteSpendWriter(store.sqlite);
+  if (store.sqlite) return sqliteSpendWriter(store.db, store.sqlite);
   if (store.postgres) return new PostgresSpendWriter(store.postgres);
   throw new Error('store without a connection');
 }
@@ -174,6 +174,7 @@ export function describeStoreContract(name: string, target: StoreUnderTest | str
         expect(won).toBe(round === 0 ? 1 : 0);
         for (const o of outcomes) if (o.status === 'rejected') expect(isUniqueViolation(o.reason)).toBe(true);
       }
+      for (const w of writers) await w.close?.();
       // The losers' other proof and their signatures rolled back with them: only the winner's rows.
       const proofs = await db
         .selectFrom('mint_proofs')

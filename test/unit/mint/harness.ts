@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Kysely } from 'kysely';
 import { buildApp } from '../../../src/http/app.js';
@@ -44,10 +47,19 @@ export async function createTestMint(
     seed?: Uint8Array;
     /** commit swaps through the dialect's own fast path (default) or through Kysely only */
     sqliteFastPath?: boolean;
+    /**
+     * SQLite in a file of a temporary directory instead of in memory (so that swaps commit in the
+     * spend worker's own connection, as the node's do); no effect on PostgreSQL
+     */
+    file?: boolean;
   } = {},
 ): Promise<TestMint> {
+  const dir =
+    opts.file && opts.path === undefined ? mkdtempSync(join(tmpdir(), 'alacarte-mint-')) : undefined;
   const store = await openStore(
-    testStoreIsPostgres() ? await testDatabase(opts.path) : (opts.path ?? ':memory:'),
+    testStoreIsPostgres()
+      ? await testDatabase(opts.path)
+      : (opts.path ?? (dir === undefined ? ':memory:' : join(dir, 'mint.sqlite'))),
   );
   const db = asMintDb(store.db);
   const clock = { now: Date.now() };
@@ -66,9 +78,10 @@ export async function createTestMint(
     db,
     lightning,
     clock,
-    close: () => {
+    close: async () => {
       mint.close();
-      return db.destroy();
+      await db.destroy();
+      if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
     },
   };
 }

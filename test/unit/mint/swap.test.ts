@@ -14,11 +14,12 @@ async function expectCode(p: Promise<unknown>, code: number): Promise<void> {
 }
 
 describe.each([
-  { path: 'SQLite fast path', sqliteFastPath: true },
-  { path: 'Kysely only', sqliteFastPath: false },
-])('Mint.swap ($path)', ({ sqliteFastPath }) => {
+  { path: 'SQLite fast path', sqliteFastPath: true, file: false },
+  { path: 'SQLite file: spend worker', sqliteFastPath: true, file: true },
+  { path: 'Kysely only', sqliteFastPath: false, file: false },
+])('Mint.swap ($path)', ({ sqliteFastPath, file }) => {
   it('swaps proofs for new signatures with valid DLEQ proofs, once', async () => {
-    t = await createTestMint({ sqliteFastPath });
+    t = await createTestMint({ file, sqliteFastPath });
     const proofs = await mintProofs(t, [8, 4]);
     const keyset = t.mint.keys().keysets[0]!;
     const prepared = prepareOutputs(keyset.id, [1, 1, 2, 8]);
@@ -49,7 +50,7 @@ describe.each([
   });
 
   it('rejects unbalanced, duplicate, foreign and forged requests without spending anything', async () => {
-    t = await createTestMint({ sqliteFastPath });
+    t = await createTestMint({ file, sqliteFastPath });
     const proofs = await mintProofs(t, [8, 4]);
     const keyset = t.mint.keys().keysets[0]!;
     const out = (amounts: number[]) => prepareOutputs(keyset.id, amounts).map((p) => p.output);
@@ -81,7 +82,7 @@ describe.each([
   });
 
   it('refuses an output B_ that was signed before (11003) and keeps the inputs unspent', async () => {
-    t = await createTestMint({ sqliteFastPath });
+    t = await createTestMint({ file, sqliteFastPath });
     const [a, b] = [await mintProofs(t, [4]), await mintProofs(t, [4])];
     const keyset = t.mint.keys().keysets[0]!;
     const outputs = prepareOutputs(keyset.id, [4]).map((p) => p.output);
@@ -92,7 +93,7 @@ describe.each([
   });
 
   it('enforces the input and output count limits', async () => {
-    t = await createTestMint({ sqliteFastPath, limits: { maxInputs: 2, maxOutputs: 3 } });
+    t = await createTestMint({ file, sqliteFastPath, limits: { maxInputs: 2, maxOutputs: 3 } });
     const proofs = [...(await mintProofs(t, [1, 1])), ...(await mintProofs(t, [1, 1]))];
     const keyset = t.mint.keys().keysets[0]!;
     const out = (amounts: number[]) => prepareOutputs(keyset.id, amounts).map((p) => p.output);
@@ -101,8 +102,68 @@ describe.each([
     await expect(t.mint.swap({ inputs: proofs.slice(0, 2), outputs: out([2]) })).resolves.toBeDefined();
   });
 
+  it('fails only the double spend among swaps committed together', async () => {
+    t = await createTestMint({ file, sqliteFastPath });
+    const proofs = await mintProofs(t, [1, 1, 1, 1, 1, 1, 1, 1]);
+    const keyset = t.mint.keys().keysets[0]!;
+    const out = () => prepareOutputs(keyset.id, [1]).map((p) => p.output);
+    // Nine swaps at once (one batch on the fast paths): the first and the last spend the same proof.
+    const requests = proofs.map((p) => ({ inputs: [p], outputs: out() }));
+    requests.push({ inputs: [proofs[0]!], outputs: out() });
+    const outcomes = await Promise.allSettled(requests.map((r) => t.mint.swap(r)));
+    const refused = outcomes.filter((o) => o.status === 'rejected');
+    expect(refused).toHaveLength(1);
+    expect((refused[0] as PromiseRejectedResult).reason).toMatchObject({ code: 11001 });
+    expect(outcomes.slice(1, 8).every((o) => o.status === 'fulfilled')).toBe(true);
+    const states = await t.mint.checkState(proofs.map((p) => yOf(p.secret)));
+    expect(states.states.every((s) => s.state === 'SPENT')).toBe(true);
+    // Every answered swap's signatures are there for NUT-09 restore; the refused one's are not.
+    for (const [i, o] of outcomes.entries()) {
+      const restored = await t.mint.restore(requests[i]!.outputs);
+      if (o.status === 'fulfilled') expect(restored.signatures).toEqual(o.value.signatures);
+      else expect(restored.signatures).toEqual([]);
+    }
+  });
+
+  it('commits swaps beside a transaction of the node held across awaits, both intact', async () => {
+    t = await createTestMint({ file, sqliteFastPath });
+    const [warm, ...proofs] = await mintProofs(t, [1, 1, 1, 1, 1]);
+    const keyset = t.mint.keys().keysets[0]!;
+    // A first swap, so that the writer (a worker thread on a file) is up before the race.
+    await t.mint.swap({ inputs: [warm!], outputs: prepareOutputs(keyset.id, [1]).map((o) => o.output) });
+    const prepared = prepareOutputs(keyset.id, [1]);
+    let swaps: Promise<unknown>[] = [];
+    // A transaction that reads, lets the event loop run (the swaps start and finish their crypto),
+    // then writes: on SQLite a commit of another connection in between would fail its write.
+    await t.db.transaction().execute(async (trx) => {
+      await trx.selectFrom('mint_proofs').select('y').execute();
+      swaps = proofs.map((p) =>
+        t.mint.swap({ inputs: [p], outputs: prepareOutputs(keyset.id, [1]).map((o) => o.output) }),
+      );
+      await new Promise((r) => setTimeout(r, 200));
+      await trx
+        .insertInto('mint_signatures')
+        .values({
+          b_: prepared[0]!.output.B_,
+          keyset_id: keyset.id,
+          amount: 1,
+          c_: prepared[0]!.output.B_,
+          dleq_e: '00'.repeat(32),
+          dleq_s: '00'.repeat(32),
+          melt_quote_id: null,
+          mint_quote_id: null,
+          created_at: 0,
+        })
+        .execute();
+    });
+    await Promise.all(swaps);
+    const states = await t.mint.checkState(proofs.map((p) => yOf(p.secret)));
+    expect(states.states.every((s) => s.state === 'SPENT')).toBe(true);
+    expect((await t.mint.restore([prepared[0]!.output])).signatures).toHaveLength(1);
+  });
+
   it('answers a retried swap with the first answer (NUT-19), and nothing else with it', async () => {
-    t = await createTestMint({ sqliteFastPath });
+    t = await createTestMint({ file, sqliteFastPath });
     const proofs = await mintProofs(t, [2]);
     const keyset = t.mint.keys().keysets[0]!;
     const request = { inputs: proofs, outputs: prepareOutputs(keyset.id, [1, 1]).map((p) => p.output) };
