@@ -27,8 +27,8 @@ import { cgroupPids, killExecTree } from './process-tree.js';
  * (bench/RESULTS.md). The agent is already in all of them, having been started by init: its
  * children get the same uid (root inside), capabilities, no-new-privileges, seccomp filter,
  * rlimits, namespaces and cgroup as `crun exec` would give them; the environment is the one given
- * (`env -i`), the working directory the image's, and each exec gets a session of its own (setsid),
- * as with `crun exec`.
+ * (the lease's and the request's), the working directory the image's, and each exec gets a session
+ * of its own (setsid), so that a timeout can find all it started.
  *
  * Protocol, all in the sandbox's run directory (host `<sandbox>/run`, `/run/alacarte` inside, a
  * read-only bind there, so that nothing inside can create, replace or link anything in it):
@@ -78,7 +78,10 @@ const LOST_STATUS = 137;
  */
 export function agentScript(): string {
   const R = IN_SANDBOX.runDir;
-  const B = IN_SANDBOX.busybox;
+  // No host program runs before the command's own: the exec's script is sourced by a forked
+  // subshell, which ends by exec'ing setsid and through it the command. What runs here is charged
+  // to the sandbox's CPU quota (a tiny offer has 1 ms per 100 ms), where `crun exec` does most of
+  // its work outside it.
   return `# alacarte exec agent (exec-agent.ts)
 exec 3<>${R}/${AGENT_REQUESTS} 4<>${R}/${AGENT_ANSWERS} || exit 0
 trap : CHLD
@@ -86,7 +89,7 @@ while :; do
   id=
   read -r id <&3
   case $id in ''|*[!0-9a-f]*) continue ;; esac
-  ( ${B} sh ${R}/${EXEC_DIR}/$id 4>&- & echo "$id p $!" >&4; wait $!; echo "$id $?" >&4 ) 3<&- &
+  ( ( . ${R}/${EXEC_DIR}/$id ) 4>&- & echo "$id p $!" >&4; wait $!; echo "$id $?" >&4 ) 3<&- &
   jobs >/dev/null
 done
 `;
@@ -95,16 +98,17 @@ done
 const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
 
 /**
- * The script the agent runs for one exec: standard streams onto the exec's files, the working
- * directory, the command's path, then (one process all along, so the pid the agent reports is the
- * command's) a new session and only the given environment (`env -i`).
+ * The script for one exec, sourced by a subshell of the agent: standard streams onto the exec's
+ * files, the working directory, the command's path, then only the given environment, and (one
+ * process all along, so the pid the agent reports is the command's) a new session through busybox
+ * setsid, which execs the command.
  *
- * The path is looked up here, in the given PATH, as `crun exec` does: busybox (its shell and its
- * `env`) would otherwise run its own applet for a name it knows (`ls`, `sh`) instead of the
- * image's program. Not found: 127, as a shell says (`crun exec` says 255). env exits 126 for a
- * file it cannot execute. Every word is single-quoted; env takes the words after `--` up to the
- * first without `=` as the environment, so a command whose name holds `=` cannot go this way
- * (canRun).
+ * The path is looked up here, in the given PATH, as `crun exec` does: busybox (its shell, and its
+ * applets' own lookups) would otherwise run its own applet for a name it knows (`ls`, `sh`)
+ * instead of the image's program. Not found: 127, as a shell says (`crun exec` says 255); setsid
+ * exits 126 for a file it cannot execute. The environment: the agent's own exported variables
+ * (init's fixed PATH and HOME, and PWD, OLDPWD, SHLVL the shell keeps) are unset after the `cd`,
+ * then the given ones exported. Every word is single-quoted.
  */
 export function execScript(
   id: string,
@@ -129,10 +133,10 @@ export function execScript(
     '  [ -n "$f" ] || { echo "$c: not found" >&2; exit 127; }',
     '  c=$f ;;',
     'esac',
-    // env would take it for a variable.
-    'case $c in *=*) echo "$c: a path with = cannot be run" >&2; exit 126 ;; esac',
-    `exec ${B} setsid ${B} env -i -- ${env.map(quote).join(' ')} "$c" ${args.map(quote).join(' ')}`,
+    'unset PATH HOME PWD OLDPWD SHLVL',
   );
+  if (env.length > 0) lines.push(`export ${env.map(quote).join(' ')}`);
+  lines.push(`exec ${B} setsid -- "$c" ${args.map(quote).join(' ')}`);
   return `${lines.join('\n')}\n`;
 }
 
@@ -174,14 +178,17 @@ export class ExecAgent {
     private readonly owner: { uid: number; gid: number },
   ) {}
 
-  /** Whether the agent can run this command at all (see execScript). */
-  static canRun(command: readonly string[]): boolean {
-    return command.length > 0 && !(command[0] ?? '').includes('=');
+  /**
+   * Whether the agent can run this call at all: a command, and names the shell can export (an
+   * image's environment is not checked as a request's is).
+   */
+  static canRun(command: readonly string[], env: readonly string[]): boolean {
+    return command.length > 0 && env.every((e) => /^[A-Za-z_][A-Za-z0-9_]*=/.test(e));
   }
 
   /** Runs `request` through the agent; undefined (nothing started) when it cannot. */
   async exec(target: AgentExecTarget, request: ExecRequest): Promise<ExecResult | undefined> {
-    if (this.dropped || !ExecAgent.canRun(request.command)) return undefined;
+    if (this.dropped || !ExecAgent.canRun(request.command, target.env)) return undefined;
     // Non-blocking: ENXIO at once when no agent holds the read end.
     const requests = openFifo(join(this.runDir, AGENT_REQUESTS), fs.O_WRONLY);
     if (requests === undefined) return undefined;

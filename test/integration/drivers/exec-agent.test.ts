@@ -11,7 +11,7 @@ const IDENTITY = [
   'sh',
   '-c',
   [
-    'grep -E "^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp|Seccomp_filters):" /proc/self/status',
+    'grep -E "^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp|Seccomp_filters|SigIgn|SigBlk):" /proc/self/status',
     'echo "cgroup $(cat /proc/self/cgroup | tr "\\n" " ")"',
     'for n in cgroup ipc mnt net pid user uts; do echo "ns $n $(readlink /proc/self/ns/$n)"; done',
     'echo "nofile $(ulimit -n) $(ulimit -Hn)"',
@@ -109,8 +109,12 @@ describe.skipIf(crunSkipReason)('the exec agent in crun sandboxes', () => {
         const lines = viaAgent.stdout.toString().split('\n');
         for (const line of ['NoNewPrivs:\t1', 'nofile 1024 4096', 'oom 500', 'session 1'])
           expect(lines).toContain(line);
+        // Known difference: the agent's shell starts each exec in the background, where a shell
+        // without job control ignores SIGINT and SIGQUIT, and busybox offers no way to reset that
+        // before the command runs (an ignored signal stays ignored across exec).
+        expect(lines).toContain('SigIgn:\t0000000000000006');
         const same = (text: string) =>
-          text.split('\n').filter((l) => !/^(NoNewPrivs:|nofile |oom |session )/.test(l));
+          text.split('\n').filter((l) => !/^(NoNewPrivs:|SigIgn:|nofile |oom |session )/.test(l));
         expect(same(viaAgent.stdout.toString())).toEqual(same(viaRuntime.stdout.toString()));
         await t.driver.stop(h);
       });
@@ -195,7 +199,7 @@ describe.skipIf(crunSkipReason)('the exec agent in crun sandboxes', () => {
       await t.driver.stop(h);
     });
 
-    it('one that floods its answers and outputs: capped, dropped, later execs go through `crun exec`', async () => {
+    it('one that floods its answers and outputs: every exec returns by its timeout, capped', async () => {
       const h = await t.driver.start(
         { leaseId: newLeaseId(), image: 'busybox' },
         TEST_LIMITS,
@@ -212,11 +216,14 @@ describe.skipIf(crunSkipReason)('the exec agent in crun sandboxes', () => {
           'done',
         ].join('\n'),
       );
-      const r = await run(t, h, ['echo', 'hi'], { timeoutMs: 2000, maxOutputBytes: 4096 });
-      // Whatever it answered, the node kept at most the cap and returned.
-      expect(r.stdout.length).toBeLessThanOrEqual(4096);
-      const later = await run(t, h, ['echo', 'via the runtime'], { timeoutMs: 30_000 });
-      expect(later.stdout.toString()).toBe('via the runtime\n');
+      // Whatever it answers (it may claim any status for its own execs), every call returns by its
+      // timeout with at most the cap kept, and the node goes on answering.
+      for (let i = 0; i < 3; i++) {
+        const r = await run(t, h, ['echo', 'hi'], { timeoutMs: 2000, maxOutputBytes: 4096 });
+        expect(r.stdout.length).toBeLessThanOrEqual(4096);
+        expect(r.stderr.length).toBeLessThanOrEqual(4096);
+      }
+      expect(await t.driver.isRunning(h)).toBe(true);
       await t.driver.stop(h);
     });
   });
