@@ -25,8 +25,11 @@ import { cgroupPids, killExecTree } from './process-tree.js';
  * execs the runtime, which reads the container's state and config, joins its namespaces and
  * cgroup and sets up seccomp before the command starts: most of an exec's time under load
  * (bench/RESULTS.md). The agent is already in all of them, having been started by init: its
- * children get the same uid (root inside), capabilities, no-new-privileges, seccomp filter,
- * rlimits, namespaces and cgroup as `crun exec` would give them; the environment is the one given
+ * children get the same uid (root inside), capabilities, seccomp filter, namespaces and cgroup as
+ * `crun exec` would give them, and the OCI config's no_new_privs, RLIMIT_NOFILE and OOM score
+ * (which `crun exec` leaves out); SIGINT and SIGQUIT are ignored, unlike with `crun exec` (a
+ * background job of a shell without job control; busybox has no way to reset an ignored signal
+ * before exec). The environment is the one given
  * (the lease's and the request's), the working directory the image's, and each exec gets a session
  * of its own (setsid), so that a timeout can find all it started.
  *
@@ -35,7 +38,7 @@ import { cgroupPids, killExecTree } from './process-tree.js';
  * - the node writes the exec's script to `x/<id>` (its stdin to `x/<id>.in`) and moves two fresh
  *   FIFOs to `x/<id>.out` and `x/<id>.err`, opens their read ends, then writes `<id>\n` (one write,
  *   atomic) into the FIFO `agent-in`, which the agent reads;
- * - the agent starts `busybox sh x/<id>` in the background and writes `<id> p <pid>\n` (its pid as
+ * - the agent sources `x/<id>` in a background subshell and writes `<id> p <pid>\n` (its pid as
  *   the sandbox numbers it) then, once it has exited, `<id> <status>\n` (128 + n for signal n) into
  *   the FIFO `agent-out`, which the node reads.
  *
