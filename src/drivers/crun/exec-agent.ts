@@ -202,10 +202,6 @@ export class ExecAgent {
     const cleanUp = () => {
       for (const p of paths) rmSync(p, { force: true });
     };
-    if (!this.listen()) {
-      closeSync(requests);
-      return undefined;
-    }
     let outputs: FifoOutputs | undefined;
     try {
       const [out, err] = (await this.fifos.take(2)) as [string, string];
@@ -249,6 +245,11 @@ export class ExecAgent {
     target: AgentExecTarget,
     request: ExecRequest,
   ): Promise<{ code: number; timedOut: boolean }> | undefined {
+    // Here, with no await before the request is sent: the last exec to end closes the answer FIFO.
+    if (!this.listen()) {
+      closeSync(requests);
+      return undefined;
+    }
     let settle!: (code: number) => void;
     let timedOut = false;
     let nsPid: number | undefined;
@@ -262,7 +263,7 @@ export class ExecAgent {
         if (!this.pending.delete(id)) return;
         clearTimeout(timer);
         clearTimeout(grace);
-        if (this.pending.size === 0) this.answers?.unref();
+        if (this.pending.size === 0) this.quiet();
         resolve({ code, timedOut });
       };
     });
@@ -288,7 +289,6 @@ export class ExecAgent {
       },
       onLost: () => settle(LOST_STATUS),
     });
-    this.answers?.ref();
     this.budget = Math.min(MAX_ANSWER_BUDGET, this.budget + ANSWER_BYTES_PER_EXEC);
     const line = Buffer.from(`${id}\n`);
     let sent = false;
@@ -302,13 +302,24 @@ export class ExecAgent {
     if (!sent) {
       this.pending.delete(id);
       clearTimeout(timer);
-      if (this.pending.size === 0) this.answers?.unref();
+      if (this.pending.size === 0) this.quiet();
       return undefined;
     }
     return done;
   }
 
-  /** Opens the answer FIFO once (kept while the agent lives); false when it cannot be. */
+  /**
+   * No exec under way: the answer FIFO is closed, so that an idle lease holds no descriptor of the
+   * node (a thousand idle leases); a late answer stays in the pipe and is skipped when it is read.
+   */
+  private quiet(): void {
+    const socket = this.answers;
+    this.answers = undefined;
+    this.buffered = '';
+    socket?.destroy();
+  }
+
+  /** Opens the answer FIFO while execs are under way; false when it cannot be. */
   private listen(): boolean {
     if (this.answers) return true;
     const fd = openFifo(join(this.runDir, AGENT_ANSWERS), fs.O_RDONLY);
@@ -325,7 +336,6 @@ export class ExecAgent {
       this.buffered = '';
       for (const p of [...this.pending.values()]) p.onLost();
     });
-    socket.unref();
     this.answers = socket;
     return true;
   }
