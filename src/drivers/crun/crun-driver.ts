@@ -63,6 +63,8 @@ import { CpuPicker, cpusetFile, parentCpus } from './cpuset.js';
 import { type CrunDriverOptions, type DriverLogger, silentLogger } from './crun-options.js';
 import { DEFAULT_EGRESS_UID_BASE, EGRESS_UID_COUNT, EgressNetwork } from './egress.js';
 import { execInSandbox } from './exec.js';
+import { AGENT_FILE, agentScript, ExecAgent } from './exec-agent.js';
+import { FifoStock } from './fifo-stock.js';
 import { type ImageConfig, leaseArgv, readImageConfig } from './image-config.js';
 import { commandFile, deadlineFile, initScript, leaseFile } from './init-script.js';
 import { destroyDir, LayerPool, type WarmSandbox } from './layer-pool.js';
@@ -82,7 +84,7 @@ import {
   requireStaticBusybox,
   requireTraversable,
 } from './preflight.js';
-import { runDetached, runProcess, useSpawnerShell } from './run-process.js';
+import { runDetached, runProcess, spawnerShell, useSpawnerShell } from './run-process.js';
 import { installSftpServer } from './sftp-server.js';
 import { spawnInSandbox } from './spawn.js';
 
@@ -127,6 +129,10 @@ export class CrunDriver implements ComputeDriver {
   private readonly live = new Map<string, Live>();
   /** Output pipes of returned execs still held by their background jobs, per lease (output-drain.ts). */
   private readonly drains = new Map<string, OutputDrain>();
+  /** The node's side of each lease's exec agent (exec-agent.ts), made at its first exec. */
+  private readonly agents = new Map<string, ExecAgent>();
+  /** FIFOs for the agents' execs, made ahead (undefined without a spawner shell: no agent then). */
+  private readonly execFifos: FifoStock | undefined;
   private readonly starting = new Set<string>();
   /** lease id -> container name, for sandboxes this process knows. */
   private readonly names = new Map<string, string>();
@@ -192,6 +198,13 @@ export class CrunDriver implements ComputeDriver {
         return this.removeContainer(warm.name);
       },
     });
+    const spawner = spawnerShell();
+    this.execFifos = spawner
+      ? new FifoStock(execFifoDir(paths.runtimeDir), (fifos, owner) => spawner.mkfifo(fifos, owner), {
+          uid: idBase,
+          gid: idBase,
+        })
+      : undefined;
   }
 
   /**
@@ -242,6 +255,7 @@ export class CrunDriver implements ComputeDriver {
     // Every sandbox's init runs the host's static busybox: copied, so an upgrade never swaps it under a sandbox.
     writeIfChanged(join(libDir, 'busybox'), readFileSync(busybox), 0o755);
     writeIfChanged(join(libDir, 'init.sh'), Buffer.from(initScript()), 0o644);
+    writeIfChanged(join(libDir, AGENT_FILE), Buffer.from(agentScript()), 0o644);
     ensureBusyboxImage(imagesDir, busybox, idBase, log);
     const lxcfs = await DriverLxcfs.open(
       typeof options.lxcfsDir === 'string' ? resolve(options.lxcfsDir) : options.lxcfsDir,
@@ -405,6 +419,7 @@ export class CrunDriver implements ComputeDriver {
         cwd: meta.working_dir,
         procsFile: procsFile(this.cgroups.mode, this.cgroupOf(meta.container)),
         drain,
+        agent: this.agentOf(id, meta.container),
       },
       { ...request, command },
     );
@@ -558,6 +573,8 @@ export class CrunDriver implements ComputeDriver {
     this.live.delete(id);
     this.drains.get(id)?.close();
     this.drains.delete(id);
+    this.agents.get(id)?.close();
+    this.agents.delete(id);
     // Its resources are free for the next lease from now on (capacity()).
     this.limitsById.delete(id);
     if (live) await Promise.all(live.proxies.map((p) => p.close()));
@@ -588,6 +605,8 @@ export class CrunDriver implements ComputeDriver {
     this.live.delete(id);
     this.drains.get(id)?.close();
     this.drains.delete(id);
+    this.agents.get(id)?.close();
+    this.agents.delete(id);
     if (live) await Promise.all(live.proxies.map((p) => p.close()));
     const name = this.containerName(id);
     if (name) {
@@ -948,6 +967,21 @@ export class CrunDriver implements ComputeDriver {
     return this.lxcfs.answersIn(pid);
   }
 
+  /** The node's side of a lease's exec agent, undefined when this driver runs none (no spawner shell). */
+  private agentOf(leaseId: string, container: string): ExecAgent | undefined {
+    if (!this.execFifos) return undefined;
+    let agent = this.agents.get(leaseId);
+    if (!agent) {
+      // The sandbox's own directory, not the lease's link to it.
+      agent = new ExecAgent(join(this.paths.runtimeDir, container, 'run'), this.execFifos, {
+        uid: this.idBase,
+        gid: this.idBase,
+      });
+      this.agents.set(leaseId, agent);
+    }
+    return agent;
+  }
+
   private dir(leaseId: string): string {
     return join(this.paths.runtimeDir, leaseId);
   }
@@ -1066,6 +1100,40 @@ function urls(ports: Record<string, number>): Record<number, string> {
   for (const [inside, hostPort] of Object.entries(ports))
     out[Number(inside)] = `http://127.0.0.1:${hostPort}`;
   return out;
+}
+
+/**
+ * A directory of this process for the exec agents' FIFOs, in the runtime directory so that they can
+ * be renamed into a sandbox's run directory (same filesystem), reachable by root only. Named after
+ * the process, so that those of processes that are gone (a crash) are removed here.
+ */
+function execFifoDir(runtimeDir: string): string {
+  const known = execFifoDirs.get(runtimeDir);
+  if (known) return known;
+  const base = join(runtimeDir, '.exec');
+  mkdirSync(base, { recursive: true, mode: 0o700 });
+  for (const entry of readdirSync(base)) {
+    const pid = Number.parseInt(entry, 10);
+    if (pid > 0 && pid !== process.pid && !processAlive(pid))
+      rmSync(join(base, entry), { recursive: true, force: true });
+  }
+  const dir = join(base, `${process.pid}-${randomBytes(4).toString('hex')}`);
+  mkdirSync(dir, { mode: 0o700 });
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  execFifoDirs.set(runtimeDir, dir);
+  return dir;
+}
+
+/** runtime directory -> this process's FIFO directory in it (one per process, drivers share it). */
+const execFifoDirs = new Map<string, string>();
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 function writeAtomic(path: string, content: string): void {

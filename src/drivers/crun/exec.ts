@@ -1,11 +1,12 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, constants as fs, openSync, rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CappedBuffer, streamEnded as ended } from '../capped-output.js';
 import type { ExecRequest, ExecResult } from '../compute-driver.js';
+import type { ExecAgent } from './exec-agent.js';
+import { FifoOutputs } from './exec-output.js';
 import type { OutputDrain } from './output-drain.js';
 import { killExecTree, readPid } from './process-tree.js';
 import { signalNumber, spawnerShell } from './run-process.js';
@@ -28,6 +29,11 @@ export interface ExecTarget {
    * keeps a reader (output-drain.ts). Without one they are closed.
    */
   drain?: OutputDrain;
+  /**
+   * The sandbox's exec agent (exec-agent.ts): used when it can take the call, `crun exec` otherwise.
+   * Without one (attach's helper calls, sandboxes of a driver without a spawner shell), `crun exec`.
+   */
+  agent?: ExecAgent;
 }
 
 /**
@@ -37,8 +43,16 @@ export interface ExecTarget {
  */
 const NOT_STARTED = /^(?:(?:setns\(.*\): Operation not permitted|fail startup)\s*)+$/;
 
-/** Runs one command in a running sandbox through `crun exec`. */
+/**
+ * Runs one command in a running sandbox: through the sandbox's exec agent when it has one that can
+ * take the call (exec-agent.ts), else through `crun exec`. Both collect output the same way
+ * (exec-output.ts).
+ */
 export async function execInSandbox(target: ExecTarget, request: ExecRequest): Promise<ExecResult> {
+  if (target.agent) {
+    const result = await target.agent.exec(target, request);
+    if (result) return result;
+  }
   for (let attempt = 0; ; attempt++) {
     const result = await execOnce(target, request);
     const neverStarted = !existsSync(target.pidFile) && NOT_STARTED.test(result.stderr.toString('utf8'));
@@ -118,12 +132,8 @@ const RUNTIME_GRACE_MS = 1000;
 /**
  * The same `crun exec`, started by the spawner shell (spawner.ts) instead of a fork of the node,
  * which under load held the node's thread 15 to 25 ms per exec (bench/RESULTS.md). Its output comes
- * through two FIFOs the node reads without blocking; its input (bounded by the API) from a file.
- *
- * A FIFO's reader sees end-of-file whenever no writer holds it, including before the runtime has
- * opened it: the node holds a write end of its own until the runtime has exited (its redirections
- * were open by then), so end-of-file means that the command and whatever it left running have
- * closed their output.
+ * through two FIFOs the node reads without blocking (exec-output.ts); its input (bounded by the API)
+ * from a file.
  */
 async function execPiped(spawner: Spawner, target: ExecTarget, request: ExecRequest): Promise<ExecResult> {
   const [outPath, errPath] = (await spawner.fifos(2)) as [string, string];
@@ -131,32 +141,15 @@ async function execPiped(spawner: Spawner, target: ExecTarget, request: ExecRequ
     request.stdin === undefined || request.stdin.length === 0
       ? undefined
       : spawner.path(`in-${randomBytes(6).toString('hex')}`);
-  const keepers: number[] = [];
-  const streams: Socket[] = [];
-  const stdout = new CappedBuffer(request.maxOutputBytes);
-  const stderr = new CappedBuffer(request.maxOutputBytes);
   const cleanUp = () => {
-    for (const fd of keepers.splice(0)) closeSync(fd);
-    rmSync(outPath, { force: true });
-    rmSync(errPath, { force: true });
-    if (input) rmSync(input, { force: true });
+    for (const path of [outPath, errPath, input]) if (path) rmSync(path, { force: true });
   };
+  let outputs: FifoOutputs;
   try {
     if (input !== undefined && request.stdin !== undefined)
       await writeFile(input, request.stdin, { mode: 0o600 });
-    for (const [path, into] of [
-      [outPath, stdout],
-      [errPath, stderr],
-    ] as const) {
-      const fd = openSync(path, fs.O_RDONLY | fs.O_NONBLOCK);
-      const stream = new Socket({ fd, readable: true, writable: false });
-      streams.push(stream);
-      stream.on('data', (b: Buffer) => into.push(b));
-      stream.on('error', () => {});
-      keepers.push(openSync(path, fs.O_WRONLY | fs.O_NONBLOCK));
-    }
+    outputs = new FifoOutputs(outPath, errPath, request.maxOutputBytes);
   } catch (e) {
-    for (const s of streams) s.destroy();
     cleanUp();
     throw e;
   }
@@ -192,7 +185,7 @@ async function execPiped(spawner: Spawner, target: ExecTarget, request: ExecRequ
       },
     );
   } catch (e) {
-    for (const s of streams) s.destroy();
+    outputs.destroy();
     throw e;
   } finally {
     exited = true;
@@ -201,18 +194,5 @@ async function execPiped(spawner: Spawner, target: ExecTarget, request: ExecRequ
   }
   // The runtime may have written the command's pid only after the first sweep.
   if (timedOut) killTree();
-  const [out, err] = streams as [Socket, Socket];
-  await Promise.race([Promise.all([ended(out), ended(err)]), new Promise((r) => setTimeout(r, 100).unref())]);
-  // Closing the pipes would kill a background job with SIGPIPE at its next write.
-  for (const stream of streams) {
-    if (target.drain) target.drain.keep(stream);
-    else stream.destroy();
-  }
-  return {
-    exitCode: code,
-    stdout: stdout.value(),
-    stderr: stderr.value(),
-    truncated: stdout.truncated || stderr.truncated,
-    timedOut,
-  };
+  return { exitCode: code, ...(await outputs.finish(target.drain)), timedOut };
 }

@@ -1,3 +1,4 @@
+import { AGENT_FILE, AGENT_REQUESTS } from './exec-agent.js';
 import { IN_SANDBOX } from './oci-spec.js';
 
 /**
@@ -22,12 +23,16 @@ import { IN_SANDBOX } from './oci-spec.js';
  * environment: its variables (R, D, d, r, x, started, PATH, IFS...) come from this script and from
  * the OCI spec's fixed environment alone, so no request can change how it reads its deadline. The
  * new shell gets neither the wake FIFO (fd 3) nor init's signal handlers.
+ *
+ * First of all, while nothing of a tenant runs yet (so the fork cannot fail on the pids limit),
+ * init starts the exec agent (exec-agent.ts) when the sandbox has its FIFOs.
  */
 export function initScript(): string {
   return `# alacarte sandbox init
 R=${IN_SANDBOX.runDir}
 D=$R/deadline
 exec 3<>$R/wake || exit 0
+if [ -p $R/${AGENT_REQUESTS} ]; then ${IN_SANDBOX.busybox} sh ${IN_SANDBOX.binDir}/${AGENT_FILE} </dev/null >/dev/null 2>&1 3<&- & fi
 trap : USR1 CHLD
 started=
 while :; do

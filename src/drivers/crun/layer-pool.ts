@@ -317,12 +317,14 @@ export class LayerPool {
     const script = [
       'set -e',
       'mkdir -m 0755 "$1/layer" "$1/rootfs" "$1/run" "$1/run/bin"',
+      // The exec agent's files (exec-agent.ts): names inside are found, not listed.
+      'mkdir -m 0711 "$1/run/x"',
       `mount -t tmpfs -o size=${diskMib}m,nr_inodes=${inodes},mode=0755 tmpfs "$1/layer"`,
       'mkdir -m 0755 "$1/layer/upper" "$1/layer/work"',
       `chown ${idBase}:${idBase} "$1/layer/upper"`,
-      // init waits on this FIFO (see init-script.ts); owned by root inside so that it may open it.
-      'mkfifo -m 0600 "$1/run/wake"',
-      `chown ${idBase}:${idBase} "$1/run/wake"`,
+      // init waits on wake (see init-script.ts), the exec agent on the others; owned by root inside so that it may open them.
+      'mkfifo -m 0600 "$1/run/wake" "$1/run/agent-in" "$1/run/agent-out"',
+      `chown ${idBase}:${idBase} "$1/run/wake" "$1/run/agent-in" "$1/run/agent-out"`,
       `mount -t overlay overlay -o "lowerdir=$2,upperdir=$1/layer/upper,workdir=$1/layer/work" "$1/rootfs"`,
     ].join('\n');
     const r = await runProcess(busybox, ['sh', '-c', script, 'sh', dir, join(imagesDir, image)]);

@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, fstatSync, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { FifoStock } from './fifo-stock.js';
 import type { ProcessResult } from './run-process.js';
 
 /** Calls under way at once; more wait their turn (the shell runs each in the background). */
@@ -22,9 +23,6 @@ const MAX_SECONDS = 600;
  * filled the host's pid space (review 5, finding 1).
  */
 const REAP = 'jobs >/dev/null\n';
-
-/** FIFOs made at once when the stock runs low (one mkfifo for them all). */
-const FIFO_BATCH = 32;
 
 interface Call {
   n: number;
@@ -67,9 +65,7 @@ export class Spawner {
   private next = 0;
   private buffered = '';
   private readonly dir: string;
-  private readonly fifoStock: string[] = [];
-  private fifoRefill: Promise<void> | undefined;
-  private fifoCount = 0;
+  private readonly fifoStock: FifoStock;
 
   /** `maxSeconds`: see MAX_SECONDS (tests make it short). */
   constructor(
@@ -77,6 +73,7 @@ export class Spawner {
     private readonly maxSeconds = MAX_SECONDS,
   ) {
     this.dir = mkdtempSync(join(tmpdir(), 'alacarte-spawner-'));
+    this.fifoStock = new FifoStock(this.dir, (paths, owner) => this.mkfifo(paths, owner));
     process.once('exit', () => rmSync(this.dir, { recursive: true, force: true }));
   }
 
@@ -130,33 +127,25 @@ export class Spawner {
    * `count` fresh FIFOs (mode 0600) in this spawner's private directory, made ahead in batches by one
    * mkfifo (Node cannot make a FIFO itself). The caller removes them once opened by both sides.
    */
-  async fifos(count: number): Promise<string[]> {
-    // Short of stock (a burst of execs): make this caller's own, and more for the stock behind.
-    const taken =
-      this.fifoStock.length >= count ? this.fifoStock.splice(0, count) : await this.makeFifos(count);
-    if (this.fifoStock.length < FIFO_BATCH / 2 && this.fifoRefill === undefined) {
-      this.fifoRefill = this.makeFifos(FIFO_BATCH)
-        .then((paths) => {
-          this.fifoStock.push(...paths);
-        })
-        .catch(() => {})
-        .finally(() => {
-          this.fifoRefill = undefined;
-        });
-    }
-    return taken;
+  fifos(count: number): Promise<string[]> {
+    return this.fifoStock.take(count);
+  }
+
+  /**
+   * Makes `paths` FIFOs (mode 0600) with one busybox mkfifo, chowned to `owner` when given (see
+   * fifo-stock.ts). Rejects when that failed.
+   */
+  async mkfifo(paths: readonly string[], owner?: { uid: number; gid: number }): Promise<void> {
+    const script = owner
+      ? `mkfifo -m 0600 "$@" && chown ${owner.uid}:${owner.gid} "$@"`
+      : 'mkfifo -m 0600 "$@"';
+    const r = await this.run(this.busybox, ['sh', '-c', script, 'sh', ...paths], 4096);
+    if (r.code !== 0) throw new Error(`mkfifo failed: ${r.stderr.trim()}`);
   }
 
   /** A path in this spawner's private directory (for a caller's temporary file). */
   path(name: string): string {
     return join(this.dir, name);
-  }
-
-  private async makeFifos(count: number): Promise<string[]> {
-    const paths = Array.from({ length: count }, () => join(this.dir, `f${this.fifoCount++}`));
-    const r = await this.run(this.busybox, ['mkfifo', '-m', '0600', ...paths], 4096);
-    if (r.code !== 0) throw new Error(`mkfifo failed: ${r.stderr.trim()}`);
-    return paths;
   }
 
   /** Ends the shell (programs it started run to their end) and removes its directory. */

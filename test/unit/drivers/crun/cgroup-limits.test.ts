@@ -4,11 +4,12 @@ import { limitWrites } from '../../../../src/drivers/crun/cgroup-limits.js';
 const limits = { vcpu: 1.5, memoryMib: 512, pids: 100, diskMib: 1024 };
 
 describe('cgroup limit writes', () => {
-  it('writes memory, cpu quota and pids into the v1 hierarchies', () => {
+  it('writes memory, cpu quota and burst (at most one quota) and pids into the v1 hierarchies', () => {
     expect(limitWrites('hybrid', '/alacarte/i/w1', limits, false, '/cg')).toEqual([
       ['/cg/memory/alacarte/i/w1/memory.limit_in_bytes', String(512 * 2 ** 20)],
       ['/cg/cpu/alacarte/i/w1/cpu.cfs_period_us', '100000'],
       ['/cg/cpu/alacarte/i/w1/cpu.cfs_quota_us', '150000'],
+      ['/cg/cpu/alacarte/i/w1/cpu.cfs_burst_us', '150000'],
       ['/cg/pids/alacarte/i/w1/pids.max', '100'],
     ]);
   });
@@ -29,6 +30,7 @@ describe('cgroup limit writes', () => {
       ['/cg/alacarte/i/w1/memory.max', String(512 * 2 ** 20)],
       ['/cg/alacarte/i/w1/memory.swap.max', '0'],
       ['/cg/alacarte/i/w1/cpu.max', '150000 100000'],
+      ['/cg/alacarte/i/w1/cpu.max.burst', '150000'],
       ['/cg/alacarte/i/w1/pids.max', '100'],
     ]);
   });

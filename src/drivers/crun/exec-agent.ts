@@ -1,0 +1,412 @@
+import { randomBytes } from 'node:crypto';
+import {
+  closeSync,
+  fchownSync,
+  constants as fs,
+  fstatSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
+import { Socket } from 'node:net';
+import { join } from 'node:path';
+import type { ExecRequest, ExecResult } from '../compute-driver.js';
+import { FifoOutputs } from './exec-output.js';
+import type { FifoStock } from './fifo-stock.js';
+import { DEFAULT_PATH, IN_SANDBOX } from './oci-spec.js';
+import type { OutputDrain } from './output-drain.js';
+import { cgroupPids, killExecTree } from './process-tree.js';
+
+/**
+ * The exec agent: a busybox shell inside every sandbox (started by its init, init-script.ts) that
+ * runs the node's non-interactive execs, instead of a `crun exec` per call. `crun exec` forks and
+ * execs the runtime, which reads the container's state and config, joins its namespaces and
+ * cgroup and sets up seccomp before the command starts: most of an exec's time under load
+ * (bench/RESULTS.md). The agent is already in all of them, having been started by init: its
+ * children get the same uid (root inside), capabilities, seccomp filter, namespaces and cgroup as
+ * `crun exec` would give them, and the OCI config's no_new_privs, RLIMIT_NOFILE and OOM score
+ * (which `crun exec` leaves out); SIGINT and SIGQUIT are ignored, unlike with `crun exec` (a
+ * background job of a shell without job control; busybox has no way to reset an ignored signal
+ * before exec). The environment is the one given
+ * (the lease's and the request's), the working directory the image's, and each exec gets a session
+ * of its own (setsid), so that a timeout can find all it started.
+ *
+ * Protocol, all in the sandbox's run directory (host `<sandbox>/run`, `/run/alacarte` inside, a
+ * read-only bind there, so that nothing inside can create, replace or link anything in it):
+ * - the node writes the exec's script to `x/<id>` (its stdin to `x/<id>.in`) and moves two fresh
+ *   FIFOs to `x/<id>.out` and `x/<id>.err`, opens their read ends, then writes `<id>\n` (one write,
+ *   atomic) into the FIFO `agent-in`, which the agent reads;
+ * - the agent sources `x/<id>` in a background subshell and writes `<id> p <pid>\n` (its pid as
+ *   the sandbox numbers it) then, once it has exited, `<id> <status>\n` (128 + n for signal n) into
+ *   the FIFO `agent-out`, which the node reads.
+ *
+ * Trust: the tenant is root inside and may kill or replace the agent, or write into both FIFOs.
+ * That can only hurt its own execs: nothing the tenant writes is interpreted by anything
+ * privileged. The node only ever opens paths it made itself in the run directory (with
+ * O_NOFOLLOW and a FIFO check besides), writes them without blocking, reads bytes up to the
+ * request's cap from the output FIFOs, and from `agent-out` lines of a few digits up to a budget
+ * (past it, the agent is no longer used for this sandbox); a pid it is told is only used to pick
+ * processes among the sandbox's own cgroup when a timeout kills the exec. Every exec ends at its
+ * timeout whatever the agent does. When no agent reads `agent-in` (it was killed, the sandbox was
+ * made by an older node), or it misbehaved, the caller falls back to `crun exec`.
+ */
+
+/** The agent's request FIFO, in the sandbox's run directory. */
+export const AGENT_REQUESTS = 'agent-in';
+/** The agent's answer FIFO, in the sandbox's run directory. */
+export const AGENT_ANSWERS = 'agent-out';
+/** Where the node puts each exec's script, input and output FIFOs, in the sandbox's run directory. */
+export const EXEC_DIR = 'x';
+/** The agent's script in the host's library directory (shown at /run/alacarte/bin). */
+export const AGENT_FILE = 'agent.sh';
+
+/** After a timeout, how long the agent may take to report the killed command's end before the exec returns anyway. */
+const KILL_GRACE_MS = 1000;
+
+/** Bytes of answers the node reads per exec it sent (a few dozen are needed); past it the agent is dropped. */
+const ANSWER_BYTES_PER_EXEC = 4096;
+const MAX_ANSWER_BUDGET = 1 << 20;
+
+/** Exit status the node reports when the agent died with the exec (its command was most likely killed too). */
+const LOST_STATUS = 137;
+
+/**
+ * The agent, run by the host's busybox as a child of init before the lease's command exists. fd 3
+ * and 4 (the two FIFOs, opened read-write so that they never see end-of-file or SIGPIPE) are closed
+ * for every exec. A trapped SIGCHLD cuts the blocking `read` short so that finished watchers are
+ * reaped (`jobs`) at once and do not hold the sandbox's pids limit. Ids are checked to be hex, so a
+ * line written by anything else cannot name another path.
+ */
+export function agentScript(): string {
+  const R = IN_SANDBOX.runDir;
+  // No host program runs before the command's own: the exec's script is sourced by a forked
+  // subshell, which ends by exec'ing setsid and through it the command. What runs here is charged
+  // to the sandbox's CPU quota (a tiny offer has 1 ms per 100 ms), where `crun exec` does most of
+  // its work outside it.
+  return `# alacarte exec agent (exec-agent.ts)
+exec 3<>${R}/${AGENT_REQUESTS} 4<>${R}/${AGENT_ANSWERS} || exit 0
+trap : CHLD
+while :; do
+  id=
+  read -r id <&3
+  case $id in ''|*[!0-9a-f]*) continue ;; esac
+  ( ( . ${R}/${EXEC_DIR}/$id ) 4>&- & echo "$id p $!" >&4; wait $!; echo "$id $?" >&4 ) 3<&- &
+  jobs >/dev/null
+done
+`;
+}
+
+const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+
+/**
+ * The script for one exec, sourced by a subshell of the agent: standard streams onto the exec's
+ * files, the working directory, the command's path, then only the given environment, and (one
+ * process all along, so the pid the agent reports is the command's) a new session through busybox
+ * setsid, which execs the command.
+ *
+ * The path is looked up here, in the given PATH, as `crun exec` does: busybox (its shell, and its
+ * applets' own lookups) would otherwise run its own applet for a name it knows (`ls`, `sh`)
+ * instead of the image's program. Not found: 127, as a shell says (`crun exec` says 255); setsid
+ * exits 126 for a file it cannot execute. The environment: the agent's own exported variables
+ * (init's fixed PATH and HOME, and PWD, OLDPWD, SHLVL the shell keeps) are unset after the `cd`,
+ * then the given ones exported. Every word is single-quoted.
+ */
+export function execScript(
+  id: string,
+  env: readonly string[],
+  cwd: string | undefined,
+  command: readonly string[],
+  hasStdin: boolean,
+): string {
+  const x = `${IN_SANDBOX.runDir}/${EXEC_DIR}/${id}`;
+  const B = IN_SANDBOX.busybox;
+  const path = env.findLast((e) => e.startsWith('PATH='))?.slice(5) ?? DEFAULT_PATH.slice(5);
+  const [program = '', ...args] = command;
+  const lines = [`exec <${hasStdin ? `${x}.in` : '/dev/null'} >${x}.out 2>${x}.err`];
+  if (cwd !== undefined) lines.push(`cd -- ${quote(cwd)} || exit 126`);
+  lines.push(
+    'set -f',
+    `c=${quote(program)}`,
+    'case $c in */*) ;; *)',
+    `  P=${quote(path)}; f=; IFS=:; for d in $P; do`,
+    '    [ -n "$d" ] || d=.; [ -f "$d/$c" ] && [ -x "$d/$c" ] && { f=$d/$c; break; }',
+    '  done; unset IFS',
+    '  [ -n "$f" ] || { echo "$c: not found" >&2; exit 127; }',
+    '  c=$f ;;',
+    'esac',
+    'unset PATH HOME PWD OLDPWD SHLVL',
+  );
+  if (env.length > 0) lines.push(`export ${env.map(quote).join(' ')}`);
+  lines.push(`exec ${B} setsid -- "$c" ${args.map(quote).join(' ')}`);
+  return `${lines.join('\n')}\n`;
+}
+
+/** What an agent exec needs besides the request (the same as `crun exec`'s, exec.ts). */
+export interface AgentExecTarget {
+  /** The whole environment, NAME=value. */
+  env: string[];
+  cwd?: string;
+  /** The sandbox's cgroup.procs: a timeout kills the exec's processes among these. */
+  procsFile: string;
+  drain?: OutputDrain;
+}
+
+interface Pending {
+  onPid: (nsPid: number) => void;
+  onExit: (status: number) => void;
+  onLost: () => void;
+}
+
+/**
+ * The node's side of one sandbox's agent. exec() answers undefined, having started nothing, when
+ * the agent cannot take the call: the caller then uses `crun exec`.
+ */
+export class ExecAgent {
+  private answers: Socket | undefined;
+  private buffered = '';
+  private budget = 0;
+  /** The agent misbehaved: not used again for this sandbox. */
+  private dropped = false;
+  private readonly pending = new Map<string, Pending>();
+
+  /**
+   * `runDir`: the sandbox's run directory on the host (not through a link); `fifos`: a stock of
+   * FIFOs on the same filesystem, owned by root inside; `owner`: root inside (host ids).
+   */
+  constructor(
+    private readonly runDir: string,
+    private readonly fifos: FifoStock,
+    private readonly owner: { uid: number; gid: number },
+  ) {}
+
+  /**
+   * Whether the agent can run this call at all: a command, and names the shell can export (an
+   * image's environment is not checked as a request's is).
+   */
+  static canRun(command: readonly string[], env: readonly string[]): boolean {
+    return command.length > 0 && env.every((e) => /^[A-Za-z_][A-Za-z0-9_]*=/.test(e));
+  }
+
+  /** Runs `request` through the agent; undefined (nothing started) when it cannot. */
+  async exec(target: AgentExecTarget, request: ExecRequest): Promise<ExecResult | undefined> {
+    if (this.dropped || !ExecAgent.canRun(request.command, target.env)) return undefined;
+    // Non-blocking: ENXIO at once when no agent holds the read end.
+    const requests = openFifo(join(this.runDir, AGENT_REQUESTS), fs.O_WRONLY);
+    if (requests === undefined) return undefined;
+    const id = randomBytes(6).toString('hex');
+    const base = join(this.runDir, EXEC_DIR, id);
+    const hasStdin = request.stdin !== undefined && request.stdin.length > 0;
+    const paths = [base, `${base}.in`, `${base}.out`, `${base}.err`];
+    const cleanUp = () => {
+      for (const p of paths) rmSync(p, { force: true });
+    };
+    let outputs: FifoOutputs | undefined;
+    try {
+      const [out, err] = (await this.fifos.take(2)) as [string, string];
+      renameSync(out, `${base}.out`);
+      renameSync(err, `${base}.err`);
+      if (hasStdin && request.stdin !== undefined) this.writeOwned(`${base}.in`, request.stdin);
+      this.writeOwned(base, execScript(id, target.env, target.cwd, request.command, hasStdin));
+      outputs = new FifoOutputs(`${base}.out`, `${base}.err`, request.maxOutputBytes);
+    } catch {
+      outputs?.destroy();
+      closeSync(requests);
+      cleanUp();
+      return undefined;
+    }
+    const ran = this.run(id, requests, target, request);
+    if (ran === undefined) {
+      outputs.destroy();
+      cleanUp();
+      return undefined;
+    }
+    let status: { code: number; timedOut: boolean };
+    try {
+      status = await ran;
+    } finally {
+      cleanUp();
+    }
+    return { exitCode: status.code, ...(await outputs.finish(target.drain)), timedOut: status.timedOut };
+  }
+
+  /** Stops reading answers (the sandbox is going away); execs under way end at their timeout. */
+  close(): void {
+    this.dropped = true;
+    this.answers?.destroy();
+    this.answers = undefined;
+  }
+
+  /** Sends the request and waits for the exec's end or timeout; undefined if it could not be sent. */
+  private run(
+    id: string,
+    requests: number,
+    target: AgentExecTarget,
+    request: ExecRequest,
+  ): Promise<{ code: number; timedOut: boolean }> | undefined {
+    // Here, with no await before the request is sent: the last exec to end closes the answer FIFO.
+    if (!this.listen()) {
+      closeSync(requests);
+      return undefined;
+    }
+    let settle!: (code: number) => void;
+    let timedOut = false;
+    let nsPid: number | undefined;
+    let grace: NodeJS.Timeout | undefined;
+    const kill = () => {
+      const pid = nsPid === undefined ? undefined : hostPid(nsPid, target.procsFile);
+      if (pid !== undefined) killExecTree(pid, target.procsFile);
+    };
+    const done = new Promise<{ code: number; timedOut: boolean }>((resolve) => {
+      settle = (code) => {
+        if (!this.pending.delete(id)) return;
+        clearTimeout(timer);
+        clearTimeout(grace);
+        if (this.pending.size === 0) this.quiet();
+        resolve({ code, timedOut });
+      };
+    });
+    const timer = setTimeout(() => {
+      timedOut = true;
+      kill();
+      // If the agent never reports (it died, or was replaced), do not wait for it.
+      grace = setTimeout(() => {
+        // The pid may have come only after the first sweep.
+        kill();
+        settle(LOST_STATUS);
+      }, KILL_GRACE_MS);
+    }, request.timeoutMs);
+    this.pending.set(id, {
+      onPid: (pid) => {
+        // init (1) holds the sandbox's deadline: never an exec's to kill.
+        if (pid > 1) nsPid ??= pid;
+        if (timedOut) kill();
+      },
+      onExit: (code) => {
+        if (timedOut) kill();
+        settle(code);
+      },
+      onLost: () => settle(LOST_STATUS),
+    });
+    this.budget = Math.min(MAX_ANSWER_BUDGET, this.budget + ANSWER_BYTES_PER_EXEC);
+    const line = Buffer.from(`${id}\n`);
+    let sent = false;
+    try {
+      sent = writeSync(requests, line) === line.length;
+    } catch {
+      // EAGAIN: the agent does not read its requests.
+    } finally {
+      closeSync(requests);
+    }
+    if (!sent) {
+      this.pending.delete(id);
+      clearTimeout(timer);
+      if (this.pending.size === 0) this.quiet();
+      return undefined;
+    }
+    return done;
+  }
+
+  /**
+   * No exec under way: the answer FIFO is closed, so that an idle lease holds no descriptor of the
+   * node (a thousand idle leases); a late answer stays in the pipe and is skipped when it is read.
+   */
+  private quiet(): void {
+    const socket = this.answers;
+    this.answers = undefined;
+    this.buffered = '';
+    socket?.destroy();
+  }
+
+  /** Opens the answer FIFO while execs are under way; false when it cannot be. */
+  private listen(): boolean {
+    if (this.answers) return true;
+    const fd = openFifo(join(this.runDir, AGENT_ANSWERS), fs.O_RDONLY);
+    if (fd === undefined) return false;
+    const socket = new Socket({ fd, readable: true, writable: false });
+    socket.setEncoding('latin1');
+    socket.on('data', (text: string) => this.onAnswers(socket, text));
+    socket.on('error', () => {});
+    // Every writer gone: the agent and all its watchers died (`kill -9 -1` inside, say), so no
+    // answer can come for the execs under way.
+    socket.on('close', () => {
+      if (this.answers !== socket) return;
+      this.answers = undefined;
+      this.buffered = '';
+      for (const p of [...this.pending.values()]) p.onLost();
+    });
+    this.answers = socket;
+    return true;
+  }
+
+  private onAnswers(socket: Socket, text: string): void {
+    this.budget -= text.length;
+    if (this.budget < 0) {
+      // Far more than the execs sent could answer: not our agent. Its execs end at their timeouts.
+      this.dropped = true;
+      if (this.answers === socket) this.answers = undefined;
+      socket.destroy();
+      return;
+    }
+    this.buffered += text;
+    let at = this.buffered.indexOf('\n');
+    while (at >= 0) {
+      const line = this.buffered.slice(0, at);
+      this.buffered = this.buffered.slice(at + 1);
+      at = this.buffered.indexOf('\n');
+      const m = /^([0-9a-f]{12}) (?:p ([0-9]{1,9})|([0-9]{1,3}))$/.exec(line);
+      const call = m ? this.pending.get(m[1] as string) : undefined;
+      if (!m || !call) continue;
+      if (m[2] !== undefined) call.onPid(Number(m[2]));
+      else call.onExit(Number(m[3]));
+    }
+    // An answer is a few dozen bytes: anything longer is not one.
+    if (this.buffered.length > 64) this.buffered = '';
+  }
+
+  /** Writes a file of the exec (new, never through a link), readable by root inside only. */
+  private writeOwned(path: string, content: string | Uint8Array): void {
+    const fd = openSync(path, fs.O_WRONLY | fs.O_CREAT | fs.O_EXCL | fs.O_NOFOLLOW, 0o600);
+    try {
+      fchownSync(fd, this.owner.uid, this.owner.gid);
+      const data = typeof content === 'string' ? Buffer.from(content) : content;
+      let at = 0;
+      while (at < data.length) at += writeSync(fd, data, at, data.length - at);
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
+
+/** Opens a FIFO the node made, without blocking and never through a link; undefined if that fails. */
+function openFifo(path: string, mode: number): number | undefined {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, mode | fs.O_NONBLOCK | fs.O_NOFOLLOW);
+    if (fstatSync(fd).isFIFO()) return fd;
+  } catch {
+    // absent, or (ENXIO) no agent reads it
+  }
+  if (fd !== undefined) closeSync(fd);
+  return undefined;
+}
+
+/**
+ * The host pid of the sandbox's process that the sandbox numbers `nsPid`, found among its cgroup's
+ * processes by the last field of their /proc status `NSpid` line; undefined if none.
+ */
+export function hostPid(nsPid: number, procsFile: string): number | undefined {
+  for (const pid of cgroupPids(procsFile)) {
+    let status: string;
+    try {
+      status = readFileSync(`/proc/${pid}/status`, 'latin1');
+    } catch {
+      continue;
+    }
+    const line = /^NSpid:\s+(.*)$/m.exec(status)?.[1];
+    const fields = line?.trim().split(/\s+/) ?? [];
+    if (fields.length >= 2 && Number(fields[fields.length - 1]) === nsPid) return pid;
+  }
+  return undefined;
+}

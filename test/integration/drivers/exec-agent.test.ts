@@ -1,0 +1,230 @@
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ExecRequest, SandboxHandle } from '../../../src/drivers/compute-driver.js';
+import { newLeaseId, TEST_LIMITS } from './compute-driver.contract.js';
+import { type CrunTarget, crunSkipReason, makeCrunTarget } from './crun-target.js';
+import { ISOLATION_IMAGES } from './isolation-images.js';
+
+/** What a command sees of its identity and confinement, one `name value` per line. */
+const IDENTITY = [
+  'sh',
+  '-c',
+  [
+    'grep -E "^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp|Seccomp_filters|SigIgn|SigBlk):" /proc/self/status',
+    'echo "cgroup $(cat /proc/self/cgroup | tr "\\n" " ")"',
+    'for n in cgroup ipc mnt net pid user uts; do echo "ns $n $(readlink /proc/self/ns/$n)"; done',
+    'echo "nofile $(ulimit -n) $(ulimit -Hn)"',
+    'echo "oom $(cat /proc/self/oom_score_adj)"',
+    'echo "umask $(umask)"',
+    'echo "cwd $(pwd)"',
+    'echo "shell $(readlink /proc/$$/exe)"',
+    'echo "session $(($(cut -d" " -f6 /proc/self/stat) == $$))"',
+    'env | grep -v "^_=" | sort',
+  ].join('\n'),
+];
+
+const run = (t: CrunTarget, h: SandboxHandle, command: string[], extra: Partial<ExecRequest> = {}) =>
+  t.driver.exec(h, { command, timeoutMs: 30_000, maxOutputBytes: 1 << 20, ...extra });
+
+/** The host pids of a sandbox's exec agent (its loop and any watcher forked from it). */
+function agentPids(t: CrunTarget, h: SandboxHandle): number[] {
+  // The lease's link names the sandbox's container, the last part of its cgroup path.
+  const container = readlinkSync(join(t.options.runtimeDir, h.leaseId));
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmdline = readFileSync(join('/proc', entry, 'cmdline'), 'latin1');
+      const cgroup = readFileSync(join('/proc', entry, 'cgroup'), 'latin1');
+      if (cmdline.includes('/run/alacarte/bin/agent.sh') && cgroup.includes(`/${container}\n`))
+        pids.push(Number(entry));
+    } catch {
+      // gone
+    }
+  }
+  return pids;
+}
+
+/** Kills the agents of the target's sandboxes and waits (bounded) until they are gone. */
+async function killAgent(t: CrunTarget, h: SandboxHandle): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    const pids = agentPids(t, h).filter((pid) => !zombie(pid));
+    if (pids.length === 0) return;
+    for (const pid of pids) process.kill(pid, 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error('the agent did not die');
+}
+
+function zombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+  } catch {
+    return true;
+  }
+}
+
+// The exec agent (exec-agent.ts): non-interactive execs run by a shell inside the sandbox instead of
+// `crun exec`. What a command sees must be what `crun exec` gave it; `crun exec` is what the driver
+// falls back to once the agent is gone, so the two are compared in one sandbox.
+describe.skipIf(crunSkipReason)('the exec agent in crun sandboxes', () => {
+  // The pulled image adds nothing here (its shell and tools are busybox's too).
+  for (const image of ISOLATION_IMAGES.filter((i) => i.name !== 'pulled')) {
+    describe(`${image.name} image`, () => {
+      let t: CrunTarget;
+      let cleanup = () => {};
+      beforeAll(async () => {
+        const prepared = await image.prepare();
+        cleanup = prepared.cleanup;
+        t = await makeCrunTarget(prepared.imagesDir ? { imagesDir: prepared.imagesDir } : {});
+      }, 180_000);
+      afterAll(async () => {
+        await t?.dispose();
+        cleanup();
+      });
+
+      it('runs the command as `crun exec` would: ids, capabilities, seccomp, cgroup, namespaces, limits, env, cwd', async () => {
+        const h = await t.driver.start(
+          { leaseId: newLeaseId(), image: image.name, env: { LEASE_VAR: 'from the lease' } },
+          TEST_LIMITS,
+          new Date(Date.now() + 120_000),
+        );
+        const viaAgent = await run(t, h, IDENTITY, { env: { REQUEST_VAR: "it's \n two lines" } });
+        const parent = await run(t, h, ['sh', '-c', 'cat /proc/$PPID/cmdline | tr "\\0" " "']);
+        expect(parent.stdout.toString()).toContain('/run/alacarte/bin/agent.sh');
+        await killAgent(t, h);
+        const viaRuntime = await run(t, h, IDENTITY, { env: { REQUEST_VAR: "it's \n two lines" } });
+        const parentNow = await run(t, h, ['sh', '-c', 'echo $PPID']);
+        // `crun exec` starts the command from outside the sandbox's pid namespace.
+        expect(parentNow.stdout.toString()).toBe('0\n');
+        expect(viaAgent.exitCode).toBe(0);
+        expect(viaAgent.stderr.toString()).toBe('');
+        expect(viaAgent.stdout.toString()).toContain('LEASE_VAR=from the lease');
+        expect(viaAgent.stdout.toString()).toContain("REQUEST_VAR=it's ");
+        // Where they differ, the agent gives what the sandbox's OCI config says (init has it): `crun
+        // exec` leaves out no_new_privs, the RLIMIT_NOFILE and the OOM score of process in config.json
+        // (its command got the node's), and starts the command in the session of its own process.
+        const lines = viaAgent.stdout.toString().split('\n');
+        for (const line of ['NoNewPrivs:\t1', 'nofile 1024 4096', 'oom 500', 'session 1'])
+          expect(lines).toContain(line);
+        // Known difference: the agent's shell starts each exec in the background, where a shell
+        // without job control ignores SIGINT and SIGQUIT, and busybox offers no way to reset that
+        // before the command runs (an ignored signal stays ignored across exec).
+        expect(lines).toContain('SigIgn:\t0000000000000006');
+        const same = (text: string) =>
+          text.split('\n').filter((l) => !/^(NoNewPrivs:|SigIgn:|nofile |oom |session )/.test(l));
+        expect(same(viaAgent.stdout.toString())).toEqual(same(viaRuntime.stdout.toString()));
+        await t.driver.stop(h);
+      });
+
+      it('exit codes, stdin, binary output, caps, a missing command, a command that kills its own agent', async () => {
+        const h = await t.driver.start(
+          { leaseId: newLeaseId(), image: image.name },
+          TEST_LIMITS,
+          new Date(Date.now() + 120_000),
+        );
+        const bytes = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+        const cat = await run(t, h, ['cat'], { stdin: bytes });
+        expect(cat.stdout.equals(bytes)).toBe(true);
+        expect((await run(t, h, ['sh', '-c', 'exit 7'])).exitCode).toBe(7);
+        expect((await run(t, h, ['sh', '-c', 'kill -9 $$'])).exitCode).toBe(137);
+        const missing = await run(t, h, ['no-such-command']);
+        expect(missing.exitCode).toBe(127);
+        const big = await run(t, h, ['sh', '-c', 'head -c 100000 /dev/zero'], { maxOutputBytes: 1000 });
+        expect(big.stdout.length).toBe(1000);
+        expect(big.truncated).toBe(true);
+        expect(agentPids(t, h).length).toBeGreaterThan(0);
+        // Everything but init dies, the agent and this exec's own watcher too: the exec still returns.
+        const all = await run(t, h, ['sh', '-c', 'kill -9 -1; sleep 5'], { timeoutMs: 60_000 });
+        expect(all.exitCode).toBe(137);
+        expect(all.timedOut).toBe(false);
+        // Later execs go through `crun exec`.
+        const after = await run(t, h, ['echo', 'still here']);
+        expect(after.stdout.toString()).toBe('still here\n');
+        await t.driver.stop(h);
+      });
+
+      it('a timeout kills every process of the exec, double-forked ones too, and nothing else', async () => {
+        const h = await t.driver.start(
+          { leaseId: newLeaseId(), image: image.name },
+          TEST_LIMITS,
+          new Date(Date.now() + 120_000),
+        );
+        const other = await run(t, h, ['sh', '-c', 'sleep 300 & echo started'], { timeoutMs: 30_000 });
+        expect(other.stdout.toString()).toBe('started\n');
+        const r = await run(t, h, ['sh', '-c', '(sleep 301 &); sleep 302 & sleep 303'], { timeoutMs: 1500 });
+        expect(r.timedOut).toBe(true);
+        const ps = await run(t, h, ['sh', '-c', 'cat /proc/[0-9]*/cmdline | tr "\\0" " "']);
+        expect(ps.stdout.toString()).toContain('sleep 300');
+        expect(ps.stdout.toString()).not.toMatch(/sleep 30[123]/);
+        await t.driver.stop(h);
+      });
+    });
+  }
+
+  describe('a hostile agent (replaced by the tenant)', () => {
+    let t: CrunTarget;
+    beforeAll(async () => {
+      t = await makeCrunTarget();
+    });
+    afterAll(async () => {
+      await t?.dispose();
+    });
+
+    /** Replaces the agent with `script` (it gets the request FIFO on fd 3, the answer FIFO on fd 4). */
+    async function replaceAgent(h: SandboxHandle, script: string): Promise<void> {
+      await killAgent(t, h);
+      const started = await t.driver.exec(h, {
+        command: ['sh', '-c', `exec 3<>/run/alacarte/agent-in 4<>/run/alacarte/agent-out; ${script}`],
+        background: true,
+        timeoutMs: 30_000,
+        maxOutputBytes: 1024,
+      });
+      expect(started.pid).toBeGreaterThan(0);
+    }
+
+    it('one that never answers: the exec ends at its timeout, and the tenant cannot link in the run directory', async () => {
+      const h = await t.driver.start(
+        { leaseId: newLeaseId(), image: 'busybox' },
+        TEST_LIMITS,
+        new Date(Date.now() + 120_000),
+      );
+      const link = await run(t, h, ['ln', '-s', '/etc/shadow', '/run/alacarte/x/evil']);
+      expect(link.exitCode).not.toBe(0);
+      await replaceAgent(h, 'while read -r id <&3; do :; done');
+      const r = await run(t, h, ['echo', 'hi'], { timeoutMs: 1000 });
+      expect(r.timedOut).toBe(true);
+      await t.driver.stop(h);
+    });
+
+    it('one that floods its answers and outputs: every exec returns by its timeout, capped', async () => {
+      const h = await t.driver.start(
+        { leaseId: newLeaseId(), image: 'busybox' },
+        TEST_LIMITS,
+        new Date(Date.now() + 120_000),
+      );
+      await replaceAgent(
+        h,
+        [
+          'while read -r id <&3; do',
+          '  X=/run/alacarte/x/$id',
+          '  (yes garbage-line-that-is-no-answer >&4 &)',
+          '  (head -c 10000000 /dev/zero > $X.out &)',
+          '  echo "$id p 1" >&4; echo "$id 0" >&4',
+          'done',
+        ].join('\n'),
+      );
+      // Whatever it answers (it may claim any status for its own execs), every call returns by its
+      // timeout with at most the cap kept, and the node goes on answering.
+      for (let i = 0; i < 3; i++) {
+        const r = await run(t, h, ['echo', 'hi'], { timeoutMs: 2000, maxOutputBytes: 4096 });
+        expect(r.stdout.length).toBeLessThanOrEqual(4096);
+        expect(r.stderr.length).toBeLessThanOrEqual(4096);
+      }
+      expect(await t.driver.isRunning(h)).toBe(true);
+      await t.driver.stop(h);
+    });
+  });
+});
