@@ -212,6 +212,18 @@ export const configSchema = z
          */
         unpaidQuotesPerAddress: z.number().int().min(1).max(100_000).default(20),
         maxUnpaidQuotes: z.number().int().min(1).max(1_000_000).default(10_000),
+        /**
+         * Bounds on NUT-17 WebSocket subscriptions (`/mint/v1/ws`): live subscriptions of one
+         * connection, and of one client address (an IPv6 one by its /64) over all its connections.
+         * Beyond them a subscribe request gets the JSON-RPC error -32000 and nothing is watched.
+         */
+        nut17: z
+          .object({
+            maxSubscriptionsPerConnection: z.number().int().min(1).max(10_000).default(100),
+            maxSubscriptionsPerAddress: z.number().int().min(1).max(10_000).default(300),
+          })
+          .strict()
+          .prefault({}),
         lightning: z
           .object({
             /** Which Lightning backend the mint uses (src/lightning/<backend>/). */

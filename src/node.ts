@@ -147,6 +147,7 @@ export class AlacarteNode {
               melt: new QuoteLimits({ ...quoteBounds, now }),
             },
             clientOf: sourceOf,
+            nut17: config.mint.nut17,
           }),
         },
         { prefix: '', plugin: webRoutes({ dir: options.webDir ?? defaultWebDir() }) },

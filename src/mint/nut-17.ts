@@ -5,8 +5,9 @@
  *
  * Everything a connection does runs through its own serial queue, so a subscription's first state
  * always goes out before any later change, and notifications leave in the order of the commits.
- * Every resource an outsider can grow is bounded: connections, subscriptions per connection and in
- * total, filters per subscription, queued work per connection (then the connection is closed).
+ * Every resource an outsider can grow is bounded: connections, subscriptions per connection, per
+ * client address (over all its connections) and in total, filters per subscription, queued work
+ * per connection (then the connection is closed).
  */
 import { z } from 'zod';
 import { MintError } from './errors.js';
@@ -32,6 +33,11 @@ export interface Nut17Limits {
   maxConnections: number;
   /** live subscriptions of one connection */
   maxSubscriptionsPerConnection: number;
+  /**
+   * live subscriptions of one client address over all its connections (the address as the
+   * transport names it: http/nut-17-ws.ts counts an IPv6 one by its /64)
+   */
+  maxSubscriptionsPerAddress: number;
   /** live subscriptions of all connections together */
   maxSubscriptions: number;
   /** quote ids or Ys in one subscription */
@@ -43,6 +49,7 @@ export interface Nut17Limits {
 export const DEFAULT_NUT17_LIMITS: Nut17Limits = {
   maxConnections: 1000,
   maxSubscriptionsPerConnection: 100,
+  maxSubscriptionsPerAddress: 300,
   maxSubscriptions: 10_000,
   maxFilters: 100,
   maxQueued: 1000,
@@ -110,6 +117,8 @@ export class Nut17Hub {
   private readonly index = new Map<string, Set<Subscription>>();
   private readonly connections = new Set<Nut17Connection>();
   private subscriptionCount = 0;
+  /** client address → its live subscriptions; an address with none has no entry */
+  private readonly perAddress = new Map<string, number>();
   private readonly stopListening: () => void;
 
   constructor(
@@ -121,10 +130,14 @@ export class Nut17Hub {
     this.stopListening = source.events.listen((event) => this.onEvent(event));
   }
 
-  /** A new connection, or undefined when the hub is full (the caller closes the socket, 1013). */
-  connect(socket: Nut17Socket): Nut17Connection | undefined {
+  /**
+   * A new connection from client address `address` (its subscriptions count against that
+   * address's bound; one key for all connections without one), or undefined when the hub is full
+   * (the caller closes the socket, 1013).
+   */
+  connect(socket: Nut17Socket, address = ''): Nut17Connection | undefined {
     if (this.connections.size >= this.limits.maxConnections) return undefined;
-    const connection = new Nut17Connection(this, socket);
+    const connection = new Nut17Connection(this, socket, address);
     this.connections.add(connection);
     return connection;
   }
@@ -140,9 +153,16 @@ export class Nut17Hub {
     for (const connection of [...this.connections]) connection.closed();
   }
 
+  /** Live subscriptions of client address `address`, over all its connections. */
+  sizeOf(address: string): number {
+    return this.perAddress.get(address) ?? 0;
+  }
+
   /** @internal */
   register(sub: Subscription): void {
     this.subscriptionCount++;
+    const address = sub.connection.address;
+    this.perAddress.set(address, this.sizeOf(address) + 1);
     for (const filter of sub.filters) {
       const key = `${sub.kind}:${filter}`;
       let set = this.index.get(key);
@@ -157,6 +177,10 @@ export class Nut17Hub {
   /** @internal */
   unregister(sub: Subscription): void {
     this.subscriptionCount--;
+    const address = sub.connection.address;
+    const left = this.sizeOf(address) - 1;
+    if (left > 0) this.perAddress.set(address, left);
+    else this.perAddress.delete(address);
     for (const filter of sub.filters) {
       const key = `${sub.kind}:${filter}`;
       const set = this.index.get(key);
@@ -213,6 +237,8 @@ export class Nut17Connection {
   constructor(
     private readonly hub: Nut17Hub,
     private readonly socket: Nut17Socket,
+    /** The client address its subscriptions count against (Nut17Limits.maxSubscriptionsPerAddress). */
+    readonly address: string,
   ) {}
 
   /** A text frame from the wallet. Never throws: every fault is a JSON-RPC error answer. */
@@ -318,6 +344,12 @@ export class Nut17Connection {
       throw new RpcFailure(
         RpcError.limit,
         `at most ${limits.maxSubscriptionsPerConnection} subscriptions per connection`,
+      );
+    }
+    if (this.hub.sizeOf(this.address) >= limits.maxSubscriptionsPerAddress) {
+      throw new RpcFailure(
+        RpcError.limit,
+        `at most ${limits.maxSubscriptionsPerAddress} subscriptions per client address, over all its connections`,
       );
     }
     if (this.hub.size >= limits.maxSubscriptions) {

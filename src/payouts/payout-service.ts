@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { Selectable } from 'kysely';
 import { AlacarteError } from '../core/errors.js';
 import { leaseBooks, type MintFigures } from '../leases/ledger.js';
 import { decodeBolt11 } from '../lightning/bolt11.js';
@@ -35,7 +36,7 @@ export interface PayoutServiceOptions {
   logger?: Logger;
 }
 
-type PayoutRow = PayoutTables['payouts'];
+type PayoutRow = Selectable<PayoutTables['payouts']>;
 
 /**
  * Pays the node's earnings out over Lightning (README "Payouts"). The money rules:
@@ -207,16 +208,27 @@ export class PayoutService {
     amount: bigint,
     unpaid: bigint,
   ): Promise<PayoutAnswer> {
+    // Only the payouts whose change may still be held here, not every payout ever made: a change
+    // found all spent is marked so, once, and never asked about again.
     const earlier = await this.db
       .selectFrom('payouts')
       .select('id')
       .where('source', '=', payer.url)
       .where('state', '=', 'paid')
+      .where('change_spent', '=', 0)
+      .orderBy('created_at')
+      .orderBy('id')
       .execute();
     const prepared = await payer.prepare(
       request,
       earlier.map((r) => r.id),
     );
+    if (prepared.changeSpent.length > 0)
+      await this.db
+        .updateTable('payouts')
+        .set({ change_spent: 1 })
+        .where('id', 'in', prepared.changeSpent)
+        .execute();
     if ('short' in prepared)
       throw tooLarge(`the ecash held at ${payer.url} does not cover the invoice and its fees`, unpaid);
     if (prepared.amount !== amount)
@@ -240,7 +252,10 @@ export class PayoutService {
   }
 
   private async recordPending(
-    fields: Omit<PayoutRow, 'id' | 'state' | 'fee' | 'reason' | 'created_at' | 'resolved_at'>,
+    fields: Omit<
+      PayoutRow,
+      'id' | 'state' | 'fee' | 'reason' | 'created_at' | 'resolved_at' | 'change_spent'
+    >,
   ): Promise<PayoutRow> {
     const row: PayoutRow = {
       id: randomUUID(),
@@ -250,6 +265,7 @@ export class PayoutService {
       reason: null,
       created_at: this.nowSeconds(),
       resolved_at: null,
+      change_spent: 0,
     };
     try {
       await this.db.insertInto('payouts').values(row).execute();

@@ -1,3 +1,5 @@
+import type { ColumnType } from 'kysely';
+
 /** The payouts table (migration 0010-payouts). Amounts are whole units (sat). */
 export interface PayoutTables {
   payouts: {
@@ -24,6 +26,11 @@ export interface PayoutTables {
     /** Seconds since the epoch. */
     created_at: number;
     resolved_at: number | null;
+    /**
+     * 1 once every proof of this trusted-mint payout's change was found spent (or it had none):
+     * later payouts no longer look for it (migration 0013-payout-change-spent). 0 until then.
+     */
+    change_spent: ColumnType<number, number | undefined, number>;
   };
 }
 

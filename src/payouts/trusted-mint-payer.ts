@@ -16,13 +16,19 @@ import type { PayoutOutcome } from './payout-outcome.js';
 const MAX_CHANGE_OUTPUTS = 64;
 
 /** A melt quote at a trusted mint and the proofs that will pay it. */
-export interface PreparedMelt {
+export interface PreparedMelt extends ChangeSeen {
   quote: MeltQuoteBolt11Response;
   amount: bigint;
   feeReserve: bigint;
   proofs: Proof[];
   /** Value of `proofs`. */
   inputs: bigint;
+}
+
+/** What `prepare` learnt of earlier payouts' change, whether or not the held proofs cover the invoice. */
+export interface ChangeSeen {
+  /** Of the earlier payouts asked about, those whose change is all spent (or none): never to be asked again. */
+  changeSpent: string[];
 }
 
 /**
@@ -43,11 +49,15 @@ export class TrustedMintPayer {
     },
   ) {}
 
-  /** A melt quote for `request` and held proofs covering it with the input fee; undefined when they don't. */
+  /**
+   * A melt quote for `request` and held proofs covering it with the input fee, or what they fall
+   * `short` by. `earlierPayouts`: the paid payouts here whose change may still be unspent (their
+   * change is restored and checked, one mint round trip each); the answer names those found spent.
+   */
   async prepare(
     request: string,
     earlierPayouts: readonly string[],
-  ): Promise<PreparedMelt | { short: bigint }> {
+  ): Promise<PreparedMelt | ({ short: bigint } & ChangeSeen)> {
     const wallet = await this.wallet();
     let quote: MeltQuoteBolt11Response;
     try {
@@ -57,9 +67,7 @@ export class TrustedMintPayer {
     }
     const amount = quote.amount.toBigInt();
     const feeReserve = quote.fee_reserve.toBigInt();
-    const held = await this.held(earlierPayouts);
-    // Largest first: fewest inputs, so the least input fee.
-    held.sort((a, b) => b.amount - a.amount);
+    const { proofs: held, changeSpent } = await this.held(earlierPayouts);
     const proofs: Proof[] = [];
     let inputs = 0n;
     for (const p of held) {
@@ -69,8 +77,8 @@ export class TrustedMintPayer {
       inputs += BigInt(p.amount);
     }
     const fee = wallet.getFeesForProofs(proofs).toBigInt();
-    if (inputs - fee < amount + feeReserve) return { short: amount + feeReserve + fee - inputs };
-    return { quote, amount, feeReserve, proofs, inputs };
+    if (inputs - fee < amount + feeReserve) return { short: amount + feeReserve + fee - inputs, changeSpent };
+    return { quote, amount, feeReserve, proofs, inputs, changeSpent };
   }
 
   /** Melts the prepared proofs for payout `payoutId` (recorded pending before this is called). */
@@ -112,8 +120,14 @@ export class TrustedMintPayer {
     }
   }
 
-  /** Unspent proofs the node holds here: from ended leases, and the change of earlier payouts. */
-  private async held(earlierPayouts: readonly string[]): Promise<Proof[]> {
+  /**
+   * Unspent proofs the node holds here, in the order a melt takes them: the change of
+   * `earlierPayouts` first, oldest payout first (so that an earlier payout's change, down to its
+   * smallest proof, is spent and stops being asked about, instead of lingering beside newer
+   * change), then the proofs of ended leases, largest first (fewest inputs, least input fee).
+   * With the payouts whose change is all spent (a proof pending in a melt is not: that melt may fail).
+   */
+  private async held(earlierPayouts: readonly string[]): Promise<{ proofs: Proof[]; changeSpent: string[] }> {
     let proofs: Proof[];
     try {
       proofs = await this.options.trusted.held(this.url);
@@ -121,16 +135,23 @@ export class TrustedMintPayer {
       if (err instanceof MintUnavailable) throw unavailable(this.url, err);
       throw err;
     }
+    const fromLeases = proofs.sort((a, b) => b.amount - a.amount);
+    proofs = [];
+    const changeSpent: string[] = [];
     for (const id of earlierPayouts) {
       const wallet = await this.wallet(id);
       const change = (await wallet.restore(0, MAX_CHANGE_OUTPUTS)).proofs;
-      if (change.length === 0) continue;
+      if (change.length === 0) {
+        changeSpent.push(id);
+        continue;
+      }
       const states = await wallet.checkProofsStates(change);
-      change.forEach((p, i) => {
-        if (states[i]?.state === 'UNSPENT') proofs.push(fromCashu(p));
-      });
+      const unspent = change.filter((_, i) => states[i]?.state === 'UNSPENT').map(fromCashu);
+      proofs.push(...unspent.sort((a, b) => b.amount - a.amount));
+      if (change.every((_, i) => states[i]?.state === 'SPENT')) changeSpent.push(id);
     }
-    return proofs;
+    proofs.push(...fromLeases);
+    return { proofs, changeSpent };
   }
 
   /** A cashu-ts wallet of this mint; with a payout id, seeded for that payout's change outputs. */

@@ -2,9 +2,11 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Wallet } from '@cashu/cashu-ts';
+import { expect } from 'vitest';
 import { CrunDriver } from '../../src/drivers/crun/crun-driver.js';
 import { type ServedNode, serveNode, tempDir } from './cli.js';
-import { freePort, type postJson } from './lease-node.js';
+import { expectBalanced, freePort, ledgerOf, postJson } from './lease-node.js';
 
 /**
  * The offer the crash and replica tests sell (config-file form): a quarter core, 60 sat an hour
@@ -212,4 +214,46 @@ export async function killMidBurst(
   await exited;
   victim.server = undefined;
   return outcomes;
+}
+
+/**
+ * The crash tests' restart: the node started again on the same data directory and port (the mint
+ * URL in the tokens is the same), with a wallet of its mint to receive the refunds and change that
+ * its answers hand back.
+ */
+export async function restartAfterKill(
+  victim: NodeProcess,
+): Promise<{ server: ServedNode; url: string; receiver: Wallet }> {
+  const server = await victim.start();
+  const receiver = new Wallet(server.mintUrl, { unit: 'sat' });
+  await receiver.loadMint();
+  return { server, url: server.url, receiver };
+}
+
+/**
+ * The crash tests' end: crun runs exactly the sandboxes of `running` (lease id → credential) and
+ * nothing unpaid; each is stopped (DELETE, 200), after which crun runs none, the books (read with
+ * the operator token) still balance and the node ends on SIGTERM with status 0.
+ */
+export async function stopAllAndCheck(
+  victim: NodeProcess,
+  running: ReadonlyMap<string, string>,
+  operatorToken: string,
+): Promise<void> {
+  const server = victim.server;
+  if (!server) throw new Error('the node is not running');
+  // No sandbox without a paid, running lease, and no running lease without its sandbox.
+  expect(new Set(victim.runningSandboxes())).toEqual(new Set(running.keys()));
+  for (const [id, credential] of running) {
+    const stop = await postJson(
+      `${server.url}/v1/leases/${id}`,
+      undefined,
+      { authorization: `Bearer ${credential}` },
+      'DELETE',
+    );
+    expect(stop.status).toBe(200);
+  }
+  expect(victim.runningSandboxes()).toEqual([]);
+  expect(expectBalanced(await ledgerOf(server.url, operatorToken))).toEqual([]);
+  expect(await server.stop('SIGTERM')).toBe(0);
 }

@@ -12,6 +12,7 @@ describe('loadConfig', () => {
     expect(c.mint.maxInputs).toBe(1000);
     expect(c.mint.inputFeePpk).toBe(0);
     expect(c.mint.lightning.backend).toBe('fake');
+    expect(c.mint.nut17).toEqual({ maxSubscriptionsPerConnection: 100, maxSubscriptionsPerAddress: 300 });
     expect(publicUrl(c)).toBe('http://127.0.0.1:8402');
   });
 

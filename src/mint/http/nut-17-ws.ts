@@ -10,7 +10,12 @@ const MAX_BUFFERED_BYTES = 1024 * 1024;
  * connection (nut-17.ts); the socket's own limits (64 KiB frames) are set where @fastify/websocket
  * is registered (http/app.ts). A wallet that stops reading is closed rather than buffered for.
  */
-export function registerNut17(app: FastifyInstance, hub: Nut17Hub): void {
+export function registerNut17(
+  app: FastifyInstance,
+  hub: Nut17Hub,
+  /** The address a client's subscriptions are counted under (MintRoutesOptions.clientOf). */
+  clientOf: (ip: string) => string = (ip) => ip,
+): void {
   app.route({
     method: 'GET',
     url: '/v1/ws',
@@ -20,18 +25,21 @@ export function registerNut17(app: FastifyInstance, hub: Nut17Hub): void {
         .code(426)
         .header('upgrade', 'websocket')
         .send({ detail: 'NUT-17: open a WebSocket here', code: 10000 }),
-    wsHandler: (socket) => {
-      const connection = hub.connect({
-        send: (text) => {
-          if (socket.readyState !== socket.OPEN) return;
-          if (socket.bufferedAmount > MAX_BUFFERED_BYTES) {
-            socket.close(1008, 'notifications are not being read');
-            return;
-          }
-          socket.send(text);
+    wsHandler: (socket, request) => {
+      const connection = hub.connect(
+        {
+          send: (text) => {
+            if (socket.readyState !== socket.OPEN) return;
+            if (socket.bufferedAmount > MAX_BUFFERED_BYTES) {
+              socket.close(1008, 'notifications are not being read');
+              return;
+            }
+            socket.send(text);
+          },
+          close: (code, reason) => socket.close(code, reason),
         },
-        close: (code, reason) => socket.close(code, reason),
-      });
+        clientOf(request.ip),
+      );
       if (connection === undefined) {
         socket.close(1013, 'too many connections; try again later');
         return;

@@ -30,7 +30,10 @@ export interface MintRoutesOptions {
    * quote request answers 429 with `Retry-After` and nothing is made.
    */
   quoteLimits?: { mint: QuoteLimits; melt: QuoteLimits };
-  /** The address a client's quotes are counted under (default: the peer address as it is). */
+  /**
+   * The address a client's quotes and NUT-17 subscriptions are counted under (default: the peer
+   * address as it is).
+   */
   clientOf?: (ip: string) => string;
 }
 
@@ -80,7 +83,7 @@ export const mintRoutes: FastifyPluginAsync<MintRoutesOptions> = async (app, opt
 
   const hub = new Nut17Hub(mint, opts.nut17, app.log);
   app.addHook('onClose', async () => hub.close());
-  registerNut17(app, hub);
+  registerNut17(app, hub, opts.clientOf);
 
   app.get('/v1/info', async () => mint.info());
   app.get('/v1/keys', async () => {

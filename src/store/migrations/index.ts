@@ -9,6 +9,7 @@ import * as mintQuotePubkey from './0008-mint-quote-pubkey.js';
 import * as payouts from './0010-payouts.js';
 import * as l402Payments from './0011-l402-payments.js';
 import * as leaseTarget from './0012-lease-target.js';
+import * as payoutChangeSpent from './0013-payout-change-spent.js';
 
 /**
  * Every schema migration, in order. Each domain adds its own files here (`0001-mint.ts`, ...).
@@ -26,4 +27,5 @@ export const MIGRATIONS: ReadonlyArray<{ name: string; migration: Migration }> =
   { name: '0010-payouts', migration: payouts },
   { name: '0011-l402-payments', migration: l402Payments },
   { name: '0012-lease-target', migration: leaseTarget },
+  { name: '0013-payout-change-spent', migration: payoutChangeSpent },
 ];

@@ -121,7 +121,18 @@ describe('exec passes bytes unchanged', { timeout: 120_000 }, () => {
     expect(toErr.code).toBe(7);
     expect(toErr.stdout.length).toBe(0);
     expect(toErr.stderr.equals(bytes)).toBe(true);
-    // The same as a shell user types it.
+    // The same as a shell user types it (the CLI, its node and a scratch directory in bash's environment).
+    const shell = {
+      env: {
+        ...process.env,
+        ALACARTE_HOME: home,
+        ALACARTE_URL: node.url,
+        HOME_DIR: home,
+        NODE: process.execPath,
+        CLI,
+      },
+      encoding: 'utf8' as const,
+    };
     const piped = spawnSync(
       'bash',
       [
@@ -131,17 +142,7 @@ describe('exec passes bytes unchanged', { timeout: 120_000 }, () => {
         // The input file is written first: cmp may open it before a tee in the pipe had made it.
         `head -c 100000 /dev/urandom >"$HOME_DIR/in.bin" && "$NODE" "$CLI" exec ${mine.id} -- cat <"$HOME_DIR/in.bin" | cmp - "$HOME_DIR/in.bin" && echo same`,
       ],
-      {
-        env: {
-          ...process.env,
-          ALACARTE_HOME: home,
-          ALACARTE_URL: node.url,
-          HOME_DIR: home,
-          NODE: process.execPath,
-          CLI,
-        },
-        encoding: 'utf8',
-      },
+      shell,
     );
     expect(piped.stderr).toBe('');
     expect(piped.stdout).toBe('same\n');
@@ -152,17 +153,7 @@ describe('exec passes bytes unchanged', { timeout: 120_000 }, () => {
         '-c',
         `"$NODE" "$CLI" exec ${mine.id} -- cat <"$HOME_DIR/in.bin" | head -c 10 >/dev/null; echo "\${PIPESTATUS[0]}"`,
       ],
-      {
-        env: {
-          ...process.env,
-          ALACARTE_HOME: home,
-          ALACARTE_URL: node.url,
-          HOME_DIR: home,
-          NODE: process.execPath,
-          CLI,
-        },
-        encoding: 'utf8',
-      },
+      shell,
     );
     expect(early.stderr).toBe('');
     expect(early.stdout).toBe('141\n');

@@ -1,9 +1,15 @@
 import { existsSync } from 'node:fs';
-import { type Proof, Wallet } from '@cashu/cashu-ts';
+import type { Proof } from '@cashu/cashu-ts';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CLI } from '../../helpers/cli.js';
 import { expectBalanced, ledgerOf, postJson, statesOf, sumOf, tokens } from '../../helpers/lease-node.js';
-import { NodeProcess } from '../../helpers/node-process.js';
+import {
+  killMidBurst,
+  NodeProcess,
+  QUARTER_OFFER,
+  restartAfterKill,
+  stopAllAndCheck,
+} from '../../helpers/node-process.js';
 
 /**
  * Rule 5: the built server (`node dist/cli/main.js serve`) is killed with SIGKILL in the middle of
@@ -18,18 +24,7 @@ const BURST = 20;
 const body = { offer: 'quarter', seconds: 7200, image: 'busybox' }; // 60 sat/h → 120 sat
 const nodeProcess = new NodeProcess({
   prefix: 'crash',
-  config: {
-    offers: [
-      {
-        id: 'quarter',
-        vcpu: 0.25,
-        memory_mib: 64,
-        pids: 64,
-        disk_mib: 16,
-        price: { amount_per_hour: 60, unit: 'sat' },
-      },
-    ],
-  },
+  config: { offers: [QUARTER_OFFER] },
   env: { ALACARTE_OPERATOR_TOKEN: OPERATOR },
 });
 
@@ -38,38 +33,23 @@ afterAll(() => nodeProcess.cleanup());
 describe('kill -9 in the middle of paid requests', () => {
   it('loses no money and leaves no unpaid sandbox after a restart', async () => {
     expect(existsSync(CLI), 'run `npm run build` first (npm test does)').toBe(true);
-    let server = await nodeProcess.start();
+    const server = await nodeProcess.start();
     const { wallet, tokens: pool } = await tokens(server.mintUrl, BURST, 128);
 
     // The burst: each request its own token. Kill the server once a few have been answered, while
     // the rest are somewhere between inspection, payment and sandbox start.
     const first = server;
-    let created = 0;
-    const killed = new Promise<void>((resolve) => {
-      first.process.once('exit', () => resolve());
-    });
-    const results = pool.map((p) =>
-      postJson(`${first.url}/v1/leases`, body, { 'x-cashu': p.token }).then(
-        (r) => {
-          if (r.status === 201) created++;
-          if (created === 3) first.process.kill('SIGKILL');
-          return r.status;
-        },
-        () => 'connection lost' as const,
-      ),
+    const burst = await killMidBurst(
+      nodeProcess,
+      pool.map((p) => () => postJson(`${first.url}/v1/leases`, body, { 'x-cashu': p.token })),
+      (answered) => answered.filter((r) => r.status === 201).length === 3,
     );
-    const outcomes = await Promise.all(results);
+    const outcomes = burst.map((r) => (r === 'connection lost' ? r : r.status));
     // Every answer before the kill was a paid lease; the rest were cut off.
     for (const o of outcomes) expect([201, 'connection lost']).toContain(o);
-    if (first.process.exitCode === null && first.process.signalCode === null) first.process.kill('SIGKILL');
-    await killed;
     expect(outcomes.filter((o) => o === 201).length).toBeGreaterThanOrEqual(3);
 
-    // Restart on the same data directory and port: the mint URL in the tokens is the same.
-    server = await nodeProcess.start();
-    const url = server.url;
-    const receiver = new Wallet(server.mintUrl, { unit: 'sat' });
-    await receiver.loadMint();
+    const { url, receiver } = await restartAfterKill(nodeProcess);
 
     const running = new Map<string, string>(); // lease id → credential
     let taken = 0;
@@ -100,8 +80,6 @@ describe('kill -9 in the middle of paid requests', () => {
     }
     expect(taken).toBeGreaterThanOrEqual(3);
 
-    // No sandbox without a paid, running lease, and no running lease without its sandbox.
-    expect(new Set(nodeProcess.runningSandboxes())).toEqual(new Set(running.keys()));
     for (const [id, credential] of running) {
       const exec = await postJson(
         `${url}/v1/leases/${id}/exec`,
@@ -120,17 +98,6 @@ describe('kill -9 in the middle of paid requests', () => {
     expect(books.refunded).toBe(120 * refundedTokens);
 
     // Stop what runs; the books still balance and nothing is left in crun.
-    for (const [id, credential] of running) {
-      const stop = await postJson(
-        `${url}/v1/leases/${id}`,
-        undefined,
-        { authorization: `Bearer ${credential}` },
-        'DELETE',
-      );
-      expect(stop.status).toBe(200);
-    }
-    expect(nodeProcess.runningSandboxes()).toEqual([]);
-    expect(expectBalanced(await ledgerOf(url, OPERATOR))).toEqual([]);
-    expect(await server.stop('SIGTERM')).toBe(0);
+    await stopAllAndCheck(nodeProcess, running, OPERATOR);
   });
 });

@@ -18,6 +18,7 @@ import { FakeLightningBackend } from '../../../src/lightning/fake/fake-lightning
 import { silentLogger } from '../../../src/log.js';
 import { bytesToHex, publicKeyOf } from '../../../src/mint/crypto/index.js';
 import { mintPlugin } from '../../../src/mint/http/routes.js';
+import { startTrustedMint } from '../../helpers/payout-fixtures.js';
 import { createTestMint, createTestServer, listenMint, type TestMint, yOf } from '../../unit/mint/harness.js';
 
 /**
@@ -312,8 +313,9 @@ class RawClient {
     });
   }
 
-  static async open(url = mintUrl): Promise<RawClient> {
-    const ws = new WebSocket(`${url.replace('http', 'ws')}/v1/ws`);
+  /** `localAddress`: the client address to connect from (any of 127.0.0.0/8 on loopback). */
+  static async open(url = mintUrl, localAddress?: string): Promise<RawClient> {
+    const ws = new WebSocket(`${url.replace('http', 'ws')}/v1/ws`, localAddress ? { localAddress } : {});
     await new Promise((resolve, reject) => {
       ws.once('open', resolve);
       ws.once('error', reject);
@@ -498,6 +500,81 @@ describe('NUT-17 connection bounds', () => {
       third.close();
     } finally {
       await small.close();
+    }
+  });
+});
+
+describe('NUT-17 subscriptions per client address', () => {
+  it('bounds a client address over all its connections (config mint.nut17), and frees its count as they end', async () => {
+    // A node as an operator runs it, with its config: 2 subscriptions a connection, 3 an address.
+    const node = await startTrustedMint({
+      prefix: 'nut17-address',
+      mint: { nut17: { maxSubscriptionsPerConnection: 2, maxSubscriptionsPerAddress: 3 } },
+    });
+    const open: RawClient[] = [];
+    try {
+      const Y = (i: number) => yOf(`per-address ${i}`);
+      const connect = async (from: string) => {
+        const c = await RawClient.open(node.mintUrl, from);
+        open.push(c);
+        return c;
+      };
+      const a = await connect('127.0.0.1');
+      for (let i = 0; i < 2; i++) {
+        expect(await a.subscribe(i, `a${i}`, 'proof_state', [Y(i)])).toEqual({
+          jsonrpc: '2.0',
+          result: { status: 'OK', subId: `a${i}` },
+          id: i,
+        });
+      }
+      const perConnection = await a.subscribe(2, 'a2', 'proof_state', [Y(2)]);
+      expect(perConnection).toEqual({
+        jsonrpc: '2.0',
+        error: { code: -32000, message: 'at most 2 subscriptions per connection' },
+        id: 2,
+      });
+      // A second connection from the same address: one more, then the address's bound.
+      const b = await connect('127.0.0.1');
+      expect(await b.subscribe(10, 'b0', 'proof_state', [Y(10)])).toMatchObject({ result: { status: 'OK' } });
+      expect(await b.subscribe(11, 'b1', 'proof_state', [Y(11)])).toEqual({
+        jsonrpc: '2.0',
+        error: {
+          code: -32000,
+          message: 'at most 3 subscriptions per client address, over all its connections',
+        },
+        id: 11,
+      });
+      // A third connection does not get around it either.
+      const c = await connect('127.0.0.1');
+      expect((await c.subscribe(20, 'c0', 'proof_state', [Y(20)])).error).toMatchObject({ code: -32000 });
+      // Another address is not held back by this one.
+      const other = await connect('127.0.0.2');
+      expect(await other.subscribe(30, 'o0', 'proof_state', [Y(30)])).toMatchObject({
+        result: { status: 'OK' },
+      });
+      // The refused subscriptions watch nothing: no state was sent for them.
+      await new Promise((r) => setTimeout(r, 200));
+      const subIds = (x: RawClient) =>
+        x.messages.filter((m) => m.method === 'subscribe').map((m) => (m.params as { subId: string }).subId);
+      expect(subIds(a)).toEqual(['a0', 'a1']);
+      expect(subIds(b)).toEqual(['b0']);
+      expect(subIds(c)).toEqual([]);
+      // An unsubscribe gives one back to the address; a closed connection gives back all of its own.
+      expect(
+        await a.call({ jsonrpc: '2.0', id: 40, method: 'unsubscribe', params: { subId: 'a0' } }),
+      ).toMatchObject({ result: { status: 'OK' } });
+      expect(await b.subscribe(41, 'b1', 'proof_state', [Y(11)])).toMatchObject({ result: { status: 'OK' } });
+      expect((await c.subscribe(42, 'c0', 'proof_state', [Y(20)])).error).toMatchObject({ code: -32000 });
+      a.close();
+      await eventually(
+        () => a.closed,
+        (x) => x !== undefined,
+      );
+      await new Promise((r) => setTimeout(r, 100));
+      expect(await c.subscribe(43, 'c0', 'proof_state', [Y(20)])).toMatchObject({ result: { status: 'OK' } });
+    } finally {
+      for (const c of open) c.close();
+      await node.close();
     }
   });
 });

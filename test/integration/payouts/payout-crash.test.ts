@@ -1,23 +1,18 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../../src/config.js';
 import { Amount } from '../../../src/core/amount.js';
 import { FakeLightningBackend } from '../../../src/lightning/fake/fake-lightning.js';
-import { mintBooks } from '../../../src/mint/books.js';
-import { AlacarteNode } from '../../../src/node.js';
 import { CLI } from '../../helpers/cli.js';
-import {
-  expectBalanced,
-  fundedWallet,
-  ledgerOf,
-  type OperatorLedger,
-  postJson,
-  tokenOf,
-} from '../../helpers/lease-node.js';
+import { expectBalanced, ledgerOf, postJson } from '../../helpers/lease-node.js';
 import { NodeProcess } from '../../helpers/node-process.js';
+import {
+  BURST_OFFER,
+  earnAt,
+  startTrustedMint,
+  type TrustedMint,
+  untilNoneRunning,
+} from '../../helpers/payout-fixtures.js';
 
 /**
  * A kill -9 of the built node while a payout's melt is in flight at the trusted mint: the payout
@@ -27,58 +22,29 @@ import { NodeProcess } from '../../helpers/node-process.js';
  */
 const OPERATOR = 'operator-token-for-payout-crash-000';
 const MELT_DELAY_MS = 3000;
-const burst = {
-  id: 'burst',
-  vcpu: 0.25,
-  memory_mib: 64,
-  pids: 64,
-  disk_mib: 16,
-  price: { amount_per_hour: 360_000, unit: 'sat' },
-  min_seconds: 1,
-  max_seconds: 60,
-};
-
-let trustedDir: string;
-let trusted: AlacarteNode;
+let trusted: TrustedMint;
 let trustedMintUrl: string;
 let nodeProcess: NodeProcess;
 const operatorWallet = new FakeLightningBackend();
 const invoice = async (sat: number) => (await operatorWallet.createInvoice(Amount.of(sat), 'payout')).bolt11;
 
 beforeAll(async () => {
-  trustedDir = mkdtempSync(join(tmpdir(), 'alacarte-payout-crash-mint-'));
   // The trusted mint's Lightning takes its time to pay: the melt stays pending that long.
-  trusted = await AlacarteNode.create(
-    loadConfig({
-      flags: {
-        port: 0,
-        dataDir: trustedDir,
-        logLevel: 'silent',
-        mint: { lightning: { payDelayMs: MELT_DELAY_MS } },
-      },
-    }),
-  );
-  trustedMintUrl = (await trusted.listen()).mintUrl;
+  trusted = await startTrustedMint({
+    prefix: 'payout-crash-mint',
+    mint: { lightning: { payDelayMs: MELT_DELAY_MS } },
+  });
+  trustedMintUrl = trusted.mintUrl;
   nodeProcess = new NodeProcess({
     prefix: 'payout-crash',
-    config: { trustedMints: [trustedMintUrl], offers: [burst] },
+    config: { trustedMints: [trustedMintUrl], offers: [BURST_OFFER] },
     env: { ALACARTE_OPERATOR_TOKEN: OPERATOR },
   });
 });
 afterAll(async () => {
   await nodeProcess?.cleanup();
   await trusted?.close();
-  rmSync(trustedDir, { recursive: true, force: true });
 });
-
-async function untilNoneRunning(url: string): Promise<OperatorLedger> {
-  for (let i = 0; i < 100; i++) {
-    const books = await ledgerOf(url, OPERATOR);
-    if (books.leases.running === 0) return books;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error('leases did not end');
-}
 
 function runPayoutCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
@@ -102,18 +68,9 @@ describe('kill -9 in the middle of a payout', () => {
   it('resolves the payout exactly once after a restart; the CLI pays out and says so', async () => {
     expect(existsSync(CLI), 'run `npm run build` first (npm test does)').toBe(true);
     let server = await nodeProcess.start();
-    for (const mintUrl of [trustedMintUrl, server.mintUrl]) {
-      const { wallet, proofs } = await fundedWallet(mintUrl, 400);
-      const paid = await tokenOf(wallet, mintUrl, proofs, 300);
-      const created = await postJson(
-        `${server.url}/v1/leases`,
-        { offer: 'burst', seconds: 3, image: 'busybox' },
-        { 'x-cashu': paid.token },
-      );
-      expect(created.status).toBe(201);
-    }
-    const start = await untilNoneRunning(server.url);
-    const theirsBefore = await mintBooks(trusted.db);
+    for (const mintUrl of [trustedMintUrl, server.mintUrl]) await earnAt(server.url, mintUrl);
+    const start = await untilNoneRunning(server.url, OPERATOR);
+    const theirsBefore = await trusted.books();
 
     const answer = await postJson(
       `${server.url}/v1/operator/payout`,
@@ -124,7 +81,7 @@ describe('kill -9 in the middle of a payout', () => {
     expect(answer.body).toMatchObject({ paid: 200, state: 'pending' });
     await nodeProcess.kill();
     // Not paid yet at the trusted mint: its Lightning is still at it.
-    expect((await mintBooks(trusted.db)).lightning_out).toBe(theirsBefore.lightning_out);
+    expect((await trusted.books()).lightning_out).toBe(theirsBefore.lightning_out);
 
     await new Promise((r) => setTimeout(r, MELT_DELAY_MS + 1500));
     server = await nodeProcess.start();
@@ -135,7 +92,7 @@ describe('kill -9 in the middle of a payout', () => {
     expect(fee).toBeGreaterThanOrEqual(0);
     expect(books.by_mint.trusted[0]).toMatchObject({ charged: 300, paid_out: 200 + fee, payout_pending: 0 });
     expect(expectBalanced(books)).toEqual([]);
-    const theirs = await mintBooks(trusted.db);
+    const theirs = await trusted.books();
     expect(theirs.lightning_out).toBe(theirsBefore.lightning_out + 200);
     expect(theirs.outstanding).toBe(theirs.lightning_in - theirs.lightning_out);
 

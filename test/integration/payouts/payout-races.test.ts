@@ -1,13 +1,7 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Wallet } from '@cashu/cashu-ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../../src/config.js';
 import { Amount } from '../../../src/core/amount.js';
 import { FakeLightningBackend } from '../../../src/lightning/fake/fake-lightning.js';
-import { mintBooks } from '../../../src/mint/books.js';
-import { AlacarteNode } from '../../../src/node.js';
 import {
   expectBalanced,
   fundedWallet,
@@ -20,7 +14,8 @@ import {
   sumOf,
   tokenOf,
 } from '../../helpers/lease-node.js';
-import { testDatabase, testStoreIsPostgres } from '../../helpers/postgres.js';
+import { startTrustedMint, type TrustedMint } from '../../helpers/payout-fixtures.js';
+import { testStoreIsPostgres } from '../../helpers/postgres.js';
 
 /**
  * A payout racing the refunds of leases that end while it is paid, at a trusted mint (where the
@@ -33,30 +28,12 @@ const OPERATOR = 'operator-token-for-payout-races-001';
 // 1 sat a second: a 600 s lease holds 600 sat.
 const offer = { ...satOffer('sec', 0.25, 3600), min_seconds: 60 };
 let now = Date.now();
-let trusted: Awaited<ReturnType<typeof startTrustedMint>>;
+let trusted: TrustedMint;
 let renter: LeaseTestNode;
 const operatorWallet = new FakeLightningBackend();
 
-/** Another operator's mint (a node serving only its mint), its books at hand. */
-async function startTrustedMint() {
-  const dir = mkdtempSync(join(tmpdir(), 'alacarte-payout-race-mint-'));
-  const store = testStoreIsPostgres() ? { store: { url: await testDatabase(dir) } } : {};
-  const node = await AlacarteNode.create(
-    loadConfig({ flags: { port: 0, dataDir: dir, logLevel: 'silent', ...store } }),
-  );
-  const { mintUrl } = await node.listen();
-  return {
-    mintUrl,
-    books: () => mintBooks(node.db),
-    async close() {
-      await node.close();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
 beforeAll(async () => {
-  trusted = await startTrustedMint();
+  trusted = await startTrustedMint({ prefix: 'payout-race-mint', postgres: testStoreIsPostgres() });
   renter = await startLeaseNode(
     { trustedMints: [trusted.mintUrl], operatorToken: OPERATOR, offers: [offer] },
     undefined,

@@ -1,23 +1,22 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../../src/config.js';
 import { Amount } from '../../../src/core/amount.js';
 import { FakeLightningBackend } from '../../../src/lightning/fake/fake-lightning.js';
-import { mintBooks } from '../../../src/mint/books.js';
-import { AlacarteNode } from '../../../src/node.js';
 import {
   expectBalanced,
   fundedWallet,
   type LeaseTestNode,
   ledgerOf,
-  type OperatorLedger,
   postJson,
   startLeaseNode,
   sumOf,
   tokenOf,
 } from '../../helpers/lease-node.js';
+import {
+  BURST_OFFER,
+  startTrustedMint,
+  type TrustedMint,
+  untilNoneRunning,
+} from '../../helpers/payout-fixtures.js';
 
 /**
  * A payout at a trusted mint that charges input fees never spends ecash a refund handed over: a
@@ -26,32 +25,17 @@ import {
  * renter's refund still redeems in full; the ledger and the trusted mint's books agree.
  */
 const OPERATOR = 'operator-token-for-payout-refund-00';
-const burst = {
-  id: 'burst',
-  vcpu: 0.25,
-  memory_mib: 64,
-  pids: 64,
-  disk_mib: 16,
-  price: { amount_per_hour: 360_000, unit: 'sat' as const },
-  min_seconds: 1,
-  max_seconds: 60,
-};
-
-let dir: string;
-let trusted: AlacarteNode;
+let trusted: TrustedMint;
 let trustedMintUrl: string;
 let renter: LeaseTestNode;
 const operatorWallet = new FakeLightningBackend();
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'alacarte-payout-refund-mint-'));
   // 1 sat a proof: the node bears input fees, and a refund of nearly everything is handed over whole.
-  trusted = await AlacarteNode.create(
-    loadConfig({ flags: { port: 0, dataDir: dir, logLevel: 'silent', mint: { inputFeePpk: 1000 } } }),
-  );
-  trustedMintUrl = (await trusted.listen()).mintUrl;
+  trusted = await startTrustedMint({ prefix: 'payout-refund-mint', mint: { inputFeePpk: 1000 } });
+  trustedMintUrl = trusted.mintUrl;
   renter = await startLeaseNode(
-    { trustedMints: [trustedMintUrl], operatorToken: OPERATOR, offers: [burst] },
+    { trustedMints: [trustedMintUrl], operatorToken: OPERATOR, offers: [BURST_OFFER] },
     undefined,
     { images: ['busybox', 'ghost'] },
   );
@@ -59,17 +43,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await renter?.close();
   await trusted?.close();
-  rmSync(dir, { recursive: true, force: true });
 });
-
-async function untilNoneRunning(): Promise<OperatorLedger> {
-  for (let i = 0; i < 100; i++) {
-    const books = await ledgerOf(renter.url, OPERATOR);
-    if (books.leases.running === 0) return books;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error('leases did not end');
-}
 
 describe('a payout beside refunds at a trusted mint with input fees', () => {
   it('leaves the refund of a failed start alone', async () => {
@@ -92,12 +66,12 @@ describe('a payout beside refunds at a trusted mint with input fees', () => {
       { 'x-cashu': earnPay.token },
     );
     expect([earned.status, earned.body.error]).toEqual([201, undefined]);
-    const start = await untilNoneRunning();
+    const start = await untilNoneRunning(renter.url, OPERATOR);
     const figures = start.by_mint.trusted[0]!;
     // The lease earned 300; the failed start's refund cost the node the input fee it bore.
     const unpaid = figures.unpaid;
     expect(unpaid).toBeGreaterThanOrEqual(290);
-    const theirsBefore = await mintBooks(trusted.db);
+    const theirsBefore = await trusted.books();
 
     const invoice = (await operatorWallet.createInvoice(Amount.of(250), 'payout')).bolt11;
     const out = await postJson(
@@ -118,7 +92,7 @@ describe('a payout beside refunds at a trusted mint with input fees', () => {
     const books = await ledgerOf(renter.url, OPERATOR);
     expect(expectBalanced(books)).toEqual([]);
     expect(books.by_mint.trusted[0]).toMatchObject({ paid_out: 250 + fee, unpaid: unpaid - 250 - fee });
-    const theirs = await mintBooks(trusted.db);
+    const theirs = await trusted.books();
     // It paid the invoice once; what it took in input fees stays with it (outside circulation).
     expect(theirs.lightning_out).toBe(theirsBefore.lightning_out + 250);
     expect(theirs.outstanding).toBeLessThan(theirs.lightning_in - theirs.lightning_out);

@@ -1,14 +1,9 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import bolt11 from 'bolt11';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../../src/config.js';
 import { Amount } from '../../../src/core/amount.js';
 import { bolt11NetworkParams } from '../../../src/lightning/bolt11.js';
 import { FakeLightningBackend } from '../../../src/lightning/fake/fake-lightning.js';
-import { type MintBooks, mintBooks } from '../../../src/mint/books.js';
-import { AlacarteNode } from '../../../src/node.js';
+import type { MintBooks } from '../../../src/mint/books.js';
 import {
   expectBalanced,
   fundedWallet,
@@ -19,6 +14,13 @@ import {
   startLeaseNode,
   tokenOf,
 } from '../../helpers/lease-node.js';
+import {
+  BURST_OFFER,
+  earnAt,
+  startTrustedMint,
+  type TrustedMint,
+  untilNoneRunning,
+} from '../../helpers/payout-fixtures.js';
 
 /**
  * An operator pays out what its node earned: from the own mint's Lightning (a payment that stays
@@ -27,47 +29,19 @@ import {
  * agree.
  */
 const OPERATOR = 'operator-token-for-payout-tests-000';
-// 100 sat a second, sold from 1 s: a 3 s lease earns 300 sat and ends by itself.
-const burst = {
-  id: 'burst',
-  vcpu: 0.25,
-  memory_mib: 64,
-  pids: 64,
-  disk_mib: 16,
-  price: { amount_per_hour: 360_000, unit: 'sat' as const },
-  min_seconds: 1,
-  max_seconds: 60,
-};
 const PAY_DELAY_MS = 1500;
 
-/** Another operator's mint (a node serving only its mint), with its store at hand for its books. */
-async function startTrustedMint() {
-  const dir = mkdtempSync(join(tmpdir(), 'alacarte-payout-mint-'));
-  const node = await AlacarteNode.create(
-    loadConfig({ flags: { port: 0, dataDir: dir, logLevel: 'silent' } }),
-  );
-  const { mintUrl } = await node.listen();
-  return {
-    mintUrl,
-    books: () => mintBooks(node.db),
-    async close() {
-      await node.close();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-let trusted: Awaited<ReturnType<typeof startTrustedMint>>;
+let trusted: TrustedMint;
 let renter: LeaseTestNode;
 /** The operator's own Lightning wallet, somewhere else: its invoices are foreign to both mints. */
 const operatorWallet = new FakeLightningBackend();
 
 beforeAll(async () => {
-  trusted = await startTrustedMint();
+  trusted = await startTrustedMint({ prefix: 'payout-mint' });
   renter = await startLeaseNode({
     trustedMints: [trusted.mintUrl],
     operatorToken: OPERATOR,
-    offers: [burst],
+    offers: [BURST_OFFER],
     mint: { lightning: { payDelayMs: PAY_DELAY_MS } },
   });
 });
@@ -97,35 +71,14 @@ function amountlessInvoice(): string {
 }
 const trustedFigures = (books: OperatorLedger) => books.by_mint.trusted[0]!;
 
-/** A 3 s lease paid at `mintUrl`, waited out: 300 sat earned there. */
-async function earnAt(mintUrl: string): Promise<void> {
-  const { wallet, proofs } = await fundedWallet(mintUrl, 400);
-  const paid = await tokenOf(wallet, mintUrl, proofs, 300);
-  const created = await postJson(
-    `${renter.url}/v1/leases`,
-    { offer: 'burst', seconds: 3, image: 'busybox' },
-    { 'x-cashu': paid.token },
-  );
-  expect(created.status).toBe(201);
-}
-
-async function untilNoneRunning(): Promise<OperatorLedger> {
-  for (let i = 0; i < 100; i++) {
-    const books = await ledger();
-    if (books.leases.running === 0) return books;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error('leases did not end');
-}
-
 describe('operator payouts', () => {
   let start: OperatorLedger;
   let trustedStart: MintBooks;
 
   it('earns 300 sat at each mint, all of it unpaid', async () => {
-    await earnAt(renter.mintUrl);
-    await earnAt(trusted.mintUrl);
-    start = await untilNoneRunning();
+    await earnAt(renter.url, renter.mintUrl);
+    await earnAt(renter.url, trusted.mintUrl);
+    start = await untilNoneRunning(renter.url, OPERATOR);
     trustedStart = await trusted.books();
     expect(start.by_mint.own).toMatchObject({ charged: 300, paid_out: 0, unpaid: 300 });
     expect(trustedFigures(start)).toMatchObject({ charged: 300, paid_out: 0, unpaid: 300 });

@@ -1,9 +1,15 @@
 import { existsSync } from 'node:fs';
-import { type Proof, Wallet } from '@cashu/cashu-ts';
+import type { Proof, Wallet } from '@cashu/cashu-ts';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CLI } from '../../helpers/cli.js';
 import { expectBalanced, fundedWallet, ledgerOf, postJson, sumOf } from '../../helpers/lease-node.js';
-import { killMidBurst, NodeProcess, QUARTER_OFFER } from '../../helpers/node-process.js';
+import {
+  killMidBurst,
+  NodeProcess,
+  QUARTER_OFFER,
+  restartAfterKill,
+  stopAllAndCheck,
+} from '../../helpers/node-process.js';
 
 /**
  * Rule 5 for Lightning (L402): the built server is killed with SIGKILL while paid L402 requests are
@@ -45,7 +51,7 @@ async function paidCredential(url: string, wallet: Wallet, purse: { proofs: Proo
 describe('kill -9 in the middle of L402-paid requests', () => {
   it('answers every paid credential after a restart with its one lease or its refund, and the books balance', async () => {
     expect(existsSync(CLI), 'run `npm run build` first (npm test does)').toBe(true);
-    let server = await nodeProcess.start();
+    const server = await nodeProcess.start();
     const { wallet, proofs } = await fundedWallet(server.mintUrl, BURST * (PRICE + 10));
     const purse = { proofs };
     const credentials: string[] = [];
@@ -65,10 +71,7 @@ describe('kill -9 in the middle of L402-paid requests', () => {
     // The kill cut requests off mid-way (else this proves nothing about a crash).
     expect(answered.length).toBeLessThan(BURST);
 
-    server = await nodeProcess.start();
-    const url = server.url;
-    const receiver = new Wallet(server.mintUrl, { unit: 'sat' });
-    await receiver.loadMint();
+    const { url, receiver } = await restartAfterKill(nodeProcess);
 
     const running = new Map<string, string>(); // lease id → credential
     let refunded = 0;
@@ -110,8 +113,6 @@ describe('kill -9 in the middle of L402-paid requests', () => {
     expect(cutOff.recorded).toBeGreaterThanOrEqual(1);
     expect(cutOff.recorded + cutOff.unrecorded).toBe(BURST - answered.length);
 
-    // No sandbox without a paid, running lease, and no running lease without its sandbox.
-    expect(new Set(nodeProcess.runningSandboxes())).toEqual(new Set(running.keys()));
     const books = await ledgerOf(url, OPERATOR);
     expect(expectBalanced(books)).toEqual([]);
     // Every paid invoice bought exactly one lease.
@@ -121,17 +122,6 @@ describe('kill -9 in the middle of L402-paid requests', () => {
     // Lightning in: the L402 invoices, claimed once each, beside the ecash minted for the payer.
     expect(books.mint.lightning_in).toBe(BURST * (PRICE + 10) + PRICE * BURST);
 
-    for (const [id, credential] of running) {
-      const stop = await postJson(
-        `${url}/v1/leases/${id}`,
-        undefined,
-        { authorization: `Bearer ${credential}` },
-        'DELETE',
-      );
-      expect(stop.status).toBe(200);
-    }
-    expect(nodeProcess.runningSandboxes()).toEqual([]);
-    expect(expectBalanced(await ledgerOf(url, OPERATOR))).toEqual([]);
-    expect(await server.stop('SIGTERM')).toBe(0);
+    await stopAllAndCheck(nodeProcess, running, OPERATOR);
   });
 });
