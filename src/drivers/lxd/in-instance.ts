@@ -94,18 +94,31 @@ done
 }
 
 /**
- * Moves the deadline inside an instance whose files were pushed: `$3`, a sealed move line
- * (deadline-seal.ts), written to init's FIFO (opened read-write, so never waiting for a reader; a
- * full FIFO, which only a tenant can cause, fails after 5 seconds), then /run/alacarte/deadline
- * (`$1`) and lease.json (`$2`), for the tenant to read, each written beside and renamed over the
- * old one (rename(2) is atomic), so a reader sees the old file or the new one, never a part. Shell
- * built-ins and the static busybox only.
+ * Moves the deadline inside an instance whose files were pushed: /run/alacarte/deadline (`$1`)
+ * and lease.json (`$2`), for the tenant to read, each written beside and renamed over the old one
+ * (rename(2) is atomic), so a reader sees the old file or the new one, never a part; then `$3`, a
+ * sealed move line (deadline-seal.ts), written twice in one write to init's FIFO. The move last:
+ * a move into the past ends the instance, and this script with it, at once.
+ * - It first waits (up to about 10 s) until PID 1 runs as IN_INSTANCE.initUid: init opens its FIFO
+ *   before it changes uid, so a move right after the start reaches it, and is not written to a
+ *   path init has not made yet.
+ * - The FIFO is opened read-write, so the open never waits for a reader; a full FIFO (only a
+ *   tenant writing to it can fill it) makes the write wait, which the node bounds (lxd-driver.ts).
+ * - Twice: a signal that interrupts init's read in the middle of a line (SIGCHLD of an orphan)
+ *   loses that line, and the copy then applies; the second of two equal lines is ignored.
+ * Shell built-ins and the static busybox only.
  */
 export function rewriteScript(): string {
   return `R=${IN_INSTANCE.runDir}
-$R/bin/busybox timeout 5 $R/bin/busybox sh -c 'printf "%s\\n" "$1" 1<>"$2"' move "$3" ${IN_INSTANCE.moves} || exit 1
+i=0
+until [ $i -ge 100 ]; do
+  while IFS= read -r l; do case $l in "Uid:"*${IN_INSTANCE.initUid}*) break 2;; esac; done < /proc/1/status
+  i=$((i + 1)); $R/bin/busybox sleep 0.1
+done
+[ $i -lt 100 ] || exit 1
 printf %s "$1" > $R/.deadline.tmp && $R/bin/busybox mv -f $R/.deadline.tmp $R/deadline || exit 1
 printf %s "$2" > $R/.lease.json.tmp && $R/bin/busybox mv -f $R/.lease.json.tmp $R/lease.json || exit 1
+printf '%s\\n%s\\n' "$3" "$3" 1<>${IN_INSTANCE.moves} || exit 1
 `;
 }
 

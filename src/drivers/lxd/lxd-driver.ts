@@ -155,6 +155,12 @@ const RESOURCES_TTL_MS = 30_000;
 const REMOVE_ATTEMPTS = 50;
 /** How long an attach's end waits for the terminal's last output to arrive. */
 const OUTPUT_DRAIN_MS = 5000;
+/** Tries (100 ms apart) to reach an init that has not opened its FIFO yet (delivery bind). */
+const MOVE_ATTEMPTS = 100;
+/** How long a deadline move inside an instance (delivery push) may take before it counts as failed. */
+const MOVE_TIMEOUT_MS = 30_000;
+/** Checks (200 ms apart) that an instance ended after a failed move into the past. */
+const PAST_MOVE_CHECKS = 25;
 /** Largest stdin an exec takes. */
 const MAX_STDIN_BYTES = 16 << 20;
 
@@ -515,21 +521,13 @@ export class LxdDriver implements ComputeDriver {
   }
 
   /**
-   * deadline and lease.json rewritten in the host directory (delivery `bind`), after `move` (a sealed
-   * line, deadline-seal.ts) was written to init's FIFO, when one is given: without waiting, since
-   * init holds the FIFO open (ENXIO: the instance is gone; EAGAIN: full, which only a tenant
-   * writing to it and init not reading can cause).
+   * deadline and lease.json rewritten in the host directory (delivery `bind`), then `move` (a sealed
+   * line, deadline-seal.ts) written to init's FIFO, when one is given: without waiting, since
+   * init holds the FIFO open (ENXIO: nobody has it open, init not yet or no more; EAGAIN: full,
+   * which only a tenant writing to it and init not reading can cause).
    */
   private writeDeadline(leaseId: string, deadline: Date, move?: string): void {
     const dir = this.leaseDir(leaseId);
-    if (move !== undefined) {
-      const fd = openSync(join(dir, 'bin', 'wait'), fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
-      try {
-        writeSync(fd, `${move}\n`);
-      } finally {
-        closeSync(fd);
-      }
-    }
     // Renamed into place, so a reader never sees half a file.
     for (const [file, text] of [
       ['deadline', deadlineFile(deadline)],
@@ -537,6 +535,31 @@ export class LxdDriver implements ComputeDriver {
     ] as const) {
       writeFileSync(join(dir, `.${file}.tmp`), text, { mode: 0o644 });
       renameSync(join(dir, `.${file}.tmp`), join(dir, file));
+    }
+    if (move === undefined) return;
+    const fd = openSync(join(dir, 'bin', 'wait'), fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
+    try {
+      // Twice in one write: see rewriteScript (in-instance.ts).
+      writeSync(fd, `${move}\n${move}\n`);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /**
+   * writeDeadline with a move, tried again (bounded) while init has not opened its FIFO yet: an
+   * instance LXD reports running may not have reached its init's first lines.
+   */
+  private async moveBound(leaseId: string, deadline: Date, move: string): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        this.writeDeadline(leaseId, deadline, move);
+        return;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENXIO' || attempt >= MOVE_ATTEMPTS) throw e;
+      }
+      await sleep(100);
+      if (!(await this.isRunning({ leaseId }))) throw notRunning(leaseId);
     }
   }
 
@@ -615,7 +638,9 @@ export class LxdDriver implements ComputeDriver {
     p.stdout?.resume();
     const stderr = new CappedBuffer(1024);
     p.stderr?.on('data', (b: Buffer) => stderr.push(b));
-    const code = await p.exited;
+    // Bounded here, not by a program inside: a FIFO a tenant filled would hold the write.
+    const timer = setTimeout(() => sendSignal(p.control, 9), MOVE_TIMEOUT_MS);
+    const code = await p.exited.finally(() => clearTimeout(timer));
     if (code !== 0) {
       if (!(await this.isRunning({ leaseId }))) throw notRunning(leaseId);
       throw new AlacarteError(
@@ -800,16 +825,21 @@ export class LxdDriver implements ComputeDriver {
     const line = sealedMove(key, deadlineSeconds(deadline), move);
     // init's move first: it is what holds without a control plane.
     try {
-      if (this.delivery === 'bind') this.writeDeadline(sandbox.leaseId, deadline, line);
+      if (this.delivery === 'bind') await this.moveBound(sandbox.leaseId, deadline, line);
       else await this.rewriteInside(sandbox.leaseId, deadline, line);
       await this.options.client.call('PATCH', `/1.0/instances/${this.instanceName(sandbox.leaseId)}`, {
         config: { [KEY.deadline]: deadline.toISOString(), [KEY.move]: String(move) },
       });
     } catch (e) {
-      // A deadline already past ends the instance at once (its init reads the file within a
-      // second), possibly before the rewrite's exec or the record could finish: that end is the
-      // move taking effect.
-      if (deadline.getTime() <= Date.now() && !(await this.isRunning(sandbox))) return;
+      // A deadline already past ends the instance at once (its init takes the move at once),
+      // possibly before the rewrite's exec or the record could finish: that end, which LXD may
+      // show a moment later, is the move taking effect.
+      if (deadline.getTime() <= Date.now()) {
+        for (let i = 0; i < PAST_MOVE_CHECKS; i++) {
+          if (!(await this.isRunning(sandbox))) return;
+          await sleep(200);
+        }
+      }
       throw e;
     }
   }
