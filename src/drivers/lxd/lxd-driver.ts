@@ -616,9 +616,9 @@ export class LxdDriver implements ComputeDriver {
   }
 
   /**
-   * The deadline moved inside the instance (delivery `push`): `move`, a sealed line
-   * (deadline-seal.ts), to init's FIFO, then deadline and lease.json each written beside and renamed
-   * over the old one, so the tenant reads a whole file, old or new (in-instance.ts, rewriteScript).
+   * The deadline moved inside the instance (delivery `push`): deadline and lease.json each written
+   * beside and renamed over the old one, so the tenant reads a whole file, old or new, then `move`,
+   * a sealed line (deadline-seal.ts), to init's FIFO (in-instance.ts, rewriteScript).
    */
   private async rewriteInside(leaseId: string, deadline: Date, move: string): Promise<void> {
     const p = await lxdExec(this.options.client, this.instanceName(leaseId), {
@@ -821,9 +821,10 @@ export class LxdDriver implements ComputeDriver {
       throw new AlacarteError('internal', `sandbox ${sandbox.leaseId} has no deadline seal key`);
     // Above every earlier move, whichever replica made it (each records its number), and above the
     // clock, so a replica that never saw the instance still counts up.
-    const move = Math.max(Date.now(), Number(i.config[KEY.move] ?? 0) + 1);
+    const last = Number(i.config[KEY.move] ?? 0);
+    const move = Math.max(Date.now(), Number.isSafeInteger(last) ? last + 1 : 0);
     const line = sealedMove(key, deadlineSeconds(deadline), move);
-    // init's move first: it is what holds without a control plane.
+    // init's move before the record: it is what holds without a control plane.
     try {
       if (this.delivery === 'bind') await this.moveBound(sandbox.leaseId, deadline, line);
       else await this.rewriteInside(sandbox.leaseId, deadline, line);
