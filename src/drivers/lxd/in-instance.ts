@@ -10,6 +10,12 @@ export const IN_INSTANCE = {
   busybox: '/run/alacarte/bin/busybox',
   init: '/run/alacarte/bin/init.sh',
   kill: '/run/alacarte/bin/kill-tag.sh',
+  /**
+   * init's own copy of busybox, mode 0711: executable but not readable by init's uid (see
+   * instanceInit). Every other program runs the readable bin/busybox: a process of an unreadable
+   * program is non-dumpable, and the kill script could no longer read its environment.
+   */
+  initBusybox: '/run/alacarte/bin/busybox-init',
   /** The FIFO init reads deadline moves from (deadline-seal.ts), held open by init from its start. */
   moves: '/run/alacarte/bin/wait',
   /**
@@ -34,11 +40,14 @@ export const IN_INSTANCE = {
  *   read, and no path is opened after the start, so a FIFO or a slow file put in place cannot hang
  *   it. Each read is bounded (80 bytes, 1 second) and the deadline is checked after each.
  * - As root it brings the loopback up (LXC leaves it down without a NIC, and programs inside talk
- *   over 127.0.0.1), makes its FIFO when the files were pushed (LXD's file API makes no FIFOs), then
- *   becomes uid/gid IN_INSTANCE.initUid and runs busybox again: a program its user cannot read
- *   makes the kernel mark the process non-dumpable (would_dump, fs/exec.c), so that
- *   /proc/1/mem, /proc/1/environ (its key) and ptrace stay closed to every process of the instance,
- *   which lacks CAP_SYS_PTRACE (lxd-driver.ts drops it), even one that takes the same uid.
+ *   over 127.0.0.1), makes its FIFO and its busybox copy when the files were pushed (LXD's file API
+ *   makes no FIFOs; the copy is not pushed, to keep the upload small), then becomes uid/gid
+ *   IN_INSTANCE.initUid and runs IN_INSTANCE.initBusybox, which that user cannot read: the kernel
+ *   then marks the process non-dumpable (would_dump, fs/exec.c), so that /proc/1/mem,
+ *   /proc/1/environ (its key) and ptrace stay closed to every process of the instance, which lacks
+ *   CAP_SYS_PTRACE (lxd-driver.ts drops it), even one that takes the same uid. The second part of
+ *   the script reaches that shell as a here-document (a pipe, written by this shell with no fork):
+ *   nothing a tenant could have rewritten by then is read.
  * - Signals from inside cannot end or stop it: the kernel drops signals to a namespace's init that
  *   it does not handle, SIGKILL and SIGSTOP included; it ignores those a shell run with `-c` would
  *   otherwise catch and exit on (SIGINT: `kill -2 1` ended it) and handles only SIGCHLD, which cuts
@@ -52,18 +61,22 @@ R=${IN_INSTANCE.runDir}
 [ -p ${IN_INSTANCE.moves} ] || $R/bin/busybox mkfifo -m 0600 ${IN_INSTANCE.moves}
 exec 3<>${IN_INSTANCE.moves} || exit 0
 $R/bin/busybox ip link set lo up
-exec $R/bin/busybox nsenter -S ${IN_INSTANCE.initUid} -G ${IN_INSTANCE.initUid} -F $R/bin/busybox sh -c '${INIT_LOOP}' alacarte-init "$1"
+B=${IN_INSTANCE.initBusybox}
+[ -e $B ] || { $R/bin/busybox cp $R/bin/busybox $B && $R/bin/busybox chmod 0711 $B; } || exit 0
+exec $R/bin/busybox nsenter -S ${IN_INSTANCE.initUid} -G ${IN_INSTANCE.initUid} -F $B sh -s ${IN_INSTANCE.init} "$1" <<'EOF'
+${INIT_LOOP}
+EOF
 exit 0
 `;
 }
 
-/** The part of init that runs as IN_INSTANCE.initUid (no single quote: it is quoted whole). */
+/** The part of init that runs as IN_INSTANCE.initUid, its deadline `$2`. */
 const INIT_LOOP = `${SEAL_SHELL_FUNCTIONS}
 num() { case $1 in 0|[1-9]|[1-9][0-9]|[1-9][0-9][0-9]*) case $1 in *[!0-9]*) return 1;; esac; [ \${#1} -le 18 ];; *) return 1;; esac; }
 k0=\${ALACARTE_KEY%:*}; k1=\${ALACARTE_KEY#*:}; unset ALACARTE_KEY
 case \${k0#-}:\${k1#-} in *[!0-9:]*|:*|*:) exit 0;; esac
-num "$1" || exit 0
-d=$1; n=0
+num "$2" || exit 0
+d=$2; n=0
 trap "" HUP INT QUIT TERM
 trap : CHLD
 while [ "$((d - EPOCHSECONDS))" -gt 0 ]; do

@@ -216,8 +216,9 @@ export class LxdDriver implements ComputeDriver {
       write(tmp);
       renameSync(tmp, join(this.libDir, file));
     };
+    replace('busybox', (tmp) => copyFileSync(options.busybox ?? '/bin/busybox', tmp));
     // Executable but not readable by init's uid: the kernel then makes init non-dumpable.
-    replace('busybox', (tmp) => {
+    replace('busybox-init', (tmp) => {
       copyFileSync(options.busybox ?? '/bin/busybox', tmp);
       chmodSync(tmp, 0o711);
     });
@@ -456,6 +457,8 @@ export class LxdDriver implements ComputeDriver {
       await this.push(name, to, undefined, 0o755);
       for (const entry of readdirSync(from, { withFileTypes: true })) {
         const src = join(from, entry.name);
+        // init copies busybox itself (in-instance.ts): a second upload of it would slow each start.
+        if (`${to}/${entry.name}` === IN_INSTANCE.initBusybox) continue;
         if (entry.isDirectory()) await walk(src, `${to}/${entry.name}`);
         else await this.push(name, `${to}/${entry.name}`, readFileSync(src), statSync(src).mode & 0o755);
       }
