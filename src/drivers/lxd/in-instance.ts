@@ -1,3 +1,5 @@
+import { SEAL_SHELL_FUNCTIONS } from './deadline-seal.js';
+
 /**
  * What runs inside every LXD instance from /run/alacarte (bin/ holds the host's static busybox), so
  * that it works whatever the image holds: a read-only host directory, or files pushed through LXD's
@@ -8,35 +10,81 @@ export const IN_INSTANCE = {
   busybox: '/run/alacarte/bin/busybox',
   init: '/run/alacarte/bin/init.sh',
   kill: '/run/alacarte/bin/kill-tag.sh',
+  /**
+   * init's own copy of busybox, mode 0711: executable but not readable by init's uid (see
+   * instanceInit). Every other program runs the readable bin/busybox: a process of an unreadable
+   * program is non-dumpable, and the kill script could no longer read its environment.
+   */
+  initBusybox: '/run/alacarte/bin/busybox-init',
+  /** The FIFO init reads deadline moves from (deadline-seal.ts), held open by init from its start. */
+  moves: '/run/alacarte/bin/wait',
+  /**
+   * The uid and gid init runs as once started: none of the image's usual ids, and not root, so that
+   * it cannot read busybox (mode 0711) and the kernel makes it non-dumpable (see instanceInit).
+   */
+  initUid: 65533,
 } as const;
 
 /**
- * PID 1 of every instance (LXC's `lxc.init.cmd`, started with an empty environment): it ends the
- * instance at its deadline on its own, so that no control plane has to be alive for the deadline to
- * hold. When PID 1 exits the container stops, and LXD deletes it (the instance is ephemeral). The
- * deadline (epoch seconds) is read again every second from /run/alacarte/deadline, which
- * setDeadline replaces whole (renamed over), so a moved deadline applies within a second; a missing
- * file ends the instance (fail closed). It never forks: it waits with `read -t` on a FIFO nobody writes to, since a fork
- * fails once a tenant fills the pids limit and a failed fork is fatal in ash. SIGCHLD cuts the wait
- * short so reparented orphans are reaped at once. Its FIFO is made here when the files were
- * pushed (LXD's file API makes no FIFOs). Without a NIC, LXC leaves the instance's loopback
- * down: init brings it up, so that its programs can talk to each other over 127.0.0.1.
+ * PID 1 of every instance (LXC's `lxc.init.cmd`: `busybox env -i ALACARTE_KEY=<key> busybox sh
+ * init.sh <deadline>`): it ends the instance at its deadline on its own, so that no control plane has
+ * to be alive for the deadline to hold, and its tenant, root in the instance, cannot move that
+ * deadline or stop init from enforcing it. When PID 1 exits the container stops, and LXD deletes it
+ * (the instance is ephemeral).
+ *
+ * - The deadline (epoch seconds) starts as its argument, which LXC's config gives and the instance
+ *   cannot change. It moves only by lines `<deadline> <move> <tag>` read from bin/wait, a FIFO
+ *   init opened at its start: a line counts when its tag is right under the key (the node's, from
+ *   LXC's config, deadline-seal.ts) and its move number exceeds every earlier one; anything else a
+ *   tenant writes there is ignored. Files a tenant may rewrite (the pushed deadline file) are never
+ *   read, and no path is opened after the start, so a FIFO or a slow file put in place cannot hang
+ *   it. Each read is bounded (80 bytes, 1 second) and the deadline is checked after each.
+ * - As root it brings the loopback up (LXC leaves it down without a NIC, and programs inside talk
+ *   over 127.0.0.1), makes its FIFO and its busybox copy when the files were pushed (LXD's file API
+ *   makes no FIFOs; the copy is not pushed, to keep the upload small), then becomes uid/gid
+ *   IN_INSTANCE.initUid and runs IN_INSTANCE.initBusybox, which that user cannot read: the kernel
+ *   then marks the process non-dumpable (would_dump, fs/exec.c), so that /proc/1/mem,
+ *   /proc/1/environ (its key) and ptrace stay closed to every process of the instance, which lacks
+ *   CAP_SYS_PTRACE (lxd-driver.ts drops it), even one that takes the same uid. The second part of
+ *   the script reaches that shell as a here-document (a pipe, written by this shell with no fork):
+ *   nothing a tenant could have rewritten by then is read.
+ * - Signals from inside cannot end or stop it: the kernel drops signals to a namespace's init that
+ *   it does not handle, SIGKILL and SIGSTOP included; it ignores those a shell run with `-c` would
+ *   otherwise catch and exit on (SIGINT: `kill -2 1` ended it) and handles only SIGCHLD, which cuts
+ *   its wait short so reparented orphans are reaped at once.
+ * - It never forks once running: a fork fails once a tenant fills the pids limit, and a failed fork
+ *   is fatal in ash.
  */
 export function instanceInit(): string {
   return `# alacarte LXD instance init
 R=${IN_INSTANCE.runDir}
-[ -p $R/bin/wait ] || $R/bin/busybox mkfifo -m 0600 $R/bin/wait
-exec 3<>$R/bin/wait || exit 0
+[ -p ${IN_INSTANCE.moves} ] || $R/bin/busybox mkfifo -m 0600 ${IN_INSTANCE.moves}
+exec 3<>${IN_INSTANCE.moves} || exit 0
 $R/bin/busybox ip link set lo up
-trap : CHLD
-while :; do
-  d=0
-  read -r d < $R/deadline || exit 0
-  [ "$((d - EPOCHSECONDS))" -gt 0 ] || exit 0
-  read -t 1 x <&3
-done
+B=${IN_INSTANCE.initBusybox}
+[ -e $B ] || { $R/bin/busybox cp $R/bin/busybox $B && $R/bin/busybox chmod 0711 $B; } || exit 0
+exec $R/bin/busybox nsenter -S ${IN_INSTANCE.initUid} -G ${IN_INSTANCE.initUid} -F $B sh -s ${IN_INSTANCE.init} "$1" <<'EOF'
+${INIT_LOOP}
+EOF
+exit 0
 `;
 }
+
+/** The part of init that runs as IN_INSTANCE.initUid, its deadline `$2`. */
+const INIT_LOOP = `${SEAL_SHELL_FUNCTIONS}
+num() { case $1 in 0|[1-9]|[1-9][0-9]|[1-9][0-9][0-9]*) case $1 in *[!0-9]*) return 1;; esac; [ \${#1} -le 18 ];; *) return 1;; esac; }
+k0=\${ALACARTE_KEY%:*}; k1=\${ALACARTE_KEY#*:}; unset ALACARTE_KEY
+case \${k0#-}:\${k1#-} in *[!0-9:]*|:*|*:) exit 0;; esac
+num "$2" || exit 0
+d=$2; n=0
+trap "" HUP INT QUIT TERM
+trap : CHLD
+while [ "$((d - EPOCHSECONDS))" -gt 0 ]; do
+  a=; b=; c=; e=
+  read -r -t 1 -n 80 a b c e <&3 || continue
+  [ -z "$e" ] && num "$a" && num "$b" && [ "$((b > n))" = 1 ] && seal_check "$a" "$b" "$c" && d=$a && n=$b
+done
+exit 0`;
 
 /**
  * Kills every process whose environment carries `ALACARTE_EXEC=<tag>` (lxd-exec.ts): what an exec
@@ -59,15 +107,31 @@ done
 }
 
 /**
- * Rewrites /run/alacarte/deadline (`$1`) and lease.json (`$2`) inside an instance whose files were
- * pushed: each written beside and renamed over the old one (rename(2) is atomic), so a reader (init
- * every second, or the tenant) sees the old file or the new one, never a part. Shell built-ins and
- * the static busybox only.
+ * Moves the deadline inside an instance whose files were pushed: /run/alacarte/deadline (`$1`)
+ * and lease.json (`$2`), for the tenant to read, each written beside and renamed over the old one
+ * (rename(2) is atomic), so a reader sees the old file or the new one, never a part; then `$3`, a
+ * sealed move line (deadline-seal.ts), written twice in one write to init's FIFO. The move last:
+ * a move into the past ends the instance, and this script with it, at once.
+ * - It first waits (up to about 10 s) until PID 1 runs as IN_INSTANCE.initUid: init opens its FIFO
+ *   before it changes uid, so a move right after the start reaches it, and is not written to a
+ *   path init has not made yet.
+ * - The FIFO is opened read-write, so the open never waits for a reader; a full FIFO (only a
+ *   tenant writing to it can fill it) makes the write wait, which the node bounds (lxd-driver.ts).
+ * - Twice: a signal that interrupts init's read in the middle of a line (SIGCHLD of an orphan)
+ *   loses that line, and the copy then applies; the second of two equal lines is ignored.
+ * Shell built-ins and the static busybox only.
  */
 export function rewriteScript(): string {
   return `R=${IN_INSTANCE.runDir}
+i=0
+until [ $i -ge 100 ]; do
+  while IFS= read -r l; do case $l in "Uid:"*${IN_INSTANCE.initUid}*) break 2;; esac; done < /proc/1/status
+  i=$((i + 1)); $R/bin/busybox sleep 0.1
+done
+[ $i -lt 100 ] || exit 1
 printf %s "$1" > $R/.deadline.tmp && $R/bin/busybox mv -f $R/.deadline.tmp $R/deadline || exit 1
 printf %s "$2" > $R/.lease.json.tmp && $R/bin/busybox mv -f $R/.lease.json.tmp $R/lease.json || exit 1
+printf '%s\\n%s\\n' "$3" "$3" 1<>${IN_INSTANCE.moves} || exit 1
 `;
 }
 

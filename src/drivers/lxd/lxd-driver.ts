@@ -1,16 +1,21 @@
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
+  chmodSync,
+  closeSync,
   copyFileSync,
   existsSync,
+  constants as fsConstants,
   linkSync,
   mkdirSync,
+  openSync,
   readdirSync,
   readFileSync,
   renameSync,
   rmSync,
   statSync,
   writeFileSync,
+  writeSync,
 } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
@@ -42,6 +47,7 @@ import { commandFile, deadlineFile, leaseFile } from '../crun/init-script.js';
 import { ConnectionBudget } from '../crun/port-proxy.js';
 import { ensureBusyboxImage } from '../crun/preflight.js';
 import { installSftpServer } from '../crun/sftp-server.js';
+import { newSealKey, SEAL_KEY_PATTERN, sealedMove } from './deadline-seal.js';
 import { IN_INSTANCE, instanceInit, killTagScript, LXD_EXEC_DEFAULTS, rewriteScript } from './in-instance.js';
 import { type LxdClient, LxdError } from './lxd-client.js';
 import { type LxdExecProcess, lxdExec, resizeTerminal, sendSignal } from './lxd-exec.js';
@@ -65,8 +71,8 @@ export interface LxdDriverOptions {
    * `<runtimeDir>/<lease>`, which needs the instance on this machine (the tenant cannot change it).
    * `push`: the files are written into the instance through LXD's file API before it starts and
    * rewritten through exec, so the instance can be on any cluster member (the tenant's root can
-   * change its own copy; the node's reaper still ends the lease on time). Default: `bind` on a
-   * local daemon that is not clustered, `push` otherwise.
+   * change its own copy of lease.json and the deadline file, but not the deadline init enforces:
+   * in-instance.ts). Default: `bind` on a local daemon that is not clustered, `push` otherwise.
    */
   delivery?: 'bind' | 'push';
   /** Tags this node's instances (config `user.alacarte.owner`), so list() sees only its own. */
@@ -124,7 +130,20 @@ const KEY = {
   ports: 'user.alacarte.ports',
   shell: 'user.alacarte.shell',
   env: 'user.alacarte.env',
+  /** The number of the instance's last deadline move (deadline-seal.ts). */
+  move: 'user.alacarte.move',
 } as const;
+
+/** Where start() puts the seal key in `raw.lxc` (the instance cannot read it; devlxd shows only user.*). */
+const SEAL_KEY_IN_RAW_LXC = /ALACARTE_KEY=(-?[0-9]{1,19}:-?[0-9]{1,19}) /;
+
+/**
+ * Capabilities no process of an instance has (LXC's bounding set): CAP_SYS_ADMIN (mounts,
+ * namespaces) and the other host-facing ones; CAP_SYS_PTRACE, without which no process of the
+ * instance can read or write the memory of its non-dumpable init (in-instance.ts), whatever uid it
+ * takes; CAP_SYS_BOOT, so that reboot(2) cannot restart the instance (seccomp refuses it too).
+ */
+const DROPPED_CAPABILITIES = 'sys_admin sys_module sys_rawio sys_time sys_ptrace sys_boot';
 
 /** The id base of the node's image store (the crun driver's default), for the built-in image. */
 const STORE_ID_BASE = 1_000_000;
@@ -138,6 +157,12 @@ const RESOURCES_TTL_MS = 30_000;
 const REMOVE_ATTEMPTS = 50;
 /** How long an attach's end waits for the terminal's last output to arrive. */
 const OUTPUT_DRAIN_MS = 5000;
+/** Tries (100 ms apart) to reach an init that has not opened its FIFO yet (delivery bind). */
+const MOVE_ATTEMPTS = 100;
+/** How long a deadline move inside an instance (delivery push) may take before it counts as failed. */
+const MOVE_TIMEOUT_MS = 30_000;
+/** Checks (200 ms apart) that an instance ended after a failed move into the past. */
+const PAST_MOVE_CHECKS = 25;
 /** Largest stdin an exec takes. */
 const MAX_STDIN_BYTES = 16 << 20;
 
@@ -199,6 +224,11 @@ export class LxdDriver implements ComputeDriver {
       renameSync(tmp, join(this.libDir, file));
     };
     replace('busybox', (tmp) => copyFileSync(options.busybox ?? '/bin/busybox', tmp));
+    // Executable but not readable by init's uid: the kernel then makes init non-dumpable.
+    replace('busybox-init', (tmp) => {
+      copyFileSync(options.busybox ?? '/bin/busybox', tmp);
+      chmodSync(tmp, 0o711);
+    });
     replace('init.sh', (tmp) => writeFileSync(tmp, instanceInit(), { mode: 0o644 }));
     replace('kill-tag.sh', (tmp) => writeFileSync(tmp, killTagScript(), { mode: 0o644 }));
     const sftp = installSftpServer(this.libDir);
@@ -361,12 +391,19 @@ export class LxdDriver implements ComputeDriver {
         // Each instance its own range of host uids and gids: root of one is nobody in another.
         'security.idmap.isolated': 'true',
         'boot.autostart': 'false',
-        // init with an empty environment: no lease variable can change how it reads its deadline.
-        // A sandbox, not a system to administer: without CAP_SYS_ADMIN (mounts, namespaces) and
-        // the other host-facing capabilities, for init and every exec alike.
+        // init with an empty environment but for the seal key of its deadline moves, and the
+        // deadline as its argument (in-instance.ts): no lease variable can change how it runs, and
+        // the instance cannot read either. A sandbox, not a system to administer: without
+        // DROPPED_CAPABILITIES, for init and every exec alike.
         'raw.lxc': [
-          `lxc.init.cmd = ${IN_INSTANCE.busybox} env -i ${IN_INSTANCE.busybox} sh ${IN_INSTANCE.init}`,
-          'lxc.cap.drop = sys_admin sys_module sys_rawio sys_time',
+          `lxc.init.cmd = ${IN_INSTANCE.busybox} env -i ALACARTE_KEY=${newSealKey()} ${IN_INSTANCE.busybox} sh ${IN_INSTANCE.init} ${deadlineSeconds(deadline)}`,
+          `lxc.cap.drop = ${DROPPED_CAPABILITIES}`,
+          // The instance's cgroups read-only (LXD mounts its own one writable): root inside could
+          // otherwise move init into a cgroup of its own and freeze it, or starve it of CPU. Its
+          // programs still read their limits there. \`force\`: mounted by LXC whatever the
+          // capabilities, never left to init.
+          'lxc.mount.auto =',
+          'lxc.mount.auto = proc:rw sys:rw cgroup:ro:force',
         ].join('\n'),
       };
       // Kept as data and handed to each exec, not as LXD's `environment.*` keys: LXC applies those
@@ -448,6 +485,8 @@ export class LxdDriver implements ComputeDriver {
       await this.push(name, to, undefined, 0o755);
       for (const entry of readdirSync(from, { withFileTypes: true })) {
         const src = join(from, entry.name);
+        // init copies busybox itself (in-instance.ts): a second upload of it would slow each start.
+        if (`${to}/${entry.name}` === IN_INSTANCE.initBusybox) continue;
         if (entry.isDirectory()) await walk(src, `${to}/${entry.name}`);
         else await this.push(name, `${to}/${entry.name}`, readFileSync(src), statSync(src).mode & 0o755);
       }
@@ -512,15 +551,46 @@ export class LxdDriver implements ComputeDriver {
     this.published.delete(leaseId);
   }
 
-  private writeDeadline(leaseId: string, deadline: Date): void {
+  /**
+   * deadline and lease.json rewritten in the host directory (delivery `bind`), then `move` (a sealed
+   * line, deadline-seal.ts) written to init's FIFO, when one is given: without waiting, since
+   * init holds the FIFO open (ENXIO: nobody has it open, init not yet or no more; EAGAIN: full,
+   * which only a tenant writing to it and init not reading can cause).
+   */
+  private writeDeadline(leaseId: string, deadline: Date, move?: string): void {
     const dir = this.leaseDir(leaseId);
-    // Renamed into place, so init never reads half a file.
+    // Renamed into place, so a reader never sees half a file.
     for (const [file, text] of [
       ['deadline', deadlineFile(deadline)],
       ['lease.json', leaseFile(leaseId, deadline)],
     ] as const) {
       writeFileSync(join(dir, `.${file}.tmp`), text, { mode: 0o644 });
       renameSync(join(dir, `.${file}.tmp`), join(dir, file));
+    }
+    if (move === undefined) return;
+    const fd = openSync(join(dir, 'bin', 'wait'), fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
+    try {
+      // Twice in one write: see rewriteScript (in-instance.ts).
+      writeSync(fd, `${move}\n${move}\n`);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /**
+   * writeDeadline with a move, tried again (bounded) while init has not opened its FIFO yet: an
+   * instance LXD reports running may not have reached its init's first lines.
+   */
+  private async moveBound(leaseId: string, deadline: Date, move: string): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        this.writeDeadline(leaseId, deadline, move);
+        return;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENXIO' || attempt >= MOVE_ATTEMPTS) throw e;
+      }
+      await sleep(100);
+      if (!(await this.isRunning({ leaseId }))) throw notRunning(leaseId);
     }
   }
 
@@ -579,10 +649,11 @@ export class LxdDriver implements ComputeDriver {
   }
 
   /**
-   * deadline and lease.json rewritten inside the instance (delivery `push`): each written beside and
-   * renamed over the old one, so init and the tenant read a whole file, old or new.
+   * The deadline moved inside the instance (delivery `push`): deadline and lease.json each written
+   * beside and renamed over the old one, so the tenant reads a whole file, old or new, then `move`,
+   * a sealed line (deadline-seal.ts), to init's FIFO (in-instance.ts, rewriteScript).
    */
-  private async rewriteInside(leaseId: string, deadline: Date): Promise<void> {
+  private async rewriteInside(leaseId: string, deadline: Date, move: string): Promise<void> {
     const p = await lxdExec(this.options.client, this.instanceName(leaseId), {
       command: [
         IN_INSTANCE.busybox,
@@ -592,6 +663,7 @@ export class LxdDriver implements ComputeDriver {
         'alacarte-deadline',
         deadlineFile(deadline),
         leaseFile(leaseId, deadline),
+        move,
       ],
       env: {},
     });
@@ -599,7 +671,9 @@ export class LxdDriver implements ComputeDriver {
     p.stdout?.resume();
     const stderr = new CappedBuffer(1024);
     p.stderr?.on('data', (b: Buffer) => stderr.push(b));
-    const code = await p.exited;
+    // Bounded here, not by a program inside: a FIFO a tenant filled would hold the write.
+    const timer = setTimeout(() => sendSignal(p.control, 9), MOVE_TIMEOUT_MS);
+    const code = await p.exited.finally(() => clearTimeout(timer));
     if (code !== 0) {
       if (!(await this.isRunning({ leaseId }))) throw notRunning(leaseId);
       throw new AlacarteError(
@@ -775,19 +849,32 @@ export class LxdDriver implements ComputeDriver {
   }
 
   async setDeadline(sandbox: SandboxRef, deadline: Date): Promise<void> {
-    await this.running(sandbox.leaseId);
-    // The file first: init reads it, and it is what holds without a control plane.
+    const i = await this.running(sandbox.leaseId);
+    const key = SEAL_KEY_IN_RAW_LXC.exec(i.config['raw.lxc'] ?? '')?.[1];
+    if (!key || !SEAL_KEY_PATTERN.test(key))
+      throw new AlacarteError('internal', `sandbox ${sandbox.leaseId} has no deadline seal key`);
+    // Above every earlier move, whichever replica made it (each records its number), and above the
+    // clock, so a replica that never saw the instance still counts up.
+    const last = Number(i.config[KEY.move] ?? 0);
+    const move = Math.max(Date.now(), Number.isSafeInteger(last) ? last + 1 : 0);
+    const line = sealedMove(key, deadlineSeconds(deadline), move);
+    // init's move before the record: it is what holds without a control plane.
     try {
-      if (this.delivery === 'bind') this.writeDeadline(sandbox.leaseId, deadline);
-      else await this.rewriteInside(sandbox.leaseId, deadline);
+      if (this.delivery === 'bind') await this.moveBound(sandbox.leaseId, deadline, line);
+      else await this.rewriteInside(sandbox.leaseId, deadline, line);
       await this.options.client.call('PATCH', `/1.0/instances/${this.instanceName(sandbox.leaseId)}`, {
-        config: { [KEY.deadline]: deadline.toISOString() },
+        config: { [KEY.deadline]: deadline.toISOString(), [KEY.move]: String(move) },
       });
     } catch (e) {
-      // A deadline already past ends the instance at once (its init reads the file within a
-      // second), possibly before the rewrite's exec or the record could finish: that end is the
-      // move taking effect.
-      if (deadline.getTime() <= Date.now() && !(await this.isRunning(sandbox))) return;
+      // A deadline already past ends the instance at once (its init takes the move at once),
+      // possibly before the rewrite's exec or the record could finish: that end, which LXD may
+      // show a moment later, is the move taking effect.
+      if (deadline.getTime() <= Date.now()) {
+        for (let i = 0; i < PAST_MOVE_CHECKS; i++) {
+          if (!(await this.isRunning(sandbox))) return;
+          await sleep(200);
+        }
+      }
       throw e;
     }
   }
@@ -927,6 +1014,11 @@ export class LxdDriver implements ComputeDriver {
     this.watchTimer = undefined;
     this.watchers.clear();
   }
+}
+
+/** A deadline as init counts it: epoch seconds, rounded up (crun's deadline file does the same). */
+function deadlineSeconds(deadline: Date): number {
+  return Math.max(0, Math.ceil(deadline.getTime() / 1000));
 }
 
 function limitsOf(i: Instance): SandboxLimits | undefined {
