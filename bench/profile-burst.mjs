@@ -14,6 +14,7 @@ import { Session } from 'node:inspector/promises';
 import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
+import { topSelfTime } from './lib/cpu-profile.mjs';
 import { percentile, prepareTokens, startPaidNode, TINY_OFFER } from './lib/paid-node.mjs';
 
 const BURST = Number(process.env.BURST ?? 100);
@@ -251,22 +252,6 @@ if (import.meta.url === `file://${process.argv[1]}`) {
 
 /** Self time per function (with its callers, 3 deep), largest first, in ms over the burst. */
 function printTop(profile, n) {
-  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
-  const parent = new Map();
-  for (const node of profile.nodes) for (const c of node.children ?? []) parent.set(c, node.id);
-  const self = new Map();
-  for (const [i, id] of profile.samples.entries())
-    self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0));
-  const name = (f) =>
-    `${f.functionName || '(anonymous)'} ${f.url.split('/').slice(-2).join('/')}:${f.lineNumber + 1}`;
-  const rows = new Map();
-  for (const [id, us] of self) {
-    const chain = [];
-    for (let p = id, d = 0; p !== undefined && d < 4; p = parent.get(p), d++)
-      chain.push(name(byId.get(p).callFrame));
-    const key = chain.join(' < ');
-    rows.set(key, (rows.get(key) ?? 0) + us);
-  }
-  for (const [key, us] of [...rows].sort((a, b) => b[1] - a[1]).slice(0, n))
+  for (const [key, us] of topSelfTime(profile, n))
     console.error(`${(us / 1000).toFixed(1).padStart(8)} ms  ${key}`);
 }

@@ -6,7 +6,15 @@ import { type ConfigInput, loadConfig } from '../../src/config.js';
 import { type MintBooks, mintBooks } from '../../src/mint/books.js';
 import { AlacarteNode } from '../../src/node.js';
 import type { Database } from '../../src/store/database.js';
-import { fundedWallet, ledgerOf, type OperatorLedger, postJson, tokenOf } from './lease-node.js';
+import {
+  fundedWallet,
+  type LeaseTestNode,
+  ledgerOf,
+  type OperatorLedger,
+  postJson,
+  startLeaseNode,
+  tokenOf,
+} from './lease-node.js';
 import { testDatabase } from './postgres.js';
 
 /**
@@ -89,4 +97,45 @@ export async function untilNoneRunning(nodeUrl: string, operatorToken: string): 
     await new Promise((r) => setTimeout(r, 200));
   }
   throw new Error('leases did not end');
+}
+
+/** A trusted mint and a lease node that takes its ecash, both up for a payout test. */
+export interface PayoutNodes {
+  trusted: TrustedMint;
+  /** Sells BURST_OFFER, takes the trusted mint's ecash, its operator's token the one asked for. */
+  renter: LeaseTestNode;
+  /** Closes the lease node, then the trusted mint. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a trusted mint (its data directory named after `prefix`) and a lease node paid there;
+ * `mint` configures the lease node's own mint (a slow Lightning, say). When the lease node cannot
+ * start, the trusted mint is closed again before the error is thrown.
+ */
+export async function startPayoutNodes(options: {
+  prefix: string;
+  operatorToken: string;
+  mint?: ConfigInput['mint'];
+}): Promise<PayoutNodes> {
+  const trusted = await startTrustedMint({ prefix: options.prefix });
+  try {
+    const renter = await startLeaseNode({
+      trustedMints: [trusted.mintUrl],
+      operatorToken: options.operatorToken,
+      offers: [BURST_OFFER],
+      ...(options.mint ? { mint: options.mint } : {}),
+    });
+    return {
+      trusted,
+      renter,
+      async close() {
+        await renter.close();
+        await trusted.close();
+      },
+    };
+  } catch (err) {
+    await trusted.close();
+    throw err;
+  }
 }

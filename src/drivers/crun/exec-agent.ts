@@ -13,6 +13,7 @@ import {
 import { Socket } from 'node:net';
 import { join } from 'node:path';
 import type { ExecRequest, ExecResult } from '../compute-driver.js';
+import { AnswerLines } from './answer-lines.js';
 import { FifoOutputs } from './exec-output.js';
 import type { FifoStock } from './fifo-stock.js';
 import { DEFAULT_PATH, IN_SANDBOX } from './oci-spec.js';
@@ -165,7 +166,8 @@ interface Pending {
  */
 export class ExecAgent {
   private answers: Socket | undefined;
-  private buffered = '';
+  /** Answer lines are a few dozen bytes: a longer unfinished one is not one. */
+  private readonly lines = new AnswerLines(64);
   private budget = 0;
   /** The agent misbehaved: not used again for this sandbox. */
   private dropped = false;
@@ -315,7 +317,7 @@ export class ExecAgent {
   private quiet(): void {
     const socket = this.answers;
     this.answers = undefined;
-    this.buffered = '';
+    this.lines.clear();
     socket?.destroy();
   }
 
@@ -333,7 +335,7 @@ export class ExecAgent {
     socket.on('close', () => {
       if (this.answers !== socket) return;
       this.answers = undefined;
-      this.buffered = '';
+      this.lines.clear();
       for (const p of [...this.pending.values()]) p.onLost();
     });
     this.answers = socket;
@@ -349,20 +351,13 @@ export class ExecAgent {
       socket.destroy();
       return;
     }
-    this.buffered += text;
-    let at = this.buffered.indexOf('\n');
-    while (at >= 0) {
-      const line = this.buffered.slice(0, at);
-      this.buffered = this.buffered.slice(at + 1);
-      at = this.buffered.indexOf('\n');
+    this.lines.feed(text, (line) => {
       const m = /^([0-9a-f]{12}) (?:p ([0-9]{1,9})|([0-9]{1,3}))$/.exec(line);
       const call = m ? this.pending.get(m[1] as string) : undefined;
-      if (!m || !call) continue;
+      if (!m || !call) return;
       if (m[2] !== undefined) call.onPid(Number(m[2]));
       else call.onExit(Number(m[3]));
-    }
-    // An answer is a few dozen bytes: anything longer is not one.
-    if (this.buffered.length > 64) this.buffered = '';
+    });
   }
 
   /** Writes a file of the exec (new, never through a link), readable by root inside only. */

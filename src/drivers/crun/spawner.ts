@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, fstatSync, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { AnswerLines } from './answer-lines.js';
 import { FifoStock } from './fifo-stock.js';
 import type { ProcessResult } from './run-process.js';
 
@@ -63,7 +64,8 @@ export class Spawner {
   private readonly calls = new Map<number, Call>();
   private readonly queued: { line: string; call: Call }[] = [];
   private next = 0;
-  private buffered = '';
+  /** A line is a few digits: a longer unfinished one is not ours. */
+  private readonly lines = new AnswerLines(1024);
   private readonly dir: string;
   private readonly fifoStock: FifoStock;
 
@@ -177,7 +179,7 @@ export class Spawner {
     const failed = (why: string) => {
       if (this.shell !== shell) return;
       this.shell = undefined;
-      this.buffered = '';
+      this.lines.clear();
       for (const call of this.calls.values()) {
         clearTimeout(call.timer);
         call.reject(new Error(why));
@@ -196,21 +198,16 @@ export class Spawner {
   }
 
   private answers(text: string): void {
-    this.buffered += text;
-    let at = this.buffered.indexOf('\n');
-    while (at >= 0) {
-      const line = this.buffered.slice(0, at);
-      this.buffered = this.buffered.slice(at + 1);
-      at = this.buffered.indexOf('\n');
+    this.lines.feed(text, (line) => {
       const started = /^(\d+) p (\d+)$/.exec(line);
       if (started) {
         this.calls.get(Number(started[1]))?.onPid?.(Number(started[2]));
-        continue;
+        return;
       }
       const m = /^(\d+) (\d+)$/.exec(line);
-      if (!m) continue;
+      if (!m) return;
       const call = this.calls.get(Number(m[1]));
-      if (!call) continue;
+      if (!call) return;
       this.calls.delete(call.n);
       clearTimeout(call.timer);
       const next = this.queued.shift();
@@ -221,9 +218,7 @@ export class Spawner {
         stdout: call.detached ? '' : this.take(`${call.n}.out`, call.maxOutput),
         stderr: call.detached ? '' : this.take(`${call.n}.err`, call.maxOutput),
       });
-    }
-    // A line is a few digits: anything longer is not ours.
-    if (this.buffered.length > 1024) this.buffered = '';
+    });
   }
 
   /** Reads a call's output file up to max bytes, then removes it. */

@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import type { SpendWriter } from './postgres-spend.js';
+import { INSERT_PROOF_SQL, INSERT_SIGNATURE_SQL, proofRow, signatureRow } from './sqlite-spend-rows.js';
 import type { MintProofsTable, MintSignaturesTable } from './tables.js';
 
 /**
@@ -52,12 +53,8 @@ const db = new SQLite(workerData.path, { fileMustExist: true });
 db.pragma('busy_timeout = 5000');
 db.pragma('synchronous = FULL');
 db.pragma('foreign_keys = ON');
-const insertProof = db.prepare(
-  'INSERT INTO mint_proofs (y, keyset_id, amount, witness, state, melt_quote_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
-);
-const insertSignature = db.prepare(
-  'INSERT INTO mint_signatures (b_, keyset_id, amount, c_, dleq_e, dleq_s, melt_quote_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-);
+const insertProof = db.prepare(${JSON.stringify(INSERT_PROOF_SQL)});
+const insertSignature = db.prepare(${JSON.stringify(INSERT_SIGNATURE_SQL)});
 const spendOne = db.transaction((spend) => {
   for (const p of spend.proofs) insertProof.run(p);
   for (const s of spend.signatures) insertSignature.run(s);
@@ -134,25 +131,8 @@ export class SqliteWorkerSpendWriter implements SpendWriter {
     if (this.failed !== undefined) return this.fallback.commit(proofs, signatures);
     if (this.closing) return Promise.reject(new Error('the mint is closing'));
     const spend: WireSpend = JSON.stringify({
-      proofs: proofs.map((p) => [
-        p.y,
-        p.keyset_id,
-        p.amount,
-        p.witness,
-        p.state,
-        p.melt_quote_id,
-        p.created_at,
-      ]),
-      signatures: signatures.map((s) => [
-        s.b_,
-        s.keyset_id,
-        s.amount,
-        s.c_,
-        s.dleq_e,
-        s.dleq_s,
-        s.melt_quote_id,
-        s.created_at,
-      ]),
+      proofs: proofs.map(proofRow),
+      signatures: signatures.map(signatureRow),
     });
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ proofs, signatures, spend, resolve, reject });

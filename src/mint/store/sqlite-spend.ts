@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import type SQLite from 'better-sqlite3';
 import type { SpendWriter } from './postgres-spend.js';
+import { INSERT_PROOF_SQL, INSERT_SIGNATURE_SQL, proofRow, signatureRow } from './sqlite-spend-rows.js';
 import { type ConnectionHolder, SqliteWorkerSpendWriter } from './sqlite-spend-worker.js';
 import type { MintProofsTable, MintSignaturesTable } from './tables.js';
 
@@ -28,30 +29,13 @@ export class SqliteSpendWriter implements SpendWriter {
   private readonly commitBatch: (batch: readonly PendingSpend[], outcomes: unknown[]) => void;
 
   constructor(private readonly sqlite: SQLite.Database) {
-    const insertProof = sqlite.prepare(
-      'INSERT INTO mint_proofs (y, keyset_id, amount, witness, state, melt_quote_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
-    );
-    const insertSignature = sqlite.prepare(
-      'INSERT INTO mint_signatures (b_, keyset_id, amount, c_, dleq_e, dleq_s, melt_quote_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-    );
+    const insertProof = sqlite.prepare(INSERT_PROOF_SQL);
+    const insertSignature = sqlite.prepare(INSERT_SIGNATURE_SQL);
     // Called inside commitBatch, a better-sqlite3 transaction function runs as a SAVEPOINT and rolls
     // back to it when it throws.
     this.spendOne = sqlite.transaction((spend: PendingSpend) => {
-      for (const p of spend.proofs) {
-        insertProof.run(p.y, p.keyset_id, p.amount, p.witness, p.state, p.melt_quote_id, p.created_at);
-      }
-      for (const s of spend.signatures) {
-        insertSignature.run(
-          s.b_,
-          s.keyset_id,
-          s.amount,
-          s.c_,
-          s.dleq_e,
-          s.dleq_s,
-          s.melt_quote_id,
-          s.created_at,
-        );
-      }
+      for (const p of spend.proofs) insertProof.run(proofRow(p));
+      for (const s of spend.signatures) insertSignature.run(signatureRow(s));
     });
     this.commitBatch = sqlite.transaction((batch: readonly PendingSpend[], outcomes: unknown[]) => {
       for (const spend of batch) {

@@ -2,17 +2,11 @@ import { Wallet } from '@cashu/cashu-ts';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Amount } from '../../../src/core/amount.js';
 import { FakeLightningBackend } from '../../../src/lightning/fake/fake-lightning.js';
+import { expectBalanced, type LeaseTestNode, ledgerOf, postJson } from '../../helpers/lease-node.js';
 import {
-  expectBalanced,
-  type LeaseTestNode,
-  ledgerOf,
-  postJson,
-  startLeaseNode,
-} from '../../helpers/lease-node.js';
-import {
-  BURST_OFFER,
   earnAt,
-  startTrustedMint,
+  type PayoutNodes,
+  startPayoutNodes,
   type TrustedMint,
   untilNoneRunning,
 } from '../../helpers/payout-fixtures.js';
@@ -30,22 +24,16 @@ const AMOUNTS = [60, 60, 60, 60, 330, 10];
 const PAYOUTS = AMOUNTS.length;
 const TOTAL = AMOUNTS.reduce((a, b) => a + b, 0);
 
+let nodes: PayoutNodes | undefined;
 let trusted: TrustedMint;
 let renter: LeaseTestNode;
 const operatorWallet = new FakeLightningBackend();
 
 beforeAll(async () => {
-  trusted = await startTrustedMint({ prefix: 'payout-change-mint' });
-  renter = await startLeaseNode({
-    trustedMints: [trusted.mintUrl],
-    operatorToken: OPERATOR,
-    offers: [BURST_OFFER],
-  });
+  nodes = await startPayoutNodes({ prefix: 'payout-change-mint', operatorToken: OPERATOR });
+  ({ trusted, renter } = nodes);
 });
-afterAll(async () => {
-  await renter?.close();
-  await trusted?.close();
-});
+afterAll(() => nodes?.close());
 afterEach(() => {
   vi.restoreAllMocks();
 });

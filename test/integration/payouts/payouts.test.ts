@@ -11,13 +11,12 @@ import {
   ledgerOf,
   type OperatorLedger,
   postJson,
-  startLeaseNode,
   tokenOf,
 } from '../../helpers/lease-node.js';
 import {
-  BURST_OFFER,
   earnAt,
-  startTrustedMint,
+  type PayoutNodes,
+  startPayoutNodes,
   type TrustedMint,
   untilNoneRunning,
 } from '../../helpers/payout-fixtures.js';
@@ -31,24 +30,21 @@ import {
 const OPERATOR = 'operator-token-for-payout-tests-000';
 const PAY_DELAY_MS = 1500;
 
+let nodes: PayoutNodes | undefined;
 let trusted: TrustedMint;
 let renter: LeaseTestNode;
 /** The operator's own Lightning wallet, somewhere else: its invoices are foreign to both mints. */
 const operatorWallet = new FakeLightningBackend();
 
 beforeAll(async () => {
-  trusted = await startTrustedMint({ prefix: 'payout-mint' });
-  renter = await startLeaseNode({
-    trustedMints: [trusted.mintUrl],
+  nodes = await startPayoutNodes({
+    prefix: 'payout-mint',
     operatorToken: OPERATOR,
-    offers: [BURST_OFFER],
     mint: { lightning: { payDelayMs: PAY_DELAY_MS } },
   });
+  ({ trusted, renter } = nodes);
 });
-afterAll(async () => {
-  await renter?.close();
-  await trusted?.close();
-});
+afterAll(() => nodes?.close());
 
 const ledger = () => ledgerOf(renter.url, OPERATOR);
 const invoice = async (sat: number) => (await operatorWallet.createInvoice(Amount.of(sat), 'payout')).bolt11;

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_OFFERS, offerToJson } from '../../../src/core/offers.js';
 import type { ComputeDriver, SandboxInfo } from '../../../src/drivers/compute-driver.js';
 import type { ComputeTarget } from '../../../src/leases/compute-target.js';
 import { Reconciler } from '../../../src/leases/reconciler.js';
 import { silentLogger } from '../../../src/log.js';
 import { openDatabase } from '../../../src/store/database.js';
+import { leaseRow } from '../../helpers/lease-rows.js';
 
 /**
  * Reconcile per compute target (compute-target.ts), against a driver that only lists sandboxes and
@@ -39,25 +39,18 @@ function driverListing(sandboxes: SandboxInfo[], stopped: string[]): ComputeDriv
   };
 }
 
-const row = (id: string, state: 'pending' | 'running', target: string, replica: string, createdAt = NOW) => ({
-  id,
-  offer_id: DEFAULT_OFFERS[0]!.id,
-  offer_json: JSON.stringify(offerToJson(DEFAULT_OFFERS[0]!)),
-  image: 'busybox',
-  state,
-  created_at: createdAt,
-  started_at: state === 'running' ? NOW - HOUR : null,
-  expires_at: state === 'running' ? NOW + HOUR : null,
-  ended_at: null,
-  held: 60,
-  refunded: 0,
-  unit: 'sat',
-  credential_hash: 'x'.repeat(64),
-  fail_reason: null,
-  ports_json: '{}',
-  target,
-  replica,
-});
+const row = (id: string, state: 'pending' | 'running', target: string, replica: string, createdAt = NOW) =>
+  leaseRow({
+    id,
+    state,
+    created_at: createdAt,
+    started_at: state === 'running' ? NOW - HOUR : null,
+    expires_at: state === 'running' ? NOW + HOUR : null,
+    ended_at: null,
+    held: 60,
+    target,
+    replica,
+  });
 
 async function reconcileAs(target: ComputeTarget, rows: ReturnType<typeof row>[], sandboxes: string[]) {
   const db = await openDatabase(':memory:');

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { LeaseId } from '../../../src/core/ids.js';
-import { DEFAULT_OFFERS, offerToJson } from '../../../src/core/offers.js';
 import { RunningMarks } from '../../../src/leases/running-marks.js';
 import { openDatabase } from '../../../src/store/database.js';
+import { leaseRow } from '../../helpers/lease-rows.js';
 
 /**
  * Leases whose starts finish together are marked running in one transaction (one commit), each
@@ -16,25 +16,18 @@ const NOW = 1_800_000_000_000;
 const dir = mkdtempSync(join(tmpdir(), 'alacarte-marks-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const row = (id: string, state: 'pending' | 'stopped') => ({
-  id,
-  offer_id: DEFAULT_OFFERS[0]!.id,
-  offer_json: JSON.stringify(offerToJson(DEFAULT_OFFERS[0]!)),
-  image: 'busybox',
-  state,
-  created_at: NOW,
-  started_at: null,
-  expires_at: null,
-  ended_at: state === 'stopped' ? NOW : null,
-  held: 60,
-  refunded: 0,
-  unit: 'sat',
-  credential_hash: 'x'.repeat(64),
-  fail_reason: null,
-  ports_json: '{}',
-  target: 'crun:rep_a',
-  replica: 'rep_a',
-});
+const row = (id: string, state: 'pending' | 'stopped') =>
+  leaseRow({
+    id,
+    state,
+    created_at: NOW,
+    started_at: null,
+    expires_at: null,
+    ended_at: state === 'stopped' ? NOW : null,
+    held: 60,
+    target: 'crun:rep_a',
+    replica: 'rep_a',
+  });
 
 describe('RunningMarks', () => {
   it('marks the starts of one turn in one commit, durable when each caller hears back; a lease no longer pending is not marked', async () => {
