@@ -71,12 +71,35 @@ export function lxcfsAnswers(dir: string): boolean {
  * answer, a few milliseconds under load that the node's thread would otherwise spend waiting.
  */
 export async function lxcfsAnswersSoon(dir: string): Promise<boolean> {
-  try {
-    await (await open(`${dir}/proc/meminfo`, 'r')).close();
-    return true;
-  } catch {
-    return false;
-  }
+  return within(
+    FUSE_ANSWER_MS,
+    (async () => {
+      try {
+        await (await open(`${dir}/proc/meminfo`, 'r')).close();
+        return true;
+      } catch {
+        return false;
+      }
+    })(),
+    false,
+  );
+}
+
+/**
+ * How long an open of an lxcfs file may take before that lxcfs counts as not answering, in ms: a
+ * FUSE daemon that is alive but stuck leaves the open waiting for ever, and a sandbox start must not
+ * wait with it (the open itself stays on its thread-pool thread until the daemon answers or dies).
+ */
+const FUSE_ANSWER_MS = 3000;
+
+/** `work`'s value, or `fallback` once `ms` have passed without one. */
+function within<T>(ms: number, work: Promise<T>, fallback: T): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<T>((resolve) => {
+    timer = setTimeout(() => resolve(fallback), ms);
+    timer.unref();
+  });
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }
 
 /** Bind mounts of an lxcfs at `dir` over a sandbox's /proc files and its online-CPU list. */
@@ -219,14 +242,18 @@ export class DriverLxcfs {
   answeringDevice(): Promise<number | undefined> {
     const dir = this.dir;
     if (dir === undefined) return Promise.resolve(undefined);
-    this.checking ??= (async () => {
-      const file = await open(`${dir}/proc/meminfo`, 'r');
-      try {
-        return (await file.stat()).dev;
-      } finally {
-        await file.close();
-      }
-    })()
+    this.checking ??= within<number | undefined>(
+      FUSE_ANSWER_MS,
+      (async () => {
+        const file = await open(`${dir}/proc/meminfo`, 'r');
+        try {
+          return (await file.stat()).dev;
+        } finally {
+          await file.close();
+        }
+      })(),
+      undefined,
+    )
       .catch(() => undefined)
       .finally(() => {
         this.checking = undefined;

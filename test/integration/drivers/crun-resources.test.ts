@@ -5,7 +5,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_OFFERS, diskFitsMemory } from '../../../src/core/offers.js';
 import type { SandboxLimits, SandboxRef } from '../../../src/drivers/compute-driver.js';
-import { lxcfsAnswers, lxcfsMountPoints } from '../../../src/drivers/crun/lxcfs.js';
+import { silentLogger } from '../../../src/drivers/crun/crun-options.js';
+import {
+  DriverLxcfs,
+  lxcfsAnswers,
+  lxcfsAnswersSoon,
+  lxcfsMountPoints,
+} from '../../../src/drivers/crun/lxcfs.js';
 import { runProcess } from '../../../src/drivers/crun/run-process.js';
 import { newLeaseId, sh, waitFor } from './compute-driver.contract.js';
 import { type CrunTarget, crunSkipReason, makeCrunTarget } from './crun-target.js';
@@ -147,6 +153,28 @@ if (crunSkipReason) {
       } finally {
         await plain.driver.stop({ leaseId }).catch(() => {});
         await plain.dispose();
+      }
+    });
+
+    it('an lxcfs that is alive but stuck counts as not answering: the checks on a start's path give up on it', async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'alacarte-lxcfs-'));
+      const mount = join(dir, 'm');
+      mkdirSync(mount);
+      const lxcfs = spawn('lxcfs', ['--foreground', '-p', join(dir, 'pid'), mount], { stdio: 'ignore' });
+      const exited = new Promise((r) => lxcfs.once('exit', r));
+      try {
+        expect(await waitFor(() => lxcfsAnswers(mount), 5000)).toBe(true);
+        const driverLxcfs = await DriverLxcfs.open(mount, silentLogger);
+        expect(await driverLxcfs.answeringDevice()).toBeTypeOf('number');
+        // Stopped, not dead: its mount stays, and an open of its files waits for an answer for ever.
+        lxcfs.kill('SIGSTOP');
+        expect(await lxcfsAnswersSoon(mount)).toBe(false);
+        expect(await driverLxcfs.answeringDevice()).toBeUndefined();
+      } finally {
+        lxcfs.kill('SIGKILL');
+        await exited;
+        await runProcess('umount', ['-l', mount]);
+        rmSync(dir, { recursive: true, force: true });
       }
     });
 
