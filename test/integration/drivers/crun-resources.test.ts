@@ -156,7 +156,7 @@ if (crunSkipReason) {
       }
     });
 
-    it('an lxcfs that is alive but stuck counts as not answering: the checks on a start's path give up on it', async () => {
+    it('an lxcfs that is alive but stuck counts as not answering: the checks on the start path give up on it', async () => {
       const dir = mkdtempSync(join(tmpdir(), 'alacarte-lxcfs-'));
       const mount = join(dir, 'm');
       mkdirSync(mount);
