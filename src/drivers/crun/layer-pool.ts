@@ -370,6 +370,11 @@ if [ -d "$d" ] && [ ! -L "$d" ] && [ -n "$(find "$d" -type d -exec stat -c %d {}
   for m in $(under | sort -rn | cut -d" " -f2); do umount "$m" 2>/dev/null || umount -l "$m"; done
   if [ -n "$(under)" ]; then echo "could not unmount everything under $d" >&2; exit 1; fi
 fi
-# busybox rm fails on entries a concurrent remover took first: done if "$d" is gone, else once more.
-rm -rf "$d" 2>/dev/null || { [ ! -e "$d" ] && [ ! -L "$d" ]; } || rm -rf "$d"
+# busybox rm fails on entries a concurrent remover took first, "$d" itself included: done as soon
+# as "$d" is gone, whoever removed it; a few tries, since each may lose a race.
+for _ in 1 2 3 4 5; do
+  rm -rf "$d" 2>/dev/null
+  [ -e "$d" ] || [ -L "$d" ] || exit 0
+done
+rm -rf "$d" || { [ ! -e "$d" ] && [ ! -L "$d" ]; }
 `;

@@ -1,6 +1,6 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -60,10 +60,18 @@ export async function makeTestInternet(bulkBytes: number): Promise<TestInternet>
   const ns = `alacarte-inet-${tag}`;
   const hostIf = `aih${tag}`;
   const nsIf = `ain${tag}`;
-  // Servers in the lower half of 198.51.100.0/24, the link a /30 of its upper half, at random so
-  // that concurrent runs do not meet.
-  const k = randomInt(2, 126);
-  const link = 128 + 4 * randomInt(0, 32);
+  // Servers in the lower half of 198.51.100.0/24, the link a /30 of its upper half, at random and
+  // claimed (test files run side by side): two namespaces with the same link address would route
+  // one's servers into the other, where a connection hangs for minutes instead of failing.
+  // Server and resolver: 198.51.100.k and k+1, k even from 2 to 124.
+  const k = 2 * claimNumber(ns, 'servers', 1, 63);
+  let link: number;
+  try {
+    link = 128 + 4 * claimNumber(ns, 'link', 0, 32);
+  } catch (e) {
+    releaseClaims(ns);
+    throw e;
+  }
   const hostEnd = `198.51.100.${link + 1}`;
   const nsEnd = `198.51.100.${link + 2}`;
   const server = `198.51.100.${k}`;
@@ -98,6 +106,7 @@ export async function makeTestInternet(bulkBytes: number): Promise<TestInternet>
       // not made
     }
     rmSync(dir, { recursive: true, force: true });
+    releaseClaims(ns);
   };
   try {
     ip('netns', 'add', ns);
@@ -151,6 +160,11 @@ async function untilListening(address: string, port: number): Promise<void> {
   for (let i = 0; i < 100; i++) {
     const ok = await new Promise<boolean>((resolve) => {
       const s = connect(port, address);
+      // A dropped SYN is retried by the kernel for minutes: each try is bounded instead.
+      s.setTimeout(1000, () => {
+        s.destroy();
+        resolve(false);
+      });
       s.once('connect', () => {
         s.destroy();
         resolve(true);
@@ -161,6 +175,76 @@ async function untilListening(address: string, port: number): Promise<void> {
     await sleep(50);
   }
   throw new Error(`${address}:${port} does not answer from the host`);
+}
+
+/** Where the namespaces of every test run on this host claim their numbers (one file per number). */
+const CLAIMS = '/run/alacarte-test-inet';
+
+/**
+ * Claims a number from [from, to) of a kind for namespace ns, atomically across processes (a file
+ * created exclusively per number); a claim whose namespace is gone (a crashed run) is taken over.
+ * Throws when every number is taken.
+ */
+function claimNumber(ns: string, kind: string, from: number, to: number): number {
+  mkdirSync(CLAIMS, { recursive: true, mode: 0o700 });
+  const live = new Set(
+    execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+      .split('\n')
+      .map((l) => l.split(' ')[0]),
+  );
+  for (let tries = 0; tries < 4 * (to - from); tries++) {
+    const n = randomInt(from, to);
+    if (tryClaim(join(CLAIMS, `${kind}.${n}`), ns, live)) return n;
+  }
+  throw new Error(`no free test addresses (${kind}): ${CLAIMS} is full`);
+}
+
+function tryClaim(file: string, ns: string, live: Set<string | undefined>): boolean {
+  try {
+    writeFileSync(file, ns, { flag: 'wx' });
+    return true;
+  } catch {
+    let holder = '';
+    try {
+      holder = readFileSync(file, 'utf8');
+    } catch {
+      return false;
+    }
+    // A claim is made before its namespace: only a claim older than a minute can be stale.
+    if (live.has(holder) || Date.now() - statMtime(file) < 60_000) return false;
+    rmSync(file, { force: true });
+    try {
+      writeFileSync(file, ns, { flag: 'wx' });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}
+
+function statMtime(file: string): number {
+  try {
+    return statSync(file).mtimeMs;
+  } catch {
+    return Date.now();
+  }
+}
+
+function releaseClaims(ns: string): void {
+  let names: string[] = [];
+  try {
+    names = readdirSync(CLAIMS);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const file = join(CLAIMS, name);
+    try {
+      if (readFileSync(file, 'utf8') === ns) rmSync(file, { force: true });
+    } catch {
+      // released already
+    }
+  }
 }
 
 /** What a TCP client on the host reads from address:port (the banner), to show it is reachable. */
