@@ -102,6 +102,12 @@ function within<T>(ms: number, work: Promise<T>, fallback: T): Promise<T> {
   return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }
 
+/** The first of `points` whose lxcfs answers within FUSE_ANSWER_MS, in order. */
+async function firstAnswering(points: string[]): Promise<string | undefined> {
+  for (const p of points) if (await lxcfsAnswersSoon(p)) return p;
+  return undefined;
+}
+
 /** Bind mounts of an lxcfs at `dir` over a sandbox's /proc files and its online-CPU list. */
 export function lxcfsMounts(dir: string): OciMount[] {
   const bind = (source: string, destination: string): OciMount => ({
@@ -140,7 +146,8 @@ export async function ensureLxcfs(options: LxcfsOptions): Promise<string | undef
   const mounted = () => lxcfsMountPoints(options.mountinfo?.());
   // The configured one first, then any other that answers.
   const points = mounted();
-  const running = [dir, ...points].find((p) => points.includes(p) && lxcfsAnswers(p));
+  // Bounded checks: a stuck lxcfs (alive, not answering) must not hang the node's start.
+  const running = await firstAnswering([dir, ...points].filter((p) => points.includes(p)));
   if (running) return running;
   let program: string;
   try {
@@ -164,12 +171,12 @@ export async function ensureLxcfs(options: LxcfsOptions): Promise<string | undef
     child.unref();
     const until = Date.now() + (options.waitMs ?? 5000);
     while (Date.now() < until) {
-      if (lxcfsAnswers(dir)) {
+      if (await lxcfsAnswersSoon(dir)) {
         log.info(`alacarte: started lxcfs at ${dir} (pid ${child.pid}); it stays running for all sandboxes`);
         return dir;
       }
       // Another driver may have won the pid-file lock and mounted elsewhere.
-      const other = mounted().find(lxcfsAnswers);
+      const other = await firstAnswering(mounted().filter((p) => p !== dir));
       if (other) return other;
       await sleep(50);
     }

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -156,7 +156,7 @@ if (crunSkipReason) {
       }
     });
 
-    it('an lxcfs that is alive but stuck counts as not answering: the checks on the start path give up on it', async () => {
+    it('an lxcfs that is alive but stuck counts as not answering: the checks on the start path and a driver starting give up on it', async () => {
       const dir = mkdtempSync(join(tmpdir(), 'alacarte-lxcfs-'));
       const mount = join(dir, 'm');
       mkdirSync(mount);
@@ -170,9 +170,22 @@ if (crunSkipReason) {
         lxcfs.kill('SIGSTOP');
         expect(await lxcfsAnswersSoon(mount)).toBe(false);
         expect(await driverLxcfs.answeringDevice()).toBeUndefined();
+        // A driver starting now (a node's start) with the stuck one configured does not hang on it:
+        // it gets another lxcfs that answers (started anew, or the machine's shared one).
+        const reopened = await DriverLxcfs.open(mount, silentLogger);
+        expect(await reopened.answeringDevice()).toBeTypeOf('number');
       } finally {
         lxcfs.kill('SIGKILL');
         await exited;
+        // An lxcfs the reopened driver may have started on the test's mount point.
+        for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+          try {
+            if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(mount))
+              process.kill(Number(pid), 'SIGKILL');
+          } catch {
+            // gone
+          }
+        }
         await runProcess('umount', ['-l', mount]);
         rmSync(dir, { recursive: true, force: true });
       }
