@@ -49,16 +49,26 @@ describe.skipIf(crunSkipReason)('background jobs started from an attach shell', 
     // The server keeps answering once its terminal is gone; a loaded machine may be slow to show it.
     await sleep(3000);
     let page = await fetch(`${lease.ports['8080']}passwd`);
-    for (let i = 0; i < 20 && page.status !== 200; i++) {
+    for (let i = 0; i < 40 && page.status !== 200; i++) {
       await sleep(500);
       page = await fetch(`${lease.ports['8080']}passwd`);
     }
-    expect(page.status).toBe(200);
-    const ps = await postJson(
-      `${t.url}/v1/leases/${lease.id}/exec`,
-      { command: ['sh', '-c', 'ps -o args | grep -c -e "^httpd -f -v" -e "^sh -c while"'] },
-      { authorization: `Bearer ${lease.token}` },
-    );
-    expect(ps.body.stdout).toBe('2\n');
+    const inside = async (script: string) =>
+      String(
+        (
+          await postJson(
+            `${t.url}/v1/leases/${lease.id}/exec`,
+            { command: ['sh', '-c', script] },
+            { authorization: `Bearer ${lease.token}` },
+          )
+        ).body.stdout,
+      );
+    // On failure, say whether the server died or its port was not reached.
+    const seen =
+      page.status === 200
+        ? ''
+        : `${await page.text()}\n${await inside('ps -o pid,pgid,stat,args; netstat -ltn')}`;
+    expect(page.status, seen).toBe(200);
+    expect(await inside('ps -o args | grep -c -e "^httpd -f -v" -e "^sh -c while"')).toBe('2\n');
   });
 });
