@@ -739,8 +739,26 @@ export class LxdDriver implements ComputeDriver {
     }
   }
 
+  /**
+   * Ends when the command does, as crun's: a job it started (`server &` in an SSH command) keeps
+   * running, its output drained inside the instance (in-instance.ts, RELAYED_EXEC_SCRIPT), while
+   * everything the command wrote before it exited still reaches the reader, at the reader's pace.
+   */
   async spawn(sandbox: SandboxRef, request: SpawnRequest): Promise<SandboxProcess> {
-    const p = await this.startProcess(sandbox.leaseId, request.command, request.env);
+    return this.spawnProcess(sandbox, request, true);
+  }
+
+  /**
+   * spawn(), `relayOutput` as lxdExec takes it: off for the driver's own programs (sftp-server, the
+   * relay of a port), which start nothing that could hold their output, so as to spare the lease's
+   * pids the two relays.
+   */
+  private async spawnProcess(
+    sandbox: SandboxRef,
+    request: SpawnRequest,
+    relayOutput: boolean,
+  ): Promise<SandboxProcess> {
+    const p = await this.startProcess(sandbox.leaseId, request.command, request.env, undefined, relayOutput);
     const stdout = p.stdout as Duplex;
     const stderr = p.stderr as Duplex;
     let killed = false;
@@ -764,7 +782,7 @@ export class LxdDriver implements ComputeDriver {
   async sftp(sandbox: SandboxRef): Promise<SandboxProcess> {
     await this.running(sandbox.leaseId);
     if (!this.sftpCommand) throw new AlacarteError('not_found', 'this node has no SFTP server');
-    return this.spawn(sandbox, { command: this.sftpCommand });
+    return this.spawnProcess(sandbox, { command: this.sftpCommand }, false);
   }
 
   async connect(sandbox: SandboxRef, port: number): Promise<Duplex> {
@@ -779,7 +797,11 @@ export class LxdDriver implements ComputeDriver {
     if (!budget.take()) throw new AlacarteError('rate_limited', 'too many connections to this lease');
     let p: SandboxProcess;
     try {
-      p = await this.spawn(sandbox, { command: [IN_INSTANCE.busybox, 'nc', '127.0.0.1', String(port)] });
+      p = await this.spawnProcess(
+        sandbox,
+        { command: [IN_INSTANCE.busybox, 'nc', '127.0.0.1', String(port)] },
+        false,
+      );
     } catch (e) {
       budget.release();
       throw e;
