@@ -56,6 +56,15 @@ export interface ComputeDriver {
    */
   connect(sandbox: SandboxRef, port: number): Promise<Duplex>;
   /**
+   * Optional, for a shared target (`sharedTarget`): the URL on this host's loopback where this
+   * process relays the running sandbox's declared `port`, serving the sandbox's ports first when it
+   * does not yet (a sandbox another replica started), so that a port URL works through every
+   * replica as soon as the lease runs. Undefined for a port the sandbox did not declare. Throws
+   * AlacarteError `lease_not_running` when the sandbox is gone. Without it, the URLs of the
+   * handle's `ports` (the replica that started it) are the relays.
+   */
+  relayPort?(sandbox: SandboxRef, port: number): Promise<string | undefined>;
+  /**
    * An interactive shell on a real terminal inside the sandbox, or `command` on that terminal
    * (`ssh -t host -- top`); the session's exit code is the program's. Throws AlacarteError
    * `lease_not_running`, or `invalid_request` for a bad size or command.

@@ -184,10 +184,11 @@ export class SandboxAccess {
   }
 
   /**
-   * Where the node relays a lease's declared port: the driver's URL of it (on the node's loopback).
-   * No credential: a lease's ports are public, like a server's (README, "Port URLs"). Throws
-   * `not_found` for an unknown lease or a port it did not declare, `lease_not_running` once it
-   * has ended.
+   * Where the node relays a lease's declared port: the driver's URL of it (on the node's loopback),
+   * this replica's own relay on a shared target (ComputeDriver.relayPort: a lease created through
+   * another replica is served here at once), else the URL its start gave. No credential: a lease's
+   * ports are public, like a server's (README, "Port URLs"). Throws `not_found` for an unknown
+   * lease or a port it did not declare, `lease_not_running` once it has ended.
    */
   async portTarget(id: string, port: number): Promise<string> {
     const leaseId = parseLeaseId(id);
@@ -199,6 +200,12 @@ export class SandboxAccess {
     this.requireHere(row);
     const target = (JSON.parse(row.ports_json) as Record<string, string>)[String(port)];
     if (!target) throw new AlacarteError('not_found', `the lease does not expose port ${port}`);
-    return target;
+    if (!this.driver.relayPort) return target;
+    try {
+      return (await this.driver.relayPort({ leaseId: row.id }, port)) ?? target;
+    } catch (err) {
+      if (isGone(err)) await this.reconciler.endVanished(row.id);
+      throw err;
+    }
   }
 }

@@ -180,8 +180,8 @@ const RELAY_ROUND_SECONDS = '0.02';
 const PIPE_BYTES = 1 << 20;
 
 /**
- * EXEC_SCRIPT for a command whose exec must end when the command does (ComputeDriver.exec), as
- * crun's does: LXD 5.0 ends an exec only once every holder of its stdout and stderr has closed
+ * EXEC_SCRIPT for a command whose exec must end when the command does (ComputeDriver.exec and
+ * spawn), as crun's does: LXD 5.0 ends an exec only once every holder of its stdout and stderr has closed
  * them, and a background job (`server &`) inherits them. Here the command writes to two pipes of
  * this shell's own instead (FIFOs made in /dev, the container's own tmpfs, removed once open),
  * relayed to LXD's pipes by `dd`, so that only this shell and the relays hold LXD's.

@@ -199,6 +199,10 @@ export class LxdDriver implements ComputeDriver {
   private readonly known = new Set<string>();
   /** Host loopback servers of each lease's published ports (see publish()). */
   private readonly published = new Map<string, Server[]>();
+  /** Per lease: sandbox port -> the loopback URL this process relays it on (see publish()). */
+  private readonly relays = new Map<string, Map<number, string>>();
+  /** Leases whose ports this process is starting to serve (servePorts()), so each is served once. */
+  private readonly serving = new Map<string, Promise<void>>();
   private watchTimer: NodeJS.Timeout | undefined;
   /** The last instance start asked of LXD (see start()). */
   private startChain: Promise<void> = Promise.resolve();
@@ -537,18 +541,79 @@ export class LxdDriver implements ComputeDriver {
         () => socket.destroy(),
       );
     });
+    // Held before it listens, so that an unpublish() meanwhile closes it too.
     const servers = this.published.get(leaseId) ?? [];
     servers.push(server);
     this.published.set(leaseId, servers);
     return new Promise((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(hostPort, '127.0.0.1', () => resolve((server.address() as { port: number }).port));
+      server.once('error', (e) => {
+        const held = this.published.get(leaseId);
+        if (held?.includes(server)) held.splice(held.indexOf(server), 1);
+        server.close();
+        reject(e);
+      });
+      server.listen(hostPort, '127.0.0.1', () => {
+        const listened = (server.address() as { port: number }).port;
+        // Unpublished while it was starting to listen: nothing to record, and it is closed.
+        if (this.published.get(leaseId)?.includes(server)) {
+          const relays = this.relays.get(leaseId) ?? new Map<number, string>();
+          relays.set(port, `http://127.0.0.1:${listened}`);
+          this.relays.set(leaseId, relays);
+        }
+        resolve(listened);
+      });
     });
   }
 
   private unpublish(leaseId: string): void {
     for (const server of this.published.get(leaseId) ?? []) server.close();
     this.published.delete(leaseId);
+    this.relays.delete(leaseId);
+  }
+
+  /**
+   * Serves those of `ports` (a sandbox's declared ports, as its start published them) that this
+   * process does not relay yet: a sandbox another replica started, or one found after a restart.
+   * Each goes on the host port its URL names when that is free here (a restarted node's earlier
+   * answers stay valid), else on any free one (another replica on this host holds it). One at a
+   * time per lease, so concurrent callers share the work. Failures are logged; the port stays
+   * unserved until the next call.
+   */
+  private servePorts(leaseId: string, ports: Record<number, string>): Promise<void> {
+    const current = this.serving.get(leaseId);
+    if (current) return current;
+    const work = (async () => {
+      for (const [port, url] of Object.entries(ports)) {
+        if (this.relays.get(leaseId)?.has(Number(port))) continue;
+        const named = Number(URL.canParse(url) ? new URL(url).port : 0);
+        await this.publish(leaseId, Number(port), named)
+          .catch(() => this.publish(leaseId, Number(port)))
+          .catch((e: Error) =>
+            this.logger.warn(`alacarte: port ${port} of ${leaseId} not served here: ${e.message}`),
+          );
+      }
+      // Watched from now on: its relays go when its instance does (poll()).
+      this.known.add(leaseId);
+    })().finally(() => this.serving.delete(leaseId));
+    this.serving.set(leaseId, work);
+    return work;
+  }
+
+  /**
+   * The loopback URL this process relays a running sandbox's declared `port` on, serving its ports
+   * first when it does not yet (ComputeDriver.relayPort): a lease started through another replica
+   * is reachable through this one at once, not only after its next list(). Undefined for a port
+   * the sandbox did not declare; `lease_not_running` when its instance is gone.
+   */
+  async relayPort(sandbox: SandboxRef, port: number): Promise<string | undefined> {
+    const relayed = this.relays.get(sandbox.leaseId)?.get(port);
+    if (relayed) return relayed;
+    const i = await this.running(sandbox.leaseId);
+    const ports = parsePorts(i.config[KEY.ports]);
+    if (!(port in ports)) return undefined;
+    // Its own start is still publishing them: that start's URLs, once listening.
+    if (!this.starting.has(sandbox.leaseId)) await this.servePorts(sandbox.leaseId, ports);
+    return this.relays.get(sandbox.leaseId)?.get(port);
   }
 
   /**
@@ -739,8 +804,26 @@ export class LxdDriver implements ComputeDriver {
     }
   }
 
+  /**
+   * Ends when the command does, as crun's: a job it started (`server &` in an SSH command) keeps
+   * running, its output drained inside the instance (in-instance.ts, RELAYED_EXEC_SCRIPT), while
+   * everything the command wrote before it exited still reaches the reader, at the reader's pace.
+   */
   async spawn(sandbox: SandboxRef, request: SpawnRequest): Promise<SandboxProcess> {
-    const p = await this.startProcess(sandbox.leaseId, request.command, request.env);
+    return this.spawnProcess(sandbox, request, true);
+  }
+
+  /**
+   * spawn(), `relayOutput` as lxdExec takes it: off for the driver's own programs (sftp-server, the
+   * relay of a port), which start nothing that could hold their output, so as to spare the lease's
+   * pids the two relays.
+   */
+  private async spawnProcess(
+    sandbox: SandboxRef,
+    request: SpawnRequest,
+    relayOutput: boolean,
+  ): Promise<SandboxProcess> {
+    const p = await this.startProcess(sandbox.leaseId, request.command, request.env, undefined, relayOutput);
     const stdout = p.stdout as Duplex;
     const stderr = p.stderr as Duplex;
     let killed = false;
@@ -764,7 +847,7 @@ export class LxdDriver implements ComputeDriver {
   async sftp(sandbox: SandboxRef): Promise<SandboxProcess> {
     await this.running(sandbox.leaseId);
     if (!this.sftpCommand) throw new AlacarteError('not_found', 'this node has no SFTP server');
-    return this.spawn(sandbox, { command: this.sftpCommand });
+    return this.spawnProcess(sandbox, { command: this.sftpCommand }, false);
   }
 
   async connect(sandbox: SandboxRef, port: number): Promise<Duplex> {
@@ -779,7 +862,11 @@ export class LxdDriver implements ComputeDriver {
     if (!budget.take()) throw new AlacarteError('rate_limited', 'too many connections to this lease');
     let p: SandboxProcess;
     try {
-      p = await this.spawn(sandbox, { command: [IN_INSTANCE.busybox, 'nc', '127.0.0.1', String(port)] });
+      p = await this.spawnProcess(
+        sandbox,
+        { command: [IN_INSTANCE.busybox, 'nc', '127.0.0.1', String(port)] },
+        false,
+      );
     } catch (e) {
       budget.release();
       throw e;
@@ -928,6 +1015,8 @@ export class LxdDriver implements ComputeDriver {
       for (const leaseId of [...this.known]) {
         if (running.has(leaseId) || this.starting.has(leaseId)) continue;
         this.known.delete(leaseId);
+        // Its relays lead nowhere now; the replica that stops it may be another one.
+        this.unpublish(leaseId);
         for (const w of this.watchers) w(leaseId);
       }
     } catch (e) {
@@ -985,12 +1074,9 @@ export class LxdDriver implements ComputeDriver {
       if (i.status === 'Running') {
         this.known.add(leaseId);
         const ports = parsePorts(i.config[KEY.ports]);
-        // A restarted node serves the ports again, on the host ports its answers already gave.
-        if (!this.published.has(leaseId) && !this.starting.has(leaseId))
-          for (const [port, url] of Object.entries(ports))
-            await this.publish(leaseId, Number(port), Number(new URL(url).port)).catch((e: Error) =>
-              this.logger.warn(`alacarte: port ${port} of ${leaseId} not served again: ${e.message}`),
-            );
+        // A restarted node serves the ports again, on the host ports its answers already gave, and
+        // another replica's leases are served here too (servePorts()).
+        if (!this.starting.has(leaseId)) await this.servePorts(leaseId, ports);
         out.push({ leaseId, deadline: new Date(i.config[KEY.deadline] ?? 0), ports });
       } else if (!this.starting.has(leaseId) && !recent(i.created_at)) {
         await this.remove(leaseId);

@@ -107,6 +107,37 @@ export function backgroundJobsContract(name: string, makeTarget: () => Promise<C
       expect(await waitFor(async () => (await processCount(t, h)) === before, 5000)).toBe(true);
     });
 
+    it('a spawned process reports its exit while its job holds the output, with all it wrote first', async () => {
+      // An SSH command such as `server & echo started`: the session ends when the command does.
+      const proc = await t.driver.spawn(h, {
+        command: [
+          'sh',
+          '-c',
+          'sleep 556 & head -c 1000000 /dev/zero | tr "\\0" x; echo; echo end >&2; exit 3',
+        ],
+      });
+      proc.stdin.end();
+      // Nobody reads for a while: what the command wrote waits for its reader, it is not cut off.
+      await sleep(1000);
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      proc.stdout.on('data', (b: Buffer) => out.push(b));
+      proc.stderr.on('data', (b: Buffer) => err.push(b));
+      // Before the fix on LXD this waited for the job (556 s), past the case's timeout.
+      expect(await proc.exited).toBe(3);
+      const stdout = Buffer.concat(out);
+      expect(stdout.length).toBe(1_000_001);
+      expect(createHash('sha256').update(stdout).digest('hex')).toBe(
+        createHash('sha256')
+          .update(`${'x'.repeat(1_000_000)}\n`)
+          .digest('hex'),
+      );
+      expect(Buffer.concat(err).toString()).toBe('end\n');
+      // The job was left running, as after an exec.
+      expect(await running(t, h, 'sleep 556')).toHaveLength(1);
+      await killAll(t, h, 'sleep 556');
+    });
+
     it('background: true returns at once with the pid of a command that keeps running', async () => {
       const r = await t.driver.exec(h, {
         command: ['sh', '-c', 'echo not shown; exec sleep 333'],

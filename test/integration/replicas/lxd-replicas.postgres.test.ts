@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { portPath } from '../../../src/http/port-routes.js';
 import { expectBalanced, ledgerOf, postJson, sumOf, tokens } from '../../helpers/lease-node.js';
 import { type NodeProcess, QUARTER_OFFER, startReplicas } from '../../helpers/node-process.js';
 import { testDatabase, testPostgresUnavailable } from '../../helpers/postgres.js';
@@ -13,6 +14,8 @@ import { type LxdDaemon, lxdSkipReason, startLxd } from '../drivers/lxd-target.j
  * `lxd:<owner>`, as an LXD cluster would be): a lease bought through one is served by every one.
  * Created via A, exec'd via B, attached via C (WebSocket), extended via B, stopped via C; the
  * refund is the unused time of the extended lease and every replica reads the same balanced books.
+ * A lease's port URL answers through every replica as soon as the lease runs, each relaying it
+ * itself (so also once the replica that created it is gone).
  */
 const OPERATOR = 'operator-token-for-lxd-replicas-01234';
 const PRICE = 60; // 60 sat/h × 1 h
@@ -158,6 +161,43 @@ describe.skipIf(skip !== undefined)(`3 replicas on one PostgreSQL and one LXD ${
       expect(books.received).toBe(3 * PRICE);
       expect(books.refunded).toBe(back);
       expect(books.leases.running).toBe(1);
+    }
+  });
+
+  it('serves the port of a lease created through one replica through the others at once, by their own relays', async () => {
+    const [pay] = (await tokens(`${url(0)}/mint`, 1, PRICE)).tokens;
+    const created = await postJson(
+      `${url(0)}/v1/leases`,
+      {
+        offer: 'quarter',
+        seconds: 3600,
+        image: 'busybox',
+        ports: [8080],
+        command: ['httpd', '-f', '-p', '8080', '-h', '/etc'],
+      },
+      { 'x-cashu': pay!.token },
+    );
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    const id = (created.body as { id: string }).id;
+    const page = (i: number) => fetch(`${url(i)}${portPath(id, 8080)}passwd`);
+    // The server in the sandbox is up once the replica that created the lease answers through it.
+    let first = await page(0);
+    for (let i = 0; i < 100 && first.status !== 200; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      first = await page(0);
+    }
+    expect(first.status).toBe(200);
+
+    // Through C at once: no wait for C to list the lease (its sweep runs every 30 s).
+    const viaC = await page(2);
+    expect(viaC.status).toBe(200);
+    expect(await viaC.text()).toMatch(/^root:/);
+    // A gone: what C and B answer now comes through relays of their own, not A's.
+    await replicas[0]!.kill();
+    for (const i of [2, 1]) {
+      const res = await page(i);
+      expect(res.status, `through replica ${i}`).toBe(200);
+      expect(await res.text()).toMatch(/^root:/);
     }
   });
 });
