@@ -29,7 +29,8 @@ export const INIT_UID = 65533;
  *   can race it), it opens its wake FIFO, starts the exec agent (exec-agent.ts) when the sandbox
  *   has its FIFOs, and starts the starter, a child that waits (on START_FIFO, woken by the host
  *   with the lease's files) for the lease's /run/alacarte/command.sh and then, still root, replaces
- *   itself with `busybox sh command.sh`, once. Sandboxes are made and started before their lease is
+ *   itself with `busybox sh command.sh`, once. Both run in sessions of their own (setsid), so that
+ *   init is alone in its process group, which seccomp.ts then keeps others from renicing. Sandboxes are made and started before their lease is
  *   known (see layer-pool.ts), which is why the start of the command waits in a process of its own.
  * - Then it becomes uid/gid INIT_UID with no capabilities (busybox nsenter -S/-G, no fork) and
  *   runs the deadline loop from IN_SANDBOX.initBusybox, a copy of busybox that this uid may execute
@@ -49,9 +50,10 @@ export const INIT_UID = 65533;
  * - Signals from inside cannot end or stop it: the kernel drops signals to a namespace's init that
  *   it does not handle, SIGKILL and SIGSTOP included; the loop ignores HUP, INT, QUIT and TERM,
  *   which a shell might otherwise act on, and handles only USR1 and CHLD, which cut its wait short.
- *   A tenant that takes uid INIT_UID can still lower init's priority or limits (setpriority,
- *   prlimit): that slows it, or ends the sandbox early (an open or a fork refused ends init), never
- *   keeps the sandbox past its deadline.
+ *   A tenant that takes uid INIT_UID could lower init's priority or scheduling class, starving it
+ *   within the sandbox's CPU quota: seccomp.ts refuses those calls on pid 1 (and its process group,
+ *   and by user). What else that uid may do to init (raise its OOM score) ends the sandbox early,
+ *   never keeps it past its deadline.
  *
  * After the start, init never forks: it waits with `read -t` on its FIFO, which nobody but the
  * host writes to in earnest, instead of running `sleep`. A fork could fail once a tenant's
@@ -70,19 +72,20 @@ export function initScript(): string {
   const B = IN_SANDBOX.busybox;
   return `# alacarte sandbox init (init-script.ts)
 exec 3<>${R}/${WAKE_FIFO} || exit 0
-if [ -p ${R}/${AGENT_REQUESTS} ]; then ${B} sh ${IN_SANDBOX.binDir}/${AGENT_FILE} </dev/null >/dev/null 2>&1 3<&- & fi
-(
-  exec 3<&- 4<>${R}/${START_FIFO} </dev/null >/dev/null 2>&1 || exit 0
-  while [ ! -f ${R}/command.sh ]; do read -t 30 x <&4; done
-  exec 4<&-
-  [ -s ${R}/command.sh ] && exec ${B} sh ${R}/command.sh
-) &
+if [ -p ${R}/${AGENT_REQUESTS} ]; then ${B} setsid ${B} sh ${IN_SANDBOX.binDir}/${AGENT_FILE} </dev/null >/dev/null 2>&1 3<&- & fi
+${B} setsid ${B} sh -c '${STARTER}' </dev/null >/dev/null 2>&1 3<&- &
 exec ${B} nsenter -S ${INIT_UID} -G ${INIT_UID} -F ${IN_SANDBOX.initBusybox} sh -s ${IN_SANDBOX.init} <<'EOF'
 ${DEADLINE_LOOP}
 EOF
 exit 0
 `;
 }
+
+/** init's starter (see initScript): waits for the lease's command.sh, then becomes its shell. */
+const STARTER = `exec 4<>${IN_SANDBOX.runDir}/${START_FIFO} || exit 0
+while [ ! -f ${IN_SANDBOX.runDir}/command.sh ]; do read -t 30 x <&4; done
+exec 4<&-
+[ -s ${IN_SANDBOX.runDir}/command.sh ] && exec ${IN_SANDBOX.busybox} sh ${IN_SANDBOX.runDir}/command.sh`;
 
 /** The part of init that runs as INIT_UID from the unreadable busybox: keeps the deadline. */
 const DEADLINE_LOOP = `D=${IN_SANDBOX.runDir}/deadline

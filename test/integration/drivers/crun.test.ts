@@ -230,6 +230,23 @@ if (crunSkipReason) {
           `${B} nsenter -S 65533 -G 65533 -F ${B} sh -c '${B} id -u; ( exec 4<>/proc/1/mem ) 2>/dev/null && echo mem; ${B} cat /proc/1/environ >/dev/null 2>&1 && echo environ; ${B} ls /proc/1/fd >/dev/null 2>&1 && echo fd; ${B} readlink /proc/1/exe >/dev/null 2>&1 && echo exe; for s in 1 2 3 9 15 19; do kill -$s 1 2>/dev/null; done; echo done'`,
         );
         expect(asInit.out).toBe('65533\ndone\n');
+        // Nor may it starve init within the sandbox's CPU quota: no lower priority for init (by its
+        // pid, its process group or its uid), while a process of its own may still be reniced.
+        const nice = await sh(
+          ctx.t.driver,
+          a,
+          `${B} nsenter -S 65533 -G 65533 -F ${B} sh -c '${B} renice -n 19 -p 1 && echo pid; ${B} renice -n 19 -g 1 && echo pgrp; ${B} renice -n 19 -u 65533 && echo user; ${B} renice -n 5 -p $$ >/dev/null && echo own' 2>/dev/null`,
+        );
+        expect(nice.out).toBe('own\n');
+        if (image.name === 'debian' && process.arch === 'x64') {
+          // sched_setscheduler(1, SCHED_IDLE), as init's uid (perl: the image has no chrt of busybox).
+          const idle = await sh(
+            ctx.t.driver,
+            a,
+            `${B} nsenter -S 65533 -G 65533 -F /usr/bin/perl -e 'my $p = pack("i", 0); print syscall(144, 1, 5, $p) == 0 ? "idle\n" : "refused\n"'`,
+          );
+          expect(idle.out, idle.err).toBe('refused\n');
+        }
         // From the host, init is that uid, not root inside, and not dumpable: its /proc files belong
         // to root inside (the host's idBase), not to init's own uid.
         const base = Number((await sh(ctx.t.driver, a, 'cat /proc/self/uid_map')).out.trim().split(/\s+/)[1]);
@@ -237,6 +254,9 @@ if (crunSkipReason) {
         const pid = ctx.t.driver.initPid(a.leaseId) ?? 0;
         const status = readFileSync(`/proc/${pid}/status`, 'utf8');
         expect(Number(/^Uid:\s+(\d+)/m.exec(status)?.[1])).toBe(base + 65533);
+        // Its nice value (field 19 of stat, after the parenthesised name) and policy (field 41) are untouched.
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+        expect([stat[16], stat[38]]).toEqual(['0', '0']);
         expect(statSync(`/proc/${pid}/environ`).uid).toBe(base);
         expect(await ctx.t.driver.isRunning(a)).toBe(true);
       });
