@@ -27,6 +27,7 @@ import {
   waitFor,
 } from './compute-driver.contract.js';
 import {
+  cpuUsageNs,
   crunSkipReason,
   makeCrunTarget,
   removeDriverFiles,
@@ -458,6 +459,52 @@ if (crunSkipReason) {
         driver = await CrunDriver.create(options).catch(() => undefined);
         if (driver) {
           for (const l of leases) await driver.stop({ leaseId: l.leaseId });
+          await driver.close();
+        }
+        await removeDriverFiles(options, base);
+      }
+    });
+
+    it('ends a sandbox at its deadline with the node killed -9 while its tenant attacks init and burns its CPU', async () => {
+      const base = tempBase();
+      const options = tempDriverOptions(base);
+      const leaseId = newLeaseId();
+      const deadline = Date.now() + 5000;
+      const B = '/run/alacarte/bin/busybox';
+      // As root and as init's uid: write into init's code, lower its priority, stop and kill it;
+      // then keep a small CPU quota busy, so that an init that lost its priority would starve.
+      const attack = [
+        `for u in 0 65533; do ${B} nsenter -S $u -G $u -F ${B} sh -c "printf xxxx | ${B} dd of=/proc/1/mem bs=1 seek=4194304 conv=notrunc; ${B} renice -n 19 -p 1; ${B} renice -n 19 -g 1; ${B} renice -n 19 -u 65533; kill -STOP 1; kill -9 1"; done >/dev/null 2>&1`,
+        'for i in 1 2 3 4 5 6 7 8; do (while :; do :; done) & done',
+        'wait',
+      ].join('\n');
+      const { child, line } = driverChild(`
+        const d = await CrunDriver.create(${JSON.stringify(options)});
+        await d.start({ leaseId: ${JSON.stringify(leaseId)}, image: 'busybox', command: ['sh', '-c', ${JSON.stringify(attack)}] },
+          ${JSON.stringify({ ...TEST_LIMITS, vcpu: 0.05 })}, new Date(${deadline}));
+        process.stdout.write('RESULT ' + JSON.stringify({ pid: d.initPid(${JSON.stringify(leaseId)}), cgroup: d.cgroupPath(${JSON.stringify(leaseId)}) }) + '\\n');
+        setInterval(() => {}, 1000);
+      `);
+      let driver: CrunDriver | undefined;
+      try {
+        const { pid, cgroup } = JSON.parse(await line) as { pid: number; cgroup: string };
+        expect(pid).toBeGreaterThan(1);
+        child.kill('SIGKILL');
+        await new Promise((r) => child.once('exit', r));
+        // The attack runs and burns: the sandbox's CPU time grows while it lives.
+        const u0 = cpuUsageNs(cgroup);
+        await sleep(1000);
+        if (Date.now() < deadline - 500) {
+          expect(processAlive(pid)).toBe(true);
+          expect(cpuUsageNs(cgroup)).toBeGreaterThan(u0);
+        }
+        const gone = await waitFor(() => !processAlive(pid), deadline + 5000 - Date.now());
+        expect(gone, 'the sandbox outlived its deadline').toBe(true);
+      } finally {
+        child.kill('SIGKILL');
+        driver = await CrunDriver.create(options).catch(() => undefined);
+        if (driver) {
+          await driver.stop({ leaseId });
           await driver.close();
         }
         await removeDriverFiles(options, base);
