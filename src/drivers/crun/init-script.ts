@@ -29,9 +29,10 @@ export const INIT_UID = 65533;
  *   can race it), it opens its wake FIFO, starts the exec agent (exec-agent.ts) when the sandbox
  *   has its FIFOs, and starts the starter, a child that waits (on START_FIFO, woken by the host
  *   with the lease's files) for the lease's /run/alacarte/command.sh and then, still root, replaces
- *   itself with `busybox sh command.sh`, once. Both run in sessions of their own (setsid), so that
- *   init is alone in its process group, which seccomp.ts then keeps others from renicing. Sandboxes are made and started before their lease is
- *   known (see layer-pool.ts), which is why the start of the command waits in a process of its own.
+ *   itself with `busybox sh command.sh`, once. Sandboxes are made and started before their lease
+ *   is known (see layer-pool.ts), which is why the start of the command waits in a process of its
+ *   own. Agent and starter run in sessions of their own (setsid), so that init is alone in its
+ *   process group, which seccomp.ts then keeps others from renicing.
  * - Then it becomes uid/gid INIT_UID with no capabilities (busybox nsenter -S/-G, no fork) and
  *   runs the deadline loop from IN_SANDBOX.initBusybox, a copy of busybox that this uid may execute
  *   but not read: the kernel marks such a process non-dumpable (would_dump, fs/exec.c), and since
@@ -62,7 +63,7 @@ export const INIT_UID = 65533;
  * otherwise the zombies of killed or finished background processes would hold the pids limit for
  * up to 30 s.
  *
- * Init itself never reads the lease's command or environment: its variables (R, D, d, r, x, PATH,
+ * Init itself never reads the lease's command or environment: its variables (D, d, r, x, PATH,
  * IFS...) come from this script and from the OCI spec's fixed environment alone, so no request can
  * change how it reads its deadline. The command's shell gets neither init's FIFOs nor its signal
  * handlers.
@@ -81,7 +82,10 @@ exit 0
 `;
 }
 
-/** init's starter (see initScript): waits for the lease's command.sh, then becomes its shell. */
+/**
+ * init's starter (see initScript): waits for the lease's command.sh, then becomes its shell. Given
+ * to `sh -c` in single quotes, so it holds none.
+ */
 const STARTER = `exec 4<>${IN_SANDBOX.runDir}/${START_FIFO} || exit 0
 while [ ! -f ${IN_SANDBOX.runDir}/command.sh ]; do read -t 30 x <&4; done
 exec 4<&-
