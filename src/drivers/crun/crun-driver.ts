@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import {
   chmodSync,
+  chownSync,
   closeSync,
   constants as fsConstants,
   lstatSync,
@@ -66,7 +67,7 @@ import { execInSandbox } from './exec.js';
 import { AGENT_FILE, agentScript, ExecAgent } from './exec-agent.js';
 import { FifoStock } from './fifo-stock.js';
 import { type ImageConfig, leaseArgv, readImageConfig } from './image-config.js';
-import { commandFile, deadlineFile, initScript, leaseFile } from './init-script.js';
+import { commandFile, deadlineFile, initScript, leaseFile, START_FIFO, WAKE_FIFO } from './init-script.js';
 import { destroyDir, LayerPool, type WarmSandbox } from './layer-pool.js';
 import { DriverLxcfs } from './lxcfs.js';
 import { DEFAULT_PATH, IN_SANDBOX, ociSpec } from './oci-spec.js';
@@ -254,6 +255,7 @@ export class CrunDriver implements ComputeDriver {
     mkdirSync(libDir, { recursive: true, mode: 0o755 });
     // Every sandbox's init runs the host's static busybox: copied, so an upgrade never swaps it under a sandbox.
     writeIfChanged(join(libDir, 'busybox'), readFileSync(busybox), 0o755);
+    installInitBusybox(join(libDir, 'busybox-init'), readFileSync(busybox), idBase);
     writeIfChanged(join(libDir, 'init.sh'), Buffer.from(initScript()), 0o644);
     writeIfChanged(join(libDir, AGENT_FILE), Buffer.from(agentScript()), 0o644);
     ensureBusyboxImage(imagesDir, busybox, idBase, log);
@@ -371,8 +373,10 @@ export class CrunDriver implements ComputeDriver {
         container: warm.name,
       };
       writeFileSync(join(dir, 'meta.json'), JSON.stringify(meta));
-      // init has been running since the sandbox was made; wake it to read the lease's files.
+      // init has been running since the sandbox was made; wake it to read the lease's deadline,
+      // and its starter to run the command.
       wakeInit(dir);
+      wakeInit(dir, START_FIFO);
       this.live.set(id, live);
       this.limitsById.set(id, limits);
       this.watched.add(id);
@@ -789,22 +793,24 @@ export class CrunDriver implements ComputeDriver {
 
   /**
    * Starting returns once the container is told to run, which can be just before its first process
-   * has replaced the runtime's code with init; joining it in that instant fails. Wait for init.
+   * has replaced the runtime's code with init; joining it in that instant fails. Wait for init, and
+   * until it runs its deadline loop from its unreadable busybox (init-script.ts), so that a sandbox
+   * is handed out only with its init out of its tenant's reach.
    */
   private async untilInitRuns(dir: string): Promise<void> {
     const pid = Number.parseInt(readFileSync(join(dir, 'init.pid'), 'utf8'), 10);
-    for (let i = 0; i < 2000; i++) {
+    for (let i = 0; i < 5000; i++) {
       let cmdline: string;
       try {
         cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
       } catch {
         throw new Error('init exited right after start');
       }
-      if (cmdline.includes(IN_SANDBOX.init)) return;
+      if (cmdline.startsWith(`${IN_SANDBOX.initBusybox}\0`) && cmdline.includes(IN_SANDBOX.init)) return;
       // Usually a matter of microseconds: yield without a timer first.
       await new Promise((r) => (i < 20 ? setImmediate(r) : setTimeout(r, 1)));
     }
-    throw new Error('init did not start within 2 s');
+    throw new Error('init did not start within 5 s');
   }
 
   /**
@@ -1142,6 +1148,33 @@ function writeAtomic(path: string, content: string): void {
   renameSync(tmp, path);
 }
 
+/**
+ * init's own busybox (IN_SANDBOX.initBusybox): `content`, mode 0711, owned by `idBase` (root inside,
+ * so that the owner is mapped in every sandbox's user namespace and `crun exec` may still join
+ * init; see init-script.ts). Replaced (written beside, then renamed) when any of those differ; a
+ * running sandbox keeps the file it started with.
+ */
+function installInitBusybox(path: string, content: Buffer, idBase: number): void {
+  try {
+    const st = statSync(path);
+    if (
+      (st.mode & 0o7777) === 0o711 &&
+      st.uid === idBase &&
+      st.gid === idBase &&
+      readFileSync(path).equals(content)
+    )
+      return;
+  } catch {
+    // missing
+  }
+  const tmp = `${path}.tmp`;
+  rmSync(tmp, { force: true });
+  writeFileSync(tmp, content, { mode: 0o700 });
+  chownSync(tmp, idBase, idBase);
+  chmodSync(tmp, 0o711);
+  renameSync(tmp, path);
+}
+
 function writeIfChanged(path: string, content: Buffer, mode: number): void {
   try {
     if (readFileSync(path).equals(content)) return;
@@ -1228,10 +1261,10 @@ function livePids(procs: string): number[] {
  * reads it, so a wake-up sent while init is busy is never lost (a signal could be). Nobody reading
  * (init gone) is fine: there is nothing left to wake.
  */
-function wakeInit(dir: string): void {
+function wakeInit(dir: string, fifo = WAKE_FIFO): void {
   let fd: number | undefined;
   try {
-    fd = openSync(join(dir, 'run', 'wake'), fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
+    fd = openSync(join(dir, 'run', fifo), fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
     writeSync(fd, '\n');
   } catch {
     // init has ended, or its pipe is full of wake-ups already

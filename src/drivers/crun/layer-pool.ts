@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DriverLogger } from './crun-options.js';
+import { START_FIFO, WAKE_FIFO } from './init-script.js';
 import { runProcess } from './run-process.js';
 
 /**
@@ -322,9 +323,10 @@ export class LayerPool {
       `mount -t tmpfs -o size=${diskMib}m,nr_inodes=${inodes},mode=0755 tmpfs "$1/layer"`,
       'mkdir -m 0755 "$1/layer/upper" "$1/layer/work"',
       `chown ${idBase}:${idBase} "$1/layer/upper"`,
-      // init waits on wake (see init-script.ts), the exec agent on the others; owned by root inside so that it may open them.
-      'mkfifo -m 0600 "$1/run/wake" "$1/run/agent-in" "$1/run/agent-out"',
-      `chown ${idBase}:${idBase} "$1/run/wake" "$1/run/agent-in" "$1/run/agent-out"`,
+      // init waits on wake, its starter on start (see init-script.ts), the exec agent on the
+      // others; owned by root inside so that they may open them (init opens its own as root).
+      `mkfifo -m 0600 "$1/run/${WAKE_FIFO}" "$1/run/${START_FIFO}" "$1/run/agent-in" "$1/run/agent-out"`,
+      `chown ${idBase}:${idBase} "$1/run/${WAKE_FIFO}" "$1/run/${START_FIFO}" "$1/run/agent-in" "$1/run/agent-out"`,
       `mount -t overlay overlay -o "lowerdir=$2,upperdir=$1/layer/upper,workdir=$1/layer/work" "$1/rootfs"`,
     ].join('\n');
     const r = await runProcess(busybox, ['sh', '-c', script, 'sh', dir, join(imagesDir, image)]);

@@ -8,6 +8,13 @@ export const IN_SANDBOX = {
   binDir: '/run/alacarte/bin',
   busybox: '/run/alacarte/bin/busybox',
   init: '/run/alacarte/bin/init.sh',
+  /**
+   * init's own copy of busybox, mode 0711 and owned by root inside: executable but not readable by
+   * the uid init's deadline loop runs as, which makes that process non-dumpable (init-script.ts).
+   * Everything else runs the readable busybox: a process of an unreadable program is non-dumpable,
+   * and its tenant could no longer read its own processes' /proc files.
+   */
+  initBusybox: '/run/alacarte/bin/busybox-init',
 } as const;
 
 export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -198,10 +205,9 @@ export function ociSpec(input: OciSpecInput): OciSpec {
         '/proc/scsi',
         '/sys/firmware',
         '/sys/devices/virtual/powercap',
-        // init is PID 1 and holds the deadline: its memory is not the tenant's to rewrite (ptrace and
-        // process_vm_writev are denied by seccomp; these are the remaining way in).
-        '/proc/1/mem',
-        '/proc/1/task/1/mem',
+        // Not /proc/1/mem: init holds the deadline, and is non-dumpable under another uid
+        // (init-script.ts), so the kernel refuses its memory, environment and fds to root inside
+        // (no CAP_SYS_PTRACE). A mask would only answer with /dev/null, where an open then succeeds.
       ],
       readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
     },

@@ -1,7 +1,9 @@
 import { spawn, spawnSync } from 'node:child_process';
 import {
+  chmodSync,
   closeSync,
   constants,
+  copyFileSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -10,6 +12,7 @@ import {
   readFileSync,
   readlinkSync,
   rmSync,
+  statSync,
   symlinkSync,
   writeFileSync,
   writeSync,
@@ -20,12 +23,17 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   commandFile,
   deadlineFile,
+  INIT_UID,
   initScript,
   leaseFile,
+  START_FIFO,
+  WAKE_FIFO,
 } from '../../../../src/drivers/crun/init-script.js';
 import { IN_SANDBOX } from '../../../../src/drivers/crun/oci-spec.js';
 
 const busybox = '/bin/busybox';
+// init changes its uid (INIT_UID) as root inside does: on the host that takes root.
+const canRun = existsSync(busybox) && process.getuid?.() === 0;
 const dirs: string[] = [];
 afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
@@ -35,12 +43,17 @@ afterEach(() => {
 function runInit(deadlineEpoch: number, setup?: (dir: string) => void) {
   const dir = mkdtempSync(join(tmpdir(), 'alacarte-init-'));
   dirs.push(dir);
+  // Its deadline loop runs as INIT_UID, which must reach the deadline file, as in a sandbox.
+  chmodSync(dir, 0o755);
   setup?.(dir);
-  writeFileSync(join(dir, 'deadline'), `${deadlineEpoch}\n`);
-  spawnSync(busybox, ['mkfifo', join(dir, 'wake')]);
-  // init starts the lease's command with the sandbox's busybox, at <run dir>/bin.
+  writeFileSync(join(dir, 'deadline'), `${deadlineEpoch}\n`, { mode: 0o644 });
+  spawnSync(busybox, ['mkfifo', join(dir, WAKE_FIFO), join(dir, START_FIFO)]);
+  // init starts the lease's command with the sandbox's busybox, at <run dir>/bin, and runs its
+  // deadline loop from a copy INIT_UID may execute but not read.
   mkdirSync(join(dir, 'bin'));
   symlinkSync(busybox, join(dir, 'bin', 'busybox'));
+  copyFileSync(busybox, join(dir, 'bin', 'busybox-init'));
+  chmodSync(join(dir, 'bin', 'busybox-init'), 0o711);
   const script = initScript().replaceAll(IN_SANDBOX.runDir, dir);
   const child = spawn(busybox, ['sh', '-c', script, 'init'], { stdio: 'ignore' });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
@@ -48,44 +61,38 @@ function runInit(deadlineEpoch: number, setup?: (dir: string) => void) {
 }
 
 describe('the sandbox init', () => {
-  it.skipIf(!existsSync(busybox))('exits at once when the deadline has passed', async () => {
+  it.skipIf(!canRun)('exits at once when the deadline has passed', async () => {
     const { exited } = runInit(Math.floor(Date.now() / 1000) - 1);
     expect(await exited).toBe(0);
   });
 
-  it.skipIf(!existsSync(busybox))(
-    'keeps running before the deadline and re-reads it on SIGUSR1',
-    async () => {
-      const { dir, child, exited } = runInit(Math.floor(Date.now() / 1000) + 3600);
-      let ended = false;
-      void exited.then(() => {
-        ended = true;
-      });
-      await new Promise((r) => setTimeout(r, 300));
-      expect(ended).toBe(false);
-      writeFileSync(join(dir, 'deadline'), `${Math.floor(Date.now() / 1000) - 1}\n`);
-      child.kill('SIGUSR1');
-      expect(await exited).toBe(0);
-    },
-  );
+  it.skipIf(!canRun)('keeps running before the deadline and re-reads it on SIGUSR1', async () => {
+    const { dir, child, exited } = runInit(Math.floor(Date.now() / 1000) + 3600);
+    let ended = false;
+    void exited.then(() => {
+      ended = true;
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(ended).toBe(false);
+    writeFileSync(join(dir, 'deadline'), `${Math.floor(Date.now() / 1000) - 1}\n`);
+    child.kill('SIGUSR1');
+    expect(await exited).toBe(0);
+  });
 
-  it.skipIf(!existsSync(busybox))(
-    'wakes on a line in its FIFO, even one written while it was busy',
-    async () => {
-      const { dir, exited } = runInit(Math.floor(Date.now() / 1000) + 3600);
-      await new Promise((r) => setTimeout(r, 200));
-      writeFileSync(join(dir, 'deadline'), `${Math.floor(Date.now() / 1000) - 1}\n`);
-      // O_RDWR on our side too, so the open never blocks; the line waits in the pipe for init.
-      const fd = openSync(join(dir, 'wake'), constants.O_RDWR | constants.O_NONBLOCK);
-      writeSync(fd, '\n');
-      closeSync(fd);
-      // Without the wake-up init would sleep its full 30 s.
-      const tooLate = new Promise((r) => setTimeout(() => r('still waiting'), 10_000));
-      expect(await Promise.race([exited, tooLate])).toBe(0);
-    },
-  );
+  it.skipIf(!canRun)('wakes on a line in its FIFO, even one written while it was busy', async () => {
+    const { dir, exited } = runInit(Math.floor(Date.now() / 1000) + 3600);
+    await new Promise((r) => setTimeout(r, 200));
+    writeFileSync(join(dir, 'deadline'), `${Math.floor(Date.now() / 1000) - 1}\n`);
+    // O_RDWR on our side too, so the open never blocks; the line waits in the pipe for init.
+    const fd = openSync(join(dir, 'wake'), constants.O_RDWR | constants.O_NONBLOCK);
+    writeSync(fd, '\n');
+    closeSync(fd);
+    // Without the wake-up init would sleep its full 30 s.
+    const tooLate = new Promise((r) => setTimeout(() => r('still waiting'), 10_000));
+    expect(await Promise.race([exited, tooLate])).toBe(0);
+  });
 
-  it.skipIf(!existsSync(busybox))('ends when the deadline file is gone (fails closed)', async () => {
+  it.skipIf(!canRun)('ends when the deadline file is gone (fails closed)', async () => {
     const { dir, child, exited } = runInit(Math.floor(Date.now() / 1000) + 3600);
     await new Promise((r) => setTimeout(r, 200));
     rmSync(join(dir, 'deadline'));
@@ -93,28 +100,25 @@ describe('the sandbox init', () => {
     expect(await exited).toBe(0);
   });
 
-  it.skipIf(!existsSync(busybox))(
-    'starts the lease command with its environment, quoting kept intact',
-    async () => {
-      const { dir, child, exited } = runInit(Math.floor(Date.now() / 1000) + 3600, (d) => {
-        const tricky = `it's "quoted" $HOME \`x\` ; rm -rf /`;
-        writeFileSync(
-          join(d, 'command.sh'),
-          commandFile(['sh', '-c', 'printf "%s|%s" "$GREETING" "$1" > "$OUT"', 'sh', tricky], {
-            GREETING: 'hi there',
-            OUT: join(d, 'out'),
-          }),
-        );
-      });
-      const out = join(dir, 'out');
-      for (let i = 0; i < 50 && !existsSync(out); i++) await new Promise((r) => setTimeout(r, 20));
-      expect(readFileSync(out, 'utf8')).toBe(`hi there|it's "quoted" $HOME \`x\` ; rm -rf /`);
-      child.kill('SIGKILL');
-      await exited;
-    },
-  );
+  it.skipIf(!canRun)('starts the lease command with its environment, quoting kept intact', async () => {
+    const { dir, child, exited } = runInit(Math.floor(Date.now() / 1000) + 3600, (d) => {
+      const tricky = `it's "quoted" $HOME \`x\` ; rm -rf /`;
+      writeFileSync(
+        join(d, 'command.sh'),
+        commandFile(['sh', '-c', 'printf "%s|%s" "$GREETING" "$1" > "$OUT"', 'sh', tricky], {
+          GREETING: 'hi there',
+          OUT: join(d, 'out'),
+        }),
+      );
+    });
+    const out = join(dir, 'out');
+    for (let i = 0; i < 50 && !existsSync(out); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(readFileSync(out, 'utf8')).toBe(`hi there|it's "quoted" $HOME \`x\` ; rm -rf /`);
+    child.kill('SIGKILL');
+    await exited;
+  });
 
-  it.skipIf(!existsSync(busybox))(
+  it.skipIf(!canRun)(
     "keeps its deadline whatever the lease's environment names, which reaches only the command",
     async () => {
       // Each of these is a variable of init's own script or one that changes how a shell works:
@@ -157,12 +161,50 @@ describe('the sandbox init', () => {
       const pid = readFileSync(join(dir, 'env.pid'), 'utf8').trim();
       const fds = readdirSync(`/proc/${pid}/fd`).map((fd) => readlinkSync(`/proc/${pid}/fd/${fd}`));
       expect(fds.length).toBeGreaterThanOrEqual(3);
-      expect(fds).not.toContain(join(dir, 'wake'));
+      expect(fds).not.toContain(join(dir, WAKE_FIFO));
+      expect(fds).not.toContain(join(dir, START_FIFO));
       // init ends at the deadline on its own (its 30 s wait is cut at the deadline).
       const tooLate = new Promise((r) => setTimeout(() => r('still running'), 8000));
       expect(await Promise.race([exited, tooLate])).toBe(0);
       expect(Date.now() / 1000).toBeGreaterThanOrEqual(deadline);
       child.kill('SIGKILL');
+    },
+  );
+
+  it.skipIf(!canRun)(
+    'keeps its deadline as INIT_UID, non-dumpable, and starts a command that comes later as root',
+    async () => {
+      const { dir, child, exited } = runInit(Math.floor(Date.now() / 1000) + 3600);
+      const pid = child.pid ?? 0;
+      const status = () => readFileSync(`/proc/${pid}/status`, 'utf8');
+      for (let i = 0; i < 250 && !/^Uid:\s+65533\s/m.test(status()); i++)
+        await new Promise((r) => setTimeout(r, 20));
+      expect(status()).toMatch(new RegExp(`^Uid:\\s+${INIT_UID}\\s+${INIT_UID}\\s+${INIT_UID}\\s`, 'm'));
+      expect(status()).toMatch(/^CapEff:\s+0+$/m);
+      // Non-dumpable: its /proc files are root's, not its own uid's, and its uid may not open them.
+      expect(statSync(`/proc/${pid}/environ`).uid).toBe(0);
+      const probe = spawnSync(busybox, [
+        'nsenter',
+        '-S',
+        String(INIT_UID),
+        '-G',
+        String(INIT_UID),
+        '-F',
+        busybox,
+        'cat',
+        `/proc/${pid}/environ`,
+      ]);
+      expect(probe.status).not.toBe(0);
+      // The lease's command comes once init runs; a line in the start FIFO has it started at once.
+      const out = join(dir, 'out');
+      writeFileSync(join(dir, 'command.sh'), commandFile(['sh', '-c', `id -u > ${out}`], {}));
+      const fd = openSync(join(dir, START_FIFO), constants.O_RDWR | constants.O_NONBLOCK);
+      writeSync(fd, '\n');
+      closeSync(fd);
+      for (let i = 0; i < 250 && !existsSync(out); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(readFileSync(out, 'utf8')).toBe('0\n');
+      child.kill('SIGKILL');
+      await exited;
     },
   );
 
