@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AlacarteError, type ErrorCode } from '../core/errors.js';
+import { BODY_NOT_JSON_OBJECT } from './lease-schemas.js';
 
 export interface ErrorBody {
   error: ErrorCode;
@@ -91,6 +92,10 @@ export function toErrorAnswer(err: unknown): {
   const fe = err as Partial<FastifyError>;
   if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
     return answer(413, 'payload_too_large', 'request body is too large');
+  }
+  if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    // Fastify's own words ("Unsupported Media Type") do not say what to send instead.
+    return answer(400, 'invalid_request', BODY_NOT_JSON_OBJECT);
   }
   if (fe.validation || (typeof fe.code === 'string' && fe.code.startsWith('FST_ERR_CTP'))) {
     return answer(400, 'invalid_request', fe.message ?? 'malformed request');
