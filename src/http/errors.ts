@@ -23,9 +23,22 @@ export function installErrorHandling(app: FastifyInstance): void {
     for (const [name, value] of Object.entries(headers)) reply.header(name, value);
     return reply.status(status).send(body);
   });
-  app.setNotFoundHandler((_request, reply) => {
-    return reply.status(404).send({ error: 'not_found', message: 'no such route' } satisfies ErrorBody);
+  app.setNotFoundHandler((request, reply) => {
+    return reply
+      .status(404)
+      .send({ error: 'not_found', message: notFoundMessage(request.url) } satisfies ErrorBody);
   });
+}
+
+/**
+ * The message of a 404 for a path no route serves. The operator routes are mounted only when the
+ * node has an operator token, so an operator who asks a node without one is told why it is absent.
+ */
+export function notFoundMessage(url: string): string {
+  if (url === '/v1/operator' || url.startsWith('/v1/operator/') || url.startsWith('/v1/operator?')) {
+    return 'no such route; the operator routes (/v1/operator/ledger, /v1/operator/payout) exist only on a node started with an operator token (ALACARTE_OPERATOR_TOKEN, or operatorToken in its config file)';
+  }
+  return 'no such route';
 }
 
 /**

@@ -122,4 +122,17 @@ describe('answers to requests sent by hand', () => {
     expect(res.status).toBe(400);
     expect(((await res.json()) as { message: string }).message).toContain('must be a JSON object');
   });
+
+  it('the operator ledger on a node without an operator token says how to turn it on', async () => {
+    const host = await serve();
+    const res = await fetch(`http://${host}/v1/operator/ledger`, {
+      headers: { authorization: 'Bearer anything' },
+    });
+    expect(res.status).toBe(404);
+    const body = (await res.json()) as { error: string; message: string };
+    expect(body.error).toBe('not_found');
+    expect(body.message).toContain('ALACARTE_OPERATOR_TOKEN');
+    const other = await fetch(`http://${host}/v1/nothing-here`);
+    expect(await other.json()).toEqual({ error: 'not_found', message: 'no such route' });
+  });
 });
