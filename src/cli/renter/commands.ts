@@ -597,20 +597,24 @@ const extend: Handler = async (ctx, values, positionals) => {
 const stop: Handler = async (ctx, _values, positionals) => {
   const id = leaseId(positionals, 'stop');
   await ctx.recover();
+  const sdk = ctx.sdk({ wallet: true });
+  // The node answers a second stop with the first one's refund: say it is not a new one, or the
+  // same "refunded N" with an unchanged balance reads as money gone missing.
+  const already = sdk.leases().find((l) => l.id === id)?.state === 'stopped';
   ctx.progress.start('stopping');
-  const stopped = await ctx.sdk({ wallet: true }).stop(id);
+  const stopped = await sdk.stop(id);
   ctx.progress.stop();
   const balance = ctx.wallet().balance();
   // The tokens went into the wallet; only their mints and amounts are shown.
   const { refund: _refund, refunds, ...shown } = stopped;
-  ctx.out(
-    `lease ${stopped.id} ${stopped.state}; refunded ${stopped.refunded} ${stopped.unit}\nbalance: ${balance.value} ${balance.unit}`,
-    {
-      ...shown,
-      ...(refunds ? { refunds: refunds.map(({ mint, amount }) => ({ mint, amount })) } : {}),
-      balance: Number(balance.value),
-    },
-  );
+  const said = already
+    ? `lease ${stopped.id} was already ${stopped.state}; its refund of ${stopped.refunded} ${stopped.unit} came into the wallet then`
+    : `lease ${stopped.id} ${stopped.state}; refunded ${stopped.refunded} ${stopped.unit}`;
+  ctx.out(`${said}\nbalance: ${balance.value} ${balance.unit}`, {
+    ...shown,
+    ...(refunds ? { refunds: refunds.map(({ mint, amount }) => ({ mint, amount })) } : {}),
+    balance: Number(balance.value),
+  });
   return 0;
 };
 

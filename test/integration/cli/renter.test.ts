@@ -147,6 +147,12 @@ describe('alacarte CLI (renter)', { timeout: 240_000 }, () => {
     expect(stop.refunded).toBeGreaterThanOrEqual(170);
     expect(stop.balance).toBe(320 + stop.refunded);
     expect((await runJson<Balance>(['wallet', 'balance'], me)).balance).toBe(320 + stop.refunded);
+    // A second stop is answered with the first refund again: said as such, and nothing is added.
+    const again = await runCli(['stop', lease.id], me);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toBe(
+      `lease ${lease.id} was already stopped; its refund of ${stop.refunded} sat came into the wallet then\nbalance: ${320 + stop.refunded} sat\n`,
+    );
 
     const after = await runCli(['exec', lease.id, '--', 'true'], me);
     expect(after.code).toBe(1);
