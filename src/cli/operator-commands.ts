@@ -15,6 +15,7 @@ import { createLogger, silentLogger } from '../log.js';
 import { AlacarteNode, prepareDataDir } from '../node.js';
 import { requireTrustedMintNuts } from '../rails/cashu/nut-06-requirements.js';
 import { lockDataDir } from './data-dir-lock.js';
+import { listenProbe } from './port-probe.js';
 
 /** The operator's side of the command: run a node, rotate the mint's keys, read the books. */
 export async function runOperatorCommand(
@@ -88,10 +89,16 @@ Examples:
  * books) and report on that.
  */
 function requireNodeData(config: Config): void {
-  if (existsSync(join(config.dataDir, 'mint.seed'))) return;
-  throw new ConfigError(
-    `no node's data in ${resolve(config.dataDir)} (no mint.seed there): give the data directory alacarte serve uses, with --data DIR or ALACARTE_DATA`,
-  );
+  if (!existsSync(join(config.dataDir, 'mint.seed')))
+    throw new ConfigError(
+      `no node's data in ${resolve(config.dataDir)} (no mint.seed there): give the data directory alacarte serve uses, with --data DIR or ALACARTE_DATA`,
+    );
+  // A node on PostgreSQL has no SQLite file: without its URL here, opening the default store
+  // would make an empty one and print books of zeros (and pay out nothing) as if they were its.
+  if (config.store.url === undefined && !existsSync(join(config.dataDir, 'alacarte.sqlite')))
+    throw new ConfigError(
+      `no store in ${resolve(config.dataDir)} (no alacarte.sqlite there): a node that keeps its store in PostgreSQL needs its URL here too, as ALACARTE_STORE_URL or store.url in --config FILE`,
+    );
 }
 
 async function serve(args: string[], usage: string): Promise<number> {
@@ -140,6 +147,11 @@ async function serveLocked(config: Config): Promise<number> {
     );
   const imagesDir = join(config.dataDir, 'images');
   const runtimeDir = join(config.dataDir, 'sandboxes');
+  // A taken port is said before the seconds (first start: minutes) of preparing images below.
+  for (const port of [config.port, ...(config.ssh.enabled ? [config.ssh.port] : [])]) {
+    const err = await listenProbe(config.host, port);
+    if (err) throw inUse(err, config.port) ?? err;
+  }
   // The first start builds the busybox image and warm sandboxes: a few seconds that say so.
   process.stderr.write('alacarte: checking the host and preparing images…\n');
   let driver: ComputeDriver;

@@ -112,6 +112,29 @@ describe('alacarte serve on a port that is taken', () => {
         `alacarte: 127.0.0.1:${port} is in use (another alacarte node?): stop it, or choose another --port`,
       );
       expect(r.stderr).not.toContain('EADDRINUSE');
+      // Said before the images and sandboxes are prepared, not after (minutes on a first start).
+      expect(r.stderr).not.toContain('preparing images');
+      expect(r.stdout).not.toContain('image debian is not built yet');
+    } finally {
+      taken.close();
+    }
+  });
+
+  it('says so for a taken SSH port too, naming --ssh-port, before preparing anything', async () => {
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    const port = (taken.address() as { port: number }).port;
+    try {
+      const args = ['serve', '--port', '0', '--ssh-port', String(port), '--data', tempDir('data')];
+      const r = spawnSync(process.execPath, [CLI, ...args], {
+        encoding: 'utf8',
+        env: { ...process.env, ALACARTE_LOG_LEVEL: 'warn' },
+        timeout: 60_000,
+      });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toBe(
+        `alacarte: 127.0.0.1:${port} is in use (another alacarte node?): stop it, or choose another --ssh-port\n`,
+      );
     } finally {
       taken.close();
     }

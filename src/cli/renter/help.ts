@@ -19,7 +19,8 @@ export const HELP: Record<string, string> = {
   alacarte shell ID                        an interactive shell in a sandbox
   alacarte extend ID --for 1h              buy more time
   alacarte stop ID                         stop early; unused time is refunded
-Run any command with --help for its options and examples.`,
+Run any command with --help for its options and examples. The node is --url URL or env
+ALACARTE_URL (default http://127.0.0.1:8402: give it when serve has another --port or host).`,
   offers: `Usage: alacarte offers [--url URL] [--json]
 
 Lists the offers of the node (size, price per hour, how many are free), the images, and the
