@@ -389,6 +389,12 @@ function sshKeysFor(files: string[] | undefined): string[] {
       } catch {
         throw new UsageError(`--ssh-key: cannot read ${file}`, 'rent');
       }
+      // ssh -i takes the private half, so it is the file people reach for: name the one to give.
+      if (line.startsWith('-----BEGIN') && line.includes('PRIVATE KEY'))
+        throw new UsageError(
+          `--ssh-key ${file} is a private key (it stays with you): give its public key, ${file}.pub`,
+          'rent',
+        );
       const parsed = parseSshPublicKey(line);
       if (!parsed.ok) throw new UsageError(`--ssh-key ${file}: ${parsed.message}`, 'rent');
       return line;

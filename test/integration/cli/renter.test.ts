@@ -173,6 +173,14 @@ describe('alacarte CLI (renter)', { timeout: 240_000 }, () => {
     expect(usage.code).toBe(2);
     expect(usage.stderr).toContain("not a duration: 'soon'");
     expect(usage.stderr).toContain('hint: see: alacarte rent --help');
+    // The private half of a key pair (what ssh -i takes) is refused by name, before anything is paid.
+    const privateKey = join(me.home, 'id_test');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', privateKey]);
+    const wrongHalf = await runCli(['rent', '--offer', 'small', '--for', '2h', '--ssh-key', privateKey], me);
+    expect(wrongHalf.code).toBe(2);
+    expect(wrongHalf.stderr).toContain(
+      `--ssh-key ${privateKey} is a private key (it stays with you): give its public key, ${privateKey}.pub`,
+    );
     const unknown = await runCli(['exec', 'lse_nope', '--', 'true'], me);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toContain('hint: see your leases: alacarte leases');
