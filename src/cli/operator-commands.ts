@@ -119,8 +119,11 @@ async function serve(args: string[], usage: string): Promise<number> {
     return 0;
   }
   const flags: ConfigInput = { host: values.host, dataDir: values.data };
-  if (values.port !== undefined) flags.port = Number(values.port);
-  if (values['ssh-port'] !== undefined) flags.ssh = sshPortSetting(values['ssh-port']);
+  if (values.port !== undefined) flags.port = portFlag(values.port, '--port');
+  const sshPort = values['ssh-port'];
+  if (sshPort !== undefined)
+    flags.ssh =
+      sshPort === 'off' ? sshPortSetting(sshPort) : { enabled: true, port: portFlag(sshPort, '--ssh-port') };
   const config = loadConfig({ file: values.config, env: process.env, flags });
   // Before the driver sets anything up on the host: the node would refuse these mints anyway.
   await requireTrustedMintNuts(config.trustedMints);
@@ -150,7 +153,7 @@ async function serveLocked(config: Config): Promise<number> {
   // A taken port is said before the seconds (first start: minutes) of preparing images below.
   for (const port of [config.port, ...(config.ssh.enabled ? [config.ssh.port] : [])]) {
     const err = await listenProbe(config.host, port);
-    if (err) throw inUse(err, config.port) ?? err;
+    if (err) throw listenRefusal(err, config.port) ?? err;
   }
   // The first start builds the busybox image and warm sandboxes: a few seconds that say so.
   process.stderr.write('alacarte: checking the host and preparing images…\n');
@@ -183,7 +186,7 @@ async function serveLocked(config: Config): Promise<number> {
   const { url, mintUrl, ssh } = await node.listen().catch(async (err: unknown) => {
     await node.close().catch(() => undefined);
     await driver.close().catch(() => undefined);
-    throw inUse(err, config.port) ?? err;
+    throw listenRefusal(err, config.port) ?? err;
   });
   // Where this process answers; the public URL (behind a proxy, say) is what clients are told.
   const local = listenUrl(node.app.server.address(), config.host);
@@ -218,9 +221,24 @@ function listenUrl(address: ReturnType<Server['address']>, host: string): string
   return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
-/** A listen error for an address that is taken, as a message with the next step; else undefined. */
-function inUse(err: unknown, httpPort: number): ConfigError | undefined {
+/**
+ * A port flag's value as a number, or a ConfigError naming the flag (the schema's own words,
+ * "expected number, received NaN", name neither the flag nor what was typed).
+ */
+function portFlag(value: string, flag: string): number {
+  const n = Number(value);
+  if (!/^[0-9]{1,5}$/.test(value) || n > 65_535)
+    throw new ConfigError(`${flag} wants a port number from 1 to 65535 (0: any free one), got '${value}'`);
+  return n;
+}
+
+/** A listen error (address taken, or not this machine's) as a message with the next step; else undefined. */
+function listenRefusal(err: unknown, httpPort: number): ConfigError | undefined {
   const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+  if (e?.code === 'EADDRNOTAVAIL')
+    return new ConfigError(
+      `${e.address ?? 'the address'} is not an address of this machine: give --host one of its own (127.0.0.1, or 0.0.0.0 for all)`,
+    );
   if (e?.code !== 'EADDRINUSE') return undefined;
   const flag = e.port === httpPort ? '--port' : '--ssh-port';
   return new ConfigError(
