@@ -94,8 +94,8 @@ ${COMMON}`,
        alacarte cp ID:/path LOCAL
 
 Copies a file or a directory (with everything in it, as scp -r does) into a lease's sandbox or
-out of it, streamed. A destination ending in / (or an existing local directory) receives the
-source under its own name. A relative path in the sandbox is under /root. LOCAL may be - for
+out of it, streamed. A destination ending in / (or an existing local directory, or for a file an
+existing directory in the sandbox) receives the source under its own name. A relative path in the sandbox is under /root. LOCAL may be - for
 standard input or output (a file only). Files in the sandbox belong to its root; a file keeps its
 permission bits. Directories travel as tar archives (this machine's tar must be installed). A
 local name with a colon in it is written ./name.
