@@ -80,7 +80,7 @@ export async function removeDriverFiles(options: CrunDriverOptions, base: string
   const cgroupRoot = '/sys/fs/cgroup';
   const hierarchies = existsSync(join(cgroupRoot, 'cgroup.controllers'))
     ? ['']
-    : readdirSync(cgroupRoot).filter((h) => h !== 'unified');
+    : readdirSync(cgroupRoot);
   for (const h of hierarchies) {
     try {
       rmdirSync(join(cgroupRoot, h, 'alacarte', options.instance ?? ''));
