@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { ConfigError } from '../config.js';
+import { failureText } from './failure.js';
 
 // A reader that stops early (`| head`, `| cmp`) closes the pipe: end as Unix tools do on SIGPIPE
 // (status 141), not with an unhandled 'error' event and a stack trace on the terminal.
@@ -82,8 +82,7 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err: unknown) => {
-    const message = err instanceof ConfigError || err instanceof TypeError ? err.message : String(err);
-    process.stderr.write(`alacarte: ${message}\n`);
+    process.stderr.write(failureText(err, process.argv[2]));
     process.exitCode = 1;
   },
 );

@@ -15,6 +15,7 @@ import { createLogger, silentLogger } from '../log.js';
 import { AlacarteNode, prepareDataDir } from '../node.js';
 import { requireTrustedMintNuts } from '../rails/cashu/nut-06-requirements.js';
 import { lockDataDir } from './data-dir-lock.js';
+import { listenProbe } from './port-probe.js';
 
 /** The operator's side of the command: run a node, rotate the mint's keys, read the books. */
 export async function runOperatorCommand(
@@ -88,10 +89,16 @@ Examples:
  * books) and report on that.
  */
 function requireNodeData(config: Config): void {
-  if (existsSync(join(config.dataDir, 'mint.seed'))) return;
-  throw new ConfigError(
-    `no node's data in ${resolve(config.dataDir)} (no mint.seed there): give the data directory alacarte serve uses, with --data DIR or ALACARTE_DATA`,
-  );
+  if (!existsSync(join(config.dataDir, 'mint.seed')))
+    throw new ConfigError(
+      `no node's data in ${resolve(config.dataDir)} (no mint.seed there): give the data directory alacarte serve uses, with --data DIR or ALACARTE_DATA`,
+    );
+  // A node on PostgreSQL has no SQLite file: without its URL here, opening the default store
+  // would make an empty one and print books of zeros (and pay out nothing) as if they were its.
+  if (config.store.url === undefined && !existsSync(join(config.dataDir, 'alacarte.sqlite')))
+    throw new ConfigError(
+      `no store in ${resolve(config.dataDir)} (no alacarte.sqlite there): a node that keeps its store in PostgreSQL needs its URL here too, as ALACARTE_STORE_URL or store.url in --config FILE`,
+    );
 }
 
 async function serve(args: string[], usage: string): Promise<number> {
@@ -112,8 +119,11 @@ async function serve(args: string[], usage: string): Promise<number> {
     return 0;
   }
   const flags: ConfigInput = { host: values.host, dataDir: values.data };
-  if (values.port !== undefined) flags.port = Number(values.port);
-  if (values['ssh-port'] !== undefined) flags.ssh = sshPortSetting(values['ssh-port']);
+  if (values.port !== undefined) flags.port = portFlag(values.port, '--port');
+  const sshPort = values['ssh-port'];
+  if (sshPort !== undefined)
+    flags.ssh =
+      sshPort === 'off' ? sshPortSetting(sshPort) : { enabled: true, port: portFlag(sshPort, '--ssh-port') };
   const config = loadConfig({ file: values.config, env: process.env, flags });
   // Before the driver sets anything up on the host: the node would refuse these mints anyway.
   await requireTrustedMintNuts(config.trustedMints);
@@ -140,6 +150,11 @@ async function serveLocked(config: Config): Promise<number> {
     );
   const imagesDir = join(config.dataDir, 'images');
   const runtimeDir = join(config.dataDir, 'sandboxes');
+  // A taken port is said before the seconds (first start: minutes) of preparing images below.
+  for (const port of [config.port, ...(config.ssh.enabled ? [config.ssh.port] : [])]) {
+    const err = await listenProbe(config.host, port);
+    if (err) throw listenRefusal(err, config.port) ?? err;
+  }
   // The first start builds the busybox image and warm sandboxes: a few seconds that say so.
   process.stderr.write('alacarte: checking the host and preparing images…\n');
   let driver: ComputeDriver;
@@ -171,7 +186,7 @@ async function serveLocked(config: Config): Promise<number> {
   const { url, mintUrl, ssh } = await node.listen().catch(async (err: unknown) => {
     await node.close().catch(() => undefined);
     await driver.close().catch(() => undefined);
-    throw inUse(err, config.port) ?? err;
+    throw listenRefusal(err, config.port) ?? err;
   });
   // Where this process answers; the public URL (behind a proxy, say) is what clients are told.
   const local = listenUrl(node.app.server.address(), config.host);
@@ -206,9 +221,24 @@ function listenUrl(address: ReturnType<Server['address']>, host: string): string
   return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
-/** A listen error for an address that is taken, as a message with the next step; else undefined. */
-function inUse(err: unknown, httpPort: number): ConfigError | undefined {
+/**
+ * A port flag's value as a number, or a ConfigError naming the flag (the schema's own words,
+ * "expected number, received NaN", name neither the flag nor what was typed).
+ */
+function portFlag(value: string, flag: string): number {
+  const n = Number(value);
+  if (!/^[0-9]{1,5}$/.test(value) || n > 65_535)
+    throw new ConfigError(`${flag} wants a port number from 1 to 65535 (0: any free one), got '${value}'`);
+  return n;
+}
+
+/** A listen error (address taken, or not this machine's) as a message with the next step; else undefined. */
+function listenRefusal(err: unknown, httpPort: number): ConfigError | undefined {
   const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+  if (e?.code === 'EADDRNOTAVAIL')
+    return new ConfigError(
+      `${e.address ?? 'the address'} is not an address of this machine: give --host one of its own (127.0.0.1, or 0.0.0.0 for all)`,
+    );
   if (e?.code !== 'EADDRINUSE') return undefined;
   const flag = e.port === httpPort ? '--port' : '--ssh-port';
   return new ConfigError(

@@ -195,6 +195,12 @@ function tailOf(stream: Readable): () => string {
   return () => tail.toString('utf8');
 }
 
+/**
+ * The end of the message of a file written onto an existing directory (`400 invalid_request`):
+ * `alacarte cp` recognises it to copy into that directory instead, as scp does.
+ */
+export const IS_A_DIRECTORY = 'is a directory (send a tar archive to unpack into it)';
+
 /** ENOSPC, EDQUOT, EFBIG, and ENOMEM (the writable layer is a tmpfs held in the sandbox's memory). */
 const DISK_FULL = /No space left on device|Disk quota exceeded|File too large|Cannot allocate memory/;
 
@@ -211,10 +217,7 @@ async function failure(
   if (code === FILE_EXIT.notFileOrDirectory)
     return new AlacarteError('invalid_request', `${what} is not a regular file or a directory`);
   if (code === FILE_EXIT.isDirectory)
-    return new AlacarteError(
-      'invalid_request',
-      `${what} is a directory (send a tar archive to unpack into it)`,
-    );
+    return new AlacarteError('invalid_request', `${what} ${IS_A_DIRECTORY}`);
   if (DISK_FULL.test(stderr)) return tooLarge(what, context.maxBytes);
   // Killed from inside (the OOM killer of a sandbox whose memory holds its disk, or the tenant).
   if (direction === 'write' && code === 137)

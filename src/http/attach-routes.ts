@@ -13,6 +13,10 @@ import {
   terminalInput,
 } from './terminal-bridge.js';
 
+/** The answer to a plain HTTP GET of the attach route (it only speaks WebSocket). */
+export const NOT_A_WEBSOCKET =
+  'this is a WebSocket: connect with Upgrade: websocket (or run: alacarte shell ID); for one command, POST /v1/leases/{id}/exec';
+
 /** Browsers cannot set headers on a WebSocket: they send the credential as a subprotocol. */
 export const BEARER_PROTOCOL_PREFIX = 'bearer.';
 
@@ -35,23 +39,26 @@ export function attachCredential(request: Pick<FastifyRequest, 'headers'>): stri
  */
 export function attachRoutes(leases: LeaseService): FastifyPluginAsync {
   return async (app) => {
-    app.get<{ Params: { id: string } }>(
-      '/leases/:id/attach',
-      {
-        websocket: true,
-        preValidation: async (request) => {
-          (request as AttachRequest).leaseId = await leases.authorizeAttach(
-            request.params.id,
-            attachCredential(request),
-          );
-        },
+    app.route<{ Params: { id: string } }>({
+      method: 'GET',
+      url: '/leases/:id/attach',
+      preValidation: async (request) => {
+        (request as AttachRequest).leaseId = await leases.authorizeAttach(
+          request.params.id,
+          attachCredential(request),
+        );
       },
-      async (socket, request) => {
+      // A plain GET (no Upgrade) would otherwise get the WebSocket plugin's bare, bodiless 404:
+      // say, in the API's error shape, that this is a WebSocket and how to reach it.
+      handler: async () => {
+        throw new AlacarteError('invalid_request', NOT_A_WEBSOCKET);
+      },
+      wsHandler: async (socket, request) => {
         const leaseId = (request as AttachRequest).leaseId;
         if (!leaseId) return socket.close(1008, 'unauthorized');
         await bridge(socket, leases, leaseId, request);
       },
-    );
+    });
   };
 }
 

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AlacarteError, type ErrorCode } from '../core/errors.js';
+import { BODY_NOT_JSON_OBJECT } from './lease-schemas.js';
 
 export interface ErrorBody {
   error: ErrorCode;
@@ -22,9 +23,22 @@ export function installErrorHandling(app: FastifyInstance): void {
     for (const [name, value] of Object.entries(headers)) reply.header(name, value);
     return reply.status(status).send(body);
   });
-  app.setNotFoundHandler((_request, reply) => {
-    return reply.status(404).send({ error: 'not_found', message: 'no such route' } satisfies ErrorBody);
+  app.setNotFoundHandler((request, reply) => {
+    return reply
+      .status(404)
+      .send({ error: 'not_found', message: notFoundMessage(request.url) } satisfies ErrorBody);
   });
+}
+
+/**
+ * The message of a 404 for a path no route serves. The operator routes are mounted only when the
+ * node has an operator token, so an operator who asks a node without one is told why it is absent.
+ */
+export function notFoundMessage(url: string): string {
+  if (url === '/v1/operator' || url.startsWith('/v1/operator/') || url.startsWith('/v1/operator?')) {
+    return 'no such route; the operator routes (/v1/operator/ledger, /v1/operator/payout) exist only on a node started with an operator token (ALACARTE_OPERATOR_TOKEN, or operatorToken in its config file)';
+  }
+  return 'no such route';
 }
 
 /**
@@ -91,6 +105,10 @@ export function toErrorAnswer(err: unknown): {
   const fe = err as Partial<FastifyError>;
   if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
     return answer(413, 'payload_too_large', 'request body is too large');
+  }
+  if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    // Fastify's own words ("Unsupported Media Type") do not say what to send instead.
+    return answer(400, 'invalid_request', BODY_NOT_JSON_OBJECT);
   }
   if (fe.validation || (typeof fe.code === 'string' && fe.code.startsWith('FST_ERR_CTP'))) {
     return answer(400, 'invalid_request', fe.message ?? 'malformed request');

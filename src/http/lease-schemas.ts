@@ -94,6 +94,10 @@ export const quoteQuery = z
   })
   .strict();
 
+/** What a client is told when a body is not a JSON object (or not sent as JSON). */
+export const BODY_NOT_JSON_OBJECT =
+  'the body must be a JSON object sent with the header content-type: application/json';
+
 /** Validates with a schema or throws the API's `invalid_request`. */
 export function parseWith<S extends z.ZodType>(schema: S, input: unknown): z.infer<S> {
   // Zod's own words for a missing field ("Invalid input: expected string, received undefined")
@@ -103,6 +107,11 @@ export function parseWith<S extends z.ZodType>(schema: S, input: unknown): z.inf
   });
   if (!result.success) {
     const issue = result.error.issues[0];
+    // A body that is not an object at all is almost always one sent without the JSON content
+    // type (curl -d sends a form, --data-binary with text/plain a string): say how to send it.
+    if (issue?.code === 'invalid_type' && issue.path.length === 0 && issue.expected === 'object') {
+      throw new AlacarteError('invalid_request', BODY_NOT_JSON_OBJECT);
+    }
     const where = issue?.path.length ? `${issue.path.join('.')}: ` : '';
     throw new AlacarteError('invalid_request', `${where}${issue?.message ?? 'invalid request'}`);
   }

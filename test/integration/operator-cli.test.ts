@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, type ServedNode, serveNode, tempDir } from '../helpers/cli.js';
@@ -27,6 +27,14 @@ describe('operator commands without a node', () => {
     }
   });
 
+  it('alacarte help names both sides, and how renter commands reach a node on another port', () => {
+    const r = run(['help']);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('alacarte serve [--host H] [--port P]');
+    expect(r.stdout).toContain('alacarte rent --offer ID --for 2h');
+    expect(r.stdout).toContain('The node is --url URL or env\nALACARTE_URL (default http://127.0.0.1:8402');
+  });
+
   it('refuse a directory that holds no node, saying which one and what to give, and create nothing there', () => {
     const empty = join(tempDir('not-a-node'), 'data');
     for (const args of [
@@ -40,6 +48,26 @@ describe('operator commands without a node', () => {
       expect(r.stderr).toContain('--data DIR');
     }
     expect(existsSync(empty)).toBe(false);
+  });
+
+  it('refuse the data directory of a node on PostgreSQL when not given its URL, and make no SQLite store there', () => {
+    // What `alacarte serve` with ALACARTE_STORE_URL leaves: the keys, no alacarte.sqlite.
+    const dir = tempDir('pg-node');
+    writeFileSync(join(dir, 'mint.seed'), 'not read: the command stops before', { mode: 0o600 });
+    const env = { ...process.env };
+    delete env.ALACARTE_STORE_URL;
+    for (const args of [
+      ['ledger', '--data', dir],
+      ['mint', 'rotate', '--data', dir],
+      ['payout', '--to', 'lnbcrt10n1x', '--data', dir],
+    ]) {
+      const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env });
+      expect({ args, status: r.status, stdout: r.stdout }).toEqual({ args, status: 1, stdout: '' });
+      expect(r.stderr).toBe(
+        `alacarte: no store in ${dir} (no alacarte.sqlite there): a node that keeps its store in PostgreSQL needs its URL here too, as ALACARTE_STORE_URL or store.url in --config FILE\n`,
+      );
+    }
+    expect(existsSync(join(dir, 'alacarte.sqlite'))).toBe(false);
   });
 
   it('image list says where it looked when that directory has no images', () => {

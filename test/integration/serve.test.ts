@@ -112,9 +112,67 @@ describe('alacarte serve on a port that is taken', () => {
         `alacarte: 127.0.0.1:${port} is in use (another alacarte node?): stop it, or choose another --port`,
       );
       expect(r.stderr).not.toContain('EADDRINUSE');
+      // Said before the images and sandboxes are prepared, not after (minutes on a first start).
+      expect(r.stderr).not.toContain('preparing images');
+      expect(r.stdout).not.toContain('image debian is not built yet');
     } finally {
       taken.close();
     }
+  });
+
+  it('says so for a taken SSH port too, naming --ssh-port, before preparing anything', async () => {
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    const port = (taken.address() as { port: number }).port;
+    try {
+      const args = ['serve', '--port', '0', '--ssh-port', String(port), '--data', tempDir('data')];
+      const r = spawnSync(process.execPath, [CLI, ...args], {
+        encoding: 'utf8',
+        env: { ...process.env, ALACARTE_LOG_LEVEL: 'warn' },
+        timeout: 60_000,
+      });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toBe(
+        `alacarte: 127.0.0.1:${port} is in use (another alacarte node?): stop it, or choose another --ssh-port\n`,
+      );
+    } finally {
+      taken.close();
+    }
+  });
+});
+
+describe('alacarte serve given a port or host it cannot use', () => {
+  const serve = (args: string[]) =>
+    spawnSync(process.execPath, [CLI, 'serve', '--data', tempDir('data'), ...args], {
+      encoding: 'utf8',
+      env: { ...process.env, ALACARTE_LOG_LEVEL: 'warn' },
+      timeout: 60_000,
+    });
+
+  it('names the flag and what was typed for a port that is not a number', () => {
+    for (const [args, line] of [
+      [
+        ['--port', 'abc'],
+        "alacarte: --port wants a port number from 1 to 65535 (0: any free one), got 'abc'\n",
+      ],
+      [
+        ['--port', '0', '--ssh-port', '70000'],
+        "alacarte: --ssh-port wants a port number from 1 to 65535 (0: any free one), got '70000'\n",
+      ],
+    ] as const) {
+      const r = serve([...args]);
+      expect({ args, status: r.status, stderr: r.stderr }).toEqual({ args, status: 1, stderr: line });
+    }
+  });
+
+  it('says a --host that is not one of the machine addresses is not, before preparing anything', () => {
+    // 198.51.100.0/24 is a documentation range: no machine running the tests has it.
+    const r = serve(['--host', '198.51.100.7', '--port', '0', '--ssh-port', 'off']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).not.toContain('preparing images');
+    expect(r.stderr).toBe(
+      'alacarte: 198.51.100.7 is not an address of this machine: give --host one of its own (127.0.0.1, or 0.0.0.0 for all)\n',
+    );
   });
 });
 

@@ -389,6 +389,12 @@ function sshKeysFor(files: string[] | undefined): string[] {
       } catch {
         throw new UsageError(`--ssh-key: cannot read ${file}`, 'rent');
       }
+      // ssh -i takes the private half, so it is the file people reach for: name the one to give.
+      if (line.startsWith('-----BEGIN') && line.includes('PRIVATE KEY'))
+        throw new UsageError(
+          `--ssh-key ${file} is a private key (it stays with you): give its public key, ${file}.pub`,
+          'rent',
+        );
       const parsed = parseSshPublicKey(line);
       if (!parsed.ok) throw new UsageError(`--ssh-key ${file}: ${parsed.message}`, 'rent');
       return line;
@@ -597,20 +603,24 @@ const extend: Handler = async (ctx, values, positionals) => {
 const stop: Handler = async (ctx, _values, positionals) => {
   const id = leaseId(positionals, 'stop');
   await ctx.recover();
+  const sdk = ctx.sdk({ wallet: true });
+  // The node answers a second stop with the first one's refund: say it is not a new one, or the
+  // same "refunded N" with an unchanged balance reads as money gone missing.
+  const already = sdk.leases().find((l) => l.id === id)?.state === 'stopped';
   ctx.progress.start('stopping');
-  const stopped = await ctx.sdk({ wallet: true }).stop(id);
+  const stopped = await sdk.stop(id);
   ctx.progress.stop();
   const balance = ctx.wallet().balance();
   // The tokens went into the wallet; only their mints and amounts are shown.
   const { refund: _refund, refunds, ...shown } = stopped;
-  ctx.out(
-    `lease ${stopped.id} ${stopped.state}; refunded ${stopped.refunded} ${stopped.unit}\nbalance: ${balance.value} ${balance.unit}`,
-    {
-      ...shown,
-      ...(refunds ? { refunds: refunds.map(({ mint, amount }) => ({ mint, amount })) } : {}),
-      balance: Number(balance.value),
-    },
-  );
+  const said = already
+    ? `lease ${stopped.id} was already ${stopped.state}; its refund of ${stopped.refunded} ${stopped.unit} came into the wallet then`
+    : `lease ${stopped.id} ${stopped.state}; refunded ${stopped.refunded} ${stopped.unit}`;
+  ctx.out(`${said}\nbalance: ${balance.value} ${balance.unit}`, {
+    ...shown,
+    ...(refunds ? { refunds: refunds.map(({ mint, amount }) => ({ mint, amount })) } : {}),
+    balance: Number(balance.value),
+  });
   return 0;
 };
 

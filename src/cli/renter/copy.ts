@@ -12,7 +12,9 @@ import {
 import { basename, dirname, join, posix } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { IS_A_DIRECTORY } from '../../files/file-transfer.js';
 import type { Alacarte } from '../../sdk/client.js';
+import { AlacarteApiError } from '../../sdk/errors.js';
 import { type Io, UsageError } from './ui.js';
 
 /** What cp prints: a line (none when the file went to stdout) or, with --json, the object. */
@@ -70,7 +72,17 @@ async function upload(sdk: Alacarte, local: string, dst: { lease: string; path: 
   }
   if (!stat.isFile()) throw new UsageError(`${local} is not a file or a directory`, 'cp');
   const mode = (stat.mode & 0o7777).toString(8).padStart(4, '0');
-  const r = await sdk.files.write(dst.lease, target, createReadStream(local), { mode, size: stat.size });
+  const write = (path: string) =>
+    sdk.files.write(dst.lease, path, createReadStream(local), { mode, size: stat.size });
+  let r: Awaited<ReturnType<typeof write>>;
+  try {
+    r = await write(target);
+  } catch (err) {
+    // As scp does: a destination that is a directory in the sandbox receives the file under its
+    // own name (the node refused it before writing anything; the file is sent again).
+    if (target !== dst.path || !isDirectoryRefusal(err)) throw err;
+    r = await write(posix.join(dst.path, name));
+  }
   return done(r.size, `${dst.lease}:${r.path}`, r);
 }
 
@@ -136,6 +148,13 @@ function localStat(path: string): Stats {
     if (code === 'EACCES') throw new UsageError(`${path}: permission denied`, 'cp');
     throw err;
   }
+}
+
+/** The node's answer to a file written onto an existing directory (src/files/file-transfer.ts). */
+function isDirectoryRefusal(err: unknown): boolean {
+  return (
+    err instanceof AlacarteApiError && err.code === 'invalid_request' && err.message.endsWith(IS_A_DIRECTORY)
+  );
 }
 
 function isDirectory(path: string): boolean {

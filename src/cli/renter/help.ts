@@ -19,7 +19,8 @@ export const HELP: Record<string, string> = {
   alacarte shell ID                        an interactive shell in a sandbox
   alacarte extend ID --for 1h              buy more time
   alacarte stop ID                         stop early; unused time is refunded
-Run any command with --help for its options and examples.`,
+Run any command with --help for its options and examples. The node is --url URL or env
+ALACARTE_URL (default http://127.0.0.1:8402: give it when serve has another --port or host).`,
   offers: `Usage: alacarte offers [--url URL] [--json]
 
 Lists the offers of the node (size, price per hour, how many are free), the images, and the
@@ -93,8 +94,8 @@ ${COMMON}`,
        alacarte cp ID:/path LOCAL
 
 Copies a file or a directory (with everything in it, as scp -r does) into a lease's sandbox or
-out of it, streamed. A destination ending in / (or an existing local directory) receives the
-source under its own name. A relative path in the sandbox is under /root. LOCAL may be - for
+out of it, streamed. A destination ending in / (or an existing local directory, or for a file an
+existing directory in the sandbox) receives the source under its own name. A relative path in the sandbox is under /root. LOCAL may be - for
 standard input or output (a file only). Files in the sandbox belong to its root; a file keeps its
 permission bits. Directories travel as tar archives (this machine's tar must be installed). A
 local name with a colon in it is written ./name.

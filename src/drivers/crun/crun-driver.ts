@@ -711,8 +711,14 @@ export class CrunDriver implements ComputeDriver {
     this.live.clear();
     await this.egress.close();
     // With no sandbox left, leave no empty state or cgroup directories either (best effort: these
-    // fail while anything is still in them, which is what should happen).
-    for (const dir of [this.paths.stateDir, ...this.cgroupParents()]) {
+    // fail while anything is still in them, which is what should happen). On a hybrid host crun
+    // makes each sandbox's cgroup in the unified (v2) hierarchy too, which cgroupParents() leaves
+    // out (nothing is written there): without it every node left an empty directory behind.
+    const unified =
+      this.cgroups.mode === 'hybrid'
+        ? [join('/sys/fs/cgroup/unified', this.cgroupParent, this.instance)]
+        : [];
+    for (const dir of [this.paths.stateDir, ...this.cgroupParents(), ...unified]) {
       try {
         rmdirSync(dir);
       } catch {

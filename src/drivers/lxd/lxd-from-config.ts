@@ -42,12 +42,29 @@ export async function lxdDriverFromConfig(
 ): Promise<{ driver: LxdDriver; endpoint: LxdEndpoint }> {
   if (config.driver.kind !== 'lxd') throw new Error('driver.kind is not lxd');
   const endpoint = lxdEndpoint(config.driver);
-  const driver = await LxdDriver.create({
-    client: new LxdClient(endpoint),
-    imagesDir: join(config.dataDir, 'images'),
-    runtimeDir: config.driver.runtimeDir ?? join(config.dataDir, 'lxd-sandboxes'),
-    storagePool: config.driver.storagePool,
-    logger,
-  });
-  return { driver, endpoint };
+  try {
+    const driver = await LxdDriver.create({
+      client: new LxdClient(endpoint),
+      imagesDir: join(config.dataDir, 'images'),
+      runtimeDir: config.driver.runtimeDir ?? join(config.dataDir, 'lxd-sandboxes'),
+      storagePool: config.driver.storagePool,
+      logger,
+    });
+    return { driver, endpoint };
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    // Node's bare "connect ENOENT /var/lib/lxd/unix.socket" does not say that LXD is missing.
+    if (typeof code === 'string' && UNREACHABLE.has(code)) {
+      throw new Error(
+        `no LXD daemon answers at ${describeEndpoint(endpoint)} (${code}): install and initialise LXD ` +
+          '(README, "Scaling out: LXD"), point driver.socket or driver.url at it, or leave the driver ' +
+          'at crun, the default',
+        { cause: err },
+      );
+    }
+    throw err;
+  }
 }
+
+/** Connection errors that mean nothing serves LXD's API where the node looked. */
+const UNREACHABLE = new Set(['ENOENT', 'ECONNREFUSED', 'EACCES', 'ENOTFOUND', 'EHOSTUNREACH', 'ECONNRESET']);

@@ -147,6 +147,12 @@ describe('alacarte CLI (renter)', { timeout: 240_000 }, () => {
     expect(stop.refunded).toBeGreaterThanOrEqual(170);
     expect(stop.balance).toBe(320 + stop.refunded);
     expect((await runJson<Balance>(['wallet', 'balance'], me)).balance).toBe(320 + stop.refunded);
+    // A second stop is answered with the first refund again: said as such, and nothing is added.
+    const again = await runCli(['stop', lease.id], me);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toBe(
+      `lease ${lease.id} was already stopped; its refund of ${stop.refunded} sat came into the wallet then\nbalance: ${320 + stop.refunded} sat\n`,
+    );
 
     const after = await runCli(['exec', lease.id, '--', 'true'], me);
     expect(after.code).toBe(1);
@@ -167,6 +173,14 @@ describe('alacarte CLI (renter)', { timeout: 240_000 }, () => {
     expect(usage.code).toBe(2);
     expect(usage.stderr).toContain("not a duration: 'soon'");
     expect(usage.stderr).toContain('hint: see: alacarte rent --help');
+    // The private half of a key pair (what ssh -i takes) is refused by name, before anything is paid.
+    const privateKey = join(me.home, 'id_test');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', privateKey]);
+    const wrongHalf = await runCli(['rent', '--offer', 'small', '--for', '2h', '--ssh-key', privateKey], me);
+    expect(wrongHalf.code).toBe(2);
+    expect(wrongHalf.stderr).toContain(
+      `--ssh-key ${privateKey} is a private key (it stays with you): give its public key, ${privateKey}.pub`,
+    );
     const unknown = await runCli(['exec', 'lse_nope', '--', 'true'], me);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toContain('hint: see your leases: alacarte leases');

@@ -78,9 +78,7 @@ export async function removeDriverFiles(options: CrunDriverOptions, base: string
   if (mountsUnder(base).length === 0) rmSync(base, { recursive: true, force: true });
   if (options.stateDir) rmSync(options.stateDir, { recursive: true, force: true });
   const cgroupRoot = '/sys/fs/cgroup';
-  const hierarchies = existsSync(join(cgroupRoot, 'cgroup.controllers'))
-    ? ['']
-    : readdirSync(cgroupRoot).filter((h) => h !== 'unified');
+  const hierarchies = existsSync(join(cgroupRoot, 'cgroup.controllers')) ? [''] : readdirSync(cgroupRoot);
   for (const h of hierarchies) {
     try {
       rmdirSync(join(cgroupRoot, h, 'alacarte', options.instance ?? ''));

@@ -102,6 +102,14 @@ describe('alacarte cp', { timeout: 120_000 }, () => {
       stdout: `copied ${MiB} bytes to ${leaseId}:/root/incoming/up.bin\n`,
     });
     expect((await sdk.exec(leaseId, ['stat', '-c', '%a', '/root/incoming/up.bin'])).stdout).toBe('750\n');
+    // Onto a directory of the sandbox named without its /: into it, under its own name, as scp.
+    writeFileSync(join(dir, 'again.txt'), 'again\n');
+    const into = await runCli(['cp', join(dir, 'again.txt'), `${leaseId}:/root/incoming`], env());
+    expect(into).toMatchObject({
+      code: 0,
+      stdout: `copied 6 bytes to ${leaseId}:/root/incoming/again.txt\n`,
+    });
+    expect((await sdk.exec(leaseId, ['cat', '/root/incoming/again.txt'])).stdout).toBe('again\n');
     const down = await runCli(['cp', `${leaseId}:/root/incoming/up.bin`, join(dir, 'down.bin')], env());
     expect(down.code, down.stderr).toBe(0);
     expect(readFileSync(join(dir, 'down.bin')).equals(data)).toBe(true);

@@ -1,0 +1,138 @@
+import type { FastifyInstance } from 'fastify';
+import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import { AlacarteError } from '../../../src/core/errors.js';
+import type { LeaseId } from '../../../src/core/ids.js';
+import { buildApp } from '../../../src/http/app.js';
+import { attachRoutes } from '../../../src/http/attach-routes.js';
+import { createLeaseBody, parseWith } from '../../../src/http/lease-schemas.js';
+import type { LeaseService } from '../../../src/leases/lease-service.js';
+import { silentLogger } from '../../../src/log.js';
+
+/**
+ * What someone trying the API by hand with curl is answered when they get a detail wrong: an
+ * answer in the API's error shape that says what to do, never a bare status or a framework's
+ * words.
+ */
+let app: FastifyInstance | undefined;
+afterEach(async () => {
+  await app?.close();
+  app = undefined;
+});
+
+const LEASE = 'lse_0000000000000000000000000a';
+const CREDENTIAL = 'good-credential';
+
+/** A lease service that knows one lease and whose sandbox shell never starts. */
+const leases = {
+  authorizeAttach: async (id: string, credential: string | undefined) => {
+    if (id !== LEASE || credential !== CREDENTIAL)
+      throw new AlacarteError('unauthorized', 'missing or wrong lease credential');
+    return id as LeaseId;
+  },
+  attach: async () => {
+    throw new Error('no sandbox in this test');
+  },
+} as unknown as LeaseService;
+
+async function serve(): Promise<string> {
+  app = await buildApp({
+    logger: silentLogger(),
+    bodyLimitBytes: 1024 * 1024,
+    plugins: [
+      { prefix: '/v1', plugin: attachRoutes(leases) },
+      {
+        prefix: '/v1',
+        plugin: async (a) =>
+          void a.post('/echo', async (request) => parseWith(createLeaseBody, request.body)),
+      },
+    ],
+  });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const address = app.server.address();
+  return `127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+}
+
+describe('answers to requests sent by hand', () => {
+  it('a plain GET of the attach WebSocket says it is a WebSocket, as a JSON error', async () => {
+    const host = await serve();
+    const res = await fetch(`http://${host}/v1/leases/${LEASE}/attach`, {
+      headers: { authorization: `Bearer ${CREDENTIAL}` },
+    });
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { error: string; message: string };
+    expect(body.error).toBe('invalid_request');
+    expect(body.message).toContain('WebSocket');
+    expect(body.message).toContain('alacarte shell');
+  });
+
+  it('a plain GET of the attach WebSocket without a credential is still 401', async () => {
+    const host = await serve();
+    const res = await fetch(`http://${host}/v1/leases/${LEASE}/attach`);
+    expect(res.status).toBe(401);
+    expect(await res.json()).toMatchObject({ error: 'unauthorized' });
+  });
+
+  it('a WebSocket upgrade still reaches the terminal (here: one that cannot start)', async () => {
+    const host = await serve();
+    const ws = new WebSocket(`ws://${host}/v1/leases/${LEASE}/attach`, {
+      headers: { authorization: `Bearer ${CREDENTIAL}` },
+    });
+    const closed = await new Promise<{ code: number; reason: string }>((resolve, reject) => {
+      ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() }));
+      ws.on('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+    });
+    expect(closed).toEqual({ code: 1011, reason: 'the sandbox shell could not start' });
+  });
+
+  it('a JSON body sent without its content type (curl -d) says which header to send', async () => {
+    const host = await serve();
+    const res = await fetch(`http://${host}/v1/echo`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: '{"offer":"small","seconds":600,"image":"busybox"}',
+    });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toEqual({
+      error: 'invalid_request',
+      message: 'the body must be a JSON object sent with the header content-type: application/json',
+    });
+  });
+
+  it('a JSON body sent as text/plain gets the same advice, not a type error about a string', async () => {
+    const host = await serve();
+    const res = await fetch(`http://${host}/v1/echo`, {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain' },
+      body: '{"offer":"small","seconds":600,"image":"busybox"}',
+    });
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { message: string };
+    expect(body.message).toContain('content-type: application/json');
+    expect(body.message).not.toContain('received string');
+  });
+
+  it('a JSON body that is an array is refused with the same advice', async () => {
+    const host = await serve();
+    const res = await fetch(`http://${host}/v1/echo`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '[]',
+    });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { message: string }).message).toContain('must be a JSON object');
+  });
+
+  it('the operator ledger on a node without an operator token says how to turn it on', async () => {
+    const host = await serve();
+    const res = await fetch(`http://${host}/v1/operator/ledger`, {
+      headers: { authorization: 'Bearer anything' },
+    });
+    expect(res.status).toBe(404);
+    const body = (await res.json()) as { error: string; message: string };
+    expect(body.error).toBe('not_found');
+    expect(body.message).toContain('ALACARTE_OPERATOR_TOKEN');
+    const other = await fetch(`http://${host}/v1/nothing-here`);
+    expect(await other.json()).toEqual({ error: 'not_found', message: 'no such route' });
+  });
+});
