@@ -47,10 +47,17 @@ interface Thread {
   inFlight: Pending[][];
 }
 
-/** Batches a thread may hold at once: one running, the next waiting, so it never idles between them. */
-const MAX_IN_FLIGHT = 2;
-/** Most proofs one batch carries (at least one swap, whatever its size). */
-const MAX_BATCH_PROOFS = 2048;
+/**
+ * Batches a thread may hold at once: one running, the next ones waiting, so that it never idles
+ * between them, while the event loop answers the swaps of each batch as soon as it is done.
+ */
+const MAX_IN_FLIGHT = 4;
+/**
+ * Most proofs one batch carries (at least one swap, whatever its size): ~3 ms of work on this
+ * kind of machine. Small batches are answered early, so the wallets' next requests arrive while
+ * the worker still has work; a message costs a few tens of microseconds, a proof ~80.
+ */
+const MAX_BATCH_PROOFS = 64;
 /** Workers that may die before the pool gives up on threads and does the work on the event loop. */
 const MAX_DEATHS = 3;
 const DEFAULT_MAX_QUEUED_PROOFS = 8000;
