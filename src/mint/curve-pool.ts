@@ -23,6 +23,12 @@ export interface CurvePoolOptions {
    * bound). A swap larger than the bound is still taken when nothing else waits. Default 8000.
    */
   maxQueuedProofs?: number;
+  /**
+   * A worker that holds work and answers nothing for this long (milliseconds) is taken for stuck:
+   * it is ended and its work redone on the event loop, as when it dies. Default 30 s: a batch is a
+   * few milliseconds of work.
+   */
+  stuckAfterMs?: number;
   logger?: MintLogger;
   /** Told of every worker thread started (tests end one to see a crash handled). */
   onWorker?: (worker: Worker) => void;
@@ -45,6 +51,8 @@ interface Thread {
   keysSent: number;
   /** batches sent and not answered yet, in order (a worker answers in order) */
   inFlight: Pending[][];
+  /** when the worker last answered, or was sent work while it held none (performance.now()) */
+  progressAt: number;
 }
 
 /**
@@ -61,6 +69,9 @@ const MAX_BATCH_PROOFS = 64;
 /** Workers that may die before the pool gives up on threads and does the work on the event loop. */
 const MAX_DEATHS = 3;
 const DEFAULT_MAX_QUEUED_PROOFS = 8000;
+const DEFAULT_STUCK_AFTER_MS = 30_000;
+/** How long close() lets the work under way finish before it ends the workers anyway. */
+const CLOSE_GRACE_MS = 10_000;
 
 /**
  * The per-proof curve work of swaps (hash_to_curve and C == k·Y per input, C_ = k·B_ and its
@@ -80,6 +91,8 @@ export class CurvePool {
   private readonly maxQueuedProofs: number;
   private readonly log: MintLogger | undefined;
   private readonly onWorker: ((worker: Worker) => void) | undefined;
+  private readonly stuckAfterMs: number;
+  private watchdog: NodeJS.Timeout | undefined;
   private readonly keyIndex = new Map<AmountKey, number>();
   private readonly keys: WorkerKey[] = [];
   private threads: Thread[] = [];
@@ -94,6 +107,7 @@ export class CurvePool {
     this.maxQueuedProofs = options.maxQueuedProofs ?? DEFAULT_MAX_QUEUED_PROOFS;
     this.log = options.logger;
     this.onWorker = options.onWorker;
+    this.stuckAfterMs = options.stuckAfterMs ?? DEFAULT_STUCK_AFTER_MS;
   }
 
   /** The index under which jobs name this key (it crosses to the workers once). */
@@ -143,10 +157,12 @@ export class CurvePool {
     if (this.closed) return;
     this.closed = true;
     this.dispatch();
-    while (this.queuedProofs > 0) await new Promise((r) => setTimeout(r, 5));
-    const threads = this.threads;
-    this.threads = [];
-    await Promise.all(threads.map((t) => t.worker.terminate()));
+    const until = performance.now() + CLOSE_GRACE_MS;
+    while (this.queuedProofs > 0 && performance.now() < until) await new Promise((r) => setTimeout(r, 5));
+    clearInterval(this.watchdog);
+    this.watchdog = undefined;
+    // Ended with work still out (past the grace): that work is redone here, as for a dead worker.
+    await Promise.all(this.threads.map((t) => t.worker.terminate()));
   }
 
   private dispatch(): void {
@@ -204,6 +220,7 @@ export class CurvePool {
       thread.keysSent = this.keys.length;
     }
     const buffer = encodeBatch(batch.map((p) => p.job));
+    if (thread.inFlight.length === 0) thread.progressAt = performance.now();
     thread.inFlight.push(batch);
     // Held while work is out, so that a process with nothing else to do waits for it; idle, a
     // worker never keeps the process alive.
@@ -216,10 +233,16 @@ export class CurvePool {
       workerData: { keys: flatKeys(this.keys) },
     });
     worker.unref();
-    const thread: Thread = { worker, keysSent: this.keys.length, inFlight: [] };
+    const thread: Thread = {
+      worker,
+      keysSent: this.keys.length,
+      inFlight: [],
+      progressAt: performance.now(),
+    };
     worker.on('message', (message: { reply: ArrayBuffer }) => {
       const batch = thread.inFlight.shift();
       if (batch === undefined) return;
+      thread.progressAt = performance.now();
       const outcomes = decodeReply(
         batch.map((p) => p.job),
         message.reply,
@@ -256,8 +279,22 @@ export class CurvePool {
     worker.on('error', die);
     worker.on('exit', (code) => die(new Error(`the curve worker exited (${code})`)));
     this.threads.push(thread);
+    this.watchdog ??= setInterval(() => this.endStuckThreads(), Math.min(1000, this.stuckAfterMs));
+    this.watchdog.unref();
     this.onWorker?.(worker);
     return thread;
+  }
+
+  /** Ends the workers that hold work and answered nothing for stuckAfterMs (their exit redoes it). */
+  private endStuckThreads(): void {
+    const now = performance.now();
+    for (const t of this.threads) {
+      if (t.inFlight.length > 0 && now - t.progressAt > this.stuckAfterMs) {
+        this.log?.error({ stuckAfterMs: this.stuckAfterMs }, 'mint: curve worker stuck; ending it');
+        t.progressAt = now;
+        void t.worker.terminate();
+      }
+    }
   }
 
   private finish(p: Pending, outcome: CurveOutcome): void {

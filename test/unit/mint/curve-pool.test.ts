@@ -142,6 +142,23 @@ describe('Mint curve work on worker threads', () => {
     expectValidDleqs(keyset, prepared, signatures);
   });
 
+  it('ends a worker that holds work without answering, and answers its swaps all the same', async () => {
+    const workers: Worker[] = [];
+    // Every batch takes longer than a millisecond: each worker is taken for stuck once it holds one.
+    const t = await open({ curve: { threads: 1, stuckAfterMs: 1, onWorker: (w) => workers.push(w) } });
+    const keyset = t.mint.keys().keysets[0]!;
+    let left = await mintProofs(t, Array(60).fill(1));
+    for (let i = 0; i < 3; i++) {
+      const take = left.slice(0, 20);
+      left = left.slice(20);
+      const prepared = prepareOutputs(keyset.id, Array(20).fill(1));
+      const { signatures } = await t.mint.swap({ inputs: take, outputs: prepared.map((p) => p.output) });
+      expectValidDleqs(keyset, prepared, signatures);
+    }
+    // The mint's own signing and two swaps each ended a worker; after three, no more were started.
+    expect(workers).toHaveLength(3);
+  });
+
   it('refuses swaps beyond its queue with 503 and Retry-After, spending nothing of them', async () => {
     const t = await open({ curve: { threads: 1, maxQueuedProofs: 20 } });
     const app = await createTestServer(t);
