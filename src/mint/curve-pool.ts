@@ -126,6 +126,8 @@ export class CurvePool {
    * MintError 503 when the pool holds maxQueuedProofs already. After close(), on the event loop.
    */
   run(job: CurveJob): Promise<CurveOutcome> {
+    if (!fitsTheWire(job))
+      return Promise.reject(new RangeError('a secret is too long for the curve workers'));
     if (this.closed || this.deaths >= MAX_DEATHS) return Promise.resolve(this.runHere(job));
     const size = jobSize(job);
     if (this.queuedProofs > 0 && this.queuedProofs + size > this.maxQueuedProofs) {
@@ -185,7 +187,14 @@ export class CurvePool {
         taken += this.pending[count]!.size;
         count++;
       }
-      this.send(thread, this.pending.splice(0, count));
+      const batch = this.pending.splice(0, count);
+      try {
+        this.send(thread, batch);
+      } catch (err) {
+        // Never seen (encodeBatch takes what run() admits); those swaps fail alone, the pool goes on.
+        this.log?.error({ err }, 'mint: a batch could not be sent to a curve worker');
+        for (const p of batch) this.finish(p, { ok: false, error: 'the curve work could not be sent' });
+      }
     }
   }
 
@@ -306,6 +315,13 @@ export class CurvePool {
   private runHere(job: CurveJob): CurveOutcome {
     return decodeReply([job], runBatch(this.keys, encodeBatch([job])))[0]!;
   }
+}
+
+/** The wire carries a secret's length in 16 bits; the HTTP schema allows 1024 characters. */
+export const MAX_WIRE_SECRET_LENGTH = 16_384;
+
+function fitsTheWire(job: CurveJob): boolean {
+  return job.inputs.every((input) => input.secret.length <= MAX_WIRE_SECRET_LENGTH);
 }
 
 function flatKeys(keys: readonly WorkerKey[]): Uint8Array {

@@ -1,5 +1,5 @@
 import { bytesToHex } from './crypto/index.js';
-import type { CurvePool } from './curve-pool.js';
+import { type CurvePool, MAX_WIRE_SECRET_LENGTH } from './curve-pool.js';
 import { MintError, MintErrorCode } from './errors.js';
 import { type CheckedInput, checkInputConditions, type VerifiedInput, verifyInputs } from './inputs.js';
 import { type CheckedOutput, signOutputs } from './outputs.js';
@@ -18,7 +18,8 @@ export async function verifyAndSign(
   outputs: readonly CheckedOutput[],
   context: { outputs: readonly BlindedMessage[]; now: number; quoteId?: string },
 ): Promise<{ verified: VerifiedInput[]; signatures: BlindSignature[] }> {
-  if (pool === undefined) {
+  // A secret longer than the workers' wire carries (only an in-process caller can send one): here.
+  if (pool === undefined || inputs.some((input) => input.proof.secret.length > MAX_WIRE_SECRET_LENGTH)) {
     const verified = verifyInputs(inputs, context);
     return { verified, signatures: signOutputs(outputs) };
   }

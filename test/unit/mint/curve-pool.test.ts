@@ -11,6 +11,7 @@ import {
   type PreparedOutput,
   prepareOutputs,
   type TestMint,
+  unblind,
   yOf,
 } from './harness.js';
 
@@ -157,6 +158,24 @@ describe('Mint curve work on worker threads', () => {
     }
     // The mint's own signing and two swaps each ended a worker; after three, no more were started.
     expect(workers).toHaveLength(3);
+  });
+
+  it('verifies an in-process input whose secret is longer than the wire carries, on the event loop', async () => {
+    const t = await open({ curve: { threads: 1 } });
+    const keyset = t.mint.keys().keysets[0]!;
+    const quote = await t.mint.createMintQuote({ amount: 8, unit: 'sat' });
+    const long = prepareOutputs(keyset.id, [8], () => `${'a'.repeat(70_000)}`);
+    const minted = await t.mint.mint({ quote: quote.quote, outputs: long.map((p) => p.output) });
+    const [proof] = unblind(long, minted.signatures, keyset.keys);
+    const prepared = prepareOutputs(keyset.id, [8]);
+    const forged = { ...proof!, secret: `${'b'.repeat(70_000)}` };
+    await expect(
+      t.mint.swap({ inputs: [forged], outputs: prepared.map((p) => p.output) }),
+    ).rejects.toMatchObject({
+      code: 10001,
+    });
+    const { signatures } = await t.mint.swap({ inputs: [proof!], outputs: prepared.map((p) => p.output) });
+    expectValidDleqs(keyset, prepared, signatures);
   });
 
   it('refuses swaps beyond its queue with 503 and Retry-After, spending nothing of them', async () => {
