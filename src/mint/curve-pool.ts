@@ -150,11 +150,6 @@ export class CurvePool {
     });
   }
 
-  /** Proofs waiting for or in curve work now (for metrics and tests). */
-  get queued(): number {
-    return this.queuedProofs;
-  }
-
   /** Lets the work under way finish, then ends the worker threads. Later work runs on the event loop. */
   async close(): Promise<void> {
     if (this.closed) return;
