@@ -143,16 +143,18 @@ async function main() {
       '',
       `HTTP at 10 proofs/swap reaches ${(ratio * 100).toFixed(0)}% of the raw native rate (target >= 80%): ${ratio >= 0.8 ? 'met' : 'NOT met'}.`,
       `Per CPU-second of the server process, all its threads (less sensitive to other load on the machine, blind to fsync waits): ${((ten.cpuRate / rawPerCpu) * 100).toFixed(0)}% of raw.`,
-      `Per CPU-second of the server's event loop alone (what one core running it would sustain; the spend worker's SQLite work and fsync are on another thread): ${((ten.mainRate / rawPerCpu) * 100).toFixed(0)}% of raw.`,
+      `Per CPU-second of the server's event loop alone (the curve work runs on the curve worker threads, the SQLite commit and its fsync on the spend worker): ${((ten.mainRate / rawPerCpu) * 100).toFixed(0)}% of raw.`,
       ...(process.env.ALACARTE_BENCH_STORE_URL
         ? [
             'Server: its own process, on PostgreSQL (ALACARTE_BENCH_STORE_URL); each swap commits in one statement',
-            '(proofs and signatures together). Client: fetch from another',
+            '(proofs and signatures together); inputs verified and outputs signed on the curve worker threads',
+            '(mint.curveThreads, default cores - 1). Client: fetch from another',
           ]
         : [
             'Server: its own process, SQLite file in WAL mode with synchronous=FULL; swaps commit in a worker thread with its',
             'own connection (prepared statements), those arriving while a commit is in flight in the next one transaction',
-            '(a savepoint each), so the event loop verifies and signs while the fsync runs. Client: fetch from another',
+            '(a savepoint each); inputs verified and outputs signed on the curve worker threads (mint.curveThreads,',
+            'default cores - 1), so the event loop only parses, checks, commits and answers. Client: fetch from another',
           ]),
       'process, inputs and outputs prepared beforehand. The machine is shared: compare the ratios within one run.',
     ];

@@ -205,6 +205,14 @@ export const configSchema = z
         maxInputs: z.number().int().min(1).max(100_000).default(1000),
         maxOutputs: z.number().int().min(1).max(100_000).default(1000),
         /**
+         * Worker threads that verify swap inputs and sign outputs (the per-proof curve work), so
+         * that it does not hold the event loop; 0 does it on the event loop. Default: the host's
+         * cores − 1, at least 1. `curveMaxQueuedProofs`: most inputs + outputs waiting for that work
+         * over all swaps; a swap beyond it is answered 503 with `Retry-After` and spends nothing.
+         */
+        curveThreads: z.number().int().min(0).max(256).optional(),
+        curveMaxQueuedProofs: z.number().int().min(1).max(10_000_000).default(8000),
+        /**
          * Bounds on the quotes made for nothing (NUT-04 mint quotes: an invoice and a row each;
          * NUT-05 melt quotes: a row each), counted apart for the two kinds: at most
          * `unpaidQuotesPerAddress` unpaid per client address and `maxUnpaidQuotes` over all.

@@ -125,6 +125,7 @@ export class AlacarteNode {
         seed: loadOrCreateSeed(join(config.dataDir, 'mint.seed')),
         logger,
         limits: { maxInputs: config.mint.maxInputs, maxOutputs: config.mint.maxOutputs },
+        curve: { threads: config.mint.curveThreads, maxQueuedProofs: config.mint.curveMaxQueuedProofs },
         keysets: { inputFeePpk: config.mint.inputFeePpk },
         onRotated: () => rotated(),
       });

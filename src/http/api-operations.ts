@@ -415,7 +415,14 @@ function mintOperations(): ApiOperation[] {
     op('get', '/v1/keys', 'Public keys of the active keysets', '01'),
     op('get', '/v1/keys/{id}', 'Public keys of one keyset', '01', { params: keysetParamSchema }),
     op('get', '/v1/keysets', 'All keysets', '02'),
-    op('post', '/v1/swap', 'Swap proofs for new ones', '03', { body: swapSchema }),
+    op('post', '/v1/swap', 'Swap proofs for new ones', '03', {
+      body: swapSchema,
+      responses: {
+        200: 'as 03 says',
+        400: 'a NUT error',
+        503: 'the mint is busy (config mint.curveMaxQueuedProofs); nothing was spent; Retry-After says when to ask again',
+      },
+    }),
     op('post', '/v1/mint/quote/bolt11', 'A Lightning invoice to buy ecash', '04', {
       body: mintQuoteSchema,
       responses: {
@@ -425,7 +432,14 @@ function mintOperations(): ApiOperation[] {
       },
     }),
     op('get', '/v1/mint/quote/bolt11/{quote}', 'State of a mint quote', '04', quote),
-    op('post', '/v1/mint/bolt11', 'Mint the ecash of a paid quote', '04', { body: mintSchema }),
+    op('post', '/v1/mint/bolt11', 'Mint the ecash of a paid quote', '04', {
+      body: mintSchema,
+      responses: {
+        200: 'as 04 says',
+        400: 'a NUT error',
+        503: 'the mint is busy (config mint.curveMaxQueuedProofs); the quote stays unissued; Retry-After says when to ask again',
+      },
+    }),
     op('post', '/v1/melt/quote/bolt11', 'Quote paying a Lightning invoice', '05', {
       body: meltQuoteSchema,
       responses: {

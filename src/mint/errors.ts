@@ -43,7 +43,10 @@ export interface MintErrorBody {
   code: number;
 }
 
-/** An expected refusal of a mint request; always a 4xx (400 unless stated). */
+/**
+ * An expected refusal of a mint request: a 4xx (400 unless stated), or 503 when the mint is too
+ * busy to take the request now (sent with `Retry-After`; nothing was taken).
+ */
 export class MintError extends Error {
   readonly code: MintErrorCode;
   readonly status: number;

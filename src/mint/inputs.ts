@@ -75,7 +75,6 @@ export function verifyInputs(
   context: { outputs: readonly BlindedMessage[]; now: number; quoteId?: string },
 ): VerifiedInput[] {
   const verified: VerifiedInput[] = new Array(checked.length);
-  let conditional = false;
   for (let i = 0; i < checked.length; i++) {
     const input = checked[i]!;
     const Y = hashToCurve(encoder.encode(input.proof.secret));
@@ -88,19 +87,29 @@ export function verifyInputs(
     if (C === undefined || !verifyProofY(input.key.privateKey, Y, C)) {
       throw new MintError(MintErrorCode.proofVerificationFailed, 'proof verification failed');
     }
-    if (input.proof.secret.charCodeAt(0) === 0x5b /* '[' */) conditional = true;
     verified[i] = { ...input, Y: bytesToHex(Y) };
   }
-  if (conditional) {
-    const result = checkSpendingConditions({
-      inputs: checked.map((c) => ({ secret: c.proof.secret, C: c.proof.C, witness: c.proof.witness })),
-      outputs: context.outputs,
-      now: context.now,
-      quoteId: context.quoteId,
-    });
-    if (!result.ok) throw new MintError(result.code as MintErrorCode, result.detail);
-  }
+  checkInputConditions(checked, context);
   return verified;
+}
+
+/**
+ * The NUT-10/11/14 spending conditions of the whole transaction, once every input's signature is
+ * verified (they see the outputs and, for a melt, the quote). Throws the MintError of the first
+ * condition unmet; inputs without conditions cost one character test each.
+ */
+export function checkInputConditions(
+  checked: readonly CheckedInput[],
+  context: { outputs: readonly BlindedMessage[]; now: number; quoteId?: string },
+): void {
+  if (!checked.some((c) => c.proof.secret.charCodeAt(0) === 0x5b /* '[' */)) return;
+  const result = checkSpendingConditions({
+    inputs: checked.map((c) => ({ secret: c.proof.secret, C: c.proof.C, witness: c.proof.witness })),
+    outputs: context.outputs,
+    now: context.now,
+    quoteId: context.quoteId,
+  });
+  if (!result.ok) throw new MintError(result.code as MintErrorCode, result.detail);
 }
 
 /** Y = hash_to_curve(secret) as lowercase hex: the key of a spent proof. */

@@ -3,9 +3,10 @@ import type SQLite from 'better-sqlite3';
 import type pg from 'pg';
 import { Amount } from '../core/amount.js';
 import type { LightningBackend } from '../lightning/lightning-backend.js';
+import { CurvePool, type CurvePoolOptions } from './curve-pool.js';
 import { invalidRequest, MintError, MintErrorCode } from './errors.js';
 import { MintEvents } from './events.js';
-import { checkInputs, type VerifiedInput, verifyInputs } from './inputs.js';
+import { checkInputs, type VerifiedInput } from './inputs.js';
 import { KeysetRegistry, type KeysetSettings } from './keyset-registry.js';
 import {
   DEFAULT_MINT_LIMITS,
@@ -18,7 +19,7 @@ import {
 import { NodePayments } from './node-payments.js';
 import { MeltService } from './nut-05-melt.js';
 import { requireMintSignature, requireQuotePubkey } from './nut-20.js';
-import { type CheckedOutput, checkOutputs, signOutputs } from './outputs.js';
+import { type CheckedOutput, checkOutputs } from './outputs.js';
 import { requirePoint } from './points.js';
 import {
   getMintQuote,
@@ -34,6 +35,7 @@ import {
 import { PostgresSpendWriter, type SpendWriter } from './store/postgres-spend.js';
 import { sqliteSpendWriter } from './store/sqlite-spend.js';
 import type { MintMintQuotesTable } from './store/tables.js';
+import { verifyAndSign } from './swap-curve.js';
 import type {
   BlindedMessage,
   BlindSignature,
@@ -92,6 +94,13 @@ export interface MintOptions {
   random?: (n: number) => Uint8Array;
   /** Called after rotate() made a new keyset, e.g. to tell other replicas (replica-events.ts). */
   onRotated?: (keysetId: string) => void;
+  /**
+   * Worker threads for the per-proof curve work of swaps and mints (curve-pool.ts: verifying
+   * inputs, signing outputs with their DLEQ), so that it does not hold the event loop. Default:
+   * the machine's cores − 1 threads, at least 1, and at most 8000 proofs waiting (beyond: 503).
+   * `threads: 0` does all of it on the event loop.
+   */
+  curve?: Omit<CurvePoolOptions, 'logger'>;
 }
 
 /** NUT-17 subscription kinds this mint notifies about. */
@@ -120,6 +129,7 @@ export class Mint {
   private readonly keysetSettings: KeysetSettings;
   private readonly infoOptions: MintInfoOptions;
   private readonly fastSpend: SpendWriter | undefined;
+  private readonly curvePool: CurvePool | undefined;
   private lastKeysetReload = 0;
   private readonly onRotated: (keysetId: string) => void;
   private stopSettlements: (() => void) | undefined;
@@ -146,6 +156,8 @@ export class Mint {
     this.keysetSettings = { maxOrder: 32, inputFeePpk: 0, ...options.keysets };
     this.infoOptions = options.info ?? {};
     this.onRotated = options.onRotated ?? (() => {});
+    this.curvePool =
+      options.curve?.threads === 0 ? undefined : new CurvePool({ ...options.curve, logger: log });
     this.fastSpend =
       options.sqlite !== undefined
         ? sqliteSpendWriter(options.db, options.sqlite)
@@ -178,6 +190,9 @@ export class Mint {
     // The swaps under way still commit; the store is closed after this by its owner.
     this.fastSpend?.close?.().catch((err: unknown) => {
       this.core.log.warn({ err }, 'mint: the spend writer did not close cleanly');
+    });
+    this.curvePool?.close().catch((err: unknown) => {
+      this.core.log.warn({ err }, 'mint: the curve workers did not close cleanly');
     });
   }
 
@@ -325,8 +340,11 @@ export class Mint {
         `inputs (${inputs.total}) - fee (${inputs.fee}) != outputs (${outputs.total})`,
       );
     }
-    const verified = verifyInputs(inputs.inputs, { outputs: request.outputs, now: this.core.nowSeconds() });
-    const signatures = signOutputs(outputs.outputs);
+    // Off the event loop (curve-pool.ts); nothing is stored or answered before the commit below.
+    const { verified, signatures } = await verifyAndSign(this.curvePool, inputs.inputs, outputs.outputs, {
+      outputs: request.outputs,
+      now: this.core.nowSeconds(),
+    });
     const response: SwapResponse = { signatures };
     const now = this.core.nowSeconds();
     try {
@@ -446,7 +464,10 @@ export class Mint {
         `outputs (${outputs.total}) must add up to the quote's amount (${quote.amount})`,
       );
     }
-    const signatures = signOutputs(outputs.outputs);
+    const { signatures } = await verifyAndSign(this.curvePool, [], outputs.outputs, {
+      outputs: request.outputs,
+      now: this.core.nowSeconds(),
+    });
     const response: SwapResponse = { signatures };
     const now = this.core.nowSeconds();
     try {

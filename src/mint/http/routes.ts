@@ -67,7 +67,11 @@ export const mintRoutes: FastifyPluginAsync<MintRoutesOptions> = async (app, opt
   });
 
   app.setErrorHandler((err: FastifyError | MintError | Error, request, reply) => {
-    if (err instanceof MintError) return reply.code(err.status).send(err.toBody());
+    if (err instanceof MintError) {
+      // 503: the mint's curve work is full (curve-pool.ts); the wallet should come back shortly.
+      if (err.status === 503) reply.header('retry-after', '1');
+      return reply.code(err.status).send(err.toBody());
+    }
     // Fastify's own errors carry statusCode; the node's AlacarteError carries status.
     const status = (err as FastifyError).statusCode ?? (err as { status?: unknown }).status;
     if (status === 413) return reply.code(413).send({ detail: 'request body too large', code: 10000 });

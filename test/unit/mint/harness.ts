@@ -52,6 +52,8 @@ export async function createTestMint(
      * spend worker's own connection, as the node's do); no effect on PostgreSQL
      */
     file?: boolean;
+    /** the curve worker threads' options (default: the node's, cores − 1 threads) */
+    curve?: MintOptions['curve'];
   } = {},
 ): Promise<TestMint> {
   const dir =
@@ -71,6 +73,7 @@ export async function createTestMint(
     clock: () => clock.now,
     limits: opts.limits,
     keysets: opts.keysets,
+    curve: opts.curve,
     ...(opts.sqliteFastPath === false ? {} : { sqlite: store.sqlite, postgres: store.postgres }),
   });
   return {

@@ -17,9 +17,11 @@ describe.each([
   { path: 'SQLite fast path', sqliteFastPath: true, file: false },
   { path: 'SQLite file: spend worker', sqliteFastPath: true, file: true },
   { path: 'Kysely only', sqliteFastPath: false, file: false },
-])('Mint.swap ($path)', ({ sqliteFastPath, file }) => {
+  // The default runs the curve work on worker threads; this is the same mint without them.
+  { path: 'curve work on the event loop', sqliteFastPath: true, file: false, curve: { threads: 0 } },
+])('Mint.swap ($path)', ({ sqliteFastPath, file, curve }) => {
   it('swaps proofs for new signatures with valid DLEQ proofs, once', async () => {
-    t = await createTestMint({ file, sqliteFastPath });
+    t = await createTestMint({ file, sqliteFastPath, curve });
     const proofs = await mintProofs(t, [8, 4]);
     const keyset = t.mint.keys().keysets[0]!;
     const prepared = prepareOutputs(keyset.id, [1, 1, 2, 8]);
@@ -50,7 +52,7 @@ describe.each([
   });
 
   it('rejects unbalanced, duplicate, foreign and forged requests without spending anything', async () => {
-    t = await createTestMint({ file, sqliteFastPath });
+    t = await createTestMint({ file, sqliteFastPath, curve });
     const proofs = await mintProofs(t, [8, 4]);
     const keyset = t.mint.keys().keysets[0]!;
     const out = (amounts: number[]) => prepareOutputs(keyset.id, amounts).map((p) => p.output);
@@ -82,7 +84,7 @@ describe.each([
   });
 
   it('refuses an output B_ that was signed before (11003) and keeps the inputs unspent', async () => {
-    t = await createTestMint({ file, sqliteFastPath });
+    t = await createTestMint({ file, sqliteFastPath, curve });
     const [a, b] = [await mintProofs(t, [4]), await mintProofs(t, [4])];
     const keyset = t.mint.keys().keysets[0]!;
     const outputs = prepareOutputs(keyset.id, [4]).map((p) => p.output);
@@ -103,7 +105,7 @@ describe.each([
   });
 
   it('fails only the double spend among swaps committed together', async () => {
-    t = await createTestMint({ file, sqliteFastPath });
+    t = await createTestMint({ file, sqliteFastPath, curve });
     const proofs = await mintProofs(t, [1, 1, 1, 1, 1, 1, 1, 1]);
     const keyset = t.mint.keys().keysets[0]!;
     const out = () => prepareOutputs(keyset.id, [1]).map((p) => p.output);
@@ -126,7 +128,7 @@ describe.each([
   });
 
   it('commits swaps beside a transaction of the node held across awaits, both intact', async () => {
-    t = await createTestMint({ file, sqliteFastPath });
+    t = await createTestMint({ file, sqliteFastPath, curve });
     const [warm, ...proofs] = await mintProofs(t, [1, 1, 1, 1, 1]);
     const keyset = t.mint.keys().keysets[0]!;
     // A first swap, so that the writer (a worker thread on a file) is up before the race.
@@ -163,7 +165,7 @@ describe.each([
   });
 
   it('answers a retried swap with the first answer (NUT-19), and nothing else with it', async () => {
-    t = await createTestMint({ file, sqliteFastPath });
+    t = await createTestMint({ file, sqliteFastPath, curve });
     const proofs = await mintProofs(t, [2]);
     const keyset = t.mint.keys().keysets[0]!;
     const request = { inputs: proofs, outputs: prepareOutputs(keyset.id, [1, 1]).map((p) => p.output) };
