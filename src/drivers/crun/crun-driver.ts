@@ -85,6 +85,7 @@ import {
   requireTraversable,
 } from './preflight.js';
 import { runDetached, runProcess, spawnerShell, useSpawnerShell } from './run-process.js';
+import { readOnlyRuntime } from './runtime-binary.js';
 import { installSftpServer } from './sftp-server.js';
 import { spawnInSandbox } from './spawn.js';
 
@@ -220,7 +221,8 @@ export class CrunDriver implements ComputeDriver {
       throw new DriverPreflightError(
         'the crun driver needs root (user namespaces with a host id range, cgroups, mounts)',
       );
-    const runtime = findRuntime(options.runtimePath);
+    // From a read-only mount of its binary: crun then skips re-executing itself on every call.
+    const runtime = readOnlyRuntime(findRuntime(options.runtimePath), log);
     const cgroups = checkCgroups(log, isRoot);
     const busybox = options.busyboxPath ?? '/bin/busybox';
     requireStaticBusybox(busybox);
