@@ -319,18 +319,20 @@ export class LayerPool {
     mkdirSync(dir, { mode: 0o755 });
     // A tmpfs inode costs kernel memory; cap the count in proportion to the disk size.
     const inodes = Math.max(4096, diskMib * 256);
+    // Each line a process of its own (busybox forks for its applets): as few as will do.
     const script = [
       'set -e',
+      'umask 022',
       'mkdir -m 0755 "$1/layer" "$1/rootfs" "$1/run" "$1/run/bin"',
       // The exec agent's files (exec-agent.ts): names inside are found, not listed.
       'mkdir -m 0711 "$1/run/x"',
       `mount -t tmpfs -o size=${diskMib}m,nr_inodes=${inodes},mode=0755 tmpfs "$1/layer"`,
       'mkdir -m 0755 "$1/layer/upper" "$1/layer/work"',
-      `chown ${idBase}:${idBase} "$1/layer/upper"`,
       // init waits on wake (see init-script.ts), the exec agent on the others; owned by root inside so that it may open them.
       'mkfifo -m 0600 "$1/run/wake" "$1/run/agent-in" "$1/run/agent-out"',
-      `chown ${idBase}:${idBase} "$1/run/wake" "$1/run/agent-in" "$1/run/agent-out"`,
+      'r=',
       ...(this.options.resolvConf === undefined ? [] : [etcInLayer(idBase)]),
+      `chown ${idBase}:${idBase} "$1/layer/upper" "$1/run/wake" "$1/run/agent-in" "$1/run/agent-out" \${r:+"$r"}`,
       `mount -t overlay overlay -o "lowerdir=$2,upperdir=$1/layer/upper,workdir=$1/layer/work" "$1/rootfs"`,
     ].join('\n');
     const r = await runProcess(busybox, [
@@ -364,7 +366,8 @@ export class LayerPool {
  * printf %s "$3" > /etc/resolv.conf` run inside (as it was, at the cost of a runtime exec per
  * sandbox, ~5 ms of CPU: bench/RESULTS.md): an `etc` directory in the upper layer is merged by
  * overlayfs with the image's (owner and mode copied from it, or root inside and 0755 when the image
- * has none), and the file hides the image's own (a link included), owned by root inside, 0644.
+ * has none), and the file hides the image's own (a link included), owned by root inside, 0644
+ * (the caller's script sets umask 022, and chowns "$r", the file, when set).
  * Nothing of the sandbox runs yet, so nothing inside can race these host-side writes; and nothing
  * follows a link of the image: an image whose /etc is a link is left alone here (the driver writes
  * the file from inside then, see etcIsLink()), one whose /etc is not a directory or whose
@@ -372,17 +375,17 @@ export class LayerPool {
  */
 export function etcInLayer(idBase: number): string {
   return `if [ -n "$3" ] && [ ! -L "$2/etc" ] && { [ -d "$2/etc" ] || [ ! -e "$2/etc" ]; }; then
-  mkdir -m 0755 "$1/layer/upper/etc"
   if [ -d "$2/etc" ]; then
-    chown "$(stat -c %u:%g "$2/etc")" "$1/layer/upper/etc"
-    chmod "$(stat -c %a "$2/etc")" "$1/layer/upper/etc"
+    o=$(stat -c '%u:%g %a' "$2/etc")
+    mkdir -m "\${o#* }" "$1/layer/upper/etc"
+    chown "\${o% *}" "$1/layer/upper/etc"
   else
+    mkdir -m 0755 "$1/layer/upper/etc"
     chown ${idBase}:${idBase} "$1/layer/upper/etc"
   fi
   if [ ! -d "$2/etc/resolv.conf" ] || [ -L "$2/etc/resolv.conf" ]; then
     printf %s "$3" > "$1/layer/upper/etc/resolv.conf"
-    chown ${idBase}:${idBase} "$1/layer/upper/etc/resolv.conf"
-    chmod 0644 "$1/layer/upper/etc/resolv.conf"
+    r="$1/layer/upper/etc/resolv.conf"
   fi
 fi`;
 }
