@@ -67,7 +67,7 @@ import { AGENT_FILE, agentScript, ExecAgent } from './exec-agent.js';
 import { FifoStock } from './fifo-stock.js';
 import { type ImageConfig, leaseArgv, readImageConfig } from './image-config.js';
 import { commandFile, deadlineFile, initScript, leaseFile } from './init-script.js';
-import { destroyDir, etcIsLink, LayerPool, type WarmSandbox } from './layer-pool.js';
+import { deleteThenDestroyDir, destroyDir, etcIsLink, LayerPool, type WarmSandbox } from './layer-pool.js';
 import { DriverLxcfs } from './lxcfs.js';
 import { DEFAULT_PATH, IN_SANDBOX, ociSpec } from './oci-spec.js';
 import { OutputDrain } from './output-drain.js';
@@ -616,8 +616,11 @@ export class CrunDriver implements ComputeDriver {
       await this.egress
         .detach(join(this.paths.runtimeDir, name), name)
         .catch((e: unknown) => this.log.warn(`alacarte: removing the egress of ${id} failed: ${String(e)}`));
-      await this.removeContainer(name);
-      await destroyDir(join(this.paths.runtimeDir, name), this.paths.busybox);
+      await deleteThenDestroyDir(join(this.paths.runtimeDir, name), this.paths.busybox, {
+        path: this.runtime.path,
+        stateDir: this.paths.stateDir,
+        containerId: this.containerId(name),
+      });
     }
     rmSync(join(this.paths.runtimeDir, id), { force: true });
     this.limitsById.delete(id);
