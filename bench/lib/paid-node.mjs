@@ -32,7 +32,8 @@ export async function startPaidNode(config = {}, driverOptions = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), 'alacarte-bench-'));
   // mkdtemp makes it 0700; the sandboxes' unprivileged ids must traverse it, as the node arranges.
   chmodSync(dataDir, 0o711);
-  const cfg = loadConfig({ flags: { port: 0, dataDir, logLevel: 'silent', ...config } });
+  // SSH on a free port: 2222 may be taken on a shared host, and no benchmark uses it.
+  const cfg = loadConfig({ flags: { port: 0, dataDir, logLevel: 'silent', ssh: { port: 0 }, ...config } });
   // The runtime's state on a tmpfs of our own, so that nothing of this run stays in /run.
   const stateDir = mkdtempSync('/run/alacarte-bench-');
   const driver = await CrunDriver.create({

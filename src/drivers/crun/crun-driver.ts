@@ -68,7 +68,7 @@ import { AGENT_FILE, agentScript, ExecAgent } from './exec-agent.js';
 import { FifoStock } from './fifo-stock.js';
 import { type ImageConfig, leaseArgv, readImageConfig } from './image-config.js';
 import { commandFile, deadlineFile, initScript, leaseFile, START_FIFO, WAKE_FIFO } from './init-script.js';
-import { destroyDir, LayerPool, type WarmSandbox } from './layer-pool.js';
+import { deleteThenDestroyDir, destroyDir, etcIsLink, LayerPool, type WarmSandbox } from './layer-pool.js';
 import { DriverLxcfs } from './lxcfs.js';
 import { DEFAULT_PATH, IN_SANDBOX, ociSpec } from './oci-spec.js';
 import { OutputDrain } from './output-drain.js';
@@ -86,6 +86,7 @@ import {
   requireTraversable,
 } from './preflight.js';
 import { runDetached, runProcess, spawnerShell, useSpawnerShell } from './run-process.js';
+import { readOnlyRuntime } from './runtime-binary.js';
 import { installSftpServer } from './sftp-server.js';
 import { spawnInSandbox } from './spawn.js';
 
@@ -193,7 +194,8 @@ export class CrunDriver implements ComputeDriver {
       // Refills wait for a moment without starts, so that a burst's own takes do not slow it down.
       busy: () => this.starting.size > 0,
       logger: log,
-      create: (warm, _image, diskMib) => this.createContainer(warm, diskMib),
+      resolvConf: egress.resolvConf(),
+      create: (warm, image, diskMib) => this.createContainer(warm, image, diskMib),
       discard: (warm) => {
         this.lxcfsDevices.delete(warm.name);
         return this.removeContainer(warm.name);
@@ -220,7 +222,8 @@ export class CrunDriver implements ComputeDriver {
       throw new DriverPreflightError(
         'the crun driver needs root (user namespaces with a host id range, cgroups, mounts)',
       );
-    const runtime = findRuntime(options.runtimePath);
+    // From a read-only mount of its binary: crun then skips re-executing itself on every call.
+    const runtime = readOnlyRuntime(findRuntime(options.runtimePath), log);
     const cgroups = checkCgroups(log, isRoot);
     const busybox = options.busyboxPath ?? '/bin/busybox';
     requireStaticBusybox(busybox);
@@ -617,8 +620,11 @@ export class CrunDriver implements ComputeDriver {
       await this.egress
         .detach(join(this.paths.runtimeDir, name), name)
         .catch((e: unknown) => this.log.warn(`alacarte: removing the egress of ${id} failed: ${String(e)}`));
-      await this.removeContainer(name);
-      await destroyDir(join(this.paths.runtimeDir, name), this.paths.busybox);
+      await deleteThenDestroyDir(join(this.paths.runtimeDir, name), this.paths.busybox, {
+        path: this.runtime.path,
+        stateDir: this.paths.stateDir,
+        containerId: this.containerId(name),
+      });
     }
     rmSync(join(this.paths.runtimeDir, id), { force: true });
     this.limitsById.delete(id);
@@ -894,7 +900,7 @@ export class CrunDriver implements ComputeDriver {
   }
 
   /** Writes the bundle of a sandbox made ahead and has the runtime create it (not start it). */
-  private async createContainer(warm: WarmSandbox, diskMib: number): Promise<void> {
+  private async createContainer(warm: WarmSandbox, image: string, diskMib: number): Promise<void> {
     const lxcfsDir = await this.lxcfs.forNewSandbox();
     const lxcfsDevice = lxcfsDir === undefined ? undefined : await this.lxcfs.answeringDevice();
     if (lxcfsDevice !== undefined) this.lxcfsDevices.set(warm.name, lxcfsDevice);
@@ -928,8 +934,9 @@ export class CrunDriver implements ComputeDriver {
     if (code !== 0) throw new Error(`${this.runtime.name} create exited ${code}: ${tail(logFile)}`);
     await this.startContainer(warm.name, logFile);
     await this.untilInitRuns(warm.dir);
-    // The first exec into a fresh sandbox costs the runtime about twice a later one; pay it here,
-    // writing the resolv.conf an egress lease needs (done inside, as the sandbox's root).
+    // The resolv.conf an egress lease needs is in the writable layer already (etcInLayer()), but
+    // for an image whose /etc is a link: written from inside then, as the sandbox's root.
+    if (!etcIsLink(join(this.paths.imagesDir, image))) return;
     await runProcess(this.runtime.path, [
       '--root',
       this.paths.stateDir,

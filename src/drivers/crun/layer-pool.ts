@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { lstatSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DriverLogger } from './crun-options.js';
 import { START_FIFO, WAKE_FIFO } from './init-script.js';
@@ -46,6 +46,11 @@ export interface LayerPoolOptions {
    * (a burst or a busy spell), between `size` and this (default: `size`, a fixed pool).
    */
   maxSize?: number;
+  /**
+   * The sandbox's /etc/resolv.conf (what an egress lease resolves with), written into its writable
+   * layer before the overlay is mounted (see etcInLayer()); none when undefined.
+   */
+  resolvConf?: string;
   /** Turns a directory with its layer mounted into a created container (bundle + runtime create). */
   create: (warm: WarmSandbox, image: string, diskMib: number) => Promise<void>;
   /** Deletes a created container that will not be used. */
@@ -315,21 +320,32 @@ export class LayerPool {
     mkdirSync(dir, { mode: 0o755 });
     // A tmpfs inode costs kernel memory; cap the count in proportion to the disk size.
     const inodes = Math.max(4096, diskMib * 256);
+    // Each line a process of its own (busybox forks for its applets): as few as will do.
     const script = [
       'set -e',
+      'umask 022',
       'mkdir -m 0755 "$1/layer" "$1/rootfs" "$1/run" "$1/run/bin"',
       // The exec agent's files (exec-agent.ts): names inside are found, not listed.
       'mkdir -m 0711 "$1/run/x"',
       `mount -t tmpfs -o size=${diskMib}m,nr_inodes=${inodes},mode=0755 tmpfs "$1/layer"`,
       'mkdir -m 0755 "$1/layer/upper" "$1/layer/work"',
-      `chown ${idBase}:${idBase} "$1/layer/upper"`,
       // init waits on wake, its starter on start (see init-script.ts), the exec agent on the
       // others; owned by root inside so that they may open them (init opens its own as root).
       `mkfifo -m 0600 "$1/run/${WAKE_FIFO}" "$1/run/${START_FIFO}" "$1/run/agent-in" "$1/run/agent-out"`,
-      `chown ${idBase}:${idBase} "$1/run/${WAKE_FIFO}" "$1/run/${START_FIFO}" "$1/run/agent-in" "$1/run/agent-out"`,
+      'r=',
+      ...(this.options.resolvConf === undefined ? [] : [etcInLayer(idBase)]),
+      `chown ${idBase}:${idBase} "$1/layer/upper" "$1/run/${WAKE_FIFO}" "$1/run/${START_FIFO}" "$1/run/agent-in" "$1/run/agent-out" \${r:+"$r"}`,
       `mount -t overlay overlay -o "lowerdir=$2,upperdir=$1/layer/upper,workdir=$1/layer/work" "$1/rootfs"`,
     ].join('\n');
-    const r = await runProcess(busybox, ['sh', '-c', script, 'sh', dir, join(imagesDir, image)]);
+    const r = await runProcess(busybox, [
+      'sh',
+      '-c',
+      script,
+      'sh',
+      dir,
+      join(imagesDir, image),
+      this.options.resolvConf ?? '',
+    ]);
     const warm = { dir, name };
     if (r.code !== 0) {
       await destroyDir(dir, busybox);
@@ -342,6 +358,46 @@ export class LayerPool {
       throw e;
     }
     return warm;
+  }
+}
+
+/**
+ * Shell lines (for make()'s script: $1 the sandbox directory, $2 the image's root, $3 the text)
+ * that put /etc/resolv.conf into the writable layer's upper directory before the overlay is
+ * mounted, with what the sandbox's root would get from `mkdir -p /etc && rm -f /etc/resolv.conf &&
+ * printf %s "$3" > /etc/resolv.conf` run inside (as it was, at the cost of a runtime exec per
+ * sandbox, ~5 ms of CPU: bench/RESULTS.md): an `etc` directory in the upper layer is merged by
+ * overlayfs with the image's (owner and mode copied from it, or root inside and 0755 when the image
+ * has none), and the file hides the image's own (a link included), owned by root inside, 0644
+ * (the caller's script sets umask 022, and chowns "$r", the file, when set).
+ * Nothing of the sandbox runs yet, so nothing inside can race these host-side writes; and nothing
+ * follows a link of the image: an image whose /etc is a link is left alone here (the driver writes
+ * the file from inside then, see etcIsLink()), one whose /etc is not a directory or whose
+ * resolv.conf is a directory gets none, as from inside.
+ */
+export function etcInLayer(idBase: number): string {
+  return `if [ -n "$3" ] && [ ! -L "$2/etc" ] && { [ -d "$2/etc" ] || [ ! -e "$2/etc" ]; }; then
+  if [ -d "$2/etc" ]; then
+    o=$(stat -c '%u:%g %a' "$2/etc")
+    mkdir -m "\${o#* }" "$1/layer/upper/etc"
+    chown "\${o% *}" "$1/layer/upper/etc"
+  else
+    mkdir -m 0755 "$1/layer/upper/etc"
+    chown ${idBase}:${idBase} "$1/layer/upper/etc"
+  fi
+  if [ ! -d "$2/etc/resolv.conf" ] || [ -L "$2/etc/resolv.conf" ]; then
+    printf %s "$3" > "$1/layer/upper/etc/resolv.conf"
+    r="$1/layer/upper/etc/resolv.conf"
+  fi
+fi`;
+}
+
+/** True when an image's /etc is a symbolic link: etcInLayer() leaves such an image's resolv.conf alone. */
+export function etcIsLink(imageRoot: string): boolean {
+  try {
+    return lstatSync(join(imageRoot, 'etc')).isSymbolicLink();
+  } catch {
+    return false;
   }
 }
 
@@ -359,6 +415,36 @@ export async function destroyDir(dir: string, busybox: string): Promise<void> {
   if (r.code !== 0) throw new Error(r.stderr.trim() || `could not remove ${dir}`);
 }
 
+/**
+ * destroyDir() after the runtime's `delete --force` of the container, in the same busybox shell (one
+ * host program started from the node instead of two, for every lease's removal). A container the
+ * runtime does not know (deleted already) is no error; any other failure of the delete leaves the
+ * directory as it is and throws with the runtime's message.
+ */
+export async function deleteThenDestroyDir(
+  dir: string,
+  busybox: string,
+  runtime: { path: string; stateDir: string; containerId: string },
+): Promise<void> {
+  const r = await runProcess(busybox, [
+    'sh',
+    '-c',
+    DELETE_SCRIPT + DESTROY_SCRIPT,
+    'sh',
+    dir,
+    runtime.path,
+    runtime.stateDir,
+    runtime.containerId,
+  ]);
+  if (r.code !== 0) throw new Error(r.stderr.trim() || `could not remove ${dir}`);
+}
+
+const DELETE_SCRIPT = `e=$("$2" --root "$3" delete --force "$4" 2>&1 >/dev/null) || case "$e" in
+  *[Nn][Oo][Tt]" "[Ee][Xx][Ii][Ss][Tt]*|*[Nn][Oo]" "[Ss][Uu][Cc][Hh]*) ;;
+  *) printf 'runtime delete failed: %s\n' "$e" >&2; exit 1 ;;
+esac
+`;
+
 const DESTROY_SCRIPT = `set -u
 d=$1
 [ -e "$d" ] || [ -L "$d" ] || exit 0
@@ -367,7 +453,7 @@ umount "$d/layer" 2>/dev/null
 under() { awk -v d="$d" '$5 == d || index($5, d "/") == 1 { print length($5), $5 }' /proc/self/mountinfo; }
 # The parent, not "$d/..": another remover (a second driver reconciling the same directory after a
 # crash) may take "$d" away at any moment, and then there is nothing left to do.
-p=$(stat -c %d "$(dirname "$d")") || exit 1
+p=$(stat -c %d "\${d%/*}/") || exit 1
 if [ -d "$d" ] && [ ! -L "$d" ] && [ -n "$(find "$d" -type d -exec stat -c %d {} + 2>/dev/null | grep -vx "$p")" ]; then
   for m in $(under | sort -rn | cut -d" " -f2); do umount "$m" 2>/dev/null || umount -l "$m"; done
   if [ -n "$(under)" ]; then echo "could not unmount everything under $d" >&2; exit 1; fi
