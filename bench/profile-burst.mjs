@@ -6,8 +6,11 @@
 // parsed, lease service create, token read, admitted (replay checks, capacity reserved), the store
 // transaction's record, redeemed (commit), driver start (pool take, lease files, wake), the 201
 // written, the exec request parsed, the runtime's exec, the exec answered. Prints one Markdown
-// table: per stage, how long the requests spent in it (p50 / p95 / max). Not a *.bench.mjs.
-//   node bench/profile-burst.mjs            (BURST=100, POOL=100 by default)
+// table: per stage, how long the requests spent in it (p50 / p95 / max). Before the burst, SEQ
+// creates one after another (each followed by its first command) are stamped the same way and
+// printed as a second table. Not a *.bench.mjs.
+//   node bench/profile-burst.mjs            (BURST=100, POOL=100, SEQ=30 by default)
+// ALACARTE_BENCH_DIST=<other build's dist> measures another build (e.g. main's) the same way.
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
@@ -15,10 +18,11 @@ import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { topSelfTime } from './lib/cpu-profile.mjs';
-import { percentile, prepareTokens, startPaidNode, TINY_OFFER } from './lib/paid-node.mjs';
+import { leaseRail, percentile, prepareTokens, startPaidNode, TINY_OFFER } from './lib/paid-node.mjs';
 
 const BURST = Number(process.env.BURST ?? 100);
 const POOL = Number(process.env.POOL ?? BURST);
+const SEQ = Number(process.env.SEQ ?? 30);
 const body = { offer: 'tiny', seconds: 3600, image: 'busybox' };
 const now = () => performance.timeOrigin + performance.now();
 
@@ -70,8 +74,9 @@ export async function profileBurst(driverOptions = {}, config = {}) {
         .run(rec, () => origCreate.call(this, input, headers, ...rest))
         .finally(() => stamp(rec, 'created'));
     };
-    const origRedeem = service.rail.redeem;
-    service.rail.redeem = function redeem(request, price) {
+    const rail = leaseRail(service);
+    const origRedeem = rail.redeem;
+    rail.redeem = function redeem(request, price) {
       const rec = als.getStore();
       stamp(rec, 'redeem');
       const admit = request.admit;
@@ -135,12 +140,25 @@ export async function profileBurst(driverOptions = {}, config = {}) {
       'executed',
     );
 
-    const tokens = await prepareTokens(t.mintUrl, BURST + 4, [2048, 1024, 512, 16]);
+    const tokens = await prepareTokens(t.mintUrl, BURST + SEQ + 4, [2048, 1024, 512, 16]);
     await run(t, 'cycles', tokens.splice(-4), 1);
     const readyNow = () => pool.ready.get(key)?.length ?? 0;
-    for (let i = 0; i < 1200 && readyNow() < Math.min(POOL, BURST); i++) await sleep(100);
+    const filled = async () => {
+      for (let i = 0; i < 1200 && readyNow() < Math.min(POOL, BURST); i++) await sleep(100);
+      await sleep(1000);
+    };
+    await filled();
+    // One renter after another, on a full pool (as the burst).
+    let sequential;
+    if (SEQ > 0) {
+      const seqLoad = loadavg()[0];
+      const seq = await run(t, 'first', tokens.splice(-SEQ), 1);
+      sequential = { rows: stages(seq.marks), toFirst: seq.toFirst, load: seqLoad };
+      byToken.clear();
+      byLease.clear();
+      await filled();
+    }
     const poolReady = readyNow();
-    await sleep(1000);
     byToken.clear();
     byLease.clear();
     dry = 0;
@@ -157,7 +175,7 @@ export async function profileBurst(driverOptions = {}, config = {}) {
       writeFileSync(process.env.CPUPROFILE, JSON.stringify(profile));
       printTop(profile, 30);
     }
-    return { rows: stages(burst.marks), poolReady, dry, load, toFirst: burst.toFirst };
+    return { rows: stages(burst.marks), poolReady, dry, load, toFirst: burst.toFirst, sequential };
   } finally {
     await t.close();
   }
@@ -247,6 +265,10 @@ export function table(result, title) {
 if (import.meta.url === `file://${process.argv[1]}`) {
   const r = await profileBurst();
   console.log(table(r, `${BURST} paid creates sent at once`));
+  if (r.sequential) {
+    console.log('');
+    console.log(table({ ...r.sequential, poolReady: 'n/a', dry: 'n/a' }, `${SEQ} sequential`));
+  }
   if (process.env.JSON_OUT) writeFileSync(process.env.JSON_OUT, JSON.stringify(r));
 }
 
