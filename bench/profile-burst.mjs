@@ -12,11 +12,12 @@
 //   node bench/profile-burst.mjs            (BURST=100, POOL=100, SEQ=30 by default)
 // ALACARTE_BENCH_DIST=<other build's dist> measures another build (e.g. main's) the same way.
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
+import SQLite from 'better-sqlite3';
 import { topSelfTime } from './lib/cpu-profile.mjs';
 import { leaseRail, percentile, prepareTokens, startPaidNode, TINY_OFFER } from './lib/paid-node.mjs';
 
@@ -26,9 +27,50 @@ const SEQ = Number(process.env.SEQ ?? 30);
 const body = { offer: 'tiny', seconds: 3600, image: 'busybox' };
 const now = () => performance.timeOrigin + performance.now();
 
+// What the node's thread spends, read when the burst's last first command is answered: its CPU
+// time (utime + stime of the main thread: what it ran, not what it waited to run on this shared
+// host), and SQLite's statements, which run on it synchronously (better-sqlite3), commits apart.
+const thread = { cpuMs: 0, statements: 0, statementMs: 0, commits: 0, commitMs: 0 };
+function threadCpuMs() {
+  const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in ticks (USER_HZ 100)
+}
+{
+  const probe = new SQLite(':memory:');
+  const Statement = Object.getPrototypeOf(probe.prepare('SELECT 1'));
+  probe.close();
+  for (const method of ['run', 'get', 'all']) {
+    const original = Statement[method];
+    Statement[method] = function timed(...args) {
+      const t0 = performance.now();
+      try {
+        return original.apply(this, args);
+      } finally {
+        const took = performance.now() - t0;
+        thread.statements++;
+        thread.statementMs += took;
+        if (
+          /^\s*(commit|end)/i.test(this.source) ||
+          (method === 'run' &&
+            !this.database.inTransaction &&
+            /^\s*(insert|update|delete)/i.test(this.source))
+        ) {
+          thread.commits++;
+          thread.commitMs += took;
+        }
+      }
+    };
+  }
+}
+let answeredExecs = 0;
+let threadAtEnd;
+
 /** Per request (keyed by its token while it has no lease id): stage name -> ms since the epoch. */
 const byToken = new Map();
 const byLease = new Map();
+/** First commands to answer in the phase measured (the thread's figures are read at the last). */
+let expected = Number.POSITIVE_INFINITY;
 const als = new AsyncLocalStorage();
 const stamp = (rec, name) => {
   if (rec && rec[name] === undefined) rec[name] = now();
@@ -53,7 +95,12 @@ export async function profileBurst(driverOptions = {}, config = {}) {
         rec = m ? byLease.get(m[1]) : undefined;
         stamp(rec, 'execHttp');
       }
-      if (rec) res.once('finish', () => stamp(rec, rec.execHttp ? 'execAnswered' : 'answered'));
+      if (rec)
+        res.once('finish', () => {
+          stamp(rec, rec.execHttp ? 'execAnswered' : 'answered');
+          if (rec.execHttp && ++answeredExecs === expected && !threadAtEnd)
+            threadAtEnd = { ...thread, cpuMs: threadCpuMs() };
+        });
     });
     const wrap = (obj, name, before, after) => {
       const original = obj[name];
@@ -163,6 +210,11 @@ export async function profileBurst(driverOptions = {}, config = {}) {
     byLease.clear();
     dry = 0;
     const load = loadavg()[0];
+    Object.assign(thread, { cpuMs: threadCpuMs(), statements: 0, statementMs: 0, commits: 0, commitMs: 0 });
+    answeredExecs = 0;
+    threadAtEnd = undefined;
+    expected = BURST;
+    const threadAtStart = { ...thread };
     const session = process.env.CPUPROFILE ? new Session() : undefined;
     if (session) {
       session.connect();
@@ -175,7 +227,23 @@ export async function profileBurst(driverOptions = {}, config = {}) {
       writeFileSync(process.env.CPUPROFILE, JSON.stringify(profile));
       printTop(profile, 30);
     }
-    return { rows: stages(burst.marks), poolReady, dry, load, toFirst: burst.toFirst, sequential };
+    const end = threadAtEnd ?? { ...thread, cpuMs: threadCpuMs() };
+    const spent = {
+      cpuMs: end.cpuMs - threadAtStart.cpuMs,
+      statements: end.statements,
+      statementMs: end.statementMs,
+      commits: end.commits,
+      commitMs: end.commitMs,
+    };
+    return {
+      rows: stages(burst.marks),
+      poolReady,
+      dry,
+      load,
+      toFirst: burst.toFirst,
+      sequential,
+      thread: spent,
+    };
   } finally {
     await t.close();
   }
@@ -265,6 +333,10 @@ export function table(result, title) {
 if (import.meta.url === `file://${process.argv[1]}`) {
   const r = await profileBurst();
   console.log(table(r, `${BURST} paid creates sent at once`));
+  const th = r.thread;
+  console.log(
+    `\nThe node's thread, burst sent → last first command answered: CPU ${th.cpuMs.toFixed(0)} ms; SQLite ${th.statements} statements ${th.statementMs.toFixed(1)} ms, of which ${th.commits} commits ${th.commitMs.toFixed(1)} ms`,
+  );
   if (r.sequential) {
     console.log('');
     console.log(table({ ...r.sequential, poolReady: 'n/a', dry: 'n/a' }, `${SEQ} sequential`));
