@@ -65,6 +65,8 @@ function threadCpuMs() {
 }
 let answeredExecs = 0;
 let threadAtEnd;
+/** Called once the burst's last first command is answered (the CPU profile stops there). */
+let allAnswered;
 
 /** Per request (keyed by its token while it has no lease id): stage name -> ms since the epoch. */
 const byToken = new Map();
@@ -98,8 +100,10 @@ export async function profileBurst(driverOptions = {}, config = {}) {
       if (rec)
         res.once('finish', () => {
           stamp(rec, rec.execHttp ? 'execAnswered' : 'answered');
-          if (rec.execHttp && ++answeredExecs === expected && !threadAtEnd)
+          if (rec.execHttp && ++answeredExecs === expected && !threadAtEnd) {
             threadAtEnd = { ...thread, cpuMs: threadCpuMs() };
+            allAnswered?.();
+          }
         });
     });
     const wrap = (obj, name, before, after) => {
@@ -221,9 +225,13 @@ export async function profileBurst(driverOptions = {}, config = {}) {
       await session.post('Profiler.enable');
       await session.post('Profiler.start');
     }
+    // The leases' stops after the burst are left out of the profile.
+    const stopped = session
+      ? new Promise((r) => (allAnswered = () => r(session.post('Profiler.stop'))))
+      : undefined;
     const burst = await run(t, 'first', tokens.splice(-BURST), BURST);
     if (session) {
-      const { profile } = await session.post('Profiler.stop');
+      const { profile } = await stopped;
       writeFileSync(process.env.CPUPROFILE, JSON.stringify(profile));
       printTop(profile, 30);
     }
