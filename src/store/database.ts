@@ -1,11 +1,12 @@
 import { chmodSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
-import { Kysely, Migrator, PostgresDialect, type SqliteDatabase, SqliteDialect } from 'kysely';
+import { Kysely, Migrator, PostgresDialect, type SqliteDatabase } from 'kysely';
 import pg from 'pg';
 import { IntegersPlugin, parseInteger } from './integers.js';
 import { MIGRATIONS } from './migrations/index.js';
 import type { Tables } from './schema.js';
+import { QueuedSqliteDialect } from './sqlite-queue.js';
 
 export type Database = Kysely<Tables>;
 
@@ -83,7 +84,7 @@ async function openSqlite(path: string): Promise<Store> {
   // amount beyond 2^53 comes back whole instead of rounded.
   sqlite.defaultSafeIntegers(true);
   const db = new Kysely<Tables>({
-    dialect: new SqliteDialect({ database: preparedOnce(sqlite, PREPARED_STATEMENTS) }),
+    dialect: new QueuedSqliteDialect({ database: preparedOnce(sqlite, PREPARED_STATEMENTS) }),
     plugins: [new IntegersPlugin()],
   });
   await migrateOrClose(db, undefined);
