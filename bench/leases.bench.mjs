@@ -19,6 +19,7 @@ import {
   createLease,
   EXACT_HOUR,
   execIn,
+  leaseRail,
   ms,
   percentile,
   pool,
@@ -125,7 +126,7 @@ async function sequentialCase(t, tokens, bundle) {
   const service = t.node.leases;
   const restore = [
     timeCalls(service, 'create', profile.create),
-    timeCalls(service.rail, 'redeem', profile.redeem),
+    timeCalls(leaseRail(service), 'redeem', profile.redeem),
     timeCalls(t.driver, 'start', profile.start),
   ];
   // Warm-up, not counted: first spawns, JIT, the warm layer pool of this size filled.

@@ -16,7 +16,15 @@ import { Worker } from 'node:worker_threads';
 import SQLite from 'better-sqlite3';
 // Before the built code binds child_process.spawn, so that the node's children are timed.
 import { childTimes, resetChildTimes } from './lib/child-timing.mjs';
-import { EXACT_HOUR, ms, percentile, prepareTokens, startPaidNode, TINY_OFFER } from './lib/paid-node.mjs';
+import {
+  EXACT_HOUR,
+  leaseRail,
+  ms,
+  percentile,
+  prepareTokens,
+  startPaidNode,
+  TINY_OFFER,
+} from './lib/paid-node.mjs';
 
 const SEQUENTIAL = 30;
 const SINGLE_CYCLES = 40;
@@ -216,7 +224,7 @@ async function measure(variant) {
     const service = t.node.leases;
     timeCalls(service, 'create', 'create');
     timeCalls(service, 'stop', 'stop');
-    timeCalls(service.rail, 'redeem', 'redeem');
+    timeCalls(leaseRail(service), 'redeem', 'redeem');
     timeCalls(t.driver, 'start', 'start');
     timeCalls(t.driver, 'exec', 'exec');
     timeCalls(t.driver, 'stop', 'remove');

@@ -6,25 +6,73 @@
 // parsed, lease service create, token read, admitted (replay checks, capacity reserved), the store
 // transaction's record, redeemed (commit), driver start (pool take, lease files, wake), the 201
 // written, the exec request parsed, the runtime's exec, the exec answered. Prints one Markdown
-// table: per stage, how long the requests spent in it (p50 / p95 / max). Not a *.bench.mjs.
-//   node bench/profile-burst.mjs            (BURST=100, POOL=100 by default)
+// table: per stage, how long the requests spent in it (p50 / p95 / max). Before the burst, SEQ
+// creates one after another (each followed by its first command) are stamped the same way and
+// printed as a second table. Not a *.bench.mjs.
+//   node bench/profile-burst.mjs            (BURST=100, POOL=100, SEQ=30 by default)
+// ALACARTE_BENCH_DIST=<other build's dist> measures another build (e.g. main's) the same way.
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
+import SQLite from 'better-sqlite3';
 import { topSelfTime } from './lib/cpu-profile.mjs';
-import { percentile, prepareTokens, startPaidNode, TINY_OFFER } from './lib/paid-node.mjs';
+import { leaseRail, percentile, prepareTokens, startPaidNode, TINY_OFFER } from './lib/paid-node.mjs';
 
 const BURST = Number(process.env.BURST ?? 100);
 const POOL = Number(process.env.POOL ?? BURST);
+const SEQ = Number(process.env.SEQ ?? 30);
 const body = { offer: 'tiny', seconds: 3600, image: 'busybox' };
 const now = () => performance.timeOrigin + performance.now();
+
+// What the node's thread spends, read when the burst's last first command is answered: its CPU
+// time (utime + stime of the main thread: what it ran, not what it waited to run on this shared
+// host), and SQLite's statements, which run on it synchronously (better-sqlite3), commits apart.
+const thread = { cpuMs: 0, statements: 0, statementMs: 0, commits: 0, commitMs: 0 };
+function threadCpuMs() {
+  const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in ticks (USER_HZ 100)
+}
+{
+  const probe = new SQLite(':memory:');
+  const Statement = Object.getPrototypeOf(probe.prepare('SELECT 1'));
+  probe.close();
+  for (const method of ['run', 'get', 'all']) {
+    const original = Statement[method];
+    Statement[method] = function timed(...args) {
+      const t0 = performance.now();
+      try {
+        return original.apply(this, args);
+      } finally {
+        const took = performance.now() - t0;
+        thread.statements++;
+        thread.statementMs += took;
+        if (
+          /^\s*(commit|end)/i.test(this.source) ||
+          (method === 'run' &&
+            !this.database.inTransaction &&
+            /^\s*(insert|update|delete)/i.test(this.source))
+        ) {
+          thread.commits++;
+          thread.commitMs += took;
+        }
+      }
+    };
+  }
+}
+let answeredExecs = 0;
+let threadAtEnd;
+/** Called once the burst's last first command is answered (the CPU profile stops there). */
+let allAnswered;
 
 /** Per request (keyed by its token while it has no lease id): stage name -> ms since the epoch. */
 const byToken = new Map();
 const byLease = new Map();
+/** First commands to answer in the phase measured (the thread's figures are read at the last). */
+let expected = Number.POSITIVE_INFINITY;
 const als = new AsyncLocalStorage();
 const stamp = (rec, name) => {
   if (rec && rec[name] === undefined) rec[name] = now();
@@ -49,7 +97,14 @@ export async function profileBurst(driverOptions = {}, config = {}) {
         rec = m ? byLease.get(m[1]) : undefined;
         stamp(rec, 'execHttp');
       }
-      if (rec) res.once('finish', () => stamp(rec, rec.execHttp ? 'execAnswered' : 'answered'));
+      if (rec)
+        res.once('finish', () => {
+          stamp(rec, rec.execHttp ? 'execAnswered' : 'answered');
+          if (rec.execHttp && ++answeredExecs === expected && !threadAtEnd) {
+            threadAtEnd = { ...thread, cpuMs: threadCpuMs() };
+            allAnswered?.();
+          }
+        });
     });
     const wrap = (obj, name, before, after) => {
       const original = obj[name];
@@ -70,8 +125,9 @@ export async function profileBurst(driverOptions = {}, config = {}) {
         .run(rec, () => origCreate.call(this, input, headers, ...rest))
         .finally(() => stamp(rec, 'created'));
     };
-    const origRedeem = service.rail.redeem;
-    service.rail.redeem = function redeem(request, price) {
+    const rail = leaseRail(service);
+    const origRedeem = rail.redeem;
+    rail.redeem = function redeem(request, price) {
       const rec = als.getStore();
       stamp(rec, 'redeem');
       const admit = request.admit;
@@ -135,29 +191,67 @@ export async function profileBurst(driverOptions = {}, config = {}) {
       'executed',
     );
 
-    const tokens = await prepareTokens(t.mintUrl, BURST + 4, [2048, 1024, 512, 16]);
+    const tokens = await prepareTokens(t.mintUrl, BURST + SEQ + 4, [2048, 1024, 512, 16]);
     await run(t, 'cycles', tokens.splice(-4), 1);
     const readyNow = () => pool.ready.get(key)?.length ?? 0;
-    for (let i = 0; i < 1200 && readyNow() < Math.min(POOL, BURST); i++) await sleep(100);
+    const filled = async () => {
+      for (let i = 0; i < 1200 && readyNow() < Math.min(POOL, BURST); i++) await sleep(100);
+      await sleep(1000);
+    };
+    await filled();
+    // One renter after another, on a full pool (as the burst).
+    let sequential;
+    if (SEQ > 0) {
+      const seqLoad = loadavg()[0];
+      const seq = await run(t, 'first', tokens.splice(-SEQ), 1);
+      sequential = { rows: stages(seq.marks), toFirst: seq.toFirst, load: seqLoad };
+      byToken.clear();
+      byLease.clear();
+      await filled();
+    }
     const poolReady = readyNow();
-    await sleep(1000);
     byToken.clear();
     byLease.clear();
     dry = 0;
     const load = loadavg()[0];
+    Object.assign(thread, { cpuMs: threadCpuMs(), statements: 0, statementMs: 0, commits: 0, commitMs: 0 });
+    answeredExecs = 0;
+    threadAtEnd = undefined;
+    expected = BURST;
+    const threadAtStart = { ...thread };
     const session = process.env.CPUPROFILE ? new Session() : undefined;
     if (session) {
       session.connect();
       await session.post('Profiler.enable');
       await session.post('Profiler.start');
     }
+    // The leases' stops after the burst are left out of the profile.
+    const stopped = session
+      ? new Promise((r) => (allAnswered = () => r(session.post('Profiler.stop'))))
+      : undefined;
     const burst = await run(t, 'first', tokens.splice(-BURST), BURST);
     if (session) {
-      const { profile } = await session.post('Profiler.stop');
+      const { profile } = await stopped;
       writeFileSync(process.env.CPUPROFILE, JSON.stringify(profile));
       printTop(profile, 30);
     }
-    return { rows: stages(burst.marks), poolReady, dry, load, toFirst: burst.toFirst };
+    const end = threadAtEnd ?? { ...thread, cpuMs: threadCpuMs() };
+    const spent = {
+      cpuMs: end.cpuMs - threadAtStart.cpuMs,
+      statements: end.statements,
+      statementMs: end.statementMs,
+      commits: end.commits,
+      commitMs: end.commitMs,
+    };
+    return {
+      rows: stages(burst.marks),
+      poolReady,
+      dry,
+      load,
+      toFirst: burst.toFirst,
+      sequential,
+      thread: spent,
+    };
   } finally {
     await t.close();
   }
@@ -247,6 +341,14 @@ export function table(result, title) {
 if (import.meta.url === `file://${process.argv[1]}`) {
   const r = await profileBurst();
   console.log(table(r, `${BURST} paid creates sent at once`));
+  const th = r.thread;
+  console.log(
+    `\nThe node's thread, burst sent → last first command answered: CPU ${th.cpuMs.toFixed(0)} ms; SQLite ${th.statements} statements ${th.statementMs.toFixed(1)} ms, of which ${th.commits} commits ${th.commitMs.toFixed(1)} ms`,
+  );
+  if (r.sequential) {
+    console.log('');
+    console.log(table({ ...r.sequential, poolReady: 'n/a', dry: 'n/a' }, `${SEQ} sequential`));
+  }
   if (process.env.JSON_OUT) writeFileSync(process.env.JSON_OUT, JSON.stringify(r));
 }
 

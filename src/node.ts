@@ -28,6 +28,7 @@ import { QuoteLimits } from './mint/quote-limits.js';
 import { shareMintEvents } from './mint/replica-events.js';
 import { loadOrCreateSeed } from './mint/seed.js';
 import { asMintDb } from './mint/store/mint-store.js';
+import type { MintTables } from './mint/store/tables.js';
 import { createPayouts } from './payouts/create-payouts.js';
 import type { PayoutService } from './payouts/payout-service.js';
 import { CashuRail } from './rails/cashu/cashu-rail.js';
@@ -38,6 +39,7 @@ import { Rails } from './rails/rails.js';
 import { loadOrCreateHostKey } from './ssh/host-key.js';
 import { SshServer, sourceOf } from './ssh/ssh-server.js';
 import { type Database, openStore } from './store/database.js';
+import { GroupCommit, type Transact } from './store/group-commit.js';
 import { type ReplicaNotices, replicaNotices } from './store/replica-notices.js';
 
 export interface NodeOptions {
@@ -167,8 +169,15 @@ export class AlacarteNode {
       if (driver) {
         const offers: Offer[] = config.offers ? config.offers.map(offerFromJson) : [...DEFAULT_OFFERS];
         soldOffers = offers;
+        // SQLite: the payments and `running` marks of one event-loop turn share one COMMIT (one
+        // fsync on the node's thread instead of one per request); PostgreSQL commits in parallel.
+        const groupCommit = new GroupCommit(db, {
+          grouped: sqlite !== undefined,
+          inTransaction: sqlite ? () => sqlite.inTransaction : undefined,
+        });
         const cashu = new CashuRail({
-          mint: mint.nodePayments(),
+          // One Kysely instance serves every domain's tables; the transaction is the same object.
+          mint: mint.nodePayments(groupCommit.transact as unknown as Transact<MintTables>),
           mintUrl: () => `${urlRef.url}/mint`,
           unit: config.mint.unit,
           secret,
@@ -212,6 +221,7 @@ export class AlacarteNode {
             sshRef.port === undefined ? undefined : { host: hostOf(urlRef.url), port: sshRef.port },
           target: computeTarget(driver, loadOrCreateReplicaId(join(config.dataDir, 'replica.id'))),
           notices,
+          groupCommit,
         });
         if (config.ssh.enabled) {
           const hostKey = loadOrCreateHostKey(join(config.dataDir, 'ssh_host_ed25519_key'));

@@ -110,6 +110,14 @@ export async function prepareTokens(mintUrl, count, denominations, maxOutputs = 
   return tokens;
 }
 
+/**
+ * The payment rail a node's lease service redeems through (to time or stamp its calls): the
+ * service's own field in older builds, its creations' since the service became a façade.
+ */
+export function leaseRail(service) {
+  return service.rail ?? service.creations.rail;
+}
+
 /** Nearest-rank percentile of a list of numbers (p in 0..100). */
 export function percentile(values, p) {
   if (values.length === 0) return Number.NaN;

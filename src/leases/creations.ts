@@ -15,7 +15,8 @@ import type {
   Redeemed,
   Rejection,
 } from '../rails/payment-rail.js';
-import type { Database } from '../store/database.js';
+import type { Transact } from '../store/group-commit.js';
+import type { Tables } from '../store/schema.js';
 import type { Answer } from './answer.js';
 import type { Catalog } from './catalog.js';
 import type { ComputeTarget } from './compute-target.js';
@@ -31,7 +32,8 @@ import { requireDeadlineAllowed } from './request-checks.js';
 import { RunningMarks } from './running-marks.js';
 
 export interface CreationsOptions {
-  db: Database;
+  /** The transactions of `running` marks (grouped: running-marks.ts). */
+  marks: Transact<Tables>;
   driver: ComputeDriver;
   rail: PaymentRail;
   secret: NodeSecret;
@@ -95,7 +97,7 @@ export class Creations {
     this.replays = options.replays;
     this.refunds = options.refunds;
     this.reconcilerOf = options.reconciler;
-    this.runningMarks = new RunningMarks(options.db);
+    this.runningMarks = new RunningMarks(options.marks);
   }
 
   private get reconciler(): Reconciler {

@@ -11,7 +11,9 @@ import type {
 import type { Logger } from '../log.js';
 import type { PaymentHeaders, PaymentRail } from '../rails/payment-rail.js';
 import type { Database } from '../store/database.js';
+import { GroupCommit } from '../store/group-commit.js';
 import type { ReplicaNotices } from '../store/replica-notices.js';
+import type { Tables } from '../store/schema.js';
 import type { Answer } from './answer.js';
 import { Catalog } from './catalog.js';
 import { type ComputeTarget, localTarget } from './compute-target.js';
@@ -81,6 +83,12 @@ export interface LeaseServiceOptions {
   target?: ComputeTarget;
   /** How replicas sharing the store tell each other of lease changes (default: none, one node). */
   notices?: ReplicaNotices;
+  /**
+   * The node's group commit (src/store/group-commit.ts), shared with the mint's payments so that
+   * a turn's payments and `running` marks share one COMMIT on SQLite. Default: one of the
+   * service's own, grouping the marks only.
+   */
+  groupCommit?: GroupCommit<Tables>;
 }
 
 export type LeaseEvent =
@@ -166,7 +174,11 @@ export class LeaseService {
       reconciler,
     };
     this.creations = new Creations({
-      db,
+      // Marks are grouped on every store: a burst's starts then cost one commit, not one each.
+      marks:
+        options.groupCommit?.grouped === true
+          ? options.groupCommit.transact
+          : new GroupCommit(db, { grouped: true }).transact,
       driver,
       rail,
       secret,

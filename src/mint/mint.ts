@@ -3,6 +3,7 @@ import type SQLite from 'better-sqlite3';
 import type pg from 'pg';
 import { Amount } from '../core/amount.js';
 import type { LightningBackend } from '../lightning/lightning-backend.js';
+import type { Transact } from '../store/group-commit.js';
 import { CurvePool, type CurvePoolOptions } from './curve-pool.js';
 import { invalidRequest, MintError, MintErrorCode } from './errors.js';
 import { MintEvents } from './events.js';
@@ -34,7 +35,7 @@ import {
 } from './store/mint-store.js';
 import { PostgresSpendWriter, type SpendWriter } from './store/postgres-spend.js';
 import { sqliteSpendWriter } from './store/sqlite-spend.js';
-import type { MintMintQuotesTable } from './store/tables.js';
+import type { MintMintQuotesTable, MintTables } from './store/tables.js';
 import { verifyAndSign } from './swap-curve.js';
 import type {
   BlindedMessage,
@@ -246,14 +247,18 @@ export class Mint {
     await this.reloadKeysets();
   }
 
-  /** The mint as the node's own lease service uses it, in-process (node-payments.ts). */
-  nodePayments(): NodePayments {
+  /**
+   * The mint as the node's own lease service uses it, in-process (node-payments.ts); `transact`
+   * runs its payments' transactions (the node's group commit), by default one transaction each.
+   */
+  nodePayments(transact?: Transact<MintTables>): NodePayments {
     return new NodePayments(
       this.core.db,
       this.core.registry,
       this.core.limits.maxInputs,
       () => this.core.nowSeconds(),
       this.events,
+      transact,
     );
   }
 

@@ -1,3 +1,4 @@
+import type { Transact } from '../store/group-commit.js';
 import { bytesToHex, hashToCurve, signBlinded } from './crypto/index.js';
 import { MintError, MintErrorCode } from './errors.js';
 import type { MintEvents } from './events.js';
@@ -10,6 +11,7 @@ import {
   type MintTrx,
   proofStates,
 } from './store/mint-store.js';
+import type { MintTables } from './store/tables.js';
 import type { Proof } from './types.js';
 
 const encoder = new TextEncoder();
@@ -30,6 +32,8 @@ export interface UnblindedItem {
  * a repeat booking of the same proof is refused by the B_ primary key.
  */
 export class NodePayments {
+  private readonly transact: Transact<MintTables>;
+
   constructor(
     private readonly db: MintDb,
     private readonly registry: KeysetRegistry,
@@ -37,7 +41,15 @@ export class NodePayments {
     private readonly nowSeconds: () => number,
     /** told of the proofs it takes (NUT-17 proof_state) */
     private readonly events: MintEvents,
-  ) {}
+    /**
+     * How `take` runs its transaction: the node's group commit (src/store/group-commit.ts: the
+     * payments of one event-loop turn share one COMMIT, each caller answered after it); by
+     * default a transaction of its own.
+     */
+    transact?: Transact<MintTables>,
+  ) {
+    this.transact = transact ?? ((work) => this.db.transaction().execute(work));
+  }
 
   /** Structural checks only (keysets, denominations, duplicates, count); no money moves. */
   inspect(proofs: readonly Proof[]): { total: bigint; fee: bigint; unit: string; Ys: string[] } {
@@ -47,15 +59,15 @@ export class NodePayments {
   }
 
   /**
-   * Verifies `proofs` as a swap would and, in one transaction, marks them SPENT and runs `record`.
-   * Throws MintError (11001 when already spent, 11002 when pending, 10001 when invalid).
+   * Verifies `proofs` as a swap would and, in one transaction, marks them SPENT and runs `record`;
+   * resolves once that is committed. Throws MintError (11001 when already spent, 11002 when pending, 10001 when invalid).
    */
   async take(proofs: readonly Proof[], record: (trx: MintTrx) => Promise<void>): Promise<void> {
     const checked = checkInputs(this.registry, proofs, this.maxInputs);
     const now = this.nowSeconds();
     const verified = verifyInputs(checked.inputs, { outputs: [], now });
     try {
-      await this.db.transaction().execute(async (trx) => {
+      await this.transact(async (trx) => {
         await insertProofs(
           trx,
           verified.map((v) => ({

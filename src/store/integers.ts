@@ -25,11 +25,12 @@ export function parseInteger(text: string): StoredInteger {
   return Number.isSafeInteger(n) ? n : BigInt(text);
 }
 
+const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
 /** A bigint read from SQLite (safe-integer mode) as the store hands it out (StoredInteger). */
 function narrow(value: bigint): StoredInteger {
-  return value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER)
-    ? Number(value)
-    : value;
+  return value >= MIN_SAFE && value <= MAX_SAFE ? Number(value) : value;
 }
 
 /**

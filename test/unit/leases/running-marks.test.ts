@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { LeaseId } from '../../../src/core/ids.js';
 import { RunningMarks } from '../../../src/leases/running-marks.js';
 import { openDatabase } from '../../../src/store/database.js';
+import { GroupCommit } from '../../../src/store/group-commit.js';
 import { leaseRow } from '../../helpers/lease-rows.js';
 
 /**
@@ -44,7 +45,7 @@ describe('RunningMarks', () => {
       transactions++;
       return transaction();
     };
-    const marks = new RunningMarks(db);
+    const marks = new RunningMarks(new GroupCommit(db, { grouped: true }).transact);
     const expires = new Date(NOW + 3_600_000);
     const results = await Promise.all([
       ...ids.map((id, i) => marks.mark(id, new Date(NOW), expires, { 8080: `http://x/${i}` })),
