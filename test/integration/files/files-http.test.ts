@@ -233,13 +233,14 @@ describe('files: PUT and GET /v1/leases/{id}/files', () => {
       { name: 'secretlink', type: '2', linkname: secret },
     ]);
     expect((await put('/srv/two', links, { 'content-type': 'application/x-tar' })).status).toBe(201);
-    const through = tarOf([
-      { name: 'out/second-step', content: 'x' },
-      { name: 'viaproc/second-step-proc', content: 'x' },
-    ]);
-    expect((await put('/srv/two', through, { 'content-type': 'application/x-tar' })).status).toBeLessThan(
-      500,
-    );
+    // Each on its own: a tar PUT is all or nothing, and /proc/1/root is out of the tenant's reach
+    // (init is another uid, not dumpable), so the second may be refused whole.
+    for (const member of ['out/second-step', 'viaproc/second-step-proc']) {
+      const through = tarOf([{ name: member, content: 'x' }]);
+      expect((await put('/srv/two', through, { 'content-type': 'application/x-tar' })).status).toBeLessThan(
+        500,
+      );
+    }
     expect((await get('/srv/two/secretlink')).body.toString()).toBe('tenant bytes');
     const tarred = (await get('/srv/two')).body;
     expect(tarred.toString('latin1')).not.toContain('HOST-SECRET');
