@@ -97,6 +97,51 @@ describe.skipIf(crunSkipReason)('POST /mcp, the node as an MCP server', { timeou
     expect(tooShort.isError).toBe(true);
     expect(bodyOf(tooShort).error).toBe('invalid_request');
     expect(await allUnspent(wallet, send)).toBe(true);
+
+    // Arguments of the wrong type never reach the tool: MCP refuses them, nothing is taken.
+    const typed = await call('rent', { payment: token, offer: 'small', seconds: 'two hours' });
+    expect(typed.isError).toBe(true);
+    expect(typed.content[0]?.text).toMatch(/seconds/);
+    expect(await allUnspent(wallet, send)).toBe(true);
+  });
+
+  it('answers malformed MCP requests with a 4xx, never a 5xx', async () => {
+    const post = (body: string, headers: Record<string, string> = {}) =>
+      fetch(`${t.url}/mcp`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          ...headers,
+        },
+        body,
+      });
+    const broken = await post('{"jsonrpc": "2.0", ');
+    expect(broken.status).toBe(400);
+    expect(((await broken.json()) as { error: string }).error).toBe('invalid_request');
+    const notRpc = await post('{"hello": "world"}');
+    expect(notRpc.status).toBeGreaterThanOrEqual(400);
+    expect(notRpc.status).toBeLessThan(500);
+    const noAccept = await post(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }), {
+      accept: 'text/html',
+    });
+    expect(noAccept.status).toBe(406);
+    const unknownTool = await post(
+      JSON.stringify({
+        jsonrpc: '2.0',
+        id: 2,
+        method: 'tools/call',
+        params: { name: 'nope', arguments: {} },
+      }),
+    );
+    expect(unknownTool.status).toBe(200);
+    const huge = await post(
+      JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'x', params: { a: 'x'.repeat(2 * 1024 * 1024) } }),
+    );
+    expect(huge.status).toBe(413);
+    const get = await fetch(`${t.url}/mcp`);
+    expect(get.status).toBe(405);
+    expect(get.headers.get('allow')).toBe('POST');
   });
 
   it('rents, runs a command, writes and reads a file, extends and stops with a redeemable refund', async () => {
@@ -154,6 +199,17 @@ describe.skipIf(crunSkipReason)('POST /mcp, the node as an MCP server', { timeou
     const missing = await call('read_file', { lease_id: id, token, path: '/root/absent' });
     expect(missing.isError).toBe(true);
     expect(bodyOf(missing).error).toBe('not_found');
+
+    // Over what one tool result carries (1 MiB): refused, pointing to the Files API.
+    await call('exec', {
+      lease_id: id,
+      token,
+      command: ['sh', '-c', 'head -c 1100000 /dev/zero > /root/big'],
+    });
+    const big = await call('read_file', { lease_id: id, token, path: '/root/big' });
+    expect(big.isError).toBe(true);
+    expect(bodyOf(big)).toMatchObject({ error: 'payload_too_large' });
+    expect(bodyOf(big).message).toContain('/v1/leases/{id}/files');
 
     const before = bodyOf(await call('status', { lease_id: id, token }));
     const more = await tokenOf(wallet, t.mintUrl, pay.keep, 60);
