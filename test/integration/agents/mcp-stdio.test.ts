@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -123,5 +124,33 @@ describe.skipIf(crunSkipReason)('alacarte mcp, the renter side over stdio', { ti
     expect(bodyOf(bad).error).toBe('invalid_request');
     const unknown = await call('exec', { lease_id: 'lse_unknown', command: ['true'] });
     expect(bodyOf(unknown).error).toBe('unknown_lease');
+  });
+});
+
+describe('alacarte mcp usage', () => {
+  const run = (args: string[]) =>
+    spawnSync(process.execPath, [CLI, 'mcp', ...args], {
+      encoding: 'utf8',
+      env: { ...process.env, ALACARTE_HOME: tempDir('mcp-usage') },
+      input: '',
+    });
+
+  it('will not serve without a total spend cap, nor with a cap that is not a whole amount', () => {
+    const none = run(['--url', 'http://198.51.100.7:8402']);
+    expect(none.status).toBe(2);
+    expect(none.stderr).toContain('give the spend cap: --max-total SAT');
+    expect(none.stdout).toBe('');
+    const bad = run(['--max-total', '10.5']);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain("--max-total wants a whole amount of sat, got '10.5'");
+    const perCall = run(['--max-total', '10', '--max-per-call', '-1']);
+    expect(perCall.status).toBe(2);
+  });
+
+  it('explains the caps in its help', () => {
+    const help = run(['--help']);
+    expect(help.status).toBe(0);
+    expect(help.stdout).toContain('alacarte mcp --max-total SAT [--max-per-call SAT] [--url URL]');
+    expect(help.stdout).toContain('refused with the tool error spend_cap; nothing is paid');
   });
 });
