@@ -86,12 +86,18 @@ export function renterMcpServer(options: RenterToolsOptions): McpServer {
   const withWallet = (work: (sdk: Alacarte) => Promise<Record<string, unknown>>, paid: boolean) =>
     cap.exclusive(async () => {
       const wallet = LocalWallet.open({ home: options.home, lockWaitMs: options.lockWaitMs ?? 30_000 });
-      const before = wallet.balance().value;
       try {
-        const body = await work(
-          new Alacarte({ url: options.url, wallet, leases: book, fetch: options.fetch }),
-        );
-        if (paid) cap.record(before - wallet.balance().value);
+        const sdk = new Alacarte({ url: options.url, wallet, leases: book, fetch: options.fetch });
+        // What an interrupted payment left (a crash, a lost answer) is settled first, as every
+        // `alacarte` command does, and before the measure: it is not this call's spending.
+        await sdk.recover().catch(() => undefined);
+        const before = wallet.balance().value;
+        let body: Record<string, unknown>;
+        try {
+          body = await work(sdk);
+        } finally {
+          if (paid) cap.record(before - wallet.balance().value);
+        }
         const left = cap.total - cap.spent;
         return toolOk({
           ...body,
@@ -99,9 +105,6 @@ export function renterMcpServer(options: RenterToolsOptions): McpServer {
           spent: Number(cap.spent),
           cap_left: Number(left > 0n ? left : 0n),
         });
-      } catch (err) {
-        if (paid) cap.record(before - wallet.balance().value);
-        throw err;
       } finally {
         wallet.close();
       }
