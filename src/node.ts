@@ -1,6 +1,7 @@
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import { mcpRoutes } from './agents/mcp-route.js';
 import { type Config, publicUrl } from './config.js';
 import { DEFAULT_OFFERS, type Offer, offerFromJson } from './core/offers.js';
 import type { ComputeDriver, ImageDetail } from './drivers/compute-driver.js';
@@ -9,7 +10,7 @@ import { buildApp } from './http/app.js';
 import { attachRoutes } from './http/attach-routes.js';
 import { docsRoutes } from './http/docs-routes.js';
 import { fileRoutes } from './http/file-routes.js';
-import { leaseRoutes } from './http/lease-routes.js';
+import { type LeaseRoutesOptions, leaseRoutes, offersBody } from './http/lease-routes.js';
 import { NodeMetrics } from './http/metrics.js';
 import { operatorRoutes } from './http/operator-routes.js';
 import { portHost, portPath, portRoutes } from './http/port-routes.js';
@@ -240,22 +241,31 @@ export class AlacarteNode {
         });
         leases = service;
         reaper = new Reaper(service.reconciler, logger);
-        plugins.push({
-          prefix: '/v1',
-          plugin: leaseRoutes({
-            leases: service,
-            mints: () => cashu.mints(),
-            unit: config.mint.unit,
-            l402: () => l402.accepts(config.mint.unit),
-            ssh: () =>
-              sshRef.port === undefined || sshRef.hostKey === undefined
-                ? undefined
-                : { port: sshRef.port, host_key_sha256: sshRef.hostKey },
-          }),
-        });
+        const leaseApi: LeaseRoutesOptions = {
+          leases: service,
+          mints: () => cashu.mints(),
+          unit: config.mint.unit,
+          l402: () => l402.accepts(config.mint.unit),
+          ssh: () =>
+            sshRef.port === undefined || sshRef.hostKey === undefined
+              ? undefined
+              : { port: sshRef.port, host_key_sha256: sshRef.hostKey },
+        };
+        const files = new LeaseFiles(service);
+        plugins.push({ prefix: '/v1', plugin: leaseRoutes(leaseApi) });
         plugins.push({ prefix: '/v1', plugin: attachRoutes(service) });
         plugins.push({ prefix: '', plugin: portRoutes(service, { portsDomain: config.portsDomain }) });
-        plugins.push({ prefix: '/v1', plugin: fileRoutes(new LeaseFiles(service)) });
+        plugins.push({ prefix: '/v1', plugin: fileRoutes(files) });
+        // API.md "Agents": the same service and files API as MCP tools.
+        plugins.push({
+          prefix: '',
+          plugin: mcpRoutes({
+            leases: service,
+            files,
+            offers: () => offersBody(leaseApi),
+            onUnexpected: (err) => logger.error({ err }, 'unexpected error in an MCP tool'),
+          }),
+        });
         if (config.operatorToken) {
           plugins.push({
             prefix: '/v1/operator',

@@ -23,6 +23,7 @@ Usage:
   alacarte ledger [--data DIR] [--config FILE] [--json]
   alacarte image build debian | pull REF | list | rm NAME   (alacarte image help)
   alacarte payout --to BOLT11 [--from own|MINT_URL] [--data DIR] [--config FILE] [--json]
+  alacarte mcp --max-total SAT [--max-per-call SAT] [--url URL]   (MCP tools for agents, on stdio)
   alacarte help
 
 serve options:
@@ -56,6 +57,8 @@ async function main(argv: string[]): Promise<number> {
       return (await operator()).runOperatorCommand(command, rest, USAGE);
     case 'image':
       return (await images()).runImageCommand(rest);
+    case 'mcp':
+      return (await import('../agents/stdio-command.js')).runMcpCommand(rest);
     case 'mint':
       if (rest[0] !== 'rotate') {
         process.stderr.write('alacarte: usage: alacarte mint rotate [--data DIR]\n');

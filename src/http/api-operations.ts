@@ -25,7 +25,7 @@ export interface ApiOperation {
   method: 'get' | 'post' | 'put' | 'patch' | 'delete' | 'options';
   /** OpenAPI path template, e.g. `/v1/leases/{id}`. */
   path: string;
-  tag: 'service' | 'leases' | 'mint' | 'operator' | 'page';
+  tag: 'service' | 'leases' | 'agents' | 'mint' | 'operator' | 'page';
   summary: string;
   description?: string;
   auth?: Auth;
@@ -298,6 +298,32 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
     },
   },
   ...portOperations(),
+  // ---- agents
+  {
+    method: 'post',
+    path: '/mcp',
+    tag: 'agents',
+    summary: 'Model Context Protocol (streamable HTTP, stateless): the lease API as tools for agents',
+    description:
+      'Tools `offers`, `quote`, `rent`, `exec`, `write_file`, `read_file`, `extend`, `stop`, `status`. The ' +
+      'agent passes its payment (a Cashu token) as the `payment` argument of `rent` and `extend`, and the ' +
+      'lease’s bearer credential as `token` to the others; change and refunds come back in the results as ' +
+      'Cashu tokens. A failure is a tool error whose content is the API’s `{"error", "message"}`. No ' +
+      'session: every request stands alone (send `Accept: application/json, text/event-stream`).',
+    responses: {
+      200: 'a JSON-RPC answer (`application/json`)',
+      202: 'a notification, accepted',
+    },
+  },
+  ...(['get', 'delete'] as const).map(
+    (method): ApiOperation => ({
+      method,
+      path: '/mcp',
+      tag: 'agents',
+      summary: 'Not served: the MCP server is stateless (no stream to open, no session to end)',
+      responses: { 405: 'invalid_request: POST /mcp only' },
+    }),
+  ),
   // ---- operator
   {
     method: 'get',

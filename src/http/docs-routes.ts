@@ -59,7 +59,7 @@ function pretty(value: unknown): string {
 
 /** The contract as one HTML page, for people (machines read /openapi.json). */
 export function docsPage(baseUrl: string): string {
-  const tags = ['leases', 'mint', 'operator', 'service', 'page'] as const;
+  const tags = ['leases', 'agents', 'mint', 'operator', 'service', 'page'] as const;
   const sections = tags.map((tag) => {
     const ops = API_OPERATIONS.filter((op) => op.tag === tag);
     return `<h2>${tag}</h2>\n${ops.map(operationHtml).join('\n')}`;

@@ -26,20 +26,25 @@ export interface LeaseRoutesOptions {
   ssh?: () => { port: number; host_key_sha256: string } | undefined;
 }
 
+/** GET /v1/offers' body (also the MCP `offers` tool's answer, agents/node-tools.ts). */
+export async function offersBody(options: LeaseRoutesOptions): Promise<Record<string, unknown>> {
+  const { leases, mints, unit } = options;
+  const ssh = options.ssh?.();
+  return {
+    offers: await leases.offerList(),
+    images: leases.imageList(),
+    image_details: leases.imageDetails(),
+    // One key per accepted rail: `cashu` as API.md has it, `l402` added when Lightning pays too.
+    payment: { cashu: { mints: mints(), unit }, ...(options.l402?.() ? { l402: { unit } } : {}) },
+    ...(ssh ? { ssh } : {}),
+  };
+}
+
 /** The /v1 lease API of API.md. Errors are thrown and mapped in http/errors.ts. */
 export function leaseRoutes(options: LeaseRoutesOptions): FastifyPluginAsync {
-  const { leases, mints, unit } = options;
-  const ssh = options.ssh ?? (() => undefined);
-  const l402 = options.l402 ?? (() => false);
+  const { leases } = options;
   return async (app) => {
-    app.get('/offers', async () => ({
-      offers: await leases.offerList(),
-      images: leases.imageList(),
-      image_details: leases.imageDetails(),
-      // One key per accepted rail: `cashu` as API.md has it, `l402` added when Lightning pays too.
-      payment: { cashu: { mints: mints(), unit }, ...(l402() ? { l402: { unit } } : {}) },
-      ...(ssh() ? { ssh: ssh() } : {}),
-    }));
+    app.get('/offers', () => offersBody(options));
 
     app.get('/quote', async (request) => {
       const q = parseWith(quoteQuery, request.query);

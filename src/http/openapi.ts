@@ -117,6 +117,7 @@ export function openApiDocument(options: { serverUrl: string; version: string })
     servers: [{ url: options.serverUrl }],
     tags: [
       { name: 'leases', description: 'Rent, use, extend and stop sandboxes' },
+      { name: 'agents', description: 'The lease API as Model Context Protocol tools' },
       { name: 'mint', description: 'The node’s own Cashu mint (NUTs 01–09)' },
       { name: 'operator', description: 'For the operator' },
       { name: 'service', description: 'Health, metrics and this contract' },

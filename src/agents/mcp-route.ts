@@ -1,0 +1,58 @@
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import type { FastifyPluginAsync } from 'fastify';
+import { sourceOf } from '../ssh/ssh-server.js';
+import { type NodeToolsOptions, nodeMcpServer } from './node-tools.js';
+
+/**
+ * `POST /mcp` (API.md "Agents"): the Model Context Protocol over streamable HTTP, in stateless
+ * mode: every request gets its own server and transport, no session id, nothing kept between
+ * requests (the tools carry everything: payments and lease credentials are arguments), so any
+ * replica can answer any request. Answers are plain JSON (`enableJsonResponse`), not an SSE
+ * stream: every tool answers once. The JSON body went through the node's parser and body limit
+ * before it gets here. A GET (a client asking for a server-to-client stream) is `405`, which MCP
+ * clients take as "no such stream"; a stateless server has no session to DELETE.
+ */
+export function mcpRoutes(options: NodeToolsOptions): FastifyPluginAsync {
+  return async (app) => {
+    app.post('/mcp', async (request, reply) => {
+      const delivered = new Promise((resolve) => {
+        reply.raw.once('finish', resolve);
+        reply.raw.once('close', resolve);
+      });
+      const server = nodeMcpServer(options, { client: sourceOf(request.ip), delivered });
+      const transport = new StreamableHTTPServerTransport({
+        sessionIdGenerator: undefined,
+        enableJsonResponse: true,
+      });
+      // The transport writes the answer itself, on the raw response.
+      reply.hijack();
+      reply.raw.once('close', () => {
+        void transport.close();
+        void server.close();
+      });
+      try {
+        await server.connect(transport);
+        await transport.handleRequest(request.raw, reply.raw, request.body);
+      } catch (err) {
+        options.onUnexpected(err);
+        if (!reply.raw.headersSent) {
+          reply.raw.writeHead(500, { 'content-type': 'application/json' });
+          reply.raw.end(
+            JSON.stringify({ jsonrpc: '2.0', error: { code: -32603, message: 'internal error' }, id: null }),
+          );
+        }
+      }
+    });
+    for (const method of ['GET', 'DELETE'] as const) {
+      app.route({
+        method,
+        url: '/mcp',
+        handler: async (_request, reply) =>
+          reply
+            .status(405)
+            .header('allow', 'POST')
+            .send({ error: 'invalid_request', message: 'this MCP server is stateless: POST /mcp only' }),
+      });
+    }
+  };
+}

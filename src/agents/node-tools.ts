@@ -1,0 +1,230 @@
+import { Readable } from 'node:stream';
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { z } from 'zod';
+import type { LeaseFiles } from '../files/lease-files.js';
+import {
+  bearerOf,
+  createLeaseBody,
+  execBody,
+  execStdin,
+  extendBody,
+  idempotencyKeyOf,
+  parseWith,
+} from '../http/lease-schemas.js';
+import type { LeaseService } from '../leases/lease-service.js';
+import { contentBytes, fileAnswer, MCP_READ_MAX_BYTES, readCapped } from './file-content.js';
+import {
+  execInputs,
+  leaseIdInput,
+  leaseRequestInputs,
+  offerInput,
+  readFileInputs,
+  secondsInput,
+  writeFileInputs,
+} from './tool-inputs.js';
+import { guarded, toolAnswer, toolOk } from './tool-results.js';
+
+/** Who calls, as the HTTP routes pass it to the lease service. */
+export interface McpCaller {
+  /** The caller's address (an IPv6 one by its /64), for the rails' per-client bounds; never stored. */
+  client: string;
+  /** Settles once the answer has left (exec holds its output slot until then, as over HTTP). */
+  delivered: Promise<unknown>;
+}
+
+/** What the node's MCP tools run on: the very service and files API the HTTP routes call. */
+export interface NodeToolsOptions {
+  leases: LeaseService;
+  files: LeaseFiles;
+  /** GET /v1/offers' body (lease-routes.ts offersBody), so both answer alike. */
+  offers: () => Promise<Record<string, unknown>>;
+  /** Bugs only (never the arguments: they hold payments and credentials). */
+  onUnexpected: (err: unknown) => void;
+}
+
+/** The tools' version, shown to MCP clients: API.md's version 1. */
+export const AGENT_TOOLS_VERSION = '1.0.0';
+
+const PAYMENT = z
+  .string()
+  .describe(
+    'a Cashu token (cashuB… or cashuA…) of one of the mints the offers tool lists, worth at least the quote; ' +
+      'change comes back in the result as a Cashu token',
+  );
+const CREDENTIAL = z
+  .string()
+  .max(1024)
+  .describe('the lease’s bearer credential (`token` in the rent result)');
+
+/**
+ * The node's MCP server (API.md "Agents"): one per request, for its caller. Every tool calls
+ * the lease service exactly as its HTTP route does, with the route's own request schemas, so each
+ * money rule, bound and error code is the HTTP API's: a refused payment takes nothing, the same
+ * token twice is the same lease, an error is a tool error `{"error": code, "message"}`. The node
+ * holds no wallet: payments come in as arguments, change and refunds go out in results.
+ */
+export function nodeMcpServer(options: NodeToolsOptions, caller: McpCaller): McpServer {
+  const { client, delivered } = caller;
+  const { leases, files } = options;
+  const server = new McpServer(
+    { name: 'alacarte-node', version: AGENT_TOOLS_VERSION },
+    {
+      instructions:
+        'Rent Linux sandboxes for Cashu ecash, no account: offers → quote → rent (pay with a Cashu token) → ' +
+        'exec / write_file / read_file → extend or stop (unused whole seconds come back as a Cashu token). ' +
+        'Keep the `token` of the rent result: it is the lease’s only credential.',
+    },
+  );
+  const run = (work: () => ReturnType<typeof toolAnswer> | Promise<ReturnType<typeof toolAnswer>>) =>
+    guarded(async () => work(), options.onUnexpected);
+  const credential = (token: string) => bearerOf(`Bearer ${token}`);
+
+  server.registerTool(
+    'offers',
+    {
+      description:
+        'What this node sells: offers with prices per hour, images, and the mints whose Cashu it takes.',
+      annotations: { readOnlyHint: true },
+    },
+    () => run(async () => toolOk(await options.offers())),
+  );
+
+  server.registerTool(
+    'quote',
+    {
+      description: 'The price of an offer for a number of seconds: ceil(amount_per_hour × seconds / 3600).',
+      inputSchema: { offer: offerInput, seconds: secondsInput },
+      annotations: { readOnlyHint: true },
+    },
+    ({ offer, seconds }) => run(() => toolOk(leases.quote(offer, seconds))),
+  );
+
+  server.registerTool(
+    'rent',
+    {
+      description:
+        'Rent a sandbox, paying with a Cashu token in `payment` (x402 is not taken here: Cashu only). ' +
+        'The result holds the lease id, its bearer credential `token` (keep it: only this answer has it) ' +
+        'and `change` (a Cashu token, or null). A refused payment takes nothing; the same token again ' +
+        'returns the same lease, never a second charge.',
+      inputSchema: {
+        payment: PAYMENT,
+        ...leaseRequestInputs,
+        idempotency_key: z.string().optional().describe('optional, as the Idempotency-Key header'),
+      },
+    },
+    ({ payment, idempotency_key, ...request }) =>
+      run(async () => {
+        const body = parseWith(createLeaseBody, request);
+        const key = idempotencyKeyOf(idempotency_key);
+        return toolAnswer(await leases.create(body, { 'x-cashu': payment }, key, client));
+      }),
+  );
+
+  server.registerTool(
+    'status',
+    {
+      description: 'A lease’s state, its deadline and remaining_seconds.',
+      inputSchema: { lease_id: leaseIdInput, token: CREDENTIAL },
+      annotations: { readOnlyHint: true },
+    },
+    ({ lease_id, token }) => run(async () => toolAnswer(await leases.get(lease_id, credential(token)))),
+  );
+
+  server.registerTool(
+    'exec',
+    {
+      description:
+        'Run a command in the sandbox and wait for it: exit_code, stdout, stderr (each capped at 1 MiB; ' +
+        '`truncated` says so).',
+      inputSchema: { lease_id: leaseIdInput, token: CREDENTIAL, ...execInputs },
+    },
+    ({ lease_id, token, ...request }) =>
+      run(async () => {
+        const body = parseWith(execBody, request);
+        const answer = await leases.exec(
+          lease_id,
+          credential(token),
+          {
+            command: body.command,
+            stdin: execStdin(body),
+            encoding: body.encoding,
+            timeoutSeconds: body.timeout_seconds,
+          },
+          delivered,
+        );
+        return toolAnswer(answer);
+      }),
+  );
+
+  server.registerTool(
+    'write_file',
+    {
+      description:
+        'Write a file in the sandbox (parent directories made), as the Files API does. The content travels ' +
+        'in this request: up to the node’s request body limit (1 MiB by default), and the lease’s disk.',
+      inputSchema: { lease_id: leaseIdInput, token: CREDENTIAL, ...writeFileInputs },
+    },
+    ({ lease_id, token, path, content, encoding, mode }) =>
+      run(async () => {
+        const bytes = contentBytes(content, encoding);
+        const written = await files.write({
+          leaseId: lease_id,
+          credential: credential(token),
+          path,
+          mode,
+          tar: false,
+          body: Readable.from([bytes]),
+          contentLength: bytes.length,
+        });
+        return toolOk(written);
+      }),
+  );
+
+  server.registerTool(
+    'read_file',
+    {
+      description:
+        `Read a file from the sandbox (up to ${MCP_READ_MAX_BYTES} bytes; a directory comes as a base64 tar ` +
+        'archive). Larger: the Files API, GET /v1/leases/{id}/files.',
+      inputSchema: { lease_id: leaseIdInput, token: CREDENTIAL, ...readFileInputs },
+      annotations: { readOnlyHint: true },
+    },
+    ({ lease_id, token, path, encoding }) =>
+      run(async () => {
+        const download = await files.read({ leaseId: lease_id, credential: credential(token), path });
+        const bytes = await readCapped(download.stream, MCP_READ_MAX_BYTES, path);
+        return toolOk(fileAnswer(path, download.kind, bytes, encoding));
+      }),
+  );
+
+  server.registerTool(
+    'extend',
+    {
+      description:
+        'Buy more time for a running lease, paying with a Cashu token in `payment` (Cashu only; anyone who ' +
+        'knows the id may). The result has the new expires_at and `change`. An ended lease: ' +
+        'lease_not_running, the token untouched.',
+      inputSchema: { lease_id: leaseIdInput, seconds: secondsInput, payment: PAYMENT },
+    },
+    ({ lease_id, seconds, payment }) =>
+      run(async () => {
+        const body = parseWith(extendBody, { seconds });
+        return toolAnswer(await leases.extend(lease_id, body.seconds, { 'x-cashu': payment }, client));
+      }),
+  );
+
+  server.registerTool(
+    'stop',
+    {
+      description:
+        'Stop a lease now. Unused whole seconds come back as `refund`, a Cashu token (and `refunds`, one per ' +
+        'mint paid). Stopping twice gives the same answer, never a second refund.',
+      inputSchema: { lease_id: leaseIdInput, token: CREDENTIAL },
+      annotations: { destructiveHint: true, idempotentHint: true },
+    },
+    ({ lease_id, token }) => run(async () => toolAnswer(await leases.stop(lease_id, credential(token)))),
+  );
+
+  return server;
+}

@@ -1,0 +1,276 @@
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { z } from 'zod';
+import { AlacarteError } from '../core/errors.js';
+import { Alacarte, type FetchLike } from '../sdk/client.js';
+import {
+  AlacarteApiError,
+  AlacarteNetworkError,
+  InsufficientFundsError,
+  PriceLimitError,
+  UnknownLeaseError,
+  WalletOperationError,
+} from '../sdk/errors.js';
+import { LeaseBook } from '../sdk/lease-book.js';
+import { WalletBusyError } from '../wallet/file-lock.js';
+import { LocalWallet } from '../wallet/local-wallet.js';
+import { WalletFileError } from '../wallet/wallet-store.js';
+import { contentBytes, fileAnswer, MCP_READ_MAX_BYTES, readCapped } from './file-content.js';
+import { AGENT_TOOLS_VERSION } from './node-tools.js';
+import type { SpendCap } from './spend-cap.js';
+import {
+  execInputs,
+  leaseIdInput,
+  leaseRequestInputs,
+  offerInput,
+  readFileInputs,
+  secondsInput,
+  writeFileInputs,
+} from './tool-inputs.js';
+import { toolError, toolOk } from './tool-results.js';
+
+export interface RenterToolsOptions {
+  /** The node, e.g. http://127.0.0.1:8402. */
+  url: string;
+  /** The renter's home: wallet.json and leases.json ($ALACARTE_HOME). */
+  home: string;
+  cap: SpendCap;
+  fetch?: FetchLike;
+  /** How long a call waits for the wallet while another `alacarte` command holds it (ms). */
+  lockWaitMs?: number;
+  /** Bugs only (never the arguments). */
+  onUnexpected: (err: unknown) => void;
+}
+
+const CREDENTIAL = z
+  .string()
+  .max(1024)
+  .optional()
+  .describe(
+    'the lease’s credential; not needed for leases rented from this machine (kept in its lease book)',
+  );
+
+/**
+ * The renter's MCP server (`alacarte mcp`, API.md "Agents"): the node's tools, paid from the local
+ * wallet. An agent never sees ecash or credentials: rent and extend pay within the spend cap
+ * (a call over it is refused before anything is paid, as `spend_cap`), change and refunds go back
+ * into the wallet, credentials stay in the lease book. Errors are tool errors
+ * `{"error": code, "message"}`: the node's codes as it answered them, and `spend_cap`,
+ * `insufficient_funds`, `unknown_lease`, `node_unreachable`, `wallet_error` (busy: another
+ * `alacarte` command holds it) from this side.
+ */
+export function renterMcpServer(options: RenterToolsOptions): McpServer {
+  const { cap } = options;
+  const server = new McpServer(
+    { name: 'alacarte', version: AGENT_TOOLS_VERSION },
+    {
+      instructions:
+        'Rent Linux sandboxes from an alacarte node, paid from the local Cashu wallet within a spend cap: ' +
+        'offers → quote → rent → exec / write_file / read_file → extend or stop (the unused time is refunded ' +
+        'into the wallet). Leases are named by their id; their credentials stay on this machine.',
+    },
+  );
+  const book = new LeaseBook(options.home);
+  const plain = () => new Alacarte({ url: options.url, leases: book, fetch: options.fetch });
+  const run = async (work: () => Promise<CallToolResult>): Promise<CallToolResult> => {
+    try {
+      return await work();
+    } catch (err) {
+      return errorResult(err, cap, options.onUnexpected);
+    }
+  };
+  /**
+   * Work with the wallet open (and locked) for its length, one call at a time; a paid call's
+   * outflow is booked on the cap before the answer shows the balance and what is left of the cap.
+   */
+  const withWallet = (work: (sdk: Alacarte) => Promise<Record<string, unknown>>, paid: boolean) =>
+    cap.exclusive(async () => {
+      const wallet = LocalWallet.open({ home: options.home, lockWaitMs: options.lockWaitMs ?? 30_000 });
+      try {
+        const sdk = new Alacarte({ url: options.url, wallet, leases: book, fetch: options.fetch });
+        // What an interrupted payment left (a crash, a lost answer) is settled first, as every
+        // `alacarte` command does, and before the measure: it is not this call's spending.
+        await sdk.recover().catch(() => undefined);
+        const before = wallet.balance().value;
+        let body: Record<string, unknown>;
+        try {
+          body = await work(sdk);
+        } finally {
+          if (paid) cap.record(before - wallet.balance().value);
+        }
+        const left = cap.total - cap.spent;
+        return toolOk({
+          ...body,
+          balance: Number(wallet.balance().value),
+          spent: Number(cap.spent),
+          cap_left: Number(left > 0n ? left : 0n),
+        });
+      } finally {
+        wallet.close();
+      }
+    });
+
+  server.registerTool(
+    'offers',
+    {
+      description:
+        'What the node sells: offers with prices per hour, images, and the mints whose Cashu it takes.',
+      annotations: { readOnlyHint: true },
+    },
+    () => run(async () => toolOk({ ...(await plain().offers()) })),
+  );
+
+  server.registerTool(
+    'quote',
+    {
+      description: 'The price of an offer for a number of seconds: ceil(amount_per_hour × seconds / 3600).',
+      inputSchema: { offer: offerInput, seconds: secondsInput },
+      annotations: { readOnlyHint: true },
+    },
+    ({ offer, seconds }) => run(async () => toolOk({ ...(await plain().quote(offer, seconds)) })),
+  );
+
+  server.registerTool(
+    'rent',
+    {
+      description:
+        `Rent a sandbox, paid from the local wallet (Cashu) within the spend cap: at most ${cap.perCall} sat a ` +
+        `call and ${cap.total} sat in all for this session; over it the call is refused and nothing is paid. ` +
+        'Change goes back into the wallet. The result is the lease (its credential stays on this machine) ' +
+        'with the wallet balance and what is left of the cap.',
+      inputSchema: leaseRequestInputs,
+    },
+    (request) =>
+      run(() =>
+        withWallet(async (sdk) => {
+          const lease = await sdk.rent({ ...request, maxAmount: Number(cap.allowance()) });
+          const { token: _credential, change: _change, ...shown } = lease;
+          return shown;
+        }, true),
+      ),
+  );
+
+  server.registerTool(
+    'extend',
+    {
+      description:
+        'Buy more time for a running lease, paid from the local wallet within the same spend cap as rent. ' +
+        'The result has the new expires_at.',
+      inputSchema: { lease_id: leaseIdInput, seconds: secondsInput },
+    },
+    ({ lease_id, seconds }) =>
+      run(() =>
+        withWallet(async (sdk) => {
+          const lease = await sdk.extend(lease_id, seconds, { maxAmount: Number(cap.allowance()) });
+          const { change: _change, ...shown } = lease as unknown as Record<string, unknown>;
+          return shown;
+        }, true),
+      ),
+  );
+
+  server.registerTool(
+    'status',
+    {
+      description: 'A lease’s state, its deadline and remaining_seconds.',
+      inputSchema: { lease_id: leaseIdInput, token: CREDENTIAL },
+      annotations: { readOnlyHint: true },
+    },
+    ({ lease_id, token }) => run(async () => toolOk({ ...(await plain().status(lease_id, { token })) })),
+  );
+
+  server.registerTool(
+    'exec',
+    {
+      description:
+        'Run a command in the sandbox and wait for it: exit_code, stdout, stderr (each capped by the node, ' +
+        '1 MiB by default; `truncated` says so).',
+      inputSchema: { lease_id: leaseIdInput, token: CREDENTIAL, ...execInputs },
+    },
+    ({ lease_id, token, command, stdin, timeout_seconds }) =>
+      run(async () =>
+        toolOk({
+          ...(await plain().exec(lease_id, command, { stdin, timeoutSeconds: timeout_seconds, token })),
+        }),
+      ),
+  );
+
+  server.registerTool(
+    'write_file',
+    {
+      description: 'Write a file in the sandbox (parent directories made), through the node’s Files API.',
+      inputSchema: { lease_id: leaseIdInput, token: CREDENTIAL, ...writeFileInputs },
+    },
+    ({ lease_id, token, path, content, encoding, mode }) =>
+      run(async () => {
+        const bytes = contentBytes(content, encoding);
+        return toolOk(await plain().files.write(lease_id, path, bytes, { mode, token }));
+      }),
+  );
+
+  server.registerTool(
+    'read_file',
+    {
+      description:
+        `Read a file from the sandbox (up to ${MCP_READ_MAX_BYTES} bytes; a directory comes as a base64 tar ` +
+        'archive). Larger: alacarte cp.',
+      inputSchema: { lease_id: leaseIdInput, token: CREDENTIAL, ...readFileInputs },
+      annotations: { readOnlyHint: true },
+    },
+    ({ lease_id, token, path, encoding }) =>
+      run(async () => {
+        const download = await plain().files.read(lease_id, path, { token });
+        const bytes = await readCapped(download.stream, MCP_READ_MAX_BYTES, path);
+        return toolOk(fileAnswer(path, download.kind, bytes, encoding));
+      }),
+  );
+
+  server.registerTool(
+    'stop',
+    {
+      description:
+        'Stop a lease now; the unused whole seconds are refunded into the local wallet. The result has ' +
+        '`refunded` and the new balance.',
+      inputSchema: { lease_id: leaseIdInput, token: CREDENTIAL },
+      annotations: { destructiveHint: true, idempotentHint: true },
+    },
+    ({ lease_id, token }) =>
+      run(() =>
+        withWallet(async (sdk) => {
+          const stopped = await sdk.stop(lease_id, { token });
+          const {
+            refund: _refund,
+            refunds: _refunds,
+            ...shown
+          } = stopped as unknown as Record<string, unknown>;
+          return shown;
+        }, false),
+      ),
+  );
+
+  return server;
+}
+
+/** What a failed call answers the agent: the node's error as it came, or this side's reason. */
+function errorResult(err: unknown, cap: SpendCap, onUnexpected: (err: unknown) => void): CallToolResult {
+  if (err instanceof PriceLimitError) {
+    return toolError(
+      'spend_cap',
+      `the node asks ${err.asked} ${err.unit}; this session may pay at most ${cap.perCall} ${err.unit} a call ` +
+        `(--max-per-call) and has ${err.limit} ${err.unit} left of its ${cap.total} ${err.unit} (--max-total): nothing was paid`,
+      { asked: err.asked, allowed: err.limit, spent: Number(cap.spent) },
+    );
+  }
+  if (err instanceof AlacarteApiError) {
+    // Ecash in an error (a failed start's refund) is in the wallet already: the agent needs none.
+    const { error: _c, message: _m, refund: _r, refunds: _rs, change: _ch, token: _t, ...extra } = err.body;
+    return toolError(err.code, err.message, extra);
+  }
+  if (err instanceof AlacarteError) return toolError(err.code, err.message);
+  if (err instanceof InsufficientFundsError) return toolError('insufficient_funds', err.message);
+  if (err instanceof UnknownLeaseError) return toolError('unknown_lease', err.message);
+  if (err instanceof AlacarteNetworkError) return toolError('node_unreachable', err.message);
+  if (err instanceof WalletOperationError || err instanceof WalletBusyError || err instanceof WalletFileError)
+    return toolError('wallet_error', err.message);
+  onUnexpected(err);
+  return toolError('internal', 'internal error');
+}

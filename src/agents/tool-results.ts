@@ -1,0 +1,53 @@
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { AlacarteError } from '../core/errors.js';
+import type { Answer } from '../leases/answer.js';
+
+/**
+ * What an agent's tool call answers, in both MCP servers (the node's `POST /mcp` and the renter's
+ * `alacarte mcp`): the JSON body as text (what a model reads) and as `structuredContent` (what a
+ * program reads). A failure is an MCP tool error (`isError: true`) whose body is the HTTP API's
+ * error body, `{"error": "<stable code>", "message": "…"}` plus its extra fields (a `refund`
+ * token of `start_failed`), never a protocol error or a crash.
+ */
+export function toolOk(body: Record<string, unknown>): CallToolResult {
+  return { content: [{ type: 'text', text: JSON.stringify(body) }], structuredContent: body };
+}
+
+/** A tool error with a stable code (API.md "Errors") and a human message. */
+export function toolError(
+  code: string,
+  message: string,
+  extra: Record<string, unknown> = {},
+): CallToolResult {
+  const body = { ...extra, error: code, message };
+  return { content: [{ type: 'text', text: JSON.stringify(body) }], structuredContent: body, isError: true };
+}
+
+/** A lease-service answer as a tool result: 2xx is a success, anything else the error it carries. */
+export function toolAnswer(answer: Answer): CallToolResult {
+  if (answer.status >= 200 && answer.status < 300) return toolOk(answer.body);
+  const { error, message, ...extra } = answer.body;
+  return toolError(
+    typeof error === 'string' ? error : 'internal',
+    typeof message === 'string' ? message : `the node answered ${answer.status}`,
+    extra,
+  );
+}
+
+/**
+ * Runs a tool's work and turns what it throws into a tool error: an AlacarteError keeps its code,
+ * message and extra fields, exactly as http/errors.ts answers it; anything else is a bug, reported
+ * through `onUnexpected` (never with the arguments: they hold tokens) and answered `internal`.
+ */
+export async function guarded(
+  run: () => Promise<CallToolResult>,
+  onUnexpected: (err: unknown) => void,
+): Promise<CallToolResult> {
+  try {
+    return await run();
+  } catch (err) {
+    if (err instanceof AlacarteError) return toolError(err.code, err.message, { ...err.details });
+    onUnexpected(err);
+    return toolError('internal', 'internal error');
+  }
+}
