@@ -155,7 +155,7 @@ export class SshSession {
   }
 
   /** The client went away (see Running.hangup); nothing once what ran has exited. */
-  private hangUp(): void {
+  hangUp(): void {
     if (this.running && !this.running.done) this.running.hangup();
   }
 
