@@ -102,7 +102,11 @@ export class CommandOutput {
     this.released = true;
     clearInterval(this.timer);
     this.source.off('data', this.onData);
-    if (!this.stream.destroyed) this.stream.push(null);
+    if (!this.stream.destroyed) {
+      this.stream.push(null);
+      // Ends a stream nobody reads (a file upload's empty stdout) once it holds nothing, as net does.
+      this.stream.read(0);
+    }
     if (this.drain) this.drain.keep(this.source);
     else this.source.destroy();
   }

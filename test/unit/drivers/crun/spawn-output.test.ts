@@ -84,6 +84,12 @@ describe('CommandOutput', () => {
     expect(Buffer.concat(got).toString()).toBe('one\n');
   });
 
+  it('ends, empty, a stream nobody reads when the command wrote nothing', async () => {
+    const { output } = command('true');
+    await output.done;
+    expect(output.stream.readableEnded).toBe(true);
+  });
+
   it('release() ends the stream and hands a pipe still held to the drain', async () => {
     const drain = new OutputDrain();
     const { output } = command('while :; do echo tick; sleep 0.05; done', drain);
