@@ -188,9 +188,10 @@ export class SshSession {
       this.starting = false;
     }
     const stop = 'stream' in started ? () => started.close() : () => started.kill();
-    if (this.closed) return stop();
     // sftp-server is ours and starts nothing: ended outright.
     const hangup = 'stream' in started || options.stderr === false ? stop : () => started.hangup();
+    // The client went away while it started.
+    if (this.closed) return hangup();
     this.running = {
       channel,
       kill: stop,
