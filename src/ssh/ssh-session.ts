@@ -154,9 +154,13 @@ export class SshSession {
     this.hangUp();
   }
 
-  /** The client went away (see Running.hangup); nothing once what ran has exited. */
+  /** The client went away (see Running.hangup): once, and nothing once what ran has exited. */
   hangUp(): void {
-    if (this.running && !this.running.done) this.running.hangup();
+    const running = this.running;
+    if (!running || running.done) return;
+    // Told by the channel's close, the session's and the connection's: one hangup.
+    running.done = true;
+    running.hangup();
   }
 
   /**
