@@ -180,13 +180,21 @@ export interface SandboxProcess {
   stdout: Readable;
   stderr: Readable;
   /**
-   * The exit status (128 + signal number when killed) once the process has exited and its output has
-   * been read to the end, or has been silent with nothing unread for a moment (a background process
-   * it left behind may hold the pipes open; they are then closed).
+   * The exit status (128 + signal number when killed) once the command has exited and everything it
+   * wrote before has been read (at the reader's pace: never cut short). A background job it left
+   * holding its output does not hold this back: what the job writes from then on is read and
+   * dropped (the job never meets SIGPIPE or a full pipe), until it closes its output or the lease ends.
    */
   exited: Promise<number>;
   /** SIGKILLs the process and everything it started (its session and descendants). Idempotent. */
   kill(): void;
+  /**
+   * The reader went away (an SSH client that disconnected mid-command), as sshd's hangup: SIGHUP to
+   * the command's own process only, not to what it started; its input ends, and its output (and its
+   * jobs') is read and dropped from then on. Nothing is signalled once the command has exited.
+   * Idempotent.
+   */
+  hangup(): void;
 }
 
 export interface ExecResult {

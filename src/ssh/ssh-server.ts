@@ -132,7 +132,7 @@ export class SshServer {
   /** Stops listening and ends every connection (their sandboxes' processes are killed). */
   async close(): Promise<void> {
     clearInterval(this.checkTimer);
-    for (const client of this.clients) this.drop(client);
+    for (const client of this.clients) this.drop(client, 'alacarte: the connection is closing');
     await new Promise<void>((resolve) => this.listener.close(() => resolve()));
   }
 
@@ -246,6 +246,7 @@ export class SshServer {
       });
     });
     connection.once('close', () => {
+      // The client went away: what its sessions run is hung up, as sshd does, not killed.
       this.drop(client);
       this.clients.delete(client);
     });
@@ -279,9 +280,16 @@ export class SshServer {
     client.idleTimer.unref();
   }
 
+  /**
+   * Ends a connection's sessions and forwards: with `message` (the lease ended, the server closes)
+   * what they run is killed after the message; without (the connection is gone) hung up.
+   */
   private drop(client: Client, message?: string): void {
     clearTimeout(client.idleTimer);
-    for (const session of client.sessions) session.end(message ?? 'alacarte: the connection is closing');
+    for (const session of client.sessions) {
+      if (message) session.end(message);
+      else session.hangUp();
+    }
     for (const cut of client.cuts) cut();
     client.sessions.clear();
     client.cuts.clear();

@@ -19,7 +19,15 @@ const MAX_ENV_VALUE_BYTES = 1024;
 /** The running part of a session: what ends it from outside (lease over, connection gone). */
 interface Running {
   channel: ServerChannel;
+  /** Ends what runs and everything it started (the lease has ended). */
   kill(): void;
+  /**
+   * The client went away: a terminal hangs up (the kernel SIGHUPs its session), a command's own
+   * process is SIGHUPed while the jobs it started keep running (SandboxProcess.hangup), sftp ends.
+   */
+  hangup(): void;
+  /** What ran has exited: nothing is left to hang up. */
+  done: boolean;
   /** On a terminal (attach) rather than plain pipes. */
   terminal: boolean;
   /** Whether lines for the user may be written (not into an sftp stream). */
@@ -34,6 +42,11 @@ interface Running {
  * back) or the `sftp` subsystem (OpenSSH's
  * sftp-server inside the sandbox, driver.sftp()). Everything runs inside the sandbox as its root;
  * bytes go both ways back-pressured (pipes), never gathered in this process.
+ *
+ * As with OpenSSH's sshd, a command's exit ends its channel (exit status, close) as soon as what it
+ * wrote has reached the client, whatever jobs it left running (`nohup server &`): they keep running,
+ * their later output dropped (spawn()). A client that goes away before the command exits hangs it
+ * up: SIGHUP to the command's own process, never a kill of what it started (README, SSH).
  */
 export class SshSession {
   private pty: TerminalSize | undefined;
@@ -138,7 +151,16 @@ export class SshSession {
 
   private close(): void {
     this.closed = true;
-    this.running?.kill();
+    this.hangUp();
+  }
+
+  /** The client went away (see Running.hangup): once, and nothing once what ran has exited. */
+  hangUp(): void {
+    const running = this.running;
+    if (!running || running.done) return;
+    // Told by the channel's close, the session's and the connection's: one hangup.
+    running.done = true;
+    running.hangup();
   }
 
   /**
@@ -170,10 +192,15 @@ export class SshSession {
       this.starting = false;
     }
     const stop = 'stream' in started ? () => started.close() : () => started.kill();
-    if (this.closed) return stop();
+    // sftp-server is ours and starts nothing: ended outright.
+    const hangup = 'stream' in started || options.stderr === false ? stop : () => started.hangup();
+    // The client went away while it started.
+    if (this.closed) return hangup();
     this.running = {
       channel,
       kill: stop,
+      hangup,
+      done: false,
       terminal: 'stream' in started,
       tellable: options.stderr !== false,
     };
@@ -205,7 +232,10 @@ export class SshSession {
     terminal.stream.pipe(channel, { end: false });
     terminal.stream.on('error', () => undefined);
     channel.once('close', () => terminal.close());
-    void terminal.exited.then((code) => this.finish(channel, code));
+    void terminal.exited.then((code) => {
+      if (this.running) this.running.done = true;
+      return this.finish(channel, code);
+    });
   }
 
   private bindProcess(channel: ServerChannel, proc: SandboxProcess, stderr: boolean): void {
@@ -214,8 +244,17 @@ export class SshSession {
     proc.stdout.pipe(channel, { end: false });
     if (stderr) proc.stderr.pipe(channel.stderr, { end: false });
     else proc.stderr.resume();
-    channel.once('close', () => proc.kill());
-    void proc.exited.then((code) => this.finish(channel, code));
+    channel.once('close', () => {
+      proc.stdout.unpipe(channel);
+      proc.stderr.unpipe(channel.stderr);
+      // As sshd: what the command left running is not killed when its channel closes; a command
+      // still running when the client went away is hung up (sftp-server, ours, ended).
+      this.hangUp();
+    });
+    void proc.exited.then((code) => {
+      if (this.running) this.running.done = true;
+      return this.finish(channel, code);
+    });
   }
 }
 

@@ -422,8 +422,7 @@ export class CrunDriver implements ComputeDriver {
     }
     const meta = this.meta(id);
     const command = request.background ? backgroundCommand(request.command) : request.command;
-    const drain = this.drains.get(id) ?? new OutputDrain();
-    this.drains.set(id, drain);
+    const drain = this.drainOf(id);
     const result = await execInSandbox(
       {
         runtime: this.runtime.path,
@@ -459,9 +458,17 @@ export class CrunDriver implements ComputeDriver {
         pidFile: join(this.dir(id), `spawn-${randomBytes(6).toString('hex')}.pid`),
         env: this.envFor(meta, request.env),
         procsFile: procsFile(this.cgroups.mode, this.cgroupOf(meta.container)),
+        drain: this.drainOf(id),
       },
       request.command,
     );
+  }
+
+  /** The lease's OutputDrain (output-drain.ts), made on first use. */
+  private drainOf(id: string): OutputDrain {
+    const drain = this.drains.get(id) ?? new OutputDrain();
+    this.drains.set(id, drain);
+    return drain;
   }
 
   async sftp(sandbox: SandboxRef): Promise<SandboxProcess> {

@@ -1,48 +1,23 @@
 import { spawn as spawnChild } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import type { Readable } from 'node:stream';
 import type { SandboxProcess } from '../compute-driver.js';
 import type { ExecTarget } from './exec.js';
-import { killExecTree, readPid } from './process-tree.js';
+import { inCgroup, killExecTree, readPid } from './process-tree.js';
 import { signalNumber } from './run-process.js';
+import { CommandOutput } from './spawn-output.js';
 
-/** How long output may stay silent after the command exited before a holder of its pipe is cut off. */
-const QUIET_AFTER_EXIT_MS = 150;
-
-/**
- * Resolves once `stream` has ended, or has been quiet with nothing buffered for QUIET_AFTER_EXIT_MS
- * (then it is destroyed). Called after the command exited: what is still in the pipe arrives, at the
- * consumer's pace (a stream the consumer has not drained holds bytes, so it is never cut short), but
- * a background process the command left holding the pipe does not keep it open for ever.
- */
-function settle(stream: Readable): Promise<void> {
-  if (stream.readableEnded || stream.destroyed) return Promise.resolve();
-  return new Promise((resolve) => {
-    let heard = true;
-    const onData = () => {
-      heard = true;
-    };
-    const done = () => {
-      clearInterval(timer);
-      stream.off('data', onData);
-      resolve();
-    };
-    stream.on('data', onData).once('end', done).once('close', done);
-    const timer = setInterval(() => {
-      if (!heard && stream.readableLength === 0) {
-        stream.destroy();
-        done();
-      }
-      heard = false;
-    }, QUIET_AFTER_EXIT_MS);
-  });
-}
+/** How often, and how many times, hangup() looks for a command's pid the runtime has not written yet. */
+const HANGUP_RETRY_MS = 100;
+const HANGUP_TRIES = 20;
 
 /**
  * Starts `command` in the sandbox through `<runtime> exec`, its stdio as streams (ComputeDriver.spawn).
  * The runtime gives the process a session of its own; kill() SIGKILLs that session and every
- * descendant (process-tree.ts), as an exec timeout does. Unlike execInSandbox there is no retry of a
- * runtime that failed to join the sandbox: input may already have been consumed.
+ * descendant (process-tree.ts), as an exec timeout does; hangup() SIGHUPs the command's process
+ * alone. `exited` comes at the command's exit once what it wrote has been read, whatever background
+ * job still holds its output (spawn-output.ts: that pipe then goes to `target.drain`). Unlike
+ * execInSandbox there is no retry of a runtime that failed to join the sandbox: input may already
+ * have been consumed.
  */
 export function spawnInSandbox(target: ExecTarget, command: string[]): SandboxProcess {
   const args = ['--root', target.stateDir, 'exec', '--pid-file', target.pidFile];
@@ -51,7 +26,11 @@ export function spawnInSandbox(target: ExecTarget, command: string[]): SandboxPr
   const child = spawnChild(target.runtime, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   // A consumer that stops writing early (the command exited first) must not crash the node.
   child.stdin.on('error', () => {});
+  const stdout = new CommandOutput(child.stdout, target.drain);
+  const stderr = new CommandOutput(child.stderr, target.drain);
+  let commandEnded = false;
   let killed = false;
+  let hungUp = false;
   const kill = () => {
     if (killed) return;
     killed = true;
@@ -60,16 +39,52 @@ export function spawnInSandbox(target: ExecTarget, command: string[]): SandboxPr
     // The runtime itself, if the command never started or the runtime hangs.
     setTimeout(() => child.kill('SIGKILL'), 1000).unref();
   };
+  const hangup = () => {
+    if (hungUp) return;
+    hungUp = true;
+    child.stdin.destroy();
+    for (const output of [stdout, stderr]) {
+      output.release();
+      // What the consumer did not take is dropped, so that the relay ends.
+      output.stream.resume();
+    }
+    // The pid file is written once the command has started: a hangup right after the start waits for it.
+    let tries = 0;
+    const signal = () => {
+      if (commandEnded || killed) return;
+      const pid = readPid(target.pidFile);
+      if (pid === undefined) {
+        if (++tries < HANGUP_TRIES) setTimeout(signal, HANGUP_RETRY_MS).unref();
+        return;
+      }
+      if (!inCgroup(pid, target.procsFile)) return;
+      try {
+        process.kill(pid, 'SIGHUP');
+      } catch {
+        // It exited meanwhile.
+      }
+    };
+    signal();
+  };
   const exited = new Promise<number>((resolve) => {
     const finish = (code: number) => {
+      commandEnded = true;
       rmSync(target.pidFile, { force: true });
       resolve(code);
     };
-    child.once('error', () => finish(127));
+    child.once('error', () => {
+      stdout.release();
+      stderr.release();
+      finish(127);
+    });
     child.once('exit', (code, signal) => {
+      // Its pid may be anyone's from now on: never signalled again.
+      commandEnded = true;
       const status = code ?? 128 + signalNumber(signal);
-      void Promise.all([settle(child.stdout), settle(child.stderr)]).then(() => finish(status));
+      stdout.commandExited();
+      stderr.commandExited();
+      void Promise.all([stdout.done, stderr.done]).then(() => finish(status));
     });
   });
-  return { stdin: child.stdin, stdout: child.stdout, stderr: child.stderr, exited, kill };
+  return { stdin: child.stdin, stdout: stdout.stream, stderr: stderr.stream, exited, kill, hangup };
 }

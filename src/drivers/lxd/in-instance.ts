@@ -180,6 +180,27 @@ const RELAY_ROUND_SECONDS = '0.02';
 const PIPE_BYTES = 1 << 20;
 
 /**
+ * Where RELAYED_EXEC_SCRIPT writes the pid of the command of the exec tagged `<tag>` (lxd-exec.ts),
+ * for hangupScript, and removes it once the command has exited: in /dev, the instance's own tmpfs.
+ * The tenant may rewrite it, and so SIGHUP a process of its own instance: nothing it could not do.
+ */
+const COMMAND_PID_PREFIX = '/dev/.alacarte-cmd-';
+
+/**
+ * SIGHUPs the command of the exec tagged `$1` (its own process, not what it started), as sshd's
+ * hangup: the pid RELAYED_EXEC_SCRIPT wrote, waited for up to a second after a start. Nothing when
+ * the command has exited (the file is gone).
+ */
+export function hangupScript(): string {
+  return `f=${COMMAND_PID_PREFIX}$1
+for i in 1 2 3 4 5 6 7 8 9 10; do
+  if [ -e "$f" ]; then read -r p < "$f" && kill -HUP "$p"; exit 0; fi
+  ${IN_INSTANCE.busybox} sleep 0.1
+done
+`;
+}
+
+/**
  * EXEC_SCRIPT for a command whose exec must end when the command does (ComputeDriver.exec and
  * spawn), as crun's does: LXD 5.0 ends an exec only once every holder of its stdout and stderr has closed
  * them, and a background job (`server &`) inherits them. Here the command writes to two pipes of
@@ -207,7 +228,9 @@ const PIPE_BYTES = 1 << 20;
  * (kill-tag.sh ends it on a timeout). Fd 9 is a FIFO nobody writes to: `read -t` on it waits without
  * a fork, and SIGCHLD (trapped) cuts the wait short when a relay ends. This shell's own messages
  * (ash reports a job killed by a signal) go to /dev/null, as crun prints none; fd 4 keeps LXD's
- * stderr open. Where no FIFO can be made, the command runs as EXEC_SCRIPT runs it.
+ * stderr open. Where no FIFO can be made, the command runs as EXEC_SCRIPT runs it. The command's
+ * pid goes to a file for hangupScript (COMMAND_PID_PREFIX), written by a busybox shell that then
+ * execs the command: the same process, no pid more.
  */
 const RELAYED_EXEC_SCRIPT = `${RESOLVE_COMMAND}B=${IN_INSTANCE.busybox}
 f=/dev/.alacarte-exec-$$
@@ -224,7 +247,9 @@ o=$!
 $D bs=${PIPE_BYTES} <&7 >&2 2>/dev/null 5<&- 6>&- 7<&- 8>&- 9<&- &
 e=$!
 exec 4>&2 2>/dev/null
-(exec $B env -i "$@" >&6 2>&8 4>&- 5<&- 6>&- 7<&- 8>&- 9<&-); s=$?
+h=${COMMAND_PID_PREFIX}$ALACARTE_EXEC
+(exec $B sh -c '{ echo $$ >"$0"; } 2>/dev/null; exec "$@"' "$h" $B env -i "$@" >&6 2>&8 4>&- 5<&- 6>&- 7<&- 8>&- 9<&-); s=$?
+$B rm -f "$h"
 exec 6>&- 8>&-
 alive() { { read -r v v t u v < /proc/$1/stat; } 2>/dev/null && [ "$u" = $$ ] && [ "$t" != Z ]; }
 trap : CHLD

@@ -48,7 +48,14 @@ import { ConnectionBudget } from '../crun/port-proxy.js';
 import { ensureBusyboxImage } from '../crun/preflight.js';
 import { installSftpServer } from '../crun/sftp-server.js';
 import { newSealKey, SEAL_KEY_PATTERN, sealedMove } from './deadline-seal.js';
-import { IN_INSTANCE, instanceInit, killTagScript, LXD_EXEC_DEFAULTS, rewriteScript } from './in-instance.js';
+import {
+  hangupScript,
+  IN_INSTANCE,
+  instanceInit,
+  killTagScript,
+  LXD_EXEC_DEFAULTS,
+  rewriteScript,
+} from './in-instance.js';
 import { type LxdClient, LxdError } from './lxd-client.js';
 import { type LxdExecProcess, lxdExec, resizeTerminal, sendSignal } from './lxd-exec.js';
 import { ensureLxdImage } from './lxd-image.js';
@@ -827,6 +834,7 @@ export class LxdDriver implements ComputeDriver {
     const stdout = p.stdout as Duplex;
     const stderr = p.stderr as Duplex;
     let killed = false;
+    let hungUp = false;
     const exited = Promise.all([p.exited, ended(stdout), ended(stderr)]).then(([code]) =>
       killed ? 137 : code,
     );
@@ -841,7 +849,40 @@ export class LxdDriver implements ComputeDriver {
         sendSignal(p.control, 9);
         void this.killTag(sandbox.leaseId, p.tag);
       },
+      hangup: () => {
+        if (hungUp || killed) return;
+        hungUp = true;
+        p.stdin.destroy();
+        // Read and dropped from now on: a job the command left keeps running (the relays drain it).
+        for (const s of [stdout, stderr]) {
+          s.removeAllListeners('data');
+          s.unpipe();
+          s.resume();
+        }
+        if (!relayOutput) {
+          // The driver's own programs (sftp-server, a port's relay) start nothing: ended outright.
+          sendSignal(p.control, 9);
+          return;
+        }
+        void this.hangupCommand(sandbox.leaseId, p.tag);
+      },
     };
+  }
+
+  /** SIGHUPs the command of the exec tagged `tag` (in-instance.ts, hangupScript); best effort. */
+  private async hangupCommand(leaseId: string, tag: string): Promise<void> {
+    try {
+      const p = await lxdExec(this.options.client, this.instanceName(leaseId), {
+        command: [IN_INSTANCE.busybox, 'sh', '-c', hangupScript(), 'alacarte-hangup', tag],
+        env: {},
+      });
+      p.stdin.end();
+      p.stdout?.resume();
+      p.stderr?.resume();
+      await p.exited;
+    } catch {
+      // gone already
+    }
   }
 
   async sftp(sandbox: SandboxRef): Promise<SandboxProcess> {

@@ -138,6 +138,61 @@ export function backgroundJobsContract(name: string, makeTarget: () => Promise<C
       await killAll(t, h, 'sleep 556');
     });
 
+    it('a spawned process reports its exit while its jobs keep writing, and they keep running', async () => {
+      // `ssh box 'logger-loop &'`: the job writes to the output it inherited for ever, one slowly,
+      // one without pause; the command's own last line must still come, and its exit.
+      const proc = await t.driver.spawn(h, {
+        command: [
+          'sh',
+          '-c',
+          'sh -c "while :; do echo tick; sleep 0.05; done" & sh -c "while :; do echo tock >&2; done" & echo last; exit 4',
+        ],
+      });
+      proc.stdin.end();
+      let out = '';
+      proc.stdout.on('data', (b: Buffer) => {
+        out += b.toString();
+      });
+      proc.stderr.resume();
+      // It hung here (crun) for as long as the jobs wrote.
+      expect(await proc.exited).toBe(4);
+      expect(out).toMatch(/(^|\n)last\n/);
+      await sleep(1000);
+      // Their output is drained, not closed: no SIGPIPE ended them.
+      expect(await running(t, h, 'sh -c while :; do echo tick')).toHaveLength(1);
+      expect(await running(t, h, 'sh -c while :; do echo tock')).toHaveLength(1);
+      await killAll(t, h, 'sh -c while :; do echo t');
+    });
+
+    it('hangup() signals the command alone: a job it started keeps running', async () => {
+      // An SSH client that went away mid-command: sshd does not kill what the command started.
+      const proc = await t.driver.spawn(h, {
+        command: [
+          'sh',
+          '-c',
+          'setsid sleep 557 </dev/null >/dev/null 2>&1 & sleep 558 & echo up; exec sleep 559',
+        ],
+      });
+      let out = '';
+      proc.stdout.on('data', (b: Buffer) => {
+        out += b.toString();
+      });
+      proc.stderr.resume();
+      expect(
+        await waitFor(
+          async () => out.includes('up\n') && (await running(t, h, 'sleep 559')).length === 1,
+          10_000,
+        ),
+      ).toBe(true);
+      proc.hangup();
+      // SIGHUP ends `sleep 559` (the command's own process), so the spawn ends.
+      expect(await proc.exited).toBe(129);
+      expect(await running(t, h, 'sleep 559')).toEqual([]);
+      expect(await running(t, h, 'sleep 557')).toHaveLength(1);
+      expect(await running(t, h, 'sleep 558')).toHaveLength(1);
+      await killAll(t, h, /^sleep 55[78]/);
+    });
+
     it('background: true returns at once with the pid of a command that keeps running', async () => {
       const r = await t.driver.exec(h, {
         command: ['sh', '-c', 'echo not shown; exec sleep 333'],

@@ -52,6 +52,7 @@ describe.skipIf(skipReason)(`SSH into a lease on LXD ${skipReason ?? ''}`, () =>
   let node: AlacarteNode;
   let dir: string;
   let ssh: (command: string) => Promise<Run>;
+  let sshArgs: (command: string) => string[];
   let exec: (script: string) => Promise<string>;
 
   beforeAll(async () => {
@@ -88,30 +89,30 @@ describe.skipIf(skipReason)(`SSH into a lease on LXD ${skipReason ?? ''}`, () =>
     expect(created.status, JSON.stringify(created.body)).toBe(201);
     const lease = created.body as { id: string; token: string };
     // A stock client: only this test's known_hosts and key, no config, no agent.
-    ssh = (command) =>
-      run('ssh', [
-        '-F',
-        '/dev/null',
-        '-o',
-        'StrictHostKeyChecking=yes',
-        '-o',
-        `UserKnownHostsFile=${knownHosts}`,
-        '-o',
-        'LogLevel=ERROR',
-        '-o',
-        'IdentityAgent=none',
-        '-o',
-        'IdentitiesOnly=yes',
-        '-o',
-        'BatchMode=yes',
-        '-i',
-        key,
-        '-p',
-        port,
-        `${lease.id}@127.0.0.1`,
-        '--',
-        command,
-      ]);
+    sshArgs = (command) => [
+      '-F',
+      '/dev/null',
+      '-o',
+      'StrictHostKeyChecking=yes',
+      '-o',
+      `UserKnownHostsFile=${knownHosts}`,
+      '-o',
+      'LogLevel=ERROR',
+      '-o',
+      'IdentityAgent=none',
+      '-o',
+      'IdentitiesOnly=yes',
+      '-o',
+      'BatchMode=yes',
+      '-i',
+      key,
+      '-p',
+      port,
+      `${lease.id}@127.0.0.1`,
+      '--',
+      command,
+    ];
+    ssh = (command) => run('ssh', sshArgs(command));
     exec = async (script) => {
       const r = await postJson(
         `${url}/v1/leases/${lease.id}/exec`,
@@ -135,7 +136,56 @@ describe.skipIf(skipReason)(`SSH into a lease on LXD ${skipReason ?? ''}`, () =>
     // client was killed here after 40 s (code null).
     const r = await ssh('sleep 600 & echo started; exit 4');
     expect(r).toEqual({ code: 4, stdout: 'started\n', stderr: '' });
-    // The session ended, and the lease still answers.
+    // The session ended, and the lease still answers; the job was left running, as sshd does.
     expect(await exec('echo still')).toBe('still\n');
+    expect(await exec('ps -o args | grep -c "^sleep 600"')).toBe('1\n');
+    await exec('pkill -f "^sleep 600"');
+  }, 90_000);
+
+  it('leaves a server started with nohup or setsid running after the command returns', async () => {
+    // The busybox image has no nohup: what coreutils' does, ignore SIGHUP and run the command.
+    await exec(`printf '%s\n' '#!/bin/sh' 'trap "" HUP' 'exec "$@"' >/bin/nohup && chmod 755 /bin/nohup`);
+    for (const [start, port] of [
+      ['nohup sh -c "sleep 1; httpd -f -p 8081 -h /etc" >/dev/null 2>&1 &', 8081],
+      ['setsid httpd -f -p 8082 -h /etc </dev/null >/dev/null 2>&1 &', 8082],
+    ] as const) {
+      const r = await ssh(start);
+      expect(r).toEqual({ code: 0, stdout: '', stderr: '' });
+      let page = '';
+      for (let i = 0; i < 40 && !page.includes('root:'); i++) {
+        await new Promise((done) => setTimeout(done, 500));
+        page = await exec(`wget -qO- http://127.0.0.1:${port}/passwd || true`);
+      }
+      const seen = page.includes('root:') ? '' : await exec('ps -o pid,args; netstat -ltn');
+      expect(page, seen).toContain('root:');
+      await exec(`pkill -f "^httpd -f -p ${port}"`);
+    }
+  }, 90_000);
+
+  it('returns at the command exit while a job keeps writing to the channel', async () => {
+    const r = await ssh(
+      'sh -c "while :; do echo tick; echo tock >&2; sleep 0.1; done" & echo started; exit 6',
+    );
+    expect(r.code).toBe(6);
+    expect(r.stdout).toMatch(/(^|\n)started\n/);
+    await new Promise((done) => setTimeout(done, 1000));
+    expect(await exec('ps -o args | grep -c "^sh -c while :; do echo tick"')).toBe('1\n');
+    await exec('pkill -f "^sh -c while :; do echo tick"');
+  }, 90_000);
+
+  it('hangs up a command whose client went away, and leaves what it started running', async () => {
+    const child = spawn('ssh', sshArgs('sleep 601 & echo up; exec sleep 602'));
+    child.stdin.end();
+    child.stderr.resume();
+    await new Promise<void>((up) => child.stdout.once('data', () => up()));
+    child.kill('SIGKILL');
+    let left = '';
+    for (let i = 0; i < 40; i++) {
+      left = await exec('ps -o args | grep "^sleep 60[12]" || true');
+      if (!left.includes('sleep 602')) break;
+      await new Promise((done) => setTimeout(done, 250));
+    }
+    expect(left).toBe('sleep 601\n');
+    await exec('pkill -f "^sleep 601"');
   }, 90_000);
 });
