@@ -17,7 +17,7 @@ $B renice -n 19 -p 1 && echo "$1 renice pid"
 $B renice -n 19 -g 1 && echo "$1 renice pgrp"
 $B renice -n 19 -u ${IN_INSTANCE.initUid} && echo "$1 renice user"
 $B ionice -c 3 -p 1 && echo "$1 ionice"
-m=$($B taskset -p 1 | $B sed 's/.*: //') && $B taskset -p "$m" 1 && echo "$1 taskset"
+m=$($B taskset -p 1 | $B sed 's/.*: //') && $B taskset -p "$m" 1 >/dev/null && echo "$1 taskset"
 if [ -x /usr/bin/chrt ] && [ -x /usr/bin/prlimit ]; then
   /usr/bin/chrt -i -p 0 1 && echo "$1 idle"
   /usr/bin/chrt -b -p 0 1 && echo "$1 batch"
