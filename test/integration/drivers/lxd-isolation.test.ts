@@ -9,16 +9,18 @@ import { lxdQuotaPoolSkipReason, lxdSkipReason, makeLxdTarget } from './lxd-targ
  * lets change its own processes without CAP_SYS_NICE), to starve init inside the instance's own
  * CPU allowance: a lower priority for init by its pid, its process group (1) or its user, the idle
  * I/O class, an affinity set (to the mask it has, so that only a refusal can fail it) and, with
- * util-linux where the image has it (debian), the idle and batch scheduling classes and a CPU-time
- * limit. Each line printed is an attempt that worked; `own` shows the shell may renice itself.
+ * util-linux where the image has it (debian: busybox renice takes no numeric user), the same by
+ * init's user, the idle and batch scheduling classes and a CPU-time limit. Each line printed is an attempt that worked; `own` shows the shell may renice itself.
  */
 const PRIORITY_PROBE = `B=${IN_INSTANCE.busybox}
 $B renice -n 19 -p 1 && echo "$1 renice pid"
 $B renice -n 19 -g 1 && echo "$1 renice pgrp"
-$B renice -n 19 -u ${IN_INSTANCE.initUid} && echo "$1 renice user"
 $B ionice -c 3 -p 1 && echo "$1 ionice"
 m=$($B taskset -p 1 | $B sed 's/.*: //') && $B taskset -p "$m" 1 >/dev/null && echo "$1 taskset"
 if [ -x /usr/bin/chrt ] && [ -x /usr/bin/prlimit ]; then
+  /usr/bin/renice -n 19 -u ${IN_INSTANCE.initUid} && echo "$1 renice user"
+  /usr/bin/ionice -c 3 -u ${IN_INSTANCE.initUid} && echo "$1 ionice user"
+  /usr/bin/ionice -c 3 -P 1 && echo "$1 ionice pgrp"
   /usr/bin/chrt -i -p 0 1 && echo "$1 idle"
   /usr/bin/chrt -b -p 0 1 && echo "$1 batch"
   /usr/bin/prlimit --pid 1 --cpu=1 && echo "$1 prlimit"
