@@ -10,7 +10,8 @@ import { lxdQuotaPoolSkipReason, lxdSkipReason, makeLxdTarget } from './lxd-targ
  * CPU allowance: a lower priority for init by its pid, its process group (1) or its user, the idle
  * I/O class, an affinity set (to the mask it has, so that only a refusal can fail it) and, with
  * util-linux where the image has it (debian: busybox renice takes no numeric user), the same by
- * init's user, the idle and batch scheduling classes and a CPU-time limit. Each line printed is an attempt that worked; `own` shows the shell may renice itself.
+ * init's user, the idle and batch scheduling classes and a CPU-time limit. Each line printed is an
+ * attempt that worked; `own` shows the shell may still renice itself.
  */
 const PRIORITY_PROBE = `B=${IN_INSTANCE.busybox}
 $B renice -n 19 -p 1 && echo "$1 renice pid"
