@@ -395,8 +395,8 @@ export class LxdDriver implements ComputeDriver {
         'limits.memory.swap': 'false',
         'limits.processes': String(limits.pids),
         'security.nesting': 'false',
-        // crun's seccomp deny list, and no new namespaces from inside: unshare(2), setns(2) and
-        // clone(2) with namespace flags refused (lxd-seccomp.ts).
+        // crun's seccomp profile: its deny list, no new namespaces from inside (unshare(2), setns(2),
+        // clone(2) with namespace flags) and no lower priority for init (lxd-seccomp.ts).
         'raw.seccomp': lxdSeccompPolicy(),
         'security.privileged': 'false',
         // Each instance its own range of host uids and gids: root of one is nobody in another.

@@ -3,7 +3,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { newSealKey, sealedMove } from '../../../src/drivers/lxd/deadline-seal.js';
+import { IN_INSTANCE } from '../../../src/drivers/lxd/in-instance.js';
+import { debianImagesDir } from '../../helpers/test-images.js';
 import { newLeaseId, sh, TEST_LIMITS, waitFor } from './compute-driver.contract.js';
+import { cpuUsageNs } from './crun-target.js';
 import { type LxdTarget, lxdSkipReason, makeLxdTarget } from './lxd-target.js';
 
 /** True while a host process exists and has not exited (a zombie has). */
@@ -13,6 +16,13 @@ function processAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** The cgroup of a host process that accounts its CPU time (cgroup v2, or v1's cpuacct). */
+function cpuCgroupOf(pid: number): string {
+  const lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n');
+  const v1 = lines.find((l) => /^\d+:[^:]*\bcpuacct\b[^:]*:/.test(l));
+  return (v1 ?? lines.find((l) => l.startsWith('0::')) ?? '').replace(/^\d+:[^:]*:/, '');
 }
 
 if (lxdSkipReason) {
@@ -145,4 +155,50 @@ done`;
       }, 60_000);
     });
   }
+
+  describe('LXD deadline against a tenant that lowers the priority of init and burns its CPU, node stopped', () => {
+    let t: LxdTarget;
+    beforeAll(async () => {
+      t = await makeLxdTarget({ imagesDir: await debianImagesDir() });
+    }, 600_000);
+    // An instance that outlived its deadline (the case failed) takes long to stop.
+    afterAll(async () => {
+      await t?.dispose();
+    }, 300_000);
+
+    it('ends the instance within seconds of its deadline while root inside, also as the uid of init, tries to starve init in a small CPU allowance', async () => {
+      const B = IN_INSTANCE.busybox;
+      // As root and as init's uid (which needs no capability to lower the priority of its own
+      // processes): a nice of 19 for init by its pid, its process group and its user, the idle I/O
+      // class and the idle scheduling class (debian's chrt); then keep a CPU allowance of 50 ms a
+      // second busy with 8 loops. Unrefused, this kept init (idle class, weight 3 against 8 x 1024)
+      // alive more than 60 s past its deadline; refused, it ended within 2 s of it.
+      const attack = [
+        `for u in 0 ${IN_INSTANCE.initUid}; do ${B} nsenter -S $u -G $u -F ${B} sh -c "${B} renice -n 19 -p 1; ${B} renice -n 19 -g 1; ${B} renice -n 19 -u ${IN_INSTANCE.initUid}; ${B} ionice -c 3 -p 1; chrt -i -p 0 1"; done >/dev/null 2>&1`,
+        'for i in 1 2 3 4 5 6 7 8; do (while :; do :; done) & done',
+        'wait',
+      ].join('\n');
+      const deadline = Date.now() + 30_000;
+      const h = await t.driver.start(
+        { leaseId: newLeaseId(), image: 'debian', command: ['sh', '-c', attack] },
+        { ...TEST_LIMITS, vcpu: 0.05 },
+        new Date(deadline),
+      );
+      const pid = (await t.driver.initPid(h.leaseId)) ?? 0;
+      expect(pid).toBeGreaterThan(1);
+      const cgroup = cpuCgroupOf(pid);
+      expect(cgroup).not.toBe('');
+      // No node from here on: nobody outside stops the instance.
+      await t.driver.close();
+      // The attack runs and burns: the instance's CPU time grows while it lives.
+      const u0 = cpuUsageNs(cgroup);
+      await sleep(2000);
+      if (Date.now() < deadline - 1000) {
+        expect(processAlive(pid)).toBe(true);
+        expect(cpuUsageNs(cgroup)).toBeGreaterThan(u0);
+      }
+      const gone = await waitFor(() => !processAlive(pid), deadline + 5000 - Date.now());
+      expect(gone, 'the instance outlived its deadline by more than 5 s').toBe(true);
+    }, 90_000);
+  });
 }
