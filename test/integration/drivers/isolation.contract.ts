@@ -267,15 +267,23 @@ export function isolationContract<T extends IsolationTarget>(
       const a = await start();
       const pid = await ctx.t.driver.initPid(a.leaseId);
       expect(pid).toBeGreaterThan(1);
-      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-      const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]);
+      // init may run as another uid inside (both drivers' do, once it has dropped root a moment
+      // after the start): root inside is init's host uid less that, read the two the same moment.
+      let uid = 0;
+      let initUid = 0;
+      let inside = { out: '' };
+      for (let i = 0; i < 20; i++) {
+        inside = await sh(
+          a,
+          'id -u; cat /proc/self/uid_map; while read -r l; do case $l in Uid:*) echo "$l";; esac; done < /proc/1/status',
+        );
+        initUid = Number(/^Uid:\s+(\d+)/m.exec(inside.out)?.[1]);
+        uid = Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+        const base = Number(/^0\n\s*0\s+(\d+)/.exec(inside.out)?.[1]);
+        if (uid - initUid === base) break;
+        await sleep(100);
+      }
       expect(uid).toBeGreaterThanOrEqual(100_000);
-      // init may run as another uid inside (LXD's does): root inside is that host uid less it.
-      const inside = await sh(
-        a,
-        'id -u; cat /proc/self/uid_map; while read -r l; do case $l in Uid:*) echo "$l";; esac; done < /proc/1/status',
-      );
-      const initUid = Number(/^Uid:\s+(\d+)/m.exec(inside.out)?.[1]);
       expect(inside.out).toMatch(new RegExp(`^0\\n\\s*0\\s+${uid - initUid}\\s+\\d+`));
       const tries = await sh(
         a,
