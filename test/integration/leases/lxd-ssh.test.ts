@@ -8,6 +8,8 @@ import { LxdClient } from '../../../src/drivers/lxd/lxd-client.js';
 import { LxdDriver } from '../../../src/drivers/lxd/lxd-driver.js';
 import { AlacarteNode } from '../../../src/node.js';
 import { fundedWallet, postJson, tokenOf } from '../../helpers/lease-node.js';
+import { type ProcessResult, runProcess } from '../../helpers/run-process.js';
+import { sshClientOptions } from '../../helpers/ssh-client.js';
 import { findOnPath } from '../drivers/crun-target.js';
 import { type LxdDaemon, lxdSkipReason, startLxd } from '../drivers/lxd-target.js';
 
@@ -19,31 +21,9 @@ import { type LxdDaemon, lxdSkipReason, startLxd } from '../drivers/lxd-target.j
 const skipReason =
   lxdSkipReason ?? (findOnPath('ssh') ? undefined : 'no ssh client (Debian package openssh-client)');
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs an OpenSSH program to its end, killed after `timeoutMs` (code null then). */
-function run(program: string, args: string[], timeoutMs = 40_000): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(program, args);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (b: Buffer) => {
-      stdout += b.toString();
-    });
-    child.stderr.on('data', (b: Buffer) => {
-      stderr += b.toString();
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end();
-  });
+/** Runs an OpenSSH program to its end, killed after 40 s (code null then). */
+function run(program: string, args: string[]): Promise<ProcessResult> {
+  return runProcess(program, args, { timeoutMs: 40_000 });
 }
 
 describe.skipIf(skipReason)(`SSH into a lease on LXD ${skipReason ?? ''}`, () => {
@@ -51,7 +31,7 @@ describe.skipIf(skipReason)(`SSH into a lease on LXD ${skipReason ?? ''}`, () =>
   let driver: LxdDriver;
   let node: AlacarteNode;
   let dir: string;
-  let ssh: (command: string) => Promise<Run>;
+  let ssh: (command: string) => Promise<ProcessResult>;
   let sshArgs: (command: string) => string[];
   let exec: (script: string) => Promise<string>;
 
@@ -90,22 +70,7 @@ describe.skipIf(skipReason)(`SSH into a lease on LXD ${skipReason ?? ''}`, () =>
     const lease = created.body as { id: string; token: string };
     // A stock client: only this test's known_hosts and key, no config, no agent.
     sshArgs = (command) => [
-      '-F',
-      '/dev/null',
-      '-o',
-      'StrictHostKeyChecking=yes',
-      '-o',
-      `UserKnownHostsFile=${knownHosts}`,
-      '-o',
-      'LogLevel=ERROR',
-      '-o',
-      'IdentityAgent=none',
-      '-o',
-      'IdentitiesOnly=yes',
-      '-o',
-      'BatchMode=yes',
-      '-i',
-      key,
+      ...sshClientOptions(knownHosts, key),
       '-p',
       port,
       `${lease.id}@127.0.0.1`,

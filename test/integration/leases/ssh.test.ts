@@ -14,6 +14,8 @@ import {
   startLeaseNode,
   tokenOf,
 } from '../../helpers/lease-node.js';
+import { type ProcessResult, runProcess } from '../../helpers/run-process.js';
+import { sshClientOptions } from '../../helpers/ssh-client.js';
 
 /**
  * SSH into a paid lease with Debian's stock OpenSSH client (`ssh`, `scp`, `sftp`), as a renter
@@ -38,53 +40,18 @@ interface Lease {
 }
 let lease: Lease;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs an OpenSSH program to its end (at most `timeoutMs`), feeding `input`. */
+/** Runs an OpenSSH program to its end (killed after 30 s unless `timeoutMs` says otherwise). */
 function run(
   program: string,
   args: string[],
   options: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
-): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(program, args, { env: { ...process.env, ...options.env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (b: Buffer) => {
-      stdout += b.toString();
-    });
-    child.stderr.on('data', (b: Buffer) => {
-      stderr += b.toString();
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 30_000);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(options.input ?? '');
-  });
+): Promise<ProcessResult> {
+  return runProcess(program, args, { timeoutMs: 30_000, ...options });
 }
 
 /** Options every client call shares: only the test's known_hosts, no config, no agent. */
 function common(identity: string | null = key): string[] {
-  const opts = [
-    '-F',
-    '/dev/null',
-    '-o',
-    'StrictHostKeyChecking=yes',
-    '-o',
-    `UserKnownHostsFile=${knownHosts}`,
-    '-o',
-    'LogLevel=ERROR',
-    '-o',
-    'IdentityAgent=none',
-  ];
-  if (identity) opts.push('-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes', '-i', identity);
-  return opts;
+  return sshClientOptions(knownHosts, identity);
 }
 
 function ssh(user: string, command: string[], options: { input?: string; identity?: string } = {}) {
