@@ -13,7 +13,6 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import SQLite from 'better-sqlite3';
 // Before the built code binds child_process.spawn, so that the node's children are timed.
 import { childTimes, resetChildTimes } from './lib/child-timing.mjs';
 import {
@@ -25,6 +24,7 @@ import {
   startPaidNode,
   TINY_OFFER,
 } from './lib/paid-node.mjs';
+import { timeSqliteStatements } from './lib/sqlite-timing.mjs';
 
 const SEQUENTIAL = 30;
 const SINGLE_CYCLES = 40;
@@ -55,33 +55,14 @@ function timeCalls(obj, name, key) {
 // SQLite runs on the node's thread, synchronously (better-sqlite3): every statement's time is the
 // thread's. Commits (fsync) are the COMMIT/RELEASE statements and the writes outside transactions.
 const sqlite = { ms: 0, statements: 0, commitMs: 0, commits: 0 };
-{
-  const probe = new SQLite(':memory:');
-  const Statement = Object.getPrototypeOf(probe.prepare('SELECT 1'));
-  probe.close();
-  for (const method of ['run', 'get', 'all']) {
-    const original = Statement[method];
-    Statement[method] = function timed(...args) {
-      const t0 = performance.now();
-      try {
-        return original.apply(this, args);
-      } finally {
-        const took = performance.now() - t0;
-        sqlite.ms += took;
-        sqlite.statements++;
-        if (
-          /^\s*(commit|release)/i.test(this.source) ||
-          (method === 'run' &&
-            this.database.inTransaction === false &&
-            /^\s*(insert|update|delete)/i.test(this.source))
-        ) {
-          sqlite.commitMs += took;
-          sqlite.commits++;
-        }
-      }
-    };
+timeSqliteStatements(/^\s*(commit|release)/i, (took, commit) => {
+  sqlite.ms += took;
+  sqlite.statements++;
+  if (commit) {
+    sqlite.commitMs += took;
+    sqlite.commits++;
   }
-}
+});
 
 function resetProfile(pool) {
   for (const list of Object.values(parts)) list.length = 0;

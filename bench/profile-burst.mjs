@@ -17,9 +17,9 @@ import { Session } from 'node:inspector/promises';
 import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
-import SQLite from 'better-sqlite3';
 import { topSelfTime } from './lib/cpu-profile.mjs';
 import { leaseRail, percentile, prepareTokens, startPaidNode, TINY_OFFER } from './lib/paid-node.mjs';
+import { timeSqliteStatements } from './lib/sqlite-timing.mjs';
 
 const BURST = Number(process.env.BURST ?? 100);
 const POOL = Number(process.env.POOL ?? BURST);
@@ -36,33 +36,15 @@ function threadCpuMs() {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in ticks (USER_HZ 100)
 }
-{
-  const probe = new SQLite(':memory:');
-  const Statement = Object.getPrototypeOf(probe.prepare('SELECT 1'));
-  probe.close();
-  for (const method of ['run', 'get', 'all']) {
-    const original = Statement[method];
-    Statement[method] = function timed(...args) {
-      const t0 = performance.now();
-      try {
-        return original.apply(this, args);
-      } finally {
-        const took = performance.now() - t0;
-        thread.statements++;
-        thread.statementMs += took;
-        if (
-          /^\s*(commit|end)/i.test(this.source) ||
-          (method === 'run' &&
-            !this.database.inTransaction &&
-            /^\s*(insert|update|delete)/i.test(this.source))
-        ) {
-          thread.commits++;
-          thread.commitMs += took;
-        }
-      }
-    };
+// COMMIT and its synonym END; the group commit's savepoint RELEASEs are not commits.
+timeSqliteStatements(/^\s*(commit|end)/i, (took, commit) => {
+  thread.statements++;
+  thread.statementMs += took;
+  if (commit) {
+    thread.commits++;
+    thread.commitMs += took;
   }
-}
+});
 let answeredExecs = 0;
 let threadAtEnd;
 /** Called once the burst's last first command is answered (the CPU profile stops there). */

@@ -42,6 +42,19 @@ export function contentBytes(content: string, encoding: 'utf8' | 'base64'): Buff
   return Buffer.from(content, 'base64');
 }
 
+/**
+ * read_file's whole answer from a download (the node's Files API or the SDK's): read up to
+ * MCP_READ_MAX_BYTES (over it, `payload_too_large`), then shaped by fileAnswer.
+ */
+export async function readFileBody(
+  download: { kind: 'file' | 'directory'; stream: Readable },
+  path: string,
+  encoding: 'utf8' | 'base64',
+): Promise<Record<string, unknown>> {
+  const bytes = await readCapped(download.stream, MCP_READ_MAX_BYTES, path);
+  return fileAnswer(path, download.kind, bytes, encoding);
+}
+
 /** read_file's answer: the content in the encoding asked for; a directory comes as a tar archive. */
 export function fileAnswer(
   path: string,

@@ -12,17 +12,19 @@ import {
   parseWith,
 } from '../http/lease-schemas.js';
 import type { LeaseService } from '../leases/lease-service.js';
-import { contentBytes, fileAnswer, MCP_READ_MAX_BYTES, readCapped } from './file-content.js';
-import {
-  execInputs,
-  leaseIdInput,
-  leaseRequestInputs,
-  offerInput,
-  readFileInputs,
-  secondsInput,
-  writeFileInputs,
-} from './tool-inputs.js';
+import { contentBytes, readFileBody } from './file-content.js';
+import { leaseIdInput, leaseRequestInputs, secondsInput } from './tool-inputs.js';
 import { guarded, toolAnswer, toolOk } from './tool-results.js';
+import {
+  AGENT_TOOLS_VERSION,
+  execTool,
+  offersTool,
+  quoteTool,
+  readFileTool,
+  statusTool,
+  stopTool,
+  writeFileTool,
+} from './tool-specs.js';
 
 /** Who calls, as the HTTP routes pass it to the lease service. */
 export interface McpCaller {
@@ -41,9 +43,6 @@ export interface NodeToolsOptions {
   /** Bugs only (never the arguments: they hold payments and credentials). */
   onUnexpected: (err: unknown) => void;
 }
-
-/** The tools' version, shown to MCP clients: API.md's version 1. */
-export const AGENT_TOOLS_VERSION = '1.0.0';
 
 const PAYMENT = z
   .string()
@@ -79,24 +78,12 @@ export function nodeMcpServer(options: NodeToolsOptions, caller: McpCaller): Mcp
     guarded(async () => work(), options.onUnexpected);
   const credential = (token: string) => bearerOf(`Bearer ${token}`);
 
-  server.registerTool(
-    'offers',
-    {
-      description:
-        'What this node sells: offers with prices per hour, images, and the mints whose Cashu it takes.',
-      annotations: { readOnlyHint: true },
-    },
-    () => run(async () => toolOk(await options.offers())),
+  server.registerTool('offers', offersTool('this node'), () =>
+    run(async () => toolOk(await options.offers())),
   );
 
-  server.registerTool(
-    'quote',
-    {
-      description: 'The price of an offer for a number of seconds: ceil(amount_per_hour × seconds / 3600).',
-      inputSchema: { offer: offerInput, seconds: secondsInput },
-      annotations: { readOnlyHint: true },
-    },
-    ({ offer, seconds }) => run(() => toolOk(leases.quote(offer, seconds))),
+  server.registerTool('quote', quoteTool, ({ offer, seconds }) =>
+    run(() => toolOk(leases.quote(offer, seconds))),
   );
 
   server.registerTool(
@@ -121,24 +108,13 @@ export function nodeMcpServer(options: NodeToolsOptions, caller: McpCaller): Mcp
       }),
   );
 
-  server.registerTool(
-    'status',
-    {
-      description: 'A lease’s state, its deadline and remaining_seconds.',
-      inputSchema: { lease_id: leaseIdInput, token: CREDENTIAL },
-      annotations: { readOnlyHint: true },
-    },
-    ({ lease_id, token }) => run(async () => toolAnswer(await leases.get(lease_id, credential(token)))),
+  server.registerTool('status', statusTool(CREDENTIAL), ({ lease_id, token }) =>
+    run(async () => toolAnswer(await leases.get(lease_id, credential(token)))),
   );
 
   server.registerTool(
     'exec',
-    {
-      description:
-        'Run a command in the sandbox and wait for it: exit_code, stdout, stderr (each capped at 1 MiB; ' +
-        '`truncated` says so).',
-      inputSchema: { lease_id: leaseIdInput, token: CREDENTIAL, ...execInputs },
-    },
+    execTool(CREDENTIAL, 'at 1 MiB; `truncated` says so'),
     ({ lease_id, token, ...request }) =>
       run(async () => {
         const body = parseWith(execBody, request);
@@ -159,12 +135,11 @@ export function nodeMcpServer(options: NodeToolsOptions, caller: McpCaller): Mcp
 
   server.registerTool(
     'write_file',
-    {
-      description:
-        'Write a file in the sandbox (parent directories made), as the Files API does. The content travels ' +
+    writeFileTool(
+      CREDENTIAL,
+      'Write a file in the sandbox (parent directories made), as the Files API does. The content travels ' +
         'in this request: up to the node’s request body limit (1 MiB by default), and the lease’s disk.',
-      inputSchema: { lease_id: leaseIdInput, token: CREDENTIAL, ...writeFileInputs },
-    },
+    ),
     ({ lease_id, token, path, content, encoding, mode }) =>
       run(async () => {
         const bytes = contentBytes(content, encoding);
@@ -183,18 +158,11 @@ export function nodeMcpServer(options: NodeToolsOptions, caller: McpCaller): Mcp
 
   server.registerTool(
     'read_file',
-    {
-      description:
-        `Read a file from the sandbox (up to ${MCP_READ_MAX_BYTES} bytes; a directory comes as a base64 tar ` +
-        'archive). Larger: the Files API, GET /v1/leases/{id}/files.',
-      inputSchema: { lease_id: leaseIdInput, token: CREDENTIAL, ...readFileInputs },
-      annotations: { readOnlyHint: true },
-    },
+    readFileTool(CREDENTIAL, 'the Files API, GET /v1/leases/{id}/files'),
     ({ lease_id, token, path, encoding }) =>
       run(async () => {
         const download = await files.read({ leaseId: lease_id, credential: credential(token), path });
-        const bytes = await readCapped(download.stream, MCP_READ_MAX_BYTES, path);
-        return toolOk(fileAnswer(path, download.kind, bytes, encoding));
+        return toolOk(await readFileBody(download, path, encoding));
       }),
   );
 
@@ -216,13 +184,11 @@ export function nodeMcpServer(options: NodeToolsOptions, caller: McpCaller): Mcp
 
   server.registerTool(
     'stop',
-    {
-      description:
-        'Stop a lease now. Unused whole seconds come back as `refund`, a Cashu token (and `refunds`, one per ' +
+    stopTool(
+      CREDENTIAL,
+      'Stop a lease now. Unused whole seconds come back as `refund`, a Cashu token (and `refunds`, one per ' +
         'mint paid). Stopping twice gives the same answer, never a second refund.',
-      inputSchema: { lease_id: leaseIdInput, token: CREDENTIAL },
-      annotations: { destructiveHint: true, idempotentHint: true },
-    },
+    ),
     ({ lease_id, token }) => run(async () => toolAnswer(await leases.stop(lease_id, credential(token)))),
   );
 

@@ -15,19 +15,20 @@ import { LeaseBook } from '../sdk/lease-book.js';
 import { WalletBusyError } from '../wallet/file-lock.js';
 import { LocalWallet } from '../wallet/local-wallet.js';
 import { WalletFileError } from '../wallet/wallet-store.js';
-import { contentBytes, fileAnswer, MCP_READ_MAX_BYTES, readCapped } from './file-content.js';
-import { AGENT_TOOLS_VERSION } from './node-tools.js';
+import { contentBytes, readFileBody } from './file-content.js';
 import type { SpendCap } from './spend-cap.js';
-import {
-  execInputs,
-  leaseIdInput,
-  leaseRequestInputs,
-  offerInput,
-  readFileInputs,
-  secondsInput,
-  writeFileInputs,
-} from './tool-inputs.js';
+import { leaseIdInput, leaseRequestInputs, secondsInput } from './tool-inputs.js';
 import { toolError, toolOk } from './tool-results.js';
+import {
+  AGENT_TOOLS_VERSION,
+  execTool,
+  offersTool,
+  quoteTool,
+  readFileTool,
+  statusTool,
+  stopTool,
+  writeFileTool,
+} from './tool-specs.js';
 
 export interface RenterToolsOptions {
   /** The node, e.g. http://127.0.0.1:8402. */
@@ -110,24 +111,12 @@ export function renterMcpServer(options: RenterToolsOptions): McpServer {
       }
     });
 
-  server.registerTool(
-    'offers',
-    {
-      description:
-        'What the node sells: offers with prices per hour, images, and the mints whose Cashu it takes.',
-      annotations: { readOnlyHint: true },
-    },
-    () => run(async () => toolOk({ ...(await plain().offers()) })),
+  server.registerTool('offers', offersTool('the node'), () =>
+    run(async () => toolOk({ ...(await plain().offers()) })),
   );
 
-  server.registerTool(
-    'quote',
-    {
-      description: 'The price of an offer for a number of seconds: ceil(amount_per_hour × seconds / 3600).',
-      inputSchema: { offer: offerInput, seconds: secondsInput },
-      annotations: { readOnlyHint: true },
-    },
-    ({ offer, seconds }) => run(async () => toolOk({ ...(await plain().quote(offer, seconds)) })),
+  server.registerTool('quote', quoteTool, ({ offer, seconds }) =>
+    run(async () => toolOk({ ...(await plain().quote(offer, seconds)) })),
   );
 
   server.registerTool(
@@ -168,24 +157,13 @@ export function renterMcpServer(options: RenterToolsOptions): McpServer {
       ),
   );
 
-  server.registerTool(
-    'status',
-    {
-      description: 'A lease’s state, its deadline and remaining_seconds.',
-      inputSchema: { lease_id: leaseIdInput, token: CREDENTIAL },
-      annotations: { readOnlyHint: true },
-    },
-    ({ lease_id, token }) => run(async () => toolOk({ ...(await plain().status(lease_id, { token })) })),
+  server.registerTool('status', statusTool(CREDENTIAL), ({ lease_id, token }) =>
+    run(async () => toolOk({ ...(await plain().status(lease_id, { token })) })),
   );
 
   server.registerTool(
     'exec',
-    {
-      description:
-        'Run a command in the sandbox and wait for it: exit_code, stdout, stderr (each capped by the node, ' +
-        '1 MiB by default; `truncated` says so).',
-      inputSchema: { lease_id: leaseIdInput, token: CREDENTIAL, ...execInputs },
-    },
+    execTool(CREDENTIAL, 'by the node, 1 MiB by default; `truncated` says so'),
     ({ lease_id, token, command, stdin, timeout_seconds }) =>
       run(async () =>
         toolOk({
@@ -196,10 +174,10 @@ export function renterMcpServer(options: RenterToolsOptions): McpServer {
 
   server.registerTool(
     'write_file',
-    {
-      description: 'Write a file in the sandbox (parent directories made), through the node’s Files API.',
-      inputSchema: { lease_id: leaseIdInput, token: CREDENTIAL, ...writeFileInputs },
-    },
+    writeFileTool(
+      CREDENTIAL,
+      'Write a file in the sandbox (parent directories made), through the node’s Files API.',
+    ),
     ({ lease_id, token, path, content, encoding, mode }) =>
       run(async () => {
         const bytes = contentBytes(content, encoding);
@@ -209,30 +187,21 @@ export function renterMcpServer(options: RenterToolsOptions): McpServer {
 
   server.registerTool(
     'read_file',
-    {
-      description:
-        `Read a file from the sandbox (up to ${MCP_READ_MAX_BYTES} bytes; a directory comes as a base64 tar ` +
-        'archive). Larger: alacarte cp.',
-      inputSchema: { lease_id: leaseIdInput, token: CREDENTIAL, ...readFileInputs },
-      annotations: { readOnlyHint: true },
-    },
+    readFileTool(CREDENTIAL, 'alacarte cp'),
     ({ lease_id, token, path, encoding }) =>
       run(async () => {
         const download = await plain().files.read(lease_id, path, { token });
-        const bytes = await readCapped(download.stream, MCP_READ_MAX_BYTES, path);
-        return toolOk(fileAnswer(path, download.kind, bytes, encoding));
+        return toolOk(await readFileBody(download, path, encoding));
       }),
   );
 
   server.registerTool(
     'stop',
-    {
-      description:
-        'Stop a lease now; the unused whole seconds are refunded into the local wallet. The result has ' +
+    stopTool(
+      CREDENTIAL,
+      'Stop a lease now; the unused whole seconds are refunded into the local wallet. The result has ' +
         '`refunded` and the new balance.',
-      inputSchema: { lease_id: leaseIdInput, token: CREDENTIAL },
-      annotations: { destructiveHint: true, idempotentHint: true },
-    },
+    ),
     ({ lease_id, token }) =>
       run(() =>
         withWallet(async (sdk) => {

@@ -757,11 +757,16 @@ export class LxdDriver implements ComputeDriver {
 
   /** Kills everything an exec started (in-instance.ts); best effort, the instance may be gone. */
   private async killTag(leaseId: string, tag: string): Promise<void> {
+    await this.runBestEffort(leaseId, [IN_INSTANCE.busybox, 'sh', IN_INSTANCE.kill, tag]);
+  }
+
+  /**
+   * Runs one of the driver's own commands in the instance to its end, no input, its output read
+   * and dropped; a failure (the instance gone already) is ignored, as the callers' work is then done.
+   */
+  private async runBestEffort(leaseId: string, command: string[]): Promise<void> {
     try {
-      const p = await lxdExec(this.options.client, this.instanceName(leaseId), {
-        command: [IN_INSTANCE.busybox, 'sh', IN_INSTANCE.kill, tag],
-        env: {},
-      });
+      const p = await lxdExec(this.options.client, this.instanceName(leaseId), { command, env: {} });
       p.stdin.end();
       p.stdout?.resume();
       p.stderr?.resume();
@@ -871,18 +876,14 @@ export class LxdDriver implements ComputeDriver {
 
   /** SIGHUPs the command of the exec tagged `tag` (in-instance.ts, hangupScript); best effort. */
   private async hangupCommand(leaseId: string, tag: string): Promise<void> {
-    try {
-      const p = await lxdExec(this.options.client, this.instanceName(leaseId), {
-        command: [IN_INSTANCE.busybox, 'sh', '-c', hangupScript(), 'alacarte-hangup', tag],
-        env: {},
-      });
-      p.stdin.end();
-      p.stdout?.resume();
-      p.stderr?.resume();
-      await p.exited;
-    } catch {
-      // gone already
-    }
+    await this.runBestEffort(leaseId, [
+      IN_INSTANCE.busybox,
+      'sh',
+      '-c',
+      hangupScript(),
+      'alacarte-hangup',
+      tag,
+    ]);
   }
 
   async sftp(sandbox: SandboxRef): Promise<SandboxProcess> {

@@ -10,32 +10,18 @@ import {
   sumOf,
   tokenOf,
 } from '../../helpers/lease-node.js';
+import { AGENT_TOOL_NAMES, bodyOf, callTool } from '../../helpers/mcp.js';
 import { crunSkipReason } from '../drivers/crun-target.js';
 
 /**
  * The node's MCP server (API.md "Agents", `POST /mcp`) driven by the official MCP client over
  * streamable HTTP: a real node, its mint, crun sandboxes, and a cashu-ts wallet paying.
  */
-type ToolResult = {
-  isError?: boolean;
-  structuredContent?: Record<string, unknown>;
-  content: Array<{ type: string; text?: string }>;
-};
 
 let t: LeaseTestNode;
 let client: Client;
 
-async function call(name: string, args: Record<string, unknown> = {}): Promise<ToolResult> {
-  return (await client.callTool({ name, arguments: args })) as ToolResult;
-}
-
-/** The JSON a model reads in the result's text, which must match the structured copy. */
-function bodyOf(result: ToolResult): Record<string, unknown> {
-  const text = result.content[0]?.text ?? '';
-  const body = JSON.parse(text) as Record<string, unknown>;
-  expect(result.structuredContent).toEqual(body);
-  return body;
-}
+const call = (name: string, args: Record<string, unknown> = {}) => callTool(client, name, args);
 
 /** Redeems a token the node handed back with cashu-ts: proves it is real, unspent ecash. */
 async function redeem(wallet: Wallet, token: string): Promise<Proof[]> {
@@ -55,9 +41,7 @@ describe.skipIf(crunSkipReason)('POST /mcp, the node as an MCP server', { timeou
 
   it('lists the nine tools, each with an input schema', async () => {
     const { tools } = await client.listTools();
-    expect(tools.map((tool) => tool.name).sort()).toEqual(
-      ['exec', 'extend', 'offers', 'quote', 'read_file', 'rent', 'status', 'stop', 'write_file'].sort(),
-    );
+    expect(tools.map((tool) => tool.name).sort()).toEqual(AGENT_TOOL_NAMES);
     const rent = tools.find((tool) => tool.name === 'rent');
     expect(rent?.inputSchema.required).toEqual(expect.arrayContaining(['payment', 'offer', 'seconds']));
     expect(rent?.description).toContain('Cashu only');

@@ -4,6 +4,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, tempDir } from '../../helpers/cli.js';
 import { type LeaseTestNode, startLeaseNode } from '../../helpers/lease-node.js';
+import { AGENT_TOOL_NAMES, bodyOf, callTool } from '../../helpers/mcp.js';
 import { runCli, runJson } from '../cli/run-cli.js';
 import { crunSkipReason } from '../drivers/crun-target.js';
 
@@ -11,26 +12,13 @@ import { crunSkipReason } from '../drivers/crun-target.js';
  * `alacarte mcp` (API.md "Agents"): the built CLI spawned by the official MCP client over stdio,
  * paying a real node from its local wallet within the spend cap. Needs the built dist.
  */
-type ToolResult = {
-  isError?: boolean;
-  structuredContent?: Record<string, unknown>;
-  content: Array<{ type: string; text?: string }>;
-};
 
 let t: LeaseTestNode;
 let client: Client;
 let stderr = '';
 const home = tempDir('mcp-home');
 
-async function call(name: string, args: Record<string, unknown> = {}): Promise<ToolResult> {
-  return (await client.callTool({ name, arguments: args })) as ToolResult;
-}
-
-function bodyOf(result: ToolResult): Record<string, unknown> {
-  const body = JSON.parse(result.content[0]?.text ?? '') as Record<string, unknown>;
-  expect(result.structuredContent).toEqual(body);
-  return body;
-}
+const call = (name: string, args: Record<string, unknown> = {}) => callTool(client, name, args);
 
 /** The wallet balance as `alacarte wallet balance` shows it (the MCP server does not hold the wallet). */
 async function balance(): Promise<number> {
@@ -61,9 +49,7 @@ describe.skipIf(crunSkipReason)('alacarte mcp, the renter side over stdio', { ti
 
   it('lists the nine tools and says its cap', async () => {
     const { tools } = await client.listTools();
-    expect(tools.map((tool) => tool.name).sort()).toEqual(
-      ['exec', 'extend', 'offers', 'quote', 'read_file', 'rent', 'status', 'stop', 'write_file'].sort(),
-    );
+    expect(tools.map((tool) => tool.name).sort()).toEqual(AGENT_TOOL_NAMES);
     expect(tools.find((tool) => tool.name === 'rent')?.description).toContain('at most 150 sat a call');
     expect(stderr).toContain('spend cap 150 sat a call, 200 sat in all');
   });

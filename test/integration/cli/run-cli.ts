@@ -1,11 +1,7 @@
-import { spawn } from 'node:child_process';
 import { CLI } from '../../helpers/cli.js';
+import { type ProcessResult, runProcess } from '../../helpers/run-process.js';
 
-export interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+export type CliResult = ProcessResult;
 
 /** Runs the built `alacarte` with its own $ALACARTE_HOME and node URL, as a user would. */
 export function runCli(
@@ -13,21 +9,9 @@ export function runCli(
   env: { home: string; url: string },
   options: { input?: string; env?: Record<string, string> } = {},
 ): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      env: { ...process.env, ALACARTE_HOME: env.home, ALACARTE_URL: env.url, ...options.env },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (b: Buffer) => {
-      stdout += b.toString();
-    });
-    child.stderr.on('data', (b: Buffer) => {
-      stderr += b.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(options.input ?? '');
+  return runProcess(process.execPath, [CLI, ...args], {
+    input: options.input,
+    env: { ALACARTE_HOME: env.home, ALACARTE_URL: env.url, ...options.env },
   });
 }
 

@@ -1,4 +1,4 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +11,7 @@ import {
   startLeaseNode,
   tokenOf,
 } from '../../helpers/lease-node.js';
+import { runProcess } from '../../helpers/run-process.js';
 import { crunSkipReason } from '../drivers/crun-target.js';
 
 describe.skipIf(crunSkipReason)('deadline notices in an attach session', () => {
@@ -97,20 +98,11 @@ describe.skipIf(crunSkipReason)('deadline notices in an attach session', () => {
       expect(res.status).toBe(201);
       const lease = res.body as { id: string; ssh: { port: number } };
       // The host key's check is the SSH suite's; here only the notice matters.
-      const client = spawn('ssh', [
+      const { code, stdout, stderr } = await runProcess('ssh', [
         ...['-F', '/dev/null', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null'],
         ...['-o', 'LogLevel=ERROR', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-i', key],
         ...['-p', String(lease.ssh.port), `${lease.id}@127.0.0.1`, '--', 'echo started; sleep 15; echo done'],
       ]);
-      let stdout = '';
-      let stderr = '';
-      client.stdout.on('data', (b: Buffer) => {
-        stdout += b.toString();
-      });
-      client.stderr.on('data', (b: Buffer) => {
-        stderr += b.toString();
-      });
-      const code = await new Promise<number | null>((resolve) => client.once('close', resolve));
       expect(code).toBe(0);
       expect(stdout).toBe('started\ndone\n');
       expect(stderr).toMatch(

@@ -1,4 +1,4 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,8 +8,11 @@ import { LxdClient } from '../../../src/drivers/lxd/lxd-client.js';
 import { LxdDriver } from '../../../src/drivers/lxd/lxd-driver.js';
 import { AlacarteNode } from '../../../src/node.js';
 import { fundedWallet, postJson, tokenOf } from '../../helpers/lease-node.js';
+import { type ProcessResult, runProcess } from '../../helpers/run-process.js';
+import { sshClientOptions } from '../../helpers/ssh-client.js';
 import { findOnPath } from '../drivers/crun-target.js';
 import { type LxdDaemon, lxdSkipReason, startLxd } from '../drivers/lxd-target.js';
+import { sshBackgroundCases } from './ssh-background.contract.js';
 
 /**
  * SSH into a lease on the LXD driver with Debian's stock OpenSSH client: a command that starts a
@@ -19,31 +22,9 @@ import { type LxdDaemon, lxdSkipReason, startLxd } from '../drivers/lxd-target.j
 const skipReason =
   lxdSkipReason ?? (findOnPath('ssh') ? undefined : 'no ssh client (Debian package openssh-client)');
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs an OpenSSH program to its end, killed after `timeoutMs` (code null then). */
-function run(program: string, args: string[], timeoutMs = 40_000): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(program, args);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (b: Buffer) => {
-      stdout += b.toString();
-    });
-    child.stderr.on('data', (b: Buffer) => {
-      stderr += b.toString();
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end();
-  });
+/** Runs an OpenSSH program to its end, killed after 40 s (code null then). */
+function run(program: string, args: string[]): Promise<ProcessResult> {
+  return runProcess(program, args, { timeoutMs: 40_000 });
 }
 
 describe.skipIf(skipReason)(`SSH into a lease on LXD ${skipReason ?? ''}`, () => {
@@ -51,7 +32,7 @@ describe.skipIf(skipReason)(`SSH into a lease on LXD ${skipReason ?? ''}`, () =>
   let driver: LxdDriver;
   let node: AlacarteNode;
   let dir: string;
-  let ssh: (command: string) => Promise<Run>;
+  let ssh: (command: string) => Promise<ProcessResult>;
   let sshArgs: (command: string) => string[];
   let exec: (script: string) => Promise<string>;
 
@@ -90,22 +71,7 @@ describe.skipIf(skipReason)(`SSH into a lease on LXD ${skipReason ?? ''}`, () =>
     const lease = created.body as { id: string; token: string };
     // A stock client: only this test's known_hosts and key, no config, no agent.
     sshArgs = (command) => [
-      '-F',
-      '/dev/null',
-      '-o',
-      'StrictHostKeyChecking=yes',
-      '-o',
-      `UserKnownHostsFile=${knownHosts}`,
-      '-o',
-      'LogLevel=ERROR',
-      '-o',
-      'IdentityAgent=none',
-      '-o',
-      'IdentitiesOnly=yes',
-      '-o',
-      'BatchMode=yes',
-      '-i',
-      key,
+      ...sshClientOptions(knownHosts, key),
       '-p',
       port,
       `${lease.id}@127.0.0.1`,
@@ -142,50 +108,5 @@ describe.skipIf(skipReason)(`SSH into a lease on LXD ${skipReason ?? ''}`, () =>
     await exec('pkill -f "^sleep 600"');
   }, 90_000);
 
-  it('leaves a server started with nohup or setsid running after the command returns', async () => {
-    // The busybox image has no nohup: what coreutils' does, ignore SIGHUP and run the command.
-    await exec(`printf '%s\n' '#!/bin/sh' 'trap "" HUP' 'exec "$@"' >/bin/nohup && chmod 755 /bin/nohup`);
-    for (const [start, port] of [
-      ['nohup sh -c "sleep 1; httpd -f -p 8081 -h /etc" >/dev/null 2>&1 &', 8081],
-      ['setsid httpd -f -p 8082 -h /etc </dev/null >/dev/null 2>&1 &', 8082],
-    ] as const) {
-      const r = await ssh(start);
-      expect(r).toEqual({ code: 0, stdout: '', stderr: '' });
-      let page = '';
-      for (let i = 0; i < 40 && !page.includes('root:'); i++) {
-        await new Promise((done) => setTimeout(done, 500));
-        page = await exec(`wget -qO- http://127.0.0.1:${port}/passwd || true`);
-      }
-      const seen = page.includes('root:') ? '' : await exec('ps -o pid,args; netstat -ltn');
-      expect(page, seen).toContain('root:');
-      await exec(`pkill -f "^httpd -f -p ${port}"`);
-    }
-  }, 90_000);
-
-  it('returns at the command exit while a job keeps writing to the channel', async () => {
-    const r = await ssh(
-      'sh -c "while :; do echo tick; echo tock >&2; sleep 0.1; done" & echo started; exit 6',
-    );
-    expect(r.code).toBe(6);
-    expect(r.stdout).toMatch(/(^|\n)started\n/);
-    await new Promise((done) => setTimeout(done, 1000));
-    expect(await exec('ps -o args | grep -c "^sh -c while :; do echo tick"')).toBe('1\n');
-    await exec('pkill -f "^sh -c while :; do echo tick"');
-  }, 90_000);
-
-  it('hangs up a command whose client went away, and leaves what it started running', async () => {
-    const child = spawn('ssh', sshArgs('sleep 601 & echo up; exec sleep 602'));
-    child.stdin.end();
-    child.stderr.resume();
-    await new Promise<void>((up) => child.stdout.once('data', () => up()));
-    child.kill('SIGKILL');
-    let left = '';
-    for (let i = 0; i < 40; i++) {
-      left = await exec('ps -o args | grep "^sleep 60[12]" || true');
-      if (!left.includes('sleep 602')) break;
-      await new Promise((done) => setTimeout(done, 250));
-    }
-    expect(left).toBe('sleep 601\n');
-    await exec('pkill -f "^sleep 601"');
-  }, 90_000);
+  sshBackgroundCases(() => ({ sshArgs, inside: exec }), 90_000);
 });

@@ -14,6 +14,9 @@ import {
   startLeaseNode,
   tokenOf,
 } from '../../helpers/lease-node.js';
+import { type ProcessResult, runProcess } from '../../helpers/run-process.js';
+import { sshClientOptions } from '../../helpers/ssh-client.js';
+import { sshBackgroundCases } from './ssh-background.contract.js';
 
 /**
  * SSH into a paid lease with Debian's stock OpenSSH client (`ssh`, `scp`, `sftp`), as a renter
@@ -38,53 +41,18 @@ interface Lease {
 }
 let lease: Lease;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs an OpenSSH program to its end (at most `timeoutMs`), feeding `input`. */
+/** Runs an OpenSSH program to its end (killed after 30 s unless `timeoutMs` says otherwise). */
 function run(
   program: string,
   args: string[],
   options: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
-): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(program, args, { env: { ...process.env, ...options.env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (b: Buffer) => {
-      stdout += b.toString();
-    });
-    child.stderr.on('data', (b: Buffer) => {
-      stderr += b.toString();
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 30_000);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(options.input ?? '');
-  });
+): Promise<ProcessResult> {
+  return runProcess(program, args, { timeoutMs: 30_000, ...options });
 }
 
 /** Options every client call shares: only the test's known_hosts, no config, no agent. */
 function common(identity: string | null = key): string[] {
-  const opts = [
-    '-F',
-    '/dev/null',
-    '-o',
-    'StrictHostKeyChecking=yes',
-    '-o',
-    `UserKnownHostsFile=${knownHosts}`,
-    '-o',
-    'LogLevel=ERROR',
-    '-o',
-    'IdentityAgent=none',
-  ];
-  if (identity) opts.push('-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes', '-i', identity);
-  return opts;
+  return sshClientOptions(knownHosts, identity);
 }
 
 function ssh(user: string, command: string[], options: { input?: string; identity?: string } = {}) {
@@ -184,66 +152,13 @@ describe('SSH into a lease with the stock OpenSSH client', () => {
     expect(r.stderr).toBe('oops\n');
   });
 
-  it('leaves a server started with nohup or setsid running after the command returns, as sshd does', async () => {
-    // The busybox image has no nohup: what coreutils' does, ignore SIGHUP and run the command.
-    await inside(`printf '%s\n' '#!/bin/sh' 'trap "" HUP' 'exec "$@"' >/bin/nohup && chmod 755 /bin/nohup`);
-    // The usual ways to start a server on a rented box; closing the channel killed them.
-    for (const [start, port] of [
-      ['nohup sh -c "sleep 1; httpd -f -p 8081 -h /etc" >/dev/null 2>&1 &', 8081],
-      ['setsid httpd -f -p 8082 -h /etc </dev/null >/dev/null 2>&1 &', 8082],
-    ] as const) {
-      const r = await ssh(lease.id, [start]);
-      expect(r.code).toBe(0);
-      expect(r.stdout).toBe('');
-      // The server answers afterwards, through the lease's exec.
-      let page = '';
-      for (let i = 0; i < 40 && !page.includes('root:'); i++) {
-        await new Promise((done) => setTimeout(done, 500));
-        page = await inside(`wget -qO- http://127.0.0.1:${port}/passwd || true`);
-      }
-      // On failure, say whether the server died or did not answer.
-      const seen = page.includes('root:') ? '' : await inside('ps -o pid,args; netstat -ltn');
-      expect(page, seen).toContain('root:');
-      await inside(`pkill -f "^httpd -f -p ${port}"`);
-    }
-  });
-
-  it('returns at the command exit while a job it started keeps writing to the channel', async () => {
-    // The job holds the channel's stdout and stderr for ever: the client must not wait for it.
-    const r = await ssh(lease.id, [
-      'sh -c "while :; do echo tick; echo tock >&2; sleep 0.1; done" & echo started; exit 6',
-    ]);
-    expect(r.code).toBe(6);
-    expect(r.stdout).toMatch(/(^|\n)started\n/);
-    // The job still runs, its later output dropped.
-    await new Promise((done) => setTimeout(done, 1000));
-    expect(await inside('ps -o args | grep -c "^sh -c while :; do echo tick"')).toBe('1\n');
-    await inside('pkill -f "^sh -c while :; do echo tick"');
-  });
-
-  it('hangs up a command whose client went away, and leaves what it started running', async () => {
-    const child = spawn('ssh', [
-      ...common(),
-      '-p',
-      String(sshPort),
-      `${lease.id}@127.0.0.1`,
-      '--',
-      'sleep 601 & echo up; exec sleep 602',
-    ]);
-    child.stdin.end();
-    child.stderr.resume();
-    await new Promise<void>((up) => child.stdout.once('data', () => up()));
-    child.kill('SIGKILL');
-    // sshd SIGHUPs nothing it started: `sleep 602` goes (SIGHUP here), `sleep 601` stays.
-    let left = '';
-    for (let i = 0; i < 40; i++) {
-      left = await inside('ps -o args | grep "^sleep 60[12]" || true');
-      if (!left.includes('sleep 602')) break;
-      await new Promise((done) => setTimeout(done, 250));
-    }
-    expect(left).toBe('sleep 601\n');
-    await inside('pkill -f "^sleep 601"');
-  });
+  sshBackgroundCases(
+    () => ({
+      sshArgs: (command) => [...common(), '-p', String(sshPort), `${lease.id}@127.0.0.1`, '--', command],
+      inside,
+    }),
+    60_000,
+  );
 
   it('logs in with the bearer credential as password', async () => {
     const askpass = join(dir, 'askpass.sh');

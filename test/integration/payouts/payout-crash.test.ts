@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Amount } from '../../../src/core/amount.js';
@@ -13,6 +12,7 @@ import {
   type TrustedMint,
   untilNoneRunning,
 } from '../../helpers/payout-fixtures.js';
+import { type ProcessResult, runProcess } from '../../helpers/run-process.js';
 
 /**
  * A kill -9 of the built node while a payout's melt is in flight at the trusted mint: the payout
@@ -46,22 +46,9 @@ afterAll(async () => {
   await trusted?.close();
 });
 
-function runPayoutCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'payout', ...args], {
-      env: { ...process.env, ALACARTE_LOG_LEVEL: 'silent' },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (b: Buffer) => {
-      stdout += b.toString();
-    });
-    child.stderr.on('data', (b: Buffer) => {
-      stderr += b.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+/** Runs the built `alacarte payout` to its end, quiet (its stdin closed at once). */
+function runPayoutCli(args: string[]): Promise<ProcessResult> {
+  return runProcess(process.execPath, [CLI, 'payout', ...args], { env: { ALACARTE_LOG_LEVEL: 'silent' } });
 }
 
 describe('kill -9 in the middle of a payout', () => {
