@@ -58,6 +58,8 @@ export async function attachInSandbox(target: AttachTarget, size: TerminalSize):
     target.stateDir,
     'exec',
     '-t',
+    // What the sandbox's config gives its init (the runtime's exec leaves it out).
+    '--no-new-privs',
     '--pid-file',
     target.pidFile,
     ...target.env.flatMap((e) => ['--env', e]),

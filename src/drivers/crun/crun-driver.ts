@@ -64,7 +64,7 @@ import { CpuPicker, cpusetFile, parentCpus } from './cpuset.js';
 import { type CrunDriverOptions, type DriverLogger, silentLogger } from './crun-options.js';
 import { DEFAULT_EGRESS_UID_BASE, EGRESS_UID_COUNT, EgressNetwork } from './egress.js';
 import { execInSandbox } from './exec.js';
-import { AGENT_FILE, agentScript, ExecAgent } from './exec-agent.js';
+import { AGENT_FILE, AGENT_REQUESTS, agentScript, ExecAgent } from './exec-agent.js';
 import { FifoStock } from './fifo-stock.js';
 import { type ImageConfig, leaseArgv, readImageConfig } from './image-config.js';
 import { commandFile, deadlineFile, initScript, leaseFile, START_FIFO, WAKE_FIFO } from './init-script.js';
@@ -844,6 +844,29 @@ export class CrunDriver implements ComputeDriver {
   }
 
   /**
+   * Waits (at most 5 s) until the exec agent init started holds its request FIFO, so that a
+   * lease's first command already goes through it: an exec that finds no reader falls back to
+   * `crun exec`, slower and without the config's no_new_privs, RLIMIT_NOFILE and OOM score. A write
+   * end opened without blocking answers ENXIO while nothing reads; it is closed again at once, and
+   * the agent (which holds the FIFO read-write) sees no end of input. Never throws: past the wait
+   * the sandbox is handed out as it is and its execs fall back.
+   */
+  private async untilAgentReads(dir: string): Promise<void> {
+    const fifo = join(dir, 'run', AGENT_REQUESTS);
+    for (let i = 0; i < 5000; i++) {
+      try {
+        closeSync(openSync(fifo, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK | fsConstants.O_NOFOLLOW));
+        return;
+      } catch (e) {
+        // ENOENT: a sandbox without an agent (no FIFO made for it); anything but ENXIO: give up.
+        if ((e as NodeJS.ErrnoException).code !== 'ENXIO') return;
+      }
+      await new Promise((r) => (i < 20 ? setImmediate(r) : setTimeout(r, 1)));
+    }
+    this.log.warn("alacarte: a sandbox's exec agent did not start within 5 s; its commands use crun exec");
+  }
+
+  /**
    * For tests and benchmarks: sandboxes of (image, disk size) waiting made ahead, and how many
    * starts found none waiting and had one made on their path.
    */
@@ -952,6 +975,7 @@ export class CrunDriver implements ComputeDriver {
     if (code !== 0) throw new Error(`${this.runtime.name} create exited ${code}: ${tail(logFile)}`);
     await this.startContainer(warm.name, logFile);
     await this.untilInitRuns(warm.dir);
+    await this.untilAgentReads(warm.dir);
     // The resolv.conf an egress lease needs is in the writable layer already (etcInLayer()), but
     // for an image whose /etc is a link: written from inside then, as the sandbox's root.
     if (!etcIsLink(join(this.paths.imagesDir, image))) return;

@@ -63,7 +63,8 @@ export async function execInSandbox(target: ExecTarget, request: ExecRequest): P
 }
 
 function runtimeArgs(target: ExecTarget, request: ExecRequest): string[] {
-  const args = ['--root', target.stateDir, 'exec', '--pid-file', target.pidFile];
+  // --no-new-privs: what the sandbox's config gives its init (the runtime's exec leaves it out).
+  const args = ['--root', target.stateDir, 'exec', '--no-new-privs', '--pid-file', target.pidFile];
   for (const e of target.env) args.push('--env', e);
   if (target.cwd !== undefined) args.push('--cwd', target.cwd);
   args.push(target.containerId, ...request.command);

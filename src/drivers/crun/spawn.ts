@@ -20,7 +20,8 @@ const HANGUP_TRIES = 20;
  * have been consumed.
  */
 export function spawnInSandbox(target: ExecTarget, command: string[]): SandboxProcess {
-  const args = ['--root', target.stateDir, 'exec', '--pid-file', target.pidFile];
+  // --no-new-privs: what the sandbox's config gives its init (the runtime's exec leaves it out).
+  const args = ['--root', target.stateDir, 'exec', '--no-new-privs', '--pid-file', target.pidFile];
   for (const e of target.env) args.push('--env', e);
   args.push(target.containerId, ...command);
   const child = spawnChild(target.runtime, args, { stdio: ['pipe', 'pipe', 'pipe'] });

@@ -104,11 +104,13 @@ describe.skipIf(crunSkipReason)('the exec agent in crun sandboxes', () => {
         expect(viaAgent.stdout.toString()).toContain('LEASE_VAR=from the lease');
         expect(viaAgent.stdout.toString()).toContain("REQUEST_VAR=it's ");
         // Where they differ, the agent gives what the sandbox's OCI config says (init has it): `crun
-        // exec` leaves out no_new_privs, the RLIMIT_NOFILE and the OOM score of process in config.json
-        // (its command got the node's), and starts the command in the session of its own process.
+        // exec` leaves out the RLIMIT_NOFILE and the OOM score of process in config.json (its command
+        // got the node's), and starts the command in the session of its own process. no_new_privs
+        // both have (the driver asks the runtime's exec for it).
         const lines = viaAgent.stdout.toString().split('\n');
         for (const line of ['NoNewPrivs:\t1', 'nofile 1024 4096', 'oom 500', 'session 1'])
           expect(lines).toContain(line);
+        expect(viaRuntime.stdout.toString().split('\n')).toContain('NoNewPrivs:\t1');
         // Known difference: the agent's shell starts each exec in the background, where a shell
         // without job control ignores SIGINT and SIGQUIT, and busybox offers no way to reset that
         // before the command runs (an ignored signal stays ignored across exec).
