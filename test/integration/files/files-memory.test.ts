@@ -10,8 +10,9 @@ import { type ServedNode, serveNode, tempDir } from '../../helpers/cli.js';
 /**
  * A node in its own process (`alacarte serve`, built), so that its memory is its own: a transfer of
  * 128 MiB each way must not grow it by the file's size. Not timed; it samples the node's RSS, which
- * also holds garbage not yet collected (V8 frees socket and pipe buffers in batches, some tens of
- * MiB), so the bound is half the file.
+ * also holds garbage not yet collected (V8 frees socket and pipe buffers in batches: ~30 MiB here,
+ * 64 MiB once on a loaded CI host, where collection lags), so the bound is three quarters of the
+ * file: a node that held the file, either way, would grow by at least all of it.
  */
 const MiB = 1024 * 1024;
 const SIZE_MIB = 128;
@@ -68,7 +69,7 @@ describe('files: streamed, not held', () => {
     }
     const grew = peak - base;
     console.log(`${SIZE_MIB} MiB up and down: the node's RSS grew by ${(grew / MiB).toFixed(1)} MiB at most`);
-    expect(grew).toBeLessThan((SIZE_MIB / 2) * MiB);
+    expect(grew).toBeLessThan(((SIZE_MIB * 3) / 4) * MiB);
     await sdk.stop(lease.id);
   }, 120_000);
 });
