@@ -111,12 +111,19 @@ export class NodeProcess {
     );
     const list = JSON.parse(out.trim() || '[]') as Array<{ id: string; status: string }>;
     const running = new Set(list.filter((c) => c.status === 'running').map((c) => c.id));
+    // A link listed may be gone by the time it is read: the node removes ended sandboxes meanwhile.
+    const target = (name: string): string | undefined => {
+      try {
+        return readlinkSync(join(this.runtimeDir, name));
+      } catch {
+        return undefined;
+      }
+    };
     return readdirSync(this.runtimeDir, { withFileTypes: true })
-      .filter(
-        (e) =>
-          e.isSymbolicLink() &&
-          running.has(`${this.instance}-${readlinkSync(join(this.runtimeDir, e.name))}`),
-      )
+      .filter((e) => {
+        const name = e.isSymbolicLink() ? target(e.name) : undefined;
+        return name !== undefined && running.has(`${this.instance}-${name}`);
+      })
       .map((e) => e.name);
   }
 
