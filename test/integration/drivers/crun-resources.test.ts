@@ -168,6 +168,8 @@ if (crunSkipReason) {
         expect(await driverLxcfs.answeringDevice()).toBeTypeOf('number');
         // Stopped, not dead: its mount stays, and an open of its files waits for an answer for ever.
         lxcfs.kill('SIGSTOP');
+        // A stop takes effect at each thread's next scheduling point: until then one may still answer.
+        expect(await waitFor(() => allStopped(lxcfs.pid ?? 0), 5000)).toBe(true);
         expect(await lxcfsAnswersSoon(mount)).toBe(false);
         expect(await driverLxcfs.answeringDevice()).toBeUndefined();
         // A driver starting now (a node's start) with the stuck one configured does not hang on it:
@@ -244,4 +246,16 @@ if (crunSkipReason) {
       }
     });
   });
+}
+
+/** Every thread of process `pid` is stopped (state T in /proc/<pid>/task/<tid>/stat). */
+function allStopped(pid: number): boolean {
+  try {
+    return readdirSync(`/proc/${pid}/task`).every((tid) => {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      return stat.slice(stat.lastIndexOf(')') + 2).startsWith('T');
+    });
+  } catch {
+    return false;
+  }
 }
