@@ -63,6 +63,8 @@ const header = [
   `Written by \`npm run bench\` on ${new Date().toISOString()}: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown'}), ` +
     `${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}. Compare ratios within one run; absolute times are noisy here.`,
   '',
+  'Profiles and step-by-step before/after measurements (hand-written, not rewritten here): bench/PROFILES.md.',
+  '',
 ].join('\n');
 writeFileSync(resultsFile, `${header}\n${sections.join('\n\n')}\n`);
 console.log('\nwrote bench/RESULTS.md');
