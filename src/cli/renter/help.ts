@@ -134,7 +134,7 @@ Examples:
 ${COMMON}`,
   wallet: `Usage: alacarte wallet COMMAND
 
-  topup N [--mint URL] [--no-wait]   buy N sat: prints a Lightning invoice and its QR code, waits, mints
+  topup N [--mint URL] [--no-wait]   buy N sat: prints a Lightning invoice (and on a terminal its QR code), waits, mints
   balance                            ecash in the wallet, per mint
   send N [--mint URL]                takes N sat out as a Cashu token (printed)
   receive TOKEN|-                    redeems a Cashu token ('-' reads it from stdin)
@@ -151,9 +151,10 @@ ${COMMON}`,
 };
 HELP['wallet topup'] = `Usage: alacarte wallet topup N [--mint URL] [--no-wait] [--no-qr] [--url URL] [--json]
 
-Asks the node's mint (or --mint) for a Lightning invoice of N sat, prints it with a QR code,
-waits until it is paid and mints the ecash into the wallet. With --no-wait it prints the
-invoice and returns; the next wallet command mints once it is paid.
+Asks the node's mint (or --mint) for a Lightning invoice of N sat, prints it (with a QR code
+when standard output is a terminal; --no-qr leaves it out there too), waits until it is paid
+and mints the ecash into the wallet. With --no-wait it prints the invoice and returns; the next
+wallet command mints once it is paid.
 
 Examples:
   alacarte wallet topup 1000
