@@ -108,13 +108,21 @@ export async function pullImage(store: ImageStore, options: PullOptions): Promis
     const tls =
       parsed.transport === 'docker' && options.tlsVerify === false ? ['--src-tls-verify=false'] : [];
     options.progress(`copying ${parsed.source}`);
-    const copy = await runTool(skopeo, ['copy', ...tls, parsed.source, `oci:${layout}`], options.progress);
+    const copy = await runTool(
+      skopeo,
+      ['copy', ...tls, parsed.source, `oci:${layout}`],
+      options.progress,
+      undefined,
+      { errorsOnStderr: true },
+    );
     if (copy.code !== 0) throw new ImageError(`pulling ${options.ref} failed: ${hint(copy.tail)}`);
     const configJson = await readConfig(skopeo, layout);
     if (configJson === undefined) throw new ImageError(`reading the config of ${options.ref} failed`);
     options.progress('unpacking the layers');
     const bundle = join(staging, 'bundle');
-    const unpack = await runTool(umoci, ['unpack', '--image', layout, bundle], options.progress);
+    const unpack = await runTool(umoci, ['unpack', '--image', layout, bundle], options.progress, undefined, {
+      errorsOnStderr: true,
+    });
     if (unpack.code !== 0) throw new ImageError(`unpacking ${options.ref} failed: ${unpack.tail}`);
     const { config, dropped } = fromOciConfig(configJson, {
       description: `${parsed.source.replace(/^docker:\/\//, '')} (pulled)`,
