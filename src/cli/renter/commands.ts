@@ -3,6 +3,7 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { Amount } from '../../core/amount.js';
+import { DEFAULT_IMAGE } from '../../core/lease-request.js';
 import { parseSshPublicKey } from '../../core/ssh-keys.js';
 import { Alacarte } from '../../sdk/client.js';
 import { formatDuration, parseDuration } from '../../sdk/duration.js';
@@ -353,7 +354,7 @@ const rent: Handler = async (ctx, values, positionals, rest) => {
   const lease = await sdk.rent({
     offer,
     seconds,
-    image: (values.image as string | undefined) ?? 'busybox',
+    image: (values.image as string | undefined) ?? DEFAULT_IMAGE,
     ports,
     env: Object.keys(env).length ? env : undefined,
     command: rest.length ? rest : undefined,
