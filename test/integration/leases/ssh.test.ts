@@ -164,7 +164,8 @@ describe('SSH into a lease with the stock OpenSSH client', () => {
     ]);
     expect(onTty.code).toBe(0);
     expect(onTty.stdout).toMatch(/^NoNewPrivs:\s+1\r?$/m);
-    // sftp-server reads its own status: the file it hands back says what it runs with.
+    // sftp-server (run by the host's loader inside) reads its own status: the file it hands back
+    // says what it runs with.
     const fetched = join(dir, 'sftp-server-status');
     const batch = join(dir, 'status-batch');
     writeFileSync(batch, `get /proc/self/status ${fetched}\n`);
@@ -177,9 +178,7 @@ describe('SSH into a lease with the stock OpenSSH client', () => {
       `${lease.id}@127.0.0.1`,
     ]);
     expect(sftp.code, sftp.stderr).toBe(0);
-    const status = readFileSync(fetched, 'utf8');
-    expect(status).toMatch(/^Name:\s+sftp-server$/m);
-    expect(status.split('\n')).toContain('NoNewPrivs:\t1');
+    expect(readFileSync(fetched, 'utf8').split('\n')).toContain('NoNewPrivs:\t1');
   });
 
   it('passes the exit code, stderr and stdin through', async () => {
