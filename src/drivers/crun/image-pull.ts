@@ -150,11 +150,21 @@ async function readConfig(skopeo: string, layout: string): Promise<unknown> {
   }
 }
 
-/** skopeo's words, plus what to do for the common case of a registry without TLS. */
+/**
+ * skopeo's words (its log lines `time="…" level=fatal msg="…"` reduced to the message), plus what
+ * to do for the common case of a registry without TLS.
+ */
 function hint(tail: string): string {
-  if (/server gave HTTP response to HTTPS client/.test(tail))
-    return `${tail}\n(the registry speaks plain HTTP: add --tls-verify=false if you trust it)`;
-  return tail;
+  const words = tail
+    .split('\n')
+    .map((line) => {
+      const m = /^time="[^"]*" level=\w+ msg="(.*)"$/.exec(line);
+      return m?.[1] === undefined ? line : m[1].replace(/\\(["\\])/g, '$1');
+    })
+    .join('\n');
+  if (/server gave HTTP response to HTTPS client/.test(words))
+    return `${words}\n(the registry speaks plain HTTP: add --tls-verify=false if you trust it)`;
+  return words;
 }
 
 /**
