@@ -13,6 +13,7 @@ import {
 } from '../http/lease-schemas.js';
 import type { LeaseService } from '../leases/lease-service.js';
 import { contentBytes, readFileBody } from './file-content.js';
+import { answerBadArgumentsAsTheApi } from './tool-arguments.js';
 import { leaseIdInput, leaseRequestInputs, secondsInput } from './tool-inputs.js';
 import { guarded, toolAnswer, toolOk } from './tool-results.js';
 import {
@@ -74,6 +75,7 @@ export function nodeMcpServer(options: NodeToolsOptions, caller: McpCaller): Mcp
         'Keep the `token` of the rent result: it is the lease’s only credential.',
     },
   );
+  answerBadArgumentsAsTheApi(server, options.onUnexpected);
   const run = (work: () => ReturnType<typeof toolAnswer> | Promise<ReturnType<typeof toolAnswer>>) =>
     guarded(async () => work(), options.onUnexpected);
   const credential = (token: string) => bearerOf(`Bearer ${token}`);

@@ -17,6 +17,7 @@ import { LocalWallet } from '../wallet/local-wallet.js';
 import { WalletFileError } from '../wallet/wallet-store.js';
 import { contentBytes, readFileBody } from './file-content.js';
 import type { SpendCap } from './spend-cap.js';
+import { answerBadArgumentsAsTheApi } from './tool-arguments.js';
 import { leaseIdInput, leaseRequestInputs, secondsInput } from './tool-inputs.js';
 import { toolError, toolOk } from './tool-results.js';
 import {
@@ -71,6 +72,7 @@ export function renterMcpServer(options: RenterToolsOptions): McpServer {
         'into the wallet). Leases are named by their id; their credentials stay on this machine.',
     },
   );
+  answerBadArgumentsAsTheApi(server, options.onUnexpected);
   const book = new LeaseBook(options.home);
   const plain = () => new Alacarte({ url: options.url, leases: book, fetch: options.fetch });
   const run = async (work: () => Promise<CallToolResult>): Promise<CallToolResult> => {

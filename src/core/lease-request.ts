@@ -27,6 +27,14 @@ export const IMAGE_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 export const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 
 /**
+ * The image a client rents when its user names none: the CLI's `rent`, the web page (which picks
+ * its first listed image on a node without it) and the agents' `rent` tool alike. busybox,
+ * because every crun node has it (the driver builds it when it is missing) and it starts
+ * smallest; `debian` is one `--image debian` away and may be absent (not built yet, removed).
+ */
+export const DEFAULT_IMAGE = 'busybox';
+
+/**
  * The latest deadline a lease may have: the end of year 9999, the last instant RFC 3339 (API.md's
  * time format) can write. A lease that would end later is refused before it is paid.
  */

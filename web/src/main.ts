@@ -17,6 +17,7 @@ import {
 } from './api.js';
 import { explain, Sentence } from './errors.js';
 import { setupFiles } from './files.js';
+import { DEFAULT_IMAGE, defaultImage } from './images.js';
 import { attachTerminal, type TerminalSession } from './terminal.js';
 import { formatDuration, formatRemaining } from './time.js';
 import { BrowserWallet, type Invoice, type Pending } from './wallet.js';
@@ -174,8 +175,8 @@ function renderOffers(offers: Offers): void {
       return option;
     }),
   );
-  // A real distribution first, when the node has one: what a newcomer expects to type into.
-  if (offers.images.includes('debian')) ui.image.value = 'debian';
+  // The same default as the CLI's and the agents' (images.ts); the picker offers the rest.
+  ui.image.value = defaultImage(offers.images) ?? '';
   const first = offers.offers[0];
   if (first) {
     // max before value: a range input clamps the value to the max it has at that moment.
@@ -410,7 +411,7 @@ async function rent(): Promise<void> {
   const request = {
     offer: offer.id,
     seconds,
-    image: ui.image.value || 'busybox',
+    image: ui.image.value || DEFAULT_IMAGE,
     ...(ports ? { ports } : {}),
   };
   const price = await getQuote(offer.id, seconds);

@@ -3,14 +3,17 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { Amount } from '../../core/amount.js';
+import { DEFAULT_IMAGE } from '../../core/lease-request.js';
 import { parseSshPublicKey } from '../../core/ssh-keys.js';
 import { Alacarte } from '../../sdk/client.js';
 import { formatDuration, parseDuration } from '../../sdk/duration.js';
+import { AlacarteApiError } from '../../sdk/errors.js';
 import { LeaseBook } from '../../sdk/lease-book.js';
-import type { Lease } from '../../sdk/types.js';
+import type { StoppedLease } from '../../sdk/types.js';
 import { defaultHome, LocalWallet } from '../../wallet/local-wallet.js';
 import { copy } from './copy.js';
 import { HELP } from './help.js';
+import { addLease, leases } from './lease-commands.js';
 import { runShell } from './shell.js';
 import { formatWhen, type Io, Progress, table, UsageError } from './ui.js';
 import { walletCommand } from './wallet-commands.js';
@@ -166,7 +169,15 @@ export async function runCommand(command: string, args: string[], io: Io): Promi
         rent,
       );
     case 'leases':
-      return withContext(command, args, {}, io, leases);
+      if (args[0] === 'add')
+        return withContext(
+          'leases add',
+          args.slice(1),
+          { 'credential-file': { type: 'string' } },
+          io,
+          addLease,
+        );
+      return withContext(command, args, { prune: { type: 'boolean' } }, io, leases);
     case 'exec':
       return withContext(
         command,
@@ -353,7 +364,7 @@ const rent: Handler = async (ctx, values, positionals, rest) => {
   const lease = await sdk.rent({
     offer,
     seconds,
-    image: (values.image as string | undefined) ?? 'busybox',
+    image: (values.image as string | undefined) ?? DEFAULT_IMAGE,
     ports,
     env: Object.keys(env).length ? env : undefined,
     command: rest.length ? rest : undefined,
@@ -438,66 +449,6 @@ function sshLine(
     ? `ssh: ${command}`
     : `ssh: ${command}  (no SSH key sent: rent with --ssh-key FILE.pub, or log in with the lease's credential as password: its "token" in ${join(home, 'leases.json')})`;
 }
-
-const leases: Handler = async (ctx, _values, positionals) => {
-  noPositionals(positionals, 'leases');
-  const sdk = ctx.sdk({ wallet: false });
-  // A lease the node stopped gets its refund collected first (which needs the wallet).
-  if (sdk.leases().some((l) => l.state === 'running')) await ctx.recover();
-  const entries = sdk.leases();
-  ctx.progress.start('asking the node');
-  const now = Date.now();
-  const fresh = await Promise.all(
-    entries.map(async (e) => {
-      if (e.state !== 'running') return { entry: e, lease: undefined };
-      const lease: Lease | undefined = await sdk.status(e.id).catch(() => undefined);
-      return { entry: e, lease };
-    }),
-  );
-  ctx.progress.stop();
-  const list = fresh.map(({ entry, lease }) => {
-    const state =
-      lease?.state ??
-      (entry.state === 'running' && Date.parse(entry.expires_at) < now ? 'expired' : entry.state);
-    const left =
-      state === 'running'
-        ? (lease?.remaining_seconds ?? Math.max(0, Math.floor((Date.parse(entry.expires_at) - now) / 1000)))
-        : 0;
-    return {
-      id: entry.id,
-      state,
-      offer: entry.offer,
-      image: entry.image,
-      expires_at: lease?.expires_at ?? entry.expires_at,
-      remaining_seconds: left,
-      url: entry.url,
-      ports: lease?.ports ?? entry.ports,
-    };
-  });
-  const rows = [['LEASE', 'STATE', 'OFFER', 'IMAGE', 'LEFT', 'NODE']];
-  for (const l of list)
-    rows.push([
-      l.id,
-      l.state,
-      l.offer,
-      l.image,
-      l.state === 'running' ? formatDuration(l.remaining_seconds) : '-',
-      l.url,
-    ]);
-  // Published ports of running leases, under the table: URLs are too long for a column.
-  const portLines = list
-    .filter((l) => l.state === 'running')
-    .flatMap((l) => Object.entries(l.ports ?? {}).map(([port, url]) => `${l.id} port ${port}: ${url}`));
-  ctx.out(
-    list.length
-      ? [table(rows), ...portLines].join('\n')
-      : 'no leases rented from this machine yet — try: alacarte rent --offer small --for 1h',
-    {
-      leases: list,
-    },
-  );
-  return 0;
-};
 
 const exec: Handler = async (ctx, values, positionals, rest) => {
   const id = leaseId(positionals, 'exec');
@@ -608,8 +559,17 @@ const stop: Handler = async (ctx, _values, positionals) => {
   // same "refunded N" with an unchanged balance reads as money gone missing.
   const already = sdk.leases().find((l) => l.id === id)?.state === 'stopped';
   ctx.progress.start('stopping');
-  const stopped = await sdk.stop(id);
-  ctx.progress.stop();
+  let stopped: StoppedLease;
+  try {
+    stopped = await sdk.stop(id);
+  } catch (err) {
+    // What stop is for (the lease no longer runs, nothing more is charged) already holds.
+    if (err instanceof AlacarteApiError && err.code === 'lease_not_running')
+      return endedBefore(ctx, sdk, id, err);
+    throw err;
+  } finally {
+    ctx.progress.stop();
+  }
   const balance = ctx.wallet().balance();
   // The tokens went into the wallet; only their mints and amounts are shown.
   const { refund: _refund, refunds, ...shown } = stopped;
@@ -623,6 +583,36 @@ const stop: Handler = async (ctx, _values, positionals) => {
   });
   return 0;
 };
+
+/**
+ * `stop` of a lease that ended without a stop (it expired, or failed): the node keeps no unused
+ * time for it, so nothing comes back. Said with the node's own words and its state, exit 0 as for
+ * a second stop: the lease is not running, which is what was asked.
+ */
+async function endedBefore(
+  ctx: Context,
+  sdk: Alacarte,
+  id: string,
+  refused: AlacarteApiError,
+): Promise<number> {
+  // The lease as the node has it (this also records its end in the lease list); the refusal's
+  // words alone when the node does not answer that.
+  const lease = await sdk.status(id).catch(() => undefined);
+  const state = lease?.state ?? 'ended';
+  const balance = ctx.wallet().balance();
+  const when = lease && state === 'expired' ? `, at ${formatWhen(lease.expires_at)}` : '';
+  ctx.out(
+    `lease ${id} had already ended (the node says: ${refused.message}${when}); nothing to refund\nbalance: ${balance.value} ${balance.unit}`,
+    {
+      ...(lease ?? { id, state }),
+      refund: null,
+      refunded: 0,
+      message: refused.message,
+      balance: Number(balance.value),
+    },
+  );
+  return 0;
+}
 
 export function amountArg(value: string | undefined, command: string, unit = 'sat'): Amount {
   const a = value === undefined ? undefined : Amount.parse(value, unit);

@@ -13,7 +13,8 @@ export const HELP: Record<string, string> = {
   alacarte wallet topup N                  buy N sat of ecash over Lightning
   alacarte wallet balance|send|receive|withdraw|restore|seed
   alacarte rent --offer ID --for 2h        rent a sandbox, paid from the wallet
-  alacarte leases                          the leases rented from this machine
+  alacarte leases [--prune]                the leases rented from this machine (--prune: drop ended ones)
+  alacarte leases add ID --credential-file F   use a lease rented with curl (credential from F or stdin)
   alacarte exec ID -- CMD ...              run a command in a sandbox
   alacarte cp LOCAL ID:/path               copy a file or directory into a sandbox (and back)
   alacarte shell ID                        an interactive shell in a sandbox
@@ -63,15 +64,29 @@ Examples:
   alacarte rent --offer small --for 1h --ssh-key ~/.ssh/id_ed25519.pub   # then: ssh -p 2222 lse_…@host
   ID=$(alacarte rent --offer small --for 10m --json | jq -r .id)
 ${COMMON}`,
-  leases: `Usage: alacarte leases [--url URL] [--json]
+  leases: `Usage: alacarte leases [--prune] [--url URL] [--json]
+       alacarte leases add ID [--credential-file FILE|-] [--url URL] [--json]
 
-Lists the leases rented from this machine, with their state and time left. A lease the node
-stopped before its time (its sandbox died) has its refund collected into the wallet first (any
-wallet command does that too).
+Lists the leases rented from this machine (or added to it), with their state as the node gives
+it and their time left. A lease the node stopped before its time (its sandbox died) has its
+refund collected into the wallet first (any wallet command does that too).
+
+  --prune    removes from the list the leases the node has confirmed ended (expired, stopped,
+             failed); one whose refund is still to be collected stays until it is
+  add ID     adds a lease rented some other way (curl, another machine) once the node at --url
+             accepts its credential, so that exec, cp, shell, extend and stop work with it. The
+             credential (the "token" of the lease answer, or that whole JSON answer) is read from
+             --credential-file FILE, or standard input (- or a pipe): never give it as an
+             argument, ps shows those to every user of the machine
 
 Examples:
   alacarte leases
-  alacarte leases --json
+  alacarte leases --prune
+  alacarte leases --json | jq -r '.leases[] | select(.state == "running") | .id'
+  curl -s -H "X-Cashu: $TOKEN" -H 'content-type: application/json' \\
+       -d '{"offer":"small","seconds":3600,"image":"busybox"}' $URL/v1/leases > lease.json
+  alacarte leases add "$(jq -r .id lease.json)" --credential-file lease.json
+  jq -r .token lease.json | alacarte leases add lse_0k2…
 ${COMMON}`,
   exec: `Usage: alacarte exec ID [--timeout SECONDS] [--stdin | --no-stdin | --background] [--json] -- COMMAND [ARG ...]
 
@@ -127,14 +142,17 @@ Examples:
 ${COMMON}`,
   stop: `Usage: alacarte stop ID [--url URL] [--json]
 
-Stops a lease now; the unused whole seconds come back into the wallet as ecash.
+Stops a lease now; the unused whole seconds come back into the wallet as ecash. A lease that
+has already ended (it expired, failed, or was stopped before) is not an error: stop says so with
+the node's words, refunds nothing more and exits 0: the lease is not running, as asked. Exit 1:
+the node refused (no valid credential, say) or could not be reached; 2: a command-line mistake.
 
 Examples:
   alacarte stop lse_123
 ${COMMON}`,
   wallet: `Usage: alacarte wallet COMMAND
 
-  topup N [--mint URL] [--no-wait]   buy N sat: prints a Lightning invoice and its QR code, waits, mints
+  topup N [--mint URL] [--no-wait]   buy N sat: prints a Lightning invoice (and on a terminal its QR code), waits, mints
   balance                            ecash in the wallet, per mint
   send N [--mint URL]                takes N sat out as a Cashu token (printed)
   receive TOKEN|-                    redeems a Cashu token ('-' reads it from stdin)
@@ -149,11 +167,13 @@ Examples:
   echo "word1 word2 ... word12" | alacarte wallet restore --seed-phrase-stdin
 ${COMMON}`,
 };
+HELP['leases add'] = HELP.leases as string;
 HELP['wallet topup'] = `Usage: alacarte wallet topup N [--mint URL] [--no-wait] [--no-qr] [--url URL] [--json]
 
-Asks the node's mint (or --mint) for a Lightning invoice of N sat, prints it with a QR code,
-waits until it is paid and mints the ecash into the wallet. With --no-wait it prints the
-invoice and returns; the next wallet command mints once it is paid.
+Asks the node's mint (or --mint) for a Lightning invoice of N sat, prints it (with a QR code
+when standard output is a terminal; --no-qr leaves it out there too), waits until it is paid
+and mints the ecash into the wallet. With --no-wait it prints the invoice and returns; the next
+wallet command mints once it is paid.
 
 Examples:
   alacarte wallet topup 1000

@@ -13,7 +13,11 @@ export async function runRenterCommand(command: string, args: string[]): Promise
   try {
     return await runCommand(command, args, io);
   } catch (err) {
-    const name = command === 'wallet' && args[0] && !args[0].startsWith('-') ? `wallet ${args[0]}` : command;
+    const name =
+      (command === 'wallet' && args[0] && !args[0].startsWith('-')) ||
+      (command === 'leases' && args[0] === 'add')
+        ? `${command} ${args[0]}`
+        : command;
     const { line, hint, code } = describeError(err, name);
     io.stderr.write(`${line}\n${hint ? `hint: ${hint}\n` : ''}`);
     return code;

@@ -61,7 +61,9 @@ const topup: Handler = async (ctx, values, positionals) => {
     ctx.io.stdout.write(
       `Pay this Lightning invoice of ${amount.value} ${amount.unit} to top up the wallet:\n\n${t.request}\n\n`,
     );
-    if (!values['no-qr'])
+    // The QR code is for a person with a phone wallet in front of a terminal; in a pipe or a file
+    // it is only noise around the invoice text, which is what a program wants.
+    if (!values['no-qr'] && ctx.io.stdout.isTTY === true)
       qrcode.generate(t.request.toUpperCase(), { small: true }, (qr) => ctx.io.stdout.write(`${qr}\n`));
   }
   // In --json mode stdout carries one JSON answer at the end; the invoice to pay goes to stderr now.

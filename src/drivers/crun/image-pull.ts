@@ -108,13 +108,21 @@ export async function pullImage(store: ImageStore, options: PullOptions): Promis
     const tls =
       parsed.transport === 'docker' && options.tlsVerify === false ? ['--src-tls-verify=false'] : [];
     options.progress(`copying ${parsed.source}`);
-    const copy = await runTool(skopeo, ['copy', ...tls, parsed.source, `oci:${layout}`], options.progress);
+    const copy = await runTool(
+      skopeo,
+      ['copy', ...tls, parsed.source, `oci:${layout}`],
+      options.progress,
+      undefined,
+      { errorsOnStderr: true },
+    );
     if (copy.code !== 0) throw new ImageError(`pulling ${options.ref} failed: ${hint(copy.tail)}`);
     const configJson = await readConfig(skopeo, layout);
     if (configJson === undefined) throw new ImageError(`reading the config of ${options.ref} failed`);
     options.progress('unpacking the layers');
     const bundle = join(staging, 'bundle');
-    const unpack = await runTool(umoci, ['unpack', '--image', layout, bundle], options.progress);
+    const unpack = await runTool(umoci, ['unpack', '--image', layout, bundle], options.progress, undefined, {
+      errorsOnStderr: true,
+    });
     if (unpack.code !== 0) throw new ImageError(`unpacking ${options.ref} failed: ${unpack.tail}`);
     const { config, dropped } = fromOciConfig(configJson, {
       description: `${parsed.source.replace(/^docker:\/\//, '')} (pulled)`,
@@ -142,11 +150,21 @@ async function readConfig(skopeo: string, layout: string): Promise<unknown> {
   }
 }
 
-/** skopeo's words, plus what to do for the common case of a registry without TLS. */
+/**
+ * skopeo's words (its log lines `time="…" level=fatal msg="…"` reduced to the message), plus what
+ * to do for the common case of a registry without TLS.
+ */
 function hint(tail: string): string {
-  if (/server gave HTTP response to HTTPS client/.test(tail))
-    return `${tail}\n(the registry speaks plain HTTP: add --tls-verify=false if you trust it)`;
-  return tail;
+  const words = tail
+    .split('\n')
+    .map((line) => {
+      const m = /^time="[^"]*" level=\w+ msg="(.*)"$/.exec(line);
+      return m?.[1] === undefined ? line : m[1].replace(/\\(["\\])/g, '$1');
+    })
+    .join('\n');
+  if (/server gave HTTP response to HTTPS client/.test(words))
+    return `${words}\n(the registry speaks plain HTTP: add --tls-verify=false if you trust it)`;
+  return words;
 }
 
 /**

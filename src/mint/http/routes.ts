@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyPluginAsync, FastifyReply } from 'fastify';
 import type { z } from 'zod';
+import { BODY_NOT_JSON_OBJECT } from '../../http/lease-schemas.js';
 import { invalidRequest, MintError, MintErrorCode } from '../errors.js';
 import type { Mint } from '../mint.js';
 import { Nut17Hub, type Nut17Limits } from '../nut-17.js';
@@ -75,6 +76,10 @@ export const mintRoutes: FastifyPluginAsync<MintRoutesOptions> = async (app, opt
     // Fastify's own errors carry statusCode; the node's AlacarteError carries status.
     const status = (err as FastifyError).statusCode ?? (err as { status?: unknown }).status;
     if (status === 413) return reply.code(413).send({ detail: 'request body too large', code: 10000 });
+    // A body sent as a form, XML or with no content type (curl -d): Fastify's 415 "Unsupported
+    // Media Type" does not say what to send; answered as the node's API answers it (400).
+    if ((err as FastifyError).code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
+      return reply.code(400).send(invalidRequest(BODY_NOT_JSON_OBJECT).toBody());
     if (typeof status === 'number' && status >= 400 && status < 500) {
       return reply.code(status).send({ detail: (err as Error).message.slice(0, 200), code: 10000 });
     }
@@ -181,6 +186,9 @@ function parse<S extends z.ZodType>(schema: S, input: unknown): z.infer<S> {
   const result = schema.safeParse(input);
   if (result.success) return result.data;
   const issue = result.error.issues[0];
+  // Not an object at all: almost always JSON sent as text/plain (curl --data-binary -H …).
+  if (issue?.code === 'invalid_type' && issue.path.length === 0 && issue.expected === 'object')
+    throw invalidRequest(BODY_NOT_JSON_OBJECT);
   const where = issue && issue.path.length > 0 ? `${issue.path.slice(0, 4).join('.')}: ` : '';
   throw invalidRequest(`invalid request: ${where}${issue?.message ?? 'malformed'}`.slice(0, 300));
 }

@@ -6,6 +6,7 @@ import {
   allUnspent,
   fundedWallet,
   type LeaseTestNode,
+  postJson,
   startLeaseNode,
   sumOf,
   tokenOf,
@@ -82,10 +83,32 @@ describe.skipIf(crunSkipReason)('POST /mcp, the node as an MCP server', { timeou
     expect(bodyOf(tooShort).error).toBe('invalid_request');
     expect(await allUnspent(wallet, send)).toBe(true);
 
-    // Arguments of the wrong type never reach the tool: MCP refuses them, nothing is taken.
+    // Arguments of the wrong type never reach the tool: refused as the HTTP API refuses such a
+    // body (same code, same words), not in the MCP library's own text; nothing is taken.
     const typed = await call('rent', { payment: token, offer: 'small', seconds: 'two hours' });
     expect(typed.isError).toBe(true);
-    expect(typed.content[0]?.text).toMatch(/seconds/);
+    const http = await postJson(`${t.url}/v1/leases`, {
+      offer: 'small',
+      seconds: 'two hours',
+      image: 'busybox',
+    });
+    expect(http.status).toBe(400);
+    expect(bodyOf(typed)).toEqual({ error: 'invalid_request', message: http.body.message });
+    expect(http.body).toMatchObject({
+      error: 'invalid_request',
+      message: expect.stringMatching(/^seconds: /),
+    });
+    // A missing argument, a wrong type elsewhere, an unknown tool: the same stable code.
+    expect(bodyOf(await call('quote', { offer: 'small' }))).toEqual({
+      error: 'invalid_request',
+      message: 'seconds: required',
+    });
+    const ports = await call('rent', { payment: token, offer: 'small', seconds: 600, ports: ['80'] });
+    expect(bodyOf(ports)).toMatchObject({
+      error: 'invalid_request',
+      message: expect.stringMatching(/^ports\.0: /),
+    });
+    expect(bodyOf(await call('no_such_tool', {}))).toMatchObject({ error: 'invalid_request' });
     expect(await allUnspent(wallet, send)).toBe(true);
   });
 

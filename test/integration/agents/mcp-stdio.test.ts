@@ -110,6 +110,11 @@ describe.skipIf(crunSkipReason)('alacarte mcp, the renter side over stdio', { ti
     expect(bodyOf(bad).error).toBe('invalid_request');
     const unknown = await call('exec', { lease_id: 'lse_unknown', command: ['true'] });
     expect(bodyOf(unknown).error).toBe('unknown_lease');
+    // A mistyped argument: the HTTP API's code and words, as the node's own MCP server answers.
+    expect(bodyOf(await call('quote', { offer: 'small', seconds: '600' }))).toEqual({
+      error: 'invalid_request',
+      message: 'seconds: Invalid input: expected number, received string',
+    });
   });
 });
 

@@ -21,6 +21,8 @@ afterAll(async () => {
 });
 
 const user = () => ({ home: tempDir('cli-home'), url: node.url });
+/** The half-block characters qrcode-terminal draws a small QR code with. */
+const QR_BLOCKS = /[\u2580\u2584\u2588]/;
 type Balance = { balance: number };
 
 // Each command is a fresh Node process; on a busy 2-core machine a test may take a while.
@@ -35,6 +37,19 @@ describe('alacarte CLI (renter)', { timeout: 240_000 }, () => {
     expect(topup.stdout).toContain('no real money moves');
     expect(topup.stdout).toContain('added 200 sat — balance: 200 sat');
     expect(topup.stderr).toContain('alacarte wallet seed');
+    // Piped, stdout carries the invoice text alone: no QR code's block characters around it.
+    expect(topup.stdout).not.toMatch(QR_BLOCKS);
+    // On a terminal (script(1) gives the CLI one) the QR code is drawn under the invoice.
+    const onTty = spawnSync('script', ['-qfec', `${process.execPath} ${CLI} wallet topup 10`, '/dev/null'], {
+      encoding: 'utf8',
+      timeout: 120_000,
+      env: { ...process.env, ALACARTE_HOME: alice.home, ALACARTE_URL: node.url },
+    });
+    expect(onTty.status, onTty.stdout).toBe(0);
+    expect(onTty.stdout).toMatch(/lnbcrt100n1\w+/);
+    expect(onTty.stdout).toMatch(QR_BLOCKS);
+    expect(onTty.stdout).toContain('added 10 sat — balance: 210 sat');
+    await runCli(['wallet', 'send', '10'], alice);
 
     const balance = await runCli(['wallet', 'balance'], alice);
     expect(balance).toMatchObject({ code: 0, stdout: '200 sat\n' });

@@ -79,6 +79,8 @@ if (skipReason) {
       expect(r.code).toBe(1);
       expect(r.err).toMatch(/^alacarte: pulling .* failed/m);
       expect(r.err).toMatch(/--tls-verify=false/);
+      // skopeo's own words once, in the error: not also as a progress line above it.
+      expect(r.err.split('server gave HTTP response to HTTPS client').length - 1, r.err).toBe(1);
       expect(existsSync(join(t.dataDir, 'images', 'img-1'))).toBe(false);
     });
 

@@ -80,6 +80,23 @@ describe('attach: an interactive shell over a WebSocket', () => {
     expect(await closed).toBe(1000);
   });
 
+  // The sandbox's init runs with no_new_privs; a terminal comes from the runtime's exec, which
+  // leaves it out unless asked (--no-new-privs in attach.ts).
+  it('runs the shell with no_new_privs, as the sandbox init has it', async () => {
+    const ws = await open([], { authorization: `Bearer ${lease.token}` });
+    const output = { text: '' };
+    ws.on('message', (data: Buffer) => {
+      output.text += data.toString('utf8');
+    });
+    // The typed line is echoed too: only the command's output has a digit between the brackets.
+    ws.send(Buffer.from('echo "nnp=[$(awk \'/^NoNewPrivs:/ {print $2}\' /proc/self/status)]"\n'), {
+      binary: true,
+    });
+    const seen = await waitFor(output, ws, /nnp=\[\d\]/);
+    expect(/nnp=\[(\d)\]/.exec(seen)?.[1]).toBe('1');
+    ws.close();
+  });
+
   it('takes the credential from the Authorization header too', async () => {
     const ws = await open([], { authorization: `Bearer ${lease.token}` });
     const output = { text: '' };

@@ -145,6 +145,42 @@ describe('SSH into a lease with the stock OpenSSH client', () => {
     expect(JSON.parse(r.stdout).id).toBe(lease.id);
   });
 
+  // The sandbox's init runs with no_new_privs (its OCI config); what SSH starts goes through the
+  // runtime's exec, which leaves it out unless asked (--no-new-privs in spawn.ts and attach.ts).
+  // A setuid program in an image could otherwise gain privileges that init never had.
+  it('runs commands, terminals and sftp-server with no_new_privs, as the sandbox init has it', async () => {
+    const command = await ssh(lease.id, ['cat', '/proc/self/status']);
+    expect(command.code, command.stderr).toBe(0);
+    expect(command.stdout.split('\n')).toContain('NoNewPrivs:\t1');
+    // On a terminal (ssh -t): the path of attach.ts.
+    const onTty = await run('ssh', [
+      '-tt',
+      ...common(),
+      '-p',
+      String(sshPort),
+      `${lease.id}@127.0.0.1`,
+      '--',
+      'cat /proc/self/status',
+    ]);
+    expect(onTty.code).toBe(0);
+    expect(onTty.stdout).toMatch(/^NoNewPrivs:\s+1\r?$/m);
+    // sftp-server (run by the host's loader inside) reads its own status: the file it hands back
+    // says what it runs with.
+    const fetched = join(dir, 'sftp-server-status');
+    const batch = join(dir, 'status-batch');
+    writeFileSync(batch, `get /proc/self/status ${fetched}\n`);
+    const sftp = await run('sftp', [
+      ...common(),
+      '-P',
+      String(sshPort),
+      '-b',
+      batch,
+      `${lease.id}@127.0.0.1`,
+    ]);
+    expect(sftp.code, sftp.stderr).toBe(0);
+    expect(readFileSync(fetched, 'utf8').split('\n')).toContain('NoNewPrivs:\t1');
+  });
+
   it('passes the exit code, stderr and stdin through', async () => {
     const r = await ssh(lease.id, ['read x; echo "got $x"; echo oops >&2; exit 7'], { input: 'hello\n' });
     expect(r.code).toBe(7);

@@ -98,6 +98,30 @@ describe('mint routes over HTTP', () => {
     expect(quote.status).toBe(400);
   });
 
+  it('answers a body sent without the JSON content type in the NUT format, saying which header to send', async () => {
+    // A form (curl -d), XML, no content type at all, a malformed one, and JSON sent as text.
+    for (const contentType of [
+      'application/x-www-form-urlencoded',
+      'application/xml',
+      undefined,
+      'json',
+      'text/plain',
+    ]) {
+      const res = await fetch(`${base}/v1/swap`, {
+        method: 'POST',
+        headers: contentType === undefined ? {} : { 'content-type': contentType },
+        body:
+          contentType === undefined ? new Blob(['{"inputs":[],"outputs":[]}']) : '{"inputs":[],"outputs":[]}',
+      });
+      expect(res.status, String(contentType)).toBe(400);
+      expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+      expect(await res.json()).toEqual({
+        detail: 'the body must be a JSON object sent with the header content-type: application/json',
+        code: 10000,
+      });
+    }
+  });
+
   it('refuses a description longer than BOLT11 allows (in bytes), and a melt of its own paid invoice', async () => {
     const long = await post('/v1/mint/quote/bolt11', {
       amount: 5,

@@ -112,6 +112,24 @@ describe('answers to requests sent by hand', () => {
     expect(body.message).not.toContain('received string');
   });
 
+  it('any other content type, none, or a malformed one: 400 invalid_request in the API shape, same advice', async () => {
+    const host = await serve();
+    for (const contentType of ['application/xml', 'multipart/form-data; boundary=x', 'json', undefined]) {
+      const res = await fetch(`http://${host}/v1/echo`, {
+        method: 'POST',
+        headers: contentType === undefined ? {} : { 'content-type': contentType },
+        // A Blob without a type: fetch then sends no content type at all.
+        body: new Blob(['{"offer":"small","seconds":600,"image":"busybox"}']),
+      });
+      expect(res.status, String(contentType)).toBe(400);
+      expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+      expect(await res.json()).toEqual({
+        error: 'invalid_request',
+        message: 'the body must be a JSON object sent with the header content-type: application/json',
+      });
+    }
+  });
+
   it('a JSON body that is an array is refused with the same advice', async () => {
     const host = await serve();
     const res = await fetch(`http://${host}/v1/echo`, {
