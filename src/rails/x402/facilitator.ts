@@ -29,14 +29,18 @@ export interface X402Facilitator {
     requirements: PaymentRequirements | PaymentRequirementsV1,
   ): Promise<SettleResponse>;
   /**
-   * The transaction that executed `authorization` on the operator's asset, paying its value to the
-   * operator, when it has been executed; undefined when its nonce is unused (or was used for
-   * another transfer). How a settlement whose answer was lost (a crash, a timeout) is found again.
+   * What became of `authorization` on the operator's asset: its nonce unused; or used, with `tx`
+   * the transaction that executed it paying its value to the operator (absent: the nonce went to
+   * another transfer the payer signed). How a settlement whose answer was lost (a crash, a
+   * timeout, a record that failed) is found again.
    */
-  settlementOf(authorization: Authorization): Promise<`0x${string}` | undefined>;
+  executionOf(authorization: Authorization): Promise<Execution>;
 }
 
-/** How far back (blocks) `settlementOf` looks for the authorization's transaction. */
+/** An authorization's nonce as the chain has it (X402Facilitator.executionOf). */
+export type Execution = { used: false } | { used: true; tx?: `0x${string}` };
+
+/** How far back (blocks) `executionOf` looks for the authorization's transaction. */
 const LOOKBACK_BLOCKS = 10_000n;
 
 const AUTHORIZATION_USED = parseAbiItem(
@@ -82,7 +86,7 @@ export function createFacilitator(options: {
       facilitator.verify(payload as PaymentPayload, requirements as PaymentRequirements),
     settle: (payload, requirements) =>
       facilitator.settle(payload as PaymentPayload, requirements as PaymentRequirements),
-    async settlementOf(authorization) {
+    async executionOf(authorization) {
       const from = authorization.from as EvmAddress;
       const nonce = authorization.nonce as `0x${string}`;
       const used = await client.readContract({
@@ -91,7 +95,7 @@ export function createFacilitator(options: {
         functionName: 'authorizationState',
         args: [from, nonce],
       });
-      if (used !== true) return undefined;
+      if (used !== true) return { used: false };
       const latest = await client.getBlockNumber();
       const logs = await client.getLogs({
         address: settings.asset,
@@ -114,9 +118,9 @@ export function createFacilitator(options: {
             t.args.to.toLowerCase() === settings.payTo.toLowerCase() &&
             t.args.value === BigInt(authorization.value),
         );
-        if (paid) return log.transactionHash;
+        if (paid) return { used: true, tx: log.transactionHash };
       }
-      return undefined;
+      return { used: true };
     },
   };
 }

@@ -205,14 +205,15 @@ export class X402Rail implements PaymentRail {
     try {
       const verified = await this.facilitator.verify(x.payload, requirements);
       if (!verified.isValid) {
-        const tx = await this.facilitator.settlementOf(a);
-        if (tx) return { ok: true, tx };
+        const done = await this.facilitator.executionOf(a);
+        if (done.used && done.tx) return { ok: true, tx: done.tx };
+        if (done.used) return reject('token_spent', "this x402 authorization's nonce has already been used");
         return refusal(verified.invalidReason, BigInt(a.validBefore) <= nowSeconds + 6n);
       }
       const settled = await this.facilitator.settle(x.payload, requirements);
       if (settled.success && settled.transaction) return { ok: true, tx: settled.transaction };
-      const tx = await this.facilitator.settlementOf(a);
-      if (tx) return { ok: true, tx };
+      const done = await this.facilitator.executionOf(a);
+      if (done.used && done.tx) return { ok: true, tx: done.tx };
       this.log?.warn({ reason: settled.errorReason }, 'an x402 settlement failed');
       return reject(
         'x402_settlement_failed',
@@ -242,7 +243,8 @@ export class X402Rail implements PaymentRail {
     if (!prior) {
       let tx: string | undefined;
       try {
-        tx = await this.facilitator.settlementOf(x.authorization);
+        const done = await this.facilitator.executionOf(x.authorization);
+        tx = done.used ? done.tx : undefined;
       } catch (err) {
         throw new AlacarteError('x402_unavailable', 'the chain did not answer; try again', { cause: err });
       }
