@@ -87,10 +87,24 @@ export class X402Rail implements PaymentRail {
     this.log = options.logger;
   }
 
-  /** What /v1/offers says of this rail (`payment.x402`): where and in what to pay. */
+  /**
+   * What /v1/offers says of this rail (`payment.x402`): where and in what to pay, and enough to
+   * sign a payment without a 402 first (an agent paying through the MCP tools): the token's EIP-712
+   * domain, the rate (a price of p sat is ceil(p × atomic_units / sats) of the asset's smallest
+   * units) and how long an authorization may live.
+   */
   describe(): Record<string, unknown> {
     const s = this.settings;
-    return { network: s.network, asset: s.asset, pay_to: s.payTo, scheme: 'exact' };
+    return {
+      scheme: 'exact',
+      network: s.network,
+      asset: s.asset,
+      asset_name: s.assetName,
+      asset_version: s.assetVersion,
+      pay_to: s.payTo,
+      rate: { atomic_units: s.rate.atomicUnits.toString(), sats: Number(s.rate.sats) },
+      max_timeout_seconds: s.maxTimeoutSeconds,
+    };
   }
 
   /** The x402 challenge for `price`: v2's PAYMENT-REQUIRED header and v1's body fields. */

@@ -2,9 +2,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Wallet } from '@cashu/cashu-ts';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { x402Client, x402HTTPClient } from '@x402/core/client';
 import { decodePaymentRequiredHeader, decodePaymentResponseHeader } from '@x402/core/http';
 import type { PaymentPayload, PaymentRequired } from '@x402/core/types';
 import { ExactEvmScheme } from '@x402/evm/exact/client';
+import { ExactEvmSchemeV1 } from '@x402/evm/exact/v1/client';
 import { wrapFetchWithPaymentFromConfig } from '@x402/fetch';
 import { createWalletClient, defineChain, type Hex, http } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
@@ -19,6 +23,7 @@ import {
   startLeaseNode,
   sumOf,
 } from '../../helpers/lease-node.js';
+import { bodyOf, callTool } from '../../helpers/mcp.js';
 import { encodePayment, x402PaymentFor } from '../../helpers/x402-payer.js';
 
 const OPERATOR = 'operator-token-for-tests-0123456789';
@@ -116,10 +121,14 @@ describe('x402 (EVM stablecoins) as a third payment rail', () => {
     ]);
     const offers = (await (await fetch(`${t.url}/v1/offers`)).json()) as { payment: Record<string, unknown> };
     expect(offers.payment.x402).toEqual({
+      scheme: 'exact',
       network: chain.network,
       asset: chain.usdc,
+      asset_name: 'USDC',
+      asset_version: '2',
       pay_to: chain.payTo,
-      scheme: 'exact',
+      rate: { atomic_units: String(RATE), sats: 1 },
+      max_timeout_seconds: 300,
     });
   });
 
@@ -168,6 +177,66 @@ describe('x402 (EVM stablecoins) as a third payment rail', () => {
     const ledger = await ledgerOf(t.url, OPERATOR);
     expect(ledger.mint.x402_in).toBeGreaterThanOrEqual(180);
     expect(expectBalanced(ledger)).toEqual([]);
+  });
+
+  it('takes an x402 v1 payment in X-PAYMENT, made by the official v1 client from the 402 body', async () => {
+    const payer = await chain.payer(1_000_000n);
+    const { res } = await challengeFor(`${t.url}/v1/leases`, createBody);
+    const client = new x402Client().registerV1(
+      'base-sepolia',
+      new ExactEvmSchemeV1(privateKeyToAccount(payer.key)),
+    );
+    const payload = await client.createPaymentPayload(res.body as unknown as PaymentRequired);
+    const headers = new x402HTTPClient(client).encodePaymentSignatureHeader(payload);
+    expect(Object.keys(headers)).toEqual(['X-PAYMENT']);
+    const created = await postJson(`${t.url}/v1/leases`, createBody, headers);
+    expect(created.status).toBe(201);
+    expect(created.body).toMatchObject({ state: 'running', paid: 120 });
+    const settlement = decodePaymentResponseHeader(created.headers.get('x-payment-response') ?? '');
+    expect(settlement).toMatchObject({ success: true, payer: payer.address });
+    expect(await chain.balanceOf(payer.address)).toBe(1_000_000n - 120n * RATE);
+  });
+
+  it('rents through the MCP rent tool with an x402 payment an agent signs from the offers tool alone', async () => {
+    const payer = await chain.payer(1_000_000n);
+    const client = new Client({ name: 'x402-agent', version: '1.0.0' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(`${t.url}/mcp`)));
+    try {
+      const offers = bodyOf(await callTool(client, 'offers'));
+      const x402 = (offers.payment as Record<string, Record<string, unknown>>).x402;
+      const quote = bodyOf(await callTool(client, 'quote', { offer: 'small', seconds: 7200 }));
+      if (!x402) throw new Error('the offers tool lists no x402');
+      const rate = x402.rate as { atomic_units: string; sats: number };
+      const sats = BigInt(rate.sats);
+      const amount = (BigInt(quote.amount as number) * BigInt(rate.atomic_units) + sats - 1n) / sats;
+      const required: PaymentRequired = {
+        x402Version: 2,
+        resource: { url: `${t.url}/v1/leases` },
+        accepts: [
+          {
+            scheme: 'exact',
+            network: x402.network as PaymentRequired['accepts'][number]['network'],
+            asset: String(x402.asset),
+            amount: amount.toString(),
+            payTo: String(x402.pay_to),
+            maxTimeoutSeconds: Number(x402.max_timeout_seconds),
+            extra: { name: x402.asset_name, version: x402.asset_version },
+          },
+        ],
+      };
+      const { headers } = await x402PaymentFor(payer.key, encodeHeader(required));
+      const payment = headers['payment-signature'];
+      const rented = await callTool(client, 'rent', { payment, ...createBody });
+      expect(rented.isError).toBeFalsy();
+      const lease = bodyOf(rented);
+      expect(lease).toMatchObject({ state: 'running', paid: 120 });
+      // The same payment again is the same lease.
+      const again = bodyOf(await callTool(client, 'rent', { payment, ...createBody }));
+      expect(again.id).toBe(lease.id);
+      expect(await chain.balanceOf(payer.address)).toBe(1_000_000n - 120n * RATE);
+    } finally {
+      await client.close();
+    }
   });
 
   it('answers a replay with the same lease, also while the first is in flight, and charges once', async () => {
