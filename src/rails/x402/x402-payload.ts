@@ -11,9 +11,9 @@ export const V1_HEADER = 'x-payment';
 
 /**
  * Longest payment header read: an EIP-3009 payload with its accepted requirements and resource is
- * about 1.5 KiB of base64; a smart wallet's signature (EIP-1271/6492) may be a few KiB more.
+ * about 1.5 KiB of base64 (its signature 65 bytes: only plain account signatures are taken).
  */
-export const MAX_HEADER_CHARS = 16 * 1024;
+export const MAX_HEADER_CHARS = 8 * 1024;
 
 const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/);
 const uint256 = z.string().regex(/^(0|[1-9][0-9]{0,77})$/);
@@ -27,7 +27,7 @@ const authorization = z.object({
 });
 /** The `exact` scheme's EIP-3009 payload (a Permit2 payload has no `authorization`: refused). */
 const exactPayload = z.object({
-  signature: z.string().regex(/^0x(?:[0-9a-fA-F]{2}){1,4096}$/),
+  signature: z.string().regex(/^0x(?:[0-9a-fA-F]{2}){1,1024}$/),
   authorization,
 });
 const v2Payload = z.object({
