@@ -24,7 +24,7 @@ import { changeOf, NO_PAYMENT, redeemedOf } from '../payment-rail.js';
 import type { X402Facilitator } from './facilitator.js';
 import { readPayment, type X402Payment } from './x402-payload.js';
 import { encodeHeader, paymentRequiredOf, requirementsOf, requirementsV1Of } from './x402-requirements.js';
-import { atomicOf, satsOf, type X402Settings } from './x402-settings.js';
+import { atomicOf, satsOf, v1NetworkOf, type X402Settings } from './x402-settings.js';
 
 export interface X402RailOptions {
   db: Database;
@@ -149,7 +149,10 @@ export class X402Rail implements PaymentRail {
       .where('key', '=', read.payment.key)
       .executeTakeFirst();
     if (row?.outcome !== 'claimed') return undefined;
-    return { success: true, transaction: row.tx, network: row.network, payer: this.of(read.payment).payer };
+    const x = this.of(read.payment);
+    // A v1 payer reads the chain by its v1 name, as it named it.
+    const network = x.version === 1 ? (v1NetworkOf(row.network) ?? row.network) : row.network;
+    return { success: true, transaction: row.tx, network, payer: x.payer };
   }
 
   private async read(headers: PaymentHeaders): Promise<{ ok: true; payment: InspectedPayment } | Rejection> {

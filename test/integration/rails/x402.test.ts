@@ -193,7 +193,7 @@ describe('x402 (EVM stablecoins) as a third payment rail', () => {
     expect(created.status).toBe(201);
     expect(created.body).toMatchObject({ state: 'running', paid: 120 });
     const settlement = decodePaymentResponseHeader(created.headers.get('x-payment-response') ?? '');
-    expect(settlement).toMatchObject({ success: true, payer: payer.address });
+    expect(settlement).toMatchObject({ success: true, network: 'base-sepolia', payer: payer.address });
     expect(await chain.balanceOf(payer.address)).toBe(1_000_000n - 120n * RATE);
   });
 
