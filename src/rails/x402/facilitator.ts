@@ -96,17 +96,24 @@ export function createFacilitator(options: {
         args: [from, nonce],
       });
       if (used !== true) return { used: false };
-      const latest = await client.getBlockNumber();
+      // Not viem's cached block number (seconds old): the transfer may be in the newest block.
+      const latest = await client.getBlockNumber({ cacheTime: 0 });
       const logs = await client.getLogs({
         address: settings.asset,
         event: AUTHORIZATION_USED,
         args: { authorizer: from, nonce },
         fromBlock: latest > LOOKBACK_BLOCKS ? latest - LOOKBACK_BLOCKS : 0n,
-        toBlock: latest,
+        toBlock: 'latest',
       });
       // The nonce names the authorization only together with its signed transfer: the payer may
       // have signed another with the same nonce. Only a transfer of this value to the operator counts.
-      for (const log of logs.slice(0, 8)) {
+      // Matched here too, not only by the node's topic filter: not every node applies it.
+      const ours = logs.filter(
+        (log) =>
+          log.args.authorizer?.toLowerCase() === from.toLowerCase() &&
+          log.args.nonce?.toLowerCase() === nonce.toLowerCase(),
+      );
+      for (const log of ours.slice(0, 8)) {
         if (!log.transactionHash) continue;
         const receipt = await client.getTransactionReceipt({ hash: log.transactionHash });
         if (receipt.status !== 'success') continue;
