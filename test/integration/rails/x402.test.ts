@@ -381,6 +381,27 @@ describe('x402 (EVM stablecoins) as a third payment rail', () => {
     expect(expectBalanced(await ledgerOf(t.url, OPERATOR))).toEqual([]);
   });
 
+  it('takes nothing for an extension of a lease that has ended: the authorization stays unspent', async () => {
+    const payer = await chain.payer(1_000_000n);
+    const created = await post(x402Fetch(payer.key), `${t.url}/v1/leases`, createBody);
+    const lease = (await created.json()) as Record<string, unknown>;
+    await postJson(
+      `${t.url}/v1/leases/${lease.id}`,
+      undefined,
+      { authorization: `Bearer ${lease.token}` },
+      'DELETE',
+    );
+    const extendUrl = `${t.url}/v1/leases/${lease.id}/extend`;
+    const { payload, headers } = await paymentFor(payer.key, extendUrl, { seconds: 3600 });
+    const res = await postJson(extendUrl, { seconds: 3600 }, headers);
+    expect(res.status).toBe(409);
+    expect(res.body.error).toBe('lease_not_running');
+    expect(res.body.refund ?? null).toBeNull();
+    const nonce = (payload.payload as { authorization: { nonce: Hex } }).authorization.nonce;
+    expect(await chain.authorizationState(payer.address, nonce)).toBe(false);
+    expect(await chain.balanceOf(payer.address)).toBe(1_000_000n - 120n * RATE);
+  });
+
   it('pays change for an authorization worth more than the price as ecash of the own mint', async () => {
     const payer = await chain.payer(1_000_000n);
     // Signed for 2 h (120 sat), spent on 1 h (60 sat): 60 sat of change.
