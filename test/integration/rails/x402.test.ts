@@ -260,6 +260,10 @@ describe('x402 (EVM stablecoins) as a third payment rail', () => {
     const other = await postJson(`${t.url}/v1/leases`, { ...createBody, seconds: 3600 }, headers);
     expect(other.status).toBe(409);
     expect(other.body.error).toBe('idempotency_conflict');
+    // Nor does the authorization that bought the lease buy an extension of it.
+    const extension = await postJson(`${t.url}/v1/leases/${a.body.id}/extend`, { seconds: 7200 }, headers);
+    expect(extension.status).toBe(409);
+    expect(extension.body.error).toBe('idempotency_conflict');
     expect(await chain.balanceOf(payer.address)).toBe(1_000_000n - 120n * RATE);
     expect(expectBalanced(await ledgerOf(t.url, OPERATOR))).toEqual([]);
   });
