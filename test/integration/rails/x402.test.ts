@@ -10,6 +10,7 @@ import type { PaymentPayload, PaymentRequired } from '@x402/core/types';
 import { ExactEvmScheme } from '@x402/evm/exact/client';
 import { ExactEvmSchemeV1 } from '@x402/evm/exact/v1/client';
 import { wrapFetchWithPaymentFromConfig } from '@x402/fetch';
+import fc from 'fast-check';
 import { createWalletClient, defineChain, type Hex, http } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -332,6 +333,54 @@ describe('x402 (EVM stablecoins) as a third payment rail', () => {
     const after = await ledgerOf(t.url, OPERATOR);
     expect(after.received).toBe(ledger.received);
     expect(after.mint.x402_in).toBe(ledger.mint.x402_in);
+  });
+
+  it('answers any hostile x402 header with a 4xx and its error body, granting nothing', async () => {
+    const before = await ledgerOf(t.url, OPERATOR);
+    const hex = (bytes: number) =>
+      fc.uint8Array({ minLength: bytes, maxLength: bytes }).map((b) => `0x${Buffer.from(b).toString('hex')}`);
+    const authorization = fc.record({
+      from: hex(20),
+      to: fc.oneof(fc.constant(chain.payTo), hex(20)),
+      value: fc.oneof(fc.bigInt({ min: 0n, max: 2n ** 256n }).map(String), fc.string()),
+      validAfter: fc.constant('0'),
+      validBefore: fc.bigInt({ min: 0n, max: 2n ** 64n }).map(String),
+      nonce: hex(32),
+    });
+    const payload = fc.record({
+      x402Version: fc.constantFrom(1, 2, 3, '2'),
+      scheme: fc.constantFrom('exact', 'upto'),
+      network: fc.constantFrom('base-sepolia', chain.network, 'eip155:1'),
+      accepted: fc.record({
+        scheme: fc.constant('exact'),
+        network: fc.constantFrom(chain.network, 'eip155:1'),
+        asset: fc.constant(chain.usdc),
+        amount: fc.constant('120000'),
+        payTo: fc.constant(chain.payTo),
+        maxTimeoutSeconds: fc.constant(300),
+      }),
+      payload: fc.record({ signature: fc.oneof(hex(65), hex(3), fc.string()), authorization }),
+    });
+    const header = fc.oneof(
+      fc.string({ maxLength: 200 }),
+      payload.map((p) => encodePayment(p)),
+      fc.jsonValue().map((v) => encodePayment(v)),
+    );
+    await fc.assert(
+      fc.asyncProperty(header, fc.constantFrom('payment-signature', 'x-payment'), async (value, name) => {
+        // Only what HTTP can carry in a header.
+        if (!/^[\x20-\x7e]*$/.test(value)) return;
+        const res = await postJson(`${t.url}/v1/leases`, createBody, { [name]: value });
+        expect(res.status).toBeGreaterThanOrEqual(400);
+        expect(res.status).toBeLessThan(500);
+        expect(typeof res.body.error).toBe('string');
+        expect(res.body.id).toBeUndefined();
+      }),
+      { numRuns: 150 },
+    );
+    const after = await ledgerOf(t.url, OPERATOR);
+    expect(after.received).toBe(before.received);
+    expect(after.leases).toEqual(before.leases);
   });
 
   it('grants no lease when the payment cannot be settled: a payer without the funds', async () => {
