@@ -44,7 +44,7 @@ const v2Payload = z.object({
   payload: exactPayload,
   resource: z
     .object({ url: z.string().max(4096) })
-    .passthrough()
+    .loose()
     .optional(),
 });
 const v1Payload = z.object({
