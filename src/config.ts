@@ -9,6 +9,7 @@ import { DEFAULT_BANDWIDTH_MBIT } from './core/offers.js';
  * then command-line flags. Validated once, here; everything else receives a typed `Config`.
  */
 const port = z.number().int().min(0).max(65_535);
+const evmAddress = z.string().regex(/^0x[0-9a-fA-F]{40}$/, 'an EVM address (0x and 40 hex digits)');
 
 const offerSchema = z
   .object({
@@ -142,6 +143,40 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /**
+     * x402 (EVM stablecoins) as a third payment rail (API.md): off unless this block is set (and
+     * `enabled` not false). One EIP-3009 stablecoin (`asset`, its EIP-712 domain `assetName` and
+     * `assetVersion`) on one chain (`network`, CAIP-2 `eip155:<id>`, reached at `rpcUrl`), paid to
+     * `payTo`, at `rate`: `atomicUnits` of the asset's smallest units per `sats` sat (prices are
+     * rounded up). The node settles through its own facilitator, whose account pays the gas: its
+     * private key (hex) comes from the file `facilitatorKeyPath` or ALACARTE_X402_FACILITATOR_KEY
+     * and is never logged. Refunds and change of x402-paid leases are ecash of the node's own mint.
+     */
+    x402: z
+      .object({
+        enabled: z.boolean().default(true),
+        network: z.string().regex(/^eip155:[1-9][0-9]{0,15}$/, 'a CAIP-2 eip155:<chain id>'),
+        rpcUrl: z.url({ protocol: /^https?$/ }),
+        asset: evmAddress,
+        assetName: z.string().min(1).max(64).default('USD Coin'),
+        assetVersion: z.string().min(1).max(16).default('2'),
+        payTo: evmAddress,
+        rate: z
+          .object({
+            atomicUnits: z.union([
+              z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+              z.string().regex(/^[1-9][0-9]{0,30}$/),
+            ]),
+            sats: z.number().int().min(1).max(1_000_000_000).default(1),
+          })
+          .strict(),
+        maxTimeoutSeconds: z.number().int().min(30).max(86_400).default(300),
+        /** Longest wait for a settlement's receipt, milliseconds. */
+        confirmationTimeoutMs: z.number().int().min(1000).max(600_000).default(60_000),
+        facilitatorKeyPath: z.string().min(1).max(4096).optional(),
+      })
+      .strict()
+      .optional(),
     /**
      * The compute driver: `crun` (default: sandboxes on this machine) or `lxd` (instances of an
      * LXD daemon or cluster, placed by LXD). For lxd: `socket` (default $LXD_DIR/unix.socket or

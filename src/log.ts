@@ -30,6 +30,11 @@ export const REDACTED_PATHS = [
   'headers["x-cashu"]',
   '*.headers.authorization',
   '*.headers["x-cashu"]',
+  // x402 payments: a signed authorization also unlocks the replay of what it bought.
+  'headers["payment-signature"]',
+  'headers["x-payment"]',
+  '*.headers["payment-signature"]',
+  '*.headers["x-payment"]',
   'operatorToken',
   '*.operatorToken',
 ];

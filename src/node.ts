@@ -37,6 +37,8 @@ import { requireTrustedMintNuts } from './rails/cashu/nut-06-requirements.js';
 import { InvoiceLimits } from './rails/l402/invoice-limits.js';
 import { L402Rail } from './rails/l402/l402-rail.js';
 import { Rails } from './rails/rails.js';
+import { facilitatorOf, x402SettingsOf } from './rails/x402/create-x402.js';
+import { X402Rail } from './rails/x402/x402-rail.js';
 import { loadOrCreateHostKey } from './ssh/host-key.js';
 import { SshServer, sourceOf } from './ssh/ssh-server.js';
 import { type Database, openStore } from './store/database.js';
@@ -166,6 +168,7 @@ export class AlacarteNode {
       let soldOffers: readonly Offer[] = [];
       let reaper: Reaper | undefined;
       let metrics: NodeMetrics | undefined;
+      let x402On: Record<string, unknown> | undefined;
       const driver = options.driver;
       if (driver) {
         const offers: Offer[] = config.offers ? config.offers.map(offerFromJson) : [...DEFAULT_OFFERS];
@@ -205,7 +208,27 @@ export class AlacarteNode {
           clock: options.clock,
           logger,
         });
-        const rail = new Rails({ rails: [cashu, l402], payouts: cashu, logger });
+        // x402 (EVM stablecoins) beside them when the operator sets it up: settled by the node's own
+        // facilitator, paid back in the own mint's ecash.
+        const x402Config = config.x402?.enabled ? config.x402 : undefined;
+        const x402 = x402Config
+          ? new X402Rail({
+              db,
+              settings: x402SettingsOf(x402Config),
+              facilitator: facilitatorOf(x402Config),
+              payouts: cashu,
+              mintUrl: () => `${urlRef.url}/mint`,
+              resourceUrl: (subject) =>
+                subject.kind === 'create'
+                  ? `${urlRef.url}/v1/leases`
+                  : `${urlRef.url}/v1/leases/${subject.leaseId}/extend`,
+              unit: config.mint.unit,
+              clock: options.clock,
+              logger,
+            })
+          : undefined;
+        x402On = x402?.describe();
+        const rail = new Rails({ rails: [cashu, l402, ...(x402 ? [x402] : [])], payouts: cashu, logger });
         const service = new LeaseService({
           db,
           driver,
@@ -246,6 +269,12 @@ export class AlacarteNode {
           mints: () => cashu.mints(),
           unit: config.mint.unit,
           l402: () => l402.accepts(config.mint.unit),
+          ...(x402
+            ? {
+                x402: () => x402.describe(),
+                x402Settlement: async (headers) => x402.settlementOf(headers),
+              }
+            : {}),
           ssh: () =>
             sshRef.port === undefined || sshRef.hostKey === undefined
               ? undefined
@@ -303,6 +332,7 @@ export class AlacarteNode {
       );
       node.closeLightning = running.close;
       if (driver && leases) node.sold = { driver, offers: soldOffers };
+      node.x402 = x402On;
       return node;
     } catch (err) {
       await running?.close();
@@ -333,6 +363,12 @@ export class AlacarteNode {
       }
     }
   }
+
+  /**
+   * Where x402 pays, when the rail is on (`payment.x402` of /v1/offers: network, asset, payee),
+   * for the server's banner; undefined when off.
+   */
+  x402: Record<string, unknown> | undefined;
 
   /** The driver and the offers on sale, for prewarm(); none without a driver. */
   private sold: { driver: ComputeDriver; offers: readonly Offer[] } | undefined;

@@ -48,9 +48,30 @@ export interface NodeToolsOptions {
 const PAYMENT = z
   .string()
   .describe(
-    'a Cashu token (cashuB… or cashuA…) of one of the mints the offers tool lists, worth at least the quote; ' +
-      'change comes back in the result as a Cashu token',
+    'a Cashu token (cashuB… or cashuA…) of one of the mints the offers tool lists, worth at least the quote, ' +
+      'or, where the offers tool lists `payment.x402`, an x402 payment (the base64 PAYMENT-SIGNATURE or ' +
+      'X-PAYMENT header value: an EIP-3009 authorization for the quote at the listed rate); change comes ' +
+      'back in the result as a Cashu token',
   );
+
+/**
+ * The request headers a tool's `payment` stands for: an x402 payment (base64 of a JSON payload
+ * naming its `x402Version`) as its header, anything else as `X-Cashu` (where a malformed token is
+ * refused as one).
+ */
+function paymentHeaders(payment: string): Record<string, string> {
+  return isX402Payment(payment) ? { 'payment-signature': payment } : { 'x-cashu': payment };
+}
+
+function isX402Payment(payment: string): boolean {
+  if (payment.length > 64 * 1024 || !/^[A-Za-z0-9+/]+={0,2}$/.test(payment)) return false;
+  try {
+    const json = JSON.parse(Buffer.from(payment, 'base64').toString('utf8')) as unknown;
+    return typeof json === 'object' && json !== null && 'x402Version' in json;
+  } catch {
+    return false;
+  }
+}
 const CREDENTIAL = z
   .string()
   .max(1024)
@@ -92,7 +113,7 @@ export function nodeMcpServer(options: NodeToolsOptions, caller: McpCaller): Mcp
     'rent',
     {
       description:
-        'Rent a sandbox, paying with a Cashu token in `payment` (x402 is not taken here: Cashu only). ' +
+        'Rent a sandbox, paying with a Cashu token or, where the node takes it, an x402 payment in `payment`. ' +
         'The result holds the lease id, its bearer credential `token` (keep it: only this answer has it) ' +
         'and `change` (a Cashu token, or null). A refused payment takes nothing; the same token again ' +
         'returns the same lease, never a second charge.',
@@ -106,7 +127,7 @@ export function nodeMcpServer(options: NodeToolsOptions, caller: McpCaller): Mcp
       run(async () => {
         const body = parseWith(createLeaseBody, request);
         const key = idempotencyKeyOf(idempotency_key);
-        return toolAnswer(await leases.create(body, { 'x-cashu': payment }, key, client));
+        return toolAnswer(await leases.create(body, paymentHeaders(payment), key, client));
       }),
   );
 
@@ -172,7 +193,7 @@ export function nodeMcpServer(options: NodeToolsOptions, caller: McpCaller): Mcp
     'extend',
     {
       description:
-        'Buy more time for a running lease, paying with a Cashu token in `payment` (Cashu only; anyone who ' +
+        'Buy more time for a running lease, paying with a Cashu token or an x402 payment in `payment` (anyone who ' +
         'knows the id may). The result has the new expires_at and `change`. An ended lease: ' +
         'lease_not_running, the token untouched.',
       inputSchema: { lease_id: leaseIdInput, seconds: secondsInput, payment: PAYMENT },
@@ -180,7 +201,7 @@ export function nodeMcpServer(options: NodeToolsOptions, caller: McpCaller): Mcp
     ({ lease_id, seconds, payment }) =>
       run(async () => {
         const body = parseWith(extendBody, { seconds });
-        return toolAnswer(await leases.extend(lease_id, body.seconds, { 'x-cashu': payment }, client));
+        return toolAnswer(await leases.extend(lease_id, body.seconds, paymentHeaders(payment), client));
       }),
   );
 

@@ -195,6 +195,10 @@ async function serveLocked(config: Config): Promise<number> {
   );
   if (ssh) process.stdout.write(`ssh: port ${ssh.port}, host key ${ssh.hostKeySha256}\n`);
   process.stdout.write(`lightning: ${node.lightning.id}\n`);
+  if (node.x402)
+    process.stdout.write(
+      `x402: on (${node.x402.network}, asset ${node.x402.asset}, paid to ${node.x402.pay_to}; refunds and change as ecash of this mint)\n`,
+    );
   if (node.lightning.isTestBackend) {
     process.stdout.write(
       `WARNING: Lightning backend '${node.lightning.id}' is a TEST backend: invoices pay themselves, no real money moves.\n`,
@@ -356,7 +360,7 @@ async function printLedger(node: AlacarteNode, json: boolean): Promise<void> {
       (m) =>
         `  at ${m.mint}: received ${m.received} = charged ${m.charged} + refunded ${m.refunded} + held ${m.held}${m.bounced ? `; returned ${m.bounced}` : ''}; paid out ${m.paid_out}, unpaid ${m.unpaid}`,
     ),
-    `mint: issued ${books.mint.issued}, redeemed ${books.mint.redeemed}, outstanding ${books.mint.outstanding}, lightning in ${books.mint.lightning_in}, out ${books.mint.lightning_out}`,
+    `mint: issued ${books.mint.issued}, redeemed ${books.mint.redeemed}, outstanding ${books.mint.outstanding}, lightning in ${books.mint.lightning_in}, out ${books.mint.lightning_out}${books.mint.x402_in ? `, x402 in ${books.mint.x402_in}` : ''}`,
     ...books.payouts.map(
       (p) => `payout ${p.id}: ${p.amount} ${u} + fee ${p.fee ?? '?'} from ${p.source}: ${p.state}`,
     ),

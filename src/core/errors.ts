@@ -15,6 +15,17 @@ export const ERROR_STATUS = {
   unauthorized: 401,
   /** An L402 credential this node did not issue, tampered with, or with the wrong preimage. */
   l402_invalid: 401,
+  /**
+   * An x402 payment this node cannot take as it is: malformed, another scheme, network, asset or
+   * payee, or not signed by its payer (rails/x402). Nothing is settled.
+   */
+  x402_invalid: 400,
+  /** An x402 authorization outside its validity window (validAfter, validBefore). Nothing is settled. */
+  x402_expired: 400,
+  /** The x402 facilitator could not settle the payment (no funds, the transfer reverted): no lease. */
+  x402_settlement_failed: 402,
+  /** The chain of the x402 rail did not answer: nothing is granted; try again. */
+  x402_unavailable: 503,
   payment_required: 402,
   not_found: 404,
   lease_not_running: 409,

@@ -131,7 +131,9 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
     summary: 'Offers, prices, images and accepted mints',
     description:
       '`payment` has one key per accepted way to pay: `cashu` (its mints and unit) and, when the node ' +
-      'takes Lightning too, `l402` (`{"unit": "sat"}`: the 402 then carries an L402 challenge).',
+      'takes Lightning too, `l402` (`{"unit": "sat"}`: the 402 then carries an L402 challenge), and when ' +
+      'it takes x402 (EVM stablecoins), `x402` (scheme, network, asset and its EIP-712 domain, pay_to, rate, ' +
+      "max_timeout_seconds: the 402 then carries x402's PAYMENT-REQUIRED and `accepts`).",
     responses: {
       200: '`{"offers": [...], "images": [...], "payment": {"cashu": {"mints": [...], "unit": "sat"}, "l402": {"unit": "sat"}}}`',
     },
@@ -166,11 +168,13 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
     responses: {
       201: 'the lease, with its bearer credential `token` (only here) and `change`',
       200: 'the same lease again (a replay of the same payment)',
-      400: 'invalid_request, invalid_token, unit_mismatch, mint_not_accepted, insufficient_amount, token_spent',
+      400: 'invalid_request, invalid_token, unit_mismatch, mint_not_accepted, insufficient_amount, token_spent, x402_invalid, x402_expired',
       402:
         'payment_required: NUT-18 payment request in the `X-Cashu` header and, beside it, ' +
         '`WWW-Authenticate: L402 macaroon="…", invoice="…"` (body `l402`); over the per-client invoice ' +
-        'limits no fresh invoice, and `Retry-After` says when to ask for one again',
+        'limits no fresh invoice, and `Retry-After` says when to ask for one again. With x402 on, also ' +
+        "`PAYMENT-REQUIRED` (x402 v2) and the body's `x402Version` and `accepts` (v1); x402_settlement_failed: " +
+        'the x402 payment could not be settled, no lease',
       409: 'idempotency_conflict',
       413: 'payload_too_large',
       503: 'no_capacity (token untouched) or start_failed (with a `refund` token)',
@@ -231,7 +235,7 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
     answer: leaseAnswer.extend({ change: z.string().nullable() }),
     responses: {
       200: 'the lease with the new `expires_at` and `change`',
-      402: 'payment_required (as for POST /v1/leases: Cashu and L402 challenges)',
+      402: 'payment_required (as for POST /v1/leases: Cashu, L402 and, when on, x402 challenges)',
       409: 'lease_not_running (token untouched, or handed back as `refund`)',
     },
   },

@@ -39,7 +39,7 @@ function operationHtml(op: ApiOperation): string {
   const id = `${op.method}-${op.path}`.replace(/[^a-z0-9]+/gi, '-');
   const parts = [
     `<section id="${id}"><h3><span class="m">${op.method.toUpperCase()}</span> <code>${prose(op.path)}</code></h3>`,
-    `<p>${prose(op.summary)}.${op.auth === 'lease' ? ' Needs <code>Authorization: Bearer &lt;lease token&gt;</code>.' : ''}${op.auth === 'operator' ? ' Needs the operator token as Bearer.' : ''}${op.paid ? ' Paid: a Cashu token in <code>X-Cashu</code>.' : ''}</p>`,
+    `<p>${prose(op.summary)}.${op.auth === 'lease' ? ' Needs <code>Authorization: Bearer &lt;lease token&gt;</code>.' : ''}${op.auth === 'operator' ? ' Needs the operator token as Bearer.' : ''}${op.paid ? ' Paid: a Cashu token in <code>X-Cashu</code> (or, where the node takes them, L402 or x402).' : ''}</p>`,
   ];
   if (op.description) parts.push(`<p>${prose(op.description)}</p>`);
   if (op.query) parts.push(`<p>Query:</p><pre>${escapeHtml(pretty(jsonSchemaOf(op.query)))}</pre>`);

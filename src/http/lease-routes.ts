@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import type { Answer, LeaseService } from '../leases/lease-service.js';
+import type { PaymentHeaders } from '../rails/payment-rail.js';
 import { sourceOf } from '../ssh/ssh-server.js';
 import {
   bearerOf,
@@ -22,6 +23,16 @@ export interface LeaseRoutesOptions {
    * `/v1/offers` then says so under `payment.l402`, beside `payment.cashu`.
    */
   l402?: () => boolean;
+  /**
+   * Where x402 pays here (API.md, "x402 (EVM stablecoins) as a third payment rail"): `/v1/offers`
+   * then says so under `payment.x402` (network, asset, payee, scheme).
+   */
+  x402?: () => Record<string, unknown>;
+  /**
+   * The x402 settlement a paid request's payment bought (rails/x402), for its answer's
+   * `PAYMENT-RESPONSE` (v2) and `X-PAYMENT-RESPONSE` (v1) headers; undefined when it carries none.
+   */
+  x402Settlement?: (headers: PaymentHeaders) => Promise<object | undefined>;
   /** The node's SSH server for /v1/offers (API.md, SSH), once listening; undefined: no SSH. */
   ssh?: () => { port: number; host_key_sha256: string } | undefined;
 }
@@ -35,7 +46,11 @@ export async function offersBody(options: LeaseRoutesOptions): Promise<Record<st
     images: leases.imageList(),
     image_details: leases.imageDetails(),
     // One key per accepted rail: `cashu` as API.md has it, `l402` added when Lightning pays too.
-    payment: { cashu: { mints: mints(), unit }, ...(options.l402?.() ? { l402: { unit } } : {}) },
+    payment: {
+      cashu: { mints: mints(), unit },
+      ...(options.l402?.() ? { l402: { unit } } : {}),
+      ...(options.x402 ? { x402: options.x402() } : {}),
+    },
     ...(ssh ? { ssh } : {}),
   };
 }
@@ -54,7 +69,8 @@ export function leaseRoutes(options: LeaseRoutesOptions): FastifyPluginAsync {
     app.post('/leases', async (request, reply) => {
       const body = parseWith(createLeaseBody, request.body);
       const idem = idempotencyKeyOf(request.headers['idempotency-key']);
-      return send(reply, await leases.create(body, request.headers, idem, sourceOf(request.ip)));
+      const answer = await leases.create(body, request.headers, idem, sourceOf(request.ip));
+      return send(reply, await withSettlement(answer, request.headers, options));
     });
 
     app.get<{ Params: { id: string } }>('/leases/:id', async (request, reply) => {
@@ -81,15 +97,38 @@ export function leaseRoutes(options: LeaseRoutesOptions): FastifyPluginAsync {
 
     app.post<{ Params: { id: string } }>('/leases/:id/extend', async (request, reply) => {
       const body = parseWith(extendBody, request.body);
-      return send(
-        reply,
-        await leases.extend(request.params.id, body.seconds, request.headers, sourceOf(request.ip)),
+      const answer = await leases.extend(
+        request.params.id,
+        body.seconds,
+        request.headers,
+        sourceOf(request.ip),
       );
+      return send(reply, await withSettlement(answer, request.headers, options));
     });
 
     app.delete<{ Params: { id: string } }>('/leases/:id', async (request, reply) => {
       return send(reply, await leases.stop(request.params.id, bearerOf(request.headers.authorization)));
     });
+  };
+}
+
+/**
+ * A paid answer with the x402 settlement of its payment in `PAYMENT-RESPONSE` and
+ * `X-PAYMENT-RESPONSE` (base64 JSON, as x402 has it), when the request paid with x402; its replays
+ * show the same settlement.
+ */
+async function withSettlement(
+  answer: Answer,
+  headers: PaymentHeaders,
+  options: LeaseRoutesOptions,
+): Promise<Answer> {
+  if (!options.x402Settlement || answer.status >= 300) return answer;
+  const settlement = await options.x402Settlement(headers);
+  if (!settlement) return answer;
+  const encoded = Buffer.from(JSON.stringify(settlement), 'utf8').toString('base64');
+  return {
+    ...answer,
+    headers: { ...answer.headers, 'payment-response': encoded, 'x-payment-response': encoded },
   };
 }
 

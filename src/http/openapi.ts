@@ -41,6 +41,18 @@ function parametersOf(op: ApiOperation): Array<Record<string, unknown>> {
         'A Cashu token (cashuB…, NUT-00) worth at least the price, of a mint in /v1/offers: `alacarte wallet send <amount>` prints one.',
       schema: { type: 'string', maxLength: 65536 },
     });
+    for (const [name, version] of [
+      ['PAYMENT-SIGNATURE', 'v2'],
+      ['X-PAYMENT', 'v1'],
+    ] as const) {
+      out.push({
+        name,
+        in: 'header',
+        required: false,
+        description: `An x402 ${version} payment (base64 JSON, scheme exact: an EIP-3009 authorization), where /v1/offers lists \`payment.x402\`.`,
+        schema: { type: 'string', maxLength: 16384 },
+      });
+    }
   }
   if (op.idempotent) {
     out.push({

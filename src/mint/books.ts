@@ -17,6 +17,12 @@ export interface MintBooks {
    */
   lightning_in: number;
   /**
+   * x402 payments the node claimed (rails/x402), at what they were worth in the mint's unit: money
+   * the operator received on chain that backs, like Lightning, the node's takings and the refunds
+   * and change of x402-paid leases in this mint's ecash.
+   */
+  x402_in: number;
+  /**
    * Paid out over Lightning, routing fees included: melts, and the node's payouts of its earnings
    * from this mint (src/payouts/), which its Lightning backend pays too.
    */
@@ -54,14 +60,16 @@ export async function mintBooks<T extends MintTables & PayoutTables>(store: Kyse
     .where('source', '=', 'own')
     .where('state', '=', 'paid')
     .executeTakeFirstOrThrow();
-  // The L402 rail's table, by name: the mint's own schema does not know it.
+  // The L402 and x402 rails' tables, by name: the mint's own schema does not know them.
   const l402 = await sql<{ n: number }>`select coalesce(sum(amount), 0) as n from l402_payments`.execute(db);
+  const x402 = await sql<{ n: number }>`select coalesce(sum(amount), 0) as n from x402_payments`.execute(db);
   const n = (r: { n: number }) => Number(r.n);
   return {
     issued: n(issued),
     redeemed: n(redeemed),
     outstanding: n(issued) - n(redeemed),
     lightning_in: n(lightningIn) + Number(l402.rows[0]?.n ?? 0),
+    x402_in: Number(x402.rows[0]?.n ?? 0),
     lightning_out: n(lightningOut) + n(payouts),
   };
 }

@@ -10,8 +10,25 @@ export interface OffersResponse {
   images: string[];
   /** One entry per image in `images` (API.md, second wave); absent from older nodes. */
   image_details?: { name: string; description: string; size_mib: number }[];
-  /** One key per accepted rail; `l402` is there when Lightning (L402) pays too. */
-  payment: { cashu: { mints: string[]; unit: string }; l402?: { unit: string } };
+  /**
+   * One key per accepted rail; `l402` is there when Lightning (L402) pays too, `x402` when EVM
+   * stablecoins (x402, scheme exact) do.
+   */
+  payment: {
+    cashu: { mints: string[]; unit: string };
+    l402?: { unit: string };
+    x402?: {
+      scheme: 'exact';
+      network: string;
+      asset: string;
+      asset_name: string;
+      asset_version: string;
+      pay_to: string;
+      /** A price of p sat is ceil(p × atomic_units / sats) of the asset's smallest units. */
+      rate: { atomic_units: string; sats: number };
+      max_timeout_seconds: number;
+    };
+  };
 }
 
 export interface Quote {

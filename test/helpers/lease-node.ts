@@ -251,6 +251,8 @@ export interface OperatorLedger {
     redeemed: number;
     outstanding: number;
     lightning_in: number;
+    /** x402 payments claimed, in sats: on-chain income backing the own mint's ecash like Lightning. */
+    x402_in: number;
     lightning_out: number;
   };
   leases: { running: number; expired: number; stopped: number; failed: number };
@@ -302,9 +304,10 @@ export function expectBalanced(books: OperatorLedger): string[] {
   // Only what the node kept at its own mint is out of that mint's circulation; what it holds at
   // trusted mints is their ecash. What it paid out of its earnings left over Lightning (lightning_out).
   const kept = books.by_mint.own.charged - books.by_mint.own.paid_out + books.by_mint.own.held;
-  if (books.mint.outstanding !== books.mint.lightning_in - books.mint.lightning_out - kept)
+  const backing = books.mint.lightning_in + books.mint.x402_in;
+  if (books.mint.outstanding !== backing - books.mint.lightning_out - kept)
     problems.push(
-      `mint outstanding ${books.mint.outstanding} != lightning_in ${books.mint.lightning_in} - lightning_out ${books.mint.lightning_out} - kept ${kept}`,
+      `mint outstanding ${books.mint.outstanding} != lightning_in ${books.mint.lightning_in} + x402_in ${books.mint.x402_in} - lightning_out ${books.mint.lightning_out} - kept ${kept}`,
     );
   return problems;
 }

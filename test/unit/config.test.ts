@@ -122,4 +122,32 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ flags: { egress: { dns: 'dns.example' } } })).toThrow(/egress\.dns/);
     expect(() => loadConfig({ flags: { egress: { dns: '127.0.0.53' } } })).toThrow(/loopback/);
   });
+  it('has x402 off by default, and takes the operator network, asset, payee, rate and RPC URL', () => {
+    expect(loadConfig().x402).toBeUndefined();
+    const x402 = {
+      network: 'eip155:8453',
+      rpcUrl: 'http://127.0.0.1:8545',
+      asset: '0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913',
+      payTo: '0x70997970C51812dc3A010C7d01b50e0d17dc79C8',
+      rate: { atomicUnits: '900' },
+    };
+    expect(loadConfig({ flags: { x402 } }).x402).toEqual({
+      ...x402,
+      enabled: true,
+      assetName: 'USD Coin',
+      assetVersion: '2',
+      rate: { atomicUnits: '900', sats: 1 },
+      maxTimeoutSeconds: 300,
+      confirmationTimeoutMs: 60_000,
+    });
+    for (const bad of [
+      { ...x402, network: 'base' },
+      { ...x402, asset: '0x1234' },
+      { ...x402, payTo: 'alice' },
+      { ...x402, rate: { atomicUnits: 0 } },
+      { ...x402, rpcUrl: 'ftp://127.0.0.1' },
+      { ...x402, facilitatorKey: 'ab'.repeat(32) },
+    ])
+      expect(() => loadConfig({ flags: { x402: bad as typeof x402 } })).toThrow(ConfigError);
+  });
 });

@@ -14,6 +14,11 @@ export const NODE_CODES: Readonly<Record<string, string>> = {
   payment_required: 'The node asked for a payment the page did not send; try again.',
   unauthorized: 'The node no longer knows this sandbox.',
   l402_invalid: 'The Lightning payment proof was not accepted; pay the invoice and try again.',
+  // x402 (EVM stablecoins) is paid by other wallets than the page's; a sentence each all the same.
+  x402_invalid: 'The stablecoin payment was not one the node can take; nothing was spent.',
+  x402_expired: 'The stablecoin payment authorization is not valid now; nothing was spent. Sign a new one.',
+  x402_settlement_failed: 'The stablecoin payment could not be settled on its chain; nothing was granted.',
+  x402_unavailable: 'The node could not reach its payment chain; nothing was granted. Try again later.',
   not_found: 'The node does not have that.',
   lease_not_running: 'The sandbox has already ended.',
   lease_elsewhere:

@@ -318,6 +318,11 @@ const offers: Handler = async (ctx, _values, positionals) => {
     ...(res.payment.l402
       ? [`and with Lightning (L402, ${res.payment.l402.unit}): see the 402 of a request`]
       : []),
+    ...(res.payment.x402
+      ? [
+          `and with x402 (${res.payment.x402.asset} on ${res.payment.x402.network}, to ${res.payment.x402.pay_to}): see the 402 of a request`,
+        ]
+      : []),
   ].join('\n');
   ctx.out(human, res);
   return 0;

@@ -45,7 +45,7 @@ describe.skipIf(crunSkipReason)('POST /mcp, the node as an MCP server', { timeou
     expect(tools.map((tool) => tool.name).sort()).toEqual(AGENT_TOOL_NAMES);
     const rent = tools.find((tool) => tool.name === 'rent');
     expect(rent?.inputSchema.required).toEqual(expect.arrayContaining(['payment', 'offer', 'seconds']));
-    expect(rent?.description).toContain('Cashu only');
+    expect(rent?.description).toContain('Cashu token or, where the node takes it, an x402 payment');
   });
 
   it('answers offers and quote as GET /v1/offers and /v1/quote do', async () => {

@@ -1,0 +1,342 @@
+import { createHash } from 'node:crypto';
+import { Amount, U64_MAX } from '../../core/amount.js';
+import { AlacarteError } from '../../core/errors.js';
+import type { PaymentKey } from '../../core/ids.js';
+import type { Logger } from '../../log.js';
+import { isUniqueViolation } from '../../mint/store/mint-store.js';
+import type { Database } from '../../store/database.js';
+import type { OwnMintPayouts } from '../l402/l402-rail.js';
+import type {
+  Challenge,
+  GivenBack,
+  InspectedPayment,
+  Owed,
+  OwedPart,
+  PaymentHeaders,
+  PaymentRail,
+  PaymentRequest,
+  PaymentSubject,
+  RecordPayment,
+  Redeemed,
+  Rejection,
+} from '../payment-rail.js';
+import { changeOf, NO_PAYMENT, redeemedOf } from '../payment-rail.js';
+import type { X402Facilitator } from './facilitator.js';
+import { readPayment, type X402Payment } from './x402-payload.js';
+import { encodeHeader, paymentRequiredOf, requirementsOf, requirementsV1Of } from './x402-requirements.js';
+import { atomicOf, satsOf, v1NetworkOf, type X402Settings } from './x402-settings.js';
+
+export interface X402RailOptions {
+  db: Database;
+  settings: X402Settings;
+  /** The node's own facilitator (facilitator.ts): verifies and settles on the operator's chain. */
+  facilitator: X402Facilitator;
+  /** Change and refunds of x402-paid leases: ecash of the node's own mint (as for L402). */
+  payouts: OwnMintPayouts;
+  /** The own mint's URL: the payment source of x402 payments, so their payouts are its ecash. */
+  mintUrl: () => string;
+  /** The URL a subject is bought at (x402's `resource`): POST /v1/leases or …/{id}/extend. */
+  resourceUrl: (subject: PaymentSubject) => string;
+  /** The node's unit (prices); x402 amounts are converted from it at `settings.rate`. */
+  unit: string;
+  clock?: () => Date;
+  logger?: Logger;
+}
+
+/** The x402 settlement of a payment, as the `PAYMENT-RESPONSE` header carries it. */
+export interface X402Settlement {
+  success: true;
+  transaction: string;
+  network: string;
+  payer: string;
+}
+
+/**
+ * x402 (API.md, "x402 (EVM stablecoins) as a third payment rail"): a 402 carries x402's
+ * `PAYMENT-REQUIRED` (v2, base64 JSON) and, in the body, v1's `x402Version` and `accepts` — the
+ * `exact` scheme, the operator's network and asset, the price at the operator's rate, `payTo`. A
+ * payer signs an EIP-3009 `transferWithAuthorization` and sends it in `PAYMENT-SIGNATURE` (v2) or
+ * `X-PAYMENT` (v1). The node reads and checks it (signed by its payer, for the operator), lets the
+ * lease service admit it by its key (payer and nonce: one authorization, one lease or extension),
+ * then verifies and settles it through its own facilitator before the lease is granted, and claims
+ * it in `x402_payments` in the transaction that records what it bought. Change and refunds come back
+ * as ecash of the own mint.
+ */
+export class X402Rail implements PaymentRail {
+  readonly id = 'x402';
+  private readonly db: Database;
+  private readonly settings: X402Settings;
+  private readonly facilitator: X402Facilitator;
+  private readonly payouts: OwnMintPayouts;
+  private readonly mintUrl: () => string;
+  private readonly resourceUrl: (subject: PaymentSubject) => string;
+  private readonly unit: string;
+  private readonly now: () => Date;
+  private readonly log: Logger | undefined;
+  private readonly readPayments = new WeakMap<InspectedPayment, X402Payment>();
+
+  constructor(options: X402RailOptions) {
+    this.db = options.db;
+    this.settings = options.settings;
+    this.facilitator = options.facilitator;
+    this.payouts = options.payouts;
+    this.mintUrl = options.mintUrl;
+    this.resourceUrl = options.resourceUrl;
+    this.unit = options.unit;
+    this.now = options.clock ?? (() => new Date());
+    this.log = options.logger;
+  }
+
+  /**
+   * What /v1/offers says of this rail (`payment.x402`): where and in what to pay, and enough to
+   * sign a payment without a 402 first (an agent paying through the MCP tools): the token's EIP-712
+   * domain, the rate (a price of p sat is ceil(p × atomic_units / sats) of the asset's smallest
+   * units) and how long an authorization may live.
+   */
+  describe(): Record<string, unknown> {
+    const s = this.settings;
+    return {
+      scheme: 'exact',
+      network: s.network,
+      asset: s.asset,
+      asset_name: s.assetName,
+      asset_version: s.assetVersion,
+      pay_to: s.payTo,
+      rate: { atomic_units: s.rate.atomicUnits.toString(), sats: Number(s.rate.sats) },
+      max_timeout_seconds: s.maxTimeoutSeconds,
+    };
+  }
+
+  /** The x402 challenge for `price`: v2's PAYMENT-REQUIRED header and v1's body fields. */
+  async challenge(price: Amount, subject: PaymentSubject): Promise<Challenge> {
+    if (price.unit !== this.unit) return { instructions: '', headers: {}, body: {} };
+    const amount = atomicOf(price, this.settings.rate);
+    const resource = this.resourceUrl(subject);
+    const description = describe(subject);
+    return {
+      instructions: 'or pay with x402 (PAYMENT-SIGNATURE or X-PAYMENT)',
+      headers: {
+        'payment-required': encodeHeader(paymentRequiredOf(this.settings, amount, resource, description)),
+      },
+      body: {
+        x402Version: 1,
+        accepts: [requirementsV1Of(this.settings, amount, resource, description)],
+      },
+    };
+  }
+
+  /**
+   * PaymentRail.redeem: the x402 payment read and checked (no chain asked), admitted by the
+   * caller, then taken: verified and settled by the facilitator, and claimed with its record.
+   */
+  async redeem(request: PaymentRequest, price: Amount): Promise<Redeemed | Rejection> {
+    const read = await this.read(request.headers);
+    if (!read.ok) return read;
+    await request.admit?.(read.payment);
+    return this.take(read.payment, price, request.record);
+  }
+
+  /**
+   * The x402 settlement the payment in `headers` bought, as `PAYMENT-RESPONSE` shows it; undefined
+   * when the request carries no x402 payment or it has not been claimed for a lease.
+   */
+  async settlementOf(headers: PaymentHeaders): Promise<X402Settlement | undefined> {
+    const read = await this.read(headers);
+    if (!read.ok) return undefined;
+    const row = await this.db
+      .selectFrom('x402_payments')
+      .select(['tx', 'network', 'outcome'])
+      .where('key', '=', read.payment.key)
+      .executeTakeFirst();
+    if (row?.outcome !== 'claimed') return undefined;
+    const x = this.of(read.payment);
+    // A v1 payer reads the chain by its v1 name, as it named it.
+    const network = x.version === 1 ? (v1NetworkOf(row.network) ?? row.network) : row.network;
+    return { success: true, transaction: row.tx, network, payer: x.payer };
+  }
+
+  private async read(headers: PaymentHeaders): Promise<{ ok: true; payment: InspectedPayment } | Rejection> {
+    const read = await readPayment(headers, this.settings);
+    if (!read.ok) return read.absent ? NO_PAYMENT : reject('x402_invalid', read.message);
+    const x = read.payment;
+    // What the rate makes of it must be an Amount: a value this large is no payment anyone makes.
+    if ((x.value * this.settings.rate.sats) / this.settings.rate.atomicUnits > U64_MAX)
+      return reject('x402_invalid', 'the x402 authorization is for more than this node counts');
+    const a = x.authorization;
+    const payment: InspectedPayment = {
+      rail: this.id,
+      key: createHash('sha256')
+        .update(`x402/${this.settings.network}/${this.settings.asset}/${a.from}/${a.nonce}`.toLowerCase())
+        .digest('hex') as PaymentKey,
+      amount: satsOf(x.value, this.settings.rate, this.unit),
+      fee: Amount.zero(this.unit),
+      source: this.mintUrl(),
+    };
+    this.readPayments.set(payment, x);
+    return { ok: true, payment };
+  }
+
+  /** Settles an admitted payment and claims it, in one transaction with its change and record. */
+  private async take(
+    payment: InspectedPayment,
+    price: Amount,
+    record: RecordPayment,
+  ): Promise<Redeemed | Rejection> {
+    const x = this.of(payment);
+    const redeemed = redeemedOf(payment, price);
+    if (!redeemed) {
+      const asked = atomicOf(price, this.settings.rate);
+      return reject('insufficient_amount', `the x402 authorization pays ${x.value}, this costs ${asked}`);
+    }
+    const prior = await this.claimed(payment.key);
+    if (prior) return spent(prior.outcome);
+    const settled = await this.settle(x);
+    if (!settled.ok) return settled;
+    try {
+      await this.db.transaction().execute(async (trx) => {
+        await this.claim(trx, payment, x, settled.tx, 'claimed');
+        await this.payouts.giveBack({ kind: 'parts', parts: [changeOf(redeemed)] }, trx);
+        await record(trx, redeemed);
+      });
+      return redeemed;
+    } catch (err) {
+      // Another replica claimed it first (its answer is the replay's), or it was handed back.
+      const row = isUniqueViolation(err) ? await this.claimed(payment.key) : undefined;
+      if (row) return spent(row.outcome);
+      throw err;
+    }
+  }
+
+  /**
+   * Verifies and settles through the facilitator; the settling transaction, or the rejection (no
+   * money moved). An authorization already executed on the chain for the operator (a settlement
+   * whose answer was lost: a crash, a record that failed) counts as settled, never as a failure.
+   */
+  private async settle(x: X402Payment): Promise<{ ok: true; tx: string } | Rejection> {
+    const requirements =
+      x.version === 2
+        ? requirementsOf(this.settings, x.value)
+        : requirementsV1Of(this.settings, x.value, '', '');
+    const a = x.authorization;
+    const nowSeconds = BigInt(Math.floor(this.now().getTime() / 1000));
+    try {
+      const verified = await this.facilitator.verify(x.payload, requirements);
+      if (!verified.isValid) {
+        const done = await this.facilitator.executionOf(a);
+        if (done.used && done.tx) return { ok: true, tx: done.tx };
+        if (done.used) return reject('token_spent', "this x402 authorization's nonce has already been used");
+        return refusal(verified.invalidReason, BigInt(a.validBefore) <= nowSeconds + 6n);
+      }
+      const settled = await this.facilitator.settle(x.payload, requirements);
+      if (settled.success && settled.transaction) return { ok: true, tx: settled.transaction };
+      const done = await this.facilitator.executionOf(a);
+      if (done.used && done.tx) return { ok: true, tx: done.tx };
+      this.log?.warn({ reason: settled.errorReason }, 'an x402 settlement failed');
+      return reject(
+        'x402_settlement_failed',
+        `the x402 payment could not be settled (${settled.errorReason})`,
+      );
+    } catch (err) {
+      throw new AlacarteError('x402_unavailable', 'the chain did not answer; try again', { cause: err });
+    }
+  }
+
+  /**
+   * PaymentRail.giveBack. Parts owed (change, refunds) are ecash of the own mint (`payouts`). An
+   * unused payment — settled, but what it paid for ended meanwhile — is handed back whole as ecash
+   * of the own mint, booked once (the claim's primary key), the same token on every retry; nothing
+   * when it was never settled (the payer's authorization is untouched).
+   */
+  async giveBack(owed: Owed, trx?: Database): Promise<GivenBack[]> {
+    if (owed.kind === 'parts') return this.payouts.giveBack(owed, trx);
+    if (trx) throw new Error('an unused payment is given back on its own, not in a transaction');
+    const payment = owed.payment;
+    const x = this.of(payment);
+    const parts: OwedPart[] = [
+      { purpose: 'change', subject: payment.key, amount: payment.amount, source: payment.source },
+    ];
+    const prior = await this.claimed(payment.key);
+    if (prior?.outcome === 'claimed') return [];
+    if (!prior) {
+      let tx: string | undefined;
+      try {
+        const done = await this.facilitator.executionOf(x.authorization);
+        tx = done.used ? done.tx : undefined;
+      } catch (err) {
+        throw new AlacarteError('x402_unavailable', 'the chain did not answer; try again', { cause: err });
+      }
+      if (!tx) return [];
+      try {
+        await this.db.transaction().execute(async (trx) => {
+          await this.claim(trx, payment, x, tx, 'returned');
+          await this.payouts.giveBack({ kind: 'parts', parts }, trx);
+        });
+      } catch (err) {
+        if (!isUniqueViolation(err)) throw err;
+        // Claimed by a lease meanwhile: nothing to hand back (its replay answers).
+        if ((await this.claimed(payment.key))?.outcome !== 'returned') return [];
+      }
+    }
+    return this.payouts.giveBack({ kind: 'parts', parts });
+  }
+
+  private of(payment: InspectedPayment): X402Payment {
+    const x = this.readPayments.get(payment);
+    if (!x) throw new Error('a payment this rail did not read');
+    return x;
+  }
+
+  private async claim(
+    trx: Database,
+    payment: InspectedPayment,
+    x: X402Payment,
+    tx: string,
+    outcome: 'claimed' | 'returned',
+  ): Promise<void> {
+    await trx
+      .insertInto('x402_payments')
+      .values({
+        key: payment.key,
+        network: this.settings.network,
+        tx,
+        atomic: x.value.toString(),
+        amount: payment.amount.toNumber(),
+        unit: payment.amount.unit,
+        outcome,
+        created_at: this.now().getTime(),
+      })
+      .execute();
+  }
+
+  private claimed(key: PaymentKey) {
+    return this.db.selectFrom('x402_payments').select(['outcome']).where('key', '=', key).executeTakeFirst();
+  }
+}
+
+/** The rejection of a facilitator's `invalidReason` (x402's reasons, `@x402/evm`). */
+function refusal(reason: string | undefined, expired: boolean): Rejection {
+  const why = reason ?? 'unknown';
+  if (expired || /valid_before|valid_after/.test(why))
+    return reject('x402_expired', `the x402 authorization is not valid now (${why})`);
+  if (/nonce_already_used/.test(why))
+    return reject('token_spent', 'this x402 authorization has already been used');
+  if (/insufficient_balance|simulation_failed|transaction_failed/.test(why))
+    return reject('x402_settlement_failed', `the x402 payment cannot be settled (${why})`);
+  return reject('x402_invalid', `the x402 payment is not valid (${why})`);
+}
+
+function spent(outcome: 'claimed' | 'returned'): Rejection {
+  return outcome === 'returned'
+    ? reject('token_spent', "this x402 authorization's payment was returned to its payer")
+    : reject('token_spent', 'this x402 authorization has already bought a lease or extension');
+}
+
+function describe(subject: PaymentSubject): string {
+  return subject.kind === 'create'
+    ? `alacarte lease: ${subject.offer}, ${subject.seconds} s`
+    : `alacarte extension: ${subject.seconds} s`;
+}
+
+function reject(code: Rejection['code'], message: string): Rejection {
+  return { ok: false, code, message };
+}
