@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Selectable } from 'kysely';
+import { type Selectable, sql } from 'kysely';
 import { AlacarteError } from '../core/errors.js';
 import { leaseBooks, type MintFigures } from '../leases/ledger.js';
 import { decodeBolt11 } from '../lightning/bolt11.js';
@@ -42,7 +42,7 @@ type PayoutRow = Selectable<PayoutTables['payouts']>;
  * Pays the node's earnings out over Lightning (README "Payouts"). The money rules:
  * - never more than the ledger's `unpaid` of the paying source: charged (earned by ended
  *   leases), less what was paid out and what a pending payout may take; money held for running
- *   leases is never touched;
+ *   leases is never touched; the own mint never pays what x402 brought in (see `sources`);
  * - every payout is a row in `payouts`, written `pending` with the payment hash (own mint) or the
  *   melt quote id (trusted mint) before anything is paid, then resolved from the payer's own state
  *   — at the next start, and before any new payout — so a crash loses nothing and nothing is paid
@@ -327,12 +327,20 @@ export class PayoutService {
     return row !== undefined;
   }
 
-  /** Unpaid earnings per source, from the ledger. */
+  /**
+   * Unpaid earnings per source, from the ledger. The own mint's Lightning pays only what came in
+   * as ecash or Lightning: leases paid over x402 are booked at the own mint (their refunds and
+   * change are its ecash), but that money reached the operator's `payTo` on chain, and paying it
+   * out again over Lightning would spend the reserve that backs the ecash in circulation. So the
+   * own source's unpaid is less everything x402 ever brought in (held leases' share included, which
+   * errs on the side of paying less).
+   */
   private async sources(clamp = true): Promise<Array<{ name: string; unpaid: bigint }>> {
     const books = await leaseBooks(this.db, this.options.unit, this.options.trustedMints);
-    const of = (m: MintFigures) => BigInt(clamp ? Math.max(0, m.unpaid) : m.unpaid);
+    const onChain = await x402Income(this.db, this.options.unit);
+    const of = (m: MintFigures, less = 0) => BigInt(clamp ? Math.max(0, m.unpaid - less) : m.unpaid - less);
     return [
-      { name: 'own', unpaid: of(books.byMint.own) },
+      { name: 'own', unpaid: of(books.byMint.own, onChain) },
       ...books.byMint.trusted.map((m) => ({ name: m.mint, unpaid: of(m) })),
     ];
   }
@@ -371,6 +379,14 @@ function pendingError(): AlacarteError {
     'payout_pending',
     'a payout is pending; it resolves before another can start, retry later',
   );
+}
+
+/** What x402 payments brought in, in `unit` (rails/x402's table, read by name like mint/books.ts). */
+async function x402Income(db: Database, unit: string): Promise<number> {
+  const r = await sql<{
+    n: number;
+  }>`select coalesce(sum(amount), 0) as n from x402_payments where unit = ${unit}`.execute(db);
+  return Number(r.rows[0]?.n ?? 0);
 }
 
 function tooLarge(message: string, unpaid: bigint): AlacarteError {

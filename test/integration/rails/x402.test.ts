@@ -14,6 +14,8 @@ import fc from 'fast-check';
 import { createWalletClient, defineChain, type Hex, http } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Amount } from '../../../src/core/amount.js';
+import { FakeLightningBackend } from '../../../src/lightning/fake/fake-lightning.js';
 import { encodeHeader } from '../../../src/rails/x402/x402-requirements.js';
 import { FACILITATOR_KEY, startTestChain, TEST_CHAIN_ID, type TestChain } from '../../helpers/evm-chain.js';
 import {
@@ -178,6 +180,37 @@ describe('x402 (EVM stablecoins) as a third payment rail', () => {
     const ledger = await ledgerOf(t.url, OPERATOR);
     expect(ledger.mint.x402_in).toBeGreaterThanOrEqual(180);
     expect(expectBalanced(ledger)).toEqual([]);
+  });
+
+  it('never pays out over Lightning what x402 brought in: that money is already at payTo', async () => {
+    const payer = await chain.payer(1_000_000n);
+    const res = await post(x402Fetch(payer.key), `${t.url}/v1/leases`, createBody);
+    expect(res.status).toBe(201);
+    const lease = (await res.json()) as { id: string; token: string };
+    const stopped = await postJson(
+      `${t.url}/v1/leases/${lease.id}`,
+      undefined,
+      { authorization: `Bearer ${lease.token}` },
+      'DELETE',
+    );
+    expect(stopped.status).toBe(200);
+    const before = await ledgerOf(t.url, OPERATOR);
+    // The ledger books the ended lease's takings at the own mint...
+    expect(before.by_mint.own.unpaid).toBeGreaterThan(0);
+    // ...but the own mint's Lightning is not asked to pay them out.
+    const to = (await new FakeLightningBackend().createInvoice(Amount.of(1), 'payout')).bolt11;
+    const out = await postJson(
+      `${t.url}/v1/operator/payout`,
+      { to, from: 'own' },
+      { authorization: `Bearer ${OPERATOR}` },
+    );
+    expect([out.status, out.body.error]).toEqual([409, 'payout_too_large']);
+    const after = await ledgerOf(t.url, OPERATOR);
+    expect([after.paid_out, after.payout_pending, after.mint.lightning_out]).toEqual([
+      before.paid_out,
+      before.payout_pending,
+      before.mint.lightning_out,
+    ]);
   });
 
   it('takes an x402 v1 payment in X-PAYMENT, made by the official v1 client from the 402 body', async () => {
