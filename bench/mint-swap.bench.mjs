@@ -167,6 +167,7 @@ async function main() {
     const split = Object.fromEntries(
       ['client', 'loop', 'curve', 'spend', 'helpers'].map((k) => [k, median(parts[tenAt].map((p) => p[k]))]),
     );
+    const wholeCpu = split.client + split.loop + split.curve + split.spend + split.helpers;
     const lines = [
       '## Mint swap throughput (HTTP on loopback vs raw native crypto)',
       '',
@@ -183,7 +184,10 @@ async function main() {
       `Per CPU-second of the server's event loop alone (the curve work runs on the curve worker threads, the SQLite commit and its fsync on the spend worker): ${((ten.mainRate / rawPerCpu) * 100).toFixed(0)}% of raw.`,
       `CPU per proof at 10 proofs/swap, medians of the rounds (threads by /proc, 10 ms ticks): raw loop ${(1e6 / rawPerCpu).toFixed(0)} µs; ` +
         `server event loop ${split.loop.toFixed(0)}, curve workers ${split.curve.toFixed(0)}, spend worker ${split.spend.toFixed(0)}, ` +
-        `V8/libuv helpers (GC) ${split.helpers.toFixed(0)} µs; client ${split.client.toFixed(0)} µs.`,
+        `V8/libuv helpers (JIT compiler, GC) ${split.helpers.toFixed(0)} µs; client ${split.client.toFixed(0)} µs.`,
+      `All of it, ${wholeCpu.toFixed(0)} µs a proof, is ${((wholeCpu * rawPerCpu) / 1e6).toFixed(2)}× the raw loop's CPU: while this session gets less than`,
+      `one core (a loaded host), the wall-clock ratio tends to ${((1e6 / rawPerCpu / wholeCpu) * 100).toFixed(0)}%; with two cores to itself the curve worker (about the raw`,
+      'work, on one thread) bounds it near 100%.',
       ...(process.env.ALACARTE_BENCH_STORE_URL
         ? [
             'Server: its own process, on PostgreSQL (ALACARTE_BENCH_STORE_URL); each swap commits in one statement',
