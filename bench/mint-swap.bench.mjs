@@ -6,12 +6,17 @@
 // Target (issue 13): HTTP swaps at 10 proofs/swap reach >= 80% of the raw native rate.
 import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
-const dist = new URL('../dist/', import.meta.url);
+// The built mint to measure: this checkout's dist/, or another build's (ALACARTE_BENCH_DIST, e.g.
+// main's, so that before and after run the same bench script).
+const dist = process.env.ALACARTE_BENCH_DIST
+  ? pathToFileURL(`${process.env.ALACARTE_BENCH_DIST}/`)
+  : new URL('../dist/', import.meta.url);
 const crypto = await import(new URL('mint/crypto/index.js', dist).href);
 const { secp } = await import(new URL('mint/crypto/native.js', dist).href);
 
@@ -55,7 +60,7 @@ async function serve() {
   process.on('message', async (msg) => {
     if (msg === 'cpu') {
       const { user, system } = process.cpuUsage();
-      process.send({ cpu: user + system, main: mainThreadCpu() });
+      process.send({ cpu: user + system, main: mainThreadCpu(), threads: threadsCpu() });
       return;
     }
     await app.close();
@@ -78,6 +83,10 @@ async function main() {
     child.once('exit', (code) => reject(new Error(`server exited ${code}`)));
   });
   const base = `http://127.0.0.1:${port}/mint`;
+  // The client: node:http with a keep-alive agent (default), or undici's fetch (MINT_BENCH_CLIENT=fetch,
+  // what this bench used before session 8: several times the client CPU per request, taken from the
+  // same 2 cores as the server).
+  const client = process.env.MINT_BENCH_CLIENT === 'fetch' ? fetchClient(base) : httpClient(port);
   try {
     // Three rounds, each measuring raw crypto and both HTTP scenarios back to back, so that noise on
     // this shared machine hits both sides alike; medians are reported.
@@ -86,19 +95,25 @@ async function main() {
       { perSwap: 1, swaps: 800, connections: 8 },
       { perSwap: 10, swaps: 300, connections: 8 },
     ];
-    const keys = (await getJson(`${base}/v1/keys`)).keysets[0];
-    const need = rounds * scenarios.reduce((n, s) => n + s.perSwap * s.swaps, 0);
-    const proofs = await mintOnes(base, keys, need);
-    const raws = [];
-    const rawCpu = [];
-    const rates = scenarios.map(() => []);
-    const cpuRates = scenarios.map(() => []);
-    const mainRates = scenarios.map(() => []);
     const serverCpu = () =>
       new Promise((resolve) => {
         child.once('message', (m) => resolve(m));
         child.send('cpu');
       });
+    // The server's threads by when they appeared: before any request (V8's and libuv's helpers),
+    // while minting (the curve workers: a mint signs there), at the first swap (the spend worker).
+    const helpers = new Set(Object.keys((await serverCpu()).threads));
+    const keys = (await getJson(`${base}/v1/keys`)).keysets[0];
+    const need = rounds * scenarios.reduce((n, s) => n + s.perSwap * s.swaps, 0);
+    const proofs = await mintOnes(base, keys, need);
+    const curveThreads = new Set(Object.keys((await serverCpu()).threads).filter((t) => !helpers.has(t)));
+    const raws = [];
+    const rawCpu = [];
+    const rates = scenarios.map(() => []);
+    const cpuRates = scenarios.map(() => []);
+    const mainRates = scenarios.map(() => []);
+    /** CPU µs per proof by part (client, event loop, curve, spend worker, helpers), per scenario. */
+    const parts = scenarios.map(() => []);
     for (let round = 0; round < rounds; round++) {
       const measured = rawRate(2000);
       raws.push(measured.wall);
@@ -111,11 +126,29 @@ async function main() {
           );
         }
         const cpu0 = await serverCpu();
-        const seconds = await run(base, bodies, s.connections);
+        const client0 = process.cpuUsage();
+        const seconds = await client(bodies, s.connections);
+        const clientUsed = process.cpuUsage(client0);
         const cpu1 = await serverCpu();
-        rates[i].push((s.perSwap * s.swaps) / seconds);
-        cpuRates[i].push((s.perSwap * s.swaps) / ((cpu1.cpu - cpu0.cpu) / 1e6));
-        mainRates[i].push((s.perSwap * s.swaps) / ((cpu1.main - cpu0.main) / 1e6));
+        const n = s.perSwap * s.swaps;
+        rates[i].push(n / seconds);
+        cpuRates[i].push(n / ((cpu1.cpu - cpu0.cpu) / 1e6));
+        mainRates[i].push(n / ((cpu1.main - cpu0.main) / 1e6));
+        const split = {
+          client: (clientUsed.user + clientUsed.system) / n,
+          loop: 0,
+          curve: 0,
+          spend: 0,
+          helpers: 0,
+        };
+        for (const [tid, us] of Object.entries(cpu1.threads)) {
+          const used = (us - (cpu0.threads[tid] ?? 0)) / n;
+          if (Number(tid) === child.pid) split.loop += used;
+          else if (curveThreads.has(tid)) split.curve += used;
+          else if (helpers.has(tid)) split.helpers += used;
+          else split.spend += used;
+        }
+        parts[i].push(split);
       }
     }
     const raw = median(raws);
@@ -127,9 +160,14 @@ async function main() {
       mainRate: median(mainRates[i]),
     }));
     const rawPerCpu = median(rawCpu);
-    const ten = results.find((r) => r.perSwap === 10);
+    const tenAt = results.findIndex((r) => r.perSwap === 10);
+    const ten = results[tenAt];
     const ratio = ten.rate / raw;
     const fmt = (xs) => xs.map((x) => x.toFixed(0)).join(', ');
+    const split = Object.fromEntries(
+      ['client', 'loop', 'curve', 'spend', 'helpers'].map((k) => [k, median(parts[tenAt].map((p) => p[k]))]),
+    );
+    const wholeCpu = split.client + split.loop + split.curve + split.spend + split.helpers;
     const lines = [
       '## Mint swap throughput (HTTP on loopback vs raw native crypto)',
       '',
@@ -144,19 +182,35 @@ async function main() {
       `HTTP at 10 proofs/swap reaches ${(ratio * 100).toFixed(0)}% of the raw native rate (target >= 80%): ${ratio >= 0.8 ? 'met' : 'NOT met'}.`,
       `Per CPU-second of the server process, all its threads (less sensitive to other load on the machine, blind to fsync waits): ${((ten.cpuRate / rawPerCpu) * 100).toFixed(0)}% of raw.`,
       `Per CPU-second of the server's event loop alone (the curve work runs on the curve worker threads, the SQLite commit and its fsync on the spend worker): ${((ten.mainRate / rawPerCpu) * 100).toFixed(0)}% of raw.`,
+      `CPU per proof at 10 proofs/swap, medians of the rounds (threads by /proc, 10 ms ticks): raw loop ${(1e6 / rawPerCpu).toFixed(0)} µs; ` +
+        `server event loop ${split.loop.toFixed(0)}, curve workers ${split.curve.toFixed(0)}, spend worker ${split.spend.toFixed(0)}, ` +
+        `V8/libuv helpers (JIT compiler, GC) ${split.helpers.toFixed(0)} µs; client ${split.client.toFixed(0)} µs.`,
+      `All of it, ${wholeCpu.toFixed(0)} µs a proof, is ${((wholeCpu * rawPerCpu) / 1e6).toFixed(2)}× the raw loop's CPU: while this session gets less than`,
+      `one core (a loaded host), the wall-clock ratio tends to ${((1e6 / rawPerCpu / wholeCpu) * 100).toFixed(0)}%; with two cores to itself the curve worker (about the raw`,
+      'work, on one thread) bounds it near 100%.',
       ...(process.env.ALACARTE_BENCH_STORE_URL
         ? [
             'Server: its own process, on PostgreSQL (ALACARTE_BENCH_STORE_URL); each swap commits in one statement',
             '(proofs and signatures together); inputs verified and outputs signed on the curve worker threads',
-            '(mint.curveThreads, default cores - 1). Client: fetch from another',
+            '(mint.curveThreads, default cores - 1).',
           ]
         : [
             'Server: its own process, SQLite file in WAL mode with synchronous=FULL; swaps commit in a worker thread with its',
             'own connection (prepared statements), those arriving while a commit is in flight in the next one transaction',
             '(a savepoint each); inputs verified and outputs signed on the curve worker threads (mint.curveThreads,',
-            'default cores - 1), so the event loop only parses, checks, commits and answers. Client: fetch from another',
+            'default cores - 1), so the event loop only parses, checks, commits and answers.',
           ]),
-      'process, inputs and outputs prepared beforehand. The machine is shared: compare the ratios within one run.',
+      process.env.MINT_BENCH_CLIENT === 'fetch'
+        ? 'Client: fetch (undici) from another process, inputs and outputs prepared beforehand.'
+        : 'Client: node:http with a keep-alive agent (one connection per concurrent request) from another process, inputs and',
+      ...(process.env.MINT_BENCH_CLIENT === 'fetch'
+        ? []
+        : [
+            'outputs prepared beforehand (until session 8 it was fetch, whose CPU per request is several times as much and is',
+            'taken from the same 2 cores as the server: real wallets run elsewhere).',
+          ]),
+      'The client and the server share the 2 cores; the raw loop is one thread. The machine is shared: compare the ratios',
+      'within one run.',
     ];
     console.log(lines.join('\n'));
   } finally {
@@ -171,10 +225,27 @@ async function main() {
  * microseconds, from /proc (utime + stime in clock ticks of 10 ms); without the spend worker's.
  */
 function mainThreadCpu() {
-  const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+  return taskCpu(process.pid);
+}
+
+/** CPU time of one thread of this process (its task id), in microseconds, from /proc; 0 if gone. */
+function taskCpu(tid) {
+  let stat;
+  try {
+    stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+  } catch {
+    return 0;
+  }
   // Fields after the command name (in parentheses, which may hold spaces): utime is the 12th, stime the 13th.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) * 10_000;
+}
+
+/** CPU time of every thread of this process, in microseconds, by task id. */
+function threadsCpu() {
+  const out = {};
+  for (const tid of readdirSync('/proc/self/task')) out[tid] = taskCpu(tid);
+  return out;
 }
 
 /** The mint's per-proof work, natively, in a loop: proofs per second. */
@@ -238,21 +309,65 @@ function median(xs) {
   return sorted[Math.floor(sorted.length / 2)];
 }
 
-async function run(base, bodies, connections) {
+/** The swaps through undici's fetch, `connections` at a time; resolves with the seconds taken. */
+function fetchClient(base) {
+  return async (bodies, connections) =>
+    timed(bodies, connections, async (body) => {
+      const res = await fetch(`${base}/v1/swap`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body,
+      });
+      const text = await res.text();
+      if (res.status !== 200) throw new Error(`swap failed: ${res.status} ${text}`);
+    });
+}
+
+/**
+ * The swaps through node:http with a keep-alive agent (a connection per concurrent request, reused),
+ * `connections` at a time; resolves with the seconds taken.
+ */
+function httpClient(port) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  return async (bodies, connections) =>
+    timed(
+      bodies,
+      connections,
+      (body) =>
+        new Promise((resolve, reject) => {
+          const req = http.request(
+            {
+              agent,
+              host: '127.0.0.1',
+              port,
+              method: 'POST',
+              path: '/mint/v1/swap',
+              headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+            },
+            (res) => {
+              const chunks = [];
+              res.on('data', (c) => chunks.push(c));
+              res.on('end', () => {
+                if (res.statusCode !== 200)
+                  reject(new Error(`swap failed: ${res.statusCode} ${Buffer.concat(chunks).toString()}`));
+                else resolve();
+              });
+              res.on('error', reject);
+            },
+          );
+          req.on('error', reject);
+          req.end(body);
+        }),
+    );
+}
+
+/** Sends every body through `send`, `connections` at a time; resolves with the seconds taken. */
+async function timed(bodies, connections, send) {
   let next = 0;
   const start = process.hrtime.bigint();
   await Promise.all(
     Array.from({ length: connections }, async () => {
-      while (next < bodies.length) {
-        const body = bodies[next++];
-        const res = await fetch(`${base}/v1/swap`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body,
-        });
-        const text = await res.text();
-        if (res.status !== 200) throw new Error(`swap failed: ${res.status} ${text}`);
-      }
+      while (next < bodies.length) await send(bodies[next++]);
     }),
   );
   return Number(process.hrtime.bigint() - start) / 1e9;
