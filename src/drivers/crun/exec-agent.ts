@@ -7,7 +7,7 @@ import {
   openSync,
   readFileSync,
   renameSync,
-  rmSync,
+  unlinkSync,
   writeSync,
 } from 'node:fs';
 import { Socket } from 'node:net';
@@ -200,16 +200,24 @@ export class ExecAgent {
     const id = randomBytes(6).toString('hex');
     const base = join(this.runDir, EXEC_DIR, id);
     const hasStdin = request.stdin !== undefined && request.stdin.length > 0;
-    const paths = [base, `${base}.in`, `${base}.out`, `${base}.err`];
+    // What this exec put in the run directory, removed at its end (one unlink each, none for a
+    // path it never made).
+    const made: string[] = [];
     const cleanUp = () => {
-      for (const p of paths) rmSync(p, { force: true });
+      for (const p of made.splice(0)) unlinkQuietly(p);
     };
     let outputs: FifoOutputs | undefined;
     try {
       const [out, err] = (await this.fifos.take(2)) as [string, string];
       renameSync(out, `${base}.out`);
+      made.push(`${base}.out`);
       renameSync(err, `${base}.err`);
-      if (hasStdin && request.stdin !== undefined) this.writeOwned(`${base}.in`, request.stdin);
+      made.push(`${base}.err`);
+      if (hasStdin && request.stdin !== undefined) {
+        made.push(`${base}.in`);
+        this.writeOwned(`${base}.in`, request.stdin);
+      }
+      made.push(base);
       this.writeOwned(base, execScript(id, target.env, target.cwd, request.command, hasStdin));
       outputs = new FifoOutputs(`${base}.out`, `${base}.err`, request.maxOutputBytes);
     } catch {
@@ -371,6 +379,15 @@ export class ExecAgent {
     } finally {
       closeSync(fd);
     }
+  }
+}
+
+/** Removes a file of an exec; one gone already (or never made) is fine. */
+function unlinkQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // gone
   }
 }
 

@@ -35,6 +35,11 @@ export interface WarmSandbox {
 export interface LayerPoolOptions {
   /** Sandbox directories live here, named after their container (a start only links its lease to one). */
   runtimeDir: string;
+  /**
+   * Where each sandbox's run directory is made, named after its container, `<dir>/run` linking to
+   * it (run-state.ts: a tmpfs); without it, `<dir>/run` itself.
+   */
+  runStateDir?: string;
   imagesDir: string;
   busybox: string;
   /** Owner of the writable layer's root, i.e. root inside the sandbox. */
@@ -324,7 +329,11 @@ export class LayerPool {
     const script = [
       'set -e',
       'umask 022',
-      'mkdir -m 0755 "$1/layer" "$1/rootfs" "$1/run" "$1/run/bin"',
+      // The run directory ($4): in the run state, linked from the sandbox's directory (see
+      // run-state.ts), or the sandbox directory's own run/.
+      'mkdir -m 0755 "$1/layer" "$1/rootfs" "$4"',
+      '[ "$4" = "$1/run" ] || ln -s "$4" "$1/run"',
+      'mkdir -m 0755 "$1/run/bin"',
       // The exec agent's files (exec-agent.ts): names inside are found, not listed.
       'mkdir -m 0711 "$1/run/x"',
       `mount -t tmpfs -o size=${diskMib}m,nr_inodes=${inodes},mode=0755 tmpfs "$1/layer"`,
@@ -345,6 +354,7 @@ export class LayerPool {
       dir,
       join(imagesDir, image),
       this.options.resolvConf ?? '',
+      this.options.runStateDir === undefined ? join(dir, 'run') : join(this.options.runStateDir, name),
     ]);
     const warm = { dir, name };
     if (r.code !== 0) {
@@ -448,6 +458,13 @@ esac
 const DESTROY_SCRIPT = `set -u
 d=$1
 [ -e "$d" ] || [ -L "$d" ] || exit 0
+# The sandbox's run directory in the run state (run-state.ts; run/ is the host's link to it, named
+# after the sandbox), first: without the link nothing would find it again (list() sweeps what a
+# crash between the two left).
+if [ -L "$d/run" ]; then
+  r=$(readlink "$d/run")
+  case $r in /*/"\${d##*/}") rm -rf "$r" ;; esac
+fi
 umount "$d/rootfs" 2>/dev/null
 umount "$d/layer" 2>/dev/null
 under() { awk -v d="$d" '$5 == d || index($5, d "/") == 1 { print length($5), $5 }' /proc/self/mountinfo; }
