@@ -8,6 +8,7 @@ import {
   readFileSync,
   renameSync,
   unlinkSync,
+  write,
   writeSync,
 } from 'node:fs';
 import { Socket } from 'node:net';
@@ -226,17 +227,15 @@ export class ExecAgent {
       cleanUp();
       return undefined;
     }
-    const ran = this.run(id, requests, target, request);
-    if (ran === undefined) {
-      outputs.destroy();
-      cleanUp();
-      return undefined;
-    }
-    let status: { code: number; timedOut: boolean };
+    let status: { code: number; timedOut: boolean } | undefined;
     try {
-      status = await ran;
+      status = await this.run(id, requests, target, request);
     } finally {
       cleanUp();
+    }
+    if (status === undefined) {
+      outputs.destroy();
+      return undefined;
     }
     return { exitCode: status.code, ...(await outputs.finish(target.drain)), timedOut: status.timedOut };
   }
@@ -248,19 +247,23 @@ export class ExecAgent {
     this.answers = undefined;
   }
 
-  /** Sends the request and waits for the exec's end or timeout; undefined if it could not be sent. */
+  /**
+   * Sends the request and waits for the exec's end or timeout; undefined (nothing started) if it
+   * could not be sent.
+   */
   private run(
     id: string,
     requests: number,
     target: AgentExecTarget,
     request: ExecRequest,
-  ): Promise<{ code: number; timedOut: boolean }> | undefined {
-    // Here, with no await before the request is sent: the last exec to end closes the answer FIFO.
+  ): Promise<{ code: number; timedOut: boolean } | undefined> {
+    // Here, with no await before the exec is pending: the last exec to end closes the answer FIFO.
     if (!this.listen()) {
       closeSync(requests);
-      return undefined;
+      return Promise.resolve(undefined);
     }
     let settle!: (code: number) => void;
+    let unsent!: () => void;
     let timedOut = false;
     let nsPid: number | undefined;
     let grace: NodeJS.Timeout | undefined;
@@ -268,13 +271,19 @@ export class ExecAgent {
       const pid = nsPid === undefined ? undefined : hostPid(nsPid, target.procsFile);
       if (pid !== undefined) killExecTree(pid, target.procsFile);
     };
-    const done = new Promise<{ code: number; timedOut: boolean }>((resolve) => {
+    const done = new Promise<{ code: number; timedOut: boolean } | undefined>((resolve) => {
       settle = (code) => {
         if (!this.pending.delete(id)) return;
         clearTimeout(timer);
         clearTimeout(grace);
         if (this.pending.size === 0) this.quiet();
         resolve({ code, timedOut });
+      };
+      unsent = () => {
+        if (!this.pending.delete(id)) return;
+        clearTimeout(timer);
+        if (this.pending.size === 0) this.quiet();
+        resolve(undefined);
       };
     });
     const timer = setTimeout(() => {
@@ -300,21 +309,15 @@ export class ExecAgent {
       onLost: () => settle(LOST_STATUS),
     });
     this.budget = Math.min(MAX_ANSWER_BUDGET, this.budget + ANSWER_BYTES_PER_EXEC);
+    // The write wakes the agent, which the kernel may run at once on the CPU of the writer, ahead
+    // of it: from a thread of libuv's pool, so that the node's thread goes on with the next request
+    // (measured in a burst: bench/PROFILES.md, session 8). One write of a few bytes: atomic.
     const line = Buffer.from(`${id}\n`);
-    let sent = false;
-    try {
-      sent = writeSync(requests, line) === line.length;
-    } catch {
-      // EAGAIN: the agent does not read its requests.
-    } finally {
+    write(requests, line, 0, line.length, null, (err, written) => {
       closeSync(requests);
-    }
-    if (!sent) {
-      this.pending.delete(id);
-      clearTimeout(timer);
-      if (this.pending.size === 0) this.quiet();
-      return undefined;
-    }
+      // EAGAIN: the agent does not read its requests.
+      if (err || written !== line.length) unsent();
+    });
     return done;
   }
 
