@@ -418,9 +418,10 @@ export class CrunDriver implements ComputeDriver {
       writeFileSync(join(dir, 'meta.json'), JSON.stringify(meta));
       this.metas.set(id, meta);
       // init has been running since the sandbox was made; it reads the deadline again at least every
-      // INIT_RECHECK_SECONDS, so it needs waking only for a deadline sooner than its next look (a
-      // wake-up is a FIFO write on the node's thread that the woken sandbox may take the CPU from).
-      // Its starter is always woken, to run the command.
+      // INIT_RECHECK_SECONDS, so it needs waking only for a deadline sooner than its next look (each
+      // wake-up runs init's loop once, on the sandbox's CPU quota: a tiny offer's 1 ms per 100 ms
+      // pays for the start's wake-ups and its first command's fork). Its starter is always woken,
+      // to run the command.
       if (deadline.getTime() - Date.now() < (INIT_RECHECK_SECONDS + 5) * 1000) wakeInit(dir);
       wakeInit(dir, START_FIFO);
       this.live.set(id, live);
