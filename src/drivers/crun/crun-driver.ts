@@ -1092,29 +1092,39 @@ export class CrunDriver implements ComputeDriver {
     if (!this.execFifos) return undefined;
     let agent = this.agents.get(leaseId);
     if (!agent) {
-      // The sandbox's own directory, not the lease's link to it.
-      agent = new ExecAgent(this.runDirOf(container), this.execFifos, {
-        uid: this.idBase,
-        gid: this.idBase,
-      });
+      // The sandbox's own directory, not the lease's link to it: in the run state (run-state.ts),
+      // or for a sandbox made by a node before it, run/ in its directory, with FIFOs made on that
+      // file system (they are renamed into it).
+      const inState = join(this.paths.runState, container);
+      let inRunState = false;
+      try {
+        inRunState = statSync(inState).isDirectory();
+      } catch {
+        // made before the run state
+      }
+      const owner = { uid: this.idBase, gid: this.idBase };
+      agent = inRunState
+        ? new ExecAgent(inState, this.execFifos, owner)
+        : new ExecAgent(join(this.paths.runtimeDir, container, 'run'), this.legacyFifos(), owner);
       this.agents.set(leaseId, agent);
     }
     return agent;
   }
 
-  /**
-   * A sandbox's run directory on the host, not through a link: in the run state (run-state.ts), or
-   * for a sandbox made by a node before it, `run/` in the sandbox's directory.
-   */
-  private runDirOf(container: string): string {
-    const inState = join(this.paths.runState, container);
-    try {
-      if (statSync(inState).isDirectory()) return inState;
-    } catch {
-      // made before the run state
-    }
-    return join(this.paths.runtimeDir, container, 'run');
+  /** FIFOs for the agents of sandboxes made before the run state, in the runtime directory (made once asked for). */
+  private legacyFifos(): FifoStock {
+    const spawner = spawnerShell();
+    if (!spawner) throw new Error('no spawner shell');
+    this.legacyFifoStock ??= new FifoStock(
+      execFifoDir(this.paths.runtimeDir),
+      (fifos, owner) => spawner.mkfifo(fifos, owner),
+      { uid: this.idBase, gid: this.idBase },
+      `f${randomBytes(3).toString('hex')}-`,
+    );
+    return this.legacyFifoStock;
   }
+
+  private legacyFifoStock: FifoStock | undefined;
 
   private dir(leaseId: string): string {
     return join(this.paths.runtimeDir, leaseId);

@@ -41,13 +41,14 @@ const TMPFS_OPTIONS = 'mode=0711,size=25%';
 /** Run state directory -> drivers of this process that use it. */
 const users = new Map<string, number>();
 
-/** Run state directory -> this process's exec FIFO directory in it (its drivers share it). */
+/** Directory -> this process's exec FIFO directory in it (its drivers share it). */
 const fifoDirs = new Map<string, string>();
 
 /**
- * This process's directory for exec FIFOs in the run state `dir` (reachable by root only), made
- * on first use; those of processes that are gone (a crash) are removed then. Named after the
- * process, removed when it exits.
+ * This process's directory for exec FIFOs in `dir` (the run state; or, for sandboxes made by a node
+ * before it, the runtime directory), `<dir>/.exec/<pid>-<hex>`, reachable by root only, made on
+ * first use; those of processes that are gone (a crash) are removed then. Removed when the process
+ * exits.
  */
 export function execFifoDir(dir: string): string {
   const known = fifoDirs.get(dir);
