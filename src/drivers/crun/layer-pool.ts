@@ -36,8 +36,9 @@ export interface LayerPoolOptions {
   /** Sandbox directories live here, named after their container (a start only links its lease to one). */
   runtimeDir: string;
   /**
-   * Where each sandbox's run directory is made, named after its container, `<dir>/run` linking to
-   * it (run-state.ts: a tmpfs); without it, `<dir>/run` itself.
+   * Where each sandbox's state directory is made, named after its container (run-state.ts: a
+   * tmpfs): its `run/` and meta.json, `<dir>/run` and `<dir>/meta.json` linking to them; without
+   * it, both are in `<dir>` itself.
    */
   runStateDir?: string;
   imagesDir: string;
@@ -329,10 +330,14 @@ export class LayerPool {
     const script = [
       'set -e',
       'umask 022',
-      // The run directory ($4): in the run state, linked from the sandbox's directory (see
-      // run-state.ts), or the sandbox directory's own run/.
-      'mkdir -m 0755 "$1/layer" "$1/rootfs" "$4"',
-      '[ "$4" = "$1/run" ] || ln -s "$4" "$1/run"',
+      // The run directory: the sandbox directory's own run/, or in its directory in the run state
+      // ($4) with the meta.json start() writes beside it, both linked from the sandbox's directory
+      // (run-state.ts).
+      'mkdir -m 0755 "$1/layer" "$1/rootfs"',
+      'if [ -z "$4" ]; then mkdir -m 0755 "$1/run"; else',
+      '  mkdir -m 0711 "$4"; mkdir -m 0755 "$4/run"',
+      '  ln -s "$4/run" "$1/run"; ln -s "$4/meta.json" "$1/meta.json"',
+      'fi',
       'mkdir -m 0755 "$1/run/bin"',
       // The exec agent's files (exec-agent.ts): names inside are found, not listed.
       'mkdir -m 0711 "$1/run/x"',
@@ -354,7 +359,7 @@ export class LayerPool {
       dir,
       join(imagesDir, image),
       this.options.resolvConf ?? '',
-      this.options.runStateDir === undefined ? join(dir, 'run') : join(this.options.runStateDir, name),
+      this.options.runStateDir === undefined ? '' : join(this.options.runStateDir, name),
     ]);
     const warm = { dir, name };
     if (r.code !== 0) {
@@ -458,12 +463,12 @@ esac
 const DESTROY_SCRIPT = `set -u
 d=$1
 [ -e "$d" ] || [ -L "$d" ] || exit 0
-# The sandbox's run directory in the run state (run-state.ts; run/ is the host's link to it, named
-# after the sandbox), first: without the link nothing would find it again (list() sweeps what a
-# crash between the two left).
+# The sandbox's directory in the run state (run-state.ts; run/ is the host's link to its run/,
+# named after the sandbox), first: without the link nothing would find it again (list() sweeps what
+# a crash between the two left).
 if [ -L "$d/run" ]; then
   r=$(readlink "$d/run")
-  case $r in /*/"\${d##*/}") rm -rf "$r" ;; esac
+  case $r in /*/"\${d##*/}"/run) rm -rf "\${r%/run}" ;; esac
 fi
 umount "$d/rootfs" 2>/dev/null
 umount "$d/layer" 2>/dev/null

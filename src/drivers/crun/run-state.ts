@@ -12,8 +12,9 @@ import { runProcess } from './run-process.js';
  * node's thread. In the data directory (ext4 on most hosts) each new inode costs a journal entry and
  * a scan past the inodes removed in the last minutes (ext4 `recently_deleted`), which sandboxes coming
  * and going keep long. So every sandbox's run directory (what it sees read-only at /run/alacarte) is
- * `<run state>/<container>`, `<runtimeDir>/<container>/run` being a link to it, and the exec FIFOs
- * made ahead wait in `<run state>/.exec` (renamed into a sandbox's run directory: the same file
+ * `<run state>/<container>/run`, with the host's meta.json beside it (out of the sandbox's sight),
+ * `<runtimeDir>/<container>/run` and `.../meta.json` being links to them, and the exec FIFOs made
+ * ahead wait in `<run state>/.exec` (renamed into a sandbox's run directory: the same file
  * system). The run state is `<stateDir>-run` beside the runtime's state (/run, a tmpfs that empties
  * at boot on most hosts, as the sandboxes do): used as it is when it is on a tmpfs, else a tmpfs is
  * mounted there. Nothing in it is the tenant's: its disk (the writable layer) is where it was; an
@@ -142,9 +143,9 @@ export function sweepExecFifos(base: string): void {
 }
 
 /**
- * Run directories in `dir` whose sandbox directory (of the same name) in `runtimeDir` is gone and
- * that `keep` does not claim (not a sandbox's name, or one being made): the remains of a removal
- * cut short (a crash). Removed; returns their names.
+ * Sandboxes' directories in the run state `dir` whose sandbox directory (of the same name) in
+ * `runtimeDir` is gone and that `keep` does not claim (not a sandbox's name, or one being made): the
+ * remains of a removal cut short (a crash). Removed; returns their names.
  */
 export function sweepRunState(dir: string, runtimeDir: string, keep: (name: string) => boolean): string[] {
   const removed: string[] = [];

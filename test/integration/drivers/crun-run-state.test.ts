@@ -1,4 +1,12 @@
-import { existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, statfsSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  statfsSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CrunDriver } from '../../../src/drivers/crun/crun-driver.js';
@@ -33,7 +41,13 @@ describe.skipIf(crunSkipReason)('crun run state on a tmpfs of its own', () => {
       expect(mountsUnder(first.options.runtimeDir).filter((p) => !p.includes(container))).toEqual([]);
       const link = join(first.options.runtimeDir, container, 'run');
       expect(lstatSync(link).isSymbolicLink()).toBe(true);
-      expect(readlinkSync(link)).toBe(join(runState, container));
+      expect(readlinkSync(link)).toBe(join(runState, container, 'run'));
+      // The host's meta.json beside it, out of the sandbox's sight.
+      expect(readlinkSync(join(first.options.runtimeDir, container, 'meta.json'))).toBe(
+        join(runState, container, 'meta.json'),
+      );
+      expect(JSON.parse(readFileSync(join(runState, container, 'meta.json'), 'utf8')).leaseId).toBe(leaseId);
+      expect((await sh(first.driver, h, 'ls /run/alacarte')).out).not.toContain('meta.json');
       // The agent's execs ignore SIGINT and SIGQUIT (exec-agent.ts), `crun exec`'s do not: through the agent.
       const viaAgent = async (d: CrunDriver) => (await sh(d, h, 'grep SigIgn /proc/self/status')).out.trim();
       expect(await viaAgent(first.driver)).toBe('SigIgn:\t0000000000000006');
@@ -57,6 +71,11 @@ describe.skipIf(crunSkipReason)('crun run state on a tmpfs of its own', () => {
         String(Math.ceil(later.getTime() / 1000)),
       );
       expect((await sh(second, h, 'cat /run/alacarte/lease.json')).out).toContain(later.toISOString());
+      // meta.json replaced where it is, on the run state, not over its link.
+      expect(lstatSync(join(first.options.runtimeDir, container, 'meta.json')).isSymbolicLink()).toBe(true);
+      expect(JSON.parse(readFileSync(join(runState, container, 'meta.json'), 'utf8')).deadline).toBe(
+        later.toISOString(),
+      );
 
       await second.stop(h);
       expect(readdirSync(runState).filter((e) => e !== '.exec')).toEqual([]);
