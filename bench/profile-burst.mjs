@@ -173,28 +173,45 @@ export async function profileBurst(driverOptions = {}, config = {}) {
       'executed',
     );
 
-    // The sandboxes' own CPU up to their first command (the platform's part inside them: init's and
-    // the starter's wake-up, the command's start, the agent's fork and exec), and whether their quota
-    // throttled them: read from their cgroups (v1) when their lease stops, before the halt.
+    // The sandboxes' own CPU from their start's return to their lease's stop (the platform's part
+    // inside them: the starter's and init's wake-ups, the command's start, the agent's fork and
+    // exec of the first command), and whether their quota throttled them meanwhile: read from their
+    // cgroups (v1) at both ends.
     const sandboxCpu = [];
+    const cpuAtStart = new Map();
+    const cgroupCpu = (leaseId) => {
+      try {
+        const path = t.driver.cgroupPath(leaseId);
+        const stat = readFileSync(`/sys/fs/cgroup/cpu/${path}/cpu.stat`, 'utf8');
+        const usage = Number(readFileSync(`/sys/fs/cgroup/cpuacct/${path}/cpuacct.usage`, 'utf8'));
+        const field = (k) => Number(new RegExp(`^${k} (\\d+)$`, 'm').exec(stat)?.[1] ?? 0);
+        return {
+          ms: usage / 1e6,
+          throttled: field('nr_throttled'),
+          throttledMs: field('throttled_time') / 1e6,
+        };
+      } catch {
+        return undefined; // not v1, or gone
+      }
+    };
+    const origStart = t.driver.start;
+    t.driver.start = async function start(spec, ...rest) {
+      const handle = await origStart.call(this, spec, ...rest);
+      const at = cgroupCpu(spec.leaseId);
+      if (at) cpuAtStart.set(spec.leaseId, at);
+      return handle;
+    };
     const haltName = typeof t.driver.halt === 'function' ? 'halt' : 'stop';
     const origHalt = t.driver[haltName];
     t.driver[haltName] = async function halt(ref, ...rest) {
-      if (byLease.has(ref.leaseId)) {
-        try {
-          const path = t.driver.cgroupPath(ref.leaseId);
-          const stat = readFileSync(`/sys/fs/cgroup/cpu/${path}/cpu.stat`, 'utf8');
-          const usage = Number(readFileSync(`/sys/fs/cgroup/cpuacct/${path}/cpuacct.usage`, 'utf8'));
-          const field = (k) => Number(new RegExp(`^${k} (\\d+)$`, 'm').exec(stat)?.[1] ?? 0);
-          sandboxCpu.push({
-            ms: usage / 1e6,
-            throttled: field('nr_throttled'),
-            throttledMs: field('throttled_time') / 1e6,
-          });
-        } catch {
-          // not v1, or gone
-        }
-      }
+      const before = cpuAtStart.get(ref.leaseId);
+      const after = byLease.has(ref.leaseId) && before ? cgroupCpu(ref.leaseId) : undefined;
+      if (before && after)
+        sandboxCpu.push({
+          ms: after.ms - before.ms,
+          throttled: after.throttled - before.throttled,
+          throttledMs: after.throttledMs - before.throttledMs,
+        });
       return origHalt.call(this, ref, ...rest);
     };
     const tokens = await prepareTokens(t.mintUrl, BURST + SEQ + 4, [2048, 1024, 512, 16]);
@@ -373,7 +390,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   if (r.sandboxes) {
     const s = r.sandboxes;
     console.log(
-      `The burst's sandboxes (${s.n} read at their stop): CPU p50 ${s.cpuP50.toFixed(2)} ms each; throttled by their quota: ${s.throttled}${s.throttled ? `, for p50 ${s.throttledMsP50.toFixed(1)} ms` : ''}`,
+      `The burst's sandboxes (${s.n}), from the start's return to the stop: CPU p50 ${s.cpuP50.toFixed(2)} ms each; throttled by their quota: ${s.throttled}${s.throttled ? `, for p50 ${s.throttledMsP50.toFixed(1)} ms` : ''}`,
     );
   }
   if (r.sequential) {
