@@ -17,7 +17,6 @@ import {
   statSync,
   symlinkSync,
   unlinkSync,
-  write,
   writeFileSync,
   writeSync,
 } from 'node:fs';
@@ -67,6 +66,7 @@ import { DEFAULT_EGRESS_UID_BASE, EGRESS_UID_COUNT, EgressNetwork } from './egre
 import { execInSandbox } from './exec.js';
 import { AGENT_FILE, AGENT_REQUESTS, agentScript, ExecAgent } from './exec-agent.js';
 import { FifoStock } from './fifo-stock.js';
+import { fifoWaker } from './fifo-waker.js';
 import { type ImageConfig, leaseArgv, readImageConfig } from './image-config.js';
 import {
   commandFile,
@@ -1388,7 +1388,7 @@ function wakeInit(dir: string, fifo = WAKE_FIFO): void {
     // init has ended
     return;
   }
-  // The write wakes a process of the sandbox, which the kernel may run at once on the writer's CPU,
-  // ahead of it: from a thread of libuv's pool, not the node's (a burst wakes a hundred).
-  write(fd, '\n', () => closeSync(fd));
+  // The write wakes a process of the sandbox, which the kernel may run at once ahead of the writer:
+  // not from the node's thread (fifo-waker.ts; a burst wakes a hundred).
+  fifoWaker().write(fd, '\n');
 }

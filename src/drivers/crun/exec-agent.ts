@@ -8,7 +8,6 @@ import {
   readFileSync,
   renameSync,
   unlinkSync,
-  write,
   writeSync,
 } from 'node:fs';
 import { Socket } from 'node:net';
@@ -17,6 +16,7 @@ import type { ExecRequest, ExecResult } from '../compute-driver.js';
 import { AnswerLines } from './answer-lines.js';
 import { FifoOutputs } from './exec-output.js';
 import type { FifoStock } from './fifo-stock.js';
+import { fifoWaker } from './fifo-waker.js';
 import { DEFAULT_PATH, IN_SANDBOX } from './oci-spec.js';
 import type { OutputDrain } from './output-drain.js';
 import { cgroupPids, killExecTree } from './process-tree.js';
@@ -309,14 +309,11 @@ export class ExecAgent {
       onLost: () => settle(LOST_STATUS),
     });
     this.budget = Math.min(MAX_ANSWER_BUDGET, this.budget + ANSWER_BYTES_PER_EXEC);
-    // The write wakes the agent, which the kernel may run at once on the CPU of the writer, ahead
-    // of it: from a thread of libuv's pool, so that the node's thread goes on with the next request
-    // (measured in a burst: bench/PROFILES.md, session 8). One write of a few bytes: atomic.
-    const line = Buffer.from(`${id}\n`);
-    write(requests, line, 0, line.length, null, (err, written) => {
-      closeSync(requests);
-      // EAGAIN: the agent does not read its requests.
-      if (err || written !== line.length) unsent();
+    // The write wakes the agent, which the kernel may run at once ahead of the writer: not from the
+    // node's thread (fifo-waker.ts). One write of a few bytes: atomic. Not all written (EAGAIN):
+    // the agent does not read its requests.
+    fifoWaker().write(requests, `${id}\n`, (written) => {
+      if (!written) unsent();
     });
     return done;
   }

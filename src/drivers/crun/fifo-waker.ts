@@ -1,0 +1,129 @@
+import { closeSync, write } from 'node:fs';
+import { Worker } from 'node:worker_threads';
+
+/**
+ * The worker's code: writes each item's bytes into its FIFO without blocking (the caller opened it
+ * O_NONBLOCK), closes it, and answers per item whether all the bytes went in. Only Node's own
+ * modules: it runs as a script (eval), whatever loader the node runs under.
+ */
+const WORKER_SOURCE = `
+const { parentPort } = require('node:worker_threads');
+const { closeSync, writeSync } = require('node:fs');
+parentPort.on('message', (batch) => {
+  const results = [];
+  for (const [seq, fd, data] of batch) {
+    let written = false;
+    try {
+      written = writeSync(fd, data) === Buffer.byteLength(data);
+    } catch {}
+    try {
+      closeSync(fd);
+    } catch {}
+    results.push(seq, written ? 1 : 0);
+  }
+  parentPort.postMessage(results);
+});
+`;
+
+type Item = [seq: number, fd: number, data: string];
+
+/**
+ * Writes the few bytes that wake a process of a sandbox (an exec's request to its agent, init's and
+ * the starter's wake-ups) into FIFOs, from a worker thread, not the node's.
+ *
+ * A pipe write wakes its reader, which the kernel may run at once on the writer's CPU, ahead of the
+ * writer; handing each write to libuv's pool instead wakes a pool thread per write, to the same
+ * effect. In a burst of 100 first commands either cost the node's thread 0.2 to 1.7 ms per write
+ * (V8 profiles, bench/PROFILES.md, issue 13 session 8). The writes asked for in one event-loop turn
+ * go to the worker in one message: one wake-up of another thread per turn. Should the worker fail,
+ * each write goes through libuv's pool, as before it.
+ */
+export class FifoWaker {
+  private worker: Worker | undefined;
+  private workerFailed = false;
+  private batch: Item[] = [];
+  /** Sent to the worker, waiting for its answer. */
+  private readonly sent = new Map<number, ((written: boolean) => void) | undefined>();
+  private seq = 0;
+  private scheduled = false;
+
+  /**
+   * Writes `data` (a few bytes: one atomic pipe write) into `fd`, which the caller opened
+   * non-blocking and hands over (closed here), later in this turn; then tells `done` whether all of
+   * it went in (false: nobody reads, or the pipe is full). Never throws.
+   */
+  write(fd: number, data: string, done?: (written: boolean) => void): void {
+    const seq = this.seq++;
+    this.sent.set(seq, done);
+    this.batch.push([seq, fd, data]);
+    if (this.scheduled) return;
+    this.scheduled = true;
+    // After the rest of this turn's requests: their writes go in the same message.
+    setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    const batch = this.batch;
+    this.batch = [];
+    const worker = this.ensureWorker();
+    if (worker) {
+      worker.postMessage(batch);
+      return;
+    }
+    for (const [seq, fd, data] of batch) {
+      write(fd, data, (err, written) => {
+        try {
+          closeSync(fd);
+        } catch {
+          // closed already
+        }
+        this.settle(seq, !err && written === Buffer.byteLength(data));
+      });
+    }
+  }
+
+  private settle(seq: number, written: boolean): void {
+    const done = this.sent.get(seq);
+    this.sent.delete(seq);
+    done?.(written);
+  }
+
+  private ensureWorker(): Worker | undefined {
+    if (this.worker || this.workerFailed) return this.worker;
+    let worker: Worker;
+    try {
+      // trackUnmanagedFds off: it closes descriptors the node's thread opened (else a warning each).
+      worker = new Worker(WORKER_SOURCE, { eval: true, trackUnmanagedFds: false });
+    } catch {
+      this.workerFailed = true;
+      return undefined;
+    }
+    worker.on('message', (results: number[]) => {
+      for (let i = 0; i + 1 < results.length; i += 2) this.settle(results[i] as number, results[i + 1] === 1);
+    });
+    const failed = () => {
+      if (this.worker !== worker) return;
+      this.worker = undefined;
+      this.workerFailed = true;
+      // What it had not answered may have been written: taken as written (an exec then waits for
+      // its agent's answer up to its timeout, rather than run a second time through the runtime).
+      for (const seq of [...this.sent.keys()])
+        if (!this.batch.some(([s]) => s === seq)) this.settle(seq, true);
+    };
+    worker.on('error', failed);
+    worker.on('exit', failed);
+    // It must not keep the node alive on its own.
+    worker.unref();
+    this.worker = worker;
+    return worker;
+  }
+}
+
+let shared: FifoWaker | undefined;
+
+/** This process's FifoWaker (one worker thread for every driver of the process). */
+export function fifoWaker(): FifoWaker {
+  shared ??= new FifoWaker();
+  return shared;
+}
