@@ -424,11 +424,14 @@ export class CrunDriver implements ComputeDriver {
       // wake-up runs init's loop once, on the sandbox's CPU quota: a tiny offer's 1 ms per 100 ms
       // pays for the start's wake-ups and its first command's fork). Its starter is always woken,
       // to run the command.
-      if (deadline.getTime() - Date.now() < (INIT_RECHECK_SECONDS + 5) * 1000) wakeInit(dir);
-      wakeInit(dir, START_FIFO);
+      const woken = [wakeInit(dir, START_FIFO)];
+      if (deadline.getTime() - Date.now() < (INIT_RECHECK_SECONDS + 5) * 1000) woken.push(wakeInit(dir));
       this.live.set(id, live);
       this.limitsById.set(id, limits);
       this.watched.add(id);
+      // Written before the start returns: a node killed right after it leaves a sandbox that runs
+      // its command and keeps its deadline.
+      await Promise.all(woken);
       return { leaseId: id, deadline, ports: urls(ports) };
     } catch (e) {
       await Promise.all(live.proxies.map((p) => p.close()));
@@ -582,7 +585,7 @@ export class CrunDriver implements ComputeDriver {
     writeAtomic(realpathSync(join(dir, 'meta.json')), JSON.stringify(meta));
     this.metas.set(id, meta);
     // Wake init so that a deadline moved earlier takes effect now, not at its next check.
-    wakeInit(dir);
+    await wakeInit(dir);
   }
 
   async isRunning(sandbox: SandboxRef): Promise<boolean> {
@@ -1380,15 +1383,16 @@ function livePids(procs: string): number[] {
  * reads it, so a wake-up sent while init is busy is never lost (a signal could be). Nobody reading
  * (init gone) is fine: there is nothing left to wake.
  */
-function wakeInit(dir: string, fifo = WAKE_FIFO): void {
+function wakeInit(dir: string, fifo = WAKE_FIFO): Promise<void> {
   let fd: number;
   try {
     fd = openSync(join(dir, 'run', fifo), fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
   } catch {
     // init has ended
-    return;
+    return Promise.resolve();
   }
   // The write wakes a process of the sandbox, which the kernel may run at once ahead of the writer:
-  // not from the node's thread (fifo-waker.ts; a burst wakes a hundred).
-  fifoWaker().write(fd, '\n');
+  // not from the node's thread (fifo-waker.ts; a burst wakes a hundred). Resolves once written (or
+  // found full or unread), never rejects.
+  return new Promise((resolve) => fifoWaker().write(fd, '\n', () => resolve()));
 }
