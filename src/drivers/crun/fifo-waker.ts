@@ -68,6 +68,8 @@ export class FifoWaker {
     this.batch = [];
     const worker = this.ensureWorker();
     if (worker) {
+      // Held while it has writes to answer (a caller may be waiting for nothing else), not after.
+      worker.ref();
       worker.postMessage(batch);
       return;
     }
@@ -86,6 +88,7 @@ export class FifoWaker {
   private settle(seq: number, written: boolean): void {
     const done = this.sent.get(seq);
     this.sent.delete(seq);
+    if (this.sent.size === 0) this.worker?.unref();
     done?.(written);
   }
 
@@ -113,7 +116,7 @@ export class FifoWaker {
     };
     worker.on('error', failed);
     worker.on('exit', failed);
-    // It must not keep the node alive on its own.
+    // It must not keep the node alive on its own (flush() holds it while writes are under way).
     worker.unref();
     this.worker = worker;
     return worker;

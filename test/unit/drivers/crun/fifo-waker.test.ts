@@ -1,7 +1,18 @@
 import { spawnSync } from 'node:child_process';
-import { closeSync, constants as fs, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  constants as fs,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { transformSync } from 'esbuild';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FifoWaker } from '../../../../src/drivers/crun/fifo-waker.js';
 
@@ -47,5 +58,32 @@ describe('FifoWaker', () => {
     expect(await written(waker, writer(f.path), 'x\n')).toBe(false);
     closeSync(filler);
     closeSync(f.reader);
+  });
+});
+
+describe('FifoWaker in a process with nothing else to do', () => {
+  it('keeps the process alive until its writes are answered, and not after', () => {
+    const f = fifo('alone');
+    // The module as JavaScript (it imports Node's own modules only), for a plain node child.
+    const source = readFileSync(
+      new URL('../../../../src/drivers/crun/fifo-waker.ts', import.meta.url),
+      'utf8',
+    );
+    writeFileSync(join(dir, 'fifo-waker.mjs'), transformSync(source, { loader: 'ts', format: 'esm' }).code);
+    const script = `
+      import { openSync, constants } from 'node:fs';
+      import { FifoWaker } from ${JSON.stringify(join(dir, 'fifo-waker.mjs'))};
+      const fd = openSync(${JSON.stringify(f.path)}, constants.O_WRONLY | constants.O_NONBLOCK);
+      const ok = await new Promise((r) => new FifoWaker().write(fd, 'hi\\n', r));
+      console.log('written', ok);
+    `;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    closeSync(f.reader);
+    // Before: the worker, unreferenced, let the process end with the write unanswered (exit 13).
+    expect(r.stdout.trim(), r.stderr).toBe('written true');
+    expect(r.status).toBe(0);
   });
 });
