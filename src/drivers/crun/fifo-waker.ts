@@ -23,6 +23,7 @@ parentPort.on('message', (batch) => {
   }
   parentPort.postMessage(results);
 });
+parentPort.postMessage('ready');
 `;
 
 type Item = [seq: number, fd: number, data: string];
@@ -41,8 +42,12 @@ type Item = [seq: number, fd: number, data: string];
 export class FifoWaker {
   private worker: Worker | undefined;
   private workerFailed = false;
+  /** The worker said it runs: only then is a batch handed to it. */
+  private workerReady = false;
   private batch: Item[] = [];
-  /** Sent to the worker, waiting for its answer. */
+  /** Writes for a worker that has not said it runs yet. */
+  private early: Item[] = [];
+  /** Asked for and not answered yet. */
   private readonly sent = new Map<number, ((written: boolean) => void) | undefined>();
   private seq = 0;
   private scheduled = false;
@@ -67,12 +72,18 @@ export class FifoWaker {
     const batch = this.batch;
     this.batch = [];
     const worker = this.ensureWorker();
-    if (worker) {
-      // Held while it has writes to answer (a caller may be waiting for nothing else), not after.
-      worker.ref();
-      worker.postMessage(batch);
+    if (!worker) {
+      this.viaPool(batch);
       return;
     }
+    // Held while it has writes to answer (a caller may be waiting for nothing else), not after.
+    worker.ref();
+    if (this.workerReady) worker.postMessage(batch);
+    else this.early.push(...batch);
+  }
+
+  /** Each write through libuv's pool (no worker). */
+  private viaPool(batch: readonly Item[]): void {
     for (const [seq, fd, data] of batch) {
       write(fd, data, (err, written) => {
         try {
@@ -96,23 +107,35 @@ export class FifoWaker {
     if (this.worker || this.workerFailed) return this.worker;
     let worker: Worker;
     try {
-      // trackUnmanagedFds off: it closes descriptors the node's thread opened (else a warning each).
-      worker = new Worker(WORKER_SOURCE, { eval: true, trackUnmanagedFds: false });
+      // A plain script of its own: none of the node's flags (a loader, or --input-type=module,
+      // which would make it a module without require); trackUnmanagedFds off: it closes
+      // descriptors the node's thread opened (else a warning each).
+      worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: [], trackUnmanagedFds: false });
     } catch {
       this.workerFailed = true;
       return undefined;
     }
-    worker.on('message', (results: number[]) => {
+    worker.on('message', (results: number[] | 'ready') => {
+      if (results === 'ready') {
+        this.workerReady = true;
+        const early = this.early.splice(0);
+        if (early.length > 0) worker.postMessage(early);
+        return;
+      }
       for (let i = 0; i + 1 < results.length; i += 2) this.settle(results[i] as number, results[i + 1] === 1);
     });
     const failed = () => {
       if (this.worker !== worker) return;
       this.worker = undefined;
       this.workerFailed = true;
-      // What it had not answered may have been written: taken as written (an exec then waits for
-      // its agent's answer up to its timeout, rather than run a second time through the runtime).
-      for (const seq of [...this.sent.keys()])
-        if (!this.batch.some(([s]) => s === seq)) this.settle(seq, true);
+      // Never handed to it (it did not start): written through libuv's pool instead.
+      this.viaPool(this.early.splice(0));
+      // Handed to it and not answered: they may have been written, so taken as written (an exec
+      // then waits for its agent's answer up to its timeout, rather than run a second time through
+      // the runtime).
+      if (!this.workerReady) return;
+      const queued = new Set(this.batch.map(([seq]) => seq));
+      for (const seq of [...this.sent.keys()]) if (!queued.has(seq)) this.settle(seq, true);
     };
     worker.on('error', failed);
     worker.on('exit', failed);

@@ -77,13 +77,17 @@ describe('FifoWaker in a process with nothing else to do', () => {
       const ok = await new Promise((r) => new FifoWaker().write(fd, 'hi\\n', r));
       console.log('written', ok);
     `;
+    // --input-type=module, as a node run by `node --input-type=module -e`: its worker must not inherit it.
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
       encoding: 'utf8',
       timeout: 20_000,
     });
-    closeSync(f.reader);
     // Before: the worker, unreferenced, let the process end with the write unanswered (exit 13).
     expect(r.stdout.trim(), r.stderr).toBe('written true');
     expect(r.status).toBe(0);
+    // Really written (a worker that failed to start once had its writes taken for written).
+    const buf = Buffer.alloc(16);
+    expect(buf.subarray(0, readSync(f.reader, buf)).toString()).toBe('hi\n');
+    closeSync(f.reader);
   });
 });
