@@ -173,6 +173,47 @@ export async function profileBurst(driverOptions = {}, config = {}) {
       'executed',
     );
 
+    // The sandboxes' own CPU from their start's return to their lease's stop (the platform's part
+    // inside them: the starter's and init's wake-ups, the command's start, the agent's fork and
+    // exec of the first command), and whether their quota throttled them meanwhile: read from their
+    // cgroups (v1) at both ends.
+    const sandboxCpu = [];
+    const cpuAtStart = new Map();
+    const cgroupCpu = (leaseId) => {
+      try {
+        const path = t.driver.cgroupPath(leaseId);
+        const stat = readFileSync(`/sys/fs/cgroup/cpu/${path}/cpu.stat`, 'utf8');
+        const usage = Number(readFileSync(`/sys/fs/cgroup/cpuacct/${path}/cpuacct.usage`, 'utf8'));
+        const field = (k) => Number(new RegExp(`^${k} (\\d+)$`, 'm').exec(stat)?.[1] ?? 0);
+        return {
+          ms: usage / 1e6,
+          throttled: field('nr_throttled'),
+          throttledMs: field('throttled_time') / 1e6,
+        };
+      } catch {
+        return undefined; // not v1, or gone
+      }
+    };
+    const origStart = t.driver.start;
+    t.driver.start = async function start(spec, ...rest) {
+      const handle = await origStart.call(this, spec, ...rest);
+      const at = cgroupCpu(spec.leaseId);
+      if (at) cpuAtStart.set(spec.leaseId, at);
+      return handle;
+    };
+    const haltName = typeof t.driver.halt === 'function' ? 'halt' : 'stop';
+    const origHalt = t.driver[haltName];
+    t.driver[haltName] = async function halt(ref, ...rest) {
+      const before = cpuAtStart.get(ref.leaseId);
+      const after = byLease.has(ref.leaseId) && before ? cgroupCpu(ref.leaseId) : undefined;
+      if (before && after)
+        sandboxCpu.push({
+          ms: after.ms - before.ms,
+          throttled: after.throttled - before.throttled,
+          throttledMs: after.throttledMs - before.throttledMs,
+        });
+      return origHalt.call(this, ref, ...rest);
+    };
     const tokens = await prepareTokens(t.mintUrl, BURST + SEQ + 4, [2048, 1024, 512, 16]);
     await run(t, 'cycles', tokens.splice(-4), 1);
     const readyNow = () => pool.ready.get(key)?.length ?? 0;
@@ -192,6 +233,7 @@ export async function profileBurst(driverOptions = {}, config = {}) {
       await filled();
     }
     const poolReady = readyNow();
+    sandboxCpu.length = 0;
     byToken.clear();
     byLease.clear();
     dry = 0;
@@ -226,6 +268,7 @@ export async function profileBurst(driverOptions = {}, config = {}) {
       commitMs: end.commitMs,
     };
     return {
+      sandboxes: summarizeSandboxes(sandboxCpu),
       rows: stages(burst.marks),
       poolReady,
       dry,
@@ -237,6 +280,23 @@ export async function profileBurst(driverOptions = {}, config = {}) {
   } finally {
     await t.close();
   }
+}
+
+function summarizeSandboxes(list) {
+  if (list.length === 0) return undefined;
+  const throttled = list.filter((s) => s.throttled > 0);
+  return {
+    n: list.length,
+    cpuP50: percentile(
+      list.map((s) => s.ms),
+      50,
+    ),
+    throttled: throttled.length,
+    throttledMsP50: percentile(
+      throttled.map((s) => s.throttledMs),
+      50,
+    ),
+  };
 }
 
 function sleep(ms) {
@@ -327,6 +387,12 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   console.log(
     `\nThe node's thread, burst sent → last first command answered: CPU ${th.cpuMs.toFixed(0)} ms; SQLite ${th.statements} statements ${th.statementMs.toFixed(1)} ms, of which ${th.commits} commits ${th.commitMs.toFixed(1)} ms`,
   );
+  if (r.sandboxes) {
+    const s = r.sandboxes;
+    console.log(
+      `The burst's sandboxes (${s.n}), from the start's return to the stop: CPU p50 ${s.cpuP50.toFixed(2)} ms each; throttled by their quota: ${s.throttled}${s.throttled ? `, for p50 ${s.throttledMsP50.toFixed(1)} ms` : ''}`,
+    );
+  }
   if (r.sequential) {
     console.log('');
     console.log(table({ ...r.sequential, poolReady: 'n/a', dry: 'n/a' }, `${SEQ} sequential`));

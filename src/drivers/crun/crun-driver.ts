@@ -66,8 +66,17 @@ import { DEFAULT_EGRESS_UID_BASE, EGRESS_UID_COUNT, EgressNetwork } from './egre
 import { execInSandbox } from './exec.js';
 import { AGENT_FILE, AGENT_REQUESTS, agentScript, ExecAgent } from './exec-agent.js';
 import { FifoStock } from './fifo-stock.js';
+import { fifoWaker } from './fifo-waker.js';
 import { type ImageConfig, leaseArgv, readImageConfig } from './image-config.js';
-import { commandFile, deadlineFile, initScript, leaseFile, START_FIFO, WAKE_FIFO } from './init-script.js';
+import {
+  commandFile,
+  deadlineFile,
+  INIT_RECHECK_SECONDS,
+  initScript,
+  leaseFile,
+  START_FIFO,
+  WAKE_FIFO,
+} from './init-script.js';
 import { deleteThenDestroyDir, destroyDir, etcIsLink, LayerPool, type WarmSandbox } from './layer-pool.js';
 import { DriverLxcfs } from './lxcfs.js';
 import { DEFAULT_PATH, IN_SANDBOX, ociSpec } from './oci-spec.js';
@@ -86,6 +95,14 @@ import {
   requireTraversable,
 } from './preflight.js';
 import { runDetached, runProcess, spawnerShell, useSpawnerShell } from './run-process.js';
+import {
+  closeRunState,
+  EXEC_FIFOS,
+  execFifoDir,
+  openRunState,
+  sweepExecFifos,
+  sweepRunState,
+} from './run-state.js';
 import { readOnlyRuntime } from './runtime-binary.js';
 import { installSftpServer } from './sftp-server.js';
 import { spawnInSandbox } from './spawn.js';
@@ -140,6 +157,8 @@ export class CrunDriver implements ComputeDriver {
   private readonly names = new Map<string, string>();
   private readonly stopping = new Map<string, Promise<void>>();
   private readonly limitsById = new Map<string, SandboxLimits>();
+  /** lease id -> its meta.json as written or last read (see meta()). */
+  private readonly metas = new Map<string, SandboxMeta>();
   /** lease id -> its init as last seen alive (pid, start time in clock ticks since boot). */
   private readonly inits = new Map<string, { pid: number; start: string }>();
   /**
@@ -161,6 +180,8 @@ export class CrunDriver implements ComputeDriver {
     private readonly cgroups: CgroupLayout,
     private readonly paths: {
       runtimeDir: string;
+      /** The sandboxes' run directories and the exec FIFOs, on a tmpfs (run-state.ts). */
+      runState: string;
       imagesDir: string;
       stateDir: string;
       libDir: string;
@@ -185,6 +206,7 @@ export class CrunDriver implements ComputeDriver {
   ) {
     this.pool = new LayerPool({
       runtimeDir: paths.runtimeDir,
+      runStateDir: paths.runState,
       imagesDir: paths.imagesDir,
       busybox: paths.busybox,
       idBase,
@@ -203,10 +225,13 @@ export class CrunDriver implements ComputeDriver {
     });
     const spawner = spawnerShell();
     this.execFifos = spawner
-      ? new FifoStock(execFifoDir(paths.runtimeDir), (fifos, owner) => spawner.mkfifo(fifos, owner), {
-          uid: idBase,
-          gid: idBase,
-        })
+      ? new FifoStock(
+          execFifoDir(paths.runState),
+          (fifos, owner) => spawner.mkfifo(fifos, owner),
+          { uid: idBase, gid: idBase },
+          // Drivers of one process share the directory: names of their own.
+          `f${randomBytes(3).toString('hex')}-`,
+        )
       : undefined;
   }
 
@@ -254,6 +279,17 @@ export class CrunDriver implements ComputeDriver {
     requireTraversable(runtimeDir);
     requireTraversable(imagesDir);
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    // The directory nodes before the run state kept the exec FIFOs in: emptied of crashed processes'.
+    sweepExecFifos(join(runtimeDir, EXEC_FIFOS));
+    try {
+      rmdirSync(join(runtimeDir, EXEC_FIFOS));
+    } catch {
+      // absent, or another process's FIFOs are still there
+    }
+    // Beside the runtime's state (run-state.ts).
+    const runState = `${resolve(stateDir)}-run`;
+    await openRunState(runState, busybox, log);
+    requireTraversable(runState);
     const libDir = join(runtimeDir, '.lib');
     mkdirSync(libDir, { recursive: true, mode: 0o755 });
     // Every sandbox's init runs the host's static busybox: copied, so an upgrade never swaps it under a sandbox.
@@ -277,7 +313,7 @@ export class CrunDriver implements ComputeDriver {
     const driver = new CrunDriver(
       runtime,
       cgroups,
-      { runtimeDir, imagesDir, stateDir, libDir, busybox, script },
+      { runtimeDir, runState, imagesDir, stateDir, libDir, busybox, script },
       instance,
       idBase,
       idCount,
@@ -351,7 +387,11 @@ export class CrunDriver implements ComputeDriver {
           this.cpus.pick(limits.vcpu, parentCpus(this.cgroups.mode, cgroup)),
         ],
       ]);
-      this.writeDeadline(dir, id, deadline);
+      // lease.json is new here and nothing reads it before the lease's command runs (below): written
+      // whole in place, without a temporary file and a rename. The deadline replaces the one init
+      // reads at any moment, and command.sh is looked for by the starter: both atomically.
+      writeFileSync(join(dir, 'run', 'lease.json'), leaseFile(id, deadline));
+      writeAtomic(join(dir, 'run', 'deadline'), deadlineFile(deadline));
       writeAtomic(
         join(dir, 'run', 'command.sh'),
         commandFile(leaseArgv(image, spec.command), { ...image.env, ...spec.env }, image.working_dir),
@@ -375,19 +415,29 @@ export class CrunDriver implements ComputeDriver {
         ports,
         container: warm.name,
       };
+      // Through its link into the run state (layer-pool.ts): a new file on ext4 cost 0.3 to 0.7 ms
+      // of the node's thread here, a tmpfs's a few dozen µs (bench/PROFILES.md, session 8).
       writeFileSync(join(dir, 'meta.json'), JSON.stringify(meta));
-      // init has been running since the sandbox was made; wake it to read the lease's deadline,
-      // and its starter to run the command.
-      wakeInit(dir);
-      wakeInit(dir, START_FIFO);
+      this.metas.set(id, meta);
+      // init has been running since the sandbox was made; it reads the deadline again at least every
+      // INIT_RECHECK_SECONDS, so it needs waking only for a deadline sooner than its next look (each
+      // wake-up runs init's loop once, on the sandbox's CPU quota: a tiny offer's 1 ms per 100 ms
+      // pays for the start's wake-ups and its first command's fork). Its starter is always woken,
+      // to run the command.
+      const woken = [wakeInit(dir, START_FIFO)];
+      if (deadline.getTime() - Date.now() < (INIT_RECHECK_SECONDS + 5) * 1000) woken.push(wakeInit(dir));
       this.live.set(id, live);
       this.limitsById.set(id, limits);
       this.watched.add(id);
+      // Written before the start returns: a node killed right after it leaves a sandbox that runs
+      // its command and keeps its deadline.
+      await Promise.all(woken);
       return { leaseId: id, deadline, ports: urls(ports) };
     } catch (e) {
       await Promise.all(live.proxies.map((p) => p.close()));
       const name = this.names.get(id);
       this.names.delete(id);
+      this.metas.delete(id);
       if (name) {
         await this.egress.detach(join(this.paths.runtimeDir, name), name).catch(() => {});
         await this.removeContainer(name).catch(() => {});
@@ -530,10 +580,12 @@ export class CrunDriver implements ComputeDriver {
       throw new AlacarteError('invalid_request', 'deadline is not a date up to year 9999');
     const dir = this.dir(id);
     this.writeDeadline(dir, id, deadline);
-    const meta = this.meta(id);
-    writeAtomic(join(dir, 'meta.json'), JSON.stringify({ ...meta, deadline: deadline.toISOString() }));
+    const meta = { ...this.meta(id), deadline: deadline.toISOString() };
+    // Where its link leads (the run state), so that the replacement stays there.
+    writeAtomic(realpathSync(join(dir, 'meta.json')), JSON.stringify(meta));
+    this.metas.set(id, meta);
     // Wake init so that a deadline moved earlier takes effect now, not at its next check.
-    wakeInit(dir);
+    await wakeInit(dir);
   }
 
   async isRunning(sandbox: SandboxRef): Promise<boolean> {
@@ -645,6 +697,7 @@ export class CrunDriver implements ComputeDriver {
     this.limitsById.delete(id);
     this.inits.delete(id);
     this.names.delete(id);
+    this.metas.delete(id);
   }
 
   async list(): Promise<SandboxInfo[]> {
@@ -680,7 +733,7 @@ export class CrunDriver implements ComputeDriver {
       if (starting(id) || this.stopping.has(id)) continue;
       let meta: SandboxMeta | undefined;
       try {
-        meta = this.meta(id);
+        meta = this.readMeta(id);
       } catch {
         meta = undefined;
       }
@@ -720,8 +773,18 @@ export class CrunDriver implements ComputeDriver {
       }
     }
     await this.egress.sweep(withEgress);
+    // Run directories whose sandbox directory is gone (a removal cut short by a crash).
+    for (const name of sweepRunState(
+      this.paths.runState,
+      this.paths.runtimeDir,
+      (n) => !LayerPool.isPoolName(n) || ours(n),
+    ))
+      this.log.info(`alacarte: removed the run directory of sandbox ${name}, whose sandbox is gone`);
     return out;
   }
+
+  /** close() has run (it may run again: the run state is let go of once). */
+  private closed = false;
 
   async close(): Promise<void> {
     if (this.exitTimer !== undefined) clearInterval(this.exitTimer);
@@ -746,6 +809,8 @@ export class CrunDriver implements ComputeDriver {
         // still in use, or gone
       }
     }
+    if (!this.closed) await closeRunState(this.paths.runState, this.paths.busybox).catch(() => {});
+    this.closed = true;
   }
 
   private egressTarget(leaseId: string, name: string, limits: SandboxLimits) {
@@ -948,7 +1013,7 @@ export class CrunDriver implements ComputeDriver {
     const config = ociSpec({
       hostname: 'sandbox',
       rootfs: join(warm.dir, 'rootfs'),
-      runDir: join(warm.dir, 'run'),
+      runDir: join(this.paths.runState, warm.name, 'run'),
       libDir: this.paths.libDir,
       limits: { ...PLACEHOLDER_LIMITS, diskMib },
       idBase: this.idBase,
@@ -1033,22 +1098,58 @@ export class CrunDriver implements ComputeDriver {
     if (!this.execFifos) return undefined;
     let agent = this.agents.get(leaseId);
     if (!agent) {
-      // The sandbox's own directory, not the lease's link to it.
-      agent = new ExecAgent(join(this.paths.runtimeDir, container, 'run'), this.execFifos, {
-        uid: this.idBase,
-        gid: this.idBase,
-      });
+      // The sandbox's own directory, not the lease's link to it: in the run state (run-state.ts),
+      // or for a sandbox made by a node before it, run/ in its directory, with FIFOs made on that
+      // file system (they are renamed into it).
+      const inState = join(this.paths.runState, container, 'run');
+      let inRunState = false;
+      try {
+        inRunState = statSync(inState).isDirectory();
+      } catch {
+        // made before the run state
+      }
+      const owner = { uid: this.idBase, gid: this.idBase };
+      agent = inRunState
+        ? new ExecAgent(inState, this.execFifos, owner)
+        : new ExecAgent(join(this.paths.runtimeDir, container, 'run'), this.legacyFifos(), owner);
       this.agents.set(leaseId, agent);
     }
     return agent;
   }
 
+  /** FIFOs for the agents of sandboxes made before the run state, in the runtime directory (made once asked for). */
+  private legacyFifos(): FifoStock {
+    const spawner = spawnerShell();
+    if (!spawner) throw new Error('no spawner shell');
+    this.legacyFifoStock ??= new FifoStock(
+      execFifoDir(this.paths.runtimeDir),
+      (fifos, owner) => spawner.mkfifo(fifos, owner),
+      { uid: this.idBase, gid: this.idBase },
+      `f${randomBytes(3).toString('hex')}-`,
+    );
+    return this.legacyFifoStock;
+  }
+
+  private legacyFifoStock: FifoStock | undefined;
+
   private dir(leaseId: string): string {
     return join(this.paths.runtimeDir, leaseId);
   }
 
+  /**
+   * A lease's meta.json, as this process wrote or first read it: exec, spawn and attach ask for it
+   * on every call (a file read and a JSON parse each, on the node's thread), and nothing but this
+   * process changes it (setDeadline, which updates both).
+   */
   private meta(leaseId: string): SandboxMeta {
-    return JSON.parse(readFileSync(join(this.dir(leaseId), 'meta.json'), 'utf8')) as SandboxMeta;
+    return this.metas.get(leaseId) ?? this.readMeta(leaseId);
+  }
+
+  /** meta.json from disk (list(), after a restart), remembered for meta(). */
+  private readMeta(leaseId: string): SandboxMeta {
+    const meta = JSON.parse(readFileSync(join(this.dir(leaseId), 'meta.json'), 'utf8')) as SandboxMeta;
+    this.metas.set(leaseId, meta);
+    return meta;
   }
 
   private envFor(meta: SandboxMeta, extra: Record<string, string> = {}): string[] {
@@ -1161,40 +1262,6 @@ function urls(ports: Record<string, number>): Record<number, string> {
   for (const [inside, hostPort] of Object.entries(ports))
     out[Number(inside)] = `http://127.0.0.1:${hostPort}`;
   return out;
-}
-
-/**
- * A directory of this process for the exec agents' FIFOs, in the runtime directory so that they can
- * be renamed into a sandbox's run directory (same filesystem), reachable by root only. Named after
- * the process, so that those of processes that are gone (a crash) are removed here.
- */
-function execFifoDir(runtimeDir: string): string {
-  const known = execFifoDirs.get(runtimeDir);
-  if (known) return known;
-  const base = join(runtimeDir, '.exec');
-  mkdirSync(base, { recursive: true, mode: 0o700 });
-  for (const entry of readdirSync(base)) {
-    const pid = Number.parseInt(entry, 10);
-    if (pid > 0 && pid !== process.pid && !processAlive(pid))
-      rmSync(join(base, entry), { recursive: true, force: true });
-  }
-  const dir = join(base, `${process.pid}-${randomBytes(4).toString('hex')}`);
-  mkdirSync(dir, { mode: 0o700 });
-  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-  execFifoDirs.set(runtimeDir, dir);
-  return dir;
-}
-
-/** runtime directory -> this process's FIFO directory in it (one per process, drivers share it). */
-const execFifoDirs = new Map<string, string>();
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function writeAtomic(path: string, content: string): void {
@@ -1316,14 +1383,16 @@ function livePids(procs: string): number[] {
  * reads it, so a wake-up sent while init is busy is never lost (a signal could be). Nobody reading
  * (init gone) is fine: there is nothing left to wake.
  */
-function wakeInit(dir: string, fifo = WAKE_FIFO): void {
-  let fd: number | undefined;
+function wakeInit(dir: string, fifo = WAKE_FIFO): Promise<void> {
+  let fd: number;
   try {
     fd = openSync(join(dir, 'run', fifo), fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
-    writeSync(fd, '\n');
   } catch {
-    // init has ended, or its pipe is full of wake-ups already
-  } finally {
-    if (fd !== undefined) closeSync(fd);
+    // init has ended
+    return Promise.resolve();
   }
+  // The write wakes a process of the sandbox, which the kernel may run at once ahead of the writer:
+  // not from the node's thread (fifo-waker.ts; a burst wakes a hundred). Resolves once written (or
+  // found full or unread), never rejects.
+  return new Promise((resolve) => fifoWaker().write(fd, '\n', () => resolve()));
 }

@@ -7,7 +7,7 @@ import {
   openSync,
   readFileSync,
   renameSync,
-  rmSync,
+  unlinkSync,
   writeSync,
 } from 'node:fs';
 import { Socket } from 'node:net';
@@ -16,6 +16,7 @@ import type { ExecRequest, ExecResult } from '../compute-driver.js';
 import { AnswerLines } from './answer-lines.js';
 import { FifoOutputs } from './exec-output.js';
 import type { FifoStock } from './fifo-stock.js';
+import { fifoWaker } from './fifo-waker.js';
 import { DEFAULT_PATH, IN_SANDBOX } from './oci-spec.js';
 import type { OutputDrain } from './output-drain.js';
 import { cgroupPids, killExecTree } from './process-tree.js';
@@ -200,16 +201,24 @@ export class ExecAgent {
     const id = randomBytes(6).toString('hex');
     const base = join(this.runDir, EXEC_DIR, id);
     const hasStdin = request.stdin !== undefined && request.stdin.length > 0;
-    const paths = [base, `${base}.in`, `${base}.out`, `${base}.err`];
+    // What this exec put in the run directory, removed at its end (one unlink each, none for a
+    // path it never made).
+    const made: string[] = [];
     const cleanUp = () => {
-      for (const p of paths) rmSync(p, { force: true });
+      for (const p of made.splice(0)) unlinkQuietly(p);
     };
     let outputs: FifoOutputs | undefined;
     try {
       const [out, err] = (await this.fifos.take(2)) as [string, string];
       renameSync(out, `${base}.out`);
+      made.push(`${base}.out`);
       renameSync(err, `${base}.err`);
-      if (hasStdin && request.stdin !== undefined) this.writeOwned(`${base}.in`, request.stdin);
+      made.push(`${base}.err`);
+      if (hasStdin && request.stdin !== undefined) {
+        made.push(`${base}.in`);
+        this.writeOwned(`${base}.in`, request.stdin);
+      }
+      made.push(base);
       this.writeOwned(base, execScript(id, target.env, target.cwd, request.command, hasStdin));
       outputs = new FifoOutputs(`${base}.out`, `${base}.err`, request.maxOutputBytes);
     } catch {
@@ -218,17 +227,15 @@ export class ExecAgent {
       cleanUp();
       return undefined;
     }
-    const ran = this.run(id, requests, target, request);
-    if (ran === undefined) {
-      outputs.destroy();
-      cleanUp();
-      return undefined;
-    }
-    let status: { code: number; timedOut: boolean };
+    let status: { code: number; timedOut: boolean } | undefined;
     try {
-      status = await ran;
+      status = await this.run(id, requests, target, request);
     } finally {
       cleanUp();
+    }
+    if (status === undefined) {
+      outputs.destroy();
+      return undefined;
     }
     return { exitCode: status.code, ...(await outputs.finish(target.drain)), timedOut: status.timedOut };
   }
@@ -240,19 +247,23 @@ export class ExecAgent {
     this.answers = undefined;
   }
 
-  /** Sends the request and waits for the exec's end or timeout; undefined if it could not be sent. */
+  /**
+   * Sends the request and waits for the exec's end or timeout; undefined (nothing started) if it
+   * could not be sent.
+   */
   private run(
     id: string,
     requests: number,
     target: AgentExecTarget,
     request: ExecRequest,
-  ): Promise<{ code: number; timedOut: boolean }> | undefined {
-    // Here, with no await before the request is sent: the last exec to end closes the answer FIFO.
+  ): Promise<{ code: number; timedOut: boolean } | undefined> {
+    // Here, with no await before the exec is pending: the last exec to end closes the answer FIFO.
     if (!this.listen()) {
       closeSync(requests);
-      return undefined;
+      return Promise.resolve(undefined);
     }
     let settle!: (code: number) => void;
+    let unsent!: () => void;
     let timedOut = false;
     let nsPid: number | undefined;
     let grace: NodeJS.Timeout | undefined;
@@ -260,13 +271,19 @@ export class ExecAgent {
       const pid = nsPid === undefined ? undefined : hostPid(nsPid, target.procsFile);
       if (pid !== undefined) killExecTree(pid, target.procsFile);
     };
-    const done = new Promise<{ code: number; timedOut: boolean }>((resolve) => {
+    const done = new Promise<{ code: number; timedOut: boolean } | undefined>((resolve) => {
       settle = (code) => {
         if (!this.pending.delete(id)) return;
         clearTimeout(timer);
         clearTimeout(grace);
         if (this.pending.size === 0) this.quiet();
         resolve({ code, timedOut });
+      };
+      unsent = () => {
+        if (!this.pending.delete(id)) return;
+        clearTimeout(timer);
+        if (this.pending.size === 0) this.quiet();
+        resolve(undefined);
       };
     });
     const timer = setTimeout(() => {
@@ -292,21 +309,12 @@ export class ExecAgent {
       onLost: () => settle(LOST_STATUS),
     });
     this.budget = Math.min(MAX_ANSWER_BUDGET, this.budget + ANSWER_BYTES_PER_EXEC);
-    const line = Buffer.from(`${id}\n`);
-    let sent = false;
-    try {
-      sent = writeSync(requests, line) === line.length;
-    } catch {
-      // EAGAIN: the agent does not read its requests.
-    } finally {
-      closeSync(requests);
-    }
-    if (!sent) {
-      this.pending.delete(id);
-      clearTimeout(timer);
-      if (this.pending.size === 0) this.quiet();
-      return undefined;
-    }
+    // The write wakes the agent, which the kernel may run at once ahead of the writer: not from the
+    // node's thread (fifo-waker.ts). One write of a few bytes: atomic. Not all written (EAGAIN):
+    // the agent does not read its requests.
+    fifoWaker().write(requests, `${id}\n`, (written) => {
+      if (!written) unsent();
+    });
     return done;
   }
 
@@ -371,6 +379,15 @@ export class ExecAgent {
     } finally {
       closeSync(fd);
     }
+  }
+}
+
+/** Removes a file of an exec; one gone already (or never made) is fine. */
+function unlinkQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // gone
   }
 }
 

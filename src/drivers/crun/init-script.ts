@@ -14,6 +14,12 @@ export const START_FIFO = 'start';
 export const INIT_UID = 65533;
 
 /**
+ * Longest init waits before it reads its deadline file again, woken or not (so a deadline written
+ * further ahead than this holds without a wake-up).
+ */
+export const INIT_RECHECK_SECONDS = 30;
+
+/**
  * PID 1 of every sandbox, run by the host's static busybox (so it works whatever the image holds).
  * It ends the sandbox at its deadline on its own: when PID 1 exits, the kernel kills everything
  * else in the pid namespace, so no control-plane process has to be alive for the deadline to hold.
@@ -100,7 +106,7 @@ while :; do
   read -r d < $D || exit 0
   r=$((d - EPOCHSECONDS))
   [ "$r" -gt 0 ] || exit 0
-  [ "$r" -gt 30 ] && r=30
+  [ "$r" -gt ${INIT_RECHECK_SECONDS} ] && r=${INIT_RECHECK_SECONDS}
   read -t $r x <&3
 done`;
 

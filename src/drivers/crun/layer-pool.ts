@@ -35,6 +35,12 @@ export interface WarmSandbox {
 export interface LayerPoolOptions {
   /** Sandbox directories live here, named after their container (a start only links its lease to one). */
   runtimeDir: string;
+  /**
+   * Where each sandbox's state directory is made, named after its container (run-state.ts: a
+   * tmpfs): its `run/` and meta.json, `<dir>/run` and `<dir>/meta.json` linking to them; without
+   * it, both are in `<dir>` itself.
+   */
+  runStateDir?: string;
   imagesDir: string;
   busybox: string;
   /** Owner of the writable layer's root, i.e. root inside the sandbox. */
@@ -324,7 +330,15 @@ export class LayerPool {
     const script = [
       'set -e',
       'umask 022',
-      'mkdir -m 0755 "$1/layer" "$1/rootfs" "$1/run" "$1/run/bin"',
+      // The run directory: the sandbox directory's own run/, or in its directory in the run state
+      // ($4) with the meta.json start() writes beside it, both linked from the sandbox's directory
+      // (run-state.ts).
+      'mkdir -m 0755 "$1/layer" "$1/rootfs"',
+      'if [ -z "$4" ]; then mkdir -m 0755 "$1/run"; else',
+      '  mkdir -m 0711 "$4"; mkdir -m 0755 "$4/run"',
+      '  ln -s "$4/run" "$1/run"; ln -s "$4/meta.json" "$1/meta.json"',
+      'fi',
+      'mkdir -m 0755 "$1/run/bin"',
       // The exec agent's files (exec-agent.ts): names inside are found, not listed.
       'mkdir -m 0711 "$1/run/x"',
       `mount -t tmpfs -o size=${diskMib}m,nr_inodes=${inodes},mode=0755 tmpfs "$1/layer"`,
@@ -345,6 +359,7 @@ export class LayerPool {
       dir,
       join(imagesDir, image),
       this.options.resolvConf ?? '',
+      this.options.runStateDir === undefined ? '' : join(this.options.runStateDir, name),
     ]);
     const warm = { dir, name };
     if (r.code !== 0) {
@@ -448,6 +463,13 @@ esac
 const DESTROY_SCRIPT = `set -u
 d=$1
 [ -e "$d" ] || [ -L "$d" ] || exit 0
+# The sandbox's directory in the run state (run-state.ts; run/ is the host's link to its run/,
+# named after the sandbox), first: without the link nothing would find it again (list() sweeps what
+# a crash between the two left).
+if [ -L "$d/run" ]; then
+  r=$(readlink "$d/run")
+  case $r in /*/"\${d##*/}"/run) rm -rf "\${r%/run}" ;; esac
+fi
 umount "$d/rootfs" 2>/dev/null
 umount "$d/layer" 2>/dev/null
 under() { awk -v d="$d" '$5 == d || index($5, d "/") == 1 { print length($5), $5 }' /proc/self/mountinfo; }

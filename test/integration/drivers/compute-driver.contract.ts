@@ -327,6 +327,7 @@ export function computeDriverContract(
           'sh',
           '-c',
           `n=0
+echo reading
 while [ ! -e /tmp/stop-reader ] && [ $n -lt 500000 ]; do
   l=; IFS= read -r l < /run/alacarte/lease.json
   case $l in '{"id":"${handle.leaseId}","expires_at":"'*'"}') ;; *) echo "torn lease.json: [$l]";; esac
@@ -343,6 +344,9 @@ echo "reads $n"`,
       });
       reader.stderr.resume();
       reader.stdin.end();
+      // The rewrites below must meet the reader's loop: wait until it runs (the runtime's exec may
+      // take longer to start it than the 60 rewrites take).
+      expect(await waitFor(() => out.includes('reading'), 30_000)).toBe(true);
       for (let i = 0; i < 60; i++)
         await driver.setDeadline(handle, new Date(Date.now() + 120_000 + (i % 7) * 997_001));
       expect((await sh(driver, handle, 'touch /tmp/stop-reader')).code).toBe(0);

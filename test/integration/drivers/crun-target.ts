@@ -77,6 +77,10 @@ export async function removeDriverFiles(options: CrunDriverOptions, base: string
   for (const point of mountsUnder(base)) await destroyDir(point, '/bin/busybox').catch(() => {});
   if (mountsUnder(base).length === 0) rmSync(base, { recursive: true, force: true });
   if (options.stateDir) rmSync(options.stateDir, { recursive: true, force: true });
+  // The sandboxes' run state beside it (run-state.ts): gone with the driver's close() unless a test
+  // failed with sandboxes in it.
+  const runState = options.stateDir === undefined ? undefined : `${options.stateDir}-run`;
+  if (runState && existsSync(runState)) await destroyDir(runState, '/bin/busybox').catch(() => {});
   const cgroupRoot = '/sys/fs/cgroup';
   const hierarchies = existsSync(join(cgroupRoot, 'cgroup.controllers')) ? [''] : readdirSync(cgroupRoot);
   for (const h of hierarchies) {

@@ -1,0 +1,96 @@
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  statfsSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { CrunDriver } from '../../../src/drivers/crun/crun-driver.js';
+import { mountsUnder } from '../../../src/drivers/crun/mounts.js';
+import { TMPFS_MAGIC } from '../../../src/drivers/crun/run-state.js';
+import { newLeaseId, sh, TEST_LIMITS } from './compute-driver.contract.js';
+import { crunSkipReason, makeCrunTarget } from './crun-target.js';
+
+/**
+ * The sandboxes' run directories (lease files, FIFOs, each exec's script and output FIFOs) on a
+ * tmpfs beside the runtime's state (run-state.ts): it must outlive the node as the sandboxes do, be
+ * found again by the next node, and go with the last sandbox.
+ */
+describe.skipIf(crunSkipReason)('crun run state on a tmpfs of its own', () => {
+  it('outlives the node with its sandbox: the next node execs through the agent, moves the deadline, removes it all', async () => {
+    const first = await makeCrunTarget();
+    const runState = `${first.options.stateDir}-run`;
+    const leaseId = newLeaseId();
+    let second: CrunDriver | undefined;
+    try {
+      const h = await first.driver.start(
+        { leaseId, image: 'busybox' },
+        TEST_LIMITS,
+        new Date(Date.now() + 120_000),
+      );
+      const container = readlinkSync(join(first.options.runtimeDir, leaseId));
+      expect(statfsSync(runState).type).toBe(TMPFS_MAGIC);
+      // A mount of the driver's own where /run is no tmpfs (this host's is ext4), never under its
+      // runtime directory.
+      const ownMount = statfsSync('/run').type !== TMPFS_MAGIC;
+      if (ownMount) expect(mountsUnder(runState)).toEqual([runState]);
+      // Under the runtime directory: the sandboxes' own layer mounts only (this one's, and the pool's).
+      expect(
+        mountsUnder(first.options.runtimeDir).filter((p) => !/\/w[0-9a-f]{12}\/(rootfs|layer)$/.test(p)),
+      ).toEqual([]);
+      const link = join(first.options.runtimeDir, container, 'run');
+      expect(lstatSync(link).isSymbolicLink()).toBe(true);
+      expect(readlinkSync(link)).toBe(join(runState, container, 'run'));
+      // The host's meta.json beside it, out of the sandbox's sight.
+      expect(readlinkSync(join(first.options.runtimeDir, container, 'meta.json'))).toBe(
+        join(runState, container, 'meta.json'),
+      );
+      expect(JSON.parse(readFileSync(join(runState, container, 'meta.json'), 'utf8')).leaseId).toBe(leaseId);
+      expect((await sh(first.driver, h, 'ls /run/alacarte')).out).not.toContain('meta.json');
+      // The agent's execs ignore SIGINT and SIGQUIT (exec-agent.ts), `crun exec`'s do not: through the agent.
+      const viaAgent = async (d: CrunDriver) => (await sh(d, h, 'grep SigIgn /proc/self/status')).out.trim();
+      expect(await viaAgent(first.driver)).toBe('SigIgn:\t0000000000000006');
+      expect((await sh(first.driver, h, 'cat /run/alacarte/lease.json')).out).toContain(leaseId);
+
+      // The node goes away; the sandbox and its run state stay.
+      await first.driver.close();
+      if (ownMount) expect(mountsUnder(runState)).toEqual([runState]);
+      expect(readdirSync(runState)).toContain(container);
+      // A crash between a removal's two steps leaves a run directory without its sandbox: swept.
+      const orphan = join(runState, 'w0123456789ab');
+      mkdirSync(orphan);
+
+      second = await CrunDriver.create(first.options);
+      expect((await second.list()).map((s) => s.leaseId)).toEqual([leaseId]);
+      expect(existsSync(orphan)).toBe(false);
+      expect(await viaAgent(second)).toBe('SigIgn:\t0000000000000006');
+      const later = new Date(Date.now() + 600_000);
+      await second.setDeadline(h, later);
+      expect((await sh(second, h, 'cat /run/alacarte/deadline')).out.trim()).toBe(
+        String(Math.ceil(later.getTime() / 1000)),
+      );
+      expect((await sh(second, h, 'cat /run/alacarte/lease.json')).out).toContain(later.toISOString());
+      // meta.json replaced where it is, on the run state, not over its link.
+      expect(lstatSync(join(first.options.runtimeDir, container, 'meta.json')).isSymbolicLink()).toBe(true);
+      expect(JSON.parse(readFileSync(join(runState, container, 'meta.json'), 'utf8')).deadline).toBe(
+        later.toISOString(),
+      );
+
+      await second.stop(h);
+      expect(readdirSync(runState).filter((e) => e !== '.exec')).toEqual([]);
+      await second.close();
+      second = undefined;
+      // No sandbox left: nothing of it either.
+      expect(mountsUnder(runState)).toEqual([]);
+      expect(existsSync(runState)).toBe(false);
+    } finally {
+      await second?.stop({ leaseId }).catch(() => {});
+      await second?.close();
+      await first.dispose();
+    }
+  });
+});
