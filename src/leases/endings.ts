@@ -96,6 +96,7 @@ export class Endings {
   async stop(id: string, credential: string | undefined): Promise<Answer> {
     const row = await this.authorize(id, credential);
     return this.inFlight.run([`stop/${row.id}`], async () => {
+      await this.prepareRefund(row);
       // Read, checked and ended in one transaction, the row locked on PostgreSQL (SQLite has one
       // writer at a time already): an extension committing meanwhile is waited for and its new
       // deadline and payment seen (stopped with it in the refund), never a stale "expired".
@@ -125,6 +126,21 @@ export class Endings {
         .executeTakeFirstOrThrow();
       return this.stoppedAnswer(stopped);
     });
+  }
+
+  /**
+   * The refund a stop of `row` would book now, signed ahead (Refunds.prepare: on the mint's curve
+   * threads, outside the transaction, which then holds the store for less). Only a speed-up: the
+   * transaction books the refund it computes itself and signs whatever was not prepared.
+   */
+  private async prepareRefund(row: LeaseRow): Promise<void> {
+    if (row.state !== 'running') return;
+    try {
+      const { refund } = lifecycle.stop(leaseFromRow(row), this.now());
+      await this.refunds.prepare(row.id, refund);
+    } catch {
+      // Nothing was booked; the transaction below does all of it.
+    }
   }
 
   private async stoppedAnswer(row: LeaseRow): Promise<Answer> {

@@ -25,6 +25,9 @@ export const IDLE_KEY_MS = 600_000;
  */
 export const REAP_AFTER_MS = 60_000;
 
+/** Takes remembered per (image, disk size) for catchingUp(): more than a second of any demand here. */
+const MAX_RECENT_TAKES = 1024;
+
 /** A sandbox made ahead: its directory (layer mounted) and, once created, its container. */
 export interface WarmSandbox {
   dir: string;
@@ -67,9 +70,11 @@ export interface LayerPoolOptions {
   /**
    * True while paid starts are under way (default never): a refill waits for a moment when none
    * is, for at most QUIET_WAIT_MS per sandbox, so that a burst's requests are not starved by the
-   * refill their own takes set off.
+   * refill their own takes set off; except while the pool is catching up (catchingUp()).
    */
   busy?: () => boolean;
+  /** Makings at once while a pool catches up (default: CATCH_UP_CONCURRENCY, at least `concurrency`). */
+  catchUpConcurrency?: number;
 }
 
 /**
@@ -77,6 +82,20 @@ export interface LayerPoolOptions {
  * anyway: a steady stream of starts never leaves the pool unrefilled for longer than this.
  */
 export const QUIET_WAIT_MS = 1_000;
+
+/**
+ * A pool is catching up (see LayerPool.catchingUp) for this long after a take found it empty, while
+ * it holds fewer than were taken in the last CATCH_UP_WINDOW_MS.
+ */
+export const DRY_HOLD_MS = 5_000;
+/** The demand a catching-up pool compares what it holds with: the takes of this long. */
+export const CATCH_UP_WINDOW_MS = 1_000;
+/**
+ * Makings at once (over every key) while a pool catches up, when `concurrency` is lower: under a
+ * steady stream of rents on a small host one making at a time (~30 ms each when loaded) falls
+ * behind, and every take that finds the pool empty makes its sandbox on its own request's path.
+ */
+export const CATCH_UP_CONCURRENCY = 3;
 
 /**
  * Sandboxes prepared ahead of start(): `layer/` is a tmpfs of the disk size holding the overlay's
@@ -98,6 +117,10 @@ export class LayerPool {
   private readonly onDemand = new Map<string, number>();
   /** When each (image, disk size) was last taken from. */
   private readonly lastTake = new Map<string, number>();
+  /** Real-clock times of the takes of the last CATCH_UP_WINDOW_MS (at most MAX_RECENT_TAKES), per key. */
+  private readonly recentTakes = new Map<string, number[]>();
+  /** Real-clock time a take last found the pool of each key empty. */
+  private readonly lastDry = new Map<string, number>();
   private readonly trimTimer: NodeJS.Timeout;
   private trimming: Promise<void> | undefined;
   private closed = false;
@@ -119,14 +142,19 @@ export class LayerPool {
    * replenish() once its start is done, so that refilling never competes with the start it serves.
    */
   async take(image: string, diskMib: number, claim: (warm: WarmSandbox) => void): Promise<WarmSandbox> {
-    this.noteTake(`${image}-${diskMib}`);
-    this.lastTake.set(`${image}-${diskMib}`, this.now());
-    const ready = this.ready.get(`${image}-${diskMib}`)?.shift();
+    const key = `${image}-${diskMib}`;
+    this.noteTake(key);
+    this.lastTake.set(key, this.now());
+    const recent = this.recentTakes.get(key) ?? [];
+    recent.push(Date.now());
+    if (recent.length > MAX_RECENT_TAKES) recent.splice(0, recent.length - MAX_RECENT_TAKES);
+    this.recentTakes.set(key, recent);
+    const ready = this.ready.get(key)?.shift();
     if (ready) {
       claim(ready);
       return ready;
     }
-    const key = `${image}-${diskMib}`;
+    this.lastDry.set(key, Date.now());
     this.onDemand.set(key, (this.onDemand.get(key) ?? 0) + 1);
     return this.prepare(image, diskMib, claim);
   }
@@ -232,10 +260,28 @@ export class LayerPool {
   }
 
   /**
+   * True while the pool of `key` is not keeping up with a steady demand: a take found it empty in
+   * the last DRY_HOLD_MS, and it holds fewer than were taken in the last CATCH_UP_WINDOW_MS. Making
+   * ahead then costs the paid requests nothing they would not pay anyway (each take that finds the
+   * pool empty makes its sandbox on its own path): its refills neither wait for a quiet moment nor
+   * keep to `concurrency` (up to catchUpConcurrency at once).
+   */
+  catchingUp(key: string): boolean {
+    const now = Date.now();
+    const dry = this.lastDry.get(key);
+    if (dry === undefined || now - dry > DRY_HOLD_MS) return false;
+    const recent = this.recentTakes.get(key) ?? [];
+    let within = 0;
+    for (let i = recent.length - 1; i >= 0 && now - recent[i]! <= CATCH_UP_WINDOW_MS; i--) within++;
+    return (this.ready.get(key)?.length ?? 0) < within;
+  }
+
+  /**
    * Prepares in the background until the pool for (image, disk size) holds its target again,
    * `concurrency` at a time over every key and each after a moment without starts under way (see
    * slot()): on a small host more at once only take CPU from the starts and execs of paid requests
-   * (measured: bench/load.bench.mjs, bench/profile-burst.mjs).
+   * (measured: bench/load.bench.mjs, bench/profile-burst.mjs). A pool that is catching up
+   * (catchingUp()) is refilled at once, up to catchUpConcurrency at a time.
    */
   replenish(image: string, diskMib: number): void {
     const key = `${image}-${diskMib}`;
@@ -247,7 +293,7 @@ export class LayerPool {
       const missing = () => this.target(key) - list.length - making;
       const worker = async () => {
         while (!this.closed && missing() > 0) {
-          await this.slot();
+          await this.slot(() => this.catchingUp(key));
           try {
             if (this.closed || missing() <= 0) break;
             making++;
@@ -259,7 +305,8 @@ export class LayerPool {
           }
         }
       };
-      await worker();
+      // One worker per place a catching-up pool may use; otherwise they queue for `concurrency`.
+      await Promise.all(Array.from({ length: this.catchUpConcurrency() }, () => worker()));
     };
     const p = run()
       .catch((e: unknown) =>
@@ -269,16 +316,28 @@ export class LayerPool {
     this.filling.set(key, p);
   }
 
+  private concurrency(): number {
+    return Math.max(1, this.options.concurrency ?? 1);
+  }
+
+  private catchUpConcurrency(): number {
+    return Math.max(this.concurrency(), this.options.catchUpConcurrency ?? CATCH_UP_CONCURRENCY);
+  }
+
   /**
    * Waits for a moment without paid starts under way (QUIET_WAIT_MS at most), then for one of the
-   * `concurrency` places to make a sandbox ahead.
+   * `concurrency` places to make a sandbox ahead; while `catchingUp()`, neither (up to
+   * catchUpConcurrency places).
    */
-  private async slot(): Promise<void> {
+  private async slot(catchingUp: () => boolean): Promise<void> {
     const busy = this.options.busy;
     // The real clock: `now` may be a test's, standing still.
-    for (const since = Date.now(); busy?.() && !this.closed && Date.now() - since < QUIET_WAIT_MS; )
+    for (
+      const since = Date.now();
+      busy?.() && !catchingUp() && !this.closed && Date.now() - since < QUIET_WAIT_MS;
+    )
       await new Promise((r) => setTimeout(r, 10));
-    if (this.slotsUsed < Math.max(1, this.options.concurrency ?? 1)) {
+    if (this.slotsUsed < (catchingUp() ? this.catchUpConcurrency() : this.concurrency())) {
       this.slotsUsed++;
       return;
     }
