@@ -331,24 +331,26 @@ export class LayerPool {
    */
   private async slot(catchingUp: () => boolean): Promise<void> {
     const busy = this.options.busy;
-    // The real clock: `now` may be a test's, standing still.
-    for (
+    for (;;) {
+      // The real clock: `now` may be a test's, standing still.
       const since = Date.now();
-      busy?.() && !catchingUp() && !this.closed && Date.now() - since < QUIET_WAIT_MS;
-    )
-      await new Promise((r) => setTimeout(r, 10));
-    if (this.slotsUsed < (catchingUp() ? this.catchUpConcurrency() : this.concurrency())) {
-      this.slotsUsed++;
-      return;
+      while (busy?.() && !catchingUp() && !this.closed && Date.now() - since < QUIET_WAIT_MS)
+        await new Promise((r) => setTimeout(r, 10));
+      const places = catchingUp() ? this.catchUpConcurrency() : this.concurrency();
+      if (this.closed || this.slotsUsed < places) {
+        this.slotsUsed++;
+        return;
+      }
+      // Woken by releaseSlot(); then a quiet moment again, unless catching up.
+      await new Promise<void>((r) => this.slotQueue.push(r));
     }
-    // The place is handed over by releaseSlot(), the count unchanged.
-    await new Promise<void>((r) => this.slotQueue.push(r));
   }
 
   private releaseSlot(): void {
-    const next = this.slotQueue.shift();
-    if (next) next();
-    else this.slotsUsed--;
+    this.slotsUsed--;
+    // Every waiter looks again (a few per pool at most): one that waits for a quiet moment must
+    // not hold back one that is catching up.
+    for (const wake of this.slotQueue.splice(0)) wake();
   }
 
   private async destroy(warm: WarmSandbox): Promise<void> {

@@ -223,20 +223,23 @@ export class CashuRail implements PaymentRail {
     const proofs = this.proofsOf.get(payment);
     if (!proofs) throw new Error('redeem of a payment this rail did not read');
     try {
-      // The change is signed on the curve threads in the same batch as the proofs' verification
-      // (both asked in this turn), so that the transaction below signs nothing; should that fail,
-      // issue() signs it there as before.
-      const change = changeOf(redeemed);
-      const presigned = change.amount.isZero()
-        ? undefined
-        : this.mint.presign(this.unit, this.items([change])).catch(() => {});
+      let presigned: Promise<void> | undefined;
       // One Kysely instance serves every domain's tables; the transaction is the same object.
-      await this.mint.take(proofs, async (mintTrx: MintTrx) => {
+      const taking = this.mint.take(proofs, async (mintTrx: MintTrx) => {
         await presigned;
         const trx = mintTrx as unknown as Database;
         await this.giveBack({ kind: 'parts', parts: [changeOf(redeemed)] }, trx);
         await record(trx, redeemed);
       });
+      // The change is signed on the curve threads in the same batch as the proofs' verification
+      // (both asked in this turn, the proofs first: the change never counts against the payment
+      // in the curve queue's bound), so that the transaction signs nothing; should that fail,
+      // issue() signs it there as before. The transaction starts after the verification, so
+      // `presigned` is set by then.
+      const change = changeOf(redeemed);
+      if (!change.amount.isZero())
+        presigned = this.mint.presign(this.unit, this.items([change])).catch(() => {});
+      await taking;
       return redeemed;
     } catch (err) {
       if (err instanceof MintError) {
