@@ -173,7 +173,9 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
         'limits no fresh invoice, and `Retry-After` says when to ask for one again',
       409: 'idempotency_conflict',
       413: 'payload_too_large',
-      503: 'no_capacity (token untouched) or start_failed (with a `refund` token)',
+      503:
+        'no_capacity (token untouched; also while the node has more payments to check than it takes, ' +
+        'config mint.curveMaxQueuedProofs, with Retry-After: 1) or start_failed (with a `refund` token)',
     },
   },
   {
@@ -233,6 +235,7 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
       200: 'the lease with the new `expires_at` and `change`',
       402: 'payment_required (as for POST /v1/leases: Cashu and L402 challenges)',
       409: 'lease_not_running (token untouched, or handed back as `refund`)',
+      503: 'no_capacity: the node has more payments to check than it takes (token untouched; Retry-After)',
     },
   },
   {
