@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { MintError } from '../../../src/mint/errors.js';
 import type { NodePayments, UnblindedItem } from '../../../src/mint/node-payments.js';
 import type { Proof } from '../../../src/mint/types.js';
-import { createTestMint, mintProofs, prepareOutputs, type TestMint, yOf } from './harness.js';
+import { createTestMint, mintProofs, prepareOutputs, split, type TestMint, yOf } from './harness.js';
 
 /**
  * The mint as the node's lease service uses it (node-payments.ts), with the curve work of its
@@ -41,7 +41,7 @@ function taker(payments: NodePayments) {
 async function swapsAtTheMint(t: TestMint, proofs: readonly Proof[]): Promise<void> {
   const keyset = t.mint.keys().keysets[0]!;
   const total = proofs.reduce((a, p) => a + p.amount, 0);
-  const outputs = prepareOutputs(keyset.id, [total]).map((p) => p.output);
+  const outputs = prepareOutputs(keyset.id, split(total)).map((p) => p.output);
   await t.mint.swap({ inputs: [...proofs], outputs });
 }
 
