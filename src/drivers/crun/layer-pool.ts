@@ -382,7 +382,8 @@ export class LayerPool {
     // Each line a process of its own (busybox forks for its applets): as few as will do. The
     // sandbox's own directory too is made there, off the node's thread: a new inode in the data
     // directory is not cheap on ext4 with many recently removed (bench/PROFILES.md; 1.4 ms of the
-    // node's thread per lease at 8 renters when made here). Exit 97 (no command here exits so): the name is taken, not ours to remove.
+    // node's thread per lease at 8 renters when made here). Exit 97 (no command here exits so):
+    // the name is taken, not ours to remove.
     const script = [
       'set -e',
       'umask 022',
