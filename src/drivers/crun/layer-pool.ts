@@ -121,6 +121,17 @@ export class LayerPool {
   private readonly recentTakes = new Map<string, number[]>();
   /** Real-clock time a take last found the pool of each key empty. */
   private readonly lastDry = new Map<string, number>();
+  /** Refills being made right now, per key (each claimed by at most one take, see take()). */
+  private readonly refilling = new Map<string, number>();
+  /** Takes that found the pool empty and wait for a refill under way, first come first served. */
+  private readonly claimants = new Map<
+    string,
+    Array<{
+      claim: (warm: WarmSandbox) => void;
+      resolve: (warm: WarmSandbox) => void;
+      reject: (err: unknown) => void;
+    }>
+  >();
   private readonly trimTimer: NodeJS.Timeout;
   private trimming: Promise<void> | undefined;
   private closed = false;
@@ -137,8 +148,9 @@ export class LayerPool {
   }
 
   /**
-   * A prepared sandbox, from the pool when one waits, else made now. `claim` runs at the very moment
-   * it leaves the pool, so that no list() in between takes it for a leftover. The caller calls
+   * A prepared sandbox, from the pool when one waits, else the next refill under way that no other
+   * take has claimed, else made now. `claim` runs at the very moment it leaves the pool (or the
+   * making), so that no list() in between takes it for a leftover. The caller calls
    * replenish() once its start is done, so that refilling never competes with the start it serves.
    */
   async take(image: string, diskMib: number, claim: (warm: WarmSandbox) => void): Promise<WarmSandbox> {
@@ -155,8 +167,42 @@ export class LayerPool {
       return ready;
     }
     this.lastDry.set(key, Date.now());
+    // A refill under way that no earlier take has claimed is done sooner than a new making, and
+    // takes no more CPU: this take waits for it (see deliver()).
+    const waiting = this.claimants.get(key) ?? [];
+    if ((this.refilling.get(key) ?? 0) > waiting.length) {
+      this.claimants.set(key, waiting);
+      return new Promise<WarmSandbox>((resolve, reject) => waiting.push({ claim, resolve, reject }));
+    }
     this.onDemand.set(key, (this.onDemand.get(key) ?? 0) + 1);
     return this.prepare(image, diskMib, claim);
+  }
+
+  /**
+   * A refill's sandbox, just made: to the first take waiting for one (its `claim` run in this very
+   * instant, as for a take from the pool), else into the pool.
+   */
+  private deliver(key: string, warm: WarmSandbox, list: WarmSandbox[]): void {
+    const claimant = this.claimants.get(key)?.shift();
+    if (claimant === undefined) {
+      list.push(warm);
+      return;
+    }
+    claimant.claim(warm);
+    claimant.resolve(warm);
+  }
+
+  /**
+   * After a refill of `key` ended (made, failed, or the pool closing): takes waiting beyond the
+   * refills still under way make their own, as a take that found none under way does.
+   */
+  private settleClaimants(key: string, image: string, diskMib: number): void {
+    const waiting = this.claimants.get(key) ?? [];
+    while (waiting.length > (this.refilling.get(key) ?? 0)) {
+      const claimant = waiting.pop()!;
+      this.onDemand.set(key, (this.onDemand.get(key) ?? 0) + 1);
+      this.prepare(image, diskMib, claimant.claim).then(claimant.resolve, claimant.reject);
+    }
   }
 
   /** How many takes of (image, disk size) found none waiting and had one made on their path. */
@@ -297,9 +343,15 @@ export class LayerPool {
           try {
             if (this.closed || missing() <= 0) break;
             making++;
-            // Into the pool in the same instant it stops being "in the making" (see holds());
-            // close() waits for this loop, then removes everything in the pool.
-            await this.prepare(image, diskMib, (warm) => list.push(warm)).finally(() => making--);
+            this.refilling.set(key, (this.refilling.get(key) ?? 0) + 1);
+            // Into the pool (or to a take waiting for it) in the same instant it stops being "in
+            // the making" (see holds()); close() waits for this loop, then removes everything in
+            // the pool.
+            await this.prepare(image, diskMib, (warm) => this.deliver(key, warm, list)).finally(() => {
+              making--;
+              this.refilling.set(key, (this.refilling.get(key) ?? 1) - 1);
+              this.settleClaimants(key, image, diskMib);
+            });
           } finally {
             this.releaseSlot();
           }

@@ -222,3 +222,83 @@ describe.skipIf(!isRoot)('made-ahead sandbox pool: keeps up with steady takes', 
     expect(mostAtOnce).toBeLessThanOrEqual(4);
   });
 });
+
+// A take that finds the pool empty while a refill is being made waits for that one (it is done
+// sooner than a new one, and costs no more CPU) rather than making a second sandbox at once.
+describe.skipIf(!isRoot)('made-ahead sandbox pool: a take claims a refill under way', () => {
+  let base: string;
+  let pool: LayerPool;
+  /** While true, each runtime step waits for its gate (resolve: made; reject: the runtime failed). */
+  let hold = false;
+  const gates: Array<{ resolve: () => void; reject: (err: Error) => void }> = [];
+  const taken: WarmSandbox[] = [];
+
+  beforeAll(() => {
+    base = mkdtempSync(join(tmpdir(), 'alacarte-pool-'));
+    mkdirSync(join(base, 'images', 'img'), { recursive: true });
+    mkdirSync(join(base, 'sandboxes'));
+    pool = new LayerPool({
+      runtimeDir: join(base, 'sandboxes'),
+      imagesDir: join(base, 'images'),
+      busybox: '/bin/busybox',
+      idBase: 1_000_000,
+      size: 1,
+      create: async () => {
+        if (hold) await new Promise<void>((resolve, reject) => gates.push({ resolve, reject }));
+      },
+      discard: async () => {},
+      logger: { info: () => {}, warn: () => {} },
+    });
+  });
+
+  afterAll(async () => {
+    hold = false;
+    for (const gate of gates.splice(0)) gate.resolve();
+    await pool?.close();
+    for (const warm of taken) await destroyDir(warm.dir, '/bin/busybox');
+    if (base && mountsUnder(base).length === 0) rmSync(base, { recursive: true, force: true });
+  });
+
+  const until = async (ok: () => boolean) => {
+    for (let i = 0; i < 2000 && !ok(); i++) await new Promise((r) => setTimeout(r, 5));
+  };
+
+  it('hands a refill under way to the take that waits for it, one take per refill; a failed refill leaves its take to make its own', async () => {
+    const claimed: string[] = [];
+    const claim = (w: WarmSandbox) => claimed.push(w.name);
+    hold = true;
+    pool.want('img', 1);
+    pool.replenish('img', 1);
+    await until(() => gates.length === 1);
+    // The pool is empty and one refill is under way: the first take waits for it.
+    const first = pool.take('img', 1, claim);
+    // The second finds no refill left unclaimed: it makes its own.
+    hold = false;
+    const second = await pool.take('img', 1, claim);
+    taken.push(second);
+    expect(pool.madeOnDemand('img', 1)).toBe(1);
+    expect(claimed).toEqual([second.name]);
+    gates.shift()!.resolve();
+    const got = await first;
+    taken.push(got);
+    expect(claimed).toEqual([second.name, got.name]);
+    // The first take made nothing itself; the pool refills behind it.
+    expect(pool.madeOnDemand('img', 1)).toBe(1);
+    await pool.settled();
+    expect(pool.waiting('img', 1)).toBe(1);
+
+    // A refill that fails: the take waiting for it makes its own, and gets it.
+    taken.push(await pool.take('img', 1, claim));
+    hold = true;
+    pool.replenish('img', 1);
+    await until(() => gates.length === 1);
+    const third = pool.take('img', 1, claim);
+    hold = false;
+    gates.shift()!.reject(new Error('the runtime failed'));
+    const fallback = await third;
+    taken.push(fallback);
+    expect(claimed.at(-1)).toBe(fallback.name);
+    expect(pool.madeOnDemand('img', 1)).toBe(2);
+    expect(new Set(claimed).size).toBe(claimed.length);
+  });
+});
