@@ -218,7 +218,8 @@ export const configSchema = z
      * made when the node starts and refilled behind each take; the pool grows with demand (as many
      * as were taken in the last 5 s) up to `max`. `concurrency` are made at once over all of them,
      * each after a moment without paid starts (1 fits a 2-core host: a making is several runtime
-     * processes). `images`: which images are made ahead from the start (default: every image on
+     * processes); a pool that rents find empty under a steady stream is refilled at once, up to 3
+     * at a time (each rent that finds it empty would make its sandbox on its own path). `images`: which images are made ahead from the start (default: every image on
      * sale when the node starts; others are made ahead once rented). A waiting sandbox costs well
      * under 1 MiB of host memory and no CPU.
      */
@@ -242,8 +243,10 @@ export const configSchema = z
         /**
          * Worker threads that verify swap inputs and sign outputs (the per-proof curve work), so
          * that it does not hold the event loop; 0 does it on the event loop. Default: the host's
-         * cores − 1, at least 1. `curveMaxQueuedProofs`: most inputs + outputs waiting for that work
-         * over all swaps; a swap beyond it is answered 503 with `Retry-After` and spends nothing.
+         * cores − 1, at least 1; the lease payments' proofs, change and refunds are checked and
+         * signed there too. `curveMaxQueuedProofs`: most inputs + outputs waiting for that work over
+         * all swaps and payments; a swap beyond it is answered 503 with `Retry-After` and spends
+         * nothing, a rent or extension 503 `no_capacity` with `Retry-After`, its token untouched.
          */
         curveThreads: z.number().int().min(0).max(256).optional(),
         curveMaxQueuedProofs: z.number().int().min(1).max(10_000_000).default(8000),

@@ -177,7 +177,9 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
         'the x402 payment could not be settled, no lease',
       409: 'idempotency_conflict',
       413: 'payload_too_large',
-      503: 'no_capacity (token untouched) or start_failed (with a `refund` token)',
+      503:
+        'no_capacity (token untouched; also while the node has more payments to check than it takes, ' +
+        'config mint.curveMaxQueuedProofs, with Retry-After: 1) or start_failed (with a `refund` token)',
     },
   },
   {
@@ -237,6 +239,7 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
       200: 'the lease with the new `expires_at` and `change`',
       402: 'payment_required (as for POST /v1/leases: Cashu, L402 and, when on, x402 challenges)',
       409: 'lease_not_running (token untouched, or handed back as `refund`)',
+      503: 'no_capacity: the node has more payments to check than it takes (token untouched; Retry-After)',
     },
   },
   {

@@ -50,7 +50,13 @@ export class LeasePayments {
       const event = { type: 'payment', rail: payment.rail, amount: payment.amount } as const;
       this.emit({ ...event, outcome: 'rejected', code: rejection.code });
     }
-    return new AlacarteError(rejection.code, rejection.message);
+    return new AlacarteError(
+      rejection.code,
+      rejection.message,
+      rejection.retryAfterSeconds === undefined
+        ? {}
+        : { headers: { 'retry-after': String(rejection.retryAfterSeconds) } },
+    );
   }
 
   /** Counts a payment taken. */

@@ -210,6 +210,8 @@ export class LeaseService {
       access: this.access,
       views: this.views,
       reconciler,
+      // SQLite: a stop's COMMIT shared with the other stops, payments and marks of its turn.
+      transact: options.groupCommit?.grouped === true ? options.groupCommit.transact : undefined,
     });
     this.sandboxes = new SandboxAccess({
       db,

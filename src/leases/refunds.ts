@@ -77,7 +77,32 @@ export class Refunds {
   /** Books `refund` of lease `leaseId` per mint, in the caller's transaction (the one ending it). */
   async book(trx: Database, leaseId: string, refund: Amount): Promise<void> {
     if (refund.isZero()) return;
-    const payments = await trx
+    const shares = await this.rail.giveBack(
+      { kind: 'parts', parts: await this.refundParts(trx, leaseId, refund) },
+      trx,
+    );
+    for (const [position, share] of shares.entries()) {
+      await trx
+        .insertInto('lease_refunds')
+        .values({ lease_id: leaseId, mint_url: share.mint, position, amount: share.amount.toNumber() })
+        .execute();
+    }
+  }
+
+  /**
+   * The slow part of booking `refund` of lease `leaseId` (signing it: PaymentRail.prepare) done
+   * now, outside any transaction, so that book() moments later holds the store's transaction for
+   * less. Books nothing; should the refund booked then differ (an extension committed meanwhile,
+   * another second passed), book() signs what differs itself.
+   */
+  async prepare(leaseId: string, refund: Amount): Promise<void> {
+    if (refund.isZero() || this.rail.prepare === undefined) return;
+    await this.rail.prepare(await this.refundParts(this.db, leaseId, refund));
+  }
+
+  /** The refund's parts, drawn per payment source (splitRefund) as `db` shows the lease's payments. */
+  private async refundParts(db: Database, leaseId: string, refund: Amount): Promise<OwedPart[]> {
+    const payments = await db
       .selectFrom('payments')
       .select(['mint_url', 'kept'])
       .where('lease_id', '=', leaseId)
@@ -89,19 +114,7 @@ export class Refunds {
       payments.map((p) => ({ source: p.mint_url, kept: BigInt(p.kept) })),
       refund.value,
     );
-    const shares = await this.rail.giveBack(
-      {
-        kind: 'parts',
-        parts: draws.map((d) => refundPart(leaseId, Amount.of(d.amount, refund.unit), d.source)),
-      },
-      trx,
-    );
-    for (const [position, share] of shares.entries()) {
-      await trx
-        .insertInto('lease_refunds')
-        .values({ lease_id: leaseId, mint_url: share.mint, position, amount: share.amount.toNumber() })
-        .execute();
-    }
+    return draws.map((d) => refundPart(leaseId, Amount.of(d.amount, refund.unit), d.source));
   }
 
   /** The refund of an ended lease as its answer shows it, the same on every call. */

@@ -124,14 +124,16 @@ export class CurvePool {
 
   /**
    * Runs one swap's curve work (keys named by indexOf) and resolves with what it found. Throws
-   * MintError 503 when the pool holds maxQueuedProofs already. After close(), on the event loop.
+   * MintError 503 when the pool holds maxQueuedProofs already, unless `admitAlways` (work that must
+   * not be refused: signing a stopped lease's refund, bounded by the leases there are; it still
+   * counts towards the bound for the others). After close(), on the event loop.
    */
-  run(job: CurveJob): Promise<CurveOutcome> {
+  run(job: CurveJob, options: { admitAlways?: boolean } = {}): Promise<CurveOutcome> {
     if (!fitsTheWire(job))
       return Promise.reject(new RangeError('a secret is too long for the curve workers'));
     if (this.closed || this.deaths >= MAX_DEATHS) return Promise.resolve(this.runHere(job));
     const size = jobSize(job);
-    if (this.queuedProofs > 0 && this.queuedProofs + size > this.maxQueuedProofs) {
+    if (!options.admitAlways && this.queuedProofs > 0 && this.queuedProofs + size > this.maxQueuedProofs) {
       return Promise.reject(
         new MintError(MintErrorCode.invalidRequest, 'the mint is busy; retry in a second', { status: 503 }),
       );
@@ -317,7 +319,10 @@ export class CurvePool {
 export const MAX_WIRE_SECRET_LENGTH = 16_384;
 
 function fitsTheWire(job: CurveJob): boolean {
-  return job.inputs.every((input) => input.secret.length <= MAX_WIRE_SECRET_LENGTH);
+  return (
+    job.inputs.every((input) => input.secret.length <= MAX_WIRE_SECRET_LENGTH) &&
+    (job.issues ?? []).every((issue) => issue.secret.length <= MAX_WIRE_SECRET_LENGTH)
+  );
 }
 
 function flatKeys(keys: readonly WorkerKey[]): Uint8Array {

@@ -259,6 +259,7 @@ export class Mint {
       () => this.core.nowSeconds(),
       this.events,
       transact,
+      this.curvePool,
     );
   }
 

@@ -1,8 +1,9 @@
 import type { Transact } from '../store/group-commit.js';
 import { bytesToHex, hashToCurve, signBlinded } from './crypto/index.js';
+import { type CurvePool, MAX_WIRE_SECRET_LENGTH } from './curve-pool.js';
 import { MintError, MintErrorCode } from './errors.js';
 import type { MintEvents } from './events.js';
-import { checkInputs, verifyInputs } from './inputs.js';
+import { checkInputs } from './inputs.js';
 import type { KeysetRegistry } from './keyset-registry.js';
 import {
   insertProofs,
@@ -12,9 +13,24 @@ import {
   proofStates,
 } from './store/mint-store.js';
 import type { MintTables } from './store/tables.js';
+import { verifyAndSign } from './swap-curve.js';
 import type { Proof } from './types.js';
 
 const encoder = new TextEncoder();
+
+/**
+ * Most proofs signed ahead (presign) and kept for issue() and issued(): a stop's refund is a
+ * dozen, and each entry is read within milliseconds of being made, so this only bounds memory.
+ */
+const MAX_SIGNED_AHEAD = 4096;
+
+/** A proof signed ahead of its booking: Y = hash_to_curve(secret) and C = k·Y, hex. */
+interface SignedAhead {
+  keysetId: string;
+  amount: number;
+  y: string;
+  c: string;
+}
 
 /** A proof the node hands out itself (change, refund): its secret is derived, never stored. */
 export interface UnblindedItem {
@@ -33,6 +49,8 @@ export interface UnblindedItem {
  */
 export class NodePayments {
   private readonly transact: Transact<MintTables>;
+  /** secret → what presign() or issue() computed for it, oldest first (MAX_SIGNED_AHEAD at most). */
+  private readonly signedAhead = new Map<string, SignedAhead>();
 
   constructor(
     private readonly db: MintDb,
@@ -47,6 +65,11 @@ export class NodePayments {
      * default a transaction of its own.
      */
     transact?: Transact<MintTables>,
+    /**
+     * The mint's curve threads (curve-pool.ts): when given, verifying a payment's proofs and
+     * signing change and refunds ahead (presign) run there, off the event loop; without it, here.
+     */
+    private readonly curve?: CurvePool,
   ) {
     this.transact = transact ?? ((work) => this.db.transaction().execute(work));
   }
@@ -59,13 +82,15 @@ export class NodePayments {
   }
 
   /**
-   * Verifies `proofs` as a swap would and, in one transaction, marks them SPENT and runs `record`;
-   * resolves once that is committed. Throws MintError (11001 when already spent, 11002 when pending, 10001 when invalid).
+   * Verifies `proofs` as a swap would (on the curve threads when there are) and, in one
+   * transaction, marks them SPENT and runs `record`; resolves once that is committed. Throws
+   * MintError (11001 when already spent, 11002 when pending, 10001 when invalid; 503 when the
+   * curve threads have more work waiting than they take, before anything is taken).
    */
   async take(proofs: readonly Proof[], record: (trx: MintTrx) => Promise<void>): Promise<void> {
     const checked = checkInputs(this.registry, proofs, this.maxInputs);
     const now = this.nowSeconds();
-    const verified = verifyInputs(checked.inputs, { outputs: [], now });
+    const { verified } = await verifyAndSign(this.curve, checked.inputs, [], { outputs: [], now });
     try {
       await this.transact(async (trx) => {
         await insertProofs(
@@ -100,7 +125,54 @@ export class NodePayments {
     });
   }
 
-  /** Signs and books proofs for `items` with the active keyset, inside the caller's transaction. */
+  /**
+   * Signs proofs for `items` with the active keyset ahead of issue() (on the curve threads when
+   * there are), so that issue(), inside the caller's store transaction, finds them signed and does
+   * no curve work there. Books nothing: what it signed and nobody issues is forgotten. Never
+   * refused for a busy pool (what it signs is owed already); an item issue() does not find signed
+   * (another amount, another keyset meanwhile) is signed there as before.
+   */
+  async presign(unit: string, items: readonly UnblindedItem[]): Promise<void> {
+    const pool = this.curve;
+    const keyset = this.registry.active(unit);
+    if (pool === undefined || keyset === undefined) return;
+    const todo = items.filter((item) => {
+      const known = this.signedAhead.get(item.secret);
+      return (
+        item.secret.length <= MAX_WIRE_SECRET_LENGTH &&
+        keyset.keys.has(item.amount) &&
+        (known === undefined || known.keysetId !== keyset.id || known.amount !== item.amount)
+      );
+    });
+    if (todo.length === 0) return;
+    const outcome = await pool.run(
+      {
+        inputs: [],
+        outputs: [],
+        issues: todo.map((item) => ({
+          key: pool.indexOf(keyset.keys.get(item.amount)!),
+          secret: item.secret,
+        })),
+      },
+      { admitAlways: true },
+    );
+    if (!outcome.ok) return;
+    todo.forEach((item, i) => {
+      const { Y, C } = outcome.issued[i]!;
+      this.remember(item.secret, {
+        keysetId: keyset.id,
+        amount: item.amount,
+        y: bytesToHex(Y),
+        c: bytesToHex(C),
+      });
+    });
+  }
+
+  /**
+   * Signs and books proofs for `items` with the active keyset, inside the caller's transaction;
+   * what presign() signed for the same keyset and amount is taken as it is (the same bytes: the
+   * signature is deterministic).
+   */
   async issue(trx: MintTrx, unit: string, items: readonly UnblindedItem[]): Promise<void> {
     if (items.length === 0) return;
     const keyset = this.registry.active(unit);
@@ -109,12 +181,23 @@ export class NodePayments {
     const rows = items.map((item) => {
       const key = keyset.keys.get(item.amount);
       if (key === undefined) throw new Error(`amount ${item.amount} is not a denomination`);
-      const Y = hashToCurve(encoder.encode(item.secret));
+      let signed = this.signedAhead.get(item.secret);
+      if (signed === undefined || signed.keysetId !== keyset.id || signed.amount !== item.amount) {
+        const Y = hashToCurve(encoder.encode(item.secret));
+        signed = {
+          keysetId: keyset.id,
+          amount: item.amount,
+          y: bytesToHex(Y),
+          c: bytesToHex(signBlinded(key.privateKey, Y)),
+        };
+        // issued() shows these moments later (the stop's answer): it finds Y here.
+        this.remember(item.secret, signed);
+      }
       return {
-        b_: bytesToHex(Y),
+        b_: signed.y,
         keyset_id: keyset.id,
         amount: item.amount,
-        c_: bytesToHex(signBlinded(key.privateKey, Y)),
+        c_: signed.c,
         dleq_e: '',
         dleq_s: '',
         melt_quote_id: null,
@@ -127,7 +210,10 @@ export class NodePayments {
   /** The proofs booked earlier by `issue` for these items, in order; throws if one was never booked. */
   async issued(items: readonly UnblindedItem[]): Promise<Proof[]> {
     if (items.length === 0) return [];
-    const Ys = items.map((item) => bytesToHex(hashToCurve(encoder.encode(item.secret))));
+    // Y depends on the secret alone: one signed moments ago (the stop that booked it) is known.
+    const Ys = items.map(
+      (item) => this.signedAhead.get(item.secret)?.y ?? bytesToHex(hashToCurve(encoder.encode(item.secret))),
+    );
     const rows = await this.db
       .selectFrom('mint_signatures')
       .select(['b_', 'keyset_id', 'amount', 'c_'])
@@ -141,6 +227,15 @@ export class NodePayments {
       }
       return { id: row.keyset_id, amount: item.amount, secret: item.secret, C: row.c_ };
     });
+  }
+
+  private remember(secret: string, signed: SignedAhead): void {
+    this.signedAhead.delete(secret);
+    this.signedAhead.set(secret, signed);
+    if (this.signedAhead.size > MAX_SIGNED_AHEAD) {
+      const oldest = this.signedAhead.keys().next().value;
+      if (oldest !== undefined) this.signedAhead.delete(oldest);
+    }
   }
 
   /** Ids of every keyset (token decoding needs them to resolve short V4 ids). */

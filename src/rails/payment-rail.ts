@@ -40,7 +40,14 @@ export interface InspectedPayment {
  * `absent`: the request carries no payment for this rail at all (code `payment_required`): the
  * caller answers with the 402 challenge, or asks the next rail.
  */
-export type Rejection = { ok: false; code: ErrorCode; message: string; absent?: true };
+export type Rejection = {
+  ok: false;
+  code: ErrorCode;
+  message: string;
+  absent?: true;
+  /** When to try again (`Retry-After`), for a refusal that is only about now (`no_capacity`). */
+  retryAfterSeconds?: number;
+};
 
 /** The rejection of a request that carries no payment for a rail. */
 export const NO_PAYMENT: Rejection = Object.freeze({
@@ -195,6 +202,14 @@ export interface PaymentRail {
    * Throws AlacarteError `mint_unavailable` when a mint cannot be reached to make the token (retry).
    */
   giveBack(owed: Owed, trx?: Database): Promise<GivenBack[]>;
+  /**
+   * Optional: the slow part of booking `parts` (Cashu at the own mint: signing them, on the mint's
+   * curve threads) done ahead, outside any store transaction, so that `giveBack(parts, trx)` moments
+   * later holds its transaction for less. Books and owes nothing: parts prepared and never booked
+   * are forgotten, and parts booked without it are prepared there as before. Rejects only on an
+   * unexpected failure, which the caller may ignore.
+   */
+  prepare?(parts: readonly OwedPart[]): Promise<void>;
 }
 
 /** One thing owed back, as the rail derives its token: the same part always gives the same ecash. */

@@ -6,6 +6,7 @@ import type {
   GivenBack,
   InspectedPayment,
   Owed,
+  OwedPart,
   PaymentRail,
   PaymentRequest,
   PaymentSubject,
@@ -72,6 +73,11 @@ export class Rails implements PaymentRail {
     return owed.kind === 'unused'
       ? this.railOf(owed.payment).giveBack(owed, trx)
       : this.payouts.giveBack(owed, trx);
+  }
+
+  /** PaymentRail.prepare: parts owed are booked by `payouts`, so prepared there. */
+  async prepare(parts: readonly OwedPart[]): Promise<void> {
+    await this.payouts.prepare?.(parts);
   }
 
   private railOf(payment: InspectedPayment): PaymentRail {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { lstatSync, mkdirSync } from 'node:fs';
+import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DriverLogger } from './crun-options.js';
 import { START_FIFO, WAKE_FIFO } from './init-script.js';
@@ -24,6 +24,9 @@ export const IDLE_KEY_MS = 600_000;
  * not hold memory for the hour a made-ahead sandbox may wait.
  */
 export const REAP_AFTER_MS = 60_000;
+
+/** Takes remembered per (image, disk size) for catchingUp(): more than a second of any demand here. */
+const MAX_RECENT_TAKES = 1024;
 
 /** A sandbox made ahead: its directory (layer mounted) and, once created, its container. */
 export interface WarmSandbox {
@@ -73,9 +76,11 @@ export interface LayerPoolOptions {
   /**
    * True while paid starts are under way (default never): a refill waits for a moment when none
    * is, for at most QUIET_WAIT_MS per sandbox, so that a burst's requests are not starved by the
-   * refill their own takes set off.
+   * refill their own takes set off; except while the pool is catching up (catchingUp()).
    */
   busy?: () => boolean;
+  /** Makings at once while a pool catches up (default: CATCH_UP_CONCURRENCY, at least `concurrency`). */
+  catchUpConcurrency?: number;
 }
 
 /**
@@ -83,6 +88,20 @@ export interface LayerPoolOptions {
  * anyway: a steady stream of starts never leaves the pool unrefilled for longer than this.
  */
 export const QUIET_WAIT_MS = 1_000;
+
+/**
+ * A pool is catching up (see LayerPool.catchingUp) for this long after a take found it empty, while
+ * it holds fewer than were taken in the last CATCH_UP_WINDOW_MS.
+ */
+export const DRY_HOLD_MS = 5_000;
+/** The demand a catching-up pool compares what it holds with: the takes of this long. */
+export const CATCH_UP_WINDOW_MS = 1_000;
+/**
+ * Makings at once (over every key) while a pool catches up, when `concurrency` is lower: under a
+ * steady stream of rents on a small host one making at a time (~30 ms each when loaded) falls
+ * behind, and every take that finds the pool empty makes its sandbox on its own request's path.
+ */
+export const CATCH_UP_CONCURRENCY = 3;
 
 /**
  * Sandboxes prepared ahead of start(): `layer/` is a tmpfs of the disk size holding the overlay's
@@ -104,6 +123,21 @@ export class LayerPool {
   private readonly onDemand = new Map<string, number>();
   /** When each (image, disk size) was last taken from. */
   private readonly lastTake = new Map<string, number>();
+  /** Real-clock times of the takes of the last CATCH_UP_WINDOW_MS (at most MAX_RECENT_TAKES), per key. */
+  private readonly recentTakes = new Map<string, number[]>();
+  /** Real-clock time a take last found the pool of each key empty. */
+  private readonly lastDry = new Map<string, number>();
+  /** Refills being made right now, per key (each claimed by at most one take, see take()). */
+  private readonly refilling = new Map<string, number>();
+  /** Takes that found the pool empty and wait for a refill under way, first come first served. */
+  private readonly claimants = new Map<
+    string,
+    Array<{
+      claim: (warm: WarmSandbox) => void;
+      resolve: (warm: WarmSandbox) => void;
+      reject: (err: unknown) => void;
+    }>
+  >();
   private readonly trimTimer: NodeJS.Timeout;
   private trimming: Promise<void> | undefined;
   private closed = false;
@@ -120,21 +154,61 @@ export class LayerPool {
   }
 
   /**
-   * A prepared sandbox, from the pool when one waits, else made now. `claim` runs at the very moment
-   * it leaves the pool, so that no list() in between takes it for a leftover. The caller calls
+   * A prepared sandbox, from the pool when one waits, else the next refill under way that no other
+   * take has claimed, else made now. `claim` runs at the very moment it leaves the pool (or the
+   * making), so that no list() in between takes it for a leftover. The caller calls
    * replenish() once its start is done, so that refilling never competes with the start it serves.
    */
   async take(image: string, diskMib: number, claim: (warm: WarmSandbox) => void): Promise<WarmSandbox> {
-    this.noteTake(`${image}-${diskMib}`);
-    this.lastTake.set(`${image}-${diskMib}`, this.now());
-    const ready = this.ready.get(`${image}-${diskMib}`)?.shift();
+    const key = `${image}-${diskMib}`;
+    this.noteTake(key);
+    this.lastTake.set(key, this.now());
+    const recent = this.recentTakes.get(key) ?? [];
+    recent.push(Date.now());
+    if (recent.length > MAX_RECENT_TAKES) recent.splice(0, recent.length - MAX_RECENT_TAKES);
+    this.recentTakes.set(key, recent);
+    const ready = this.ready.get(key)?.shift();
     if (ready) {
       claim(ready);
       return ready;
     }
-    const key = `${image}-${diskMib}`;
+    this.lastDry.set(key, Date.now());
+    // A refill under way that no earlier take has claimed is done sooner than a new making, and
+    // takes no more CPU: this take waits for it (see deliver()).
+    const waiting = this.claimants.get(key) ?? [];
+    if ((this.refilling.get(key) ?? 0) > waiting.length) {
+      this.claimants.set(key, waiting);
+      return new Promise<WarmSandbox>((resolve, reject) => waiting.push({ claim, resolve, reject }));
+    }
     this.onDemand.set(key, (this.onDemand.get(key) ?? 0) + 1);
     return this.prepare(image, diskMib, claim);
+  }
+
+  /**
+   * A refill's sandbox, just made: to the first take waiting for one (its `claim` run in this very
+   * instant, as for a take from the pool), else into the pool.
+   */
+  private deliver(key: string, warm: WarmSandbox, list: WarmSandbox[]): void {
+    const claimant = this.claimants.get(key)?.shift();
+    if (claimant === undefined) {
+      list.push(warm);
+      return;
+    }
+    claimant.claim(warm);
+    claimant.resolve(warm);
+  }
+
+  /**
+   * After a refill of `key` ended (made, failed, or the pool closing): takes waiting beyond the
+   * refills still under way make their own, as a take that found none under way does.
+   */
+  private settleClaimants(key: string, image: string, diskMib: number): void {
+    const waiting = this.claimants.get(key) ?? [];
+    while (waiting.length > (this.refilling.get(key) ?? 0)) {
+      const claimant = waiting.pop()!;
+      this.onDemand.set(key, (this.onDemand.get(key) ?? 0) + 1);
+      this.prepare(image, diskMib, claimant.claim).then(claimant.resolve, claimant.reject);
+    }
   }
 
   /** How many takes of (image, disk size) found none waiting and had one made on their path. */
@@ -238,10 +312,28 @@ export class LayerPool {
   }
 
   /**
+   * True while the pool of `key` is not keeping up with a steady demand: a take found it empty in
+   * the last DRY_HOLD_MS, and it holds fewer than were taken in the last CATCH_UP_WINDOW_MS. Making
+   * ahead then costs the paid requests nothing they would not pay anyway (each take that finds the
+   * pool empty makes its sandbox on its own path): its refills neither wait for a quiet moment nor
+   * keep to `concurrency` (up to catchUpConcurrency at once).
+   */
+  catchingUp(key: string): boolean {
+    const now = Date.now();
+    const dry = this.lastDry.get(key);
+    if (dry === undefined || now - dry > DRY_HOLD_MS) return false;
+    const recent = this.recentTakes.get(key) ?? [];
+    let within = 0;
+    for (let i = recent.length - 1; i >= 0 && now - recent[i]! <= CATCH_UP_WINDOW_MS; i--) within++;
+    return (this.ready.get(key)?.length ?? 0) < within;
+  }
+
+  /**
    * Prepares in the background until the pool for (image, disk size) holds its target again,
    * `concurrency` at a time over every key and each after a moment without starts under way (see
    * slot()): on a small host more at once only take CPU from the starts and execs of paid requests
-   * (measured: bench/load.bench.mjs, bench/profile-burst.mjs).
+   * (measured: bench/load.bench.mjs, bench/profile-burst.mjs). A pool that is catching up
+   * (catchingUp()) is refilled at once, up to catchUpConcurrency at a time.
    */
   replenish(image: string, diskMib: number): void {
     const key = `${image}-${diskMib}`;
@@ -253,19 +345,26 @@ export class LayerPool {
       const missing = () => this.target(key) - list.length - making;
       const worker = async () => {
         while (!this.closed && missing() > 0) {
-          await this.slot();
+          await this.slot(() => this.catchingUp(key));
           try {
             if (this.closed || missing() <= 0) break;
             making++;
-            // Into the pool in the same instant it stops being "in the making" (see holds());
-            // close() waits for this loop, then removes everything in the pool.
-            await this.prepare(image, diskMib, (warm) => list.push(warm)).finally(() => making--);
+            this.refilling.set(key, (this.refilling.get(key) ?? 0) + 1);
+            // Into the pool (or to a take waiting for it) in the same instant it stops being "in
+            // the making" (see holds()); close() waits for this loop, then removes everything in
+            // the pool.
+            await this.prepare(image, diskMib, (warm) => this.deliver(key, warm, list)).finally(() => {
+              making--;
+              this.refilling.set(key, (this.refilling.get(key) ?? 1) - 1);
+              this.settleClaimants(key, image, diskMib);
+            });
           } finally {
             this.releaseSlot();
           }
         }
       };
-      await worker();
+      // One worker per place a catching-up pool may use; otherwise they queue for `concurrency`.
+      await Promise.all(Array.from({ length: this.catchUpConcurrency() }, () => worker()));
     };
     const p = run()
       .catch((e: unknown) =>
@@ -275,27 +374,41 @@ export class LayerPool {
     this.filling.set(key, p);
   }
 
+  private concurrency(): number {
+    return Math.max(1, this.options.concurrency ?? 1);
+  }
+
+  private catchUpConcurrency(): number {
+    return Math.max(this.concurrency(), this.options.catchUpConcurrency ?? CATCH_UP_CONCURRENCY);
+  }
+
   /**
    * Waits for a moment without paid starts under way (QUIET_WAIT_MS at most), then for one of the
-   * `concurrency` places to make a sandbox ahead.
+   * `concurrency` places to make a sandbox ahead; while `catchingUp()`, neither (up to
+   * catchUpConcurrency places).
    */
-  private async slot(): Promise<void> {
+  private async slot(catchingUp: () => boolean): Promise<void> {
     const busy = this.options.busy;
-    // The real clock: `now` may be a test's, standing still.
-    for (const since = Date.now(); busy?.() && !this.closed && Date.now() - since < QUIET_WAIT_MS; )
-      await new Promise((r) => setTimeout(r, 10));
-    if (this.slotsUsed < Math.max(1, this.options.concurrency ?? 1)) {
-      this.slotsUsed++;
-      return;
+    for (;;) {
+      // The real clock: `now` may be a test's, standing still.
+      const since = Date.now();
+      while (busy?.() && !catchingUp() && !this.closed && Date.now() - since < QUIET_WAIT_MS)
+        await new Promise((r) => setTimeout(r, 10));
+      const places = catchingUp() ? this.catchUpConcurrency() : this.concurrency();
+      if (this.closed || this.slotsUsed < places) {
+        this.slotsUsed++;
+        return;
+      }
+      // Woken by releaseSlot(); then a quiet moment again, unless catching up.
+      await new Promise<void>((r) => this.slotQueue.push(r));
     }
-    // The place is handed over by releaseSlot(), the count unchanged.
-    await new Promise<void>((r) => this.slotQueue.push(r));
   }
 
   private releaseSlot(): void {
-    const next = this.slotQueue.shift();
-    if (next) next();
-    else this.slotsUsed--;
+    this.slotsUsed--;
+    // Every waiter looks again (a few per pool at most): one that waits for a quiet moment must
+    // not hold back one that is catching up.
+    for (const wake of this.slotQueue.splice(0)) wake();
   }
 
   private async destroy(warm: WarmSandbox): Promise<void> {
@@ -322,14 +435,17 @@ export class LayerPool {
 
   private async make(name: string, dir: string, image: string, diskMib: number): Promise<WarmSandbox> {
     const { imagesDir, busybox, idBase } = this.options;
-    // Its own directory from here (cheap); the rest in the shell below, off the node's thread.
-    mkdirSync(dir, { mode: 0o755 });
     // A tmpfs inode costs kernel memory; cap the count in proportion to the disk size.
     const inodes = Math.max(4096, diskMib * 256);
-    // Each line a process of its own (busybox forks for its applets): as few as will do.
+    // Each line a process of its own (busybox forks for its applets): as few as will do. The
+    // sandbox's own directory too is made there, off the node's thread: a new inode in the data
+    // directory is not cheap on ext4 with many recently removed (bench/PROFILES.md; 1.4 ms of the
+    // node's thread per lease at 8 renters when made here). Exit 97 (no command here exits so):
+    // the name is taken, not ours to remove.
     const script = [
       'set -e',
       'umask 022',
+      'mkdir -m 0755 "$1" || exit 97',
       // The run directory: the sandbox directory's own run/, or in its directory in the run state
       // ($4) with the meta.json start() writes beside it, both linked from the sandbox's directory
       // (run-state.ts).
@@ -362,6 +478,7 @@ export class LayerPool {
       this.options.runStateDir === undefined ? '' : join(this.options.runStateDir, name),
     ]);
     const warm = { dir, name };
+    if (r.code === 97) throw new Error(`a sandbox directory ${name} exists already`);
     if (r.code !== 0) {
       await destroyDir(dir, busybox);
       throw new Error(`mounting the writable layer failed: ${r.stderr.trim()}`);

@@ -5,18 +5,19 @@
  * event loop uses otherwise), the main thread decodes the reply.
  *
  * Request: u32 job count, then per job
- *   u32 inputs, u32 outputs,
+ *   u32 inputs, u32 outputs, u32 issues,
  *   per input:  u32 key index, u8 1 if C follows as 33 bytes (0: C was not hex of 33 bytes, the
  *               input fails), 33 bytes C, u16 secret length, the secret's UTF-8 bytes;
- *   per output: u32 key index, 65 bytes B_ (uncompressed, already checked on the curve).
+ *   per output: u32 key index, 65 bytes B_ (uncompressed, already checked on the curve);
+ *   per issue:  u32 key index, u16 secret length, the secret's UTF-8 bytes.
  * Reply, per job: u8 status (0 ok, 1 an input failed verification, 2 an unexpected error),
  *   u32 index of the failed input, then 33 bytes Y per input, then per output 33 bytes C_,
- *   32 bytes e, 32 bytes s (zeros unless ok).
+ *   32 bytes e, 32 bytes s, then per issue 33 bytes Y and 33 bytes C (zeros unless ok).
  *
  * Keys never travel with a batch: a worker gets the private keys once (their index is their place
  * in the table) and derives their public keys itself.
  */
-import { hashToCurve, signBlindedWithDleq, verifyProofY } from './bdhke.js';
+import { hashToCurve, signBlinded, signBlindedWithDleq, verifyProofY } from './bdhke.js';
 import { secp } from './native.js';
 
 /** One input of a job: the keyset key's index in the pool's table, the proof's secret and C. */
@@ -33,15 +34,35 @@ export interface CurveOutput {
   point: Uint8Array;
 }
 
-/** One swap's curve work: verify every input (Y = hash_to_curve(secret), C == k·Y), then sign every output. */
+/**
+ * One proof the node issues to itself (change, refunds: node-payments.ts), unblinded: the key's
+ * index and the secret; the work is Y = hash_to_curve(secret) and C = k·Y, no DLEQ (the node is
+ * its own wallet and has nothing to prove to itself).
+ */
+export interface CurveIssue {
+  key: number;
+  secret: string;
+}
+
+/**
+ * One swap's curve work: verify every input (Y = hash_to_curve(secret), C == k·Y), then sign every
+ * output, then every issue.
+ */
 export interface CurveJob {
   inputs: readonly CurveInput[];
   outputs: readonly CurveOutput[];
+  issues?: readonly CurveIssue[];
 }
 
-/** What a job's work found. Outputs are signed only when every input verified. */
+/** What a job's work found. Outputs and issues are signed only when every input verified. */
 export type CurveOutcome =
-  | { ok: true; Ys: Uint8Array[]; signatures: Array<{ C_: Uint8Array; e: Uint8Array; s: Uint8Array }> }
+  | {
+      ok: true;
+      Ys: Uint8Array[];
+      signatures: Array<{ C_: Uint8Array; e: Uint8Array; s: Uint8Array }>;
+      /** per issue, in order: Y = hash_to_curve(secret) and C = k·Y, compressed */
+      issued: Array<{ Y: Uint8Array; C: Uint8Array }>;
+    }
   | { ok: false; failedInput: number }
   | { ok: false; error: string };
 
@@ -51,20 +72,26 @@ const STATUS_ERROR = 2;
 const REPLY_JOB_HEADER = 5;
 const REPLY_PER_INPUT = 33;
 const REPLY_PER_OUTPUT = 33 + 32 + 32;
+const REPLY_PER_ISSUE = 33 + 33;
 const HEX_66 = /^[0-9a-fA-F]{66}$/;
 
-/** The proofs (inputs + outputs) a job carries: the unit of the pool's bounds. */
+/** The proofs (inputs + outputs + issues) a job carries: the unit of the pool's bounds. */
 export function jobSize(job: CurveJob): number {
-  return job.inputs.length + job.outputs.length;
+  return job.inputs.length + job.outputs.length + (job.issues?.length ?? 0);
+}
+
+function replySpan(inputs: number, outputs: number, issues: number): number {
+  return REPLY_JOB_HEADER + inputs * REPLY_PER_INPUT + outputs * REPLY_PER_OUTPUT + issues * REPLY_PER_ISSUE;
 }
 
 /** Encodes jobs into one fresh ArrayBuffer (its own, so it can be transferred). */
 export function encodeBatch(jobs: readonly CurveJob[]): ArrayBuffer {
   let bound = 4;
   for (const job of jobs) {
-    bound += 8 + job.outputs.length * 69;
+    bound += 12 + job.outputs.length * 69;
     // UTF-8 takes at most 3 bytes per UTF-16 code unit.
     for (const input of job.inputs) bound += 40 + input.secret.length * 3;
+    for (const issue of job.issues ?? []) bound += 6 + issue.secret.length * 3;
   }
   const buffer = new ArrayBuffer(bound);
   const bytes = Buffer.from(buffer);
@@ -72,6 +99,7 @@ export function encodeBatch(jobs: readonly CurveJob[]): ArrayBuffer {
   for (const job of jobs) {
     at = bytes.writeUInt32LE(job.inputs.length, at);
     at = bytes.writeUInt32LE(job.outputs.length, at);
+    at = bytes.writeUInt32LE(job.issues?.length ?? 0, at);
     for (const input of job.inputs) {
       at = bytes.writeUInt32LE(input.key, at);
       const C = input.C;
@@ -90,6 +118,12 @@ export function encodeBatch(jobs: readonly CurveJob[]): ArrayBuffer {
       at = bytes.writeUInt32LE(output.key, at);
       bytes.set(output.point, at);
       at += 65;
+    }
+    for (const issue of job.issues ?? []) {
+      at = bytes.writeUInt32LE(issue.key, at);
+      const length = bytes.write(issue.secret, at + 2, 'utf8');
+      bytes.writeUInt16LE(length, at);
+      at += 2 + length;
     }
   }
   return buffer;
@@ -121,25 +155,34 @@ export function runBatch(keys: readonly WorkerKey[], request: ArrayBuffer): Arra
   const bytes = Buffer.from(request);
   const jobs = bytes.readUInt32LE(0);
   // First pass: the reply's size.
-  const shapes: Array<[number, number, number]> = [];
+  const shapes: Array<[number, number, number, number]> = [];
   let at = 4;
   let size = 0;
   for (let j = 0; j < jobs; j++) {
     const inputs = bytes.readUInt32LE(at);
     const outputs = bytes.readUInt32LE(at + 4);
-    shapes.push([at, inputs, outputs]);
-    at += 8;
+    const issues = bytes.readUInt32LE(at + 8);
+    shapes.push([at, inputs, outputs, issues]);
+    at += 12;
     for (let i = 0; i < inputs; i++) at += 38 + 2 + bytes.readUInt16LE(at + 38);
     at += outputs * 69;
-    size += REPLY_JOB_HEADER + inputs * REPLY_PER_INPUT + outputs * REPLY_PER_OUTPUT;
+    for (let i = 0; i < issues; i++) at += 4 + 2 + bytes.readUInt16LE(at + 4);
+    size += replySpan(inputs, outputs, issues);
   }
   const replyBuffer = new ArrayBuffer(size);
   const reply = Buffer.from(replyBuffer);
   let out = 0;
-  for (const [start, inputs, outputs] of shapes) {
-    const jobSpan = REPLY_JOB_HEADER + inputs * REPLY_PER_INPUT + outputs * REPLY_PER_OUTPUT;
+  for (const [start, inputs, outputs, issues] of shapes) {
+    const jobSpan = replySpan(inputs, outputs, issues);
     try {
-      const failed = runJob(keys, bytes, start + 8, inputs, outputs, reply, out + REPLY_JOB_HEADER);
+      const failed = runJob(
+        keys,
+        bytes,
+        start + 12,
+        [inputs, outputs, issues],
+        reply,
+        out + REPLY_JOB_HEADER,
+      );
       if (failed < 0) {
         reply[out] = STATUS_OK;
       } else {
@@ -159,8 +202,7 @@ function runJob(
   keys: readonly WorkerKey[],
   bytes: Buffer,
   at: number,
-  inputs: number,
-  outputs: number,
+  [inputs, outputs, issues]: [number, number, number],
   reply: Buffer,
   out: number,
 ): number {
@@ -187,6 +229,15 @@ function runJob(
     reply.set(dleq.s, sig + 65);
     sig += REPLY_PER_OUTPUT;
   }
+  for (let n = 0; n < issues; n++) {
+    const key = keyAt(keys, bytes.readUInt32LE(at));
+    const length = bytes.readUInt16LE(at + 4);
+    const Y = hashToCurve(bytes.subarray(at + 6, at + 6 + length));
+    at += 6 + length;
+    reply.set(Y, sig);
+    reply.set(signBlinded(key.privateKey, Y), sig + 33);
+    sig += REPLY_PER_ISSUE;
+  }
   return -1;
 }
 
@@ -205,6 +256,7 @@ export function decodeReply(jobs: readonly CurveJob[], replyBuffer: ArrayBuffer)
   for (const job of jobs) {
     const inputs = job.inputs.length;
     const outputs = job.outputs.length;
+    const issues = job.issues?.length ?? 0;
     const status = reply[at];
     if (status === STATUS_OK) {
       const Ys: Uint8Array[] = new Array(inputs);
@@ -218,13 +270,17 @@ export function decodeReply(jobs: readonly CurveJob[], replyBuffer: ArrayBuffer)
           s: reply.subarray(p + 65, p + 97),
         };
       }
-      outcomes.push({ ok: true, Ys, signatures });
+      const issued: Array<{ Y: Uint8Array; C: Uint8Array }> = new Array(issues);
+      for (let n = 0; n < issues; n++, p += REPLY_PER_ISSUE) {
+        issued[n] = { Y: reply.subarray(p, p + 33), C: reply.subarray(p + 33, p + 66) };
+      }
+      outcomes.push({ ok: true, Ys, signatures, issued });
     } else if (status === STATUS_FAILED_INPUT) {
       outcomes.push({ ok: false, failedInput: view.readUInt32LE(at + 1) });
     } else {
       outcomes.push({ ok: false, error: 'the curve worker could not run this swap' });
     }
-    at += REPLY_JOB_HEADER + inputs * REPLY_PER_INPUT + outputs * REPLY_PER_OUTPUT;
+    at += replySpan(inputs, outputs, issues);
   }
   return outcomes;
 }

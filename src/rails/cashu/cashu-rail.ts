@@ -12,6 +12,7 @@ import type {
   GivenBack,
   InspectedPayment,
   Owed,
+  OwedPart,
   PaymentHeaders,
   PaymentRail,
   PaymentRequest,
@@ -222,15 +223,34 @@ export class CashuRail implements PaymentRail {
     const proofs = this.proofsOf.get(payment);
     if (!proofs) throw new Error('redeem of a payment this rail did not read');
     try {
+      let presigned: Promise<void> | undefined;
       // One Kysely instance serves every domain's tables; the transaction is the same object.
-      await this.mint.take(proofs, async (mintTrx: MintTrx) => {
+      const taking = this.mint.take(proofs, async (mintTrx: MintTrx) => {
+        await presigned;
         const trx = mintTrx as unknown as Database;
         await this.giveBack({ kind: 'parts', parts: [changeOf(redeemed)] }, trx);
         await record(trx, redeemed);
       });
+      // The change is signed on the curve threads in the same batch as the proofs' verification
+      // (both asked in this turn, the proofs first: the change never counts against the payment
+      // in the curve queue's bound), so that the transaction signs nothing; should that fail,
+      // issue() signs it there as before. The transaction starts after the verification, so
+      // `presigned` is set by then.
+      const change = changeOf(redeemed);
+      if (!change.amount.isZero())
+        presigned = this.mint.presign(this.unit, this.items([change])).catch(() => {});
+      await taking;
       return redeemed;
     } catch (err) {
       if (err instanceof MintError) {
+        if (err.status === 503) {
+          // The curve threads hold more work than they take (config mint.curveMaxQueuedProofs):
+          // refused before the transaction, so nothing was taken; the token pays as it is later.
+          return {
+            ...reject('no_capacity', 'the node is busy checking payments; retry in a second'),
+            retryAfterSeconds: 1,
+          };
+        }
         if (err.code === MintErrorCode.proofsSpent || err.code === MintErrorCode.proofsPending) {
           return reject('token_spent', 'this token has already been spent');
         }
@@ -267,6 +287,18 @@ export class CashuRail implements PaymentRail {
       given.push({ mint: group.mint, amount: group.amount, token });
     }
     return given;
+  }
+
+  /**
+   * PaymentRail.prepare: the parts owed at this node's own mint signed ahead on its curve threads
+   * (NodePayments.presign), so that giveBack(parts, trx) finds them signed; a trusted mint's parts
+   * are swaps made when shown, nothing to prepare.
+   */
+  async prepare(parts: readonly OwedPart[]): Promise<void> {
+    for (const group of byMint(parts, (source) => this.payoutSource(source))) {
+      if (this.trusted && this.isTrusted(group.mint)) continue;
+      await this.mint.presign(this.unit, this.items(group.parts));
+    }
   }
 
   /** The one name of the mint a payment source (a mint URL, as stored) is. */

@@ -265,6 +265,46 @@ describe('rule 1: a rejected request takes no money', () => {
     await stopLease(ok.body);
   });
 
+  it('answers 503 no_capacity with Retry-After while the payment checks are saturated, takes nothing, and the same token pays once after', async () => {
+    // The mint's curve threads (src/mint/curve-pool.ts) hold more work than they take: made so by
+    // counting work that is not there, so that the refusal does not hang on timing.
+    const pool = (t.node.mint as unknown as { curvePool: { queuedProofs: number } }).curvePool;
+    const { wallet, tokens: pool1 } = await tokens(t.mintUrl, 1, 128);
+    const paid = pool1[0]!;
+    const before = await storeCounts();
+    const booksBefore = await ledgerOf(t.url, OPERATOR);
+    const idem = { 'x-cashu': paid.token, 'idempotency-key': `busy-${randomBytes(8).toString('hex')}` };
+    pool.queuedProofs += 1_000_000_000;
+    let busy: Awaited<ReturnType<typeof postJson>>;
+    try {
+      busy = await postJson(leases(), small, idem);
+    } finally {
+      pool.queuedProofs -= 1_000_000_000;
+    }
+    expect(busy.status).toBe(503);
+    expect(busy.body).toMatchObject({ error: 'no_capacity', message: expect.any(String) });
+    expect(busy.headers.get('retry-after')).toBe('1');
+    expect(await allUnspent(wallet, paid.send)).toBe(true);
+    expect(await storeCounts()).toEqual(before);
+    expect({ ...(await ledgerOf(t.url, OPERATOR)), mint: undefined }).toEqual({
+      ...booksBefore,
+      mint: undefined,
+    });
+
+    // Retried as told, with the same key: one lease, paid once, its change (8) given back.
+    const ok = await postJson(leases(), small, idem);
+    expect(ok.status).toBe(201);
+    expect(await allSpent(wallet, paid.send)).toBe(true);
+    // The change was signed ahead on the curve threads: a good token of 8.
+    expect(sumOf(await wallet.receive(String(ok.body.change)))).toBe(8);
+    const again = await postJson(leases(), small, idem);
+    expect(again.status).toBe(200);
+    expect(again.body.id).toBe(ok.body.id);
+    expect(await storeCounts()).toEqual({ leases: before.leases + 1, payments: before.payments + 1 });
+    expected.received += 120;
+    await stopLease(ok.body);
+  });
+
   it('an extension that is refused leaves the token unspent', async () => {
     const { wallet, tokens: pool } = await tokens(t.mintUrl, 3, 64);
     const lease = await newLease();
