@@ -93,12 +93,16 @@ async function main() {
     const rssBefore = process.memoryUsage().rss;
     const t0 = performance.now();
     let refused = 0;
+    /** Why creates were refused: `status error` -> how many. */
+    const reasons = new Map();
     const leases = (
       await pool(tokens, 8, async (token) => {
         if (performance.now() - t0 > CREATE_BUDGET_MS) return undefined;
         const r = await createLease(t.url, body, token);
         if (r.status !== 201) {
           refused++;
+          const why = `${r.status} ${r.body?.error ?? ''} ${r.body?.message ?? ''}`.trim();
+          reasons.set(why, (reasons.get(why) ?? 0) + 1);
           return undefined;
         }
         return r.body;
@@ -146,7 +150,7 @@ async function main() {
       `| \`GET /v1/offers\` p50 / p99, no lease running | ${ms(percentile(idleOffers, 50))} / ${ms(percentile(idleOffers, 99))} |`,
       `| \`GET /v1/offers\` p50 / p99, all of them running | ${ms(percentile(busyOffers, 50))} / ${ms(p99)} |`,
       '',
-      `- Target ${WANTED} idle sandboxes: ${leases.length}${leases.length < WANTED ? ` (only these were made within ${CREATE_BUDGET_MS / 1000} s on this shared host, or refused: ${refused})` : ''}: ${leases.length >= WANTED ? 'MET' : 'NOT MET'}`,
+      `- Target ${WANTED} idle sandboxes: ${leases.length}${leases.length < WANTED ? ` (only these were made within ${CREATE_BUDGET_MS / 1000} s on this shared host, or refused: ${refused}${refused > 0 ? `, ${[...reasons].map(([why, n]) => `${n}× ${why}`).join(', ')}` : ''})` : ''}: ${leases.length >= WANTED ? 'MET' : 'NOT MET'}`,
       `- Target host memory per sandbox ≤ 5 MiB: ${(hostPer / 2 ** 20).toFixed(2)} MiB (the larger estimate): ${hostPer <= 5 * 2 ** 20 ? 'MET' : 'NOT MET'}`,
       `- Target \`GET /v1/offers\` p99 ≤ 50 ms while they run: ${ms(p99)}: ${p99 <= 50 ? 'MET' : 'NOT MET'}`,
     ];

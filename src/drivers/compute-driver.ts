@@ -243,6 +243,12 @@ export interface DriverCapacity {
    * Absent: it can.
    */
   egress?: boolean;
+  /**
+   * The leases whose sandboxes are counted above already (started, or being started): the lease
+   * service's reservation for one of them is not subtracted a second time (a burst near the limit
+   * would be refused room it has). Absent: none known, every reservation counts.
+   */
+  leases?: ReadonlySet<string>;
 }
 
 /**

@@ -25,8 +25,8 @@ export class Catalog {
   private readonly imageSource: () => readonly ImageDetail[];
   private sellable: { from: readonly ImageDetail[]; images: ImageDetail[] } | undefined;
   private readonly log: Logger;
-  /** Starts under way: capacity is reserved before any money moves. */
-  private readonly reserved = new Set<{ offer: Offer }>();
+  /** Starts under way: capacity is reserved before any money moves (for the lease id, when known). */
+  private readonly reserved = new Set<{ offer: Offer; leaseId?: string }>();
 
   constructor(options: CatalogOptions) {
     this.driver = options.driver;
@@ -95,10 +95,11 @@ export class Catalog {
   }
 
   /**
-   * Reserves room for one sandbox of `offer` until the returned function is called; throws
+   * Reserves room for one sandbox of `offer` (for lease `leaseId`, when known: once the driver counts
+   * that lease's sandbox, the reservation is not counted again) until the returned function is called; throws
    * AlacarteError `no_capacity` when it does not fit beside the sandboxes and reservations there.
    */
-  async reserve(offer: Offer): Promise<() => void> {
+  async reserve(offer: Offer, leaseId?: string): Promise<() => void> {
     const free = this.unreserved(await this.driver.capacity());
     if (fits(free, offer) < 1) {
       const why =
@@ -107,7 +108,7 @@ export class Catalog {
           : `no room for offer '${offer.id}' right now; try again shortly`;
       throw new AlacarteError('no_capacity', why);
     }
-    const reservation = { offer };
+    const reservation = { offer, leaseId };
     this.reserved.add(reservation);
     return () => this.reserved.delete(reservation);
   }
@@ -115,7 +116,11 @@ export class Catalog {
   private unreserved(free: DriverCapacity): DriverCapacity {
     return without(
       free,
-      [...this.reserved].map((r) => r.offer),
+      // A reservation whose sandbox the driver counts already (its start under way or done, the
+      // create not yet answered) is not subtracted twice.
+      [...this.reserved]
+        .filter((r) => r.leaseId === undefined || !free.leases?.has(r.leaseId))
+        .map((r) => r.offer),
     );
   }
 }

@@ -91,7 +91,7 @@ export class Creations {
     this.offers = options.offers;
     this.price = (offer, seconds) => catalog.price(offer, seconds);
     this.imageList = () => catalog.imageList();
-    this.reserve = (offer) => catalog.reserve(offer);
+    this.reserve = (offer, leaseId) => catalog.reserve(offer, leaseId);
     this.inFlight = options.inFlight;
     this.payments = options.payments;
     this.replays = options.replays;
@@ -167,7 +167,7 @@ export class Creations {
             // Another payment may have bound the key while this one waited its turn.
             if (idemHash) await this.replays.checkKey(idemHash, payment.key);
             checkEnough(payment, price);
-            held.push(await this.reserve(offer));
+            held.push(await this.reserve(offer, id));
           },
           record: async (trx, taken) => {
             await trx

@@ -347,14 +347,19 @@ export class CrunDriver implements ComputeDriver {
 
   async capacity(): Promise<DriverCapacity> {
     const running: SandboxLimits[] = [];
+    const leases = new Set<string>();
     // No /proc read per sandbox here (GET /v1/offers asks this, with a thousand sandboxes running):
     // a sandbox counts until watch()'s poll has seen its init end, or it was halted or stopped.
     for (const [id, limits] of this.limitsById) {
-      if (this.starting.has(id) || this.watched.has(id)) running.push(limits);
+      if (this.starting.has(id) || this.watched.has(id)) {
+        running.push(limits);
+        leases.add(id);
+      }
     }
     return {
       ...availableCapacity(this.host, this.overcommit, running),
       egress: this.egress.unavailable === undefined,
+      leases,
     };
   }
 

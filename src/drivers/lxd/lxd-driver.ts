@@ -285,17 +285,22 @@ export class LxdDriver implements ComputeDriver {
   async capacity(): Promise<DriverCapacity> {
     const totals = await this.readTotals();
     // What leases hold: running instances and those being started (a stopped one is on its way out).
-    const running = (await this.instances())
-      .filter((i) => i.status !== 'Stopped' || this.starting.has(i.config[KEY.lease] ?? ''))
-      .map((i) => limitsOf(i))
-      .filter((l) => l !== undefined);
+    const counted = (await this.instances()).filter(
+      (i) => i.status !== 'Stopped' || this.starting.has(i.config[KEY.lease] ?? ''),
+    );
+    const running = counted.map((i) => limitsOf(i)).filter((l) => l !== undefined);
+    const leases = new Set<string>();
+    for (const i of counted) {
+      const lease = i.config[KEY.lease];
+      if (lease && limitsOf(i)) leases.add(lease);
+    }
     const settings = {
       ...defaultOvercommit({ cpus: totals.cpus, memoryMib: totals.memoryMib }),
       diskBudgetMib: totals.diskMib,
       ...this.options.overcommit,
     };
     // No NIC: egress offers cannot run on LXD instances (issue 12 allows "no NIC").
-    return { ...availableCapacity(totals, settings, running), egress: false };
+    return { ...availableCapacity(totals, settings, running), egress: false, leases };
   }
 
   /** CPU and memory of every cluster member (or of the one daemon), and the pool's size. */
