@@ -231,12 +231,17 @@ export class X402Rail implements PaymentRail {
       if (settled.success && settled.transaction) return { ok: true, tx: settled.transaction };
       const done = await this.facilitator.executionOf(a);
       if (done.used && done.tx) return { ok: true, tx: done.tx };
+      // Sent, but its receipt did not come in time (@x402/evm's `settlement_pending`): the transfer
+      // may still be mined, so this is no refusal. Nothing is granted now; the payer's retry of
+      // the same payment finds it on the chain above and gets what it paid for, once.
+      if (settled.errorReason === 'settlement_pending') throw settlementPending();
       this.log?.warn({ reason: settled.errorReason }, 'an x402 settlement failed');
       return reject(
         'x402_settlement_failed',
         `the x402 payment could not be settled (${settled.errorReason})`,
       );
     } catch (err) {
+      if (err instanceof AlacarteError) throw err;
       throw new AlacarteError('x402_unavailable', 'the chain did not answer; try again', { cause: err });
     }
   }
@@ -339,4 +344,12 @@ function describe(subject: PaymentSubject): string {
 
 function reject(code: Rejection['code'], message: string): Rejection {
   return { ok: false, code, message };
+}
+
+/** A settlement sent whose outcome is not known yet: 503, to be retried with the same payment. */
+function settlementPending(): AlacarteError {
+  return new AlacarteError(
+    'x402_unavailable',
+    'the x402 settlement was sent but is not confirmed yet; send the same request with the same payment again shortly (it is never charged twice)',
+  );
 }

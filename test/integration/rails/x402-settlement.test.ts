@@ -148,6 +148,33 @@ describe('x402 rail and its facilitator', () => {
     facilitator.execution = { used: false };
   });
 
+  it('answers a settlement sent but not yet confirmed with x402_unavailable, and the retry of the same payment takes it once mined', async () => {
+    facilitator.settled = {
+      success: false,
+      errorReason: 'settlement_pending',
+      transaction: `0x${'ef'.repeat(32)}`,
+      network: settings.network,
+    };
+    const headers = await payment();
+    const before = (await node.db.selectFrom('x402_payments').selectAll().execute()).length;
+    let recorded = 0;
+    const err = await rail
+      .redeem({ headers, subject, record: async () => void recorded++ }, price)
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AlacarteError);
+    expect((err as AlacarteError).code).toBe('x402_unavailable');
+    expect(recorded).toBe(0);
+    expect((await node.db.selectFrom('x402_payments').selectAll().execute()).length).toBe(before);
+    // Mined meanwhile: the same payment again is found on the chain and bought once.
+    facilitator.execution = { used: true, tx: `0x${'ef'.repeat(32)}` };
+    const retry = await redeem(headers);
+    expect(retry.outcome).toMatchObject({ ok: true, rail: 'x402' });
+    expect(retry.recorded).toBe(1);
+    expect(retry.rows.length).toBe(before + 1);
+    facilitator.execution = { used: false };
+    facilitator.settled = { success: true, transaction: `0x${'ab'.repeat(32)}`, network: settings.network };
+  });
+
   it('says the chain is unavailable when the facilitator cannot reach it, taking nothing', async () => {
     facilitator.verified = new Error('fetch failed');
     const headers = await payment();
