@@ -5,7 +5,7 @@ import type { PaymentPurpose, PendingOp } from '../wallet/wallet-state.js';
 import { attachTerminal, type LeaseTerminal } from './attach.js';
 import { AlacarteApiError, AlacarteNetworkError, PriceLimitError, UnknownLeaseError } from './errors.js';
 import { LeaseFilesClient } from './files.js';
-import { LeaseBook, type LeaseBookEntry } from './lease-book.js';
+import { bookEntryOf, LeaseBook, type LeaseBookEntry } from './lease-book.js';
 import type {
   BackgroundExec,
   ExecBytesResult,
@@ -411,19 +411,7 @@ export class Alacarte {
     if (answer.status === 200 || answer.status === 201) {
       const lease = answer.body as unknown as RentedLease;
       if (purpose.kind === 'lease.create' && typeof lease.token === 'string') {
-        this.book?.put({
-          id: lease.id,
-          url: purpose.url.replace(/\/v1\/leases$/, ''),
-          token: lease.token,
-          offer: lease.offer,
-          image: lease.image,
-          created_at: lease.created_at,
-          expires_at: lease.expires_at,
-          paid: lease.paid,
-          unit: lease.unit,
-          ports: lease.ports ?? {},
-          state: lease.state,
-        });
+        this.book?.put(bookEntryOf(lease, purpose.url.replace(/\/v1\/leases$/, ''), lease.token));
       } else if (purpose.kind === 'lease.extend' && this.book?.get(purpose.leaseId)) {
         this.book.update(purpose.leaseId, { expires_at: lease.expires_at, state: lease.state });
       }

@@ -19,6 +19,36 @@ const entrySchema = z.object({
 });
 export type LeaseBookEntry = z.infer<typeof entrySchema>;
 
+/** A lease as the node answers it (API.md's lease fields) that a book entry keeps. */
+export interface BookedLease {
+  id: string;
+  offer: string;
+  image: string;
+  created_at: string;
+  expires_at: string;
+  paid: number;
+  unit: string;
+  ports?: Record<string, string>;
+  state: string;
+}
+
+/** The book entry of `lease` at node `url` (no trailing /v1/leases), with its bearer `token`. */
+export function bookEntryOf(lease: BookedLease, url: string, token: string): LeaseBookEntry {
+  return {
+    id: lease.id,
+    url,
+    token,
+    offer: lease.offer,
+    image: lease.image,
+    created_at: lease.created_at,
+    expires_at: lease.expires_at,
+    paid: lease.paid,
+    unit: lease.unit,
+    ports: lease.ports ?? {},
+    state: lease.state,
+  };
+}
+
 const fileSchema = z.object({ version: z.literal(1), leases: z.array(entrySchema) });
 
 /**

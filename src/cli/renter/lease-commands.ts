@@ -4,7 +4,7 @@ import { parseLeaseId } from '../../core/ids.js';
 import { bearerOf } from '../../http/lease-schemas.js';
 import { formatDuration } from '../../sdk/duration.js';
 import { AlacarteApiError } from '../../sdk/errors.js';
-import { LeaseBook, type LeaseBookEntry } from '../../sdk/lease-book.js';
+import { bookEntryOf, LeaseBook } from '../../sdk/lease-book.js';
 import type { Lease } from '../../sdk/types.js';
 import type { PendingOp } from '../../wallet/wallet-state.js';
 import type { Handler } from './commands.js';
@@ -176,19 +176,7 @@ export const addLease: Handler = async (ctx, values, positionals) => {
     );
   const book = new LeaseBook(ctx.home);
   const before = book.get(id);
-  const entry: LeaseBookEntry = {
-    id: lease.id,
-    url: ctx.url,
-    token,
-    offer: lease.offer,
-    image: lease.image,
-    created_at: lease.created_at,
-    expires_at: lease.expires_at,
-    paid: lease.paid,
-    unit: lease.unit,
-    ports: lease.ports ?? {},
-    state: lease.state,
-  };
+  const entry = bookEntryOf(lease, ctx.url, token);
   book.put(entry);
   const how =
     before === undefined
