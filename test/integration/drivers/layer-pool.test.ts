@@ -6,12 +6,51 @@ import {
   destroyDir,
   IDLE_KEY_MS,
   LayerPool,
+  type LayerPoolOptions,
   REAP_AFTER_MS,
   type WarmSandbox,
 } from '../../../src/drivers/crun/layer-pool.js';
 import { mountsUnder } from '../../../src/drivers/crun/mounts.js';
 
 const isRoot = process.getuid?.() === 0;
+
+/**
+ * A pool over a fresh directory (an image `img`, a sandboxes directory) for one describe block: made
+ * before its tests from `options()` (called then, so it may use the block's variables) and handed to
+ * `made`, closed after them with what they `taken` removed (`beforeClose` first: release anything
+ * its runtime steps wait for).
+ */
+function poolPerBlock(
+  options: () => Partial<LayerPoolOptions>,
+  after: { taken?: WarmSandbox[]; beforeClose?: () => void },
+  made: (it: { pool: LayerPool; base: string }) => void,
+): void {
+  let base = '';
+  let pool: LayerPool | undefined;
+  beforeAll(() => {
+    base = mkdtempSync(join(tmpdir(), 'alacarte-pool-'));
+    mkdirSync(join(base, 'images', 'img'), { recursive: true });
+    mkdirSync(join(base, 'sandboxes'));
+    pool = new LayerPool({
+      runtimeDir: join(base, 'sandboxes'),
+      imagesDir: join(base, 'images'),
+      busybox: '/bin/busybox',
+      idBase: 1_000_000,
+      size: 1,
+      create: async () => {},
+      discard: async () => {},
+      logger: { info: () => {}, warn: () => {} },
+      ...options(),
+    });
+    made({ pool, base });
+  });
+  afterAll(async () => {
+    after.beforeClose?.();
+    await pool?.close();
+    for (const warm of after.taken ?? []) await destroyDir(warm.dir, '/bin/busybox');
+    if (base && mountsUnder(base).length === 0) rmSync(base, { recursive: true, force: true });
+  });
+}
 
 // The pool's own bookkeeping with real mounts (tmpfs layer, overlay root) but no container: `create`
 // and `discard` stand in for the runtime, which the driver contract suite covers.
@@ -22,32 +61,25 @@ describe.skipIf(!isRoot)('made-ahead sandbox pool: sized by demand, surplus reap
   const taken: WarmSandbox[] = [];
   let pool: LayerPool;
 
-  beforeAll(() => {
-    base = mkdtempSync(join(tmpdir(), 'alacarte-pool-'));
-    mkdirSync(join(base, 'images', 'img'), { recursive: true });
-    mkdirSync(join(base, 'sandboxes'));
-    clock = 1_000_000;
-    pool = new LayerPool({
-      runtimeDir: join(base, 'sandboxes'),
-      imagesDir: join(base, 'images'),
-      busybox: '/bin/busybox',
-      idBase: 1_000_000,
-      size: 1,
-      maxSize: 8,
-      create: async () => {},
-      discard: async (warm: WarmSandbox) => {
-        discarded.push(warm.name);
-      },
-      logger: { info: () => {}, warn: () => {} },
-      now: () => clock,
-    });
-  });
-
-  afterAll(async () => {
-    await pool?.close();
-    for (const warm of taken) await destroyDir(warm.dir, '/bin/busybox');
-    if (base && mountsUnder(base).length === 0) rmSync(base, { recursive: true, force: true });
-  });
+  poolPerBlock(
+    () => {
+      clock = 1_000_000;
+      return {
+        size: 1,
+        maxSize: 8,
+        create: async () => {},
+        discard: async (warm: WarmSandbox) => {
+          discarded.push(warm.name);
+        },
+        now: () => clock,
+      };
+    },
+    { taken },
+    (made) => {
+      pool = made.pool;
+      base = made.base;
+    },
+  );
 
   const sandboxDirs = () => readdirSync(join(base, 'sandboxes')).filter((n) => LayerPool.isPoolName(n));
 
@@ -105,22 +137,14 @@ describe.skipIf(!isRoot)('made-ahead sandbox pool: sized by demand, surplus reap
 // Refills over several (image, disk size) pairs share `concurrency` places, and wait for a moment
 // without paid starts: a burst's requests are not slowed by the refill their takes set off.
 describe.skipIf(!isRoot)('made-ahead sandbox pool: refills bounded and behind paid starts', () => {
-  let base: string;
   let pool: LayerPool;
   let busy = true;
   let making = 0;
   let mostAtOnce = 0;
   let madeWhileBusy = 0;
 
-  beforeAll(() => {
-    base = mkdtempSync(join(tmpdir(), 'alacarte-pool-'));
-    mkdirSync(join(base, 'images', 'img'), { recursive: true });
-    mkdirSync(join(base, 'sandboxes'));
-    pool = new LayerPool({
-      runtimeDir: join(base, 'sandboxes'),
-      imagesDir: join(base, 'images'),
-      busybox: '/bin/busybox',
-      idBase: 1_000_000,
+  poolPerBlock(
+    () => ({
       size: 3,
       concurrency: 2,
       busy: () => busy,
@@ -132,14 +156,12 @@ describe.skipIf(!isRoot)('made-ahead sandbox pool: refills bounded and behind pa
         making--;
       },
       discard: async () => {},
-      logger: { info: () => {}, warn: () => {} },
-    });
-  });
-
-  afterAll(async () => {
-    await pool?.close();
-    if (base && mountsUnder(base).length === 0) rmSync(base, { recursive: true, force: true });
-  });
+    }),
+    {},
+    (made) => {
+      pool = made.pool;
+    },
+  );
 
   it('makes nothing while starts are under way, then fills every pool, at most `concurrency` at once', async () => {
     for (const disk of [1, 2, 3]) {
@@ -161,21 +183,13 @@ describe.skipIf(!isRoot)('made-ahead sandbox pool: refills bounded and behind pa
 // quiet moment falls behind and the takes make their sandboxes on their own paths (issue 13: 48% of
 // them at 8 renters). A pool that takes find empty catches up: no quiet wait, a few at once.
 describe.skipIf(!isRoot)('made-ahead sandbox pool: keeps up with steady takes', () => {
-  let base: string;
   let pool: LayerPool;
   let making = 0;
   let mostAtOnce = 0;
   const taken: WarmSandbox[] = [];
 
-  beforeAll(() => {
-    base = mkdtempSync(join(tmpdir(), 'alacarte-pool-'));
-    mkdirSync(join(base, 'images', 'img'), { recursive: true });
-    mkdirSync(join(base, 'sandboxes'));
-    pool = new LayerPool({
-      runtimeDir: join(base, 'sandboxes'),
-      imagesDir: join(base, 'images'),
-      busybox: '/bin/busybox',
-      idBase: 1_000_000,
+  poolPerBlock(
+    () => ({
       size: 1,
       maxSize: 64,
       concurrency: 1,
@@ -189,15 +203,12 @@ describe.skipIf(!isRoot)('made-ahead sandbox pool: keeps up with steady takes', 
         making--;
       },
       discard: async () => {},
-      logger: { info: () => {}, warn: () => {} },
-    });
-  });
-
-  afterAll(async () => {
-    await pool?.close();
-    for (const warm of taken) await destroyDir(warm.dir, '/bin/busybox');
-    if (base && mountsUnder(base).length === 0) rmSync(base, { recursive: true, force: true });
-  });
+    }),
+    { taken },
+    (made) => {
+      pool = made.pool;
+    },
+  );
 
   it('refills without waiting for a quiet moment once takes find it empty, at most catchUpConcurrency at once', async () => {
     pool.want('img', 1);
@@ -226,38 +237,31 @@ describe.skipIf(!isRoot)('made-ahead sandbox pool: keeps up with steady takes', 
 // A take that finds the pool empty while a refill is being made waits for that one (it is done
 // sooner than a new one, and costs no more CPU) rather than making a second sandbox at once.
 describe.skipIf(!isRoot)('made-ahead sandbox pool: a take claims a refill under way', () => {
-  let base: string;
   let pool: LayerPool;
   /** While true, each runtime step waits for its gate (resolve: made; reject: the runtime failed). */
   let hold = false;
   const gates: Array<{ resolve: () => void; reject: (err: Error) => void }> = [];
   const taken: WarmSandbox[] = [];
 
-  beforeAll(() => {
-    base = mkdtempSync(join(tmpdir(), 'alacarte-pool-'));
-    mkdirSync(join(base, 'images', 'img'), { recursive: true });
-    mkdirSync(join(base, 'sandboxes'));
-    pool = new LayerPool({
-      runtimeDir: join(base, 'sandboxes'),
-      imagesDir: join(base, 'images'),
-      busybox: '/bin/busybox',
-      idBase: 1_000_000,
+  poolPerBlock(
+    () => ({
       size: 1,
       create: async () => {
         if (hold) await new Promise<void>((resolve, reject) => gates.push({ resolve, reject }));
       },
       discard: async () => {},
-      logger: { info: () => {}, warn: () => {} },
-    });
-  });
-
-  afterAll(async () => {
-    hold = false;
-    for (const gate of gates.splice(0)) gate.resolve();
-    await pool?.close();
-    for (const warm of taken) await destroyDir(warm.dir, '/bin/busybox');
-    if (base && mountsUnder(base).length === 0) rmSync(base, { recursive: true, force: true });
-  });
+    }),
+    {
+      taken,
+      beforeClose: () => {
+        hold = false;
+        for (const gate of gates.splice(0)) gate.resolve();
+      },
+    },
+    (made) => {
+      pool = made.pool;
+    },
+  );
 
   const until = async (ok: () => boolean) => {
     for (let i = 0; i < 2000 && !ok(); i++) await new Promise((r) => setTimeout(r, 5));
