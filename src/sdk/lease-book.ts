@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { readFileIfExists, writeFileAtomic } from '../wallet/atomic-file.js';
+import type { Lease } from './types.js';
 
 /** What this machine keeps about a lease it rented: where, and the bearer credential. */
 const entrySchema = z.object({
@@ -19,21 +20,8 @@ const entrySchema = z.object({
 });
 export type LeaseBookEntry = z.infer<typeof entrySchema>;
 
-/** A lease as the node answers it (API.md's lease fields) that a book entry keeps. */
-export interface BookedLease {
-  id: string;
-  offer: string;
-  image: string;
-  created_at: string;
-  expires_at: string;
-  paid: number;
-  unit: string;
-  ports?: Record<string, string>;
-  state: string;
-}
-
 /** The book entry of `lease` at node `url` (no trailing /v1/leases), with its bearer `token`. */
-export function bookEntryOf(lease: BookedLease, url: string, token: string): LeaseBookEntry {
+export function bookEntryOf(lease: Lease, url: string, token: string): LeaseBookEntry {
   return {
     id: lease.id,
     url,
