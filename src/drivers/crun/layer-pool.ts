@@ -103,6 +103,17 @@ export const CATCH_UP_WINDOW_MS = 1_000;
  */
 export const CATCH_UP_CONCURRENCY = 3;
 
+/** A sandbox made ahead from an image that was replaced or removed while it was being made. */
+export class StaleImageError extends Error {
+  constructor(readonly image: string) {
+    super(`image ${image} changed while a sandbox was being made from it`);
+    this.name = 'StaleImageError';
+  }
+}
+
+/** Makings a take tries when the image keeps changing under it, before it gives up. */
+const MAX_STALE_RETRIES = 3;
+
 /**
  * Sandboxes prepared ahead of start(): `layer/` is a tmpfs of the disk size holding the overlay's
  * upper and work dirs, `rootfs/` the overlay of the read-only image, `run/` what the sandbox sees at
@@ -138,6 +149,11 @@ export class LayerPool {
       reject: (err: unknown) => void;
     }>
   >();
+  /**
+   * How many times each image was forgotten (forget()): a sandbox whose making began under an
+   * earlier count may show the old tree, and is dropped instead of handed out.
+   */
+  private readonly generations = new Map<string, number>();
   private readonly trimTimer: NodeJS.Timeout;
   private trimming: Promise<void> | undefined;
   private closed = false;
@@ -181,7 +197,25 @@ export class LayerPool {
       return new Promise<WarmSandbox>((resolve, reject) => waiting.push({ claim, resolve, reject }));
     }
     this.onDemand.set(key, (this.onDemand.get(key) ?? 0) + 1);
-    return this.prepare(image, diskMib, claim);
+    return this.prepareFresh(image, diskMib, claim);
+  }
+
+  /**
+   * prepare() for a take: made again when the image changed during the making (each retry follows
+   * a forget(), so the tries are bounded by the image's replacements; capped all the same).
+   */
+  private async prepareFresh(
+    image: string,
+    diskMib: number,
+    claim: (warm: WarmSandbox) => void,
+  ): Promise<WarmSandbox> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.prepare(image, diskMib, claim);
+      } catch (e) {
+        if (!(e instanceof StaleImageError) || attempt >= MAX_STALE_RETRIES) throw e;
+      }
+    }
   }
 
   /**
@@ -207,7 +241,7 @@ export class LayerPool {
     while (waiting.length > (this.refilling.get(key) ?? 0)) {
       const claimant = waiting.pop()!;
       this.onDemand.set(key, (this.onDemand.get(key) ?? 0) + 1);
-      this.prepare(image, diskMib, claimant.claim).then(claimant.resolve, claimant.reject);
+      this.prepareFresh(image, diskMib, claimant.claim).then(claimant.resolve, claimant.reject);
     }
   }
 
@@ -253,6 +287,8 @@ export class LayerPool {
    * and their root shows the old tree.
    */
   forget(image: string): void {
+    // Makings under way began from the old tree too: prepare() drops them when they are done.
+    this.generations.set(image, (this.generations.get(image) ?? 0) + 1);
     for (const [key, list] of this.ready) {
       if (!key.startsWith(`${image}-`) || !/^\d+$/.test(key.slice(image.length + 1))) continue;
       const stale = list.splice(0);
@@ -353,11 +389,16 @@ export class LayerPool {
             // Into the pool (or to a take waiting for it) in the same instant it stops being "in
             // the making" (see holds()); close() waits for this loop, then removes everything in
             // the pool.
-            await this.prepare(image, diskMib, (warm) => this.deliver(key, warm, list)).finally(() => {
-              making--;
-              this.refilling.set(key, (this.refilling.get(key) ?? 1) - 1);
-              this.settleClaimants(key, image, diskMib);
-            });
+            await this.prepare(image, diskMib, (warm) => this.deliver(key, warm, list))
+              .catch((e: unknown) => {
+                // Dropped (the image changed meanwhile): the loop makes one from the new tree.
+                if (!(e instanceof StaleImageError)) throw e;
+              })
+              .finally(() => {
+                making--;
+                this.refilling.set(key, (this.refilling.get(key) ?? 1) - 1);
+                this.settleClaimants(key, image, diskMib);
+              });
           } finally {
             this.releaseSlot();
           }
@@ -422,10 +463,16 @@ export class LayerPool {
     claim: (warm: WarmSandbox) => void,
   ): Promise<WarmSandbox> {
     const { runtimeDir } = this.options;
+    const generation = this.generations.get(image) ?? 0;
     const name = `w${randomBytes(6).toString('hex')}`;
     this.making.add(name);
     try {
       const warm = await this.make(name, join(runtimeDir, name), image, diskMib);
+      if ((this.generations.get(image) ?? 0) !== generation) {
+        // The image was replaced or removed while this one was being made (forget()).
+        await this.destroy(warm);
+        throw new StaleImageError(image);
+      }
       claim(warm);
       return warm;
     } finally {

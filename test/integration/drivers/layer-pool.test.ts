@@ -242,6 +242,8 @@ describe.skipIf(!isRoot)('made-ahead sandbox pool: a take claims a refill under 
   let hold = false;
   const gates: Array<{ resolve: () => void; reject: (err: Error) => void }> = [];
   const taken: WarmSandbox[] = [];
+  const discarded: string[] = [];
+  let base: string;
 
   poolPerBlock(
     () => ({
@@ -249,7 +251,9 @@ describe.skipIf(!isRoot)('made-ahead sandbox pool: a take claims a refill under 
       create: async () => {
         if (hold) await new Promise<void>((resolve, reject) => gates.push({ resolve, reject }));
       },
-      discard: async () => {},
+      discard: async (warm: WarmSandbox) => {
+        discarded.push(warm.name);
+      },
     }),
     {
       taken,
@@ -260,6 +264,7 @@ describe.skipIf(!isRoot)('made-ahead sandbox pool: a take claims a refill under 
     },
     (made) => {
       pool = made.pool;
+      base = made.base;
     },
   );
 
@@ -304,5 +309,32 @@ describe.skipIf(!isRoot)('made-ahead sandbox pool: a take claims a refill under 
     expect(claimed.at(-1)).toBe(fallback.name);
     expect(pool.madeOnDemand('img', 1)).toBe(2);
     expect(new Set(claimed).size).toBe(claimed.length);
+  });
+
+  it('never hands out a sandbox whose making began before its image was replaced: the take waiting for it gets one made from the new tree', async () => {
+    await pool.settled();
+    // Empty the pool, then hold the next refill in the making.
+    taken.push(await pool.take('img', 1, () => {}));
+    hold = true;
+    pool.replenish('img', 1);
+    await until(() => gates.length === 1);
+    const stale = readdirSync(join(base, 'sandboxes')).filter(
+      (n) => LayerPool.isPoolName(n) && !taken.some((w) => w.name === n),
+    );
+    expect(stale).toHaveLength(1);
+    // `alacarte image rm` + `pull` under the same name: the driver sees a new root and forgets.
+    pool.forget('img');
+    const claimed: string[] = [];
+    const next = pool.take('img', 1, (w) => claimed.push(w.name));
+    hold = false;
+    gates.shift()!.resolve();
+    const got = await next;
+    taken.push(got);
+    expect(got.name).not.toBe(stale[0]);
+    expect(claimed).toEqual([got.name]);
+    await pool.settled();
+    expect(discarded).toContain(stale[0]);
+    // The refill after it is made from the new tree and kept.
+    expect(pool.waiting('img', 1)).toBe(1);
   });
 });
