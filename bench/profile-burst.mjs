@@ -12,6 +12,7 @@
 //   node bench/profile-burst.mjs            (BURST=100, POOL=100, SEQ=30 by default)
 // ALACARTE_BENCH_DIST=<other build's dist> measures another build (e.g. main's) the same way.
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { loadavg } from 'node:os';
@@ -24,6 +25,8 @@ import { timeSqliteStatements } from './lib/sqlite-timing.mjs';
 const BURST = Number(process.env.BURST ?? 100);
 const POOL = Number(process.env.POOL ?? BURST);
 const SEQ = Number(process.env.SEQ ?? 30);
+/** Leases rented and stopped before anything is measured (JIT, first spawns); 8 renters from 64. */
+const WARM = Number(process.env.WARM ?? 4);
 const body = { offer: 'tiny', seconds: 3600, image: 'busybox' };
 const now = () => performance.timeOrigin + performance.now();
 
@@ -214,8 +217,8 @@ export async function profileBurst(driverOptions = {}, config = {}) {
         });
       return origHalt.call(this, ref, ...rest);
     };
-    const tokens = await prepareTokens(t.mintUrl, BURST + SEQ + 4, [2048, 1024, 512, 16]);
-    await run(t, 'cycles', tokens.splice(-4), 1);
+    const tokens = await prepareTokens(t.mintUrl, BURST + SEQ + WARM, [2048, 1024, 512, 16]);
+    await run(t, 'cycles', tokens.splice(-WARM), WARM >= 64 ? 8 : 1);
     const readyNow = () => pool.ready.get(key)?.length ?? 0;
     const filled = async () => {
       for (let i = 0; i < 1200 && readyNow() < Math.min(POOL, BURST); i++) await sleep(100);
@@ -253,7 +256,20 @@ export async function profileBurst(driverOptions = {}, config = {}) {
     const stopped = session
       ? new Promise((r) => (allAnswered = () => r(session.post('Profiler.stop'))))
       : undefined;
+    // PERF=<file>: `perf record` of this process (every thread) over the burst alone, for a CPU
+    // view (the V8 profile samples wall time); needs the node started with --perf-basic-prof.
+    const perf = process.env.PERF
+      ? spawn('perf', ['record', '-F', '4999', '-g', ...(process.env.PERF_ALL ? ['-a'] : ['-p', String(process.pid)]), '-o', process.env.PERF], {
+          stdio: 'ignore',
+        })
+      : undefined;
+    if (perf) await sleep(500);
+    const perfDone = perf ? new Promise((r) => perf.once('exit', r)) : undefined;
     const burst = await run(t, 'first', tokens.splice(-BURST), BURST);
+    if (perf) {
+      perf.kill('SIGINT');
+      await perfDone;
+    }
     if (session) {
       const { profile } = await stopped;
       writeFileSync(process.env.CPUPROFILE, JSON.stringify(profile));
