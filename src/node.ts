@@ -44,6 +44,7 @@ import { SshServer, sourceOf } from './ssh/ssh-server.js';
 import { type Database, openStore } from './store/database.js';
 import { GroupCommit, type Transact } from './store/group-commit.js';
 import { type ReplicaNotices, replicaNotices } from './store/replica-notices.js';
+import { WalSync } from './store/wal-sync.js';
 
 export interface NodeOptions {
   logger?: Logger;
@@ -178,6 +179,8 @@ export class AlacarteNode {
         const groupCommit = new GroupCommit(db, {
           grouped: sqlite !== undefined,
           inTransaction: sqlite ? () => sqlite.inTransaction : undefined,
+          // The batch's fsync in libuv's pool rather than on this thread.
+          walSync: sqlite ? WalSync.for(sqlite) : undefined,
         });
         const cashu = new CashuRail({
           // One Kysely instance serves every domain's tables; the transaction is the same object.

@@ -1,4 +1,5 @@
 import { type Kysely, sql, type Transaction } from 'kysely';
+import type { WalSync } from './wal-sync.js';
 
 /**
  * Runs `work` in a store transaction; resolves with its result once that transaction is durably
@@ -24,6 +25,12 @@ export interface GroupCommitOptions {
    * transaction.
    */
   inTransaction?: () => boolean;
+  /**
+   * SQLite on a file: each batch's COMMIT without its fsync on the node's thread, the log synced in
+   * libuv's pool before any caller hears back (wal-sync.ts). Callers are told nothing earlier than
+   * without it; only the node's thread no longer waits for the disk.
+   */
+  walSync?: WalSync;
 }
 
 interface Pending<DB> {
@@ -55,6 +62,7 @@ export class GroupCommit<DB> {
   /** Whether work is grouped (see GroupCommitOptions.grouped). */
   readonly grouped: boolean;
   private readonly inTransaction: () => boolean;
+  private readonly walSync: WalSync | undefined;
   private queue: Array<Pending<DB>> = [];
   private flushing = false;
 
@@ -64,6 +72,7 @@ export class GroupCommit<DB> {
   ) {
     this.grouped = options.grouped;
     this.inTransaction = options.inTransaction ?? (() => true);
+    this.walSync = options.walSync;
   }
 
   /** Transact (above), grouped with the other work of this event-loop turn when `grouped`. */
@@ -83,7 +92,7 @@ export class GroupCommit<DB> {
         const batch = this.queue.splice(0, MAX_WORK_PER_COMMIT);
         const outcomes: Outcome[] = [];
         try {
-          await this.db.transaction().execute(async (trx) => {
+          await this.commitBatch(async (trx) => {
             for (const pending of batch) outcomes.push(await this.runOne(trx, pending));
           });
         } catch (err) {
@@ -103,6 +112,20 @@ export class GroupCommit<DB> {
     } finally {
       this.flushing = false;
     }
+  }
+
+  /**
+   * One transaction of `work`, durable when this resolves: with walSync, the connection is held
+   * from before the pragma that relaxes the COMMIT to after the one that restores it (SQLite
+   * refuses the change inside a transaction; no other transaction may run relaxed), and the log's
+   * fsync is awaited once the connection is free for the next batch.
+   */
+  private async commitBatch(work: (trx: Transaction<DB>) => Promise<void>): Promise<void> {
+    const walSync = this.walSync;
+    if (!walSync) return this.db.transaction().execute(work);
+    await this.db.connection().execute((conn) => walSync.relaxed(() => conn.transaction().execute(work)));
+    // With the connection free: the next batch runs meanwhile, its own fsync shared or next.
+    await walSync.sync();
   }
 
   /** One piece of work inside its savepoint: released when it succeeds, rolled back when it throws. */
