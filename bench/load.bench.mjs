@@ -53,7 +53,7 @@ function timeCalls(obj, name, key) {
 }
 
 // SQLite runs on the node's thread, synchronously (better-sqlite3): every statement's time is the
-// thread's. Commits (fsync) are the COMMIT/RELEASE statements and the writes outside transactions.
+// thread's. Commits (fsync) are the COMMIT statements and the writes outside transactions.
 const sqlite = { ms: 0, statements: 0, commitMs: 0, commits: 0 };
 // COMMIT and its synonym END; the group commit's savepoint RELEASEs are not commits.
 timeSqliteStatements(/^\s*(commit|end)\b/i, (took, commit) => {
