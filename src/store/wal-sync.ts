@@ -1,4 +1,4 @@
-import { close, fsync, openSync } from 'node:fs';
+import { close, fsync, open } from 'node:fs';
 import type SQLite from 'better-sqlite3';
 
 /**
@@ -21,11 +21,17 @@ import type SQLite from 'better-sqlite3';
  * released, so every other transaction keeps FULL.
  */
 export class WalSync {
+  /** Prepared once: `sqlite.pragma()` prepares its statement on every call. */
+  private readonly toNormal: SQLite.Statement;
+  private readonly toFull: SQLite.Statement;
   private running: Promise<void> | undefined;
   private next: Promise<void> | undefined;
 
   /** `sqlite`: the node's connection to a database file in WAL mode (its log is `<file>-wal`). */
-  constructor(private readonly sqlite: SQLite.Database) {}
+  constructor(private readonly sqlite: SQLite.Database) {
+    this.toNormal = sqlite.prepare('PRAGMA synchronous = NORMAL');
+    this.toFull = sqlite.prepare('PRAGMA synchronous = FULL');
+  }
 
   /** For a store that is a file (not `:memory:`, not read-only): in memory nothing is durable anyway. */
   static for(sqlite: SQLite.Database): WalSync | undefined {
@@ -39,11 +45,11 @@ export class WalSync {
    * Its COMMIT is not durable until sync() resolves: tell nobody before.
    */
   async relaxed<T>(transaction: () => Promise<T>): Promise<T> {
-    this.sqlite.pragma('synchronous = NORMAL');
+    this.toNormal.run();
     try {
       return await transaction();
     } finally {
-      this.sqlite.pragma('synchronous = FULL');
+      this.toFull.run();
     }
   }
 
@@ -74,19 +80,18 @@ export class WalSync {
   /** fsync(2) of the log, in libuv's pool. */
   protected fsyncLog(): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      let fd: number;
-      try {
-        // Opened per sync (a few µs): a descriptor kept open would outlive the connection, and
-        // would sync nothing should the log ever be replaced by a new file.
-        fd = openSync(`${this.sqlite.name}-wal`, 'r');
-      } catch (err) {
-        reject(err);
-        return;
-      }
-      fsync(fd, (err) => {
-        close(fd, () => {});
-        if (err) reject(err);
-        else resolve();
+      // Opened per sync, in the pool too: a descriptor kept open would outlive the connection, and
+      // would sync nothing should the log ever be replaced by a new file.
+      open(`${this.sqlite.name}-wal`, 'r', (err, fd) => {
+        if (err) {
+          reject(err);
+          return;
+        }
+        fsync(fd, (syncErr) => {
+          close(fd, () => {});
+          if (syncErr) reject(syncErr);
+          else resolve();
+        });
       });
     });
   }

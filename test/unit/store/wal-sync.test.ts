@@ -48,8 +48,11 @@ function open() {
   const other = new SQLite(file, { readonly: true });
   const committed = () =>
     (other.prepare('select y from spent order by 1').all() as { y: string }[]).map((r) => r.y);
+  /** The connection's synchronous level inside each piece of work (1 NORMAL, 2 FULL). */
+  const levels: number[] = [];
   const spend = (y: string) =>
     group.transact(async (trx) => {
+      levels.push(Number(sqlite.pragma('synchronous', { simple: true })));
       await trx.insertInto('spent').values({ y }).execute();
       return y;
     });
@@ -58,6 +61,7 @@ function open() {
     sqlite,
     walSync,
     spend,
+    levels,
     committed,
     async close() {
       other.close();
@@ -79,7 +83,9 @@ describe('GroupCommit with the log synced off the thread (WalSync)', () => {
       }),
     );
     for (let i = 0; i < 10 && s.walSync.fsyncs.length === 0; i++) await tick();
-    // Committed (another connection sees it), but not yet known durable: nobody is told.
+    // Committed without fsync (NORMAL) — another connection sees it — but not yet known durable:
+    // nobody is told.
+    expect(s.levels).toEqual([1, 1]);
     expect(s.committed()).toEqual(['a', 'b']);
     expect(s.walSync.fsyncs).toHaveLength(1);
     await tick();
