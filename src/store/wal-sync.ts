@@ -21,17 +21,11 @@ import type SQLite from 'better-sqlite3';
  * released, so every other transaction keeps FULL.
  */
 export class WalSync {
-  /** Prepared once: `sqlite.pragma()` prepares its statement on every call. */
-  private readonly toNormal: SQLite.Statement;
-  private readonly toFull: SQLite.Statement;
   private running: Promise<void> | undefined;
   private next: Promise<void> | undefined;
 
   /** `sqlite`: the node's connection to a database file in WAL mode (its log is `<file>-wal`). */
-  constructor(private readonly sqlite: SQLite.Database) {
-    this.toNormal = sqlite.prepare('PRAGMA synchronous = NORMAL');
-    this.toFull = sqlite.prepare('PRAGMA synchronous = FULL');
-  }
+  constructor(private readonly sqlite: SQLite.Database) {}
 
   /** For a store that is a file (not `:memory:`, not read-only): in memory nothing is durable anyway. */
   static for(sqlite: SQLite.Database): WalSync | undefined {
@@ -45,11 +39,13 @@ export class WalSync {
    * Its COMMIT is not durable until sync() resolves: tell nobody before.
    */
   async relaxed<T>(transaction: () => Promise<T>): Promise<T> {
-    this.toNormal.run();
+    // exec, not a statement prepared once: SQLite applies this pragma when it compiles it, so a
+    // kept statement run again changes nothing.
+    this.sqlite.exec('PRAGMA synchronous = NORMAL');
     try {
       return await transaction();
     } finally {
-      this.toFull.run();
+      this.sqlite.exec('PRAGMA synchronous = FULL');
     }
   }
 
