@@ -75,3 +75,8 @@ export function waitForShell(
 ): Promise<void> {
   return typeUntil(keyboard, SHELL_MARKER.line, screen, SHELL_MARKER.answer, options);
 }
+
+/** The keyboard of a terminal reached over the attach WebSocket: keys go as binary frames. */
+export function socketKeyboard(socket: { send(data: Buffer, options: { binary: boolean }): void }): Keyboard {
+  return { write: (text) => socket.send(Buffer.from(text), { binary: true }) };
+}
