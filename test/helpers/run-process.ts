@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import type { Writable } from 'node:stream';
 
 /** How a program ended: its exit code (null when killed by a signal) and all it wrote. */
 export interface ProcessResult {
@@ -8,15 +9,23 @@ export interface ProcessResult {
 }
 
 /**
+ * Types into a running program's stdin, seeing what it has written to stdout so far; its stdin is
+ * closed once the returned promise resolves.
+ */
+export type Typing = (stdin: Writable, stdout: () => string) => Promise<void>;
+
+/**
  * Runs `program` with `args` to its end, collecting its stdout and stderr as text. `input` is
  * written to its stdin, which is then closed (empty when not given, so nothing waits on a
- * terminal); `env` is added over this process's environment. With `timeoutMs` it is killed
- * (SIGKILL) after that long, and its code is null. Rejects only when it cannot be started.
+ * terminal); or, for a shell on a terminal that must answer before it is sent more, `typing` writes
+ * it (test/helpers/terminal.ts). `env` is added over this process's environment. With `timeoutMs`
+ * it is killed (SIGKILL) after that long, and its code is null. Rejects when it cannot be started,
+ * or (after killing it) with the error of a `typing` that failed.
  */
 export function runProcess(
   program: string,
   args: string[],
-  options: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+  options: { input?: string; typing?: Typing; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
 ): Promise<ProcessResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(program, args, { env: { ...process.env, ...options.env } });
@@ -36,10 +45,25 @@ export function runProcess(
       clearTimeout(timer);
       reject(err);
     });
+    let typingFailed: { err: unknown } | undefined;
     child.once('close', (code) => {
       clearTimeout(timer);
-      resolve({ code, stdout, stderr });
+      if (typingFailed) reject(typingFailed.err);
+      else resolve({ code, stdout, stderr });
     });
-    child.stdin.end(options.input ?? '');
+    if (!options.typing) {
+      child.stdin.end(options.input ?? '');
+      return;
+    }
+    child.stdin.on('error', () => undefined); // a program that ends before it reads all
+    options
+      .typing(child.stdin, () => stdout)
+      .then(
+        () => child.stdin.end(),
+        (err: unknown) => {
+          typingFailed = { err };
+          child.kill('SIGKILL');
+        },
+      );
   });
 }

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Amount } from '../../../src/core/amount.js';
 import { FakeLightningBackend } from '../../../src/lightning/fake/fake-lightning.js';
 import { CLI, type ServedNode, serveNode, tempDir } from '../../helpers/cli.js';
+import { typeUntil, waitForShell } from '../../helpers/terminal.js';
 import { runCli, runJson } from './run-cli.js';
 
 /**
@@ -220,11 +221,23 @@ describe('alacarte CLI (renter)', { timeout: 240_000 }, () => {
     const me = user();
     await runJson(['wallet', 'topup', '100'], me);
     const lease = await runJson<{ id: string }>(['rent', '--offer', 'small', '--for', '10m'], me);
-    const piped = await runCli(['shell', lease.id], me, { input: 'echo piped-$((6*7))\nexit 3\n' });
+    // Sent once the shell reads (a line that comes before its line editing may be dropped), then
+    // stdin ends: still a pipe, not a terminal, on this side.
+    const piped = await runCli(['shell', lease.id], me, {
+      typing: async (stdin, shown) => {
+        await waitForShell(stdin, shown, { timeoutMs: 8_000 });
+        stdin.write('echo piped-$((6*7))\nexit 3\n');
+      },
+    });
     expect(piped.stdout).toContain('piped-42');
     expect(piped.code).toBe(3);
     // Input that ends without an exit ends the shell as Ctrl-D does: status 0, output kept.
-    const ended = await runCli(['shell', lease.id], me, { input: 'echo ended-$((2*3))\n' });
+    const ended = await runCli(['shell', lease.id], me, {
+      typing: async (stdin, shown) => {
+        await waitForShell(stdin, shown, { timeoutMs: 8_000 });
+        stdin.write('echo ended-$((2*3))\n');
+      },
+    });
     expect(ended.stdout).toContain('ended-6');
     expect(ended.code).toBe(0);
   });
@@ -242,8 +255,8 @@ describe('alacarte CLI (renter)', { timeout: 240_000 }, () => {
       out += b.toString();
     });
     const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
-    child.stdin.write('echo hi-$((6*7))\r');
-    await expect.poll(() => out, { timeout: 60_000 }).toContain('hi-42');
+    // Typed again when nothing answers: keys that come before the shell's line editing may be dropped.
+    await typeUntil(child.stdin, 'echo hi-$((6*7))', () => out, /hi-42/, { enter: '\r', timeoutMs: 8_000 });
     child.stdin.write('exit\r');
     expect(await exited).toBe(0);
     child.stdin.end();

@@ -1,5 +1,5 @@
 import { CLI } from '../../helpers/cli.js';
-import { type ProcessResult, runProcess } from '../../helpers/run-process.js';
+import { type ProcessResult, runProcess, type Typing } from '../../helpers/run-process.js';
 
 export type CliResult = ProcessResult;
 
@@ -7,10 +7,11 @@ export type CliResult = ProcessResult;
 export function runCli(
   args: string[],
   env: { home: string; url: string },
-  options: { input?: string; env?: Record<string, string> } = {},
+  options: { input?: string; typing?: Typing; env?: Record<string, string> } = {},
 ): Promise<CliResult> {
   return runProcess(process.execPath, [CLI, ...args], {
     input: options.input,
+    typing: options.typing,
     env: { ALACARTE_HOME: env.home, ALACARTE_URL: env.url, ...options.env },
   });
 }

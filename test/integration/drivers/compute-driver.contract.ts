@@ -8,6 +8,7 @@ import type {
   SandboxLimits,
   SandboxRef,
 } from '../../../src/drivers/compute-driver.js';
+import { typeUntil } from '../../helpers/terminal.js';
 
 /** The small offer every contract case runs with. */
 export const TEST_LIMITS: SandboxLimits = { vcpu: 0.5, memoryMib: 64, pids: 64, diskMib: 16 };
@@ -392,12 +393,7 @@ echo "reads $n"`,
       });
       // Typed until answered, as a person would: input that arrives before the shell has set up its
       // line editing can be flushed by it (seen on runc under load: the first line never ran).
-      let answered = false;
-      for (let tries = 0; tries < 6 && !answered; tries++) {
-        session.stream.write('tty; stty size\n');
-        answered = await waitFor(() => /\/dev\/pts\/\d+\r?\n30 100/.test(screen), 5_000);
-      }
-      expect(answered, screen).toBe(true);
+      await typeUntil(session.stream, 'tty; stty size', () => screen, /\/dev\/pts\/\d+\r?\n30 100/);
       await session.resize({ cols: 132, rows: 43 });
       session.stream.write('stty size; exit 4\n');
       expect(await session.exited).toBe(4);

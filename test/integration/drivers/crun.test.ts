@@ -14,10 +14,12 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ComputeDriver, SandboxRef } from '../../../src/drivers/compute-driver.js';
 import { CrunDriver } from '../../../src/drivers/crun/crun-driver.js';
 import { mountsUnder } from '../../../src/drivers/crun/mounts.js';
+import { waitForShell } from '../../helpers/terminal.js';
 import {
   computeDriverContract,
   sh as contractSh,
@@ -62,6 +64,7 @@ if (crunSkipReason) {
         session.stream.on('data', (b: Buffer) => {
           screen += b.toString('utf8');
         });
+        await waitForShell(session.stream, () => screen);
         // The shell's stdin becomes a FIFO whose only writer is gone.
         session.stream.write('mkfifo /tmp/f; (sleep 1 > /tmp/f &); echo fifo-ready; exec 0</tmp/f\n');
         expect(await waitFor(() => /fifo-ready\r?\n/.test(screen), 15_000)).toBe(true);
@@ -87,6 +90,7 @@ if (crunSkipReason) {
         again.stream.on('data', (b: Buffer) => {
           text += b.toString('utf8');
         });
+        await waitForShell(again.stream, () => text);
         await again.resize({ cols: 132, rows: 43 });
         again.stream.write('stty size; exit\n');
         await again.exited;
@@ -185,6 +189,7 @@ if (crunSkipReason) {
         session.stream.on('data', (b: Buffer) => {
           screen += b.toString('utf8');
         });
+        await waitForShell(session.stream, () => screen);
         session.stream.write('printf "<%s>\\n" "$Q"; exit\n');
         await session.exited;
         expect(screen).toContain(`<${tricky}>`);
@@ -328,6 +333,12 @@ if (crunSkipReason) {
         { encoding: 'utf8' },
       );
       if (tsc.status !== 0) throw new Error(`tsc failed: ${tsc.stdout}${tsc.stderr}`);
+      // The children type into terminals with the tests' own helper (it imports only Node's).
+      const helper = readFileSync(resolve('test/helpers/terminal.ts'), 'utf8');
+      const js = ts.transpileModule(helper, {
+        compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+      });
+      writeFileSync(join(compiled, 'terminal.js'), js.outputText);
     });
     afterAll(() => {
       if (compiled) rmSync(compiled, { recursive: true, force: true });
@@ -524,21 +535,32 @@ if (crunSkipReason) {
         const s = await d.attach(h, { cols: 80, rows: 24 });
         let screen = '';
         s.stream.on('data', (b) => { screen += b.toString(); });
+        const { waitForShell } = await import(${JSON.stringify(join(compiled, 'terminal.js'))});
+        await waitForShell(s.stream, () => screen);
         // /dev/tty inside is the shell's own terminal; opened by another process it is that one's.
-        s.stream.write('exec 0</dev/tty; echo swapped\\n');
-        for (let i = 0; i < 100 && !/swapped\\r?\\n/.test(screen); i++) await new Promise((r) => setTimeout(r, 50));
+        // (Quoted so that only the output, not the echo of the typed line, shows "swapped".)
+        s.stream.write('exec 0</dev/tty; echo swa""pped\\n');
+        for (let i = 0; i < 200 && !/swapped\\r?\\n/.test(screen); i++) await new Promise((r) => setTimeout(r, 50));
+        const swapped = /swapped\\r?\\n/.test(screen);
         const resized = await s.resize({ cols: 77, rows: 11 }).then(() => 'ok', (e) => String(e));
         const after = process.stdout.getWindowSize();
         s.close();
         await d.stop(h);
         await d.close();
-        process.stdout.write('RESULT ' + JSON.stringify({ before, after, resized }) + '\\n');
+        process.stdout.write('RESULT ' + JSON.stringify({ before, after, resized, swapped }) + '\\n');
         process.exit(0);
       `,
         true,
       );
       try {
-        const result = JSON.parse(await line) as { before: number[]; after: number[]; resized: string };
+        const result = JSON.parse(await line) as {
+          before: number[];
+          after: number[];
+          resized: string;
+          swapped: boolean;
+        };
+        // The shell did take /dev/tty as its input: the case is the one the title names.
+        expect(result.swapped).toBe(true);
         expect(result.after).toEqual(result.before);
         expect(result.after).not.toEqual([77, 11]);
       } finally {

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SandboxHandle } from '../../../src/drivers/compute-driver.js';
+import { waitForShell } from '../../helpers/terminal.js';
 import { debianImagesDir } from '../../helpers/test-images.js';
 import { newLeaseId, TEST_LIMITS } from '../drivers/compute-driver.contract.js';
 import { type CrunTarget, crunSkipReason, findOnPath, makeCrunTarget } from '../drivers/crun-target.js';
@@ -122,6 +123,7 @@ if (skipReason) {
       session.stream.on('data', (b: Buffer) => {
         screen += b.toString('utf8');
       });
+      await waitForShell(session.stream, () => screen);
       session.stream.write('echo "shell=$0 at $(pwd)"; exit\n');
       await session.exited;
       expect(screen).toContain('shell=/bin/bash at /root');

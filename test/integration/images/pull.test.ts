@@ -8,6 +8,7 @@ import type { SandboxHandle } from '../../../src/drivers/compute-driver.js';
 import { ImageStore } from '../../../src/drivers/crun/image-store.js';
 import { CLI } from '../../helpers/cli.js';
 import { type LeaseTestNode, startLeaseNode } from '../../helpers/lease-node.js';
+import { waitForShell } from '../../helpers/terminal.js';
 import { buildTestLayout, pushToRegistry, startRegistry, TEST_IMAGE } from '../../helpers/test-images.js';
 import { newLeaseId, sh, TEST_LIMITS, waitFor } from '../drivers/compute-driver.contract.js';
 import { crunSkipReason, findOnPath } from '../drivers/crun-target.js';
@@ -154,6 +155,7 @@ if (skipReason) {
       session.stream.on('data', (b: Buffer) => {
         screen += b.toString('utf8');
       });
+      await waitForShell(session.stream, () => screen);
       session.stream.write('echo "at $(pwd) $GREETING"; exit\n');
       await session.exited;
       expect(screen).toContain(`at /app ${TEST_IMAGE.env.GREETING}`);

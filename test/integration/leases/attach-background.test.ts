@@ -8,6 +8,7 @@ import {
   startLeaseNode,
   tokenOf,
 } from '../../helpers/lease-node.js';
+import { socketKeyboard, waitForShell } from '../../helpers/terminal.js';
 import { crunSkipReason } from '../drivers/crun-target.js';
 
 describe.skipIf(crunSkipReason)('background jobs started from an attach shell', () => {
@@ -36,14 +37,16 @@ describe.skipIf(crunSkipReason)('background jobs started from an attach shell', 
       screen += d.toString('utf8');
     });
     await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
-    // A server that logs every request to the terminal, and a job that keeps printing to it.
+    await waitForShell(socketKeyboard(ws), () => screen);
+    // A server that logs every request to the terminal, and a job that keeps printing to it. (The
+    // quotes keep "started" out of the echo of the typed line: only the command prints it.)
     ws.send(
       Buffer.from(
-        "httpd -f -v -p 8080 -h /etc & sh -c 'while :; do sleep 1; echo tick; done' & echo ready\r",
+        'httpd -f -v -p 8080 -h /etc & sh -c \'while :; do sleep 1; echo tick; done\' & echo start""ed\r',
       ),
     );
-    for (let i = 0; i < 50 && !/ready\r?\n/.test(screen); i++) await sleep(100);
-    expect(screen).toMatch(/ready\r?\n/);
+    for (let i = 0; i < 50 && !/started\r?\n/.test(screen); i++) await sleep(100);
+    expect(screen).toMatch(/started\r?\n/);
     ws.close();
     await new Promise((resolve) => ws.once('close', resolve));
     // The server keeps answering once its terminal is gone; a loaded machine may be slow to show it.

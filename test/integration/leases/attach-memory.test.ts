@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { CLI, type ServedNode, serveNode } from '../../helpers/cli.js';
 import { postJson, tokens } from '../../helpers/lease-node.js';
+import { socketKeyboard, typeUntil, waitForShell } from '../../helpers/terminal.js';
 
 /**
  * Issue 9, section 3: a client drives the terminal's buffers in both directions, and neither may
@@ -109,8 +110,8 @@ describe('a client that floods a terminal cannot grow the node', () => {
   it('attach, run `yes`, stop reading for 60 s: the node grows by less than 50 MiB', async () => {
     const pid = server.process.pid ?? 0;
     const { ws, output } = await attach();
-    ws.send(Buffer.from('echo ready-$((6*7))\n'), { binary: true });
-    await waitFor(output, /ready-42/);
+    // Typed until answered: keys that come before the shell's line editing may be dropped.
+    await typeUntil(socketKeyboard(ws), 'echo ready-$((6*7))', () => output.text, /ready-42/);
     const before = treeRss(pid);
 
     ws.send(Buffer.from('yes\n'), { binary: true });
@@ -128,14 +129,15 @@ describe('a client that floods a terminal cannot grow the node', () => {
     ws.resume();
     ws.send(Buffer.from('\x03'), { binary: true });
     await sleep(500);
-    ws.send(Buffer.from('echo after-$((40+2))\n'), { binary: true });
-    await waitFor(output, /after-42/);
+    // The shell sets up its line editing again after Ctrl-C, so this too is typed until answered.
+    await typeUntil(socketKeyboard(ws), 'echo after-$((40+2))', () => output.text, /after-42/);
     ws.close();
   }, 180_000);
 
   it('a client typing into a shell that does not read is stopped or cut off, not buffered', async () => {
     const pid = server.process.pid ?? 0;
     const { ws, output } = await attach();
+    await waitForShell(socketKeyboard(ws), () => output.text);
     // Raw mode, so the terminal holds input for the shell rather than discarding a line past 4 KiB.
     ws.send(Buffer.from('stty raw -echo; echo sleeping-$((6*7)); sleep 3600\n'), { binary: true });
     await waitFor(output, /sleeping-42/);
@@ -178,6 +180,7 @@ describe('a client that floods a terminal cannot grow the node', () => {
   it('a client that leaves in the middle of a flood leaves no relay process behind', async () => {
     const pid = server.process.pid ?? 0;
     const { ws, output } = await attach();
+    await waitForShell(socketKeyboard(ws), () => output.text);
     ws.send(Buffer.from('yes\n'), { binary: true });
     await waitFor(output, /y\r?\ny\r?\ny/);
     ws.pause();

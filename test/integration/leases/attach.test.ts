@@ -8,6 +8,7 @@ import {
   startLeaseNode,
   tokenOf,
 } from '../../helpers/lease-node.js';
+import { socketKeyboard, typeUntil } from '../../helpers/terminal.js';
 
 let t: LeaseTestNode;
 let lease: { id: string; token: string };
@@ -68,8 +69,8 @@ describe('attach: an interactive shell over a WebSocket', () => {
     });
     const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
 
-    ws.send(Buffer.from('echo "sum=$((40+2))"; tty\n'), { binary: true });
-    await waitFor(output, ws, /sum=42/);
+    // Typed until answered throughout: keys that come before the shell's line editing may be dropped.
+    await typeUntil(socketKeyboard(ws), 'echo "sum=$((40+2))"; tty', () => output.text, /sum=42/);
     await waitFor(output, ws, /\/dev\/pts\/\d+/);
 
     ws.send(JSON.stringify({ type: 'resize', cols: 123, rows: 45 }));
@@ -89,11 +90,9 @@ describe('attach: an interactive shell over a WebSocket', () => {
       output.text += data.toString('utf8');
     });
     // The typed line is echoed too: only the command's output has a digit between the brackets.
-    ws.send(Buffer.from('echo "nnp=[$(awk \'/^NoNewPrivs:/ {print $2}\' /proc/self/status)]"\n'), {
-      binary: true,
-    });
-    const seen = await waitFor(output, ws, /nnp=\[\d\]/);
-    expect(/nnp=\[(\d)\]/.exec(seen)?.[1]).toBe('1');
+    const line = 'echo "nnp=[$(awk \'/^NoNewPrivs:/ {print $2}\' /proc/self/status)]"';
+    await typeUntil(socketKeyboard(ws), line, () => output.text, /nnp=\[\d\]/);
+    expect(/nnp=\[(\d)\]/.exec(output.text)?.[1]).toBe('1');
     ws.close();
   });
 
@@ -103,8 +102,7 @@ describe('attach: an interactive shell over a WebSocket', () => {
     ws.on('message', (data: Buffer) => {
       output.text += data.toString('utf8');
     });
-    ws.send(Buffer.from('echo attached-$((6*7))\n'), { binary: true });
-    await waitFor(output, ws, /attached-42/);
+    await typeUntil(socketKeyboard(ws), 'echo attached-$((6*7))', () => output.text, /attached-42/);
     ws.close();
   });
 
@@ -123,8 +121,7 @@ describe('attach: what a client sends is bounded and only binary frames are type
     });
     // Sent at once, so it arrives while the shell still starts; then again once it runs.
     ws.send('echo PW""NED-$((40+2))\n');
-    ws.send(Buffer.from('echo first-$((1+2))\n'), { binary: true });
-    await waitFor(output, ws, /first-3/);
+    await typeUntil(socketKeyboard(ws), 'echo first-$((1+2))', () => output.text, /first-3/);
     ws.send('echo PW""NED-$((40+2))\n');
     ws.send('{"type":"resize","cols":100,"rows":30,"x":"; echo PW""NED-$((40+2))"}\n');
     ws.send(Buffer.from('echo second-$((2+2))\n'), { binary: true });
@@ -139,8 +136,7 @@ describe('attach: what a client sends is bounded and only binary frames are type
     ws.on('message', (data: Buffer) => {
       output.text += data.toString('utf8');
     });
-    ws.send(Buffer.from('echo ready-$((1+1))\n'), { binary: true });
-    await waitFor(output, ws, /ready-2/);
+    await typeUntil(socketKeyboard(ws), 'echo ready-$((1+1))', () => output.text, /ready-2/);
     const baseline = childCount();
     let peak = 0;
     const sampler = setInterval(() => {
@@ -185,8 +181,15 @@ describe('attach: what a client sends is bounded and only binary frames are type
         out.text += data.toString('utf8');
       });
       const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
-      ws.send(Buffer.from('echo still-$((3+4))\n'), { binary: true });
-      const outcome = await Promise.race([waitFor(out, ws, /still-7/).then(() => 'ran'), closed]);
+      const gone = new AbortController();
+      void closed.then(() => gone.abort());
+      const ran = typeUntil(socketKeyboard(ws), 'echo still-$((3+4))', () => out.text, /still-7/, {
+        signal: gone.signal,
+      }).then(
+        () => 'ran' as const,
+        (err: unknown) => (gone.signal.aborted ? closed : Promise.reject(err)),
+      );
+      const outcome = await Promise.race([ran, closed]);
       if (outcome === 'ran') {
         ws.close();
         return;

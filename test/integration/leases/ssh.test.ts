@@ -14,8 +14,9 @@ import {
   startLeaseNode,
   tokenOf,
 } from '../../helpers/lease-node.js';
-import { type ProcessResult, runProcess } from '../../helpers/run-process.js';
+import { type ProcessResult, runProcess, type Typing } from '../../helpers/run-process.js';
 import { sshClientOptions } from '../../helpers/ssh-client.js';
+import { waitForShell } from '../../helpers/terminal.js';
 import { sshBackgroundCases } from './ssh-background.contract.js';
 
 /**
@@ -45,7 +46,7 @@ let lease: Lease;
 function run(
   program: string,
   args: string[],
-  options: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+  options: { input?: string; typing?: Typing; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
 ): Promise<ProcessResult> {
   return runProcess(program, args, { timeoutMs: 30_000, ...options });
 }
@@ -251,7 +252,12 @@ describe('SSH into a lease with the stock OpenSSH client', () => {
 
   it('opens a shell on a real terminal (PTY)', async () => {
     const r = await run('ssh', ['-tt', ...common(), '-p', String(sshPort), `${lease.id}@127.0.0.1`], {
-      input: 'tty; stty size; exit 3\n',
+      // Typed once the shell reads: keys that come before its line editing may be dropped.
+      typing: async (keys, screen) => {
+        await waitForShell(keys, screen);
+        keys.write('tty; stty size; exit 3\n');
+      },
+      timeoutMs: 45_000,
     });
     expect(r.stdout).toMatch(/\/dev\/pts\/\d+/);
     expect(r.code).toBe(3);

@@ -7,6 +7,7 @@ import { portPath } from '../../../src/http/port-routes.js';
 import { expectBalanced, ledgerOf, postJson, sumOf, tokens } from '../../helpers/lease-node.js';
 import { type NodeProcess, QUARTER_OFFER, startReplicas } from '../../helpers/node-process.js';
 import { testDatabase, testPostgresUnavailable } from '../../helpers/postgres.js';
+import { socketKeyboard, waitForShell } from '../../helpers/terminal.js';
 import { type LxdDaemon, lxdSkipReason, startLxd } from '../drivers/lxd-target.js';
 
 /**
@@ -95,8 +96,9 @@ describe.skipIf(skip !== undefined)(`3 replicas on one PostgreSQL and one LXD ${
       for (let i = 0; i < 150 && !shown.includes(text); i++) await new Promise((r) => setTimeout(r, 100));
       return shown;
     };
-    // Typed once the shell shows its banner (keys sent before it reads them may be dropped).
-    expect(await showing('BusyBox')).toContain('BusyBox');
+    // Typed once the shell reads (keys sent before its line editing may be dropped).
+    await waitForShell(socketKeyboard(ws), () => shown);
+    expect(shown).toContain('BusyBox');
     ws.send(Buffer.from('cat /tmp/mark; echo "sum=$((40+2))"\n'), { binary: true });
     expect(await showing('sum=42')).toContain('via-b');
     ws.send(Buffer.from('exit\n'), { binary: true });

@@ -11,6 +11,7 @@ import {
 import { LocalWallet } from '../../../src/wallet/local-wallet.js';
 import { tempDir } from '../../helpers/cli.js';
 import { type LeaseTestNode, startLeaseNode } from '../../helpers/lease-node.js';
+import { typeUntil } from '../../helpers/terminal.js';
 
 /** The SDK against a real node (store, mint, crun sandboxes) on loopback, paying from a LocalWallet. */
 let t: LeaseTestNode;
@@ -98,19 +99,12 @@ describe('Alacarte SDK', { timeout: 120_000 }, () => {
     const ended = new Promise<string>((resolve) =>
       term.once('exit', (_c: number, reason: string) => resolve(reason)),
     );
-    term.write('echo hi-$((40+2))\n');
-    await expect.poll(() => output, { timeout: 30_000 }).toContain('hi-42');
+    // Typed until answered: keys that come before the shell's line editing may be dropped.
+    await typeUntil(term, 'echo hi-$((40+2))', () => output, /hi-42/);
     // Resizes apply asynchronously in the node: ask again until the new size shows.
-    const sizeShows = async (size: string) => {
-      for (let i = 0; i < 60 && !output.includes(size); i++) {
-        term.write('stty size\n');
-        await new Promise((r) => setTimeout(r, 250));
-      }
-      expect(output).toContain(size);
-    };
-    await sizeShows('30 100');
+    await typeUntil(term, 'stty size', () => output, /30 100/, { tries: 60, timeoutMs: 250 });
     term.resize(120, 40);
-    await sizeShows('40 120');
+    await typeUntil(term, 'stty size', () => output, /40 120/, { tries: 60, timeoutMs: 250 });
     term.write('exit 5\n');
     expect(await ended).toBe('exit 5');
     const refused = await sdk.attach(lease.id, { token: 'wrong' }).catch((e: unknown) => e);
