@@ -31,6 +31,13 @@ const SINGLE_CYCLES = 40;
 const CYCLES = 160;
 const CLIENTS = 8;
 const BURST = 100;
+/**
+ * Leases rented and stopped (8 renters) before anything is measured: the node then runs the paid
+ * path's code as a server that has been up a while does (V8 optimizes a function after some
+ * hundreds of calls; with 4 leases first, a burst ran mostly unoptimized code: the node's thread
+ * spent ~1.5× the CPU, bench/PROFILES.md session 9). LOAD_WARM=4 measures a node just started.
+ */
+const WARM = Number(process.env.LOAD_WARM ?? 400);
 
 const TINY = TINY_OFFER;
 const DENOMINATIONS = EXACT_HOUR;
@@ -211,11 +218,10 @@ async function measure(variant) {
     timeCalls(t.driver, 'exec', 'exec');
     timeCalls(t.driver, 'stop', 'remove');
     const pool = watchPool(t.driver);
-    const need = 4 + SEQUENTIAL + SINGLE_CYCLES + CYCLES + BURST;
+    const need = WARM + SEQUENTIAL + SINGLE_CYCLES + CYCLES + BURST;
     const tokens = await prepareTokens(t.mintUrl, need, DENOMINATIONS);
 
-    await renters(t, 'cycles', tokens.splice(-4), 1); // warm-up: JIT, first spawns, the pool made
-    await new Promise((r) => setTimeout(r, 500));
+    await warmUp(t, tokens.splice(-WARM));
 
     const seq = await renters(t, 'first', tokens.splice(-SEQUENTIAL), 1);
     await new Promise((r) => setTimeout(r, 500));
@@ -264,8 +270,8 @@ async function measureWarmBurst(variant) {
   const t = await startPaidNode({ offers: [TINY] }, { warmLayers: BURST, warmLayersMax: BURST });
   try {
     if (variant === 'before' && !process.env.ALACARTE_BENCH_DIST) t.driver.halt = undefined;
-    const tokens = await prepareTokens(t.mintUrl, BURST + 4, DENOMINATIONS);
-    await renters(t, 'cycles', tokens.splice(-4), 1); // warm-up; the pool then fills to its floor
+    const tokens = await prepareTokens(t.mintUrl, BURST + WARM, DENOMINATIONS);
+    await warmUp(t, tokens.splice(-WARM)); // the pool then fills to its floor
     const key = `busybox-${TINY.disk_mib}`;
     const readyNow = () => t.driver.pool.ready.get(key)?.length ?? 0;
     for (let i = 0; i < 1200 && readyNow() < BURST; i++) await new Promise((r) => setTimeout(r, 100));
@@ -276,6 +282,18 @@ async function measureWarmBurst(variant) {
   } finally {
     await t.close();
   }
+}
+
+/**
+ * Rents and stops a lease per token (8 renters; 1 for a few), then waits until the stopped leases'
+ * sandboxes are removed (their teardown runs after the answers) and the pool is refilled, so that
+ * what is measured next does not share the host with the warm-up's leftovers.
+ */
+async function warmUp(t, tokens) {
+  await renters(t, 'cycles', tokens, tokens.length >= 64 ? CLIENTS : 1);
+  await t.node.leases.reconciler.teardown?.drained();
+  await t.driver.pool.settled();
+  await new Promise((r) => setTimeout(r, 500));
 }
 
 /** The mean of two runs' figures, field by field (text fields from the first). */
