@@ -353,7 +353,7 @@ async function main() {
   const out = [
     '## Paid leases under load (issue 13)',
     '',
-    `Real node in-process (SQLite WAL synchronous=FULL, in-process mint, crun driver), HTTP on loopback; the renters run in a worker thread ` +
+    `Real node in-process (SQLite WAL, durable commits, in-process mint, crun driver), HTTP on loopback; the renters run in a worker thread ` +
       `(their own event loop, the same ${availableParallelism()} cores). Tiny offer (0.01 vCPU, 16 MiB, 1 MiB disk, busybox), each lease paid exactly with 4 proofs; ` +
       `a stop refunds the unused time (the mint signs the refund). ` +
       (BASE
@@ -362,6 +362,7 @@ async function main() {
           `(sandbox removal inside the stop's answer, every host program forked from Node, a fixed pool of 2 made ahead); **after** = now ` +
           `(stop kills the sandbox and answers, removal queued; host programs through one busybox shell; the pool follows demand). `) +
       `The renters use node:http with keep-alive connections. ` +
+      `Before anything is measured, each node serves ${WARM} leases (8 renters) and removes their sandboxes: it runs the paid path as a server that has been up a while (V8 has optimized it); \`LOAD_WARM=4\` measures a node just started. ` +
       `Each variant runs in its own process, in the order before, after, after, before; each figure is the mean of its variant's two runs. Machine load (1-min average) at start ${loadBefore.toFixed(1)}, at end ${loadavg()[0].toFixed(1)}: the host is shared, compare within this run.`,
     '',
     '| create → first command answered | before p50 / p95 | after p50 / p95 | after ÷ before (p50) |',
