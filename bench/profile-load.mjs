@@ -14,12 +14,14 @@ import { percentile, prepareTokens, startPaidNode, TINY_OFFER } from './lib/paid
 
 const CYCLES = Number(process.env.CYCLES ?? 160);
 const CLIENTS = Number(process.env.CLIENTS ?? 8);
+/** Leases rented and stopped first (JIT, the pool made; as bench/load.bench.mjs). */
+const WARM = Number(process.env.WARM ?? 400);
 const TINY = TINY_OFFER;
 const body = { offer: 'tiny', seconds: 3600, image: 'busybox' };
 
 const t = await startPaidNode({ offers: [TINY] });
 try {
-  const tokens = await prepareTokens(t.mintUrl, CYCLES + 20, [2048, 1024, 512, 16]);
+  const tokens = await prepareTokens(t.mintUrl, CYCLES + WARM, [2048, 1024, 512, 16]);
   const run = (list, clients) =>
     new Promise((resolve, reject) => {
       const worker = new Worker(new URL('./lib/load-client.mjs', import.meta.url), {
@@ -28,13 +30,26 @@ try {
       worker.once('message', (m) => (m.ok ? resolve(m.result) : reject(new Error(m.error))));
       worker.once('error', reject);
     });
-  await run(tokens.splice(-20), 2); // warm-up: JIT, the pool made
-  // PERF=<file>: `perf record` of this process over the cycles instead of the V8 profile (a CPU
-  // view: V8 samples wall time); start the node with --perf-basic-prof for the JS frames' names.
+  await run(tokens.splice(-WARM), WARM >= 64 ? CLIENTS : 2); // warm-up: JIT, the pool made
+  await t.node.leases.reconciler.teardown?.drained();
+  await t.driver.pool.settled();
+  // PERF=<file>: `perf record` over the cycles instead of the V8 profile (a CPU view: V8 samples
+  // wall time); start the node with --perf-basic-prof for the JS frames' names. PERF_ALL=1: every
+  // CPU (the sandboxes, crun, the mounts, kernel workers), for the whole CPU of a cycle.
   const perf = process.env.PERF
-    ? spawn('perf', ['record', '-F', '1999', '-g', '-p', String(process.pid), '-o', process.env.PERF], {
-        stdio: 'ignore',
-      })
+    ? spawn(
+        'perf',
+        [
+          'record',
+          '-F',
+          '1999',
+          '-g',
+          ...(process.env.PERF_ALL ? ['-a'] : ['-p', String(process.pid)]),
+          '-o',
+          process.env.PERF,
+        ],
+        { stdio: 'ignore' },
+      )
     : undefined;
   if (perf) await new Promise((r) => setTimeout(r, 500));
   const session = perf ? undefined : new Session();
@@ -42,19 +57,18 @@ try {
   await session?.post('Profiler.enable');
   await session?.post('Profiler.start');
   const r = await run(tokens.splice(-CYCLES), CLIENTS);
+  const summary = `${CYCLES} cycles, ${CLIENTS} renters: ${(CYCLES / r.seconds).toFixed(1)} cycles/s in ${r.seconds.toFixed(2)} s, rent p50 ${percentile(r.rent, 50).toFixed(1)} ms`;
   if (perf) {
     const exited = new Promise((r) => perf.once('exit', r));
     perf.kill('SIGINT');
     await exited;
-    console.log(`${CYCLES} cycles, ${CLIENTS} renters: ${(CYCLES / r.seconds).toFixed(1)} cycles/s`);
-    process.exit(0);
+    console.log(summary);
+  } else {
+    const { profile } = await session.post('Profiler.stop');
+    writeFileSync('load.cpuprofile', JSON.stringify(profile));
+    console.log(summary);
+    printTop(profile, 25);
   }
-  const { profile } = await session.post('Profiler.stop');
-  writeFileSync('load.cpuprofile', JSON.stringify(profile));
-  console.log(
-    `${CYCLES} cycles, ${CLIENTS} renters: ${(CYCLES / r.seconds).toFixed(1)} cycles/s, rent p50 ${percentile(r.rent, 50).toFixed(1)} ms`,
-  );
-  printTop(profile, 25);
 } finally {
   await t.close();
 }
