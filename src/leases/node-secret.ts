@@ -1,4 +1,11 @@
-import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import {
+  createHash,
+  createHmac,
+  createSecretKey,
+  type KeyObject,
+  randomBytes,
+  timingSafeEqual,
+} from 'node:crypto';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type { BearerSecret, LeaseId } from '../core/ids.js';
 
@@ -8,7 +15,12 @@ import type { BearerSecret, LeaseId } from '../core/ids.js';
  * it, so the store never holds any of them in clear and a stolen database reveals none.
  */
 export class NodeSecret {
-  private constructor(private readonly key: Buffer) {}
+  /** The key as a KeyObject, made once: HMAC from a Buffer key imports the key on every call. */
+  private readonly hmacKey: KeyObject;
+
+  private constructor(key: Buffer) {
+    this.hmacKey = createSecretKey(key);
+  }
 
   static loadOrCreate(path: string, random: (n: number) => Buffer = randomBytes): NodeSecret {
     if (existsSync(path)) {
@@ -34,7 +46,7 @@ export class NodeSecret {
 
   /** 32 bytes of key material for one purpose, e.g. the secrets of a change token. */
   derive(purpose: string, subject: string): Buffer {
-    return createHmac('sha256', this.key).update(`alacarte/${purpose}/${subject}`).digest();
+    return createHmac('sha256', this.hmacKey).update(`alacarte/${purpose}/${subject}`).digest();
   }
 }
 
