@@ -1,4 +1,4 @@
-import { close, fsync, open } from 'node:fs';
+import { closeSync, fsync, openSync } from 'node:fs';
 import type SQLite from 'better-sqlite3';
 
 /**
@@ -76,18 +76,19 @@ export class WalSync {
   /** fsync(2) of the log, in libuv's pool. */
   protected fsyncLog(): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      // Opened per sync, in the pool too: a descriptor kept open would outlive the connection, and
-      // would sync nothing should the log ever be replaced by a new file.
-      open(`${this.sqlite.name}-wal`, 'r', (err, fd) => {
-        if (err) {
-          reject(err);
-          return;
-        }
-        fsync(fd, (syncErr) => {
-          close(fd, () => {});
-          if (syncErr) reject(syncErr);
-          else resolve();
-        });
+      let fd: number;
+      try {
+        // Opened per sync (a few µs, here: one hop to the pool is enough): a descriptor kept open
+        // would outlive the connection, and would sync nothing should the log be replaced.
+        fd = openSync(`${this.sqlite.name}-wal`, 'r');
+      } catch (err) {
+        reject(err);
+        return;
+      }
+      fsync(fd, (err) => {
+        closeSync(fd);
+        if (err) reject(err);
+        else resolve();
       });
     });
   }
