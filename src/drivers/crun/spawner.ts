@@ -183,7 +183,12 @@ export class Spawner {
 
   private ensureShell(): ChildProcess {
     if (this.shell) return this.shell;
-    const shell = spawn(this.busybox, ['sh', '-s'], { stdio: ['pipe', 'pipe', 'ignore'] });
+    // A process group (and session) of its own: a signal meant for the node, Ctrl-C in the
+    // operator's terminal (SIGINT to the whole foreground group) or `kill -TERM -<pgid>`, must not
+    // also kill this shell and the programs it runs half-way (a sandbox being made ahead was left
+    // mounted, its making cut short under the node's feet), nor tenants' execs; the node's own
+    // handler then stops in order. The shell still ends with the node: its stdin closes.
+    const shell = spawn(this.busybox, ['sh', '-s'], { stdio: ['pipe', 'pipe', 'ignore'], detached: true });
     shell.stdout?.setEncoding('utf8');
     shell.stdout?.on('data', (text: string) => this.answers(text));
     const failed = (why: string) => {
