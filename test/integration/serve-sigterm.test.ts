@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readdirSync, readlinkSync, realpathSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LayerPool } from '../../src/drivers/crun/layer-pool.js';
@@ -75,11 +75,15 @@ function leftFor(leased: ReadonlySet<string>): { mounts: string[]; containers: s
   };
 }
 
-/** Resolves once a sandbox directory the node is making ahead appears (polled every 5 ms). */
+/**
+ * Resolves once a sandbox directory the node is making ahead appears (polled every 5 ms): one that
+ * no lease links to.
+ */
 async function untilMakingBegins(): Promise<void> {
+  const leased = new Set(leaseLinks().values());
   const end = Date.now() + 60_000;
   while (Date.now() < end) {
-    if (readdirSync(nodeProcess.runtimeDir).some((n) => LayerPool.isPoolName(n))) return;
+    if (readdirSync(nodeProcess.runtimeDir).some((n) => LayerPool.isPoolName(n) && !leased.has(n))) return;
     await new Promise((r) => setTimeout(r, 5));
   }
   throw new Error('no sandbox was made ahead');
@@ -107,14 +111,34 @@ function expectCleanStop(stopped: { code: number | null; output: string }): void
   expect(stopped.output).not.toMatch(/Unhandled|\n\s+at .+:\d+:\d+\)?\n/);
 }
 
+/** `pid` and every process descended from it, read from /proc. */
+function processTree(pid: number): number[] {
+  const parentOf = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      parentOf.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const tree = [pid];
+  for (let i = 0; i < tree.length; i++)
+    for (const [child, parent] of parentOf) if (parent === tree[i]) tree.push(child);
+  return tree;
+}
+
 /**
  * `alacarte serve` in a process group of its own, as a shell starts it in a terminal, then `signal`
- * to that whole group once it is making sandboxes ahead: what Ctrl-C in the terminal does (SIGINT to
- * the foreground group), and systemd's default stop (SIGTERM to every process of the service). The
- * node's helper programs get the signal too. Resolves with its exit code and output.
+ * once it is making sandboxes ahead, to `whom`: its whole process group ('group': what Ctrl-C in
+ * the terminal does, SIGINT to the foreground group) or the node and every process under it
+ * ('tree': systemd's default stop, SIGTERM to every process of the service). The node's helper
+ * programs get the signal too. Resolves with its exit code and output.
  */
-async function signalGroupWhileMaking(
+async function signalAllWhileMaking(
   signal: NodeJS.Signals,
+  whom: 'group' | 'tree',
 ): Promise<{ code: number | null; output: string }> {
   const child = spawn(
     process.execPath,
@@ -149,7 +173,15 @@ async function signalGroupWhileMaking(
       output,
     ).toBe(true);
     await untilMakingBegins();
-    process.kill(-child.pid!, signal);
+    if (whom === 'group') process.kill(-child.pid!, signal);
+    else
+      for (const pid of processTree(child.pid!)) {
+        try {
+          process.kill(pid, signal);
+        } catch {
+          // ended meanwhile
+        }
+      }
     return { code: await exited, output };
   } finally {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
@@ -233,13 +265,20 @@ describe.skipIf(!crunReady)('serve (crun) on SIGTERM', { timeout: 180_000 }, () 
     for (const name of leased) expect(containers().get(name)).toBe('running');
   });
 
-  it('a signal to its whole process group (Ctrl-C, systemd) leaves nothing made ahead either', async () => {
+  it('a signal to its helpers as well (Ctrl-C, systemd) leaves nothing made ahead either', async () => {
     // Each round signals while a sandbox is being made ahead, when the node's helpers are at work.
-    for (const signal of ['SIGINT', 'SIGTERM', 'SIGINT', 'SIGTERM'] as const) {
+    const rounds = [
+      ['SIGINT', 'group'],
+      ['SIGTERM', 'tree'],
+      ['SIGINT', 'group'],
+      ['SIGTERM', 'tree'],
+      ['SIGTERM', 'group'],
+    ] as const;
+    for (const [signal, whom] of rounds) {
       const leased = new Set(leaseLinks().values());
-      const stopped = await signalGroupWhileMaking(signal);
+      const stopped = await signalAllWhileMaking(signal, whom);
       expectCleanStop(stopped);
-      expect(leftFor(leased), `${signal}:\n${stopped.output}`).toEqual({
+      expect(leftFor(leased), `${signal} to the ${whom}:\n${stopped.output}`).toEqual({
         mounts: [],
         containers: [],
         dirs: [],

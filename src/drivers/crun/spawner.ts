@@ -203,6 +203,12 @@ export class Spawner {
     };
     shell.on('error', (e) => failed(`the spawner shell failed: ${String(e)}`));
     shell.on('exit', (code) => failed(`the spawner shell exited (${code})`));
+    // End of its output: neither the shell nor any call's subshell (they write the answers) is
+    // left to answer. Said here too, since the exit event may never come: the child is unref'd, so
+    // once its output pipe has closed nothing may keep the event loop alive until the exit is
+    // reaped, and the node then left with the calls pending, a shutdown cut short with status 0
+    // (the shell killed along with the node, as systemd does to every process of a service).
+    shell.stdout?.on('end', () => failed('the spawner shell closed its output'));
     shell.stdin?.on('error', () => {});
     // It must not keep the node alive on its own (send() refs it while calls are under way).
     shell.unref();
