@@ -290,13 +290,25 @@ describe.skipIf(!crunReady)('serve (crun) on SIGTERM', { timeout: 180_000 }, () 
   it('a second SIGTERM during shutdown leaves nothing the next start does not sweep', async () => {
     const server = await nodeProcess.start();
     await untilMakingBegins();
+    // The second signal as soon as the node says it is stopping: its shutdown is under way.
+    server.process.stdout.on('data', (b: Buffer) => {
+      if (b.toString().includes('stopping') && server.process.exitCode === null)
+        server.process.kill('SIGTERM');
+    });
     server.process.kill('SIGTERM');
-    await new Promise((r) => setTimeout(r, 50));
     const exited = await server.stop('SIGTERM');
     nodeProcess.server = undefined;
-    // Whether the node finished its shutdown or the second signal ended it: the next node sweeps.
+    // Ended by the second signal, or done before it came.
     expect([0, null]).toContain(exited);
+    const leased = new Set(leaseLinks().values());
+    const cutShort = leftFor(leased);
     const again = await nodeProcess.start();
+    // The next node removed all of it before it listened.
+    const mounted = mountsUnder(realpathSync(nodeProcess.dataDir));
+    expect(cutShort.mounts.filter((m) => mounted.includes(m))).toEqual([]);
+    const known = containers();
+    expect(cutShort.containers.filter((n) => known.has(n))).toEqual([]);
+    expect(cutShort.dirs.filter((n) => sandboxDirs().includes(n))).toEqual([]);
     await untilPoolFull(new Set(leaseLinks().values()));
     // Every lease stopped: the last node on the data directory leaves nothing at all.
     for (const [id, token] of rented) {
