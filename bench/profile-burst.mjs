@@ -259,9 +259,21 @@ export async function profileBurst(driverOptions = {}, config = {}) {
     // PERF=<file>: `perf record` of this process (every thread) over the burst alone, for a CPU
     // view (the V8 profile samples wall time); needs the node started with --perf-basic-prof.
     const perf = process.env.PERF
-      ? spawn('perf', ['record', '-F', '4999', '-g', ...(process.env.PERF_ALL ? ['-a'] : ['-p', String(process.pid)]), '-o', process.env.PERF], {
-          stdio: 'ignore',
-        })
+      ? spawn(
+          'perf',
+          [
+            'record',
+            '-F',
+            '4999',
+            '-g',
+            ...(process.env.PERF_ALL ? ['-a'] : ['-p', String(process.pid)]),
+            '-o',
+            process.env.PERF,
+          ],
+          {
+            stdio: 'ignore',
+          },
+        )
       : undefined;
     if (perf) await sleep(500);
     const perfDone = perf ? new Promise((r) => perf.once('exit', r)) : undefined;
