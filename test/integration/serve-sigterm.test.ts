@@ -278,6 +278,9 @@ describe.skipIf(!crunReady)('serve (crun) on SIGTERM', { timeout: 180_000 }, () 
       const leased = new Set(leaseLinks().values());
       const stopped = await signalAllWhileMaking(signal, whom);
       expectCleanStop(stopped);
+      // The group's signal reaches the node alone (its helpers have a group of their own): the
+      // making under way ends as made, not failed.
+      if (whom === 'group') expect(stopped.output).not.toMatch(/preparing .* failed|spawner shell/);
       expect(leftFor(leased), `${signal} to the ${whom}:\n${stopped.output}`).toEqual({
         mounts: [],
         containers: [],
