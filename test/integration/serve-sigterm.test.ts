@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { LayerPool } from '../../src/drivers/crun/layer-pool.js';
 import { mountsUnder } from '../../src/drivers/crun/mounts.js';
 import { CLI } from '../helpers/cli.js';
-import { postJson, tokens } from '../helpers/lease-node.js';
+import { expectBalanced, ledgerOf, postJson, tokens } from '../helpers/lease-node.js';
 import { NodeProcess, QUARTER_OFFER } from '../helpers/node-process.js';
 import { waitFor } from './drivers/compute-driver.contract.js';
 import { crunSkipReason } from './drivers/crun-target.js';
@@ -263,6 +263,19 @@ describe.skipIf(!crunReady)('serve (crun) on SIGTERM', { timeout: 180_000 }, () 
     const leased = new Set(leaseLinks().values());
     expect(leftFor(leased)).toEqual({ mounts: [], containers: [], dirs: [] });
     for (const name of leased) expect(containers().get(name)).toBe('running');
+
+    // Money: the same token sent again to the next node gets the lease it bought (200), its refund
+    // (a start the shutdown cut short), or a lease now (201: it had not been taken); the books balance.
+    const next = await nodeProcess.start();
+    for (const [i, a] of answers.entries()) {
+      if (a?.status === 201) continue;
+      const replay = await postJson(`${next.url}/v1/leases`, body, { 'x-cashu': pay[i]!.token });
+      expect([200, 201, 503], JSON.stringify(replay.body)).toContain(replay.status);
+      if (replay.status === 503) expect(replay.body).toMatchObject({ error: 'start_failed', refunded: 128 });
+      else rented.set(String(replay.body.id), String(replay.body.token));
+    }
+    expect(expectBalanced(await ledgerOf(next.url, OPERATOR))).toEqual([]);
+    expectCleanStop(await sigterm());
   });
 
   it('a signal to its helpers as well (Ctrl-C, systemd) leaves nothing made ahead either', async () => {
