@@ -183,6 +183,18 @@ async function serveLocked(config: Config): Promise<number> {
   if (!images.has('debian'))
     process.stdout.write('image debian is not built yet: alacarte image build debian (npm start does)\n');
   const node = await AlacarteNode.create(config, { logger, driver, images: () => images.list() });
+  // Before listen(): it starts making sandboxes ahead (prewarm), and from then on a SIGTERM or
+  // SIGINT must close the driver, which removes them; with no handler yet the signal killed the
+  // process outright (between the banner's first line and the handlers, a test caught it) and
+  // left them mounted until the next start. A signal during listen() stops right after it.
+  const stopRequested = new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      process.stdout.write(`alacarte: ${signal}, stopping\n`);
+      resolve();
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
   const { url, mintUrl, ssh } = await node.listen().catch(async (err: unknown) => {
     await node.close().catch(() => undefined);
     await driver.close().catch(() => undefined);
@@ -205,14 +217,7 @@ async function serveLocked(config: Config): Promise<number> {
     );
   }
 
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      process.stdout.write(`alacarte: ${signal}, stopping\n`);
-      resolve();
-    };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-  });
+  await stopRequested;
   await node.close();
   await driver.close();
   process.stdout.write('alacarte: stopped\n');

@@ -788,6 +788,39 @@ export class CrunDriver implements ComputeDriver {
     return out;
   }
 
+  /**
+   * Removes every container and sandbox directory of a pool name that no lease links to and that
+   * neither the pool nor a start of this process holds: what was made ahead for nobody and is no
+   * longer in the pool's hands, i.e. a making whose helper programs were killed under it (a signal
+   * to every process of the service, as systemd sends: the shell that ran them died, the making
+   * failed without knowing how far its programs got, and one of them, out of the signal's reach,
+   * may have created its container after the pool's own removal). Sandboxes of leases are never
+   * touched: they outlive the node. list() does the same (and more) at the next start; close()
+   * does it so that a stopped node leaves nothing of the pool whenever it can.
+   */
+  private async sweepMadeForNobody(): Promise<void> {
+    const entries = readdirSync(this.paths.runtimeDir);
+    const leased = new Set<string>();
+    for (const entry of entries) {
+      if (!SANDBOX_ID_PATTERN.test(entry) || LayerPool.isPoolName(entry)) continue;
+      const name = readLink(join(this.paths.runtimeDir, entry));
+      if (name !== undefined) leased.add(name);
+    }
+    const kept = (name: string) =>
+      leased.has(name) || this.pool.holds(name) || [...this.names.values()].includes(name);
+    for (const c of await this.containers()) {
+      if (kept(c.name)) continue;
+      this.log.info(`alacarte: removing container ${c.name}, made ahead for nobody (${c.status})`);
+      await this.removeContainer(c.name).catch(() => {});
+      await destroyDir(join(this.paths.runtimeDir, c.name), this.paths.busybox).catch(() => {});
+    }
+    for (const entry of entries) {
+      if (!LayerPool.isPoolName(entry) || kept(entry)) continue;
+      await destroyDir(join(this.paths.runtimeDir, entry), this.paths.busybox).catch(() => {});
+    }
+    sweepRunState(this.paths.runState, this.paths.runtimeDir, (n) => !LayerPool.isPoolName(n) || kept(n));
+  }
+
   /** close() has run (it may run again: the run state is let go of once). */
   private closed = false;
 
@@ -796,6 +829,9 @@ export class CrunDriver implements ComputeDriver {
     this.exitTimer = undefined;
     this.exitListeners.clear();
     await this.pool.close();
+    await this.sweepMadeForNobody().catch((e: unknown) =>
+      this.log.warn(`alacarte: removing sandboxes made ahead failed: ${String(e)}`),
+    );
     for (const live of this.live.values()) await Promise.all(live.proxies.map((p) => p.close()));
     this.live.clear();
     await this.egress.close();

@@ -523,7 +523,14 @@ export class LayerPool {
       join(imagesDir, image),
       this.options.resolvConf ?? '',
       this.options.runStateDir === undefined ? '' : join(this.options.runStateDir, name),
-    ]);
+    ]).catch(async (e: unknown) => {
+      // The shell that ran it died (spawner.ts; a signal, the OOM killer): how far the script got
+      // is unknown, and nothing but this making knows its name; once this rejects, no close() of
+      // the pool, no take and no list() of this process would remove what it mounted. Removed here
+      // (through a new shell), best effort: the next driver's list() sweeps what is still left.
+      await destroyDir(dir, busybox).catch(() => {});
+      throw e;
+    });
     const warm = { dir, name };
     if (r.code === 97) throw new Error(`a sandbox directory ${name} exists already`);
     if (r.code !== 0) {

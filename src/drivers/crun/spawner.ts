@@ -183,7 +183,12 @@ export class Spawner {
 
   private ensureShell(): ChildProcess {
     if (this.shell) return this.shell;
-    const shell = spawn(this.busybox, ['sh', '-s'], { stdio: ['pipe', 'pipe', 'ignore'] });
+    // A process group (and session) of its own: a signal meant for the node, Ctrl-C in the
+    // operator's terminal (SIGINT to the whole foreground group) or `kill -TERM -<pgid>`, must not
+    // also kill this shell and the programs it runs half-way (a sandbox being made ahead was left
+    // mounted, its making cut short under the node's feet), nor tenants' execs; the node's own
+    // handler then stops in order. The shell still ends with the node: its stdin closes.
+    const shell = spawn(this.busybox, ['sh', '-s'], { stdio: ['pipe', 'pipe', 'ignore'], detached: true });
     shell.stdout?.setEncoding('utf8');
     shell.stdout?.on('data', (text: string) => this.answers(text));
     const failed = (why: string) => {
@@ -198,6 +203,12 @@ export class Spawner {
     };
     shell.on('error', (e) => failed(`the spawner shell failed: ${String(e)}`));
     shell.on('exit', (code) => failed(`the spawner shell exited (${code})`));
+    // End of its output: neither the shell nor any call's subshell (they write the answers) is
+    // left to answer. Said here too, since the exit event may never come: the child is unref'd, so
+    // once its output pipe has closed nothing may keep the event loop alive until the exit is
+    // reaped, and the node then left with the calls pending, a shutdown cut short with status 0
+    // (the shell killed along with the node, as systemd does to every process of a service).
+    shell.stdout?.on('end', () => failed('the spawner shell closed its output'));
     shell.stdin?.on('error', () => {});
     // It must not keep the node alive on its own (send() refs it while calls are under way).
     shell.unref();
