@@ -1,0 +1,114 @@
+import { spawn } from 'node:child_process';
+import { closeSync, openSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI, type ServedNode, serveNode, tempDir } from '../../helpers/cli.js';
+import { runCli, runJson } from './run-cli.js';
+
+/**
+ * `alacarte shell ID < script`: every byte of the script is there at once, before the sandbox's
+ * shell on its fresh terminal has set up its line editing (which may drop what came before). The
+ * user expects what `ssh host < script` does: every line runs, once, in order, and the command
+ * ends with the script's status. Nothing here holds input back: the product must. Runs the built
+ * CLI (`npm run build`) against a real node with crun sandboxes.
+ */
+let node: ServedNode;
+beforeAll(async () => {
+  node = await serveNode({ dataDir: tempDir('shell-pipe-node') });
+}, 120_000);
+afterAll(async () => {
+  await node?.stop();
+});
+
+/** Three lines whose output (not their echo on the terminal) says which ran, then an exit. */
+const SCRIPT = 'echo first-$((0+1))\necho second-$((1+1))\necho third-$((1+2))\nexit 7\n';
+const RAN = /(?:first-1|second-2|third-3)(?=\r?\n)/g;
+
+/**
+ * Runs `alacarte shell ID` with stdin read from a file, as `alacarte shell ID < script` does; killed
+ * after 90 s (code null), so a shell left waiting for lines it lost fails the test instead of hanging.
+ */
+function shellFromFile(id: string, env: { home: string; url: string }, script: string) {
+  const file = join(env.home, 'script.sh');
+  writeFileSync(file, script);
+  const fd = openSync(file, 'r');
+  const child = spawn(process.execPath, [CLI, 'shell', id], {
+    stdio: [fd, 'pipe', 'pipe'],
+    env: { ...process.env, ALACARTE_HOME: env.home, ALACARTE_URL: env.url },
+  });
+  closeSync(fd);
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (b: Buffer) => {
+    stdout += b.toString();
+  });
+  child.stderr?.on('data', (b: Buffer) => {
+    stderr += b.toString();
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
+  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe('alacarte shell with piped input', { timeout: 300_000 }, () => {
+  it('runs every line of a script redirected from a file once, in order, and exits with its status', async () => {
+    const me = { home: tempDir('shell-pipe-home'), url: node.url };
+    await runJson(['wallet', 'topup', '100'], me);
+    const lease = await runJson<{ id: string }>(['rent', '--offer', 'small', '--for', '10m'], me);
+    // Each session is a fresh shell on a fresh terminal: the race is at every start.
+    for (let session = 0; session < 5; session++) {
+      const r = await shellFromFile(lease.id, me, SCRIPT);
+      expect({ ran: r.stdout.match(RAN), code: r.code }, r.stdout + r.stderr).toEqual({
+        ran: ['first-1', 'second-2', 'third-3'],
+        code: 7,
+      });
+      // The terminal shows the script's lines as typed, and no line the user did not send.
+      expect(r.stdout.match(/echo \S+/g)).toEqual([
+        'echo first-$((0+1))',
+        'echo second-$((1+1))',
+        'echo third-$((1+2))',
+      ]);
+    }
+    await runCli(['stop', lease.id], me);
+  });
+
+  it('runs every line even when the shell start-up takes what reached the terminal early', async () => {
+    // As a profile that queries the terminal does, the interactive shell's start-up file ($ENV)
+    // reads whatever input is there a second after it starts; the shell's own line editing only
+    // comes after. Input sent before the shell reads is lost here every time, not only under load.
+    const me = { home: tempDir('shell-pipe-home'), url: node.url };
+    await runJson(['wallet', 'topup', '100'], me);
+    const rent = ['rent', '--offer', 'small', '--for', '10m', '--env', 'ENV=/root/.shrc'];
+    const lease = await runJson<{ id: string }>(rent, me);
+    const startup = await runCli(['exec', lease.id, '--', 'sh', '-c', 'cat > /root/.shrc'], me, {
+      input: 'sleep 1\nwhile read -t 1 line; do :; done\n',
+    });
+    expect(startup.code).toBe(0);
+    const r = await shellFromFile(lease.id, me, SCRIPT);
+    expect({ ran: r.stdout.match(RAN), code: r.code }, r.stdout + r.stderr).toEqual({
+      ran: ['first-1', 'second-2', 'third-3'],
+      code: 7,
+    });
+    await runCli(['stop', lease.id], me);
+  });
+
+  it('runs a script written into a pipe at once, and ends at the end of input with status 0', async () => {
+    const me = { home: tempDir('shell-pipe-home'), url: node.url };
+    await runJson(['wallet', 'topup', '100'], me);
+    const lease = await runJson<{ id: string }>(['rent', '--offer', 'small', '--for', '10m'], me);
+    for (let session = 0; session < 3; session++) {
+      // Written whole into the pipe and closed: no exit, so the end of input ends the shell.
+      const r = await runCli(['shell', lease.id], me, { input: SCRIPT.replace('exit 7\n', '') });
+      expect({ ran: r.stdout.match(RAN), code: r.code }, r.stdout + r.stderr).toEqual({
+        ran: ['first-1', 'second-2', 'third-3'],
+        code: 0,
+      });
+    }
+    await runCli(['stop', lease.id], me);
+  });
+});
