@@ -97,6 +97,37 @@ describe('alacarte shell with piped input', { timeout: 300_000 }, () => {
     await runCli(['stop', lease.id], me);
   });
 
+  it('says why when the node refuses a terminal, with exit code 1 rather than a silent 0', async () => {
+    const me = { home: tempDir('shell-pipe-home'), url: node.url };
+    await runJson(['wallet', 'topup', '100'], me);
+    const lease = await runJson<{ id: string }>(['rent', '--offer', 'small', '--for', '10m'], me);
+    // Four shells hold the lease's four terminals, their input still open.
+    const holders = [1, 2, 3, 4].map(() => {
+      const child = spawn(process.execPath, [CLI, 'shell', lease.id], {
+        env: { ...process.env, ALACARTE_HOME: me.home, ALACARTE_URL: me.url },
+      });
+      let out = '';
+      child.stdout.on('data', (b: Buffer) => {
+        out += b.toString();
+      });
+      const closed = new Promise<number | null>((resolve) => child.once('close', resolve));
+      return { child, shown: () => out, closed };
+    });
+    try {
+      // A prompt shows once the shell reads: its terminal is taken.
+      for (const h of holders) await expect.poll(h.shown, { timeout: 90_000, interval: 100 }).toMatch(/# /);
+      const refused = await runCli(['shell', lease.id], me, { input: 'echo never\n' });
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain('the node closed the terminal: at most 4 terminals at once per lease');
+      expect(refused.stdout).not.toContain('never');
+    } finally {
+      // Their input ends: each shell ends as with Ctrl-D, status 0.
+      for (const h of holders) h.child.stdin.end();
+      expect(await Promise.all(holders.map((h) => h.closed))).toEqual([0, 0, 0, 0]);
+    }
+    await runCli(['stop', lease.id], me);
+  });
+
   it('runs a script written into a pipe at once, and ends at the end of input with status 0', async () => {
     const me = { home: tempDir('shell-pipe-home'), url: node.url };
     await runJson(['wallet', 'topup', '100'], me);
