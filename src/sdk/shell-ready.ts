@@ -68,8 +68,9 @@ const MAX_BACKOFF = 8;
 export function untilShellReads(terminal: Duplex, options: ShellReadyOptions = {}): Promise<ShellReadiness> {
   const { timeoutMs = 60_000, retypeMs = 1000 } = options;
   const nonce = randomBytes(6).toString('hex');
-  // Binary-safe and one character per byte: what follows the answer goes back unchanged.
-  const answer = new RegExp(`${PROBE_PREFIX}${PROBE_REST}-${nonce}-(\\d+)\\r?\\n`, 'g');
+  // Binary-safe and one character per byte: what follows the answer goes back unchanged. A line
+  // may end in \r\r\n (runc's terminal in the sandbox adds a \r of its own to the shell's \r\n).
+  const answer = new RegExp(`${PROBE_PREFIX}${PROBE_REST}-${nonce}-(\\d+)\\r*\\n`, 'g');
   const started = Date.now();
   let typed = 0;
   let answered = 0;

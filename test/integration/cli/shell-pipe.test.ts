@@ -22,7 +22,7 @@ afterAll(async () => {
 
 /** Three lines whose output (not their echo on the terminal) says which ran, then an exit. */
 const SCRIPT = 'echo first-$((0+1))\necho second-$((1+1))\necho third-$((1+2))\nexit 7\n';
-const RAN = /(?:first-1|second-2|third-3)(?=\r?\n)/g;
+const RAN = /(?:first-1|second-2|third-3)(?=\r*\n)/g;
 
 /**
  * Runs `alacarte shell ID` with stdin read from a file, as `alacarte shell ID < script` does; killed

@@ -13,6 +13,8 @@ class FakeShell extends Duplex {
   deaf = false;
   slow = false;
   bytewise = false;
+  /** How its lines end: runc's terminal shows \r\r\n. */
+  eol = '\r\n';
   /** Every line the shell read and ran, in order. */
   readonly ran: string[] = [];
   private partial = '';
@@ -51,7 +53,7 @@ class FakeShell extends Duplex {
     this.partial = this.partial.slice(nl + 1);
     this.ran.push(line);
     const echo = /^ ?echo (.*)$/.exec(line);
-    this.show(`${line}\r\n${echo ? `${echo[1]?.replaceAll('""', '')}\r\n` : ''}/ # `);
+    this.show(`${line}${this.eol}${echo ? `${echo[1]?.replaceAll('""', '')}${this.eol}` : ''}/ # `);
     setTimeout(() => this.runLines(), 5);
   }
 }
@@ -101,6 +103,13 @@ describe('untilShellReads', () => {
     shell.bytewise = true;
     const readiness = await untilShellReads(shell, { retypeMs: 5000, timeoutMs: 5000 });
     expect(readiness).toEqual({ ready: true });
+    expect(await readFor(shell, 50)).toBe('/ # ');
+  });
+
+  it('takes an answer whose line ends in \\r\\r\\n, as on a runc terminal', async () => {
+    const shell = new FakeShell();
+    shell.eol = '\r\r\n';
+    await untilShellReads(shell, { retypeMs: 5000, timeoutMs: 2000 });
     expect(await readFor(shell, 50)).toBe('/ # ');
   });
 
