@@ -2,8 +2,20 @@ import type { Alacarte } from '../../sdk/client.js';
 import { type ShellReadyOptions, untilShellReads } from '../../sdk/shell-ready.js';
 import type { Io } from './ui.js';
 
-/** Ctrl-D: on a terminal at the start of a line, the end of the shell's input. */
-const END_OF_INPUT = Buffer.from([0x04]);
+/**
+ * What ends piped input: the last line finished (a script's last line may lack its newline), then
+ * Ctrl-D, then ` exit` (a leading space keeps it out of a bash history that ignores such lines).
+ * Ctrl-D alone is not enough: one that reaches the terminal while the shell runs a command, behind
+ * lines it has not read yet, is taken by the terminal's own line discipline and never reaches the
+ * shell (seen about one time in four with busybox ash: the shell then waited at its prompt for
+ * ever). `exit` is a line, read as any other; without a status it exits with the last command's,
+ * as Ctrl-D does. When Ctrl-D did end the shell, nothing reads the rest; when it ended a program
+ * that read the terminal (`cat`), `exit` ends the shell, as a person would type it.
+ */
+function endOfInput(lastByte: number | undefined): Buffer {
+  const finish = lastByte === undefined || lastByte === 0x0a || lastByte === 0x0d ? '' : '\n';
+  return Buffer.from(`${finish}\x04 exit\n`);
+}
 
 /**
  * A shell in a sandbox, on a terminal there. From a local terminal it is interactive: the local
@@ -11,7 +23,7 @@ const END_OF_INPUT = Buffer.from([0x04]);
  * and the terminal is restored however it ends. From a pipe or a file (`alacarte shell ID <
  * script`) every line runs once, in order: nothing is sent before the shell is shown to read
  * (sdk/shell-ready.ts; what the terminal showed until then is not shown), and the end of input
- * ends the shell as Ctrl-D does. Resolves with the shell's exit status; throws when the node
+ * ends the shell as Ctrl-D and `exit` do ({@link endOfInput}). Resolves with the shell's exit status; throws when the node
  * closes the terminal for another reason (too many terminals, the node going away) or the shell
  * does not read within `ready.timeoutMs` (then none of the input was sent).
  */
@@ -50,11 +62,15 @@ export async function runShell(
       terminal.once('close', resolve);
       terminal.once('error', reject);
       terminal.resume();
-      stdin.on('data', (chunk: Buffer) => terminal.write(chunk));
+      let lastByte: number | undefined;
+      stdin.on('data', (chunk: Buffer) => {
+        lastByte = chunk.at(-1) ?? lastByte;
+        terminal.write(chunk);
+      });
       // The attach socket has no half-close: ending it ends the shell, output and all. Input piped in
-      // (`alacarte shell ID < script`) ends as a typed Ctrl-D does, so the shell reads it all, runs
-      // it and exits with its own status, as `ssh host < script` does.
-      stdin.once('end', () => (raw ? terminal.end() : terminal.write(END_OF_INPUT)));
+      // (`alacarte shell ID < script`) ends as typed Ctrl-D and `exit` do, so the shell reads it all,
+      // runs it and exits with its own status, as `ssh host < script` does.
+      stdin.once('end', () => (raw ? terminal.end() : terminal.write(endOfInput(lastByte))));
       stdin.resume();
     });
   } finally {
