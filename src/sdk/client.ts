@@ -222,7 +222,11 @@ export class Alacarte {
     return answer.body as unknown as BackgroundExec;
   }
 
-  /** An interactive TTY in the sandbox, as a duplex byte stream (see LeaseTerminal). */
+  /**
+   * An interactive TTY in the sandbox, as a duplex byte stream (see LeaseTerminal). Input that no
+   * person types (a script, a program) may be dropped by a shell that has not set up its line
+   * editing yet: send it after `untilShellReads(terminal)` (shell-ready.ts).
+   */
   async attach(
     id: string,
     options: { cols?: number; rows?: number; token?: string } = {},

@@ -13,4 +13,10 @@ export {
 } from './errors.js';
 export { type FileData, type FileDownload, LeaseFilesClient, type WriteFileOptions } from './files.js';
 export { LeaseBook, type LeaseBookEntry } from './lease-book.js';
+export {
+  ShellNotReadyError,
+  type ShellReadiness,
+  type ShellReadyOptions,
+  untilShellReads,
+} from './shell-ready.js';
 export type * from './types.js';

@@ -126,8 +126,8 @@ ${COMMON}`,
 
 Opens an interactive shell in the sandbox (raw terminal, window size follows yours). Leave it
 with 'exit' or Ctrl-D; the command exits with the shell's status. Input piped in is typed into
-the shell (prompts and echo included) and ends it as Ctrl-D does; for a script's output alone,
-use alacarte exec ID -- sh -s < script.sh.
+the shell once it reads (every line runs, once, in order; prompts and echo are shown) and ends
+it as Ctrl-D and 'exit' do; for a script's output alone, use alacarte exec ID -- sh -s < script.sh.
 
 Examples:
   alacarte shell lse_123
