@@ -33,9 +33,10 @@ const CLIENTS = 8;
 const BURST = 100;
 /**
  * Leases rented and stopped (8 renters) before anything is measured: the node then runs the paid
- * path's code as a server that has been up a while does (V8 optimizes a function after some
- * hundreds of calls; with 4 leases first, a burst ran mostly unoptimized code: the node's thread
- * spent ~1.5× the CPU, bench/PROFILES.md session 9). LOAD_WARM=4 measures a node just started.
+ * path's code as a server that has been up a while does (V8 optimizes a function only after many
+ * calls). How much it matters varies: a burst's thread CPU 340–370 ms after 4 leases against
+ * 220–240 after 400 on a loaded host, within the noise on a quieter one (bench/PROFILES.md,
+ * session 9). LOAD_WARM=4 measures a node just started.
  */
 const WARM = Number(process.env.LOAD_WARM ?? 400);
 
@@ -362,7 +363,7 @@ async function main() {
           `(sandbox removal inside the stop's answer, every host program forked from Node, a fixed pool of 2 made ahead); **after** = now ` +
           `(stop kills the sandbox and answers, removal queued; host programs through one busybox shell; the pool follows demand). `) +
       `The renters use node:http with keep-alive connections. ` +
-      `Before anything is measured, each node serves ${WARM} leases (8 renters) and removes their sandboxes: it runs the paid path as a server that has been up a while (V8 has optimized it); \`LOAD_WARM=4\` measures a node just started. ` +
+      `Before anything is measured, each node serves ${WARM} leases (8 renters) and removes their sandboxes: it runs the paid path as a server that has been up a while does; \`LOAD_WARM=4\` measures a node just started. ` +
       `Each variant runs in its own process, in the order before, after, after, before; each figure is the mean of its variant's two runs. Machine load (1-min average) at start ${loadBefore.toFixed(1)}, at end ${loadavg()[0].toFixed(1)}: the host is shared, compare within this run.`,
     '',
     '| create → first command answered | before p50 / p95 | after p50 / p95 | after ÷ before (p50) |',
