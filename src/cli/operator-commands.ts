@@ -188,12 +188,19 @@ async function serveLocked(config: Config): Promise<number> {
   // process outright (between the banner's first line and the handlers, a test caught it) and
   // left them mounted until the next start. A signal during listen() stops right after it.
   const stopRequested = new Promise<void>((resolve) => {
+    const onInt = () => stop('SIGINT');
+    const onTerm = () => stop('SIGTERM');
     const stop = (signal: string) => {
+      // A second signal of either kind ends the process at once (the default action), as the
+      // crun README says; the next start removes what this shutdown had not. (With one handler
+      // per kind left, a SIGINT after a SIGTERM was ignored, a SIGTERM after a SIGINT was not.)
+      process.off('SIGINT', onInt);
+      process.off('SIGTERM', onTerm);
       process.stdout.write(`alacarte: ${signal}, stopping\n`);
       resolve();
     };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', onInt);
+    process.once('SIGTERM', onTerm);
   });
   const { url, mintUrl, ssh } = await node.listen().catch(async (err: unknown) => {
     await node.close().catch(() => undefined);

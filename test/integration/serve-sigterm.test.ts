@@ -303,42 +303,55 @@ describe.skipIf(!crunReady)('serve (crun) on SIGTERM', { timeout: 180_000 }, () 
     }
   });
 
-  it('a second SIGTERM during shutdown leaves nothing the next start does not sweep', async () => {
-    const server = await nodeProcess.start();
-    await untilMakingBegins();
-    // The second signal as soon as the node says it is stopping: its shutdown is under way.
-    server.process.stdout.on('data', (b: Buffer) => {
-      if (b.toString().includes('stopping') && server.process.exitCode === null)
-        server.process.kill('SIGTERM');
-    });
-    server.process.kill('SIGTERM');
-    const exited = await server.stop('SIGTERM');
-    nodeProcess.server = undefined;
-    // Ended by the second signal, or done before it came.
-    expect([0, null]).toContain(exited);
-    const leased = new Set(leaseLinks().values());
-    const cutShort = leftFor(leased);
-    const again = await nodeProcess.start();
-    // The next node removed all of it before it listened.
-    const mounted = mountsUnder(realpathSync(nodeProcess.dataDir));
-    expect(cutShort.mounts.filter((m) => mounted.includes(m))).toEqual([]);
-    const known = containers();
-    expect(cutShort.containers.filter((n) => known.has(n))).toEqual([]);
-    expect(cutShort.dirs.filter((n) => sandboxDirs().includes(n))).toEqual([]);
-    await untilPoolFull(new Set(leaseLinks().values()));
-    // Every lease stopped: the last node on the data directory leaves nothing at all.
-    for (const [id, token] of rented) {
-      const stop = await postJson(
-        `${again.url}/v1/leases/${id}`,
-        undefined,
-        { authorization: `Bearer ${token}` },
-        'DELETE',
+  it.each([
+    ['SIGTERM', 'SIGTERM'],
+    ['SIGTERM', 'SIGINT'],
+    ['SIGINT', 'SIGTERM'],
+  ] as const)(
+    'a %s then a %s during shutdown leave nothing the next start does not sweep',
+    async (first, second) => {
+      const server = await nodeProcess.start();
+      await untilMakingBegins();
+      // The second signal once the node says it is stopping (its handler has run; its shutdown,
+      // which waits for the making under way, is not done): it ends the process at once, whatever
+      // its kind (none is ignored).
+      const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+        server.process.once('exit', (code, signal) => resolve({ code, signal })),
       );
-      expect(stop.status, JSON.stringify(stop.body)).toBe(200);
-    }
-    // A stop's removal follows its answer (src/leases/teardown-queue.ts).
-    expect(await waitFor(() => leaseLinks().size === 0, 30_000)).toBe(true);
-    expectCleanStop(await sigterm());
-    expect(leftFor(new Set())).toEqual({ mounts: [], containers: [], dirs: [] });
-  });
+      let secondSent = false;
+      server.process.stdout.on('data', (b: Buffer) => {
+        if (b.toString().includes('stopping') && server.process.exitCode === null && !secondSent) {
+          secondSent = true;
+          server.process.kill(second);
+        }
+      });
+      server.process.kill(first);
+      expect(await ended).toEqual({ code: null, signal: second });
+      nodeProcess.server = undefined;
+      const leased = new Set(leaseLinks().values());
+      const cutShort = leftFor(leased);
+      const again = await nodeProcess.start();
+      // The next node removed all of it before it listened.
+      const mounted = mountsUnder(realpathSync(nodeProcess.dataDir));
+      expect(cutShort.mounts.filter((m) => mounted.includes(m))).toEqual([]);
+      const known = containers();
+      expect(cutShort.containers.filter((n) => known.has(n))).toEqual([]);
+      expect(cutShort.dirs.filter((n) => sandboxDirs().includes(n))).toEqual([]);
+      await untilPoolFull(new Set(leaseLinks().values()));
+      // Every lease stopped: the last node on the data directory leaves nothing at all.
+      for (const [id, token] of rented) {
+        const stop = await postJson(
+          `${again.url}/v1/leases/${id}`,
+          undefined,
+          { authorization: `Bearer ${token}` },
+          'DELETE',
+        );
+        expect(stop.status, JSON.stringify(stop.body)).toBe(200);
+      }
+      // A stop's removal follows its answer (src/leases/teardown-queue.ts).
+      expect(await waitFor(() => leaseLinks().size === 0, 30_000)).toBe(true);
+      expectCleanStop(await sigterm());
+      expect(leftFor(new Set())).toEqual({ mounts: [], containers: [], dirs: [] });
+    },
+  );
 });
