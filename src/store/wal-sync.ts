@@ -27,9 +27,14 @@ export class WalSync {
   /** `sqlite`: the node's connection to a database file in WAL mode (its log is `<file>-wal`). */
   constructor(private readonly sqlite: SQLite.Database) {}
 
-  /** For a store that is a file (not `:memory:`, not read-only): in memory nothing is durable anyway. */
+  /**
+   * For a store that is a file (not `:memory:`, not read-only: in memory nothing is durable anyway)
+   * in WAL mode (in a rollback-journal mode NORMAL would make no log to sync): else undefined, and
+   * its commits keep their fsync.
+   */
   static for(sqlite: SQLite.Database): WalSync | undefined {
     if (sqlite.memory || sqlite.name === '' || sqlite.readonly) return undefined;
+    if (String(sqlite.pragma('journal_mode', { simple: true })).toLowerCase() !== 'wal') return undefined;
     return new WalSync(sqlite);
   }
 

@@ -138,9 +138,15 @@ describe('GroupCommit with the log synced off the thread (WalSync)', () => {
     await s.close();
   });
 
-  it('is not used for a store in memory', () => {
+  it('is used only for a store on disk in WAL mode', () => {
     const mem = new SQLite(':memory:');
     expect(WalSync.for(mem)).toBeUndefined();
     mem.close();
+    const journal = new SQLite(join(dir, 'rollback-journal.sqlite'));
+    journal.pragma('journal_mode = DELETE');
+    expect(WalSync.for(journal)).toBeUndefined();
+    journal.pragma('journal_mode = WAL');
+    expect(WalSync.for(journal)).toBeInstanceOf(WalSync);
+    journal.close();
   });
 });
