@@ -3,6 +3,7 @@ import {
   chmodSync,
   chownSync,
   closeSync,
+  existsSync,
   constants as fsConstants,
   lstatSync,
   mkdirSync,
@@ -806,8 +807,11 @@ export class CrunDriver implements ComputeDriver {
       const name = readLink(join(this.paths.runtimeDir, entry));
       if (name !== undefined) leased.add(name);
     }
+    // Only what this driver's pool began making and never handed out or removed: another driver
+    // over the same directories (a node started beside this one) has sandboxes of its own there.
+    const mine = this.pool.unsettledNames();
     const kept = (name: string) =>
-      leased.has(name) || this.pool.holds(name) || [...this.names.values()].includes(name);
+      !mine.has(name) || leased.has(name) || this.pool.holds(name) || [...this.names.values()].includes(name);
     for (const c of await this.containers()) {
       if (kept(c.name)) continue;
       this.log.info(`alacarte: removing container ${c.name}, made ahead for nobody (${c.status})`);
@@ -818,7 +822,7 @@ export class CrunDriver implements ComputeDriver {
       if (!LayerPool.isPoolName(entry) || kept(entry)) continue;
       await destroyDir(join(this.paths.runtimeDir, entry), this.paths.busybox).catch(() => {});
     }
-    sweepRunState(this.paths.runState, this.paths.runtimeDir, (n) => !LayerPool.isPoolName(n) || kept(n));
+    sweepRunState(this.paths.runState, this.paths.runtimeDir, kept);
   }
 
   /** close() has run (it may run again: the run state is let go of once). */
@@ -1124,6 +1128,9 @@ export class CrunDriver implements ComputeDriver {
     this.lxcfsDevices.delete(warm.name);
     let pid: number;
     try {
+      // Its run state too (a tmpfs entry): a sweep by another driver over the same directories can
+      // remove it while init still runs, and start() then fails on the lease's files.
+      if (!existsSync(join(warm.dir, 'run', START_FIFO))) return false;
       pid = Number.parseInt(readFileSync(join(warm.dir, 'init.pid'), 'utf8'), 10);
       if (!readFileSync(`/proc/${pid}/cgroup`, 'utf8').includes(`:${this.cgroupOf(warm.name)}\n`))
         return false;

@@ -111,6 +111,9 @@ export class StaleImageError extends Error {
   }
 }
 
+/** Names of its makings a pool remembers for close()'s sweep (13 bytes each). */
+const MAX_UNSETTLED = 10_000;
+
 /** Makings a take tries when the image keeps changing under it, before it gives up. */
 const MAX_STALE_RETRIES = 3;
 
@@ -154,6 +157,13 @@ export class LayerPool {
    * earlier count may show the old tree, and is dropped instead of handed out.
    */
   private readonly generations = new Map<string, number>();
+  /**
+   * Names this pool began making and did not hand to a take (removed ones too: a program the
+   * removal outran may still create its container): the only sandboxes close() may sweep as made
+   * for nobody. Another driver over the same directories has its own. At most MAX_UNSETTLED, the
+   * oldest dropped.
+   */
+  private readonly unsettled = new Set<string>();
   private readonly trimTimer: NodeJS.Timeout;
   private trimming: Promise<void> | undefined;
   private closed = false;
@@ -258,6 +268,11 @@ export class LayerPool {
   /** Resolves once no refill is under way (for tests and benchmarks). */
   async settled(): Promise<void> {
     while (this.filling.size > 0) await Promise.allSettled([...this.filling.values()]);
+  }
+
+  /** Names this pool began making and did not hand to a take (see `unsettled`). */
+  unsettledNames(): ReadonlySet<string> {
+    return this.unsettled;
   }
 
   /** True for a container name this pool holds right now (so list() leaves it alone). */
@@ -466,6 +481,11 @@ export class LayerPool {
     const generation = this.generations.get(image) ?? 0;
     const name = `w${randomBytes(6).toString('hex')}`;
     this.making.add(name);
+    if (this.unsettled.size >= MAX_UNSETTLED) {
+      const oldest = this.unsettled.values().next().value;
+      if (oldest !== undefined) this.unsettled.delete(oldest);
+    }
+    this.unsettled.add(name);
     try {
       const warm = await this.make(name, join(runtimeDir, name), image, diskMib);
       if ((this.generations.get(image) ?? 0) !== generation) {
@@ -474,6 +494,7 @@ export class LayerPool {
         throw new StaleImageError(image);
       }
       claim(warm);
+      this.unsettled.delete(name);
       return warm;
     } finally {
       this.making.delete(name);
@@ -532,7 +553,11 @@ export class LayerPool {
       throw e;
     });
     const warm = { dir, name };
-    if (r.code === 97) throw new Error(`a sandbox directory ${name} exists already`);
+    if (r.code === 97) {
+      // Not ours to remove, ever.
+      this.unsettled.delete(name);
+      throw new Error(`a sandbox directory ${name} exists already`);
+    }
     if (r.code !== 0) {
       await destroyDir(dir, busybox);
       throw new Error(`mounting the writable layer failed: ${r.stderr.trim()}`);

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, realpathSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { SandboxId } from '../../../src/drivers/compute-driver.js';
@@ -35,6 +35,36 @@ if (crunSkipReason) {
         expect(cgroupParentsOf(instance)).toEqual([]);
       } finally {
         await removeDriverFiles(t.options, t.base);
+      }
+    }, 120_000);
+
+    it('takes another made-ahead sandbox when one lost its run state while its init still runs', async () => {
+      const t = await makeCrunTarget({ warmLayers: 2 });
+      try {
+        const limits = { vcpu: 0.1, memoryMib: 64, pids: 32, diskMib: 8 };
+        t.driver.prewarm('busybox', limits.diskMib);
+        const pool = (t.driver as unknown as { pool: { waiting(i: string, d: number): number } }).pool;
+        for (let i = 0; i < 600 && pool.waiting('busybox', limits.diskMib) < 2; i++)
+          await new Promise((r) => setTimeout(r, 100));
+        const madeAhead = readdirSync(join(t.base, 'rt')).filter((n) => /^w[0-9a-f]{12}$/.test(n));
+        expect(madeAhead).toHaveLength(2);
+        // What a sweep by another driver over the same directories can leave: init alive, no run state.
+        for (const name of madeAhead)
+          rmSync(realpathSync(join(t.base, 'rt', name, 'run')), { recursive: true });
+        const s = await t.driver.start(
+          { leaseId: newLeaseId() as SandboxId, image: 'busybox' },
+          limits,
+          new Date(Date.now() + 600_000),
+        );
+        const r = await t.driver.exec(s, {
+          command: ['echo', 'started'],
+          timeoutMs: 20_000,
+          maxOutputBytes: 1024,
+        });
+        expect(r.stdout.toString()).toBe('started\n');
+        await t.driver.stop(s);
+      } finally {
+        await t.dispose();
       }
     }, 120_000);
   });
