@@ -790,8 +790,8 @@ export class CrunDriver implements ComputeDriver {
   }
 
   /**
-   * Removes every container and sandbox directory of a pool name that no lease links to and that
-   * neither the pool nor a start of this process holds: what was made ahead for nobody and is no
+   * Removes every container and sandbox directory this driver's pool made and never handed to a
+   * take, and that it no longer holds: what was made ahead for nobody and is no
    * longer in the pool's hands, i.e. a making whose helper programs were killed under it (a signal
    * to every process of the service, as systemd sends: the shell that ran them died, the making
    * failed without knowing how far its programs got, and one of them, out of the signal's reach,
@@ -801,17 +801,10 @@ export class CrunDriver implements ComputeDriver {
    */
   private async sweepMadeForNobody(): Promise<void> {
     const entries = readdirSync(this.paths.runtimeDir);
-    const leased = new Set<string>();
-    for (const entry of entries) {
-      if (!SANDBOX_ID_PATTERN.test(entry) || LayerPool.isPoolName(entry)) continue;
-      const name = readLink(join(this.paths.runtimeDir, entry));
-      if (name !== undefined) leased.add(name);
-    }
-    // Only what this driver's pool began making and never handed out or removed: another driver
-    // over the same directories (a node started beside this one) has sandboxes of its own there.
+    // Only what this driver's pool began making and never handed to a take (a lease's sandbox is
+    // never among them): another driver over the same directories has sandboxes of its own there.
     const mine = this.pool.unsettledNames();
-    const kept = (name: string) =>
-      !mine.has(name) || leased.has(name) || this.pool.holds(name) || [...this.names.values()].includes(name);
+    const kept = (name: string) => !mine.has(name) || this.pool.holds(name);
     for (const c of await this.containers()) {
       if (kept(c.name)) continue;
       this.log.info(`alacarte: removing container ${c.name}, made ahead for nobody (${c.status})`);

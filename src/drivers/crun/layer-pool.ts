@@ -185,7 +185,12 @@ export class LayerPool {
    * making), so that no list() in between takes it for a leftover. The caller calls
    * replenish() once its start is done, so that refilling never competes with the start it serves.
    */
-  async take(image: string, diskMib: number, claim: (warm: WarmSandbox) => void): Promise<WarmSandbox> {
+  async take(image: string, diskMib: number, claimed: (warm: WarmSandbox) => void): Promise<WarmSandbox> {
+    // Handed to a take, whichever way: no longer the pool's to sweep (see `unsettled`).
+    const claim = (warm: WarmSandbox) => {
+      this.unsettled.delete(warm.name);
+      claimed(warm);
+    };
     const key = `${image}-${diskMib}`;
     this.noteTake(key);
     this.lastTake.set(key, this.now());
@@ -494,7 +499,6 @@ export class LayerPool {
         throw new StaleImageError(image);
       }
       claim(warm);
-      this.unsettled.delete(name);
       return warm;
     } finally {
       this.making.delete(name);
