@@ -1,13 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import type { Worker } from 'node:worker_threads';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { hexToBytes, parsePoint, verifyDleq } from '../../../src/mint/crypto/index.js';
 import { MintError } from '../../../src/mint/errors.js';
 import type { BlindSignature, KeysetKeys } from '../../../src/mint/types.js';
 import {
-  createTestMint,
   createTestServer,
   mintProofs,
+  mintsClosedAfterEach,
   type PreparedOutput,
   prepareOutputs,
   type TestMint,
@@ -15,16 +15,7 @@ import {
   yOf,
 } from './harness.js';
 
-const opened: TestMint[] = [];
-afterEach(async () => {
-  for (const t of opened.splice(0)) await t.close();
-});
-
-async function open(opts: Parameters<typeof createTestMint>[0]): Promise<TestMint> {
-  const t = await createTestMint(opts);
-  opened.push(t);
-  return t;
-}
+const open = mintsClosedAfterEach();
 
 function codeOf(result: PromiseSettledResult<unknown>): number | 'ok' {
   if (result.status === 'fulfilled') return 'ok';

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Kysely } from 'kysely';
+import { afterEach } from 'vitest';
 import { buildApp } from '../../../src/http/app.js';
 import {
   FakeLightningBackend,
@@ -162,4 +163,20 @@ export async function mintProofs(t: TestMint, amounts: number[]): Promise<Proof[
   const prepared = prepareOutputs(keyset.id, amounts);
   const { signatures } = await t.mint.mint({ quote: quote.quote, outputs: prepared.map((p) => p.output) });
   return unblind(prepared, signatures, keyset.keys);
+}
+
+/**
+ * createTestMint for a test file whose mints are closed after each test: call once at the top of
+ * the file (it registers the afterEach), then open mints with what it returns.
+ */
+export function mintsClosedAfterEach(): (opts: Parameters<typeof createTestMint>[0]) => Promise<TestMint> {
+  const opened: TestMint[] = [];
+  afterEach(async () => {
+    for (const t of opened.splice(0)) await t.close();
+  });
+  return async (opts) => {
+    const t = await createTestMint(opts);
+    opened.push(t);
+    return t;
+  };
 }

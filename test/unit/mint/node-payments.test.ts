@@ -1,25 +1,16 @@
 import { randomBytes } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { MintError } from '../../../src/mint/errors.js';
 import type { NodePayments, UnblindedItem } from '../../../src/mint/node-payments.js';
 import type { Proof } from '../../../src/mint/types.js';
-import { createTestMint, mintProofs, prepareOutputs, split, type TestMint, yOf } from './harness.js';
+import { mintProofs, mintsClosedAfterEach, prepareOutputs, split, type TestMint, yOf } from './harness.js';
 
 /**
  * The mint as the node's lease service uses it (node-payments.ts), with the curve work of its
  * payments on the mint's curve threads: verification of what a rent pays, signing of change and
  * refunds ahead of the transaction that books them.
  */
-const opened: TestMint[] = [];
-afterEach(async () => {
-  for (const t of opened.splice(0)) await t.close();
-});
-
-async function open(opts: Parameters<typeof createTestMint>[0]): Promise<TestMint> {
-  const t = await createTestMint(opts);
-  opened.push(t);
-  return t;
-}
+const open = mintsClosedAfterEach();
 
 async function states(t: TestMint, proofs: readonly Proof[]): Promise<string[]> {
   return (await t.mint.checkState(proofs.map((p) => yOf(p.secret)))).states.map((s) => s.state);
