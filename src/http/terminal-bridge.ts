@@ -44,7 +44,9 @@ export type TerminalInput =
  * message (a confused client, a page script) run commands in the shell.
  */
 export function terminalInput(data: RawData, isBinary: boolean): TerminalInput {
-  const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+  // ws hands binary frames over as Buffers already (binaryType 'nodebuffer'): a copy here would
+  // double the garbage a flood of input makes before the socket is paused.
+  const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
   if (isBinary) return bytes.length > 0 ? { kind: 'bytes', bytes } : { kind: 'ignored' };
   const size = parseResize(bytes.toString('utf8'));
   return size ? { kind: 'resize', size } : { kind: 'ignored' };

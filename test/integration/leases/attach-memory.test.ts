@@ -12,7 +12,16 @@ import { socketKeyboard, typeUntil, waitForShell } from '../../helpers/terminal.
  * resident memory can be read from /proc while a client floods it.
  */
 const MiB = 1024 * 1024;
+/** What the node may take off the socket and keep (terminal input it accepted but has not delivered). */
 const ALLOWED_GROWTH = 50 * MiB;
+/**
+ * How far the resident memory of the node and its relays may rise. More than ALLOWED_GROWTH: the
+ * frames the node received and already passed on are garbage that V8 collects only after tens of
+ * MiB of them (external memory triggers a collection at ~64 MiB), and how far that goes depends on
+ * the host's load (CI saw 53 MiB, a quiet host 23-44). A node that buffers the flood grows by
+ * hundreds of MiB within two seconds (measured with the input back-pressure removed: +341 MiB).
+ */
+const ALLOWED_RSS_GROWTH = 96 * MiB;
 
 let server: ServedNode;
 let lease: { id: string; token: string };
@@ -107,7 +116,7 @@ async function waitFor(output: { text: string }, pattern: RegExp, ms = 30_000): 
 }
 
 describe('a client that floods a terminal cannot grow the node', () => {
-  it('attach, run `yes`, stop reading for 60 s: the node grows by less than 50 MiB', async () => {
+  it('attach, run `yes`, stop reading for 60 s: the node grows by less than 96 MiB', async () => {
     const pid = server.process.pid ?? 0;
     const { ws, output } = await attach();
     // Typed until answered: keys that come before the shell's line editing may be dropped.
@@ -123,7 +132,7 @@ describe('a client that floods a terminal cannot grow the node', () => {
       await sleep(1000);
       peak = Math.max(peak, treeRss(pid));
     }
-    expect(peak - before, `RSS grew from ${before} to ${peak}`).toBeLessThan(ALLOWED_GROWTH);
+    expect(peak - before, `RSS grew from ${before} to ${peak}`).toBeLessThan(ALLOWED_RSS_GROWTH);
 
     // The terminal still works once the client reads again.
     ws.resume();
@@ -163,7 +172,7 @@ describe('a client that floods a terminal cannot grow the node', () => {
     }
     await sleep(2000);
     peak = Math.max(peak, treeRss(pid));
-    expect(peak - before, `RSS grew from ${before} to ${peak}`).toBeLessThan(ALLOWED_GROWTH);
+    expect(peak - before, `RSS grew from ${before} to ${peak}`).toBeLessThan(ALLOWED_RSS_GROWTH);
     // Either the node stopped taking input (it waits in this client) or it ended the terminal.
     const held = sent - ws.bufferedAmount < ALLOWED_GROWTH;
     const ended = ws.readyState !== WebSocket.OPEN && (await closed) === 1000;
