@@ -89,12 +89,16 @@ exit 0`;
 /**
  * Kills every process whose environment carries `ALACARTE_EXEC=<tag>` (lxd-exec.ts): what an exec
  * started, in whatever session or process group, since LXD signals only the exec'd process itself.
- * Shell built-ins only (no fork), so it works while the tenant holds the pids limit; a few rounds
- * catch processes forked while the first round ran.
+ * Shell built-ins only (no fork), so it works while the tenant holds the pids limit. Rounds until
+ * one finds none, since a process not yet killed may fork into the slots the round frees (a fork
+ * bomb at its pids limit took more than five rounds on a loaded host, and what survived held the
+ * exec's output open); at most 100, then exit 1 (the driver runs it again).
  */
 export function killTagScript(): string {
   return `# alacarte: kill an exec's processes
-for round in 1 2 3 4 5; do
+round=0
+while [ $round -lt 100 ]; do
+  round=$((round + 1))
   n=0
   for p in /proc/[0-9]*; do
     while IFS= read -r -d "" v; do
@@ -103,6 +107,7 @@ for round in 1 2 3 4 5; do
   done 2>/dev/null
   [ $n = 0 ] && exit 0
 done
+exit 1
 `;
 }
 

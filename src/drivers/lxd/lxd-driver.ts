@@ -762,22 +762,28 @@ export class LxdDriver implements ComputeDriver {
 
   /** Kills everything an exec started (in-instance.ts); best effort, the instance may be gone. */
   private async killTag(leaseId: string, tag: string): Promise<void> {
-    await this.runBestEffort(leaseId, [IN_INSTANCE.busybox, 'sh', IN_INSTANCE.kill, tag]);
+    // The script exits 1 when its last round still found some (killTagScript): again, a few times.
+    for (let i = 0; i < 5; i++) {
+      if ((await this.runBestEffort(leaseId, [IN_INSTANCE.busybox, 'sh', IN_INSTANCE.kill, tag])) !== 1)
+        return;
+    }
   }
 
   /**
    * Runs one of the driver's own commands in the instance to its end, no input, its output read
    * and dropped; a failure (the instance gone already) is ignored, as the callers' work is then done.
+   * Resolves with the command's exit code, undefined when it could not run.
    */
-  private async runBestEffort(leaseId: string, command: string[]): Promise<void> {
+  private async runBestEffort(leaseId: string, command: string[]): Promise<number | undefined> {
     try {
       const p = await lxdExec(this.options.client, this.instanceName(leaseId), { command, env: {} });
       p.stdin.end();
       p.stdout?.resume();
       p.stderr?.resume();
-      await p.exited;
+      return await p.exited;
     } catch {
       // gone already
+      return undefined;
     }
   }
 
