@@ -57,7 +57,7 @@ try {
   await session?.post('Profiler.enable');
   await session?.post('Profiler.start');
   const r = await run(tokens.splice(-CYCLES), CLIENTS);
-  const summary = `${CYCLES} cycles, ${CLIENTS} renters: ${(CYCLES / r.seconds).toFixed(1)} cycles/s in ${r.seconds.toFixed(2)} s, rent p50 ${percentile(r.rent, 50).toFixed(1)} ms`;
+  const summary = `${CYCLES} cycles, ${CLIENTS} renters: ${(CYCLES / r.seconds).toFixed(1)} cycles/s in ${r.seconds.toFixed(2)} s, rent p50 ${percentile(r.rent, 50).toFixed(1)} ms, p99 ${percentile(r.rent, 99).toFixed(1)} ms`;
   if (perf) {
     const exited = new Promise((r) => perf.once('exit', r));
     perf.kill('SIGINT');

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DriverLogger } from './crun-options.js';
+import { type HostFs, hostFs } from './host-fs.js';
 import { START_FIFO, WAKE_FIFO } from './init-script.js';
 import { runProcess } from './run-process.js';
 
@@ -618,21 +619,29 @@ export function etcIsLink(imageRoot: string): boolean {
 
 /**
  * Unmounts whatever is mounted at or under dir (deepest first), then removes it; tolerant of
- * half-made dirs. One busybox shell does it all, off the node's thread: reading the host's mount
+ * half-made dirs. Off the node's thread: by the host file helper (host-fs.ts, system calls, no
+ * process per step) where it runs (`fs`, this host's by default; null for none), else by one busybox shell running
+ * DESTROY_SCRIPT; both do the same steps. Reading the host's mount
  * table costs milliseconds of kernel time per read on a host with a few thousand mounts (it was a
  * third of the node's thread per lease under load, bench/RESULTS.md), so the usual case (the
  * pool's two mounts, `rootfs` and `layer`) unmounts those and checks by device number that no
  * directory left under dir is on another file system; only then is the table read, to unmount the rest. Never recurses
  * into anything still mounted: that would delete inside it.
  */
-export async function destroyDir(dir: string, busybox: string): Promise<void> {
+export async function destroyDir(
+  dir: string,
+  busybox: string,
+  fs: HostFs | null = hostFs() ?? null,
+): Promise<void> {
+  if (fs) return fs.destroy(dir);
   const r = await runProcess(busybox, ['sh', '-c', DESTROY_SCRIPT, 'sh', dir]);
   if (r.code !== 0) throw new Error(r.stderr.trim() || `could not remove ${dir}`);
 }
 
 /**
- * destroyDir() after the runtime's `delete --force` of the container, in the same busybox shell (one
- * host program started from the node instead of two, for every lease's removal). A container the
+ * destroyDir() after the runtime's `delete --force` of the container: by the host file helper once
+ * the delete is done, or without one in the delete's busybox shell (one host program started from
+ * the node instead of two, for every lease's removal). A container the
  * runtime does not know (deleted already) is no error; any other failure of the delete leaves the
  * directory as it is and throws with the runtime's message.
  */
@@ -640,11 +649,12 @@ export async function deleteThenDestroyDir(
   dir: string,
   busybox: string,
   runtime: { path: string; stateDir: string; containerId: string },
+  fs: HostFs | null = hostFs() ?? null,
 ): Promise<void> {
   const r = await runProcess(busybox, [
     'sh',
     '-c',
-    DELETE_SCRIPT + DESTROY_SCRIPT,
+    fs ? DELETE_SCRIPT : DELETE_SCRIPT + DESTROY_SCRIPT,
     'sh',
     dir,
     runtime.path,
@@ -652,6 +662,7 @@ export async function deleteThenDestroyDir(
     runtime.containerId,
   ]);
   if (r.code !== 0) throw new Error(r.stderr.trim() || `could not remove ${dir}`);
+  if (fs) await fs.destroy(dir);
 }
 
 const DELETE_SCRIPT = `e=$("$2" --root "$3" delete --force "$4" 2>&1 >/dev/null) || case "$e" in

@@ -281,7 +281,7 @@ function quote(word: string): string {
 }
 
 /** The ref()/unref() of a child's pipe (a net.Socket underneath; not in the stream types). */
-function refOf(stream: unknown): { ref: () => void; unref: () => void } | undefined {
+export function refOf(stream: unknown): { ref: () => void; unref: () => void } | undefined {
   const s = stream as { ref?: () => void; unref?: () => void } | null;
   return s?.ref && s.unref ? (s as { ref: () => void; unref: () => void }) : undefined;
 }
