@@ -1,13 +1,13 @@
 #!/usr/bin/env node
-// A sandbox directory's removal (issue 13): the host file helper (src/drivers/crun/host-fs.ts, one
-// perl process making the system calls) against the busybox script it replaces (one shell per
-// removal, an applet forked per step; the driver runs it through its spawner shell). Each
-// removal takes a directory as the made-ahead pool leaves it: a tmpfs layer, an overlay root, its
-// run state linked. Prints the CPU per removal of the processes doing it (the helper's own; the
-// spawner shell's reaped children), and the wall time. Root only. Not a *.bench.mjs.
+// A sandbox directory's making and removal (issue 13): the host file helper (src/drivers/crun/
+// host-fs.ts, one perl process making the system calls) against the busybox scripts it replaces
+// (one shell each, an applet forked per step; the driver runs them through its spawner shell). The
+// made-ahead pool's making (a tmpfs layer, an overlay root, the run state, the FIFOs, a resolv.conf
+// in the layer), then destroyDir. Prints the CPU each of the processes doing it (the helper's own;
+// the scripts', reaped by this process), and the wall time. Root only. Not a *.bench.mjs.
 //   node bench/host-fs.mjs          (N=200 by default)
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -16,36 +16,13 @@ const N = Number(process.env.N ?? 200);
 const dist = pathToFileURL(
   `${process.env.ALACARTE_BENCH_DIST ?? new URL('../dist', import.meta.url).pathname}/`,
 );
-const { destroyDir } = await import(new URL('drivers/crun/layer-pool.js', dist).href);
+const { destroyDir, LayerPool } = await import(new URL('drivers/crun/layer-pool.js', dist).href);
 const { HostFs } = await import(new URL('drivers/crun/host-fs.js', dist).href);
+const BUSYBOX = '/bin/busybox';
 
 const base = mkdtempSync(join(tmpdir(), 'alacarte-bench-hostfs-'));
 const runState = mkdtempSync('/dev/shm/alacarte-bench-hostfs-');
-mkdirSync(join(base, 'image', 'etc'), { recursive: true });
-
-function made(name) {
-  const dir = join(base, name);
-  mkdirSync(join(dir, 'layer'), { recursive: true });
-  mkdirSync(join(dir, 'rootfs'));
-  mkdirSync(join(runState, name, 'run', 'x'), { recursive: true });
-  symlinkSync(join(runState, name, 'run'), join(dir, 'run'));
-  const mount = (...args) => {
-    const r = spawnSync('mount', args);
-    if (r.status !== 0) throw new Error(r.stderr.toString());
-  };
-  mount('-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', join(dir, 'layer'));
-  mkdirSync(join(dir, 'layer', 'upper'));
-  mkdirSync(join(dir, 'layer', 'work'));
-  mount(
-    '-t',
-    'overlay',
-    'overlay',
-    '-o',
-    `lowerdir=${join(base, 'image')},upperdir=${join(dir, 'layer', 'upper')},workdir=${join(dir, 'layer', 'work')}`,
-    join(dir, 'rootfs'),
-  );
-  return dir;
-}
+mkdirSync(join(base, 'images', 'img', 'etc'), { recursive: true });
 
 /** CPU ms of a process: its own (utime + stime), or its reaped children's (cutime + cstime). */
 function cpuMs(pid, children) {
@@ -57,28 +34,56 @@ function cpuMs(pid, children) {
 const childOf = (name) =>
   Number(spawnSync('pgrep', ['-n', '-P', String(process.pid), name], { encoding: 'utf8' }).stdout.trim());
 
-async function measure(label, key, fs, processName, children) {
-  const dirs = Array.from({ length: N }, (_, i) => made(`${key}-${i}`));
-  await destroyDir(join(base, 'none'), '/bin/busybox', fs); // starts the helper or the spawner
-  // Without a driver, runProcess starts the script from this process, which reaps it.
-  const pid = processName === 'node' ? process.pid : childOf(processName);
-  const cpu0 = cpuMs(pid, children);
-  const t0 = performance.now();
-  for (const dir of dirs) await destroyDir(dir, '/bin/busybox', fs);
-  const wall = (performance.now() - t0) / N;
-  const cpu = (cpuMs(pid, children) - cpu0) / N;
-  console.log(`| ${label} | ${cpu.toFixed(2)} | ${wall.toFixed(2)} |`);
-  return cpu;
+/** N makings (the pool's, as a take that finds it empty), then their N removals, by one way. */
+async function measure(label, key, fs) {
+  mkdirSync(join(base, key));
+  mkdirSync(join(runState, key));
+  const pool = new LayerPool({
+    runtimeDir: join(base, key),
+    imagesDir: join(base, 'images'),
+    runStateDir: join(runState, key),
+    busybox: BUSYBOX,
+    idBase: 100_000,
+    size: 0,
+    resolvConf: 'nameserver 192.0.2.53\n',
+    hostFs: fs,
+    create: async () => {},
+    discard: async () => {},
+    logger: { info: () => {}, warn: () => {} },
+  });
+  await destroyDir((await pool.take('img', 1, () => {})).dir, BUSYBOX, fs); // starts the helper
+  // Without a driver, runProcess starts a script from this process, which reaps it.
+  const [pid, children] = fs ? [childOf('perl'), false] : [process.pid, true];
+  const row = async (what, work) => {
+    const cpu0 = cpuMs(pid, children);
+    const t0 = performance.now();
+    const out = await work();
+    const wall = (performance.now() - t0) / N;
+    console.log(
+      `| ${what}, ${label} | ${((cpuMs(pid, children) - cpu0) / N).toFixed(2)} | ${wall.toFixed(2)} |`,
+    );
+    return out;
+  };
+  const made = await row('make', async () => {
+    const list = [];
+    for (let i = 0; i < N; i++) list.push(await pool.take('img', 1, () => {}));
+    return list;
+  });
+  await row('removal', async () => {
+    for (const warm of made) await destroyDir(warm.dir, BUSYBOX, fs);
+  });
+  await pool.close();
 }
 
-console.log(`| removal of a sandbox directory (${N} in a row) | CPU ms each | wall ms each |`);
+console.log(
+  `| a sandbox directory (${N} in a row, a tmpfs layer, an overlay root, run state) | CPU ms each | wall ms each |`,
+);
 console.log('| --- | ---: | ---: |');
 try {
   const fs = HostFs.forHost();
   if (!fs) throw new Error('no host file helper on this host (perl, x64 or arm64)');
-  const script = await measure('busybox script (a shell per removal)', 'script', null, 'node', true);
-  const helper = await measure('host file helper (perl, system calls)', 'helper', fs, 'perl', false);
-  console.log(`\nhelper ÷ script (CPU): ${(helper / script).toFixed(2)}×`);
+  await measure('busybox script (a shell each)', 'script', null);
+  await measure('host file helper (perl, system calls)', 'helper', fs);
   fs.close();
 } finally {
   spawnSync('sh', ['-c', `grep -o " ${base}[^ ]*" /proc/self/mounts | sort -r | xargs -r -n1 umount -l`]);

@@ -61,6 +61,11 @@ export interface LayerPoolOptions {
    * layer before the overlay is mounted (see etcInLayer()); none when undefined.
    */
   resolvConf?: string;
+  /**
+   * Makes and removes the directories by the host file helper (host-fs.ts); null: by busybox
+   * scripts. Default: this host's helper where it runs, else the scripts.
+   */
+  hostFs?: HostFs | null;
   /** Turns a directory with its layer mounted into a created container (bundle + runtime create). */
   create: (warm: WarmSandbox, image: string, diskMib: number) => Promise<void>;
   /** Deletes a created container that will not be used. */
@@ -475,7 +480,7 @@ export class LayerPool {
 
   private async destroy(warm: WarmSandbox): Promise<void> {
     await this.options.discard(warm).catch(() => {});
-    await destroyDir(warm.dir, this.options.busybox).catch(() => {});
+    await destroyDir(warm.dir, this.options.busybox, this.fs).catch(() => {});
   }
 
   private async prepare(
@@ -506,10 +511,70 @@ export class LayerPool {
     }
   }
 
+  /** The host file helper this pool makes and removes directories with, null for the scripts. */
+  private get fs(): HostFs | null {
+    return this.options.hostFs === undefined ? (hostFs() ?? null) : this.options.hostFs;
+  }
+
   private async make(name: string, dir: string, image: string, diskMib: number): Promise<WarmSandbox> {
-    const { imagesDir, busybox, idBase } = this.options;
     // A tmpfs inode costs kernel memory; cap the count in proportion to the disk size.
     const inodes = Math.max(4096, diskMib * 256);
+    const fs = this.fs;
+    const made = fs
+      ? await this.mountByHelper(fs, name, dir, image, diskMib, inodes)
+      : await this.mountByScript(name, dir, image, diskMib, inodes);
+    const warm = { dir, name };
+    if (made === 'taken') {
+      // Not ours to remove, ever.
+      this.unsettled.delete(name);
+      throw new Error(`a sandbox directory ${name} exists already`);
+    }
+    try {
+      await this.options.create(warm, image, diskMib);
+    } catch (e) {
+      await this.destroy(warm);
+      throw e;
+    }
+    return warm;
+  }
+
+  /** The directory and its writable layer by the host file helper (the same steps as the script). */
+  private async mountByHelper(
+    fs: HostFs,
+    name: string,
+    dir: string,
+    image: string,
+    diskMib: number,
+    inodes: number,
+  ): Promise<'made' | 'taken'> {
+    const { imagesDir, runStateDir, idBase, resolvConf } = this.options;
+    try {
+      return await fs.make({
+        dir,
+        lower: join(imagesDir, image),
+        runState: runStateDir === undefined ? undefined : join(runStateDir, name),
+        diskMib,
+        inodes,
+        id: idBase,
+        resolvConf,
+      });
+    } catch (e) {
+      // Part-way (or the helper died): nothing but this making knows its name, so it is removed
+      // here, best effort; the next driver's list() sweeps what is still left.
+      await destroyDir(dir, this.options.busybox, fs).catch(() => {});
+      throw new Error(`mounting the writable layer failed: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+
+  /** The directory and its writable layer by one busybox shell. */
+  private async mountByScript(
+    name: string,
+    dir: string,
+    image: string,
+    diskMib: number,
+    inodes: number,
+  ): Promise<'made' | 'taken'> {
+    const { imagesDir, busybox, idBase } = this.options;
     // Each line a process of its own (busybox forks for its applets): as few as will do. The
     // sandbox's own directory too is made there, off the node's thread: a new inode in the data
     // directory is not cheap on ext4 with many recently removed (bench/PROFILES.md; 1.4 ms of the
@@ -554,26 +619,15 @@ export class LayerPool {
       // is unknown, and nothing but this making knows its name; once this rejects, no close() of
       // the pool, no take and no list() of this process would remove what it mounted. Removed here
       // (through a new shell), best effort: the next driver's list() sweeps what is still left.
-      await destroyDir(dir, busybox).catch(() => {});
+      await destroyDir(dir, busybox, null).catch(() => {});
       throw e;
     });
-    const warm = { dir, name };
-    if (r.code === 97) {
-      // Not ours to remove, ever.
-      this.unsettled.delete(name);
-      throw new Error(`a sandbox directory ${name} exists already`);
-    }
+    if (r.code === 97) return 'taken';
     if (r.code !== 0) {
-      await destroyDir(dir, busybox);
+      await destroyDir(dir, busybox, null);
       throw new Error(`mounting the writable layer failed: ${r.stderr.trim()}`);
     }
-    try {
-      await this.options.create(warm, image, diskMib);
-    } catch (e) {
-      await this.destroy(warm);
-      throw e;
-    }
-    return warm;
+    return 'made';
   }
 }
 

@@ -1,10 +1,15 @@
 import { spawnSync } from 'node:child_process';
 import {
+  chownSync,
   existsSync,
+  lstatSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
+  readlinkSync,
   rmSync,
+  statfsSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
@@ -12,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HostFs } from '../../../src/drivers/crun/host-fs.js';
-import { destroyDir } from '../../../src/drivers/crun/layer-pool.js';
+import { destroyDir, LayerPool } from '../../../src/drivers/crun/layer-pool.js';
 import { mountsUnder } from '../../../src/drivers/crun/mounts.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -123,6 +128,130 @@ describe.skipIf(!isRoot).each([
     expect(mountsUnder(join(base, 'sandboxes'))).toEqual([]);
   });
 });
+
+/**
+ * Every entry under `root` (links not followed): its path, type, mode, owner, a link's target, a
+ * file's text; the size of each file system mounted there.
+ */
+function tree(root: string, label: string): string[] {
+  const out: string[] = [];
+  const walk = (path: string, rel: string) => {
+    const s = lstatSync(path);
+    const kind = s.isSymbolicLink() ? 'link' : s.isDirectory() ? 'dir' : s.isFIFO() ? 'fifo' : 'file';
+    const what =
+      kind === 'link'
+        ? readlinkSync(path).replace(root, label)
+        : kind === 'file'
+          ? readFileSync(path, 'utf8')
+          : '';
+    out.push(`${rel} ${kind} ${(s.mode & 0o7777).toString(8)} ${s.uid}:${s.gid} ${what}`);
+    if (kind === 'dir') for (const e of readdirSync(path).sort()) walk(join(path, e), `${rel}/${e}`);
+  };
+  walk(root, '.');
+  return out;
+}
+
+// The making, by the helper and by the script: the same tree, modes, owners, mounts.
+describe.skipIf(!isRoot || HostFs.forHost() === undefined)(
+  'making a sandbox directory: helper and script alike',
+  () => {
+    let base = '';
+    const fs = HostFs.forHost() as HostFs;
+    const ID = 1_000_000;
+    const RESOLV = 'nameserver 192.0.2.53\noptions ndots:1\n';
+
+    beforeAll(() => {
+      base = mkdtempSync(join(tmpdir(), 'alacarte-hostfs-make-'));
+      // An image whose /etc belongs to someone else with its own mode, and one with no /etc.
+      mkdirSync(join(base, 'images', 'img', 'etc'), { recursive: true, mode: 0o750 });
+      chownSync(join(base, 'images', 'img', 'etc'), ID + 7, ID + 8);
+      writeFileSync(join(base, 'images', 'img', 'etc', 'hostname'), 'image');
+      mkdirSync(join(base, 'images', 'bare', 'bin'), { recursive: true });
+    });
+    afterAll(() => {
+      fs.close();
+      if (base && mountsUnder(base).length === 0) rmSync(base, { recursive: true, force: true });
+    });
+
+    const pool = (way: string, helper: HostFs | null, resolvConf: string | undefined) => {
+      mkdirSync(join(base, way, 'sandboxes'), { recursive: true });
+      mkdirSync(join(base, way, 'run-state'), { recursive: true });
+      return new LayerPool({
+        runtimeDir: join(base, way, 'sandboxes'),
+        imagesDir: join(base, 'images'),
+        runStateDir: join(base, way, 'run-state'),
+        busybox: BUSYBOX,
+        idBase: ID,
+        size: 0,
+        resolvConf,
+        hostFs: helper,
+        create: async () => {},
+        discard: async () => {},
+        logger: { info: () => {}, warn: () => {} },
+      });
+    };
+
+    for (const [image, resolvConf] of [
+      ['img', RESOLV],
+      ['bare', RESOLV],
+      ['img', undefined],
+    ] as const) {
+      it(`image ${image}, ${resolvConf ? 'with' : 'without'} a resolv.conf`, async () => {
+        const made: Record<string, string[]> = {};
+        for (const [way, helper] of [
+          ['helper', fs],
+          ['script', null],
+        ] as const) {
+          const p = pool(way, helper, resolvConf);
+          const warm = await p.take(image, 2, () => {});
+          const runState = join(base, way, 'run-state', warm.name);
+          expect(statfsSync(join(warm.dir, 'layer')).blocks * statfsSync(join(warm.dir, 'layer')).bsize).toBe(
+            2 * 1024 * 1024,
+          );
+          // The overlay: the image's files seen through it, the layer's resolv.conf over the image's.
+          if (image === 'img')
+            expect(readFileSync(join(warm.dir, 'rootfs', 'etc', 'hostname'), 'utf8')).toBe('image');
+          expect(existsSync(join(warm.dir, 'rootfs', 'etc', 'resolv.conf'))).toBe(resolvConf !== undefined);
+          made[way] = [
+            ...tree(warm.dir, '<dir>').filter((l) => !l.startsWith('./rootfs/')),
+            ...tree(runState, '<run-state>'),
+          ].map((l) => l.replaceAll(join(base, way), '<base>').replaceAll(warm.name, '<name>'));
+          await destroyDir(warm.dir, BUSYBOX, helper);
+          await p.close();
+          expect(existsSync(warm.dir)).toBe(false);
+          expect(existsSync(runState)).toBe(false);
+        }
+        expect(made.helper).toEqual(made.script);
+        expect(made.helper).toContain(`./layer/upper dir 755 ${ID}:${ID} `);
+        expect(made.helper).toContain(`./run/x dir 711 0:0 `);
+        if (resolvConf) {
+          expect(made.helper).toContain(`./layer/upper/etc/resolv.conf file 644 ${ID}:${ID} ${RESOLV}`);
+          expect(made.helper).toContain(
+            image === 'img'
+              ? `./layer/upper/etc dir 750 ${ID + 7}:${ID + 8} `
+              : `./layer/upper/etc dir 755 ${ID}:${ID} `,
+          );
+        }
+      });
+    }
+
+    it('a directory that exists already is taken, not touched', async () => {
+      const dir = join(base, 'taken');
+      mkdirSync(join(dir, 'mine'), { recursive: true });
+      const made = await fs.make({
+        dir,
+        lower: join(base, 'images', 'img'),
+        runState: undefined,
+        diskMib: 1,
+        inodes: 4096,
+        id: ID,
+        resolvConf: undefined,
+      });
+      expect(made).toBe('taken');
+      expect(readdirSync(dir)).toEqual(['mine']);
+    });
+  },
+);
 
 describe.skipIf(!isRoot || HostFs.forHost() === undefined)('the host file helper itself', () => {
   it('refuses a relative path or one with a newline, without asking the helper', async () => {

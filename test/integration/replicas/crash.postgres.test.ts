@@ -44,29 +44,41 @@ describe.skipIf(unavailable !== undefined)(
   `kill -9 of 1 of 3 replicas mid-burst ${unavailable ?? ''}`,
   () => {
     it('loses no paid token, and the other replicas carry on', async () => {
-      const { tokens: pool } = await tokens(`${url(0)}/mint`, BURST + 1, PRICE);
+      // A burst whose kill cut nothing off (the victim answered all its requests in one batch,
+      // before the first answer reached us) proves nothing about a crash: the victim is started
+      // again and the burst repeated with fresh tokens, up to ATTEMPTS times.
+      const ATTEMPTS = 3;
+      const { tokens: pool } = await tokens(`${url(0)}/mint`, ATTEMPTS * BURST + 1, PRICE);
       const victim = replicas[2]!;
-      // Token i goes to replica i % 3; the third replica is killed as its first lease is answered,
-      // with the rest of its requests between payment and answer.
-      const before = await killMidBurst(
-        victim,
-        pool
-          .slice(0, BURST)
-          .map((t, i) => () => postJson(`${url(i % 3)}/v1/leases`, body, { 'x-cashu': t.token })),
-        (answered, i) => i % 3 === 2 && answered.at(-1)?.status === 201,
-      );
-      for (const [i, r] of before.entries()) {
-        if (i % 3 !== 2) {
-          expect(r, `request ${i} to a surviving replica`).not.toBe('connection lost');
-          if (r !== 'connection lost') expect(r.status, JSON.stringify(r.body)).toBe(201);
-        } else if (r !== 'connection lost') expect(r.status).toBe(201);
+      const before: Awaited<ReturnType<typeof killMidBurst>> = [];
+      let lost: number[] = [];
+      for (let attempt = 0; attempt < ATTEMPTS && lost.length === 0; attempt++) {
+        if (attempt > 0) await victim.start();
+        const offset = before.length;
+        // Token i goes to replica i % 3; the third replica is killed as its first lease is
+        // answered, with the rest of its requests between payment and answer.
+        const outcomes = await killMidBurst(
+          victim,
+          pool
+            .slice(offset, offset + BURST)
+            .map((t, i) => () => postJson(`${url(i % 3)}/v1/leases`, body, { 'x-cashu': t.token })),
+          (answered, i) => i % 3 === 2 && answered.at(-1)?.status === 201,
+        );
+        for (const [i, r] of outcomes.entries()) {
+          if (i % 3 !== 2) {
+            expect(r, `request ${i} to a surviving replica`).not.toBe('connection lost');
+            if (r !== 'connection lost') expect(r.status, JSON.stringify(r.body)).toBe(201);
+          } else if (r !== 'connection lost') expect(r.status).toBe(201);
+        }
+        before.push(...outcomes);
+        lost = before.flatMap((r, i) => (r === 'connection lost' ? [i] : []));
       }
-      const lost = before.flatMap((r, i) => (r === 'connection lost' ? [i] : []));
       // The kill cut requests off mid-way (else this proves nothing about a crash).
       expect(lost.length).toBeGreaterThanOrEqual(1);
+      const sold = before.length + 1;
 
       // With one replica down, the others sell a fresh lease...
-      const fresh = await postJson(`${url(0)}/v1/leases`, body, { 'x-cashu': pool[BURST]!.token });
+      const fresh = await postJson(`${url(0)}/v1/leases`, body, { 'x-cashu': pool[before.length]!.token });
       expect(fresh.status).toBe(201);
       // ...and answer the lost requests: a lease, or "still being processed" (the dead replica's
       // start, which it settles when back), never a second charge nor a spent token.
@@ -99,7 +111,7 @@ describe.skipIf(unavailable !== undefined)(
         expect(again.status).toBe(retry.status === 503 ? 503 : 200);
         if (again.status === 200) expect(again.body.id).toBe(retry.body.id);
       }
-      expect(running.size + refunded).toBe(BURST + 1);
+      expect(running.size + refunded).toBe(sold);
 
       // No sandbox without a paid, running lease, and no running lease without its sandbox.
       const sandboxes = replicas.flatMap((r) => r.runningSandboxes());
@@ -108,7 +120,7 @@ describe.skipIf(unavailable !== undefined)(
       for (const i of [0, 1, 2]) {
         const books = await ledgerOf(url(i), OPERATOR);
         expect(expectBalanced(books)).toEqual([]);
-        expect(books.received).toBe(PRICE * (BURST + 1));
+        expect(books.received).toBe(PRICE * sold);
         expect(books.leases).toMatchObject({ running: running.size, failed: refunded });
         expect(books.refunded).toBe(PRICE * refunded);
       }
