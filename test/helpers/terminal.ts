@@ -61,7 +61,7 @@ export async function typeUntil(
 }
 
 /** The marker {@link waitForShell} types, and what only its output (not its echo) shows. */
-export const SHELL_MARKER = { line: 'echo shell-""reads', answer: /shell-reads\r?\n/ } as const;
+export const SHELL_MARKER = { line: 'echo shell-""reads', answer: /shell-reads\r*\n/ } as const;
 
 /**
  * Waits until the shell on a fresh terminal reads what is typed: types a harmless marker command

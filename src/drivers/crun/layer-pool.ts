@@ -520,9 +520,8 @@ export class LayerPool {
     // A tmpfs inode costs kernel memory; cap the count in proportion to the disk size.
     const inodes = Math.max(4096, diskMib * 256);
     const fs = this.fs;
-    const made = fs
-      ? await this.mountByHelper(fs, name, dir, image, diskMib, inodes)
-      : await this.mountByScript(name, dir, image, diskMib, inodes);
+    const making: Making = { name, dir, image, diskMib, inodes };
+    const made = fs ? await this.mountByHelper(fs, making) : await this.mountByScript(making);
     const warm = { dir, name };
     if (made === 'taken') {
       // Not ours to remove, ever.
@@ -541,11 +540,7 @@ export class LayerPool {
   /** The directory and its writable layer by the host file helper (the same steps as the script). */
   private async mountByHelper(
     fs: HostFs,
-    name: string,
-    dir: string,
-    image: string,
-    diskMib: number,
-    inodes: number,
+    { name, dir, image, diskMib, inodes }: Making,
   ): Promise<'made' | 'taken'> {
     const { imagesDir, runStateDir, idBase, resolvConf } = this.options;
     try {
@@ -567,13 +562,7 @@ export class LayerPool {
   }
 
   /** The directory and its writable layer by one busybox shell. */
-  private async mountByScript(
-    name: string,
-    dir: string,
-    image: string,
-    diskMib: number,
-    inodes: number,
-  ): Promise<'made' | 'taken'> {
+  private async mountByScript({ name, dir, image, diskMib, inodes }: Making): Promise<'made' | 'taken'> {
     const { imagesDir, busybox, idBase } = this.options;
     // Each line a process of its own (busybox forks for its applets): as few as will do. The
     // sandbox's own directory too is made there, off the node's thread: a new inode in the data
@@ -631,6 +620,15 @@ export class LayerPool {
   }
 }
 
+/** One sandbox directory being made: its name and path, the image under it, its layer's size and inodes. */
+interface Making {
+  name: string;
+  dir: string;
+  image: string;
+  diskMib: number;
+  inodes: number;
+}
+
 /**
  * Shell lines (for make()'s script: $1 the sandbox directory, $2 the image's root, $3 the text)
  * that put /etc/resolv.conf into the writable layer's upper directory before the overlay is
@@ -674,13 +672,13 @@ export function etcIsLink(imageRoot: string): boolean {
 /**
  * Unmounts whatever is mounted at or under dir (deepest first), then removes it; tolerant of
  * half-made dirs. Off the node's thread: by the host file helper (host-fs.ts, system calls, no
- * process per step) where it runs (`fs`, this host's by default; null for none), else by one busybox shell running
- * DESTROY_SCRIPT; both do the same steps. Reading the host's mount
- * table costs milliseconds of kernel time per read on a host with a few thousand mounts (it was a
- * third of the node's thread per lease under load, bench/RESULTS.md), so the usual case (the
- * pool's two mounts, `rootfs` and `layer`) unmounts those and checks by device number that no
- * directory left under dir is on another file system; only then is the table read, to unmount the rest. Never recurses
- * into anything still mounted: that would delete inside it.
+ * process per step) where it runs (`fs`, this host's by default; null for none), else by one
+ * busybox shell running DESTROY_SCRIPT; both do the same steps. Reading the host's mount table
+ * costs milliseconds of kernel time per read on a host with a few thousand mounts (it was a third
+ * of the node's thread per lease under load, bench/RESULTS.md), so the usual case (the pool's two
+ * mounts, `rootfs` and `layer`) unmounts those and checks by device number that no directory left
+ * under dir is on another file system; only then is the table read, to unmount the rest. Never
+ * recurses into anything still mounted: that would delete inside it.
  */
 export async function destroyDir(
   dir: string,

@@ -46,6 +46,33 @@ function agentPids(t: CrunTarget, h: SandboxHandle): number[] {
   return pids;
 }
 
+/**
+ * Waits (bounded) until a process of the sandbox holds its run directory's `name` FIFO open: a
+ * replacement started in the background opens it a moment later, and an exec sent before that
+ * would find no reader and go through the runtime instead (as it does once an agent is gone).
+ */
+async function untilFifoHeld(t: CrunTarget, h: SandboxHandle, name: string): Promise<void> {
+  const container = readlinkSync(join(t.options.runtimeDir, h.leaseId));
+  const held = () =>
+    readdirSync('/proc')
+      .filter((e) => /^\d+$/.test(e))
+      .some((pid) => {
+        try {
+          if (!readFileSync(join('/proc', pid, 'cgroup'), 'latin1').includes(`/${container}\n`)) return false;
+          return readdirSync(join('/proc', pid, 'fd')).some((fd) =>
+            readlinkSync(join('/proc', pid, 'fd', fd)).endsWith(`/${name}`),
+          );
+        } catch {
+          return false; // gone meanwhile
+        }
+      });
+  for (let i = 0; i < 500; i++) {
+    if (held()) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`nothing in the sandbox opened ${name}`);
+}
+
 /** Kills the agents of the target's sandboxes and waits (bounded) until they are gone. */
 async function killAgent(t: CrunTarget, h: SandboxHandle): Promise<void> {
   for (let i = 0; i < 500; i++) {
@@ -185,6 +212,7 @@ describe.skipIf(crunSkipReason)('the exec agent in crun sandboxes', () => {
         maxOutputBytes: 1024,
       });
       expect(started.pid).toBeGreaterThan(0);
+      await untilFifoHeld(t, h, 'agent-in');
     }
 
     it('one that never answers: the exec ends at its timeout, and the tenant cannot link in the run directory', async () => {

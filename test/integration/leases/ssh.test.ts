@@ -273,7 +273,7 @@ describe('SSH into a lease with the stock OpenSSH client', () => {
       '--',
       'tty',
     ]);
-    expect(r.stdout).toMatch(/^\/dev\/pts\/\d+\r?\n$/);
+    expect(r.stdout).toMatch(/^\/dev\/pts\/\d+\r*\n$/);
     expect(r.code).toBe(0);
     // The exit code comes back from a terminal too. (A command that fails within milliseconds gets
     // its output wrapped in a crun error line: a crun quirk, see the report of issue 10.)
