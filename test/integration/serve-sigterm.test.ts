@@ -46,7 +46,12 @@ function containers(): Map<string, string> {
 function leaseLinks(): Map<string, string> {
   const out = new Map<string, string>();
   for (const e of readdirSync(nodeProcess.runtimeDir, { withFileTypes: true })) {
-    if (e.isSymbolicLink()) out.set(e.name, readlinkSync(join(nodeProcess.runtimeDir, e.name)));
+    if (!e.isSymbolicLink()) continue;
+    try {
+      out.set(e.name, readlinkSync(join(nodeProcess.runtimeDir, e.name)));
+    } catch {
+      // removed meanwhile (a stop's removal runs beside this read)
+    }
   }
   return out;
 }

@@ -34,8 +34,13 @@ function livePids(cgroupPath: string): number[] {
   ];
   const pids: number[] = [];
   for (const file of files) {
-    if (!existsSync(file)) continue;
-    for (const line of readFileSync(file, 'utf8').split('\n')) {
+    let procs: string;
+    try {
+      procs = readFileSync(file, 'utf8');
+    } catch {
+      continue; // none, or removed by the teardown meanwhile
+    }
+    for (const line of procs.split('\n')) {
       const pid = Number.parseInt(line, 10);
       if (!(pid > 0)) continue;
       try {
