@@ -25,12 +25,13 @@ export interface CurvePoolOptions {
   maxQueuedProofs?: number;
   /**
    * A worker that holds work and answers nothing for this long (milliseconds) is taken for stuck:
-   * it is ended and its work redone on the event loop, as when it dies. Default 30 s: a batch is a
-   * few milliseconds of work.
+   * it is given up on (sent nothing more, its late answers ignored, told to exit once it can) and
+   * its work redone on the event loop, as when it dies. Default 30 s: a batch is a few
+   * milliseconds of work.
    */
   stuckAfterMs?: number;
   logger?: MintLogger;
-  /** Told of every worker thread started (tests end one to see a crash handled). */
+  /** Told of every worker thread started (tests make one fail to see a crash handled). */
   onWorker?: (worker: Worker) => void;
 }
 
@@ -53,6 +54,10 @@ interface Thread {
   inFlight: Pending[][];
   /** when the worker last answered, or was sent work while it held none (performance.now()) */
   progressAt: number;
+  /** given up on (died, stuck, or closing): sent nothing more, its answers ignored */
+  gone: boolean;
+  /** resolves once the thread has exited */
+  exited: Promise<void>;
 }
 
 /**
@@ -71,7 +76,7 @@ const MAX_BATCH_PROOFS = 24;
 const MAX_DEATHS = 3;
 const DEFAULT_MAX_QUEUED_PROOFS = 8000;
 const DEFAULT_STUCK_AFTER_MS = 30_000;
-/** How long close() lets the work under way finish before it ends the workers anyway. */
+/** How long close() lets the work under way finish, and the workers exit, before it returns. */
 const CLOSE_GRACE_MS = 10_000;
 
 /**
@@ -81,11 +86,16 @@ const CLOSE_GRACE_MS = 10_000;
  * (one message of bytes, curve-batch.ts); the keys go to each worker once.
  *
  * The work is pure: nothing is stored or answered until the caller commits the spend after it.
- * So a worker that dies (an exception, killed) costs no money: the batches it held are redone on
- * the event loop (the same code, curve-batch.ts runBatch) and their swaps go on; the next batch
- * starts a new worker. After MAX_DEATHS deaths the pool stops starting workers and does all the
- * work on the event loop, logging why. A job that throws (never seen: no hash_to_curve point) is
- * an error of that swap alone (a 500).
+ * So a worker that dies (an exception) or is taken for stuck costs no money: the batches it held
+ * are redone on the event loop (the same code, curve-batch.ts runBatch) and their swaps go on; the
+ * next batch starts a new worker. After MAX_DEATHS losses the pool stops starting workers and does
+ * all the work on the event loop, logging why. A job that throws (never seen: no hash_to_curve
+ * point) is an error of that swap alone (a 500).
+ *
+ * No worker is ever ended from outside (`worker.terminate()`): one cut off inside the native
+ * secp256k1 addon throws a C++ exception nothing catches and aborts the whole process. A worker is
+ * told to exit, and does so between batches (curve-worker.ts); one given up on is left to finish
+ * what it holds alone.
  */
 export class CurvePool {
   private readonly threadCount: number;
@@ -97,6 +107,8 @@ export class CurvePool {
   private readonly keyIndex = new Map<AmountKey, number>();
   private readonly keys: WorkerKey[] = [];
   private threads: Thread[] = [];
+  /** every worker not yet exited, those given up on included */
+  private readonly living = new Set<Thread>();
   private pending: Pending[] = [];
   private queuedProofs = 0;
   private scheduled = false;
@@ -152,7 +164,11 @@ export class CurvePool {
     });
   }
 
-  /** Lets the work under way finish, then ends the worker threads. Later work runs on the event loop. */
+  /**
+   * Lets the work under way finish, then tells every worker to exit and waits for them, all within
+   * CLOSE_GRACE_MS. Work still out past that is redone on the event loop (its worker exits once it
+   * is done with it). Later work runs on the event loop.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -161,8 +177,18 @@ export class CurvePool {
     while (this.queuedProofs > 0 && performance.now() < until) await new Promise((r) => setTimeout(r, 5));
     clearInterval(this.watchdog);
     this.watchdog = undefined;
-    // Ended with work still out (past the grace): that work is redone here, as for a dead worker.
-    await Promise.all(this.threads.map((t) => t.worker.terminate()));
+    for (const t of [...this.threads]) {
+      for (const batch of this.giveUp(t)) for (const p of batch) this.finish(p, this.runHere(p.job));
+    }
+    const exited = Promise.all([...this.living].map((t) => t.exited));
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, Math.max(0, until - performance.now()));
+    });
+    await Promise.race([exited, grace]);
+    clearTimeout(timer);
+    // One still running past the grace never finishes (never seen): it must not hold the process.
+    for (const t of this.living) t.worker.unref();
   }
 
   private dispatch(): void {
@@ -245,8 +271,12 @@ export class CurvePool {
       keysSent: this.keys.length,
       inFlight: [],
       progressAt: performance.now(),
+      gone: false,
+      exited: new Promise((resolve) => worker.once('exit', () => resolve())),
     };
     worker.on('message', (message: { reply: ArrayBuffer }) => {
+      // A worker given up on may still answer what it held: that work was redone already.
+      if (thread.gone) return;
       const batch = thread.inFlight.shift();
       if (batch === undefined) return;
       thread.progressAt = performance.now();
@@ -260,48 +290,68 @@ export class CurvePool {
       if (thread.inFlight.length === 0) worker.unref();
       this.dispatch();
     });
-    let gone = false;
-    const die = (err: Error) => {
-      if (gone) return;
-      gone = true;
-      this.threads = this.threads.filter((t) => t !== thread);
-      if (this.closed && thread.inFlight.length === 0) return;
-      this.deaths++;
-      this.log?.error(
-        { err, deaths: this.deaths },
-        this.deaths >= MAX_DEATHS
-          ? 'mint: curve worker died; no more workers, swaps are verified and signed on the event loop'
-          : 'mint: curve worker died; its swaps are redone on the event loop',
-      );
-      // The work is pure and nothing was stored for it: doing it again here spends nothing twice.
-      for (const batch of thread.inFlight.splice(0)) {
-        for (const p of batch) this.finish(p, this.runHere(p.job));
-      }
-      if (this.deaths >= MAX_DEATHS) {
-        for (const p of this.pending.splice(0)) this.finish(p, this.runHere(p.job));
-      } else {
-        this.dispatch();
-      }
-    };
-    worker.on('error', die);
-    worker.on('exit', (code) => die(new Error(`the curve worker exited (${code})`)));
+    worker.on('error', (err) => this.lose(thread, err, 'died'));
+    worker.on('exit', (code) => {
+      this.living.delete(thread);
+      this.lose(thread, new Error(`the curve worker exited (${code})`), 'died');
+    });
     this.threads.push(thread);
+    this.living.add(thread);
     this.watchdog ??= setInterval(() => this.endStuckThreads(), Math.min(1000, this.stuckAfterMs));
     this.watchdog.unref();
     this.onWorker?.(worker);
     return thread;
   }
 
-  /** Ends the workers that hold work and answered nothing for stuckAfterMs (their exit redoes it). */
+  /** Gives up on the workers that hold work and answered nothing for stuckAfterMs; redoes their work. */
   private endStuckThreads(): void {
     const now = performance.now();
-    for (const t of this.threads) {
+    for (const t of [...this.threads]) {
       if (t.inFlight.length > 0 && now - t.progressAt > this.stuckAfterMs) {
-        this.log?.error({ stuckAfterMs: this.stuckAfterMs }, 'mint: curve worker stuck; ending it');
-        t.progressAt = now;
-        void t.worker.terminate();
+        this.lose(t, new Error(`no answer for ${this.stuckAfterMs} ms`), 'stuck');
       }
     }
+  }
+
+  /**
+   * A worker lost (it died, or is taken for stuck): given up on, its work redone here, counted
+   * towards MAX_DEATHS. Nothing when it was given up on already; not counted when it exits, idle,
+   * after close().
+   */
+  private lose(thread: Thread, err: Error, how: 'died' | 'stuck'): void {
+    if (thread.gone) return;
+    const batches = this.giveUp(thread);
+    if (this.closed && batches.length === 0) return;
+    this.deaths++;
+    const swaps = batches.reduce((n, batch) => n + batch.length, 0);
+    this.log?.error(
+      { err, deaths: this.deaths, swaps },
+      this.deaths >= MAX_DEATHS
+        ? `mint: curve worker ${how}; no more workers, swaps are verified and signed on the event loop`
+        : `mint: curve worker ${how}; its swaps are redone on the event loop`,
+    );
+    // The work is pure and nothing was stored for it: doing it again here spends nothing twice.
+    for (const batch of batches) for (const p of batch) this.finish(p, this.runHere(p.job));
+    if (this.deaths >= MAX_DEATHS) {
+      for (const p of this.pending.splice(0)) this.finish(p, this.runHere(p.job));
+    } else {
+      this.dispatch();
+    }
+  }
+
+  /**
+   * Sends a worker nothing more, ignores its answers from now on, and tells it to exit once the
+   * batches it holds are done (never `terminate()`: see the class comment). Returns those batches,
+   * for the caller to redo or drop.
+   */
+  private giveUp(thread: Thread): Pending[][] {
+    thread.gone = true;
+    this.threads = this.threads.filter((t) => t !== thread);
+    // Held until it exits: a process that ended with the worker inside a curve call would abort
+    // (close() lets go of one that outlives its grace).
+    thread.worker.ref();
+    thread.worker.postMessage({ exit: true });
+    return thread.inFlight.splice(0);
   }
 
   private finish(p: Pending, outcome: CurveOutcome): void {

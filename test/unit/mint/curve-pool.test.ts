@@ -1,8 +1,19 @@
 import { randomBytes } from 'node:crypto';
 import type { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { hexToBytes, parsePoint, verifyDleq } from '../../../src/mint/crypto/index.js';
+import {
+  type CurveJob,
+  type CurveOutcome,
+  decodeReply,
+  encodeBatch,
+  runBatch,
+} from '../../../src/mint/crypto/curve-batch.js';
+import { bytesToHex, hexToBytes, parsePoint, verifyDleq } from '../../../src/mint/crypto/index.js';
+import { secp } from '../../../src/mint/crypto/native.js';
+import { CurvePool } from '../../../src/mint/curve-pool.js';
 import { MintError } from '../../../src/mint/errors.js';
+import type { AmountKey } from '../../../src/mint/keyset-registry.js';
+import type { MintLogger } from '../../../src/mint/mint-core.js';
 import type { BlindSignature, KeysetKeys } from '../../../src/mint/types.js';
 import {
   createTestServer,
@@ -43,6 +54,61 @@ function expectValidDleqs(
 
 async function states(t: TestMint, secrets: readonly string[]): Promise<string[]> {
   return (await t.mint.checkState(secrets.map(yOf))).states.map((s) => s.state);
+}
+
+/** Calls of `terminate()` on a watched worker: the pool must never make one. */
+let terminated = 0;
+
+const exits = new WeakMap<Worker, Promise<number>>();
+
+/** Keeps `worker` in `workers`, notes its exit, and counts (without doing) every `terminate()` of it. */
+function watch(workers: Worker[], worker: Worker): void {
+  workers.push(worker);
+  exits.set(worker, new Promise((resolve) => worker.once('exit', resolve)));
+  worker.terminate = async () => {
+    terminated++;
+    return 0;
+  };
+}
+
+/** Resolves with the exit code of a watched worker once it has exited. */
+function exitOf(worker: Worker): Promise<number> {
+  return exits.get(worker)!;
+}
+
+/**
+ * Makes a worker die from its own code, as a bug in it would, after ~0.1 s or more of work: first
+ * a long run of keys to take in (each one a point multiplication), then a key of zero, which the
+ * curve code refuses with an exception nothing in the worker catches. What the pool sends in the
+ * meantime is held, and never answered.
+ */
+function dieAfterAWhile(worker: Worker): void {
+  worker.postMessage({ keys: new Uint8Array(randomBytes(32 * 8000)) });
+  worker.postMessage({ keys: new Uint8Array(32) });
+}
+
+/** A logger that keeps what is logged as an error (with its message as `msg`). */
+function loggedErrors(): { logger: MintLogger; errors: Array<Record<string, unknown>> } {
+  const errors: Array<Record<string, unknown>> = [];
+  const none = () => {};
+  return {
+    errors,
+    logger: { debug: none, info: none, warn: none, error: (obj, msg) => errors.push({ ...obj, msg }) },
+  };
+}
+
+function keyPair(): AmountKey {
+  const privateKey = new Uint8Array(randomBytes(32));
+  return {
+    privateKey,
+    publicKeyHex: bytesToHex(secp.publicKeyCreate(privateKey, true)),
+    publicKeyFull: secp.publicKeyCreate(privateKey, false),
+  };
+}
+
+/** What the same job gives on the event loop (the workers run this very code). */
+function inThread(keys: readonly AmountKey[], job: CurveJob): CurveOutcome {
+  return decodeReply([job], runBatch(keys, encodeBatch([job])))[0]!;
 }
 
 describe('Mint curve work on worker threads', () => {
@@ -102,22 +168,27 @@ describe('Mint curve work on worker threads', () => {
 
   it('redoes the swaps of a worker that dies mid-work on the event loop, answers them, and goes on', async () => {
     const workers: Worker[] = [];
-    const u = await open({ curve: { threads: 1, onWorker: (w) => workers.push(w) } });
+    const logged = loggedErrors();
+    // After a death the next worker starts with the next batch: that one dies with it.
+    let killNext = false;
+    const onWorker = (w: Worker) => {
+      watch(workers, w);
+      if (killNext) dieAfterAWhile(w);
+      killNext = false;
+    };
+    const u = await open({ curve: { threads: 1, onWorker }, logger: logged.logger });
     const keyset = u.mint.keys().keysets[0]!;
     const inputs = await mintProofs(u, Array(200).fill(1));
     expect(workers).toHaveLength(1);
-    // Four swaps of 50 inputs and 50 outputs, each one's worker ended while it holds the swap.
+    // Four swaps of 50 inputs and 50 outputs, each one's worker dying while it holds the swap.
     let left = inputs;
     for (let death = 1; death <= 4; death++) {
       const take = left.slice(0, 50);
       left = left.slice(50);
       const prepared = prepareOutputs(keyset.id, Array(50).fill(1));
-      const swap = u.mint.swap({ inputs: take, outputs: prepared.map((p) => p.output) });
-      // The batch goes out on the turn after the request: end the worker once it holds it.
-      await new Promise((r) => setImmediate(r));
-      const worker = workers.at(-1)!;
-      await worker.terminate();
-      const { signatures } = await swap;
+      if (death === 1) dieAfterAWhile(workers[0]!);
+      else killNext = true;
+      const { signatures } = await u.mint.swap({ inputs: take, outputs: prepared.map((p) => p.output) });
       expectValidDleqs(keyset, prepared, signatures);
       expect(
         await states(
@@ -125,6 +196,10 @@ describe('Mint curve work on worker threads', () => {
           take.map((p) => p.secret),
         ),
       ).toEqual(Array(50).fill('SPENT'));
+      if (death <= 3) {
+        // The worker died holding this swap (it was sent before the death), not before it got it.
+        expect(logged.errors.at(-1)).toMatchObject({ deaths: death, swaps: 1 });
+      }
     }
     // Three deaths: no fourth worker was started; the work stays on the event loop, and is right.
     expect(workers).toHaveLength(3);
@@ -132,12 +207,13 @@ describe('Mint curve work on worker threads', () => {
     const fresh = await mintProofs(u, [1, 1]);
     const { signatures } = await u.mint.swap({ inputs: fresh, outputs: prepared.map((p) => p.output) });
     expectValidDleqs(keyset, prepared, signatures);
+    expect(terminated).toBe(0);
   });
 
-  it('ends a worker that holds work without answering, and answers its swaps all the same', async () => {
+  it('gives up on a worker that holds work without answering, answers its swaps, and never cuts it off', async () => {
     const workers: Worker[] = [];
     // Every batch takes longer than a millisecond: each worker is taken for stuck once it holds one.
-    const t = await open({ curve: { threads: 1, stuckAfterMs: 1, onWorker: (w) => workers.push(w) } });
+    const t = await open({ curve: { threads: 1, stuckAfterMs: 1, onWorker: (w) => watch(workers, w) } });
     const keyset = t.mint.keys().keysets[0]!;
     let left = await mintProofs(t, Array(60).fill(1));
     for (let i = 0; i < 3; i++) {
@@ -147,8 +223,39 @@ describe('Mint curve work on worker threads', () => {
       const { signatures } = await t.mint.swap({ inputs: take, outputs: prepared.map((p) => p.output) });
       expectValidDleqs(keyset, prepared, signatures);
     }
-    // The mint's own signing and two swaps each ended a worker; after three, no more were started.
+    // The mint's own signing and two swaps each lost a worker; after three, no more were started.
     expect(workers).toHaveLength(3);
+    // Each was told to exit and did, once done with what it held; none was terminated from outside
+    // (inside the native curve code, that aborts the process).
+    await Promise.all(workers.map((w) => exitOf(w)));
+    expect(terminated).toBe(0);
+  });
+
+  it('closes with work in flight, again and again: every job answered, every worker exits by itself', async () => {
+    const key = keyPair();
+    for (let round = 0; round < 12; round++) {
+      const workers: Worker[] = [];
+      const pool = new CurvePool({ threads: 2, onWorker: (w) => watch(workers, w) });
+      const index = pool.indexOf(key);
+      const jobs = Array.from({ length: 40 }, () => ({
+        inputs: [],
+        outputs: [],
+        issues: Array.from({ length: 10 }, () => ({ key: index, secret: bytesToHex(randomBytes(16)) })),
+      }));
+      const outcomes = jobs.map((job) => pool.run(job));
+      // Closed on the turn after the jobs went out: the workers hold most of them.
+      await new Promise((r) => setImmediate(r));
+      await pool.close();
+      expect(workers.length).toBeGreaterThan(0);
+      await Promise.all(workers.map((w) => exitOf(w)));
+      const answers = await Promise.all(outcomes);
+      answers.forEach((outcome, i) => {
+        expect(outcome).toEqual(inThread([key], jobs[i]!));
+      });
+      // After close(), on the event loop.
+      expect(await pool.run(jobs[0]!)).toEqual(inThread([key], jobs[0]!));
+    }
+    expect(terminated).toBe(0);
   });
 
   it('verifies an in-process input whose secret is longer than the wire carries, on the event loop', async () => {

@@ -55,6 +55,8 @@ export async function createTestMint(
     file?: boolean;
     /** the curve worker threads' options (default: the node's, cores − 1 threads) */
     curve?: MintOptions['curve'];
+    /** the mint's logger (default: none) */
+    logger?: MintOptions['logger'];
   } = {},
 ): Promise<TestMint> {
   const dir =
@@ -75,6 +77,7 @@ export async function createTestMint(
     limits: opts.limits,
     keysets: opts.keysets,
     curve: opts.curve,
+    logger: opts.logger,
     ...(opts.sqliteFastPath === false ? {} : { sqlite: store.sqlite, postgres: store.postgres }),
   });
   return {
