@@ -1,15 +1,16 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SandboxLimits } from '../compute-driver.js';
-import { CPU_PERIOD_US, cpuQuotaUs } from './oci-spec.js';
+import { cpuBandwidth } from './oci-spec.js';
 
 const MIB = 1024 * 1024;
 
 /**
  * The cgroup files that give a pre-created sandbox its offer's limits, in the order to write them.
  *
- * CPU burst (the kernel's cfs burst, at most the quota, written after it): a sandbox idle for a
- * while may use up to one more period's quota at once. Its average stays within its vCPUs; without
+ * CPU: the quota per period of cpuBandwidth (oci-spec.ts), and a burst (the kernel's cfs burst, at
+ * most the quota, written after it): a sandbox idle for a while may use up to one more period's
+ * quota at once. Its average stays within its vCPUs; without
  * it, the exec agent's fork and exec (exec-agent.ts, about 1.5 ms of CPU, charged to the sandbox)
  * throttled a 0.01-vCPU sandbox (1 ms per 100 ms) until the next period on every command.
  * Sandboxes are created ahead with placeholder limits (see layer-pool.ts); the real ones are
@@ -23,13 +24,13 @@ export function limitWrites(
   root = '/sys/fs/cgroup',
 ): [file: string, value: string][] {
   const memory = String(limits.memoryMib * MIB);
-  const quota = cpuQuotaUs(limits.vcpu);
+  const { quota, period } = cpuBandwidth(limits.vcpu);
   if (mode === 'v2') {
     const dir = join(root, cgroupPath);
     return [
       [join(dir, 'memory.max'), memory],
       [join(dir, 'memory.swap.max'), '0'],
-      [join(dir, 'cpu.max'), `${quota} ${CPU_PERIOD_US}`],
+      [join(dir, 'cpu.max'), `${quota} ${period}`],
       [join(dir, 'cpu.max.burst'), String(quota)],
       [join(dir, 'pids.max'), String(limits.pids)],
     ];
@@ -40,7 +41,7 @@ export function limitWrites(
   if (swapAccounting) writes.push([v1('memory', 'memory.memsw.limit_in_bytes'), '-1']);
   writes.push([v1('memory', 'memory.limit_in_bytes'), memory]);
   if (swapAccounting) writes.push([v1('memory', 'memory.memsw.limit_in_bytes'), memory]);
-  writes.push([v1('cpu', 'cpu.cfs_period_us'), String(CPU_PERIOD_US)]);
+  writes.push([v1('cpu', 'cpu.cfs_period_us'), String(period)]);
   writes.push([v1('cpu', 'cpu.cfs_quota_us'), String(quota)]);
   writes.push([v1('cpu', 'cpu.cfs_burst_us'), String(quota)]);
   writes.push([v1('pids', 'pids.max'), String(limits.pids)]);

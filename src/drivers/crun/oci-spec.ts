@@ -96,12 +96,31 @@ export const CAPABILITIES: readonly string[] = [
   'CAP_NET_BIND_SERVICE',
 ];
 
-export const CPU_PERIOD_US = 100_000;
 const MIB = 1024 * 1024;
+/** The CFS period of a sandbox of 0.1 vCPU and more: the kernel's default. */
+const CPU_PERIOD_US = 100_000;
+/** The longest CFS period the kernel takes. */
+const MAX_CPU_PERIOD_US = 1_000_000;
+/**
+ * The CPU time a sandbox may run at once before its quota stops it: its periods are made long
+ * enough for this. A start (init, the starter, the exec agent's fork and exec of a first command)
+ * takes 1.5 to 2.5 ms of CPU here; with 0.01 vCPU per 100 ms (1 ms) that overran the quota and
+ * the first command waited for the next period, 40 to 100 ms (bench/PROFILES.md, session 11).
+ */
+const MIN_QUOTA_US = 10_000;
+/** The kernel refuses quotas under 1 ms. */
+const MIN_KERNEL_QUOTA_US = 1000;
 
-export function cpuQuotaUs(vcpu: number): number {
-  // The kernel refuses quotas under 1 ms.
-  return Math.max(1000, Math.round(vcpu * CPU_PERIOD_US));
+/**
+ * A sandbox's CFS bandwidth for `vcpu` CPUs: `quota` µs of CPU per `period` µs, on average `vcpu`
+ * CPUs. The period is the kernel's default 100 ms, made longer (up to 1 s) for a sandbox under
+ * 0.1 vCPU so that its quota is at least 10 ms: a 0.01-vCPU sandbox gets 10 ms per second rather
+ * than 1 ms per 100 ms, the same average, without a stall on every short burst of work. LXD's
+ * `limits.cpu.allowance` is given per 1 s alike (lxd-driver.ts).
+ */
+export function cpuBandwidth(vcpu: number): { quota: number; period: number } {
+  const period = Math.min(MAX_CPU_PERIOD_US, Math.max(CPU_PERIOD_US, Math.round(MIN_QUOTA_US / vcpu)));
+  return { quota: Math.max(MIN_KERNEL_QUOTA_US, Math.round(vcpu * period)), period };
 }
 
 export function ociSpec(input: OciSpecInput): OciSpec {
@@ -176,7 +195,7 @@ export function ociSpec(input: OciSpecInput): OciSpec {
       cgroupsPath: input.cgroupsPath,
       resources: {
         memory: input.swapAccounting ? { limit: memory, swap: memory } : { limit: memory },
-        cpu: { quota: cpuQuotaUs(input.limits.vcpu), period: CPU_PERIOD_US },
+        cpu: cpuBandwidth(input.limits.vcpu),
         pids: { limit: input.limits.pids },
         devices: [
           { allow: false, access: 'rwm' },

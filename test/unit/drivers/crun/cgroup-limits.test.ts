@@ -34,4 +34,21 @@ describe('cgroup limit writes', () => {
       ['/cg/alacarte/i/w1/pids.max', '100'],
     ]);
   });
+
+  it('writes a tiny sandbox a longer period, so that its quota is 10 ms', () => {
+    const tiny = { ...limits, vcpu: 0.01 };
+    expect(limitWrites('v2', '/a/w', tiny, false, '/cg')).toContainEqual([
+      '/cg/a/w/cpu.max',
+      '10000 1000000',
+    ]);
+    expect(
+      limitWrites('v1', '/a/w', tiny, false, '/cg').map(([f, v]) => `${f.split('/').pop()}=${v}`),
+    ).toEqual(
+      expect.arrayContaining([
+        'cpu.cfs_period_us=1000000',
+        'cpu.cfs_quota_us=10000',
+        'cpu.cfs_burst_us=10000',
+      ]),
+    );
+  });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CAPABILITIES, cpuQuotaUs, IN_SANDBOX, ociSpec } from '../../../../src/drivers/crun/oci-spec.js';
+import { CAPABILITIES, cpuBandwidth, IN_SANDBOX, ociSpec } from '../../../../src/drivers/crun/oci-spec.js';
 
 const input = {
   hostname: 'sandbox',
@@ -42,9 +42,18 @@ describe('OCI spec', () => {
     expect(spec.linux.cgroupsPath).toBe('/alacarte/x/lse_a');
   });
 
-  it('keeps the kernel floor for tiny CPU quotas', () => {
-    expect(cpuQuotaUs(0.001)).toBe(1000);
-    expect(cpuQuotaUs(2)).toBe(200_000);
+  it('gives every sandbox at least 10 ms of CPU at once: longer periods under 0.1 vCPU, up to 1 s', () => {
+    expect(cpuBandwidth(2)).toEqual({ quota: 200_000, period: 100_000 });
+    expect(cpuBandwidth(0.1)).toEqual({ quota: 10_000, period: 100_000 });
+    expect(cpuBandwidth(0.05)).toEqual({ quota: 10_000, period: 200_000 });
+    expect(cpuBandwidth(0.01)).toEqual({ quota: 10_000, period: 1_000_000 });
+    // Under 0.01 vCPU the period is the kernel's longest; the quota keeps the kernel's floor.
+    expect(cpuBandwidth(0.005)).toEqual({ quota: 5000, period: 1_000_000 });
+    expect(cpuBandwidth(0.0001)).toEqual({ quota: 1000, period: 1_000_000 });
+    expect(ociSpec({ ...input, limits: { ...input.limits, vcpu: 0.01 } }).linux.resources.cpu).toEqual({
+      quota: 10_000,
+      period: 1_000_000,
+    });
   });
 
   it('drops privileges: no new privileges, a small capability set, seccomp', () => {
