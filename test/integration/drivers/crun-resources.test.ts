@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,7 +14,7 @@ import {
 } from '../../../src/drivers/crun/lxcfs.js';
 import { runProcess } from '../../../src/drivers/crun/run-process.js';
 import { newLeaseId, sh, waitFor } from './compute-driver.contract.js';
-import { type CrunTarget, crunSkipReason, makeCrunTarget } from './crun-target.js';
+import { type CrunTarget, crunSkipReason, makeCrunTarget, readCgroup } from './crun-target.js';
 
 /** What `free -m`, /proc/meminfo, `nproc`, /proc/cpuinfo and `df -m /` say inside a sandbox. */
 async function seen(t: CrunTarget, sandbox: SandboxRef) {
@@ -136,6 +136,23 @@ if (crunSkipReason) {
         cpuinfoProcessors: cpus,
       });
       expect(b.dfTotalMib).toBe(200);
+    });
+
+    it('a 0.01-vCPU sandbox starts and answers its first commands without its quota stopping it', async () => {
+      // 10 ms per second, the same average as 1 ms per 100 ms: a start and a first command (about
+      // 2 ms of CPU) fit in it, where 1 ms made the first command wait for the next period.
+      const tiny = await start({ vcpu: 0.01, memoryMib: 64, pids: 32, diskMib: 16 });
+      for (let i = 0; i < 3; i++) {
+        const r = await t.driver.exec(tiny, { command: ['true'], timeoutMs: 20_000, maxOutputBytes: 1024 });
+        expect(r.exitCode).toBe(0);
+      }
+      const path = t.driver.cgroupPath(tiny.leaseId);
+      const stat = readCgroup('cpu', path, 'cpu.stat');
+      expect(Number(/nr_throttled (\d+)/.exec(stat)?.[1])).toBe(0);
+      const bandwidth = existsSync('/sys/fs/cgroup/cgroup.controllers')
+        ? readCgroup('', path, 'cpu.max').trim()
+        : `${readCgroup('cpu', path, 'cpu.cfs_quota_us').trim()} ${readCgroup('cpu', path, 'cpu.cfs_period_us').trim()}`;
+      expect(bandwidth).toBe('10000 1000000');
     });
 
     it('without lxcfs (lxcfsDir: false) a sandbox still starts, and shows the host', async () => {
