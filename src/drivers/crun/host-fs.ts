@@ -1,8 +1,7 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { AnswerLines } from './answer-lines.js';
 import { START_FIFO, WAKE_FIFO } from './init-script.js';
-import { refOf } from './spawner.js';
+import { StandingChild } from './standing-child.js';
 
 /**
  * mount(2) and umount2(2)'s system call numbers per Node `process.arch` (Linux's unistd tables):
@@ -193,13 +192,21 @@ export interface MakeRequest {
  * should it die, the requests under way fail and the next one starts a new helper.
  */
 export class HostFs {
-  private helper: ChildProcess | undefined;
+  private readonly helper: StandingChild;
   private readonly pending = new Map<number, Request>();
   private next = 0;
   /** An answer is a number, a word and a message; longer than this, it is not one. */
   private readonly lines = new AnswerLines(8192);
 
-  private constructor(private readonly syscalls: { mount: number; umount2: number }) {}
+  private constructor(syscalls: { mount: number; umount2: number }) {
+    this.helper = new StandingChild(
+      'the host file helper',
+      PERL,
+      ['-e', HELPER, String(syscalls.mount), String(syscalls.umount2)],
+      (text) => this.answers(text),
+      (why) => this.fail(new Error(why)),
+    );
+  }
 
   /** The helper for this host, or undefined when it cannot run here (no perl, an unknown CPU). */
   static forHost(): HostFs | undefined {
@@ -242,47 +249,23 @@ export class HostFs {
       return Promise.reject(new Error(`not a sandbox directory: ${JSON.stringify(path)}`));
     return new Promise((resolve, reject) => {
       const n = this.next++;
-      const helper = this.ensureHelper();
-      if (this.pending.size === 0) refOf(helper.stdout)?.ref();
+      if (this.pending.size === 0) this.helper.hold();
       this.pending.set(n, { resolve, reject });
-      helper.stdin?.write(`${n}\t${op}\t${fields.join('\t')}\n`);
+      this.helper.write(`${n}\t${op}\t${fields.join('\t')}\n`);
     });
   }
 
   /** Ends the helper (a removal under way runs to its end) and fails what is still pending. */
   close(): void {
-    this.helper?.stdin?.end();
-    this.helper = undefined;
-    for (const r of this.pending.values()) r.reject(new Error('the host file helper was closed'));
-    this.pending.clear();
+    this.helper.end();
+    this.fail(new Error('the host file helper was closed'));
   }
 
-  private ensureHelper(): ChildProcess {
-    if (this.helper) return this.helper;
-    const { mount, umount2 } = this.syscalls;
-    const helper = spawn(PERL, ['-e', HELPER, String(mount), String(umount2)], {
-      stdio: ['pipe', 'pipe', 'ignore'],
-      detached: true,
-    });
-    helper.stdout?.setEncoding('utf8');
-    helper.stdout?.on('data', (text: string) => this.answers(text));
-    const failed = (why: string) => {
-      if (this.helper !== helper) return;
-      this.helper = undefined;
-      this.lines.clear();
-      for (const r of this.pending.values()) r.reject(new Error(why));
-      this.pending.clear();
-    };
-    helper.on('error', (e) => failed(`the host file helper failed: ${String(e)}`));
-    helper.on('exit', (code) => failed(`the host file helper exited (${code})`));
-    // As the spawner's: the exit may never be reaped once the node has nothing else to do.
-    helper.stdout?.on('end', () => failed('the host file helper closed its output'));
-    helper.stdin?.on('error', () => {});
-    helper.unref();
-    refOf(helper.stdin)?.unref();
-    refOf(helper.stdout)?.unref();
-    this.helper = helper;
-    return helper;
+  /** Fails every request pending: the helper is gone (a new one serves the next request). */
+  private fail(err: Error): void {
+    this.lines.clear();
+    for (const r of this.pending.values()) r.reject(err);
+    this.pending.clear();
   }
 
   private answers(text: string): void {
@@ -291,7 +274,7 @@ export class HostFs {
       const request = this.pending.get(Number(n));
       if (!request || (outcome !== 'ok' && outcome !== 'taken' && outcome !== 'err')) return;
       this.pending.delete(Number(n));
-      if (this.pending.size === 0 && this.helper) refOf(this.helper.stdout)?.unref();
+      if (this.pending.size === 0) this.helper.release();
       if (outcome !== 'err') request.resolve(outcome);
       else request.reject(new Error(why?.trim() || 'the host file helper failed'));
     });

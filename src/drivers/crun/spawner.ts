@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import {
   accessSync,
   closeSync,
@@ -15,6 +14,7 @@ import { join } from 'node:path';
 import { AnswerLines } from './answer-lines.js';
 import { FifoStock } from './fifo-stock.js';
 import type { ProcessResult } from './run-process.js';
+import { StandingChild } from './standing-child.js';
 
 /** Calls under way at once; more wait their turn (the shell runs each in the background). */
 const MAX_RUNNING = 64;
@@ -66,11 +66,11 @@ export interface PipedIo {
  * /dev/null and stdout, stderr into files of a private temporary directory; the shell answers
  * `<n> <exit status>` on its stdout (one write, atomic on a pipe) once the program has exited.
  * Arguments are single-quoted, so no word of them is interpreted. Output is read up to a cap, then
- * the files are removed. Should the shell die, its calls under way fail and the next call starts a
- * new shell.
+ * the files are removed. Should the shell die, its calls under way and waiting fail and the next
+ * call starts a new shell (standing-child.ts).
  */
 export class Spawner {
-  private shell: ChildProcess | undefined;
+  private readonly shell: StandingChild;
   private readonly calls = new Map<number, Call>();
   private readonly queued: { line: string; call: Call }[] = [];
   private next = 0;
@@ -85,6 +85,13 @@ export class Spawner {
     private readonly maxSeconds = MAX_SECONDS,
   ) {
     this.dir = mkdtempSync(join(memoryDir(), 'alacarte-spawner-'));
+    this.shell = new StandingChild(
+      'the spawner shell',
+      busybox,
+      ['sh', '-s'],
+      (text) => this.answers(text),
+      (why) => this.fail(new Error(why)),
+    );
     this.fifoStock = new FifoStock(this.dir, (paths, owner) => this.mkfifo(paths, owner));
     process.once('exit', () => rmSync(this.dir, { recursive: true, force: true }));
   }
@@ -162,60 +169,27 @@ export class Spawner {
 
   /** Ends the shell (programs it started run to their end) and removes its directory. */
   close(): void {
-    this.shell?.stdin?.end();
-    this.shell = undefined;
-    for (const call of this.calls.values()) {
-      clearTimeout(call.timer);
-      call.reject(new Error('the spawner was closed'));
-    }
-    this.calls.clear();
-    for (const { call } of this.queued.splice(0)) call.reject(new Error('the spawner was closed'));
+    this.shell.end();
+    this.fail(new Error('the spawner was closed'));
     rmSync(this.dir, { recursive: true, force: true });
   }
 
-  private send(line: string, call: Call): void {
-    const shell = this.ensureShell();
-    // Calls under way keep the process alive, an idle shell does not.
-    if (this.calls.size === 0) refOf(shell.stdout)?.ref();
-    this.calls.set(call.n, call);
-    shell.stdin?.write(line);
+  /** Fails every call under way and waiting: the shell is gone (a new one serves the next call). */
+  private fail(err: Error): void {
+    this.lines.clear();
+    for (const call of this.calls.values()) {
+      clearTimeout(call.timer);
+      call.reject(err);
+    }
+    this.calls.clear();
+    for (const { call } of this.queued.splice(0)) call.reject(err);
   }
 
-  private ensureShell(): ChildProcess {
-    if (this.shell) return this.shell;
-    // A process group (and session) of its own: a signal meant for the node, Ctrl-C in the
-    // operator's terminal (SIGINT to the whole foreground group) or `kill -TERM -<pgid>`, must not
-    // also kill this shell and the programs it runs half-way (a sandbox being made ahead was left
-    // mounted, its making cut short under the node's feet), nor tenants' execs; the node's own
-    // handler then stops in order. The shell still ends with the node: its stdin closes.
-    const shell = spawn(this.busybox, ['sh', '-s'], { stdio: ['pipe', 'pipe', 'ignore'], detached: true });
-    shell.stdout?.setEncoding('utf8');
-    shell.stdout?.on('data', (text: string) => this.answers(text));
-    const failed = (why: string) => {
-      if (this.shell !== shell) return;
-      this.shell = undefined;
-      this.lines.clear();
-      for (const call of this.calls.values()) {
-        clearTimeout(call.timer);
-        call.reject(new Error(why));
-      }
-      this.calls.clear();
-    };
-    shell.on('error', (e) => failed(`the spawner shell failed: ${String(e)}`));
-    shell.on('exit', (code) => failed(`the spawner shell exited (${code})`));
-    // End of its output: neither the shell nor any call's subshell (they write the answers) is
-    // left to answer. Said here too, since the exit event may never come: the child is unref'd, so
-    // once its output pipe has closed nothing may keep the event loop alive until the exit is
-    // reaped, and the node then left with the calls pending, a shutdown cut short with status 0
-    // (the shell killed along with the node, as systemd does to every process of a service).
-    shell.stdout?.on('end', () => failed('the spawner shell closed its output'));
-    shell.stdin?.on('error', () => {});
-    // It must not keep the node alive on its own (send() refs it while calls are under way).
-    shell.unref();
-    refOf(shell.stdin)?.unref();
-    refOf(shell.stdout)?.unref();
-    this.shell = shell;
-    return shell;
+  private send(line: string, call: Call): void {
+    // Calls under way keep the process alive, an idle shell does not.
+    if (this.calls.size === 0) this.shell.hold();
+    this.calls.set(call.n, call);
+    this.shell.write(line);
   }
 
   private answers(text: string): void {
@@ -233,7 +207,7 @@ export class Spawner {
       clearTimeout(call.timer);
       const next = this.queued.shift();
       if (next) this.send(next.line, next.call);
-      if (this.calls.size === 0 && this.shell) refOf(this.shell.stdout)?.unref();
+      if (this.calls.size === 0) this.shell.release();
       call.resolve({
         code: Number(m[2]),
         stdout: call.detached ? '' : this.take(`${call.n}.out`, call.maxOutput),
@@ -278,12 +252,6 @@ function killQuietly(pid: number): void {
 
 function quote(word: string): string {
   return `'${word.replaceAll("'", `'\\''`)}'`;
-}
-
-/** The ref()/unref() of a child's pipe (a net.Socket underneath; not in the stream types). */
-export function refOf(stream: unknown): { ref: () => void; unref: () => void } | undefined {
-  const s = stream as { ref?: () => void; unref?: () => void } | null;
-  return s?.ref && s.unref ? (s as { ref: () => void; unref: () => void }) : undefined;
 }
 
 const TMPFS_MAGIC = 0x01021994;

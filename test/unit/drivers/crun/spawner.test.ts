@@ -70,4 +70,20 @@ describe('the spawner shell', () => {
     // The shell still serves the next call.
     expect((await spawner.run('/bin/true', [], 16)).code).toBe(0);
   }, 30_000);
+
+  it('fails the calls under way and those waiting when its shell dies, and the next call starts a new shell', async () => {
+    const before = new Set(shellPids());
+    spawner = new Spawner(BUSYBOX);
+    await spawner.run('/bin/true', [], 16);
+    const [shell] = shellPids().filter((pid) => !before.has(pid));
+    expect(shell).toBeDefined();
+    // 64 run at once; the other 6 wait their turn.
+    const calls = Array.from({ length: 70 }, () => spawner!.run('/bin/sleep', ['30'], 16));
+    // Its own process group: the shell and the programs it runs.
+    process.kill(-(shell as number), 'SIGKILL');
+    const outcomes = await Promise.allSettled(calls);
+    expect(outcomes.filter((o) => o.status === 'rejected')).toHaveLength(70);
+    expect((await spawner.run('/bin/true', [], 16)).code).toBe(0);
+    expect(shellPids().filter((pid) => !before.has(pid) && pid !== shell)).toHaveLength(1);
+  }, 30_000);
 });
