@@ -421,10 +421,12 @@ export class AlacarteNode {
 
   async close(): Promise<void> {
     this.reaper?.stop();
+    // First: no new request, and those under way that change something (a paid create, a stop)
+    // finish before the connections close, within a bound (http/drain.ts).
+    await this.app.close();
     if (this.sshRef.port !== undefined) await this.sshRef.server?.close();
     this.payouts.close();
     await this.leases?.reconciler.close();
-    await this.app.close();
     this.mint.close();
     await this.closeLightning();
     await this.notices.close();

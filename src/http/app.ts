@@ -9,6 +9,7 @@ import Fastify, {
 } from 'fastify';
 import type { Logger } from '../log.js';
 import { sourceOf } from '../ssh/ssh-server.js';
+import { DEFAULT_DRAIN_MS, drainOnClose } from './drain.js';
 import { answerClientError, frameworkError, installErrorHandling } from './errors.js';
 
 /**
@@ -55,6 +56,11 @@ export interface AppOptions {
   trustProxy?: readonly string[];
   /** Serves /metrics and times requests when given. */
   metrics?: { install(app: FastifyInstance): void };
+  /**
+   * Longest close() waits for the requests under way that change something (drain.ts), in
+   * milliseconds; DEFAULT_DRAIN_MS by default.
+   */
+  drainMs?: number;
 }
 
 /** A route as Fastify registered it: `GET`, `/v1/leases/:id`. */
@@ -101,6 +107,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     for (const method of [route.method].flat()) routes.push({ method, url: route.url });
   });
   installErrorHandling(app);
+  drainOnClose(app, options.drainMs ?? DEFAULT_DRAIN_MS);
   // An empty JSON body (a DELETE sent with a JSON content type) means "no body", not an error;
   // anything else goes through Fastify's own parser, which refuses prototype poisoning.
   const parseJson = app.getDefaultJsonParser('error', 'error');
