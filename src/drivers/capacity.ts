@@ -38,31 +38,34 @@ export function milliVcpu(vcpu: number): number {
 }
 
 /** A ratio such as 1.5 as an exact fraction of 1000 (overcommit is configured in decimals). */
-const permille = (ratio: number) => BigInt(Math.round(ratio * 1000));
+const permille = (ratio: number) => Math.round(ratio * 1000);
 
-/** Free capacity once `running` sandboxes are accounted; never negative. */
+/**
+ * Free capacity once `running` sandboxes are accounted; never negative. Integers throughout
+ * (milli-vCPUs, MiB), so sums and ratios are exact: doubles hold integers exactly up to 2^53, far
+ * beyond any host's. (BigInt did the same at a few allocations per running sandbox, on every paid
+ * create: a burst of 100 spent 25 ms of the node's thread here.)
+ */
 export function availableCapacity(
   host: HostResources,
   settings: OvercommitSettings,
   running: readonly SandboxLimits[],
 ): DriverCapacity {
-  // Integers throughout (milli-vCPUs, MiB), so sums and ratios are exact.
-  let vcpu = BigInt(Math.floor(host.cpus)) * permille(settings.cpuRatio);
-  let memoryMib =
-    (BigInt(Math.max(0, Math.floor(host.memoryMib - settings.reservedMemoryMib))) *
-      permille(settings.memoryRatio)) /
-    1000n;
-  let diskMib = BigInt(Math.floor(settings.diskBudgetMib));
+  let vcpu = Math.floor(host.cpus) * permille(settings.cpuRatio);
+  let memoryMib = Math.floor(
+    (Math.max(0, Math.floor(host.memoryMib - settings.reservedMemoryMib)) * permille(settings.memoryRatio)) /
+      1000,
+  );
+  let diskMib = Math.floor(settings.diskBudgetMib);
   for (const r of running) {
-    vcpu -= BigInt(milliVcpu(r.vcpu));
-    memoryMib -= BigInt(r.memoryMib);
-    diskMib -= BigInt(r.diskMib);
+    vcpu -= milliVcpu(r.vcpu);
+    memoryMib -= r.memoryMib;
+    diskMib -= r.diskMib;
   }
-  const atLeastZero = (n: bigint) => Number(n > 0n ? n : 0n);
   return {
-    vcpu: atLeastZero(vcpu) / 1000,
-    memoryMib: atLeastZero(memoryMib),
-    diskMib: atLeastZero(diskMib),
+    vcpu: Math.max(0, vcpu) / 1000,
+    memoryMib: Math.max(0, memoryMib),
+    diskMib: Math.max(0, diskMib),
     sandboxes: Math.max(0, settings.maxSandboxes - running.length),
   };
 }

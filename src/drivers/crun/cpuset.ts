@@ -89,3 +89,29 @@ export class CpuPicker {
     return list;
   }
 }
+
+/** How long a parent's CPU list read by ParentCpus serves (milliseconds). */
+const PARENT_CPUS_TTL_MS = 1000;
+
+/**
+ * parentCpus() read at most once a second per parent: every start reads it, and a burst of 100
+ * starts spent 30 ms of the node's thread on the same cgroup file (bench/PROFILES.md, session 11).
+ * An operator narrowing the parent's cpuset is seen within a second; a start in that second may
+ * fail to write a CPU the parent no longer has (the start fails and its lease is refunded).
+ */
+export class ParentCpus {
+  private readonly read = new Map<string, { cpus: number[]; at: number }>();
+
+  constructor(private readonly now: () => number = () => performance.now()) {}
+
+  /** As parentCpus(mode, cgroupPath, root). */
+  of(mode: 'v1' | 'hybrid' | 'v2', cgroupPath: string, root = '/sys/fs/cgroup'): number[] {
+    const key = `${mode}\0${root}\0${dirname(cgroupPath)}`;
+    const now = this.now();
+    const cached = this.read.get(key);
+    if (cached && now - cached.at < PARENT_CPUS_TTL_MS) return cached.cpus;
+    const cpus = parentCpus(mode, cgroupPath, root);
+    this.read.set(key, { cpus, at: now });
+    return cpus;
+  }
+}

@@ -61,7 +61,7 @@ import { attachInSandbox, validSize } from './attach.js';
 import { backgroundCommand, backgroundPid } from './background.js';
 import { applyLimits, limitWrites, procsFile } from './cgroup-limits.js';
 import { connectInSandbox } from './connect.js';
-import { CpuPicker, cpusetFile, parentCpus } from './cpuset.js';
+import { CpuPicker, cpusetFile, ParentCpus } from './cpuset.js';
 import { type CrunDriverOptions, type DriverLogger, silentLogger } from './crun-options.js';
 import { DEFAULT_EGRESS_UID_BASE, EGRESS_UID_COUNT, EgressNetwork } from './egress.js';
 import { execInSandbox } from './exec.js';
@@ -173,6 +173,7 @@ export class CrunDriver implements ComputeDriver {
   private readonly exitListeners = new Set<(leaseId: string) => void>();
   private exitTimer: NodeJS.Timeout | undefined;
   private readonly cpus = new CpuPicker();
+  private readonly parentCpus = new ParentCpus();
   /** Made-ahead sandbox name -> device of the lxcfs it binds, as seen answering when it was made. */
   private readonly lxcfsDevices = new Map<string, number>();
 
@@ -390,7 +391,7 @@ export class CrunDriver implements ComputeDriver {
         ...limitWrites(this.cgroups.mode, cgroup, limits, this.cgroups.swapAccounting),
         [
           cpusetFile(this.cgroups.mode, cgroup),
-          this.cpus.pick(limits.vcpu, parentCpus(this.cgroups.mode, cgroup)),
+          this.cpus.pick(limits.vcpu, this.parentCpus.of(this.cgroups.mode, cgroup)),
         ],
       ]);
       // lease.json is new here and nothing reads it before the lease's command runs (below): written

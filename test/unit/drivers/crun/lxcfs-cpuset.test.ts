@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import {
   CpuPicker,
   cpusetFile,
+  ParentCpus,
   parentCpus,
   parseCpuList,
   pickCpus,
@@ -81,6 +82,25 @@ describe('cpuset', () => {
 });
 
 describe('cpuset placement', () => {
+  it('reads the parent cgroup CPUs once a second at most; a narrowing is seen after that', () => {
+    const root = mkdtempSync(join(tmpdir(), 'alacarte-cg-'));
+    try {
+      mkdirSync(join(root, 'cpuset', 'alacarte', 'i'), { recursive: true });
+      const file = join(root, 'cpuset', 'alacarte', 'i', 'cpuset.effective_cpus');
+      writeFileSync(file, '0-3\n');
+      let now = 0;
+      const parent = new ParentCpus(() => now);
+      expect(parent.of('hybrid', '/alacarte/i/w1', root)).toEqual([0, 1, 2, 3]);
+      writeFileSync(file, '1\n');
+      now = 999;
+      expect(parent.of('hybrid', '/alacarte/i/w2', root)).toEqual([0, 1, 2, 3]);
+      now = 1000;
+      expect(parent.of('hybrid', '/alacarte/i/w3', root)).toEqual([1]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
   it("takes the parent cgroup's CPUs (an operator may narrow them), round-robin", () => {
     const root = mkdtempSync(join(tmpdir(), 'alacarte-cg-'));
     try {
