@@ -5,6 +5,7 @@ import {
   closeSync,
   existsSync,
   constants as fsConstants,
+  linkSync,
   lstatSync,
   mkdirSync,
   openSync,
@@ -68,6 +69,7 @@ import { execInSandbox } from './exec.js';
 import { AGENT_FILE, AGENT_REQUESTS, agentScript, ExecAgent } from './exec-agent.js';
 import { FifoStock } from './fifo-stock.js';
 import { fifoWaker } from './fifo-waker.js';
+import { LEASE_LINK } from './host-fs.js';
 import { type ImageConfig, leaseArgv, readImageConfig } from './image-config.js';
 import {
   commandFile,
@@ -382,7 +384,7 @@ export class CrunDriver implements ComputeDriver {
       const warm = await this.takeAlive(spec.image, limits.diskMib, (w) => this.names.set(id, w.name));
       // The sandbox keeps its directory (runc needs the bundle where it was created); the lease id
       // is a link to it, made atomically, so two starts of one lease cannot both succeed.
-      symlinkSync(warm.name, link);
+      linkLease(warm.dir, warm.name, link);
       const dir = warm.dir;
       // Limits before anything of the lease's runs, then its deadline, then (atomically, as init
       // may look at any moment) the command that init starts.
@@ -1375,6 +1377,20 @@ function readLink(path: string): string | undefined {
     return readlinkSync(path);
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * Makes `link` (the lease's id in the runtime directory) a symbolic link to the sandbox `name`:
+ * a second name for the one made ahead in its directory (LEASE_LINK, host-fs.ts), or a new link
+ * for a sandbox made without one (by an older node). Throws EEXIST when `link` exists.
+ */
+function linkLease(dir: string, name: string, link: string): void {
+  try {
+    linkSync(join(dir, LEASE_LINK), link);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    symlinkSync(name, link);
   }
 }
 

@@ -16,6 +16,15 @@ const SYSCALLS: Partial<Record<NodeJS.Architecture, { mount: number; umount2: nu
 const PERL = '/usr/bin/perl';
 
 /**
+ * A symbolic link in every sandbox directory, made with it ahead of any lease, whose target is the
+ * sandbox's name: a start hard-links it into the runtime directory under the lease's id (the lease
+ * link, what list() and teardown go by), which adds a name to an inode made ahead instead of
+ * allocating one on the start's path (a new inode on ext4 with many recently removed cost the
+ * node's thread ~0.6 ms per start: bench/PROFILES.md, session 11).
+ */
+export const LEASE_LINK = 'lease-link';
+
+/**
  * The helper: one request per line on stdin, `<n>\t<op>\t<field>…`, answered `<n>\tok`, `<n>\ttaken`
  * or `<n>\terr\t<message>` on stdout, in order.
  *
@@ -73,6 +82,8 @@ sub make {
   my ($d, $lower, $rs, $mib, $inodes, $id, $resolv) = @_;
   $resolv = pack('H*', $resolv // '');
   unless (mkdir($d, 0755)) { return 'taken' if $!{EEXIST}; die "mkdir $d: $!\n"; }
+  my ($name) = $d =~ m{([^/]+)$};
+  symlink($name, "$d/${LEASE_LINK}") or die "link $d/${LEASE_LINK}: $!\n";
   md("$d/layer", 0755);
   md("$d/rootfs", 0755);
   if ($rs eq '') { md("$d/run", 0755); }

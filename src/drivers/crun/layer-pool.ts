@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DriverLogger } from './crun-options.js';
-import { type HostFs, hostFs } from './host-fs.js';
+import { type HostFs, hostFs, LEASE_LINK } from './host-fs.js';
 import { START_FIFO, WAKE_FIFO } from './init-script.js';
 import { runProcess } from './run-process.js';
 
@@ -573,6 +573,7 @@ export class LayerPool {
       'set -e',
       'umask 022',
       'mkdir -m 0755 "$1" || exit 97',
+      `ln -s "\${1##*/}" "$1/${LEASE_LINK}"`,
       // The run directory: the sandbox directory's own run/, or in its directory in the run state
       // ($4) with the meta.json start() writes beside it, both linked from the sandbox's directory
       // (run-state.ts).

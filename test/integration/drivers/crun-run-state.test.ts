@@ -5,14 +5,17 @@ import {
   readdirSync,
   readFileSync,
   readlinkSync,
+  rmSync,
   statfsSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CrunDriver } from '../../../src/drivers/crun/crun-driver.js';
+import { LEASE_LINK } from '../../../src/drivers/crun/host-fs.js';
+import { LayerPool } from '../../../src/drivers/crun/layer-pool.js';
 import { mountsUnder } from '../../../src/drivers/crun/mounts.js';
 import { TMPFS_MAGIC } from '../../../src/drivers/crun/run-state.js';
-import { newLeaseId, sh, TEST_LIMITS } from './compute-driver.contract.js';
+import { newLeaseId, sh, TEST_LIMITS, waitFor } from './compute-driver.contract.js';
 import { crunSkipReason, makeCrunTarget } from './crun-target.js';
 
 /**
@@ -91,6 +94,46 @@ describe.skipIf(crunSkipReason)('crun run state on a tmpfs of its own', () => {
       await second?.stop({ leaseId }).catch(() => {});
       await second?.close();
       await first.dispose();
+    }
+  });
+
+  it('links a lease to its sandbox by a second name of the link made ahead with it; a sandbox made without one gets a link of its own', async () => {
+    const t = await makeCrunTarget();
+    const runtimeDir = t.options.runtimeDir;
+    const started: string[] = [];
+    const start = async () => {
+      const leaseId = newLeaseId();
+      started.push(leaseId);
+      await t.driver.start({ leaseId, image: 'busybox' }, TEST_LIMITS, new Date(Date.now() + 120_000));
+      return { leaseId, link: join(runtimeDir, leaseId), name: readlinkSync(join(runtimeDir, leaseId)) };
+    };
+    try {
+      const a = await start();
+      expect(lstatSync(a.link).isSymbolicLink()).toBe(true);
+      expect(lstatSync(a.link).nlink).toBe(2);
+      expect(lstatSync(join(runtimeDir, a.name, LEASE_LINK)).ino).toBe(lstatSync(a.link).ino);
+      expect((await sh(t.driver, a, 'echo via-link')).out).toBe('via-link\n');
+      // The refill its take set off, once made, as an older node made them: no link ahead.
+      const waiting = () =>
+        readdirSync(runtimeDir).filter(
+          (n) => LayerPool.isPoolName(n) && n !== a.name && mountsUnder(join(runtimeDir, n)).length === 2,
+        );
+      expect(await waitFor(async () => waiting().length > 0, 60_000)).toBe(true);
+      const before = waiting();
+      for (const name of before) rmSync(join(runtimeDir, name, LEASE_LINK));
+      const b = await start();
+      expect(before).toContain(b.name);
+      expect(existsSync(join(runtimeDir, b.name, LEASE_LINK))).toBe(false);
+      expect(lstatSync(b.link).isSymbolicLink()).toBe(true);
+      expect(lstatSync(b.link).nlink).toBe(1);
+      expect((await sh(t.driver, b, 'echo via-own-link')).out).toBe('via-own-link\n');
+      // A second start of a lease finds its link taken, whichever way it was made.
+      await expect(
+        t.driver.start({ leaseId: a.leaseId, image: 'busybox' }, TEST_LIMITS, new Date(Date.now() + 120_000)),
+      ).rejects.toThrow(/exists already/);
+    } finally {
+      for (const leaseId of started) await t.driver.stop({ leaseId }).catch(() => {});
+      await t.dispose();
     }
   });
 });
