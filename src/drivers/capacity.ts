@@ -44,7 +44,7 @@ const permille = (ratio: number) => Math.round(ratio * 1000);
  * Free capacity once `running` sandboxes are accounted; never negative. Integers throughout
  * (milli-vCPUs, MiB), so sums and ratios are exact: doubles hold integers exactly up to 2^53, far
  * beyond any host's. (BigInt did the same at a few allocations per running sandbox, on every paid
- * create: a burst of 100 spent 25 ms of the node's thread here.)
+ * create: 2.8 µs a call with 100 running, against 0.3.)
  */
 export function availableCapacity(
   host: HostResources,
