@@ -137,8 +137,10 @@ const CREDENTIAL_FILE_MAX = 64 * 1024;
  * another machine) to this machine's list, once the node at --url has accepted its credential.
  * The credential comes from a file or standard input, never the command line (`ps` shows that).
  */
-export const addLease: Handler = async (ctx, values, positionals) => {
-  const [idArg, extra] = positionals;
+export const addLease: Handler = async (ctx, values, positionals, rest) => {
+  const [idArg] = positionals;
+  // Anything more, after `--` too (a credential may start with '-', which needs it): refused.
+  const extra = positionals[1] ?? rest[0];
   if (idArg === undefined)
     throw new UsageError(
       'which lease? give its id: alacarte leases add lse_… --credential-file FILE',
@@ -146,7 +148,8 @@ export const addLease: Handler = async (ctx, values, positionals) => {
     );
   if (extra !== undefined)
     throw new UsageError(
-      `unexpected argument '${extra}': the credential goes in a file or on standard input, never on the command line (ps shows it)`,
+      // Not echoed whole: it may be the credential itself.
+      `unexpected argument '${extra.length > 12 ? `${extra.slice(0, 4)}…` : extra}': the credential goes in a file or on standard input, never on the command line (ps shows it)`,
       'leases add',
     );
   const id = parseLeaseId(idArg);

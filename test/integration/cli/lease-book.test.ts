@@ -96,10 +96,16 @@ describe('alacarte CLI: the list of leases', { timeout: 240_000 }, () => {
     const none = await runCli(['leases', 'add', lease.id], me);
     expect(none.code).toBe(2);
     expect(none.stderr).toContain('no lease credential in that input');
-    const inArgs = await runCli(['leases', 'add', lease.id, lease.token], me);
+    // After `--`: a credential may start with '-' (base64url), which the parser would take for an
+    // option (refused too, exit 2, with the parser's own message).
+    const inArgs = await runCli(['leases', 'add', lease.id, '--', lease.token], me);
     expect(inArgs.code).toBe(2);
     expect(inArgs.stderr).toContain('never on the command line (ps shows it)');
     expect(inArgs.stderr).toContain('hint: see: alacarte leases add --help');
+    expect(inArgs.stderr).not.toContain(lease.token);
+    const asOption = await runCli(['leases', 'add', lease.id, `-_${lease.token.slice(2)}`], me);
+    expect(asOption.code).toBe(2);
+    expect(asOption.stderr).toContain('hint: see: alacarte leases add --help');
     // A credential the node does not accept adds nothing.
     const wrong = await runCli(['leases', 'add', lease.id], me, { input: `${lease.token.slice(0, -2)}xx\n` });
     expect(wrong.code).toBe(1);

@@ -78,7 +78,14 @@ async function killAgent(t: CrunTarget, h: SandboxHandle): Promise<void> {
   for (let i = 0; i < 500; i++) {
     const pids = agentPids(t, h).filter((pid) => !zombie(pid));
     if (pids.length === 0) return;
-    for (const pid of pids) process.kill(pid, 'SIGKILL');
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch (e) {
+        // Exited (and reaped) between the listing and the kill: what this waits for anyway.
+        if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
+      }
+    }
     await new Promise((r) => setTimeout(r, 10));
   }
   throw new Error('the agent did not die');
