@@ -217,12 +217,19 @@ export async function runCommand(command: string, args: string[], io: Io): Promi
 }
 
 export type Values = Record<string, string | boolean | Array<string | boolean> | undefined>;
+/**
+ * A renter command: its options, its arguments (after `--` too, except for rent and exec), and for
+ * rent and exec the sandbox's command line (what follows `--`; empty for the others).
+ */
 export type Handler = (
   ctx: Context,
   values: Values,
   positionals: string[],
   rest: string[],
 ) => Promise<number>;
+
+/** The commands whose arguments after `--` are the sandbox's command line. */
+const TAKE_A_COMMAND_LINE = new Set(['rent', 'exec']);
 
 async function withContext(
   command: string,
@@ -231,10 +238,13 @@ async function withContext(
   io: Io,
   run: Handler,
 ): Promise<number> {
-  // Everything after `--` is the sandbox's command line, never our options.
+  // `--` ends our options. After it: the sandbox's command line for rent and exec; for the other
+  // commands more arguments, checked as the ones before it (they were silently dropped: `leases add
+  // ID -- TOKEN`, the way to give a credential starting with '-', read none and asked for one).
   const dash = argv.indexOf('--');
   const own = dash >= 0 ? argv.slice(0, dash) : argv;
-  const rest = dash >= 0 ? argv.slice(dash + 1) : [];
+  const after = dash >= 0 ? argv.slice(dash + 1) : [];
+  const commandLine = TAKE_A_COMMAND_LINE.has(command);
   const { values, positionals } = parseArgs({
     args: own,
     options: { ...COMMON, ...options },
@@ -250,7 +260,12 @@ async function withContext(
     json: values.json as boolean | undefined,
   });
   try {
-    return await run(ctx, values, positionals, rest);
+    return await run(
+      ctx,
+      values,
+      commandLine ? positionals : [...positionals, ...after],
+      commandLine ? after : [],
+    );
   } finally {
     ctx.close();
   }

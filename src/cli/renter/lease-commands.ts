@@ -137,10 +137,8 @@ const CREDENTIAL_FILE_MAX = 64 * 1024;
  * another machine) to this machine's list, once the node at --url has accepted its credential.
  * The credential comes from a file or standard input, never the command line (`ps` shows that).
  */
-export const addLease: Handler = async (ctx, values, positionals, rest) => {
-  const [idArg] = positionals;
-  // Anything more, after `--` too (a credential may start with '-', which needs it): refused.
-  const extra = positionals[1] ?? rest[0];
+export const addLease: Handler = async (ctx, values, positionals) => {
+  const [idArg, extra] = positionals;
   if (idArg === undefined)
     throw new UsageError(
       'which lease? give its id: alacarte leases add lse_… --credential-file FILE',
