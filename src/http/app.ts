@@ -87,7 +87,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimitBytes,
     trustProxy: options.trustProxy && options.trustProxy.length > 0 ? [...options.trustProxy] : false,
-    return503OnClosing: true,
+    // drain.ts answers the requests arriving while it closes, in the API's error shape.
+    return503OnClosing: false,
     forceCloseConnections: true,
     frameworkErrors: frameworkError,
     http: { maxHeaderSize: MAX_HEADER_BYTES },

@@ -41,6 +41,11 @@ export function notFoundMessage(url: string): string {
   return 'no such route';
 }
 
+/** Whether a raw request URL is one of the mint's (NUT routes, mounted at /mint), which answer errors in the NUT shape. */
+export function isMintPath(url: string): boolean {
+  return url === '/mint' || url.startsWith('/mint/') || url.startsWith('/mint?');
+}
+
 /**
  * Errors Fastify raises before any route or error handler runs (a URL that does not decode, a
  * path parameter over the length limit). Without this they would answer in Fastify's own shape;
@@ -48,8 +53,7 @@ export function notFoundMessage(url: string): string {
  */
 export function frameworkError(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const { status, body } = toErrorAnswer(err);
-  const path = request.raw.url ?? '';
-  if (path === '/mint' || path.startsWith('/mint/')) {
+  if (isMintPath(request.raw.url ?? '')) {
     void reply.status(status).send({ detail: body.message, code: 10000 });
     return;
   }

@@ -64,7 +64,7 @@ function send(
   port: number,
   method: string,
   path: string,
-): Promise<{ status: number; body: string } | { error: string }> {
+): Promise<{ status: number; body: string; retryAfter?: string; connection?: string } | { error: string }> {
   const agent = new Agent({ keepAlive: false });
   agents.push(agent);
   return new Promise((resolve) => {
@@ -76,7 +76,15 @@ function send(
         // The stream's first event: enough to know it is open.
         if (path === '/stream') resolve({ status: res.statusCode ?? 0, body });
       });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          body,
+          ...(res.statusCode === 503
+            ? { retryAfter: res.headers['retry-after'], connection: res.headers.connection }
+            : {}),
+        }),
+      );
       res.on('error', (err) => resolve({ error: err.message }));
     });
     req.on('error', (err) => resolve({ error: err.message }));
@@ -95,8 +103,20 @@ describe('HTTP front close', () => {
     const closing = app!.close().then(() => {
       closed = true;
     });
-    // Meanwhile: a new request is refused, clearly, and the close waits.
-    expect(await send(port, 'POST', '/fast')).toMatchObject({ status: 503 });
+    // Meanwhile: a new request is refused, clearly (API.md's error shape; the mint's in NUT's),
+    // and the close waits.
+    const refused = await send(port, 'POST', '/fast');
+    expect(refused).toMatchObject({ status: 503, retryAfter: '1', connection: 'close' });
+    expect(JSON.parse((refused as { body: string }).body)).toEqual({
+      error: 'no_capacity',
+      message: expect.stringMatching(/shutting down/),
+    });
+    const mint = await send(port, 'POST', '/mint/v1/swap');
+    expect(mint).toMatchObject({ status: 503, retryAfter: '1' });
+    expect(JSON.parse((mint as { body: string }).body)).toEqual({
+      detail: expect.stringMatching(/shutting down/),
+      code: 10000,
+    });
     expect(closed).toBe(false);
     slow.open();
     expect(await underWay).toEqual({ status: 200, body: '{"done":true}' });
