@@ -427,7 +427,7 @@ export class AlacarteNode {
     if (this.sshRef.port !== undefined) await this.sshRef.server?.close();
     this.payouts.close();
     await this.leases?.reconciler.close();
-    this.mint.close();
+    await this.mint.close();
     await this.closeLightning();
     await this.notices.close();
     await this.db.destroy();

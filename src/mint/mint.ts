@@ -183,18 +183,23 @@ export class Mint {
     return mint;
   }
 
-  /** Stops listening to the Lightning backend and following pending melts. The store is the caller's to close. */
-  close(): void {
+  /**
+   * Stops listening to the Lightning backend and following pending melts, and resolves once the
+   * spend writer has committed the swaps under way and the curve threads have ended (each within
+   * its own bound; a failure is logged, never thrown). The store is the caller's to close, after this.
+   */
+  async close(): Promise<void> {
     this.stopSettlements?.();
     this.stopSettlements = undefined;
     this.melts.close();
-    // The swaps under way still commit; the store is closed after this by its owner.
-    this.fastSpend?.close?.().catch((err: unknown) => {
-      this.core.log.warn({ err }, 'mint: the spend writer did not close cleanly');
-    });
-    this.curvePool?.close().catch((err: unknown) => {
-      this.core.log.warn({ err }, 'mint: the curve workers did not close cleanly');
-    });
+    await Promise.all([
+      this.fastSpend?.close?.().catch((err: unknown) => {
+        this.core.log.warn({ err }, 'mint: the spend writer did not close cleanly');
+      }),
+      this.curvePool?.close().catch((err: unknown) => {
+        this.core.log.warn({ err }, 'mint: the curve workers did not close cleanly');
+      }),
+    ]);
   }
 
   // ---------------------------------------------------------------- NUT-01, NUT-02

@@ -231,6 +231,27 @@ describe('Mint curve work on worker threads', () => {
     expect(terminated).toBe(0);
   });
 
+  it('Mint.close() resolves only once its curve threads have exited (a node closing ends with none left)', async () => {
+    const exited: boolean[] = [];
+    const onWorker = (w: Worker) => {
+      const i = exited.push(false) - 1;
+      w.once('exit', () => {
+        exited[i] = true;
+      });
+    };
+    const t = await open({ curve: { threads: 2, onWorker } });
+    const keyset = t.mint.keys().keysets[0]!;
+    const prepared = prepareOutputs(keyset.id, [8, 4, 2, 1]);
+    const swapped = t.mint.swap({
+      inputs: await mintProofs(t, [8, 4, 2, 1]),
+      outputs: prepared.map((p) => p.output),
+    });
+    await swapped;
+    expect(exited.length).toBeGreaterThan(0);
+    await t.mint.close();
+    expect(exited).toEqual(exited.map(() => true));
+  });
+
   it('closes with work in flight, again and again: every job answered, every worker exits by itself', async () => {
     const key = keyPair();
     for (let round = 0; round < 12; round++) {

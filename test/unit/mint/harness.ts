@@ -86,7 +86,7 @@ export async function createTestMint(
     lightning,
     clock,
     close: async () => {
-      mint.close();
+      await mint.close();
       await db.destroy();
       if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
     },
