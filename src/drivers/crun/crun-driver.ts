@@ -142,6 +142,9 @@ interface Live {
 /** How often watch() looks whether the inits of the watched sandboxes still run (a few /proc reads each). */
 const EXIT_POLL_MS = 500;
 
+/** Shortest time between two scans for sandboxes that ended on their own after starts (reapEnded). */
+const REAP_GAP_MS = 500;
+
 /**
  * ComputeDriver on crun (or runc): one OCI container per lease, made and started ahead, detached,
  * so that no per-sandbox process of ours stays behind. See src/drivers/crun/README.md.
@@ -458,14 +461,19 @@ export class CrunDriver implements ComputeDriver {
     } finally {
       this.starting.delete(id);
       this.pool.replenish(spec.image, limits.diskMib);
-      // One scan of every sandbox per turn, however many starts end in it: a scan per start made
-      // a burst's cost grow with its square (100 starts, ~10,000 /proc reads).
-      if (!this.reapScheduled) {
+      // One scan of every sandbox per REAP_GAP_MS at most, however many starts end meanwhile: a
+      // scan per start made a burst's cost grow with its square (100 starts, ~10,000 /proc reads),
+      // and one per event-loop turn still read /proc ~2,500 times in a burst of 100.
+      if (!this.reapScheduled && !this.closing) {
         this.reapScheduled = true;
-        setImmediate(() => {
+        const run = () => {
           this.reapScheduled = false;
-          void this.reapEnded();
-        });
+          this.lastReap = Date.now();
+          if (!this.closing) void this.reapEnded();
+        };
+        const wait = this.lastReap + REAP_GAP_MS - Date.now();
+        if (wait <= 0) setImmediate(run);
+        else setTimeout(run, wait).unref();
       }
     }
   }
@@ -823,8 +831,11 @@ export class CrunDriver implements ComputeDriver {
 
   /** close() has run (it may run again: the run state is let go of once). */
   private closed = false;
+  /** close() has begun: no scan for ended sandboxes starts any more. */
+  private closing = false;
 
   async close(): Promise<void> {
+    this.closing = true;
     if (this.exitTimer !== undefined) clearInterval(this.exitTimer);
     this.exitTimer = undefined;
     this.exitListeners.clear();
@@ -888,8 +899,10 @@ export class CrunDriver implements ComputeDriver {
    * Removes what sandboxes that ended on their own (deadline) still hold: their writable layer is
    * memory. Runs after starts, off their path; list() does the same for sandboxes of earlier processes.
    */
-  /** A reapEnded() is queued for the next turn. */
+  /** A reapEnded() is queued. */
   private reapScheduled = false;
+  /** When (Date.now()) the last reapEnded() began. */
+  private lastReap = 0;
 
   private async reapEnded(): Promise<void> {
     for (const id of [...this.live.keys()]) {

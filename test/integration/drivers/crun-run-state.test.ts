@@ -137,3 +137,36 @@ describe.skipIf(crunSkipReason)('crun run state on a tmpfs of its own', () => {
     }
   });
 });
+
+/**
+ * A sandbox whose init ended at its deadline still holds its writable layer (memory) until the
+ * driver removes it: the scan after starts (reapEnded, at most one per half second however many
+ * starts end meanwhile) does, with no lease service watching.
+ */
+describe.skipIf(crunSkipReason)('crun sandboxes that end on their own', () => {
+  it('are removed after later starts, started back to back', async () => {
+    const t = await makeCrunTarget();
+    const runtimeDir = t.options.runtimeDir;
+    const started: string[] = [];
+    const start = async (ms: number) => {
+      const leaseId = newLeaseId();
+      started.push(leaseId);
+      await t.driver.start({ leaseId, image: 'busybox' }, TEST_LIMITS, new Date(Date.now() + ms));
+      return leaseId;
+    };
+    try {
+      const ended = await start(1500);
+      const name = readlinkSync(join(runtimeDir, ended));
+      expect(await waitFor(async () => t.driver.initPid(ended) === undefined, 15_000)).toBe(true);
+      // Nothing has removed it yet: its layer and root are still mounted.
+      expect(mountsUnder(join(runtimeDir, name))).toHaveLength(2);
+      await Promise.all([start(120_000), start(120_000), start(120_000)]);
+      const removed = () =>
+        !existsSync(join(runtimeDir, ended)) && mountsUnder(join(runtimeDir, name)).length === 0;
+      expect(await waitFor(async () => removed(), 10_000)).toBe(true);
+    } finally {
+      for (const leaseId of started) await t.driver.stop({ leaseId }).catch(() => {});
+      await t.dispose();
+    }
+  });
+});
