@@ -32,6 +32,8 @@ export default defineConfig({
     hookTimeout: 120_000,
     // Integration suites start real servers and sandboxes; two cores do not like many at once.
     maxWorkers: 2,
+    // Removes the sandboxes a file's served nodes left running (test/helpers/cli.ts).
+    setupFiles: ['test/helpers/after-file.ts'],
     projects: [
       {
         extends: true,

@@ -42,8 +42,8 @@ const TMPFS_OPTIONS = 'mode=0711,size=25%';
 /** Run state directory -> drivers of this process that use it. */
 const users = new Map<string, number>();
 
-/** Directory -> this process's exec FIFO directory in it (its drivers share it). */
-const fifoDirs = new Map<string, string>();
+/** Directory -> this process's exec FIFO directory in it (its drivers share it), and its removal at exit. */
+const fifoDirs = new Map<string, { own: string; onExit: () => void }>();
 
 /**
  * This process's directory for exec FIFOs in `dir` (the run state; or, for sandboxes made by a node
@@ -53,14 +53,15 @@ const fifoDirs = new Map<string, string>();
  */
 export function execFifoDir(dir: string): string {
   const known = fifoDirs.get(dir);
-  if (known) return known;
+  if (known) return known.own;
   const base = join(dir, EXEC_FIFOS);
   mkdirSync(base, { recursive: true, mode: 0o700 });
   sweepExecFifos(base);
   const own = join(base, `${process.pid}-${randomBytes(4).toString('hex')}`);
   mkdirSync(own, { mode: 0o700 });
-  process.once('exit', () => rmSync(own, { recursive: true, force: true }));
-  fifoDirs.set(dir, own);
+  const onExit = () => rmSync(own, { recursive: true, force: true });
+  process.once('exit', onExit);
+  fifoDirs.set(dir, { own, onExit });
   return own;
 }
 
@@ -107,7 +108,12 @@ export async function closeRunState(dir: string, busybox: string): Promise<void>
   }
   const own = fifoDirs.get(dir);
   fifoDirs.delete(dir);
-  if (own !== undefined) rmSync(own, { recursive: true, force: true });
+  if (own !== undefined) {
+    // Off the process's exit listeners: a process that opens and closes many run states (a test
+    // run) would otherwise pile them up.
+    process.off('exit', own.onExit);
+    own.onExit();
+  }
   if (entries.some((e) => e !== EXEC_FIFOS)) return;
   const fifos = join(dir, EXEC_FIFOS);
   if (entries.includes(EXEC_FIFOS)) {

@@ -93,8 +93,11 @@ export class Spawner {
       (why) => this.fail(new Error(why)),
     );
     this.fifoStock = new FifoStock(this.dir, (paths, owner) => this.mkfifo(paths, owner));
-    process.once('exit', () => rmSync(this.dir, { recursive: true, force: true }));
+    process.once('exit', this.removeDir);
   }
+
+  /** Removes the private directory: at close(), or when the process exits without one. */
+  private readonly removeDir = (): void => rmSync(this.dir, { recursive: true, force: true });
 
   /**
    * Runs `file args` to its end; resolves with its exit status (128 + n for a death by signal n) and
@@ -171,7 +174,10 @@ export class Spawner {
   close(): void {
     this.shell.end();
     this.fail(new Error('the spawner was closed'));
-    rmSync(this.dir, { recursive: true, force: true });
+    // Off the process's exit listeners too: a process that makes and closes many drivers (a test
+    // run) would otherwise pile them up.
+    process.off('exit', this.removeDir);
+    this.removeDir();
   }
 
   /** Fails every call under way and waiting: the shell is gone (a new one serves the next call). */

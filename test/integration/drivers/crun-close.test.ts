@@ -38,6 +38,31 @@ if (crunSkipReason) {
       }
     }, 120_000);
 
+    it('leaves none of its process exit listeners behind: drivers made and closed one after another do not pile them up', async () => {
+      const listeners = () => process.listenerCount('exit');
+      // One first: what a process keeps once (shared by every driver) is not what is counted.
+      const first = await makeCrunTarget();
+      await first.dispose();
+      const before = listeners();
+      for (let i = 0; i < 3; i++) {
+        const t = await makeCrunTarget();
+        // An exec makes the driver's exec FIFO directory and its spawner (each with an exit listener).
+        const sandbox = await t.driver.start(
+          { leaseId: newLeaseId() as SandboxId, image: 'busybox' },
+          { vcpu: 0.1, memoryMib: 64, pids: 32, diskMib: 8 },
+          new Date(Date.now() + 600_000),
+        );
+        expect(
+          (await t.driver.exec(sandbox, { command: ['true'], timeoutMs: 10_000, maxOutputBytes: 1024 }))
+            .exitCode,
+        ).toBe(0);
+        expect(listeners()).toBeGreaterThan(before);
+        await t.driver.stop(sandbox);
+        await t.dispose();
+      }
+      expect(listeners()).toBe(before);
+    }, 180_000);
+
     it('takes another made-ahead sandbox when one lost its run state while its init still runs', async () => {
       const t = await makeCrunTarget({ warmLayers: 2 });
       try {

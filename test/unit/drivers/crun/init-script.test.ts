@@ -36,8 +36,33 @@ const busybox = '/bin/busybox';
 const canRun = existsSync(busybox) && process.getuid?.() === 0;
 const dirs: string[] = [];
 afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  for (const d of dirs.splice(0)) {
+    // On the host, init's end does not end its starter and agent (in a sandbox the pid namespace
+    // goes with init): they are in sessions of their own and would wait for their files forever.
+    for (const pid of processesMentioning(d)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }
+    rmSync(d, { recursive: true, force: true });
+  }
 });
+
+/** The pids of the processes whose command line mentions `text`. */
+function processesMentioning(text: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(text)) pids.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
 
 /** Runs the init script on the host with its sandbox paths pointed at a temporary directory. */
 function runInit(deadlineEpoch: number, setup?: (dir: string) => void) {
