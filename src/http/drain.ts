@@ -17,8 +17,9 @@ const CLOSING_MESSAGE = 'the node is shutting down; send the request again in a 
  * `Connection: close` (Fastify sets that header once it is closing), in the API's error shape
  * (`no_capacity`) or, under /mint, the NUT one (`{detail, code: 10000}`, as the mint's own 503);
  * the app must be built with Fastify's `return503OnClosing: false`, whose answer is in neither.
- * After the requests finish (or the time is up) it closes every connection as before. Without this a SIGTERM cut a paid create half-way: its payer got a closed
- * connection instead of the lease, and had to send the same payment again to find out.
+ * After the requests finish (or the time is up) it closes every connection as before. Without
+ * this a SIGTERM cut a paid create half-way: its payer got a closed connection instead of the
+ * lease, and had to send the same payment again to find out.
  *
  * Reads are not waited for: an event stream, a terminal's WebSocket or a file download may last
  * for hours, and a read repeated costs nothing.
