@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CheckStateEnum, getEncodedToken, type Proof, Wallet } from '@cashu/cashu-ts';
@@ -178,18 +177,7 @@ export async function postJson(
   };
 }
 
-/** A free loopback port, for a node that must come back on the same URL (its mint URL). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const address = s.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from './ports.js';
 
 /** A node that only runs its mint (no driver, no leases): a source of real foreign ecash. */
 export async function startMintNode(): Promise<{ url: string; mintUrl: string; close(): Promise<void> }> {

@@ -10,13 +10,13 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { debianRecipe, ensureDebianImage } from '../../src/drivers/crun/debian-image.js';
 import { pullImage } from '../../src/drivers/crun/image-pull.js';
 import { ImageStore } from '../../src/drivers/crun/image-store.js';
+import { freePort } from './ports.js';
 
 /** What the test image says about itself (its OCI config), for tests to compare with. */
 export const TEST_IMAGE = {
@@ -164,15 +164,4 @@ export async function debianImagesDir(): Promise<string> {
     });
   }
   return dir;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 }

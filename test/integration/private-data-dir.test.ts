@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, readlinkSync, realpathSync, rmSync, statSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Amount } from '../../src/core/amount.js';
@@ -8,6 +7,7 @@ import { DEFAULT_MOUNT_ROOT } from '../../src/drivers/crun/host-dirs.js';
 import { Alacarte } from '../../src/sdk/client.js';
 import { LocalWallet } from '../../src/wallet/local-wallet.js';
 import { type ServedNode, serveNode, tempDir } from '../helpers/cli.js';
+import { freePort } from '../helpers/ports.js';
 
 /**
  * `alacarte serve` with its data directory inside a private directory (mode 0700, like root's
@@ -70,14 +70,3 @@ describe('a node whose data directory is in a private directory', { timeout: 180
     await after.stop(again.id);
   });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
