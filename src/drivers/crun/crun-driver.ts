@@ -895,15 +895,16 @@ export class CrunDriver implements ComputeDriver {
     }
   }
 
-  /**
-   * Removes what sandboxes that ended on their own (deadline) still hold: their writable layer is
-   * memory. Runs after starts, off their path; list() does the same for sandboxes of earlier processes.
-   */
   /** A reapEnded() is queued. */
   private reapScheduled = false;
   /** When (Date.now()) the last reapEnded() began. */
   private lastReap = 0;
 
+  /**
+   * Removes what sandboxes that ended on their own (deadline) still hold: their writable layer is
+   * memory. Runs after starts (at most once per REAP_GAP_MS), off their path; list() does the same
+   * for sandboxes of earlier processes.
+   */
   private async reapEnded(): Promise<void> {
     for (const id of [...this.live.keys()]) {
       if (this.starting.has(id) || this.initPid(id) !== undefined) continue;

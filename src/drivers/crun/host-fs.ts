@@ -30,8 +30,8 @@ export const LEASE_LINK = 'lease-link';
  *
  * `make <dir> <lower> <run state dir or ''> <disk MiB> <inodes> <id> <resolv.conf, hex, or ''>` does
  * what layer-pool.ts make()'s script does, step for step: `dir` made (answered `taken` when it
- * exists: not ours to remove), its LEASE_LINK, `layer`, `rootfs`, the run directory (in the run state, linked, or
- * `dir/run`), `run/bin`, `run/x`; a tmpfs of the disk's size on `layer`, its `upper` and `work`; the
+ * exists: not ours to remove), its LEASE_LINK, `layer`, `rootfs`, the run directory (in the run
+ * state, linked, or `dir/run`), `run/bin`, `run/x`; a tmpfs of the disk's size on `layer`, its `upper` and `work`; the
  * four FIFOs of init, its starter and the exec agent; /etc/resolv.conf put in the upper layer as
  * etcInLayer() does; `upper`, the FIFOs and that file owned by `id`; the overlay on `rootfs`. Modes
  * are set exactly (umask 022). On a failure part-way nothing is undone here: the caller removes
@@ -198,9 +198,10 @@ export interface MakeRequest {
  * 10), on a path every lease takes. Perl is Debian's essential perl-base (no package to add).
  *
  * Requests are answered in order, one at a time. Like the spawner shell (both a StandingChild,
- * standing-child.ts), the helper has a process group of its own (a Ctrl-C or a SIGTERM to the node's group must not cut a making
- * or a removal short), ends when the node does (its stdin closes), does not keep the node alive while idle, and
- * should it die, the requests under way fail and the next one starts a new helper.
+ * standing-child.ts), the helper has a process group of its own (a Ctrl-C or a SIGTERM to the
+ * node's group must not cut a making or a removal short), ends when the node does (its stdin
+ * closes), does not keep the node alive while idle, and should it die, the requests under way fail
+ * and the next one starts a new helper.
  */
 export class HostFs {
   private readonly helper: StandingChild;
