@@ -2,13 +2,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import {
   chmodSync,
   chownSync,
-  closeSync,
   existsSync,
-  constants as fsConstants,
   linkSync,
   lstatSync,
   mkdirSync,
-  openSync,
   readdirSync,
   readFileSync,
   readlinkSync,
@@ -18,9 +15,7 @@ import {
   rmSync,
   statSync,
   symlinkSync,
-  unlinkSync,
   writeFileSync,
-  writeSync,
 } from 'node:fs';
 import { availableParallelism, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -32,8 +27,6 @@ import {
   envSchema,
   parseLeaseInput,
   portsSchema,
-  sandboxLimitsSchema,
-  sandboxRequestSchema,
 } from '../../core/lease-request.js';
 import { DEFAULT_BANDWIDTH_MBIT } from '../../core/offers.js';
 import {
@@ -62,15 +55,16 @@ import { attachInSandbox, validSize } from './attach.js';
 import { backgroundCommand, backgroundPid } from './background.js';
 import { applyLimits, limitWrites, procsFile } from './cgroup-limits.js';
 import { connectInSandbox } from './connect.js';
+import { ContainerRuntime, tail } from './container-runtime.js';
 import { CpuPicker, cpusetFile, ParentCpus } from './cpuset.js';
 import { type CrunDriverOptions, type DriverLogger, silentLogger } from './crun-options.js';
 import { DEFAULT_EGRESS_UID_BASE, EGRESS_UID_COUNT, EgressNetwork } from './egress.js';
 import { execInSandbox } from './exec.js';
-import { AGENT_FILE, AGENT_REQUESTS, agentScript, ExecAgent } from './exec-agent.js';
+import { AGENT_FILE, agentScript, ExecAgent } from './exec-agent.js';
 import { FifoStock } from './fifo-stock.js';
-import { fifoWaker } from './fifo-waker.js';
 import { LEASE_LINK } from './host-fs.js';
 import { type ImageConfig, leaseArgv, readImageConfig } from './image-config.js';
+import { InitPids, livePids, untilAgentReads, untilInitRuns, wakeInit } from './init-process.js';
 import {
   commandFile,
   deadlineFile,
@@ -78,9 +72,9 @@ import {
   initScript,
   leaseFile,
   START_FIFO,
-  WAKE_FIFO,
 } from './init-script.js';
 import { deleteThenDestroyDir, destroyDir, etcIsLink, LayerPool, type WarmSandbox } from './layer-pool.js';
+import { validateLimits, validateSpec } from './lease-checks.js';
 import { DriverLxcfs } from './lxcfs.js';
 import { DEFAULT_PATH, IN_SANDBOX, ociSpec } from './oci-spec.js';
 import { OutputDrain } from './output-drain.js';
@@ -107,25 +101,11 @@ import {
   sweepRunState,
 } from './run-state.js';
 import { readOnlyRuntime } from './runtime-binary.js';
+import { MetaCache, type SandboxMeta, urls, writeAtomic } from './sandbox-meta.js';
 import { installSftpServer } from './sftp-server.js';
 import { spawnInSandbox } from './spawn.js';
 
-/** What the driver keeps on disk per sandbox, so a restarted node finds its sandboxes again. */
-interface SandboxMeta {
-  leaseId: string;
-  image: string;
-  deadline: string;
-  limits: SandboxLimits;
-  env: Record<string, string>;
-  /** The image's environment, working directory and shell (image-config.ts), as at the start. */
-  image_env?: Record<string, string>;
-  working_dir?: string;
-  shell?: string;
-  /** sandbox port -> host port */
-  ports: Record<string, number>;
-  /** The container (made ahead, before the lease was known) and last part of its cgroup path. */
-  container: string;
-}
+export { validateLimits, validateSpec } from './lease-checks.js';
 
 /** How long a made-ahead sandbox may wait for a lease before its own init ends it. */
 const WARM_LIFETIME_MS = 3_600_000;
@@ -163,10 +143,9 @@ export class CrunDriver implements ComputeDriver {
   private readonly names = new Map<string, string>();
   private readonly stopping = new Map<string, Promise<void>>();
   private readonly limitsById = new Map<string, SandboxLimits>();
-  /** lease id -> its meta.json as written or last read (see meta()). */
-  private readonly metas = new Map<string, SandboxMeta>();
-  /** lease id -> its init as last seen alive (pid, start time in clock ticks since boot). */
-  private readonly inits = new Map<string, { pid: number; start: string }>();
+  private readonly metas: MetaCache;
+  private readonly inits: InitPids;
+  private readonly rt: ContainerRuntime;
   /**
    * Images in use, by name: their root's identity (inode and change time, as inode numbers are
    * reused: a new one means the image was replaced) and config.
@@ -211,6 +190,12 @@ export class CrunDriver implements ComputeDriver {
     private readonly sftpServer: { command: string[] } | { missing: string },
     private readonly egress: EgressNetwork,
   ) {
+    this.metas = new MetaCache(paths.runtimeDir);
+    this.inits = new InitPids(
+      (leaseId) => this.dir(leaseId),
+      (leaseId) => this.knownCgroupPath(leaseId),
+    );
+    this.rt = new ContainerRuntime(runtime, paths.stateDir, instance);
     this.pool = new LayerPool({
       runtimeDir: paths.runtimeDir,
       runStateDir: paths.runState,
@@ -227,7 +212,7 @@ export class CrunDriver implements ComputeDriver {
       create: (warm, image, diskMib) => this.createContainer(warm, image, diskMib),
       discard: (warm) => {
         this.lxcfsDevices.delete(warm.name);
-        return this.removeContainer(warm.name);
+        return this.rt.removeContainer(warm.name);
       },
     });
     const spawner = spawnerShell();
@@ -452,7 +437,7 @@ export class CrunDriver implements ComputeDriver {
       this.metas.delete(id);
       if (name) {
         await this.egress.detach(join(this.paths.runtimeDir, name), name).catch(() => {});
-        await this.removeContainer(name).catch(() => {});
+        await this.rt.removeContainer(name).catch(() => {});
         await destroyDir(join(this.paths.runtimeDir, name), this.paths.busybox).catch(() => {});
         if (readLink(link) === name) rmSync(link, { force: true });
       }
@@ -487,14 +472,14 @@ export class CrunDriver implements ComputeDriver {
         'timeoutMs must be positive and maxOutputBytes not negative',
       );
     }
-    const meta = this.meta(id);
+    const meta = this.metas.meta(id);
     const command = request.background ? backgroundCommand(request.command) : request.command;
     const drain = this.drainOf(id);
     const result = await execInSandbox(
       {
         runtime: this.runtime.path,
         stateDir: this.paths.stateDir,
-        containerId: this.containerId(meta.container),
+        containerId: this.rt.containerId(meta.container),
         pidFile: join(this.dir(id), `exec-${randomBytes(6).toString('hex')}.pid`),
         env: this.envFor(meta, request.env),
         cwd: meta.working_dir,
@@ -516,12 +501,12 @@ export class CrunDriver implements ComputeDriver {
   async spawn(sandbox: SandboxRef, request: SpawnRequest): Promise<SandboxProcess> {
     const id = this.requireRunning(sandbox);
     parseLeaseInput(commandSchema, request.command);
-    const meta = this.meta(id);
+    const meta = this.metas.meta(id);
     return spawnInSandbox(
       {
         runtime: this.runtime.path,
         stateDir: this.paths.stateDir,
-        containerId: this.containerId(meta.container),
+        containerId: this.rt.containerId(meta.container),
         pidFile: join(this.dir(id), `spawn-${randomBytes(6).toString('hex')}.pid`),
         env: this.envFor(meta, request.env),
         procsFile: procsFile(this.cgroups.mode, this.cgroupOf(meta.container)),
@@ -559,8 +544,8 @@ export class CrunDriver implements ComputeDriver {
     const id = this.requireRunning(sandbox);
     if (!validSize(size)) throw new AlacarteError('invalid_request', 'terminal size must be 1 to 1000');
     if (command) parseLeaseInput(commandSchema, command);
-    const meta = this.meta(id);
-    const containerId = this.containerId(meta.container);
+    const meta = this.metas.meta(id);
+    const containerId = this.rt.containerId(meta.container);
     const procs = procsFile(this.cgroups.mode, this.cgroupOf(meta.container));
     return attachInSandbox(
       {
@@ -597,12 +582,17 @@ export class CrunDriver implements ComputeDriver {
       throw new AlacarteError('invalid_request', 'deadline is not a date up to year 9999');
     const dir = this.dir(id);
     this.writeDeadline(dir, id, deadline);
-    const meta = { ...this.meta(id), deadline: deadline.toISOString() };
+    const meta = { ...this.metas.meta(id), deadline: deadline.toISOString() };
     // Where its link leads (the run state), so that the replacement stays there.
     writeAtomic(realpathSync(join(dir, 'meta.json')), JSON.stringify(meta));
     this.metas.set(id, meta);
     // Wake init so that a deadline moved earlier takes effect now, not at its next check.
     await wakeInit(dir);
+  }
+
+  /** The host pid of a sandbox's init, only while it is alive and really ours (pids get reused). */
+  initPid(leaseId: string): number | undefined {
+    return this.inits.initPid(leaseId);
   }
 
   async isRunning(sandbox: SandboxRef): Promise<boolean> {
@@ -707,12 +697,12 @@ export class CrunDriver implements ComputeDriver {
       await deleteThenDestroyDir(join(this.paths.runtimeDir, name), this.paths.busybox, {
         path: this.runtime.path,
         stateDir: this.paths.stateDir,
-        containerId: this.containerId(name),
+        containerId: this.rt.containerId(name),
       });
     }
     rmSync(join(this.paths.runtimeDir, id), { force: true });
     this.limitsById.delete(id);
-    this.inits.delete(id);
+    this.inits.forget(id);
     this.names.delete(id);
     this.metas.delete(id);
   }
@@ -722,7 +712,7 @@ export class CrunDriver implements ComputeDriver {
     // had finished starting before the runtime was asked, so the runtime's status for it is current.
     const entries = readdirSync(this.paths.runtimeDir);
     const startingThen = new Set(this.starting);
-    const containers = await this.containers();
+    const containers = await this.rt.containers();
     const leaseOf = new Map<string, string>();
     for (const entry of entries) {
       if (!SANDBOX_ID_PATTERN.test(entry) || LayerPool.isPoolName(entry)) continue;
@@ -742,7 +732,7 @@ export class CrunDriver implements ComputeDriver {
       if (id === undefined) {
         if (ours(c.name)) continue;
         this.log.info(`alacarte: removing leftover container ${c.name} (${c.status})`);
-        await this.removeContainer(c.name).catch(() => {});
+        await this.rt.removeContainer(c.name).catch(() => {});
         await destroyDir(join(this.paths.runtimeDir, c.name), this.paths.busybox).catch(() => {});
         continue;
       }
@@ -750,7 +740,7 @@ export class CrunDriver implements ComputeDriver {
       if (starting(id) || this.stopping.has(id)) continue;
       let meta: SandboxMeta | undefined;
       try {
-        meta = this.readMeta(id);
+        meta = this.metas.readMeta(id);
       } catch {
         meta = undefined;
       }
@@ -816,10 +806,10 @@ export class CrunDriver implements ComputeDriver {
     // never among them): another driver over the same directories has sandboxes of its own there.
     const mine = this.pool.unsettledNames();
     const kept = (name: string) => !mine.has(name) || this.pool.holds(name);
-    for (const c of await this.containers()) {
+    for (const c of await this.rt.containers()) {
       if (kept(c.name)) continue;
       this.log.info(`alacarte: removing container ${c.name}, made ahead for nobody (${c.status})`);
-      await this.removeContainer(c.name).catch(() => {});
+      await this.rt.removeContainer(c.name).catch(() => {});
       await destroyDir(join(this.paths.runtimeDir, c.name), this.paths.busybox).catch(() => {});
     }
     for (const entry of entries) {
@@ -914,78 +904,6 @@ export class CrunDriver implements ComputeDriver {
     }
   }
 
-  /** The host pid of a sandbox's init, only while it is alive and really ours (pids get reused). */
-  initPid(leaseId: string): number | undefined {
-    // Once found, an init is recognised by its pid and start time (pids get reused): one /proc
-    // read instead of three, for watch()'s poll over every sandbox.
-    const known = this.inits.get(leaseId);
-    if (known) {
-      const stat = procStat(known.pid);
-      if (stat?.start === known.start) return stat.zombie ? undefined : known.pid;
-      this.inits.delete(leaseId);
-      return undefined;
-    }
-    let pid: number;
-    try {
-      pid = Number.parseInt(readFileSync(join(this.dir(leaseId), 'init.pid'), 'utf8'), 10);
-      if (!(pid > 1)) return undefined;
-      const cgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
-      const path = this.knownCgroupPath(leaseId);
-      if (path === undefined || !cgroup.includes(`:${path}\n`)) return undefined;
-      const stat = procStat(pid);
-      if (stat === undefined || stat.zombie) return undefined;
-      this.inits.set(leaseId, { pid, start: stat.start });
-    } catch {
-      return undefined;
-    }
-    return pid;
-  }
-
-  /**
-   * Starting returns once the container is told to run, which can be just before its first process
-   * has replaced the runtime's code with init; joining it in that instant fails. Wait for init, and
-   * until it runs its deadline loop from its unreadable busybox (init-script.ts), so that a sandbox
-   * is handed out only with its init out of its tenant's reach.
-   */
-  private async untilInitRuns(dir: string): Promise<void> {
-    const pid = Number.parseInt(readFileSync(join(dir, 'init.pid'), 'utf8'), 10);
-    for (let i = 0; i < 5000; i++) {
-      let cmdline: string;
-      try {
-        cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      } catch {
-        throw new Error('init exited right after start');
-      }
-      if (cmdline.startsWith(`${IN_SANDBOX.initBusybox}\0`) && cmdline.includes(IN_SANDBOX.init)) return;
-      // Usually a matter of microseconds: yield without a timer first.
-      await new Promise((r) => (i < 20 ? setImmediate(r) : setTimeout(r, 1)));
-    }
-    throw new Error('init did not start within 5 s');
-  }
-
-  /**
-   * Waits (at most 5 s) until the exec agent init started holds its request FIFO, so that a
-   * lease's first command already goes through it: an exec that finds no reader falls back to
-   * `crun exec`, slower and without the config's no_new_privs, RLIMIT_NOFILE and OOM score. A write
-   * end opened without blocking answers ENXIO while nothing reads; it is closed again at once, and
-   * the agent (which holds the FIFO read-write) sees no end of input. Never throws: past the wait
-   * the sandbox is handed out as it is and its execs fall back.
-   */
-  private async untilAgentReads(dir: string): Promise<void> {
-    const fifo = join(dir, 'run', AGENT_REQUESTS);
-    for (let i = 0; i < 5000; i++) {
-      try {
-        closeSync(openSync(fifo, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK | fsConstants.O_NOFOLLOW));
-        return;
-      } catch (e) {
-        // ENOENT: a sandbox without an agent (no FIFO made for it); anything but ENXIO: give up.
-        if ((e as NodeJS.ErrnoException).code !== 'ENXIO') return;
-      }
-      await new Promise((r) => (i < 20 ? setImmediate(r) : setTimeout(r, 1)));
-    }
-    this.log.warn("alacarte: a sandbox's exec agent did not start within 5 s; its commands use crun exec");
-  }
-
   /**
    * For tests and benchmarks: sandboxes of (image, disk size) waiting made ahead, and how many
    * starts found none waiting and had one made on their path.
@@ -1013,10 +931,6 @@ export class CrunDriver implements ComputeDriver {
     return `${this.cgroupParent}/${this.instance}/${name}`;
   }
 
-  private containerId(name: string): string {
-    return `${this.instance}-${name}`;
-  }
-
   /** The container behind a lease, from memory or, after a restart, from its meta.json. */
   private containerName(leaseId: string): string | undefined {
     const known = this.names.get(leaseId);
@@ -1025,39 +939,6 @@ export class CrunDriver implements ComputeDriver {
     if (name === undefined || !LayerPool.isPoolName(name)) return undefined;
     this.names.set(leaseId, name);
     return name;
-  }
-
-  /**
-   * Lets a created container run. With crun this is what `crun start` does (libcrun status.c:
-   * open the state's exec.fifo for writing, unlink it, write one byte), minus a process spawn on
-   * the paid path; if the FIFO is not as expected (another runtime or version), the CLI does it.
-   */
-  private async startContainer(name: string, logFile: string): Promise<void> {
-    if (this.runtime.name === 'crun') {
-      const fifo = join(this.paths.stateDir, this.containerId(name), 'exec.fifo');
-      let fd: number | undefined;
-      try {
-        if (lstatSync(fifo).isFIFO()) {
-          // Non-blocking: fails at once (ENXIO) unless the container's first process is waiting on it.
-          fd = openSync(fifo, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
-          unlinkSync(fifo);
-          writeSync(fd, Buffer.alloc(1));
-          return;
-        }
-      } catch {
-        // fall back to the CLI below
-      } finally {
-        if (fd !== undefined) closeSync(fd);
-      }
-    }
-    const code = await runDetached(this.runtime.path, [
-      `--log=${logFile}`,
-      '--root',
-      this.paths.stateDir,
-      'start',
-      this.containerId(name),
-    ]);
-    if (code !== 0) throw new Error(`${this.runtime.name} start exited ${code}: ${tail(logFile)}`);
   }
 
   /** Writes the bundle of a sandbox made ahead and has the runtime create it (not start it). */
@@ -1090,12 +971,12 @@ export class CrunDriver implements ComputeDriver {
       join(warm.dir, 'init.pid'),
       '--bundle',
       warm.dir,
-      this.containerId(warm.name),
+      this.rt.containerId(warm.name),
     ]);
     if (code !== 0) throw new Error(`${this.runtime.name} create exited ${code}: ${tail(logFile)}`);
-    await this.startContainer(warm.name, logFile);
-    await this.untilInitRuns(warm.dir);
-    await this.untilAgentReads(warm.dir);
+    await this.rt.startContainer(warm.name, logFile);
+    await untilInitRuns(warm.dir);
+    await untilAgentReads(warm.dir, this.log);
     // The resolv.conf an egress lease needs is in the writable layer already (etcInLayer()), but
     // for an image whose /etc is a link: written from inside then, as the sandbox's root.
     if (!etcIsLink(join(this.paths.imagesDir, image))) return;
@@ -1103,7 +984,7 @@ export class CrunDriver implements ComputeDriver {
       '--root',
       this.paths.stateDir,
       'exec',
-      this.containerId(warm.name),
+      this.rt.containerId(warm.name),
       IN_SANDBOX.busybox,
       'sh',
       '-c',
@@ -1123,7 +1004,7 @@ export class CrunDriver implements ComputeDriver {
       const warm = await this.pool.take(image, diskMib, claim);
       if (i >= 3 || (await this.poolInitAlive(warm))) return warm;
       this.log.warn(`alacarte: a waiting sandbox ${warm.name} had ended or lost its lxcfs; taking another`);
-      await this.removeContainer(warm.name).catch(() => {});
+      await this.rt.removeContainer(warm.name).catch(() => {});
       await destroyDir(warm.dir, this.paths.busybox).catch(() => {});
     }
   }
@@ -1194,22 +1075,6 @@ export class CrunDriver implements ComputeDriver {
     return join(this.paths.runtimeDir, leaseId);
   }
 
-  /**
-   * A lease's meta.json, as this process wrote or first read it: exec, spawn and attach ask for it
-   * on every call (a file read and a JSON parse each, on the node's thread), and nothing but this
-   * process changes it (setDeadline, which updates both).
-   */
-  private meta(leaseId: string): SandboxMeta {
-    return this.metas.get(leaseId) ?? this.readMeta(leaseId);
-  }
-
-  /** meta.json from disk (list(), after a restart), remembered for meta(). */
-  private readMeta(leaseId: string): SandboxMeta {
-    const meta = JSON.parse(readFileSync(join(this.dir(leaseId), 'meta.json'), 'utf8')) as SandboxMeta;
-    this.metas.set(leaseId, meta);
-    return meta;
-  }
-
   private envFor(meta: SandboxMeta, extra: Record<string, string> = {}): string[] {
     parseLeaseInput(envSchema, extra);
     // One entry per name, later ones winning: with duplicates, most programs would see the first.
@@ -1276,56 +1141,6 @@ export class CrunDriver implements ComputeDriver {
       }
     }
   }
-
-  private async containers(): Promise<{ name: string; status: string }[]> {
-    const args = ['--root', this.paths.stateDir, 'list', '--format', 'json'];
-    let r = await runProcess(this.runtime.path, args);
-    // A container being created or deleted meanwhile (the pool refills behind) can make the
-    // runtime's listing fail on a state file that is just appearing or going: ask again.
-    for (let i = 0; r.code !== 0 && /No such file/i.test(r.stderr) && i < 5; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 10 * (i + 1)));
-      r = await runProcess(this.runtime.path, args);
-    }
-    if (r.code !== 0) throw new Error(`${this.runtime.name} list failed: ${r.stderr.trim()}`);
-    const parsed: unknown = JSON.parse(r.stdout.trim() || '[]');
-    if (!Array.isArray(parsed)) return [];
-    const prefix = `${this.instance}-`;
-    const out: { name: string; status: string }[] = [];
-    for (const entry of parsed as unknown[]) {
-      if (typeof entry !== 'object' || entry === null) continue;
-      const { id, status } = entry as { id?: unknown; status?: unknown };
-      if (typeof id !== 'string' || !id.startsWith(prefix) || typeof status !== 'string') continue;
-      const name = id.slice(prefix.length);
-      if (LayerPool.isPoolName(name)) out.push({ name, status });
-    }
-    return out;
-  }
-
-  private async removeContainer(name: string): Promise<void> {
-    const r = await runProcess(this.runtime.path, [
-      '--root',
-      this.paths.stateDir,
-      'delete',
-      '--force',
-      this.containerId(name),
-    ]);
-    if (r.code !== 0 && !/does not exist|not exist|no such/i.test(r.stderr)) {
-      throw new Error(`${this.runtime.name} delete failed: ${r.stderr.trim()}`);
-    }
-  }
-}
-
-function urls(ports: Record<string, number>): Record<number, string> {
-  const out: Record<number, string> = {};
-  for (const [inside, hostPort] of Object.entries(ports))
-    out[Number(inside)] = `http://127.0.0.1:${hostPort}`;
-  return out;
-}
-
-function writeAtomic(path: string, content: string): void {
-  const tmp = `${path}.${randomBytes(4).toString('hex')}.tmp`;
-  writeFileSync(tmp, content);
-  renameSync(tmp, path);
 }
 
 /**
@@ -1366,26 +1181,6 @@ function writeIfChanged(path: string, content: Buffer, mode: number): void {
   renameSync(tmp, path);
 }
 
-/**
- * The shared lease-request checks (core/lease-request.ts), applied again here as a driver must not
- * trust its caller: the HTTP layer already refused all of this before any payment.
- */
-export function validateSpec(spec: SandboxSpec): void {
-  parseLeaseInput(sandboxRequestSchema, spec);
-}
-
-export function validateLimits(limits: SandboxLimits): void {
-  parseLeaseInput(sandboxLimitsSchema, limits);
-}
-
-function tail(logFile: string): string {
-  try {
-    return readFileSync(logFile, 'utf8').trim().slice(-500);
-  } catch {
-    return '';
-  }
-}
-
 function readLink(path: string): string | undefined {
   try {
     return readlinkSync(path);
@@ -1415,56 +1210,4 @@ function existsLink(path: string): boolean {
   } catch {
     return false;
   }
-}
-
-/** A process's state (zombie or not) and start time, from /proc/<pid>/stat; undefined once it is gone. */
-function procStat(pid: number): { zombie: boolean; start: string } | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // After the command name (in parentheses, which may hold anything): state is field 3, starttime 22.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { zombie: fields[0] === 'Z', start: fields[19] ?? '' };
-  } catch {
-    return undefined;
-  }
-}
-
-/** The processes listed in a cgroup.procs file that have not exited (zombies are done). */
-function livePids(procs: string): number[] {
-  let text: string;
-  try {
-    text = readFileSync(procs, 'utf8');
-  } catch {
-    return [];
-  }
-  const out: number[] = [];
-  for (const line of text.split('\n')) {
-    const pid = Number.parseInt(line, 10);
-    if (!(pid > 1)) continue;
-    try {
-      if (!/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))) out.push(pid);
-    } catch {
-      // exited
-    }
-  }
-  return out;
-}
-
-/**
- * Wakes a sandbox's init: a line into the FIFO it waits on. The byte stays in the pipe until init
- * reads it, so a wake-up sent while init is busy is never lost (a signal could be). Nobody reading
- * (init gone) is fine: there is nothing left to wake.
- */
-function wakeInit(dir: string, fifo = WAKE_FIFO): Promise<void> {
-  let fd: number;
-  try {
-    fd = openSync(join(dir, 'run', fifo), fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
-  } catch {
-    // init has ended
-    return Promise.resolve();
-  }
-  // The write wakes a process of the sandbox, which the kernel may run at once ahead of the writer:
-  // not from the node's thread (fifo-waker.ts; a burst wakes a hundred). Resolves once written (or
-  // found full or unread), never rejects.
-  return new Promise((resolve) => fifoWaker().write(fd, '\n', () => resolve()));
 }

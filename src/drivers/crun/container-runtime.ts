@@ -1,0 +1,117 @@
+import {
+  closeSync,
+  constants as fsConstants,
+  lstatSync,
+  openSync,
+  readFileSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { LayerPool } from './layer-pool.js';
+import type { RuntimeInfo } from './preflight.js';
+import { runDetached, runProcess } from './run-process.js';
+
+/**
+ * The driver's calls to the OCI runtime's CLI (crun or runc) over its state directory: listing,
+ * starting and deleting the containers of one driver instance. Containers are named
+ * `<instance>-<name>`, so that two drivers on one host never see each other's.
+ */
+export class ContainerRuntime {
+  /**
+   * @param runtime the runtime binary (preflight.ts).
+   * @param stateDir the runtime's --root.
+   * @param instance this driver's name prefix (crun-options.ts `instance`).
+   */
+  constructor(
+    readonly runtime: RuntimeInfo,
+    readonly stateDir: string,
+    private readonly instance: string,
+  ) {}
+
+  /** The runtime's id of the container `name` (a sandbox's directory name). */
+  containerId(name: string): string {
+    return `${this.instance}-${name}`;
+  }
+
+  /** This instance's containers (pool-named only), by name, with the runtime's status. Throws when the listing fails. */
+  async containers(): Promise<{ name: string; status: string }[]> {
+    const args = ['--root', this.stateDir, 'list', '--format', 'json'];
+    let r = await runProcess(this.runtime.path, args);
+    // A container being created or deleted meanwhile (the pool refills behind) can make the
+    // runtime's listing fail on a state file that is just appearing or going: ask again.
+    for (let i = 0; r.code !== 0 && /No such file/i.test(r.stderr) && i < 5; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10 * (i + 1)));
+      r = await runProcess(this.runtime.path, args);
+    }
+    if (r.code !== 0) throw new Error(`${this.runtime.name} list failed: ${r.stderr.trim()}`);
+    const parsed: unknown = JSON.parse(r.stdout.trim() || '[]');
+    if (!Array.isArray(parsed)) return [];
+    const prefix = `${this.instance}-`;
+    const out: { name: string; status: string }[] = [];
+    for (const entry of parsed as unknown[]) {
+      if (typeof entry !== 'object' || entry === null) continue;
+      const { id, status } = entry as { id?: unknown; status?: unknown };
+      if (typeof id !== 'string' || !id.startsWith(prefix) || typeof status !== 'string') continue;
+      const name = id.slice(prefix.length);
+      if (LayerPool.isPoolName(name)) out.push({ name, status });
+    }
+    return out;
+  }
+
+  /** `delete --force`; a container the runtime does not know is no error. */
+  async removeContainer(name: string): Promise<void> {
+    const r = await runProcess(this.runtime.path, [
+      '--root',
+      this.stateDir,
+      'delete',
+      '--force',
+      this.containerId(name),
+    ]);
+    if (r.code !== 0 && !/does not exist|not exist|no such/i.test(r.stderr)) {
+      throw new Error(`${this.runtime.name} delete failed: ${r.stderr.trim()}`);
+    }
+  }
+
+  /**
+   * Lets a created container run. With crun this is what `crun start` does (libcrun status.c:
+   * open the state's exec.fifo for writing, unlink it, write one byte), minus a process spawn on
+   * the paid path; if the FIFO is not as expected (another runtime or version), the CLI does it.
+   */
+  async startContainer(name: string, logFile: string): Promise<void> {
+    if (this.runtime.name === 'crun') {
+      const fifo = join(this.stateDir, this.containerId(name), 'exec.fifo');
+      let fd: number | undefined;
+      try {
+        if (lstatSync(fifo).isFIFO()) {
+          // Non-blocking: fails at once (ENXIO) unless the container's first process is waiting on it.
+          fd = openSync(fifo, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
+          unlinkSync(fifo);
+          writeSync(fd, Buffer.alloc(1));
+          return;
+        }
+      } catch {
+        // fall back to the CLI below
+      } finally {
+        if (fd !== undefined) closeSync(fd);
+      }
+    }
+    const code = await runDetached(this.runtime.path, [
+      `--log=${logFile}`,
+      '--root',
+      this.stateDir,
+      'start',
+      this.containerId(name),
+    ]);
+    if (code !== 0) throw new Error(`${this.runtime.name} start exited ${code}: ${tail(logFile)}`);
+  }
+}
+
+/** The end of a runtime's log file (its --log), for an error message; empty when unreadable. */
+export function tail(logFile: string): string {
+  try {
+    return readFileSync(logFile, 'utf8').trim().slice(-500);
+  } catch {
+    return '';
+  }
+}
