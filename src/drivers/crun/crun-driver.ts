@@ -1,24 +1,19 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import {
-  chmodSync,
-  chownSync,
   existsSync,
   linkSync,
   lstatSync,
-  mkdirSync,
   readdirSync,
   readFileSync,
   readlinkSync,
   realpathSync,
-  renameSync,
   rmdirSync,
   rmSync,
   statSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { availableParallelism, totalmem } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { AlacarteError } from '../../core/errors.js';
 import {
@@ -29,12 +24,7 @@ import {
   portsSchema,
 } from '../../core/lease-request.js';
 import { DEFAULT_BANDWIDTH_MBIT } from '../../core/offers.js';
-import {
-  availableCapacity,
-  defaultOvercommit,
-  type HostResources,
-  type OvercommitSettings,
-} from '../capacity.js';
+import { availableCapacity, type HostResources, type OvercommitSettings } from '../capacity.js';
 import {
   type AttachSession,
   type ComputeDriver,
@@ -57,52 +47,26 @@ import { applyLimits, limitWrites, procsFile } from './cgroup-limits.js';
 import { connectInSandbox } from './connect.js';
 import { ContainerRuntime, tail } from './container-runtime.js';
 import { CpuPicker, cpusetFile, ParentCpus } from './cpuset.js';
-import { type CrunDriverOptions, type DriverLogger, silentLogger } from './crun-options.js';
-import { DEFAULT_EGRESS_UID_BASE, EGRESS_UID_COUNT, EgressNetwork } from './egress.js';
+import type { CrunDriverOptions, DriverLogger } from './crun-options.js';
+import type { EgressNetwork } from './egress.js';
 import { execInSandbox } from './exec.js';
-import { AGENT_FILE, agentScript, ExecAgent } from './exec-agent.js';
+import { ExecAgent } from './exec-agent.js';
 import { FifoStock } from './fifo-stock.js';
 import { LEASE_LINK } from './host-fs.js';
+import { type DriverPaths, type HostSetup, setUpHost } from './host-setup.js';
 import { type ImageConfig, leaseArgv, readImageConfig } from './image-config.js';
 import { InitPids, livePids, untilAgentReads, untilInitRuns, wakeInit } from './init-process.js';
-import {
-  commandFile,
-  deadlineFile,
-  INIT_RECHECK_SECONDS,
-  initScript,
-  leaseFile,
-  START_FIFO,
-} from './init-script.js';
+import { commandFile, deadlineFile, INIT_RECHECK_SECONDS, leaseFile, START_FIFO } from './init-script.js';
 import { deleteThenDestroyDir, destroyDir, etcIsLink, LayerPool, type WarmSandbox } from './layer-pool.js';
 import { validateLimits, validateSpec } from './lease-checks.js';
-import { DriverLxcfs } from './lxcfs.js';
+import type { DriverLxcfs } from './lxcfs.js';
 import { DEFAULT_PATH, IN_SANDBOX, ociSpec } from './oci-spec.js';
 import { OutputDrain } from './output-drain.js';
 import { ConnectionBudget, PortProxy } from './port-proxy.js';
-import {
-  type CgroupLayout,
-  checkCgroups,
-  DriverPreflightError,
-  ensureBusyboxImage,
-  ensureImageOwnership,
-  findRuntime,
-  type RuntimeInfo,
-  requireProgram,
-  requireStaticBusybox,
-  requireTraversable,
-} from './preflight.js';
-import { runDetached, runProcess, spawnerShell, useSpawnerShell } from './run-process.js';
-import {
-  closeRunState,
-  EXEC_FIFOS,
-  execFifoDir,
-  openRunState,
-  sweepExecFifos,
-  sweepRunState,
-} from './run-state.js';
-import { readOnlyRuntime } from './runtime-binary.js';
+import { type CgroupLayout, ensureImageOwnership, type RuntimeInfo } from './preflight.js';
+import { runDetached, runProcess, spawnerShell } from './run-process.js';
+import { closeRunState, execFifoDir, sweepRunState } from './run-state.js';
 import { MetaCache, type SandboxMeta, urls, writeAtomic } from './sandbox-meta.js';
-import { installSftpServer } from './sftp-server.js';
 import { spawnInSandbox } from './spawn.js';
 
 export { validateLimits, validateSpec } from './lease-checks.js';
@@ -161,35 +125,40 @@ export class CrunDriver implements ComputeDriver {
   /** Made-ahead sandbox name -> device of the lxcfs it binds, as seen answering when it was made. */
   private readonly lxcfsDevices = new Map<string, number>();
 
-  private constructor(
-    private readonly runtime: RuntimeInfo,
-    private readonly cgroups: CgroupLayout,
-    private readonly paths: {
-      runtimeDir: string;
-      /** The sandboxes' run directories and the exec FIFOs, on a tmpfs (run-state.ts). */
-      runState: string;
-      imagesDir: string;
-      stateDir: string;
-      libDir: string;
-      busybox: string;
-      script: string;
-    },
-    private readonly instance: string,
-    private readonly idBase: number,
-    private readonly idCount: number,
-    private readonly cgroupParent: string,
-    private readonly host: HostResources,
-    private readonly overcommit: OvercommitSettings,
-    private readonly log: DriverLogger,
-    warmLayers: number,
-    warmLayersMax: number,
-    warmConcurrency: number,
-    /** The lxcfs whose proc files sandboxes bind (lxcfs.ts). */
-    private readonly lxcfs: DriverLxcfs,
-    /** How sftp() runs OpenSSH's sftp-server inside (sftp-server.ts), or why it cannot. */
-    private readonly sftpServer: { command: string[] } | { missing: string },
-    private readonly egress: EgressNetwork,
-  ) {
+  private readonly runtime: RuntimeInfo;
+  private readonly cgroups: CgroupLayout;
+  private readonly paths: DriverPaths;
+  private readonly instance: string;
+  private readonly idBase: number;
+  private readonly idCount: number;
+  private readonly cgroupParent: string;
+  private readonly host: HostResources;
+  private readonly overcommit: OvercommitSettings;
+  private readonly log: DriverLogger;
+  /** The lxcfs whose proc files sandboxes bind (lxcfs.ts). */
+  private readonly lxcfs: DriverLxcfs;
+  /** How sftp() runs OpenSSH's sftp-server inside (sftp-server.ts), or why it cannot. */
+  private readonly sftpServer: { command: string[] } | { missing: string };
+  private readonly egress: EgressNetwork;
+
+  private constructor(setup: HostSetup) {
+    ({
+      runtime: this.runtime,
+      cgroups: this.cgroups,
+      paths: this.paths,
+      instance: this.instance,
+      idBase: this.idBase,
+      idCount: this.idCount,
+      cgroupParent: this.cgroupParent,
+      host: this.host,
+      overcommit: this.overcommit,
+      log: this.log,
+      lxcfs: this.lxcfs,
+      sftpServer: this.sftpServer,
+      egress: this.egress,
+    } = setup);
+    const { paths, idBase, instance, runtime, log, egress, warmLayers, warmLayersMax, warmConcurrency } =
+      setup;
     this.metas = new MetaCache(paths.runtimeDir);
     this.inits = new InitPids(
       (leaseId) => this.dir(leaseId),
@@ -233,96 +202,12 @@ export class CrunDriver implements ComputeDriver {
    * with one message saying what to install or change.
    */
   static async create(options: CrunDriverOptions): Promise<CrunDriver> {
-    const log = options.logger ?? silentLogger;
-    const isRoot = process.getuid?.() === 0;
-    if (!isRoot)
-      throw new DriverPreflightError(
-        'the crun driver needs root (user namespaces with a host id range, cgroups, mounts)',
-      );
-    // From a read-only mount of its binary: crun then skips re-executing itself on every call.
-    const runtime = readOnlyRuntime(findRuntime(options.runtimePath), log);
-    const cgroups = checkCgroups(log, isRoot);
-    const busybox = options.busyboxPath ?? '/bin/busybox';
-    requireStaticBusybox(busybox);
-    if (options.spawnerShell !== false) useSpawnerShell(busybox);
-    const script = requireProgram('script', 'bsdutils (util-linux)');
-    const givenRuntimeDir = resolve(options.runtimeDir);
-    mkdirSync(givenRuntimeDir, { recursive: true, mode: 0o711 });
-    mkdirSync(options.imagesDir, { recursive: true, mode: 0o755 });
-    // Mounts use the real paths: a data directory in a private place links these two to where
-    // sandboxes can reach them (host-dirs.ts).
-    const runtimeDir = realpathSync(givenRuntimeDir);
-    const imagesDir = realpathSync(options.imagesDir);
-    for (const p of [runtimeDir, imagesDir]) {
-      // overlayfs options are comma and colon separated.
-      if (/[,:\s'"\\]/.test(p))
-        throw new DriverPreflightError(`${p}: paths with , : quotes or spaces are not supported`);
-    }
-    const instance =
-      options.instance ?? `a${createHash('sha256').update(givenRuntimeDir).digest('hex').slice(0, 8)}`;
-    if (!/^[a-z0-9]{1,16}$/.test(instance))
-      throw new DriverPreflightError('instance must be 1-16 lower-case letters or digits');
-    const stateDir = options.stateDir ?? `/run/alacarte-${instance}`;
-    const idBase = options.idBase ?? 1_000_000;
-    const idCount = options.idCount ?? 65_536;
-    mkdirSync(runtimeDir, { recursive: true, mode: 0o711 });
-    mkdirSync(imagesDir, { recursive: true, mode: 0o755 });
-    chmodSync(runtimeDir, 0o711);
-    requireTraversable(runtimeDir);
-    requireTraversable(imagesDir);
-    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-    // The directory nodes before the run state kept the exec FIFOs in: emptied of crashed processes'.
-    sweepExecFifos(join(runtimeDir, EXEC_FIFOS));
-    try {
-      rmdirSync(join(runtimeDir, EXEC_FIFOS));
-    } catch {
-      // absent, or another process's FIFOs are still there
-    }
-    // Beside the runtime's state (run-state.ts).
-    const runState = `${resolve(stateDir)}-run`;
-    await openRunState(runState, busybox, log);
-    requireTraversable(runState);
-    const libDir = join(runtimeDir, '.lib');
-    mkdirSync(libDir, { recursive: true, mode: 0o755 });
-    // Every sandbox's init runs the host's static busybox: copied, so an upgrade never swaps it under a sandbox.
-    writeIfChanged(join(libDir, 'busybox'), readFileSync(busybox), 0o755);
-    installInitBusybox(join(libDir, 'busybox-init'), readFileSync(busybox), idBase);
-    writeIfChanged(join(libDir, 'init.sh'), Buffer.from(initScript()), 0o644);
-    writeIfChanged(join(libDir, AGENT_FILE), Buffer.from(agentScript()), 0o644);
-    ensureBusyboxImage(imagesDir, busybox, idBase, log);
-    const lxcfs = await DriverLxcfs.open(
-      typeof options.lxcfsDir === 'string' ? resolve(options.lxcfsDir) : options.lxcfsDir,
-      log,
-    );
-    const sftpServer = installSftpServer(libDir);
-    if ('missing' in sftpServer) log.warn(`alacarte: no SFTP in sandboxes: ${sftpServer.missing}`);
-    const host = { cpus: availableParallelism(), memoryMib: Math.floor(totalmem() / 2 ** 20) };
-    const egress = new EgressNetwork({ instance, logger: log, ...options.egress });
-    const uidBase = options.egress?.uidBase ?? DEFAULT_EGRESS_UID_BASE;
-    if (uidBase < idBase + idCount && idBase < uidBase + EGRESS_UID_COUNT)
-      throw new DriverPreflightError("egress.uidBase must not overlap the sandboxes' ids (idBase, idCount)");
-    if (egress.unavailable) log.warn(`alacarte: ${egress.unavailable}; egress offers will fail to start`);
-    const driver = new CrunDriver(
-      runtime,
-      cgroups,
-      { runtimeDir, runState, imagesDir, stateDir, libDir, busybox, script },
-      instance,
-      idBase,
-      idCount,
-      options.cgroupParent ?? '/alacarte',
-      host,
-      { ...defaultOvercommit(host), ...options.overcommit },
-      log,
-      options.warmLayers ?? 2,
-      options.warmLayersMax ?? 128,
-      options.warmConcurrency ?? 1,
-      lxcfs,
-      sftpServer,
-      egress,
-    );
+    const setup = await setUpHost(options);
+    const driver = new CrunDriver(setup);
     await driver.list();
-    log.info(
-      `alacarte: ${runtime.name} driver ready (${runtime.version}, cgroups ${cgroups.mode}, state ${stateDir}, sandboxes in ${runtimeDir})`,
+    const { runtime, cgroups, paths } = setup;
+    setup.log.info(
+      `alacarte: ${runtime.name} driver ready (${runtime.version}, cgroups ${cgroups.mode}, state ${paths.stateDir}, sandboxes in ${paths.runtimeDir})`,
     );
     return driver;
   }
@@ -1141,44 +1026,6 @@ export class CrunDriver implements ComputeDriver {
       }
     }
   }
-}
-
-/**
- * init's own busybox (IN_SANDBOX.initBusybox): `content`, mode 0711, owned by `idBase` (root inside,
- * so that the owner is mapped in every sandbox's user namespace and `crun exec` may still join
- * init; see init-script.ts). Replaced (written beside, then renamed) when any of those differ; a
- * running sandbox keeps the file it started with.
- */
-function installInitBusybox(path: string, content: Buffer, idBase: number): void {
-  try {
-    const st = statSync(path);
-    if (
-      (st.mode & 0o7777) === 0o711 &&
-      st.uid === idBase &&
-      st.gid === idBase &&
-      readFileSync(path).equals(content)
-    )
-      return;
-  } catch {
-    // missing
-  }
-  const tmp = `${path}.tmp`;
-  rmSync(tmp, { force: true });
-  writeFileSync(tmp, content, { mode: 0o700 });
-  chownSync(tmp, idBase, idBase);
-  chmodSync(tmp, 0o711);
-  renameSync(tmp, path);
-}
-
-function writeIfChanged(path: string, content: Buffer, mode: number): void {
-  try {
-    if (readFileSync(path).equals(content)) return;
-  } catch {
-    // missing
-  }
-  const tmp = `${path}.tmp`;
-  writeFileSync(tmp, content, { mode });
-  renameSync(tmp, path);
 }
 
 function readLink(path: string): string | undefined {
