@@ -162,9 +162,11 @@ export async function profileBurst(driverOptions = {}, config = {}) {
       },
       'taken',
     );
-    // Private: whether a made-ahead sandbox's init and lxcfs files still answer (absent in older builds).
-    if (typeof t.driver.poolInitAlive === 'function')
-      wrap(t.driver, 'poolInitAlive', () => als.getStore(), 'alive');
+    // Private: whether a made-ahead sandbox's init and lxcfs files still answer (absent in older
+    // builds; on the driver's MadeAhead, made-ahead.ts, since crun-driver.ts was split).
+    const madeAhead = t.driver.made ?? t.driver;
+    if (typeof madeAhead.poolInitAlive === 'function')
+      wrap(madeAhead, 'poolInitAlive', () => als.getStore(), 'alive');
     wrap(
       t.driver,
       'exec',

@@ -1,0 +1,90 @@
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { SANDBOX_ID_PATTERN, type SandboxRef } from '../compute-driver.js';
+import { procsFile } from './cgroup-limits.js';
+import type { DriverState } from './driver-state.js';
+import { livePids } from './init-process.js';
+import { deleteThenDestroyDir } from './layer-pool.js';
+import type { LeaseIo } from './lease-io.js';
+
+/**
+ * Ending leases' sandboxes: halt() kills a sandbox's processes at once (kill(2), no spawn), so that
+ * a stop can be answered; stop() removes the rest (port relays, output drain and exec agent,
+ * egress, container, writable layer, directories), one removal shared by concurrent stops.
+ */
+export class SandboxRemoval {
+  constructor(
+    private readonly s: DriverState,
+    private readonly io: LeaseIo,
+  ) {}
+
+  async stop(sandbox: SandboxRef): Promise<void> {
+    const id = sandbox.leaseId;
+    if (!SANDBOX_ID_PATTERN.test(id)) return;
+    // Concurrent stops of one sandbox (the lease service, the reaper) share one removal.
+    const pending = this.s.stopping.get(id);
+    if (pending) return pending;
+    const removal = this.remove(id).finally(() => this.s.stopping.delete(id));
+    this.s.stopping.set(id, removal);
+    return removal;
+  }
+
+  /** The driver's halt() (compute-driver.ts). */
+  async halt(sandbox: SandboxRef): Promise<void> {
+    const id = sandbox.leaseId;
+    if (!SANDBOX_ID_PATTERN.test(id)) return;
+    const name = this.s.containerName(id);
+    if (name === undefined) return;
+    const live = this.s.live.get(id);
+    this.s.live.delete(id);
+    this.io.release(id);
+    // Its resources are free for the next lease from now on (capacity()).
+    this.s.limitsById.delete(id);
+    if (live) await Promise.all(live.proxies.map((p) => p.close()));
+    // init is the sandbox's pid namespace's first process: once it dies the kernel kills every
+    // other process of the namespace, and no new one can enter it. Everything in its cgroup is
+    // killed too, for what joined the cgroup but not the namespace. No process spawn: a few
+    // /proc and cgroup reads, then kill(2).
+    const procs = procsFile(this.s.cgroups.mode, this.s.cgroupOf(name));
+    for (let i = 0; i < 400; i++) {
+      const pids = livePids(procs);
+      const init = this.s.initPid(id);
+      if (init !== undefined) pids.push(init);
+      if (pids.length === 0) return;
+      for (const pid of pids) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // gone meanwhile
+        }
+      }
+      await new Promise((r) => (i < 20 ? setImmediate(r) : setTimeout(r, 5)));
+    }
+    throw new Error(`the processes of sandbox ${id} did not end`);
+  }
+
+  private async remove(id: string): Promise<void> {
+    const live = this.s.live.get(id);
+    this.s.live.delete(id);
+    this.io.release(id);
+    if (live) await Promise.all(live.proxies.map((p) => p.close()));
+    const name = this.s.containerName(id);
+    if (name) {
+      await this.s.egress
+        .detach(join(this.s.paths.runtimeDir, name), name)
+        .catch((e: unknown) =>
+          this.s.log.warn(`alacarte: removing the egress of ${id} failed: ${String(e)}`),
+        );
+      await deleteThenDestroyDir(join(this.s.paths.runtimeDir, name), this.s.paths.busybox, {
+        path: this.s.runtime.path,
+        stateDir: this.s.paths.stateDir,
+        containerId: this.s.rt.containerId(name),
+      });
+    }
+    rmSync(join(this.s.paths.runtimeDir, id), { force: true });
+    this.s.limitsById.delete(id);
+    this.s.inits.forget(id);
+    this.s.names.delete(id);
+    this.s.metas.delete(id);
+  }
+}
