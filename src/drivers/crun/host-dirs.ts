@@ -73,7 +73,8 @@ function isSymlink(path: string): boolean {
   }
 }
 
-function exists(path: string): boolean {
+/** Whether anything is at `path`, a dangling symbolic link too (lstat, not stat). */
+export function exists(path: string): boolean {
   try {
     lstatSync(path);
     return true;

@@ -1,4 +1,4 @@
-import { linkSync, lstatSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { linkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AlacarteError } from '../../core/errors.js';
 import { deadlineAllowed } from '../../core/lease-request.js';
@@ -7,6 +7,7 @@ import { applyLimits, limitWrites } from './cgroup-limits.js';
 import { CpuPicker, cpusetFile, ParentCpus } from './cpuset.js';
 import { type DriverState, type Live, readLink } from './driver-state.js';
 import type { ExitWatch } from './exit-watch.js';
+import { exists } from './host-dirs.js';
 import { LEASE_LINK } from './host-fs.js';
 import { leaseArgv } from './image-config.js';
 import { wakeInit } from './init-process.js';
@@ -38,7 +39,7 @@ export class LeaseStarter {
       throw new AlacarteError('invalid_request', 'deadline is not a date up to year 9999');
     const id = spec.leaseId;
     const link = join(this.s.paths.runtimeDir, id);
-    if (this.s.starting.has(id) || this.s.stopping.has(id) || existsLink(link)) {
+    if (this.s.starting.has(id) || this.s.stopping.has(id) || exists(link)) {
       throw new AlacarteError('invalid_request', `a sandbox for ${id} exists already`);
     }
     const image = this.made.ensureImage(spec.image);
@@ -138,14 +139,5 @@ function linkLease(dir: string, name: string, link: string): void {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     symlinkSync(name, link);
-  }
-}
-
-function existsLink(path: string): boolean {
-  try {
-    lstatSync(path);
-    return true;
-  } catch {
-    return false;
   }
 }
