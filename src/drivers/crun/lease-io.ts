@@ -63,6 +63,7 @@ export class LeaseIo {
     this.agents.delete(id);
   }
 
+  /** The driver's exec() (compute-driver.ts). */
   async exec(sandbox: SandboxRef, request: ExecRequest): Promise<ExecResult> {
     const id = this.s.requireRunning(sandbox);
     parseLeaseInput(commandSchema, request.command);

@@ -18,6 +18,7 @@ export class SandboxRemoval {
     private readonly io: LeaseIo,
   ) {}
 
+  /** The driver's stop() (compute-driver.ts). */
   async stop(sandbox: SandboxRef): Promise<void> {
     const id = sandbox.leaseId;
     if (!SANDBOX_ID_PATTERN.test(id)) return;
