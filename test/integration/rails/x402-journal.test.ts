@@ -282,6 +282,7 @@ describe('x402 settlement journal and sweep', () => {
         settleMode = 'answer';
       });
       expect(first.status).toBe(503);
+      expect(await journalRow(key)).toBeDefined();
       const before = await ledgerOf(t.url, OPERATOR);
       // Two replicas sweeping the same store, past the window, while the payer retries at last.
       aheadMs = PAST_GRACE;
