@@ -97,7 +97,9 @@ export interface X402Settlement {
  * lease service admit it by its key (payer and nonce: one authorization, one lease or extension),
  * then verifies and settles it through its own facilitator before the lease is granted, and claims
  * it in `x402_payments` in the transaction that records what it bought. Change and refunds come back
- * as ecash of the own mint.
+ * as ecash of the own mint. Money moves on the chain before that claim, so every settlement is
+ * journaled first (settlement-journal.ts) and one that never reached its claim is resolved by
+ * `sweepSettlements`: a paid request ends in a lease or a refund, also across a crash.
  */
 export class X402Rail implements PaymentRail {
   readonly id = 'x402';
@@ -312,8 +314,10 @@ export class X402Rail implements PaymentRail {
   /**
    * PaymentRail.giveBack. Parts owed (change, refunds) are ecash of the own mint (`payouts`). An
    * unused payment — settled, but what it paid for ended meanwhile — is handed back whole as ecash
-   * of the own mint, booked once (the claim's primary key), the same token on every retry; nothing
-   * when it was never settled (the payer's authorization is untouched).
+   * of the own mint, booked once (the claim's primary key; its journal row resolved with it), the
+   * same token on every retry, worth what the claim recorded (also one the sweep returned); nothing
+   * when it was never settled (the payer's authorization is untouched). Throws AlacarteError
+   * `x402_unavailable` when the chain must be asked and does not answer.
    */
   async giveBack(owed: Owed, trx?: Database): Promise<GivenBack[]> {
     if (owed.kind === 'parts') return this.payouts.giveBack(owed, trx);
