@@ -59,7 +59,7 @@ export interface X402RailOptions {
 export interface SweepOutcome {
   /** Executed on the chain for the operator and never claimed: claimed now as returned, refund owed. */
   returned: number;
-  /** Claimed meanwhile by the payment's own retry or by another replica's sweep: nothing booked here. */
+  /** Claimed first by the payment's own retry or by another replica (or request): nothing booked here. */
   claimedElsewhere: number;
   /** Can no longer move money (validBefore passed unexecuted, or the nonce went elsewhere): removed. */
   dropped: number;
@@ -330,9 +330,8 @@ export class X402Rail implements PaymentRail {
       const done = await onChain(() => this.facilitator.executionOf(x.authorization));
       const tx = done.used ? done.tx : undefined;
       if (!tx) return [];
-      const claimed = await this.returnWhole(this.claimOf(payment, x, tx));
       // Claimed by a lease meanwhile: nothing to hand back (its replay answers).
-      if (!claimed) return [];
+      if ((await this.returnWhole(this.claimOf(payment, x, tx))) === 'claimed') return [];
     }
     return this.returned(payment.key);
   }
@@ -382,7 +381,7 @@ export class X402Rail implements PaymentRail {
       }
       if (done.used && done.tx) {
         const claim = { key: row.key, tx: done.tx, atomic: row.authorization.value, amount: amountOf(row) };
-        if (await this.returnWhole(claim)) outcome.returned++;
+        if ((await this.returnWhole(claim)) === 'booked') outcome.returned++;
         else outcome.claimedElsewhere++;
       } else if (done.used || row.validBefore + VALID_BEFORE_MARGIN_SECONDS <= nowSeconds) {
         // Used by another transfer its payer signed, or expired unexecuted: it can never pay.
@@ -405,10 +404,11 @@ export class X402Rail implements PaymentRail {
 
   /**
    * Claims `claim` as returned and books the whole of it as ecash of the own mint owed to the
-   * payment, in one transaction that also resolves its journal row. False when the payment was
-   * claimed for a lease meanwhile (nothing booked); true when it is returned (now or before).
+   * payment, in one transaction that also resolves its journal row: `booked`. When the payment was
+   * claimed first (a lease bought with it, or returned by another request or replica), nothing is
+   * booked here and that claim's outcome is the answer.
    */
-  private async returnWhole(claim: Claim): Promise<boolean> {
+  private async returnWhole(claim: Claim): Promise<'booked' | 'claimed' | 'returned'> {
     try {
       await this.db.transaction().execute(async (trx) => {
         await this.claim(trx, claim, 'returned');
@@ -417,13 +417,13 @@ export class X402Rail implements PaymentRail {
           trx,
         );
       });
-      return true;
+      return 'booked';
     } catch (err) {
       if (!isUniqueViolation(err)) throw err;
       const row = await this.claimed(claim.key);
       if (!row) throw err;
       // Whoever claimed it resolved the journal row in the same transaction.
-      return row.outcome === 'returned';
+      return row.outcome;
     }
   }
 
