@@ -38,7 +38,10 @@ import { InvoiceLimits } from './rails/l402/invoice-limits.js';
 import { L402Rail } from './rails/l402/l402-rail.js';
 import { Rails } from './rails/rails.js';
 import { facilitatorOf, x402SettingsOf } from './rails/x402/create-x402.js';
-import { X402Rail } from './rails/x402/x402-rail.js';
+import type { X402Facilitator } from './rails/x402/facilitator.js';
+import { SETTLEMENT_GRACE_MS } from './rails/x402/settlement-journal.js';
+import { SettlementSweeper } from './rails/x402/settlement-sweeper.js';
+import { type SweepOutcome, X402Rail } from './rails/x402/x402-rail.js';
 import { loadOrCreateHostKey } from './ssh/host-key.js';
 import { SshServer, sourceOf } from './ssh/ssh-server.js';
 import { type Database, openStore } from './store/database.js';
@@ -62,6 +65,11 @@ export interface NodeOptions {
   fetch?: typeof fetch;
   /** When open terminals are told that their lease ends, in ms before it (5 and 1 minute by default). */
   deadlineNoticeOffsetsMs?: readonly number[];
+  /**
+   * What the x402 rail settles through, given the facilitator the node built from its config
+   * (tests wrap it to fail where a real one may: between a settlement sent and its answer).
+   */
+  x402Facilitator?: (built: X402Facilitator) => X402Facilitator;
 }
 
 /**
@@ -170,6 +178,7 @@ export class AlacarteNode {
       let reaper: Reaper | undefined;
       let metrics: NodeMetrics | undefined;
       let x402On: Record<string, unknown> | undefined;
+      let x402Rail: X402Rail | undefined;
       const driver = options.driver;
       if (driver) {
         const offers: Offer[] = config.offers ? config.offers.map(offerFromJson) : [...DEFAULT_OFFERS];
@@ -218,7 +227,7 @@ export class AlacarteNode {
           ? new X402Rail({
               db,
               settings: x402SettingsOf(x402Config),
-              facilitator: facilitatorOf(x402Config),
+              facilitator: (options.x402Facilitator ?? ((built) => built))(facilitatorOf(x402Config)),
               payouts: cashu,
               mintUrl: () => `${urlRef.url}/mint`,
               resourceUrl: (subject) =>
@@ -226,11 +235,14 @@ export class AlacarteNode {
                   ? `${urlRef.url}/v1/leases`
                   : `${urlRef.url}/v1/leases/${subject.leaseId}/extend`,
               unit: config.mint.unit,
+              // Never shorter than a request may still be waiting for its settlement's receipt.
+              settlementGraceMs: Math.max(SETTLEMENT_GRACE_MS, 2 * x402Config.confirmationTimeoutMs),
               clock: options.clock,
               logger,
             })
           : undefined;
         x402On = x402?.describe();
+        x402Rail = x402;
         const rail = new Rails({ rails: [cashu, l402, ...(x402 ? [x402] : [])], payouts: cashu, logger });
         const service = new LeaseService({
           db,
@@ -336,6 +348,11 @@ export class AlacarteNode {
       node.closeLightning = running.close;
       if (driver && leases) node.sold = { driver, offers: soldOffers };
       node.x402 = x402On;
+      if (x402Rail) {
+        const rail = x402Rail;
+        node.x402Rail = rail;
+        node.x402Sweeper = new SettlementSweeper(() => rail.sweepSettlements(), logger);
+      }
       return node;
     } catch (err) {
       await running?.close();
@@ -372,6 +389,19 @@ export class AlacarteNode {
    * for the server's banner; undefined when off.
    */
   x402: Record<string, unknown> | undefined;
+
+  /** The x402 rail and the sweep of its settlement journal, when x402 is on. */
+  private x402Rail: X402Rail | undefined;
+  private x402Sweeper: SettlementSweeper | undefined;
+
+  /**
+   * One pass of the x402 settlement sweep now (X402Rail.sweepSettlements: settlements sent and
+   * never claimed, past the payer's retry window, resolved against the chain); undefined when
+   * x402 is off. The node also runs it every minute once listening.
+   */
+  async sweepX402Settlements(): Promise<SweepOutcome | undefined> {
+    return this.x402Rail?.sweepSettlements();
+  }
 
   /** The driver and the offers on sale, for prewarm(); none without a driver. */
   private sold: { driver: ComputeDriver; offers: readonly Offer[] } | undefined;
@@ -410,6 +440,7 @@ export class AlacarteNode {
     const ssh = this.sshRef;
     if (ssh.server) ssh.port = await ssh.server.listen(this.config.host, this.config.ssh.port);
     this.reaper?.start();
+    this.x402Sweeper?.start();
     return {
       url: this.url,
       mintUrl: `${this.url}/mint`,
@@ -421,6 +452,7 @@ export class AlacarteNode {
 
   async close(): Promise<void> {
     this.reaper?.stop();
+    await this.x402Sweeper?.stop();
     // First: no new request, and those under way that change something (a paid create, a stop)
     // finish before the connections close, within a bound (http/drain.ts).
     await this.app.close();

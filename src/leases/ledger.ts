@@ -31,7 +31,10 @@ export interface LeaseBooks {
   charged: number;
   refunded: number;
   held: number;
-  /** Payments handed back whole (an extension of a lease that had ended), over every mint. */
+  /**
+   * Payments handed back whole (an extension of a lease that had ended, a paid invoice or x402
+   * settlement that bought nothing), over every mint.
+   */
   bounced: number;
   /** Over every mint: charged = paid_out + payout_pending + unpaid. */
   paid_out: number;
@@ -175,6 +178,15 @@ async function mintFigures(db: Database, trustedMints: readonly string[]): Promi
     .where('key', 'not in', db.selectFrom('bounced_payments').select('key'))
     .executeTakeFirst();
   own.bounced += Number(returned?.n ?? 0);
+  // Settled x402 payments handed back without a lease to name (the settlement sweep returned a
+  // payment whose payer never came back to claim it): the own mint's ecash, like those above.
+  const x402Returned = await db
+    .selectFrom('x402_payments')
+    .select(sql<number>`coalesce(sum(amount), 0)`.as('n'))
+    .where('outcome', '=', 'returned')
+    .where('key', 'not in', db.selectFrom('bounced_payments').select('key'))
+    .executeTakeFirst();
+  own.bounced += Number(x402Returned?.n ?? 0);
   // Payouts name their source 'own' or the trusted mint's URL; 'own' is no trusted mint.
   const payouts = await db
     .selectFrom('payouts')

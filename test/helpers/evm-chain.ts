@@ -45,6 +45,13 @@ export interface TestChain {
   balanceOf(address: Hex): Promise<bigint>;
   /** Whether `nonce` of `authorizer` has been used on the token. */
   authorizationState(authorizer: Hex, nonce: Hex): Promise<boolean>;
+  /**
+   * Whether each transaction is mined as it comes (the default). Off, transactions wait in the
+   * mempool until mine(): a settlement sent whose receipt does not come in time.
+   */
+  automine(on: boolean): Promise<void>;
+  /** Mines one block with whatever waits in the mempool. */
+  mine(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -154,6 +161,12 @@ export async function startTestChain(): Promise<TestChain> {
         functionName: 'authorizationState',
         args: [authorizer, nonce],
       })) as boolean;
+    },
+    async automine(on) {
+      await deployer.request({ method: 'evm_setAutomine', params: [on] } as never);
+    },
+    async mine() {
+      await deployer.request({ method: 'evm_mine', params: [] } as never);
     },
     async close() {
       await server.close();

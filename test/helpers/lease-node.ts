@@ -9,7 +9,7 @@ import { CrunDriver } from '../../src/drivers/crun/crun-driver.js';
 import type { CrunDriverOptions } from '../../src/drivers/crun/crun-options.js';
 import type { MintFigures } from '../../src/leases/ledger.js';
 import { createLogger, type Logger } from '../../src/log.js';
-import { AlacarteNode } from '../../src/node.js';
+import { AlacarteNode, type NodeOptions } from '../../src/node.js';
 import { testDatabase, testStoreIsPostgres } from './postgres.js';
 
 /** A real node (store, mint, crun sandboxes, HTTP on loopback) in this process, for lease tests. */
@@ -37,6 +37,8 @@ export interface LeaseNodeExtras {
   deadlineNoticeOffsetsMs?: readonly number[];
   /** What the node gets as its driver, around the real one (to make a driver call fail for real). */
   wrapDriver?: (driver: CrunDriver) => ComputeDriver;
+  /** What the x402 rail settles through, around the facilitator the node built (NodeOptions). */
+  x402Facilitator?: NodeOptions['x402Facilitator'];
 }
 
 /**
@@ -90,6 +92,7 @@ export async function startLeaseNode(
     logger,
     clock: extras.clock,
     deadlineNoticeOffsetsMs: extras.deadlineNoticeOffsetsMs,
+    x402Facilitator: extras.x402Facilitator,
   });
   const { url, mintUrl } = await node.listen();
   return {

@@ -32,10 +32,18 @@ export interface X402Facilitator {
    * What became of `authorization` on the operator's asset: its nonce unused; or used, with `tx`
    * the transaction that executed it paying its value to the operator (absent: the nonce went to
    * another transfer the payer signed). How a settlement whose answer was lost (a crash, a
-   * timeout, a record that failed) is found again.
+   * timeout, a record that failed) is found again — also from the settlement journal, which keeps
+   * only these fields of it (never the signature).
    */
-  executionOf(authorization: Authorization): Promise<Execution>;
+  executionOf(authorization: AuthorizationRef): Promise<Execution>;
 }
+
+/**
+ * What names an authorization's execution on the chain: its payer and nonce (the token's
+ * `authorizationState`), and its value (the transfer to the operator that executed it). Public
+ * data: without the payer's signature it moves nothing.
+ */
+export type AuthorizationRef = Pick<Authorization, 'from' | 'nonce' | 'value'>;
 
 /** An authorization's nonce as the chain has it (X402Facilitator.executionOf). */
 export type Execution = { used: false } | { used: true; tx?: `0x${string}` };

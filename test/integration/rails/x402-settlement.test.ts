@@ -56,11 +56,12 @@ let node: AlacarteNode;
 let dir: string;
 let rail: X402Rail;
 let facilitator: ScriptedFacilitator;
+let payouts: CashuRail;
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'alacarte-x402-'));
   node = await AlacarteNode.create(loadConfig({ flags: { port: 0, dataDir: dir, logLevel: 'silent' } }));
   const { mintUrl } = await node.listen();
-  const payouts = new CashuRail({
+  payouts = new CashuRail({
     mint: node.mint.nodePayments(),
     mintUrl: () => mintUrl,
     unit: 'sat',
@@ -121,6 +122,8 @@ describe('x402 rail and its facilitator', () => {
     expect(outcome).toMatchObject({ ok: false, code: 'x402_settlement_failed' });
     expect(recorded).toBe(0);
     expect(rows.length).toBe(before);
+    // Its transaction may have gone out: the journal keeps it for the sweep (dropped once expired).
+    expect(await node.db.selectFrom('x402_settlements').selectAll().execute()).toHaveLength(1);
   });
 
   it('grants nothing when the facilitator finds the payment invalid (a payer without funds)', async () => {
@@ -171,6 +174,44 @@ describe('x402 rail and its facilitator', () => {
     expect(retry.outcome).toMatchObject({ ok: true, rail: 'x402' });
     expect(retry.recorded).toBe(1);
     expect(retry.rows.length).toBe(before + 1);
+    facilitator.execution = { used: false };
+    facilitator.settled = { success: true, transaction: `0x${'ab'.repeat(32)}`, network: settings.network };
+  });
+
+  it('drops a journaled settlement whose nonce went to another transfer of its payer, booking nothing', async () => {
+    // No retry window: the sweep takes every row at once.
+    const sweeping = new X402Rail({
+      db: node.db,
+      settings,
+      facilitator,
+      payouts,
+      mintUrl: () => `${node.url}/mint`,
+      resourceUrl: () => `${node.url}/v1/leases`,
+      unit: 'sat',
+      settlementGraceMs: 0,
+    });
+    facilitator.settled = {
+      success: false,
+      errorReason: 'settlement_pending',
+      transaction: `0x${'12'.repeat(32)}`,
+      network: settings.network,
+    };
+    const headers = await payment();
+    const journal = () => node.db.selectFrom('x402_settlements').selectAll().execute();
+    const before = (await journal()).length;
+    const err = await sweeping
+      .redeem({ headers, subject, record: async () => {} }, price)
+      .catch((e: unknown) => e);
+    expect((err as AlacarteError).code).toBe('x402_unavailable');
+    expect((await journal()).length).toBe(before + 1);
+    const claims = (await node.db.selectFrom('x402_payments').selectAll().execute()).length;
+    // The chain: the nonce used, by a transfer that did not pay the operator.
+    facilitator.execution = { used: true };
+    const swept = await sweeping.sweepSettlements();
+    // Every row left (also the failed settlement's above) is one such nonce here: all dropped.
+    expect(swept).toMatchObject({ dropped: before + 1, returned: 0 });
+    expect(await journal()).toEqual([]);
+    expect((await node.db.selectFrom('x402_payments').selectAll().execute()).length).toBe(claims);
     facilitator.execution = { used: false };
     facilitator.settled = { success: true, transaction: `0x${'ab'.repeat(32)}`, network: settings.network };
   });
