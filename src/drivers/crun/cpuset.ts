@@ -46,6 +46,18 @@ export function pickCpus(vcpu: number, cpus: readonly number[], start: number): 
   return picked.sort((a, b) => a - b).join(',');
 }
 
+/**
+ * True when a cpuset `made` (a kernel CPU list a sandbox was created with) serves a lease of `vcpu`
+ * CPUs as pickCpus() would: as many CPUs as it would pick, all of them still in `allowed` (the
+ * parent's now: an operator may have narrowed it since). Then the start need not write it again.
+ */
+export function keepsCpus(made: string | undefined, vcpu: number, allowed: readonly number[]): boolean {
+  if (made === undefined) return false;
+  const cpus = parseCpuList(made);
+  const count = Math.min(allowed.length, Math.max(1, Math.ceil(vcpu)));
+  return cpus.length === count && cpus.every((c) => allowed.includes(c));
+}
+
 /** The cgroup file that sets a sandbox's CPUs (v1: the cpuset hierarchy's; v2: its cpuset.cpus). */
 export function cpusetFile(
   mode: 'v1' | 'hybrid' | 'v2',

@@ -5,6 +5,7 @@ import { DEFAULT_BANDWIDTH_MBIT } from '../../core/offers.js';
 import type { HostResources, OvercommitSettings } from '../capacity.js';
 import { SANDBOX_ID_PATTERN, type SandboxLimits, type SandboxRef } from '../compute-driver.js';
 import { ContainerRuntime } from './container-runtime.js';
+import { CpuPicker, ParentCpus } from './cpuset.js';
 import type { DriverLogger } from './crun-options.js';
 import type { EgressNetwork } from './egress.js';
 import type { DriverPaths, HostSetup } from './host-setup.js';
@@ -53,6 +54,10 @@ export class DriverState {
   readonly names = new Map<string, string>();
   readonly stopping = new Map<string, Promise<void>>();
   readonly limitsById = new Map<string, SandboxLimits>();
+  /** Hands out sandboxes' cpusets round-robin, at their making or their start (cpuset.ts). */
+  readonly cpus = new CpuPicker();
+  /** The CPUs a sandbox's cpuset may hold: its parent cgroup's, read at most once a second. */
+  readonly parentCpus = new ParentCpus();
   readonly metas: MetaCache;
   readonly inits: InitPids;
   /** Sandboxes whose init's end watch() reports: started by this process or found by list(). */

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
+import type { MadeLimits } from './cgroup-limits.js';
 import type { DriverLogger } from './crun-options.js';
 import { type HostFs, hostFs, LEASE_LINK } from './host-fs.js';
 import { START_FIFO, WAKE_FIFO } from './init-script.js';
@@ -34,6 +35,8 @@ export interface WarmSandbox {
   dir: string;
   /** Name of the created (not yet started) container; also the last part of its cgroup path. */
   name: string;
+  /** The limits its container was created with, when not the placeholders (cgroup-limits.ts). */
+  limits?: MadeLimits;
 }
 
 export interface LayerPoolOptions {

@@ -4,7 +4,7 @@ import { AlacarteError } from '../../core/errors.js';
 import { deadlineAllowed } from '../../core/lease-request.js';
 import type { SandboxHandle, SandboxLimits, SandboxSpec } from '../compute-driver.js';
 import { applyLimits, limitWrites } from './cgroup-limits.js';
-import { CpuPicker, cpusetFile, ParentCpus } from './cpuset.js';
+import { cpusetFile, keepsCpus } from './cpuset.js';
 import { type DriverState, type Live, readLink } from './driver-state.js';
 import type { ExitWatch } from './exit-watch.js';
 import { exists } from './host-dirs.js';
@@ -24,9 +24,6 @@ import { type SandboxMeta, urls, writeAtomic } from './sandbox-meta.js';
  * its init is woken to run the command; a failure undoes all of it.
  */
 export class LeaseStarter {
-  private readonly cpus = new CpuPicker();
-  private readonly parentCpus = new ParentCpus();
-
   constructor(
     private readonly s: DriverState,
     private readonly made: MadeAhead,
@@ -54,12 +51,20 @@ export class LeaseStarter {
       // Limits before anything of the lease's runs, then its deadline, then (atomically, as init
       // may look at any moment) the command that init starts.
       const cgroup = this.s.cgroupOf(warm.name);
+      this.made.expect(spec.image, limits);
+      const cpus = this.s.parentCpus.of(this.s.cgroups.mode, cgroup);
       applyLimits([
-        ...limitWrites(this.s.cgroups.mode, cgroup, limits, this.s.cgroups.swapAccounting),
-        [
-          cpusetFile(this.s.cgroups.mode, cgroup),
-          this.cpus.pick(limits.vcpu, this.parentCpus.of(this.s.cgroups.mode, cgroup)),
-        ],
+        ...limitWrites(this.s.cgroups.mode, cgroup, limits, this.s.cgroups.swapAccounting, {
+          made: warm.limits,
+        }),
+        ...(keepsCpus(warm.limits?.cpus, limits.vcpu, cpus)
+          ? []
+          : [
+              [cpusetFile(this.s.cgroups.mode, cgroup), this.s.cpus.pick(limits.vcpu, cpus)] as [
+                string,
+                string,
+              ],
+            ]),
       ]);
       // lease.json is new here and nothing reads it before the lease's command runs (below): written
       // whole in place, without a temporary file and a rename. The deadline replaces the one init

@@ -1,6 +1,8 @@
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AlacarteError } from '../../core/errors.js';
+import type { SandboxLimits } from '../compute-driver.js';
+import type { MadeLimits } from './cgroup-limits.js';
 import { tail } from './container-runtime.js';
 import type { DriverState } from './driver-state.js';
 import { type ImageConfig, readImageConfig } from './image-config.js';
@@ -15,7 +17,10 @@ import { writeAtomic } from './sandbox-meta.js';
 /** How long a made-ahead sandbox may wait for a lease before its own init ends it. */
 const WARM_LIFETIME_MS = 3_600_000;
 
-/** Limits a sandbox is created with while it waits in the pool; start() writes the offer's. */
+/**
+ * Limits a sandbox is created with while it waits in the pool, when no lease of its kind came before
+ * (else its memory, pids and cpuset are the last one's: madeLimits()); start() writes the offer's.
+ */
 const PLACEHOLDER_LIMITS = { vcpu: 1, memoryMib: 256, pids: 64 };
 
 /**
@@ -32,8 +37,31 @@ export class MadeAhead {
   private readonly knownImages = new Map<string, { identity: string; config: ImageConfig }>();
   /** Made-ahead sandbox name -> device of the lxcfs it binds, as seen answering when it was made. */
   private readonly lxcfsDevices = new Map<string, number>();
+  /** The last lease's limits per (image, disk size): what sandboxes made ahead are created with. */
+  private readonly expected = new Map<string, SandboxLimits>();
 
   constructor(private readonly s: DriverState) {}
+
+  /** Notes a lease's limits: the next sandboxes made ahead for its image and disk size get them. */
+  expect(image: string, limits: SandboxLimits): void {
+    this.expected.set(`${image}\0${limits.diskMib}`, limits);
+  }
+
+  /**
+   * The memory, pids and cpuset a sandbox made ahead for (image, disk size) is created with: the last
+   * lease's of that kind (the next is most likely alike), so that its start writes none of them
+   * (cgroup-limits.ts); undefined before any such lease (the placeholders). CPU time stays the
+   * placeholder's, so that a tiny offer's quota never slows the making. The cpuset only where the
+   * host has a cpuset controller, which the runtime needs to take one.
+   */
+  private madeLimits(image: string, diskMib: number, cgroup: string): MadeLimits | undefined {
+    const last = this.expected.get(`${image}\0${diskMib}`);
+    if (last === undefined) return undefined;
+    const cpus = this.s.cgroups.cpuset
+      ? this.s.cpus.pick(last.vcpu, this.s.parentCpus.of(this.s.cgroups.mode, cgroup))
+      : undefined;
+    return { memoryMib: last.memoryMib, pids: last.pids, ...(cpus === undefined ? {} : { cpus }) };
+  }
 
   /** Removes the container of a made-ahead sandbox the pool lets go of (its directory is the pool's to remove). */
   discard(warm: WarmSandbox): Promise<void> {
@@ -46,12 +74,14 @@ export class MadeAhead {
     const lxcfsDir = await this.s.lxcfs.forNewSandbox();
     const lxcfsDevice = lxcfsDir === undefined ? undefined : await this.s.lxcfs.answeringDevice();
     if (lxcfsDevice !== undefined) this.lxcfsDevices.set(warm.name, lxcfsDevice);
+    const made = this.madeLimits(image, diskMib, this.s.cgroupOf(warm.name));
     const config = ociSpec({
       hostname: 'sandbox',
       rootfs: join(warm.dir, 'rootfs'),
       runDir: join(this.s.paths.runState, warm.name, 'run'),
       libDir: this.s.paths.libDir,
-      limits: { ...PLACEHOLDER_LIMITS, diskMib },
+      limits: { ...PLACEHOLDER_LIMITS, ...(made && { memoryMib: made.memoryMib, pids: made.pids }), diskMib },
+      cpus: made?.cpus,
       idBase: this.s.idBase,
       idCount: this.s.idCount,
       cgroupsPath: this.s.cgroupOf(warm.name),
@@ -77,6 +107,7 @@ export class MadeAhead {
     await this.s.rt.startContainer(warm.name, logFile);
     await untilInitRuns(warm.dir);
     await untilAgentReads(warm.dir, this.s.log);
+    warm.limits = made;
     // The resolv.conf an egress lease needs is in the writable layer already (etcInLayer()), but
     // for an image whose /etc is a link: written from inside then, as the sandbox's root.
     if (!etcIsLink(join(this.s.paths.imagesDir, image))) return;

@@ -29,6 +29,8 @@ export interface OciSpecInput {
   /** Host directory with the static busybox and init.sh, shown read-only at /run/alacarte/bin. */
   libDir: string;
   limits: SandboxLimits;
+  /** The sandbox's cpuset as a kernel CPU list (e.g. "1"), or none: the parent's CPUs. */
+  cpus?: string;
   /** Root inside is this host uid/gid, and the next 65535 ids follow. */
   idBase: number;
   idCount: number;
@@ -71,7 +73,7 @@ export interface OciSpec {
     cgroupsPath: string;
     resources: {
       memory: { limit: number; swap?: number };
-      cpu: { quota: number; period: number };
+      cpu: { quota: number; period: number; cpus?: string };
       pids: { limit: number };
       devices: { allow: boolean; type?: string; major?: number; minor?: number; access: string }[];
     };
@@ -195,7 +197,10 @@ export function ociSpec(input: OciSpecInput): OciSpec {
       cgroupsPath: input.cgroupsPath,
       resources: {
         memory: input.swapAccounting ? { limit: memory, swap: memory } : { limit: memory },
-        cpu: cpuBandwidth(input.limits.vcpu),
+        cpu: {
+          ...cpuBandwidth(input.limits.vcpu),
+          ...(input.cpus === undefined ? {} : { cpus: input.cpus }),
+        },
         pids: { limit: input.limits.pids },
         devices: [
           { allow: false, access: 'rwm' },

@@ -76,6 +76,8 @@ export interface CgroupLayout {
   mode: 'v1' | 'hybrid' | 'v2';
   /** memory.memsw is there, so swap can be capped with memory. */
   swapAccounting: boolean;
+  /** A cpuset controller is there: a sandbox may be given CPUs of its own (cpuset.ts). */
+  cpuset: boolean;
 }
 
 const CGROUP = '/sys/fs/cgroup';
@@ -102,7 +104,7 @@ export function checkCgroups(log: DriverLogger, isRoot: boolean): CgroupLayout {
         `cgroup v2 lacks the ${missing.join(', ')} controller(s); enable them (kernel or systemd configuration)`,
       );
     }
-    return { mode: 'v2', swapAccounting: false };
+    return { mode: 'v2', swapAccounting: false, cpuset: have.includes('cpuset') };
   }
   const missing = ['memory', 'pids', 'cpu'].filter((c) => !existsSync(join(CGROUP, c, 'cgroup.procs')));
   if (missing.length > 0) {
@@ -141,6 +143,7 @@ export function checkCgroups(log: DriverLogger, isRoot: boolean): CgroupLayout {
   return {
     mode: existsSync(unified) ? 'hybrid' : 'v1',
     swapAccounting: existsSync(join(CGROUP, 'memory', 'memory.memsw.limit_in_bytes')),
+    cpuset: existsSync(join(CGROUP, 'cpuset', 'cgroup.procs')),
   };
 }
 

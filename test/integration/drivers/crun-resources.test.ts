@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_OFFERS, diskFitsMemory } from '../../../src/core/offers.js';
 import type { SandboxLimits, SandboxRef } from '../../../src/drivers/compute-driver.js';
+import { parseCpuList } from '../../../src/drivers/crun/cpuset.js';
 import { silentLogger } from '../../../src/drivers/crun/crun-options.js';
 import {
   DriverLxcfs,
@@ -136,6 +137,45 @@ if (crunSkipReason) {
         cpuinfoProcessors: cpus,
       });
       expect(b.dfTotalMib).toBe(200);
+    });
+
+    it('a sandbox made ahead after a lease of its kind is created with its memory, pids and CPUs; the next lease gets its own either way', async () => {
+      const pool = (t.driver as unknown as { pool: { settled(): Promise<void> } }).pool;
+      const made = (leaseId: string) =>
+        JSON.parse(readFileSync(join(t.options.runtimeDir, leaseId, 'config.json'), 'utf8')).linux.resources;
+      const cgroup = (leaseId: string) => {
+        const path = t.driver.cgroupPath(leaseId);
+        const v2 = existsSync('/sys/fs/cgroup/cgroup.controllers');
+        return {
+          memoryMib:
+            Number(readCgroup(v2 ? '' : 'memory', path, v2 ? 'memory.max' : 'memory.limit_in_bytes')) /
+            2 ** 20,
+          pids: Number(readCgroup(v2 ? '' : 'pids', path, 'pids.max')),
+          cpus: parseCpuList(readCgroup(v2 ? '' : 'cpuset', path, 'cpuset.cpus')).length,
+          cpu: v2
+            ? readCgroup('', path, 'cpu.max').trim()
+            : `${readCgroup('cpu', path, 'cpu.cfs_quota_us').trim()} ${readCgroup('cpu', path, 'cpu.cfs_period_us').trim()}`,
+        };
+      };
+      const host = Math.min(2, (await import('node:os')).availableParallelism());
+      const first = { vcpu: 0.5, memoryMib: 96, pids: 40, diskMib: 48 };
+      await start(first); // the first of its kind: made with the placeholders
+      await pool.settled();
+      const alike = await start(first);
+      // Its container was created with the first lease's memory, pids and one CPU…
+      expect(made(alike.leaseId).memory.limit).toBe(96 * 2 ** 20);
+      expect(made(alike.leaseId).pids.limit).toBe(40);
+      expect(parseCpuList(made(alike.leaseId).cpu.cpus)).toHaveLength(1);
+      // …and the sandbox has exactly its offer's limits, CPU time included.
+      expect(cgroup(alike.leaseId)).toEqual({ memoryMib: 96, pids: 40, cpus: 1, cpu: '50000 100000' });
+      expect((await seen(t, alike)).freeTotalMib).toBe(96);
+      await pool.settled();
+      const other = await start({ vcpu: 2, memoryMib: 160, pids: 50, diskMib: 48 });
+      // Made for a lease like the first; each limit that differs is written at the start.
+      expect(made(other.leaseId).memory.limit).toBe(96 * 2 ** 20);
+      expect(cgroup(other.leaseId)).toEqual({ memoryMib: 160, pids: 50, cpus: host, cpu: '200000 100000' });
+      const v = await seen(t, other);
+      expect(v).toMatchObject({ freeTotalMib: 160, nproc: host });
     });
 
     it('a 0.01-vCPU sandbox starts and answers its first commands without its quota stopping it', async () => {
