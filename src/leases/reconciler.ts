@@ -305,10 +305,13 @@ export class Reconciler {
 
   /**
    * Ends a running lease whose sandbox is gone: the unused time is refunded to its holder (DELETE
-   * shows the refund); past its deadline it simply expired. True when this call ended it.
+   * shows the refund); past its deadline it simply expired. True when this call ended it. `read` is
+   * its row as the caller has just read it (else it is read here): the end is conditional on the
+   * state and deadline it shows, so a row changed since then is left as it is.
    */
-  async endVanished(id: string): Promise<boolean> {
-    const row = await this.db.selectFrom('leases').selectAll().where('id', '=', id).executeTakeFirst();
+  async endVanished(id: string, read?: LeaseRow): Promise<boolean> {
+    const row =
+      read ?? (await this.db.selectFrom('leases').selectAll().where('id', '=', id).executeTakeFirst());
     if (row?.state !== 'running') return false;
     // Another replica's sandbox is not visible from here: gone here says nothing about it.
     if (!this.holds(row)) return false;
