@@ -1,5 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createHardhatRuntimeEnvironment } from 'hardhat/hre';
@@ -53,6 +54,47 @@ export interface TestChain {
   /** Mines one block with whatever waits in the mempool. */
   mine(): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * The node's `x402` configuration (config-file keys) for `chain`: its network, RPC, token and payee,
+ * `atomicUnits` of the token per sat, and the facilitator's key (FACILITATOR_KEY) written to a file
+ * of its own, which `dispose()` removes; `extra` adds keys (how long a settlement may wait for its
+ * receipt, in ms).
+ */
+export function x402ConfigFor(
+  chain: TestChain,
+  atomicUnits: bigint,
+  extra: { confirmationTimeoutMs?: number } = {},
+): {
+  x402: {
+    network: string;
+    rpcUrl: string;
+    asset: string;
+    assetName: string;
+    payTo: string;
+    rate: { atomicUnits: number };
+    facilitatorKeyPath: string;
+    confirmationTimeoutMs?: number;
+  };
+  dispose(): void;
+} {
+  const keyDir = mkdtempSync(join(tmpdir(), 'alacarte-x402-key-'));
+  const keyPath = join(keyDir, 'facilitator.key');
+  writeFileSync(keyPath, FACILITATOR_KEY, { mode: 0o600 });
+  return {
+    x402: {
+      network: chain.network,
+      rpcUrl: chain.rpcUrl,
+      asset: chain.usdc,
+      assetName: 'USDC',
+      payTo: chain.payTo,
+      rate: { atomicUnits: Number(atomicUnits) },
+      facilitatorKeyPath: keyPath,
+      ...extra,
+    },
+    dispose: () => rmSync(keyDir, { recursive: true, force: true }),
+  };
 }
 
 let compiled: { abi: Abi; bytecode: Hex } | undefined;

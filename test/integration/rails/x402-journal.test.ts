@@ -1,7 +1,4 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Wallet } from '@cashu/cashu-ts';
 import { decodePaymentRequiredHeader } from '@x402/core/http';
 import type { PaymentPayload, PaymentRequired } from '@x402/core/types';
@@ -10,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { X402Facilitator } from '../../../src/rails/x402/facilitator.js';
 import { SETTLEMENT_GRACE_MS } from '../../../src/rails/x402/settlement-journal.js';
 import { encodeHeader } from '../../../src/rails/x402/x402-requirements.js';
-import { FACILITATOR_KEY, startTestChain, type TestChain } from '../../helpers/evm-chain.js';
+import { startTestChain, type TestChain, x402ConfigFor } from '../../helpers/evm-chain.js';
 import {
   expectBalanced,
   type LeaseTestNode,
@@ -44,26 +41,15 @@ let aheadMs = 0;
 
 let chain: TestChain;
 let t: LeaseTestNode;
-let keyDir: string;
+/** The node's x402 configuration and its facilitator key file. */
+let x402: ReturnType<typeof x402ConfigFor> | undefined;
 beforeAll(async () => {
   chain = await startTestChain();
-  keyDir = mkdtempSync(join(tmpdir(), 'alacarte-x402-key-'));
-  const keyPath = join(keyDir, 'facilitator.key');
-  writeFileSync(keyPath, FACILITATOR_KEY, { mode: 0o600 });
+  x402 = x402ConfigFor(chain, RATE, { confirmationTimeoutMs: 1000 });
   t = await startLeaseNode(
     {
       operatorToken: OPERATOR,
-      x402: {
-        network: chain.network,
-        rpcUrl: chain.rpcUrl,
-        asset: chain.usdc,
-        assetName: 'USDC',
-        payTo: chain.payTo,
-        rate: { atomicUnits: Number(RATE) },
-        facilitatorKeyPath: keyPath,
-        // A settlement not mined within a second is reported pending (the chain's automine off).
-        confirmationTimeoutMs: 1000,
-      },
+      x402: x402.x402,
     },
     undefined,
     {
@@ -89,7 +75,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await t?.close();
   await chain?.close();
-  if (keyDir) rmSync(keyDir, { recursive: true, force: true });
+  x402?.dispose();
 });
 
 /** The official client's payment (x402 v2) for a lease, signed by `key`, and its payment key. */

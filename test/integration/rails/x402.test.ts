@@ -1,6 +1,3 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Wallet } from '@cashu/cashu-ts';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -17,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Amount } from '../../../src/core/amount.js';
 import { FakeLightningBackend } from '../../../src/lightning/fake/fake-lightning.js';
 import { encodeHeader } from '../../../src/rails/x402/x402-requirements.js';
-import { FACILITATOR_KEY, startTestChain, TEST_CHAIN_ID, type TestChain } from '../../helpers/evm-chain.js';
+import { startTestChain, TEST_CHAIN_ID, type TestChain, x402ConfigFor } from '../../helpers/evm-chain.js';
 import {
   expectBalanced,
   type LeaseTestNode,
@@ -36,29 +33,20 @@ const createBody = { offer: 'small', seconds: 7200, image: 'busybox' };
 
 let chain: TestChain;
 let t: LeaseTestNode;
-let keyDir: string;
+/** The node's x402 configuration and its facilitator key file. */
+let x402: ReturnType<typeof x402ConfigFor> | undefined;
 beforeAll(async () => {
   chain = await startTestChain();
-  keyDir = mkdtempSync(join(tmpdir(), 'alacarte-x402-key-'));
-  const keyPath = join(keyDir, 'facilitator.key');
-  writeFileSync(keyPath, FACILITATOR_KEY, { mode: 0o600 });
+  x402 = x402ConfigFor(chain, RATE);
   t = await startLeaseNode({
     operatorToken: OPERATOR,
-    x402: {
-      network: chain.network,
-      rpcUrl: chain.rpcUrl,
-      asset: chain.usdc,
-      assetName: 'USDC',
-      payTo: chain.payTo,
-      rate: { atomicUnits: Number(RATE) },
-      facilitatorKeyPath: keyPath,
-    },
+    x402: x402.x402,
   });
 });
 afterAll(async () => {
   await t?.close();
   await chain?.close();
-  if (keyDir) rmSync(keyDir, { recursive: true, force: true });
+  x402?.dispose();
 });
 
 /** The stock x402 client's fetch (`@x402/fetch`), paying from `key`'s account. */
