@@ -1,4 +1,4 @@
-import { Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AlacarteError } from '../../core/errors.js';
 import { ENV_NAME_PATTERN } from '../../core/lease-request.js';
@@ -13,6 +13,7 @@ import type {
   TerminalSize,
 } from '../compute-driver.js';
 import { backgroundCommand, backgroundPid } from '../crun/background.js';
+import { relayStream } from '../crun/connect.js';
 import { ConnectionBudget } from '../crun/port-proxy.js';
 import type { DriverState } from './driver-state.js';
 import { hangupScript, IN_INSTANCE, LXD_EXEC_DEFAULTS } from './in-instance.js';
@@ -227,35 +228,7 @@ export class LeaseIo {
       throw e;
     }
     p.stderr.resume();
-    const out = p.stdout;
-    const stream = new Duplex({
-      read() {
-        out.resume();
-      },
-      write(chunk: Buffer, _encoding, callback) {
-        if (p.stdin.write(chunk)) callback();
-        else p.stdin.once('drain', () => callback());
-      },
-      // The end of input is not passed on: nc would quit before the answer.
-      final(callback) {
-        callback();
-      },
-      destroy(err, callback) {
-        p.kill();
-        callback(err);
-      },
-    });
-    out.on('data', (chunk: Buffer) => {
-      if (!stream.push(chunk)) out.pause();
-    });
-    out.once('end', () => stream.push(null));
-    let released = false;
-    stream.once('close', () => {
-      if (!released) budget.release();
-      released = true;
-      p.kill();
-    });
-    return stream;
+    return relayStream(p.stdin, p.stdout, () => p.kill(), budget);
   }
 
   /** The driver's attach() (compute-driver.ts): a terminal of the lease's shell (or `command`). */
