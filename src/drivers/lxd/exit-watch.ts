@@ -13,6 +13,8 @@ const WATCH_INTERVAL_MS = 500;
 export class ExitWatch {
   private readonly watchers = new Set<(leaseId: string) => void>();
   private watchTimer: NodeJS.Timeout | undefined;
+  /** A poll is under way: the next tick skips rather than list LXD a second time meanwhile. */
+  private polling = false;
 
   constructor(
     private readonly s: DriverState,
@@ -35,7 +37,6 @@ export class ExitWatch {
     };
   }
 
-  private polling = false;
   private async poll(): Promise<void> {
     if (this.polling || this.s.known.size === 0) return;
     this.polling = true;
