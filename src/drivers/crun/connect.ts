@@ -1,13 +1,12 @@
-import { Duplex } from 'node:stream';
+import { Duplex, type Readable, type Writable } from 'node:stream';
 import { type ConnectionBudget, openRelay } from './port-proxy.js';
 
 /**
  * A TCP connection to `127.0.0.1:<port>` inside a sandbox as a stream (ComputeDriver.connect): the
  * relay of port-proxy.ts (nsenter into the sandbox's network namespace as nobody, then `nc`) with
- * its pipes as the two sides. It takes a slot of the lease's connection budget, the one its
- * published ports share, and gives it back when the stream closes. Undefined when the budget is
- * spent. The end of input is not passed on (a relay that saw it would quit before the answer), so
- * the stream ends when the port closes its side; destroy() kills the relay.
+ * its pipes as the two sides (relayStream). It takes a slot of the lease's connection budget, the
+ * one its published ports share, and gives it back when the stream closes. Undefined when the
+ * budget is spent.
  */
 export function connectInSandbox(
   netnsPid: number,
@@ -18,33 +17,50 @@ export function connectInSandbox(
   if (!budget.take()) return undefined;
   const child = openRelay(netnsPid, port, busybox);
   child.stdin.on('error', () => {});
+  const stream = relayStream(child.stdin, child.stdout, () => child.kill('SIGKILL'), budget);
+  child.once('error', (err) => stream.destroy(err));
+  return stream;
+}
+
+/**
+ * A relay process's pipes (`nc` to a port inside a sandbox: crun's or LXD's connect()) as one
+ * stream that holds a slot of the lease's connection `budget`, taken by the caller and given back
+ * when the stream closes. The end of input is not passed on (a relay that saw it would quit before
+ * the answer), so the stream ends when the port closes its side; destroy() and the close call
+ * `kill`.
+ */
+export function relayStream(
+  stdin: Writable,
+  stdout: Readable,
+  kill: () => void,
+  budget: ConnectionBudget,
+): Duplex {
   const stream = new Duplex({
     // Back-pressure both ways: a chunk is taken from the pipe only when the consumer asks for it.
     read() {
-      child.stdout.resume();
+      stdout.resume();
     },
     write(chunk: Buffer, _encoding, callback) {
-      if (child.stdin.write(chunk)) callback();
-      else child.stdin.once('drain', () => callback());
+      if (stdin.write(chunk)) callback();
+      else stdin.once('drain', () => callback());
     },
     final(callback) {
       callback();
     },
     destroy(err, callback) {
-      child.kill('SIGKILL');
+      kill();
       callback(err);
     },
   });
-  child.stdout.on('data', (chunk: Buffer) => {
-    if (!stream.push(chunk)) child.stdout.pause();
+  stdout.on('data', (chunk: Buffer) => {
+    if (!stream.push(chunk)) stdout.pause();
   });
-  child.stdout.once('end', () => stream.push(null));
-  child.once('error', (err) => stream.destroy(err));
+  stdout.once('end', () => stream.push(null));
   let released = false;
   stream.once('close', () => {
     if (!released) budget.release();
     released = true;
-    child.kill('SIGKILL');
+    kill();
   });
   return stream;
 }
