@@ -170,23 +170,18 @@ async function mintFigures(db: Database, trustedMints: readonly string[]): Promi
     .execute();
   for (const r of bounced) at(r.mint).bounced += Number(r.n);
   // Paid L402 invoices handed back without a lease to name (a create refused after the price rose
-  // or the credential expired): the own mint's ecash, outside `received` like any bounced payment.
-  const returned = await db
-    .selectFrom('l402_payments')
-    .select(sql<number>`coalesce(sum(amount), 0)`.as('n'))
-    .where('outcome', '=', 'returned')
-    .where('key', 'not in', db.selectFrom('bounced_payments').select('key'))
-    .executeTakeFirst();
-  own.bounced += Number(returned?.n ?? 0);
-  // Settled x402 payments handed back without a lease to name (the settlement sweep returned a
-  // payment whose payer never came back to claim it): the own mint's ecash, like those above.
-  const x402Returned = await db
-    .selectFrom('x402_payments')
-    .select(sql<number>`coalesce(sum(amount), 0)`.as('n'))
-    .where('outcome', '=', 'returned')
-    .where('key', 'not in', db.selectFrom('bounced_payments').select('key'))
-    .executeTakeFirst();
-  own.bounced += Number(x402Returned?.n ?? 0);
+  // or the credential expired) and settled x402 payments likewise (the settlement sweep returned a
+  // payment whose payer never came back to claim it): the own mint's ecash, outside `received` like
+  // any bounced payment.
+  for (const table of ['l402_payments', 'x402_payments'] as const) {
+    const returned = await db
+      .selectFrom(table)
+      .select(sql<number>`coalesce(sum(amount), 0)`.as('n'))
+      .where('outcome', '=', 'returned')
+      .where('key', 'not in', db.selectFrom('bounced_payments').select('key'))
+      .executeTakeFirst();
+    own.bounced += Number(returned?.n ?? 0);
+  }
   // Payouts name their source 'own' or the trusted mint's URL; 'own' is no trusted mint.
   const payouts = await db
     .selectFrom('payouts')
