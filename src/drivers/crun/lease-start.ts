@@ -52,19 +52,16 @@ export class LeaseStarter {
       // may look at any moment) the command that init starts.
       const cgroup = this.s.cgroupOf(warm.name);
       this.made.expect(spec.image, limits);
+      // What the sandbox was made with is not written again (cgroup-limits.ts).
       const cpus = this.s.parentCpus.of(this.s.cgroups.mode, cgroup);
+      const cpuset: [string, string][] = keepsCpus(warm.limits?.cpus, limits.vcpu, cpus)
+        ? []
+        : [[cpusetFile(this.s.cgroups.mode, cgroup), this.s.cpus.pick(limits.vcpu, cpus)]];
       applyLimits([
         ...limitWrites(this.s.cgroups.mode, cgroup, limits, this.s.cgroups.swapAccounting, {
           made: warm.limits,
         }),
-        ...(keepsCpus(warm.limits?.cpus, limits.vcpu, cpus)
-          ? []
-          : [
-              [cpusetFile(this.s.cgroups.mode, cgroup), this.s.cpus.pick(limits.vcpu, cpus)] as [
-                string,
-                string,
-              ],
-            ]),
+        ...cpuset,
       ]);
       // lease.json is new here and nothing reads it before the lease's command runs (below): written
       // whole in place, without a temporary file and a rename. The deadline replaces the one init
