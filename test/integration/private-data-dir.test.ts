@@ -6,7 +6,7 @@ import { Amount } from '../../src/core/amount.js';
 import { DEFAULT_MOUNT_ROOT } from '../../src/drivers/crun/host-dirs.js';
 import { Alacarte } from '../../src/sdk/client.js';
 import { LocalWallet } from '../../src/wallet/local-wallet.js';
-import { type ServedNode, serveNode, tempDir } from '../helpers/cli.js';
+import { removeServedSandboxes, type ServedNode, serveNode, tempDir } from '../helpers/cli.js';
 import { freePort } from '../helpers/ports.js';
 
 /**
@@ -25,6 +25,10 @@ const wallets: LocalWallet[] = [];
 afterAll(async () => {
   for (const w of wallets) w.close();
   await node?.stop();
+  // Sandboxes outlive their node by design: removed through a driver over the data directory (as
+  // the next node would) before the directories go, never by deleting through a mounted layer.
+  // Once, a layer was still mounted right after the node exited on SIGTERM (session 13's note).
+  await removeServedSandboxes();
   if (existsSync(dataDir)) rmSync(placed(), { recursive: true, force: true });
   rmSync(privateDir, { recursive: true, force: true });
 });
