@@ -65,6 +65,16 @@ function processesMentioning(text: string): number[] {
 }
 
 /** Runs the init script on the host with its sandbox paths pointed at a temporary directory. */
+/**
+ * What a process in the test writes to `path`, once `done` says it is whole (up to 5 s): a shell's
+ * `>` creates the file before the command writes to it, so the file's existence is not enough.
+ */
+async function contentOf(path: string, done: (text: string) => boolean): Promise<string> {
+  const read = () => (existsSync(path) ? readFileSync(path, 'utf8') : '');
+  for (let i = 0; i < 250 && !done(read()); i++) await new Promise((r) => setTimeout(r, 20));
+  return read();
+}
+
 function runInit(deadlineEpoch: number, setup?: (dir: string) => void) {
   const dir = mkdtempSync(join(tmpdir(), 'alacarte-init-'));
   dirs.push(dir);
@@ -136,9 +146,8 @@ describe('the sandbox init', () => {
         }),
       );
     });
-    const out = join(dir, 'out');
-    for (let i = 0; i < 50 && !existsSync(out); i++) await new Promise((r) => setTimeout(r, 20));
-    expect(readFileSync(out, 'utf8')).toBe(`hi there|it's "quoted" $HOME \`x\` ; rm -rf /`);
+    const expected = `hi there|it's "quoted" $HOME \`x\` ; rm -rf /`;
+    expect(await contentOf(join(dir, 'out'), (text) => text.length >= expected.length)).toBe(expected);
     child.kill('SIGKILL');
     await exited;
   });
@@ -226,8 +235,7 @@ describe('the sandbox init', () => {
       const fd = openSync(join(dir, START_FIFO), constants.O_RDWR | constants.O_NONBLOCK);
       writeSync(fd, '\n');
       closeSync(fd);
-      for (let i = 0; i < 250 && !existsSync(out); i++) await new Promise((r) => setTimeout(r, 20));
-      expect(readFileSync(out, 'utf8')).toBe('0\n');
+      expect(await contentOf(out, (text) => text.endsWith('\n'))).toBe('0\n');
       child.kill('SIGKILL');
       await exited;
     },
