@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Amount } from '../../src/core/amount.js';
 import { DEFAULT_MOUNT_ROOT } from '../../src/drivers/crun/host-dirs.js';
+import { mountsUnder } from '../../src/drivers/crun/mounts.js';
 import { Alacarte } from '../../src/sdk/client.js';
 import { LocalWallet } from '../../src/wallet/local-wallet.js';
 import { removeServedSandboxes, type ServedNode, serveNode, tempDir } from '../helpers/cli.js';
@@ -27,7 +28,6 @@ afterAll(async () => {
   await node?.stop();
   // Sandboxes outlive their node by design: removed through a driver over the data directory (as
   // the next node would) before the directories go, never by deleting through a mounted layer.
-  // Once, a layer was still mounted right after the node exited on SIGTERM (session 13's note).
   await removeServedSandboxes();
   if (existsSync(dataDir)) rmSync(placed(), { recursive: true, force: true });
   rmSync(privateDir, { recursive: true, force: true });
@@ -65,8 +65,11 @@ describe('a node whose data directory is in a private directory', { timeout: 180
     expect(hi.stdout).toContain(lease.id);
     expect((await sdk.stop(lease.id)).state).toBe('stopped');
 
-    // A restart finds everything where it was (the links and the image persist).
-    await node.stop();
+    // A restart finds everything where it was (the links and the image persist). The stop before
+    // it is whole: said so, and nothing it made ahead is left mounted.
+    expect(await node.stop()).toBe(0);
+    expect(node.output()).toContain('alacarte: stopped');
+    expect(mountsUnder(placed())).toEqual([]);
     node = await serveNode({ dataDir, args: ['--port', String(port)] });
     const after = new Alacarte({ url: node.url, wallet });
     const again = await after.rent({ offer: 'small', seconds: 600, image: 'busybox' });

@@ -158,6 +158,10 @@ export class SqliteWorkerSpendWriter implements SpendWriter {
     this.worker = undefined;
     if (worker === undefined) return;
     const exited = new Promise<void>((r) => worker.once('exit', () => r()));
+    // Held until it has exited: idle, it is unreferenced, and a process with nothing else left to do
+    // (a node shutting down) ended here, before close() returned, and skipped what its caller does
+    // after (removing the sandboxes made ahead: they stayed mounted).
+    worker.ref();
     worker.postMessage('close');
     await exited;
   }
@@ -219,8 +223,11 @@ export class SqliteWorkerSpendWriter implements SpendWriter {
     if (this.failed !== undefined) throw this.failed;
     if (this.worker !== undefined) return this.worker;
     const require = createRequire(import.meta.url);
+    // A plain script of its own: none of the node's flags (--input-type=module made it a module
+    // without require, so the first spend failed and the worker was lost; a loader is not wanted).
     const worker = new Worker(WORKER_SOURCE, {
       eval: true,
+      execArgv: [],
       workerData: { module: require.resolve('better-sqlite3'), path: this.path },
     });
     worker.unref();

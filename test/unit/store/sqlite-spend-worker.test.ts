@@ -1,7 +1,9 @@
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { transformSync } from 'esbuild';
 import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isUniqueViolation } from '../../../src/mint/store/mint-store.js';
@@ -99,5 +101,53 @@ describe('the SQLite spend worker (a file store)', () => {
     dir = mkdtempSync(join(tmpdir(), 'alacarte-spend-'));
     store = await openStore(':memory:');
     expect(sqliteSpendWriter(store.db, store.sqlite!)).toBeInstanceOf(SqliteSpendWriter);
+  });
+});
+
+describe('the SQLite spend worker in a process with nothing else to do', () => {
+  it('keeps the process alive until close() has ended its worker, so what comes after close() runs', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'alacarte-spend-alone-'));
+    // The two modules as JavaScript, where better-sqlite3 resolves from (the worker resolves it
+    // from its module's place): under node_modules/.cache, as other tools keep theirs.
+    const cache = join(import.meta.dirname, '..', '..', '..', 'node_modules', '.cache');
+    mkdirSync(cache, { recursive: true });
+    const code = mkdtempSync(join(cache, 'alacarte-spend-'));
+    try {
+      const file = join(dir, 'alacarte.sqlite');
+      const store = await openStore(file);
+      await store.db.destroy();
+      writeFileSync(join(code, 'package.json'), '{"type":"module"}');
+      for (const name of ['sqlite-spend-worker', 'sqlite-spend-rows']) {
+        const source = readFileSync(new URL(`../../../src/mint/store/${name}.ts`, import.meta.url), 'utf8');
+        writeFileSync(join(code, `${name}.js`), transformSync(source, { loader: 'ts', format: 'esm' }).code);
+      }
+      const script = `
+        import { SqliteWorkerSpendWriter } from ${JSON.stringify(join(code, 'sqlite-spend-worker.js'))};
+        const holder = { connection: () => ({ execute: (callback) => callback(undefined) }) };
+        const fallback = { commit: () => Promise.reject(new Error('the fallback was used')) };
+        const writer = new SqliteWorkerSpendWriter(holder, ${JSON.stringify(file)}, fallback);
+        await writer.commit(${JSON.stringify([proof(hex())])}, ${JSON.stringify([signature(hex())])});
+        console.log('committed');
+        await writer.close();
+        console.log('closed');
+      `;
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+        encoding: 'utf8',
+        timeout: 20_000,
+      });
+      // Before: the worker, unreferenced while idle, let the process end inside close() (exit 13:
+      // a top-level await never settled; in \`alacarte serve\`, exit 0 with the driver never closed).
+      expect(r.stdout, r.stderr).toBe('committed\nclosed\n');
+      expect(r.status).toBe(0);
+      const after = await openStore(file);
+      try {
+        expect(await count(after, 'mint_proofs')).toBe(1);
+      } finally {
+        await after.db.destroy();
+      }
+    } finally {
+      rmSync(code, { recursive: true, force: true });
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
