@@ -11,6 +11,8 @@
 // printed as a second table. Not a *.bench.mjs.
 //   node bench/profile-burst.mjs            (BURST=100, POOL=100, SEQ=30 by default)
 // ALACARTE_BENCH_DIST=<other build's dist> measures another build (e.g. main's) the same way.
+// TIMELINE=1 also prints, per tenth of the burst in the order the node parsed it, when it reached
+// each milestone (its proofs handed to the curve threads and verified among them).
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -148,6 +150,19 @@ export async function profileBurst(driverOptions = {}, config = {}) {
       },
       'started',
     );
+    // The curve threads' work of a payment (its proofs' verification; the change's signing, where
+    // there is change, comes second): stamped when the first resolves. Private: absent where a
+    // build has no curve pool.
+    const curve = t.node.mint.curvePool;
+    if (curve) {
+      const run = curve.run;
+      curve.run = function runStamped(...args) {
+        const rec = als.getStore();
+        const first = rec !== undefined && rec.verifying === undefined;
+        if (first) rec.verifying = now();
+        return run.apply(this, args).finally(() => first && stamp(rec, 'verified'));
+      };
+    }
     const pool = t.driver.pool;
     const key = `busybox-${TINY_OFFER.disk_mib}`;
     let dry = 0;
@@ -388,6 +403,7 @@ function stages(marks) {
     max: Math.max(...total),
     n: total.length,
   });
+  if (process.env.TIMELINE) timeline(recs);
   const toCreated = recs.map((r) => r.createdClient - r.sent);
   rows.push({
     label: 'sent → 201 received',
@@ -397,6 +413,40 @@ function stages(marks) {
     n: toCreated.length,
   });
   return rows;
+}
+
+/**
+ * TIMELINE=1: when each tenth of the requests (in the order the node parsed them) reached the main
+ * milestones, ms after the burst was sent (the median request of each tenth): whether the requests
+ * move through the stages in arrival order or together.
+ */
+function timeline(recs) {
+  const t0 = Math.min(...recs.map((r) => r.sent));
+  const byArrival = [...recs].sort((a, b) => a.http - b.http);
+  const marks = [
+    'http',
+    'verifying',
+    'verified',
+    'record',
+    'redeemed',
+    'started',
+    'answered',
+    'execHttp',
+    'executed',
+    'done',
+  ];
+  console.error(`| tenth (by parse order) | ${marks.join(' | ')} |`);
+  console.error(`| --- |${marks.map(() => ' ---: |').join('')}`);
+  const tenth = Math.ceil(byArrival.length / 10);
+  for (let i = 0; i < byArrival.length; i += tenth) {
+    const group = byArrival.slice(i, i + tenth);
+    const at = (m) =>
+      percentile(
+        group.filter((r) => r[m] !== undefined).map((r) => r[m] - t0),
+        50,
+      );
+    console.error(`| ${i / tenth + 1} | ${marks.map((m) => at(m).toFixed(0)).join(' | ')} |`);
+  }
 }
 
 export function table(result, title) {
