@@ -99,8 +99,17 @@ export class LeaseIo {
     return pid === undefined ? result : { ...result, stdout: Buffer.alloc(0), pid };
   }
 
-  /** The driver's spawn() (compute-driver.ts). */
-  async spawn(sandbox: SandboxRef, request: SpawnRequest): Promise<SandboxProcess> {
+  /** The driver's spawn() (compute-driver.ts): in the image's working directory, as exec. */
+  spawn(sandbox: SandboxRef, request: SpawnRequest): Promise<SandboxProcess> {
+    return this.spawnIn(sandbox, request, true);
+  }
+
+  /** A spawn; `inImageDir`: in the image's working directory (the tenant's commands), else in `/`. */
+  private async spawnIn(
+    sandbox: SandboxRef,
+    request: SpawnRequest,
+    inImageDir: boolean,
+  ): Promise<SandboxProcess> {
     const id = this.s.requireRunning(sandbox);
     parseLeaseInput(commandSchema, request.command);
     const meta = this.s.metas.meta(id);
@@ -111,6 +120,7 @@ export class LeaseIo {
         containerId: this.s.rt.containerId(meta.container),
         pidFile: join(this.s.dir(id), `spawn-${randomBytes(6).toString('hex')}.pid`),
         env: this.envFor(meta, request.env),
+        cwd: inImageDir ? meta.working_dir : undefined,
         procsFile: procsFile(this.s.cgroups.mode, this.s.cgroupOf(meta.container)),
         drain: this.drainOf(id),
       },
@@ -129,7 +139,8 @@ export class LeaseIo {
   async sftp(sandbox: SandboxRef): Promise<SandboxProcess> {
     if (!('command' in this.s.sftpServer))
       throw new AlacarteError('not_found', 'this node offers no SFTP (no sftp-server on the host)');
-    return this.spawn(sandbox, { command: this.s.sftpServer.command });
+    // The node's own program, where the runtime starts it (`/`), as on the LXD driver.
+    return this.spawnIn(sandbox, { command: this.s.sftpServer.command }, false);
   }
 
   /** The driver's connect() (compute-driver.ts). */

@@ -23,6 +23,7 @@ export function spawnInSandbox(target: ExecTarget, command: string[]): SandboxPr
   // --no-new-privs: what the sandbox's config gives its init (the runtime's exec leaves it out).
   const args = ['--root', target.stateDir, 'exec', '--no-new-privs', '--pid-file', target.pidFile];
   for (const e of target.env) args.push('--env', e);
+  if (target.cwd !== undefined) args.push('--cwd', target.cwd);
   args.push(target.containerId, ...command);
   const child = spawnChild(target.runtime, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   // A consumer that stops writing early (the command exited first) must not crash the node.

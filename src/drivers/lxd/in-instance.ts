@@ -170,7 +170,15 @@ esac
 i=0
 for a; do shift; if [ $i = $n ]; then set -- "$@" "$r"; else set -- "$@" "$a"; fi; i=$((i+1)); done
 `;
-const EXEC_SCRIPT = `${RESOLVE_COMMAND}${IN_INSTANCE.busybox} env -i "$@"; s=$?
+/**
+ * The exec's working directory, `$1` (none when empty), entered before anything else, as crun's
+ * `exec --cwd` and its exec agent's `cd`: one that cannot be entered fails the command with 126 and
+ * the shell's message on its stderr (after the linger, so that LXD reads the message).
+ */
+const ENTER_CWD = `w=$1; shift
+if [ -n "$w" ] && ! cd -- "$w"; then ${IN_INSTANCE.busybox} sleep ${LINGER_SECONDS}; exit 126; fi
+`;
+const EXEC_SCRIPT = `${ENTER_CWD}${RESOLVE_COMMAND}${IN_INSTANCE.busybox} env -i "$@"; s=$?
 ${IN_INSTANCE.busybox} sleep ${LINGER_SECONDS}
 exit "$s"
 `;
@@ -237,7 +245,7 @@ done
  * pid goes to a file for hangupScript (COMMAND_PID_PREFIX), written by a busybox shell that then
  * execs the command: the same process, no pid more.
  */
-const RELAYED_EXEC_SCRIPT = `${RESOLVE_COMMAND}B=${IN_INSTANCE.busybox}
+const RELAYED_EXEC_SCRIPT = `${ENTER_CWD}${RESOLVE_COMMAND}B=${IN_INSTANCE.busybox}
 f=/dev/.alacarte-exec-$$
 if ! $B mkfifo -m 0600 $f.o $f.e $f.w 2>/dev/null; then
   $B env -i "$@"; s=$?
@@ -296,14 +304,15 @@ exit "$s"
 `;
 
 /**
- * The argv LXD runs for `command` with the environment `env` (see EXEC_SCRIPT); with
- * `relayOutput`, the exec ends when the command does, whatever it left holding its output (see
- * RELAYED_EXEC_SCRIPT).
+ * The argv LXD runs for `command` with the environment `env` (see EXEC_SCRIPT), in the working
+ * directory `cwd` (ENTER_CWD; the instance's `/` when empty); with `relayOutput`, the exec ends
+ * when the command does, whatever it left holding its output (see RELAYED_EXEC_SCRIPT).
  */
 export function execCommand(
   env: Readonly<Record<string, string>>,
   command: readonly string[],
   relayOutput = false,
+  cwd = '',
 ): string[] {
   const pairs = Object.entries(env).map(([k, v]) => `${k}=${v}`);
   return [
@@ -312,6 +321,7 @@ export function execCommand(
     '-c',
     relayOutput ? RELAYED_EXEC_SCRIPT : EXEC_SCRIPT,
     'alacarte-exec',
+    cwd,
     String(pairs.length),
     ...pairs,
     ...command,

@@ -1,4 +1,5 @@
 import type { SandboxLimits, SandboxSpec } from '../compute-driver.js';
+import type { ImageConfig } from '../crun/image-config.js';
 import { newSealKey } from './deadline-seal.js';
 import { IN_INSTANCE } from './in-instance.js';
 import { KEY } from './instance-record.js';
@@ -37,6 +38,8 @@ export function instanceConfig(
   limits: SandboxLimits,
   deadline: Date,
   ports: Record<number, string>,
+  /** What the image says about how to run it (image-config.ts): its environment, working directory, shell. */
+  image: Pick<ImageConfig, 'env' | 'working_dir' | 'shell'>,
 ): Record<string, string> {
   const cpus = Math.max(1, Math.ceil(limits.vcpu));
   const config: Record<string, string> = {
@@ -81,7 +84,10 @@ export function instanceConfig(
     ].join('\n'),
   };
   // Kept as data and handed to each exec, not as LXD's `environment.*` keys: LXC applies those
-  // to its own start too, where names such as PATH or IFS could break it.
-  config[KEY.env] = JSON.stringify(spec.env ?? {});
+  // to its own start too, where names such as PATH or IFS could break it. The image's first, the
+  // lease's over it (docker run semantics, as the crun driver).
+  config[KEY.env] = JSON.stringify({ ...image.env, ...spec.env });
+  config[KEY.cwd] = image.working_dir;
+  config[KEY.shell] = image.shell;
   return config;
 }

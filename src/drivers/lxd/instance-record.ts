@@ -6,7 +6,7 @@ import type { SandboxLimits } from '../compute-driver.js';
 /*
  * What the driver records on each instance (its `user.alacarte.*` config keys) and reads back
  * from LXD: every replica, and a node restarted, learns a lease's owner, deadline, limits, ports,
- * shell and environment from the instance itself, not from a memory of its own.
+ * shell, working directory and environment from the instance itself, not from a memory of its own.
  */
 
 const INSTANCE_STATUS = z
@@ -38,7 +38,11 @@ export const KEY = {
   deadline: 'user.alacarte.deadline',
   limits: 'user.alacarte.limits',
   ports: 'user.alacarte.ports',
+  /** The image's shell (image-config.ts), what attach runs without a command. */
   shell: 'user.alacarte.shell',
+  /** The image's working directory: where exec, spawn, attach and the lease's command run. */
+  cwd: 'user.alacarte.cwd',
+  /** The image's environment and the lease's over it (the lease's wins), for each exec. */
   env: 'user.alacarte.env',
   /** The number of the instance's last deadline move (deadline-seal.ts). */
   move: 'user.alacarte.move',

@@ -33,13 +33,16 @@ const MAX_STDIN_BYTES = 16 << 20;
 export class LeaseIo {
   constructor(private readonly s: DriverState) {}
 
-  /** Starts a process through the exec API, as lease_not_running when the instance is gone. */
+  /**
+   * Starts a process through the exec API, as lease_not_running when the instance is gone: the
+   * tenant's commands (`tenant`: exec, spawn, attach) in the image's working directory, as the crun
+   * driver runs them; the driver's own (sftp-server, a port's relay) where LXD starts them.
+   */
   private async startProcess(
     leaseId: string,
     command: string[],
-    env: Record<string, string> = {},
-    terminal?: TerminalSize,
-    relayOutput = false,
+    env: Record<string, string>,
+    options: { tenant: boolean; terminal?: TerminalSize; relayOutput?: boolean },
   ): Promise<LxdExecProcess> {
     if (command.length === 0 || command.some((a) => a.includes('\0')))
       throw new AlacarteError('invalid_request', 'bad command');
@@ -51,8 +54,9 @@ export class LeaseIo {
       return await lxdExec(this.s.options.client, this.s.instanceName(leaseId), {
         command,
         env: { ...LXD_EXEC_DEFAULTS, ...leaseEnv(i), ...env },
-        terminal,
-        relayOutput,
+        cwd: options.tenant ? i.config[KEY.cwd] : undefined,
+        terminal: options.terminal,
+        relayOutput: options.relayOutput,
       });
     } catch (e) {
       if (!(await this.s.isRunning({ leaseId }))) throw notRunning(leaseId);
@@ -94,7 +98,10 @@ export class LeaseIo {
     if (stdin && stdin.length > MAX_STDIN_BYTES)
       throw new AlacarteError('invalid_request', 'stdin too large');
     // Ends when the command does, as crun's: what it left running keeps its output (drained inside).
-    const p = await this.startProcess(sandbox.leaseId, command, request.env, undefined, true);
+    const p = await this.startProcess(sandbox.leaseId, command, request.env ?? {}, {
+      tenant: true,
+      relayOutput: true,
+    });
     const stdout = new CappedBuffer(request.maxOutputBytes);
     const stderr = new CappedBuffer(request.maxOutputBytes);
     p.stdout?.on('data', (b: Buffer) => stdout.push(b));
@@ -140,14 +147,17 @@ export class LeaseIo {
   /**
    * spawn(), `relayOutput` as lxdExec takes it: off for the driver's own programs (sftp-server, the
    * relay of a port), which start nothing that could hold their output, so as to spare the lease's
-   * pids the two relays.
+   * pids the two relays; on for the tenant's commands, which run in the image's working directory.
    */
   private async spawnProcess(
     sandbox: SandboxRef,
     request: SpawnRequest,
     relayOutput: boolean,
   ): Promise<SandboxProcess> {
-    const p = await this.startProcess(sandbox.leaseId, request.command, request.env, undefined, relayOutput);
+    const p = await this.startProcess(sandbox.leaseId, request.command, request.env ?? {}, {
+      tenant: relayOutput,
+      relayOutput,
+    });
     const stdout = p.stdout as Duplex;
     const stderr = p.stderr as Duplex;
     let killed = false;
@@ -239,7 +249,7 @@ export class LeaseIo {
       sandbox.leaseId,
       command ?? [i.config[KEY.shell] ?? '/bin/sh'],
       { TERM: 'xterm-256color' },
-      size,
+      { tenant: true, terminal: size },
     );
     let closed = false;
     return {

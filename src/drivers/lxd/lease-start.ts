@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { AlacarteError } from '../../core/errors.js';
 import { ENV_NAME_PATTERN, IMAGE_NAME_PATTERN, SANDBOX_ID_PATTERN } from '../../core/lease-request.js';
 import type { SandboxHandle, SandboxLimits, SandboxSpec } from '../compute-driver.js';
+import { type ImageConfig, leaseArgv, readImageConfig } from '../crun/image-config.js';
 import { commandFile } from '../crun/init-script.js';
 import type { DriverState } from './driver-state.js';
 import { IN_INSTANCE } from './in-instance.js';
@@ -44,6 +45,16 @@ export class LeaseStart {
         throw new AlacarteError('invalid_request', `bad env ${k}`);
     if (limits.network === 'egress')
       throw new AlacarteError('invalid_request', 'egress is not available on the LXD driver (no NIC)');
+    // How the image runs (its environment, working directory, entrypoint and cmd, shell), as with
+    // crun: without it an image pulled from a registry would start none of its own program.
+    let image: ImageConfig;
+    try {
+      image = readImageConfig(join(this.s.options.imagesDir, spec.image));
+    } catch (e) {
+      throw new AlacarteError('start_failed', `image ${spec.image} has a config that cannot be read`, {
+        cause: e,
+      });
+    }
     const name = this.s.instanceName(spec.leaseId);
     if (this.s.starting.has(spec.leaseId) || (await this.s.instance(name)))
       throw new AlacarteError('invalid_request', `a sandbox for ${spec.leaseId} exists already`);
@@ -84,7 +95,7 @@ export class LeaseStart {
         const hostPort = await this.relays.publish(spec.leaseId, port);
         ports[port] = `http://127.0.0.1:${hostPort}`;
       }
-      const config = instanceConfig(this.s.owner, spec, limits, deadline, ports);
+      const config = instanceConfig(this.s.owner, spec, limits, deadline, ports, image);
       const client = this.s.options.client;
       try {
         // One instance made and started at a time: LXD 5.0 gives an isolated instance its id range
@@ -110,13 +121,20 @@ export class LeaseStart {
           () => undefined,
         );
         await made;
-        if (spec.command && spec.command.length > 0) {
+        // The lease's command, else the image's entrypoint and cmd (leaseArgv: docker run semantics).
+        const argv = leaseArgv(image, spec.command);
+        if (argv.length > 0) {
           const r = await this.io.exec(
             { leaseId: spec.leaseId },
             {
               // Through a script that exports the environment itself: a shell in between would drop
               // names such as IFS that it keeps to itself (crun's command.sh, init-script.ts).
-              command: [IN_INSTANCE.busybox, 'sh', '-c', commandFile(spec.command, spec.env ?? {})],
+              command: [
+                IN_INSTANCE.busybox,
+                'sh',
+                '-c',
+                commandFile(argv, { ...image.env, ...spec.env }, image.working_dir),
+              ],
               background: true,
               timeoutMs: 30_000,
               maxOutputBytes: 4096,

@@ -23,6 +23,8 @@ export interface LxdExecOptions {
   command: string[];
   /** The command's whole environment (LXD adds nothing to it). */
   env: Record<string, string>;
+  /** Its working directory (the image's); the instance's `/` when absent. */
+  cwd?: string;
   /** A terminal of this size (one websocket carries both directions); pipes otherwise. */
   terminal?: { cols: number; rows: number };
   /**
@@ -64,6 +66,7 @@ export async function lxdExec(
       { ...options.env, [EXEC_TAG]: tag },
       options.command,
       options.relayOutput === true && options.terminal === undefined,
+      options.cwd,
     ),
     environment: { [EXEC_TAG]: tag },
     'wait-for-websocket': true,

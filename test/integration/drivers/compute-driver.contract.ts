@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { cpSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it as vitestIt } from 'vitest';
 import { AlacarteError } from '../../../src/core/errors.js';
@@ -8,6 +10,7 @@ import type {
   SandboxLimits,
   SandboxRef,
 } from '../../../src/drivers/compute-driver.js';
+import { writeImageConfig } from '../../../src/drivers/crun/image-config.js';
 import { typeUntil } from '../../helpers/terminal.js';
 
 /** The small offer every contract case runs with. */
@@ -57,8 +60,46 @@ async function expectCode(promise: Promise<unknown>, code: string): Promise<void
 
 export interface ContractTarget {
   driver: ComputeDriver;
+  /** The driver's image store (`<imagesDir>/<name>`, a config beside each: image-config.ts). */
+  imagesDir: string;
   /** Removes whatever the target made beyond the sandboxes (temporary directories...). */
   dispose(): Promise<void>;
+}
+
+/** What CONFIGURED_IMAGE says about itself (its config: image-config.ts), for the case to compare. */
+const CONFIGURED = {
+  env: { GREETING: 'hello from the image', OVERRIDDEN: 'by the image' },
+  working_dir: '/srv/app',
+  /** Records what it saw, then stays (a server would). */
+  entrypoint: [
+    '/bin/sh',
+    '-c',
+    'echo "$GREETING|$OVERRIDDEN|$*|$(pwd)" > /tmp/started; exec sleep 100000',
+    'entry',
+  ],
+  cmd: ['from-cmd'],
+  shell: '/bin/image-shell',
+};
+const CONFIGURED_IMAGE = 'configured';
+
+/**
+ * An image of the target's store as an operator drops one in (owned by root, unshifted: each driver
+ * prepares it on first use): busybox's tree with a working directory, a shell of its own that says
+ * so, and a config (image-config.ts).
+ */
+function configuredImage(imagesDir: string): string {
+  const dir = join(imagesDir, CONFIGURED_IMAGE);
+  if (existsSync(dir)) return CONFIGURED_IMAGE;
+  const tmp = `${dir}.tmp`;
+  rmSync(tmp, { recursive: true, force: true });
+  cpSync(join(imagesDir, 'busybox'), tmp, { recursive: true, verbatimSymlinks: true });
+  mkdirSync(join(tmp, CONFIGURED.working_dir), { recursive: true, mode: 0o755 });
+  writeFileSync(join(tmp, CONFIGURED.shell), '#!/bin/sh\necho "the image shell"\nexec /bin/sh "$@"\n', {
+    mode: 0o755,
+  });
+  writeImageConfig(dir, { description: 'a configured image', ...CONFIGURED });
+  renameSync(tmp, dir);
+  return CONFIGURED_IMAGE;
 }
 
 /**
@@ -400,6 +441,45 @@ echo "reads $n"`,
       session.stream.write('stty size; exit 4\n');
       expect(await session.exited).toBe(4);
       expect(screen).toMatch(/43 132/);
+    });
+
+    it('runs an image as its config says: entrypoint and cmd, environment, working directory and shell', async () => {
+      const image = configuredImage(target.imagesDir);
+      const leaseId = newLeaseId();
+      started.push(leaseId);
+      const handle = await driver.start(
+        { leaseId, image, env: { OVERRIDDEN: 'by the lease' } },
+        TEST_LIMITS,
+        new Date(Date.now() + 120_000),
+      );
+      // No command given: the image's entrypoint runs with its cmd, the image's environment under
+      // the lease's, in the image's working directory (docker run semantics).
+      const seen = async () => (await sh(driver, handle, 'cat /tmp/started 2>/dev/null')).out;
+      await waitFor(async () => (await seen()) !== '', 10_000);
+      expect(await seen()).toBe('hello from the image|by the lease|from-cmd|/srv/app\n');
+      // Exec and spawn (a command over SSH) run there too, with the same environment.
+      expect((await sh(driver, handle, 'pwd; echo "$GREETING|$OVERRIDDEN"')).out).toBe(
+        '/srv/app\nhello from the image|by the lease\n',
+      );
+      const proc = await driver.spawn(handle, { command: ['pwd'] });
+      let out = '';
+      proc.stdout.on('data', (b: Buffer) => {
+        out += b.toString();
+      });
+      proc.stderr.resume();
+      proc.stdin.end();
+      expect(await proc.exited).toBe(0);
+      expect(out).toBe('/srv/app\n');
+      // A terminal without a command runs the image's shell, there.
+      const session = await driver.attach(handle, { cols: 80, rows: 24 });
+      let screen = '';
+      session.stream.on('data', (b: Buffer) => {
+        screen += b.toString('utf8');
+      });
+      await typeUntil(session.stream, 'pwd', () => screen, /\/srv\/app\r*\n/);
+      expect(screen).toContain('the image shell');
+      session.stream.write('exit 3\n');
+      expect(await session.exited).toBe(3);
     });
 
     it('makes declared ports reachable from the host loopback, and only those', async () => {

@@ -31,6 +31,7 @@ export interface CrunTarget {
   driver: CrunDriver;
   base: string;
   options: CrunDriverOptions;
+  imagesDir: string;
   dispose(): Promise<void>;
 }
 
@@ -107,6 +108,7 @@ export async function makeCrunTarget(overrides: Partial<CrunDriverOptions> = {})
     driver,
     base,
     options,
+    imagesDir: options.imagesDir,
     dispose: async () => {
       for (const s of await driver.list()) await driver.stop(s);
       await driver.close();

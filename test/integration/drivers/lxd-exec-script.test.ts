@@ -33,9 +33,9 @@ interface Run {
 /** Runs `command` under the relaying wrapper; `pauseMs`: stdout is not read for that long. */
 function run(
   command: string[],
-  options: { stdin?: string; pauseMs?: number; env?: Record<string, string> } = {},
+  options: { stdin?: string; pauseMs?: number; env?: Record<string, string>; cwd?: string } = {},
 ): Promise<Run> {
-  const argv = execCommand({ PATH: '/usr/bin:/bin', ...options.env }, command, true).map((a) =>
+  const argv = execCommand({ PATH: '/usr/bin:/bin', ...options.env }, command, true, options.cwd).map((a) =>
     a.replaceAll(IN_INSTANCE.busybox, '/bin/busybox').replaceAll('/dev/.alacarte-exec', join(dir, 'exec')),
   );
   const child = spawn(argv[0] as string, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -67,6 +67,14 @@ describe.skipIf(skipReason)('LXD exec wrapper with output relays, on the host bu
     const r = await run(['sh', '-c', 'cat; echo oops >&2; exit 3'], { stdin: 'hello' });
     expect(r).toEqual({ code: 3, out: Buffer.from('hello'), err: 'oops\n' });
     expect((await run(['no-such-command-x'])).code).toBe(127);
+  });
+
+  it('runs the command in the working directory given, and fails with 126 where it cannot enter it', async () => {
+    expect(await run(['pwd'], { cwd: dir })).toEqual({ code: 0, out: Buffer.from(`${dir}\n`), err: '' });
+    const missing = await run(['pwd'], { cwd: join(dir, 'not-there') });
+    expect(missing.code).toBe(126);
+    expect(missing.out.toString()).toBe('');
+    expect(missing.err).toContain('not-there');
   });
 
   it('gives 128+n for a command killed by signal n, and no message of the shell', async () => {

@@ -327,6 +327,7 @@ export interface LxdTarget {
   driver: LxdDriver;
   daemon: LxdDaemon;
   options: LxdDriverOptions;
+  imagesDir: string;
   dispose(): Promise<void>;
 }
 
@@ -350,6 +351,7 @@ export async function makeLxdTarget(
     driver,
     daemon,
     options,
+    imagesDir: options.imagesDir,
     dispose: async () => {
       for (const s of await driver.list().catch(() => [])) await driver.stop(s).catch(() => {});
       await driver.close();
