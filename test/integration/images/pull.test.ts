@@ -6,12 +6,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AlacarteError } from '../../../src/core/errors.js';
 import type { SandboxHandle } from '../../../src/drivers/compute-driver.js';
 import { ImageStore } from '../../../src/drivers/crun/image-store.js';
+import { LxdClient } from '../../../src/drivers/lxd/lxd-client.js';
+import { LxdDriver } from '../../../src/drivers/lxd/lxd-driver.js';
 import { CLI } from '../../helpers/cli.js';
 import { type LeaseTestNode, startLeaseNode } from '../../helpers/lease-node.js';
 import { waitForShell } from '../../helpers/terminal.js';
 import { buildTestLayout, pushToRegistry, startRegistry, TEST_IMAGE } from '../../helpers/test-images.js';
 import { newLeaseId, sh, TEST_LIMITS, waitFor } from '../drivers/compute-driver.contract.js';
 import { crunSkipReason, findOnPath } from '../drivers/crun-target.js';
+import { lxdSkipReason, startLxd } from '../drivers/lxd-target.js';
 
 const missing = ['skopeo', 'umoci', 'docker-registry'].filter((p) => !findOnPath(p));
 const skipReason =
@@ -160,6 +163,42 @@ if (skipReason) {
       await session.exited;
       expect(screen).toContain(`at /app ${TEST_IMAGE.env.GREETING}`);
     });
+
+    it.skipIf(lxdSkipReason)(
+      'runs it the same way on the LXD driver: its entrypoint with its cmd, in its WorkingDir with its Env, its files owned as they were',
+      async () => {
+        const daemon = await startLxd('dir');
+        const lxd = await LxdDriver.create({
+          client: new LxdClient({ socketPath: daemon.socketPath }),
+          imagesDir: join(t.dataDir, 'images'),
+          runtimeDir: join(work, 'lxd-sandboxes'),
+        });
+        try {
+          const a = await lxd.start(
+            { leaseId: newLeaseId(), image: 'img-1' },
+            TEST_LIMITS,
+            new Date(Date.now() + 300_000),
+          );
+          expect(
+            await waitFor(
+              async () => (await sh(lxd, a, 'cat /tmp/entrypoint-args')).out === 'from-cmd\n',
+              20_000,
+            ),
+          ).toBe(true);
+          const r = await sh(lxd, a, 'pwd; echo "$GREETING"; echo "$PATH"; cat hello.txt');
+          expect(r.out).toBe(
+            `${TEST_IMAGE.workingDir}\n${TEST_IMAGE.env.GREETING}\n${TEST_IMAGE.env.PATH}\n${TEST_IMAGE.file.content}`,
+          );
+          const st = await sh(lxd, a, 'stat -c "%u:%g %a" /app/hello.txt /usr/bin/suid-marker');
+          expect(st.out).toBe('0:0 644\n1000:1000 4755\n');
+          await lxd.stop(a);
+        } finally {
+          await lxd.close();
+          await daemon.stop();
+        }
+      },
+      240_000,
+    );
 
     it("takes a lease's command in place of the image's cmd, after its entrypoint, and the lease's env over the image's", async () => {
       const a: SandboxHandle = await start({ command: ['one', 'two'], env: { GREETING: 'from the lease' } });
