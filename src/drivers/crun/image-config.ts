@@ -12,10 +12,10 @@ import { ENV_NAME_PATTERN } from '../../core/lease-request.js';
  * built-in busybox, a tree an operator dropped in) runs with the defaults below.
  *
  * How a sandbox uses it (docker run semantics): its `env` comes first, then the lease's `env`
- * (the lease wins); exec and attach run in `working_dir` with that environment; the lease's
- * `command`, when given, replaces `cmd` and is appended to `entrypoint`; without a command,
- * `entrypoint` + `cmd` run (nothing when both are empty). Exec and attach never go through the
- * entrypoint (as `docker exec`).
+ * (the lease wins); exec, spawn and attach run in `working_dir` with that environment (on the crun
+ * and the LXD driver alike); the lease's `command`, when given, replaces `cmd` and is appended to
+ * `entrypoint`; without a command, `entrypoint` + `cmd` run (nothing when both are empty). Exec,
+ * spawn and attach never go through the entrypoint (as `docker exec`).
  */
 export interface ImageConfig {
   /** One line for renters (GET /v1/offers `image_details`). */
