@@ -18,7 +18,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { loadavg } from 'node:os';
-import { performance } from 'node:perf_hooks';
+import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { topSelfTime } from './lib/cpu-profile.mjs';
 import { leaseRail, percentile, prepareTokens, startPaidNode, TINY_OFFER } from './lib/paid-node.mjs';
@@ -35,7 +35,14 @@ const now = () => performance.timeOrigin + performance.now();
 // What the node's thread spends, read when the burst's last first command is answered: its CPU
 // time (utime + stime of the main thread: what it ran, not what it waited to run on this shared
 // host), and SQLite's statements, which run on it synchronously (better-sqlite3), commits apart.
-const thread = { cpuMs: 0, statements: 0, statementMs: 0, commits: 0, commitMs: 0 };
+const thread = { cpuMs: 0, statements: 0, statementMs: 0, commits: 0, commitMs: 0, gcs: 0, gcMs: 0 };
+// The main thread's garbage collections (V8's pauses of it), counted as the SQLite statements are.
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    thread.gcs++;
+    thread.gcMs += e.duration;
+  }
+}).observe({ entryTypes: ['gc'] });
 function threadCpuMs() {
   const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -258,7 +265,15 @@ export async function profileBurst(driverOptions = {}, config = {}) {
     byLease.clear();
     dry = 0;
     const load = loadavg()[0];
-    Object.assign(thread, { cpuMs: threadCpuMs(), statements: 0, statementMs: 0, commits: 0, commitMs: 0 });
+    Object.assign(thread, {
+      cpuMs: threadCpuMs(),
+      statements: 0,
+      statementMs: 0,
+      commits: 0,
+      commitMs: 0,
+      gcs: 0,
+      gcMs: 0,
+    });
     answeredExecs = 0;
     threadAtEnd = undefined;
     expected = BURST;
@@ -311,6 +326,8 @@ export async function profileBurst(driverOptions = {}, config = {}) {
       statementMs: end.statementMs,
       commits: end.commits,
       commitMs: end.commitMs,
+      gcs: end.gcs,
+      gcMs: end.gcMs,
     };
     return {
       sandboxes: summarizeSandboxes(sandboxCpu),
@@ -465,7 +482,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   console.log(table(r, `${BURST} paid creates sent at once`));
   const th = r.thread;
   console.log(
-    `\nThe node's thread, burst sent → last first command answered: CPU ${th.cpuMs.toFixed(0)} ms; SQLite ${th.statements} statements ${th.statementMs.toFixed(1)} ms, of which ${th.commits} commits ${th.commitMs.toFixed(1)} ms`,
+    `\nThe node's thread, burst sent → last first command answered: CPU ${th.cpuMs.toFixed(0)} ms; SQLite ${th.statements} statements ${th.statementMs.toFixed(1)} ms, of which ${th.commits} commits ${th.commitMs.toFixed(1)} ms; garbage collection ${th.gcs}× ${th.gcMs.toFixed(1)} ms`,
   );
   if (r.sandboxes) {
     const s = r.sandboxes;
