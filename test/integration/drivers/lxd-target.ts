@@ -125,6 +125,10 @@ function spawnLxd(state: string, logFile: string): LxdProcess {
     detached: true,
   });
   const shutdown = () => {
+    // Instances first, forced: `lxd shutdown` asks each to stop cleanly (SIGPWR, which init ignores)
+    // for longer than its own timeout here, and the daemon killed then left them running, with their
+    // `lxc monitor`, until their deadline (hours, in some tests).
+    spawnSync('lxc', ['stop', '--all', '--force'], { env, timeout: 60_000, stdio: 'ignore' });
     spawnSync('lxd', ['shutdown', '--timeout', '20'], { env, timeout: 30_000 });
     if (daemon.exitCode === null) daemon.kill('SIGKILL');
   };
