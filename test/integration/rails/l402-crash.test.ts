@@ -4,6 +4,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { CLI } from '../../helpers/cli.js';
 import { expectBalanced, fundedWallet, ledgerOf, postJson, sumOf } from '../../helpers/lease-node.js';
 import {
+  type BurstOutcome,
   killMidBurst,
   NodeProcess,
   QUARTER_OFFER,
@@ -21,6 +22,11 @@ import {
  */
 const OPERATOR = 'operator-token-for-l402-crash-01234';
 const BURST = 12;
+/**
+ * Rounds of BURST at most, until one has requests cut off by the kill. A round's leases stay
+ * running: two rounds of quarter leases (6 vCPUs) fit the node's capacity (8), a third would not.
+ */
+const ATTEMPTS = 2;
 const PRICE = 120; // 60 sat/h × 2 h
 const body = { offer: 'quarter', seconds: 7200, image: 'busybox' };
 const nodeProcess = new NodeProcess({
@@ -48,28 +54,36 @@ async function paidCredential(url: string, wallet: Wallet, purse: { proofs: Proo
   return `L402 ${l402.macaroon}:${preimage}`;
 }
 
-describe('kill -9 in the middle of L402-paid requests', () => {
+describe('kill -9 in the middle of L402-paid requests', { timeout: 240_000 }, () => {
   it('answers every paid credential after a restart with its one lease or its refund, and the books balance', async () => {
     expect(existsSync(CLI), 'run `npm run build` first (npm test does)').toBe(true);
-    const server = await nodeProcess.start();
-    const { wallet, proofs } = await fundedWallet(server.mintUrl, BURST * (PRICE + 10));
-    const purse = { proofs };
     const credentials: string[] = [];
-    for (let i = 0; i < BURST; i++) credentials.push(await paidCredential(server.url, wallet, purse));
+    const before: BurstOutcome[] = [];
+    for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+      const server = await nodeProcess.start();
+      const { wallet, proofs } = await fundedWallet(server.mintUrl, BURST * (PRICE + 10));
+      const purse = { proofs };
+      const round: string[] = [];
+      for (let i = 0; i < BURST; i++) round.push(await paidCredential(server.url, wallet, purse));
 
-    // Every invoice is paid; now the paid requests, all at once. Kill the server once a few have
-    // been answered, while the rest are between the invoice's check, the claim and the start.
-    const first = server;
-    const before = await killMidBurst(
-      nodeProcess,
-      credentials.map((authorization) => () => postJson(`${first.url}/v1/leases`, body, { authorization })),
-      (answered) => answered.filter((r) => r.status === 201).length === 3,
-    );
-    for (const r of before) if (r !== 'connection lost') expect(r.status).toBe(201);
+      // Every invoice is paid; now the paid requests, all at once. Kill the server once a few have
+      // been answered, while the rest are between the invoice's check, the claim and the start.
+      const outcomes = await killMidBurst(
+        nodeProcess,
+        round.map((authorization) => () => postJson(`${server.url}/v1/leases`, body, { authorization })),
+        (answered) => answered.filter((r) => r.status === 201).length === 3,
+      );
+      for (const r of outcomes) if (r !== 'connection lost') expect(r.status).toBe(201);
+      expect(outcomes.filter((r) => r !== 'connection lost').length).toBeGreaterThanOrEqual(3);
+      credentials.push(...round);
+      before.push(...outcomes);
+      // A round whose answers all went out before the kill landed (they leave together, one group
+      // commit's worth) proves nothing about a crash: another round, its node killed the same way.
+      if (outcomes.includes('connection lost')) break;
+    }
     const answered = before.filter((r) => r !== 'connection lost');
-    expect(answered.length).toBeGreaterThanOrEqual(3);
     // The kill cut requests off mid-way (else this proves nothing about a crash).
-    expect(answered.length).toBeLessThan(BURST);
+    expect(answered.length).toBeLessThan(credentials.length);
 
     const { url, receiver } = await restartAfterKill(nodeProcess);
 
@@ -107,20 +121,21 @@ describe('kill -9 in the middle of L402-paid requests', () => {
         expect(again.body.id).toBe(retry.body.id);
       }
     }
-    expect(running.size + refunded).toBe(BURST);
+    const paid = credentials.length;
+    expect(running.size + refunded).toBe(paid);
     // The kill landed between a paid invoice being accepted (its claim recorded) and the lease
     // answer for some; those cut off before the claim are granted now, their invoices still paid.
     expect(cutOff.recorded).toBeGreaterThanOrEqual(1);
-    expect(cutOff.recorded + cutOff.unrecorded).toBe(BURST - answered.length);
+    expect(cutOff.recorded + cutOff.unrecorded).toBe(paid - answered.length);
 
     const books = await ledgerOf(url, OPERATOR);
     expect(expectBalanced(books)).toEqual([]);
     // Every paid invoice bought exactly one lease.
-    expect(books.received).toBe(PRICE * BURST);
+    expect(books.received).toBe(PRICE * paid);
     expect(books.leases).toMatchObject({ running: running.size, failed: refunded });
     expect(books.refunded).toBe(PRICE * refunded);
     // Lightning in: the L402 invoices, claimed once each, beside the ecash minted for the payer.
-    expect(books.mint.lightning_in).toBe(BURST * (PRICE + 10) + PRICE * BURST);
+    expect(books.mint.lightning_in).toBe(paid * (PRICE + 10) + PRICE * paid);
 
     await stopAllAndCheck(nodeProcess, running, OPERATOR);
   });
