@@ -34,15 +34,18 @@ export class LeaseIo {
   constructor(private readonly s: DriverState) {}
 
   /**
-   * Starts a process through the exec API, as lease_not_running when the instance is gone: the
-   * tenant's commands (`tenant`: exec, spawn, attach) in the image's working directory, as the crun
-   * driver runs them; the driver's own (sftp-server, a port's relay) where LXD starts them.
+   * Starts a process through the exec API, as lease_not_running when the instance is gone. The
+   * tenant's commands (`tenant`: exec, spawn, attach) run in the image's working directory, as the
+   * crun driver runs them, and end when the command does whatever it left holding its output
+   * (lxdExec's `relayOutput`; not on a terminal); the driver's own (sftp-server, a port's `nc`) start
+   * nothing that could hold their output and run where LXD starts them, without the two relays,
+   * which spares the lease's pids.
    */
   private async startProcess(
     leaseId: string,
     command: string[],
     env: Record<string, string>,
-    options: { tenant: boolean; terminal?: TerminalSize; relayOutput?: boolean },
+    options: { tenant: boolean; terminal?: TerminalSize },
   ): Promise<LxdExecProcess> {
     if (command.length === 0 || command.some((a) => a.includes('\0')))
       throw new AlacarteError('invalid_request', 'bad command');
@@ -56,7 +59,7 @@ export class LeaseIo {
         env: { ...LXD_EXEC_DEFAULTS, ...leaseEnv(i), ...env },
         cwd: options.tenant ? i.config[KEY.cwd] : undefined,
         terminal: options.terminal,
-        relayOutput: options.relayOutput,
+        relayOutput: options.tenant,
       });
     } catch (e) {
       if (!(await this.s.isRunning({ leaseId }))) throw notRunning(leaseId);
@@ -98,10 +101,7 @@ export class LeaseIo {
     if (stdin && stdin.length > MAX_STDIN_BYTES)
       throw new AlacarteError('invalid_request', 'stdin too large');
     // Ends when the command does, as crun's: what it left running keeps its output (drained inside).
-    const p = await this.startProcess(sandbox.leaseId, command, request.env ?? {}, {
-      tenant: true,
-      relayOutput: true,
-    });
+    const p = await this.startProcess(sandbox.leaseId, command, request.env ?? {}, { tenant: true });
     const stdout = new CappedBuffer(request.maxOutputBytes);
     const stderr = new CappedBuffer(request.maxOutputBytes);
     p.stdout?.on('data', (b: Buffer) => stdout.push(b));
@@ -144,20 +144,13 @@ export class LeaseIo {
     return this.spawnProcess(sandbox, request, true);
   }
 
-  /**
-   * spawn(), `relayOutput` as lxdExec takes it: off for the driver's own programs (sftp-server, the
-   * relay of a port), which start nothing that could hold their output, so as to spare the lease's
-   * pids the two relays; on for the tenant's commands, which run in the image's working directory.
-   */
+  /** spawn() of the tenant's command (`tenant`) or of the driver's own program (startProcess). */
   private async spawnProcess(
     sandbox: SandboxRef,
     request: SpawnRequest,
-    relayOutput: boolean,
+    tenant: boolean,
   ): Promise<SandboxProcess> {
-    const p = await this.startProcess(sandbox.leaseId, request.command, request.env ?? {}, {
-      tenant: relayOutput,
-      relayOutput,
-    });
+    const p = await this.startProcess(sandbox.leaseId, request.command, request.env ?? {}, { tenant });
     const stdout = p.stdout as Duplex;
     const stderr = p.stderr as Duplex;
     let killed = false;
@@ -186,7 +179,7 @@ export class LeaseIo {
           s.unpipe();
           s.resume();
         }
-        if (!relayOutput) {
+        if (!tenant) {
           // The driver's own programs (sftp-server, a port's relay) start nothing: ended outright.
           sendSignal(p.control, 9);
           return;

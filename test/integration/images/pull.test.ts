@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AlacarteError } from '../../../src/core/errors.js';
-import type { SandboxHandle } from '../../../src/drivers/compute-driver.js';
+import type { ComputeDriver, SandboxHandle, SandboxRef } from '../../../src/drivers/compute-driver.js';
 import { ImageStore } from '../../../src/drivers/crun/image-store.js';
 import { LxdClient } from '../../../src/drivers/lxd/lxd-client.js';
 import { LxdDriver } from '../../../src/drivers/lxd/lxd-driver.js';
@@ -24,6 +24,22 @@ const skipReason =
 interface OffersBody {
   images: string[];
   image_details: { name: string; description: string; size_mib: number }[];
+}
+
+/**
+ * The test image runs as built in `sandbox` (waiting up to `waitMs` for its entrypoint): its
+ * entrypoint saw its cmd, commands run in its WorkingDir with its Env, and its files have their
+ * owners (root, uid 1000) and set-uid bit.
+ */
+async function expectRunsAsBuilt(driver: ComputeDriver, sandbox: SandboxRef, waitMs: number): Promise<void> {
+  const entrypointSaw = async () => (await sh(driver, sandbox, 'cat /tmp/entrypoint-args')).out;
+  expect(await waitFor(async () => (await entrypointSaw()) === 'from-cmd\n', waitMs)).toBe(true);
+  const r = await sh(driver, sandbox, 'pwd; echo "$GREETING"; echo "$PATH"; cat hello.txt');
+  expect(r.out).toBe(
+    `${TEST_IMAGE.workingDir}\n${TEST_IMAGE.env.GREETING}\n${TEST_IMAGE.env.PATH}\n${TEST_IMAGE.file.content}`,
+  );
+  const st = await sh(driver, sandbox, 'stat -c "%u:%g %a" /app/hello.txt /usr/bin/suid-marker');
+  expect(st.out).toBe('0:0 644\n1000:1000 4755\n');
 }
 
 if (skipReason) {
@@ -134,23 +150,10 @@ if (skipReason) {
 
     it("runs the image's entrypoint with its cmd, in its WorkingDir with its Env, its files owned as they were", async () => {
       const a = await start();
-      expect(
-        await waitFor(
-          async () => (await sh(t.driver, a, 'cat /tmp/entrypoint-args')).out === 'from-cmd\n',
-          10_000,
-        ),
-      ).toBe(true);
-      const r = await sh(t.driver, a, 'pwd; echo "$GREETING"; echo "$PATH"; cat hello.txt');
-      expect(r.out).toBe(
-        `${TEST_IMAGE.workingDir}\n${TEST_IMAGE.env.GREETING}\n${TEST_IMAGE.env.PATH}\n${TEST_IMAGE.file.content}`,
-      );
-      // Owners as in the image (root, uid 1000), set-uid bit kept, the hard link still one inode.
-      const st = await sh(
-        t.driver,
-        a,
-        'stat -c "%u:%g %a" /app/hello.txt /usr/bin/suid-marker; stat -c %i /app/hello.txt /app/hello-link.txt | uniq | wc -l',
-      );
-      expect(st.out).toBe('0:0 644\n1000:1000 4755\n1\n');
+      await expectRunsAsBuilt(t.driver, a, 10_000);
+      // The hard link still one inode.
+      const links = await sh(t.driver, a, 'stat -c %i /app/hello.txt /app/hello-link.txt | uniq | wc -l');
+      expect(links.out).toBe('1\n');
       expect(existsSync(join(t.dataDir, 'images/img-1/root/sda'))).toBe(false);
       // An interactive terminal starts there too, with the same environment.
       const session = await t.driver.attach(a, { cols: 100, rows: 30 });
@@ -179,18 +182,7 @@ if (skipReason) {
             TEST_LIMITS,
             new Date(Date.now() + 300_000),
           );
-          expect(
-            await waitFor(
-              async () => (await sh(lxd, a, 'cat /tmp/entrypoint-args')).out === 'from-cmd\n',
-              20_000,
-            ),
-          ).toBe(true);
-          const r = await sh(lxd, a, 'pwd; echo "$GREETING"; echo "$PATH"; cat hello.txt');
-          expect(r.out).toBe(
-            `${TEST_IMAGE.workingDir}\n${TEST_IMAGE.env.GREETING}\n${TEST_IMAGE.env.PATH}\n${TEST_IMAGE.file.content}`,
-          );
-          const st = await sh(lxd, a, 'stat -c "%u:%g %a" /app/hello.txt /usr/bin/suid-marker');
-          expect(st.out).toBe('0:0 644\n1000:1000 4755\n');
+          await expectRunsAsBuilt(lxd, a, 20_000);
           await lxd.stop(a);
         } finally {
           await lxd.close();
