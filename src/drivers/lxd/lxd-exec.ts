@@ -95,6 +95,11 @@ export async function lxdExec(
     // The stream listens at once, before the other channels are open and output flows.
     const s = createWebSocketStream(ws);
     s.on('error', () => {});
+    // ws ends the stream when the socket closes, but a stream nobody reads ends only when read:
+    // an unread empty output (stderr of a command that wrote none, which an SSH channel or a
+    // download never touches) would hold `exited` for ever. Ends it then, as net does (crun's
+    // spawn-output.ts); one with bytes still unread waits for its reader.
+    ws.once('close', () => s.read(0));
     streams.set(name, s);
     // An empty text message is LXD's end of output; with a terminal the session is then over,
     // and LXD ends the operation once the client closes its side.

@@ -255,6 +255,25 @@ export function computeDriverContract(
       expect(n).toBe(2_000_000);
     });
 
+    it('spawn ends for a consumer that reads one stream when the other holds nothing', async () => {
+      const handle = await start();
+      const hung = (p: Promise<number>) => Promise.race([p, sleep(10_000).then(() => 'hung')]);
+      // An SSH channel or a file download reads what it needs: stderr here is never touched.
+      const out = await driver.spawn(handle, { command: ['sh', '-c', 'echo out'] });
+      out.stdin.end();
+      const seen: Buffer[] = [];
+      out.stdout.on('data', (b: Buffer) => seen.push(b));
+      expect(await hung(out.exited)).toBe(0);
+      expect(Buffer.concat(seen).toString()).toBe('out\n');
+      // And the other way round, stdout never touched.
+      const err = await driver.spawn(handle, { command: ['sh', '-c', 'echo err >&2; exit 3'] });
+      err.stdin.end();
+      const said: Buffer[] = [];
+      err.stderr.on('data', (b: Buffer) => said.push(b));
+      expect(await hung(err.exited)).toBe(3);
+      expect(Buffer.concat(said).toString()).toBe('err\n');
+    });
+
     it('spawn kill() ends the process and everything it started', async () => {
       const handle = await start();
       const proc = await driver.spawn(handle, { command: ['sh', '-c', 'sleep 302 & sleep 302'] });
