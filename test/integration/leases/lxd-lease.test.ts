@@ -15,6 +15,7 @@ import {
   sumOf,
   tokenOf,
 } from '../../helpers/lease-node.js';
+import { tarMembers, tarOf } from '../../helpers/tar.js';
 import { type LxdDaemon, lxdSkipReason, startLxd } from '../drivers/lxd-target.js';
 
 const OPERATOR = 'operator-token-for-tests-0123456789';
@@ -112,6 +113,51 @@ if (lxdSkipReason) {
       expect(gone.body.error).toBe('lease_not_running');
 
       expect(expectBalanced(await ledgerOf(url, OPERATOR))).toEqual([]);
+    });
+
+    it('writes and reads files and directories over HTTP, more transfers than run at once', async () => {
+      const { wallet, proofs } = await fundedWallet(mintUrl, 200);
+      const { token } = await tokenOf(wallet, mintUrl, proofs, 120);
+      const created = await postJson(
+        `${url}/v1/leases`,
+        { offer: 'small', seconds: 7200, image: 'busybox' },
+        { 'x-cashu': token },
+      );
+      expect(created.status).toBe(201);
+      const lease = created.body as { id: string; token: string };
+      const auth = { authorization: `Bearer ${lease.token}` };
+      const files = (path: string) => `${url}/v1/leases/${lease.id}/files?path=${encodeURIComponent(path)}`;
+      const within = <T>(p: Promise<T>) =>
+        Promise.race([p, new Promise<'no answer'>((r) => setTimeout(() => r('no answer'), 15_000))]);
+
+      // Past the 4 transfers a lease runs at once: each must end for the next to start.
+      for (let i = 0; i < 6; i++) {
+        const put = await within(
+          fetch(files(`/root/f${i}.txt`), { method: 'PUT', headers: auth, body: `file ${i}\n` }),
+        );
+        expect(put === 'no answer' ? put : put.status).toBe(201);
+        const got = await within(fetch(files(`/root/f${i}.txt`), { headers: auth }).then((r) => r.text()));
+        expect(got).toBe(`file ${i}\n`);
+      }
+      const archive = tarOf([
+        { name: 'a/', type: '5' },
+        { name: 'a/one', content: 'one\n' },
+      ]);
+      const up = await within(
+        fetch(files('/srv/tree'), {
+          method: 'PUT',
+          headers: { ...auth, 'content-type': 'application/x-tar' },
+          body: archive,
+        }),
+      );
+      expect(up === 'no answer' ? up : up.status).toBe(201);
+      const down = await within(fetch(files('/srv/tree'), { headers: auth }));
+      if (down === 'no answer') throw new Error('the directory download got no answer');
+      expect(down.headers.get('content-type')).toBe('application/x-tar');
+      const members = tarMembers(Buffer.from(await down.arrayBuffer()));
+      expect(members.find((m) => m.name.endsWith('a/one'))?.content.toString()).toBe('one\n');
+
+      expect((await postJson(`${url}/v1/leases/${lease.id}`, undefined, auth, 'DELETE')).status).toBe(200);
     });
   });
 }
