@@ -53,6 +53,11 @@ export class DriverState {
   /** lease id -> container name, for sandboxes this process knows. */
   readonly names = new Map<string, string>();
   readonly stopping = new Map<string, Promise<void>>();
+  /**
+   * Sandboxes being halted or removed: an exec that ends now ended with them (lease-io.ts answers
+   * `lease_not_running`, not the status its killed command left).
+   */
+  readonly ending = new Set<string>();
   readonly limitsById = new Map<string, SandboxLimits>();
   /** Hands out sandboxes' cpusets round-robin, at their making or their start (cpuset.ts). */
   readonly cpus = new CpuPicker();

@@ -240,9 +240,14 @@ export class ExecAgent {
     return { exitCode: status.code, ...(await outputs.finish(target.drain)), timedOut: status.timedOut };
   }
 
-  /** Stops reading answers (the sandbox is going away); execs under way end at their timeout. */
+  /**
+   * The sandbox is going away: stops reading answers, and the execs under way end as lost (their
+   * processes are being killed; each returns once its output has ended) rather than at their
+   * timeout, which may be an hour away.
+   */
   close(): void {
     this.dropped = true;
+    for (const p of [...this.pending.values()]) p.onLost();
     this.answers?.destroy();
     this.answers = undefined;
   }

@@ -90,8 +90,9 @@ export class LeaseIo {
       },
       { ...request, command },
     );
-    // A failure may mean the sandbox ended meanwhile; say so rather than return the runtime's message.
-    if (result.exitCode !== 0 && this.s.initPid(id) === undefined) {
+    // A failure may mean the sandbox ended meanwhile (or is being ended: its processes killed); say
+    // so rather than return the runtime's message or the killed command's status.
+    if (result.exitCode !== 0 && (this.s.ending.has(id) || this.s.initPid(id) === undefined)) {
       throw new AlacarteError('lease_not_running', 'the sandbox has ended');
     }
     if (!request.background) return result;

@@ -38,6 +38,7 @@ export class SandboxRemoval {
     if (name === undefined) return;
     const live = this.s.live.get(id);
     this.s.live.delete(id);
+    this.s.ending.add(id);
     this.io.release(id);
     // Its resources are free for the next lease from now on (capacity()).
     this.s.limitsById.delete(id);
@@ -80,6 +81,7 @@ export class SandboxRemoval {
   private async remove(id: string): Promise<void> {
     const live = this.s.live.get(id);
     this.s.live.delete(id);
+    this.s.ending.add(id);
     this.io.release(id);
     if (live) await Promise.all(live.proxies.map((p) => p.close()));
     const name = this.s.containerName(id);
@@ -100,5 +102,6 @@ export class SandboxRemoval {
     this.s.inits.forget(id);
     this.s.names.delete(id);
     this.s.metas.delete(id);
+    this.s.ending.delete(id);
   }
 }

@@ -28,6 +28,11 @@ export class DriverState {
   readonly sftpCommand: string[] | undefined;
   readonly starting = new Set<string>();
   readonly budgets = new Map<string, ConnectionBudget>();
+  /**
+   * Leases whose instance is being stopped: an exec that ends now ended with it (lease-io.ts
+   * answers `lease_not_running`, not the status its killed command left).
+   */
+  readonly ending = new Set<string>();
   /** Leases whose instance's end watch() reports: started by this process or found by list(). */
   readonly known = new Set<string>();
   /** See LxdDriverOptions.delivery; settled by create(). */

@@ -118,6 +118,10 @@ export class LeaseIo {
       const [code] = await Promise.all([p.exited, ended(p.stdout), ended(p.stderr)]);
       // A timed-out exec returns once all it started is gone, not while its processes still count.
       await killing;
+      // Its command killed with the instance (stopped, or ended at its deadline): the lease ended,
+      // which is what the caller is told, not the status the killed command left.
+      if (code !== 0 && (this.s.ending.has(sandbox.leaseId) || !(await this.s.isRunning(sandbox))))
+        throw notRunning(sandbox.leaseId);
       const result: ExecResult = {
         exitCode: timedOut ? 137 : code,
         stdout: stdout.value(),

@@ -27,8 +27,17 @@ export class SandboxRemoval {
 
   /** Stops and deletes the instance (ephemeral: stopping deletes it), then its host directory. */
   async remove(leaseId: string): Promise<void> {
-    const client = this.s.options.client;
     const name = this.s.instanceName(leaseId);
+    this.s.ending.add(leaseId);
+    try {
+      await this.removeInstance(leaseId, name);
+    } finally {
+      this.s.ending.delete(leaseId);
+    }
+  }
+
+  private async removeInstance(leaseId: string, name: string): Promise<void> {
+    const client = this.s.options.client;
     // Bounded: LXD deletes an ephemeral instance itself right after it stops, so a DELETE of ours
     // may meet that one; the host directory goes only once the instance is gone.
     let gone = false;

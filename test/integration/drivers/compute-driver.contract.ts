@@ -519,6 +519,39 @@ echo "reads $n"`,
       expect(body).toMatch(/^root:x:0:0:/);
     });
 
+    for (const end of ['halt', 'stop'] as const) {
+      it(`an exec, a spawn and a terminal under way end at once when the sandbox is ${end === 'halt' ? 'halted (stopped without halt())' : 'stopped'}`, async () => {
+        const handle = await start();
+        // halt() is optional: a driver without it is stopped, as the lease service does.
+        const ending = (end === 'halt' ? driver.halt : undefined)?.bind(driver) ?? driver.stop.bind(driver);
+        const long = { timeoutMs: 120_000, maxOutputBytes: 1024 };
+        // Answered whenever it ends: a rejection is kept, not thrown unhandled meanwhile.
+        const exec = driver.exec(handle, { command: ['sleep', '100'], ...long }).then(
+          (r) => ({ exitCode: r.exitCode }),
+          (e: unknown) => ({ code: e instanceof AlacarteError ? e.code : String(e) }),
+        );
+        const proc = await driver.spawn(handle, { command: ['sleep', '101'] });
+        proc.stdout.resume();
+        proc.stderr.resume();
+        const session = await driver.attach(handle, { cols: 80, rows: 24 });
+        session.stream.resume();
+        // All three running in the sandbox before it ends.
+        expect(
+          await waitFor(
+            async () => (await sh(driver, handle, 'ps -o args | grep -c "sleep 10[01]$"')).out === '2\n',
+            5000,
+          ),
+        ).toBe(true);
+        await ending(handle);
+        const within = <T>(p: Promise<T>) =>
+          Promise.race([p, sleep(10_000).then(() => 'still waiting' as const)]);
+        // The exec's caller learns that the lease's sandbox ended, not some exit status of its own.
+        expect(await within(exec)).toEqual({ code: 'lease_not_running' });
+        expect(await within(proc.exited)).not.toBe('still waiting');
+        expect(await within(session.exited)).not.toBe('still waiting');
+      });
+    }
+
     it('stops idempotently and then refuses exec, attach and deadline moves', async () => {
       const handle = await start({ ports: [9000] });
       await Promise.all([driver.stop(handle), driver.stop(handle)]);

@@ -105,3 +105,56 @@ describe('the reaper', () => {
     );
   });
 });
+
+describe('a command under way when its lease ends', () => {
+  /** A running lease of `seconds`, paid 1 sat, with an exec of `sleep 100` (up to 300 s) sent. */
+  async function leaseWithExec(seconds: number) {
+    const { wallet, proofs } = await fundedWallet(t.mintUrl, 1);
+    const { token } = await tokenOf(wallet, t.mintUrl, proofs, 1);
+    const created = await postJson(
+      `${t.url}/v1/leases`,
+      { offer: 'tiny', seconds, image: 'busybox' },
+      {
+        'x-cashu': token,
+      },
+    );
+    expect(created.status).toBe(201);
+    const lease = created.body as { id: string; token: string };
+    const auth = { authorization: `Bearer ${lease.token}` };
+    const sent = Date.now();
+    const exec = postJson(
+      `${t.url}/v1/leases/${lease.id}/exec`,
+      { command: ['sleep', '100'], timeout_seconds: 300 },
+      auth,
+    ).then((res) => ({ ...res, after: Date.now() - sent }));
+    return { lease, auth, exec };
+  }
+
+  it('is answered 409 lease_not_running as soon as the lease expires, not at its own timeout', async () => {
+    const { exec } = await leaseWithExec(3);
+    const answer = await exec;
+    expect(answer.status).toBe(409);
+    expect(answer.body.error).toBe('lease_not_running');
+    // The lease's 3 s and the reaper's round, far from the command's 100 s or its 300 s timeout.
+    expect(answer.after).toBeLessThan(30_000);
+  });
+
+  it('is answered 409 lease_not_running as soon as the lease is stopped', async () => {
+    const { lease, auth, exec } = await leaseWithExec(3600);
+    // The command runs before the stop comes.
+    await until('the command to run', async () => {
+      const ps = await postJson(
+        `${t.url}/v1/leases/${lease.id}/exec`,
+        { command: ['ps', '-o', 'args'] },
+        auth,
+      );
+      return /sleep 100\n/.test(String(ps.body.stdout)) ? true : undefined;
+    });
+    const stop = await postJson(`${t.url}/v1/leases/${lease.id}`, undefined, auth, 'DELETE');
+    expect(stop.status).toBe(200);
+    const answer = await exec;
+    expect(answer.status).toBe(409);
+    expect(answer.body.error).toBe('lease_not_running');
+    expect(answer.after).toBeLessThan(30_000);
+  });
+});
