@@ -226,9 +226,21 @@ async function serveLocked(config: Config): Promise<number> {
 
   await stopRequested;
   await node.close();
+  // Paid leases' sandboxes are not ended by a stop (their deadlines hold without the node): said,
+  // so that an operator does not take them for leftovers.
+  const kept = (await driver.list().catch(() => [])).length;
   await driver.close();
-  process.stdout.write('alacarte: stopped\n');
+  process.stdout.write(`alacarte: stopped${keptLine(kept)}\n`);
   return 0;
+}
+
+/** The stop line's note on the leases' sandboxes that run on after the node (none: nothing). */
+function keptLine(sandboxes: number): string {
+  if (sandboxes === 0) return '';
+  const next = 'the next start on this data directory takes';
+  return sandboxes === 1
+    ? `; 1 lease's sandbox keeps running to its deadline (${next} it up again)`
+    : `; ${sandboxes} leases' sandboxes keep running to their deadlines (${next} them up again)`;
 }
 
 /** http://host:port of a listening server (IPv6 in brackets). */

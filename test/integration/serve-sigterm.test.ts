@@ -206,6 +206,7 @@ describe.skipIf(!crunReady)('serve (crun) on SIGTERM', { timeout: 180_000 }, () 
     await untilMakingBegins();
     const stopped = await sigterm();
     expectCleanStop(stopped);
+    expect(stopped.output).toContain('alacarte: stopped\n');
     expect(leftFor(new Set())).toEqual({ mounts: [], containers: [], dirs: [] });
   });
 
@@ -221,6 +222,10 @@ describe.skipIf(!crunReady)('serve (crun) on SIGTERM', { timeout: 180_000 }, () 
     // The take set off a refill (start()'s finally): the signal comes while it is being made.
     const stopped = await sigterm();
     expectCleanStop(stopped);
+    // The operator is told what runs on.
+    expect(stopped.output).toContain(
+      "alacarte: stopped; 1 lease's sandbox keeps running to its deadline (the next start on this data directory takes it up again)\n",
+    );
     const leased = new Set(leaseLinks().values());
     expect([...leaseLinks().keys()]).toEqual([leaseId]);
     expect(leftFor(leased)).toEqual({ mounts: [], containers: [], dirs: [] });

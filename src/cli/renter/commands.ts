@@ -91,7 +91,10 @@ export class Context {
     await this.collectRefunds(sdk);
   }
 
-  /** Refunds of leases the node stopped (their sandbox died), into the wallet, each said on stderr. */
+  /**
+   * Refunds of leases stopped elsewhere (the node, when their sandbox died; or another holder of the
+   * credential: the node does not say which), into the wallet, each said on stderr.
+   */
   private async collectRefunds(sdk: Alacarte): Promise<void> {
     if (!sdk.leases().some((l) => l.state === 'running')) return;
     this.progress.start('asking the node about your leases');
@@ -105,7 +108,7 @@ export class Context {
     }
     for (const c of collected) {
       this.io.stderr.write(
-        `alacarte: lease ${c.id} was stopped by the node before its time (its sandbox ended, e.g. out of memory); refunded ${c.refunded} ${c.unit} into the wallet\n`,
+        `alacarte: lease ${c.id} was stopped before its time, not from this machine (by the node, when its sandbox ended, e.g. out of memory; or by someone else holding its credential); refunded ${c.refunded} ${c.unit} into the wallet\n`,
       );
     }
   }

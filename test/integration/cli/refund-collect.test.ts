@@ -39,7 +39,7 @@ describe('alacarte CLI: refunds of leases the node ended', { timeout: 240_000 },
     const listed = await runCli(['leases'], me);
     expect(listed.code).toBe(0);
     const said = new RegExp(
-      `lease ${lease.id} was stopped by the node before its time \\(its sandbox ended, e\\.g\\. out of memory\\); refunded (\\d+) sat into the wallet`,
+      `lease ${lease.id} was stopped before its time, not from this machine \\(by the node, when its sandbox ended, e\\.g\\. out of memory; or by someone else holding its credential\\); refunded (\\d+) sat into the wallet`,
     ).exec(listed.stderr);
     expect(said, listed.stderr).not.toBeNull();
     const refunded = Number(said?.[1]);
@@ -51,7 +51,7 @@ describe('alacarte CLI: refunds of leases the node ended', { timeout: 240_000 },
     const balance = await runCli(['wallet', 'balance', '--json'], me);
     expect((JSON.parse(balance.stdout) as Balance).balance).toBe(380 + refunded);
     // Collected once: no second refund, no second message.
-    expect(balance.stderr).not.toContain('stopped by the node');
+    expect(balance.stderr).not.toContain('stopped before its time');
   });
 
   it('any wallet command collects it too (here: `wallet balance`)', async () => {
@@ -65,7 +65,7 @@ describe('alacarte CLI: refunds of leases the node ended', { timeout: 240_000 },
     const balance = await runCli(['wallet', 'balance'], me);
     expect(balance.code).toBe(0);
     expect(balance.stderr).toMatch(
-      new RegExp(`lease ${lease.id} was stopped by the node .+refunded 5\\d sat`),
+      new RegExp(`lease ${lease.id} was stopped before its time, not from this machine .+refunded 5\\d sat`),
     );
     expect(balance.stdout).toMatch(/^(19\d|200) sat\n$/);
   });
