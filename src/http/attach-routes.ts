@@ -3,6 +3,7 @@ import type { RawData, WebSocket } from 'ws';
 import { AlacarteError } from '../core/errors.js';
 import type { LeaseId } from '../core/ids.js';
 import type { AttachSession } from '../drivers/compute-driver.js';
+import { endedText } from '../leases/deadline-notices.js';
 import type { LeaseService } from '../leases/lease-service.js';
 import { bearerOf } from './lease-schemas.js';
 import {
@@ -99,7 +100,9 @@ async function bridge(
   });
   socket.once('close', unsubscribe);
   try {
-    await relayTerminal(socket, session, early.take());
+    // A shell killed with its lease says so, as SSH does, rather than end on a bare status.
+    const farewell = async () => ((await leases.hasEnded(leaseId)) ? endedText(leaseId) : undefined);
+    await relayTerminal(socket, session, early.take(), DEFAULT_TERMINAL_LIMITS, farewell);
   } finally {
     unsubscribe();
   }

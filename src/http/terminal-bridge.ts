@@ -94,13 +94,15 @@ export class EarlyInput {
  * being applied. So neither a client that stops reading nor one that types faster than the shell
  * reads grows the node. Input keeps its order: keys typed after a resize reach the shell after
  * the resize took effect. `early` is what arrived while the shell started. Resolves with the
- * shell's exit code; closing the socket ends the shell.
+ * shell's exit code; closing the socket ends the shell. `farewell`, asked once the shell has
+ * exited, gives a last line to show before the close (the lease has ended, say), or undefined.
  */
 export async function relayTerminal(
   socket: WebSocket,
   session: AttachSession,
   early: readonly TerminalInput[] = [],
   limits: TerminalBridgeLimits = DEFAULT_TERMINAL_LIMITS,
+  farewell?: () => Promise<string | undefined>,
 ): Promise<number> {
   const { stream } = session;
   if (socket.readyState !== socket.OPEN) {
@@ -185,6 +187,8 @@ export async function relayTerminal(
   socket.on('close', () => session.close());
   socket.on('error', () => session.close());
   const code = await session.exited;
+  const last = socket.readyState === socket.OPEN ? await farewell?.().catch(() => undefined) : undefined;
+  if (last && socket.readyState === socket.OPEN) socket.send(Buffer.from(last, 'utf8'), { binary: true });
   if (socket.readyState === socket.OPEN) socket.close(1000, `exit ${code}`);
   return code;
 }

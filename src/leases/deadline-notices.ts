@@ -132,6 +132,11 @@ export class DeadlineNotices {
   }
 }
 
+/** The line a terminal shows when its shell ended with the lease (expired, stopped), CRLF-framed. */
+export function endedText(leaseId: string): string {
+  return `\r\n[alacarte] lease ${leaseId} has ended; closing the terminal.\r\n`;
+}
+
 /** The line a terminal shows, e.g. "[alacarte] this lease ends in 5 minutes (21:40 UTC); …". */
 export function noticeText(leaseId: string, expiresAt: Date, secondsLeft: number): string {
   const minutes = Math.round(secondsLeft / 60);

@@ -299,6 +299,11 @@ export class LeaseService {
     return this.sandboxes.authorizeAttach(id, credential);
   }
 
+  /** Whether the lease has ended (stopped, expired, failed, or past its deadline), read from the store. */
+  hasEnded(leaseId: LeaseId): Promise<boolean> {
+    return this.sandboxes.hasEnded(leaseId);
+  }
+
   /** An interactive shell on a terminal in the lease's sandbox (call authorizeAttach first). */
   attach(leaseId: LeaseId, size: TerminalSize): Promise<AttachSession> {
     return this.sandboxes.attach(leaseId, size);

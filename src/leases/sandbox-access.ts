@@ -131,6 +131,18 @@ export class SandboxAccess {
     return row.id as LeaseId;
   }
 
+  /** Whether the lease has ended (stopped, expired, failed, or past its deadline), read from the store. */
+  async hasEnded(leaseId: LeaseId): Promise<boolean> {
+    const row = await this.db.selectFrom('leases').selectAll().where('id', '=', leaseId).executeTakeFirst();
+    if (!row) return true;
+    try {
+      this.requireRunning(row);
+      return false;
+    } catch {
+      return true;
+    }
+  }
+
   /** An interactive shell on a terminal in the lease's sandbox (call authorizeAttach first). */
   async attach(leaseId: LeaseId, size: TerminalSize): Promise<AttachSession> {
     const release = this.terminals.take(leaseId);

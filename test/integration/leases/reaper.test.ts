@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import {
   fundedWallet,
   type LeaseTestNode,
@@ -156,5 +157,30 @@ describe('a command under way when its lease ends', () => {
     expect(answer.status).toBe(409);
     expect(answer.body.error).toBe('lease_not_running');
     expect(answer.after).toBeLessThan(30_000);
+  });
+
+  it('on a terminal: a last line says the lease has ended, then the terminal closes', async () => {
+    const { wallet, proofs } = await fundedWallet(t.mintUrl, 1);
+    const { token } = await tokenOf(wallet, t.mintUrl, proofs, 1);
+    const created = await postJson(
+      `${t.url}/v1/leases`,
+      { offer: 'tiny', seconds: 3, image: 'busybox' },
+      { 'x-cashu': token },
+    );
+    expect(created.status).toBe(201);
+    const lease = created.body as { id: string; token: string };
+    const ws = new WebSocket(`${t.url.replace('http', 'ws')}/v1/leases/${lease.id}/attach`, [
+      `bearer.${lease.token}`,
+    ]);
+    let shown = '';
+    ws.on('message', (data: Buffer) => {
+      shown += data.toString('utf8');
+    });
+    const closed = await new Promise<{ code: number; reason: string }>((resolve, reject) => {
+      ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() }));
+      ws.once('error', reject);
+    });
+    expect(shown).toContain(`\r\n[alacarte] lease ${lease.id} has ended; closing the terminal.\r\n`);
+    expect(closed.code).toBe(1000);
   });
 });
