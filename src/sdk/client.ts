@@ -262,14 +262,20 @@ export class Alacarte {
    * handed over by DELETE, which answers a stopped lease the same way every time. Every lease the
    * book holds as running is asked about (status, which collects the refund of a stopped one into
    * the wallet). Leases whose node does not answer are left for next time.
-   * Resolves with the leases collected and what each refunded, in the lease's unit.
+   * Resolves with the leases collected: what each refunded and what of it came into this wallet
+   * (`received`: less when another holder of the credential stopped the lease and redeemed the
+   * refund first; `pending` when its redeeming waits for the mint, done by a later recover()),
+   * in the lease's unit.
    */
-  async collectRefunds(): Promise<Array<{ id: string; refunded: number; unit: string }>> {
-    if (!this.wallet || !this.book) return [];
-    const collected: Array<{ id: string; refunded: number; unit: string }> = [];
+  async collectRefunds(): Promise<CollectedRefund[]> {
+    const wallet = this.wallet;
+    if (!wallet || !this.book) return [];
+    const collected: CollectedRefund[] = [];
     for (const entry of this.book.list()) {
       if (entry.state !== 'running') continue;
       let lease: Lease | StoppedLease;
+      const before = wallet.balance();
+      const receivesBefore = receiveOps(wallet);
       try {
         lease = await this.status(entry.id);
       } catch {
@@ -277,7 +283,13 @@ export class Alacarte {
       }
       // status() collected it when the book now holds it as stopped and the answer names a refund.
       if (typeof lease.refunded === 'number' && this.book.get(entry.id)?.state === 'stopped')
-        collected.push({ id: entry.id, refunded: lease.refunded, unit: lease.unit });
+        collected.push({
+          id: entry.id,
+          refunded: lease.refunded,
+          received: Math.max(0, Number(wallet.balance().sub(before).value)),
+          pending: receiveOps(wallet) > receivesBefore,
+          unit: lease.unit,
+        });
     }
     return collected;
   }
@@ -535,4 +547,21 @@ function refundTokens(body: unknown): string[] {
       .filter((t): t is string => typeof t === 'string' && t.length > 0);
   }
   return typeof b.refund === 'string' && b.refund.length > 0 ? [b.refund] : [];
+}
+
+/** A refund collectRefunds() collected: amounts in the lease's `unit`. */
+export interface CollectedRefund {
+  id: string;
+  /** What the node refunded. */
+  refunded: number;
+  /** What of it came into this wallet (less: redeemed elsewhere first). */
+  received: number;
+  /** Its redeeming waits for the mint (a later recover() does it). */
+  pending: boolean;
+  unit: string;
+}
+
+/** How many token receives the wallet has pending (left for a later recover()). */
+function receiveOps(wallet: LocalWallet): number {
+  return wallet.pendingOps().filter((op) => op.kind === 'receive').length;
 }

@@ -1,7 +1,7 @@
 export { Amount } from '../core/amount.js';
 export { defaultHome, LocalWallet, type LocalWalletOptions } from '../wallet/local-wallet.js';
 export { LeaseTerminal } from './attach.js';
-export { Alacarte, type AlacarteOptions, type FetchLike } from './client.js';
+export { Alacarte, type AlacarteOptions, type CollectedRefund, type FetchLike } from './client.js';
 export { formatDuration, parseDuration } from './duration.js';
 export {
   AlacarteApiError,

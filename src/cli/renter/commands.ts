@@ -5,7 +5,7 @@ import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { Amount } from '../../core/amount.js';
 import { DEFAULT_IMAGE } from '../../core/lease-request.js';
 import { parseSshPublicKey } from '../../core/ssh-keys.js';
-import { Alacarte } from '../../sdk/client.js';
+import { Alacarte, type CollectedRefund } from '../../sdk/client.js';
 import { formatDuration, parseDuration } from '../../sdk/duration.js';
 import { AlacarteApiError } from '../../sdk/errors.js';
 import { LeaseBook } from '../../sdk/lease-book.js';
@@ -107,9 +107,8 @@ export class Context {
       this.progress.stop();
     }
     for (const c of collected) {
-      this.io.stderr.write(
-        `alacarte: lease ${c.id} was stopped before its time, not from this machine (by the node, when its sandbox ended, e.g. out of memory; or by someone else holding its credential); refunded ${c.refunded} ${c.unit} into the wallet\n`,
-      );
+      const why = `alacarte: lease ${c.id} was stopped before its time, not from this machine (by the node, when its sandbox ended, e.g. out of memory; or by someone else holding its credential)`;
+      this.io.stderr.write(`${why}; ${refundFate(c)}\n`);
     }
   }
 
@@ -641,4 +640,13 @@ export function amountArg(value: string | undefined, command: string, unit = 'sa
   const a = value === undefined ? undefined : Amount.parse(value, unit);
   if (!a || a.isZero()) throw new UsageError(`how much? give a whole number of ${unit}, e.g. 100`, command);
   return a;
+}
+
+/** What became of a collected refund, for the line that tells it. */
+function refundFate(c: CollectedRefund): string {
+  if (c.received >= c.refunded) return `refunded ${c.refunded} ${c.unit} into the wallet`;
+  if (c.pending)
+    return `its refund of ${c.refunded} ${c.unit} is redeemed into the wallet once the mint answers (any later command)`;
+  const got = c.received > 0 ? `only ${c.received} ${c.unit} of it came into the wallet: ` : '';
+  return `its refund was ${c.refunded} ${c.unit}; ${got}it had been redeemed elsewhere first (by whoever stopped it)`;
 }

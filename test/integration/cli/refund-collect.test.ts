@@ -1,9 +1,12 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Wallet } from '@cashu/cashu-ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Amount } from '../../../src/core/amount.js';
 import { Alacarte } from '../../../src/sdk/client.js';
 import { LocalWallet } from '../../../src/wallet/local-wallet.js';
 import { tempDir } from '../../helpers/cli.js';
-import { type LeaseTestNode, startLeaseNode } from '../../helpers/lease-node.js';
+import { type LeaseTestNode, postJson, startLeaseNode, sumOf } from '../../helpers/lease-node.js';
 import { runCli, runJson } from './run-cli.js';
 
 /**
@@ -93,5 +96,39 @@ describe('alacarte CLI: refunds of leases the node ended', { timeout: 240_000 },
     } finally {
       wallet.close();
     }
+  });
+
+  it('a lease stopped elsewhere whose refund was redeemed there: told so, not "refunded into the wallet"', async () => {
+    const me = { home: tempDir('cli-refund'), url: t.url };
+    await runJson(['wallet', 'topup', '200'], me);
+    const lease = await runJson<{ id: string }>(['rent', '--offer', 'small', '--for', '1h'], me);
+    const { token } = (
+      JSON.parse(readFileSync(join(me.home, 'leases.json'), 'utf8')) as {
+        leases: Array<{ id: string; token: string }>;
+      }
+    ).leases.find((l) => l.id === lease.id) as { token: string };
+    // Someone else holding the credential stops it (curl, the web page) and takes the refund.
+    const stop = await postJson(
+      `${t.url}/v1/leases/${lease.id}`,
+      undefined,
+      { authorization: `Bearer ${token}` },
+      'DELETE',
+    );
+    expect(stop.status).toBe(200);
+    const elsewhere = new Wallet(t.mintUrl, { unit: 'sat' });
+    await elsewhere.loadMint();
+    expect(sumOf(await elsewhere.receive(stop.body.refund as string))).toBe(stop.body.refunded);
+
+    const listed = await runCli(['leases'], me);
+    expect(listed.code).toBe(0);
+    expect(listed.stderr).toContain(
+      `lease ${lease.id} was stopped before its time, not from this machine (by the node, when its sandbox ended, e.g. out of memory; or by someone else holding its credential); its refund was ${stop.body.refunded} sat; it had been redeemed elsewhere first (by whoever stopped it)\n`,
+    );
+    expect(listed.stderr).not.toContain('into the wallet');
+    expect(listed.stdout).toMatch(new RegExp(`${lease.id}\\s+stopped\\s+small`));
+    // Nothing came in, and it is not asked about again.
+    const balance = await runCli(['wallet', 'balance'], me);
+    expect(balance.stdout).toBe('140 sat\n');
+    expect(balance.stderr).toBe('');
   });
 });
