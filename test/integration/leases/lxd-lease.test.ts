@@ -56,6 +56,19 @@ if (lxdSkipReason) {
       if (dataDir) rmSync(dataDir, { recursive: true, force: true });
     });
 
+    /** A two-hour busybox lease of the small offer, paid 120 sat: its 201 answer. */
+    async function rentSmall(): Promise<Record<string, unknown>> {
+      const { wallet, proofs } = await fundedWallet(mintUrl, 200);
+      const { token } = await tokenOf(wallet, mintUrl, proofs, 120);
+      const created = await postJson(
+        `${url}/v1/leases`,
+        { offer: 'small', seconds: 7200, image: 'busybox' },
+        { 'x-cashu': token },
+      );
+      expect(created.status).toBe(201);
+      return created.body;
+    }
+
     it('offers no egress (no NIC) and rents, runs, stops and refunds a busybox lease', async () => {
       const offers = await fetch(`${url}/v1/offers`).then(
         (r) => r.json() as Promise<{ offers: Array<{ id: string; network: string; available: number }> }>,
@@ -65,15 +78,7 @@ if (lxdSkipReason) {
       for (const o of egress) expect(o.available).toBe(0);
       expect(offers.offers.find((o) => o.id === 'small')?.available).toBeGreaterThan(0);
 
-      const { wallet, proofs } = await fundedWallet(mintUrl, 200);
-      const { token } = await tokenOf(wallet, mintUrl, proofs, 120);
-      const created = await postJson(
-        `${url}/v1/leases`,
-        { offer: 'small', seconds: 7200, image: 'busybox' },
-        { 'x-cashu': token },
-      );
-      expect(created.status).toBe(201);
-      const lease = created.body;
+      const lease = await rentSmall();
       expect(lease).toMatchObject({ state: 'running', offer: 'small', image: 'busybox', paid: 120 });
       const auth = { authorization: `Bearer ${lease.token}` };
 
@@ -116,15 +121,7 @@ if (lxdSkipReason) {
     });
 
     it('writes and reads files and directories over HTTP, more transfers than run at once', async () => {
-      const { wallet, proofs } = await fundedWallet(mintUrl, 200);
-      const { token } = await tokenOf(wallet, mintUrl, proofs, 120);
-      const created = await postJson(
-        `${url}/v1/leases`,
-        { offer: 'small', seconds: 7200, image: 'busybox' },
-        { 'x-cashu': token },
-      );
-      expect(created.status).toBe(201);
-      const lease = created.body as { id: string; token: string };
+      const lease = await rentSmall();
       const auth = { authorization: `Bearer ${lease.token}` };
       const files = (path: string) => `${url}/v1/leases/${lease.id}/files?path=${encodeURIComponent(path)}`;
       const within = <T>(p: Promise<T>) =>

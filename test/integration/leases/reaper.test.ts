@@ -108,19 +108,22 @@ describe('the reaper', () => {
 });
 
 describe('a command under way when its lease ends', () => {
-  /** A running lease of `seconds`, paid 1 sat, with an exec of `sleep 100` (up to 300 s) sent. */
-  async function leaseWithExec(seconds: number) {
+  /** A running lease of `seconds` on the tiny offer, paid 1 sat. */
+  async function rent(seconds: number): Promise<{ id: string; token: string }> {
     const { wallet, proofs } = await fundedWallet(t.mintUrl, 1);
     const { token } = await tokenOf(wallet, t.mintUrl, proofs, 1);
     const created = await postJson(
       `${t.url}/v1/leases`,
       { offer: 'tiny', seconds, image: 'busybox' },
-      {
-        'x-cashu': token,
-      },
+      { 'x-cashu': token },
     );
     expect(created.status).toBe(201);
-    const lease = created.body as { id: string; token: string };
+    return created.body as { id: string; token: string };
+  }
+
+  /** A running lease of `seconds` with an exec of `sleep 100` (up to 300 s) sent. */
+  async function leaseWithExec(seconds: number) {
+    const lease = await rent(seconds);
     const auth = { authorization: `Bearer ${lease.token}` };
     const sent = Date.now();
     const exec = postJson(
@@ -160,15 +163,7 @@ describe('a command under way when its lease ends', () => {
   });
 
   it('on a terminal: a last line says the lease has ended, then the terminal closes', async () => {
-    const { wallet, proofs } = await fundedWallet(t.mintUrl, 1);
-    const { token } = await tokenOf(wallet, t.mintUrl, proofs, 1);
-    const created = await postJson(
-      `${t.url}/v1/leases`,
-      { offer: 'tiny', seconds: 3, image: 'busybox' },
-      { 'x-cashu': token },
-    );
-    expect(created.status).toBe(201);
-    const lease = created.body as { id: string; token: string };
+    const lease = await rent(3);
     const ws = new WebSocket(`${t.url.replace('http', 'ws')}/v1/leases/${lease.id}/attach`, [
       `bearer.${lease.token}`,
     ]);
