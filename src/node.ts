@@ -451,19 +451,34 @@ export class AlacarteNode {
   }
 
   async close(): Promise<void> {
-    this.reaper?.stop();
-    await this.x402Sweeper?.stop();
+    // Every step runs whatever an earlier one did: one that fails must not leave the SSH port
+    // listening, the Lightning backend connected or the store open. The first failure is thrown
+    // once all have run.
+    const failures: unknown[] = [];
+    const step = async (what: string, run: () => unknown) => {
+      try {
+        await run();
+      } catch (err) {
+        failures.push(err);
+        this.logger.error({ err: String(err) }, `closing the node: ${what} failed`);
+      }
+    };
+    await step('the reaper', () => this.reaper?.stop());
+    await step('the x402 sweeper', () => this.x402Sweeper?.stop());
     // First: no new request, and those under way that change something (a paid create, a stop)
     // finish before the connections close, within a bound (http/drain.ts).
-    await this.app.close();
-    if (this.sshRef.port !== undefined) await this.sshRef.server?.close();
-    this.payouts.close();
-    await this.leases?.reconciler.close();
-    await this.mint.close();
-    await this.closeLightning();
-    await this.notices.close();
-    await this.db.destroy();
+    await step('the HTTP server', () => this.app.close());
+    await step('the SSH server', () =>
+      this.sshRef.port !== undefined ? this.sshRef.server?.close() : undefined,
+    );
+    await step('payouts', () => this.payouts.close());
+    await step('the reconciler', () => this.leases?.reconciler.close());
+    await step('the mint', () => this.mint.close());
+    await step('the Lightning backend', () => this.closeLightning());
+    await step('replica notices', () => this.notices.close());
+    await step('the store', () => this.db.destroy());
     this.logger.debug('node closed');
+    if (failures.length > 0) throw failures[0];
   }
 }
 

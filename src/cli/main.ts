@@ -51,7 +51,14 @@ Examples:
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
-    case 'serve':
+    case 'serve': {
+      const code = await (await operator()).runOperatorCommand(command, rest, USAGE);
+      // The node and its driver are closed: what a request cut off by the drain left under way
+      // (an exec's FIFOs, a command's runtime process) would keep the process alive until it
+      // ended on its own, up to its timeout. Nothing of it is needed any more.
+      await flushed();
+      return process.exit(code);
+    }
     case 'ledger':
     case 'payout':
       return (await operator()).runOperatorCommand(command, rest, USAGE);
@@ -78,6 +85,11 @@ async function main(argv: string[]): Promise<number> {
       return 2;
     }
   }
+}
+
+/** Resolves once what was written to stdout and stderr so far has been handed to the OS. */
+function flushed(): Promise<void> {
+  return new Promise((resolve) => process.stdout.write('', () => process.stderr.write('', () => resolve())));
 }
 
 main(process.argv.slice(2)).then(

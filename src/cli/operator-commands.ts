@@ -225,11 +225,17 @@ async function serveLocked(config: Config): Promise<number> {
   }
 
   await stopRequested;
-  await node.close();
-  // Paid leases' sandboxes are not ended by a stop (their deadlines hold without the node): said,
-  // so that an operator does not take them for leftovers.
-  const kept = (await driver.list().catch(() => [])).length;
-  await driver.close();
+  // The driver is closed whatever the node's close did (node.close() runs all its steps, then
+  // throws the first failure).
+  let kept = 0;
+  try {
+    await node.close();
+  } finally {
+    // Paid leases' sandboxes are not ended by a stop (their deadlines hold without the node):
+    // said, so that an operator does not take them for leftovers.
+    kept = (await driver.list().catch(() => [])).length;
+    await driver.close();
+  }
   process.stdout.write(`alacarte: stopped${keptLine(kept)}\n`);
   return 0;
 }

@@ -76,12 +76,21 @@ export function registeredRoutes(app: FastifyInstance): readonly RegisteredRoute
   return REGISTERED.get(app) ?? [];
 }
 
+/** Fastify's own bound on a plugin's start and a close hook, ms (its default). */
+const DEFAULT_PLUGIN_TIMEOUT_MS = 10_000;
+/** What a close needs beyond the drain's wait: cutting the connections, the other hooks. */
+const DRAIN_MARGIN_MS = 5_000;
+
 /**
  * The HTTP front of a node. Request logging is our own (method, route, status, time): Fastify's
  * default would log client addresses, which the privacy model forbids.
  */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const drainMs = options.drainMs ?? DEFAULT_DRAIN_MS;
   const app = Fastify({
+    // Fastify bounds each close hook by this too: the drain (a preClose hook) must fit in it, or
+    // close() fails with "Plugin did not start in time" once a request outlives the drain.
+    pluginTimeout: Math.max(DEFAULT_PLUGIN_TIMEOUT_MS, drainMs + DRAIN_MARGIN_MS),
     // pino's Logger is a FastifyBaseLogger; the cast keeps the instance type the default one.
     loggerInstance: options.logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
@@ -108,7 +117,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     for (const method of [route.method].flat()) routes.push({ method, url: route.url });
   });
   installErrorHandling(app);
-  drainOnClose(app, options.drainMs ?? DEFAULT_DRAIN_MS);
+  drainOnClose(app, drainMs);
   // An empty JSON body (a DELETE sent with a JSON content type) means "no body", not an error;
   // anything else goes through Fastify's own parser, which refuses prototype poisoning.
   const parseJson = app.getDefaultJsonParser('error', 'error');

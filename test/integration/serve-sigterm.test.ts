@@ -288,6 +288,41 @@ describe.skipIf(!crunReady)('serve (crun) on SIGTERM', { timeout: 180_000 }, () 
     expectCleanStop(await sigterm());
   });
 
+  it('an exec that outlives the drain: the node still stops whole, and the lease runs on', async () => {
+    const server = await nodeProcess.start();
+    const { tokens: pay } = await tokens(server.mintUrl, 1, 128);
+    const created = await postJson(`${server.url}/v1/leases`, body, { 'x-cashu': pay[0]!.token });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    const id = String(created.body.id);
+    const auth = { authorization: `Bearer ${String(created.body.token)}` };
+    rented.set(id, String(created.body.token));
+    // Longer than the drain (10 s) waits for requests under way: it is cut off.
+    const exec = postJson(
+      `${server.url}/v1/leases/${id}/exec`,
+      { command: ['sleep', '40'], timeout_seconds: 60 },
+      auth,
+    ).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 500));
+    const sent = Date.now();
+    const stopped = await Promise.race([
+      sigterm(),
+      new Promise<undefined>((r) => setTimeout(() => r(undefined), 40_000)),
+    ]);
+    // Before: Fastify's close gave up first ("Plugin did not start in time") and the node ran on,
+    // its SSH port open, until a second signal.
+    expect(stopped, 'the node did not exit within 40 s of SIGTERM').toBeDefined();
+    expectCleanStop(stopped!);
+    expect(stopped!.output).not.toContain('did not start in time');
+    expect(Date.now() - sent).toBeLessThan(30_000);
+    expect(stopped!.output).toMatch(/alacarte: stopped; \d+ leases' sandboxes keep running/);
+    await exec;
+    // The next node has the lease running.
+    const next = await nodeProcess.start();
+    const shown = await postJson(`${next.url}/v1/leases/${id}`, undefined, auth, 'GET');
+    expect(shown.body.state).toBe('running');
+    expectCleanStop(await sigterm());
+  });
+
   it('a signal to its helpers as well (Ctrl-C, systemd) leaves nothing made ahead either', async () => {
     // Each round signals while a sandbox is being made ahead, when the node's helpers are at work.
     const rounds = [
