@@ -1,12 +1,13 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadConfig } from '../config.js';
+import { type Config, loadConfig } from '../config.js';
 import { ensureDebianImage } from '../drivers/crun/debian-image.js';
 import { placeMountedDirs } from '../drivers/crun/host-dirs.js';
 import { pullImage } from '../drivers/crun/image-pull.js';
 import { ImageError, ImageStore } from '../drivers/crun/image-store.js';
 import { prepareDataDir } from '../node.js';
+import { openDatabase } from '../store/database.js';
 
 /** Root inside every sandbox is this host id: the crun driver's default (crun-options.ts). */
 const ID_BASE = 1_000_000;
@@ -31,6 +32,28 @@ export const IMAGE_USAGE = `Usage:
 Images live in <data>/images/<name> and are shared read-only by every sandbox made from them.
 These commands need root (image files are owned by the sandboxes' host ids).
 `;
+
+/**
+ * The node's leases, from its store, that run or are being started on image `name`: crun's
+ * runtime directory alone does not show the leases of an LXD driver or of another replica. A data
+ * directory without a store (no node has run on it) has none.
+ */
+async function leasesOnImage(config: Config, name: string): Promise<string[]> {
+  const location = config.store.url ?? join(config.dataDir, 'alacarte.sqlite');
+  if (config.store.url === undefined && !existsSync(location)) return [];
+  const db = await openDatabase(location);
+  try {
+    const rows = await db
+      .selectFrom('leases')
+      .select('id')
+      .where('image', '=', name)
+      .where('state', 'in', ['pending', 'running'])
+      .execute();
+    return rows.map((r) => r.id);
+  } finally {
+    await db.destroy();
+  }
+}
 
 /** `alacarte image …`: build, pull, list and remove the images a node offers. */
 export async function runImageCommand(args: string[]): Promise<number> {
@@ -120,7 +143,8 @@ export async function runImageCommand(args: string[]): Promise<number> {
       case 'rm': {
         if (positionals.length !== 1) throw new ImageError('usage: alacarte image rm NAME');
         needRoot();
-        store.remove(positionals[0] as string);
+        const name = positionals[0] as string;
+        store.remove(name, await leasesOnImage(config, name));
         process.stdout.write(`removed image ${positionals[0]}\n`);
         return 0;
       }

@@ -155,13 +155,15 @@ export class ImageStore {
   }
 
   /**
-   * Removes an image. Refused while a lease's sandbox uses it (its files are that sandbox's root).
+   * Removes an image. Refused while a lease's sandbox uses it (its files are that sandbox's root):
+   * those found in the runtime directory (crun's), and `usedBy`, the lease ids the caller knows of
+   * otherwise (the node's store: LXD's, another replica's).
    * A running node stops offering it at once; sandboxes it made ahead from it are never handed out
    * (the driver notices the image is gone or replaced).
    */
-  remove(name: string): void {
+  remove(name: string, usedBy: readonly string[] = []): void {
     if (!this.has(name)) throw new ImageError(`no image ${name} (see alacarte image list)`);
-    const users = this.leasesUsing(name);
+    const users = [...new Set([...this.leasesUsing(name), ...usedBy])].sort();
     if (users.length > 0) {
       throw new ImageError(
         `image ${name} is in use by ${users.length} lease(s): ${users.slice(0, 5).join(', ')}${users.length > 5 ? ', …' : ''}; ` +

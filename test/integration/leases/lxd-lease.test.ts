@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getDecodedToken, Wallet } from '@cashu/cashu-ts';
@@ -7,6 +7,7 @@ import { loadConfig } from '../../../src/config.js';
 import { LxdClient } from '../../../src/drivers/lxd/lxd-client.js';
 import { LxdDriver } from '../../../src/drivers/lxd/lxd-driver.js';
 import { AlacarteNode } from '../../../src/node.js';
+import { CLI } from '../../helpers/cli.js';
 import {
   expectBalanced,
   fundedWallet,
@@ -15,6 +16,7 @@ import {
   sumOf,
   tokenOf,
 } from '../../helpers/lease-node.js';
+import { runProcess } from '../../helpers/run-process.js';
 import { tarMembers, tarOf } from '../../helpers/tar.js';
 import { type LxdDaemon, lxdSkipReason, startLxd } from '../drivers/lxd-target.js';
 
@@ -118,6 +120,19 @@ if (lxdSkipReason) {
       expect(gone.body.error).toBe('lease_not_running');
 
       expect(expectBalanced(await ledgerOf(url, OPERATOR))).toEqual([]);
+    });
+
+    it('`alacarte image rm` refuses the image of a running lease, naming it (the store knows LXD leases)', async () => {
+      expect(existsSync(CLI), 'run `npm run build` first (npm test does)').toBe(true);
+      const lease = await rentSmall();
+      const rm = await runProcess(process.execPath, [CLI, 'image', 'rm', 'busybox', '--data', dataDir]);
+      expect(rm.code, rm.stderr).toBe(1);
+      expect(rm.stderr).toContain(`image busybox is in use by 1 lease(s): ${String(lease.id)}`);
+      expect(existsSync(join(dataDir, 'images', 'busybox'))).toBe(true);
+      const auth = { authorization: `Bearer ${String(lease.token)}` };
+      expect((await postJson(`${url}/v1/leases/${String(lease.id)}`, undefined, auth, 'DELETE')).status).toBe(
+        200,
+      );
     });
 
     it('writes and reads files and directories over HTTP, more transfers than run at once', async () => {
