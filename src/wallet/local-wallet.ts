@@ -11,6 +11,7 @@ import {
   MintQuoteState,
   type Proof,
   type ProofLike,
+  type Token,
   Wallet,
 } from '@cashu/cashu-ts';
 import { generateMnemonic, mnemonicToSeedSync, validateMnemonic } from '@scure/bip39';
@@ -471,7 +472,8 @@ export class LocalWallet {
           }
         }
         try {
-          const proofs = await this.withOp(op.id, () => w.receive(op.token ?? ''));
+          const token = await withKeysOf(w, op.token ?? '');
+          const proofs = await this.withOp(op.id, () => w.receive(token));
           this.finish(
             op.id,
             proofs.map((p) => toStored(p, op.mint, this.unit)),
@@ -698,6 +700,24 @@ export class LocalWallet {
     }
     return w;
   }
+}
+
+/**
+ * `token` decoded, with the keys of each of its keysets loaded into the wallet: the mint's
+ * `/v1/keys` lists only its active keysets, and a token of one it has rotated out (which it still
+ * redeems, NUT-02) failed the wallet's DLEQ check ("Undefined key for amount …") and was never
+ * received. One it cannot load (not this mint's) is left to the receive, which the mint refuses.
+ */
+async function withKeysOf(w: Wallet, token: string): Promise<Token> {
+  const decoded = w.decodeToken(token);
+  for (const id of new Set(decoded.proofs.map((p) => p.id))) {
+    try {
+      await w.keyChain.ensureKeysetKeys(id);
+    } catch {
+      // not a keyset of this mint: the receive says so
+    }
+  }
+  return decoded;
 }
 
 function toStored(p: Proof, mint: string, unit: string): StoredProof {

@@ -11,6 +11,12 @@ import {
 } from '@cashu/cashu-ts';
 import { checkPastedToken, Sentence } from './errors.js';
 
+/** Where the wallet keeps its proofs: the page's localStorage (the Web Storage API's two calls used). */
+export interface WalletStorage {
+  getItem(key: string): string | null;
+  setItem(key: string, value: string): void;
+}
+
 /** A proof as kept in localStorage: JSON has no bigint, so the amount is a decimal string. */
 type StoredProof = Omit<Proof, 'amount'> & { amount: string };
 
@@ -47,14 +53,14 @@ export class BrowserWallet {
     /** The mint URL tokens name: the node accepts only its listed mints. */
     readonly mintUrl: string,
     readonly unit: string,
-    private readonly storage: Storage,
+    private readonly storage: WalletStorage,
     private readonly onChange: (balance: number) => void,
   ) {}
 
   static async open(options: {
     mintUrl: string;
     unit: string;
-    storage: Storage;
+    storage: WalletStorage;
     origin: string;
     onChange: (balance: number) => void;
   }): Promise<BrowserWallet> {
@@ -142,6 +148,10 @@ export class BrowserWallet {
           'That token names this mint but holds ecash of keysets the mint does not know: it was not made by this mint.',
         );
       }
+      // The mint's /v1/keys lists its active keysets only: ecash of one it has rotated out (which
+      // it still redeems) failed the DLEQ check without that keyset's keys.
+      for (const id of new Set(decoded.proofs.map((p) => p.id)))
+        await this.wallet.keyChain.ensureKeysetKeys(id).catch(() => undefined);
       const proofs = await this.wallet.receive(decoded.proofs);
       this.add(proofs);
       if (keep) this.settle(token);

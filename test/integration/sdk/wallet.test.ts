@@ -5,6 +5,7 @@ import { Amount } from '../../../src/core/amount.js';
 import { FakeLightningBackend } from '../../../src/lightning/fake/fake-lightning.js';
 import { InsufficientFundsError, WalletOperationError } from '../../../src/wallet/errors.js';
 import { LocalWallet } from '../../../src/wallet/local-wallet.js';
+import { BrowserWallet } from '../../../web/src/wallet.js';
 import { tempDir } from '../../helpers/cli.js';
 import { type MintFixture, startMint } from './mint-fixture.js';
 
@@ -193,5 +194,48 @@ describe('LocalWallet against the node mint', { timeout: 120_000 }, () => {
       .update(Buffer.from(out.preimage ?? '', 'hex'))
       .digest('hex');
     expect(hashed).toBe(invoice.paymentHash);
+  });
+
+  it('after the mint rotates its keyset, ecash of the old one still goes wallet to wallet (README: older keysets keep redeeming)', async () => {
+    const home = tempDir('wallet');
+    const before = await funded(31, home);
+    before.close();
+    await m.mint.mint.rotate();
+    // Each CLI command is a new process: wallets opened after the rotation, which the mint's
+    // /v1/keys shows only the new keyset's keys.
+    const alice = wallet(home);
+    // 31 in powers of two: 16 + 8 + 4 + 2 + 1, so 7 = 4 + 2 + 1 goes as the old keyset's proofs.
+    const { opId, token } = await alice.send(m.mintUrl, Amount.of(7));
+    alice.confirmSent(opId);
+    const bob = wallet();
+    expect(sats(await bob.receive(token))).toBe(7);
+    expect(bob.pendingOps()).toHaveLength(0);
+    // And back into a wallet that holds the old keyset's ecash itself.
+    const back = await alice.send(m.mintUrl, Amount.of(8));
+    alice.confirmSent(back.opId);
+    const again = wallet(home);
+    expect(sats(await again.receive(back.token))).toBe(8);
+    expect(sats(again.balance())).toBe(24);
+  });
+
+  it("the web page's wallet too: a pasted token of a rotated-out keyset comes in", async () => {
+    // Ecash of the keyset active now, which the next rotation puts out of use.
+    const sender = await funded(5);
+    const { opId, token } = await sender.send(m.mintUrl, Amount.of(5));
+    sender.confirmSent(opId);
+    await m.mint.mint.rotate();
+    const storage = new Map<string, string>();
+    const page = await BrowserWallet.open({
+      mintUrl: m.mintUrl,
+      unit: 'sat',
+      origin: new URL(m.mintUrl).origin,
+      storage: {
+        getItem: (k: string) => storage.get(k) ?? null,
+        setItem: (k: string, v: string) => void storage.set(k, v),
+      },
+      onChange: () => undefined,
+    });
+    expect(await page.receive(token)).toBe(5);
+    expect(page.balance()).toBe(5);
   });
 });
