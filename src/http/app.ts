@@ -116,7 +116,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.addHook('onRoute', (route) => {
     for (const method of [route.method].flat()) routes.push({ method, url: route.url });
   });
-  installErrorHandling(app);
+  installErrorHandling(app, (path) => routes.filter((r) => r.url === path).map((r) => r.method));
   drainOnClose(app, drainMs);
   // An empty JSON body (a DELETE sent with a JSON content type) means "no body", not an error;
   // anything else goes through Fastify's own parser, which refuses prototype poisoning.

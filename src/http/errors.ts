@@ -12,9 +12,13 @@ export interface ErrorBody {
 /**
  * The one place where errors become HTTP answers for the /v1 API. Malformed input of any kind
  * (bad JSON, wrong content type, oversized body, schema mismatch) is a 4xx with a stable code;
- * only a genuine bug is a 500, and it says nothing about internals.
+ * only a genuine bug is a 500, and it says nothing about internals. `methodsAt(path)`: the methods
+ * served at a path (no parameters in it), so that another method there is told which (405).
  */
-export function installErrorHandling(app: FastifyInstance): void {
+export function installErrorHandling(
+  app: FastifyInstance,
+  methodsAt: (path: string) => readonly string[] = () => [],
+): void {
   app.setErrorHandler((err: FastifyError | AlacarteError, request: FastifyRequest, reply: FastifyReply) => {
     const { status, body, headers } = toErrorAnswer(err);
     if (status >= 500 && !(err instanceof AlacarteError)) {
@@ -24,6 +28,17 @@ export function installErrorHandling(app: FastifyInstance): void {
     return reply.status(status).send(body);
   });
   app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?', 1)[0] ?? '';
+    const allowed = isMintPath(path) ? [] : [...new Set(methodsAt(path))];
+    if (allowed.length > 0) {
+      return reply
+        .status(405)
+        .header('allow', allowed.join(', '))
+        .send({
+          error: 'invalid_request',
+          message: `${request.method} is not served at ${path}; it takes ${allowed.join(', ')}`,
+        } satisfies ErrorBody);
+    }
     return reply
       .status(404)
       .send({ error: 'not_found', message: notFoundMessage(request.url) } satisfies ErrorBody);

@@ -173,6 +173,14 @@ describe('service routes', () => {
       expect(JSON.parse(res.text)).toMatchObject({ error: 'unauthorized' });
     }
     expect(expectBalanced(await ledgerOf(t.url, OPERATOR))).toEqual([]);
+    // On a node that has them, a wrong method is told which one the route takes, not that the
+    // operator routes are absent.
+    const wrong = await get('/v1/operator/payout', auth(OPERATOR));
+    expect(wrong.status).toBe(405);
+    expect(JSON.parse(wrong.text)).toEqual({
+      error: 'invalid_request',
+      message: 'GET is not served at /v1/operator/payout; it takes POST',
+    });
   });
 });
 

@@ -153,4 +153,15 @@ describe('answers to requests sent by hand', () => {
     const other = await fetch(`http://${host}/v1/nothing-here`);
     expect(await other.json()).toEqual({ error: 'not_found', message: 'no such route' });
   });
+
+  it('another method at a route says which it takes (405), rather than that the route is absent', async () => {
+    const host = await serve();
+    const res = await fetch(`http://${host}/v1/echo`);
+    expect(res.status).toBe(405);
+    expect(res.headers.get('allow')).toBe('POST');
+    expect(await res.json()).toEqual({
+      error: 'invalid_request',
+      message: 'GET is not served at /v1/echo; it takes POST',
+    });
+  });
 });
