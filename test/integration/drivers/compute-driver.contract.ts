@@ -49,6 +49,19 @@ export async function waitFor(
   return condition();
 }
 
+/** Whether, within 5 s, exactly `n` of the sandbox's processes have arguments matching `pattern` (grep). */
+function untilRunning(
+  driver: ComputeDriver,
+  sandbox: SandboxRef,
+  pattern: string,
+  n: number,
+): Promise<boolean> {
+  return waitFor(
+    async () => (await sh(driver, sandbox, `ps -o args | grep -c "${pattern}" || true`)).out === `${n}\n`,
+    5000,
+  );
+}
+
 async function expectCode(promise: Promise<unknown>, code: string): Promise<void> {
   const error = await promise.then(
     () => undefined,
@@ -258,20 +271,18 @@ export function computeDriverContract(
     it('spawn ends for a consumer that reads one stream when the other holds nothing', async () => {
       const handle = await start();
       const hung = (p: Promise<number>) => Promise.race([p, sleep(10_000).then(() => 'hung')]);
-      // An SSH channel or a file download reads what it needs: stderr here is never touched.
-      const out = await driver.spawn(handle, { command: ['sh', '-c', 'echo out'] });
-      out.stdin.end();
-      const seen: Buffer[] = [];
-      out.stdout.on('data', (b: Buffer) => seen.push(b));
-      expect(await hung(out.exited)).toBe(0);
-      expect(Buffer.concat(seen).toString()).toBe('out\n');
-      // And the other way round, stdout never touched.
-      const err = await driver.spawn(handle, { command: ['sh', '-c', 'echo err >&2; exit 3'] });
-      err.stdin.end();
-      const said: Buffer[] = [];
-      err.stderr.on('data', (b: Buffer) => said.push(b));
-      expect(await hung(err.exited)).toBe(3);
-      expect(Buffer.concat(said).toString()).toBe('err\n');
+      // An SSH channel or a file download reads what it needs: the other stream is never touched.
+      for (const [script, read, code] of [
+        ['echo out', 'stdout', 0],
+        ['echo err >&2; exit 3', 'stderr', 3],
+      ] as const) {
+        const proc = await driver.spawn(handle, { command: ['sh', '-c', script] });
+        proc.stdin.end();
+        const seen: Buffer[] = [];
+        proc[read].on('data', (b: Buffer) => seen.push(b));
+        expect(await hung(proc.exited)).toBe(code);
+        expect(Buffer.concat(seen).toString()).toBe(read === 'stdout' ? 'out\n' : 'err\n');
+      }
     });
 
     it('spawn kill() ends the process and everything it started', async () => {
@@ -279,20 +290,10 @@ export function computeDriverContract(
       const proc = await driver.spawn(handle, { command: ['sh', '-c', 'sleep 302 & sleep 302'] });
       proc.stdout.resume();
       proc.stderr.resume();
-      expect(
-        await waitFor(
-          async () => (await sh(driver, handle, 'ps -o args | grep -c "^sleep 302"')).out === '2\n',
-          5000,
-        ),
-      ).toBe(true);
+      expect(await untilRunning(driver, handle, '^sleep 302', 2)).toBe(true);
       proc.kill();
       expect(await proc.exited).toBe(137);
-      expect(
-        await waitFor(
-          async () => (await sh(driver, handle, 'ps -o args | grep -c "^sleep 302" || true')).out === '0\n',
-          5000,
-        ),
-      ).toBe(true);
+      expect(await untilRunning(driver, handle, '^sleep 302', 0)).toBe(true);
       await expectCode(driver.spawn({ leaseId: newLeaseId() }, { command: ['true'] }), 'lease_not_running');
       await expectCode(driver.spawn(handle, { command: [] }), 'invalid_request');
     });
@@ -536,12 +537,7 @@ echo "reads $n"`,
         const session = await driver.attach(handle, { cols: 80, rows: 24 });
         session.stream.resume();
         // All three running in the sandbox before it ends.
-        expect(
-          await waitFor(
-            async () => (await sh(driver, handle, 'ps -o args | grep -c "sleep 10[01]$"')).out === '2\n',
-            5000,
-          ),
-        ).toBe(true);
+        expect(await untilRunning(driver, handle, 'sleep 10[01]$', 2)).toBe(true);
         await ending(handle);
         const within = <T>(p: Promise<T>) =>
           Promise.race([p, sleep(10_000).then(() => 'still waiting' as const)]);
