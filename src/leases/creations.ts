@@ -201,6 +201,10 @@ export class Creations {
           await this.inFlight.settled([`idem/${idemHash}`]);
           await this.replays.checkKey(idemHash, undefined);
         }
+        // No payment asked for a lease that could not start now (an egress offer on a driver
+        // without network, a full node): 503 rather than a 402 whose payment would only be
+        // refused, or, for an invoice paid ahead (L402), handed back as ecash.
+        if (outcome.absent) (await this.reserve(offer))();
         throw await this.payments.refused(outcome, price, subject, client, seen);
       }
       this.payments.accepted(outcome);

@@ -28,12 +28,21 @@ describe.skipIf(crunSkipReason)('egress offers on a host that cannot run egress'
     await t?.close();
   });
 
-  it('shows the egress offer unavailable and refuses it before payment; plain offers still rent', async () => {
+  it('shows the egress offer unavailable and refuses it before payment, paid or not; plain offers still rent', async () => {
     const offers = (await (await fetch(`${t.url}/v1/offers`)).json()) as {
       offers: Array<{ id: string; network: string; available: number }>;
     };
     expect(offers.offers.find((o) => o.id === 'online')).toMatchObject({ network: 'egress', available: 0 });
     expect(offers.offers.find((o) => o.id === 'small')?.available).toBeGreaterThan(0);
+
+    // Unpaid: no payment is asked for what could not start (a 402 used to come first, its payment
+    // then refused).
+    const unpaid = await postJson(`${t.url}/v1/leases`, { offer: 'online', seconds: 60, image: 'busybox' });
+    expect(unpaid.status).toBe(503);
+    expect(unpaid.body).toMatchObject({ error: 'no_capacity', message: expect.stringMatching(/network/) });
+    expect(unpaid.headers.get('x-cashu')).toBeNull();
+    const plainUnpaid = await postJson(`${t.url}/v1/leases`, { offer: 'small', seconds: 60, image: 'busybox' });
+    expect(plainUnpaid.status).toBe(402);
 
     const { wallet, tokens: pool } = await tokens(t.mintUrl, 2, 80);
     const refused = await postJson(
