@@ -224,12 +224,18 @@ export function renterMcpServer(options: RenterToolsOptions): McpServer {
 /** What a failed call answers the agent: the node's error as it came, or this side's reason. */
 function errorResult(err: unknown, cap: SpendCap, onUnexpected: (err: unknown) => void): CallToolResult {
   if (err instanceof PriceLimitError) {
-    return toolError(
-      'spend_cap',
-      `the node asks ${err.asked} ${err.unit}; this session may pay at most ${cap.perCall} ${err.unit} a call ` +
-        `(--max-per-call) and has ${err.limit} ${err.unit} left of its ${cap.total} ${err.unit} (--max-total): nothing was paid`,
-      { asked: err.asked, allowed: err.limit, spent: Number(cap.spent) },
-    );
+    // Name the limit that blocks: the per-call one, or what is left of the total.
+    const unit = err.unit;
+    const limit =
+      BigInt(err.asked) > cap.perCall
+        ? `this session may pay at most ${cap.perCall} ${unit} a call (--max-per-call)`
+        : `this session has ${cap.total - cap.spent > 0n ? cap.total - cap.spent : 0n} ${unit} left of its ` +
+          `${cap.total} ${unit} in all (--max-total; ${cap.spent} ${unit} spent)`;
+    return toolError('spend_cap', `the node asks ${err.asked} ${unit}; ${limit}: nothing was paid`, {
+      asked: err.asked,
+      allowed: err.limit,
+      spent: Number(cap.spent),
+    });
   }
   if (err instanceof AlacarteApiError) {
     // Ecash in an error (a failed start's refund) is in the wallet already: the agent needs none.

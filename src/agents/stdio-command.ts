@@ -56,6 +56,10 @@ export async function runMcpCommand(args: string[]): Promise<number> {
   const perCall = values['max-per-call'] === undefined ? total : satArg(values['max-per-call']);
   if (perCall === undefined)
     return usage(`--max-per-call wants a whole amount of sat, got '${values['max-per-call']}'`);
+  if (perCall > total)
+    return usage(
+      `--max-per-call (${perCall} sat) is more than --max-total (${total} sat): lower it or leave it out`,
+    );
 
   const home = defaultHome();
   const server = renterMcpServer({

@@ -60,7 +60,9 @@ describe.skipIf(crunSkipReason)('alacarte mcp, the renter side over stdio', { ti
     const over = await call('rent', { offer: 'small', seconds: 3 * 3600 });
     expect(over.isError).toBe(true);
     expect(bodyOf(over)).toMatchObject({ error: 'spend_cap', asked: 180, allowed: 150, spent: 0 });
-    expect(bodyOf(over).message).toContain('nothing was paid');
+    expect(bodyOf(over).message).toBe(
+      'the node asks 180 sat; this session may pay at most 150 sat a call (--max-per-call): nothing was paid',
+    );
     expect(await balance()).toBe(300);
   });
 
@@ -85,7 +87,13 @@ describe.skipIf(crunSkipReason)('alacarte mcp, the renter side over stdio', { ti
     // 120 more would pass the per-call cap but not the 80 left of the total.
     const second = await call('rent', { offer: 'small', seconds: 7200 });
     expect(second.isError).toBe(true);
-    expect(bodyOf(second)).toMatchObject({ error: 'spend_cap', asked: 120, allowed: 80 });
+    expect(bodyOf(second)).toMatchObject({
+      error: 'spend_cap',
+      asked: 120,
+      allowed: 80,
+      message:
+        'the node asks 120 sat; this session has 80 sat left of its 200 sat in all (--max-total; 120 sat spent): nothing was paid',
+    });
     const extendOver = await call('extend', { lease_id: id, seconds: 2 * 3600 });
     expect(bodyOf(extendOver)).toMatchObject({ error: 'spend_cap', asked: 120, allowed: 80 });
     expect(await balance()).toBe(180);
@@ -126,7 +134,7 @@ describe('alacarte mcp usage', () => {
       input: '',
     });
 
-  it('will not serve without a total spend cap, nor with a cap that is not a whole amount', () => {
+  it('will not serve without a total spend cap, with a cap that is not a whole amount, or a per-call cap above the total', () => {
     const none = run(['--url', 'http://198.51.100.7:8402']);
     expect(none.status).toBe(2);
     expect(none.stderr).toContain('give the spend cap: --max-total SAT');
@@ -136,6 +144,10 @@ describe('alacarte mcp usage', () => {
     expect(bad.stderr).toContain("--max-total wants a whole amount of sat, got '10.5'");
     const perCall = run(['--max-total', '10', '--max-per-call', '-1']);
     expect(perCall.status).toBe(2);
+    // A per-call cap above the total could never apply: said, not taken silently.
+    const above = run(['--max-total', '10', '--max-per-call', '20']);
+    expect(above.status).toBe(2);
+    expect(above.stderr).toContain('--max-per-call (20 sat) is more than --max-total (10 sat)');
   });
 
   it('explains the caps in its help', () => {
