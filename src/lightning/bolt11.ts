@@ -75,3 +75,24 @@ export function decodeBolt11(input: unknown): DecodedBolt11 | undefined {
     return undefined;
   }
 }
+
+const NETWORK_NAMES: Record<Bolt11Network, string> = {
+  bc: 'mainnet',
+  tb: 'testnet',
+  tbs: 'signet',
+  bcrt: 'regtest',
+  sb: 'simnet',
+};
+
+/**
+ * Why `invoice` cannot be paid by a node on `network` (an invoice is for one chain: BOLT11's
+ * prefix), e.g. "the invoice is for mainnet (lnbc…), this node's Lightning is on regtest";
+ * undefined when it is for that chain, or the chain is not known.
+ */
+export function wrongNetwork(invoice: DecodedBolt11, network: Bolt11Network | undefined): string | undefined {
+  if (network === undefined || invoice.network === network) return undefined;
+  return (
+    `the invoice is for ${NETWORK_NAMES[invoice.network]} (ln${invoice.network}…), ` +
+    `this node's Lightning is on ${NETWORK_NAMES[network]}`
+  );
+}

@@ -1,4 +1,5 @@
 import type { Amount } from '../core/amount.js';
+import type { Bolt11Network } from './bolt11.js';
 
 /**
  * State of an invoice this backend issued. A payment hash it does not know answers 'expired': it
@@ -33,6 +34,13 @@ export interface LightningBackend {
   readonly id: string;
   /** True when no real money moves (the fake backend); surfaced loudly to users. */
   readonly isTestBackend: boolean;
+  /**
+   * The chain of the invoices this backend issues and pays (BOLT11 prefix: `bc` mainnet, `tb`
+   * testnet, `bcrt` regtest, `sb` simnet), when it knows it: an invoice of another is refused
+   * before anything is paid (the mint's melt quote, payouts, payInvoice). Undefined: the node
+   * behind the backend refuses such invoices itself.
+   */
+  readonly network?: Bolt11Network;
   /** An invoice for exactly `amount` (unit sat), `memo` as its description (at most 639 bytes). */
   createInvoice(amount: Amount, memo: string): Promise<CreatedInvoice>;
   invoiceState(paymentHash: string): Promise<InvoiceState>;

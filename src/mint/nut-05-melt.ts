@@ -1,5 +1,5 @@
 import { Amount } from '../core/amount.js';
-import { decodeBolt11 } from '../lightning/bolt11.js';
+import { decodeBolt11, wrongNetwork } from '../lightning/bolt11.js';
 import type { PaymentOutcome } from '../lightning/lightning-backend.js';
 import { invalidRequest, MintError, MintErrorCode } from './errors.js';
 import { checkInputs, type VerifiedInput, verifyInputs, yOfSecret } from './inputs.js';
@@ -55,6 +55,8 @@ export class MeltService {
     this.core.requireUnit(request.unit);
     const invoice = decodeBolt11(request.request);
     if (invoice === undefined) throw invalidRequest('request is not a valid BOLT11 invoice');
+    const otherChain = wrongNetwork(invoice, this.core.lightning.network);
+    if (otherChain) throw invalidRequest(otherChain);
     if (invoice.amountMsat === undefined || invoice.amountMsat === 0n) {
       throw new MintError(MintErrorCode.amountlessInvoice, 'amountless invoices are not supported');
     }

@@ -15,6 +15,11 @@ export class OwnMintPayer {
     private readonly log?: Logger,
   ) {}
 
+  /** The chain of the invoices the backend pays, when it knows it (LightningBackend.network). */
+  get network(): LightningBackend['network'] {
+    return this.lightning.network;
+  }
+
   /** Pays `request` spending at most `maxFee` in routing fees. */
   async pay(request: string, paymentHash: string, maxFee: bigint): Promise<PayoutOutcome> {
     try {

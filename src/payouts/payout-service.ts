@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { type Selectable, sql } from 'kysely';
 import { AlacarteError } from '../core/errors.js';
 import { leaseBooks, type MintFigures } from '../leases/ledger.js';
-import { decodeBolt11 } from '../lightning/bolt11.js';
+import { decodeBolt11, wrongNetwork } from '../lightning/bolt11.js';
 import type { Logger } from '../log.js';
 import { isUniqueViolation } from '../mint/store/mint-store.js';
 import { normalizeMintUrl } from '../rails/cashu/proofs.js';
@@ -102,6 +102,8 @@ export class PayoutService {
       const source = this.choose(sources, amount, from);
       let answer: PayoutAnswer;
       if (source.name === 'own') {
+        const otherChain = wrongNetwork(invoice, this.options.own.network);
+        if (otherChain) throw new AlacarteError('invalid_invoice', otherChain);
         answer = await this.payOwn(to, invoice.paymentHash, amount, source.unpaid);
       } else {
         const payer = this.options.trusted.find(

@@ -4,7 +4,7 @@ import secp256k1 from 'secp256k1';
 import { Amount } from '../../core/amount.js';
 import { AlacarteError } from '../../core/errors.js';
 import { checkInvoiceRequest } from '../backend-common.js';
-import { type Bolt11Network, bolt11NetworkParams, decodeBolt11 } from '../bolt11.js';
+import { type Bolt11Network, bolt11NetworkParams, decodeBolt11, wrongNetwork } from '../bolt11.js';
 import type {
   CreatedInvoice,
   InvoiceState,
@@ -71,7 +71,7 @@ export class FakeLightningBackend implements LightningBackend {
   private readonly nodeKey: Buffer;
   private readonly randomBytes: (size: number) => Uint8Array;
   private readonly now: () => number;
-  private readonly network: Bolt11Network;
+  readonly network: Bolt11Network;
   private readonly expirySeconds: number;
   private readonly settleDelayMs: number;
   private readonly payDelayMs: number;
@@ -168,6 +168,9 @@ export class FakeLightningBackend implements LightningBackend {
   async payInvoice(request: string, _maxFee: Amount): Promise<PaymentOutcome> {
     const decoded = decodeBolt11(request);
     if (decoded === undefined) return { state: 'failed', reason: 'not a valid BOLT11 invoice' };
+    // As a real node does: an invoice of another chain cannot be paid from this one.
+    const otherChain = wrongNetwork(decoded, this.network);
+    if (otherChain) return { state: 'failed', reason: otherChain };
     if (decoded.amountMsat === undefined)
       return { state: 'failed', reason: 'amountless invoices are not supported' };
     const earlier = this.payments.get(decoded.paymentHash);

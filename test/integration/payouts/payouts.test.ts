@@ -20,6 +20,7 @@ import {
   type TrustedMint,
   untilNoneRunning,
 } from '../../helpers/payout-fixtures.js';
+import { foreignInvoice } from '../../unit/lightning/test-invoices.js';
 
 /**
  * An operator pays out what its node earned: from the own mint's Lightning (a payment that stays
@@ -91,6 +92,13 @@ describe('operator payouts', () => {
     // An amountless invoice is refused: the operator asks for an invoice of the amount to take.
     const amountless = await payout({ to: amountlessInvoice() });
     expect([amountless.status, amountless.body.error]).toEqual([400, 'amountless_invoice']);
+    // The own mint's Lightning is on regtest: a mainnet invoice cannot be paid from it (the fake
+    // backend used to "pay" it).
+    const mainnet = foreignInvoice({ network: 'bc', amountMsat: 10_000n }).bolt11;
+    expect((await payout({ to: mainnet, from: 'own' })).body).toEqual({
+      error: 'invalid_invoice',
+      message: "the invoice is for mainnet (lnbc…), this node's Lightning is on regtest",
+    });
     const noToken = await postJson(`${renter.url}/v1/operator/payout`, { to: await invoice(1) });
     expect(noToken.status).toBe(401); // no operator token
     const tooMuch = await payout({ to: await invoice(601) });

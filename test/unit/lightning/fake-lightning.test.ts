@@ -109,6 +109,18 @@ describe('FakeLightningBackend', () => {
     }
   });
 
+  it('pays no invoice of another chain, as a real node would not', async () => {
+    const regtest = new FakeLightningBackend();
+    const mainnet = foreignInvoice({ network: 'bc', amountMsat: 5000n });
+    expect(await regtest.payInvoice(mainnet.bolt11, sat(1))).toEqual({
+      state: 'failed',
+      reason: "the invoice is for mainnet (lnbc…), this node's Lightning is on regtest",
+    });
+    expect(await regtest.paymentState(mainnet.paymentHash)).toMatchObject({ state: 'failed' });
+    const sameChain = foreignInvoice({ network: 'bcrt', amountMsat: 5000n });
+    expect((await regtest.payInvoice(sameChain.bolt11, sat(1))).state).toBe('paid');
+  });
+
   it('is reproducible from its injected clock and random source', async () => {
     const make = () => new FakeLightningBackend({ now: manualClock().now, randomBytes: seededRandom('s') });
     const a = await make().createInvoice(sat(5), 'same');
@@ -163,7 +175,7 @@ describe('FakeLightningBackend', () => {
 
   it("pays anyone else's invoice with a made-up preimage, since no money moves", async () => {
     const backend = new FakeLightningBackend();
-    const other = foreignInvoice({ network: 'bc', amountMsat: 1_234_567n });
+    const other = foreignInvoice({ network: 'bcrt', amountMsat: 1_234_567n });
     const outcome = await backend.payInvoice(other.bolt11, sat(0));
     expect(outcome.state).toBe('paid');
     expect(outcome.state === 'paid' && outcome.preimage).toMatch(/^[0-9a-f]{64}$/);

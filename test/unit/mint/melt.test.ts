@@ -90,6 +90,21 @@ describe('melt (NUT-05/08/23)', () => {
     ).toEqual(['UNSPENT', 'UNSPENT', 'UNSPENT']);
   });
 
+  it("refuses a melt quote for an invoice of another chain than its Lightning's", async () => {
+    t = await createTestMint();
+    const mainnet = new FakeLightningBackend({ network: 'bc', now: () => t.clock.now });
+    const invoice = (await mainnet.createInvoice(Amount.of(100), 'on mainnet')).bolt11;
+    const refused = await t.mint.createMeltQuote({ request: invoice, unit: 'sat' }).then(
+      () => undefined,
+      (e: unknown) => e as MintError,
+    );
+    expect(refused).toBeInstanceOf(MintError);
+    expect([refused?.code, refused?.message]).toEqual([
+      10000,
+      "the invoice is for mainnet (lnbc…), this node's Lightning is on regtest",
+    ]);
+  });
+
   it('refuses too little input, and spends nothing', async () => {
     t = await createTestMint();
     const proofs = await mintProofs(t, [64, 32, 4]);
