@@ -41,7 +41,11 @@ describe.skipIf(crunSkipReason)('egress offers on a host that cannot run egress'
     expect(unpaid.status).toBe(503);
     expect(unpaid.body).toMatchObject({ error: 'no_capacity', message: expect.stringMatching(/network/) });
     expect(unpaid.headers.get('x-cashu')).toBeNull();
-    const plainUnpaid = await postJson(`${t.url}/v1/leases`, { offer: 'small', seconds: 60, image: 'busybox' });
+    const plainUnpaid = await postJson(`${t.url}/v1/leases`, {
+      offer: 'small',
+      seconds: 60,
+      image: 'busybox',
+    });
     expect(plainUnpaid.status).toBe(402);
 
     const { wallet, tokens: pool } = await tokens(t.mintUrl, 2, 80);
