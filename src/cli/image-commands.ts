@@ -6,6 +6,9 @@ import { ensureDebianImage } from '../drivers/crun/debian-image.js';
 import { placeMountedDirs } from '../drivers/crun/host-dirs.js';
 import { pullImage } from '../drivers/crun/image-pull.js';
 import { ImageError, ImageStore } from '../drivers/crun/image-store.js';
+import { LxdClient } from '../drivers/lxd/lxd-client.js';
+import { lxdEndpoint } from '../drivers/lxd/lxd-from-config.js';
+import { lxdImageAlias, removeLxdImage } from '../drivers/lxd/lxd-image.js';
 import { prepareDataDir } from '../node.js';
 import { openDatabase } from '../store/database.js';
 
@@ -27,7 +30,7 @@ export const IMAGE_USAGE = `Usage:
                   ask for (default from REF, e.g. python-3.12-slim). --tls-verify=false: a
                   registry without TLS. A running node offers it at once.
   list            the images, with size and source
-  rm NAME         removes an image; refused while a lease uses it
+  rm NAME         removes an image (on the LXD driver, LXD's copy too); refused while a lease uses it
 
 Images live in <data>/images/<name> and are shared read-only by every sandbox made from them.
 These commands need root (image files are owned by the sandboxes' host ids).
@@ -144,9 +147,23 @@ export async function runImageCommand(args: string[]): Promise<number> {
         if (positionals.length !== 1) throw new ImageError('usage: alacarte image rm NAME');
         needRoot();
         const name = positionals[0] as string;
+        // Named before the tree goes: the alias names the tree's inode.
+        const lxdAlias =
+          config.driver.kind === 'lxd' && store.has(name)
+            ? lxdImageAlias(join(config.dataDir, 'images'), name)
+            : undefined;
         store.remove(name, await leasesOnImage(config, name));
-        process.stdout.write(`removed image ${positionals[0]}\n`);
-        return 0;
+        process.stdout.write(`removed image ${name}\n`);
+        if (config.driver.kind !== 'lxd' || lxdAlias === undefined) return 0;
+        try {
+          if (await removeLxdImage(new LxdClient(lxdEndpoint(config.driver)), lxdAlias))
+            process.stdout.write(`removed its copy in LXD (${lxdAlias})\n`);
+          return 0;
+        } catch (err) {
+          throw new ImageError(
+            `its copy in LXD is left (${(err as Error).message}): delete it with lxc image delete ${lxdAlias}`,
+          );
+        }
       }
       default:
         throw new ImageError(`unknown image command '${sub}' — run: alacarte image help`);

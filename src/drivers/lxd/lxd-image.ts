@@ -31,10 +31,8 @@ const importing = new Map<string, Promise<string>>();
  * the tarball carries the unshifted ones, LXD shifting them for its own unprivileged containers.
  */
 export async function ensureLxdImage(client: LxdClient, imagesDir: string, name: string): Promise<string> {
-  if (!IMAGE_NAME_PATTERN.test(name)) throw new LxdError(`not an image name: ${name}`, 400);
   const dir = join(imagesDir, name);
-  const st = statSync(dir);
-  const alias = `alacarte-${name.slice(0, 40)}-${createHash('sha256').update(`${name}\0${st.ino}\0${st.mtimeMs}`).digest('hex').slice(0, 12)}`;
+  const alias = lxdImageAlias(imagesDir, name);
   const existing = importing.get(alias);
   if (existing) return existing;
   const job = findOrImport(client, dir, name, alias);
@@ -44,6 +42,40 @@ export async function ensureLxdImage(client: LxdClient, imagesDir: string, name:
   } finally {
     importing.delete(alias);
   }
+}
+
+/**
+ * The alias under which this node imports image `name` of its store `imagesDir`:
+ * `alacarte-<name>-<12 hex>`, the hex naming the tree's inode and change time (so a rebuilt image
+ * gets a new one, and another machine's store of the same name another). Throws LxdError 400 for
+ * a name that is not one, and the fs error when the image is not in the store.
+ */
+export function lxdImageAlias(imagesDir: string, name: string): string {
+  if (!IMAGE_NAME_PATTERN.test(name)) throw new LxdError(`not an image name: ${name}`, 400);
+  const st = statSync(join(imagesDir, name));
+  const tree = createHash('sha256').update(`${name}\0${st.ino}\0${st.mtimeMs}`).digest('hex').slice(0, 12);
+  return `alacarte-${name.slice(0, 40)}-${tree}`;
+}
+
+/**
+ * Deletes the LXD image imported under `alias` (lxdImageAlias) and the alias: LXD keeps its own
+ * copy of every image it was given, which removing the tree from the node's store leaves behind.
+ * Instances made from it keep running (they are copies). Resolves false when LXD has no such
+ * alias; throws LxdError when LXD refuses.
+ */
+export async function removeLxdImage(client: LxdClient, alias: string): Promise<boolean> {
+  let fingerprint: string;
+  try {
+    fingerprint = (await client.get(`/1.0/images/aliases/${alias}`, aliasSchema)).target;
+  } catch (e) {
+    if (e instanceof LxdError && e.status === 404) return false;
+    throw e;
+  }
+  await client.call('DELETE', `/1.0/images/aliases/${alias}`, undefined);
+  await client.run('DELETE', `/1.0/images/${fingerprint}`, undefined).catch((e: unknown) => {
+    if (!(e instanceof LxdError && e.status === 404)) throw e;
+  });
+  return true;
 }
 
 async function findOrImport(client: LxdClient, dir: string, name: string, alias: string): Promise<string> {

@@ -1,11 +1,14 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getDecodedToken, Wallet } from '@cashu/cashu-ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { loadConfig } from '../../../src/config.js';
+import { shiftMark } from '../../../src/drivers/crun/preflight.js';
 import { LxdClient } from '../../../src/drivers/lxd/lxd-client.js';
 import { LxdDriver } from '../../../src/drivers/lxd/lxd-driver.js';
+import { ensureLxdImage, lxdImageAlias } from '../../../src/drivers/lxd/lxd-image.js';
 import { AlacarteNode } from '../../../src/node.js';
 import { CLI } from '../../helpers/cli.js';
 import {
@@ -79,6 +82,13 @@ if (lxdSkipReason) {
       expect(egress.length).toBeGreaterThan(0);
       for (const o of egress) expect(o.available).toBe(0);
       expect(offers.offers.find((o) => o.id === 'small')?.available).toBeGreaterThan(0);
+      // Nothing is asked for it: no 402 for what cannot start here.
+      const unpaid = await postJson(`${url}/v1/leases`, {
+        offer: egress[0]!.id,
+        seconds: 60,
+        image: 'busybox',
+      });
+      expect([unpaid.status, unpaid.body.error]).toEqual([503, 'no_capacity']);
 
       const lease = await rentSmall();
       expect(lease).toMatchObject({ state: 'running', offer: 'small', image: 'busybox', paid: 120 });
@@ -133,6 +143,39 @@ if (lxdSkipReason) {
       expect((await postJson(`${url}/v1/leases/${String(lease.id)}`, undefined, auth, 'DELETE')).status).toBe(
         200,
       );
+    });
+
+    it("`alacarte image rm` on a node of the LXD driver deletes LXD's copy of the image too", async () => {
+      const images = join(dataDir, 'images');
+      const client = new LxdClient({ socketPath: daemon.socketPath });
+      await runProcess('cp', ['-a', join(images, 'busybox'), join(images, 'spare')]);
+      if (existsSync(shiftMark(join(images, 'busybox'))))
+        await runProcess('cp', ['-a', shiftMark(join(images, 'busybox')), shiftMark(join(images, 'spare'))]);
+      const fingerprint = await ensureLxdImage(client, images, 'spare');
+      const alias = lxdImageAlias(images, 'spare');
+      const listed = async () =>
+        JSON.stringify((await client.call('GET', '/1.0/images', undefined)).metadata);
+      expect(await listed()).toContain(fingerprint);
+
+      const configFile = join(dataDir, 'lxd-config.json');
+      writeFileSync(configFile, JSON.stringify({ driver: { kind: 'lxd', socket: daemon.socketPath } }));
+      const rm = await runProcess(process.execPath, [
+        CLI,
+        'image',
+        'rm',
+        'spare',
+        '--data',
+        dataDir,
+        '--config',
+        configFile,
+      ]);
+      expect(rm.code, rm.stderr).toBe(0);
+      expect(rm.stdout).toBe(`removed image spare\nremoved its copy in LXD (${alias})\n`);
+      expect(existsSync(join(images, 'spare'))).toBe(false);
+      expect(await listed()).not.toContain(fingerprint);
+      await expect(client.get(`/1.0/images/aliases/${alias}`, z.unknown())).rejects.toMatchObject({
+        status: 404,
+      });
     });
 
     it('writes and reads files and directories over HTTP, more transfers than run at once', async () => {
