@@ -15,8 +15,8 @@ for arg in "$@"; do
     *) echo "alacarte setup: unknown option $arg (use --test, --build)" >&2; exit 2 ;;
   esac
 done
-steps=2
-[ -n "$build" ] && steps=3
+steps=3
+[ -n "$build" ] && steps=4
 
 step_started=0
 # step N "what": announces a step; done_step closes it with its time.
@@ -33,9 +33,9 @@ done_step() {
 # curl: the files benchmark's HTTP client (npm run bench runs this without --test), and the README's
 # examples. mmdebstrap builds the debian image; skopeo and umoci pull and unpack OCI images;
 # openssh-sftp-server is the sftp-server SSH leases run inside their sandboxes (sftp, scp); passt
-# (pasta) and nftables the egress network.
+# (pasta) and nftables the egress network; gcc and libc6-dev build the sandboxes' exec agent.
 debian_packages=(crun busybox-static uidmap iproute2 bsdutils lxcfs curl mmdebstrap skopeo umoci
-  openssh-sftp-server passt nftables)
+  openssh-sftp-server passt nftables gcc libc6-dev)
 # `--test` (npm test, CI): also what the test suites need but a node does not: runc, against
 # which the driver contract suite runs too, the browser the web page's end-to-end test drives, and
 # the registry the image tests pull from, the stock OpenSSH client the SSH tests log in with, and
@@ -87,9 +87,23 @@ else
   done_step 'up to date'
 fi
 
+# The exec agent every crun sandbox runs (native/exec-agent.c): a static program, so that it runs
+# whatever the image holds; rebuilt when its source changes. Without it sandboxes run the busybox
+# shell agent (slower), and the node says so.
+agent=native/build/exec-agent
+step 3 'the exec agent of the sandboxes (native/exec-agent.c)'
+if [ ! -x "$agent" ] || [ native/exec-agent.c -nt "$agent" ]; then
+  mkdir -p native/build
+  cc -O2 -Wall -Wextra -static -o "$agent.tmp" native/exec-agent.c
+  mv "$agent.tmp" "$agent"
+  done_step 'built'
+else
+  done_step 'up to date'
+fi
+
 # `--build` (npm start): the TypeScript and the web page, said as a step of its own.
 if [ -n "$build" ]; then
-  step 3 'building: TypeScript to dist/, then the web page (half a minute or so)'
+  step 4 'building: TypeScript to dist/, then the web page (half a minute or so)'
   npm run --silent build
   done_step 'built'
   echo "alacarte setup       next: the debian image if it is missing (first start only, its progress shown), then the node" >&2

@@ -50,6 +50,11 @@ export interface CrunDriverOptions {
    * is the old way, kept for comparison in bench/load.bench.mjs.
    */
   spawnerShell?: boolean;
+  /**
+   * The native exec agent's program (default native/build/exec-agent, built by scripts/setup.sh;
+   * false: none, sandboxes run the busybox shell agent, as bench/load.bench.mjs's "before" does).
+   */
+  nativeAgent?: string | false;
   overcommit?: Partial<OvercommitSettings>;
   /**
    * Where to start lxcfs when none runs (default /var/lib/lxcfs), or false to show sandboxes the

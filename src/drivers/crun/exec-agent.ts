@@ -55,8 +55,16 @@ import { cgroupPids, killExecTree } from './process-tree.js';
  * made by an older node), or it misbehaved, the caller falls back to `crun exec`.
  */
 
-/** The agent's request FIFO, in the sandbox's run directory. */
+/** The shell agent's request FIFO, in the sandbox's run directory. */
 export const AGENT_REQUESTS = 'agent-in';
+/**
+ * The native agent's request FIFO (native/exec-agent.c), beside the shell agent's: init starts
+ * the native one when the host has it, and the node writes to whichever reads (a sandbox made
+ * before it existed has only `agent-in`).
+ */
+export const NATIVE_REQUESTS = 'exec-in';
+/** The native agent's program in the host's library directory (built from native/exec-agent.c). */
+export const NATIVE_AGENT_FILE = 'exec-agent';
 /** The agent's answer FIFO, in the sandbox's run directory. */
 export const AGENT_ANSWERS = 'agent-out';
 /** Where the node puts each exec's script, input and output FIFOs, in the sandbox's run directory. */
@@ -145,6 +153,33 @@ export function execScript(
   return `${lines.join('\n')}\n`;
 }
 
+/**
+ * The request of one exec for the native agent (native/exec-agent.c: `run_exec`): NUL-terminated
+ * fields `1` (the format), stdin (`0` or `1`), the working directory (empty: the image's), the PATH
+ * the program is looked up in, the argument count and the arguments (the program first, as
+ * given), the environment's count and its NAME=value entries. The agent does what execScript's
+ * shell does: the same lookup, the same 127 and 126, exactly the given environment.
+ */
+export function nativeRequest(
+  env: readonly string[],
+  cwd: string | undefined,
+  command: readonly string[],
+  hasStdin: boolean,
+): Buffer {
+  const path = env.findLast((e) => e.startsWith('PATH='))?.slice(5) ?? DEFAULT_PATH.slice(5);
+  const fields = [
+    '1',
+    hasStdin ? '1' : '0',
+    cwd ?? '',
+    path,
+    String(command.length),
+    ...command,
+    String(env.length),
+    ...env,
+  ];
+  return Buffer.from(`${fields.join('\0')}\0`);
+}
+
 /** What an agent exec needs besides the request (the same as `crun exec`'s, exec.ts). */
 export interface AgentExecTarget {
   /** The whole environment, NAME=value. */
@@ -189,14 +224,24 @@ export class ExecAgent {
    * image's environment is not checked as a request's is).
    */
   static canRun(command: readonly string[], env: readonly string[]): boolean {
-    return command.length > 0 && env.every((e) => /^[A-Za-z_][A-Za-z0-9_]*=/.test(e));
+    // No NUL (the request refuses it; the native agent's fields end there).
+    return (
+      command.length > 0 &&
+      env.every((e) => /^[A-Za-z_][A-Za-z0-9_]*=/.test(e) && !e.includes('\0')) &&
+      command.every((c) => !c.includes('\0'))
+    );
   }
 
   /** Runs `request` through the agent; undefined (nothing started) when it cannot. */
   async exec(target: AgentExecTarget, request: ExecRequest): Promise<ExecResult | undefined> {
     if (this.dropped || !ExecAgent.canRun(request.command, target.env)) return undefined;
-    // Non-blocking: ENXIO at once when no agent holds the read end.
-    const requests = openFifo(join(this.runDir, AGENT_REQUESTS), fs.O_WRONLY);
+    // Non-blocking: ENXIO at once when no agent holds the read end. The native agent's first.
+    let native = true;
+    let requests = openFifo(join(this.runDir, NATIVE_REQUESTS), fs.O_WRONLY);
+    if (requests === undefined) {
+      native = false;
+      requests = openFifo(join(this.runDir, AGENT_REQUESTS), fs.O_WRONLY);
+    }
     if (requests === undefined) return undefined;
     const id = randomBytes(6).toString('hex');
     const base = join(this.runDir, EXEC_DIR, id);
@@ -219,7 +264,12 @@ export class ExecAgent {
         this.writeOwned(`${base}.in`, request.stdin);
       }
       made.push(base);
-      this.writeOwned(base, execScript(id, target.env, target.cwd, request.command, hasStdin));
+      this.writeOwned(
+        base,
+        native
+          ? nativeRequest(target.env, target.cwd, request.command, hasStdin)
+          : execScript(id, target.env, target.cwd, request.command, hasStdin),
+      );
       outputs = new FifoOutputs(`${base}.out`, `${base}.err`, request.maxOutputBytes);
     } catch {
       outputs?.destroy();

@@ -98,7 +98,7 @@ sub make {
   mount_fs('tmpfs', "$d/layer", 'tmpfs', 'size=' . $mib . "m,nr_inodes=$inodes,mode=0755");
   md("$d/layer/upper", 0755);
   md("$d/layer/work", 0755);
-  my @fifos = map { "$d/run/$_" } qw(${WAKE_FIFO} ${START_FIFO} agent-in agent-out);
+  my @fifos = map { "$d/run/$_" } qw(${WAKE_FIFO} ${START_FIFO} agent-in exec-in agent-out);
   fifo($_) for @fifos;
   my @owned = ("$d/layer/upper", @fifos, $resolv eq '' ? () : etc_in_layer($d, $lower, $resolv, $id));
   chown($id, $id, @owned) == @owned or die "chown: $!\n";

@@ -13,10 +13,11 @@ import {
 } from 'node:fs';
 import { availableParallelism, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { defaultOvercommit, type HostResources, type OvercommitSettings } from '../capacity.js';
 import { type CrunDriverOptions, type DriverLogger, silentLogger } from './crun-options.js';
 import { DEFAULT_EGRESS_UID_BASE, EGRESS_UID_COUNT, EgressNetwork } from './egress.js';
-import { AGENT_FILE, agentScript } from './exec-agent.js';
+import { AGENT_FILE, agentScript, NATIVE_AGENT_FILE } from './exec-agent.js';
 import { initScript } from './init-script.js';
 import { DriverLxcfs } from './lxcfs.js';
 import {
@@ -133,6 +134,8 @@ export async function setUpHost(options: CrunDriverOptions): Promise<HostSetup> 
   installInitBusybox(join(libDir, 'busybox-init'), readFileSync(busybox), idBase);
   writeIfChanged(join(libDir, 'init.sh'), Buffer.from(initScript()), 0o644);
   writeIfChanged(join(libDir, AGENT_FILE), Buffer.from(agentScript()), 0o644);
+  const nativeAgent = installNativeAgent(libDir, options.nativeAgent);
+  if (nativeAgent) log.warn(`alacarte: ${nativeAgent}; sandboxes run the busybox shell agent, slower`);
   ensureBusyboxImage(imagesDir, busybox, idBase, log);
   const lxcfs = await DriverLxcfs.open(
     typeof options.lxcfsDir === 'string' ? resolve(options.lxcfsDir) : options.lxcfsDir,
@@ -194,6 +197,34 @@ function installInitBusybox(path: string, content: Buffer, idBase: number): void
 }
 
 /** Writes `content` to `path` (beside, then renamed) unless it holds that already. */
+/** The native exec agent as `scripts/setup.sh` builds it (native/exec-agent.c), from src/ or dist/. */
+export const NATIVE_AGENT_BUILD = fileURLToPath(new URL('../../../native/build/exec-agent', import.meta.url));
+
+/**
+ * Puts the native exec agent `program` into the library directory, where every sandbox made from
+ * now on finds it (init-script.ts); when there is none, removes an older copy, so that new
+ * sandboxes run the shell agent. Answers why it is missing, or undefined.
+ */
+function installNativeAgent(
+  libDir: string,
+  program: string | false = NATIVE_AGENT_BUILD,
+): string | undefined {
+  let content: Buffer | undefined;
+  try {
+    content = program === false ? undefined : readFileSync(program);
+  } catch {
+    // not built
+  }
+  if (content === undefined) {
+    rmSync(join(libDir, NATIVE_AGENT_FILE), { force: true });
+    return program === false
+      ? undefined
+      : `no native exec agent at ${program} (npm run setup builds it, with gcc)`;
+  }
+  writeIfChanged(join(libDir, NATIVE_AGENT_FILE), content, 0o755);
+  return undefined;
+}
+
 function writeIfChanged(path: string, content: Buffer, mode: number): void {
   try {
     if (readFileSync(path).equals(content)) return;

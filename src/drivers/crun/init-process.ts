@@ -1,7 +1,7 @@
 import { closeSync, constants as fsConstants, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DriverLogger } from './crun-options.js';
-import { AGENT_REQUESTS } from './exec-agent.js';
+import { AGENT_REQUESTS, NATIVE_REQUESTS } from './exec-agent.js';
 import { fifoWaker } from './fifo-waker.js';
 import { WAKE_FIFO } from './init-script.js';
 import { IN_SANDBOX } from './oci-spec.js';
@@ -88,15 +88,22 @@ export async function untilInitRuns(dir: string): Promise<void> {
  * the sandbox is handed out as it is and its execs fall back.
  */
 export async function untilAgentReads(dir: string, log: DriverLogger): Promise<void> {
-  const fifo = join(dir, 'run', AGENT_REQUESTS);
+  // The native agent's FIFO, or the shell agent's (init starts one of them).
+  const fifos = [join(dir, 'run', NATIVE_REQUESTS), join(dir, 'run', AGENT_REQUESTS)];
   for (let i = 0; i < 5000; i++) {
-    try {
-      closeSync(openSync(fifo, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK | fsConstants.O_NOFOLLOW));
-      return;
-    } catch (e) {
-      // ENOENT: a sandbox without an agent (no FIFO made for it); anything but ENXIO: give up.
-      if ((e as NodeJS.ErrnoException).code !== 'ENXIO') return;
+    let absent = 0;
+    for (const fifo of fifos) {
+      try {
+        closeSync(openSync(fifo, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK | fsConstants.O_NOFOLLOW));
+        return;
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        // ENOENT: no such FIFO made for this sandbox; anything but ENXIO (no reader yet): give up.
+        if (code === 'ENOENT') absent++;
+        else if (code !== 'ENXIO') return;
+      }
     }
+    if (absent === fifos.length) return;
     await new Promise((r) => (i < 20 ? setImmediate(r) : setTimeout(r, 1)));
   }
   log.warn("alacarte: a sandbox's exec agent did not start within 5 s; its commands use crun exec");

@@ -1,4 +1,4 @@
-import { AGENT_FILE, AGENT_REQUESTS } from './exec-agent.js';
+import { AGENT_FILE, AGENT_REQUESTS, NATIVE_AGENT_FILE, NATIVE_REQUESTS } from './exec-agent.js';
 import { IN_SANDBOX } from './oci-spec.js';
 
 /** The FIFO (in the run directory) whose lines wake init to re-read its deadline. */
@@ -79,7 +79,8 @@ export function initScript(): string {
   const B = IN_SANDBOX.busybox;
   return `# alacarte sandbox init (init-script.ts)
 exec 3<>${R}/${WAKE_FIFO} || exit 0
-if [ -p ${R}/${AGENT_REQUESTS} ]; then ${B} setsid ${B} sh ${IN_SANDBOX.binDir}/${AGENT_FILE} </dev/null >/dev/null 2>&1 3<&- & fi
+if [ -p ${R}/${NATIVE_REQUESTS} ] && [ -x ${IN_SANDBOX.binDir}/${NATIVE_AGENT_FILE} ]; then ${B} setsid ${IN_SANDBOX.binDir}/${NATIVE_AGENT_FILE} ${R} </dev/null >/dev/null 2>&1 3<&- &
+elif [ -p ${R}/${AGENT_REQUESTS} ]; then ${B} setsid ${B} sh ${IN_SANDBOX.binDir}/${AGENT_FILE} </dev/null >/dev/null 2>&1 3<&- & fi
 ${B} setsid ${B} sh -c '${STARTER}' </dev/null >/dev/null 2>&1 3<&- &
 exec ${B} nsenter -S ${INIT_UID} -G ${INIT_UID} -F ${IN_SANDBOX.initBusybox} sh -s ${IN_SANDBOX.init} <<'EOF'
 ${DEADLINE_LOOP}

@@ -592,10 +592,10 @@ export class LayerPool {
       'mkdir -m 0755 "$1/layer/upper" "$1/layer/work"',
       // init waits on wake, its starter on start (see init-script.ts), the exec agent on the
       // others; owned by root inside so that they may open them (init opens its own as root).
-      `mkfifo -m 0600 "$1/run/${WAKE_FIFO}" "$1/run/${START_FIFO}" "$1/run/agent-in" "$1/run/agent-out"`,
+      `mkfifo -m 0600 "$1/run/${WAKE_FIFO}" "$1/run/${START_FIFO}" "$1/run/agent-in" "$1/run/exec-in" "$1/run/agent-out"`,
       'r=',
       ...(this.options.resolvConf === undefined ? [] : [etcInLayer(idBase)]),
-      `chown ${idBase}:${idBase} "$1/layer/upper" "$1/run/${WAKE_FIFO}" "$1/run/${START_FIFO}" "$1/run/agent-in" "$1/run/agent-out" \${r:+"$r"}`,
+      `chown ${idBase}:${idBase} "$1/layer/upper" "$1/run/${WAKE_FIFO}" "$1/run/${START_FIFO}" "$1/run/agent-in" "$1/run/exec-in" "$1/run/agent-out" \${r:+"$r"}`,
       `mount -t overlay overlay -o "lowerdir=$2,upperdir=$1/layer/upper,workdir=$1/layer/work" "$1/rootfs"`,
     ].join('\n');
     const r = await runProcess(busybox, [

@@ -27,8 +27,36 @@ const IDENTITY = [
 const run = (t: CrunTarget, h: SandboxHandle, command: string[], extra: Partial<ExecRequest> = {}) =>
   t.driver.exec(h, { command, timeoutMs: 30_000, maxOutputBytes: 1 << 20, ...extra });
 
+/**
+ * The two agents (exec-agent.ts): the native one (native/exec-agent.c, what sandboxes run when
+ * the host has it built) and the busybox shell one (the fallback); `program` is what its
+ * processes' command line names, `fifo` the request FIFO it reads, `sigIgn` the signals its
+ * commands start with ignored.
+ */
+const AGENTS = [
+  {
+    name: 'native',
+    options: {},
+    program: '/run/alacarte/bin/exec-agent',
+    fifo: 'exec-in',
+    sigIgn: '0000000000000000',
+    images: ISOLATION_IMAGES.filter((i) => i.name !== 'pulled'),
+  },
+  {
+    name: 'busybox shell',
+    options: { nativeAgent: false as const },
+    program: '/run/alacarte/bin/agent.sh',
+    fifo: 'agent-in',
+    // A shell without job control starts its background jobs with SIGINT and SIGQUIT ignored, and
+    // busybox offers no way to reset that before the command runs.
+    sigIgn: '0000000000000006',
+    images: ISOLATION_IMAGES.filter((i) => i.name === 'busybox'),
+  },
+];
+type Agent = (typeof AGENTS)[number];
+
 /** The host pids of a sandbox's exec agent (its loop and any watcher forked from it). */
-function agentPids(t: CrunTarget, h: SandboxHandle): number[] {
+function agentPids(t: CrunTarget, h: SandboxHandle, agent: Agent): number[] {
   // The lease's link names the sandbox's container, the last part of its cgroup path.
   const container = readlinkSync(join(t.options.runtimeDir, h.leaseId));
   const pids: number[] = [];
@@ -37,8 +65,7 @@ function agentPids(t: CrunTarget, h: SandboxHandle): number[] {
     try {
       const cmdline = readFileSync(join('/proc', entry, 'cmdline'), 'latin1');
       const cgroup = readFileSync(join('/proc', entry, 'cgroup'), 'latin1');
-      if (cmdline.includes('/run/alacarte/bin/agent.sh') && cgroup.includes(`/${container}\n`))
-        pids.push(Number(entry));
+      if (cmdline.includes(agent.program) && cgroup.includes(`/${container}\n`)) pids.push(Number(entry));
     } catch {
       // gone
     }
@@ -74,9 +101,9 @@ async function untilFifoHeld(t: CrunTarget, h: SandboxHandle, name: string): Pro
 }
 
 /** Kills the agents of the target's sandboxes and waits (bounded) until they are gone. */
-async function killAgent(t: CrunTarget, h: SandboxHandle): Promise<void> {
+async function killAgent(t: CrunTarget, h: SandboxHandle, agent: Agent): Promise<void> {
   for (let i = 0; i < 500; i++) {
-    const pids = agentPids(t, h).filter((pid) => !zombie(pid));
+    const pids = agentPids(t, h, agent).filter((pid) => !zombie(pid));
     if (pids.length === 0) return;
     for (const pid of pids) {
       try {
@@ -103,16 +130,19 @@ function zombie(pid: number): boolean {
 // The exec agent (exec-agent.ts): non-interactive execs run by a shell inside the sandbox instead of
 // `crun exec`. What a command sees must be what `crun exec` gave it; `crun exec` is what the driver
 // falls back to once the agent is gone, so the two are compared in one sandbox.
-describe.skipIf(crunSkipReason)('the exec agent in crun sandboxes', () => {
+describe.skipIf(crunSkipReason).each(AGENTS)('the $name exec agent in crun sandboxes', (agent) => {
   // The pulled image adds nothing here (its shell and tools are busybox's too).
-  for (const image of ISOLATION_IMAGES.filter((i) => i.name !== 'pulled')) {
+  for (const image of agent.images) {
     describe(`${image.name} image`, () => {
       let t: CrunTarget;
       let cleanup = () => {};
       beforeAll(async () => {
         const prepared = await image.prepare();
         cleanup = prepared.cleanup;
-        t = await makeCrunTarget(prepared.imagesDir ? { imagesDir: prepared.imagesDir } : {});
+        t = await makeCrunTarget({
+          ...agent.options,
+          ...(prepared.imagesDir ? { imagesDir: prepared.imagesDir } : {}),
+        });
       }, 180_000);
       afterAll(async () => {
         await t?.dispose();
@@ -127,8 +157,8 @@ describe.skipIf(crunSkipReason)('the exec agent in crun sandboxes', () => {
         );
         const viaAgent = await run(t, h, IDENTITY, { env: { REQUEST_VAR: "it's \n two lines" } });
         const parent = await run(t, h, ['sh', '-c', 'cat /proc/$PPID/cmdline | tr "\\0" " "']);
-        expect(parent.stdout.toString()).toContain('/run/alacarte/bin/agent.sh');
-        await killAgent(t, h);
+        expect(parent.stdout.toString()).toContain(agent.program);
+        await killAgent(t, h, agent);
         const viaRuntime = await run(t, h, IDENTITY, { env: { REQUEST_VAR: "it's \n two lines" } });
         const parentNow = await run(t, h, ['sh', '-c', 'echo $PPID']);
         // `crun exec` starts the command from outside the sandbox's pid namespace.
@@ -145,10 +175,7 @@ describe.skipIf(crunSkipReason)('the exec agent in crun sandboxes', () => {
         for (const line of ['NoNewPrivs:\t1', 'nofile 1024 4096', 'oom 500', 'session 1'])
           expect(lines).toContain(line);
         expect(viaRuntime.stdout.toString().split('\n')).toContain('NoNewPrivs:\t1');
-        // Known difference: the agent's shell starts each exec in the background, where a shell
-        // without job control ignores SIGINT and SIGQUIT, and busybox offers no way to reset that
-        // before the command runs (an ignored signal stays ignored across exec).
-        expect(lines).toContain('SigIgn:\t0000000000000006');
+        expect(lines).toContain(`SigIgn:\t${agent.sigIgn}`);
         const same = (text: string) =>
           text.split('\n').filter((l) => !/^(NoNewPrivs:|SigIgn:|nofile |oom |session )/.test(l));
         expect(same(viaAgent.stdout.toString())).toEqual(same(viaRuntime.stdout.toString()));
@@ -171,7 +198,7 @@ describe.skipIf(crunSkipReason)('the exec agent in crun sandboxes', () => {
         const big = await run(t, h, ['sh', '-c', 'head -c 100000 /dev/zero'], { maxOutputBytes: 1000 });
         expect(big.stdout.length).toBe(1000);
         expect(big.truncated).toBe(true);
-        expect(agentPids(t, h).length).toBeGreaterThan(0);
+        expect(agentPids(t, h, agent).length).toBeGreaterThan(0);
         // Everything but init dies, the agent and this exec's own watcher too: the exec still returns.
         const all = await run(t, h, ['sh', '-c', 'kill -9 -1; sleep 5'], { timeoutMs: 60_000 });
         expect(all.exitCode).toBe(137);
@@ -203,7 +230,7 @@ describe.skipIf(crunSkipReason)('the exec agent in crun sandboxes', () => {
   describe('a hostile agent (replaced by the tenant)', () => {
     let t: CrunTarget;
     beforeAll(async () => {
-      t = await makeCrunTarget();
+      t = await makeCrunTarget(agent.options);
     });
     afterAll(async () => {
       await t?.dispose();
@@ -211,15 +238,15 @@ describe.skipIf(crunSkipReason)('the exec agent in crun sandboxes', () => {
 
     /** Replaces the agent with `script` (it gets the request FIFO on fd 3, the answer FIFO on fd 4). */
     async function replaceAgent(h: SandboxHandle, script: string): Promise<void> {
-      await killAgent(t, h);
+      await killAgent(t, h, agent);
       const started = await t.driver.exec(h, {
-        command: ['sh', '-c', `exec 3<>/run/alacarte/agent-in 4<>/run/alacarte/agent-out; ${script}`],
+        command: ['sh', '-c', `exec 3<>/run/alacarte/${agent.fifo} 4<>/run/alacarte/agent-out; ${script}`],
         background: true,
         timeoutMs: 30_000,
         maxOutputBytes: 1024,
       });
       expect(started.pid).toBeGreaterThan(0);
-      await untilFifoHeld(t, h, 'agent-in');
+      await untilFifoHeld(t, h, agent.fifo);
     }
 
     it('one that never answers: the exec ends at its timeout, and the tenant cannot link in the run directory', async () => {
