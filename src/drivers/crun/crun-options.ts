@@ -52,7 +52,7 @@ export interface CrunDriverOptions {
   spawnerShell?: boolean;
   /**
    * The native exec agent's program (default native/build/exec-agent, built by scripts/setup.sh;
-   * false: none, sandboxes run the busybox shell agent, as bench/load.bench.mjs's "before" does).
+   * false: none, sandboxes run the busybox shell agent, the fallback, which tests also cover).
    */
   nativeAgent?: string | false;
   overcommit?: Partial<OvercommitSettings>;

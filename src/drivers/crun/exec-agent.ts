@@ -22,27 +22,33 @@ import type { OutputDrain } from './output-drain.js';
 import { cgroupPids, killExecTree } from './process-tree.js';
 
 /**
- * The exec agent: a busybox shell inside every sandbox (started by its init, init-script.ts) that
- * runs the node's non-interactive execs, instead of a `crun exec` per call. `crun exec` forks and
+ * The exec agent: a process inside every sandbox (started by its init, init-script.ts) that runs
+ * the node's non-interactive execs, instead of a `crun exec` per call. Two of them speak the same
+ * protocol: the native agent (native/exec-agent.c, a static program copied into the host's
+ * library directory by host-setup.ts: one fork, setsid and execve per exec), and, when the host
+ * has no build of it, a busybox shell (agentScript: two forks and a `busybox setsid` per exec,
+ * about twice the sandbox's CPU). Each sandbox has both request FIFOs; init starts one agent and
+ * the node writes to the FIFO that has a reader. `crun exec` forks and
  * execs the runtime, which reads the container's state and config, joins its namespaces and
  * cgroup and sets up seccomp before the command starts: most of an exec's time under load
  * (bench/RESULTS.md). The agent is already in all of them, having been started by init: its
  * children get the same uid (root inside), capabilities, seccomp filter, namespaces and cgroup as
  * `crun exec` would give them, and the OCI config's no_new_privs, RLIMIT_NOFILE and OOM score
- * (which `crun exec` leaves out); SIGINT and SIGQUIT are ignored, unlike with `crun exec` (a
- * background job of a shell without job control; busybox has no way to reset an ignored signal
- * before exec). The environment is the one given
+ * (which `crun exec` leaves out); under the shell agent only, SIGINT and SIGQUIT are ignored,
+ * unlike with `crun exec` (a background job of a shell without job control; busybox has no way to
+ * reset an ignored signal before exec). The environment is the one given
  * (the lease's and the request's), the working directory the image's, and each exec gets a session
  * of its own (setsid), so that a timeout can find all it started.
  *
  * Protocol, all in the sandbox's run directory (host `<sandbox>/run`, `/run/alacarte` inside, a
  * read-only bind there, so that nothing inside can create, replace or link anything in it):
- * - the node writes the exec's script to `x/<id>` (its stdin to `x/<id>.in`) and moves two fresh
- *   FIFOs to `x/<id>.out` and `x/<id>.err`, opens their read ends, then writes `<id>\n` (one write,
- *   atomic) into the FIFO `agent-in`, which the agent reads;
- * - the agent sources `x/<id>` in a background subshell and writes `<id> p <pid>\n` (its pid as
- *   the sandbox numbers it) then, once it has exited, `<id> <status>\n` (128 + n for signal n) into
- *   the FIFO `agent-out`, which the node reads.
+ * - the node writes the exec's request to `x/<id>` (nativeRequest's fields, or execScript's shell
+ *   script; its stdin to `x/<id>.in`) and moves two fresh FIFOs to `x/<id>.out` and `x/<id>.err`,
+ *   opens their read ends, then writes `<id>\n` (one write, atomic) into the FIFO the agent reads
+ *   (`exec-in` for the native one, `agent-in` for the shell);
+ * - the agent runs it in a child of its own (the shell: sources `x/<id>` in a background subshell)
+ *   and writes `<id> p <pid>\n` (its pid as the sandbox numbers it) then, once it has exited,
+ *   `<id> <status>\n` (128 + n for signal n) into the FIFO `agent-out`, which the node reads.
  *
  * Trust: the tenant is root inside and may kill or replace the agent, or write into both FIFOs.
  * That can only hurt its own execs: nothing the tenant writes is interpreted by anything
