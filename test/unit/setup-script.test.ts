@@ -30,6 +30,8 @@ function fakeMachine(installed: string[]): { dir: string; bin: string; log: stri
   mkdirSync(join(dir, 'scripts'));
   mkdirSync(bin);
   copyFileSync(join(REPO_ROOT, 'scripts', 'setup.sh'), join(dir, 'scripts', 'setup.sh'));
+  mkdirSync(join(dir, 'native'));
+  copyFileSync(join(REPO_ROOT, 'native', 'exec-agent.c'), join(dir, 'native', 'exec-agent.c'));
   writeFileSync(join(dir, 'package-lock.json'), '{"lockfileVersion": 3}\n');
   const tool = (name: string, body: string) => {
     writeFileSync(join(bin, name), `#!/bin/bash\necho "${name} $*" >> ${log}\n${body}\n`);
@@ -45,6 +47,11 @@ function fakeMachine(installed: string[]): { dir: string; bin: string; log: stri
 echo 'Reading package lists...'
 echo 'Need to get 1234 kB of archives.'
 for p in "\${@:5}"; do echo "Unpacking $p (1.0) ..."; echo "Setting up $p (1.0) ..."; done`,
+  );
+  // The compiler writes its -o file.
+  tool(
+    'cc',
+    'while [ $# -gt 0 ]; do [ "$1" = -o ] && out=$2; shift; done; echo built > "$out"; chmod +x "$out"',
   );
   tool(
     'npm',
@@ -77,7 +84,7 @@ describe('scripts/setup.sh shows its progress', () => {
     expect(first.status, first.stderr).toBe(0);
     const lines = first.stderr.trim().split('\n');
     expect(lines).toEqual([
-      `alacarte setup [1/3] Debian packages: ${NODE_PACKAGES.join(' ')}`,
+      `alacarte setup [1/4] Debian packages: ${NODE_PACKAGES.join(' ')}`,
       'alacarte setup       installing crun busybox-static uidmap with apt-get (a minute or two the first time)',
       'alacarte setup       apt-get update…',
       'alacarte setup         Need to get 1234 kB of archives.',
@@ -85,10 +92,12 @@ describe('scripts/setup.sh shows its progress', () => {
       'alacarte setup         Setting up busybox-static (1.0) ...',
       'alacarte setup         Setting up uidmap (1.0) ...',
       expect.stringMatching(/^alacarte setup {7}installed \(\d+s\)$/),
-      'alacarte setup [2/3] npm packages',
+      'alacarte setup [2/4] npm packages',
       'alacarte setup       npm ci (one to three minutes the first time: it compiles native modules; quiet until done)…',
       expect.stringMatching(/^alacarte setup {7}installed \(\d+s\)$/),
-      'alacarte setup [3/3] building: TypeScript to dist/, then the web page (half a minute or so)',
+      'alacarte setup [3/4] the exec agent of the sandboxes (native/exec-agent.c)',
+      expect.stringMatching(/^alacarte setup {7}built \(\d+s\)$/),
+      'alacarte setup [4/4] building: TypeScript to dist/, then the web page (half a minute or so)',
       expect.stringMatching(/^alacarte setup {7}built \(\d+s\)$/),
       // Said before the debian image's build, which `npm start` runs next: so it must not say "starting".
       'alacarte setup       next: the debian image if it is missing (first start only, its progress shown), then the node',
@@ -104,10 +113,10 @@ describe('scripts/setup.sh shows its progress', () => {
     const again = run(machine, []);
     expect(again.status).toBe(0);
     expect(again.stderr).toMatch(
-      /^alacarte setup \[1\/2\] Debian packages: .+\nalacarte setup {7}all there \(\d+s\)\nalacarte setup \[2\/2\] npm packages\nalacarte setup {7}up to date \(\d+s\)\n$/,
+      /^alacarte setup \[1\/3\] Debian packages: .+\nalacarte setup {7}all there \(\d+s\)\nalacarte setup \[2\/3\] npm packages\nalacarte setup {7}up to date \(\d+s\)\nalacarte setup \[3\/3\] the exec agent of the sandboxes \(native\/exec-agent.c\)\nalacarte setup {7}up to date \(\d+s\)\n$/,
     );
     const calls = spawnSync('cat', [machine.log], { encoding: 'utf8' }).stdout;
-    expect(calls).not.toMatch(/apt-get|npm ci/);
+    expect(calls).not.toMatch(/apt-get|npm ci|^cc /m);
   });
 });
 
