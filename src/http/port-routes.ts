@@ -217,7 +217,9 @@ function installListeners(
       void splice(targets, req, socket, head, match).catch((err: unknown) => refuse(socket, err));
     });
   });
-  app.addHook('onClose', async () => {
+  // Before the server's close, which would wait for them (a WebSocket may stay open for days): the
+  // node's stop cuts the tunnels into its leases, as it cuts SSH sessions.
+  app.addHook('preClose', async () => {
     for (const s of open) s.destroy();
   });
 }
@@ -261,7 +263,15 @@ async function splice(
     client.pipe(upstream);
     if (shared) pipeFilteringHead(upstream, client);
     else upstream.pipe(client, { end: false });
-    client.once('close', () => upstream.destroy());
+    // The client gone (its FIN) and nothing more flowing: both ends are cut, the relay's at once (a
+    // reset, so that its process and the lease's connection slot go too).
+    client.once('end', () => {
+      (client as Socket).setTimeout(IDLE_AFTER_CLIENT_END_MS, () => {
+        upstream.resetAndDestroy();
+        client.destroy();
+      });
+    });
+    client.once('close', () => upstream.resetAndDestroy());
     upstream.once('close', () => {
       // A relay that closes before any byte: nothing listens in the sandbox.
       if (!answered)
@@ -270,6 +280,13 @@ async function splice(
     });
   });
 }
+
+/**
+ * After an upgraded connection's client has ended its side (FIN), how long it may stay without a
+ * byte either way: a server in the lease that waits for the client to go would otherwise keep the
+ * connection (and the node's close, which waits for it) for ever.
+ */
+const IDLE_AFTER_CLIENT_END_MS = 10_000;
 
 /** Longest answer head a port's upgrade may send on a path URL; longer cuts the connection. */
 const MAX_UPGRADE_HEAD_BYTES = 64 * 1024;

@@ -6,6 +6,14 @@ import type { Readable, Writable } from 'node:stream';
 export const MAX_CONNECTIONS_PER_LEASE = 32;
 
 /**
+ * After the client's end of a connection (FIN), how long it may stay without a byte either way
+ * before the relay is cut: the relay cannot pass the FIN on (busybox `nc` ends at its input's end,
+ * before the answer), so a server that waits for the client to go (a WebSocket echo, a
+ * keep-alive) would otherwise hold the connection, its relay process and the lease's slot for ever.
+ */
+export const IDLE_AFTER_CLIENT_END_MS = 10_000;
+
+/**
  * How many relayed connections a lease may hold at once, shared by all its ports: each costs the
  * host a process outside the tenant's cgroup, and whoever reaches the port (not only the renter)
  * opens them. Past the bound a new connection is closed at once.
@@ -85,8 +93,12 @@ export class PortProxy {
     }
     this.sockets.add(socket);
     const child = openRelay(pid, this.sandboxPort, this.busybox);
-    // The client may half-close after its request; the answer must still flow back.
+    // The client may half-close after its request; the answer must still flow back, for as long
+    // as bytes keep coming.
     socket.pipe(child.stdin, { end: false });
+    socket.once('end', () => {
+      socket.setTimeout(IDLE_AFTER_CLIENT_END_MS, () => socket.destroy());
+    });
     child.stdout.pipe(socket);
     child.stdin.on('error', () => {});
     socket.on('error', () => {});

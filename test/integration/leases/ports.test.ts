@@ -71,8 +71,14 @@ describe.skipIf(crunSkipReason)("a lease's ports through the node's own listener
     expect(res.status).toBe(201);
     lease = res.body as typeof lease;
   });
+  /** Set by the last case, which closes the node itself with the lease's sandbox running. */
+  let nodeClosed = false;
   afterAll(async () => {
-    await t?.close();
+    if (!nodeClosed) await t?.close();
+    else {
+      for (const s of await t.driver.list()) await t.driver.stop(s);
+      await t.driver.close();
+    }
   });
 
   it("answers with URLs under the node's public URL, one per declared port", () => {
@@ -189,6 +195,26 @@ describe.skipIf(crunSkipReason)("a lease's ports through the node's own listener
     expect(await upgradeStatus(`${base.replace(/^http/, 'ws')}/v1/leases/%E0%A4%A/ports/8080/`)).toBe(404);
   });
 
+  it('WebSocket clients that went away free their connections of the lease within seconds', async () => {
+    // The server (from 'carries a WebSocket both ways') keeps each connection until the client's
+    // end reaches it, which a relay cannot pass on: clients that came and went used to hold the
+    // lease's 32 connections for ever, every port answering 502 after them.
+    const url = `${lease.ports['8081']?.replace(/^http/, 'ws')}again`;
+    const round = async () => {
+      const opened = await Promise.all(Array.from({ length: 20 }, () => openWebSocket(url)));
+      for (const ws of opened) if (typeof ws !== 'number') ws.terminate();
+      return opened.every((ws) => typeof ws !== 'number');
+    };
+    expect(await round()).toBe(true);
+    // 20 more than the 32 the lease holds at once, once the first 20 have gone.
+    let second = false;
+    for (let i = 0; i < 30 && !second; i++) {
+      await sleep(1000);
+      second = await round();
+    }
+    expect(second).toBe(true);
+  });
+
   it("keeps the driver's relay itself off the public address", async () => {
     const relays = (await t.driver.list())
       .flatMap((s) => Object.values(s.ports))
@@ -207,7 +233,38 @@ describe.skipIf(crunSkipReason)("a lease's ports through the node's own listener
       expect(refused).toBe(true);
     }
   });
+
+  it("the node's close cuts a port's WebSocket still open, with the lease's sandbox left running", async () => {
+    let ws: WebSocket | number = 0;
+    for (let i = 0; i < 30 && typeof ws === 'number'; i++) {
+      if (i > 0) await sleep(1000);
+      ws = await openWebSocket(`${lease.ports['8081']?.replace(/^http/, 'ws')}open`);
+    }
+    if (typeof ws === 'number') throw new Error(`no WebSocket: HTTP ${ws}`);
+    const open = ws;
+    const gone = new Promise<void>((resolve) => open.once('close', () => resolve()));
+    nodeClosed = true;
+    const closed = await Promise.race([
+      t.node.close().then(() => 'closed'),
+      sleep(20_000).then(() => 'hung'),
+    ]);
+    expect(closed).toBe('closed');
+    await gone;
+  });
 });
+
+/** A WebSocket to a port of the lease once its server's first message came, or the refusal's HTTP status. */
+function openWebSocket(url: string): Promise<WebSocket | number> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url);
+    ws.once('message', () => resolve(ws));
+    ws.once('unexpected-response', (_q, res) => {
+      resolve(res.statusCode ?? 0);
+      ws.terminate();
+    });
+    ws.once('error', reject);
+  });
+}
 
 /** The HTTP status a WebSocket upgrade is refused with (0 if it was accepted). */
 function upgradeStatus(url: string): Promise<number> {
