@@ -156,6 +156,11 @@ export interface ExecRequest {
   stdin?: string | Uint8Array;
   /** The command is killed after this long; the result then says `timedOut`. */
   timeoutMs: number;
+  /**
+   * Aborted when nobody waits for the result any more (the HTTP client went away): the command is
+   * then killed at once, as at its timeout (the result says `timedOut`). Not for background ones.
+   */
+  signal?: AbortSignal;
   /** Cap for stdout and for stderr each; what comes beyond is dropped and `truncated` set. */
   maxOutputBytes: number;
   env?: Record<string, string>;
@@ -257,3 +262,26 @@ export interface DriverCapacity {
  * before payment, so a driver never refuses what was paid for.
  */
 export { IMAGE_NAME_PATTERN, SANDBOX_ID_PATTERN } from '../core/lease-request.js';
+
+/**
+ * An exec's end by time: runs `onTimeout` once, after `timeoutMs` or as soon as `signal` aborts
+ * (ExecRequest.signal), whichever comes first. Returns the function that cancels it (call it when
+ * the command has ended).
+ */
+export function execDeadline(timeoutMs: number, signal: AbortSignal | undefined, onTimeout: () => void): () => void {
+  let fired = false;
+  const fire = () => {
+    if (fired) return;
+    fired = true;
+    cancel();
+    onTimeout();
+  };
+  const timer = setTimeout(fire, timeoutMs);
+  const cancel = () => {
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', fire);
+  };
+  if (signal?.aborted) queueMicrotask(fire);
+  else signal?.addEventListener('abort', fire, { once: true });
+  return cancel;
+}

@@ -80,6 +80,12 @@ export function leaseRoutes(options: LeaseRoutesOptions): FastifyPluginAsync {
     app.post<{ Params: { id: string } }>('/leases/:id/exec', async (request, reply) => {
       const credential = bearerOf(request.headers.authorization);
       const body = parseWith(execBody, request.body);
+      // A client that goes before its answer (Ctrl-C on `alacarte exec`) ends its command, which
+      // would otherwise run on to its timeout holding one of the lease's 8 exec slots.
+      const gone = new AbortController();
+      reply.raw.once('close', () => {
+        if (!reply.raw.writableFinished) gone.abort();
+      });
       const answer = await leases.exec(
         request.params.id,
         credential,
@@ -89,6 +95,7 @@ export function leaseRoutes(options: LeaseRoutesOptions): FastifyPluginAsync {
           encoding: body.encoding,
           timeoutSeconds: body.timeout_seconds,
           background: body.background,
+          signal: gone.signal,
         },
         deliveredOf(reply),
       );

@@ -75,6 +75,8 @@ export class SandboxAccess {
       timeoutSeconds: number;
       /** Start detached and answer at once; output discarded. */
       background?: boolean;
+      /** Aborted when the client has gone: the command is killed then (not a background one). */
+      signal?: AbortSignal;
     },
     delivered?: Promise<unknown>,
   ): Promise<Answer> {
@@ -92,6 +94,7 @@ export class SandboxAccess {
           timeoutMs: request.timeoutSeconds * 1000,
           maxOutputBytes: this.maxOutputBytes,
           background: request.background,
+          ...(request.background ? {} : { signal: request.signal }),
         },
       )
       .catch(async (err: unknown) => {

@@ -12,7 +12,7 @@ import {
 } from 'node:fs';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
-import type { ExecRequest, ExecResult } from '../compute-driver.js';
+import { type ExecRequest, type ExecResult, execDeadline } from '../compute-driver.js';
 import { AnswerLines } from './answer-lines.js';
 import { FifoOutputs } from './exec-output.js';
 import type { FifoStock } from './fifo-stock.js';
@@ -335,19 +335,19 @@ export class ExecAgent {
     const done = new Promise<{ code: number; timedOut: boolean } | undefined>((resolve) => {
       settle = (code) => {
         if (!this.pending.delete(id)) return;
-        clearTimeout(timer);
+        cancel();
         clearTimeout(grace);
         if (this.pending.size === 0) this.quiet();
         resolve({ code, timedOut });
       };
       unsent = () => {
         if (!this.pending.delete(id)) return;
-        clearTimeout(timer);
+        cancel();
         if (this.pending.size === 0) this.quiet();
         resolve(undefined);
       };
     });
-    const timer = setTimeout(() => {
+    const cancel = execDeadline(request.timeoutMs, request.signal, () => {
       timedOut = true;
       kill();
       // If the agent never reports (it died, or was replaced), do not wait for it.
@@ -356,7 +356,7 @@ export class ExecAgent {
         kill();
         settle(LOST_STATUS);
       }, KILL_GRACE_MS);
-    }, request.timeoutMs);
+    });
     this.pending.set(id, {
       onPid: (pid) => {
         // init (1) holds the sandbox's deadline: never an exec's to kill.

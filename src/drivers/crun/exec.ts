@@ -4,7 +4,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CappedBuffer, streamEnded as ended } from '../capped-output.js';
-import type { ExecRequest, ExecResult } from '../compute-driver.js';
+import { type ExecRequest, type ExecResult, execDeadline } from '../compute-driver.js';
 import type { ExecAgent } from './exec-agent.js';
 import { FifoOutputs } from './exec-output.js';
 import type { OutputDrain } from './output-drain.js';
@@ -89,21 +89,21 @@ function execOnce(target: ExecTarget, request: ExecRequest): Promise<ExecResult>
     const pid = readPid(target.pidFile);
     if (pid !== undefined) killExecTree(pid, target.procsFile);
   };
-  const timer = setTimeout(() => {
+  const cancel = execDeadline(request.timeoutMs, request.signal, () => {
     timedOut = true;
     killTree();
     // If the command never started (or the runtime hangs), do not wait for it either.
     setTimeout(() => child.kill('SIGKILL'), 1000).unref();
-  }, request.timeoutMs);
+  });
   return new Promise((resolve, reject) => {
     child.on('error', (e) => {
-      clearTimeout(timer);
+      cancel();
       reject(e);
     });
     // Resolve when the command exits, not when its output pipes close: a process it left running in
     // the background may hold them open for as long as the sandbox lives.
     child.on('exit', (code, signal) => {
-      clearTimeout(timer);
+      cancel();
       // The runtime may have written the command's pid only after the first sweep.
       if (timedOut) killTree();
       const finish = () => {

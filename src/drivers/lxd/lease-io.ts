@@ -3,14 +3,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AlacarteError } from '../../core/errors.js';
 import { ENV_NAME_PATTERN } from '../../core/lease-request.js';
 import { CappedBuffer, streamEnded as ended } from '../capped-output.js';
-import type {
-  AttachSession,
-  ExecRequest,
-  ExecResult,
-  SandboxProcess,
-  SandboxRef,
-  SpawnRequest,
-  TerminalSize,
+import {
+  type AttachSession,
+  type ExecRequest,
+  type ExecResult,
+  execDeadline,
+  type SandboxProcess,
+  type SandboxRef,
+  type SpawnRequest,
+  type TerminalSize,
 } from '../compute-driver.js';
 import { backgroundCommand, backgroundPid } from '../crun/background.js';
 import { relayStream } from '../crun/connect.js';
@@ -109,11 +110,11 @@ export class LeaseIo {
     p.stdin.end(stdin);
     let timedOut = false;
     let killing: Promise<void> | undefined;
-    const timer = setTimeout(() => {
+    const cancel = execDeadline(request.timeoutMs, request.signal, () => {
       timedOut = true;
       sendSignal(p.control, 9);
       killing = this.killTag(sandbox.leaseId, p.tag);
-    }, request.timeoutMs);
+    });
     try {
       const [code] = await Promise.all([p.exited, ended(p.stdout), ended(p.stderr)]);
       // A timed-out exec returns once all it started is gone, not while its processes still count.
@@ -135,7 +136,7 @@ export class LeaseIo {
       }
       return result;
     } finally {
-      clearTimeout(timer);
+      cancel();
     }
   }
 

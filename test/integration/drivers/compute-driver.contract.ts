@@ -215,7 +215,25 @@ export function computeDriverContract(
       expect(r.timedOut).toBe(true);
       expect(r.exitCode).toBe(137);
       // The sleep is gone inside, not just our side of it.
-      expect((await sh(driver, handle, 'ps | grep -c "[s]leep 31" || true')).out.trim()).toBe('0');
+      expect((await sh(driver, handle, 'ps -o args | grep -c "^[s]leep 30$" || true')).out.trim()).toBe('0');
+    });
+
+    it('exec kills its command at once when its caller goes away (its signal aborts)', async () => {
+      const handle = await start();
+      const gone = new AbortController();
+      setTimeout(() => gone.abort(), 300);
+      const began = Date.now();
+      const r = await driver.exec(handle, {
+        command: ['sh', '-c', 'sleep 302 & sleep 303'],
+        timeoutMs: 600_000,
+        maxOutputBytes: 100,
+        signal: gone.signal,
+      });
+      expect(r.timedOut).toBe(true);
+      expect(Date.now() - began).toBeLessThan(10_000);
+      expect((await sh(driver, handle, 'ps -o args | grep -c "^[s]leep 30[23]$" || true')).out.trim()).toBe(
+        '0',
+      );
     });
 
     it('exec that times out kills every process it started, not only the first', async () => {

@@ -89,4 +89,29 @@ describe('exec answers a client does not read', () => {
       await sleep(250);
     }
   }, 120_000);
+
+  it('a client that goes before its answer (Ctrl-C) ends its command and gives its slot back', async () => {
+    // Eight long commands, each client gone half a second after sending: they used to run on to
+    // their timeout, holding all of the lease's slots (every exec 429) for five minutes.
+    for (let i = 0; i < 8; i++) {
+      const s = connect(Number(new URL(t.url).port), new URL(t.url).hostname);
+      s.on('error', () => {});
+      const body = JSON.stringify({ command: ['sleep', `${300 + i}`], timeout_seconds: 600 });
+      s.write(
+        `POST /v1/leases/${lease.id}/exec HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${lease.token}\r\n` +
+          `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
+      await sleep(500);
+      s.destroy();
+    }
+    let ps = await exec(['sh', '-c', 'cat /proc/[0-9]*/cmdline | tr "\\0" " "']);
+    for (let i = 0; i < 20 && (ps.status !== 200 || /sleep 30\d/.test(String(ps.body.stdout))); i++) {
+      await sleep(250);
+      ps = await exec(['sh', '-c', 'cat /proc/[0-9]*/cmdline | tr "\\0" " "']);
+    }
+    expect(ps.status).toBe(200);
+    expect(String(ps.body.stdout)).not.toMatch(/sleep 30\d/);
+    const all = await Promise.all(Array.from({ length: 8 }, () => exec(['true'])));
+    expect(all.map((r) => r.status)).toEqual(Array(8).fill(200));
+  }, 60_000);
 });
