@@ -268,7 +268,11 @@ export { IMAGE_NAME_PATTERN, SANDBOX_ID_PATTERN } from '../core/lease-request.js
  * (ExecRequest.signal), whichever comes first. Returns the function that cancels it (call it when
  * the command has ended).
  */
-export function execDeadline(timeoutMs: number, signal: AbortSignal | undefined, onTimeout: () => void): () => void {
+export function execDeadline(
+  timeoutMs: number,
+  signal: AbortSignal | undefined,
+  onTimeout: () => void,
+): () => void {
   let fired = false;
   const fire = () => {
     if (fired) return;
