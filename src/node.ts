@@ -44,7 +44,7 @@ import { SettlementSweeper } from './rails/x402/settlement-sweeper.js';
 import { type SweepOutcome, X402Rail } from './rails/x402/x402-rail.js';
 import { loadOrCreateHostKey } from './ssh/host-key.js';
 import { SshServer, sourceOf } from './ssh/ssh-server.js';
-import { type Database, openStore } from './store/database.js';
+import { type Database, openStore, storeAnswers } from './store/database.js';
 import { GroupCommit, type Transact } from './store/group-commit.js';
 import { type ReplicaNotices, replicaNotices } from './store/replica-notices.js';
 import { WalSync } from './store/wal-sync.js';
@@ -330,6 +330,7 @@ export class AlacarteNode {
         metrics,
         trustProxy: config.trustProxy,
         maxConnectionsPerAddress: config.maxConnectionsPerAddress,
+        storeAnswers: () => storeAnswers(db),
       });
       const node = new AlacarteNode(
         config,

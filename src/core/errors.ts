@@ -40,6 +40,8 @@ export const ERROR_STATUS = {
   no_capacity: 503,
   start_failed: 503,
   mint_unavailable: 503,
+  /** The node's database (PostgreSQL) does not answer: nothing was done; try again (Retry-After). */
+  store_unavailable: 503,
   payout_failed: 502,
   internal: 500,
   /** A lease's port URL while nothing in the sandbox answers on that port. */

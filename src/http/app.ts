@@ -54,6 +54,11 @@ export interface AppOptions {
    * client. Default none: the peer's own address.
    */
   trustProxy?: readonly string[];
+  /**
+   * Whether the store answers (a trivial statement, bounded in time); /healthz says 503 when not.
+   * Absent: /healthz always says ok.
+   */
+  storeAnswers?: () => Promise<boolean>;
   /** Serves /metrics and times requests when given. */
   metrics?: { install(app: FastifyInstance): void };
   /**
@@ -143,7 +148,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       handleProtocols: (protocols) => protocols.values().next().value ?? false,
     },
   });
-  app.get('/healthz', async () => ({ ok: true }));
+  app.get('/healthz', async (_request, reply) => {
+    // What a load balancer asks: a node whose database does not answer cannot serve.
+    const storeAnswers = await (options.storeAnswers?.() ?? Promise.resolve(true));
+    if (storeAnswers) return { ok: true };
+    return reply
+      .status(503)
+      .header('retry-after', '5')
+      .send({ ok: false, error: 'store_unavailable', message: "the node's database does not answer" });
+  });
   options.metrics?.install(app);
   for (const { prefix, plugin } of options.plugins ?? []) {
     await app.register(plugin, { prefix });

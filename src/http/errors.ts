@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AlacarteError, type ErrorCode } from '../core/errors.js';
+import { isStoreUnavailable } from '../store/database.js';
 import { BODY_NOT_JSON_OBJECT } from './lease-schemas.js';
 
 export interface ErrorBody {
@@ -138,6 +139,10 @@ export function toErrorAnswer(err: unknown): {
       fe.statusCode === 404 ? 'not_found' : 'invalid_request',
       fe.message ?? 'bad request',
     );
+  }
+  if (isStoreUnavailable(err)) {
+    const down = answer(503, 'store_unavailable', "the node's database does not answer right now; try again shortly");
+    return { ...down, headers: { ...down.headers, 'retry-after': '5' } };
   }
   return answer(500, 'internal', 'internal error');
 }

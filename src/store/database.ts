@@ -1,7 +1,7 @@
 import { chmodSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
-import { Kysely, Migrator, PostgresDialect, type SqliteDatabase } from 'kysely';
+import { Kysely, Migrator, PostgresDialect, type SqliteDatabase, sql } from 'kysely';
 import pg from 'pg';
 import { IntegersPlugin, parseInteger } from './integers.js';
 import { MIGRATIONS } from './migrations/index.js';
@@ -53,6 +53,46 @@ export function redactStoreUrl(url: string): string {
  * Opens (creating if needed) the SQLite store at `path` and brings its schema up to date.
  * `:memory:` gives a private in-memory store for tests; a `postgres://` URL opens PostgreSQL.
  */
+/** The store's server could not be reached (no connection could be had); `cause` says why. */
+export class StoreUnavailableError extends Error {
+  constructor(cause: unknown) {
+    super('the database does not answer', { cause });
+    this.name = 'StoreUnavailableError';
+  }
+}
+
+/**
+ * Whether `err` says that the store cannot be used right now (PostgreSQL down, restarting, out of
+ * connections, or the connection lost mid-statement: SQLSTATE classes 08 and 57P01–57P03, 53300),
+ * rather than a bug or a statement it refused. Such a request did nothing it keeps (its transaction
+ * did not commit) and is answered 503 `store_unavailable` with Retry-After.
+ */
+export function isStoreUnavailable(err: unknown): boolean {
+  if (err instanceof StoreUnavailableError) return true;
+  const { code, message } = (err ?? {}) as { code?: unknown; message?: unknown };
+  if (typeof code === 'string' && /^(08[0-9A-Z]{3}|57P0[123]|53300)$/.test(code)) return true;
+  return typeof message === 'string' && message.startsWith('Connection terminated');
+}
+
+/** Whether the store answers a trivial statement within `withinMs` (GET /healthz). Never throws. */
+export async function storeAnswers(db: Database, withinMs = 2000): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), withinMs);
+  });
+  try {
+    return await Promise.race([
+      sql`select 1`.execute(db).then(
+        () => true,
+        () => false,
+      ),
+      late,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export async function openDatabase(location: string): Promise<Database> {
   return (await openStore(location)).db;
 }
@@ -125,6 +165,8 @@ async function openPostgres(url: string): Promise<Store> {
   const pool = new pg.Pool({
     connectionString: url,
     max: POSTGRES_POOL_SIZE,
+    // A server that does not answer at all (a host gone) fails the request rather than hangs it.
+    connectionTimeoutMillis: 10_000,
     // int8 (count, bigint columns) and numeric (sum) arrive as text: parsed here, at the boundary.
     types: {
       getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
@@ -136,7 +178,16 @@ async function openPostgres(url: string): Promise<Store> {
   // An idle client's connection dropping (server restart) must not take the process down; the
   // pool replaces it and the next query reports any lasting failure.
   pool.on('error', () => {});
-  const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) });
+  // A connection that cannot be had is the server's absence, told apart from a refused statement
+  // (isStoreUnavailable): the request is answered 503, not as a bug.
+  const reaching = {
+    connect: () =>
+      pool.connect().catch((err: unknown) => {
+        throw new StoreUnavailableError(err);
+      }),
+    end: () => pool.end(),
+  };
+  const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool: reaching }) });
   await migrateOrClose(db, url);
   return { db, dialect: 'postgres', postgres: pool };
 }
