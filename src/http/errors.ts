@@ -141,7 +141,11 @@ export function toErrorAnswer(err: unknown): {
     );
   }
   if (isStoreUnavailable(err)) {
-    const down = answer(503, 'store_unavailable', "the node's database does not answer right now; try again shortly");
+    const down = answer(
+      503,
+      'store_unavailable',
+      "the node's database does not answer right now; try again shortly",
+    );
     return { ...down, headers: { ...down.headers, 'retry-after': '5' } };
   }
   return answer(500, 'internal', 'internal error');
