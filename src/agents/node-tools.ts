@@ -15,7 +15,7 @@ import type { LeaseService } from '../leases/lease-service.js';
 import { contentBytes, readFileBody } from './file-content.js';
 import { answerBadArgumentsAsTheApi } from './tool-arguments.js';
 import { leaseIdInput, leaseRequestInputs, secondsInput } from './tool-inputs.js';
-import { guarded, toolAnswer, toolOk } from './tool-results.js';
+import { forAgent, guarded, toolAnswer, toolOk } from './tool-results.js';
 import {
   AGENT_TOOLS_VERSION,
   execTool,
@@ -137,7 +137,7 @@ export function nodeMcpServer(options: NodeToolsOptions, caller: McpCaller): Mcp
 
   server.registerTool(
     'exec',
-    execTool(CREDENTIAL, 'at 1 MiB; `truncated` says so'),
+    execTool(CREDENTIAL, 'at 128 KiB for an agent, 1 MiB over HTTP; `truncated` says so'),
     ({ lease_id, token, ...request }) =>
       run(async () => {
         const body = parseWith(execBody, request);
@@ -152,7 +152,7 @@ export function nodeMcpServer(options: NodeToolsOptions, caller: McpCaller): Mcp
           },
           delivered,
         );
-        return toolAnswer(answer);
+        return toolAnswer(answer.status === 200 ? { ...answer, body: forAgent(answer.body) } : answer);
       }),
   );
 

@@ -19,7 +19,7 @@ import { contentBytes, readFileBody } from './file-content.js';
 import type { SpendCap } from './spend-cap.js';
 import { answerBadArgumentsAsTheApi } from './tool-arguments.js';
 import { leaseIdInput, leaseRequestInputs, secondsInput } from './tool-inputs.js';
-import { toolError, toolOk } from './tool-results.js';
+import { forAgent, toolError, toolOk } from './tool-results.js';
 import {
   AGENT_TOOLS_VERSION,
   execTool,
@@ -165,12 +165,14 @@ export function renterMcpServer(options: RenterToolsOptions): McpServer {
 
   server.registerTool(
     'exec',
-    execTool(CREDENTIAL, 'by the node, 1 MiB by default; `truncated` says so'),
+    execTool(CREDENTIAL, 'at 128 KiB here, by the node at 1 MiB by default; `truncated` says so'),
     ({ lease_id, token, command, stdin, timeout_seconds }) =>
       run(async () =>
-        toolOk({
-          ...(await plain().exec(lease_id, command, { stdin, timeoutSeconds: timeout_seconds, token })),
-        }),
+        toolOk(
+          forAgent({
+            ...(await plain().exec(lease_id, command, { stdin, timeoutSeconds: timeout_seconds, token })),
+          }),
+        ),
       ),
   );
 

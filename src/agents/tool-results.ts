@@ -13,6 +13,32 @@ export function toolOk(body: Record<string, unknown>): CallToolResult {
   return { content: [{ type: 'text', text: JSON.stringify(body) }], structuredContent: body };
 }
 
+/**
+ * Characters of stdout and of stderr each that an exec's tool result carries: the HTTP API's 1 MiB
+ * each, as JSON (a NUL byte is six characters), once as text and once as structuredContent, made
+ * one message the stock MCP client's stdio reader refuses (it then closes the connection, and the
+ * agent loses its session and its leases' book). Beyond, an agent reads a file (read_file).
+ */
+export const AGENT_OUTPUT_CHARS = 128 * 1024;
+
+/**
+ * An exec's answer body as an agent gets it: `stdout` and `stderr` cut to AGENT_OUTPUT_CHARS each
+ * (base64 at a whole group of four), `truncated` then true; any other body as it is.
+ */
+export function forAgent(body: Record<string, unknown>): Record<string, unknown> {
+  const cut = (value: unknown) => {
+    if (typeof value !== 'string' || value.length <= AGENT_OUTPUT_CHARS) return value;
+    return value.slice(
+      0,
+      body.encoding === 'base64' ? AGENT_OUTPUT_CHARS - (AGENT_OUTPUT_CHARS % 4) : AGENT_OUTPUT_CHARS,
+    );
+  };
+  const stdout = cut(body.stdout);
+  const stderr = cut(body.stderr);
+  if (stdout === body.stdout && stderr === body.stderr) return body;
+  return { ...body, stdout, stderr, truncated: true };
+}
+
 /** A tool error with a stable code (API.md "Errors") and a human message. */
 export function toolError(
   code: string,

@@ -180,6 +180,21 @@ describe.skipIf(crunSkipReason)('POST /mcp, the node as an MCP server', { timeou
 
     const hi = bodyOf(await call('exec', { lease_id: id, token, command: ['echo', 'hi'] }));
     expect(hi).toEqual({ exit_code: 0, stdout: 'hi\n', stderr: '', truncated: false });
+    // An agent gets 128 KiB of each stream (the API's 1 MiB of NULs, as JSON twice, was more than
+    // the stock client reads in one message); base64 cut at a whole group.
+    const zeros = bodyOf(
+      await call('exec', { lease_id: id, token, command: ['head', '-c', '2000000', '/dev/zero'] }),
+    );
+    expect(zeros).toMatchObject({ exit_code: 0, truncated: true, stdout: '\0'.repeat(128 * 1024) });
+    const encoded = bodyOf(
+      await call('exec', {
+        lease_id: id,
+        token,
+        command: ['head', '-c', '200000', '/dev/zero'],
+        encoding: 'base64',
+      }),
+    );
+    expect([encoded.truncated, String(encoded.stdout).length]).toEqual([true, 128 * 1024]);
 
     const wrong = await call('exec', { lease_id: id, token: 'not-the-credential', command: ['true'] });
     expect(wrong.isError).toBe(true);

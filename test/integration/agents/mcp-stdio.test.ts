@@ -83,6 +83,14 @@ describe.skipIf(crunSkipReason)('alacarte mcp, the renter side over stdio', { ti
     expect(bodyOf(await call('read_file', { lease_id: id, path: '/root/a.txt' })).content).toBe(
       'from the agent\n',
     );
+    // 2 MB of NUL bytes: the node's 1 MiB as JSON (six characters a byte), twice over, was one
+    // message the stock client refused, closing the session. Cut for an agent, said so.
+    const zeros = await call('exec', { lease_id: id, command: ['head', '-c', '2000000', '/dev/zero'] });
+    expect(zeros.isError, zeros.content[0]?.text?.slice(0, 200)).toBeFalsy();
+    expect(bodyOf(zeros)).toMatchObject({ exit_code: 0, truncated: true, stdout: '\0'.repeat(128 * 1024) });
+    expect(bodyOf(await call('exec', { lease_id: id, command: ['echo', 'still here'] })).stdout).toBe(
+      'still here\n',
+    );
 
     // 120 more would pass the per-call cap but not the 80 left of the total.
     const second = await call('rent', { offer: 'small', seconds: 7200 });
