@@ -338,7 +338,26 @@ async function payout(args: string[]): Promise<number> {
   }
   const config = loadConfig({ file: values.config, env: process.env, flags: { dataDir: values.data } });
   requireNodeData(config);
-  const node = await AlacarteNode.create(config, { logger: silentLogger() });
+  // The fake backend's payments live in the process that made them: beside a running node this
+  // one would find the node's payout under way unknown, book it failed and pay again. Held to the
+  // end, so that no node starts meanwhile either.
+  let lock: ReturnType<typeof lockDataDir> | undefined;
+  if (config.mint.lightning.backend === 'fake') {
+    try {
+      lock = lockDataDir(config.dataDir);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      process.stderr.write(
+        'alacarte payout: a node runs on this data directory with the fake Lightning backend, whose payments ' +
+          'only it knows: pay out through it (POST /v1/operator/payout with its operator token), or stop it first\n',
+      );
+      return 1;
+    }
+  }
+  const node = await AlacarteNode.create(config, { logger: silentLogger() }).catch((err: unknown) => {
+    lock?.release();
+    throw err;
+  });
   try {
     const answer = await node.payouts.payout(values.to, values.from);
     if (values.json) {
@@ -363,6 +382,7 @@ async function payout(args: string[]): Promise<number> {
     return 1;
   } finally {
     await node.close();
+    lock?.release();
   }
 }
 

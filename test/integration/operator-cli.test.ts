@@ -136,12 +136,18 @@ describe('operator commands', () => {
     expect(after.keysets.find((k) => k.id === oldActive)?.active).toBe(false);
   });
 
-  it('alacarte payout of more than is unpaid says how much is unpaid, and pays nothing', async () => {
+  it('alacarte payout beside a running node on the fake backend is refused; of more than is unpaid it says how much is unpaid; it pays nothing', async () => {
     const quote = (await fetch(`${node.mintUrl}/v1/mint/quote/bolt11`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ amount: 5, unit: 'sat' }),
     }).then((r) => r.json())) as { request: string };
+    // The fake backend's payments are the running node's own: this process would book the node's
+    // payout under way failed and pay again.
+    const beside = run(['payout', '--to', quote.request, '--data', node.dataDir]);
+    expect(beside.status).toBe(1);
+    expect(beside.stderr).toContain('a node runs on this data directory with the fake Lightning backend');
+    await node.stop();
     const r = run(['payout', '--to', quote.request, '--data', node.dataDir]);
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('payout refused (payout_too_large)');
