@@ -162,11 +162,23 @@ function proxyOptions(targets: PortTargets): FastifyHttpProxyOptions {
       getUpstream: (request) => (request as PortRequest).portUpstream ?? 'http://127.0.0.1:9',
       onError: (reply, { error }) => {
         const late = (error as { statusCode?: number }).statusCode === 504;
+        // The server answered, but not in HTTP/1.1 (a head with bare LF line ends, say): said so,
+        // with the parser's reason, rather than "nothing answers".
+        const cause = (error as { cause?: { name?: unknown; message?: unknown } }).cause;
+        const malformed = cause?.name === 'HTTPParserError';
+        const said = String(cause?.message ?? '');
+        const reason = (/\(([^)]*)\)$/.exec(said)?.[1] ?? said).slice(0, 200);
         const refused = late
           ? new AlacarteError('gateway_timeout', 'the server on this port did not answer in time', {
               cause: error,
             })
-          : new AlacarteError('bad_gateway', 'nothing answers on this port in the lease', { cause: error });
+          : malformed
+            ? new AlacarteError(
+                'bad_gateway',
+                `the server on this port answered with something that is not valid HTTP/1.1 (${reason})`,
+                { cause: error },
+              )
+            : new AlacarteError('bad_gateway', 'nothing answers on this port in the lease', { cause: error });
         const { status, body } = toErrorAnswer(refused);
         void reply.status(status).send(body);
       },

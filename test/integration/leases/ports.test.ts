@@ -132,6 +132,33 @@ describe.skipIf(crunSkipReason)("a lease's ports through the node's own listener
     expect(withInput.status).toBe(400);
   });
 
+  it('says so when the server on a port answers with something that is not HTTP', async () => {
+    // Header lines ending in a bare LF (a hand-written CGI): it answered, nothing is missing.
+    await exec({
+      command: [
+        'nc',
+        '-l',
+        '-p',
+        '8081',
+        '-e',
+        'sh',
+        '-c',
+        "printf 'HTTP/1.1 200 OK\\nContent-Length: 2\\n\\nhi'",
+      ],
+      background: true,
+    });
+    await sleep(300);
+    const res = await fetch(lease.ports['8081'] ?? '');
+    expect(res.status).toBe(502);
+    expect(await res.json()).toMatchObject({
+      error: 'bad_gateway',
+      message: expect.stringMatching(
+        /^the server on this port answered with something that is not valid HTTP\/1\.1 \(.+\)$/,
+      ),
+    });
+    await sleep(300);
+  });
+
   it('carries a WebSocket both ways', async () => {
     await exec({ command: ['sh', '-c', `cat > /ws.sh <<'EOF'\n${WS_SERVER}\nEOF`] });
     await exec({ command: ['nc', '-ll', '-p', '8081', '-e', 'sh', '/ws.sh'], background: true });
