@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { z } from 'zod';
+import { AlacarteError } from '../core/errors.js';
 import type { LeaseFiles } from '../files/lease-files.js';
 import {
   bearerOf,
@@ -11,6 +12,7 @@ import {
   idempotencyKeyOf,
   parseWith,
 } from '../http/lease-schemas.js';
+import type { Answer } from '../leases/answer.js';
 import type { LeaseService } from '../leases/lease-service.js';
 import { contentBytes, readFileBody } from './file-content.js';
 import { answerBadArgumentsAsTheApi } from './tool-arguments.js';
@@ -61,6 +63,30 @@ const PAYMENT = z
  */
 function paymentHeaders(payment: string): Record<string, string> {
   return isX402Payment(payment) ? { 'payment-signature': payment } : { 'x-cashu': payment };
+}
+
+/**
+ * A 402 as a tool gets it: the price and how to pay in `payment` (a Cashu token, or an x402
+ * payment where offered), without the HTTP headers' words and the L402 invoice, which a tool
+ * call cannot pay (its credential goes in an Authorization header). Anything else as it is.
+ */
+async function priced(work: () => Promise<Answer>): Promise<Answer> {
+  try {
+    return await work();
+  } catch (err) {
+    if (!(err instanceof AlacarteError) || err.code !== 'payment_required' || !('amount' in err.details))
+      throw err;
+    const { l402: _l402, ...details } = err.details;
+    const x402 = 'accepts' in details ? ' or an x402 payment' : '';
+    const price = `${String(details.amount)} ${String(details.unit ?? '')}`.trim();
+    throw new AlacarteError(
+      'payment_required',
+      `this costs ${price}: pass a Cashu token worth it${x402} as \`payment\``,
+      {
+        details,
+      },
+    );
+  }
 }
 
 function isX402Payment(payment: string): boolean {
@@ -127,7 +153,7 @@ export function nodeMcpServer(options: NodeToolsOptions, caller: McpCaller): Mcp
       run(async () => {
         const body = parseWith(createLeaseBody, request);
         const key = idempotencyKeyOf(idempotency_key);
-        return toolAnswer(await leases.create(body, paymentHeaders(payment), key, client));
+        return toolAnswer(await priced(() => leases.create(body, paymentHeaders(payment), key, client)));
       }),
   );
 
@@ -201,7 +227,9 @@ export function nodeMcpServer(options: NodeToolsOptions, caller: McpCaller): Mcp
     ({ lease_id, seconds, payment }) =>
       run(async () => {
         const body = parseWith(extendBody, { seconds });
-        return toolAnswer(await leases.extend(lease_id, body.seconds, paymentHeaders(payment), client));
+        return toolAnswer(
+          await priced(() => leases.extend(lease_id, body.seconds, paymentHeaders(payment), client)),
+        );
       }),
   );
 

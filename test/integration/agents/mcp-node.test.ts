@@ -73,6 +73,18 @@ describe.skipIf(crunSkipReason)('POST /mcp, the node as an MCP server', { timeou
     expect(bodyOf(short)).toMatchObject({ error: 'insufficient_amount' });
     expect(await allUnspent(wallet, send)).toBe(true);
 
+    // No payment: the price, and what `payment` takes; not the L402 invoice, which a tool call
+    // cannot pay (its credential goes in an Authorization header).
+    const none = await call('rent', { payment: '', offer: 'small', seconds: 7200 });
+    expect(none.isError).toBe(true);
+    expect(bodyOf(none)).toMatchObject({
+      error: 'payment_required',
+      amount: 120,
+      unit: 'sat',
+      message: 'this costs 120 sat: pass a Cashu token worth it as `payment`',
+    });
+    expect(bodyOf(none).l402).toBeUndefined();
+
     const garbage = await call('rent', { payment: 'cashuBnot-a-token', offer: 'small', seconds: 7200 });
     expect(garbage.isError).toBe(true);
     expect(bodyOf(garbage).error).toBe('invalid_token');
