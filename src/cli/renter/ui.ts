@@ -120,6 +120,21 @@ export function describeError(err: unknown, command: string): { line: string; hi
   if (err instanceof WalletOperationError || err instanceof WalletFileError || err instanceof ConfigError) {
     return { line: `alacarte ${command}: ${err.message}`, code: 1 };
   }
+  // Node's fetch says only "fetch failed" when nothing answers (the wallet's mint, reached by
+  // cashu-ts): where it tried and why are in its cause.
+  if (err instanceof TypeError && err.message === 'fetch failed') {
+    const cause = (err.cause ?? {}) as { code?: unknown; address?: unknown; port?: unknown };
+    const where =
+      typeof cause.address === 'string'
+        ? `${cause.address}${typeof cause.port === 'number' ? `:${cause.port}` : ''}`
+        : 'the mint';
+    const why = typeof cause.code === 'string' ? ` (${cause.code})` : '';
+    return {
+      line: `alacarte ${command}: nothing answers at ${where}${why}`,
+      hint: "is the node whose mint holds this wallet's ecash running? (--url or ALACARTE_URL names the node)",
+      code: 1,
+    };
+  }
   const message = err instanceof Error ? err.message : String(err);
   return { line: `alacarte ${command}: ${message}`, code: 1 };
 }
