@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { parseLeaseId } from '../../core/ids.js';
 import { bearerOf } from '../../http/lease-schemas.js';
 import { formatDuration } from '../../sdk/duration.js';
-import { AlacarteApiError } from '../../sdk/errors.js';
+import { AlacarteApiError, AlacarteNetworkError } from '../../sdk/errors.js';
 import { bookEntryOf, LeaseBook } from '../../sdk/lease-book.js';
 import type { Lease } from '../../sdk/types.js';
 import type { PendingOp } from '../../wallet/wallet-state.js';
@@ -28,10 +28,15 @@ export const leases: Handler = async (ctx, values, positionals) => {
   const entries = sdk.leases();
   ctx.progress.start('asking the node');
   const now = Date.now();
+  /** Leases whose node did not answer at all: shown as last seen, and said so. */
+  const unreached: string[] = [];
   const fresh = await Promise.all(
     entries.map(async (e) => {
       if (e.state !== 'running') return { entry: e, lease: undefined };
-      const lease: Lease | undefined = await sdk.status(e.id).catch(() => undefined);
+      const lease: Lease | undefined = await sdk.status(e.id).catch((err: unknown) => {
+        if (err instanceof AlacarteNetworkError) unreached.push(e.id);
+        return undefined;
+      });
       return { entry: e, lease };
     }),
   );
@@ -78,6 +83,11 @@ export const leases: Handler = async (ctx, values, positionals) => {
       ? 'its refund is still to be collected (the next command tries again)'
       : 'the node has not confirmed that it ended (is it reachable?)';
   const notes: string[] = [];
+  const stale = shown.filter((l) => unreached.includes(l.id));
+  if (stale.length)
+    notes.push(
+      `${stale.length} lease(s) shown as last seen: their node did not answer (${[...new Set(stale.map((l) => l.url))].join(', ')})`,
+    );
   if (pruned) {
     notes.push(
       pruned.removed.length

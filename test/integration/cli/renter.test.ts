@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Amount } from '../../../src/core/amount.js';
@@ -152,6 +152,16 @@ describe('alacarte CLI (renter)', { timeout: 240_000 }, () => {
 
     const listed = await runCli(['leases'], me);
     expect(listed.stdout).toMatch(new RegExp(`${lease.id}\\s+running\\s+small\\s+busybox\\s+1h 59m`));
+    // Its node out of reach (the list names another address): shown as last seen, and said so.
+    const book = join(me.home, 'leases.json');
+    const kept = readFileSync(book, 'utf8');
+    writeFileSync(book, kept.replaceAll(node.url, 'http://127.0.0.1:9'));
+    const unreached = await runCli(['leases'], me);
+    writeFileSync(book, kept);
+    expect(unreached.code).toBe(0);
+    expect(unreached.stdout).toContain(
+      '1 lease(s) shown as last seen: their node did not answer (http://127.0.0.1:9)',
+    );
 
     const extend = await runCli(['extend', lease.id, '--for', '1h'], me);
     expect(extend.code).toBe(0);
