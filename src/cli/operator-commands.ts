@@ -374,11 +374,15 @@ async function payout(args: string[]): Promise<number> {
   } catch (err) {
     if (!(err instanceof AlacarteError)) throw err;
     process.stderr.write(`alacarte: payout refused (${err.code}): ${err.message}\n`);
-    const unpaid = err.details.unpaid;
-    if (err.code === 'payout_too_large' && typeof unpaid === 'number')
+    const { unpaid, payable } = err.details;
+    if (err.code === 'payout_too_large' && typeof unpaid === 'number') {
+      // A trusted mint's fee reserve and input fees come out of the same earnings.
+      const most = typeof payable === 'number' ? payable : unpaid;
+      const fees = most < unpaid ? ' (less the fees the mint keeps back)' : '';
       process.stderr.write(
-        `unpaid: ${unpaid} ${config.mint.unit}; ask your wallet for an invoice of at most that (alacarte ledger shows it per mint)\n`,
+        `unpaid: ${unpaid} ${config.mint.unit}; ask your wallet for an invoice of at most ${most} ${config.mint.unit}${fees} (alacarte ledger shows it per mint)\n`,
       );
+    }
     return 1;
   } finally {
     await node.close();

@@ -232,13 +232,18 @@ export class PayoutService {
         .where('id', 'in', prepared.changeSpent)
         .execute();
     if ('short' in prepared)
-      throw tooLarge(`the ecash held at ${payer.url} does not cover the invoice and its fees`, unpaid);
+      throw tooLarge(
+        `the ecash held at ${payer.url} does not cover the invoice and its fees`,
+        unpaid,
+        maxBig(0n, amount - prepared.short),
+      );
     if (prepared.amount !== amount)
       throw new AlacarteError('invalid_invoice', 'the mint quoted another amount');
     if (prepared.amount + prepared.feeReserve > unpaid)
       throw tooLarge(
-        `the invoice and the mint's fee reserve exceed the earnings unpaid at ${payer.url}`,
+        `the invoice and the mint's fee reserve (${prepared.feeReserve}) exceed the earnings unpaid at ${payer.url}`,
         unpaid,
+        maxBig(0n, unpaid - prepared.feeReserve),
       );
     const row = await this.recordPending({
       source: payer.url,
@@ -391,9 +396,13 @@ async function x402Income(db: Database, unit: string): Promise<number> {
   return Number(r.rows[0]?.n ?? 0);
 }
 
-function tooLarge(message: string, unpaid: bigint): AlacarteError {
+/**
+ * `unpaid`: what the source holds unpaid; `payable`: the largest invoice it could pay now, when
+ * fees make that less (a trusted mint's fee reserve and input fees come out of the same ecash).
+ */
+function tooLarge(message: string, unpaid: bigint, payable: bigint = unpaid): AlacarteError {
   return new AlacarteError('payout_too_large', `${message}; nothing was paid`, {
-    details: { unpaid: Number(unpaid) },
+    details: { unpaid: Number(unpaid), payable: Number(payable) },
   });
 }
 

@@ -151,7 +151,7 @@ describe('operator commands', () => {
     const r = run(['payout', '--to', quote.request, '--data', node.dataDir]);
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('payout refused (payout_too_large)');
-    expect(r.stderr).toContain('unpaid: 0 sat; ask your wallet for an invoice of at most that');
+    expect(r.stderr).toContain('unpaid: 0 sat; ask your wallet for an invoice of at most 0 sat');
     const books = JSON.parse(alacarte(['ledger', '--data', node.dataDir, '--json'])) as {
       payouts: unknown[];
     };

@@ -83,7 +83,10 @@ describe('kill -9 in the middle of a payout', () => {
     expect(theirs.lightning_out).toBe(theirsBefore.lightning_out + 200);
     expect(theirs.outstanding).toBe(theirs.lightning_in - theirs.lightning_out);
 
-    // The CLI, on the node's data directory, pays out of the own mint and prints what it paid.
+    // The CLI, on the node's data directory (the node stopped: on the fake backend, whose payments
+    // are the node process's own, it refuses to run beside it), pays out of the own mint and
+    // prints what it paid.
+    await nodeProcess.kill();
     const cli = await runPayoutCli([
       '--to',
       await invoice(120),
@@ -107,6 +110,7 @@ describe('kill -9 in the middle of a payout', () => {
     ]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/payout refused \(payout_too_large\)/);
+    server = await nodeProcess.start();
     const after = await ledgerOf(server.url, OPERATOR);
     expect(after.payouts.map((p) => [p.source, p.amount, p.state])).toEqual([
       ['own', 120, 'paid'],
