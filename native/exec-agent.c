@@ -95,6 +95,17 @@ static long count_field(char *buf, size_t len, size_t *at) {
   return n > MAX_ARGS ? -1 : n;
 }
 
+/* A count field then that many fields, as a NULL-ended array (at least `least` of them), or exits 126. */
+static char **list_field(char *buf, size_t len, size_t *at, long least) {
+  long n = count_field(buf, len, at);
+  if (n < least) _exit(126);
+  char **list = calloc((size_t)n + 1, sizeof *list);
+  if (!list) _exit(126);
+  for (long i = 0; i < n; i++)
+    if (!(list[i] = field(buf, len, at))) _exit(126);
+  return list;
+}
+
 static void onto(int target, const char *path, int flags) {
   int fd = open(path, flags | O_NOFOLLOW);
   if (fd < 0) _exit(126);
@@ -119,18 +130,8 @@ static _Noreturn void run_exec(const char *id) {
   char *format = field(req, len, &at), *has_stdin = field(req, len, &at);
   char *cwd = field(req, len, &at), *search = field(req, len, &at);
   if (!format || strcmp(format, "1") != 0 || !has_stdin || !cwd || !search) _exit(126);
-  long argc = count_field(req, len, &at);
-  if (argc < 1) _exit(126);
-  char **argv = calloc((size_t)argc + 1, sizeof *argv);
-  if (!argv) _exit(126);
-  for (long i = 0; i < argc; i++)
-    if (!(argv[i] = field(req, len, &at))) _exit(126);
-  long envc = count_field(req, len, &at);
-  if (envc < 0) _exit(126);
-  char **envp = calloc((size_t)envc + 1, sizeof *envp);
-  if (!envp) _exit(126);
-  for (long i = 0; i < envc; i++)
-    if (!(envp[i] = field(req, len, &at))) _exit(126);
+  char **argv = list_field(req, len, &at, 1);
+  char **envp = list_field(req, len, &at, 0);
 
   snprintf(path, sizeof path, "%s/x/%s.in", run_dir, id);
   onto(0, strcmp(has_stdin, "1") == 0 ? path : "/dev/null", O_RDONLY);
