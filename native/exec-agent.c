@@ -150,7 +150,9 @@ static _Noreturn void run_exec(const char *id) {
   if (!strchr(program, '/')) {
     const char *d = search;
     int ok = 0;
-    for (;;) {
+    /* As the shell splits PATH on `:`: an empty PATH has no directory, a trailing `:` adds none,
+     * another empty one is `.`. */
+    for (; *d;) {
       const char *colon = strchr(d, ':');
       size_t dl = colon ? (size_t)(colon - d) : strlen(d);
       int n = dl == 0 ? snprintf(found, sizeof found, "./%s", program)
@@ -180,22 +182,24 @@ static void start(const char *id) {
     return;
   }
   if (pid == 0) {
-    /* The command gets default signal handling and mask, and a session of its own, so that a
-     * timeout finds all it started. */
+    /* A session of its own first, so that a timeout finds all it started (the node kills by
+     * session only one the command leads); then default signal handling and mask. */
+    setsid();
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
     close(3);
     close(answers);
-    setsid();
     run_exec(id);
   }
   if (n_runs == cap_runs) {
     size_t cap = cap_runs ? cap_runs * 2 : 64;
     struct running *grown = realloc(runs, cap * sizeof *runs);
     if (!grown) {
-      /* Cannot follow it: its end is not reported, and the node ends it at its timeout. */
+      /* Cannot follow it: it does not run untracked. */
+      kill(pid, SIGKILL);
+      answer(id, "126");
       return;
     }
     runs = grown;

@@ -282,6 +282,8 @@ export function execDeadline(
   };
   const timer = setTimeout(fire, timeoutMs);
   const cancel = () => {
+    // Also when the signal had aborted already: its queued call then does nothing.
+    fired = true;
     clearTimeout(timer);
     signal?.removeEventListener('abort', fire);
   };

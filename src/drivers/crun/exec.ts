@@ -161,7 +161,7 @@ async function execPiped(spawner: Spawner, target: ExecTarget, request: ExecRequ
     const pid = readPid(target.pidFile);
     if (pid !== undefined) killExecTree(pid, target.procsFile);
   };
-  const timer = setTimeout(() => {
+  const cancel = execDeadline(request.timeoutMs, request.signal, () => {
     timedOut = true;
     killTree();
     // If the command never started (or the runtime hangs), do not wait for it either.
@@ -174,7 +174,7 @@ async function execPiped(spawner: Spawner, target: ExecTarget, request: ExecRequ
         }
       }
     }, RUNTIME_GRACE_MS).unref();
-  }, request.timeoutMs);
+  });
   let code: number;
   try {
     code = await spawner.runPiped(
@@ -190,7 +190,7 @@ async function execPiped(spawner: Spawner, target: ExecTarget, request: ExecRequ
     throw e;
   } finally {
     exited = true;
-    clearTimeout(timer);
+    cancel();
     cleanUp();
   }
   // The runtime may have written the command's pid only after the first sweep.

@@ -196,7 +196,6 @@ function installInitBusybox(path: string, content: Buffer, idBase: number): void
   renameSync(tmp, path);
 }
 
-/** Writes `content` to `path` (beside, then renamed) unless it holds that already. */
 /** The native exec agent as `scripts/setup.sh` builds it (native/exec-agent.c), from src/ or dist/. */
 export const NATIVE_AGENT_BUILD = fileURLToPath(new URL('../../../native/build/exec-agent', import.meta.url));
 
@@ -225,6 +224,7 @@ function installNativeAgent(
   return undefined;
 }
 
+/** Writes `content` to `path` (beside, then renamed) unless it holds that already. */
 function writeIfChanged(path: string, content: Buffer, mode: number): void {
   try {
     if (readFileSync(path).equals(content)) return;

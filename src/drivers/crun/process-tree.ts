@@ -71,9 +71,11 @@ export function killExecTree(leader: number, procsFile: string): number {
   if (!inCgroup(leader, procsFile)) return 0;
   const first = procStat(leader);
   if (!first) return 0;
-  // With a runtime that gave the exec no session of its own (it shares ours), the session says
-  // nothing about which exec a process came from: descendants alone then.
-  const session = first.session === procStat(process.pid)?.session ? undefined : first.session;
+  // Only a session the exec's command leads is the exec's own. One it does not lead says nothing
+  // about which exec a process came from: a runtime that gave the exec none (it shares ours), or a
+  // command killed in the instant between the agent's fork and its setsid (its session is still the
+  // agent's, which every other exec of the lease descends from): descendants alone then.
+  const session = first.session === leader ? first.session : undefined;
   let killed = 0;
   for (let sweep = 0; sweep < 50; sweep++) {
     const stats = cgroupPids(procsFile)

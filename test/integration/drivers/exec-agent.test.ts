@@ -195,6 +195,9 @@ describe.skipIf(crunSkipReason).each(AGENTS)('the $name exec agent in crun sandb
         expect((await run(t, h, ['sh', '-c', 'kill -9 $$'])).exitCode).toBe(137);
         const missing = await run(t, h, ['no-such-command']);
         expect(missing.exitCode).toBe(127);
+        // An empty PATH has no directory to look in (not even the working one), as the shell splits it.
+        expect((await run(t, h, ['true'], { env: { PATH: '' } })).exitCode).toBe(127);
+        expect((await run(t, h, ['true'], { env: { PATH: '/nowhere:/bin' } })).exitCode).toBe(0);
         const big = await run(t, h, ['sh', '-c', 'head -c 100000 /dev/zero'], { maxOutputBytes: 1000 });
         expect(big.stdout.length).toBe(1000);
         expect(big.truncated).toBe(true);
@@ -206,6 +209,16 @@ describe.skipIf(crunSkipReason).each(AGENTS)('the $name exec agent in crun sandb
         // Later execs go through `crun exec`.
         const after = await run(t, h, ['echo', 'still here']);
         expect(after.stdout.toString()).toBe('still here\n');
+        // There too, a caller that goes away ends its command at once.
+        const gone = new AbortController();
+        setTimeout(() => gone.abort(), 500);
+        const abandoned = await run(t, h, ['sh', '-c', 'sleep 304 & sleep 305'], {
+          timeoutMs: 600_000,
+          signal: gone.signal,
+        });
+        expect(abandoned.timedOut).toBe(true);
+        const ps = await run(t, h, ['sh', '-c', 'cat /proc/[0-9]*/cmdline | tr "\\0" " "']);
+        expect(ps.stdout.toString()).not.toMatch(/sleep 30[45]/);
         await t.driver.stop(h);
       });
 
