@@ -51,11 +51,12 @@ export function runProcess(
       if (typingFailed) reject(typingFailed.err);
       else resolve({ code, stdout, stderr });
     });
+    // A program that ends before it reads all (or any) of its input: EPIPE is no failure of its.
+    child.stdin.on('error', () => undefined);
     if (!options.typing) {
       child.stdin.end(options.input ?? '');
       return;
     }
-    child.stdin.on('error', () => undefined); // a program that ends before it reads all
     options
       .typing(child.stdin, () => stdout)
       .then(
