@@ -19,19 +19,16 @@ export function toolOk(body: Record<string, unknown>): CallToolResult {
  * one message the stock MCP client's stdio reader refuses (it then closes the connection, and the
  * agent loses its session and its leases' book). Beyond, an agent reads a file (read_file).
  */
-export const AGENT_OUTPUT_CHARS = 128 * 1024;
+export const AGENT_OUTPUT_CHARS = 128 * 1024; // a multiple of 4: base64 is cut at a whole group
 
 /**
  * An exec's answer body as an agent gets it: `stdout` and `stderr` cut to AGENT_OUTPUT_CHARS each
- * (base64 at a whole group of four), `truncated` then true; any other body as it is.
+ * (base64 thus at a whole group of four), `truncated` then true; any other body as it is.
  */
 export function forAgent(body: Record<string, unknown>): Record<string, unknown> {
   const cut = (value: unknown) => {
     if (typeof value !== 'string' || value.length <= AGENT_OUTPUT_CHARS) return value;
-    return value.slice(
-      0,
-      body.encoding === 'base64' ? AGENT_OUTPUT_CHARS - (AGENT_OUTPUT_CHARS % 4) : AGENT_OUTPUT_CHARS,
-    );
+    return value.slice(0, AGENT_OUTPUT_CHARS);
   };
   const stdout = cut(body.stdout);
   const stderr = cut(body.stderr);
