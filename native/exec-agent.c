@@ -95,20 +95,23 @@ static long count_field(char *buf, size_t len, size_t *at) {
   return n > MAX_ARGS ? -1 : n;
 }
 
+#define MALFORMED "alacarte: the exec's request is malformed"
+
 /* A count field then that many fields, as a NULL-ended array (at least `least` of them), or exits 126. */
 static char **list_field(char *buf, size_t len, size_t *at, long least) {
   long n = count_field(buf, len, at);
-  if (n < least) _exit(126);
+  if (n < least) fail(126, MALFORMED, NULL);
   char **list = calloc((size_t)n + 1, sizeof *list);
-  if (!list) _exit(126);
+  if (!list) fail(126, "alacarte: out of memory", NULL);
   for (long i = 0; i < n; i++)
-    if (!(list[i] = field(buf, len, at))) _exit(126);
+    if (!(list[i] = field(buf, len, at))) fail(126, MALFORMED, NULL);
   return list;
 }
 
+/* Opens `path` onto fd `target`, or exits 126 (saying so on stderr once that is the exec's own). */
 static void onto(int target, const char *path, int flags) {
   int fd = open(path, flags | O_NOFOLLOW);
-  if (fd < 0) _exit(126);
+  if (fd < 0) fail(126, "alacarte: cannot open the exec's input or output", NULL);
   if (fd != target) {
     dup2(fd, target);
     close(fd);
@@ -123,13 +126,16 @@ static void onto(int target, const char *path, int flags) {
  */
 static _Noreturn void run_exec(const char *id) {
   char path[4096];
+  /* The exec's stderr first (the node reads it already): a request that cannot be run says why there. */
+  snprintf(path, sizeof path, "%s/x/%s.err", run_dir, id);
+  onto(2, path, O_WRONLY);
   snprintf(path, sizeof path, "%s/x/%s", run_dir, id);
   size_t len;
   char *req = read_request(path, &len);
   size_t at = 0;
   char *format = field(req, len, &at), *has_stdin = field(req, len, &at);
   char *cwd = field(req, len, &at), *search = field(req, len, &at);
-  if (!format || strcmp(format, "1") != 0 || !has_stdin || !cwd || !search) _exit(126);
+  if (!format || strcmp(format, "1") != 0 || !has_stdin || !cwd || !search) fail(126, MALFORMED, NULL);
   char **argv = list_field(req, len, &at, 1);
   char **envp = list_field(req, len, &at, 0);
 
@@ -137,8 +143,6 @@ static _Noreturn void run_exec(const char *id) {
   onto(0, strcmp(has_stdin, "1") == 0 ? path : "/dev/null", O_RDONLY);
   snprintf(path, sizeof path, "%s/x/%s.out", run_dir, id);
   onto(1, path, O_WRONLY);
-  snprintf(path, sizeof path, "%s/x/%s.err", run_dir, id);
-  onto(2, path, O_WRONLY);
 
   if (*cwd && chdir(cwd) != 0) {
     dprintf(2, "cd: can't cd to %s: %s\n", cwd, strerror(errno));

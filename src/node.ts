@@ -122,7 +122,8 @@ export class AlacarteNode {
     );
     let running: RunningLightning | undefined;
     // Replicas sharing a PostgreSQL store tell each other of lease and mint changes (LISTEN/NOTIFY).
-    const notices = replicaNotices(postgres, (message) => logger.warn(message));
+    const replica = loadOrCreateReplicaId(join(config.dataDir, 'replica.id'));
+    const notices = replicaNotices(postgres, (message) => logger.warn(message), replica);
     let rotated: () => void = () => {};
     try {
       // The URL is known for sure only once listening (port 0 picks one); routes read it late.
@@ -258,7 +259,7 @@ export class AlacarteNode {
           portUrl: (leaseId, port) => portUrl(urlRef.url, leaseId, port, config.portsDomain),
           ssh: () =>
             sshRef.port === undefined ? undefined : { host: hostOf(urlRef.url), port: sshRef.port },
-          target: computeTarget(driver, loadOrCreateReplicaId(join(config.dataDir, 'replica.id'))),
+          target: computeTarget(driver, replica),
           notices,
           groupCommit,
         });

@@ -28,7 +28,12 @@ export const AGENT_OUTPUT_CHARS = 128 * 1024; // a multiple of 4: base64 is cut 
 export function forAgent(body: Record<string, unknown>): Record<string, unknown> {
   const cut = (value: unknown) => {
     if (typeof value !== 'string' || value.length <= AGENT_OUTPUT_CHARS) return value;
-    return value.slice(0, AGENT_OUTPUT_CHARS);
+    // Never half of a surrogate pair (an emoji cut in two is not text: JSON would carry a lone
+    // surrogate). Base64 has none, and its bound is a multiple of 4.
+    const end = /[\uD800-\uDBFF]/.test(value[AGENT_OUTPUT_CHARS - 1] ?? '')
+      ? AGENT_OUTPUT_CHARS - 1
+      : AGENT_OUTPUT_CHARS;
+    return value.slice(0, end);
   };
   const stdout = cut(body.stdout);
   const stderr = cut(body.stderr);

@@ -42,6 +42,11 @@ export const ERROR_STATUS = {
   mint_unavailable: 503,
   /** The node's database (PostgreSQL) does not answer: nothing was done; try again (Retry-After). */
   store_unavailable: 503,
+  /**
+   * Replicas with crun: the replica holding the lease's sandbox is down, so an extension or a stop
+   * through another one could not reach the sandbox. Nothing was charged or changed (Retry-After).
+   */
+  replica_unavailable: 503,
   payout_failed: 502,
   internal: 500,
   /** A lease's port URL while nothing in the sandbox answers on that port. */

@@ -207,6 +207,7 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
       200: 'the lease with `state: "stopped"`, `refund`, `refunded` and `refunds` (one token per mint paid)',
       401: 'unauthorized',
       409: 'lease_not_running (it expired)',
+      503: 'replica_unavailable (replicas with crun: the replica holding the sandbox is down; nothing changed; Retry-After)',
     },
   },
   {
@@ -239,7 +240,7 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
       200: 'the lease with the new `expires_at` and `change`',
       402: 'payment_required (as for POST /v1/leases: Cashu, L402 and, when on, x402 challenges)',
       409: 'lease_not_running (token untouched, or handed back as `refund`)',
-      503: 'no_capacity: the node has more payments to check than it takes (token untouched; Retry-After)',
+      503: 'no_capacity: the node has more payments to check than it takes; replica_unavailable (replicas with crun: the replica holding the sandbox is down); token untouched, Retry-After',
     },
   },
   {

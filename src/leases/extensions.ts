@@ -201,9 +201,12 @@ export class Extensions {
    * A lease whose sandbox died under a running node (killed from outside, host trouble) is ended
    * here with its unused time refunded, before anyone pays to extend it: the payer gets 409 with
    * the token untouched rather than an extension of nothing. (The reconciler's watch ends it within
-   * a second anyway; this closes the gap.)
+   * a second anyway; this closes the gap.) Throws 503 `replica_unavailable` when another replica
+   * holds the sandbox and is down.
    */
   private async requireSandbox(row: LeaseRow): Promise<void> {
+    // Another replica's sandbox: that replica must be up to take the new deadline.
+    await this.reconciler().requireHolder(row);
     if (await this.sandboxRunning(row)) return;
     await this.reconciler().endVanished(row.id);
     throw new AlacarteError('lease_not_running', 'the sandbox has ended');

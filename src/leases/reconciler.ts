@@ -7,6 +7,7 @@ import type { Database } from '../store/database.js';
 import { isPostgres } from '../store/dialect.js';
 import { LOCAL_NOTICES, type ReplicaNotices } from '../store/replica-notices.js';
 import { type ComputeTarget, holds, localTarget } from './compute-target.js';
+import { HolderLink } from './holder-link.js';
 import { type LeaseRow, leaseFromRow, stateColumns } from './lease-record.js';
 import { TeardownQueue } from './teardown-queue.js';
 
@@ -33,6 +34,8 @@ export interface ReconcilerOptions {
   target?: ComputeTarget;
   /** How replicas sharing the store tell a sandbox's holder that its lease changed (default: none). */
   notices?: ReplicaNotices;
+  /** How long an extension or a stop through another replica waits for the holder's answer, ms (5000). */
+  holderAnswerMs?: number;
 }
 
 /**
@@ -42,6 +45,9 @@ export interface ReconcilerOptions {
 const FOREIGN_PENDING_GRACE_MS = 10 * 60_000;
 /** How often a replica on a shared store looks for its own sandboxes' changes it may have missed. */
 const SWEEP_MS = 30_000;
+
+/** A deadline write's outcome (syncDeadline), with the deadline written, ms. */
+type DeadlineWrite = { outcome: 'synced'; deadline: number } | { outcome: 'ended' | 'failed' };
 
 export interface ReconcileOutcome {
   /** Sandboxes nobody paid for (or whose lease ended), stopped. */
@@ -73,7 +79,8 @@ export class Reconciler {
   private readonly retryMs: number;
   private readonly target: ComputeTarget;
   private readonly notices: ReplicaNotices;
-  private unlisten: (() => void) | undefined;
+  /** To and from the replicas holding the sandboxes of leases changed here, and for this one's. */
+  private readonly link: HolderLink;
   private sweepTimer: NodeJS.Timeout | undefined;
   /** Running leases whose sandbox may not have the store's deadline (its last write failed). */
   private readonly unsynced = new Set<LeaseId>();
@@ -99,6 +106,7 @@ export class Reconciler {
     this.retryMs = options.retryMs ?? 1000;
     this.target = options.target ?? localTarget(options.driver);
     this.notices = options.notices ?? LOCAL_NOTICES;
+    this.link = new HolderLink({ notices: this.notices, log: this.log, answerMs: options.holderAnswerMs });
     this.teardown = new TeardownQueue({
       driver: this.driver,
       remove: (id) => this.removeSandbox(id),
@@ -117,10 +125,10 @@ export class Reconciler {
     this.timer = setInterval(() => void this.retry(), this.retryMs);
     this.timer.unref();
     if (this.notices.shared) {
-      // Another replica stopped or extended a lease whose sandbox is here: carry it out. A notice
-      // missed (connection down) is found by the sweep after reconnecting, and every SWEEP_MS.
-      this.unlisten = this.notices.listen(
-        'alacarte_leases',
+      // Another replica stopped or extended a lease whose sandbox is here: carry it out, and say
+      // so. A notice missed (connection down) is found by the sweep after reconnecting, and every
+      // SWEEP_MS.
+      this.link.start(
         (id) => this.track(this.heldChanged(id)),
         () => this.track(this.sweep()),
       );
@@ -135,25 +143,37 @@ export class Reconciler {
   }
 
   /**
-   * Tells the replica holding a lease's sandbox that the store changed the lease (ended it, or moved
-   * its deadline), when that is another replica. Never throws: a lost notice is found by its sweep.
+   * Before an extension or a stop of a lease another replica holds takes any money: that replica
+   * must be up to carry it out. Throws 503 `replica_unavailable` otherwise (HolderLink).
    */
-  private async tellHolder(id: string): Promise<void> {
-    await this.notices.publish('alacarte_leases', id).catch((err: unknown) => {
-      this.log.warn({ err: String(err), lease: id }, 'could not tell the replica holding the lease');
-    });
+  async requireHolder(row: { target: string; replica: string }): Promise<void> {
+    if (this.holds(row)) return;
+    await this.link.requirePresent(row.replica);
   }
 
-  /** A lease of this replica's target changed elsewhere: its sandbox follows the store. */
+  /**
+   * A lease of this replica's target changed elsewhere: its sandbox follows the store, and the
+   * replica that changed it hears what the sandbox has now.
+   */
   private async heldChanged(id: string): Promise<void> {
     const row = await this.db
       .selectFrom('leases')
       .select(['id', 'state', 'target'])
       .where('id', '=', id)
       .executeTakeFirst();
-    if (!row || !this.holds(row)) return;
-    if (row.state === 'running') await this.syncDeadline(row.id as LeaseId);
-    else if (row.state !== 'pending') await this.endSandbox(row.id as LeaseId);
+    if (!row || !this.holds(row) || row.state === 'pending') return;
+    await this.follow(row.id as LeaseId, row.state === 'running');
+  }
+
+  /** Carries out the store's deadline (`running`) or end of one of this replica's leases, and says so. */
+  private async follow(id: LeaseId, running: boolean): Promise<void> {
+    if (running) {
+      const written = await this.queueDeadline(id);
+      if (written.outcome === 'synced') return this.link.answer(id, written.deadline);
+      if (written.outcome === 'failed') return;
+    }
+    await this.teardown.end(id);
+    await this.link.answer(id, 'ended');
   }
 
   /**
@@ -176,9 +196,8 @@ export class Reconciler {
     for (const sandbox of sandboxes) {
       const row = byId.get(sandbox.leaseId);
       if (!row || !this.holds(row) || row.state === 'pending') continue;
-      if (row.state !== 'running') await this.endSandbox(row.id as LeaseId);
-      else if (Number(row.expires_at) !== sandbox.deadline.getTime())
-        await this.syncDeadline(row.id as LeaseId);
+      if (row.state !== 'running' || Number(row.expires_at) !== sandbox.deadline.getTime())
+        await this.follow(row.id as LeaseId, row.state === 'running');
     }
   }
 
@@ -186,8 +205,7 @@ export class Reconciler {
   async close(): Promise<void> {
     this.unwatch?.();
     this.unwatch = undefined;
-    this.unlisten?.();
-    this.unlisten = undefined;
+    this.link.close();
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.sweepTimer = undefined;
     if (this.timer) clearInterval(this.timer);
@@ -247,6 +265,11 @@ export class Reconciler {
    * sandbox that dies). Never throws for a driver failure.
    */
   async syncDeadline(id: LeaseId): Promise<'synced' | 'ended' | 'failed'> {
+    return (await this.queueDeadline(id)).outcome;
+  }
+
+  /** syncDeadline, with the deadline written (ms) when it was. */
+  private queueDeadline(id: LeaseId): Promise<DeadlineWrite> {
     const before = this.writes.get(id) ?? Promise.resolve();
     const write = before.then(() => this.writeDeadline(id));
     const settled = write.catch(() => undefined);
@@ -257,41 +280,54 @@ export class Reconciler {
     return write;
   }
 
-  private async writeDeadline(id: LeaseId): Promise<'synced' | 'ended' | 'failed'> {
+  private async writeDeadline(id: LeaseId): Promise<DeadlineWrite> {
     // Read inside the queue: the newest deadline is what this write puts down.
     const row = await this.db.selectFrom('leases').selectAll().where('id', '=', id).executeTakeFirst();
     if (row?.state !== 'running') {
       this.unsynced.delete(id);
-      return 'ended';
+      return { outcome: 'ended' };
     }
-    if (!this.holds(row)) {
-      // The sandbox is another replica's: it writes the deadline when told (or at its sweep).
-      await this.tellHolder(id);
-      return 'synced';
-    }
+    // The sandbox is another replica's: confirmDeadline, which every answer showing the new
+    // deadline goes through, asks it to write it (it also does at its sweep and restart).
+    if (!this.holds(row)) return { outcome: 'synced', deadline: Number(row.expires_at) };
     try {
       await this.driver.setDeadline({ leaseId: id }, new Date(Number(row.expires_at)));
       this.unsynced.delete(id);
-      return 'synced';
+      return { outcome: 'synced', deadline: Number(row.expires_at) };
     } catch (err) {
       if (isGone(err)) {
         this.unsynced.delete(id);
         await this.endVanished(id);
-        return 'ended';
+        return { outcome: 'ended' };
       }
       if (!this.unsynced.has(id))
         this.log.error({ err: String(err), lease: id }, 'could not write a deadline');
       this.unsynced.add(id);
-      return 'failed';
+      return { outcome: 'failed' };
     }
   }
 
   /**
    * For an answer that shows the store's deadline (an extension and its replays): the sandbox must
-   * have it too. Tries again a write that failed; throws `rate_limited` (retry with the same payment)
-   * while it still fails. A lease that ended meanwhile passes: its answer shows the end.
+   * have it too. Tries again a write that failed, or asks the replica holding the sandbox and waits
+   * for its answer; throws `rate_limited` (retry with the same payment) while the sandbox does not
+   * have it. A lease that ended meanwhile passes: its answer shows the end.
    */
   async confirmDeadline(id: LeaseId): Promise<void> {
+    if (this.link.shared) {
+      const row = await this.db
+        .selectFrom('leases')
+        .select(['state', 'target', 'expires_at'])
+        .where('id', '=', id)
+        .executeTakeFirst();
+      if (row?.state === 'running' && !this.holds(row)) {
+        if (await this.link.ask(id, Number(row.expires_at))) return;
+        throw new AlacarteError(
+          'rate_limited',
+          'the extension is paid but the replica holding the sandbox has not confirmed its new deadline yet; retry with the same token',
+        );
+      }
+    }
     if (!this.unsynced.has(id)) return;
     if ((await this.syncDeadline(id)) === 'failed') {
       throw new AlacarteError(
@@ -336,9 +372,18 @@ export class Reconciler {
    * fails is retried as removeSandbox's. Never throws.
    */
   async endSandbox(id: LeaseId): Promise<void> {
-    if (this.notices.shared) {
+    if (this.link.shared) {
       const row = await this.db.selectFrom('leases').select('target').where('id', '=', id).executeTakeFirst();
-      if (row && !this.holds(row)) return this.tellHolder(id);
+      if (row && !this.holds(row)) {
+        // Its holder halts it and says so; one that does not in time still ends it when told
+        // again (its sweep) or at its restart: the refund is booked either way.
+        if (!(await this.link.ask(id, 'ended')))
+          this.log.warn(
+            { lease: id },
+            'the replica holding the stopped lease did not confirm its end in time',
+          );
+        return;
+      }
     }
     return this.teardown.end(id);
   }
@@ -403,7 +448,7 @@ export class Reconciler {
       return done;
     });
     for (const _ of ended) this.onExpired();
-    for (const row of ended) if (!this.holds(row)) await this.tellHolder(row.id);
+    for (const row of ended) if (!this.holds(row)) await this.link.tell(row.id);
     return ended.filter((row) => this.holds(row)).map((row) => row.id as LeaseId);
   }
 

@@ -3,10 +3,12 @@ import pg from 'pg';
 
 /**
  * The channels replicas tell each other on. `alacarte_leases`: a lease id whose state or deadline
- * changed on another replica (its sandbox's holder acts on it); `alacarte_mint`: a mint change
- * (NUT-17 notifications, keyset rotation; src/mint/replica-events.ts).
+ * changed on another replica (its sandbox's holder acts on it); `alacarte_lease_synced`: the
+ * holder's answer once the sandbox follows the store (`<lease id> <deadline, ms>` or `<lease id>
+ * ended`); `alacarte_mint`: a mint change (NUT-17 notifications, keyset rotation;
+ * src/mint/replica-events.ts).
  */
-export type NoticeChannel = 'alacarte_leases' | 'alacarte_mint';
+export type NoticeChannel = 'alacarte_leases' | 'alacarte_lease_synced' | 'alacarte_mint';
 
 /** PostgreSQL refuses NOTIFY payloads of 8000 bytes or more; ours stay well below, sender id included. */
 export const MAX_NOTICE_BYTES = 7000;
@@ -30,6 +32,12 @@ export interface ReplicaNotices {
   listen(channel: NoticeChannel, onNotice: (payload: string) => void, onReconnect?: () => void): () => void;
   /** Resolves once the listening connection is up, or its first attempt failed (then retried). */
   ready(): Promise<void>;
+  /**
+   * Whether replica `replica` (a `rep_…` id) is up and hearing notices: its listening connection
+   * holds that replica's presence lock. Always true where nothing is shared (SQLite). Rejects when
+   * the store does not answer.
+   */
+  isPresent(replica: string): Promise<boolean>;
   /** Stops listening and closes the listening connection. */
   close(): Promise<void>;
 }
@@ -40,8 +48,25 @@ export const LOCAL_NOTICES: ReplicaNotices = {
   publish: async () => {},
   listen: () => () => {},
   ready: async () => {},
+  isPresent: async () => true,
   close: async () => {},
 };
+
+/**
+ * The session-level advisory lock that says a replica is up (PostgreSQL "Advisory Locks"): its
+ * 64-bit key is the replica id's 16 hex digits, as a signed bigint. `pg_locks` shows such a lock as
+ * `classid` (the key's high 32 bits), `objid` (its low 32 bits) and `objsubid` 1.
+ */
+export function presenceKey(replica: string): { key: string; classid: number; objid: number } {
+  const hex = /^rep_([0-9a-f]{16})$/.exec(replica)?.[1];
+  if (!hex) throw new Error(`not a replica id: ${replica}`);
+  const unsigned = BigInt(`0x${hex}`);
+  return {
+    key: BigInt.asIntN(64, unsigned).toString(),
+    classid: Number(unsigned >> 32n),
+    objid: Number(unsigned & 0xffffffffn),
+  };
+}
 
 interface Listener {
   onNotice: (payload: string) => void;
@@ -71,11 +96,14 @@ export class PostgresNotices implements ReplicaNotices {
    * @param pool the store's pool (NOTIFY goes through it)
    * @param connect a fresh connection to the same database, for LISTEN
    * @param onError told (without the URL) when the listening connection fails; it is retried
+   * @param replica this replica's id: its listening connection holds the replica's presence lock
+   *   (presenceKey), so that the others see it up exactly while it hears their notices
    */
   constructor(
     private readonly pool: pg.Pool,
     private readonly connect: () => pg.Client,
     private readonly onError: (message: string) => void = () => {},
+    private readonly replica?: string,
   ) {}
 
   async publish(channel: NoticeChannel, payload: string): Promise<void> {
@@ -103,6 +131,17 @@ export class PostgresNotices implements ReplicaNotices {
     await this.connecting;
   }
 
+  async isPresent(replica: string): Promise<boolean> {
+    const { classid, objid } = presenceKey(replica);
+    const found = await this.pool.query(
+      `select 1 from pg_locks where locktype = 'advisory' and granted and objsubid = 1
+         and classid = $1 and objid = $2
+         and database = (select oid from pg_database where datname = current_database())`,
+      [classid, objid],
+    );
+    return (found.rowCount ?? 0) > 0;
+  }
+
   private async open(again: boolean): Promise<void> {
     const client = this.connect();
     client.on('error', (err) => {
@@ -123,6 +162,17 @@ export class PostgresNotices implements ReplicaNotices {
       if (this.closed) {
         await client.end().catch(() => {});
         return;
+      }
+      if (this.replica) {
+        // Held as long as this connection lives: the others see this replica up exactly while it
+        // can hear them. A lock still held by our own cut connection (the server has not seen it
+        // go yet), or by a copy of this data directory's replica.id, fails this attempt: retried.
+        const { key } = presenceKey(this.replica);
+        const taken = await client.query('select pg_try_advisory_lock($1::bigint) as ok', [key]);
+        if (taken.rows[0]?.ok !== true)
+          throw new Error(
+            `another session holds replica ${this.replica}'s presence (a copy of its replica.id?); retrying`,
+          );
       }
       // Set first: a channel added from now on is listened to by listen() itself (twice is harmless).
       this.client = client;
@@ -173,12 +223,17 @@ export class PostgresNotices implements ReplicaNotices {
 }
 
 /** The notices of an open store: PostgreSQL's when it has a pool, else none (SQLite). */
-export function replicaNotices(postgres: pg.Pool | undefined, onError?: (m: string) => void): ReplicaNotices {
+export function replicaNotices(
+  postgres: pg.Pool | undefined,
+  onError?: (m: string) => void,
+  replica?: string,
+): ReplicaNotices {
   if (!postgres) return LOCAL_NOTICES;
   const options = postgres.options;
   return new PostgresNotices(
     postgres,
     () => new pg.Client({ connectionString: options.connectionString }),
     onError,
+    replica,
   );
 }

@@ -32,6 +32,8 @@ export const NODE_CODES: Readonly<Record<string, string>> = {
     'The mint that issued this ecash did not answer the node; nothing was spent. Try again later.',
   store_unavailable:
     "The node's database does not answer right now; nothing was done. Try again in a few seconds.",
+  replica_unavailable:
+    'The server running this lease is down for the moment; nothing was charged or changed. Try again in a few seconds.',
   internal: 'The node ran into a problem of its own; try again, and tell its operator if it persists.',
   idempotency_conflict: 'The node is still busy with an earlier request; reload the page.',
   bad_gateway: 'Nothing in the sandbox answers on that port yet: start a server on it and try again.',

@@ -149,6 +149,8 @@ function apiHint(err: AlacarteApiError, command: string): string | undefined {
       return 'the lease has ended; rent a new one: alacarte rent --offer small --for 1h';
     case 'lease_elsewhere':
       return 'the node runs several servers and this lease is on another one; try again (extend and stop work anywhere)';
+    case 'replica_unavailable':
+      return `the node's server running this lease is down; nothing was charged: try again${err.retryAfter ? ` in ${err.retryAfter}s` : ' shortly'}`;
     case 'invalid_request':
       // Only an offer, image or duration is what `alacarte offers` answers; a bad path of cp is not.
       return ['rent', 'quote', 'extend'].includes(command)

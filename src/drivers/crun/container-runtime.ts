@@ -3,6 +3,7 @@ import {
   constants as fsConstants,
   lstatSync,
   openSync,
+  readdirSync,
   readFileSync,
   unlinkSync,
   writeSync,
@@ -40,21 +41,54 @@ export class ContainerRuntime {
     let r = await runProcess(this.runtime.path, args);
     // A container being created or deleted meanwhile (the pool refills behind) can make the
     // runtime's listing fail on a state file that is just appearing or going: ask again.
-    for (let i = 0; r.code !== 0 && /No such file/i.test(r.stderr) && i < 5; i++) {
+    for (let i = 0; r.code !== 0 && isGoneFile(r.stderr) && i < 2; i++) {
       await new Promise((resolve) => setTimeout(resolve, 10 * (i + 1)));
       r = await runProcess(this.runtime.path, args);
     }
+    // Still failing: containers keep going (a teardown of hundreds removes one every few ms, and
+    // the runtime's list fails whole on any of them); asked one by one, a gone one is skipped.
+    if (r.code !== 0 && isGoneFile(r.stderr)) return this.containersOneByOne();
     if (r.code !== 0) throw new Error(`${this.runtime.name} list failed: ${r.stderr.trim()}`);
     const parsed: unknown = JSON.parse(r.stdout.trim() || '[]');
     if (!Array.isArray(parsed)) return [];
-    const prefix = `${this.instance}-`;
     const out: { name: string; status: string }[] = [];
     for (const entry of parsed as unknown[]) {
       if (typeof entry !== 'object' || entry === null) continue;
       const { id, status } = entry as { id?: unknown; status?: unknown };
-      if (typeof id !== 'string' || !id.startsWith(prefix) || typeof status !== 'string') continue;
-      const name = id.slice(prefix.length);
-      if (LayerPool.isPoolName(name)) out.push({ name, status });
+      const name = typeof id === 'string' ? this.poolName(id) : undefined;
+      if (name !== undefined && typeof status === 'string') out.push({ name, status });
+    }
+    return out;
+  }
+
+  /** The pool name of runtime container `id` when it is one of this instance's, else undefined. */
+  private poolName(id: string): string | undefined {
+    const prefix = `${this.instance}-`;
+    if (!id.startsWith(prefix)) return undefined;
+    const name = id.slice(prefix.length);
+    return LayerPool.isPoolName(name) ? name : undefined;
+  }
+
+  /** containers(), by `state` of each container directory of the runtime's root; gone ones skipped. */
+  private async containersOneByOne(): Promise<{ name: string; status: string }[]> {
+    let ids: string[];
+    try {
+      ids = readdirSync(this.stateDir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    const out: { name: string; status: string }[] = [];
+    for (const id of ids) {
+      const name = this.poolName(id);
+      if (name === undefined) continue;
+      const r = await runProcess(this.runtime.path, ['--root', this.stateDir, 'state', id]);
+      if (r.code !== 0) {
+        if (isGoneFile(r.stderr) || /does not exist/i.test(r.stderr)) continue;
+        throw new Error(`${this.runtime.name} state failed: ${r.stderr.trim()}`);
+      }
+      const { status } = JSON.parse(r.stdout) as { status?: unknown };
+      if (typeof status === 'string') out.push({ name, status });
     }
     return out;
   }
@@ -114,4 +148,9 @@ export function tail(logFile: string): string {
   } catch {
     return '';
   }
+}
+
+/** Whether a runtime's error is about a state file that is not there (a container coming or going). */
+function isGoneFile(stderr: string): boolean {
+  return /No such file/i.test(stderr);
 }

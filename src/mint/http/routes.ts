@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyPluginAsync, FastifyReply } from 'fastify';
 import type { z } from 'zod';
 import { BODY_NOT_JSON_OBJECT } from '../../http/lease-schemas.js';
+import { isStoreUnavailable } from '../../store/database.js';
 import { invalidRequest, MintError, MintErrorCode } from '../errors.js';
 import type { Mint } from '../mint.js';
 import { Nut17Hub, type Nut17Limits } from '../nut-17.js';
@@ -83,6 +84,12 @@ export const mintRoutes: FastifyPluginAsync<MintRoutesOptions> = async (app, opt
     if (typeof status === 'number' && status >= 400 && status < 500) {
       return reply.code(status).send({ detail: (err as Error).message.slice(0, 200), code: 10000 });
     }
+    // The node's database down: nothing was spent or issued (each is one transaction of it).
+    if (isStoreUnavailable(err))
+      return reply
+        .code(503)
+        .header('retry-after', '5')
+        .send({ detail: "the mint's database does not answer right now; try again shortly", code: 0 });
     request.log.error({ err }, 'mint request failed');
     return reply.code(500).send({ detail: 'internal error', code: 0 });
   });

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { isStoreUnavailable, StoreUnavailableError } from '../../store/database.js';
 import type { MintProofsTable, MintSignaturesTable } from './tables.js';
 
 /**
@@ -33,11 +34,35 @@ select * from unnest($8::text[], $9::text[], $10::bigint[], $11::text[], $12::te
 export class PostgresSpendWriter implements SpendWriter {
   constructor(private readonly pool: pg.Pool) {}
 
+  /**
+   * Rejects with StoreUnavailableError when no connection can be had (the server is down): the
+   * swap is answered 503, nothing spent.
+   */
   async commit(
     proofs: readonly MintProofsTable[],
     signatures: readonly MintSignaturesTable[],
   ): Promise<void> {
-    await this.pool.query({
+    const client = await this.pool.connect().catch((err: unknown) => {
+      throw new StoreUnavailableError(err);
+    });
+    let lost = false;
+    try {
+      await this.spend(client, proofs, signatures);
+    } catch (err) {
+      // A connection the server dropped is not given back to the pool for the next swap.
+      lost = isStoreUnavailable(err);
+      throw err;
+    } finally {
+      client.release(lost);
+    }
+  }
+
+  private async spend(
+    client: pg.PoolClient,
+    proofs: readonly MintProofsTable[],
+    signatures: readonly MintSignaturesTable[],
+  ): Promise<void> {
+    await client.query({
       name: 'alacarte_mint_spend',
       text: SPEND,
       values: [

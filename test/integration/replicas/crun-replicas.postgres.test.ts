@@ -60,6 +60,27 @@ async function until<T>(what: string, probe: () => Promise<T | undefined> | T | 
   }
 }
 
+/** The deadline (ms) a sandbox of replica 0 has, as its init reads it. */
+async function deadlineInside(lease: { id: string; token: string }): Promise<number> {
+  const r = await exec(0, lease, ['cat', '/run/alacarte/lease.json']);
+  expect(r.status, JSON.stringify(r.body)).toBe(200);
+  return Date.parse((JSON.parse(String(r.body.stdout)) as { expires_at: string }).expires_at);
+}
+
+/** How many replicas hold their presence lock (an advisory lock each) in the test database. */
+async function presenceLocks(): Promise<number> {
+  const client = new pg.Client({ connectionString: storeUrl });
+  await client.connect();
+  try {
+    const r = await client.query(
+      "select count(*)::int as n from pg_locks where locktype = 'advisory' and granted",
+    );
+    return r.rows[0].n as number;
+  } finally {
+    await client.end();
+  }
+}
+
 describe.skipIf(unavailable !== undefined)(`2 crun replicas on one PostgreSQL ${unavailable ?? ''}`, () => {
   it('keeps each replica to its own sandboxes, and extends and stops through either', async () => {
     expect(existsSync(CLI), 'run `npm run build` first (npm test does)').toBe(true);
@@ -99,21 +120,17 @@ describe.skipIf(unavailable !== undefined)(`2 crun replicas on one PostgreSQL ${
     expect((await exec(1, onB, ['echo', 'mine'])).body.stdout).toBe('mine\n');
     expect(replicas[0]!.runningSandboxes().sort()).toEqual([onA.id, onA2.id].sort());
 
-    // Extended through B: A's sandbox takes the new deadline (told over LISTEN/NOTIFY).
+    // Extended through B: A's sandbox has the new deadline by the time B answers (B told A over
+    // LISTEN/NOTIFY and waited for A to say it wrote it).
     const extended = await postJson(
       `${url(1)}/v1/leases/${onA.id}/extend`,
       { seconds: 3600 },
       { 'x-cashu': pool[3]!.token },
     );
     expect(extended.status, JSON.stringify(extended.body)).toBe(200);
-    const deadline = Date.parse(extended.body.expires_at as string);
-    await until('the new deadline inside the sandbox', async () => {
-      const r = await exec(0, onA, ['cat', '/run/alacarte/lease.json']);
-      const inside = JSON.parse(String(r.body.stdout)) as { expires_at: string };
-      return Date.parse(inside.expires_at) === deadline ? true : undefined;
-    });
+    expect(await deadlineInside(onA)).toBe(Date.parse(extended.body.expires_at as string));
 
-    // Stopped through B: the refund is in B's answer, and A ends the sandbox.
+    // Stopped through B: the refund is in B's answer, and A has ended the sandbox by then.
     const stopped = await fetch(`${url(1)}/v1/leases/${onA.id}`, {
       method: 'DELETE',
       headers: { authorization: `Bearer ${onA.token}` },
@@ -122,18 +139,44 @@ describe.skipIf(unavailable !== undefined)(`2 crun replicas on one PostgreSQL ${
     expect(stopped.status).toBe(200);
     expect(stoppedBody.state).toBe('stopped');
     expect(stoppedBody.refund).toBeTypeOf('string');
+    expect(replicas[0]!.runningSandboxes()).toEqual([onA2.id]);
     const refund = await wallet.receive(stoppedBody.refund!);
     expect(refund.reduce((s, p) => s + Number(p.amount), 0)).toBeGreaterThan(0);
-    await until('A to end the stopped lease', () =>
-      replicas[0]!.runningSandboxes().includes(onA.id) ? undefined : true,
-    );
-    expect(replicas[0]!.runningSandboxes()).toEqual([onA2.id]);
     expect((await exec(0, onA2, ['echo', 'other'])).body.stdout).toBe('other\n');
+
+    // A down (kill -9): its lease cannot be extended or stopped through B, before any money moves
+    // (its sandbox could not take the change); once A is back, the same token extends it.
+    const before = await deadlineInside(onA2);
+    await replicas[0]!.kill();
+    await until('A to be seen down', async () => ((await presenceLocks()) === 1 ? true : undefined));
+    const refused = await postJson(
+      `${url(1)}/v1/leases/${onA2.id}/extend`,
+      { seconds: 600 },
+      { 'x-cashu': pool[4]!.token },
+    );
+    expect(refused.status, JSON.stringify(refused.body)).toBe(503);
+    expect(refused.body.error).toBe('replica_unavailable');
+    expect(refused.headers.get('retry-after')).toBe('5');
+    const notStopped = await fetch(`${url(1)}/v1/leases/${onA2.id}`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${onA2.token}` },
+    });
+    expect(notStopped.status).toBe(503);
+    expect(((await notStopped.json()) as { error: string }).error).toBe('replica_unavailable');
+    await replicas[0]!.start();
+    expect(await deadlineInside(onA2)).toBe(before);
+    const extendedLater = await postJson(
+      `${url(1)}/v1/leases/${onA2.id}/extend`,
+      { seconds: 600 },
+      { 'x-cashu': pool[4]!.token },
+    );
+    expect(extendedLater.status, JSON.stringify(extendedLater.body)).toBe(200);
+    expect(await deadlineInside(onA2)).toBe(before + 600_000);
 
     for (const i of [0, 1]) {
       const books = await ledgerOf(url(i), OPERATOR);
       expect(expectBalanced(books)).toEqual([]);
-      expect(books.received).toBe(4 * PRICE);
+      expect(books.received).toBe(4 * PRICE + PRICE / 6); // 600 s more at 60 sat/h
       expect(books.leases.running).toBe(2);
     }
   });

@@ -13,10 +13,10 @@ let url = '';
 const pools: pg.Pool[] = [];
 const notices: PostgresNotices[] = [];
 
-function replica(): PostgresNotices {
+function replica(id?: string, onError?: (message: string) => void): PostgresNotices {
   const pool = new pg.Pool({ connectionString: url, max: 2 });
   pools.push(pool);
-  const n = new PostgresNotices(pool, () => new pg.Client({ connectionString: url }));
+  const n = new PostgresNotices(pool, () => new pg.Client({ connectionString: url }), onError, id);
   notices.push(n);
   return n;
 }
@@ -68,6 +68,44 @@ describe.skipIf(unavailable !== undefined)(`replica notices ${unavailable ?? ''}
     await a.publish('alacarte_leases', 'lse_two');
     expect(await eventually(() => heardB.includes('lse_two'))).toBe(true);
     expect(heardB).toEqual(['lse_one', 'lse_two']);
+  });
+
+  it('shows a replica present exactly while it listens, and one replica id to one process', async () => {
+    const idA = 'rep_00000000000000a1';
+    const idB = 'rep_ffffffff000000b2'; // high bit set: a negative bigint key
+    const a = replica(idA);
+    const b = replica(idB);
+    expect(await b.isPresent(idA)).toBe(false);
+    a.listen('alacarte_leases', () => {});
+    b.listen('alacarte_leases', () => {});
+    await Promise.all([a.ready(), b.ready()]);
+    expect(await b.isPresent(idA)).toBe(true);
+    expect(await a.isPresent(idB)).toBe(true);
+    expect(await a.isPresent('rep_00000000000000c3')).toBe(false);
+
+    // A second process with a copy of A's replica.id does not pass for A: it is told, and retries.
+    const errors: string[] = [];
+    const copy = replica(idA, (m) => errors.push(m));
+    copy.listen('alacarte_leases', () => {});
+    await copy.ready();
+    expect(errors.join('\n')).toMatch(/another session holds replica rep_00000000000000a1's presence/);
+
+    await copy.close();
+    expect(await b.isPresent(idA)).toBe(true);
+
+    // A gone (its listening connection closed, as when its process dies): absent for the others.
+    await a.close();
+    let present = true;
+    for (let i = 0; i < 100 && present; i++) {
+      present = await b.isPresent(idA);
+      if (present) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(present).toBe(false);
+    // A again (restarted on its data directory): present once listening.
+    const again = replica(idA);
+    again.listen('alacarte_leases', () => {});
+    await again.ready();
+    expect(await b.isPresent(idA)).toBe(true);
   });
 
   it('refuses a notice PostgreSQL would refuse (8000 bytes), before sending it', async () => {

@@ -13,7 +13,7 @@ import { crunSkipReason } from '../drivers/crun-target.js';
  * /healthz said ok while a paid create answered `500 internal`. Now a load balancer's health check
  * sees 503, and requests that need the store get `503 store_unavailable` with Retry-After: the
  * server's absence, not a bug. (Nothing was taken: the mint's spends and the lease are one
- * transaction of that same database.)
+ * transaction of that same database.) The node's mint answers its wallets 503 too.
  */
 describe.skipIf(crunSkipReason ?? postgresUnavailable())('a node whose database goes away', () => {
   let server: PostgresServer;
@@ -31,7 +31,7 @@ describe.skipIf(crunSkipReason ?? postgresUnavailable())('a node whose database 
 
   it('answers 503 on /healthz and store_unavailable on a paid create, then on any lease call', async () => {
     expect(await (await fetch(`${t.url}/healthz`)).json()).toEqual({ ok: true });
-    const { tokens: pool } = await tokens(t.mintUrl, 1, 64);
+    const { wallet, tokens: pool } = await tokens(t.mintUrl, 2, 64);
     await server.stop();
 
     const health = await fetch(`${t.url}/healthz`);
@@ -54,5 +54,19 @@ describe.skipIf(crunSkipReason ?? postgresUnavailable())('a node whose database 
       headers: { authorization: 'Bearer x' },
     });
     expect(lease.status).toBe(503);
+
+    // The node's own mint likewise (its swap commits through a connection of its own): a wallet's
+    // swap and state check are told to come back, not "internal error".
+    const swap = await wallet.receive(pool[1]?.token ?? '').catch((err: unknown) => err);
+    expect(swap).toMatchObject({ status: 503, message: expect.stringMatching(/database does not answer/) });
+    const states = await wallet.checkProofsStates(pool[1]?.send ?? []).catch((err: unknown) => err);
+    expect(states).toMatchObject({ status: 503 });
+    const raw = await fetch(`${t.mintUrl}/v1/mint/quote/bolt11`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ unit: 'sat', amount: 10 }),
+    });
+    expect(raw.status).toBe(503);
+    expect(raw.headers.get('retry-after')).toBe('5');
   });
 });
