@@ -101,10 +101,22 @@ else
   done_step 'up to date'
 fi
 
-# `--build` (npm start): the TypeScript and the web page, said as a step of its own.
+# `--build` (npm start): the TypeScript and the web page, said as a step of its own; skipped when
+# nothing they are built from changed since the last build (dist/.built, stamped with the time the
+# build began, so that an edit made during it builds again next time).
 if [ -n "$build" ]; then
-  step 4 'building: TypeScript to dist/, then the web page (half a minute or so)'
-  npm run --silent build
-  done_step 'built'
+  stamp=dist/.built
+  sources=(src web package.json package-lock.json tsconfig.json tsconfig.build.json)
+  if [ -f "$stamp" ] && [ -f dist/cli/main.js ] &&
+    [ -z "$(find "${sources[@]}" -newer "$stamp" -not -path 'web/node_modules/*' -print -quit 2>/dev/null)" ]; then
+    step 4 'building: TypeScript to dist/, then the web page'
+    done_step 'up to date'
+  else
+    step 4 'building: TypeScript to dist/, then the web page (half a minute or so)'
+    began=$(mktemp)
+    npm run --silent build
+    mv "$began" "$stamp"
+    done_step 'built'
+  fi
   echo "alacarte setup       next: the debian image if it is missing (first start only, its progress shown), then the node" >&2
 fi

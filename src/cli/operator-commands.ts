@@ -11,6 +11,7 @@ import { placeMountedDirs } from '../drivers/crun/host-dirs.js';
 import { ImageStore } from '../drivers/crun/image-store.js';
 import { describeEndpoint, lxdDriverFromConfig } from '../drivers/lxd/lxd-from-config.js';
 import { ledger } from '../http/operator-routes.js';
+import { loadOrCreateReplicaId } from '../leases/compute-target.js';
 import { createLogger, silentLogger } from '../log.js';
 import { AlacarteNode, prepareDataDir } from '../node.js';
 import { requireTrustedMintNuts } from '../rails/cashu/nut-06-requirements.js';
@@ -210,7 +211,7 @@ async function serveLocked(config: Config): Promise<number> {
   // Where this process answers; the public URL (behind a proxy, say) is what clients are told.
   const local = listenUrl(node.app.server.address(), config.host);
   process.stdout.write(
-    `alacarte listening on ${local}\n${local === url ? '' : `public URL: ${url}\n`}mint: ${mintUrl}\ndata: ${config.dataDir}\n${driverLine}\n`,
+    `alacarte listening on ${local}\n${local === url ? '' : `public URL: ${url}\n`}mint: ${mintUrl}\ndata: ${config.dataDir}\n${storeLine(config)}\n${driverLine}\n`,
   );
   if (ssh) process.stdout.write(`ssh: port ${ssh.port}, host key ${ssh.hostKeySha256}\n`);
   process.stdout.write(`lightning: ${node.lightning.id}\n`);
@@ -278,6 +279,16 @@ function listenRefusal(err: unknown, httpPort: number): ConfigError | undefined 
   return new ConfigError(
     `${e.address ?? 'the address'}:${e.port ?? '?'} is in use (another alacarte node?): stop it, or choose another ${flag}`,
   );
+}
+
+/**
+ * The banner's `store:` line: SQLite and its file, or PostgreSQL (its URL is not shown: it may
+ * hold a password and a host) with this replica's id, which names its sandboxes there.
+ */
+function storeLine(config: Config): string {
+  if (config.store.url === undefined) return `store: SQLite (${join(config.dataDir, 'alacarte.sqlite')})`;
+  const id = loadOrCreateReplicaId(join(config.dataDir, 'replica.id'));
+  return `store: PostgreSQL (shared by replicas; this one is ${id})`;
 }
 
 /** Runs an operator command against the data directory's store, without starting the server. */
@@ -412,7 +423,7 @@ async function printLedger(node: AlacarteNode, json: boolean): Promise<void> {
     `charged ${books.charged} ${u} = paid out ${books.paid_out} + payout pending ${books.payout_pending} + unpaid ${books.unpaid}`,
     ...[{ mint: 'own mint', ...books.by_mint.own }, ...books.by_mint.trusted].map(
       (m) =>
-        `  at ${m.mint}: received ${m.received} = charged ${m.charged} + refunded ${m.refunded} + held ${m.held}${m.bounced ? `; returned ${m.bounced}` : ''}; paid out ${m.paid_out}, unpaid ${m.unpaid}`,
+        `  at ${m.mint}: received ${m.received} = charged ${m.charged} + refunded ${m.refunded} + held ${m.held}${m.bounced ? `; returned ${m.bounced}` : ''}; paid out ${m.paid_out}, unpaid ${m.unpaid}${m.payable !== m.unpaid ? ` (payable over Lightning ${m.payable}: x402 income ${m.on_chain} is on chain already)` : ''}`,
     ),
     `mint: issued ${books.mint.issued}, redeemed ${books.mint.redeemed}, outstanding ${books.mint.outstanding}, lightning in ${books.mint.lightning_in}, out ${books.mint.lightning_out}${books.mint.x402_in ? `, x402 in ${books.mint.x402_in}` : ''}`,
     ...books.payouts.map(

@@ -54,13 +54,21 @@ export class HolderLink {
   }
 
   /**
+   * Whether the replica `replica` (a lease's `replica` column) is up and hearing notices: always
+   * where nothing is shared, and for rows older than the column (''). Rejects when the store
+   * cannot say.
+   */
+  async present(replica: string): Promise<boolean> {
+    return !this.notices.shared || replica === '' || this.notices.isPresent(replica);
+  }
+
+  /**
    * Before any money moves for a lease another replica holds: that replica must be up and hearing
    * notices. Throws 503 `replica_unavailable` (Retry-After) when it is not, or when the store
    * cannot say. `replica` is the lease's `replica` column ('' for rows older than it: not checked).
    */
   async requirePresent(replica: string): Promise<void> {
-    if (!this.notices.shared || replica === '') return;
-    if (await this.notices.isPresent(replica)) return;
+    if (await this.present(replica)) return;
     throw new AlacarteError(
       'replica_unavailable',
       "the replica holding this lease's sandbox is not running; nothing was charged or changed; try again once it is back",

@@ -20,8 +20,16 @@ export interface MintFigures {
   paid_out: number;
   /** A payout in flight from this source: its amount and the most it may cost on top. */
   payout_pending: number;
-  /** Earned and still at the node: what a payout from this source may take. */
+  /** Earned and not paid out (charged less paid_out and payout_pending). */
   unpaid: number;
+  /**
+   * Own mint: what x402 payments brought in. Booked here (their refunds and change are this mint's
+   * ecash), but the money itself reached the operator's `payTo` on chain: paying it out again over
+   * Lightning would spend the reserve behind the ecash in circulation. 0 for a trusted mint.
+   */
+  on_chain: number;
+  /** What a payout from this source may take: unpaid less on_chain, never below 0. */
+  payable: number;
 }
 
 export interface LeaseBooks {
@@ -96,7 +104,7 @@ export async function leaseBooksIn(
     paid_out: 0,
     payout_pending: 0,
     unpaid: 0,
-    byMint: await mintFigures(db, trustedMints),
+    byMint: await mintFigures(db, unit, trustedMints),
     leases: { running: 0, expired: 0, stopped: 0, failed: 0, pending: 0 },
   };
   for (const r of rows) {
@@ -119,7 +127,11 @@ export async function leaseBooksIn(
   return books;
 }
 
-async function mintFigures(db: Database, trustedMints: readonly string[]): Promise<LeaseBooks['byMint']> {
+async function mintFigures(
+  db: Database,
+  unit: string,
+  trustedMints: readonly string[],
+): Promise<LeaseBooks['byMint']> {
   const zero = (): MintFigures => ({
     received: 0,
     charged: 0,
@@ -129,6 +141,8 @@ async function mintFigures(db: Database, trustedMints: readonly string[]): Promi
     paid_out: 0,
     payout_pending: 0,
     unpaid: 0,
+    on_chain: 0,
+    payable: 0,
   });
   const own = zero();
   const trusted = new Map(
@@ -199,6 +213,16 @@ async function mintFigures(db: Database, trustedMints: readonly string[]): Promi
     if (r.state === 'paid') m.paid_out += Number(r.paid);
     else m.payout_pending += Number(r.reserved);
   }
-  for (const m of [own, ...trusted.values()]) m.unpaid = m.charged - m.paid_out - m.payout_pending;
+  // Everything x402 ever brought in, held leases' share included: errs on the side of paying less.
+  const x402 = await db
+    .selectFrom('x402_payments')
+    .select(sql<number>`coalesce(sum(amount), 0)`.as('n'))
+    .where('unit', '=', unit)
+    .executeTakeFirst();
+  own.on_chain = Number(x402?.n ?? 0);
+  for (const m of [own, ...trusted.values()]) {
+    m.unpaid = m.charged - m.paid_out - m.payout_pending;
+    m.payable = Math.max(0, m.unpaid - m.on_chain);
+  }
   return { own, trusted: [...trusted.values()] };
 }

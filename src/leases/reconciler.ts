@@ -317,11 +317,13 @@ export class Reconciler {
     if (this.link.shared) {
       const row = await this.db
         .selectFrom('leases')
-        .select(['state', 'target', 'expires_at'])
+        .select(['state', 'target', 'replica', 'expires_at'])
         .where('id', '=', id)
         .executeTakeFirst();
       if (row?.state === 'running' && !this.holds(row)) {
-        if (await this.link.ask(id, Number(row.expires_at))) return;
+        // A holder that is down cannot answer: said at once rather than after the wait.
+        if ((await this.link.present(row.replica)) && (await this.link.ask(id, Number(row.expires_at))))
+          return;
         throw new AlacarteError(
           'rate_limited',
           'the extension is paid but the replica holding the sandbox has not confirmed its new deadline yet; retry with the same token',

@@ -2,7 +2,10 @@ import { parseLeaseId } from '../core/ids.js';
 import type { Database } from '../store/database.js';
 import { credentialMatches } from './node-secret.js';
 
-/** A login the SSH server may grant: the lease's own id, still running, before its deadline. */
+/**
+ * A login the SSH server may grant: the lease's own id, still running, before its deadline (on
+ * this replica or, to be told so, another one).
+ */
 export interface SshLease {
   leaseId: string;
   /** OpenSSH public key lines from the lease request (`ssh_keys`). */
@@ -20,7 +23,8 @@ export class SshLogins {
     private readonly now: () => Date = () => new Date(),
     /**
      * Whether this replica holds a lease's sandbox (compute-target.ts): a lease another replica
-     * holds with crun cannot be logged into here, and looks like no lease.
+     * holds with crun logs in here (its key or credential proves the caller holds it), to be told
+     * where it runs (`elsewhere`), and is never running() here.
      */
     private readonly here: (row: { target: string }) => boolean = () => true,
   ) {}
@@ -36,6 +40,16 @@ export class SshLogins {
       .executeTakeFirst();
     if (!row || !this.live(row)) return undefined;
     return { leaseId: row.id, keys: parseKeys(row.ssh_keys_json) };
+  }
+
+  /** Whether lease `leaseId`'s sandbox is another replica's (so nothing of it can run here). */
+  async elsewhere(leaseId: string): Promise<boolean> {
+    const row = await this.db
+      .selectFrom('leases')
+      .select('target')
+      .where('id', '=', leaseId)
+      .executeTakeFirst();
+    return row !== undefined && !this.here(row);
   }
 
   /**
@@ -64,11 +78,11 @@ export class SshLogins {
       .select(['id', 'state', 'expires_at', 'target'])
       .where('id', 'in', ids.slice(0, 1000))
       .execute();
-    return new Set(rows.filter((r) => this.live(r)).map((r) => r.id));
+    return new Set(rows.filter((r) => this.live(r) && this.here(r)).map((r) => r.id));
   }
 
-  private live(row: { state: string; expires_at: number | null; target: string }): boolean {
-    return row.state === 'running' && Number(row.expires_at) > this.now().getTime() && this.here(row);
+  private live(row: { state: string; expires_at: number | null }): boolean {
+    return row.state === 'running' && Number(row.expires_at) > this.now().getTime();
   }
 }
 

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { type Selectable, sql } from 'kysely';
+import type { Selectable } from 'kysely';
 import { AlacarteError } from '../core/errors.js';
 import { leaseBooks, type MintFigures } from '../leases/ledger.js';
 import { decodeBolt11, wrongNetwork } from '../lightning/bolt11.js';
@@ -335,19 +335,15 @@ export class PayoutService {
   }
 
   /**
-   * Unpaid earnings per source, from the ledger. The own mint's Lightning pays only what came in
-   * as ecash or Lightning: leases paid over x402 are booked at the own mint (their refunds and
-   * change are its ecash), but that money reached the operator's `payTo` on chain, and paying it
-   * out again over Lightning would spend the reserve that backs the ecash in circulation. So the
-   * own source's unpaid is less everything x402 ever brought in (held leases' share included, which
-   * errs on the side of paying less).
+   * What each source may pay out, from the ledger (`payable`: the own mint's unpaid less what x402
+   * brought in, which reached the operator on chain). Unclamped, below 0 when payouts booked
+   * meanwhile took more than there was.
    */
   private async sources(clamp = true): Promise<Array<{ name: string; unpaid: bigint }>> {
     const books = await leaseBooks(this.db, this.options.unit, this.options.trustedMints);
-    const onChain = await x402Income(this.db, this.options.unit);
-    const of = (m: MintFigures, less = 0) => BigInt(clamp ? Math.max(0, m.unpaid - less) : m.unpaid - less);
+    const of = (m: MintFigures) => BigInt(clamp ? m.payable : m.unpaid - m.on_chain);
     return [
-      { name: 'own', unpaid: of(books.byMint.own, onChain) },
+      { name: 'own', unpaid: of(books.byMint.own) },
       ...books.byMint.trusted.map((m) => ({ name: m.mint, unpaid: of(m) })),
     ];
   }
@@ -386,14 +382,6 @@ function pendingError(): AlacarteError {
     'payout_pending',
     'a payout is pending; it resolves before another can start, retry later',
   );
-}
-
-/** What x402 payments brought in, in `unit` (rails/x402's table, read by name like mint/books.ts). */
-async function x402Income(db: Database, unit: string): Promise<number> {
-  const r = await sql<{
-    n: number;
-  }>`select coalesce(sum(amount), 0) as n from x402_payments where unit = ${unit}`.execute(db);
-  return Number(r.rows[0]?.n ?? 0);
 }
 
 /**

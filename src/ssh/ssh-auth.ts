@@ -7,6 +7,11 @@ export interface LoginDirectory {
   lease(user: string): Promise<{ leaseId: string; keys: string[] } | undefined>;
   /** Whether `password` is the running lease's bearer credential (constant-time compare). */
   passwordMatches(user: string, password: string): Promise<boolean>;
+  /**
+   * Whether the lease's sandbox is another replica's (crun replicas): the login is granted, and
+   * its sessions say where the lease runs instead of running anything. Absent: never.
+   */
+  elsewhere?(leaseId: string): Promise<boolean>;
 }
 
 /** The methods offered: the lease's keys, or its bearer credential as password (API.md, SSH). */
@@ -19,17 +24,19 @@ const METHODS: Array<'publickey' | 'password'> = ['publickey', 'password'];
  * the lease's bearer credential. Unknown, ended and expired leases, wrong keys and wrong passwords
  * are all the same plain refusal with the same methods left, so an attempt learns nothing.
  * Answers the lease id once authenticated, undefined otherwise (the context is answered either
- * way); `onLogin` hears of the lease just before the acceptance goes out (ssh2 is ready at once)
- * and may still refuse it (false), e.g. when the lease holds its most connections already.
+ * way); `onLogin` hears of the lease (and whether its sandbox is another replica's) just before
+ * the acceptance goes out (ssh2 is ready at once) and may still refuse it (false), e.g. when the
+ * lease holds its most connections already.
  */
 export async function authenticate(
   ctx: AuthContext,
   logins: LoginDirectory,
-  onLogin: (leaseId: string) => boolean,
+  onLogin: (leaseId: string, elsewhere: boolean) => boolean,
 ): Promise<string | undefined> {
+  const elsewhere = async (leaseId: string) => (await logins.elsewhere?.(leaseId)) ?? false;
   if (ctx.method === 'password') {
     const ok = await logins.passwordMatches(ctx.username, ctx.password);
-    if (!ok || !onLogin(ctx.username)) return refuse(ctx);
+    if (!ok || !onLogin(ctx.username, await elsewhere(ctx.username))) return refuse(ctx);
     ctx.accept();
     return ctx.username;
   }
@@ -43,7 +50,7 @@ export async function authenticate(
       return undefined;
     }
     if (key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true) return refuse(ctx);
-    if (!onLogin(lease.leaseId)) return refuse(ctx);
+    if (!onLogin(lease.leaseId, await elsewhere(lease.leaseId))) return refuse(ctx);
     ctx.accept();
     return lease.leaseId;
   }

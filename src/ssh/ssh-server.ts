@@ -1,12 +1,33 @@
 import { type AddressInfo, createServer, type Server as NetServer, type Socket } from 'node:net';
 import type { Connection } from 'ssh2';
 import ssh2 from 'ssh2';
+import { AlacarteError } from '../core/errors.js';
 import type { ComputeDriver } from '../drivers/compute-driver.js';
 import type { Logger } from '../log.js';
 import type { HostKey } from './host-key.js';
 import { authenticate, type LoginDirectory } from './ssh-auth.js';
 import { forward } from './ssh-forward.js';
 import { leaseEndedLine, type SessionDriver, SshSession } from './ssh-session.js';
+
+/**
+ * The sessions of a lease whose sandbox another replica holds (crun replicas): whatever they ask
+ * to run is refused with `lease_elsewhere`, which the session says on its stderr.
+ */
+const ELSEWHERE: SessionDriver = {
+  spawn: async () => {
+    throw elsewhere();
+  },
+  attach: async () => {
+    throw elsewhere();
+  },
+  sftp: async () => {
+    throw elsewhere();
+  },
+};
+
+function elsewhere(): AlacarteError {
+  return new AlacarteError('lease_elsewhere', 'the lease runs on another replica');
+}
 
 /** Bounds of the SSH server; every one is a count or a time in milliseconds. */
 export interface SshLimits {
@@ -72,6 +93,8 @@ export interface SshServerOptions {
 interface Client {
   connection: Connection;
   leaseId: string | undefined;
+  /** The lease's sandbox is another replica's: sessions say so, forwards are refused. */
+  elsewhere: boolean;
   refusals: number;
   channels: number;
   sessions: Set<SshSession>;
@@ -173,6 +196,7 @@ export class SshServer {
     const client: Client = {
       connection,
       leaseId: undefined,
+      elsewhere: false,
       refusals: 0,
       channels: 0,
       sessions: new Set(),
@@ -183,9 +207,10 @@ export class SshServer {
     this.clients.add(client);
     connection.on('authentication', (ctx) => {
       // A lease's connections are counted at login: one too many is refused like a wrong key.
-      const onLogin = (leaseId: string) => {
+      const onLogin = (leaseId: string, elsewhere: boolean) => {
         if (this.countOf(leaseId) >= this.limits.perLease) return false;
         client.leaseId = leaseId;
+        client.elsewhere = elsewhere;
         return true;
       };
       void authenticate(ctx, this.options.leases, onLogin).then(
@@ -217,7 +242,7 @@ export class SshServer {
         const session: SshSession = new SshSession(
           acceptSession(),
           leaseId,
-          this.options.driver,
+          client.elsewhere ? ELSEWHERE : this.options.driver,
           this.options.logger,
           () => {
             unsubscribe?.();
@@ -232,7 +257,7 @@ export class SshServer {
         );
       });
       connection.on('tcpip', (acceptForward, reject, info) => {
-        if (!this.takeChannel(client)) return reject();
+        if (client.elsewhere || !this.takeChannel(client)) return reject();
         let cut: (() => void) | undefined;
         const closed = () => {
           if (cut) client.cuts.delete(cut);
@@ -300,13 +325,16 @@ export class SshServer {
   /** Closes the connections of leases that have ended (stopped, expired, failed). */
   private async checkLeases(): Promise<void> {
     if (this.checking) return;
-    const ids = [...new Set([...this.clients].flatMap((c) => (c.leaseId ? [c.leaseId] : [])))];
+    // A lease held by another replica is never running here; its sessions end at once anyway.
+    const ids = [
+      ...new Set([...this.clients].flatMap((c) => (c.leaseId && !c.elsewhere ? [c.leaseId] : []))),
+    ];
     if (ids.length === 0) return;
     this.checking = true;
     try {
       const running = await this.options.leases.running(ids);
       for (const client of this.clients) {
-        if (client.leaseId && !running.has(client.leaseId)) {
+        if (client.leaseId && !client.elsewhere && !running.has(client.leaseId)) {
           this.options.logger.info({ lease: client.leaseId }, 'ssh: lease ended; closing its connection');
           this.drop(client, leaseEndedLine(client.leaseId));
           client.leaseId = undefined;

@@ -184,7 +184,12 @@ export class SshSession {
     } catch (err) {
       const code = err instanceof AlacarteError ? err.code : 'error';
       this.log.debug({ lease: this.leaseId, code }, 'ssh: request failed');
-      const why = code === 'lease_not_running' ? 'the lease is not running' : 'could not start';
+      const why =
+        code === 'lease_not_running'
+          ? 'the lease is not running'
+          : code === 'lease_elsewhere'
+            ? 'this lease runs on another server of this node; connect through the address that created it (the same one as its HTTP requests)'
+            : 'could not start';
       channel.stderr.write(`alacarte: ${why}\r\n`);
       finish(channel, 1);
       return;

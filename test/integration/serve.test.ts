@@ -17,6 +17,7 @@ describe('alacarte serve', () => {
   it('prints where it listens and which mint it serves', () => {
     expect(node.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(node.output()).toContain(`mint: ${node.url}/mint`);
+    expect(node.output()).toMatch(/^store: SQLite \(.*\/alacarte\.sqlite\)$/m);
   });
 
   it('answers health checks', async () => {

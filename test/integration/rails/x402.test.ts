@@ -183,8 +183,11 @@ describe('x402 (EVM stablecoins) as a third payment rail', () => {
     );
     expect(stopped.status).toBe(200);
     const before = await ledgerOf(t.url, OPERATOR);
-    // The ledger books the ended lease's takings at the own mint...
+    // The ledger books the ended lease's takings at the own mint, and says they are on chain
+    // already: nothing of them is payable over Lightning.
     expect(before.by_mint.own.unpaid).toBeGreaterThan(0);
+    expect(before.by_mint.own.on_chain).toBeGreaterThanOrEqual(before.by_mint.own.unpaid);
+    expect(before.by_mint.own.payable).toBe(0);
     // ...but the own mint's Lightning is not asked to pay them out.
     const to = (await new FakeLightningBackend().createInvoice(Amount.of(1), 'payout')).bolt11;
     const out = await postJson(

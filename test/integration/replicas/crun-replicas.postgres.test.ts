@@ -1,10 +1,15 @@
-import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI } from '../../helpers/cli.js';
 import { expectBalanced, ledgerOf, postJson, tokens } from '../../helpers/lease-node.js';
 import { type NodeProcess, QUARTER_OFFER, startReplicas } from '../../helpers/node-process.js';
 import { testDatabase, testPostgresUnavailable } from '../../helpers/postgres.js';
+import { runProcess } from '../../helpers/run-process.js';
+import { sshClientOptions } from '../../helpers/ssh-client.js';
 
 /**
  * Two `alacarte serve` replicas on one PostgreSQL, each with crun and its own sandboxes directory
@@ -84,10 +89,22 @@ async function presenceLocks(): Promise<number> {
 describe.skipIf(unavailable !== undefined)(`2 crun replicas on one PostgreSQL ${unavailable ?? ''}`, () => {
   it('keeps each replica to its own sandboxes, and extends and stops through either', async () => {
     expect(existsSync(CLI), 'run `npm run build` first (npm test does)').toBe(true);
+    // Each banner says where its store is, and which replica it is (never the store's URL).
+    for (const r of replicas) {
+      const id = readFileSync(join(r.dataDir, 'replica.id'), 'utf8').trim();
+      expect(r.server?.output()).toContain(`store: PostgreSQL (shared by replicas; this one is ${id})`);
+      expect(r.server?.output()).not.toContain('postgres://');
+    }
     const { wallet, tokens: pool } = await tokens(`${url(0)}/mint`, 5, PRICE);
     const created = [];
+    // The last one with an SSH key.
+    const key = join(mkdtempSync(join(tmpdir(), 'crun-replica-ssh-')), 'id');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
+    const withKey = { ...body, ssh_keys: [readFileSync(`${key}.pub`, 'utf8').trim()] };
     for (const [i, t] of [0, 1, 0].entries()) {
-      const res = await postJson(`${url(t)}/v1/leases`, body, { 'x-cashu': pool[i]!.token });
+      const res = await postJson(`${url(t)}/v1/leases`, i === 2 ? withKey : body, {
+        'x-cashu': pool[i]!.token,
+      });
       expect(res.status, JSON.stringify(res.body)).toBe(201);
       created.push(res.body as { id: string; token: string });
     }
@@ -104,6 +121,35 @@ describe.skipIf(unavailable !== undefined)(`2 crun replicas on one PostgreSQL ${
     expect(misdirected.status).toBe(421);
     expect(misdirected.body.error).toBe('lease_elsewhere');
     expect((await exec(0, onA, ['echo', 'hi'])).body.stdout).toBe('hi\n');
+
+    // SSH likewise: through B the key logs in and is told where the lease runs (it was a bare
+    // "Permission denied"); through A the command runs.
+    const sshPort = async (i: number, lease: { id: string; token: string }) => {
+      const r = await fetch(`${url(i)}/v1/leases/${lease.id}`, {
+        headers: { authorization: `Bearer ${lease.token}` },
+      });
+      return ((await r.json()) as { ssh: { port: number } }).ssh.port;
+    };
+    const ssh = async (port: number) =>
+      runProcess(
+        'ssh',
+        [
+          // Each replica has its own host key here (the test shares only node.key and mint.seed).
+          ...sshClientOptions('/dev/null', key).map((o) =>
+            o === 'StrictHostKeyChecking=yes' ? 'StrictHostKeyChecking=no' : o,
+          ),
+          '-p',
+          String(port),
+          `${onA2.id}@127.0.0.1`,
+          'echo via-ssh',
+        ],
+        { timeoutMs: 30_000 },
+      );
+    const viaB = await ssh(await sshPort(1, onB));
+    expect(viaB.code).toBe(1);
+    expect(viaB.stderr).toMatch(/this lease runs on another server of this node/);
+    const viaA = await ssh(await sshPort(0, onA2));
+    expect([viaA.code, viaA.stdout]).toEqual([0, 'via-ssh\n']);
 
     // B restarts (kill -9): A's leases keep running and answering; B's own comes back.
     await replicas[1]!.kill();
@@ -171,6 +217,27 @@ describe.skipIf(unavailable !== undefined)(`2 crun replicas on one PostgreSQL ${
       { 'x-cashu': pool[4]!.token },
     );
     expect(extendedLater.status, JSON.stringify(extendedLater.body)).toBe(200);
+    expect(await deadlineInside(onA2)).toBe(before + 600_000);
+
+    // That paid extension sent again while A is down once more: "retry" (it is paid; never 503's
+    // "nothing charged"), and the same answer once A is back; never a second charge.
+    await replicas[0]!.kill();
+    await until('A to be seen down', async () => ((await presenceLocks()) === 1 ? true : undefined));
+    const replayDown = await postJson(
+      `${url(1)}/v1/leases/${onA2.id}/extend`,
+      { seconds: 600 },
+      { 'x-cashu': pool[4]!.token },
+    );
+    expect(replayDown.status, JSON.stringify(replayDown.body)).toBe(429);
+    expect(replayDown.body.error).toBe('rate_limited');
+    await replicas[0]!.start();
+    const replayUp = await postJson(
+      `${url(1)}/v1/leases/${onA2.id}/extend`,
+      { seconds: 600 },
+      { 'x-cashu': pool[4]!.token },
+    );
+    expect(replayUp.status, JSON.stringify(replayUp.body)).toBe(200);
+    expect(replayUp.body.expires_at).toBe(extendedLater.body.expires_at);
     expect(await deadlineInside(onA2)).toBe(before + 600_000);
 
     for (const i of [0, 1]) {
