@@ -103,18 +103,21 @@ fi
 
 # `--build` (npm start): the TypeScript and the web page, said as a step of its own; skipped when
 # nothing they are built from changed since the last build (dist/.built, stamped with the time the
-# build began, so that an edit made during it builds again next time).
+# build began, so that an edit made during it builds again next time; a file added, removed or
+# renamed changes its directory's time, which counts too).
 if [ -n "$build" ]; then
   stamp=dist/.built
   sources=(src web package.json package-lock.json tsconfig.json tsconfig.build.json)
   if [ -f "$stamp" ] && [ -f dist/cli/main.js ] &&
-    [ -z "$(find "${sources[@]}" -newer "$stamp" -not -path 'web/node_modules/*' -print -quit 2>/dev/null)" ]; then
+    [ -z "$(find "${sources[@]}" -path web/node_modules -prune -o -newer "$stamp" -print -quit 2>/dev/null)" ]; then
     step 4 'building: TypeScript to dist/, then the web page'
     done_step 'up to date'
   else
     step 4 'building: TypeScript to dist/, then the web page (half a minute or so)'
     began=$(mktemp)
+    trap 'rm -f "$began"' EXIT
     npm run --silent build
+    mkdir -p dist
     mv "$began" "$stamp"
     done_step 'built'
   fi

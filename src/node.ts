@@ -110,6 +110,8 @@ export class AlacarteNode {
     private readonly sshRef: SshRef,
     /** Lease and mint changes told to and by the other replicas sharing the store. */
     readonly notices: ReplicaNotices,
+    /** This data directory's replica id (`<dataDir>/replica.id`, compute-target.ts). */
+    readonly replica: string,
   ) {}
 
   static async create(config: Config, options: NodeOptions = {}): Promise<AlacarteNode> {
@@ -117,12 +119,12 @@ export class AlacarteNode {
     // Before anything is opened: a trusted mint the node cannot rely on stops the start-up here.
     await requireTrustedMintNuts(config.trustedMints, { fetch: options.fetch });
     prepareDataDir(config.dataDir);
+    const replica = loadOrCreateReplicaId(join(config.dataDir, 'replica.id'));
     const { db, sqlite, postgres } = await openStore(
       config.store.url ?? join(config.dataDir, 'alacarte.sqlite'),
     );
     let running: RunningLightning | undefined;
     // Replicas sharing a PostgreSQL store tell each other of lease and mint changes (LISTEN/NOTIFY).
-    const replica = loadOrCreateReplicaId(join(config.dataDir, 'replica.id'));
     const notices = replicaNotices(postgres, (message) => logger.warn(message), replica);
     let rotated: () => void = () => {};
     try {
@@ -346,6 +348,7 @@ export class AlacarteNode {
         urlRef,
         sshRef,
         notices,
+        replica,
       );
       node.closeLightning = running.close;
       if (driver && leases) node.sold = { driver, offers: soldOffers };

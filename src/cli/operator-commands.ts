@@ -11,7 +11,6 @@ import { placeMountedDirs } from '../drivers/crun/host-dirs.js';
 import { ImageStore } from '../drivers/crun/image-store.js';
 import { describeEndpoint, lxdDriverFromConfig } from '../drivers/lxd/lxd-from-config.js';
 import { ledger } from '../http/operator-routes.js';
-import { loadOrCreateReplicaId } from '../leases/compute-target.js';
 import { createLogger, silentLogger } from '../log.js';
 import { AlacarteNode, prepareDataDir } from '../node.js';
 import { requireTrustedMintNuts } from '../rails/cashu/nut-06-requirements.js';
@@ -211,7 +210,7 @@ async function serveLocked(config: Config): Promise<number> {
   // Where this process answers; the public URL (behind a proxy, say) is what clients are told.
   const local = listenUrl(node.app.server.address(), config.host);
   process.stdout.write(
-    `alacarte listening on ${local}\n${local === url ? '' : `public URL: ${url}\n`}mint: ${mintUrl}\ndata: ${config.dataDir}\n${storeLine(config)}\n${driverLine}\n`,
+    `alacarte listening on ${local}\n${local === url ? '' : `public URL: ${url}\n`}mint: ${mintUrl}\ndata: ${config.dataDir}\n${storeLine(config, node.replica)}\n${driverLine}\n`,
   );
   if (ssh) process.stdout.write(`ssh: port ${ssh.port}, host key ${ssh.hostKeySha256}\n`);
   process.stdout.write(`lightning: ${node.lightning.id}\n`);
@@ -223,6 +222,11 @@ async function serveLocked(config: Config): Promise<number> {
     process.stdout.write(
       `WARNING: Lightning backend '${node.lightning.id}' is a TEST backend: invoices pay themselves, no real money moves.\n`,
     );
+    // Its invoices live in this process: another replica cannot look them up (README, replicas).
+    if (config.store.url !== undefined)
+      process.stdout.write(
+        'WARNING: a test Lightning backend is one per process: with several replicas, an invoice made by one is unknown to the others; use one replica, or a real node shared by all.\n',
+      );
   }
 
   await stopRequested;
@@ -285,10 +289,9 @@ function listenRefusal(err: unknown, httpPort: number): ConfigError | undefined 
  * The banner's `store:` line: SQLite and its file, or PostgreSQL (its URL is not shown: it may
  * hold a password and a host) with this replica's id, which names its sandboxes there.
  */
-function storeLine(config: Config): string {
+function storeLine(config: Config, replica: string): string {
   if (config.store.url === undefined) return `store: SQLite (${join(config.dataDir, 'alacarte.sqlite')})`;
-  const id = loadOrCreateReplicaId(join(config.dataDir, 'replica.id'));
-  return `store: PostgreSQL (shared by replicas; this one is ${id})`;
+  return `store: PostgreSQL (shared by replicas; this one is ${replica})`;
 }
 
 /** Runs an operator command against the data directory's store, without starting the server. */
@@ -423,7 +426,7 @@ async function printLedger(node: AlacarteNode, json: boolean): Promise<void> {
     `charged ${books.charged} ${u} = paid out ${books.paid_out} + payout pending ${books.payout_pending} + unpaid ${books.unpaid}`,
     ...[{ mint: 'own mint', ...books.by_mint.own }, ...books.by_mint.trusted].map(
       (m) =>
-        `  at ${m.mint}: received ${m.received} = charged ${m.charged} + refunded ${m.refunded} + held ${m.held}${m.bounced ? `; returned ${m.bounced}` : ''}; paid out ${m.paid_out}, unpaid ${m.unpaid}${m.payable !== m.unpaid ? ` (payable over Lightning ${m.payable}: x402 income ${m.on_chain} is on chain already)` : ''}`,
+        `  at ${m.mint}: received ${m.received} = charged ${m.charged} + refunded ${m.refunded} + held ${m.held}${m.bounced ? `; returned ${m.bounced}` : ''}; paid out ${m.paid_out}, unpaid ${m.unpaid}${m.on_chain > 0 ? ` (payable over Lightning ${m.payable}: x402 income ${m.on_chain} is on chain already)` : ''}`,
     ),
     `mint: issued ${books.mint.issued}, redeemed ${books.mint.redeemed}, outstanding ${books.mint.outstanding}, lightning in ${books.mint.lightning_in}, out ${books.mint.lightning_out}${books.mint.x402_in ? `, x402 in ${books.mint.x402_in}` : ''}`,
     ...books.payouts.map(

@@ -207,7 +207,6 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
       200: 'the lease with `state: "stopped"`, `refund`, `refunded` and `refunds` (one token per mint paid)',
       401: 'unauthorized',
       409: 'lease_not_running (it expired)',
-      503: 'replica_unavailable (replicas with crun: the replica holding the sandbox is down; nothing changed; Retry-After)',
     },
   },
   {

@@ -56,8 +56,8 @@ export const payoutBody = z
 /**
  * The operator ledger (API.md "Operator"), plus `bounced` (payments handed back whole) and
  * `by_mint`: `{own: figures, trusted: [{mint, ...figures}]}` with figures
- * `{received, charged, refunded, held, bounced, paid_out, payout_pending, unpaid}`, each mint
- * balancing on its own, and the payouts (newest first, at most 1000). Two identities hold, over
+ * `{received, charged, refunded, held, bounced, paid_out, payout_pending, unpaid, on_chain,
+ * payable}` (leases/ledger.ts: what a payout from that mint may take), each mint balancing on its own, and the payouts (newest first, at most 1000). Two identities hold, over
  * all and per mint: received = charged + refunded + held, and charged = paid_out +
  * payout_pending + unpaid (a payout is paid out of what was charged; fees count as paid out).
  */

@@ -101,14 +101,12 @@ export class Endings {
 
   /**
    * DELETE /v1/leases/{id}: ends a running lease with its unused time refunded (API.md); a lease
-   * already stopped answers the same again. Throws `unauthorized`, `lease_not_running`, and
-   * `replica_unavailable` when another replica holds the sandbox and is down (nothing changed).
+   * already stopped answers the same again. Throws `unauthorized`, `lease_not_running`. A sandbox
+   * another replica holds is ended by it before the answer, when it is up (Reconciler.endSandbox).
    */
   async stop(id: string, credential: string | undefined): Promise<Answer> {
     const row = await this.authorize(id, credential);
     return this.inFlight.run([`stop/${row.id}`], async () => {
-      // Another replica's sandbox: that replica must be up to end it before this answers.
-      if (row.state === 'running') await this.reconciler.requireHolder(row);
       await this.prepareRefund(row);
       // Read, checked and ended in one transaction, the row locked on PostgreSQL (SQLite has one
       // writer at a time already): an extension committing meanwhile is waited for and its new

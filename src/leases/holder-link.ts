@@ -12,9 +12,10 @@ const ANSWER_MS = 5000;
  * Between the replica that changed a lease in the store (an extension, a stop) and the replica
  * holding its sandbox (crun: each replica's own machine), over ReplicaNotices: whether the holder
  * is up (its presence lock), telling it (`alacarte_leases`), and its answer once the sandbox
- * follows the store (`alacarte_lease_synced`), so that no replica answers 200 for a deadline or a
- * stop its sandbox has not taken. Nothing here is the truth about money: a lost notice or answer
- * only makes a request wait and be retried; the store is read again on every side.
+ * follows the store (`alacarte_lease_synced`), so that no replica answers 200 for a deadline its
+ * sandbox has not taken, and a stop waits (a bounded while) for the sandbox's end. Nothing here is
+ * the truth about money: a lost notice or answer only makes a request wait and be retried; the
+ * store is read again on every side.
  */
 export class HolderLink {
   private readonly notices: ReplicaNotices;
@@ -45,6 +46,8 @@ export class HolderLink {
       this.notices.listen('alacarte_leases', changed, missed),
       this.notices.listen('alacarte_lease_synced', (payload) => this.heard(payload)),
     ];
+    // Only now, listening, is this replica present for the others (not while it starts up).
+    this.notices.announce();
   }
 
   /** Stops listening; requests still waiting time out as usual. */
@@ -55,8 +58,8 @@ export class HolderLink {
 
   /**
    * Whether the replica `replica` (a lease's `replica` column) is up and hearing notices: always
-   * where nothing is shared, and for rows older than the column (''). Rejects when the store
-   * cannot say.
+   * where nothing is shared, and for rows older than the column (''). Rejects with
+   * StoreUnavailableError when the store cannot say.
    */
   async present(replica: string): Promise<boolean> {
     return !this.notices.shared || replica === '' || this.notices.isPresent(replica);
@@ -64,8 +67,9 @@ export class HolderLink {
 
   /**
    * Before any money moves for a lease another replica holds: that replica must be up and hearing
-   * notices. Throws 503 `replica_unavailable` (Retry-After) when it is not, or when the store
-   * cannot say. `replica` is the lease's `replica` column ('' for rows older than it: not checked).
+   * notices. Throws 503 `replica_unavailable` (Retry-After) when it is not, and `store_unavailable`
+   * when the store cannot say. `replica` is the lease's `replica` column ('' for rows older than
+   * it: not checked).
    */
   async requirePresent(replica: string): Promise<void> {
     if (await this.present(replica)) return;
@@ -98,7 +102,8 @@ export class HolderLink {
     set.add(hear);
     const timer = setTimeout(() => settle(false), this.answerMs);
     try {
-      await this.tell(id);
+      // Not awaited before the wait: a slow publish counts against the same bound.
+      void this.tell(id).then((told) => told || settle(false));
       return await answered;
     } finally {
       clearTimeout(timer);
@@ -109,12 +114,17 @@ export class HolderLink {
 
   /**
    * Tells the holder that lease `id` changed, without waiting for it (the reaper: each sandbox
-   * ends at its deadline on its own). Never throws: a lost notice is found by the holder's sweep.
+   * ends at its deadline on its own). False when it could not be sent; never throws: a lost
+   * notice is found by the holder's sweep.
    */
-  async tell(id: string): Promise<void> {
-    await this.notices.publish('alacarte_leases', id).catch((err: unknown) => {
-      this.log.warn({ err: String(err), lease: id }, 'could not tell the replica holding the lease');
-    });
+  async tell(id: string): Promise<boolean> {
+    return this.notices.publish('alacarte_leases', id).then(
+      () => true,
+      (err: unknown) => {
+        this.log.warn({ err: String(err), lease: id }, 'could not tell the replica holding the lease');
+        return false;
+      },
+    );
   }
 
   /** The holder's side: says what lease `id`'s sandbox now has. Never throws. */

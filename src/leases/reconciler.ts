@@ -165,15 +165,19 @@ export class Reconciler {
     await this.follow(row.id as LeaseId, row.state === 'running');
   }
 
-  /** Carries out the store's deadline (`running`) or end of one of this replica's leases, and says so. */
-  private async follow(id: LeaseId, running: boolean): Promise<void> {
+  /**
+   * Carries out the store's deadline (`running`) or end of one of this replica's leases, and says
+   * so (an end only when `sayEnded`: the sweep meets ended leases whose removal is behind, and
+   * nobody waits for those).
+   */
+  private async follow(id: LeaseId, running: boolean, sayEnded = true): Promise<void> {
     if (running) {
       const written = await this.queueDeadline(id);
       if (written.outcome === 'synced') return this.link.answer(id, written.deadline);
       if (written.outcome === 'failed') return;
     }
     await this.teardown.end(id);
-    await this.link.answer(id, 'ended');
+    if (sayEnded) await this.link.answer(id, 'ended');
   }
 
   /**
@@ -196,8 +200,9 @@ export class Reconciler {
     for (const sandbox of sandboxes) {
       const row = byId.get(sandbox.leaseId);
       if (!row || !this.holds(row) || row.state === 'pending') continue;
-      if (row.state !== 'running' || Number(row.expires_at) !== sandbox.deadline.getTime())
-        await this.follow(row.id as LeaseId, row.state === 'running');
+      if (row.state !== 'running') await this.follow(row.id as LeaseId, false, false);
+      else if (Number(row.expires_at) !== sandbox.deadline.getTime())
+        await this.follow(row.id as LeaseId, true);
     }
   }
 
@@ -314,29 +319,23 @@ export class Reconciler {
    * have it. A lease that ended meanwhile passes: its answer shows the end.
    */
   async confirmDeadline(id: LeaseId): Promise<void> {
-    if (this.link.shared) {
+    // Only crun replicas on a shared store have sandboxes elsewhere.
+    if (this.link.shared && !this.target.shared) {
       const row = await this.db
         .selectFrom('leases')
         .select(['state', 'target', 'replica', 'expires_at'])
         .where('id', '=', id)
         .executeTakeFirst();
       if (row?.state === 'running' && !this.holds(row)) {
-        // A holder that is down cannot answer: said at once rather than after the wait.
-        if ((await this.link.present(row.replica)) && (await this.link.ask(id, Number(row.expires_at))))
-          return;
-        throw new AlacarteError(
-          'rate_limited',
-          'the extension is paid but the replica holding the sandbox has not confirmed its new deadline yet; retry with the same token',
-        );
+        // A holder that is down (or that the store cannot vouch for) cannot answer: said at once.
+        const present = await this.link.present(row.replica).catch(() => false);
+        if (present && (await this.link.ask(id, Number(row.expires_at)))) return;
+        throw notYetTaken('the replica holding the sandbox has not confirmed its new deadline yet');
       }
     }
     if (!this.unsynced.has(id)) return;
-    if ((await this.syncDeadline(id)) === 'failed') {
-      throw new AlacarteError(
-        'rate_limited',
-        'the extension is paid but the sandbox has not taken its new deadline yet; retry with the same token',
-      );
-    }
+    if ((await this.syncDeadline(id)) === 'failed')
+      throw notYetTaken('the sandbox has not taken its new deadline yet');
   }
 
   // ---- ends ------------------------------------------------------------------------------------
@@ -375,15 +374,19 @@ export class Reconciler {
    */
   async endSandbox(id: LeaseId): Promise<void> {
     if (this.link.shared) {
-      const row = await this.db.selectFrom('leases').select('target').where('id', '=', id).executeTakeFirst();
+      const row = await this.db
+        .selectFrom('leases')
+        .select(['target', 'replica'])
+        .where('id', '=', id)
+        .executeTakeFirst();
       if (row && !this.holds(row)) {
-        // Its holder halts it and says so; one that does not in time still ends it when told
-        // again (its sweep) or at its restart: the refund is booked either way.
-        if (!(await this.link.ask(id, 'ended')))
-          this.log.warn(
-            { lease: id },
-            'the replica holding the stopped lease did not confirm its end in time',
-          );
+        // Its holder halts it and says so. One that is down, or does not answer in time, ends it
+        // when back (its start-up reconcile) or at its sweep: the stop still answers, its refund
+        // booked, and nothing of the sandbox is reachable meanwhile (only its holder reaches it).
+        const present = await this.link.present(row.replica).catch(() => false);
+        if (present && (await this.link.ask(id, 'ended'))) return;
+        if (!present) await this.link.tell(id);
+        this.log.warn({ lease: id }, 'the replica holding the stopped lease has not confirmed its end');
         return;
       }
     }
@@ -585,4 +588,9 @@ export class Reconciler {
 /** The driver's word that a sandbox is not there (any more). */
 export function isGone(err: unknown): boolean {
   return err instanceof AlacarteError && err.code === 'lease_not_running';
+}
+
+/** An extension paid whose sandbox does not have its deadline yet: 429, retry with the same payment. */
+function notYetTaken(why: string): AlacarteError {
+  return new AlacarteError('rate_limited', `the extension is paid but ${why}; retry with the same token`);
 }

@@ -40,9 +40,9 @@ type PayoutRow = Selectable<PayoutTables['payouts']>;
 
 /**
  * Pays the node's earnings out over Lightning (README "Payouts"). The money rules:
- * - never more than the ledger's `unpaid` of the paying source: charged (earned by ended
- *   leases), less what was paid out and what a pending payout may take; money held for running
- *   leases is never touched; the own mint never pays what x402 brought in (see `sources`);
+ * - never more than the ledger's `payable` of the paying source: charged (earned by ended
+ *   leases), less what was paid out and what a pending payout may take, and at the own mint less
+ *   what x402 brought in (on chain already); money held for running leases is never touched;
  * - every payout is a row in `payouts`, written `pending` with the payment hash (own mint) or the
  *   melt quote id (trusted mint) before anything is paid, then resolved from the payer's own state
  *   — at the next start, and before any new payout — so a crash loses nothing and nothing is paid

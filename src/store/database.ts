@@ -168,8 +168,11 @@ async function openPostgres(url: string): Promise<Store> {
     },
   });
   // An idle client's connection dropping (server restart) must not take the process down; the
-  // pool replaces it and the next query reports any lasting failure.
+  // pool replaces it and the next query reports any lasting failure. A checked-out client's
+  // connection dropping likewise: its query rejects, and without a listener pg's 'error' event
+  // would be thrown (pg-pool listens only while a client is idle or inside pool.query).
   pool.on('error', () => {});
+  pool.on('connect', (client) => client.on('error', () => {}));
   // A connection that cannot be had is the server's absence, told apart from a refused statement
   // (isStoreUnavailable): the request is answered 503, not as a bug.
   const reaching = {

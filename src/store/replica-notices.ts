@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { StoreUnavailableError } from './database.js';
 
 /**
  * The channels replicas tell each other on. `alacarte_leases`: a lease id whose state or deadline
@@ -30,12 +31,21 @@ export interface ReplicaNotices {
    * function that stops it.
    */
   listen(channel: NoticeChannel, onNotice: (payload: string) => void, onReconnect?: () => void): () => void;
-  /** Resolves once the listening connection is up, or its first attempt failed (then retried). */
+  /**
+   * Resolves once the listening connection is up (and, once announced, its first try at the
+   * presence lock is over), or its first attempt failed (then retried).
+   */
   ready(): Promise<void>;
   /**
+   * Says from now on that this replica is up and hears `alacarte_leases` (call once it listens
+   * there): its listening connection holds the replica's presence lock, taken again after every
+   * reconnection. Nothing where nothing is shared.
+   */
+  announce(): void;
+  /**
    * Whether replica `replica` (a `rep_…` id) is up and hearing notices: its listening connection
-   * holds that replica's presence lock. Always true where nothing is shared (SQLite). Rejects when
-   * the store does not answer.
+   * holds that replica's presence lock. Always true where nothing is shared (SQLite). Rejects with
+   * StoreUnavailableError when the store does not answer.
    */
   isPresent(replica: string): Promise<boolean>;
   /** Stops listening and closes the listening connection. */
@@ -48,6 +58,7 @@ export const LOCAL_NOTICES: ReplicaNotices = {
   publish: async () => {},
   listen: () => () => {},
   ready: async () => {},
+  announce: () => {},
   isPresent: async () => true,
   close: async () => {},
 };
@@ -91,13 +102,20 @@ export class PostgresNotices implements ReplicaNotices {
   private retryTimer: NodeJS.Timeout | undefined;
   private delay = RECONNECT_MS.first;
   private closed = false;
+  /** announce() was called: the listening connection holds the presence lock (or keeps trying). */
+  private announced = false;
+  private lockTimer: NodeJS.Timeout | undefined;
+  /** announce()'s first try at the presence lock on the connection it found (never rejects). */
+  private presenceTry: Promise<void> | undefined;
 
   /**
    * @param pool the store's pool (NOTIFY goes through it)
    * @param connect a fresh connection to the same database, for LISTEN
    * @param onError told (without the URL) when the listening connection fails; it is retried
-   * @param replica this replica's id: its listening connection holds the replica's presence lock
-   *   (presenceKey), so that the others see it up exactly while it hears their notices
+   * @param replica this replica's id: once announced, its listening connection holds the replica's
+   *   presence lock (presenceKey), so that the others see it up while it hears their notices (a
+   *   connection cut without a word is held by the server until its TCP keepalive gives up: set
+   *   to about a minute on that connection)
    */
   constructor(
     private readonly pool: pg.Pool,
@@ -129,17 +147,49 @@ export class PostgresNotices implements ReplicaNotices {
 
   async ready(): Promise<void> {
     await this.connecting;
+    await this.presenceTry;
   }
 
   async isPresent(replica: string): Promise<boolean> {
     const { classid, objid } = presenceKey(replica);
-    const found = await this.pool.query(
-      `select 1 from pg_locks where locktype = 'advisory' and granted and objsubid = 1
-         and classid = $1 and objid = $2
-         and database = (select oid from pg_database where datname = current_database())`,
-      [classid, objid],
-    );
+    const found = await this.pool
+      .query(
+        `select 1 from pg_locks where locktype = 'advisory' and granted and objsubid = 1
+           and classid = $1 and objid = $2
+           and database = (select oid from pg_database where datname = current_database())`,
+        [classid, objid],
+      )
+      .catch((err: unknown) => {
+        throw new StoreUnavailableError(err);
+      });
     return (found.rowCount ?? 0) > 0;
+  }
+
+  announce(): void {
+    if (!this.replica || this.announced) return;
+    this.announced = true;
+    if (this.client) this.presenceTry = this.takePresence(this.client);
+  }
+
+  /**
+   * Takes the presence lock on the listening connection `client`; while another session holds it
+   * (our own cut connection the server has not seen go yet, or a copy of this replica.id), says so
+   * and tries again, listening all the while.
+   */
+  private async takePresence(client: pg.Client): Promise<void> {
+    if (!this.replica || this.client !== client) return;
+    const { key } = presenceKey(this.replica);
+    const taken = await client
+      .query('select pg_try_advisory_lock($1::bigint) as ok', [key])
+      .then((r) => r.rows[0]?.ok === true)
+      .catch(() => undefined);
+    if (taken !== false || this.closed || this.client !== client) return;
+    this.onError(
+      `another session holds replica ${this.replica}'s presence (a copy of its replica.id, or this replica's own connection before a cut); retrying`,
+    );
+    if (this.lockTimer) clearTimeout(this.lockTimer);
+    this.lockTimer = setTimeout(() => void this.takePresence(client), RECONNECT_MS.last);
+    this.lockTimer.unref();
   }
 
   private async open(again: boolean): Promise<void> {
@@ -163,20 +213,16 @@ export class PostgresNotices implements ReplicaNotices {
         await client.end().catch(() => {});
         return;
       }
-      if (this.replica) {
-        // Held as long as this connection lives: the others see this replica up exactly while it
-        // can hear them. A lock still held by our own cut connection (the server has not seen it
-        // go yet), or by a copy of this data directory's replica.id, fails this attempt: retried.
-        const { key } = presenceKey(this.replica);
-        const taken = await client.query('select pg_try_advisory_lock($1::bigint) as ok', [key]);
-        if (taken.rows[0]?.ok !== true)
-          throw new Error(
-            `another session holds replica ${this.replica}'s presence (a copy of its replica.id?); retrying`,
-          );
-      }
+      // The server ends this session (and so frees the presence lock) about a minute after its
+      // peer stops answering, not at the system's default of hours. (Ignored over a Unix socket.)
+      await client.query(
+        'set tcp_keepalives_idle = 30; set tcp_keepalives_interval = 10; set tcp_keepalives_count = 3',
+      );
       // Set first: a channel added from now on is listened to by listen() itself (twice is harmless).
       this.client = client;
       for (const channel of [...this.listeners.keys()]) await client.query(`LISTEN ${channel}`);
+      // Held as long as this connection lives, taken once it listens again.
+      if (this.announced) await this.takePresence(client);
       this.delay = RECONNECT_MS.first;
       if (again) for (const set of this.listeners.values()) for (const l of set) l.onReconnect?.();
     } catch (err) {
@@ -212,6 +258,7 @@ export class PostgresNotices implements ReplicaNotices {
   async close(): Promise<void> {
     this.closed = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.lockTimer) clearTimeout(this.lockTimer);
     await this.connecting;
     const client = this.client;
     this.client = undefined;

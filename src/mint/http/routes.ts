@@ -84,7 +84,8 @@ export const mintRoutes: FastifyPluginAsync<MintRoutesOptions> = async (app, opt
     if (typeof status === 'number' && status >= 400 && status < 500) {
       return reply.code(status).send({ detail: (err as Error).message.slice(0, 200), code: 10000 });
     }
-    // The node's database down: nothing was spent or issued (each is one transaction of it).
+    // The node's database down: nothing was spent or issued (each is one transaction of it), or,
+    // cut during a commit, the wallet learns which by asking again (NUT-07 state, NUT-09 restore).
     if (isStoreUnavailable(err))
       return reply
         .code(503)

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { presenceKey } from '../../../src/store/replica-notices.js';
 import { CLI } from '../../helpers/cli.js';
 import { expectBalanced, ledgerOf, postJson, tokens } from '../../helpers/lease-node.js';
 import { type NodeProcess, QUARTER_OFFER, startReplicas } from '../../helpers/node-process.js';
@@ -72,15 +73,20 @@ async function deadlineInside(lease: { id: string; token: string }): Promise<num
   return Date.parse((JSON.parse(String(r.body.stdout)) as { expires_at: string }).expires_at);
 }
 
-/** How many replicas hold their presence lock (an advisory lock each) in the test database. */
-async function presenceLocks(): Promise<number> {
+/** Whether replica i holds its presence lock in the test database, as the others see it. */
+async function present(i: number): Promise<boolean> {
+  const { classid, objid } = presenceKey(
+    readFileSync(join(replicas[i]!.dataDir, 'replica.id'), 'utf8').trim(),
+  );
   const client = new pg.Client({ connectionString: storeUrl });
   await client.connect();
   try {
     const r = await client.query(
-      "select count(*)::int as n from pg_locks where locktype = 'advisory' and granted",
+      `select 1 from pg_locks where locktype = 'advisory' and granted and objsubid = 1 and classid = $1
+         and objid = $2 and database = (select oid from pg_database where datname = current_database())`,
+      [classid, objid],
     );
-    return r.rows[0].n as number;
+    return (r.rowCount ?? 0) > 0;
   } finally {
     await client.end();
   }
@@ -94,6 +100,10 @@ describe.skipIf(unavailable !== undefined)(`2 crun replicas on one PostgreSQL ${
       const id = readFileSync(join(r.dataDir, 'replica.id'), 'utf8').trim();
       expect(r.server?.output()).toContain(`store: PostgreSQL (shared by replicas; this one is ${id})`);
       expect(r.server?.output()).not.toContain('postgres://');
+      // The replicas run on the fake Lightning backend here: each is told it cannot be shared.
+      await until('the warning after the banner', () =>
+        r.server?.output().includes('a test Lightning backend is one per process') ? true : undefined,
+      );
     }
     const { wallet, tokens: pool } = await tokens(`${url(0)}/mint`, 5, PRICE);
     const created = [];
@@ -190,11 +200,11 @@ describe.skipIf(unavailable !== undefined)(`2 crun replicas on one PostgreSQL ${
     expect(refund.reduce((s, p) => s + Number(p.amount), 0)).toBeGreaterThan(0);
     expect((await exec(0, onA2, ['echo', 'other'])).body.stdout).toBe('other\n');
 
-    // A down (kill -9): its lease cannot be extended or stopped through B, before any money moves
-    // (its sandbox could not take the change); once A is back, the same token extends it.
+    // A down (kill -9): its lease cannot be extended through B, before any money moves (its
+    // sandbox could not take the new deadline); once A is back, the same token extends it.
     const before = await deadlineInside(onA2);
     await replicas[0]!.kill();
-    await until('A to be seen down', async () => ((await presenceLocks()) === 1 ? true : undefined));
+    await until('A to be seen down', async () => ((await present(0)) ? undefined : true));
     const refused = await postJson(
       `${url(1)}/v1/leases/${onA2.id}/extend`,
       { seconds: 600 },
@@ -203,13 +213,8 @@ describe.skipIf(unavailable !== undefined)(`2 crun replicas on one PostgreSQL ${
     expect(refused.status, JSON.stringify(refused.body)).toBe(503);
     expect(refused.body.error).toBe('replica_unavailable');
     expect(refused.headers.get('retry-after')).toBe('5');
-    const notStopped = await fetch(`${url(1)}/v1/leases/${onA2.id}`, {
-      method: 'DELETE',
-      headers: { authorization: `Bearer ${onA2.token}` },
-    });
-    expect(notStopped.status).toBe(503);
-    expect(((await notStopped.json()) as { error: string }).error).toBe('replica_unavailable');
     await replicas[0]!.start();
+    expect(await present(0)).toBe(true);
     expect(await deadlineInside(onA2)).toBe(before);
     const extendedLater = await postJson(
       `${url(1)}/v1/leases/${onA2.id}/extend`,
@@ -222,7 +227,7 @@ describe.skipIf(unavailable !== undefined)(`2 crun replicas on one PostgreSQL ${
     // That paid extension sent again while A is down once more: "retry" (it is paid; never 503's
     // "nothing charged"), and the same answer once A is back; never a second charge.
     await replicas[0]!.kill();
-    await until('A to be seen down', async () => ((await presenceLocks()) === 1 ? true : undefined));
+    await until('A to be seen down', async () => ((await present(0)) ? undefined : true));
     const replayDown = await postJson(
       `${url(1)}/v1/leases/${onA2.id}/extend`,
       { seconds: 600 },
@@ -240,11 +245,29 @@ describe.skipIf(unavailable !== undefined)(`2 crun replicas on one PostgreSQL ${
     expect(replayUp.body.expires_at).toBe(extendedLater.body.expires_at);
     expect(await deadlineInside(onA2)).toBe(before + 600_000);
 
+    // Stopped through B while A is down: answered at once with the refund (its renter's money does
+    // not wait for A); A ends the sandbox when it is back.
+    await replicas[0]!.kill();
+    await until('A to be seen down', async () => ((await present(0)) ? undefined : true));
+    const stoppedAway = await fetch(`${url(1)}/v1/leases/${onA2.id}`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${onA2.token}` },
+    });
+    const awayBody = (await stoppedAway.json()) as { state: string; refund?: string };
+    expect([stoppedAway.status, awayBody.state]).toEqual([200, 'stopped']);
+    await replicas[0]!.start();
+    // (The test's wallet talks to A's mint.)
+    const refundAway = await wallet.receive(awayBody.refund!);
+    expect(refundAway.reduce((n, p) => n + Number(p.amount), 0)).toBeGreaterThan(0);
+    await until('A to end the lease stopped while it was down', () =>
+      replicas[0]!.runningSandboxes().includes(onA2.id) ? undefined : true,
+    );
+
     for (const i of [0, 1]) {
       const books = await ledgerOf(url(i), OPERATOR);
       expect(expectBalanced(books)).toEqual([]);
       expect(books.received).toBe(4 * PRICE + PRICE / 6); // 600 s more at 60 sat/h
-      expect(books.leases.running).toBe(2);
+      expect(books.leases.running).toBe(1);
     }
   });
 });

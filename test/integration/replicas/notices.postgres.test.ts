@@ -79,6 +79,11 @@ describe.skipIf(unavailable !== undefined)(`replica notices ${unavailable ?? ''}
     a.listen('alacarte_leases', () => {});
     b.listen('alacarte_leases', () => {});
     await Promise.all([a.ready(), b.ready()]);
+    // Listening alone is not present yet (a replica starting up): announced, it is.
+    expect(await b.isPresent(idA)).toBe(false);
+    a.announce();
+    b.announce();
+    await Promise.all([a.ready(), b.ready()]);
     expect(await b.isPresent(idA)).toBe(true);
     expect(await a.isPresent(idB)).toBe(true);
     expect(await a.isPresent('rep_00000000000000c3')).toBe(false);
@@ -86,10 +91,15 @@ describe.skipIf(unavailable !== undefined)(`replica notices ${unavailable ?? ''}
     // A second process with a copy of A's replica.id does not pass for A: it is told, and retries.
     const errors: string[] = [];
     const copy = replica(idA, (m) => errors.push(m));
-    copy.listen('alacarte_leases', () => {});
+    const heardByCopy: string[] = [];
+    copy.listen('alacarte_leases', (p) => heardByCopy.push(p));
+    copy.announce();
     await copy.ready();
     expect(errors.join('\n')).toMatch(/another session holds replica rep_00000000000000a1's presence/);
 
+    // Refused the lock, it still hears notices.
+    await b.publish('alacarte_leases', 'lse_to_copy');
+    expect(await eventually(() => heardByCopy.includes('lse_to_copy'))).toBe(true);
     await copy.close();
     expect(await b.isPresent(idA)).toBe(true);
 
@@ -104,6 +114,7 @@ describe.skipIf(unavailable !== undefined)(`replica notices ${unavailable ?? ''}
     // A again (restarted on its data directory): present once listening.
     const again = replica(idA);
     again.listen('alacarte_leases', () => {});
+    again.announce();
     await again.ready();
     expect(await b.isPresent(idA)).toBe(true);
   });

@@ -75,11 +75,24 @@ describe('migration 0004-refunds', () => {
         bounced: 0,
         ...none,
         unpaid: 120,
+        on_chain: 0,
+        payable: 120,
       });
       // What the old code did (all from the first payment's mint) shows as it happened: more
       // refunded at the trusted mint than was kept there for the ended lease.
       expect(books.byMint.trusted).toEqual([
-        { mint: ext, received: 120, charged: -40, refunded: 100, held: 60, bounced: 0, ...none, unpaid: -40 },
+        {
+          mint: ext,
+          received: 120,
+          charged: -40,
+          refunded: 100,
+          held: 60,
+          bounced: 0,
+          ...none,
+          unpaid: -40,
+          on_chain: 0,
+          payable: 0,
+        },
       ]);
     } finally {
       await db.destroy();
