@@ -24,6 +24,12 @@ export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>
 export interface AlacarteOptions {
   /** Base URL of the node, e.g. http://127.0.0.1:8402. */
   url: string;
+  /**
+   * Send every call for a lease to `url`, even for a lease the book knows at another address (a
+   * user who named the node, e.g. one replica of several). Default: a known lease's calls go to
+   * the node that sold it.
+   */
+  pinUrl?: boolean;
   /** Pays 402 challenges, takes change and refunds back; needed for rent, extend and stop. */
   wallet?: LocalWallet;
   /** Where lease credentials are kept (`leases.json`); default: the wallet's home, if any. */
@@ -61,11 +67,13 @@ export class Alacarte {
   private readonly retries: number;
   private readonly retryDelayMs: number;
   private readonly progress: (step: string) => void;
+  private readonly pinUrl: boolean;
   /** Files in a lease's sandbox: `files.write(id, path, data, {mode})`, `files.read(id, path)`. */
   readonly files: LeaseFilesClient;
 
   constructor(options: AlacarteOptions) {
     this.url = options.url.replace(/\/+$/, '');
+    this.pinUrl = options.pinUrl === true;
     this.wallet = options.wallet;
     this.book = options.leases ?? (options.wallet ? new LeaseBook(homeOf(options.wallet)) : undefined);
     this.fetchImpl = options.fetch ?? ((input, init) => fetch(input, init));
@@ -455,7 +463,7 @@ export class Alacarte {
     if (token) return { url: this.url, token };
     const entry = this.book?.get(id);
     if (!entry) throw new UnknownLeaseError(id);
-    return { url: entry.url, token: entry.token };
+    return { url: this.pinUrl ? this.url : entry.url, token: entry.token };
   }
 
   private async call(

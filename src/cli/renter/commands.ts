@@ -31,6 +31,8 @@ const COMMON: Options = {
 export class Context {
   readonly home: string;
   readonly url: string;
+  /** --url was given: the node for every call, known leases' too (AlacarteOptions.pinUrl). */
+  private readonly pinUrl: boolean;
   readonly json: boolean;
   readonly progress: Progress;
   private openedWallet: LocalWallet | undefined;
@@ -39,6 +41,8 @@ export class Context {
     readonly io: Io,
     values: { url?: string; json?: boolean },
   ) {
+    // Named on the command line: it is the node for every call, known leases' too.
+    this.pinUrl = values.url !== undefined;
     this.home = defaultHome(io.env);
     this.url = (values.url ?? io.env.ALACARTE_URL ?? DEFAULT_URL).replace(/\/+$/, '');
     if (!/^https?:\/\/[^/]+/.test(this.url)) throw new UsageError(`not an http(s) URL: ${this.url}`, 'help');
@@ -66,6 +70,7 @@ export class Context {
   sdk(options: { wallet: boolean }): Alacarte {
     return new Alacarte({
       url: this.url,
+      pinUrl: this.pinUrl,
       wallet: options.wallet ? this.wallet() : undefined,
       leases: new LeaseBook(this.home),
       onProgress: (step) => this.progress.start(PROGRESS_TEXT[step] ?? step),

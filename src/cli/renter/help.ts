@@ -1,7 +1,8 @@
 /** `--help` of every renter command, each with examples. */
 const COMMON = `
 Common options:
-  --url URL      the node (default http://127.0.0.1:8402, env ALACARTE_URL)
+  --url URL      the node (default http://127.0.0.1:8402, env ALACARTE_URL); a lease
+                 already in the list goes to the node that sold it unless --url is given
   --json         machine-readable output on stdout
   -h, --help     this help
 Wallet and lease credentials live in $ALACARTE_HOME (default ~/.local/share/alacarte).`;

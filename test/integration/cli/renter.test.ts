@@ -157,7 +157,13 @@ describe('alacarte CLI (renter)', { timeout: 240_000 }, () => {
     const kept = readFileSync(book, 'utf8');
     writeFileSync(book, kept.replaceAll(node.url, 'http://127.0.0.1:9'));
     const unreached = await runCli(['leases'], me);
+    // A lease's calls go to the node that sold it (as the list says), unless --url names one.
+    const viaBook = await runCli(['exec', lease.id, '--', 'true'], me);
+    const named = await runCli(['exec', lease.id, '--url', node.url, '--', 'echo', 'named'], me);
     writeFileSync(book, kept);
+    expect(viaBook.code).toBe(1);
+    expect(viaBook.stderr).toContain('127.0.0.1:9');
+    expect(named).toMatchObject({ code: 0, stdout: 'named\n' });
     expect(unreached.code).toBe(0);
     expect(unreached.stdout).toContain(
       '1 lease(s) shown as last seen: their node did not answer (http://127.0.0.1:9)',
