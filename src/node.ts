@@ -17,7 +17,7 @@ import { portHost, portPath, portRoutes } from './http/port-routes.js';
 import { defaultWebDir, webRoutes } from './http/web-routes.js';
 import { computeTarget, loadOrCreateReplicaId } from './leases/compute-target.js';
 import { LeaseService } from './leases/lease-service.js';
-import { NodeSecret } from './leases/node-secret.js';
+import { NodeSecret, requireStoreNodeKey } from './leases/node-secret.js';
 import { Reaper } from './leases/reaper.js';
 import { SshLogins } from './leases/ssh-logins.js';
 import { createLightningBackend, type RunningLightning } from './lightning/create-backend.js';
@@ -174,6 +174,7 @@ export class AlacarteNode {
 
       const sshRef: SshRef = {};
       const secret = NodeSecret.loadOrCreate(join(config.dataDir, 'node.key'));
+      await requireStoreNodeKey(db, secret, join(config.dataDir, 'node.key'));
       const payouts = createPayouts(config, { db, lightning, secret, fetch: options.fetch, logger });
 
       let leases: LeaseService | undefined;

@@ -5,6 +5,11 @@ import type { Generated } from 'kysely';
  * whole units. No column holds a token, a credential in clear or anything about the client.
  */
 export interface LeaseTables {
+  /** What every node on this store must share (migration 0016): `node-key` → a value derived from it. */
+  node_identity: {
+    name: string;
+    value: string;
+  };
   leases: {
     id: string;
     offer_id: string;

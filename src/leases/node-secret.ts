@@ -8,6 +8,7 @@ import {
 } from 'node:crypto';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type { BearerSecret, LeaseId } from '../core/ids.js';
+import type { Database } from '../store/database.js';
 
 /**
  * A 32-byte secret kept in the data directory, outside the database. Everything a replayed paid
@@ -60,4 +61,29 @@ export function credentialMatches(presented: string, storedHash: string): boolea
   const a = Buffer.from(credentialHash(presented), 'hex');
   const b = Buffer.from(storedHash, 'hex');
   return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/**
+ * Checks that `secret` (this data directory's `node.key`) is the one every node on `db` uses: the
+ * first node records a value derived from it (node_identity, never the key itself), and a node
+ * with another key is refused at start. A replica whose key was not copied from the first one
+ * would issue credentials the others do not accept, and answer retries of payments made through
+ * them as conflicts. Throws with what to do (README "Several replicas behind a load balancer").
+ */
+export async function requireStoreNodeKey(db: Database, secret: NodeSecret, keyPath: string): Promise<void> {
+  const value = secret.derive('store-identity', 'node-key').toString('hex');
+  await db
+    .insertInto('node_identity')
+    .values({ name: 'node-key', value })
+    .onConflict((c) => c.column('name').doNothing())
+    .execute();
+  const row = await db
+    .selectFrom('node_identity')
+    .select('value')
+    .where('name', '=', 'node-key')
+    .executeTakeFirstOrThrow();
+  if (row.value !== value)
+    throw new Error(
+      `${keyPath} is not the node key the other nodes of this store use: a replica needs the first replica's node.key and mint.seed, copied as files from its data directory (README, "Several replicas behind a load balancer")`,
+    );
 }

@@ -77,7 +77,7 @@ export class KeysetRegistry {
           : this.derive(row.unit, row.derivation_index, row.max_order, row.input_fee_ppk, row.active === 1);
       if (loaded.id !== row.id) {
         throw new Error(
-          `mint keyset ${row.id} does not derive from this seed (got ${loaded.id}); wrong seed file?`,
+          `mint keyset ${row.id} does not derive from this seed (got ${loaded.id}); wrong seed file? A replica needs the first replica's mint.seed and node.key, copied as files from its data directory (README, "Several replicas behind a load balancer")`,
         );
       }
       byId.set(loaded.id, loaded);

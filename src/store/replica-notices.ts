@@ -105,6 +105,8 @@ export class PostgresNotices implements ReplicaNotices {
   /** announce() was called: the listening connection holds the presence lock (or keeps trying). */
   private announced = false;
   private lockTimer: NodeJS.Timeout | undefined;
+  /** The listening connection's statements, one at a time (pg deprecates sending one while another runs). */
+  private statements: Promise<unknown> = Promise.resolve();
   /** announce()'s first try at the presence lock on the connection it found (never rejects). */
   private presenceTry: Promise<void> | undefined;
 
@@ -135,7 +137,8 @@ export class PostgresNotices implements ReplicaNotices {
     if (!set) {
       set = new Set();
       this.listeners.set(channel, set);
-      if (this.client) void this.client.query(`LISTEN ${channel}`).catch(() => this.reconnect());
+      const client = this.client;
+      if (client) void this.serial(() => client.query(`LISTEN ${channel}`)).catch(() => this.reconnect());
     }
     const listener: Listener = { onNotice, ...(onReconnect ? { onReconnect } : {}) };
     set.add(listener);
@@ -143,6 +146,13 @@ export class PostgresNotices implements ReplicaNotices {
     return () => {
       set.delete(listener);
     };
+  }
+
+  /** Runs `statement` on the listening connection once the statements sent before it are done. */
+  private serial<T>(statement: () => Promise<T>): Promise<T> {
+    const next = this.statements.then(statement, statement);
+    this.statements = next.catch(() => undefined);
+    return next;
   }
 
   async ready(): Promise<void> {
@@ -179,8 +189,9 @@ export class PostgresNotices implements ReplicaNotices {
   private async takePresence(client: pg.Client): Promise<void> {
     if (!this.replica || this.client !== client) return;
     const { key } = presenceKey(this.replica);
-    const taken = await client
-      .query('select pg_try_advisory_lock($1::bigint) as ok', [key])
+    const taken = await this.serial(() =>
+      client.query('select pg_try_advisory_lock($1::bigint) as ok', [key]),
+    )
       .then((r) => r.rows[0]?.ok === true)
       .catch(() => undefined);
     if (taken !== false || this.closed || this.client !== client) return;
@@ -215,12 +226,15 @@ export class PostgresNotices implements ReplicaNotices {
       }
       // The server ends this session (and so frees the presence lock) about a minute after its
       // peer stops answering, not at the system's default of hours. (Ignored over a Unix socket.)
-      await client.query(
-        'set tcp_keepalives_idle = 30; set tcp_keepalives_interval = 10; set tcp_keepalives_count = 3',
+      await this.serial(() =>
+        client.query(
+          'set tcp_keepalives_idle = 30; set tcp_keepalives_interval = 10; set tcp_keepalives_count = 3',
+        ),
       );
       // Set first: a channel added from now on is listened to by listen() itself (twice is harmless).
       this.client = client;
-      for (const channel of [...this.listeners.keys()]) await client.query(`LISTEN ${channel}`);
+      for (const channel of [...this.listeners.keys()])
+        await this.serial(() => client.query(`LISTEN ${channel}`));
       // Held as long as this connection lives, taken once it listens again.
       if (this.announced) await this.takePresence(client);
       this.delay = RECONNECT_MS.first;

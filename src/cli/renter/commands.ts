@@ -112,7 +112,7 @@ export class Context {
       this.progress.stop();
     }
     for (const c of collected) {
-      const why = `alacarte: lease ${c.id} was stopped before its time, not from this machine (by the node, when its sandbox ended, e.g. out of memory; or by someone else holding its credential)`;
+      const why = `alacarte: lease ${c.id} was stopped before its time, not by this program (by a request with its credential, e.g. a curl; or by the node, when its sandbox ended: out of memory, say)`;
       this.io.stderr.write(`${why}; ${refundFate(c)}\n`);
     }
   }

@@ -121,9 +121,9 @@ export function describeError(err: unknown, command: string): { line: string; hi
     return { line: `alacarte ${command}: ${err.message}`, code: 1 };
   }
   // Node's fetch says only "fetch failed" when nothing answers (the wallet's mint, reached by
-  // cashu-ts): where it tried and why are in its cause.
-  if (err instanceof TypeError && err.message === 'fetch failed') {
-    const cause = (err.cause ?? {}) as { code?: unknown; address?: unknown; port?: unknown };
+  // cashu-ts, which wraps it in its NetworkError): where it tried and why are in the causes.
+  if (err instanceof Error && err.message === 'fetch failed') {
+    const cause = socketCause(err);
     const where =
       typeof cause.address === 'string'
         ? `${cause.address}${typeof cause.port === 'number' ? `:${cause.port}` : ''}`
@@ -189,4 +189,15 @@ export function table(rows: string[][]): string {
         .trimEnd(),
     )
     .join('\n');
+}
+
+/** The innermost cause of `err` that names a socket (`address`, `port`, `code`), or {}. */
+function socketCause(err: Error): { code?: unknown; address?: unknown; port?: unknown } {
+  let at: unknown = err.cause;
+  for (let depth = 0; at && typeof at === 'object' && depth < 5; depth++) {
+    const c = at as { code?: unknown; address?: unknown; port?: unknown; cause?: unknown };
+    if (typeof c.address === 'string' || typeof c.code === 'string') return c;
+    at = c.cause;
+  }
+  return {};
 }

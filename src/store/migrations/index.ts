@@ -12,6 +12,7 @@ import * as leaseTarget from './0012-lease-target.js';
 import * as payoutChangeSpent from './0013-payout-change-spent.js';
 import * as x402Payments from './0014-x402-payments.js';
 import * as x402Settlements from './0015-x402-settlements.js';
+import * as nodeIdentity from './0016-node-identity.js';
 
 /**
  * Every schema migration, in order. Each domain adds its own files here (`0001-mint.ts`, ...).
@@ -32,4 +33,5 @@ export const MIGRATIONS: ReadonlyArray<{ name: string; migration: Migration }> =
   { name: '0013-payout-change-spent', migration: payoutChangeSpent },
   { name: '0014-x402-payments', migration: x402Payments },
   { name: '0015-x402-settlements', migration: x402Settlements },
+  { name: '0016-node-identity', migration: nodeIdentity },
 ];

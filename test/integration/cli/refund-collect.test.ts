@@ -42,7 +42,7 @@ describe('alacarte CLI: refunds of leases the node ended', { timeout: 240_000 },
     const listed = await runCli(['leases'], me);
     expect(listed.code).toBe(0);
     const said = new RegExp(
-      `lease ${lease.id} was stopped before its time, not from this machine \\(by the node, when its sandbox ended, e\\.g\\. out of memory; or by someone else holding its credential\\); refunded (\\d+) sat into the wallet`,
+      `lease ${lease.id} was stopped before its time, not by this program \\(by a request with its credential, e\\.g\\. a curl; or by the node, when its sandbox ended: out of memory, say\\); refunded (\\d+) sat into the wallet`,
     ).exec(listed.stderr);
     expect(said, listed.stderr).not.toBeNull();
     const refunded = Number(said?.[1]);
@@ -68,7 +68,7 @@ describe('alacarte CLI: refunds of leases the node ended', { timeout: 240_000 },
     const balance = await runCli(['wallet', 'balance'], me);
     expect(balance.code).toBe(0);
     expect(balance.stderr).toMatch(
-      new RegExp(`lease ${lease.id} was stopped before its time, not from this machine .+refunded 5\\d sat`),
+      new RegExp(`lease ${lease.id} was stopped before its time, not by this program .+refunded 5\\d sat`),
     );
     expect(balance.stdout).toMatch(/^(19\d|200) sat\n$/);
   });
@@ -122,7 +122,7 @@ describe('alacarte CLI: refunds of leases the node ended', { timeout: 240_000 },
     const listed = await runCli(['leases'], me);
     expect(listed.code).toBe(0);
     expect(listed.stderr).toContain(
-      `lease ${lease.id} was stopped before its time, not from this machine (by the node, when its sandbox ended, e.g. out of memory; or by someone else holding its credential); its refund was ${stop.body.refunded} sat; it had been redeemed elsewhere first (by whoever stopped it)\n`,
+      `lease ${lease.id} was stopped before its time, not by this program (by a request with its credential, e.g. a curl; or by the node, when its sandbox ended: out of memory, say); its refund was ${stop.body.refunded} sat; it had been redeemed elsewhere first (by whoever stopped it)\n`,
     );
     expect(listed.stderr).not.toContain('into the wallet');
     expect(listed.stdout).toMatch(new RegExp(`${lease.id}\\s+stopped\\s+small`));

@@ -1,9 +1,10 @@
-import { existsSync } from 'node:fs';
+import { copyFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI } from '../../helpers/cli.js';
 import { allUnspent, expectBalanced, ledgerOf, postJson, tokens } from '../../helpers/lease-node.js';
-import { type NodeProcess, QUARTER_OFFER, startReplicas } from '../../helpers/node-process.js';
+import { NodeProcess, QUARTER_OFFER, startReplicas } from '../../helpers/node-process.js';
 import { testDatabase, testPostgresUnavailable } from '../../helpers/postgres.js';
 
 /**
@@ -85,6 +86,23 @@ describe.skipIf(unavailable !== undefined)(
         expect(books.received).toBe(120);
         expect(books.leases.running).toBe(1);
       }
+    });
+
+    it('refuses to start a replica whose node.key was not copied from the first', async () => {
+      const stranger = new NodeProcess({
+        prefix: 'replica-stranger',
+        config: { offers: [QUARTER_OFFER] },
+        env: { ALACARTE_STORE_URL: storeUrl, ALACARTE_OPERATOR_TOKEN: OPERATOR },
+      });
+      replicas.push(stranger); // cleaned up with the others
+      // Its mint seed copied (as a newcomer did), not its node key.
+      copyFileSync(join(replicas[0]!.dataDir, 'mint.seed'), join(stranger.dataDir, 'mint.seed'));
+      const started = await stranger.start().then(
+        () => 'listening',
+        (err: unknown) => String(err),
+      );
+      expect(started).toMatch(/node\.key is not the node key the other nodes of this store use/);
+      expect(started).toMatch(/copied as files from its data directory/);
     });
   },
 );

@@ -1,4 +1,5 @@
 import { createServer } from 'node:net';
+import { Wallet } from '@cashu/cashu-ts';
 import { describe, expect, it } from 'vitest';
 import { describeError } from '../../../src/cli/renter/ui.js';
 
@@ -20,5 +21,16 @@ describe('describeError', () => {
       hint: "is the node whose mint holds this wallet's ecash running? (--url or ALACARTE_URL names the node)",
       code: 1,
     });
+
+    // The same failure as cashu-ts reports it (its wallet's calls to the mint): wrapped once more.
+    const wallet = new Wallet(`http://127.0.0.1:${port}`, { unit: 'sat' });
+    const wrapped = await wallet.loadMint().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect((wrapped as Error).message).toBe('fetch failed');
+    expect(describeError(wrapped, 'extend').line).toBe(
+      `alacarte extend: nothing answers at 127.0.0.1:${port} (ECONNREFUSED)`,
+    );
   });
 });
