@@ -81,12 +81,14 @@ export class HolderLink {
   }
 
   /**
-   * Tells the holder that lease `id` changed and waits (at most answerMs) for it to say its sandbox
-   * follows: a deadline at least `want` (ms), or ended (what every request then shows). True once
-   * it has; false when no answer came in time (the holder is told again at its next sweep, and at
-   * its restart). Never throws.
+   * Tells the holder (replica `replica`, a lease's `replica` column) that lease `id` changed and
+   * waits (at most answerMs) for it to say its sandbox follows: a deadline at least `want` (ms), or
+   * ended (what every request then shows). True once it has; false at once when the holder is not
+   * present (or the store cannot say), else when no answer came in time (the holder follows the
+   * store at its next sweep, and at its restart). Never throws.
    */
-  async ask(id: string, want: HolderOutcome): Promise<boolean> {
+  async ask(id: string, want: HolderOutcome, replica = ''): Promise<boolean> {
+    if (!(await this.present(replica).catch(() => false))) return false;
     let settle: (ok: boolean) => void = () => {};
     const answered = new Promise<boolean>((resolve) => {
       settle = resolve;

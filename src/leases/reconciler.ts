@@ -327,9 +327,7 @@ export class Reconciler {
         .where('id', '=', id)
         .executeTakeFirst();
       if (row?.state === 'running' && !this.holds(row)) {
-        // A holder that is down (or that the store cannot vouch for) cannot answer: said at once.
-        const present = await this.link.present(row.replica).catch(() => false);
-        if (present && (await this.link.ask(id, Number(row.expires_at)))) return;
+        if (await this.link.ask(id, Number(row.expires_at), row.replica)) return;
         throw notYetTaken('the replica holding the sandbox has not confirmed its new deadline yet');
       }
     }
@@ -383,9 +381,7 @@ export class Reconciler {
         // Its holder halts it and says so. One that is down, or does not answer in time, ends it
         // when back (its start-up reconcile) or at its sweep: the stop still answers, its refund
         // booked, and nothing of the sandbox is reachable meanwhile (only its holder reaches it).
-        const present = await this.link.present(row.replica).catch(() => false);
-        if (present && (await this.link.ask(id, 'ended'))) return;
-        if (!present) await this.link.tell(id);
+        if (await this.link.ask(id, 'ended', row.replica)) return;
         this.log.warn({ lease: id }, 'the replica holding the stopped lease has not confirmed its end');
         return;
       }

@@ -72,6 +72,16 @@ export function isStoreUnavailable(err: unknown): boolean {
 }
 
 /**
+ * A connection of `pool`; rejects with StoreUnavailableError when none can be had (the server's
+ * absence, told apart from a refused statement: isStoreUnavailable).
+ */
+export function connectTo(pool: pg.Pool): Promise<pg.PoolClient> {
+  return pool.connect().catch((err: unknown) => {
+    throw new StoreUnavailableError(err);
+  });
+}
+
+/**
  * Whether the store answers a trivial statement (GET /healthz): false when it fails. Not bounded
  * in time here: a node whose pool is busy waits its turn (busy is not down), and a checker has
  * its own timeout for a server that never answers. Never throws.
@@ -175,13 +185,7 @@ async function openPostgres(url: string): Promise<Store> {
   pool.on('connect', (client) => client.on('error', () => {}));
   // A connection that cannot be had is the server's absence, told apart from a refused statement
   // (isStoreUnavailable): the request is answered 503, not as a bug.
-  const reaching = {
-    connect: () =>
-      pool.connect().catch((err: unknown) => {
-        throw new StoreUnavailableError(err);
-      }),
-    end: () => pool.end(),
-  };
+  const reaching = { connect: () => connectTo(pool), end: () => pool.end() };
   const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool: reaching }) });
   await migrateOrClose(db, url);
   return { db, dialect: 'postgres', postgres: pool };

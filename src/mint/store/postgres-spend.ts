@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { isStoreUnavailable, StoreUnavailableError } from '../../store/database.js';
+import { connectTo, isStoreUnavailable } from '../../store/database.js';
 import type { MintProofsTable, MintSignaturesTable } from './tables.js';
 
 /**
@@ -42,9 +42,7 @@ export class PostgresSpendWriter implements SpendWriter {
     proofs: readonly MintProofsTable[],
     signatures: readonly MintSignaturesTable[],
   ): Promise<void> {
-    const client = await this.pool.connect().catch((err: unknown) => {
-      throw new StoreUnavailableError(err);
-    });
+    const client = await connectTo(this.pool);
     let lost = false;
     try {
       await this.spend(client, proofs, signatures);

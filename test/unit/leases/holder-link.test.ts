@@ -50,7 +50,7 @@ describe('HolderLink', () => {
   it('waits for the holder to have at least the deadline asked, or the end', async () => {
     const { bus, link } = linked(2000);
     const asked = link.ask('lse_a', 5000);
-    await Promise.resolve();
+    await new Promise((r) => setTimeout(r, 0)); // its presence check, then the notice
     expect(bus.sent).toEqual([{ channel: 'alacarte_leases', payload: 'lse_a' }]);
     let done: boolean | undefined;
     void asked.then((ok) => {
