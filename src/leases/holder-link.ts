@@ -88,7 +88,6 @@ export class HolderLink {
    * store at its next sweep, and at its restart). Never throws.
    */
   async ask(id: string, want: HolderOutcome, replica = ''): Promise<boolean> {
-    if (!(await this.present(replica).catch(() => false))) return false;
     let settle: (ok: boolean) => void = () => {};
     const answered = new Promise<boolean>((resolve) => {
       settle = resolve;
@@ -102,10 +101,14 @@ export class HolderLink {
       this.waiting.set(id, set);
     }
     set.add(hear);
+    // Listening before anything is sent, so that no answer can come before it.
     const timer = setTimeout(() => settle(false), this.answerMs);
     try {
-      // Not awaited before the wait: a slow publish counts against the same bound.
-      void this.tell(id).then((told) => told || settle(false));
+      // Neither awaited before the wait: a slow store counts against the same bound.
+      void this.present(replica)
+        .catch(() => false)
+        .then(async (present) => present && (await this.tell(id)))
+        .then((told) => told || settle(false));
       return await answered;
     } finally {
       clearTimeout(timer);
