@@ -89,7 +89,8 @@ describe('the web page: published ports', () => {
     await page.keyboard.type(
       'killall httpd; printf \'HTTP/1.1 200 OK\\r\\nClear-Site-Data: "*"\\r\\nSet-Cookie: t=1; Path=/\\r\\n' +
         "Content-Type: text/html\\r\\nContent-Length: 13\\r\\nConnection: close\\r\\n\\r\\n<p id=x>x</p>' > /r; " +
-        'nc -ll -p 8080 -e cat /r &\n',
+        // killall returns before httpd has let go of the port: nc retries until it can listen.
+        '(until nc -ll -p 8080 -e cat /r; do sleep 0.2; done) &\n',
       { delay: 10 },
     );
     await expect
