@@ -179,10 +179,27 @@ static _Noreturn void run_exec(const char *id) {
   _exit(e == ENOENT ? 127 : 126);
 }
 
+/*
+ * An exec the agent could not start: says why on the exec's stderr (opened without waiting: the
+ * node holds its read end while the exec runs; none, nothing said), then answers 126.
+ */
+static void refuse(const char *id, const char *why, int err, const char *hint) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/x/%s.err", run_dir, id);
+  int fd = open(path, O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+  if (fd >= 0) {
+    dprintf(fd, "alacarte: %s: %s%s\n", why, strerror(err), hint);
+    close(fd);
+  }
+  answer(id, "126");
+}
+
 static void start(const char *id) {
   pid_t pid = fork();
   if (pid < 0) {
-    answer(id, "126");
+    int e = errno;
+    refuse(id, "cannot start the command", e,
+           e == EAGAIN ? " (the sandbox runs as many processes as its offer allows)" : "");
     return;
   }
   if (pid == 0) {
@@ -203,7 +220,7 @@ static void start(const char *id) {
     if (!grown) {
       /* Cannot follow it: it does not run untracked. */
       kill(pid, SIGKILL);
-      answer(id, "126");
+      refuse(id, "cannot follow the command", ENOMEM, "");
       return;
     }
     runs = grown;
