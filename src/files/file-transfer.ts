@@ -1,5 +1,4 @@
-import type { Readable } from 'node:stream';
-import { Transform } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { AlacarteError } from '../core/errors.js';
 import type { SandboxProcess } from '../drivers/compute-driver.js';
 import { DOWNLOAD_MARK, FILE_EXIT } from './sandbox-commands.js';
@@ -133,6 +132,13 @@ export async function openDownload(context: TransferContext, what: string): Prom
     throw await failure(context, code, stderr(), what, 'read');
   }
   const kind = mark === DOWNLOAD_MARK.directory ? 'directory' : 'file';
+  // Nothing is answered before the first byte or the process's end: a file that opens and then
+  // cannot be read (/proc/1/mem, a device) is refused with its reason, not a 200 cut at once.
+  const ended = await endedBeforeOutput(proc.stdout, proc.exited);
+  if (ended !== undefined) {
+    if (ended !== 0) throw await failure(context, ended, stderr(), what, 'read');
+    return { kind, stream: Readable.from([]) };
+  }
   const limit = kind === 'file' ? maxBytes : 2 * maxBytes + 16 * 1024 * 1024;
   let sent = 0;
   const stream = new Transform({
@@ -179,6 +185,28 @@ function readMark(stdout: Readable): Promise<string | undefined> {
     };
     const onEnd = () => done(undefined);
     stdout.on('readable', tryRead);
+    stdout.once('end', onEnd);
+    stdout.once('close', onEnd);
+  });
+}
+
+/**
+ * Waits for the first output after the mark (undefined) or, when the output ends without any, the
+ * process's exit code.
+ */
+function endedBeforeOutput(stdout: Readable, exited: Promise<number>): Promise<number | undefined> {
+  if (stdout.readableLength > 0) return Promise.resolve(undefined);
+  return new Promise((resolve) => {
+    const done = (value: Promise<number | undefined> | undefined) => {
+      stdout.off('readable', onReadable);
+      stdout.off('end', onEnd);
+      stdout.off('close', onEnd);
+      resolve(value);
+    };
+    // read(0) with nothing buffered lets the stream see its end (and emit 'end') without taking data.
+    const onReadable = () => (stdout.readableLength > 0 ? done(undefined) : stdout.read(0));
+    const onEnd = () => done(exited);
+    stdout.on('readable', onReadable);
     stdout.once('end', onEnd);
     stdout.once('close', onEnd);
   });

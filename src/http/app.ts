@@ -10,7 +10,7 @@ import Fastify, {
 import type { Logger } from '../log.js';
 import { sourceOf } from '../ssh/ssh-server.js';
 import { DEFAULT_DRAIN_MS, drainOnClose } from './drain.js';
-import { answerClientError, frameworkError, installErrorHandling } from './errors.js';
+import { answerClientError, frameworkError, installErrorHandling, routePathMatches } from './errors.js';
 
 /**
  * The largest payment header the API takes (`X-Cashu`), in bytes: a token of a few hundred
@@ -121,7 +121,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.addHook('onRoute', (route) => {
     for (const method of [route.method].flat()) routes.push({ method, url: route.url });
   });
-  installErrorHandling(app, (path) => routes.filter((r) => r.url === path).map((r) => r.method));
+  installErrorHandling(app, (path) =>
+    routes.filter((r) => routePathMatches(r.url, path)).map((r) => r.method),
+  );
   drainOnClose(app, drainMs);
   // An empty JSON body (a DELETE sent with a JSON content type) means "no body", not an error;
   // anything else goes through Fastify's own parser, which refuses prototype poisoning.

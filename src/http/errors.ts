@@ -14,7 +14,7 @@ export interface ErrorBody {
  * The one place where errors become HTTP answers for the /v1 API. Malformed input of any kind
  * (bad JSON, wrong content type, oversized body, schema mismatch) is a 4xx with a stable code;
  * only a genuine bug is a 500, and it says nothing about internals. `methodsAt(path)`: the methods
- * served at a path (no parameters in it), so that another method there is told which (405).
+ * served at a path (routePathMatches), so that another method there is told which (405).
  */
 export function installErrorHandling(
   app: FastifyInstance,
@@ -26,7 +26,9 @@ export function installErrorHandling(
       request.log.error({ err, route: request.routeOptions.url }, 'unexpected error');
     }
     for (const [name, value] of Object.entries(headers)) reply.header(name, value);
-    return reply.status(status).send(body);
+    // The route may have set the type of what it meant to send (a download's bytes): an error
+    // answers in the API's JSON shape whatever that was.
+    return reply.status(status).type('application/json; charset=utf-8').send(body);
   });
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split('?', 1)[0] ?? '';
@@ -44,6 +46,23 @@ export function installErrorHandling(
       .status(404)
       .send({ error: 'not_found', message: notFoundMessage(request.url) } satisfies ErrorBody);
   });
+}
+
+/**
+ * Whether a request path (no query) is one a route's URL serves: `:name` stands for one non-empty
+ * segment, a final `*` for the rest of the path.
+ */
+export function routePathMatches(route: string, path: string): boolean {
+  const want = route.split('/');
+  const have = path.split('/');
+  for (let i = 0; i < want.length; i++) {
+    const part = want[i] ?? '';
+    if (part === '*' && i === want.length - 1) return have.length >= want.length - 1;
+    const got = have[i];
+    if (got === undefined) return false;
+    if (part.startsWith(':') ? got === '' : got !== part) return false;
+  }
+  return have.length === want.length;
 }
 
 /**

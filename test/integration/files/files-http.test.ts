@@ -153,8 +153,20 @@ describe('files: PUT and GET /v1/leases/{id}/files', () => {
     );
     const tarWithMode = await put('/tmp/t', tarOf([]), { 'content-type': 'application/x-tar' }, '&mode=0644');
     expect(tarWithMode.status).toBe(400);
-    // HEAD would read the file in the sandbox for nothing: there is no such route.
-    expect((await fetch(filesUrl('/etc/passwd'), { method: 'HEAD', headers: auth() })).status).toBe(404);
+    // A file that opens and then cannot be read: refused with the reason, in the API's shape (it
+    // was a 500 in Fastify's own, the download's type already set).
+    const unreadable = await get('/proc/self/mem');
+    expect(unreadable.status).toBe(400);
+    expect(unreadable.type).toMatch(/^application\/json/);
+    expect(JSON.parse(unreadable.body.toString())).toMatchObject({
+      error: 'invalid_request',
+      message: expect.stringMatching(/^\/proc\/self\/mem: .*error/),
+    });
+    // HEAD would read the file in the sandbox for nothing: not served, and told apart from a
+    // missing file (405, not 404).
+    const head = await fetch(filesUrl('/etc/passwd'), { method: 'HEAD', headers: auth() });
+    expect(head.status).toBe(405);
+    expect(head.headers.get('allow')).toBe('PUT, GET');
   });
 
   it('answers 401 without or with a wrong credential', async () => {

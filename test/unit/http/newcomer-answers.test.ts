@@ -5,6 +5,7 @@ import { AlacarteError } from '../../../src/core/errors.js';
 import type { LeaseId } from '../../../src/core/ids.js';
 import { buildApp } from '../../../src/http/app.js';
 import { attachRoutes } from '../../../src/http/attach-routes.js';
+import { routePathMatches } from '../../../src/http/errors.js';
 import { createLeaseBody, parseWith } from '../../../src/http/lease-schemas.js';
 import type { LeaseService } from '../../../src/leases/lease-service.js';
 import { silentLogger } from '../../../src/log.js';
@@ -163,5 +164,24 @@ describe('answers to requests sent by hand', () => {
       error: 'invalid_request',
       message: 'GET is not served at /v1/echo; it takes POST',
     });
+    // A route with a parameter in its path too (it was 404 "no such route", as for a path nobody serves).
+    const attach = await fetch(`http://${host}/v1/leases/${LEASE}/attach`, { method: 'PATCH' });
+    expect(attach.status).toBe(405);
+    expect(attach.headers.get('allow')).toBe('GET, HEAD');
+    expect(((await attach.json()) as { error: string }).error).toBe('invalid_request');
+    const deeper = await fetch(`http://${host}/v1/leases/${LEASE}/attach/more`, { method: 'PATCH' });
+    expect(deeper.status).toBe(404);
+  });
+
+  it('routePathMatches: a parameter is one non-empty segment, a final * the rest', () => {
+    expect(routePathMatches('/v1/leases/:id', '/v1/leases/lse_1')).toBe(true);
+    expect(routePathMatches('/v1/leases/:id', '/v1/leases/')).toBe(false);
+    expect(routePathMatches('/v1/leases/:id', '/v1/leases/a/b')).toBe(false);
+    expect(routePathMatches('/v1/leases/:id/files', '/v1/leases/x/files')).toBe(true);
+    expect(routePathMatches('/assets/*', '/assets/a/b.js')).toBe(true);
+    expect(routePathMatches('/assets/*', '/assets/')).toBe(true);
+    expect(routePathMatches('/assets/*', '/other/a')).toBe(false);
+    expect(routePathMatches('/v1/echo', '/v1/echo')).toBe(true);
+    expect(routePathMatches('/v1/echo', '/v1/echoes')).toBe(false);
   });
 });
