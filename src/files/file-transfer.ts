@@ -48,7 +48,7 @@ export interface TransferContext {
 }
 
 /**
- * Feeds `body` to the process's stdin (a writeFileCommand or unpackTarCommand) and waits for it.
+ * Feeds `body` to the process's stdin (a stageFileCommand or stageUnpackCommand) and waits for it.
  * Returns the number of bytes received. Throws AlacarteError: `payload_too_large` when the body
  * passes `maxBytes` or the sandbox's disk is full, `lease_not_running` when the sandbox ended,
  * `invalid_request` for anything else the sandbox refused (its message included). A body that
@@ -69,6 +69,19 @@ export async function receiveInto(context: TransferContext, body: Readable, what
   if (fed.outcome === 'aborted') throw new AlacarteError('invalid_request', 'the request body was cut off');
   if (code === 0) return fed.size;
   throw await failure(context, code, stderr(), what, 'write');
+}
+
+/**
+ * Runs a process that reads nothing (a commitFileCommand or commitUnpackCommand) to its end.
+ * Throws AlacarteError as receiveInto does when it fails.
+ */
+export async function runToEnd(context: TransferContext, what: string): Promise<void> {
+  const { process: proc } = context;
+  const stderr = tailOf(proc.stderr);
+  proc.stdin.end();
+  proc.stdout.resume();
+  const code = await proc.exited;
+  if (code !== 0) throw await failure(context, code, stderr(), what, 'write');
 }
 
 type Fed = { outcome: 'complete' | 'too-large' | 'aborted' | 'process-ended'; size: number };

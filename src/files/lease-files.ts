@@ -9,14 +9,17 @@ import {
   parseFileMode,
   parseSandboxPath,
   receiveInto,
+  runToEnd,
   type TransferContext,
 } from './file-transfer.js';
 import {
+  commitFileCommand,
+  commitUnpackCommand,
   readPathCommand,
   removeUnpackCommand,
   removeUploadCommand,
-  unpackTarCommand,
-  writeFileCommand,
+  stageFileCommand,
+  stageUnpackCommand,
 } from './sandbox-commands.js';
 
 /** What the files API needs of the lease service (LeaseService implements it). */
@@ -77,12 +80,18 @@ export class LeaseFiles {
       );
     }
     const upload = randomBytes(8).toString('hex');
-    const command = request.tar
-      ? unpackTarCommand(path, upload)
-      : writeFileCommand(path, { mode, upload, size: request.contentLength });
-    const process = await this.host.spawnForFiles(leaseId, command);
+    const stage = request.tar
+      ? stageUnpackCommand(path, upload)
+      : stageFileCommand(path, { upload, size: request.contentLength });
+    const process = await this.host.spawnForFiles(leaseId, stage);
     try {
       const size = await receiveInto(this.context(leaseId, process, maxBytes), request.body, path);
+      // Only a body seen whole here replaces anything: the staging process cannot tell an upload
+      // cut off (its stdin closed early) from a whole one.
+      const commit = request.tar
+        ? commitUnpackCommand(path, upload)
+        : commitFileCommand(path, { mode, upload });
+      await runToEnd(this.context(leaseId, await this.host.spawnForFiles(leaseId, commit), maxBytes), path);
       return { path, size };
     } catch (err) {
       // A killed writer could not remove its temporary file itself.

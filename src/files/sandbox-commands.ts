@@ -29,53 +29,73 @@ export const DOWNLOAD_MARK = { file: 'f\n', directory: 'd\n' } as const;
 const B = `b=${SANDBOX_BUSYBOX}`;
 
 /**
- * Writes stdin to the file `$1` with mode `$2` (empty: keep an existing file's mode, else 0644),
- * making its parent directories. The bytes go to a temporary file beside it (`.alacarte-upload-$3`),
- * renamed over `$1` once all of them are written and, when the client announced a length `$4`, only
- * if that many arrived. A transfer that fails (disk full, client gone: the host kills the process
- * before closing its stdin, and then runs removeUploadCommand) leaves the old file, or none, never a
- * partial one. (One gap: a chunked upload cut off before the runtime has written the process's pid
- * file cannot be killed in time; the runtime is killed instead, its stdin closes, and what arrived
- * is kept. With `$4` the size check catches that too.) A symlink at `$1` is replaced, not written
- * through.
+ * Writes stdin to a temporary file beside `$1` (`.alacarte-upload-$2`), making `$1`'s parent
+ * directories, and keeps it only when stdin ended with as many bytes as the client announced (`$3`,
+ * when it did). It never touches `$1`: COMMIT_FILE moves the file in, run by the host only once it
+ * has seen the whole body arrive. A stdin that closes early (the host kills the runtime of an
+ * upload cut off, whose end then looks like a normal end of input here) leaves a temporary file
+ * that nothing commits and removeUploadCommand removes, never a partial `$1`.
  */
-const WRITE_FILE = `${B}
+const STAGE_FILE = `${B}
 p=$1
 if [ -d "$p" ]; then echo "$p is a directory" >&2; exit ${FILE_EXIT.isDirectory}; fi
 d=\${p%/*}
-t=\${d}/.alacarte-upload-$3
+t=\${d}/.alacarte-upload-$2
 $b mkdir -p "\${d:-/}" || exit 1
 trap '$b rm -f "$t"' EXIT
 $b cat >"$t" || exit 1
-if [ -n "$4" ] && [ "$($b stat -c %s "$t")" != "$4" ]; then echo "fewer bytes arrived than announced" >&2; exit 1; fi
+if [ -n "$3" ] && [ "$($b stat -c %s "$t")" != "$3" ]; then echo "fewer bytes arrived than announced" >&2; exit 1; fi
+trap - EXIT
+`;
+
+/**
+ * Moves a STAGE_FILE's temporary file over `$1` with mode `$2` (empty: keep an existing file's
+ * mode, else 0644); `$3` the upload's suffix. A symlink at `$1` is replaced, not written through;
+ * a reader sees the old file or the new one.
+ */
+const COMMIT_FILE = `${B}
+p=$1
+t=\${p%/*}/.alacarte-upload-$3
+trap '$b rm -f "$t"' EXIT
+if [ -d "$p" ]; then echo "$p is a directory" >&2; exit ${FILE_EXIT.isDirectory}; fi
 if [ -n "$2" ]; then m=$2; elif [ -e "$p" ]; then m=$($b stat -L -c %a "$p") || exit 1; else m=0644; fi
 $b chmod "$m" "$t" || exit 1
 $b mv -f "$t" "$p" || exit 1
 trap - EXIT
 `;
 
-/** Removes the temporary file of a WRITE_FILE that was killed (`$1` its path, `$2` its suffix). */
+/** Removes the temporary file of a STAGE_FILE not committed (`$1` its path, `$2` its suffix). */
 const REMOVE_UPLOAD = `${B}
 d=\${1%/*}
 $b rm -f "\${d}/.alacarte-upload-$2"
 `;
 
 /**
- * Unpacks the tar archive on stdin into the directory `$1` (made if missing). busybox tar strips
- * leading `/` and `../` from member names and makes files owned by the sandbox's root (`-o`).
- * busybox tar rewrites an existing file in place (same inode, truncated first), so a program
- * reading it meanwhile could see it empty or half written: the archive is unpacked into a
- * directory beside (`$1/.alacarte-unpack-$2`) and each member then renamed over its target, so a
- * reader sees the old file or the new one. A new directory moves whole; an existing one stays and
- * takes the archive's mode (as tar would do); a failed unpack (disk full, bad archive) changes
- * nothing in `$1`.
+ * Unpacks the tar archive on stdin into a staging directory beside the target (`$1/.alacarte-
+ * unpack-$2`, `$1` made if missing). busybox tar strips leading `/` and `../` from member names and
+ * makes files owned by the sandbox's root (`-o`). Nothing of `$1` is touched: COMMIT_UNPACK moves
+ * the members in, run by the host only once it has seen the whole archive arrive (busybox tar takes
+ * an archive cut at a member's end for a whole one).
  */
-const UNPACK_TAR = `${B}
+const STAGE_UNPACK = `${B}
 $b mkdir -p "$1" || exit 1
 s=$1/.alacarte-unpack-$2
 trap '$b rm -rf "$s"' EXIT
 $b mkdir -m 0700 "$s" || exit 1
 $b tar -x -o -f - -C "$s" || exit 1
+trap - EXIT
+`;
+
+/**
+ * Moves what STAGE_UNPACK unpacked into `$1`, each member renamed over its target: busybox tar
+ * rewrites an existing file in place (same inode, truncated first), so a program reading it
+ * meanwhile could see it empty or half written; renamed, a reader sees the old file or the new
+ * one. A new directory moves whole; an existing one stays and takes the archive's mode (as tar
+ * would do).
+ */
+const COMMIT_UNPACK = `${B}
+s=$1/.alacarte-unpack-$2
+trap '$b rm -rf "$s"' EXIT
 cd "$s" || exit 1
 $b find . -mindepth 1 -print0 | while IFS= read -r -d "" e; do
   [ -e "$e" ] || [ -L "$e" ] || continue
@@ -88,7 +108,7 @@ $b find . -mindepth 1 -print0 | while IFS= read -r -d "" e; do
 done || exit 1
 `;
 
-/** Removes the staging directory of an UNPACK_TAR that was killed (`$1` the target, `$2` its suffix). */
+/** Removes the staging directory of a STAGE_UNPACK not committed (`$1` the target, `$2` its suffix). */
 const REMOVE_UNPACK = `${B}
 $b rm -rf "$1/.alacarte-unpack-$2"
 `;
@@ -118,42 +138,39 @@ exit ${FILE_EXIT.notFound}
 `;
 
 /**
- * The spawn command that writes stdin to the file `path` (absolute, not ending in `/`), with `mode`
- * if given. `upload` names its temporary file (letters and digits); `size`, when the client
- * announced it, is checked before the file replaces the old one.
+ * The spawn command that stages stdin for the file `path` (absolute, not ending in `/`): `upload`
+ * names its temporary file (letters and digits); `size`, when the client announced it, is checked.
+ * commitFileCommand then moves it in; removeUploadCommand removes it if it is not committed.
  */
-export function writeFileCommand(
-  path: string,
-  options: { mode?: string; upload: string; size?: number },
-): string[] {
+export function stageFileCommand(path: string, options: { upload: string; size?: number }): string[] {
   const size = options.size === undefined ? '' : String(options.size);
-  return [
-    SANDBOX_BUSYBOX,
-    'sh',
-    '-c',
-    WRITE_FILE,
-    'alacarte-put',
-    path,
-    options.mode ?? '',
-    options.upload,
-    size,
-  ];
+  return [SANDBOX_BUSYBOX, 'sh', '-c', STAGE_FILE, 'alacarte-put', path, options.upload, size];
 }
 
-/** The spawn command that removes what a killed writeFileCommand(path, {upload}) left. */
+/** The spawn command that moves a staged upload over `path`, with `mode` if given. */
+export function commitFileCommand(path: string, options: { mode?: string; upload: string }): string[] {
+  return [SANDBOX_BUSYBOX, 'sh', '-c', COMMIT_FILE, 'alacarte-put', path, options.mode ?? '', options.upload];
+}
+
+/** The spawn command that removes an upload staged by stageFileCommand(path, {upload}) and not committed. */
 export function removeUploadCommand(path: string, upload: string): string[] {
   return [SANDBOX_BUSYBOX, 'sh', '-c', REMOVE_UPLOAD, 'alacarte-clean', path, upload];
 }
 
 /**
- * The spawn command that unpacks a tar archive on stdin into the directory `path`; `upload` names
- * its staging directory (letters and digits).
+ * The spawn command that unpacks a tar archive on stdin into a staging directory of `path`;
+ * `upload` names it (letters and digits). commitUnpackCommand then moves its members in.
  */
-export function unpackTarCommand(path: string, upload: string): string[] {
-  return [SANDBOX_BUSYBOX, 'sh', '-c', UNPACK_TAR, 'alacarte-put', path, upload];
+export function stageUnpackCommand(path: string, upload: string): string[] {
+  return [SANDBOX_BUSYBOX, 'sh', '-c', STAGE_UNPACK, 'alacarte-put', path, upload];
 }
 
-/** The spawn command that removes what a killed unpackTarCommand(path, upload) left. */
+/** The spawn command that moves what stageUnpackCommand(path, upload) unpacked into `path`. */
+export function commitUnpackCommand(path: string, upload: string): string[] {
+  return [SANDBOX_BUSYBOX, 'sh', '-c', COMMIT_UNPACK, 'alacarte-put', path, upload];
+}
+
+/** The spawn command that removes what stageUnpackCommand(path, upload) left and was not committed. */
 export function removeUnpackCommand(path: string, upload: string): string[] {
   return [SANDBOX_BUSYBOX, 'sh', '-c', REMOVE_UNPACK, 'alacarte-clean', path, upload];
 }

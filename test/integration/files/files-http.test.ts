@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -303,6 +304,49 @@ describe('files: PUT and GET /v1/leases/{id}/files', () => {
     // The `cat` behind the download is killed, not left blocked on a pipe nobody reads.
     await waitFor(async () => !(await sh('ps -o args')).stdout.includes('cat /tmp/big'));
     await sh('rm /tmp/big');
+  });
+
+  it('an upload cut off at once replaces nothing, not even after a later upload was answered', async () => {
+    const { hostname, port } = new URL(t.url);
+    // A member whole, the archive's end blocks missing: busybox tar takes it for a whole archive.
+    const cutTar = tarOf([{ name: 'f', content: 'cut' }]);
+    for (const [path, cut, whole, read, headers] of [
+      ['/tmp/cut', Buffer.from('abc'), 'hello', '/tmp/cut', {}],
+      [
+        '/tmp/cutdir',
+        cutTar.subarray(0, cutTar.length - 1024),
+        tarOf([{ name: 'f', content: 'whole' }]),
+        '/tmp/cutdir/f',
+        { 'content-type': 'application/x-tar' },
+      ],
+    ] as const) {
+      // One chunk, then the connection drops at once: before the sandbox's process can be killed,
+      // its runtime is; its stdin closes as if the body had ended.
+      await new Promise<void>((resolve, reject) => {
+        const socket = connect(Number(port), hostname, () => {
+          const type = 'content-type' in headers ? `content-type: ${headers['content-type']}\r\n` : '';
+          socket.write(
+            `PUT /v1/leases/${lease.id}/files?path=${path} HTTP/1.1\r\nhost: node\r\n` +
+              `authorization: Bearer ${lease.token}\r\ntransfer-encoding: chunked\r\n${type}\r\n` +
+              `${cut.length.toString(16)}\r\n`,
+          );
+          socket.write(cut);
+          socket.end('\r\n', () => {
+            socket.destroy();
+            resolve();
+          });
+        });
+        socket.on('error', reject);
+      });
+      expect((await put(path, whole, headers)).status).toBe(201);
+      // What the cut upload staged is removed, never moved in: the later upload stays.
+      await waitFor(
+        async () =>
+          !(await sh(`ls -a ${path.replace(/\/[^/]*$/, '')} ${path}`)).stdout.includes('.alacarte-'),
+      );
+      await new Promise((r) => setTimeout(r, 1500));
+      expect((await get(read)).body.toString()).toBe(typeof whole === 'string' ? whole : 'whole');
+    }
   });
 
   it('replaces a file whole, by PUT or by tar: a reader inside never sees it torn', async () => {

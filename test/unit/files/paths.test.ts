@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parseSide } from '../../../src/cli/renter/copy.js';
 import { AlacarteError } from '../../../src/core/errors.js';
 import { MAX_PATH_BYTES, parseFileMode, parseSandboxPath } from '../../../src/files/file-transfer.js';
-import { readPathCommand, writeFileCommand } from '../../../src/files/sandbox-commands.js';
+import { commitFileCommand, readPathCommand, stageFileCommand } from '../../../src/files/sandbox-commands.js';
 
 const code = (run: () => unknown) => {
   try {
@@ -44,10 +44,13 @@ describe('files API: paths and modes', () => {
 
   it('passes the path as an argument, never inside the script', () => {
     const hostile = '/tmp/$(reboot)`id`;"\'\n';
-    const write = writeFileCommand(hostile, { upload: 'abc', size: 3 });
-    expect(write.slice(0, 3)).toEqual(['/run/alacarte/bin/busybox', 'sh', '-c']);
-    expect(write[3]).not.toContain(hostile);
-    expect(write.slice(5)).toEqual([hostile, '', 'abc', '3']);
+    const stage = stageFileCommand(hostile, { upload: 'abc', size: 3 });
+    expect(stage.slice(0, 3)).toEqual(['/run/alacarte/bin/busybox', 'sh', '-c']);
+    expect(stage[3]).not.toContain(hostile);
+    expect(stage.slice(5)).toEqual([hostile, 'abc', '3']);
+    const commit = commitFileCommand(hostile, { upload: 'abc' });
+    expect(commit[3]).not.toContain(hostile);
+    expect(commit.slice(5)).toEqual([hostile, '', 'abc']);
     const read = readPathCommand(hostile, 1024);
     expect(read[3]).not.toContain(hostile);
     expect(read.slice(5)).toEqual([hostile, '1024']);
