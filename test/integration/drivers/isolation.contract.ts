@@ -368,7 +368,13 @@ export function isolationContract<T extends IsolationTarget>(
       const pid = (await ctx.t.driver.initPid(leaseId)) ?? 0;
       expect(pid).toBeGreaterThan(1);
       const seen = await ctx.t.driver.exec(h, {
-        command: ['/run/alacarte/bin/busybox', 'sh', '-c', 'tr "\\0" "\\n" < /proc/$(pidof sleep)/environ'],
+        // The lease's command starts a moment after start() returns: waited for (bounded).
+        command: [
+          '/run/alacarte/bin/busybox',
+          'sh',
+          '-c',
+          'n=0; until p=$(pidof sleep) || [ $n -ge 100 ]; do n=$((n+1)); sleep 0.05; done; tr "\\0" "\\n" < /proc/$p/environ',
+        ],
         timeoutMs: 5000,
         maxOutputBytes: 1 << 16,
       });
