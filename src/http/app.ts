@@ -144,6 +144,22 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     );
   });
   await app.register(websocket, {
+    errorHandler: (error, socket, request) => {
+      // A frame the ws library refuses (over maxPayload, malformed: its WS_ERR_* codes) or a
+      // connection reset is the client's doing, which a client could repeat at will: not an error
+      // of the node's. Anything else is (a handler that threw).
+      const code = (error as { code?: unknown }).code;
+      if (
+        typeof code === 'string' &&
+        (code.startsWith('WS_ERR_') || code === 'ECONNRESET' || code === 'EPIPE')
+      )
+        request.log.debug(
+          { code, route: request.routeOptions.url },
+          'websocket closed for what its client sent',
+        );
+      else request.log.error({ err: error, route: request.routeOptions.url }, 'websocket handler failed');
+      socket.terminate();
+    },
     options: {
       maxPayload: 64 * 1024,
       // Answer a browser's `bearer.<token>` subprotocol (or any other offered) so it accepts the socket.

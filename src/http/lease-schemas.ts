@@ -118,10 +118,13 @@ export function parseWith<S extends z.ZodType>(schema: S, input: unknown): z.inf
   return result.data;
 }
 
-/** `Authorization: Bearer <token>`, or undefined. */
+/**
+ * `Authorization: Bearer <token>` (RFC 6750 §2.1; the scheme's name in any case and the
+ * whitespace after it as RFC 9110 §11.4 allows), or undefined.
+ */
 export function bearerOf(header: string | string[] | undefined): string | undefined {
   if (typeof header !== 'string' || header.length > 1024) return undefined;
-  const m = /^Bearer ([A-Za-z0-9_\-.~+/]+=*)$/.exec(header);
+  const m = /^Bearer[ \t]+([A-Za-z0-9_\-.~+/]+=*)$/i.exec(header);
   return m?.[1];
 }
 

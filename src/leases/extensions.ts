@@ -111,7 +111,12 @@ export class Extensions {
           const ended = new AlacarteError('lease_not_running', 'the lease has ended');
           throw await this.refunds.bounced(seen, price, row.id, ended);
         });
-      if (!outcome.ok) throw await this.payments.refused(outcome, price, subject, client, seen);
+      if (!outcome.ok) {
+        // No payment offered for a lease that has ended: 409, not a challenge (an invoice made for
+        // an extension nobody can buy).
+        if (outcome.absent) requireRunning(row, this.now());
+        throw await this.payments.refused(outcome, price, subject, client, seen);
+      }
       this.payments.accepted(outcome);
       // The sandbox's deadline follows the store's; should the write fail, the replay answers
       // rate_limited (retry) and the reconciler retries it (README.md in this directory).

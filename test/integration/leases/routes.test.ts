@@ -383,6 +383,10 @@ describe('a lease over its whole life', () => {
     expect(lateExtend.body).toMatchObject({ error: 'lease_not_running' });
     expect(await allUnspent(wallet, lateFund.send)).toBe(true);
     pool.push(lateFund);
+    // Without a payment too: 409, not a 402 challenge (an invoice for what cannot be bought).
+    const unpaidLate = await postJson(`${t.url}/v1/leases/${lease.id}/extend`, { seconds: 3600 });
+    expect(unpaidLate.status).toBe(409);
+    expect(unpaidLate.body).toMatchObject({ error: 'lease_not_running' });
     const gone = await get(`/v1/leases/${lease.id}`, auth(lease.token));
     expect(JSON.parse(gone.text)).toMatchObject({ state: 'stopped', remaining_seconds: 0 });
     expect(t.driver.initPid(String(lease.id))).toBeUndefined();

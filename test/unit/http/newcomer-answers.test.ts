@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { AlacarteError } from '../../../src/core/errors.js';
@@ -36,12 +37,12 @@ const leases = {
   },
 } as unknown as LeaseService;
 
-async function serve(): Promise<string> {
+async function serve(logger = silentLogger(), service = leases): Promise<string> {
   app = await buildApp({
-    logger: silentLogger(),
+    logger,
     bodyLimitBytes: 1024 * 1024,
     plugins: [
-      { prefix: '/v1', plugin: attachRoutes(leases) },
+      { prefix: '/v1', plugin: attachRoutes(service) },
       {
         prefix: '/v1',
         plugin: async (a) =>
@@ -84,6 +85,24 @@ describe('answers to requests sent by hand', () => {
       ws.on('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
     });
     expect(closed).toEqual({ code: 1011, reason: 'the sandbox shell could not start' });
+  });
+
+  it('a WebSocket frame over the bound closes the socket (1009) without an error in the log', async () => {
+    const lines: Array<{ level: number; msg?: string }> = [];
+    const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    // A shell that takes its time to start: the frame arrives while the socket is open.
+    const slow = { ...leases, attach: () => new Promise(() => {}) } as unknown as LeaseService;
+    const host = await serve(logger, slow);
+    const ws = new WebSocket(`ws://${host}/v1/leases/${LEASE}/attach`, {
+      headers: { authorization: `Bearer ${CREDENTIAL}` },
+    });
+    await new Promise((resolve) => ws.once('open', resolve));
+    ws.send(Buffer.alloc(70 * 1024));
+    const code = await new Promise<number>((resolve) => ws.on('close', (c) => resolve(c)));
+    expect([1006, 1009]).toContain(code);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(lines.filter((l) => l.level >= 50)).toEqual([]);
+    expect(lines.some((l) => l.msg === 'websocket closed for what its client sent')).toBe(true);
   });
 
   it('a JSON body sent without its content type (curl -d) says which header to send', async () => {

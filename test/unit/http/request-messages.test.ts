@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { AlacarteError } from '../../../src/core/errors.js';
-import { createLeaseBody, execBody, parseWith, quoteQuery } from '../../../src/http/lease-schemas.js';
+import { bearerOf, createLeaseBody, execBody, parseWith, quoteQuery } from '../../../src/http/lease-schemas.js';
 
 /** The `{error, message}` a client is answered for a body or query the schema refuses. */
 function refusal(schema: Parameters<typeof parseWith>[0], input: unknown) {
@@ -37,5 +37,14 @@ describe('messages of refused requests', () => {
       error: 'invalid_request',
       message: 'seconds: a whole number of seconds, e.g. 3600',
     });
+  });
+});
+
+describe('bearerOf', () => {
+  it('takes the scheme in any case and spaces or tabs after it (RFC 9110 §11.4)', () => {
+    for (const header of ['Bearer abc.def', 'bearer abc.def', 'BEARER abc.def', 'Bearer \tabc.def'])
+      expect(bearerOf(header), header).toBe('abc.def');
+    for (const header of ['Bearerabc', 'Basic abc', 'Bearer a b', 'Bearer ', undefined, ['Bearer a']])
+      expect(bearerOf(header as string | undefined), String(header)).toBeUndefined();
   });
 });
