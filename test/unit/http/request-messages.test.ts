@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { AlacarteError } from '../../../src/core/errors.js';
-import { bearerOf, createLeaseBody, execBody, parseWith, quoteQuery } from '../../../src/http/lease-schemas.js';
+import {
+  bearerOf,
+  createLeaseBody,
+  execBody,
+  parseWith,
+  quoteQuery,
+} from '../../../src/http/lease-schemas.js';
 
 /** The `{error, message}` a client is answered for a body or query the schema refuses. */
 function refusal(schema: Parameters<typeof parseWith>[0], input: unknown) {
