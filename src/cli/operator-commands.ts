@@ -180,8 +180,16 @@ async function serveLocked(config: Config): Promise<number> {
       );
   }
   const images = new ImageStore(imagesDir, runtimeDir);
-  if (!images.has('debian'))
-    process.stdout.write('image debian is not built yet: alacarte image build debian (npm start does)\n');
+  if (!images.has('debian')) {
+    // The command as it must be typed for this node's data directory, from any directory.
+    const data =
+      config.dataDir === resolve('data')
+        ? ''
+        : ` --data ${/^[\w./-]+$/.test(config.dataDir) ? config.dataDir : `'${config.dataDir.replaceAll("'", "'\\''")}'`}`;
+    process.stdout.write(
+      `image debian is not built yet: alacarte image build debian${data} (npm start does)\n`,
+    );
+  }
   const node = await AlacarteNode.create(config, { logger, driver, images: () => images.list() });
   // Before listen(): it starts making sandboxes ahead (prewarm), and from then on a SIGTERM or
   // SIGINT must close the driver, which removes them; with no handler yet the signal killed the

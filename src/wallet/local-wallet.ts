@@ -244,7 +244,7 @@ export class LocalWallet {
     purpose: PaymentPurpose;
   }): Promise<Payment> {
     return this.serial(async () => {
-      const mint = this.pickMint(request.mints, request.amount);
+      const mint = this.mintFor(request.mints, request.amount);
       const { proofs } = await this.selectExact(mint, request.amount, { allowOverpay: true });
       const token = this.encode(mint, proofs);
       const opId = this.newOp(
@@ -566,15 +566,26 @@ export class LocalWallet {
     }
   }
 
-  /** The mint of `mints` to pay from: the first that holds enough, else the error says how much is missing. */
-  private pickMint(mints: readonly string[], amount: Amount): string {
+  /**
+   * The mint of `mints` to pay from: the first that holds `amount`; throws InsufficientFundsError
+   * (saying what is missing, and what other mints hold) when none does.
+   */
+  mintFor(mints: readonly string[], amount: Amount): string {
     let best: { mint: string; amount: Amount } | undefined;
     for (const mint of mints) {
       const have = this.balance(mint);
       if (have.gte(amount)) return mint;
       if (!best || have.value > best.amount.value) best = { mint, amount: have };
     }
-    throw new InsufficientFundsError(amount, best?.amount ?? Amount.zero(this.unit));
+    const elsewhere = this.balances()
+      .filter((b) => !mints.includes(b.mint))
+      .reduce((sum, b) => sum + Number(b.amount.value), 0);
+    throw new InsufficientFundsError(
+      amount,
+      best?.amount ?? Amount.zero(this.unit),
+      Amount.of(elsewhere, this.unit),
+      mints,
+    );
   }
 
   private async restoreOp(w: Wallet, op: PendingOp): Promise<StoredProof[]> {

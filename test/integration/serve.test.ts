@@ -18,6 +18,11 @@ describe('alacarte serve', () => {
     expect(node.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(node.output()).toContain(`mint: ${node.url}/mint`);
     expect(node.output()).toMatch(/^store: SQLite \(.*\/alacarte\.sqlite\)$/m);
+    // A fresh data directory has no debian image: the command to build it names this node's
+    // directory (typed elsewhere, without it, it would build into ./data).
+    expect(node.output()).toMatch(
+      /^image debian is not built yet: alacarte image build debian --data \/\S+ \(npm start does\)$/m,
+    );
   });
 
   it('answers health checks', async () => {

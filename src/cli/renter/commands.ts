@@ -35,6 +35,8 @@ export class Context {
   private readonly pinUrl: boolean;
   readonly json: boolean;
   readonly progress: Progress;
+  /** The SDK's last progress step of this command (`quote`, `pay`, `send`, `change`). */
+  step: string | undefined;
   private openedWallet: LocalWallet | undefined;
 
   constructor(
@@ -73,7 +75,10 @@ export class Context {
       pinUrl: this.pinUrl,
       wallet: options.wallet ? this.wallet() : undefined,
       leases: new LeaseBook(this.home),
-      onProgress: (step) => this.progress.start(PROGRESS_TEXT[step] ?? step),
+      onProgress: (step) => {
+        this.step = step;
+        this.progress.start(PROGRESS_TEXT[step] ?? step);
+      },
     });
   }
 
@@ -388,17 +393,34 @@ const rent: Handler = async (ctx, values, positionals, rest) => {
   const sshKeys = sshKeysFor(values['ssh-key'] as string[] | undefined);
   await ctx.recover();
   const sdk = ctx.sdk({ wallet: true });
-  const lease = await sdk.rent({
-    offer,
-    seconds,
-    image: (values.image as string | undefined) ?? DEFAULT_IMAGE,
-    ports,
-    env: Object.keys(env).length ? env : undefined,
-    command: rest.length ? rest : undefined,
-    sshKeys,
-    maxAmount: maxAmount(values.max, 'rent'),
-  });
+  const interrupt = cancelOnInterrupt(ctx, 'rent');
+  let lease: Awaited<ReturnType<Alacarte['rent']>>;
+  try {
+    lease = await sdk.rent({
+      offer,
+      seconds,
+      image: (values.image as string | undefined) ?? DEFAULT_IMAGE,
+      ports,
+      env: Object.keys(env).length ? env : undefined,
+      command: rest.length ? rest : undefined,
+      sshKeys,
+      maxAmount: maxAmount(values.max, 'rent'),
+    });
+  } finally {
+    interrupt.done();
+  }
   ctx.progress.stop();
+  if (interrupt.cancelled) {
+    // What Ctrl-C meant: no lease. The one the payment bought is stopped and its time refunded.
+    ctx.progress.start('stopping');
+    const stopped = await sdk.stop(lease.id);
+    ctx.progress.stop();
+    const balance = ctx.wallet().balance();
+    ctx.io.stderr.write(
+      `alacarte rent: interrupted: lease ${lease.id} stopped as it started; refunded ${stopped.refunded} ${stopped.unit} of the ${lease.paid} paid\nbalance: ${balance.value} ${balance.unit}\n`,
+    );
+    return 130;
+  }
   const { token: _token, change: _change, ...shown } = lease;
   const lines = [
     `lease ${lease.id} ${lease.state}: ${lease.offer}, ${lease.image}, paid ${lease.paid} ${lease.unit}, until ${formatWhen(lease.expires_at)} (${formatDuration(seconds)})`,
@@ -410,6 +432,52 @@ const rent: Handler = async (ctx, values, positionals, rest) => {
   ctx.out(lines.join('\n'), { ...shown, balance: Number(ctx.wallet().balance().value) });
   return 0;
 };
+
+/**
+ * Ctrl-C while a paid request of `command` is under way. Before the payment is sent: the command
+ * ends (130) and nothing is spent (a token prepared but not sent goes back on the next command).
+ * Once it is sent, the node may be starting what it buys: for a rent, the first Ctrl-C asks the
+ * caller to stop the lease once it is answered (`cancelled`) and a second one leaves at once; for
+ * an extension (which cannot be undone but by a stop) it leaves at once. Leaving says how to find
+ * what was bought. `done()` removes the handler.
+ */
+function cancelOnInterrupt(
+  ctx: Context,
+  command: 'rent' | 'extend',
+  leaseId?: string,
+): { readonly cancelled: boolean; done(): void } {
+  let cancelled = false;
+  ctx.step = undefined;
+  const leave = (line: string) => {
+    ctx.progress.stop();
+    ctx.io.stderr.write(`alacarte ${command}: ${line}\n`);
+    process.exit(130);
+  };
+  const onInt = () => {
+    if (ctx.step !== 'send' && ctx.step !== 'change')
+      return leave('interrupted before paying; nothing was spent');
+    if (command === 'extend')
+      return leave(
+        `interrupted after the payment was sent: the extension of ${leaseId} may have been bought; the next alacarte command settles it (then: alacarte leases shows its deadline)`,
+      );
+    if (cancelled)
+      return leave(
+        'left as it is: the payment may have bought a lease, which runs and is paid for; the next alacarte command settles it (then: alacarte leases, and alacarte stop ID for a refund)',
+      );
+    cancelled = true;
+    ctx.progress.stop();
+    ctx.io.stderr.write(
+      'alacarte rent: the payment is sent: the lease is stopped for a refund as soon as it has started (Ctrl-C again to leave it running)\n',
+    );
+  };
+  process.on('SIGINT', onInt);
+  return {
+    get cancelled() {
+      return cancelled;
+    },
+    done: () => process.off('SIGINT', onInt),
+  };
+}
 
 /** Public key files ssh-copy-id would send when none is named: the user's usual ones. */
 const DEFAULT_KEY_FILES = ['id_ed25519.pub', 'id_ecdsa.pub', 'id_rsa.pub'];
@@ -562,9 +630,15 @@ const extend: Handler = async (ctx, values, positionals) => {
   const id = leaseId(positionals, 'extend');
   const seconds = duration(values.for, 'extend');
   await ctx.recover();
-  const lease = await ctx
-    .sdk({ wallet: true })
-    .extend(id, seconds, { maxAmount: maxAmount(values.max, 'extend') });
+  const interrupt = cancelOnInterrupt(ctx, 'extend', id);
+  let lease: Awaited<ReturnType<Alacarte['extend']>>;
+  try {
+    lease = await ctx
+      .sdk({ wallet: true })
+      .extend(id, seconds, { maxAmount: maxAmount(values.max, 'extend') });
+  } finally {
+    interrupt.done();
+  }
   ctx.progress.stop();
   const balance = ctx.wallet().balance();
   ctx.out(

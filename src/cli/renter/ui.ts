@@ -81,8 +81,17 @@ export function describeError(err: unknown, command: string): { line: string; hi
   if (err instanceof InsufficientFundsError) {
     const unit = err.needed.unit;
     const topup = Math.max(100, Math.ceil(Number(err.missing.value) / 100) * 100);
+    const elsewhere = err.elsewhere && Number(err.elsewhere.value) > 0 ? err.elsewhere : undefined;
+    const accepted = err.accepted?.length
+      ? ` of the mint${err.accepted.length > 1 ? 's' : ''} the node takes (${err.accepted.join(', ')})`
+      : '';
     return {
-      line: `not enough ecash: need ${err.needed.value} ${unit}, have ${err.available.value} ${unit} — run: alacarte wallet topup ${topup}`,
+      line:
+        `alacarte ${command}: not enough ecash${elsewhere ? accepted : ''}: need ${err.needed.value} ${unit}, have ${err.available.value} ${unit}` +
+        (elsewhere
+          ? `; ${elsewhere.value} ${unit} more is at other mints, which this node does not take`
+          : ''),
+      hint: `run: alacarte wallet topup ${topup}${elsewhere ? ' (with this node as --url: ecash of its own mint)' : ''}`,
       code: 1,
     };
   }

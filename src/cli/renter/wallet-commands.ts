@@ -2,6 +2,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
 import qrcode from 'qrcode-terminal';
+import type { Amount } from '../../core/amount.js';
 import { WalletOperationError } from '../../wallet/errors.js';
 import { LocalWallet } from '../../wallet/local-wallet.js';
 import { amountArg, type Context, type Handler } from './commands.js';
@@ -16,6 +17,37 @@ async function mintOf(ctx: Context, values: Record<string, unknown>): Promise<st
   const mint = offers.payment.cashu.mints[0];
   if (!mint) throw new WalletOperationError(`the node at ${ctx.url} names no mint`);
   return mint;
+}
+
+/**
+ * The mint a `wallet send` token is drawn from: --mint; else the first mint the node (--url,
+ * ALACARTE_URL or the default) takes that holds `amount` (a token sent is most often one to pay
+ * that node with); else, when the node does not answer, the first mint that holds it, said on
+ * stderr. Throws InsufficientFundsError when the node answers and none of its mints holds enough.
+ */
+async function sendMintOf(
+  ctx: Context,
+  values: Record<string, unknown>,
+  wallet: LocalWallet,
+  amount: Amount,
+): Promise<string> {
+  if (typeof values.mint === 'string') return values.mint.replace(/\/+$/, '');
+  let accepted: string[] | undefined;
+  try {
+    accepted = (await ctx.sdk({ wallet: false }).offers()).payment.cashu.mints.map((m) =>
+      m.replace(/\/+$/, ''),
+    );
+  } catch {
+    accepted = undefined;
+  }
+  if (accepted) return wallet.mintFor(accepted, amount);
+  const held = wallet.balances().find((b) => b.amount.gte(amount));
+  if (!held)
+    throw new WalletOperationError(`the node at ${ctx.url} does not answer: name the mint with --mint`);
+  ctx.io.stderr.write(
+    `alacarte: the node at ${ctx.url} does not answer; the token is ecash of ${held.mint}\n`,
+  );
+  return held.mint;
 }
 
 /**
@@ -131,10 +163,7 @@ const send: Handler = async (ctx, values, positionals) => {
   const amount = amountArg(positionals[0], 'wallet send');
   await ctx.recover();
   const wallet = ctx.wallet();
-  const mint =
-    typeof values.mint === 'string'
-      ? values.mint
-      : (wallet.balances().find((b) => b.amount.gte(amount))?.mint ?? (await mintOf(ctx, values)));
+  const mint = await sendMintOf(ctx, values, wallet, amount);
   ctx.progress.start('preparing the token');
   const { opId, token } = await wallet.send(mint, amount);
   ctx.progress.stop();

@@ -1,6 +1,8 @@
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { join } from 'node:path';
+import { getTokenMetadata } from '@cashu/cashu-ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Amount } from '../../../src/core/amount.js';
 import { FakeLightningBackend } from '../../../src/lightning/fake/fake-lightning.js';
@@ -101,6 +103,97 @@ describe('alacarte CLI (renter)', { timeout: 240_000 }, () => {
     expect((await runCli(['wallet', 'send', '5'], elsewhere)).code).toBe(0);
   });
 
+  it("wallet send draws on the node's own mint, and not having enough of it says what other mints hold", async () => {
+    const other = await serveNode({ dataDir: tempDir('cli-other-node') });
+    try {
+      const me = user();
+      // The other node's ecash first: the wallet's first mint, which `send` used to draw on.
+      await runJson(['wallet', 'topup', '50'], { ...me, url: other.url });
+      const poor = await runCli(['rent', '--offer', 'small', '--for', '10m'], me);
+      expect(poor.code).toBe(1);
+      expect(poor.stderr).toContain(
+        `alacarte rent: not enough ecash of the mint the node takes (${node.url}/mint): need 10 sat, have 0 sat; 50 sat more is at other mints, which this node does not take\n`,
+      );
+      await runJson(['wallet', 'topup', '40'], me);
+      const sent = await runJson<{ mint: string; token: string }>(['wallet', 'send', '15'], me);
+      expect(sent.mint).toBe(`${node.url}/mint`);
+      expect(getTokenMetadata(sent.token).mint).toBe(`${node.url}/mint`);
+      // With the other node down, a token for this one is still made (its mint answers).
+      await other.stop();
+      expect((await runJson<{ mint: string }>(['wallet', 'send', '5'], me)).mint).toBe(`${node.url}/mint`);
+    } finally {
+      await other.stop();
+    }
+  });
+
+  it('Ctrl-C once the payment is sent stops the lease it bought as it starts, and refunds it', async () => {
+    const me = user();
+    await runJson(['wallet', 'topup', '100'], me);
+    // A proxy in front of the node that holds the create's answer until told: the Ctrl-C comes
+    // while the payment is with the node.
+    let answered = () => {};
+    const created = new Promise<void>((r) => {
+      answered = r;
+    });
+    let release = () => {};
+    const released = new Promise<void>((r) => {
+      release = r;
+    });
+    const proxy = createHttpServer(async (req, res) => {
+      const chunks: Buffer[] = [];
+      for await (const c of req) chunks.push(c as Buffer);
+      const headers = Object.fromEntries(
+        Object.entries(req.headers).filter(([k]) => !['host', 'connection', 'content-length'].includes(k)),
+      ) as Record<string, string>;
+      const up = await fetch(`${node.url}${req.url}`, {
+        method: req.method,
+        headers,
+        body: chunks.length ? Buffer.concat(chunks) : undefined,
+      });
+      const body = Buffer.from(await up.arrayBuffer());
+      // The paid create (the first POST, without payment, asks the price: 402).
+      if (req.method === 'POST' && req.url === '/v1/leases' && req.headers['x-cashu']) {
+        answered();
+        await released;
+      }
+      res.writeHead(up.status, { 'content-type': up.headers.get('content-type') ?? 'application/json' });
+      res.end(body);
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(proxy.address() as { port: number }).port}`;
+    try {
+      const cli = spawn(process.execPath, [CLI, 'rent', '--offer', 'small', '--for', '1h'], {
+        env: { ...process.env, ALACARTE_HOME: me.home, ALACARTE_URL: url },
+      });
+      let stderr = '';
+      cli.stderr.on('data', (b: Buffer) => {
+        stderr += b.toString();
+      });
+      const exited = new Promise<number | null>((r) => cli.on('exit', (code) => r(code)));
+      await created;
+      cli.kill('SIGINT');
+      for (let i = 0; i < 100 && !stderr.includes('stopped for a refund as soon as it has started'); i++)
+        await new Promise((r) => setTimeout(r, 50));
+      expect(stderr).toContain(
+        'alacarte rent: the payment is sent: the lease is stopped for a refund as soon as it has started (Ctrl-C again to leave it running)',
+      );
+      release();
+      expect(await exited).toBe(130);
+      const m = /interrupted: lease (lse_\w+) stopped as it started; refunded (\d+) sat of the 60 paid/.exec(
+        stderr,
+      );
+      expect(m, stderr).not.toBeNull();
+      const refunded = Number(m?.[2]);
+      expect(refunded).toBeGreaterThanOrEqual(58);
+      const leases = await runJson<{ leases: Array<{ id: string; state: string }> }>(['leases'], me);
+      expect(leases.leases.find((l) => l.id === m?.[1])?.state).toBe('stopped');
+      expect((await runJson<Balance>(['wallet', 'balance'], me)).balance).toBe(100 - 60 + refunded);
+    } finally {
+      release();
+      proxy.close();
+    }
+  });
+
   it('rents with an SSH key and shows the ssh command, which logs in', async () => {
     const me = user();
     await runJson(['wallet', 'topup', '100'], me);
@@ -198,9 +291,8 @@ describe('alacarte CLI (renter)', { timeout: 240_000 }, () => {
     const me = user();
     const poor = await runCli(['rent', '--offer', 'small', '--for', '2h'], me);
     expect(poor.code).toBe(1);
-    expect(poor.stderr).toContain(
-      'not enough ecash: need 120 sat, have 0 sat — run: alacarte wallet topup 200',
-    );
+    expect(poor.stderr).toContain('alacarte rent: not enough ecash: need 120 sat, have 0 sat\n');
+    expect(poor.stderr).toContain('hint: run: alacarte wallet topup 200\n');
     const usage = await runCli(['rent', '--offer', 'small', '--for', 'soon'], me);
     expect(usage.code).toBe(2);
     expect(usage.stderr).toContain("not a duration: 'soon'");

@@ -2,8 +2,29 @@ import { createServer } from 'node:net';
 import { Wallet } from '@cashu/cashu-ts';
 import { describe, expect, it } from 'vitest';
 import { describeError } from '../../../src/cli/renter/ui.js';
+import { Amount } from '../../../src/core/amount.js';
+import { InsufficientFundsError } from '../../../src/wallet/errors.js';
 
 describe('describeError', () => {
+  it('not enough ecash of the mint a node takes, while other mints hold more, says both', () => {
+    const sat = (n: number) => Amount.of(n, 'sat');
+    const there = describeError(
+      new InsufficientFundsError(sat(10), sat(0), sat(967), ['http://b.example/mint']),
+      'rent',
+    );
+    expect(there).toEqual({
+      line: 'alacarte rent: not enough ecash of the mint the node takes (http://b.example/mint): need 10 sat, have 0 sat; 967 sat more is at other mints, which this node does not take',
+      hint: 'run: alacarte wallet topup 100 (with this node as --url: ecash of its own mint)',
+      code: 1,
+    });
+    const none = describeError(
+      new InsufficientFundsError(sat(120), sat(0), sat(0), ['http://b.example/mint']),
+      'extend',
+    );
+    expect(none.line).toBe('alacarte extend: not enough ecash: need 120 sat, have 0 sat');
+    expect(none.hint).toBe('run: alacarte wallet topup 200');
+  });
+
   it("says where nothing answered instead of Node's bare 'fetch failed' (a wallet's mint that is down)", async () => {
     // A port that was just free: nothing listens there now.
     const port = await new Promise<number>((resolve) => {
