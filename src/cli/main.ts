@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
 import { failureText } from './failure.js';
 
 // A reader that stops early (`| head`, `| cmp`) closes the pipe: end as Unix tools do on SIGPIPE
@@ -24,7 +25,7 @@ Usage:
   alacarte image build debian | pull REF | list | rm NAME   (alacarte image help)
   alacarte payout --to BOLT11 [--from own|MINT_URL] [--data DIR] [--config FILE] [--json]
   alacarte mcp --max-total SAT [--max-per-call SAT] [--url URL]   (MCP tools for agents, on stdio)
-  alacarte help
+  alacarte help | version
 
 serve options:
   --host H        address to listen on (default 127.0.0.1, env ALACARTE_HOST)
@@ -72,6 +73,16 @@ async function main(argv: string[]): Promise<number> {
         return 2;
       }
       return (await operator()).runOperatorCommand('mint rotate', rest.slice(1), USAGE);
+    case 'version':
+    case '--version':
+    case '-V': {
+      // package.json sits two levels above dist/cli/main.js, in a checkout and in an npm install.
+      const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+        version: string;
+      };
+      process.stdout.write(`alacarte ${pkg.version}\n`);
+      return 0;
+    }
     case undefined:
     case 'help':
     case '--help':

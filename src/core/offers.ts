@@ -100,10 +100,16 @@ export function quote(
   const found = offers.find((o) => o.id === offerId);
   if (!found) return { ok: false, code: 'invalid_request', message: `unknown offer '${offerId}'` };
   if (!Number.isSafeInteger(seconds) || seconds < found.minSeconds || seconds > found.maxSeconds) {
+    // A whole number out of range is told which bound it missed, not only what a valid one is.
+    const why = !Number.isSafeInteger(seconds)
+      ? ''
+      : seconds < found.minSeconds
+        ? `${seconds} is too short: `
+        : `${seconds} is too long: `;
     return {
       ok: false,
       code: 'invalid_request',
-      message: `seconds must be a whole number from ${found.minSeconds} (${spoken(found.minSeconds)}) to ${found.maxSeconds} (${spoken(found.maxSeconds)}) for offer '${found.id}'`,
+      message: `${why}seconds must be a whole number from ${found.minSeconds} (${spoken(found.minSeconds)}) to ${found.maxSeconds} (${spoken(found.maxSeconds)}) for offer '${found.id}'`,
     };
   }
   return { ok: true, quote: { offer: found, seconds, amount: priceFor(found, seconds) } };

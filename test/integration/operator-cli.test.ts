@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, type ServedNode, serveNode, tempDir } from '../helpers/cli.js';
@@ -33,6 +33,15 @@ describe('operator commands without a node', () => {
     expect(r.stdout).toContain('alacarte serve [--host H] [--port P]');
     expect(r.stdout).toContain('alacarte rent --offer ID --for 2h');
     expect(r.stdout).toContain('The node is --url URL or env\nALACARTE_URL (default http://127.0.0.1:8402');
+  });
+
+  it('alacarte version (and --version, -V) prints the package version', () => {
+    const { version } = JSON.parse(readFileSync(join(CLI, '../../../package.json'), 'utf8')) as {
+      version: string;
+    };
+    for (const arg of ['version', '--version', '-V']) {
+      expect(run([arg])).toEqual({ status: 0, stdout: `alacarte ${version}\n`, stderr: '' });
+    }
   });
 
   it('refuse a directory that holds no node, saying which one and what to give, and create nothing there', () => {

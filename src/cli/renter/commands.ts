@@ -529,7 +529,8 @@ function identityFor(files: unknown): string | undefined {
   const identity = file.slice(0, -'.pub'.length);
   if (!existsSync(identity)) return undefined;
   const usual = DEFAULT_KEY_FILES.map((name) => join(homedir(), '.ssh', name.slice(0, -'.pub'.length)));
-  return usual.includes(resolve(identity)) ? undefined : identity;
+  // Absolute: the line shown works from any directory, not only the one rent ran in.
+  return usual.includes(resolve(identity)) ? undefined : resolve(identity);
 }
 
 /** How to log in to a lease over SSH, as the rent output shows it. */
@@ -630,6 +631,7 @@ const extend: Handler = async (ctx, values, positionals) => {
   const id = leaseId(positionals, 'extend');
   const seconds = duration(values.for, 'extend');
   await ctx.recover();
+  const before = ctx.wallet().balance();
   const interrupt = cancelOnInterrupt(ctx, 'extend', id);
   let lease: Awaited<ReturnType<Alacarte['extend']>>;
   try {
@@ -642,7 +644,7 @@ const extend: Handler = async (ctx, values, positionals) => {
   ctx.progress.stop();
   const balance = ctx.wallet().balance();
   ctx.out(
-    `lease ${lease.id} extended by ${formatDuration(seconds)}: now until ${formatWhen(lease.expires_at)}\nbalance: ${balance.value} ${balance.unit}`,
+    `lease ${lease.id} extended by ${formatDuration(seconds)} for ${before.sub(balance).value} ${balance.unit}: now until ${formatWhen(lease.expires_at)}\nbalance: ${balance.value} ${balance.unit}`,
     {
       ...lease,
       change: undefined,

@@ -66,6 +66,20 @@ export class Progress {
   }
 }
 
+/**
+ * node:util parseArgs's refusal in one line: its first sentence (what follows is advice about
+ * positionals that reads wrongly here), and for a value that starts with `-` (`--for -1h`) how
+ * to give one.
+ */
+function parseArgsMessage(err: TypeError & { code?: unknown }): string {
+  const first = (err.message.split('\n')[0] ?? '').split('. ')[0]?.replace(/\.$/, '') ?? '';
+  const said = first.charAt(0).toLowerCase() + first.slice(1);
+  const option = /'(--?[\w-]+)'/.exec(first)?.[1];
+  if (err.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && /ambiguous/.test(first) && option)
+    return `${said}: give its value, as ${option}=VALUE when it starts with '-'`;
+  return said;
+}
+
 /** One clear line (and a hint) for every error a renter can meet; the exit code goes with it. */
 export function describeError(err: unknown, command: string): { line: string; hint?: string; code: number } {
   if (err instanceof UsageError) {
@@ -76,7 +90,11 @@ export function describeError(err: unknown, command: string): { line: string; hi
     };
   }
   if (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS')) {
-    return { line: `alacarte ${command}: ${err.message}`, hint: `see: alacarte ${command} --help`, code: 2 };
+    return {
+      line: `alacarte ${command}: ${parseArgsMessage(err)}`,
+      hint: `see: alacarte ${command} --help`,
+      code: 2,
+    };
   }
   if (err instanceof InsufficientFundsError) {
     const unit = err.needed.unit;

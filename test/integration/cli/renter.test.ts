@@ -264,7 +264,7 @@ describe('alacarte CLI (renter)', { timeout: 240_000 }, () => {
 
     const extend = await runCli(['extend', lease.id, '--for', '1h'], me);
     expect(extend.code).toBe(0);
-    expect(extend.stdout).toContain(`lease ${lease.id} extended by 1h`);
+    expect(extend.stdout).toContain(`lease ${lease.id} extended by 1h for 60 sat: now until `);
     expect(extend.stdout).toContain('balance: 320 sat');
 
     const stop = await runJson<{ state: string; refunded: number; balance: number }>(['stop', lease.id], me);

@@ -1,4 +1,5 @@
 import { createServer } from 'node:net';
+import { parseArgs } from 'node:util';
 import { Wallet } from '@cashu/cashu-ts';
 import { describe, expect, it } from 'vitest';
 import { describeError } from '../../../src/cli/renter/ui.js';
@@ -6,6 +7,24 @@ import { Amount } from '../../../src/core/amount.js';
 import { InsufficientFundsError } from '../../../src/wallet/errors.js';
 
 describe('describeError', () => {
+  it("parseArgs' refusals in one line of its own words, and how to give a value that starts with '-'", () => {
+    const refusal = (args: string[]) => {
+      try {
+        parseArgs({ args, options: { for: { type: 'string' } }, allowPositionals: true, strict: true });
+      } catch (err) {
+        return describeError(err, 'rent');
+      }
+      throw new Error('parsed');
+    };
+    expect(refusal(['--for', '-1h'])).toEqual({
+      line: "alacarte rent: option '--for' argument is ambiguous: give its value, as --for=VALUE when it starts with '-'",
+      hint: 'see: alacarte rent --help',
+      code: 2,
+    });
+    // Node's advice about positionals (with an unbalanced quote) is left out.
+    expect(refusal(['--foo']).line).toBe("alacarte rent: unknown option '--foo'");
+  });
+
   it('not enough ecash of the mint a node takes, while other mints hold more, says both', () => {
     const sat = (n: number) => Amount.of(n, 'sat');
     const there = describeError(

@@ -38,14 +38,23 @@ describe('pricing', () => {
     expect(quote(DEFAULT_OFFERS, 'small', 59)).toEqual({
       ok: false,
       code: 'invalid_request',
-      message: "seconds must be a whole number from 60 (1m) to 2592000 (30d) for offer 'small'",
+      message:
+        "59 is too short: seconds must be a whole number from 60 (1m) to 2592000 (30d) for offer 'small'",
     });
     const odd = { ...small, id: 'odd', minSeconds: 90, maxSeconds: 5430 };
     expect(quote([odd], 'odd', 5)).toMatchObject({
-      message: "seconds must be a whole number from 90 (1m30s) to 5430 (1h30m30s) for offer 'odd'",
+      message:
+        "5 is too short: seconds must be a whole number from 90 (1m30s) to 5430 (1h30m30s) for offer 'odd'",
     });
-    expect(quote(DEFAULT_OFFERS, 'small', 30 * 24 * 3600 + 1)).toMatchObject({ ok: false });
-    expect(quote(DEFAULT_OFFERS, 'small', 100.5)).toMatchObject({ ok: false });
+    expect(quote(DEFAULT_OFFERS, 'small', 30 * 24 * 3600 + 1)).toMatchObject({
+      ok: false,
+      message:
+        "2592001 is too long: seconds must be a whole number from 60 (1m) to 2592000 (30d) for offer 'small'",
+    });
+    expect(quote(DEFAULT_OFFERS, 'small', 100.5)).toMatchObject({
+      ok: false,
+      message: "seconds must be a whole number from 60 (1m) to 2592000 (30d) for offer 'small'",
+    });
   });
 
   it('ships at least three offers', () => {
