@@ -116,14 +116,15 @@ $b rm -rf "$1/.alacarte-unpack-$2"
 /**
  * Writes `f\n` and the file `$1`, or `d\n` and a tar archive of the directory `$1` (its contents,
  * as `./…`, symlinks kept as links). A regular file larger than `$2` bytes, or a directory
- * whose files take more than that (`du`), is refused; devices, FIFOs and sockets too
+ * whose files' sizes add up to more than that (`du -b`: a sparse file counts whole, as tar sends
+ * it), is refused; devices, FIFOs and sockets too
  * (`cat /dev/zero` would never end).
  */
 const READ_PATH = `${B}
 p=$1
 if [ -d "$p" ]; then
-  s=$($b du -s -k "$p" 2>/dev/null | $b cut -f 1)
-  if [ "\${s:-0}" -gt $(($2 / 1024)) ]; then exit ${FILE_EXIT.tooLarge}; fi
+  s=$($b du -s -b "$p" 2>/dev/null | $b cut -f 1)
+  if [ "\${s:-0}" -gt "$2" ]; then exit ${FILE_EXIT.tooLarge}; fi
   printf 'd\\n'
   exec $b tar -c -f - -C "$p" .
 fi

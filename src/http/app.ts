@@ -7,6 +7,7 @@ import Fastify, {
   type FastifyPluginAsync,
   LogController,
 } from 'fastify';
+import { AlacarteError } from '../core/errors.js';
 import type { Logger } from '../log.js';
 import { sourceOf } from '../ssh/ssh-server.js';
 import { DEFAULT_DRAIN_MS, drainOnClose } from './drain.js';
@@ -130,7 +131,20 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const parseJson = app.getDefaultJsonParser('error', 'error');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     if (body === '') return done(null, undefined);
-    parseJson(request, body as string, done);
+    parseJson(request, body as string, (err, value) => {
+      if (err && isJson(body as string)) {
+        // Valid JSON refused for a `__proto__` or `constructor.prototype` key: Fastify would say
+        // "not valid JSON", which it is.
+        return done(
+          new AlacarteError(
+            'invalid_request',
+            'the body must not hold a "__proto__" or "constructor.prototype" key',
+          ),
+          undefined,
+        );
+      }
+      done(err, value);
+    });
   });
   app.addHook('onResponse', async (request, reply) => {
     request.log.debug(
@@ -226,4 +240,13 @@ function boundConnectionsPerAddress(
       else open.set(key, left);
     });
   });
+}
+
+function isJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
 }

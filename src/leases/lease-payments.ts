@@ -111,7 +111,7 @@ export function checkEnough(payment: InspectedPayment, price: Amount): void {
   if (!payment.amount.gte(price)) {
     throw new AlacarteError(
       'insufficient_amount',
-      `the token is worth ${payment.amount} but this costs ${price}`,
+      `the ${payment.rail === 'cashu' ? 'token' : 'payment'} is worth ${payment.amount} but this costs ${price}`,
       {
         details: { amount: price.toNumber(), unit: price.unit },
       },

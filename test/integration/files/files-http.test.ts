@@ -196,6 +196,11 @@ describe('files: PUT and GET /v1/leases/{id}/files', () => {
     expect(after.stdout).toContain(`${10 * MiB}\nstill-alive`);
     await sh('rm /tmp/filler');
     expect((await put('/tmp/after', 'fits again')).status).toBe(201);
+    // Sparse files take no disk but are read (and sent) whole: a directory of two that add up to
+    // more than the disk is refused 413 before anything is sent (it was a 200 cut off midway).
+    await sh('mkdir /tmp/sparse && truncate -s 12M /tmp/sparse/a && truncate -s 12M /tmp/sparse/b');
+    expect(await errorOf(get('/tmp/sparse'))).toEqual([413, 'payload_too_large']);
+    await sh('rm -r /tmp/sparse');
   });
 
   it('never leaves the sandbox: .., absolute and /proc symlinks, hostile tar members', async () => {

@@ -105,6 +105,28 @@ describe('answers to requests sent by hand', () => {
     expect(lines.some((l) => l.msg === 'websocket closed for what its client sent')).toBe(true);
   });
 
+  it('a JSON body with a __proto__ key is refused for that, not as invalid JSON', async () => {
+    const host = await serve();
+    for (const body of ['{"__proto__":{"x":1}}', '{"constructor":{"prototype":{}}}']) {
+      const res = await fetch(`http://${host}/v1/echo`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body,
+      });
+      expect(res.status).toBe(400);
+      expect(await res.json()).toEqual({
+        error: 'invalid_request',
+        message: 'the body must not hold a "__proto__" or "constructor.prototype" key',
+      });
+    }
+    const broken = await fetch(`http://${host}/v1/echo`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"__proto__":',
+    });
+    expect(((await broken.json()) as { message: string }).message).not.toContain('__proto__');
+  });
+
   it('a JSON body sent without its content type (curl -d) says which header to send', async () => {
     const host = await serve();
     const res = await fetch(`http://${host}/v1/echo`, {
