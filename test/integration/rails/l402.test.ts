@@ -155,13 +155,14 @@ describe('L402 (Lightning) as a second payment rail', () => {
     const payer = await ecashWebln(1000);
     const created = await l402Fetch(`${t.url}/v1/leases`, createBody, payer.webln);
     const lease = (await created.json()) as Record<string, unknown>;
+    // The challenge is got while the lease runs (once it has ended, an unpaid extension is 409).
+    const { l402 } = await challengeFor(`${t.url}/v1/leases/${lease.id}/extend`, { seconds: 3600 });
     await postJson(
       `${t.url}/v1/leases/${lease.id}`,
       undefined,
       { authorization: `Bearer ${lease.token}` },
       'DELETE',
     );
-    const { l402 } = await challengeFor(`${t.url}/v1/leases/${lease.id}/extend`, { seconds: 3600 });
     const { preimage } = await payer.webln.sendPayment(l402.invoice);
     const auth = { authorization: `L402 ${l402.macaroon}:${preimage}` };
     const bounced = await postJson(`${t.url}/v1/leases/${lease.id}/extend`, { seconds: 3600 }, auth);

@@ -462,14 +462,15 @@ describe('x402 (EVM stablecoins) as a third payment rail', () => {
     const payer = await chain.payer(1_000_000n);
     const created = await post(x402Fetch(payer.key), `${t.url}/v1/leases`, createBody);
     const lease = (await created.json()) as Record<string, unknown>;
+    // Signed while the lease runs (once it has ended, an unpaid extension is 409, no challenge).
+    const extendUrl = `${t.url}/v1/leases/${lease.id}/extend`;
+    const { payload, headers } = await paymentFor(payer.key, extendUrl, { seconds: 3600 });
     await postJson(
       `${t.url}/v1/leases/${lease.id}`,
       undefined,
       { authorization: `Bearer ${lease.token}` },
       'DELETE',
     );
-    const extendUrl = `${t.url}/v1/leases/${lease.id}/extend`;
-    const { payload, headers } = await paymentFor(payer.key, extendUrl, { seconds: 3600 });
     const res = await postJson(extendUrl, { seconds: 3600 }, headers);
     expect(res.status).toBe(409);
     expect(res.body.error).toBe('lease_not_running');
