@@ -12,6 +12,7 @@ import type { Logger } from '../log.js';
 import { sourceOf } from '../ssh/ssh-server.js';
 import { DEFAULT_DRAIN_MS, drainOnClose } from './drain.js';
 import { answerClientError, frameworkError, installErrorHandling, routePathMatches } from './errors.js';
+import { refuseBadHandshakes } from './websocket-handshake.js';
 
 /**
  * The largest payment header the API takes (`X-Cashu`), in bytes: a token of a few hundred
@@ -119,8 +120,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // Before any route: the published contract (http/openapi.ts) is checked against this list.
   const routes: RegisteredRoute[] = [];
   REGISTERED.set(app, routes);
+  // Routes that take a WebSocket (@fastify/websocket's `wsHandler` or `websocket: true`).
+  const websocketRoutes = new Set<string>();
   app.addHook('onRoute', (route) => {
     for (const method of [route.method].flat()) routes.push({ method, url: route.url });
+    const ws = route as { wsHandler?: unknown; websocket?: unknown };
+    if (ws.wsHandler !== undefined || ws.websocket === true) websocketRoutes.add(route.url);
   });
   installErrorHandling(app, (path) =>
     routes.filter((r) => routePathMatches(r.url, path)).map((r) => r.method),
@@ -180,6 +185,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       handleProtocols: (protocols) => protocols.values().next().value ?? false,
     },
   });
+  refuseBadHandshakes(app, websocketRoutes);
   app.get('/healthz', async (_request, reply) => {
     // What a load balancer asks: a node whose database does not answer cannot serve.
     const storeAnswers = await (options.storeAnswers?.() ?? Promise.resolve(true));

@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -73,6 +74,59 @@ describe('answers to requests sent by hand', () => {
     const res = await fetch(`http://${host}/v1/leases/${LEASE}/attach`);
     expect(res.status).toBe(401);
     expect(await res.json()).toMatchObject({ error: 'unauthorized' });
+  });
+
+  it('a WebSocket handshake that cannot succeed is answered 400 in the API shape, not in text/html', async () => {
+    const host = await serve();
+    const { hostname, port } = new URL(`http://${host}`);
+    /** A raw handshake with `headers` (each `Name: value`); what comes back, head and body. */
+    const handshake = (path: string, headers: string[]) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect(Number(port), hostname, () =>
+          socket.write(
+            `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\n${headers.map((h) => `${h}\r\n`).join('')}\r\n`,
+          ),
+        );
+        let got = '';
+        socket.on('data', (c: Buffer) => {
+          got += c.toString();
+        });
+        socket.on('close', () => resolve(got));
+        socket.on('error', reject);
+        setTimeout(() => socket.destroy(), 2000);
+      });
+    const upgrade = 'Upgrade: websocket';
+    const key = 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==';
+    const version = 'Sec-WebSocket-Version: 13';
+    const good = [upgrade, key, version];
+    const attach = `/v1/leases/${LEASE}/attach`;
+    for (const [headers, message] of [
+      [
+        [upgrade, 'Sec-WebSocket-Key: short', version],
+        'Sec-WebSocket-Key must be 16 bytes in base64 (RFC 6455)',
+      ],
+      [[upgrade, key, 'Sec-WebSocket-Version: 99'], 'Sec-WebSocket-Version must be 13'],
+      [['Upgrade: h2c', key, version], 'Upgrade must be websocket'],
+      [
+        [...good, 'Sec-WebSocket-Protocol: a b'],
+        'Sec-WebSocket-Protocol must be a comma-separated list of names',
+      ],
+    ] as const) {
+      const answer = await handshake(attach, [...headers]);
+      expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+      expect(answer).toMatch(/content-type: application\/json/i);
+      expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toEqual({
+        error: 'invalid_request',
+        message,
+      });
+    }
+    expect(await handshake(attach, [upgrade, key, 'Sec-WebSocket-Version: 99'])).toMatch(
+      /sec-websocket-version: 13/i,
+    );
+    // A plain HTTP route asked for a WebSocket: told so (it was switched, then closed at once).
+    const plain = await handshake('/healthz', [...good]);
+    expect(plain).toMatch(/^HTTP\/1\.1 400 /);
+    expect(plain).toContain('"message":"/healthz is not a WebSocket: send it as a plain HTTP request"');
   });
 
   it('a WebSocket upgrade still reaches the terminal (here: one that cannot start)', async () => {
