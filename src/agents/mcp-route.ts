@@ -1,5 +1,6 @@
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyError, FastifyPluginAsync } from 'fastify';
+import { toErrorAnswer } from '../http/errors.js';
 import { sourceOf } from '../ssh/ssh-server.js';
 import { type NodeToolsOptions, nodeMcpServer } from './node-tools.js';
 
@@ -9,11 +10,24 @@ import { type NodeToolsOptions, nodeMcpServer } from './node-tools.js';
  * requests (the tools carry everything: payments and lease credentials are arguments), so any
  * replica can answer any request. Answers are plain JSON (`enableJsonResponse`), not an SSE
  * stream: every tool answers once. The JSON body went through the node's parser and body limit
- * before it gets here. A GET (a client asking for a server-to-client stream) is `405`, which MCP
- * clients take as "no such stream"; a stateless server has no session to DELETE.
+ * before it gets here. A GET (a client asking for a server-to-client stream) is `405` with `Allow:
+ * POST` (the node's answer for another method at a route), which MCP clients take as "no such
+ * stream"; a stateless server has no session to DELETE.
  */
 export function mcpRoutes(options: NodeToolsOptions): FastifyPluginAsync {
   return async (app) => {
+    // A body that is not JSON is a JSON-RPC parse error (-32700), as the MCP SDK answers one it
+    // parses itself; the rest (too large, wrong type) keeps the API's answer.
+    app.setErrorHandler((err: FastifyError, _request, reply) => {
+      if (err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY')
+        return reply.status(400).send({
+          jsonrpc: '2.0',
+          error: { code: -32700, message: 'Parse error: the body is not JSON' },
+          id: null,
+        });
+      const { status, body, headers } = toErrorAnswer(err);
+      return reply.status(status).headers(headers).send(body);
+    });
     app.post('/mcp', async (request, reply) => {
       const delivered = new Promise((resolve) => {
         reply.raw.once('finish', resolve);
@@ -43,16 +57,5 @@ export function mcpRoutes(options: NodeToolsOptions): FastifyPluginAsync {
         }
       }
     });
-    for (const method of ['GET', 'DELETE'] as const) {
-      app.route({
-        method,
-        url: '/mcp',
-        handler: async (_request, reply) =>
-          reply
-            .status(405)
-            .header('allow', 'POST')
-            .send({ error: 'invalid_request', message: 'this MCP server is stateless: POST /mcp only' }),
-      });
-    }
   };
 }

@@ -320,17 +320,9 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
     responses: {
       200: 'a JSON-RPC answer (`application/json`)',
       202: 'a notification, accepted',
+      400: 'a body that is not JSON: a JSON-RPC parse error (-32700)',
     },
   },
-  ...(['get', 'delete'] as const).map(
-    (method): ApiOperation => ({
-      method,
-      path: '/mcp',
-      tag: 'agents',
-      summary: 'Not served: the MCP server is stateless (no stream to open, no session to end)',
-      responses: { 405: 'invalid_request: POST /mcp only' },
-    }),
-  ),
   // ---- operator
   {
     method: 'get',

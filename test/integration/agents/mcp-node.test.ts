@@ -137,7 +137,11 @@ describe.skipIf(crunSkipReason)('POST /mcp, the node as an MCP server', { timeou
       });
     const broken = await post('{"jsonrpc": "2.0", ');
     expect(broken.status).toBe(400);
-    expect(((await broken.json()) as { error: string }).error).toBe('invalid_request');
+    expect(await broken.json()).toEqual({
+      jsonrpc: '2.0',
+      error: { code: -32700, message: 'Parse error: the body is not JSON' },
+      id: null,
+    });
     const notRpc = await post('{"hello": "world"}');
     expect(notRpc.status).toBeGreaterThanOrEqual(400);
     expect(notRpc.status).toBeLessThan(500);
@@ -161,6 +165,12 @@ describe.skipIf(crunSkipReason)('POST /mcp, the node as an MCP server', { timeou
     const get = await fetch(`${t.url}/mcp`);
     expect(get.status).toBe(405);
     expect(get.headers.get('allow')).toBe('POST');
+    // Every other method is told the one it takes (GET and DELETE were listed while answering 405).
+    for (const method of ['DELETE', 'PUT']) {
+      const other = await fetch(`${t.url}/mcp`, { method });
+      expect(other.status).toBe(405);
+      expect(other.headers.get('allow')).toBe('POST');
+    }
   });
 
   it('rents, runs a command, writes and reads a file, extends and stops with a redeemable refund', async () => {
