@@ -19,6 +19,7 @@ import { computeTarget, loadOrCreateReplicaId } from './leases/compute-target.js
 import { LeaseService } from './leases/lease-service.js';
 import { NodeSecret, requireStoreNodeKey } from './leases/node-secret.js';
 import { Reaper } from './leases/reaper.js';
+import { reconcileSummary } from './leases/reconciler.js';
 import { SshLogins } from './leases/ssh-logins.js';
 import { createLightningBackend, type RunningLightning } from './lightning/create-backend.js';
 import type { LightningBackend } from './lightning/lightning-backend.js';
@@ -427,7 +428,7 @@ export class AlacarteNode {
     if (this.leases) {
       const outcome = await this.leases.reconcile();
       if (Object.values(outcome).some((n) => n > 0))
-        this.logger.warn(outcome, 'reconciled leases after a restart');
+        this.logger.warn(outcome, `reconciled leases after a restart: ${reconcileSummary(outcome)}`);
       // From now on a sandbox that ends early ends its lease within seconds (reconciler.ts).
       this.leases.reconciler.start();
       this.prewarm(this.leases);

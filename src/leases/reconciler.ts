@@ -62,6 +62,24 @@ export interface ReconcileOutcome {
   deadlines: number;
 }
 
+/** A start-up reconcile in words, for the operator reading the log (ReconcileOutcome's fields). */
+export function reconcileSummary(outcome: ReconcileOutcome): string {
+  const parts = [
+    [outcome.resumed, 'lease(s) whose start had finished are running'],
+    [outcome.failed, 'paid start(s) that never finished were failed and refunded'],
+    [
+      outcome.vanished,
+      'running lease(s) whose sandbox was gone (the host restarted, or it was removed) were ended and their unused time refunded',
+    ],
+    [outcome.deadlines, "sandbox deadline(s) were set again to the store's"],
+    [outcome.stoppedSandboxes, 'sandbox(es) nobody pays for were removed'],
+  ] as const;
+  return parts
+    .filter(([n]) => n > 0)
+    .map(([n, what]) => `${n} ${what}`)
+    .join('; ');
+}
+
 /**
  * Keeps the store and the driver in agreement (src/leases/README.md has the table): at start-up
  * (reconcile), continuously (sandbox exits reported by the driver's watch(); deadline writes and
