@@ -1,6 +1,6 @@
 import { type IncomingMessage, STATUS_CODES } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import httpProxy, { type FastifyHttpProxyOptions } from '@fastify/http-proxy';
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { AlacarteError } from '../core/errors.js';
@@ -160,30 +160,68 @@ function proxyOptions(targets: PortTargets): FastifyHttpProxyOptions {
         return rest;
       },
       getUpstream: (request) => (request as PortRequest).portUpstream ?? 'http://127.0.0.1:9',
+      // reply-from sends the upstream's stream even after it answered an invalid status itself
+      // (a 502 through onError): not twice.
+      onResponse: (_request, reply, res) => {
+        const stream = (res as { stream: Readable }).stream;
+        if (reply.sent) stream.destroy();
+        else void reply.send(stream);
+      },
       onError: (reply, { error }) => {
-        const late = (error as { statusCode?: number }).statusCode === 504;
-        // The server answered, but not in HTTP/1.1 (a head with bare LF line ends, say): said so,
-        // with the parser's reason, rather than "nothing answers".
-        const cause = (error as { cause?: { name?: unknown; message?: unknown } }).cause;
-        const malformed = cause?.name === 'HTTPParserError';
-        const said = String(cause?.message ?? '');
-        const reason = (/\(([^)]*)\)$/.exec(said)?.[1] ?? said).slice(0, 200);
-        const refused = late
-          ? new AlacarteError('gateway_timeout', 'the server on this port did not answer in time', {
-              cause: error,
-            })
-          : malformed
-            ? new AlacarteError(
-                'bad_gateway',
-                `the server on this port answered with something that is not valid HTTP/1.1 (${reason})`,
-                { cause: error },
-              )
-            : new AlacarteError('bad_gateway', 'nothing answers on this port in the lease', { cause: error });
+        const refused = proxyRefusal(error);
         const { status, body } = toErrorAnswer(refused);
-        void reply.status(status).send(body);
+        // The upstream's headers may be on the reply already (an answer with an invalid status).
+        reply.removeHeader('content-length');
+        void reply.status(status).type('application/json; charset=utf-8').send(body);
       },
     },
   };
+}
+
+/** What the server behind a port did wrong, from what reply-from reports (its error and cause). */
+export function proxyRefusal(error: unknown): AlacarteError {
+  const e = error as {
+    statusCode?: number;
+    code?: unknown;
+    cause?: { name?: unknown; message?: unknown; code?: unknown };
+  };
+  if (e.statusCode === 504)
+    return new AlacarteError('gateway_timeout', 'the server on this port did not answer in time', {
+      cause: error,
+    });
+  const cause = e.cause;
+  const said = String(cause?.message ?? '');
+  const reason = (/\(([^)]*)\)$/.exec(said)?.[1] ?? said).slice(0, 200);
+  // The server answered, but not in HTTP/1.1 (a head with bare LF line ends, say): said so, with
+  // the parser's reason, rather than "nothing answers".
+  if (cause?.name === 'HTTPParserError')
+    return new AlacarteError(
+      'bad_gateway',
+      `the server on this port answered with something that is not valid HTTP/1.1 (${reason})`,
+      { cause: error },
+    );
+  // Nothing answered: no listener (the relay closes at once), or the connection dropped first.
+  const code = String(cause?.code ?? e.code ?? '');
+  if (
+    [
+      'ECONNREFUSED',
+      'ECONNRESET',
+      'UND_ERR_SOCKET',
+      'FST_REPLY_FROM_SOCKET',
+      'FST_REPLY_FROM_CONNECTION_RESET',
+    ].includes(code)
+  )
+    return new AlacarteError('bad_gateway', 'nothing answers on this port in the lease', { cause: error });
+  // An answer the node cannot pass on: a status outside 100–599, a head over undici's bound, an
+  // upgrade nobody asked for.
+  const what = reason || (cause === undefined ? 'an invalid status code' : String(code || 'unknown'));
+  return new AlacarteError(
+    'bad_gateway',
+    `the server on this port answered with something the node cannot pass on (${what})`,
+    {
+      cause: error,
+    },
+  );
 }
 
 /**

@@ -57,6 +57,15 @@ exec cat > /dev/null
 const BROKEN_ANSWER =
   'HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nX-Bad: a\\001b\\r\\nX-Kept: yes\\r\\nConnection: close\\r\\n\\r\\nok';
 
+/** An answer with a status outside 100–599. */
+const ODD_STATUS = `sleep 0.2
+printf 'HTTP/1.1 999 Odd\\r\\nContent-Type: text/html\\r\\nContent-Length: 2\\r\\nConnection: close\\r\\n\\r\\nok'`;
+
+/** An answer whose head is larger than the proxy takes (a 70 kB header). */
+const BIG_HEAD = `sleep 0.2
+h=$(head -c 70000 /dev/zero | tr '\\0' a)
+printf 'HTTP/1.1 200 OK\\r\\nX-Big: %s\\r\\nContent-Length: 2\\r\\nConnection: close\\r\\n\\r\\nok' "$h"`;
+
 describe.skipIf(crunSkipReason)("headers that speak for the node's origin, from a port URL", () => {
   let t: LeaseTestNode;
   let lease: { id: string; token: string; ports: Record<string, string> };
@@ -67,7 +76,7 @@ describe.skipIf(crunSkipReason)("headers that speak for the node's origin, from 
     const { token } = await tokenOf(wallet, t.mintUrl, proofs, 10);
     const res = await postJson(
       `${t.url}/v1/leases`,
-      { offer: 'small', seconds: 300, image: 'busybox', ports: [8080, 8081, 8082] },
+      { offer: 'small', seconds: 300, image: 'busybox', ports: [8080, 8081, 8082, 8083, 8084] },
       { 'x-cashu': token },
     );
     expect(res.status).toBe(201);
@@ -98,6 +107,23 @@ describe.skipIf(crunSkipReason)("headers that speak for the node's origin, from 
       auth,
     );
     expect(broken.status).toBe(202);
+    // A status outside 100–599, and a head larger than the proxy takes.
+    await exec([
+      'sh',
+      '-c',
+      `cat > /odd.sh <<'EOF'\n${ODD_STATUS}\nEOF\ncat > /big.sh <<'EOF'\n${BIG_HEAD}\nEOF`,
+    ]);
+    for (const [port, script] of [
+      [8083, '/odd.sh'],
+      [8084, '/big.sh'],
+    ] as const) {
+      const odd = await postJson(
+        `${t.url}/v1/leases/${lease.id}/exec`,
+        { command: ['nc', '-ll', '-p', String(port), '-e', 'sh', script], background: true },
+        auth,
+      );
+      expect(odd.status).toBe(202);
+    }
     await sleep(300);
   }, 60_000);
   afterAll(async () => {
@@ -149,6 +175,21 @@ describe.skipIf(crunSkipReason)("headers that speak for the node's origin, from 
       { authorization: `Bearer ${lease.token}` },
     );
     expect(seen.body.stdout).toBe('');
+  });
+
+  it('answers a server that answered what cannot be passed on with 502 saying so, not "nothing answers"', async () => {
+    for (const [port, reason] of [
+      ['8083', 'an invalid status code'],
+      ['8084', 'Headers Overflow Error'],
+    ] as const) {
+      const res = await fetch(lease.ports[port] ?? '');
+      expect(res.status).toBe(502);
+      expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+      expect(await res.json()).toEqual({
+        error: 'bad_gateway',
+        message: `the server on this port answered with something the node cannot pass on (${reason})`,
+      });
+    }
   });
 
   it("answers a port's malformed header with 502 bad_gateway, never a 500", async () => {
