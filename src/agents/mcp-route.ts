@@ -18,7 +18,7 @@ export function mcpRoutes(options: NodeToolsOptions): FastifyPluginAsync {
   return async (app) => {
     // A body that is not JSON is a JSON-RPC parse error (-32700), as the MCP SDK answers one it
     // parses itself; the rest (too large, wrong type) keeps the API's answer.
-    app.setErrorHandler((err: FastifyError, _request, reply) => {
+    app.setErrorHandler((err: FastifyError, request, reply) => {
       if (err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY')
         return reply.status(400).send({
           jsonrpc: '2.0',
@@ -26,6 +26,7 @@ export function mcpRoutes(options: NodeToolsOptions): FastifyPluginAsync {
           id: null,
         });
       const { status, body, headers } = toErrorAnswer(err);
+      if (status >= 500) request.log.error({ err, route: '/mcp' }, 'unexpected error');
       return reply.status(status).headers(headers).send(body);
     });
     app.post('/mcp', async (request, reply) => {

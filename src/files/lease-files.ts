@@ -106,12 +106,26 @@ export class LeaseFiles {
   }
 
   /** Reads the file `path`, or a tar archive of the directory `path`, as a stream. */
-  async read(request: { leaseId: string; credential: string | undefined; path: unknown }): Promise<Download> {
+  async read(request: {
+    leaseId: string;
+    credential: string | undefined;
+    path: unknown;
+    /** The client went away before the answer began: the reader is killed. */
+    signal?: AbortSignal;
+  }): Promise<Download> {
     const path = parseSandboxPath(request.path);
     const { leaseId, diskMib } = await this.host.authorizeFiles(request.leaseId, request.credential);
     const maxBytes = diskMib * MIB;
     const process = await this.host.spawnForFiles(leaseId, readPathCommand(path, maxBytes));
-    return openDownload(this.context(leaseId, process, maxBytes), path);
+    const gone = () => process.kill();
+    request.signal?.addEventListener('abort', gone, { once: true });
+    if (request.signal?.aborted) gone();
+    try {
+      return await openDownload(this.context(leaseId, process, maxBytes), path);
+    } finally {
+      // From the answer on, the download's stream ends the reader when the client goes.
+      request.signal?.removeEventListener('abort', gone);
+    }
   }
 
   private context(leaseId: LeaseId, process: SandboxProcess, maxBytes: number): TransferContext {

@@ -29,9 +29,10 @@ export const DOWNLOAD_MARK = { file: 'f\n', directory: 'd\n' } as const;
 const B = `b=${SANDBOX_BUSYBOX}`;
 
 /**
- * Writes stdin to a temporary file beside `$1` (`.alacarte-upload-$2`), making `$1`'s parent
- * directories, and keeps it only when stdin ended with as many bytes as the client announced (`$3`,
- * when it did). It never touches `$1`: COMMIT_FILE moves the file in, run by the host only once it
+ * Writes stdin to a temporary file beside `$1` (`f` in `.alacarte-upload-$2`, a directory only the
+ * sandbox's root enters: another user inside cannot swap the file for a link before the commit's
+ * chmod, unless `$1`'s directory is that user's own), making `$1`'s parent directories, and keeps
+ * it only when stdin ended with as many bytes as the client announced (`$3`, when it did). It never touches `$1`: COMMIT_FILE moves the file in, run by the host only once it
  * has seen the whole body arrive. A stdin that closes early (the host kills the runtime of an
  * upload cut off, whose end then looks like a normal end of input here) leaves a temporary file
  * that nothing commits and removeUploadCommand removes, never a partial `$1`.
@@ -40,9 +41,11 @@ const STAGE_FILE = `${B}
 p=$1
 if [ -d "$p" ]; then echo "$p is a directory" >&2; exit ${FILE_EXIT.isDirectory}; fi
 d=\${p%/*}
-t=\${d}/.alacarte-upload-$2
+s=\${d}/.alacarte-upload-$2
+t=$s/f
 $b mkdir -p "\${d:-/}" || exit 1
-trap '$b rm -f "$t"' EXIT
+trap '$b rm -rf "$s"' EXIT
+$b mkdir -m 0700 "$s" || exit 1
 $b cat >"$t" || exit 1
 if [ -n "$3" ] && [ "$($b stat -c %s "$t")" != "$3" ]; then echo "fewer bytes arrived than announced" >&2; exit 1; fi
 trap - EXIT
@@ -55,19 +58,19 @@ trap - EXIT
  */
 const COMMIT_FILE = `${B}
 p=$1
-t=\${p%/*}/.alacarte-upload-$3
-trap '$b rm -f "$t"' EXIT
+s=\${p%/*}/.alacarte-upload-$3
+t=$s/f
+trap '$b rm -rf "$s"' EXIT
 if [ -d "$p" ]; then echo "$p is a directory" >&2; exit ${FILE_EXIT.isDirectory}; fi
 if [ -n "$2" ]; then m=$2; elif [ -e "$p" ]; then m=$($b stat -L -c %a "$p") || exit 1; else m=0644; fi
 $b chmod "$m" "$t" || exit 1
 $b mv -f "$t" "$p" || exit 1
-trap - EXIT
 `;
 
 /** Removes the temporary file of a STAGE_FILE not committed (`$1` its path, `$2` its suffix). */
 const REMOVE_UPLOAD = `${B}
 d=\${1%/*}
-$b rm -f "\${d}/.alacarte-upload-$2"
+$b rm -rf "\${d}/.alacarte-upload-$2"
 `;
 
 /**
@@ -124,7 +127,8 @@ const READ_PATH = `${B}
 p=$1
 if [ -d "$p" ]; then
   s=$($b du -s -b "$p" 2>/dev/null | $b cut -f 1)
-  if [ "\${s:-0}" -gt "$2" ]; then exit ${FILE_EXIT.tooLarge}; fi
+  if [ -z "$s" ]; then echo "cannot measure $p" >&2; exit 1; fi
+  if [ "$s" -gt "$2" ]; then exit ${FILE_EXIT.tooLarge}; fi
   printf 'd\\n'
   exec $b tar -c -f - -C "$p" .
 fi

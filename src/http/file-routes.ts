@@ -39,10 +39,15 @@ export function fileRoutes(files: LeaseFiles): FastifyPluginAsync {
       // A HEAD would run the read in the sandbox and drop its bytes: not offered.
       { exposeHeadRoute: false },
       async (request, reply) => {
+        // A client that goes before the answer begins (the reader waits for the file's first
+        // bytes) ends the reader in the sandbox.
+        const gone = new AbortController();
+        reply.raw.once('close', () => gone.abort());
         const download = await files.read({
           leaseId: request.params.id,
           credential: bearerOf(request.headers.authorization),
           path: request.query.path,
+          signal: gone.signal,
         });
         reply.header(
           'content-type',

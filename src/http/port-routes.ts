@@ -170,8 +170,9 @@ function proxyOptions(targets: PortTargets): FastifyHttpProxyOptions {
       onError: (reply, { error }) => {
         const refused = proxyRefusal(error);
         const { status, body } = toErrorAnswer(refused);
-        // The upstream's headers may be on the reply already (an answer with an invalid status).
-        reply.removeHeader('content-length');
+        // The upstream's headers may be on the reply already (an answer with an invalid status):
+        // none of them describes this answer (a content-encoding would make it unreadable).
+        for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name);
         void reply.status(status).type('application/json; charset=utf-8').send(body);
       },
     },
@@ -200,29 +201,27 @@ export function proxyRefusal(error: unknown): AlacarteError {
       `the server on this port answered with something that is not valid HTTP/1.1 (${reason})`,
       { cause: error },
     );
-  // Nothing answered: no listener (the relay closes at once), or the connection dropped first.
-  const code = String(cause?.code ?? e.code ?? '');
-  if (
-    [
-      'ECONNREFUSED',
-      'ECONNRESET',
-      'UND_ERR_SOCKET',
-      'FST_REPLY_FROM_SOCKET',
-      'FST_REPLY_FROM_CONNECTION_RESET',
-    ].includes(code)
-  )
-    return new AlacarteError('bad_gateway', 'nothing answers on this port in the lease', { cause: error });
-  // An answer the node cannot pass on: a status outside 100–599, a head over undici's bound, an
-  // upgrade nobody asked for.
-  const what = reason || (cause === undefined ? 'an invalid status code' : String(code || 'unknown'));
-  return new AlacarteError(
-    'bad_gateway',
-    `the server on this port answered with something the node cannot pass on (${what})`,
-    {
-      cause: error,
-    },
-  );
+  // An answer the node cannot pass on: a status outside 100–599 (reply-from's own 502, without a
+  // cause), a head over undici's bound, a body longer or shorter than its length said.
+  const code = String(cause?.code ?? '');
+  if (cause === undefined || ANSWERED_BADLY.has(code)) {
+    const what = reason || 'an invalid status code';
+    return new AlacarteError(
+      'bad_gateway',
+      `the server on this port answered with something the node cannot pass on (${what})`,
+      { cause: error },
+    );
+  }
+  // Anything else: no listener (the relay closes at once), or the connection failed first.
+  return new AlacarteError('bad_gateway', 'nothing answers on this port in the lease', { cause: error });
 }
+
+/** undici's errors for an answer that came but cannot be relayed. */
+const ANSWERED_BADLY = new Set([
+  'UND_ERR_HEADERS_OVERFLOW',
+  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
+  'UND_ERR_RES_EXCEEDED_MAX_SIZE',
+]);
 
 /**
  * Requests by a port's host name are given the port's path before Fastify routes them; upgrades

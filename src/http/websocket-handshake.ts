@@ -25,7 +25,12 @@ export function handshakeRefusal(
     );
   const h = request.headers;
   if (request.method !== 'GET') return new AlacarteError('invalid_request', 'a WebSocket opens with a GET');
-  if (!/(^|,)\s*websocket\s*(,|$)/i.test(String(h.upgrade ?? '')))
+  // Exactly `websocket`, as the ws library takes it.
+  if (
+    String(h.upgrade ?? '')
+      .trim()
+      .toLowerCase() !== 'websocket'
+  )
     return new AlacarteError('invalid_request', 'Upgrade must be websocket');
   if (typeof h['sec-websocket-key'] !== 'string' || !KEY.test(h['sec-websocket-key'].trim()))
     return new AlacarteError('invalid_request', 'Sec-WebSocket-Key must be 16 bytes in base64 (RFC 6455)');
@@ -35,11 +40,18 @@ export function handshakeRefusal(
       headers: { 'sec-websocket-version': '13' },
     });
   const protocols = h['sec-websocket-protocol'];
-  if (protocols !== undefined && (typeof protocols !== 'string' || !PROTOCOLS.test(protocols.trim())))
-    return new AlacarteError(
-      'invalid_request',
-      'Sec-WebSocket-Protocol must be a comma-separated list of names',
-    );
+  if (protocols !== undefined) {
+    const names = typeof protocols === 'string' ? protocols.split(',').map((n) => n.trim()) : [];
+    if (
+      typeof protocols !== 'string' ||
+      !PROTOCOLS.test(protocols.trim()) ||
+      new Set(names).size !== names.length
+    )
+      return new AlacarteError(
+        'invalid_request',
+        'Sec-WebSocket-Protocol must be a comma-separated list of names, each once',
+      );
+  }
   return undefined;
 }
 
@@ -51,9 +63,8 @@ export function handshakeRefusal(
  */
 export function refuseBadHandshakes(app: FastifyInstance, websocketRoutes: ReadonlySet<string>): void {
   app.addHook('onRequest', async (request, reply) => {
-    // Node hands a request that asks for an upgrade to the 'upgrade' listeners (@fastify/websocket).
-    if (request.headers.upgrade === undefined || !/upgrade/i.test(String(request.headers.connection ?? '')))
-      return;
+    // What Node handed to the 'upgrade' listeners (@fastify/websocket), by its own reading.
+    if ((request.raw as { upgrade?: boolean }).upgrade !== true) return;
     const route = request.routeOptions.url;
     // No route: the not-found handler answers (404, or 405 with Allow).
     if (route === undefined) return;

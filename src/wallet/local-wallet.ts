@@ -579,13 +579,8 @@ export class LocalWallet {
     }
     const elsewhere = this.balances()
       .filter((b) => !mints.includes(b.mint))
-      .reduce((sum, b) => sum + Number(b.amount.value), 0);
-    throw new InsufficientFundsError(
-      amount,
-      best?.amount ?? Amount.zero(this.unit),
-      Amount.of(elsewhere, this.unit),
-      mints,
-    );
+      .reduce((sum, b) => sum.add(b.amount), Amount.zero(this.unit));
+    throw new InsufficientFundsError(amount, best?.amount ?? Amount.zero(this.unit), elsewhere, mints);
   }
 
   private async restoreOp(w: Wallet, op: PendingOp): Promise<StoredProof[]> {

@@ -406,6 +406,13 @@ const rent: Handler = async (ctx, values, positionals, rest) => {
       sshKeys,
       maxAmount: maxAmount(values.max, 'rent'),
     });
+  } catch (err) {
+    // The stop promised at the Ctrl-C cannot be made without the lease's answer.
+    if (interrupt.cancelled)
+      ctx.io.stderr.write(
+        'alacarte rent: interrupted, and the answer did not come: the next alacarte command settles the payment (then: alacarte leases, and alacarte stop ID for a refund)\n',
+      );
+    throw err;
   } finally {
     interrupt.done();
   }

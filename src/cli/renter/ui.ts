@@ -74,7 +74,8 @@ export class Progress {
 function parseArgsMessage(err: TypeError & { code?: unknown }): string {
   const first = (err.message.split('\n')[0] ?? '').split('. ')[0]?.replace(/\.$/, '') ?? '';
   const said = first.charAt(0).toLowerCase() + first.slice(1);
-  const option = /'(--?[\w-]+)'/.exec(first)?.[1];
+  // Node names an option with a short alias as '-f, --for'.
+  const option = /'(?:-\w, )?(--?[\w-]+)'/.exec(first)?.[1];
   if (err.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && /ambiguous/.test(first) && option)
     return `${said}: give its value, as ${option}=VALUE when it starts with '-'`;
   return said;

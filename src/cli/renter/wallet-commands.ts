@@ -22,8 +22,8 @@ async function mintOf(ctx: Context, values: Record<string, unknown>): Promise<st
 /**
  * The mint a `wallet send` token is drawn from: --mint; else the first mint the node (--url,
  * ALACARTE_URL or the default) takes that holds `amount` (a token sent is most often one to pay
- * that node with); else, when the node does not answer, the first mint that holds it, said on
- * stderr. Throws InsufficientFundsError when the node answers and none of its mints holds enough.
+ * that node with); else the first mint that holds it, said on stderr. Throws
+ * InsufficientFundsError when no mint holds enough.
  */
 async function sendMintOf(
   ctx: Context,
@@ -40,8 +40,17 @@ async function sendMintOf(
   } catch {
     accepted = undefined;
   }
-  if (accepted) return wallet.mintFor(accepted, amount);
   const held = wallet.balances().find((b) => b.amount.gte(amount));
+  if (accepted) {
+    // The node's own when they hold it; else (a token for someone else, say) a mint that does,
+    // said, since that node would refuse it.
+    const own = accepted.find((m) => wallet.balance(m).gte(amount));
+    if (own !== undefined || held === undefined) return own ?? wallet.mintFor(accepted, amount);
+    ctx.io.stderr.write(
+      `alacarte: not enough ecash of the mint the node at ${ctx.url} takes; the token is ecash of ${held.mint}, which that node does not take\n`,
+    );
+    return held.mint;
+  }
   if (!held)
     throw new WalletOperationError(`the node at ${ctx.url} does not answer: name the mint with --mint`);
   ctx.io.stderr.write(

@@ -118,6 +118,13 @@ describe('alacarte CLI (renter)', { timeout: 240_000 }, () => {
       const sent = await runJson<{ mint: string; token: string }>(['wallet', 'send', '15'], me);
       expect(sent.mint).toBe(`${node.url}/mint`);
       expect(getTokenMetadata(sent.token).mint).toBe(`${node.url}/mint`);
+      // More than this node's mint holds (25 sat left): the other mint's, said on stderr.
+      const far = await runCli(['wallet', 'send', '45', '--json'], me);
+      expect(far.code).toBe(0);
+      expect((JSON.parse(far.stdout) as { mint: string }).mint).toBe(`${other.url}/mint`);
+      expect(far.stderr).toContain(
+        `alacarte: not enough ecash of the mint the node at ${node.url} takes; the token is ecash of ${other.url}/mint, which that node does not take`,
+      );
       // With the other node down, a token for this one is still made (its mint answers).
       await other.stop();
       expect((await runJson<{ mint: string }>(['wallet', 'send', '5'], me)).mint).toBe(`${node.url}/mint`);

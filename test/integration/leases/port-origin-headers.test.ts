@@ -57,9 +57,9 @@ exec cat > /dev/null
 const BROKEN_ANSWER =
   'HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nX-Bad: a\\001b\\r\\nX-Kept: yes\\r\\nConnection: close\\r\\n\\r\\nok';
 
-/** An answer with a status outside 100–599. */
+/** An answer with a status outside 100–599, with headers that would make a JSON body unreadable. */
 const ODD_STATUS = `sleep 0.2
-printf 'HTTP/1.1 999 Odd\\r\\nContent-Type: text/html\\r\\nContent-Length: 2\\r\\nConnection: close\\r\\n\\r\\nok'`;
+printf 'HTTP/1.1 999 Odd\\r\\nContent-Type: text/html\\r\\nContent-Encoding: gzip\\r\\nContent-Disposition: attachment\\r\\nContent-Length: 2\\r\\nConnection: close\\r\\n\\r\\nok'`;
 
 /** An answer whose head is larger than the proxy takes (a 70 kB header). */
 const BIG_HEAD = `sleep 0.2
@@ -185,6 +185,8 @@ describe.skipIf(crunSkipReason)("headers that speak for the node's origin, from 
       const res = await fetch(lease.ports[port] ?? '');
       expect(res.status).toBe(502);
       expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+      expect(res.headers.get('content-encoding')).toBeNull();
+      expect(res.headers.get('content-disposition')).toBeNull();
       expect(await res.json()).toEqual({
         error: 'bad_gateway',
         message: `the server on this port answered with something the node cannot pass on (${reason})`,

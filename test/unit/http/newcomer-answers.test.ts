@@ -1,3 +1,4 @@
+import { request } from 'node:http';
 import { connect } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
@@ -107,9 +108,14 @@ describe('answers to requests sent by hand', () => {
       ],
       [[upgrade, key, 'Sec-WebSocket-Version: 99'], 'Sec-WebSocket-Version must be 13'],
       [['Upgrade: h2c', key, version], 'Upgrade must be websocket'],
+      [['Upgrade: foo, websocket', key, version], 'Upgrade must be websocket'],
+      [
+        [...good, 'Sec-WebSocket-Protocol: a, a'],
+        'Sec-WebSocket-Protocol must be a comma-separated list of names, each once',
+      ],
       [
         [...good, 'Sec-WebSocket-Protocol: a b'],
-        'Sec-WebSocket-Protocol must be a comma-separated list of names',
+        'Sec-WebSocket-Protocol must be a comma-separated list of names, each once',
       ],
     ] as const) {
       const answer = await handshake(attach, [...headers]);
@@ -123,6 +129,19 @@ describe('answers to requests sent by hand', () => {
     expect(await handshake(attach, [upgrade, key, 'Sec-WebSocket-Version: 99'])).toMatch(
       /sec-websocket-version: 13/i,
     );
+    // Not an upgrade by Node's reading (no `upgrade` token in Connection): a plain request.
+    const hinted = await new Promise<number | undefined>((resolve, reject) => {
+      const req = request(`http://${host}/healthz`, {
+        headers: { connection: 'x-upgrade-hint', upgrade: 'websocket' },
+      });
+      req.on('response', (res) => {
+        res.resume();
+        resolve(res.statusCode);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(hinted).toBe(200);
     // A plain HTTP route asked for a WebSocket: told so (it was switched, then closed at once).
     const plain = await handshake('/healthz', [...good]);
     expect(plain).toMatch(/^HTTP\/1\.1 400 /);
