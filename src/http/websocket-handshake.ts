@@ -59,7 +59,8 @@ export function handshakeRefusal(
  * Answers a WebSocket opening handshake that cannot succeed with a 400 in the API's error shape (the
  * mint's routes: the NUT shape) before @fastify/websocket hands it to the ws library, which would
  * answer in text/html, or upgrade it and close it at once when its route is plain HTTP. Routes are
- * WebSocket routes when declared with `websocket: true` (collected from `onRoute` by the caller).
+ * WebSocket routes when declared with a `wsHandler` or `websocket: true` (collected from `onRoute`
+ * by the caller).
  */
 export function refuseBadHandshakes(app: FastifyInstance, websocketRoutes: ReadonlySet<string>): void {
   app.addHook('onRequest', async (request, reply) => {
