@@ -32,10 +32,11 @@ const B = `b=${SANDBOX_BUSYBOX}`;
  * Writes stdin to a temporary file beside `$1` (`f` in `.alacarte-upload-$2`, a directory only the
  * sandbox's root enters: another user inside cannot swap the file for a link before the commit's
  * chmod, unless `$1`'s directory is that user's own), making `$1`'s parent directories, and keeps
- * it only when stdin ended with as many bytes as the client announced (`$3`, when it did). It never touches `$1`: COMMIT_FILE moves the file in, run by the host only once it
- * has seen the whole body arrive. A stdin that closes early (the host kills the runtime of an
- * upload cut off, whose end then looks like a normal end of input here) leaves a temporary file
- * that nothing commits and removeUploadCommand removes, never a partial `$1`.
+ * it only when stdin ended with as many bytes as the client announced (`$3`, when it did). It
+ * never touches `$1`: COMMIT_FILE moves the file in, run by the host only once it has seen the
+ * whole body arrive. A stdin that closes early (the host kills the runtime of an upload cut off,
+ * whose end then looks like a normal end of input here) leaves a temporary file that nothing
+ * commits and removeUploadCommand removes, never a partial `$1`.
  */
 const STAGE_FILE = `${B}
 p=$1

@@ -10,11 +10,20 @@ import { UsageError } from './ui.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
+/** `--mint` as given, without a trailing slash; undefined when not given. */
+function mintFlag(values: Record<string, unknown>): string | undefined {
+  return typeof values.mint === 'string' ? values.mint.replace(/\/+$/, '') : undefined;
+}
+
+/** The mints the node takes (its offers' `payment.cashu.mints`); throws when it does not answer. */
+async function acceptedMints(ctx: Context): Promise<string[]> {
+  const offers = await ctx.sdk({ wallet: false }).offers();
+  return offers.payment.cashu.mints.map((m) => m.replace(/\/+$/, ''));
+}
+
 /** The mint to use: --mint, else the first mint the node accepts. */
 async function mintOf(ctx: Context, values: Record<string, unknown>): Promise<string> {
-  if (typeof values.mint === 'string') return values.mint.replace(/\/+$/, '');
-  const offers = await ctx.sdk({ wallet: false }).offers();
-  const mint = offers.payment.cashu.mints[0];
+  const mint = mintFlag(values) ?? (await acceptedMints(ctx))[0];
   if (!mint) throw new WalletOperationError(`the node at ${ctx.url} names no mint`);
   return mint;
 }
@@ -31,15 +40,9 @@ async function sendMintOf(
   wallet: LocalWallet,
   amount: Amount,
 ): Promise<string> {
-  if (typeof values.mint === 'string') return values.mint.replace(/\/+$/, '');
-  let accepted: string[] | undefined;
-  try {
-    accepted = (await ctx.sdk({ wallet: false }).offers()).payment.cashu.mints.map((m) =>
-      m.replace(/\/+$/, ''),
-    );
-  } catch {
-    accepted = undefined;
-  }
+  const named = mintFlag(values);
+  if (named !== undefined) return named;
+  const accepted = await acceptedMints(ctx).catch(() => undefined);
   const held = wallet.balances().find((b) => b.amount.gte(amount));
   if (accepted) {
     // The node's own when they hold it; else (a token for someone else, say) a mint that does,
