@@ -16,6 +16,7 @@
  * ends that exec at its timeout).
  */
 #define _GNU_SOURCE
+#include "exec-agent.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -256,9 +257,13 @@ static int is_id(const char *s, size_t n) {
   return 1;
 }
 
-int main(int argc, char **argv) {
-  if (argc != 2) return 2;
-  run_dir = argv[1];
+/*
+ * The agent's loop on RUNDIR `dir` (see the top of this file); returns only when its FIFOs cannot be
+ * opened or polled. Called by main below, and by the native init (sandbox-init.c) in a child of its
+ * own, which saves the sandbox a program start.
+ */
+int exec_agent_run(const char *dir) {
+  run_dir = dir;
   char path[4096];
   snprintf(path, sizeof path, "%s/exec-in", run_dir);
   /* Read-write: a FIFO held so never sees end-of-file, nor its answers SIGPIPE. */
@@ -313,3 +318,10 @@ int main(int argc, char **argv) {
     }
   }
 }
+
+#ifndef EXEC_AGENT_NO_MAIN
+int main(int argc, char **argv) {
+  if (argc != 2) return 2;
+  return exec_agent_run(argv[1]);
+}
+#endif

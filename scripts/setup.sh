@@ -87,15 +87,20 @@ else
   done_step 'up to date'
 fi
 
-# The exec agent every crun sandbox runs (native/exec-agent.c): a static program, so that it runs
-# whatever the image holds; rebuilt when its source changes. Without it sandboxes run the busybox
-# shell agent (slower), and the node says so.
+# What every crun sandbox runs of its own: its init (native/sandbox-init.c, with the exec agent
+# linked in) and the exec agent alone (native/exec-agent.c, under the shell init). Static
+# programs, so that they run whatever the image holds; rebuilt when a source changes. Without them
+# sandboxes run busybox shell scripts instead (slower), and the node says so.
 agent=native/build/exec-agent
-step 3 'the exec agent of the sandboxes (native/exec-agent.c)'
-if [ ! -x "$agent" ] || [ native/exec-agent.c -nt "$agent" ]; then
+init=native/build/sandbox-init
+step 3 'the init and exec agent of the sandboxes (native/)'
+stale() { [ ! -x "$1" ] || [ -n "$(find native -maxdepth 1 -name '*.[ch]' -newer "$1")" ]; }
+if stale "$agent" || stale "$init"; then
   mkdir -p native/build
   cc -O2 -Wall -Wextra -static -o "$agent.tmp" native/exec-agent.c
+  cc -O2 -Wall -Wextra -static -DEXEC_AGENT_NO_MAIN -o "$init.tmp" native/sandbox-init.c native/exec-agent.c
   mv "$agent.tmp" "$agent"
+  mv "$init.tmp" "$init"
   done_step 'built'
 else
   done_step 'up to date'

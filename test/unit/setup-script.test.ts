@@ -31,7 +31,8 @@ function fakeMachine(installed: string[]): { dir: string; bin: string; log: stri
   mkdirSync(bin);
   copyFileSync(join(REPO_ROOT, 'scripts', 'setup.sh'), join(dir, 'scripts', 'setup.sh'));
   mkdirSync(join(dir, 'native'));
-  copyFileSync(join(REPO_ROOT, 'native', 'exec-agent.c'), join(dir, 'native', 'exec-agent.c'));
+  for (const file of ['exec-agent.c', 'exec-agent.h', 'sandbox-init.c'])
+    copyFileSync(join(REPO_ROOT, 'native', file), join(dir, 'native', file));
   writeFileSync(join(dir, 'package-lock.json'), '{"lockfileVersion": 3}\n');
   const tool = (name: string, body: string) => {
     writeFileSync(join(bin, name), `#!/bin/bash\necho "${name} $*" >> ${log}\n${body}\n`);
@@ -95,7 +96,7 @@ describe('scripts/setup.sh shows its progress', () => {
       'alacarte setup [2/4] npm packages',
       'alacarte setup       npm ci (one to three minutes the first time: it compiles native modules; quiet until done)…',
       expect.stringMatching(/^alacarte setup {7}installed \(\d+s\)$/),
-      'alacarte setup [3/4] the exec agent of the sandboxes (native/exec-agent.c)',
+      'alacarte setup [3/4] the init and exec agent of the sandboxes (native/)',
       expect.stringMatching(/^alacarte setup {7}built \(\d+s\)$/),
       'alacarte setup [4/4] building: TypeScript to dist/, then the web page (half a minute or so)',
       expect.stringMatching(/^alacarte setup {7}built \(\d+s\)$/),
@@ -113,7 +114,7 @@ describe('scripts/setup.sh shows its progress', () => {
     const again = run(machine, []);
     expect(again.status).toBe(0);
     expect(again.stderr).toMatch(
-      /^alacarte setup \[1\/3\] Debian packages: .+\nalacarte setup {7}all there \(\d+s\)\nalacarte setup \[2\/3\] npm packages\nalacarte setup {7}up to date \(\d+s\)\nalacarte setup \[3\/3\] the exec agent of the sandboxes \(native\/exec-agent.c\)\nalacarte setup {7}up to date \(\d+s\)\n$/,
+      /^alacarte setup \[1\/3\] Debian packages: .+\nalacarte setup {7}all there \(\d+s\)\nalacarte setup \[2\/3\] npm packages\nalacarte setup {7}up to date \(\d+s\)\nalacarte setup \[3\/3\] the init and exec agent of the sandboxes \(native\/\)\nalacarte setup {7}up to date \(\d+s\)\n$/,
     );
     const calls = spawnSync('cat', [machine.log], { encoding: 'utf8' }).stdout;
     expect(calls).not.toMatch(/apt-get|npm ci|^cc /m);

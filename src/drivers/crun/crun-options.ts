@@ -55,6 +55,12 @@ export interface CrunDriverOptions {
    * false: none, sandboxes run the busybox shell agent, the fallback, which tests also cover).
    */
   nativeAgent?: string | false;
+  /**
+   * The native init's program (default native/build/sandbox-init, built by scripts/setup.sh
+   * beside the agent; false: every sandbox's PID 1 is the busybox shell init, init-script.ts). It
+   * runs the native agent built in, so sandboxes get the shell init where nativeAgent is false.
+   */
+  nativeInit?: string | false;
   overcommit?: Partial<OvercommitSettings>;
   /**
    * Where to start lxcfs when none runs (default /var/lib/lxcfs), or false to show sandboxes the

@@ -46,6 +46,8 @@ export class DriverState {
   /** How sftp() runs OpenSSH's sftp-server inside (sftp-server.ts), or why it cannot. */
   readonly sftpServer: { command: string[] } | { missing: string };
   readonly egress: EgressNetwork;
+  /** PID 1 of the sandboxes this process makes: the native init or the busybox shell init. */
+  readonly init: 'native' | 'shell';
   readonly rt: ContainerRuntime;
   readonly pool: LayerPool;
   readonly live = new Map<string, Live>();
@@ -87,6 +89,7 @@ export class DriverState {
       lxcfs: this.lxcfs,
       sftpServer: this.sftpServer,
       egress: this.egress,
+      init: this.init,
     } = setup);
     const { paths, idBase, instance, runtime, log, egress, warmLayers, warmLayersMax, warmConcurrency } =
       setup;

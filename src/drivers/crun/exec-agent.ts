@@ -25,7 +25,8 @@ import { cgroupPids, killExecTree } from './process-tree.js';
  * The exec agent: a process inside every sandbox (started by its init, init-script.ts) that runs
  * the node's non-interactive execs, instead of a `crun exec` per call. Two of them speak the same
  * protocol: the native agent (native/exec-agent.c, a static program copied into the host's
- * library directory by host-setup.ts: one fork, setsid and execve per exec), and, when the host
+ * library directory by host-setup.ts, and linked into the native init, which forks it: one fork,
+ * setsid and execve per exec), and, when the host
  * has no build of it, a busybox shell (agentScript: two forks and a `busybox setsid` per exec,
  * about twice the sandbox's CPU). Each sandbox has both request FIFOs; init starts one agent and
  * the node writes to the FIFO that has a reader. `crun exec` forks and

@@ -18,7 +18,7 @@ import { defaultOvercommit, type HostResources, type OvercommitSettings } from '
 import { type CrunDriverOptions, type DriverLogger, silentLogger } from './crun-options.js';
 import { DEFAULT_EGRESS_UID_BASE, EGRESS_UID_COUNT, EgressNetwork } from './egress.js';
 import { AGENT_FILE, agentScript, NATIVE_AGENT_FILE } from './exec-agent.js';
-import { initScript } from './init-script.js';
+import { initScript, NATIVE_INIT_FILE } from './init-script.js';
 import { DriverLxcfs } from './lxcfs.js';
 import {
   type CgroupLayout,
@@ -68,6 +68,8 @@ export interface HostSetup {
   /** How sftp() runs OpenSSH's sftp-server inside (sftp-server.ts), or why it cannot. */
   sftpServer: { command: string[] } | { missing: string };
   egress: EgressNetwork;
+  /** Every sandbox's PID 1 from now on: the native init, or the busybox shell init where it is not built. */
+  init: 'native' | 'shell';
 }
 
 /**
@@ -134,8 +136,17 @@ export async function setUpHost(options: CrunDriverOptions): Promise<HostSetup> 
   installInitBusybox(join(libDir, 'busybox-init'), readFileSync(busybox), idBase);
   writeIfChanged(join(libDir, 'init.sh'), Buffer.from(initScript()), 0o644);
   writeIfChanged(join(libDir, AGENT_FILE), Buffer.from(agentScript()), 0o644);
-  const nativeAgent = installNativeAgent(libDir, options.nativeAgent);
+  const nativeAgent = installNative(
+    libDir,
+    NATIVE_AGENT_FILE,
+    options.nativeAgent ?? NATIVE_AGENT_BUILD,
+    'native exec agent',
+  );
   if (nativeAgent) log.warn(`alacarte: ${nativeAgent}; sandboxes run the busybox shell agent, slower`);
+  // The native init runs the native agent built in: not where the shell agent was asked for.
+  const initProgram = options.nativeAgent === false ? false : (options.nativeInit ?? NATIVE_INIT_BUILD);
+  const nativeInit = installNative(libDir, NATIVE_INIT_FILE, initProgram, 'native init');
+  if (nativeInit) log.warn(`alacarte: ${nativeInit}; sandboxes run the busybox shell init, slower`);
   ensureBusyboxImage(imagesDir, busybox, idBase, log);
   const lxcfs = await DriverLxcfs.open(
     typeof options.lxcfsDir === 'string' ? resolve(options.lxcfsDir) : options.lxcfsDir,
@@ -166,6 +177,7 @@ export async function setUpHost(options: CrunDriverOptions): Promise<HostSetup> 
     lxcfs,
     sftpServer,
     egress,
+    init: initProgram !== false && nativeInit === undefined ? 'native' : 'shell',
   };
 }
 
@@ -198,15 +210,21 @@ function installInitBusybox(path: string, content: Buffer, idBase: number): void
 
 /** The native exec agent as `scripts/setup.sh` builds it (native/exec-agent.c), from src/ or dist/. */
 export const NATIVE_AGENT_BUILD = fileURLToPath(new URL('../../../native/build/exec-agent', import.meta.url));
+/** The native init as `scripts/setup.sh` builds it (native/sandbox-init.c), from src/ or dist/. */
+export const NATIVE_INIT_BUILD = fileURLToPath(
+  new URL('../../../native/build/sandbox-init', import.meta.url),
+);
 
 /**
- * Puts the native exec agent `program` into the library directory, where every sandbox made from
- * now on finds it (init-script.ts); when there is none, removes an older copy, so that new
- * sandboxes run the shell agent. Answers why it is missing, or undefined.
+ * Puts the native `program` into the library directory as `name`, where every sandbox made from
+ * now on finds it; when there is none, removes an older copy, so that new sandboxes run the
+ * busybox shell's version. Answers why it is missing (`what` names it), or undefined.
  */
-function installNativeAgent(
+function installNative(
   libDir: string,
-  program: string | false = NATIVE_AGENT_BUILD,
+  name: string,
+  program: string | false,
+  what: string,
 ): string | undefined {
   let content: Buffer | undefined;
   try {
@@ -215,12 +233,10 @@ function installNativeAgent(
     // not built
   }
   if (content === undefined) {
-    rmSync(join(libDir, NATIVE_AGENT_FILE), { force: true });
-    return program === false
-      ? undefined
-      : `no native exec agent at ${program} (npm run setup builds it, with gcc)`;
+    rmSync(join(libDir, name), { force: true });
+    return program === false ? undefined : `no ${what} at ${program} (npm run setup builds it, with gcc)`;
   }
-  writeIfChanged(join(libDir, NATIVE_AGENT_FILE), content, 0o755);
+  writeIfChanged(join(libDir, name), content, 0o755);
   return undefined;
 }
 

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { DriverLogger } from './crun-options.js';
 import { AGENT_REQUESTS, NATIVE_REQUESTS } from './exec-agent.js';
 import { fifoWaker } from './fifo-waker.js';
-import { WAKE_FIFO } from './init-script.js';
+import { NATIVE_INIT_NAME, WAKE_FIFO } from './init-script.js';
 import { IN_SANDBOX } from './oci-spec.js';
 
 /**
@@ -60,19 +60,21 @@ export class InitPids {
 /**
  * Starting returns once the container is told to run, which can be just before its first process
  * has replaced the runtime's code with init; joining it in that instant fails. Wait for init, and
- * until it runs its deadline loop from its unreadable busybox (init-script.ts), so that a sandbox
- * is handed out only with its init out of its tenant's reach.
+ * until it keeps its deadline out of its tenant's reach: the shell init runs its deadline loop from
+ * its unreadable busybox (init-script.ts), the native one has taken its uid, made itself
+ * non-dumpable and then its name NATIVE_INIT_NAME (native/sandbox-init.c). Only then is the
+ * sandbox handed out.
  */
-export async function untilInitRuns(dir: string): Promise<void> {
+export async function untilInitRuns(dir: string, init: 'native' | 'shell' = 'shell'): Promise<void> {
   const pid = Number.parseInt(readFileSync(join(dir, 'init.pid'), 'utf8'), 10);
   for (let i = 0; i < 5000; i++) {
-    let cmdline: string;
+    let seen: string;
     try {
-      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      seen = readFileSync(init === 'native' ? `/proc/${pid}/comm` : `/proc/${pid}/cmdline`, 'utf8');
     } catch {
       throw new Error('init exited right after start');
     }
-    if (cmdline.startsWith(`${IN_SANDBOX.initBusybox}\0`) && cmdline.includes(IN_SANDBOX.init)) return;
+    if (init === 'native' ? seen === `${NATIVE_INIT_NAME}\n` : isShellInitLoop(seen)) return;
     // Usually a matter of microseconds: yield without a timer first.
     await new Promise((r) => (i < 20 ? setImmediate(r) : setTimeout(r, 1)));
   }
@@ -108,6 +110,10 @@ export async function untilAgentReads(dir: string, log: DriverLogger): Promise<v
   }
   log.warn("alacarte: a sandbox's exec agent did not start within 5 s; its commands use crun exec");
 }
+
+/** The shell init's command line once it runs its deadline loop. */
+const isShellInitLoop = (cmdline: string) =>
+  cmdline.startsWith(`${IN_SANDBOX.initBusybox}\0`) && cmdline.includes(IN_SANDBOX.init);
 
 /** A process's state (zombie or not) and start time, from /proc/<pid>/stat; undefined once it is gone. */
 function procStat(pid: number): { zombie: boolean; start: string } | undefined {

@@ -1,17 +1,20 @@
 import { AGENT_FILE, AGENT_REQUESTS, NATIVE_AGENT_FILE, NATIVE_REQUESTS } from './exec-agent.js';
-import { IN_SANDBOX } from './oci-spec.js';
+import { IN_SANDBOX, INIT_UID } from './oci-spec.js';
+
+/** The native init's program in the host's library directory (built from native/sandbox-init.c). */
+export const NATIVE_INIT_FILE = 'sandbox-init';
+/**
+ * The name (comm) the native init gives itself once it runs as INIT_UID, non-dumpable: what the
+ * host waits for before it hands a sandbox out (init-process.ts).
+ */
+export const NATIVE_INIT_NAME = 'alacarte-init';
 
 /** The FIFO (in the run directory) whose lines wake init to re-read its deadline. */
 export const WAKE_FIFO = 'wake';
 /** The FIFO (in the run directory) whose lines wake init's starter to look for command.sh. */
 export const START_FIFO = 'start';
 
-/**
- * The uid and gid init runs as once started: not root inside (the tenant's uid), none of the
- * usual ids of an image, and without capabilities, so that it cannot read IN_SANDBOX.initBusybox
- * (mode 0711, owned by root inside) and the kernel makes it non-dumpable (see initScript).
- */
-export const INIT_UID = 65533;
+export { INIT_UID } from './oci-spec.js';
 
 /**
  * Longest init waits before it reads its deadline file again, woken or not (so a deadline written
@@ -20,7 +23,10 @@ export const INIT_UID = 65533;
 export const INIT_RECHECK_SECONDS = 30;
 
 /**
- * PID 1 of every sandbox, run by the host's static busybox (so it works whatever the image holds).
+ * PID 1 of every sandbox whose host has no build of the native init (native/sandbox-init.c, which
+ * does the same in one program start instead of seven, and is what sandboxes run where it is
+ * built; its comment says where the two differ), run by the host's static busybox (so it works
+ * whatever the image holds).
  * It ends the sandbox at its deadline on its own: when PID 1 exits, the kernel kills everything
  * else in the pid namespace, so no control-plane process has to be alive for the deadline to hold.
  *

@@ -87,6 +87,7 @@ export class MadeAhead {
       cgroupsPath: this.s.cgroupOf(warm.name),
       swapAccounting: this.s.cgroups.swapAccounting,
       lxcfsDir,
+      init: this.s.init,
     });
     writeFileSync(join(warm.dir, 'config.json'), JSON.stringify(config));
     // Until a lease takes it, a made-ahead sandbox ends by itself after a while, like any other.
@@ -105,7 +106,7 @@ export class MadeAhead {
     ]);
     if (code !== 0) throw new Error(`${this.s.runtime.name} create exited ${code}: ${tail(logFile)}`);
     await this.s.rt.startContainer(warm.name, logFile);
-    await untilInitRuns(warm.dir);
+    await untilInitRuns(warm.dir, this.s.init);
     await untilAgentReads(warm.dir, this.s.log);
     warm.limits = made;
     // The resolv.conf an egress lease needs is in the writable layer already (etcInLayer()), but

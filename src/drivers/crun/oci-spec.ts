@@ -15,7 +15,17 @@ export const IN_SANDBOX = {
    * and its tenant could no longer read its own processes' /proc files.
    */
   initBusybox: '/run/alacarte/bin/busybox-init',
+  /** The native init (native/sandbox-init.c), PID 1 where the host has its build (host-setup.ts). */
+  nativeInit: '/run/alacarte/bin/sandbox-init',
 } as const;
+
+/**
+ * The uid and gid init runs as once started: not root inside (the tenant's uid), none of the
+ * usual ids of an image, and without capabilities, so that it cannot read IN_SANDBOX.initBusybox
+ * (mode 0711, owned by root inside) and the kernel makes it non-dumpable (init-script.ts; the
+ * native init makes itself non-dumpable, native/sandbox-init.c).
+ */
+export const INIT_UID = 65533;
 
 export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
@@ -41,6 +51,11 @@ export interface OciSpecInput {
   /** Mount point of a running lxcfs whose proc files are bound over the sandbox's (lxcfs.ts), if any. */
   lxcfsDir?: string;
   arch?: string;
+  /**
+   * PID 1: the native init (native/sandbox-init.c, NATIVE_INIT_FILE in the library directory) or
+   * the busybox shell init (init-script.ts). Default shell.
+   */
+  init?: 'native' | 'shell';
 }
 
 export interface OciMount {
@@ -137,7 +152,10 @@ export function ociSpec(input: OciSpecInput): OciSpec {
     process: {
       terminal: false,
       user: { uid: 0, gid: 0 },
-      args: [IN_SANDBOX.busybox, 'sh', IN_SANDBOX.init],
+      args:
+        input.init === 'native'
+          ? [IN_SANDBOX.nativeInit, IN_SANDBOX.runDir, String(INIT_UID), IN_SANDBOX.busybox]
+          : [IN_SANDBOX.busybox, 'sh', IN_SANDBOX.init],
       env,
       cwd: '/',
       capabilities: { bounding: caps, effective: caps, permitted: caps, inheritable: [], ambient: [] },

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ExecRequest, SandboxHandle } from '../../../src/drivers/compute-driver.js';
+import type { CrunDriverOptions } from '../../../src/drivers/crun/crun-options.js';
 import { newLeaseId, TEST_LIMITS } from './compute-driver.contract.js';
 import { type CrunTarget, crunSkipReason, makeCrunTarget } from './crun-target.js';
 import { ISOLATION_IMAGES } from './isolation-images.js';
@@ -28,19 +29,37 @@ const run = (t: CrunTarget, h: SandboxHandle, command: string[], extra: Partial<
   t.driver.exec(h, { command, timeoutMs: 30_000, maxOutputBytes: 1 << 20, ...extra });
 
 /**
- * The two agents (exec-agent.ts): the native one (native/exec-agent.c, what sandboxes run when
- * the host has it built) and the busybox shell one (the fallback); `program` is what its
- * processes' command line names, `fifo` the request FIFO it reads, `sigIgn` the signals its
- * commands start with ignored.
+ * The agents (exec-agent.ts): the native one (native/exec-agent.c, what sandboxes run when the
+ * host has it built), forked by the native init (native/sandbox-init.c) or started by the shell
+ * init from its own program, and the busybox shell one (the fallback); `program` is what its
+ * processes' command line names (and `comm` their name, where init's command line is the same),
+ * `fifo` the request FIFO it reads, `sigIgn` the signals its commands start with ignored.
  */
-const AGENTS = [
+const AGENTS: {
+  name: string;
+  options: Partial<CrunDriverOptions>;
+  program: string;
+  comm?: string;
+  fifo: string;
+  sigIgn: string;
+  images: typeof ISOLATION_IMAGES;
+}[] = [
   {
-    name: 'native',
+    name: 'native, in the native init',
     options: {},
-    program: '/run/alacarte/bin/exec-agent',
+    program: '/run/alacarte/bin/sandbox-init',
+    comm: 'alacarte-agent',
     fifo: 'exec-in',
     sigIgn: '0000000000000000',
     images: ISOLATION_IMAGES.filter((i) => i.name !== 'pulled'),
+  },
+  {
+    name: 'native, started by the shell init',
+    options: { nativeInit: false },
+    program: '/run/alacarte/bin/exec-agent',
+    fifo: 'exec-in',
+    sigIgn: '0000000000000000',
+    images: ISOLATION_IMAGES.filter((i) => i.name === 'busybox'),
   },
   {
     name: 'busybox shell',
@@ -65,7 +84,11 @@ function agentPids(t: CrunTarget, h: SandboxHandle, agent: Agent): number[] {
     try {
       const cmdline = readFileSync(join('/proc', entry, 'cmdline'), 'latin1');
       const cgroup = readFileSync(join('/proc', entry, 'cgroup'), 'latin1');
-      if (cmdline.includes(agent.program) && cgroup.includes(`/${container}\n`)) pids.push(Number(entry));
+      const named =
+        agent.comm === undefined ||
+        readFileSync(join('/proc', entry, 'comm'), 'latin1') === `${agent.comm}\n`;
+      if (cmdline.includes(agent.program) && named && cgroup.includes(`/${container}\n`))
+        pids.push(Number(entry));
     } catch {
       // gone
     }

@@ -130,7 +130,7 @@ export function isolationContract<T extends IsolationTarget>(
       const lines = r.out.trim().split('\n').slice(1);
       // init, sh and ps, and what the driver runs an exec under (LXD: a shell and two output relays).
       expect(lines.length).toBeLessThanOrEqual(6);
-      expect(r.out).toMatch(/^\s*1 .*init\.sh/m);
+      expect(r.out).toMatch(/^\s*1 .*(init\.sh|sandbox-init)/m);
       expect(r.out).not.toMatch(/node|crun|lxd|vitest|4321/);
       expect((await sh(neighbour, 'ps -o args')).out).toMatch(/sleep 4321/);
     });

@@ -20,12 +20,14 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { NATIVE_INIT_BUILD } from '../../../../src/drivers/crun/host-setup.js';
 import {
   commandFile,
   deadlineFile,
   INIT_UID,
   initScript,
   leaseFile,
+  NATIVE_INIT_NAME,
   START_FIFO,
   WAKE_FIFO,
 } from '../../../../src/drivers/crun/init-script.js';
@@ -64,7 +66,6 @@ function processesMentioning(text: string): number[] {
   return pids;
 }
 
-/** Runs the init script on the host with its sandbox paths pointed at a temporary directory. */
 /**
  * What a process in the test writes to `path`, once `done` says it is whole (up to 5 s): a shell's
  * `>` creates the file before the command writes to it, so the file's existence is not enough.
@@ -75,7 +76,11 @@ async function contentOf(path: string, done: (text: string) => boolean): Promise
   return read();
 }
 
-function runInit(deadlineEpoch: number, setup?: (dir: string) => void) {
+/**
+ * Runs init on the host with its sandbox paths pointed at a temporary directory: the busybox shell
+ * init (init-script.ts) or the native one (native/sandbox-init.c, as scripts/setup.sh builds it).
+ */
+function startInit(kind: InitKind, deadlineEpoch: number, setup?: (dir: string) => void) {
   const dir = mkdtempSync(join(tmpdir(), 'alacarte-init-'));
   dirs.push(dir);
   // Its deadline loop runs as INIT_UID, which must reach the deadline file, as in a sandbox.
@@ -89,19 +94,33 @@ function runInit(deadlineEpoch: number, setup?: (dir: string) => void) {
   symlinkSync(busybox, join(dir, 'bin', 'busybox'));
   copyFileSync(busybox, join(dir, 'bin', 'busybox-init'));
   chmodSync(join(dir, 'bin', 'busybox-init'), 0o711);
-  const script = initScript().replaceAll(IN_SANDBOX.runDir, dir);
-  const child = spawn(busybox, ['sh', '-c', script, 'init'], { stdio: 'ignore' });
+  const child =
+    kind === 'native'
+      ? spawn(NATIVE_INIT_BUILD, [dir, String(INIT_UID), join(dir, 'bin', 'busybox')], { stdio: 'ignore' })
+      : spawn(busybox, ['sh', '-c', initScript().replaceAll(IN_SANDBOX.runDir, dir), 'init'], {
+          stdio: 'ignore',
+        });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   return { dir, child, exited };
 }
 
-describe('the sandbox init', () => {
-  it.skipIf(!canRun)('exits at once when the deadline has passed', async () => {
+type InitKind = 'shell' | 'native';
+const INITS: { kind: InitKind; skip: boolean }[] = [
+  { kind: 'shell', skip: !canRun },
+  // Built by scripts/setup.sh wherever the node runs sandboxes (CI included).
+  { kind: 'native', skip: !canRun || !existsSync(NATIVE_INIT_BUILD) },
+];
+
+describe.each(INITS)('the sandbox init ($kind)', ({ kind, skip }) => {
+  const runInit = (deadlineEpoch: number, setup?: (dir: string) => void) =>
+    startInit(kind, deadlineEpoch, setup);
+
+  it.skipIf(skip)('exits at once when the deadline has passed', async () => {
     const { exited } = runInit(Math.floor(Date.now() / 1000) - 1);
     expect(await exited).toBe(0);
   });
 
-  it.skipIf(!canRun)('keeps running before the deadline and re-reads it on SIGUSR1', async () => {
+  it.skipIf(skip)('keeps running before the deadline and re-reads it on SIGUSR1', async () => {
     const { dir, child, exited } = runInit(Math.floor(Date.now() / 1000) + 3600);
     let ended = false;
     void exited.then(() => {
@@ -114,7 +133,7 @@ describe('the sandbox init', () => {
     expect(await exited).toBe(0);
   });
 
-  it.skipIf(!canRun)('wakes on a line in its FIFO, even one written while it was busy', async () => {
+  it.skipIf(skip)('wakes on a line in its FIFO, even one written while it was busy', async () => {
     const { dir, exited } = runInit(Math.floor(Date.now() / 1000) + 3600);
     await new Promise((r) => setTimeout(r, 200));
     writeFileSync(join(dir, 'deadline'), `${Math.floor(Date.now() / 1000) - 1}\n`);
@@ -127,7 +146,7 @@ describe('the sandbox init', () => {
     expect(await Promise.race([exited, tooLate])).toBe(0);
   });
 
-  it.skipIf(!canRun)('ends when the deadline file is gone (fails closed)', async () => {
+  it.skipIf(skip)('ends when the deadline file is gone (fails closed)', async () => {
     const { dir, child, exited } = runInit(Math.floor(Date.now() / 1000) + 3600);
     await new Promise((r) => setTimeout(r, 200));
     rmSync(join(dir, 'deadline'));
@@ -135,7 +154,7 @@ describe('the sandbox init', () => {
     expect(await exited).toBe(0);
   });
 
-  it.skipIf(!canRun)('starts the lease command with its environment, quoting kept intact', async () => {
+  it.skipIf(skip)('starts the lease command with its environment, quoting kept intact', async () => {
     const { dir, child, exited } = runInit(Math.floor(Date.now() / 1000) + 3600, (d) => {
       const tricky = `it's "quoted" $HOME \`x\` ; rm -rf /`;
       writeFileSync(
@@ -152,7 +171,7 @@ describe('the sandbox init', () => {
     await exited;
   });
 
-  it.skipIf(!canRun)(
+  it.skipIf(skip)(
     "keeps its deadline whatever the lease's environment names, which reaches only the command",
     async () => {
       // Each of these is a variable of init's own script or one that changes how a shell works:
@@ -205,7 +224,7 @@ describe('the sandbox init', () => {
     },
   );
 
-  it.skipIf(!canRun)(
+  it.skipIf(skip)(
     'keeps its deadline as INIT_UID, non-dumpable, and starts a command that comes later as root',
     async () => {
       const { dir, child, exited } = runInit(Math.floor(Date.now() / 1000) + 3600);
@@ -215,6 +234,8 @@ describe('the sandbox init', () => {
         await new Promise((r) => setTimeout(r, 20));
       expect(status()).toMatch(new RegExp(`^Uid:\\s+${INIT_UID}\\s+${INIT_UID}\\s+${INIT_UID}\\s`, 'm'));
       expect(status()).toMatch(/^CapEff:\s+0+$/m);
+      // The native init names itself once there, which is what the host waits for (init-process.ts).
+      if (kind === 'native') expect(readFileSync(`/proc/${pid}/comm`, 'utf8')).toBe(`${NATIVE_INIT_NAME}\n`);
       // Non-dumpable: its /proc files are root's, not its own uid's, and its uid may not open them.
       expect(statSync(`/proc/${pid}/environ`).uid).toBe(0);
       const probe = spawnSync(busybox, [
@@ -240,7 +261,9 @@ describe('the sandbox init', () => {
       await exited;
     },
   );
+});
 
+describe('the files init reads', () => {
   it('writes nothing to run for an empty command, and a command starting with - as a program', () => {
     expect(commandFile([], { A: 'b' })).toBe('');
     expect(commandFile(['-x', "it's"], { A: 'b c' })).toBe("export A='b c'\nexec -- '-x' 'it'\\''s'\n");
