@@ -76,7 +76,8 @@ static void detach(void) {
 
 static _Noreturn void starter(const char *run_dir, const char *busybox) {
   detach();
-  int start = open(in_run(run_dir, "start"), O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+  /* Without blocking: root inside may read the host's line between the poll and the read. */
+  int start = open(in_run(run_dir, "start"), O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
   if (start < 0) _exit(0);
   char command[4096];
   snprintf(command, sizeof command, "%s/command.sh", run_dir);
@@ -138,7 +139,11 @@ int main(int argc, char **argv) {
       _exit(exec_agent_run(run_dir));
     }
   }
-  if (fork() == 0) {
+  /* Without its starter the sandbox could never run its lease's command: it ends, and its making
+   * fails (the shell init's failed fork ended it too). Without the agent, execs use `crun exec`. */
+  pid_t starting = fork();
+  if (starting < 0) return 1;
+  if (starting == 0) {
     close(wake);
     starter(run_dir, busybox);
   }
@@ -165,13 +170,14 @@ int main(int argc, char **argv) {
     if (left > RECHECK * 1000) left = RECHECK * 1000;
     struct pollfd p[2] = {{.fd = wake, .events = POLLIN}, {.fd = signals, .events = POLLIN}};
     if (poll(p, 2, (int)left) < 0 && errno != EINTR) return 0;
+    /* One read of each per pass, and a bounded reap: the tenant may write into the wake FIFO (and
+     * fork) as fast as it can, and what is left makes the next poll return at once, after the
+     * deadline has been read again. */
     char drain[256];
-    while (read(wake, drain, sizeof drain) > 0) {
-    }
-    struct signalfd_siginfo info;
-    while (read(signals, &info, sizeof info) == sizeof info) {
-    }
-    while (waitpid(-1, NULL, WNOHANG) > 0) {
+    (void)!read(wake, drain, sizeof drain);
+    struct signalfd_siginfo info[16];
+    (void)!read(signals, info, sizeof info);
+    for (int i = 0; i < 1024 && waitpid(-1, NULL, WNOHANG) > 0; i++) {
     }
   }
 }

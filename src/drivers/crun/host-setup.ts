@@ -136,17 +136,22 @@ export async function setUpHost(options: CrunDriverOptions): Promise<HostSetup> 
   installInitBusybox(join(libDir, 'busybox-init'), readFileSync(busybox), idBase);
   writeIfChanged(join(libDir, 'init.sh'), Buffer.from(initScript()), 0o644);
   writeIfChanged(join(libDir, AGENT_FILE), Buffer.from(agentScript()), 0o644);
+  // The shell init looks for the native agent when it starts: a copy removed means the shell agent.
   const nativeAgent = installNative(
     libDir,
     NATIVE_AGENT_FILE,
     options.nativeAgent ?? NATIVE_AGENT_BUILD,
     'native exec agent',
+    true,
   );
-  if (nativeAgent) log.warn(`alacarte: ${nativeAgent}; sandboxes run the busybox shell agent, slower`);
-  // The native init runs the native agent built in: not where the shell agent was asked for.
+  // The native init has the native agent linked in: not where the shell agent was asked for. The
+  // choice is written into each sandbox's config, so a copy another driver uses is left in place.
   const initProgram = options.nativeAgent === false ? false : (options.nativeInit ?? NATIVE_INIT_BUILD);
-  const nativeInit = installNative(libDir, NATIVE_INIT_FILE, initProgram, 'native init');
+  const nativeInit = installNative(libDir, NATIVE_INIT_FILE, initProgram, 'native init', false);
+  const init = initProgram !== false && nativeInit === undefined ? 'native' : 'shell';
   if (nativeInit) log.warn(`alacarte: ${nativeInit}; sandboxes run the busybox shell init, slower`);
+  if (nativeAgent && init === 'shell')
+    log.warn(`alacarte: ${nativeAgent}; sandboxes run the busybox shell agent, slower`);
   ensureBusyboxImage(imagesDir, busybox, idBase, log);
   const lxcfs = await DriverLxcfs.open(
     typeof options.lxcfsDir === 'string' ? resolve(options.lxcfsDir) : options.lxcfsDir,
@@ -177,7 +182,7 @@ export async function setUpHost(options: CrunDriverOptions): Promise<HostSetup> 
     lxcfs,
     sftpServer,
     egress,
-    init: initProgram !== false && nativeInit === undefined ? 'native' : 'shell',
+    init,
   };
 }
 
@@ -217,14 +222,16 @@ export const NATIVE_INIT_BUILD = fileURLToPath(
 
 /**
  * Puts the native `program` into the library directory as `name`, where every sandbox made from
- * now on finds it; when there is none, removes an older copy, so that new sandboxes run the
- * busybox shell's version. Answers why it is missing (`what` names it), or undefined.
+ * now on finds it. When there is none: `remove` removes an older copy (what a sandbox's init looks
+ * for when it starts, as the shell init does the agent), else it is left for the processes that
+ * chose it at their start. Answers why it is missing (`what` names it), or undefined.
  */
 function installNative(
   libDir: string,
   name: string,
   program: string | false,
   what: string,
+  remove: boolean,
 ): string | undefined {
   let content: Buffer | undefined;
   try {
@@ -233,7 +240,7 @@ function installNative(
     // not built
   }
   if (content === undefined) {
-    rmSync(join(libDir, name), { force: true });
+    if (remove) rmSync(join(libDir, name), { force: true });
     return program === false ? undefined : `no ${what} at ${program} (npm run setup builds it, with gcc)`;
   }
   writeIfChanged(join(libDir, name), content, 0o755);

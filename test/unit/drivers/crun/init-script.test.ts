@@ -146,6 +146,26 @@ describe.each(INITS)('the sandbox init ($kind)', ({ kind, skip }) => {
     expect(await Promise.race([exited, tooLate])).toBe(0);
   });
 
+  it.skipIf(skip)(
+    'ends at its deadline while its wake FIFO is flooded (root inside may write it)',
+    async () => {
+      const deadline = Math.floor(Date.now() / 1000) + 2;
+      const { dir, exited } = runInit(deadline);
+      // As fast as writers can: a pipe grown to 1 MiB (F_SETPIPE_SZ needs no privilege), two writers
+      // of 64 KiB a write, faster than init reads it.
+      const fifo = join(dir, WAKE_FIFO);
+      const writer = `open(my $f, '+<', '${fifo}') or die; fcntl($f, 1031, 1 << 20); syswrite($f, "x" x 65536) while 1`;
+      const floods = [0, 1].map(() => spawn('perl', ['-e', writer], { stdio: 'ignore' }));
+      try {
+        const tooLate = new Promise((r) => setTimeout(() => r('still running'), 8000));
+        expect(await Promise.race([exited, tooLate])).toBe(0);
+        expect(Date.now() / 1000).toBeGreaterThanOrEqual(deadline);
+      } finally {
+        for (const f of floods) f.kill('SIGKILL');
+      }
+    },
+  );
+
   it.skipIf(skip)('ends when the deadline file is gone (fails closed)', async () => {
     const { dir, child, exited } = runInit(Math.floor(Date.now() / 1000) + 3600);
     await new Promise((r) => setTimeout(r, 200));
@@ -252,11 +272,15 @@ describe.each(INITS)('the sandbox init ($kind)', ({ kind, skip }) => {
       expect(probe.status).not.toBe(0);
       // The lease's command comes once init runs; a line in the start FIFO has it started at once.
       const out = join(dir, 'out');
-      writeFileSync(join(dir, 'command.sh'), commandFile(['sh', '-c', `id -u > ${out}`], {}));
+      const script = `{ id -u; grep SigIgn /proc/self/status; } > ${out}.tmp; mv ${out}.tmp ${out}`;
+      writeFileSync(join(dir, 'command.sh'), commandFile(['sh', '-c', script], {}));
       const fd = openSync(join(dir, START_FIFO), constants.O_RDWR | constants.O_NONBLOCK);
       writeSync(fd, '\n');
       closeSync(fd);
-      expect(await contentOf(out, (text) => text.endsWith('\n'))).toBe('0\n');
+      // The native init starts it with every signal at its default; the shell init's starter, a
+      // background job of a shell without job control, with SIGINT and SIGQUIT ignored.
+      const ignored = kind === 'native' ? '0000000000000000' : '0000000000000006';
+      expect(await contentOf(out, (text) => text.endsWith('\n'))).toBe(`0\nSigIgn:\t${ignored}\n`);
       child.kill('SIGKILL');
       await exited;
     },
