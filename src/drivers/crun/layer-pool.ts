@@ -695,22 +695,28 @@ export async function destroyDir(
 }
 
 /**
- * destroyDir() after the runtime's `delete --force` of the container: by the host file helper once
- * the delete is done, or without one in the delete's busybox shell (one host program started from
- * the node instead of two, for every lease's removal). A container the
- * runtime does not know (deleted already) is no error; any other failure of the delete leaves the
- * directory as it is and throws with the runtime's message.
+ * destroyDir() after the runtime's `delete --force` of the container: `runtime.remove` (the
+ * driver's runtime calls, which start the runtime directly and gather deletes) then the host file
+ * helper, or without a helper both in one busybox shell (one host program started from the node
+ * instead of two, for every lease's removal). A container the runtime does not know (deleted
+ * already) is no error; any other failure of the delete leaves the directory as it is and throws
+ * with the runtime's message.
  */
 export async function deleteThenDestroyDir(
   dir: string,
   busybox: string,
-  runtime: { path: string; stateDir: string; containerId: string },
+  runtime: { path: string; stateDir: string; containerId: string; remove: () => Promise<void> },
   fs: HostFs | null = hostFs() ?? null,
 ): Promise<void> {
+  if (fs) {
+    // Not through a shell: a busybox start and a fork less per removal (bench/PROFILES.md, session 19).
+    await runtime.remove();
+    return fs.destroy(dir);
+  }
   const r = await runProcess(busybox, [
     'sh',
     '-c',
-    fs ? DELETE_SCRIPT : DELETE_SCRIPT + DESTROY_SCRIPT,
+    DELETE_SCRIPT + DESTROY_SCRIPT,
     'sh',
     dir,
     runtime.path,
@@ -718,7 +724,6 @@ export async function deleteThenDestroyDir(
     runtime.containerId,
   ]);
   if (r.code !== 0) throw new Error(r.stderr.trim() || `could not remove ${dir}`);
-  if (fs) await fs.destroy(dir);
 }
 
 const DELETE_SCRIPT = `e=$("$2" --root "$3" delete --force "$4" 2>&1 >/dev/null) || case "$e" in

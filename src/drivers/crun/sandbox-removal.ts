@@ -95,6 +95,7 @@ export class SandboxRemoval {
         path: this.s.runtime.path,
         stateDir: this.s.paths.stateDir,
         containerId: this.s.rt.containerId(name),
+        remove: () => this.s.rt.removeContainer(name),
       });
     }
     rmSync(join(this.s.paths.runtimeDir, id), { force: true });

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { newLeaseId, sh, TEST_LIMITS } from './compute-driver.contract.js';
 import { cgroupFile, crunSkipReason, makeCrunTarget, readCgroup } from './crun-target.js';
@@ -54,6 +55,38 @@ describe.skipIf(crunSkipReason)('crun halt', () => {
       expect(await t.driver.list()).toEqual([]);
     } finally {
       outsider.kill('SIGKILL');
+      await t.dispose();
+    }
+  });
+});
+
+/**
+ * Removals asked for together go to the runtime in one `delete --regex` (batched-delete.ts): each
+ * stopped sandbox is gone from the runtime and the host, and a sandbox still leased is left as it
+ * was.
+ */
+describe.skipIf(crunSkipReason)('crun stops at once', () => {
+  it('removes every stopped sandbox and nothing else', async () => {
+    const t = await makeCrunTarget();
+    try {
+      const deadline = new Date(Date.now() + 120_000);
+      const start = () => t.driver.start({ leaseId: newLeaseId(), image: 'busybox' }, TEST_LIMITS, deadline);
+      const stopped = await Promise.all([1, 2, 3, 4].map(start));
+      const kept = await start();
+      // The runtime's id of a lease's container: the driver's instance, then the name its link gives.
+      const containerOf = (leaseId: string) =>
+        `${t.options.instance}-${readlinkSync(join(t.options.runtimeDir, leaseId))}`;
+      const stoppedIds = stopped.map((h) => containerOf(h.leaseId));
+      const keptId = containerOf(kept.leaseId);
+      const containers = () => readdirSync(t.options.stateDir ?? '');
+      expect(containers()).toEqual(expect.arrayContaining([...stoppedIds, keptId]));
+      await Promise.all(stopped.map((h) => t.driver.stop(h)));
+      for (const h of stopped) expect(await t.driver.isRunning(h)).toBe(false);
+      expect(containers().filter((id) => stoppedIds.includes(id))).toEqual([]);
+      expect(containers()).toContain(keptId);
+      expect((await t.driver.list()).map((l) => l.leaseId)).toEqual([kept.leaseId]);
+      expect((await sh(t.driver, kept, 'echo alive')).out).toBe('alive\n');
+    } finally {
       await t.dispose();
     }
   });
