@@ -266,8 +266,10 @@ int exec_agent_run(const char *dir) {
   run_dir = dir;
   char path[4096];
   snprintf(path, sizeof path, "%s/exec-in", run_dir);
-  /* Read-write: a FIFO held so never sees end-of-file, nor its answers SIGPIPE. */
-  int requests = open(path, O_RDWR | O_NOFOLLOW);
+  /* Read-write: a FIFO held so never sees end-of-file, nor its answers SIGPIPE. Without blocking:
+   * root inside may read a line between the poll and the read (as in sandbox-init.c's starter),
+   * which would hold the agent, and the answers of the execs it runs, until the next line. */
+  int requests = open(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK);
   snprintf(path, sizeof path, "%s/agent-out", run_dir);
   answers = open(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK);
   if (requests < 0 || answers < 0) return 0;

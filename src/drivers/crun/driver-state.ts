@@ -12,6 +12,7 @@ import type { DriverPaths, HostSetup } from './host-setup.js';
 import { InitPids } from './init-process.js';
 import { LayerPool, type LayerPoolOptions } from './layer-pool.js';
 import type { DriverLxcfs } from './lxcfs.js';
+import type { InitKind } from './oci-spec.js';
 import type { ConnectionBudget, PortProxy } from './port-proxy.js';
 import type { CgroupLayout, RuntimeInfo } from './preflight.js';
 import { MetaCache } from './sandbox-meta.js';
@@ -47,7 +48,7 @@ export class DriverState {
   readonly sftpServer: { command: string[] } | { missing: string };
   readonly egress: EgressNetwork;
   /** PID 1 of the sandboxes this process makes: the native init or the busybox shell init. */
-  readonly init: 'native' | 'shell';
+  readonly init: InitKind;
   readonly rt: ContainerRuntime;
   readonly pool: LayerPool;
   readonly live = new Map<string, Live>();

@@ -20,6 +20,7 @@ import { DEFAULT_EGRESS_UID_BASE, EGRESS_UID_COUNT, EgressNetwork } from './egre
 import { AGENT_FILE, agentScript, NATIVE_AGENT_FILE } from './exec-agent.js';
 import { initScript, NATIVE_INIT_FILE } from './init-script.js';
 import { DriverLxcfs } from './lxcfs.js';
+import type { InitKind } from './oci-spec.js';
 import {
   type CgroupLayout,
   checkCgroups,
@@ -69,7 +70,7 @@ export interface HostSetup {
   sftpServer: { command: string[] } | { missing: string };
   egress: EgressNetwork;
   /** Every sandbox's PID 1 from now on: the native init, or the busybox shell init where it is not built. */
-  init: 'native' | 'shell';
+  init: InitKind;
 }
 
 /**

@@ -4,7 +4,7 @@ import type { DriverLogger } from './crun-options.js';
 import { AGENT_REQUESTS, NATIVE_REQUESTS } from './exec-agent.js';
 import { fifoWaker } from './fifo-waker.js';
 import { NATIVE_INIT_NAME, WAKE_FIFO } from './init-script.js';
-import { IN_SANDBOX } from './oci-spec.js';
+import { IN_SANDBOX, type InitKind } from './oci-spec.js';
 
 /**
  * A sandbox's init seen from the host: whether it still runs (its pid, checked against its cgroup
@@ -65,7 +65,7 @@ export class InitPids {
  * non-dumpable and then its name NATIVE_INIT_NAME (native/sandbox-init.c). Only then is the
  * sandbox handed out.
  */
-export async function untilInitRuns(dir: string, init: 'native' | 'shell' = 'shell'): Promise<void> {
+export async function untilInitRuns(dir: string, init: InitKind): Promise<void> {
   const pid = Number.parseInt(readFileSync(join(dir, 'init.pid'), 'utf8'), 10);
   for (let i = 0; i < 5000; i++) {
     let seen: string;

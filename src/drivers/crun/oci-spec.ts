@@ -51,12 +51,15 @@ export interface OciSpecInput {
   /** Mount point of a running lxcfs whose proc files are bound over the sandbox's (lxcfs.ts), if any. */
   lxcfsDir?: string;
   arch?: string;
-  /**
-   * PID 1: the native init (native/sandbox-init.c, NATIVE_INIT_FILE in the library directory) or
-   * the busybox shell init (init-script.ts). Default shell.
-   */
-  init?: 'native' | 'shell';
+  /** PID 1 (InitKind). Default shell. */
+  init?: InitKind;
 }
+
+/**
+ * A sandbox's PID 1: the native init (native/sandbox-init.c, NATIVE_INIT_FILE in the library
+ * directory) or the busybox shell init (init-script.ts), where the native one is not built.
+ */
+export type InitKind = 'native' | 'shell';
 
 export interface OciMount {
   destination: string;
