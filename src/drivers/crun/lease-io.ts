@@ -74,7 +74,8 @@ export class LeaseIo {
       );
     }
     const meta = this.s.metas.meta(id);
-    const command = request.background ? backgroundCommand(request.command) : request.command;
+    const env = this.envFor(meta, request.env);
+    const command = request.background ? backgroundCommand(request.command, env) : request.command;
     const drain = this.drainOf(id);
     const result = await execInSandbox(
       {
@@ -82,7 +83,7 @@ export class LeaseIo {
         stateDir: this.s.paths.stateDir,
         containerId: this.s.rt.containerId(meta.container),
         pidFile: join(this.s.dir(id), `exec-${randomBytes(6).toString('hex')}.pid`),
-        env: this.envFor(meta, request.env),
+        env,
         cwd: meta.working_dir,
         procsFile: procsFile(this.s.cgroups.mode, this.s.cgroupOf(meta.container)),
         drain,

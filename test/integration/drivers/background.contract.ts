@@ -220,6 +220,90 @@ export function backgroundJobsContract(name: string, makeTarget: () => Promise<C
       expect(r.stderr.toString()).toContain('no-such-program: not found');
     });
 
+    it("background: true runs the image's program found in PATH, not a busybox applet of that name", async () => {
+      // The busybox image's `sleep` is busybox's applet; a program of that name earlier in PATH is
+      // what an ordinary exec runs, and so must the background one (it ran the applet).
+      await sh(
+        t.driver,
+        h,
+        'mkdir -p /usr/local/bin && printf \'#!/bin/sh\\necho ran > /tmp/bg-marker\\nexec /bin/sleep "$@"\\n\' > /usr/local/bin/sleep && chmod 755 /usr/local/bin/sleep && rm -f /tmp/bg-marker',
+      );
+      try {
+        const r = await t.driver.exec(h, {
+          command: ['sleep', '334'],
+          timeoutMs: 5000,
+          maxOutputBytes: 1000,
+          background: true,
+        });
+        expect(r.exitCode).toBe(0);
+        expect(r.pid).toBeGreaterThan(1);
+        expect(
+          await waitFor(async () => (await sh(t.driver, h, 'cat /tmp/bg-marker')).out === 'ran\n', 5000),
+        ).toBe(true);
+        expect(await running(t, h, '/bin/sleep 334')).toEqual([`${r.pid} /bin/sleep 334`]);
+      } finally {
+        await sh(t.driver, h, 'rm -f /usr/local/bin/sleep /tmp/bg-marker');
+        await killAll(t, h, '/bin/sleep 334');
+      }
+    });
+
+    it('background: true refuses what an ordinary exec cannot run: builtins 127, non-executables 126', async () => {
+      const bg = (command: string[]) =>
+        t.driver.exec(h, { command, timeoutMs: 5000, maxOutputBytes: 1000, background: true });
+      for (const builtin of [
+        ['exit', '3'],
+        ['cd', '/'],
+      ]) {
+        const r = await bg(builtin);
+        expect(r.pid).toBeUndefined();
+        expect(r.exitCode).toBe(127);
+        expect(r.stderr.toString()).toContain(`${builtin[0]}: not found`);
+      }
+      for (const path of ['/etc/passwd', '/root']) {
+        const r = await bg([path]);
+        expect(r.pid).toBeUndefined();
+        expect(r.exitCode).toBe(126);
+        expect(r.stderr.toString()).toContain(`${path}: cannot execute`);
+      }
+      expect((await bg(['/no/such/program'])).exitCode).toBe(127);
+    });
+
+    it('background: true gives the job exactly the environment an ordinary exec gets', async () => {
+      const env = (
+        await t.driver.exec(h, { command: ['env'], timeoutMs: 5000, maxOutputBytes: 10_000 })
+      ).stdout
+        .toString()
+        .split('\n')
+        .filter(Boolean)
+        .sort();
+      const r = await t.driver.exec(h, {
+        command: ['sleep', '335'],
+        timeoutMs: 5000,
+        maxOutputBytes: 1000,
+        background: true,
+      });
+      expect(r.pid).toBeGreaterThan(1);
+      try {
+        const environ = (
+          await t.driver.exec(h, {
+            command: ['cat', `/proc/${r.pid}/environ`],
+            timeoutMs: 5000,
+            maxOutputBytes: 10_000,
+          })
+        ).stdout
+          .toString()
+          .split('\0')
+          .filter(Boolean)
+          .sort();
+        // No SHLVL or PWD of the launcher's shell added. (LXD tags each exec's processes with an
+        // ALACARTE_EXEC of its own, the job its launcher's: the name is compared, not the tag.)
+        const untagged = (list: string[]) => list.map((e) => e.replace(/^(ALACARTE_EXEC=).*/, '$1'));
+        expect(untagged(environ)).toEqual(untagged(env));
+      } finally {
+        await killAll(t, h, 'sleep 335');
+      }
+    });
+
     it('an exec that times out still kills every process it started, writers included', async () => {
       const r = await t.driver.exec(h, {
         command: ['sh', '-c', 'sh -c "while :; do echo w; sleep 0.1; done" & sleep 444 & sleep 444'],
