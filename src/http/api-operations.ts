@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { LEASE_REQUEST_BOUNDS } from '../core/lease-request.js';
 import {
   checkStateSchema,
   keysetParamSchema,
@@ -39,6 +40,8 @@ export interface ApiOperation {
   responses: Record<string, string>;
   /** The shape of a success (2xx JSON) answer, for clients; the node does not parse its own answers. */
   answer?: z.ZodType;
+  /** A 2xx answer of another shape than `answer`, by status (e.g. an exec's 202). */
+  answers?: Record<string, z.ZodType>;
   /** The answer's media type when it is not JSON. */
   produces?: string;
 }
@@ -82,6 +85,10 @@ const execAnswer = z.object({
   truncated: z.boolean(),
   encoding: z.literal('base64').optional().describe('stdout and stderr are base64 (asked for)'),
   started: z.literal(false).optional().describe('a background command that could not start'),
+});
+const execStarted = z.object({
+  started: z.literal(true),
+  pid: z.number().int().describe("the command's pid, as the sandbox numbers it"),
 });
 const quoteAnswer = z.object({
   offer: z.string(),
@@ -218,11 +225,16 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
     params: leaseId,
     body: execBody,
     answer: execAnswer,
+    answers: { 202: execStarted },
     responses: {
-      200: '`{"exit_code", "stdout", "stderr", "truncated"}`',
+      200: '`{"exit_code", "stdout", "stderr", "truncated"}`; with `background: true`, a command that could not start (`"started": false`, the reason in `stderr`)',
+      202: '`{"started": true, "pid"}`: with `background: true`, the command started detached',
+      400: `invalid_request (a body the schema refuses, \`stdin\` with \`background\`, the command over ${LEASE_REQUEST_BOUNDS.commandBytes} bytes of UTF-8 in all)`,
       401: 'unauthorized',
       409: 'lease_not_running',
+      413: 'payload_too_large (a body over its cap)',
       421: 'lease_elsewhere (replicas with crun: the lease runs on another replica, which serves it)',
+      429: 'rate_limited: as many execs of this lease run at once as it may have; Retry-After',
     },
   },
   {

@@ -84,10 +84,11 @@ export function openApiDocument(options: { serverUrl: string; version: string })
       const code = Number(status);
       const error = code >= 400 && op.tag !== 'mint' && op.tag !== 'page';
       const type = op.produces ?? 'application/json';
+      const shape = code < 300 ? (op.answers?.[status] ?? op.answer) : undefined;
       const schema = error
         ? { $ref: '#/components/schemas/Error' }
-        : code < 300 && op.answer
-          ? jsonSchemaOf(op.answer, 'output')
+        : shape
+          ? jsonSchemaOf(shape, 'output')
           : undefined;
       responses[status] = {
         description,

@@ -158,6 +158,25 @@ describe('the published HTTP contract', () => {
     check(answer('/v1/leases/{id}', 'get', '200'), await status.json());
     const exec = await postJson(`${leases}/${id}/exec`, { command: ['echo', 'hi'] }, auth);
     check(answer('/v1/leases/{id}/exec', 'post', '200'), exec.body);
+    // With background: true, a 202 of its own shape, which the 200's schema does not take.
+    const started = await postJson(
+      `${leases}/${id}/exec`,
+      { command: ['sleep', '5'], background: true },
+      auth,
+    );
+    expect(started.status).toBe(202);
+    check(answer('/v1/leases/{id}/exec', 'post', '202'), started.body);
+    expect(answer('/v1/leases/{id}/exec', 'post', '200')(started.body)).toBe(false);
+    const unstarted = await postJson(
+      `${leases}/${id}/exec`,
+      { command: ['cd', '/'], background: true },
+      auth,
+    );
+    expect(unstarted.status).toBe(200);
+    check(answer('/v1/leases/{id}/exec', 'post', '200'), unstarted.body);
+    expect(unstarted.body).toMatchObject({ started: false, exit_code: 127 });
+    const documented = Object.keys(doc.paths['/v1/leases/{id}/exec']?.post?.responses ?? {});
+    expect(documented).toEqual(expect.arrayContaining(['200', '202', '400', '401', '409', '413', '429']));
     const stopped = await postJson(`${leases}/${id}`, undefined, auth, 'DELETE');
     check(answer('/v1/leases/{id}', 'delete', '200'), stopped.body);
     // The schemas are not empty shells: a stop answer is not a rent answer.
