@@ -242,6 +242,12 @@ function tailOf(stream: Readable): () => string {
  */
 export const IS_A_DIRECTORY = 'is a directory (send a tar archive to unpack into it)';
 
+/**
+ * No process could be started in the sandbox (EAGAIN from fork: it runs as many as its offer's pids
+ * allow), said by the transfer's shell (`can't fork`) or by the exec agent before it.
+ */
+const NO_PROCESS_LEFT = /can't fork|Resource temporarily unavailable/;
+
 /** ENOSPC, EDQUOT, EFBIG, and ENOMEM (the writable layer is a tmpfs held in the sandbox's memory). */
 const DISK_FULL = /No space left on device|Disk quota exceeded|File too large|Cannot allocate memory/;
 
@@ -260,6 +266,12 @@ async function failure(
   if (code === FILE_EXIT.isDirectory)
     return new AlacarteError('invalid_request', `${what} ${IS_A_DIRECTORY}`);
   if (DISK_FULL.test(stderr)) return tooLarge(what, context.maxBytes);
+  // A valid request the sandbox has no room to serve right now (429, Retry-After), not a bad one.
+  if (NO_PROCESS_LEFT.test(stderr))
+    return new AlacarteError(
+      'rate_limited',
+      `the sandbox runs as many processes as its offer allows: none was left to ${direction} ${what}; try again once some have ended`,
+    );
   // Killed from inside (the OOM killer of a sandbox whose memory holds its disk, or the tenant).
   if (direction === 'write' && code === 137)
     return new AlacarteError('payload_too_large', `writing ${what} was killed in the sandbox`);
@@ -276,6 +288,12 @@ function tooLarge(what: string, maxBytes: number): AlacarteError {
 /** The sandbox's last error line, printable and short: it goes into a JSON answer to the tenant. */
 function lastLine(stderr: string): string {
   const lines = stderr.split('\n').filter((l) => l.trim() !== '');
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is removed
-  return (lines.at(-1) ?? '').replace(/[\u0000-\u001f\u007f]/g, '?').slice(0, 300);
+  return (
+    (lines.at(-1) ?? '')
+      // The transfer script's own name and line (busybox sh's prefix) are the node's, not the tenant's.
+      .replace(/^alacarte-(?:get|put): (?:line [0-9]+: )?/, '')
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is removed
+      .replace(/[\u0000-\u001f\u007f]/g, '?')
+      .slice(0, 300)
+  );
 }

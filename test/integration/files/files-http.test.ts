@@ -376,6 +376,37 @@ done; echo "reads $n") > /tmp/reader.out 2>&1 &`);
     expect((await sh('ls -a /srv/torn')).stdout).toBe('.\n..\nf\n');
   });
 
+  it('answers 429 rate_limited, not 400, while the sandbox runs as many processes as its offer allows', async () => {
+    // The shell fills the sandbox's pids with sleeps until a fork fails, then exits (busybox's
+    // shell ends at "can't fork"): one process left free, so the transfer's shell starts and its
+    // own fork fails. The exec returns at the shell's exit; the sleeps stay.
+    const fill = await postJson(
+      `${t.url}/v1/leases/${lease.id}/exec`,
+      { command: ['sh', '-c', 'while :; do sleep 120 & done'] },
+      auth(),
+    );
+    expect(fill.status).toBe(200);
+    expect((fill.body as { stderr: string }).stderr).toContain("can't fork");
+    try {
+      let answer: { status: number; body: Buffer } | undefined;
+      for (let i = 0; i < 50 && answer?.status !== 429; i++) {
+        answer = await get('/etc/passwd');
+        if (answer.status !== 429) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(answer?.status).toBe(429);
+      const body = JSON.parse(answer?.body.toString() ?? '{}') as { error: string; message: string };
+      expect(body.error).toBe('rate_limited');
+      expect(body.message).toContain('as many processes as its offer allows');
+      expect(body.message).not.toMatch(/alacarte-(get|put)|line [0-9]+/);
+      const upload = await put('/root/full.txt', 'x');
+      expect(upload.status).toBe(429);
+    } finally {
+      // One process is free between transfers: busybox's killall ends the sleeps.
+      await postJson(`${t.url}/v1/leases/${lease.id}/exec`, { command: ['killall', 'sleep'] }, auth());
+    }
+    expect((await get('/etc/passwd')).status).toBe(200);
+  });
+
   it('answers 409 once the lease has ended', async () => {
     const res = await fetch(`${t.url}/v1/leases/${lease.id}`, { method: 'DELETE', headers: auth() });
     expect(res.status).toBe(200);
