@@ -26,6 +26,11 @@ async function processCount(t: ContractTarget, h: SandboxHandle): Promise<number
   return ps.out.split('\n').filter((l) => /^\s*\d+\s/.test(l) && !/\bps -o pid,args\b/.test(l)).length;
 }
 
+/** `command` started with `background: true`, as POST …/exec with it does. */
+function inBackground(t: ContractTarget, h: SandboxHandle, command: string[]) {
+  return t.driver.exec(h, { command, timeoutMs: 5000, maxOutputBytes: 1000, background: true });
+}
+
 /**
  * What a background job sees of the exec that started it, the same on every ComputeDriver: the exec
  * returns when its command exits, with all the command wrote, while the job keeps running and
@@ -229,12 +234,7 @@ export function backgroundJobsContract(name: string, makeTarget: () => Promise<C
         'mkdir -p /usr/local/bin && printf \'#!/bin/sh\\necho ran > /tmp/bg-marker\\nexec /bin/sleep "$@"\\n\' > /usr/local/bin/sleep && chmod 755 /usr/local/bin/sleep && rm -f /tmp/bg-marker',
       );
       try {
-        const r = await t.driver.exec(h, {
-          command: ['sleep', '334'],
-          timeoutMs: 5000,
-          maxOutputBytes: 1000,
-          background: true,
-        });
+        const r = await inBackground(t, h, ['sleep', '334']);
         expect(r.exitCode).toBe(0);
         expect(r.pid).toBeGreaterThan(1);
         expect(
@@ -248,8 +248,7 @@ export function backgroundJobsContract(name: string, makeTarget: () => Promise<C
     });
 
     it('background: true refuses what an ordinary exec cannot run: builtins 127, non-executables 126', async () => {
-      const bg = (command: string[]) =>
-        t.driver.exec(h, { command, timeoutMs: 5000, maxOutputBytes: 1000, background: true });
+      const bg = (command: string[]) => inBackground(t, h, command);
       for (const builtin of [
         ['exit', '3'],
         ['cd', '/'],
@@ -276,12 +275,7 @@ export function backgroundJobsContract(name: string, makeTarget: () => Promise<C
         .split('\n')
         .filter(Boolean)
         .sort();
-      const r = await t.driver.exec(h, {
-        command: ['sleep', '335'],
-        timeoutMs: 5000,
-        maxOutputBytes: 1000,
-        background: true,
-      });
+      const r = await inBackground(t, h, ['sleep', '335']);
       expect(r.pid).toBeGreaterThan(1);
       try {
         const environ = (
