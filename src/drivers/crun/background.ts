@@ -6,45 +6,43 @@ import { DEFAULT_PATH, IN_SANDBOX } from './oci-spec.js';
  * looks the program up as an ordinary exec does, starts it in the background with its input, output
  * and errors on /dev/null, prints its pid (as the sandbox numbers it) and exits at once. Everything
  * reaches it as arguments ("$@"), never as code: `$1` the PATH to look in (empty: the shell's own),
- * `$2` the program, `$3` how many NAME=value entries follow (`-`: none, the job keeps the
- * launcher's own environment less the SHLVL, PWD and OLDPWD its shell sets, which a lease's
- * environment therefore cannot give such a job), those entries, then the program's arguments.
+ * `$2` the program, `$3` how many NAME=value entries follow (`-`: none), those entries, then the
+ * program's arguments.
  *
  * The lookup is the exec agent's (exec-agent.ts execScript, native/exec-agent.c): a name is searched
  * in PATH for an executable regular file, never taken as one of busybox's applets or the shell's
  * builtins (busybox's shell prefers its own `sleep` or `sh` to the image's, and would "start" `exit`
- * or `cd`); not found: 127; a path that is not an executable regular file: 126. The job starts
- * through busybox's `env`, with exactly the entries given (`-i`), as an ordinary exec's command gets
- * them (the shell would add its SHLVL and PWD); a program whose path holds `=` cannot be told from an
- * entry there, and is refused (126). The job stays in the exec's own session, which nothing ends
- * but the lease (a later exec's timeout kills only that exec's session).
+ * or `cd`); not found: 127; a path that is not an executable regular file: 126. The job is a
+ * subshell that drops the SHLVL, PWD and OLDPWD the launcher's shell set, exports the entries given
+ * (the exec's whole environment, which the launcher was started with: each variable of it is thus
+ * given back its value, whatever the launcher did with it) and execs the program with `argv[0]` as
+ * given (`exec -a`), so that it runs with exactly an ordinary exec's environment and command line.
+ * Without entries (LXD, whose instance environment the node does not hold) it keeps the launcher's
+ * environment less those three, which a lease's environment therefore cannot give such a job. The
+ * launcher's own variables are named so that no image or lease plausibly sets them. The job stays
+ * in the exec's own session, which nothing ends but the lease (a later exec's timeout kills only
+ * that exec's session).
  */
 const LAUNCHER = [
   'set -f',
-  'c=$2',
-  'case $c in */*) f=$c ;; *)',
-  '  f=; P=$1; [ -n "$P" ] || P=$PATH; IFS=:; for d in $P; do',
-  '    [ -n "$d" ] || d=.; [ -f "$d/$c" ] && [ -x "$d/$c" ] && { f=$d/$c; break; }',
+  '_alacarte_c=$2',
+  'case $_alacarte_c in */*) _alacarte_f=$_alacarte_c ;; *)',
+  '  _alacarte_f=; _alacarte_p=$1; [ -n "$_alacarte_p" ] || _alacarte_p=$PATH',
+  '  IFS=:; for _alacarte_d in $_alacarte_p; do',
+  '    [ -n "$_alacarte_d" ] || _alacarte_d=.',
+  '    [ -f "$_alacarte_d/$_alacarte_c" ] && [ -x "$_alacarte_d/$_alacarte_c" ] && { _alacarte_f=$_alacarte_d/$_alacarte_c; break; }',
   '  done; unset IFS',
-  '  [ -n "$f" ] || { echo "$c: not found" >&2; exit 127; } ;;',
+  '  [ -n "$_alacarte_f" ] || { echo "$_alacarte_c: not found" >&2; exit 127; } ;;',
   'esac',
-  '[ -e "$f" ] || { echo "$c: not found" >&2; exit 127; }',
-  '[ -f "$f" ] && [ -x "$f" ] || { echo "$c: cannot execute: not an executable file" >&2; exit 126; }',
-  'n=$3; shift 3',
-  // busybox env would take a path holding `=` for an entry, and one starting with `-` for an option.
-  `case $f in *=*) echo "$c: cannot start a program whose path holds '=' in the background" >&2; exit 126 ;; esac`,
-  'case $f in /*) ;; *) f=./$f ;; esac',
-  'if [ "$n" = - ]; then',
-  // The launcher's own environment, less what its shell added to it.
-  '  set -- -u SHLVL -u PWD -u OLDPWD "$f" "$@"',
-  'else',
-  // The program's path goes in after the n entries, before its arguments: "$@" is rebuilt in one
-  // pass over the list as it was (a for loop's words are expanded once, before it runs).
-  '  i=0; for a do shift; [ "$i" = "$n" ] && set -- "$@" "$f"; set -- "$@" "$a"; i=$((i+1)); done',
-  '  [ "$i" = "$n" ] && set -- "$@" "$f"',
-  '  set -- -i "$@"',
-  'fi',
-  `${IN_SANDBOX.busybox} env "$@" </dev/null >/dev/null 2>&1 &`,
+  '[ -e "$_alacarte_f" ] || { echo "$_alacarte_c: not found" >&2; exit 127; }',
+  '[ -f "$_alacarte_f" ] && [ -x "$_alacarte_f" ] || { echo "$_alacarte_c: cannot execute: not an executable file" >&2; exit 126; }',
+  '_alacarte_n=$3; shift 3',
+  '[ "$_alacarte_n" = - ] && _alacarte_n=0',
+  '(',
+  '  unset SHLVL PWD OLDPWD',
+  '  while [ "$_alacarte_n" -gt 0 ]; do export "$1"; shift; _alacarte_n=$((_alacarte_n - 1)); done',
+  '  exec -a "$_alacarte_c" "$_alacarte_f" "$@"',
+  ') </dev/null >/dev/null 2>&1 &',
   'echo "$!"',
 ].join('\n');
 

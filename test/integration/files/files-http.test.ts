@@ -401,10 +401,25 @@ done; echo "reads $n") > /tmp/reader.out 2>&1 &`);
       const upload = await put('/root/full.txt', 'x');
       expect(upload.status).toBe(429);
     } finally {
-      // One process is free between transfers: busybox's killall ends the sleeps.
-      await postJson(`${t.url}/v1/leases/${lease.id}/exec`, { command: ['killall', 'sleep'] }, auth());
+      // One process is free between transfers (not while one runs): busybox's killall ends the
+      // sleeps, tried until it could start.
+      for (let i = 0; i < 50; i++) {
+        const killed = await postJson(
+          `${t.url}/v1/leases/${lease.id}/exec`,
+          { command: ['killall', 'sleep'] },
+          auth(),
+        );
+        if ((killed.body as { exit_code?: number }).exit_code === 0) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
     }
-    expect((await get('/etc/passwd')).status).toBe(200);
+    // The sandbox serves files again once its processes have ended.
+    let after = 0;
+    for (let i = 0; i < 50 && after !== 200; i++) {
+      after = (await get('/etc/passwd')).status;
+      if (after !== 200) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(after).toBe(200);
   });
 
   it('answers 409 once the lease has ended', async () => {
