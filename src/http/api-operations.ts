@@ -184,6 +184,7 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
         'the x402 payment could not be settled, no lease',
       409: 'idempotency_conflict',
       413: 'payload_too_large',
+      429: 'rate_limited: the same payment is still being processed; send it again (Retry-After)',
       503:
         'no_capacity (token untouched; also while the node has more payments to check than it takes, ' +
         'config mint.curveMaxQueuedProofs, with Retry-After: 1) or start_failed (with a `refund` token)',
@@ -251,6 +252,7 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
       200: 'the lease with the new `expires_at` and `change`',
       402: 'payment_required (as for POST /v1/leases: Cashu, L402 and, when on, x402 challenges)',
       409: 'lease_not_running (token untouched, or handed back as `refund`)',
+      429: 'rate_limited: the same payment is still being processed, or the replica holding the sandbox has not confirmed the new deadline yet; send it again (Retry-After)',
       503: 'no_capacity: the node has more payments to check than it takes; replica_unavailable (replicas with crun: the replica holding the sandbox is down); token untouched, Retry-After',
     },
   },
@@ -266,7 +268,7 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
     auth: 'lease',
     params: leaseId,
     responses: {
-      101: 'switching to the WebSocket',
+      101: 'switching to the WebSocket (closed at once with 1013, try again later, while as many terminals of this lease are open as it may have)',
       401: 'unauthorized',
       409: 'lease_not_running',
       421: 'lease_elsewhere (replicas with crun: the lease runs on another replica, which serves it)',
@@ -420,6 +422,7 @@ function portOperations(): ApiOperation[] {
           404: 'not_found (no such lease or port not declared)',
           409: 'lease_not_running',
           421: 'lease_elsewhere (replicas with crun: the lease runs on another replica, which serves it)',
+          429: 'rate_limited: the lease holds as many connections as it may; Retry-After',
           502: 'bad_gateway (nothing listens on that port)',
           504: 'gateway_timeout',
         },
