@@ -6,7 +6,7 @@ import { DEFAULT_PATH, IN_SANDBOX } from './oci-spec.js';
  * looks the program up as an ordinary exec does, starts it in the background with its input, output
  * and errors on /dev/null, prints its pid (as the sandbox numbers it) and exits at once. Everything
  * reaches it as arguments ("$@"), never as code: `$1` the PATH to look in (empty: the shell's own),
- * `$2` the program, `$3` how many NAME=value entries follow (`-`: none), those entries, then the
+ * `$2` the program, `$3` how many NAME=value entries follow, those entries, then the
  * program's arguments.
  *
  * The lookup is the exec agent's (exec-agent.ts execScript, native/exec-agent.c): a name is searched
@@ -37,7 +37,6 @@ const LAUNCHER = [
   '[ -e "$_alacarte_f" ] || { echo "$_alacarte_c: not found" >&2; exit 127; }',
   '[ -f "$_alacarte_f" ] && [ -x "$_alacarte_f" ] || { echo "$_alacarte_c: cannot execute: not an executable file" >&2; exit 126; }',
   '_alacarte_n=$3; shift 3',
-  '[ "$_alacarte_n" = - ] && _alacarte_n=0',
   '(',
   '  unset SHLVL PWD OLDPWD',
   '  while [ "$_alacarte_n" -gt 0 ]; do export "$1"; shift; _alacarte_n=$((_alacarte_n - 1)); done',
@@ -55,7 +54,7 @@ const LAUNCHER = [
 export function backgroundCommand(command: readonly string[], env?: readonly string[]): string[] {
   const [program = '', ...args] = command;
   if (env === undefined)
-    return [IN_SANDBOX.busybox, 'sh', '-c', LAUNCHER, 'alacarte-background', '', program, '-', ...args];
+    return [IN_SANDBOX.busybox, 'sh', '-c', LAUNCHER, 'alacarte-background', '', program, '0', ...args];
   const path = env.findLast((e) => e.startsWith('PATH='))?.slice(5) ?? DEFAULT_PATH.slice(5);
   return [
     IN_SANDBOX.busybox,
