@@ -9,6 +9,7 @@ import type {
 } from '../drivers/compute-driver.js';
 import type { Database } from '../store/database.js';
 import type { Answer } from './answer.js';
+import { cappedText } from './capped-text.js';
 import type { LeaseAccess } from './lease-access.js';
 import { PerLeaseLimit } from './per-lease-limit.js';
 import { isGone, type Reconciler } from './reconciler.js';
@@ -107,6 +108,11 @@ export class SandboxAccess {
     // at most the per-lease number of answers, instead of one more per request (issue 9, section 3).
     if (delivered) void delivered.then(release, release);
     else release();
+    // A stream was cut when the exec was and it holds the cap's worth (each stream is capped).
+    const text = (b: Buffer) =>
+      encoding === 'base64'
+        ? b.toString('base64')
+        : cappedText(b, result.truncated && b.length >= this.maxOutputBytes);
     if (request.background && result.pid !== undefined) {
       return { status: 202, headers: {}, body: { started: true, pid: result.pid } };
     }
@@ -115,8 +121,8 @@ export class SandboxAccess {
       headers: {},
       body: {
         exit_code: result.exitCode,
-        stdout: result.stdout.toString(encoding),
-        stderr: result.stderr.toString(encoding),
+        stdout: text(result.stdout),
+        stderr: text(result.stderr),
         truncated: result.truncated,
         // Said only when asked for, so that utf8 answers stay as they were.
         ...(encoding === 'base64' ? { encoding } : {}),

@@ -1,22 +1,21 @@
 import type { ExecResult } from '../compute-driver.js';
 import { DEFAULT_PATH, IN_SANDBOX } from './oci-spec.js';
+import { PROGRAM_LOOKUP } from './program-lookup.js';
 
 /**
  * Run inside the sandbox by the host's busybox shell (present in every image at /run/alacarte/bin):
  * looks the program up as an ordinary exec does, starts it in the background with its input, output
  * and errors on /dev/null, prints its pid (as the sandbox numbers it) and exits at once. Everything
- * reaches it as arguments ("$@"), never as code: `$1` the PATH to look in (empty: the shell's own),
- * `$2` the program, `$3` how many NAME=value entries follow, those entries, then the
- * program's arguments.
+ * reaches it as arguments ("$@"), never as code: `$1` the PATH to look in (without entries: the
+ * shell's own, the job's environment being the launcher's), `$2` the program, `$3` how many
+ * NAME=value entries follow, those entries, then the program's arguments.
  *
- * The lookup is the exec agent's (exec-agent.ts execScript, native/exec-agent.c): a name is searched
- * in PATH for an executable regular file, never taken as one of busybox's applets or the shell's
- * builtins (busybox's shell prefers its own `sleep` or `sh` to the image's, and would "start" `exit`
- * or `cd`); not found: 127; a path that is not an executable regular file: 126. The job is a
- * subshell that drops the SHLVL, PWD and OLDPWD the launcher's shell set, exports the entries given
- * (the exec's whole environment, which the launcher was started with: each variable of it is thus
- * given back its value, whatever the launcher did with it) and execs the program with `argv[0]` as
- * given (`exec -a`), so that it runs with exactly an ordinary exec's environment and command line.
+ * The lookup is an ordinary exec's (program-lookup.ts: PATH, never busybox's applets or the shell's
+ * builtins; not found: 127; not an executable regular file: 126). The job is a subshell that drops
+ * the SHLVL, PWD and OLDPWD the launcher's shell set, exports the entries given (the exec's whole
+ * environment, which the launcher was started with: each variable of it is thus given back its
+ * value, whatever the launcher did with it) and execs the program with `argv[0]` as given
+ * (`exec -a`), so that it runs with exactly an ordinary exec's environment and command line.
  * Without entries (LXD, whose instance environment the node does not hold) it keeps the launcher's
  * environment less those three, which a lease's environment therefore cannot give such a job. The
  * launcher's own variables are named so that no image or lease plausibly sets them. The job stays
@@ -25,22 +24,14 @@ import { DEFAULT_PATH, IN_SANDBOX } from './oci-spec.js';
  */
 const LAUNCHER = [
   'set -f',
-  '_alacarte_c=$2',
-  'case $_alacarte_c in */*) _alacarte_f=$_alacarte_c ;; *)',
-  '  _alacarte_f=; _alacarte_p=$1; [ -n "$_alacarte_p" ] || _alacarte_p=$PATH',
-  '  IFS=:; for _alacarte_d in $_alacarte_p; do',
-  '    [ -n "$_alacarte_d" ] || _alacarte_d=.',
-  '    [ -f "$_alacarte_d/$_alacarte_c" ] && [ -x "$_alacarte_d/$_alacarte_c" ] && { _alacarte_f=$_alacarte_d/$_alacarte_c; break; }',
-  '  done; unset IFS',
-  '  [ -n "$_alacarte_f" ] || { echo "$_alacarte_c: not found" >&2; exit 127; } ;;',
-  'esac',
-  '[ -e "$_alacarte_f" ] || { echo "$_alacarte_c: not found" >&2; exit 127; }',
-  '[ -f "$_alacarte_f" ] && [ -x "$_alacarte_f" ] || { echo "$_alacarte_c: cannot execute: not an executable file" >&2; exit 126; }',
+  '_alacarte_c=$2 _alacarte_p=$1',
+  '[ "$3" -gt 0 ] || _alacarte_p=$PATH',
+  PROGRAM_LOOKUP,
   '_alacarte_n=$3; shift 3',
   '(',
   '  unset SHLVL PWD OLDPWD',
   '  while [ "$_alacarte_n" -gt 0 ]; do export "$1"; shift; _alacarte_n=$((_alacarte_n - 1)); done',
-  '  exec -a "$_alacarte_c" "$_alacarte_f" "$@"',
+  '  exec -a "$_alacarte_c" -- "$_alacarte_f" "$@"',
   ') </dev/null >/dev/null 2>&1 &',
   'echo "$!"',
 ].join('\n');

@@ -20,6 +20,7 @@ import { fifoWaker } from './fifo-waker.js';
 import { DEFAULT_PATH, IN_SANDBOX } from './oci-spec.js';
 import type { OutputDrain } from './output-drain.js';
 import { cgroupPids, killExecTree } from './process-tree.js';
+import { PROGRAM_LOOKUP, PROGRAM_LOOKUP_VARS } from './program-lookup.js';
 
 /**
  * The exec agent: a process inside every sandbox (started by its init, init-script.ts) that runs
@@ -123,11 +124,12 @@ const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
  * process all along, so the pid the agent reports is the command's) a new session through busybox
  * setsid, which execs the command.
  *
- * The path is looked up here, in the given PATH, as `crun exec` does: busybox (its shell, and its
- * applets' own lookups) would otherwise run its own applet for a name it knows (`ls`, `sh`)
- * instead of the image's program. Not found: 127, as a shell says (`crun exec` says 255); setsid
- * exits 126 for a file it cannot execute. The environment: the agent's own exported variables
- * (init's fixed PATH and HOME, and PWD, OLDPWD, SHLVL the shell keeps) are unset after the `cd`,
+ * The path is looked up here, in the given PATH, as `crun exec` does (program-lookup.ts): busybox
+ * (its shell, and its applets' own lookups) would otherwise run its own applet for a name it knows
+ * (`ls`, `sh`) instead of the image's program. Not found: 127, as a shell says (`crun exec` says
+ * 255); not an executable file: 126. The looked-up file is kept as a positional parameter, which no
+ * environment entry can change. The environment: the agent's own exported variables (init's fixed
+ * PATH and HOME, and PWD, OLDPWD, SHLVL the shell keeps) and the lookup's are unset after the `cd`,
  * then the given ones exported. Every word is single-quoted.
  */
 export function execScript(
@@ -145,18 +147,13 @@ export function execScript(
   if (cwd !== undefined) lines.push(`cd -- ${quote(cwd)} || exit 126`);
   lines.push(
     'set -f',
-    `c=${quote(program)}`,
-    'case $c in */*) ;; *)',
-    `  P=${quote(path)}; f=; IFS=:; for d in $P; do`,
-    '    [ -n "$d" ] || d=.; [ -f "$d/$c" ] && [ -x "$d/$c" ] && { f=$d/$c; break; }',
-    '  done; unset IFS',
-    '  [ -n "$f" ] || { echo "$c: not found" >&2; exit 127; }',
-    '  c=$f ;;',
-    'esac',
-    'unset PATH HOME PWD OLDPWD SHLVL',
+    `_alacarte_c=${quote(program)} _alacarte_p=${quote(path)}`,
+    PROGRAM_LOOKUP,
+    'set -- "$_alacarte_f"',
+    `unset PATH HOME PWD OLDPWD SHLVL ${PROGRAM_LOOKUP_VARS}`,
   );
   if (env.length > 0) lines.push(`export ${env.map(quote).join(' ')}`);
-  lines.push(`exec ${B} setsid -- "$c" ${args.map(quote).join(' ')}`);
+  lines.push(`exec ${B} setsid -- "$1" ${args.map(quote).join(' ')}`);
   return `${lines.join('\n')}\n`;
 }
 

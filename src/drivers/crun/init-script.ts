@@ -1,5 +1,6 @@
 import { AGENT_FILE, AGENT_REQUESTS, NATIVE_AGENT_FILE, NATIVE_REQUESTS } from './exec-agent.js';
 import { IN_SANDBOX, INIT_UID } from './oci-spec.js';
+import { PROGRAM_LOOKUP, PROGRAM_LOOKUP_VARS } from './program-lookup.js';
 
 /** The native init's program in the host's library directory (built from native/sandbox-init.c). */
 export const NATIVE_INIT_FILE = 'sandbox-init';
@@ -131,10 +132,14 @@ const shellQuote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
 
 /**
  * /run/alacarte/command.sh: the lease's environment and command, run by a shell of the lease's own
- * (init starts `busybox sh command.sh` as a new process and never reads the file itself), which
- * exports the environment and replaces itself with the command. Every value is single-quoted (the
- * driver refuses NUL, the one byte that cannot be), names are checked by the driver, and `exec --`
- * takes a command starting with `-` as a program name. No command: an empty file (nothing to run).
+ * (init starts `busybox sh command.sh` as a new process and never reads the file itself). It goes to
+ * the working directory, looks the program up as an ordinary exec does (program-lookup.ts: in the
+ * environment's PATH, else the shell's; never a busybox applet or a shell builtin of that name; 127
+ * or 126 when it cannot run), drops the SHLVL, PWD and OLDPWD the shell set, exports the environment
+ * and replaces itself with the program, `argv[0]` as given: the command runs with exactly its own
+ * environment and command line, as under `docker run`. Every value is single-quoted (the driver
+ * refuses NUL, the one byte that cannot be) and names are checked by the driver. No command: an
+ * empty file (nothing to run).
  */
 export function commandFile(
   command: readonly string[],
@@ -142,9 +147,15 @@ export function commandFile(
   /** The image's working directory (image-config.ts); the command does not run without it. */
   cwd = '/',
 ): string {
-  if (command.length === 0) return '';
-  const lines = Object.entries(env).map(([k, v]) => `export ${k}=${shellQuote(v)}`);
+  const [program, ...args] = command;
+  if (program === undefined) return '';
+  const lines = ['set -f'];
   if (cwd !== '/') lines.push(`cd -- ${shellQuote(cwd)} || exit 1`);
-  lines.push(`exec -- ${command.map(shellQuote).join(' ')}`);
+  // Without a PATH of its own, the command keeps the shell's (init's environment's).
+  const path = env.PATH === undefined ? '$PATH' : shellQuote(env.PATH);
+  lines.push(`_alacarte_c=${shellQuote(program)} _alacarte_p=${path}`, PROGRAM_LOOKUP);
+  lines.push('set -- "$_alacarte_f"', `unset SHLVL PWD OLDPWD ${PROGRAM_LOOKUP_VARS}`);
+  lines.push(...Object.entries(env).map(([k, v]) => `export ${k}=${shellQuote(v)}`));
+  lines.push(`exec -a ${[shellQuote(program), '--', '"$1"', ...args.map(shellQuote)].join(' ')}`);
   return `${lines.join('\n')}\n`;
 }

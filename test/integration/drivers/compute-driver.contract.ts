@@ -1,5 +1,14 @@
 import { randomBytes } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it as vitestIt } from 'vitest';
@@ -113,6 +122,24 @@ function configuredImage(imagesDir: string): string {
   writeImageConfig(dir, { description: 'a configured image', ...CONFIGURED });
   renameSync(tmp, dir);
   return CONFIGURED_IMAGE;
+}
+
+/**
+ * busybox's tree with a program of its own earlier in PATH than busybox's `sleep` applet: a copy of
+ * busybox (a regular file, so /proc/<pid>/exe tells which one runs), as an operator drops one in.
+ */
+function shadowingImage(imagesDir: string): string {
+  const name = 'shadowing';
+  const dir = join(imagesDir, name);
+  if (existsSync(dir)) return name;
+  const tmp = `${dir}.tmp`;
+  rmSync(tmp, { recursive: true, force: true });
+  cpSync(join(imagesDir, 'busybox'), tmp, { recursive: true, verbatimSymlinks: true });
+  mkdirSync(join(tmp, 'usr/local/bin'), { recursive: true, mode: 0o755 });
+  copyFileSync(join(tmp, 'bin/busybox'), join(tmp, 'usr/local/bin/sleep'));
+  chmodSync(join(tmp, 'usr/local/bin/sleep'), 0o755);
+  renameSync(tmp, dir);
+  return name;
 }
 
 /**
@@ -518,6 +545,48 @@ echo "reads $n"`,
       expect(screen).toContain('the image shell');
       session.stream.write('exit 3\n');
       expect(await session.exited).toBe(3);
+    });
+
+    it("runs a lease's command as an ordinary exec would: the program in PATH, its own argv[0] and environment", async () => {
+      const leaseId = newLeaseId();
+      started.push(leaseId);
+      const handle = await driver.start(
+        {
+          leaseId,
+          image: shadowingImage(target.imagesDir),
+          command: ['sleep', '100003'],
+          env: { MARK: "it's" },
+        },
+        TEST_LIMITS,
+        new Date(Date.now() + 120_000),
+      );
+      // The command's process: the image's /usr/local/bin/sleep (not busybox's applet of that name,
+      // which busybox's shell preferred), its command line as given.
+      const find =
+        'for p in /proc/[0-9]*; do [ "$(tr "\\0" " " < $p/cmdline 2>/dev/null)" = "sleep 100003 " ] && echo $p; done';
+      let pid = '';
+      await waitFor(async () => {
+        pid = (await sh(driver, handle, find)).out.trim().replace('/proc/', '');
+        return pid !== '';
+      }, 10_000);
+      expect(pid).toMatch(/^[0-9]+$/);
+      expect((await sh(driver, handle, `readlink /proc/${pid}/exe`)).out).toBe('/usr/local/bin/sleep\n');
+      // Its environment is an ordinary exec's: the lease's, without the SHLVL or PWD of the shell
+      // that started it. (LXD tags each exec's processes with an ALACARTE_EXEC of its own.)
+      const lines = (text: string, sep: string) =>
+        text
+          .split(sep)
+          .filter((e) => e !== '' && !e.startsWith('ALACARTE_EXEC='))
+          .sort();
+      const ordinary = await driver.exec(handle, {
+        command: ['env'],
+        timeoutMs: 5000,
+        maxOutputBytes: 10_000,
+      });
+      const env = lines(ordinary.stdout.toString(), '\n');
+      const environ = lines((await sh(driver, handle, `cat /proc/${pid}/environ`)).out, '\0');
+      expect(environ).toContain("MARK=it's");
+      expect(environ).toEqual(env);
     });
 
     it('makes declared ports reachable from the host loopback, and only those', async () => {

@@ -221,6 +221,10 @@ describe.skipIf(crunSkipReason).each(AGENTS)('the $name exec agent in crun sandb
         // An empty PATH has no directory to look in (not even the working one), as the shell splits it.
         expect((await run(t, h, ['true'], { env: { PATH: '' } })).exitCode).toBe(127);
         expect((await run(t, h, ['true'], { env: { PATH: '/nowhere:/bin' } })).exitCode).toBe(0);
+        // Names the lookup itself uses, given as environment, change nothing about what runs.
+        const named = { PATH: '/bin', c: '/bin/false', f: '/bin/false', _alacarte_f: '/bin/false' };
+        expect((await run(t, h, ['true'], { env: named })).exitCode).toBe(0);
+        expect((await run(t, h, ['/etc/passwd'])).exitCode).toBe(126);
         const big = await run(t, h, ['sh', '-c', 'head -c 100000 /dev/zero'], { maxOutputBytes: 1000 });
         expect(big.stdout.length).toBe(1000);
         expect(big.truncated).toBe(true);

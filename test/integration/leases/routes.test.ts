@@ -296,6 +296,13 @@ describe('a lease over its whole life', () => {
     expect(flood.body.truncated).toBe(true);
     expect(String(flood.body.stdout).length).toBe(cap);
     expect(String(flood.body.stdout)).toMatch(/^a+$/);
+    // Cut in the middle of a character (a 2-byte é straddles the cap): the text ends before it,
+    // without a U+FFFD the command never wrote.
+    const accents = await exec({
+      command: ['sh', '-c', `printf a; yes é | tr -d '\\n' | head -c ${cap + 4096}`],
+    });
+    expect(accents.body.truncated).toBe(true);
+    expect(accents.body.stdout).toBe(`a${'é'.repeat((cap - 2) / 2)}`);
     expect((await exec({ command: ['true'] }, 'wrong')).status).toBe(401);
     expect((await exec({ command: [] })).status).toBe(400);
     expect((await exec({ command: ['true'], timeout_seconds: 0 })).status).toBe(400);

@@ -16,7 +16,6 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_IMAGE_CONFIG, fromOciConfig, leaseArgv } from '../../../../src/drivers/crun/image-config.js';
 import { parseRef } from '../../../../src/drivers/crun/image-pull.js';
 import { ImageError } from '../../../../src/drivers/crun/image-store.js';
-import { commandFile } from '../../../../src/drivers/crun/init-script.js';
 import { shiftOwnership } from '../../../../src/drivers/crun/preflight.js';
 
 describe('image references', () => {
@@ -74,13 +73,6 @@ describe('image config', () => {
     expect(leaseArgv(c, undefined)).toEqual(['/entry', 'default']);
     expect(leaseArgv(c, ['mine', 'x'])).toEqual(['/entry', 'mine', 'x']);
     expect(leaseArgv(DEFAULT_IMAGE_CONFIG, undefined)).toEqual([]);
-  });
-
-  it('starts the command in the working directory, quoted', () => {
-    expect(commandFile(['ls'], { A: "it's" }, "/my dir/'q'")).toBe(
-      `export A='it'\\''s'\ncd -- '/my dir/'\\''q'\\''' || exit 1\nexec -- 'ls'\n`,
-    );
-    expect(commandFile(['ls'], {}, '/')).toBe(`exec -- 'ls'\n`);
   });
 });
 

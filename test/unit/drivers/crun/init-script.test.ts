@@ -288,10 +288,62 @@ describe.each(INITS)('the sandbox init ($kind)', ({ kind, skip }) => {
 });
 
 describe('the files init reads', () => {
-  it('writes nothing to run for an empty command, and a command starting with - as a program', () => {
+  it('writes nothing to run for an empty command', () => {
     expect(commandFile([], { A: 'b' })).toBe('');
-    expect(commandFile(['-x', "it's"], { A: 'b c' })).toBe("export A='b c'\nexec -- '-x' 'it'\\''s'\n");
   });
+
+  /** Runs commandFile's script as init's starter does (busybox sh, no environment of its own). */
+  const runCommandFile = (...args: Parameters<typeof commandFile>) => {
+    const dir = mkdtempSync(join(tmpdir(), 'alacarte-command-'));
+    dirs.push(dir);
+    writeFileSync(join(dir, 'command.sh'), commandFile(...args));
+    const r = spawnSync(busybox, ['sh', join(dir, 'command.sh')], { env: {}, encoding: 'utf8', cwd: '/' });
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  };
+
+  it.skipIf(!existsSync(busybox))(
+    'runs the command with exactly its environment, in its working directory, quoted',
+    () => {
+      // `env` is also a busybox applet: the image's program runs, without the shell's SHLVL and PWD,
+      // and variables the script uses itself (IFS, PATH) are the environment's.
+      const env = { PATH: '/usr/bin:/bin', A: "it's", IFS: 'x', _alacarte_f: 'mine' };
+      const r = runCommandFile(['env'], env);
+      expect(r.stdout.split('\n').filter(Boolean).sort()).toEqual(
+        Object.entries(env)
+          .map(([k, v]) => `${k}=${v}`)
+          .sort(),
+      );
+      const dir = mkdtempSync(join(tmpdir(), "alacarte-my dir'q-"));
+      dirs.push(dir);
+      expect(runCommandFile(['pwd'], { PATH: '/usr/bin:/bin' }, dir).stdout).toBe(`${dir}\n`);
+      expect(runCommandFile(['pwd'], {}, join(dir, 'gone')).status).toBe(1);
+    },
+  );
+
+  it.skipIf(!existsSync(busybox))(
+    'runs the program found in PATH with argv[0] as given, not a busybox applet or builtin of that name',
+    () => {
+      const bin = mkdtempSync(join(tmpdir(), 'alacarte-path-'));
+      dirs.push(bin);
+      // A program earlier in PATH than busybox's `sleep`, and one whose name starts with `-`.
+      for (const name of ['sleep', '-x']) {
+        writeFileSync(join(bin, name), `#!${busybox} sh\necho "${name} from PATH: $*"\n`, { mode: 0o755 });
+      }
+      const path = `${bin}:/usr/bin:/bin`;
+      expect(runCommandFile(['sleep', "it's"], { PATH: path }).stdout).toBe("sleep from PATH: it's\n");
+      expect(runCommandFile(['-x'], { PATH: path }).stdout).toBe('-x from PATH: \n');
+      const cmdline = runCommandFile(['cat', '/proc/self/cmdline'], { PATH: '/usr/bin:/bin' });
+      expect(cmdline.stdout).toBe('cat\0/proc/self/cmdline\0');
+      // Builtins and missing programs are not found (127); what is not an executable file, 126.
+      for (const command of [['exit', '3'], ['cd', '/'], ['no-such-program']]) {
+        const r = runCommandFile(command, { PATH: path });
+        expect([r.status, r.stderr]).toEqual([127, `${command[0]}: not found\n`]);
+      }
+      for (const file of ['/etc/passwd', '/etc']) {
+        expect(runCommandFile([file], {}).status).toBe(126);
+      }
+    },
+  );
 
   it('writes whole seconds rounded up and the lease file of the API', () => {
     expect(deadlineFile(new Date(1_700_000_000_001))).toBe('1700000001\n');
