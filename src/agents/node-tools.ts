@@ -222,13 +222,19 @@ export function nodeMcpServer(options: NodeToolsOptions, caller: McpCaller): Mcp
         'Buy more time for a running lease, paying with a Cashu token or an x402 payment in `payment` (anyone who ' +
         'knows the id may). The result has the new expires_at and `change`. An ended lease: ' +
         'lease_not_running, the token untouched.',
-      inputSchema: { lease_id: leaseIdInput, seconds: secondsInput, payment: PAYMENT },
+      inputSchema: {
+        lease_id: leaseIdInput,
+        seconds: secondsInput,
+        payment: PAYMENT,
+        idempotency_key: z.string().optional().describe('optional, as the Idempotency-Key header'),
+      },
     },
-    ({ lease_id, seconds, payment }) =>
+    ({ lease_id, seconds, payment, idempotency_key }) =>
       run(async () => {
         const body = parseWith(extendBody, { seconds });
+        const key = idempotencyKeyOf(idempotency_key);
         return toolAnswer(
-          await priced(() => leases.extend(lease_id, body.seconds, paymentHeaders(payment), client)),
+          await priced(() => leases.extend(lease_id, body.seconds, paymentHeaders(payment), client, key)),
         );
       }),
   );

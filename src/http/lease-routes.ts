@@ -104,11 +104,13 @@ export function leaseRoutes(options: LeaseRoutesOptions): FastifyPluginAsync {
 
     app.post<{ Params: { id: string } }>('/leases/:id/extend', async (request, reply) => {
       const body = parseWith(extendBody, request.body);
+      const idem = idempotencyKeyOf(request.headers['idempotency-key']);
       const answer = await leases.extend(
         request.params.id,
         body.seconds,
         request.headers,
         sourceOf(request.ip),
+        idem,
       );
       return send(reply, await withSettlement(answer, request.headers, options));
     });

@@ -1,25 +1,22 @@
-import { createHash } from 'node:crypto';
 import { Amount } from '../core/amount.js';
 import { AlacarteError } from '../core/errors.js';
-import { type LeaseId, newLeaseId, type PaymentKey } from '../core/ids.js';
+import { type LeaseId, newLeaseId } from '../core/ids.js';
 import { type Offer, offerToJson } from '../core/offers.js';
 import type { ComputeDriver } from '../drivers/compute-driver.js';
 import type { Logger } from '../log.js';
-import { isUniqueViolation } from '../mint/store/mint-store.js';
 import type {
   InspectedPayment,
   PaymentHeaders,
   PaymentRail,
   PaymentRequest,
   PaymentSubject,
-  Redeemed,
-  Rejection,
 } from '../rails/payment-rail.js';
 import type { Transact } from '../store/group-commit.js';
 import type { Tables } from '../store/schema.js';
 import type { Answer } from './answer.js';
 import type { Catalog } from './catalog.js';
 import type { ComputeTarget } from './compute-target.js';
+import { IdempotencyKey } from './idempotency-keys.js';
 import type { InFlight } from './in-flight.js';
 import { checkEnough, type LeasePayments } from './lease-payments.js';
 import { stateColumns } from './lease-record.js';
@@ -136,7 +133,10 @@ export class Creations {
     }
     const { offer, amount: price } = quote;
     const requestHash = this.replays.requestHash(input);
-    const idemHash = idempotencyKey === undefined ? null : sha256(`idempotency/${idempotencyKey}`);
+    const idem =
+      idempotencyKey === undefined
+        ? undefined
+        : new IdempotencyKey(idempotencyKey, this.inFlight, this.replays);
     const id = newLeaseId();
     const createdAt = this.now();
     /** The payment as the rail read it, once admitted. */
@@ -144,63 +144,53 @@ export class Creations {
     /** What admit holds until the request is answered: its keys in flight, the capacity reserved. */
     const held: Array<() => void> = [];
     try {
-      const outcome = await this.redeemCreate(
-        idemHash,
-        {
-          headers,
-          subject,
-          // Before any money moves: the payment's key decides whether this is a replay.
-          admit: async (payment) => {
-            seen = payment;
-            const idemKeys = idemHash ? [`idem/${idemHash}`] : [];
-            if (idemHash) {
-              // A request with this key may be under way: its outcome decides what the key is bound to.
-              await this.inFlight.settled(idemKeys);
-              await this.replays.checkKey(idemHash, payment.key);
-            }
-            held.push(await this.inFlight.hold([`pay/${payment.key}`, ...idemKeys]));
-            const replay = await this.replays.ofCreate(payment.key, requestHash);
-            if (replay) {
-              this.payments.replayed(payment);
-              throw new Replayed(replay);
-            }
-            // Another payment may have bound the key while this one waited its turn.
-            if (idemHash) await this.replays.checkKey(idemHash, payment.key);
-            checkEnough(payment, price);
-            held.push(await this.reserve(offer, id));
-          },
-          record: async (trx, taken) => {
-            await trx
-              .insertInto('leases')
-              .values({
-                id,
-                offer_id: offer.id,
-                offer_json: JSON.stringify(offerToJson(offer)),
-                image: input.image,
-                ...stateColumns({ kind: 'pending' }),
-                created_at: createdAt.getTime(),
-                held: taken.taken.toNumber(),
-                unit: price.unit,
-                credential_hash: credentialHash(this.secret.credentialFor(id)),
-                ports_json: '{}',
-                ssh_keys_json: JSON.stringify((input.ssh_keys ?? []).map((k) => k.trim())),
-                target: this.target.id,
-                replica: this.target.replica,
-              })
-              .execute();
-            const paid = this.payments.row(taken, id, 'create', input.seconds, idemHash, requestHash);
-            await trx.insertInto('payments').values(paid).execute();
-          },
+      const request: PaymentRequest = {
+        headers,
+        subject,
+        // Before any money moves: the payment's key decides whether this is a replay.
+        admit: async (payment) => {
+          seen = payment;
+          const idemKeys = idem ? await idem.admit(payment.key) : [];
+          held.push(await this.inFlight.hold([`pay/${payment.key}`, ...idemKeys]));
+          const replay = await this.replays.ofCreate(payment.key, requestHash);
+          if (replay) {
+            this.payments.replayed(payment);
+            throw new Replayed(replay);
+          }
+          await idem?.recheck(payment.key);
+          checkEnough(payment, price);
+          held.push(await this.reserve(offer, id));
         },
-        price,
-      );
+        record: async (trx, taken) => {
+          await trx
+            .insertInto('leases')
+            .values({
+              id,
+              offer_id: offer.id,
+              offer_json: JSON.stringify(offerToJson(offer)),
+              image: input.image,
+              ...stateColumns({ kind: 'pending' }),
+              created_at: createdAt.getTime(),
+              held: taken.taken.toNumber(),
+              unit: price.unit,
+              credential_hash: credentialHash(this.secret.credentialFor(id)),
+              ports_json: '{}',
+              ssh_keys_json: JSON.stringify((input.ssh_keys ?? []).map((k) => k.trim())),
+              target: this.target.id,
+              replica: this.target.replica,
+            })
+            .execute();
+          const paid = this.payments.row(taken, id, 'create', input.seconds, idem?.hash ?? null, requestHash);
+          await trx.insertInto('payments').values(paid).execute();
+        },
+      };
+      const outcome = idem
+        ? await idem.redeem(this.rail, request, price)
+        : await this.rail.redeem(request, price);
       if (!outcome.ok) {
         // A key bound to another payment is refused (409) before the missing or refused payment
         // is answered with a 402 or the rejection (an admitted payment's key was checked there).
-        if (idemHash && !seen) {
-          await this.inFlight.settled([`idem/${idemHash}`]);
-          await this.replays.checkKey(idemHash, undefined);
-        }
+        if (idem && !seen) await idem.refuseUnpaid();
         // No payment asked for a lease that could not start now (an egress offer on a driver
         // without network, a full node): 503 rather than a 402 whose payment would only be
         // refused, or, for an invoice paid ahead (L402), handed back as ecash.
@@ -263,35 +253,6 @@ export class Creations {
     return seen ? this.refunds.returned(seen, nothing, refused, true) : refused;
   }
 
-  /**
-   * The rail's redeem for a create. Should another node replica have bound the same
-   * Idempotency-Key to another payment meanwhile, the store's unique constraint refuses the
-   * record, the transaction (and with it the spend at this node's mint) rolls back, and the payer
-   * gets the conflict with the token untouched.
-   */
-  private async redeemCreate(
-    idemHash: string | null,
-    request: PaymentRequest,
-    price: Amount,
-  ): Promise<Redeemed | Rejection> {
-    let key: PaymentKey | undefined;
-    try {
-      return await this.rail.redeem(
-        {
-          ...request,
-          admit: async (payment) => {
-            key = payment.key;
-            await request.admit?.(payment);
-          },
-        },
-        price,
-      );
-    } catch (err) {
-      if (idemHash && key && isUniqueViolation(err)) await this.replays.checkKey(idemHash, key);
-      throw err;
-    }
-  }
-
   /** Starts the paid sandbox; on failure the lease is failed and everything paid is refunded. */
   private async startSandbox(id: LeaseId, input: CreateLeaseInput, offer: Offer): Promise<void> {
     const startedAt = this.now();
@@ -323,8 +284,4 @@ export class Creations {
       await this.reconciler.failPending(id, 'sandbox failed to start');
     }
   }
-}
-
-function sha256(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
 }

@@ -6,6 +6,7 @@ import type {
   InspectedPayment,
   PaymentHeaders,
   PaymentRail,
+  PaymentRequest,
   PaymentSubject,
   Redeemed,
 } from '../rails/payment-rail.js';
@@ -13,6 +14,7 @@ import type { Database } from '../store/database.js';
 import { isPostgres } from '../store/dialect.js';
 import type { Answer } from './answer.js';
 import type { DeadlineNotices } from './deadline-notices.js';
+import { IdempotencyKey } from './idempotency-keys.js';
 import type { InFlight } from './in-flight.js';
 import { checkEnough, type LeasePayments } from './lease-payments.js';
 import { type LeaseRow, leaseFromRow } from './lease-record.js';
@@ -71,8 +73,18 @@ export class Extensions {
     this.price = options.price;
   }
 
-  /** POST /v1/leases/{id}/extend; `client` as for LeaseService.create. */
-  async extend(id: string, seconds: number, headers: PaymentHeaders, client?: string): Promise<Answer> {
+  /**
+   * POST /v1/leases/{id}/extend; `client` and `idempotencyKey` as for LeaseService.create (the key
+   * bound to the payment it first came with: the same key with another payment or none is
+   * `idempotency_conflict`, that payment untouched).
+   */
+  async extend(
+    id: string,
+    seconds: number,
+    headers: PaymentHeaders,
+    client?: string,
+    idempotencyKey?: string,
+  ): Promise<Answer> {
     const leaseId = parseLeaseId(id);
     const row =
       leaseId &&
@@ -81,37 +93,45 @@ export class Extensions {
     const lease = leaseFromRow(row);
     const price = this.price(lease.offer, seconds);
     const subject: PaymentSubject = { kind: 'extend', leaseId: row.id, seconds };
+    const idem =
+      idempotencyKey === undefined
+        ? undefined
+        : new IdempotencyKey(idempotencyKey, this.inFlight, this.replays);
     /** The payment as the rail read it, once admitted. */
     let seen: InspectedPayment | undefined;
     /** The payment's key held in flight until the request is answered. */
     const held: Array<() => void> = [];
     let newDeadline: Date | undefined;
     try {
-      const outcome = await this.rail
-        .redeem(
-          {
-            headers,
-            subject,
-            // Before any money moves: a replay gets its answer, a lease that cannot be extended 409.
-            admit: async (payment) => {
-              seen = payment;
-              held.push(await this.inFlight.hold([`pay/${payment.key}`]));
-              await this.admit(row.id, payment, price, seconds);
-            },
-            record: async (trx, taken) => {
-              newDeadline = await this.record(trx, row.id, taken, seconds);
-            },
-          },
-          price,
-        )
-        .catch(async (err: unknown) => {
-          if (!(err instanceof LeaseEnded) || !seen) throw err;
-          // Whatever a mint took for this payment goes back to the payer (nothing, at this node's
-          // own mint: the transaction that spent the proofs rolled back).
-          const ended = new AlacarteError('lease_not_running', 'the lease has ended');
-          throw await this.refunds.bounced(seen, price, row.id, ended);
-        });
+      const request: PaymentRequest = {
+        headers,
+        subject,
+        // Before any money moves: a replay gets its answer, a lease that cannot be extended 409.
+        admit: async (payment) => {
+          seen = payment;
+          const idemKeys = idem ? await idem.admit(payment.key) : [];
+          held.push(await this.inFlight.hold([`pay/${payment.key}`, ...idemKeys]));
+          await this.admit(row.id, payment, price, seconds);
+          await idem?.recheck(payment.key);
+        },
+        record: async (trx, taken) => {
+          newDeadline = await this.record(trx, row.id, taken, seconds, idem?.hash ?? null);
+        },
+      };
+      const outcome = await (idem
+        ? idem.redeem(this.rail, request, price)
+        : this.rail.redeem(request, price)
+      ).catch(async (err: unknown) => {
+        if (!(err instanceof LeaseEnded) || !seen) throw err;
+        // Whatever a mint took for this payment goes back to the payer (nothing, at this node's
+        // own mint: the transaction that spent the proofs rolled back).
+        const ended = new AlacarteError('lease_not_running', 'the lease has ended');
+        throw await this.refunds.bounced(seen, price, row.id, ended);
+      });
       if (!outcome.ok) {
+        // A key bound to another payment is refused (409) before the missing or refused payment
+        // is answered (an admitted payment's key was checked there).
+        if (idem && !seen) await idem.refuseUnpaid();
         // No payment offered for a lease that has ended: 409, not a challenge (an invoice made for
         // an extension nobody can buy).
         if (outcome.absent) requireRunning(row, this.now());
@@ -173,7 +193,13 @@ export class Extensions {
    * grown, the payment row. Throws LeaseEnded when the lease ended meanwhile (the transaction, and
    * with it any spend at this node's mint, rolls back). Returns the new deadline.
    */
-  private async record(trx: Database, leaseId: string, taken: Redeemed, seconds: number): Promise<Date> {
+  private async record(
+    trx: Database,
+    leaseId: string,
+    taken: Redeemed,
+    seconds: number,
+    idemHash: string | null,
+  ): Promise<Date> {
     const fresh = await trx
       .selectFrom('leases')
       .selectAll()
@@ -197,7 +223,7 @@ export class Extensions {
       })
       .where('id', '=', leaseId)
       .execute();
-    const paid = this.payments.row(taken, leaseId, 'extend', seconds, null);
+    const paid = this.payments.row(taken, leaseId, 'extend', seconds, idemHash);
     await trx.insertInto('payments').values(paid).execute();
     return state.expiresAt;
   }

@@ -340,9 +340,15 @@ export class LeaseService {
 
   // ---- extend (extensions.ts) ----------------------------------------------------------------
 
-  /** POST /v1/leases/{id}/extend; `client` as for create. */
-  extend(id: string, seconds: number, headers: PaymentHeaders, client?: string): Promise<Answer> {
-    return this.extensions.extend(id, seconds, headers, client);
+  /** POST /v1/leases/{id}/extend; `client` and `idempotencyKey` as for create. */
+  extend(
+    id: string,
+    seconds: number,
+    headers: PaymentHeaders,
+    client?: string,
+    idempotencyKey?: string,
+  ): Promise<Answer> {
+    return this.extensions.extend(id, seconds, headers, client, idempotencyKey);
   }
 
   // ---- stop (endings.ts) ------------------------------------------------------------------------

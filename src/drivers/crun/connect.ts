@@ -56,6 +56,10 @@ export function relayStream(
     if (!stream.push(chunk)) stdout.pause();
   });
   stdout.once('end', () => stream.push(null));
+  // The relay's end is the connection's (it ends when the port closes its side, or at once when
+  // nothing listens): the stream closes once its reader has it all, whatever the writing side does
+  // (a write into the relay's closed input never completes, and held the slot for good).
+  stream.once('end', () => stream.destroy());
   let released = false;
   stream.once('close', () => {
     if (!released) budget.release();

@@ -103,6 +103,11 @@ export class PortProxy {
     child.stdin.on('error', () => {});
     socket.on('error', () => {});
     child.on('error', () => socket.destroy());
+    // The relay is gone (the connection inside ended, or nothing listened): the client's ends too
+    // once the answer is written. Waiting for the client's own end instead held the slot for good
+    // when the relay's input had closed under a write (the pipe from the socket is then undone and
+    // the socket left paused: its end is never read).
+    child.once('close', () => socket.end(() => socket.destroy()));
     socket.on('close', () => {
       this.sockets.delete(socket);
       this.budget.release();

@@ -33,11 +33,18 @@ export class PortRelays {
       socket.on('error', () => {});
       this.io.connect({ leaseId }, port).then(
         (inside) => {
+          // The client went while the relay was starting (an LXD exec takes a while): its close
+          // has passed, and the relay would hold the lease's slot for as long as the port keeps it.
+          if (socket.destroyed) {
+            inside.destroy();
+            return;
+          }
           inside.on('error', () => socket.destroy());
           socket.pipe(inside);
           inside.pipe(socket);
           socket.once('close', () => inside.destroy());
-          inside.once('close', () => socket.destroy());
+          // Once what came from inside is written (its end ends the socket through the pipe).
+          inside.once('close', () => socket.end(() => socket.destroy()));
         },
         () => socket.destroy(),
       );

@@ -21,7 +21,7 @@ describe.skipIf(crunSkipReason)('port proxy bounds', () => {
       {
         leaseId,
         image: 'busybox',
-        ports: [8080, 8081],
+        ports: [8080, 8081, 8082],
         command: ['sh', '-c', 'httpd -p 8081 -h /etc; exec httpd -f -p 8080 -h /etc'],
       },
       { ...TEST_LIMITS, pids: 256 },
@@ -94,5 +94,24 @@ describe.skipIf(crunSkipReason)('port proxy bounds', () => {
       return refusedNow === 0;
     };
     expect(await waitFor(allTaken, 15_000)).toBe(true);
+  });
+
+  it('a port where nothing listens takes each slot back at once, also from a client that stays', async () => {
+    // The relay exits at once; the client's request meets its closed input. Such connections
+    // kept their slot for good (the client's end was never read), until every port answered 502.
+    for (let round = 0; round < 3; round++) {
+      const conns = await Promise.all(
+        Array.from({ length: MAX_CONNECTIONS_PER_LEASE }, () => open(urls[8082] ?? '')),
+      );
+      for (const c of conns) c.socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+      expect(await waitFor(() => conns.every((c) => c.closed()), 10_000)).toBe(true);
+    }
+    // Every slot is back: as many connections at once to a served port are all taken in.
+    const served = await Promise.all(
+      Array.from({ length: MAX_CONNECTIONS_PER_LEASE }, () => open(urls[8080] ?? '')),
+    );
+    await sleep(500);
+    expect(served.filter((c) => c.closed())).toHaveLength(0);
+    for (const c of served) c.socket.destroy();
   });
 });

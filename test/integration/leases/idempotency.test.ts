@@ -166,6 +166,55 @@ describe('an Idempotency-Key is bound to its payment and body', () => {
   });
 });
 
+describe('an Idempotency-Key on an extension is bound to its payment too', () => {
+  it('retries with the same key and other payments, at once and after, extend once; those tokens stay unspent', async () => {
+    const { wallet, tokens: pool } = await tokens(t.mintUrl, 7, 128);
+    const [buy, ...pays] = pool as [(typeof pool)[0], ...(typeof pool)[0][]];
+    const lease = await postJson(leases(), small, { 'x-cashu': buy.token });
+    expect(lease.status).toBe(201);
+    const key = newKey();
+    const extend = (token: string | undefined, seconds = 3600) =>
+      postJson(
+        `${leases()}/${lease.body.id}/extend`,
+        { seconds },
+        {
+          'idempotency-key': key,
+          ...(token ? { 'x-cashu': token } : {}),
+        },
+      );
+    // Five payments under one key at once: one extension.
+    const answers = await Promise.all(pays.slice(0, 5).map((p) => extend(p.token)));
+    const winners = answers.filter((a) => a.status === 200);
+    expect(winners).toHaveLength(1);
+    const winner = winners[0]!;
+    for (const [i, a] of answers.entries()) {
+      if (a === winner) {
+        expect(await allSpent(wallet, pays[i]!.send)).toBe(true);
+        continue;
+      }
+      expectConflict(a, winner.body);
+      expect(await allUnspent(wallet, pays[i]!.send)).toBe(true);
+    }
+    // Later: another payment, no payment, other seconds under the key: 409, nothing taken.
+    expectConflict(await extend(pays[5]!.token), winner.body);
+    expect(await allUnspent(wallet, pays[5]!.send)).toBe(true);
+    expectConflict(await extend(undefined), winner.body);
+    // The winning payment with its key replays, the same change.
+    const winning = pays[answers.indexOf(winner)]!;
+    const replay = await extend(winning.token);
+    expect(replay.status).toBe(200);
+    expect(replay.body.change).toBe(winner.body.change);
+    // The key of an extension refuses a create with another payment; the lease moved once.
+    expectConflict(
+      await postJson(leases(), small, { 'x-cashu': pays[5]!.token, 'idempotency-key': key }),
+      winner.body,
+    );
+    const now = await fetch(`${leases()}/${lease.body.id}`, { headers: auth(lease.body.token) });
+    const expires = ((await now.json()) as { expires_at: string }).expires_at;
+    expect(Date.parse(expires) - Date.parse(String(lease.body.expires_at))).toBe(3600_000);
+  });
+});
+
 describe('a payment is bound to the request it paid for', () => {
   it('the same payment with another body gets 409; without a key or with a fresh key it replays', async () => {
     const { tokens: pool } = await tokens(t.mintUrl, 1, 128);
