@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { type Logger, type LoggerOptions, pino } from 'pino';
 
 export type { Logger };
@@ -37,7 +38,19 @@ export const REDACTED_PATHS = [
   '*.headers["x-payment"]',
   'operatorToken',
   '*.operatorToken',
+  // NUT-04/05 quote ids: whoever holds one may mint a paid quote's ecash or read a melt's
+  // preimage. Logged as quoteRef (logRef) instead, for the operator to match lines.
+  'quote',
+  '*.quote',
 ];
+
+/**
+ * A short digest of a secret identifier (a quote id), for log lines that must be matched with one
+ * another without the identifier itself: 12 hex characters of its SHA-256.
+ */
+export function logRef(secret: string): string {
+  return createHash('sha256').update(secret).digest('hex').slice(0, 12);
+}
 
 export function createLogger(
   options: { level?: LoggerOptions['level']; destination?: NodeJS.WritableStream } = {},

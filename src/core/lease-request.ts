@@ -54,12 +54,17 @@ function checkText(s: string, where: string, ctx: z.RefinementCtx, path: Propert
     ctx.addIssue({ code: 'custom', message: `${where} must be valid Unicode (a lone surrogate)`, path });
 }
 
-/** A command line: 1 to 1024 strings, 64 KiB in all, no NUL, valid Unicode. */
+/**
+ * A command line: 1 to 1024 strings, 64 KiB in all, no NUL, valid Unicode; the first names a
+ * program (not empty: nothing could run it, and a lease would be sold with nothing running).
+ */
 export const commandSchema = z
   .array(z.string().max(LEASE_REQUEST_BOUNDS.commandBytes))
   .min(1)
   .max(LEASE_REQUEST_BOUNDS.commandParts)
   .superRefine((parts, ctx) => {
+    if (parts[0] === '')
+      ctx.addIssue({ code: 'custom', path: [0], message: 'command[0] must name a program, not be empty' });
     let bytes = 0;
     parts.forEach((part, i) => {
       checkText(part, 'command', ctx, [i]);

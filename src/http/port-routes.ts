@@ -107,7 +107,10 @@ export function portRoutes(targets: PortTargets, options: PortRoutesOptions = {}
     // Bodies go to the sandbox as streams, unparsed: the proxy brings its own pass-through parsers.
     await app.register(async (proxied) => {
       proxied.removeAllContentTypeParsers();
-      await proxied.register(httpProxy, proxyOptions(targets));
+      // The proxy logs each request's path at info and an upstream's failure with the bytes the
+      // server sent at warn: a lease's and its visitors' data (cookies, path tokens), 64 kB a
+      // request anyone may send. Only errors are logged here; refusals are answered, not logged.
+      await proxied.register(httpProxy, { ...proxyOptions(targets), logLevel: 'error' });
     });
     installListeners(app.server, targets, app, options.portsDomain?.toLowerCase());
   };
@@ -154,9 +157,12 @@ function proxyOptions(targets: PortTargets): FastifyHttpProxyOptions {
         return { ...headers, ...rewritten, 'content-security-policy': [...policies, PORT_CONTENT_POLICY] };
       },
       // The node's host name's cookies (a visitor's, whatever set them) are not the port's to read.
+      // `Expect: 100-continue` was answered by the node's own server (Node's, before the body); the
+      // proxy (undici) refuses to send it on, and the request would fail as "nothing answers".
       rewriteRequestHeaders: (request, headers) => {
-        if (byHost.has(request.raw as IncomingMessage)) return headers;
-        const { cookie: _cookie, ...rest } = headers;
+        const { expect: _expect, ...sent } = headers;
+        if (byHost.has(request.raw as IncomingMessage)) return sent;
+        const { cookie: _cookie, ...rest } = sent;
         return rest;
       },
       getUpstream: (request) => (request as PortRequest).portUpstream ?? 'http://127.0.0.1:9',

@@ -1,4 +1,5 @@
 import type { LightningBackend } from '../lightning/lightning-backend.js';
+import { logRef } from '../log.js';
 import { invalidRequest, MintError, MintErrorCode } from './errors.js';
 import type { MintEvents } from './events.js';
 import type { VerifiedInput } from './inputs.js';
@@ -143,7 +144,7 @@ export class MintCore {
       state = await this.lightning.invoiceState(quote.payment_hash);
     } catch (err) {
       // Lightning unreachable: the quote simply stays UNPAID for now.
-      this.log.warn({ err, quote: id }, 'mint quote: invoice state unknown');
+      this.log.warn({ err, quoteRef: logRef(id) }, 'mint quote: invoice state unknown');
       return quote;
     }
     if (state !== 'paid') return quote;

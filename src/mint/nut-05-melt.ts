@@ -1,6 +1,7 @@
 import { Amount } from '../core/amount.js';
 import { decodeBolt11, wrongNetwork } from '../lightning/bolt11.js';
 import type { PaymentOutcome } from '../lightning/lightning-backend.js';
+import { logRef } from '../log.js';
 import { invalidRequest, MintError, MintErrorCode } from './errors.js';
 import { checkInputs, type VerifiedInput, verifyInputs, yOfSecret } from './inputs.js';
 import { METHOD, type MintCore, UNIT } from './mint-core.js';
@@ -209,7 +210,10 @@ export class MeltService {
     try {
       outcome = await this.core.lightning.payInvoice(quote.request, Amount.of(quote.fee_reserve, quote.unit));
     } catch (err) {
-      this.core.log.warn({ err, quote: quote.id }, 'melt: payInvoice threw; asking for the payment state');
+      this.core.log.warn(
+        { err, quoteRef: logRef(quote.id) },
+        'melt: payInvoice threw; asking for the payment state',
+      );
       outcome = await this.askPayment(quote);
     }
     const finished = await this.finishMelt(pending, outcome);
@@ -247,7 +251,7 @@ export class MeltService {
     }
     // Someone may have paid the invoice over Lightning meanwhile: then it is not ours to settle.
     const state = await this.core.lightning.invoiceState(mintQuote.payment_hash).catch((err: unknown) => {
-      this.core.log.warn({ err, quote: quote.id }, 'melt: invoice state unknown');
+      this.core.log.warn({ err, quoteRef: logRef(quote.id) }, 'melt: invoice state unknown');
       throw new MintError(MintErrorCode.lightningPaymentFailed, 'invoice state unknown, try again');
     });
     if (state === 'paid') {
@@ -298,7 +302,7 @@ export class MeltService {
     this.core.events.emit({ kind: 'melt_quote', id: quote.id });
     this.core.proofsChanged(verified, 'SPENT');
     this.core.log.info(
-      { quote: quote.id, mintQuote: mintQuoteId, amount: quote.amount },
+      { quoteRef: logRef(quote.id), mintQuote: mintQuoteId, amount: quote.amount },
       'melt settled internally',
     );
     return response;
@@ -335,7 +339,10 @@ export class MeltService {
           states: released.map((r) => ({ Y: r.y, state: 'UNSPENT' as const, witness: null })),
         });
       }
-      this.core.log.warn({ quote: quote.id, reason: outcome.reason }, 'melt payment failed; inputs released');
+      this.core.log.warn(
+        { quoteRef: logRef(quote.id), reason: outcome.reason },
+        'melt payment failed; inputs released',
+      );
       return (await getMeltQuote(this.core.db, quote.id)) ?? quote;
     }
     const feePaid = outcome.feePaid.value;
@@ -343,7 +350,10 @@ export class MeltService {
     if (quote.pending_outputs !== null && quote.pending_inputs_net !== null) {
       const overpaid = BigInt(quote.pending_inputs_net) - BigInt(quote.amount) - feePaid;
       if (overpaid < 0n)
-        this.core.log.error({ quote: quote.id, feePaid: String(feePaid) }, 'melt fee exceeded reserve');
+        this.core.log.error(
+          { quoteRef: logRef(quote.id), feePaid: String(feePaid) },
+          'melt fee exceeded reserve',
+        );
       const blanks = JSON.parse(quote.pending_outputs) as BlindedMessage[];
       try {
         const checked = checkOutputs(this.core.registry, blanks, {
@@ -354,7 +364,7 @@ export class MeltService {
         changeOutputs = imprintChange(checked.outputs, overpaid);
       } catch (err) {
         // A keyset deactivated while the payment was in flight: the change cannot be signed.
-        this.core.log.warn({ err, quote: quote.id }, 'melt change outputs no longer valid');
+        this.core.log.warn({ err, quoteRef: logRef(quote.id) }, 'melt change outputs no longer valid');
       }
     }
     const change = signOutputs(changeOutputs);
@@ -409,7 +419,7 @@ export class MeltService {
       if (!isUniqueViolation(err)) throw err;
       // The wallet reused its blank outputs elsewhere meanwhile; the payment stands, without change.
       this.core.log.warn(
-        { quote: quote.id },
+        { quoteRef: logRef(quote.id) },
         'melt change outputs were signed meanwhile; settling without change',
       );
       await settle(false);
@@ -421,7 +431,10 @@ export class MeltService {
         states: spent.map((r) => ({ Y: r.y, state: 'SPENT' as const, witness: r.witness })),
       });
     }
-    this.core.log.info({ quote: quote.id, amount: quote.amount, feePaid: String(feePaid) }, 'melt paid');
+    this.core.log.info(
+      { quoteRef: logRef(quote.id), amount: quote.amount, feePaid: String(feePaid) },
+      'melt paid',
+    );
     return (await getMeltQuote(this.core.db, quote.id)) ?? quote;
   }
 
@@ -452,7 +465,10 @@ export class MeltService {
     try {
       return await this.core.lightning.paymentState(quote.payment_hash);
     } catch (err) {
-      this.core.log.warn({ err, quote: quote.id }, 'melt: payment state unknown; keeping it pending');
+      this.core.log.warn(
+        { err, quoteRef: logRef(quote.id) },
+        'melt: payment state unknown; keeping it pending',
+      );
       return { state: 'pending' };
     }
   }

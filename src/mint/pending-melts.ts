@@ -1,3 +1,4 @@
+import { logRef } from '../log.js';
 import type { MintLogger } from './mint-core.js';
 
 export interface PendingMeltsOptions {
@@ -43,7 +44,7 @@ export class PendingMelts {
           if (pending) this.watch(quoteId, Math.min(delayMs * 2, this.maxDelayMs));
         },
         (err: unknown) => {
-          this.log.warn({ err, quote: quoteId }, 'melt: re-check failed; trying again later');
+          this.log.warn({ err, quoteRef: logRef(quoteId) }, 'melt: re-check failed; trying again later');
           this.watch(quoteId, Math.min(delayMs * 2, this.maxDelayMs));
         },
       );

@@ -1,6 +1,6 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { createLogger } from '../../src/log.js';
+import { createLogger, logRef } from '../../src/log.js';
 
 describe('the logger', () => {
   it('blanks out refund tokens of every mint, at the top level and one level down', async () => {
@@ -34,5 +34,25 @@ describe('the logger and x402', () => {
     await new Promise((r) => setImmediate(r));
     expect(text).toContain('request in');
     expect(text).not.toContain('secret');
+  });
+});
+
+describe('the logger and quote ids', () => {
+  it('blanks out NUT-04/05 quote ids, which unlock a paid quote, and logs a digest that matches lines', async () => {
+    const out = new PassThrough();
+    let text = '';
+    out.on('data', (b: Buffer) => {
+      text += b.toString();
+    });
+    const log = createLogger({ destination: out });
+    const id = '01a23b9c-quote-id-secret';
+    log.info({ quote: id, quoteRef: logRef(id) }, 'melt paid');
+    log.warn({ body: { quote: id } }, 'melt: state unknown');
+    await new Promise((r) => setImmediate(r));
+    expect(text).toContain('melt paid');
+    expect(text).not.toContain('quote-id-secret');
+    expect(text).toContain(logRef(id));
+    expect(logRef(id)).toMatch(/^[0-9a-f]{12}$/);
+    expect(logRef(id)).not.toBe(logRef(`${id}x`));
   });
 });

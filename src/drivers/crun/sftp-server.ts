@@ -42,7 +42,9 @@ export function installSftpServer(
   copyIfChanged(program, join(dir, 'sftp-server'));
   const inside = `${IN_SANDBOX.binDir}/${SUBDIR}`;
   return {
-    command: [`${inside}/${basename(loader)}`, '--library-path', inside, `${inside}/sftp-server`],
+    // `-d %d`: relative paths from the home directory (root's, from the image's passwd), as under
+    // sshd, which starts it there; `scp f host:` puts f in /root as `alacarte cp` does.
+    command: [`${inside}/${basename(loader)}`, '--library-path', inside, `${inside}/sftp-server`, '-d', '%d'],
   };
 }
 

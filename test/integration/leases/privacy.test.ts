@@ -126,6 +126,38 @@ const small = { offer: 'small', seconds: 7200, image: 'busybox' };
 const auth = (token: unknown) => ({ authorization: `Bearer ${String(token)}` });
 
 describe('nothing secret is written down', () => {
+  it("writes nothing a lease's server answers or a port's visitor asks for into the log", async () => {
+    const { tokens: pool } = await tokens(t.mintUrl, 1, 128);
+    // A server that answers something that is not HTTP, with a cookie and 70 kB in it.
+    const reply = `printf 'XTTP/1.1 200 OK\\r\\nSet-Cookie: session=TENANTSECRET42\\r\\n'; head -c 70000 /dev/zero | tr '\\0' Z`;
+    const created = await postJson(
+      `${t.url}/v1/leases`,
+      { ...small, ports: [8080], command: ['sh', '-c', `while :; do (${reply}) | nc -l -p 8080; done`] },
+      { 'x-cashu': pool[0]!.token },
+    );
+    expect(created.status).toBe(201);
+    const before = log.length;
+    let refusals = 0;
+    for (let i = 0; i < 50 && refusals < 3; i++) {
+      const res = await postJson(
+        `${t.url}/v1/leases/${created.body.id}/ports/8080/in/PATHTOKEN999`,
+        undefined,
+        {},
+        'GET',
+      );
+      expect(res.status).toBe(502);
+      if (String(res.body.message).includes('not valid HTTP')) refusals++;
+      else await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(refusals).toBe(3);
+    const written = log.slice(before);
+    expect(written).not.toContain('TENANTSECRET42');
+    expect(written).not.toContain('ZZZZ');
+    expect(written).not.toContain('PATHTOKEN999');
+    expect(written.length).toBeLessThan(20_000);
+    await postJson(`${t.url}/v1/leases/${created.body.id}`, undefined, auth(created.body.token), 'DELETE');
+  });
+
   it('after a full workload the data directory and the debug log hold no token, secret or credential', async () => {
     const { tokens: pool } = await tokens(t.mintUrl, 5, 128);
     pool.forEach((p, i) => {

@@ -326,11 +326,16 @@ describe('SSH into a lease with the stock OpenSSH client', () => {
         `put ${join(dir, 'note.txt')} /root/note.txt`,
         'ls -l /root',
         `get /root/note.txt ${join(dir, 'back.txt')}`,
+        // Relative paths start in root's home, as under sshd.
+        'pwd',
+        `put ${join(dir, 'note.txt')} relative.txt`,
       ].join('\n'),
     );
     const r = await run('sftp', [...common(), '-P', String(sshPort), '-b', batch, `${lease.id}@127.0.0.1`]);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('note.txt');
+    expect(r.stdout).toContain('Remote working directory: /root');
+    expect((await ssh(lease.id, ['cat /root/relative.txt'])).stdout).toBe('a note for the lease\n');
     expect(readFileSync(join(dir, 'back.txt'), 'utf8')).toBe('a note for the lease\n');
     // The file is in the sandbox, where a command sees it.
     expect((await ssh(lease.id, ['cat /root/note.txt'])).stdout).toBe('a note for the lease\n');

@@ -13,6 +13,9 @@ const inputs: Array<Record<string, unknown>> = [
   {},
   { command: ['sh'] },
   { command: [] },
+  { command: [''] },
+  { command: ['', 'x'] },
+  { command: ['x', ''] },
   { command: ['a\u0000'] },
   { command: ['\ud800'] },
   { command: ['😀'] },
@@ -56,6 +59,15 @@ describe('the HTTP schema and the driver agree on every lease request', () => {
       driver = false;
     }
     expect(http).toBe(driver);
+  });
+});
+
+describe('a command names a program', () => {
+  it('refuses an empty first part (before payment), with where it is; later parts may be empty', () => {
+    const refused = createLeaseBody.safeParse({ ...base, command: ['', 'x'] });
+    expect(refused.success).toBe(false);
+    expect(refused.error?.issues[0]?.path).toEqual(['command', 0]);
+    expect(createLeaseBody.safeParse({ ...base, command: ['printf', ''] }).success).toBe(true);
   });
 });
 
