@@ -133,10 +133,7 @@ export class Creations {
     }
     const { offer, amount: price } = quote;
     const requestHash = this.replays.requestHash(input);
-    const idem =
-      idempotencyKey === undefined
-        ? undefined
-        : new IdempotencyKey(idempotencyKey, this.inFlight, this.replays);
+    const idem = IdempotencyKey.of(idempotencyKey, this.inFlight, this.replays);
     const id = newLeaseId();
     const createdAt = this.now();
     /** The payment as the rail read it, once admitted. */
@@ -150,8 +147,7 @@ export class Creations {
         // Before any money moves: the payment's key decides whether this is a replay.
         admit: async (payment) => {
           seen = payment;
-          const idemKeys = idem ? await idem.admit(payment.key) : [];
-          held.push(await this.inFlight.hold([`pay/${payment.key}`, ...idemKeys]));
+          held.push(await IdempotencyKey.hold(this.inFlight, payment.key, idem));
           const replay = await this.replays.ofCreate(payment.key, requestHash);
           if (replay) {
             this.payments.replayed(payment);

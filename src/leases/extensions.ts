@@ -93,10 +93,7 @@ export class Extensions {
     const lease = leaseFromRow(row);
     const price = this.price(lease.offer, seconds);
     const subject: PaymentSubject = { kind: 'extend', leaseId: row.id, seconds };
-    const idem =
-      idempotencyKey === undefined
-        ? undefined
-        : new IdempotencyKey(idempotencyKey, this.inFlight, this.replays);
+    const idem = IdempotencyKey.of(idempotencyKey, this.inFlight, this.replays);
     /** The payment as the rail read it, once admitted. */
     let seen: InspectedPayment | undefined;
     /** The payment's key held in flight until the request is answered. */
@@ -109,8 +106,7 @@ export class Extensions {
         // Before any money moves: a replay gets its answer, a lease that cannot be extended 409.
         admit: async (payment) => {
           seen = payment;
-          const idemKeys = idem ? await idem.admit(payment.key) : [];
-          held.push(await this.inFlight.hold([`pay/${payment.key}`, ...idemKeys]));
+          held.push(await IdempotencyKey.hold(this.inFlight, payment.key, idem));
           await this.admit(row.id, payment, price, seconds);
           await idem?.recheck(payment.key);
         },

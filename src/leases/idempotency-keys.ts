@@ -28,15 +28,30 @@ export class IdempotencyKey {
     this.inFlightKeys = [`idem/${this.hash}`];
   }
 
+  /** The request's key, if it sent one (the Idempotency-Key header, or an MCP tool's argument). */
+  static of(
+    key: string | undefined,
+    inFlight: InFlight<Answer>,
+    replays: Replays,
+  ): IdempotencyKey | undefined {
+    return key === undefined ? undefined : new IdempotencyKey(key, inFlight, replays);
+  }
+
   /**
-   * In the rail's admit, before any money moves: waits for a request under the same key that is
-   * under way (its outcome decides what the key is bound to), then refuses the key when it is
-   * bound to another payment. Returns the in-flight keys to hold with the payment's own.
+   * In the rail's admit, before any money moves: holds the payment's turn (and the key's, if any)
+   * until the release is called. Under a key it first waits for a request under the same key that
+   * is under way (its outcome decides what the key is bound to), then refuses the key when it is
+   * bound to another payment.
    */
-  async admit(payment: PaymentKey): Promise<string[]> {
-    await this.inFlight.settled(this.inFlightKeys);
-    await this.replays.checkKey(this.hash, payment);
-    return this.inFlightKeys;
+  static async hold(
+    inFlight: InFlight<Answer>,
+    payment: PaymentKey,
+    idem?: IdempotencyKey,
+  ): Promise<() => void> {
+    if (!idem) return inFlight.hold([`pay/${payment}`]);
+    await inFlight.settled(idem.inFlightKeys);
+    await idem.replays.checkKey(idem.hash, payment);
+    return inFlight.hold([`pay/${payment}`, ...idem.inFlightKeys]);
   }
 
   /** Once the payment holds its turn: another payment may have bound the key while it waited. */
