@@ -31,12 +31,14 @@ type Side = { kind: 'local'; path: string } | { kind: 'remote'; lease: string; p
 
 /**
  * Parses a `cp` argument. A relative remote path is under /root, as scp's is under the home
- * directory; `./x` or `/x` is always local, so is anything without a colon.
+ * directory, and so is one starting with `~/` (or `~` alone), as scp's remote shell would expand
+ * it; `./x` or `/x` is always local, so is anything without a colon.
  */
 export function parseSide(arg: string): Side {
   const m = REMOTE.exec(arg);
   if (!m || arg.startsWith('.') || arg.startsWith('/')) return { kind: 'local', path: arg };
-  const [, lease = '', path = ''] = m;
+  const [, lease = '', given = ''] = m;
+  const path = given === '~' ? '' : given.startsWith('~/') ? given.slice(2) : given;
   return { kind: 'remote', lease, path: path.startsWith('/') ? path : `/root/${path}` };
 }
 

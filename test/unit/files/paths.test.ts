@@ -66,6 +66,10 @@ describe('alacarte cp: which side is which', () => {
       path: '/root/notes.txt',
     });
     expect(parseSide('lse_abc:')).toEqual({ kind: 'remote', lease: 'lse_abc', path: '/root/' });
+    // `~/` is the home directory, as scp's remote shell expands it (it made a directory named `~`).
+    expect(parseSide('lse_abc:~/x.txt')).toEqual({ kind: 'remote', lease: 'lse_abc', path: '/root/x.txt' });
+    expect(parseSide('lse_abc:~')).toEqual({ kind: 'remote', lease: 'lse_abc', path: '/root/' });
+    expect(parseSide('lse_abc:~x')).toEqual({ kind: 'remote', lease: 'lse_abc', path: '/root/~x' });
     expect(parseSide('./lse_abc:x')).toEqual({ kind: 'local', path: './lse_abc:x' });
     expect(parseSide('/tmp/a:b')).toEqual({ kind: 'local', path: '/tmp/a:b' });
     expect(parseSide('data.csv')).toEqual({ kind: 'local', path: 'data.csv' });
