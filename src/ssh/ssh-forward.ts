@@ -2,8 +2,11 @@ import type { Duplex } from 'node:stream';
 import type { AcceptConnection, RejectConnection, ServerChannel, TcpipRequestInfo } from 'ssh2';
 import type { ComputeDriver } from '../drivers/compute-driver.js';
 
-/** Destinations a local forward (`ssh -L`) may name: the sandbox's own loopback, nothing else. */
-const SANDBOX_HOSTS = new Set(['localhost', '127.0.0.1']);
+/**
+ * Destinations a local forward (`ssh -L`) may name: the sandbox's own loopback, nothing else
+ * (IPv4 or IPv6: the relay connects to whichever the port's server listens on, relayScript).
+ */
+const SANDBOX_HOSTS = new Set(['localhost', '127.0.0.1', '::1']);
 
 /**
  * A `direct-tcpip` channel (`ssh -L PORT:localhost:PORT`, RFC 4254 section 7.2) to a TCP port on

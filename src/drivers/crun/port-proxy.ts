@@ -117,10 +117,30 @@ export class PortProxy {
 }
 
 /**
- * Starts one relay to `127.0.0.1:<sandboxPort>` inside the network namespace of host pid `pid`:
- * busybox `nsenter` into that namespace only, dropping to RELAY_ID, then `nc`. Bytes written to its
- * stdin reach the port, what the port answers comes out of its stdout; it exits when either side
- * closes (or at once when nothing listens). Kill it to cut the connection.
+ * The relay's script, run by busybox's shell in the sandbox's network namespace as
+ * `sh -c RELAY_SCRIPT relay <port>`: connects to the port on the loopback address its server
+ * listens on and becomes busybox `nc` (exec: killing the relay ends the connection). IPv4
+ * (127.0.0.1) when an IPv4 socket listens on the port (0.0.0.0 or 127.0.0.1, or nothing at all),
+ * else IPv6 (::1) when an IPv6 one does: a server on `::1` only, as Node and Vite bind "localhost",
+ * was unreachable. Which is read from the namespace's own /proc/net/tcp and tcp6 (LISTEN, state
+ * 0A), as nobody; `busybox`: the path of busybox where the script runs.
+ */
+export function relayScript(busybox: string): string {
+  const listening = (table: string) =>
+    `${busybox} grep -q " [0-9A-F]*:$h [0-9A-F]*:0000 0A " /proc/net/${table} 2>/dev/null`;
+  return [
+    'h=$(printf %04X "$1")',
+    `if ! ${listening('tcp')} && ${listening('tcp6')}; then a=::1; else a=127.0.0.1; fi`,
+    `exec ${busybox} nc "$a" "$1"`,
+  ].join('\n');
+}
+
+/**
+ * Starts one relay to `<sandboxPort>` on the loopback inside the network namespace of host pid
+ * `pid` (relayScript): busybox `nsenter` into that namespace only, dropping to RELAY_ID, then the
+ * script and `nc`. Bytes written to its stdin reach the port, what the port answers comes out of
+ * its stdout; it exits when either side closes (or at once when nothing listens). Kill it to cut
+ * the connection.
  */
 export function openRelay(
   pid: number,
@@ -131,8 +151,8 @@ export function openRelay(
     busybox,
     [
       'nsenter',
-      // -F: exec nc in place (no fork is needed for a network namespace), so killing the child
-      // on close kills the relay itself, not a parent that would leave nc behind.
+      // -F: exec the shell in place (no fork is needed for a network namespace), which execs nc,
+      // so killing the child on close kills the relay itself, not a parent that would leave nc behind.
       '-F',
       `--net=/proc/${pid}/ns/net`,
       '-S',
@@ -140,8 +160,10 @@ export function openRelay(
       '-G',
       String(RELAY_ID),
       busybox,
-      'nc',
-      '127.0.0.1',
+      'sh',
+      '-c',
+      relayScript(busybox),
+      'relay',
       String(sandboxPort),
     ],
     { stdio: ['pipe', 'pipe', 'ignore'] },

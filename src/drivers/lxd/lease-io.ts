@@ -15,7 +15,7 @@ import {
 } from '../compute-driver.js';
 import { backgroundCommand, backgroundPid } from '../crun/background.js';
 import { relayStream } from '../crun/connect.js';
-import { ConnectionBudget } from '../crun/port-proxy.js';
+import { ConnectionBudget, relayScript } from '../crun/port-proxy.js';
 import type { DriverState } from './driver-state.js';
 import { hangupScript, IN_INSTANCE, LXD_EXEC_DEFAULTS } from './in-instance.js';
 import { KEY, leaseEnv, notRunning } from './instance-record.js';
@@ -228,7 +228,9 @@ export class LeaseIo {
     try {
       p = await this.spawnProcess(
         sandbox,
-        { command: [IN_INSTANCE.busybox, 'nc', '127.0.0.1', String(port)] },
+        {
+          command: [IN_INSTANCE.busybox, 'sh', '-c', relayScript(IN_INSTANCE.busybox), 'relay', String(port)],
+        },
         false,
       );
     } catch (e) {

@@ -607,6 +607,24 @@ echo "reads $n"`,
       expect(body).toMatch(/^root:x:0:0:/);
     });
 
+    it('reaches a declared port whose server listens on the IPv6 loopback only (::1), as IPv4 ones', async () => {
+      // Node and Vite bind "localhost" to ::1: such servers were unreachable (the relay dialled 127.0.0.1).
+      const handle = await start({
+        ports: [8083, 8084],
+        command: ['sh', '-c', 'httpd -p "[::1]:8083" -h /etc; exec httpd -f -p 127.0.0.1:8084 -h /etc'],
+      });
+      for (const port of [8083, 8084]) {
+        let body = '';
+        const up = await waitFor(async () => {
+          const res = await fetch(`${handle.ports[port]}/passwd`).catch(() => undefined);
+          body = res?.ok ? await res.text() : '';
+          return body !== '';
+        }, 10_000);
+        expect(up, `port ${port}`).toBe(true);
+        expect(body).toMatch(/^root:x:0:0:/);
+      }
+    });
+
     for (const end of ['halt', 'stop'] as const) {
       it(`an exec, a spawn and a terminal under way end at once when the sandbox is ${end === 'halt' ? 'halted (stopped without halt())' : 'stopped'}`, async () => {
         const handle = await start();

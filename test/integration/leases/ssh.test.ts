@@ -367,6 +367,13 @@ describe('SSH into a lease with the stock OpenSSH client', () => {
     } finally {
       tunnel.kill();
     }
+    // The IPv6 loopback is the sandbox's too (httpd listens on `::`, so only in tcp6).
+    const v6 = await run(
+      'ssh',
+      [...common(), '-W', '[::1]:8080', '-p', String(sshPort), `${lease.id}@127.0.0.1`],
+      { input: 'GET /index.html HTTP/1.0\r\n\r\n' },
+    );
+    expect(v6.stdout, v6.stderr).toContain('hello-from-the-lease');
     // Another host than the sandbox's loopback: the channel is refused.
     const other = await run('ssh', [
       ...common(),
