@@ -191,6 +191,12 @@ function apiHint(err: AlacarteApiError, command: string): string | undefined {
       return 'your payment was refunded into the wallet';
     case 'idempotency_conflict':
       return 'that payment already bought something else; nothing more was taken: try again';
+    case 'payload_too_large':
+      // exec's stdin travels in the request body (as base64 when it is not text): 1 MiB of body,
+      // the default, carries about 768 KiB of it.
+      return command === 'exec'
+        ? "stdin is over what the node's request body limit carries; send it as a file: alacarte cp FILE ID:/root/"
+        : undefined;
     default:
       return undefined;
   }

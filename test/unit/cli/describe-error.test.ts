@@ -4,6 +4,7 @@ import { Wallet } from '@cashu/cashu-ts';
 import { describe, expect, it } from 'vitest';
 import { describeError } from '../../../src/cli/renter/ui.js';
 import { Amount } from '../../../src/core/amount.js';
+import { AlacarteApiError } from '../../../src/sdk/errors.js';
 import { InsufficientFundsError } from '../../../src/wallet/errors.js';
 
 describe('describeError', () => {
@@ -72,5 +73,11 @@ describe('describeError', () => {
     expect(describeError(wrapped, 'extend').line).toBe(
       `alacarte extend: nothing answers at 127.0.0.1:${port} (ECONNREFUSED)`,
     );
+  });
+
+  it("exec's stdin over the node's body limit says to send it as a file; other 413s add nothing", () => {
+    const tooLarge = new AlacarteApiError('payload_too_large', 413, 'request body is too large');
+    expect(describeError(tooLarge, 'exec').hint).toMatch(/send it as a file: alacarte cp/);
+    expect(describeError(tooLarge, 'cp').hint).toBeUndefined();
   });
 });
