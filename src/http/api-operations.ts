@@ -251,7 +251,7 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
     responses: {
       200: 'the lease with the new `expires_at` and `change`',
       402: 'payment_required (as for POST /v1/leases: Cashu, L402 and, when on, x402 challenges)',
-      409: 'lease_not_running (token untouched, or handed back as `refund`)',
+      409: 'lease_not_running (token untouched, or handed back as `refund`); idempotency_conflict: the Idempotency-Key or the payment already bought something else (the new token untouched)',
       429: 'rate_limited: the same payment is still being processed, or the replica holding the sandbox has not confirmed the new deadline yet; send it again (Retry-After)',
       503: 'no_capacity: the node has more payments to check than it takes; replica_unavailable (replicas with crun: the replica holding the sandbox is down); token untouched, Retry-After',
     },
