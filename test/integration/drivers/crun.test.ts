@@ -117,7 +117,12 @@ if (crunSkipReason) {
             .filter((p) => {
               try {
                 const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
-                return cmd.includes('nc') && cmd.includes('8080') && cmd.includes('127.0.0.1');
+                // Dialling the loopback the server listens on (busybox `nc -l` takes IPv6's `::`).
+                return (
+                  cmd.includes('nc') &&
+                  cmd.includes('8080') &&
+                  (cmd.includes('127.0.0.1') || cmd.includes('::1'))
+                );
               } catch {
                 return false;
               }
